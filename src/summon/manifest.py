@@ -1,0 +1,289 @@
+"""The app manifest: `[tool.summon]` in pyproject.toml, or a summon.toml; schema and validation.
+
+Every problem is a ManifestError whose one line names the file and the key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from summon.errors import ManifestError
+
+NETWORK_MODES = ("socket", "direct", "none")
+DEFAULT_PYTHON = "/usr/bin/python3.11"
+DEFAULT_MEMORY = 128 * 1024 * 1024
+
+_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SIZE_RE = re.compile(r"^(\d+)\s*([KMG]i?B?|[kmg])?$")
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+# key -> (python types accepted, what to write, for the error line)
+_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "name": ((str,), "a string such as \"http\""),
+    "entry": ((str,), "\"module:function\" or a script path such as \"app.py\""),
+    "python": ((str,), "the path of the interpreter to put in the image"),
+    "data": ((list,), "a list of folders, such as [\"static\"]"),
+    "requirements": ((list,), "a list of requirement strings, such as [\"h11==0.14.0\"]"),
+    "network": ((str,), "one of " + ", ".join(NETWORK_MODES)),
+    "ports": ((list,), "a list of port numbers, such as [80]"),
+    "memory": ((str, int), "a size such as \"64M\" or a number of bytes"),
+    "pids": ((int,), "the most processes and threads the app may have"),
+    "env": ((dict,), "a table of strings, such as {LEVEL = \"info\"}"),
+    "args": ((list,), "a list of strings"),
+    "include": ((list,), "a list of module names to put in the image even if not seen in use"),
+    "probe": ((str,), "\"module:function\" called after import to exercise the app"),
+    "version": ((str,), "a version string used as the default tag"),
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the runtime calls: a function in a module, or a script run as __main__."""
+
+    kind: str  # "function" | "script"
+    module: str = ""
+    function: str = ""
+    script: str = ""  # path relative to the app folder
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.function}" if self.kind == "function" else self.script
+
+
+@dataclass(frozen=True)
+class Port:
+    number: int
+    protocol: str = "tcp"  # "tcp" | "udp"
+
+    def __str__(self) -> str:
+        return f"{self.number}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated app manifest. Paths are absolute."""
+
+    app_dir: Path
+    source: Path  # the file the manifest was read from
+    name: str
+    entry: Entry
+    python: str = DEFAULT_PYTHON
+    version: str = "latest"
+    data: tuple[Path, ...] = ()
+    requirements: tuple[str, ...] = ()
+    network: str = "socket"
+    ports: tuple[Port, ...] = ()
+    memory: int = DEFAULT_MEMORY
+    pids: int = 64
+    env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    probe: str = ""
+
+
+def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """Return (file, summon table, [project] table) for an app folder."""
+    if not app_dir.is_dir():
+        raise ManifestError(f"{app_dir}: not a folder; give the folder that holds your app")
+    summon_toml = app_dir / "summon.toml"
+    pyproject = app_dir / "pyproject.toml"
+    project: dict[str, Any] = {}
+    if pyproject.is_file():
+        doc = _load_toml(pyproject)
+        project = doc.get("project", {}) if isinstance(doc.get("project"), dict) else {}
+        tool = doc.get("tool", {})
+        if not summon_toml.is_file():
+            if not isinstance(tool, dict) or "summon" not in tool:
+                raise ManifestError(
+                    f"{pyproject}: no [tool.summon] table; add one with at least "
+                    "entry = \"module:function\""
+                )
+            table = tool["summon"]
+            if not isinstance(table, dict):
+                raise ManifestError(f"{pyproject}: tool.summon must be a table")
+            return pyproject, table, project
+    if summon_toml.is_file():
+        doc = _load_toml(summon_toml)
+        return summon_toml, doc, project
+    raise ManifestError(
+        f"{app_dir}: no summon.toml or pyproject.toml with [tool.summon]; "
+        "write one with at least entry = \"module:function\""
+    )
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def load(app_dir: Path | str) -> Manifest:
+    """Read and validate the manifest of the app in app_dir."""
+    app_dir = Path(app_dir).resolve()
+    source, table, project = find_manifest(app_dir)
+
+    def bad(key: str, why: str) -> ManifestError:
+        return ManifestError(f"{source}: {key}: {why}")
+
+    for key, value in table.items():
+        if key not in _KEYS:
+            hint = _closest(key)
+            more = f" (did you mean {hint!r}?)" if hint else ""
+            raise bad(key, f"unknown key{more}; known keys: {', '.join(sorted(_KEYS))}")
+        types, what = _KEYS[key]
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise bad(key, f"expected {what}, got {type(value).__name__} {value!r}")
+
+    name = table.get("name") or project.get("name")
+    if not isinstance(name, str) or not name:
+        raise bad("name", "missing; set name = \"myapp\" (or [project].name)")
+    name = name.lower().replace("_", "-")
+    if not _NAME_RE.match(name):
+        raise bad("name", f"{name!r} is not a valid image name (lowercase letters, digits, . _ -)")
+
+    if "entry" not in table:
+        raise bad("entry", "missing; set entry = \"module:function\" or entry = \"app.py\"")
+    entry = _parse_entry(table["entry"], app_dir, lambda why: bad("entry", why))
+
+    data: list[Path] = []
+    for item in table.get("data", []):
+        if not isinstance(item, str):
+            raise bad("data", f"expected folder names, got {item!r}")
+        folder = (app_dir / item).resolve()
+        if not folder.is_dir():
+            raise bad("data", f"{item!r} is not a folder in {app_dir}")
+        if not folder.is_relative_to(app_dir):
+            raise bad("data", f"{item!r} is outside the app folder")
+        data.append(folder)
+    names = [d.name for d in data]
+    if len(set(names)) != len(names):
+        raise bad("data", "two data folders have the same name")
+
+    reqs = table.get("requirements")
+    if reqs is None:
+        reqs = project.get("dependencies", [])
+    for r in reqs:
+        if not isinstance(r, str) or not r.strip():
+            raise bad("requirements", f"expected requirement strings, got {r!r}")
+
+    network = table.get("network", "socket")
+    if network not in NETWORK_MODES:
+        raise bad("network", f"{network!r} is not one of {', '.join(NETWORK_MODES)}")
+
+    ports = tuple(_parse_port(p, lambda why: bad("ports", why)) for p in table.get("ports", []))
+
+    memory = table.get("memory", DEFAULT_MEMORY)
+    memory = parse_size(memory, lambda why: bad("memory", why))
+    if memory < 8 * 1024 * 1024:
+        raise bad("memory", "at least 8M is needed to start Python")
+
+    pids = table.get("pids", 64)
+    if pids < 1:
+        raise bad("pids", "must be at least 1")
+
+    env = table.get("env", {})
+    for k, v in env.items():
+        if not _ENV_RE.match(k):
+            raise bad("env", f"{k!r} is not a valid variable name")
+        if not isinstance(v, str):
+            raise bad("env", f"{k}: expected a string, got {v!r}")
+
+    args = table.get("args", [])
+    if not all(isinstance(a, str) for a in args):
+        raise bad("args", "expected a list of strings")
+
+    include = table.get("include", [])
+    for m in include:
+        if not isinstance(m, str) or not _MODULE_RE.match(m):
+            raise bad("include", f"{m!r} is not a module name")
+
+    probe = table.get("probe", "")
+    if probe:
+        _parse_entry(probe, app_dir, lambda why: bad("probe", why), allow_script=False)
+
+    version = table.get("version") or project.get("version") or "latest"
+
+    return Manifest(
+        app_dir=app_dir,
+        source=source,
+        name=name,
+        entry=entry,
+        python=table.get("python", DEFAULT_PYTHON),
+        version=str(version),
+        data=tuple(data),
+        requirements=tuple(reqs),
+        network=network,
+        ports=ports,
+        memory=memory,
+        pids=pids,
+        env=dict(env),
+        args=tuple(args),
+        include=tuple(include),
+        probe=probe,
+    )
+
+
+def _parse_entry(
+    value: str, app_dir: Path, bad: Any, allow_script: bool = True
+) -> Entry:
+    if ":" in value:
+        module, _, function = value.partition(":")
+        if not _MODULE_RE.match(module) or not function.isidentifier():
+            raise bad(f"{value!r} is not \"module:function\"")
+        top = module.split(".")[0]
+        if not (app_dir / f"{top}.py").is_file() and not (app_dir / top / "__init__.py").is_file():
+            raise bad(f"module {top!r} not found in {app_dir} (no {top}.py or {top}/__init__.py)")
+        return Entry("function", module=module, function=function)
+    if not allow_script:
+        raise bad(f"{value!r} is not \"module:function\"")
+    if not value.endswith(".py"):
+        raise bad(f"{value!r} is neither \"module:function\" nor a .py script")
+    script = (app_dir / value).resolve()
+    if not script.is_file():
+        raise bad(f"script {value!r} not found in {app_dir}")
+    if not script.is_relative_to(app_dir):
+        raise bad(f"script {value!r} is outside the app folder")
+    return Entry("script", script=str(script.relative_to(app_dir)))
+
+
+def _parse_port(value: object, bad: Any) -> Port:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, proto = value, "tcp"
+    elif isinstance(value, str):
+        num, _, proto = value.partition("/")
+        proto = proto or "tcp"
+        if not num.isdigit() or proto not in ("tcp", "udp"):
+            raise bad(f"{value!r} is not a port such as 80 or \"53/udp\"")
+        number = int(num)
+    else:
+        raise bad(f"{value!r} is not a port such as 80 or \"53/udp\"")
+    if not 1 <= number <= 65535:
+        raise bad(f"{number} is not a port number (1-65535)")
+    return Port(number, proto)
+
+
+def parse_size(value: object, bad: Any) -> int:
+    """Parse 64M, 1G, 512k, 1048576 (bytes) into bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = _SIZE_RE.match(str(value).strip())
+    if not m:
+        raise bad(f"{value!r} is not a size such as \"64M\"")
+    unit = (m.group(2) or "")[:1].lower()
+    return int(m.group(1)) * _SIZE_UNITS[unit]
+
+
+def _closest(key: str) -> str | None:
+    import difflib
+
+    hits = difflib.get_close_matches(key, list(_KEYS), n=1, cutoff=0.6)
+    return hits[0] if hits else None
