@@ -25,19 +25,19 @@ _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 # key -> (python types accepted, what to write, for the error line)
 _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "name": ((str,), "a string such as \"http\""),
-    "entry": ((str,), "\"module:function\" or a script path such as \"app.py\""),
+    "name": ((str,), 'a string such as "http"'),
+    "entry": ((str,), '"module:function" or a script path such as "app.py"'),
     "python": ((str,), "the path of the interpreter to put in the image"),
-    "data": ((list,), "a list of folders, such as [\"static\"]"),
-    "requirements": ((list,), "a list of requirement strings, such as [\"h11==0.14.0\"]"),
+    "data": ((list,), 'a list of folders, such as ["static"]'),
+    "requirements": ((list,), 'a list of requirement strings, such as ["h11==0.14.0"]'),
     "network": ((str,), "one of " + ", ".join(NETWORK_MODES)),
     "ports": ((list,), "a list of port numbers, such as [80]"),
-    "memory": ((str, int), "a size such as \"64M\" or a number of bytes"),
+    "memory": ((str, int), 'a size such as "64M" or a number of bytes'),
     "pids": ((int,), "the most processes and threads the app may have"),
-    "env": ((dict,), "a table of strings, such as {LEVEL = \"info\"}"),
+    "env": ((dict,), 'a table of strings, such as {LEVEL = "info"}'),
     "args": ((list,), "a list of strings"),
     "include": ((list,), "a list of module names to put in the image even if not seen in use"),
-    "probe": ((str,), "\"module:function\" called after import to exercise the app"),
+    "probe": ((str,), '"module:function" called after import to exercise the app'),
     "version": ((str,), "a version string used as the default tag"),
 }
 
@@ -101,7 +101,7 @@ def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
             if not isinstance(tool, dict) or "summon" not in tool:
                 raise ManifestError(
                     f"{pyproject}: no [tool.summon] table; add one with at least "
-                    "entry = \"module:function\""
+                    'entry = "module:function"'
                 )
             table = tool["summon"]
             if not isinstance(table, dict):
@@ -112,7 +112,7 @@ def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
         return summon_toml, doc, project
     raise ManifestError(
         f"{app_dir}: no summon.toml or pyproject.toml with [tool.summon]; "
-        "write one with at least entry = \"module:function\""
+        'write one with at least entry = "module:function"'
     )
 
 
@@ -145,13 +145,13 @@ def load(app_dir: Path | str) -> Manifest:
 
     name = table.get("name") or project.get("name")
     if not isinstance(name, str) or not name:
-        raise bad("name", "missing; set name = \"myapp\" (or [project].name)")
+        raise bad("name", 'missing; set name = "myapp" (or [project].name)')
     name = name.lower().replace("_", "-")
     if not _NAME_RE.match(name):
         raise bad("name", f"{name!r} is not a valid image name (lowercase letters, digits, . _ -)")
 
     if "entry" not in table:
-        raise bad("entry", "missing; set entry = \"module:function\" or entry = \"app.py\"")
+        raise bad("entry", 'missing; set entry = "module:function" or entry = "app.py"')
     entry = _parse_entry(table["entry"], app_dir, lambda why: bad("entry", why))
 
     data: list[Path] = []
@@ -232,21 +232,19 @@ def load(app_dir: Path | str) -> Manifest:
     )
 
 
-def _parse_entry(
-    value: str, app_dir: Path, bad: Any, allow_script: bool = True
-) -> Entry:
+def _parse_entry(value: str, app_dir: Path, bad: Any, allow_script: bool = True) -> Entry:
     if ":" in value:
         module, _, function = value.partition(":")
         if not _MODULE_RE.match(module) or not function.isidentifier():
-            raise bad(f"{value!r} is not \"module:function\"")
+            raise bad(f'{value!r} is not "module:function"')
         top = module.split(".")[0]
         if not (app_dir / f"{top}.py").is_file() and not (app_dir / top / "__init__.py").is_file():
             raise bad(f"module {top!r} not found in {app_dir} (no {top}.py or {top}/__init__.py)")
         return Entry("function", module=module, function=function)
     if not allow_script:
-        raise bad(f"{value!r} is not \"module:function\"")
+        raise bad(f'{value!r} is not "module:function"')
     if not value.endswith(".py"):
-        raise bad(f"{value!r} is neither \"module:function\" nor a .py script")
+        raise bad(f'{value!r} is neither "module:function" nor a .py script')
     script = (app_dir / value).resolve()
     if not script.is_file():
         raise bad(f"script {value!r} not found in {app_dir}")
@@ -262,10 +260,10 @@ def _parse_port(value: object, bad: Any) -> Port:
         num, _, proto = value.partition("/")
         proto = proto or "tcp"
         if not num.isdigit() or proto not in ("tcp", "udp"):
-            raise bad(f"{value!r} is not a port such as 80 or \"53/udp\"")
+            raise bad(f'{value!r} is not a port such as 80 or "53/udp"')
         number = int(num)
     else:
-        raise bad(f"{value!r} is not a port such as 80 or \"53/udp\"")
+        raise bad(f'{value!r} is not a port such as 80 or "53/udp"')
     if not 1 <= number <= 65535:
         raise bad(f"{number} is not a port number (1-65535)")
     return Port(number, proto)
@@ -277,7 +275,7 @@ def parse_size(value: object, bad: Any) -> int:
         return value
     m = _SIZE_RE.match(str(value).strip())
     if not m:
-        raise bad(f"{value!r} is not a size such as \"64M\"")
+        raise bad(f'{value!r} is not a size such as "64M"')
     unit = (m.group(2) or "")[:1].lower()
     return int(m.group(1)) * _SIZE_UNITS[unit]
 

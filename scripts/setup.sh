@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what summon needs on a fresh Debian 12 machine (run as root): the image
+# interpreter, the sandbox runtime, and summon itself with its test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(
+  python3.11      # the interpreter that goes into images (Debian's: embeds libpython)
+  runc            # the sandbox target's OCI runtime
+  slirp4netns     # user-mode networking for sandboxed apps that reach out
+  iproute2        # `ip netns` for inspecting test namespaces (summon itself uses pyroute2)
+  curl            # the demo and tests fetch pages with it
+  hyperfine       # benchmarks
+)
+missing=()
+for p in "${apt_packages[@]%% *}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 \
+  | grep -v -e "Running pip as the 'root' user" -e "is ignored: it is neither a file" || true

@@ -1,0 +1,198 @@
+"""Vendoring: install an app's requirements for the image's interpreter into a folder of its own."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.parser import HeaderParser
+from pathlib import Path, PurePosixPath
+
+from summon import paths
+from summon.build.python import Interpreter
+from summon.errors import BuildError
+
+PIP_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class Package:
+    """One installed distribution, as its .dist-info describes it."""
+
+    name: str
+    version: str
+    top_level: tuple[str, ...]  # import names it provides: "h11", "dns"
+    files: tuple[PurePosixPath, ...]  # relative to the vendor folder, from RECORD
+    size: int  # bytes of those files on disk
+    pure: bool  # Root-Is-Purelib: no compiled code, any platform
+
+    def extension_files(self, dest: Path) -> list[Path]:
+        """The compiled modules (.so) it installed, for the shared-library closure."""
+        return [dest / f for f in self.files if f.suffix == ".so"]
+
+
+def pip_command(requirements: Sequence[str], interp: Interpreter, dest: Path) -> list[str]:
+    """The pip invocation that installs requirements for interp (not for the host)."""
+    cmd = [
+        sys.executable, "-m", "pip", "install",
+        "--target", str(dest),
+        "--no-compile",
+        # Building an sdist would compile for the host; only wheels can target another ABI.
+        "--only-binary=:all:",
+        "--python-version", interp.xy,
+        "--implementation", "cp",
+        "--abi", interp.abi,
+        "--disable-pip-version-check",
+        "--no-input",
+        "--no-warn-script-location",
+        "--cache-dir", str(paths.cache_dir() / "pip"),
+    ]
+    for tag in interp.platform_tags:
+        cmd += ["--platform", tag]
+    cmd.append("--")
+    cmd += list(requirements)
+    return cmd
+
+
+def vendor(requirements: Sequence[str], interp: Interpreter, dest: Path) -> list[Package]:
+    """Install requirements into dest (which must not exist yet) and describe what came in.
+
+    The install goes to a temporary folder beside dest and is renamed into place, so a
+    failed install leaves nothing behind.
+    """
+    if not requirements:
+        return []
+    if dest.exists() and any(dest.iterdir()):
+        raise BuildError(f"vendor folder {dest} is not empty; remove it and build again")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; it becomes an ordinary folder
+    try:
+        env = dict(os.environ)
+        # The host's own site must not satisfy anything: --target installs everything.
+        env.pop("PYTHONPATH", None)
+        env["PIP_ROOT_USER_ACTION"] = "ignore"
+        try:
+            proc = subprocess.run(
+                pip_command(requirements, interp, staging),
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                timeout=PIP_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise BuildError(
+                f"pip did not finish installing the requirements within {PIP_TIMEOUT:.0f} s; "
+                "check the network or the package index"
+            ) from None
+        if proc.returncode != 0:
+            raise BuildError(_failure_line(requirements, proc.stderr + proc.stdout))
+        packages = read_packages(staging)
+        if dest.exists():
+            dest.rmdir()
+        staging.rename(dest)
+        return packages
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _failure_line(requirements: Sequence[str], output: str) -> str:
+    errors = [
+        line.removeprefix("ERROR:").strip()
+        for line in output.splitlines()
+        if line.startswith("ERROR:")
+    ]
+    # pip ends with its conclusion ("No matching distribution found for x"); the lines
+    # before it explain, but the last one is what the user needs.
+    reason = errors[-1] if errors else _last_line(output) or "pip failed"
+    named = [r for r in requirements if _req_name(r) and _req_name(r) in _norm(reason)]
+    which = named or list(requirements)
+    if len(which) == 1:
+        return f"requirement {which[0]!r} could not be installed: {reason}"
+    listed = ", ".join(repr(r) for r in which)
+    return f"requirements {listed} could not be installed: {reason}"
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def _req_name(requirement: str) -> str:
+    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return _norm(m.group(1)) if m else ""
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[-_.]+", "-", text).lower()
+
+
+def read_packages(site: Path) -> list[Package]:
+    """Every distribution installed in site, from its .dist-info, sorted by name."""
+    out = [read_dist_info(d) for d in sorted(site.glob("*.dist-info")) if d.is_dir()]
+    return sorted(out, key=lambda p: _norm(p.name))
+
+
+def read_dist_info(info: Path) -> Package:
+    site = info.parent
+    try:
+        meta = HeaderParser().parsestr((info / "METADATA").read_text(errors="replace"))
+        record = (info / "RECORD").read_text(errors="replace")
+    except OSError as e:
+        raise BuildError(
+            f"{info} is incomplete ({e.strerror}); remove {site} and build again"
+        ) from None
+    # RECORD may list scripts outside the folder ("../../bin/x"); they are not the package's.
+    files = tuple(
+        PurePosixPath(row[0])
+        for row in csv.reader(record.splitlines())
+        if row and row[0] and not row[0].startswith(("../", "/"))
+    )
+    top_file = info / "top_level.txt"
+    if top_file.is_file():
+        top = tuple(sorted({t.strip() for t in top_file.read_text().splitlines() if t.strip()}))
+    else:
+        top = _top_level_from_files(files, info.name)
+    size = 0
+    for f in files:
+        try:
+            size += (site / f).stat().st_size
+        except OSError:
+            continue
+    wheel = info / "WHEEL"
+    pure = True
+    if wheel.is_file():
+        headers = HeaderParser().parsestr(wheel.read_text(errors="replace"))
+        pure = str(headers.get("Root-Is-Purelib", "true")).strip().lower() == "true"
+    return Package(
+        name=str(meta.get("Name", info.name.split("-")[0])),
+        version=str(meta.get("Version", "")),
+        top_level=top,
+        files=files,
+        size=size,
+        pure=pure,
+    )
+
+
+def _top_level_from_files(files: Sequence[PurePosixPath], info_name: str) -> tuple[str, ...]:
+    names: set[str] = set()
+    for f in files:
+        first = f.parts[0]
+        if first.endswith((".dist-info", ".data")) or first in ("..", "bin", "__pycache__"):
+            continue
+        if len(f.parts) == 1:
+            if f.suffix == ".py":
+                names.add(f.stem)
+            elif f.suffix == ".so":
+                names.add(f.name.split(".")[0])
+        elif first.isidentifier():
+            names.add(first)
+    return tuple(sorted(names))

@@ -1,0 +1,380 @@
+"""The local image store: an OCI image layout (oci-layout, index.json, blobs/sha256) with tags.
+
+Blobs are written to a temporary name and renamed into place once their digest is known, and
+every read checks the digest, so a torn write or a tampered file never passes as an image.
+index.json is rewritten whole under a lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from summon.errors import CorruptBlob, UnknownImage, UserError
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+CONFIG = "application/vnd.oci.image.config.v1+json"
+LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+EMPTY = "application/vnd.oci.empty.v1+json"
+REF_NAME = "org.opencontainers.image.ref.name"
+
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_REF_RE = re.compile(r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """An OCI content descriptor."""
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: dict[str, str] = field(default_factory=dict)
+    artifact_type: str = ""
+    platform: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
+        if self.platform:
+            out["platform"] = dict(self.platform)
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        return out
+
+    @classmethod
+    def from_json(cls, d: Any, where: str) -> Descriptor:
+        try:
+            digest, size, mt = d["digest"], d["size"], d["mediaType"]
+        except (KeyError, TypeError):
+            raise CorruptBlob(f"{where}: a descriptor lacks digest, size or mediaType") from None
+        if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
+            raise CorruptBlob(f"{where}: {digest!r} is not a sha256 digest")
+        if not isinstance(size, int) or size < 0:
+            raise CorruptBlob(f"{where}: descriptor {digest} has a bad size {size!r}")
+        return cls(
+            media_type=str(mt),
+            digest=digest,
+            size=size,
+            annotations=dict(d.get("annotations") or {}),
+            artifact_type=str(d.get("artifactType") or ""),
+            platform=dict(d.get("platform") or {}),
+        )
+
+    @property
+    def short_id(self) -> str:
+        return self.digest.split(":", 1)[1][:12]
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The one JSON encoding summon writes, so the same content gives the same digest."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def normalize_ref(ref: str) -> str:
+    """`http` -> `http:latest`; raise for a name no registry would accept."""
+    if not _REF_RE.match(ref):
+        raise UserError(f"{ref!r} is not a valid image name; use NAME or NAME:TAG (lowercase)")
+    last = ref.rsplit("/", 1)[-1]
+    return ref if ":" in last else f"{ref}:latest"
+
+
+class BlobWriter:
+    """Streams one blob to a temporary file, hashing as it goes; commit() renames it in."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
+        self._file: IO[bytes] = os.fdopen(fd, "wb")
+        self._tmp = Path(name)
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        self._file.write(data)
+        self.size += len(data)
+        return len(data)
+
+    def commit(self, media_type: str, expect: str | None = None, **kw: Any) -> Descriptor:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        digest = "sha256:" + self._hash.hexdigest()
+        if expect is not None and digest != expect:
+            self.abort()
+            raise CorruptBlob(f"blob {expect} arrived with digest {digest}; refused")
+        dest = self._store.blob_path(digest)
+        os.chmod(self._tmp, 0o644)
+        os.replace(self._tmp, dest)
+        return Descriptor(media_type, digest, self.size, **kw)
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp.unlink()
+
+
+class Store:
+    """One OCI image layout on disk."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp_dir = root / ".tmp"
+        try:
+            (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+            self.tmp_dir.mkdir(exist_ok=True)
+            layout = root / "oci-layout"
+            if not layout.exists():
+                _atomic_write(layout, canonical_json({"imageLayoutVersion": "1.0.0"}))
+            if not (root / "index.json").exists():
+                _atomic_write(root / "index.json", canonical_json(_empty_index()))
+        except OSError as e:
+            raise UserError(f"cannot use the image store at {root}: {e.strerror}") from None
+
+    # blobs
+
+    def blob_path(self, digest: str) -> Path:
+        if not _DIGEST_RE.match(digest):
+            raise CorruptBlob(f"{digest!r} is not a sha256 digest")
+        return self.root / "blobs" / "sha256" / digest.split(":", 1)[1]
+
+    def has(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def writer(self) -> BlobWriter:
+        return BlobWriter(self)
+
+    def put_bytes(self, data: bytes, media_type: str, **kw: Any) -> Descriptor:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.has(digest):
+            return Descriptor(media_type, digest, len(data), **kw)
+        w = self.writer()
+        try:
+            w.write(data)
+            return w.commit(media_type, **kw)
+        except BaseException:
+            w.abort()
+            raise
+
+    def put_json(self, obj: Any, media_type: str, **kw: Any) -> Descriptor:
+        return self.put_bytes(canonical_json(obj), media_type, **kw)
+
+    def read(self, desc_or_digest: Descriptor | str) -> bytes:
+        """The whole blob, checked against its digest (and size, given a descriptor)."""
+        digest = desc_or_digest if isinstance(desc_or_digest, str) else desc_or_digest.digest
+        path = self.blob_path(digest)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise CorruptBlob(f"blob {digest} is missing from the store at {self.root}") from None
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise CorruptBlob(f"blob {digest} is corrupt: its content hashes to {actual}")
+        if isinstance(desc_or_digest, Descriptor) and desc_or_digest.size != len(data):
+            raise CorruptBlob(
+                f"blob {digest} is {len(data)} bytes, its descriptor says {desc_or_digest.size}"
+            )
+        return data
+
+    def read_json(self, desc: Descriptor | str) -> Any:
+        digest = desc if isinstance(desc, str) else desc.digest
+        try:
+            return json.loads(self.read(desc))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CorruptBlob(f"blob {digest} is not valid JSON") from None
+
+    @contextlib.contextmanager
+    def open_verified(self, desc: Descriptor) -> Iterator[_HashingReader]:
+        """A file on the blob; when the block ends having read it all, the digest is checked.
+
+        Callers must not commit anything made from the content until the block has exited.
+        """
+        path = self.blob_path(desc.digest)
+        try:
+            f = path.open("rb")
+        except FileNotFoundError:
+            raise CorruptBlob(
+                f"blob {desc.digest} is missing from the store at {self.root}"
+            ) from None
+        reader = _HashingReader(f)
+        try:
+            yield reader
+            while reader.read(_CHUNK):
+                pass
+        finally:
+            f.close()
+        actual = "sha256:" + reader.hash.hexdigest()
+        if actual != desc.digest or reader.size != desc.size:
+            raise CorruptBlob(f"blob {desc.digest} is corrupt: its content hashes to {actual}")
+
+    # the index and its tags
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with (self.root / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _read_index(self) -> dict[str, Any]:
+        path = self.root / "index.json"
+        try:
+            index = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return _empty_index()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CorruptBlob(f"{path} is not valid JSON; the store is damaged") from None
+        if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+            raise CorruptBlob(f"{path} is not an OCI image index; the store is damaged")
+        return index
+
+    def refs(self) -> list[tuple[str, Descriptor]]:
+        """Every tag in the store, with the descriptor it names, in index order."""
+        out = []
+        for d in self._read_index()["manifests"]:
+            desc = Descriptor.from_json(d, "index.json")
+            out.append((desc.annotations.get(REF_NAME, ""), desc))
+        return out
+
+    def tag(self, ref: str, desc: Descriptor) -> None:
+        ref = normalize_ref(ref)
+        with self._locked():
+            index = self._read_index()
+            kept = [
+                d for d in index["manifests"] if (d.get("annotations") or {}).get(REF_NAME) != ref
+            ]
+            ann = dict(desc.annotations)
+            ann[REF_NAME] = ref
+            kept.append(
+                Descriptor(
+                    desc.media_type, desc.digest, desc.size, ann, desc.artifact_type, desc.platform
+                ).to_json()
+            )
+            index["manifests"] = kept
+            _atomic_write(self.root / "index.json", canonical_json(index))
+
+    def untag(self, ref: str) -> Descriptor:
+        full, desc = self.resolve(ref)
+        with self._locked():
+            index = self._read_index()
+            index["manifests"] = [
+                d for d in index["manifests"] if (d.get("annotations") or {}).get(REF_NAME) != full
+            ]
+            _atomic_write(self.root / "index.json", canonical_json(index))
+        return desc
+
+    def resolve(self, ref: str) -> tuple[str, Descriptor]:
+        """A tag (`http`, `http:v1`), a digest, or an unambiguous image-ID prefix."""
+        refs = self.refs()
+        with contextlib.suppress(UserError):
+            full = normalize_ref(ref)
+            for name, desc in refs:
+                if name == full:
+                    return name, desc
+        hexpart = ref.removeprefix("sha256:")
+        if len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart):
+            hits = {
+                desc.digest: (name, desc)
+                for name, desc in refs
+                if desc.digest[7:].startswith(hexpart)
+            }
+            if len(hits) == 1:
+                return next(iter(hits.values()))
+            if len(hits) > 1:
+                raise UnknownImage(f"image ID {ref!r} is ambiguous; give more of it")
+        raise UnknownImage(f"no image {ref!r} in the store; see `summon images`, or build it")
+
+    # garbage collection
+
+    def reachable(self) -> set[str]:
+        """Every digest reachable from index.json."""
+        seen: set[str] = set()
+        todo = [desc for _, desc in self.refs()]
+        while todo:
+            desc = todo.pop()
+            if desc.digest in seen:
+                continue
+            seen.add(desc.digest)
+            if desc.media_type in (INDEX, MANIFEST) and self.has(desc.digest):
+                doc = self.read_json(desc)
+                for key in ("manifests", "layers"):
+                    for child in doc.get(key) or []:
+                        todo.append(Descriptor.from_json(child, desc.digest))
+                if "config" in doc:
+                    todo.append(Descriptor.from_json(doc["config"], desc.digest))
+        return seen
+
+    def gc(self) -> tuple[int, int]:
+        """Remove unreferenced blobs and stale temporaries; return (blobs removed, bytes freed)."""
+        with self._locked():
+            keep = self.reachable()
+            removed = freed = 0
+            for path in (self.root / "blobs" / "sha256").iterdir():
+                if "sha256:" + path.name not in keep:
+                    freed += path.stat().st_size
+                    path.unlink()
+                    removed += 1
+            for path in self.tmp_dir.iterdir():
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        return removed, freed
+
+
+class _HashingReader:
+    """A read-only file wrapper that hashes everything read through it."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+def _empty_index() -> dict[str, Any]:
+    return {"schemaVersion": 2, "mediaType": INDEX, "manifests": []}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

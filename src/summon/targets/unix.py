@@ -1,0 +1,89 @@
+"""The unix target: the image's interpreter and app run as a plain host process, for development.
+
+No isolation: the app sees the host's files and network. Its socket stack binds the host port
+of each -p forward on 127.0.0.1 directly (SUMMON_PORTS), so no proxy is needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from typing import ClassVar
+
+from summon.targets.base import Check, Instance, RunSpec, Stats, Target
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class UnixInstance(Instance):
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc = proc
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            return _status(self._proc.wait(timeout))
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, grace: float = 10.0) -> int:
+        with self._lock:
+            if self._proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.send_signal(signal.SIGTERM)
+                try:
+                    self._proc.wait(grace)
+                except subprocess.TimeoutExpired:
+                    # The app ignored SIGTERM; take its whole process group down.
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(self._proc.pid, signal.SIGKILL)
+                    self._proc.wait()
+            return _status(self._proc.returncode)
+
+    def stats(self) -> Stats:
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{self.pid}/statm") as f:
+                resident_pages = int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            return Stats(0, 0.0)
+        cpu = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        return Stats(resident_pages * os.sysconf("SC_PAGE_SIZE"), cpu)
+
+
+def _status(code: int) -> int:
+    """Popen's -N for death by signal N becomes the shell's 128+N."""
+    return 128 - code if code < 0 else code
+
+
+class UnixTarget(Target):
+    name: ClassVar[str] = "unix"
+    description: ClassVar[str] = "a plain host process (development; no isolation)"
+
+    @classmethod
+    def check(cls) -> list[Check]:
+        return [Check("unix: host processes", True)]
+
+    def start(self, spec: RunSpec) -> Instance:
+        root = spec.rootfs
+        argv = [str(root / a.lstrip("/")) if a.startswith("/") else a for a in spec.argv]
+        env = {
+            "PATH": "/usr/bin:/bin",
+            **spec.env,
+            "SUMMON_ROOT": str(root),
+            "SUMMON_BIND": "127.0.0.1",
+        }
+        if spec.ports:
+            env["SUMMON_PORTS"] = ",".join(
+                f"{p.guest_port}/{p.protocol}={p.host_port}" for p in spec.ports
+            )
+        proc = subprocess.Popen(argv, env=env, cwd=root, start_new_session=True)
+        return UnixInstance(proc)

@@ -1,0 +1,311 @@
+"""Tests for the module closure: the trace under the image's interpreter and its report."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from summon.build import _trace
+from summon.build.closure import (
+    REASON_ALWAYS,
+    REASON_CODEC,
+    REASON_ENTRY,
+    REASON_INCLUDE,
+    REASON_PROBE,
+    REASON_RUNTIME,
+    REASON_STARTUP,
+    REASON_STATIC,
+    Closure,
+    TraceError,
+    app_sources,
+    compute_closure,
+)
+from summon.build.python import Interpreter
+from summon.errors import BuildError
+from summon.manifest import Entry
+
+APPS = Path(__file__).parent / "apps"
+
+MAIN = Entry("function", module="app", function="main")
+
+
+def trace(interp: Interpreter, app: Path, entry: Entry = MAIN, **kw: object) -> Closure:
+    search = kw.pop("search_path", [app])
+    return compute_closure(interp, app, entry, search, compare=kw.pop("compare", False), **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def sockets(interp: Interpreter) -> Closure:
+    return trace(interp, APPS / "sockets")
+
+
+def test_reasons(sockets: Closure) -> None:
+    m = sockets.modules
+    assert m["encodings.utf_8"].reason == REASON_STARTUP
+    assert m["codecs"].reason == REASON_STARTUP
+    assert m["summon.runtime"].reason == REASON_RUNTIME
+    assert m["app"].reason == REASON_ENTRY
+    assert m["asyncio.events"].reason == REASON_ENTRY
+    assert m["_socket"].reason == REASON_ENTRY
+    # Imported only inside functions of the app: found by the static scan.
+    assert m["json"].reason == REASON_STATIC
+    assert m["xml.etree.ElementTree"].reason == REASON_STATIC
+    assert m["csv"].reason == REASON_STATIC
+    assert m["pkg.util"].reason == REASON_STATIC
+    assert m["colorsys"].reason == REASON_STATIC
+    # _socket is loaded, so the codec its C code looks host names up with must be in.
+    assert m["encodings.idna"].reason == REASON_ALWAYS
+    assert m["stringprep"].reason == REASON_ALWAYS
+    assert m["_strptime"].reason == REASON_ALWAYS
+    # encodings/idna.py calls .encode("punycode"): found by the codec scan.
+    assert m["encodings.punycode"].reason == REASON_CODEC
+
+
+def test_minimal_app_closure_is_small(interp: Interpreter, tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("def main():\n    return 42\n")
+    c = trace(interp, tmp_path)
+    stdlib = {m.name for m in c.in_group("stdlib")}
+    # The tracer parses with compile() and imports json and traceback only after its
+    # snapshot of sys.modules, so nothing of its own may show up.
+    for name in ("ast", "json", "traceback", "linecache", "tokenize", "modulefinder"):
+        assert name not in c.modules, name
+    assert "__main__" not in c.modules
+    assert "encodings.idna" not in c.modules  # no _socket, so no idna
+    assert c.modules["_strptime"].reason == REASON_ALWAYS
+    assert c.modules["app"].group == "app"
+    # Start-up modules, the always-include list and what _strptime pulls in: no more.
+    assert len(stdlib) < 45
+
+
+def test_kinds_groups_and_files(sockets: Closure, interp: Interpreter) -> None:
+    m = sockets.modules
+    assert (m["sys"].kind, m["sys"].group, m["sys"].origin) == ("builtin", "builtin", None)
+    # Frozen, but the file must be in the image: os.py is the interpreter's prefix landmark.
+    assert m["os"].kind == "frozen"
+    assert m["os"].origin == interp.stdlib / "os.py"
+    assert m["os"].group == "stdlib"
+    assert m["os.path"].alias_of == "posixpath"
+    assert m["os.path"].origin is None
+    assert m["_frozen_importlib"].origin is None
+    assert m["asyncio"].kind == "package"
+    assert m["asyncio"].origin == interp.stdlib / "asyncio" / "__init__.py"
+    assert m["asyncio"].relpath == PurePosixPath("asyncio/__init__.py")
+    assert m["asyncio.events"].kind == "source"
+    assert m["_asyncio"].kind == "extension"
+    assert m["_asyncio"].relpath is not None
+    assert m["_asyncio"].relpath.parts[0] == "lib-dynload"
+    assert m["pkg"].group == "app"
+    assert m["pkg.handler"].origin == APPS / "sockets" / "pkg" / "handler.py"
+    assert m["summon"].group == "runtime"
+    assert m["summon.runtime"].relpath == PurePosixPath("summon/runtime/__init__.py")
+    assert m["summon.runtime"].origin is not None and m["summon.runtime"].origin.is_file()
+
+    files = sockets.files()
+    assert interp.stdlib / "os.py" in files
+    assert interp.stdlib / "asyncio" / "__init__.py" in files
+    assert all(f.is_file() for f in files)
+    exts = {e.name for e in sockets.extension_modules()}
+    assert "_asyncio" in exts and "_ssl" in exts
+    assert "_socket" not in exts  # builtin in Debian's build
+    assert interp.dynload / "_asyncio.cpython-311-x86_64-linux-gnu.so" in sockets.extension_files()
+    assert sockets.size() == sum(f.stat().st_size for f in files)
+
+
+def test_failed_lazy_imports_are_warnings(sockets: Closure) -> None:
+    text = "\n".join(sockets.warnings)
+    assert "summon_test_no_such_module" in text
+    assert "flaky" in text and "RuntimeError: flaky refuses to import" in text
+    assert "flaky" not in sockets.modules
+    assert "summon_test_no_such_module" not in sockets.modules
+
+
+def test_script_entry_is_scanned_not_run(interp: Interpreter, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    c = trace(
+        interp,
+        APPS / "script",
+        Entry("script", script="run.py"),
+        env={"SUMMON_TEST_MARKER": str(marker)},
+    )
+    assert not marker.exists(), "the trace ran the script"
+    assert c.modules["shlex"].reason == REASON_ENTRY
+    # Under `if __name__ == "__main__":` runs in the image, so it counts as the entry's.
+    assert c.modules["wave"].reason == REASON_ENTRY
+    assert c.modules["zipfile"].reason == REASON_STATIC
+    assert "run" not in c.modules
+
+
+def test_entry_import_failure(interp: Interpreter) -> None:
+    with pytest.raises(TraceError) as info:
+        trace(interp, APPS / "broken")
+    err = info.value
+    assert isinstance(err, BuildError)
+    assert str(err) == (
+        "app failed to import during the closure trace: ModuleNotFoundError: "
+        "No module named 'summon_test_missing_dependency'"
+    )
+    assert "\n" not in str(err)
+    assert "Traceback (most recent call last)" in err.detail
+    assert "broken/app.py" in err.detail
+
+
+def test_missing_entry_function(interp: Interpreter) -> None:
+    with pytest.raises(TraceError) as info:
+        trace(interp, APPS / "probe", Entry("function", module="app", function="mian"))
+    assert str(info.value) == (
+        "entry app:mian: module 'app' has no function 'mian'; fix entry = ... in the manifest"
+    )
+
+
+def test_async_entry_brings_asyncio(interp: Interpreter) -> None:
+    sync = trace(interp, APPS / "probe")
+    assert "asyncio" not in sync.modules
+    c = trace(interp, APPS / "probe", Entry("function", module="app", function="serve"))
+    # The runtime runs a coroutine function under asyncio.run.
+    assert c.modules["asyncio"].reason == REASON_RUNTIME
+    assert c.modules["asyncio.runners"].reason == REASON_RUNTIME
+
+
+def test_probe_adds_what_it_loads(interp: Interpreter) -> None:
+    app = APPS / "probe"
+    plain = trace(interp, app)
+    assert "decimal" not in plain.modules
+    probed = trace(interp, app, probe="app:warm")
+    assert probed.modules["decimal"].reason == REASON_PROBE
+    probed_async = trace(interp, app, probe="app:warm_async")
+    assert probed_async.modules["fractions"].reason == REASON_PROBE
+    assert probed_async.modules["asyncio"].reason == REASON_PROBE
+
+
+def test_probe_failure(interp: Interpreter) -> None:
+    with pytest.raises(TraceError) as info:
+        trace(interp, APPS / "probe", probe="app:fail")
+    assert str(info.value) == (
+        "the probe app:fail failed: ValueError: probe went wrong; "
+        "fix the probe or remove probe = ... from the manifest"
+    )
+    assert "raise ValueError" in info.value.detail
+
+
+def test_hanging_probe_is_stopped(interp: Interpreter) -> None:
+    with pytest.raises(BuildError, match=r"stopped after 2 s while running the probe app:hang"):
+        trace(interp, APPS / "probe", probe="app:hang", timeout=2.0)
+
+
+def test_manifest_include(interp: Interpreter) -> None:
+    c = trace(interp, APPS / "probe", include=["xml.dom.minidom"])
+    assert c.modules["xml.dom.minidom"].reason == REASON_INCLUDE
+    with pytest.raises(BuildError, match=r"include = \['summon_nope'\] in the manifest cannot"):
+        trace(interp, APPS / "probe", include=["summon_nope"])
+
+
+def test_vendored_site_folder(interp: Interpreter, tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    site = app / "_site"  # vendored inside the app folder: not scanned as app code
+    (site / "fakepkg").mkdir(parents=True)
+    (site / "fakepkg" / "__init__.py").write_text("from . import core\n")
+    (site / "fakepkg" / "core.py").write_text("def later():\n    import ftplib\n")
+    (app / "app.py").write_text("import fakepkg\n\ndef main():\n    pass\n")
+    c = trace(interp, app, search_path=[app, site])
+    assert c.modules["fakepkg.core"].group == "site"
+    assert c.modules["fakepkg.core"].root == site.resolve()
+    assert c.modules["fakepkg.core"].relpath == PurePosixPath("fakepkg/core.py")
+    # Vendored code gets no static scan: only what it really loads counts.
+    assert "ftplib" not in c.modules
+    assert c.site_packages() == ["fakepkg"]
+
+
+def test_left_out_against_modulefinder(interp: Interpreter) -> None:
+    c = trace(interp, APPS / "sockets", compare=True)
+    assert c.modulefinder is not None
+    assert len(c.modulefinder) > len(c.modules)
+    assert c.modulefinder_size() > c.size()
+    # flaky.py exists (modulefinder finds it) but raises when imported.
+    assert c.left_out["flaky"].startswith("not importable here: RuntimeError")
+    # asyncio mentions its Windows event loop; it never loads on Linux.
+    assert c.left_out["asyncio.windows_events"] == (
+        "only referenced from code that never ran at import or probe time"
+    )
+    assert not set(c.left_out) & set(c.modules)
+    assert "modulefinder" in c.timings
+
+
+def test_app_sources_skips_what_is_not_app_code(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "b.py").write_text("")
+    (tmp_path / "my-tools").mkdir()
+    (tmp_path / "my-tools" / "c.py").write_text("")
+    for skipped in (".git", "__pycache__", "venv", "site"):
+        (tmp_path / skipped).mkdir()
+        (tmp_path / skipped / "x.py").write_text("")
+    (tmp_path / "venv" / "pyvenv.cfg").write_text("")
+    (tmp_path / "pkg" / "loop").symlink_to(tmp_path)
+    found = app_sources(tmp_path, exclude=[tmp_path / "site"])
+    assert [(p.relative_to(tmp_path).as_posix(), n, pkg) for p, n, pkg in found] == [
+        ("a.py", "a", False),
+        ("my-tools/c.py", None, False),
+        ("pkg/__init__.py", "pkg", True),
+        ("pkg/b.py", "pkg.b", False),
+    ]
+
+
+def test_trace_leaves_no_bytecode_in_app(interp: Interpreter, tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    shutil.copytree(APPS / "sockets", app)
+    trace(interp, app)
+    assert not list(app.rglob("__pycache__"))
+
+
+# The tracer's parsing helpers are stdlib-only and run here too.
+
+
+def _tree(src: str) -> object:
+    return compile(src, "<t>", "exec", _trace._ONLY_AST, dont_inherit=True)
+
+
+def _imports(src: str, package: str | None) -> list[tuple[str, list[str]]]:
+    return [
+        (mod, names)
+        for node in _trace._walk(_tree(src))
+        for mod, names, _line in _trace._imports_of(node, package)
+    ]
+
+
+def test_relative_imports_resolve() -> None:
+    src = "from . import a\nfrom .b import c\nfrom ..d import e\nfrom ... import f\n"
+    assert sorted(_imports(src, "x.y")) == [("x.d", ["e"]), ("x.y", ["a"]), ("x.y.b", ["c"])]
+    # A top-level module has no package: its relative imports fail at run time too.
+    assert _imports("from . import a\n", "") == []
+
+
+def test_literal_dynamic_imports_count() -> None:
+    src = "import importlib\nimportlib.import_module('a.b')\n__import__('c')\nf('d')\n"
+    assert sorted(m for m, _ in _imports(src, "")) == ["a.b", "c", "importlib"]
+
+
+def test_script_imports_split() -> None:
+    tree = _tree(
+        "import a\n"
+        "try:\n    import b\nexcept ImportError:\n    pass\n"
+        "if __name__ == '__main__':\n    import c\n"
+        "def f():\n    import d\n"
+        "class K:\n    import e\n"
+    )
+    always, conditional = _trace._top_level_imports(tree)
+    assert [n.names[0].name for n in always] == ["a", "c"]
+    # A function body runs only when called: left to the static scan.
+    assert sorted(n.names[0].name for n in conditional if hasattr(n, "names")) == ["b", "e"]
+
+
+def test_codec_literals() -> None:
+    src = (
+        b"x.decode('CP437')\n"
+        b"y.encode(self.enc or \"utf-16\", 'replace')\n"
+        b"open(f, encoding='koi8_r')\n"
+        b"TABLE = {'big5': 1}\n"
+    )
+    assert sorted(set(_trace._codec_literals(src))) == ["cp437", "koi8_r", "utf-16"]

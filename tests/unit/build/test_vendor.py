@@ -1,0 +1,126 @@
+"""Tests for vendoring requirements for the image's interpreter (h11 comes from the index)."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from summon.build import vendor as vendor_mod
+from summon.build.python import Interpreter
+from summon.build.vendor import pip_command, read_dist_info, vendor
+from summon.errors import BuildError
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path_factory.getbasetemp() / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache
+
+
+def test_command_targets_the_image_interpreter(
+    interp: Interpreter, tmp_path: Path, cache: Path
+) -> None:
+    cmd = pip_command(["h11==0.14.0"], interp, tmp_path / "site")
+    assert cmd[1:4] == ["-m", "pip", "install"]
+    pairs = dict(itertools.pairwise(cmd))
+    assert pairs["--target"] == str(tmp_path / "site")
+    assert pairs["--python-version"] == "3.11"
+    assert pairs["--implementation"] == "cp"
+    assert pairs["--abi"] == "cp311"
+    assert pairs["--cache-dir"] == str(cache / "summon" / "pip")
+    assert "--only-binary=:all:" in cmd and "--no-compile" in cmd
+    platforms = [b for a, b in itertools.pairwise(cmd) if a == "--platform"]
+    assert platforms == list(interp.platform_tags)
+    # Requirements come after "--", so one cannot pass for an option.
+    assert cmd[-2:] == ["--", "h11==0.14.0"]
+
+
+def test_no_requirements_runs_no_pip(
+    interp: Interpreter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("pip was run")
+
+    monkeypatch.setattr(subprocess, "run", boom)
+    assert vendor([], interp, tmp_path / "site") == []
+    assert not (tmp_path / "site").exists()
+
+
+def test_installs_h11(interp: Interpreter, tmp_path: Path) -> None:
+    dest = tmp_path / "build" / "site"
+    packages = vendor(["h11==0.14.0"], interp, dest)
+    assert [(p.name, p.version, p.top_level, p.pure) for p in packages] == [
+        ("h11", "0.14.0", ("h11",), True)
+    ]
+    h11 = packages[0]
+    assert PurePosixPath("h11/__init__.py") in h11.files
+    assert (dest / "h11" / "_connection.py").is_file()
+    assert h11.size == sum((dest / f).stat().st_size for f in h11.files if (dest / f).exists())
+    assert h11.extension_files(dest) == []
+    assert not list(dest.rglob("*.pyc")), "--no-compile was not honoured"
+    # Only the final folder remains beside it: no staging folder left over.
+    assert [p.name for p in dest.parent.iterdir()] == ["site"]
+
+
+def test_unknown_requirement(interp: Interpreter, tmp_path: Path) -> None:
+    dest = tmp_path / "site"
+    with pytest.raises(BuildError) as info:
+        vendor(["summon-no-such-package-xyz"], interp, dest)
+    assert str(info.value) == (
+        "requirement 'summon-no-such-package-xyz' could not be installed: "
+        "No matching distribution found for summon-no-such-package-xyz"
+    )
+    assert not dest.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_line_names_the_culprit() -> None:
+    output = (
+        "Looking in links: /opt/wheels\n"
+        "ERROR: Could not find a version that satisfies the requirement Foo_Bar>=2 "
+        "(from versions: 1.0)\n"
+        "ERROR: No matching distribution found for foo-bar>=2\n"
+    )
+    assert vendor_mod._failure_line(["h11", "Foo_Bar>=2"], output) == (
+        "requirement 'Foo_Bar>=2' could not be installed: "
+        "No matching distribution found for foo-bar>=2"
+    )
+    assert vendor_mod._failure_line(["a", "b"], "Traceback...\nOSError: disk full\n") == (
+        "requirements 'a', 'b' could not be installed: OSError: disk full"
+    )
+
+
+def test_dest_must_be_empty(interp: Interpreter, tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "old.py").write_text("")
+    with pytest.raises(BuildError, match="is not empty"):
+        vendor(["h11"], interp, tmp_path / "site")
+
+
+def test_top_level_derived_from_record(tmp_path: Path) -> None:
+    info = tmp_path / "demo-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: Demo\nVersion: 1.0\n")
+    (info / "WHEEL").write_text("Wheel-Version: 1.0\nRoot-Is-Purelib: false\n")
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "__init__.py").write_text("x = 1\n")
+    (tmp_path / "_speedups.cpython-311-x86_64-linux-gnu.so").write_bytes(b"\x7fELF")
+    (tmp_path / "single.py").write_text("")
+    (info / "RECORD").write_text(
+        "demo/__init__.py,sha256=abc,6\n"
+        "_speedups.cpython-311-x86_64-linux-gnu.so,,\n"
+        "single.py,,\n"
+        "../../bin/tool,,\n"
+        "demo-1.0.dist-info/RECORD,,\n"
+    )
+    p = read_dist_info(info)
+    assert (p.name, p.version, p.pure) == ("Demo", "1.0", False)
+    assert p.top_level == ("_speedups", "demo", "single")
+    # What RECORD lists outside the folder (scripts) is not part of the package here.
+    assert PurePosixPath("../../bin/tool") not in p.files
+    assert p.size == 6 + 4 + 0 + (info / "RECORD").stat().st_size
+    assert p.extension_files(tmp_path) == [tmp_path / "_speedups.cpython-311-x86_64-linux-gnu.so"]

@@ -1,0 +1,100 @@
+"""The OCI image layout store: tags, verified reads, garbage collection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from summon.errors import CorruptBlob, UnknownImage, UserError
+from summon.store.layout import INDEX, MANIFEST, Descriptor, Store, normalize_ref
+
+
+def make_image(store: Store, payload: bytes) -> Descriptor:
+    layer = store.put_bytes(payload, "application/octet-stream")
+    config = store.put_json({"x": 1}, "application/vnd.oci.image.config.v1+json")
+    manifest = store.put_json(
+        {"schemaVersion": 2, "mediaType": MANIFEST, "config": config.to_json(),
+         "layers": [layer.to_json()]},
+        MANIFEST,
+    )
+    return store.put_json(
+        {"schemaVersion": 2, "mediaType": INDEX, "manifests": [manifest.to_json()]}, INDEX
+    )
+
+
+def test_layout_files_are_oci(tmp_path: Path) -> None:
+    Store(tmp_path)
+    assert json.loads((tmp_path / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert index["schemaVersion"] == 2 and index["manifests"] == []
+
+
+def test_tag_resolve_by_name_tag_and_id(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    desc = make_image(store, b"one")
+    store.tag("web", desc)
+    assert store.resolve("web") == ("web:latest", store.resolve("web:latest")[1])
+    assert store.resolve("web")[1].digest == desc.digest
+    assert store.resolve(desc.digest[7:19])[0] == "web:latest"
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "web:latest"
+    with pytest.raises(UnknownImage, match="no image 'nope'"):
+        store.resolve("nope")
+
+
+def test_retag_moves_the_name(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    a, b = make_image(store, b"a"), make_image(store, b"b")
+    store.tag("web:1", a)
+    store.tag("web:1", b)
+    assert [r for r, _ in store.refs()] == ["web:1"]
+    assert store.resolve("web:1")[1].digest == b.digest
+
+
+def test_tampered_blob_is_refused_naming_the_digest(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    desc = store.put_bytes(b"hello world", "text/plain")
+    store.blob_path(desc.digest).write_bytes(b"hello w0rld")
+    with pytest.raises(CorruptBlob, match=desc.digest):
+        store.read(desc)
+    with pytest.raises(CorruptBlob, match=desc.digest), store.open_verified(desc) as f:
+        f.read()
+
+
+def test_missing_blob(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    desc = store.put_bytes(b"x", "text/plain")
+    store.blob_path(desc.digest).unlink()
+    with pytest.raises(CorruptBlob, match="missing"):
+        store.read(desc)
+
+
+def test_gc_keeps_reachable_and_removes_the_rest(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    keep, drop = make_image(store, b"keep"), make_image(store, b"drop")
+    store.tag("keep", keep)
+    store.tag("drop", drop)
+    store.untag("drop")
+    removed, _ = store.gc()
+    assert removed == 3  # drop's index, manifest and layer; the config is shared
+    assert store.has(keep.digest)
+    assert not store.has(drop.digest)
+    assert store.read_json(keep)["manifests"]
+
+
+def test_aborted_write_leaves_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    w = store.writer()
+    w.write(b"partial")
+    w.abort()
+    assert list((tmp_path / "blobs" / "sha256").iterdir()) == []
+    assert list(store.tmp_dir.iterdir()) == []
+
+
+def test_normalize_ref() -> None:
+    assert normalize_ref("http") == "http:latest"
+    assert normalize_ref("reg.example/team/http:v2") == "reg.example/team/http:v2"
+    with pytest.raises(UserError):
+        normalize_ref("Bad Name")
