@@ -28,4 +28,6 @@ def state_dir() -> Path:
 
 
 def store_dir() -> Path:
-    return Path(os.environ["SUMMON_STORE"]) if "SUMMON_STORE" in os.environ else data_dir() / "store"
+    return (
+        Path(os.environ["SUMMON_STORE"]) if "SUMMON_STORE" in os.environ else data_dir() / "store"
+    )

@@ -24,8 +24,11 @@ def write_app(tmp_path: Path, table: str, *, pyproject: bool = True) -> Path:
 
 
 def test_pyproject_table_with_defaults_from_project(tmp_path: Path) -> None:
-    app = write_app(tmp_path, 'entry = "app:main"\ndata = ["static"]\nports = [80, "53/udp"]\n'
-                    'memory = "64M"\nenv = {LEVEL = "info"}\n')
+    app = write_app(
+        tmp_path,
+        'entry = "app:main"\ndata = ["static"]\nports = [80, "53/udp"]\n'
+        'memory = "64M"\nenv = {LEVEL = "info"}\n',
+    )
     m = manifest.load(app)
     assert m.name == "demo-app"
     assert m.version == "1.2"
@@ -39,7 +42,9 @@ def test_pyproject_table_with_defaults_from_project(tmp_path: Path) -> None:
 
 
 def test_summon_toml_and_script_entry(tmp_path: Path) -> None:
-    app = write_app(tmp_path, 'name = "hello"\nentry = "app.py"\nnetwork = "none"\n', pyproject=False)
+    app = write_app(
+        tmp_path, 'name = "hello"\nentry = "app.py"\nnetwork = "none"\n', pyproject=False
+    )
     m = manifest.load(app)
     assert m.entry.kind == "script" and m.entry.script == "app.py"
     assert m.network == "none"
@@ -49,14 +54,20 @@ def test_summon_toml_and_script_entry(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("table", "expect"),
     [
-        ('entry = "app:main"\nnetwrok = "socket"\n', "netwrok: unknown key (did you mean 'network'?)"),
+        (
+            'entry = "app:main"\nnetwrok = "socket"\n',
+            "netwrok: unknown key (did you mean 'network'?)",
+        ),
         ('entry = "app:main"\nports = "80"\n', "ports: expected a list of port numbers"),
         ('entry = "app:main"\nports = [70000]\n', "ports: 70000 is not a port number"),
-        ('entry = "app:main"\nnetwork = "tcp"\n', "network: 'tcp' is not one of socket, direct, none"),
+        (
+            'entry = "app:main"\nnetwork = "tcp"\n',
+            "network: 'tcp' is not one of socket, direct, none",
+        ),
         ('entry = "app:main"\nmemory = "lots"\n', "memory: 'lots' is not a size"),
         ('entry = "app:main"\ndata = ["nope"]\n', "data: 'nope' is not a folder"),
         ('entry = "nomod:main"\n', "entry: module 'nomod' not found"),
-        ('entry = "app:main:x"\n', "is not \"module:function\""),
+        ('entry = "app:main:x"\n', 'is not "module:function"'),
         ('entry = "missing.py"\n', "entry: script 'missing.py' not found"),
         ('data = ["static"]\n', "entry: missing"),
         ('entry = "app:main"\nenv = {"1X" = "a"}\n', "env: '1X' is not a valid variable name"),
@@ -64,7 +75,9 @@ def test_summon_toml_and_script_entry(tmp_path: Path) -> None:
         ('entry = "app:main"\n[oops\n', "not valid TOML"),
     ],
 )
-def test_bad_manifest_is_one_line_naming_file_and_key(tmp_path: Path, table: str, expect: str) -> None:
+def test_bad_manifest_is_one_line_naming_file_and_key(
+    tmp_path: Path, table: str, expect: str
+) -> None:
     app = write_app(tmp_path, table)
     with pytest.raises(ManifestError) as e:
         manifest.load(app)
@@ -75,7 +88,7 @@ def test_bad_manifest_is_one_line_naming_file_and_key(tmp_path: Path, table: str
 
 
 def test_no_manifest_at_all(tmp_path: Path) -> None:
-    with pytest.raises(ManifestError, match="no summon.toml or pyproject.toml"):
+    with pytest.raises(ManifestError, match=r"no summon\.toml or pyproject\.toml"):
         manifest.load(tmp_path)
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
     with pytest.raises(ManifestError, match=r"no \[tool.summon\] table"):

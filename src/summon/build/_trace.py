@@ -14,6 +14,7 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from types import FrameType
     from typing import Any
 
     Node = Any  # an _ast node
@@ -171,6 +172,41 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
+class OptionalBlocker:
+    """A meta path finder that keeps the stdlib's optional imports of some modules out.
+
+    The stdlib imports a few heavy modules only inside `try: ... except ImportError` (asyncio,
+    http.client and urllib import ssl so; without it they just lack TLS). When the importing
+    code is the stdlib's or the runtime's, this finder answers as if the module were absent,
+    exactly as the image will; when it is the app's own code (or a vendored package's, or
+    the manifest's include list), the import goes ahead. Installed first in sys.meta_path.
+    """
+
+    def __init__(self, optional: "Sequence[str]", allowed_roots: "Sequence[str]") -> None:
+        self.optional = frozenset(optional)
+        self.allowed_roots = tuple(r.rstrip("/") + "/" for r in allowed_roots)
+        self.blocked: dict[str, str] = {}  # module -> the file whose import was refused
+        self.allowed: set[str] = set()  # optional modules the app asked for: theirs go too
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.partition(".")[0] not in self.optional:
+            return None
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith("<frozen "):
+            frame = frame.f_back
+        importer = frame.f_code.co_filename if frame is not None else ""
+        importer_name = str(frame.f_globals.get("__name__", "")) if frame is not None else ""
+        if (
+            importer == __file__
+            or importer.startswith(self.allowed_roots)
+            or importer_name.partition(".")[0] in self.allowed
+        ):
+            self.allowed.add(name.partition(".")[0])
+            return None
+        self.blocked.setdefault(name, importer)
+        raise ModuleNotFoundError(f"No module named {name!r} (optional, left out)", name=name)
+
+
 class Tracer:
     def __init__(self, cfg: "dict[str, Any]", phase_file: str) -> None:
         self.cfg = cfg
@@ -178,6 +214,7 @@ class Tracer:
         self.reasons: dict[str, str] = {}
         self.warnings: list[str] = []
         self.failed: dict[str, str] = {}
+        self.blocker = OptionalBlocker(cfg.get("optional", ()), cfg.get("app_roots", ()))
 
     def phase(self, text: str) -> None:
         with open(self.phase_file, "w") as f:
@@ -238,6 +275,7 @@ class Tracer:
         # see. The image's init puts the app's path in front of the stdlib's, as here, and
         # does not add a script entry's own folder.
         sys.path[:] = [p for p in cfg["search_path"] if p] + sys.path[1:]
+        sys.meta_path.insert(0, self.blocker)
         entry = cfg["entry"]
 
         self.phase("importing the runtime modules")
@@ -534,6 +572,13 @@ def main() -> None:
         except Exception:
             # A lazy proxy or other oddity the app put in sys.modules: no file to keep.
             snapshot.append((name, "dynamic", None, reason, None, []))
+    for name, importer in tracer.blocker.blocked.items():
+        if name not in sys.modules:
+            tracer.failed.setdefault(
+                name,
+                f"optional: only the stdlib asks for it ({importer}), inside try/except "
+                f"ImportError; add include = [{name!r}] to keep it",
+            )
     result = {
         "modules": snapshot,
         "warnings": tracer.warnings,

@@ -67,6 +67,11 @@ ALWAYS_INCLUDE: tuple[tuple[str, str, str], ...] = (
     ("encodings.unicode_escape", "", "codec looked up by name at run time"),
 )
 
+# Modules the stdlib imports only optionally (inside try/except ImportError) and that cost
+# much: they go in only when the app's own code, a vendored package or the manifest's include
+# list imports them. ssl brings libssl and libcrypto (5.4 MB) into every asyncio app.
+OPTIONAL = ("ssl", "_ssl")
+
 _TRACE = Path(__file__).with_name("_trace.py")
 _TAIL = 40  # lines of the app's own output shown under a failure
 
@@ -323,6 +328,8 @@ def compute_closure(
             "probe": probe,
             "always": [(name, trigger) for name, trigger, _why in ALWAYS_INCLUDE],
             "include": list(include),
+            "optional": list(OPTIONAL),
+            "app_roots": [str(app_dir), *(str(d) for d in site_dirs)],
             "scan_codecs": True,
         }
         child_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
@@ -534,7 +541,8 @@ def _compare(closure: Closure, mf: dict[str, object], failed: Mapping[str, str])
             (failed[p] for p in _parents(name) if p in failed), ""
         )
         closure._left_out[name] = (
-            f"not importable here: {error}" if error
+            error if error.startswith("optional:")
+            else f"not importable here: {error}" if error
             else "only referenced from code that never ran at import or probe time"
         )
 

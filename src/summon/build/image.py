@@ -80,9 +80,17 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
 
 
 def build(
-    app_dir: Path, store: Store, tag: str | None = None, step: Step = lambda s: None
+    app_dir: Path,
+    store: Store,
+    tag: str | None = None,
+    step: Step = lambda s: None,
+    whole_stdlib: bool = False,
 ) -> BuildResult:
-    """Build the app in app_dir into an image in store, tagged `tag` (default name:version)."""
+    """Build the app in app_dir into an image in store, tagged `tag` (default name:version).
+
+    whole_stdlib puts every stdlib module and extension in, as a generic image would: the
+    baseline the benchmarks compare the traced closure against.
+    """
     step("reading the manifest")
     m = manifest_mod.load(app_dir)
     ref = normalize_ref(tag or f"{m.name}:{m.version}")
@@ -111,6 +119,8 @@ def build(
 
         step("finding the shared-library closure")
         extensions = sorted(closure.extension_files())
+        if whole_stdlib:
+            extensions = sorted(set(extensions) | set(interp.dynload.glob("*.so")))
         # glibc dlopens libgcc_s for pthread_exit (thread teardown); no DT_NEEDED names it.
         libs = library_closure([interp.executable, *extensions, *_dlopened(interp)])
 
@@ -123,6 +133,8 @@ def build(
         for lib in libs.libraries:
             fs.add_file(lib.image_path, lib.host_path, "libraries", 0o755)
         jobs, module_paths = _module_files(fs, m, interp, closure, site, tmp / "pyc")
+        if whole_stdlib:
+            jobs += _whole_stdlib(fs, interp, {j.image_path for j in jobs}, tmp / "pyc")
         _compile(fs, interp, jobs)
         data_map = _add_data(fs, m)
         app_config = _app_config(m, data_map)
@@ -290,6 +302,28 @@ def _module_files(
             CompileJob(f, pyc_dir / "app" / pyc_rel, image_path, f"{APP_DIR}/{pyc_rel}", "app")
         )
     return jobs, module_paths
+
+
+def _whole_stdlib(
+    fs: Rootfs, interp: Interpreter, placed: set[str], pyc_dir: Path
+) -> list[CompileJob]:
+    """Every stdlib module and extension (what a generic image ships), beyond those placed."""
+    jobs = []
+    for f in sorted(interp.stdlib.rglob("*")):
+        rel = f.relative_to(interp.stdlib)
+        if not f.is_file() or "__pycache__" in rel.parts or rel.parts[0] in _NOT_STDLIB:
+            continue
+        image_path = f"{interp.stdlib}/{rel.as_posix()}"
+        if f.suffix == ".py":
+            pyc = image_path[:-3] + ".pyc"
+            if pyc not in placed:
+                jobs.append(CompileJob(f, pyc_dir / pyc.lstrip("/"), image_path, pyc, "stdlib"))
+        elif f.suffix == ".so" and image_path not in fs.nodes:
+            fs.add_file(image_path, f, "stdlib", 0o755)
+    return jobs
+
+
+_NOT_STDLIB = {"site-packages", "dist-packages", "config-3.11-x86_64-linux-gnu"}
 
 
 def _compile(fs: Rootfs, interp: Interpreter, jobs: list[CompileJob]) -> None:

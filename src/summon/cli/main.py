@@ -101,11 +101,18 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("app_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
-@click.option("-t", "--tag", help="Name the image NAME[:TAG] (default: the manifest's name:version).")
+@click.option(
+    "-t", "--tag", help="Name the image NAME[:TAG] (default: the manifest's name:version)."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
-def build(app_dir: Path, tag: str | None, quiet: bool) -> None:
+@click.option(
+    "--whole-stdlib",
+    is_flag=True,
+    help="Put the whole stdlib in, not only the traced closure (a generic image).",
+)
+def build(app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool) -> None:
     """Build the app in APP_DIR into an image in the local store."""
-    result = _build(app_dir, tag)
+    result = _build(app_dir, tag, whole_stdlib)
     if quiet:
         out.print(result.image.id)
         return
@@ -119,14 +126,16 @@ def build(app_dir: Path, tag: str | None, quiet: bool) -> None:
     )
 
 
-def _build(app_dir: Path, tag: str | None) -> Any:
+def _build(app_dir: Path, tag: str | None, whole_stdlib: bool = False) -> Any:
     from summon.build.image import build as build_image
 
     with _progress(f"building {app_dir}") as step:
-        return build_image(app_dir, _store(), tag, step)
+        return build_image(app_dir, _store(), tag, step, whole_stdlib)
 
 
-_PORT_RE = re.compile(r"^(?:(?P<addr>[0-9.]+):)?(?P<host>\d+):(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$")
+_PORT_RE = re.compile(
+    r"^(?:(?P<addr>[0-9.]+):)?(?P<host>\d+):(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$"
+)
 
 
 def _parse_ports(values: tuple[str, ...]) -> tuple[PortForward, ...]:
@@ -165,15 +174,32 @@ def _targets() -> dict[str, Any]:
 
 @cli.command(context_settings={"ignore_unknown_options": False})
 @click.argument("image")
-@click.option("--target", type=click.Choice(["unix", "sandbox"]), help="Where to run it (default: sandbox).")
-@click.option("-p", "--publish", "ports", multiple=True, metavar="[ADDR:]HOST:GUEST[/udp]",
-              help="Forward a host port (on 127.0.0.1 unless ADDR is given) to the app.")
+@click.option(
+    "--target", type=click.Choice(["unix", "sandbox"]), help="Where to run it (default: sandbox)."
+)
+@click.option(
+    "-p",
+    "--publish",
+    "ports",
+    multiple=True,
+    metavar="[ADDR:]HOST:GUEST[/udp]",
+    help="Forward a host port (on 127.0.0.1 unless ADDR is given) to the app.",
+)
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE", help="Set a variable.")
 @click.option("-m", "--memory", help="Memory limit, e.g. 64M (default: the manifest's).")
 @click.option("--name", help="Instance name (default: derived from the image).")
-@click.option("--rm", "remove", is_flag=True, help="Remove the instance's state folder when it exits.")
-def run(image: str, target: str | None, ports: tuple[str, ...], env: tuple[str, ...],
-        memory: str | None, name: str | None, remove: bool) -> None:
+@click.option(
+    "--rm", "remove", is_flag=True, help="Remove the instance's state folder when it exits."
+)
+def run(
+    image: str,
+    target: str | None,
+    ports: tuple[str, ...],
+    env: tuple[str, ...],
+    memory: str | None,
+    name: str | None,
+    remove: bool,
+) -> None:
     """Run IMAGE (a name, ID, or an app folder, built first) in the foreground."""
     from summon.manifest import parse_size
 
@@ -253,14 +279,16 @@ def images(as_json: bool) -> None:
         except SummonError as e:
             rows.append({"ref": ref, "id": desc.short_id, "digest": desc.digest, "error": str(e)})
             continue
-        rows.append({
-            "ref": ref,
-            "id": desc.short_id,
-            "digest": desc.digest,
-            "size": size,
-            "unpacked": bom.get("layer", {}).get("uncompressed", 0),
-            "modules": len(bom.get("modules", [])),
-        })
+        rows.append(
+            {
+                "ref": ref,
+                "id": desc.short_id,
+                "digest": desc.digest,
+                "size": size,
+                "unpacked": bom.get("layer", {}).get("uncompressed", 0),
+                "modules": len(bom.get("modules", [])),
+            }
+        )
     if as_json:
         out.print_json(json.dumps(rows)) if out.is_terminal else print(json.dumps(rows, indent=2))
         return
@@ -271,7 +299,9 @@ def images(as_json: bool) -> None:
         if "error" in r:
             table.add_row(r["ref"], r["id"], "damaged", "", r["error"])
         else:
-            table.add_row(r["ref"], r["id"], human(r["size"]), human(r["unpacked"]), str(r["modules"]))
+            table.add_row(
+                r["ref"], r["id"], human(r["size"]), human(r["unpacked"]), str(r["modules"])
+            )
     out.print(table)
 
 
@@ -283,16 +313,26 @@ def inspect(image: str, as_json: bool) -> None:
     img = Image.open(_store(), image)
     bom = img.bom
     if as_json:
-        doc = {"ref": img.ref, "id": img.id, "digest": img.desc.digest, "index": img.index,
-               "config": img.config, "bom": bom}
+        doc = {
+            "ref": img.ref,
+            "id": img.id,
+            "digest": img.desc.digest,
+            "index": img.index,
+            "config": img.config,
+            "bom": bom,
+        }
         print(json.dumps(doc, indent=2, sort_keys=True))
         return
     layer = bom.get("layer", {})
     out.print(f"[bold]{img.ref}[/]  ID {img.id}  {img.desc.digest}")
-    out.print(f"entry {bom.get('entry')}  network {bom.get('app', {}).get('network')}  "
-              f"ports {', '.join(bom.get('app', {}).get('ports', [])) or '-'}")
-    out.print(f"root filesystem: {human(layer.get('size', 0))} compressed, "
-              f"{human(layer.get('uncompressed', 0))} as tar\n")
+    out.print(
+        f"entry {bom.get('entry')}  network {bom.get('app', {}).get('network')}  "
+        f"ports {', '.join(bom.get('app', {}).get('ports', [])) or '-'}"
+    )
+    out.print(
+        f"root filesystem: {human(layer.get('size', 0))} compressed, "
+        f"{human(layer.get('uncompressed', 0))} as tar\n"
+    )
     sizes = Table(title="size by part", box=None, title_justify="left")
     sizes.add_column("part")
     sizes.add_column("bytes", justify="right")
@@ -302,8 +342,10 @@ def inspect(image: str, as_json: bool) -> None:
         sizes.add_row(part, human(n), f"{100 * n / total:.0f}%")
     out.print(sizes)
     interp = bom.get("interpreter", {})
-    out.print(f"\ninterpreter {interp.get('path')}  Python {interp.get('version')}  "
-              f"({interp.get('package') or 'not from a package'})  {human(interp.get('size', 0))}")
+    out.print(
+        f"\ninterpreter {interp.get('path')}  Python {interp.get('version')}  "
+        f"({interp.get('package') or 'not from a package'})  {human(interp.get('size', 0))}"
+    )
     libs = Table(title="\nshared libraries", box=None, title_justify="left")
     for col in ("soname", "path", "package", "size"):
         libs.add_column(col)
@@ -321,8 +363,13 @@ def inspect(image: str, as_json: bool) -> None:
     for col in ("module", "part", "version", "size", "why"):
         mods.add_column(col)
     for mod in bom.get("modules", []):
-        mods.add_row(mod["name"], mod["group"], mod.get("version", ""),
-                     human(mod["size"]) if mod["size"] else "-", mod.get("reason", ""))
+        mods.add_row(
+            mod["name"],
+            mod["group"],
+            mod.get("version", ""),
+            human(mod["size"]) if mod["size"] else "-",
+            mod.get("reason", ""),
+        )
     out.print(mods)
     files = bom.get("files", [])
     if files:
@@ -334,9 +381,11 @@ def inspect(image: str, as_json: bool) -> None:
         out.print(ft)
     left = bom.get("left_out", [])
     if left:
-        out.print(f"\n{len(left)} modules that modulefinder would add were left out "
-                  "(`summon inspect --json` lists them with reasons); if the app needs one at run "
-                  "time, add it to include = [...] in its manifest.")
+        out.print(
+            f"\n{len(left)} modules that modulefinder would add were left out "
+            "(`summon inspect --json` lists them with reasons); if the app needs one at run "
+            "time, add it to include = [...] in its manifest."
+        )
 
 
 @cli.command()
@@ -364,11 +413,23 @@ def doctor(as_json: bool) -> None:
     checks: list[dict[str, Any]] = []
     try:
         interp = probe_interpreter(DEFAULT_PYTHON)
-        checks.append({"target": "build", "what": f"image interpreter {DEFAULT_PYTHON} "
-                       f"(Python {interp.version})", "ok": True, "fix": ""})
+        checks.append(
+            {
+                "target": "build",
+                "what": f"image interpreter {DEFAULT_PYTHON} (Python {interp.version})",
+                "ok": True,
+                "fix": "",
+            }
+        )
     except SummonError as e:
-        checks.append({"target": "build", "what": f"image interpreter {DEFAULT_PYTHON}",
-                       "ok": False, "fix": str(e)})
+        checks.append(
+            {
+                "target": "build",
+                "what": f"image interpreter {DEFAULT_PYTHON}",
+                "ok": False,
+                "fix": str(e),
+            }
+        )
     for name, cls in _targets().items():
         for c in cls.check():
             checks.append({"target": name, "what": c.what, "ok": c.ok, "fix": c.fix})
@@ -377,7 +438,10 @@ def doctor(as_json: bool) -> None:
         return
     for c in checks:
         mark = "[green]ok[/]  " if c["ok"] else "[red]no[/]  "
-        out.print(f"{mark}{c['target']:8} {c['what']}" + (f"\n            fix: {c['fix']}" if c["fix"] else ""))
+        out.print(
+            f"{mark}{c['target']:8} {c['what']}"
+            + (f"\n            fix: {c['fix']}" if c["fix"] else "")
+        )
     usable = sorted({c["target"] for c in checks} - {c["target"] for c in checks if not c["ok"]})
     out.print(f"\nusable here: {', '.join(usable) or 'none'}")
 

@@ -107,7 +107,9 @@ def test_kinds_groups_and_files(sockets: Closure, interp: Interpreter) -> None:
     assert interp.stdlib / "asyncio" / "__init__.py" in files
     assert all(f.is_file() for f in files)
     exts = {e.name for e in sockets.extension_modules()}
-    assert "_asyncio" in exts and "_ssl" in exts
+    assert "_asyncio" in exts
+    # asyncio asks for ssl only inside try/except ImportError: optional, so left out.
+    assert "_ssl" not in exts and "ssl" not in sockets.modules
     assert "_socket" not in exts  # builtin in Debian's build
     assert interp.dynload / "_asyncio.cpython-311-x86_64-linux-gnu.so" in sockets.extension_files()
     assert sockets.size() == sum(f.stat().st_size for f in files)
@@ -309,3 +311,18 @@ def test_codec_literals() -> None:
         b"TABLE = {'big5': 1}\n"
     )
     assert sorted(set(_trace._codec_literals(src))) == ["cp437", "koi8_r", "utf-16"]
+
+
+def test_optional_ssl_is_kept_when_the_app_imports_it(interp: Interpreter, tmp_path: Path) -> None:
+    (tmp_path / "tls.py").write_text("import asyncio\nimport ssl\n\ndef main():\n    pass\n")
+    kept = trace(interp, tmp_path, Entry("function", module="tls", function="main"))
+    assert "ssl" in kept.modules and "_ssl" in kept.modules
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "plain.py").write_text("import asyncio\n\ndef main():\n    pass\n")
+    dropped = trace(
+        interp, plain, Entry("function", module="plain", function="main"), compare=True
+    )
+    assert "ssl" not in dropped.modules
+    assert dropped.left_out["ssl"].startswith("optional: only the stdlib asks for it")
+    assert "/usr/lib/python3.11/asyncio/" in dropped.left_out["ssl"]

@@ -15,8 +15,12 @@ def make_image(store: Store, payload: bytes) -> Descriptor:
     layer = store.put_bytes(payload, "application/octet-stream")
     config = store.put_json({"x": 1}, "application/vnd.oci.image.config.v1+json")
     manifest = store.put_json(
-        {"schemaVersion": 2, "mediaType": MANIFEST, "config": config.to_json(),
-         "layers": [layer.to_json()]},
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": config.to_json(),
+            "layers": [layer.to_json()],
+        },
         MANIFEST,
     )
     return store.put_json(

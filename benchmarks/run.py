@@ -1,0 +1,358 @@
+"""summon's benchmarks: every figure beside its baseline, measured in the same run, as a ratio.
+
+    python3 benchmarks/run.py [--runs N] [--only size,start,memory]
+
+Needs root and runc (the sandbox figures), like `summon run --target sandbox`. Images are
+built into a throw-away store; nothing here is a test, and nothing asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HTTP_APP = ROOT / "examples" / "http"
+sys.path.insert(0, str(ROOT / "src"))
+
+from summon.build.image import build  # noqa: E402
+from summon.build.python import probe_interpreter  # noqa: E402
+from summon.build.vendor import vendor  # noqa: E402
+from summon.manifest import DEFAULT_PYTHON  # noqa: E402
+from summon.store import Store  # noqa: E402
+from summon.store.image import Image  # noqa: E402
+from summon.targets.base import PortForward, RunSpec  # noqa: E402
+
+
+@dataclass
+class Row:
+    what: str
+    figure: str
+    baseline: str
+    ratio: float | None
+    goal: str = ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "-"
+        print(f"  {row.what}: {row.figure} vs {row.baseline} = {ratio}", file=sys.stderr)
+
+    def print(self) -> None:
+        head = ("figure", "measured", "baseline (same run)", "ratio", "goal")
+        table = [head] + [
+            (r.what, r.figure, r.baseline, f"{r.ratio:.2f}" if r.ratio is not None else "-", r.goal)
+            for r in self.rows
+        ]
+        widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+        for i, row in enumerate(table):
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+            if i == 0:
+                print("  ".join("-" * w for w in widths))
+        for n in self.notes:
+            print(f"- {n}")
+
+
+def mb(n: float) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+def ms(s: float) -> str:
+    return f"{s * 1000:.0f} ms"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def first_response(port: int, deadline: float) -> bytes:
+    """GET / on 127.0.0.1:port, retrying until it answers; the body."""
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/")
+            body = conn.getresponse().read()
+            conn.close()
+            return body
+        except (ConnectionError, OSError, http.client.HTTPException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.002)
+
+
+# --- the images ------------------------------------------------------------------------------
+
+
+def bench_size(report: Report, store: Store) -> tuple[Image, Image]:
+    print("building examples/http (traced closure) and a generic image...", file=sys.stderr)
+    pruned = build(HTTP_APP, store, "bench-http:pruned")
+    generic = build(HTTP_APP, store, "bench-http:generic", whole_stdlib=True)
+    report.add(
+        Row(
+            "image size, examples/http rootfs (gzip)",
+            mb(pruned.layer_size),
+            mb(generic.layer_size) + " generic",
+            pruned.layer_size / generic.layer_size,
+            "<= 6 MB and <= 0.20",
+        )
+    )
+    pruned_raw = sum(pruned.sizes.values())
+    generic_raw = sum(generic.sizes.values())
+    report.add(
+        Row(
+            "image size, unpacked",
+            mb(pruned_raw),
+            mb(generic_raw) + " generic",
+            pruned_raw / generic_raw,
+        )
+    )
+    fixed = pruned.sizes["interpreter"] + pruned.sizes["libraries"]
+    report.notes.append(
+        f"the interpreter and its libraries are {mb(fixed)} of the {mb(pruned_raw)} unpacked "
+        "in both images; the generic image is the same interpreter with the whole stdlib "
+        "(sourceless .pyc, as summon lays it out), every extension module and their libraries"
+    )
+    return pruned.image, generic.image
+
+
+# --- cold start ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def bare_root(image: Image) -> Iterator[tuple[Path, dict[str, str]]]:
+    """The http app as a developer runs it: host python3.11, sources, site enabled."""
+    interp = probe_interpreter(DEFAULT_PYTHON)
+    with tempfile.TemporaryDirectory(prefix="summon-bare-") as tmp:
+        root = Path(tmp)
+        (root / "etc" / "summon").mkdir(parents=True)
+        app = image.app_config()
+        (root / "etc" / "summon" / "app.json").write_text(json.dumps(app))
+        (root / "app").symlink_to(HTTP_APP)
+        (root / "data").mkdir()
+        for name in app["data"]:
+            (root / "data" / name).symlink_to(HTTP_APP / name)
+        site = root / "usr" / "lib" / "summon" / "site"
+        site.parent.mkdir(parents=True)
+        vendor(["h11==0.16.0"] if not _requirements() else _requirements(), interp, site)
+        env = {"PATH": "/usr/bin:/bin", "SUMMON_ROOT": str(root), "SUMMON_BIND": "127.0.0.1"}
+        yield root, env
+
+
+def _requirements() -> list[str]:
+    from summon import manifest
+
+    return list(manifest.load(HTTP_APP).requirements)
+
+
+def bare_start(root: Path, env: dict[str, str]) -> tuple[float, int, subprocess.Popen[bytes]]:
+    port = free_port()
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r}); "
+        "from summon.runtime.init import main; sys.exit(main())"
+    )
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [DEFAULT_PYTHON, "-c", code],
+        env={**env, "SUMMON_PORTS": f"80/tcp={port}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    first_response(port, t0 + 20)
+    return time.monotonic() - t0, proc.pid, proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def sandbox_spec(image: Image, state: Path, port: int, name: str) -> RunSpec:
+    app = image.app_config()
+    return RunSpec(
+        name=name,
+        image=image.ref,
+        rootfs=image.rootfs(),
+        app_config=app,
+        argv=tuple(image.config["config"]["Entrypoint"]),
+        env=dict(app.get("env", {})),
+        ports=(PortForward(port, 80),),
+        network=app.get("network", "socket"),
+        memory=int(app.get("memory", 128 << 20)),
+        pids=int(app.get("pids", 64)),
+        state_dir=state,
+    )
+
+
+def bench_start(report: Report, image: Image, runs: int) -> None:
+    from summon.targets.sandbox import SandboxTarget
+
+    image.rootfs()  # unpacked once, as a second run of an image finds it
+    sandbox_times: list[float] = []
+    bare_times: list[float] = []
+    cli_times: list[float] = []
+    with bare_root(image) as (root, env), tempfile.TemporaryDirectory() as state_tmp:
+        for i in range(runs + 1):
+            # Interleaved, so that noise from the shared machine hits both alike. Run 0 warms
+            # up (the launcher's own lazy imports, the page cache) and is not counted.
+            elapsed, _pid, proc = bare_start(root, env)
+            bare_times.append(elapsed)
+            stop(proc)
+
+            port = free_port()
+            state = Path(state_tmp) / f"s{i}"
+            state.mkdir()
+            t0 = time.monotonic()
+            inst = SandboxTarget().start(
+                sandbox_spec(image, state, port, f"bench-{os.getpid()}-{i}")
+            )
+            try:
+                first_response(port, t0 + 20)
+                sandbox_times.append(time.monotonic() - t0)
+            finally:
+                inst.stop(5)
+
+            port = free_port()
+            t0 = time.monotonic()
+            cli = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "summon.cli.main",
+                    "run",
+                    image.ref,
+                    "--target",
+                    "sandbox",
+                    "-p",
+                    f"{port}:80",
+                    "--rm",
+                ],
+                env={**os.environ, "SUMMON_STORE": str(image.store.root)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            first_response(port, t0 + 20)
+            cli_times.append(time.monotonic() - t0)
+            stop(cli)
+    bare = statistics.median(bare_times[1:])
+    sandbox = statistics.median(sandbox_times[1:])
+    cli_median = statistics.median(cli_times[1:])
+    report.add(
+        Row(
+            f"cold start to first HTTP response, sandbox (median of {runs})",
+            ms(sandbox),
+            ms(bare) + " bare python3.11",
+            sandbox / bare,
+            "<= 1.5",
+        )
+    )
+    report.add(
+        Row(
+            "  the same through `summon run` (its own start included)",
+            ms(cli_median),
+            ms(bare) + " bare python3.11",
+            cli_median / bare,
+        )
+    )
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+
+def rss_anon(pid: int) -> int:
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return sum(int(fields.get(k, "0 kB").split()[0]) * 1024 for k in ("RssAnon", "RssShmem"))
+
+
+def bench_memory(report: Report, image: Image) -> None:
+    from summon.targets.sandbox import SandboxTarget
+
+    with bare_root(image) as (root, env), tempfile.TemporaryDirectory() as state:
+        _t, pid, proc = bare_start(root, env)
+        time.sleep(0.3)
+        bare = rss_anon(pid)
+        stop(proc)
+        port = free_port()
+        inst = SandboxTarget().start(
+            sandbox_spec(image, Path(state), port, f"bench-mem-{os.getpid()}")
+        )
+        try:
+            first_response(port, time.monotonic() + 20)
+            time.sleep(0.3)
+            sandboxed = inst.stats().memory_bytes
+            inside = rss_anon(inst.pid)
+        finally:
+            inst.stop(5)
+    report.add(
+        Row(
+            "resident memory (anon), sandboxed http example, cgroup",
+            mb(sandboxed),
+            mb(bare) + " bare python3.11",
+            sandboxed / bare,
+        )
+    )
+    report.add(
+        Row(
+            "  the same, the app process alone",
+            mb(inside),
+            mb(bare) + " bare python3.11",
+            inside / bare,
+        )
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=9, help="repetitions of each timed figure")
+    parser.add_argument("--only", default="size,start,memory", help="which figures")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    report = Report()
+    with tempfile.TemporaryDirectory(prefix="summon-bench-store-") as tmp:
+        os.environ["SUMMON_STORE"] = tmp
+        store = Store(Path(tmp))
+        pruned, _generic = (
+            bench_size(report, store)
+            if "size" in only
+            else (build(HTTP_APP, store, "bench-http:pruned").image, None)
+        )
+        if "start" in only:
+            bench_start(report, pruned, args.runs)
+        if "memory" in only:
+            bench_memory(report, pruned)
+        for path in (pruned.rootfs(),):
+            shutil.rmtree(path, ignore_errors=True)
+    print()
+    report.print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""Reads the image's /etc/summon/app.json into an AppConfig, without the json module.
+
+`import json` pulls in re, enum and functools: about 8 ms at every start of every image,
+as much again as the interpreter itself takes to start. app.json is small and written by
+summon build, so a short recursive-descent reader of the JSON grammar (RFC 8259) does instead.
+It accepts exactly what json.loads accepts, less NaN and Infinity.
+"""
+
+from __future__ import annotations
+
+# Not from typing: importing typing costs ~9 ms at every start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_WHITESPACE = " \t\n\r"
+_DIGITS = "0123456789"
+_HEX = "0123456789abcdefABCDEF"
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_MAX_DEPTH = 64
+
+
+class ConfigError(Exception):
+    """app.json is missing, unreadable, or not shaped as docs/image-format.md says."""
+
+
+class AppConfig:
+    """The app config of an image. Paths are image paths (absolute, '/'-separated)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        entry_kind: str,
+        entry_module: str = "",
+        entry_function: str = "",
+        entry_path: str = "",
+        path: list[str] | None = None,
+        data: dict[str, str] | None = None,
+        network: str = "socket",
+        ports: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.entry_kind = entry_kind  # "function" | "script"
+        self.entry_module = entry_module  # for "function"
+        self.entry_function = entry_function  # for "function"
+        self.entry_path = entry_path  # for "script"
+        self.path = path or []
+        self.data = data or {}
+        self.network = network
+        self.ports = ports or []
+        self.env = env or {}
+        self.args = args or []
+
+    @property
+    def entry(self) -> str:
+        """The entry as the manifest spells it: "module:function", or the script's path."""
+        if self.entry_kind == "function":
+            return f"{self.entry_module}:{self.entry_function}"
+        return self.entry_path
+
+
+def load(file: str) -> AppConfig:
+    """Read and check the app config in `file` (a host path)."""
+    try:
+        with open(file, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read {file}: {e.strerror}") from None
+    try:
+        doc = parse_json(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"{file} is not valid JSON: {e}") from None
+    return from_dict(doc, file)
+
+
+def from_dict(doc: object, file: str = "app.json") -> AppConfig:
+    """Check the shape of a parsed app.json; keys the runtime does not use are ignored."""
+
+    def bad(key: str, what: str) -> ConfigError:
+        return ConfigError(f"{file}: {key!r} must be {what}")
+
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{file}: must hold a JSON object")
+    entry = doc.get("entry")
+    if not isinstance(entry, dict):
+        raise bad("entry", 'an object with a "kind"')
+    kind = entry.get("kind")
+    module, function, script = entry.get("module"), entry.get("function"), entry.get("path")
+    if kind == "function":
+        if not (isinstance(module, str) and module and isinstance(function, str) and function):
+            raise bad("entry", '{"kind": "function", "module": M, "function": F}')
+        script = ""
+    elif kind == "script":
+        if not (isinstance(script, str) and script.startswith("/")):
+            raise bad("entry", '{"kind": "script", "path": an absolute image path}')
+        module = function = ""
+    else:
+        raise bad("entry", 'of kind "function" or "script"')
+    name = doc.get("name", "app")
+    if not isinstance(name, str):
+        raise bad("name", "a string")
+    network = doc.get("network", "socket")
+    if not isinstance(network, str):
+        raise bad("network", "a string")
+    return AppConfig(
+        name=name,
+        entry_kind=kind,
+        entry_module=module,
+        entry_function=function,
+        entry_path=script,
+        path=_str_list(doc, "path", bad),
+        data=_str_dict(doc, "data", bad),
+        network=network,
+        ports=_str_list(doc, "ports", bad),
+        env=_str_dict(doc, "env", bad),
+        args=_str_list(doc, "args", bad),
+    )
+
+
+def _str_list(doc: dict[str, object], key: str, bad: Callable[[str, str], Exception]) -> list[str]:
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad(key, "a list of strings")
+    return value
+
+
+def _str_dict(
+    doc: dict[str, object], key: str, bad: Callable[[str, str], Exception]
+) -> dict[str, str]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise bad(key, "an object of strings")
+    return value
+
+
+# JSON, from RFC 8259:
+#   value  = object / array / number / string / "true" / "false" / "null"
+#   object = "{" [ string ":" value *( "," string ":" value ) ] "}"
+#   array  = "[" [ value *( "," value ) ] "]"
+#   number = [ "-" ] int [ frac ] [ exp ]
+#   int    = "0" / %x31-39 *DIGIT
+#   frac   = "." 1*DIGIT
+#   exp    = ( "e" / "E" ) [ "-" / "+" ] 1*DIGIT
+#   string = '"' *( unescaped / "\" escape ) '"'
+#   escape = '"' / "\" / "/" / "b" / "f" / "n" / "r" / "t" / "u" 4HEXDIG
+#   unescaped = %x20-21 / %x23-5B / %x5D-10FFFF
+# with whitespace (space, tab, LF, CR) allowed around every value and punctuation mark.
+
+
+def parse_json(text: str) -> object:
+    """Parse one JSON document; raise ValueError naming the offset of the first fault."""
+    value, i = _value(text, _skip(text, 0), 0)
+    i = _skip(text, i)
+    if i != len(text):
+        raise ValueError(f"extra data at offset {i}")
+    return value
+
+
+def _skip(s: str, i: int) -> int:
+    n = len(s)
+    while i < n and s[i] in _WHITESPACE:
+        i += 1
+    return i
+
+
+def _value(s: str, i: int, depth: int) -> tuple[object, int]:
+    if i >= len(s):
+        raise ValueError(f"expected a value at offset {i}, found the end")
+    c = s[i]
+    if c == '"':
+        return _string(s, i + 1)
+    if c == "{" or c == "[":
+        if depth >= _MAX_DEPTH:
+            raise ValueError(f"nested deeper than {_MAX_DEPTH} at offset {i}")
+        return _object(s, i + 1, depth + 1) if c == "{" else _array(s, i + 1, depth + 1)
+    if c == "-" or c in _DIGITS:
+        return _number(s, i)
+    for word, value in (("true", True), ("false", False), ("null", None)):
+        if s.startswith(word, i):
+            return value, i + len(word)
+    raise ValueError(f"expected a value at offset {i}, found {c!r}")
+
+
+def _object(s: str, i: int, depth: int) -> tuple[dict[str, object], int]:
+    result: dict[str, object] = {}
+    i = _skip(s, i)
+    if s.startswith("}", i):
+        return result, i + 1
+    while True:
+        if not s.startswith('"', i):
+            raise ValueError(f"expected a string key at offset {i}")
+        key, i = _string(s, i + 1)
+        i = _skip(s, i)
+        if not s.startswith(":", i):
+            raise ValueError(f"expected ':' at offset {i}")
+        result[key], i = _value(s, _skip(s, i + 1), depth)
+        i = _skip(s, i)
+        if s.startswith(",", i):
+            i = _skip(s, i + 1)
+        elif s.startswith("}", i):
+            return result, i + 1
+        else:
+            raise ValueError(f"expected ',' or '}}' at offset {i}")
+
+
+def _array(s: str, i: int, depth: int) -> tuple[list[object], int]:
+    result: list[object] = []
+    i = _skip(s, i)
+    if s.startswith("]", i):
+        return result, i + 1
+    while True:
+        item, i = _value(s, i, depth)
+        result.append(item)
+        i = _skip(s, i)
+        if s.startswith(",", i):
+            i = _skip(s, i + 1)
+        elif s.startswith("]", i):
+            return result, i + 1
+        else:
+            raise ValueError(f"expected ',' or ']' at offset {i}")
+
+
+def _digits(s: str, i: int) -> int:
+    start = i
+    while i < len(s) and s[i] in _DIGITS:
+        i += 1
+    if i == start:
+        raise ValueError(f"expected a digit at offset {i}")
+    return i
+
+
+def _number(s: str, i: int) -> tuple[int | float, int]:
+    start = i
+    if s[i] == "-":
+        i += 1
+    if s.startswith("0", i):
+        i += 1
+    else:
+        i = _digits(s, i)
+    fractional = False
+    if s.startswith(".", i):
+        i = _digits(s, i + 1)
+        fractional = True
+    if i < len(s) and s[i] in "eE":
+        i += 1
+        if i < len(s) and s[i] in "+-":
+            i += 1
+        i = _digits(s, i)
+        fractional = True
+    text = s[start:i]
+    return (float(text) if fractional else int(text)), i
+
+
+def _string(s: str, i: int) -> tuple[str, int]:
+    """Parse a string whose opening quote is just before `i`."""
+    parts: list[str] = []
+    n = len(s)
+    start = i
+    while True:
+        if i >= n:
+            raise ValueError(f"unterminated string starting at offset {start - 1}")
+        c = s[i]
+        if c == '"':
+            parts.append(s[start:i])
+            return "".join(parts), i + 1
+        if c == "\\":
+            parts.append(s[start:i])
+            code = s[i + 1 : i + 2]
+            if code == "u":
+                point = _hex4(s, i + 2)
+                i += 6
+                # A high surrogate followed by an escaped low one is one character;
+                # alone, each stays a lone surrogate, as json.loads leaves it.
+                if 0xD800 <= point <= 0xDBFF and s.startswith("\\u", i):
+                    low = _hex4(s, i + 2)
+                    if 0xDC00 <= low <= 0xDFFF:
+                        point = 0x10000 + ((point - 0xD800) << 10) + (low - 0xDC00)
+                        i += 6
+                parts.append(chr(point))
+            elif code in _ESCAPES:
+                parts.append(_ESCAPES[code])
+                i += 2
+            else:
+                raise ValueError(f"invalid escape at offset {i}")
+            start = i
+            continue
+        if c < " ":
+            raise ValueError(f"control character in string at offset {i}")
+        i += 1
+
+
+def _hex4(s: str, i: int) -> int:
+    digits = s[i : i + 4]
+    # int(x, 16) alone would also take signs, spaces and underscores.
+    if len(digits) != 4 or not all(d in _HEX for d in digits):
+        raise ValueError(f"invalid \\u escape at offset {i - 2}")
+    return int(digits, 16)

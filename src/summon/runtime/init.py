@@ -1,0 +1,477 @@
+"""The image's init (PID 1): read app.json, set the process up, build devices, run the entry.
+
+What it does, in order:
+1. As PID 1 with no /proc (a VM), mount proc, devtmpfs on /dev and tmpfs on /tmp. (In the
+   sandbox, runc mounts them and seccomp denies mount.)
+2. Read <SUMMON_ROOT>/etc/summon/app.json. Image paths in it are joined to SUMMON_ROOT.
+3. Put app.json "path" in front of sys.path; set app.json "env" where the environment does
+   not already (the environment wins); set sys.argv to [entry, *args], where args are the
+   arguments given to boot.py if any, else app.json "args".
+4. Run the entry:
+   - a script runs as __main__, as `python script.py` would run it;
+   - a function is called with one device per parameter, chosen by its annotation (see
+     Devices); a coroutine function runs under asyncio.run.
+5. Flush stdout and stderr and return the exit status.
+
+Exit status: the function's return value (None is 0, an int is itself), or the code of a
+SystemExit (as sys.exit treats it); 1 with the traceback on stderr if the app raises; 2 with
+one "summon: ..." line for a mistake in how the app asks for devices; 1 with one line for a
+broken image (unreadable app.json).
+
+Signals: SIGTERM (and SIGINT, the same) ask for a clean shutdown: finally blocks run, and the
+exit status is 0 unless the app sets one. For an async entry the main task is cancelled; the
+CancelledError that ends it counts as a clean exit, and an app that catches it may return a
+status. For a sync entry SystemExit(0) is raised wherever the app is, which it may catch. A
+second signal during the shutdown is ignored. (As PID 1, Python would otherwise ignore
+SIGTERM altogether: the kernel drops signals PID 1 has no handler for.)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from summon.runtime import config as app_config
+
+# Not from typing: importing typing costs ~9 ms at every start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal
+else:
+    # The C module itself: `signal` wraps it in enums, and enum takes ~6 ms to import.
+    import _signal
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType, TracebackType
+    from typing import Any
+
+    from summon.runtime.config import AppConfig
+
+APP_JSON = "/etc/summon/app.json"
+DEVICE_TYPES = ("Console", "Clock", "Random", "Stack", "KV_RO")
+CO_COROUTINE = 0x100  # inspect.CO_COROUTINE, without importing inspect
+
+# (source, target, fstype, flags, options, present if): what a VM's init mounts.
+# Flags from <sys/mount.h>: MS_NOSUID 2, MS_NODEV 4, MS_NOEXEC 8.
+EARLY_MOUNTS = (
+    (b"proc", "/proc", b"proc", 2 | 4 | 8, None, "/proc/self"),
+    (b"devtmpfs", "/dev", b"devtmpfs", 2 | 8, b"mode=0755", "/dev/null"),
+    (b"tmpfs", "/tmp", b"tmpfs", 2 | 4, b"mode=1777", None),
+)
+
+_RUNTIME_DIR = os.path.dirname(__file__)
+_stopping = False  # a shutdown signal has been received
+
+
+class Fail(Exception):
+    """A problem the runtime reports as one line "summon: ...", then exits with `status`."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def main() -> int:
+    """Run the image's app; return its exit status."""
+    try:
+        return run(sys.argv[1:])
+    except Fail as e:
+        _say(str(e))
+        return e.status
+    finally:
+        _flush()
+
+
+def run(argv: list[str]) -> int:
+    """Everything main() does, raising Fail for what it reports in one line."""
+    root = os.environ.get("SUMMON_ROOT") or "/"
+    if os.getpid() == 1:
+        mount_early_filesystems(root)
+    try:
+        cfg = app_config.load(host_path(root, APP_JSON))
+    except app_config.ConfigError as e:
+        raise Fail(str(e), 1) from None
+
+    sys.path[0:0] = [host_path(root, p) for p in cfg.path]
+    for key, value in cfg.env.items():
+        os.environ.setdefault(key, value)
+    args = argv or cfg.args
+    stdout = sys.stdout
+    if stdout is not None and hasattr(stdout, "reconfigure"):
+        # A pipe would hold prints back until exit; a server's log must show as it happens.
+        stdout.reconfigure(line_buffering=True)
+
+    _signal.signal(_signal.SIGTERM, _stop_sync)
+    _signal.signal(_signal.SIGINT, _stop_sync)
+    try:
+        if cfg.entry_kind == "script":
+            script = host_path(root, cfg.entry_path)
+            sys.argv = [script, *args]
+            return run_script(script)
+        sys.argv = [cfg.entry, *args]
+        return run_function(cfg, root)
+    finally:
+        # The app is done: a late signal must not cut the exit short with a SystemExit.
+        _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+
+
+def host_path(root: str, image_path: str) -> str:
+    """The path on this host of `image_path` (absolute, in the image) when / is `root`."""
+    if root == "/":
+        return image_path
+    return root.rstrip("/") + "/" + image_path.lstrip("/")
+
+
+def mount_early_filesystems(root: str) -> None:
+    """Mount /proc, /dev and /tmp unless /proc is there already (only a VM's init must)."""
+    if os.path.exists(host_path(root, "/proc/self")):
+        return
+    import ctypes  # only here: ctypes and libffi cost every other start
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    mount = libc.mount
+    mount.argtypes = (
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_ulong,
+        ctypes.c_char_p,
+    )
+    mount.restype = ctypes.c_int
+    for source, target, fstype, flags, options, present in EARLY_MOUNTS:
+        if present and os.path.exists(host_path(root, present)):
+            continue
+        path = host_path(root, target).encode()
+        if mount(source, path, fstype, flags, options) != 0:
+            reason = os.strerror(ctypes.get_errno())
+            _say(f"cannot mount {fstype.decode()} on {target}: {reason}; going on without it")
+
+
+def run_script(path: str) -> int:
+    """Run the script at `path` as __main__; return its exit status."""
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+    except OSError as e:
+        raise Fail(f"cannot read the entry script {path}: {e.strerror}", 1) from None
+    module = type(sys)("__main__")
+    module.__file__ = path
+    # Classes the script defines must be found as __main__.X (pickle, repr, warnings).
+    sys.modules["__main__"] = module
+    try:
+        exec(compile(source, path, "exec"), module.__dict__)
+    except BaseException as e:
+        return _status_of_exception(e)
+    return 0
+
+
+def run_function(cfg: AppConfig, root: str) -> int:
+    """Import the entry module, call the entry function with its devices, return the status."""
+    try:
+        __import__(cfg.entry_module)
+        module = sys.modules[cfg.entry_module]
+    except BaseException as e:
+        return _status_of_exception(e)
+    fn = getattr(module, cfg.entry_function, None)
+    if fn is None or not callable(fn):
+        raise Fail(
+            f"entry {cfg.entry}: module {cfg.entry_module!r} has no function "
+            f"{cfg.entry_function!r}; fix entry in [tool.summon] and rebuild"
+        )
+    args, kwargs, is_async = resolve_devices(fn, Devices(cfg, root), cfg.entry)
+    try:
+        if is_async:
+            result = run_async(lambda: fn(*args, **kwargs))
+        else:
+            result = fn(*args, **kwargs)
+            if hasattr(result, "__await__"):  # a plain function that returned a coroutine
+                result = run_async(lambda: result)
+        return exit_status(result)
+    except BaseException as e:
+        return _status_of_exception(e)
+
+
+def resolve_devices(
+    fn: Callable[..., object], devices: Devices, entry: str
+) -> tuple[list[object], dict[str, object], bool]:
+    """(positional args, keyword args, is a coroutine function) to call the entry `fn` with.
+
+    Reads the code object and __annotations__ rather than inspect.signature: inspect costs
+    about 10 ms to import. Annotations may be strings (from __future__ import annotations);
+    the last dotted component is matched against the device names. A parameter that is not
+    a device may stay only if it has a default.
+    """
+    target: object = fn
+    while hasattr(target, "__wrapped__"):  # functools.wraps: the signature is the inner one
+        target = target.__wrapped__
+    code = getattr(target, "__code__", None)
+    if code is None:
+        raise Fail(f"entry {entry} is not a function; point entry at a def or async def")
+    skip = 1 if hasattr(target, "__func__") else 0  # a bound method's self
+    npos = code.co_argcount
+    names = code.co_varnames[: npos + code.co_kwonlyargcount]
+    annotations: dict[str, object] = getattr(target, "__annotations__", None) or {}
+    defaults: tuple[object, ...] = getattr(target, "__defaults__", None) or ()
+    kwdefaults: dict[str, object] = getattr(target, "__kwdefaults__", None) or {}
+    first_default = npos - len(defaults)
+
+    args: list[object] = []
+    kwargs: dict[str, object] = {}
+    for i, name in enumerate(names):
+        if i < skip:
+            continue
+        positional = i < npos
+        annotation = annotations.get(name)
+        kind = device_type(annotation)
+        if kind is not None:
+            value = devices.get(kind, name)
+        elif positional and i >= first_default:
+            value = defaults[i - first_default]
+        elif not positional and name in kwdefaults:
+            continue
+        elif annotation is None:
+            raise Fail(
+                f"parameter {name!r} of {entry} has no annotation; annotate it with one of "
+                f"{', '.join(DEVICE_TYPES)} (from summon.devices), or give it a default"
+            )
+        else:
+            raise Fail(
+                f"parameter {name!r} of {entry} is annotated {_describe(annotation)}, which is "
+                f"not a device; use one of {', '.join(DEVICE_TYPES)} (from summon.devices)"
+            )
+        if positional:
+            args.append(value)
+        else:
+            kwargs[name] = value
+    is_async = bool(code.co_flags & CO_COROUTINE)
+    return args, kwargs, is_async
+
+
+def device_type(annotation: object) -> str | None:
+    """The device name an annotation asks for ("Stack", "KV_RO"...), or None."""
+    if isinstance(annotation, str):
+        # Quoted under `from __future__ import annotations`, `x: "Stack"` reads "'Stack'".
+        name = annotation.strip().strip("'\"").rpartition(".")[2]
+        return name if name in DEVICE_TYPES else None
+    if isinstance(annotation, type):
+        from summon import devices
+
+        for name in DEVICE_TYPES:
+            if issubclass(annotation, getattr(devices, name)):
+                return name
+    return None
+
+
+def _describe(annotation: object) -> str:
+    if isinstance(annotation, str):
+        return repr(annotation.strip().strip("'\""))
+    return repr(getattr(annotation, "__qualname__", annotation))
+
+
+class Devices:
+    """Builds the devices an entry asks for, each at most once (KV_RO once per folder)."""
+
+    def __init__(self, cfg: AppConfig, root: str) -> None:
+        self._cfg = cfg
+        self._root = root
+        self._made: dict[str, object] = {}
+
+    def get(self, kind: str, param: str) -> object:
+        """The device of type `kind` for the entry's parameter named `param`."""
+        key = kind
+        if kind == "KV_RO":
+            key = "KV_RO:" + self._data_folder(param)
+        if key not in self._made:
+            self._made[key] = self._make(kind, key, param)
+        return self._made[key]
+
+    def _make(self, kind: str, key: str, param: str) -> object:
+        from summon.runtime import posix_devices
+
+        if kind == "Console":
+            level = os.environ.get("SUMMON_LOG_LEVEL") or "info"
+            try:
+                return posix_devices.StdoutConsole(level)
+            except ValueError as e:
+                raise Fail(f"SUMMON_LOG_LEVEL: {e}") from None
+        if kind == "Clock":
+            return posix_devices.SystemClock()
+        if kind == "Random":
+            return posix_devices.KernelRandom()
+        if kind == "KV_RO":
+            name = key.partition(":")[2]
+            folder = host_path(self._root, self._cfg.data[name])
+            if not os.path.isdir(folder):
+                raise Fail(f"data folder {name!r} ({self._cfg.data[name]}) is not in the image", 1)
+            return posix_devices.FolderKV(folder)
+        return self._stack(param)
+
+    def _stack(self, param: str) -> object:
+        network = self._cfg.network
+        if network == "socket":
+            from summon.runtime.socket_stack import SocketStack
+
+            try:
+                return SocketStack.from_environ(os.environ)
+            except ValueError as e:
+                raise Fail(str(e)) from None
+        if network == "direct":
+            raise Fail(
+                'network = "direct" (the pure-Python stack) is not in this runtime yet; '
+                'build with network = "socket"'
+            )
+        raise Fail(
+            f"parameter {param!r} of {self._cfg.entry} asks for a Stack, but the image was "
+            f'built with network = {network!r}; set network = "socket" in [tool.summon]'
+        )
+
+    def _data_folder(self, param: str) -> str:
+        """The data folder a KV_RO parameter gets: the one of its name, or the only one."""
+        data = self._cfg.data
+        if param in data:
+            return param
+        # Folder names may hold '-' or '.', parameter names cannot.
+        for name in data:
+            if name.replace("-", "_").replace(".", "_") == param:
+                return name
+        if len(data) == 1:
+            return next(iter(data))
+        entry = self._cfg.entry
+        if not data:
+            raise Fail(
+                f"parameter {param!r} of {entry} asks for a KV_RO, but the image has no data "
+                f'folder; add data = ["{param}"] to [tool.summon] and rebuild'
+            )
+        raise Fail(
+            f"parameter {param!r} of {entry} asks for a KV_RO, but no data folder has that "
+            f"name; name the parameter after one of: {', '.join(sorted(data))}"
+        )
+
+
+def run_async(make: Callable[[], Any]) -> object:
+    """Run the awaitable `make()` returns under asyncio.run, stopping it on SIGTERM/SIGINT."""
+    import asyncio
+
+    stopping = False
+
+    async def supervise() -> object:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def stop() -> None:
+            nonlocal stopping
+            if not stopping and task is not None:
+                stopping = True
+                task.cancel()
+
+        for signal in (_signal.SIGTERM, _signal.SIGINT):
+            loop.add_signal_handler(signal, stop)
+        loop.set_exception_handler(_loop_exception)
+        try:
+            return await make()
+        except asyncio.CancelledError:
+            if stopping:
+                return None
+            raise
+
+    return asyncio.run(supervise())
+
+
+def _loop_exception(loop: object, context: dict[str, object]) -> None:
+    """asyncio's report of an error nobody awaited, plus the missing-module hint."""
+    default = getattr(loop, "default_exception_handler", None)
+    if default is not None:
+        default(context)
+    exc = context.get("exception")
+    if isinstance(exc, BaseException):
+        hint = missing_module_hint(exc)
+        if hint:
+            _say(hint)
+
+
+def _stop_sync(signum: int, frame: FrameType | None) -> None:
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
+    raise SystemExit(0)
+
+
+def exit_status(code: object) -> int:
+    """The process status for a return value or SystemExit code, as sys.exit reads it."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    _flush()
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _status_of_exception(exc: BaseException) -> int:
+    if isinstance(exc, SystemExit):
+        return exit_status(exc.code)
+    report(exc)
+    return 1
+
+
+def report(exc: BaseException) -> None:
+    """Print the traceback of what the app raised, without the runtime's own frames."""
+    tb: TracebackType | None = exc.__traceback__
+    asyncio_module = sys.modules.get("asyncio")
+    asyncio_dir = os.path.dirname(asyncio_module.__file__ or "") if asyncio_module else None
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not (
+            filename.startswith(_RUNTIME_DIR)
+            or (asyncio_dir is not None and filename.startswith(asyncio_dir))
+        ):
+            break
+        tb = tb.tb_next
+    _flush()  # the app's own output first, in order
+    # The default hook prints exc.__traceback__, whatever tb it is given.
+    sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+    hint = missing_module_hint(exc)
+    if hint:
+        _say(hint)
+
+
+def missing_module_hint(exc: BaseException) -> str | None:
+    """The hint for a stdlib module the image lacks, if that is (behind) `exc`."""
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        e = pending.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ModuleNotFoundError) and e.name:
+            if e.name.partition(".")[0] in sys.stdlib_module_names:
+                return (
+                    f"module {e.name!r} is not in this image; add it to "
+                    "include = [...] in [tool.summon] and rebuild"
+                )
+        pending += [e.__cause__, e.__context__]
+        if isinstance(e, BaseExceptionGroup):
+            pending += e.exceptions
+    return None
+
+
+def _say(line: str) -> None:
+    """One line from the runtime itself, on stderr."""
+    _flush()
+    try:
+        sys.stderr.write(f"summon: {line}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
