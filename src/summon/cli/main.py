@@ -207,13 +207,13 @@ def run(
     overrides = _parse_env(env)
     target_name = target or "sandbox"
     target_cls = _targets()[target_name]
-    if target is None:
-        err.print(f"summon: target {target_name} ({target_cls.description})")
     store = _store()
     if Path(image).is_dir():
         img = _build(Path(image), None).image
     else:
         img = Image.open(store, image)
+    if target is None:
+        err.print(f"summon: target {target_name} ({target_cls.description})")
     rootfs = img.rootfs()
     app = img.app_config()
     mem = app.get("memory", 128 << 20)

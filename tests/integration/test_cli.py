@@ -1,0 +1,292 @@
+"""The summon command end to end: real builds into a throw-away store, real runs, real errors.
+
+Each error case checks the three promises: one line on stderr, exit status 2, and nothing
+half-written left in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+APPS = Path(__file__).parent / "apps"
+
+needs_sandbox = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("runc") is None, reason="the sandbox needs root and runc"
+)
+
+
+class Summon:
+    """Runs `python -m summon.cli.main` against a store of its own."""
+
+    def __init__(self, home: Path) -> None:
+        self.env = {
+            **os.environ,
+            "XDG_DATA_HOME": str(home / "data"),
+            "XDG_STATE_HOME": str(home / "state"),
+        }
+        self.store = home / "data" / "summon" / "store"
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "summon.cli.main", *args]
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None,
+                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(*args), env={**self.env, **(env or {})}, capture_output=True, text=True,
+            timeout=timeout, check=False,
+        )
+
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.argv(*args), env={**self.env, **(env or {})}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+
+    def blobs(self) -> set[str]:
+        folder = self.store / "blobs" / "sha256"
+        return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+    def leftovers(self) -> list[str]:
+        tmp = self.store / ".tmp"
+        return [p.name for p in tmp.iterdir()] if tmp.is_dir() else []
+
+    def digest(self, ref: str) -> str:
+        listing = json.loads(self("images", "--json").stdout)
+        return next(r["digest"] for r in listing if r["ref"] == ref)
+
+
+@pytest.fixture(scope="module")
+def summon(tmp_path_factory: pytest.TempPathFactory) -> Summon:
+    return Summon(tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(scope="module")
+def http_image(summon: Summon) -> str:
+    r = summon("build", str(EXAMPLES / "http"), "-t", "http:test")
+    assert r.returncode == 0, r.stderr
+    assert "built http:test" in r.stdout
+    return "http:test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str, deadline: float) -> str:
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def summon_processes() -> list[str]:
+    """runc and python processes of summon instances still alive."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "/usr/lib/summon/boot.py" in line
+            or ("runc" in line and "summon-" in line)]
+
+
+# --- builds ----------------------------------------------------------------------------------
+
+
+def test_two_builds_give_the_same_digest(summon: Summon, tmp_path: Path) -> None:
+    other = Summon(tmp_path)
+    for app in ("hello", "http"):
+        a = summon("build", str(EXAMPLES / app), "-t", f"{app}:repro")
+        b = other("build", str(EXAMPLES / app), "-t", f"{app}:repro")
+        assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+        assert summon.digest(f"{app}:repro") == other.digest(f"{app}:repro"), app
+
+
+def test_images_inspect_and_rmi(summon: Summon, http_image: str) -> None:
+    listing = json.loads(summon("images", "--json").stdout)
+    row = next(r for r in listing if r["ref"] == http_image)
+    assert 0 < row["size"] < 6_000_000
+    inspect = json.loads(summon("inspect", http_image, "--json").stdout)
+    bom = inspect["bom"]
+    assert bom["interpreter"]["version"].startswith("3.11")
+    assert {lib["soname"] for lib in bom["libraries"]} >= {"libc.so.6", "libm.so.6"}
+    assert any(p["name"] == "h11" for p in bom["packages"])
+    names = {m["name"] for m in bom["modules"]}
+    assert {"asyncio", "h11", "app", "summon.runtime.init"} <= names
+    assert "ssl" not in names and "tkinter" not in names
+    assert any(f["path"] == "/data/static/index.html" for f in bom["files"])
+    text = summon("inspect", http_image).stdout
+    assert "size by part" in text and "interpreter" in text and "h11" in text
+
+    assert summon("build", str(EXAMPLES / "hello"), "-t", "doomed").returncode == 0
+    before = summon.blobs()
+    r = summon("rmi", "doomed")
+    assert r.returncode == 0, r.stderr
+    assert "untagged doomed:latest" in r.stdout
+    assert summon.blobs() < before
+    assert summon("inspect", http_image).returncode == 0  # what others use is kept
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def test_hello_exit_status_and_env_on_unix(summon: Summon) -> None:
+    r = summon("run", str(EXAMPLES / "hello"), "--target", "unix", "-e", "HELLO_STATUS=7",
+               "-e", "HELLO_NAME=summon")
+    assert r.returncode == 7, r.stderr
+    assert "hello, summon" in r.stdout
+
+
+@needs_sandbox
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_http_serves_in_the_sandbox_and_stops_cleanly(
+    summon: Summon, http_image: str, stop_signal: signal.Signals
+) -> None:
+    port = free_port()
+    proc = summon.popen("run", http_image, "--target", "sandbox", "-p", f"{port}:80")
+    try:
+        page = get(f"http://127.0.0.1:{port}/", time.monotonic() + 20)
+        assert "hello from a unikernel" in page
+        proc.send_signal(stop_signal)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert summon_processes() == []
+    netns = Path("/run/netns")
+    assert not [n for n in (os.listdir(netns) if netns.is_dir() else []) if "summon-" in n]
+
+
+@needs_sandbox
+def test_escapes_from_a_real_image_are_stopped(summon: Summon, tmp_path: Path) -> None:
+    """From inside a summon-built image, each escape fails, and we know which rule stopped it."""
+    assert summon("build", str(APPS / "escape"), "-t", "escape").returncode == 0
+    secret = tmp_path / "host-secret"
+    secret.write_text("host only")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    env = ["-e", f"HOST_FILE={secret}", "-e", f"HOST_PORT={listener.getsockname()[1]}"]
+    try:
+        boxed = summon("run", "escape", "--target", "sandbox", *env, "-e", "TRY_MOUNT=1")
+        host = summon("run", "escape", "--target", "unix", *env)
+    finally:
+        listener.close()
+    assert boxed.returncode == 0, boxed.stderr
+    got = json.loads(boxed.stdout.split("RESULTS ", 1)[1])
+    control = json.loads(host.stdout.split("RESULTS ", 1)[1])
+    expected = {
+        "execve": ("EPERM", "seccomp: execve is answered EPERM (after runc's one exec)"),
+        "fork": ("EPERM", "seccomp: clone without CLONE_THREAD is answered EPERM"),
+        "write_root": ("EROFS", "the root filesystem is mounted read-only"),
+        "read_host_file": ("ENOENT", "own mount namespace: the host's /tmp is not there"),
+        "reach_network": ("ECONNREFUSED", "own network namespace: its loopback has no listener"),
+        "mount": ("EPERM", "seccomp denies mount (and there is no CAP_SYS_ADMIN)"),
+    }
+    for name, (errno_name, rule) in expected.items():
+        assert got[name] == errno_name, f"{name}: expected {errno_name} ({rule}), got {got[name]}"
+    # The same attempts from a plain host process get through, so the sandbox stopped them.
+    assert control["execve"] == "ENOENT", "execve reaches the kernel's path lookup on the host"
+    for name in ("fork", "write_root", "read_host_file", "reach_network"):
+        assert control[name] == "ok", f"{name} should work outside the sandbox: {control[name]}"
+
+
+# --- errors: one line, status 2, nothing half-written ----------------------------------------
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.startswith("summon: error:")]
+    assert len(lines) == 1, r.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def write_app(folder: Path, table: str, code: str = "def main():\n    return 0\n") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "app.py").write_text(code)
+    (folder / "pyproject.toml").write_text(f'[project]\nname = "x"\n\n[tool.summon]\n{table}')
+    return folder
+
+
+def test_broken_manifest(summon: Summon, http_image: str, tmp_path: Path) -> None:
+    before = summon.blobs()
+    app = write_app(tmp_path / "bad", 'entry = "app:main"\nprots = [80]\n')
+    r = summon("build", str(app))
+    assert_one_line_error(r, str(app / "pyproject.toml"), "prots: unknown key", "'ports'")
+    assert summon.blobs() == before and summon.leftovers() == []
+
+
+def test_missing_entry_point(summon: Summon, http_image: str, tmp_path: Path) -> None:
+    before = summon.blobs()
+    app = write_app(tmp_path / "noentry", 'entry = "app:serve"\n')
+    r = summon("build", str(app))
+    assert_one_line_error(r, "app", "serve")
+    assert summon.blobs() == before and summon.leftovers() == []
+
+
+def test_app_failing_to_import_shows_its_traceback(summon: Summon, http_image: str) -> None:
+    before = summon.blobs()
+    r = summon("build", str(APPS / "badimport"))
+    assert_one_line_error(r, "failed to import", "no_such_dependency")
+    assert "Traceback" in r.stderr and "helper.py" in r.stderr
+    assert summon.blobs() == before and summon.leftovers() == []
+
+
+def test_unknown_image(summon: Summon) -> None:
+    assert_one_line_error(summon("run", "no-such-image"), "no image 'no-such-image'")
+    assert_one_line_error(summon("inspect", "no-such-image"), "no image 'no-such-image'")
+    assert_one_line_error(summon("rmi", "no-such-image"), "no image 'no-such-image'")
+
+
+def test_missing_sandbox_runtime(summon: Summon, http_image: str, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()  # a PATH without runc
+    r = summon("run", http_image, "--target", "sandbox", env={"PATH": str(bin_dir)})
+    assert_one_line_error(r, "runc not found", "apt-get install runc")
+    assert summon_processes() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["-p", "80"], "-p 80: expected HOST:GUEST"),
+        (["-p", "99999:80"], "ports are numbers from 1 to 65535"),
+        (["-e", "1BAD=x"], "-e 1BAD=x: expected KEY=VALUE"),
+        (["-m", "lots"], "--memory"),
+    ],
+)
+def test_bad_run_flags(summon: Summon, http_image: str, args: list[str], needle: str) -> None:
+    assert_one_line_error(summon("run", http_image, "--target", "unix", *args), needle)
+
+
+def test_doctor_reports_targets(summon: Summon) -> None:
+    r = summon("doctor", "--json")
+    assert r.returncode == 0, r.stderr
+    checks = json.loads(r.stdout)
+    assert {c["target"] for c in checks} >= {"build", "unix", "sandbox"}
+    assert all(c["fix"] for c in checks if not c["ok"])
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_instances() -> Iterator[None]:
+    yield
+    assert summon_processes() == []
