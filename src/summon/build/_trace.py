@@ -347,6 +347,13 @@ class Tracer:
             self.import_named_codecs()
             self.mark("codec named in loaded code")
 
+        self.phase("looking for strptime calls in loaded code")
+        # time.strptime and datetime.strptime import _strptime from C. It costs ~0.4 MB
+        # (calendar, datetime, locale...), so it goes in only when loaded code names strptime.
+        if "_strptime" not in sys.modules and any(b"strptime" in s for s in _loaded_sources()):
+            self.try_import("_strptime", (), "strptime named in loaded code")
+        self.mark("strptime named in loaded code")
+
     def check_entry_function(self, module: str, function: str) -> bool:
         """Fail as the image would if the function is missing; True if it is async."""
         fn = getattr(sys.modules[module], function, None)
@@ -405,16 +412,7 @@ class Tracer:
         encodings = sys.modules["encodings"]
         aliases = sys.modules["encodings.aliases"].aliases
         names: set[str] = set()
-        for mod in list(sys.modules.values()):
-            spec = getattr(mod, "__spec__", None)
-            origin = getattr(spec, "origin", None)
-            if not isinstance(origin, str) or not origin.endswith(".py"):
-                continue
-            try:
-                with open(origin, "rb") as f:
-                    source = f.read()
-            except OSError:
-                continue
+        for source in _loaded_sources():
             names.update(_codec_literals(source))
         for name in sorted(names):
             norm = encodings.normalize_encoding(name.lower())
@@ -429,6 +427,20 @@ class Tracer:
             except Exception:
                 # Not a codec after all ("locale", a Windows-only one): nothing to bring in.
                 pass
+
+
+def _loaded_sources() -> "Iterator[bytes]":
+    """The source of every loaded module that has one."""
+    for mod in list(sys.modules.values()):
+        spec = getattr(mod, "__spec__", None)
+        origin = getattr(spec, "origin", None)
+        if not isinstance(origin, str) or not origin.endswith(".py"):
+            continue
+        try:
+            with open(origin, "rb") as f:
+                yield f.read()
+        except OSError:
+            continue
 
 
 def _codec_literals(source: bytes) -> "Iterator[str]":

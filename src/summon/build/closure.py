@@ -51,8 +51,6 @@ ALWAYS_INCLUDE: tuple[tuple[str, str, str], ...] = (
     ("stringprep", "_socket", "encodings.idna imports it"),
     ("encodings.idna", "_ssl", "_ssl encodes server_hostname with the idna codec"),
     ("stringprep", "_ssl", "encodings.idna imports it"),
-    ("_strptime", "",
-     "time.strptime and datetime.strptime import it from C; time is loaded at start-up"),
     ("copyreg", "",
      "object.__reduce_ex__ (copy.copy, pickling any object) imports it from C"),
     ("unicodedata", "",

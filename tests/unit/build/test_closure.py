@@ -58,7 +58,6 @@ def test_reasons(sockets: Closure) -> None:
     # _socket is loaded, so the codec its C code looks host names up with must be in.
     assert m["encodings.idna"].reason == REASON_ALWAYS
     assert m["stringprep"].reason == REASON_ALWAYS
-    assert m["_strptime"].reason == REASON_ALWAYS
     # encodings/idna.py calls .encode("punycode"): found by the codec scan.
     assert m["encodings.punycode"].reason == REASON_CODEC
 
@@ -73,10 +72,19 @@ def test_minimal_app_closure_is_small(interp: Interpreter, tmp_path: Path) -> No
         assert name not in c.modules, name
     assert "__main__" not in c.modules
     assert "encodings.idna" not in c.modules  # no _socket, so no idna
-    assert c.modules["_strptime"].reason == REASON_ALWAYS
+    # No code that is loaded names strptime, so _strptime (and its ~0.4 MB) stays out.
+    assert "_strptime" not in c.modules and "calendar" not in c.modules
     assert c.modules["app"].group == "app"
-    # Start-up modules, the always-include list and what _strptime pulls in: no more.
-    assert len(stdlib) < 45
+    # Start-up modules and the always-include list: no more.
+    assert len(stdlib) < 25, sorted(stdlib)
+
+
+def test_strptime_brings_in_strptime(interp: Interpreter, tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(
+        "import time\n\ndef main():\n    return time.strptime('2026', '%Y').tm_year\n"
+    )
+    c = trace(interp, tmp_path)
+    assert c.modules["_strptime"].reason == "strptime named in loaded code"
 
 
 def test_kinds_groups_and_files(sockets: Closure, interp: Interpreter) -> None:
