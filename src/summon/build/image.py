@@ -129,6 +129,8 @@ def build(
         for mp in MOUNT_POINTS:
             fs.add_dir(mp, 0o1777 if mp == "/tmp" else 0o755)
         argv = image_argv(interp)
+        # The interpreter looks for lib-dynload at start and complains if it is missing.
+        fs.add_dir(str(interp.dynload))
         fs.add_file(argv[0], interp.executable, "interpreter", 0o755)
         for lib in libs.libraries:
             fs.add_file(lib.image_path, lib.host_path, "libraries", 0o755)

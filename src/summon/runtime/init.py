@@ -15,8 +15,9 @@ What it does, in order:
 
 Exit status: the function's return value (None is 0, an int is itself), or the code of a
 SystemExit (as sys.exit treats it); 1 with the traceback on stderr if the app raises; 2 with
-one "summon: ..." line for a mistake in how the app asks for devices; 1 with one line for a
-broken image (unreadable app.json).
+one "summon: ..." line for a mistake in how the app asks for devices or in a SUMMON_*
+variable; 1 with one such line for a broken image (unreadable app.json). Before the app has
+started, a shutdown signal ends the process with status 0.
 
 Signals: SIGTERM (and SIGINT, the same) ask for a clean shutdown: finally blocks run, and the
 exit status is 0 unless the app sets one. For an async entry the main task is cancelled; the
@@ -85,6 +86,18 @@ def main() -> int:
 
 def run(argv: list[str]) -> int:
     """Everything main() does, raising Fail for what it reports in one line."""
+    # From the first moment: as PID 1 a SIGTERM without a handler would be dropped.
+    _signal.signal(_signal.SIGTERM, _stop_sync)
+    _signal.signal(_signal.SIGINT, _stop_sync)
+    try:
+        return _run(argv)
+    finally:
+        # The app is done: a late signal must not cut the exit short with a SystemExit.
+        _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+
+
+def _run(argv: list[str]) -> int:
     root = os.environ.get("SUMMON_ROOT") or "/"
     if os.getpid() == 1:
         mount_early_filesystems(root)
@@ -101,20 +114,12 @@ def run(argv: list[str]) -> int:
     if stdout is not None and hasattr(stdout, "reconfigure"):
         # A pipe would hold prints back until exit; a server's log must show as it happens.
         stdout.reconfigure(line_buffering=True)
-
-    _signal.signal(_signal.SIGTERM, _stop_sync)
-    _signal.signal(_signal.SIGINT, _stop_sync)
-    try:
-        if cfg.entry_kind == "script":
-            script = host_path(root, cfg.entry_path)
-            sys.argv = [script, *args]
-            return run_script(script)
-        sys.argv = [cfg.entry, *args]
-        return run_function(cfg, root)
-    finally:
-        # The app is done: a late signal must not cut the exit short with a SystemExit.
-        _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
-        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    if cfg.entry_kind == "script":
+        script = host_path(root, cfg.entry_path)
+        sys.argv = [script, *args]
+        return run_script(script)
+    sys.argv = [cfg.entry, *args]
+    return run_function(cfg, root)
 
 
 def host_path(root: str, image_path: str) -> str:

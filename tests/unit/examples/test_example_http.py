@@ -9,6 +9,7 @@ import socket
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import h11
 import pytest
@@ -35,7 +36,7 @@ def _load() -> ModuleType:
 app = _load()
 
 
-def connection(root: Path = STATIC) -> app.HTTPConnection:
+def connection(root: Path = STATIC) -> Any:  # an app.HTTPConnection
     return app.HTTPConnection(app.Site(FolderKV(str(root))))
 
 

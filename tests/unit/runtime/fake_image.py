@@ -69,6 +69,7 @@ class ImageRoot:
     def vendor(self, package: str) -> None:
         """Make a package of the test's own environment importable from /usr/lib/summon/site."""
         module = __import__(package)
+        assert module.__file__ is not None
         self.link(f"/usr/lib/summon/site/{package}", Path(module.__file__).parent)
 
     def config(self, entry: str | dict[str, str], **fields: Any) -> dict[str, Any]:

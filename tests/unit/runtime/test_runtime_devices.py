@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 import summon.devices as devices
-from summon import runtime
 from summon.devices import InvalidKey
 from summon.runtime.posix_devices import FolderKV, KernelRandom, StdoutConsole, SystemClock
 
@@ -28,11 +27,6 @@ def test_devices_module_imports_nothing_at_run_time() -> None:
         line for line in source.splitlines() if line.startswith(("import ", "from "))
     ]
     assert top_level_imports == ["from __future__ import annotations"]
-
-
-def test_runtime_modules_listed_for_the_build_exist() -> None:
-    for name in (*runtime.MODULES, *runtime.NETWORK_MODULES["socket"], *runtime.VM_MODULES):
-        __import__(name)
 
 
 @pytest.mark.parametrize(

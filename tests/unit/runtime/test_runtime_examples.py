@@ -8,6 +8,7 @@ import socket
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 from fake_image import EXAMPLES, ImageRoot, free_port, read_line, stop
 
@@ -64,10 +65,9 @@ def test_dns_example_on_mapped_ports(image: ImageRoot) -> None:
 
     query = dns.message.make_query("www.example.test", "A")
     answer = dns.query.udp(query, "127.0.0.1", port=udp, timeout=10)
-    assert [
-        r.to_text()
-        for r in answer.find_rrset(answer.answer, query.question[0].name, 1, dns.rdatatype.A)
-    ] == ["192.0.2.10"]
+    name = query.question[0].name
+    rrset = answer.find_rrset(answer.answer, name, dns.rdataclass.IN, dns.rdatatype.A)
+    assert [r.to_text() for r in rrset] == ["192.0.2.10"]
     answer = dns.query.tcp(
         dns.message.make_query("nope.example.test", "A"), "127.0.0.1", port=tcp, timeout=10
     )

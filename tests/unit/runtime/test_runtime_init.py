@@ -364,6 +364,8 @@ def test_missing_stdlib_module_hint_behind_another_error_in_async_code(image: Im
     assert result.returncode == 1
     assert "RuntimeError: cannot export" in result.stderr
     assert result.stderr.endswith(HINT)
+    # Neither the runtime's frames nor asyncio's stand between the reader and the app's.
+    assert "summon/runtime" not in result.stderr and "asyncio/" not in result.stderr
 
 
 def test_no_hint_for_a_module_outside_the_stdlib(image: ImageRoot) -> None:
