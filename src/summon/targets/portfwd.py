@@ -31,7 +31,9 @@ CHUNK = 64 * 1024
 CONNECT_PATIENCE = 10.0
 UDP_IDLE = 60.0  # seconds a client's inside UDP socket lives without traffic
 UDP_MAX_CLIENTS = 256  # past this the longest-idle client's inside socket is dropped
-_RETRY_FIRST, _RETRY_MAX = 0.005, 0.2
+# Polled at most 10 ms apart: a longer step would add its length to every cold start, and a
+# refused connect on loopback costs microseconds.
+_RETRY_FIRST, _RETRY_MAX = 0.002, 0.01
 _Addr = tuple[Any, ...]
 
 
