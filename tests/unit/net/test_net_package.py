@@ -1,0 +1,64 @@
+"""summon.net's promises as a package: stdlib only, cheap to import, counters behave."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from summon.net.counters import Counters
+
+# packet.py needs the socket module (AF_PACKET), which brings enum and selectors: it is
+# only imported by images that use it, so it is checked for stdlib-only but not for weight.
+STACK_MODULES = ["summon.net.interface", "summon.net.links.memory", "summon.net.links.tap"]
+
+
+@pytest.mark.parametrize(
+    ("modules", "heavy"),
+    [
+        (STACK_MODULES, {"typing", "dataclasses", "inspect", "enum", "socket"}),
+        (["summon.net.links.packet"], {"typing", "dataclasses", "inspect"}),
+    ],
+)
+def test_the_stack_imports_nothing_outside_the_stdlib_and_no_heavy_stdlib(
+    modules: list[str], heavy: set[str]
+) -> None:
+    code = (
+        "import sys; before = set(sys.modules)\n"
+        f"for m in {modules!r}: __import__(m)\n"
+        "print('\\n'.join(sorted(set(sys.modules) - before)))"
+    )
+    # -S: no site (and its .pth imports), -I: no user paths; src is found via PYTHONPATH.
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": _src()},
+    )
+    new = set(result.stdout.split())
+    ours = {m for m in new if m == "summon" or m.startswith("summon.")}
+    assert all(m.startswith("summon.net") or m == "summon" for m in ours), ours
+    # typing (~20 ms), dataclasses (~30 ms, with inspect) stay out of images.
+    assert not heavy & new, sorted(heavy & new)
+    foreign = {m for m in new - ours if m.split(".")[0] not in sys.stdlib_module_names}
+    assert not foreign, foreign
+
+
+def _src() -> str:
+    import summon
+
+    return str(__import__("pathlib").Path(summon.__file__).parent.parent)
+
+
+def test_counters_read_zero_until_incremented() -> None:
+    counters = Counters()
+    assert counters["ipv4__bad_checksum__drop"] == 0
+    counters.inc("ipv4__bad_checksum__drop")
+    counters.inc("ipv4__bad_checksum__drop", 2)
+    counters.inc("arp__cache_full__evict")
+    assert counters["ipv4__bad_checksum__drop"] == 3
+    assert counters.snapshot() == {"arp__cache_full__evict": 1, "ipv4__bad_checksum__drop": 3}
+    assert counters.matching("ipv4__") == {"ipv4__bad_checksum__drop": 3}
+    assert "arp__cache_full__evict" in repr(counters)
