@@ -1,0 +1,281 @@
+"""The TCP layer: parses what IPv4 hands up, finds the connection or listener, answers RSTs.
+
+    tcp = TCP(local_ip, send_ip)            # send_ip(proto, dst_ip, payload) goes to IPv4
+    ipv4.handlers[6] = tcp.receive          # receive(src_ip, dst_ip, payload, now)
+    listener = tcp.listen(80)
+    conn = tcp.connect(peer_ip, 443)
+    tcp.timers(now)                         # at tcp.next_deadline(), or whenever
+    for thing in tcp.ready(): ...           # Connections / Listeners with news: wake their tasks
+
+Per-path counters ("tcp__bad_checksum__drop", "tcp__no_socket_match__respond_rst",
+"tcp__retransmit", "tcp__challenge_ack", ...) are in `counters`, a Counter (0 when absent).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+
+from summon.net.counters import Counters
+from summon.net.errors import NetError
+from summon.net.tcp import state as st
+from summon.net.tcp.config import TCPConfig
+from summon.net.tcp.connection import Connection
+from summon.net.tcp.listener import Listener
+from summon.net.tcp.segment import Segment, TCPIntegrityError, TCPSanityError, parse_segment
+from summon.net.tcp.seq import MASK, seq_gt
+from summon.net.tcp.wire import ACK, PROTOCOL, RST, SYN
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from summon.net.icmp import IcmpErrorEvent
+
+    SendIP = Callable[[int, bytes, bytes], None]
+
+
+class TCP:
+    """All TCP of one local IPv4 address: connections by 4-tuple, listeners by port."""
+
+    __slots__ = (
+        "_clock",
+        "_connections",
+        "_heap",
+        "_heap_count",
+        "_listeners",
+        "_now",
+        "_ready",
+        "_send_ip",
+        "config",
+        "counters",
+        "local_ip",
+        "random_bytes",
+    )
+
+    def __init__(
+        self,
+        local_ip: bytes,
+        send_ip: SendIP,
+        *,
+        config: TCPConfig | None = None,
+        clock: Callable[[], float] | None = None,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        counters: Counters | None = None,
+    ) -> None:
+        """send_ip(6, dst_ip, segment_bytes) hands a segment to IPv4. clock, if given, is read
+        when the app calls in (send, close, connect); otherwise the last `now` seen is used.
+        random_bytes makes ISNs and the SYN-cookie key (seed it in tests). counters: share the
+        interface's (`iface.counters`) to see every layer's paths in one place."""
+        self.local_ip = local_ip
+        self._send_ip = send_ip
+        self.config = config or TCPConfig()
+        self._clock = clock
+        self.random_bytes = random_bytes
+        self.counters = counters if counters is not None else Counters()
+        self._now = 0.0
+        self._connections: dict[tuple[bytes, int, int], Connection] = {}
+        self._listeners: dict[int, Listener] = {}
+        self._heap: list[tuple[float, int, Connection]] = []
+        self._heap_count = 0
+        self._ready: dict[Connection | Listener, None] = {}
+
+    # ----------------------------------------------------------------- the app's side
+
+    def listen(
+        self,
+        port: int,
+        *,
+        backlog: int | None = None,
+        syn_backlog: int | None = None,
+        syn_cookies: bool | None = None,
+    ) -> Listener:
+        """Listen on port (raises ValueError if it is taken or out of range)."""
+        if not 0 < port < 65536 or port in self._listeners:
+            raise ValueError(f"tcp: cannot listen on port {port}")
+        c = self.config
+        listener = Listener(
+            self,
+            port,
+            c.accept_backlog if backlog is None else backlog,
+            c.syn_backlog if syn_backlog is None else syn_backlog,
+            c.syn_cookies if syn_cookies is None else syn_cookies,
+        )
+        self._listeners[port] = listener
+        return listener
+
+    def connect(
+        self,
+        remote_ip: bytes,
+        remote_port: int,
+        *,
+        local_port: int | None = None,
+        now: float | None = None,
+    ) -> Connection:
+        """Open a connection: the SYN goes out now; ConnectionEstablished follows, or
+        ConnectionClosed('refused' / 'timeout')."""
+        if now is not None:
+            self._now = now
+        if local_port is None:
+            local_port = self._ephemeral_port(remote_ip, remote_port)
+        elif (remote_ip, remote_port, local_port) in self._connections:
+            raise ValueError(f"tcp: 4-tuple with local port {local_port} is in use")
+        conn = Connection(self, local_port, remote_ip, remote_port, self.new_iss())
+        self.register(conn)
+        conn.open_active(self.now())
+        return conn
+
+    def timers(self, now: float) -> None:
+        """Fire every timer due at `now`."""
+        self._now = now
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, conn = heapq.heappop(heap)
+            if conn._scheduled != deadline:
+                continue  # superseded by an earlier deadline, already handled
+            conn._scheduled = None
+            conn.on_timer(now)
+
+    def next_deadline(self) -> float | None:
+        """When timers() next has work, or None."""
+        heap = self._heap
+        while heap and heap[0][2]._scheduled != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def ready(self) -> list[Connection | Listener]:
+        """Connections and listeners that have news since the last call (events to read,
+        send space freed, connections to accept), oldest first; the set is then emptied."""
+        out = list(self._ready)
+        self._ready.clear()
+        return out
+
+    @property
+    def connections(self) -> list[Connection]:
+        """Every connection the layer still tracks (TIME_WAIT and half-open ones included)."""
+        return list(self._connections.values())
+
+    # ----------------------------------------------------------------- from IPv4
+
+    def receive(self, src_ip: bytes, dst_ip: bytes, payload: bytes, now: float) -> None:
+        """One TCP datagram from IPv4. Never raises for bad input: it is counted and dropped."""
+        self._now = now
+        try:
+            seg = parse_segment(src_ip, dst_ip, payload)
+        except (TCPIntegrityError, TCPSanityError) as error:
+            self.counters.inc(f"tcp__{error.reason}__drop")
+            return
+        if dst_ip != self.local_ip:
+            self.counters.inc("tcp__not_local__drop")
+            return
+        self.counters.inc("tcp__segment_in")
+        conn = self._connections.get((src_ip, seg.src_port, seg.dst_port))
+        if conn is not None:
+            if (
+                conn.state == st.TIME_WAIT
+                and seg.flags & (SYN | ACK | RST) == SYN
+                and seq_gt(seg.seq, conn.rcv_nxt)
+                and seg.dst_port in self._listeners
+            ):
+                # RFC 9293 3.10.7.4: a new SYN above the old incarnation may reopen the pair.
+                self.counters.inc("tcp__time_wait__reopen")
+                conn.reincarnate()
+            else:
+                conn.on_segment(seg, now)
+                return
+        listener = self._listeners.get(seg.dst_port)
+        if listener is not None:
+            listener.on_segment(src_ip, seg, now)
+            return
+        self._reset_unmatched(src_ip, seg)
+
+    def receive_error(self, event: IcmpErrorEvent, now: float) -> None:
+        """An ICMP error about a segment we sent (IPv4's error_handler)."""
+        self._now = now
+        quote = event.original
+        if len(quote) < 8:
+            self.counters.inc("tcp__icmp_short_quote__drop")
+            return
+        # The quote starts with our header: source port, destination port, sequence number.
+        local_port = int.from_bytes(quote[0:2], "big")
+        remote_port = int.from_bytes(quote[2:4], "big")
+        conn = self._connections.get((event.dst_ip, remote_port, local_port))
+        if conn is None:
+            self.counters.inc("tcp__icmp_no_socket_match__drop")
+            return
+        conn.on_icmp_error(event.kind, int.from_bytes(quote[4:8], "big"), event.next_hop_mtu, now)
+
+    def _reset_unmatched(self, src_ip: bytes, seg: Segment) -> None:
+        # RFC 9293 3.10.7.1, CLOSED: an RST is dropped; anything else gets an RST that the
+        # sender will find acceptable (its ACK as our SEQ, or an ACK of everything it sent).
+        if seg.flags & RST:
+            self.counters.inc("tcp__no_socket_match__rst_drop")
+            return
+        self.counters.inc("tcp__no_socket_match__respond_rst")
+        if seg.flags & ACK:
+            reply = Segment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
+        else:
+            reply = Segment(
+                seg.dst_port, seg.src_port, 0, (seg.seq + seg.length) & MASK, RST | ACK, 0
+            )
+        self.emit_to(src_ip, reply)
+
+    # ----------------------------------------------------------------- for connections
+
+    def now(self) -> float:
+        return self._clock() if self._clock is not None else self._now
+
+    def count(self, key: str) -> None:
+        self.counters.inc(key)
+
+    def emit(self, conn: Connection, seg: Segment) -> None:
+        self.emit_to(conn.remote_ip, seg)
+
+    def emit_to(self, remote_ip: bytes, seg: Segment) -> None:
+        self.counters.inc("tcp__segment_out")
+        try:
+            self._send_ip(PROTOCOL, remote_ip, seg.encode(self.local_ip, remote_ip))
+        except NetError as error:
+            # No route (yet): the segment is lost like any other, and retransmission or the
+            # connection's own timeout deals with it; the app must not see IPv4's exceptions.
+            self.counters.inc(f"tcp__send_failed_{type(error).__name__.lower()}__drop")
+
+    def mark_ready(self, thing: Connection | Listener) -> None:
+        self._ready[thing] = None
+
+    def schedule(self, conn: Connection) -> None:
+        deadline = conn.next_deadline()
+        if deadline is None:
+            return
+        if conn._scheduled is None or deadline < conn._scheduled:
+            conn._scheduled = deadline
+            self._heap_count += 1
+            heapq.heappush(self._heap, (deadline, self._heap_count, conn))
+
+    def register(self, conn: Connection) -> None:
+        self._connections[(conn.remote_ip, conn.remote_port, conn.local_port)] = conn
+
+    def forget(self, conn: Connection) -> None:
+        key = (conn.remote_ip, conn.remote_port, conn.local_port)
+        if self._connections.get(key) is conn:
+            del self._connections[key]
+
+    def unlisten(self, listener: Listener) -> None:
+        if self._listeners.get(listener.port) is listener:
+            del self._listeners[listener.port]
+
+    def new_iss(self) -> int:
+        # Random ISNs (RFC 6528's goal: unpredictable to off-path attackers).
+        return int.from_bytes(self.random_bytes(4), "big")
+
+    def _ephemeral_port(self, remote_ip: bytes, remote_port: int) -> int:
+        first, last = self.config.ephemeral_ports
+        size = last - first + 1
+        start = int.from_bytes(self.random_bytes(2), "big") % size
+        for i in range(size):
+            port = first + (start + i) % size
+            if (remote_ip, remote_port, port) not in self._connections and (
+                port not in self._listeners
+            ):
+                return port
+        raise ValueError("tcp: no free ephemeral port")

@@ -1,0 +1,113 @@
+"""SYN flood: 10,000 SYNs from distinct source ports leave the listener's memory bounded, are
+counted, and a real client still gets through (after the half-open entries expire, or at once
+with SYN cookies)."""
+
+from __future__ import annotations
+
+import random
+import tracemalloc
+
+import pytest
+from tcp_path import IP_B, IPPath
+
+from summon.net.tcp import TCP, Segment, TCPConfig
+from summon.net.tcp.wire import SYN
+
+ATTACKER = bytes((203, 0, 113, 66))  # TEST-NET-3: spoofed, nothing answers there
+FLOOD = 10_000
+BACKLOG = 128
+
+
+def flood(tcp: TCP, now: float, count: int = FLOOD, first_port: int = 1024) -> None:
+    rng = random.Random(count)
+    for i in range(count):
+        syn = Segment(first_port + i, 80, rng.getrandbits(32), 0, SYN, 65535, mss=1460)
+        tcp.receive(ATTACKER, IP_B, syn.encode(ATTACKER, IP_B), now)
+
+
+def connect_client(path: IPPath, max_time: float) -> float:
+    """Connect a to b:80 through the path; returns when it was established."""
+    listener = path.b._listeners[80]
+    client = path.a.connect(IP_B, 80)
+    started = path.clock.now
+    accepted = []
+    path.run(
+        lambda: client.state == "ESTABLISHED" and bool(accepted),
+        max_time,
+        lambda: accepted.extend(c for c in [listener.accept()] if c is not None),
+    )
+    assert accepted[0].remote_port == client.local_port
+    return path.clock.now - started
+
+
+def test_flood_is_bounded_counted_and_the_service_answers_afterwards() -> None:
+    config = TCPConfig(syn_backlog=BACKLOG, synack_retries=3)
+    path = IPPath(1, config_b=config)
+    listener = path.b.listen(80)
+
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    flood(path.b, 0.0, 1000)
+    after_1k = tracemalloc.get_traced_memory()[0]
+    flood(path.b, 0.0, FLOOD - 1000, first_port=1024 + 1000)
+    after_10k = tracemalloc.get_traced_memory()[0]
+    grown = sum(
+        stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename")
+    )
+    tracemalloc.stop()
+
+    assert len(listener.syn_queue) == BACKLOG
+    assert len(path.b.connections) == BACKLOG
+    assert path.b.counters["tcp__listen__syn_received"] == BACKLOG
+    assert path.b.counters["tcp__syn_queue_full__drop"] == FLOOD - BACKLOG
+    # 9,000 more SYNs after the first 1,000 cost (almost) nothing more: the queue was full.
+    assert after_10k - after_1k < 64 * 1024
+    assert grown < 1024 * 1024, f"{grown} bytes kept for {BACKLOG} half-open connections"
+
+    # Half-open entries retransmit their SYN,ACK 3 times (1 + 2 + 4 + 8 s), then go.
+    took = connect_client(path, max_time=200.0)
+    assert path.clock.now > 15.0  # it did have to wait for the queue to drain
+    assert took < 64.0
+    assert path.b.counters["tcp__give_up"] == BACKLOG
+    assert len(listener.syn_queue) == 0
+    assert path.blackholed > 0  # SYN,ACKs to the spoofed address went nowhere
+
+
+def test_with_syn_cookies_a_client_gets_through_during_the_flood() -> None:
+    config = TCPConfig(syn_backlog=BACKLOG, syn_cookies=True)
+    path = IPPath(2, config_b=config)
+    listener = path.b.listen(80)
+    flood(path.b, 0.0)
+    assert len(listener.syn_queue) == BACKLOG
+    assert path.b.counters["tcp__syn_cookie__sent"] == FLOOD - BACKLOG
+
+    took = connect_client(path, max_time=5.0)
+    assert took < 0.1  # one round trip: no waiting for the queue
+    assert path.b.counters["tcp__syn_cookie__accepted"] == 1
+    assert len(listener.syn_queue) == BACKLOG  # the cookie client took no SYN-queue slot
+
+
+@pytest.mark.parametrize("tamper", ["ack", "port", "late"])
+def test_forged_or_stale_cookies_are_refused(tamper: str) -> None:
+    sent: list[bytes] = []
+    tcp = TCP(IP_B, lambda proto, dst, data: sent.append(data),
+              config=TCPConfig(syn_backlog=0, syn_cookies=True))  # fmt: skip
+    tcp.listen(80)
+    from summon.net.tcp import parse_segment
+
+    client = bytes((192, 0, 2, 1))
+    tcp.receive(
+        client, IP_B, Segment(5555, 80, 1000, 0, SYN, 65535, mss=1460).encode(client, IP_B), 0.0
+    )
+    synack = parse_segment(IP_B, client, sent[-1])
+    ack, port, now = (synack.seq + 1) & 0xFFFFFFFF, 5555, 1.0
+    if tamper == "ack":
+        ack ^= 0x10
+    elif tamper == "port":
+        port = 5556
+    else:
+        now = 200.0  # cookies live one to two 64 s ticks
+    tcp.receive(client, IP_B, Segment(port, 80, 1001, ack, 0x10, 65535).encode(client, IP_B), now)
+    assert tcp.counters["tcp__syn_cookie__invalid"] == 1
+    assert tcp.counters["tcp__listen_ack__respond_rst"] == 1
+    assert tcp.connections == []
