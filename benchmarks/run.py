@@ -331,7 +331,12 @@ def bench_memory(report: Report, image: Image) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=9, help="repetitions of each timed figure")
-    parser.add_argument("--only", default="size,start,memory", help="which figures")
+    parser.add_argument(
+        "--only",
+        default="size,start,memory,direct,qemu",
+        help="which figures, comma-separated: size, start, memory, direct (summon.net vs "
+        "kernel sockets), qemu (kernels and VM boots; builds kernels the first time)",
+    )
     args = parser.parse_args()
     only = set(args.only.split(","))
     report = Report()
@@ -347,6 +352,14 @@ def main() -> int:
             bench_start(report, pruned, args.runs)
         if "memory" in only:
             bench_memory(report, pruned)
+        if "direct" in only:
+            import bench_direct
+
+            bench_direct.run(report)
+        if "qemu" in only:
+            import bench_qemu
+
+            bench_qemu.run(report)
         for path in (pruned.rootfs(),):
             shutil.rmtree(path, ignore_errors=True)
     print()

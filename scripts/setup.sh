@@ -13,6 +13,11 @@ apt_packages=(
   iputils-ping    # Linux's ping, pinging summon.net in the tests' namespaces
   netcat-openbsd  # Linux's nc -u, a UDP peer for summon.net in the tests' namespaces
   hyperfine       # benchmarks
+  docker-registry # a real OCI distribution registry for the push/pull tests (CNCF distribution)
+  skopeo          # a third-party OCI client: the tests check it reads and copies our images
+  apache2-utils   # htpasswd, for the registry's basic-auth tests
+  dnsmasq-base    # a real DHCP and DNS server for summon.net's tests, in test namespaces
+  wrk             # the load generator of the direct-stack benchmark
 )
 missing=()
 for p in "${apt_packages[@]%% *}"; do

@@ -39,6 +39,7 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "include": ((list,), "a list of module names to put in the image even if not seen in use"),
     "probe": ((str,), '"module:function" called after import to exercise the app'),
     "version": ((str,), "a version string used as the default tag"),
+    "volumes": ((list,), 'a list of absolute paths the app keeps data under, such as ["/data"]'),
 }
 
 
@@ -84,6 +85,7 @@ class Manifest:
     args: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
     probe: str = ""
+    volumes: tuple[str, ...] = ()  # where -v volumes may be mounted (a VM's kernel gets disks)
 
 
 def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
@@ -212,6 +214,11 @@ def load(app_dir: Path | str) -> Manifest:
 
     version = table.get("version") or project.get("version") or "latest"
 
+    volumes = table.get("volumes", [])
+    for v in volumes:
+        if not isinstance(v, str) or not v.startswith("/") or v == "/" or ".." in v.split("/"):
+            raise bad("volumes", f"{v!r} is not an absolute path such as /data")
+
     return Manifest(
         app_dir=app_dir,
         source=source,
@@ -229,6 +236,7 @@ def load(app_dir: Path | str) -> Manifest:
         args=tuple(args),
         include=tuple(include),
         probe=probe,
+        volumes=tuple(volumes),
     )
 
 

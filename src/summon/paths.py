@@ -17,6 +17,11 @@ def data_dir() -> Path:
     return _xdg("XDG_DATA_HOME", ".local/share")
 
 
+def config_dir() -> Path:
+    """The user's settings (config.toml)."""
+    return _xdg("XDG_CONFIG_HOME", ".config")
+
+
 def cache_dir() -> Path:
     """Things summon can make again: unpacked root filesystems, pip downloads, kernels."""
     return _xdg("XDG_CACHE_HOME", ".cache")

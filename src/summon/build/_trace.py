@@ -135,7 +135,8 @@ def _top_level_imports(tree: "Node") -> "tuple[list[Node], list[Node]]":
                 visit(st.orelse, False)
             else:
                 conditional.extend(
-                    n for n in _walk_module_level(st)
+                    n
+                    for n in _walk_module_level(st)
                     if type(n).__name__ in ("Import", "ImportFrom", "Call")
                 )
 
@@ -309,7 +310,7 @@ class Tracer:
                 )
                 continue
             package = _package_of(modname, is_pkg)
-            rel = path[len(cfg["app_dir"]) + 1:] if path.startswith(cfg["app_dir"]) else path
+            rel = path[len(cfg["app_dir"]) + 1 :] if path.startswith(cfg["app_dir"]) else path
             for node in _walk(tree):
                 for mod, names, line in _imports_of(node, package):
                     if mod == script_mod:
@@ -551,8 +552,9 @@ def modulefinder_main(cfg: "dict[str, Any]", out: str) -> None:
         except Exception as e:
             errors.append(entry["script"] + ": " + _describe(e))
     modules = {
-        name: (getattr(m, "__file__", None) if isinstance(getattr(m, "__file__", None), str)
-               else None)
+        name: (
+            getattr(m, "__file__", None) if isinstance(getattr(m, "__file__", None), str) else None
+        )
         for name, m in finder.modules.items()
         if name != "__main__"
     }

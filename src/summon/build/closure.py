@@ -27,7 +27,14 @@ from summon.errors import BuildError
 from summon.manifest import Entry
 
 KINDS = (
-    "builtin", "frozen", "source", "sourceless", "extension", "package", "namespace", "dynamic"
+    "builtin",
+    "frozen",
+    "source",
+    "sourceless",
+    "extension",
+    "package",
+    "namespace",
+    "dynamic",
 )
 GROUPS = ("stdlib", "site", "app", "runtime", "builtin")
 
@@ -45,17 +52,22 @@ REASON_CODEC = "codec named in loaded code"
 # trigger module is loaded ("" = always). Each was confirmed against Debian's 3.11.2 by
 # diffing sys.modules around the call named in `why`.
 ALWAYS_INCLUDE: tuple[tuple[str, str, str], ...] = (
-    ("encodings.idna", "_socket",
-     "_socket's getaddrinfo, gethostbyname, connect... encode str host names with the idna "
-     "codec, imported on first use"),
+    (
+        "encodings.idna",
+        "_socket",
+        "_socket's getaddrinfo, gethostbyname, connect... encode str host names with the idna "
+        "codec, imported on first use",
+    ),
     ("stringprep", "_socket", "encodings.idna imports it"),
     ("encodings.idna", "_ssl", "_ssl encodes server_hostname with the idna codec"),
     ("stringprep", "_ssl", "encodings.idna imports it"),
-    ("copyreg", "",
-     "object.__reduce_ex__ (copy.copy, pickling any object) imports it from C"),
-    ("unicodedata", "",
-     "the compiler imports it for non-ASCII identifiers and \\N{...} escapes (builtin in "
-     "Debian's build, an extension module in others)"),
+    ("copyreg", "", "object.__reduce_ex__ (copy.copy, pickling any object) imports it from C"),
+    (
+        "unicodedata",
+        "",
+        "the compiler imports it for non-ASCII identifiers and \\N{...} escapes (builtin in "
+        "Debian's build, an extension module in others)",
+    ),
     # The C fast paths cover only a few spellings of utf-8, latin-1 and ascii; any other
     # spelling, and these codecs, are looked up by name through encodings.search_function.
     ("encodings.latin_1", "", "codec looked up by name at run time (open, bytes.decode)"),
@@ -339,13 +351,15 @@ def compute_closure(
             # Started first so that it overlaps the trace and whatever the build does next.
             (work / "mf.in").write_text(repr({**cfg, "mode": "modulefinder"}))
             mf_proc = _start(
-                interp, [str(work / "mf.in"), str(work / "mf.out"), str(work / "mf.phase")],
-                work / "mf.log", app_dir, child_env,
+                interp,
+                [str(work / "mf.in"), str(work / "mf.out"), str(work / "mf.phase")],
+                work / "mf.log",
+                app_dir,
+                child_env,
             )
         try:
             result, timings = _run_trace(interp, cfg, work, app_dir, child_env, timeout)
-            closure = _build(result, interp, app_dir, site_dirs, runtime_root, runtime_path,
-                             work)
+            closure = _build(result, interp, app_dir, site_dirs, runtime_root, runtime_path, work)
         except BaseException:
             if mf_proc is not None:
                 _kill(mf_proc)
@@ -374,8 +388,9 @@ def _run_trace(
     (work / "trace.in").write_text(repr(cfg))
     out_file, phase_file, log = work / "trace.out", work / "trace.phase", work / "trace.log"
     started = time.monotonic()
-    proc = _start(interp, [str(work / "trace.in"), str(out_file), str(phase_file)], log,
-                  app_dir, env)
+    proc = _start(
+        interp, [str(work / "trace.in"), str(out_file), str(phase_file)], log, app_dir, env
+    )
     finished = _wait(proc, timeout)
     timings = {"trace": time.monotonic() - started}
     if not finished:
@@ -398,8 +413,9 @@ def _run_trace(
     return result, timings
 
 
-def _start(interp: Interpreter, args: list[str], log: Path, cwd: Path,
-           env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+def _start(
+    interp: Interpreter, args: list[str], log: Path, cwd: Path, env: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
     # -S -E as in the image; -B only so that the trace leaves no __pycache__ in the app
     # folder (it does not change what gets imported).
     with log.open("wb") as out:
@@ -535,12 +551,12 @@ def _compare(closure: Closure, mf: dict[str, object], failed: Mapping[str, str])
     for name in sorted(found):
         if name in closure.modules:
             continue
-        error = failed.get(name) or next(
-            (failed[p] for p in _parents(name) if p in failed), ""
-        )
+        error = failed.get(name) or next((failed[p] for p in _parents(name) if p in failed), "")
         closure._left_out[name] = (
-            error if error.startswith("optional:")
-            else f"not importable here: {error}" if error
+            error
+            if error.startswith("optional:")
+            else f"not importable here: {error}"
+            if error
             else "only referenced from code that never ran at import or probe time"
         )
 

@@ -24,7 +24,10 @@ from summon.errors import BuildError
 LD_SO_CONF = Path("/etc/ld.so.conf")
 
 _TAG_ATTRS = {
-    "DT_NEEDED": "needed", "DT_RPATH": "rpath", "DT_RUNPATH": "runpath", "DT_SONAME": "soname"
+    "DT_NEEDED": "needed",
+    "DT_RPATH": "rpath",
+    "DT_RUNPATH": "runpath",
+    "DT_SONAME": "soname",
 }
 
 # Debian's multiarch folder per ELF machine.

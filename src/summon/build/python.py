@@ -131,7 +131,7 @@ def probe_interpreter(path: str) -> Interpreter:
     requested = Path(path)
     if not requested.is_absolute():
         raise BuildError(
-            f"interpreter {path} is not an absolute path; set python = \"/usr/bin/python3.11\" "
+            f'interpreter {path} is not an absolute path; set python = "/usr/bin/python3.11" '
             "(or another absolute path) in the manifest"
         )
     if not requested.exists():
@@ -181,7 +181,7 @@ def probe_interpreter(path: str) -> Interpreter:
         shown = ".".join(str(v) for v in vi)
         raise BuildError(
             f"interpreter {path} is Python {shown}; summon needs 3.11 or newer: "
-            "set python = \"/usr/bin/python3.11\" in the manifest"
+            'set python = "/usr/bin/python3.11" in the manifest'
         )
     major, minor = int(vi[0]), int(vi[1])
     libc = _parse_libc(info["libc"])

@@ -40,18 +40,26 @@ class Package:
 def pip_command(requirements: Sequence[str], interp: Interpreter, dest: Path) -> list[str]:
     """The pip invocation that installs requirements for interp (not for the host)."""
     cmd = [
-        sys.executable, "-m", "pip", "install",
-        "--target", str(dest),
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--target",
+        str(dest),
         "--no-compile",
         # Building an sdist would compile for the host; only wheels can target another ABI.
         "--only-binary=:all:",
-        "--python-version", interp.xy,
-        "--implementation", "cp",
-        "--abi", interp.abi,
+        "--python-version",
+        interp.xy,
+        "--implementation",
+        "cp",
+        "--abi",
+        interp.abi,
         "--disable-pip-version-check",
         "--no-input",
         "--no-warn-script-location",
-        "--cache-dir", str(paths.cache_dir() / "pip"),
+        "--cache-dir",
+        str(paths.cache_dir() / "pip"),
     ]
     for tag in interp.platform_tags:
         cmd += ["--platform", tag]

@@ -22,10 +22,13 @@ from rich.table import Table
 
 import summon
 from summon import paths
+from summon.cli.instances import COMMANDS as INSTANCE_COMMANDS
+from summon.cli.kernel import kernel
+from summon.cli.ship import COMMANDS as SHIP_COMMANDS
 from summon.errors import SummonError, UserError
 from summon.store import Store
 from summon.store.image import Image
-from summon.targets.base import PortForward, RunSpec
+from summon.targets.base import PortForward, RunSpec, Volume
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -94,6 +97,7 @@ def cli() -> None:
     \b
     summon build examples/http -t http       build an image
     summon run http -p 8080:80               run it sandboxed, serving 127.0.0.1:8080
+    summon run -d http / ps / logs / stop    run it in the background, and manage it
     summon images / inspect / rmi            manage the local store
     summon doctor                            what this host can run
     """
@@ -110,9 +114,10 @@ def cli() -> None:
     is_flag=True,
     help="Put the whole stdlib in, not only the traced closure (a generic image).",
 )
-def build(app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool) -> None:
+@click.option("--boot", is_flag=True, help="Add the VM boot artifact (kernel, initramfs) now.")
+def build(app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool, boot: bool) -> None:
     """Build the app in APP_DIR into an image in the local store."""
-    result = _build(app_dir, tag, whole_stdlib)
+    result = _build(app_dir, tag, whole_stdlib, boot)
     if quiet:
         out.print(result.image.id)
         return
@@ -126,11 +131,11 @@ def build(app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool) -> No
     )
 
 
-def _build(app_dir: Path, tag: str | None, whole_stdlib: bool = False) -> Any:
+def _build(app_dir: Path, tag: str | None, whole_stdlib: bool = False, boot: bool = False) -> Any:
     from summon.build.image import build as build_image
 
     with _progress(f"building {app_dir}") as step:
-        return build_image(app_dir, _store(), tag, step, whole_stdlib)
+        return build_image(app_dir, _store(), tag, step, whole_stdlib, boot)
 
 
 _PORT_RE = re.compile(
@@ -151,6 +156,18 @@ def _parse_ports(values: tuple[str, ...]) -> tuple[PortForward, ...]:
     return tuple(forwards)
 
 
+def _parse_volumes(values: tuple[str, ...], target: str) -> tuple[Volume, ...]:
+    if values and target != "qemu":
+        raise UserError(f"-v: volumes are for --target qemu; {target} has none yet")
+    mounts = []
+    for v in values:
+        vol_name, sep, path = v.partition(":")
+        if not sep or not vol_name or not path.startswith("/"):
+            raise UserError(f"-v {v}: expected NAME:/PATH, such as data:/data")
+        mounts.append(Volume(vol_name, path))
+    return tuple(mounts)
+
+
 def _parse_env(values: tuple[str, ...]) -> dict[str, str]:
     env = {}
     for v in values:
@@ -166,16 +183,32 @@ def _parse_env(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def _targets() -> dict[str, Any]:
+    from summon.targets.qemu import QemuTarget
     from summon.targets.sandbox import SandboxTarget
     from summon.targets.unix import UnixTarget
 
-    return {"unix": UnixTarget, "sandbox": SandboxTarget}
+    return {"unix": UnixTarget, "sandbox": SandboxTarget, "qemu": QemuTarget}
 
 
 @cli.command(context_settings={"ignore_unknown_options": False})
 @click.argument("image")
 @click.option(
-    "--target", type=click.Choice(["unix", "sandbox"]), help="Where to run it (default: sandbox)."
+    "--target",
+    type=click.Choice(["unix", "sandbox", "qemu"]),
+    help="Where to run it (default: qemu where KVM truly works, else sandbox).",
+)
+@click.option(
+    "--accel",
+    type=click.Choice(["kvm", "tcg"]),
+    help="qemu: the accelerator (default: KVM where it truly works, else TCG).",
+)
+@click.option(
+    "-v",
+    "--volume",
+    "volumes",
+    multiple=True,
+    metavar="NAME:/PATH",
+    help="qemu: mount volume NAME (made on first use, kept across runs) at PATH.",
 )
 @click.option(
     "-p",
@@ -188,32 +221,61 @@ def _targets() -> dict[str, Any]:
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE", help="Set a variable.")
 @click.option("-m", "--memory", help="Memory limit, e.g. 64M (default: the manifest's).")
 @click.option("--name", help="Instance name (default: derived from the image).")
+@click.option("-d", "--detach", is_flag=True, help="Run it in the background (see summon ps).")
+@click.option(
+    "--restart",
+    metavar="no|on-failure[:N]|always",
+    help="With -d: when to start it again after it exits (default: no).",
+)
 @click.option(
     "--rm", "remove", is_flag=True, help="Remove the instance's state folder when it exits."
+)
+@click.option(
+    "--verify-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Refuse the image unless signed by this public key (default: config.toml verify_key).",
 )
 def run(
     image: str,
     target: str | None,
+    accel: str | None,
+    volumes: tuple[str, ...],
     ports: tuple[str, ...],
     env: tuple[str, ...],
     memory: str | None,
     name: str | None,
+    detach: bool,
+    restart: str | None,
     remove: bool,
+    verify_key: Path | None,
 ) -> None:
-    """Run IMAGE (a name, ID, or an app folder, built first) in the foreground."""
+    """Run IMAGE (a name, ID, or an app folder, built first) in the foreground, or with -d."""
+    if restart and not detach:
+        raise UserError("--restart is for detached instances: add -d")
     from summon.manifest import parse_size
 
     forwards = _parse_ports(ports)
     overrides = _parse_env(env)
-    target_name = target or "sandbox"
+    target_name, why = target or "", ""
+    if not target:
+        from summon.targets.qemu import default_target
+
+        target_name, why = default_target()
     target_cls = _targets()[target_name]
+    mounts = _parse_volumes(volumes, target_name)
+    if accel and target_name != "qemu":
+        raise UserError(f"--accel is for --target qemu, not {target_name}")
     store = _store()
     if Path(image).is_dir():
         img = _build(Path(image), None).image
     else:
         img = Image.open(store, image)
+    from summon.store.signing import default_verify_key, require_signature
+
+    if (key := verify_key or default_verify_key()) is not None:
+        require_signature(store, img.desc, img.ref, key)  # before anything starts
     if target is None:
-        err.print(f"summon: target {target_name} ({target_cls.description})")
+        err.print(f"summon: target {target_name} ({target_cls.description}; {why})")
     rootfs = img.rootfs()
     app = img.app_config()
     mem = app.get("memory", 128 << 20)
@@ -223,7 +285,8 @@ def run(
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", base_name):
         raise UserError(f"--name {base_name!r}: use letters, digits, '.', '_' and '-'")
     state = paths.state_dir() / "instances" / base_name
-    state.mkdir(parents=True, exist_ok=True)
+    if not detach:
+        state.mkdir(parents=True, exist_ok=True)
     spec = RunSpec(
         name=base_name,
         image=img.ref,
@@ -232,12 +295,24 @@ def run(
         argv=tuple(img.config.get("config", {}).get("Entrypoint") or RunSpec.argv),
         env={**app.get("env", {}), **overrides},
         ports=forwards,
+        volumes=mounts,
         network=app.get("network", "socket"),
         memory=mem,
         pids=int(app.get("pids", 64)),
         state_dir=state,
     )
-    instance = target_cls().start(spec)
+    if detach:
+        from summon.cli.instances import run_detached
+
+        run_detached(spec, img, target_name, restart, name, remove, accel)
+        return
+    if target_name == "qemu":
+        from summon.cli.kernel import ensure_boot
+
+        ensure_boot(img)  # with progress: the first run of an image may build its kernel
+        instance = target_cls(accel=accel).start(spec)
+    else:
+        instance = target_cls().start(spec)
     for f in forwards:
         err.print(f"summon: {img.ref} serving {f.protocol} on {f.host_addr}:{f.host_port}")
 
@@ -309,7 +384,11 @@ def images(as_json: bool) -> None:
 @click.argument("image")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole bill of materials as JSON.")
 def inspect(image: str, as_json: bool) -> None:
-    """Show an image's size breakdown and its bill of materials."""
+    """Show an image's size breakdown and its bill of materials (or an instance, by ID/name)."""
+    from summon.cli.instances import inspect_instance
+
+    if inspect_instance(image, as_json):  # an instance ID, prefix or name comes first
+        return
     img = Image.open(_store(), image)
     bom = img.bom
     if as_json:
@@ -444,6 +523,13 @@ def doctor(as_json: bool) -> None:
         )
     usable = sorted({c["target"] for c in checks} - {c["target"] for c in checks if not c["ok"]})
     out.print(f"\nusable here: {', '.join(usable) or 'none'}")
+
+
+cli.add_command(kernel)
+for _command in SHIP_COMMANDS:  # push, pull, tag, sign, verify, key
+    cli.add_command(_command)
+for _command in INSTANCE_COMMANDS:  # ps, logs, stop, rm, stats
+    cli.add_command(_command)
 
 
 def main() -> None:

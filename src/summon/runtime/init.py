@@ -74,14 +74,20 @@ class Fail(Exception):
 
 
 def main() -> int:
-    """Run the image's app; return its exit status."""
+    """Run the image's app; return its exit status (a VM's init powers the VM off instead)."""
+    status = 1
     try:
-        return run(sys.argv[1:])
+        status = run(sys.argv[1:])
+        return status
     except Fail as e:
         _say(str(e))
-        return e.status
+        status = e.status
+        return status
     finally:
         _flush()
+        vm = sys.modules.get("summon.runtime.vm")
+        if vm is not None and vm.active:
+            vm.finish(status)  # does not return: the exit status leaves on the console
 
 
 def run(argv: list[str]) -> int:
@@ -101,6 +107,13 @@ def _run(argv: list[str]) -> int:
     root = os.environ.get("SUMMON_ROOT") or "/"
     if os.getpid() == 1:
         mount_early_filesystems(root)
+        from summon.runtime import vm  # imports nothing more unless this is a VM's init
+
+        if vm.is_vm(root):
+            try:
+                vm.setup()
+            except vm.SetupError as e:
+                raise Fail(str(e), 1) from None
     try:
         cfg = app_config.load(host_path(root, APP_JSON))
     except app_config.ConfigError as e:
@@ -323,10 +336,12 @@ class Devices:
             except ValueError as e:
                 raise Fail(str(e)) from None
         if network == "direct":
-            raise Fail(
-                'network = "direct" (the pure-Python stack) is not in this runtime yet; '
-                'build with network = "socket"'
-            )
+            from summon.net.stack import DirectStack
+
+            try:
+                return DirectStack.from_environ(os.environ)
+            except ValueError as e:
+                raise Fail(str(e)) from None
         raise Fail(
             f"parameter {param!r} of {self._cfg.entry} asks for a Stack, but the image was "
             f'built with network = {network!r}; set network = "socket" in [tool.summon]'

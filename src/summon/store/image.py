@@ -52,7 +52,14 @@ class Image:
     def _manifest_desc(self, artifact_type: str) -> Descriptor | None:
         for d in self.index["manifests"]:
             desc = Descriptor.from_json(d, self.desc.digest)
-            if desc.media_type == MANIFEST and desc.artifact_type == artifact_type:
+            if desc.media_type != MANIFEST:
+                continue
+            kind = desc.artifact_type
+            if not kind:
+                # Some copiers (skopeo 1.9) drop artifactType from index descriptors; the
+                # manifest itself still says what it is.
+                kind = str(self.store.read_json(desc).get("artifactType") or "")
+            if kind == artifact_type:
                 return desc
         return None
 

@@ -30,7 +30,11 @@ EMPTY = "application/vnd.oci.empty.v1+json"
 REF_NAME = "org.opencontainers.image.ref.name"
 
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-_REF_RE = re.compile(r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
+# An optional `host:port/` first (a registry, as in 127.0.0.1:5000/team/http:v1), then the name.
+_REF_RE = re.compile(
+    r"^(?:[A-Za-z0-9.-]+:[0-9]{1,5}/)?"
+    r"[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"
+)
 _CHUNK = 1 << 20
 
 
@@ -251,7 +255,42 @@ class Store:
         out = []
         for d in self._read_index()["manifests"]:
             desc = Descriptor.from_json(d, "index.json")
-            out.append((desc.annotations.get(REF_NAME, ""), desc))
+            if REF_NAME in desc.annotations:  # untagged entries are referrers (signatures)
+                out.append((desc.annotations[REF_NAME], desc))
+        return out
+
+    # referrers: manifests whose `subject` names another (signatures), untagged in index.json,
+    # kept while their subject is reachable
+
+    def add_referrer(self, desc: Descriptor) -> None:
+        """List a manifest already in the store, whose subject is an image, in index.json."""
+        with self._locked():
+            index = self._read_index()
+            if any(d.get("digest") == desc.digest for d in index["manifests"]):
+                return
+            index["manifests"].append(desc.to_json())
+            _atomic_write(self.root / "index.json", canonical_json(index))
+
+    def referrers(self, subject: str) -> list[Descriptor]:
+        """The referrers whose subject is SUBJECT, in the order they were added."""
+        return self._referrers(self._read_index(), strict=True).get(subject, [])
+
+    def _referrers(self, index: dict[str, Any], strict: bool) -> dict[str, list[Descriptor]]:
+        """Referrers by subject; unless STRICT, a damaged one is left out (so gc drops it)."""
+        out: dict[str, list[Descriptor]] = {}
+        for d in index["manifests"]:
+            desc = Descriptor.from_json(d, "index.json")
+            if REF_NAME in desc.annotations or desc.media_type != MANIFEST:
+                continue
+            try:
+                doc = self.read_json(desc)
+            except CorruptBlob:
+                if strict:
+                    raise
+                continue
+            subject = (doc.get("subject") if isinstance(doc, dict) else None) or {}
+            if isinstance(subject.get("digest"), str):
+                out.setdefault(subject["digest"], []).append(desc)
         return out
 
     def tag(self, ref: str, desc: Descriptor) -> None:
@@ -308,11 +347,13 @@ class Store:
         """Every digest reachable from index.json."""
         seen: set[str] = set()
         todo = [desc for _, desc in self.refs()]
+        referrers = self._referrers(self._read_index(), strict=False)
         while todo:
             desc = todo.pop()
             if desc.digest in seen:
                 continue
             seen.add(desc.digest)
+            todo.extend(referrers.get(desc.digest, []))
             if desc.media_type in (INDEX, MANIFEST) and self.has(desc.digest):
                 doc = self.read_json(desc)
                 for key in ("manifests", "layers"):
@@ -326,6 +367,11 @@ class Store:
         """Remove unreferenced blobs and stale temporaries; return (blobs removed, bytes freed)."""
         with self._locked():
             keep = self.reachable()
+            index = self._read_index()
+            listed = [d for d in index["manifests"] if d.get("digest") in keep]
+            if len(listed) != len(index["manifests"]):  # referrers of images that are gone
+                index["manifests"] = listed
+                _atomic_write(self.root / "index.json", canonical_json(index))
             removed = freed = 0
             for path in (self.root / "blobs" / "sha256").iterdir():
                 if "sha256:" + path.name not in keep:

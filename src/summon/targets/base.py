@@ -27,6 +27,17 @@ class PortForward:
         return f"{self.host_addr}:{self.host_port}->{self.guest_port}/{self.protocol}"
 
 
+@dataclass(frozen=True)
+class Volume:
+    """A named volume the host keeps across runs, mounted at path inside the instance."""
+
+    name: str
+    path: str  # an image path
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.path}"
+
+
 @dataclass
 class RunSpec:
     """Everything a target needs to start one instance of an image."""
@@ -38,16 +49,22 @@ class RunSpec:
     argv: tuple[str, ...] = IMAGE_ARGV  # image paths
     env: dict[str, str] = field(default_factory=dict)  # manifest defaults overlaid with -e
     ports: tuple[PortForward, ...] = ()
+    volumes: tuple[Volume, ...] = ()
     network: str = "socket"  # "socket" | "direct" | "none"
     memory: int = 128 * 1024 * 1024  # bytes
     pids: int = 64
     state_dir: Path = Path()  # a folder of this instance's own, for bundles and logs
+    # Where the app's console (stdout and stderr) goes: an fd the target passes on, such as
+    # the pipe a detached instance's monitor logs from. None: summon's own stdout/stderr.
+    stdout: int | None = None
 
 
 @dataclass(frozen=True)
 class Stats:
     memory_bytes: int  # resident memory of the instance, all its processes
     cpu_seconds: float
+    # network = "direct": summon.net's per-path counters ("tcp__retransmit": 3, ...)
+    network: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,3 +112,12 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def start(self, spec: RunSpec) -> Instance:
         """Start an instance; raise TargetUnavailable (a UserError) when the host cannot."""
+
+    def clean_up(self, spec: RunSpec) -> None:
+        """Release what an instance of spec left behind when its owner was killed outright.
+
+        Its processes are gone already (summon.instances.supervise sees to that); this is for
+        what outlives them: a runtime's record of the container, a namespace, files. Never
+        raises. Default: nothing to release.
+        """
+        return None

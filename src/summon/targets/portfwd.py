@@ -49,13 +49,17 @@ class PortForwarder:
         netns_path: Path,
         forwards: Sequence[PortForward],
         connect_patience: float = CONNECT_PATIENCE,
+        guest_addr: str = GUEST_ADDR,
     ) -> None:
+        """guest_addr: where the app listens inside the namespace (its loopback, or the
+        direct stack's address beyond a TAP)."""
         for fwd in forwards:
             if fwd.protocol not in ("tcp", "udp"):
                 raise ValueError(f"cannot forward {fwd}: protocol must be tcp or udp")
         self.netns_path = netns_path
         self.forwards = tuple(forwards)
         self.connect_patience = connect_patience
+        self.guest_addr = guest_addr
         self.bound: dict[PortForward, tuple[str, int]] = {}
         self._listeners: list[tuple[PortForward, socket.socket]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -181,7 +185,7 @@ class PortForwarder:
         while True:
             sock = self._inside_socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
-                await loop.sock_connect(sock, (GUEST_ADDR, port))
+                await loop.sock_connect(sock, (self.guest_addr, port))
                 return sock
             except (ConnectionRefusedError, ConnectionResetError):
                 sock.close()
@@ -252,7 +256,7 @@ class PortForwarder:
     ) -> _UdpClient:
         loop = asyncio.get_running_loop()
         sock = self._inside_socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.connect((GUEST_ADDR, port))  # a UDP connect only records the peer
+        sock.connect((self.guest_addr, port))  # a UDP connect only records the peer
         client = _UdpClient(sock)
         clients[addr] = client
         self._open.add(sock)

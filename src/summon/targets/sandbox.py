@@ -9,6 +9,7 @@ lo, and port forwards reach it from host loopback through portfwd.py.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -30,6 +31,7 @@ from summon.targets.base import Check, Instance, RunSpec, Stats, Target
 from summon.targets.netns import NetNamespace, list_namespaces, run_inside
 
 if TYPE_CHECKING:
+    from summon.targets.direct import DirectNetwork
     from summon.targets.portfwd import PortForwarder
 
 RUNC_MISSING = "runc not found: install it with `apt-get install runc`, or use --target unix"
@@ -151,6 +153,7 @@ class SandboxInstance(Instance):
         self.bundle = spec.state_dir / "bundle"
         self.netns = NetNamespace(self.container_id)
         self.forwarder: PortForwarder | None = None
+        self.direct: DirectNetwork | None = None  # network = "direct": the app's TAP
         self.gate: seccomp.ExecGate | None = None
         self._runc = runc
         self._root = root
@@ -171,22 +174,42 @@ class SandboxInstance(Instance):
         self.bundle.chmod(0o700)
         self.netns.create()
         self.gate = seccomp.ExecGate(self._socket_path())
+        if spec.network == "direct":
+            from summon.targets.direct import DirectNetwork
+
+            self.direct = DirectNetwork(self.netns.path)
+            self.direct.create()
+            spec = dataclasses.replace(spec, env={**spec.env, **self.direct.app_environment()})
         config = oci_config(spec, self.netns.path, self.gate.socket_path)
         tmp = self.bundle / "config.json.tmp"
         tmp.write_text(json.dumps(config, sort_keys=True))
         tmp.rename(self.bundle / "config.json")
         if spec.ports:
-            from summon.targets.portfwd import PortForwarder  # asyncio: only when needed
+            from summon.targets import direct, portfwd  # asyncio: only when needed
+            from summon.targets.portfwd import PortForwarder
 
-            self.forwarder = PortForwarder(self.netns.path, spec.ports)
+            guest = direct.STACK_ADDRESS if self.direct is not None else portfwd.GUEST_ADDR
+            self.forwarder = PortForwarder(self.netns.path, spec.ports, guest_addr=guest)
             self.forwarder.start()
         pid_file = self.bundle / "pid"
         # A session of its own, as the unix target does: a Ctrl-C reaches summon only, and
         # summon's stop() decides what the app gets.
         run = ["run", "--bundle", str(self.bundle), "--pid-file", str(pid_file)]
+        argv = [*self._runc_cmd(), *run, self.container_id]
+        keep: tuple[int, ...] = ()
+        if self.direct is not None:  # the TAP goes in as the app's fd 3
+            argv = self.direct.runc_argv(argv, len(self._runc_cmd()) + 1)
+            keep = (self.direct.fd,)
+        # runc passes its stdio on to the container (no terminal): spec.stdout reaches the app.
         self._proc = subprocess.Popen(
-            [*self._runc_cmd(), *run, self.container_id], start_new_session=True
+            argv,
+            start_new_session=True,
+            stdout=spec.stdout,
+            stderr=spec.stdout,
+            pass_fds=keep,
         )
+        if self.direct is not None:
+            self.direct.close()  # runc has its copy; the device lives as long as the app's
         deadline = time.monotonic() + START_TIMEOUT
         while not pid_file.exists():
             status = self._proc.poll()
@@ -309,6 +332,7 @@ class SandboxInstance(Instance):
             steps: list[Callable[[], object]] = [
                 self._stop_forwarder,
                 self._delete_container,
+                self._close_direct,
                 self._close_gate,
                 self.netns.remove,
                 self._remove_bundle,
@@ -322,6 +346,10 @@ class SandboxInstance(Instance):
     def _stop_forwarder(self) -> None:
         if self.forwarder is not None:
             self.forwarder.stop()
+
+    def _close_direct(self) -> None:
+        if self.direct is not None:
+            self.direct.close()
 
     def _delete_container(self) -> None:
         # Also removes the cgroup; nothing to do when `runc run` already deleted it on exit.
@@ -340,7 +368,14 @@ class SandboxInstance(Instance):
 
     def stats(self) -> Stats:
         cgroup = "/" + self.container_id
-        return Stats(memory_bytes=_cgroup_memory(cgroup), cpu_seconds=_cgroup_cpu(cgroup))
+        network: dict[str, int] = {}
+        if self.direct is not None and self._pid:
+            from summon.targets.direct import counters
+
+            network = counters(self._pid)
+        return Stats(
+            memory_bytes=_cgroup_memory(cgroup), cpu_seconds=_cgroup_cpu(cgroup), network=network
+        )
 
 
 @contextlib.contextmanager
@@ -429,6 +464,16 @@ class SandboxTarget(Target):
         """root: runc's state folder (default: runc_root())."""
         self.root = root
 
+    def clean_up(self, spec: RunSpec) -> None:
+        """Delete the container's runc record and cgroup, its netns and its bundle."""
+        runc = shutil.which("runc")
+        if runc is None:
+            return
+        leftover = SandboxInstance(runc, self.root or runc_root(), spec)
+        leftover._owns_id = True  # the id is the dead instance's: all it names is ours
+        leftover.netns._created = True
+        leftover._release()
+
     def start(self, spec: RunSpec) -> SandboxInstance:
         runc = find_runc()
         if os.geteuid() != 0:
@@ -437,11 +482,6 @@ class SandboxTarget(Target):
             raise TargetUnavailable(
                 f"the sandbox's seccomp profile is for x86_64, not {platform.machine()}: "
                 "use --target unix"
-            )
-        if spec.network == "direct":
-            raise TargetUnavailable(
-                "the sandbox target cannot run network mode `direct` yet: "
-                "use network = socket, or --target qemu"
             )
         for name in MOUNT_POINTS:
             if not (spec.rootfs / name).is_dir():

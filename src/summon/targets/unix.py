@@ -7,15 +7,19 @@ of each -p forward on 127.0.0.1 directly (SUMMON_PORTS), so no proxy is needed.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from typing import ClassVar
 
 from summon.targets.base import Check, Instance, RunSpec, Stats, Target
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
 
 
 class UnixInstance(Instance):
@@ -85,5 +89,27 @@ class UnixTarget(Target):
             env["SUMMON_PORTS"] = ",".join(
                 f"{p.guest_port}/{p.protocol}={p.host_port}" for p in spec.ports
             )
-        proc = subprocess.Popen(argv, env=env, cwd=root, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=root,
+            start_new_session=True,
+            stdout=spec.stdout,
+            stderr=spec.stdout,
+            preexec_fn=_die_with(os.getpid()),
+        )
         return UnixInstance(proc)
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """A preexec_fn: the app gets SIGKILL when the thread that started it dies, however.
+
+    So a summon (or a detached instance's monitor) killed outright leaves no app behind.
+    """
+
+    def arm() -> None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before we armed: nobody would kill us later
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arm

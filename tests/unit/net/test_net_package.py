@@ -62,3 +62,26 @@ def test_counters_read_zero_until_incremented() -> None:
     assert counters.snapshot() == {"arp__cache_full__evict": 1, "ipv4__bad_checksum__drop": 3}
     assert counters.matching("ipv4__") == {"ipv4__bad_checksum__drop": 3}
     assert "arp__cache_full__evict" in repr(counters)
+
+
+def test_the_direct_stack_adds_only_summon_net_and_devices_to_asyncio() -> None:
+    """stack.py wraps the layers in asyncio: beyond asyncio itself it may bring only summon.net
+    and the device interfaces (dhcp and dns load when used)."""
+    code = (
+        "import sys, asyncio; before = set(sys.modules)\n"
+        "import summon.net.stack, summon.net.dhcp, summon.net.dns\n"
+        "print('\\n'.join(sorted(set(sys.modules) - before)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": _src()},
+    )
+    new = set(result.stdout.split())
+    assert new, result.stderr
+    outside = {
+        m for m in new if not (m.startswith("summon.net") or m in ("summon", "summon.devices"))
+    }
+    assert outside <= {"__future__"}, sorted(outside)

@@ -299,8 +299,8 @@ def test_device_errors_name_the_parameter(
     [
         (
             "direct",
-            'summon: network = "direct" (the pure-Python stack) is not in this runtime yet; '
-            'build with network = "socket"\n',
+            'summon: network = "direct" needs a network device from the target '
+            "(SUMMON_TAP_FD or SUMMON_NET_IFACE); run it with --target sandbox\n",
         ),
         (
             "none",

@@ -28,12 +28,16 @@ class TCPConfig:
                      Linux, so a client reusing the 4-tuple recovers from our ACK to its SYN)
     syn_cookies      answer SYNs statelessly when the SYN queue is full, instead of dropping
     ephemeral_ports  (first, last) local ports connect() picks from (RFC 6335 range)
+    checksum_offload the link completes TCP checksums (a TAP with virtio-net headers, like a
+                     virtio NIC): segments leave with only the pseudo-header sum in the field,
+                     as Linux hands them to such devices; received ones are still verified
     """
 
     __slots__ = (
         "accept_backlog",
         "challenge_ack_interval",
         "challenge_ack_limit",
+        "checksum_offload",
         "delayed_ack",
         "ephemeral_ports",
         "initial_rto",
@@ -80,6 +84,7 @@ class TCPConfig:
         syn_cookies: bool = False,
         time_wait_ignores_rst: bool = False,
         ephemeral_ports: tuple[int, int] = (49152, 65535),
+        checksum_offload: bool = False,
     ) -> None:
         self.mss = mss
         self.min_mss = min_mss
@@ -103,3 +108,4 @@ class TCPConfig:
         self.syn_cookies = syn_cookies
         self.time_wait_ignores_rst = time_wait_ignores_rst
         self.ephemeral_ports = ephemeral_ports
+        self.checksum_offload = checksum_offload

@@ -234,7 +234,8 @@ class TCP:
     def emit_to(self, remote_ip: bytes, seg: Segment) -> None:
         self.counters.inc("tcp__segment_out")
         try:
-            self._send_ip(PROTOCOL, remote_ip, seg.encode(self.local_ip, remote_ip))
+            payload = seg.encode(self.local_ip, remote_ip, self.config.checksum_offload)
+            self._send_ip(PROTOCOL, remote_ip, payload)
         except NetError as error:
             # No route (yet): the segment is lost like any other, and retransmission or the
             # connection's own timeout deals with it; the app must not see IPv4's exceptions.

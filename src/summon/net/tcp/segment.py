@@ -94,8 +94,9 @@ class Segment(Record):
                 return b""  # every segment after the handshake
         return wire.encode_options(self.mss, self.wscale, self.sack_permitted, self.timestamp)
 
-    def encode(self, src_ip: bytes, dst_ip: bytes) -> bytes:
-        """The bytes on the wire, checksummed for this address pair."""
+    def encode(self, src_ip: bytes, dst_ip: bytes, partial: bool = False) -> bytes:
+        """The bytes on the wire, checksummed for this address pair (partial: only the
+        pseudo-header's sum, for a link that completes it; see wire.encode)."""
         return wire.encode(
             src_ip,
             dst_ip,
@@ -108,6 +109,7 @@ class Segment(Record):
             self.options(),
             self.payload,
             self.urgent,
+            partial,
         )
 
     def __repr__(self) -> str:

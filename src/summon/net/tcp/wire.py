@@ -101,10 +101,20 @@ def encode(
     options: bytes = b"",
     payload: bytes = b"",
     urgent: int = 0,
+    partial: bool = False,
 ) -> bytes:
-    """A whole segment, checksum filled in (over the IPv4 pseudo-header too)."""
+    """A whole segment, checksum filled in (over the IPv4 pseudo-header too).
+
+    partial: leave the rest of the sum to the link (checksum offload): the field holds the
+    pseudo-header's sum only, as a device completing it from the TCP header on expects.
+    """
     header_len = HEADER_LEN + len(options)
     pseudo = pseudo_header_sum(src_ip, dst_ip, PROTOCOL, header_len + len(payload))
+    if partial:
+        head = HEADER.pack(
+            src_port, dst_port, seq, ack, header_len << 2, flags, window, pseudo, urgent
+        )
+        return head + options + payload
     head = HEADER.pack(src_port, dst_port, seq, ack, header_len << 2, flags, window, 0, urgent)
     # The header is a whole number of 16-bit words, so its sum chains into the payload's and
     # the payload is copied once, into the result, not into an intermediate buffer.

@@ -1,0 +1,302 @@
+"""The qemu target's figures, each beside its baseline from the same run (see run.py).
+
+- kernel size: summon's kernel for examples/http against Debian's cloud kernel
+  (linux-image-cloud-amd64, downloaded with apt-get into the cache, never installed);
+- boot to first HTTP response of examples/http under the accelerator at hand: summon's
+  kernel with the pruned image, against Debian's cloud kernel (its virtio drivers as modules
+  in the initramfs, loaded by the runtime) with the generic image (`--whole-stdlib`);
+- the smallest -m at which examples/http boots and serves, found by bisection.
+
+run(report) adds rows to run.py's Report. Needs qemu-system-x86_64 and linux-source-6.1
+(the first run builds the kernel, minutes); timings are medians of interleaved runs.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import socket
+import stat
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+ROOT = Path(__file__).resolve().parent.parent
+HTTP_APP = ROOT / "examples" / "http"
+sys.path.insert(0, str(ROOT / "src"))
+
+from summon import paths  # noqa: E402
+from summon.build.boot import Extra, attach_boot_artifact, ensure_boot_artifact  # noqa: E402
+from summon.build.image import build  # noqa: E402
+from summon.errors import SummonError  # noqa: E402
+from summon.store import Store  # noqa: E402
+from summon.store.image import Image  # noqa: E402
+from summon.targets.base import PortForward, RunSpec  # noqa: E402
+from summon.targets.qemu import QemuTarget, choose_accel  # noqa: E402
+
+DEBIAN_KERNEL = "linux-image-cloud-amd64"
+# What the http example needs of Debian's modules, dependencies first (their `depends=`).
+DEBIAN_MODULES = (
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_mmio.ko",
+    "net/core/failover.ko",
+    "drivers/net/net_failover.ko",
+    "drivers/net/virtio_net.ko",
+    "drivers/char/hw_random/virtio-rng.ko",
+)
+MiB = 1024 * 1024
+
+
+@dataclass
+class Row:
+    """A row as run.py's Report takes it (the same fields as run.Row)."""
+
+    what: str
+    figure: str
+    baseline: str
+    ratio: float | None
+    goal: str = ""
+
+
+class Report(Protocol):
+    notes: list[str]
+
+    def add(self, row: Any) -> None: ...
+
+
+def mb(n: float) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+def ms(s: float) -> str:
+    return f"{s * 1000:.0f} ms"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def first_response(port: int, deadline: float) -> bytes:
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            body = resp.read()
+            conn.close()
+            if resp.status == 200:
+                return body
+        except (ConnectionError, OSError, http.client.HTTPException):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no HTTP response on 127.0.0.1:{port}")
+        time.sleep(0.005)
+
+
+# --- Debian's cloud kernel ---------------------------------------------------------------------
+
+
+def debian_cloud_kernel() -> tuple[Path, Path, str]:
+    """(vmlinuz, the modules' folder, package) of Debian's cloud kernel, fetched once."""
+    folder = paths.cache_dir() / "bench" / "debian-cloud"
+    done = folder / "package"
+    if not done.is_file():
+        depends = subprocess.run(
+            ["apt-cache", "depends", DEBIAN_KERNEL], capture_output=True, text=True, check=True
+        ).stdout
+        package = next(
+            line.split(":", 1)[1].strip()
+            for line in depends.splitlines()
+            if line.strip().startswith("Depends:") and "linux-image-" in line
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        subprocess.run(
+            ["apt-get", "download", "-q", package], cwd=folder, check=True, capture_output=True
+        )
+        deb = next(folder.glob("*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(folder / "root")], check=True)
+        deb.unlink()
+        done.write_text(package + "\n")
+    package = done.read_text().strip()
+    vmlinuz = next((folder / "root" / "boot").glob("vmlinuz-*"))
+    modules = next((folder / "root" / "lib" / "modules").iterdir()) / "kernel"
+    return vmlinuz, modules, package
+
+
+def with_debian_kernel(image: Image, vmlinuz: Path, modules: Path, package: str) -> Image:
+    """The image with a boot artifact holding Debian's kernel and the modules it needs."""
+    extra: list[Extra] = [("lib/modules", stat.S_IFDIR | 0o755, b"", (0, 0))]
+    paths_in_image = []
+    for rel in DEBIAN_MODULES:
+        name = Path(rel).name
+        extra.append(
+            (f"lib/modules/{name}", stat.S_IFREG | 0o644, (modules / rel).read_bytes(), (0, 0))
+        )
+        paths_in_image.append(f"/lib/modules/{name}")
+    info = {"package": package, "size": vmlinuz.stat().st_size}
+    # Debian's kernel has no virtio_mmio.device= parsing: it finds the devices through ACPI.
+    return attach_boot_artifact(image, vmlinuz, info, extra, paths_in_image, acpi=True)
+
+
+# --- booting -------------------------------------------------------------------------------------
+
+
+def boot_to_response(
+    store: Store, image: Image, memory: int, state: Path, exact: bool = False
+) -> float:
+    """Seconds from asking for the VM to its first HTTP response; the VM is stopped after.
+
+    memory is the app's (the VM gets the image's size on top), or the VM's if exact.
+    """
+    port = free_port()
+    app = image.app_config()
+    spec = RunSpec(
+        name=f"bench-{os.getpid()}-{time.monotonic_ns()}",
+        image=image.ref,
+        rootfs=image.rootfs(),
+        app_config=app,
+        argv=tuple(image.config["config"]["Entrypoint"]),
+        env=dict(app.get("env", {})),
+        ports=(PortForward(port, 80),),
+        network=app.get("network", "socket"),
+        memory=memory,
+        state_dir=state,
+    )
+    target = QemuTarget(
+        store=store, output=_Discard(), notice=lambda line: None, boot_timeout=90,
+        exact_memory=exact,
+    )  # fmt: skip
+    t0 = time.monotonic()
+    instance = target.start(spec)
+    try:
+        first_response(port, t0 + 90)
+        return time.monotonic() - t0
+    finally:
+        instance.stop(grace=10)
+
+
+class _Discard:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def serves_with(store: Store, image: Image, memory: int, state: Path) -> bool:
+    try:
+        boot_to_response(store, image, memory, state, exact=True)
+        return True
+    except (SummonError, TimeoutError):
+        return False
+
+
+def smallest_memory(store: Store, image: Image, state: Path, high: int) -> tuple[int, int]:
+    """The least -m (MiB, to 1 MiB) at which the image boots and serves; and probes made."""
+    low, probes = 8, 0  # 8 MiB: below the kernel plus the initramfs, never enough
+    hi = high // MiB
+    probes += 1
+    if not serves_with(store, image, hi * MiB, state):
+        raise RuntimeError(f"examples/http does not serve even with {hi} MiB")
+    while hi - low > 1:
+        mid = (low + hi) // 2
+        probes += 1
+        if serves_with(store, image, mid * MiB, state):
+            hi = mid
+        else:
+            low = mid
+    return hi, probes
+
+
+# --- the figures -------------------------------------------------------------------------------
+
+
+def run(report: Report, runs: int = 5) -> None:
+    if shutil.which("qemu-system-x86_64") is None:
+        report.notes.append("qemu figures skipped: apt-get install qemu-system-x86")
+        return
+    accel, _notice = choose_accel(None)
+    with tempfile.TemporaryDirectory(prefix="summon-bench-qemu-") as tmp:
+        store = Store(Path(tmp) / "store")
+        print(
+            "building examples/http for qemu (the first run builds its kernel)...", file=sys.stderr
+        )
+        pruned = build(HTTP_APP, store, "bench-qemu:pruned").image
+        pruned, boot = ensure_boot_artifact(pruned)
+        generic = build(HTTP_APP, store, "bench-qemu:generic", whole_stdlib=True).image
+        print(f"fetching {DEBIAN_KERNEL} (apt-get download; not installed)...", file=sys.stderr)
+        vmlinuz, modules, package = debian_cloud_kernel()
+        generic = with_debian_kernel(generic, vmlinuz, modules, package)
+
+        ours = int(boot.config["kernel"]["size"])
+        theirs = vmlinuz.stat().st_size
+        report.add(
+            Row(
+                "kernel size (bzImage), examples/http",
+                mb(ours),
+                mb(theirs) + f" {package}",
+                ours / theirs,
+                "<= 2 MB",
+            )
+        )
+
+        memory = int(pruned.app_config().get("memory", 64 * MiB))
+        state = Path(tmp) / "state"
+        state.mkdir()
+        summon_times: list[float] = []
+        debian_times: list[float] = []
+        for i in range(runs + 1):
+            # Interleaved, so the shared machine's noise hits both alike; run 0 warms up.
+            summon_times.append(boot_to_response(store, pruned, memory, state))
+            debian_times.append(boot_to_response(store, generic, memory, state))
+            print(
+                f"  boot run {i}: {ms(summon_times[-1])} vs {ms(debian_times[-1])}", file=sys.stderr
+            )
+        ours_t = statistics.median(summon_times[1:])
+        theirs_t = statistics.median(debian_times[1:])
+        report.add(
+            Row(
+                f"boot to first HTTP response, qemu {accel} (median of {runs})",
+                ms(ours_t),
+                ms(theirs_t) + " Debian cloud kernel + generic image",
+                ours_t / theirs_t,
+                "<= 0.6",
+            )
+        )
+
+        least, probes = smallest_memory(store, pruned, state, max(memory, 128 * MiB))
+        report.add(
+            Row(
+                "smallest guest memory (-m) at which examples/http boots and serves",
+                f"{least} MiB",
+                f"{memory // MiB} MiB manifest",
+                least / (memory / MiB),
+                "<= 48 MB",
+            )
+        )
+        report.notes.append(
+            f"qemu: {accel}; the Debian baseline boots {package} with acpi=on (it finds "
+            "virtio-mmio devices only through ACPI) and loads virtio, virtio_mmio, virtio_net "
+            f"and virtio-rng from its initramfs; the -m search took {probes} boots"
+        )
+        for img in (pruned, generic):
+            shutil.rmtree(img.rootfs(), ignore_errors=True)
+
+
+if __name__ == "__main__":
+    from run import Report as RunReport  # type: ignore[import-not-found]
+
+    r = RunReport()
+    run(r, int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    print()
+    r.print()

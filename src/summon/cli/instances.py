@@ -1,0 +1,412 @@
+"""The instance commands: run -d's detached half, ps, logs, stop, rm, stats, inspect ID.
+
+Parsing and output only: the work is in summon.instances. cli/main.py registers COMMANDS,
+calls run_detached from `run -d`, and asks inspect_instance before it looks for an image.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from summon.errors import UserError
+from summon.instances import console, lifecycle, state
+from summon.instances.restart import RestartPolicy
+from summon.instances.state import InstanceFolder
+
+if TYPE_CHECKING:
+    from summon.store.image import Image
+    from summon.targets.base import PortForward, RunSpec
+
+# Piped output keeps whole rows (scripts, tests); a terminal gets rich's fitting.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+STATS_INTERVAL = 1.0
+FIRST_SAMPLE = 0.5  # --no-stream: CPU% over this long
+
+
+# --- run -d ------------------------------------------------------------------------------------
+
+
+def run_detached(
+    spec: RunSpec,
+    img: Image,
+    target: str,
+    restart: str | None,
+    name: str | None,
+    remove: bool,
+    accel: str | None = None,
+) -> None:
+    """Start spec as a detached instance; print its ID once it runs."""
+    policy = RestartPolicy.parse(restart or "no")
+    _check_ports_free(spec.ports)
+    options: dict[str, Any] = {}
+    if target == "qemu":
+        from summon.cli.kernel import ensure_boot
+
+        ensure_boot(img)  # here, with progress, not unseen in the monitor
+        options = {"accel": accel} if accel else {}
+    base = str(spec.app_config.get("name") or "app")
+    if not state.NAME.match(base):
+        base = "app"
+    folder = lifecycle.start(
+        spec,
+        target=target,
+        image_digest=img.desc.digest,
+        image_id=img.id,
+        restart=policy,
+        name=name,
+        base_name=base,
+        remove=remove,
+        target_options=options,
+    )
+    for f in spec.ports:
+        err.print(
+            f"summon: {folder.name} ({folder.short_id}) serving {f.protocol} "
+            f"on {f.host_addr}:{f.host_port}"
+        )
+    print(folder.id)
+
+
+def _check_ports_free(ports: tuple[PortForward, ...]) -> None:
+    """A port already taken is the user's to fix: say so here, not in the monitor's log."""
+    for f in ports:
+        kind = socket.SOCK_DGRAM if f.protocol == "udp" else socket.SOCK_STREAM
+        with socket.socket(socket.AF_INET, kind) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((f.host_addr, f.host_port))
+            except OSError as e:
+                raise UserError(
+                    f"-p {f.host_addr}:{f.host_port}: cannot listen there ({e.strerror}); "
+                    "choose another host port"
+                ) from None
+
+
+# --- status words ------------------------------------------------------------------------------
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's wording, so `ps` reads the way people expect: "3 minutes", "About an hour"."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // (24 * 7)} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // (24 * 30)} months"
+    return f"{hours // (24 * 365)} years"
+
+
+def status_text(st: dict[str, Any], now: datetime.datetime) -> str:
+    """ps's STATUS: "Up 3 minutes", "Exited (1) 5 seconds ago", "Restarting (3) ..."."""
+
+    def since(key: str) -> str:
+        when = state.parse_time(st.get(key))
+        return human_duration((now - when).total_seconds()) if when else "?"
+
+    status = st.get("status")
+    if status == "running":
+        return f"Up {since('started_at')}"
+    if status == "restarting":
+        return f"Restarting ({_code_or_reason(st)}) {since('finished_at')} ago"
+    if status == "exited":
+        return f"Exited ({_code_or_reason(st)}) {since('finished_at')} ago"
+    return "Created"
+
+
+def _code_or_reason(st: dict[str, Any]) -> str:
+    if st.get("exit_code") is not None:
+        return str(st["exit_code"])
+    # "monitor died (killed by SIGKILL)" -> "monitor died"; "start failed: ..." -> "start failed"
+    reason = str(st.get("reason") or "unknown")
+    return reason.split(":", 1)[0].split(" (", 1)[0]
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def describe(folder: InstanceFolder, st: dict[str, Any]) -> dict[str, Any]:
+    """One instance as ps --json and inspect show it."""
+    spec = folder.spec()
+    run = spec.get("run", {})
+    ports = [
+        f"{p.get('host_addr', '127.0.0.1')}:{p['host_port']}->{p['guest_port']}/"
+        f"{p.get('protocol', 'tcp')}"
+        for p in run.get("ports", [])
+    ]
+    return {
+        "id": folder.id,
+        "short_id": folder.short_id,
+        "name": folder.name,
+        "image": spec.get("image", {}).get("ref", ""),
+        "image_digest": spec.get("image", {}).get("digest", ""),
+        "target": spec.get("target", ""),
+        "restart_policy": spec.get("restart", "no"),
+        "created": spec.get("created"),
+        "status": st["status"],
+        "status_text": status_text(st, _utcnow()),
+        "exit_code": st.get("exit_code"),
+        "reason": st.get("reason", ""),
+        "restarts": st.get("restarts", 0),
+        "started_at": st.get("started_at"),
+        "finished_at": st.get("finished_at"),
+        "pid": st.get("pid"),
+        "monitor_pid": st.get("monitor_pid"),
+        "ports": ports,
+        "memory_limit": run.get("memory"),
+    }
+
+
+def _print_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, sort_keys=True))
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show exited instances too.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ps(show_all: bool, as_json: bool) -> None:
+    """List detached instances (running ones; all with -a)."""
+    rows = []
+    for folder in state.all_instances():
+        st = lifecycle.reconcile(folder)
+        if show_all or st["status"] != "exited":
+            rows.append(describe(folder, st))
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("ID", "NAME", "IMAGE", "TARGET", "STATUS", "RESTARTS", "PORTS"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        table.add_row(
+            r["short_id"],
+            r["name"],
+            r["image"],
+            r["target"],
+            r["status_text"],
+            str(r["restarts"]),
+            ", ".join(r["ports"]),
+        )
+    out.print(table)
+
+
+@click.command()
+@click.argument("instance")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing output until it exits.")
+@click.option("--tail", default="all", metavar="N", help="Only the last N lines (default: all).")
+def logs(instance: str, follow: bool, tail: str) -> None:
+    """Print an instance's console output."""
+    lines: int | None = None
+    if tail != "all":
+        try:
+            lines = int(tail)
+        except ValueError:
+            raise UserError(f"--tail {tail}: expected a number of lines, or all") from None
+    folder = state.find(instance)
+    live = folder.logs / console.LOG_NAME
+    try:
+        current = live.read_bytes()
+    except FileNotFoundError:
+        current = b""
+    old = b"" if lines is not None and current.count(b"\n") >= lines else _read_old(folder)
+    sink = sys.stdout.buffer
+    sink.write(console.tail(old + current, lines))
+    sink.flush()
+    if follow:
+        for chunk in console.follow(folder.logs, len(current), lambda: not folder.supervised()):
+            sink.write(chunk)
+            sink.flush()
+
+
+def _read_old(folder: InstanceFolder) -> bytes:
+    try:
+        return (folder.logs / (console.LOG_NAME + ".1")).read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+@click.command()
+@click.argument("instances", nargs=-1, required=True)
+@click.option(
+    "-t",
+    "--time",
+    "grace",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait after SIGTERM before killing it.",
+)
+def stop(instances: tuple[str, ...], grace: float) -> None:
+    """Stop instances: SIGTERM to the app, SIGKILL after the grace period."""
+    folders = [state.find(q) for q in instances]  # a typo fails before anything stops
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for query, _final in zip(
+            instances, pool.map(lambda f: lifecycle.stop(f, grace), folders), strict=True
+        ):
+            out.print(query)
+
+
+@click.command()
+@click.argument("instances", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Stop (kill) running instances first.")
+def rm(instances: tuple[str, ...], force: bool) -> None:
+    """Remove stopped instances and their state folders (logs included)."""
+    folders = [state.find(q) for q in instances]
+    for query, folder in zip(instances, folders, strict=True):
+        lifecycle.remove(folder, force)
+        out.print(query)
+
+
+@click.command()
+@click.argument("instances", nargs=-1)
+@click.option("--no-stream", is_flag=True, help="Print one sample and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stats(instances: tuple[str, ...], no_stream: bool, as_json: bool) -> None:
+    """Show memory and CPU use of running instances (or of those named)."""
+    named = [state.find(q) for q in instances]
+
+    def current() -> list[InstanceFolder]:
+        if named:
+            return named
+        return [f for f in state.all_instances() if lifecycle.reconcile(f)["status"] != "exited"]
+
+    before = {f.id: lifecycle.sample(f) for f in current()}
+    time.sleep(FIRST_SAMPLE)
+    while True:
+        rows = []
+        for folder in current():
+            now = lifecycle.sample(folder)
+            rows.append(_stats_row(folder, before.get(folder.id), now))
+            before[folder.id] = now
+        if as_json:
+            print(json.dumps(rows, indent=2 if no_stream else None, sort_keys=True), flush=True)
+        else:
+            if out.is_terminal and not no_stream:
+                out.clear()
+            out.print(_stats_table(rows))
+        if no_stream:
+            return
+        time.sleep(STATS_INTERVAL)
+
+
+def _stats_row(
+    folder: InstanceFolder, before: dict[str, Any] | None, now: dict[str, Any] | None
+) -> dict[str, Any]:
+    limit = folder.spec().get("run", {}).get("memory")
+    row: dict[str, Any] = {
+        "id": folder.id,
+        "name": folder.name,
+        "running": now is not None,
+        "memory_bytes": None,
+        "memory_limit": limit,
+        "memory_percent": None,
+        "cpu_seconds": None,
+        "cpu_percent": None,
+    }
+    if now is None:
+        return row
+    row["memory_bytes"] = now["memory_bytes"]
+    row["cpu_seconds"] = now["cpu_seconds"]
+    if limit:
+        row["memory_percent"] = round(100 * now["memory_bytes"] / limit, 2)
+    if before is not None and now["clock"] > before["clock"]:
+        used = now["cpu_seconds"] - before["cpu_seconds"]
+        row["cpu_percent"] = round(max(used, 0.0) / (now["clock"] - before["clock"]) * 100, 2)
+    return row
+
+
+def _stats_table(rows: list[dict[str, Any]]) -> Table:
+    from summon.cli.main import human
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        if not r["running"]:
+            table.add_row(r["id"][: state.SHORT], r["name"], "-", "-", "-")
+            continue
+        cpu = "-" if r["cpu_percent"] is None else f"{r['cpu_percent']:.2f}%"
+        limit = human(r["memory_limit"]) if r["memory_limit"] else "-"
+        mem_pct = "-" if r["memory_percent"] is None else f"{r['memory_percent']:.2f}%"
+        table.add_row(
+            r["id"][: state.SHORT],
+            r["name"],
+            cpu,
+            f"{human(r['memory_bytes'])} / {limit}",
+            mem_pct,
+        )
+    return table
+
+
+def inspect_instance(query: str, as_json: bool) -> bool:
+    """`summon inspect` for an instance ID, prefix or name; False when none matches."""
+    folder = state.lookup(query)
+    if folder is None:
+        return False
+    st = lifecycle.reconcile(folder)
+    doc = {
+        **describe(folder, st),
+        "state": st,
+        "spec": folder.spec(),
+        "folder": str(folder.path),
+        "console_log": str(folder.logs / console.LOG_NAME),
+        "monitor_log": str(folder.logs / "monitor.log"),
+    }
+    if as_json:
+        _print_json(doc)
+        return True
+    fields = [
+        ("ID", doc["id"]),
+        ("name", doc["name"]),
+        ("image", f"{doc['image']} ({doc['image_digest']})"),
+        ("target", doc["target"]),
+        ("status", doc["status_text"]),
+        ("reason", doc["reason"] or "-"),
+        ("restart policy", doc["restart_policy"]),
+        ("restarts", str(doc["restarts"])),
+        ("pid", str(doc["pid"] or "-")),
+        ("monitor pid", str(doc["monitor_pid"] or "-")),
+        ("ports", ", ".join(doc["ports"]) or "-"),
+        ("created", doc["created"]),
+        ("started", doc["started_at"] or "-"),
+        ("finished", doc["finished_at"] or "-"),
+        ("folder", doc["folder"]),
+        ("console log", doc["console_log"]),
+    ]
+    for key, value in fields:
+        out.print(f"{key + ':':16}{value}")
+    return True
+
+
+COMMANDS = (ps, logs, stop, rm, stats)

@@ -1,0 +1,244 @@
+"""The shipping commands: push, pull, tag, sign, verify and key; cli/main.py registers them.
+
+Parsing and output only: the work is in summon.store.registry and summon.store.signing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import click
+from rich.console import Console
+from rich.filesize import decimal
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TransferSpeedColumn,
+)
+
+from summon import paths
+from summon.store import Store
+
+if TYPE_CHECKING:
+    from summon.store.registry import Transfer
+
+# httpx and cryptography take a fifth of a second to import: the commands import them when run,
+# so every other summon command stays quick.
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _store() -> Store:
+    return Store(paths.store_dir())
+
+
+class _TransferView:
+    """Renders registry transfers: a bar per blob on a terminal, a line per blob otherwise."""
+
+    def __init__(self, verb: str) -> None:
+        self.verb = verb
+        self.progress: Progress | None = None
+        self.tasks: dict[str, TaskID] = {}
+        from summon.store.image import BOM_TYPE
+        from summon.store.layout import CONFIG, EMPTY, LAYER_GZIP
+        from summon.store.signing import PAYLOAD_TYPE
+
+        self.kinds = {
+            LAYER_GZIP: "root filesystem",
+            CONFIG: "config",
+            BOM_TYPE: "bill of materials",
+            PAYLOAD_TYPE: "signature payload",
+            EMPTY: "empty config",
+        }
+        if err.is_terminal:
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=err,
+            )
+
+    def __enter__(self) -> _TransferView:
+        if self.progress:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress:
+            self.progress.stop()
+
+    def __call__(self, t: Transfer) -> None:
+        kind = self.kinds.get(t.media_type, t.media_type)
+        label = f"{t.digest[7:19]} {kind}"
+        if self.progress is None:
+            if t.state == "exists":
+                print(f"{self.verb}: {label} ({decimal(t.total)}) already there", file=sys.stderr)
+            elif t.state == "done":
+                print(f"{self.verb}: {label} ({decimal(t.total)}) done", file=sys.stderr)
+            return
+        if t.digest not in self.tasks:
+            self.tasks[t.digest] = self.progress.add_task(label, total=t.total)
+        note = " (already there)" if t.state == "exists" else ""
+        self.progress.update(self.tasks[t.digest], completed=t.done, description=label + note)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so a transfer cleans its temporaries up on the way out."""
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+_insecure = click.option(
+    "--insecure",
+    is_flag=True,
+    help="Speak plain HTTP to the registry (always so for localhost and 127.0.0.1).",
+)
+
+
+@click.command("push")
+@click.argument("image")
+@click.argument("destination", required=False)
+@_insecure
+@click.option("--no-signatures", is_flag=True, help="Leave the image's signatures behind.")
+def push_command(image: str, destination: str | None, insecure: bool, no_signatures: bool) -> None:
+    """Send IMAGE to a registry: to DESTINATION, or to where IMAGE's name says.
+
+    \b
+    summon tag http:v1 127.0.0.1:5000/team/http:v1
+    summon push 127.0.0.1:5000/team/http:v1
+    summon push http:v1 registry.example.com/team/http:v1
+    """
+    from summon.store.registry import RemoteRef, push
+    from summon.store.signing import SIGNATURE_TYPE
+
+    remote = RemoteRef.parse(destination or image)
+    types = () if no_signatures else (SIGNATURE_TYPE,)
+    with _sigterm_interrupts(), _TransferView("push") as view:
+        result = push(
+            _store(), image, remote, insecure=insecure, progress=view, referrer_types=types
+        )
+    sigs = f", {result.referrers} signature(s)" if result.referrers else ""
+    out.print(
+        f"pushed {remote} ({result.digest}): {result.blobs_sent} blobs sent "
+        f"({decimal(result.bytes_sent)}), {result.blobs_skipped} already there{sigs}"
+    )
+
+
+@click.command("pull")
+@click.argument("reference")
+@_insecure
+@click.option("--no-signatures", is_flag=True, help="Do not fetch the image's signatures.")
+def pull_command(reference: str, insecure: bool, no_signatures: bool) -> None:
+    """Fetch REFERENCE (REGISTRY/NAME[:TAG] or REGISTRY/NAME@DIGEST) into the local store."""
+    from summon.store.registry import RemoteRef, pull
+    from summon.store.signing import SIGNATURE_TYPE
+
+    remote = RemoteRef.parse(reference)
+    types = () if no_signatures else (SIGNATURE_TYPE,)
+    with _sigterm_interrupts(), _TransferView("pull") as view:
+        result = pull(_store(), remote, insecure=insecure, progress=view, referrer_types=types)
+    sigs = f", {result.referrers} signature(s)" if result.referrers else ""
+    out.print(
+        f"pulled {result.local} ({result.digest}): {result.blobs_fetched} blobs fetched "
+        f"({decimal(result.bytes_fetched)}), {result.blobs_present} already here{sigs}"
+    )
+
+
+@click.command("tag")
+@click.argument("source")
+@click.argument("target")
+def tag_command(source: str, target: str) -> None:
+    """Give the image SOURCE (a name or ID) another name, TARGET."""
+    store = _store()
+    _, desc = store.resolve(source)
+    store.tag(target, desc)
+    full, _ = store.resolve(target)
+    out.print(f"tagged {full} ({desc.short_id})")
+
+
+@click.command("sign")
+@click.argument("image")
+@click.option(
+    "--key",
+    "key",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM private key (`summon key generate`); its password in $SUMMON_KEY_PASSWORD.",
+)
+def sign_command(image: str, key: Path) -> None:
+    """Sign IMAGE's digest; the signature is kept with it and travels with push and pull."""
+    from summon.store.signing import sign
+
+    result = sign(_store(), image, key)
+    if result.already:
+        out.print(f"{result.ref} ({result.digest}) is signed by key {result.key_id} already")
+    else:
+        out.print(
+            f"signed {result.ref} ({result.digest}) with key {result.key_id}: signature "
+            f"{result.signature[:19]}"
+        )
+
+
+@click.command("verify")
+@click.argument("image")
+@click.option(
+    "--key",
+    "key",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM public key (the .pub of `summon key generate`, or a cosign.pub).",
+)
+def verify_command(image: str, key: Path) -> None:
+    """Check that IMAGE carries a signature of its digest by KEY; exit 2 if not."""
+    from summon.store.signing import verify
+
+    v = verify(_store(), image, key)
+    out.print(f"verified {v.ref} ({v.digest}): signed by key {v.key_id} as {v.identity or '-'}")
+
+
+@click.group("key")
+def key_group() -> None:
+    """Signing keys."""
+
+
+@key_group.command("generate")
+@click.argument("name", type=click.Path(dir_okay=False, path_type=Path))
+def key_generate(name: Path) -> None:
+    """Make an ECDSA P-256 key pair: NAME.key (private, mode 0600) and NAME.pub.
+
+    The private key is encrypted with the password in $SUMMON_KEY_PASSWORD when it is set.
+    """
+    from summon.store.signing import PASSWORD_ENV, generate_key
+
+    key_path, pub_path = generate_key(name, os.environ.get(PASSWORD_ENV) or None)
+    out.print(f"wrote {key_path} (keep it secret) and {pub_path} (give it to verifiers)")
+
+
+COMMANDS: tuple[click.Command, ...] = (
+    push_command,
+    pull_command,
+    tag_command,
+    sign_command,
+    verify_command,
+    key_group,
+)

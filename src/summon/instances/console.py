@@ -1,0 +1,148 @@
+"""An instance's console log: the monitor appends with a size bound; `summon logs` reads it.
+
+The live file is logs/console.log. When it would grow past the bound, it becomes
+console.log.1 (replacing the one before) and a new console.log starts: at most twice the
+bound on disk, and `logs` reads the two in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+MAX_BYTES = 10 * 1024 * 1024
+LOG_NAME = "console.log"
+
+
+class ConsoleLog:
+    """The writing end, used by the monitor only (one writer per log)."""
+
+    def __init__(self, folder: Path, max_bytes: int = MAX_BYTES) -> None:
+        self.path = folder / LOG_NAME
+        self.old = folder / (LOG_NAME + ".1")
+        self.max_bytes = max_bytes
+        folder.mkdir(parents=True, exist_ok=True)
+        self._fd = self._open()
+        self._size = os.fstat(self._fd).st_size
+        self._lock = threading.Lock()
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            if self._size and self._size + len(data) > self.max_bytes:
+                self._rotate()
+            view = memoryview(data)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+                self._size += n
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        os.replace(self.path, self.old)
+        self._fd = self._open()
+        self._size = 0
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(OSError):
+            os.close(self._fd)
+
+    def pump(self, fd: int) -> threading.Thread:
+        """Copy everything read from fd (a pipe) into the log until EOF, on a daemon thread."""
+
+        def run() -> None:
+            try:
+                while True:
+                    data = os.read(fd, 65536)
+                    if not data:
+                        return
+                    self.write(data)
+            except OSError:
+                return
+            finally:
+                os.close(fd)
+
+        thread = threading.Thread(target=run, name="summon-console", daemon=True)
+        thread.start()
+        return thread
+
+
+def read_all(folder: Path) -> bytes:
+    """The whole log: the rotated-out part, then the live file."""
+    parts = []
+    for path in (folder / (LOG_NAME + ".1"), folder / LOG_NAME):
+        with contextlib.suppress(FileNotFoundError):
+            parts.append(path.read_bytes())
+    return b"".join(parts)
+
+
+def tail(data: bytes, lines: int | None) -> bytes:
+    """The last `lines` lines of data (all of it for None); a last line without \\n counts."""
+    if lines is None:
+        return data
+    if lines <= 0:
+        return b""
+    kept = data.splitlines(keepends=True)[-lines:]
+    return b"".join(kept)
+
+
+def follow(
+    folder: Path, start: int, done: Callable[[], bool], poll: float = 0.1
+) -> Iterator[bytes]:
+    """Yield what is appended to the live log from offset start on, until done() and drained.
+
+    Follows a rotation: when console.log is replaced, the rest of the old file is read, then
+    the new file from its beginning. (Two rotations within one poll would skip the middle
+    file: 10 MB in a tenth of a second is no console.)
+    """
+    path = folder / LOG_NAME
+    f = _open_at(path, start)
+    try:
+        while True:
+            finished = done()  # asked before reading, so the last bytes are not missed
+            chunk = f.read(65536) if f else b""
+            if chunk:
+                yield chunk
+                continue
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            if f is not None and current is not None and current.st_ino != _inode(f):
+                # Rotated. The writer may have added to the old file after our last read and
+                # before the rename, but never after: drain it, then start on the new one.
+                rest = f.read()
+                if rest:
+                    yield rest
+                f.close()
+                f = _open_at(path, 0)
+                continue
+            if f is None and current is not None:
+                f = _open_at(path, 0)
+                continue
+            if finished:
+                return
+            time.sleep(poll)
+    finally:
+        if f is not None:
+            f.close()
+
+
+def _inode(f: IO[bytes]) -> int:
+    return os.fstat(f.fileno()).st_ino
+
+
+def _open_at(path: Path, offset: int) -> IO[bytes] | None:
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return None
+    f.seek(offset)
+    return f

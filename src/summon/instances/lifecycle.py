@@ -1,0 +1,204 @@
+"""What the CLI does to detached instances: start one, stop, remove, sample, and reconcile.
+
+Reconciling is how a dead monitor shows: if state.json says an instance is active but
+nobody holds its lock (init and monitor both gone, say after a SIGKILL to init), the
+instance is recorded as exited with the reason "monitor died", and what its target left
+outside the dead processes is released. Any command that reads an instance does this first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from summon.errors import UserError
+from summon.instances import control, state, supervise
+from summon.instances.restart import RestartPolicy
+from summon.instances.state import ACTIVE, InstanceFolder
+from summon.targets.base import RunSpec
+
+# After the monitor reported the instance exited, init still has to clear up.
+SETTLE_SECONDS = 15.0
+# Beyond the grace period, time for the monitor to tear the target down.
+STOP_SLACK = 10.0
+
+
+class StartFailed(UserError):
+    """The instance did not start; it stays recorded as exited with the reason."""
+
+    def __init__(self, message: str, exit_status: int = 2) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+def start(
+    run: RunSpec,
+    *,
+    target: str,
+    image_digest: str,
+    image_id: str,
+    restart: RestartPolicy,
+    name: str | None,
+    base_name: str,
+    remove: bool = False,
+    target_options: dict[str, Any] | None = None,
+) -> InstanceFolder:
+    """Record a new instance and start its monitor; return once it runs (or raise StartFailed).
+
+    run.name and run.state_dir are replaced by the short ID and the instance folder.
+    """
+    doc = {
+        "version": 1,
+        "image": {"ref": run.image, "digest": image_digest, "id": image_id},
+        "target": target,
+        "target_options": target_options or {},
+        "restart": str(restart),
+        "remove": remove,
+        "run": state.encode_run_spec(run),
+    }
+    folder, lock_fd = state.create(doc, name, base_name)
+    try:
+        reply = _launch(folder, lock_fd)
+    finally:
+        os.close(lock_fd)  # init holds the lock through its own copy now
+    if reply is not None and reply.get("ok"):
+        return folder
+    if reply is None:
+        # The monitor died before it could say; init records why, or we do.
+        _wait_unsupervised(folder, SETTLE_SECONDS)
+        final = reconcile(folder, "start failed: the monitor exited before the instance ran")
+        logs = folder.logs / "monitor.log"
+        raise StartFailed(f"{final['reason']} (see {logs})", 1)
+    _wait_unsupervised(folder, SETTLE_SECONDS)
+    raise StartFailed(str(reply.get("error")), int(reply.get("exit_status", 2)))
+
+
+def _launch(folder: InstanceFolder, lock_fd: int) -> dict[str, Any] | None:
+    """Start `python -m summon.instances.monitor ID`; its first report, None if it said nothing."""
+    read_end, write_end = os.pipe()
+    try:
+        with open(folder.logs / "monitor.log", "ab") as log:
+            launcher = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "summon.instances.monitor",
+                    folder.id,
+                    "--ready-fd",
+                    str(write_end),
+                    "--lock-fd",
+                    str(lock_fd),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                pass_fds=(write_end, lock_fd),
+                start_new_session=True,
+                cwd="/",
+            )
+        os.close(write_end)
+        write_end = -1
+        launcher.wait()  # it only forks init and exits
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = os.read(read_end, 4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    try:
+        reply = json.loads(data) if data.strip() else None
+    except ValueError:
+        return None
+    return reply if isinstance(reply, dict) else None
+
+
+def _wait_unsupervised(folder: InstanceFolder, timeout: float) -> bool:
+    """Wait until init and monitor are gone (the lock is free); False on timeout."""
+    deadline = time.monotonic() + timeout
+    while folder.supervised():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def reconcile(folder: InstanceFolder, reason: str = "monitor died") -> dict[str, Any]:
+    """The instance's state, first recorded as exited if nothing supervises it any more."""
+    with folder.unsupervised() as free:
+        current = folder.state()
+        if not free or current["status"] not in ACTIVE or not folder.spec_path.exists():
+            return current  # (no spec: removed meanwhile, by its init after --rm)
+        with contextlib.suppress(Exception):
+            from summon.instances.monitor import target_for
+
+            spec = folder.spec()
+            target_for(str(spec["target"]), spec.get("target_options")).clean_up(folder.run_spec())
+        return folder.update_state(
+            status="exited", reason=reason, finished_at=state.now(), pid=None
+        )
+
+
+def stop(folder: InstanceFolder, grace: float) -> dict[str, Any]:
+    """Stop the instance through its monitor; after grace (+ slack) kill its process tree.
+
+    Returns once nothing of the instance runs any more, with its final state.
+    """
+    if not folder.supervised():
+        return reconcile(folder)
+    try:
+        reply = control.request(folder.path, {"op": "stop", "grace": grace}, grace + STOP_SLACK)
+    except OSError:
+        reply = {}
+    if reply.get("ok") and _wait_unsupervised(folder, SETTLE_SECONDS):
+        return folder.state()
+    kill(folder)
+    return reconcile(folder, f"killed: the monitor did not stop it within {grace:g}s")
+
+
+def kill(folder: InstanceFolder) -> None:
+    """SIGKILL the monitor (init then kills the rest), and init itself if it lingers."""
+    current = folder.state()
+    for role in ("monitor", "init"):
+        pid, started = current.get(f"{role}_pid"), current.get(f"{role}_start")
+        if isinstance(pid, int) and started is not None and supervise.start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if _wait_unsupervised(folder, 5.0):
+            return
+
+
+def remove(folder: InstanceFolder, force: bool) -> None:
+    """Delete a stopped instance's folder; with force, stop (kill) a running one first."""
+    if folder.supervised():
+        if not force:
+            raise UserError(
+                f"instance {folder.name} ({folder.short_id}) is running: stop it first "
+                f"(summon stop {folder.name}), or use summon rm -f"
+            )
+        stop(folder, 0)
+    reconcile(folder)
+    with folder.unsupervised() as free:
+        if not free:
+            raise UserError(f"instance {folder.name} ({folder.short_id}) started again; retry")
+        state.remove(folder)
+
+
+def sample(folder: InstanceFolder) -> dict[str, Any] | None:
+    """Memory and CPU time from the instance's monitor; None if it is not running."""
+    try:
+        reply = control.request(folder.path, {"op": "stats"}, 5.0)
+    except OSError:
+        return None
+    if not reply.get("ok") or not reply.get("running"):
+        return None
+    return reply

@@ -1,0 +1,368 @@
+"""Detached instances on disk: one folder each, its spec and state files, names and ID lookup.
+
+    <state>/instances/<id>/
+        spec.json       what to run, written once by `summon run -d` (RunSpec, image, policy)
+        state.json      what is happening: written by the instance's monitor (see STATES)
+        monitor.lock    flock held by the instance's init/monitor for as long as either lives
+        control.sock    the monitor's control socket (control.py)
+        logs/           console.log (+ .1), monitor.log
+        bundle/ ...     the target's own files (RunSpec.state_dir is this folder)
+
+Every JSON file is written to a temporary name and renamed over the old one, so a reader
+sees the old document or the new one, never half of one. A folder appears whole: it is
+filled under a dot-name and renamed into place. The lock, not a pid, says whether anything
+still supervises the instance: the kernel drops it when its holders die, however they die.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from summon import paths
+from summon.errors import UserError
+from summon.targets.base import RunSpec
+
+# created: folder made, monitor starting; running: the app runs; restarting: between two runs
+# (waiting out the backoff); exited: for good, with exit_code and/or reason.
+STATES = ("created", "running", "restarting", "exited")
+ACTIVE = ("created", "running", "restarting")
+SHORT = 12
+_ID = re.compile(r"^[0-9a-f]{64}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# RunSpec fields that only mean something inside one process.
+_LOCAL_FIELDS = ("stdout",)
+
+
+class UnknownInstance(UserError):
+    """No instance answers to that ID, prefix or name (or more than one does)."""
+
+
+class AmbiguousInstance(UnknownInstance):
+    """An ID prefix that more than one instance's ID starts with."""
+
+
+class NameInUse(UserError):
+    """Another instance has that name."""
+
+
+def root() -> Path:
+    return paths.state_dir() / "instances"
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def parse_time(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def write_json(path: Path, doc: Any) -> None:
+    """Write doc to path atomically: a temporary name in the same folder, then rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())  # so a crash of the host cannot leave the new name empty
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def initial_state() -> dict[str, Any]:
+    return {
+        "status": "created",
+        "pid": None,  # host pid of the app's top process (runc's container init, QEMU...)
+        "monitor_pid": None,  # host pids; init is the one to SIGKILL to end it all
+        "init_pid": None,
+        "init_start": None,  # init's start time in clock ticks: guards against pid reuse
+        "started_at": None,
+        "finished_at": None,
+        "exit_code": None,
+        "restarts": 0,
+        "reason": "",  # why it exited: "exited", "stopped", "monitor died", "start failed: ..."
+        "updated_at": now(),
+    }
+
+
+class InstanceFolder:
+    """One instance's folder. Reads are fresh each time; only the current owner writes state."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.id = path.name
+        self._spec: dict[str, Any] | None = None
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:SHORT]
+
+    @property
+    def spec_path(self) -> Path:
+        return self.path / "spec.json"
+
+    @property
+    def state_path(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / "monitor.lock"
+
+    @property
+    def control_path(self) -> Path:
+        return self.path / "control.sock"
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    def spec(self) -> dict[str, Any]:
+        if self._spec is None:
+            doc = _read_json(self.spec_path)
+            if not isinstance(doc, dict):
+                raise UserError(f"instance {self.short_id}: {self.spec_path} is unreadable")
+            self._spec = doc
+        return self._spec
+
+    @property
+    def name(self) -> str:
+        return str(self.spec().get("name", ""))
+
+    def state(self) -> dict[str, Any]:
+        doc = _read_json(self.state_path)
+        state = initial_state()
+        if isinstance(doc, dict):
+            state.update(doc)
+        return state
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        state["updated_at"] = now()
+        write_json(self.state_path, state)
+
+    def update_state(self, **changes: Any) -> dict[str, Any]:
+        state = self.state()
+        state.update(changes)
+        self.write_state(state)
+        return state
+
+    def run_spec(self) -> RunSpec:
+        return decode_run_spec(self.spec()["run"])
+
+    def supervised(self) -> bool:
+        """Whether the instance's init or monitor is alive (they hold the lock)."""
+        with self.unsupervised() as free:
+            return not free
+
+    @contextlib.contextmanager
+    def unsupervised(self) -> Iterator[bool]:
+        """Take the lock if nobody holds it; yield whether we got it (no monitor then)."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            yield True
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+    def __repr__(self) -> str:
+        return f"InstanceFolder({self.short_id}, {self.name!r})"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def all_instances() -> list[InstanceFolder]:
+    """Every instance folder with a readable spec, newest first."""
+    try:
+        entries = list(root().iterdir())
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in entries:
+        if _ID.match(entry.name) and (entry / "spec.json").is_file():
+            folder = InstanceFolder(entry)
+            with contextlib.suppress(UserError):
+                folder.spec()
+                found.append(folder)
+    found.sort(key=lambda f: str(f.spec().get("created", "")), reverse=True)
+    return found
+
+
+def find(query: str) -> InstanceFolder:
+    """An instance by full ID, name, or unambiguous ID prefix, in that order."""
+    instances = all_instances()
+    for folder in instances:
+        if folder.id == query:
+            return folder
+    for folder in instances:
+        if folder.name == query:
+            return folder
+    hits = [f for f in instances if query and f.id.startswith(query.lower())]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        shown = ", ".join(f"{f.short_id} ({f.name})" for f in hits[:4])
+        raise AmbiguousInstance(
+            f"instance ID prefix {query!r} is ambiguous: it matches {shown}; give more of it"
+        )
+    raise UnknownInstance(f"no instance {query!r}; see `summon ps -a`")
+
+
+def lookup(query: str) -> InstanceFolder | None:
+    """find(), but None when nothing matches (an ambiguous prefix is still an error)."""
+    try:
+        return find(query)
+    except AmbiguousInstance:
+        raise
+    except UnknownInstance:
+        return None
+
+
+@contextlib.contextmanager
+def _registry_locked(base: Path) -> Iterator[None]:
+    """Serialise name allocation among concurrent `summon run -d`."""
+    fd = os.open(base / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def create(spec: dict[str, Any], name: str | None, base_name: str) -> tuple[InstanceFolder, int]:
+    """Make a new instance folder holding spec.json and state.json (created).
+
+    Allocates the ID and the name (given, or base_name-N, the first N free). Returns the
+    folder and an fd holding its lock: pass it on to the monitor, so the instance is never
+    seen unsupervised while it starts.
+    """
+    base = root()
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if name is not None and not NAME.match(name):
+        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
+    with _registry_locked(base):
+        taken = {f.name: f for f in all_instances()}
+        if name is not None and name in taken:
+            raise NameInUse(
+                f"the name {name!r} is in use by instance {taken[name].short_id}: "
+                f"remove it (summon rm {name}) or choose another name"
+            )
+        if name is None:
+            n = 1
+            while f"{base_name}-{n}" in taken:
+                n += 1
+            name = f"{base_name}-{n}"
+        ident = secrets.token_hex(32)
+        final = base / ident
+        tmp = Path(tempfile.mkdtemp(dir=base, prefix=".new-"))
+        lock_fd = -1
+        try:
+            tmp.chmod(0o700)
+            (tmp / "logs").mkdir()
+            doc = {**spec, "id": ident, "name": name, "created": now()}
+            # The target knows the instance by its short ID: unique on the host, whichever
+            # state folder is in use (runc container ids, netns names and cgroups are global).
+            doc["run"] = {**doc["run"], "name": ident[:SHORT], "state_dir": str(final)}
+            write_json(tmp / "spec.json", doc)
+            write_json(tmp / "state.json", initial_state())
+            lock_fd = os.open(tmp / "monitor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(tmp, final)
+        except BaseException:
+            if lock_fd >= 0:
+                os.close(lock_fd)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return InstanceFolder(final), lock_fd
+
+
+def remove(folder: InstanceFolder) -> None:
+    """Delete the folder: renamed out of sight first, so nobody reads half of it."""
+    gone = folder.path.with_name(f".gone-{folder.id}")
+    os.rename(folder.path, gone)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+# --- RunSpec <-> JSON ------------------------------------------------------------------------
+
+
+def encode_run_spec(spec: RunSpec) -> dict[str, Any]:
+    """Every RunSpec field, generically (so fields added later travel too), as plain JSON."""
+    return {
+        f.name: _encode(getattr(spec, f.name))
+        for f in dataclasses.fields(spec)
+        if f.name not in _LOCAL_FIELDS
+    }
+
+
+def decode_run_spec(doc: dict[str, Any]) -> RunSpec:
+    """The RunSpec encode_run_spec made; unknown keys are dropped, missing ones defaulted."""
+    decoded = _decode(RunSpec, doc)
+    assert isinstance(decoded, RunSpec)
+    return decoded
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    return value
+
+
+def _decode(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if tp is Path:
+        return Path(value)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp) if f.init and f.name not in _LOCAL_FIELDS}
+        return tp(**{k: _decode(hints[k], v) for k, v in value.items() if k in names})
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is tuple and args:
+        return tuple(_decode(args[0], v) for v in value)
+    if origin in (types.UnionType, typing.Union):
+        options = [a for a in args if a is not type(None)]
+        return _decode(options[0], value) if len(options) == 1 else value
+    return value

@@ -1,0 +1,318 @@
+"""Image signatures: cosign-compatible key-based signatures kept as OCI referrers of the image.
+
+A signature signs the image index DIGEST, never a tag. It is what cosign writes for a key-based
+signature in its OCI 1.1 mode (docs/signing.md has the format byte for byte):
+
+- the payload is cosign's "simple signing" JSON naming the digest;
+- the signature is ECDSA P-256 over SHA-256 of the payload, ASN.1 DER, base64, in the layer
+  annotation `dev.cosignproject.cosign/signature`;
+- the manifest holding them has artifactType `application/vnd.dev.cosign.artifact.sig.v1+json`
+  and `subject` = the image index, so it travels as a referrer (Store.referrers locally, the
+  referrers API or its fallback tag in a registry).
+
+Keys are PEM files: a PKCS#8 private key (encrypted when SUMMON_KEY_PASSWORD is set) and a
+SubjectPublicKeyInfo public key, the same public-key format `cosign verify --key` reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from summon import paths
+from summon.errors import CorruptBlob, UserError
+from summon.store.layout import EMPTY, MANIFEST, Descriptor, Store, canonical_json
+
+SIGNATURE_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
+PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
+SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+COSIGN_TYPE = "cosign container image signature"
+PASSWORD_ENV = "SUMMON_KEY_PASSWORD"
+
+
+class SignatureError(UserError):
+    """An image is unsigned, its signature does not verify, or a key cannot be used."""
+
+
+# keys
+
+
+def key_id(public: ec.EllipticCurvePublicKey) -> str:
+    """A short, stable name for a public key: the start of the SHA-256 of its DER encoding."""
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()[:12]
+
+
+def generate_key(prefix: Path, password: str | None = None) -> tuple[Path, Path]:
+    """Write PREFIX.key (mode 0600) and PREFIX.pub; never overwrite either."""
+    key_path, pub_path = (
+        prefix.with_name(prefix.name + ".key"),
+        prefix.with_name(prefix.name + ".pub"),
+    )
+    for p in (key_path, pub_path):
+        if p.exists():
+            raise UserError(f"{p} exists already; choose another name or remove it")
+    private = ec.generate_private_key(ec.SECP256R1())
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password.encode())
+        if password
+        else serialization.NoEncryption()
+    )
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    pub = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    try:
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: a key appearing between the check and here is not overwritten either.
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        fd = os.open(pub_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pub)
+    except OSError as e:
+        raise UserError(f"cannot write the key pair {prefix}.key/.pub: {e.strerror}") from None
+    return key_path, pub_path
+
+
+def _read_key_file(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise SignatureError(f"cannot read the {what} {path}: {e.strerror}") from None
+
+
+def load_private_key(path: Path, password: str | None = None) -> ec.EllipticCurvePrivateKey:
+    data = _read_key_file(path, "private key")
+    if b"ENCRYPTED SIGSTORE PRIVATE KEY" in data or b"ENCRYPTED COSIGN PRIVATE KEY" in data:
+        raise SignatureError(
+            f"{path} is a cosign-encrypted key, which summon does not read; make a key with "
+            "`summon key generate` (cosign can import it: `cosign import-key-pair`)"
+        )
+    if password is None:
+        password = os.environ.get(PASSWORD_ENV) or None
+    try:
+        key = serialization.load_pem_private_key(data, password.encode() if password else None)
+    except TypeError:
+        if password:
+            raise SignatureError(f"{path} is not encrypted; unset {PASSWORD_ENV}") from None
+        raise SignatureError(f"{path} is encrypted; put its password in {PASSWORD_ENV}") from None
+    except ValueError:
+        raise SignatureError(
+            f"{path} is not a PEM private key"
+            + (f", or {PASSWORD_ENV} is not its password" if password else "")
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise SignatureError(
+            f"{path} is not an ECDSA P-256 key; make one with `summon key generate`"
+        )
+    return key
+
+
+def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
+    data = _read_key_file(path, "public key")
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError:
+        hint = " (that is a private key; give the .pub)" if b"PRIVATE KEY" in data else ""
+        raise SignatureError(f"{path} is not a PEM public key{hint}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise SignatureError(f"{path} is not an ECDSA P-256 public key")
+    return key
+
+
+# payloads and signature manifests
+
+
+def payload(docker_reference: str, digest: str) -> bytes:
+    """cosign's simple-signing payload; canonical_json gives the bytes cosign itself writes."""
+    return canonical_json(
+        {
+            "critical": {
+                "identity": {"docker-reference": docker_reference},
+                "image": {"docker-manifest-digest": digest},
+                "type": COSIGN_TYPE,
+            },
+            "optional": None,
+        }
+    )
+
+
+def repository_of(ref: str) -> str:
+    """`127.0.0.1:5000/team/http:v1` -> `127.0.0.1:5000/team/http` (the payload's identity)."""
+    last = ref.rsplit("/", 1)[-1]
+    return ref[: len(ref) - len(last)] + last.split(":", 1)[0] if ":" in last else ref
+
+
+@dataclass(frozen=True)
+class SignResult:
+    ref: str
+    digest: str  # what was signed: the image index
+    signature: str  # the digest of the signature manifest
+    key_id: str
+    already: bool  # the image had a signature by this key; none was added
+
+
+@dataclass(frozen=True)
+class Verified:
+    ref: str
+    digest: str
+    signature: str
+    key_id: str
+    identity: str  # the docker-reference the signer named
+
+
+def sign(store: Store, ref: str, key_path: Path) -> SignResult:
+    """Sign the image REF names (its digest) with the private key at KEY_PATH."""
+    name, desc = store.resolve(ref)
+    private = load_private_key(key_path)
+    kid = key_id(private.public_key())
+    try:
+        found = verify_digest(store, desc, private.public_key(), name or desc.digest)
+        return SignResult(name, desc.digest, found.signature, kid, already=True)
+    except SignatureError:
+        pass
+    body = payload(repository_of(name) if name else desc.digest, desc.digest)
+    signature = private.sign(body, ec.ECDSA(hashes.SHA256()))
+    payload_desc = store.put_bytes(
+        body,
+        PAYLOAD_TYPE,
+        annotations={SIGNATURE_ANNOTATION: base64.b64encode(signature).decode()},
+    )
+    empty = store.put_bytes(b"{}", EMPTY)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "artifactType": SIGNATURE_TYPE,
+        "config": empty.to_json(),
+        "layers": [payload_desc.to_json()],
+        "subject": Descriptor(desc.media_type, desc.digest, desc.size).to_json(),
+    }
+    sig_desc = store.put_json(manifest, MANIFEST, artifact_type=SIGNATURE_TYPE)
+    store.add_referrer(sig_desc)
+    return SignResult(name, desc.digest, sig_desc.digest, kid, already=False)
+
+
+def verify(store: Store, ref: str, pub_path: Path) -> Verified:
+    """Check that the image REF names carries a signature of its digest by the key at PUB_PATH."""
+    name, desc = store.resolve(ref)
+    return verify_digest(store, desc, load_public_key(pub_path), name or desc.digest, pub_path)
+
+
+def verify_digest(
+    store: Store,
+    desc: Descriptor,
+    public: ec.EllipticCurvePublicKey,
+    ref: str,
+    key_path: Path | None = None,
+) -> Verified:
+    kid = key_id(public)
+    key_name = f"{key_path} (key ID {kid})" if key_path else f"key ID {kid}"
+    candidates = [d for d in store.referrers(desc.digest) if d.artifact_type == SIGNATURE_TYPE]
+    if not candidates:
+        raise SignatureError(
+            f"image {ref} ({desc.digest}) is not signed; sign it with `summon sign`, or pull "
+            "it again with its signatures"
+        )
+    replayed = ""
+    for sig in candidates:
+        for body, raw in _signed_payloads(store, sig):
+            try:
+                public.verify(raw, body, ec.ECDSA(hashes.SHA256()))
+            except InvalidSignature:
+                continue
+            critical = _critical(body)
+            image = critical.get("image") or {}
+            if critical.get("type") != COSIGN_TYPE or not isinstance(image, dict):
+                continue
+            if image.get("docker-manifest-digest") != desc.digest:
+                # A genuine signature of another image, attached to this one.
+                replayed = str(image.get("docker-manifest-digest"))
+                continue
+            identity = (critical.get("identity") or {}).get("docker-reference", "")
+            return Verified(ref, desc.digest, sig.digest, kid, str(identity))
+    if replayed:
+        raise SignatureError(
+            f"image {ref} ({desc.digest}) carries a signature by {key_name} that is for "
+            f"another image ({replayed}); refused"
+        )
+    raise SignatureError(
+        f"no signature on image {ref} ({desc.digest}) verifies with {key_name}: "
+        f"{len(candidates)} signature(s), none by this key"
+    )
+
+
+def _signed_payloads(store: Store, sig: Descriptor) -> list[tuple[bytes, bytes]]:
+    """(payload, raw signature) of each signed layer in a signature manifest."""
+    manifest = store.read_json(sig)
+    out = []
+    for d in manifest.get("layers") or [] if isinstance(manifest, dict) else []:
+        layer = Descriptor.from_json(d, sig.digest)
+        encoded = layer.annotations.get(SIGNATURE_ANNOTATION)
+        if layer.media_type != PAYLOAD_TYPE or not encoded:
+            continue
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            continue  # not a signature at all; it verifies nothing
+        out.append((store.read(layer), raw))
+    return out
+
+
+def _critical(body: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+        critical = doc["critical"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise CorruptBlob("a signed payload is not cosign simple-signing JSON") from None
+    if not isinstance(critical, dict):
+        raise CorruptBlob("a signed payload is not cosign simple-signing JSON")
+    return critical
+
+
+# the policy `summon run` applies
+
+
+def config_file() -> Path:
+    return paths.config_dir() / "config.toml"
+
+
+def default_verify_key() -> Path | None:
+    """`verify_key` from config.toml, relative to the file's folder; None if unset."""
+    path = config_file()
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path} is not valid TOML: {e}") from None
+    value = doc.get("verify_key")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise UserError(f"{path}: verify_key must be a path to a public key (a string)")
+    key = Path(value).expanduser()
+    return key if key.is_absolute() else path.parent / key
+
+
+def require_signature(store: Store, desc: Descriptor, ref: str, key_path: Path) -> Verified:
+    """What `summon run --verify-key` does before it starts anything: refuse unless signed."""
+    return verify_digest(store, desc, load_public_key(key_path), ref, key_path)

@@ -1,0 +1,770 @@
+"""summon push, pull, sign and verify against a real registry, and skopeo reading summon's images.
+
+The registry is Debian's docker-registry (the CNCF distribution server), started per module on
+127.0.0.1 with a throw-away storage folder: without auth, with htpasswd basic auth, and with
+bearer tokens from a small token server in this file. Fake servers (junk, a cutting proxy) stand
+in for broken registries. Every error case checks the promises: one `summon: error:` line naming
+what is wrong, exit status 2, and a local store left as it was.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import http.client
+import http.server
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+REGISTRY_BIN = Path("/usr/bin/docker-registry")
+
+pytestmark = pytest.mark.skipif(
+    not REGISTRY_BIN.exists(), reason="needs docker-registry (apt-get install docker-registry)"
+)
+needs_skopeo = pytest.mark.skipif(
+    shutil.which("skopeo") is None, reason="needs skopeo (apt-get install skopeo)"
+)
+needs_htpasswd = pytest.mark.skipif(
+    shutil.which("htpasswd") is None, reason="needs htpasswd (apt-get install apache2-utils)"
+)
+
+USER, PASSWORD = "alice", "s3cret-Pa55word"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- summon, in a home of its own ---
+
+
+class Summon:
+    """Runs `python -m summon.cli.main` with its own store, config, state and credentials."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "XDG_RUNTIME_DIR",
+                            "SUMMON_STORE", "SUMMON_KEY_PASSWORD")}
+        self.env = {
+            **env,
+            "HOME": str(home),  # no ~/.docker/config.json of the machine leaks in
+            "XDG_DATA_HOME": str(home / "data"),
+            "XDG_STATE_HOME": str(home / "state"),
+            "XDG_CONFIG_HOME": str(home / "config"),
+        }
+        self.store = home / "data" / "summon" / "store"
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "summon.cli.main", *args]
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None,
+                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(*args), env={**self.env, **(env or {})}, capture_output=True, text=True,
+            timeout=timeout, check=False, cwd=ROOT,
+        )
+
+    def ok(self, *args: str, env: dict[str, str] | None = None) -> str:
+        r = self(*args, env=env)
+        assert r.returncode == 0, f"summon {' '.join(args)}: {r.stderr}"
+        return r.stdout
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.argv(*args), env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+    def blobs(self) -> set[str]:
+        folder = self.store / "blobs" / "sha256"
+        return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+    def tmp(self) -> list[str]:
+        tmp = self.store / ".tmp"
+        return [p.name for p in tmp.iterdir()] if tmp.is_dir() else []
+
+    def index(self) -> list[dict[str, Any]]:
+        path = self.store / "index.json"
+        return list(json.loads(path.read_text())["manifests"]) if path.exists() else []
+
+    def digest(self, ref: str) -> str:
+        listing = json.loads(self.ok("images", "--json"))
+        return str(next(r["digest"] for r in listing if r["ref"] == ref))
+
+    def auth_file(self, registry: str, user: str, password: str) -> dict[str, str]:
+        path = self.home / "auth.json"
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        path.write_text(json.dumps({"auths": {registry: {"auth": token}}}))
+        return {"REGISTRY_AUTH_FILE": str(path)}
+
+
+def assert_one_error(r: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """Exit status 2 and exactly one error line, holding every needle; returns that line."""
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("summon: error:")]
+    assert len(errors) == 1, r.stderr
+    assert r.stderr.rstrip().splitlines()[-1] == errors[0], r.stderr  # nothing after it
+    assert "Traceback" not in r.stderr
+    for needle in needles:
+        assert needle in errors[0], r.stderr
+    return errors[0]
+
+
+def new_summon(tmp_path_factory: pytest.TempPathFactory, name: str = "home") -> Summon:
+    return Summon(tmp_path_factory.mktemp(name))
+
+
+# --- the registry ---
+
+
+@dataclass
+class Registry:
+    port: int
+    storage: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def blob_file(self, digest: str) -> Path:
+        hexpart = digest.split(":", 1)[1]
+        return (self.storage / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexpart[:2]
+                / hexpart / "data")
+
+
+def start_registry(folder: Path, auth: dict[str, Any] | None = None) -> Registry:
+    port = free_port()
+    storage = folder / "storage"
+    storage.mkdir(parents=True)
+    config: dict[str, Any] = {
+        "version": "0.1",
+        "log": {"level": "error", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }
+    if auth:
+        config["auth"] = auth
+    cfg = folder / "config.yml"
+    cfg.write_text(json.dumps(config))  # JSON is YAML
+    log = folder / "registry.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(REGISTRY_BIN), "serve", str(cfg)], stdout=out,
+                                stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2).close()
+            break
+        except urllib.error.HTTPError as e:
+            e.close()
+            break  # 401: up, and asking for a login
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"docker-registry did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.05)
+    return Registry(port, storage, proc, log)
+
+
+def stop_registry(reg: Registry) -> None:
+    reg.proc.terminate()
+    try:
+        reg.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        reg.proc.kill()
+        reg.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    stop_registry(reg)
+
+
+@pytest.fixture(scope="module")
+def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    if shutil.which("htpasswd") is None:
+        pytest.skip("needs htpasswd (apt-get install apache2-utils)")
+    folder = tmp_path_factory.mktemp("basic-registry")
+    htpasswd = folder / "htpasswd"
+    line = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], capture_output=True, text=True,
+                          check=True).stdout
+    htpasswd.write_text(line)
+    reg = start_registry(folder, {"htpasswd": {"realm": "summon-test", "path": str(htpasswd)}})
+    yield reg
+    stop_registry(reg)
+
+
+# --- a token server for bearer auth (the distribution token spec, ES256 JWTs) ---
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """Issues JWTs for USER:PASSWORD granting what each scope asks; 401 for anyone else."""
+
+    service, issuer = "summon-test", "summon-test-issuer"
+
+    def __init__(self, folder: Path) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "summon test token signer")])
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.bundle = folder / "token-root.pem"
+        self.bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.requests = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests += 1
+                expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                from urllib.parse import parse_qs, urlsplit
+
+                query = parse_qs(urlsplit(self.path).query)
+                body = json.dumps({"token": server.token(query.get("scope", []))}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def token(self, scopes: list[str]) -> str:
+        access = []
+        for scope in scopes:
+            kind, name, actions = scope.split(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "ES256",
+                  "x5c": [base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER))
+                          .decode()]}
+        claims = {"iss": self.issuer, "sub": USER, "aud": self.service, "exp": now + 300,
+                  "nbf": now - 10, "iat": now, "jti": secrets.token_hex(8), "access": access}
+        signing_input = f"{b64url(json.dumps(header).encode())}." \
+                        f"{b64url(json.dumps(claims).encode())}"
+        r, s = decode_dss_signature(self.key.sign(signing_input.encode(),
+                                                  ec.ECDSA(hashes.SHA256())))
+        return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry,
+                                                                               TokenServer]]:
+    folder = tmp_path_factory.mktemp("token-registry")
+    tokens = TokenServer(folder)
+    reg = start_registry(folder, {"token": {
+        "realm": f"http://127.0.0.1:{tokens.port}/token",
+        "service": TokenServer.service,
+        "issuer": TokenServer.issuer,
+        "rootcertbundle": str(tokens.bundle),
+    }})
+    yield reg, tokens
+    stop_registry(reg)
+    tokens.close()
+
+
+# --- the image and keys ---
+
+
+@pytest.fixture(scope="module")
+def shipper(tmp_path_factory: pytest.TempPathFactory) -> Summon:
+    """A home holding a built examples/http as http:built, and a key pair."""
+    s = new_summon(tmp_path_factory, "shipper")
+    s.ok("build", str(EXAMPLES / "http"), "-t", "http:built")
+    s.ok("key", "generate", str(s.home / "team"))
+    s.ok("key", "generate", str(s.home / "stranger"))
+    return s
+
+
+def key(s: Summon, name: str) -> str:
+    return str(s.home / name)
+
+
+def layer_of(s: Summon, ref: str) -> str:
+    """The digest of the root filesystem layer of image REF."""
+    inspect = json.loads(s.ok("inspect", ref, "--json"))
+    manifest = next(m for m in inspect["index"]["manifests"] if "artifactType" not in m)
+    doc = json.loads((s.store / "blobs" / "sha256" / manifest["digest"][7:]).read_bytes())
+    return str(doc["layers"][0]["digest"])
+
+
+# --- the whole journey ---
+
+
+def get(url: str, deadline: float) -> str:
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_push_rmi_pull_verify_and_run(
+    registry: Registry, shipper: Summon, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    s = new_summon(tmp_path_factory)
+    s.ok("build", str(EXAMPLES / "http"), "-t", "http:v1")
+    remote = f"{registry.host}/team/http:v1"
+    assert "tagged" in s.ok("tag", "http:v1", remote)
+    s.ok("rmi", "http:v1")
+    signed = s.ok("sign", remote, "--key", key(shipper, "team.key"))
+    assert "signed" in signed
+    digest = s.digest(remote)
+    out = s.ok("push", remote)
+    assert f"pushed {remote} ({digest})" in out and "1 signature(s)" in out
+
+    s.ok("rmi", remote)
+    assert s.blobs() == set() and s.index() == []  # image and signature both gone
+
+    out = s.ok("pull", remote)
+    assert f"pulled {remote} ({digest})" in out and "1 signature(s)" in out
+    assert s.digest(remote) == digest
+    assert "verified" in s.ok("verify", remote, "--key", key(shipper, "team.pub"))
+
+    # A second push sends nothing new; a second pull fetches nothing new.
+    assert "0 blobs sent" in s.ok("push", remote)
+    assert "0 blobs fetched" in s.ok("pull", remote)
+
+    port = free_port()
+    proc = s.popen("run", remote, "--target", "unix", "-p", f"{port}:80",
+                   "--verify-key", key(shipper, "team.pub"))
+    try:
+        assert "hello from a unikernel" in get(f"http://127.0.0.1:{port}/", time.monotonic() + 30)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+
+
+def test_wrong_key_or_unsigned_image_is_refused(
+    registry: Registry, shipper: Summon, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    remote = f"{registry.host}/team/refused:v1"
+    shipper.ok("tag", "http:built", remote)
+    shipper.ok("sign", remote, "--key", key(shipper, "team.key"))
+    shipper.ok("push", remote)
+
+    s = new_summon(tmp_path_factory)
+    s.ok("pull", remote)
+    r = s("verify", remote, "--key", key(shipper, "stranger.pub"))
+    assert_one_error(r, "none by this key", "stranger.pub")
+    r = s("run", remote, "--target", "unix", "--verify-key", key(shipper, "stranger.pub"))
+    assert_one_error(r, "none by this key")
+
+    unsigned = new_summon(tmp_path_factory)
+    assert "signature" not in unsigned.ok("pull", remote, "--no-signatures")
+    r = unsigned("verify", remote, "--key", key(shipper, "team.pub"))
+    assert_one_error(r, "is not signed")
+    r = unsigned("run", remote, "--target", "unix", "--verify-key", key(shipper, "team.pub"))
+    assert_one_error(r, "is not signed")
+    # The same policy from config.toml, with no flag.
+    config = unsigned.home / "config" / "summon" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f'verify_key = "{key(shipper, "team.pub")}"\n')
+    assert_one_error(unsigned("run", remote, "--target", "unix"), "is not signed")
+    assert list((unsigned.home / "state").glob("summon/instances/*")) == []  # nothing started
+
+
+# --- skopeo reads and copies summon's images ---
+
+
+@needs_skopeo
+def test_skopeo_inspects_and_copies_summon_images(
+    registry: Registry, shipper: Summon, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    digest = shipper.digest("http:built")
+    # The local layout: skopeo names an image by its org.opencontainers.image.ref.name.
+    r = subprocess.run(["skopeo", "inspect", f"oci:{shipper.store}:http:built"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["Digest"] == digest
+    # A registry-qualified local name works too (it holds ':' and '/').
+    remote = f"{registry.host}/team/skopeo:v1"
+    shipper.ok("tag", "http:built", remote)
+    r = subprocess.run(["skopeo", "inspect", f"oci:{shipper.store}:{remote}"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+    # A summon-pushed image, read by skopeo from the registry.
+    shipper.ok("push", remote)
+    r = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{remote}"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout)
+    assert seen["Digest"] == digest and seen["Os"] == "linux" and len(seen["Layers"]) == 1
+
+    # skopeo copies the whole index (both manifests) from the layout to the registry, and
+    # summon pulls and runs what skopeo pushed. skopeo 1.9 re-encodes the index itself (Go's
+    # field order, and it drops descriptors' artifactType), so the index digest changes and
+    # --preserve-digests is refused; the manifests and blobs under it arrive byte for byte.
+    copied = f"{registry.host}/skopeo/http:copied"
+    r = subprocess.run(["skopeo", "copy", "--all", f"oci:{shipper.store}:http:built",
+                        f"docker://{copied}", "--dest-tls-verify=false"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    s = new_summon(tmp_path_factory)
+    s.ok("pull", copied)
+    ours = json.loads(shipper.ok("inspect", "http:built", "--json"))["index"]["manifests"]
+    theirs = json.loads(s.ok("inspect", copied, "--json"))["index"]["manifests"]
+    assert [m["digest"] for m in theirs] == [m["digest"] for m in ours]
+    assert layer_of(s, copied) == layer_of(shipper, "http:built")
+
+
+# --- auth ---
+
+
+@needs_htpasswd
+def test_basic_auth(basic_registry: Registry, shipper: Summon,
+                    tmp_path_factory: pytest.TempPathFactory) -> None:
+    remote = f"{basic_registry.host}/team/http:v1"
+    shipper.ok("tag", "http:built", remote)
+    r = shipper("push", remote)
+    assert_one_error(r, "asks for a login", "no credentials")
+    wrong = shipper.auth_file(basic_registry.host, USER, "not-the-password")
+    r = shipper("push", remote, env=wrong)
+    line = assert_one_error(r, "refused the credentials from", "auth.json")
+    assert "not-the-password" not in r.stderr + r.stdout and "not-the-password" not in line
+
+    right = shipper.auth_file(basic_registry.host, USER, PASSWORD)
+    shipper.ok("push", remote, env=right)
+    s = new_summon(tmp_path_factory)
+    s.ok("pull", remote, env=right)
+    assert s.digest(remote) == shipper.digest("http:built")
+    assert PASSWORD not in s("pull", remote, env=right).stderr
+
+
+def test_bearer_token_auth(token_registry: tuple[Registry, TokenServer], shipper: Summon,
+                           tmp_path_factory: pytest.TempPathFactory) -> None:
+    reg, tokens = token_registry
+    remote = f"{reg.host}/team/http:v1"
+    shipper.ok("tag", "http:built", remote)
+    shipper.ok("sign", remote, "--key", key(shipper, "team.key"))
+    assert_one_error(shipper("push", remote), "asks for a login")
+
+    # Docker's ~/.docker/config.json, found through HOME.
+    docker = shipper.home / ".docker" / "config.json"
+    docker.parent.mkdir(exist_ok=True)
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    try:
+        docker.write_text(json.dumps({"auths": {f"http://{reg.host}": {"auth": "bad!"}}}))
+        assert_one_error(shipper("push", remote), "not base64", str(docker))
+        docker.write_text(json.dumps({"auths": {reg.host: {"auth": token}}}))
+        before = tokens.requests
+        out = shipper.ok("push", remote)
+        assert "1 signature(s)" in out
+        assert tokens.requests > before
+        s = new_summon(tmp_path_factory)
+        (s.home / ".docker").mkdir()
+        shutil.copy(docker, s.home / ".docker" / "config.json")
+        out = s.ok("pull", remote)
+        assert "1 signature(s)" in out
+        s.ok("verify", remote, "--key", key(shipper, "team.pub"))
+        wrong = base64.b64encode(f"{USER}:wrong".encode()).decode()
+        (s.home / ".docker" / "config.json").write_text(
+            json.dumps({"auths": {reg.host: {"auth": wrong}}}))
+        assert_one_error(s("pull", remote), "refused the credentials")
+    finally:
+        docker.unlink(missing_ok=True)
+
+
+# --- tampering ---
+
+
+def test_tampered_blob_in_the_registry_is_refused(
+    tmp_path_factory: pytest.TempPathFactory, shipper: Summon
+) -> None:
+    reg = start_registry(tmp_path_factory.mktemp("tamper-registry"))
+    try:
+        remote = f"{reg.host}/team/http:v1"
+        shipper.ok("tag", "http:built", remote)
+        shipper.ok("push", remote)
+        layer = layer_of(shipper, "http:built")
+        data = reg.blob_file(layer)
+        raw = bytearray(data.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF  # same size, other content
+        data.write_bytes(bytes(raw))
+
+        s = new_summon(tmp_path_factory)
+        s.ok("build", str(EXAMPLES / "hello"), "-t", "hello")  # something already in the store
+        blobs, index = s.blobs(), s.index()
+        line = assert_one_error(s("pull", remote), layer, "refused")
+        assert "hashes to sha256:" in line
+        assert s.blobs() == blobs and s.index() == index and s.tmp() == []
+    finally:
+        stop_registry(reg)
+
+
+def test_tampered_blob_in_the_store_is_refused(
+    registry: Registry, shipper: Summon, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    s = new_summon(tmp_path_factory)
+    shutil.copytree(shipper.store, s.store)  # a store of its own to damage
+    s.ok("tag", "http:built", "http:v1")
+    inspect = json.loads(s.ok("inspect", "http:v1", "--json"))
+    config_digest = json.loads(
+        (s.store / "blobs" / "sha256" / inspect["index"]["manifests"][1]["digest"][7:])
+        .read_bytes())["layers"][0]["digest"]  # the bill of materials
+    path = s.store / "blobs" / "sha256" / config_digest[7:]
+    raw = bytearray(path.read_bytes())
+    raw[10] ^= 0x01
+    path.write_bytes(bytes(raw))
+    line = assert_one_error(s("push", "http:v1", f"{registry.host}/team/tampered:v1"),
+                            config_digest, "corrupt")
+    assert "hashes to" in line
+    # Nothing was tagged in the registry.
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"http://{registry.host}/v2/team/tampered/manifests/v1")
+    assert e.value.code == 404
+    e.value.close()
+
+
+# --- broken registries ---
+
+
+def test_registry_down(tmp_path_factory: pytest.TempPathFactory, shipper: Summon) -> None:
+    port = free_port()  # bound and closed: nothing listens there
+    s = new_summon(tmp_path_factory)
+    assert_one_error(s("pull", f"127.0.0.1:{port}/team/http:v1"), "cannot reach registry",
+                     f"127.0.0.1:{port}")
+    shipper.ok("tag", "http:built", f"127.0.0.1:{port}/team/http:v1")
+    assert_one_error(shipper("push", f"127.0.0.1:{port}/team/http:v1"), "cannot reach registry")
+    assert s.index() == [] and s.blobs() == set()
+
+
+class JunkServer:
+    """Answers every connection with MODE: `raw` bytes that are not HTTP, or `html` pages."""
+
+    def __init__(self, mode: str) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.mode = mode
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                    if self.mode == "raw":
+                        conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\x00\xff garbage\r\n\r\n")
+                    else:
+                        body = b"<html><body>It works!</body></html>"
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                                     % (len(body), body))
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize(("mode", "needle"), [("raw", "broken reply"), ("html", "not JSON")])
+def test_registry_answering_garbage(
+    mode: str, needle: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    junk = JunkServer(mode)
+    try:
+        s = new_summon(tmp_path_factory)
+        assert_one_error(s("pull", f"127.0.0.1:{junk.port}/team/http:v1"), needle,
+                         f"127.0.0.1:{junk.port}")
+        assert s.index() == [] and s.blobs() == set() and s.tmp() == []
+    finally:
+        junk.close()
+
+
+class CuttingProxy:
+    """Forwards GET and HEAD to a registry, but breaks off blob BLOB halfway: `cut` closes the
+    connection, `stall` waits (until closed) so the client can be interrupted mid-blob."""
+
+    def __init__(self, upstream: int, blob: str, mode: str) -> None:
+        self.streaming = threading.Event()
+        self.release = threading.Event()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def forward(self, method: str) -> None:
+                conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn.request(method, self.path, headers=headers)
+                try:
+                    resp = conn.getresponse()
+                    body = resp.read()
+                finally:
+                    conn.close()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection"):
+                        self.send_header(k, v)
+                self.end_headers()
+                if method == "HEAD":
+                    return
+                if blob in self.path and resp.status == 200:
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    proxy.streaming.set()
+                    if mode == "stall":
+                        proxy.release.wait(60)
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self.forward("GET")
+
+            def do_HEAD(self) -> None:
+                self.forward("HEAD")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def pushed(registry: Registry, shipper: Summon) -> tuple[str, str]:
+    """(repository path, layer digest) of the signed http image in the plain registry."""
+    remote = f"{registry.host}/team/interrupted:v1"
+    shipper.ok("tag", "http:built", remote)
+    shipper.ok("sign", remote, "--key", key(shipper, "team.key"))
+    shipper.ok("push", remote)
+    return "team/interrupted:v1", layer_of(shipper, remote)
+
+
+def test_a_pull_cut_off_mid_blob_leaves_the_store_as_it_was(
+    registry: Registry, pushed: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    path, layer = pushed
+    proxy = CuttingProxy(registry.port, layer, "cut")
+    try:
+        s = new_summon(tmp_path_factory)
+        line = assert_one_error(s("pull", f"127.0.0.1:{proxy.port}/{path}"))
+        assert "broken reply" in line or "connection" in line or layer in line
+        assert s.index() == [] and s.blobs() == set() and s.tmp() == []
+    finally:
+        proxy.close()
+
+
+def test_an_interrupted_pull_leaves_the_store_as_it_was(
+    registry: Registry, pushed: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    path, layer = pushed
+    proxy = CuttingProxy(registry.port, layer, "stall")
+    try:
+        s = new_summon(tmp_path_factory)
+        proc = s.popen("pull", f"127.0.0.1:{proxy.port}/{path}")
+        assert proxy.streaming.wait(60), "the pull never reached the layer"
+        time.sleep(0.3)  # let the client write what it got into its temporary file
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert "summon: error: interrupted" in err
+        assert s.index() == [] and s.blobs() == set() and s.tmp() == []
+    finally:
+        proxy.close()
+
+
+# --- the Python API: chunked uploads ---
+
+
+def test_chunked_upload_round_trip(
+    registry: Registry, shipper: Summon, tmp_path: Path
+) -> None:
+    from summon.store import Store
+    from summon.store.registry import RemoteRef, Transfer, pull, push
+
+    src = Store(shipper.store)
+    remote = RemoteRef.parse(f"{registry.host}/team/chunked:v1")
+    seen: list[Transfer] = []
+    result = push(src, "http:built", remote, chunk=256 << 10, progress=seen.append)
+    layer = max((t for t in seen if t.state == "done"), key=lambda t: t.total)
+    steps = [t for t in seen if t.digest == layer.digest and t.state == "progress"]
+    assert len(steps) == -(-layer.total // (256 << 10))  # one PATCH per chunk
+    dst = Store(tmp_path / "store")
+    pulled = pull(dst, remote)
+    assert pulled.digest == result.digest == src.resolve("http:built")[1].digest
+    got = dst.reachable()
+    assert layer.digest in got and len(got) >= 6 and got <= src.reachable()
+    for digest in got:
+        assert hashlib.sha256(dst.read(digest)).hexdigest() == digest[7:]
+    # By digest: nothing new to fetch, and a local name from the digest.
+    by_digest = pull(dst, RemoteRef.parse(f"{registry.host}/team/chunked@{result.digest}"))
+    assert by_digest.blobs_fetched == 0
+    assert by_digest.local == f"{registry.host}/team/chunked:{result.digest[7:19]}"
+    assert dst.resolve(by_digest.local)[1].digest == result.digest

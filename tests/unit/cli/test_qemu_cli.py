@@ -1,0 +1,47 @@
+"""The CLI's qemu parts that need no VM: `summon kernel`, and -v / --accel checking in `run`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from summon.cli.main import cli
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for var in ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    monkeypatch.delenv("SUMMON_STORE", raising=False)
+    return CliRunner()
+
+
+def test_kernel_ls_on_an_empty_cache(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["kernel", "ls", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == []
+
+
+def test_kernel_build_refuses_an_unknown_fragment(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["kernel", "build", "--with", "nope"])
+    assert result.exit_code == 2
+    assert "no kernel fragment 'nope'; known fragments: base" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-v", "data:/data", "--target", "unix"], "-v: volumes are for --target qemu"),
+        (["--accel", "tcg", "--target", "sandbox"], "--accel is for --target qemu, not sandbox"),
+        (["-v", "data", "--target", "qemu"], "-v data: expected NAME:/PATH"),
+    ],
+)
+def test_run_checks_qemu_options_before_anything_starts(
+    runner: CliRunner, args: list[str], message: str
+) -> None:
+    result = runner.invoke(cli, ["run", "no-such-image", *args])
+    assert result.exit_code == 2
+    assert message in result.output

@@ -1,0 +1,194 @@
+"""The monitor's loop against a fake target: restarts per policy, stop, stats, start failures.
+
+The fake's instances exit with scripted statuses; the monitor's real console pipe, control
+socket and state files are used, in a throw-away state folder.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from summon.errors import TargetUnavailable
+from summon.instances import control, state
+from summon.instances.console import read_all
+from summon.instances.monitor import Monitor
+from summon.targets.base import Check, Instance, RunSpec, Stats, Target
+
+FOREVER = None
+
+
+class FakeInstance(Instance):
+    def __init__(self, code: int, runs_for: float | None, console: int | None, n: int) -> None:
+        self.code = code
+        self.exited = threading.Event()
+        if console is not None:
+            os.write(console, f"run {n}\n".encode())
+        if runs_for is not None:
+            threading.Timer(runs_for, self.exited.set).start()
+
+    @property
+    def pid(self) -> int:
+        return 4242
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self.code if self.exited.wait(timeout) else None
+
+    def stop(self, grace: float = 10.0) -> int:
+        if not self.exited.is_set():
+            self.code = 143  # as if SIGTERM ended it
+            self.exited.set()
+        return self.code
+
+    def stats(self) -> Stats:
+        return Stats(memory_bytes=1234, cpu_seconds=0.5)
+
+
+class FakeTarget(Target):
+    """Starts instances from a script: an exit status (after a short run), FOREVER, or an error."""
+
+    name: ClassVar[str] = "fake"
+    description: ClassVar[str] = "scripted instances"
+
+    def __init__(self, script: list[int | BaseException | None]) -> None:
+        self.script = script
+        self.starts = 0
+
+    @classmethod
+    def check(cls) -> list[Check]:
+        return []
+
+    def start(self, spec: RunSpec) -> Instance:
+        item = self.script.pop(0) if self.script else FOREVER
+        self.starts += 1
+        if isinstance(item, BaseException):
+            raise item
+        if item is FOREVER:
+            return FakeInstance(0, None, spec.stdout, self.starts)
+        return FakeInstance(item, 0.02, spec.stdout, self.starts)
+
+
+def new_instance(restart: str) -> state.InstanceFolder:
+    spec = RunSpec(name="x", image="fake:1", rootfs=Path("/"), app_config={})
+    doc = {"target": "fake", "restart": restart, "run": state.encode_run_spec(spec)}
+    folder, lock_fd = state.create(doc, None, "fake")
+    os.close(lock_fd)
+    return folder
+
+
+def run_monitor(
+    folder: state.InstanceFolder, target: FakeTarget
+) -> tuple[Monitor, threading.Thread, list[dict[str, Any]]]:
+    reports: list[dict[str, Any]] = []
+    monitor = Monitor(folder, target, reports.append)
+    thread = threading.Thread(target=monitor.run, daemon=True)
+    thread.start()
+    return monitor, thread, reports
+
+
+def wait_for(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_on_failure_restarts_up_to_the_count() -> None:
+    folder = new_instance("on-failure:2")
+    _monitor, thread, reports = run_monitor(folder, FakeTarget([3, 3, 3, 3]))
+    thread.join(10)
+    assert not thread.is_alive()
+    st = folder.state()
+    assert (st["status"], st["exit_code"], st["restarts"]) == ("exited", 3, 2)
+    assert st["reason"] == "exited"
+    assert reports == [{"ok": True}]
+    assert read_all(folder.logs) == b"run 1\nrun 2\nrun 3\n"
+    assert st["finished_at"] and st["pid"] is None
+
+
+def test_on_failure_does_not_restart_a_clean_exit() -> None:
+    folder = new_instance("on-failure")
+    _m, thread, _r = run_monitor(folder, FakeTarget([3, 0, 3]))
+    thread.join(10)
+    st = folder.state()
+    assert (st["exit_code"], st["restarts"]) == (0, 1)
+
+
+def test_always_restarts_after_success_until_stopped() -> None:
+    folder = new_instance("always")
+    target = FakeTarget([0, 0, FOREVER])
+    _m, thread, _r = run_monitor(folder, target)
+    wait_for(lambda: target.starts == 3 and folder.state()["status"] == "running")
+    assert folder.state()["restarts"] == 2
+    reply = control.request(folder.path, {"op": "stop", "grace": 1}, timeout=10)
+    assert reply == {"ok": True, "exit_code": 143}
+    thread.join(5)
+    st = folder.state()
+    assert (st["status"], st["exit_code"], st["reason"], st["restarts"]) == (
+        "exited", 143, "stopped", 2
+    )  # fmt: skip
+    assert not (folder.path / control.SOCKET_NAME).exists()
+
+
+def test_stats_over_the_control_socket() -> None:
+    folder = new_instance("no")
+    monitor, thread, _r = run_monitor(folder, FakeTarget([FOREVER]))
+    wait_for(lambda: folder.state()["status"] == "running")
+    # The folder is deep in pytest's tmp: past sun_path's limit, reached through /proc/self/fd.
+    reply = control.request(folder.path, {"op": "stats"}, timeout=5)
+    assert reply["ok"] and reply["running"]
+    assert (reply["memory_bytes"], reply["cpu_seconds"]) == (1234, 0.5)
+    assert control.request(folder.path, {"op": "dance"}, timeout=5)["ok"] is False
+    monitor.request_stop(0)
+    thread.join(5)
+    assert folder.state()["reason"] == "stopped"
+
+
+def test_a_failed_first_start_is_reported_and_recorded() -> None:
+    folder = new_instance("always")
+    _m, thread, reports = run_monitor(folder, FakeTarget([TargetUnavailable("runc not found")]))
+    thread.join(5)
+    assert reports == [{"ok": False, "error": "runc not found", "exit_status": 2}]
+    st = folder.state()
+    assert (st["status"], st["reason"], st["exit_code"]) == (
+        "exited", "start failed: runc not found", None
+    )  # fmt: skip
+
+
+def test_a_failed_restart_counts_as_a_failure() -> None:
+    folder = new_instance("on-failure:1")
+    _m, thread, reports = run_monitor(folder, FakeTarget([3, RuntimeError("disk full")]))
+    thread.join(10)
+    assert reports == [{"ok": True}]
+    st = folder.state()
+    assert (st["status"], st["restarts"], st["exit_code"]) == ("exited", 1, None)
+    assert st["reason"] == "restart failed: disk full"
+
+
+def test_stop_during_the_backoff_ends_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("summon.instances.monitor.backoff", lambda quick_runs: 600.0)
+    folder = new_instance("always")
+    target = FakeTarget([0, 0])
+    monitor, thread, _r = run_monitor(folder, target)
+    wait_for(lambda: folder.state()["status"] == "restarting")
+    monitor.request_stop(5)
+    thread.join(10)  # far less than the 600 s backoff
+    assert not thread.is_alive()
+    st = folder.state()
+    assert (st["status"], st["reason"]) == ("exited", "stopped")
+    assert (st["restarts"], target.starts) == (0, 1)
+
+
+@pytest.fixture(autouse=True)
+def _no_threads_left_behind() -> Any:
+    before = set(threading.enumerate())
+    yield
+    wait_for(lambda: not [
+        t for t in set(threading.enumerate()) - before
+        if t.name.startswith("summon-") and t.is_alive()
+    ])  # fmt: skip

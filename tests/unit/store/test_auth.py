@@ -1,0 +1,172 @@
+"""Registry credentials: where they are read from, and the WWW-Authenticate challenge flow."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from summon.store.auth import (
+    AuthError,
+    Credentials,
+    RegistryAuth,
+    auth_files,
+    find_credentials,
+    is_loopback,
+    parse_challenge,
+)
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def write(path: Path, doc: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_files_are_read_in_the_containers_auth_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "explicit.json"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    assert auth_files() == [
+        tmp_path / "explicit.json",
+        tmp_path / "run" / "containers" / "auth.json",
+        tmp_path / "config" / "containers" / "auth.json",
+        tmp_path / "docker" / "config.json",
+    ]
+    # The first file with an entry for the registry wins, a later one is not consulted.
+    docker = {"auths": {"reg.example:5000": {"auth": b64("d:1")}}}
+    write(tmp_path / "docker" / "config.json", docker)
+    assert find_credentials("reg.example:5000", "team/http") == Credentials(
+        "d", "1", tmp_path / "docker" / "config.json"
+    )
+    write(tmp_path / "run" / "containers" / "auth.json",
+          {"auths": {"reg.example:5000": {"auth": b64("podman:pw:with:colons")}}})
+    creds = find_credentials("reg.example:5000", "team/http")
+    assert creds is not None and (creds.username, creds.password) == ("podman", "pw:with:colons")
+    assert find_credentials("other.example", "team/http") is None
+
+
+def test_key_spellings_and_repository_scoped_entries(tmp_path: Path) -> None:
+    f = write(tmp_path / "auth.json", {"auths": {
+        "https://index.docker.io/v1/": {"auth": b64("hub:1")},
+        "https://reg.example/": {"username": "plain", "password": "2"},
+        "reg.example/team": {"auth": b64("team:3")},
+    }})
+    hub = find_credentials("docker.io", "library/python", [f])
+    assert hub is not None and hub.username == "hub"
+    assert find_credentials("reg.example", "team/http", [f]).username == "team"  # type: ignore[union-attr]
+    assert find_credentials("reg.example", "other/http", [f]).username == "plain"  # type: ignore[union-attr]
+    assert find_credentials("reg.example", "teamster/x", [f]).username == "plain"  # type: ignore[union-attr]
+
+
+def test_broken_files_name_the_file_never_the_secret(tmp_path: Path) -> None:
+    bad = tmp_path / "auth.json"
+    bad.write_text("{not json")
+    with pytest.raises(AuthError, match=r"auth\.json is not valid JSON"):
+        find_credentials("reg.example", "x", [bad])
+    write(bad, {"auths": {"reg.example": {"auth": "c2VjcmV0LW5vLWNvbG9u"}}})  # "secret-no-colon"
+    with pytest.raises(AuthError) as e:
+        find_credentials("reg.example", "x", [bad])
+    assert "not user:password" in str(e.value) and "secret" not in str(e.value)
+    creds = Credentials("u", "hunter2", bad)
+    assert "hunter2" not in repr(creds) and "hunter2" not in str(creds)
+
+
+def test_parse_challenge() -> None:
+    c = parse_challenge(
+        'Bearer realm="https://auth.example/token",service="registry.example",'
+        'scope="repository:team/http:pull,push",error="insufficient_scope"'
+    )
+    assert c is not None and c.scheme == "bearer"
+    assert c.params == {
+        "realm": "https://auth.example/token",
+        "service": "registry.example",
+        "scope": "repository:team/http:pull,push",
+        "error": "insufficient_scope",
+    }
+    basic = parse_challenge('Basic realm="basic-realm"')
+    assert basic is not None and basic.scheme == "basic" and basic.params["realm"] == "basic-realm"
+    assert parse_challenge("") is None
+
+
+def test_loopback() -> None:
+    for host in ("localhost", "localhost:5000", "127.0.0.1", "127.0.0.1:5000", "[::1]:5000"):
+        assert is_loopback(host), host
+    for host in ("registry.example", "10.0.0.1:5000", "example.com:443"):
+        assert not is_loopback(host), host
+
+
+CREDS = Credentials("alice", "s3cret", Path("/etc/auth.json"))
+
+
+def registry_transport(challenge: str, token_status: int = 200) -> httpx.MockTransport:
+    """A registry that wants Basic alice:s3cret, or a bearer token from its realm."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            if request.headers.get("authorization") != CREDS.basic():
+                return httpx.Response(401)
+            assert request.url.params.get_list("scope") == ["repository:team/http:pull"]
+            return httpx.Response(token_status, json={"token": "T0KEN"})
+        auth = request.headers.get("authorization")
+        if auth in (CREDS.basic(), "Bearer T0KEN"):
+            return httpx.Response(200, json={})
+        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+
+    return httpx.MockTransport(handle)
+
+
+@pytest.mark.parametrize(
+    "challenge",
+    [
+        'Basic realm="r"',
+        'Bearer realm="https://reg.example/token",service="reg",scope="repository:team/http:pull"',
+    ],
+)
+def test_challenge_flow_logs_in_once(challenge: str) -> None:
+    auth = RegistryAuth("reg.example", CREDS, insecure=False)
+    with httpx.Client(transport=registry_transport(challenge), auth=auth) as client:
+        assert client.get("https://reg.example/v2/").status_code == 200
+        # The answer is remembered: the next request carries it without a new challenge.
+        r = client.get("https://reg.example/v2/team/http/tags/list")
+        assert r.status_code == 200 and len(r.history) == 0
+
+
+@pytest.mark.parametrize(
+    "challenge",
+    [
+        'Basic realm="r"',
+        'Bearer realm="https://reg.example/token",service="reg",scope="repository:team/http:pull"',
+    ],
+)
+def test_refused_or_missing_credentials_are_one_clear_line(challenge: str) -> None:
+    wrong = Credentials("alice", "wrong-password", Path("/home/a/.docker/config.json"))
+    with httpx.Client(transport=registry_transport(challenge),
+                      auth=RegistryAuth("reg.example", wrong, insecure=False)) as client:
+        with pytest.raises(AuthError) as e:
+            client.get("https://reg.example/v2/")
+    message = str(e.value)
+    assert "refused the credentials from /home/a/.docker/config.json" in message
+    assert "wrong-password" not in message and "\n" not in message
+    with httpx.Client(transport=registry_transport(challenge),
+                      auth=RegistryAuth("reg.example", None, insecure=False)) as client:
+        with pytest.raises(AuthError, match="asks for a login and no credentials"):
+            client.get("https://reg.example/v2/")
+
+
+def test_credentials_never_go_to_a_plain_http_token_server() -> None:
+    challenge = 'Bearer realm="http://evil.example/token",service="reg"'
+    with httpx.Client(transport=registry_transport(challenge),
+                      auth=RegistryAuth("reg.example", CREDS, insecure=False)) as client:
+        with pytest.raises(AuthError, match="plain HTTP"):
+            client.get("https://reg.example/v2/")

@@ -1,0 +1,337 @@
+"""The qemu target's host-side pieces, without booting: accel detection, command lines, console.
+
+The VMs themselves boot in tests/integration/test_qemu.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import lzma
+import stat
+import struct
+from pathlib import Path
+
+import pytest
+
+from summon.build.boot import DEVICE_NODES, init_argv, read_cpio, write_initramfs
+from summon.build.rootfs import Rootfs
+from summon.errors import CorruptBlob, UserError
+from summon.runtime import vm as guest
+from summon.store.layout import LAYER_GZIP, Store
+from summon.targets import qemu
+from summon.targets.base import PortForward, RunSpec, Volume
+from summon.targets.qemu import Console, Disk, kernel_cmdline, kvm_status, qemu_argv
+
+MARK = guest.MARK.encode()
+BOOT = {
+    "kernel_args": [
+        "console=ttyS0",
+        "panic=-1",
+        "reboot=t",
+        "quiet",
+        "no_timer_check",
+        "summon.vm=1",
+    ],
+    "init": ["/usr/bin/python3.11", "-S", "-E", "/usr/lib/summon/boot"],
+}
+
+
+def cpuinfo(tmp_path: Path, flags: str) -> Path:
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nflags\t\t: fpu {flags} sse2\n\nprocessor\t: 1\n")
+    return path
+
+
+# --- acceleration ---
+
+
+def test_kvm_is_not_trusted_without_vmx_or_svm(tmp_path: Path) -> None:
+    # /dev/null stands for a /dev/kvm that opens fine: the flags decide first.
+    ok, why = kvm_status(cpuinfo(tmp_path, "pae hypervisor"), Path("/dev/null"))
+    assert not ok
+    assert why == "the CPU has no vmx or svm flag (no hardware virtualization)"
+
+
+def test_kvm_needs_a_device_that_opens(tmp_path: Path) -> None:
+    ok, why = kvm_status(cpuinfo(tmp_path, "vmx"), tmp_path / "kvm")
+    assert not ok
+    assert why.startswith(f"cannot open {tmp_path / 'kvm'}: No such file")
+
+
+def test_kvm_needs_a_device_that_speaks_the_kvm_api(tmp_path: Path) -> None:
+    ok, why = kvm_status(cpuinfo(tmp_path, "svm"), Path("/dev/null"))
+    assert not ok
+    assert why == "/dev/null does not answer KVM_GET_API_VERSION: Inappropriate ioctl for device"
+
+
+def test_kvm_status_on_this_host_agrees_with_its_cpu_flags() -> None:
+    flags = Path("/proc/cpuinfo").read_text().split()
+    ok, why = kvm_status()
+    if "vmx" not in flags and "svm" not in flags:
+        assert not ok and "no vmx or svm" in why
+    else:
+        assert ok or why
+
+
+def test_choose_accel_takes_an_explicit_choice_and_falls_back_with_a_notice() -> None:
+    assert qemu.choose_accel("tcg") == ("tcg", "")
+    assert qemu.choose_accel("kvm") == ("kvm", "")
+    with pytest.raises(UserError, match="--accel xen: choose one of kvm, tcg"):
+        qemu.choose_accel("xen")
+    accel, notice = qemu.choose_accel(None)
+    ok, why = kvm_status()
+    if ok:
+        assert (accel, notice) == ("kvm", "")
+    else:
+        assert accel == "tcg" and why in notice and "\n" not in notice
+
+
+# --- command lines ---
+
+
+def test_kernel_cmdline_orders_ip_init_extras_and_has_no_double_dash() -> None:
+    line = kernel_cmdline(BOOT, network=True, extra=("loglevel=7",))
+    assert line == (
+        "console=ttyS0 panic=-1 reboot=t quiet no_timer_check summon.vm=1 "
+        "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off "
+        "rdinit=/usr/bin/python3.11 loglevel=7 -S -E /usr/lib/summon/boot"
+    )
+    assert " -- " not in line
+    assert "ip=" not in kernel_cmdline(BOOT, network=False)
+
+
+def test_kernel_cmdline_refuses_arguments_it_cannot_carry() -> None:
+    with pytest.raises(UserError, match="holds a space or quote"):
+        kernel_cmdline(BOOT, network=False, extra=("a b",))
+
+
+def test_init_argv_gives_dotted_script_paths_a_symlink_the_kernel_can_pass() -> None:
+    argv, links = init_argv(["/usr/bin/python3.11", "-S", "-E", "/usr/lib/summon/boot.py"])
+    assert argv == ["/usr/bin/python3.11", "-S", "-E", "/usr/lib/summon/boot"]
+    assert links == [("usr/lib/summon/boot", stat.S_IFLNK | 0o777, b"boot.py", (0, 0))]
+    with pytest.raises(UserError, match="cannot be passed on a kernel command line"):
+        init_argv(["/usr/bin/python3.11", "X=1"])
+    with pytest.raises(UserError, match="cannot be passed"):
+        init_argv(["/usr/bin/python3.11", "/opt/v1.2/app.py"])
+
+
+def spec(tmp_path: Path, **kw: object) -> RunSpec:
+    base: dict[str, object] = {
+        "name": "t",
+        "image": "t:latest",
+        "rootfs": tmp_path,
+        "app_config": {},
+        "state_dir": tmp_path,
+    }
+    base.update(kw)
+    return RunSpec(**base)  # type: ignore[arg-type]
+
+
+def test_qemu_argv_is_a_microvm_with_forwards_on_loopback_and_no_way_out(tmp_path: Path) -> None:
+    s = spec(
+        tmp_path,
+        memory=48 * 1024 * 1024 + 1,
+        ports=(PortForward(8080, 80), PortForward(5353, 53, "udp")),
+    )
+    argv = qemu_argv("qemu", "tcg", Path("/k"), Path("/i"), "x", s)
+    joined = " ".join(argv)
+    assert argv[argv.index("-M") + 1].startswith("microvm,")
+    assert "acpi=off" in joined and "-no-reboot" in argv and "-nodefaults" in argv
+    assert argv[argv.index("-m") + 1] == "49M"  # rounded up, never down
+    assert argv[argv.index("-accel") + 1] == "tcg"
+    netdev = argv[argv.index("-netdev") + 1]
+    assert netdev == (
+        "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:127.0.0.1:5353-:53"
+    )
+    assert "virtio-net-device,netdev=net0" in argv
+    assert "virtio-rng-device,rng=rng0" in argv
+
+
+def test_qemu_argv_without_network_has_no_nic_and_attaches_disks(tmp_path: Path) -> None:
+    s = spec(tmp_path, network="none", volumes=(Volume("v", "/data"),))
+    disk = Disk(tmp_path / "v.ext4", "ab" * 16, "/data")
+    argv = qemu_argv("qemu", "kvm", Path("/k"), Path("/i"), "x", s, (disk,))
+    assert "-netdev" not in argv
+    assert argv[argv.index("-cpu") + 1] == "host"
+    assert f"file={disk.path},format=raw,if=none,id=vol0,cache=writeback" in argv
+    assert "virtio-blk-device,drive=vol0" in argv
+
+
+# --- the console ---
+
+
+def test_console_passes_app_output_and_takes_the_runtime_lines_out() -> None:
+    c = Console()
+    out = c.feed(b"kernel says\r\n" + MARK + b"summon-vm: up\r\nhello\r\n")
+    assert out == b"kernel says\nhello\n"
+    assert c.ready and c.status is None
+    assert c.feed(b"partial line") == b"partial line"
+    assert c.feed(MARK + b"summon-exit-status: 3\r\n") == b""
+    assert c.status == 3
+    # After the status only the kernel's reset chatter comes: not shown.
+    assert c.feed(b"reboot: Restarting system\r\n") == b""
+
+
+def test_console_reassembles_lines_and_crlf_split_across_reads() -> None:
+    c = Console()
+    stream = b"a\r\nb" + MARK + b"summon-exit-status: 42\r\n"
+    shown = b"".join(c.feed(stream[i : i + 1]) for i in range(len(stream)))
+    assert shown == b"a\nb"
+    assert c.status == 42
+
+
+def test_console_ignores_a_malformed_status() -> None:
+    assert qemu.parse_exit_status(MARK + b"summon-exit-status: x\n") is None
+    assert qemu.parse_exit_status(b"summon-exit-status: 5\n") is None  # no mark: app output
+    assert qemu.parse_exit_status(b"x\n" + MARK + b"summon-exit-status: 0\r\n") == 0
+
+
+def test_console_crash_reason_is_the_panic_line() -> None:
+    c = Console()
+    c.feed(
+        b"[    0.9] Run /nonexistent as init process\r\n"
+        b"[    1.0] Kernel panic - not syncing: No working init found.\r\n"
+        b"[    1.0] Kernel Offset: disabled\r\n"
+    )
+    assert c.crash_reason() == "Kernel panic - not syncing: No working init found."
+    runtime = Console()
+    runtime.feed(
+        b"summon: the volume for /data is not attached\r\n" + MARK + b"summon-exit-status: 1\r\n"
+    )
+    assert runtime.crash_reason() == "the volume for /data is not attached"
+    quiet = Console()
+    assert quiet.crash_reason() == "the guest printed nothing"
+    quiet.feed(b"something\r\nlast words")
+    assert quiet.crash_reason() == "last console line: last words"
+
+
+# --- the initramfs ---
+
+
+def test_run_archive_is_a_cpio_holding_run_json() -> None:
+    entries = read_cpio(qemu.run_archive({"env": {"A": "1"}}))
+    assert entries == [("etc/summon/run.json", 0o100644, b'{"env": {"A": "1"}}')]
+
+
+def layer_store(tmp_path: Path) -> tuple[Store, object]:
+    store = Store(tmp_path / "store")
+    fs = Rootfs()
+    for mp in ("/dev", "/proc", "/tmp"):
+        fs.add_dir(mp)
+    fs.add_bytes("/usr/lib/summon/boot.py", b"print('hi')\n", "runtime")
+    fs.add_bytes("/etc/summon/app.json", b"{}", "config")
+    fs.add_symlink("/lib64/ld.so", "../lib/ld.so")
+    writer = store.writer()
+    fs.write(writer)  # type: ignore[arg-type]
+    return store, writer.commit(LAYER_GZIP)
+
+
+def test_initramfs_is_the_layer_plus_device_nodes_and_links_in_path_order(tmp_path: Path) -> None:
+    store, layer = layer_store(tmp_path)
+    _, links = init_argv(["/usr/bin/python3.11", "/usr/lib/summon/boot.py"])
+    out = io.BytesIO()
+    write_initramfs(store, layer, out, links)  # type: ignore[arg-type]
+    entries = read_cpio(gzip.decompress(out.getvalue()))
+    names = [e[0] for e in entries]
+    assert names == sorted(names)
+    by_name = {name: (mode, data) for name, mode, data in entries}
+    for node, mode, _rdev in DEVICE_NODES:
+        assert by_name[node][0] == mode
+    assert by_name["usr/lib/summon/boot"] == (stat.S_IFLNK | 0o777, b"boot.py")
+    assert by_name["usr/lib/summon/boot.py"][1] == b"print('hi')\n"
+    assert by_name["lib64/ld.so"] == (stat.S_IFLNK | 0o777, b"../lib/ld.so")
+    assert stat.S_ISDIR(by_name["proc"][0])
+    again = io.BytesIO()
+    write_initramfs(store, layer, again, links)  # type: ignore[arg-type]
+    assert again.getvalue() == out.getvalue()  # reproducible
+
+
+# --- the kernel QEMU loads ---
+
+
+def fake_elf(notes: list[tuple[bytes, int]], load_end: int = 0x200000 + 0x900000) -> bytes:
+    """A 64-bit ELF with one PT_LOAD ending at load_end and a PT_NOTE holding `notes`."""
+    note_data = b""
+    for name, n_type in notes:
+        raw = name + b"\0"
+        note_data += struct.pack("<III", len(raw), 4, n_type) + raw.ljust(
+            -(-len(raw) // 4) * 4, b"\0"
+        )
+        note_data += b"\0\0\0\0"
+    phoff, phentsize = 64, 56
+    notes_at = phoff + 2 * phentsize
+    header = b"\x7fELF\x02\x01\x01" + bytes(9)
+    header += struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, 0, phoff, 0, 0, 64, phentsize, 2, 0, 0, 0)
+    load = struct.pack("<IIQQQQQQ", 1, 5, 0, 0, 0x200000, 0x1000, load_end - 0x200000, 0x1000)
+    note = struct.pack("<IIQQQQQQ", 4, 4, notes_at, 0, 0, len(note_data), len(note_data), 4)
+    return header + load + note + note_data
+
+
+def fake_bzimage(payload: bytes) -> bytes:
+    setup_sects = 3
+    data = bytearray((setup_sects + 1) * 512 + 16 + len(payload))
+    data[0x1F1] = setup_sects
+    data[0x202:0x206] = b"HdrS"
+    struct.pack_into("<II", data, 0x248, 16, len(payload))
+    start = (setup_sects + 1) * 512 + 16
+    data[start : start + len(payload)] = payload
+    return bytes(data)
+
+
+def test_the_elf_inside_a_bzimage_is_found_for_xz_and_gzip_payloads() -> None:
+    elf = fake_elf([(b"Xen", 18)])
+    assert qemu.bzimage_elf(fake_bzimage(lzma.compress(elf, lzma.FORMAT_XZ))) == elf
+    assert qemu.bzimage_elf(fake_bzimage(gzip.compress(elf) + b"\x00\x10\x00\x00")) == elf
+    assert qemu.bzimage_elf(fake_bzimage(b"\x02\x21\x4c\x18 lz4, not handled")) is None
+    assert qemu.bzimage_elf(b"not a kernel") is None
+
+
+def test_pvh_boot_needs_the_xen_phys32_entry_note() -> None:
+    assert qemu.has_pvh_note(fake_elf([(b"GNU", 3), (b"Xen", 18)]))
+    assert not qemu.has_pvh_note(fake_elf([(b"Xen", 17)]))
+    assert not qemu.has_pvh_note(fake_elf([]))
+
+
+def test_boot_kernel_takes_the_elf_out_once_and_verifies_the_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    elf = fake_elf([(b"Xen", 18)])
+    blob = tmp_path / "bzImage"
+    blob.write_bytes(fake_bzimage(lzma.compress(elf, lzma.FORMAT_XZ)))
+    digest = "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
+    loaded = qemu.boot_kernel(blob, digest)
+    assert loaded != blob and loaded.read_bytes() == elf
+    assert qemu.boot_kernel(blob, digest) == loaded
+    with pytest.raises(CorruptBlob, match="is corrupt"):
+        qemu.boot_kernel(blob, "sha256:" + "0" * 64)
+    plain = tmp_path / "old"  # no PVH note: QEMU gets the bzImage itself
+    plain.write_bytes(fake_bzimage(lzma.compress(fake_elf([]), lzma.FORMAT_XZ)))
+    assert (
+        qemu.boot_kernel(plain, "sha256:" + hashlib.sha256(plain.read_bytes()).hexdigest()) == plain
+    )
+
+
+def test_kernel_footprint(tmp_path: Path) -> None:
+    path = tmp_path / "k"
+    path.write_bytes(fake_elf([(b"Xen", 18)], load_end=0xC00000))
+    assert qemu.kernel_footprint(path) == 0xC00000
+    image = bytearray(fake_bzimage(b"x"))
+    struct.pack_into("<QI", image, 0x258, 0x1000000, 0x800000)
+    path.write_bytes(bytes(image))
+    assert qemu.kernel_footprint(path) == 0x1800000  # not relocatable: above pref_address
+    image[0x234] = 1
+    path.write_bytes(bytes(image))
+    assert qemu.kernel_footprint(path) == 0x800000
+
+
+def test_write_initrd_appends_the_run_archive_raw_or_gzipped(tmp_path: Path) -> None:
+    image = tmp_path / "image.cpio"
+    image.write_bytes(b"IMAGE-ARCHIVE")
+    qemu.write_initrd(image, {"env": {}}, tmp_path / "raw", gzip_run=False)
+    assert (tmp_path / "raw").read_bytes() == b"IMAGE-ARCHIVE" + qemu.run_archive({"env": {}})
+    qemu.write_initrd(image, {"env": {}}, tmp_path / "gz", gzip_run=True)
+    tail = (tmp_path / "gz").read_bytes()[len(b"IMAGE-ARCHIVE") :]
+    assert gzip.decompress(tail) == qemu.run_archive({"env": {}})
