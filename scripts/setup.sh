@@ -18,6 +18,17 @@ apt_packages=(
   apache2-utils   # htpasswd, for the registry's basic-auth tests
   dnsmasq-base    # a real DHCP and DNS server for summon.net's tests, in test namespaces
   wrk             # the load generator of the direct-stack benchmark
+  qemu-system-x86 # the qemu target's microVMs
+  linux-source-6.1 # the kernel source summon specializes per image
+  build-essential # the kernel build: gcc, make
+  bc              # the kernel build
+  bison           # the kernel build (kconfig)
+  flex            # the kernel build (kconfig)
+  libelf-dev      # the kernel build (objtool)
+  libssl-dev      # the kernel build (certificate tools)
+  xz-utils        # unpacking the kernel source
+  cpio            # initramfs inspection in tests
+  e2fsprogs       # mkfs.ext4 for the qemu target's volumes
 )
 missing=()
 for p in "${apt_packages[@]%% *}"; do
