@@ -394,6 +394,26 @@ def test_push_rmi_pull_verify_and_run(
             proc.wait()
     assert proc.returncode == 0, err
 
+    if os.geteuid() != 0 or shutil.which("runc") is None:
+        return  # the detached sandbox half needs root and runc
+    # The pulled, verified image runs detached in the sandbox and is managed like a container.
+    port = free_port()
+    ident = s.ok("run", "-d", remote, "--target", "sandbox", "-p", f"{port}:80", "--name",
+                 "shipped", "--verify-key", key(shipper, "team.pub")).strip()
+    try:
+        assert "hello from a unikernel" in get(f"http://127.0.0.1:{port}/", time.monotonic() + 30)
+        (row,) = [r for r in json.loads(s.ok("ps", "--json")) if r["name"] == "shipped"]
+        assert row["id"].startswith(ident[:12]) and row["status"] == "running"
+        assert "GET / 200" in s.ok("logs", "shipped")
+        (stats,) = json.loads(s.ok("stats", "--no-stream", "--json", "shipped"))
+        assert stats["memory_bytes"] > 0
+        s.ok("stop", "shipped")
+        (row,) = [r for r in json.loads(s.ok("ps", "-a", "--json")) if r["name"] == "shipped"]
+        assert row["status"] == "exited"
+    finally:
+        s("rm", "-f", "shipped")
+    assert not [r for r in json.loads(s.ok("ps", "-a", "--json")) if r["name"] == "shipped"]
+
 
 def test_wrong_key_or_unsigned_image_is_refused(
     registry: Registry, shipper: Summon, tmp_path_factory: pytest.TempPathFactory
