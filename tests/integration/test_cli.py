@@ -8,65 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
-APPS = Path(__file__).parent / "apps"
-
-needs_sandbox = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("runc") is None, reason="the sandbox needs root and runc"
-)
-
-
-class Summon:
-    """Runs `python -m summon.cli.main` against a store of its own."""
-
-    def __init__(self, home: Path) -> None:
-        self.env = {
-            **os.environ,
-            "XDG_DATA_HOME": str(home / "data"),
-            "XDG_STATE_HOME": str(home / "state"),
-        }
-        self.store = home / "data" / "summon" / "store"
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "summon.cli.main", *args]
-
-    def __call__(self, *args: str, env: dict[str, str] | None = None,
-                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.argv(*args), env={**self.env, **(env or {})}, capture_output=True, text=True,
-            timeout=timeout, check=False,
-        )
-
-    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            self.argv(*args), env={**self.env, **(env or {})}, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )
-
-    def blobs(self) -> set[str]:
-        folder = self.store / "blobs" / "sha256"
-        return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-
-    def leftovers(self) -> list[str]:
-        tmp = self.store / ".tmp"
-        return [p.name for p in tmp.iterdir()] if tmp.is_dir() else []
-
-    def digest(self, ref: str) -> str:
-        listing = json.loads(self("images", "--json").stdout)
-        return next(r["digest"] for r in listing if r["ref"] == ref)
+from summon_cli import APPS, EXAMPLES, Summon, free_port, get, needs_sandbox
 
 
 @pytest.fixture(scope="module")
@@ -80,23 +30,6 @@ def http_image(summon: Summon) -> str:
     assert r.returncode == 0, r.stderr
     assert "built http:test" in r.stdout
     return "http:test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str, deadline: float) -> str:
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return str(response.read().decode())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def summon_processes() -> list[str]:
@@ -233,7 +166,7 @@ def test_broken_manifest(summon: Summon, http_image: str, tmp_path: Path) -> Non
     app = write_app(tmp_path / "bad", 'entry = "app:main"\nprots = [80]\n')
     r = summon("build", str(app))
     assert_one_line_error(r, str(app / "pyproject.toml"), "prots: unknown key", "'ports'")
-    assert summon.blobs() == before and summon.leftovers() == []
+    assert summon.blobs() == before and summon.tmp() == []
 
 
 def test_missing_entry_point(summon: Summon, http_image: str, tmp_path: Path) -> None:
@@ -241,7 +174,7 @@ def test_missing_entry_point(summon: Summon, http_image: str, tmp_path: Path) ->
     app = write_app(tmp_path / "noentry", 'entry = "app:serve"\n')
     r = summon("build", str(app))
     assert_one_line_error(r, "app", "serve")
-    assert summon.blobs() == before and summon.leftovers() == []
+    assert summon.blobs() == before and summon.tmp() == []
 
 
 def test_app_failing_to_import_shows_its_traceback(summon: Summon, http_image: str) -> None:
@@ -249,7 +182,7 @@ def test_app_failing_to_import_shows_its_traceback(summon: Summon, http_image: s
     r = summon("build", str(APPS / "badimport"))
     assert_one_line_error(r, "failed to import", "no_such_dependency")
     assert "Traceback" in r.stderr and "helper.py" in r.stderr
-    assert summon.blobs() == before and summon.leftovers() == []
+    assert summon.blobs() == before and summon.tmp() == []
 
 
 def test_unknown_image(summon: Summon) -> None:

@@ -12,13 +12,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from summon_cli import Summon, free_port
+from summon_cli import fetch as get
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -30,31 +30,6 @@ pytestmark = [
     ),
     pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun"),
 ]
-
-
-class Summon:
-    """`python -m summon.cli.main` against a store and state of its own."""
-
-    def __init__(self, home: Path) -> None:
-        self.env = {
-            **os.environ,
-            "XDG_DATA_HOME": str(home / "data"),
-            "XDG_STATE_HOME": str(home / "state"),
-        }
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "summon.cli.main", *args]
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.argv(*args), env=self.env, capture_output=True, text=True, timeout=300
-        )
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            self.argv(*args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -87,23 +62,6 @@ def dns_direct(summon: Summon, tmp_path_factory: pytest.TempPathFactory) -> str:
     r = summon("build", str(app), "-t", "dns-direct:test")
     assert r.returncode == 0, r.stderr
     return "dns-direct:test"
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str, deadline: float) -> bytes:
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return bytes(response.read())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def read_all(port: int, deadline: float) -> bytes:

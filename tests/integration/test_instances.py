@@ -10,66 +10,16 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
-APPS = Path(__file__).parent / "apps"
-
-needs_sandbox = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("runc") is None, reason="the sandbox needs root and runc"
-)
-
-
-class Summon:
-    """Runs `python -m summon.cli.main` against a store and a state folder of its own."""
-
-    def __init__(self, home: Path) -> None:
-        self.env = {
-            **os.environ,
-            "XDG_DATA_HOME": str(home / "data"),
-            "XDG_STATE_HOME": str(home / "state"),
-        }
-        self.instances = home / "state" / "summon" / "instances"
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "summon.cli.main", *args]
-
-    def __call__(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.argv(*args),
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def ok(self, *args: str, env: dict[str, str] | None = None) -> str:
-        r = self(*args, env=env)
-        assert r.returncode == 0, (args, r.stderr)
-        return r.stdout
-
-    def ps(self) -> dict[str, dict[str, Any]]:
-        """`ps -a --json`, by name."""
-        return {row["name"]: row for row in json.loads(self.ok("ps", "-a", "--json"))}
-
-    def inspect(self, ref: str) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads(self.ok("inspect", ref, "--json"))
-        return doc
+from summon_cli import APPS, EXAMPLES, Summon, free_port, get, needs_sandbox
 
 
 @pytest.fixture(scope="module")
@@ -87,23 +37,6 @@ def http_image(summon: Summon) -> str:
 def crash_image(summon: Summon) -> str:
     summon.ok("build", str(APPS / "crash"), "-t", "crash:test")
     return "crash:test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str, deadline: float) -> str:
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return str(response.read().decode())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:

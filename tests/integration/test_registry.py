@@ -21,7 +21,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -37,9 +36,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from summon_cli import EXAMPLES, Summon, free_port, get
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
 REGISTRY_BIN = Path("/usr/bin/docker-registry")
 
 pytestmark = pytest.mark.skipif(
@@ -55,72 +53,7 @@ needs_htpasswd = pytest.mark.skipif(
 USER, PASSWORD = "alice", "s3cret-Pa55word"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --- summon, in a home of its own ---
-
-
-class Summon:
-    """Runs `python -m summon.cli.main` with its own store, config, state and credentials."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "XDG_RUNTIME_DIR",
-                            "SUMMON_STORE", "SUMMON_KEY_PASSWORD")}
-        self.env = {
-            **env,
-            "HOME": str(home),  # no ~/.docker/config.json of the machine leaks in
-            "XDG_DATA_HOME": str(home / "data"),
-            "XDG_STATE_HOME": str(home / "state"),
-            "XDG_CONFIG_HOME": str(home / "config"),
-        }
-        self.store = home / "data" / "summon" / "store"
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "summon.cli.main", *args]
-
-    def __call__(self, *args: str, env: dict[str, str] | None = None,
-                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.argv(*args), env={**self.env, **(env or {})}, capture_output=True, text=True,
-            timeout=timeout, check=False, cwd=ROOT,
-        )
-
-    def ok(self, *args: str, env: dict[str, str] | None = None) -> str:
-        r = self(*args, env=env)
-        assert r.returncode == 0, f"summon {' '.join(args)}: {r.stderr}"
-        return r.stdout
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.argv(*args), env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
-
-    def blobs(self) -> set[str]:
-        folder = self.store / "blobs" / "sha256"
-        return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-
-    def tmp(self) -> list[str]:
-        tmp = self.store / ".tmp"
-        return [p.name for p in tmp.iterdir()] if tmp.is_dir() else []
-
-    def index(self) -> list[dict[str, Any]]:
-        path = self.store / "index.json"
-        return list(json.loads(path.read_text())["manifests"]) if path.exists() else []
-
-    def digest(self, ref: str) -> str:
-        listing = json.loads(self.ok("images", "--json"))
-        return str(next(r["digest"] for r in listing if r["ref"] == ref))
-
-    def auth_file(self, registry: str, user: str, password: str) -> dict[str, str]:
-        path = self.home / "auth.json"
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        path.write_text(json.dumps({"auths": {registry: {"auth": token}}}))
-        return {"REGISTRY_AUTH_FILE": str(path)}
 
 
 def assert_one_error(r: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -342,17 +275,6 @@ def layer_of(s: Summon, ref: str) -> str:
 
 
 # --- the whole journey ---
-
-
-def get(url: str, deadline: float) -> str:
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return str(response.read().decode())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def test_push_rmi_pull_verify_and_run(
