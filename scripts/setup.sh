@@ -27,7 +27,6 @@ apt_packages=(
   libelf-dev      # the kernel build (objtool)
   libssl-dev      # the kernel build (certificate tools)
   xz-utils        # unpacking the kernel source
-  cpio            # initramfs inspection in tests
   e2fsprogs       # mkfs.ext4 for the qemu target's volumes
 )
 missing=()

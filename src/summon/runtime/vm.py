@@ -241,9 +241,11 @@ def seed_entropy(nbytes: int = 64) -> None:
     try:
         fd = os.open("/dev/hwrng", os.O_RDONLY)
     except OSError:
-        return  # no virtio-rng: the kernel's own jitter entropy will do, more slowly
+        return  # no hwrng support: the kernel's own jitter entropy will do, more slowly
     try:
         data = os.read(fd, nbytes)
+    except OSError:
+        return  # ENODEV: the framework is there, but no virtio-rng device is attached
     finally:
         os.close(fd)
     import fcntl
