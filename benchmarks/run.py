@@ -333,7 +333,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=9, help="repetitions of each timed figure")
     parser.add_argument(
         "--only",
-        default="size,start,memory,direct,qemu",
+        default="size,start,memory,direct,qemu,gateway",
         help="which figures, comma-separated: size, start, memory, direct (summon.net vs "
         "kernel sockets), qemu (kernels and VM boots; builds kernels the first time)",
     )
@@ -360,6 +360,10 @@ def main() -> int:
             import bench_qemu
 
             bench_qemu.run(report)
+        if "gateway" in only:
+            import bench_gateway
+
+            bench_gateway.run(report, pruned, args.runs)
         for path in (pruned.rootfs(),):
             shutil.rmtree(path, ignore_errors=True)
     print()

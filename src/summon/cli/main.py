@@ -22,6 +22,7 @@ from rich.table import Table
 
 import summon
 from summon import paths
+from summon.cli.gateway import COMMANDS as GATEWAY_COMMANDS
 from summon.cli.instances import COMMANDS as INSTANCE_COMMANDS
 from summon.cli.kernel import kernel
 from summon.cli.ship import COMMANDS as SHIP_COMMANDS
@@ -529,6 +530,8 @@ cli.add_command(kernel)
 for _command in SHIP_COMMANDS:  # push, pull, tag, sign, verify, key
     cli.add_command(_command)
 for _command in INSTANCE_COMMANDS:  # ps, logs, stop, rm, stats
+    cli.add_command(_command)
+for _command in GATEWAY_COMMANDS:  # gateway
     cli.add_command(_command)
 
 

@@ -1,0 +1,1 @@
+"""On-demand summoning: DNS server, connection holder/splicer, idle reaper, status page."""

@@ -1,0 +1,202 @@
+"""The gateway's TOML config file: loading, validation (one-line errors), service addresses.
+
+The format is documented in docs/gateway.md. Every error names the file and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from summon.errors import UserError
+from summon.manifest import parse_size
+
+TARGETS = ("sandbox", "unix", "qemu")
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_GATEWAY_KEYS = {"dns", "zone", "status", "upstream"}
+_SERVICE_KEYS = {
+    "name", "image", "target", "ports", "idle_timeout", "memory", "boot_timeout",
+    "max_instances",
+}  # fmt: skip
+
+
+class ConfigError(UserError):
+    """The gateway config file is missing or wrong; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    name: str  # a DNS label under the zone
+    image: str
+    target: str = "sandbox"
+    ports: tuple[int, ...] = (80,)
+    idle_timeout: float = 30.0
+    memory: int | None = None  # None: the image's own
+    boot_timeout: float = 10.0
+    max_instances: int = 1
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    path: Path
+    dns: tuple[str, int] = ("127.0.0.1", 5353)
+    zone: str = "summon.test."
+    status: tuple[str, int] = ("127.0.0.1", 8099)
+    upstream: tuple[str, int] | None = None
+    services: tuple[ServiceConfig, ...] = ()
+
+    def addresses(self) -> dict[str, str]:
+        return allocate_addresses([s.name for s in self.services])
+
+
+def parse_duration(value: object, bad: Any) -> float:
+    """30s, 500ms, 2m, 1h or a plain number of seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise bad(f'{value!r} is not a duration such as "30s"')
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if seconds <= 0:
+        raise bad(f"{value!r} must be more than zero")
+    return seconds
+
+
+def parse_hostport(value: object, bad: Any, default_port: int) -> tuple[str, int]:
+    """127.0.0.1:5353, or an address alone (default_port). IPv4 literals only."""
+    if not isinstance(value, str):
+        raise bad(f'{value!r} is not an address such as "127.0.0.1:{default_port}"')
+    host, sep, port_text = value.rpartition(":")
+    if not sep:
+        host, port_text = value, str(default_port)
+    try:
+        ipaddress.IPv4Address(host)
+        port = int(port_text)
+    except ValueError:
+        raise bad(f'{value!r} is not an address such as "127.0.0.1:{default_port}"') from None
+    if not 1 <= port <= 65535:
+        raise bad(f"{port} is not a port number (1-65535)")
+    return host, port
+
+
+def allocate_addresses(names: list[str]) -> dict[str, str]:
+    """One loopback address per service, from a hash of its name: stable across restarts.
+
+    Candidates are 127.x.y.z with x != 0 (so never 127.0.0.1 nor anything near the usual
+    127.0.0.x/127.0.1.1 uses) and z not 0 or 255. On a collision the name that sorts first
+    keeps the address and the other probes forward, so the outcome depends only on the names.
+    """
+    taken: dict[int, str] = {}
+    result: dict[str, str] = {}
+    for name in sorted(set(names)):
+        n = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big")
+        while True:
+            n %= 1 << 24
+            x, y, z = n >> 16, (n >> 8) & 0xFF, n & 0xFF
+            if x != 0 and z not in (0, 255) and n not in taken:
+                break
+            n += 1
+        taken[n] = name
+        result[name] = f"127.{x}.{y}.{z}"
+    return result
+
+
+def load(path: Path) -> GatewayConfig:
+    try:
+        doc = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse(doc, path)
+
+
+def parse(doc: dict[str, Any], path: Path) -> GatewayConfig:
+    def bad_at(key: str) -> Any:
+        return lambda why: ConfigError(f"{path}: {key}: {why}")
+
+    for key in doc:
+        if key not in ("gateway", "service"):
+            raise ConfigError(f"{path}: {key}: unknown section (expected [gateway], [[service]])")
+    gw = doc.get("gateway", {})
+    if not isinstance(gw, dict):
+        raise ConfigError(f"{path}: gateway: must be a table ([gateway])")
+    for key in gw:
+        if key not in _GATEWAY_KEYS:
+            raise ConfigError(f"{path}: gateway.{key}: unknown key")
+    dns = parse_hostport(gw.get("dns", "127.0.0.1:5353"), bad_at("gateway.dns"), 53)
+    status = parse_hostport(gw.get("status", "127.0.0.1:8099"), bad_at("gateway.status"), 80)
+    upstream = None
+    if "upstream" in gw:
+        upstream = parse_hostport(gw["upstream"], bad_at("gateway.upstream"), 53)
+    zone = gw.get("zone", "summon.test.")
+    if not isinstance(zone, str) or not zone.strip("."):
+        raise ConfigError(f"{path}: gateway.zone: {zone!r} is not a DNS name such as summon.test.")
+    zone = zone.strip(".").lower() + "."
+    if not all(_LABEL.match(label) for label in zone.rstrip(".").split(".")):
+        raise ConfigError(f"{path}: gateway.zone: {zone!r} is not a DNS name such as summon.test.")
+
+    raw = doc.get("service", [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: service: must be an array of tables ([[service]])")
+    services: list[ServiceConfig] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: service[{i}]: must be a table")
+        services.append(_service(entry, f"service[{i}]", bad_at))
+        name = services[-1].name
+        if name in seen:
+            raise ConfigError(f"{path}: service[{i}].name: {name!r} is configured twice")
+        seen.add(name)
+    return GatewayConfig(path, dns, zone, status, upstream, tuple(services))
+
+
+def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
+    for key in entry:
+        if key not in _SERVICE_KEYS:
+            raise bad_at(f"{where}.{key}")("unknown key")
+    name = entry.get("name")
+    if not isinstance(name, str) or not _LABEL.match(name):
+        raise bad_at(f"{where}.name")(
+            f"{name!r} is not a DNS label (a-z, 0-9, '-', at most 63 characters)"
+        )
+    where = f"service {name!r}"
+    image = entry.get("image")
+    if not isinstance(image, str) or not image:
+        raise bad_at(f"{where}: image")('missing; name an image such as "http:latest"')
+    target = entry.get("target", "sandbox")
+    if target not in TARGETS:
+        raise bad_at(f"{where}: target")(f"{target!r} is not one of {', '.join(TARGETS)}")
+    ports = entry.get("ports", [80])
+    if (
+        not isinstance(ports, list)
+        or not ports
+        or not all(isinstance(p, int) and not isinstance(p, bool) for p in ports)
+    ):
+        raise bad_at(f"{where}: ports")(f"{ports!r} is not a list of port numbers such as [80]")
+    for p in ports:
+        if not 1 <= p <= 65535:
+            raise bad_at(f"{where}: ports")(f"{p} is not a port number (1-65535)")
+    if len(set(ports)) != len(ports):
+        raise bad_at(f"{where}: ports")(f"{ports!r} names a port twice")
+    idle = parse_duration(entry.get("idle_timeout", "30s"), bad_at(f"{where}: idle_timeout"))
+    boot = parse_duration(entry.get("boot_timeout", "10s"), bad_at(f"{where}: boot_timeout"))
+    memory = None
+    if "memory" in entry:
+        memory = parse_size(entry["memory"], bad_at(f"{where}: memory"))
+        if memory < 4 << 20:
+            raise bad_at(f"{where}: memory")(f"{entry['memory']!r} is below the 4M minimum")
+    max_instances = entry.get("max_instances", 1)
+    # One instance per service so far: a value that would scale out is refused, not ignored.
+    if max_instances != 1 or isinstance(max_instances, bool):
+        raise bad_at(f"{where}: max_instances")(f"{max_instances!r}: only 1 is supported so far")
+    return ServiceConfig(name, image, target, tuple(ports), idle, memory, boot, max_instances)

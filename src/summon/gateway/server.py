@@ -1,0 +1,251 @@
+"""The gateway as a whole: services, their listeners, the DNS and status servers, the reaper.
+
+Each service gets a loopback address of its own and the gateway listens there on the
+service's ports; an instance serves those ports on internal 127.0.0.1 ports (its target's
+own forwarder), and Service splices the two. reload() applies a new config (SIGHUP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from summon import paths
+from summon.gateway.config import GatewayConfig, ServiceConfig
+from summon.gateway.dns import DnsServer, Zone
+from summon.gateway.service import HOLD_LIMIT, Launcher, Service, State
+from summon.gateway.status import StatusServer
+from summon.targets.base import Instance, PortForward, RunSpec
+
+log = logging.getLogger(__name__)
+REAP_EVERY = 0.25  # seconds between idle checks: the slack on an idle_timeout
+
+
+def bom_summary(bom: dict[str, Any]) -> dict[str, Any]:
+    """What the status page shows of an image's bill of materials."""
+    if not bom:
+        return {}
+    return {
+        "app": bom.get("name"),
+        "version": bom.get("version"),
+        "python": (bom.get("interpreter") or {}).get("version"),
+        "modules": len(bom.get("modules") or []),
+        "packages": [f"{p.get('name')} {p.get('version')}" for p in bom.get("packages") or []],
+        "unpacked_bytes": sum((bom.get("sizes") or {}).values()),
+    }
+
+
+class ImageLauncher:
+    """Starts a service's image on its target, console to a log file beside the bundles."""
+
+    def __init__(self, store: Any = None, state_root: Path | None = None) -> None:
+        from summon.store import Store
+
+        self.store = store or Store(paths.store_dir())
+        self.state_root = state_root or paths.state_dir() / "gateway"
+
+    def log_path(self, name: str) -> Path:
+        return self.state_root / f"{name}.log"
+
+    def last_line(self, name: str) -> str:
+        """The app's last console line: usually the error it died of."""
+        try:
+            lines = self.log_path(name).read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1][:300] if lines else ""
+
+    def bom(self, ref: str) -> dict[str, Any]:
+        from summon.store.image import Image
+
+        try:
+            return bom_summary(Image.open(self.store, ref).bom)
+        except Exception:  # a missing image shows up as the boot error instead
+            return {}
+
+    def __call__(
+        self, config: ServiceConfig, forwards: tuple[PortForward, ...], name: str
+    ) -> Instance:
+        from summon.store.image import Image
+
+        image = Image.open(self.store, config.image)
+        app = image.app_config()
+        state = self.state_root / name
+        state.mkdir(parents=True, exist_ok=True)
+        spec = RunSpec(
+            name=name,
+            image=image.ref,
+            rootfs=image.rootfs(),
+            app_config=app,
+            argv=tuple(image.config["config"]["Entrypoint"]),
+            env=dict(app.get("env", {})),
+            ports=forwards,
+            network=app.get("network", "socket"),
+            memory=config.memory or int(app.get("memory", 128 << 20)),
+            pids=int(app.get("pids", 64)),
+            state_dir=state,
+        )
+        with open(self.log_path(name), "wb") as console:
+            spec.stdout = console.fileno()  # the target passes it on; our copy closes here
+            if config.target == "qemu":
+                from summon.build.boot import boot_artifact
+                from summon.targets.qemu import QemuTarget
+
+                if boot_artifact(image) is None:
+                    raise RuntimeError(
+                        f"{image.ref} has no kernel yet: run `summon run --target qemu "
+                        f"{image.ref}` once to build it"
+                    )
+                return QemuTarget(store=self.store, output=None).start(spec)
+            if config.target == "unix":
+                from summon.targets.unix import UnixTarget
+
+                return UnixTarget().start(spec)
+            from summon.targets.sandbox import SandboxTarget
+
+            return SandboxTarget().start(spec)
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        launcher: Launcher | None = None,
+        bom: Callable[[str], dict[str, Any]] | None = None,
+        reason_of_exit: Callable[[str], str] | None = None,
+    ) -> None:
+        self.config = config
+        if launcher is None:
+            image_launcher = ImageLauncher()
+            launcher = image_launcher
+            bom = bom or image_launcher.bom
+            reason_of_exit = reason_of_exit or image_launcher.last_line
+        self.launcher = launcher
+        self.bom = bom or (lambda ref: {})
+        self.reason_of_exit = reason_of_exit or (lambda name: "")
+        self.services: dict[str, Service] = {}
+        self._listeners: dict[str, list[asyncio.Server]] = {}
+        self._boms: dict[str, dict[str, Any]] = {}
+        self.zone = Zone(config.zone, self._lookup, self._on_query)
+        self.dns = DnsServer(self.zone, config.upstream)
+        self.status = StatusServer(self.snapshot)
+        self._reaper: asyncio.Task[None] | None = None
+        self._bound = (config.dns, config.status)  # what start() listens on; reload keeps it
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._add_all(self.config)
+        await self.dns.start(*self.config.dns)
+        await self.status.start(*self.config.status)
+        self._bound = (self.config.dns, self.config.status)
+        self._reaper = asyncio.ensure_future(self._reap())
+
+    async def close(self) -> None:
+        """Stop listening, close every connection and stop every instance."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+        await self.dns.close()
+        await self.status.close()
+        await asyncio.gather(*(self._remove(name) for name in list(self.services)))
+
+    async def reload(self, config: GatewayConfig) -> None:
+        """Apply a new config: services added, removed or changed (a changed one restarts)."""
+        old = {s.name: s for s in self.config.services}
+        new = {s.name: s for s in config.services}
+        addresses = config.addresses()
+        gone = [n for n in old if n not in new or old[n] != new[n]]
+        gone += [n for n in new if n in self.services and self.services[n].address != addresses[n]]
+        await asyncio.gather(*(self._remove(n) for n in set(gone)))
+        self.config = config
+        self.zone = self.dns.zone = Zone(config.zone, self._lookup, self._on_query)
+        self.dns.upstream = config.upstream
+        await self._add_all(config)
+        if (config.dns, config.status) != self._bound:
+            log.warning("gateway: new dns/status addresses take effect on restart")
+
+    async def _add_all(self, config: GatewayConfig) -> None:
+        addresses = config.addresses()
+        for sc in config.services:
+            if sc.name not in self.services:
+                await self._add(sc, addresses[sc.name])
+
+    async def _add(self, sc: ServiceConfig, address: str) -> None:
+        svc = Service(sc, address, self.launcher, self.reason_of_exit)
+        servers: list[asyncio.Server] = []
+
+        def handler(port: int) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+            return lambda r, w: svc.handle(r, w, port)
+
+        try:
+            for port in sc.ports:
+                servers.append(
+                    await asyncio.start_server(
+                        handler(port),
+                        address,
+                        port,
+                        limit=HOLD_LIMIT,
+                        reuse_address=True,
+                    )
+                )
+        except OSError as e:
+            for s in servers:
+                s.close()
+            svc.state = State.FAILED
+            svc.reason = f"cannot listen on {address}: {e.strerror}"
+            log.warning("service %s: %s", sc.name, svc.reason)
+        self.services[sc.name] = svc
+        self._listeners[sc.name] = servers
+        self._boms[sc.name] = await asyncio.to_thread(self.bom, sc.image)
+
+    async def _remove(self, name: str) -> None:
+        svc = self.services.pop(name, None)
+        for server in self._listeners.pop(name, []):
+            server.close()
+        if svc is not None:
+            await svc.stop()
+            svc._close_all()
+
+    # --- DNS ---------------------------------------------------------------------------------
+
+    def _lookup(self, label: str) -> str | None:
+        svc = self.services.get(label)
+        return svc.address if svc is not None else None
+
+    def _on_query(self, label: str) -> None:
+        svc = self.services.get(label)
+        if svc is not None:
+            svc.trigger()
+
+    # --- idle reaper -------------------------------------------------------------------------
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_EVERY)
+            now = time.monotonic()
+            for svc in list(self.services.values()):
+                if svc.state == State.UP and svc.idle_for(now) >= svc.config.idle_timeout:
+                    log.info("service %s: idle for %.1fs, stopping", svc.name, svc.idle_for(now))
+                    task = asyncio.ensure_future(svc.stop())
+                    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    # --- status ------------------------------------------------------------------------------
+
+    async def snapshot(self) -> list[dict[str, Any]]:
+        out = []
+        for name, svc in self.services.items():
+            doc = svc.snapshot()
+            doc["bom"] = self._boms.get(name, {})
+            doc["memory_bytes"] = None
+            instance = svc.instance
+            doc["pid"] = instance.pid if instance is not None else None
+            if instance is not None:
+                with contextlib.suppress(Exception):
+                    doc["memory_bytes"] = (await asyncio.to_thread(instance.stats)).memory_bytes
+            out.append(doc)
+        return out

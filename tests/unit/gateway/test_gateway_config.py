@@ -1,0 +1,134 @@
+"""The gateway config file: what it accepts, the one-line errors, the service addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from summon.gateway.config import ConfigError, allocate_addresses, load
+
+GOOD = """
+[gateway]
+dns = "127.0.0.1:5353"
+zone = "Summon.Test"
+status = "127.0.0.1:8099"
+upstream = "127.0.0.53"
+
+[[service]]
+name = "http"
+image = "http:latest"
+target = "sandbox"
+ports = [80, 8080]
+idle_timeout = "30s"
+memory = "64M"
+boot_timeout = "500ms"
+max_instances = 1
+
+[[service]]
+name = "api"
+image = "api:1"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_full_config_loads(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, GOOD))
+    assert cfg.dns == ("127.0.0.1", 5353)
+    assert cfg.zone == "summon.test."
+    assert cfg.upstream == ("127.0.0.53", 53)
+    http, api = cfg.services
+    assert http.ports == (80, 8080)
+    assert http.idle_timeout == 30.0
+    assert http.boot_timeout == 0.5
+    assert http.memory == 64 << 20
+    assert api.target == "sandbox" and api.ports == (80,) and api.memory is None
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (('idle_timeout = "30s"', 'idle_timeout = "soon"'), "idle_timeout"),
+        (('idle_timeout = "30s"', "idle_timeout = 0"), "idle_timeout"),
+        (('target = "sandbox"', 'target = "docker"'), "target"),
+        (("ports = [80, 8080]", "ports = [80, 70000]"), "ports"),
+        (("ports = [80, 8080]", 'ports = "80"'), "ports"),
+        (('memory = "64M"', 'memory = "lots"'), "memory"),
+        (("max_instances = 1", "max_instances = 3"), "max_instances"),
+        (('name = "http"', 'name = "Not_A_Label"'), "name"),
+        (('name = "api"', 'name = "http"'), "name"),
+        (('dns = "127.0.0.1:5353"', 'dns = "localhost:53"'), "gateway.dns"),
+        (('zone = "Summon.Test"', 'zone = ""'), "gateway.zone"),
+        (("max_instances = 1", "max_instance = 1"), "max_instance"),
+        (('image = "api:1"', ""), "image"),
+    ],
+)
+def test_errors_are_one_line_naming_file_and_key(
+    tmp_path: Path, edit: tuple[str, str], key: str
+) -> None:
+    path = write(tmp_path, GOOD.replace(*edit))
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    message = str(e.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    assert key in message
+    assert e.value.exit_status == 2
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(write(tmp_path, "[gateway\n"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "nope.toml")
+
+
+def test_addresses_are_stable_loopback_and_distinct() -> None:
+    names = [f"svc{i}" for i in range(2000)]
+    first = allocate_addresses(names)
+    assert allocate_addresses(list(reversed(names))) == first  # order of the file: no matter
+    assert len(set(first.values())) == len(names)
+    for addr in first.values():
+        ip = ipaddress.IPv4Address(addr)
+        assert ip in ipaddress.IPv4Network("127.0.0.0/8")
+        assert not addr.startswith("127.0.") and not addr.endswith((".0", ".255"))
+    # One service's address does not depend on which others are configured.
+    assert allocate_addresses(["svc7"])["svc7"] == first["svc7"]
+
+
+def test_collisions_resolve_deterministically(monkeypatch: pytest.MonkeyPatch) -> None:
+    from summon.gateway import config
+
+    class Same:
+        def __init__(self, data: bytes) -> None:
+            pass
+
+        def digest(self) -> bytes:
+            return bytes([1, 2, 3, 4]) + bytes(28)
+
+    monkeypatch.setattr(config.hashlib, "sha256", Same)
+    got = allocate_addresses(["b", "a", "c"])
+    assert got == {"a": "127.2.3.4", "b": "127.2.3.5", "c": "127.2.3.6"}
+    assert allocate_addresses(["c", "b", "a"]) == got
+
+
+def test_the_cli_reports_a_bad_file_in_one_line_exit_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = write(tmp_path, GOOD.replace('target = "sandbox"', 'target = "docker"'))
+    r = subprocess.run(
+        [sys.executable, "-m", "summon.cli.main", "gateway", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0
+    assert f"{path}: service 'http': target: 'docker' is not one of" in r.stderr

@@ -1,0 +1,254 @@
+"""A service's state machine with a fake target: coalescing, failures, timeouts, idling."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import socketserver
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from summon.gateway.config import ServiceConfig, parse
+from summon.gateway.server import Gateway
+from summon.gateway.service import Service, State
+from summon.targets.base import Instance, PortForward, Stats
+
+REPLY = b"HTTP/1.0 200 OK\r\n\r\nhello\n"
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.recv(1024)
+        self.request.sendall(REPLY)
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class FakeInstance(Instance):
+    """Serves REPLY on the forward's host port, like an app behind the sandbox's forwarder."""
+
+    def __init__(self, port: int) -> None:
+        self.server = _Server(("127.0.0.1", port), _Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.exited = threading.Event()
+        self.stopped = False
+
+    @property
+    def pid(self) -> int:
+        return 1
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return 0 if self.exited.wait(timeout) else None
+
+    def stop(self, grace: float = 10.0) -> int:
+        if not self.stopped:
+            self.stopped = True
+            self.server.shutdown()
+            self.server.server_close()
+        self.exited.set()
+        return 0
+
+    def die(self) -> None:
+        """The app exits on its own."""
+        self.server.shutdown()
+        self.server.server_close()
+        self.stopped = True
+        self.exited.set()
+
+    def stats(self) -> Stats:
+        return Stats(1234, 0.0)
+
+
+class FakeLauncher:
+    def __init__(self, delay: float = 0.2, error: str = "") -> None:
+        self.delay = delay
+        self.error = error
+        self.calls = 0
+        self.instances: list[FakeInstance] = []
+
+    def __call__(
+        self, config: ServiceConfig, forwards: tuple[PortForward, ...], name: str
+    ) -> Instance:
+        self.calls += 1
+        time.sleep(self.delay)
+        if self.error:
+            raise RuntimeError(self.error)
+        inst = FakeInstance(forwards[0].host_port)
+        self.instances.append(inst)
+        return inst
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+async def serve(service: Service, host: str = "127.0.0.1") -> tuple[asyncio.Server, int]:
+    port = free_port(host)
+    server = await asyncio.start_server(
+        lambda r, w: service.handle(r, w, service.config.ports[0]), host, port
+    )
+    return server, port
+
+
+async def fetch(port: int, host: str = "127.0.0.1") -> bytes:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return data
+
+
+def run(coro: Any, timeout: float = 30) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def test_fifty_cold_clients_one_boot() -> None:
+    async def main() -> None:
+        launcher = FakeLauncher(delay=0.3)
+        svc = Service(ServiceConfig("web", "x"), "127.0.0.1", launcher)
+        server, port = await serve(svc)
+        try:
+            replies = await asyncio.gather(*(fetch(port) for _ in range(50)))
+            assert replies == [REPLY] * 50
+            assert launcher.calls == 1 and svc.boots == 1
+            assert svc.cold == 50 and svc.warm == 0
+            assert svc.state == State.UP
+            assert svc.last_boot is not None and svc.last_boot >= 0.3
+            assert await fetch(port) == REPLY
+            assert svc.warm == 1
+            await svc.stop()
+            assert svc.state == State.DOWN and launcher.instances[0].stopped
+        finally:
+            server.close()
+            await svc.stop()
+
+    run(main())
+
+
+def test_a_failed_boot_closes_held_connections_and_says_why() -> None:
+    async def main() -> None:
+        launcher = FakeLauncher(delay=0.2, error="image broken:1 not found")
+        svc = Service(ServiceConfig("web", "broken:1"), "127.0.0.1", launcher)
+        server, port = await serve(svc)
+        try:
+            t0 = time.monotonic()
+            replies = await asyncio.gather(*(fetch(port) for _ in range(5)))
+            assert replies == [b""] * 5  # a clean close, not a hang
+            assert time.monotonic() - t0 < 2
+            assert svc.state == State.FAILED
+            assert "broken:1 not found" in svc.reason
+            assert launcher.calls == 1 and svc.failures == 1
+        finally:
+            server.close()
+
+    run(main())
+
+
+def test_boot_timeout_closes_within_the_bound_and_stops_the_late_instance() -> None:
+    async def main() -> None:
+        launcher = FakeLauncher(delay=1.5)
+        svc = Service(ServiceConfig("web", "x", boot_timeout=0.5), "127.0.0.1", launcher)
+        server, port = await serve(svc)
+        try:
+            t0 = time.monotonic()
+            assert await fetch(port) == b""
+            assert 0.4 < time.monotonic() - t0 < 1.4
+            assert svc.state == State.FAILED and "boot_timeout" in svc.reason
+            await asyncio.sleep(1.5)
+            assert launcher.instances and launcher.instances[0].stopped
+        finally:
+            server.close()
+
+    run(main())
+
+
+def test_an_app_that_dies_marks_the_service_failed_and_a_new_request_reboots() -> None:
+    async def main() -> None:
+        launcher = FakeLauncher(delay=0.05)
+        svc = Service(ServiceConfig("web", "x"), "127.0.0.1", launcher, lambda n: "boom")
+        server, port = await serve(svc)
+        try:
+            assert await fetch(port) == REPLY
+            launcher.instances[0].die()
+            for _ in range(100):
+                if svc.state == State.FAILED:
+                    break
+                await asyncio.sleep(0.02)
+            assert svc.state == State.FAILED and svc.reason.endswith("boom")
+            assert await fetch(port) == REPLY  # the next connection boots it again
+            assert svc.boots == 2 and launcher.calls == 2
+        finally:
+            server.close()
+            await svc.stop()
+
+    run(main())
+
+
+def test_gateway_scales_to_zero_after_idle_and_reloads(tmp_path: Path) -> None:
+    async def main() -> None:
+        launcher = FakeLauncher(delay=0.05)
+        port = free_port("127.0.0.1")
+        doc = {
+            "gateway": {
+                "dns": f"127.0.0.1:{free_port('127.0.0.1')}",
+                "status": f"127.0.0.1:{free_port('127.0.0.1')}",
+            },
+            "service": [{"name": "web", "image": "x", "ports": [port], "idle_timeout": "0.5s"}],
+        }
+        gw = Gateway(parse(doc, tmp_path / "gw.toml"), launcher=launcher)
+        await gw.start()
+        try:
+            svc = gw.services["web"]
+            assert await fetch(port, svc.address) == REPLY
+            assert svc.state == State.UP
+            await asyncio.sleep(1.2)
+            assert svc.state == State.DOWN and launcher.instances[0].stopped
+            assert await fetch(port, svc.address) == REPLY
+            assert svc.boots == 2
+            status = {s["name"]: s for s in await gw.snapshot()}
+            assert status["web"]["memory_bytes"] == 1234
+            # Reload: web removed (its instance stopped), web2 added.
+            doc["service"] = [{"name": "web2", "image": "x", "ports": [port]}]
+            await gw.reload(parse(doc, tmp_path / "gw.toml"))
+            assert list(gw.services) == ["web2"]
+            assert launcher.instances[1].stopped
+            assert await fetch(port, gw.services["web2"].address) == REPLY
+        finally:
+            await gw.close()
+        assert all(i.stopped for i in launcher.instances)
+
+    run(main())
+
+
+def test_dns_query_starts_the_boot(tmp_path: Path) -> None:
+    async def main() -> None:
+        launcher = FakeLauncher(delay=0.05)
+        doc = {
+            "gateway": {
+                "dns": f"127.0.0.1:{free_port('127.0.0.1')}",
+                "status": f"127.0.0.1:{free_port('127.0.0.1')}",
+            },
+            "service": [{"name": "web", "image": "x", "ports": [free_port("127.0.0.1")]}],
+        }
+        gw = Gateway(parse(doc, tmp_path / "gw.toml"), launcher=launcher)
+        await gw.start()
+        try:
+            gw._on_query("web")
+            for _ in range(100):
+                if gw.services["web"].state == State.UP:
+                    break
+                await asyncio.sleep(0.01)
+            assert gw.services["web"].state == State.UP and launcher.calls == 1
+        finally:
+            await gw.close()
+
+    run(main())
