@@ -32,13 +32,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HTTP_APP = ROOT / "examples" / "http"
 sys.path.insert(0, str(ROOT / "src"))
+
+from common import Report, Row  # noqa: E402
 
 from summon.targets import direct  # noqa: E402
 from summon.targets.netns import NetNamespace  # noqa: E402
@@ -46,23 +47,6 @@ from summon.targets.netns import NetNamespace  # noqa: E402
 BULK_MB = 200
 CONNECTIONS = 1000
 KERNEL_ADDRESS = direct.HOST_ADDRESS  # where the kernel-socket baseline listens
-
-
-@dataclass
-class Row:
-    """A row as run.py's Report takes it (the same fields as run.Row)."""
-
-    what: str
-    figure: str
-    baseline: str
-    ratio: float | None
-    goal: str = ""
-
-
-class Report(Protocol):
-    notes: list[str]
-
-    def add(self, row: Any) -> None: ...
 
 
 # --- the apps (run as `bench_direct.py --serve KIND --net MODE` in a process of their own) ------

@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dns.resolver
+from common import free_port
 from run import (
     HTTP_APP,
     ROOT,
@@ -46,14 +47,6 @@ from run import (
 
 from summon.store import Store
 from summon.store.image import Image
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class GatewayProcess:

@@ -13,32 +13,26 @@ run(report) adds rows to run.py's Report. Needs qemu-system-x86_64 and linux-sou
 
 from __future__ import annotations
 
-import http.client
 import os
 import shutil
-import socket
 import stat
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
-ROOT = Path(__file__).resolve().parent.parent
-HTTP_APP = ROOT / "examples" / "http"
-sys.path.insert(0, str(ROOT / "src"))
+from common import HTTP_APP, Report, Row, first_response, free_port, mb, ms
 
-from summon import paths  # noqa: E402
-from summon.build.boot import Extra, attach_boot_artifact, ensure_boot_artifact  # noqa: E402
-from summon.build.image import build  # noqa: E402
-from summon.errors import SummonError  # noqa: E402
-from summon.store import Store  # noqa: E402
-from summon.store.image import Image  # noqa: E402
-from summon.targets.base import PortForward, RunSpec  # noqa: E402
-from summon.targets.qemu import QemuTarget, choose_accel  # noqa: E402
+from summon import paths
+from summon.build.boot import Extra, attach_boot_artifact, ensure_boot_artifact
+from summon.build.image import build
+from summon.errors import SummonError
+from summon.store import Store
+from summon.store.image import Image
+from summon.targets.base import PortForward, RunSpec
+from summon.targets.qemu import QemuTarget, choose_accel
 
 DEBIAN_KERNEL = "linux-image-cloud-amd64"
 # What the http example needs of Debian's modules, dependencies first (their `depends=`).
@@ -55,54 +49,6 @@ MiB = 1024 * 1024
 # Guest RAM for the baseline: its kernel needs ~51 MB to decompress itself (init_size) and the
 # generic image is ~39 MB of files in RAM; with less it dies "deadlocked on memory".
 DEBIAN_MEMORY = 256 * MiB
-
-
-@dataclass
-class Row:
-    """A row as run.py's Report takes it (the same fields as run.Row)."""
-
-    what: str
-    figure: str
-    baseline: str
-    ratio: float | None
-    goal: str = ""
-
-
-class Report(Protocol):
-    notes: list[str]
-
-    def add(self, row: Any) -> None: ...
-
-
-def mb(n: float) -> str:
-    return f"{n / 1e6:.2f} MB"
-
-
-def ms(s: float) -> str:
-    return f"{s * 1000:.0f} ms"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def first_response(port: int, deadline: float) -> bytes:
-    while True:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("GET", "/")
-            resp = conn.getresponse()
-            body = resp.read()
-            conn.close()
-            if resp.status == 200:
-                return body
-        except (ConnectionError, OSError, http.client.HTTPException):
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no HTTP response on 127.0.0.1:{port}")
-        time.sleep(0.005)
 
 
 # --- Debian's cloud kernel ---------------------------------------------------------------------

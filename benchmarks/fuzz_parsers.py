@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from summon.net.arp import ArpError, ArpPacket
 from summon.net.checksum import checksum, pseudo_header_sum
+from summon.net.dhcp import DhcpError, DhcpMessage, Lease
+from summon.net.dns import DnsError, build_query, parse_response
 from summon.net.ethernet import EthernetError, EthernetFrame
 from summon.net.icmp import IcmpError, IcmpMessage
 from summon.net.interface import Interface
@@ -71,6 +73,32 @@ SEEDS: dict[str, list[bytes]] = {
     "icmp": [ECHO, *ERRORS, IcmpMessage(13, 0, bytes(4), bytes(12)).serialize()],
     "udp": [udp(b"hello"), udp(b""), udp(bytes(1000), 53, 53)],
 }
+# DHCP: an OFFER and an ACK as a server sends them (a long option split per RFC 3396).
+_DHCP_OPTS = {1: b"\xff\xff\xff\x00", 3: PEER, 6: PEER + US, 51: b"\0\0\x0e\x10", 54: PEER}
+SEEDS["dhcp"] = [
+    DhcpMessage(2, 0x1234, US_MAC, {53: b"\x02", **_DHCP_OPTS}, yiaddr=US).serialize(),
+    DhcpMessage(2, 7, US_MAC, {53: b"\x05", 26: b"\x05\xdc", 15: b"x" * 300, **_DHCP_OPTS},
+                yiaddr=US, flags=0x8000).serialize(),
+]  # fmt: skip
+DNS_ID, DNS_NAME = 0x1234, "www.example.test"
+_Q = build_query(DNS_NAME, DNS_ID)[12:]  # the question, at offset 12: pointers to it are 0xC00C
+_A = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 300, 4) + US
+_CNAME = b"\xc0\x0c" + struct.pack("!HHIH", 5, 1, 60, 4) + b"\x01a\xc0\x10"  # a.example.test
+_A2 = b"\x01a\xc0\x10" + struct.pack("!HHIH", 1, 1, 30, 4) + PEER
+SEEDS["dns"] = [
+    struct.pack("!HHHHHH", DNS_ID, 0x8180, 1, 2, 0, 0) + _Q + _A + _A[:-4] + PEER,
+    struct.pack("!HHHHHH", DNS_ID, 0x8180, 1, 2, 0, 0) + _Q + _CNAME + _A2,
+    struct.pack("!HHHHHH", DNS_ID, 0x8183, 1, 0, 0, 0) + _Q,  # NXDOMAIN
+    struct.pack("!HHHHHH", DNS_ID, 0x8380, 1, 1, 0, 0) + _Q + _A[:8],  # TC, cut short
+]
+
+
+def dhcp_parse(data: bytes) -> object:
+    """The client's whole path for a reply: the message, then the lease an ACK would give."""
+    message = DhcpMessage.parse(data)
+    return Lease.from_ack(message, PEER, 0.0)
+
+
 SEEDS["ethernet"] = [eth(0x0800, s) for s in SEEDS["ipv4"]] + [
     eth(0x0806, s, b"\xff" * 6) for s in SEEDS["arp"]
 ]
@@ -157,6 +185,8 @@ PARSERS: dict[str, tuple[Callable[[bytes], object], type[BaseException]]] = {
     "ipv4": (Ipv4Packet.parse, Ipv4Error),
     "icmp": (IcmpMessage.parse, IcmpError),
     "udp": (lambda b: UdpDatagram.parse(b, PEER, US), UdpError),
+    "dhcp": (dhcp_parse, DhcpError),
+    "dns": (lambda b: parse_response(b, DNS_ID, DNS_NAME), DnsError),
     # The interface catches every typed error itself: anything escaping it is a failure.
     "interface": (interface_parser(), ()),  # type: ignore[dict-item]
 }
@@ -178,7 +208,7 @@ def fuzz(layer: str, count: int, seed: int) -> tuple[int, Counter[str], int, flo
             try:
                 parse(data)
                 parsed += 1
-            except typed as e:  # type: ignore[misc]
+            except typed as e:
                 reasons[getattr(e, "reason", "?")] += 1
             except Exception:
                 untyped += 1

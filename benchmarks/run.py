@@ -10,95 +10,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-HTTP_APP = ROOT / "examples" / "http"
-sys.path.insert(0, str(ROOT / "src"))
+from common import HTTP_APP, ROOT, Report, Row, first_response, free_port, mb, ms
 
-from summon.build.image import build  # noqa: E402
-from summon.build.python import probe_interpreter  # noqa: E402
-from summon.build.vendor import vendor  # noqa: E402
-from summon.manifest import DEFAULT_PYTHON  # noqa: E402
-from summon.store import Store  # noqa: E402
-from summon.store.image import Image  # noqa: E402
-from summon.targets.base import PortForward, RunSpec  # noqa: E402
-
-
-@dataclass
-class Row:
-    what: str
-    figure: str
-    baseline: str
-    ratio: float | None
-    goal: str = ""
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, row: Row) -> None:
-        self.rows.append(row)
-        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "-"
-        print(f"  {row.what}: {row.figure} vs {row.baseline} = {ratio}", file=sys.stderr)
-
-    def print(self) -> None:
-        head = ("figure", "measured", "baseline (same run)", "ratio", "goal")
-        table = [head] + [
-            (r.what, r.figure, r.baseline, f"{r.ratio:.2f}" if r.ratio is not None else "-", r.goal)
-            for r in self.rows
-        ]
-        widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-        for i, row in enumerate(table):
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-            if i == 0:
-                print("  ".join("-" * w for w in widths))
-        for n in self.notes:
-            print(f"- {n}")
-
-
-def mb(n: float) -> str:
-    return f"{n / 1e6:.2f} MB"
-
-
-def ms(s: float) -> str:
-    return f"{s * 1000:.0f} ms"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def first_response(port: int, deadline: float) -> bytes:
-    """GET / on 127.0.0.1:port, retrying until it answers; the body."""
-    while True:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/")
-            body = conn.getresponse().read()
-            conn.close()
-            return body
-        except (ConnectionError, OSError, http.client.HTTPException):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.002)
-
+from summon.build.image import build
+from summon.build.python import probe_interpreter
+from summon.build.vendor import vendor
+from summon.manifest import DEFAULT_PYTHON
+from summon.store import Store
+from summon.store.image import Image
+from summon.targets.base import PortForward, RunSpec
 
 # --- the images ------------------------------------------------------------------------------
 
