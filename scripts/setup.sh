@@ -18,6 +18,7 @@ apt_packages=(
   apache2-utils   # htpasswd, for the registry's basic-auth tests
   dnsmasq-base    # a real DHCP and DNS server for summon.net's tests, in test namespaces
   wrk             # the load generator of the direct-stack benchmark
+  iperf3          # Linux's iperf3 measuring TCP into summon.net in the tests' namespaces
   qemu-system-x86 # the qemu target's microVMs
   linux-source-6.1 # the kernel source summon specializes per image
   build-essential # the kernel build: gcc, make

@@ -18,7 +18,9 @@ no ACPI power button and no keyboard, and this needs no extra device or driver. 
 grace period QEMU is killed. QEMU also dies with summon (PR_SET_PDEATHSIG).
 
 Network: QEMU's user-mode network with restrict=on (the guest reaches nothing), forwards
-from 127.0.0.1 to the guest for -p, and the guest's address set by the kernel (ip=).
+from 127.0.0.1 to the guest for -p, and the guest's address set by the kernel (ip=); in
+direct mode the kernel has no IP at all and summon's stack owns eth0 (AF_PACKET) at that
+same address (SUMMON_NET).
 """
 
 from __future__ import annotations
@@ -223,7 +225,10 @@ def qemu_argv(
             "-netdev",
             f"user,id=net0,restrict=on{hostfwd(spec)}",
             "-device",
-            "virtio-net-device,netdev=net0",
+            # Direct mode: no checksum offload either way, so every frame the stack sees
+            # through AF_PACKET carries complete checksums (and none it sends needs them).
+            "virtio-net-device,netdev=net0"
+            + (",csum=off,guest_csum=off" if spec.network == "direct" else ""),
         ]
     for i, disk in enumerate(disks):
         argv += [
@@ -748,8 +753,10 @@ class QemuTarget(Target):
         )
         initrd = spec.state_dir / "initrd"
         env = {"PATH": "/usr/bin:/bin", **spec.env}
-        if spec.network == "direct":  # summon's stack on the raw NIC, addressed by DHCP
+        if spec.network == "direct":  # summon's stack on the raw NIC, at QEMU's guest address
             env.setdefault("SUMMON_NET_IFACE", "eth0")
+            # Static, not DHCP: no lease to wait for, at the address the forwards target.
+            env.setdefault("SUMMON_NET", f"{GUEST_ADDRESS}/24,gateway={GATEWAY}")
         settings = {
             "env": env,
             "volumes": [{"uuid": d.uuid, "path": d.mount} for d in disks],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -322,3 +323,112 @@ def test_dhcp_lease_and_names_from_dnsmasq() -> None:
         assert counters["dhcp__ack__bind"] == 1, log.decode(errors="replace")
         assert counters["dns__query__resolved"] == 1
         assert b"DHCPACK" in log
+
+
+# --- iperf3 ---------------------------------------------------------------------------------
+
+# iperf3's control protocol (esnet/iperf, src/iperf_api.h): one signed byte per state on the
+# control connection, JSON as a 4-byte big-endian length and the text, a 37-byte cookie
+# (36 characters and a NUL) first on every connection of a test.
+IPERF_COOKIE_SIZE = 37
+TEST_START, TEST_RUNNING, TEST_END = 1, 2, 4
+PARAM_EXCHANGE, CREATE_STREAMS, EXCHANGE_RESULTS, DISPLAY_RESULTS, IPERF_DONE = 9, 10, 13, 14, 16
+ACCESS_DENIED = -1
+
+
+class Iperf3Server:
+    """The server side of iperf3 on a DirectStack: one TCP test, one stream, client sending.
+
+    The first connection is the control one; a later one with the same cookie is the data
+    stream, whose bytes are counted until the client's TEST_END. `done` gets (the client's
+    parameters, the client's results, bytes received, seconds).
+    """
+
+    def __init__(self) -> None:
+        self.cookie: bytes | None = None
+        self.received = 0
+        self.streaming = asyncio.Event()
+        self.done: Future[tuple[dict[str, Any], dict[str, Any], int, float]] = Future()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            cookie = await reader.readexactly(IPERF_COOKIE_SIZE)
+            if self.cookie is None:
+                self.cookie = cookie
+                await self.control(reader, writer)
+            elif cookie == self.cookie and not self.streaming.is_set():
+                self.streaming.set()
+                while data := await reader.read(1 << 20):  # after TEST_END: drained, not counted
+                    if not self.done.done():
+                        self.received += len(data)
+            else:
+                writer.write(ACCESS_DENIED.to_bytes(1, "big", signed=True))
+        except Exception as e:  # the test's thread waits on `done`: hand it the failure
+            if not self.done.done():
+                self.done.set_exception(e)
+        finally:
+            writer.close()
+
+    async def control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def state(expected: int) -> None:
+            got = int.from_bytes(await reader.readexactly(1), "big", signed=True)
+            assert got == expected, f"iperf3 client sent state {got}, expected {expected}"
+
+        async def read_json() -> dict[str, Any]:
+            size = int.from_bytes(await reader.readexactly(4), "big")
+            assert size < 1 << 20
+            doc = json.loads(await reader.readexactly(size))
+            assert isinstance(doc, dict)
+            return doc
+
+        def send(*states: int, doc: dict[str, Any] | None = None) -> None:
+            if doc is not None:
+                text = json.dumps(doc).encode()
+                writer.write(len(text).to_bytes(4, "big") + text)
+            writer.write(bytes(states))
+
+        send(PARAM_EXCHANGE)
+        params = await read_json()
+        assert params.get("tcp") and params.get("parallel", 1) == 1, params
+        assert not params.get("reverse") and not params.get("bidirectional"), params
+        send(CREATE_STREAMS)
+        await asyncio.wait_for(self.streaming.wait(), 10)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        send(TEST_START, TEST_RUNNING)
+        await state(TEST_END)
+        seconds, received = loop.time() - start, self.received
+        send(EXCHANGE_RESULTS)
+        client = await read_json()  # the client's results come first, then ours
+        stream = {"id": 1, "bytes": received, "retransmits": -1, "jitter": 0, "errors": 0,
+                  "packets": 0, "start_time": 0, "end_time": seconds}  # fmt: skip
+        ours = {"cpu_util_total": 0, "cpu_util_user": 0, "cpu_util_system": 0,
+                "sender_has_retransmits": -1, "streams": [stream]}  # fmt: skip
+        send(doc=ours)
+        send(DISPLAY_RESULTS)
+        await writer.drain()
+        await state(IPERF_DONE)
+        self.done.set_result((params, client, received, seconds))
+
+
+def test_linux_iperf3_measures_tcp_throughput_to_the_stack(tap_stack: Setup) -> None:
+    iperf3 = shutil.which("iperf3")
+    if iperf3 is None:
+        pytest.skip("needs iperf3")
+    server = Iperf3Server()
+    tap_stack.loop.run(tap_stack.stack.start_server(server.handle, 5201))
+    result = netns_run(tap_stack.ns, iperf3, "-c", STACK_IP, "-t", "2", "-J", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    params, client, received, seconds = server.done.result(10)
+    assert params["time"] == 2
+    report = json.loads(result.stdout)["end"]
+    sent = report["sum_sent"]["bytes"]
+    # The client's own results agree with what it reports; ours are what it shows as received.
+    assert client["streams"][0]["bytes"] == sent > 0
+    assert report["sum_received"]["bytes"] == received
+    assert 0.9 * sent <= received <= sent  # all but what was in flight at TEST_END
+    assert 1.5 < seconds < 10
+    counters = tap_stack.stack.counters
+    assert counters["tcp__bad_checksum__drop"] == 0
+    rate = report["sum_received"]["bits_per_second"] / 8e6
+    print(f"iperf3 -c {STACK_IP} -t 2: {rate:.0f} MB/s received by summon.net")

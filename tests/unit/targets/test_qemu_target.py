@@ -149,6 +149,12 @@ def test_qemu_argv_is_a_microvm_with_forwards_on_loopback_and_no_way_out(tmp_pat
     assert "virtio-rng-device,rng=rng0" in argv
 
 
+def test_qemu_argv_in_direct_mode_turns_the_nics_checksum_offloads_off(tmp_path: Path) -> None:
+    argv = qemu_argv("qemu", "tcg", Path("/k"), Path("/i"), "x", spec(tmp_path, network="direct"))
+    assert "virtio-net-device,netdev=net0,csum=off,guest_csum=off" in argv
+    assert argv[argv.index("-netdev") + 1] == "user,id=net0,restrict=on"
+
+
 def test_qemu_argv_without_network_has_no_nic_and_attaches_disks(tmp_path: Path) -> None:
     s = spec(tmp_path, network="none", volumes=(Volume("v", "/data"),))
     disk = Disk(tmp_path / "v.ext4", "ab" * 16, "/data")
