@@ -6,6 +6,7 @@ A new target is a new module with a Target subclass, registered in summon.target
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -74,6 +75,19 @@ class Check:
     what: str
     ok: bool
     fix: str = ""
+
+
+def process_stats(pid: int) -> Stats:
+    """Resident memory and CPU time of one host process, from /proc (zeros once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/statm") as f:
+            resident_pages = int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return Stats(0, 0.0)
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return Stats(resident_pages * os.sysconf("SC_PAGE_SIZE"), cpu)
 
 
 class Instance(abc.ABC):

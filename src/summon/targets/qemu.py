@@ -45,7 +45,7 @@ from typing import IO, Any, ClassVar
 from summon import paths
 from summon.errors import CorruptBlob, SummonError, TargetUnavailable, UserError
 from summon.runtime import vm as guest
-from summon.targets.base import Check, Instance, RunSpec, Stats, Target
+from summon.targets.base import Check, Instance, RunSpec, Stats, Target, process_stats
 
 QEMU = "qemu-system-x86_64"
 QEMU_MISSING = "qemu-system-x86_64 not found: apt-get install qemu-system-x86"
@@ -70,7 +70,6 @@ _CTRL_C = b"\x03"
 CRASH_CAUSES = ("Initramfs unpacking failed", "Out of memory", "Kernel panic")
 _MORE_MEMORY = " (too little memory for the image: give the VM more with -m)"
 CRASH_HINTS = {"Initramfs unpacking failed": _MORE_MEMORY, "Out of memory": _MORE_MEMORY}
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 Step = Callable[[str], None]
 
@@ -674,15 +673,7 @@ class QemuInstance(Instance):
             (self.spec.state_dir / "initrd").unlink(missing_ok=True)
 
     def stats(self) -> Stats:
-        try:
-            with open(f"/proc/{self.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{self.pid}/statm") as f:
-                resident_pages = int(f.read().split()[1])
-        except (OSError, IndexError, ValueError):
-            return Stats(0, 0.0)
-        cpu = (int(fields[11]) + int(fields[12])) / _CLK_TCK
-        return Stats(resident_pages * os.sysconf("SC_PAGE_SIZE"), cpu)
+        return process_stats(self.pid)
 
 
 # --- the target ------------------------------------------------------------------------------

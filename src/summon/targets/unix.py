@@ -15,9 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import ClassVar
 
-from summon.targets.base import Check, Instance, RunSpec, Stats, Target
+from summon.targets.base import Check, Instance, RunSpec, Stats, Target, process_stats
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
 
@@ -52,15 +51,7 @@ class UnixInstance(Instance):
             return _status(self._proc.returncode)
 
     def stats(self) -> Stats:
-        try:
-            with open(f"/proc/{self.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{self.pid}/statm") as f:
-                resident_pages = int(f.read().split()[1])
-        except (OSError, IndexError, ValueError):
-            return Stats(0, 0.0)
-        cpu = (int(fields[11]) + int(fields[12])) / _CLK_TCK
-        return Stats(resident_pages * os.sysconf("SC_PAGE_SIZE"), cpu)
+        return process_stats(self.pid)
 
 
 def _status(code: int) -> int:
