@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib
 import json
 import os
 import re
@@ -22,10 +23,6 @@ from rich.table import Table
 
 import summon
 from summon import paths
-from summon.cli.gateway import COMMANDS as GATEWAY_COMMANDS
-from summon.cli.instances import COMMANDS as INSTANCE_COMMANDS
-from summon.cli.kernel import kernel
-from summon.cli.ship import COMMANDS as SHIP_COMMANDS
 from summon.errors import SummonError, UserError
 from summon.store import Store
 from summon.store.image import Image
@@ -42,8 +39,34 @@ def fail(message: str, status: int = 2, detail: str = "") -> NoReturn:
     sys.exit(status)
 
 
+# Commands that live in modules of their own, imported only when used: every `summon run`
+# would otherwise pay for the registry client, the gateway and the instance machinery.
+LAZY_COMMANDS = {
+    "kernel": "summon.cli.kernel",
+    **dict.fromkeys(("push", "pull", "tag", "sign", "verify", "key"), "summon.cli.ship"),
+    **dict.fromkeys(("ps", "logs", "stop", "rm", "stats"), "summon.cli.instances"),
+    "gateway": "summon.cli.gateway",
+}
+
+
 class SummonGroup(click.Group):
-    """Turns summon's own errors into one line and a status; anything else into a log file."""
+    """Turns summon's own errors into one line and a status; anything else into a log file.
+
+    Also finds the LAZY_COMMANDS, importing their module on first use.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in LAZY_COMMANDS:
+            module = importlib.import_module(LAZY_COMMANDS[name])
+            for value in vars(module).values():
+                if isinstance(value, click.Command) and value.name == name:
+                    self.add_command(value)
+                    return value
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -524,15 +547,6 @@ def doctor(as_json: bool) -> None:
         )
     usable = sorted({c["target"] for c in checks} - {c["target"] for c in checks if not c["ok"]})
     out.print(f"\nusable here: {', '.join(usable) or 'none'}")
-
-
-cli.add_command(kernel)
-for _command in SHIP_COMMANDS:  # push, pull, tag, sign, verify, key
-    cli.add_command(_command)
-for _command in INSTANCE_COMMANDS:  # ps, logs, stop, rm, stats
-    cli.add_command(_command)
-for _command in GATEWAY_COMMANDS:  # gateway
-    cli.add_command(_command)
 
 
 def main() -> None:

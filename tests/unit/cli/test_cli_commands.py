@@ -1,0 +1,36 @@
+"""The summon command's verbs: each one named in --help resolves, lazily loaded or not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+
+from summon.cli.main import LAZY_COMMANDS, cli
+
+
+def test_every_listed_command_resolves_to_itself() -> None:
+    ctx = click.Context(cli)
+    names = cli.list_commands(ctx)
+    assert set(LAZY_COMMANDS) <= set(names)
+    assert {"build", "run", "images", "inspect", "rmi", "doctor"} <= set(names)
+    for name in names:
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name, name
+
+
+def test_run_does_not_load_the_other_verbs_modules() -> None:
+    code = (
+        "import sys, summon.cli.main\n"
+        "print(sorted(m for m in set(summon.cli.main.LAZY_COMMANDS.values()) if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_an_unknown_verb_is_a_usage_error() -> None:
+    r = subprocess.run([sys.executable, "-m", "summon.cli.main", "frobnicate"],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 2
+    assert "No such command 'frobnicate'" in r.stderr
