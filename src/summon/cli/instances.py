@@ -333,11 +333,14 @@ def _stats_row(
         "memory_percent": None,
         "cpu_seconds": None,
         "cpu_percent": None,
+        "network": {},
     }
     if now is None:
         return row
     row["memory_bytes"] = now["memory_bytes"]
     row["cpu_seconds"] = now["cpu_seconds"]
+    # network = "direct": summon.net's per-path counters (frames dropped and why, resets...).
+    row["network"] = dict(now.get("network") or {})
     if limit:
         row["memory_percent"] = round(100 * now["memory_bytes"] / limit, 2)
     if before is not None and now["clock"] > before["clock"]:
@@ -346,15 +349,24 @@ def _stats_row(
     return row
 
 
+def _net_summary(counters: dict[str, int]) -> str:
+    """Frames and segments dropped, and TCP retransmissions, of a direct-mode stack."""
+    if not counters:
+        return "-"
+    drops = sum(n for name, n in counters.items() if name.endswith("__drop"))
+    retransmits = sum(n for name, n in counters.items() if "retransmit" in name)
+    return f"{drops} / {retransmits}"
+
+
 def _stats_table(rows: list[dict[str, Any]]) -> Table:
     from summon.cli.main import human
 
     table = Table(box=None, pad_edge=False)
-    for col in ("ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %"):
+    for col in ("ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET DROPS / RETX"):
         table.add_column(col, no_wrap=True)
     for r in rows:
         if not r["running"]:
-            table.add_row(r["id"][: state.SHORT], r["name"], "-", "-", "-")
+            table.add_row(r["id"][: state.SHORT], r["name"], "-", "-", "-", "-")
             continue
         cpu = "-" if r["cpu_percent"] is None else f"{r['cpu_percent']:.2f}%"
         limit = human(r["memory_limit"]) if r["memory_limit"] else "-"
@@ -365,6 +377,7 @@ def _stats_table(rows: list[dict[str, Any]]) -> Table:
             cpu,
             f"{human(r['memory_bytes'])} / {limit}",
             mem_pct,
+            _net_summary(r["network"]),
         )
     return table
 

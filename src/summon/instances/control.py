@@ -4,7 +4,8 @@ One JSON object per line each way, one request per connection, on a unix socket 
 instance folder (mode 0600, in a 0700 folder: only its owner reaches it).
 
     {"op": "stats"}             -> {"ok": true, "running": true, "memory_bytes": N,
-                                    "cpu_seconds": F, "clock": F (the monitor's monotonic)}
+                                    "cpu_seconds": F, "network": {counter: N},
+                                    "clock": F (the monitor's monotonic)}
     {"op": "stop", "grace": F}  -> {"ok": true, "exit_code": N|null}, once it has exited
     anything else               -> {"ok": false, "error": "..."}
 """

@@ -112,6 +112,7 @@ class Monitor:
                 "running": True,
                 "memory_bytes": stats.memory_bytes,
                 "cpu_seconds": stats.cpu_seconds,
+                "network": dict(stats.network),
                 "clock": time.monotonic(),
             }
         if op == "stop":

@@ -46,7 +46,7 @@ class FakeInstance(Instance):
         return self.code
 
     def stats(self) -> Stats:
-        return Stats(memory_bytes=1234, cpu_seconds=0.5)
+        return Stats(memory_bytes=1234, cpu_seconds=0.5, network={"tcp__retransmit": 2})
 
 
 class FakeTarget(Target):
@@ -143,6 +143,7 @@ def test_stats_over_the_control_socket() -> None:
     reply = control.request(folder.path, {"op": "stats"}, timeout=5)
     assert reply["ok"] and reply["running"]
     assert (reply["memory_bytes"], reply["cpu_seconds"]) == (1234, 0.5)
+    assert reply["network"] == {"tcp__retransmit": 2}
     assert control.request(folder.path, {"op": "dance"}, timeout=5)["ok"] is False
     monitor.request_stop(0)
     thread.join(5)
