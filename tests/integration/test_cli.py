@@ -224,3 +224,13 @@ def test_doctor_reports_targets(summon: Summon) -> None:
 def _no_leftover_instances() -> Iterator[None]:
     yield
     assert summon_processes() == []
+
+
+def test_app_packages_with_any_name_go_in(summon: Summon, tmp_path: Path) -> None:
+    """A package called `build` or `tests` is app code when the app imports it."""
+    app = write_app(tmp_path / "named", 'entry = "app:main"\n',
+                    "from build import answer\n\ndef main():\n    return answer()\n")
+    (app / "build").mkdir()
+    (app / "build" / "__init__.py").write_text("def answer():\n    return 5\n")
+    assert summon("build", str(app), "-t", "named").returncode == 0
+    assert summon("run", "named", "--target", "unix").returncode == 5

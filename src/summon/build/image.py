@@ -18,7 +18,7 @@ from typing import Any
 import summon
 from summon import manifest as manifest_mod
 from summon.build import debian
-from summon.build.closure import Closure, ModuleInfo, compute_closure
+from summon.build.closure import Closure, ModuleInfo, app_sources, compute_closure
 from summon.build.elf import LibraryClosure, library_closure
 from summon.build.python import Interpreter, probe_interpreter
 from summon.build.rootfs import Rootfs
@@ -42,8 +42,6 @@ SITE_DIR = RUNTIME_ROOT + "/site"
 APP_DIR = "/app"
 DATA_DIR = "/data"
 MOUNT_POINTS = ("/proc", "/dev", "/sys", "/tmp")
-# Files of an app folder that are never app code.
-_SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", "tests", "build", "dist"}
 
 Step = Callable[[str], None]
 
@@ -305,12 +303,9 @@ def _module_files(
 
     # The app's own code: sources kept (tracebacks show lines) with unchecked-hash .pyc beside.
     cache_tag = f"cpython-{interp.version_info[0]}{interp.version_info[1]}"
-    for f in sorted(m.app_dir.rglob("*.py")):
+    # The same files the closure trace scanned, so an app module it saw is never left out.
+    for f, _name, _pkg in app_sources(m.app_dir, exclude=m.data):
         rel = f.relative_to(m.app_dir)
-        if any(p in _SKIP_DIRS or p.startswith(".") for p in rel.parts[:-1]):
-            continue
-        if any(f.is_relative_to(d) for d in m.data):
-            continue
         image_path = f"{APP_DIR}/{rel.as_posix()}"
         fs.add_file(image_path, f, "app", 0o644)
         pyc_rel = (rel.parent / "__pycache__" / f"{rel.stem}.{cache_tag}.pyc").as_posix()
