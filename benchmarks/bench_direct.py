@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from common import Report, Row  # noqa: E402
 
-from summon.targets import direct  # noqa: E402
-from summon.targets.netns import NetNamespace  # noqa: E402
+from summon.targets.sandbox import tap as direct  # noqa: E402
+from summon.targets.sandbox.netns import NetNamespace  # noqa: E402
 
 BULK_MB = 200
 CONNECTIONS = 1000

@@ -32,7 +32,8 @@ from summon.errors import SummonError
 from summon.store import Store
 from summon.store.image import Image
 from summon.targets.base import PortForward, RunSpec
-from summon.targets.qemu import QemuTarget, choose_accel
+from summon.targets.qemu import QemuTarget
+from summon.targets.qemu.kvm import choose_accel
 
 DEBIAN_KERNEL = "linux-image-cloud-amd64"
 # What the http example needs of Debian's modules, dependencies first (their `depends=`).
@@ -121,18 +122,12 @@ def boot_to_response(
     memory is the app's (the VM gets the image's size on top), or the VM's if exact.
     """
     port = free_port()
-    app = image.app_config()
-    spec = RunSpec(
+    spec = RunSpec.for_image(
+        image,
         name=f"bench-{os.getpid()}-{time.monotonic_ns()}",
-        image=image.ref,
-        rootfs=image.rootfs(),
-        app_config=app,
-        argv=tuple(image.config["config"]["Entrypoint"]),
-        env=dict(app.get("env", {})),
-        ports=(PortForward(port, 80),),
-        network=app.get("network", "socket"),
-        memory=memory,
         state_dir=state,
+        ports=(PortForward(port, 80),),
+        memory=memory,
     )
     target = QemuTarget(
         store=store, output=_Discard(), notice=lambda line: None, boot_timeout=90,

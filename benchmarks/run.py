@@ -122,24 +122,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def sandbox_spec(image: Image, state: Path, port: int, name: str) -> RunSpec:
-    app = image.app_config()
-    return RunSpec(
-        name=name,
-        image=image.ref,
-        rootfs=image.rootfs(),
-        app_config=app,
-        argv=tuple(image.config["config"]["Entrypoint"]),
-        env=dict(app.get("env", {})),
-        ports=(PortForward(port, 80),),
-        network=app.get("network", "socket"),
-        memory=int(app.get("memory", 128 << 20)),
-        pids=int(app.get("pids", 64)),
-        state_dir=state,
-    )
+    return RunSpec.for_image(image, name=name, state_dir=state, ports=(PortForward(port, 80),))
 
 
 def bench_start(report: Report, image: Image, runs: int) -> None:
-    from summon.targets.sandbox import SandboxTarget
+    from summon import targets
 
     image.rootfs()  # unpacked once, as a second run of an image finds it
     sandbox_times: list[float] = []
@@ -157,7 +144,7 @@ def bench_start(report: Report, image: Image, runs: int) -> None:
             state = Path(state_tmp) / f"s{i}"
             state.mkdir()
             t0 = time.monotonic()
-            inst = SandboxTarget().start(
+            inst = targets.get("sandbox").start(
                 sandbox_spec(image, state, port, f"bench-{os.getpid()}-{i}")
             )
             try:
@@ -223,7 +210,7 @@ def rss_anon(pid: int) -> int:
 
 
 def bench_memory(report: Report, image: Image) -> None:
-    from summon.targets.sandbox import SandboxTarget
+    from summon import targets
 
     with bare_root(image) as (root, env), tempfile.TemporaryDirectory() as state:
         _t, pid, proc = bare_start(root, env)
@@ -231,7 +218,7 @@ def bench_memory(report: Report, image: Image) -> None:
         bare = rss_anon(pid)
         stop(proc)
         port = free_port()
-        inst = SandboxTarget().start(
+        inst = targets.get("sandbox").start(
             sandbox_spec(image, Path(state), port, f"bench-mem-{os.getpid()}")
         )
         try:

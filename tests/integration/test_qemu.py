@@ -29,7 +29,9 @@ from summon.errors import SummonError
 from summon.store import Store
 from summon.store.image import Image
 from summon.targets.base import PortForward, RunSpec, Volume
-from summon.targets.qemu import QemuInstance, QemuTarget, kvm_status
+from summon.targets.qemu import QemuTarget
+from summon.targets.qemu.instance import QemuInstance
+from summon.targets.qemu.kvm import kvm_status
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"

@@ -689,7 +689,9 @@ def test_chunked_upload_round_trip(
     registry: Registry, shipper: Summon, tmp_path: Path
 ) -> None:
     from summon.store import Store
-    from summon.store.registry import RemoteRef, Transfer, pull, push
+    from summon.store.reference import RemoteRef
+    from summon.store.registry import Transfer
+    from summon.store.sync import pull, push
 
     src = Store(shipper.store)
     remote = RemoteRef.parse(f"{registry.host}/team/chunked:v1")

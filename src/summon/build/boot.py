@@ -29,7 +29,7 @@ from typing import IO, Any
 from summon.build import kernel as kernel_mod
 from summon.errors import CorruptBlob, UserError
 from summon.store.image import Image
-from summon.store.layout import EMPTY, INDEX, MANIFEST, Descriptor, Store
+from summon.store.layout import INDEX, MANIFEST, Descriptor, Store
 
 BOOT_TYPE = "application/vnd.summon.boot.v1+json"
 KERNEL_TYPE = "application/vnd.summon.kernel"
@@ -187,16 +187,9 @@ def attach_boot_artifact(
         raise
     config = boot_config(image.app_config(), init, kernel_info, list(modules or []), acpi)
     config_desc = store.put_json(config, BOOT_CONFIG_TYPE)
-    empty = store.put_bytes(b"{}", EMPTY)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MANIFEST,
-        "artifactType": BOOT_TYPE,
-        "config": empty.to_json(),
-        "layers": [kernel_desc.to_json(), initramfs.to_json(), config_desc.to_json()],
-        "subject": image.manifest_desc.to_json(),
-    }
-    boot_desc = store.put_json(manifest, MANIFEST, artifact_type=BOOT_TYPE)
+    boot_desc = store.put_artifact(
+        BOOT_TYPE, [kernel_desc, initramfs, config_desc], image.manifest_desc
+    )
     others = [
         d
         for d in image.index["manifests"]

@@ -28,7 +28,6 @@ from summon.manifest import Manifest
 from summon.store.image import APP_JSON, BOM_TYPE, Image
 from summon.store.layout import (
     CONFIG,
-    EMPTY,
     INDEX,
     LAYER_GZIP,
     MANIFEST,
@@ -200,16 +199,7 @@ def build(
             uncompressed,
         )
         bom_blob = store.put_json(bom, BOM_TYPE)
-        empty = store.put_bytes(b"{}", EMPTY)
-        bom_manifest = {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "artifactType": BOM_TYPE,
-            "config": empty.to_json(),
-            "layers": [bom_blob.to_json()],
-            "subject": image_desc.to_json(),
-        }
-        bom_desc = store.put_json(bom_manifest, MANIFEST, artifact_type=BOM_TYPE)
+        bom_desc = store.put_artifact(BOM_TYPE, [bom_blob], image_desc)
         index = {
             "schemaVersion": 2,
             "mediaType": INDEX,

@@ -1,127 +1,35 @@
-"""The instance commands: run -d's detached half, ps, logs, stop, rm, stats, inspect ID.
+"""The instance verbs: ps, logs, stop, rm, stats, and `inspect` of an instance ID or name.
 
-Parsing and output only: the work is in summon.instances. cli/main.py registers COMMANDS,
-calls run_detached from `run -d`, and asks inspect_instance before it looks for an image.
+Parsing and output only: the work is in summon.instances. `summon inspect` (images.py) asks
+inspect_instance before it looks for an image.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from summon.cli.output import human, human_duration, out, print_json
 from summon.errors import UserError
 from summon.instances import console, lifecycle, state
-from summon.instances.restart import RestartPolicy
 from summon.instances.state import InstanceFolder
 
 if TYPE_CHECKING:
-    from summon.store.image import Image
-    from summon.targets.base import PortForward, RunSpec
+    pass
 
-# Piped output keeps whole rows (scripts, tests); a terminal gets rich's fitting.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 STATS_INTERVAL = 1.0
 FIRST_SAMPLE = 0.5  # --no-stream: CPU% over this long
 
 
-# --- run -d ------------------------------------------------------------------------------------
-
-
-def run_detached(
-    spec: RunSpec,
-    img: Image,
-    target: str,
-    restart: str | None,
-    name: str | None,
-    remove: bool,
-    accel: str | None = None,
-) -> None:
-    """Start spec as a detached instance; print its ID once it runs."""
-    policy = RestartPolicy.parse(restart or "no")
-    _check_ports_free(spec.ports)
-    options: dict[str, Any] = {}
-    if target == "qemu":
-        from summon.cli.kernel import ensure_boot
-
-        ensure_boot(img)  # here, with progress, not unseen in the monitor
-        options = {"accel": accel} if accel else {}
-    base = str(spec.app_config.get("name") or "app")
-    if not state.NAME.match(base):
-        base = "app"
-    folder = lifecycle.start(
-        spec,
-        target=target,
-        image_digest=img.desc.digest,
-        image_id=img.id,
-        restart=policy,
-        name=name,
-        base_name=base,
-        remove=remove,
-        target_options=options,
-    )
-    for f in spec.ports:
-        err.print(
-            f"summon: {folder.name} ({folder.short_id}) serving {f.protocol} "
-            f"on {f.host_addr}:{f.host_port}"
-        )
-    print(folder.id)
-
-
-def _check_ports_free(ports: tuple[PortForward, ...]) -> None:
-    """A port already taken is the user's to fix: say so here, not in the monitor's log."""
-    for f in ports:
-        kind = socket.SOCK_DGRAM if f.protocol == "udp" else socket.SOCK_STREAM
-        with socket.socket(socket.AF_INET, kind) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((f.host_addr, f.host_port))
-            except OSError as e:
-                raise UserError(
-                    f"-p {f.host_addr}:{f.host_port}: cannot listen there ({e.strerror}); "
-                    "choose another host port"
-                ) from None
-
-
 # --- status words ------------------------------------------------------------------------------
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's wording, so `ps` reads the way people expect: "3 minutes", "About an hour"."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // (24 * 7)} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // (24 * 30)} months"
-    return f"{hours // (24 * 365)} years"
 
 
 def status_text(st: dict[str, Any], now: datetime.datetime) -> str:
@@ -185,10 +93,6 @@ def describe(folder: InstanceFolder, st: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _print_json(doc: Any) -> None:
-    print(json.dumps(doc, indent=2, sort_keys=True))
-
-
 # --- commands ----------------------------------------------------------------------------------
 
 
@@ -203,7 +107,7 @@ def ps(show_all: bool, as_json: bool) -> None:
         if show_all or st["status"] != "exited":
             rows.append(describe(folder, st))
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table(box=None, pad_edge=False)
     for col in ("ID", "NAME", "IMAGE", "TARGET", "STATUS", "RESTARTS", "PORTS"):
@@ -359,8 +263,6 @@ def _net_summary(counters: dict[str, int]) -> str:
 
 
 def _stats_table(rows: list[dict[str, Any]]) -> Table:
-    from summon.cli.main import human
-
     table = Table(box=None, pad_edge=False)
     for col in ("ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET DROPS / RETX"):
         table.add_column(col, no_wrap=True)
@@ -397,7 +299,7 @@ def inspect_instance(query: str, as_json: bool) -> bool:
         "monitor_log": str(folder.logs / "monitor.log"),
     }
     if as_json:
-        _print_json(doc)
+        print_json(doc)
         return True
     fields = [
         ("ID", doc["id"]),

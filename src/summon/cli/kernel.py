@@ -9,20 +9,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from summon import paths
 from summon.build import kernel as kernel_mod
-from summon.store import Store
+from summon.cli.output import err, open_store, out
 from summon.store.image import Image
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _store() -> Store:
-    return Store(paths.store_dir())
 
 
 @contextlib.contextmanager
@@ -57,17 +48,6 @@ def _line(p: kernel_mod.Progress) -> str:
     return f"{p.phase} {pct}% ({p.done}/~{p.total} steps) {p.line}"
 
 
-def ensure_boot(img: Image) -> Image:
-    """The image with its boot artifact, adding it (and building its kernel) with progress."""
-    from summon.build.boot import boot_artifact, ensure_boot_artifact
-
-    if boot_artifact(img) is not None:
-        return img
-    with kernel_progress(f"adding the boot artifact to {img.ref}") as show:
-        img, _ = ensure_boot_artifact(img, lambda s: show(kernel_mod.Progress(s)), progress=show)
-    return img
-
-
 @click.group()
 def kernel() -> None:
     """Kernels built per image for the qemu target (from Debian's linux-source-6.1)."""
@@ -88,7 +68,7 @@ def build_cmd(image: str | None, extra: tuple[str, ...], jobs: int | None) -> No
     app: dict[str, Any] = {"network": "none"}
     title = "kernel"
     if image:
-        img = Image.open(_store(), image)
+        img = Image.open(open_store(), image)
         app = img.app_config()
         title = f"kernel for {img.ref}"
     fragments = kernel_mod.select_fragments(app, extra)
@@ -139,7 +119,7 @@ def ls_cmd(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def config_cmd(image: str, as_json: bool) -> None:
     """Show the options IMAGE's kernel turns on and off, and why, by fragment."""
-    img = Image.open(_store(), image)
+    img = Image.open(open_store(), image)
     fragments = kernel_mod.select_fragments(img.app_config())
     cached = kernel_mod.cached_kernel(fragments)
     final = kernel_mod.kernel_options(cached) if cached else {}

@@ -15,7 +15,6 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 from rich.filesize import decimal
 from rich.progress import (
     BarColumn,
@@ -26,22 +25,13 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from summon import paths
-from summon.store import Store
+from summon.cli.output import err, open_store, out
 
 if TYPE_CHECKING:
     from summon.store.registry import Transfer
 
 # httpx and cryptography take a fifth of a second to import: the commands import them when run,
 # so every other summon command stays quick.
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _store() -> Store:
-    return Store(paths.store_dir())
-
 
 class _TransferView:
     """Renders registry transfers: a bar per blob on a terminal, a line per blob otherwise."""
@@ -128,14 +118,15 @@ def push_command(image: str, destination: str | None, insecure: bool, no_signatu
     summon push 127.0.0.1:5000/team/http:v1
     summon push http:v1 registry.example.com/team/http:v1
     """
-    from summon.store.registry import RemoteRef, push
+    from summon.store.reference import RemoteRef
     from summon.store.signing import SIGNATURE_TYPE
+    from summon.store.sync import push
 
     remote = RemoteRef.parse(destination or image)
     types = () if no_signatures else (SIGNATURE_TYPE,)
     with _sigterm_interrupts(), _TransferView("push") as view:
         result = push(
-            _store(), image, remote, insecure=insecure, progress=view, referrer_types=types
+            open_store(), image, remote, insecure=insecure, progress=view, referrer_types=types
         )
     sigs = f", {result.referrers} signature(s)" if result.referrers else ""
     out.print(
@@ -150,13 +141,14 @@ def push_command(image: str, destination: str | None, insecure: bool, no_signatu
 @click.option("--no-signatures", is_flag=True, help="Do not fetch the image's signatures.")
 def pull_command(reference: str, insecure: bool, no_signatures: bool) -> None:
     """Fetch REFERENCE (REGISTRY/NAME[:TAG] or REGISTRY/NAME@DIGEST) into the local store."""
-    from summon.store.registry import RemoteRef, pull
+    from summon.store.reference import RemoteRef
     from summon.store.signing import SIGNATURE_TYPE
+    from summon.store.sync import pull
 
     remote = RemoteRef.parse(reference)
     types = () if no_signatures else (SIGNATURE_TYPE,)
     with _sigterm_interrupts(), _TransferView("pull") as view:
-        result = pull(_store(), remote, insecure=insecure, progress=view, referrer_types=types)
+        result = pull(open_store(), remote, insecure=insecure, progress=view, referrer_types=types)
     sigs = f", {result.referrers} signature(s)" if result.referrers else ""
     out.print(
         f"pulled {result.local} ({result.digest}): {result.blobs_fetched} blobs fetched "
@@ -169,7 +161,7 @@ def pull_command(reference: str, insecure: bool, no_signatures: bool) -> None:
 @click.argument("target")
 def tag_command(source: str, target: str) -> None:
     """Give the image SOURCE (a name or ID) another name, TARGET."""
-    store = _store()
+    store = open_store()
     _, desc = store.resolve(source)
     store.tag(target, desc)
     full, _ = store.resolve(target)
@@ -189,7 +181,7 @@ def sign_command(image: str, key: Path) -> None:
     """Sign IMAGE's digest; the signature is kept with it and travels with push and pull."""
     from summon.store.signing import sign
 
-    result = sign(_store(), image, key)
+    result = sign(open_store(), image, key)
     if result.already:
         out.print(f"{result.ref} ({result.digest}) is signed by key {result.key_id} already")
     else:
@@ -212,7 +204,7 @@ def verify_command(image: str, key: Path) -> None:
     """Check that IMAGE carries a signature of its digest by KEY; exit 2 if not."""
     from summon.store.signing import verify
 
-    v = verify(_store(), image, key)
+    v = verify(open_store(), image, key)
     out.print(f"verified {v.ref} ({v.digest}): signed by key {v.key_id} as {v.identity or '-'}")
 
 

@@ -13,17 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from summon import targets
 from summon.errors import UserError
 from summon.manifest import parse_size
+from summon.targets import DEFAULT_TARGET
 
-TARGETS = ("sandbox", "unix", "qemu")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _GATEWAY_KEYS = {"dns", "zone", "status", "upstream"}
 _SERVICE_KEYS = {
     "name", "image", "target", "ports", "idle_timeout", "memory", "boot_timeout",
-    "max_instances",
+    "max_instances", "options",
 }  # fmt: skip
 
 
@@ -35,12 +36,13 @@ class ConfigError(UserError):
 class ServiceConfig:
     name: str  # a DNS label under the zone
     image: str
-    target: str = "sandbox"
+    target: str = DEFAULT_TARGET
     ports: tuple[int, ...] = (80,)
     idle_timeout: float = 30.0
     memory: int | None = None  # None: the image's own
     boot_timeout: float = 10.0
     max_instances: int = 1
+    options: tuple[tuple[str, Any], ...] = ()  # the target's own options (accel = "tcg")
 
 
 @dataclass(frozen=True)
@@ -173,9 +175,18 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
     image = entry.get("image")
     if not isinstance(image, str) or not image:
         raise bad_at(f"{where}: image")('missing; name an image such as "http:latest"')
-    target = entry.get("target", "sandbox")
-    if target not in TARGETS:
-        raise bad_at(f"{where}: target")(f"{target!r} is not one of {', '.join(TARGETS)}")
+    target = entry.get("target", DEFAULT_TARGET)
+    if target not in targets.names():
+        raise bad_at(f"{where}: target")(f"{target!r} is not one of {', '.join(targets.names())}")
+    options = entry.get("options", {})
+    if not isinstance(options, dict):
+        raise bad_at(f"{where}: options")('must be a table, such as { accel = "tcg" }')
+    takes = targets.target_class(target).options
+    for key in options:
+        if key not in takes:
+            raise bad_at(f"{where}: options.{key}")(
+                f"not an option of target {target} (it takes: {', '.join(sorted(takes)) or 'none'})"
+            )
     ports = entry.get("ports", [80])
     if (
         not isinstance(ports, list)
@@ -199,4 +210,7 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
     # One instance per service so far: a value that would scale out is refused, not ignored.
     if max_instances != 1 or isinstance(max_instances, bool):
         raise bad_at(f"{where}: max_instances")(f"{max_instances!r}: only 1 is supported so far")
-    return ServiceConfig(name, image, target, tuple(ports), idle, memory, boot, max_instances)
+    return ServiceConfig(
+        name, image, target, tuple(ports), idle, memory, boot, max_instances,
+        tuple(sorted(options.items())),
+    )  # fmt: skip

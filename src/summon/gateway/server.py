@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from summon import paths
+from summon import paths, targets
 from summon.gateway.config import GatewayConfig, ServiceConfig
 from summon.gateway.dns import DnsServer, Zone
 from summon.gateway.service import HOLD_LIMIT, Launcher, Service, State
 from summon.gateway.status import StatusServer
-from summon.targets.base import Instance, PortForward, RunSpec
+from summon.targets.base import Instance, PortForward, RunSpec, Target
+
+if TYPE_CHECKING:
+    from summon.store.image import Image
+
+    Step = Callable[[str], None]
 
 log = logging.getLogger(__name__)
 REAP_EVERY = 0.25  # seconds between idle checks: the slack on an idle_timeout
@@ -40,6 +47,11 @@ def bom_summary(bom: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _log_failure(name: str, task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("service %s: cannot prepare its image: %s", name, task.exception())
+
+
 class ImageLauncher:
     """Starts a service's image on its target, console to a log file beside the bundles."""
 
@@ -48,6 +60,17 @@ class ImageLauncher:
 
         self.store = store or Store(paths.store_dir())
         self.state_root = state_root or paths.state_dir() / "gateway"
+        self._preparing: dict[str, threading.Lock] = {}
+        self._locks = threading.Lock()
+
+    def _prepared(self, config: ServiceConfig, target: Target, step: Step) -> Image:
+        """The service's image made ready for its target, one preparation at a time."""
+        from summon.store.image import Image
+
+        with self._locks:
+            lock = self._preparing.setdefault(config.image, threading.Lock())
+        with lock:
+            return target.prepare(Image.open(self.store, config.image), step)
 
     def log_path(self, name: str) -> Path:
         return self.state_root / f"{name}.log"
@@ -68,47 +91,29 @@ class ImageLauncher:
         except Exception:  # a missing image shows up as the boot error instead
             return {}
 
+    def target(self, config: ServiceConfig) -> Target:
+        return targets.get(config.target, **dict(config.options))
+
+    def prepare(self, config: ServiceConfig) -> None:
+        """Make the service's image ready for its target ahead of the first boot (a VM's
+        kernel may take minutes to build: better now than under a held connection)."""
+        self._prepared(
+            config, self.target(config), lambda step: log.info("%s: %s", config.name, step)
+        )
+
     def __call__(
         self, config: ServiceConfig, forwards: tuple[PortForward, ...], name: str
     ) -> Instance:
-        from summon.store.image import Image
-
-        image = Image.open(self.store, config.image)
-        app = image.app_config()
+        target = self.target(config)
+        image = self._prepared(config, target, lambda step: None)
         state = self.state_root / name
         state.mkdir(parents=True, exist_ok=True)
-        spec = RunSpec(
-            name=name,
-            image=image.ref,
-            rootfs=image.rootfs(),
-            app_config=app,
-            argv=tuple(image.config["config"]["Entrypoint"]),
-            env=dict(app.get("env", {})),
-            ports=forwards,
-            network=app.get("network", "socket"),
-            memory=config.memory or int(app.get("memory", 128 << 20)),
-            pids=int(app.get("pids", 64)),
-            state_dir=state,
+        spec = RunSpec.for_image(
+            image, name=name, state_dir=state, ports=forwards, memory=config.memory
         )
         with open(self.log_path(name), "wb") as console:
             spec.stdout = console.fileno()  # the target passes it on; our copy closes here
-            if config.target == "qemu":
-                from summon.build.boot import boot_artifact
-                from summon.targets.qemu import QemuTarget
-
-                if boot_artifact(image) is None:
-                    raise RuntimeError(
-                        f"{image.ref} has no kernel yet: run `summon run --target qemu "
-                        f"{image.ref}` once to build it"
-                    )
-                return QemuTarget(store=self.store, output=None).start(spec)
-            if config.target == "unix":
-                from summon.targets.unix import UnixTarget
-
-                return UnixTarget().start(spec)
-            from summon.targets.sandbox import SandboxTarget
-
-            return SandboxTarget().start(spec)
+            return target.start(spec)
 
 
 class Gateway:
@@ -118,14 +123,19 @@ class Gateway:
         launcher: Launcher | None = None,
         bom: Callable[[str], dict[str, Any]] | None = None,
         reason_of_exit: Callable[[str], str] | None = None,
+        prepare: Callable[[ServiceConfig], None] | None = None,
     ) -> None:
+        """launcher starts instances (default: ImageLauncher); prepare readies a service's
+        image in the background when the service is added (default: the launcher's)."""
         self.config = config
         if launcher is None:
             image_launcher = ImageLauncher()
             launcher = image_launcher
             bom = bom or image_launcher.bom
             reason_of_exit = reason_of_exit or image_launcher.last_line
+            prepare = prepare or image_launcher.prepare
         self.launcher = launcher
+        self.prepare = prepare
         self.bom = bom or (lambda ref: {})
         self.reason_of_exit = reason_of_exit or (lambda name: "")
         self.services: dict[str, Service] = {}
@@ -202,6 +212,9 @@ class Gateway:
         self.services[sc.name] = svc
         self._listeners[sc.name] = servers
         self._boms[sc.name] = await asyncio.to_thread(self.bom, sc.image)
+        if self.prepare is not None:
+            task = asyncio.ensure_future(asyncio.to_thread(self.prepare, sc))
+            task.add_done_callback(functools.partial(_log_failure, sc.name))
 
     async def _remove(self, name: str) -> None:
         svc = self.services.pop(name, None)

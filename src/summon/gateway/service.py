@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from summon.gateway.config import ServiceConfig
-from summon.targets.base import Instance, PortForward
+from summon.targets.base import Instance, NotReady, PortForward
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,6 @@ HOLD_LIMIT = 32 * 1024
 CHUNK = 64 * 1024
 STOP_GRACE = 2.0
 _RETRY = 0.005
-# qemu readiness probe: a connection the guest has not closed after PROBE_HOLD is accepted
-# by the app; slirp closes one the guest refused within a millisecond or two.
-PROBE_HOLD = 0.15
-PROBE_RETRY = 0.02
 
 # (service config, host-side forwards to the guest ports, instance name) -> a started instance.
 # Runs in a worker thread: Target.start blocks.
@@ -152,18 +148,14 @@ class Service:
                 ) from None
             except Exception as e:
                 raise BootFailed(str(e) or type(e).__name__) from None
-            if self.config.target == "qemu":
-                # QEMU's user network accepts on the host port before the guest listens, and
-                # then closes: wait until the guest's app holds a connection open.
-                left = self.config.boot_timeout - (time.monotonic() - t0)
-                try:
-                    await asyncio.wait_for(_guest_listening(list(ports.values())), max(left, 0))
-                except TimeoutError:
-                    await asyncio.to_thread(_stop_quietly, instance)
-                    raise BootFailed(
-                        f"the guest did not listen within boot_timeout "
-                        f"({self.config.boot_timeout:g}s)"
-                    ) from None
+            # Some targets' forwarders accept before the app listens (QEMU's user network):
+            # the target waits until the app holds connections on its ports.
+            left = self.config.boot_timeout - (time.monotonic() - t0)
+            try:
+                await asyncio.to_thread(instance.wait_ready, self.config.ports, max(left, 0.0))
+            except NotReady as e:
+                await asyncio.to_thread(_stop_quietly, instance)
+                raise BootFailed(f"{e} (boot_timeout {self.config.boot_timeout:g}s)") from None
         except BootFailed as e:
             self.state = State.FAILED
             self.reason = str(e)
@@ -299,28 +291,6 @@ class Service:
             "last_start_seconds": self.last_start,
             "idle_timeout": self.config.idle_timeout,
         }
-
-
-async def _guest_listening(ports: list[int]) -> None:
-    """Return once a connection to each port stays open (or gets data) for PROBE_HOLD."""
-    for port in ports:
-        while True:
-            try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            except ConnectionError:
-                await asyncio.sleep(_RETRY)
-                continue
-            try:
-                early = await asyncio.wait_for(reader.read(1), PROBE_HOLD)
-            except TimeoutError:
-                early = b"held"  # the app accepted and waits for a request: it is up
-            except ConnectionError:
-                early = b""
-            finally:
-                writer.close()
-            if early:
-                break
-            await asyncio.sleep(PROBE_RETRY)
 
 
 async def _pump(

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from summon.targets.netns import block_signals_in_thread
+from summon.threads import block_signals_in_thread
 
 SOCKET_NAME = "control.sock"
 # sun_path holds 108 bytes; deeper folders are reached through /proc/self/fd/N/.

@@ -1,4 +1,4 @@
-"""What the CLI does to detached instances: start one, stop, remove, sample, and reconcile.
+"""What the CLI does to instances: start (detached or attached), stop, remove, sample, reconcile.
 
 Reconciling is how a dead monitor shows: if state.json says an instance is active but
 nobody holds its lock (init and monitor both gone, say after a SIGKILL to init), the
@@ -15,8 +15,10 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from summon import targets
 from summon.errors import UserError
 from summon.instances import control, state, supervise
 from summon.instances.restart import RestartPolicy
@@ -37,38 +39,62 @@ class StartFailed(UserError):
         self.exit_status = exit_status
 
 
+@dataclass(frozen=True)
+class Started:
+    """A started instance: its folder, and for an attached one the launcher the CLI waits on."""
+
+    folder: InstanceFolder
+    launcher: int = 0  # pid, attached only
+
+
 def start(
     run: RunSpec,
     *,
     target: str,
-    image_digest: str,
-    image_id: str,
     restart: RestartPolicy,
     name: str | None,
     base_name: str,
     remove: bool = False,
     target_options: dict[str, Any] | None = None,
-) -> InstanceFolder:
-    """Record a new instance and start its monitor; return once it runs (or raise StartFailed).
+    attached: bool = False,
+) -> Started:
+    """Record a new instance and start its process tree; return once it runs.
 
-    run.name and run.state_dir are replaced by the short ID and the instance folder.
+    Raises StartFailed when it does not (the instance stays recorded as exited, with why).
+    attached: the tree is tied to this process (a foreground run; see tree.py), which must
+    then wait for Started.launcher. run.name and run.state_dir are replaced by the short ID
+    and the instance folder.
     """
     doc = {
         "version": 1,
-        "image": {"ref": run.image, "digest": image_digest, "id": image_id},
+        "image": {
+            "ref": run.image,
+            "digest": run.image_digest,
+            "id": run.image_digest.removeprefix("sha256:")[:12],
+        },
         "target": target,
         "target_options": target_options or {},
         "restart": str(restart),
         "remove": remove,
+        "attached": attached,
         "run": state.encode_run_spec(run),
     }
     folder, lock_fd = state.create(doc, name, base_name)
+    read_end, write_end = os.pipe()
+    launcher = 0
     try:
-        reply = _launch(folder, lock_fd)
+        if attached:
+            launcher = _fork_launcher(folder, read_end, write_end, lock_fd)
+        else:
+            _spawn_launcher(folder, write_end, lock_fd)
     finally:
         os.close(lock_fd)  # init holds the lock through its own copy now
+        os.close(write_end)
+    reply = _read_report(read_end)
     if reply is not None and reply.get("ok"):
-        return folder
+        return Started(folder, launcher)
+    if launcher:
+        os.waitpid(launcher, 0)
     if reply is None:
         # The monitor died before it could say; init records why, or we do.
         _wait_unsupervised(folder, SETTLE_SECONDS)
@@ -79,33 +105,51 @@ def start(
     raise StartFailed(str(reply.get("error")), int(reply.get("exit_status", 2)))
 
 
-def _launch(folder: InstanceFolder, lock_fd: int) -> dict[str, Any] | None:
-    """Start `python -m summon.instances.monitor ID`; its first report, None if it said nothing."""
-    read_end, write_end = os.pipe()
+def _spawn_launcher(folder: InstanceFolder, write_end: int, lock_fd: int) -> None:
+    """Run `python -m summon.instances.tree ID` in a session of its own; it exits at once."""
+    with open(folder.logs / "monitor.log", "ab") as log:
+        launcher = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "summon.instances.tree",
+                folder.id,
+                "--ready-fd",
+                str(write_end),
+                "--lock-fd",
+                str(lock_fd),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(write_end, lock_fd),
+            start_new_session=True,
+            cwd="/",
+        )
+    launcher.wait()  # it only forks init and exits
+
+
+def _fork_launcher(folder: InstanceFolder, read_end: int, write_end: int, lock_fd: int) -> int:
+    """Fork an attached launcher (tree.launch); its pid. No exec: a fork costs milliseconds."""
+    from summon.instances import tree
+
+    parent = os.getpid()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            tree.launch(folder, write_end, lock_fd, attached=True, parent=parent)
+        finally:
+            os._exit(tree.NO_STATUS)
+    return pid
+
+
+def _read_report(read_end: int) -> dict[str, Any] | None:
+    """The monitor's first report (one JSON line), None if it closed the pipe unsaid."""
+    data = b""
     try:
-        with open(folder.logs / "monitor.log", "ab") as log:
-            launcher = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "summon.instances.monitor",
-                    folder.id,
-                    "--ready-fd",
-                    str(write_end),
-                    "--lock-fd",
-                    str(lock_fd),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                pass_fds=(write_end, lock_fd),
-                start_new_session=True,
-                cwd="/",
-            )
-        os.close(write_end)
-        write_end = -1
-        launcher.wait()  # it only forks init and exits
-        data = b""
         while not data.endswith(b"\n"):
             chunk = os.read(read_end, 4096)
             if not chunk:
@@ -113,8 +157,6 @@ def _launch(folder: InstanceFolder, lock_fd: int) -> dict[str, Any] | None:
             data += chunk
     finally:
         os.close(read_end)
-        if write_end >= 0:
-            os.close(write_end)
     try:
         reply = json.loads(data) if data.strip() else None
     except ValueError:
@@ -138,14 +180,23 @@ def reconcile(folder: InstanceFolder, reason: str = "monitor died") -> dict[str,
         current = folder.state()
         if not free or current["status"] not in ACTIVE or not folder.spec_path.exists():
             return current  # (no spec: removed meanwhile, by its init after --rm)
+        spec = folder.spec()
         with contextlib.suppress(Exception):
-            from summon.instances.monitor import target_for
-
-            spec = folder.spec()
-            target_for(str(spec["target"]), spec.get("target_options")).clean_up(folder.run_spec())
-        return folder.update_state(
+            target = targets.get(str(spec["target"]), **(spec.get("target_options") or {}))
+            target.clean_up(folder.run_spec())
+        final = folder.update_state(
             status="exited", reason=reason, finished_at=state.now(), pid=None
         )
+        if spec.get("remove"):  # its init was killed before it could remove it
+            state.remove(folder)
+        return final
+
+
+def reconcile_all() -> None:
+    """Reconcile every instance: what a killed tree left behind is released here."""
+    for folder in state.all_instances():
+        with contextlib.suppress(OSError, UserError):
+            reconcile(folder)
 
 
 def stop(folder: InstanceFolder, grace: float) -> dict[str, Any]:

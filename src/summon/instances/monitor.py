@@ -1,37 +1,30 @@
-"""The monitor of one detached instance: `python -m summon.instances.monitor ID`.
+"""The monitor of one instance: owns the target Instance for its whole life.
 
-Started by `summon run -d`, it becomes the process tree supervise.py describes (launcher,
-init, monitor). The monitor owns the target Instance: it starts it (with the console on a
-pipe it copies into logs/console.log), waits for it, applies the restart policy with
-backoff, answers `stop` and `stats` on its control socket, and records every transition in
-state.json. It tells the CLI how the first start went on the --ready-fd pipe, one JSON line:
-{"ok": true} or {"ok": false, "error": "...", "exit_status": N}.
+It starts the instance (with the console on a pipe it copies into logs/console.log, or, for an
+attached run, on the terminal summon was started from), waits for it, applies the restart
+policy with backoff, answers `stop` and `stats` on its control socket, and records every
+transition in state.json. tree.py makes the process it runs in. It tells whoever started it
+how the first start went through a report callback: {"ok": true} or {"ok": false, "error":
+"...", "exit_status": N}.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import dataclasses
-import importlib
-import json
 import os
 import re
-import signal
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
-from summon.errors import SummonError, UserError
-from summon.instances import supervise
+from summon.errors import SummonError
 from summon.instances.console import ConsoleLog
 from summon.instances.control import ControlServer
 from summon.instances.restart import STEADY_SECONDS, RestartPolicy, backoff
-from summon.instances.state import InstanceFolder, now, root
+from summon.instances.state import InstanceFolder, now
 from summon.targets.base import Instance, Target
 
 DEFAULT_GRACE = 10.0
@@ -40,27 +33,8 @@ _TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 Report = Callable[[dict[str, Any]], None]
 
 
-def target_for(name: str, options: dict[str, Any] | None = None) -> Target:
-    """The Target called name, made with options (constructor keywords, such as accel)."""
-    if not _TARGET_NAME.match(name):
-        raise UserError(f"unknown target {name!r}")
-    try:
-        module = importlib.import_module(f"summon.targets.{name}")
-    except ImportError:
-        raise UserError(f"unknown target {name!r}") from None
-    for value in vars(module).values():
-        if (
-            isinstance(value, type)
-            and issubclass(value, Target)
-            and getattr(value, "name", None) == name
-        ):
-            target: Target = value(**(options or {}))
-            return target
-    raise UserError(f"unknown target {name!r}")
-
-
 def log(message: str) -> None:
-    """A line in logs/monitor.log (the monitor's stderr)."""
+    """A line in logs/monitor.log (the monitor's stderr, which tree.py points there)."""
     print(f"{now()} {message}", file=sys.stderr, flush=True)
 
 
@@ -77,7 +51,9 @@ class Monitor:
         target: Target,
         report: Report = lambda message: None,
         host_pid: Callable[[int], int | None] = lambda pid: pid,
+        attached: bool = False,
     ) -> None:
+        """attached: the app's console is the terminal the monitor inherited, not a log."""
         self.folder = folder
         self.target = target
         self.spec = folder.spec()
@@ -85,6 +61,7 @@ class Monitor:
         self.state = folder.state()
         self._report = report
         self._host_pid = host_pid
+        self._attached = attached
         self._grace = float(self.spec.get("stop_grace", DEFAULT_GRACE))
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -125,10 +102,17 @@ class Monitor:
     # --- the monitor's own thread ---------------------------------------------------------
 
     def run(self) -> None:
+        server = ControlServer(self.folder.path, self.handle)
+        if self._attached:
+            try:
+                self._supervise(None)
+            finally:
+                self._done.set()
+                server.close()
+            return
         console = ConsoleLog(self.folder.logs)
         read_end, write_end = os.pipe()
         pump = console.pump(read_end)
-        server = ControlServer(self.folder.path, self.handle)
         try:
             self._supervise(write_end)
         finally:
@@ -148,7 +132,7 @@ class Monitor:
         )
         log(f"exited: {reason} (exit status {exit_code})")
 
-    def _supervise(self, console_fd: int) -> None:
+    def _supervise(self, console_fd: int | None) -> None:
         # restarts counts the restarts made, as `ps` shows them: a stop during the backoff
         # leaves it where it was.
         restarts = int(self.state.get("restarts") or 0)
@@ -223,156 +207,3 @@ class Monitor:
                 return code
         log(f"stopping (grace {self._grace:g}s)")
         return instance.stop(self._grace)
-
-
-# --- the process tree -------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> None:
-    """The launcher: make the namespaces, fork init, and exit (the CLI waits for this)."""
-    parser = argparse.ArgumentParser(prog="python -m summon.instances.monitor")
-    parser.add_argument("id")
-    parser.add_argument("--ready-fd", type=int, required=True)
-    parser.add_argument("--lock-fd", type=int, required=True)
-    args = parser.parse_args(argv)
-    folder = InstanceFolder(root() / args.id)
-    os.chdir(folder.path)
-    in_namespace = supervise.enter_namespaces()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if os.fork() != 0:
-        os._exit(0)
-    _init(folder, in_namespace, args.ready_fd, args.lock_fd)
-
-
-def _init(folder: InstanceFolder, in_namespace: bool, ready_fd: int, lock_fd: int) -> NoReturn:
-    """Pid 1 of the instance's namespace: fork the monitor, reap, and clear up after it."""
-    host_proc = supervise.open_proc()  # the host's procfs, still on /proc for a moment
-    init_pid = supervise.own_pid(host_proc)
-    init_start = supervise.start_time(init_pid)
-    if in_namespace:
-        supervise.mount_proc()
-    supervise.set_child_subreaper()
-    os.set_inheritable(lock_fd, False)  # the lock lives as long as init and monitor, no more
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        # Only SIGKILL ends init; as pid 1 it ignores the rest anyway, and outside a pid
-        # namespace this keeps a stray signal from taking the safety net away.
-        signal.signal(sig, signal.SIG_IGN)
-    monitor_pid = os.fork()
-    if monitor_pid == 0:
-        _monitor_process(folder, ready_fd, host_proc, init_pid, init_start, in_namespace)
-    os.close(ready_fd)  # so the CLI sees EOF if the monitor dies before it reports
-    status = _reap_until(monitor_pid)
-    died = not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0)
-    reason = _death(status)
-    if died:
-        log(reason)
-    supervise.kill_descendants()
-    try:
-        spec = folder.spec()
-        if died:
-            with contextlib.suppress(Exception):
-                target_for(str(spec["target"]), spec.get("target_options")).clean_up(
-                    folder.run_spec()
-                )
-            if folder.state()["status"] != "exited":
-                folder.update_state(status="exited", reason=reason, finished_at=now(), pid=None)
-        if spec.get("remove"):
-            from summon.instances.state import remove
-
-            remove(folder)
-    except Exception:
-        traceback.print_exc()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def _reap_until(monitor_pid: int) -> int:
-    """Reap every child (orphans come to init) until the monitor exits; its wait status."""
-    while True:
-        try:
-            pid, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return 0
-        if pid == monitor_pid:
-            return status
-
-
-def _death(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        with contextlib.suppress(ValueError):
-            return f"monitor died (killed by {signal.Signals(sig).name})"
-        return f"monitor died (killed by signal {sig})"
-    return f"monitor died (exit status {os.WEXITSTATUS(status)}; see logs/monitor.log)"
-
-
-def _monitor_process(
-    folder: InstanceFolder,
-    ready_fd: int,
-    host_proc: int,
-    init_pid: int,
-    init_start: int | None,
-    in_namespace: bool,
-) -> NoReturn:
-    """The monitor, forked by init: record who we are, then Monitor.run()."""
-    code = 1
-    try:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
-        monitor_pid = supervise.own_pid(host_proc)
-        reported = False
-
-        def report(message: dict[str, Any]) -> None:
-            nonlocal reported
-            if not reported:
-                reported = True
-                with contextlib.suppress(OSError):
-                    os.write(ready_fd, json.dumps(message).encode() + b"\n")
-                os.close(ready_fd)
-
-        def host_pid(pid: int) -> int | None:
-            if not in_namespace:
-                return pid
-            return supervise.host_pid(host_proc, monitor_pid, pid)
-
-        folder.update_state(
-            monitor_pid=monitor_pid,
-            monitor_start=supervise.start_time(monitor_pid, supervise.fd_path(host_proc)),
-            init_pid=init_pid,
-            init_start=init_start,
-            pid_namespace=in_namespace,
-        )
-        log(f"monitor {monitor_pid} (init {init_pid}, own pid namespace: {in_namespace})")
-        spec = folder.spec()
-        try:
-            target = target_for(str(spec["target"]), spec.get("target_options"))
-        except UserError as e:
-            folder.update_state(status="exited", reason=f"start failed: {e}", finished_at=now())
-            report({"ok": False, "error": str(e), "exit_status": e.exit_status})
-            _exit(0)
-        monitor = Monitor(folder, target, report, host_pid)
-
-        def on_term(signum: int, frame: FrameType | None) -> None:
-            monitor.request_stop()
-
-        signal.signal(signal.SIGTERM, on_term)
-        # No terminal, no session of ours to hang up: these mean nothing to a monitor.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        monitor.run()
-        code = 0
-    except BaseException:
-        traceback.print_exc()
-    _exit(code)
-
-
-def _exit(code: int) -> NoReturn:
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    main()

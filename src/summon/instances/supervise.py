@@ -1,10 +1,4 @@
-"""The process tree that keeps a detached instance from outliving its monitor.
-
-    summon run -d (CLI)
-      └─ launcher            `python -m summon.instances.monitor ID`; forks init, exits
-           init              pid 1 of a new pid namespace; reaps, and clears up after a death
-             └─ monitor      owns the target Instance: start, wait, stop, restart, logs
-                  └─ runc / app / qemu ...
+"""The system calls that keep an instance from outliving its monitor (tree.py uses them).
 
 With root, the launcher unshares a pid namespace and a mount namespace before it forks init.
 When init dies, however it dies, the kernel SIGKILLs every process left in that namespace:
@@ -39,6 +33,7 @@ _MS_NOEXEC = 8
 _MS_REC = 0x4000
 _MS_SLAVE = 1 << 19
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_PDEATHSIG = 1
 
 
 def _check(result: int, what: str) -> None:
@@ -84,6 +79,17 @@ def own_pid(proc_fd: int) -> int:
 def fd_path(proc_fd: int) -> Path:
     """A path to the procfs behind proc_fd, whichever procfs is on /proc now."""
     return Path(f"/proc/self/fd/{proc_fd}")
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGKILL us when the thread that forked us dies; at once if parent is gone already.
+
+    PR_SET_PDEATHSIG is tied to the forking thread, so the parent must fork from the thread
+    that lives as long as it does (its main thread).
+    """
+    _check(_LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:  # it died before we armed: nobody would kill us later
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def set_child_subreaper() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from summon import paths
-from summon.errors import CorruptBlob, UserError
+from summon.errors import CorruptBlob, UnknownImage, UserError
 from summon.store.layout import INDEX, LAYER_GZIP, MANIFEST, Descriptor, Store
 
 BOM_TYPE = "application/vnd.summon.bom.v1+json"
@@ -37,6 +37,22 @@ class Image:
                 f"{name or desc.digest} is not a summon image (an OCI index expected)"
             )
         return cls(store, name or desc.digest, desc)
+
+    @classmethod
+    def by_digest(cls, store: Store, digest: str, ref: str = "") -> Image:
+        """The image whose index has this digest, tagged or not; ref is for messages.
+
+        What an instance runs is recorded by digest: a tag may name a newer build by the time
+        it restarts, and the old image must still be the one it boots.
+        """
+        try:
+            size = store.blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            raise UnknownImage(
+                f"image {ref or digest} ({digest}) is no longer in the store (removed since "
+                "this instance was made); build or pull it again"
+            ) from None
+        return cls(store, ref or digest, Descriptor(INDEX, digest, size))
 
     @property
     def id(self) -> str:

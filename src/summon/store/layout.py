@@ -182,6 +182,22 @@ class Store:
     def put_json(self, obj: Any, media_type: str, **kw: Any) -> Descriptor:
         return self.put_bytes(canonical_json(obj), media_type, **kw)
 
+    def put_artifact(
+        self, artifact_type: str, layers: list[Descriptor], subject: Descriptor
+    ) -> Descriptor:
+        """An OCI artifact manifest (empty config) of artifact_type about subject: how a bill of
+        materials, a boot artifact and a signature each refer to the image they belong to."""
+        empty = self.put_bytes(b"{}", EMPTY)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "artifactType": artifact_type,
+            "config": empty.to_json(),
+            "layers": [layer.to_json() for layer in layers],
+            "subject": Descriptor(subject.media_type, subject.digest, subject.size).to_json(),
+        }
+        return self.put_json(manifest, MANIFEST, artifact_type=artifact_type)
+
     def read(self, desc_or_digest: Descriptor | str) -> bytes:
         """The whole blob, checked against its digest (and size, given a descriptor)."""
         digest = desc_or_digest if isinstance(desc_or_digest, str) else desc_or_digest.digest
@@ -229,6 +245,12 @@ class Store:
         actual = "sha256:" + reader.hash.hexdigest()
         if actual != desc.digest or reader.size != desc.size:
             raise CorruptBlob(f"blob {desc.digest} is corrupt: its content hashes to {actual}")
+
+    def verify(self, desc: Descriptor) -> Path:
+        """The blob's path, once its whole content has been checked against its digest."""
+        with self.open_verified(desc):
+            pass
+        return self.blob_path(desc.digest)
 
     # the index and its tags
 

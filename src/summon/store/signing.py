@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from summon import paths
 from summon.errors import CorruptBlob, UserError
-from summon.store.layout import EMPTY, MANIFEST, Descriptor, Store, canonical_json
+from summon.store.layout import Descriptor, Store, canonical_json
 
 SIGNATURE_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -195,16 +195,7 @@ def sign(store: Store, ref: str, key_path: Path) -> SignResult:
         PAYLOAD_TYPE,
         annotations={SIGNATURE_ANNOTATION: base64.b64encode(signature).decode()},
     )
-    empty = store.put_bytes(b"{}", EMPTY)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MANIFEST,
-        "artifactType": SIGNATURE_TYPE,
-        "config": empty.to_json(),
-        "layers": [payload_desc.to_json()],
-        "subject": Descriptor(desc.media_type, desc.digest, desc.size).to_json(),
-    }
-    sig_desc = store.put_json(manifest, MANIFEST, artifact_type=SIGNATURE_TYPE)
+    sig_desc = store.put_artifact(SIGNATURE_TYPE, [payload_desc], desc)
     store.add_referrer(sig_desc)
     return SignResult(name, desc.digest, sig_desc.digest, kid, already=False)
 

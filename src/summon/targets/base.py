@@ -1,6 +1,11 @@
-"""The one small interface every target implements: check, start, wait, stop, stats.
+"""The one interface every target implements, and the RunSpec every target is started from.
 
-A new target is a new module with a Target subclass, registered in summon.targets.
+A target (Target) checks the host, prepares an image for itself, and starts instances
+(Instance) that can be waited for, stopped, asked for stats and for readiness. What only some
+targets can do is declared, not guessed: `options` (constructor keywords the CLI and the
+gateway may pass), `capabilities` (volumes, secrets, freeze...) with their optional hooks,
+and `export_formats` for `summon export`. A new target is a new module with a Target subclass
+and one line in summon.targets.TARGETS.
 """
 
 from __future__ import annotations
@@ -9,10 +14,29 @@ import abc
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from summon.errors import UserError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from summon.store.image import Image
+
+    Step = Callable[[str], None]
 
 # The process every image runs: no site, no PYTHON* variables, the runtime's boot script.
 IMAGE_ARGV = ("/usr/bin/python3.11", "-S", "-E", "/usr/lib/summon/boot.py")
+
+# What a target may declare it can do (Target.capabilities); each names the hooks it brings.
+VOLUMES = "volumes"  # RunSpec.volumes are mounted (-v NAME:/PATH)
+FREEZE = "freeze"  # Instance.freeze() / thaw(): CPU stops, memory stays
+DEFAULT_MEMORY = 128 * 1024 * 1024
+DEFAULT_PIDS = 64
+
+
+class NotSupported(UserError):
+    """The target cannot do what was asked (a capability it does not declare)."""
 
 
 @dataclass(frozen=True)
@@ -41,10 +65,14 @@ class Volume:
 
 @dataclass
 class RunSpec:
-    """Everything a target needs to start one instance of an image."""
+    """Everything a target needs to start one instance of an image.
+
+    Made in one place, RunSpec.for_image; a target opens the image by image_digest, never by
+    the reference, which may name another image by the time an instance restarts.
+    """
 
     name: str  # instance name, unique among running instances
-    image: str  # the reference the user gave, for messages
+    image: str  # the reference the user gave, for messages only
     rootfs: Path  # the image's unpacked root filesystem; targets must not write to it
     app_config: dict[str, Any]  # /etc/summon/app.json of the image
     argv: tuple[str, ...] = IMAGE_ARGV  # image paths
@@ -58,6 +86,39 @@ class RunSpec:
     # Where the app's console (stdout and stderr) goes: an fd the target passes on, such as
     # the pipe a detached instance's monitor logs from. None: summon's own stdout/stderr.
     stdout: int | None = None
+    image_digest: str = ""  # the image index this instance runs: what targets open
+
+    @classmethod
+    def for_image(
+        cls,
+        image: Image,
+        *,
+        name: str,
+        state_dir: Path,
+        ports: tuple[PortForward, ...] = (),
+        volumes: tuple[Volume, ...] = (),
+        env: dict[str, str] | None = None,
+        memory: int | None = None,
+    ) -> RunSpec:
+        """The spec that runs image: its entrypoint, network mode and limits, the manifest's
+        environment overlaid with env, and memory (default: the manifest's)."""
+        app = image.app_config()
+        entrypoint = image.config.get("config", {}).get("Entrypoint")
+        return cls(
+            name=name,
+            image=image.ref,
+            rootfs=image.rootfs(),
+            app_config=app,
+            argv=tuple(entrypoint or IMAGE_ARGV),
+            env={**app.get("env", {}), **(env or {})},
+            ports=ports,
+            volumes=volumes,
+            network=str(app.get("network", "socket")),
+            memory=memory or int(app.get("memory", DEFAULT_MEMORY)),
+            pids=int(app.get("pids", DEFAULT_PIDS)),
+            state_dir=state_dir,
+            image_digest=image.desc.digest,
+        )
 
 
 @dataclass(frozen=True)
@@ -113,15 +174,60 @@ class Instance(abc.ABC):
     def stats(self) -> Stats:
         """Memory and CPU of the instance now."""
 
+    def wait_ready(self, ports: tuple[int, ...], timeout: float) -> None:
+        """Return once the app listens on these guest ports (raise NotReady after timeout).
+
+        Default: at once. A target whose forwarder accepts before the app listens (QEMU's
+        user network) waits here, so callers can connect without being reset.
+        """
+        return None
+
+    def freeze(self) -> None:
+        """Stop the instance's CPU, keeping its memory (capability FREEZE)."""
+        raise NotSupported("this target cannot freeze an instance")
+
+    def thaw(self) -> None:
+        """Let a frozen instance run again (capability FREEZE)."""
+        raise NotSupported("this target cannot thaw an instance")
+
+
+class NotReady(UserError):
+    """The instance did not come to listen on its ports in time."""
+
 
 class Target(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str]
+    # Keywords the constructor takes from the CLI (--accel) and the gateway config.
+    options: ClassVar[frozenset[str]] = frozenset()
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    # format -> what `summon export IMAGE --as FORMAT -o PATH` writes
+    export_formats: ClassVar[dict[str, str]] = {}
 
     @classmethod
     @abc.abstractmethod
     def check(cls) -> list[Check]:
         """What this host has and lacks for this target (for `summon doctor`)."""
+
+    @classmethod
+    def default_preference(cls) -> tuple[int, str]:
+        """(rank, why): how much this target wants to be the default here; 0 = not at all.
+
+        The why is shown when this target is chosen, or when it declined with rank 0.
+        """
+        return 0, ""
+
+    def prepare(self, image: Image, step: Step) -> Image:
+        """Make image ready for this target before a RunSpec is made from it; return it.
+
+        A VM target adds its boot artifact here (which may build a kernel: step reports it,
+        and the image returned has a new digest). Default: the image as it is.
+        """
+        return image
+
+    def export(self, image: Image, fmt: str, dest: Path, step: Step) -> None:
+        """Write image as fmt (one of export_formats) to dest."""
+        raise NotSupported(f"target {self.name} exports nothing as {fmt}")
 
     @abc.abstractmethod
     def start(self, spec: RunSpec) -> Instance:

@@ -9,13 +9,22 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
-from typing import ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
+from summon.errors import UserError
 from summon.targets.base import Check, Instance, RunSpec, Stats, Target, process_stats
+
+if TYPE_CHECKING:
+    from summon.store.image import Image
+
+    Step = Callable[[str], None]
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
@@ -62,6 +71,24 @@ def _status(code: int) -> int:
 class UnixTarget(Target):
     name: ClassVar[str] = "unix"
     description: ClassVar[str] = "a plain host process (development; no isolation)"
+    export_formats: ClassVar[dict[str, str]] = {
+        "rootfs": "the image's root filesystem as a folder, as the unix target runs it"
+    }
+
+    def export(self, image: Image, fmt: str, dest: Path, step: Step) -> None:
+        """rootfs: a copy of the unpacked (verified) root filesystem at dest."""
+        if fmt not in self.export_formats:
+            super().export(image, fmt, dest, step)
+        step("unpacking the root filesystem")
+        source = image.rootfs()
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        step(f"copying it to {dest}")
+        try:
+            shutil.copytree(source, tmp, symlinks=True)
+            os.rename(tmp, dest)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise UserError(f"-o {dest}: cannot write the root filesystem: {e.strerror}") from None
 
     @classmethod
     def check(cls) -> list[Check]:
@@ -80,6 +107,15 @@ class UnixTarget(Target):
             env["SUMMON_PORTS"] = ",".join(
                 f"{p.guest_port}/{p.protocol}={p.host_port}" for p in spec.ports
             )
+            if spec.app_config.get("entry", {}).get("kind") == "script":
+                # A plain script binds where its own code says: nothing maps its ports.
+                print(
+                    "summon: warning: -p does not apply to a plain script on the unix target: "
+                    "it listens on the ports its code opens (apps using the Stack device, or "
+                    "served by the runtime, follow -p)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         proc = subprocess.Popen(
             argv,
             env=env,

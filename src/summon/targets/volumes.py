@@ -16,12 +16,10 @@ from pathlib import Path
 
 from summon import paths
 from summon.errors import SummonError, UserError
+from summon.runtime.vm import ext4_uuid
 
 DEFAULT_SIZE = 1024 * 1024 * 1024  # sparse: only what the guest writes takes host space
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_SUPERBLOCK = 1024
-_MAGIC = (_SUPERBLOCK + 56, b"\x53\xef")
-_UUID_AT = _SUPERBLOCK + 104
 
 
 def volumes_dir() -> Path:
@@ -54,7 +52,7 @@ def ensure_disk(name: str, size: int = DEFAULT_SIZE) -> tuple[Path, str]:
     path = disk_path(name)
     if not path.exists():
         _make_disk(path, name, size)
-    fs_uuid = ext4_uuid(path)
+    fs_uuid = ext4_uuid(str(path))
     if fs_uuid is None:
         raise UserError(f"volume {name}: {path} holds no ext4 file system; remove it to start anew")
     return path, fs_uuid
@@ -95,19 +93,6 @@ def _make_disk(path: Path, name: str, size: int) -> None:
         os.rename(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def ext4_uuid(path: Path) -> str | None:
-    """The ext4 UUID of a disk image (32 hex digits), None if it is not ext4."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(_UUID_AT + 16)
-    except OSError:
-        return None
-    at, magic = _MAGIC
-    if head[at : at + 2] != magic:
-        return None
-    return head[_UUID_AT : _UUID_AT + 16].hex()
 
 
 def list_volumes() -> list[tuple[str, Path]]:

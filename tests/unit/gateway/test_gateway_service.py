@@ -4,65 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import socketserver
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from fakes import REPLY, FakeInstance
+
 from summon.gateway.config import ServiceConfig, parse
 from summon.gateway.server import Gateway
 from summon.gateway.service import Service, State
-from summon.targets.base import Instance, PortForward, Stats
-
-REPLY = b"HTTP/1.0 200 OK\r\n\r\nhello\n"
-
-
-class _Handler(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        self.request.recv(1024)
-        self.request.sendall(REPLY)
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class FakeInstance(Instance):
-    """Serves REPLY on the forward's host port, like an app behind the sandbox's forwarder."""
-
-    def __init__(self, port: int) -> None:
-        self.server = _Server(("127.0.0.1", port), _Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.exited = threading.Event()
-        self.stopped = False
-
-    @property
-    def pid(self) -> int:
-        return 1
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        return 0 if self.exited.wait(timeout) else None
-
-    def stop(self, grace: float = 10.0) -> int:
-        if not self.stopped:
-            self.stopped = True
-            self.server.shutdown()
-            self.server.server_close()
-        self.exited.set()
-        return 0
-
-    def die(self) -> None:
-        """The app exits on its own."""
-        self.server.shutdown()
-        self.server.server_close()
-        self.stopped = True
-        self.exited.set()
-
-    def stats(self) -> Stats:
-        return Stats(1234, 0.0)
+from summon.targets.base import Instance, PortForward
 
 
 class FakeLauncher:
@@ -79,7 +30,7 @@ class FakeLauncher:
         time.sleep(self.delay)
         if self.error:
             raise RuntimeError(self.error)
-        inst = FakeInstance(forwards[0].host_port)
+        inst = FakeInstance(serve_port=forwards[0].host_port)
         self.instances.append(inst)
         return inst
 

@@ -10,67 +10,16 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
+from fakes import FOREVER, FakeTarget
 
 from summon.errors import TargetUnavailable
 from summon.instances import control, state
 from summon.instances.console import read_all
 from summon.instances.monitor import Monitor
-from summon.targets.base import Check, Instance, RunSpec, Stats, Target
-
-FOREVER = None
-
-
-class FakeInstance(Instance):
-    def __init__(self, code: int, runs_for: float | None, console: int | None, n: int) -> None:
-        self.code = code
-        self.exited = threading.Event()
-        if console is not None:
-            os.write(console, f"run {n}\n".encode())
-        if runs_for is not None:
-            threading.Timer(runs_for, self.exited.set).start()
-
-    @property
-    def pid(self) -> int:
-        return 4242
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        return self.code if self.exited.wait(timeout) else None
-
-    def stop(self, grace: float = 10.0) -> int:
-        if not self.exited.is_set():
-            self.code = 143  # as if SIGTERM ended it
-            self.exited.set()
-        return self.code
-
-    def stats(self) -> Stats:
-        return Stats(memory_bytes=1234, cpu_seconds=0.5, network={"tcp__retransmit": 2})
-
-
-class FakeTarget(Target):
-    """Starts instances from a script: an exit status (after a short run), FOREVER, or an error."""
-
-    name: ClassVar[str] = "fake"
-    description: ClassVar[str] = "scripted instances"
-
-    def __init__(self, script: list[int | BaseException | None]) -> None:
-        self.script = script
-        self.starts = 0
-
-    @classmethod
-    def check(cls) -> list[Check]:
-        return []
-
-    def start(self, spec: RunSpec) -> Instance:
-        item = self.script.pop(0) if self.script else FOREVER
-        self.starts += 1
-        if isinstance(item, BaseException):
-            raise item
-        if item is FOREVER:
-            return FakeInstance(0, None, spec.stdout, self.starts)
-        return FakeInstance(item, 0.02, spec.stdout, self.starts)
+from summon.targets.base import RunSpec
 
 
 def new_instance(restart: str) -> state.InstanceFolder:

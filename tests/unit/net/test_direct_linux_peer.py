@@ -31,7 +31,7 @@ from summon.net.ipv4 import parse_address
 from summon.net.links.tap import TapLink
 from summon.net.stack import DirectStack
 from summon.runtime.posix_devices import FolderKV, StdoutConsole
-from summon.targets.netns import NetNamespace, run_inside
+from summon.targets.sandbox.netns import NetNamespace, run_inside
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a network namespace"),

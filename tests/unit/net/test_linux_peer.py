@@ -24,7 +24,7 @@ from summon.net.links import Link
 from summon.net.links.packet import PacketLink
 from summon.net.links.tap import TapLink
 from summon.net.udp import UdpReceived
-from summon.targets.netns import NetNamespace, run_inside
+from summon.targets.sandbox.netns import NetNamespace, run_inside
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a network namespace"),

@@ -6,7 +6,7 @@ import pytest
 
 from summon.errors import UserError
 from summon.store.layout import normalize_ref
-from summon.store.registry import RemoteRef
+from summon.store.reference import RemoteRef
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ The VMs themselves boot in tests/integration/test_qemu.py.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import lzma
 import stat
@@ -15,14 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from summon.build import kernel_image
 from summon.build.boot import DEVICE_NODES, init_argv, read_cpio, write_initramfs
 from summon.build.rootfs import Rootfs
 from summon.errors import CorruptBlob, UserError
 from summon.runtime import vm as guest
 from summon.store.layout import LAYER_GZIP, Store
-from summon.targets import qemu
 from summon.targets.base import PortForward, RunSpec, Volume
-from summon.targets.qemu import Console, Disk, kernel_cmdline, kvm_status, qemu_argv
+from summon.targets.qemu import initrd, kvm, serial
+from summon.targets.qemu.cmdline import Disk, kernel_cmdline, qemu_argv
+from summon.targets.qemu.kvm import kvm_status
+from summon.targets.qemu.serial import SerialConsole as Console
 
 MARK = guest.MARK.encode()
 BOOT = {
@@ -66,26 +68,23 @@ def test_kvm_needs_a_device_that_speaks_the_kvm_api(tmp_path: Path) -> None:
     assert why == "/dev/null does not answer KVM_GET_API_VERSION: Inappropriate ioctl for device"
 
 
-def test_kvm_status_on_this_host_agrees_with_its_cpu_flags() -> None:
-    flags = Path("/proc/cpuinfo").read_text().split()
-    ok, why = kvm_status()
-    if "vmx" not in flags and "svm" not in flags:
-        assert not ok and "no vmx or svm" in why
-    else:
-        assert ok or why
-
-
-def test_choose_accel_takes_an_explicit_choice_and_falls_back_with_a_notice() -> None:
-    assert qemu.choose_accel("tcg") == ("tcg", "")
-    assert qemu.choose_accel("kvm") == ("kvm", "")
+def test_choose_accel_takes_an_explicit_choice() -> None:
+    assert kvm.choose_accel("tcg") == ("tcg", "")
+    assert kvm.choose_accel("kvm") == ("kvm", "")
     with pytest.raises(UserError, match="--accel xen: choose one of kvm, tcg"):
-        qemu.choose_accel("xen")
-    accel, notice = qemu.choose_accel(None)
-    ok, why = kvm_status()
-    if ok:
-        assert (accel, notice) == ("kvm", "")
-    else:
-        assert accel == "tcg" and why in notice and "\n" not in notice
+        kvm.choose_accel("xen")
+
+
+def test_choose_accel_falls_back_to_tcg_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kvm, "kvm_status", lambda: (False, "the CPU has no vmx or svm flag"))
+    accel, notice = kvm.choose_accel(None)
+    assert accel == "tcg"
+    assert notice == (
+        "KVM is not usable here (the CPU has no vmx or svm flag): running under TCG "
+        "emulation, slower"
+    )
+    monkeypatch.setattr(kvm, "kvm_status", lambda: (True, ""))
+    assert kvm.choose_accel(None) == ("kvm", "")
 
 
 # --- command lines ---
@@ -189,9 +188,9 @@ def test_console_reassembles_lines_and_crlf_split_across_reads() -> None:
 
 
 def test_console_ignores_a_malformed_status() -> None:
-    assert qemu.parse_exit_status(MARK + b"summon-exit-status: x\n") is None
-    assert qemu.parse_exit_status(b"summon-exit-status: 5\n") is None  # no mark: app output
-    assert qemu.parse_exit_status(b"x\n" + MARK + b"summon-exit-status: 0\r\n") == 0
+    assert serial.parse_exit_status(MARK + b"summon-exit-status: x\n") is None
+    assert serial.parse_exit_status(b"summon-exit-status: 5\n") is None  # no mark: app output
+    assert serial.parse_exit_status(b"x\n" + MARK + b"summon-exit-status: 0\r\n") == 0
 
 
 def test_console_crash_reason_is_the_panic_line() -> None:
@@ -217,7 +216,7 @@ def test_console_crash_reason_is_the_panic_line() -> None:
 
 
 def test_run_archive_is_a_cpio_holding_run_json() -> None:
-    entries = read_cpio(qemu.run_archive({"env": {"A": "1"}}))
+    entries = read_cpio(initrd.run_archive({"env": {"A": "1"}}))
     assert entries == [("etc/summon/run.json", 0o100644, b'{"env": {"A": "1"}}')]
 
 
@@ -288,56 +287,54 @@ def fake_bzimage(payload: bytes) -> bytes:
 
 def test_the_elf_inside_a_bzimage_is_found_for_xz_and_gzip_payloads() -> None:
     elf = fake_elf([(b"Xen", 18)])
-    assert qemu.bzimage_elf(fake_bzimage(lzma.compress(elf, lzma.FORMAT_XZ))) == elf
-    assert qemu.bzimage_elf(fake_bzimage(gzip.compress(elf) + b"\x00\x10\x00\x00")) == elf
-    assert qemu.bzimage_elf(fake_bzimage(b"\x02\x21\x4c\x18 lz4, not handled")) is None
-    assert qemu.bzimage_elf(b"not a kernel") is None
+    assert kernel_image.bzimage_elf(fake_bzimage(lzma.compress(elf, lzma.FORMAT_XZ))) == elf
+    assert kernel_image.bzimage_elf(fake_bzimage(gzip.compress(elf) + b"\x00\x10\x00\x00")) == elf
+    assert kernel_image.bzimage_elf(fake_bzimage(b"\x02\x21\x4c\x18 lz4, not handled")) is None
+    assert kernel_image.bzimage_elf(b"not a kernel") is None
 
 
 def test_pvh_boot_needs_the_xen_phys32_entry_note() -> None:
-    assert qemu.has_pvh_note(fake_elf([(b"GNU", 3), (b"Xen", 18)]))
-    assert not qemu.has_pvh_note(fake_elf([(b"Xen", 17)]))
-    assert not qemu.has_pvh_note(fake_elf([]))
+    assert kernel_image.has_pvh_note(fake_elf([(b"GNU", 3), (b"Xen", 18)]))
+    assert not kernel_image.has_pvh_note(fake_elf([(b"Xen", 17)]))
+    assert not kernel_image.has_pvh_note(fake_elf([]))
 
 
 def test_boot_kernel_takes_the_elf_out_once_and_verifies_the_blob(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    store = Store(tmp_path / "store")
     elf = fake_elf([(b"Xen", 18)])
-    blob = tmp_path / "bzImage"
-    blob.write_bytes(fake_bzimage(lzma.compress(elf, lzma.FORMAT_XZ)))
-    digest = "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
-    loaded = qemu.boot_kernel(blob, digest)
-    assert loaded != blob and loaded.read_bytes() == elf
-    assert qemu.boot_kernel(blob, digest) == loaded
+    desc = store.put_bytes(fake_bzimage(lzma.compress(elf, lzma.FORMAT_XZ)), "kernel")
+    loaded = kernel_image.boot_kernel(store, desc)
+    assert loaded != store.blob_path(desc.digest) and loaded.read_bytes() == elf
+    assert kernel_image.boot_kernel(store, desc) == loaded
+    store.blob_path(desc.digest).write_bytes(b"tampered")
     with pytest.raises(CorruptBlob, match="is corrupt"):
-        qemu.boot_kernel(blob, "sha256:" + "0" * 64)
-    plain = tmp_path / "old"  # no PVH note: QEMU gets the bzImage itself
-    plain.write_bytes(fake_bzimage(lzma.compress(fake_elf([]), lzma.FORMAT_XZ)))
-    assert (
-        qemu.boot_kernel(plain, "sha256:" + hashlib.sha256(plain.read_bytes()).hexdigest()) == plain
-    )
+        kernel_image.boot_kernel(store, desc)
+    # No PVH note: QEMU gets the bzImage itself.
+    plain = store.put_bytes(fake_bzimage(lzma.compress(fake_elf([]), lzma.FORMAT_XZ)), "kernel")
+    assert kernel_image.boot_kernel(store, plain) == store.blob_path(plain.digest)
 
 
 def test_kernel_footprint(tmp_path: Path) -> None:
     path = tmp_path / "k"
     path.write_bytes(fake_elf([(b"Xen", 18)], load_end=0xC00000))
-    assert qemu.kernel_footprint(path) == 0xC00000
+    assert kernel_image.kernel_footprint(path) == 0xC00000
     image = bytearray(fake_bzimage(b"x"))
     struct.pack_into("<QI", image, 0x258, 0x1000000, 0x800000)
     path.write_bytes(bytes(image))
-    assert qemu.kernel_footprint(path) == 0x1800000  # not relocatable: above pref_address
+    assert kernel_image.kernel_footprint(path) == 0x1800000  # not relocatable: above pref_address
     image[0x234] = 1
     path.write_bytes(bytes(image))
-    assert qemu.kernel_footprint(path) == 0x800000
+    assert kernel_image.kernel_footprint(path) == 0x800000
 
 
 def test_write_initrd_appends_the_run_archive_raw_or_gzipped(tmp_path: Path) -> None:
     image = tmp_path / "image.cpio"
     image.write_bytes(b"IMAGE-ARCHIVE")
-    qemu.write_initrd(image, {"env": {}}, tmp_path / "raw", gzip_run=False)
-    assert (tmp_path / "raw").read_bytes() == b"IMAGE-ARCHIVE" + qemu.run_archive({"env": {}})
-    qemu.write_initrd(image, {"env": {}}, tmp_path / "gz", gzip_run=True)
+    initrd.write_initrd(image, {"env": {}}, tmp_path / "raw", gzip_run=False)
+    assert (tmp_path / "raw").read_bytes() == b"IMAGE-ARCHIVE" + initrd.run_archive({"env": {}})
+    initrd.write_initrd(image, {"env": {}}, tmp_path / "gz", gzip_run=True)
     tail = (tmp_path / "gz").read_bytes()[len(b"IMAGE-ARCHIVE") :]
-    assert gzip.decompress(tail) == qemu.run_archive({"env": {}})
+    assert gzip.decompress(tail) == initrd.run_archive({"env": {}})

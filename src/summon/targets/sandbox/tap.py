@@ -1,4 +1,4 @@
-"""The sandbox's direct network mode: a TAP device in the instance's netns, its fd given to the app.
+"""The TAP device of a direct-mode sandbox: made in the instance's netns, its fd given to the app.
 
 Inside the instance's network namespace summon creates tap0 and keeps the kernel's side of it:
 HOST_ADDRESS/30, a large MTU, and a permanent neighbour entry for the app's address (so the
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from summon.net.ethernet import format_mac
 from summon.net.links.tap import TapLink
-from summon.targets.netns import run_inside
+from summon.targets.sandbox.netns import run_inside
 
 TAP_NAME = "tap0"
 HOST_ADDRESS = "10.7.0.1"  # the kernel's side, where forwarded connections come from

@@ -10,12 +10,13 @@ import contextlib
 import ctypes
 import os
 import re
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
+
+from summon.threads import block_signals_in_thread
 
 NETNS_DIR = Path("/run/netns")
 # The app runs with no capabilities and must still be able to listen on port 80 or 53.
@@ -27,22 +28,6 @@ T = TypeVar("T")
 
 
 _LIBC = ctypes.CDLL(None, use_errno=True)  # the libc python itself runs on
-
-
-# Signals that arrive asynchronously, for the whole process.
-_ASYNC_SIGNALS = signal.valid_signals() - {
-    signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP, signal.SIGSYS,
-}  # fmt: skip
-
-
-def block_signals_in_thread() -> None:
-    """Make the kernel deliver process signals (Ctrl-C, SIGTERM) to other threads than this.
-
-    Call first thing on every helper thread. Linux may hand a process signal to any thread
-    that does not block it, and one caught on a helper thread does not interrupt the main
-    thread's blocking call (waitpid in Instance.wait, say): the Ctrl-C would wait unseen.
-    """
-    signal.pthread_sigmask(signal.SIG_BLOCK, _ASYNC_SIGNALS)
 
 
 def setns(fd: int) -> None:

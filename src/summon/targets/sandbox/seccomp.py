@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from summon.targets.netns import block_signals_in_thread
+from summon.threads import block_signals_in_thread
 
 NETWORK_MODES = ("socket", "direct", "none")
 

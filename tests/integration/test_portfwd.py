@@ -19,8 +19,8 @@ import pytest
 from pyroute2 import IPRoute
 
 from summon.targets.base import PortForward
-from summon.targets.netns import NetNamespace, list_namespaces, run_inside
-from summon.targets.portfwd import PortForwarder
+from summon.targets.sandbox.netns import NetNamespace, list_namespaces, run_inside
+from summon.targets.sandbox.portfwd import PortForwarder
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a netns")
 

@@ -23,7 +23,8 @@ from types import TracebackType
 from typing import Any
 
 from summon.targets.base import PortForward
-from summon.targets.netns import block_signals_in_thread, setns
+from summon.targets.sandbox.netns import setns
+from summon.threads import block_signals_in_thread
 
 GUEST_ADDR = "127.0.0.1"
 CHUNK = 64 * 1024

@@ -1,0 +1,233 @@
+"""The image verbs: build, images, inspect, rmi and export.
+
+Parsing and output only: building is summon.build's, the store summon.store's, and each export
+format belongs to the target that provides it (summon.targets.export_formats).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from summon.cli.output import err, human, open_store, out, progress
+from summon.errors import SummonError, UserError
+from summon.store.image import Image
+
+
+@click.command()
+@click.argument("app_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "-t", "--tag", help="Name the image NAME[:TAG] (default: the manifest's name:version)."
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
+@click.option(
+    "--whole-stdlib",
+    is_flag=True,
+    help="Put the whole stdlib in, not only the traced closure (a generic image).",
+)
+@click.option("--boot", is_flag=True, help="Add the VM boot artifact (kernel, initramfs) now.")
+def build(app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool, boot: bool) -> None:
+    """Build the app in APP_DIR into an image in the local store."""
+    result = build_app(app_dir, tag, whole_stdlib, boot)
+    if quiet:
+        out.print(result.image.id)
+        return
+    for w in result.warnings:
+        err.print(f"summon: warning: {w}")
+    sizes = result.sizes
+    out.print(
+        f"built {result.ref} (ID {result.image.id}): {human(result.layer_size)} compressed, "
+        f"{human(sum(sizes.values()))} unpacked; {result.modules} modules kept, "
+        f"{result.left_out} that modulefinder would add left out (summon inspect {result.ref})"
+    )
+
+
+def build_app(
+    app_dir: Path, tag: str | None, whole_stdlib: bool = False, boot: bool = False
+) -> Any:
+    from summon.build.image import build as build_image
+
+    with progress(f"building {app_dir}") as step:
+        return build_image(app_dir, open_store(), tag, step, whole_stdlib, boot)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def images(as_json: bool) -> None:
+    """List the images in the local store."""
+    store = open_store()
+    rows: list[dict[str, Any]] = []
+    for ref, desc in store.refs():
+        img = Image(store, ref, desc)
+        try:
+            size = img.layer.size
+            bom = img.bom
+        except SummonError as e:
+            rows.append({"ref": ref, "id": desc.short_id, "digest": desc.digest, "error": str(e)})
+            continue
+        rows.append(
+            {
+                "ref": ref,
+                "id": desc.short_id,
+                "digest": desc.digest,
+                "size": size,
+                "unpacked": bom.get("layer", {}).get("uncompressed", 0),
+                "modules": len(bom.get("modules", [])),
+            }
+        )
+    if as_json:
+        out.print_json(json.dumps(rows)) if out.is_terminal else print(json.dumps(rows, indent=2))
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("IMAGE", "ID", "SIZE", "UNPACKED", "MODULES"):
+        table.add_column(col)
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["ref"], r["id"], "damaged", "", r["error"])
+        else:
+            table.add_row(
+                r["ref"], r["id"], human(r["size"]), human(r["unpacked"]), str(r["modules"])
+            )
+    out.print(table)
+
+
+@click.command()
+@click.argument("image")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole bill of materials as JSON.")
+def inspect(image: str, as_json: bool) -> None:
+    """Show an image's size breakdown and its bill of materials (or an instance, by ID/name)."""
+    from summon.cli.instances import inspect_instance  # instances first: `inspect ID`
+
+    if inspect_instance(image, as_json):  # an instance ID, prefix or name comes first
+        return
+    img = Image.open(open_store(), image)
+    bom = img.bom
+    if as_json:
+        doc = {
+            "ref": img.ref,
+            "id": img.id,
+            "digest": img.desc.digest,
+            "index": img.index,
+            "config": img.config,
+            "bom": bom,
+        }
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    layer = bom.get("layer", {})
+    out.print(f"[bold]{img.ref}[/]  ID {img.id}  {img.desc.digest}")
+    out.print(
+        f"entry {bom.get('entry')}  network {bom.get('app', {}).get('network')}  "
+        f"ports {', '.join(bom.get('app', {}).get('ports', [])) or '-'}"
+    )
+    out.print(
+        f"root filesystem: {human(layer.get('size', 0))} compressed, "
+        f"{human(layer.get('uncompressed', 0))} as tar\n"
+    )
+    sizes = Table(title="size by part", box=None, title_justify="left")
+    sizes.add_column("part")
+    sizes.add_column("bytes", justify="right")
+    sizes.add_column("", justify="right")
+    total = sum(bom.get("sizes", {}).values()) or 1
+    for part, n in bom.get("sizes", {}).items():
+        sizes.add_row(part, human(n), f"{100 * n / total:.0f}%")
+    out.print(sizes)
+    interp = bom.get("interpreter", {})
+    out.print(
+        f"\ninterpreter {interp.get('path')}  Python {interp.get('version')}  "
+        f"({interp.get('package') or 'not from a package'})  {human(interp.get('size', 0))}"
+    )
+    libs = Table(title="\nshared libraries", box=None, title_justify="left")
+    for col in ("soname", "path", "package", "size"):
+        libs.add_column(col)
+    for lib in bom.get("libraries", []):
+        libs.add_row(lib["soname"], lib["path"], lib.get("package", ""), human(lib["size"]))
+    out.print(libs)
+    if bom.get("packages"):
+        pk = Table(title="\nthird-party packages", box=None, title_justify="left")
+        for col in ("name", "version", "size"):
+            pk.add_column(col)
+        for p in bom["packages"]:
+            pk.add_row(p["name"], p["version"], human(p["size"]))
+        out.print(pk)
+    mods = Table(title="\nmodules", box=None, title_justify="left")
+    for col in ("module", "part", "version", "size", "why"):
+        mods.add_column(col)
+    for mod in bom.get("modules", []):
+        mods.add_row(
+            mod["name"],
+            mod["group"],
+            mod.get("version", ""),
+            human(mod["size"]) if mod["size"] else "-",
+            mod.get("reason", ""),
+        )
+    out.print(mods)
+    files = bom.get("files", [])
+    if files:
+        ft = Table(title="\napp and data files", box=None, title_justify="left")
+        ft.add_column("path")
+        ft.add_column("size", justify="right")
+        for f in files:
+            ft.add_row(f["path"], human(f["size"]))
+        out.print(ft)
+    left = bom.get("left_out", [])
+    if left:
+        out.print(
+            f"\n{len(left)} modules that modulefinder would add were left out "
+            "(`summon inspect --json` lists them with reasons); if the app needs one at run "
+            "time, add it to include = [...] in its manifest."
+        )
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True)
+def rmi(images: tuple[str, ...]) -> None:
+    """Remove images from the local store (and blobs no other image uses)."""
+    store = open_store()
+    for ref in images:
+        full, desc = store.resolve(ref)
+        names = [r for r, d in store.refs() if d.digest == desc.digest]
+        for r in names if full == desc.digest or not full else [full]:
+            store.untag(r)
+            out.print(f"untagged {r}")
+    removed, freed = store.gc()
+    out.print(f"removed {removed} blobs, {human(freed)}")
+
+
+@click.command()
+@click.argument("image")
+@click.option(
+    "--as",
+    "fmt",
+    required=True,
+    metavar="FORMAT",
+    help="What to write; each format is a target's (an unknown one lists them all).",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where to write it (a file or a new folder, as the format says).",
+)
+def export(image: str, fmt: str, output: Path) -> None:
+    """Write IMAGE in a form another system consumes (a site, a profile, manifests...)."""
+    from summon import targets
+
+    formats = targets.export_formats()
+    if fmt not in formats:
+        known = "; ".join(
+            f"{name} ({targets.target_class(t).export_formats[name]})"
+            for name, t in sorted(formats.items())
+        )
+        raise UserError(f"--as {fmt}: no target exports that format; known: {known or 'none'}")
+    if output.exists():
+        raise UserError(f"-o {output}: already exists; remove it or choose another path")
+    target = targets.get(formats[fmt])
+    img = Image.open(open_store(), image)
+    with progress(f"exporting {img.ref} as {fmt}") as step:
+        target.export(img, fmt, output, step)
+    out.print(f"exported {img.ref} as {fmt} to {output}")

@@ -1,0 +1,115 @@
+"""What every summon command prints with: the two consoles, errors, sizes, durations, progress.
+
+One copy of each, so every verb words and formats things the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+
+from rich.console import Console
+
+# Piped output keeps whole rows (scripts, tests); a terminal gets rich's fitting.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# Progress lines on a non-terminal: a step whose text changes only in its numbers (a kernel
+# build's percentage) is printed again at most this often.
+PLAIN_REPEAT_SECONDS = 10.0
+_NUMBERS = re.compile(r"\d+")
+
+
+def fail(message: str, status: int = 2, detail: str = "") -> NoReturn:
+    """Print `summon: error: message` (and any detail under it) and exit with status."""
+    print(f"summon: error: {message}", file=sys.stderr)
+    if detail:
+        print(detail.rstrip(), file=sys.stderr)
+    sys.exit(status)
+
+
+def warn(message: str) -> None:
+    print(f"summon: warning: {message}", file=sys.stderr, flush=True)
+
+
+def notice(message: str) -> None:
+    """A line about what summon does (not an error): `summon: ...` on stderr."""
+    print(f"summon: {message}", file=sys.stderr, flush=True)
+
+
+def human(n: float) -> str:
+    """Decimal units, as `summon images` and `du --si` show them: 5.3 MB."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's wording, so `ps` reads the way people expect: "3 minutes", "About an hour"."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // (24 * 7)} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // (24 * 30)} months"
+    return f"{hours // (24 * 365)} years"
+
+
+def print_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, sort_keys=True))
+
+
+@contextlib.contextmanager
+def progress(title: str) -> Iterator[Callable[[str], None]]:
+    """A spinner naming the current step on a terminal; plain step lines otherwise.
+
+    Plain lines are for logs: a step that only changes its numbers (45%, 46%...) is
+    printed again only every PLAIN_REPEAT_SECONDS.
+    """
+    if err.is_terminal:
+        with err.status(title) as status:
+            yield lambda step: status.update(f"{title}: {step}")
+        return
+    last_key, last_time = "", 0.0
+
+    def plain(step: str) -> None:
+        nonlocal last_key, last_time
+        key, now = _NUMBERS.sub("#", step), time.monotonic()
+        if key == last_key and now - last_time < PLAIN_REPEAT_SECONDS:
+            return
+        last_key, last_time = key, now
+        print(f"{title}: {step}", file=sys.stderr, flush=True)
+
+    yield plain
+
+
+def open_store() -> Any:
+    """The user's image store (summon.store.Store), imported when a verb needs it."""
+    from summon import paths
+    from summon.store import Store
+
+    return Store(paths.store_dir())

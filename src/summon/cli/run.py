@@ -1,0 +1,246 @@
+"""`summon run`: parse the flags, prepare the image for its target, start the instance.
+
+Foreground and detached runs are the same instance machinery (summon.instances); the
+foreground one is attached to this process. Everything a target needs comes from
+summon.targets by name: nothing here knows one target from another.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+from pathlib import Path
+
+import click
+
+from summon import targets
+from summon.cli.output import notice, open_store, out, progress
+from summon.errors import UserError
+from summon.targets.base import VOLUMES, PortForward, RunSpec, Volume
+
+_PORT_RE = re.compile(
+    r"^(?:(?P<addr>[0-9.]+):)?(?P<host>\d+):(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$"
+)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MIN_MEMORY = 8 * 1024 * 1024  # below this Python does not start
+
+
+class TargetChoice(click.ParamType):  # type: ignore[type-arg]
+    """--target: one of the registered targets, looked up when parsed (fakes in tests too)."""
+
+    name = "target"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[" + "|".join(targets.names()) + "]"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        if value in targets.names():
+            return str(value)
+        self.fail(f"{value!r} is not one of {', '.join(targets.names())}", param, ctx)
+
+
+def parse_ports(values: tuple[str, ...]) -> tuple[PortForward, ...]:
+    forwards = []
+    for v in values:
+        m = _PORT_RE.match(v)
+        if not m:
+            raise UserError(f"-p {v}: expected HOST:GUEST, ADDR:HOST:GUEST or HOST:GUEST/udp")
+        host, guest = int(m["host"]), int(m["guest"])
+        if not (1 <= host <= 65535 and 1 <= guest <= 65535):
+            raise UserError(f"-p {v}: ports are numbers from 1 to 65535")
+        forwards.append(PortForward(host, guest, m["proto"] or "tcp", m["addr"] or "127.0.0.1"))
+    return tuple(forwards)
+
+
+def check_ports_free(ports: tuple[PortForward, ...]) -> None:
+    """A port already taken, or an address not on this host, is the user's to fix: say so
+    here, in one line, not later from inside a forwarder."""
+    for f in ports:
+        kind = socket.SOCK_DGRAM if f.protocol == "udp" else socket.SOCK_STREAM
+        with socket.socket(socket.AF_INET, kind) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((f.host_addr, f.host_port))
+            except OSError as e:
+                raise UserError(
+                    f"-p {f.host_addr}:{f.host_port}: cannot listen there ({e.strerror}); "
+                    "choose another host port or a local address"
+                ) from None
+
+
+def parse_volumes(values: tuple[str, ...]) -> tuple[Volume, ...]:
+    mounts = []
+    for v in values:
+        vol_name, sep, path = v.partition(":")
+        if not sep or not vol_name or not path.startswith("/"):
+            raise UserError(f"-v {v}: expected NAME:/PATH, such as data:/data")
+        mounts.append(Volume(vol_name, path))
+    return tuple(mounts)
+
+
+def parse_env(values: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not _ENV_NAME.match(key):
+            raise UserError(f"-e {v}: expected KEY=VALUE with a valid variable name")
+        if not sep:
+            if key not in os.environ:
+                raise UserError(f"-e {key}: not set in this environment; give -e {key}=VALUE")
+            value = os.environ[key]
+        env[key] = value
+    return env
+
+
+def parse_memory(text: str) -> int:
+    """-m: a size between MIN_MEMORY and this host's memory."""
+    from summon.manifest import parse_size
+
+    size = parse_size(text, lambda why: UserError(f"--memory: {why}"))
+    total = _host_memory()
+    if size < MIN_MEMORY:
+        raise UserError(f"--memory {text}: at least 8M is needed to start Python")
+    if total and size > total:
+        raise UserError(f"--memory {text}: more than this host has ({total // 2**20}M)")
+    return size
+
+
+def _host_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("image")
+@click.option(
+    "--target",
+    type=TargetChoice(),
+    help="Where to run it (default: the best this host has; see summon doctor).",
+)
+@click.option("--accel", help="VM targets: the accelerator, kvm or tcg (default: KVM if usable).")
+@click.option(
+    "-v",
+    "--volume",
+    "volumes",
+    multiple=True,
+    metavar="NAME:/PATH",
+    help="Mount volume NAME (made on first use, kept across runs) at PATH.",
+)
+@click.option(
+    "-p",
+    "--publish",
+    "ports",
+    multiple=True,
+    metavar="[ADDR:]HOST:GUEST[/udp]",
+    help="Forward a host port (on 127.0.0.1 unless ADDR is given) to the app.",
+)
+@click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE", help="Set a variable.")
+@click.option("-m", "--memory", help="Memory limit, e.g. 64M (default: the manifest's).")
+@click.option(
+    "--pids",
+    type=click.IntRange(1, 32768),
+    help="Most processes and threads (default: the manifest's).",
+)
+@click.option("--name", help="Instance name (default: derived from the image).")
+@click.option("-d", "--detach", is_flag=True, help="Run it in the background (see summon ps).")
+@click.option(
+    "--restart",
+    metavar="no|on-failure[:N]|always",
+    help="With -d: when to start it again after it exits (default: no).",
+)
+@click.option("--rm", "remove", is_flag=True, help="Remove the instance when it exits.")
+@click.option(
+    "--verify-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Refuse the image unless signed by this public key (default: config.toml verify_key).",
+)
+def run(
+    image: str,
+    target: str | None,
+    accel: str | None,
+    volumes: tuple[str, ...],
+    ports: tuple[str, ...],
+    env: tuple[str, ...],
+    memory: str | None,
+    pids: int | None,
+    name: str | None,
+    detach: bool,
+    restart: str | None,
+    remove: bool,
+    verify_key: Path | None,
+) -> None:
+    """Run IMAGE (a name, ID, or an app folder, built first) in the foreground, or with -d."""
+    from summon.instances import lifecycle, state
+    from summon.instances.restart import RestartPolicy
+    from summon.store.image import Image
+
+    if restart and not detach:
+        raise UserError("--restart is for detached instances: add -d")
+    policy = RestartPolicy.parse(restart or "no")
+    forwards = parse_ports(ports)
+    overrides = parse_env(env)
+    mounts = parse_volumes(volumes)
+    size = parse_memory(memory) if memory else None
+    if name is not None and not state.NAME.match(name):
+        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
+    target_name, why = (target, "") if target else targets.choose_default()
+    options = {"accel": accel}
+    chosen = targets.get(target_name, **options)
+    if mounts and VOLUMES not in chosen.capabilities:
+        takers = [n for n in targets.names() if VOLUMES in targets.target_class(n).capabilities]
+        raise UserError(f"-v: target {target_name} has no volumes (targets with volumes: "
+                        f"{', '.join(takers) or 'none'})")  # fmt: skip
+    check_ports_free(forwards)
+    lifecycle.reconcile_all()  # what a killed run left behind goes first
+    store = open_store()
+    if Path(image).is_dir():
+        from summon.cli.images import build_app
+
+        img = build_app(Path(image), None).image
+    else:
+        img = Image.open(store, image)
+    from summon.store.signing import default_verify_key, require_signature
+
+    if (key := verify_key or default_verify_key()) is not None:
+        require_signature(store, img.desc, img.ref, key)  # before anything starts
+    if not target:
+        notice(f"target {target_name} ({chosen.description}; {why})")
+    with progress(f"preparing {img.ref} for {target_name}") as step:
+        img = chosen.prepare(img, step)
+    spec = RunSpec.for_image(
+        img, name="", state_dir=Path(), ports=forwards, volumes=mounts, env=overrides, memory=size
+    )
+    if pids is not None:
+        spec.pids = pids
+    base = str(spec.app_config.get("name") or "app")
+    started = lifecycle.start(
+        spec,
+        target=target_name,
+        target_options={k: v for k, v in options.items() if v is not None},
+        restart=policy,
+        name=name,
+        base_name=base if state.NAME.match(base) else "app",
+        remove=remove,
+        attached=not detach,
+    )
+    folder = started.folder
+    for f in forwards:
+        notice(
+            f"{folder.name} ({folder.short_id}) serving {f.protocol} on {f.host_addr}:{f.host_port}"
+        )
+    if detach:
+        out.print(folder.id)
+        return
+    from summon.instances.attach import wait_attached
+
+    sys.exit(wait_attached(started))

@@ -1,0 +1,122 @@
+"""The QEMU command line and the guest kernel's command line for one instance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from summon.errors import CorruptBlob, UserError
+from summon.targets.base import RunSpec
+
+GUEST_ADDRESS = "10.0.2.15"  # QEMU user networking's defaults
+GATEWAY = "10.0.2.2"
+NETMASK = "255.255.255.0"
+
+
+def kernel_cmdline(boot_config: dict[str, Any], network: bool, extra: tuple[str, ...] = ()) -> str:
+    """The kernel command line: kernel arguments, ip=, the init, extra, the init's arguments.
+
+    The kernel runs rdinit= as PID 1 and hands it the parameters it does not know that hold
+    no '=' or '.' (summon.build.boot.init_argv made the init's arguments so). No `--`:
+    QEMU appends its virtio_mmio.device= parameters after ours, and the kernel must see them.
+    """
+    args = [str(a) for a in boot_config.get("kernel_args") or []]
+    init = [str(a) for a in boot_config.get("init") or []]
+    if not init:
+        raise CorruptBlob("the boot config names no init to run")
+    if network:
+        args.append(f"ip={GUEST_ADDRESS}::{GATEWAY}:{NETMASK}::eth0:off")
+    args.append(f"rdinit={init[0]}")
+    args += extra  # last: a later parameter wins over ours (tests boot a missing init so)
+    line = " ".join([*args, *init[1:]])
+    for part in (*args, *init):
+        if not part or any(c.isspace() or c == '"' for c in part):
+            raise UserError(f"kernel argument {part!r} is empty or holds a space or quote")
+    return line
+
+
+def hostfwd(spec: RunSpec) -> str:
+    return "".join(
+        f",hostfwd={p.protocol}:{p.host_addr}:{p.host_port}-:{p.guest_port}" for p in spec.ports
+    )
+
+
+@dataclass(frozen=True)
+class Disk:
+    path: Path
+    uuid: str
+    mount: str
+
+
+def qemu_argv(
+    qemu: str,
+    accel: str,
+    kernel: Path,
+    initrd: Path,
+    cmdline: str,
+    spec: RunSpec,
+    disks: tuple[Disk, ...] = (),
+    acpi: bool = False,
+    memory: int | None = None,
+) -> list[str]:
+    """The QEMU command for one instance: microvm, no defaults, serial on stdio.
+
+    acpi: for a generic kernel without virtio_mmio.device= parsing, which finds its devices
+    in ACPI tables instead (the benchmarks' baseline kernel). memory: the guest's RAM
+    (default: the spec's), rounded up to MiB.
+    """
+    memory_mib = max(1, -(-(memory or spec.memory) // (1024 * 1024)))
+    argv = [
+        qemu,
+        # No PCI, no ACPI, no firmware option ROMs: the kernel finds its devices on the
+        # command line QEMU appends (virtio_mmio.device=...).
+        "-M",
+        f"microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi={'on' if acpi else 'off'},pcie=off",
+        "-accel",
+        accel,
+        "-cpu",
+        "host" if accel == "kvm" else "max",
+        "-smp",
+        "1",
+        "-m",
+        f"{memory_mib}M",
+        "-no-reboot",
+        "-nodefaults",
+        "-no-user-config",
+        "-nographic",
+        "-monitor",
+        "none",
+        "-chardev",
+        "stdio,id=console,signal=off",
+        "-serial",
+        "chardev:console",
+        "-kernel",
+        str(kernel),
+        "-initrd",
+        str(initrd),
+        "-append",
+        cmdline,
+        "-object",
+        "rng-random,id=rng0,filename=/dev/urandom",
+        "-device",
+        "virtio-rng-device,rng=rng0",
+    ]
+    if spec.network != "none":
+        argv += [
+            "-netdev",
+            f"user,id=net0,restrict=on{hostfwd(spec)}",
+            "-device",
+            # Direct mode: no checksum offload either way, so every frame the stack sees
+            # through AF_PACKET carries complete checksums (and none it sends needs them).
+            "virtio-net-device,netdev=net0"
+            + (",csum=off,guest_csum=off" if spec.network == "direct" else ""),
+        ]
+    for i, disk in enumerate(disks):
+        argv += [
+            "-drive",
+            f"file={disk.path},format=raw,if=none,id=vol{i},cache=writeback",
+            "-device",
+            f"virtio-blk-device,drive=vol{i}",
+        ]
+    return argv

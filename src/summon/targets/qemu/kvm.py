@@ -1,0 +1,64 @@
+"""Whether KVM truly works on this host, and which accelerator a VM gets (KVM or TCG)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from summon.errors import UserError
+
+ACCELS = ("kvm", "tcg")
+KVM_API_VERSION = 12
+_KVM_GET_API_VERSION = 0xAE00
+_KVM_CREATE_VM = 0xAE01
+
+
+def kvm_status(
+    cpuinfo: Path = Path("/proc/cpuinfo"), device: Path = Path("/dev/kvm")
+) -> tuple[bool, str]:
+    """(KVM truly works, why not): the mere presence of /dev/kvm proves nothing.
+
+    A paravirtual /dev/kvm (on a host without VT-x or AMD-V) opens and answers, but cannot
+    run a standard guest; hence the CPU flags first, then the API version, then a real VM.
+    """
+    try:
+        flags = set()
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags"):
+                flags |= set(line.partition(":")[2].split())
+    except OSError as e:
+        return False, f"cannot read {cpuinfo}: {e.strerror}"
+    if not flags & {"vmx", "svm"}:
+        return False, "the CPU has no vmx or svm flag (no hardware virtualization)"
+    try:
+        fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        return False, f"cannot open {device}: {e.strerror}"
+    import fcntl
+
+    try:
+        try:
+            version = fcntl.ioctl(fd, _KVM_GET_API_VERSION, 0)
+        except OSError as e:
+            return False, f"{device} does not answer KVM_GET_API_VERSION: {e.strerror}"
+        if version != KVM_API_VERSION:
+            return False, f"{device} speaks KVM API {version}, not {KVM_API_VERSION}"
+        try:
+            os.close(fcntl.ioctl(fd, _KVM_CREATE_VM, 0))
+        except OSError as e:
+            return False, f"{device} cannot create a VM: {e.strerror}"
+    finally:
+        os.close(fd)
+    return True, ""
+
+
+def choose_accel(requested: str | None) -> tuple[str, str]:
+    """(accelerator, a one-line notice or ""). An explicit choice is taken as it is."""
+    if requested is not None:
+        if requested not in ACCELS:
+            raise UserError(f"--accel {requested}: choose one of {', '.join(ACCELS)}")
+        return requested, ""
+    ok, why = kvm_status()
+    if ok:
+        return "kvm", ""
+    return "tcg", f"KVM is not usable here ({why}): running under TCG emulation, slower"

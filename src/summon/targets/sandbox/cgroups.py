@@ -1,0 +1,52 @@
+"""cgroup figures of a container: memory and CPU, on cgroup v1 (hybrid) or v2."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+
+def cgroup_mounts() -> dict[str, Path]:
+    """Controller (or "unified") -> mount point, from /proc/self/mounts."""
+    found: dict[str, Path] = {}
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            _dev, where, fstype, options = line.split()[:4]
+            if fstype == "cgroup2":
+                found.setdefault("unified", Path(where))
+            elif fstype == "cgroup":
+                for opt in options.split(","):
+                    if opt in ("memory", "pids", "cpuacct", "cpu"):
+                        found.setdefault(opt, Path(where))
+    return found
+
+
+def _read_stat(path: Path) -> dict[str, int]:
+    try:
+        pairs = (line.split() for line in path.read_text().splitlines())
+        return {k: int(v) for k, v in pairs}
+    except (OSError, ValueError):
+        return {}
+
+
+def memory_bytes(cgroup: str) -> int:
+    mounts = cgroup_mounts()
+    rel = cgroup.lstrip("/")
+    if "memory" in mounts:  # v1: anonymous memory plus tmpfs, not the image's page cache
+        stat = _read_stat(mounts["memory"] / rel / "memory.stat")
+        return stat.get("total_rss", 0) + stat.get("total_shmem", 0)
+    if "unified" in mounts:
+        stat = _read_stat(mounts["unified"] / rel / "memory.stat")
+        return stat.get("anon", 0) + stat.get("shmem", 0)
+    return 0
+
+
+def cpu_seconds(cgroup: str) -> float:
+    mounts = cgroup_mounts()
+    rel = cgroup.lstrip("/")
+    with contextlib.suppress(OSError, ValueError):
+        if "cpuacct" in mounts:
+            return int((mounts["cpuacct"] / rel / "cpuacct.usage").read_text()) / 1e9
+        if "unified" in mounts:
+            return _read_stat(mounts["unified"] / rel / "cpu.stat").get("usage_usec", 0) / 1e6
+    return 0.0

@@ -1,0 +1,294 @@
+"""One sandboxed instance: a container started with `runc run`, and what it owns.
+
+It owns its network namespace (netns.py), port forwarder (portfwd.py), TAP device in direct
+mode (tap.py), seccomp exec gate (seccomp.py), runc state and bundle, and releases all of
+them whichever way the app ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from summon.errors import SummonError, UserError
+from summon.targets.base import Instance, RunSpec, Stats
+from summon.targets.sandbox import cgroups, seccomp
+from summon.targets.sandbox.config import container_id, oci_config
+from summon.targets.sandbox.netns import NetNamespace
+
+if TYPE_CHECKING:
+    from summon.targets.sandbox.portfwd import PortForwarder
+    from summon.targets.sandbox.tap import DirectNetwork
+
+START_TIMEOUT = 15.0  # seconds for runc to have the container created
+
+
+class SandboxInstance(Instance):
+    """One container started with `runc run`; owns its netns, forwarder, exec gate and bundle."""
+
+    def __init__(self, runc: str, root: Path, spec: RunSpec) -> None:
+        self.spec = spec
+        self.container_id = container_id(spec.name)
+        self.bundle = spec.state_dir / "bundle"
+        self.netns = NetNamespace(self.container_id)
+        self.forwarder: PortForwarder | None = None
+        self.direct: DirectNetwork | None = None  # network = "direct": the app's TAP
+        self.gate: seccomp.ExecGate | None = None
+        self._runc = runc
+        self._root = root
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid = 0
+        self._lock = threading.RLock()
+        self._released = False
+        self._owns_id = False
+
+    # --- starting ----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        spec = self.spec
+        self._clear_stale()
+        # From here on everything made is this instance's, and _release takes it down.
+        self._owns_id = True
+        self.bundle.mkdir(parents=True, exist_ok=True)
+        self.bundle.chmod(0o700)
+        self.netns.create()
+        self.gate = seccomp.ExecGate(self._socket_path())
+        if spec.network == "direct":
+            from summon.targets.sandbox.tap import DirectNetwork
+
+            self.direct = DirectNetwork(self.netns.path)
+            self.direct.create()
+            spec = dataclasses.replace(spec, env={**spec.env, **self.direct.app_environment()})
+        config = oci_config(spec, self.netns.path, self.gate.socket_path)
+        tmp = self.bundle / "config.json.tmp"
+        tmp.write_text(json.dumps(config, sort_keys=True))
+        tmp.rename(self.bundle / "config.json")
+        if spec.ports:
+            from summon.targets.sandbox import portfwd, tap  # asyncio: only when needed
+            from summon.targets.sandbox.portfwd import PortForwarder
+
+            guest = tap.STACK_ADDRESS if self.direct is not None else portfwd.GUEST_ADDR
+            self.forwarder = PortForwarder(self.netns.path, spec.ports, guest_addr=guest)
+            self.forwarder.start()
+        pid_file = self.bundle / "pid"
+        # A session of its own, as the unix target does: a Ctrl-C reaches summon only, and
+        # summon's stop() decides what the app gets.
+        run = ["run", "--bundle", str(self.bundle), "--pid-file", str(pid_file)]
+        argv = [*self._runc_cmd(), *run, self.container_id]
+        keep: tuple[int, ...] = ()
+        if self.direct is not None:  # the TAP goes in as the app's fd 3
+            argv = self.direct.runc_argv(argv, len(self._runc_cmd()) + 1)
+            keep = (self.direct.fd,)
+        # runc passes its stdio on to the container (no terminal): spec.stdout reaches the app.
+        self._proc = subprocess.Popen(
+            argv,
+            start_new_session=True,
+            stdout=spec.stdout,
+            stderr=spec.stdout,
+            pass_fds=keep,
+        )
+        if self.direct is not None:
+            self.direct.close()  # runc has its copy; the device lives as long as the app's
+        deadline = time.monotonic() + START_TIMEOUT
+        while not pid_file.exists():
+            status = self._proc.poll()
+            if status is not None:
+                raise SummonError(
+                    f"runc could not start {spec.image} (exit status {status}): "
+                    f"{self._runc_error() or 'see the message above'}"
+                )
+            if time.monotonic() > deadline:
+                raise SummonError(f"runc did not start {spec.image} in {START_TIMEOUT:.0f}s")
+            time.sleep(0.002)
+        self._pid = int(pid_file.read_text() or 0)
+
+    def _socket_path(self) -> Path:
+        path = self.bundle / "seccomp.sock"
+        # sun_path holds 107 bytes; a deep state folder gets a short private one instead.
+        if len(os.fsencode(path)) < 100:
+            return path
+        short = Path("/run/summon") / self.container_id
+        short.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return short / "seccomp.sock"
+
+    def _runc_cmd(self) -> list[str]:
+        return [self._runc, "--root", str(self._root), "--log", str(self.bundle / "runc.log")]
+
+    def _runc_quiet(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self._runc, "--root", str(self._root), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    def _runc_error(self) -> str:
+        try:
+            lines = (self.bundle / "runc.log").read_text().splitlines()
+        except OSError:
+            return ""
+        for line in reversed(lines):
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                entry = json.loads(line)
+                if entry.get("level") in ("error", "fatal"):
+                    return str(entry.get("msg", ""))
+        return ""
+
+    def _state(self) -> str | None:
+        """runc's status of our container ("running", "stopped"...), None if it has none."""
+        if not (self._root / self.container_id).exists():
+            # runc keeps each container's state in ROOT/ID: no folder, no container, and no
+            # need to pay for starting runc to hear so.
+            return None
+        result = self._runc_quiet("state", self.container_id)
+        if result.returncode != 0:
+            return None
+        status: str = json.loads(result.stdout).get("status", "")
+        return status
+
+    def _clear_stale(self) -> None:
+        status = self._state()
+        if status is None:
+            return
+        if status in ("running", "created", "paused", "creating"):
+            raise UserError(
+                f"instance {self.spec.name} is already running (container {self.container_id}): "
+                "stop it first or choose another name"
+            )
+        # Left by a summon killed outright: nothing in it is ours to keep.
+        self._runc_quiet("delete", "--force", self.container_id)
+
+    # --- Instance ------------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        assert self._proc is not None
+        try:
+            status = self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._release()
+        return _status(status)
+
+    def stop(self, grace: float = 10.0) -> int:
+        with self._lock:
+            proc = self._proc
+            try:
+                if proc is not None and proc.poll() is None:
+                    self._runc_quiet("kill", self.container_id, "TERM")
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(grace)
+            finally:
+                # Also reached on a second Ctrl-C during the grace period, which then means
+                # "now"; the teardown itself is short and must not be cut in half.
+                with _sigint_deferred():
+                    self._kill(proc)
+                    self._release()
+            if proc is None or proc.returncode is None:
+                return 128 + 9
+            return _status(proc.returncode)
+
+    def _kill(self, proc: subprocess.Popen[bytes] | None) -> None:
+        if proc is None or proc.poll() is not None:
+            return
+        self._runc_quiet("kill", self.container_id, "KILL")
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            # runc itself is stuck; `runc delete --force` in _release still kills the init.
+            proc.kill()
+            proc.wait()
+
+    def _release(self) -> None:
+        """Delete the container, forwarder, gate, netns and bundle. Idempotent; never raises."""
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+            steps: list[Callable[[], object]] = [
+                self._stop_forwarder,
+                self._delete_container,
+                self._close_direct,
+                self._close_gate,
+                self.netns.remove,
+                self._remove_bundle,
+            ]
+            for step in steps:
+                # Each step runs even if one before it failed: a leak of one is no reason
+                # to leak the rest.
+                with contextlib.suppress(Exception):
+                    step()
+
+    def _stop_forwarder(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.stop()
+
+    def _close_direct(self) -> None:
+        if self.direct is not None:
+            self.direct.close()
+
+    def _delete_container(self) -> None:
+        # Also removes the cgroup; nothing to do when `runc run` already deleted it on exit.
+        # Keyed on the id, not on _proc: an interrupt can land between Popen and assignment.
+        if self._owns_id and self._state() is not None:
+            self._runc_quiet("delete", "--force", self.container_id)
+
+    def _remove_bundle(self) -> None:
+        if self._owns_id:
+            shutil.rmtree(self.bundle, ignore_errors=True)
+            shutil.rmtree(Path("/run/summon") / self.container_id, ignore_errors=True)
+
+    def _close_gate(self) -> None:
+        if self.gate is not None:
+            self.gate.close()
+
+    def stats(self) -> Stats:
+        cgroup = "/" + self.container_id
+        network: dict[str, int] = {}
+        if self.direct is not None and self._pid:
+            from summon.targets.sandbox.tap import counters
+
+            network = counters(self._pid)
+        return Stats(
+            memory_bytes=cgroups.memory_bytes(cgroup),
+            cpu_seconds=cgroups.cpu_seconds(cgroup),
+            network=network,
+        )
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold back SIGINT (Ctrl-C) for the block, then deliver it as it would have been."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers run on the main thread only: nothing can interrupt us here
+        return
+    caught: list[FrameType | None] = []
+    previous = signal.signal(signal.SIGINT, lambda _signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, caught[0])
+            else:
+                signal.raise_signal(signal.SIGINT)
+
+
+def _status(code: int) -> int:
+    """runc reports death by signal N as 128+N already; a signalled runc itself too."""
+    return 128 - code if code < 0 else code

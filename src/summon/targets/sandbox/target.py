@@ -1,0 +1,181 @@
+"""The sandbox target: the image runs as one process under runc, from a generated OCI config.
+
+config.py makes the OCI config (namespaces, read-only root, no capabilities, seccomp, cgroup
+limits), instance.py runs and releases one container; the network namespace is empty but for
+lo (netns.py), and port forwards reach it from host loopback (portfwd.py), or the app owns a
+TAP device in direct mode (tap.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+from typing import ClassVar
+
+from summon import paths
+from summon.errors import TargetUnavailable, UserError
+from summon.targets.base import Check, RunSpec, Target
+from summon.targets.sandbox import cgroups
+from summon.targets.sandbox.instance import SandboxInstance
+from summon.targets.sandbox.netns import NetNamespace, list_namespaces, run_inside
+
+RUNC_MISSING = "runc not found: install it with `apt-get install runc`, or use --target unix"
+NEEDS_ROOT = (
+    "the sandbox target needs root (namespaces, cgroups): run summon as root, or use --target unix"
+)
+# Mount points runc mounts over; it would create missing ones, i.e. write into the image.
+MOUNT_POINTS = ("proc", "dev", "tmp")
+
+
+def runc_root() -> Path:
+    """Where runc keeps the state of summon's containers."""
+    return paths.state_dir() / "runc"
+
+
+def find_runc() -> str:
+    runc = shutil.which("runc")
+    if runc is None:
+        raise TargetUnavailable(RUNC_MISSING)
+    return runc
+
+
+class SandboxTarget(Target):
+    name: ClassVar[str] = "sandbox"
+    description: ClassVar[str] = (
+        "a runc container: namespaces, no capabilities, seccomp, read-only root, cgroup limits"
+    )
+
+    @classmethod
+    def default_preference(cls) -> tuple[int, str]:
+        return 10, ""
+
+    def __init__(self, root: Path | None = None) -> None:
+        """root: runc's state folder (default: runc_root())."""
+        self.root = root
+
+    def clean_up(self, spec: RunSpec) -> None:
+        """Delete the container's runc record and cgroup, its netns and its bundle."""
+        runc = shutil.which("runc")
+        if runc is None:
+            return
+        leftover = SandboxInstance(runc, self.root or runc_root(), spec)
+        leftover._owns_id = True  # the id is the dead instance's: all it names is ours
+        leftover.netns._created = True
+        leftover._release()
+
+    def start(self, spec: RunSpec) -> SandboxInstance:
+        runc = find_runc()
+        if os.geteuid() != 0:
+            raise TargetUnavailable(NEEDS_ROOT)
+        if platform.machine() != "x86_64":
+            raise TargetUnavailable(
+                f"the sandbox's seccomp profile is for x86_64, not {platform.machine()}: "
+                "use --target unix"
+            )
+        for name in MOUNT_POINTS:
+            if not (spec.rootfs / name).is_dir():
+                raise UserError(
+                    f"image {spec.image} has no /{name} mount point: rebuild it with summon build"
+                )
+        root = self.root or runc_root()
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        instance = SandboxInstance(runc, root, spec)
+        try:
+            instance._start()
+        except BaseException:
+            instance.stop(grace=0)
+            raise
+        return instance
+
+    @classmethod
+    def check(cls) -> list[Check]:
+        checks = [_check_runc(), _check_root(), _check_arch(), *_check_cgroups()]
+        checks.append(_check_seccomp())
+        checks.append(_check_netns())
+        return checks
+
+
+def _check_runc() -> Check:
+    runc = shutil.which("runc")
+    if runc is None:
+        return Check("sandbox: runc", False, "apt-get install runc")
+    version = subprocess.run([runc, "--version"], capture_output=True, text=True, check=False)
+    first = version.stdout.splitlines()[0] if version.stdout else "runc"
+    return Check(f"sandbox: {first}", True)
+
+
+def _check_root() -> Check:
+    if os.geteuid() == 0:
+        return Check("sandbox: running as root", True)
+    return Check(
+        "sandbox: running as root",
+        False,
+        "run summon as root; rootless runc would need a user namespace, cgroup v2 delegation "
+        "and a netns made by a helper such as slirp4netns",
+    )
+
+
+def _check_arch() -> Check:
+    machine = platform.machine()
+    return Check(
+        f"sandbox: x86_64 host ({machine})",
+        machine == "x86_64",
+        "" if machine == "x86_64" else "the seccomp profile is for x86_64 only; use --target unix",
+    )
+
+
+def _check_cgroups() -> list[Check]:
+    mounts = cgroups.cgroup_mounts()
+    enabled: set[str] = set()
+    if "unified" in mounts:
+        with contextlib.suppress(OSError):
+            enabled |= set((mounts["unified"] / "cgroup.controllers").read_text().split())
+    checks = []
+    for ctl in ("memory", "pids"):
+        ok = ctl in mounts or ctl in enabled
+        fix = "" if ok else f"mount the cgroup {ctl} controller (v1) or enable it in cgroup v2"
+        checks.append(Check(f"sandbox: cgroup {ctl} controller", ok, fix))
+    return checks
+
+
+def _check_seccomp() -> Check:
+    what = "sandbox: seccomp with user notification (runc and kernel)"
+    try:
+        kernel = Path("/proc/sys/kernel/seccomp/actions_avail").read_text().split()
+    except OSError:
+        kernel = []
+    if "user_notif" not in kernel:
+        return Check(what, False, "the kernel lacks seccomp user notification: Linux 5.0 or newer")
+    runc = shutil.which("runc")
+    if runc is None:
+        return Check(what, False, "apt-get install runc")
+    # `runc features` is marked experimental in 1.1 and may be absent; `--version` names
+    # libseccomp whenever runc was built with it.
+    features = subprocess.run([runc, "features"], capture_output=True, text=True, check=False)
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        sec = json.loads(features.stdout)["linux"]["seccomp"]
+        ok = bool(sec.get("enabled")) and "SCMP_ACT_NOTIFY" in sec.get("actions", [])
+        return Check(what, ok, "" if ok else "install a runc (1.1+) built with libseccomp 2.5+")
+    version = subprocess.run([runc, "--version"], capture_output=True, text=True, check=False)
+    ok = "libseccomp" in version.stdout
+    return Check(what, ok, "" if ok else "install a runc (1.1+) built with libseccomp 2.5+")
+
+
+def _check_netns() -> Check:
+    what = "sandbox: network namespaces under /run/netns"
+    if os.geteuid() != 0:
+        return Check(what, False, "needs root")
+    ns = NetNamespace(f"summon-doctor-{os.getpid()}")
+    try:
+        ns.create()
+        run_inside(ns.path, lambda: None)
+    except OSError as e:
+        return Check(what, False, f"cannot create one ({e.strerror}); is /run writable?")
+    finally:
+        ns.remove()
+    return Check(what, ns.name not in list_namespaces())
