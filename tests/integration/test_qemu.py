@@ -7,6 +7,7 @@ a temporary store and state folder. Every test checks that no QEMU process outli
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -325,7 +326,6 @@ def test_cli_run_sigterm_stops_the_vm_cleanly(http: Image, env: Path, tmp_path: 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    state = env / "state" / "summon" / "instances" / name
     try:
         deadline = time.monotonic() + 90
         served = False
@@ -340,6 +340,7 @@ def test_cli_run_sigterm_stops_the_vm_cleanly(http: Image, env: Path, tmp_path: 
                 break
             time.sleep(0.3)
         assert served
+        state = instance_folder(name)
         assert qemu_processes(state)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
@@ -351,6 +352,85 @@ def test_cli_run_sigterm_stops_the_vm_cleanly(http: Image, env: Path, tmp_path: 
     if not kvm_status()[0]:
         assert b"running under TCG emulation" in stderr
     assert not qemu_processes(state)
+
+
+def instance_folder(name: str) -> Path:
+    from summon.instances import state
+
+    return state.find(name).path
+
+
+VERSION_APP = {
+    "pyproject.toml": """
+        [project]
+        name = "ver"
+        version = "0.1.0"
+
+        [tool.summon]
+        entry = "app:main"
+        ports = [80]
+        memory = "48M"
+        """,
+    "app.py": """
+        from summon.devices import Stack
+
+        VERSION = b"@VERSION@"
+
+
+        async def main(stack: Stack) -> None:
+            async def answer(reader, writer):
+                await reader.read(1024)
+                writer.write(b"HTTP/1.0 200 OK\\r\\n\\r\\n" + VERSION)
+                await writer.drain()
+                writer.close()
+
+            server = await stack.start_server(answer, 80)
+            await server.serve_forever()
+        """,
+}
+
+
+def _get(port: int, deadline: float) -> bytes:
+    while time.monotonic() < deadline:
+        curl = subprocess.run(
+            ["curl", "-sf", "-m", "5", f"http://127.0.0.1:{port}/"], capture_output=True
+        )
+        if curl.returncode == 0:
+            return curl.stdout
+        time.sleep(0.3)
+    raise AssertionError(f"nothing answered on port {port}")
+
+
+def test_a_restarted_detached_vm_boots_the_digest_it_recorded_not_the_rebuilt_tag(
+    store: Store, env: Path, tmp_path: Path
+) -> None:
+    """The tag is rebuilt while the instance runs; its restart must boot the image it ran."""
+    first = {**VERSION_APP, "app.py": VERSION_APP["app.py"].replace("@VERSION@", "one")}
+    bootable(store, write_app(tmp_path / "one", first), "ver:test")
+    port, name = free_port(), f"ver-{os.getpid()}"
+    summon = [sys.executable, "-m", "summon.cli.main"]
+    started = subprocess.run(
+        [*summon, "run", "-d", "ver:test", "--target", "qemu", "--restart", "always",
+         "-p", f"{port}:80", "--name", name],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        assert _get(port, time.monotonic() + 90) == b"one"
+        second = {**VERSION_APP, "app.py": VERSION_APP["app.py"].replace("@VERSION@", "two")}
+        bootable(store, write_app(tmp_path / "two", second), "ver:test")
+        folder = instance_folder(name)
+        (old,) = qemu_processes(folder)
+        os.kill(old, signal.SIGKILL)  # the VM dies; the monitor boots it again
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not [p for p in qemu_processes(folder) if p != old]:
+            time.sleep(0.2)
+        assert _get(port, time.monotonic() + 90) == b"one"
+        ps = subprocess.run([*summon, "ps", "--json"], capture_output=True, text=True)
+        (row,) = [r for r in json.loads(ps.stdout) if r["name"] == name]
+        assert row["restarts"] >= 1
+    finally:
+        subprocess.run([*summon, "rm", "-f", name], capture_output=True, timeout=60)
 
 
 def test_a_volume_written_in_one_run_is_read_back_in_the_next(store: Store, tmp_path: Path) -> None:

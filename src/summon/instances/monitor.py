@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 from summon.errors import SummonError
 from summon.instances.console import ConsoleLog
@@ -33,9 +33,15 @@ _TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 Report = Callable[[dict[str, Any]], None]
 
 
+# Where log() writes: logs/monitor.log. A detached monitor's stderr is that file already; an
+# attached one keeps the terminal as stderr (a target's notices are for the user) and tree.py
+# points this at the file.
+log_stream: IO[str] | None = None
+
+
 def log(message: str) -> None:
-    """A line in logs/monitor.log (the monitor's stderr, which tree.py points there)."""
-    print(f"{now()} {message}", file=sys.stderr, flush=True)
+    """A line in logs/monitor.log."""
+    print(f"{now()} {message}", file=log_stream or sys.stderr, flush=True)
 
 
 class Monitor:

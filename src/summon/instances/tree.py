@@ -36,6 +36,7 @@ from typing import Any, NoReturn
 
 from summon import targets
 from summon.errors import UserError
+from summon.instances import monitor as monitor_module
 from summon.instances import supervise
 from summon.instances.monitor import Monitor, log
 from summon.instances.state import InstanceFolder, now, root
@@ -153,9 +154,9 @@ def _monitor_process(
     code = 1
     try:
         if attached:
-            # The app's console stays on the terminal (inherited fds 1 and 2); the
-            # monitor's own lines and tracebacks go to its log.
-            sys.stderr = open(folder.logs / "monitor.log", "a", buffering=1)
+            # The app's console and the target's notices stay on the terminal (inherited
+            # fds 1 and 2); the monitor's own lines go to its log.
+            monitor_module.log_stream = open(folder.logs / "monitor.log", "a", buffering=1)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         monitor_pid = supervise.own_pid(host_proc)

@@ -23,6 +23,7 @@ from summon.store.reference import RegistryError, RemoteRef
 from summon.store.registry import CHUNK, MAX_DEPTH, ProgressFn, Registry, Transfer, _no_progress
 
 
+@dataclass
 class _Graph:
     """An image's manifests (children before parents) and the blobs they name."""
 
