@@ -25,7 +25,7 @@ import summon
 from summon import paths
 from summon.errors import SummonError, UserError
 from summon.store import Store
-from summon.store.image import Image
+from summon.store.image import Image, unpacked_size
 from summon.targets.base import PortForward, RunSpec, Volume
 
 out = Console(highlight=False, soft_wrap=True)
@@ -139,9 +139,12 @@ def cli() -> None:
     help="Put the whole stdlib in, not only the traced closure (a generic image).",
 )
 @click.option("--boot", is_flag=True, help="Add the VM boot artifact (kernel, initramfs) now.")
-def build(app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool, boot: bool) -> None:
+@click.option("--no-verify", is_flag=True, help="Skip importing the entry inside the image.")
+def build(
+    app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool, boot: bool, no_verify: bool
+) -> None:
     """Build the app in APP_DIR into an image in the local store."""
-    result = _build(app_dir, tag, whole_stdlib, boot)
+    result = _build(app_dir, tag, whole_stdlib, boot, verify=not no_verify)
     if quiet:
         out.print(result.image.id)
         return
@@ -150,16 +153,18 @@ def build(app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool, boot:
     sizes = result.sizes
     out.print(
         f"built {result.ref} (ID {result.image.id}): {human(result.layer_size)} compressed, "
-        f"{human(sum(sizes.values()))} unpacked; {result.modules} modules kept, "
+        f"{human(result.unpacked)} unpacked; {result.modules} modules kept, "
         f"{result.left_out} that modulefinder would add left out (summon inspect {result.ref})"
     )
 
 
-def _build(app_dir: Path, tag: str | None, whole_stdlib: bool = False, boot: bool = False) -> Any:
+def _build(
+    app_dir: Path, tag: str | None, whole_stdlib: bool = False, boot: bool = False, verify: bool = True
+) -> Any:
     from summon.build.image import build as build_image
 
     with _progress(f"building {app_dir}") as step:
-        return build_image(app_dir, _store(), tag, step, whole_stdlib, boot)
+        return build_image(app_dir, _store(), tag, step, whole_stdlib, boot, verify)
 
 
 _PORT_RE = re.compile(
@@ -384,7 +389,7 @@ def images(as_json: bool) -> None:
                 "id": desc.short_id,
                 "digest": desc.digest,
                 "size": size,
-                "unpacked": bom.get("layer", {}).get("uncompressed", 0),
+                "unpacked": unpacked_size(bom),
                 "modules": len(bom.get("modules", [])),
             }
         )
@@ -407,14 +412,20 @@ def images(as_json: bool) -> None:
 @cli.command()
 @click.argument("image")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole bill of materials as JSON.")
-def inspect(image: str, as_json: bool) -> None:
+@click.option("--why", metavar="MODULE", help="Say which imports brought MODULE in, or why not.")
+def inspect(image: str, as_json: bool, why: str | None) -> None:
     """Show an image's size breakdown and its bill of materials (or an instance, by ID/name)."""
     from summon.cli.instances import inspect_instance
 
-    if inspect_instance(image, as_json):  # an instance ID, prefix or name comes first
+    if not why and inspect_instance(image, as_json):  # an instance ID, prefix or name first
         return
     img = Image.open(_store(), image)
     bom = img.bom
+    if why:
+        from summon.build.why import explain
+
+        out.print("\n".join(explain(bom, why)), markup=False)
+        return
     if as_json:
         doc = {
             "ref": img.ref,
