@@ -486,9 +486,10 @@ def main() -> None:
         error = e
     # The snapshot comes first: what follows may import (json, traceback).
     snapshot = []
+    main_module = sys.modules.get("__main__")
     for name, mod in list(sys.modules.items()):
-        if name == "__main__":
-            continue
+        if name == "__main__" or mod is main_module:
+            continue  # this tracer (multiprocessing aliases it as __mp_main__)
         reason = tracer.reasons.get(name, "unknown")
         try:
             snapshot.append(_module_record(name, mod, reason))
@@ -516,11 +517,12 @@ def main() -> None:
             detail = "".join(
                 traceback.format_exception(type(error.exc), error.exc, error.exc.__traceback__)
             )
-        result["error"] = {"phase": error.phase, "message": error.message, "detail": detail}
+        report = {"phase": error.phase, "message": error.message, "detail": detail}
         exc = error.exc
         if type(exc) is ModuleNotFoundError and exc.name:
             # Not in the image's search path at all (not refused): a requirement missing?
-            result["error"]["missing"] = exc.name
+            report["missing"] = exc.name
+        result["error"] = report
     import json
 
     with open(out, "w") as f:

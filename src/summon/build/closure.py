@@ -324,7 +324,7 @@ def compute_closure(
                 if path.resolve() == script_path and name:
                     # Importing the script by name would run it.
                     cfg_entry["script_module"] = name
-        cfg = {
+        cfg: dict[str, object] = {
             "mode": "trace",
             "app_dir": str(app_dir),
             "search_path": paths_,
@@ -358,7 +358,11 @@ def compute_closure(
                 (runtime_root, "runtime"),
                 *((d, "site") for d in site_dirs),
                 (interp.stdlib, "stdlib"),
-                *([(interp.dynload, "stdlib")] if not interp.dynload.is_relative_to(interp.stdlib) else []),
+                *(
+                    [(interp.dynload, "stdlib")]
+                    if not interp.dynload.is_relative_to(interp.stdlib)
+                    else []
+                ),
             ],
         )
         _check_exclude(exclude, include, resolver)
@@ -380,9 +384,19 @@ def compute_closure(
         try:
             # The static scan runs while the trace does.
             graph = _static_graph(
-                interp, resolver, entry, script_path, sources, probe, include, exclude,
-                runtime_modules, packages, cfg_entry.get("script_module"), scan_cache,
-            )  # fmt: skip
+                interp,
+                resolver,
+                entry,
+                script_path,
+                sources,
+                probe,
+                include,
+                exclude,
+                runtime_modules,
+                packages,
+                cfg_entry.get("script_module"),
+                scan_cache,
+            )
             static_time = time.monotonic() - started
             result = tracing.finish_trace(interp, trace_proc, work, timeout)
             trace_time = time.monotonic() - started
@@ -462,9 +476,9 @@ def _static_graph(
     graph.run()
     _check_needed_at_start(graph, starting, script)
 
-    for _path, name, _pkg in sources:
-        if name and name != script_module:
-            graph.add_root(name, REASON_APP)
+    for _path, app_module, _pkg in sources:
+        if app_module and app_module != script_module:
+            graph.add_root(app_module, REASON_APP)
     graph.run()
     for name in sorted(interp.startup_modules - {"__main__"}):
         graph.add_root(name, REASON_STARTUP)
@@ -585,9 +599,16 @@ def _merge(
                     f"{node.loc.origin}; report a closure bug"
                 )
         out[name] = ModuleInfo(
-            info.name, info.kind, info.origin, info.reason, info.group, info.root,
-            info.alias_of, info.search_locations, node.via if node else None,
-        )  # fmt: skip
+            info.name,
+            info.kind,
+            info.origin,
+            info.reason,
+            info.group,
+            info.root,
+            info.alias_of,
+            info.search_locations,
+            node.via if node else None,
+        )
     for name, node in graph.nodes.items():
         if name not in out:
             out[name] = _from_location(node.loc, node.reason, node.via)
@@ -602,9 +623,16 @@ def _merge(
 
 def _from_location(loc: Location, reason: str, via: Edge | None) -> ModuleInfo:
     return ModuleInfo(
-        loc.name, loc.kind, loc.origin, reason, loc.group, loc.root, loc.alias_of,
-        loc.search_locations, via,
-    )  # fmt: skip
+        loc.name,
+        loc.kind,
+        loc.origin,
+        reason,
+        loc.group,
+        loc.root,
+        loc.alias_of,
+        loc.search_locations,
+        via,
+    )
 
 
 def _strs(value: object) -> list[str]:

@@ -7,10 +7,11 @@ import-by-string, module paths in strings of app and vendored code, codecs named
 call sites, _strptime where strptime is named, and modules C code imports (ALWAYS_INCLUDE).
 
 What is not followed, and why (each becomes an Absent entry with its importers):
-- an optional import (under try/except ImportError or an equivalent guard) in stdlib or
-  runtime code: kept only when something else needs it, so that asyncio and http.client do
-  not drag in ssl and libssl. (In app and vendored code optional imports are followed when
-  they resolve: there they usually mean a feature the app wants, such as TLS.)
+- an optional import (under try/except ImportError or an equivalent guard) in stdlib,
+  runtime or vendored code: kept only when something else needs it, so that asyncio and
+  http.client do not drag in ssl and libssl. (The app's own optional imports are followed
+  when they resolve: there they say what the app wants when present. And what the trace
+  sees vendored code import while the app starts is in, guarded or not.)
 - dead code: under `if TYPE_CHECKING:`, a platform or version test false in the image, or
   `if __name__ == "__main__":` of a module (a script entry's own runs);
 - a fallback (`except ImportError: import json`) whose guarded imports are all in;
@@ -163,6 +164,7 @@ class Edge:
     runs: str  # imports.RUNS_IMPORT (at import time) or RUNS_CALL (in a function body)
     guard: str  # imports.GUARD_NONE or GUARD_OPTIONAL (dead code makes no edge)
     how: str  # imports.HOW_* or HOW_CODEC, HOW_STRPTIME, HOW_C
+    block: int = 0  # the import guard it is in or the fallback of (imports.ImportRef.block)
 
     @property
     def at_import(self) -> bool:
@@ -242,7 +244,9 @@ class ImportGraph:
         """Follow imports from everything added until nothing new comes in."""
         while True:
             self._drain()
-            # A fallback is needed when something it stands in for is not in the image.
+            # `try: import X / except ImportError: import Y` needs one of the two: X, as on
+            # the host, when it is there to take (even where X alone would be optional);
+            # else the fallback Y.
             pending = [
                 key
                 for key in self._fallbacks
@@ -251,8 +255,18 @@ class ImportGraph:
             if not pending:
                 return
             for key in pending:
-                for edge in self._fallbacks.pop(key):
-                    self._follow(edge.target, edge, False)
+                fallbacks = self._fallbacks.pop(key)
+                guarded = [
+                    e
+                    for e in self.out.get(key[0], ())
+                    if e.block == key[1] and e.guard == GUARD_OPTIONAL
+                ]
+                if guarded and all(self._takeable(e.target) for e in guarded):
+                    for edge in guarded:
+                        self._follow(edge.target, edge, False)
+                else:
+                    for edge in fallbacks:
+                        self._follow(edge.target, edge, False)
 
     def _drain(self) -> None:
         while self._queue:
@@ -275,9 +289,12 @@ class ImportGraph:
             self._follow_scan(name, node.loc, node.loc.group, scan)
 
     def _follow_scan(self, name: str, loc: Location | None, group: str, scan: FileScan) -> None:
-        # App and vendored code mean their optional imports (a feature such as TLS): followed
-        # when they resolve. The stdlib's and the runtime's are not.
-        follow_optional = group in ("app", "site")
+        # The app's own optional imports are what its author chose to use when present:
+        # followed when they resolve. The stdlib's, the runtime's and vendored code's are
+        # kept only when something else needs them (the trace included: what vendored code
+        # imports while the app starts is in).
+        follow_optional = group == "app"
+        strings = group in ("app", "site")
         for ref in scan.refs:
             if ref.guard == GUARD_DEAD or (ref.main and name != SCRIPT):
                 continue
@@ -288,12 +305,12 @@ class ImportGraph:
                 continue
             optional = ref.guard == GUARD_OPTIONAL and not follow_optional
             if ref.how == HOW_STRING:
-                if follow_optional:
+                if strings:
                     self._string(name, ref, base)
                 continue
-            edges = [Edge(name, base, ref.line, ref.runs, ref.guard, ref.how)]
+            edges = [Edge(name, base, ref.line, ref.runs, ref.guard, ref.how, ref.block)]
             edges += [
-                Edge(name, sub, ref.line, ref.runs, ref.guard, ref.how)
+                Edge(name, sub, ref.line, ref.runs, ref.guard, ref.how, ref.block)
                 for sub in self._from_names(base, ref.names)
             ]
             for edge in edges:
@@ -374,6 +391,15 @@ class ImportGraph:
         reason = {HOW_CODEC: REASON_CODEC, HOW_STRPTIME: REASON_STRPTIME, HOW_C: REASON_ALWAYS}
         self._add(target, loc, reason.get(edge.how, REASON_SHIPPED), edge)
 
+    def _takeable(self, name: str) -> bool:
+        """Whether name may come in: it exists, and neither exclude nor DENY keeps it out."""
+        if name in self.nodes:
+            return True
+        loc = self.resolver.find(name)
+        if loc is None or self.excluded(name):
+            return False
+        return not self.denied(loc) or name in self.allow_denied
+
     def _add(self, name: str, loc: Location, reason: str, via: Edge | None) -> None:
         # Importing a.b.c imports a and a.b first: their __init__ must be there too.
         parts = name.split(".")
@@ -437,7 +463,10 @@ class ImportGraph:
             elif all(e.guard == GUARD_FALLBACK for e in edges):
                 why, detail = ABSENT_FALLBACK, "a fallback for an import that is in the image"
             else:
-                why, detail = ABSENT_OPTIONAL, "only imported under a guard (try/except ImportError)"
+                why, detail = (
+                    ABSENT_OPTIONAL,
+                    "only imported under a guard (try/except ImportError)",
+                )
             out[target] = Absent(target, why, detail, edges)
         return out
 

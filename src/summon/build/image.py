@@ -36,6 +36,7 @@ from summon.build.python import Interpreter, probe_interpreter
 from summon.build.rootfs import Rootfs
 from summon.build.vendor import Package, vendor
 from summon.build.verify import Verification, VerifyPlan, verify_image
+from summon.errors import BuildError
 from summon.manifest import Manifest
 from summon.store.image import APP_JSON, BOM_TYPE, Image, unpack, unpacked_size
 from summon.store.layout import (
@@ -49,8 +50,17 @@ from summon.store.layout import (
     normalize_ref,
 )
 
-__all__ = ["APP_DIR", "DATA_DIR", "RUNTIME_ROOT", "SITE_DIR", "BuildResult", "build",
-           "image_argv", "runtime_modules", "runtime_source"]  # fmt: skip
+__all__ = [
+    "APP_DIR",
+    "DATA_DIR",
+    "RUNTIME_ROOT",
+    "SITE_DIR",
+    "BuildResult",
+    "build",
+    "image_argv",
+    "runtime_modules",
+    "runtime_source",
+]
 
 DATA_DIR = "/data"
 MOUNT_POINTS = ("/proc", "/dev", "/sys", "/tmp")
@@ -354,6 +364,7 @@ def _bom(
     pkg_of_top = {top: p for p in packages for top in p.top_level}
 
     modules = []
+    graph = closure.graph
     for info in sorted(closure.modules.values(), key=lambda i: i.name):
         version = interp.version
         if info.group == "site":
@@ -374,6 +385,10 @@ def _bom(
         }
         if info.via is not None:
             entry["via"] = _edge_json(info.via)
+        elif graph is not None and graph.into.get(info.name):
+            # In because the trace saw it loaded (no static chain leads to it, e.g. an
+            # optional import): who names it, for `summon inspect --why`.
+            entry["named_by"] = [_edge_json(e) for e in _first_importers(graph.into[info.name])]
         modules.append(entry)
     return {
         "schemaVersion": 1,
@@ -453,9 +468,7 @@ def _first_importers(edges: list[Edge]) -> list[Edge]:
 def _modules_tsv(closure: Closure, packages: list[Package]) -> bytes:
     """/etc/summon/modules.tsv: what the runtime's hint says about a module it cannot find."""
     missing = [a.name for a in closure.absent.values() if a.why == ABSENT_MISSING]
-    excluded = {
-        a.name: a.detail for a in closure.absent.values() if a.why == ABSENT_EXCLUDED
-    }
+    excluded = {a.name: a.detail for a in closure.absent.values() if a.why == ABSENT_EXCLUDED}
     return modules_table(missing, excluded, packages)
 
 
@@ -471,10 +484,13 @@ def _verify_plan(
         # What the script imports at its top level (its __main__ block included): it runs
         # when the script starts.
         imports = sorted(
-            {(e.target, e.line) for e in edges if e.runs == RUNS_IMPORT and not e.guard
-             and e.how in ("statement", "call")},
+            {
+                (e.target, e.line)
+                for e in edges
+                if e.runs == RUNS_IMPORT and not e.guard and e.how in ("statement", "call")
+            },
             key=lambda t: t[1],
-        )  # fmt: skip
+        )
         entry = {"kind": "script", "script": m.entry.script, "imports": imports}
     return VerifyPlan(
         interpreter=image_argv(interp)[0],

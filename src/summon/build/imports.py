@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SCAN_VERSION = 2  # bump when what a scan records changes: old cache entries are then ignored
+SCAN_VERSION = 4  # bump when what a scan records changes: old cache entries are then ignored
 
 GUARD_NONE = ""
 GUARD_OPTIONAL = "optional"
@@ -105,16 +105,35 @@ class ImportRef:
     block: int = 0
 
     def to_json(self) -> list[object]:
-        return [self.module, self.level, list(self.names), self.line, self.runs, self.guard,
-                self.how, self.anchor, self.main, self.block]  # fmt: skip
+        return [
+            self.module,
+            self.level,
+            list(self.names),
+            self.line,
+            self.runs,
+            self.guard,
+            self.how,
+            self.anchor,
+            self.main,
+            self.block,
+        ]
 
     @classmethod
     def from_json(cls, row: list[object]) -> ImportRef:
         module, level, names, line, runs, guard, how, anchor, main, block = row
         assert isinstance(names, list)
-        return cls(str(module), int(str(level)), tuple(str(n) for n in names), int(str(line)),
-                   str(runs), str(guard), str(how), str(anchor), bool(main),
-                   int(str(block)))  # fmt: skip
+        return cls(
+            str(module),
+            int(str(level)),
+            tuple(str(n) for n in names),
+            int(str(line)),
+            str(runs),
+            str(guard),
+            str(how),
+            str(anchor),
+            bool(main),
+            int(str(block)),
+        )
 
 
 @dataclass(frozen=True)
@@ -250,6 +269,7 @@ class _Scanner:
     # stdlib module's _test() or main()): their imports run only when it is a script.
     main_only: set[str] = field(default_factory=set)
     constants: set[str] = field(default_factory=set)  # names bound once, at top level
+    consumed: set[int] = field(default_factory=set)  # string nodes already read as imports
     blocks: int = 0
 
     def module(self, tree: ast.Module) -> None:
@@ -260,11 +280,29 @@ class _Scanner:
                 self.assignment(st)
         self.body(tree.body, _Where())
 
-    def add(self, where: _Where, module: str, level: int, names: Sequence[str], line: int,
-            how: str, anchor: str = "") -> None:  # fmt: skip
+    def add(
+        self,
+        where: _Where,
+        module: str,
+        level: int,
+        names: Sequence[str],
+        line: int,
+        how: str,
+        anchor: str = "",
+    ) -> None:
         self.refs.append(
-            ImportRef(module, level, tuple(names), line, where.runs, where.guard, how, anchor,
-                      where.main, where.block)  # fmt: skip
+            ImportRef(
+                module,
+                level,
+                tuple(names),
+                line,
+                where.runs,
+                where.guard,
+                how,
+                anchor,
+                where.main,
+                where.block,
+            )
         )
 
     def body(self, stmts: Sequence[ast.stmt], where: _Where) -> None:
@@ -302,7 +340,9 @@ class _Scanner:
                 self.body(st.body, where.with_guard(GUARD_OPTIONAL, block))
                 for h in st.handlers:
                     fallback = _catches_import_error(h.type)
-                    self.body(h.body, where.with_guard(GUARD_FALLBACK, block) if fallback else where)
+                    self.body(
+                        h.body, where.with_guard(GUARD_FALLBACK, block) if fallback else where
+                    )
             self.body(st.orelse, where)
             self.body(st.finalbody, where)
         elif isinstance(st, ast.If):
@@ -350,7 +390,7 @@ class _Scanner:
                     self.all_names = tuple(str(i) for i in items)
             if name not in self.constants:
                 return  # bound elsewhere too (`try: ... else: _mswindows = True`): unknown
-            known = self.truth(value)
+            known: object = self.truth(value)
             if known is None:
                 known = self.known_value(value)
             if known is not None:
@@ -387,6 +427,7 @@ class _Scanner:
         if fname in ("import_module", "__import__") and n.args:
             arg = n.args[0]
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value:
+                self.consumed.add(id(arg))  # an import by name, not also a module string
                 text = arg.value
                 level = len(text) - len(text.lstrip("."))
                 anchor = ""
@@ -416,12 +457,16 @@ class _Scanner:
                 self._codec(kw.value)
 
     def _codec(self, node: ast.expr) -> None:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if _CODEC_NAME.match(node.value):
-                self.codecs.add(node.value.lower())
+        # The literals anywhere in the argument: b.decode(self.encoding or "cp437").
+        for n in ast.walk(node):
+            if isinstance(n, ast.Constant) and isinstance(n.value, str):
+                if _CODEC_NAME.match(n.value):
+                    self.codecs.add(n.value.lower())
 
     def string(self, n: ast.Constant, where: _Where) -> None:
         text = n.value
+        if not isinstance(text, str) or id(n) in self.consumed:
+            return
         if len(text) > 200 or ("." not in text and ":" not in text) or " " in text:
             return
         if _MODULE_STRING.match(text):
@@ -458,7 +503,9 @@ class _Scanner:
                 if isinstance(subject, str) and isinstance(prefix, str | tuple):
                     if isinstance(prefix, tuple) and not all(isinstance(p, str) for p in prefix):
                         return None
-                    method = subject.startswith if test.func.attr == "startswith" else subject.endswith
+                    method = (
+                        subject.startswith if test.func.attr == "startswith" else subject.endswith
+                    )
                     return method(prefix)
             return None
         if isinstance(test, ast.Compare) and len(test.ops) == 1:
@@ -473,7 +520,8 @@ class _Scanner:
         return None
 
     def known_value(self, node: ast.expr) -> object | None:
-        """sys.platform, os.name, platform.system(), sys.version_info (and parts) as in the image."""
+        """sys.platform, os.name, platform.system(), sys.version_info (and its parts) and
+        module constants, as they are in the image; None when unknown."""
         if isinstance(node, ast.Name) and node.id in self.known:
             return self.known[node.id]
         dotted = _dotted(node)
@@ -583,7 +631,7 @@ def _compare(left: object, op: ast.cmpop, right: object) -> bool | None:
             return left in right
         if isinstance(op, ast.NotIn) and isinstance(right, tuple | list | str):
             return left not in right
-        if isinstance(left, tuple) and isinstance(right, tuple) or (
+        if (isinstance(left, tuple) and isinstance(right, tuple)) or (
             isinstance(left, int) and isinstance(right, int)
         ):
             if isinstance(op, ast.Lt):
@@ -601,7 +649,8 @@ def _compare(left: object, op: ast.cmpop, right: object) -> bool | None:
 
 def _literal(node: ast.expr) -> object | None:
     try:
-        return ast.literal_eval(node)
+        value: object = ast.literal_eval(node)
+        return value
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None
 

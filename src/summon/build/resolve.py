@@ -107,8 +107,9 @@ class Resolver:
             target = self.find(ALIASES[name])
             if target is None:
                 return None
-            return replace(target, name=name, origin=None, root=None, group="builtin",
-                           alias_of=target.name)  # fmt: skip
+            return replace(
+                target, name=name, origin=None, root=None, group="builtin", alias_of=target.name
+            )
         if name in self.builtin:
             return Location(name, "builtin", None, None, "builtin")
         if name in self.frozen:
@@ -135,7 +136,9 @@ class Resolver:
             return Location(name, "namespace", None, root, group, tuple(portions))
         return None
 
-    def _in_folder(self, name: str, pkg_dir: Path, folder: Path, tail: str) -> Location | Path | None:
+    def _in_folder(
+        self, name: str, pkg_dir: Path, folder: Path, tail: str
+    ) -> Location | Path | None:
         """The module `tail` in one folder; a Path is a namespace portion found there."""
         portion: Path | None = None
         if self.is_dir(pkg_dir):

@@ -94,9 +94,7 @@ def verify_image(
             status, output = _direct(_in_netns(unshare, argv), rootfs, plan, timeout)
             how = HOW_NETNS
             if status != 0 and MARK not in output and "unshare:" in output:
-                warnings.append(
-                    f"unshare cannot make a network namespace here ({_last(output)})"
-                )
+                warnings.append(f"unshare cannot make a network namespace here ({_last(output)})")
                 output = None
         if output is None:
             status, output = _direct(argv, rootfs, plan, timeout)
@@ -127,13 +125,11 @@ def _in_netns(unshare: str, argv: Sequence[str]) -> list[str]:
     if ip is None:
         return [unshare, *flags, "--", *argv]
     # A new namespace's lo is down: bring it up, so that a probe may serve on 127.0.0.1.
-    up = f"{ip} link set lo up 2>/dev/null; exec \"$@\""
+    up = f'{ip} link set lo up 2>/dev/null; exec "$@"'
     return [unshare, *flags, "--", "/bin/sh", "-c", up, "sh", *argv]
 
 
-def _direct(
-    argv: Sequence[str], rootfs: Path, plan: VerifyPlan, timeout: float
-) -> tuple[int, str]:
+def _direct(argv: Sequence[str], rootfs: Path, plan: VerifyPlan, timeout: float) -> tuple[int, str]:
     env = {"PATH": "/usr/bin:/bin", **plan.env, "SUMMON_ROOT": str(rootfs)}
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
@@ -167,7 +163,10 @@ def _in_sandbox(
     from summon.targets.base import RunSpec
     from summon.targets.sandbox import SandboxTarget
 
-    with tempfile.TemporaryDirectory(prefix="summon-verify-") as state, tempfile.TemporaryFile() as out:
+    with (
+        tempfile.TemporaryDirectory(prefix="summon-verify-") as state,
+        tempfile.TemporaryFile() as out,
+    ):
         spec = RunSpec(
             name=f"verify-{os.getpid()}-{secrets.token_hex(3)}",
             image=image,

@@ -58,9 +58,13 @@ def _present(bom: Mapping[str, Any], modules: Mapping[str, Any], name: str) -> l
         if root_name in modules:
             lines.append(f"  {root_name}  [{root.get('reason')}]")
         else:
-            lines.append(f"  {_importer_label(root_name, modules, bom)}")
+            lines.append(f"  {_importer_label(root_name, modules, bom)}  [the entry script]")
         for step in reversed(chain):
             lines.append("  " + _step(step, modules, bom))
+    elif info.get("named_by"):
+        lines.append("  loaded while the app started (seen by the trace); code that imports it:")
+        for edge in info["named_by"]:
+            lines.append("  " + _step({**edge, "target": name}, modules, bom))
     else:
         lines.append(f"  it is a root: {info.get('reason')}")
     return lines

@@ -150,7 +150,6 @@ def build(
         return
     for w in result.warnings:
         err.print(f"summon: warning: {w}")
-    sizes = result.sizes
     out.print(
         f"built {result.ref} (ID {result.image.id}): {human(result.layer_size)} compressed, "
         f"{human(result.unpacked)} unpacked; {result.modules} modules kept, "
@@ -159,7 +158,11 @@ def build(
 
 
 def _build(
-    app_dir: Path, tag: str | None, whole_stdlib: bool = False, boot: bool = False, verify: bool = True
+    app_dir: Path,
+    tag: str | None,
+    whole_stdlib: bool = False,
+    boot: bool = False,
+    verify: bool = True,
 ) -> Any:
     from summon.build.image import build as build_image
 

@@ -145,9 +145,7 @@ def test_failed_lazy_imports_are_warnings(sockets: Closure) -> None:
     # flaky.py is app code, which ships whole, and later() imports it: in the closure
     # although it never imported.
     assert sockets.modules["flaky"].reason == REASON_SHIPPED
-    assert [(e.importer, e.line, e.runs) for e in sockets.chain("flaky")] == [
-        ("app", 23, "call")
-    ]
+    assert [(e.importer, e.line, e.runs) for e in sockets.chain("flaky")] == [("app", 23, "call")]
     assert "summon_test_no_such_module" not in sockets.modules
     assert sockets.absent["summon_test_no_such_module"].why == "not found"
 
@@ -341,9 +339,7 @@ def test_optional_ssl_is_kept_when_the_app_imports_it(interp: Interpreter, tmp_p
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "plain.py").write_text("import asyncio\n\ndef main():\n    pass\n")
-    dropped = trace(
-        interp, plain, Entry("function", module="plain", function="main"), compare=True
-    )
+    dropped = trace(interp, plain, Entry("function", module="plain", function="main"), compare=True)
     assert "ssl" not in dropped.modules
     assert dropped.left_out["ssl"].startswith("optional: only the stdlib asks for it")
     assert "/usr/lib/python3.11/asyncio/" in dropped.left_out["ssl"]
