@@ -20,6 +20,8 @@ MARK = ":summon-verify:"  # starts the answer line (a plain prefix: no app print
 
 def _describe(e: BaseException) -> str:
     text = " ".join(str(e).split())
+    if len(text) > 100:  # one line: a long message (a repr of bytes...) is cut
+        text = text[:97] + "..."
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 

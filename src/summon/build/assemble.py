@@ -22,6 +22,7 @@ import summon
 from summon.build.closure import Closure, app_sources
 from summon.build.graph import TEST_FOLDERS
 from summon.build.python import Interpreter
+from summon.build.resolve import module_name
 from summon.build.rootfs import Rootfs
 from summon.build.vendor import Package
 from summon.errors import BuildError
@@ -90,7 +91,9 @@ def module_files(
         else:
             fs.add_file(image_path, host, info.group, 0o755 if host.suffix == ".so" else 0o644)
 
-    for rel, host in sorted(_site_files(closure, packages, site).items()):
+    for rel, host in sorted(
+        _site_files(closure, packages, site, m.exclude, interp.ext_suffixes).items()
+    ):
         image_path = f"{SITE_DIR}/{rel}"
         if rel.suffix == ".py":
             with_source(host, image_path, "site")
@@ -103,14 +106,34 @@ def module_files(
     # The app's own code: the same files the closure trace scanned, so an app module it saw
     # is never left out.
     for f, _name, _pkg in app_sources(m.app_dir, exclude=m.data):
-        with_source(f, f"{APP_DIR}/{f.relative_to(m.app_dir).as_posix()}", "app")
+        rel = PurePosixPath(f.relative_to(m.app_dir).as_posix())
+        if not _excluded(rel, m.exclude, interp.ext_suffixes):
+            with_source(f, f"{APP_DIR}/{rel}", "app")
     return jobs, module_paths
 
 
+def _excluded(rel: PurePosixPath, exclude: Sequence[str], ext_suffixes: Sequence[str]) -> bool:
+    """Whether a file under a search-path folder belongs to a module the manifest excludes
+    (the module's own file, or anything in the folder of an excluded package)."""
+    name = module_name(rel, ext_suffixes)
+    for entry in exclude:
+        parts = entry.split(".")
+        if list(rel.parts[: len(parts)]) == parts and len(rel.parts) > len(parts):
+            return True
+        if name is not None and (name == entry or name.startswith(entry + ".")):
+            return True
+    return False
+
+
 def _site_files(
-    closure: Closure, packages: Sequence[Package], site: Path
+    closure: Closure,
+    packages: Sequence[Package],
+    site: Path,
+    exclude: Sequence[str] = (),
+    ext_suffixes: Sequence[str] = (),
 ) -> dict[PurePosixPath, Path]:
-    """Files of the vendored site folder that go in, by their path under it."""
+    """Files of the vendored site folder that go in, by their path under it (those of
+    excluded modules left out)."""
     needed = {
         m.origin.resolve(): m
         for m in closure.modules.values()
@@ -138,7 +161,7 @@ def _site_files(
             rel = PurePosixPath(f.relative_to(info.root).as_posix())
             if f.is_file() and (_wanted(rel) or f.resolve() in needed):
                 out[rel] = f
-    return out
+    return {rel: f for rel, f in out.items() if not _excluded(rel, exclude, ext_suffixes)}
 
 
 def _wanted(rel: PurePosixPath) -> bool:

@@ -209,9 +209,10 @@ def build(
         verification = None
         if verify:
             step("verifying: importing the entry inside the image")
+            rootfs = unpack(store, layer)  # where `summon run` will find it, too
             lap("verify-unpack")
             verification = verify_image(
-                unpack(store, layer),
+                rootfs,
                 _verify_plan(m, interp, closure, app_config),
                 image=ref,
                 app_config=app_config,

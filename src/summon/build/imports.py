@@ -16,7 +16,8 @@ at codec call sites, and whether the file names strptime. Each import carries it
 Apart from its guard, an import under `if __name__ == "__main__":` is marked `main`: it runs
 only when the file is run as a script.
 
-Results are cached on disk by content hash (scan_file), so a rebuild parses nothing again.
+Results are cached on disk by content hash (ScanCache), so a rebuild parses nothing again.
+Which guards count, and how tests are judged, is guards.py.
 """
 
 from __future__ import annotations
@@ -28,11 +29,40 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SCAN_VERSION = 4  # bump when what a scan records changes: old cache entries are then ignored
+from summon.build.guards import (
+    SCAN_VERSION,
+    Facts,
+    ScanContext,
+    assigned_once,
+    catches_import_error,
+    func_name,
+    is_main_guard,
+    main_only_functions,
+    suppresses_import_error,
+)
+
+__all__ = [
+    "GUARD_DEAD",
+    "GUARD_FALLBACK",
+    "GUARD_NONE",
+    "GUARD_OPTIONAL",
+    "HOW_CALL",
+    "HOW_STATEMENT",
+    "HOW_STRING",
+    "RUNS_CALL",
+    "RUNS_IMPORT",
+    "SCAN_VERSION",
+    "FileScan",
+    "ImportRef",
+    "ScanCache",
+    "ScanContext",
+    "scan_source",
+]
+
 
 GUARD_NONE = ""
 GUARD_OPTIONAL = "optional"
@@ -46,7 +76,6 @@ HOW_STATEMENT = "statement"
 HOW_CALL = "call"  # importlib.import_module("x"), __import__("x")
 HOW_STRING = "string"  # "pkg.mod:attr" or "pkg.mod.Class" in a string literal
 
-_IMPORT_ERRORS = frozenset(("ImportError", "ModuleNotFoundError", "Exception", "BaseException"))
 # Calls whose string arguments name a codec (s.encode("cp1252"), codecs.lookup("koi8_r")...).
 _CODEC_CALLS = frozenset(
     (
@@ -67,22 +96,6 @@ _CODEC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,38}$")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 # "pkg.mod:attr" (entry-point style) or "pkg.mod.attr" (a dotted path, logging.config style).
 _MODULE_STRING = re.compile(rf"^{_IDENT}(?:\.{_IDENT})*(?::{_IDENT}(?:\.{_IDENT})*)?$")
-
-
-@dataclass(frozen=True)
-class ScanContext:
-    """What a guard is evaluated against: the image's platform and Python version."""
-
-    version_info: tuple[int, int, int] = (3, 11, 0)
-    platform: str = "linux"  # sys.platform
-    os_name: str = "posix"  # os.name
-    system: str = "Linux"  # platform.system()
-    builtin_modules: tuple[str, ...] = ()  # sys.builtin_module_names
-
-    def key(self) -> str:
-        v = ".".join(str(x) for x in self.version_info)
-        builtin = hashlib.sha256(" ".join(self.builtin_modules).encode()).hexdigest()[:16]
-        return f"{SCAN_VERSION}/{v}/{self.platform}/{self.os_name}/{self.system}/{builtin}"
 
 
 @dataclass(frozen=True)
@@ -262,9 +275,7 @@ class _Scanner:
     codecs: set[str] = field(default_factory=set)
     strptime: bool = False
     all_names: tuple[str, ...] | None = None
-    # Module-level names bound to a platform or version test (_mswindows = sys.platform ==
-    # "win32"), so that `if _mswindows:` is judged as the test itself.
-    known: dict[str, object] = field(default_factory=dict)
+    facts: Facts = field(init=False)
     # Module-level functions called only from the `if __name__ == "__main__":` block (a
     # stdlib module's _test() or main()): their imports run only when it is a script.
     main_only: set[str] = field(default_factory=set)
@@ -272,9 +283,12 @@ class _Scanner:
     consumed: set[int] = field(default_factory=set)  # string nodes already read as imports
     blocks: int = 0
 
+    def __post_init__(self) -> None:
+        self.facts = Facts(self.ctx)
+
     def module(self, tree: ast.Module) -> None:
-        self.main_only = _main_only_functions(tree)
-        self.constants = _assigned_once(tree)
+        self.main_only = main_only_functions(tree)
+        self.constants = assigned_once(tree)
         for st in tree.body:
             if isinstance(st, ast.Assign):
                 self.assignment(st)
@@ -329,7 +343,7 @@ class _Scanner:
                 self.expr(node, where)
             self.body(st.body, where)
         elif isinstance(st, ast.Try | ast.TryStar):
-            guarded = any(_catches_import_error(h.type) for h in st.handlers)
+            guarded = any(catches_import_error(h.type) for h in st.handlers)
             if not guarded:
                 self.body(st.body, where)
                 for h in st.handlers:
@@ -339,7 +353,7 @@ class _Scanner:
                 block = self.blocks
                 self.body(st.body, where.with_guard(GUARD_OPTIONAL, block))
                 for h in st.handlers:
-                    fallback = _catches_import_error(h.type)
+                    fallback = catches_import_error(h.type)
                     self.body(
                         h.body, where.with_guard(GUARD_FALLBACK, block) if fallback else where
                     )
@@ -350,7 +364,7 @@ class _Scanner:
         elif isinstance(st, ast.With | ast.AsyncWith):
             for item in st.items:
                 self.expr(item.context_expr, where)
-            suppressed = any(_suppresses_import_error(i.context_expr) for i in st.items)
+            suppressed = any(suppresses_import_error(i.context_expr) for i in st.items)
             self.body(st.body, where.with_guard(GUARD_OPTIONAL) if suppressed else where)
         elif isinstance(st, ast.AnnAssign):
             if st.value is not None:  # the annotation is not evaluated (or only by typing)
@@ -370,11 +384,11 @@ class _Scanner:
 
     def if_stmt(self, st: ast.If, where: _Where) -> None:
         self.expr(st.test, where)
-        if _is_main_guard(st.test):
+        if is_main_guard(st.test):
             self.body(st.body, _Where(where.runs, where.guard, True, where.block))
             self.body(st.orelse, where)
             return
-        truth = self.truth(st.test)
+        truth = self.facts.truth(st.test)
         body_where = where.with_guard(GUARD_DEAD) if truth is False else where
         else_where = where.with_guard(GUARD_DEAD) if truth is True else where
         self.body(st.body, body_where)
@@ -390,11 +404,11 @@ class _Scanner:
                     self.all_names = tuple(str(i) for i in items)
             if name not in self.constants:
                 return  # bound elsewhere too (`try: ... else: _mswindows = True`): unknown
-            known: object = self.truth(value)
+            known: object = self.facts.truth(value)
             if known is None:
-                known = self.known_value(value)
+                known = self.facts.value(value)
             if known is not None:
-                self.known[name] = known
+                self.facts.known[name] = known
 
     def expr(self, node: ast.expr, where: _Where) -> None:
         # Iterative: deeply nested expressions (generated tables) must not hit the
@@ -423,7 +437,7 @@ class _Scanner:
             stack.extend((c, w) for c in ast.iter_child_nodes(n))
 
     def call(self, n: ast.Call, where: _Where) -> None:
-        fname = _func_name(n.func)
+        fname = func_name(n.func)
         if fname in ("import_module", "__import__") and n.args:
             arg = n.args[0]
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value:
@@ -473,206 +487,6 @@ class _Scanner:
             module, colon, _attr = text.partition(":")
             self.add(where, module, 0, (), n.lineno, HOW_STRING, "colon" if colon else "dotted")
 
-    def truth(self, test: ast.expr) -> bool | None:
-        """Whether a test on the platform or Python version holds in the image (None: unknown)."""
-        if isinstance(test, ast.Name):
-            if test.id == "TYPE_CHECKING":
-                return False
-            value = self.known.get(test.id)
-            return value if isinstance(value, bool) else None
-        if isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING":
-            return False
-        if isinstance(test, ast.Constant) and isinstance(test.value, bool):
-            return test.value
-        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-            inner = self.truth(test.operand)
-            return None if inner is None else not inner
-        if isinstance(test, ast.BoolOp):
-            values = [self.truth(v) for v in test.values]
-            if isinstance(test.op, ast.And):
-                if False in values:
-                    return False
-                return True if all(v is True for v in values) else None
-            if True in values:
-                return True
-            return False if all(v is False for v in values) else None
-        if isinstance(test, ast.Call) and isinstance(test.func, ast.Attribute):
-            if test.func.attr in ("startswith", "endswith") and len(test.args) == 1:
-                subject = self.known_value(test.func.value)
-                prefix = _literal(test.args[0])
-                if isinstance(subject, str) and isinstance(prefix, str | tuple):
-                    if isinstance(prefix, tuple) and not all(isinstance(p, str) for p in prefix):
-                        return None
-                    method = (
-                        subject.startswith if test.func.attr == "startswith" else subject.endswith
-                    )
-                    return method(prefix)
-            return None
-        if isinstance(test, ast.Compare) and len(test.ops) == 1:
-            left, right = test.left, test.comparators[0]
-            lv, rv = self.known_value(left), _literal(right)
-            if lv is None:
-                lv, rv = self.known_value(right), _literal(left)
-                if lv is None:
-                    return None
-                return _compare(rv, test.ops[0], lv)
-            return _compare(lv, test.ops[0], rv)
-        return None
-
-    def known_value(self, node: ast.expr) -> object | None:
-        """sys.platform, os.name, platform.system(), sys.version_info (and its parts) and
-        module constants, as they are in the image; None when unknown."""
-        if isinstance(node, ast.Name) and node.id in self.known:
-            return self.known[node.id]
-        dotted = _dotted(node)
-        if dotted == "sys.builtin_module_names":
-            return self.ctx.builtin_modules
-        if dotted in ("sys.platform",):
-            return self.ctx.platform
-        if dotted in ("os.name",):
-            return self.ctx.os_name
-        version = (*self.ctx.version_info, "final", 0)
-        if dotted == "sys.version_info":
-            return version
-        if dotted == "sys.version_info.major":
-            return version[0]
-        if dotted == "sys.version_info.minor":
-            return version[1]
-        if isinstance(node, ast.Call) and _dotted(node.func) == "platform.system" and not node.args:
-            return self.ctx.system
-        if isinstance(node, ast.Subscript) and _dotted(node.value) == "sys.version_info":
-            sl = node.slice
-            if isinstance(sl, ast.Constant) and isinstance(sl.value, int):
-                return version[sl.value]
-            if isinstance(sl, ast.Slice) and sl.lower is None and sl.step is None:
-                upper = _literal(sl.upper) if sl.upper is not None else None
-                if isinstance(upper, int):
-                    return version[:upper]
-        return None
-
-
-def _main_only_functions(tree: ast.Module) -> set[str]:
-    """Module-level functions used only by the __main__ block, directly or through other
-    such functions (a stdlib module's _test() and the helpers only it calls)."""
-    functions: dict[str, set[str]] = {}  # function -> the names its def mentions
-    main: set[str] = set()  # names the __main__ blocks mention
-    rest: set[str] = set()  # names every other statement mentions
-    for st in tree.body:
-        names = _mentioned(st)
-        if isinstance(st, ast.FunctionDef | ast.AsyncFunctionDef) and st.name not in functions:
-            functions[st.name] = names - {st.name}
-        elif isinstance(st, ast.If) and _is_main_guard(st.test):
-            main |= names
-        else:
-            rest |= names
-    candidates = {f for f in functions if f not in rest}
-    while True:
-        # A candidate mentioned by a function that is not main-only is needed elsewhere.
-        used = set().union(*(functions[f] for f in functions if f not in candidates))
-        keep = {f for f in candidates if f not in used}
-        if keep == candidates:
-            break
-        candidates = keep
-    reached: set[str] = set()
-    todo = [f for f in candidates if f in main]
-    while todo:  # only what the __main__ block really reaches
-        f = todo.pop()
-        if f not in reached:
-            reached.add(f)
-            todo += [g for g in functions[f] if g in candidates]
-    return reached
-
-
-def _mentioned(node: ast.AST) -> set[str]:
-    names: set[str] = set()
-    for n in ast.walk(node):
-        if isinstance(n, ast.Name):
-            names.add(n.id)
-        elif isinstance(n, ast.Attribute):
-            names.add(n.attr)
-        elif isinstance(n, ast.Constant) and isinstance(n.value, str):
-            names.add(n.value)  # __all__ entries, getattr(module, "name")
-    return names
-
-
-def _assigned_once(tree: ast.Module) -> set[str]:
-    """Names bound exactly once in the whole module, by a top-level `NAME = value`."""
-    counts: dict[str, int] = {}
-    for n in ast.walk(tree):
-        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-            counts[n.id] = counts.get(n.id, 0) + 1
-        elif isinstance(n, ast.alias):
-            bound = n.asname or n.name.partition(".")[0]
-            counts[bound] = counts.get(bound, 0) + 1
-        elif isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            counts[n.name] = counts.get(n.name, 0) + 1
-        elif isinstance(n, ast.Global | ast.Nonlocal):
-            for name in n.names:
-                counts[name] = counts.get(name, 0) + 2
-    top = {
-        st.targets[0].id
-        for st in tree.body
-        if isinstance(st, ast.Assign)
-        and len(st.targets) == 1
-        and isinstance(st.targets[0], ast.Name)
-    }
-    return {name for name in top if counts.get(name) == 1}
-
-
-def _compare(left: object, op: ast.cmpop, right: object) -> bool | None:
-    if right is None:
-        return None
-    try:
-        if isinstance(op, ast.Eq):
-            return bool(left == right)
-        if isinstance(op, ast.NotEq):
-            return bool(left != right)
-        if isinstance(op, ast.In) and isinstance(right, tuple | list | str):
-            return left in right
-        if isinstance(op, ast.NotIn) and isinstance(right, tuple | list | str):
-            return left not in right
-        if (isinstance(left, tuple) and isinstance(right, tuple)) or (
-            isinstance(left, int) and isinstance(right, int)
-        ):
-            if isinstance(op, ast.Lt):
-                return bool(left < right)  # type: ignore[operator]
-            if isinstance(op, ast.LtE):
-                return bool(left <= right)  # type: ignore[operator]
-            if isinstance(op, ast.Gt):
-                return bool(left > right)  # type: ignore[operator]
-            if isinstance(op, ast.GtE):
-                return bool(left >= right)  # type: ignore[operator]
-    except TypeError:
-        return None
-    return None
-
-
-def _literal(node: ast.expr) -> object | None:
-    try:
-        value: object = ast.literal_eval(node)
-        return value
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return None
-
-
-def _dotted(node: ast.expr) -> str:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return ""
-
-
-def _func_name(func: ast.expr) -> str:
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    if isinstance(func, ast.Name):
-        return func.id
-    return ""
-
 
 def _is_docstring(st: ast.stmt) -> bool:
     return (
@@ -680,36 +494,3 @@ def _is_docstring(st: ast.stmt) -> bool:
         and isinstance(st.value, ast.Constant)
         and isinstance(st.value.value, str)
     )
-
-
-def _is_main_guard(test: ast.expr) -> bool:
-    if not isinstance(test, ast.Compare) or len(test.comparators) != 1:
-        return False
-    if not isinstance(test.ops[0], ast.Eq):
-        return False
-    sides = [test.left, test.comparators[0]]
-    names = [s.id for s in sides if isinstance(s, ast.Name)]
-    consts = [s.value for s in sides if isinstance(s, ast.Constant)]
-    return names == ["__name__"] and consts == ["__main__"]
-
-
-def _names_of(node: ast.expr | None) -> Iterator[str]:
-    if node is None:
-        yield "BaseException"  # a bare except
-    elif isinstance(node, ast.Tuple):
-        for e in node.elts:
-            yield from _names_of(e)
-    elif isinstance(node, ast.Name):
-        yield node.id
-    elif isinstance(node, ast.Attribute):
-        yield node.attr
-
-
-def _catches_import_error(node: ast.expr | None) -> bool:
-    return any(n in _IMPORT_ERRORS for n in _names_of(node))
-
-
-def _suppresses_import_error(node: ast.expr) -> bool:
-    if isinstance(node, ast.Call) and _func_name(node.func) == "suppress":
-        return any(_catches_import_error(a) for a in node.args)
-    return False
