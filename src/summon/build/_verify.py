@@ -15,6 +15,12 @@ fields separated by tabs.
 
 import sys
 
+# typing is not imported at run time (it would be loaded into the app's image run); mypy
+# reads this.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 MARK = ":summon-verify:"  # starts the answer line (a plain prefix: no app prints it)
 
 
@@ -45,9 +51,9 @@ def _importer(e: BaseException, label: str, line: int) -> "tuple[str, int]":
     return found
 
 
-def _step(what: str, label: str, line: int, run: "object") -> bool:
+def _step(what: str, label: str, line: int, run: "Callable[[], object]") -> bool:
     try:
-        run()  # type: ignore[operator]
+        run()
     except ModuleNotFoundError as e:
         importer, at = _importer(e, label, line)
         _say("missing", e.name or "?", importer, at)
@@ -69,7 +75,7 @@ def main() -> None:
     # sys.path[0] is '' for -c: the image's own path goes there instead, as init puts it.
     sys.path[0:1] = [root + p for p in cfg["path"]]
 
-    def importing(name: str) -> "object":
+    def importing(name: str) -> "Callable[[], object]":
         return lambda: __import__(name)
 
     for name in cfg["runtime"]:

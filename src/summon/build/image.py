@@ -30,7 +30,7 @@ from summon.build.check import check_image
 from summon.build.closure import Closure, compute_closure
 from summon.build.distributions import MODULES_TSV, modules_table
 from summon.build.elf import LibraryClosure, library_closure
-from summon.build.graph import ABSENT_EXCLUDED, ABSENT_MISSING, SCRIPT, Edge
+from summon.build.graph import ABSENT_EXCLUDED, ABSENT_MISSING, SCRIPT, Edge, ImportGraph
 from summon.build.imports import RUNS_IMPORT
 from summon.build.python import Interpreter, probe_interpreter
 from summon.build.rootfs import Rootfs
@@ -389,7 +389,9 @@ def _bom(
         elif graph is not None and graph.into.get(info.name):
             # In because the trace saw it loaded (no static chain leads to it, e.g. an
             # optional import): who names it, for `summon inspect --why`.
-            entry["named_by"] = [_edge_json(e) for e in _first_importers(graph.into[info.name])]
+            entry["named_by"] = [
+                _edge_json(e) for e in _first_importers(graph.into[info.name], graph)
+            ]
         modules.append(entry)
     return {
         "schemaVersion": 1,
@@ -424,7 +426,7 @@ def _bom(
                 "name": a.name,
                 "why": a.why,
                 "detail": a.detail,
-                "importers": [_edge_json(e) for e in _first_importers(a.importers)],
+                "importers": [_edge_json(e) for e in _first_importers(a.importers, graph)],
             }
             for a in sorted(closure.absent.values(), key=lambda a: a.name)
         ],
@@ -459,9 +461,16 @@ def _edge_json(edge: Edge) -> dict[str, Any]:
     return doc
 
 
-def _first_importers(edges: list[Edge]) -> list[Edge]:
+def _first_importers(edges: list[Edge], graph: ImportGraph | None) -> list[Edge]:
+    """The importers worth showing first: unguarded ones, the app's, then vendored code's."""
+    rank = {"app": 0, "site": 1, "runtime": 2, "stdlib": 3}
+
+    def group(importer: str) -> int:
+        node = graph.nodes.get(importer) if graph is not None else None
+        return 0 if importer == SCRIPT else rank.get(node.loc.group, 4) if node else 4
+
     seen: dict[tuple[str, int], Edge] = {}
-    for e in sorted(edges, key=lambda e: (e.guard != "", e.importer, e.line)):
+    for e in sorted(edges, key=lambda e: (e.guard != "", group(e.importer), e.importer, e.line)):
         seen.setdefault((e.importer, e.line), e)
     return list(seen.values())[:_IMPORTERS_KEPT]
 

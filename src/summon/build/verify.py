@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from summon.build.check import missing_line
-from summon.errors import BuildError, SummonError
+from summon.errors import BuildError
 
 MARK = ":summon-verify:"  # starts the answer line (a plain prefix: no app prints it)
 _SCRIPT = Path(__file__).with_name("_verify.py")
@@ -84,7 +84,9 @@ def verify_image(
             cfg = _config(plan, "")
             status, output = _in_sandbox(rootfs, plan, code, cfg, image, app_config, timeout)
             how = HOW_SANDBOX
-        except SummonError as e:
+        except BuildError:
+            raise  # the run itself timed out
+        except Exception as e:  # runc, cgroups or the netns unusable here: not the image's fault
             warnings.append(f"verification could not use the sandbox ({e}); trying unshare")
     if output is None:
         cfg = _config(plan, str(rootfs))
@@ -100,8 +102,8 @@ def verify_image(
             status, output = _direct(argv, rootfs, plan, timeout)
             how = HOW_PLAIN
             warnings.append(
-                "the image was verified without network isolation (no runc as root, no "
-                "unshare): the entry's import ran with this host's network"
+                "the image was verified without network isolation (neither runc as root nor "
+                "a working unshare here): the entry's import ran with this host's network"
             )
     warnings += _judge(output, status, plan)
     return Verification(how, time.monotonic() - started, warnings)
@@ -184,11 +186,11 @@ def _in_sandbox(
         try:
             status = instance.wait(timeout)
         finally:
-            final = instance.stop(grace=0)
+            instance.stop(grace=0)
         if status is None:
             raise BuildError(_timeout_line(timeout))
         out.seek(0)
-        return (status if status is not None else final), out.read().decode(errors="replace")
+        return status, out.read().decode(errors="replace")
 
 
 def _timeout_line(timeout: float) -> str:

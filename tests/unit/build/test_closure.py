@@ -343,3 +343,21 @@ def test_optional_ssl_is_kept_when_the_app_imports_it(interp: Interpreter, tmp_p
     assert "ssl" not in dropped.modules
     assert dropped.left_out["ssl"].startswith("optional: only the stdlib asks for it")
     assert "/usr/lib/python3.11/asyncio/" in dropped.left_out["ssl"]
+
+
+def test_exclude_is_validated_and_refused_to_the_trace(interp: Interpreter, tmp_path: Path) -> None:
+    with pytest.raises(
+        BuildError, match=r"^exclude = \['summon_nope'\] in the manifest: no module"
+    ):
+        trace(interp, APPS / "probe", exclude=["summon_nope"])
+    # Excluded, and imported only under a guard in a function: out, and said so.
+    (tmp_path / "app.py").write_text(
+        "def main():\n    try:\n        import csv\n    except ImportError:\n        pass\n"
+    )
+    c = trace(interp, tmp_path, exclude=["csv"])
+    assert "csv" not in c.modules
+    assert c.absent["csv"].why == "excluded"
+    # The trace refuses it as the image will: an app that imports it at start fails there.
+    (tmp_path / "app.py").write_text("import importlib\nimportlib.import_module('c' + 'sv')\n")
+    with pytest.raises(TraceError, match=r"No module named 'csv' \(excluded by the manifest\)"):
+        trace(interp, tmp_path, Entry("function", module="app", function="x"), exclude=["csv"])
