@@ -37,6 +37,7 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "env": ((dict,), 'a table of strings, such as {LEVEL = "info"}'),
     "args": ((list,), "a list of strings"),
     "include": ((list,), "a list of module names to put in the image even if not seen in use"),
+    "exclude": ((list,), "a list of module names to leave out although shipped code names them"),
     "probe": ((str,), '"module:function" called after import to exercise the app'),
     "version": ((str,), "a version string used as the default tag"),
     "volumes": ((list,), 'a list of absolute paths the app keeps data under, such as ["/data"]'),
@@ -84,6 +85,7 @@ class Manifest:
     env: dict[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()  # modules (and their submodules) left out of the closure
     probe: str = ""
     volumes: tuple[str, ...] = ()  # where -v volumes may be mounted (a VM's kernel gets disks)
 
@@ -208,6 +210,13 @@ def load(app_dir: Path | str) -> Manifest:
         if not isinstance(m, str) or not _MODULE_RE.match(m):
             raise bad("include", f"{m!r} is not a module name")
 
+    exclude = table.get("exclude", [])
+    for m in exclude:
+        if not isinstance(m, str) or not _MODULE_RE.match(m):
+            raise bad("exclude", f"{m!r} is not a module name")
+        if m in include:
+            raise bad("exclude", f"{m!r} is also in include; keep it in one of the two")
+
     probe = table.get("probe", "")
     if probe:
         _parse_entry(probe, app_dir, lambda why: bad("probe", why), allow_script=False)
@@ -235,6 +244,7 @@ def load(app_dir: Path | str) -> Manifest:
         env=dict(env),
         args=tuple(args),
         include=tuple(include),
+        exclude=tuple(exclude),
         probe=probe,
         volumes=tuple(volumes),
     )

@@ -72,6 +72,12 @@ def test_summon_toml_and_script_entry(tmp_path: Path) -> None:
         ('data = ["static"]\n', "entry: missing"),
         ('entry = "app:main"\nenv = {"1X" = "a"}\n', "env: '1X' is not a valid variable name"),
         ('entry = "app:main"\ninclude = ["no such"]\n', "include: 'no such' is not a module name"),
+        ('entry = "app:main"\nexclude = ["x-y"]\n', "exclude: 'x-y' is not a module name"),
+        ('entry = "app:main"\nexclude = "ssl"\n', "exclude: expected a list of module names"),
+        (
+            'entry = "app:main"\ninclude = ["ssl"]\nexclude = ["ssl"]\n',
+            "exclude: 'ssl' is also in include; keep it in one of the two",
+        ),
         ('entry = "app:main"\n[oops\n', "not valid TOML"),
     ],
 )
