@@ -11,7 +11,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from summon import manifest as manifest_mod
 from summon.build import debian
 from summon.build.closure import Closure, ModuleInfo, app_sources, compute_closure
 from summon.build.elf import LibraryClosure, library_closure
+from summon.build.interface import add_server_requirements, entry_interface
 from summon.build.python import Interpreter, probe_interpreter
 from summon.build.rootfs import Rootfs
 from summon.build.vendor import Package, vendor
@@ -72,7 +73,9 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
     # vm and ctypes (mount, reboot) in every image, so the same image boots as a VM without
     # a rebuild: 0.23 MB unpacked (vm, ctypes, _ctypes, libffi) that a sandboxed run never
     # imports but for vm itself (0.4 ms, to see that it is not a VM's init).
-    mods = ["summon.runtime.init", "summon.runtime.vm", "ctypes"]
+    # hints: what the runtime says when an app's fork or exec is denied (imported on that
+    # error path only, so no trace would see it).
+    mods = ["summon.runtime.init", "summon.runtime.vm", "summon.runtime.hints", "ctypes"]
     if m.entry.kind == "function":
         mods += ["summon.devices", "summon.runtime.posix_devices"]
         if m.network == "socket":
@@ -82,6 +85,9 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
             # target, DHCP and the stub resolver.
             mods += ["summon.net.stack", "summon.net.links.tap", "summon.net.links.packet",
                      "summon.net.dhcp", "summon.net.dns"]  # fmt: skip
+        if m.interface:
+            # The runtime's HTTP server for a WSGI/ASGI entry (h11 is vendored for it).
+            mods += ["summon.runtime.http.settings", "summon.runtime.http.server"]
     return tuple(mods)
 
 
@@ -113,6 +119,11 @@ def build(
         if m.requirements:
             step(f"vendoring {len(m.requirements)} requirement(s) for Python {interp.version}")
             packages = vendor(m.requirements, interp, site)
+        step("inspecting the entry")
+        m = replace(m, interface=entry_interface(m, interp, site))
+        if m.interface:
+            step(f"vendoring the HTTP server's requirements for a {m.interface.upper()} app")
+            packages += add_server_requirements(interp, site)
 
         step("tracing the module closure")
         closure = compute_closure(
@@ -384,7 +395,9 @@ def _add_data(fs: Rootfs, m: Manifest) -> dict[str, str]:
 
 def _app_config(m: Manifest, data_map: dict[str, str]) -> dict[str, Any]:
     entry: dict[str, str]
-    if m.entry.kind == "function":
+    if m.interface:
+        entry = {"kind": m.interface, "module": m.entry.module, "attr": m.entry.function}
+    elif m.entry.kind == "function":
         entry = {"kind": "function", "module": m.entry.module, "function": m.entry.function}
     else:
         entry = {"kind": "script", "path": f"{APP_DIR}/{m.entry.script}"}
