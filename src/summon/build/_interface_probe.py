@@ -53,7 +53,11 @@ def classify(obj: object) -> "tuple[str, str]":
     else:
         call = type(obj).__call__
         is_async = inspect.iscoroutinefunction(inspect.unwrap(call))
-    what = "a function" if is_function else f"a {type(obj).__name__} object"
+    if is_function:
+        what = "an async function" if is_async else "a function"
+    else:
+        call_kind = "an async __call__" if is_async else "a __call__"
+        what = f"an object of class {type(obj).__name__} with {call_kind}"
     try:
         params = list(inspect.signature(obj).parameters.values())
     except (TypeError, ValueError):
@@ -68,17 +72,16 @@ def classify(obj: object) -> "tuple[str, str]":
         if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
     required_keywords = [p for p in required if p.kind is p.KEYWORD_ONLY]
-    takes = "async " if is_async else ""
     if not required_keywords:
         if is_async and len(required) <= 3 and (len(positional) >= 3 or varargs):
-            return "asgi", f"is {what} taking {takes}{shape(params)}"
+            return "asgi", f"is {what} taking {shape(params)}"
         if not is_async and len(required) <= 2 and (len(positional) >= 2 or varargs):
             return "wsgi", f"is {what} taking {shape(params)}"
     if is_function:
         if not params:
             return "function", f"is {what} without parameters"
-        return "other", f"is {what} taking {takes}{shape(params)}"
-    return "unknown", f"is {what} taking {takes}{shape(params)}"
+        return "other", f"is {what} taking {shape(params)}"
+    return "unknown", f"is {what} taking {shape(params)}"
 
 
 def main() -> None:

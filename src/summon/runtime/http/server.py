@@ -334,8 +334,9 @@ class HTTPServer:
             report_app_error("the server failed on a connection (a bug in summon):", e)
             writer.close()
         except asyncio.CancelledError:
+            # Cut off after the grace. Not re-raised: this task is the connection's root
+            # (nobody awaits it), and the stream's done-callback would log a cancelled one.
             writer.close()
-            raise
         finally:
             self._connections.pop(task, None)
 

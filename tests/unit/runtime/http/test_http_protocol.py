@@ -7,9 +7,9 @@ decides whether what the server sent is HTTP.
 from __future__ import annotations
 
 import pytest
+from http_wire import events, parse_responses, serve_all
 from hypothesis import given, settings
 from hypothesis import strategies as hst
-from http_wire import events, parse_responses, serve_all
 
 from summon.runtime.http import state as st
 from summon.runtime.http.protocol import (
