@@ -122,7 +122,7 @@ def build(
         step("inspecting the entry")
         m = replace(m, interface=entry_interface(m, interp, site))
         if m.interface:
-            step(f"vendoring the HTTP server's requirements for a {m.interface.upper()} app")
+            step(f"vendoring h11 for the runtime's HTTP server ({m.interface.upper()} entry)")
             packages += add_server_requirements(interp, site)
 
         step("tracing the module closure")
