@@ -1,15 +1,18 @@
 """WSGI and ASGI entries end to end: `summon build` finds the interface and vendors h11, and
-`summon run` serves the app with the runtime's server, as a host process and in the sandbox,
-checked with curl on three routes (a page, a JSON POST, an error route that must not take
-the app down). A pre-forking server in the sandbox gets the runtime's hint."""
+`summon run` serves the app with the runtime's server, as a host process and in the sandbox
+(kernel sockets, and summon.net's direct stack), checked with curl on three routes (a page,
+a JSON POST, an error route that must not take the app down). A pre-forking server in the
+sandbox gets the runtime's hint."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from summon_cli import APPS, Summon, free_port, get, needs_sandbox
@@ -90,6 +93,26 @@ def test_served_in_the_sandbox(summon: Summon, images: dict[str, str], kind: str
     assert '"GET / HTTP/1.1" 200 ' in log
     if kind == "asgi":
         assert "lifespan startup" in log and "lifespan shutdown" in log
+
+
+@needs_sandbox
+@pytest.mark.sandbox
+@pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun")
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_served_on_the_direct_stack_in_the_sandbox(
+    summon: Summon, tmp_path: Path, kind: str
+) -> None:
+    """The same app, network = "direct": summon.net carries it, the kernel's TCP/IP does not."""
+    app = tmp_path / kind
+    shutil.copytree(APPS / f"{kind}_app", app, ignore=shutil.ignore_patterns("__pycache__"))
+    manifest = app / "pyproject.toml"
+    manifest.write_text(manifest.read_text() + 'network = "direct"\n')  # [tool.summon] is last
+    ref = f"{kind}-direct:test"
+    r = summon("build", str(app), "-t", ref)
+    assert r.returncode == 0, r.stderr
+    assert "summon.net.stack" in {m["name"] for m in summon.inspect(ref)["bom"]["modules"]}
+    log = serve_and_check(summon, ref, kind, "sandbox")
+    assert '"POST /echo HTTP/1.1" 200 ' in log
 
 
 @needs_sandbox
