@@ -129,6 +129,7 @@ class WorkerPool:
         self._threads = 0
         self._idle = 0
         self._stopped = False
+        self._workers: list[threading.Thread] = []
 
     async def run(self, fn: Callable[[], None]) -> None:
         """Run `fn()` on a worker thread; return (or raise) when it has."""
@@ -138,15 +139,25 @@ class WorkerPool:
             self._jobs.append((fn, future))
             if len(self._jobs) > self._idle and self._threads < self.size:
                 self._threads += 1  # threads start on demand: none for an idle server
-                threading.Thread(target=self._work, name="wsgi", daemon=True).start()
+                worker = threading.Thread(target=self._work, name="wsgi", daemon=True)
+                self._workers.append(worker)
+                worker.start()
             self._ready.notify()
         await future
 
-    def stop(self) -> None:
-        """Let the threads end once the queue is empty."""
+    async def stop(self, timeout: float) -> None:
+        """Let the threads end once the queue is empty; wait up to `timeout` for them.
+
+        Waiting matters: a thread still ending while the interpreter shuts down is ended
+        with pthread_exit, which aborts the process when glibc cannot load libgcc_s.
+        """
         with self._ready:
             self._stopped = True
             self._ready.notify_all()
+        deadline = asyncio.get_running_loop().time() + timeout
+        for worker in self._workers:
+            while worker.is_alive() and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.005)
 
     def _work(self) -> None:
         while True:
@@ -278,7 +289,7 @@ class HTTPServer:
                     task.cancel()
                 await asyncio.wait(late)
         if self.pool is not None:
-            self.pool.stop()
+            await self.pool.stop(max(0.5, deadline - loop.time()))
         status = 0
         if self.lifespan is not None:
             try:
