@@ -181,7 +181,7 @@ class Exchange:
         self.http_version = http_version
         self.status = status
         self.sent = sent  # body bytes sent
-        self.started = started  # when the request head was complete (monotonic seconds)
+        self.started = started  # when the request's first byte came (monotonic seconds)
         self.ended = ended
 
     @property
@@ -225,16 +225,6 @@ class HTTPConnection:
     def closed(self) -> bool:
         """Nothing more will be read or answered: send data_to_send(), then close."""
         return self.state == st.CLOSED
-
-    @property
-    def request(self) -> Request | None:
-        """The request being answered, if any."""
-        return self._request
-
-    @property
-    def request_complete(self) -> bool:
-        """The whole request body has been received (and handed out by next_event)."""
-        return self.state in (st.WAIT, st.SEND)
 
     @property
     def stopping(self) -> bool:

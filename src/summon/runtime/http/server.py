@@ -248,7 +248,6 @@ class HTTPServer:
 
     async def serve(self, stack: Stack, port: int, label: str = "") -> int:
         """Serve on `port` until cancelled, then stop gracefully; return the exit status."""
-        started = asyncio.get_running_loop().time()
         if self.interface == "asgi":
             self.lifespan = Lifespan(self.app)
             try:
@@ -264,16 +263,20 @@ class HTTPServer:
                 f"{server.port} (HTTP/1.1)"
             )
         try:
-            await server.serve_forever()
+            # Not server.serve_forever(): on cancellation it awaits wait_closed(), which from
+            # Python 3.12 waits for every connection, idle keep-alive ones included.
+            await asyncio.get_running_loop().create_future()
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()  # the stop request, handled here: what follows must run
         finally:
             server.close()
-        return await self._stop(started)
+        status = await self._stop()
+        await server.wait_closed()  # every connection is closed by now
+        return status
 
-    async def _stop(self, started: float) -> int:
+    async def _stop(self) -> int:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.grace
         self.stopping.set()

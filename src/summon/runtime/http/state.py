@@ -77,8 +77,6 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
 
 # States in which part of a request is being read: their timers guard against slow clients.
 READING = frozenset((HEAD, BODY, SEND_BODY))
-# States in which the app has a request it has not finished answering.
-ANSWERING = frozenset((BODY, WAIT, SEND, SEND_BODY))
 
 
 class TransitionError(Exception):
