@@ -14,6 +14,7 @@ from typing import Any
 from summon.errors import ManifestError
 
 NETWORK_MODES = ("socket", "direct", "none")
+INTERFACES = ("wsgi", "asgi")
 DEFAULT_PYTHON = "/usr/bin/python3.11"
 DEFAULT_MEMORY = 128 * 1024 * 1024
 
@@ -41,6 +42,7 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "probe": ((str,), '"module:function" called after import to exercise the app'),
     "version": ((str,), "a version string used as the default tag"),
     "volumes": ((list,), 'a list of absolute paths the app keeps data under, such as ["/data"]'),
+    "interface": ((str,), '"wsgi" or "asgi": the runtime serves the "module:app" entry'),
 }
 
 
@@ -88,6 +90,9 @@ class Manifest:
     exclude: tuple[str, ...] = ()  # modules (and their submodules) left out of the closure
     probe: str = ""
     volumes: tuple[str, ...] = ()  # where -v volumes may be mounted (a VM's kernel gets disks)
+    # "wsgi" | "asgi": the entry is an app the runtime serves; "" an entry function or script.
+    # As written in the manifest; the build finds it from the entry's signature otherwise.
+    interface: str = ""
 
 
 def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
@@ -228,6 +233,16 @@ def load(app_dir: Path | str) -> Manifest:
         if not isinstance(v, str) or not v.startswith("/") or v == "/" or ".." in v.split("/"):
             raise bad("volumes", f"{v!r} is not an absolute path such as /data")
 
+    interface = table.get("interface", "")
+    if interface and interface not in INTERFACES:
+        raise bad("interface", f"{interface!r} is not one of {', '.join(INTERFACES)}")
+    if interface and entry.kind != "function":
+        raise bad(
+            "interface",
+            f'applies to an entry "module:app", not to the script {entry.script!r}; '
+            'point entry at the app object, such as "app:app"',
+        )
+
     return Manifest(
         app_dir=app_dir,
         source=source,
@@ -247,6 +262,7 @@ def load(app_dir: Path | str) -> Manifest:
         exclude=tuple(exclude),
         probe=probe,
         volumes=tuple(volumes),
+        interface=interface,
     )
 
 

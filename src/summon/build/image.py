@@ -10,7 +10,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from summon.build.distributions import MODULES_TSV, modules_table
 from summon.build.elf import LibraryClosure, library_closure
 from summon.build.graph import ABSENT_EXCLUDED, ABSENT_MISSING, SCRIPT, Edge, ImportGraph
 from summon.build.imports import RUNS_IMPORT
+from summon.build.interface import add_server_requirements, entry_interface
 from summon.build.python import Interpreter, probe_interpreter
 from summon.build.rootfs import Rootfs
 from summon.build.vendor import Package, vendor
@@ -91,7 +92,9 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
     # vm and ctypes (mount, reboot) in every image, so the same image boots as a VM without
     # a rebuild: 0.23 MB unpacked (vm, ctypes, _ctypes, libffi) that a sandboxed run never
     # imports but for vm itself (0.4 ms, to see that it is not a VM's init).
-    mods = ["summon.runtime.init", "summon.runtime.vm", "ctypes"]
+    # hints: what the runtime says when an app's fork or exec is denied (imported on that
+    # error path only, so no trace would see it).
+    mods = ["summon.runtime.init", "summon.runtime.vm", "summon.runtime.hints", "ctypes"]
     if m.entry.kind == "function":
         mods += ["summon.devices", "summon.runtime.posix_devices"]
         if m.network == "socket":
@@ -101,6 +104,9 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
             # target, DHCP and the stub resolver.
             mods += ["summon.net.stack", "summon.net.links.tap", "summon.net.links.packet",
                      "summon.net.dhcp", "summon.net.dns"]  # fmt: skip
+        if m.interface:
+            # The runtime's HTTP server for a WSGI/ASGI entry (h11 is vendored for it).
+            mods += ["summon.runtime.http.settings", "summon.runtime.http.server"]
     return tuple(mods)
 
 
@@ -144,6 +150,11 @@ def build(
         if m.requirements:
             step(f"vendoring {len(m.requirements)} requirement(s) for Python {interp.version}")
             packages = vendor(m.requirements, interp, site)
+        step("inspecting the entry")
+        m = replace(m, interface=entry_interface(m, interp, site))
+        if m.interface:
+            step(f"vendoring h11 for the runtime's HTTP server ({m.interface.upper()} entry)")
+            packages += add_server_requirements(interp, site)
         lap("vendor")
 
         step("computing the module closure")
@@ -316,7 +327,9 @@ def _add_data(fs: Rootfs, m: Manifest) -> dict[str, str]:
 
 def _app_config(m: Manifest, data_map: dict[str, str]) -> dict[str, Any]:
     entry: dict[str, str]
-    if m.entry.kind == "function":
+    if m.interface:
+        entry = {"kind": m.interface, "module": m.entry.module, "attr": m.entry.function}
+    elif m.entry.kind == "function":
         entry = {"kind": "function", "module": m.entry.module, "function": m.entry.function}
     else:
         entry = {"kind": "script", "path": f"{APP_DIR}/{m.entry.script}"}
