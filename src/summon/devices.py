@@ -283,7 +283,7 @@ class MissingSecret(KeyError):
         self.name = name
         super().__init__(
             f"secret {name!r} was not given to this instance: pass it with "
-            f"`summon run --secret {name}=FILE` (or secrets = [\"{name}\"] in a gateway service)"
+            f'`summon run --secret {name}=FILE` (or secrets = ["{name}"] in a gateway service)'
         )
 
     def __str__(self) -> str:

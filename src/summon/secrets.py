@@ -75,5 +75,7 @@ class FolderSecrets(Secrets):
             return []
         with entries:
             return sorted(
-                e.name for e in entries if e.is_file(follow_symlinks=False) and not e.name.startswith("..")
+                e.name
+                for e in entries
+                if e.is_file(follow_symlinks=False) and not e.name.startswith("..")
             )

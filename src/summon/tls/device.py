@@ -130,8 +130,15 @@ class TLSDevice(TLS):
         handshake_timeout: float = 10.0,
     ) -> ServerContext:
         cache_key = (
-            "server", cert, key, tuple(sorted((sni or {}).items())), tuple(alpn), client_auth,
-            client_ca, tuple(versions), handshake_timeout,
+            "server",
+            cert,
+            key,
+            tuple(sorted((sni or {}).items())),
+            tuple(alpn),
+            client_auth,
+            client_ca,
+            tuple(versions),
+            handshake_timeout,
         )
         cached = self._contexts.get(cache_key)
         if isinstance(cached, ServerContext):

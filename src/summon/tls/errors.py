@@ -1,4 +1,4 @@
-"""The typed errors of summon.tls: every failure a peer or a configuration can cause is one of these.
+"""The typed errors of summon.tls: every failure a peer or a configuration can cause.
 
 Each error's message names the broken condition and the value seen, and its `reason` is a short
 fixed phrase (the constants below) that code and tests compare against, so logs can count

@@ -158,9 +158,7 @@ def parse_client_hello(body: bytes, record_version: int) -> ClientHello:
             kind = extensions.uint(2)
             data = extensions.vector(2)
             if kind in seen:
-                raise ProtocolViolation(
-                    f"ClientHello: extension {kind} twice", reason=DECODE_ERROR
-                )
+                raise ProtocolViolation(f"ClientHello: extension {kind} twice", reason=DECODE_ERROR)
             seen.add(kind)
             if kind == EXT_SUPPORTED_VERSIONS:
                 versions = _supported_versions(data)

@@ -70,8 +70,13 @@ _PROTOCOL_WORDS = (
     ("BAD_EXTENSION", e.DECODE_ERROR),
     ("LENGTH_TOO_SHORT", e.DECODE_ERROR),
 )
-_VERSION_WORDS = ("UNSUPPORTED_PROTOCOL", "PROTOCOL_VERSION", "NO_PROTOCOLS_AVAILABLE",
-                  "WRONG_SSL_VERSION", "VERSION_TOO_LOW")
+_VERSION_WORDS = (
+    "UNSUPPORTED_PROTOCOL",
+    "PROTOCOL_VERSION",
+    "NO_PROTOCOLS_AVAILABLE",
+    "WRONG_SSL_VERSION",
+    "VERSION_TOO_LOW",
+)
 
 
 def _error(exc: ssl.SSLError, handshaking: bool) -> e.TLSError:
@@ -84,13 +89,13 @@ def _error(exc: ssl.SSLError, handshaking: bool) -> e.TLSError:
     if name == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
         return e.BadCertificate("the client sent no certificate", reason=e.NO_CERTIFICATE)
     if any(w in name for w in _VERSION_WORDS):
-        return e.ProtocolVersionRefused(
-            f"no common TLS version ({name})", version="below TLS 1.2"
-        )
+        return e.ProtocolVersionRefused(f"no common TLS version ({name})", version="below TLS 1.2")
     if "ALERT" in name:
         alert = name.split("ALERT_", 1)[-1].lower()
         message = f"the peer sent fatal alert {alert}"
-        return e.HandshakeFailure(message) if handshaking else e.TLSError(message, reason="peer alert")
+        return (
+            e.HandshakeFailure(message) if handshaking else e.TLSError(message, reason="peer alert")
+        )
     for word, reason in _PROTOCOL_WORDS:
         if word in name:
             return e.ProtocolViolation(f"OpenSSL: {name}", reason=reason)
@@ -143,7 +148,11 @@ class OpenSSLEngine(Engine):
     """One connection through an SSLObject over two MemoryBIOs."""
 
     def __init__(
-        self, ctx: ssl.SSLContext, *, server_side: bool, server_hostname: str | None,
+        self,
+        ctx: ssl.SSLContext,
+        *,
+        server_side: bool,
+        server_hostname: str | None,
         sni: str | None,
     ) -> None:
         self._in = ssl.MemoryBIO()

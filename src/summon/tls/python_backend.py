@@ -31,8 +31,8 @@ from tlslite.x509certchain import X509CertChain
 
 from summon.tls import errors as e
 from summon.tls.events import HandshakeComplete
-from summon.tls.session import TLS12, TLS13, Engine
-from summon.tls.x509.certificate import Certificate, pem_certificates, peer_certificate
+from summon.tls.session import TLS13, Engine
+from summon.tls.x509.certificate import Certificate, peer_certificate, pem_certificates
 from summon.tls.x509.names import ip_bytes
 from summon.tls.x509.path import validate_chain
 
@@ -242,7 +242,7 @@ class PythonEngine(Engine):
                 if not result:
                     closed = True
                     break
-                chunks.append(bytes(result))  # type: ignore[call-overload]
+                chunks.append(bytes(result))  # type: ignore[arg-type]
         except StopIteration:
             self._reader = None
         except Exception as exc:
@@ -368,7 +368,10 @@ class ClientBackend:
         def verify(conn: TLSConnection) -> None:
             ders = _chain_ders(conn.session.serverCertChain)
             validate_chain(
-                ders, self._anchors, purpose="serverAuth", now=time.time(),
+                ders,
+                self._anchors,
+                purpose="serverAuth",
+                now=time.time(),
                 hostname=server_hostname,
             )
 

@@ -126,9 +126,7 @@ class RecordReader:
                     f"record version 0x{major:02x}{minor:02x} is not TLS", reason=BAD_RECORD
                 )
             if length == 0 and first != APPLICATION_DATA:
-                raise ProtocolViolation(
-                    f"empty {CONTENT_TYPES[first]} record", reason=BAD_RECORD
-                )
+                raise ProtocolViolation(f"empty {CONTENT_TYPES[first]} record", reason=BAD_RECORD)
             end = pos + HEADER + length
             if len(buf) < end:
                 break

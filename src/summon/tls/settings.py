@@ -16,8 +16,9 @@ BACKENDS = ("openssl", "python")
 def parse_versions(versions: tuple[str, ...] | list[str]) -> tuple[int, ...]:
     """("1.2", "1.3") -> (0x0303, 0x0304); anything else is a TLSConfigError."""
     if isinstance(versions, str) or not versions:
-        raise TLSConfigError(f"versions must be a non-empty list such as ['1.2', '1.3'], got "
-                             f"{versions!r}")
+        raise TLSConfigError(
+            f"versions must be a non-empty list such as ['1.2', '1.3'], got {versions!r}"
+        )
     out = []
     for v in versions:
         if v not in VERSIONS:

@@ -105,7 +105,7 @@ class _TLSTransport(asyncio.Transport):
                 self._protocol.eof_received()
 
     async def _run(self) -> None:
-        error: BaseException | None = None
+        error: Exception | None = None
         try:
             while self._session.state in st.RECEIVING:
                 await self._reading.wait()
@@ -130,7 +130,7 @@ class _TLSTransport(asyncio.Transport):
             self._inner.close()
         self._connection_lost(error)
 
-    def _connection_lost(self, error: BaseException | None) -> None:
+    def _connection_lost(self, error: Exception | None) -> None:
         if not self._lost:
             self._lost = True
             self._protocol.connection_lost(error)

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 DAY = dt.timedelta(days=1)
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -162,26 +162,44 @@ def build_pki(folder: Path) -> PKI:
         "intermediate": inter,
         "other-ca": other_root,
         # Servers: the good one chains through the intermediate.
-        "server": issue("localhost", issuer=inter, dns=("localhost",), ips=("127.0.0.1",),
-                        eku=SERVER),
-        "server-ec": issue("localhost", issuer=root, key="ec", dns=("localhost",),
-                           ips=("127.0.0.1",), eku=SERVER),
-        "server-alt": issue("alt.test", issuer=root, dns=("alt.test", "*.wild.test"),
-                            eku=SERVER),
-        "server-expired": issue("localhost", issuer=root, dns=("localhost",),
-                                ips=("127.0.0.1",), eku=SERVER,
-                                not_before=NOW - 60 * DAY, not_after=NOW - DAY),
-        "server-wrong-name": issue("elsewhere.test", issuer=root, dns=("elsewhere.test",),
-                                   eku=SERVER),
-        "server-self-signed": issue("localhost", ca=None, dns=("localhost",),
-                                    ips=("127.0.0.1",)),
-        "server-other-ca": issue("localhost", issuer=other_root, key="ec", dns=("localhost",),
-                                 ips=("127.0.0.1",), eku=SERVER),
+        "server": issue(
+            "localhost", issuer=inter, dns=("localhost",), ips=("127.0.0.1",), eku=SERVER
+        ),
+        "server-ec": issue(
+            "localhost", issuer=root, key="ec", dns=("localhost",), ips=("127.0.0.1",), eku=SERVER
+        ),
+        "server-alt": issue("alt.test", issuer=root, dns=("alt.test", "*.wild.test"), eku=SERVER),
+        "server-expired": issue(
+            "localhost",
+            issuer=root,
+            dns=("localhost",),
+            ips=("127.0.0.1",),
+            eku=SERVER,
+            not_before=NOW - 60 * DAY,
+            not_after=NOW - DAY,
+        ),
+        "server-wrong-name": issue(
+            "elsewhere.test", issuer=root, dns=("elsewhere.test",), eku=SERVER
+        ),
+        "server-self-signed": issue("localhost", ca=None, dns=("localhost",), ips=("127.0.0.1",)),
+        "server-other-ca": issue(
+            "localhost",
+            issuer=other_root,
+            key="ec",
+            dns=("localhost",),
+            ips=("127.0.0.1",),
+            eku=SERVER,
+        ),
         # Clients.
         "client": issue("client one", issuer=root, eku=CLIENT),
         "client-ec": issue("client ec", issuer=root, key="ec", eku=CLIENT),
-        "client-expired": issue("client expired", issuer=root, eku=CLIENT,
-                                not_before=NOW - 60 * DAY, not_after=NOW - DAY),
+        "client-expired": issue(
+            "client expired",
+            issuer=root,
+            eku=CLIENT,
+            not_before=NOW - 60 * DAY,
+            not_after=NOW - DAY,
+        ),
         "client-self-signed": issue("client self", ca=None),
         "client-other-ca": issue("client other", issuer=other_root, key="ec", eku=CLIENT),
         "client-server-eku": issue("client wrong purpose", issuer=root, eku=SERVER),

@@ -172,8 +172,9 @@ class Certificate:
         if EXT_KEY_USAGE in ext:
             seq = der.parse_single(ext[EXT_KEY_USAGE][1], "extKeyUsage")
             oids = seq.expect(der.SEQUENCE, "extKeyUsage").children()
-            self.ext_key_usage = tuple(der.oid_string(o.expect(der.OID, "KeyPurposeId").value)
-                                       for o in oids)
+            self.ext_key_usage = tuple(
+                der.oid_string(o.expect(der.OID, "KeyPurposeId").value) for o in oids
+            )
         if SUBJECT_ALT_NAME in ext:
             self.has_san = True
             seq = der.parse_single(ext[SUBJECT_ALT_NAME][1], "subjectAltName")

@@ -79,9 +79,7 @@ def _may_issue(child: c.Certificate, candidate: c.Certificate) -> bool:
     return True
 
 
-def build_path(
-    chain: list[c.Certificate], anchors: list[c.Certificate]
-) -> list[c.Certificate]:
+def build_path(chain: list[c.Certificate], anchors: list[c.Certificate]) -> list[c.Certificate]:
     """The path [leaf, intermediates..., anchor]; raise BadCertificate if there is none."""
     leaf = chain[0]
     anchor_ders = {a.der for a in anchors}
