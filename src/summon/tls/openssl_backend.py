@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 _TLS_VERSIONS = {0x0303: ssl.TLSVersion.TLSv1_2, 0x0304: ssl.TLSVersion.TLSv1_3}
 
-# X509_V_ERR_* codes (openssl/x509_vfy.h) -> BadCertificate reasons.
+# X509_V_ERR_* codes (OpenSSL 3.0's openssl/x509_vfy.h) -> BadCertificate reasons.
 _VERIFY_REASONS = {
     2: e.UNKNOWN_CA,  # unable to get issuer certificate
     4: e.BAD_SIGNATURE,  # unable to decrypt certificate's signature
@@ -39,17 +39,39 @@ _VERIFY_REASONS = {
     20: e.UNKNOWN_CA,  # unable to get local issuer certificate
     21: e.UNKNOWN_CA,  # unable to verify the first certificate
     22: e.PATH_TOO_LONG,  # certificate chain too long
-    24: e.NOT_A_CA,  # invalid CA certificate
+    24: e.MALFORMED,  # no issuer public key
     25: e.PATH_TOO_LONG,  # path length constraint exceeded
-    26: e.WRONG_PURPOSE,  # unsupported certificate purpose
+    26: e.WRONG_PURPOSE,  # unsuitable certificate purpose
+    27: e.UNKNOWN_CA,  # certificate not trusted
+    28: e.UNKNOWN_CA,  # certificate rejected
+    29: e.UNKNOWN_CA,  # subject issuer mismatch
+    30: e.UNKNOWN_CA,  # authority and subject key identifier mismatch
     32: e.KEY_USAGE,  # key usage does not include certificate signing
     34: e.UNSUPPORTED_CRITICAL_EXTENSION,
+    37: e.WRONG_PURPOSE,  # invalid non-CA certificate (has CA markings)
+    39: e.KEY_USAGE,  # key usage does not include digital signature
+    41: e.MALFORMED,  # invalid or inconsistent certificate extension
     47: e.NAME_CONSTRAINTS,  # permitted subtree violation
     48: e.NAME_CONSTRAINTS,  # excluded subtree violation
     49: e.UNSUPPORTED_CRITICAL_EXTENSION,  # name constraints minimum or maximum unsupported
     51: e.UNSUPPORTED_CRITICAL_EXTENSION,  # unsupported name constraint type
+    52: e.NAME_CONSTRAINTS,  # unsupported or invalid name constraint syntax
+    53: e.NAME_CONSTRAINTS,  # unsupported or invalid name syntax
+    55: e.UNKNOWN_CA,  # path loop
     62: e.HOSTNAME_MISMATCH,
     64: e.HOSTNAME_MISMATCH,  # IP address mismatch
+    66: e.BAD_SIGNATURE,  # EE key too small
+    67: e.BAD_SIGNATURE,  # CA key too small
+    68: e.BAD_SIGNATURE,  # CA signature digest algorithm too weak
+    76: e.BAD_SIGNATURE,  # unsupported signature algorithm
+    77: e.BAD_SIGNATURE,  # signature algorithm mismatch
+    78: e.BAD_SIGNATURE,  # signature algorithm inconsistency
+    79: e.NOT_A_CA,  # invalid CA certificate
+    80: e.NOT_A_CA,  # pathlen constraint on a non-CA
+    81: e.NOT_A_CA,  # pathlen without keyCertSign
+    82: e.NOT_A_CA,  # keyCertSign on a non-CA
+    92: e.KEY_USAGE,  # CA certificate without keyUsage
+    93: e.MALFORMED,  # extensions require version 3
 }
 
 # Words in OpenSSL's reason codes (SSLError.reason) -> what summon raises.

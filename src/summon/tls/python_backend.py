@@ -18,20 +18,20 @@ from __future__ import annotations
 import errno
 import time
 
-from tlslite.constants import AlertDescription, CipherSuite
-from tlslite.errors import (
-    TLSAlert,
-    TLSLocalAlert,
-    TLSRemoteAlert,
-)
-from tlslite.handshakesettings import HandshakeSettings
-from tlslite.tlsconnection import TLSConnection
-from tlslite.utils.keyfactory import parsePEMKey
-from tlslite.x509certchain import X509CertChain
-
 from summon.tls import errors as e
 from summon.tls.events import HandshakeComplete
 from summon.tls.session import TLS13, Engine
+from summon.tls.tlslite_ng import (
+    AlertDescription,
+    CipherSuite,
+    HandshakeSettings,
+    TLSAlert,
+    TLSConnection,
+    TLSLocalAlert,
+    TLSRemoteAlert,
+    X509CertChain,
+    parsePEMKey,
+)
 from summon.tls.x509.certificate import Certificate, peer_certificate, pem_certificates
 from summon.tls.x509.names import ip_bytes
 from summon.tls.x509.path import validate_chain

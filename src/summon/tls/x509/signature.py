@@ -7,9 +7,8 @@ a collision lets an attacker forge a certificate.
 
 from __future__ import annotations
 
-from tlslite.x509 import X509
-
 from summon.tls.errors import BAD_SIGNATURE, MALFORMED, BadCertificate
+from summon.tls.tlslite_ng import X509
 from summon.tls.x509 import der
 
 TYPE_CHECKING = False
