@@ -152,6 +152,10 @@ def _load_cert_chain(ctx: ssl.SSLContext, pair: CertKey) -> None:
             "the openssl backend loads keys through /proc/self/fd, and /proc is not mounted"
         ) from None
     except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise e.TLSConfigError(
+                f"{pair.source}: the private key does not match the certificate"
+            ) from None
         raise e.TLSConfigError(
             f"{pair.source}: OpenSSL cannot use this certificate and key ({exc.reason})"
         ) from None
