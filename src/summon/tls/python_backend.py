@@ -296,6 +296,24 @@ def _chain_ders(chain: X509CertChain | None) -> list[bytes]:
     return [bytes(x.bytes) for x in chain.x509List]
 
 
+def _server_alpn(settings: ServerSettings, hello: ClientHello) -> list[bytearray] | None:
+    """The ALPN list to hand tlslite-ng so it behaves as OpenSSL does: the server's first
+    protocol the client offers, and no ALPN at all (not an alert) when none is shared.
+
+    tlslite-ng 0.8.2 sends no_application_protocol in TLS 1.2 when no protocol is shared, and
+    crashes (TypeError) in TLS 1.3 when given none while the client offers some; so summon
+    chooses from the ClientHello it already read, and in the TLS 1.3 no-match case passes a
+    name no client offers (TLS 1.3 ignores a mismatch).
+    """
+    chosen = next((p for p in settings.alpn if p in hello.alpn), None)
+    if chosen is not None:
+        return [bytearray(chosen.encode("latin-1"))]
+    tls13 = 0x0304 in hello.versions and 0x0304 in settings.versions
+    if hello.alpn and tls13:
+        return [bytearray(b"\x00summon: no shared protocol")]
+    return None
+
+
 class ServerBackend:
     """tlslite-ng objects for a server: each certificate chain and key parsed once."""
 
@@ -311,7 +329,7 @@ class ServerBackend:
         name, _ = self.settings.cert_for(hello.server_name)
         chain, key = self._pairs[name]
         settings = self.settings
-        alpn = [bytearray(p.encode("latin-1")) for p in settings.alpn] or None
+        alpn = _server_alpn(settings, hello)
 
         def start(conn: TLSConnection) -> Generator[object, None, None]:
             return conn.handshakeServerAsync(  # type: ignore[no-any-return]
