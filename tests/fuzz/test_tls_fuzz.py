@@ -40,7 +40,7 @@ def _records(data: bytes, cuts: list[int]) -> list[tuple[int, bytes]] | str:
     out: list[tuple[int, bytes]] = []
     try:
         last = 0
-        for cut in sorted(c % (len(data) + 1) for c in cuts) + [len(data)]:
+        for cut in [*sorted(c % (len(data) + 1) for c in cuts), len(data)]:
             out += [(r.content_type, r.raw) for r in reader.feed(data[last:cut])]
             last = cut
     except ProtocolViolation as e:
