@@ -89,6 +89,7 @@ class _TLSTransport(asyncio.Transport):
         self._reading = asyncio.Event()
         self._reading.set()
         self._pump: asyncio.Task[None] | None = None
+        self._finisher: asyncio.Task[None] | None = None
 
     def start(self, early: list[Event]) -> None:
         self._protocol.connection_made(self)
@@ -179,7 +180,8 @@ class _TLSTransport(asyncio.Transport):
         self._session.close()
         _flush(self._session, self._inner)
         self._inner.close()
-        asyncio.get_running_loop().create_task(self._finish())
+        # Kept referenced: the loop holds tasks only weakly.
+        self._finisher = asyncio.get_running_loop().create_task(self._finish())
 
     async def _finish(self) -> None:
         try:
