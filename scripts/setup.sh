@@ -10,6 +10,7 @@ apt_packages=(
   slirp4netns     # user-mode networking for sandboxed apps that reach out
   iproute2        # `ip netns` for inspecting test namespaces (summon itself uses pyroute2)
   curl            # the demo and tests fetch pages with it
+  openssl         # real TLS peers for summon.tls (s_client, s_server) and `openssl verify`
   iputils-ping    # Linux's ping, pinging summon.net in the tests' namespaces
   netcat-openbsd  # Linux's nc -u, a UDP peer for summon.net in the tests' namespaces
   hyperfine       # benchmarks
