@@ -30,6 +30,8 @@ apt_packages=(
   libssl-dev      # the kernel build (certificate tools)
   xz-utils        # unpacking the kernel source
   e2fsprogs       # mkfs.ext4 for the qemu target's volumes
+  podman          # tests: summon images under another engine, and `podman kube play`
+  containerd      # tests: summon images under containerd's ctr
 )
 missing=()
 for p in "${apt_packages[@]%% *}"; do
