@@ -181,17 +181,17 @@ class Harness:
         action = rng.choice(["send", "send", "read", "read", "close", "abort", "events"])
         if action == "send":
             try:
-                conn.send(rng.randbytes(rng.choice([1, 100, 5000])))
+                self.tcp.send(conn, rng.randbytes(rng.choice([1, 100, 5000])))
             except ConnectionStateError:
                 assert conn._fin_queued or conn.state not in tcp_state.SENDING
         elif action == "read":
-            conn.next_event(rng.choice([1, 1000, 65536]))
+            self.tcp.next_event(conn, rng.choice([1, 1000, 65536]))
         elif action == "close":
-            conn.close()
+            self.tcp.close(conn)
         elif action == "abort" and rng.random() < 0.2:
-            conn.abort()
+            self.tcp.abort(conn)
         else:
-            while conn.next_event() is not None:
+            while self.tcp.next_event(conn) is not None:
                 pass
 
     def tick(self) -> None:
