@@ -155,3 +155,25 @@ def test_no_summon_net_module_is_over_600_lines() -> None:
         if (n := len(p.read_text().splitlines())) > 600
     }
     assert not long, long
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [("memory", "MemoryLink"), ("tap", "TapLink"), ("packet", "PacketLink")],
+)
+def test_each_link_declares_the_counters_it_increments(module: str, name: str) -> None:
+    import ast
+    import importlib
+
+    path = Path(_src()) / "summon" / "net" / "links" / f"{module}.py"
+    incremented = {
+        node.args[0].value
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "inc"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
+    link_class = getattr(importlib.import_module(f"summon.net.links.{module}"), name)
+    assert incremented and incremented == set(link_class.COUNTERS)
