@@ -43,7 +43,7 @@ else:
     import _signal
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Sequence
     from types import FrameType, TracebackType
     from typing import Any
 
@@ -198,14 +198,15 @@ def run_function(cfg: AppConfig, root: str) -> int:
             f"entry {cfg.entry}: module {cfg.entry_module!r} has no function "
             f"{cfg.entry_function!r}; fix entry in [tool.summon] and rebuild"
         )
-    args, kwargs, is_async = resolve_devices(fn, Devices(cfg, root), cfg.entry)
+    devices = Devices(cfg, root)
+    args, kwargs, is_async = resolve_devices(fn, devices, cfg.entry)
     try:
         if is_async:
-            result = run_async(lambda: fn(*args, **kwargs))
+            result = run_async(lambda: fn(*args, **kwargs), devices.starts)
         else:
             result = fn(*args, **kwargs)
             if hasattr(result, "__await__"):  # a plain function that returned a coroutine
-                result = run_async(lambda: result)
+                result = run_async(lambda: result, devices.starts)
         return exit_status(result)
     except BaseException as e:
         return _status_of_exception(e)
@@ -295,6 +296,9 @@ class Devices:
         self._cfg = cfg
         self._root = root
         self._made: dict[str, object] = {}
+        # Devices that come up on the event loop before the entry runs (the direct stack:
+        # link, address, ARP announcement, so the first SYN is answered at once).
+        self.starts: list[Callable[[], Awaitable[None]]] = []
 
     def get(self, kind: str, param: str) -> object:
         """The device of type `kind` for the entry's parameter named `param`."""
@@ -339,9 +343,11 @@ class Devices:
             from summon.net.stack import DirectStack
 
             try:
-                return DirectStack.from_environ(os.environ)
+                stack = DirectStack.from_environ(os.environ)
             except ValueError as e:
                 raise Fail(str(e)) from None
+            self.starts.append(stack.start)
+            return stack
         raise Fail(
             f"parameter {param!r} of {self._cfg.entry} asks for a Stack, but the image was "
             f'built with network = {network!r}; set network = "socket" in [tool.summon]'
@@ -370,8 +376,11 @@ class Devices:
         )
 
 
-def run_async(make: Callable[[], Any]) -> object:
-    """Run the awaitable `make()` returns under asyncio.run, stopping it on SIGTERM/SIGINT."""
+def run_async(
+    make: Callable[[], Any], starts: Sequence[Callable[[], Awaitable[None]]] = ()
+) -> object:
+    """Run the awaitable `make()` returns under asyncio.run, stopping it on SIGTERM/SIGINT;
+    each of `starts` is awaited first, on the same loop."""
     import asyncio
 
     stopping = False
@@ -390,6 +399,8 @@ def run_async(make: Callable[[], Any]) -> object:
             loop.add_signal_handler(signal, stop)
         loop.set_exception_handler(_loop_exception)
         try:
+            for start in starts:
+                await start()
             return await make()
         except asyncio.CancelledError:
             if stopping:
