@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+from corpus import TCP_LOCAL, TCP_PEER, fix_tcp_checksum
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,8 +27,7 @@ from summon.net.tcp import state as tcp_state
 from summon.net.tcp.seq import MASK, seq_le
 from summon.net.tcp.wire import ACK, FIN, PSH, RST, SYN, URG
 
-LOCAL = bytes((192, 0, 2, 1))
-PEER = bytes((192, 0, 2, 2))
+LOCAL, PEER = TCP_LOCAL, TCP_PEER
 
 
 def parse_or_typed_error(data: bytes, src: bytes = PEER, dst: bytes = LOCAL) -> Segment | None:
@@ -83,14 +83,9 @@ def test_mutated_segments_parse_or_raise_typed_error(
         del data[resize:]
     else:
         data += bytes(resize)
-    if fix_checksum and len(data) >= 20:
+    if fix_checksum:
         # let mutations reach the option walker and sanity checks, past the checksum
-        from summon.net.checksum import checksum, pseudo_header_sum
-
-        data[16:18] = b"\0\0"
-        data[16:18] = checksum(bytes(data), pseudo_header_sum(PEER, LOCAL, 6, len(data))).to_bytes(
-            2, "big"
-        )
+        fix_tcp_checksum(data, PEER, LOCAL)
     parse_or_typed_error(bytes(data))
 
 
