@@ -214,7 +214,7 @@ class DirectStack(Stack):
         else:
             self.iface.set_address(ip, prefix_len, gateway)
             assert self.tcp is not None
-            self.tcp.local_ip = ip
+            self.tcp.readdress(ip)
         # An ARP announcement (RFC 5227): a neighbour that asked for us while we were
         # starting (or knew an old MAC) learns the answer now, not at its next retry.
         announcement = ArpPacket(OP_REQUEST, self.mac, ip, ZERO_MAC, ip).serialize()

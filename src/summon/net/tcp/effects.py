@@ -5,7 +5,8 @@ that drives them. A call (a segment, a timer, an app's send) changes the connect
 and leaves what must happen outside it here; the caller (TCP in layer.py, or a test) drains
 the record after each call and clears it:
 
-    segments     to send to the connection's peer, in order
+    segments     to send to the connection's peer, in order: encoded TCP segments, their
+                 checksum over the connection's address pair, ready for IPv4
     replies      (to_ip, segment) a listener answers with (RSTs, SYN cookies)
     counts       counter names to increment, one per unit that took the path
     ready        the app has news (events to read, send space freed, a connection to accept)
@@ -39,7 +40,7 @@ class Effects:
     )
 
     def __init__(self) -> None:
-        self.segments: list[Segment] = []
+        self.segments: list[bytes] = []
         self.replies: list[tuple[bytes, Segment]] = []
         self.counts: list[str] = []
         self.ready = False

@@ -113,6 +113,13 @@ class TCP:
         self._listeners[port] = listener
         return listener
 
+    def readdress(self, local_ip: bytes) -> None:
+        """Our address changed (a DHCP lease): what every connection sends from now on is
+        checksummed for the new one, as IPv4 sends it from there."""
+        self.local_ip = local_ip
+        for conn in self._connections.values():
+            conn.local_ip = local_ip
+
     def unlisten(self, listener: Listener) -> None:
         """Stop listening: half-open and unaccepted connections are reset. Idempotent."""
         for conn in listener.close():
@@ -137,7 +144,9 @@ class TCP:
             local_port = self._ephemeral_port(remote_ip, remote_port)
         elif (remote_ip, remote_port, local_port) in self._connections:
             raise ValueError(f"tcp: 4-tuple with local port {local_port} is in use")
-        conn = Connection(self.config, local_port, remote_ip, remote_port, self.new_iss())
+        conn = Connection(
+            self.config, self.local_ip, local_port, remote_ip, remote_port, self.new_iss()
+        )
         self.register(conn)
         conn.open_active(self.now())
         self._apply(conn)
@@ -283,8 +292,13 @@ class TCP:
         segments = fx.segments
         if segments:
             remote_ip = conn.remote_ip
-            for seg in segments:
-                self.emit_to(remote_ip, seg)
+            send_ip = self._send_ip
+            self.counters.inc("tcp__segment_out", len(segments))
+            for segment in segments:
+                try:
+                    send_ip(PROTOCOL, remote_ip, segment)
+                except NetError as error:
+                    self._send_failed(error)
             segments.clear()
         if fx.ready:
             fx.ready = False
@@ -334,9 +348,12 @@ class TCP:
             payload = seg.encode(self.local_ip, remote_ip, self.config.checksum_offload)
             self._send_ip(PROTOCOL, remote_ip, payload)
         except NetError as error:
-            # No route (yet): the segment is lost like any other, and retransmission or the
-            # connection's own timeout deals with it; the app must not see IPv4's exceptions.
-            self.counters.inc(f"tcp__send_failed_{type(error).__name__.lower()}__drop")
+            self._send_failed(error)
+
+    def _send_failed(self, error: NetError) -> None:
+        # No route (yet): the segment is lost like any other, and retransmission or the
+        # connection's own timeout deals with it; the app must not see IPv4's exceptions.
+        self.counters.inc(f"tcp__send_failed_{type(error).__name__.lower()}__drop")
 
     def register(self, conn: Connection) -> None:
         self._connections[(conn.remote_ip, conn.remote_port, conn.local_port)] = conn

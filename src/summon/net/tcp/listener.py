@@ -147,6 +147,7 @@ class Listener:
             return None
         conn = Connection(
             self.config,
+            dst_ip,
             self.port,
             src_ip,
             seg.src_port,
@@ -221,7 +222,13 @@ class Listener:
         self.effects.counts.append("tcp__syn_cookie__accepted")
         mss = COOKIE_MSS[(cookie >> 24) & 7]
         conn = Connection(
-            self.config, self.port, src_ip, seg.src_port, cookie, can_accept=self.can_accept
+            self.config,
+            dst_ip,
+            self.port,
+            src_ip,
+            seg.src_port,
+            cookie,
+            can_accept=self.can_accept,
         )
         conn.wscale_offered = False  # the cookie SYN,ACK carried no window scale
         conn.open_from_cookie(seg, mss, now)

@@ -1,19 +1,21 @@
 """A connection's way out: segments built and sent, retransmission, and the timers.
 
-What goes out is left in the effects record (`effects.segments`), never sent from here; the
-timers' deadlines are recomputed by `_rearm` at the end of every call that may move them and
-left in `effects.deadline`.
+What goes out is left in the effects record (`effects.segments`, encoded and checksummed for
+the connection's address pair, ready for IPv4), never sent from here; the timers' deadlines
+are recomputed by `_rearm` at the end of every call that may move them and left in
+`effects.deadline`. A data segment is encoded straight from the send buffer (one copy of
+its payload, into the segment's bytes), so nothing but the wire bytes is kept per segment
+until the driver drains the record.
 """
 
 from __future__ import annotations
 
 from summon.net.tcp import state as st
-from summon.net.tcp.segment import Segment
 from summon.net.tcp.seq import MASK, seq_diff, seq_gt, seq_le, seq_lt
 from summon.net.tcp.tcb import TCB
 from summon.net.tcp.timers import persist_interval
 from summon.net.tcp.window import advertise
-from summon.net.tcp.wire import ACK, FIN, PSH, RST, SYN
+from summon.net.tcp.wire import ACK, FIN, PSH, RST, SYN, encode, encode_options
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,10 +29,9 @@ class Sender(TCB):
 
     # ----------------------------------------------------------------- sending
 
-    def _send_segment(
-        self, flags: int, seq: int, payload: bytes = b"", *, ack: bool = True
-    ) -> None:
-        """Emit one segment; every segment but a bare SYN or RST carries our ACK and window."""
+    def _send_segment(self, flags: int, seq: int, n: int = 0, *, ack: bool = True) -> None:
+        """Emit one segment carrying the n bytes of the send buffer from seq on; every segment
+        but a bare SYN or RST carries our ACK and window."""
         field, self.rcv_adv = advertise(
             self.rcvbuf.free,
             self.rcv_nxt,
@@ -39,19 +40,47 @@ class Sender(TCB):
             self.mss,
             self.rcvbuf.capacity,
         )
-        seg = Segment(
-            self.local_port,
-            self.remote_port,
-            seq,
-            self.rcv_nxt if ack else 0,
-            flags | ACK if ack else flags,
-            field if ack else 0,
-            payload,
-        )
         if ack:
             self._ack_pending = 0
             self.timers.delayed_ack = None
-        self.effects.segments.append(seg)
+            flags |= ACK
+            ack_no = self.rcv_nxt
+        else:
+            ack_no = field = 0
+        if n:
+            buf = self.sndbuf
+            offset = (seq - buf.start) & MASK
+            # A view, not a copy: encode() copies it once, into the segment; the slice is
+            # gone when it returns, so the buffer can grow and shrink again after.
+            with memoryview(buf.data) as view:
+                segment = self._encode(flags, seq, ack_no, field, b"", view[offset : offset + n])
+        else:
+            segment = self._encode(flags, seq, ack_no, field, b"", b"")
+        self.effects.segments.append(segment)
+
+    def _encode(
+        self,
+        flags: int,
+        seq: int,
+        ack: int,
+        window: int,
+        options: bytes,
+        payload: bytes | memoryview,
+    ) -> bytes:
+        return encode(
+            self.local_ip,
+            self.remote_ip,
+            self.local_port,
+            self.remote_port,
+            seq,
+            ack,
+            flags,
+            window,
+            options,
+            payload,
+            0,
+            self.config.checksum_offload,
+        )
 
     def _send_ack(self) -> None:
         # SEQ = the highest sequence sent, not SND.NXT: after a timeout SND.NXT goes back, and
@@ -63,22 +92,19 @@ class Sender(TCB):
         """Our SYN (active open) or SYN,ACK (passive or simultaneous open), with options."""
         synack = self.state != st.SYN_SENT  # also FIN_WAIT_1 after close() in SYN_RECEIVED
         window = min(self.rcvbuf.free, 0xFFFF)  # never scaled in a SYN (RFC 7323 section 2.2)
-        seg = Segment(
-            self.local_port,
-            self.remote_port,
-            self.iss,
-            self.rcv_nxt if synack else 0,
-            SYN | ACK if synack else SYN,
-            window,
-            mss=self.config.mss,
-            wscale=self.rcv_shift if self.wscale_offered else None,
+        options = encode_options(
+            self.config.mss, self.rcv_shift if self.wscale_offered else None, False, None
         )
+        if synack:
+            segment = self._encode(SYN | ACK, self.iss, self.rcv_nxt, window, options, b"")
+        else:
+            segment = self._encode(SYN, self.iss, 0, window, options, b"")
         if synack:
             self.rcv_adv = (self.rcv_nxt + window) & MASK
         if self._rtt_seq is None and not self._syn_retransmitted:
             self._rtt_seq = self.sndbuf.start
             self._rtt_time = now
-        self.effects.segments.append(seg)
+        self.effects.segments.append(segment)
 
     def _output(self, now: float, extra: int = 0) -> bool:
         """Send what the windows allow: new data, a retransmission after snd_nxt went back,
@@ -104,9 +130,8 @@ class Sender(TCB):
                     break
             elif n < mss and not fin and not self.config.nodelay and nxt != self.snd_una:
                 break  # Nagle: one small segment in flight at a time
-            payload = buf.read(nxt, n) if n else b""
             flags = (PSH if n and n == avail else 0) | (FIN if fin else 0)
-            self._send_segment(flags, nxt, payload)
+            self._send_segment(flags, nxt, n)
             new_nxt = (nxt + n + (1 if fin else 0)) & MASK
             if seq_lt(nxt, self.snd_max):
                 self.effects.counts.append("tcp__retransmit")
@@ -131,7 +156,7 @@ class Sender(TCB):
         fin = self._fin_queued and n == avail and seq_gt(self.snd_max, end)
         if n == 0 and not fin:
             return
-        self._send_segment(FIN if fin else 0, una, self.sndbuf.read(una, n))
+        self._send_segment(FIN if fin else 0, una, n)
         self._count("tcp__retransmit")
         self._rtt_seq = None  # Karn: never time a retransmitted segment
 
@@ -208,7 +233,7 @@ class Sender(TCB):
             self._give_up()
             return
         self._count("tcp__window_probe")
-        self._send_segment(0, una, self.sndbuf.read(una, 1))
+        self._send_segment(0, una, 1)
         probe_end = (una + 1) & MASK
         if seq_gt(probe_end, self.snd_max):
             self.snd_max = probe_end

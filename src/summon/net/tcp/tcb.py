@@ -58,6 +58,7 @@ class TCB:
         "effects",
         "irs",
         "iss",
+        "local_ip",
         "local_port",
         "max_snd_wnd",
         "mss",
@@ -85,17 +86,20 @@ class TCB:
     def __init__(
         self,
         config: TCPConfig,
+        local_ip: bytes,
         local_port: int,
         remote_ip: bytes,
         remote_port: int,
         iss: int,
         can_accept: Callable[[], bool] | None = None,
     ) -> None:
-        """can_accept: for a connection a listener spawned, whether its accept queue has room
-        (asked when the handshake would complete); None for one we opened."""
+        """The 4-tuple (local_ip is in the checksum of every segment it encodes); can_accept:
+        for a connection a listener spawned, whether its accept queue has room (asked when
+        the handshake would complete); None for one we opened."""
         self.effects = Effects()
         self.config = config
         self.state = st.CLOSED
+        self.local_ip = local_ip
         self.local_port = local_port
         self.remote_ip = remote_ip
         self.remote_port = remote_port

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from summon.net.tcp import Connection, ConnectionClosed, ConnectionEstablished, TCPConfig
 from summon.net.tcp.effects import Effects
-from summon.net.tcp.segment import Segment
+from summon.net.tcp.segment import Segment, parse_segment
 from summon.net.tcp.wire import ACK, FIN, PSH, RST, SYN
 
-PEER_IP = bytes((192, 0, 2, 9))
+LOCAL_IP, PEER_IP = bytes((192, 0, 2, 1)), bytes((192, 0, 2, 9))
 LOCAL_PORT, PEER_PORT = 5000, 80
 ISS, PEER_ISS = 1000, 7000
 CONFIG = TCPConfig(window_scale=False)  # plain 16-bit windows keep the numbers readable
@@ -20,8 +20,9 @@ CONFIG = TCPConfig(window_scale=False)  # plain 16-bit windows keep the numbers 
 
 def taken(fx: Effects) -> dict[str, object]:
     """The record as plain values, then cleared (what a driver does after each call)."""
+    sent = [parse_segment(LOCAL_IP, PEER_IP, data) for data in fx.segments]  # they must parse
     seen = {
-        "segments": [(s.flags, s.seq, s.ack, len(s.payload)) for s in fx.segments],
+        "segments": [(s.flags, s.seq, s.ack, len(s.payload)) for s in sent],
         "counts": list(fx.counts),
         "ready": fx.ready,
         "established": fx.established,
@@ -37,7 +38,7 @@ def peer(flags: int, seq: int, ack: int, payload: bytes = b"", window: int = 655
 
 
 def established_active() -> Connection:
-    conn = Connection(CONFIG, LOCAL_PORT, PEER_IP, PEER_PORT, ISS)
+    conn = Connection(CONFIG, LOCAL_IP, LOCAL_PORT, PEER_IP, PEER_PORT, ISS)
     conn.open_active(0.0)
     conn.on_segment(
         Segment(PEER_PORT, LOCAL_PORT, PEER_ISS, ISS + 1, SYN | ACK, 65535, mss=1460), 0.1
@@ -48,9 +49,9 @@ def established_active() -> Connection:
 
 
 def test_active_open_sends_a_syn_and_arms_the_retransmission_timer() -> None:
-    conn = Connection(CONFIG, LOCAL_PORT, PEER_IP, PEER_PORT, ISS)
+    conn = Connection(CONFIG, LOCAL_IP, LOCAL_PORT, PEER_IP, PEER_PORT, ISS)
     conn.open_active(0.0)
-    (syn,) = conn.effects.segments
+    (syn,) = [parse_segment(LOCAL_IP, PEER_IP, data) for data in conn.effects.segments]
     assert (syn.flags, syn.seq, syn.mss) == (SYN, ISS, 1460)
     assert taken(conn.effects) == {
         "segments": [(SYN, ISS, 0, 0)],
@@ -64,7 +65,7 @@ def test_active_open_sends_a_syn_and_arms_the_retransmission_timer() -> None:
 
 
 def test_syn_ack_completes_the_handshake_with_one_ack_and_no_timer() -> None:
-    conn = Connection(CONFIG, LOCAL_PORT, PEER_IP, PEER_PORT, ISS)
+    conn = Connection(CONFIG, LOCAL_IP, LOCAL_PORT, PEER_IP, PEER_PORT, ISS)
     conn.open_active(0.0)
     conn.effects.clear()
     fx = conn.on_segment(
@@ -84,7 +85,7 @@ def test_syn_ack_completes_the_handshake_with_one_ack_and_no_timer() -> None:
 
 
 def test_the_first_SYN_retransmission_comes_at_the_deadline_it_announced() -> None:
-    conn = Connection(CONFIG, LOCAL_PORT, PEER_IP, PEER_PORT, ISS)
+    conn = Connection(CONFIG, LOCAL_IP, LOCAL_PORT, PEER_IP, PEER_PORT, ISS)
     conn.open_active(0.0)
     deadline = conn.effects.deadline
     conn.effects.clear()
@@ -143,7 +144,7 @@ def test_an_in_window_rst_that_is_not_exact_draws_a_challenge_ack_rfc_5961() -> 
 
 def test_a_passive_connection_reports_established_only_when_its_listener_has_room() -> None:
     room = [False]
-    conn = Connection(CONFIG, 80, PEER_IP, 40000, ISS, can_accept=lambda: room[0])
+    conn = Connection(CONFIG, LOCAL_IP, 80, PEER_IP, 40000, ISS, can_accept=lambda: room[0])
     syn = Segment(40000, 80, PEER_ISS, 0, SYN, 65535, mss=1460)
     conn.open_passive(syn, 0.0)
     assert taken(conn.effects)["segments"] == [(SYN | ACK, ISS, PEER_ISS + 1, 0)]
