@@ -62,7 +62,8 @@ class DirectStack(Stack):
     Give `ip` for a static address, or none to lease one with DHCP. The stack attaches to
     the event loop at `await start()`, which returns once the interface is up (under DHCP:
     once a lease is bound) and announced; the runtime awaits it before the app's entry runs,
-    so the first SYN finds an answering stack. Any other call starts it too, if need be.
+    so the first SYN finds an answering stack. start_server, open_connection and open_udp
+    start it too, if nothing did.
     """
 
     def __init__(
@@ -290,7 +291,7 @@ class DirectStack(Stack):
                 if self._to_push:
                     to_push, self._to_push = self._to_push, {}
                     for transport in to_push:
-                        transport._push()
+                        transport.push()
                 tcp = self.tcp
                 if tcp is not None:
                     handlers = self._handlers
@@ -402,7 +403,7 @@ class DirectStack(Stack):
                 self._kick()
             raise
         reader = transport.protocol_reader
-        writer = asyncio.StreamWriter(transport, transport._protocol, reader, self._loop)
+        writer = asyncio.StreamWriter(transport, transport.get_protocol(), reader, self._loop)
         return reader, writer
 
     def adopt(self, conn: Connection, client_connected_cb: ClientConnected | None) -> TCPTransport:

@@ -123,6 +123,26 @@ class TCPTransport(asyncio.Transport):
     in TCP's receive buffer, which closes the window the peer sees.
     """
 
+    # No __dict__: a server holding a thousand idle connections holds a thousand of these.
+    __slots__ = (
+        "_chunks",
+        "_closing",
+        "_conn",
+        "_eof",
+        "_fin_sent",
+        "_high",
+        "_host",
+        "_lost",
+        "_low",
+        "_protocol",
+        "_reading",
+        "_size",
+        "_tcp",
+        "_writes_after_lost",
+        "_writing_paused",
+        "protocol_reader",
+    )
+
     def __init__(
         self,
         host: StreamHost,
@@ -161,7 +181,7 @@ class TCPTransport(asyncio.Transport):
         """The connection has news: send space freed, bytes or EOF to deliver, or its end."""
         conn = self._conn
         if self._size or (self._eof and not self._fin_sent):
-            self._push()
+            self.push()
         protocol = self._protocol
         next_event = self._tcp.next_event
         while self._reading or self._closing or conn.state == "CLOSED":
@@ -187,7 +207,7 @@ class TCPTransport(asyncio.Transport):
     def shut(self) -> None:
         self.abort()
 
-    def _push(self) -> None:
+    def push(self) -> None:
         """Move written bytes into TCP's send buffer as space frees; FIN after the last."""
         conn = self._conn
         tcp = self._tcp

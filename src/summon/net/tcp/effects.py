@@ -14,8 +14,10 @@ the record after each call and clears it:
     closed       the connection reached CLOSED: forget its 4-tuple (and its SYN-queue slot)
     rearmed      its timers changed: `deadline` is now its earliest one (or None)
 
-One record per connection or listener, reused for every call: nothing is allocated per
-segment beyond the segments themselves.
+A record is reused for every call: nothing is allocated per segment beyond the segments
+themselves. A connection made alone has its own; TCP gives all of its connections one record
+(its listeners one each), which it drains right after every call, so a record never holds the
+effects of two connections and an idle connection costs no record.
 """
 
 from __future__ import annotations

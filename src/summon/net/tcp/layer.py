@@ -28,6 +28,7 @@ from summon.net.errors import NetError
 from summon.net.tcp import state as st
 from summon.net.tcp.config import TCPConfig
 from summon.net.tcp.connection import Connection
+from summon.net.tcp.effects import Effects
 from summon.net.tcp.listener import Listener
 from summon.net.tcp.segment import Segment, TCPIntegrityError, TCPSanityError, parse_segment
 from summon.net.tcp.seq import MASK, new_iss, seq_gt
@@ -49,6 +50,7 @@ class TCP:
     __slots__ = (
         "_clock",
         "_connections",
+        "_effects",
         "_heap",
         "_heap_count",
         "_listeners",
@@ -87,6 +89,8 @@ class TCP:
         self._heap: list[tuple[float, int, Connection]] = []
         self._heap_count = 0
         self._ready: dict[Connection | Listener, None] = {}
+        # Every connection's calls leave their effects here; _apply drains it after each.
+        self._effects = Effects()
 
     # ----------------------------------------------------------------- the app's side
 
@@ -109,6 +113,7 @@ class TCP:
             c.syn_backlog if syn_backlog is None else syn_backlog,
             c.syn_cookies if syn_cookies is None else syn_cookies,
             self.random_bytes,
+            self._effects,
         )
         self._listeners[port] = listener
         return listener
@@ -145,7 +150,13 @@ class TCP:
         elif (remote_ip, remote_port, local_port) in self._connections:
             raise ValueError(f"tcp: 4-tuple with local port {local_port} is in use")
         conn = Connection(
-            self.config, self.local_ip, local_port, remote_ip, remote_port, self.new_iss()
+            self.config,
+            self.local_ip,
+            local_port,
+            remote_ip,
+            remote_port,
+            self.new_iss(),
+            effects=self._effects,
         )
         self.register(conn)
         conn.open_active(self.now())

@@ -36,6 +36,8 @@ class Listener:
     """What `TCP.listen` returns: take established connections with `accept()`."""
 
     __slots__ = (
+        "_can_accept",
+        "_conn_effects",
         "_cookie_key",
         "_random_bytes",
         "accept_backlog",
@@ -57,10 +59,15 @@ class Listener:
         syn_backlog: int,
         syn_cookies: bool,
         random_bytes: Callable[[int], bytes],
+        conn_effects: Effects | None = None,
     ) -> None:
-        """random_bytes makes the SYN-cookie key (now) and the ISNs of the connections."""
+        """random_bytes makes the SYN-cookie key (now) and the ISNs of the connections;
+        conn_effects is the record the connections it spawns leave their effects in (see
+        effects.py; by default each its own)."""
         self.config = config
         self.effects = Effects()
+        self._conn_effects = conn_effects
+        self._can_accept = self.can_accept  # one bound method for all its connections
         self._random_bytes = random_bytes
         self.port = port
         self.state = st.transition(st.CLOSED, st.OPEN_PASSIVE)
@@ -152,7 +159,8 @@ class Listener:
             src_ip,
             seg.src_port,
             new_iss(self._random_bytes),
-            can_accept=self.can_accept,
+            can_accept=self._can_accept,
+            effects=self._conn_effects,
         )
         self.syn_queue[(src_ip, seg.src_port)] = conn
         counts.append("tcp__listen__syn_received")
@@ -228,7 +236,8 @@ class Listener:
             src_ip,
             seg.src_port,
             cookie,
-            can_accept=self.can_accept,
+            can_accept=self._can_accept,
+            effects=self._conn_effects,
         )
         conn.wscale_offered = False  # the cookie SYN,ACK carried no window scale
         conn.open_from_cookie(seg, mss, now)

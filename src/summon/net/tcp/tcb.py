@@ -92,11 +92,14 @@ class TCB:
         remote_port: int,
         iss: int,
         can_accept: Callable[[], bool] | None = None,
+        effects: Effects | None = None,
     ) -> None:
         """The 4-tuple (local_ip is in the checksum of every segment it encodes); can_accept:
         for a connection a listener spawned, whether its accept queue has room (asked when
-        the handshake would complete); None for one we opened."""
-        self.effects = Effects()
+        the handshake would complete); None for one we opened. effects: the record its calls
+        leave their effects in; a driver that drains it after every call may give all its
+        connections one (TCP does: no memory per connection); by default its own."""
+        self.effects = effects if effects is not None else Effects()
         self.config = config
         self.state = st.CLOSED
         self.local_ip = local_ip
