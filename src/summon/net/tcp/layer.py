@@ -293,7 +293,11 @@ class TCP:
     # ----------------------------------------------------------------- effects
 
     def _apply(self, conn: Connection) -> None:
-        """Carry out what the last call on conn left in its effects record, and clear it."""
+        """Carry out what the last call on conn left in its effects record, and clear it.
+
+        The record is shared by every connection (memory: none per connection), so this runs
+        right after each call, before the next. send_ip must not call back into the layer
+        (Interface.send_ip only queues frames; ARP's failures come later, from its timers)."""
         fx = conn.effects
         if fx.counts:
             inc = self.counters.inc
