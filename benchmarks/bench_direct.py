@@ -1,7 +1,7 @@
 """The direct network mode's figures, each beside the kernel's from the same run (see run.py).
 
 One network namespace, set up exactly as the sandbox's direct mode sets it up
-(summon.targets.direct: tap0, MTU 65000, the kernel at 10.7.0.1, the app at 10.7.0.2). The
+(summon.targets.sandbox.tap: tap0, MTU 65000, the kernel at 10.7.0.1, the app at 10.7.0.2). The
 app is a process of its own on the host's python, given the TAP fd (direct) or started
 inside the namespace on kernel sockets (baseline); load comes from inside the namespace:
 
@@ -340,7 +340,7 @@ def run(report: Report, runs: int = 3) -> None:
         )
     )
     report.notes.append(
-        f"direct: {direct.MTU}-byte MTU on the TAP (summon.targets.direct's), the app on "
+        f"direct: {direct.MTU}-byte MTU on the TAP (summon.targets.sandbox.tap's), the app on "
         f"{sys.executable}; kernel baseline: the same app on SocketStack inside the namespace, "
         "reached over loopback (the socket mode's own path, minus the port forward)"
     )

@@ -17,19 +17,18 @@ import sys
 import time
 import traceback
 from collections import Counter
+from pathlib import Path
 
-from summon.net.checksum import checksum, pseudo_header_sum
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+# The addresses and the checksum fixer are the test fuzzers' (tests/fuzz/corpus.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fuzz"))
+
+from corpus import TCP_LOCAL as DST
+from corpus import TCP_PEER as SRC
+from corpus import fix_tcp_checksum as fix_checksum
+
 from summon.net.tcp import TCPIntegrityError, TCPSanityError, parse_segment
 from summon.net.tcp.wire import HEADER, encode, encode_options
-
-SRC = bytes((192, 0, 2, 2))
-DST = bytes((192, 0, 2, 1))
-
-
-def fix_checksum(data: bytearray) -> None:
-    if len(data) >= 20:
-        data[16:18] = b"\0\0"
-        data[16:18] = checksum(data, pseudo_header_sum(SRC, DST, 6, len(data))).to_bytes(2, "big")
 
 
 def valid(rng: random.Random) -> bytearray:

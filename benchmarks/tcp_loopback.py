@@ -45,9 +45,9 @@ def summon_loopback(data: bytes) -> tuple[float, float]:
     start, cpu = time.perf_counter(), time.process_time()
     while got < len(data):
         if sent < len(data):
-            sent += client.send(data[sent : sent + 262144])
+            sent += a.send(client, data[sent : sent + 262144])
         pump_wire()
-        while (event := server.next_event()) is not None:
+        while (event := b.next_event(server)) is not None:
             if isinstance(event, DataReceived):
                 got += len(event.data)
         if not wire:  # nothing in flight: let a delayed ACK or timer fire
@@ -55,9 +55,9 @@ def summon_loopback(data: bytes) -> tuple[float, float]:
             a.timers(clock[0])
             b.timers(clock[0])
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    client.close()
+    a.close(client)
     pump_wire()
-    assert isinstance(server.next_event(), EndOfStream)
+    assert isinstance(b.next_event(server), EndOfStream)
     return elapsed, cpu
 
 

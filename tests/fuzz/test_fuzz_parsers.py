@@ -2,122 +2,50 @@
 
 Inputs are arbitrary bytes and mutations of valid units (flipped bits, cut or grown ends,
 overwritten bytes), with checksums optionally made right again after the mutation so the
-sanity step is reached too. The interface, fed the same, must never raise at all.
+sanity step is reached too: the seeds, the mutation and the fixers are corpus.py's, shared
+with benchmarks/fuzz_parsers.py, with hypothesis drawing the mutation's choices. The
+interface, fed the same, must never raise at all.
 Reassembly must give the same datagram whatever order (and duplication) fragments come in.
 """
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable
-
+from corpus import PARSERS, PEER, SEEDS, US, US_MAC, eth, ip, mutate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from summon.net.arp import ArpError, ArpPacket
-from summon.net.checksum import checksum, pseudo_header_sum
 from summon.net.counters import Counters
-from summon.net.errors import ParseError
-from summon.net.ethernet import EthernetError, EthernetFrame
-from summon.net.icmp import IcmpError, IcmpMessage
+from summon.net.ethernet import EthernetFrame
 from summon.net.interface import Interface
-from summon.net.ipv4 import (
-    PROTO_UDP,
-    Ipv4Error,
-    Ipv4Packet,
-    Reassembler,
-    fragment,
-    parse_address,
-)
-from summon.net.udp import UdpDatagram, UdpError
+from summon.net.ipv4 import Ipv4Packet, Reassembler, fragment, parse_address
+from summon.net.udp import UdpDatagram
 
 FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-US = parse_address("10.0.0.2")
-PEER = parse_address("10.0.0.1")
-US_MAC = bytes.fromhex("020000000002")
-PEER_MAC = bytes.fromhex("020000000001")
 
 
-# --- valid units to start from -----------------------------------------------------------
+class DrawnChoices:
+    """The corpus mutation's choices drawn by hypothesis, so failures shrink."""
 
+    def __init__(self, draw: st.DrawFn) -> None:
+        self.draw = draw
 
-def _udp(payload: bytes, sport: int = 1234, dport: int = 7) -> bytes:
-    return UdpDatagram(sport, dport, payload).serialize(PEER, US)
+    def below(self, n: int) -> int:
+        return self.draw(st.integers(0, n - 1))
 
+    def blob(self, low: int, high: int) -> bytes:
+        return self.draw(st.binary(min_size=low, max_size=high - 1))
 
-def _ip(proto: int, payload: bytes, **kw: object) -> bytes:
-    return Ipv4Packet(PEER, US, proto, payload, **kw).serialize()  # type: ignore[arg-type]
-
-
-def _eth(ethertype: int, payload: bytes) -> bytes:
-    return EthernetFrame(US_MAC, PEER_MAC, ethertype, payload).serialize()
-
-
-_ECHO = IcmpMessage.echo_request(1, 2, b"ping data").serialize()
-_ERROR = IcmpMessage.error(3, 3, Ipv4Packet(US, PEER, PROTO_UDP, _udp(b"x", 7, 9)).serialize())
-SEEDS = {
-    "ethernet": [_eth(0x0800, _ip(17, _udp(b"hello"))), _eth(0x0806, bytes(28))],
-    "arp": [ArpPacket(1, PEER_MAC, PEER, bytes(6), US).serialize()],
-    "ipv4": [
-        _ip(17, _udp(b"hello")),
-        _ip(17, bytes(64), more_fragments=True, fragment_offset=1480),
-        _ip(1, _ECHO, options=b"\x94\x04\x00\x00\x01\x01\x01\x00"),
-    ],
-    "icmp": [_ECHO, _ERROR.serialize()],
-    "udp": [_udp(b"hello"), _udp(b"")],
-}
-
-
-def fix_checksums(layer: str, data: bytearray) -> None:
-    """Make the layer's checksum right again after a mutation, where the layout allows."""
-    if layer == "ipv4" and len(data) >= 20:
-        header_len = min(max((data[0] & 0x0F) * 4, 20), len(data))
-        data[10:12] = b"\0\0"
-        data[10:12] = checksum(data[:header_len]).to_bytes(2, "big")
-    elif layer == "icmp" and len(data) >= 8:
-        data[2:4] = b"\0\0"
-        data[2:4] = checksum(data).to_bytes(2, "big")
-    elif layer == "udp" and len(data) >= 8:
-        length = min(struct.unpack_from("!H", data, 4)[0], len(data))
-        data[6:8] = b"\0\0"
-        value = checksum(data[:length], pseudo_header_sum(PEER, US, 17, length))
-        data[6:8] = (value or 0xFFFF).to_bytes(2, "big")
+    def chance(self, p: float) -> bool:
+        return self.draw(st.floats(0.0, 1.0)) < p
 
 
 @st.composite
 def mutated(draw: st.DrawFn, layer: str) -> bytes:
-    data = bytearray(draw(st.sampled_from(SEEDS[layer])))
-    for _ in range(draw(st.integers(1, 4))):
-        how = draw(st.sampled_from(["flip", "set", "cut", "grow", "insert"]))
-        if how == "flip" and data:
-            i = draw(st.integers(0, len(data) - 1))
-            data[i] ^= 1 << draw(st.integers(0, 7))
-        elif how == "set" and data:
-            i = draw(st.integers(0, len(data) - 1))
-            data[i] = draw(st.sampled_from([0, 1, 0x7F, 0x80, 0xFF, draw(st.integers(0, 255))]))
-        elif how == "cut":
-            del data[draw(st.integers(0, len(data))) :]
-        elif how == "grow":
-            data += draw(st.binary(max_size=64))
-        elif how == "insert":
-            i = draw(st.integers(0, len(data)))
-            data[i:i] = draw(st.binary(min_size=1, max_size=8))
-    if draw(st.booleans()):
-        fix_checksums(layer, data)
-    return bytes(data)
+    return mutate(DrawnChoices(draw), SEEDS[layer], layer)
 
 
 def any_input(layer: str) -> st.SearchStrategy[bytes]:
     return st.one_of(st.binary(max_size=200), mutated(layer))
-
-
-PARSERS: dict[str, tuple[Callable[[bytes], object], type[ParseError]]] = {
-    "ethernet": (EthernetFrame.parse, EthernetError),
-    "arp": (ArpPacket.parse, ArpError),
-    "ipv4": (Ipv4Packet.parse, Ipv4Error),
-    "icmp": (IcmpMessage.parse, IcmpError),
-    "udp": (lambda b: UdpDatagram.parse(b, PEER, US), UdpError),
-}
 
 
 def check(layer: str, data: bytes) -> None:
@@ -162,6 +90,18 @@ def test_udp_parses_or_raises_its_error(data: bytes) -> None:
 
 
 @FUZZ
+@given(any_input("dhcp"))
+def test_dhcp_parses_or_raises_its_error(data: bytes) -> None:
+    check("dhcp", data)
+
+
+@FUZZ
+@given(any_input("dns"))
+def test_dns_parses_or_raises_its_error(data: bytes) -> None:
+    check("dns", data)
+
+
+@FUZZ
 @given(
     st.sampled_from(["ipv4", "icmp", "udp", "arp"]).flatmap(
         lambda layer: st.tuples(st.just(layer), mutated(layer))
@@ -188,11 +128,11 @@ def _frame_inputs() -> st.SearchStrategy[bytes]:
     inner = st.one_of(
         st.tuples(st.just(0x0800), mutated("ipv4")),
         st.tuples(st.just(0x0806), mutated("arp")),
-        st.tuples(st.just(0x0800), mutated("udp").map(lambda u: _ip(17, u))),
-        st.tuples(st.just(0x0800), mutated("icmp").map(lambda m: _ip(1, m))),
+        st.tuples(st.just(0x0800), mutated("udp").map(lambda u: ip(17, u))),
+        st.tuples(st.just(0x0800), mutated("icmp").map(lambda m: ip(1, m))),
     )
     return st.one_of(
-        st.binary(max_size=200), mutated("ethernet"), inner.map(lambda t: _eth(t[0], t[1]))
+        st.binary(max_size=200), mutated("ethernet"), inner.map(lambda t: eth(t[0], t[1]))
     )
 
 
@@ -252,6 +192,6 @@ def test_interface_delivers_one_datagram_whatever_the_fragment_order(
     iface.register_transport(17 + 200, lambda s, d, p, n: got.append(p))
     for piece in arriving:
         piece.protocol = 217
-        iface.receive_frame(_eth(0x0800, piece.serialize()), 0.0)
+        iface.receive_frame(eth(0x0800, piece.serialize()), 0.0)
     assert got
     assert all(p == payload for p in got)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+from corpus import TCP_LOCAL, TCP_PEER, fix_tcp_checksum
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,8 +27,7 @@ from summon.net.tcp import state as tcp_state
 from summon.net.tcp.seq import MASK, seq_le
 from summon.net.tcp.wire import ACK, FIN, PSH, RST, SYN, URG
 
-LOCAL = bytes((192, 0, 2, 1))
-PEER = bytes((192, 0, 2, 2))
+LOCAL, PEER = TCP_LOCAL, TCP_PEER
 
 
 def parse_or_typed_error(data: bytes, src: bytes = PEER, dst: bytes = LOCAL) -> Segment | None:
@@ -83,14 +83,9 @@ def test_mutated_segments_parse_or_raise_typed_error(
         del data[resize:]
     else:
         data += bytes(resize)
-    if fix_checksum and len(data) >= 20:
+    if fix_checksum:
         # let mutations reach the option walker and sanity checks, past the checksum
-        from summon.net.checksum import checksum, pseudo_header_sum
-
-        data[16:18] = b"\0\0"
-        data[16:18] = checksum(bytes(data), pseudo_header_sum(PEER, LOCAL, 6, len(data))).to_bytes(
-            2, "big"
-        )
+        fix_tcp_checksum(data, PEER, LOCAL)
     parse_or_typed_error(bytes(data))
 
 
@@ -181,17 +176,17 @@ class Harness:
         action = rng.choice(["send", "send", "read", "read", "close", "abort", "events"])
         if action == "send":
             try:
-                conn.send(rng.randbytes(rng.choice([1, 100, 5000])))
+                self.tcp.send(conn, rng.randbytes(rng.choice([1, 100, 5000])))
             except ConnectionStateError:
                 assert conn._fin_queued or conn.state not in tcp_state.SENDING
         elif action == "read":
-            conn.next_event(rng.choice([1, 1000, 65536]))
+            self.tcp.next_event(conn, rng.choice([1, 1000, 65536]))
         elif action == "close":
-            conn.close()
+            self.tcp.close(conn)
         elif action == "abort" and rng.random() < 0.2:
-            conn.abort()
+            self.tcp.abort(conn)
         else:
-            while conn.next_event() is not None:
+            while self.tcp.next_event(conn) is not None:
                 pass
 
     def tick(self) -> None:

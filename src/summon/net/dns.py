@@ -1,10 +1,9 @@
-"""A stub resolver for open_connection(name, ...): A-record queries in DNS wire format (RFC 1035).
+"""DNS wire format for the stub resolver (RFC 1035): A-record queries and their replies.
 
-The wire part is sans-IO: `build_query` makes a query, `parse_response` checks a reply in two
-steps (integrity: header, name and record framing, compression pointers; then sanity: it
-answers our question, with our ID) and returns the addresses, following CNAMEs within the
-answer. `resolve` sends the query over a UDP endpoint of the stack (TCP if the reply comes back
-truncated), trying each name server in turn.
+Sans-IO: `build_query` makes a query, `parse_response` checks a reply in two steps
+(integrity: header, name and record framing, compression pointers; then sanity: it answers
+our question, with our ID) and returns the addresses, following CNAMEs within the answer.
+Sending queries, timeouts, the TCP fallback and the cache are resolver.py's.
 
 Why not dnspython: it is the wire format dnspython reads and writes (the tests check both
 ways), but an image carries dnspython only if its app chose it, and a resolver that changed
@@ -13,15 +12,10 @@ with what the app vendors would be two resolvers to test. A-record lookups need 
 
 from __future__ import annotations
 
-import os
 import struct
 
 from summon.net._record import Record
 from summon.net.errors import IntegrityError, ParseError, SanityError
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from summon.net.stack import DirectStack
 
 # Wire (RFC 1035 4.1):
 #
@@ -203,80 +197,3 @@ def parse_response(data: bytes, ident: int, name: str, qtype: int = TYPE_A) -> A
         if addresses or not moved:
             break
     return Answer(addresses, ttl, rcode, truncated)
-
-
-async def resolve(stack: DirectStack, host: str, servers: tuple[bytes, ...]) -> Answer:
-    """Ask each server in turn for the A records of `host`; ResolutionError if none answers
-    with an address."""
-    import asyncio
-
-    from summon.net.ipv4 import format_address
-
-    encode_name(host)  # ValueError now rather than a query nobody can answer
-    last = "no reply"
-    for timeout in TIMEOUTS:
-        for server in servers:
-            ident = int.from_bytes(os.urandom(2), "big")
-            query = build_query(host, ident)
-            endpoint = await stack.open_udp(0)
-            try:
-                endpoint.sendto(query, (format_address(server), DNS_PORT))
-                answer = await asyncio.wait_for(
-                    _first_valid(endpoint, server, ident, host, stack), timeout
-                )
-            except TimeoutError:
-                stack.counters.inc("dns__query__timeout")
-                continue
-            finally:
-                endpoint.close()
-            if answer.truncated:
-                try:
-                    answer = await asyncio.wait_for(_over_tcp(stack, server, host), timeout)
-                except (DnsError, OSError, asyncio.IncompleteReadError) as e:
-                    last = f"TCP fallback failed ({e})"
-                    continue
-            if answer.rcode == RCODE_NXDOMAIN:
-                raise ResolutionError(f"cannot resolve {host!r}: no such name (NXDOMAIN)")
-            if answer.rcode:
-                last = RCODE_NAMES.get(answer.rcode, f"rcode {answer.rcode}")
-                continue
-            if not answer.addresses:
-                raise ResolutionError(f"cannot resolve {host!r}: the name has no IPv4 address")
-            return answer
-    raise ResolutionError(f"cannot resolve {host!r}: {last} from {len(servers)} name server(s)")
-
-
-async def _first_valid(
-    endpoint: object, server: bytes, ident: int, host: str, stack: DirectStack
-) -> Answer:
-    from summon.net.ipv4 import format_address
-    from summon.net.stack import DirectUDPEndpoint
-
-    assert isinstance(endpoint, DirectUDPEndpoint)
-    expected = (format_address(server), DNS_PORT)
-    while True:
-        data, source = await endpoint.recvfrom()
-        if source != expected:
-            stack.counters.inc("dns__wrong_source__drop")
-            continue
-        try:
-            return parse_response(data, ident, host)
-        except DnsError as e:
-            # Spoofed or stale: keep waiting for the real reply until the timeout.
-            stack.counters.inc(f"dns__{e.reason}__drop")
-
-
-async def _over_tcp(stack: DirectStack, server: bytes, host: str) -> Answer:
-    """RFC 7766: the query again over TCP, each message behind its 2-byte length."""
-    from summon.net.ipv4 import format_address
-
-    ident = int.from_bytes(os.urandom(2), "big")
-    query = build_query(host, ident)
-    reader, writer = await stack.open_connection(format_address(server), DNS_PORT)
-    try:
-        writer.write(len(query).to_bytes(2, "big") + query)
-        await writer.drain()
-        size = int.from_bytes(await reader.readexactly(2), "big")
-        return parse_response(await reader.readexactly(size), ident, host)
-    finally:
-        writer.close()

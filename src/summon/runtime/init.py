@@ -48,7 +48,7 @@ else:
     import _signal
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Sequence
     from types import FrameType, TracebackType
     from typing import Any
 
@@ -189,14 +189,15 @@ def run_function(cfg: AppConfig, root: str) -> int:
             f"entry {cfg.entry}: module {cfg.entry_module!r} has no function "
             f"{cfg.entry_function!r}; fix entry in [tool.summon] and rebuild"
         )
-    args, kwargs, is_async = resolve_devices(fn, Devices(cfg, root), cfg.entry)
+    devices = Devices(cfg, root)
+    args, kwargs, is_async = resolve_devices(fn, devices, cfg.entry)
     try:
         if is_async:
-            result = run_async(lambda: fn(*args, **kwargs))
+            result = run_async(lambda: fn(*args, **kwargs), devices.starts)
         else:
             result = fn(*args, **kwargs)
             if hasattr(result, "__await__"):  # a plain function that returned a coroutine
-                result = run_async(lambda: result)
+                result = run_async(lambda: result, devices.starts)
         return exit_status(result)
     except BaseException as e:
         return _status_of_exception(e)
@@ -235,7 +236,9 @@ def run_http(cfg: AppConfig, root: str) -> int:
 
     kind, label = cfg.entry_kind, cfg.entry
     try:
-        result = run_async(lambda: serve(app, kind, stack, port, settings, console.write, label))
+        result = run_async(
+            lambda: serve(app, kind, stack, port, settings, console.write, label), devices.starts
+        )
         return exit_status(result)
     except BaseException as e:
         return _status_of_exception(e)
@@ -253,8 +256,11 @@ def http_port(cfg: AppConfig) -> int:
     )
 
 
-def run_async(make: Callable[[], Any]) -> object:
-    """Run the awaitable `make()` returns under asyncio.run, stopping it on SIGTERM/SIGINT."""
+def run_async(
+    make: Callable[[], Any], starts: Sequence[Callable[[], Awaitable[None]]] = ()
+) -> object:
+    """Run the awaitable `make()` returns under asyncio.run, stopping it on SIGTERM/SIGINT;
+    each of `starts` is awaited first, on the same loop."""
     import asyncio
 
     stopping = False
@@ -273,6 +279,8 @@ def run_async(make: Callable[[], Any]) -> object:
             loop.add_signal_handler(signal, stop)
         loop.set_exception_handler(_loop_exception)
         try:
+            for start in starts:
+                await start()
             return await make()
         except asyncio.CancelledError:
             if stopping:

@@ -15,7 +15,7 @@ from summon.runtime.config import Fail, host_path
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from summon.runtime.config import AppConfig
 
@@ -107,6 +107,9 @@ class Devices:
         self._cfg = cfg
         self._root = root
         self._made: dict[str, object] = {}
+        # Devices that come up on the event loop before the entry runs (the direct stack:
+        # link, address, ARP announcement, so the first SYN is answered at once).
+        self.starts: list[Callable[[], Awaitable[None]]] = []
 
     def get(self, kind: str, param: str) -> object:
         """The device of type `kind` for the entry's parameter named `param`."""
@@ -151,9 +154,11 @@ class Devices:
             from summon.net.stack import DirectStack
 
             try:
-                return DirectStack.from_environ(os.environ)
+                stack = DirectStack.from_environ(os.environ)
             except ValueError as e:
                 raise Fail(str(e)) from None
+            self.starts.append(stack.start)
+            return stack
         raise Fail(
             f"parameter {param!r} of {self._cfg.entry} asks for a Stack, but the image was "
             f'built with network = {network!r}; set network = "socket" in [tool.summon]'

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,94 @@ def test_the_direct_stack_adds_only_summon_net_and_devices_to_asyncio() -> None:
         m for m in new if not (m.startswith("summon.net") or m in ("summon", "summon.devices"))
     }
     assert outside <= {"__future__"}, sorted(outside)
+
+
+def _imports_of(path: Path, module: str, is_package: bool) -> set[str]:
+    """Every summon.net module `module` imports anywhere: top level, functions, and
+    TYPE_CHECKING blocks alike (a cycle hidden from the interpreter is still a cycle)."""
+    import ast
+
+    found: set[str] = set()
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {m for m in found if m.startswith("summon.net")}
+
+
+def test_summon_net_has_no_import_cycle() -> None:
+    root = Path(_src()) / "summon" / "net"
+    modules: dict[str, Path] = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    graph = {
+        name: {
+            m
+            for m in _imports_of(path, name, path.name == "__init__.py")
+            if m in modules and m != name
+        }
+        for name, path in modules.items()
+    }
+    # A package's __init__ that re-exports its modules is not a cycle with them: importing
+    # summon.net.tcp.layer runs summon.net.tcp first, which is what Python does anyway.
+    for name in graph:
+        graph[name] = {m for m in graph[name] if not name.startswith(m + ".")}
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*stack[stack.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_summon_net_module_is_over_600_lines() -> None:
+    root = Path(_src()) / "summon" / "net"
+    long = {
+        str(p.relative_to(root)): n
+        for p in root.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 600
+    }
+    assert not long, long
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [("memory", "MemoryLink"), ("tap", "TapLink"), ("packet", "PacketLink")],
+)
+def test_each_link_declares_the_counters_it_increments(module: str, name: str) -> None:
+    import ast
+    import importlib
+
+    path = Path(_src()) / "summon" / "net" / "links" / f"{module}.py"
+    incremented = {
+        node.args[0].value
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "inc"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
+    link_class = getattr(importlib.import_module(f"summon.net.links.{module}"), name)
+    assert incremented and incremented == set(link_class.COUNTERS)

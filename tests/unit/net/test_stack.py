@@ -25,7 +25,8 @@ import pytest
 from summon.devices import Console
 from summon.net.ipv4 import parse_address
 from summon.net.links import Link
-from summon.net.stack import DirectStack, NetSpec, open_link
+from summon.net.netspec import NetSpec, open_link
+from summon.net.stack import DirectStack
 from summon.net.tcp.config import TCPConfig
 from summon.runtime.posix_devices import FolderKV
 

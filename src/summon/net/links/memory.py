@@ -144,6 +144,15 @@ class MemoryLink(Link):
 
     __slots__ = ("_inbound", "_outbound", "closed")
 
+    COUNTERS = (
+        "link__frame__send",
+        "link__fault__drop",
+        "link__fault__corrupt",
+        "link__fault__delay",
+        "link__fault__duplicate",
+        "link__fault__reorder",
+    )
+
     def __init__(self, outbound: _Wire, inbound: _Wire) -> None:
         self._outbound = outbound
         self._inbound = inbound
@@ -153,6 +162,9 @@ class MemoryLink(Link):
     def counters(self) -> Counters:
         """What happened to the frames this end sent (link__fault__drop, ...)."""
         return self._outbound.counters
+
+    def count_into(self, counters: Counters) -> None:
+        """Kept apart: the faults the wire injected are the test's to read, not the stack's."""
 
     def send(self, frame: bytes) -> None:
         if not self.closed:

@@ -25,12 +25,17 @@ class PacketLink(Link):
 
     __slots__ = ("counters", "interface", "sock")
 
+    COUNTERS = ("link__tx_full__drop", "link__tx_error__drop")
+
     def __init__(self, sock: socket.socket, interface: str) -> None:
         """Adopt sock, an AF_PACKET SOCK_RAW socket bound to `interface`."""
         self.sock = sock
         self.interface = interface
         self.counters = Counters()
         sock.setblocking(False)
+
+    def count_into(self, counters: Counters) -> None:
+        self.counters = counters
 
     @classmethod
     def open(cls, interface: str) -> PacketLink:

@@ -47,6 +47,8 @@ class TapLink(Link):
 
     __slots__ = ("checksum_offload", "counters", "fd", "name")
 
+    COUNTERS = ("link__tx_full__drop", "link__tx_error__drop")
+
     def __init__(self, fd: int, name: str = "", *, vnet_hdr: bool | None = None) -> None:
         """Adopt fd, an open TAP (IFF_TAP | IFF_NO_PI); it is made non-blocking.
 
@@ -61,6 +63,9 @@ class TapLink(Link):
         # With the header, TCP may leave its checksums to the kernel (TCPConfig).
         self.checksum_offload = vnet_hdr
         os.set_blocking(fd, False)
+
+    def count_into(self, counters: Counters) -> None:
+        self.counters = counters
 
     @classmethod
     def open(cls, name: str, *, vnet_hdr: bool = False) -> TapLink:

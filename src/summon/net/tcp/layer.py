@@ -4,8 +4,15 @@
     ipv4.handlers[6] = tcp.receive          # receive(src_ip, dst_ip, payload, now)
     listener = tcp.listen(80)
     conn = tcp.connect(peer_ip, 443)
+    tcp.send(conn, data); tcp.close(conn)   # the app's calls go through the layer...
+    event = tcp.next_event(conn)            # ...which applies what they did (conn.effects)
     tcp.timers(now)                         # at tcp.next_deadline(), or whenever
     for thing in tcp.ready(): ...           # Connections / Listeners with news: wake their tasks
+
+Connections and listeners hold no reference to the layer: each call on one leaves its effects
+(segments, counters, marks, its next deadline) in its `effects` record, and `_apply` here
+sends, counts and schedules them right after the call, so the order on the wire is the
+order of the calls.
 
 Per-path counters ("tcp__bad_checksum__drop", "tcp__no_socket_match__respond_rst",
 "tcp__retransmit", "tcp__challenge_ack", ...) are in `counters`, a Counter (0 when absent).
@@ -21,9 +28,10 @@ from summon.net.errors import NetError
 from summon.net.tcp import state as st
 from summon.net.tcp.config import TCPConfig
 from summon.net.tcp.connection import Connection
+from summon.net.tcp.effects import Effects
 from summon.net.tcp.listener import Listener
 from summon.net.tcp.segment import Segment, TCPIntegrityError, TCPSanityError, parse_segment
-from summon.net.tcp.seq import MASK, seq_gt
+from summon.net.tcp.seq import MASK, new_iss, seq_gt
 from summon.net.tcp.wire import ACK, PROTOCOL, RST, SYN
 
 TYPE_CHECKING = False
@@ -31,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from summon.net.icmp import IcmpErrorEvent
+    from summon.net.tcp.events import Event
 
     SendIP = Callable[[int, bytes, bytes], None]
 
@@ -41,6 +50,7 @@ class TCP:
     __slots__ = (
         "_clock",
         "_connections",
+        "_effects",
         "_heap",
         "_heap_count",
         "_listeners",
@@ -79,6 +89,8 @@ class TCP:
         self._heap: list[tuple[float, int, Connection]] = []
         self._heap_count = 0
         self._ready: dict[Connection | Listener, None] = {}
+        # Every connection's calls leave their effects here; _apply drains it after each.
+        self._effects = Effects()
 
     # ----------------------------------------------------------------- the app's side
 
@@ -95,14 +107,31 @@ class TCP:
             raise ValueError(f"tcp: cannot listen on port {port}")
         c = self.config
         listener = Listener(
-            self,
+            c,
             port,
             c.accept_backlog if backlog is None else backlog,
             c.syn_backlog if syn_backlog is None else syn_backlog,
             c.syn_cookies if syn_cookies is None else syn_cookies,
+            self.random_bytes,
+            self._effects,
         )
         self._listeners[port] = listener
         return listener
+
+    def readdress(self, local_ip: bytes) -> None:
+        """Our address changed (a DHCP lease): what every connection sends from now on is
+        checksummed for the new one, as IPv4 sends it from there."""
+        self.local_ip = local_ip
+        for conn in self._connections.values():
+            conn.local_ip = local_ip
+
+    def unlisten(self, listener: Listener) -> None:
+        """Stop listening: half-open and unaccepted connections are reset. Idempotent."""
+        for conn in listener.close():
+            conn.abort()
+            self._apply(conn)
+        if self._listeners.get(listener.port) is listener:
+            del self._listeners[listener.port]
 
     def connect(
         self,
@@ -120,10 +149,43 @@ class TCP:
             local_port = self._ephemeral_port(remote_ip, remote_port)
         elif (remote_ip, remote_port, local_port) in self._connections:
             raise ValueError(f"tcp: 4-tuple with local port {local_port} is in use")
-        conn = Connection(self, local_port, remote_ip, remote_port, self.new_iss())
+        conn = Connection(
+            self.config,
+            self.local_ip,
+            local_port,
+            remote_ip,
+            remote_port,
+            self.new_iss(),
+            effects=self._effects,
+        )
         self.register(conn)
         conn.open_active(self.now())
+        self._apply(conn)
         return conn
+
+    def send(self, conn: Connection, data: bytes) -> int:
+        """Queue data on conn; how many bytes fit (maybe 0). ConnectionStateError after
+        close(), abort(), or once the connection is gone."""
+        n = conn.send(data, self.now())
+        self._apply(conn)
+        return n
+
+    def close(self, conn: Connection) -> None:
+        """No more data from us on conn: a FIN follows what is queued. Idempotent."""
+        conn.close(self.now())
+        self._apply(conn)
+
+    def abort(self, conn: Connection) -> None:
+        """Drop conn at once: RST to the peer, queued data discarded. Idempotent."""
+        conn.abort()
+        self._apply(conn)
+
+    def next_event(self, conn: Connection, max_bytes: int = 65536) -> Event | None:
+        """conn's next event for the app, or None (taking data may send a window update)."""
+        event = conn.next_event(max_bytes)
+        if conn.effects.segments:
+            self._apply(conn)
+        return event
 
     def timers(self, now: float) -> None:
         """Fire every timer due at `now`."""
@@ -135,6 +197,7 @@ class TCP:
                 continue  # superseded by an earlier deadline, already handled
             conn._scheduled = None
             conn.on_timer(now)
+            self._apply(conn)
 
     def next_deadline(self) -> float | None:
         """When timers() next has work, or None."""
@@ -180,12 +243,18 @@ class TCP:
                 # RFC 9293 3.10.7.4: a new SYN above the old incarnation may reopen the pair.
                 self.counters.inc("tcp__time_wait__reopen")
                 conn.reincarnate()
+                self._apply(conn)
             else:
                 conn.on_segment(seg, now)
+                self._apply(conn)
                 return
         listener = self._listeners.get(seg.dst_port)
         if listener is not None:
-            listener.on_segment(src_ip, seg, now)
+            spawned = listener.on_segment(src_ip, dst_ip, seg, now)
+            self._apply_listener(listener)
+            if spawned is not None:
+                self.register(spawned)
+                self._apply(spawned)
             return
         self._reset_unmatched(src_ip, seg)
 
@@ -204,6 +273,7 @@ class TCP:
             self.counters.inc("tcp__icmp_no_socket_match__drop")
             return
         conn.on_icmp_error(event.kind, int.from_bytes(quote[4:8], "big"), event.next_hop_mtu, now)
+        self._apply(conn)
 
     def _reset_unmatched(self, src_ip: bytes, seg: Segment) -> None:
         # RFC 9293 3.10.7.1, CLOSED: an RST is dropped; anything else gets an RST that the
@@ -220,16 +290,72 @@ class TCP:
             )
         self.emit_to(src_ip, reply)
 
-    # ----------------------------------------------------------------- for connections
+    # ----------------------------------------------------------------- effects
+
+    def _apply(self, conn: Connection) -> None:
+        """Carry out what the last call on conn left in its effects record, and clear it.
+
+        The record is shared by every connection (memory: none per connection), so this runs
+        right after each call, before the next. send_ip must not call back into the layer
+        (Interface.send_ip only queues frames; ARP's failures come later, from its timers)."""
+        fx = conn.effects
+        if fx.counts:
+            inc = self.counters.inc
+            for key in fx.counts:
+                inc(key)
+            fx.counts.clear()
+        segments = fx.segments
+        if segments:
+            remote_ip = conn.remote_ip
+            send_ip = self._send_ip
+            self.counters.inc("tcp__segment_out", len(segments))
+            for segment in segments:
+                try:
+                    send_ip(PROTOCOL, remote_ip, segment)
+                except NetError as error:
+                    self._send_failed(error)
+            segments.clear()
+        if fx.ready:
+            fx.ready = False
+            self._ready[conn] = None
+        if fx.established:
+            fx.established = False
+            listener = self._listeners.get(conn.local_port)
+            if listener is not None:
+                listener.established(conn)
+                self._apply_listener(listener)
+        if fx.closed:
+            fx.closed = False
+            self.forget(conn)
+            if not conn.active:
+                listener = self._listeners.get(conn.local_port)
+                if listener is not None:
+                    listener.forget(conn)
+        if fx.rearmed:
+            fx.rearmed = False
+            deadline = fx.deadline
+            if deadline is not None and (conn._scheduled is None or deadline < conn._scheduled):
+                conn._scheduled = deadline
+                self._heap_count += 1
+                heapq.heappush(self._heap, (deadline, self._heap_count, conn))
+
+    def _apply_listener(self, listener: Listener) -> None:
+        fx = listener.effects
+        if fx.counts:
+            inc = self.counters.inc
+            for key in fx.counts:
+                inc(key)
+            fx.counts.clear()
+        if fx.replies:
+            for remote_ip, seg in fx.replies:
+                self.emit_to(remote_ip, seg)
+            fx.replies.clear()
+        if fx.ready:
+            fx.ready = False
+            self._ready[listener] = None
 
     def now(self) -> float:
         return self._clock() if self._clock is not None else self._now
-
-    def count(self, key: str) -> None:
-        self.counters.inc(key)
-
-    def emit(self, conn: Connection, seg: Segment) -> None:
-        self.emit_to(conn.remote_ip, seg)
 
     def emit_to(self, remote_ip: bytes, seg: Segment) -> None:
         self.counters.inc("tcp__segment_out")
@@ -237,21 +363,12 @@ class TCP:
             payload = seg.encode(self.local_ip, remote_ip, self.config.checksum_offload)
             self._send_ip(PROTOCOL, remote_ip, payload)
         except NetError as error:
-            # No route (yet): the segment is lost like any other, and retransmission or the
-            # connection's own timeout deals with it; the app must not see IPv4's exceptions.
-            self.counters.inc(f"tcp__send_failed_{type(error).__name__.lower()}__drop")
+            self._send_failed(error)
 
-    def mark_ready(self, thing: Connection | Listener) -> None:
-        self._ready[thing] = None
-
-    def schedule(self, conn: Connection) -> None:
-        deadline = conn.next_deadline()
-        if deadline is None:
-            return
-        if conn._scheduled is None or deadline < conn._scheduled:
-            conn._scheduled = deadline
-            self._heap_count += 1
-            heapq.heappush(self._heap, (deadline, self._heap_count, conn))
+    def _send_failed(self, error: NetError) -> None:
+        # No route (yet): the segment is lost like any other, and retransmission or the
+        # connection's own timeout deals with it; the app must not see IPv4's exceptions.
+        self.counters.inc(f"tcp__send_failed_{type(error).__name__.lower()}__drop")
 
     def register(self, conn: Connection) -> None:
         self._connections[(conn.remote_ip, conn.remote_port, conn.local_port)] = conn
@@ -261,13 +378,8 @@ class TCP:
         if self._connections.get(key) is conn:
             del self._connections[key]
 
-    def unlisten(self, listener: Listener) -> None:
-        if self._listeners.get(listener.port) is listener:
-            del self._listeners[listener.port]
-
     def new_iss(self) -> int:
-        # Random ISNs (RFC 6528's goal: unpredictable to off-path attackers).
-        return int.from_bytes(self.random_bytes(4), "big")
+        return new_iss(self.random_bytes)
 
     def _ephemeral_port(self, remote_ip: bytes, remote_port: int) -> int:
         first, last = self.config.ephemeral_ports

@@ -7,6 +7,10 @@ section 3.4, "serial number" arithmetic). The comparison is only meaningful for 
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 MASK = 0xFFFFFFFF
 _HALF = 0x80000000
 
@@ -50,3 +54,8 @@ def seq_in(x: int, start: int, size: int) -> bool:
 def seq_max(a: int, b: int) -> int:
     """The later of a and b."""
     return a if seq_ge(a, b) else b
+
+
+def new_iss(random_bytes: Callable[[int], bytes]) -> int:
+    """A random initial sequence number (RFC 6528's goal: unpredictable to off-path attackers)."""
+    return int.from_bytes(random_bytes(4), "big")

@@ -99,7 +99,7 @@ def encode(
     flags: int,
     window: int,
     options: bytes = b"",
-    payload: bytes = b"",
+    payload: bytes | memoryview = b"",
     urgent: int = 0,
     partial: bool = False,
 ) -> bytes:

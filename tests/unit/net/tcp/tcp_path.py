@@ -168,11 +168,11 @@ class IPPath:
         return client, accepted[0]
 
 
-def drain(conn: Connection, max_bytes: int = 65536) -> tuple[bytes, list[Event]]:
-    """Every event conn has now: the data joined, and the other events in order."""
+def drain(tcp: TCP, conn: Connection, max_bytes: int = 65536) -> tuple[bytes, list[Event]]:
+    """Every event conn (of layer tcp) has now: the data joined, and the other events in order."""
     data = bytearray()
     others: list[Event] = []
-    while (event := conn.next_event(max_bytes)) is not None:
+    while (event := tcp.next_event(conn, max_bytes)) is not None:
         if isinstance(event, DataReceived):
             data += event.data
         else:
@@ -184,7 +184,8 @@ class BulkApp:
     """An app on one connection: writes `outgoing` as fast as the send buffer takes it, then
     closes; reads everything; done once it saw EndOfStream and ConnectionClosed."""
 
-    def __init__(self, conn: Connection, outgoing: bytes = b"") -> None:
+    def __init__(self, tcp: TCP, conn: Connection, outgoing: bytes = b"") -> None:
+        self.tcp = tcp
         self.conn = conn
         self.outgoing = outgoing
         self.offset = 0
@@ -194,13 +195,13 @@ class BulkApp:
         self.closed: str | None = None
 
     def pump(self) -> None:
-        conn = self.conn
+        conn, tcp = self.conn, self.tcp
         while self.offset < len(self.outgoing) and conn.send_space:
-            self.offset += conn.send(self.outgoing[self.offset : self.offset + 65536])
+            self.offset += tcp.send(conn, self.outgoing[self.offset : self.offset + 65536])
         if self.offset == len(self.outgoing) and not self.closed_sending:
             self.closed_sending = True
-            conn.close()
-        data, events = drain(conn)
+            tcp.close(conn)
+        data, events = drain(tcp, conn)
         self.received += data
         for event in events:
             if isinstance(event, EndOfStream):
@@ -216,8 +217,9 @@ class BulkApp:
 def exchange(
     path: IPPath, client: Connection, server: Connection, up: bytes, down: bytes, max_time: float
 ) -> tuple[BulkApp, BulkApp]:
-    """client sends `up` while server sends `down`; both close; runs until both are done."""
-    apps = BulkApp(client, up), BulkApp(server, down)
+    """client (on path.a) sends `up` while server (on path.b) sends `down`; both close; runs
+    until both are done."""
+    apps = BulkApp(path.a, client, up), BulkApp(path.b, server, down)
 
     def pump() -> None:
         for app in apps:

@@ -331,7 +331,7 @@ class Script:
 
     def do_write(self, args: str) -> None:
         size, _, want = args.partition("->")
-        n = self.connection().send(b"d" * int(size))
+        n = self.ep.tcp.send(self.connection(), b"d" * int(size))
         expected = int(want) if want.strip() else int(size)
         if n != expected:
             raise self.fail(f"send() took {n} bytes, not {expected}")
@@ -341,14 +341,14 @@ class Script:
         got = 0
         conn = self.connection()
         while got < want:
-            event = conn.next_event(want - got)
+            event = self.ep.tcp.next_event(conn, want - got)
             if not isinstance(event, DataReceived):
                 raise self.fail(f"read {got} bytes, then {event!r}")
             got += len(event.data)
 
     def do_event(self, args: str) -> None:
         name, _, reason = args.partition(" ")
-        event: Event | None = self.connection().next_event()
+        event: Event | None = self.ep.tcp.next_event(self.connection())
         if name == "none":
             if event is not None:
                 raise self.fail(f"expected no event, got {event!r}")
@@ -370,14 +370,14 @@ class Script:
             raise self.fail(f"counter {name} is {have}, not {value}")
 
     def do_close(self, args: str) -> None:
-        self.connection().close()
+        self.ep.tcp.close(self.connection())
 
     def do_abort(self, args: str) -> None:
-        self.connection().abort()
+        self.ep.tcp.abort(self.connection())
 
     def do_listener_close(self, args: str) -> None:
         assert self.listener is not None
-        self.listener.close()
+        self.ep.tcp.unlisten(self.listener)
 
 
 def _flag_text(flags: int) -> str:

@@ -51,11 +51,11 @@ def test_two_connections_to_one_port_are_kept_apart() -> None:
     assert one.local_port != two.local_port
     path.run(lambda: len(listener.accept_queue) == 2, 10.0)
     servers = {c.remote_port: c for c in (listener.accept(), listener.accept()) if c}
-    one.send(b"one")
-    two.send(b"two")
+    path.a.send(one, b"one")
+    path.a.send(two, b"two")
     path.run(lambda: all(c.readable for c in servers.values()), 10.0)
-    assert drain(servers[one.local_port])[0] == b"one"
-    assert drain(servers[two.local_port])[0] == b"two"
+    assert drain(path.b, servers[one.local_port])[0] == b"one"
+    assert drain(path.b, servers[two.local_port])[0] == b"two"
 
 
 def test_ready_reports_what_changed_once() -> None:
@@ -68,39 +68,39 @@ def test_ready_reports_what_changed_once() -> None:
     assert listener in path.b.ready()
     server = listener.accept()
     assert server is not None
-    client.send(b"x")
+    path.a.send(client, b"x")
     path.run(lambda: server.readable > 0, 10.0)
     assert server in path.b.ready()
-    assert server.next_event() == ConnectionEstablished()
-    assert server.next_event() == DataReceived(b"x")
-    assert server.next_event() is None
+    assert path.b.next_event(server) == ConnectionEstablished()
+    assert path.b.next_event(server) == DataReceived(b"x")
+    assert path.b.next_event(server) is None
 
 
 def test_events_come_in_order_and_close_is_final() -> None:
     path = IPPath(5)
     client, server = path.handshake()
-    server.send(b"bye")
-    server.close()
+    path.b.send(server, b"bye")
+    path.b.close(server)
     path.run(lambda: client.state == "CLOSE_WAIT", 10.0)
-    assert client.next_event() == ConnectionEstablished()
-    assert client.next_event() == DataReceived(b"bye")
-    assert client.next_event() == EndOfStream()
-    assert client.next_event() is None
-    client.close()
+    assert path.a.next_event(client) == ConnectionEstablished()
+    assert path.a.next_event(client) == DataReceived(b"bye")
+    assert path.a.next_event(client) == EndOfStream()
+    assert path.a.next_event(client) is None
+    path.a.close(client)
     path.run(lambda: client.state == "CLOSED", 10.0)
-    assert client.next_event() == ConnectionClosed("closed")
-    assert client.next_event() is None
+    assert path.a.next_event(client) == ConnectionClosed("closed")
+    assert path.a.next_event(client) is None
     with pytest.raises(ConnectionStateError):
-        client.send(b"late")
-    client.close()  # idempotent
-    client.abort()
+        path.a.send(client, b"late")
+    path.a.close(client)  # idempotent
+    path.a.abort(client)
 
 
 def test_send_takes_only_what_fits() -> None:
     path = IPPath(6, config_a=TCPConfig(send_buffer=1000))
     client, _ = path.handshake()
-    assert client.send(b"x" * 5000) == 1000
-    assert client.send_space == 0 and client.send(b"y") == 0
+    assert path.a.send(client, b"x" * 5000) == 1000
+    assert client.send_space == 0 and path.a.send(client, b"y") == 0
 
 
 def test_segments_for_another_address_are_dropped() -> None:
@@ -117,7 +117,7 @@ def test_listen_twice_is_refused_and_close_frees_the_port() -> None:
     listener = tcp.listen(80)
     with pytest.raises(ValueError):
         tcp.listen(80)
-    listener.close()
+    tcp.unlisten(listener)
     assert listener.state == "CLOSED"
     tcp.listen(80)
 
@@ -131,7 +131,7 @@ def test_no_route_is_counted_not_raised() -> None:
     tcp.timers(10.0)
     tcp.timers(20.0)
     assert tcp.counters["tcp__send_failed_noroute__drop"] == 2
-    assert conn.next_event() == ConnectionClosed("timeout")
+    assert tcp.next_event(conn) == ConnectionClosed("timeout")
 
 
 def icmp(
@@ -150,13 +150,13 @@ def test_icmp_port_unreachable_fails_a_connect() -> None:
     assert conn.state == "SYN_SENT"  # quoting a sequence number not in flight: ignored
     assert tcp.counters["tcp__icmp_seq_not_in_flight__drop"] == 1
     tcp.receive_error(icmp(3, 3, conn.iss, conn.local_port), 0.1)
-    assert conn.next_event() == ConnectionClosed("unreachable")
+    assert tcp.next_event(conn) == ConnectionClosed("unreachable")
 
 
 def test_icmp_fragmentation_needed_lowers_the_mss_and_resends() -> None:
     path = IPPath(8)
     client, server = path.handshake()
-    client.send(b"z" * 3000)  # three 1460-byte segments leave now
+    path.a.send(client, b"z" * 3000)  # three 1460-byte segments leave now
     sent_before = path.sent
     event = icmp(3, 4, client.snd_una, client.local_port, mtu=1000, remote_port=8080)
     path.a.receive_error(event, path.clock.now)
@@ -175,9 +175,9 @@ def test_time_wait_gives_way_to_a_new_syn() -> None:
     path.run(lambda: bool(listener.accept_queue), 10.0)
     server = listener.accept()
     assert server is not None
-    server.close()  # the server closes first: it ends in TIME_WAIT
+    path.b.close(server)  # the server closes first: it ends in TIME_WAIT
     path.run(lambda: client.state == "CLOSE_WAIT", 10.0)
-    client.close()
+    path.a.close(client)
     path.run(lambda: server.state == "TIME_WAIT" and client.state == "CLOSED", 10.0)
     again = path.a.connect(IP_B, 80, local_port=5000)
     # Either its ISN lies above the old RCV.NXT (the SYN reopens the pair at once), or it
@@ -208,7 +208,7 @@ def test_a_thousand_connections_open_at_once_are_all_held() -> None:
         lambda: len(servers) == 1000 and all(c.state == "ESTABLISHED" for c in clients), 5.0, pump
     )
     for conn in clients:
-        drain(conn)
+        drain(path.a, conn)
     gc.collect()
     per_connection = (tracemalloc.get_traced_memory()[0] - base) / 2000
     tracemalloc.stop()

@@ -69,10 +69,10 @@ def test_transfer_over_ethernet_arp_and_ipv4() -> None:
         if server is None:
             server = listener.accept()
         if client.state == "ESTABLISHED" and sent < len(up):
-            sent += client.send(up[sent : sent + 65536])
+            sent += a.send(client, up[sent : sent + 65536])
             if sent == len(up):
-                client.close()
-        while server is not None and (event := server.next_event()) is not None:
+                a.close(client)
+        while server is not None and (event := b.next_event(server)) is not None:
             if isinstance(event, DataReceived):
                 got += event.data
             eof = eof or isinstance(event, EndOfStream)
@@ -90,5 +90,5 @@ def test_connect_to_a_closed_port_is_refused() -> None:
     client = a.connect(IP_B, 81)
     while client.state != "CLOSED":
         assert wire.step()
-    assert client.next_event() == ConnectionClosed("refused")
+    assert a.next_event(client) == ConnectionClosed("refused")
     assert wire.tcps[1].counters["tcp__no_socket_match__respond_rst"] == 1
