@@ -287,9 +287,9 @@ def pem_certificates(text: bytes, what: str) -> list[bytes]:
 def peer_certificate(data: bytes) -> PeerCertificate:
     """The summary of a certificate that HandshakeComplete reports."""
     import hashlib
+    import ipaddress
 
     from summon.tls.events import PeerCertificate
-    from summon.tls.x509.names import ip_text
 
     cert = Certificate(data)
     return PeerCertificate(
@@ -299,7 +299,7 @@ def peer_certificate(data: bytes) -> PeerCertificate:
         not_before=cert.not_before,
         not_after=cert.not_after,
         dns_names=cert.dns_names,
-        ip_addresses=tuple(ip_text(ip) for ip in cert.ip_addresses),
+        ip_addresses=tuple(str(ipaddress.ip_address(ip)) for ip in cert.ip_addresses),
         sha256=hashlib.sha256(cert.der).hexdigest(),
         der=cert.der,
     )
