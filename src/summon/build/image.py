@@ -25,6 +25,7 @@ from summon.build.rootfs import Rootfs
 from summon.build.vendor import Package, vendor
 from summon.errors import BuildError
 from summon.manifest import Manifest
+from summon.store import rootfs_artifact
 from summon.store.image import APP_JSON, BOM_TYPE, Image
 from summon.store.layout import (
     CONFIG,
@@ -200,10 +201,12 @@ def build(
         )
         bom_blob = store.put_json(bom, BOM_TYPE)
         bom_desc = store.put_artifact(BOM_TYPE, [bom_blob], image_desc)
+        step("writing the verified root filesystem (erofs)")
+        rootfs_desc = rootfs_artifact.create(store, layer, image_desc)
         index = {
             "schemaVersion": 2,
             "mediaType": INDEX,
-            "manifests": [image_desc.to_json(), bom_desc.to_json()],
+            "manifests": [image_desc.to_json(), bom_desc.to_json(), rootfs_desc.to_json()],
             "annotations": {"org.opencontainers.image.title": m.name},
         }
         index_desc = store.put_json(index, INDEX)
