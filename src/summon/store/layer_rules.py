@@ -115,8 +115,8 @@ def extract(store: Store, layer: Descriptor, dest: Path) -> None:
     rules and the whole stream against the layer's digest.
 
     Modes keep their permission bits without set-id bits, and files without group/other
-    write bits; every file belongs to whoever unpacks it; times are the layer's. Raises LayerRefused or
-    CorruptBlob; dest then holds a partial tree the caller must remove.
+    write bits; every file belongs to whoever unpacks it; times are the layer's. Raises
+    LayerRefused or CorruptBlob; dest then holds a partial tree the caller must remove.
     """
     digest = layer.digest
 
