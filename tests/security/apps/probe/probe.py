@@ -10,6 +10,7 @@ import marker
 # Every /proc path the sandbox masks (targets/sandbox/config.py MASKED_PATHS), given by the
 # test so that the probe and the config cannot drift apart silently.
 MASKED = [p for p in os.environ.get("PROBE_MASKED", "").split(":") if p]
+WRITE = os.environ.get("PROBE_WRITE") == "1"
 
 
 def read(path, limit=4096):
@@ -59,9 +60,10 @@ report = {
     "uid_map": read("/proc/self/uid_map")[0].split(),
     "gid_map": read("/proc/self/gid_map")[0].split(),
     "caps": {k: status.get(k) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")},
-    "write_tmp": attempt(write_tmp),
-    "write_root_owned": attempt(write_root_owned),
-    "create_in_root": attempt(create_in_root),
+    # Only where asked: on the unix target these paths are the host's own.
+    "write_tmp": attempt(write_tmp) if WRITE else "",
+    "write_root_owned": attempt(write_root_owned) if WRITE else "",
+    "create_in_root": attempt(create_in_root) if WRITE else "",
     "mountinfo": read("/proc/self/mountinfo", 1 << 20)[0],
     "masked": {path: read(path) for path in MASKED},
 }
