@@ -92,8 +92,11 @@ def make(store: Store, layer: Descriptor) -> tuple[Descriptor, Descriptor]:
         image = Path(tmp) / "rootfs.erofs"
         # Reproducible: fixed time and owner, no xattrs, a UUID from the layer digest; the
         # entries are sorted by mkfs.erofs itself whatever order the folder lists them in.
+        # lz4hc: 60% of the plain size (examples/http: 7.9 MB, not 13.2 MB) to store, push
+        # and hash on the first mount, for about as much lz4 work on a cold page cache.
         fs_uuid = str(uuid.UUID(bytes=bytes.fromhex(layer.digest[7:39])))
-        argv = [mkfs, "--quiet", "-T0", f"-U{fs_uuid}", "--all-root", "-x-1", "--ignore-mtime"]
+        argv = [mkfs, "--quiet", "-zlz4hc", "-T0", f"-U{fs_uuid}", "--all-root", "-x-1"]
+        argv.append("--ignore-mtime")
         done = subprocess.run(
             [*argv, str(image), str(root)], capture_output=True, text=True, check=False
         )

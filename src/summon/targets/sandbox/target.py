@@ -140,6 +140,8 @@ class SandboxTarget(Target):
         checks = [_check_runc(), _check_root(), _check_arch(), *_check_cgroups()]
         checks.append(_check_seccomp())
         checks.append(_check_netns())
+        checks.append(_check_verified_root())
+        checks.append(_check_user_namespaces())
         return checks
 
 
@@ -227,3 +229,27 @@ def _check_netns() -> Check:
     finally:
         ns.remove()
     return Check(what, ns.name not in list_namespaces())
+
+
+def _check_verified_root() -> Check:
+    what = "sandbox: verified root filesystem (erofs on a loop device, made with mkfs.erofs)"
+    try:
+        kernel = "erofs" in Path("/proc/filesystems").read_text().split()
+    except OSError:
+        kernel = False
+    if not kernel:
+        return Check(what, False, "the kernel lacks erofs: Linux 5.4+ with CONFIG_EROFS_FS")
+    if not Path("/dev/loop-control").exists():
+        return Check(what, False, "no /dev/loop-control: load the loop module (modprobe loop)")
+    if shutil.which("mkfs.erofs") is None:
+        return Check(what, False, "apt-get install erofs-utils")
+    return Check(what, True)
+
+
+def _check_user_namespaces() -> Check:
+    what = "sandbox: user namespaces (the app runs as an unprivileged uid)"
+    try:
+        allowed = int(Path("/proc/sys/user/max_user_namespaces").read_text()) > 0
+    except (OSError, ValueError):
+        allowed = False
+    return Check(what, allowed, "" if allowed else "sysctl -w user.max_user_namespaces=10000")
