@@ -88,6 +88,7 @@ def verified_root(store: Store, erofs: Descriptor, layer: Descriptor) -> Path:
     blob = store.blob_path(erofs.digest)
     with _locked():
         seen = _read_record(record)
+        before = json.dumps(seen, sort_keys=True)
         if not _still_verified(where, seen.get("erofs"), blob):
             if os.path.ismount(where):
                 # Mounted, but its blob changed since it was hashed (or nobody knows): detach
@@ -100,15 +101,14 @@ def verified_root(store: Store, erofs: Descriptor, layer: Descriptor) -> Path:
         except FileNotFoundError:
             raise CorruptBlob(f"blob {layer.digest} is missing from the store") from None
         if layers.get(layer.digest) != now:
-            before = now
             store.verify(layer)  # raises CorruptBlob
-            now = _identity(os.stat(store.blob_path(layer.digest)))
-            if now != before:
+            if _identity(os.stat(store.blob_path(layer.digest))) != now:
                 raise CorruptBlob(f"blob {layer.digest} changed while it was being verified")
             layers[layer.digest] = now
-        tmp = record.with_name(f".{record.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(seen, sort_keys=True))
-        tmp.replace(record)
+        if json.dumps(seen, sort_keys=True) != before:
+            tmp = record.with_name(f".{record.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(seen, sort_keys=True))
+            tmp.replace(record)
     return where
 
 
