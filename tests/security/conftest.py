@@ -7,10 +7,13 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from summon.store import rootfs_artifact
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
@@ -26,10 +29,12 @@ needs_sandbox = [
 
 
 @pytest.fixture(scope="module")
-def summon(tmp_path_factory: pytest.TempPathFactory) -> Summon:
+def summon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Summon]:
     driver = Summon(tmp_path_factory.mktemp("home"))
     driver.env["XDG_CACHE_HOME"] = str(driver.home / "cache")  # unpacked roots: ours only
-    return driver
+    yield driver
+    # The verified mounts of this store's root filesystems, as `summon rmi` would.
+    rootfs_artifact.release_mounts({"sha256:" + name for name in driver.blobs()})
 
 
 @pytest.fixture(scope="module")

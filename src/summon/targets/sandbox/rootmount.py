@@ -94,6 +94,7 @@ def verified_root(store: Store, erofs: Descriptor, layer: Descriptor) -> Path:
                 # Mounted, but its blob changed since it was hashed (or nobody knows): detach
                 # it (running instances keep their view) and verify afresh.
                 _check(_libc().umount2(os.fsencode(where), _MNT_DETACH), f"umount {where}")
+            _sweep()
             seen = {"erofs": _mount(erofs, blob, where), "layers": {}}
         layers = seen.setdefault("layers", {})
         try:
@@ -112,6 +113,23 @@ def verified_root(store: Store, erofs: Descriptor, layer: Descriptor) -> Path:
     return where
 
 
+def _sweep() -> None:
+    """Detach the verified mounts whose blob is gone (a store deleted without `summon rmi`,
+    such as a test's): the loop device would keep its space taken until the next reboot."""
+    with contextlib.suppress(OSError):
+        for where in MOUNT_ROOT.iterdir():
+            with contextlib.suppress(OSError):
+                dev = os.stat(where).st_dev
+                if os.major(dev) != LOOP_MAJOR or not os.path.ismount(where):
+                    continue
+                name = Path(_device_path(dev)).name
+                backing = Path(f"/sys/block/{name}/loop/backing_file").read_text().strip()
+                if backing.endswith(" (deleted)"):
+                    _libc().umount2(os.fsencode(where), _MNT_DETACH)
+                    where.rmdir()
+                    where.with_suffix(".verified").unlink(missing_ok=True)
+
+
 def _read_record(record: Path) -> dict[str, Any]:
     try:
         doc = json.loads(record.read_text())
@@ -128,7 +146,7 @@ def _still_verified(where: Path, seen: Any, blob: Path) -> bool:
         return False
     if os.major(mounted.st_dev) != LOOP_MAJOR or not os.path.ismount(where):
         return False
-    info = _loop_status(f"/dev/loop{os.minor(mounted.st_dev)}")
+    info = _loop_status(_device_path(mounted.st_dev))
     if info is None:
         return False
     device, inode, _rdev, offset, sizelimit, _n, _e, _k, flags = info
@@ -138,6 +156,14 @@ def _still_verified(where: Path, seen: Any, blob: Path) -> bool:
         and flags & LO_FLAGS_READ_ONLY != 0
         and seen == _identity(now)
     )
+
+
+def _device_path(dev: int) -> str:
+    """/dev/loopN of a loop device number (N is not the minor where the module has max_part)."""
+    sysfs = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    with contextlib.suppress(OSError):
+        return f"/dev/{sysfs.resolve(strict=True).name}"
+    return f"/dev/loop{os.minor(dev)}"
 
 
 def _identity(st: os.stat_result) -> dict[str, int]:
