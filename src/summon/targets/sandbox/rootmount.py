@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +80,15 @@ def _locked() -> Iterator[None]:
         yield
 
 
-def verified_root(store: Store, erofs: Descriptor, layer: Descriptor) -> Path:
+def verified_root(
+    store: Store,
+    erofs: Descriptor,
+    layer: Descriptor,
+    step: Callable[[str], None] = lambda message: None,
+) -> Path:
     """The mount point of the erofs blob, mounted now if it is not (or no longer) verified;
-    layer is the image's layer blob, checked too (see the module's docstring)."""
+    layer is the image's layer blob, checked too (see the module's docstring). step hears
+    of the work when there is some (not when the mount is reused)."""
     where = mount_point(erofs)
     record = where.with_suffix(".verified")
     blob = store.blob_path(erofs.digest)
@@ -94,6 +100,7 @@ def verified_root(store: Store, erofs: Descriptor, layer: Descriptor) -> Path:
                 # Mounted, but its blob changed since it was hashed (or nobody knows): detach
                 # it (running instances keep their view) and verify afresh.
                 _check(_libc().umount2(os.fsencode(where), _MNT_DETACH), f"umount {where}")
+            step(f"verifying its root filesystem ({erofs.size / 1e6:.1f} MB) and mounting it")
             _sweep()
             seen = {"erofs": _mount(erofs, blob, where), "layers": {}}
         layers = seen.setdefault("layers", {})

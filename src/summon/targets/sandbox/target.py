@@ -85,8 +85,7 @@ class SandboxTarget(Target):
             print(f"summon: {image.ref}: {message}", file=sys.stderr, flush=True)
 
         artifact = image.rootfs_artifact(say_once)
-        step("verifying and mounting its root filesystem")
-        root = rootmount.verified_root(image.store, artifact.erofs, image.layer)
+        root = rootmount.verified_root(image.store, artifact.erofs, image.layer, step)
         return dataclasses.replace(image, root=root)
 
     def _verified(self, spec: RunSpec) -> RunSpec:
