@@ -1,15 +1,11 @@
-"""What the security tests share: the summon command driver of the integration tests, a home
-of their own with the test apps built into its store, and how to read a probe's report."""
+"""What the security tests share as fixtures: the summon command driver of the integration
+tests, in a home of their own, and the probe app built into its store (apps.py has the rest)."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,15 +13,8 @@ from summon.store import rootfs_artifact
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
+from hostile_apps import APPS
 from summon_cli import Summon
-
-APPS = Path(__file__).resolve().parent / "apps"
-
-needs_sandbox = [
-    pytest.mark.sandbox,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox target needs root"),
-    pytest.mark.skipif(shutil.which("runc") is None, reason="runc missing: apt-get install runc"),
-]
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +31,3 @@ def probe_image(summon: Summon) -> str:
     """tests/security/apps/probe built as probe:test (a script reporting what it sees)."""
     summon.ok("build", str(APPS / "probe"), "-t", "probe:test")
     return "probe:test"
-
-
-def probe_report(stdout: str) -> dict[str, Any]:
-    """The probe app's `PROBE {...}` line."""
-    for line in stdout.splitlines():
-        if line.startswith("PROBE "):
-            report: dict[str, Any] = json.loads(line[len("PROBE ") :])
-            return report
-    raise AssertionError(f"the probe printed no report: {stdout!r}")
-
-
-def cache_dir(summon: Summon) -> Path:
-    """summon's cache folder in that home."""
-    return Path(summon.env["XDG_CACHE_HOME"]) / "summon"

@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from conftest import APPS
+from hostile_apps import APPS
 
 from summon.build.boot import attach_boot_artifact, boot_artifact
 from summon.build.image import build

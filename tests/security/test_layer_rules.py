@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import needs_sandbox
+from hostile_apps import needs_sandbox
 from summon_cli import Summon
 
 from summon.build.boot import write_initramfs

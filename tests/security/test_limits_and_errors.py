@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import APPS, needs_sandbox
+from hostile_apps import APPS, needs_sandbox
 from summon_cli import Summon
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")

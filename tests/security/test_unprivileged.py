@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 import pytest
-from conftest import needs_sandbox, probe_report
+from hostile_apps import needs_sandbox, probe_report
 from summon_cli import Summon
 
 from summon.targets.sandbox.config import APP_UID, MASKED_PATHS, id_range

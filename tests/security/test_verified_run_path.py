@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import cache_dir, needs_sandbox, probe_report
+from hostile_apps import cache_dir, needs_sandbox, probe_report
 from summon_cli import Summon
 
 from summon.store import Store, rootfs_artifact
@@ -33,7 +33,7 @@ def run_probe(summon: Summon, image: str, target: str) -> dict[str, object]:
 
 
 def unpacked_folders(summon: Summon) -> list[Path]:
-    folder = cache_dir(summon) / "rootfs"
+    folder = cache_dir(summon.env) / "rootfs"
     return (
         sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
     )
