@@ -55,6 +55,9 @@ def build_test_rootfs(dest: Path) -> Path:
     if not HOST_PYTHON.exists():
         pytest.skip(f"{HOST_PYTHON} is missing: apt-get install python3.11-minimal")
     dest.mkdir(parents=True, exist_ok=True)
+    # The sandbox's app runs as an unprivileged uid: the root must be open to it, as an
+    # image's is (pytest makes its folders 0700).
+    dest.chmod(0o755)
     for src in (HOST_PYTHON, *HOST_LIBS):
         target = dest / src.relative_to("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -67,6 +70,8 @@ def build_test_rootfs(dest: Path) -> Path:
     shutil.copytree(HOST_STDLIB, dest / HOST_STDLIB.relative_to("/"), ignore=skip, symlinks=True)
     for name in (*MOUNT_POINTS, APP_DIR):
         (dest / name).mkdir(exist_ok=True)
+    # runc gives the tmpfs on /tmp the mode of the folder under it: 1777, as in an image.
+    (dest / "tmp").chmod(0o1777)
     return dest
 
 

@@ -302,6 +302,7 @@ def test_ctrl_c_of_the_caller_leaves_nothing(
     argv = app_script(
         "import signal, sys, time\n"
         f"signal.signal(signal.SIGTERM, lambda *a: {handler})\n"
+        "open('/tmp/ready', 'w').close()\n"
         "while True:\n"
         "    time.sleep(1)\n"
     )
@@ -318,6 +319,12 @@ def test_ctrl_c_of_the_caller_leaves_nothing(
             started = proc.stdout.readline()
             assert started.startswith("started"), started
             pid = int(started.split()[1])
+            # Only once the app handles SIGTERM: a pid 1 without a handler ignores it, and a
+            # press that early would wait out the whole grace (a race of a few ms).
+            deadline = time.monotonic() + 10
+            while not Path(f"/proc/{pid}/root/tmp/ready").exists():
+                assert time.monotonic() < deadline, "the app never got ready"
+                time.sleep(0.005)
             before = time.monotonic()
             for _ in range(presses):
                 proc.send_signal(signal.SIGINT)

@@ -259,5 +259,3 @@ def test_i386_syscalls_kill_the_app(
     assert status == 128 + 31, f"int 0x80 must die of SIGSYS (seccomp: bad arch), got {status}"
     host = subprocess.run([str(HOST_PYTHON), "-S", "-E", "-c", source], timeout=20)
     assert host.returncode == 0, "control: i386 syscalls work on this host"
-
-

@@ -11,14 +11,18 @@ materials, so one reference carries all of them (docs/image-format.md):
 The initramfs is the image's root filesystem layer, entry for entry, as the kernel's cpio
 format, plus the few device nodes needed before /dev is mounted (DEVICE_NODES). It is
 reproducible like the layer: entries sorted, mtime 0, owner 0, inode numbers in order. The
+layer's members pass the rule set every unpack path applies (store/layer_rules.py). The
 boot config holds the kernel command line split in two: `kernel_args` for the kernel and
 `init` for the runtime, which the kernel starts as PID 1 with `rdinit=<init[0]> <init[1:]>`
-(see init_argv for why without `--`), so no /init is needed.
+(see init_argv for why without `--`), so no /init is needed; and `initramfs`, the sha256 and
+size of the uncompressed archive, which the qemu target checks its decompressed copy against
+before each boot (the boot config, like the rest, is covered by the image index digest).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import stat
 import tarfile
 from collections.abc import Callable
@@ -28,6 +32,7 @@ from typing import IO, Any
 
 from summon.build import kernel as kernel_mod
 from summon.errors import CorruptBlob, UserError
+from summon.store import layer_rules
 from summon.store.image import Image
 from summon.store.layout import INDEX, MANIFEST, Descriptor, Store
 
@@ -171,7 +176,8 @@ def attach_boot_artifact(
     step("writing the initramfs")
     writer = store.writer()
     try:
-        write_initramfs(store, image.layer, writer, links + list(extra or []))  # type: ignore[arg-type]
+        entries = links + list(extra or [])
+        cpio_digest, cpio_size = write_initramfs(store, image.layer, writer, entries)  # type: ignore[arg-type]
         initramfs = writer.commit(INITRAMFS_TYPE)
     except BaseException:
         writer.abort()
@@ -186,6 +192,7 @@ def attach_boot_artifact(
         writer.abort()
         raise
     config = boot_config(image.app_config(), init, kernel_info, list(modules or []), acpi)
+    config["initramfs"] = {"sha256": cpio_digest, "size": cpio_size}
     config_desc = store.put_json(config, BOOT_CONFIG_TYPE)
     boot_desc = store.put_artifact(
         BOOT_TYPE, [kernel_desc, initramfs, config_desc], image.manifest_desc
@@ -296,23 +303,39 @@ def init_argv(argv: list[str]) -> tuple[list[str], list[Extra]]:
     return out, links
 
 
+class _Hashed:
+    """A write-only stream hashing what passes to the one under it (the uncompressed cpio)."""
+
+    def __init__(self, out: gzip.GzipFile) -> None:
+        self.out = out
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self.out.write(data)
+
+
 def write_initramfs(
     store: Store, layer: Descriptor, out: IO[bytes], extra: list[Extra] | None = None
-) -> None:
-    """The root filesystem layer as a gzip'd cpio archive, plus device nodes and `extra`."""
+) -> tuple[str, int]:
+    """The root filesystem layer as a gzip'd cpio archive, plus device nodes and `extra`;
+    return the sha256 ("sha256:...") and size of the archive before compression."""
     with (
         store.open_verified(layer) as f,
         tarfile.open(fileobj=f, mode="r|gz") as tar,
         gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz,
     ):
-        cpio = CpioWriter(gz)
+        hashed = _Hashed(gz)
+        cpio = CpioWriter(hashed)  # type: ignore[arg-type]
         # Added in path order, each after its folder, as the layer's own entries are.
         nodes: list[Extra] = sorted(
             [(n, mode, b"", rdev) for n, mode, rdev in DEVICE_NODES] + list(extra or [])
         )
         for info in tar:
-            name = info.name.strip("/")
-            if not name or ".." in name.split("/"):
+            name = layer_rules.member_name(layer.digest, info)  # refuses what breaks a rule
+            if not name:
                 continue
             while nodes and name > nodes[0][0]:
                 node, mode, data, rdev = nodes.pop(0)
@@ -322,15 +345,14 @@ def write_initramfs(
                 cpio.add(name, stat.S_IFDIR | perm)
             elif info.issym():
                 cpio.add(name, stat.S_IFLNK | 0o777, info.linkname.encode())
-            elif info.isreg():
+            else:  # a regular file: member_name let nothing else through
                 stream = tar.extractfile(info)
                 assert stream is not None
                 cpio.add_stream(name, stat.S_IFREG | perm, info.size, stream)
-            else:
-                raise CorruptBlob(f"layer {layer.digest}: {name} is of a kind an image never has")
         for node, mode, data, rdev in nodes:
             cpio.add(node, mode, data, rdev)
         cpio.close()
+    return "sha256:" + hashed.hash.hexdigest(), hashed.size
 
 
 def read_cpio(data: bytes) -> list[tuple[str, int, bytes]]:

@@ -39,6 +39,7 @@ from summon.build.vendor import Package, vendor
 from summon.build.verify import Verification, VerifyPlan, verify_image
 from summon.errors import BuildError
 from summon.manifest import Manifest
+from summon.store import rootfs_artifact
 from summon.store.image import APP_JSON, BOM_TYPE, Image, unpack, unpacked_size
 from summon.store.layout import (
     CONFIG,
@@ -216,10 +217,13 @@ def build(
             raise
         lap("write")
 
+        step("writing the verified root filesystem (erofs)")
+        erofs_blob, files_blob = rootfs_artifact.make(store, layer)
+        lap("erofs")
         verification = None
         if verify:
             step("verifying: importing the entry inside the image")
-            rootfs = unpack(store, layer)  # where `summon run` will find it, too
+            rootfs = unpack(store, layer, files_blob)  # where `summon run` will find it, too
             lap("verify-unpack")
             verification = verify_image(
                 rootfs,
@@ -256,10 +260,11 @@ def build(
             image_manifest, MANIFEST, platform={"architecture": "amd64", "os": "linux"}
         )
         bom_desc = store.put_artifact(BOM_TYPE, [bom_blob], image_desc)
+        rootfs_desc = rootfs_artifact.attach(store, layer, image_desc, erofs_blob, files_blob)
         index = {
             "schemaVersion": 2,
             "mediaType": INDEX,
-            "manifests": [image_desc.to_json(), bom_desc.to_json()],
+            "manifests": [image_desc.to_json(), bom_desc.to_json(), rootfs_desc.to_json()],
             "annotations": {"org.opencontainers.image.title": m.name},
         }
         index_desc = store.put_json(index, INDEX)

@@ -198,14 +198,18 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
 @click.argument("images", nargs=-1, required=True)
 def rmi(images: tuple[str, ...]) -> None:
     """Remove images from the local store (and blobs no other image uses)."""
+    from summon.store.image import remove_images
+
     store = open_store()
+    untag: list[str] = []
     for ref in images:
         full, desc = store.resolve(ref)
         names = [r for r, d in store.refs() if d.digest == desc.digest]
-        for r in names if full == desc.digest or not full else [full]:
-            store.untag(r)
-            out.print(f"untagged {r}")
-    removed, freed = store.gc()
+        untag += names if full == desc.digest or not full else [full]
+    # One pass, so that a full disk is no obstacle: see Store.remove.
+    removed, freed = remove_images(store, untag)
+    for r in dict.fromkeys(untag):
+        out.print(f"untagged {r}")
     out.print(f"removed {removed} blobs, {human(freed)}")
 
 

@@ -50,10 +50,14 @@ def status_text(st: dict[str, Any], now: datetime.datetime) -> str:
 
 
 def _code_or_reason(st: dict[str, Any]) -> str:
+    reason = str(st.get("reason") or "")
     if st.get("exit_code") is not None:
-        return str(st["exit_code"])
+        if not reason.startswith("killed: "):
+            return str(st["exit_code"])
+        # "killed: out of memory (limit 64M)" -> "137: out of memory"
+        return f"{st['exit_code']}: {reason.removeprefix('killed: ').split(' (', 1)[0]}"
     # "monitor died (killed by SIGKILL)" -> "monitor died"; "start failed: ..." -> "start failed"
-    reason = str(st.get("reason") or "unknown")
+    reason = reason or "unknown"
     return reason.split(":", 1)[0].split(" (", 1)[0]
 
 

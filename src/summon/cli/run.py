@@ -243,4 +243,8 @@ def run(
         return
     from summon.instances.attach import wait_attached
 
-    sys.exit(wait_attached(started))
+    status = wait_attached(started)
+    reason = str(folder.state().get("reason") or "")
+    if reason.startswith("killed:"):  # what the status alone does not say: an OOM kill
+        notice(f"{folder.name} ({folder.short_id}) {reason}")
+    sys.exit(status)

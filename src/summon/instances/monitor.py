@@ -179,7 +179,9 @@ class Monitor:
                 code = self._wait(instance)
                 with self._lock:
                     self._instance = None
-                reason = "exited"
+                reason = instance.exit_reason() or "exited"
+                if reason != "exited":
+                    log(reason)
             first = False
             if self._stop.is_set():
                 self._finish(code, "stopped")

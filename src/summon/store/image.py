@@ -1,21 +1,31 @@
-"""Reading a summon image out of the store: its index, container manifest, config, BOM, rootfs."""
+"""Reading a summon image out of the store: its index, container manifest, config, BOM, rootfs.
+
+The root filesystem as a folder (the unix target's, and where app.json is read from) is
+unpacked from the verified layer under the rule set of store/layer_rules.py, into a fresh
+folder of the cache, and checked against the image's file list (store/rootfs_artifact.py)
+each time it is used again: a cache edited since is unpacked anew, never run.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tarfile
+import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from summon import paths
 from summon.errors import CorruptBlob, UnknownImage, UserError
+from summon.store import layer_rules, rootfs_artifact
 from summon.store.layout import INDEX, LAYER_GZIP, MANIFEST, Descriptor, Store
+from summon.store.rootfs_artifact import Entry, RootfsArtifact
 
 BOM_TYPE = "application/vnd.summon.bom.v1+json"
 APP_JSON = "etc/summon/app.json"
@@ -28,6 +38,9 @@ class Image:
     store: Store
     ref: str
     desc: Descriptor  # the image index
+    # A verified read-only mount of the root filesystem a target made ready (its prepare):
+    # rootfs() is then that, not the unpacked folder.
+    root: Path | None = field(default=None, compare=False)
 
     @classmethod
     def open(cls, store: Store, ref: str) -> Image:
@@ -133,9 +146,25 @@ class Image:
             total += int((doc.get("config") or {}).get("size", 0))
         return total
 
+    def rootfs_artifact(self, step: Callable[[str], None] | None = None) -> RootfsArtifact:
+        """The image's verified root filesystem (erofs and file list), derived if it has none.
+
+        step, if given, hears that one is derived (once: it is recorded in the store).
+        """
+        found = rootfs_artifact.find(self.store, self.desc, self.index, self.layer)
+        if found is None:
+            if step is not None:
+                step(DERIVING)
+            found = rootfs_artifact.derive(self.store, self.desc, self.layer)
+        return found
+
     def rootfs(self) -> Path:
-        """The unpacked root filesystem, made once per layer digest under the cache folder."""
-        return unpack(self.store, self.layer)
+        """The root filesystem: the verified mount a target made, else the unpacked folder,
+        checked against the image's file list first."""
+        if self.root is not None:
+            return self.root
+        files = self.rootfs_artifact().files
+        return unpack(self.store, self.layer, files)
 
     def app_config(self) -> dict[str, Any]:
         path = self.rootfs() / APP_JSON
@@ -156,28 +185,81 @@ def unpacked_size(bom: dict[str, Any]) -> int:
     return sum(int(v) for v in sizes.values() if isinstance(v, int))
 
 
-def unpack(store: Store, layer: Descriptor) -> Path:
-    """Unpack a layer into the cache (verifying it) unless it is there already."""
+DERIVING = (
+    "this image has no verified root filesystem (an older build, or made elsewhere): deriving "
+    "it from the image's layer and recording it beside the image as a local referrer (the "
+    "image's digest and signatures do not change)"
+)
+
+
+def unpack(store: Store, layer: Descriptor, files: Descriptor) -> Path:
+    """The layer unpacked into the cache, as the file list `files` says it must be.
+
+    A folder unpacked before is used again only if it still matches the list; else it is
+    set aside (with a warning naming the first difference) and the layer unpacked afresh
+    into a new folder, which a running instance of the old one does not notice.
+    """
     base = paths.cache_dir() / "rootfs"
-    dest = base / layer.digest.split(":", 1)[1]
-    if (dest / APP_JSON).is_file():
-        return dest
+    entries: list[Entry] = store.read_json(files).get("entries") or []
+    prefix = layer.digest.removeprefix("sha256:") + "-"
+    with contextlib.suppress(FileNotFoundError):
+        for folder in sorted(base.iterdir(), key=_age):
+            if not folder.name.startswith(prefix) or not folder.is_dir():
+                continue
+            difference = rootfs_artifact.tree_difference(folder, entries)
+            if difference is None:
+                # The folder is what the image says; the layer is checked too, so a damaged
+                # store shows now, not at the next push or unpack (about 10 ms for 5 MB).
+                store.verify(layer)
+                return folder
+            print(
+                f"summon: warning: the unpacked root filesystem {folder} differs from its image "
+                f"({difference}); not using it, unpacking the image again",
+                file=sys.stderr,
+                flush=True,
+            )
+            _discard(folder)
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=base, prefix=".unpack-"))
     try:
-        with store.open_verified(layer) as f, tarfile.open(fileobj=f, mode="r|gz") as tar:
-            try:
-                tar.extractall(tmp, filter="tar")
-            except (tarfile.TarError, OSError, EOFError) as e:
-                raise CorruptBlob(f"layer {layer.digest} cannot be unpacked: {e}") from None
-        if dest.exists():  # a stale partial unpack from an older summon, or a race we lost
-            shutil.rmtree(dest, ignore_errors=True)
+        root = tmp / "root"
+        root.mkdir(mode=0o755)
+        layer_rules.extract(store, layer, root)
+        difference = rootfs_artifact.tree_difference(root, entries)
+        if difference is not None:
+            raise CorruptBlob(
+                f"layer {layer.digest} does not match its image's file list: {difference}"
+            )
+        dest = base / (prefix + secrets.token_hex(6))
+        root.chmod(0o755)
         try:
-            os.rename(tmp, dest)
-        except OSError:
-            if not (dest / APP_JSON).is_file():
-                raise UserError(f"cannot unpack the image into {dest}") from None
+            os.rename(root, dest)
+        except OSError as e:
+            raise UserError(f"cannot unpack the image into {dest}: {e.strerror}") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _age(folder: Path) -> float:
+    """Newest first: the folder a recent run used is the one most likely intact."""
+    try:
+        return -folder.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _discard(folder: Path) -> None:
+    """Rename a folder out of the way (an instance may still run from it), then remove it."""
+    aside = folder.with_name(f".stale-{folder.name}-{secrets.token_hex(4)}")
+    try:
+        os.rename(folder, aside)
+    except OSError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def remove_images(store: Store, refs: list[str]) -> tuple[int, int]:
+    """Untag refs and remove every blob nothing needs any more (also on a full disk: see
+    Store.remove); the verified mounts of removed root filesystems are released first."""
+    return store.remove(refs, before_delete=rootfs_artifact.release_mounts)

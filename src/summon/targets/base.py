@@ -177,6 +177,11 @@ class Instance(abc.ABC):
     def stats(self) -> Stats:
         """Memory and CPU of the instance now."""
 
+    def exit_reason(self) -> str:
+        """Why the app ended, when the target knows more than its status says, e.g.
+        "killed: out of memory (limit 64M)"; "" otherwise. Asked after wait() returned."""
+        return ""
+
     def wait_ready(self, ports: tuple[int, ...], timeout: float) -> None:
         """Return once the app listens on these guest ports (raise NotReady after timeout).
 

@@ -102,3 +102,25 @@ def test_normalize_ref() -> None:
     assert normalize_ref("reg.example/team/http:v2") == "reg.example/team/http:v2"
     with pytest.raises(UserError):
         normalize_ref("Bad Name")
+
+
+def test_remove_frees_unshared_blobs_before_rewriting_the_index(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    one, two = make_image(store, b"one"), make_image(store, b"two")
+    store.tag("one", one)
+    store.tag("two", two)
+    store.tag("also-two", two)
+    (store.tmp_dir / "blob-stale").write_bytes(b"left by a killed write")
+    told: list[set[str]] = []
+
+    def before_delete(gone: set[str]) -> None:
+        # The index still names them: blobs go first, the index is rewritten last.
+        assert "one:latest" in {name for name, _ in store.refs()}
+        told.append(gone)
+
+    removed, freed = store.remove(["one:latest", "also-two:latest"], before_delete)
+    assert [name for name, _ in store.refs()] == ["two:latest"]
+    assert removed == 3 and freed > 0  # one's index, manifest and layer; the config is shared
+    assert one.digest in told[0] and two.digest not in told[0]
+    assert not store.has(one.digest) and store.has(two.digest)
+    assert list(store.tmp_dir.iterdir()) == []

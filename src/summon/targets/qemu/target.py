@@ -124,7 +124,7 @@ class QemuTarget(Target):
         disks = self._disks(spec, fragments, image.ref)
         spec.state_dir.mkdir(parents=True, exist_ok=True)
         kernel = boot_kernel(store, boot.kernel)
-        cpio = unpacked_initramfs(store, boot.initramfs)
+        cpio, cpio_digest = unpacked_initramfs(store, boot.initramfs, boot.config)
         image_bytes = cpio.stat().st_size
         memory = spec.memory if self.exact_memory else spec.memory + image_bytes
         raw = self.initrd == "raw" or (
@@ -142,8 +142,12 @@ class QemuTarget(Target):
             "modules": list(boot.config.get("modules") or []),
             "up": ["eth0"] if spec.network == "direct" else [],
         }
-        archive = cpio if raw else store.verify(boot.initramfs)
-        write_initrd(archive, settings, initrd, gzip_run=not raw)
+        archive, digest = (
+            (cpio, cpio_digest)
+            if raw
+            else (store.blob_path(boot.initramfs.digest), boot.initramfs.digest)
+        )
+        write_initrd(archive, settings, initrd, gzip_run=not raw, expect=digest)
         # Below this the kernel overwrites its initramfs or dies before its console is up,
         # silently: say so now rather than after the boot bound.
         floor = kernel_footprint(kernel) + initrd.stat().st_size + MIN_FREE_MEMORY

@@ -1,4 +1,4 @@
-"""cgroup figures of a container: memory and CPU, on cgroup v1 (hybrid) or v2."""
+"""cgroup figures of a container: memory, CPU and OOM kills, on cgroup v1 (hybrid) or v2."""
 
 from __future__ import annotations
 
@@ -50,3 +50,15 @@ def cpu_seconds(cgroup: str) -> float:
         if "unified" in mounts:
             return _read_stat(mounts["unified"] / rel / "cpu.stat").get("usage_usec", 0) / 1e6
     return 0.0
+
+
+def oom_kills(cgroup: str) -> int:
+    """How many processes the kernel's OOM killer took in the cgroup (which must still exist:
+    read it before the container is deleted)."""
+    mounts = cgroup_mounts()
+    rel = cgroup.lstrip("/")
+    if "memory" in mounts:  # v1: memory.oom_control has "oom_kill N" (Linux 4.13+)
+        return _read_stat(mounts["memory"] / rel / "memory.oom_control").get("oom_kill", 0)
+    if "unified" in mounts:
+        return _read_stat(mounts["unified"] / rel / "memory.events").get("oom_kill", 0)
+    return 0

@@ -1,8 +1,10 @@
 """The OCI runtime config (config.json) runc starts a sandboxed instance from.
 
-What holds the app in: its own pid, mount, ipc, uts, cgroup and network namespaces; the image
-as a read-only root with a small tmpfs /tmp; no capabilities and no_new_privs; a seccomp
-allowlist (seccomp.py); cgroup memory and pids limits.
+What holds the app in: its own user, pid, mount, ipc, uts, cgroup and network namespaces;
+the app runs as APP_UID, an unprivileged uid whose user namespace maps the container's ids to
+an unprivileged host range (id_range); the image as a read-only root (the verified erofs
+mount, rootmount.py) with a small tmpfs /tmp; /proc with what tells about the host masked; no
+capabilities and no_new_privs; a seccomp allowlist (seccomp.py); cgroup memory and pids limits.
 """
 
 from __future__ import annotations
@@ -11,12 +13,25 @@ import re
 from pathlib import Path
 from typing import Any
 
+from summon.errors import UserError
 from summon.targets.base import RunSpec
 from summon.targets.sandbox import seccomp
 
 NOFILE = 4096
-# runc's own defaults (`runc spec`) plus a few Docker also hides.
+# The app's uid and gid inside its user namespace: not 0, so nothing in the container is
+# its own but /tmp; the root filesystem's files belong to an unmapped uid (they show as
+# nobody) and are read through their 0644/0755 modes.
+APP_UID = APP_GID = 1000
+# Host ids the container's 0..65535 map to, unless /etc/subuid and /etc/subgid have a
+# `summon:START:COUNT` entry (docs/sandbox.md). No host user owns anything in this range.
+DEFAULT_ID_RANGE = (100000, 65536)
+SUBID_FILES = (Path("/etc/subuid"), Path("/etc/subgid"))
+SUBID_OWNER = "summon"
+# What /proc shows about the host, hidden (an empty file, or an empty read-only folder). The
+# runtime, CPython and asyncio read none of these (strace of examples/http: no /proc path at
+# all); docs/sandbox.md lists what stays and why.
 MASKED_PATHS = (
+    # runc's own defaults (`runc spec`)
     "/proc/acpi",
     "/proc/asound",
     "/proc/interrupts",
@@ -28,9 +43,76 @@ MASKED_PATHS = (
     "/proc/timer_list",
     "/proc/timer_stats",
     "/sys/firmware",
+    # the kernel's layout and memory (KASLR, heap shaping): symbols, config, page frames
+    "/proc/kallsyms",
+    "/proc/config.gz",
+    "/proc/kpageflags",
+    "/proc/kpagecount",
+    "/proc/kpagecgroup",
+    "/proc/iomem",
+    "/proc/ioports",
+    "/proc/slabinfo",
+    "/proc/vmallocinfo",
+    "/proc/modules",
+    "/proc/buddyinfo",
+    "/proc/zoneinfo",
+    "/proc/pagetypeinfo",
+    "/proc/vmstat",
+    "/proc/mtrr",
+    "/proc/dma",
+    # the host's boot, hardware, disks, keys, IPC and other tenants' activity
+    "/proc/cmdline",
+    "/proc/bootconfig",
+    "/proc/key-users",
+    "/proc/sysvipc",
+    "/proc/partitions",
+    "/proc/diskstats",
+    "/proc/swaps",
+    "/proc/mdstat",
+    "/proc/devices",
+    "/proc/misc",
+    "/proc/fb",
+    "/proc/consoles",
+    "/proc/locks",
+    "/proc/softirqs",
+    "/proc/schedstat",
+    "/proc/crypto",
+    "/proc/kmsg",
+    "/proc/cgroups",
+    "/proc/execdomains",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/driver",
+    "/proc/tty",
+    "/proc/pressure",
 )
-READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+READONLY_PATHS = ("/proc/sys", "/proc/sysrq-trigger")
 _ID_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def id_range(files: tuple[Path, Path] = SUBID_FILES) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((uid start, count), (gid start, count)) of the host ids the container maps to."""
+    out = []
+    for path in files:
+        found = DEFAULT_ID_RANGE
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            owner, _, rest = line.strip().partition(":")
+            start, _, count = rest.partition(":")
+            if owner == SUBID_OWNER and start.isdigit() and count.isdigit():
+                if int(count) <= APP_UID or int(start) == 0:
+                    raise UserError(
+                        f"{path}: the {SUBID_OWNER} entry {line.strip()!r} must start above 0 "
+                        f"and hold more than {APP_UID} ids"
+                    )
+                found = (int(start), min(int(count), 65536))
+                break
+        out.append(found)
+    return out[0], out[1]
 
 
 def container_id(name: str) -> str:
@@ -46,11 +128,12 @@ def oci_config(spec: RunSpec, netns_path: Path, listener_path: Path) -> dict[str
     }
     # tmpfs pages are charged to the cgroup too; the cap only keeps /tmp from eating it all.
     tmp_size = max(spec.memory // 4, 1024 * 1024)
+    (uid_start, uid_count), (gid_start, gid_count) = id_range()
     return {
         "ociVersion": "1.0.2-dev",
         "process": {
             "terminal": False,
-            "user": {"uid": 0, "gid": 0},
+            "user": {"uid": APP_UID, "gid": APP_GID},
             "args": list(spec.argv),
             "env": [f"{k}={v}" for k, v in env.items()],
             "cwd": "/",
@@ -84,6 +167,9 @@ def oci_config(spec: RunSpec, netns_path: Path, listener_path: Path) -> dict[str
         ],
         "linux": {
             "namespaces": [
+                # runc joins the path namespace (the network one, made by summon as host root)
+                # before it unshares the user namespace, which then owns the rest.
+                {"type": "user"},
                 {"type": "pid"},
                 {"type": "mount"},
                 {"type": "ipc"},
@@ -91,6 +177,8 @@ def oci_config(spec: RunSpec, netns_path: Path, listener_path: Path) -> dict[str
                 {"type": "cgroup"},
                 {"type": "network", "path": str(netns_path)},
             ],
+            "uidMappings": [{"containerID": 0, "hostID": uid_start, "size": uid_count}],
+            "gidMappings": [{"containerID": 0, "hostID": gid_start, "size": gid_count}],
             "cgroupsPath": "/" + container_id(spec.name),
             "resources": {
                 # swap == limit: memory+swap may not exceed memory, i.e. no swap at all.

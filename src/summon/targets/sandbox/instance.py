@@ -2,7 +2,8 @@
 
 It owns its network namespace (netns.py), port forwarder (portfwd.py), TAP device in direct
 mode (tap.py), seccomp exec gate (seccomp.py), runc state and bundle, and releases all of
-them whichever way the app ends.
+them whichever way the app ends. runc keeps the stopped container (`run --keep`) until
+summon has read from its cgroup whether the kernel's OOM killer ended the app.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from summon.errors import SummonError, UserError
 from summon.targets.base import Instance, RunSpec, Stats
-from summon.targets.sandbox import cgroups, seccomp
+from summon.targets.sandbox import cgroups, rootmount, seccomp
 from summon.targets.sandbox.config import container_id, oci_config
 from summon.targets.sandbox.netns import NetNamespace
 
@@ -52,6 +53,8 @@ class SandboxInstance(Instance):
         self._lock = threading.RLock()
         self._released = False
         self._owns_id = False
+        self._bound: Path | None = None  # a root folder given by hand, bound for runc
+        self._exit_reason = ""
 
     # --- starting ----------------------------------------------------------------------------
 
@@ -70,6 +73,11 @@ class SandboxInstance(Instance):
             self.direct = DirectNetwork(self.netns.path)
             self.direct.create()
             spec = dataclasses.replace(spec, env={**spec.env, **self.direct.app_environment()})
+        if not rootmount.is_verified_mount(spec.rootfs):
+            # A folder given by hand (not an image's verified mount): bound where the
+            # container's unprivileged root can reach it.
+            self._bound = rootmount.bind_folder(spec.rootfs, self.container_id)
+            spec = dataclasses.replace(spec, rootfs=self._bound)
         config = oci_config(spec, self.netns.path, self.gate.socket_path)
         tmp = self.bundle / "config.json.tmp"
         tmp.write_text(json.dumps(config, sort_keys=True))
@@ -84,7 +92,7 @@ class SandboxInstance(Instance):
         pid_file = self.bundle / "pid"
         # A session of its own, as the unix target does: a Ctrl-C reaches summon only, and
         # summon's stop() decides what the app gets.
-        run = ["run", "--bundle", str(self.bundle), "--pid-file", str(pid_file)]
+        run = ["run", "--keep", "--bundle", str(self.bundle), "--pid-file", str(pid_file)]
         argv = [*self._runc_cmd(), *run, self.container_id]
         keep: tuple[int, ...] = ()
         if self.direct is not None:  # the TAP goes in as the app's fd 3
@@ -221,10 +229,12 @@ class SandboxInstance(Instance):
             self._released = True
             steps: list[Callable[[], object]] = [
                 self._stop_forwarder,
+                self._note_exit_reason,
                 self._delete_container,
                 self._close_direct,
                 self._close_gate,
                 self.netns.remove,
+                self._unbind_root,
                 self._remove_bundle,
             ]
             for step in steps:
@@ -232,6 +242,22 @@ class SandboxInstance(Instance):
                 # to leak the rest.
                 with contextlib.suppress(Exception):
                     step()
+
+    def _note_exit_reason(self) -> None:
+        # While runc still keeps the stopped container, and so its cgroup.
+        if self._proc is None or self._proc.returncode is None:
+            return
+        if _status(self._proc.returncode) == 128 + 9 and self._owns_id:
+            if cgroups.oom_kills("/" + self.container_id) > 0:
+                self._exit_reason = f"killed: out of memory (limit {_size(self.spec.memory)})"
+
+    def exit_reason(self) -> str:
+        return self._exit_reason
+
+    def _unbind_root(self) -> None:
+        # Also for a leftover of a killed summon (clean_up), which never knew _bound.
+        if self._bound is not None or self._owns_id:
+            rootmount.unbind(rootmount.BIND_ROOT / self.container_id)
 
     def _stop_forwarder(self) -> None:
         if self.forwarder is not None:
@@ -287,6 +313,14 @@ def _sigint_deferred() -> Iterator[None]:
                 previous(signal.SIGINT, caught[0])
             else:
                 signal.raise_signal(signal.SIGINT)
+
+
+def _size(n: int) -> str:
+    """64M, 1G, 1536K: as -m and the manifest's memory take it."""
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return f"{n}B"
 
 
 def _status(code: int) -> int:

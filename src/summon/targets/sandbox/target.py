@@ -1,29 +1,38 @@
 """The sandbox target: the image runs as one process under runc, from a generated OCI config.
 
-config.py makes the OCI config (namespaces, read-only root, no capabilities, seccomp, cgroup
-limits), instance.py runs and releases one container; the network namespace is empty but for
-lo (netns.py), and port forwards reach it from host loopback (portfwd.py), or the app owns a
-TAP device in direct mode (tap.py).
+prepare() mounts the image's verified root filesystem (rootmount.py; derived first for an
+image that lacks one), config.py makes the OCI config (user and other namespaces, that
+read-only root, masked /proc, no capabilities, seccomp, cgroup limits), instance.py runs and
+releases one container; the network namespace is empty but for lo (netns.py), and port
+forwards reach it from host loopback (portfwd.py), or the app owns a TAP device in direct
+mode (tap.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from summon import paths
 from summon.errors import TargetUnavailable, UserError
 from summon.targets.base import ISOLATED_RUN, Check, RunSpec, Target
-from summon.targets.sandbox import cgroups
+from summon.targets.sandbox import cgroups, rootmount
 from summon.targets.sandbox.instance import SandboxInstance
 from summon.targets.sandbox.netns import NetNamespace, list_namespaces, run_inside
+
+if TYPE_CHECKING:
+    from summon.store.image import Image
+
+    Step = Callable[[str], None]
 
 RUNC_MISSING = "runc not found: install it with `apt-get install runc`, or use --target unix"
 NEEDS_ROOT = (
@@ -33,11 +42,7 @@ NEEDS_ROOT = (
 MOUNT_POINTS = ("proc", "dev", "tmp")
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from summon.store.image import Image
-
-    Step = Callable[[str], None]
 
 
 def write_text(dest: Path, text: str) -> None:
@@ -100,9 +105,40 @@ class SandboxTarget(Target):
             return
         write_text(dest, text)
 
-    def __init__(self, root: Path | None = None) -> None:
-        """root: runc's state folder (default: runc_root())."""
+    def __init__(self, root: Path | None = None, store: Any = None) -> None:
+        """root: runc's state folder (default: runc_root()); store: the image store (default:
+        the user's)."""
         self.root = root
+        self.store = store
+
+    def _store(self) -> Any:
+        from summon.store import Store
+
+        return self.store or Store(paths.store_dir())
+
+    def prepare(self, image: Image, step: Step) -> Image:
+        """Mount the image's verified root filesystem (deriving it first if the image has
+        none); the image returned runs from that mount."""
+        _require_root()
+
+        def say_once(message: str) -> None:
+            # A notice, not a progress step: a terminal's spinner would hide it at once.
+            print(f"summon: {image.ref}: {message}", file=sys.stderr, flush=True)
+
+        artifact = image.rootfs_artifact(say_once)
+        root = rootmount.verified_root(image.store, artifact.erofs, image.layer, step)
+        return dataclasses.replace(image, root=root)
+
+    def _verified(self, spec: RunSpec) -> RunSpec:
+        """spec running from its image's verified root (checked again, mounted if it is not):
+        what spec.json recorded of the root is not trusted."""
+        from summon.store.image import Image
+
+        store = self._store()
+        image = Image.by_digest(store, spec.image_digest, spec.image)
+        artifact = image.rootfs_artifact()
+        root = rootmount.verified_root(store, artifact.erofs, image.layer)
+        return dataclasses.replace(spec, rootfs=root)
 
     def clean_up(self, spec: RunSpec) -> None:
         """Delete the container's runc record and cgroup, its netns and its bundle."""
@@ -116,8 +152,9 @@ class SandboxTarget(Target):
 
     def start(self, spec: RunSpec) -> SandboxInstance:
         runc = find_runc()
-        if os.geteuid() != 0:
-            raise TargetUnavailable(NEEDS_ROOT)
+        _require_root()
+        if spec.image_digest:
+            spec = self._verified(spec)
         if platform.machine() != "x86_64":
             raise TargetUnavailable(
                 f"the sandbox's seccomp profile is for x86_64, not {platform.machine()}: "
@@ -143,7 +180,14 @@ class SandboxTarget(Target):
         checks = [_check_runc(), _check_root(), _check_arch(), *_check_cgroups()]
         checks.append(_check_seccomp())
         checks.append(_check_netns())
+        checks.append(_check_verified_root())
+        checks.append(_check_user_namespaces())
         return checks
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise TargetUnavailable(NEEDS_ROOT)
 
 
 def _check_runc() -> Check:
@@ -225,3 +269,27 @@ def _check_netns() -> Check:
     finally:
         ns.remove()
     return Check(what, ns.name not in list_namespaces())
+
+
+def _check_verified_root() -> Check:
+    what = "sandbox: verified root filesystem (erofs on a loop device, made with mkfs.erofs)"
+    try:
+        kernel = "erofs" in Path("/proc/filesystems").read_text().split()
+    except OSError:
+        kernel = False
+    if not kernel:
+        return Check(what, False, "the kernel lacks erofs: Linux 5.4+ with CONFIG_EROFS_FS")
+    if not Path("/dev/loop-control").exists():
+        return Check(what, False, "no /dev/loop-control: load the loop module (modprobe loop)")
+    if shutil.which("mkfs.erofs") is None:
+        return Check(what, False, "apt-get install erofs-utils")
+    return Check(what, True)
+
+
+def _check_user_namespaces() -> Check:
+    what = "sandbox: user namespaces (the app runs as an unprivileged uid)"
+    try:
+        allowed = int(Path("/proc/sys/user/max_user_namespaces").read_text()) > 0
+    except (OSError, ValueError):
+        allowed = False
+    return Check(what, allowed, "" if allowed else "sysctl -w user.max_user_namespaces=10000")

@@ -1,0 +1,148 @@
+"""The verified root filesystem artifact: the file list, the erofs blob, finding and deriving."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from summon.build.rootfs import Rootfs
+from summon.errors import CorruptBlob
+from summon.store import rootfs_artifact
+from summon.store.layout import CONFIG, INDEX, LAYER_GZIP, MANIFEST, Descriptor, Store
+
+needs_mkfs = pytest.mark.skipif(
+    shutil.which("mkfs.erofs") is None, reason="apt-get install erofs-utils"
+)
+
+
+def tree(root: Path) -> Path:
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "app.py").write_text("print('hi')\n")
+    (root / "app" / "run").write_text("#!x\n")
+    (root / "app" / "run").chmod(0o755)
+    (root / "lib").symlink_to("app")
+    return root
+
+
+def test_the_file_list_names_kind_mode_size_and_content(tmp_path: Path) -> None:
+    entries = rootfs_artifact.tree_entries(tree(tmp_path / "root"))
+    by_path = {e[0]: e for e in entries}
+    assert [e[0] for e in entries] == ["app", "app/app.py", "app/run", "lib"]
+    assert by_path["app/run"][1:4] == ["f", 0o755, 4]
+    assert by_path["lib"] == ["lib", "l", 0o777, 0, "app"]
+    assert len(by_path["app/app.py"][4]) == 64
+    assert rootfs_artifact.tree_difference(tmp_path / "root", entries) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda r: (r / "app" / "app.py").write_text("edited\n"), "/app/app.py changed content"),
+        (lambda r: (r / "app" / "os.so").write_bytes(b""), "/app/os.so is not in the image"),
+        (lambda r: (r / "app" / "run").unlink(), "/app/run is missing"),
+        (lambda r: (r / "app" / "app.py").chmod(0o777), "/app/app.py changed kind or mode"),
+        (lambda r: ((r / "lib").unlink(), (r / "lib").symlink_to("/etc")), "/lib points elsewhere"),
+    ],
+)  # fmt: skip
+def test_any_change_to_the_tree_is_named(tmp_path: Path, change: object, says: str) -> None:
+    root = tree(tmp_path / "root")
+    entries = rootfs_artifact.tree_entries(root)
+    change(root)  # type: ignore[operator]
+    difference = rootfs_artifact.tree_difference(root, entries)
+    assert difference is not None and difference.startswith(says)
+
+
+def image(
+    store: Store, text: bytes = b"print('hi')\n"
+) -> tuple[Descriptor, Descriptor, Descriptor]:
+    """(index, manifest, layer) of a tiny image, layer written by build/rootfs.py."""
+    fs = Rootfs()
+    for folder in ("/dev", "/proc", "/tmp"):
+        fs.add_dir(folder, 0o1777 if folder == "/tmp" else 0o755)
+    fs.add_bytes("/app/app.py", text, "app")
+    fs.add_symlink("/lib64", "usr/lib")
+    writer = store.writer()
+    fs.write(writer)  # type: ignore[arg-type]
+    layer = writer.commit(LAYER_GZIP)
+    config = store.put_json({"os": "linux"}, CONFIG)
+    manifest = store.put_json(
+        {"schemaVersion": 2, "mediaType": MANIFEST, "config": config.to_json(),
+         "layers": [layer.to_json()]},
+        MANIFEST,
+    )  # fmt: skip
+    return manifest, layer
+
+
+def index_of(store: Store, *manifests: Descriptor) -> tuple[Descriptor, dict[str, object]]:
+    doc = {"schemaVersion": 2, "mediaType": INDEX, "manifests": [m.to_json() for m in manifests]}
+    return store.put_json(doc, INDEX), doc
+
+
+@needs_mkfs
+def test_the_erofs_image_is_reproducible_and_keeps_modes(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    _, layer = image(store)
+    erofs, files = rootfs_artifact.make(store, layer)
+    again = rootfs_artifact.make(store, layer)
+    assert (erofs, files) == again
+    entries = {e[0]: e for e in store.read_json(files)["entries"]}
+    assert entries["tmp"][2] == 0o1777  # runc gives /tmp's tmpfs this folder's mode
+    assert entries["lib64"] == ["lib64", "l", 0o777, 0, "usr/lib"]
+    assert store.read(erofs)[1024:1028] == bytes.fromhex("e2e1f5e0")  # EROFS_SUPER_MAGIC_V1
+
+
+@needs_mkfs
+def test_a_built_artifact_is_found_in_the_index(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    manifest, layer = image(store)
+    artifact = rootfs_artifact.create(store, layer, manifest)
+    index, doc = index_of(store, manifest, artifact)
+    found = rootfs_artifact.find(store, index, doc, layer)  # type: ignore[arg-type]
+    assert found is not None and not found.derived and found.manifest.digest == artifact.digest
+    # Paired with another image's layer, the index is corrupt, not silently re-derived.
+    _, other = image(store, b"print('other')\n")
+    with pytest.raises(CorruptBlob, match="was not made from its layer"):
+        rootfs_artifact.find(store, index, doc, other)  # type: ignore[arg-type]
+
+
+@needs_mkfs
+def test_a_derived_artifact_counts_only_with_this_hosts_mac(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    store = Store(tmp_path / "store")
+    manifest, layer = image(store)
+    index, doc = index_of(store, manifest)
+    assert rootfs_artifact.find(store, index, doc, layer) is None  # type: ignore[arg-type]
+    derived = rootfs_artifact.derive(store, index, layer)
+    found = rootfs_artifact.find(store, index, doc, layer)  # type: ignore[arg-type]
+    assert found == derived and found.derived
+    key = tmp_path / "state" / "summon" / "rootfs.key"
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_bytes()) == 32
+    # Another host (another key) does not take it.
+    key.unlink()
+    assert rootfs_artifact.find(store, index, doc, layer) is None  # type: ignore[arg-type]
+
+
+def test_a_layer_member_outside_the_rules_stops_the_erofs_image(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    buf = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w|") as tar,
+    ):
+        fifo = tarfile.TarInfo("tmp/fifo")
+        fifo.type = tarfile.FIFOTYPE
+        tar.addfile(fifo)
+    layer = store.put_bytes(buf.getvalue(), LAYER_GZIP)
+    if shutil.which("mkfs.erofs") is None:
+        pytest.skip("apt-get install erofs-utils")
+    with pytest.raises(CorruptBlob, match="rule special-file"):
+        rootfs_artifact.make(store, layer)
+    assert os.listdir(store.tmp_dir) == []

@@ -1,0 +1,54 @@
+"""The sandbox's OCI config: the user namespace and its id range, the masked /proc."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from summon.errors import UserError
+from summon.targets.base import RunSpec
+from summon.targets.sandbox import config
+
+
+def subids(tmp_path: Path, text: str) -> tuple[Path, Path]:
+    (tmp_path / "subuid").write_text(text)
+    (tmp_path / "subgid").write_text(text.replace("200000", "300000"))
+    return tmp_path / "subuid", tmp_path / "subgid"
+
+
+def test_the_default_range_is_unprivileged(tmp_path: Path) -> None:
+    files = subids(tmp_path, "alice:100000:65536\n")
+    assert config.id_range(files) == (config.DEFAULT_ID_RANGE, config.DEFAULT_ID_RANGE)
+    assert config.DEFAULT_ID_RANGE[0] > 0
+
+
+def test_a_summon_entry_in_subuid_chooses_the_range(tmp_path: Path) -> None:
+    files = subids(tmp_path, "alice:100000:65536\nsummon:200000:131072\n")
+    assert config.id_range(files) == ((200000, 65536), (300000, 65536))
+
+
+@pytest.mark.parametrize("entry", ["summon:0:65536", "summon:200000:1000"])
+def test_a_summon_entry_that_cannot_hold_the_app_is_one_line(tmp_path: Path, entry: str) -> None:
+    with pytest.raises(UserError, match="the summon entry"):
+        config.id_range(subids(tmp_path, entry + "\n"))
+
+
+def test_the_app_runs_unprivileged_in_a_user_namespace(tmp_path: Path) -> None:
+    spec = RunSpec(name="x", image="x", rootfs=tmp_path, app_config={}, state_dir=tmp_path)
+    doc = config.oci_config(spec, Path("/run/netns/x"), tmp_path / "sock")
+    linux = doc["linux"]
+    assert {"type": "user"} in linux["namespaces"]
+    assert (
+        doc["process"]["user"]
+        == {"uid": config.APP_UID, "gid": config.APP_GID}
+        != {"uid": 0, "gid": 0}
+    )
+    (uids,), (gids,) = linux["uidMappings"], linux["gidMappings"]
+    assert uids["containerID"] == gids["containerID"] == 0 and uids["hostID"] > 0
+    assert all(not v for v in doc["process"]["capabilities"].values())
+    # At least what the issue names; each decided by what the runtime reads (docs/sandbox.md).
+    named = """kallsyms config.gz kpageflags kpagecount kpagecgroup iomem ioports slabinfo
+        vmallocinfo cmdline sched_debug keys key-users timer_list modules buddyinfo zoneinfo
+        pagetypeinfo sysvipc partitions diskstats devices""".split()
+    assert {f"/proc/{name}" for name in named} <= set(linux["maskedPaths"])
