@@ -40,7 +40,10 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "probe": ((str,), '"module:function" called after import to exercise the app'),
     "version": ((str,), "a version string used as the default tag"),
     "volumes": ((list,), 'a list of absolute paths the app keeps data under, such as ["/data"]'),
+    "seal": ((bool, str), 'true (the default), false, or "audit" (docs/sealing.md)'),
+    "syscalls": ((list,), 'syscalls the app needs beyond what its recording run made, ["..."]'),
 }
+SEAL_MODES = {True: "on", False: "off", "audit": "audit"}
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ class Manifest:
     include: tuple[str, ...] = ()
     probe: str = ""
     volumes: tuple[str, ...] = ()  # where -v volumes may be mounted (a VM's kernel gets disks)
+    seal: str = "on"  # "on" | "audit" | "off": the runtime's seal once the app is up
+    syscalls: tuple[str, ...] = ()  # added to the sandbox's recorded syscall allowlist
 
 
 def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
@@ -142,7 +147,7 @@ def load(app_dir: Path | str) -> Manifest:
             more = f" (did you mean {hint!r}?)" if hint else ""
             raise bad(key, f"unknown key{more}; known keys: {', '.join(sorted(_KEYS))}")
         types, what = _KEYS[key]
-        if not isinstance(value, types) or isinstance(value, bool):
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise bad(key, f"expected {what}, got {type(value).__name__} {value!r}")
 
     name = table.get("name") or project.get("name")
@@ -219,6 +224,22 @@ def load(app_dir: Path | str) -> Manifest:
         if not isinstance(v, str) or not v.startswith("/") or v == "/" or ".." in v.split("/"):
             raise bad("volumes", f"{v!r} is not an absolute path such as /data")
 
+    seal = table.get("seal", True)
+    if seal not in SEAL_MODES:
+        raise bad("seal", f'{seal!r} is not true, false or "audit"')
+
+    syscalls = table.get("syscalls", [])
+    if not all(isinstance(s, str) for s in syscalls):
+        raise bad("syscalls", 'expected a list of syscall names, such as ["getcwd"]')
+    if syscalls:
+        # Only here: the table is the sandbox's, and loading it costs a few ms.
+        from summon.targets.sandbox.seccomp import SyscallNameError, check_names
+
+        try:
+            syscalls = check_names(syscalls)
+        except SyscallNameError as e:
+            raise bad("syscalls", str(e)) from None
+
     return Manifest(
         app_dir=app_dir,
         source=source,
@@ -237,6 +258,8 @@ def load(app_dir: Path | str) -> Manifest:
         include=tuple(include),
         probe=probe,
         volumes=tuple(volumes),
+        seal=SEAL_MODES[seal],
+        syscalls=tuple(syscalls),
     )
 
 

@@ -22,10 +22,11 @@ from summon.build.closure import Closure, ModuleInfo, app_sources, compute_closu
 from summon.build.elf import LibraryClosure, library_closure
 from summon.build.python import Interpreter, probe_interpreter
 from summon.build.rootfs import Rootfs
+from summon.build.syscalls import DerivedSyscalls, record_image, seal_config
 from summon.build.vendor import Package, vendor
 from summon.errors import BuildError
 from summon.manifest import Manifest
-from summon.store.image import APP_JSON, BOM_TYPE, Image
+from summon.store.image import APP_JSON, BOM_TYPE, Image, unpack
 from summon.store.layout import (
     CONFIG,
     INDEX,
@@ -35,6 +36,7 @@ from summon.store.layout import (
     Store,
     normalize_ref,
 )
+from summon.targets.base import SYSCALLS_LABEL
 
 RUNTIME_ROOT = "/usr/lib/summon"
 SITE_DIR = RUNTIME_ROOT + "/site"
@@ -54,6 +56,7 @@ class BuildResult:
     modules: int
     left_out: int
     warnings: list[str] = field(default_factory=list)
+    syscalls: DerivedSyscalls | None = None  # None: the image keeps the static allowlist
 
 
 def image_argv(interp: Interpreter) -> list[str]:
@@ -72,6 +75,8 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
     # a rebuild: 0.23 MB unpacked (vm, ctypes, _ctypes, libffi) that a sandboxed run never
     # imports but for vm itself (0.4 ms, to see that it is not a VM's init).
     mods = ["summon.runtime.init", "summon.runtime.vm", "ctypes"]
+    if m.seal != "off":
+        mods += ["summon.runtime.seal", "summon.runtime.seal_hook"]
     if m.entry.kind == "function":
         mods += ["summon.devices", "summon.runtime.posix_devices"]
         if m.network == "socket":
@@ -91,12 +96,15 @@ def build(
     step: Step = lambda s: None,
     whole_stdlib: bool = False,
     boot: bool = False,
+    record: bool = True,
 ) -> BuildResult:
     """Build the app in app_dir into an image in store, tagged `tag` (default name:version).
 
     whole_stdlib puts every stdlib module and extension in, as a generic image would: the
     baseline the benchmarks compare the traced closure against. boot adds the boot artifact
     for VM targets (summon.build.boot; building the image's kernel if it is not cached).
+    record runs the image once in the sandbox to derive its syscall allowlist
+    (summon.build.syscalls); without it, or where it cannot run, the static list holds.
     """
     step("reading the manifest")
     m = manifest_mod.load(app_dir)
@@ -147,6 +155,8 @@ def build(
         _compile(fs, interp, jobs)
         data_map = _add_data(fs, m)
         app_config = _app_config(m, data_map)
+        script = m.app_dir / m.entry.script if m.entry.kind == "script" else None
+        app_config["seal"] = seal_config(m.seal, fs, script)
         fs.add_bytes(
             "/" + APP_JSON,
             json.dumps(app_config, indent=2, sort_keys=True).encode() + b"\n",
@@ -162,7 +172,18 @@ def build(
             writer.abort()
             raise
 
+        derived: DerivedSyscalls | None = None
+        notes: list[str] = []
+        if record:
+            step("recording the syscalls the image makes (in the sandbox)")
+            derived, notes = record_image(
+                unpack(store, layer), app_config, argv, image=ref, extra=m.syscalls
+            )
+
         step("writing the image")
+        labels = {"dev.summon.name": m.name, "dev.summon.version": summon.__version__}
+        if derived is not None:
+            labels[SYSCALLS_LABEL] = derived.label()
         config = {
             "architecture": "amd64",
             "os": "linux",
@@ -171,7 +192,7 @@ def build(
                 "Env": [f"{k}={v}" for k, v in sorted(m.env.items())],
                 "WorkingDir": "/",
                 "ExposedPorts": {str(p): {} for p in m.ports},
-                "Labels": {"dev.summon.name": m.name, "dev.summon.version": summon.__version__},
+                "Labels": labels,
             },
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         }
@@ -198,6 +219,7 @@ def build(
             diff_id,
             uncompressed,
         )
+        bom["sandbox"] = derived.bom() if derived is not None else {"derived": False}
         bom_blob = store.put_json(bom, BOM_TYPE)
         bom_desc = store.put_artifact(BOM_TYPE, [bom_blob], image_desc)
         index = {
@@ -222,7 +244,8 @@ def build(
         layer_size=layer.size,
         modules=len(closure.modules),
         left_out=len(closure.left_out),
-        warnings=list(closure.warnings),
+        warnings=[*closure.warnings, *notes],
+        syscalls=derived,
     )
 
 
@@ -390,6 +413,7 @@ def _app_config(m: Manifest, data_map: dict[str, str]) -> dict[str, Any]:
         "memory": m.memory,
         "pids": m.pids,
         "volumes": list(m.volumes),
+        "probe": m.probe,
     }
 
 
