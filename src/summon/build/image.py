@@ -156,7 +156,8 @@ def build(
         data_map = _add_data(fs, m)
         app_config = _app_config(m, data_map)
         script = m.app_dir / m.entry.script if m.entry.kind == "script" else None
-        app_config["seal"] = seal_config(m.seal, fs, script)
+        sources = [f for f, _name, _pkg in app_sources(m.app_dir, exclude=m.data)]
+        app_config["seal"] = seal_config(m.seal, fs, sources, script)
         fs.add_bytes(
             "/" + APP_JSON,
             json.dumps(app_config, indent=2, sort_keys=True).encode() + b"\n",

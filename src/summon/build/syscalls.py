@@ -206,54 +206,61 @@ def _exercise(protocol: str, port: int, timeout: float) -> bool:
         return False
 
 
-def seal_config(mode: str, fs: Rootfs, script: Path | None = None) -> dict[str, Any]:
+def seal_config(
+    mode: str, fs: Rootfs, sources: Sequence[Path] = (), script: Path | None = None
+) -> dict[str, Any]:
     """app.json's "seal" object (docs/sealing.md).
 
-    mode; preload: every shared object in the image, loaded before the seal; for a script
-    entry, imports: the modules it imports at its top level (imported before the seal, as
-    a function entry's module is), and at: "ready" when the script calls ready() itself.
+    mode; preload: every shared object in the image, loaded before the seal; at: "ready"
+    when the app's own code (sources) calls summon.runtime.ready(), so that the seal waits
+    for it, else "auto"; for a script entry, imports: the stdlib modules it imports at its
+    top level, imported before the seal as a function entry's module is.
     """
     preload = sorted(
         path
         for path, node in fs.nodes.items()
         if node.kind == "file" and (path.endswith(".so") or ".so." in path.rpartition("/")[2])
     )
-    doc: dict[str, Any] = {"mode": mode, "preload": preload}
+    calls = any(calls_ready(p.read_text(encoding="utf-8", errors="replace")) for p in sources)
+    doc: dict[str, Any] = {"mode": mode, "preload": preload, "at": "ready" if calls else "auto"}
     if script is not None:
-        imports, calls_ready = script_warm_up(script.read_text(encoding="utf-8"))
-        doc["imports"] = imports
-        doc["at"] = "ready" if calls_ready else "start"
+        doc["imports"] = top_level_imports(script.read_text(encoding="utf-8"))
     return doc
 
 
-def script_warm_up(source: str) -> tuple[list[str], bool]:
-    """(stdlib modules a script imports unconditionally at its top, whether it calls ready()).
+def top_level_imports(source: str) -> list[str]:
+    """The stdlib modules a script imports unconditionally at its top.
 
     Only the stdlib's: importing the app's own or a vendored module ahead of the script's
     first lines could run it before what those lines set up (the environment, sys.path).
+    Imports inside if/try are left out: they may be meant to fail.
     """
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return [], False
+        return []
     imports: list[str] = []
-    for node in tree.body:  # not inside if/try: those may be meant to fail
+    for node in tree.body:
         if isinstance(node, ast.Import):
             imports += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             imports.append(node.module)
-    names_runtime = any(
-        (isinstance(n, ast.ImportFrom) and n.module == "summon.runtime")
-        or (isinstance(n, ast.Import) and any(a.name == "summon.runtime" for a in n.names))
-        for n in ast.walk(tree)
-    )
-    calls_ready = names_runtime and any(
-        isinstance(n, ast.Call)
-        and (
-            (isinstance(n.func, ast.Name) and n.func.id == "ready")
-            or (isinstance(n.func, ast.Attribute) and n.func.attr == "ready")
-        )
-        for n in ast.walk(tree)
-    )
-    stdlib = [n for n in dict.fromkeys(imports) if n.partition(".")[0] in sys.stdlib_module_names]
-    return stdlib, calls_ready
+    return [n for n in dict.fromkeys(imports) if n.partition(".")[0] in sys.stdlib_module_names]
+
+
+def calls_ready(source: str) -> bool:
+    """Whether the source imports summon.runtime and calls a `ready` (its warm-up point)."""
+    if "ready" not in source or "summon.runtime" not in source:
+        return False
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if (isinstance(func, ast.Name) and func.id == "ready") or (
+                isinstance(func, ast.Attribute) and func.attr == "ready"
+            ):
+                return True
+    return False

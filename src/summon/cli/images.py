@@ -44,6 +44,11 @@ def build(app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool, boot:
         f"{human(sum(sizes.values()))} unpacked; {result.modules} modules kept, "
         f"{result.left_out} that modulefinder would add left out (summon inspect {result.ref})"
     )
+    if result.syscalls is not None:
+        out.print(
+            f"sandbox: {len(result.syscalls.unconditional)} syscalls allowed, recorded in "
+            f"{result.syscalls.seconds:.1f} s"
+        )
 
 
 def build_app(
@@ -106,6 +111,7 @@ def inspect(image: str, as_json: bool) -> None:
         return
     img = Image.open(open_store(), image)
     bom = img.bom
+    sandbox = _sandbox_summary(img, bom)
     if as_json:
         doc = {
             "ref": img.ref,
@@ -114,6 +120,7 @@ def inspect(image: str, as_json: bool) -> None:
             "index": img.index,
             "config": img.config,
             "bom": bom,
+            "sandbox": sandbox,
         }
         print(json.dumps(doc, indent=2, sort_keys=True))
         return
@@ -125,7 +132,12 @@ def inspect(image: str, as_json: bool) -> None:
     )
     out.print(
         f"root filesystem: {human(layer.get('size', 0))} compressed, "
-        f"{human(layer.get('uncompressed', 0))} as tar\n"
+        f"{human(layer.get('uncompressed', 0))} as tar"
+    )
+    how = "recorded at build" if sandbox["derived"] else "the static allowlist"
+    out.print(
+        f"sandbox: {sandbox['syscalls_allowed']} syscalls allowed ({how}); "
+        f"sealed after start: {sandbox['seal']}\n"
     )
     sizes = Table(title="size by part", box=None, title_justify="left")
     sizes.add_column("part")
@@ -180,6 +192,16 @@ def inspect(image: str, as_json: bool) -> None:
             "(`summon inspect --json` lists them with reasons); if the app needs one at run "
             "time, add it to include = [...] in its manifest."
         )
+
+
+def _sandbox_summary(img: Image, bom: dict[str, Any]) -> dict[str, Any]:
+    """The image's sandbox policy: syscalls allowed (derived or static) and its seal mode."""
+    from summon.targets.base import SYSCALLS_LABEL
+    from summon.targets.sandbox.seccomp import summary
+
+    labels = img.config.get("config", {}).get("Labels") or {}
+    label = labels.get(SYSCALLS_LABEL)
+    return summary(bom.get("app", {}), label if isinstance(label, str) else None)
 
 
 @click.command()

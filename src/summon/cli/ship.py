@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 # httpx and cryptography take a fifth of a second to import: the commands import them when run,
 # so every other summon command stays quick.
 
-
 class _TransferView:
     """Renders registry transfers: a bar per blob on a terminal, a line per blob otherwise."""
 

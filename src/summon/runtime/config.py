@@ -47,7 +47,7 @@ class AppConfig:
         seal: str = "off",
         preload: list[str] | None = None,
         seal_imports: list[str] | None = None,
-        seal_at: str = "start",
+        seal_at: str = "auto",
     ) -> None:
         self.name = name
         self.entry_kind = entry_kind  # "function" | "script"
@@ -65,7 +65,7 @@ class AppConfig:
         self.seal = seal  # "on" | "audit" | "off" (docs/sealing.md)
         self.preload = preload or []  # shared objects loaded before the seal (image paths)
         self.seal_imports = seal_imports or []  # a script's top-level imports, made before it
-        self.seal_at = seal_at  # a script's seal: "start", or "ready" (it calls ready())
+        self.seal_at = seal_at  # "ready": only the app's ready() closes the seal; else "auto"
 
     @property
     def entry(self) -> str:
@@ -142,7 +142,7 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
         seal=seal["mode"],
         preload=_str_list(seal, "preload", bad),
         seal_imports=_str_list(seal, "imports", bad),
-        seal_at="ready" if seal.get("at") == "ready" else "start",
+        seal_at="ready" if seal.get("at") == "ready" else "auto",
     )
 
 

@@ -13,8 +13,8 @@ What it does, in order:
      Devices); a coroutine function runs under asyncio.run.
    On the way the seal closes (summon.runtime.seal, docs/sealing.md), unless app.json says
    "off" or this is the unix target's host process: after the probe's warm-up, at the app's
-   ready(), else when its Stack device first listens, else before a script's first line or
-   before an entry function that asks for no Stack is called.
+   ready() if its code calls it, else when its Stack device first listens, before a script's
+   first line, or before an entry function that asks for no Stack is called.
 5. Flush stdout and stderr and return the exit status.
 
 Exit status: the function's return value (None is 0, an int is itself), or the code of a
@@ -138,8 +138,6 @@ def _run(argv: list[str]) -> int:
         sys.argv = [script, *args]
         if sealer is not None:
             warm_up(cfg.probe, cfg.seal_imports)
-            if cfg.seal_at == "ready":
-                sealer = None  # the script closes the seal itself, with ready()
         return run_script(script, sealer)
     sys.argv = [cfg.entry, *args]
     return run_function(cfg, root, sealer)
@@ -233,7 +231,7 @@ def run_script(path: str, sealer: Sealer | None = None) -> int:
     try:
         code = compile(source, path, "exec")
         if sealer is not None:
-            sealer.seal("the script's start")
+            sealer.reached("the script's start")
         exec(code, module.__dict__)
     except BaseException as e:
         return _status_of_exception(e)
@@ -262,7 +260,7 @@ def run_function(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int
     devices = Devices(cfg, root)
     args, kwargs, is_async = resolve_devices(fn, devices, cfg.entry)
     if sealer is not None and not devices.made("Stack"):
-        sealer.seal("the entry's call")
+        sealer.reached("the entry's call")
     try:
         if is_async:
             result = run_async(lambda: fn(*args, **kwargs))

@@ -1,9 +1,10 @@
 """Sealing a running image: once the app is up, no new code and no new executable memory.
 
 The seal closes at one moment of an instance's life (docs/sealing.md says which, per entry
-kind): when the app calls summon.runtime.ready(), or else when its Stack server starts
-listening, or before a script's first line, or before the entry function of an app that
-serves no port is called. Before it closes, the runtime
+kind): when the app calls summon.runtime.ready() (and only then, when the build saw the app's
+code call it: app.json "seal"/"at" is "ready"); else when its Stack device first listens,
+before a script's first line, or before an entry function that asks for no Stack is called.
+Before it closes, the runtime
 1. calls the probe (app.json "probe"), when there is one, so that code libraries build
    lazily is built now (init.warm_up does it, before the app starts);
 2. loads every shared object the image ships that is not loaded yet (app.json
@@ -212,8 +213,15 @@ class Sealer:
             r for r in roots if r.startswith("/") and r != "/" and not _under(r, self.writable)
         )
         self.say = say
+        # The app's code calls ready() (the build saw it): only that closes the seal.
+        self.waits_for_ready = cfg.seal_at == "ready"
         self.sealed = False
         self.why = ""
+
+    def reached(self, point: str) -> None:
+        """One of the runtime's own seal points: close the seal unless the app's ready() will."""
+        if not self.waits_for_ready:
+            self.seal(point)
 
     def seal(self, why: str) -> None:
         """Close the seal now (a no-op after the first time)."""
@@ -288,7 +296,7 @@ class Sealer:
     ) -> Callable[..., Awaitable[Any]]:
         async def listen_then_seal(*args: Any, **kwargs: Any) -> Any:
             result = await original(*args, **kwargs)
-            self.seal(why)
+            self.reached(why)
             return result
 
         return listen_then_seal

@@ -227,7 +227,7 @@ def make_hook(
             for code in _trusted:
                 if code is caller:  # identity: code objects compare equal by content
                     return
-            what, rule = event, 2
+            what, rule = f"a ctypes call ({event})", 2
         text = _rules[rule]
         if what not in _said and _len(_said) < 100:
             _said.add(what)

@@ -340,3 +340,27 @@ def seals(app_config: dict[str, Any]) -> bool:
     """Whether the image's runtime seals itself (app.json "seal" mode "on"): allow it to."""
     seal = app_config.get("seal")
     return isinstance(seal, dict) and seal.get("mode") == "on"
+
+
+def summary(app_config: dict[str, Any], label: str | None) -> dict[str, Any]:
+    """What `summon inspect --json` says under "sandbox" for an image.
+
+    label: the image's dev.summon.syscalls label (its derived list), None for the static one.
+    """
+    network = str(app_config.get("network", "socket"))
+    if network not in NETWORK_MODES:
+        network = "socket"
+    allowed = frozenset(label.split()) if label is not None else None
+    plain = unconditional(allowed, network)
+    seal = app_config.get("seal")
+    return {
+        "network": network,
+        "derived": allowed is not None,
+        "syscalls_allowed": len(plain),
+        "syscalls": plain,
+        "conditional": sorted(
+            (set(allowed) if allowed is not None else set(RECORDABLE_CONDITIONAL))
+            & set(CONDITIONAL)
+        ),
+        "seal": seal.get("mode", "off") if isinstance(seal, dict) else "off",
+    }
