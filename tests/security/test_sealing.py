@@ -317,3 +317,28 @@ def test_ready_closes_the_seal_where_the_app_says(image: SealedImage, tmp_path: 
     run = image.run({"warm.py": source}, image.app_json("warm:main", seal=seal))
     assert run.status == 0, run.output
     assert "seal.code" in run.results["late"]["detail"], run.output
+
+
+def test_ctypes_is_gone_after_the_seal_for_an_app_that_never_imported_it(
+    image: SealedImage,
+) -> None:
+    """The seal imports ctypes to install its filter; the app must not find it afterwards."""
+    source = (
+        "import json, sys\n"
+        "from summon.devices import Stack\n"
+        "async def main(stack: Stack) -> int:\n"
+        "    server = await stack.start_server(lambda r, w: w.close(), 8000)\n"
+        "    got = {'probe': 'ctypes', 'in_modules': 'ctypes' in sys.modules}\n"
+        "    try:\n"
+        "        import ctypes\n"
+        "        got['ok'] = True\n"
+        "    except PermissionError as e:\n"
+        "        got['ok'], got['detail'] = False, str(e)\n"
+        "    print(json.dumps(got), flush=True)\n"
+        "    server.close()\n"
+        "    return 0\n"
+    )
+    run = image.run({"plain.py": source}, image.app_json("plain:main"))
+    got = run.results["ctypes"]
+    assert got["in_modules"] is False, run.output
+    assert not got["ok"] and "seal.ctypes" in got["detail"], run.output

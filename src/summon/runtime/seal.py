@@ -232,6 +232,7 @@ class Sealer:
         from summon.runtime import seal_hook
 
         enforce = self.mode == "on"
+        had_ctypes = "ctypes" in sys.modules
         mapped, _ = _read_maps()
         self._preload(mapped)
         shutdown = _resolve_shutdown()
@@ -251,6 +252,13 @@ class Sealer:
             trusted_callers=shutdown,
             report=self._refusal,
         )
+        if not had_ctypes:
+            # The seal imported ctypes for itself; an app that did not must not find it in
+            # sys.modules now (a later import of it is refused by the hook).
+            for name in [
+                n for n in sys.modules if n == "_ctypes" or n.partition(".")[0] == "ctypes"
+            ]:
+                del sys.modules[name]
         sys.addaudithook(hook)
         _, writable_code = _read_maps()
         if writable_code:

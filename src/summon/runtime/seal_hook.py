@@ -7,8 +7,10 @@ Refused after the seal, each with the rule named in the PermissionError and said
   code.replace), and marshal.loads of anything but an image .pyc read by the import system;
   setting a function's __code__;
 - seal.import: an import while sys.path names a folder outside the image's module folders;
-- seal.ctypes: every ctypes event (foreign calls, dlopen, dlsym, raw addresses), but for the
-  runtime's own shutdown (a VM's reboot);
+- seal.ctypes: importing ctypes, and every ctypes event (dlopen, dlsym, objects at raw
+  addresses, and on Python 3.12+ foreign calls), but for the runtime's own shutdown (a VM's
+  reboot). Python 3.11 audits no call through a function pointer made before the seal
+  (docs/sealing.md says what that leaves open);
 - seal.write: opening a file for writing anywhere but under /tmp and the app's volumes (and
   /dev/null and its kin); with a relative path, a path with "..", or a path object (whose
   string could change between this check and the open); and new symbolic links, which could
@@ -193,10 +195,13 @@ def make_hook(
                 return
             what, rule = "setting a function's __code__", 0
         elif event == "import":
+            module = args[0]
             paths = args[2]
-            if paths is None:
+            if module == "ctypes" or module == "_ctypes" or module.startswith("ctypes."):
+                what, rule = f"import of {module!r}", 2
+            elif paths is None:
                 return
-            if _type(paths) is not _list:
+            elif _type(paths) is not _list:
                 what, rule = f"import of {args[0]!r} with a sys.path that is not a list", 1
             else:
                 for entry in paths:
