@@ -22,7 +22,7 @@ from summon.build.closure import Closure, ModuleInfo, app_sources, compute_closu
 from summon.build.elf import LibraryClosure, library_closure
 from summon.build.python import Interpreter, probe_interpreter
 from summon.build.rootfs import Rootfs
-from summon.build.syscalls import DerivedSyscalls, record_image, seal_config
+from summon.build.syscalls import REPORT_KEY, DerivedSyscalls, record_image, seal_config
 from summon.build.vendor import Package, vendor
 from summon.errors import BuildError
 from summon.manifest import Manifest
@@ -220,7 +220,7 @@ def build(
             diff_id,
             uncompressed,
         )
-        bom["sandbox"] = derived.bom() if derived is not None else {"derived": False}
+        bom[REPORT_KEY] = derived.bom() if derived is not None else {"derived": False}
         bom_blob = store.put_json(bom, BOM_TYPE)
         bom_desc = store.put_artifact(BOM_TYPE, [bom_blob], image_desc)
         index = {

@@ -32,6 +32,9 @@ from typing import Any
 
 from summon.build.rootfs import Rootfs
 from summon.targets.base import PortForward, RunSpec
+from summon.targets.sandbox.seccomp import REPORT_KEY
+
+__all__ = ["REPORT_KEY", "DerivedSyscalls", "record_image", "seal_config"]
 
 EXERCISE_REQUEST = b"GET / HTTP/1.0\r\nHost: summon-build\r\nUser-Agent: summon-build\r\n\r\n"
 EXERCISE_DATAGRAM = bytes(12)  # zeros: a DNS header with no question, for example
@@ -64,7 +67,7 @@ class DerivedSyscalls:
         return " ".join(self.allowed)
 
     def bom(self) -> dict[str, Any]:
-        """The bill of materials' "sandbox" entry."""
+        """The bill of materials' entry under REPORT_KEY."""
         from summon.targets.sandbox import seccomp
 
         return {

@@ -109,6 +109,8 @@ def inspect(image: str, as_json: bool) -> None:
 
     if inspect_instance(image, as_json):  # an instance ID, prefix or name comes first
         return
+    from summon.targets.sandbox.seccomp import REPORT_KEY
+
     img = Image.open(open_store(), image)
     bom = img.bom
     sandbox = _sandbox_summary(img, bom)
@@ -120,7 +122,7 @@ def inspect(image: str, as_json: bool) -> None:
             "index": img.index,
             "config": img.config,
             "bom": bom,
-            "sandbox": sandbox,
+            REPORT_KEY: sandbox,
         }
         print(json.dumps(doc, indent=2, sort_keys=True))
         return

@@ -233,9 +233,7 @@ class ExecGate:
             return
         self._lines += 1
         if self._lines > _MAX_LINES:
-            self._say(
-                f"summon: sandbox: more than {_MAX_LINES} kinds of refused calls; no more said"
-            )
+            self._say(f"summon: sandbox: over {_MAX_LINES} kinds of calls refused; no more said")
             return
         with contextlib.suppress(Exception):  # a log line is not worth the gate
             self._say(f"summon: sandbox: refused {what} ({rule})")

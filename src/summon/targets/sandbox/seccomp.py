@@ -67,6 +67,8 @@ NOTIFY = "SCMP_ACT_NOTIFY"
 ERRNO = "SCMP_ACT_ERRNO"
 
 _DATA = "seccomp-allowlist.json"
+# Where `summon inspect --json` and the bill of materials put an image's sandbox policy.
+REPORT_KEY = "sandbox"
 
 
 class SyscallNameError(ValueError):
