@@ -41,6 +41,7 @@ EXERCISE_DATAGRAM = bytes(12)  # zeros: a DNS header with no question, for examp
 RUN_TIMEOUT = 20.0  # seconds for an app without ports to end, or a server to listen
 ANSWER_PATIENCE = 3.0  # seconds a server may take to answer (and close) the build's request
 UDP_PATIENCE = 3.0  # seconds of datagrams, half a second apart, until one is answered
+LINGER = 2.0  # seconds a served app runs at least (start included): a 1 s timer fires once
 _TAIL = 10
 
 
@@ -76,7 +77,7 @@ class DerivedSyscalls:
             "syscalls": self.unconditional,
             "conditional": sorted(set(self.allowed) & set(seccomp.CONDITIONAL)),
             "recorded": list(self.recorded),
-            "base": sorted(seccomp.base_syscalls()),
+            "base": sorted(seccomp.base_syscalls(self.network)),
             "extra": list(self.extra),
         }
 
@@ -143,6 +144,8 @@ def record_image(
                 _host, port = instance.forwarder.bound[fwd]
                 if _exercise(fwd.protocol, port, timeout):
                     answered.append(str(fwd))
+            # Outlive a one-second timer of the app's (or of summon.net's counters).
+            time.sleep(max(0.0, LINGER - (time.monotonic() - started)))
             alive.append(instance.wait(0) is None)
 
         recording = record_syscalls(spec, drive, extra=extra)

@@ -261,11 +261,15 @@ def test_seals_reads_app_json() -> None:
     assert not seccomp.seals({})
 
 
-def test_the_base_set_says_why_and_stays_inside_the_static_list() -> None:
-    base = seccomp.base_syscalls()
+@pytest.mark.parametrize("network", ["socket", "direct", "none"])
+def test_the_base_set_says_why_and_stays_inside_the_static_list(network: str) -> None:
+    base = seccomp.base_syscalls(network)
     assert all(base.values())
-    assert set(base) <= set(seccomp.allowed_syscalls("socket"))
+    assert set(base) <= set(seccomp.allowed_syscalls(network))
     assert not set(base) & (set(seccomp.denied_syscalls()) | set(seccomp.CONDITIONAL))
+    # summon.net's counters file, renamed into place once a second.
+    assert ("rename" in base) == (network == "direct")
+    assert "rename" in seccomp.derived_allowlist((), network="direct")
 
 
 @pytest.mark.parametrize(

@@ -33,10 +33,11 @@ class Recording:
     syscalls: frozenset[str]  # the calls the gate let through (the base set is never seen)
     status: int  # the instance's exit status (128+15 if it was stopped with SIGTERM)
     refused: dict[str, int]  # what the gate refused even so (other socket families, execs)
+    network: str = "socket"
 
     def allowlist(self, extra: Collection[str] = ()) -> frozenset[str]:
         """The image's derived allowlist: the base set, what was seen, the manifest's extra."""
-        return seccomp.derived_allowlist(self.syscalls, extra)
+        return seccomp.derived_allowlist(self.syscalls, extra, self.network)
 
 
 def record_syscalls(
@@ -64,4 +65,4 @@ def record_syscalls(
         status = instance.stop(grace=grace)
     gate = instance.gate
     assert gate is not None  # _start made it before runc ran
-    return Recording(frozenset(gate.recorded), status, dict(gate.refused))
+    return Recording(frozenset(gate.recorded), status, dict(gate.refused), spec.network)

@@ -103,10 +103,15 @@ def denied_syscalls() -> dict[str, str]:
     return dict(denied)
 
 
-def base_syscalls() -> dict[str, str]:
-    """The base set every derived profile allows, each with the reason."""
-    base: dict[str, str] = _data()["base"]["syscalls"]
-    return dict(base)
+def base_syscalls(network: str = "socket") -> dict[str, str]:
+    """The base set every derived profile of this mode allows, each with the reason.
+
+    The runtime's own calls that a recording run may not reach: runc's after the filter is
+    installed, the shutdown's, and the network mode's device's periodic ones.
+    """
+    _check_network(network)
+    data = _data()["base"]
+    return {**data["syscalls"], **data["by-network"].get(network, {})}
 
 
 def socket_families(network: str) -> dict[str, int]:
@@ -152,9 +157,12 @@ def ceiling(extra: Collection[str] = ()) -> frozenset[str]:
     return frozenset(allowed_syscalls("socket")) | set(RECORDABLE_CONDITIONAL) | set(extra)
 
 
-def derived_allowlist(recorded: Iterable[str], extra: Iterable[str] = ()) -> frozenset[str]:
+def derived_allowlist(
+    recorded: Iterable[str], extra: Iterable[str] = (), network: str = "socket"
+) -> frozenset[str]:
     """An image's allowed set: the base set, what its recording noticed, the manifest's extra."""
-    return frozenset(base_syscalls()) | frozenset(recorded) | frozenset(check_names(extra))
+    base = frozenset(base_syscalls(network))
+    return base | frozenset(recorded) | frozenset(check_names(extra))
 
 
 def unconditional(allowed: Collection[str] | None, network: str) -> list[str]:
@@ -183,7 +191,7 @@ def profile(
     static = allowed_syscalls(network)
     denied = denied_syscalls()
     overlap = (set(static) & set(denied)) | (set(static) & set(CONDITIONAL))
-    overlap |= set(base_syscalls()) & (set(denied) | set(CONDITIONAL))
+    overlap |= set(base_syscalls(network)) & (set(denied) | set(CONDITIONAL))
     if overlap:
         # A data edit that lets a denied call in must fail loudly, never widen the sandbox.
         raise ValueError(f"seccomp allowlist overlaps denied/conditional calls: {sorted(overlap)}")
@@ -194,7 +202,7 @@ def profile(
 
     if record:
         top = ceiling(allowed or ())
-        base = set(base_syscalls())
+        base = set(base_syscalls(network))
         plain = sorted(base)
         gated = sorted(top - base - set(CONDITIONAL))
         permitted = set(RECORDABLE_CONDITIONAL)
