@@ -13,7 +13,8 @@ Before it closes, the runtime
 4. installs a seccomp filter of its own (the BPF program below), with the thread sync flag
    so that every thread has it: mmap, mprotect and pkey_mprotect with PROT_EXEC, shmat with
    SHM_EXEC, personality(READ_IMPLIES_EXEC), memfd_create, execve/execveat, ptrace, and the
-   calls that put code into the kernel (modules, kexec, bpf, port I/O) answer EPERM;
+   calls that put code into the kernel or reach its memory (modules, kexec, bpf, port I/O,
+   device nodes) answer EPERM;
 5. installs the audit hook (seal_hook.py): no code compiled from strings, imports only from
    the image, no ctypes, writes only under /tmp and the app's volumes.
 
@@ -80,6 +81,9 @@ FILTER_RULES: tuple[tuple[int, str, int | None, int, str], ...] = (
     (321, "bpf", None, 0, RULE_KERNEL),
     (172, "iopl", None, 0, RULE_KERNEL),
     (173, "ioperm", None, 0, RULE_KERNEL),
+    # A VM's init is root: a new device node could open the kernel's memory or ports.
+    (133, "mknod", None, 0, RULE_KERNEL),
+    (259, "mknodat", None, 0, RULE_KERNEL),
 )
 
 # struct seccomp_data: nr at 0, arch at 4, instruction_pointer at 8, args[6] from 16 (u64

@@ -90,6 +90,7 @@ def reference(nr: int, args: tuple[int, ...]) -> int:
         ("init_module", (), DENY),
         ("kexec_load", (), DENY),
         ("bpf", (), DENY),
+        ("mknodat", (), DENY),
     ],
 )
 def test_verdicts(name: str, args: tuple[int, ...], verdict: int) -> None:
