@@ -221,3 +221,26 @@ def test_the_hook_looks_nothing_up_in_globals_or_builtins() -> None:
     lookups = [i.argval for i in dis.get_instructions(hook) if i.opname.startswith("LOAD_GLOBAL")]
     assert lookups == []
     assert not [i for i in dis.get_instructions(hook) if i.opname == "LOAD_NAME"]
+
+
+def test_the_seal_modules_are_stdlib_only_and_light() -> None:
+    """Every sealing image imports them: no typing, no dataclasses, no ctypes before the seal."""
+    code = (
+        "import sys; before = set(sys.modules)\n"
+        "import summon.runtime.seal, summon.runtime.seal_hook\n"
+        "print('\\n'.join(sorted(set(sys.modules) - before)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(SRC)},
+    )
+    new = set(result.stdout.split())
+    assert {m for m in new if m.startswith("summon")} <= {
+        "summon", "summon.runtime", "summon.runtime.seal", "summon.runtime.seal_hook"
+    }  # fmt: skip
+    heavy = {"typing", "dataclasses", "inspect", "enum", "ctypes", "ast", "json", "re"}
+    assert not heavy & new, sorted(heavy & new)
+    assert all(m.split(".")[0] in sys.stdlib_module_names or m.startswith("summon") for m in new)
