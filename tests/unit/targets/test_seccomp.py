@@ -304,3 +304,5 @@ def test_summary_counts_the_unconditional_allows() -> None:
     assert derived["syscalls"] == ["read", "write"]
     assert derived["conditional"] == ["clone", "socket"]
     assert derived["seal"] == "off"
+    sealed = seccomp.summary({"network": "direct", "seal": {"mode": "on"}}, "read socketpair")
+    assert sealed["conditional"] == ["prctl", "seccomp", "socketpair"]

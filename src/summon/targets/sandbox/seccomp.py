@@ -353,7 +353,7 @@ def seals(app_config: dict[str, Any]) -> bool:
 
 
 def summary(app_config: dict[str, Any], label: str | None) -> dict[str, Any]:
-    """What `summon inspect --json` says under "sandbox" for an image.
+    """What `summon inspect --json` says under REPORT_KEY for an image.
 
     label: the image's dev.summon.syscalls label (its derived list), None for the static one.
     """
@@ -362,15 +362,17 @@ def summary(app_config: dict[str, Any], label: str | None) -> dict[str, Any]:
         network = "socket"
     allowed = frozenset(label.split()) if label is not None else None
     plain = unconditional(allowed, network)
+    conditional = set(allowed if allowed is not None else RECORDABLE_CONDITIONAL)
+    if network == "direct":
+        conditional.discard("socket")
+    if seals(app_config):
+        conditional |= {"prctl", "seccomp"}
     seal = app_config.get("seal")
     return {
         "network": network,
         "derived": allowed is not None,
         "syscalls_allowed": len(plain),
         "syscalls": plain,
-        "conditional": sorted(
-            (set(allowed) if allowed is not None else set(RECORDABLE_CONDITIONAL))
-            & set(CONDITIONAL)
-        ),
+        "conditional": sorted(conditional & set(CONDITIONAL)),
         "seal": seal.get("mode", "off") if isinstance(seal, dict) else "off",
     }
