@@ -221,6 +221,7 @@ class Sealer:
         self.waits_for_ready = cfg.seal_at == "ready"
         self.sealed = False
         self.why = ""
+        self.seconds = 0.0  # how long closing the seal took
 
     def reached(self, point: str) -> None:
         """One of the runtime's own seal points: close the seal unless the app's ready() will."""
@@ -233,6 +234,9 @@ class Sealer:
             return
         self.sealed = True
         self.why = why
+        import time
+
+        started = time.monotonic()
         from summon.runtime import seal_hook
 
         enforce = self.mode == "on"
@@ -270,8 +274,11 @@ class Sealer:
                 f"sealed: warning: {writable_code} writable and executable mapping(s) existed "
                 "before the seal; the seal cannot take them back"
             )
+        self.seconds = time.monotonic() - started
         if not enforce:
             self.say(f"sealed (audit) at {why}: what the seal would refuse is said, not refused")
+        elif os.environ.get("SUMMON_LOG_LEVEL") == "debug":
+            self.say(f"sealed at {why} in {self.seconds * 1000:.1f} ms")
 
     def _refusal(self, what: str, rule: str, enforce: bool) -> None:
         if enforce:
