@@ -15,7 +15,7 @@ from rich.table import Table
 
 from summon.cli.output import err, human, open_store, out, progress
 from summon.errors import SummonError, UserError
-from summon.store.image import Image
+from summon.store.image import Image, unpacked_size
 
 
 @click.command()
@@ -30,18 +30,20 @@ from summon.store.image import Image
     help="Put the whole stdlib in, not only the traced closure (a generic image).",
 )
 @click.option("--boot", is_flag=True, help="Add the VM boot artifact (kernel, initramfs) now.")
-def build(app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool, boot: bool) -> None:
+@click.option("--no-verify", is_flag=True, help="Skip importing the entry inside the image.")
+def build(
+    app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool, boot: bool, no_verify: bool
+) -> None:
     """Build the app in APP_DIR into an image in the local store."""
-    result = build_app(app_dir, tag, whole_stdlib, boot)
+    result = build_app(app_dir, tag, whole_stdlib, boot, verify=not no_verify)
     if quiet:
         out.print(result.image.id)
         return
     for w in result.warnings:
         err.print(f"summon: warning: {w}")
-    sizes = result.sizes
     out.print(
         f"built {result.ref} (ID {result.image.id}): {human(result.layer_size)} compressed, "
-        f"{human(sum(sizes.values()))} unpacked; {result.modules} modules kept, "
+        f"{human(result.unpacked)} unpacked; {result.modules} modules kept, "
         f"{result.left_out} that modulefinder would add left out (summon inspect {result.ref})"
     )
     if result.syscalls is not None:
@@ -52,12 +54,16 @@ def build(app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool, boot:
 
 
 def build_app(
-    app_dir: Path, tag: str | None, whole_stdlib: bool = False, boot: bool = False
+    app_dir: Path,
+    tag: str | None,
+    whole_stdlib: bool = False,
+    boot: bool = False,
+    verify: bool = True,
 ) -> Any:
     from summon.build.image import build as build_image
 
     with progress(f"building {app_dir}") as step:
-        return build_image(app_dir, open_store(), tag, step, whole_stdlib, boot)
+        return build_image(app_dir, open_store(), tag, step, whole_stdlib, boot, verify)
 
 
 @click.command()
@@ -80,7 +86,7 @@ def images(as_json: bool) -> None:
                 "id": desc.short_id,
                 "digest": desc.digest,
                 "size": size,
-                "unpacked": bom.get("layer", {}).get("uncompressed", 0),
+                "unpacked": unpacked_size(bom),
                 "modules": len(bom.get("modules", [])),
             }
         )
@@ -103,16 +109,22 @@ def images(as_json: bool) -> None:
 @click.command()
 @click.argument("image")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole bill of materials as JSON.")
-def inspect(image: str, as_json: bool) -> None:
+@click.option("--why", metavar="MODULE", help="Say which imports brought MODULE in, or why not.")
+def inspect(image: str, as_json: bool, why: str | None) -> None:
     """Show an image's size breakdown and its bill of materials (or an instance, by ID/name)."""
     from summon.cli.instances import inspect_instance  # instances first: `inspect ID`
 
-    if inspect_instance(image, as_json):  # an instance ID, prefix or name comes first
+    if not why and inspect_instance(image, as_json):  # an instance ID, prefix or name first
         return
     from summon.targets.sandbox.seccomp import REPORT_KEY
 
     img = Image.open(open_store(), image)
     bom = img.bom
+    if why:
+        from summon.build.why import explain
+
+        out.print("\n".join(explain(bom, why)), markup=False)
+        return
     sandbox = _sandbox_summary(img, bom)
     if as_json:
         doc = {
@@ -255,3 +267,47 @@ def export(image: str, fmt: str, output: Path) -> None:
     with progress(f"exporting {img.ref} as {fmt}") as step:
         target.export(img, fmt, output, step)
     out.print(f"exported {img.ref} as {fmt} to {output}")
+
+
+@click.command()
+@click.argument("image")
+@click.option("--replicas", type=click.IntRange(0, 10000), default=1, show_default=True)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="The Service's port (default: the app's)."
+)
+@click.option(
+    "--host-port",
+    type=click.IntRange(1, 65535),
+    help="Also publish the app's first TCP port on each node (single-node engines, podman).",
+)
+@click.option(
+    "--image",
+    "image_name",
+    metavar="REGISTRY/NAME[:TAG]",
+    help="Where the cluster pulls the image from (default: IMAGE's name, if it has a registry).",
+)
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), default=Path("-"), help="Default: stdout."
+)
+def kube(
+    image: str,
+    replicas: int,
+    port: int | None,
+    host_port: int | None,
+    image_name: str | None,
+    output: Path,
+) -> None:
+    """Print Kubernetes YAML (a Deployment and a Service) running IMAGE with the sandbox's policy.
+
+    \b
+    summon kube 127.0.0.1:5000/team/http:v1 --replicas 3 --port 8080 > http.yaml
+    summon export 127.0.0.1:5000/team/http:v1 --as seccomp -o http.json   (for each node)
+    """
+    from summon import targets
+
+    formats = targets.export_formats()
+    if "kube" not in formats:
+        raise UserError("no target exports Kubernetes manifests here")
+    img = Image.open(open_store(), image)
+    options = {"replicas": replicas, "port": port, "host_port": host_port, "image_name": image_name}
+    targets.get(formats["kube"]).export(img, "kube", output, lambda step: None, **options)

@@ -10,7 +10,9 @@ What it does, in order:
 4. Run the entry:
    - a script runs as __main__, as `python script.py` would run it;
    - a function is called with one device per parameter, chosen by its annotation (see
-     Devices); a coroutine function runs under asyncio.run.
+     Devices); a coroutine function runs under asyncio.run;
+   - a WSGI or ASGI app (kind "wsgi" or "asgi") is served by summon.runtime.http on the
+     image's first TCP port, over the Stack device (docs/http.md).
    On the way the seal closes (summon.runtime.seal, docs/sealing.md), unless app.json says
    "off" or this is the unix target's host process: after the probe's warm-up, at the app's
    ready() if its code calls it, else when its Stack device first listens, before a script's
@@ -18,10 +20,11 @@ What it does, in order:
 5. Flush stdout and stderr and return the exit status.
 
 Exit status: the function's return value (None is 0, an int is itself), or the code of a
-SystemExit (as sys.exit treats it); 1 with the traceback on stderr if the app raises; 2 with
-one "summon: ..." line for a mistake in how the app asks for devices or in a SUMMON_*
-variable; 1 with one such line for a broken image (unreadable app.json). Before the app has
-started, a shutdown signal ends the process with status 0.
+SystemExit (as sys.exit treats it); 1 with the traceback on stderr if the app raises (then a
+hint line if the cause is a module missing from the image, or a fork or exec the sandbox
+denied); 2 with one "summon: ..." line for a mistake in how the app asks for devices or in a
+SUMMON_* variable; 1 with one such line for a broken image (unreadable app.json). Before the
+app has started, a shutdown signal ends the process with status 0.
 
 Signals: SIGTERM (and SIGINT, the same) ask for a clean shutdown: finally blocks run, and the
 exit status is 0 unless the app sets one. For an async entry the main task is cancelled; the
@@ -37,6 +40,8 @@ import os
 import sys
 
 from summon.runtime import config as app_config
+from summon.runtime.config import Fail, host_path
+from summon.runtime.injection import Devices, resolve_devices
 
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
@@ -51,12 +56,11 @@ if TYPE_CHECKING:
     from types import FrameType, TracebackType
     from typing import Any
 
+    from summon.devices import Console, Stack
     from summon.runtime.config import AppConfig
     from summon.runtime.seal import Sealer
 
 APP_JSON = "/etc/summon/app.json"
-DEVICE_TYPES = ("Console", "Clock", "Random", "Stack", "KV_RO")
-CO_COROUTINE = 0x100  # inspect.CO_COROUTINE, without importing inspect
 
 # (source, target, fstype, flags, options, present if): what a VM's init mounts.
 # Flags from <sys/mount.h>: MS_NOSUID 2, MS_NODEV 4, MS_NOEXEC 8.
@@ -68,14 +72,6 @@ EARLY_MOUNTS = (
 
 _RUNTIME_DIR = os.path.dirname(__file__)
 _stopping = False  # a shutdown signal has been received
-
-
-class Fail(Exception):
-    """A problem the runtime reports as one line "summon: ...", then exits with `status`."""
-
-    def __init__(self, message: str, status: int = 2) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def main() -> int:
@@ -140,6 +136,8 @@ def _run(argv: list[str]) -> int:
             warm_up(cfg.probe, cfg.seal_imports)
         return run_script(script, sealer)
     sys.argv = [cfg.entry, *args]
+    if cfg.entry_kind == "wsgi" or cfg.entry_kind == "asgi":
+        return run_http(cfg, root, sealer)
     return run_function(cfg, root, sealer)
 
 
@@ -156,38 +154,6 @@ def make_sealer(cfg: AppConfig, root: str) -> Sealer | None:
     sealer = seal.Sealer(cfg, tuple(sys.path), _say)
     seal.activate(sealer)
     return sealer
-
-
-def host_path(root: str, image_path: str) -> str:
-    """The path on this host of `image_path` (absolute, in the image) when / is `root`."""
-    if root == "/":
-        return image_path
-    return root.rstrip("/") + "/" + image_path.lstrip("/")
-
-
-def mount_early_filesystems(root: str) -> None:
-    """Mount /proc, /dev and /tmp unless /proc is there already (only a VM's init must)."""
-    if os.path.exists(host_path(root, "/proc/self")):
-        return
-    import ctypes  # only here: ctypes and libffi cost every other start
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    mount = libc.mount
-    mount.argtypes = (
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_ulong,
-        ctypes.c_char_p,
-    )
-    mount.restype = ctypes.c_int
-    for source, target, fstype, flags, options, present in EARLY_MOUNTS:
-        if present and os.path.exists(host_path(root, present)):
-            continue
-        path = host_path(root, target).encode()
-        if mount(source, path, fstype, flags, options) != 0:
-            reason = os.strerror(ctypes.get_errno())
-            _say(f"cannot mount {fstype.decode()} on {target}: {reason}; going on without it")
 
 
 def warm_up(probe: str, imports: list[str] | tuple[str, ...] = ()) -> None:
@@ -215,6 +181,31 @@ def warm_up(probe: str, imports: list[str] | tuple[str, ...] = ()) -> None:
             f"warm-up: the probe {probe} raised {type(e).__name__}: {reason}; the seal "
             "closes without the rest of its warm-up"
         )
+
+
+def mount_early_filesystems(root: str) -> None:
+    """Mount /proc, /dev and /tmp unless /proc is there already (only a VM's init must)."""
+    if os.path.exists(host_path(root, "/proc/self")):
+        return
+    import ctypes  # only here: ctypes and libffi cost every other start
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    mount = libc.mount
+    mount.argtypes = (
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_ulong,
+        ctypes.c_char_p,
+    )
+    mount.restype = ctypes.c_int
+    for source, target, fstype, flags, options, present in EARLY_MOUNTS:
+        if present and os.path.exists(host_path(root, present)):
+            continue
+        path = host_path(root, target).encode()
+        if mount(source, path, fstype, flags, options) != 0:
+            reason = os.strerror(ctypes.get_errno())
+            _say(f"cannot mount {fstype.decode()} on {target}: {reason}; going on without it")
 
 
 def run_script(path: str, sealer: Sealer | None = None) -> int:
@@ -273,174 +264,61 @@ def run_function(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int
         return _status_of_exception(e)
 
 
-def resolve_devices(
-    fn: Callable[..., object], devices: Devices, entry: str
-) -> tuple[list[object], dict[str, object], bool]:
-    """(positional args, keyword args, is a coroutine function) to call the entry `fn` with.
+def run_http(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int:
+    """Import the entry module and serve its WSGI or ASGI app until a shutdown signal.
 
-    Reads the code object and __annotations__ rather than inspect.signature: inspect costs
-    about 10 ms to import. Annotations may be strings (from __future__ import annotations);
-    the last dotted component is matched against the device names. A parameter that is not
-    a device may stay only if it has a default.
+    With a sealer: the probe warms the app up after the import; the seal closes when the
+    runtime's server listens on the Stack device (or the app calls ready()).
     """
-    target: object = fn
-    while hasattr(target, "__wrapped__"):  # functools.wraps: the signature is the inner one
-        target = target.__wrapped__
-    code = getattr(target, "__code__", None)
-    if code is None:
-        raise Fail(f"entry {entry} is not a function; point entry at a def or async def")
-    skip = 1 if hasattr(target, "__func__") else 0  # a bound method's self
-    npos = code.co_argcount
-    names = code.co_varnames[: npos + code.co_kwonlyargcount]
-    annotations: dict[str, object] = getattr(target, "__annotations__", None) or {}
-    defaults: tuple[object, ...] = getattr(target, "__defaults__", None) or ()
-    kwdefaults: dict[str, object] = getattr(target, "__kwdefaults__", None) or {}
-    first_default = npos - len(defaults)
-
-    args: list[object] = []
-    kwargs: dict[str, object] = {}
-    for i, name in enumerate(names):
-        if i < skip:
-            continue
-        positional = i < npos
-        annotation = annotations.get(name)
-        kind = device_type(annotation)
-        if kind is not None:
-            value = devices.get(kind, name)
-        elif positional and i >= first_default:
-            value = defaults[i - first_default]
-        elif not positional and name in kwdefaults:
-            continue
-        elif annotation is None:
-            raise Fail(
-                f"parameter {name!r} of {entry} has no annotation; annotate it with one of "
-                f"{', '.join(DEVICE_TYPES)} (from summon.devices), or give it a default"
-            )
-        else:
-            raise Fail(
-                f"parameter {name!r} of {entry} is annotated {_describe(annotation)}, which is "
-                f"not a device; use one of {', '.join(DEVICE_TYPES)} (from summon.devices)"
-            )
-        if positional:
-            args.append(value)
-        else:
-            kwargs[name] = value
-    is_async = bool(code.co_flags & CO_COROUTINE)
-    return args, kwargs, is_async
-
-
-def device_type(annotation: object) -> str | None:
-    """The device name an annotation asks for ("Stack", "KV_RO"...), or None."""
-    if isinstance(annotation, str):
-        # Quoted under `from __future__ import annotations`, `x: "Stack"` reads "'Stack'".
-        name = annotation.strip().strip("'\"").rpartition(".")[2]
-        return name if name in DEVICE_TYPES else None
-    if isinstance(annotation, type):
-        from summon import devices
-
-        for name in DEVICE_TYPES:
-            if issubclass(annotation, getattr(devices, name)):
-                return name
-    return None
-
-
-def _describe(annotation: object) -> str:
-    if isinstance(annotation, str):
-        return repr(annotation.strip().strip("'\""))
-    return repr(getattr(annotation, "__qualname__", annotation))
-
-
-class Devices:
-    """Builds the devices an entry asks for, each at most once (KV_RO once per folder)."""
-
-    def __init__(self, cfg: AppConfig, root: str) -> None:
-        self._cfg = cfg
-        self._root = root
-        self._made: dict[str, object] = {}
-
-    def get(self, kind: str, param: str) -> object:
-        """The device of type `kind` for the entry's parameter named `param`."""
-        key = kind
-        if kind == "KV_RO":
-            key = "KV_RO:" + self._data_folder(param)
-        if key not in self._made:
-            self._made[key] = self._make(kind, key, param)
-        return self._made[key]
-
-    def made(self, kind: str) -> bool:
-        """Whether a device of this kind has been made."""
-        return kind in self._made
-
-    def _make(self, kind: str, key: str, param: str) -> object:
-        from summon.runtime import posix_devices
-
-        if kind == "Console":
-            level = os.environ.get("SUMMON_LOG_LEVEL") or "info"
-            try:
-                return posix_devices.StdoutConsole(level)
-            except ValueError as e:
-                raise Fail(f"SUMMON_LOG_LEVEL: {e}") from None
-        if kind == "Clock":
-            return posix_devices.SystemClock()
-        if kind == "Random":
-            return posix_devices.KernelRandom()
-        if kind == "KV_RO":
-            name = key.partition(":")[2]
-            folder = host_path(self._root, self._cfg.data[name])
-            if not os.path.isdir(folder):
-                raise Fail(f"data folder {name!r} ({self._cfg.data[name]}) is not in the image", 1)
-            return posix_devices.FolderKV(folder)
-        return self._stack(param)
-
-    def _stack(self, param: str) -> object:
-        """The Stack of the image's network mode; the seal closes when it first listens."""
-        stack = self._network_stack(param)
-        seal = sys.modules.get("summon.runtime.seal")
-        sealer = seal._active if seal is not None else None
-        return sealer.watch_stack(stack) if sealer is not None else stack
-
-    def _network_stack(self, param: str) -> object:
-        network = self._cfg.network
-        if network == "socket":
-            from summon.runtime.socket_stack import SocketStack
-
-            try:
-                return SocketStack.from_environ(os.environ)
-            except ValueError as e:
-                raise Fail(str(e)) from None
-        if network == "direct":
-            from summon.net.stack import DirectStack
-
-            try:
-                return DirectStack.from_environ(os.environ)
-            except ValueError as e:
-                raise Fail(str(e)) from None
+    kind = cfg.entry_kind.upper()
+    try:
+        __import__(cfg.entry_module)
+        module = sys.modules[cfg.entry_module]
+    except BaseException as e:
+        return _status_of_exception(e)
+    app = getattr(module, cfg.entry_function, None)
+    if app is None or not callable(app):
         raise Fail(
-            f"parameter {param!r} of {self._cfg.entry} asks for a Stack, but the image was "
-            f'built with network = {network!r}; set network = "socket" in [tool.summon]'
+            f"entry {cfg.entry}: module {cfg.entry_module!r} has no {kind} app named "
+            f"{cfg.entry_function!r}; fix entry in [tool.summon] and rebuild"
         )
-
-    def _data_folder(self, param: str) -> str:
-        """The data folder a KV_RO parameter gets: the one of its name, or the only one."""
-        data = self._cfg.data
-        if param in data:
-            return param
-        # Folder names may hold '-' or '.', parameter names cannot.
-        for name in data:
-            if name.replace("-", "_").replace(".", "_") == param:
-                return name
-        if len(data) == 1:
-            return next(iter(data))
-        entry = self._cfg.entry
-        if not data:
-            raise Fail(
-                f"parameter {param!r} of {entry} asks for a KV_RO, but the image has no data "
-                f'folder; add data = ["{param}"] to [tool.summon] and rebuild'
-            )
+    if cfg.network not in ("socket", "direct"):
         raise Fail(
-            f"parameter {param!r} of {entry} asks for a KV_RO, but no data folder has that "
-            f"name; name the parameter after one of: {', '.join(sorted(data))}"
+            f"entry {cfg.entry} is a {kind} app, served over the network, but the image was "
+            f'built with network = {cfg.network!r}; set network = "socket" in [tool.summon]'
         )
+    port = http_port(cfg)
+    if sealer is not None:
+        warm_up(cfg.probe)
+    from summon.runtime.http.settings import Settings
+
+    try:
+        settings = Settings.from_environ(os.environ)
+    except ValueError as e:
+        raise Fail(str(e)) from None
+    devices = Devices(cfg, root)
+    stack: Stack = devices.get("Stack", "stack")  # type: ignore[assignment]
+    console: Console = devices.get("Console", "log")  # type: ignore[assignment]
+    from summon.runtime.http.server import serve
+
+    kind, label = cfg.entry_kind, cfg.entry
+    try:
+        result = run_async(lambda: serve(app, kind, stack, port, settings, console.write, label))
+        return exit_status(result)
+    except BaseException as e:
+        return _status_of_exception(e)
+
+
+def http_port(cfg: AppConfig) -> int:
+    """The port a WSGI/ASGI app is served on: the first TCP port of the manifest's ports."""
+    for spec in cfg.ports:
+        number, _, proto = spec.partition("/")
+        if (proto or "tcp") == "tcp" and number.isdigit():
+            return int(number)
+    raise Fail(
+        f"entry {cfg.entry} is a {cfg.entry_kind.upper()} app, but the image lists no TCP port "
+        "to serve it on; add ports = [8000] to [tool.summon] and rebuild"
+    )
 
 
 def run_async(make: Callable[[], Any]) -> object:
@@ -479,7 +357,7 @@ def _loop_exception(loop: object, context: dict[str, object]) -> None:
         default(context)
     exc = context.get("exception")
     if isinstance(exc, BaseException):
-        hint = missing_module_hint(exc)
+        hint = hint_for(exc)
         if hint:
             _say(hint)
 
@@ -505,7 +383,13 @@ def exit_status(code: object) -> int:
 
 def _status_of_exception(exc: BaseException) -> int:
     if isinstance(exc, SystemExit):
-        return exit_status(exc.code)
+        status = exit_status(exc.code)
+        # A server that fails to fork logs the error itself, then exits from its except
+        # block: the denied fork is the SystemExit's context.
+        hint = hint_for(exc) if status else None
+        if hint:
+            _say(hint)
+        return status
     report(exc)
     return 1
 
@@ -526,30 +410,16 @@ def report(exc: BaseException) -> None:
     _flush()  # the app's own output first, in order
     # The default hook prints exc.__traceback__, whatever tb it is given.
     sys.excepthook(type(exc), exc.with_traceback(tb), tb)
-    hint = missing_module_hint(exc)
+    hint = hint_for(exc)
     if hint:
         _say(hint)
 
 
-def missing_module_hint(exc: BaseException) -> str | None:
-    """The hint for a stdlib module the image lacks, if that is (behind) `exc`."""
-    pending: list[BaseException | None] = [exc]
-    seen: set[int] = set()
-    while pending:
-        e = pending.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, ModuleNotFoundError) and e.name:
-            if e.name.partition(".")[0] in sys.stdlib_module_names:
-                return (
-                    f"module {e.name!r} is not in this image; add it to "
-                    "include = [...] in [tool.summon] and rebuild"
-                )
-        pending += [e.__cause__, e.__context__]
-        if isinstance(e, BaseExceptionGroup):
-            pending += e.exceptions
-    return None
+def hint_for(exc: BaseException) -> str | None:
+    """The one-line hint for what is (behind) `exc`, if summon knows a better way."""
+    from summon.runtime import hints  # only on this error path
+
+    return hints.missing_module_hint(exc) or hints.sandbox_hint(exc)
 
 
 def _say(line: str) -> None:

@@ -17,13 +17,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Protocol
 
+from summon import targets
 from summon.targets.base import RunSpec
 from summon.targets.sandbox import seccomp
 from summon.targets.sandbox.instance import SandboxInstance
-from summon.targets.sandbox.target import SandboxTarget
 
 Drive = Callable[[SandboxInstance], None]
+
+
+class Recordable(Protocol):
+    """The sandbox target (found through the registry: the build imports this module)."""
+
+    def start(self, spec: RunSpec, *, record: bool = False) -> SandboxInstance: ...
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,7 @@ def record_syscalls(
     drive: Drive,
     *,
     extra: Collection[str] = (),
-    target: SandboxTarget | None = None,
+    target: Recordable | None = None,
     grace: float = 5.0,
 ) -> Recording:
     """Start spec in the sandbox under the recording profile, drive it, stop it, report.
@@ -55,7 +62,9 @@ def record_syscalls(
     runtime's shutdown is recorded too; SIGKILL after `grace` seconds). extra names calls
     beyond the static allowlist the app may make (the manifest's `syscalls`).
     """
-    target = target or SandboxTarget()
+    if target is None:
+        target = targets.get("sandbox")  # type: ignore[assignment]
+    assert target is not None
     names = seccomp.check_names(extra)
     run = dataclasses.replace(spec, syscalls=tuple(names))
     instance = target.start(run, record=True)
