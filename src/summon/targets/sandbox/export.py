@@ -52,14 +52,13 @@ ENGINE_RUNTIME = {
 }
 
 
-def engine_profile(
-    network: str, allowed: tuple[str, ...] | None = None, seal: bool = False
-) -> dict[str, Any]:
-    """The seccomp profile for podman, containerd and the kubelet: the image's (its recorded
-    allowlist if it has one), with execve allowed (no listener there to gate it), what runc
-    does under the filter, no listener. What summon's gate refuses (other socket families,
-    calls the recording never saw) is refused here outright."""
-    profile = seccomp.profile(network, "", allowed, seal=seal)
+def engine_profile(network: str, seal: bool = False) -> dict[str, Any]:
+    """The seccomp profile for podman, containerd and the kubelet: the sandbox's static list
+    (not the image's recorded one: an engine runs much more of runc under the filter, the
+    user switch, the chdir...), with execve allowed (no listener there to gate it), what runc
+    does under the filter, no listener. What summon's gate refuses (other socket families) is
+    refused here outright; a sealing image may install its own filter."""
+    profile = seccomp.profile(network, "", seal=seal)
     profile.pop("listenerPath", None)
     rules: list[dict[str, Any]] = [{"names": sorted(ENGINE_RUNTIME), "action": "SCMP_ACT_ALLOW"}]
     for rule in profile["syscalls"]:
@@ -234,13 +233,8 @@ def kube_yaml(image: Image, **options: Any) -> str:
 
 
 def profile_json(image: Image) -> str:
-    from summon.targets.base import SYSCALLS_LABEL
-
     app = image.app_config()
-    network = str(app.get("network", "socket"))
-    label = (image.config.get("config", {}).get("Labels") or {}).get(SYSCALLS_LABEL)
-    allowed = tuple(sorted(label.split())) if isinstance(label, str) else None
-    profile = engine_profile(network, allowed, seccomp.seals(app))
+    profile = engine_profile(str(app.get("network", "socket")), seccomp.seals(app))
     return json.dumps(profile, indent=2, sort_keys=True) + "\n"
 
 
