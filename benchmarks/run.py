@@ -291,9 +291,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=9, help="repetitions of each timed figure")
     parser.add_argument(
         "--only",
-        default="size,start,memory,direct,qemu,gateway",
-        help="which figures, comma-separated: size, start, memory, direct (summon.net vs "
-        "kernel sockets), qemu (kernels and VM boots; builds kernels the first time)",
+        default="size,start,memory,syscalls,seal,direct,qemu,gateway",
+        help="which figures, comma-separated: size, start, memory, syscalls (allowed, derived "
+        "vs static), seal (start-time cost of sealing), direct (summon.net vs kernel "
+        "sockets), qemu (kernels and VM boots; builds kernels the first time)",
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -310,6 +311,13 @@ def main() -> int:
             bench_start(report, pruned, args.runs)
         if "memory" in only:
             bench_memory(report, pruned)
+        if "syscalls" in only or "seal" in only:
+            import bench_seal
+
+            if "syscalls" in only:
+                bench_seal.bench_syscalls(report, store, pruned)
+            if "seal" in only:
+                bench_seal.bench_seal(report, store, pruned, args.runs)
         if "direct" in only:
             import bench_direct
 

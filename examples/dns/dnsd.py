@@ -262,6 +262,8 @@ def probe() -> None:
     from summon.runtime.posix_devices import FolderKV
 
     folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zone")
+    if not os.path.isdir(folder):  # inside the image, where the runtime warms the app up
+        folder = "/data/zone"
     authority = Authority.from_kv(FolderKV(folder))
     types = {rdataset.rdtype for z in authority.zones for _, rdataset in z.iterate_rdatasets()}
     for origin in authority.origins:

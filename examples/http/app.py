@@ -282,7 +282,10 @@ def probe() -> None:
     """
     from summon.runtime.posix_devices import FolderKV, StdoutConsole
 
-    site = Site(FolderKV(os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")))
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+    if not os.path.isdir(folder):  # inside the image, where the runtime warms the app up
+        folder = "/data/static"
+    site = Site(FolderKV(folder))
     conn = HTTPConnection(site, StdoutConsole("error"))
     out = conn.receive(
         b"GET / HTTP/1.1\r\nHost: probe\r\n\r\n"

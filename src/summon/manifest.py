@@ -42,8 +42,11 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "probe": ((str,), '"module:function" called after import to exercise the app'),
     "version": ((str,), "a version string used as the default tag"),
     "volumes": ((list,), 'a list of absolute paths the app keeps data under, such as ["/data"]'),
+    "seal": ((bool, str), 'true (the default), false, or "audit" (docs/sealing.md)'),
+    "syscalls": ((list,), 'syscalls the app needs beyond what its recording run made, ["..."]'),
     "interface": ((str,), '"wsgi" or "asgi": the runtime serves the "module:app" entry'),
 }
+SEAL_MODES = {True: "on", False: "off", "audit": "audit"}
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class Manifest:
     exclude: tuple[str, ...] = ()  # modules (and their submodules) left out of the closure
     probe: str = ""
     volumes: tuple[str, ...] = ()  # where -v volumes may be mounted (a VM's kernel gets disks)
+    seal: str = "on"  # "on" | "audit" | "off": the runtime's seal once the app is up
+    syscalls: tuple[str, ...] = ()  # added to the sandbox's recorded syscall allowlist
     # "wsgi" | "asgi": the entry is an app the runtime serves; "" an entry function or script.
     # As written in the manifest; the build finds it from the entry's signature otherwise.
     interface: str = ""
@@ -149,7 +154,7 @@ def load(app_dir: Path | str) -> Manifest:
             more = f" (did you mean {hint!r}?)" if hint else ""
             raise bad(key, f"unknown key{more}; known keys: {', '.join(sorted(_KEYS))}")
         types, what = _KEYS[key]
-        if not isinstance(value, types) or isinstance(value, bool):
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise bad(key, f"expected {what}, got {type(value).__name__} {value!r}")
 
     name = table.get("name") or project.get("name")
@@ -233,6 +238,22 @@ def load(app_dir: Path | str) -> Manifest:
         if not isinstance(v, str) or not v.startswith("/") or v == "/" or ".." in v.split("/"):
             raise bad("volumes", f"{v!r} is not an absolute path such as /data")
 
+    seal = table.get("seal", True)
+    if seal not in SEAL_MODES:
+        raise bad("seal", f'{seal!r} is not true, false or "audit"')
+
+    syscalls = table.get("syscalls", [])
+    if not all(isinstance(s, str) for s in syscalls):
+        raise bad("syscalls", 'expected a list of syscall names, such as ["getcwd"]')
+    if syscalls:
+        # Only here: the table is the sandbox's, and loading it costs a few ms.
+        from summon.targets.sandbox.seccomp import SyscallNameError, check_names
+
+        try:
+            syscalls = check_names(syscalls)
+        except SyscallNameError as e:
+            raise bad("syscalls", str(e)) from None
+
     interface = table.get("interface", "")
     if interface and interface not in INTERFACES:
         raise bad("interface", f"{interface!r} is not one of {', '.join(INTERFACES)}")
@@ -262,6 +283,8 @@ def load(app_dir: Path | str) -> Manifest:
         exclude=tuple(exclude),
         probe=probe,
         volumes=tuple(volumes),
+        seal=SEAL_MODES[seal],
+        syscalls=tuple(syscalls),
         interface=interface,
     )
 

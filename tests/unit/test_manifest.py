@@ -122,3 +122,35 @@ def test_parse_size() -> None:
     assert manifest.parse_size("512k", bad) == 512 << 10
     assert manifest.parse_size("64MiB", bad) == 64 << 20
     assert manifest.parse_size(4096, bad) == 4096
+
+
+@pytest.mark.parametrize(
+    ("line", "seal"), [("", "on"), ("seal = true\n", "on"), ("seal = false\n", "off"),
+                       ('seal = "audit"\n', "audit")]
+)  # fmt: skip
+def test_seal_modes(tmp_path: Path, line: str, seal: str) -> None:
+    assert manifest.load(write_app(tmp_path, 'entry = "app:main"\n' + line)).seal == seal
+
+
+def test_syscalls_are_checked_against_the_syscall_table(tmp_path: Path) -> None:
+    app = write_app(tmp_path, 'entry = "app:main"\nsyscalls = ["uname", "getcwd", "uname"]\n')
+    assert manifest.load(app).syscalls == ("getcwd", "uname")
+
+
+@pytest.mark.parametrize(
+    ("table", "expect"),
+    [
+        ('seal = "on"\n', "seal: 'on' is not true, false or \"audit\""),
+        ("seal = 1\n", 'seal: expected true (the default), false, or "audit"'),
+        ('syscalls = ["getcwd", "nosuch"]\n', "syscalls: 'nosuch' is not an x86_64 syscall"),
+        ('syscalls = ["ptrace"]\n', "syscalls: 'ptrace' is never allowed in the sandbox"),
+        ("syscalls = [1]\n", "syscalls: expected a list of syscall names"),
+    ],
+)
+def test_bad_seal_or_syscalls_is_one_line(tmp_path: Path, table: str, expect: str) -> None:
+    app = write_app(tmp_path, 'entry = "app:main"\n' + table)
+    with pytest.raises(ManifestError) as info:
+        manifest.load(app)
+    message = str(info.value)
+    assert "\n" not in message and expect in message, message
+    assert str(app / "pyproject.toml") in message

@@ -27,7 +27,7 @@ from summon.build.assemble import (
 )
 from summon.build.assemble import whole_stdlib as whole_stdlib_jobs
 from summon.build.check import check_image
-from summon.build.closure import Closure, compute_closure
+from summon.build.closure import Closure, app_sources, compute_closure
 from summon.build.distributions import MODULES_TSV, modules_table
 from summon.build.elf import LibraryClosure, library_closure
 from summon.build.graph import ABSENT_EXCLUDED, ABSENT_MISSING, SCRIPT, Edge, ImportGraph
@@ -35,6 +35,7 @@ from summon.build.imports import RUNS_IMPORT
 from summon.build.interface import add_server_requirements, entry_interface
 from summon.build.python import Interpreter, probe_interpreter
 from summon.build.rootfs import Rootfs
+from summon.build.syscalls import REPORT_KEY, DerivedSyscalls, record_image, seal_config
 from summon.build.vendor import Package, vendor
 from summon.build.verify import Verification, VerifyPlan, verify_image
 from summon.errors import BuildError
@@ -50,6 +51,7 @@ from summon.store.layout import (
     Store,
     normalize_ref,
 )
+from summon.targets.base import SYSCALLS_LABEL
 
 __all__ = [
     "APP_DIR",
@@ -80,6 +82,7 @@ class BuildResult:
     warnings: list[str] = field(default_factory=list)
     unpacked: int = 0  # bytes of its files: what `summon images` shows as UNPACKED
     verification: Verification | None = None  # None with verify=False
+    syscalls: DerivedSyscalls | None = None  # None: the image keeps the static allowlist
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step
 
 
@@ -96,6 +99,8 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
     # hints: what the runtime says when an app's fork or exec is denied (imported on that
     # error path only, so no trace would see it).
     mods = ["summon.runtime.init", "summon.runtime.vm", "summon.runtime.hints", "ctypes"]
+    if m.seal != "off":
+        mods += ["summon.runtime.seal", "summon.runtime.seal_hook"]
     if m.entry.kind == "function":
         mods += ["summon.devices", "summon.runtime.posix_devices"]
         if m.network == "socket":
@@ -119,6 +124,7 @@ def build(
     whole_stdlib: bool = False,
     boot: bool = False,
     verify: bool = True,
+    record: bool = True,
 ) -> BuildResult:
     """Build the app in app_dir into an image in store, tagged `tag` (default name:version).
 
@@ -126,7 +132,9 @@ def build(
     baseline the benchmarks compare the traced closure against. boot adds the boot artifact
     for VM targets (summon.build.boot; building the image's kernel if it is not cached).
     verify imports the entry (and runs the probe) inside the built image before tagging it
-    (summon.build.verify): a module the image lacks fails the build.
+    (summon.build.verify): a module the image lacks fails the build. record (with verify)
+    then runs the image once in the sandbox to derive its syscall allowlist
+    (summon.build.syscalls); without it, or where it cannot run, the static list holds.
     """
     timings: dict[str, float] = {}
     clock = time.monotonic()
@@ -196,6 +204,9 @@ def build(
         compile_jobs(fs, interp, jobs)
         data_map = _add_data(fs, m)
         app_config = _app_config(m, data_map)
+        script = m.app_dir / m.entry.script if m.entry.kind == "script" else None
+        sources = [f for f, _name, _pkg in app_sources(m.app_dir, exclude=m.data)]
+        app_config["seal"] = seal_config(m.seal, fs, sources, script)
         fs.add_bytes(
             "/" + APP_JSON,
             json.dumps(app_config, indent=2, sort_keys=True).encode() + b"\n",
@@ -233,6 +244,15 @@ def build(
             )
             lap("verify")
 
+        derived: DerivedSyscalls | None = None
+        notes: list[str] = []
+        if verify and record:
+            step("recording the syscalls the image makes (in the sandbox)")
+            derived, notes = record_image(
+                unpack(store, layer, files_blob), app_config, argv, image=ref, extra=m.syscalls
+            )
+            lap("record")
+
         step("writing the image")
         bom = _bom(
             m,
@@ -247,8 +267,9 @@ def build(
             diff_id,
             uncompressed,
         )
+        bom[REPORT_KEY] = derived.bom() if derived is not None else {"derived": False}
         bom_blob = store.put_json(bom, BOM_TYPE)
-        config = image_config(m, argv, diff_id, bom_blob)
+        config = image_config(m, argv, diff_id, bom_blob, derived)
         config_desc = store.put_json(config, CONFIG)
         image_manifest = {
             "schemaVersion": 2,
@@ -284,9 +305,14 @@ def build(
         layer_size=layer.size,
         modules=len(closure.modules),
         left_out=len(closure.left_out),
-        warnings=[*closure.warnings, *(verification.warnings if verification else [])],
+        warnings=[
+            *closure.warnings,
+            *(verification.warnings if verification else []),
+            *notes,
+        ],
         unpacked=unpacked_size(bom),
         verification=verification,
+        syscalls=derived,
         timings={**timings, **{f"closure-{k}": v for k, v in closure.timings.items()}},
     )
 
@@ -296,9 +322,23 @@ def build(
 IMAGE_UID = 65532
 
 
-def image_config(m: Manifest, argv: list[str], diff_id: str, bom: Descriptor) -> dict[str, Any]:
+def image_config(
+    m: Manifest,
+    argv: list[str],
+    diff_id: str,
+    bom: Descriptor,
+    syscalls: DerivedSyscalls | None = None,
+) -> dict[str, Any]:
     """The OCI image config: what an engine needs to run the image unchanged, and labels that
-    tie it to its bill of materials and summon."""
+    tie it to its bill of materials and summon (and hold its recorded syscall allowlist)."""
+    labels = {
+        "dev.summon.name": m.name,
+        "dev.summon.version": summon.__version__,
+        "dev.summon.network": m.network,
+        "dev.summon.bom": bom.digest,
+    }
+    if syscalls is not None:
+        labels[SYSCALLS_LABEL] = syscalls.label()
     return {
         "architecture": "amd64",
         "os": "linux",
@@ -309,12 +349,7 @@ def image_config(m: Manifest, argv: list[str], diff_id: str, bom: Descriptor) ->
             "Env": ["PATH=/usr/bin:/bin", *(f"{k}={v}" for k, v in sorted(m.env.items()))],
             "WorkingDir": "/",
             "ExposedPorts": {str(p): {} for p in m.ports},
-            "Labels": {
-                "dev.summon.name": m.name,
-                "dev.summon.version": summon.__version__,
-                "dev.summon.network": m.network,
-                "dev.summon.bom": bom.digest,
-            },
+            "Labels": labels,
         },
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     }
@@ -368,6 +403,7 @@ def _app_config(m: Manifest, data_map: dict[str, str]) -> dict[str, Any]:
         "memory": m.memory,
         "pids": m.pids,
         "volumes": list(m.volumes),
+        "probe": m.probe,
     }
 
 

@@ -194,7 +194,7 @@ def select_fragments(app_config: Mapping[str, Any], extra: Sequence[str] = ()) -
 
     Every VM has a console and a virtio-rng; socket mode adds virtio-net and the kernel's
     TCP/IP, direct mode virtio-net and raw packet sockets for summon's own stack; volumes
-    add virtio-blk and ext4.
+    add virtio-blk and ext4; an image that seals itself after start adds seccomp.
     """
     names = list(BASE_FRAGMENTS)
     network = app_config.get("network", "socket")
@@ -204,6 +204,9 @@ def select_fragments(app_config: Mapping[str, Any], extra: Sequence[str] = ()) -
         names += ["virtio-net", "packet"]
     if app_config.get("volumes"):
         names.append("virtio-blk")
+    seal = app_config.get("seal")
+    if isinstance(seal, dict) and seal.get("mode") == "on":
+        names.append("seccomp")
     for name in extra:
         if name not in names:
             load_fragment(name)  # an unknown name is the user's error, said now

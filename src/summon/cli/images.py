@@ -46,6 +46,11 @@ def build(
         f"{human(result.unpacked)} unpacked; {result.modules} modules kept, "
         f"{result.left_out} that modulefinder would add left out (summon inspect {result.ref})"
     )
+    if result.syscalls is not None:
+        out.print(
+            f"sandbox: {len(result.syscalls.unconditional)} syscalls allowed, recorded in "
+            f"{result.syscalls.seconds:.1f} s"
+        )
 
 
 def build_app(
@@ -111,6 +116,8 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
 
     if not why and inspect_instance(image, as_json):  # an instance ID, prefix or name first
         return
+    from summon.targets.sandbox.seccomp import REPORT_KEY
+
     img = Image.open(open_store(), image)
     bom = img.bom
     if why:
@@ -118,6 +125,7 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
 
         out.print("\n".join(explain(bom, why)), markup=False)
         return
+    sandbox = _sandbox_summary(img, bom)
     if as_json:
         doc = {
             "ref": img.ref,
@@ -126,6 +134,7 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
             "index": img.index,
             "config": img.config,
             "bom": bom,
+            REPORT_KEY: sandbox,
         }
         print(json.dumps(doc, indent=2, sort_keys=True))
         return
@@ -137,7 +146,12 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
     )
     out.print(
         f"root filesystem: {human(layer.get('size', 0))} compressed, "
-        f"{human(layer.get('uncompressed', 0))} as tar\n"
+        f"{human(layer.get('uncompressed', 0))} as tar"
+    )
+    how = "recorded at build" if sandbox["derived"] else "the static allowlist"
+    out.print(
+        f"sandbox: {sandbox['syscalls_allowed']} syscalls allowed ({how}); "
+        f"sealed after start: {sandbox['seal']}\n"
     )
     sizes = Table(title="size by part", box=None, title_justify="left")
     sizes.add_column("part")
@@ -192,6 +206,16 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
             "(`summon inspect --json` lists them with reasons); if the app needs one at run "
             "time, add it to include = [...] in its manifest."
         )
+
+
+def _sandbox_summary(img: Image, bom: dict[str, Any]) -> dict[str, Any]:
+    """The image's sandbox policy: syscalls allowed (derived or static) and its seal mode."""
+    from summon.targets.base import SYSCALLS_LABEL
+    from summon.targets.sandbox.seccomp import summary
+
+    labels = img.config.get("config", {}).get("Labels") or {}
+    label = labels.get(SYSCALLS_LABEL)
+    return summary(bom.get("app", {}), label if isinstance(label, str) else None)
 
 
 @click.command()

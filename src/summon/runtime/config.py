@@ -18,6 +18,7 @@ _DIGITS = "0123456789"
 _HEX = "0123456789abcdefABCDEF"
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _MAX_DEPTH = 64
+SEAL_MODES = ("on", "audit", "off")
 
 
 class Fail(Exception):
@@ -56,6 +57,12 @@ class AppConfig:
         ports: list[str] | None = None,
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
+        volumes: list[str] | None = None,
+        probe: str = "",
+        seal: str = "off",
+        preload: list[str] | None = None,
+        seal_imports: list[str] | None = None,
+        seal_at: str = "auto",
     ) -> None:
         self.name = name
         self.entry_kind = entry_kind  # "function" | "script" | "wsgi" | "asgi"
@@ -68,6 +75,12 @@ class AppConfig:
         self.ports = ports or []
         self.env = env or {}
         self.args = args or []
+        self.volumes = volumes or []  # image paths the app may write under (with /tmp)
+        self.probe = probe  # "module:function" the runtime calls to warm up before the seal
+        self.seal = seal  # "on" | "audit" | "off" (docs/sealing.md)
+        self.preload = preload or []  # shared objects loaded before the seal (image paths)
+        self.seal_imports = seal_imports or []  # a script's top-level imports, made before it
+        self.seal_at = seal_at  # "ready": only the app's ready() closes the seal; else "auto"
 
     @property
     def entry(self) -> str:
@@ -125,6 +138,13 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
     network = doc.get("network", "socket")
     if not isinstance(network, str):
         raise bad("network", "a string")
+    probe = doc.get("probe", "")
+    if not isinstance(probe, str):
+        raise bad("probe", '"module:function"')
+    # Absent in images built before sealing: their runtime never sealed, nor does this one.
+    seal = doc.get("seal", {"mode": "off"})
+    if not isinstance(seal, dict) or seal.get("mode") not in SEAL_MODES:
+        raise bad("seal", f'an object with a "mode" of {", ".join(SEAL_MODES)}')
     return AppConfig(
         name=name,
         entry_kind=kind,
@@ -137,6 +157,12 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
         ports=_str_list(doc, "ports", bad),
         env=_str_dict(doc, "env", bad),
         args=_str_list(doc, "args", bad),
+        volumes=_str_list(doc, "volumes", bad),
+        probe=probe,
+        seal=seal["mode"],
+        preload=_str_list(seal, "preload", bad),
+        seal_imports=_str_list(seal, "imports", bad),
+        seal_at="ready" if seal.get("at") == "ready" else "auto",
     )
 
 

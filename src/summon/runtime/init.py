@@ -13,6 +13,10 @@ What it does, in order:
      Devices); a coroutine function runs under asyncio.run;
    - a WSGI or ASGI app (kind "wsgi" or "asgi") is served by summon.runtime.http on the
      image's first TCP port, over the Stack device (docs/http.md).
+   On the way the seal closes (summon.runtime.seal, docs/sealing.md), unless app.json says
+   "off" or this is the unix target's host process: after the probe's warm-up, at the app's
+   ready() if its code calls it, else when its Stack device first listens, before a script's
+   first line, or before an entry function that asks for no Stack is called.
 5. Flush stdout and stderr and return the exit status.
 
 Exit status: the function's return value (None is 0, an int is itself), or the code of a
@@ -54,6 +58,7 @@ if TYPE_CHECKING:
 
     from summon.devices import Console, Stack
     from summon.runtime.config import AppConfig
+    from summon.runtime.seal import Sealer
 
 APP_JSON = "/etc/summon/app.json"
 
@@ -119,6 +124,7 @@ def _run(argv: list[str]) -> int:
     for key, value in cfg.env.items():
         os.environ.setdefault(key, value)
     args = argv or cfg.args
+    sealer = make_sealer(cfg, root)
     stdout = sys.stdout
     if stdout is not None and hasattr(stdout, "reconfigure"):
         # A pipe would hold prints back until exit; a server's log must show as it happens.
@@ -126,11 +132,55 @@ def _run(argv: list[str]) -> int:
     if cfg.entry_kind == "script":
         script = host_path(root, cfg.entry_path)
         sys.argv = [script, *args]
-        return run_script(script)
+        if sealer is not None:
+            warm_up(cfg.probe, cfg.seal_imports)
+        return run_script(script, sealer)
     sys.argv = [cfg.entry, *args]
     if cfg.entry_kind == "wsgi" or cfg.entry_kind == "asgi":
-        return run_http(cfg, root)
-    return run_function(cfg, root)
+        return run_http(cfg, root, sealer)
+    return run_function(cfg, root, sealer)
+
+
+def make_sealer(cfg: AppConfig, root: str) -> Sealer | None:
+    """The seal of this instance, made ready to close; None if it is not sealed.
+
+    The unix target runs the image's files as a host process (root is not /): never sealed.
+    The image's module folders are sys.path as it is now, before any app code ran.
+    """
+    if cfg.seal == "off" or root != "/":
+        return None
+    from summon.runtime import seal
+
+    sealer = seal.Sealer(cfg, tuple(sys.path), _say)
+    seal.activate(sealer)
+    return sealer
+
+
+def warm_up(probe: str, imports: list[str] | tuple[str, ...] = ()) -> None:
+    """Import `imports` and call the probe ("module:function") before the seal.
+
+    What they build lazily (dataclasses and namedtuples at import, templates...) is then
+    built before the seal, which would refuse it after (docs/sealing.md). A module that does
+    not import is left for the app to fail on as it would; a failing probe is said.
+    """
+    for name in imports:
+        try:
+            __import__(name)
+        except Exception:
+            pass
+    if not probe:
+        return
+    module, _, function = probe.partition(":")
+    try:
+        __import__(module)
+        getattr(sys.modules[module], function)()
+    except Exception as e:
+        reason = str(e)
+        reason = reason if len(reason) <= 120 else reason[:117] + "..."
+        _say(
+            f"warm-up: the probe {probe} raised {type(e).__name__}: {reason}; the seal "
+            "closes without the rest of its warm-up"
+        )
 
 
 def mount_early_filesystems(root: str) -> None:
@@ -158,8 +208,8 @@ def mount_early_filesystems(root: str) -> None:
             _say(f"cannot mount {fstype.decode()} on {target}: {reason}; going on without it")
 
 
-def run_script(path: str) -> int:
-    """Run the script at `path` as __main__; return its exit status."""
+def run_script(path: str, sealer: Sealer | None = None) -> int:
+    """Run the script at `path` as __main__ (sealed first, if sealer); return its status."""
     try:
         with open(path, "rb") as f:
             source = f.read()
@@ -170,14 +220,21 @@ def run_script(path: str) -> int:
     # Classes the script defines must be found as __main__.X (pickle, repr, warnings).
     sys.modules["__main__"] = module
     try:
-        exec(compile(source, path, "exec"), module.__dict__)
+        code = compile(source, path, "exec")
+        if sealer is not None:
+            sealer.reached("the script's start")
+        exec(code, module.__dict__)
     except BaseException as e:
         return _status_of_exception(e)
     return 0
 
 
-def run_function(cfg: AppConfig, root: str) -> int:
-    """Import the entry module, call the entry function with its devices, return the status."""
+def run_function(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int:
+    """Import the entry module, call the entry function with its devices, return the status.
+
+    With a sealer: the probe warms the app up after the import; the seal closes when the
+    Stack device listens (or the app calls ready()), or before the call if it asks for none.
+    """
     try:
         __import__(cfg.entry_module)
         module = sys.modules[cfg.entry_module]
@@ -189,8 +246,12 @@ def run_function(cfg: AppConfig, root: str) -> int:
             f"entry {cfg.entry}: module {cfg.entry_module!r} has no function "
             f"{cfg.entry_function!r}; fix entry in [tool.summon] and rebuild"
         )
+    if sealer is not None:
+        warm_up(cfg.probe)
     devices = Devices(cfg, root)
     args, kwargs, is_async = resolve_devices(fn, devices, cfg.entry)
+    if sealer is not None and not devices.made("Stack"):
+        sealer.reached("the entry's call")
     try:
         if is_async:
             result = run_async(lambda: fn(*args, **kwargs), devices.starts)
@@ -203,8 +264,12 @@ def run_function(cfg: AppConfig, root: str) -> int:
         return _status_of_exception(e)
 
 
-def run_http(cfg: AppConfig, root: str) -> int:
-    """Import the entry module and serve its WSGI or ASGI app until a shutdown signal."""
+def run_http(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int:
+    """Import the entry module and serve its WSGI or ASGI app until a shutdown signal.
+
+    With a sealer: the probe warms the app up after the import; the seal closes when the
+    runtime's server listens on the Stack device (or the app calls ready()).
+    """
     kind = cfg.entry_kind.upper()
     try:
         __import__(cfg.entry_module)
@@ -223,6 +288,8 @@ def run_http(cfg: AppConfig, root: str) -> int:
             f'built with network = {cfg.network!r}; set network = "socket" in [tool.summon]'
         )
     port = http_port(cfg)
+    if sealer is not None:
+        warm_up(cfg.probe)
     from summon.runtime.http.settings import Settings
 
     try:

@@ -9,6 +9,7 @@ at most once. Mistakes in how the app asks are one line (Fail, status 2).
 from __future__ import annotations
 
 import os
+import sys
 
 from summon.runtime.config import Fail, host_path
 
@@ -120,6 +121,10 @@ class Devices:
             self._made[key] = self._make(kind, key, param)
         return self._made[key]
 
+    def made(self, kind: str) -> bool:
+        """Whether a device of this kind has been made."""
+        return kind in self._made
+
     def _make(self, kind: str, key: str, param: str) -> object:
         from summon.runtime import posix_devices
 
@@ -142,6 +147,13 @@ class Devices:
         return self._stack(param)
 
     def _stack(self, param: str) -> object:
+        """The Stack of the image's network mode; the seal closes when it first listens."""
+        stack = self._network_stack(param)
+        seal = sys.modules.get("summon.runtime.seal")
+        sealer = seal._active if seal is not None else None
+        return sealer.watch_stack(stack) if sealer is not None else stack
+
+    def _network_stack(self, param: str) -> object:
         network = self._cfg.network
         if network == "socket":
             from summon.runtime.socket_stack import SocketStack

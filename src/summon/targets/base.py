@@ -36,6 +36,9 @@ FREEZE = "freeze"  # Instance.freeze() / thaw(): CPU stops, memory stays
 ISOLATED_RUN = "isolated-run"
 DEFAULT_MEMORY = 128 * 1024 * 1024
 DEFAULT_PIDS = 64
+# The image config label that holds the image's derived syscall allowlist (space-separated
+# names; summon.build.syscalls writes it). Absent: the sandbox's static allowlist.
+SYSCALLS_LABEL = "dev.summon.syscalls"
 
 
 class NotSupported(UserError):
@@ -90,6 +93,9 @@ class RunSpec:
     # the pipe a detached instance's monitor logs from. None: summon's own stdout/stderr.
     stdout: int | None = None
     image_digest: str = ""  # the image index this instance runs: what targets open
+    # The syscalls the image's recording run made plus its base set (SYSCALLS_LABEL); None
+    # for an image without one. Only a sandbox reads it.
+    syscalls: tuple[str, ...] | None = None
 
     @classmethod
     def for_image(
@@ -107,6 +113,8 @@ class RunSpec:
         environment overlaid with env, and memory (default: the manifest's)."""
         app = image.app_config()
         entrypoint = image.config.get("config", {}).get("Entrypoint")
+        labels = image.config.get("config", {}).get("Labels") or {}
+        syscalls = labels.get(SYSCALLS_LABEL)
         return cls(
             name=name,
             image=image.ref,
@@ -121,6 +129,7 @@ class RunSpec:
             pids=int(app.get("pids", DEFAULT_PIDS)),
             state_dir=state_dir,
             image_digest=image.desc.digest,
+            syscalls=tuple(sorted(syscalls.split())) if isinstance(syscalls, str) else None,
         )
 
 

@@ -96,6 +96,12 @@ def test_an_option_without_a_reason_is_refused() -> None:
             ["base", "serial-console", "virtio-rng", "virtio-blk"],
         ),
         ({"network": "none", "volumes": []}, ["base", "serial-console", "virtio-rng"]),
+        (
+            {"network": "none", "seal": {"mode": "on"}},
+            ["base", "serial-console", "virtio-rng", "seccomp"],
+        ),
+        # audit mode installs no filter; images from before sealing have no "seal"
+        ({"network": "none", "seal": {"mode": "audit"}}, ["base", "serial-console", "virtio-rng"]),
     ],
 )
 def test_select_fragments_follows_the_app_config(

@@ -168,3 +168,26 @@ def test_load_errors(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff")
     with pytest.raises(ConfigError, match="is not valid JSON"):
         config.load(str(bad))
+
+
+def test_seal_fields() -> None:
+    base = {"entry": {"kind": "function", "module": "app", "function": "main"}}
+    old = config.from_dict(base)
+    assert (old.seal, old.preload, old.seal_at, old.probe) == ("off", [], "auto", "")
+    doc = {
+        **base,
+        "probe": "app:probe",
+        "volumes": ["/data"],
+        "seal": {"mode": "audit", "preload": ["/x.so"], "imports": ["json"], "at": "ready"},
+    }
+    cfg = config.from_dict(doc)
+    assert (cfg.seal, cfg.preload, cfg.seal_imports, cfg.seal_at) == (
+        "audit",
+        ["/x.so"],
+        ["json"],
+        "ready",
+    )
+    assert (cfg.probe, cfg.volumes) == ("app:probe", ["/data"])
+    for bad in ({"mode": "maybe"}, "on", {"mode": "on", "preload": [1]}):
+        with pytest.raises(ConfigError, match=r"'seal'|'preload'"):
+            config.from_dict({**base, "seal": bad})

@@ -120,8 +120,13 @@ def container_id(name: str) -> str:
     return ("summon-" + _ID_BAD.sub("-", name))[:64]
 
 
-def oci_config(spec: RunSpec, netns_path: Path, listener_path: Path) -> dict[str, Any]:
-    """The OCI runtime config (config.json) that runs spec.argv in the sandbox."""
+def oci_config(
+    spec: RunSpec, netns_path: Path, listener_path: Path, *, record: bool = False
+) -> dict[str, Any]:
+    """The OCI runtime config (config.json) that runs spec.argv in the sandbox.
+
+    record: the recording seccomp profile (record.py) instead of the image's own.
+    """
     env = {"PATH": "/usr/bin:/bin", **spec.env}
     no_caps: dict[str, list[str]] = {
         k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")
@@ -188,6 +193,12 @@ def oci_config(spec: RunSpec, netns_path: Path, listener_path: Path) -> dict[str
             },
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
-            "seccomp": seccomp.profile(spec.network, str(listener_path)),
+            "seccomp": seccomp.profile(
+                spec.network,
+                str(listener_path),
+                spec.syscalls,
+                record=record,
+                seal=seccomp.seals(spec.app_config),
+            ),
         },
     }

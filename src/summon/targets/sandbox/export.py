@@ -52,15 +52,21 @@ ENGINE_RUNTIME = {
 }
 
 
-def engine_profile(network: str) -> dict[str, Any]:
-    """The seccomp profile for podman, containerd and the kubelet: the image's, with execve
-    allowed (no listener there to gate it), what runc does under the filter, no listener."""
-    profile = seccomp.profile(network, "")
+def engine_profile(network: str, seal: bool = False) -> dict[str, Any]:
+    """The seccomp profile for podman, containerd and the kubelet: the sandbox's static list
+    (not the image's recorded one: an engine runs much more of runc under the filter, the
+    user switch, the chdir...), with execve allowed (no listener there to gate it), what runc
+    does under the filter, no listener. What summon's gate refuses (other socket families) is
+    refused here outright; a sealing image may install its own filter."""
+    profile = seccomp.profile(network, "", seal=seal)
     profile.pop("listenerPath", None)
     rules: list[dict[str, Any]] = [{"names": sorted(ENGINE_RUNTIME), "action": "SCMP_ACT_ALLOW"}]
     for rule in profile["syscalls"]:
         if rule.get("action") == "SCMP_ACT_NOTIFY":
-            rule = {**rule, "action": "SCMP_ACT_ALLOW"}
+            if rule["names"] == ["execve"]:
+                rule = {**rule, "action": "SCMP_ACT_ALLOW"}
+            else:
+                rule = {**rule, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}  # EPERM
         rules.append(rule)
     profile["syscalls"] = rules
     return profile
@@ -227,8 +233,9 @@ def kube_yaml(image: Image, **options: Any) -> str:
 
 
 def profile_json(image: Image) -> str:
-    network = str(image.app_config().get("network", "socket"))
-    return json.dumps(engine_profile(network), indent=2, sort_keys=True) + "\n"
+    app = image.app_config()
+    profile = engine_profile(str(app.get("network", "socket")), seccomp.seals(app))
+    return json.dumps(profile, indent=2, sort_keys=True) + "\n"
 
 
 def _port(text: object) -> tuple[int, str]:

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 
 from summon.errors import SummonError, UserError
 from summon.targets.base import Instance, RunSpec, Stats
-from summon.targets.sandbox import cgroups, rootmount, seccomp
+from summon.targets.sandbox import cgroups, rootmount
 from summon.targets.sandbox.config import container_id, oci_config
+from summon.targets.sandbox.gate import ExecGate
 from summon.targets.sandbox.netns import NetNamespace
 
 if TYPE_CHECKING:
@@ -38,14 +39,15 @@ START_TIMEOUT = 15.0  # seconds for runc to have the container created
 class SandboxInstance(Instance):
     """One container started with `runc run`; owns its netns, forwarder, exec gate and bundle."""
 
-    def __init__(self, runc: str, root: Path, spec: RunSpec) -> None:
+    def __init__(self, runc: str, root: Path, spec: RunSpec, *, record: bool = False) -> None:
         self.spec = spec
+        self.record = record  # the recording seccomp profile: the gate notes each call
         self.container_id = container_id(spec.name)
         self.bundle = spec.state_dir / "bundle"
         self.netns = NetNamespace(self.container_id)
         self.forwarder: PortForwarder | None = None
         self.direct: DirectNetwork | None = None  # network = "direct": the app's TAP
-        self.gate: seccomp.ExecGate | None = None
+        self.gate: ExecGate | None = None
         self._runc = runc
         self._root = root
         self._proc: subprocess.Popen[bytes] | None = None
@@ -66,7 +68,9 @@ class SandboxInstance(Instance):
         self.bundle.mkdir(parents=True, exist_ok=True)
         self.bundle.chmod(0o700)
         self.netns.create()
-        self.gate = seccomp.ExecGate(self._socket_path())
+        self.gate = ExecGate(
+            self._socket_path(), network=spec.network, record=self.record, say=self._console_line
+        )
         if spec.network == "direct":
             from summon.targets.sandbox.tap import DirectNetwork
 
@@ -78,7 +82,7 @@ class SandboxInstance(Instance):
             # container's unprivileged root can reach it.
             self._bound = rootmount.bind_folder(spec.rootfs, self.container_id)
             spec = dataclasses.replace(spec, rootfs=self._bound)
-        config = oci_config(spec, self.netns.path, self.gate.socket_path)
+        config = oci_config(spec, self.netns.path, self.gate.socket_path, record=self.record)
         tmp = self.bundle / "config.json.tmp"
         tmp.write_text(json.dumps(config, sort_keys=True))
         tmp.rename(self.bundle / "config.json")
@@ -120,6 +124,10 @@ class SandboxInstance(Instance):
                 raise SummonError(f"runc did not start {spec.image} in {START_TIMEOUT:.0f}s")
             time.sleep(0.002)
         self._pid = int(pid_file.read_text() or 0)
+
+    def _console_line(self, line: str) -> None:
+        """A line of summon's own on the app's console (the gate's refusals)."""
+        os.write(self.spec.stdout if self.spec.stdout is not None else 2, line.encode() + b"\n")
 
     def _socket_path(self) -> Path:
         path = self.bundle / "seccomp.sock"

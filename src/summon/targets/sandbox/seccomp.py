@@ -1,32 +1,34 @@
-"""The sandbox's seccomp profile (OCI linux.seccomp) and the agent that gates its one execve.
+"""The sandbox's seccomp profiles (OCI linux.seccomp): static, derived from a recording, recording.
 
-The allowlist lives in seccomp-allowlist.json beside this module, as reviewable data; the few
-rules that look at arguments are written out below. Everything not allowed gets EPERM.
+The data lives in seccomp-allowlist.json beside this module, as reviewable data: the static
+allowlist, the base set every derived profile keeps, the denied calls with reasons, the socket
+families, and the x86_64 syscall table. The few rules that look at arguments are written out
+below. Everything not allowed gets EPERM.
+
+Three kinds of profile (`profile()`):
+- static: the allowlist of the JSON file, for images that carry no recorded list;
+- derived: the base set plus what the image's recording run called plus the manifest's
+  `syscalls`; the calls of the static list the image never made are handed to the gate
+  (gate.py), which refuses them with one line naming the rule, so a call the recording run
+  did not reach is easy to see and to add;
+- recording: every call of the ceiling (the static list and the manifest's extras) but the
+  base set is handed to the gate, which notes it and lets it through; see record.py.
 
 execve cannot simply be denied: runc installs the filter inside its own init process and then
 execs the app through it, so a denied execve would stop the app from ever starting. Instead
-execve is handed to summon through a seccomp user notification: ExecGate lets exactly one
+execve is handed to summon through a seccomp user notification: the gate lets exactly one
 through (runc's exec of the app, before any app code exists) and answers EPERM to every later
 one. If summon goes away the kernel answers ENOSYS, so the gate fails closed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import json
-import os
-import select
-import socket
-import struct
-import threading
+from collections.abc import Collection, Iterable
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
-
-from summon.threads import block_signals_in_thread
 
 NETWORK_MODES = ("socket", "direct", "none")
 
@@ -47,8 +49,30 @@ _CLONE_NEW_ANY = (
 # terminal that is not the caller's controlling one (runc makes the app a session leader with
 # none); this rule does not rely on that.
 TIOCSTI = 0x5412
+# What the runtime's seal (summon.runtime.seal) calls to install its own filter: exactly these
+# arguments, so an app cannot ask for a listener of its own or drop the thread sync.
+PR_SET_NO_NEW_PRIVS = 38
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+
+# Syscalls with argument rules or non-default answers; they must not appear in the plain lists.
+CONDITIONAL = ("clone", "clone3", "execve", "ioctl", "socket", "socketpair", "prctl", "seccomp")
+# Conditional calls a recording can notice, and a derived list may therefore name.
+RECORDABLE_CONDITIONAL = ("clone", "ioctl", "socket", "socketpair")
+
+ALLOW = "SCMP_ACT_ALLOW"
+EQ = "SCMP_CMP_EQ"
+_AF_UNIX = 1
+NOTIFY = "SCMP_ACT_NOTIFY"
+ERRNO = "SCMP_ACT_ERRNO"
 
 _DATA = "seccomp-allowlist.json"
+# Where `summon inspect --json` and the bill of materials put an image's sandbox policy.
+REPORT_KEY = "sandbox"
+
+
+class SyscallNameError(ValueError):
+    """A syscall name that is not an x86_64 syscall, or one the sandbox never allows."""
 
 
 @cache
@@ -58,15 +82,19 @@ def _data() -> dict[str, Any]:
     return data
 
 
-def allowed_syscalls(network: str) -> list[str]:
-    """Every syscall allowed unconditionally in this network mode, sorted."""
+def _check_network(network: str) -> None:
     if network not in NETWORK_MODES:
         raise ValueError(f"unknown network mode {network!r}; expected one of {NETWORK_MODES}")
+
+
+def allowed_syscalls(network: str) -> list[str]:
+    """The static allowlist: every syscall allowed unconditionally in this mode, sorted.
+
+    The same in every mode: socket() and socketpair() are conditional (family rules).
+    """
+    _check_network(network)
     data = _data()
-    names = {name for group in data["allow"].values() for name in group["syscalls"]}
-    if network != "direct":
-        names.update(data["kernel-sockets"]["syscalls"])
-    return sorted(names)
+    return sorted({name for group in data["allow"].values() for name in group["syscalls"]})
 
 
 def denied_syscalls() -> dict[str, str]:
@@ -75,56 +103,168 @@ def denied_syscalls() -> dict[str, str]:
     return dict(denied)
 
 
-# Syscalls with argument rules or non-default answers; they must not appear in the plain lists.
-CONDITIONAL = ("clone", "clone3", "execve", "ioctl")
+def base_syscalls(network: str = "socket") -> dict[str, str]:
+    """The base set every derived profile of this mode allows, each with the reason.
+
+    The runtime's own calls that a recording run may not reach: runc's after the filter is
+    installed, the shutdown's, and the network mode's device's periodic ones.
+    """
+    _check_network(network)
+    data = _data()["base"]
+    return {**data["syscalls"], **data["by-network"].get(network, {})}
 
 
-def profile(network: str, listener_path: str) -> dict[str, Any]:
+def socket_families(network: str) -> dict[str, int]:
+    """The address families socket() may open in this mode: name -> number."""
+    _check_network(network)
+    if network == "direct":
+        return {}
+    families: dict[str, int] = _data()["socket-families"]["families"]
+    return dict(families)
+
+
+@cache
+def syscall_numbers() -> dict[str, int]:
+    """Every x86_64 syscall: name -> number."""
+    numbers: dict[str, int] = _data()["x86_64"]["numbers"]
+    return dict(numbers)
+
+
+@cache
+def syscall_names() -> dict[int, str]:
+    """Every x86_64 syscall: number -> name."""
+    return {nr: name for name, nr in syscall_numbers().items()}
+
+
+def check_names(names: Iterable[str]) -> list[str]:
+    """The names sorted, or SyscallNameError naming the first that is not allowable."""
+    known = syscall_numbers()
+    denied = denied_syscalls()
+    for name in names:
+        if name not in known:
+            raise SyscallNameError(f"{name!r} is not an x86_64 syscall")
+        if name in denied:
+            raise SyscallNameError(f"{name!r} is never allowed in the sandbox: {denied[name]}")
+        if name in ("clone3", "execve", "prctl", "seccomp"):
+            raise SyscallNameError(
+                f"{name!r} has a fixed rule in the sandbox (see docs/sandbox.md); leave it out"
+            )
+    return sorted(set(names))
+
+
+def ceiling(extra: Collection[str] = ()) -> frozenset[str]:
+    """What a recording may notice: the static allowlist, its conditional calls, `extra`."""
+    return frozenset(allowed_syscalls("socket")) | set(RECORDABLE_CONDITIONAL) | set(extra)
+
+
+def derived_allowlist(
+    recorded: Iterable[str], extra: Iterable[str] = (), network: str = "socket"
+) -> frozenset[str]:
+    """An image's allowed set: the base set, what its recording noticed, the manifest's extra."""
+    base = frozenset(base_syscalls(network))
+    return base | frozenset(recorded) | frozenset(check_names(extra))
+
+
+def unconditional(allowed: Collection[str] | None, network: str) -> list[str]:
+    """The calls a profile allows whatever their arguments (the count docs/sandbox.md gives)."""
+    if allowed is None:
+        return allowed_syscalls(network)
+    return sorted(set(allowed) - set(CONDITIONAL))
+
+
+def profile(
+    network: str,
+    listener_path: str,
+    allowed: Collection[str] | None = None,
+    *,
+    record: bool = False,
+    seal: bool = False,
+) -> dict[str, Any]:
     """The OCI `linux.seccomp` object for an app in this network mode.
 
-    listener_path is the unix socket an ExecGate listens on; runc hands it the notify fd.
+    allowed: the image's derived allowlist (derived_allowlist()), or None for the static one.
+    record: the recording profile (allowed then names the manifest's extra calls, if any).
+    seal: the image's runtime installs a filter of its own once the app is up (allow it).
+    listener_path is the unix socket the gate listens on; runc hands it the notify fd.
     """
-    allowed = allowed_syscalls(network)
+    _check_network(network)
+    static = allowed_syscalls(network)
     denied = denied_syscalls()
-    overlap = (set(allowed) & set(denied)) | (set(allowed) & set(CONDITIONAL))
+    overlap = (set(static) & set(denied)) | (set(static) & set(CONDITIONAL))
+    overlap |= set(base_syscalls(network)) & (set(denied) | set(CONDITIONAL))
     if overlap:
         # A data edit that lets a denied call in must fail loudly, never widen the sandbox.
         raise ValueError(f"seccomp allowlist overlaps denied/conditional calls: {sorted(overlap)}")
-    if network == "direct":
-        denied = {**denied, "socket": "direct mode: the app's network is its TAP device"}
-    eperm = {"action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM}
+    if allowed is not None and set(allowed) & set(denied):
+        raise ValueError(
+            f"a derived allowlist names denied calls: {sorted(set(allowed) & set(denied))}"
+        )
+
+    if record:
+        top = ceiling(allowed or ())
+        base = set(base_syscalls(network))
+        plain = sorted(base)
+        gated = sorted(top - base - set(CONDITIONAL))
+        permitted = set(RECORDABLE_CONDITIONAL)
+    elif allowed is None:
+        plain = static
+        gated = []
+        permitted = set(RECORDABLE_CONDITIONAL)
+    else:
+        plain = unconditional(allowed, network)
+        gated = sorted(set(static) - set(plain))
+        permitted = set(allowed) & set(RECORDABLE_CONDITIONAL)
+
+    def action(name: str) -> str:
+        """ALLOW a conditional call's permitted cases, or let the gate see them."""
+        return ALLOW if name in permitted and not record else NOTIFY
+
+    eperm = {"action": ERRNO, "errnoRet": errno.EPERM}
+    rules: list[dict[str, Any]] = [{"names": plain, "action": ALLOW}]
+    if gated:
+        rules.append({"names": gated, "action": NOTIFY})
+    rules += [
+        {
+            "names": ["clone"],
+            "action": action("clone"),
+            "args": [
+                {
+                    "index": 0,
+                    "value": CLONE_THREAD | _CLONE_NEW_ANY,
+                    "valueTwo": CLONE_THREAD,
+                    "op": "SCMP_CMP_MASKED_EQ",
+                }
+            ],
+        },
+        # clone3 passes its flags in memory, out of the filter's sight. ENOSYS makes glibc
+        # fall back to clone, where the rule above sees them.
+        {"names": ["clone3"], "action": ERRNO, "errnoRet": errno.ENOSYS},
+        {"names": ["execve"], "action": NOTIFY},
+        *_ioctl_rules(action("ioctl")),
+        *_socket_rules(network, action("socket")),
+        {
+            "names": ["socketpair"],
+            "action": action("socketpair"),
+            "args": [
+                {"index": 0, "value": socket_families("socket")["AF_UNIX"], "op": "SCMP_CMP_EQ"}
+            ],
+        },
+    ]
+    if seal:
+        rules += _seal_rules()
+    rules.append({"names": sorted(denied), **eperm})
     return {
-        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultAction": ERRNO,
         "defaultErrnoRet": errno.EPERM,
         # Only native x86_64: libseccomp then refuses i386 (int 0x80) and x32 calls outright,
         # which would otherwise reach syscalls under numbers this filter never names.
         "architectures": ["SCMP_ARCH_X86_64"],
         "listenerPath": listener_path,
-        "syscalls": [
-            {"names": allowed, "action": "SCMP_ACT_ALLOW"},
-            {
-                "names": ["clone"],
-                "action": "SCMP_ACT_ALLOW",
-                "args": [
-                    {
-                        "index": 0,
-                        "value": CLONE_THREAD | _CLONE_NEW_ANY,
-                        "valueTwo": CLONE_THREAD,
-                        "op": "SCMP_CMP_MASKED_EQ",
-                    }
-                ],
-            },
-            # clone3 passes its flags in memory, out of the filter's sight. ENOSYS makes glibc
-            # fall back to clone, where the rule above sees them.
-            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS},
-            {"names": ["execve"], "action": "SCMP_ACT_NOTIFY"},
-            *_ioctl_rules(),
-            {"names": sorted(denied), **eperm},
-        ],
+        "syscalls": rules,
     }
 
 
-def _ioctl_rules() -> list[dict[str, Any]]:
+def _ioctl_rules(action: str) -> list[dict[str, Any]]:
     """Allow ioctl for every request whose low 32 bits differ from TIOCSTI's.
 
     Each rule allows the requests that differ from TIOCSTI in one bit, so together they allow
@@ -135,7 +275,7 @@ def _ioctl_rules() -> list[dict[str, Any]]:
     return [
         {
             "names": ["ioctl"],
-            "action": "SCMP_ACT_ALLOW",
+            "action": action,
             "args": [
                 {
                     "index": 1,
@@ -149,159 +289,90 @@ def _ioctl_rules() -> list[dict[str, Any]]:
     ]
 
 
-# <linux/seccomp.h>: struct seccomp_notif is 80 bytes (id, pid, flags, seccomp_data), the
-# response 24 (id, val, error, flags). Both ioctls are _IOWR('!', n, struct).
-_NOTIF = struct.Struct("=QIIiIQ6Q")
-_RESP = struct.Struct("=QqiI")
-_IOCTL_NOTIF_RECV = 0xC0000000 | (_NOTIF.size << 16) | (ord("!") << 8) | 0
-_IOCTL_NOTIF_SEND = 0xC0000000 | (_RESP.size << 16) | (ord("!") << 8) | 1
-# _IOW('!', 2, __u64); kernels before 5.17 only knew it under the wrong direction, _IOR.
-_IOCTL_NOTIF_ID_VALID = 0x40000000 | (8 << 16) | (ord("!") << 8) | 2
-_IOCTL_NOTIF_ID_VALID_OLD = 0x80000000 | (8 << 16) | (ord("!") << 8) | 2
-_FLAG_CONTINUE = 1
-_NR_EXECVE = 59  # x86_64
-_POLL_SECONDS = 0.2
+# socket()'s first argument outside {AF_UNIX 1, AF_INET 2, AF_INET6 10}, as comparisons on the
+# whole 64-bit register: 0, 3, 4-7, 8-9 and everything above 10 (negative ints included, as
+# the kernel's int is sign-extended into a huge unsigned value).
+_OTHER_FAMILIES = (
+    {"index": 0, "value": 0, "op": "SCMP_CMP_EQ"},
+    {"index": 0, "value": 3, "op": "SCMP_CMP_EQ"},
+    {"index": 0, "value": 0xFFFF_FFFF_FFFF_FFFC, "valueTwo": 4, "op": "SCMP_CMP_MASKED_EQ"},
+    {"index": 0, "value": 0xFFFF_FFFF_FFFF_FFFE, "valueTwo": 8, "op": "SCMP_CMP_MASKED_EQ"},
+    {"index": 0, "value": 10, "op": "SCMP_CMP_GT"},
+)
 
 
-class ExecGate:
-    """Seccomp notification agent: lets the container's first execve through, refuses the rest.
+def _socket_rules(network: str, action: str) -> list[dict[str, Any]]:
+    """socket() of the mode's families (action), every other family to the gate, refused.
 
-    Listen on socket_path before `runc run`; runc connects and passes the notify fd with the
-    container state. The gate runs in a daemon thread until the container's last process exits
-    or close() is called.
+    The gate answers the others EPERM with a line naming the rule; a whole-register compare
+    also refuses AF_INET with junk in the high half, which the kernel would drop.
     """
-
-    def __init__(self, socket_path: Path) -> None:
-        self.socket_path = socket_path
-        self.execs_allowed = 0
-        self.execs_refused = 0
-        self._stop = threading.Event()
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                socket_path.unlink()
-            self._listener.bind(str(socket_path))
-            os.chmod(socket_path, 0o600)
-            self._listener.listen(1)
-            self._listener.settimeout(_POLL_SECONDS)
-        except BaseException:
-            self._listener.close()
-            raise
-        self._thread = threading.Thread(target=self._run, name="summon-exec-gate", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop the gate and release its socket. Idempotent."""
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
-
-    def _run(self) -> None:
-        block_signals_in_thread()
-        try:
-            notify_fd, init_pid = self._receive()
-        except OSError:
-            return
-        finally:
-            self._listener.close()
-        if notify_fd < 0:
-            return
-        try:
-            self._serve(notify_fd, init_pid)
-        finally:
-            # Closing the fd is what unblocks (with ENOSYS) any call still waiting on us.
-            os.close(notify_fd)
-
-    def _receive(self) -> tuple[int, int]:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                msg, fds, _flags, _addr = socket.recv_fds(conn, 1 << 16, 4)
-                try:
-                    state = json.loads(msg)
-                    index = state["fds"].index("seccompFd")
-                    pid = int(state["pid"])
-                    fd = fds[index]
-                except (ValueError, KeyError, IndexError, TypeError):
-                    for stray in fds:
-                        os.close(stray)
-                    continue
-                for stray in fds:
-                    if stray != fd:
-                        os.close(stray)
-                return fd, pid
-        return -1, 0
-
-    def _serve(self, notify_fd: int, init_pid: int) -> None:
-        poller = select.poll()
-        poller.register(notify_fd, select.POLLIN)
-        while not self._stop.is_set():
-            events = poller.poll(_POLL_SECONDS * 1000)
-            if not events:
-                continue
-            _fd, mask = events[0]
-            if mask & select.POLLIN:
-                self._answer(notify_fd, init_pid)
-            elif mask & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
-                return  # every process under the filter has exited
-
-    def _answer(self, notify_fd: int, init_pid: int) -> None:
-        buf = bytearray(_NOTIF.size)  # the kernel insists on a zeroed buffer
-        try:
-            fcntl.ioctl(notify_fd, _IOCTL_NOTIF_RECV, buf, True)
-        except OSError as e:
-            if e.errno in (errno.ENOENT, errno.EINTR):
-                return  # the caller died or the call was interrupted before we read it
-            raise
-        notif_id, tid, _flags, nr, _arch, _ip, *_args = _NOTIF.unpack(buf)
-        # Only runc's own exec of the app may pass: from the init process, before app code.
-        allow = nr == _NR_EXECVE and not self.execs_allowed and _tgid(tid) == init_pid
-        if allow and not _still_waiting(notify_fd, notif_id):
-            return  # the caller went away while we looked it up; tid may be another's now
-        resp = _RESP.pack(notif_id, 0, 0, _FLAG_CONTINUE) if allow else _deny(notif_id)
-        try:
-            fcntl.ioctl(notify_fd, _IOCTL_NOTIF_SEND, bytearray(resp), True)
-        except FileNotFoundError:
-            # A signal (the Go runtime in runc init sends itself plenty) interrupted the call
-            # before our answer: the kernel restarts it as a new notification, so the one
-            # allowance is still unspent.
-            return
-        if allow:
-            self.execs_allowed += 1
-        else:
-            self.execs_refused += 1
+    families = socket_families(network)
+    if not families:
+        return [{"names": ["socket"], "action": NOTIFY}]
+    if set(families.values()) != {1, 2, 10}:
+        raise ValueError(f"socket family rules are written for AF_UNIX/INET/INET6: {families}")
+    rules: list[dict[str, Any]] = [
+        {
+            "names": ["socket"],
+            "action": action,
+            "args": [{"index": 0, "value": nr, "op": "SCMP_CMP_EQ"}],
+        }
+        for nr in sorted(families.values())
+    ]
+    rules += [{"names": ["socket"], "action": NOTIFY, "args": [dict(c)]} for c in _OTHER_FAMILIES]
+    return rules
 
 
-def _deny(notif_id: int) -> bytes:
-    return _RESP.pack(notif_id, 0, -errno.EPERM, 0)
+def _seal_rules() -> list[dict[str, Any]]:
+    """What the runtime's seal calls: prctl(PR_SET_NO_NEW_PRIVS, 1), seccomp(FILTER, TSYNC)."""
+    return [
+        {
+            "names": ["prctl"],
+            "action": ALLOW,
+            "args": [
+                {"index": 0, "value": PR_SET_NO_NEW_PRIVS, "op": "SCMP_CMP_EQ"},
+                {"index": 1, "value": 1, "op": "SCMP_CMP_EQ"},
+            ],
+        },
+        {
+            "names": ["seccomp"],
+            "action": ALLOW,
+            "args": [
+                {"index": 0, "value": SECCOMP_SET_MODE_FILTER, "op": "SCMP_CMP_EQ"},
+                {"index": 1, "value": SECCOMP_FILTER_FLAG_TSYNC, "op": "SCMP_CMP_EQ"},
+            ],
+        },
+    ]
 
 
-def _tgid(tid: int) -> int:
-    """The process a thread belongs to (the notification names the calling thread)."""
-    try:
-        with open(f"/proc/{tid}/status") as f:
-            for line in f:
-                if line.startswith("Tgid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return -1
+def seals(app_config: dict[str, Any]) -> bool:
+    """Whether the image's runtime seals itself (app.json "seal" mode "on"): allow it to."""
+    seal = app_config.get("seal")
+    return isinstance(seal, dict) and seal.get("mode") == "on"
 
 
-def _still_waiting(notify_fd: int, notif_id: int) -> bool:
-    """Whether the notification is still live, so the tid read from /proc was the caller's."""
-    arg = bytearray(struct.pack("=Q", notif_id))
-    for request in (_IOCTL_NOTIF_ID_VALID, _IOCTL_NOTIF_ID_VALID_OLD):
-        try:
-            fcntl.ioctl(notify_fd, request, arg, False)
-            return True
-        except OSError as e:
-            if e.errno != errno.EINVAL:
-                return False
-    return False
+def summary(app_config: dict[str, Any], label: str | None) -> dict[str, Any]:
+    """What `summon inspect --json` says under REPORT_KEY for an image.
+
+    label: the image's dev.summon.syscalls label (its derived list), None for the static one.
+    """
+    network = str(app_config.get("network", "socket"))
+    if network not in NETWORK_MODES:
+        network = "socket"
+    allowed = frozenset(label.split()) if label is not None else None
+    plain = unconditional(allowed, network)
+    conditional = set(allowed if allowed is not None else RECORDABLE_CONDITIONAL)
+    if network == "direct":
+        conditional.discard("socket")
+    if seals(app_config):
+        conditional |= {"prctl", "seccomp"}
+    seal = app_config.get("seal")
+    return {
+        "network": network,
+        "derived": allowed is not None,
+        "syscalls_allowed": len(plain),
+        "syscalls": plain,
+        "conditional": sorted(conditional & set(CONDITIONAL)),
+        "seal": seal.get("mode", "off") if isinstance(seal, dict) else "off",
+    }

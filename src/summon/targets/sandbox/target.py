@@ -150,7 +150,8 @@ class SandboxTarget(Target):
         leftover.netns._created = True
         leftover._release()
 
-    def start(self, spec: RunSpec) -> SandboxInstance:
+    def start(self, spec: RunSpec, *, record: bool = False) -> SandboxInstance:
+        """Start spec; record: under the recording seccomp profile (record.py)."""
         runc = find_runc()
         _require_root()
         if spec.image_digest:
@@ -167,7 +168,7 @@ class SandboxTarget(Target):
                 )
         root = self.root or runc_root()
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        instance = SandboxInstance(runc, root, spec)
+        instance = SandboxInstance(runc, root, spec, record=record)
         try:
             instance._start()
         except BaseException:

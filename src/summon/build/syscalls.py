@@ -1,0 +1,272 @@
+"""The build's recording run: the syscalls an image makes, for its derived sandbox profile.
+
+The image runs once in the sandbox under the recording profile (targets/sandbox/record.py),
+through its real entrypoint: the runtime starts, the probe warms the app up, the seal closes,
+the app serves. The build then exercises each declared port from the host (a TCP connection
+that sends an HTTP/1.0 request line, the protocol of most summon apps, and reads the answer;
+a UDP datagram), and stops the instance with SIGTERM so the shutdown is recorded too. An app
+without ports runs to its end.
+
+The image's allowlist is then the sandbox's base set, what the run called, and the manifest's
+`syscalls`; it is written into the image config (label dev.summon.syscalls), read back by
+RunSpec.for_image, and listed in the bill of materials. When the run cannot be made (no runc
+or not root) or the app did not come up, the image carries no list and keeps the static one.
+
+Also here: the app.json "seal" object (mode, and the shared objects to load before the seal).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from summon.build.rootfs import Rootfs
+from summon.targets.base import PortForward, RunSpec
+from summon.targets.sandbox.seccomp import REPORT_KEY
+
+__all__ = ["REPORT_KEY", "DerivedSyscalls", "record_image", "seal_config"]
+
+EXERCISE_REQUEST = b"GET / HTTP/1.0\r\nHost: summon-build\r\nUser-Agent: summon-build\r\n\r\n"
+EXERCISE_DATAGRAM = bytes(12)  # zeros: a DNS header with no question, for example
+RUN_TIMEOUT = 20.0  # seconds for an app without ports to end, or a server to listen
+ANSWER_PATIENCE = 3.0  # seconds a server may take to answer (and close) the build's request
+UDP_PATIENCE = 3.0  # seconds of datagrams, half a second apart, until one is answered
+LINGER = 2.0  # seconds a served app runs at least (start included): a 1 s timer fires once
+_TAIL = 10
+
+
+@dataclass(frozen=True)
+class DerivedSyscalls:
+    """An image's derived allowlist and how it came about."""
+
+    network: str
+    allowed: tuple[str, ...]  # sorted: the base set, the recorded calls, the manifest's extra
+    recorded: tuple[str, ...]
+    extra: tuple[str, ...]
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def unconditional(self) -> list[str]:
+        """The calls allowed whatever their arguments (docs/sandbox.md's count)."""
+        from summon.targets.sandbox import seccomp
+
+        return seccomp.unconditional(self.allowed, self.network)
+
+    def label(self) -> str:
+        """The value of the image config label dev.summon.syscalls."""
+        return " ".join(self.allowed)
+
+    def bom(self) -> dict[str, Any]:
+        """The bill of materials' entry under REPORT_KEY."""
+        from summon.targets.sandbox import seccomp
+
+        return {
+            "network": self.network,
+            "syscalls_allowed": len(self.unconditional),
+            "syscalls": self.unconditional,
+            "conditional": sorted(set(self.allowed) & set(seccomp.CONDITIONAL)),
+            "recorded": list(self.recorded),
+            "base": sorted(seccomp.base_syscalls(self.network)),
+            "extra": list(self.extra),
+        }
+
+
+def can_record() -> str:
+    """Why no recording run can be made here, or "" if one can."""
+    if os.geteuid() != 0:
+        return "the recording run needs root (the sandbox target)"
+    if shutil.which("runc") is None:
+        return "the recording run needs runc"
+    return ""
+
+
+def record_image(
+    rootfs: Path,
+    app_config: Mapping[str, Any],
+    argv: Sequence[str],
+    *,
+    image: str,
+    extra: Sequence[str] = (),
+    timeout: float = RUN_TIMEOUT,
+) -> tuple[DerivedSyscalls | None, list[str]]:
+    """Run the unpacked image once under the recording profile; (derived list, warnings).
+
+    The list is None, with a warning saying why, when the run cannot be made or the app did
+    not come up: the image then keeps the sandbox's static allowlist.
+    """
+    from summon.targets.sandbox.record import record_syscalls
+
+    why_not = can_record()
+    if why_not:
+        return None, [f"{why_not}: the image keeps the sandbox's static syscall allowlist"]
+    network = str(app_config.get("network", "socket"))
+    ports = tuple(_forwards(app_config))
+    started = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix="summon-record-") as state,
+        tempfile.TemporaryFile() as out,
+    ):
+        spec = RunSpec(
+            name=f"record-{uuid.uuid4().hex[:10]}",
+            image=image,
+            rootfs=rootfs,
+            app_config=dict(app_config),
+            argv=tuple(argv),
+            env=dict(app_config.get("env") or {}),
+            ports=ports,
+            network=network,
+            memory=int(app_config.get("memory", 128 * 1024 * 1024)),
+            pids=int(app_config.get("pids", 64)),
+            state_dir=Path(state),
+            stdout=out.fileno(),
+        )
+        answered: list[str] = []
+        alive: list[bool] = []
+
+        def drive(instance: Any) -> None:
+            if not ports:
+                instance.wait(timeout)
+                return
+            # TCP first: the forwarder holds a connection until the app listens, so by the
+            # time UDP is tried the app is up.
+            for fwd in sorted(ports, key=lambda f: f.protocol != "tcp"):
+                _host, port = instance.forwarder.bound[fwd]
+                if _exercise(fwd.protocol, port, timeout):
+                    answered.append(str(fwd))
+            # Outlive a one-second timer of the app's (or of summon.net's counters).
+            time.sleep(max(0.0, LINGER - (time.monotonic() - started)))
+            alive.append(instance.wait(0) is None)
+
+        recording = record_syscalls(spec, drive, extra=extra)
+        out.seek(0)
+        tail = "\n".join(out.read().decode(errors="replace").splitlines()[-_TAIL:])
+    warnings = []
+    if ports and not (alive and alive[0]):
+        return None, [
+            f"the recording run's app ended before it was exercised (exit status "
+            f"{recording.status}); the image keeps the sandbox's static syscall allowlist. "
+            f"Its last lines:\n{tail}"
+        ]
+    if ports and not answered:
+        warnings.append(
+            f"no port of {', '.join(map(str, ports))} answered the recording run's request; "
+            "calls the app makes only while answering may be missing from its syscall list "
+            '(add them with syscalls = ["..."] in [tool.summon])'
+        )
+    derived = DerivedSyscalls(
+        network=network,
+        allowed=tuple(sorted(recording.allowlist(extra))),
+        recorded=tuple(sorted(recording.syscalls)),
+        extra=tuple(sorted(extra)),
+        seconds=time.monotonic() - started,
+        warnings=warnings,
+    )
+    return derived, warnings
+
+
+def _forwards(app_config: Mapping[str, Any]) -> list[PortForward]:
+    """A forward from an ephemeral host port to each port app.json declares."""
+    out = []
+    for item in app_config.get("ports") or []:
+        number, _, proto = str(item).partition("/")
+        out.append(PortForward(host_port=0, guest_port=int(number), protocol=proto or "tcp"))
+    return out
+
+
+def _exercise(protocol: str, port: int, timeout: float) -> bool:
+    """Talk to the app once on a host port; whether it answered anything."""
+    if protocol == "udp":
+        deadline = time.monotonic() + UDP_PATIENCE
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.5)
+            while time.monotonic() < deadline:
+                s.sendto(EXERCISE_DATAGRAM, ("127.0.0.1", port))
+                try:
+                    s.recvfrom(65535)
+                    return True
+                except (TimeoutError, ConnectionError):
+                    continue
+        return False
+    try:
+        # The forwarder holds the connection until the app listens.
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(EXERCISE_REQUEST)
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(ANSWER_PATIENCE)
+            got = 0
+            while chunk := s.recv(65536):
+                got += len(chunk)
+            return got > 0
+    except OSError:
+        return False
+
+
+def seal_config(
+    mode: str, fs: Rootfs, sources: Sequence[Path] = (), script: Path | None = None
+) -> dict[str, Any]:
+    """app.json's "seal" object (docs/sealing.md).
+
+    mode; preload: every shared object in the image, loaded before the seal; at: "ready"
+    when the app's own code (sources) calls summon.runtime.ready(), so that the seal waits
+    for it, else "auto"; for a script entry, imports: the stdlib modules it imports at its
+    top level, imported before the seal as a function entry's module is.
+    """
+    preload = sorted(
+        path
+        for path, node in fs.nodes.items()
+        if node.kind == "file" and (path.endswith(".so") or ".so." in path.rpartition("/")[2])
+    )
+    calls = any(calls_ready(p.read_text(encoding="utf-8", errors="replace")) for p in sources)
+    doc: dict[str, Any] = {"mode": mode, "preload": preload, "at": "ready" if calls else "auto"}
+    if script is not None:
+        doc["imports"] = top_level_imports(script.read_text(encoding="utf-8"))
+    return doc
+
+
+def top_level_imports(source: str) -> list[str]:
+    """The stdlib modules a script imports unconditionally at its top.
+
+    Only the stdlib's: importing the app's own or a vendored module ahead of the script's
+    first lines could run it before what those lines set up (the environment, sys.path).
+    Imports inside if/try are left out: they may be meant to fail.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    imports: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            imports += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imports.append(node.module)
+    return [n for n in dict.fromkeys(imports) if n.partition(".")[0] in sys.stdlib_module_names]
+
+
+def calls_ready(source: str) -> bool:
+    """Whether the source imports summon.runtime and calls a `ready` (its warm-up point)."""
+    if "ready" not in source or "summon.runtime" not in source:
+        return False
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if (isinstance(func, ast.Name) and func.id == "ready") or (
+                isinstance(func, ast.Attribute) and func.attr == "ready"
+            ):
+                return True
+    return False

@@ -1,0 +1,372 @@
+"""Sealing a running image: once the app is up, no new code and no new executable memory.
+
+The seal closes at one moment of an instance's life (docs/sealing.md says which, per entry
+kind): when the app calls summon.runtime.ready() (and only then, when the build saw the app's
+code call it: app.json "seal"/"at" is "ready"); else when its Stack device first listens,
+before a script's first line, or before an entry function that asks for no Stack is called.
+Before it closes, the runtime
+1. calls the probe (app.json "probe"), when there is one, so that code libraries build
+   lazily is built now (init.warm_up does it, before the app starts);
+2. loads every shared object the image ships that is not loaded yet (app.json
+   "seal"/"preload"), so that no import after the seal has to map new code;
+3. resolves what its own shutdown calls (a VM's reboot through ctypes);
+4. installs a seccomp filter of its own (the BPF program below), with the thread sync flag
+   so that every thread has it: mmap, mprotect and pkey_mprotect with PROT_EXEC, shmat with
+   SHM_EXEC, personality(READ_IMPLIES_EXEC), memfd_create, execve/execveat, ptrace, and the
+   calls that put code into the kernel or reach its memory (modules, kexec, bpf, port I/O,
+   device nodes) answer EPERM;
+5. installs the audit hook (seal_hook.py): no code compiled from strings, imports only from
+   the image, no ctypes, writes only under /tmp and the app's volumes.
+
+Mode "audit" does 1-3 and 5, with a hook that says what it would refuse and refuses nothing,
+and installs no filter (the kernel's log of a filter is host-wide and says nothing on the
+app's console). Each refusal is said once, on stderr: "summon: sealed: refused WHAT (RULE)".
+
+Image-side: stdlib only. ctypes is imported when the seal closes, not before (~3 ms).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Not from typing: importing typing costs ~9 ms at every start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from typing import Any
+
+    from summon.runtime.config import AppConfig
+
+MODES = ("on", "audit", "off")
+
+# <linux/audit.h>, <asm/unistd_64.h>, <linux/mman.h>, <linux/shm.h>, <linux/personality.h>
+AUDIT_ARCH_X86_64 = 0xC000003E
+X32_SYSCALL_BIT = 0x40000000
+PROT_EXEC = 0x4
+SHM_EXEC = 0o100000
+READ_IMPLIES_EXEC = 0x0400000
+SECCOMP_RET_KILL_PROCESS = 0x80000000
+SECCOMP_RET_ERRNO = 0x00050000
+SECCOMP_RET_ALLOW = 0x7FFF0000
+EPERM = 1
+SYS_SECCOMP = 317
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+PR_SET_NO_NEW_PRIVS = 38
+
+RULE_MEMORY = "seal.memory: no new executable memory after the seal"
+RULE_PROGRAM = "seal.program: no second program"
+RULE_KERNEL = "seal.kernel: no new code in the kernel"
+
+# (number, name, argument index, bit): refused when the argument has the bit; index None:
+# refused whatever the arguments. x86_64 numbers.
+FILTER_RULES: tuple[tuple[int, str, int | None, int, str], ...] = (
+    (9, "mmap", 2, PROT_EXEC, RULE_MEMORY),
+    (10, "mprotect", 2, PROT_EXEC, RULE_MEMORY),
+    (329, "pkey_mprotect", 2, PROT_EXEC, RULE_MEMORY),
+    (30, "shmat", 2, SHM_EXEC, RULE_MEMORY),
+    # READ_IMPLIES_EXEC makes every later readable mapping executable.
+    (135, "personality", 0, READ_IMPLIES_EXEC, RULE_MEMORY),
+    # A memfd is a file nobody else sees: written, then mapped or executed.
+    (319, "memfd_create", None, 0, RULE_MEMORY),
+    (59, "execve", None, 0, RULE_PROGRAM),
+    (322, "execveat", None, 0, RULE_PROGRAM),
+    # A traced child could poke code into its parent; /proc/PID/mem is the hook's to refuse.
+    (101, "ptrace", None, 0, RULE_PROGRAM),
+    (175, "init_module", None, 0, RULE_KERNEL),
+    (313, "finit_module", None, 0, RULE_KERNEL),
+    (246, "kexec_load", None, 0, RULE_KERNEL),
+    (320, "kexec_file_load", None, 0, RULE_KERNEL),
+    (321, "bpf", None, 0, RULE_KERNEL),
+    (172, "iopl", None, 0, RULE_KERNEL),
+    (173, "ioperm", None, 0, RULE_KERNEL),
+    # A VM's init is root: a new device node could open the kernel's memory or ports.
+    (133, "mknod", None, 0, RULE_KERNEL),
+    (259, "mknodat", None, 0, RULE_KERNEL),
+)
+
+# struct seccomp_data: nr at 0, arch at 4, instruction_pointer at 8, args[6] from 16 (u64
+# each; the low 32 bits first on little-endian x86_64).
+OFFSET_NR = 0
+OFFSET_ARCH = 4
+OFFSET_ARGS = 16
+
+# Classic BPF opcodes (<linux/filter.h>).
+BPF_LD_W_ABS = 0x00 | 0x00 | 0x20  # BPF_LD | BPF_W | BPF_ABS
+BPF_JEQ_K = 0x05 | 0x10 | 0x00  # BPF_JMP | BPF_JEQ | BPF_K
+BPF_JGE_K = 0x05 | 0x30 | 0x00  # BPF_JMP | BPF_JGE | BPF_K
+BPF_JSET_K = 0x05 | 0x40 | 0x00  # BPF_JMP | BPF_JSET | BPF_K
+BPF_RET_K = 0x06 | 0x00  # BPF_RET | BPF_K
+
+# One instruction before assembly: (opcode, k, jump-if-true label, jump-if-false label);
+# labels are None (the next instruction) or names placed with ("label", name).
+Instruction = tuple[int, int, "str | None", "str | None"]
+
+
+def filter_program() -> list[tuple[int, int, int, int]]:
+    """The seal's filter as (code, jt, jf, k) instructions, assembled.
+
+    Architecture first: a call from another ABI kills the process (the sandbox's own filter
+    already does; in a VM this one is the only one). x32 calls (bit 30 in the number) are
+    refused. Then one comparison per refused call, and a check of one argument's bit where
+    only some calls are refused.
+    """
+    body: list[Instruction | tuple[str, str]] = [
+        (BPF_LD_W_ABS, OFFSET_ARCH, None, None),
+        (BPF_JEQ_K, AUDIT_ARCH_X86_64, None, "kill"),
+        (BPF_LD_W_ABS, OFFSET_NR, None, None),
+        (BPF_JGE_K, X32_SYSCALL_BIT, "deny", None),
+    ]
+    checks: dict[tuple[int, int], str] = {}
+    for nr, _name, index, bit, _rule in FILTER_RULES:
+        if index is None:
+            body.append((BPF_JEQ_K, nr, "deny", None))
+        else:
+            label = checks.setdefault((index, bit), f"arg{index}&{bit:#x}")
+            body.append((BPF_JEQ_K, nr, label, None))
+    body.append((BPF_RET_K, SECCOMP_RET_ALLOW, None, None))
+    for (index, bit), label in checks.items():
+        body += [
+            ("label", label),
+            # The low half of the argument: every bit tested here lives there.
+            (BPF_LD_W_ABS, OFFSET_ARGS + 8 * index, None, None),
+            (BPF_JSET_K, bit, "deny", None),
+            (BPF_RET_K, SECCOMP_RET_ALLOW, None, None),
+        ]
+    body += [
+        ("label", "deny"),
+        (BPF_RET_K, SECCOMP_RET_ERRNO | EPERM, None, None),
+        ("label", "kill"),
+        (BPF_RET_K, SECCOMP_RET_KILL_PROCESS, None, None),
+    ]
+    return assemble(body)
+
+
+def assemble(body: list[Instruction | tuple[str, str]]) -> list[tuple[int, int, int, int]]:
+    """Resolve labels into classic BPF's relative forward jumps: (code, jt, jf, k)."""
+    labels: dict[str, int] = {}
+    code: list[Instruction] = []
+    for item in body:
+        if item[0] == "label":
+            labels[str(item[1])] = len(code)
+        else:
+            code.append(item)  # type: ignore[arg-type]
+    out = []
+    for i, (op, k, jt, jf) in enumerate(code):
+        offsets = []
+        for label in (jt, jf):
+            target = i + 1 if label is None else labels[label]
+            offset = target - (i + 1)
+            if not 0 <= offset <= 255:
+                raise ValueError(f"BPF jump from {i} to {label} is out of reach ({offset})")
+            offsets.append(offset)
+        out.append((op, offsets[0], offsets[1], k))
+    return out
+
+
+def program_bytes(program: list[tuple[int, int, int, int]]) -> bytes:
+    """struct sock_filter[]: u16 code, u8 jt, u8 jf, u32 k, each."""
+    import struct  # already loaded by ctypes by the time this runs
+
+    return b"".join(struct.pack("=HBBI", *ins) for ins in program)
+
+
+def install_filter(program: list[tuple[int, int, int, int]]) -> None:
+    """Install the program for every thread of the process; OSError if the kernel refuses."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    # No new privileges is set already in the sandbox (runc); a VM's init must set it (or be
+    # root, which it is) before an unprivileged filter is allowed.
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    raw = program_bytes(program)
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_char_p))
+
+    prog = SockFprog(len(program), raw)
+    libc.syscall.restype = ctypes.c_long
+    result = libc.syscall(
+        ctypes.c_long(SYS_SECCOMP),
+        ctypes.c_long(SECCOMP_SET_MODE_FILTER),
+        ctypes.c_long(SECCOMP_FILTER_FLAG_TSYNC),
+        ctypes.byref(prog),
+    )
+    if result != 0:
+        err = ctypes.get_errno() if result < 0 else 0
+        if result > 0:  # TSYNC: the id of a thread whose filters differ
+            raise OSError(0, f"thread {result} has filters of its own")
+        raise OSError(err, os.strerror(err))
+
+
+class Sealer:
+    """Closes the seal of this instance once (seal()), the way app.json "seal" says."""
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        roots: tuple[str, ...],
+        say: Callable[[str], None],
+    ) -> None:
+        self.mode = cfg.seal
+        self.preload = tuple(cfg.preload)
+        self.writable = ("/tmp", *(v.rstrip("/") for v in cfg.volumes if v.startswith("/")))
+        # Module folders under a writable one are not the image's, whatever sys.path says.
+        self.roots = tuple(
+            r for r in roots if r.startswith("/") and r != "/" and not _under(r, self.writable)
+        )
+        self.say = say
+        # The app's code calls ready() (the build saw it): only that closes the seal.
+        self.waits_for_ready = cfg.seal_at == "ready"
+        self.sealed = False
+        self.why = ""
+        self.seconds = 0.0  # how long closing the seal took
+
+    def reached(self, point: str) -> None:
+        """One of the runtime's own seal points: close the seal unless the app's ready() will."""
+        if not self.waits_for_ready:
+            self.seal(point)
+
+    def seal(self, why: str) -> None:
+        """Close the seal now (a no-op after the first time)."""
+        if self.sealed:
+            return
+        self.sealed = True
+        self.why = why
+        import time
+
+        started = time.monotonic()
+        from summon.runtime import seal_hook
+
+        enforce = self.mode == "on"
+        had_ctypes = "ctypes" in sys.modules
+        mapped, _ = _read_maps()
+        self._preload(mapped)
+        shutdown = _resolve_shutdown()
+        if enforce:
+            try:
+                install_filter(filter_program())
+            except (OSError, AttributeError) as e:
+                self.say(
+                    f"sealed without its seccomp filter (the kernel said: {e}); the audit hook "
+                    "still holds"
+                )
+        seal_hook.patch_memory_calls(self._refusal, enforce)
+        hook = seal_hook.make_hook(
+            roots=self.roots,
+            writable=self.writable,
+            enforce=enforce,
+            trusted_callers=shutdown,
+            report=self._refusal,
+        )
+        if not had_ctypes:
+            # The seal imported ctypes for itself; an app that did not must not find it in
+            # sys.modules now (a later import of it is refused by the hook).
+            for name in [
+                n for n in sys.modules if n == "_ctypes" or n.partition(".")[0] == "ctypes"
+            ]:
+                del sys.modules[name]
+        sys.addaudithook(hook)
+        _, writable_code = _read_maps()
+        if writable_code:
+            self.say(
+                f"sealed: warning: {writable_code} writable and executable mapping(s) existed "
+                "before the seal; the seal cannot take them back"
+            )
+        self.seconds = time.monotonic() - started
+        if not enforce:
+            self.say(f"sealed (audit) at {why}: what the seal would refuse is said, not refused")
+        elif os.environ.get("SUMMON_LOG_LEVEL") == "debug":
+            self.say(f"sealed at {why} in {self.seconds * 1000:.1f} ms")
+
+    def _refusal(self, what: str, rule: str, enforce: bool) -> None:
+        if enforce:
+            self.say(f"sealed: refused {what} ({rule})")
+        else:
+            self.say(f"sealed (audit): would refuse {what} ({rule})")
+
+    def _preload(self, mapped: set[str]) -> None:
+        """Load every shared object the image ships, so no later import maps new code."""
+        todo = [p for p in self.preload if p not in mapped and os.path.exists(p)]
+        if not todo:
+            return
+        import ctypes
+
+        # The interpreter's own flags (RTLD_NOW): a later import's dlopen of the same path
+        # finds the object loaded and maps nothing.
+        mode = sys.getdlopenflags()
+        for path in todo:
+            try:
+                ctypes.CDLL(path, mode=mode)
+            except OSError as e:
+                self.say(f"sealed: could not load {path} before the seal ({e})")
+
+    def watch_stack(self, stack: Any) -> Any:
+        """Make the Stack device close the seal once it listens (TCP server or UDP port)."""
+        for name in ("start_server", "open_udp"):
+            original = getattr(stack, name, None)
+            if original is not None:
+                setattr(stack, name, self._sealing(original, f"{name}()"))
+        return stack
+
+    def _sealing(
+        self, original: Callable[..., Awaitable[Any]], why: str
+    ) -> Callable[..., Awaitable[Any]]:
+        async def listen_then_seal(*args: Any, **kwargs: Any) -> Any:
+            result = await original(*args, **kwargs)
+            self.reached(why)
+            return result
+
+        return listen_then_seal
+
+
+_active: Sealer | None = None
+
+
+def activate(sealer: Sealer | None) -> None:
+    """Make sealer the one ready() closes (the runtime calls this once, before the app)."""
+    global _active
+    _active = sealer
+
+
+def ready() -> None:
+    """The app's warm-up is done: close the seal now (a no-op outside a sealing image)."""
+    if _active is not None:
+        _active.seal("ready()")
+
+
+def _under(path: str, folders: tuple[str, ...]) -> bool:
+    return any(path == f or path.startswith(f + "/") for f in folders)
+
+
+def _read_maps() -> tuple[set[str], int]:
+    """(files mapped into this process, how many mappings are writable and executable)."""
+    files: set[str] = set()
+    writable_code = 0
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split(None, 5)
+                if len(parts) < 5:
+                    continue
+                if parts[1].startswith("rwx"):
+                    writable_code += 1
+                if len(parts) == 6 and parts[5].startswith("/"):
+                    files.add(parts[5].rstrip("\n"))
+    except OSError:
+        pass
+    return files, writable_code
+
+
+def _resolve_shutdown() -> frozenset[object]:
+    """Resolve what the runtime's own shutdown calls; return the code allowed to call it.
+
+    A VM's init powers off through ctypes (umount, reboot): its functions are looked up now,
+    and vm.finish's code stays allowed to call them after the seal (it does nothing else).
+    """
+    vm = sys.modules.get("summon.runtime.vm")
+    if vm is None or not getattr(vm, "active", False):
+        return frozenset()
+    vm._libc_call()
+    return frozenset({vm.finish.__code__})

@@ -1,0 +1,289 @@
+"""The seal's audit hook (sys.addaudithook): what Python code may no longer do once sealed.
+
+Refused after the seal, each with the rule named in the PermissionError and said once:
+- seal.code: compiling or running code from strings (the "compile" and "exec" events) unless
+  the source is byte for byte an image file (an import of a .py without its .pyc) or the
+  compile only parses (ast.parse, ast.literal_eval); new code objects ("code.__new__",
+  code.replace), and marshal.loads of anything but an image .pyc read by the import system;
+  setting a function's __code__;
+- seal.import: an import while sys.path names a folder outside the image's module folders;
+- seal.ctypes: importing ctypes, and every ctypes event (dlopen, dlsym, objects at raw
+  addresses, and on Python 3.12+ foreign calls), but for the runtime's own shutdown (a VM's
+  reboot). Python 3.11 audits no call through a function pointer made before the seal
+  (docs/sealing.md says what that leaves open);
+- seal.write: opening a file for writing anywhere but under /tmp and the app's volumes (and
+  /dev/null and its kin); with a relative path, a path with "..", or a path object (whose
+  string could change between this check and the open); and new symbolic links, which could
+  lead a later write out of /tmp;
+- seal.heap: gc.get_objects / get_referrers / get_referents, which would reach the hook's
+  own state.
+
+How it stays shut against code that runs after the seal and can monkeypatch any module: the
+hook reads nothing from module globals or builtins when it runs (every name it uses is a
+closure variable bound here, to immutable data or to a function of the C core), so patching
+`os`, `builtins` or this module changes nothing it decides; str and bytes subclasses are
+reduced to their real data before a comparison; mutable sources (bytearray) are refused; and
+the heap walks that could reach the hook function (and rebind its closure) are refused.
+Python runs audit hooks with tracing off, so a trace function cannot rewrite its locals.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Report = Callable[[str, str, bool], None]
+
+RULE_CODE = "seal.code: no code from strings after the seal"
+RULE_IMPORT = "seal.import: imports only from the image's own module folders"
+RULE_CTYPES = "seal.ctypes: no foreign calls after the seal"
+RULE_WRITE = "seal.write: writes only under /tmp and the app's volumes"
+RULE_HEAP = "seal.heap: no walking the heap after the seal"
+RULE_MEMORY = "seal.memory: no new executable memory after the seal"
+
+# Devices any app may write to: they store nothing and lead nowhere.
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+# O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND
+WRITE_FLAGS = 0o1 | 0o2 | 0o100 | 0o1000 | 0o2000
+WATCHED = frozenset(
+    {
+        "compile", "exec", "code.__new__", "marshal.loads", "marshal.load", "import", "open",
+        "os.symlink", "object.__setattr__", "gc.get_objects", "gc.get_referrers",
+        "gc.get_referents",
+    }
+)  # fmt: skip
+
+
+def make_hook(
+    *,
+    roots: tuple[str, ...],
+    writable: tuple[str, ...],
+    enforce: bool,
+    trusted_callers: frozenset[object],
+    report: Report,
+) -> Callable[[str, tuple[object, ...]], None]:
+    """The audit hook of a sealed instance.
+
+    roots: the image's module folders; writable: /tmp and the volumes; enforce: refuse (else
+    only report); trusted_callers: code objects that may still make ctypes calls (the
+    runtime's shutdown); report(what, rule, enforce) says a refusal (once per what).
+    """
+    import io
+
+    # Everything the hook touches, bound now. See the module docstring for why.
+    _str, _bytes, _int, _list, _code = str, bytes, int, list, type(compile("", "", "exec"))
+    _memoryview, _type, _len, _isinstance = memoryview, type, len, isinstance
+    _tuple_roots = tuple(_str(r).rstrip("/") for r in roots)
+    _tuple_writable = tuple(_str(w).rstrip("/") for w in writable)
+    _devices = DEVICES
+    _write_flags = WRITE_FLAGS
+    _watched = WATCHED
+    _permission_error, _exception = PermissionError, Exception
+    _os_error, _value_error = OSError, ValueError
+    _getframe = sys._getframe
+    _open = io.open
+    # ast.parse, known by its file: no code can be made with that name after the seal, and
+    # importing ast here would cost every sealed start ~1 ms.
+    _ast_file = f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/ast.py"
+    _importlib = sys.modules.get("_frozen_importlib_external")
+    _bytecode_code = getattr(getattr(_importlib, "_compile_bytecode", None), "__code__", None)
+    _trusted = frozenset(trusted_callers)
+    _enforce = bool(enforce)
+    _report = report
+    _said: set[str] = set()  # mutable, but it only decides what is said, never what passes
+    _rules = (RULE_CODE, RULE_IMPORT, RULE_CTYPES, RULE_WRITE, RULE_HEAP)
+
+    def sealed_audit_hook(event: str, args: tuple[Any, ...]) -> None:
+        if event not in _watched and not event.startswith("ctypes."):
+            return
+        what = ""
+        rule = -1
+        if event == "open":
+            path, _mode, flags = args
+            if _type(flags) is not _int or not (flags & _write_flags):
+                return
+            if _type(path) is _int:
+                return  # an fd the process holds already; no new file is opened
+            if _isinstance(path, _bytes):
+                path = b"".join((path,)).decode("utf-8", "surrogateescape")
+            elif _isinstance(path, _str):
+                path = "".join((path,))  # a str subclass's real data
+            else:
+                what, rule = "open for writing with a path object (pass a str)", 3
+            if rule < 0:
+                name = path
+                if not name.startswith("/") or ".." in name.split("/"):
+                    what, rule = f"open({name!r}) for writing", 3
+                elif name in _devices:
+                    return
+                else:
+                    for folder in _tuple_writable:
+                        if name == folder or name.startswith(folder + "/"):
+                            return
+                    what, rule = f"open({name!r}) for writing", 3
+        elif event == "compile":
+            source, filename = args[0], args[1]
+            caller = _getframe(1).f_code
+            if caller.co_name == "parse" and caller.co_filename == _ast_file:
+                return  # ast.parse: a tree, never code
+            if _isinstance(filename, _bytes):
+                filename = b"".join((filename,)).decode("utf-8", "surrogateescape")
+            name = "".join((filename,)) if _isinstance(filename, _str) else ""
+            under = name.startswith("/") and ".." not in name.split("/")
+            if under:
+                under = False
+                for root in _tuple_roots:
+                    if name.startswith(root + "/"):
+                        under = True
+                        break
+            if under and (_isinstance(source, _bytes) or _isinstance(source, _str)):
+                data = b"".join((source,)) if _isinstance(source, _bytes) else None
+                text = "".join((source,)) if data is None else None
+                try:
+                    with _open(name, "rb") as f:
+                        content = f.read()
+                    if data is not None and content == data:
+                        return
+                    if text is not None and content.decode("utf-8") == text:
+                        return
+                except (_os_error, _value_error):
+                    pass
+            what, rule = f"compile of code from {name or 'a string'!r}", 0
+        elif event == "exec":
+            code = args[0]
+            if _type(code) is _code:
+                name = code.co_filename
+                if name.startswith("<frozen "):
+                    return
+                if name.startswith("/") and ".." not in name.split("/"):
+                    for root in _tuple_roots:
+                        if name.startswith(root + "/"):
+                            return
+                what, rule = f"exec of code from {name!r}", 0
+            else:
+                what, rule = "exec of an object that is not code", 0
+        elif event == "marshal.loads":
+            data = args[0]
+            frame = _getframe(1)
+            ok = False
+            if frame.f_code is _bytecode_code and _bytecode_code is not None:
+                if _type(data) is _memoryview and data.readonly and _type(data.obj) is _bytes:
+                    data = data.tobytes()
+                pyc: Any = frame.f_locals.get("bytecode_path")
+                if _type(data) is _bytes and _type(pyc) is _str and ".." not in pyc.split("/"):
+                    for root in _tuple_roots:
+                        if pyc.startswith(root + "/"):
+                            try:
+                                with _open(pyc, "rb") as f:
+                                    content = f.read()
+                                ok = content[16:] == data
+                            except (_os_error, _value_error):
+                                ok = False
+                            break
+            if ok:
+                return
+            what, rule = "marshal.loads of code that is not an image .pyc", 0
+        elif event == "marshal.load" or event == "code.__new__":
+            what, rule = event, 0
+        elif event == "object.__setattr__":
+            if args[1] != "__code__":
+                return
+            what, rule = "setting a function's __code__", 0
+        elif event == "import":
+            module = args[0]
+            paths = args[2]
+            if module == "ctypes" or module == "_ctypes" or module.startswith("ctypes."):
+                what, rule = f"import of {module!r}", 2
+            elif paths is None:
+                return
+            elif _type(paths) is not _list:
+                what, rule = f"import of {args[0]!r} with a sys.path that is not a list", 1
+            else:
+                for entry in paths:
+                    if _isinstance(entry, _bytes):
+                        entry = b"".join((entry,)).decode("utf-8", "surrogateescape")
+                    elif _isinstance(entry, _str):
+                        entry = "".join((entry,))
+                    else:
+                        continue  # the path finder skips what is neither str nor bytes
+                    inside = entry.startswith("/") and ".." not in entry.split("/")
+                    if inside:
+                        inside = False
+                        for root in _tuple_roots:
+                            if entry == root or entry.startswith(root + "/"):
+                                inside = True
+                                break
+                    if not inside:
+                        what, rule = f"import of {args[0]!r} with {entry!r} on sys.path", 1
+                        break
+                else:
+                    return
+        elif event == "os.symlink":
+            what, rule = "os.symlink() (a new link could lead a later write out of /tmp)", 3
+        elif event.startswith("gc."):
+            what, rule = f"{event}()", 4
+        else:  # ctypes.*
+            caller = _getframe(1).f_code
+            for code in _trusted:
+                if code is caller:  # identity: code objects compare equal by content
+                    return
+            what, rule = f"a ctypes call ({event})", 2
+        text = _rules[rule]
+        if what not in _said and _len(_said) < 100:
+            _said.add(what)
+            try:
+                _report(what, text, _enforce)
+            except _exception:
+                pass  # a line is not worth letting the operation through
+        if _enforce:
+            raise _permission_error(1, f"{what} refused by the seal ({text})")
+
+    return sealed_audit_hook
+
+
+def patch_memory_calls(report: Report, enforce: bool) -> None:
+    """Say (and refuse) executable memory asked for through the stdlib, before the kernel does.
+
+    The kernel's answer to the filter is a bare EPERM that nobody in the process hears about;
+    the two stdlib roads to it (mmap.mmap with PROT_EXEC, os.memfd_create) are checked here
+    first so that the console says which rule. Only a courtesy: the filter holds without it.
+    """
+    said: set[str] = set()
+
+    def refuse(what: str) -> None:
+        if what not in said:
+            said.add(what)
+            report(what, RULE_MEMORY, enforce)
+        if enforce:
+            raise PermissionError(1, f"{what} refused by the seal ({RULE_MEMORY})")
+
+    mmap = sys.modules.get("mmap")
+    if mmap is not None:
+        base = mmap.mmap
+        default_prot = mmap.PROT_READ | mmap.PROT_WRITE
+
+        exec_bit = mmap.PROT_EXEC
+
+        class mmap_sealed(base):  # type: ignore[valid-type,misc]
+            def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+                prot = kwargs.get("prot", args[3] if len(args) > 3 else default_prot)
+                if isinstance(prot, int) and prot & exec_bit:
+                    refuse("mmap.mmap(prot=PROT_EXEC)")
+                return base.__new__(cls, *args, **kwargs)
+
+        mmap_sealed.__name__ = mmap_sealed.__qualname__ = "mmap"
+        mmap_sealed.__module__ = "mmap"
+        mmap.mmap = mmap_sealed  # type: ignore[attr-defined]
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is not None:
+
+        def memfd_create_sealed(name: str, flags: int = os.MFD_CLOEXEC) -> int:
+            refuse("os.memfd_create()")
+            return int(memfd_create(name, flags))
+
+        os.memfd_create = memfd_create_sealed

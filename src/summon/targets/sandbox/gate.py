@@ -1,0 +1,268 @@
+"""The seccomp notification agent of a sandboxed instance: the exec gate, the recorder, the refuser.
+
+runc hands summon the notify fd of the instance's filter (seccomp.py); every call the profile
+marks SCMP_ACT_NOTIFY waits for an answer from here:
+- execve: exactly one goes through (runc's exec of the app, from its init, before any app
+  code exists); every later one is refused;
+- socket() of a family the mode does not allow: refused, with a line naming the rule;
+- in a recording (record=True): any other call is noted and let through (CONTINUE);
+- otherwise: a call of the static list that the image's recording run never made is refused,
+  with a line saying how to allow it.
+
+Each refusal is answered EPERM and said once per call (or family) on the instance's console.
+If summon goes away the kernel answers ENOSYS to whatever waits, so the gate fails closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import select
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from summon.targets.sandbox import seccomp
+from summon.threads import block_signals_in_thread
+
+# <linux/seccomp.h>: struct seccomp_notif is 80 bytes (id, pid, flags, seccomp_data), the
+# response 24 (id, val, error, flags). Both ioctls are _IOWR('!', n, struct).
+_NOTIF = struct.Struct("=QIIiIQ6Q")
+_RESP = struct.Struct("=QqiI")
+_IOCTL_NOTIF_RECV = 0xC0000000 | (_NOTIF.size << 16) | (ord("!") << 8) | 0
+_IOCTL_NOTIF_SEND = 0xC0000000 | (_RESP.size << 16) | (ord("!") << 8) | 1
+# _IOW('!', 2, __u64); kernels before 5.17 only knew it under the wrong direction, _IOR.
+_IOCTL_NOTIF_ID_VALID = 0x40000000 | (8 << 16) | (ord("!") << 8) | 2
+_IOCTL_NOTIF_ID_VALID_OLD = 0x80000000 | (8 << 16) | (ord("!") << 8) | 2
+_FLAG_CONTINUE = 1
+_NR_EXECVE = 59  # x86_64
+_NR_SOCKET = 41
+_POLL_SECONDS = 0.2
+# A hostile app could make every call it can think of: the console hears about this many.
+_MAX_LINES = 64
+
+RULE_EXEC = "seccomp: one exec, runc's own, before the app"
+RULE_UNRECORDED = "seccomp: not among the calls this image's recording run made"
+
+
+def family_name(number: int) -> str:
+    """AF_VSOCK for 40, or the number itself when Python has no name for it."""
+    try:
+        return socket.AddressFamily(number).name
+    except ValueError:
+        return str(number)
+
+
+class ExecGate:
+    """Seccomp notification agent: the exec gate, and the recorder or refuser of gated calls.
+
+    Listen on socket_path before `runc run`; runc connects and passes the notify fd with the
+    container state. The gate runs in a daemon thread until the container's last process exits
+    or close() is called. `recorded` holds the names of the calls let through in a recording.
+    """
+
+    def __init__(
+        self,
+        socket_path: Path,
+        *,
+        network: str = "socket",
+        record: bool = False,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        self.socket_path = socket_path
+        self.execs_allowed = 0
+        self.execs_refused = 0
+        self.record = record
+        self.recorded: set[str] = set()
+        self.refused: dict[str, int] = {}  # what was refused -> how many times
+        self._families = frozenset(seccomp.socket_families(network).values())
+        self._network = network
+        self._names = seccomp.syscall_names()
+        self._say = say
+        self._lines = 0
+        self._stop = threading.Event()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                socket_path.unlink()
+            self._listener.bind(str(socket_path))
+            os.chmod(socket_path, 0o600)
+            self._listener.listen(1)
+            self._listener.settimeout(_POLL_SECONDS)
+        except BaseException:
+            self._listener.close()
+            raise
+        self._thread = threading.Thread(target=self._run, name="summon-exec-gate", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the gate and release its socket. Idempotent."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+
+    def _run(self) -> None:
+        block_signals_in_thread()
+        try:
+            notify_fd, init_pid = self._receive()
+        except OSError:
+            return
+        finally:
+            self._listener.close()
+        if notify_fd < 0:
+            return
+        try:
+            self._serve(notify_fd, init_pid)
+        finally:
+            # Closing the fd is what unblocks (with ENOSYS) any call still waiting on us.
+            os.close(notify_fd)
+
+    def _receive(self) -> tuple[int, int]:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                msg, fds, _flags, _addr = socket.recv_fds(conn, 1 << 16, 4)
+                try:
+                    state = json.loads(msg)
+                    index = state["fds"].index("seccompFd")
+                    pid = int(state["pid"])
+                    fd = fds[index]
+                except (ValueError, KeyError, IndexError, TypeError):
+                    for stray in fds:
+                        os.close(stray)
+                    continue
+                for stray in fds:
+                    if stray != fd:
+                        os.close(stray)
+                return fd, pid
+        return -1, 0
+
+    def _serve(self, notify_fd: int, init_pid: int) -> None:
+        poller = select.poll()
+        poller.register(notify_fd, select.POLLIN)
+        while not self._stop.is_set():
+            events = poller.poll(_POLL_SECONDS * 1000)
+            if not events:
+                continue
+            _fd, mask = events[0]
+            if mask & select.POLLIN:
+                self._answer(notify_fd, init_pid)
+            elif mask & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                return  # every process under the filter has exited
+
+    def _answer(self, notify_fd: int, init_pid: int) -> None:
+        buf = bytearray(_NOTIF.size)  # the kernel insists on a zeroed buffer
+        try:
+            fcntl.ioctl(notify_fd, _IOCTL_NOTIF_RECV, buf, True)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.EINTR):
+                return  # the caller died or the call was interrupted before we read it
+            raise
+        notif_id, tid, _flags, nr, _arch, _ip, *args = _NOTIF.unpack(buf)
+        if nr == _NR_EXECVE:
+            self._answer_exec(notify_fd, notif_id, tid, init_pid)
+            return
+        name = self._names.get(nr, f"syscall {nr}")
+        refusal = self._judge(nr, name, args[0])
+        if refusal is None:
+            self._send(notify_fd, _RESP.pack(notif_id, 0, 0, _FLAG_CONTINUE))
+            self.recorded.add(name)
+            return
+        what, rule = refusal
+        self._send(notify_fd, _deny(notif_id))
+        self._refuse(what, rule)
+
+    def _judge(self, nr: int, name: str, arg0: int) -> tuple[str, str] | None:
+        """None to let the call through, else (what, rule) to refuse it with."""
+        if nr == _NR_SOCKET:
+            if self._network == "direct":
+                return "socket()", "seccomp: direct mode has no kernel sockets, only its TAP device"
+            if arg0 not in self._families:
+                allowed = ", ".join(family_name(f) for f in sorted(self._families))
+                return (
+                    f"socket({family_name(arg0)})",
+                    f"seccomp: {self._network} mode allows socket families {allowed} only",
+                )
+        if self.record:
+            return None
+        return name, (
+            f'{RULE_UNRECORDED}; if the app needs it, add syscalls = ["{name}"] to '
+            "[tool.summon] and rebuild"
+        )
+
+    def _answer_exec(self, notify_fd: int, notif_id: int, tid: int, init_pid: int) -> None:
+        # Only runc's own exec of the app may pass: from the init process, before app code.
+        allow = not self.execs_allowed and _tgid(tid) == init_pid
+        if allow and not _still_waiting(notify_fd, notif_id):
+            return  # the caller went away while we looked it up; tid may be another's now
+        resp = _RESP.pack(notif_id, 0, 0, _FLAG_CONTINUE) if allow else _deny(notif_id)
+        if not self._send(notify_fd, resp):
+            # A signal (the Go runtime in runc init sends itself plenty) interrupted the call
+            # before our answer: the kernel restarts it as a new notification, so the one
+            # allowance is still unspent.
+            return
+        if allow:
+            self.execs_allowed += 1
+        else:
+            self.execs_refused += 1
+            self._refuse("execve", RULE_EXEC)
+
+    def _send(self, notify_fd: int, resp: bytes) -> bool:
+        try:
+            fcntl.ioctl(notify_fd, _IOCTL_NOTIF_SEND, bytearray(resp), True)
+        except FileNotFoundError:
+            return False  # the caller is gone, or was interrupted and will ask again
+        return True
+
+    def _refuse(self, what: str, rule: str) -> None:
+        """Count a refusal; say it once on the instance's console."""
+        seen = what in self.refused
+        self.refused[what] = self.refused.get(what, 0) + 1
+        if seen or self._say is None or self._lines > _MAX_LINES:
+            return
+        self._lines += 1
+        if self._lines > _MAX_LINES:
+            self._say(f"summon: sandbox: over {_MAX_LINES} kinds of calls refused; no more said")
+            return
+        with contextlib.suppress(Exception):  # a log line is not worth the gate
+            self._say(f"summon: sandbox: refused {what} ({rule})")
+
+
+def _deny(notif_id: int) -> bytes:
+    return _RESP.pack(notif_id, 0, -errno.EPERM, 0)
+
+
+def _tgid(tid: int) -> int:
+    """The process a thread belongs to (the notification names the calling thread)."""
+    try:
+        with open(f"/proc/{tid}/status") as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return -1
+
+
+def _still_waiting(notify_fd: int, notif_id: int) -> bool:
+    """Whether the notification is still live, so the tid read from /proc was the caller's."""
+    arg = bytearray(struct.pack("=Q", notif_id))
+    for request in (_IOCTL_NOTIF_ID_VALID, _IOCTL_NOTIF_ID_VALID_OLD):
+        try:
+            fcntl.ioctl(notify_fd, request, arg, False)
+            return True
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                return False
+    return False

@@ -1,0 +1,264 @@
+"""Derived syscall allowlists: what a recording run notes, and what a derived profile refuses.
+
+A tiny app is recorded under the recording profile (it must note what the app calls and
+nothing it never calls), then run under the allowlist derived from that: a call outside it
+is refused with EPERM and a console line naming the rule, while the same call with the name
+added (the manifest's `syscalls`) or under the static allowlist goes through. The examples
+are then built for real (the build's recording run) and served sealed under their derived
+profiles, answering real clients (curl, dnspython).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sandbox_checks import parse
+
+from summon.build.image import build
+from summon.store import Store
+from summon.store.image import Image
+from summon.targets.base import PortForward, RunSpec
+from summon.targets.sandbox import SandboxTarget, seccomp
+from summon.targets.sandbox.record import Recording, record_syscalls
+
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox target needs root"),
+    pytest.mark.skipif(shutil.which("runc") is None, reason="runc missing: apt-get install runc"),
+]
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+TINY = r"""
+import json, os, select, socket
+os.urandom(16)
+a, b = socket.socketpair()
+poller = select.epoll()
+poller.register(a.fileno(), select.EPOLLIN)
+b.send(b"x")
+poller.poll(1)
+extra = os.environ.get("EXTRA")
+if extra == "uname":
+    try:
+        os.uname()
+        print(json.dumps({"probe": "uname", "ok": True, "errno": 0}), flush=True)
+    except OSError as e:
+        print(json.dumps({"probe": "uname", "ok": False, "errno": e.errno}), flush=True)
+if extra == "setsid":
+    try:
+        os.setsid()
+        print(json.dumps({"probe": "setsid", "ok": True, "errno": 0}), flush=True)
+    except OSError as e:
+        print(json.dumps({"probe": "setsid", "ok": False, "errno": e.errno}), flush=True)
+"""
+CALLED = {"getrandom", "epoll_create1", "epoll_ctl", "epoll_wait", "socketpair", "sendto"}
+NEVER_CALLED = {"uname", "sendfile", "flock", "mkdir", "rename", "listen", "accept4", "kill"}
+
+
+def _spec(test_rootfs: Path, tmp: Path, source: str, **fields: Any) -> RunSpec:
+    name = f"x_{uuid.uuid4().hex[:10]}"
+    (test_rootfs / "app" / f"{name}.py").write_text(source)
+    return RunSpec(
+        name=name,
+        image="test",
+        rootfs=test_rootfs,
+        app_config={},
+        argv=("/usr/bin/python3.11", "-S", "-E", f"/app/{name}.py"),
+        state_dir=tmp / name,
+        **fields,
+    )
+
+
+def _run(target: SandboxTarget, spec: RunSpec, tmp: Path) -> tuple[int, str]:
+    out = tmp / f"{spec.name}.out"
+    with open(out, "wb") as f:
+        instance = target.start(dataclasses.replace(spec, stdout=f.fileno()))
+        try:
+            status = instance.wait(20)
+        finally:
+            instance.stop(grace=1)
+    assert status is not None
+    return status, out.read_text()
+
+
+@pytest.fixture(scope="module")
+def recording(test_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Recording:
+    tmp = tmp_path_factory.mktemp("record")
+    target = SandboxTarget(root=tmp / "runc")
+    spec = _spec(test_rootfs, tmp, TINY)
+    return record_syscalls(spec, lambda instance: instance.wait(20), target=target)
+
+
+def test_the_recording_notes_what_the_app_calls(recording: Recording) -> None:
+    assert recording.status == 0
+    missing = CALLED - recording.syscalls
+    assert not missing, f"the recording missed {sorted(missing)}: {sorted(recording.syscalls)}"
+
+
+def test_the_recording_notes_nothing_the_app_never_calls(recording: Recording) -> None:
+    assert not NEVER_CALLED & recording.syscalls, sorted(NEVER_CALLED & recording.syscalls)
+    # The base set is allowed outright while recording: the gate never sees it.
+    assert not set(seccomp.base_syscalls()) & recording.syscalls
+
+
+def test_a_call_outside_the_derived_list_is_refused_with_its_rule(
+    recording: Recording, test_rootfs: Path, tmp_path: Path, sandbox_target: SandboxTarget
+) -> None:
+    derived = recording.allowlist()
+    spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "uname"}, syscalls=tuple(derived))
+    status, output = _run(sandbox_target, spec, tmp_path)
+    assert parse(output)["uname"] == {"probe": "uname", "ok": False, "errno": errno.EPERM}
+    lines = [line for line in output.splitlines() if line.startswith("summon: sandbox:")]
+    assert lines == [
+        "summon: sandbox: refused uname (seccomp: not among the calls this image's recording "
+        'run made; if the app needs it, add syscalls = ["uname"] to [tool.summon] and rebuild)'
+    ], output
+    assert status == 0
+
+
+@pytest.mark.parametrize("how", ["manifest", "static"])
+def test_control_the_same_call_with_the_name_added_or_the_static_list(
+    recording: Recording, test_rootfs: Path, tmp_path: Path, sandbox_target: SandboxTarget, how: str
+) -> None:
+    allowed = tuple(recording.allowlist(["uname"])) if how == "manifest" else None
+    spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "uname"}, syscalls=allowed)
+    _status, output = _run(sandbox_target, spec, tmp_path)
+    assert parse(output)["uname"]["ok"], output
+
+
+def test_recording_never_widens_the_static_list(
+    test_rootfs: Path, tmp_path: Path, sandbox_target: SandboxTarget
+) -> None:
+    """setsid is outside the static allowlist: refused while recording, and not noted."""
+    spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "setsid"})
+    out = tmp_path / "out"
+    with open(out, "wb") as f:
+        rec = record_syscalls(
+            dataclasses.replace(spec, stdout=f.fileno()),
+            lambda instance: instance.wait(20),
+            target=sandbox_target,
+        )
+    assert parse(out.read_text())["setsid"]["errno"] == errno.EPERM
+    assert "setsid" not in rec.syscalls
+
+
+# --- the examples, built and served sealed under their derived profiles ----------------------
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    return Store(tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture
+def serve(store: Store, tmp_path: Path) -> Iterator[Any]:
+    """serve(ref, forwards) -> (instance, console file, bound host ports); stopped after."""
+    started: list[Any] = []
+
+    def start(ref: str, ports: tuple[PortForward, ...] = ()) -> tuple[Any, Path]:
+        image = Image.open(store, ref)
+        console = tmp_path / f"{len(started)}.console"
+        f = open(console, "wb")  # closed after the instance stops, below
+        spec = RunSpec.for_image(image, name=f"ex-{uuid.uuid4().hex[:8]}", state_dir=tmp_path / "s")
+        spec = dataclasses.replace(spec, ports=ports, stdout=f.fileno())
+        instance = SandboxTarget(root=tmp_path / "runc").start(spec)
+        started.append((instance, f))
+        return instance, console
+
+    yield start
+    for instance, f in started:
+        instance.stop(grace=2)
+        f.close()
+
+
+def _sealed_and_derived(store: Store, ref: str) -> dict[str, Any]:
+    image = Image.open(store, ref)
+    spec = RunSpec.for_image(image, name="peek", state_dir=Path("/nonexistent"))
+    assert spec.syscalls is not None, f"{ref}: the build recorded no syscall list"
+    assert image.app_config()["seal"]["mode"] == "on"
+    bom: dict[str, Any] = image.bom["sandbox"]
+    return bom
+
+
+@pytest.mark.slow
+def test_examples_http_serves_sealed_under_its_derived_profile(store: Store, serve: Any) -> None:
+    result = build(EXAMPLES / "http", store, "http:derived")
+    assert result.syscalls is not None, result.warnings
+    sandbox = _sealed_and_derived(store, "http:derived")
+    assert sandbox["syscalls_allowed"] <= 70, sandbox["syscalls"]
+    forward = PortForward(host_port=0, guest_port=80)
+    instance, console = serve("http:derived", (forward,))
+    port = instance.forwarder.bound[forward][1]
+    codes = []
+    for route in ("/", "/style.css", "/missing"):
+        curl = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+             f"http://127.0.0.1:{port}{route}"],
+            capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+        codes.append(curl.stdout)
+    assert codes == ["200", "200", "404"], console.read_text()
+    text = console.read_text()
+    assert "refused" not in text and "warm-up" not in text, text
+
+
+@pytest.mark.slow
+def test_examples_dns_answers_sealed_under_its_derived_profile(store: Store, serve: Any) -> None:
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    result = build(EXAMPLES / "dns", store, "dns:derived")
+    assert result.syscalls is not None, result.warnings
+    _sealed_and_derived(store, "dns:derived")
+    forward = PortForward(host_port=_free_udp_port(), guest_port=53, protocol="udp")
+    _instance, console = serve("dns:derived", (forward,))
+    zone = sorted((EXAMPLES / "dns" / "zone").iterdir())[0].name.removesuffix(".zone")
+    reply = None
+    for _ in range(40):
+        try:
+            query = dns.message.make_query(zone.rstrip(".") + ".", "SOA")
+            reply = dns.query.udp(query, "127.0.0.1", port=forward.host_port, timeout=0.5)
+            break
+        except dns.exception.Timeout:
+            continue
+    assert reply is not None and reply.rcode() == dns.rcode.NOERROR, console.read_text()
+    text = console.read_text()
+    assert "refused" not in text and "warm-up" not in text, text
+
+
+@pytest.mark.slow
+def test_examples_hello_runs_sealed_under_its_derived_profile(store: Store, serve: Any) -> None:
+    result = build(EXAMPLES / "hello", store, "hello:derived")
+    assert result.syscalls is not None, result.warnings
+    _sealed_and_derived(store, "hello:derived")
+    instance, console = serve("hello:derived")
+    assert instance.wait(20) == 0, console.read_text()
+    assert console.read_text().splitlines() == ["hello, world"], console.read_text()
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_inspect_json_reports_the_count(store: Store) -> None:
+    """Images without a recorded list report the static count, with derived false."""
+    static = seccomp.summary({"network": "socket", "seal": {"mode": "on"}}, None)
+    assert static["syscalls_allowed"] == len(seccomp.allowed_syscalls("socket"))
+    assert static["derived"] is False and static["seal"] == "on"
+    derived = seccomp.summary({"network": "socket"}, "read write socket exit_group")
+    assert derived["syscalls_allowed"] == 3 and derived["conditional"] == ["socket"]
+    assert json.dumps(derived)

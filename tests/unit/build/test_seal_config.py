@@ -1,0 +1,51 @@
+"""What a build tells the runtime about the seal (app.json "seal"), from the image and the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from summon.build.rootfs import Rootfs
+from summon.build.syscalls import calls_ready, seal_config, top_level_imports
+
+
+def test_preload_lists_every_shared_object(tmp_path: Path) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"\x7fELF")
+    fs = Rootfs()
+    for path in ("/usr/lib/python3.11/lib-dynload/_csv.cpython-311-x86_64-linux-gnu.so",
+                 "/lib/x86_64-linux-gnu/libffi.so.8", "/usr/lib/python3.11/os.pyc",
+                 "/app/solver.py"):  # fmt: skip
+        fs.add_file(path, blob, "x")
+    doc = seal_config("on", fs)
+    assert doc == {
+        "mode": "on",
+        "preload": [
+            "/lib/x86_64-linux-gnu/libffi.so.8",
+            "/usr/lib/python3.11/lib-dynload/_csv.cpython-311-x86_64-linux-gnu.so",
+        ],
+        "at": "auto",
+    }
+
+
+def test_a_call_to_ready_makes_the_seal_wait_for_it(tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text("import summon.runtime\n\ndef main():\n    summon.runtime.ready()\n")
+    script = tmp_path / "job.py"
+    script.write_text("import json, os.path\nimport mylib\nif True:\n    import csv\n")
+    doc = seal_config("on", Rootfs(), [app], script)
+    assert doc["at"] == "ready"
+    assert doc["imports"] == ["json", "os.path"]  # not the app's own, not the conditional
+
+
+def test_calls_ready() -> None:
+    assert calls_ready("from summon.runtime import ready\nready()\n")
+    assert calls_ready("import summon.runtime as rt\nrt.ready()\n")
+    assert not calls_ready("def ready(): pass\nready()\n")  # not summon's
+    assert not calls_ready("from summon.runtime import ready\n")  # imported, never called
+    assert not calls_ready("import summon.runtime\nx = (\n")  # not Python
+
+
+def test_top_level_imports() -> None:
+    source = "import asyncio\nfrom email.message import Message\nfrom . import local\n"
+    assert top_level_imports(source) == ["asyncio", "email.message"]
+    assert top_level_imports("import (\n") == []

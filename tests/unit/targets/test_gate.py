@@ -1,0 +1,75 @@
+"""The seccomp gate's judgement of a notified call, and how it says refusals (without a kernel)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from summon.targets.sandbox import gate
+
+AF_INET, AF_NETLINK, AF_VSOCK = 2, 16, 40
+NR_SOCKET, NR_UNAME = 41, 63
+
+
+@pytest.fixture
+def lines() -> list[str]:
+    return []
+
+
+def _gate(tmp_path: Path, lines: list[str], **kw: object) -> Iterator[gate.ExecGate]:
+    g = gate.ExecGate(tmp_path / "gate.sock", say=lines.append, **kw)  # type: ignore[arg-type]
+    try:
+        yield g
+    finally:
+        g.close()
+
+
+@pytest.fixture
+def enforcing(tmp_path: Path, lines: list[str]) -> Iterator[gate.ExecGate]:
+    yield from _gate(tmp_path, lines)
+
+
+@pytest.fixture
+def recording(tmp_path: Path, lines: list[str]) -> Iterator[gate.ExecGate]:
+    yield from _gate(tmp_path, lines, record=True)
+
+
+def test_socket_families(enforcing: gate.ExecGate, recording: gate.ExecGate) -> None:
+    for g in (enforcing, recording):
+        what, rule = g._judge(NR_SOCKET, "socket", AF_VSOCK) or ("", "")
+        assert what == "socket(AF_VSOCK)"
+        assert rule == "seccomp: socket mode allows socket families AF_UNIX, AF_INET, AF_INET6 only"
+        assert g._judge(NR_SOCKET, "socket", 2**64 - 1) is not None
+    assert recording._judge(NR_SOCKET, "socket", AF_INET) is None  # noted and let through
+
+
+def test_direct_mode_has_no_kernel_socket(tmp_path: Path, lines: list[str]) -> None:
+    for g in _gate(tmp_path, lines, network="direct", record=True):
+        what, rule = g._judge(NR_SOCKET, "socket", AF_INET) or ("", "")
+        assert what == "socket()" and "direct mode" in rule
+
+
+def test_unrecorded_calls_are_refused_with_how_to_allow_them(enforcing: gate.ExecGate) -> None:
+    what, rule = enforcing._judge(NR_UNAME, "uname", 0) or ("", "")
+    assert what == "uname"
+    assert 'add syscalls = ["uname"] to [tool.summon]' in rule
+
+
+def test_each_refusal_said_once_and_a_flood_is_cut_short(
+    enforcing: gate.ExecGate, lines: list[str]
+) -> None:
+    enforcing._refuse("socket(AF_NETLINK)", "rule")
+    enforcing._refuse("socket(AF_NETLINK)", "rule")
+    assert lines == ["summon: sandbox: refused socket(AF_NETLINK) (rule)"]
+    assert enforcing.refused == {"socket(AF_NETLINK)": 2}
+    for n in range(200):
+        enforcing._refuse(f"call {n}", "rule")
+    assert len(lines) == gate._MAX_LINES + 1
+    assert lines[-1].startswith(f"summon: sandbox: over {gate._MAX_LINES} kinds")
+
+
+def test_family_names() -> None:
+    assert gate.family_name(AF_NETLINK) == "AF_NETLINK"
+    assert gate.family_name(12345) == "12345"
