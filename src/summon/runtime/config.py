@@ -56,6 +56,8 @@ class AppConfig:
         ports: list[str] | None = None,
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
+        secrets: list[str] | None = None,
+        tls: dict[str, object] | None = None,
     ) -> None:
         self.name = name
         self.entry_kind = entry_kind  # "function" | "script" | "wsgi" | "asgi"
@@ -68,6 +70,8 @@ class AppConfig:
         self.ports = ports or []
         self.env = env or {}
         self.args = args or []
+        self.secrets = secrets or []  # names a run must give
+        self.tls = tls  # {"backend", "ports", "cert", "key", "client_auth", "client_ca", "alpn"}
 
     @property
     def entry(self) -> str:
@@ -137,7 +141,21 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
         ports=_str_list(doc, "ports", bad),
         env=_str_dict(doc, "env", bad),
         args=_str_list(doc, "args", bad),
+        secrets=_str_list(doc, "secrets", bad),
+        tls=_tls(doc, bad),
     )
+
+
+def _tls(doc: dict[str, object], bad: Callable[[str, str], Exception]) -> dict[str, object] | None:
+    value = doc.get("tls")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("backend"), str):
+        raise bad("tls", 'an object with a "backend"')
+    ports = value.get("ports", [])
+    if not isinstance(ports, list) or not all(type(p) is int for p in ports):
+        raise bad("tls", 'an object whose "ports" is a list of numbers')
+    return value
 
 
 def _str_list(doc: dict[str, object], key: str, bad: Callable[[str, str], Exception]) -> list[str]:

@@ -34,6 +34,7 @@ FREEZE = "freeze"  # Instance.freeze() / thaw(): CPU stops, memory stays
 # Runs a command from a root filesystem, isolated and without network, in well under a second:
 # what the build's verification run (summon.build.verify) asks for.
 ISOLATED_RUN = "isolated-run"
+SECRETS = "secrets"  # RunSpec.secrets reach the app read-only, never through the image
 DEFAULT_MEMORY = 128 * 1024 * 1024
 DEFAULT_PIDS = 64
 
@@ -66,6 +67,30 @@ class Volume:
         return f"{self.name}:{self.path}"
 
 
+@dataclass(frozen=True)
+class SecretFile:
+    """A secret given to one run: its name in the app, and the host file read at each start."""
+
+    name: str
+    path: Path
+
+    def read(self) -> bytes:
+        """The secret's bytes; UserError naming the file when it cannot be read."""
+        try:
+            data = self.path.read_bytes()
+        except OSError as e:
+            raise UserError(
+                f"--secret {self.name}={self.path}: cannot read it: {e.strerror}"
+            ) from None
+        if len(data) > MAX_SECRET_BYTES:
+            raise UserError(f"--secret {self.name}={self.path}: over {MAX_SECRET_BYTES} bytes")
+        return data
+
+
+# A secret is a key or a token: the bound keeps a wrong file from eating a VM's memory.
+MAX_SECRET_BYTES = 1 << 20
+
+
 @dataclass
 class RunSpec:
     """Everything a target needs to start one instance of an image.
@@ -90,6 +115,7 @@ class RunSpec:
     # the pipe a detached instance's monitor logs from. None: summon's own stdout/stderr.
     stdout: int | None = None
     image_digest: str = ""  # the image index this instance runs: what targets open
+    secrets: tuple[SecretFile, ...] = ()  # capability SECRETS
 
     @classmethod
     def for_image(
@@ -102,6 +128,7 @@ class RunSpec:
         volumes: tuple[Volume, ...] = (),
         env: dict[str, str] | None = None,
         memory: int | None = None,
+        secrets: tuple[SecretFile, ...] = (),
     ) -> RunSpec:
         """The spec that runs image: its entrypoint, network mode and limits, the manifest's
         environment overlaid with env, and memory (default: the manifest's)."""
@@ -121,6 +148,7 @@ class RunSpec:
             pids=int(app.get("pids", DEFAULT_PIDS)),
             state_dir=state_dir,
             image_digest=image.desc.digest,
+            secrets=secrets,
         )
 
 

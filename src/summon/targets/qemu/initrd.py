@@ -23,8 +23,9 @@ from summon.store.layout import Descriptor, Store
 RAW_INITRD_HEADROOM = 32 * 1024 * 1024
 
 
-def run_archive(settings: dict[str, Any]) -> bytes:
-    """The run's settings as a cpio archive holding /etc/summon/run.json."""
+def run_archive(settings: dict[str, Any], secrets: dict[str, bytes] | None = None) -> bytes:
+    """The run's settings as a cpio archive holding /etc/summon/run.json, and the run's
+    secrets under /run/secrets (RAM only in the guest: the initramfs is its root)."""
     from summon.build.boot import CpioWriter
 
     class _Buffer:
@@ -39,6 +40,11 @@ def run_archive(settings: dict[str, Any]) -> bytes:
     cpio = CpioWriter(buf)  # type: ignore[arg-type]
     data = json.dumps(settings, sort_keys=True).encode()
     cpio.add(guest.RUN_JSON.lstrip("/"), 0o100644, data)
+    if secrets:
+        cpio.add("run", 0o040755)
+        cpio.add("run/secrets", 0o040755)
+        for name, value in sorted(secrets.items()):
+            cpio.add(f"run/secrets/{name}", 0o100444, value)
     cpio.close()
     return b"".join(buf.parts)
 
@@ -66,14 +72,23 @@ def unpacked_initramfs(store: Store, desc: Descriptor) -> Path:
     return dest
 
 
-def write_initrd(image: Path, settings: dict[str, Any], dest: Path, gzip_run: bool) -> None:
+def write_initrd(
+    image: Path,
+    settings: dict[str, Any],
+    dest: Path,
+    gzip_run: bool,
+    secrets: dict[str, bytes] | None = None,
+) -> None:
     """The file QEMU loads: the image's initramfs, then the run's settings as a second archive.
 
-    The kernel unpacks archives one after the other, each compressed or not on its own.
+    The kernel unpacks archives one after the other, each compressed or not on its own. With
+    secrets the file is the owner's only (0600), and the instance deletes it once QEMU has
+    read it.
     """
-    run = run_archive(settings)
+    run = run_archive(settings, secrets)
     tmp = dest.with_name(dest.name + ".tmp")
-    with tmp.open("wb") as out, image.open("rb") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out, image.open("rb") as f:
         shutil.copyfileobj(f, out, 1 << 20)
         out.write(gzip.compress(run, mtime=0) if gzip_run else run)
     tmp.rename(dest)

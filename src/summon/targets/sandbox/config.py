@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from summon.targets import secrets
 from summon.targets.base import RunSpec
 from summon.targets.sandbox import seccomp
 
@@ -36,6 +37,24 @@ _ID_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 def container_id(name: str) -> str:
     """runc container id (and netns name) for an instance name: [A-Za-z0-9_.-], at most 64."""
     return ("summon-" + _ID_BAD.sub("-", name))[:64]
+
+
+def secret_mounts(spec: RunSpec) -> list[dict[str, Any]]:
+    """The run's secrets (a read-only tmpfs in the bundle, secrets.py) at /run/secrets."""
+    if not spec.secrets:
+        return []
+    return [
+        {
+            "destination": secrets.IMAGE_PATH,
+            "type": "bind",
+            "source": str(secrets_folder(spec)),
+            "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+        }
+    ]
+
+
+def secrets_folder(spec: RunSpec) -> Path:
+    return spec.state_dir / "bundle" / "secrets"
 
 
 def oci_config(spec: RunSpec, netns_path: Path, listener_path: Path) -> dict[str, Any]:
@@ -81,6 +100,7 @@ def oci_config(spec: RunSpec, netns_path: Path, listener_path: Path) -> dict[str
                 "options": ["nosuid", "nodev", "noexec", "mode=1777", f"size={tmp_size}"],
             },
             # No /sys: nothing an app needs is there, and much about the host is.
+            *secret_mounts(spec),
         ],
         "linux": {
             "namespaces": [

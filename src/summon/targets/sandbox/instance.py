@@ -22,9 +22,10 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from summon.errors import SummonError, UserError
+from summon.targets import secrets
 from summon.targets.base import Instance, RunSpec, Stats
 from summon.targets.sandbox import cgroups, seccomp
-from summon.targets.sandbox.config import container_id, oci_config
+from summon.targets.sandbox.config import container_id, oci_config, secrets_folder
 from summon.targets.sandbox.netns import NetNamespace
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ class SandboxInstance(Instance):
             self.direct = DirectNetwork(self.netns.path)
             self.direct.create()
             spec = dataclasses.replace(spec, env={**spec.env, **self.direct.app_environment()})
+        if spec.secrets:
+            secrets.mount_tmpfs(secrets_folder(spec), spec.secrets)
         config = oci_config(spec, self.netns.path, self.gate.socket_path)
         tmp = self.bundle / "config.json.tmp"
         tmp.write_text(json.dumps(config, sort_keys=True))
@@ -225,6 +228,7 @@ class SandboxInstance(Instance):
                 self._close_direct,
                 self._close_gate,
                 self.netns.remove,
+                lambda: secrets.unmount(secrets_folder(self.spec)),
                 self._remove_bundle,
             ]
             for step in steps:
