@@ -45,6 +45,8 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "seal": ((bool, str), 'true (the default), false, or "audit" (docs/sealing.md)'),
     "syscalls": ((list,), 'syscalls the app needs beyond what its recording run made, ["..."]'),
     "interface": ((str,), '"wsgi" or "asgi": the runtime serves the "module:app" entry'),
+    "tls": ((dict,), 'a table such as { backend = "openssl", ports = [443] }'),
+    "secrets": ((list,), 'the names of the secrets the app reads, such as ["api-token"]'),
 }
 SEAL_MODES = {True: "on", False: "off", "audit": "audit"}
 
@@ -98,6 +100,73 @@ class Manifest:
     # "wsgi" | "asgi": the entry is an app the runtime serves; "" an entry function or script.
     # As written in the manifest; the build finds it from the entry's signature otherwise.
     interface: str = ""
+    tls: TLSConfig | None = None  # the TLS device's backend, and ports the runtime serves so
+    secrets: tuple[str, ...] = ()  # names a run must give (--secret NAME=FILE)
+
+
+TLS_BACKENDS = ("openssl", "python")
+CLIENT_AUTH = ("none", "optional", "required")
+_TLS_KEYS = {"backend", "ports", "cert", "key", "client_auth", "client_ca", "alpn"}
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """[tool.summon.tls]: which TLS the image carries, and what the runtime terminates.
+
+    ports: TCP ports the app listens on through its Stack device that the runtime serves over
+    TLS for it (the app sees plain connections); the certificate chain and key are secrets
+    given at run time, never in the image.
+    """
+
+    backend: str = "openssl"
+    ports: tuple[int, ...] = ()
+    cert: str = "tls.crt"
+    key: str = "tls.key"
+    client_auth: str = "none"
+    client_ca: str = ""
+    alpn: tuple[str, ...] = ()
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets a run needs for the ports the runtime terminates."""
+        if not self.ports:
+            return ()
+        return (self.cert, self.key, *((self.client_ca,) if self.client_ca else ()))
+
+
+def _parse_tls(value: dict[str, Any], ports: tuple[Port, ...], bad: Any) -> TLSConfig:
+    for key in value:
+        if key not in _TLS_KEYS:
+            raise bad("tls", f"unknown key {key!r}; known keys: {', '.join(sorted(_TLS_KEYS))}")
+    backend = value.get("backend", "openssl")
+    if backend not in TLS_BACKENDS:
+        raise bad("tls", f"backend {backend!r} is not one of {', '.join(TLS_BACKENDS)}")
+    served = {p.number for p in ports if p.protocol == "tcp"}
+    tls_ports = value.get("ports", [])
+    if not isinstance(tls_ports, list) or not all(
+        isinstance(p, int) and not isinstance(p, bool) for p in tls_ports
+    ):
+        raise bad("tls", f"ports {tls_ports!r} is not a list of port numbers such as [443]")
+    for p in tls_ports:
+        if p not in served:
+            raise bad("tls", f"port {p} is not one of the app's TCP ports {sorted(served)}")
+    names = {k: value.get(k, d) for k, d in (("cert", "tls.crt"), ("key", "tls.key"))}
+    names["client_ca"] = value.get("client_ca", "")
+    for key, name in names.items():
+        if name and (not isinstance(name, str) or not _SECRET_NAME.match(name)):
+            raise bad("tls", f"{key} {name!r} is not a secret name such as tls.key")
+    client_auth = value.get("client_auth", "none")
+    if client_auth not in CLIENT_AUTH:
+        raise bad("tls", f"client_auth {client_auth!r} is not one of {', '.join(CLIENT_AUTH)}")
+    if client_auth != "none" and not names["client_ca"]:
+        raise bad("tls", f'client_auth = "{client_auth}" needs client_ca (the CA\'s secret name)')
+    alpn = value.get("alpn", [])
+    if not isinstance(alpn, list) or not all(isinstance(a, str) and a for a in alpn):
+        raise bad("tls", f'alpn {alpn!r} is not a list of protocols such as ["http/1.1"]')
+    return TLSConfig(
+        backend, tuple(tls_ports), names["cert"], names["key"], client_auth,
+        names["client_ca"], tuple(alpn),
+    )  # fmt: skip
 
 
 def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
@@ -130,6 +199,21 @@ def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     )
 
 
+def _given_manifest(path: Path, app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    if not app_dir.is_dir():
+        raise ManifestError(f"{app_dir}: not a folder; give the folder that holds your app")
+    if not path.is_file():
+        raise ManifestError(f"--manifest {path}: no such file")
+    doc = _load_toml(path)
+    if path.name == "pyproject.toml" or "tool" in doc:
+        table = doc.get("tool", {}).get("summon") if isinstance(doc.get("tool"), dict) else None
+        if not isinstance(table, dict):
+            raise ManifestError(f"{path}: no [tool.summon] table")
+        project = doc.get("project", {}) if isinstance(doc.get("project"), dict) else {}
+        return path.resolve(), table, project
+    return path.resolve(), doc, {}
+
+
 def _load_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
@@ -140,10 +224,18 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise ManifestError(f"{path}: cannot read: {e.strerror}") from None
 
 
-def load(app_dir: Path | str) -> Manifest:
-    """Read and validate the manifest of the app in app_dir."""
+def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
+    """Read and validate the manifest of the app in app_dir.
+
+    manifest: another file to read it from (a summon.toml, or a pyproject.toml with
+    [tool.summon]) instead of the folder's own, as `docker build -f` does: the same app built
+    another way (examples/https is examples/http with TLS). Paths in it are the app folder's.
+    """
     app_dir = Path(app_dir).resolve()
-    source, table, project = find_manifest(app_dir)
+    if manifest is None:
+        source, table, project = find_manifest(app_dir)
+    else:
+        source, table, project = _given_manifest(manifest, app_dir)
 
     def bad(key: str, why: str) -> ManifestError:
         return ManifestError(f"{source}: {key}: {why}")
@@ -264,6 +356,13 @@ def load(app_dir: Path | str) -> Manifest:
             'point entry at the app object, such as "app:app"',
         )
 
+    tls = _parse_tls(table["tls"], ports, bad) if "tls" in table else None
+    secrets = table.get("secrets", [])
+    for name in secrets:
+        if not isinstance(name, str) or not _SECRET_NAME.match(name):
+            raise bad("secrets", f"{name!r} is not a secret name such as api-token or tls.key")
+    needed = tuple(dict.fromkeys([*secrets, *(tls.secrets() if tls else ())]))
+
     return Manifest(
         app_dir=app_dir,
         source=source,
@@ -286,6 +385,8 @@ def load(app_dir: Path | str) -> Manifest:
         seal=SEAL_MODES[seal],
         syscalls=tuple(syscalls),
         interface=interface,
+        tls=tls,
+        secrets=needed,
     )
 
 

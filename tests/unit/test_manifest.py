@@ -154,3 +154,48 @@ def test_bad_seal_or_syscalls_is_one_line(tmp_path: Path, table: str, expect: st
     message = str(info.value)
     assert "\n" not in message and expect in message, message
     assert str(app / "pyproject.toml") in message
+
+
+# --- tls and secrets ---
+
+
+def _tls_app(tmp_path: Path, table: str, extra: str = "") -> Path:
+    (tmp_path / "app.py").write_text("async def main(): pass\n")
+    (tmp_path / "summon.toml").write_text(
+        f'name = "t"\nentry = "app:main"\nports = [80, "53/udp"]\n{extra}\n[tls]\n{table}\n'
+    )
+    return tmp_path
+
+
+def test_tls_ports_bring_their_secrets_along(tmp_path: Path) -> None:
+    m = manifest.load(_tls_app(tmp_path, 'ports = [80]\nkey = "site.key"', 'secrets = ["token"]'))
+    assert m.tls is not None and m.tls.backend == "openssl" and m.tls.ports == (80,)
+    assert m.secrets == ("token", "tls.crt", "site.key")
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('backend = "boringssl"', "backend 'boringssl' is not one of openssl, python"),
+        ("ports = [443]", "port 443 is not one of the app's TCP ports [80]"),
+        ("ports = [53]", "port 53 is not one of the app's TCP ports [80]"),
+        ('client_auth = "required"', "needs client_ca"),
+        ('key = "../etc/shadow"', "is not a secret name"),
+        ("colour = 1", "unknown key 'colour'"),
+    ],
+)
+def test_a_wrong_tls_table_is_one_line_naming_it(tmp_path: Path, table: str, message: str) -> None:
+    with pytest.raises(ManifestError) as e:
+        manifest.load(_tls_app(tmp_path, table))
+    assert "tls:" in str(e.value) and message in str(e.value)
+
+
+def test_another_manifest_builds_the_same_folder(tmp_path: Path) -> None:
+    app = _tls_app(tmp_path, "")
+    other = tmp_path / "elsewhere" / "https.toml"
+    other.parent.mkdir()
+    other.write_text('name = "t-tls"\nentry = "app:main"\nports = [80]\n[tls]\nports = [80]\n')
+    m = manifest.load(app, other)
+    assert (m.name, m.app_dir, m.source) == ("t-tls", app.resolve(), other.resolve())
+    with pytest.raises(ManifestError, match="no such file"):
+        manifest.load(app, tmp_path / "missing.toml")

@@ -22,7 +22,9 @@ import inspect
 import json
 import sys
 
-DEVICE_TYPES = ("Console", "Clock", "Random", "Stack", "KV_RO")
+# The runtime's device names (summon.runtime.injection.DEVICE_TYPES), set by main() from the
+# build's config: one list for both.
+DEVICE_TYPES: "tuple[str, ...]" = ()
 
 
 def is_device(annotation: object) -> bool:
@@ -88,6 +90,8 @@ def main() -> None:
     config_file, out_file = sys.argv[1], sys.argv[2]
     with open(config_file) as f:
         cfg = json.load(f)
+    global DEVICE_TYPES
+    DEVICE_TYPES = tuple(cfg["device_types"])
     # As the image: the app's path first, then the stdlib (sys.path[0] is this script's folder).
     sys.path[:] = [p for p in cfg["search_path"] if p] + sys.path[1:]
     try:

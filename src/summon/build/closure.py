@@ -263,6 +263,7 @@ def compute_closure(
     compare: bool = True,
     env: Mapping[str, str] | None = None,
     scan_cache: Path | None = None,
+    optional: Sequence[str] = OPTIONAL,
 ) -> Closure:
     """The module closure of the app under interp.
 
@@ -271,7 +272,9 @@ def compute_closure(
     vendored distributions (default: read from the site folders). timeout bounds the trace,
     probe included. compare also runs modulefinder, in the background, for Closure.left_out.
     env is the app's environment during the trace (the manifest's env). scan_cache is where
-    file scans are kept (default: summon's cache folder).
+    file scans are kept (default: summon's cache folder). optional: what the trace keeps from
+    the stdlib's and the runtime's optional imports (default OPTIONAL; a runtime module that
+    needs one for real, such as the openssl TLS backend's ssl, takes it off this list).
     """
     app_dir = app_dir.resolve()
     work = Path(tempfile.mkdtemp(prefix="summon-trace-"))
@@ -318,7 +321,7 @@ def compute_closure(
             "app_files": [(str(p), n, pkg) for p, n, pkg in sources],
             "probe": probe,
             "include": list(include),
-            "optional": list(OPTIONAL),
+            "optional": list(optional),
             "exclude": list(exclude),
             "app_roots": [str(app_dir), *(str(d) for d in site_dirs)],
         }

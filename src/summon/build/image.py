@@ -27,19 +27,24 @@ from summon.build.assemble import (
 )
 from summon.build.assemble import whole_stdlib as whole_stdlib_jobs
 from summon.build.check import check_image
-from summon.build.closure import Closure, app_sources, compute_closure
+from summon.build.closure import OPTIONAL, Closure, app_sources, compute_closure
 from summon.build.distributions import MODULES_TSV, modules_table
 from summon.build.elf import LibraryClosure, library_closure
 from summon.build.graph import ABSENT_EXCLUDED, ABSENT_MISSING, SCRIPT, Edge, ImportGraph
 from summon.build.imports import RUNS_IMPORT
-from summon.build.interface import add_server_requirements, entry_interface
+from summon.build.interface import (
+    TLS_PYTHON_REQUIREMENTS,
+    add_runtime_requirements,
+    add_server_requirements,
+    entry_interface,
+)
 from summon.build.python import Interpreter, probe_interpreter
 from summon.build.rootfs import Rootfs
 from summon.build.syscalls import REPORT_KEY, DerivedSyscalls, record_image, seal_config
 from summon.build.vendor import Package, vendor
 from summon.build.verify import Verification, VerifyPlan, verify_image
 from summon.errors import BuildError
-from summon.manifest import Manifest
+from summon.manifest import Manifest, TLSConfig
 from summon.store import rootfs_artifact
 from summon.store.image import APP_JSON, BOM_TYPE, Image, unpack, unpacked_size
 from summon.store.layout import (
@@ -66,7 +71,9 @@ __all__ = [
 ]
 
 DATA_DIR = "/data"
-MOUNT_POINTS = ("/proc", "/dev", "/sys", "/tmp")
+# Where targets mount things over the read-only image: it has the empty folders, so that runc
+# need not (and cannot) make them. /run/secrets: the run's secrets (--secret).
+MOUNT_POINTS = ("/proc", "/dev", "/sys", "/tmp", "/run", "/run/secrets")
 
 Step = Callable[[str], None]
 
@@ -91,6 +98,27 @@ def image_argv(interp: Interpreter) -> list[str]:
     return [f"/usr/bin/python{major}.{minor}", "-S", "-E", f"{RUNTIME_ROOT}/boot.py"]
 
 
+# summon.tls's modules each TLS backend uses (its own lazy imports included).
+_TLS_COMMON = (
+    "device", "errors", "events", "hello", "record", "session", "settings", "state", "streams",
+    "pem", "x509.certificate", "x509.der", "x509.names",
+)  # fmt: skip
+TLS_MODULES = {
+    "openssl": (*_TLS_COMMON, "openssl_backend"),
+    "python": (*_TLS_COMMON, "python_backend", "tlslite_ng", "x509.path", "x509.signature"),
+}
+
+
+def _optional(m: Manifest) -> tuple[str, ...]:
+    """What the trace keeps out unless the app itself asks for it (closure.OPTIONAL): the
+    openssl TLS backend needs ssl for real."""
+    if m.tls is None:
+        return OPTIONAL
+    if m.tls.backend == "openssl":
+        return ()
+    return OPTIONAL
+
+
 def runtime_modules(m: Manifest) -> tuple[str, ...]:
     """The parts of summon.runtime this app's image needs; each costs size and start time."""
     # vm and ctypes (mount, reboot) in every image, so the same image boots as a VM without
@@ -113,6 +141,15 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
         if m.interface:
             # The runtime's HTTP server for a WSGI/ASGI entry (h11 is vendored for it).
             mods += ["summon.runtime.http.settings", "summon.runtime.http.server"]
+        if m.tls is not None or m.secrets:
+            mods.append("summon.secrets")
+        if m.tls is not None:
+            # The TLS device and its one backend: "openssl" brings ssl (libssl, libcrypto),
+            # "python" tlslite-ng and no libssl or libcrypto at all. The device imports most
+            # of these only when a context is made, which no trace sees.
+            mods += [f"summon.tls.{name}" for name in TLS_MODULES[m.tls.backend]]
+            if m.tls.ports:
+                mods.append("summon.tls.terminate")
     return tuple(mods)
 
 
@@ -125,6 +162,7 @@ def build(
     boot: bool = False,
     verify: bool = True,
     record: bool = True,
+    manifest: Path | None = None,
 ) -> BuildResult:
     """Build the app in app_dir into an image in store, tagged `tag` (default name:version).
 
@@ -146,7 +184,7 @@ def build(
         clock = now
 
     step("reading the manifest")
-    m = manifest_mod.load(app_dir)
+    m = manifest_mod.load(app_dir, manifest)
     ref = normalize_ref(tag or f"{m.name}:{m.version}")
     step(f"probing the image interpreter {m.python}")
     interp = probe_interpreter(m.python)
@@ -164,6 +202,15 @@ def build(
         if m.interface:
             step(f"vendoring h11 for the runtime's HTTP server ({m.interface.upper()} entry)")
             packages += add_server_requirements(interp, site)
+        if m.tls is not None and m.tls.backend == "python":
+            # No libcrypto in these images: hashlib's OpenSSL accelerator stays out (hashlib
+            # uses its builtin sha2, sha3 and blake2), unless the manifest includes it.
+            if "_hashlib" not in m.include:
+                m = replace(m, exclude=(*m.exclude, "_hashlib"))
+            step("vendoring tlslite-ng for the pure-Python TLS backend")
+            packages += add_runtime_requirements(
+                interp, site, TLS_PYTHON_REQUIREMENTS, "the python TLS backend"
+            )
         lap("vendor")
 
         step("computing the module closure")
@@ -178,6 +225,7 @@ def build(
             runtime_modules=runtime_modules(m),
             packages=packages,
             env=m.env,
+            optional=_optional(m),
         )
         lap("closure")
 
@@ -404,6 +452,20 @@ def _app_config(m: Manifest, data_map: dict[str, str]) -> dict[str, Any]:
         "pids": m.pids,
         "volumes": list(m.volumes),
         "probe": m.probe,
+        "secrets": list(m.secrets),
+        **({"tls": _tls_config(m.tls)} if m.tls is not None else {}),
+    }
+
+
+def _tls_config(tls: TLSConfig) -> dict[str, Any]:
+    return {
+        "backend": tls.backend,
+        "ports": list(tls.ports),
+        "cert": tls.cert,
+        "key": tls.key,
+        "client_auth": tls.client_auth,
+        "client_ca": tls.client_ca,
+        "alpn": list(tls.alpn),
     }
 
 
@@ -478,7 +540,14 @@ def _bom(
             for lib in libs.libraries
         ],
         "packages": [
-            {"name": p.name, "version": p.version, "size": p.size, "top_level": list(p.top_level)}
+            {
+                "name": p.name,
+                "version": p.version,
+                "size": p.size,
+                "top_level": list(p.top_level),
+                "license": p.license,
+                "license_files": [f"{SITE_DIR}/{f}" for f in p.license_files],
+            }
             for p in packages
         ],
         "modules": modules,

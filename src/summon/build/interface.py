@@ -25,10 +25,16 @@ from summon.build.python import Interpreter
 from summon.build.vendor import Package, vendor
 from summon.errors import BuildError
 from summon.manifest import Manifest
+from summon.runtime.injection import DEVICE_TYPES
 
-# What the runtime's HTTP server needs in the image beyond the stdlib. 0.16.0 is the first
-# h11 without CVE-2025-43859 (request smuggling through chunked bodies).
-SERVER_REQUIREMENTS = ("h11==0.16.0",)
+# What the runtime's HTTP server needs in the image beyond the stdlib (requirement -> the
+# top-level module it installs). 0.16.0 is the first h11 without CVE-2025-43859 (request
+# smuggling through chunked bodies).
+SERVER_REQUIREMENTS = {"h11==0.16.0": "h11"}
+# What the pure-Python TLS backend needs (tls = { backend = "python" }): tlslite-ng and its
+# one dependency, pinned because summon drives their internals (docs/tls.md). six comes with
+# ecdsa. tlslite-ng is LGPL-2.1: it ships unmodified, with its licence, as its own files.
+TLS_PYTHON_REQUIREMENTS = {"tlslite-ng==0.8.2": "tlslite", "ecdsa==0.19.2": "ecdsa"}
 _PROBE = Path(__file__).with_name("_interface_probe.py")
 DETECT_TIMEOUT = 60.0
 
@@ -48,6 +54,7 @@ def detect(
             "search_path": [str(m.app_dir), str(site), str(runtime)],
             "module": m.entry.module,
             "attr": m.entry.function,
+            "device_types": list(DEVICE_TYPES),  # the runtime's, so the two never disagree
         }
         (work / "in.json").write_text(json.dumps(config))
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", **m.env}
@@ -115,20 +122,27 @@ def entry_interface(m: Manifest, interp: Interpreter, site: Path) -> str:
 
 
 def add_server_requirements(interp: Interpreter, site: Path) -> list[Package]:
-    """Vendor what the runtime's HTTP server needs into `site`, unless the app's own
-    requirements brought it already (then the app's version is used)."""
-    wanted = [r for r in SERVER_REQUIREMENTS if not (site / r.partition("==")[0]).exists()]
+    """Vendor what the runtime's HTTP server needs (h11) into `site`."""
+    return add_runtime_requirements(interp, site, SERVER_REQUIREMENTS, "the HTTP server")
+
+
+def add_runtime_requirements(
+    interp: Interpreter, site: Path, requirements: dict[str, str], purpose: str
+) -> list[Package]:
+    """Vendor what a part of the runtime needs into `site`, unless the app's own requirements
+    brought it already (then the app's version is used)."""
+    wanted = [r for r, module in requirements.items() if not (site / module).exists()]
     if not wanted:
         return []
-    staging = site.parent / (site.name + "-server")
+    staging = site.parent / (site.name + "-runtime")
     packages = vendor(wanted, interp, staging)
     site.mkdir(parents=True, exist_ok=True)
     try:
         for item in sorted(staging.iterdir()):
             if (site / item.name).exists():
                 raise BuildError(
-                    f"vendoring {', '.join(wanted)} for the HTTP server: {item.name} is in the "
-                    "app's requirements already; add h11 to requirements instead"
+                    f"vendoring {', '.join(wanted)} for {purpose}: {item.name} is in the "
+                    "app's requirements already; pin the same version in requirements instead"
                 )
             item.rename(site / item.name)
     finally:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from summon import paths
 from summon.build.python import Interpreter
@@ -31,6 +32,8 @@ class Package:
     files: tuple[PurePosixPath, ...]  # relative to the vendor folder, from RECORD
     size: int  # bytes of those files on disk
     pure: bool  # Root-Is-Purelib: no compiled code, any platform
+    license: str = ""  # as the metadata states it (License-Expression, License, classifiers)
+    license_files: tuple[PurePosixPath, ...] = ()  # the licence texts it ships (in the image)
 
     def extension_files(self, dest: Path) -> list[Path]:
         """The compiled modules (.so) it installed, for the shared-library closure."""
@@ -187,6 +190,30 @@ def read_dist_info(info: Path) -> Package:
         files=files,
         size=size,
         pure=pure,
+        license=_license(meta),
+        license_files=tuple(f for f in files if f.parts[0] == info.name and _is_licence(f.name)),
+    )
+
+
+def _license(meta: Any) -> str:
+    """The licence a distribution declares: its SPDX expression, its License field (first
+    line), or the licence classifiers."""
+    for field in ("License-Expression", "License"):
+        value = str(meta.get(field) or "").strip()
+        if value and value.upper() != "UNKNOWN":
+            return value.splitlines()[0][:200]
+    classifiers = [
+        str(c).rpartition(" :: ")[2]
+        for c in meta.get_all("Classifier") or []
+        if str(c).startswith("License ::")
+    ]
+    return ", ".join(classifiers)
+
+
+def _is_licence(name: str) -> bool:
+    stem = name.upper().split(".")[0]
+    return stem in ("LICENSE", "LICENCE", "COPYING", "NOTICE") or stem.startswith(
+        ("LICENSE", "LICENCE", "COPYING")
     )
 
 

@@ -31,11 +31,23 @@ from summon.store.image import Image, unpacked_size
 )
 @click.option("--boot", is_flag=True, help="Add the VM boot artifact (kernel, initramfs) now.")
 @click.option("--no-verify", is_flag=True, help="Skip importing the entry inside the image.")
+@click.option(
+    "-f",
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Build with this manifest (summon.toml or pyproject.toml) instead of APP_DIR's own.",
+)
 def build(
-    app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool, boot: bool, no_verify: bool
+    app_dir: Path,
+    tag: str | None,
+    quiet: bool,
+    whole_stdlib: bool,
+    boot: bool,
+    no_verify: bool,
+    manifest: Path | None,
 ) -> None:
     """Build the app in APP_DIR into an image in the local store."""
-    result = build_app(app_dir, tag, whole_stdlib, boot, verify=not no_verify)
+    result = build_app(app_dir, tag, whole_stdlib, boot, verify=not no_verify, manifest=manifest)
     if quiet:
         out.print(result.image.id)
         return
@@ -59,11 +71,14 @@ def build_app(
     whole_stdlib: bool = False,
     boot: bool = False,
     verify: bool = True,
+    manifest: Path | None = None,
 ) -> Any:
     from summon.build.image import build as build_image
 
     with progress(f"building {app_dir}") as step:
-        return build_image(app_dir, open_store(), tag, step, whole_stdlib, boot, verify)
+        return build_image(
+            app_dir, open_store(), tag, step, whole_stdlib, boot, verify, manifest=manifest
+        )
 
 
 @click.command()
@@ -126,6 +141,11 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
         out.print("\n".join(explain(bom, why)), markup=False)
         return
     sandbox = _sandbox_summary(img, bom)
+    from summon.store.keyscan import scan_layer
+
+    with img.store.open_verified(img.layer) as stream:
+        keys = scan_layer(stream)
+    app = img.app_config()
     if as_json:
         doc = {
             "ref": img.ref,
@@ -135,6 +155,9 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
             "config": img.config,
             "bom": bom,
             REPORT_KEY: sandbox,
+            "private_keys": [{"path": path, "why": why} for path, why in keys],
+            "secrets": list(app.get("secrets", [])),
+            "tls": app.get("tls"),
         }
         print(json.dumps(doc, indent=2, sort_keys=True))
         return
@@ -174,10 +197,10 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
     out.print(libs)
     if bom.get("packages"):
         pk = Table(title="\nthird-party packages", box=None, title_justify="left")
-        for col in ("name", "version", "size"):
+        for col in ("name", "version", "size", "licence"):
             pk.add_column(col)
         for p in bom["packages"]:
-            pk.add_row(p["name"], p["version"], human(p["size"]))
+            pk.add_row(p["name"], p["version"], human(p["size"]), p.get("license", ""))
         out.print(pk)
     mods = Table(title="\nmodules", box=None, title_justify="left")
     for col in ("module", "part", "version", "size", "why"):
@@ -199,6 +222,18 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
         for f in files:
             ft.add_row(f["path"], human(f["size"]))
         out.print(ft)
+    if app.get("tls"):
+        tls = app["tls"]
+        served = f", served by the runtime on {tls['ports']}" if tls.get("ports") else ""
+        out.print(f"\nTLS: the {tls['backend']} backend{served}")
+    if app.get("secrets"):
+        out.print(f"secrets given at run time: {', '.join(app['secrets'])}")
+    if keys:
+        out.print(f"\n[red]private keys in the image[/] ({len(keys)}): push will refuse it")
+        for path, why in keys:
+            out.print(f"  {path}: {why}")
+    else:
+        out.print("\nno private key material in the image (secrets come at run time)")
     left = bom.get("left_out", [])
     if left:
         out.print(

@@ -18,7 +18,8 @@ import click
 from summon import targets
 from summon.cli.output import notice, open_store, out, progress
 from summon.errors import UserError
-from summon.targets.base import VOLUMES, PortForward, RunSpec, Volume
+from summon.targets import secrets
+from summon.targets.base import SECRETS, VOLUMES, PortForward, RunSpec, Volume
 
 _PORT_RE = re.compile(
     r"^(?:(?P<addr>[0-9.]+):)?(?P<host>\d+):(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$"
@@ -145,6 +146,13 @@ def _host_memory() -> int:
     help="Forward a host port (on 127.0.0.1 unless ADDR is given) to the app.",
 )
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE", help="Set a variable.")
+@click.option(
+    "--secret",
+    "secret_files",
+    multiple=True,
+    metavar="NAME=FILE",
+    help="Give the app the secret NAME, read from FILE at each start (never put in the image).",
+)
 @click.option("-m", "--memory", help="Memory limit, e.g. 64M (default: the manifest's).")
 @click.option(
     "--pids",
@@ -171,6 +179,7 @@ def run(
     volumes: tuple[str, ...],
     ports: tuple[str, ...],
     env: tuple[str, ...],
+    secret_files: tuple[str, ...],
     memory: str | None,
     pids: int | None,
     name: str | None,
@@ -190,6 +199,7 @@ def run(
     forwards = parse_ports(ports)
     overrides = parse_env(env)
     mounts = parse_volumes(volumes)
+    given = tuple(secrets.parse(v) for v in secret_files)
     size = parse_memory(memory) if memory else None
     if name is not None and not state.NAME.match(name):
         raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
@@ -200,6 +210,8 @@ def run(
         takers = [n for n in targets.names() if VOLUMES in targets.target_class(n).capabilities]
         raise UserError(f"-v: target {target_name} has no volumes (targets with volumes: "
                         f"{', '.join(takers) or 'none'})")  # fmt: skip
+    if given and SECRETS not in chosen.capabilities:
+        raise UserError(f"--secret: target {target_name} cannot give an instance secrets")
     check_ports_free(forwards)
     lifecycle.reconcile_all()  # what a killed run left behind goes first
     store = open_store()
@@ -217,8 +229,18 @@ def run(
         notice(f"target {target_name} ({chosen.description}; {why})")
     with progress(f"preparing {img.ref} for {target_name}") as step:
         img = chosen.prepare(img, step)
+    if lacking := secrets.missing(list(img.app_config().get("secrets", [])), given):
+        flags = " ".join(f"--secret {n}=FILE" for n in lacking)
+        raise UserError(f"image {img.ref} needs the secrets {', '.join(lacking)}: add {flags}")
     spec = RunSpec.for_image(
-        img, name="", state_dir=Path(), ports=forwards, volumes=mounts, env=overrides, memory=size
+        img,
+        name="",
+        state_dir=Path(),
+        ports=forwards,
+        volumes=mounts,
+        env=overrides,
+        memory=size,
+        secrets=given,
     )
     if pids is not None:
         spec.pids = pids

@@ -119,8 +119,16 @@ _ca_file = click.option(
 @_insecure
 @_ca_file
 @click.option("--no-signatures", is_flag=True, help="Leave the image's signatures behind.")
+@click.option(
+    "--force", is_flag=True, help="Push even when a file in the image holds a private key."
+)
 def push_command(
-    image: str, destination: str | None, insecure: bool, ca_file: Path | None, no_signatures: bool
+    image: str,
+    destination: str | None,
+    insecure: bool,
+    ca_file: Path | None,
+    no_signatures: bool,
+    force: bool,
 ) -> None:
     """Send IMAGE to a registry: to DESTINATION, or to where IMAGE's name says.
 
@@ -135,6 +143,8 @@ def push_command(
 
     remote = RemoteRef.parse(destination or image)
     types = () if no_signatures else (SIGNATURE_TYPE,)
+    if not force:
+        refuse_keys(image)
     with _sigterm_interrupts(), _TransferView("push") as view:
         result = push(
             open_store(),
@@ -150,6 +160,24 @@ def push_command(
         f"pushed {remote} ({result.digest}): {result.blobs_sent} blobs sent "
         f"({decimal(result.bytes_sent)}), {result.blobs_skipped} already there{sigs}"
     )
+
+
+def refuse_keys(image: str) -> None:
+    """A private key in the image is a secret about to leave: refuse, naming the files."""
+    from summon.store.image import Image
+    from summon.store.keyscan import scan_layer
+
+    img = Image.open(open_store(), image)
+    with img.store.open_verified(img.layer) as layer:
+        found = scan_layer(layer)
+    if found:
+        files = ", ".join(f"{path} ({why})" for path, why in found[:5])
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        raise UserError(
+            f"image {img.ref} holds private keys: {files}{more}; give keys at run time with "
+            "--secret NAME=FILE and rebuild without them, or push --force if they are meant "
+            "to be public"
+        )
 
 
 @click.command("pull")

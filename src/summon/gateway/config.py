@@ -24,7 +24,7 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _GATEWAY_KEYS = {"dns", "zone", "status", "upstream"}
 _SERVICE_KEYS = {
     "name", "image", "target", "ports", "idle_timeout", "memory", "boot_timeout",
-    "max_instances", "options",
+    "max_instances", "options", "secrets",
 }  # fmt: skip
 
 
@@ -43,6 +43,7 @@ class ServiceConfig:
     boot_timeout: float = 10.0
     max_instances: int = 1
     options: tuple[tuple[str, Any], ...] = ()  # the target's own options (accel = "tcg")
+    secrets: tuple[tuple[str, str], ...] = ()  # (name, host file), as --secret NAME=FILE
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,16 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
     # One instance per service so far: a value that would scale out is refused, not ignored.
     if max_instances != 1 or isinstance(max_instances, bool):
         raise bad_at(f"{where}: max_instances")(f"{max_instances!r}: only 1 is supported so far")
+    raw_secrets = entry.get("secrets", [])
+    if not isinstance(raw_secrets, list) or not all(isinstance(v, str) for v in raw_secrets):
+        raise bad_at(f"{where}: secrets")('must be a list such as ["tls.key=/etc/app/tls.key"]')
+    given = []
+    for value in raw_secrets:
+        name, sep, file = value.partition("=")
+        if not sep or not name or not file.startswith("/"):
+            raise bad_at(f"{where}: secrets")(f"{value!r} is not NAME=/ABSOLUTE/FILE")
+        given.append((name, file))
     return ServiceConfig(
         name, image, target, tuple(ports), idle, memory, boot, max_instances,
-        tuple(sorted(options.items())),
+        tuple(sorted(options.items())), tuple(given),
     )  # fmt: skip

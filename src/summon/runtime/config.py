@@ -63,6 +63,8 @@ class AppConfig:
         preload: list[str] | None = None,
         seal_imports: list[str] | None = None,
         seal_at: str = "auto",
+        secrets: list[str] | None = None,
+        tls: dict[str, object] | None = None,
     ) -> None:
         self.name = name
         self.entry_kind = entry_kind  # "function" | "script" | "wsgi" | "asgi"
@@ -81,6 +83,8 @@ class AppConfig:
         self.preload = preload or []  # shared objects loaded before the seal (image paths)
         self.seal_imports = seal_imports or []  # a script's top-level imports, made before it
         self.seal_at = seal_at  # "ready": only the app's ready() closes the seal; else "auto"
+        self.secrets = secrets or []  # names a run must give
+        self.tls = tls  # {"backend", "ports", "cert", "key", "client_auth", "client_ca", "alpn"}
 
     @property
     def entry(self) -> str:
@@ -163,7 +167,21 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
         preload=_str_list(seal, "preload", bad),
         seal_imports=_str_list(seal, "imports", bad),
         seal_at="ready" if seal.get("at") == "ready" else "auto",
+        secrets=_str_list(doc, "secrets", bad),
+        tls=_tls(doc, bad),
     )
+
+
+def _tls(doc: dict[str, object], bad: Callable[[str, str], Exception]) -> dict[str, object] | None:
+    value = doc.get("tls")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("backend"), str):
+        raise bad("tls", 'an object with a "backend"')
+    ports = value.get("ports", [])
+    if not isinstance(ports, list) or not all(type(p) is int for p in ports):
+        raise bad("tls", 'an object whose "ports" is a list of numbers')
+    return value
 
 
 def _str_list(doc: dict[str, object], key: str, bad: Callable[[str, str], Exception]) -> list[str]:

@@ -18,9 +18,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from summon.devices import Stack
     from summon.runtime.config import AppConfig
 
-DEVICE_TYPES = ("Console", "Clock", "Random", "Stack", "KV_RO")
+DEVICE_TYPES = ("Console", "Clock", "Random", "Stack", "KV_RO", "TLS", "Secrets")
+# Where a target puts the run's secrets (a read-only tmpfs, or a VM's initramfs) unless
+# SUMMON_SECRETS says otherwise (the unix target's private folder).
+SECRETS_PATH = "/run/secrets"
 CO_COROUTINE = 0x100  # inspect.CO_COROUTINE, without importing inspect
 
 
@@ -144,7 +148,48 @@ class Devices:
             if not os.path.isdir(folder):
                 raise Fail(f"data folder {name!r} ({self._cfg.data[name]}) is not in the image", 1)
             return posix_devices.FolderKV(folder)
+        if kind == "Secrets":
+            from summon.secrets import FolderSecrets
+
+            where = os.environ.get("SUMMON_SECRETS") or host_path(self._root, SECRETS_PATH)
+            return FolderSecrets(where)
+        if kind == "TLS":
+            return self._tls(param)
         return self._stack(param)
+
+    def _tls(self, param: str) -> object:
+        tls = self._cfg.tls
+        if tls is None:
+            raise Fail(
+                f"parameter {param!r} of {self._cfg.entry} asks for the TLS device, but the "
+                'image has no TLS; add tls = { backend = "openssl" } to [tool.summon] and rebuild'
+            )
+        from summon.tls.device import TLSDevice
+
+        return TLSDevice(self.get("Secrets", "secrets"), backend=str(tls["backend"]))  # type: ignore[arg-type]
+
+    def _terminated(self, stack: Stack) -> Stack:
+        """The Stack the app gets: TLS served for it on the manifest's tls.ports, if any."""
+        tls = self._cfg.tls or {}
+        ports = [p for p in tls.get("ports") or () if isinstance(p, int)]  # type: ignore[attr-defined]
+        if not ports:
+            return stack
+        from summon.tls.errors import TLSError
+        from summon.tls.terminate import TLSStack
+
+        device = self.get("TLS", "tls")
+        alpn = [a for a in tls.get("alpn") or () if isinstance(a, str)]  # type: ignore[attr-defined]
+        try:
+            context = device.server(  # type: ignore[attr-defined]
+                cert=str(tls.get("cert", "tls.crt")),
+                key=str(tls.get("key", "tls.key")),
+                client_auth=str(tls.get("client_auth", "none")),
+                client_ca=str(tls.get("client_ca") or "") or None,
+                alpn=tuple(alpn),
+            )
+        except (TLSError, KeyError) as e:  # a secret missing or unusable: say which, and stop
+            raise Fail(f"TLS for ports {ports}: {e}") from None
+        return TLSStack(stack, context, frozenset(ports))
 
     def _stack(self, param: str) -> object:
         """The Stack of the image's network mode; the seal closes when it first listens."""
@@ -159,7 +204,7 @@ class Devices:
             from summon.runtime.socket_stack import SocketStack
 
             try:
-                return SocketStack.from_environ(os.environ)
+                return self._terminated(SocketStack.from_environ(os.environ))
             except ValueError as e:
                 raise Fail(str(e)) from None
         if network == "direct":
@@ -170,7 +215,7 @@ class Devices:
             except ValueError as e:
                 raise Fail(str(e)) from None
             self.starts.append(stack.start)
-            return stack
+            return self._terminated(stack)
         raise Fail(
             f"parameter {param!r} of {self._cfg.entry} asks for a Stack, but the image was "
             f'built with network = {network!r}; set network = "socket" in [tool.summon]'

@@ -34,6 +34,7 @@ FREEZE = "freeze"  # Instance.freeze() / thaw(): CPU stops, memory stays
 # Runs a command from a root filesystem, isolated and without network, in well under a second:
 # what the build's verification run (summon.build.verify) asks for.
 ISOLATED_RUN = "isolated-run"
+SECRETS = "secrets"  # RunSpec.secrets reach the app read-only, never through the image
 DEFAULT_MEMORY = 128 * 1024 * 1024
 DEFAULT_PIDS = 64
 # The image config label that holds the image's derived syscall allowlist (space-separated
@@ -69,6 +70,30 @@ class Volume:
         return f"{self.name}:{self.path}"
 
 
+@dataclass(frozen=True)
+class SecretFile:
+    """A secret given to one run: its name in the app, and the host file read at each start."""
+
+    name: str
+    path: Path
+
+    def read(self) -> bytes:
+        """The secret's bytes; UserError naming the file when it cannot be read."""
+        try:
+            data = self.path.read_bytes()
+        except OSError as e:
+            raise UserError(
+                f"--secret {self.name}={self.path}: cannot read it: {e.strerror}"
+            ) from None
+        if len(data) > MAX_SECRET_BYTES:
+            raise UserError(f"--secret {self.name}={self.path}: over {MAX_SECRET_BYTES} bytes")
+        return data
+
+
+# A secret is a key or a token: the bound keeps a wrong file from eating a VM's memory.
+MAX_SECRET_BYTES = 1 << 20
+
+
 @dataclass
 class RunSpec:
     """Everything a target needs to start one instance of an image.
@@ -96,6 +121,7 @@ class RunSpec:
     # The syscalls the image's recording run made plus its base set (SYSCALLS_LABEL); None
     # for an image without one. Only a sandbox reads it.
     syscalls: tuple[str, ...] | None = None
+    secrets: tuple[SecretFile, ...] = ()  # capability SECRETS
 
     @classmethod
     def for_image(
@@ -108,6 +134,7 @@ class RunSpec:
         volumes: tuple[Volume, ...] = (),
         env: dict[str, str] | None = None,
         memory: int | None = None,
+        secrets: tuple[SecretFile, ...] = (),
     ) -> RunSpec:
         """The spec that runs image: its entrypoint, network mode and limits, the manifest's
         environment overlaid with env, and memory (default: the manifest's)."""
@@ -130,6 +157,7 @@ class RunSpec:
             state_dir=state_dir,
             image_digest=image.desc.digest,
             syscalls=tuple(sorted(syscalls.split())) if isinstance(syscalls, str) else None,
+            secrets=secrets,
         )
 
 

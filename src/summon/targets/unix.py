@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from summon.errors import UserError
-from summon.targets.base import Check, Instance, RunSpec, Stats, Target, process_stats
+from summon.targets import secrets
+from summon.targets.base import (
+    SECRETS,
+    Check,
+    Instance,
+    RunSpec,
+    Stats,
+    Target,
+    process_stats,
+)
 
 if TYPE_CHECKING:
     from summon.store.image import Image
@@ -31,9 +40,15 @@ _PR_SET_PDEATHSIG = 1
 
 
 class UnixInstance(Instance):
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], secrets_dir: Path | None = None) -> None:
         self._proc = proc
         self._lock = threading.Lock()
+        self._secrets = secrets_dir  # on /dev/shm: removed once the app is gone
+
+    def _forget_secrets(self) -> None:
+        if self._secrets is not None:
+            shutil.rmtree(self._secrets, ignore_errors=True)
+            self._secrets = None
 
     @property
     def pid(self) -> int:
@@ -41,9 +56,11 @@ class UnixInstance(Instance):
 
     def wait(self, timeout: float | None = None) -> int | None:
         try:
-            return _status(self._proc.wait(timeout))
+            status = _status(self._proc.wait(timeout))
         except subprocess.TimeoutExpired:
             return None
+        self._forget_secrets()
+        return status
 
     def stop(self, grace: float = 10.0) -> int:
         with self._lock:
@@ -57,6 +74,7 @@ class UnixInstance(Instance):
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(self._proc.pid, signal.SIGKILL)
                     self._proc.wait()
+            self._forget_secrets()
             return _status(self._proc.returncode)
 
     def stats(self) -> Stats:
@@ -71,6 +89,7 @@ def _status(code: int) -> int:
 class UnixTarget(Target):
     name: ClassVar[str] = "unix"
     description: ClassVar[str] = "a plain host process (development; no isolation)"
+    capabilities: ClassVar[frozenset[str]] = frozenset({SECRETS})
     export_formats: ClassVar[dict[str, str]] = {
         "rootfs": "the image's root filesystem as a folder, as the unix target runs it"
     }
@@ -116,16 +135,24 @@ class UnixTarget(Target):
                     file=sys.stderr,
                     flush=True,
                 )
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=root,
-            start_new_session=True,
-            stdout=spec.stdout,
-            stderr=spec.stdout,
-            preexec_fn=_die_with(os.getpid()),
-        )
-        return UnixInstance(proc)
+        folder = secrets.private_folder(spec.name, spec.secrets) if spec.secrets else None
+        if folder is not None:
+            env["SUMMON_SECRETS"] = str(folder)
+        try:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=root,
+                start_new_session=True,
+                stdout=spec.stdout,
+                stderr=spec.stdout,
+                preexec_fn=_die_with(os.getpid()),
+            )
+        except BaseException:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return UnixInstance(proc, folder)
 
 
 def _die_with(parent: int) -> Callable[[], None]:

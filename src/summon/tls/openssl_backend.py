@@ -8,6 +8,7 @@ stdlib-only modules.
 
 from __future__ import annotations
 
+import errno
 import os
 import ssl
 
@@ -138,15 +139,32 @@ def _base_context(purpose: int, versions: tuple[int, ...], alpn: tuple[str, ...]
     return ctx
 
 
+def _key_file() -> tuple[int, str, str]:
+    """(fd, path to load, path to remove) of a private file for the key, in memory.
+
+    A memfd where the kernel allows it; inside summon's sandbox (whose seccomp filter has no
+    memfd_create) a 0600 file on /tmp, a tmpfs there, removed as soon as OpenSSL read it.
+    """
+    try:
+        fd = os.memfd_create("summon-tls", os.MFD_CLOEXEC)
+        return fd, f"/proc/self/fd/{fd}", ""
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOSYS):
+            raise
+    path = f"/tmp/.summon-tls-{os.getpid()}-{os.urandom(6).hex()}"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    return fd, path, path
+
+
 def _load_cert_chain(ctx: ssl.SSLContext, pair: CertKey) -> None:
-    """load_cert_chain reads only files: hand it a memory file (memfd), never the disk."""
-    fd = os.memfd_create("summon-tls", os.MFD_CLOEXEC)
+    """load_cert_chain reads only files: hand it a memory file, never the disk."""
+    fd, path, remove = _key_file()
     try:
         data = pair.chain.rstrip(b"\n") + b"\n" + pair.key
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+        ctx.load_cert_chain(path)
     except FileNotFoundError:
         raise e.TLSConfigError(
             "the openssl backend loads keys through /proc/self/fd, and /proc is not mounted"
@@ -161,6 +179,8 @@ def _load_cert_chain(ctx: ssl.SSLContext, pair: CertKey) -> None:
         ) from None
     finally:
         os.close(fd)
+        if remove:
+            os.unlink(remove)
 
 
 def _load_anchors(ctx: ssl.SSLContext, pem: bytes, what: str) -> None:

@@ -30,8 +30,9 @@ from summon.store.layout import Descriptor, Store
 RAW_INITRD_HEADROOM = 32 * 1024 * 1024
 
 
-def run_archive(settings: dict[str, Any]) -> bytes:
-    """The run's settings as a cpio archive holding /etc/summon/run.json."""
+def run_archive(settings: dict[str, Any], secrets: dict[str, bytes] | None = None) -> bytes:
+    """The run's settings as a cpio archive holding /etc/summon/run.json, and the run's
+    secrets under /run/secrets (RAM only in the guest: the initramfs is its root)."""
     from summon.build.boot import CpioWriter
 
     class _Buffer:
@@ -46,6 +47,11 @@ def run_archive(settings: dict[str, Any]) -> bytes:
     cpio = CpioWriter(buf)  # type: ignore[arg-type]
     data = json.dumps(settings, sort_keys=True).encode()
     cpio.add(guest.RUN_JSON.lstrip("/"), 0o100644, data)
+    if secrets:
+        cpio.add("run", 0o040755)
+        cpio.add("run/secrets", 0o040755)
+        for name, value in sorted(secrets.items()):
+            cpio.add(f"run/secrets/{name}", 0o100444, value)
     cpio.close()
     return b"".join(buf.parts)
 
@@ -106,18 +112,21 @@ def write_initrd(
     dest: Path,
     gzip_run: bool,
     expect: str | None = None,
+    secrets: dict[str, bytes] | None = None,
 ) -> None:
     """The file QEMU loads: the image's initramfs, then the run's settings as a second archive.
 
     The kernel unpacks archives one after the other, each compressed or not on its own.
     expect: the sha256 the image's archive must have; it is hashed as it is copied, so what
-    QEMU loads is what was checked.
+    QEMU loads is what was checked. The file is the owner's only (0600): with secrets, the
+    instance deletes it once QEMU has read it.
     """
-    run = run_archive(settings)
+    run = run_archive(settings, secrets)
     tmp = dest.with_name(dest.name + ".tmp")
     digest = hashlib.sha256()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        with tmp.open("wb") as out, image.open("rb") as f:
+        with os.fdopen(fd, "wb") as out, image.open("rb") as f:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)

@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 from summon import paths
 from summon.build.kernel_image import boot_kernel, kernel_footprint
 from summon.errors import TargetUnavailable, UserError
-from summon.targets.base import VOLUMES, Check, RunSpec, Target
+from summon.targets.base import SECRETS, VOLUMES, Check, RunSpec, Target
 from summon.targets.qemu.cmdline import GATEWAY, GUEST_ADDRESS, Disk, kernel_cmdline, qemu_argv
 from summon.targets.qemu.initrd import RAW_INITRD_HEADROOM, unpacked_initramfs, write_initrd
 from summon.targets.qemu.instance import QemuInstance
@@ -47,7 +47,7 @@ class QemuTarget(Target):
     name: ClassVar[str] = "qemu"
     description: ClassVar[str] = "a QEMU microVM with a kernel built for the image"
     options: ClassVar[frozenset[str]] = frozenset({"accel"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({VOLUMES})
+    capabilities: ClassVar[frozenset[str]] = frozenset({VOLUMES, SECRETS})
 
     def __init__(
         self,
@@ -147,7 +147,10 @@ class QemuTarget(Target):
             if raw
             else (store.blob_path(boot.initramfs.digest), boot.initramfs.digest)
         )
-        write_initrd(archive, settings, initrd, gzip_run=not raw, expect=digest)
+        run_secrets = {secret.name: secret.read() for secret in spec.secrets}
+        write_initrd(
+            archive, settings, initrd, gzip_run=not raw, expect=digest, secrets=run_secrets
+        )
         # Below this the kernel overwrites its initramfs or dies before its console is up,
         # silently: say so now rather than after the boot bound.
         floor = kernel_footprint(kernel) + initrd.stat().st_size + MIN_FREE_MEMORY
@@ -172,6 +175,10 @@ class QemuTarget(Target):
         except BaseException:
             instance.stop(grace=0)
             raise
+        if spec.secrets:
+            # QEMU read the initrd at start and the guest is up: the secrets' one copy on
+            # the host's disk goes now.
+            initrd.unlink(missing_ok=True)
         return instance
 
     def _disks(self, spec: RunSpec, fragments: list[str], ref: str) -> tuple[Disk, ...]:

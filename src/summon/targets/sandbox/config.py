@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from summon.errors import UserError
+from summon.targets import secrets
 from summon.targets.base import RunSpec
 from summon.targets.sandbox import seccomp
 
@@ -120,6 +121,24 @@ def container_id(name: str) -> str:
     return ("summon-" + _ID_BAD.sub("-", name))[:64]
 
 
+def secret_mounts(spec: RunSpec) -> list[dict[str, Any]]:
+    """The run's secrets (a read-only tmpfs in the bundle, secrets.py) at /run/secrets."""
+    if not spec.secrets:
+        return []
+    return [
+        {
+            "destination": secrets.IMAGE_PATH,
+            "type": "bind",
+            "source": str(secrets_folder(spec)),
+            "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+        }
+    ]
+
+
+def secrets_folder(spec: RunSpec) -> Path:
+    return spec.state_dir / "bundle" / "secrets"
+
+
 def oci_config(
     spec: RunSpec, netns_path: Path, listener_path: Path, *, record: bool = False
 ) -> dict[str, Any]:
@@ -169,6 +188,7 @@ def oci_config(
                 "options": ["nosuid", "nodev", "noexec", "mode=1777", f"size={tmp_size}"],
             },
             # No /sys: nothing an app needs is there, and much about the host is.
+            *secret_mounts(spec),
         ],
         "linux": {
             "namespaces": [

@@ -23,9 +23,10 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from summon.errors import SummonError, UserError
+from summon.targets import secrets
 from summon.targets.base import Instance, RunSpec, Stats
 from summon.targets.sandbox import cgroups, rootmount
-from summon.targets.sandbox.config import container_id, oci_config
+from summon.targets.sandbox.config import container_id, oci_config, secrets_folder
 from summon.targets.sandbox.gate import ExecGate
 from summon.targets.sandbox.netns import NetNamespace
 
@@ -82,6 +83,8 @@ class SandboxInstance(Instance):
             # container's unprivileged root can reach it.
             self._bound = rootmount.bind_folder(spec.rootfs, self.container_id)
             spec = dataclasses.replace(spec, rootfs=self._bound)
+        if spec.secrets:
+            secrets.mount_tmpfs(secrets_folder(spec), spec.secrets)
         config = oci_config(spec, self.netns.path, self.gate.socket_path, record=self.record)
         tmp = self.bundle / "config.json.tmp"
         tmp.write_text(json.dumps(config, sort_keys=True))
@@ -243,6 +246,7 @@ class SandboxInstance(Instance):
                 self._close_gate,
                 self.netns.remove,
                 self._unbind_root,
+                lambda: secrets.unmount(secrets_folder(self.spec)),
                 self._remove_bundle,
             ]
             for step in steps:

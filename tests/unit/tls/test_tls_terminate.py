@@ -1,0 +1,110 @@
+"""TLS the runtime serves for an app (manifest tls.ports): the app sees plain connections.
+
+TLSStack over the socket-mode Stack, on loopback, with both backends; a real stdlib ssl client
+checks the certificate against the test CA. A client that does not speak TLS never reaches the
+app: its handshake fails, is counted, and the connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+
+import pytest
+from tls_pair import BACKENDS, device
+from tls_pki import PKI
+
+from summon.runtime.socket_stack import SocketStack
+from summon.tls.terminate import TLSStack
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_app_gets_plain_bytes_and_the_client_gets_tls(pki: PKI, backend: str) -> None:
+    port = free_port()
+    seen: list[bytes] = []
+
+    async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.readline()
+        seen.append(data)
+        writer.write(data.upper())
+        await writer.drain()
+        writer.close()
+
+    async def main() -> tuple[bytes, str | None]:
+        inner = SocketStack("127.0.0.1", {(443, "tcp"): port})
+        context = device(str(pki.folder), backend).server(cert="server.crt", key="server.key")
+        stack = TLSStack(inner, context, frozenset({443}))
+        server = await stack.start_server(app, 443)
+        client = ssl.create_default_context(cafile=pki.path("ca"))
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client, server_hostname="localhost"
+        )
+        writer.write(b"hello over tls\n")
+        answer = await reader.read()
+        version = writer.get_extra_info("ssl_object").version()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return answer, version
+
+    answer, version = asyncio.run(asyncio.wait_for(main(), 60))
+    assert answer == b"HELLO OVER TLS\n"
+    assert seen == [b"hello over tls\n"]  # the app read plain text
+    assert version in ("TLSv1.2", "TLSv1.3")
+
+
+def test_a_client_without_tls_never_reaches_the_app(pki: PKI) -> None:
+    port = free_port()
+    called: list[bool] = []
+
+    async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        called.append(True)
+        writer.close()
+
+    async def main() -> tuple[bytes, int]:
+        inner = SocketStack("127.0.0.1", {(80, "tcp"): port})
+        context = device(str(pki.folder), "openssl").server(cert="server.crt", key="server.key")
+        stack = TLSStack(inner, context, frozenset({80}))
+        server = await stack.start_server(app, 80)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        answer = await reader.read()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return answer, stack.failed
+
+    answer, failed = asyncio.run(asyncio.wait_for(main(), 60))
+    assert not called and failed == 1
+    assert b"HTTP/1.0 200" not in answer  # whatever came back, it was no answer of the app's
+
+
+def test_other_ports_pass_through_untouched(pki: PKI) -> None:
+    port = free_port()
+
+    async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    async def main() -> bytes:
+        inner = SocketStack("127.0.0.1", {(8080, "tcp"): port})
+        context = device(str(pki.folder), "openssl").server(cert="server.crt", key="server.key")
+        stack = TLSStack(inner, context, frozenset({443}))
+        server = await stack.start_server(app, 8080)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"plain\n")
+        answer = await reader.read()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return answer
+
+    assert asyncio.run(asyncio.wait_for(main(), 30)) == b"plain\n"
