@@ -10,9 +10,10 @@ from textwrap import dedent
 import pytest
 
 from summon import manifest
-from summon.build.image import _app_config, runtime_modules
+from summon.build.image import runtime_modules
 from summon.build.interface import add_server_requirements, entry_interface
 from summon.build.python import Interpreter
+from summon.build.records import app_json as _app_config
 from summon.errors import BuildError
 
 

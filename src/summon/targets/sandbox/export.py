@@ -107,7 +107,7 @@ def kube_manifests(
     image_name: str | None = None,
 ) -> list[dict[str, Any]]:
     """A Deployment and a Service running image with the sandbox's policy."""
-    from summon.build.image import IMAGE_UID
+    from summon.build.records import IMAGE_UID
 
     app = image.app_config()
     name = dns_label(str(app.get("name") or "app"))
