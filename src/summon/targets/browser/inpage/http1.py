@@ -89,6 +89,14 @@ def _is_field_value(text: bytes) -> bool:
     return all(c >= 0x20 or c == 0x09 for c in text) and 0x7F not in text
 
 
+def _encode(text: str, encoding: str) -> bytes:
+    """text's bytes, or b"\0" (which no check below lets through) if it has other characters."""
+    try:
+        return text.encode(encoding)
+    except UnicodeEncodeError:
+        return b"\0"
+
+
 def encode_request(
     method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes, host: str
 ) -> bytes:
@@ -98,21 +106,21 @@ def encode_request(
     Host, Content-Length (when there is a body, or the method expects one) and
     "Connection: close" are set here. BadRequest names the first part that cannot be sent.
     """
-    raw_method = method.encode("ascii", "replace")
+    raw_method = _encode(method, "ascii")
     if not _is_token(raw_method):
         raise BadRequest(f"method {method!r} is not an HTTP token")
-    raw_target = target.encode("ascii", "replace")
+    raw_target = _encode(target, "ascii")
     if not raw_target.startswith(b"/") or not all(0x21 <= c <= 0x7E for c in raw_target):
         raise BadRequest(f"target {target!r} is not an origin-form path of visible ASCII")
-    raw_host = host.encode("ascii", "replace")
+    raw_host = _encode(host, "ascii")
     if not raw_host or not _is_field_value(raw_host) or b" " in raw_host:
         raise BadRequest(f"host {host!r} is not a valid Host field")
     lines = [b"%s %s HTTP/1.1" % (raw_method, raw_target), b"Host: " + raw_host]
     for name, value in headers:
         if name.lower() in HOP_BY_HOP:
             continue
-        raw_name = name.encode("ascii", "replace")
-        raw_value = value.encode("latin-1", "replace").strip(b" \t")
+        raw_name = _encode(name, "ascii")
+        raw_value = _encode(value, "latin-1").strip(b" \t")
         if not _is_token(raw_name):
             raise BadRequest(f"header name {name!r} is not an HTTP token")
         if not _is_field_value(raw_value):

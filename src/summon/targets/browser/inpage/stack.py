@@ -107,7 +107,12 @@ class PipeTransport(asyncio.Transport):
         if not self._paused:
             return
         self._paused = False
-        while self._held and not self._paused:
+        # Later, as a socket's next read would come: StreamReader resumes just before it
+        # waits for data, and bytes delivered inside this call would find no waiter.
+        self._loop.call_soon(self._release)
+
+    def _release(self) -> None:
+        while self._held and not self._paused and not self._lost:
             self._deliver(self._held.popleft())
 
     def close(self) -> None:
