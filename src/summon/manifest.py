@@ -14,6 +14,7 @@ from typing import Any
 from summon.errors import ManifestError
 
 NETWORK_MODES = ("socket", "direct", "none")
+INTERFACES = ("wsgi", "asgi")
 DEFAULT_PYTHON = "/usr/bin/python3.11"
 DEFAULT_MEMORY = 128 * 1024 * 1024
 
@@ -37,9 +38,11 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "env": ((dict,), 'a table of strings, such as {LEVEL = "info"}'),
     "args": ((list,), "a list of strings"),
     "include": ((list,), "a list of module names to put in the image even if not seen in use"),
+    "exclude": ((list,), "a list of module names to leave out although shipped code names them"),
     "probe": ((str,), '"module:function" called after import to exercise the app'),
     "version": ((str,), "a version string used as the default tag"),
     "volumes": ((list,), 'a list of absolute paths the app keeps data under, such as ["/data"]'),
+    "interface": ((str,), '"wsgi" or "asgi": the runtime serves the "module:app" entry'),
 }
 
 
@@ -84,8 +87,12 @@ class Manifest:
     env: dict[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()  # modules (and their submodules) left out of the closure
     probe: str = ""
     volumes: tuple[str, ...] = ()  # where -v volumes may be mounted (a VM's kernel gets disks)
+    # "wsgi" | "asgi": the entry is an app the runtime serves; "" an entry function or script.
+    # As written in the manifest; the build finds it from the entry's signature otherwise.
+    interface: str = ""
 
 
 def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
@@ -208,6 +215,13 @@ def load(app_dir: Path | str) -> Manifest:
         if not isinstance(m, str) or not _MODULE_RE.match(m):
             raise bad("include", f"{m!r} is not a module name")
 
+    exclude = table.get("exclude", [])
+    for m in exclude:
+        if not isinstance(m, str) or not _MODULE_RE.match(m):
+            raise bad("exclude", f"{m!r} is not a module name")
+        if m in include:
+            raise bad("exclude", f"{m!r} is also in include; keep it in one of the two")
+
     probe = table.get("probe", "")
     if probe:
         _parse_entry(probe, app_dir, lambda why: bad("probe", why), allow_script=False)
@@ -218,6 +232,16 @@ def load(app_dir: Path | str) -> Manifest:
     for v in volumes:
         if not isinstance(v, str) or not v.startswith("/") or v == "/" or ".." in v.split("/"):
             raise bad("volumes", f"{v!r} is not an absolute path such as /data")
+
+    interface = table.get("interface", "")
+    if interface and interface not in INTERFACES:
+        raise bad("interface", f"{interface!r} is not one of {', '.join(INTERFACES)}")
+    if interface and entry.kind != "function":
+        raise bad(
+            "interface",
+            f'applies to an entry "module:app", not to the script {entry.script!r}; '
+            'point entry at the app object, such as "app:app"',
+        )
 
     return Manifest(
         app_dir=app_dir,
@@ -235,8 +259,10 @@ def load(app_dir: Path | str) -> Manifest:
         env=dict(env),
         args=tuple(args),
         include=tuple(include),
+        exclude=tuple(exclude),
         probe=probe,
         volumes=tuple(volumes),
+        interface=interface,
     )
 
 

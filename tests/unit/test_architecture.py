@@ -28,6 +28,7 @@ DYNAMIC_IMPORTS = {
     "runtime/init.py": "the image's init imports the app's entry module, named in app.json",
     "targets/browser/inpage/boot.py": "the page's Python imports the app's entry, from app.json",
     "build/_trace.py": "the closure trace imports what the app names, to see what it loads",
+    "build/_verify.py": "the build's check imports the app's entry inside the built image",
 }
 
 

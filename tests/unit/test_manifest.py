@@ -72,7 +72,15 @@ def test_summon_toml_and_script_entry(tmp_path: Path) -> None:
         ('data = ["static"]\n', "entry: missing"),
         ('entry = "app:main"\nenv = {"1X" = "a"}\n', "env: '1X' is not a valid variable name"),
         ('entry = "app:main"\ninclude = ["no such"]\n', "include: 'no such' is not a module name"),
+        ('entry = "app:main"\nexclude = ["x-y"]\n', "exclude: 'x-y' is not a module name"),
+        ('entry = "app:main"\nexclude = "ssl"\n', "exclude: expected a list of module names"),
+        (
+            'entry = "app:main"\ninclude = ["ssl"]\nexclude = ["ssl"]\n',
+            "exclude: 'ssl' is also in include; keep it in one of the two",
+        ),
         ('entry = "app:main"\n[oops\n', "not valid TOML"),
+        ('entry = "app:main"\ninterface = "cgi"\n', "interface: 'cgi' is not one of wsgi, asgi"),
+        ('entry = "app.py"\ninterface = "wsgi"\n', 'interface: applies to an entry "module:app"'),
     ],
 )
 def test_bad_manifest_is_one_line_naming_file_and_key(
@@ -85,6 +93,16 @@ def test_bad_manifest_is_one_line_naming_file_and_key(
     assert expect in msg
     assert str(app / "pyproject.toml") in msg
     assert "\n" not in msg
+
+
+@pytest.mark.parametrize("interface", ["wsgi", "asgi"])
+def test_interface_is_read(tmp_path: Path, interface: str) -> None:
+    m = manifest.load(write_app(tmp_path, f'entry = "app:main"\ninterface = "{interface}"\n'))
+    assert m.interface == interface and m.entry.kind == "function"
+
+
+def test_interface_defaults_to_none_said(tmp_path: Path) -> None:
+    assert manifest.load(write_app(tmp_path, 'entry = "app:main"\n')).interface == ""
 
 
 def test_no_manifest_at_all(tmp_path: Path) -> None:

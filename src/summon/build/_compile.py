@@ -1,7 +1,8 @@
 """Byte-compiles files for the image; run by the IMAGE's interpreter, so stdlib only.
 
-Reads a JSON list of [source, destination, name shown in tracebacks] on stdin and writes
-unchecked-hash .pyc files (PEP 552): no timestamps inside, and no stat of a source at import.
+Reads a JSON list of [source, destination, name shown in tracebacks, strict] on stdin and
+writes unchecked-hash .pyc files (PEP 552): no timestamps inside, and no stat of a source at
+import. A file that does not compile fails the run when strict, and is skipped otherwise.
 """
 
 import json
@@ -11,7 +12,7 @@ import sys
 
 def main() -> int:
     jobs = json.load(sys.stdin)
-    for src, dst, shown in jobs:
+    for src, dst, shown, strict in jobs:
         try:
             py_compile.compile(
                 src,
@@ -22,7 +23,8 @@ def main() -> int:
             )
         except py_compile.PyCompileError as e:
             print(f"cannot compile {src}: {e.msg.strip().splitlines()[-1]}", file=sys.stderr)
-            return 1
+            if strict:
+                return 1
     return 0
 
 

@@ -25,26 +25,6 @@ _ONLY_AST = 0x400
 
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 
-# Byte-to-byte codecs: a literal such as "zlib" or "bz2" at a codec call site names these,
-# and importing them would drag in compression extension modules for no text codec at all.
-_NOT_TEXT_CODECS = frozenset(
-    ("base64_codec", "bz2_codec", "hex_codec", "quopri_codec", "uu_codec", "zlib_codec", "rot_13")
-)
-_CODEC_PATTERNS = (
-    b".encode(",
-    b".decode(",
-    b"codecs.lookup(",
-    b"getencoder(",
-    b"getdecoder(",
-    b"getincrementalencoder(",
-    b"getincrementaldecoder(",
-    b"getreader(",
-    b"getwriter(",
-    b"encoding=",
-    b"encoding =",
-)
-_CODEC_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_. ")
-
 
 class TraceFailure(Exception):
     def __init__(self, phase: str, message: str, exc: "BaseException | None") -> None:
@@ -173,23 +153,35 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
-class OptionalBlocker:
-    """A meta path finder that keeps the stdlib's optional imports of some modules out.
+class Refused(ModuleNotFoundError):
+    """An import the image cannot satisfy either: refused as the image would fail it."""
 
-    The stdlib imports a few heavy modules only inside `try: ... except ImportError` (asyncio,
-    http.client and urllib import ssl so; without it they just lack TLS). When the importing
-    code is the stdlib's or the runtime's, this finder answers as if the module were absent,
-    exactly as the image will; when it is the app's own code (or a vendored package's, or
-    the manifest's include list), the import goes ahead. Installed first in sys.meta_path.
+
+class OptionalBlocker:
+    """A meta path finder that keeps out what the image will not hold.
+
+    - The manifest's exclude list, for every importer.
+    - Optional imports of some heavy modules by the stdlib: asyncio, http.client and urllib
+      import ssl only inside `try: ... except ImportError`, and just lack TLS without it.
+      When the importing code is the stdlib's or the runtime's, this finder answers as if
+      the module were absent, exactly as the image will; when it is the app's own code (or
+      a vendored package's, or the manifest's include list), the import goes ahead.
+    Installed first in sys.meta_path.
     """
 
-    def __init__(self, optional: "Sequence[str]", allowed_roots: "Sequence[str]") -> None:
+    def __init__(
+        self, optional: "Sequence[str]", allowed_roots: "Sequence[str]", exclude: "Sequence[str]"
+    ) -> None:
         self.optional = frozenset(optional)
+        self.exclude = tuple(exclude)
         self.allowed_roots = tuple(r.rstrip("/") + "/" for r in allowed_roots)
         self.blocked: dict[str, str] = {}  # module -> the file whose import was refused
         self.allowed: set[str] = set()  # optional modules the app asked for: theirs go too
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        for entry in self.exclude:
+            if name == entry or name.startswith(entry + "."):
+                raise Refused(f"No module named {name!r} (excluded by the manifest)", name=name)
         if name.partition(".")[0] not in self.optional:
             return None
         frame: FrameType | None = sys._getframe(1)
@@ -205,7 +197,7 @@ class OptionalBlocker:
             self.allowed.add(name.partition(".")[0])
             return None
         self.blocked.setdefault(name, importer)
-        raise ModuleNotFoundError(f"No module named {name!r} (optional, left out)", name=name)
+        raise Refused(f"No module named {name!r} (optional, left out)", name=name)
 
 
 class Tracer:
@@ -215,7 +207,9 @@ class Tracer:
         self.reasons: dict[str, str] = {}
         self.warnings: list[str] = []
         self.failed: dict[str, str] = {}
-        self.blocker = OptionalBlocker(cfg.get("optional", ()), cfg.get("app_roots", ()))
+        self.blocker = OptionalBlocker(
+            cfg.get("optional", ()), cfg.get("app_roots", ()), cfg.get("exclude", ())
+        )
 
     def phase(self, text: str) -> None:
         with open(self.phase_file, "w") as f:
@@ -323,19 +317,6 @@ class Tracer:
             self.run_probe(cfg["probe"])
             self.mark("probe")
 
-        self.phase("importing the always-include modules")
-        for name, trigger in cfg["always"]:
-            if trigger and trigger not in sys.modules:
-                continue
-            if name not in sys.modules:
-                try:
-                    __import__(name)
-                except ImportError as e:
-                    self.warnings.append(
-                        f"{name} is not available in this interpreter ({_describe(e)})"
-                    )
-        self.mark("always include: loaded by C code no scan sees")
-
         self.phase("importing the manifest's include list")
         for name in cfg["include"]:
             self.must_import(
@@ -343,17 +324,8 @@ class Tracer:
             )
         self.mark("manifest include")
 
-        if cfg["scan_codecs"]:
-            self.phase("looking for codecs named in loaded code")
-            self.import_named_codecs()
-            self.mark("codec named in loaded code")
-
-        self.phase("looking for strptime calls in loaded code")
-        # time.strptime and datetime.strptime import _strptime from C. It costs ~0.4 MB
-        # (calendar, datetime, locale...), so it goes in only when loaded code names strptime.
-        if "_strptime" not in sys.modules and any(b"strptime" in s for s in _loaded_sources()):
-            self.try_import("_strptime", (), "strptime named in loaded code")
-        self.mark("strptime named in loaded code")
+        # Codecs named in code, _strptime where strptime is named and the modules C code
+        # imports are found by the static scan (graph.py), for all shipped code.
 
     def check_entry_function(self, module: str, function: str) -> bool:
         """Fail as the image would if the function is missing; True if it is async."""
@@ -402,69 +374,6 @@ class Tracer:
             if isinstance(e, KeyboardInterrupt):
                 raise
             raise TraceFailure("probe", f"the probe {probe} failed: {_describe(e)}", e) from None
-
-    def import_named_codecs(self) -> None:
-        """Import the text codecs that loaded code names in literals at codec call sites.
-
-        A codec is looked up by a string at run time (b.decode("cp437"), open(f, encoding=
-        "utf-16")), so no import statement shows it. The search is confined to call sites so
-        that tables of encoding names (locale.py has hundreds) do not drag every codec in.
-        """
-        encodings = sys.modules["encodings"]
-        aliases = sys.modules["encodings.aliases"].aliases
-        names: set[str] = set()
-        for source in _loaded_sources():
-            names.update(_codec_literals(source))
-        for name in sorted(names):
-            norm = encodings.normalize_encoding(name.lower())
-            target = aliases.get(norm) or aliases.get(norm.replace(".", "_")) or norm
-            if target in _NOT_TEXT_CODECS or not target.isidentifier():
-                continue
-            full = "encodings." + target
-            if full in sys.modules:
-                continue
-            try:
-                __import__(full)
-            except Exception:
-                # Not a codec after all ("locale", a Windows-only one): nothing to bring in.
-                pass
-
-
-def _loaded_sources() -> "Iterator[bytes]":
-    """The source of every loaded module that has one."""
-    for mod in list(sys.modules.values()):
-        spec = getattr(mod, "__spec__", None)
-        origin = getattr(spec, "origin", None)
-        if not isinstance(origin, str) or not origin.endswith(".py"):
-            continue
-        try:
-            with open(origin, "rb") as f:
-                yield f.read()
-        except OSError:
-            continue
-
-
-def _codec_literals(source: bytes) -> "Iterator[str]":
-    """String literals in the first argument of codec calls, and in encoding= values.
-
-    A plain text search rather than a parse: parsing every loaded module costs ~0.5 s per
-    trace, this costs milliseconds, and a false hit only adds a small codec module.
-    """
-    text = source.lower()
-    for pattern in _CODEC_PATTERNS:
-        at = text.find(pattern)
-        while at >= 0:
-            start = at + len(pattern)
-            end = start
-            while end < len(text) and end - start < 120 and text[end] not in b",)\n":
-                end += 1
-            segment = text[start:end]
-            for quote in (b"'", b'"'):
-                parts = segment.split(quote)
-                for literal in parts[1::2]:
-                    if 0 < len(literal) < 40 and all(c in _CODEC_CHARS for c in literal):
-                        yield literal.decode("ascii")
-            at = text.find(pattern, start)
 
 
 def _module_record(name: str, mod: object, reason: str) -> "Record":
@@ -577,9 +486,10 @@ def main() -> None:
         error = e
     # The snapshot comes first: what follows may import (json, traceback).
     snapshot = []
+    main_module = sys.modules.get("__main__")
     for name, mod in list(sys.modules.items()):
-        if name == "__main__":
-            continue
+        if name == "__main__" or mod is main_module:
+            continue  # this tracer (multiprocessing aliases it as __mp_main__)
         reason = tracer.reasons.get(name, "unknown")
         try:
             snapshot.append(_module_record(name, mod, reason))
@@ -607,7 +517,12 @@ def main() -> None:
             detail = "".join(
                 traceback.format_exception(type(error.exc), error.exc, error.exc.__traceback__)
             )
-        result["error"] = {"phase": error.phase, "message": error.message, "detail": detail}
+        report = {"phase": error.phase, "message": error.message, "detail": detail}
+        exc = error.exc
+        if type(exc) is ModuleNotFoundError and exc.name:
+            # Not in the image's search path at all (not refused): a requirement missing?
+            report["missing"] = exc.name
+        result["error"] = report
     import json
 
     with open(out, "w") as f:

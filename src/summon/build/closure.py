@@ -1,30 +1,74 @@
-"""The module closure: which modules an app needs, found by importing it under the image's Python.
+"""The module closure: which modules go into an image, and why each one does (or does not).
 
-A static scan alone (modulefinder) counts every module any reachable code mentions; that is
-about four times too many, because the stdlib imports lots lazily in functions the app never
-calls. Here the image's interpreter, run as the image runs it (-S -E), imports the runtime, the
-entry, and everything the app's own code names (even in function bodies), runs an optional
-probe, then adds what C code imports by name. What is then in sys.modules is the closure.
+Correctness first: the image holds every module that shipped code can import (graph.py: a
+static scan of every shipped module, function bodies included, followed transitively), every
+module of the vendored distributions, and everything the image's own interpreter loads while
+it imports the runtime, the entry and what the app's code names and runs the probe (the
+trace, _trace.py, for what no static scan sees). The stdlib is pruned where that is safe:
+optional imports, dead code, a short deny list (graph.py says which and why).
+
+The trace and the static scan run at the same time (the trace is a child process).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import summon
+from summon.build import tracing
+from summon.build.graph import (
+    ALWAYS_INCLUDE,
+    REASON_ALWAYS,
+    REASON_APP,
+    REASON_CODEC,
+    REASON_DIST,
+    REASON_ENTRY,
+    REASON_INCLUDE,
+    REASON_PROBE,
+    REASON_RUNTIME,
+    REASON_STARTUP,
+    REASON_STATIC,
+    REASON_TRACE,
+    Absent,
+    Edge,
+    ImportGraph,
+)
 from summon.build.python import Interpreter
+from summon.build.resolve import Location, Resolver, SearchEntry
+from summon.build.static_closure import check_exclude, distribution_modules, static_graph
+from summon.build.tracing import TraceError
+from summon.build.vendor import Package, read_packages
 from summon.errors import BuildError
 from summon.manifest import Entry
+
+__all__ = [
+    "ALWAYS_INCLUDE",
+    "GROUPS",
+    "KINDS",
+    "OPTIONAL",
+    "REASON_ALWAYS",
+    "REASON_APP",
+    "REASON_CODEC",
+    "REASON_DIST",
+    "REASON_ENTRY",
+    "REASON_INCLUDE",
+    "REASON_PROBE",
+    "REASON_RUNTIME",
+    "REASON_STARTUP",
+    "REASON_STATIC",
+    "REASON_TRACE",
+    "Closure",
+    "ModuleInfo",
+    "TraceError",
+    "app_sources",
+    "compute_closure",
+    "distribution_modules",
+]
 
 KINDS = (
     "builtin",
@@ -38,52 +82,12 @@ KINDS = (
 )
 GROUPS = ("stdlib", "site", "app", "runtime", "builtin")
 
-REASON_STARTUP = "startup"
-REASON_RUNTIME = "runtime"
-REASON_ENTRY = "entry import"
-REASON_STATIC = "static import in app code"
-REASON_PROBE = "probe"
-REASON_ALWAYS = "always include: loaded by C code no scan sees"
-REASON_INCLUDE = "manifest include"
-REASON_CODEC = "codec named in loaded code"
-
-# Modules that C code imports by name, so no import statement and no Python-level trace of
-# the app's import time shows them. (module, trigger, why): the module is added when the
-# trigger module is loaded ("" = always). Each was confirmed against Debian's 3.11.2 by
-# diffing sys.modules around the call named in `why`.
-ALWAYS_INCLUDE: tuple[tuple[str, str, str], ...] = (
-    (
-        "encodings.idna",
-        "_socket",
-        "_socket's getaddrinfo, gethostbyname, connect... encode str host names with the idna "
-        "codec, imported on first use",
-    ),
-    ("stringprep", "_socket", "encodings.idna imports it"),
-    ("encodings.idna", "_ssl", "_ssl encodes server_hostname with the idna codec"),
-    ("stringprep", "_ssl", "encodings.idna imports it"),
-    ("copyreg", "", "object.__reduce_ex__ (copy.copy, pickling any object) imports it from C"),
-    (
-        "unicodedata",
-        "",
-        "the compiler imports it for non-ASCII identifiers and \\N{...} escapes (builtin in "
-        "Debian's build, an extension module in others)",
-    ),
-    # The C fast paths cover only a few spellings of utf-8, latin-1 and ascii; any other
-    # spelling, and these codecs, are looked up by name through encodings.search_function.
-    ("encodings.latin_1", "", "codec looked up by name at run time (open, bytes.decode)"),
-    ("encodings.ascii", "", "codec looked up by name at run time"),
-    ("encodings.utf_8_sig", "", "codec looked up by name at run time"),
-    ("encodings.raw_unicode_escape", "", "codec looked up by name at run time"),
-    ("encodings.unicode_escape", "", "codec looked up by name at run time"),
-)
-
-# Modules the stdlib imports only optionally (inside try/except ImportError) and that cost
-# much: they go in only when the app's own code, a vendored package or the manifest's include
-# list imports them. ssl brings libssl and libcrypto (5.4 MB) into every asyncio app.
+# Modules the stdlib imports only optionally (inside try/except ImportError) that cost much:
+# the trace refuses them to stdlib and runtime code, as the image will, so that an asyncio
+# app does not carry ssl with libssl and libcrypto (5.4 MB). The static scan leaves every
+# optional stdlib import out the same way; this list is for the trace, which would otherwise
+# load them as the stdlib asks.
 OPTIONAL = ("ssl", "_ssl")
-
-_TRACE = Path(__file__).with_name("_trace.py")
-_TAIL = 40  # lines of the app's own output shown under a failure
 
 
 @dataclass(frozen=True)
@@ -93,11 +97,12 @@ class ModuleInfo:
     name: str
     kind: str  # one of KINDS
     origin: Path | None  # the host file: .py, .pyc, .so, a package's __init__; None if none
-    reason: str  # why it is in: the first step that loaded it
+    reason: str  # why it is in: what loaded it during the trace, or why the scan took it
     group: str  # one of GROUPS
     root: Path | None = None  # the sys.path folder it was found under
     alias_of: str | None = None  # sys.modules["os.path"] is posixpath
     search_locations: tuple[Path, ...] = ()  # a package's __path__
+    via: Edge | None = None  # the import that brought it in; None for a root
 
     @property
     def relpath(self) -> PurePosixPath | None:
@@ -109,19 +114,20 @@ class ModuleInfo:
 
 @dataclass
 class Closure:
-    """The modules an app needs, and what a static scan would have added on top.
+    """The modules an app needs, what shipped code names that is not in, and the report.
 
     left_out and modulefinder come from a modulefinder run that goes on in the background
-    after compute_closure returns (it takes ~3x as long as the trace and only feeds the
-    report); reading either waits for it.
+    after compute_closure returns (it only feeds the report); reading either waits for it.
     """
 
     modules: dict[str, ModuleInfo]
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    absent: dict[str, Absent] = field(default_factory=dict)
+    graph: ImportGraph | None = field(default=None, repr=False, compare=False)
     _left_out: dict[str, str] = field(default_factory=dict, repr=False)
     _modulefinder: dict[str, Path | None] | None = field(default=None, repr=False)
-    _pending: _Comparison | None = field(default=None, repr=False, compare=False)
+    _pending: tracing.Comparison | None = field(default=None, repr=False, compare=False)
 
     @property
     def left_out(self) -> dict[str, str]:
@@ -138,8 +144,14 @@ class Closure:
     def wait_comparison(self) -> None:
         """Wait for the background modulefinder run, if any, and fill in left_out."""
         pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.finish(self)
+        if pending is None:
+            return
+        mf, took, problem = pending.result()
+        if mf is None:
+            self.warnings.append(f"{problem}; no comparison")
+            return
+        self.timings["modulefinder"] = took
+        _compare(self, mf, pending.failed)
 
     def files(self) -> set[Path]:
         """Every host file the modules need (a package's __init__, an extension's .so)."""
@@ -174,59 +186,18 @@ class Closure:
             return 0
         return sum(_size(p) for p in set(found.values()) if p is not None)
 
-
-class _Comparison:
-    """A modulefinder child still running; owns the trace's temporary folder until done."""
-
-    def __init__(
-        self,
-        proc: subprocess.Popen[bytes],
-        work: Path,
-        started: float,
-        timeout: float,
-        failed: Mapping[str, str],
-    ) -> None:
-        self.proc = proc
-        self.work = work
-        self.started = started
-        self.timeout = timeout
-        self.failed = dict(failed)
-        # Never leave the child or the folder behind, even if nobody reads left_out.
-        self._finalizer = weakref.finalize(self, _cleanup, proc, work)
-
-    def finish(self, closure: Closure) -> None:
-        try:
-            remaining = max(0.0, self.started + self.timeout - time.monotonic())
-            if not _wait(self.proc, remaining):
-                closure.warnings.append(
-                    f"modulefinder did not finish within {self.timeout:g} s; no comparison"
-                )
-                return
-            closure.timings["modulefinder"] = time.monotonic() - self.started
-            mf = _load(self.work / "mf.out")
-            if mf is None:
-                closure.warnings.append(
-                    "modulefinder failed, so there is no comparison: "
-                    + _tail(self.work / "mf.log", 1)
-                )
-                return
-            _compare(closure, mf, self.failed)
-        finally:
-            self._finalizer()
-
-
-def _cleanup(proc: subprocess.Popen[bytes], work: Path) -> None:
-    if proc.poll() is None:
-        _kill(proc)
-    shutil.rmtree(work, ignore_errors=True)
-
-
-class TraceError(BuildError):
-    """The app failed during the trace; .detail holds the traceback and the app's output."""
-
-    def __init__(self, message: str, detail: str = "") -> None:
-        super().__init__(message)
-        self.detail = detail
+    def chain(self, name: str) -> list[Edge]:
+        """The imports that brought `name` in, from a root down to it."""
+        out: list[Edge] = []
+        seen: set[str] = set()
+        while name in self.modules and name not in seen:
+            seen.add(name)
+            via = self.modules[name].via
+            if via is None:
+                break
+            out.append(via)
+            name = via.importer
+        return list(reversed(out))
 
 
 def _size(path: Path) -> int:
@@ -286,16 +257,21 @@ def compute_closure(
     runtime_modules: Sequence[str] = ("summon.runtime",),
     runtime_path: Path | None = None,
     *,
+    exclude: Sequence[str] = (),
+    packages: Sequence[Package] | None = None,
     timeout: float = 60.0,
     compare: bool = True,
     env: Mapping[str, str] | None = None,
+    scan_cache: Path | None = None,
 ) -> Closure:
-    """Trace the app under interp and return its module closure.
+    """The module closure of the app under interp.
 
-    search_path is the app's sys.path (app folder, vendored site folder); runtime_path is the
-    folder holding the runtime modules (default: this summon's own package). timeout bounds
-    the whole trace, probe included. compare also runs modulefinder, in the background, for
-    Closure.left_out. env is the app's environment during the trace (the manifest's env).
+    search_path is the app's sys.path (app folder, vendored site folders); runtime_path is the
+    folder holding the runtime modules (default: this summon's own package). packages are the
+    vendored distributions (default: read from the site folders). timeout bounds the trace,
+    probe included. compare also runs modulefinder, in the background, for Closure.left_out.
+    env is the app's environment during the trace (the manifest's env). scan_cache is where
+    file scans are kept (default: summon's cache folder).
     """
     app_dir = app_dir.resolve()
     work = Path(tempfile.mkdtemp(prefix="summon-trace-"))
@@ -309,65 +285,116 @@ def compute_closure(
             runtime_path.mkdir()
             (runtime_path / "summon").symlink_to(package)
             runtime_root = package.parent
+            runtime_entry = SearchEntry(runtime_root, "runtime", only="summon")
         else:
             runtime_path = runtime_path.resolve()
             runtime_root = runtime_path
+            runtime_entry = SearchEntry(runtime_path, "runtime")
         site_dirs = [p.resolve() for p in search_path if p.resolve() != app_dir]
         site_dirs = [p for p in site_dirs if p != runtime_path]
-        paths = [str(p) for p in [app_dir, *site_dirs, runtime_path]]
+        if packages is None:
+            packages = [p for d in site_dirs if d.is_dir() for p in read_packages(d)]
+        paths_ = [str(p) for p in [app_dir, *site_dirs, runtime_path]]
         sources = app_sources(app_dir, exclude=site_dirs)
+        script_path: Path | None = None
         cfg_entry: dict[str, str] = {"kind": entry.kind}
         if entry.kind == "function":
             cfg_entry["module"] = entry.module
             cfg_entry["function"] = entry.function
         else:
-            script = (app_dir / entry.script).resolve()
-            cfg_entry["script"] = str(script)
+            script_path = (app_dir / entry.script).resolve()
+            cfg_entry["script"] = str(script_path)
             for path, name, _pkg in sources:
-                if path.resolve() == script and name:
+                if path.resolve() == script_path and name:
                     # Importing the script by name would run it.
                     cfg_entry["script_module"] = name
-        cfg = {
+        cfg: dict[str, object] = {
             "mode": "trace",
             "app_dir": str(app_dir),
-            "search_path": paths,
+            "search_path": paths_,
             "runtime_modules": list(runtime_modules),
             "entry": cfg_entry,
             "entry_label": str(entry),
             "app_files": [(str(p), n, pkg) for p, n, pkg in sources],
             "probe": probe,
-            "always": [(name, trigger) for name, trigger, _why in ALWAYS_INCLUDE],
             "include": list(include),
             "optional": list(OPTIONAL),
+            "exclude": list(exclude),
             "app_roots": [str(app_dir), *(str(d) for d in site_dirs)],
-            "scan_codecs": True,
         }
         child_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
         child_env.update(env or {})
+
+        resolver = Resolver(
+            [
+                SearchEntry(app_dir, "app"),
+                *(SearchEntry(d, "site") for d in site_dirs),
+                runtime_entry,
+                SearchEntry(interp.stdlib, "stdlib"),
+                SearchEntry(interp.dynload, "stdlib"),
+            ],
+            builtin=interp.builtin_modules,
+            frozen=interp.frozen_modules,
+            ext_suffixes=interp.ext_suffixes,
+            stdlib=interp.stdlib,
+            roots=[
+                (app_dir, "app"),
+                (runtime_root, "runtime"),
+                *((d, "site") for d in site_dirs),
+                (interp.stdlib, "stdlib"),
+                *(
+                    [(interp.dynload, "stdlib")]
+                    if not interp.dynload.is_relative_to(interp.stdlib)
+                    else []
+                ),
+            ],
+        )
+        check_exclude(exclude, include, resolver)
 
         mf_proc = None
         mf_started = time.monotonic()
         if compare:
             # Started first so that it overlaps the trace and whatever the build does next.
             (work / "mf.in").write_text(repr({**cfg, "mode": "modulefinder"}))
-            mf_proc = _start(
+            mf_proc = tracing.start(
                 interp,
                 [str(work / "mf.in"), str(work / "mf.out"), str(work / "mf.phase")],
                 work / "mf.log",
                 app_dir,
                 child_env,
             )
+        started = time.monotonic()
+        trace_proc = tracing.start_trace(interp, cfg, work, app_dir, child_env)
         try:
-            result, timings = _run_trace(interp, cfg, work, app_dir, child_env, timeout)
-            closure = _build(result, interp, app_dir, site_dirs, runtime_root, runtime_path, work)
+            # The static scan runs while the trace does.
+            graph = static_graph(
+                interp,
+                resolver,
+                entry,
+                script_path,
+                sources,
+                probe,
+                include,
+                exclude,
+                runtime_modules,
+                packages,
+                cfg_entry.get("script_module"),
+                scan_cache,
+            )
+            static_time = time.monotonic() - started
+            result = tracing.finish_trace(interp, trace_proc, work, timeout)
+            trace_time = time.monotonic() - started
+            traced = _traced(result, interp, app_dir, site_dirs, runtime_root, runtime_path, work)
+            closure = _merge(graph, traced, result)
         except BaseException:
-            if mf_proc is not None:
-                _kill(mf_proc)
+            for proc in (trace_proc, mf_proc):
+                if proc is not None and proc.poll() is None:
+                    tracing.kill(proc)
             raise
-        closure.timings = timings
+        closure.timings = {"trace": trace_time, "static": static_time}
         if mf_proc is not None:
             failed = result.get("failed")
-            closure._pending = _Comparison(
+            closure._pending = tracing.Comparison(
                 mf_proc, work, mf_started, timeout, failed if isinstance(failed, dict) else {}
             )
             handed_off = True
@@ -377,113 +404,7 @@ def compute_closure(
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _run_trace(
-    interp: Interpreter,
-    cfg: dict[str, object],
-    work: Path,
-    app_dir: Path,
-    env: Mapping[str, str],
-    timeout: float,
-) -> tuple[dict[str, object], dict[str, float]]:
-    (work / "trace.in").write_text(repr(cfg))
-    out_file, phase_file, log = work / "trace.out", work / "trace.phase", work / "trace.log"
-    started = time.monotonic()
-    proc = _start(
-        interp, [str(work / "trace.in"), str(out_file), str(phase_file)], log, app_dir, env
-    )
-    finished = _wait(proc, timeout)
-    timings = {"trace": time.monotonic() - started}
-    if not finished:
-        phase = _read(phase_file) or "starting"
-        raise TraceError(
-            f"the closure trace was stopped after {timeout:g} s while {phase}; "
-            "make the app's import (and probe) finish sooner",
-            _tail(log),
-        )
-    result = _load(out_file)
-    if result is None:
-        raise TraceError(
-            f"the closure trace under {interp.executable} exited with status "
-            f"{proc.returncode} before reporting; the app may have called os._exit "
-            "or crashed the interpreter at import (its output follows)",
-            _tail(log),
-        )
-    if result["error"]:
-        raise _trace_error(result["error"], log)
-    return result, timings
-
-
-def _start(
-    interp: Interpreter, args: list[str], log: Path, cwd: Path, env: Mapping[str, str]
-) -> subprocess.Popen[bytes]:
-    # -S -E as in the image; -B only so that the trace leaves no __pycache__ in the app
-    # folder (it does not change what gets imported).
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [str(interp.executable), "-S", "-E", "-B", str(_TRACE), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env=dict(env),
-            # Its own process group, so that a timeout also stops whatever the app started.
-            start_new_session=True,
-        )
-
-
-def _wait(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    try:
-        proc.wait(timeout=timeout)
-        return True
-    except subprocess.TimeoutExpired:
-        _kill(proc)
-        return False
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
-
-
-def _load(path: Path) -> dict[str, object] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _tail(log: Path, lines: int = _TAIL) -> str:
-    text = _read(log)
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _trace_error(error: object, log: Path) -> TraceError:
-    assert isinstance(error, dict)
-    phase, message, detail = error["phase"], error["message"], error["detail"]
-    hints = {
-        "probe": "; fix the probe or remove probe = ... from the manifest",
-        "include": "; remove it from include or add what provides it to requirements",
-        "entry-function": "; fix entry = ... in the manifest",
-    }
-    output = _tail(log)
-    if output:
-        detail = f"{detail}\noutput of the app during the trace (last lines):\n{output}"
-    line = " ".join(str(message).split())
-    return TraceError(line + hints.get(phase, ""), detail)
-
-
-def _build(
+def _traced(
     result: dict[str, object],
     interp: Interpreter,
     app_dir: Path,
@@ -491,7 +412,8 @@ def _build(
     runtime_root: Path,
     runtime_path: Path,
     tmp: Path,
-) -> Closure:
+) -> tuple[dict[str, ModuleInfo], list[str]]:
+    """The trace's modules as ModuleInfo, with warnings about those that cannot go in."""
     # Most specific root first: a site folder may sit inside the app folder. lib-dynload
     # stays under the stdlib root so that relpath keeps its "lib-dynload/" prefix.
     roots: list[tuple[Path, str]] = [(app_dir, "app"), (runtime_root, "runtime")]
@@ -516,7 +438,7 @@ def _build(
         return placed[0] if placed else path
 
     modules: dict[str, ModuleInfo] = {}
-    warnings = list(_strs(result["warnings"]))
+    warnings = _strs(result["warnings"])
     raw = result["modules"]
     assert isinstance(raw, list)
     for name, kind, origin, reason, alias_of, locations in raw:
@@ -537,7 +459,72 @@ def _build(
         modules[name] = ModuleInfo(
             name, kind, resolved if origin else None, reason, group, root, alias_of, locs
         )
-    return Closure(modules=modules, warnings=warnings)
+    return modules, warnings
+
+
+def _merge(
+    graph: ImportGraph,
+    traced: tuple[dict[str, ModuleInfo], list[str]],
+    result: Mapping[str, object],
+) -> Closure:
+    """The trace's modules and the static closure as one; what the trace loaded is in."""
+    modules, warnings = traced
+    for name, info in sorted(modules.items()):
+        entry = graph.excluded(name)
+        if entry is not None:
+            raise BuildError(
+                f"exclude = [{entry!r}] in the manifest removes {name}, but the app loads it "
+                f"while it starts ({info.reason}); remove it from exclude"
+            )
+        graph.allow_denied.add(name)
+    for name in sorted(modules):
+        if name not in graph.nodes:
+            graph.add_root(name, REASON_TRACE)
+    graph.run()
+    out: dict[str, ModuleInfo] = {}
+    for name, info in modules.items():
+        node = graph.nodes.get(name)
+        if node is not None and info.origin is not None and node.loc.origin is not None:
+            if node.loc.origin.resolve() != info.origin.resolve():
+                warnings.append(
+                    f"module {name}: the trace loaded {info.origin} but the image would find "
+                    f"{node.loc.origin}; report a closure bug"
+                )
+        out[name] = ModuleInfo(
+            info.name,
+            info.kind,
+            info.origin,
+            info.reason,
+            info.group,
+            info.root,
+            info.alias_of,
+            info.search_locations,
+            node.via if node else None,
+        )
+    for name, node in graph.nodes.items():
+        if name not in out:
+            out[name] = _from_location(node.loc, node.reason, node.via)
+    absent = {n: a for n, a in graph.absent().items() if n not in out}
+    return Closure(
+        modules=out,
+        warnings=[*warnings, *graph.warnings],
+        absent=absent,
+        graph=graph,
+    )
+
+
+def _from_location(loc: Location, reason: str, via: Edge | None) -> ModuleInfo:
+    return ModuleInfo(
+        loc.name,
+        loc.kind,
+        loc.origin,
+        reason,
+        loc.group,
+        loc.root,
+        loc.alias_of,
+        loc.search_locations,
+        via,
+    )
 
 
 def _strs(value: object) -> list[str]:
@@ -552,13 +539,19 @@ def _compare(closure: Closure, mf: dict[str, object], failed: Mapping[str, str])
         if name in closure.modules:
             continue
         error = failed.get(name) or next((failed[p] for p in _parents(name) if p in failed), "")
-        closure._left_out[name] = (
-            error
-            if error.startswith("optional:")
-            else f"not importable here: {error}"
-            if error
-            else "only referenced from code that never ran at import or probe time"
-        )
+        absent = closure.absent.get(name)
+        if error.startswith("optional:"):
+            why = error
+        elif error:
+            why = f"not importable here: {error}"
+        elif absent is not None:
+            why = f"{absent.why}: {absent.detail}"
+        else:
+            why = (
+                "named only in code that cannot run in the image (another platform, "
+                "TYPE_CHECKING, a __main__ block) or in modules that are left out"
+            )
+        closure._left_out[name] = why
 
 
 def _parents(name: str) -> Iterator[str]:

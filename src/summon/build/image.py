@@ -7,25 +7,39 @@ byte-compiled rootfs -> layer, config, bill of materials -> OCI index, tagged.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import tempfile
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import summon
 from summon import manifest as manifest_mod
 from summon.build import debian
-from summon.build.closure import Closure, ModuleInfo, app_sources, compute_closure
+from summon.build.assemble import (
+    APP_DIR,
+    RUNTIME_ROOT,
+    SITE_DIR,
+    compile_jobs,
+    module_files,
+    runtime_source,
+)
+from summon.build.assemble import whole_stdlib as whole_stdlib_jobs
+from summon.build.check import check_image
+from summon.build.closure import Closure, compute_closure
+from summon.build.distributions import MODULES_TSV, modules_table
 from summon.build.elf import LibraryClosure, library_closure
+from summon.build.graph import ABSENT_EXCLUDED, ABSENT_MISSING, SCRIPT, Edge, ImportGraph
+from summon.build.imports import RUNS_IMPORT
+from summon.build.interface import add_server_requirements, entry_interface
 from summon.build.python import Interpreter, probe_interpreter
 from summon.build.rootfs import Rootfs
 from summon.build.vendor import Package, vendor
+from summon.build.verify import Verification, VerifyPlan, verify_image
 from summon.errors import BuildError
 from summon.manifest import Manifest
-from summon.store.image import APP_JSON, BOM_TYPE, Image
+from summon.store.image import APP_JSON, BOM_TYPE, Image, unpack, unpacked_size
 from summon.store.layout import (
     CONFIG,
     INDEX,
@@ -36,9 +50,18 @@ from summon.store.layout import (
     normalize_ref,
 )
 
-RUNTIME_ROOT = "/usr/lib/summon"
-SITE_DIR = RUNTIME_ROOT + "/site"
-APP_DIR = "/app"
+__all__ = [
+    "APP_DIR",
+    "DATA_DIR",
+    "RUNTIME_ROOT",
+    "SITE_DIR",
+    "BuildResult",
+    "build",
+    "image_argv",
+    "runtime_modules",
+    "runtime_source",
+]
+
 DATA_DIR = "/data"
 MOUNT_POINTS = ("/proc", "/dev", "/sys", "/tmp")
 
@@ -54,6 +77,9 @@ class BuildResult:
     modules: int
     left_out: int
     warnings: list[str] = field(default_factory=list)
+    unpacked: int = 0  # bytes of its files: what `summon images` shows as UNPACKED
+    verification: Verification | None = None  # None with verify=False
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step
 
 
 def image_argv(interp: Interpreter) -> list[str]:
@@ -61,17 +87,14 @@ def image_argv(interp: Interpreter) -> list[str]:
     return [f"/usr/bin/python{major}.{minor}", "-S", "-E", f"{RUNTIME_ROOT}/boot.py"]
 
 
-def runtime_source() -> Path:
-    """The folder holding the `summon` package whose runtime goes into images."""
-    return Path(summon.__file__).resolve().parent.parent
-
-
 def runtime_modules(m: Manifest) -> tuple[str, ...]:
     """The parts of summon.runtime this app's image needs; each costs size and start time."""
     # vm and ctypes (mount, reboot) in every image, so the same image boots as a VM without
     # a rebuild: 0.23 MB unpacked (vm, ctypes, _ctypes, libffi) that a sandboxed run never
     # imports but for vm itself (0.4 ms, to see that it is not a VM's init).
-    mods = ["summon.runtime.init", "summon.runtime.vm", "ctypes"]
+    # hints: what the runtime says when an app's fork or exec is denied (imported on that
+    # error path only, so no trace would see it).
+    mods = ["summon.runtime.init", "summon.runtime.vm", "summon.runtime.hints", "ctypes"]
     if m.entry.kind == "function":
         mods += ["summon.devices", "summon.runtime.posix_devices"]
         if m.network == "socket":
@@ -81,6 +104,9 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
             # target, DHCP and the stub resolver.
             mods += ["summon.net.stack", "summon.net.links.tap", "summon.net.links.packet",
                      "summon.net.dhcp", "summon.net.dns"]  # fmt: skip
+        if m.interface:
+            # The runtime's HTTP server for a WSGI/ASGI entry (h11 is vendored for it).
+            mods += ["summon.runtime.http.settings", "summon.runtime.http.server"]
     return tuple(mods)
 
 
@@ -91,13 +117,25 @@ def build(
     step: Step = lambda s: None,
     whole_stdlib: bool = False,
     boot: bool = False,
+    verify: bool = True,
 ) -> BuildResult:
     """Build the app in app_dir into an image in store, tagged `tag` (default name:version).
 
     whole_stdlib puts every stdlib module and extension in, as a generic image would: the
     baseline the benchmarks compare the traced closure against. boot adds the boot artifact
     for VM targets (summon.build.boot; building the image's kernel if it is not cached).
+    verify imports the entry (and runs the probe) inside the built image before tagging it
+    (summon.build.verify): a module the image lacks fails the build.
     """
+    timings: dict[str, float] = {}
+    clock = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        timings[name] = timings.get(name, 0.0) + now - clock
+        clock = now
+
     step("reading the manifest")
     m = manifest_mod.load(app_dir)
     ref = normalize_ref(tag or f"{m.name}:{m.version}")
@@ -112,8 +150,14 @@ def build(
         if m.requirements:
             step(f"vendoring {len(m.requirements)} requirement(s) for Python {interp.version}")
             packages = vendor(m.requirements, interp, site)
+        step("inspecting the entry")
+        m = replace(m, interface=entry_interface(m, interp, site))
+        if m.interface:
+            step(f"vendoring h11 for the runtime's HTTP server ({m.interface.upper()} entry)")
+            packages += add_server_requirements(interp, site)
+        lap("vendor")
 
-        step("tracing the module closure")
+        step("computing the module closure")
         closure = compute_closure(
             interp,
             m.app_dir,
@@ -121,8 +165,12 @@ def build(
             search_path=[m.app_dir, site],
             probe=m.probe,
             include=m.include,
+            exclude=m.exclude,
             runtime_modules=runtime_modules(m),
+            packages=packages,
+            env=m.env,
         )
+        lap("closure")
 
         step("finding the shared-library closure")
         extensions = sorted(closure.extension_files())
@@ -141,10 +189,10 @@ def build(
         fs.add_file(argv[0], interp.executable, "interpreter", 0o755)
         for lib in libs.libraries:
             fs.add_file(lib.image_path, lib.host_path, "libraries", 0o755)
-        jobs, module_paths = _module_files(fs, m, interp, closure, site, tmp / "pyc")
+        jobs, module_paths = module_files(fs, m, interp, closure, packages, site, tmp / "pyc")
         if whole_stdlib:
-            jobs += _whole_stdlib(fs, interp, {j.image_path for j in jobs}, tmp / "pyc")
-        _compile(fs, interp, jobs)
+            jobs += whole_stdlib_jobs(fs, interp, {j.image_path for j in jobs}, tmp / "pyc")
+        compile_jobs(fs, interp, jobs)
         data_map = _add_data(fs, m)
         app_config = _app_config(m, data_map)
         fs.add_bytes(
@@ -152,6 +200,11 @@ def build(
             json.dumps(app_config, indent=2, sort_keys=True).encode() + b"\n",
             "config",
         )
+        fs.add_bytes(MODULES_TSV, _modules_tsv(closure, packages), "config")
+        lap("assemble")
+        # Every module of the closure must be where the image's interpreter looks for it.
+        check_image(fs, closure, interp, module_paths)
+        lap("check")
 
         step("writing the root filesystem")
         writer = store.writer()
@@ -161,6 +214,20 @@ def build(
         except BaseException:
             writer.abort()
             raise
+        lap("write")
+
+        verification = None
+        if verify:
+            step("verifying: importing the entry inside the image")
+            rootfs = unpack(store, layer)  # where `summon run` will find it, too
+            lap("verify-unpack")
+            verification = verify_image(
+                rootfs,
+                _verify_plan(m, interp, closure, app_config),
+                image=ref,
+                app_config=app_config,
+            )
+            lap("verify")
 
         step("writing the image")
         config = {
@@ -209,6 +276,7 @@ def build(
         index_desc = store.put_json(index, INDEX)
         store.tag(ref, index_desc)
         sizes = fs.sizes()
+        lap("image")
 
     image = Image(store, ref, Descriptor(INDEX, index_desc.digest, index_desc.size))
     if boot:
@@ -222,7 +290,10 @@ def build(
         layer_size=layer.size,
         modules=len(closure.modules),
         left_out=len(closure.left_out),
-        warnings=list(closure.warnings),
+        warnings=[*closure.warnings, *(verification.warnings if verification else [])],
+        unpacked=unpacked_size(bom),
+        verification=verification,
+        timings={**timings, **{f"closure-{k}": v for k, v in closure.timings.items()}},
     )
 
 
@@ -232,124 +303,6 @@ def _dlopened(interp: Interpreter) -> list[Path]:
         if candidate.is_file():
             return [candidate]
     return []
-
-
-@dataclass(frozen=True)
-class CompileJob:
-    source: Path
-    out: Path  # where the .pyc is written on the host
-    shown: str  # the source's image path, for tracebacks
-    image_path: str  # where the .pyc goes in the image
-    group: str
-
-
-def _module_files(
-    fs: Rootfs, m: Manifest, interp: Interpreter, closure: Closure, site: Path, pyc_dir: Path
-) -> tuple[list[CompileJob], dict[str, str]]:
-    """Put every module of the closure into fs.
-
-    Return the jobs that make the .pyc files, and each module's image path.
-    """
-    image_roots = {"site": SITE_DIR, "runtime": RUNTIME_ROOT, "app": APP_DIR}
-    jobs: list[CompileJob] = []
-    module_paths: dict[str, str] = {}
-
-    def place(info: ModuleInfo) -> tuple[str, str]:
-        if info.relpath is None or info.root is None:
-            raise BuildError(f"module {info.name} has no file the image could hold")
-        # stdlib folders keep their host paths, so the interpreter finds them where it looks.
-        image_root = image_roots.get(info.group, str(info.root))
-        return f"{image_root}/{info.relpath}", info.group
-
-    for info in sorted(closure.modules.values(), key=lambda i: i.name):
-        if info.origin is None:
-            continue
-        host = Path(info.origin)
-        image_path, group = place(info)
-        module_paths[info.name] = image_path
-        if group == "app":
-            continue  # the whole app folder is added below
-        if host.suffix == ".py":
-            # Sourceless .pyc in place of the .py: imported directly, no source needed.
-            pyc = image_path[:-3] + ".pyc"
-            module_paths[info.name] = pyc
-            jobs.append(CompileJob(host, pyc_dir / pyc.lstrip("/"), image_path, pyc, group))
-        else:
-            fs.add_file(image_path, host, group, 0o755 if host.suffix == ".so" else 0o644)
-
-    # Vendored packages also need their data files and metadata, not only their modules.
-    for top in closure.site_packages():
-        folder = site / top
-        for f in sorted(folder.rglob("*")) if folder.is_dir() else []:
-            if f.is_file() and f.suffix not in (".py", ".pyc") and "__pycache__" not in f.parts:
-                fs.add_file(SITE_DIR + "/" + f.relative_to(site).as_posix(), f, "site")
-    for dist in sorted(site.glob("*.dist-info")):
-        for f in sorted(dist.iterdir()):
-            if f.is_file() and f.name in ("METADATA", "top_level.txt", "WHEEL"):
-                fs.add_file(SITE_DIR + "/" + f.relative_to(site).as_posix(), f, "site")
-
-    boot = runtime_source() / "summon" / "runtime" / "boot.py"
-    fs.add_file(RUNTIME_ROOT + "/boot.py", boot, "runtime", 0o644)
-
-    # The app's own code: sources kept (tracebacks show lines) with unchecked-hash .pyc beside.
-    cache_tag = f"cpython-{interp.version_info[0]}{interp.version_info[1]}"
-    # The same files the closure trace scanned, so an app module it saw is never left out.
-    for f, _name, _pkg in app_sources(m.app_dir, exclude=m.data):
-        rel = f.relative_to(m.app_dir)
-        image_path = f"{APP_DIR}/{rel.as_posix()}"
-        fs.add_file(image_path, f, "app", 0o644)
-        pyc_rel = (rel.parent / "__pycache__" / f"{rel.stem}.{cache_tag}.pyc").as_posix()
-        jobs.append(
-            CompileJob(f, pyc_dir / "app" / pyc_rel, image_path, f"{APP_DIR}/{pyc_rel}", "app")
-        )
-    return jobs, module_paths
-
-
-def _whole_stdlib(
-    fs: Rootfs, interp: Interpreter, placed: set[str], pyc_dir: Path
-) -> list[CompileJob]:
-    """Every stdlib module and extension (what a generic image ships), beyond those placed."""
-    jobs = []
-    for f in sorted(interp.stdlib.rglob("*")):
-        rel = f.relative_to(interp.stdlib)
-        if not f.is_file() or "__pycache__" in rel.parts or rel.parts[0] in _NOT_STDLIB:
-            continue
-        image_path = f"{interp.stdlib}/{rel.as_posix()}"
-        if f.suffix == ".py":
-            pyc = image_path[:-3] + ".pyc"
-            if pyc not in placed:
-                jobs.append(CompileJob(f, pyc_dir / pyc.lstrip("/"), image_path, pyc, "stdlib"))
-        elif f.suffix == ".so" and image_path not in fs.nodes:
-            fs.add_file(image_path, f, "stdlib", 0o755)
-    return jobs
-
-
-_NOT_STDLIB = {"site-packages", "dist-packages", "config-3.11-x86_64-linux-gnu"}
-
-
-def _compile(fs: Rootfs, interp: Interpreter, jobs: list[CompileJob]) -> None:
-    """Byte-compile with the image's interpreter (its magic number), then add the results."""
-    if not jobs:
-        return
-    for job in jobs:
-        job.out.parent.mkdir(parents=True, exist_ok=True)
-    script = Path(__file__).with_name("_compile.py")
-    payload = json.dumps([[str(j.source), str(j.out), j.shown] for j in jobs])
-    # A fixed hash seed keeps set and frozenset constants in one order: same input, same bytes.
-    env = {"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    proc = subprocess.run(
-        [str(interp.executable), "-S", "-E", str(script)],
-        input=payload,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BuildError(f"byte-compiling failed: {last}")
-    for job in jobs:
-        fs.add_file(job.image_path, job.out, job.group, 0o644)
 
 
 def _add_data(fs: Rootfs, m: Manifest) -> dict[str, str]:
@@ -374,7 +327,9 @@ def _add_data(fs: Rootfs, m: Manifest) -> dict[str, str]:
 
 def _app_config(m: Manifest, data_map: dict[str, str]) -> dict[str, Any]:
     entry: dict[str, str]
-    if m.entry.kind == "function":
+    if m.interface:
+        entry = {"kind": m.interface, "module": m.entry.module, "attr": m.entry.function}
+    elif m.entry.kind == "function":
         entry = {"kind": "function", "module": m.entry.module, "function": m.entry.function}
     else:
         entry = {"kind": "script", "path": f"{APP_DIR}/{m.entry.script}"}
@@ -413,6 +368,7 @@ def _bom(
     pkg_of_top = {top: p for p in packages for top in p.top_level}
 
     modules = []
+    graph = closure.graph
     for info in sorted(closure.modules.values(), key=lambda i: i.name):
         version = interp.version
         if info.group == "site":
@@ -422,17 +378,24 @@ def _bom(
             version = m.version
         elif info.group == "runtime":
             version = summon.__version__
-        modules.append(
-            {
-                "name": info.name,
-                "group": info.group,
-                "kind": info.kind,
-                "reason": info.reason,
-                "version": version,
-                "path": module_paths.get(info.name, ""),
-                "size": size_of.get(module_paths.get(info.name, ""), 0),
-            }
-        )
+        entry: dict[str, Any] = {
+            "name": info.name,
+            "group": info.group,
+            "kind": info.kind,
+            "reason": info.reason,
+            "version": version,
+            "path": module_paths.get(info.name, ""),
+            "size": size_of.get(module_paths.get(info.name, ""), 0),
+        }
+        if info.via is not None:
+            entry["via"] = _edge_json(info.via)
+        elif graph is not None and graph.into.get(info.name):
+            # In because the trace saw it loaded (no static chain leads to it, e.g. an
+            # optional import): who names it, for `summon inspect --why`.
+            entry["named_by"] = [
+                _edge_json(e) for e in _first_importers(graph.into[info.name], graph)
+            ]
+        modules.append(entry)
     return {
         "schemaVersion": 1,
         "name": m.name,
@@ -455,9 +418,23 @@ def _bom(
             }
             for lib in libs.libraries
         ],
-        "packages": [{"name": p.name, "version": p.version, "size": p.size} for p in packages],
+        "packages": [
+            {"name": p.name, "version": p.version, "size": p.size, "top_level": list(p.top_level)}
+            for p in packages
+        ],
         "modules": modules,
         "left_out": [{"name": k, "reason": v} for k, v in sorted(closure.left_out.items())],
+        "absent": [
+            {
+                "name": a.name,
+                "why": a.why,
+                "detail": a.detail,
+                "importers": [_edge_json(e) for e in _first_importers(a.importers, graph)],
+            }
+            for a in sorted(closure.absent.values(), key=lambda a: a.name)
+        ],
+        "include": list(m.include),
+        "exclude": list(m.exclude),
         "files": [
             {"path": path, "group": node.group, "size": node.size()}
             for path, node in sorted(fs.nodes.items())
@@ -471,3 +448,72 @@ def _bom(
             "uncompressed": uncompressed,
         },
     }
+
+
+_IMPORTERS_KEPT = 5  # importers of an absent module the BOM lists (enough to say who)
+
+
+def _edge_json(edge: Edge) -> dict[str, Any]:
+    """An import edge in the BOM: who imports it, at which line, how (statement, call,
+    string, codec, strptime, c) and under which guard."""
+    doc: dict[str, Any] = {"module": edge.importer, "line": edge.line, "how": edge.how}
+    if edge.guard:
+        doc["guard"] = edge.guard
+    if edge.runs != RUNS_IMPORT:
+        doc["runs"] = edge.runs
+    return doc
+
+
+def _first_importers(edges: list[Edge], graph: ImportGraph | None) -> list[Edge]:
+    """The importers worth showing first: unguarded ones, the app's, then vendored code's."""
+    rank = {"app": 0, "site": 1, "runtime": 2, "stdlib": 3}
+
+    def group(importer: str) -> int:
+        node = graph.nodes.get(importer) if graph is not None else None
+        return 0 if importer == SCRIPT else rank.get(node.loc.group, 4) if node else 4
+
+    seen: dict[tuple[str, int], Edge] = {}
+    for e in sorted(edges, key=lambda e: (e.guard != "", group(e.importer), e.importer, e.line)):
+        seen.setdefault((e.importer, e.line), e)
+    return list(seen.values())[:_IMPORTERS_KEPT]
+
+
+def _modules_tsv(closure: Closure, packages: list[Package]) -> bytes:
+    """/etc/summon/modules.tsv: what the runtime's hint says about a module it cannot find."""
+    missing = [a.name for a in closure.absent.values() if a.why == ABSENT_MISSING]
+    excluded = {a.name: a.detail for a in closure.absent.values() if a.why == ABSENT_EXCLUDED}
+    return modules_table(missing, excluded, packages)
+
+
+def _verify_plan(
+    m: Manifest, interp: Interpreter, closure: Closure, app_config: dict[str, Any]
+) -> VerifyPlan:
+    entry: dict[str, Any]
+    if m.entry.kind == "function":
+        entry = {"kind": "function", "module": m.entry.module, "function": m.entry.function}
+    else:
+        graph = closure.graph
+        edges = graph.out.get(SCRIPT, []) if graph is not None else []
+        # What the script imports at its top level (its __main__ block included): it runs
+        # when the script starts.
+        imports = sorted(
+            {
+                (e.target, e.line)
+                for e in edges
+                if e.runs == RUNS_IMPORT and not e.guard and e.how in ("statement", "call")
+            },
+            key=lambda t: t[1],
+        )
+        entry = {"kind": "script", "script": m.entry.script, "imports": imports}
+    return VerifyPlan(
+        interpreter=image_argv(interp)[0],
+        path=(*app_config["path"], RUNTIME_ROOT),
+        runtime=runtime_modules(m),
+        entry=entry,
+        include=m.include,
+        probe=m.probe,
+        env=dict(m.env),
+        network="none" if m.network == "none" else "socket",
+        memory=m.memory,
+        pids=m.pids,
+    )

@@ -18,7 +18,9 @@ PROBE_TIMEOUT = 30.0
 # syntax before the version check, so that an old interpreter still answers instead of
 # failing to parse the probe.
 _PROBE = r"""
-import sys, json
+import sys
+startup = sorted(sys.modules)
+import json
 out = {"implementation": sys.implementation.name, "version_info": list(sys.version_info[:3])}
 if sys.implementation.name == "cpython" and sys.version_info >= (3, 11):
     import os, sysconfig, platform, _imp
@@ -48,6 +50,7 @@ if sys.implementation.name == "cpython" and sys.version_info >= (3, 11):
         libc=libc,
         machine=os.uname().machine,
         platform=sysconfig.get_platform(),
+        startup_modules=startup,
     )
 sys.stdout.write(json.dumps(out))
 """
@@ -75,6 +78,10 @@ class Interpreter:
     libc: tuple[str, tuple[int, int]] | None  # ("glibc", (2, 36)); None if unknown
     machine: str  # "x86_64"
     platform_tags: tuple[str, ...]  # most specific first, for pip --platform
+    # What is in sys.modules when the interpreter starts as the image runs it (-S -E), before
+    # any code of its own: in every closure.
+    startup_modules: frozenset[str] = frozenset()
+    version_tuple: tuple[int, int, int] = (3, 11, 0)  # sys.version_info[:3]
 
     @property
     def name(self) -> str:
@@ -203,4 +210,6 @@ def probe_interpreter(path: str) -> Interpreter:
         libc=libc,
         machine=info["machine"],
         platform_tags=platform_tags(libc, info["machine"]),
+        startup_modules=frozenset(info.get("startup_modules") or ()),
+        version_tuple=(major, minor, int(vi[2])),
     )

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from summon.cli.output import err, human, open_store, out, progress
 from summon.errors import SummonError, UserError
-from summon.store.image import Image
+from summon.store.image import Image, unpacked_size
 
 
 @click.command()
@@ -30,29 +30,35 @@ from summon.store.image import Image
     help="Put the whole stdlib in, not only the traced closure (a generic image).",
 )
 @click.option("--boot", is_flag=True, help="Add the VM boot artifact (kernel, initramfs) now.")
-def build(app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool, boot: bool) -> None:
+@click.option("--no-verify", is_flag=True, help="Skip importing the entry inside the image.")
+def build(
+    app_dir: Path, tag: str | None, quiet: bool, whole_stdlib: bool, boot: bool, no_verify: bool
+) -> None:
     """Build the app in APP_DIR into an image in the local store."""
-    result = build_app(app_dir, tag, whole_stdlib, boot)
+    result = build_app(app_dir, tag, whole_stdlib, boot, verify=not no_verify)
     if quiet:
         out.print(result.image.id)
         return
     for w in result.warnings:
         err.print(f"summon: warning: {w}")
-    sizes = result.sizes
     out.print(
         f"built {result.ref} (ID {result.image.id}): {human(result.layer_size)} compressed, "
-        f"{human(sum(sizes.values()))} unpacked; {result.modules} modules kept, "
+        f"{human(result.unpacked)} unpacked; {result.modules} modules kept, "
         f"{result.left_out} that modulefinder would add left out (summon inspect {result.ref})"
     )
 
 
 def build_app(
-    app_dir: Path, tag: str | None, whole_stdlib: bool = False, boot: bool = False
+    app_dir: Path,
+    tag: str | None,
+    whole_stdlib: bool = False,
+    boot: bool = False,
+    verify: bool = True,
 ) -> Any:
     from summon.build.image import build as build_image
 
     with progress(f"building {app_dir}") as step:
-        return build_image(app_dir, open_store(), tag, step, whole_stdlib, boot)
+        return build_image(app_dir, open_store(), tag, step, whole_stdlib, boot, verify)
 
 
 @click.command()
@@ -75,7 +81,7 @@ def images(as_json: bool) -> None:
                 "id": desc.short_id,
                 "digest": desc.digest,
                 "size": size,
-                "unpacked": bom.get("layer", {}).get("uncompressed", 0),
+                "unpacked": unpacked_size(bom),
                 "modules": len(bom.get("modules", [])),
             }
         )
@@ -98,14 +104,20 @@ def images(as_json: bool) -> None:
 @click.command()
 @click.argument("image")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole bill of materials as JSON.")
-def inspect(image: str, as_json: bool) -> None:
+@click.option("--why", metavar="MODULE", help="Say which imports brought MODULE in, or why not.")
+def inspect(image: str, as_json: bool, why: str | None) -> None:
     """Show an image's size breakdown and its bill of materials (or an instance, by ID/name)."""
     from summon.cli.instances import inspect_instance  # instances first: `inspect ID`
 
-    if inspect_instance(image, as_json):  # an instance ID, prefix or name comes first
+    if not why and inspect_instance(image, as_json):  # an instance ID, prefix or name first
         return
     img = Image.open(open_store(), image)
     bom = img.bom
+    if why:
+        from summon.build.why import explain
+
+        out.print("\n".join(explain(bom, why)), markup=False)
+        return
     if as_json:
         doc = {
             "ref": img.ref,

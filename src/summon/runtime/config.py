@@ -43,9 +43,9 @@ class AppConfig:
         args: list[str] | None = None,
     ) -> None:
         self.name = name
-        self.entry_kind = entry_kind  # "function" | "script"
-        self.entry_module = entry_module  # for "function"
-        self.entry_function = entry_function  # for "function"
+        self.entry_kind = entry_kind  # "function" | "script" | "wsgi" | "asgi"
+        self.entry_module = entry_module  # for all but "script"
+        self.entry_function = entry_function  # the function, or the app's attribute name
         self.entry_path = entry_path  # for "script"
         self.path = path or []
         self.data = data or {}
@@ -57,7 +57,7 @@ class AppConfig:
     @property
     def entry(self) -> str:
         """The entry as the manifest spells it: "module:function", or the script's path."""
-        if self.entry_kind == "function":
+        if self.entry_kind != "script":
             return f"{self.entry_module}:{self.entry_function}"
         return self.entry_path
 
@@ -93,12 +93,17 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
         if not (isinstance(module, str) and module and isinstance(function, str) and function):
             raise bad("entry", '{"kind": "function", "module": M, "function": F}')
         script = ""
+    elif kind == "wsgi" or kind == "asgi":
+        function = entry.get("attr")  # an app object, not necessarily a function
+        if not (isinstance(module, str) and module and isinstance(function, str) and function):
+            raise bad("entry", f'{{"kind": "{kind}", "module": M, "attr": A}}')
+        script = ""
     elif kind == "script":
         if not (isinstance(script, str) and script.startswith("/")):
             raise bad("entry", '{"kind": "script", "path": an absolute image path}')
         module = function = ""
     else:
-        raise bad("entry", 'of kind "function" or "script"')
+        raise bad("entry", 'of kind "function", "script", "wsgi" or "asgi"')
     name = doc.get("name", "app")
     if not isinstance(name, str):
         raise bad("name", "a string")

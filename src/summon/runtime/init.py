@@ -10,14 +10,17 @@ What it does, in order:
 4. Run the entry:
    - a script runs as __main__, as `python script.py` would run it;
    - a function is called with one device per parameter, chosen by its annotation (see
-     Devices); a coroutine function runs under asyncio.run.
+     Devices); a coroutine function runs under asyncio.run;
+   - a WSGI or ASGI app (kind "wsgi" or "asgi") is served by summon.runtime.http on the
+     image's first TCP port, over the Stack device (docs/http.md).
 5. Flush stdout and stderr and return the exit status.
 
 Exit status: the function's return value (None is 0, an int is itself), or the code of a
-SystemExit (as sys.exit treats it); 1 with the traceback on stderr if the app raises; 2 with
-one "summon: ..." line for a mistake in how the app asks for devices or in a SUMMON_*
-variable; 1 with one such line for a broken image (unreadable app.json). Before the app has
-started, a shutdown signal ends the process with status 0.
+SystemExit (as sys.exit treats it); 1 with the traceback on stderr if the app raises (then a
+hint line if the cause is a module missing from the image, or a fork or exec the sandbox
+denied); 2 with one "summon: ..." line for a mistake in how the app asks for devices or in a
+SUMMON_* variable; 1 with one such line for a broken image (unreadable app.json). Before the
+app has started, a shutdown signal ends the process with status 0.
 
 Signals: SIGTERM (and SIGINT, the same) ask for a clean shutdown: finally blocks run, and the
 exit status is 0 unless the app sets one. For an async entry the main task is cancelled; the
@@ -47,9 +50,11 @@ if TYPE_CHECKING:
     from types import FrameType, TracebackType
     from typing import Any
 
+    from summon.devices import Console, Stack
     from summon.runtime.config import AppConfig
 
 APP_JSON = "/etc/summon/app.json"
+MODULES_TSV = "/etc/summon/modules.tsv"  # what the build knows of modules the image lacks
 DEVICE_TYPES = ("Console", "Clock", "Random", "Stack", "KV_RO")
 CO_COROUTINE = 0x100  # inspect.CO_COROUTINE, without importing inspect
 
@@ -132,6 +137,8 @@ def _run(argv: list[str]) -> int:
         sys.argv = [script, *args]
         return run_script(script)
     sys.argv = [cfg.entry, *args]
+    if cfg.entry_kind == "wsgi" or cfg.entry_kind == "asgi":
+        return run_http(cfg, root)
     return run_function(cfg, root)
 
 
@@ -209,6 +216,57 @@ def run_function(cfg: AppConfig, root: str) -> int:
         return exit_status(result)
     except BaseException as e:
         return _status_of_exception(e)
+
+
+def run_http(cfg: AppConfig, root: str) -> int:
+    """Import the entry module and serve its WSGI or ASGI app until a shutdown signal."""
+    kind = cfg.entry_kind.upper()
+    try:
+        __import__(cfg.entry_module)
+        module = sys.modules[cfg.entry_module]
+    except BaseException as e:
+        return _status_of_exception(e)
+    app = getattr(module, cfg.entry_function, None)
+    if app is None or not callable(app):
+        raise Fail(
+            f"entry {cfg.entry}: module {cfg.entry_module!r} has no {kind} app named "
+            f"{cfg.entry_function!r}; fix entry in [tool.summon] and rebuild"
+        )
+    if cfg.network not in ("socket", "direct"):
+        raise Fail(
+            f"entry {cfg.entry} is a {kind} app, served over the network, but the image was "
+            f'built with network = {cfg.network!r}; set network = "socket" in [tool.summon]'
+        )
+    port = http_port(cfg)
+    from summon.runtime.http.settings import Settings
+
+    try:
+        settings = Settings.from_environ(os.environ)
+    except ValueError as e:
+        raise Fail(str(e)) from None
+    devices = Devices(cfg, root)
+    stack: Stack = devices.get("Stack", "stack")  # type: ignore[assignment]
+    console: Console = devices.get("Console", "log")  # type: ignore[assignment]
+    from summon.runtime.http.server import serve
+
+    kind, label = cfg.entry_kind, cfg.entry
+    try:
+        result = run_async(lambda: serve(app, kind, stack, port, settings, console.write, label))
+        return exit_status(result)
+    except BaseException as e:
+        return _status_of_exception(e)
+
+
+def http_port(cfg: AppConfig) -> int:
+    """The port a WSGI/ASGI app is served on: the first TCP port of the manifest's ports."""
+    for spec in cfg.ports:
+        number, _, proto = spec.partition("/")
+        if (proto or "tcp") == "tcp" and number.isdigit():
+            return int(number)
+    raise Fail(
+        f"entry {cfg.entry} is a {cfg.entry_kind.upper()} app, but the image lists no TCP port "
+        "to serve it on; add ports = [8000] to [tool.summon] and rebuild"
+    )
 
 
 def resolve_devices(
@@ -406,7 +464,7 @@ def _loop_exception(loop: object, context: dict[str, object]) -> None:
         default(context)
     exc = context.get("exception")
     if isinstance(exc, BaseException):
-        hint = missing_module_hint(exc)
+        hint = hint_for(exc)
         if hint:
             _say(hint)
 
@@ -432,7 +490,13 @@ def exit_status(code: object) -> int:
 
 def _status_of_exception(exc: BaseException) -> int:
     if isinstance(exc, SystemExit):
-        return exit_status(exc.code)
+        status = exit_status(exc.code)
+        # A server that fails to fork logs the error itself, then exits from its except
+        # block: the denied fork is the SystemExit's context.
+        hint = hint_for(exc) if status else None
+        if hint:
+            _say(hint)
+        return status
     report(exc)
     return 1
 
@@ -453,13 +517,20 @@ def report(exc: BaseException) -> None:
     _flush()  # the app's own output first, in order
     # The default hook prints exc.__traceback__, whatever tb it is given.
     sys.excepthook(type(exc), exc.with_traceback(tb), tb)
-    hint = missing_module_hint(exc)
+    hint = hint_for(exc)
     if hint:
         _say(hint)
 
 
+def hint_for(exc: BaseException) -> str | None:
+    """The one-line hint for what is (behind) `exc`, if summon knows a better way."""
+    from summon.runtime.hints import sandbox_hint  # only on this error path
+
+    return missing_module_hint(exc) or sandbox_hint(exc)
+
+
 def missing_module_hint(exc: BaseException) -> str | None:
-    """The hint for a stdlib module the image lacks, if that is (behind) `exc`."""
+    """The hint for a module the image lacks, if that is (behind) `exc`."""
     pending: list[BaseException | None] = [exc]
     seen: set[int] = set()
     while pending:
@@ -468,14 +539,57 @@ def missing_module_hint(exc: BaseException) -> str | None:
             continue
         seen.add(id(e))
         if isinstance(e, ModuleNotFoundError) and e.name:
-            if e.name.partition(".")[0] in sys.stdlib_module_names:
-                return (
-                    f"module {e.name!r} is not in this image; add it to "
-                    "include = [...] in [tool.summon] and rebuild"
-                )
+            return _hint_for(e.name)
         pending += [e.__cause__, e.__context__]
         if isinstance(e, BaseExceptionGroup):
             pending += e.exceptions
+    return None
+
+
+def _hint_for(name: str) -> str:
+    rebuild = "in [tool.summon] and rebuild"
+    known = _module_table(name)
+    if known is not None:
+        state, detail = known
+        if state == "excluded":
+            return (
+                f"module {name!r} is not in this image: {detail} leaves it out; remove it "
+                "from exclude and rebuild"
+            )
+        if state == "missing":
+            return (
+                f"module {name!r} is not in this image; it comes from the distribution "
+                f"{detail}: add it to requirements {rebuild}"
+            )
+        if state == "vendored":
+            return (
+                f"module {name!r} is not in this image although its distribution {detail} is; "
+                f"add it to include = [...] {rebuild}, and report a closure bug"
+            )
+    if name.partition(".")[0] in sys.stdlib_module_names:
+        return f"module {name!r} is not in this image; add it to include = [...] {rebuild}"
+    return (
+        f"module {name!r} is not in this image; add the distribution that provides it "
+        f"to requirements {rebuild}"
+    )
+
+
+def _module_table(name: str) -> tuple[str, str] | None:
+    """(state, detail) for name or its nearest package in MODULES_TSV, written by the build
+    for the modules its code names (module TAB state TAB detail per line). Read only here,
+    on the way to a hint: no cost at start."""
+    root = os.environ.get("SUMMON_ROOT") or "/"
+    try:
+        with open(host_path(root, MODULES_TSV), encoding="utf-8") as f:
+            rows = [line.rstrip("\n").split("\t") for line in f]
+    except OSError:
+        return None
+    table = {row[0]: (row[1], row[2]) for row in rows if len(row) == 3}
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        found = table.get(".".join(parts[:i]))
+        if found is not None:
+            return found
     return None
 
 

@@ -146,6 +146,16 @@ class Image:
         return doc
 
 
+def unpacked_size(bom: dict[str, Any]) -> int:
+    """Bytes of an image's files once unpacked: the sum of its bill of materials' size groups.
+
+    What `summon build` prints and `summon images` shows as UNPACKED. (The layer's
+    uncompressed tar is larger by a header and padding per entry: not what lands on disk.)
+    """
+    sizes = bom.get("sizes") or {}
+    return sum(int(v) for v in sizes.values() if isinstance(v, int))
+
+
 def unpack(store: Store, layer: Descriptor) -> Path:
     """Unpack a layer into the cache (verifying it) unless it is there already."""
     base = paths.cache_dir() / "rootfs"

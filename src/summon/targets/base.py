@@ -31,6 +31,9 @@ IMAGE_ARGV = ("/usr/bin/python3.11", "-S", "-E", "/usr/lib/summon/boot.py")
 # What a target may declare it can do (Target.capabilities); each names the hooks it brings.
 VOLUMES = "volumes"  # RunSpec.volumes are mounted (-v NAME:/PATH)
 FREEZE = "freeze"  # Instance.freeze() / thaw(): CPU stops, memory stays
+# Runs a command from a root filesystem, isolated and without network, in well under a second:
+# what the build's verification run (summon.build.verify) asks for.
+ISOLATED_RUN = "isolated-run"
 DEFAULT_MEMORY = 128 * 1024 * 1024
 DEFAULT_PIDS = 64
 

@@ -129,12 +129,24 @@ def test_script_entry_and_defaults() -> None:
     )
 
 
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_app_entries_name_an_attribute(kind: str) -> None:
+    cfg = config.from_dict({"entry": {"kind": kind, "module": "pkg.web", "attr": "app"}})
+    assert (cfg.entry_kind, cfg.entry_module, cfg.entry_function) == (kind, "pkg.web", "app")
+    assert cfg.entry == "pkg.web:app"
+
+
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
         ([], "app.json: must hold a JSON object"),
+        (
+            {"entry": {"kind": "wsgi", "module": "app", "function": "app"}},
+            '\'entry\' must be {"kind": "wsgi", "module": M, "attr": A}',
+        ),
+        ({"entry": {"kind": "asgi", "attr": "app"}}, '{"kind": "asgi", "module": M, "attr": A}'),
         ({}, "app.json: 'entry' must be an object with a \"kind\""),
-        ({"entry": {"kind": "binary"}}, "app.json: 'entry' must be of kind \"function\" or"),
+        ({"entry": {"kind": "binary"}}, '\'entry\' must be of kind "function", "script"'),
         ({"entry": {"kind": "function", "module": "app"}}, '\'entry\' must be {"kind": "fun'),
         ({"entry": {"kind": "script", "path": "app.py"}}, "an absolute image path"),
         ({"entry": {"kind": "script", "path": "/a.py"}, "path": "/app"}, "'path' must be a list"),

@@ -368,14 +368,45 @@ def test_missing_stdlib_module_hint_behind_another_error_in_async_code(image: Im
     assert "summon/runtime" not in result.stderr and "asyncio/" not in result.stderr
 
 
-def test_no_hint_for_a_module_outside_the_stdlib(image: ImageRoot) -> None:
+def test_hint_for_a_module_nobody_provides(image: ImageRoot) -> None:
     image.app({"app.py": "import no_such_package_anywhere\n"})
     image.config("/app/app.py")
     result = image.run()
     assert result.returncode == 1
     assert result.stderr.endswith(
         "ModuleNotFoundError: No module named 'no_such_package_anywhere'\n"
+        "summon: module 'no_such_package_anywhere' is not in this image; add the distribution "
+        "that provides it to requirements in [tool.summon] and rebuild\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("missing", "hint"),
+    [
+        (
+            "jinja2",
+            "module 'jinja2' is not in this image; it comes from the distribution Jinja2: "
+            "add it to requirements in [tool.summon] and rebuild",
+        ),
+        (
+            "werkzeug.debug.tbtools",
+            "module 'werkzeug.debug' is not in this image: exclude = ['werkzeug.debug'] "
+            "in the manifest leaves it out; remove it from exclude and rebuild",
+        ),
+    ],
+)
+def test_hint_names_the_distribution(image: ImageRoot, missing: str, hint: str) -> None:
+    # The table the build writes for the modules its code names but the image lacks.
+    (image.root / "etc/summon/modules.tsv").write_text(
+        "jinja2\tmissing\tJinja2\n"
+        "werkzeug\tvendored\tWerkzeug\n"
+        "werkzeug.debug\texcluded\texclude = ['werkzeug.debug'] in the manifest\n"
+    )
+    image.app({"app.py": f"def main():\n    import {missing}\n", "werkzeug/__init__.py": ""})
+    image.config("app:main")
+    result = image.run()
+    assert result.returncode == 1
+    assert result.stderr.endswith(f"summon: {hint}\n")
 
 
 # --- signals -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from summon import paths
 from summon.errors import TargetUnavailable, UserError
-from summon.targets.base import Check, RunSpec, Target
+from summon.targets.base import ISOLATED_RUN, Check, RunSpec, Target
 from summon.targets.sandbox import cgroups
 from summon.targets.sandbox.instance import SandboxInstance
 from summon.targets.sandbox.netns import NetNamespace, list_namespaces, run_inside
@@ -49,6 +49,8 @@ class SandboxTarget(Target):
     description: ClassVar[str] = (
         "a runc container: namespaces, no capabilities, seccomp, read-only root, cgroup limits"
     )
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({ISOLATED_RUN})
 
     @classmethod
     def default_preference(cls) -> tuple[int, str]:

@@ -1,0 +1,107 @@
+"""Run by `summon build` under the image's interpreter: what kind of callable is the entry?
+
+Usage: python -S -E -B _interface_probe.py CONFIG OUT. CONFIG is JSON {"search_path": [...],
+"module": M, "attr": A}; OUT receives JSON {"kind": K, "why": W}, where K is
+- "wsgi": a plain callable taking (environ, start_response);
+- "asgi": an async callable taking (scope, receive, send) (ASGI 3), a function or an object
+  whose __call__ is async;
+- "function": an entry function for sure: it asks for devices (summon.devices annotations)
+  or takes no parameters;
+- "other": a function of another shape: the runtime calls it as an entry function (and
+  names the parameter it cannot fill);
+- "unknown": a callable object whose signature says neither WSGI nor ASGI;
+- "error": the module does not import or has no such callable (the closure trace that
+  follows reports it, with the traceback).
+W says, in a few words, what the signature looked like, for the build's messages.
+
+It imports the app as the closure trace does, and may use inspect: this runs at build time
+only, never in an image. Stdlib only (the image's interpreter has nothing else).
+"""
+
+import inspect
+import json
+import sys
+
+DEVICE_TYPES = ("Console", "Clock", "Random", "Stack", "KV_RO")
+
+
+def is_device(annotation: object) -> bool:
+    """The same rule as the runtime's (init.device_type): a summon.devices class, or a
+    string whose last dotted part names one."""
+    if isinstance(annotation, str):
+        return annotation.strip().strip("'\"").rpartition(".")[2] in DEVICE_TYPES
+    devices = sys.modules.get("summon.devices")
+    if isinstance(annotation, type) and devices is not None:
+        return any(issubclass(annotation, getattr(devices, name)) for name in DEVICE_TYPES)
+    return False
+
+
+def shape(params: "list[inspect.Parameter]") -> str:
+    names = ", ".join(p.name for p in params)
+    return f"({names})"
+
+
+def classify(obj: object) -> "tuple[str, str]":
+    if not callable(obj):
+        return "error", f"is a {type(obj).__name__}, not a callable"
+    if inspect.isclass(obj):
+        return "unknown", f"is the class {obj.__name__} (an app object is needed, not its class)"
+    inner = inspect.unwrap(obj)
+    is_function = inspect.isfunction(inner) or inspect.ismethod(inner)
+    if is_function:
+        is_async = inspect.iscoroutinefunction(inner)
+    else:
+        call = type(obj).__call__
+        is_async = inspect.iscoroutinefunction(inspect.unwrap(call))
+    if is_function:
+        what = "an async function" if is_async else "a function"
+    else:
+        call_kind = "an async __call__" if is_async else "a __call__"
+        what = f"an object of class {type(obj).__name__} with {call_kind}"
+    try:
+        params = list(inspect.signature(obj).parameters.values())
+    except (TypeError, ValueError):
+        return ("other" if is_function else "unknown"), f"is {what} whose signature is unknown"
+    if any(is_device(p.annotation) for p in params):
+        return "function", f"is {what} that asks for devices {shape(params)}"
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in params)
+    required = [
+        p
+        for p in params
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    required_keywords = [p for p in required if p.kind is p.KEYWORD_ONLY]
+    if not required_keywords:
+        if is_async and len(required) <= 3 and (len(positional) >= 3 or varargs):
+            return "asgi", f"is {what} taking {shape(params)}"
+        if not is_async and len(required) <= 2 and (len(positional) >= 2 or varargs):
+            return "wsgi", f"is {what} taking {shape(params)}"
+    if is_function:
+        if not params:
+            return "function", f"is {what} without parameters"
+        return "other", f"is {what} taking {shape(params)}"
+    return "unknown", f"is {what} taking {shape(params)}"
+
+
+def main() -> None:
+    config_file, out_file = sys.argv[1], sys.argv[2]
+    with open(config_file) as f:
+        cfg = json.load(f)
+    # As the image: the app's path first, then the stdlib (sys.path[0] is this script's folder).
+    sys.path[:] = [p for p in cfg["search_path"] if p] + sys.path[1:]
+    try:
+        __import__(cfg["module"])
+        obj = getattr(sys.modules[cfg["module"]], cfg["attr"], None)
+        if obj is None:
+            result = ("error", f"is missing from module {cfg['module']!r}")
+        else:
+            result = classify(obj)
+    except BaseException as e:  # the app's own failure at import: the trace reports it
+        result = ("error", f"does not import: {type(e).__name__}: {e}")
+    with open(out_file, "w") as f:
+        json.dump({"kind": result[0], "why": result[1]}, f)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Runs inside a built image, under its own interpreter: do the entry and the probe import there?
+
+Started by summon.build.verify as `python3.11 -S -E -c <this file's text> <config>`, where
+config is repr() of a dict of plain literals. It imports the runtime modules, the entry
+module (or the modules a script entry imports at its top level), the include list, then runs
+the probe. Stdlib only, and it imports nothing itself, so that everything loaded is the app's.
+
+Its answer is the last line of its output that starts with MARK, ":summon-verify:":
+  :summon-verify: ok
+  :summon-verify: missing <module> <importer> <line>     a module the image lacks
+  :summon-verify: failed <what> <exception>              the entry (or the runtime) raised
+  :summon-verify: probe <exception>                      the probe raised (it passed on the host)
+fields separated by tabs.
+"""
+
+import sys
+
+# typing is not imported at run time (it would be loaded into the app's image run); mypy
+# reads this.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+MARK = ":summon-verify:"  # starts the answer line (a plain prefix: no app prints it)
+
+
+def _describe(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    if len(text) > 100:  # one line: a long message (a repr of bytes...) is cut
+        text = text[:97] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _say(*fields: object) -> None:
+    sys.stdout.flush()
+    sys.stdout.write("\n" + "\t".join([MARK, *(str(f) for f in fields)]) + "\n")
+    sys.stdout.flush()
+
+
+def _importer(e: BaseException, label: str, line: int) -> "tuple[str, int]":
+    """The module (and line) whose import statement failed: the innermost frame that is
+    neither the import machinery nor this script; this script's own label if none is."""
+    tb = e.__traceback__
+    found = (label, line)
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if not code.co_filename.startswith("<"):
+            name = tb.tb_frame.f_globals.get("__name__") or code.co_filename
+            found = (f"{name} ({code.co_filename})", tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _step(what: str, label: str, line: int, run: "Callable[[], object]") -> bool:
+    try:
+        run()
+    except ModuleNotFoundError as e:
+        importer, at = _importer(e, label, line)
+        _say("missing", e.name or "?", importer, at)
+        return False
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        if what == "probe":
+            _say("probe", _describe(e))
+        else:
+            _say("failed", what, _describe(e))
+        return False
+    return True
+
+
+def main() -> None:
+    cfg = eval(sys.argv[1], {"__builtins__": {}}, {})
+    root = cfg["root"].rstrip("/")
+    # sys.path[0] is '' for -c: the image's own path goes there instead, as init puts it.
+    sys.path[0:1] = [root + p for p in cfg["path"]]
+
+    def importing(name: str) -> "Callable[[], object]":
+        return lambda: __import__(name)
+
+    for name in cfg["runtime"]:
+        if not _step("the runtime", "summon's runtime", 0, importing(name)):
+            return
+    entry = cfg["entry"]
+    if entry["kind"] == "function":
+        if not _step("the entry", "the entry", 0, importing(entry["module"])):
+            return
+        module = sys.modules[entry["module"]]
+        if not callable(getattr(module, entry["function"], None)):
+            _say("failed", "the entry", f"{entry['module']} has no function {entry['function']}")
+            return
+    else:
+        for name, line in entry["imports"]:
+            if not _step("the entry", entry["script"], line, importing(name)):
+                return
+    for name in cfg["include"]:
+        if not _step("the include list", "include = [...]", 0, importing(name)):
+            return
+    probe = cfg["probe"]
+    if probe:
+        module_name, _, function = probe.partition(":")
+
+        def run_probe() -> None:
+            __import__(module_name)
+            result = getattr(sys.modules[module_name], function)()
+            if type(result).__name__ == "coroutine":
+                import asyncio
+
+                asyncio.run(result)
+
+        if not _step("probe", probe, 0, run_probe):
+            return
+    _say("ok")
+
+
+if __name__ == "__main__":
+    main()
+    # Threads the app started must not keep this run alive, nor atexit hooks run its code.
+    import os
+
+    os._exit(0)

@@ -1,0 +1,181 @@
+"""Running the closure trace (_trace.py) under the image's interpreter, and its modulefinder twin.
+
+The trace is a child process in its own session, bounded by a timeout; its answer is a JSON
+file. modulefinder, which only feeds the report of what was left out, runs beside it in the
+background and is waited for only when someone reads the comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+
+from summon.build.python import Interpreter
+from summon.errors import BuildError
+
+_TRACE = Path(__file__).with_name("_trace.py")
+_TAIL = 40  # lines of the app's own output shown under a failure
+
+
+class TraceError(BuildError):
+    """The app failed during the trace; .detail holds the traceback and the app's output."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class Comparison:
+    """A modulefinder child still running; owns the trace's temporary folder until done."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        work: Path,
+        started: float,
+        timeout: float,
+        failed: Mapping[str, str],
+    ) -> None:
+        self.proc = proc
+        self.work = work
+        self.started = started
+        self.timeout = timeout
+        self.failed = dict(failed)
+        # Never leave the child or the folder behind, even if nobody reads left_out.
+        self._finalizer = weakref.finalize(self, _cleanup, proc, work)
+
+    def result(self) -> tuple[dict[str, object] | None, float, str]:
+        """(modulefinder's answer or None, seconds it took, why there is none)."""
+        try:
+            remaining = max(0.0, self.started + self.timeout - time.monotonic())
+            if not wait(self.proc, remaining):
+                return None, 0.0, f"modulefinder did not finish within {self.timeout:g} s"
+            took = time.monotonic() - self.started
+            mf = load(self.work / "mf.out")
+            if mf is None:
+                return None, took, "modulefinder failed: " + tail(self.work / "mf.log", 1)
+            return mf, took, ""
+        finally:
+            self._finalizer()
+
+
+def _cleanup(proc: subprocess.Popen[bytes], work: Path) -> None:
+    if proc.poll() is None:
+        kill(proc)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def start(
+    interp: Interpreter, args: list[str], log: Path, cwd: Path, env: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
+    # -S -E as in the image; -B only so that the trace leaves no __pycache__ in the app
+    # folder (it does not change what gets imported).
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [str(interp.executable), "-S", "-E", "-B", str(_TRACE), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=dict(env),
+            # Its own process group, so that a timeout also stops whatever the app started.
+            start_new_session=True,
+        )
+
+
+def start_trace(
+    interp: Interpreter, cfg: dict[str, object], work: Path, cwd: Path, env: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
+    (work / "trace.in").write_text(repr(cfg))
+    args = [str(work / "trace.in"), str(work / "trace.out"), str(work / "trace.phase")]
+    return start(interp, args, work / "trace.log", cwd, env)
+
+
+def finish_trace(
+    interp: Interpreter, proc: subprocess.Popen[bytes], work: Path, timeout: float
+) -> dict[str, object]:
+    """Wait for the trace started by start_trace; its result, or TraceError."""
+    out_file, phase_file, log = work / "trace.out", work / "trace.phase", work / "trace.log"
+    if not wait(proc, timeout):
+        phase = read(phase_file) or "starting"
+        raise TraceError(
+            f"the closure trace was stopped after {timeout:g} s while {phase}; "
+            "make the app's import (and probe) finish sooner",
+            tail(log),
+        )
+    result = load(out_file)
+    if result is None:
+        raise TraceError(
+            f"the closure trace under {interp.executable} exited with status "
+            f"{proc.returncode} before reporting; the app may have called os._exit "
+            "or crashed the interpreter at import (its output follows)",
+            tail(log),
+        )
+    if result["error"]:
+        raise trace_error(result["error"], log)
+    return result
+
+
+def wait(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        kill(proc)
+        return False
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def load(path: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def tail(log: Path, lines: int = _TAIL) -> str:
+    text = read(log)
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def trace_error(error: object, log: Path) -> TraceError:
+    assert isinstance(error, dict)
+    phase, message, detail = error["phase"], error["message"], error["detail"]
+    hints = {
+        "probe": "; fix the probe or remove probe = ... from the manifest",
+        "include": "; remove it from include or add what provides it to requirements",
+        "entry-function": "; fix entry = ... in the manifest",
+    }
+    output = tail(log)
+    if output:
+        detail = f"{detail}\noutput of the app during the trace (last lines):\n{output}"
+    line = " ".join(str(message).split())
+    hint = hints.get(phase, "")
+    missing = error.get("missing")
+    if not hint and isinstance(missing, str) and missing:
+        from summon.build.distributions import requirement_hint
+
+        hint = "; " + requirement_hint(missing)
+    return TraceError(line + hint, detail)

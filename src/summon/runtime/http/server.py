@@ -1,0 +1,372 @@
+"""The HTTP/1.1 server for WSGI and ASGI entries, on the image's Stack device.
+
+`serve` is what the runtime runs for an entry of kind "wsgi" or "asgi" (init.py): it
+listens on one port through the Stack device (kernel sockets, summon.net's direct stack, the
+same in a VM), serves each connection with connection.serve_connection, and stops gracefully
+when its task is cancelled (init.run_async cancels it on SIGTERM or SIGINT):
+1. stop accepting; connections waiting for a next request close at once;
+2. requests under way have up to Settings.grace seconds to finish (their responses say
+   `Connection: close`); what is left after that is cut off;
+3. the ASGI lifespan shutdown runs in what remains of the grace (at least a second).
+
+WSGI apps block, so each request runs on a worker thread, at most Settings.threads at once;
+the threads are daemons, so one stuck in the app cannot keep the process alive after the
+grace. ASGI apps run on the event loop, one task per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+
+from summon.runtime.http.asgi import HTTPCycle, Lifespan, LifespanFailed, build_scope
+from summon.runtime.http.connection import ConnectionIO, read_body, serve_connection
+from summon.runtime.http.log import access_line, report_app_error, say
+from summon.runtime.http.protocol import ClientDisconnected, HTTPConnection, ResponseError
+from summon.runtime.http.wsgi import ConnectionSink, build_environ, run_wsgi
+
+# Not from typing: importing typing costs ~9 ms at every start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+    from typing import Any
+
+    from summon.devices import Stack
+    from summon.runtime.http.protocol import Exchange, Request
+    from summon.runtime.http.settings import Settings
+
+READ_SIZE = 64 * 1024
+LINGER_SECONDS = 2.0  # reading on before closing a connection whose request was not all read
+LINGER_BYTES = 256 * 1024
+
+
+def _address(info: object) -> tuple[str, int] | None:
+    """(host, port) of a sockname or peername; None for what is not an address."""
+    if isinstance(info, tuple) and len(info) >= 2:
+        return str(info[0]), int(info[1])
+    return None
+
+
+class StreamIO(ConnectionIO):
+    """A connection's transport over the asyncio streams a Stack device hands out."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, settings: Settings
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.settings = settings
+        self.loop = asyncio.get_running_loop()
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    async def read(self, deadline: float | None, wake: asyncio.Event | None) -> bytes | None:
+        timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
+        read = self.loop.create_task(self.reader.read(READ_SIZE))
+        waits: set[asyncio.Future[Any]] = {read}
+        woken = None
+        if wake is not None:
+            woken = self.loop.create_task(wake.wait())
+            waits.add(woken)
+        try:
+            done, _ = await asyncio.wait(
+                waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            # A StreamReader.read cancelled while waiting loses no bytes: they stay buffered.
+            for task in waits:
+                if not task.done():
+                    task.cancel()
+        if read not in done:
+            return None
+        try:
+            return read.result()
+        except (ConnectionError, OSError):
+            return b""  # reset by the client: for us, it has left
+
+    async def write(self, data: bytes) -> None:
+        writer = self.writer
+        if writer.is_closing():
+            raise ClientDisconnected("the connection is closed")
+        try:
+            writer.write(data)
+            if writer.transport.get_write_buffer_size() == 0:
+                await writer.drain()  # only notices a lost connection
+            else:
+                await asyncio.wait_for(writer.drain(), self.settings.read_timeout)
+        except (ConnectionError, OSError, TimeoutError) as e:
+            raise ClientDisconnected(f"the client has gone: {e}") from None
+
+    async def close(self, linger: bool) -> None:
+        """Close; first, if `linger`, read (and drop) what the client still sends, briefly,
+        so that the kernel does not reset the connection under the last response."""
+        writer = self.writer
+        try:
+            if linger and not writer.is_closing() and writer.can_write_eof():
+                writer.write_eof()
+                deadline = self.loop.time() + LINGER_SECONDS
+                left = LINGER_BYTES
+                while left > 0:
+                    data = await self.read(deadline, None)
+                    if not data:
+                        break
+                    left -= len(data)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+
+class WorkerPool:
+    """At most `size` daemon threads running blocking calls for the event loop."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._jobs: deque[tuple[Callable[[], None], asyncio.Future[None]]] = deque()
+        self._ready = threading.Condition()
+        self._threads = 0
+        self._idle = 0
+        self._stopped = False
+        self._workers: list[threading.Thread] = []
+
+    async def run(self, fn: Callable[[], None]) -> None:
+        """Run `fn()` on a worker thread; return (or raise) when it has."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._ready:
+            self._jobs.append((fn, future))
+            if len(self._jobs) > self._idle and self._threads < self.size:
+                self._threads += 1  # threads start on demand: none for an idle server
+                worker = threading.Thread(target=self._work, name="wsgi", daemon=True)
+                self._workers.append(worker)
+                worker.start()
+            self._ready.notify()
+        await future
+
+    async def stop(self, timeout: float) -> None:
+        """Let the threads end once the queue is empty; wait up to `timeout` for them.
+
+        Waiting matters: a thread still ending while the interpreter shuts down is ended
+        with pthread_exit, which aborts the process when glibc cannot load libgcc_s.
+        """
+        with self._ready:
+            self._stopped = True
+            self._ready.notify_all()
+        deadline = asyncio.get_running_loop().time() + timeout
+        for worker in self._workers:
+            while worker.is_alive() and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.005)
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not self._jobs and not self._stopped:
+                    self._idle += 1
+                    self._ready.wait()
+                    self._idle -= 1
+                if not self._jobs:
+                    self._threads -= 1
+                    return
+                fn, future = self._jobs.popleft()
+            loop = future.get_loop()
+            try:
+                fn()
+            except BaseException as e:
+                loop.call_soon_threadsafe(_settle, future, e)
+            else:
+                loop.call_soon_threadsafe(_settle, future, None)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return  # the request's task was cancelled meanwhile
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+class ThreadSink(ConnectionSink):
+    """A WSGI response written from a worker thread: each step runs on the event loop, and
+    the thread waits for it (and for the client to take the bytes)."""
+
+    def __init__(self, conn: HTTPConnection, io: StreamIO, log: Callable[[Exchange], None]):
+        super().__init__(conn, io.now, log)
+        self.io = io
+
+    def body(self, data: bytes) -> None:
+        self._call(self._write(data, False))
+
+    def end(self) -> None:
+        self._call(self._write(b"", True))
+
+    def abort(self) -> None:
+        self._call(self._stop())
+
+    def _call(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self.io.loop).result()
+
+    async def _write(self, data: bytes, last: bool) -> None:
+        out = self.step(data, last)
+        if out:
+            try:
+                await self.io.write(out)
+            except ClientDisconnected:
+                self.conn.abort(self.io.now())
+                raise
+
+    async def _stop(self) -> None:
+        self.stop()
+
+
+class HTTPServer:
+    """A WSGI or ASGI app served over a Stack device (see the module docstring)."""
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        interface: str,
+        settings: Settings,
+        console: Callable[[str], None] | None = None,
+    ) -> None:
+        if interface not in ("wsgi", "asgi"):
+            raise ValueError(f"interface {interface!r} is not wsgi or asgi")
+        self.app = app
+        self.interface = interface
+        self.settings = settings
+        self.console = console
+        self.pool = WorkerPool(settings.threads) if interface == "wsgi" else None
+        self.lifespan: Lifespan | None = None
+        self.stopping = asyncio.Event()
+        self._connections: dict[asyncio.Task[Any], HTTPConnection] = {}
+
+    def log(self, client: str, exchange: Exchange) -> None:
+        if self.console is not None and self.settings.access_log:
+            self.console(access_line(client, exchange))
+
+    async def serve(self, stack: Stack, port: int, label: str = "") -> int:
+        """Serve on `port` until cancelled, then stop gracefully; return the exit status."""
+        if self.interface == "asgi":
+            self.lifespan = Lifespan(self.app)
+            try:
+                await self.lifespan.startup()
+            except LifespanFailed as e:
+                say(f"the app's lifespan startup failed: {e}")
+                return 1
+        server = await stack.start_server(self._on_connection, port)
+        if self.console is not None:
+            what = f" {label}" if label else ""
+            self.console(
+                f"summon: serving the {self.interface.upper()} app{what} on port "
+                f"{server.port} (HTTP/1.1)"
+            )
+        try:
+            # Not server.serve_forever(): on cancellation it awaits wait_closed(), which from
+            # Python 3.12 waits for every connection, idle keep-alive ones included.
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # the stop request, handled here: what follows must run
+        finally:
+            server.close()
+        status = await self._stop()
+        await server.wait_closed()  # every connection is closed by now
+        return status
+
+    async def _stop(self) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.grace
+        self.stopping.set()
+        for conn in self._connections.values():
+            conn.shutdown(loop.time())
+        tasks = set(self._connections)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.settings.grace)
+            if late:
+                say(f"{len(late)} request(s) still under way after the {self.settings.grace:g} "
+                    "s grace; cutting them off")  # fmt: skip
+                for task in late:
+                    task.cancel()
+                await asyncio.wait(late)
+        if self.pool is not None:
+            await self.pool.stop(max(0.5, deadline - loop.time()))
+        status = 0
+        if self.lifespan is not None:
+            try:
+                await self.lifespan.shutdown(max(1.0, deadline - loop.time()))
+            except LifespanFailed as e:
+                say(f"the app's lifespan shutdown failed: {e}")
+                status = 1
+        return status
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        io = StreamIO(reader, writer, self.settings)
+        conn = HTTPConnection(self.settings, io.now())
+        if self.stopping.is_set():
+            writer.close()
+            return
+        self._connections[task] = conn
+        peer = _address(writer.get_extra_info("peername"))
+        client = peer[0] if peer is not None else "-"
+        local = _address(writer.get_extra_info("sockname")) or ("0.0.0.0", 0)
+
+        def log(exchange: Exchange) -> None:
+            self.log(client, exchange)
+
+        if self.interface == "asgi":
+
+            async def handle(request: Request) -> None:
+                state = self.lifespan.state if self.lifespan is not None else None
+                scope = build_scope(request, client=peer, server=local, state=state)
+                await HTTPCycle(conn, io, scope, log).run(self.app)
+
+        else:
+
+            async def handle(request: Request) -> None:
+                body = await read_body(conn, io, log)
+                if body is None:
+                    return
+                environ = build_environ(request, body, client=peer, server=local, multithread=True)
+                sink = ThreadSink(conn, io, log)
+                what = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}"
+                assert self.pool is not None
+                await self.pool.run(lambda: run_wsgi(self.app, environ, sink, what))
+
+        try:
+            await serve_connection(conn, io, handle, log, self.stopping)
+            await io.close(conn.linger)
+        except (ResponseError, ClientDisconnected):
+            writer.close()
+        except Exception as e:
+            report_app_error("the server failed on a connection (a bug in summon):", e)
+            writer.close()
+        except asyncio.CancelledError:
+            # Cut off after the grace. Not re-raised: this task is the connection's root
+            # (nobody awaits it), and the stream's done-callback would log a cancelled one.
+            writer.close()
+        finally:
+            self._connections.pop(task, None)
+
+
+async def serve(
+    app: Callable[..., Any],
+    interface: str,
+    stack: Stack,
+    port: int,
+    settings: Settings,
+    console: Callable[[str], None] | None = None,
+    label: str = "",
+) -> int:
+    """Serve the WSGI or ASGI `app` on `port` of `stack` until cancelled; the exit status.
+
+    `console` takes the access log and the "serving" line (the Console device's write);
+    `label` names the app in that line ("module:attr").
+    """
+    return await HTTPServer(app, interface, settings, console).serve(stack, port, label)
