@@ -5,8 +5,8 @@ Paths are the image's own, so the image's runtime finds everything where app.jso
 for the vendored pure-Python packages), without __pycache__ (Pyodide compiles the sources,
 and a .pyc beside its source is checked against a modification time the unpacking changes);
 each KV_RO data folder (/data/<name>); the image's summon runtime (/usr/lib/summon/summon,
-as the image has it; pruned to what the trace loaded once known); and the in-page package
-(summon_browser, from this summon, as source).
+as the image has it: the builder kept what the app's entry needs, error paths included); and
+the in-page package (summon_browser, from this summon, as source).
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ RUNTIME_DIR = "/usr/lib/summon"  # the image's runtime folder: summon/ and summo
 IN_PAGE_NAME = "summon_browser"
 IN_PAGE_SOURCE = Path(__file__).parent / "inpage"
 APP_JSON = "etc/summon/app.json"
+# A tab serves a WSGI or ASGI entry with the runtime's in-memory exchange (no sockets, no
+# threads), which images leave out: their server runs on sockets. Until the builder keeps it
+# for such entries, the bundle adds this summon's copy, beside the image's runtime.http.
+HOST_RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
+EXCHANGE = Path("http") / "exchange.py"
 
 
 def _files(folder: Path) -> Iterator[Path]:
@@ -29,21 +34,12 @@ def _files(folder: Path) -> Iterator[Path]:
             yield path
 
 
-def runtime_module_name(rel: Path) -> str:
-    """summon/runtime/init.pyc -> summon.runtime.init; summon/__init__.pyc -> summon."""
-    parts = list(rel.with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
 def bundle_entries(
-    rootfs: Path, app: dict[str, Any], runtime_modules: set[str] | None = None
+    rootfs: Path, app: dict[str, Any], for_trace: bool = False
 ) -> Iterator[tuple[str, Path]]:
     """(archive name, host file) of everything the bundle holds, in a stable order.
 
-    runtime_modules: the summon.* modules to keep from the image's runtime (None: all, and
-    the in-page trace module, for the export's trace).
+    for_trace: the bundle the export's trace runs, which adds the in-page trace module.
     """
     yield APP_JSON, rootfs / APP_JSON
     seen = {APP_JSON}
@@ -62,19 +58,21 @@ def bundle_entries(
         rel = path.relative_to(runtime.parent)
         if path.suffix not in (".py", ".pyc"):
             continue
-        if runtime_modules is not None and runtime_module_name(rel) not in runtime_modules:
-            continue
         yield f"{RUNTIME_DIR.lstrip('/')}/{rel}", path
+    served = runtime / "runtime" / "http"
+    if served.is_dir() and not any(served.glob("exchange.py*")):
+        rel = Path("summon") / "runtime" / EXCHANGE
+        yield f"{RUNTIME_DIR.lstrip('/')}/{rel}", HOST_RUNTIME / EXCHANGE
     for path in sorted(IN_PAGE_SOURCE.glob("*.py")):
-        if runtime_modules is not None and path.name == "trace.py":
+        if not for_trace and path.name == "trace.py":
             continue  # the export's trace only: a tab never runs it
         yield f"{RUNTIME_DIR.lstrip('/')}/{IN_PAGE_NAME}/{path.name}", path
 
 
 def write_bundle(
-    rootfs: Path, app: dict[str, Any], dest: Path, runtime_modules: set[str] | None = None
+    rootfs: Path, app: dict[str, Any], dest: Path, for_trace: bool = False
 ) -> list[str]:
     """Write the bundle to dest; the archive names written."""
-    entries = list(bundle_entries(rootfs, app, runtime_modules))
+    entries = list(bundle_entries(rootfs, app, for_trace))
     write_zip(dest, ((name, path.read_bytes()) for name, path in entries))
     return [name for name, _ in entries]

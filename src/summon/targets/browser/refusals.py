@@ -44,15 +44,19 @@ class Candidate:
 Rule = Callable[[Candidate], str | None]
 
 
-def entry_is_a_function(c: Candidate) -> str | None:
+SERVABLE_ENTRIES = ("function", "wsgi", "asgi")
+
+
+def entry_is_servable(c: Candidate) -> str | None:
+    """A plain script opens its own sockets, which a tab does not have."""
     entry = c.app.get("entry") or {}
     kind = entry.get("kind")
-    if kind == "function":
+    if kind in SERVABLE_ENTRIES:
         return None
     what = entry.get("path") or f"{entry.get('module')}:{entry.get('function')}"
     return (
-        f"its entry {what} is a {kind}, and a browser runs apps whose entry is a function "
-        "asking for a Stack device (from summon.devices)"
+        f"its entry {what} is a {kind}, and a browser runs a function asking for a Stack "
+        "device (from summon.devices), or a WSGI or ASGI app"
     )
 
 
@@ -94,7 +98,7 @@ def no_egress(c: Candidate) -> str | None:
     return None
 
 
-RULES: list[Rule] = [entry_is_a_function, no_native_extensions, no_secrets, no_egress]
+RULES: list[Rule] = [entry_is_servable, no_native_extensions, no_secrets, no_egress]
 
 
 def check(candidate: Candidate) -> None:

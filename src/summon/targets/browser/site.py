@@ -120,7 +120,7 @@ def _write(
     with tempfile.TemporaryDirectory(prefix="summon-trace-") as work:
         step(f"tracing {app.get('name') or 'the app'} in Pyodide {pyodide.VERSION} under Node")
         full_bundle = Path(work) / "trace.zip"
-        write_bundle(rootfs, app, full_bundle)
+        write_bundle(rootfs, app, full_bundle, for_trace=True)
         trace = run_trace(core, full_bundle, RUNTIME_DIR)
     if trace.python.rpartition(".")[0] != pyodide.PYTHON.rpartition(".")[0]:
         raise UserError(f"Pyodide runs CPython {trace.python}, not {pyodide.PYTHON}: reinstall it")
@@ -132,8 +132,7 @@ def _write(
     for name in COPIED_CORE:
         shutil.copyfile(core / name, reserved / "pyodide" / name)
     step("writing the app bundle and the page")
-    runtime = {n for n in trace.modules if n == "summon" or n.startswith("summon.")}
-    write_bundle(rootfs, app, reserved / "app.zip", runtime)
+    write_bundle(rootfs, app, reserved / "app.zip")
     name = str(app.get("name") or "app")
     for asset in ("shell.js", "shell.css", "worker.js"):
         shutil.copyfile(ASSETS / asset, reserved / asset)

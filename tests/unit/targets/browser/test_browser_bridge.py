@@ -18,8 +18,8 @@ from pathlib import Path
 import h11
 import pytest
 
-from summon.targets.browser.inpage.boot import AppFailed, BrowserApp, http_port
 from summon.runtime.config import from_dict
+from summon.targets.browser.inpage.boot import AppFailed, BrowserApp, http_port
 
 ROOT = Path(__file__).resolve().parents[4]
 HTTP_EXAMPLE = ROOT / "examples" / "http"
@@ -221,14 +221,16 @@ def test_an_app_that_stopped_is_a_503_and_says_why_on_stderr(
         return (await app.exchange("GET", "/", [], b"", "h")).status
 
     assert run(main()) == 503
-    assert "the app returned (exit status 3); it no longer answers requests" in capfd.readouterr().err
+    assert (
+        "the app returned (exit status 3); it no longer answers requests" in capfd.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(
     ("source", "app", "message"),
     [
         ("import not_a_module\n", {}, "ModuleNotFoundError: No module named 'not_a_module'"),
-        ("def other(): pass\n", {}, "has no function 'main'"),
+        ("def other(): pass\n", {}, "has no callable 'main'"),
         ("def main(x: int): pass\n", {}, "which is not a device"),
         ("def main():\n    return 0\n", {}, "returned (exit status 0) without listening"),
         (
@@ -251,10 +253,53 @@ def test_an_app_that_cannot_start_says_why(
 def test_requests_go_to_the_manifests_first_tcp_port() -> None:
     def cfg(ports: list[str]) -> object:
         return from_dict(
-            {"name": "t", "entry": {"kind": "function", "module": "m", "function": "f"},
-             "ports": ports}  # fmt: skip
+            {
+                "name": "t",
+                "entry": {"kind": "function", "module": "m", "function": "f"},
+                "ports": ports,
+            }
         )
 
     assert http_port(cfg(["53/udp", "8080/tcp", "80"])) == 8080  # type: ignore[arg-type]
     assert http_port(cfg(["443"])) == 443  # type: ignore[arg-type]
     assert http_port(cfg([])) is None  # type: ignore[arg-type]
+
+
+APPS = ROOT / "tests" / "integration" / "apps"
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_wsgi_and_asgi_entries_are_served_by_the_runtimes_exchange(
+    tmp_path: Path, kind: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """No threads, as in a tab: the WSGI app is called synchronously, the ASGI app on the loop
+    (its lifespan startup first)."""
+    source = (APPS / f"{kind}_app" / "app.py").read_text()
+    entry = {"kind": kind, "module": f"{kind}_served", "attr": "app"}
+    root = image_root(tmp_path, f"{kind}_served", source, entry=entry, ports=["8000/tcp"])
+
+    async def main() -> list[tuple[int, bytes, str | None]]:
+        app = BrowserApp(str(root))
+        await app.start()
+        assert app.port == 8000
+        out = []
+        for method, target, body in [
+            ("GET", "/", b""),
+            ("POST", "/echo", b'{"a": 1}'),
+            ("GET", "/nowhere", b""),
+            ("GET", "/error", b""),
+        ]:
+            headers = [("Content-Type", "application/json")] if body else []
+            r = await app.exchange(method, target, headers, body, "127.0.0.1:8080")
+            out.append((r.status, r.body, r.header("x-summon-bridge")))
+        return out
+
+    got = run(main())
+    greeting = b"hello from wsgi" if kind == "wsgi" else b"hello from asgi"
+    assert got[0] == (200, greeting + b", 127.0.0.1\n", None)
+    assert got[1] == (200, b'{"echo": {"a": 1}}', None)
+    assert got[2] == (404, b"not found\n", None)
+    assert got[3][0] == 500 and got[3][2] is None  # the runtime's answer for an app error
+    out, err = capfd.readouterr()
+    assert '"POST /echo HTTP/1.1" 200' in out  # the runtime's access log, on the Console
+    assert "the error route fails on purpose" in err

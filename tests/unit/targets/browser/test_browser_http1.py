@@ -165,7 +165,10 @@ def test_a_body_without_framing_ends_with_the_stream() -> None:
 
 
 def test_chunk_extensions_and_trailers_are_read_and_dropped() -> None:
-    data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"
+    data = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"
+    )
     r = parse(data, eof=False)
     assert r.body == b"hello"
     assert r.header("x-t") is None
@@ -179,10 +182,16 @@ def test_chunk_extensions_and_trailers_are_read_and_dropped() -> None:
         (b"HTTP/1.1 304 Not Modified\r\n\r\n", False, b""),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False, b""),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", False, b"abc"),
-        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx", False, b"x"),
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+            False,
+            b"x",
+        ),
     ],
 )
-def test_responses_without_a_body_or_after_an_interim_one(data: bytes, head: bool, body: bytes) -> None:
+def test_responses_without_a_body_or_after_an_interim_one(
+    data: bytes, head: bool, body: bytes
+) -> None:
     parser = ResponseParser(head=head)
     parser.feed(data)
     assert parser.complete
@@ -233,10 +242,12 @@ def _valid_responses() -> st.SearchStrategy[bytes]:
     return st.one_of(
         bodies.map(lambda b: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b)),
         bodies.map(
-            lambda b: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
-            % (len(b), b)
-            if b
-            else b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            lambda b: (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+                % (len(b), b)
+                if b
+                else b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            )
         ),
         bodies.map(lambda b: b"HTTP/1.0 500 Oops\r\n\r\n" + b),
     )

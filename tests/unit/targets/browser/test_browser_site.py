@@ -190,35 +190,41 @@ def test_a_rule_added_by_someone_else_is_applied(
 
 def test_the_bundle_holds_the_images_paths_without_pycache(tmp_path: Path) -> None:
     root = rootfs(tmp_path)
-    names = [name for name, _ in bundle_entries(root, APP)]
-    assert names[:6] == [
+    names = write_bundle(root, APP, tmp_path / "app.zip")
+    assert names == [
         "etc/summon/app.json",
         "app/app.py",
         "usr/lib/summon/site/h11/__init__.pyc",
         "usr/lib/summon/site/h11-0.16.0.dist-info/top_level.txt",
         "data/static/index.html",
         "usr/lib/summon/summon/__init__.pyc",
-    ]
-    assert not any("__pycache__" in n for n in names)
-    assert "usr/lib/summon/summon/runtime/vm.pyc" in names
-    assert "usr/lib/summon/summon_browser/boot.py" in names
-    assert "usr/lib/summon/summon_browser/trace.py" in names
-
-
-def test_the_sites_bundle_keeps_the_runtime_modules_the_trace_loaded(tmp_path: Path) -> None:
-    root = rootfs(tmp_path)
-    kept = {"summon", "summon.devices", "summon.runtime", "summon.runtime.init"}
-    names = write_bundle(root, APP, tmp_path / "app.zip", kept)
-    runtime = [n for n in names if n.startswith("usr/lib/summon/summon/")]
-    assert runtime == [
-        "usr/lib/summon/summon/__init__.pyc",
         "usr/lib/summon/summon/devices.pyc",
         "usr/lib/summon/summon/runtime/__init__.pyc",
         "usr/lib/summon/summon/runtime/init.pyc",
+        "usr/lib/summon/summon/runtime/vm.pyc",
+        "usr/lib/summon/summon_browser/__init__.py",
+        "usr/lib/summon/summon_browser/boot.py",
+        "usr/lib/summon/summon_browser/http1.py",
+        "usr/lib/summon/summon_browser/served.py",
+        "usr/lib/summon/summon_browser/stack.py",
     ]
-    assert "usr/lib/summon/summon_browser/trace.py" not in names
     with zipfile.ZipFile(tmp_path / "app.zip") as zf:
         assert zf.namelist() == names
+    traced = [name for name, _ in bundle_entries(root, APP, for_trace=True)]
+    assert traced == [*names, "usr/lib/summon/summon_browser/trace.py"]
+
+
+def test_an_image_serving_wsgi_gets_the_runtimes_in_memory_exchange(tmp_path: Path) -> None:
+    root = rootfs(tmp_path)
+    served = root / "usr" / "lib" / "summon" / "summon" / "runtime" / "http"
+    served.mkdir()
+    (served / "__init__.pyc").write_bytes(b"pyc")
+    names = dict(bundle_entries(root, APP))
+    exchange = names["usr/lib/summon/summon/runtime/http/exchange.py"]
+    assert "def respond_wsgi(" in exchange.read_text()
+    (served / "exchange.pyc").write_bytes(b"the image's own")
+    names = dict(bundle_entries(root, APP))
+    assert "usr/lib/summon/summon/runtime/http/exchange.py" not in names
 
 
 # --- the pinned Pyodide -------------------------------------------------------------------------
@@ -228,7 +234,7 @@ def test_a_missing_or_altered_pyodide_is_one_line_with_the_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SUMMON_PYODIDE", str(tmp_path))
-    with pytest.raises(pyodide.PyodideMissing, match="is not installed .* run python3 -m"):
+    with pytest.raises(pyodide.PyodideMissing, match=r"is not installed .* run python3 -m"):
         pyodide.find()
     for name in pyodide.CORE_FILES:
         (tmp_path / name).write_bytes(b"not pyodide")
@@ -263,9 +269,9 @@ def site_server(tmp_path: Path) -> Iterator[tuple[int, SiteServer]]:
     server.server_close()
 
 
-def get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[
-    int, dict[str, str], bytes
-]:
+def get(
+    port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     conn.request(method, path, headers=headers or {})
     r = conn.getresponse()
@@ -307,4 +313,3 @@ def test_a_navigation_anywhere_gets_the_shell_and_nothing_leaves_the_site(
     assert status == 405 and headers["allow"] == "GET, HEAD"
     status, headers, body = get(port, "/", method="HEAD")
     assert status == 200 and body == b"" and headers["content-type"].startswith("text/html")
-

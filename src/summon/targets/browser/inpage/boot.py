@@ -35,7 +35,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from summon.devices import Console
+
+    from .served import Responder
+
 READ_SIZE = 64 * 1024
+ENTRY_KINDS = ("function", "wsgi", "asgi")
 ANSWER_TIMEOUT = 60.0  # seconds an app may take to answer one request before it is a 504
 
 
@@ -77,6 +82,7 @@ class BrowserApp:
         self.port = 0  # the port requests go to, once start() has returned
         self.name = ""
         self._task: asyncio.Future[Any] | None = None
+        self._respond: Responder | None = None  # a WSGI or ASGI entry's (served.py)
 
     # --- starting -----------------------------------------------------------------------------
 
@@ -90,10 +96,10 @@ class BrowserApp:
         """Run the entry until it listens; AppFailed (with the traceback) if it cannot."""
         cfg = self._config()
         self.name = cfg.name
-        if cfg.entry_kind != "function":
+        if cfg.entry_kind not in ENTRY_KINDS:
             raise AppFailed(
                 f"entry {cfg.entry} is a {cfg.entry_kind}: in a browser an app's entry must be "
-                "a function that asks for a Stack device (summon.devices)"
+                "a function that asks for a Stack device (summon.devices), or a WSGI or ASGI app"
             )
         for path in reversed(cfg.path):
             folder = init.host_path(self.root, path)
@@ -110,13 +116,15 @@ class BrowserApp:
         fn = getattr(module, cfg.entry_function, None)
         if fn is None or not callable(fn):
             raise AppFailed(
-                f"entry {cfg.entry}: module {cfg.entry_module!r} has no function "
+                f"entry {cfg.entry}: module {cfg.entry_module!r} has no callable "
                 f"{cfg.entry_function!r}"
             )
+        devices = _Devices(cfg, self.root, self.stack)
+        if cfg.entry_kind != "function":
+            await self._serve(cfg, fn, devices)
+            return
         try:
-            args, kwargs, _ = init.resolve_devices(
-                fn, _Devices(cfg, self.root, self.stack), cfg.entry
-            )
+            args, kwargs, _ = init.resolve_devices(fn, devices, cfg.entry)
         except init.Fail as e:
             raise AppFailed(str(e)) from None
         try:
@@ -137,6 +145,20 @@ class BrowserApp:
             return
         listening.cancel()
         raise AppFailed(self._ending(cfg.entry))
+
+    async def _serve(self, cfg: app_config.AppConfig, app: Any, devices: _Devices) -> None:
+        """A WSGI or ASGI entry: the runtime's server answers each request's bytes."""
+        from .served import ServedAppFailed, responder
+
+        console: Console = devices.get("Console", "log")  # type: ignore[assignment]
+        try:
+            self._respond = await responder(cfg.entry_kind, app, console.write)
+        except ServedAppFailed as e:
+            raise AppFailed(f"entry {cfg.entry}: {e}") from None
+        except BaseException as e:
+            raise AppFailed(describe(e, f"starting the {cfg.entry_kind.upper()} app")) from e
+        self.port = http_port(cfg) or 0
+        self._task = asyncio.get_running_loop().create_future()  # served until the page goes
 
     def _ending(self, entry: str) -> str:
         task = self._task
@@ -177,23 +199,38 @@ class BrowserApp:
             request = encode_request(method, target, headers, body, host)
         except BadRequest as e:
             return plain(400, "Bad Request", f"summon: this request cannot reach the app: {e}")
+        parser = ResponseParser(head=method.upper() == "HEAD")
         try:
-            reader, writer = self.stack.connect(self.port)
+            await asyncio.wait_for(self._answer(request, parser, host), self.answer_timeout)
         except ConnectionRefusedError:
             return plain(503, "Service Unavailable", f"the app no longer listens on {self.port}")
-        parser = ResponseParser(head=method.upper() == "HEAD")
-        writer.write(request)
-        try:
-            await asyncio.wait_for(_read_response(reader, parser), self.answer_timeout)
         except BadResponse as e:
             return plain(502, "Bad Gateway", f"summon: the app's answer is not HTTP/1.1: {e}")
         except TimeoutError:
             return plain(
                 504, "Gateway Timeout", f"the app did not answer in {self.answer_timeout:g} s"
             )
+        return parser.response
+
+    async def _answer(self, request: bytes, parser: ResponseParser, host: str) -> None:
+        """Send request to the app, feed parser its answer until the response is complete."""
+        if self._respond is not None:
+            name, _, port = host.rpartition(":")
+            server = (name, int(port)) if port.isdigit() else (host, 80)
+            parser.feed(await self._respond(request, server))
+            parser.feed_eof()
+            return
+        reader, writer = self.stack.connect(self.port)
+        try:
+            writer.write(request)
+            while not parser.complete:
+                data = await reader.read(READ_SIZE)
+                if not data:
+                    parser.feed_eof()
+                    return
+                parser.feed(data)
         finally:
             writer.close()
-        return parser.response
 
     async def exchange_for_js(
         self, method: str, target: str, headers: Any, body: Any, host: str
@@ -202,15 +239,6 @@ class BrowserApp:
         tuple that Pyodide's toJs() turns into [status, reason, [[name, value]...], bytes]."""
         response = await self.exchange(method, target, _as_pairs(headers), _as_bytes(body), host)
         return response.status, response.reason, response.headers, response.body
-
-
-async def _read_response(reader: asyncio.StreamReader, parser: ResponseParser) -> None:
-    while not parser.complete:
-        data = await reader.read(READ_SIZE)
-        if not data:
-            parser.feed_eof()
-            return
-        parser.feed(data)
 
 
 def http_port(cfg: app_config.AppConfig) -> int | None:
