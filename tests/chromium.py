@@ -67,8 +67,9 @@ class Session:
     def send(self, method: str, params: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
         return self.browser.send(method, params, session=self.id, timeout=timeout)
 
-    def events(self, method: str) -> list[dict[str, Any]]:
-        return self.browser.events(method, self.id)
+    def events(self, method: str, since: int = 0) -> list[dict[str, Any]]:
+        """Every `method` event of this page, from position `since` (see mark) on."""
+        return self.browser.events(method, self.id, since)
 
     def wait_event(
         self,
@@ -206,9 +207,9 @@ class Chromium:
         with self._lock:
             return len(self._events)
 
-    def events(self, method: str, session: str = "") -> list[dict[str, Any]]:
+    def events(self, method: str, session: str = "", since: int = 0) -> list[dict[str, Any]]:
         with self._lock:
-            return [p for s, m, p in self._events if m == method and s == session]
+            return [p for s, m, p in self._events[since:] if m == method and s == session]
 
     def wait_event(
         self,
