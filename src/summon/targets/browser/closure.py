@@ -51,15 +51,23 @@ def run_trace(pyodide_dir: Path, bundle: Path, runtime_dir: str) -> Trace:
     node = shutil.which("node")
     if node is None:
         raise TargetUnavailable(NODE_MISSING)
+    # The trace runs the image's code on this host: under Node's permission model (Node 20
+    # and later), it may read these files only, and write nothing, start no process and no
+    # worker. Debian 12's Node 18 has no such model; the trace runs there without it.
+    sandbox = (
+        [
+            "--experimental-permission",
+            f"--allow-fs-read={pyodide_dir}/*",
+            f"--allow-fs-read={bundle}",
+            f"--allow-fs-read={TRACE_JS}",
+        ]
+        if node_major(node) >= 20
+        else []
+    )
     argv = [
         node,
         "--no-warnings",
-        # The trace runs the image's code on this host: reads of these files only, no
-        # writes, no child processes, no workers (Node's permission model).
-        "--experimental-permission",
-        f"--allow-fs-read={pyodide_dir}/*",
-        f"--allow-fs-read={bundle}",
-        f"--allow-fs-read={TRACE_JS}",
+        *sandbox,
         str(TRACE_JS),
         str(pyodide_dir),
         str(bundle),
@@ -93,6 +101,15 @@ def run_trace(pyodide_dir: Path, bundle: Path, runtime_dir: str) -> Trace:
         modules={str(k): (str(v) if v else None) for k, v in (doc.get("modules") or {}).items()},
         status=int(doc.get("status") or 0),
     )
+
+
+def node_major(node: str) -> int:
+    """The major version of the Node at `node` (0 if it does not say)."""
+    try:
+        done = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10)
+        return int(done.stdout.strip().lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return 0
 
 
 def _one_line(error: str) -> str:

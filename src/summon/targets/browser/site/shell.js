@@ -26,7 +26,8 @@
     log: [],
     errors: [],
     started: performance.now(),
-    readyAt: 0,
+    readyAt: 0, // performance.now() when the app listened
+    appLoadedAt: 0, // when its first page had loaded in the frame
     worker: null,
     selftest: () => ask({ type: "selftest" }),
   };
@@ -114,6 +115,7 @@
     frame.id = "summon-app";
     frame.title = ready.name;
     frame.addEventListener("load", () => {
+      if (!summon.appLoadedAt) summon.appLoadedAt = performance.now();
       loading.hidden = true;
       try {
         const inner = frame.contentWindow;

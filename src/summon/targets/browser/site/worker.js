@@ -9,6 +9,31 @@
 // sees "saved" finds it there after a reload or a browser restart.
 "use strict";
 
+// Pyodide's event loop runs each step of each task as setTimeout(step, 0), which browsers
+// clamp to 4 ms once such timeouts nest five deep: a request that crosses a dozen loop steps
+// (the app's connection, its reads and writes) would wait ~4 ms at each. Zero-delay timeouts
+// go through a MessageChannel instead: still a task of the event loop, never clamped.
+const nativeSetTimeout = self.setTimeout.bind(self);
+const nativeClearTimeout = self.clearTimeout.bind(self);
+const zeroDelay = new Map(); // id -> run; ids are negative, never the browser's
+let nextZeroDelay = -1;
+const soon = new MessageChannel();
+soon.port1.onmessage = (event) => {
+  const run = zeroDelay.get(event.data);
+  if (run) {
+    zeroDelay.delete(event.data);
+    run();
+  }
+};
+self.setTimeout = (fn, delay, ...args) => {
+  if (delay > 0 || typeof fn !== "function") return nativeSetTimeout(fn, delay, ...args);
+  const id = nextZeroDelay--;
+  zeroDelay.set(id, () => fn(...args));
+  soon.port2.postMessage(id);
+  return id;
+};
+self.clearTimeout = (id) => (zeroDelay.delete(id) ? undefined : nativeClearTimeout(id));
+
 importScripts("pyodide/pyodide.js");
 
 const post = (message) => self.postMessage(message);
