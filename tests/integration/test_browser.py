@@ -164,31 +164,38 @@ def test_examples_http_runs_in_a_tab_from_the_service_worker(
         shot(page, tmp_path / "http-form-post-405.png")
 
 
+@pytest.fixture(scope="module")
+def notes_url(summon: Summon, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The notes app (WSGI, a volume) exported and served: its URL."""
+    export(summon, APPS / "browser_notes", "notes", tmp_path_factory.mktemp("n") / "site")
+    return serve(summon, "notes", "notes")
+
+
+NOTES = f"{FRAME}.contentDocument.getElementById('notes')"
+
+
 @pytest.mark.slow
 def test_a_wsgi_apps_note_survives_a_reload_and_a_browser_restart(
-    summon: Summon, tmp_path: Path
+    notes_url: str, tmp_path: Path
 ) -> None:
-    export(summon, APPS / "browser_notes", "notes", tmp_path / "notes-site")
-    url = serve(summon, "notes", "notes")
-    notes = f"{FRAME}.contentDocument.getElementById('notes')"
     profile = tmp_path / "profile"
     with Chromium(profile) as browser:
         page = browser.new_page()
-        page.navigate(url)
-        app_ready(page, f"{notes} && {notes}.textContent === ''")
+        page.navigate(notes_url)
+        app_ready(page, f"{NOTES} && {NOTES}.textContent === ''")
         page.evaluate(
             f"""(() => {{ const d = {FRAME}.contentDocument;
                 d.querySelector("input[name=text]").value = "water the plants";
                 d.querySelector("form").submit(); }})()"""
         )  # a form POST, answered 303 See Other -> GET /
-        app_ready(page, f"{notes} && {notes}.textContent === 'water the plants'")
-        page.navigate(url)
-        app_ready(page, f"{notes} && {notes}.textContent === 'water the plants'")
+        app_ready(page, f"{NOTES} && {NOTES}.textContent === 'water the plants'")
+        page.navigate(notes_url)
+        app_ready(page, f"{NOTES} && {NOTES}.textContent === 'water the plants'")
         shot(page, tmp_path / "notes-after-reload.png")
     with Chromium(profile) as browser:  # the same profile: IndexedDB is all that remains
         page = browser.new_page()
-        page.navigate(url)
-        app_ready(page, f"{notes} && {notes}.textContent === 'water the plants'")
+        page.navigate(notes_url)
+        app_ready(page, f"{NOTES} && {NOTES}.textContent === 'water the plants'")
         page.evaluate(f"{FRAME}.contentWindow.location.href = '/boom'")
         page.wait_for("!!window.summon.errors.some(e => e.includes('boom: the notes app failed'))")
         assert page.evaluate("document.getElementById('summon-errors').hidden") is False
@@ -196,3 +203,31 @@ def test_a_wsgi_apps_note_survives_a_reload_and_a_browser_restart(
             "document.getElementById('summon-errors-text').textContent"
         )
         shot(page, tmp_path / "notes-error-on-the-page.png")
+
+
+@pytest.mark.slow
+def test_a_second_tab_waits_for_the_first_to_hand_over_the_volume(
+    notes_url: str, tmp_path: Path
+) -> None:
+    """Two tabs saving their own copies of one IndexedDB volume would undo each other."""
+    with Chromium(tmp_path / "profile") as browser:
+        first = browser.new_page()
+        first.navigate(notes_url)
+        app_ready(first, f"{NOTES} && {NOTES}.textContent === ''")
+        second = browser.new_page()
+        second.navigate(notes_url)
+        second.wait_for(
+            "document.getElementById('summon-step').textContent.includes('another tab')"
+        )
+        added = first.evaluate(
+            f"""(async () => {{
+                const r = await {FRAME}.contentWindow.fetch("/add", {{method: "POST",
+                    body: "text=from+the+first+tab",
+                    headers: {{"Content-Type": "application/x-www-form-urlencoded"}}}});
+                return [r.status, r.redirected, (await r.text()).includes("first tab")];
+            }})()"""
+        )
+        assert added == [200, True, True]  # the first tab's app answered, the second waits
+        assert second.evaluate("window.summon.state") == "loading"
+        browser.send("Target.closeTarget", {"targetId": first.target_id})
+        app_ready(second, f"{NOTES} && {NOTES}.textContent === 'from the first tab'")

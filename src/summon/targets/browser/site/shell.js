@@ -72,7 +72,10 @@
   function givePort() {
     const channel = new MessageChannel();
     summon.worker.postMessage({ type: "port" }, [channel.port1]);
-    navigator.serviceWorker.controller.postMessage({ type: "summon-port" }, [channel.port2]);
+    navigator.serviceWorker.controller.postMessage(
+      { type: "summon-port", ready: summon.state === "ready" },
+      [channel.port2],
+    );
   }
 
   function fromServiceWorker(event) {
@@ -108,6 +111,8 @@
 
   function showApp(ready) {
     summon.state = "ready";
+    // Of several tabs, the service worker sends requests to one whose app is up.
+    navigator.serviceWorker.controller.postMessage({ type: "summon-ready" });
     summon.readyAt = performance.now();
     summon.app = ready;
     say("Opening the app", 1);

@@ -23,7 +23,7 @@ const ANSWER_MS = 90000; // the page's bridge answers 504 after 60 s; this is th
 const PORT_WAIT_MS = 15000;
 const NULL_BODY = new Set([101, 103, 204, 205, 304]);
 
-const ports = []; // {port, clientId}: pages running the app, newest last
+const ports = []; // {port, clientId, ready}: pages running the app, newest last
 const portWaiters = [];
 const waiters = new Map(); // request id -> resolve
 let nextId = 1;
@@ -80,8 +80,13 @@ async function tell(message) {
 
 self.addEventListener("message", (event) => {
   const data = event.data || {};
+  const clientId = event.source ? event.source.id : "";
+  if (data.type === "summon-ready") {
+    for (const entry of ports) if (entry.clientId === clientId) entry.ready = true;
+    return;
+  }
   if (data.type !== "summon-port" || !event.ports[0]) return;
-  const entry = { port: event.ports[0], clientId: event.source ? event.source.id : "" };
+  const entry = { port: event.ports[0], clientId, ready: Boolean(data.ready) };
   entry.port.onmessage = (e) => {
     const resolve = waiters.get(e.data.id);
     if (resolve) {
@@ -140,10 +145,18 @@ function within(promise, ms, why) {
 }
 
 async function appPort() {
+  // The newest page whose app is up; else the newest still starting (requests wait there).
+  let starting = null;
   for (let i = ports.length - 1; i >= 0; i--) {
-    if (await self.clients.get(ports[i].clientId)) return ports[i];
-    ports.splice(i, 1); // that page is gone, and its worker with it
+    if (!(await self.clients.get(ports[i].clientId))) {
+      ports.splice(i, 1); // that page is gone, and its worker with it
+    } else if (ports[i].ready) {
+      return ports[i];
+    } else if (!starting) {
+      starting = ports[i];
+    }
   }
+  if (starting) return starting;
   const offered = new Promise((resolve) => portWaiters.push(resolve));
   const pages = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
   for (const page of pages) page.postMessage({ type: "summon-need-port" });

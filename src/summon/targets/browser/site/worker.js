@@ -68,6 +68,29 @@ function persist() {
   return saving;
 }
 
+// The volumes are one IndexedDB per origin, and each tab runs its own copy of the app: two
+// tabs saving their own copy of a volume would undo each other's writes. So one tab at a
+// time holds them (a Web Lock, released when its page goes); another waits for it.
+async function holdVolumes() {
+  if (!self.navigator.locks) return;
+  const name = "summon-volumes";
+  const held = (lock) => (lock ? new Promise(() => {}) : null); // kept as long as we live
+  const free = await new Promise((resolve) => {
+    self.navigator.locks.request(name, { ifAvailable: true }, (lock) => {
+      resolve(Boolean(lock));
+      return held(lock);
+    });
+  });
+  if (free) return;
+  post({ type: "progress", text: "Waiting: the app is open in another tab of this browser" });
+  await new Promise((resolve) => {
+    self.navigator.locks.request(name, (lock) => {
+      resolve();
+      return held(lock);
+    });
+  });
+}
+
 async function boot() {
   const t0 = performance.now();
   site = await (await fetch("site.json")).json();
@@ -81,6 +104,7 @@ async function boot() {
   const bundle = await (await fetch("app.zip")).arrayBuffer();
   pyodide.unpackArchive(bundle, "zip", { extractDir: "/" });
   if (site.volumes.length) {
+    await holdVolumes();
     for (const path of site.volumes) {
       pyodide.FS.mkdirTree(path);
       pyodide.FS.mount(pyodide.FS.filesystems.IDBFS, {}, path);
