@@ -53,7 +53,8 @@ def run_trace(pyodide_dir: Path, bundle: Path, runtime_dir: str) -> Trace:
         raise TargetUnavailable(NODE_MISSING)
     # The trace runs the image's code on this host: under Node's permission model (Node 20
     # and later), it may read these files only, and write nothing, start no process and no
-    # worker. Debian 12's Node 18 has no such model; the trace runs there without it.
+    # worker. Debian 12's Node 18 has no such model; the trace runs there without it. The
+    # model does not cover the network: a network namespace of its own does (no_network).
     sandbox = (
         [
             "--experimental-permission",
@@ -65,6 +66,7 @@ def run_trace(pyodide_dir: Path, bundle: Path, runtime_dir: str) -> Trace:
         else []
     )
     argv = [
+        *no_network(),
         node,
         "--no-warnings",
         *sandbox,
@@ -101,6 +103,21 @@ def run_trace(pyodide_dir: Path, bundle: Path, runtime_dir: str) -> Trace:
         modules={str(k): (str(v) if v else None) for k, v in (doc.get("modules") or {}).items()},
         status=int(doc.get("status") or 0),
     )
+
+
+def no_network() -> list[str]:
+    """The command prefix that runs a program in an empty network namespace ([] if none can
+    be made here: then the trace can reach the network, as a build's probe can)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return []
+    for prefix in ([unshare, "--net", "--"], [unshare, "--user", "--net", "--"]):
+        try:
+            if subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0:
+                return prefix
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    return []
 
 
 def node_major(node: str) -> int:
