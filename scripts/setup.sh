@@ -10,6 +10,7 @@ apt_packages=(
   slirp4netns     # user-mode networking for sandboxed apps that reach out
   iproute2        # `ip netns` for inspecting test namespaces (summon itself uses pyroute2)
   curl            # the demo and tests fetch pages with it
+  openssl         # real TLS peers for summon.tls (s_client, s_server) and `openssl verify`
   iputils-ping    # Linux's ping, pinging summon.net in the tests' namespaces
   netcat-openbsd  # Linux's nc -u, a UDP peer for summon.net in the tests' namespaces
   hyperfine       # benchmarks
@@ -29,6 +30,8 @@ apt_packages=(
   libssl-dev      # the kernel build (certificate tools)
   xz-utils        # unpacking the kernel source
   e2fsprogs       # mkfs.ext4 for the qemu target's volumes
+  podman          # tests: summon images under another engine, and `podman kube play`
+  containerd      # tests: summon images under containerd's ctr
   chromium        # the browser target's tests and benchmark: a real headless browser
   chromium-driver # the same, for WebDriver clients (the tests speak DevTools to chromium)
 )

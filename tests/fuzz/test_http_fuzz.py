@@ -91,7 +91,8 @@ def statuses(out: bytes) -> list[int]:
 
 def pieces(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in itertools.pairwise(points)]
+    # b"" is the end of the stream to receive_data: an empty input stays one (empty) chunk.
+    return [data[a:b] for a, b in itertools.pairwise(points)] or [data]
 
 
 @FUZZ

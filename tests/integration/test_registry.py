@@ -26,9 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
@@ -36,9 +34,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from registry_server import (
+    REGISTRY_BIN,
+    Registry,
+    start_registry,
+    stop_registry,
+)
 from summon_cli import EXAMPLES, Summon, free_port, get
-
-REGISTRY_BIN = Path("/usr/bin/docker-registry")
 
 pytestmark = pytest.mark.skipif(
     not REGISTRY_BIN.exists(), reason="needs docker-registry (apt-get install docker-registry)"
@@ -70,69 +72,6 @@ def assert_one_error(r: subprocess.CompletedProcess[str], *needles: str) -> str:
 
 def new_summon(tmp_path_factory: pytest.TempPathFactory, name: str = "home") -> Summon:
     return Summon(tmp_path_factory.mktemp(name))
-
-
-# --- the registry ---
-
-
-@dataclass
-class Registry:
-    port: int
-    storage: Path
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def blob_file(self, digest: str) -> Path:
-        hexpart = digest.split(":", 1)[1]
-        return (self.storage / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexpart[:2]
-                / hexpart / "data")
-
-
-def start_registry(folder: Path, auth: dict[str, Any] | None = None) -> Registry:
-    port = free_port()
-    storage = folder / "storage"
-    storage.mkdir(parents=True)
-    config: dict[str, Any] = {
-        "version": "0.1",
-        "log": {"level": "error", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
-        "http": {"addr": f"127.0.0.1:{port}"},
-    }
-    if auth:
-        config["auth"] = auth
-    cfg = folder / "config.yml"
-    cfg.write_text(json.dumps(config))  # JSON is YAML
-    log = folder / "registry.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(REGISTRY_BIN), "serve", str(cfg)], stdout=out,
-                                stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2).close()
-            break
-        except urllib.error.HTTPError as e:
-            e.close()
-            break  # 401: up, and asking for a login
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"docker-registry did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
-    return Registry(port, storage, proc, log)
-
-
-def stop_registry(reg: Registry) -> None:
-    reg.proc.terminate()
-    try:
-        reg.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        reg.proc.kill()
-        reg.proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ DYNAMIC_IMPORTS = {
     "targets/browser/inpage/boot.py": "the page's Python imports the app's entry, from app.json",
     "build/_trace.py": "the closure trace imports what the app names, to see what it loads",
     "build/_verify.py": "the build's check imports the app's entry inside the built image",
+    "build/_interface_probe.py": "the build imports the app's entry to see if it is WSGI/ASGI",
 }
 
 

@@ -230,28 +230,6 @@ def build(
             lap("verify")
 
         step("writing the image")
-        config = {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {
-                "Entrypoint": argv,
-                "Env": [f"{k}={v}" for k, v in sorted(m.env.items())],
-                "WorkingDir": "/",
-                "ExposedPorts": {str(p): {} for p in m.ports},
-                "Labels": {"dev.summon.name": m.name, "dev.summon.version": summon.__version__},
-            },
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        }
-        config_desc = store.put_json(config, CONFIG)
-        image_manifest = {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "config": config_desc.to_json(),
-            "layers": [layer.to_json()],
-        }
-        image_desc = store.put_json(
-            image_manifest, MANIFEST, platform={"architecture": "amd64", "os": "linux"}
-        )
         bom = _bom(
             m,
             interp,
@@ -266,6 +244,17 @@ def build(
             uncompressed,
         )
         bom_blob = store.put_json(bom, BOM_TYPE)
+        config = image_config(m, argv, diff_id, bom_blob)
+        config_desc = store.put_json(config, CONFIG)
+        image_manifest = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": config_desc.to_json(),
+            "layers": [layer.to_json()],
+        }
+        image_desc = store.put_json(
+            image_manifest, MANIFEST, platform={"architecture": "amd64", "os": "linux"}
+        )
         bom_desc = store.put_artifact(BOM_TYPE, [bom_blob], image_desc)
         index = {
             "schemaVersion": 2,
@@ -295,6 +284,35 @@ def build(
         verification=verification,
         timings={**timings, **{f"closure-{k}": v for k, v in closure.timings.items()}},
     )
+
+
+# The user an image runs as in container engines (podman, containerd, Kubernetes): numeric, so
+# runAsNonRoot can check it, and not root. The sandbox target maps the same uid.
+IMAGE_UID = 65532
+
+
+def image_config(m: Manifest, argv: list[str], diff_id: str, bom: Descriptor) -> dict[str, Any]:
+    """The OCI image config: what an engine needs to run the image unchanged, and labels that
+    tie it to its bill of materials and summon."""
+    return {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "User": f"{IMAGE_UID}:{IMAGE_UID}",
+            "Entrypoint": argv,
+            "Cmd": list(m.args),
+            "Env": ["PATH=/usr/bin:/bin", *(f"{k}={v}" for k, v in sorted(m.env.items()))],
+            "WorkingDir": "/",
+            "ExposedPorts": {str(p): {} for p in m.ports},
+            "Labels": {
+                "dev.summon.name": m.name,
+                "dev.summon.version": summon.__version__,
+                "dev.summon.network": m.network,
+                "dev.summon.bom": bom.digest,
+            },
+        },
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    }
 
 
 def _dlopened(interp: Interpreter) -> list[Path]:

@@ -243,3 +243,47 @@ def export(image: str, fmt: str, output: Path) -> None:
     with progress(f"exporting {img.ref} as {fmt}") as step:
         target.export(img, fmt, output, step)
     out.print(f"exported {img.ref} as {fmt} to {output}")
+
+
+@click.command()
+@click.argument("image")
+@click.option("--replicas", type=click.IntRange(0, 10000), default=1, show_default=True)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="The Service's port (default: the app's)."
+)
+@click.option(
+    "--host-port",
+    type=click.IntRange(1, 65535),
+    help="Also publish the app's first TCP port on each node (single-node engines, podman).",
+)
+@click.option(
+    "--image",
+    "image_name",
+    metavar="REGISTRY/NAME[:TAG]",
+    help="Where the cluster pulls the image from (default: IMAGE's name, if it has a registry).",
+)
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), default=Path("-"), help="Default: stdout."
+)
+def kube(
+    image: str,
+    replicas: int,
+    port: int | None,
+    host_port: int | None,
+    image_name: str | None,
+    output: Path,
+) -> None:
+    """Print Kubernetes YAML (a Deployment and a Service) running IMAGE with the sandbox's policy.
+
+    \b
+    summon kube 127.0.0.1:5000/team/http:v1 --replicas 3 --port 8080 > http.yaml
+    summon export 127.0.0.1:5000/team/http:v1 --as seccomp -o http.json   (for each node)
+    """
+    from summon import targets
+
+    formats = targets.export_formats()
+    if "kube" not in formats:
+        raise UserError("no target exports Kubernetes manifests here")
+    img = Image.open(open_store(), image)
+    options = {"replicas": replicas, "port": port, "host_port": host_port, "image_name": image_name}
+    targets.get(formats["kube"]).export(img, "kube", output, lambda step: None, **options)

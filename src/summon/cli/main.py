@@ -26,11 +26,13 @@ from summon.errors import SummonError
 # Every verb, by the module that defines it: `summon run` must not pay for the registry
 # client, the gateway or the instance table.
 LAZY_COMMANDS = {
-    **dict.fromkeys(("build", "images", "inspect", "rmi", "export"), "summon.cli.images"),
+    **dict.fromkeys(("build", "images", "inspect", "rmi", "export", "kube"), "summon.cli.images"),
     "run": "summon.cli.run",
     "doctor": "summon.cli.doctor",
     "kernel": "summon.cli.kernel",
-    **dict.fromkeys(("push", "pull", "tag", "sign", "verify", "key"), "summon.cli.ship"),
+    **dict.fromkeys(
+        ("push", "pull", "tag", "sign", "verify", "key", "login", "logout"), "summon.cli.ship"
+    ),
     **dict.fromkeys(("ps", "logs", "stop", "rm", "stats"), "summon.cli.instances"),
     "gateway": "summon.cli.gateway",
 }

@@ -26,12 +26,14 @@ from rich.progress import (
 )
 
 from summon.cli.output import err, open_store, out
+from summon.errors import UserError
 
 if TYPE_CHECKING:
     from summon.store.registry import Transfer
 
 # httpx and cryptography take a fifth of a second to import: the commands import them when run,
 # so every other summon command stays quick.
+
 
 class _TransferView:
     """Renders registry transfers: a bar per blob on a terminal, a line per blob otherwise."""
@@ -101,7 +103,13 @@ def _sigterm_interrupts() -> Iterator[None]:
 _insecure = click.option(
     "--insecure",
     is_flag=True,
-    help="Speak plain HTTP to the registry (always so for localhost and 127.0.0.1).",
+    help="Do not verify the registry's TLS certificate, and allow plain HTTP (always allowed "
+    "for a registry on this machine).",
+)
+_ca_file = click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trust this CA certificate (PEM) for the registry, beside the system's and certs.d.",
 )
 
 
@@ -109,8 +117,11 @@ _insecure = click.option(
 @click.argument("image")
 @click.argument("destination", required=False)
 @_insecure
+@_ca_file
 @click.option("--no-signatures", is_flag=True, help="Leave the image's signatures behind.")
-def push_command(image: str, destination: str | None, insecure: bool, no_signatures: bool) -> None:
+def push_command(
+    image: str, destination: str | None, insecure: bool, ca_file: Path | None, no_signatures: bool
+) -> None:
     """Send IMAGE to a registry: to DESTINATION, or to where IMAGE's name says.
 
     \b
@@ -126,7 +137,13 @@ def push_command(image: str, destination: str | None, insecure: bool, no_signatu
     types = () if no_signatures else (SIGNATURE_TYPE,)
     with _sigterm_interrupts(), _TransferView("push") as view:
         result = push(
-            open_store(), image, remote, insecure=insecure, progress=view, referrer_types=types
+            open_store(),
+            image,
+            remote,
+            insecure=insecure,
+            ca_file=ca_file,
+            progress=view,
+            referrer_types=types,
         )
     sigs = f", {result.referrers} signature(s)" if result.referrers else ""
     out.print(
@@ -138,8 +155,9 @@ def push_command(image: str, destination: str | None, insecure: bool, no_signatu
 @click.command("pull")
 @click.argument("reference")
 @_insecure
+@_ca_file
 @click.option("--no-signatures", is_flag=True, help="Do not fetch the image's signatures.")
-def pull_command(reference: str, insecure: bool, no_signatures: bool) -> None:
+def pull_command(reference: str, insecure: bool, ca_file: Path | None, no_signatures: bool) -> None:
     """Fetch REFERENCE (REGISTRY/NAME[:TAG] or REGISTRY/NAME@DIGEST) into the local store."""
     from summon.store.reference import RemoteRef
     from summon.store.signing import SIGNATURE_TYPE
@@ -148,12 +166,75 @@ def pull_command(reference: str, insecure: bool, no_signatures: bool) -> None:
     remote = RemoteRef.parse(reference)
     types = () if no_signatures else (SIGNATURE_TYPE,)
     with _sigterm_interrupts(), _TransferView("pull") as view:
-        result = pull(open_store(), remote, insecure=insecure, progress=view, referrer_types=types)
+        result = pull(
+            open_store(),
+            remote,
+            insecure=insecure,
+            ca_file=ca_file,
+            progress=view,
+            referrer_types=types,
+        )
     sigs = f", {result.referrers} signature(s)" if result.referrers else ""
     out.print(
         f"pulled {result.local} ({result.digest}): {result.blobs_fetched} blobs fetched "
         f"({decimal(result.bytes_fetched)}), {result.blobs_present} already here{sigs}"
     )
+
+
+@click.command("login")
+@click.argument("registry")
+@click.option("-u", "--username", help="The user name (asked for on a terminal if not given).")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
+)
+@_insecure
+@_ca_file
+def login_command(
+    registry: str,
+    username: str | None,
+    password_stdin: bool,
+    insecure: bool,
+    ca_file: Path | None,
+) -> None:
+    """Log in to REGISTRY (HOST[:PORT]) and keep the credentials where docker, podman and
+    skopeo find them too ($REGISTRY_AUTH_FILE, else ~/.docker/config.json, or its helper)."""
+    from summon.store import credentials
+    from summon.store.auth import Credentials
+    from summon.store.reference import RemoteRef
+    from summon.store.registry import Registry
+
+    if "/" in registry or not registry:
+        raise UserError(f"{registry!r}: give the registry as HOST or HOST:PORT, no path")
+    if username is None:
+        if not sys.stdin.isatty():
+            raise UserError("no --username, and no terminal to ask for one on")
+        username = click.prompt("Username", err=True)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, err=True)
+    else:
+        raise UserError("give the password on standard input with --password-stdin")
+    if not username or not password:
+        raise UserError("the user name and the password must not be empty")
+    given = Credentials(username, password, Path("(the command line)"))
+    probe = RemoteRef.parse(f"{registry}/summon/login:check")
+    with Registry(probe, insecure=insecure, ca_file=ca_file, credentials=given) as reg:
+        reg.ping()  # a refused login fails here, before anything is written
+    where = credentials.login(registry, username, password)
+    out.print(f"logged in to {registry} as {username} (credentials in {where})")
+
+
+@click.command("logout")
+@click.argument("registry")
+def logout_command(registry: str) -> None:
+    """Forget the login for REGISTRY."""
+    from summon.store import credentials
+
+    if credentials.logout(registry):
+        out.print(f"logged out of {registry}")
+    else:
+        raise UserError(f"not logged in to {registry} ({credentials.auth_file()})")
 
 
 @click.command("tag")

@@ -20,6 +20,21 @@ _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r"
 _MAX_DEPTH = 64
 
 
+class Fail(Exception):
+    """A problem the runtime reports as one line "summon: ...", then exits with `status`."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def host_path(root: str, image_path: str) -> str:
+    """The path on this host of `image_path` (absolute, in the image) when / is `root`."""
+    if root == "/":
+        return image_path
+    return root.rstrip("/") + "/" + image_path.lstrip("/")
+
+
 class ConfigError(Exception):
     """app.json is missing, unreadable, or not shaped as docs/image-format.md says."""
 

@@ -1,4 +1,4 @@
-"""Hints for what an app tried that an image cannot do: fork, or start another program.
+"""Hints for what an app tried that an image cannot do: a module it lacks, fork, exec.
 
 The sandbox's seccomp filter answers EPERM to fork, vfork and execve. A pre-forking server
 (gunicorn, uvicorn --workers, multiprocessing) then fails with a bare PermissionError; the
@@ -7,7 +7,13 @@ runtime adds one line saying why and what to do instead. Imported only on that e
 
 from __future__ import annotations
 
+import os
+import sys
 from errno import EPERM
+
+from summon.runtime.config import host_path
+
+MODULES_TSV = "/etc/summon/modules.tsv"  # what the build knows of modules the image lacks
 
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
@@ -64,4 +70,68 @@ def sandbox_hint(exc: BaseException) -> str | None:
             return FORK_HINT
         if names & EXEC_NAMES:
             return EXEC_HINT
+    return None
+
+
+def missing_module_hint(exc: BaseException) -> str | None:
+    """The hint for a module the image lacks, if that is (behind) `exc`."""
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        e = pending.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ModuleNotFoundError) and e.name:
+            return _hint_for(e.name)
+        pending += [e.__cause__, e.__context__]
+        if isinstance(e, BaseExceptionGroup):
+            pending += e.exceptions
+    return None
+
+
+def _hint_for(name: str) -> str:
+    rebuild = "in [tool.summon] and rebuild"
+    known = _module_table(name)
+    if known is not None:
+        state, detail = known
+        if state == "excluded":
+            return (
+                f"module {name!r} is not in this image: {detail} leaves it out; remove it "
+                "from exclude and rebuild"
+            )
+        if state == "missing":
+            return (
+                f"module {name!r} is not in this image; it comes from the distribution "
+                f"{detail}: add it to requirements {rebuild}"
+            )
+        if state == "vendored":
+            return (
+                f"module {name!r} is not in this image although its distribution {detail} is; "
+                f"add it to include = [...] {rebuild}, and report a closure bug"
+            )
+    if name.partition(".")[0] in sys.stdlib_module_names:
+        return f"module {name!r} is not in this image; add it to include = [...] {rebuild}"
+    return (
+        f"module {name!r} is not in this image; add the distribution that provides it "
+        f"to requirements {rebuild}"
+    )
+
+
+def _module_table(name: str) -> tuple[str, str] | None:
+    """(state, detail) for name or its nearest package in MODULES_TSV, written by the build
+    for the modules its code names (module TAB state TAB detail per line). Read only here,
+    on the way to a hint: no cost at start."""
+    root = os.environ.get("SUMMON_ROOT") or "/"
+    try:
+        with open(host_path(root, MODULES_TSV), encoding="utf-8") as f:
+            rows = [line.rstrip("\n").split("\t") for line in f]
+    except OSError:
+        return None
+    table = {row[0]: (row[1], row[2]) for row in rows if len(row) == 3}
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        found = table.get(".".join(parts[:i]))
+        if found is not None:
+            return found
     return None

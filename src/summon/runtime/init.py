@@ -36,6 +36,8 @@ import os
 import sys
 
 from summon.runtime import config as app_config
+from summon.runtime.config import Fail, host_path
+from summon.runtime.injection import Devices, resolve_devices
 
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
@@ -54,9 +56,6 @@ if TYPE_CHECKING:
     from summon.runtime.config import AppConfig
 
 APP_JSON = "/etc/summon/app.json"
-MODULES_TSV = "/etc/summon/modules.tsv"  # what the build knows of modules the image lacks
-DEVICE_TYPES = ("Console", "Clock", "Random", "Stack", "KV_RO")
-CO_COROUTINE = 0x100  # inspect.CO_COROUTINE, without importing inspect
 
 # (source, target, fstype, flags, options, present if): what a VM's init mounts.
 # Flags from <sys/mount.h>: MS_NOSUID 2, MS_NODEV 4, MS_NOEXEC 8.
@@ -68,14 +67,6 @@ EARLY_MOUNTS = (
 
 _RUNTIME_DIR = os.path.dirname(__file__)
 _stopping = False  # a shutdown signal has been received
-
-
-class Fail(Exception):
-    """A problem the runtime reports as one line "summon: ...", then exits with `status`."""
-
-    def __init__(self, message: str, status: int = 2) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def main() -> int:
@@ -140,13 +131,6 @@ def _run(argv: list[str]) -> int:
     if cfg.entry_kind == "wsgi" or cfg.entry_kind == "asgi":
         return run_http(cfg, root)
     return run_function(cfg, root)
-
-
-def host_path(root: str, image_path: str) -> str:
-    """The path on this host of `image_path` (absolute, in the image) when / is `root`."""
-    if root == "/":
-        return image_path
-    return root.rstrip("/") + "/" + image_path.lstrip("/")
 
 
 def mount_early_filesystems(root: str) -> None:
@@ -269,165 +253,6 @@ def http_port(cfg: AppConfig) -> int:
     )
 
 
-def resolve_devices(
-    fn: Callable[..., object], devices: Devices, entry: str
-) -> tuple[list[object], dict[str, object], bool]:
-    """(positional args, keyword args, is a coroutine function) to call the entry `fn` with.
-
-    Reads the code object and __annotations__ rather than inspect.signature: inspect costs
-    about 10 ms to import. Annotations may be strings (from __future__ import annotations);
-    the last dotted component is matched against the device names. A parameter that is not
-    a device may stay only if it has a default.
-    """
-    target: object = fn
-    while hasattr(target, "__wrapped__"):  # functools.wraps: the signature is the inner one
-        target = target.__wrapped__
-    code = getattr(target, "__code__", None)
-    if code is None:
-        raise Fail(f"entry {entry} is not a function; point entry at a def or async def")
-    skip = 1 if hasattr(target, "__func__") else 0  # a bound method's self
-    npos = code.co_argcount
-    names = code.co_varnames[: npos + code.co_kwonlyargcount]
-    annotations: dict[str, object] = getattr(target, "__annotations__", None) or {}
-    defaults: tuple[object, ...] = getattr(target, "__defaults__", None) or ()
-    kwdefaults: dict[str, object] = getattr(target, "__kwdefaults__", None) or {}
-    first_default = npos - len(defaults)
-
-    args: list[object] = []
-    kwargs: dict[str, object] = {}
-    for i, name in enumerate(names):
-        if i < skip:
-            continue
-        positional = i < npos
-        annotation = annotations.get(name)
-        kind = device_type(annotation)
-        if kind is not None:
-            value = devices.get(kind, name)
-        elif positional and i >= first_default:
-            value = defaults[i - first_default]
-        elif not positional and name in kwdefaults:
-            continue
-        elif annotation is None:
-            raise Fail(
-                f"parameter {name!r} of {entry} has no annotation; annotate it with one of "
-                f"{', '.join(DEVICE_TYPES)} (from summon.devices), or give it a default"
-            )
-        else:
-            raise Fail(
-                f"parameter {name!r} of {entry} is annotated {_describe(annotation)}, which is "
-                f"not a device; use one of {', '.join(DEVICE_TYPES)} (from summon.devices)"
-            )
-        if positional:
-            args.append(value)
-        else:
-            kwargs[name] = value
-    is_async = bool(code.co_flags & CO_COROUTINE)
-    return args, kwargs, is_async
-
-
-def device_type(annotation: object) -> str | None:
-    """The device name an annotation asks for ("Stack", "KV_RO"...), or None."""
-    if isinstance(annotation, str):
-        # Quoted under `from __future__ import annotations`, `x: "Stack"` reads "'Stack'".
-        name = annotation.strip().strip("'\"").rpartition(".")[2]
-        return name if name in DEVICE_TYPES else None
-    if isinstance(annotation, type):
-        from summon import devices
-
-        for name in DEVICE_TYPES:
-            if issubclass(annotation, getattr(devices, name)):
-                return name
-    return None
-
-
-def _describe(annotation: object) -> str:
-    if isinstance(annotation, str):
-        return repr(annotation.strip().strip("'\""))
-    return repr(getattr(annotation, "__qualname__", annotation))
-
-
-class Devices:
-    """Builds the devices an entry asks for, each at most once (KV_RO once per folder)."""
-
-    def __init__(self, cfg: AppConfig, root: str) -> None:
-        self._cfg = cfg
-        self._root = root
-        self._made: dict[str, object] = {}
-
-    def get(self, kind: str, param: str) -> object:
-        """The device of type `kind` for the entry's parameter named `param`."""
-        key = kind
-        if kind == "KV_RO":
-            key = "KV_RO:" + self._data_folder(param)
-        if key not in self._made:
-            self._made[key] = self._make(kind, key, param)
-        return self._made[key]
-
-    def _make(self, kind: str, key: str, param: str) -> object:
-        from summon.runtime import posix_devices
-
-        if kind == "Console":
-            level = os.environ.get("SUMMON_LOG_LEVEL") or "info"
-            try:
-                return posix_devices.StdoutConsole(level)
-            except ValueError as e:
-                raise Fail(f"SUMMON_LOG_LEVEL: {e}") from None
-        if kind == "Clock":
-            return posix_devices.SystemClock()
-        if kind == "Random":
-            return posix_devices.KernelRandom()
-        if kind == "KV_RO":
-            name = key.partition(":")[2]
-            folder = host_path(self._root, self._cfg.data[name])
-            if not os.path.isdir(folder):
-                raise Fail(f"data folder {name!r} ({self._cfg.data[name]}) is not in the image", 1)
-            return posix_devices.FolderKV(folder)
-        return self._stack(param)
-
-    def _stack(self, param: str) -> object:
-        network = self._cfg.network
-        if network == "socket":
-            from summon.runtime.socket_stack import SocketStack
-
-            try:
-                return SocketStack.from_environ(os.environ)
-            except ValueError as e:
-                raise Fail(str(e)) from None
-        if network == "direct":
-            from summon.net.stack import DirectStack
-
-            try:
-                return DirectStack.from_environ(os.environ)
-            except ValueError as e:
-                raise Fail(str(e)) from None
-        raise Fail(
-            f"parameter {param!r} of {self._cfg.entry} asks for a Stack, but the image was "
-            f'built with network = {network!r}; set network = "socket" in [tool.summon]'
-        )
-
-    def _data_folder(self, param: str) -> str:
-        """The data folder a KV_RO parameter gets: the one of its name, or the only one."""
-        data = self._cfg.data
-        if param in data:
-            return param
-        # Folder names may hold '-' or '.', parameter names cannot.
-        for name in data:
-            if name.replace("-", "_").replace(".", "_") == param:
-                return name
-        if len(data) == 1:
-            return next(iter(data))
-        entry = self._cfg.entry
-        if not data:
-            raise Fail(
-                f"parameter {param!r} of {entry} asks for a KV_RO, but the image has no data "
-                f'folder; add data = ["{param}"] to [tool.summon] and rebuild'
-            )
-        raise Fail(
-            f"parameter {param!r} of {entry} asks for a KV_RO, but no data folder has that "
-            f"name; name the parameter after one of: {', '.join(sorted(data))}"
-        )
-
-
 def run_async(make: Callable[[], Any]) -> object:
     """Run the awaitable `make()` returns under asyncio.run, stopping it on SIGTERM/SIGINT."""
     import asyncio
@@ -524,73 +349,9 @@ def report(exc: BaseException) -> None:
 
 def hint_for(exc: BaseException) -> str | None:
     """The one-line hint for what is (behind) `exc`, if summon knows a better way."""
-    from summon.runtime.hints import sandbox_hint  # only on this error path
+    from summon.runtime import hints  # only on this error path
 
-    return missing_module_hint(exc) or sandbox_hint(exc)
-
-
-def missing_module_hint(exc: BaseException) -> str | None:
-    """The hint for a module the image lacks, if that is (behind) `exc`."""
-    pending: list[BaseException | None] = [exc]
-    seen: set[int] = set()
-    while pending:
-        e = pending.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, ModuleNotFoundError) and e.name:
-            return _hint_for(e.name)
-        pending += [e.__cause__, e.__context__]
-        if isinstance(e, BaseExceptionGroup):
-            pending += e.exceptions
-    return None
-
-
-def _hint_for(name: str) -> str:
-    rebuild = "in [tool.summon] and rebuild"
-    known = _module_table(name)
-    if known is not None:
-        state, detail = known
-        if state == "excluded":
-            return (
-                f"module {name!r} is not in this image: {detail} leaves it out; remove it "
-                "from exclude and rebuild"
-            )
-        if state == "missing":
-            return (
-                f"module {name!r} is not in this image; it comes from the distribution "
-                f"{detail}: add it to requirements {rebuild}"
-            )
-        if state == "vendored":
-            return (
-                f"module {name!r} is not in this image although its distribution {detail} is; "
-                f"add it to include = [...] {rebuild}, and report a closure bug"
-            )
-    if name.partition(".")[0] in sys.stdlib_module_names:
-        return f"module {name!r} is not in this image; add it to include = [...] {rebuild}"
-    return (
-        f"module {name!r} is not in this image; add the distribution that provides it "
-        f"to requirements {rebuild}"
-    )
-
-
-def _module_table(name: str) -> tuple[str, str] | None:
-    """(state, detail) for name or its nearest package in MODULES_TSV, written by the build
-    for the modules its code names (module TAB state TAB detail per line). Read only here,
-    on the way to a hint: no cost at start."""
-    root = os.environ.get("SUMMON_ROOT") or "/"
-    try:
-        with open(host_path(root, MODULES_TSV), encoding="utf-8") as f:
-            rows = [line.rstrip("\n").split("\t") for line in f]
-    except OSError:
-        return None
-    table = {row[0]: (row[1], row[2]) for row in rows if len(row) == 3}
-    parts = name.split(".")
-    for i in range(len(parts), 0, -1):
-        found = table.get(".".join(parts[:i]))
-        if found is not None:
-            return found
-    return None
+    return hints.missing_module_hint(exc) or hints.sandbox_hint(exc)
 
 
 def _say(line: str) -> None:

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from summon.errors import UserError
+from summon.store.credentials import helper_for, helper_get
 
 
 class AuthError(UserError):
@@ -102,6 +103,10 @@ def find_credentials(
             doc = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise AuthError(f"the credentials file {path} is not valid JSON") from None
+        if isinstance(doc, dict) and (helper := helper_for(doc, registry)) is not None:
+            found = helper_get(helper, registry)  # docker's credential helpers
+            if found is not None:
+                return Credentials(found[0], found[1], path)
         auths = doc.get("auths") if isinstance(doc, dict) else None
         if not isinstance(auths, dict):
             continue
@@ -270,8 +275,8 @@ class RegistryAuth(httpx.Auth):
     def _no_credentials(self) -> AuthError:
         return AuthError(
             f"registry {self.registry} asks for a login and no credentials for it were found; "
-            "log in with `podman login`, `skopeo login` or `docker login` (summon reads "
-            "their auth.json), or set REGISTRY_AUTH_FILE"
+            "log in with `summon login` (or podman, skopeo or docker login: summon reads "
+            "their files), or set REGISTRY_AUTH_FILE"
         )
 
     def _refused(self) -> AuthError:

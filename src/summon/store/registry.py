@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
@@ -22,7 +22,14 @@ import httpx
 
 import summon
 from summon.errors import CorruptBlob, UserError
-from summon.store.auth import AuthError, RegistryAuth, find_credentials, is_loopback
+from summon.store import tls
+from summon.store.auth import (
+    AuthError,
+    Credentials,
+    RegistryAuth,
+    find_credentials,
+    is_loopback,
+)
 from summon.store.layout import INDEX, MANIFEST, BlobWriter, Descriptor, Store
 from summon.store.reference import RegistryError, RemoteRef
 
@@ -72,23 +79,65 @@ def _distribution_errors(response: httpx.Response) -> str:
         return ""
 
 
-class Registry:
-    """An HTTP session with one repository of one registry."""
+# What OpenSSL says when the other end answers a ClientHello in plain HTTP.
+_NOT_TLS = (
+    "WRONG_VERSION_NUMBER",
+    "record layer failure",
+    "EOF occurred in violation",
+    "http request",
+)
 
-    def __init__(self, ref: RemoteRef, *, insecure: bool = False, timeout: float = 30.0) -> None:
+
+class Registry:
+    """An HTTP session with one repository of one registry.
+
+    TLS always, verified against the system's CAs and the registry's certs.d folders (tls.py)
+    plus ca_file, except that a registry on this machine, or one the user calls insecure, may
+    turn out to speak plain HTTP: then summon falls back to it, as docker and podman do. An
+    insecure registry's certificate is not verified.
+    """
+
+    def __init__(
+        self,
+        ref: RemoteRef,
+        *,
+        insecure: bool = False,
+        timeout: float = 30.0,
+        ca_file: Path | None = None,
+        credentials: Credentials | None = None,
+    ) -> None:
+        """credentials: these instead of the ones the usual files hold (for `summon login`)."""
         self.ref = ref
         self.name = ref.registry
-        plain = insecure or is_loopback(ref.api_host)
-        self.scheme = "http" if plain else "https"
-        creds = find_credentials(ref.registry, ref.repository)
+        plain_allowed = insecure or is_loopback(ref.api_host)
+        self.scheme = "https"
+        self._scheme_known = not plain_allowed
+        creds = credentials or find_credentials(ref.registry, ref.repository)
+        self._verify = tls.context(ref.api_host, ca_file, verify=not insecure)
         self._http = httpx.Client(
-            base_url=f"{self.scheme}://{ref.api_host}",
-            auth=RegistryAuth(ref.registry, creds, insecure=plain),
+            base_url=f"https://{ref.api_host}",
+            auth=RegistryAuth(ref.registry, creds, insecure=plain_allowed),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=True,  # blob GETs are often redirected to object storage
-            verify=ssl.create_default_context(),  # the system's CAs, as podman and docker use
+            verify=self._verify,
             headers={"User-Agent": f"summon/{summon.__version__}"},
         )
+
+    def _find_scheme(self) -> None:
+        """HTTPS, or plain HTTP where allowed and the registry does not speak TLS at all."""
+        self._scheme_known = True
+        try:
+            httpx.get(
+                f"https://{self.ref.api_host}/v2/",
+                verify=self._verify,
+                timeout=self._http.timeout,
+            )
+        except httpx.ConnectError as e:
+            if any(sign in str(e) for sign in _NOT_TLS):
+                self.scheme = "http"
+                self._http.base_url = httpx.URL(f"http://{self.ref.api_host}")
+        except httpx.HTTPError:
+            pass  # the real request says what is wrong
 
     def close(self) -> None:
         self._http.close()
@@ -108,13 +157,15 @@ class Registry:
         """Turns transport failures into one line naming the registry and what we were doing."""
         where = f"registry {self.name}"
         try:
+            if not self._scheme_known:
+                self._find_scheme()
             yield
         except httpx.ConnectError as e:
             cause = str(e) or type(e).__name__
             if "CERTIFICATE_VERIFY_FAILED" in cause or "SSL" in cause:
                 raise RegistryError(
-                    f"TLS with {where} failed while {what} ({_short(cause)}); for a registry "
-                    "without TLS use --insecure"
+                    f"TLS with {where} failed while {what} ({_short(cause)}); trust its CA with "
+                    f"--ca-file or certs.d/{self.ref.api_host}/ca.crt, or use --insecure"
                 ) from None
             raise RegistryError(
                 f"cannot reach {where} while {what}: {_short(cause)} (is it running, is the "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from summon.errors import CorruptBlob, UserError
@@ -81,6 +82,7 @@ def push(
     remote: RemoteRef,
     *,
     insecure: bool = False,
+    ca_file: Path | None = None,
     progress: ProgressFn = _no_progress,
     chunk: int = CHUNK,
     referrer_types: tuple[str, ...] = (),
@@ -98,7 +100,7 @@ def push(
             _local_graph(store, desc, g)
             referrers.append((desc, g))
     sent = skipped = nbytes = 0
-    with Registry(remote, insecure=insecure) as reg:
+    with Registry(remote, insecure=insecure, ca_file=ca_file) as reg:
         reg.ping()
         for g in (graph, *(g for _, g in referrers)):
             for blob in g.blobs.values():
@@ -218,6 +220,7 @@ def pull(
     remote: RemoteRef,
     *,
     insecure: bool = False,
+    ca_file: Path | None = None,
     progress: ProgressFn = _no_progress,
     referrer_types: tuple[str, ...] = (),
     local: str | None = None,
@@ -228,7 +231,7 @@ def pull(
     counts = [0, 0, 0]  # blobs fetched, blobs already here, bytes fetched
     referrers: list[Descriptor] = []
     try:
-        with Registry(remote, insecure=insecure) as reg:
+        with Registry(remote, insecure=insecure, ca_file=ca_file) as reg:
             reg.ping()
             body, media_type, digest = reg.get_manifest(remote.reference)
             if media_type not in (INDEX, MANIFEST):

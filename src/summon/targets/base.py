@@ -228,8 +228,8 @@ class Target(abc.ABC):
         """
         return image
 
-    def export(self, image: Image, fmt: str, dest: Path, step: Step) -> None:
-        """Write image as fmt (one of export_formats) to dest."""
+    def export(self, image: Image, fmt: str, dest: Path, step: Step, **options: Any) -> None:
+        """Write image as fmt (one of export_formats) to dest; options are the format's own."""
         raise NotSupported(f"target {self.name} exports nothing as {fmt}")
 
     @abc.abstractmethod

@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from summon.errors import UserError
 from summon.targets.base import Check, Instance, RunSpec, Stats, Target, process_stats
@@ -75,7 +75,7 @@ class UnixTarget(Target):
         "rootfs": "the image's root filesystem as a folder, as the unix target runs it"
     }
 
-    def export(self, image: Image, fmt: str, dest: Path, step: Step) -> None:
+    def export(self, image: Image, fmt: str, dest: Path, step: Step, **options: Any) -> None:
         """rootfs: a copy of the unpacked (verified) root filesystem at dest."""
         if fmt not in self.export_formats:
             super().export(image, fmt, dest, step)

@@ -331,7 +331,7 @@ def test_a_module_the_image_lacks_fails_verification(
     ok = verify_image(
         stdlib_image.image.rootfs(), plan, image="test", app_config=stdlib_image.image.app_config()
     )
-    assert ok.how in ("sandbox", "netns", "plain")
+    assert ok.how in ("isolated", "netns", "plain")
 
 
 def test_a_module_placed_where_the_image_cannot_find_it_fails_the_build(

@@ -16,7 +16,22 @@ from summon.runtime.posix_devices import FolderKV, KernelRandom, StdoutConsole, 
 
 def test_exported_names() -> None:
     assert sorted(devices.__all__) == sorted(
-        ["Console", "Clock", "Random", "Stack", "KV_RO", "Server", "UDPEndpoint", "InvalidKey"]
+        [
+            "Console",
+            "Clock",
+            "Random",
+            "Stack",
+            "KV_RO",
+            "Server",
+            "UDPEndpoint",
+            "InvalidKey",
+            "TLS",
+            "TLSServerContext",
+            "TLSClientContext",
+            "Secrets",
+            "MissingSecret",
+            "InvalidSecretName",
+        ]
     )
 
 

@@ -10,47 +10,6 @@ Stack device; docs/http.md says what it does and how to tune it. Its parts:
 - exchange: the same without a socket, request bytes in and response bytes out.
 
 h11 is the one library here beyond the stdlib; the builder vendors it into images whose
-entry is a WSGI or ASGI callable. Nothing is imported until a name is used (PEP 562), so that
-`import summon.runtime.http.exchange` costs no asyncio.
+entry is a WSGI or ASGI callable. This package itself imports nothing: import the module you
+need (summon.runtime.http.exchange costs no asyncio).
 """
-
-from __future__ import annotations
-
-# Not from typing: importing typing costs ~9 ms at every start.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from summon.runtime.http.asgi import Lifespan, LifespanFailed
-    from summon.runtime.http.exchange import exchange_asgi, respond_asgi, respond_wsgi
-    from summon.runtime.http.protocol import HTTPConnection
-    from summon.runtime.http.server import serve
-    from summon.runtime.http.settings import Settings
-
-__all__ = [
-    "HTTPConnection",
-    "Lifespan",
-    "LifespanFailed",
-    "Settings",
-    "exchange_asgi",
-    "respond_asgi",
-    "respond_wsgi",
-    "serve",
-]
-
-_HOMES = {
-    "HTTPConnection": "protocol",
-    "Lifespan": "asgi",
-    "LifespanFailed": "asgi",
-    "Settings": "settings",
-    "exchange_asgi": "exchange",
-    "respond_asgi": "exchange",
-    "respond_wsgi": "exchange",
-    "serve": "server",
-}
-
-
-def __getattr__(name: str) -> object:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = __import__(f"{__name__}.{home}", fromlist=[name])
-    return getattr(module, name)

@@ -487,9 +487,11 @@ class HTTPConnection:
             reason = REASONS.get(status, b"")
             response = h11.Response(status_code=status, headers=headers, reason=reason)
             self._out.append(self._h11.send(response))
-            self._out.append(self._h11.send(h11.Data(data=body)))
+            head = self._request is not None and self._request.method == b"HEAD"
+            if not head:  # a HEAD answer carries the length but never the body
+                self._out.append(self._h11.send(h11.Data(data=body)))
             self._out.append(self._h11.send(h11.EndOfMessage()))
-            self._status, self._sent = status, len(body)
+            self._status, self._sent = status, 0 if head else len(body)
             exchange = self._exchange(now)
         # The client may still be sending: read on a little before closing, else the kernel
         # resets the connection and the client may never see the answer.

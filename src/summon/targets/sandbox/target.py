@@ -14,8 +14,9 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from summon import paths
 from summon.errors import TargetUnavailable, UserError
@@ -30,6 +31,31 @@ NEEDS_ROOT = (
 )
 # Mount points runc mounts over; it would create missing ones, i.e. write into the image.
 MOUNT_POINTS = ("proc", "dev", "tmp")
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from summon.store.image import Image
+
+    Step = Callable[[str], None]
+
+
+def write_text(dest: Path, text: str) -> None:
+    """Write text to dest whole (temporary name, fsync, rename), or to stdout for "-"."""
+    if str(dest) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"-o {dest}: cannot write it: {e.strerror}") from None
 
 
 def runc_root() -> Path:
@@ -51,10 +77,28 @@ class SandboxTarget(Target):
     )
 
     capabilities: ClassVar[frozenset[str]] = frozenset({ISOLATED_RUN})
+    export_formats: ClassVar[dict[str, str]] = {
+        "seccomp": "the sandbox's seccomp profile for podman, containerd and the kubelet (JSON)",
+        "kube": "a Kubernetes Deployment and Service with the sandbox's policy (YAML)",
+    }
 
     @classmethod
     def default_preference(cls) -> tuple[int, str]:
         return 10, ""
+
+    def export(self, image: Image, fmt: str, dest: Path, step: Step, **options: Any) -> None:
+        """seccomp: the engines' profile; kube: the manifests (options: replicas, port,
+        host_port, image_name). dest "-" is standard output."""
+        from summon.targets.sandbox import export
+
+        if fmt == "seccomp":
+            text = export.profile_json(image)
+        elif fmt == "kube":
+            text = export.kube_yaml(image, **options)
+        else:
+            super().export(image, fmt, dest, step, **options)
+            return
+        write_text(dest, text)
 
     def __init__(self, root: Path | None = None) -> None:
         """root: runc's state folder (default: runc_root())."""

@@ -63,25 +63,27 @@ def test_every_module_imports_only_the_stdlib_h11_and_summon_and_nothing_heavy()
             assert top not in HEAVY, f"{source.name} imports {name} at import time"
 
 
-def test_the_public_names_are_the_ones_meant() -> None:
-    assert sorted(http_package.__all__) == [
-        "HTTPConnection",
-        "Lifespan",
-        "LifespanFailed",
-        "Settings",
-        "exchange_asgi",
-        "respond_asgi",
-        "respond_wsgi",
-        "serve",
-    ]
-    for name in http_package.__all__:
-        assert getattr(http_package, name).__name__ == name
+def test_the_package_itself_imports_nothing() -> None:
+    """Importing summon.runtime.http costs nothing: each user imports the module it needs."""
+    code = (
+        "import sys; before = set(sys.modules); import summon.runtime.http\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    src = str(PACKAGE.parent.parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": src},
+        check=True,
+    )
+    assert out.stdout.split() == ["summon", "summon.runtime", "summon.runtime.http"]
 
 
 def test_the_synchronous_wsgi_path_runs_without_asyncio_or_threads() -> None:
     code = (
         "import sys\n"
-        "from summon.runtime.http import respond_wsgi\n"
+        "from summon.runtime.http.exchange import respond_wsgi\n"
         "def app(environ, start_response):\n"
         "    start_response('200 OK', [])\n"
         "    return [b'ok']\n"

@@ -1,0 +1,182 @@
+"""Devices for an entry function, chosen by its parameters' annotations, built on demand.
+
+An entry asks for devices by type (summon.devices: Console, Clock, Random, Stack, KV_RO...);
+resolve_devices reads the function's code object and annotations (inspect would cost ~10 ms
+at every start), and Devices builds the implementation the image and target call for, each
+at most once. Mistakes in how the app asks are one line (Fail, status 2).
+"""
+
+from __future__ import annotations
+
+import os
+
+from summon.runtime.config import Fail, host_path
+
+# Not from typing: importing typing costs ~9 ms at every start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from summon.runtime.config import AppConfig
+
+DEVICE_TYPES = ("Console", "Clock", "Random", "Stack", "KV_RO")
+CO_COROUTINE = 0x100  # inspect.CO_COROUTINE, without importing inspect
+
+
+def resolve_devices(
+    fn: Callable[..., object], devices: Devices, entry: str
+) -> tuple[list[object], dict[str, object], bool]:
+    """(positional args, keyword args, is a coroutine function) to call the entry `fn` with.
+
+    Reads the code object and __annotations__ rather than inspect.signature: inspect costs
+    about 10 ms to import. Annotations may be strings (from __future__ import annotations);
+    the last dotted component is matched against the device names. A parameter that is not
+    a device may stay only if it has a default.
+    """
+    target: object = fn
+    while hasattr(target, "__wrapped__"):  # functools.wraps: the signature is the inner one
+        target = target.__wrapped__
+    code = getattr(target, "__code__", None)
+    if code is None:
+        raise Fail(f"entry {entry} is not a function; point entry at a def or async def")
+    skip = 1 if hasattr(target, "__func__") else 0  # a bound method's self
+    npos = code.co_argcount
+    names = code.co_varnames[: npos + code.co_kwonlyargcount]
+    annotations: dict[str, object] = getattr(target, "__annotations__", None) or {}
+    defaults: tuple[object, ...] = getattr(target, "__defaults__", None) or ()
+    kwdefaults: dict[str, object] = getattr(target, "__kwdefaults__", None) or {}
+    first_default = npos - len(defaults)
+
+    args: list[object] = []
+    kwargs: dict[str, object] = {}
+    for i, name in enumerate(names):
+        if i < skip:
+            continue
+        positional = i < npos
+        annotation = annotations.get(name)
+        kind = device_type(annotation)
+        if kind is not None:
+            value = devices.get(kind, name)
+        elif positional and i >= first_default:
+            value = defaults[i - first_default]
+        elif not positional and name in kwdefaults:
+            continue
+        elif annotation is None:
+            raise Fail(
+                f"parameter {name!r} of {entry} has no annotation; annotate it with one of "
+                f"{', '.join(DEVICE_TYPES)} (from summon.devices), or give it a default"
+            )
+        else:
+            raise Fail(
+                f"parameter {name!r} of {entry} is annotated {_describe(annotation)}, which is "
+                f"not a device; use one of {', '.join(DEVICE_TYPES)} (from summon.devices)"
+            )
+        if positional:
+            args.append(value)
+        else:
+            kwargs[name] = value
+    is_async = bool(code.co_flags & CO_COROUTINE)
+    return args, kwargs, is_async
+
+
+def device_type(annotation: object) -> str | None:
+    """The device name an annotation asks for ("Stack", "KV_RO"...), or None."""
+    if isinstance(annotation, str):
+        # Quoted under `from __future__ import annotations`, `x: "Stack"` reads "'Stack'".
+        name = annotation.strip().strip("'\"").rpartition(".")[2]
+        return name if name in DEVICE_TYPES else None
+    if isinstance(annotation, type):
+        from summon import devices
+
+        for name in DEVICE_TYPES:
+            if issubclass(annotation, getattr(devices, name)):
+                return name
+    return None
+
+
+def _describe(annotation: object) -> str:
+    if isinstance(annotation, str):
+        return repr(annotation.strip().strip("'\""))
+    return repr(getattr(annotation, "__qualname__", annotation))
+
+
+class Devices:
+    """Builds the devices an entry asks for, each at most once (KV_RO once per folder)."""
+
+    def __init__(self, cfg: AppConfig, root: str) -> None:
+        self._cfg = cfg
+        self._root = root
+        self._made: dict[str, object] = {}
+
+    def get(self, kind: str, param: str) -> object:
+        """The device of type `kind` for the entry's parameter named `param`."""
+        key = kind
+        if kind == "KV_RO":
+            key = "KV_RO:" + self._data_folder(param)
+        if key not in self._made:
+            self._made[key] = self._make(kind, key, param)
+        return self._made[key]
+
+    def _make(self, kind: str, key: str, param: str) -> object:
+        from summon.runtime import posix_devices
+
+        if kind == "Console":
+            level = os.environ.get("SUMMON_LOG_LEVEL") or "info"
+            try:
+                return posix_devices.StdoutConsole(level)
+            except ValueError as e:
+                raise Fail(f"SUMMON_LOG_LEVEL: {e}") from None
+        if kind == "Clock":
+            return posix_devices.SystemClock()
+        if kind == "Random":
+            return posix_devices.KernelRandom()
+        if kind == "KV_RO":
+            name = key.partition(":")[2]
+            folder = host_path(self._root, self._cfg.data[name])
+            if not os.path.isdir(folder):
+                raise Fail(f"data folder {name!r} ({self._cfg.data[name]}) is not in the image", 1)
+            return posix_devices.FolderKV(folder)
+        return self._stack(param)
+
+    def _stack(self, param: str) -> object:
+        network = self._cfg.network
+        if network == "socket":
+            from summon.runtime.socket_stack import SocketStack
+
+            try:
+                return SocketStack.from_environ(os.environ)
+            except ValueError as e:
+                raise Fail(str(e)) from None
+        if network == "direct":
+            from summon.net.stack import DirectStack
+
+            try:
+                return DirectStack.from_environ(os.environ)
+            except ValueError as e:
+                raise Fail(str(e)) from None
+        raise Fail(
+            f"parameter {param!r} of {self._cfg.entry} asks for a Stack, but the image was "
+            f'built with network = {network!r}; set network = "socket" in [tool.summon]'
+        )
+
+    def _data_folder(self, param: str) -> str:
+        """The data folder a KV_RO parameter gets: the one of its name, or the only one."""
+        data = self._cfg.data
+        if param in data:
+            return param
+        # Folder names may hold '-' or '.', parameter names cannot.
+        for name in data:
+            if name.replace("-", "_").replace(".", "_") == param:
+                return name
+        if len(data) == 1:
+            return next(iter(data))
+        entry = self._cfg.entry
+        if not data:
+            raise Fail(
+                f"parameter {param!r} of {entry} asks for a KV_RO, but the image has no data "
+                f'folder; add data = ["{param}"] to [tool.summon] and rebuild'
+            )
+        raise Fail(
+            f"parameter {param!r} of {entry} asks for a KV_RO, but no data folder has that "
+            f"name; name the parameter after one of: {', '.join(sorted(data))}"
+        )
