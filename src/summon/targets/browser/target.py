@@ -19,7 +19,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from summon import paths
 from summon.errors import UserError
@@ -89,9 +89,10 @@ class BrowserTarget(Target):
         )
         return checks
 
-    def export(self, image: Image, fmt: str, dest: Path, step: Step) -> None:
-        if fmt not in self.export_formats:
-            super().export(image, fmt, dest, step)
+    def export(self, image: Image, fmt: str, dest: Path, step: Step, **options: Any) -> None:
+        """browser: the static site (site.py); the format takes no options."""
+        if fmt not in self.export_formats or options:
+            super().export(image, fmt, dest, step, **options)
         site = build_site(image, dest, step)
         step(f"wrote {len(site.files)} files, {site.size / 1e6:.1f} MB")
 

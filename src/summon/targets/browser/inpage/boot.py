@@ -7,7 +7,7 @@ system (the image's own paths: /etc/summon/app.json, /app, /usr/lib/summon, /dat
     await app.start()              # the entry runs as a task until it listens on its port
     await app.exchange_for_js(...) # once per fetch the service worker forwards
 
-The devices are the image runtime's own (summon.runtime.init.Devices: Console to stdout,
+The devices are the image runtime's own (summon.runtime.injection.Devices: Console to stdout,
 which the worker sends to the page and the browser console; Clock and Random on time and
 os.urandom, which Pyodide maps to the browser's clock and crypto.getRandomValues; KV_RO on the
 bundled /data folders), except the Stack: a MemoryStack, whose connections the bridge makes
@@ -25,7 +25,8 @@ import os
 import sys
 
 from summon.runtime import config as app_config
-from summon.runtime import init
+from summon.runtime import hints, init, injection
+from summon.runtime.config import Fail, host_path
 
 from .http1 import BadRequest, BadResponse, Response, ResponseParser, encode_request
 from .stack import MemoryStack
@@ -48,7 +49,7 @@ class AppFailed(Exception):
     """The app could not start, or stopped: the message is what the page shows."""
 
 
-class _Devices(init.Devices):
+class _Devices(injection.Devices):
     """The image runtime's devices, with the Stack swapped for the in-memory one."""
 
     def __init__(self, cfg: app_config.AppConfig, root: str, stack: MemoryStack) -> None:
@@ -88,7 +89,7 @@ class BrowserApp:
 
     def _config(self) -> app_config.AppConfig:
         try:
-            return app_config.load(init.host_path(self.root, init.APP_JSON))
+            return app_config.load(host_path(self.root, init.APP_JSON))
         except app_config.ConfigError as e:
             raise AppFailed(str(e)) from None
 
@@ -102,7 +103,7 @@ class BrowserApp:
                 "a function that asks for a Stack device (summon.devices), or a WSGI or ASGI app"
             )
         for path in reversed(cfg.path):
-            folder = init.host_path(self.root, path)
+            folder = host_path(self.root, path)
             if folder not in sys.path:
                 sys.path.insert(0, folder)
         for key, value in cfg.env.items():
@@ -124,8 +125,8 @@ class BrowserApp:
             await self._serve(cfg, fn, devices)
             return
         try:
-            args, kwargs, _ = init.resolve_devices(fn, devices, cfg.entry)
-        except init.Fail as e:
+            args, kwargs, _ = injection.resolve_devices(fn, devices, cfg.entry)
+        except Fail as e:
             raise AppFailed(str(e)) from None
         try:
             result = fn(*args, **kwargs)
@@ -255,7 +256,7 @@ def describe(exc: BaseException, doing: str) -> str:
     import traceback  # Pyodide has it loaded already; only errors pay for it under CPython
 
     text = "".join(traceback.format_exception(exc)).rstrip()
-    hint = init.missing_module_hint(exc)
+    hint = hints.missing_module_hint(exc)
     return f"{doing} failed:\n{text}" + (f"\n{hint}" if hint else "")
 
 
