@@ -157,5 +157,13 @@
     givePort();
   }
 
+  // What the app wrote outside a request (a background task) is saved when the tab is
+  // hidden or left, as well as after each request (worker.js).
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden" && summon.worker) {
+      summon.worker.postMessage({ type: "persist" });
+    }
+  });
+
   main().catch((e) => fail(`the page could not start the app: ${e.message || e}`));
 })();

@@ -165,6 +165,8 @@ self.addEventListener("message", (event) => {
   if (data.type === "port" && event.ports[0]) {
     const port = event.ports[0];
     port.onmessage = (e) => answer(port, e.data);
+  } else if (data.type === "persist") {
+    booted.then(() => site.volumes.length && persist()).catch(() => {});
   } else if (data.type === "selftest") {
     selftest().then(
       (value) => post({ type: "reply", reply: data.reply, value }),
