@@ -291,10 +291,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=9, help="repetitions of each timed figure")
     parser.add_argument(
         "--only",
-        default="size,start,memory,syscalls,seal,direct,qemu,gateway",
+        default="size,start,memory,syscalls,seal,direct,qemu,gateway,browser",
         help="which figures, comma-separated: size, start, memory, syscalls (allowed, derived "
         "vs static), seal (start-time cost of sealing), direct (summon.net vs kernel "
-        "sockets), qemu (kernels and VM boots; builds kernels the first time)",
+        "sockets), qemu (kernels and VM boots; builds kernels the first time), gateway, "
+        "browser (headless Chromium; needs chromium and node)",
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -330,6 +331,10 @@ def main() -> int:
             import bench_gateway
 
             bench_gateway.run(report, pruned, args.runs)
+        if "browser" in only:
+            import bench_browser
+
+            bench_browser.run(report, pruned)
         for path in (pruned.rootfs(),):
             shutil.rmtree(path, ignore_errors=True)
         from summon.store import rootfs_artifact

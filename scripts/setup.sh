@@ -33,7 +33,15 @@ apt_packages=(
   e2fsprogs       # mkfs.ext4 for the qemu target's volumes
   podman          # tests: summon images under another engine, and `podman kube play`
   containerd      # tests: summon images under containerd's ctr
+  chromium        # the browser target's tests and benchmark: a real headless browser
+  chromium-driver # the same, for WebDriver clients (the tests speak DevTools to chromium)
 )
+# The browser target: node traces an app inside Pyodide at export, and npm fetches the pinned
+# Pyodide below. Only when missing: a newer Node (e.g. NodeSource's, which brings its own npm)
+# must not be swapped for Debian's.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt_packages+=(nodejs npm)
+fi
 missing=()
 for p in "${apt_packages[@]%% *}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -47,3 +55,8 @@ fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 \
   | grep -v -e "Running pip as the 'root' user" -e "is ignored: it is neither a file" || true
+
+# The browser target's Pyodide (0.25.1: CPython 3.11, as the images), from the npm registry
+# with npm's own client, checked against the pinned integrity, kept in summon's cache
+# (~/.cache/summon/pyodide/0.25.1; SUMMON_PYODIDE overrides), never in the repository.
+python3 -m summon.targets.browser.pyodide install >/dev/null

@@ -26,6 +26,7 @@ DYNAMIC_IMPORTS = {
     "targets/__init__.py": "the target registry imports a target's module when first used",
     "cli/main.py": "the verb table imports a verb's module when first used",
     "runtime/init.py": "the image's init imports the app's entry module, named in app.json",
+    "targets/browser/inpage/boot.py": "the page's Python imports the app's entry, from app.json",
     "build/_trace.py": "the closure trace imports what the app names, to see what it loads",
     "build/_verify.py": "the build's check imports the app's entry inside the built image",
     "build/_interface_probe.py": "the build imports the app's entry to see if it is WSGI/ASGI",

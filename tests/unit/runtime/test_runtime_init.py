@@ -261,7 +261,8 @@ def test_kv_the_only_folder_whatever_the_name(image: ImageRoot) -> None:
             "log: Console, count",
             {},
             "summon: parameter 'count' of app:main has no annotation; annotate it with one of "
-            "Console, Clock, Random, Stack, KV_RO, TLS, Secrets (from summon.devices), or give it a default\n",
+            "Console, Clock, Random, Stack, KV_RO, TLS, Secrets (from summon.devices), "
+            "or give it a default\n",
         ),
         (
             "count: int",

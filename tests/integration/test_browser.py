@@ -1,0 +1,233 @@
+"""The browser target in a real headless Chromium (Debian's; nothing is downloaded).
+
+`summon export IMAGE --as browser` writes the site, `summon run -d IMAGE --target browser`
+serves it, and Chromium, driven over the DevTools protocol (tests/chromium.py), opens it with
+a fresh profile: examples/http must answer from the service worker with its static server
+stopped, a POST must reach the app (its own 405), the first load must cost fewer bytes than
+Pyodide's unpruned core; a WSGI app on a volume must keep a note in IndexedDB across a reload
+and a browser restart, and its errors must show on the page. Screenshots are written under
+the test's tmp folder (their paths printed).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chromium import Chromium, Session, chromium_binary
+from summon_cli import APPS, Summon, free_port
+
+from summon.targets.browser import pyodide
+
+pytestmark = [
+    pytest.mark.skipif(
+        chromium_binary() is None, reason="chromium is not installed: apt-get install chromium"
+    ),
+    pytest.mark.skipif(
+        shutil.which("node") is None,
+        reason="node is not installed (the export traces apps in Pyodide): apt-get install nodejs",
+    ),
+]
+
+FRAME = "document.getElementById('summon-app')"
+HTTP_TITLE = "summon: hello from a unikernel"
+
+
+@pytest.fixture(scope="module")
+def summon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Summon]:
+    try:
+        core = pyodide.find()
+    except pyodide.PyodideMissing as e:
+        pytest.skip(str(e))
+    cli = Summon(tmp_path_factory.mktemp("home"))
+    cli.env["SUMMON_PYODIDE"] = str(core)  # the test's HOME has no cache of its own
+    yield cli
+    for name, row in cli.ps().items():
+        if row.get("status") == "running":
+            cli("stop", name)
+
+
+def export(summon: Summon, app: Path, tag: str, dest: Path) -> Path:
+    summon.ok("build", str(app), "-t", tag)
+    summon.ok("export", tag, "--as", "browser", "-o", str(dest))
+    return dest
+
+
+def serve(summon: Summon, image: str, name: str) -> str:
+    """`summon run -d IMAGE --target browser -p PORT:80`; the URL it says to open."""
+    port = free_port()
+    summon.ok("run", "-d", "--name", name, "--target", "browser", "-p", f"{port}:80", image)
+    url = f"http://127.0.0.1:{port}/"
+    logs = summon.ok("logs", name)
+    assert f"summon: open {url} in a browser" in logs
+    return url
+
+
+def app_ready(page: Session, has: str, timeout: float = 60.0) -> None:
+    """Wait until the shell shows the app and the frame's document has `has` (a JS test)."""
+    doc = f"{FRAME}.contentDocument"
+    page.wait_for(
+        f"!!(window.summon && window.summon.state === 'ready' && {FRAME} && {doc} && "
+        f"{doc}.readyState === 'complete' && ({has}))",
+        timeout=timeout,
+    )
+
+
+def responses(page: Session, since: int = 0) -> list[dict[str, Any]]:
+    return [e["response"] | {"type": e.get("type")} for e in page.events(
+        "Network.responseReceived", since)]  # fmt: skip
+
+
+def shot(page: Session, path: Path) -> None:
+    page.screenshot(path)
+    print(f"screenshot: {path}")
+
+
+def core_gzip_bytes() -> int:
+    """What Pyodide's unpruned core files cost gzip-compressed, as the site's server sends."""
+    total = 0
+    for name in pyodide.CORE_FILES:
+        data = (pyodide.folder() / name).read_bytes()
+        total += len(data) if name.endswith(".zip") else len(gzip.compress(data, 6))
+    return total
+
+
+@pytest.mark.slow
+def test_examples_http_runs_in_a_tab_from_the_service_worker(
+    summon: Summon, tmp_path: Path
+) -> None:
+    site = export(summon, Path("examples/http"), "http", tmp_path / "http-site")
+    assert (site / "_summon-sw.js").is_file() and (site / "index.html").is_file()
+    url = serve(summon, "http", "web")
+    with Chromium(tmp_path / "profile") as browser:
+        page = browser.new_page()
+        page.send("Network.enable")
+        page.navigate(url)
+        app_ready(page, f"{FRAME}.contentDocument.title === {json.dumps(HTTP_TITLE)}")
+        assert page.evaluate("document.title") == HTTP_TITLE  # the shell follows the frame
+        first = responses(page)
+        app_doc = [r for r in first if r["url"] == url and r["type"] == "Document"]
+        assert [r["fromServiceWorker"] for r in app_doc] == [False, True]  # shell, then app
+        style = [r for r in first if r["url"] == url + "style.css"]
+        assert len(style) == 1 and style[0]["fromServiceWorker"] and style[0]["status"] == 200
+        shot(page, tmp_path / "http-first-load.png")
+        stats = json.loads(summon.ok("stats", "web", "--no-stream", "--json"))[0]["network"]
+        assert stats["http__bytes_sent"] < core_gzip_bytes(), (stats, core_gzip_bytes())
+
+        summon.ok("stop", "web")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/"))), 2)
+        mark = page.mark()
+        page.navigate(url)
+        app_ready(page, f"{FRAME}.contentDocument.title === {json.dumps(HTTP_TITLE)}")
+        again = [r for r in responses(page, mark) if not r["url"].endswith("favicon.ico")]
+        assert {r["url"] for r in again} >= {url, url + "style.css", url + "_summon/shell.js"}
+        assert all(r["fromServiceWorker"] and r["status"] == 200 for r in again), again
+        # Nothing failed to load with the server gone (but the favicon, which is not ours).
+        failed = [f for f in page.events("Network.loadingFailed", mark) if f["type"] != "Other"]
+        assert failed == []
+
+        post = page.evaluate(
+            f"""(async () => {{
+                const r = await {FRAME}.contentWindow.fetch("/", {{method: "POST", body: "a=1",
+                    headers: {{"Content-Type": "application/x-www-form-urlencoded"}}}});
+                return {{status: r.status, server: r.headers.get("server"),
+                         allow: r.headers.get("allow"),
+                         bridge: r.headers.get("x-summon-bridge"), body: await r.text()}};
+            }})()"""
+        )
+        assert post == {
+            "status": 405,
+            "server": "summon-http",  # examples/http's own Server field: the app answered
+            "allow": "GET, HEAD",
+            "bridge": None,
+            "body": "405 Method Not Allowed\n",
+        }
+        posted = [r for r in responses(page, mark) if r["status"] == 405]
+        assert posted and all(r["fromServiceWorker"] for r in posted)
+
+        checks = page.evaluate("window.summon.selftest()")
+        assert checks["urandomBytes"] == 16 and checks["urandomUsedGetRandomValues"], checks
+        assert checks["clockSkewMs"] < 5000, checks
+
+        page.evaluate(
+            f"""(() => {{ const d = {FRAME}.contentDocument; const f = d.createElement("form");
+                f.method = "post"; f.action = "/"; d.body.appendChild(f); f.submit(); }})()"""
+        )
+        app_ready(page, f"{FRAME}.contentDocument.body.innerText.includes('405 Method')")
+        shot(page, tmp_path / "http-form-post-405.png")
+
+
+@pytest.fixture(scope="module")
+def notes_url(summon: Summon, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The notes app (WSGI, a volume) exported and served: its URL."""
+    export(summon, APPS / "browser_notes", "notes", tmp_path_factory.mktemp("n") / "site")
+    return serve(summon, "notes", "notes")
+
+
+NOTES = f"{FRAME}.contentDocument.getElementById('notes')"
+
+
+@pytest.mark.slow
+def test_a_wsgi_apps_note_survives_a_reload_and_a_browser_restart(
+    notes_url: str, tmp_path: Path
+) -> None:
+    profile = tmp_path / "profile"
+    with Chromium(profile) as browser:
+        page = browser.new_page()
+        page.navigate(notes_url)
+        app_ready(page, f"{NOTES} && {NOTES}.textContent === ''")
+        page.evaluate(
+            f"""(() => {{ const d = {FRAME}.contentDocument;
+                d.querySelector("input[name=text]").value = "water the plants";
+                d.querySelector("form").submit(); }})()"""
+        )  # a form POST, answered 303 See Other -> GET /
+        app_ready(page, f"{NOTES} && {NOTES}.textContent === 'water the plants'")
+        page.navigate(notes_url)
+        app_ready(page, f"{NOTES} && {NOTES}.textContent === 'water the plants'")
+        shot(page, tmp_path / "notes-after-reload.png")
+    with Chromium(profile) as browser:  # the same profile: IndexedDB is all that remains
+        page = browser.new_page()
+        page.navigate(notes_url)
+        app_ready(page, f"{NOTES} && {NOTES}.textContent === 'water the plants'")
+        page.evaluate(f"{FRAME}.contentWindow.location.href = '/boom'")
+        page.wait_for("!!window.summon.errors.some(e => e.includes('boom: the notes app failed'))")
+        assert page.evaluate("document.getElementById('summon-errors').hidden") is False
+        assert "Traceback" in page.evaluate(
+            "document.getElementById('summon-errors-text').textContent"
+        )
+        shot(page, tmp_path / "notes-error-on-the-page.png")
+
+
+@pytest.mark.slow
+def test_a_second_tab_waits_for_the_first_to_hand_over_the_volume(
+    notes_url: str, tmp_path: Path
+) -> None:
+    """Two tabs saving their own copies of one IndexedDB volume would undo each other."""
+    with Chromium(tmp_path / "profile") as browser:
+        first = browser.new_page()
+        first.navigate(notes_url)
+        app_ready(first, f"{NOTES} && {NOTES}.textContent === ''")
+        second = browser.new_page()
+        second.navigate(notes_url)
+        second.wait_for(
+            "document.getElementById('summon-step').textContent.includes('another tab')"
+        )
+        added = first.evaluate(
+            f"""(async () => {{
+                const r = await {FRAME}.contentWindow.fetch("/add", {{method: "POST",
+                    body: "text=from+the+first+tab",
+                    headers: {{"Content-Type": "application/x-www-form-urlencoded"}}}});
+                return [r.status, r.redirected, (await r.text()).includes("first tab")];
+            }})()"""
+        )
+        assert added == [200, True, True]  # the first tab's app answered, the second waits
+        assert second.evaluate("window.summon.state") == "loading"
+        browser.send("Target.closeTarget", {"targetId": first.target_id})
+        app_ready(second, f"{NOTES} && {NOTES}.textContent === 'from the first tab'")
