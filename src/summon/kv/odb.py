@@ -1,0 +1,220 @@
+"""The object database: loose objects, packs, and the objects not yet written (pending).
+
+New objects enter `pending` in memory (the journal holds what makes them, durably) and
+reach the folder in batches through write_pending(): a few as loose files, more as one pack.
+Reads look in pending, then the packs, then the loose files, and check every object read
+from the folder against its id. Parsed trees and commits and recent values are cached: the
+store reads the same few trees (the head's) over and over.
+"""
+
+from __future__ import annotations
+
+from summon.kv.errors import CorruptStore, UnknownCommit
+from summon.kv.objects import (
+    BLOB,
+    COMMIT,
+    TAG,
+    TREE,
+    CommitObject,
+    decode_loose,
+    encode_loose,
+    object_id,
+    parse_commit,
+    parse_tag_target,
+    parse_tree,
+)
+from summon.kv.pack import Pack, PackIndex
+from summon.kv.packwrite import PackWriter
+
+# Not from typing: importing typing costs ~9 ms at every start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from summon.kv.backend import Backend
+    from summon.kv.objects import Entries
+
+LOOSE_LIMIT = 16  # a batch of at most this many objects is written loose, more as a pack
+TREE_CACHE = 4096  # parsed trees kept
+VALUE_CACHE_BYTES = 16 << 20  # blob bodies kept
+
+
+class MissingObject(CorruptStore):
+    """An object some other object or ref names is in none of the store's files."""
+
+
+def loose_path(oid: bytes) -> str:
+    h = oid.hex()
+    return f"objects/{h[:2]}/{h[2:]}"
+
+
+class ObjectStore:
+    """Every object of one repository, read through a backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self.pending: dict[bytes, tuple[bytes, bytes]] = {}
+        self.delta_bases: dict[bytes, bytes] = {}  # pending id -> its previous version's id
+        self.packs: list[Pack] = []
+        self.loose: set[bytes] = set()
+        self._trees: dict[bytes, Entries] = {}
+        self._commits: dict[bytes, CommitObject] = {}
+        self._values: dict[bytes, bytes] = {}
+        self._value_bytes = 0
+
+    def load(self) -> None:
+        """Find the packs and loose objects in the folder."""
+        names = {n for n, _ in self._backend.listdir("objects/pack")}
+        for name in sorted(names):
+            if name.startswith("pack-") and name.endswith(".idx"):
+                stem = name[: -len(".idx")]
+                if stem + ".pack" in names:
+                    self._add_pack(f"objects/pack/{stem}")
+        for folder, is_dir in self._backend.listdir("objects"):
+            if is_dir and len(folder) == 2:
+                for name, _ in self._backend.listdir(f"objects/{folder}"):
+                    if len(name) == 38 and not name.endswith(".lock"):
+                        try:
+                            self.loose.add(bytes.fromhex(folder + name))
+                        except ValueError:
+                            continue  # not an object (a temporary file of git's)
+
+    def _add_pack(self, stem: str) -> None:
+        index = PackIndex(self._backend.read(stem + ".idx"), stem + ".idx")
+        self.packs.append(Pack(self._backend, stem + ".pack", index))
+
+    # --- reading --------------------------------------------------------------------------
+
+    def has(self, oid: bytes) -> bool:
+        return oid in self.pending or oid in self.loose or any(oid in p for p in self.packs)
+
+    def read(self, oid: bytes) -> tuple[bytes, bytes]:
+        """(kind, body) of `oid`; MissingObject if the store does not hold it."""
+        found = self.pending.get(oid)
+        if found is not None:
+            return found
+        for pack in self.packs:
+            got = pack.read(oid, self.read)
+            if got is not None:
+                if object_id(*got) != oid:
+                    raise CorruptStore(f"{pack.path}: object {oid.hex()} hashes to another id")
+                return got
+        if oid in self.loose:
+            return decode_loose(self._backend.read(loose_path(oid)), oid)
+        raise MissingObject(f"object {oid.hex()} is missing from {self._backend.describe()}")
+
+    def _read_kind(self, oid: bytes, kind: bytes) -> bytes:
+        got_kind, body = self.read(oid)
+        if got_kind != kind:
+            raise CorruptStore(
+                f"object {oid.hex()} is a {got_kind.decode()}, not a {kind.decode()}"
+            )
+        return body
+
+    def tree(self, oid: bytes) -> Entries:
+        """The parsed tree `oid` (shared: never change it)."""
+        entries = self._trees.get(oid)
+        if entries is None:
+            entries = parse_tree(self._read_kind(oid, TREE), oid)
+            self.remember_tree(oid, entries)
+        return entries
+
+    def remember_tree(self, oid: bytes, entries: Entries) -> None:
+        if len(self._trees) >= TREE_CACHE:
+            del self._trees[next(iter(self._trees))]
+        self._trees[oid] = entries
+
+    def commit(self, oid: bytes) -> CommitObject:
+        """The parsed commit `oid`; UnknownCommit if there is no such object or not a commit."""
+        found = self._commits.get(oid)
+        if found is None:
+            try:
+                kind, body = self.read(oid)
+            except MissingObject:
+                raise UnknownCommit(f"no commit {oid.hex()} in the store") from None
+            if kind != COMMIT:
+                raise UnknownCommit(f"{oid.hex()} is a {kind.decode()}, not a commit")
+            found = parse_commit(body, oid)
+            if len(self._commits) >= TREE_CACHE:
+                del self._commits[next(iter(self._commits))]
+            self._commits[oid] = found
+        return found
+
+    def value(self, oid: bytes) -> bytes:
+        """The body of the blob `oid`."""
+        body = self._values.get(oid)
+        if body is None:
+            body = self._read_kind(oid, BLOB)
+            if len(body) <= VALUE_CACHE_BYTES // 64:
+                while self._value_bytes + len(body) > VALUE_CACHE_BYTES:
+                    self._value_bytes -= len(self._values.pop(next(iter(self._values))))
+                self._values[oid] = body
+                self._value_bytes += len(body)
+        return body
+
+    def peel(self, oid: bytes) -> bytes | None:
+        """The object an annotated tag `oid` finally points at; None if `oid` is no tag."""
+        kind, body = self.read(oid)
+        if kind != TAG:
+            return None
+        for _ in range(100):
+            oid = parse_tag_target(body, oid)
+            kind, body = self.read(oid)
+            if kind != TAG:
+                return oid
+        raise CorruptStore(f"tag {oid.hex()}: a chain of more than 100 tags")
+
+    def all_ids(self) -> Iterator[bytes]:
+        """Every object id in the folder and pending (an id may come more than once)."""
+        yield from self.pending
+        for pack in self.packs:
+            yield from pack.index
+        yield from self.loose
+
+    # --- writing --------------------------------------------------------------------------
+
+    def add(self, kind: bytes, body: bytes, base: bytes | None = None) -> bytes:
+        """Hold a new object in pending; return its id. `base` is its previous version, a
+        hint for the pack's deltas."""
+        oid = object_id(kind, body)
+        if oid not in self.pending and not self.has(oid):
+            self.pending[oid] = (kind, body)
+            if base is not None:
+                self.delta_bases[oid] = base
+        return oid
+
+    def drop_pending(self, oids: list[bytes]) -> None:
+        """Forget pending objects whose commit failed."""
+        for oid in oids:
+            self.pending.pop(oid, None)
+            self.delta_bases.pop(oid, None)
+
+    def write_pending(self) -> None:
+        """Write the pending objects to the folder, durably: loose files or one pack."""
+        if not self.pending:
+            return
+        if len(self.pending) <= LOOSE_LIMIT:
+            for oid, (kind, body) in self.pending.items():
+                self._backend.write_atomic(loose_path(oid), encode_loose(kind, body))
+                self.loose.add(oid)
+        else:
+            writer = PackWriter(level=1)  # batches favour speed; gc packs tighter
+            for oid, (kind, body) in self.pending.items():
+                base = self.delta_bases.get(oid)
+                base_body = self.pending[base][1] if base in self.pending else None
+                writer.add(oid, kind, body, base, base_body)
+            self.write_pack(writer)
+        self.pending = {}
+        self.delta_bases = {}
+
+    def write_pack(self, writer: PackWriter) -> str:
+        """Write a finished pack and its idx durably (the idx last: Git reads a pack only
+        once its idx is there); return its path without the suffix."""
+        pack, idx, index = writer.finish()
+        stem = f"objects/pack/pack-{pack[-20:].hex()}"
+        self._backend.write_atomic(stem + ".pack", pack)
+        self._backend.write_atomic(stem + ".idx", idx)
+        index.name = stem + ".idx"
+        if not any(p.path == stem + ".pack" for p in self.packs):
+            self.packs.append(Pack(self._backend, stem + ".pack", index))
+        return stem
