@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import heapq
 
-from summon.kv.tree import value_id
+from summon.kv.objects import VALUE_MODES
+from summon.kv.tree import lookup
 
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
@@ -44,10 +45,10 @@ def log(
         follow = commit.parents
         show = True
         if parts is not None:
-            mine = value_id(odb, commit.tree, parts)
+            mine = _entry(odb, commit.tree, parts)
             show = bool(follow) or mine is not None
             for parent in commit.parents:
-                if value_id(odb, odb.commit(parent).tree, parts) == mine:
+                if _entry(odb, odb.commit(parent).tree, parts) == mine:
                     follow = [parent]  # the key came from there: follow it alone
                     show = False
                     break
@@ -61,6 +62,12 @@ def log(
                 counter += 1
                 heapq.heappush(heap, (-odb.commit(parent).time, counter, parent))
     return out
+
+
+def _entry(odb: ObjectStore, tree: bytes, parts: tuple[bytes, ...]) -> tuple[bytes, bytes] | None:
+    """(mode, id) of the key's value: a change of mode alone (git chmod) is a change to Git."""
+    found = lookup(odb, tree, parts)
+    return found if found is not None and found[0] in VALUE_MODES else None
 
 
 STALE = 4

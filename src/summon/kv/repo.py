@@ -49,7 +49,7 @@ class Repository:
                 raise UnsupportedRepository(
                     f"{where} is a Git work tree; a store is a bare repository: open {where}/.git"
                 )
-            if names - FRESH:
+            if names - FRESH and not self._interrupted_init(names):
                 shown = ", ".join(sorted(names - FRESH)[:5])
                 raise UnsupportedRepository(
                     f"{where} is neither empty nor a Git repository (it holds {shown})"
@@ -74,6 +74,19 @@ class Repository:
         self.backend.write_atomic("config", CONFIG)
         self.backend.write_atomic("description", DESCRIPTION)
         self.backend.write_atomic("HEAD", b"ref: refs/heads/main\n")
+
+    def _interrupted_init(self, names: set[str]) -> bool:
+        """Whether the folder holds only what _init writes before HEAD (a power cut there)."""
+        if not names <= FRESH | {"config", "description", "objects", "refs"}:
+            return False
+        todo = ["objects", "refs"]
+        while todo:
+            folder = todo.pop()
+            for name, is_dir in self.backend.listdir(folder):
+                if not is_dir:
+                    return False
+                todo.append(f"{folder}/{name}")
+        return True
 
     def _check(self) -> None:
         where = self.backend.describe()

@@ -13,7 +13,7 @@ file and a folder of the same name.
 from __future__ import annotations
 
 from summon.devices import InvalidKey
-from summon.kv.objects import EMPTY_TREE, MODE_FILE, MODE_TREE, TREE, VALUE_MODES, serialize_tree
+from summon.kv.objects import MODE_FILE, MODE_TREE, TREE, VALUE_MODES, serialize_tree
 from summon.runtime.posix_devices import check_key
 
 # Not from typing: importing typing costs ~9 ms at every start.
@@ -89,7 +89,10 @@ def apply(odb: ObjectStore, root: bytes | None, changes: PathChanges) -> bytes:
     for parts, oid in changes:
         grouped.setdefault(parts[0], []).append((parts[1:], oid))
     new = _apply(odb, root, grouped, ())
-    return EMPTY_TREE if new is None else new
+    if new is None:  # every key deleted: the commit still needs its (empty) tree object
+        new = odb.add(TREE, b"")
+        odb.remember_tree(new, {})
+    return new
 
 
 def _apply(
