@@ -167,7 +167,9 @@ class Journal:
                 self._backend.sync(PATH)
                 self._reserved += grow
             except StoreFull:
-                pass  # no room to reserve: there may still be room for the record itself
+                # No room to reserve: give back what part of it took (a flush needs room),
+                # and write the record alone; there may be room for that.
+                self._backend.truncate(PATH, self._reserved)
         self._backend.write_at(PATH, self.end, record)
         self._backend.sync(PATH)
         self.end = end

@@ -4,6 +4,7 @@ A merge has three states: the base (where the two sides parted), the current sta
 branch holds now) and the incoming changes (a transaction's, or a branch's since the base).
 For each key the incoming side changed:
 
+    incoming == base      -> nothing to do (a key written back as it was is not changed)
     current == base       -> take the incoming value (only the incoming side changed it)
     current == incoming   -> nothing to do (both made the same change)
     otherwise             -> a conflict, given to the policy:
@@ -65,6 +66,8 @@ def three_way(
         parts = key_path(key)
         was = value_id(odb, base, parts) if base is not None else None
         now = value_id(odb, current, parts)
+        if theirs == was:
+            continue  # written back as it was: the incoming side did not change it
         if now == was:
             if theirs != now:
                 out[key] = theirs

@@ -70,6 +70,11 @@ class ObjectStore:
                 stem = name[: -len(".idx")]
                 if stem + ".pack" in names:
                     self._add_pack(f"objects/pack/{stem}")
+            elif name.startswith("pack-") and name.endswith(".pack"):
+                if name[: -len(".pack")] + ".idx" not in names:
+                    # A power cut between writing a pack and its idx: nothing names its
+                    # objects yet (refs are written after both), and Git ignores it.
+                    self._backend.remove(f"objects/pack/{name}")
         for folder, is_dir in self._backend.listdir("objects"):
             if is_dir and len(folder) == 2:
                 for name, _ in self._backend.listdir(f"objects/{folder}"):
@@ -213,7 +218,11 @@ class ObjectStore:
         pack, idx, index = writer.finish()
         stem = f"objects/pack/pack-{pack[-20:].hex()}"
         self._backend.write_atomic(stem + ".pack", pack)
-        self._backend.write_atomic(stem + ".idx", idx)
+        try:
+            self._backend.write_atomic(stem + ".idx", idx)
+        except BaseException:
+            self._backend.remove(stem + ".pack")  # a pack without its idx is only garbage
+            raise
         index.name = stem + ".idx"
         if not any(p.path == stem + ".pack" for p in self.packs):
             self.packs.append(Pack(self._backend, stem + ".pack", index))

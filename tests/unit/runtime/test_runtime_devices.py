@@ -17,6 +17,7 @@ from summon.runtime.posix_devices import FolderKV, KernelRandom, StdoutConsole, 
 def test_exported_names() -> None:
     assert sorted(devices.__all__) == sorted(
         ["Console", "Clock", "Random", "Stack", "KV_RO", "Server", "UDPEndpoint", "InvalidKey"]
+        + ["KV_RW", "Transaction", "Commit", "Conflict", "StoreFull", "UnknownCommit"]
     )
 
 
@@ -38,6 +39,9 @@ def test_devices_module_imports_nothing_at_run_time() -> None:
         (devices.Random, lambda d: d.read(1)),
         (devices.KV_RO, lambda d: d.get("k")),
         (devices.KV_RO, lambda d: d.list()),
+        (devices.KV_RW, lambda d: d.set("k", b"v")),
+        (devices.KV_RW, lambda d: d.history()),
+        (devices.Transaction, lambda d: d.commit()),
     ],
 )
 def test_interfaces_are_abstract(interface: type, call: object) -> None:
