@@ -61,7 +61,7 @@ def test_scan_stops_at_a_torn_or_foreign_record() -> None:
     for payload in (b"H" + b"\0\0\0\4main", b"x" * 10, b"y" * 300):
         j.append(payload)
     data = backend.read(jr.PATH)
-    salt, records, end = jr.scan(data)
+    _, records, end = jr.scan(data)
     assert records == [b"H\0\0\0\4main", b"x" * 10, b"y" * 300] and end == len(data)
     assert jr.scan(data[:-1])[1] == records[:2]  # the last record cut short
     flipped = bytearray(data)

@@ -49,7 +49,9 @@ def _stage(tx: kv.Transaction, changes: dict[str, bytes | None]) -> None:
             tx.set(key, value)
 
 
-def _effective(state: dict[str, bytes], changes: dict[str, bytes | None]) -> dict[str, bytes | None]:
+def _effective(
+    state: dict[str, bytes], changes: dict[str, bytes | None]
+) -> dict[str, bytes | None]:
     """The changes that change something (a delete of a missing key is no change)."""
     return {k: v for k, v in changes.items() if state.get(k) != v}
 
