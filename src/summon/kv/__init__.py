@@ -77,7 +77,9 @@ def open_folder(path: str, **options: Any) -> Store:
 
 
 def open_memory(backend: MemoryBackend | None = None, **options: Any) -> Store:
-    """Open a store held in memory (a new one, or `backend`'s files). For tests."""
+    """Open a store held in memory (a new one, or `backend`'s files). For tests, so batches
+    are flushed inline unless background=True: file operations come in a set order."""
+    options.setdefault("background", False)
     return Store(backend if backend is not None else MemoryBackend(), **options)
 
 

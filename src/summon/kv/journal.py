@@ -1,6 +1,6 @@
-"""The journal: the append-only file that makes a commit durable with one write and one flush.
+"""The journal: the append-only files that make a commit durable with one write and one flush.
 
-    journal = HEADER SALT(8) RECORD*
+    journal = HEADER SALT(8) GENERATION(u64) RECORD*
     RECORD  = LENGTH(u32) CRC(u32) PAYLOAD(LENGTH)     CRC = crc32(SALT LENGTH PAYLOAD)
     PAYLOAD = "C" FLAGS(u8) REF COMMIT-BODY COUNT(u32) CHANGE*      a commit
             / "R" REF ID(20, all zero: delete)                        a ref set or deleted
@@ -14,9 +14,15 @@ tree: replaying it rebuilds the blobs and trees, and the ids must come out the s
 
 Reading stops at the first record that is cut short or fails its checksum: that is where
 the power went while the record was written (it was not acknowledged). The salt, new each
-time the journal is reset, makes records of an earlier generation left in reused space fail
-their checksum too. Space is reserved ahead in chunks of zeros, so appending a record
-usually changes no file size and its fdatasync writes no metadata.
+time a file is cleared, makes records of an earlier use of the file fail their checksum
+too: clearing rewrites the header only, as SQLite reuses its WAL. Space is reserved ahead
+in chunks of zeros, so appending a record usually changes no file size and its fdatasync
+writes no metadata.
+
+There are two files, used in turn, so that a batch can be written to Git's files while
+commits go on: at a flush the other (cleared) file becomes the active one, with the next
+generation number, and the batch's file is cleared once its records are in Git's files.
+At open the records of both are replayed, the older generation's first.
 """
 
 from __future__ import annotations
@@ -35,10 +41,11 @@ if TYPE_CHECKING:
     # (key, value or None): one change of a commit record.
     Changes = list[tuple[bytes, bytes | None]]
 
-PATH = "summon-kv/journal"
-HEADER = b"summon-kv journal 1\n"
-START = len(HEADER) + 8
+PATHS = ("summon-kv/journal.0", "summon-kv/journal.1")
+HEADER = b"summon-kv journal 2\n"
+START = len(HEADER) + 16
 RESERVE = 1 << 20  # zeros written ahead of the records
+MAX_KEPT = 16 << 20  # clearing keeps the file (and its zeros) up to this size
 
 COMMIT = b"C"
 REF = b"R"
@@ -104,11 +111,12 @@ def decode(payload: bytes) -> tuple[bytes, str, bytes, Changes, bool]:
     raise CorruptStore(f"a journal record of unknown kind {kind!r}")
 
 
-def scan(data: bytes) -> tuple[bytes, list[bytes], int]:
-    """(salt, payloads of the whole records, where the whole records end) of a journal."""
+def scan(data: bytes) -> tuple[bytes, int, list[bytes], int]:
+    """(salt, generation, payloads of the whole records, where they end) of a journal."""
     if data[: len(HEADER)] != HEADER or len(data) < START:
-        raise CorruptStore(f"{PATH} does not start with {HEADER!r}")
-    salt = data[len(HEADER) : START]
+        raise CorruptStore(f"a journal file does not start with {HEADER!r}")
+    salt = data[len(HEADER) : len(HEADER) + 8]
+    generation = struct.unpack(">Q", data[len(HEADER) + 8 : START])[0]
     records = []
     pos = START
     while pos + 8 <= len(data):
@@ -120,33 +128,34 @@ def scan(data: bytes) -> tuple[bytes, list[bytes], int]:
             break
         records.append(data[pos + 8 : end])
         pos = end
-    return salt, records, pos
+    return salt, generation, records, pos
 
 
-class Journal:
-    """The journal file of a store, open for appending."""
+class JournalFile:
+    """One journal file, open for appending."""
 
-    def __init__(self, backend: Backend, reserve: int = RESERVE) -> None:
+    def __init__(self, backend: Backend, path: str, reserve: int = RESERVE) -> None:
         self._backend = backend
+        self.path = path
         self._reserve = reserve
         self.salt = b""
+        self.generation = 0
         self.end = START  # where the next record goes
         self._reserved = 0  # the file's length: zeros after `end`
-        self.records = 0  # records since the last reset
+        self.records = 0  # records since the last clear
         self.size = 0  # their bytes
 
-    def open(self) -> list[bytes]:
-        """Read the journal (making an empty one if there is none); return the payloads of
-        its whole records. A torn tail is left where it is: the next append overwrites it."""
+    def load(self) -> list[bytes]:
+        """Read the file; return the payloads of its whole records. A missing file, or one
+        whose first header was cut by a power cut, holds none. A torn tail stays where it
+        is: the next append writes over it."""
         try:
-            data = self._backend.read(PATH)
+            data = self._backend.read(self.path)
         except FileNotFoundError:
-            self.reset()
             return []
         if len(data) < START and HEADER.startswith(data[: len(HEADER)]):
-            self.reset()  # the power went while the very first header was written
             return []
-        self.salt, records, self.end = scan(data)
+        self.salt, self.generation, records, self.end = scan(data)
         self._reserved = len(data)
         self.records = len(records)
         self.size = self.end - START
@@ -163,24 +172,86 @@ class Journal:
             # Reserve room ahead, synced, so the record's own flush need not grow the file.
             grow = max(self._reserve, len(record))
             try:
-                self._backend.write_at(PATH, self._reserved, bytes(grow))
-                self._backend.sync(PATH)
+                self._backend.write_at(self.path, self._reserved, bytes(grow))
+                self._backend.sync(self.path)
                 self._reserved += grow
             except StoreFull:
                 # No room to reserve: give back what part of it took (a flush needs room),
                 # and write the record alone; there may be room for that.
-                self._backend.truncate(PATH, self._reserved)
-        self._backend.write_at(PATH, self.end, record)
-        self._backend.sync(PATH)
+                self._backend.truncate(self.path, self._reserved)
+        self._backend.write_at(self.path, self.end, record)
+        self._backend.sync(self.path)
         self.end = end
         self._reserved = max(self._reserved, end)
         self.records += 1
         self.size += len(record)
 
-    def reset(self) -> None:
-        """Start an empty journal, durably, with a new salt."""
+    def clear(self, generation: int, shrink: bool = False) -> None:
+        """Drop every record, durably, with a new salt and `generation`: the header alone is
+        rewritten (a header torn by a power cut spoils the salt the same way; a file is only
+        cleared once its records are in Git's files, so that loses nothing). A new file, one
+        grown past MAX_KEPT, or `shrink`, is replaced by a bare header."""
         self.salt = os.urandom(8)
-        self._backend.write_atomic(PATH, HEADER + self.salt)
-        self.end = self._reserved = START
+        self.generation = generation
+        header = HEADER + self.salt + struct.pack(">Q", generation)
+        if shrink or self._reserved < START or self._reserved > MAX_KEPT:
+            self._backend.write_atomic(self.path, header)
+            self._reserved = START
+        else:
+            self._backend.write_at(self.path, 0, header)
+            self._backend.sync(self.path)
+        self.end = START
         self.records = 0
         self.size = 0
+
+
+class Journal:
+    """The two journal files: one active (appended to), the other cleared or being flushed."""
+
+    def __init__(self, backend: Backend, reserve: int = RESERVE) -> None:
+        self.files = [JournalFile(backend, path, reserve) for path in PATHS]
+        self.active = self.files[0]
+
+    def open(self) -> list[bytes]:
+        """The payloads of both files' whole records, the older generation's first. The
+        files are not cleared here: replay them, flush, then clear()."""
+        records = [f.load() for f in self.files]  # load sets each file's generation
+        loaded = [(f.generation, i, f, records[i]) for i, f in enumerate(self.files) if f.salt]
+        loaded.sort(key=lambda item: (item[0], item[1]))
+        if not loaded:  # a new store
+            self.active = self.files[0]
+            self.active.clear(0)
+            return []
+        self.active = loaded[-1][2]  # the newest: appends go on after its records
+        return [payload for *_, records in loaded for payload in records]
+
+    @property
+    def records(self) -> int:
+        return self.active.records
+
+    @property
+    def size(self) -> int:
+        return self.active.size
+
+    @property
+    def standby(self) -> JournalFile:
+        return self.files[1] if self.active is self.files[0] else self.files[0]
+
+    def append(self, payload: bytes) -> None:
+        self.active.append(payload)
+
+    def rotate(self) -> JournalFile:
+        """Make the standby file (it must hold no record) the active one, one generation on;
+        return the file that was active, whose records the caller is to flush and clear."""
+        old, new = self.active, self.standby
+        assert new.records == 0, "the standby journal still holds records"
+        new.clear(old.generation + 1)
+        self.active = new
+        return old
+
+    def clear(self, shrink: bool = False) -> None:
+        """Drop the records of both files (all in Git's files now)."""
+        standby = self.standby
+        if standby.records or shrink:
+            standby.clear(standby.generation, shrink)
+        self.active.clear(self.active.generation, shrink)

@@ -32,10 +32,11 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from summon.kv.backend import Backend
-    from summon.kv.objects import Entries
+    from summon.kv.objects import Entries, RawEntries
 
 LOOSE_LIMIT = 16  # a batch of at most this many objects is written loose, more as a pack
-TREE_CACHE = 4096  # parsed trees kept
+TREE_CACHE = 4096  # parsed commits kept
+TREE_CACHE_ENTRIES = 1 << 18  # entries of parsed trees kept (about 60 MB at most)
 VALUE_CACHE_BYTES = 16 << 20  # blob bodies kept
 
 
@@ -55,9 +56,12 @@ class ObjectStore:
         self._backend = backend
         self.pending: dict[bytes, tuple[bytes, bytes]] = {}
         self.delta_bases: dict[bytes, bytes] = {}  # pending id -> its previous version's id
+        # The batch a background flush is writing: still read from here until it is done.
+        self.flushing: dict[bytes, tuple[bytes, bytes]] | None = None
         self.packs: list[Pack] = []
         self.loose: set[bytes] = set()
-        self._trees: dict[bytes, Entries] = {}
+        self._trees: dict[bytes, tuple[Entries, RawEntries | None]] = {}
+        self._tree_entries = 0
         self._commits: dict[bytes, CommitObject] = {}
         self._values: dict[bytes, bytes] = {}
         self._value_bytes = 0
@@ -91,13 +95,24 @@ class ObjectStore:
     # --- reading --------------------------------------------------------------------------
 
     def has(self, oid: bytes) -> bool:
-        return oid in self.pending or oid in self.loose or any(oid in p for p in self.packs)
+        flushing = self.flushing
+        return (
+            oid in self.pending
+            or (flushing is not None and oid in flushing)
+            or oid in self.loose
+            or any(oid in p for p in self.packs)
+        )
 
     def read(self, oid: bytes) -> tuple[bytes, bytes]:
         """(kind, body) of `oid`; MissingObject if the store does not hold it."""
         found = self.pending.get(oid)
         if found is not None:
             return found
+        flushing = self.flushing  # read once: a background flush may drop it meanwhile
+        if flushing is not None:
+            found = flushing.get(oid)
+            if found is not None:
+                return found
         for pack in self.packs:
             got = pack.read(oid, self.read)
             if got is not None:
@@ -118,16 +133,34 @@ class ObjectStore:
 
     def tree(self, oid: bytes) -> Entries:
         """The parsed tree `oid` (shared: never change it)."""
-        entries = self._trees.get(oid)
-        if entries is None:
+        found = self._trees.get(oid)
+        if found is None:
             entries = parse_tree(self._read_kind(oid, TREE), oid)
-            self.remember_tree(oid, entries)
-        return entries
+            self.remember_tree(oid, entries, None)
+            return entries
+        return found[0]
 
-    def remember_tree(self, oid: bytes, entries: Entries) -> None:
-        if len(self._trees) >= TREE_CACHE:
-            del self._trees[next(iter(self._trees))]
-        self._trees[oid] = entries
+    def tree_raw(self, oid: bytes) -> RawEntries:
+        """The bytes of each entry of tree `oid`, in its order (shared: never change it)."""
+        found = self._trees.get(oid)
+        if found is None or found[1] is None:
+            raw: RawEntries = {}
+            entries = parse_tree(self._read_kind(oid, TREE), oid, raw)
+            self.remember_tree(oid, entries, raw)
+            return raw
+        return found[1]
+
+    def remember_tree(self, oid: bytes, entries: Entries, raw: RawEntries | None) -> None:
+        if self._tree_entries + len(entries) > TREE_CACHE_ENTRIES:
+            # Emptied at once: evicting one by one from the front of a dict gets slower
+            # and slower (iteration skips the dead slots), and the head's trees come back.
+            self._trees.clear()
+            self._tree_entries = 0
+        old = self._trees.get(oid)
+        if old is not None:
+            self._tree_entries -= len(old[0])
+        self._trees[oid] = (entries, raw)
+        self._tree_entries += len(entries)
 
     def commit(self, oid: bytes) -> CommitObject:
         """The parsed commit `oid`; UnknownCommit if there is no such object or not a commit."""
@@ -141,7 +174,7 @@ class ObjectStore:
                 raise UnknownCommit(f"{oid.hex()} is a {kind.decode()}, not a commit")
             found = parse_commit(body, oid)
             if len(self._commits) >= TREE_CACHE:
-                del self._commits[next(iter(self._commits))]
+                self._commits.clear()
             self._commits[oid] = found
         return found
 
@@ -151,8 +184,9 @@ class ObjectStore:
         if body is None:
             body = self._read_kind(oid, BLOB)
             if len(body) <= VALUE_CACHE_BYTES // 64:
-                while self._value_bytes + len(body) > VALUE_CACHE_BYTES:
-                    self._value_bytes -= len(self._values.pop(next(iter(self._values))))
+                if self._value_bytes + len(body) > VALUE_CACHE_BYTES:
+                    self._values.clear()
+                    self._value_bytes = 0
                 self._values[oid] = body
                 self._value_bytes += len(body)
         return body
@@ -180,9 +214,13 @@ class ObjectStore:
 
     def add(self, kind: bytes, body: bytes, base: bytes | None = None) -> bytes:
         """Hold a new object in pending; return its id. `base` is its previous version, a
-        hint for the pack's deltas."""
+        hint for the pack's deltas.
+
+        Only pending is searched for the object: looking through every pack would cost a
+        search per pack per object, and an object stored twice is harmless to Git (a value
+        set back to an old one is packed again; gc keeps one copy)."""
         oid = object_id(kind, body)
-        if oid not in self.pending and not self.has(oid):
+        if oid not in self.pending:
             self.pending[oid] = (kind, body)
             if base is not None:
                 self.delta_bases[oid] = base
@@ -196,21 +234,43 @@ class ObjectStore:
 
     def write_pending(self) -> None:
         """Write the pending objects to the folder, durably: loose files or one pack."""
-        if not self.pending:
-            return
-        if len(self.pending) <= LOOSE_LIMIT:
-            for oid, (kind, body) in self.pending.items():
-                self._backend.write_atomic(loose_path(oid), encode_loose(kind, body))
-                self.loose.add(oid)
-        else:
-            writer = PackWriter(level=1)  # batches favour speed; gc packs tighter
-            for oid, (kind, body) in self.pending.items():
-                base = self.delta_bases.get(oid)
-                base_body = self.pending[base][1] if base in self.pending else None
-                writer.add(oid, kind, body, base, base_body)
-            self.write_pack(writer)
+        self.write_batch(self.pending, self.delta_bases)
         self.pending = {}
         self.delta_bases = {}
+
+    def take_pending(self) -> tuple[dict[bytes, tuple[bytes, bytes]], dict[bytes, bytes]]:
+        """Hand the pending objects to a background flush (they stay readable)."""
+        batch = (self.pending, self.delta_bases)
+        self.flushing = self.pending
+        self.pending = {}
+        self.delta_bases = {}
+        return batch
+
+    def give_back(self, batch: tuple[dict[bytes, tuple[bytes, bytes]], dict[bytes, bytes]]) -> None:
+        """Take back a batch whose background flush failed, ahead of what came since."""
+        objects, bases = batch
+        self.pending = {**objects, **self.pending}
+        self.delta_bases = {**bases, **self.delta_bases}
+        self.flushing = None
+
+    def write_batch(
+        self, objects: dict[bytes, tuple[bytes, bytes]], bases: dict[bytes, bytes]
+    ) -> None:
+        """Write `objects` to the folder, durably: a few as loose files, more as one pack.
+        Runs in a background thread: it reads only its arguments."""
+        if not objects:
+            return
+        if len(objects) <= LOOSE_LIMIT:
+            for oid, (kind, body) in objects.items():
+                self._backend.write_atomic(loose_path(oid), encode_loose(kind, body, 0))
+                self.loose.add(oid)
+        else:
+            writer = PackWriter(level=0)  # batches are stored for speed; gc compresses
+            for oid, (kind, body) in objects.items():
+                base = bases.get(oid)
+                base_body = objects[base][1] if base in objects else None
+                writer.add(oid, kind, body, base, base_body)
+            self.write_pack(writer)
 
     def write_pack(self, writer: PackWriter) -> str:
         """Write a finished pack and its idx durably (the idx last: Git reads a pack only

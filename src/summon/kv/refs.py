@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
     from summon.kv.backend import Backend
 
+    # (changed ref -> id or None for deleted, HEAD's target if it changed)
+    Snapshot = tuple[dict[str, bytes | None], str | None]
+
 HEADS = "refs/heads/"
 PACKED = "packed-refs"
 PACKED_HEADER = b"# pack-refs with: peeled fully-peeled sorted \n"
@@ -137,28 +140,42 @@ class Refs:
 
     def write(self) -> None:
         """Write every changed ref durably: loose files, and packed-refs if one left it."""
-        unpack = False
-        for name in sorted(self._dirty):
-            if name == "HEAD":
-                continue
-            oid = self.values.get(name)
+        self.write_snapshot(self.snapshot())
+
+    def snapshot(self) -> Snapshot:
+        """The changed refs' values and HEAD, to write now or in the background; they no
+        longer count as changed (give_back them if writing fails)."""
+        changed = {name: self.values.get(name) for name in self._dirty if name != "HEAD"}
+        head = self.head if "HEAD" in self._dirty else None
+        self._dirty = set()
+        return changed, head
+
+    def give_back(self, snapshot: Snapshot) -> None:
+        changed, head = snapshot
+        self._dirty |= set(changed)
+        if head is not None:
+            self._dirty.add("HEAD")
+
+    def write_snapshot(self, snapshot: Snapshot) -> None:
+        """Write a snapshot's refs durably (runs in a background flush's thread)."""
+        changed, head = snapshot
+        gone = []
+        for name in sorted(changed):
+            oid = changed[name]
             if oid is None:
                 self._backend.remove(name)
-                unpack = unpack or name in self._packed
+                if name in self._packed:
+                    gone.append(name)
             else:
                 self._backend.write_atomic(name, oid.hex().encode() + b"\n")
-        if unpack:
-            for name in self._dirty:
-                if name not in self.values:
-                    self._packed.pop(name, None)
-                    self._peeled.pop(name, None)
+        if gone:
+            for name in gone:
+                self._packed.pop(name, None)
+                self._peeled.pop(name, None)
             self._write_packed()
-        if "HEAD" in self._dirty:
-            text = self.head if len(self.head) == 40 and "/" not in self.head else (
-                "ref: " + self.head
-            )
+        if head is not None:
+            text = head if len(head) == 40 and "/" not in head else "ref: " + head
             self._backend.write_atomic("HEAD", text.encode() + b"\n")
-        self._dirty.clear()
 
     def pack(self, peel: Callable[[bytes], bytes | None]) -> None:
         """Move every ref into packed-refs and remove the loose files (git pack-refs --all).

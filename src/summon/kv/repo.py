@@ -1,15 +1,22 @@
 """A store's repository on its backend: making or checking it, replaying the journal, batches.
 
 The folder is a bare Git repository (HEAD, config, objects/, refs/, packed-refs) plus
-summon-kv/ (the journal and the lock file), which Git ignores. Every change is first a
-journal record, durable when acknowledged; flush() turns the records since the last flush
-into Git objects and refs (objects first, then refs, each durable) and only then resets the
-journal. A power cut at any point leaves either the old journal, whose replay rebuilds the
-same objects and refs (replay is idempotent: records set refs to absolute values), or the
-new empty one after everything it held is in Git's files.
+summon-kv/ (the two journal files and the lock file), which Git ignores. Every change is
+first a journal record, durable when acknowledged; a flush turns the records since the last
+flush into Git objects and refs (objects first, then refs, each durable) and only then
+clears their journal file. A power cut at any point leaves either the records, whose replay
+rebuilds the same objects and refs (replay is idempotent: records set refs to absolute
+values), or a cleared file once everything it held is in Git's files.
+
+start_flush() does that in a background thread: the active journal file is handed over
+with the objects and ref changes its records made, and commits go on into the other file
+meanwhile (the two files are replayed oldest first). The thread touches only what it was
+handed, plus the pack list and loose set, whose single appends are atomic.
 """
 
 from __future__ import annotations
+
+import _thread
 
 from summon.kv import journal as jr
 from summon.kv.errors import CorruptStore, UnsupportedRepository
@@ -22,7 +29,13 @@ from summon.kv.tree import apply, value_id
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from summon.kv.backend import Backend
+    from summon.kv.journal import JournalFile
+    from summon.kv.refs import Snapshot as RefsSnapshot
+
+    Batch = tuple[dict[bytes, tuple[bytes, bytes]], dict[bytes, bytes]]
 
 CONFIG = b"[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n"
 DESCRIPTION = b"A summon KV_RW store: its history is this repository's log.\n"
@@ -33,11 +46,16 @@ FRESH = {"summon-kv", "lost+found"}
 class Repository:
     """The Git repository and journal of one store (opened by open())."""
 
-    def __init__(self, backend: Backend, reserve: int = jr.RESERVE) -> None:
+    def __init__(self, backend: Backend, reserve: int = jr.RESERVE, threads: bool = True) -> None:
         self.backend = backend
         self.odb = ObjectStore(backend)
         self.refs = Refs(backend)
         self.journal = Journal(backend, reserve)
+        self.threads = threads  # flush batches in a background thread
+        self._done = _thread.allocate_lock()  # held while a background flush runs
+        self._running = False
+        self._failed: tuple[BaseException, Batch, RefsSnapshot] | None = None
+        self.on_flushed: Callable[[], None] | None = None  # after each flush, in its thread
 
     def open(self) -> int:
         """Make a new repository or check the one there; load it; replay the journal.
@@ -187,15 +205,79 @@ class Repository:
 
     @property
     def unflushed(self) -> bool:
-        return bool(self.journal.records or self.odb.pending or self.refs.dirty)
+        return bool(
+            self.journal.records
+            or self.journal.standby.records
+            or self.odb.pending
+            or self.odb.flushing is not None
+            or self.refs.dirty
+        )
 
-    def flush(self) -> None:
-        """Write what the journal holds as Git objects and refs, durably; then reset it."""
+    def flush(self, shrink: bool = False) -> None:
+        """Write everything the journal holds as Git objects and refs, durably; then clear
+        both journal files (`shrink`: to their bare headers). Waits for a background flush,
+        and redoes its batch if it failed."""
+        self.wait()
+        if self.unflushed:
+            self.odb.write_pending()
+            self.refs.write()
+            self.journal.clear(shrink)
+            if self.on_flushed is not None:
+                self.on_flushed()
+        elif shrink:
+            self.journal.clear(shrink)
+
+    def start_flush(self) -> BaseException | None:
+        """Flush in a background thread: the active journal file's records are handed over
+        and commits go on in the other file. Flushes inline where there is no thread (the
+        browser) or the last background flush failed. Returns the last background flush's
+        error, if it failed."""
+        error = self.wait()
         if not self.unflushed:
-            return
-        self.odb.write_pending()
-        self.refs.write()
-        self.journal.reset()
+            return error
+        if self.journal.standby.records or not self.threads:
+            self.flush()
+            return error
+        batch = self.odb.take_pending()
+        refs = self.refs.snapshot()
+        old = self.journal.rotate()
+        self._done.acquire()
+        self._running = True
+        try:
+            _thread.start_new_thread(self._materialize, (batch, refs, old))
+        except RuntimeError:  # no threads here after all: do it now
+            self.threads = False
+            self._materialize(batch, refs, old)
+        return error
+
+    def _materialize(self, batch: Batch, refs: RefsSnapshot, old: JournalFile) -> None:
+        """Write one batch's objects, then its refs, then clear its journal file."""
+        try:
+            self.odb.write_batch(*batch)
+            self.refs.write_snapshot(refs)
+            old.clear(old.generation)
+            self.odb.flushing = None
+            if self.on_flushed is not None:
+                self.on_flushed()
+        except BaseException as e:  # given back to the main thread by wait()
+            self._failed = (e, batch, refs)
+        finally:
+            self._done.release()
+
+    def wait(self) -> BaseException | None:
+        """Wait for a background flush; if it failed, take its batch back (the next flush
+        writes it) and return its error."""
+        if self._running:
+            self._done.acquire()
+            self._done.release()
+            self._running = False
+        if self._failed is None:
+            return None
+        error, batch, refs = self._failed
+        self._failed = None
+        self.odb.give_back(batch)
+        self.refs.give_back(refs)
+        return error
 
     def head_ref(self) -> str:
         """The branch ref HEAD names; ValueError if HEAD is detached."""

@@ -19,7 +19,8 @@ from _thread import RLock
 from summon.devices import KV_RW, Commit, InvalidKey
 from summon.kv import gc as _gc
 from summon.kv import history
-from summon.kv.errors import StoreClosed, StoreFull, UnknownCommit
+from summon.kv.errors import StoreClosed, UnknownCommit
+from summon.kv.journal import RESERVE
 from summon.kv.merge import check_policy, three_way
 from summon.kv.objects import (
     EMPTY_TREE,
@@ -59,10 +60,13 @@ class Store(KV_RW):
       holds that many records, or that many bytes, or its oldest record is that old;
     - gc_packs: pack everything into one pack (gc()) once a flush leaves that many packs
       (0: never automatically);
-    - on_durable: called after every durable change (a commit, a flush), before the call
-      that made it returns: the browser syncs IndexedDB there;
+    - on_durable: called after every durable change: a commit, before the call returns;
+      a flush, at its end, in the background flush's thread if it has one (the browser,
+      which syncs IndexedDB there, has no threads: its flushes are inline);
     - clock: seconds since 1970 for commit times (time.time);
-    - reserve: bytes the journal reserves ahead (0: append without reserving).
+    - reserve: bytes the journal reserves ahead (0: append without reserving);
+    - background: flush batches in a background thread, so commits go on meanwhile (where
+      threads exist; tests turn it off to make file operations happen in a set order).
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class Store(KV_RW):
         on_durable: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
         reserve: int | None = None,
+        background: bool = True,
     ) -> None:
         self._author = check_author(author)
         self._batch = (batch_records, batch_bytes, batch_seconds)
@@ -88,7 +93,9 @@ class Store(KV_RW):
         self._first_unflushed = 0.0  # monotonic time of the oldest unflushed record
         self._timer = False
         self.flush_error: BaseException | None = None  # the last failed background flush
-        self._repo = Repository(backend) if reserve is None else Repository(backend, reserve)
+        self._background = background
+        self._repo = Repository(backend, RESERVE if reserve is None else reserve, background)
+        self._repo.on_flushed = on_durable
         backend.lock()
         try:
             if self._repo.open():
@@ -137,7 +144,14 @@ class Store(KV_RW):
             return [] if root is None else keys(self._repo.odb, root, prefix)
 
     def get(self, key: str) -> bytes:
-        return self._read(self._root(), key)
+        parts = key_path(key)
+        with self._lock:  # the head cannot move between finding it and reading from it
+            root = self._root()
+            odb = self._repo.odb
+            oid = value_id(odb, root, parts) if root is not None else None
+            if oid is None:
+                raise KeyError(key)
+            return odb.value(oid)
 
     def size(self, key: str) -> int:
         return len(self._read(self._root(), key))
@@ -403,7 +417,7 @@ class Store(KV_RW):
             or journal.size >= size
             or time.monotonic() - self._first_unflushed >= seconds
         ):
-            self._flush_quietly()
+            self._flush_quietly(self._background)
         elif not self._timer:
             self._arm_timer(seconds)
 
@@ -422,34 +436,42 @@ class Store(KV_RW):
         self._timer = False
         if not self._closed and self._repo.unflushed:
             with self._lock:
-                self._flush_quietly()
+                self._flush_quietly(self._background)
 
-    def _flush_quietly(self) -> None:
-        """Flush, keeping a full disk's error in flush_error: the journal keeps the commits."""
+    def _flush_quietly(self, background: bool = False) -> None:
+        """Flush after a commit or at open, never raising: the commit is durable already,
+        and the journal keeps it whatever happens to the flush. A failure (a full disk,
+        most often) is kept in flush_error; the next flush writes the batch again."""
         try:
-            self._flush()
-            self.flush_error = None
-        except StoreFull as e:
+            if background:
+                error = self._repo.start_flush()
+            else:
+                self._repo.flush()
+                error = None
+            self.flush_error = error
+            if error is None:
+                self._maybe_gc()
+        except Exception as e:
             self.flush_error = e
 
-    def _flush(self) -> None:
-        self._repo.flush()
-        if self._on_durable is not None:
-            self._on_durable()
+    def _maybe_gc(self) -> None:
         if self._gc_packs and len(self._repo.odb.packs) >= self._gc_packs:
+            self._repo.flush()  # gc packs what is in the folder: wait for the batch
             _gc.gc(self._repo)
 
     def flush(self) -> None:
         with self._lock:
             self._check_open()
-            self._flush()
+            self._repo.flush()
+            self.flush_error = None
+            self._maybe_gc()
 
     def gc(self) -> None:
         """Flush, then pack every object into one pack (with deltas) and every ref into
         packed-refs, removing the old packs and loose files (git gc, without pruning)."""
         with self._lock:
             self._check_open()
-            self._flush()
+            self._repo.flush()
             _gc.gc(self._repo)
             if self._on_durable is not None:
                 self._on_durable()
@@ -460,15 +482,20 @@ class Store(KV_RW):
 
         with self._lock:
             self._check_open()
-            self._flush()
+            self._repo.flush()
             write_bundle(self._repo, path)
 
     def close(self) -> None:
+        """Flush (the journal files shrink back to their headers), then release the store.
+        If the volume is full, the Git view stays behind: the journal keeps every commit,
+        and the next open completes it."""
         with self._lock:
             if self._closed:
                 return
             try:
-                self._flush_quietly()
+                self._repo.flush(shrink=True)
+            except Exception as e:
+                self.flush_error = e
             finally:
                 self._closed = True
                 self._repo.backend.close()

@@ -13,7 +13,14 @@ file and a folder of the same name.
 from __future__ import annotations
 
 from summon.devices import InvalidKey
-from summon.kv.objects import MODE_FILE, MODE_TREE, TREE, VALUE_MODES, serialize_tree
+from summon.kv.objects import (
+    MODE_FILE,
+    MODE_TREE,
+    TREE,
+    VALUE_MODES,
+    raw_entry,
+    sort_entries,
+)
 from summon.runtime.posix_devices import check_key
 
 # Not from typing: importing typing costs ~9 ms at every start.
@@ -37,8 +44,24 @@ def _git_name(part: str) -> bool:
     return folded in _GIT_NAMES
 
 
+_PATHS: dict[str, tuple[bytes, ...]] = {}  # checked keys: a read checks its key every time
+_PATHS_MAX = 1 << 16
+
+
 def key_path(key: str) -> tuple[bytes, ...]:
     """The path components of `key`, or InvalidKey saying why it is not a key."""
+    if type(key) is str:
+        parts = _PATHS.get(key)
+        if parts is not None:
+            return parts
+    parts = _check(key)
+    if len(_PATHS) >= _PATHS_MAX:
+        _PATHS.clear()
+    _PATHS[key] = parts
+    return parts
+
+
+def _check(key: str) -> tuple[bytes, ...]:
     check_key(key)
     try:
         parts = tuple(p.encode("utf-8", "surrogateescape") for p in key.split("/"))
@@ -91,7 +114,7 @@ def apply(odb: ObjectStore, root: bytes | None, changes: PathChanges) -> bytes:
     new = _apply(odb, root, grouped, ())
     if new is None:  # every key deleted: the commit still needs its (empty) tree object
         new = odb.add(TREE, b"")
-        odb.remember_tree(new, {})
+        odb.remember_tree(new, {}, {})
     return new
 
 
@@ -99,7 +122,28 @@ def _apply(
     odb: ObjectStore, oid: bytes | None, grouped: dict[bytes, PathChanges], at: tuple[bytes, ...]
 ) -> bytes | None:
     old: Entries = odb.tree(oid) if oid is not None else {}
+    # Both in Git's order, kept while entries are only replaced or removed; the new tree's
+    # bytes are joined from `raw`, so a wide tree costs two dict copies, not a re-encoding.
     entries = dict(old)
+    raw = dict(odb.tree_raw(oid)) if oid is not None else {}
+    changed = resort = False
+
+    def put(name: bytes, mode: bytes, new: bytes) -> None:
+        nonlocal changed, resort
+        now = entries.get(name)
+        if now == (mode, new):
+            return
+        resort = resort or now is None or (now[0] == MODE_TREE) != (mode == MODE_TREE)
+        entries[name] = (mode, new)
+        raw[name] = raw_entry(name, mode, new)
+        changed = True
+
+    def drop(name: bytes) -> None:
+        nonlocal changed
+        if entries.pop(name, None) is not None:
+            del raw[name]
+            changed = True
+
     for name, changes in grouped.items():
         here: bytes | bool | None = False  # False: no change to `name` itself
         below: dict[bytes, PathChanges] = {}
@@ -117,26 +161,30 @@ def _apply(
             sub = entry[1] if entry is not None and entry[0] == MODE_TREE else None
             new_sub = _apply(odb, sub, below, (*at, name))
             if new_sub is None:
-                entries.pop(name, None)
+                if sub is not None:
+                    drop(name)
             else:
                 if here is not False and here is not None:
                     raise _shape((*at, name), "is given a value and keys below it")
-                entries[name] = (MODE_TREE, new_sub)
+                put(name, MODE_TREE, new_sub)
                 continue
         if here is None:
             if entry is not None and entry[0] in VALUE_MODES:
-                del entries[name]
+                drop(name)
         elif here is not False:
             if entry is not None and entry[0] == MODE_TREE and not below:
                 raise _shape((*at, name), "has keys below it, so it cannot hold a value")
             assert isinstance(here, bytes)
-            entries[name] = (MODE_FILE, here)
-    if entries == old and oid is not None:
+            put(name, MODE_FILE, here)
+    if not changed and oid is not None:
         return oid
     if not entries:
         return None
-    new = odb.add(TREE, serialize_tree(entries), base=oid)
-    odb.remember_tree(new, entries)
+    if resort:  # a name came in (or went from value to folder): put everything in its place
+        entries = sort_entries(entries)
+        raw = {name: raw[name] for name in entries}
+    new = odb.add(TREE, b"".join(raw.values()), base=oid)
+    odb.remember_tree(new, entries, raw)
     return new
 
 

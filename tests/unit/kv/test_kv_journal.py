@@ -60,19 +60,20 @@ def test_scan_stops_at_a_torn_or_foreign_record() -> None:
     j.open()
     for payload in (b"H" + b"\0\0\0\4main", b"x" * 10, b"y" * 300):
         j.append(payload)
-    data = backend.read(jr.PATH)
-    _, records, end = jr.scan(data)
+    data = backend.read(j.active.path)
+    _, generation, records, end = jr.scan(data)
     assert records == [b"H\0\0\0\4main", b"x" * 10, b"y" * 300] and end == len(data)
-    assert jr.scan(data[:-1])[1] == records[:2]  # the last record cut short
+    assert generation == 0
+    assert jr.scan(data[:-1])[2] == records[:2]  # the last record cut short
     flipped = bytearray(data)
     flipped[-5] ^= 1
-    assert jr.scan(bytes(flipped))[1] == records[:2]  # a bit flipped in the last record
-    other_salt = data[: len(jr.HEADER)] + bytes(8) + data[jr.START :]
-    assert jr.scan(other_salt)[1] == []  # records of another generation of the journal
+    assert jr.scan(bytes(flipped))[2] == records[:2]  # a bit flipped in the last record
+    other_salt = data[: len(jr.HEADER)] + bytes(8) + data[len(jr.HEADER) + 8 :]
+    assert jr.scan(other_salt)[2] == []  # records of an earlier use of the file
     zeros = data + bytes(100)
-    assert jr.scan(zeros)[1] == records  # reserved space after the records
+    assert jr.scan(zeros)[2] == records  # reserved space after the records
     big_length = data + struct.pack(">II", 1 << 30, 0)
-    assert jr.scan(big_length)[1] == records
+    assert jr.scan(big_length)[2] == records
     with pytest.raises(kv.CorruptStore, match="does not start with"):
         jr.scan(b"junk" * 10)
 
@@ -82,10 +83,10 @@ def test_records_carry_a_crc_over_salt_length_and_payload() -> None:
     j = jr.Journal(backend, reserve=0)
     j.open()
     j.append(b"payload")
-    data = backend.read(jr.PATH)
+    data = backend.read(j.active.path)
     length, crc = struct.unpack(">II", data[jr.START : jr.START + 8])
     assert length == 7
-    assert crc == zlib.crc32(b"payload", zlib.crc32(j.salt + struct.pack(">I", 7)))
+    assert crc == zlib.crc32(b"payload", zlib.crc32(j.active.salt + struct.pack(">I", 7)))
 
 
 @pytest.mark.parametrize("tail", ["cut", "zeros", "garbage"])
@@ -99,9 +100,10 @@ def test_a_power_cut_at_every_byte_of_the_journal(clock: Clock, tail: str) -> No
     for change in _workload(clock):
         change(store)
         states.append(state(store))
-        ends.append(store._repo.journal.end)
+        ends.append(store._repo.journal.active.end)
+    path = store._repo.journal.active.path
     durable = backend.power_cut()
-    journal = durable.read(jr.PATH)[: ends[-1] + 64]  # and a little of the reserved zeros
+    journal = durable.read(path)[: ends[-1] + 64]  # and a little of the reserved zeros
     assert len(set(ends)) == len(ends)  # one record per change
     # Every byte of the last three records, and around the ends of the others.
     cuts = set(range(ends[-4], ends[-1] + 1))
@@ -111,11 +113,11 @@ def test_a_power_cut_at_every_byte_of_the_journal(clock: Clock, tail: str) -> No
         rest = len(journal) - cut
         filler = {"cut": b"", "zeros": bytes(rest), "garbage": os.urandom(rest)}[tail]
         files = dict(durable.durable)
-        files[jr.PATH] = journal[:cut] + filler
+        files[path] = journal[:cut] + filler
         reopened = kv.open_memory(MemoryBackend(files), clock=Clock())
         # The records whose bytes are all there (a zero filler may complete a record that
         # ends in a zero byte: then it is whole, byte for byte).
-        whole = max(i for i, end in enumerate(ends) if files[jr.PATH][:end] == journal[:end])
+        whole = max(i for i, end in enumerate(ends) if files[path][:end] == journal[:end])
         assert state(reopened) == states[whole], f"cut at byte {cut}"
         reopened.close()
         checked += 1
@@ -179,10 +181,11 @@ def test_a_torn_tail_is_overwritten_by_the_next_commit(clock: Clock) -> None:
     store.set("a", b"1")
     store.set("b", b"2")
     durable = backend.power_cut()
-    journal = durable.read(jr.PATH)
-    end = store._repo.journal.end
+    path = store._repo.journal.active.path
+    journal = durable.read(path)
+    end = store._repo.journal.active.end
     files = dict(durable.durable)
-    files[jr.PATH] = journal[: end - 3]  # the second record torn
+    files[path] = journal[: end - 3]  # the second record torn
     torn = MemoryBackend(files)
     # Reopen without letting the open flush reset the journal: replay must skip the tail.
     reopened = kv.open_memory(torn, clock=Clock(), batch_records=10_000)
@@ -191,3 +194,44 @@ def test_a_torn_tail_is_overwritten_by_the_next_commit(clock: Clock) -> None:
     reopened.close()
     again = kv.open_memory(torn.power_cut(), clock=Clock())
     assert again.list() == ["a", "c"]
+
+
+@pytest.mark.parametrize("cycles", [0, 1])
+def test_both_journal_files_replay_oldest_first_after_a_cut_mid_flush(
+    clock: Clock, cycles: int
+) -> None:
+    """A power cut while a background flush writes a batch: its records are in the older
+    journal file, later commits in the newer; reopening replays both, in order (whichever
+    file is older), and a torn tail of the newer file is dropped."""
+    backend = MemoryBackend()
+    store = kv.open_memory(backend, clock=clock, batch_records=10_000, batch_seconds=1e9)
+    for _ in range(cycles):  # a whole flush cycle first: the files swap roles
+        store._repo.journal.rotate()
+        store._repo.flush()
+    store.set("a", b"1")
+    store.set("b", b"2")
+    repo = store._repo
+    # What start_flush hands to its thread, without the thread ever running.
+    repo.odb.take_pending()
+    repo.refs.snapshot()
+    old = repo.journal.rotate()
+    assert repo.journal.active is not old
+    assert repo.journal.active.generation == old.generation + 1
+    assert old is repo.journal.files[cycles]  # the older file is journal.0, then journal.1
+    store.set("a", b"3")
+    states = [state(store)]
+    store.delete("b")
+    states.append(state(store))
+    new = repo.journal.active
+    durable = backend.power_cut()
+    reopened = kv.open_memory(durable, clock=Clock())
+    assert state(reopened) == states[1]
+    assert reopened.get("a") == b"3" and [c.message for c in reopened.history()] == [
+        "delete b", "set a", "set b", "set a"
+    ]
+    reopened.close()
+    files = dict(backend.power_cut().durable)
+    files[new.path] = files[new.path][: new.end - 1]  # the last record torn
+    torn = kv.open_memory(MemoryBackend(files), clock=Clock())
+    assert state(torn) == states[0]
+    torn.close()
