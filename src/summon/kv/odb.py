@@ -9,6 +9,8 @@ store reads the same few trees (the head's) over and over.
 
 from __future__ import annotations
 
+import time
+
 from summon.kv.errors import CorruptStore, UnknownCommit
 from summon.kv.objects import (
     BLOB,
@@ -140,15 +142,23 @@ class ObjectStore:
             return entries
         return found[0]
 
-    def tree_raw(self, oid: bytes) -> RawEntries:
-        """The bytes of each entry of tree `oid`, in its order (shared: never change it)."""
+    def tree_raw(self, oid: bytes) -> tuple[Entries, RawEntries]:
+        """The parsed tree `oid` and the bytes of each entry, in its order (shared: never
+        change them)."""
         found = self._trees.get(oid)
         if found is None or found[1] is None:
             raw: RawEntries = {}
             entries = parse_tree(self._read_kind(oid, TREE), oid, raw)
             self.remember_tree(oid, entries, raw)
-            return raw
-        return found[1]
+            return entries, raw
+        return found  # type: ignore[return-value]  # found[1] is not None here
+
+    def forget_tree(self, oid: bytes) -> None:
+        """Drop a tree a new version replaces from the cache: the head moves on, and old
+        versions are read again only for history (parsed again then)."""
+        found = self._trees.pop(oid, None)
+        if found is not None:
+            self._tree_entries -= len(found[0])
 
     def remember_tree(self, oid: bytes, entries: Entries, raw: RawEntries | None) -> None:
         if self._tree_entries + len(entries) > TREE_CACHE_ENTRIES:
@@ -173,10 +183,13 @@ class ObjectStore:
             if kind != COMMIT:
                 raise UnknownCommit(f"{oid.hex()} is a {kind.decode()}, not a commit")
             found = parse_commit(body, oid)
-            if len(self._commits) >= TREE_CACHE:
-                self._commits.clear()
-            self._commits[oid] = found
+            self.remember_commit(oid, found)
         return found
+
+    def remember_commit(self, oid: bytes, commit: CommitObject) -> None:
+        if len(self._commits) >= TREE_CACHE:
+            self._commits.clear()
+        self._commits[oid] = commit
 
     def value(self, oid: bytes) -> bytes:
         """The body of the blob `oid`."""
@@ -266,10 +279,14 @@ class ObjectStore:
                 self.loose.add(oid)
         else:
             writer = PackWriter(level=0)  # batches are stored for speed; gc compresses
-            for oid, (kind, body) in objects.items():
+            for n, (oid, (kind, body)) in enumerate(objects.items()):
                 base = bases.get(oid)
                 base_body = objects[base][1] if base in objects else None
                 writer.add(oid, kind, body, base, base_body)
+                if n % 32 == 31:
+                    # Let the committing thread have the GIL as soon as its fdatasync is
+                    # done, rather than after Python's 5 ms switch interval.
+                    time.sleep(0)
             self.write_pack(writer)
 
     def write_pack(self, writer: PackWriter) -> str:

@@ -23,6 +23,7 @@ from summon.kv.errors import CorruptStore, UnsupportedRepository
 from summon.kv.journal import Journal
 from summon.kv.objects import BLOB, COMMIT, ZERO_ID, parse_commit
 from summon.kv.odb import ObjectStore
+from summon.kv.packwrite import MIN_DELTA_SIZE
 from summon.kv.refs import HEADS, Refs, check_config
 from summon.kv.tree import apply, value_id
 
@@ -170,8 +171,10 @@ class Repository:
         for key, value in values.items():
             if value is None:
                 out[key] = None
+            elif len(value) < MIN_DELTA_SIZE or base is None:
+                out[key] = self.odb.add(BLOB, value)  # too small to be a delta
             else:
-                old = value_id(self.odb, base, tuple(key.split(b"/"))) if base else None
+                old = value_id(self.odb, base, tuple(key.split(b"/")))
                 out[key] = self.odb.add(BLOB, value, old)
         return out
 

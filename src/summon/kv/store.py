@@ -24,6 +24,7 @@ from summon.kv.journal import RESERVE
 from summon.kv.merge import check_policy, three_way
 from summon.kv.objects import (
     EMPTY_TREE,
+    CommitObject,
     check_author,
     make_ident,
     parse_hex,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
     from summon.devices import Policy
     from summon.kv.backend import Backend
-    from summon.kv.objects import CommitObject
 
     _Keys = list[str]
     _Commits = list[Commit]
@@ -232,6 +232,8 @@ class Store(KV_RW):
         ident = make_ident(who, int(self._clock()))
         body = serialize_commit(new, parents, ident, ident, message)
         oid = self._repo.record_commit(ref, body, changes, tree is not None)
+        # The next commit starts from this one: keep it parsed.
+        self._repo.odb.remember_commit(oid, CommitObject(new, parents, ident, ident, message))
         self._durable()
         return oid
 

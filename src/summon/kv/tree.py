@@ -26,7 +26,7 @@ from summon.runtime.posix_devices import check_key
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from summon.kv.objects import Entries
+    from summon.kv.objects import Entries, RawEntries
     from summon.kv.odb import ObjectStore
 
     # Changes to one tree, by path: (path components, new blob id or None to delete).
@@ -108,13 +108,75 @@ def apply(odb: ObjectStore, root: bytes | None, changes: PathChanges) -> bytes:
     Deleting what is not there does nothing. Raises InvalidKey where a value would sit on a
     folder or below a value.
     """
-    grouped: dict[bytes, PathChanges] = {}
-    for parts, oid in changes:
-        grouped.setdefault(parts[0], []).append((parts[1:], oid))
-    new = _apply(odb, root, grouped, ())
+    if len(changes) == 1:
+        new = _apply_one(odb, root, *changes[0])
+    else:
+        grouped: dict[bytes, PathChanges] = {}
+        for parts, oid in changes:
+            grouped.setdefault(parts[0], []).append((parts[1:], oid))
+        new = _apply(odb, root, grouped, ())
     if new is None:  # every key deleted: the commit still needs its (empty) tree object
         new = odb.add(TREE, b"")
         odb.remember_tree(new, {}, {})
+    return new
+
+
+def _apply_one(
+    odb: ObjectStore, root: bytes | None, parts: tuple[bytes, ...], value: bytes | None
+) -> bytes | None:
+    """_apply for one change (a set() or delete(), the common commit): the trees along the
+    path, rebuilt from the bottom up, with no grouping."""
+    path: list[tuple[bytes | None, Entries, RawEntries]] = []
+    oid = root
+    for depth, name in enumerate(parts):
+        entries, raw = odb.tree_raw(oid) if oid is not None else ({}, {})
+        path.append((oid, entries, raw))
+        entry = entries.get(name)
+        if depth == len(parts) - 1:
+            if entry is not None and entry[0] == MODE_TREE:
+                if value is None:
+                    return root  # a folder is not a key: nothing to delete
+                raise _shape(parts, "has keys below it, so it cannot hold a value")
+            if entry == (MODE_FILE, value) or (entry is None and value is None):
+                return root
+            if value is None and entry is not None and entry[0] not in VALUE_MODES:
+                return root  # a link or submodule is not a key either
+        elif entry is None:
+            oid = None
+        elif entry[0] == MODE_TREE:
+            oid = entry[1]
+        elif value is None:
+            return root  # deleting below a value: there is nothing to delete
+        else:
+            raise _shape(parts[: depth + 1], "holds a value, so no key can be below it")
+    new: bytes | None = value
+    mode = MODE_FILE
+    for depth in range(len(parts) - 1, -1, -1):
+        name = parts[depth]
+        oid, entries, raw = path[depth]
+        if new is None:
+            if name not in entries:
+                return root
+            if len(entries) == 1:
+                continue  # the folder empties: drop it from its parent too
+            entries = dict(entries)
+            raw = dict(raw)
+            del entries[name]
+            del raw[name]
+        else:
+            known = name in entries
+            entries = dict(entries)
+            raw = dict(raw)
+            entries[name] = (mode, new)
+            raw[name] = raw_entry(name, mode, new)
+            if not known:  # a new name: put it in its place
+                entries = sort_entries(entries)
+                raw = {n: raw[n] for n in entries}
+        new = odb.add(TREE, b"".join(raw.values()), base=oid)
+        odb.remember_tree(new, entries, raw)
+        if oid is not None:
+            odb.forget_tree(oid)
+        mode = MODE_TREE
     return new
 
 
@@ -125,7 +187,7 @@ def _apply(
     # Both in Git's order, kept while entries are only replaced or removed; the new tree's
     # bytes are joined from `raw`, so a wide tree costs two dict copies, not a re-encoding.
     entries = dict(old)
-    raw = dict(odb.tree_raw(oid)) if oid is not None else {}
+    raw = dict(odb.tree_raw(oid)[1]) if oid is not None else {}
     changed = resort = False
 
     def put(name: bytes, mode: bytes, new: bytes) -> None:
@@ -185,6 +247,8 @@ def _apply(
         raw = {name: raw[name] for name in entries}
     new = odb.add(TREE, b"".join(raw.values()), base=oid)
     odb.remember_tree(new, entries, raw)
+    if oid is not None:
+        odb.forget_tree(oid)
     return new
 
 
