@@ -14,6 +14,7 @@ The in-memory double, with power cuts and a capacity, is summon.kv.memory.
 
 from __future__ import annotations
 
+import _thread
 import errno
 import os
 
@@ -95,6 +96,7 @@ class FolderBackend(Backend):
     def __init__(self, root: str) -> None:
         self._root = os.path.abspath(root)
         self._fds: dict[str, tuple[int, bool]] = {}  # path -> (fd, opened for writing)
+        self._fds_lock = _thread.allocate_lock()
         self._lock_fd = -1
 
     @property
@@ -112,16 +114,23 @@ class FolderBackend(Backend):
         cached = self._fds.get(path)
         if cached is not None and (cached[1] or not create):
             return cached[0]
-        self._forget(path)
         if create:
             self._makedirs(os.path.dirname(path))
-            fd = os.open(self._path(path), os.O_RDWR | os.O_CREAT, 0o644)
-        else:
-            fd = os.open(self._path(path), os.O_RDONLY)
-        self._fds[path] = (fd, create)
-        return fd
+        with self._fds_lock:  # a background flush opens files too
+            cached = self._fds.get(path)
+            if cached is not None and (cached[1] or not create):
+                return cached[0]
+            self._forget(path)
+            if create:
+                fd = os.open(self._path(path), os.O_RDWR | os.O_CREAT, 0o644)
+            else:
+                fd = os.open(self._path(path), os.O_RDONLY)
+            self._fds[path] = (fd, create)
+            return fd
 
     def _forget(self, path: str) -> None:
+        """Close the cached descriptor of `path`. Only the thread that writes or removes a
+        path closes it, and no other thread reads that path meanwhile (see repo.py)."""
         cached = self._fds.pop(path, None)
         if cached is not None:
             os.close(cached[0])

@@ -7,7 +7,9 @@ small: one commit changes one path, so each new tree differs from its predecesso
 
 gc() then removes the packs and loose files it copied, and Git's caches that would name
 them (multi-pack-index, commit-graph); nothing is pruned (unreachable objects are packed
-too), and packs with a .keep file are left as they are. The same collection of reachable
+too), and packs with a .keep file are left as they are. It comes in two steps so that a
+background flush can do the long one: build() writes the new files, finish() (in the
+store's thread) swaps them in and removes the old. The same collection of reachable
 objects makes a bundle's pack (bundle.py).
 """
 
@@ -16,7 +18,9 @@ from __future__ import annotations
 from summon.kv.history import log
 from summon.kv.objects import BLOB, COMMIT, MODE_GITLINK, MODE_TREE, TAG, TREE, parse_tag_target
 from summon.kv.odb import loose_path
+from summon.kv.pack import Pack, PackIndex
 from summon.kv.packwrite import PackWriter
+from summon.kv.refs import Refs
 
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
@@ -98,58 +102,99 @@ class _Packer:
                 self._add(oid, kind, body, None)
 
 
-def tips(repo: Repository) -> list[bytes]:
+def tips(refs: Refs) -> list[bytes]:
     """The ids every ref and HEAD point at, HEAD's first."""
     out = []
-    head = repo.refs.head
-    if head.startswith("refs/"):
-        oid = repo.refs.get(head)
-    else:
-        oid = bytes.fromhex(head)
+    head = refs.head
+    oid = refs.get(head) if head.startswith("refs/") else bytes.fromhex(head)
     if oid is not None:
         out.append(oid)
-    out += [oid for _, oid in sorted(repo.refs.values.items())]
+    out += [oid for _, oid in sorted(refs.values.items())]
     return list(dict.fromkeys(out))
 
 
 def pack_reachable(repo: Repository, level: int = 6) -> PackWriter:
     """A PackWriter holding every object reachable from the refs and HEAD."""
     packer = _Packer(repo.odb, level)
-    packer.history(tips(repo))
+    packer.history(tips(repo.refs))
     return packer.writer
+
+
+class Plan:
+    """What build() wrote, for finish() to put in place of the old files."""
+
+    __slots__ = ("index", "old_loose", "old_packs", "packed", "peeled", "stem")
+
+    def __init__(
+        self,
+        stem: str,
+        index: PackIndex | None,
+        old_packs: list[str],
+        old_loose: list[bytes],
+        packed: dict[str, bytes],
+        peeled: dict[str, bytes],
+    ) -> None:
+        self.stem = stem
+        self.index = index
+        self.old_packs = old_packs
+        self.old_loose = old_loose
+        self.packed = packed
+        self.peeled = peeled
 
 
 def gc(repo: Repository) -> None:
     """Pack the whole repository (it must be flushed) into one pack and packed-refs."""
-    odb = repo.odb
-    backend = repo.backend
+    finish(repo, build(repo))
+
+
+def build(repo: Repository) -> Plan:
+    """Write the new pack (every object in the folder, history first, with deltas) and
+    packed-refs (every ref as the last flush wrote it), durably.
+
+    Safe in a background flush's thread while the store's own thread reads and commits: it
+    reads through its own reader (its own caches) and the refs on disk, and removes nothing
+    but loose ref files (which only flushes write, and they wait for it). The repository
+    must be flushed up to the refs on disk; objects committed since are not packed.
+    """
+    odb = repo.odb.reader()
+    refs = Refs(repo.backend)
+    refs.load()
     packer = _Packer(odb)
-    packer.history(tips(repo))
+    packer.history(tips(refs))
     kept = [p for p in odb.packs if _kept(repo, p.path)]
     kept_ids = {oid for p in kept for oid in p.index}
     packer.rest(oid for oid in odb.all_ids() if oid not in kept_ids)
-    old_packs = [p for p in odb.packs if p not in kept]
-    old_loose = list(odb.loose)
+    stem, index = "", None
     if len(packer.writer):
-        stem = odb.write_pack(packer.writer)
-    else:
-        stem = ""
-    repo.refs.pack(odb.peel)
+        pack, idx, index = packer.writer.finish()
+        stem = odb.write_pack_files(pack, idx)
+    refs.pack(odb.peel)
+    old = [p.path for p in odb.packs if p not in kept and p.path != stem + ".pack"]
+    return Plan(stem, index, old, list(odb.loose), refs.packed, refs.peeled)
+
+
+def finish(repo: Repository, plan: Plan) -> None:
+    """Use the new pack; remove the old packs and loose files, and Git's caches naming them.
+    In the store's own thread, with no reader of the old files running."""
+    odb = repo.odb
+    backend = repo.backend
+    new = [Pack(backend, plan.stem + ".pack", plan.index)] if plan.index is not None else []
+    odb.packs = new + [p for p in odb.packs if p.path not in plan.old_packs and p.path != (
+        plan.stem + ".pack"
+    )]
+    odb.loose = odb.loose - set(plan.old_loose)
+    repo.refs.adopt_packed(plan.packed, plan.peeled)
     # Git's caches name the old packs: they are optional, and git rebuilds them.
     for cache in ("objects/pack/multi-pack-index", "objects/info/commit-graph"):
         backend.remove(cache)
     for name, _ in backend.listdir("objects/info/commit-graphs"):
         backend.remove(f"objects/info/commit-graphs/{name}")
-    odb.packs = [p for p in odb.packs if p in kept or p.path == stem + ".pack"]
-    for pack in old_packs:
-        if pack.path == stem + ".pack":
-            continue
-        old_stem = pack.path[: -len(".pack")]
+    for path in plan.old_packs:
+        old_stem = path[: -len(".pack")]
         for suffix in (".idx", ".pack", ".rev", ".bitmap"):  # the idx first: then Git skips it
             backend.remove(old_stem + suffix)
-    for oid in old_loose:
+    for oid in plan.old_loose:
         backend.remove(loose_path(oid))
-    odb.loose = set()
 
 
 def _kept(repo: Repository, pack_path: str) -> bool:

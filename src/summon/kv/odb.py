@@ -290,9 +290,18 @@ class ObjectStore:
             self.write_pack(writer)
 
     def write_pack(self, writer: PackWriter) -> str:
-        """Write a finished pack and its idx durably (the idx last: Git reads a pack only
-        once its idx is there); return its path without the suffix."""
+        """Write a finished pack and its idx durably and read from it from now on; return
+        its path without the suffix."""
         pack, idx, index = writer.finish()
+        stem = self.write_pack_files(pack, idx)
+        index.name = stem + ".idx"
+        if not any(p.path == stem + ".pack" for p in self.packs):
+            self.packs.append(Pack(self._backend, stem + ".pack", index))
+        return stem
+
+    def write_pack_files(self, pack: bytes, idx: bytes) -> str:
+        """Write a pack and its idx durably (the idx last: Git reads a pack only once its
+        idx is there); return its path without the suffix."""
         stem = f"objects/pack/pack-{pack[-20:].hex()}"
         self._backend.write_atomic(stem + ".pack", pack)
         try:
@@ -300,7 +309,12 @@ class ObjectStore:
         except BaseException:
             self._backend.remove(stem + ".pack")  # a pack without its idx is only garbage
             raise
-        index.name = stem + ".idx"
-        if not any(p.path == stem + ".pack" for p in self.packs):
-            self.packs.append(Pack(self._backend, stem + ".pack", index))
         return stem
+
+    def reader(self) -> ObjectStore:
+        """Another view of the objects in the folder, with caches of its own, for a
+        background thread (pending objects are not in it)."""
+        other = ObjectStore(self._backend)
+        other.packs = [Pack(self._backend, p.path, p.index) for p in self.packs]
+        other.loose = set(self.loose)
+        return other

@@ -177,6 +177,19 @@ class Refs:
             text = head if len(head) == 40 and "/" not in head else "ref: " + head
             self._backend.write_atomic("HEAD", text.encode() + b"\n")
 
+    @property
+    def packed(self) -> dict[str, bytes]:
+        return self._packed
+
+    @property
+    def peeled(self) -> dict[str, bytes]:
+        return self._peeled
+
+    def adopt_packed(self, packed: dict[str, bytes], peeled: dict[str, bytes]) -> None:
+        """Take what a gc (with its own Refs) wrote to packed-refs."""
+        self._packed = packed
+        self._peeled = peeled
+
     def pack(self, peel: Callable[[bytes], bytes | None]) -> None:
         """Move every ref into packed-refs and remove the loose files (git pack-refs --all).
 

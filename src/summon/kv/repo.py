@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import _thread
 
+from summon.kv import gc
 from summon.kv import journal as jr
 from summon.kv.errors import CorruptStore, UnsupportedRepository
 from summon.kv.journal import Journal
@@ -56,6 +57,8 @@ class Repository:
         self._done = _thread.allocate_lock()  # held while a background flush runs
         self._running = False
         self._failed: tuple[BaseException, Batch, RefsSnapshot] | None = None
+        self._plan: gc.Plan | None = None  # a background gc's new files, to put in place
+        self._gc_failed: BaseException | None = None
         self.on_flushed: Callable[[], None] | None = None  # after each flush, in its thread
 
     def open(self) -> int:
@@ -230,16 +233,18 @@ class Repository:
         elif shrink:
             self.journal.clear(shrink)
 
-    def start_flush(self) -> BaseException | None:
+    def start_flush(self, gc_due: bool = False) -> BaseException | None:
         """Flush in a background thread: the active journal file's records are handed over
-        and commits go on in the other file. Flushes inline where there is no thread (the
-        browser) or the last background flush failed. Returns the last background flush's
-        error, if it failed."""
+        and commits go on in the other file; then, if `gc_due`, pack the repository (gc's
+        long step). Flushes inline where there is no thread (the browser) or the last
+        background flush failed. Returns the last background flush's error, if any."""
         error = self.wait()
         if not self.unflushed:
             return error
         if self.journal.standby.records or not self.threads:
             self.flush()
+            if gc_due:
+                gc.gc(self)
             return error
         batch = self.odb.take_pending()
         refs = self.refs.snapshot()
@@ -247,33 +252,49 @@ class Repository:
         self._done.acquire()
         self._running = True
         try:
-            _thread.start_new_thread(self._materialize, (batch, refs, old))
+            _thread.start_new_thread(self._materialize, (batch, refs, old, gc_due))
         except RuntimeError:  # no threads here after all: do it now
             self.threads = False
-            self._materialize(batch, refs, old)
+            self._materialize(batch, refs, old, gc_due)
         return error
 
-    def _materialize(self, batch: Batch, refs: RefsSnapshot, old: JournalFile) -> None:
-        """Write one batch's objects, then its refs, then clear its journal file."""
+    def _materialize(
+        self, batch: Batch, refs: RefsSnapshot, old: JournalFile, gc_due: bool
+    ) -> None:
+        """Write one batch's objects, then its refs, then clear its journal file; then the
+        new files of a gc, if due (wait() puts them in place)."""
         try:
-            self.odb.write_batch(*batch)
-            self.refs.write_snapshot(refs)
-            old.clear(old.generation)
-            self.odb.flushing = None
-            if self.on_flushed is not None:
-                self.on_flushed()
-        except BaseException as e:  # given back to the main thread by wait()
-            self._failed = (e, batch, refs)
+            try:
+                self.odb.write_batch(*batch)
+                self.refs.write_snapshot(refs)
+                old.clear(old.generation)
+                self.odb.flushing = None
+                if self.on_flushed is not None:
+                    self.on_flushed()
+            except BaseException as e:  # given back to the main thread by wait()
+                self._failed = (e, batch, refs)
+                return
+            if gc_due:
+                try:
+                    self._plan = gc.build(self)
+                except BaseException as e:  # the old files stay: nothing is lost
+                    self._gc_failed = e
         finally:
             self._done.release()
 
     def wait(self) -> BaseException | None:
-        """Wait for a background flush; if it failed, take its batch back (the next flush
-        writes it) and return its error."""
+        """Wait for a background flush; put a gc's files in place; if the flush failed,
+        take its batch back (the next flush writes it). Returns the error, if any."""
         if self._running:
             self._done.acquire()
             self._done.release()
             self._running = False
+        if self._plan is not None:
+            plan, self._plan = self._plan, None
+            gc.finish(self, plan)
+        if self._gc_failed is not None:
+            error, self._gc_failed = self._gc_failed, None
+            return error
         if self._failed is None:
             return None
         error, batch, refs = self._failed

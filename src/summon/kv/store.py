@@ -59,7 +59,7 @@ class Store(KV_RW):
     - batch_records, batch_bytes, batch_seconds: flush the journal into Git's files once it
       holds that many records, or that many bytes, or its oldest record is that old;
     - gc_packs: pack everything into one pack (gc()) once a flush leaves that many packs
-      (0: never automatically);
+      (0: never automatically); in the background flush's thread where there is one;
     - on_durable: called after every durable change: a commit, before the call returns;
       a flush, at its end, in the background flush's thread if it has one (the browser,
       which syncs IndexedDB there, has no threads: its flushes are inline);
@@ -445,28 +445,22 @@ class Store(KV_RW):
         and the journal keeps it whatever happens to the flush. A failure (a full disk,
         most often) is kept in flush_error; the next flush writes the batch again."""
         try:
+            gc_due = bool(self._gc_packs) and len(self._repo.odb.packs) + 1 >= self._gc_packs
             if background:
-                error = self._repo.start_flush()
+                self.flush_error = self._repo.start_flush(gc_due)
             else:
                 self._repo.flush()
-                error = None
-            self.flush_error = error
-            if error is None:
-                self._maybe_gc()
+                self.flush_error = None
+                if gc_due:
+                    _gc.gc(self._repo)
         except Exception as e:
             self.flush_error = e
-
-    def _maybe_gc(self) -> None:
-        if self._gc_packs and len(self._repo.odb.packs) >= self._gc_packs:
-            self._repo.flush()  # gc packs what is in the folder: wait for the batch
-            _gc.gc(self._repo)
 
     def flush(self) -> None:
         with self._lock:
             self._check_open()
             self._repo.flush()
             self.flush_error = None
-            self._maybe_gc()
 
     def gc(self) -> None:
         """Flush, then pack every object into one pack (with deltas) and every ref into

@@ -262,3 +262,28 @@ def test_a_bundle_made_by_git_imports(tmp_path: Path) -> None:
     (tmp_path / "junk").write_bytes(b"not a bundle")
     with pytest.raises(kv.BundleError, match="not a Git bundle"):
         kv.import_bundle(str(tmp_path / "junk"), str(tmp_path / "s3"))
+
+
+def test_background_flushes_and_gc_keep_reads_right_and_git_whole(
+    folder: Path, clock: Clock
+) -> None:
+    """Batches flushed and packs gc'd in the background thread while commits and reads go
+    on: every read sees the latest value, and git finds the repository whole after."""
+    store = kv.open_folder(str(folder), clock=clock, batch_records=25, gc_packs=4)
+    latest: dict[str, bytes] = {}
+    for i in range(600):
+        key = f"d{i % 9}/k{i % 37}"
+        value = b"v%d " % i * (1 + i % 5)
+        store.set(key, value)
+        latest[key] = value
+        probe = f"d{(i * 7) % 9}/k{(i * 11) % 37}"
+        if probe in latest:
+            assert store.get(probe) == latest[probe]
+    store.flush()
+    assert len(list((folder / "objects" / "pack").glob("*.pack"))) <= 4  # gc kept up
+    assert (folder / "packed-refs").exists()
+    fsck(folder)
+    assert len(store.history()) == 600
+    assert {k: store.get(k) for k in store.list()} == latest
+    store.close()
+    assert git(folder, "rev-list", "--count", "main").strip() == "600"
