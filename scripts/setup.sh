@@ -29,6 +29,7 @@ apt_packages=(
   libssl-dev      # the kernel build (certificate tools)
   xz-utils        # unpacking the kernel source
   e2fsprogs       # mkfs.ext4 for the qemu target's volumes
+  git             # the real git checks summon.kv's repositories (fsck, log, clone, bundles)
 )
 missing=()
 for p in "${apt_packages[@]%% *}"; do

@@ -365,6 +365,10 @@ class Transaction:
     author: str | None
     """The author, "Name <email>"; None takes the store's default author."""
 
+    policy: Policy
+    """The conflict policy commit() merges with (see KV_RW.transaction); may be changed
+    before committing again after a Conflict."""
+
     def get(self, key: str) -> bytes:
         """Return the value of `key` as this transaction sees it; KeyError if there is none."""
         raise NotImplementedError
@@ -390,8 +394,10 @@ class Transaction:
 
         Durable when it returns (see KV_RW). With no change, commits nothing and returns the
         current head. Raises Conflict (nothing committed) when the store changed the same keys
-        since `base` and the policy says so; StoreFull when the volume is full. A transaction
-        commits at most once; afterwards every method raises ValueError.
+        since `base` and the policy says so; StoreFull when the volume is full: after either
+        the transaction stays open, to be changed (or given another policy) and committed
+        again, or aborted. A transaction commits at most once; once committed or aborted,
+        every method raises ValueError. Commits go to the branch current at begin.
         """
         raise NotImplementedError
 
@@ -465,7 +471,9 @@ class KV_RW:
         """Commit `value` (bytes) as the value of `key`; return the new commit's id.
 
         `message` defaults to "set KEY", `author` ("Name <email>") to the store's author.
-        A key cannot hold a value and other keys below it ("a" and "a/b"): InvalidKey.
+        If `key` has that value already, nothing is committed (no empty commits) and the
+        current head is returned. A key cannot hold a value and other keys below it ("a"
+        and "a/b"): InvalidKey.
         """
         raise NotImplementedError
 

@@ -89,6 +89,12 @@ class _Reader:
     def field(self) -> bytes:
         return self.take(struct.unpack(">I", self.take(4))[0])
 
+    def text(self) -> str:
+        try:
+            return self.field().decode()
+        except UnicodeDecodeError:
+            raise CorruptStore("a journal record names a ref that is not UTF-8") from None
+
 
 def decode(payload: bytes) -> tuple[bytes, str, bytes, Changes, bool]:
     """(kind, ref, commit body or id, changes, tree_as_is) of a record's payload."""
@@ -96,7 +102,7 @@ def decode(payload: bytes) -> tuple[bytes, str, bytes, Changes, bool]:
     kind = r.take(1)
     if kind == COMMIT:
         flags = r.take(1)[0]
-        ref = r.field().decode()
+        ref = r.text()
         body = r.field()
         changes: Changes = []
         for _ in range(struct.unpack(">I", r.take(4))[0]):
@@ -104,10 +110,10 @@ def decode(payload: bytes) -> tuple[bytes, str, bytes, Changes, bool]:
             changes.append((key, r.field() if r.take(1) == b"\1" else None))
         return kind, ref, body, changes, bool(flags & TREE_AS_IS)
     if kind == REF:
-        ref = r.field().decode()
+        ref = r.text()
         return kind, ref, r.take(20), [], False
     if kind == HEAD:
-        return kind, r.field().decode(), b"", [], False
+        return kind, r.text(), b"", [], False
     raise CorruptStore(f"a journal record of unknown kind {kind!r}")
 
 

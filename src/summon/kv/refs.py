@@ -99,7 +99,7 @@ class Refs:
                 hexid, _, name = line.partition(b" ")
                 last = name.decode("utf-8")
                 self._packed[last] = parse_hex(hexid)
-            except ValueError:
+            except ValueError:  # UnicodeDecodeError too: a ref name that is not UTF-8
                 raise CorruptStore(f"packed-refs line {n} is {line[:80]!r}") from None
 
     def _walk(self, folder: str) -> None:

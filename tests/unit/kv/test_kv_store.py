@@ -277,3 +277,49 @@ def test_a_folder_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
     (tmp_path / "wt" / ".git").mkdir(parents=True)
     with pytest.raises(kv.UnsupportedRepository, match="work tree"):
         kv.open_folder(str(tmp_path / "wt"))
+
+
+def test_a_quiet_async_app_gets_its_git_view_by_timer(tmp_path: Path, clock: Clock) -> None:
+    """Under asyncio, a commit arms a timer: the batch reaches Git's files after
+    batch_seconds even when no other commit or close comes."""
+    path = tmp_path / "s"
+    store = kv.open_folder(str(path), clock=clock, batch_seconds=0.05)
+
+    async def app() -> str:
+        head = store.set("a", b"1")
+        assert not (path / "refs" / "heads" / "main").exists()  # in the journal only
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if (path / "refs" / "heads" / "main").exists():
+                break
+        return head
+
+    head = asyncio.run(app())
+    store._repo.wait()  # the timer started a background flush: let it finish
+    assert (path / "refs" / "heads" / "main").read_text().strip() == head
+    store.close()
+
+
+def test_threads_may_share_a_store(tmp_path: Path, clock: Clock) -> None:
+    import threading
+
+    store = kv.open_folder(str(tmp_path / "s"), clock=clock, batch_records=30)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(40):
+                store.set(f"t{n}/{i % 5}", b"%d" % i)
+                store.get(f"t{n}/{i % 5}")
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(store.history()) == 160
+    assert store.get("t3/4") == b"39"
+    store.close()
