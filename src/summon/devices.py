@@ -559,7 +559,7 @@ class KV_RW:
         policy: Policy = "fail",
         message: str | None = None,
         author: str | None = None,
-    ) -> str | None:
+    ) -> str:
         """Merge `branch` into the current branch; return the resulting head.
 
         A fast-forward when the current branch has not moved since they parted; nothing when

@@ -18,6 +18,8 @@ durability promise) and what of Git it reads and writes.
 
 from __future__ import annotations
 
+import time
+
 from summon.devices import Commit, Conflict, InvalidKey, StoreFull, Transaction, UnknownCommit
 from summon.kv.backend import Backend, FolderBackend
 from summon.kv.errors import (
@@ -36,6 +38,7 @@ from summon.kv.views import Snapshot
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = [
@@ -66,14 +69,36 @@ __all__ = [
 ]
 
 
-def open_folder(path: str, **options: Any) -> Store:
+def open_folder(
+    path: str,
+    *,
+    author: str = DEFAULT_AUTHOR,
+    batch_records: int = 1000,
+    batch_bytes: int = 8 << 20,
+    batch_seconds: float = 5.0,
+    gc_packs: int = 50,
+    on_durable: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.time,
+    background: bool = True,
+) -> Store:
     """Open the store in the folder `path` (a bare Git repository; an empty or missing
-    folder becomes a new store). Options are Store's. Raises StoreLocked if another writer
-    has it open, UnsupportedRepository for a repository it cannot read, CorruptStore."""
+    folder becomes a new store). The options are Store's. Raises StoreLocked if another
+    writer has it open, UnsupportedRepository for a repository it cannot read, CorruptStore
+    for files failing their checks."""
     import os
 
     os.makedirs(path, exist_ok=True)
-    return Store(FolderBackend(path), **options)
+    return Store(
+        FolderBackend(path),
+        author=author,
+        batch_records=batch_records,
+        batch_bytes=batch_bytes,
+        batch_seconds=batch_seconds,
+        gc_packs=gc_packs,
+        on_durable=on_durable,
+        clock=clock,
+        background=background,
+    )
 
 
 def open_memory(backend: MemoryBackend | None = None, **options: Any) -> Store:

@@ -374,7 +374,7 @@ class Store(KV_RW):
         policy: Policy = "fail",
         message: str | None = None,
         author: str | None = None,
-    ) -> str | None:
+    ) -> str:
         check_policy(policy)
         with self._lock:
             self._check_open()
