@@ -15,6 +15,7 @@ from summon.kv.errors import CorruptStore, UnknownCommit
 from summon.kv.objects import (
     BLOB,
     COMMIT,
+    EMPTY_TREE,
     TAG,
     TREE,
     CommitObject,
@@ -123,6 +124,8 @@ class ObjectStore:
                 return got
         if oid in self.loose:
             return decode_loose(self._backend.read(loose_path(oid)), oid)
+        if oid == EMPTY_TREE:
+            return TREE, b""  # Git knows the empty tree without storing it
         raise MissingObject(f"object {oid.hex()} is missing from {self._backend.describe()}")
 
     def _read_kind(self, oid: bytes, kind: bytes) -> bytes:

@@ -392,7 +392,7 @@ class Store(KV_RW):
             msg = self._message(message, f"merge {branch} into {self.branch}")
             mark = self._repo.pending_mark()
             try:
-                base_tree = EMPTY_TREE if base is None else odb.commit(base).tree
+                base_tree = None if base is None else odb.commit(base).tree  # None: unrelated
                 ours_tree = odb.commit(ours).tree
                 incoming = diff(odb, base_tree, odb.commit(theirs).tree)
                 merged = three_way(odb, base_tree, ours_tree, incoming, policy)

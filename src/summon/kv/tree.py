@@ -257,8 +257,9 @@ def _shape(parts: tuple[bytes, ...], why: str) -> InvalidKey:
     return InvalidKey(f"invalid key {key!r}: {key!r} {why} (a key is a value or a folder)")
 
 
-def diff(odb: ObjectStore, a: bytes, b: bytes) -> dict[str, bytes | None]:
-    """{key: blob id in `b`, or None} for every key whose value differs from `a` to `b`."""
+def diff(odb: ObjectStore, a: bytes | None, b: bytes) -> dict[str, bytes | None]:
+    """{key: blob id in `b`, or None} for every key whose value differs from the tree `a`
+    (None: empty) to `b`."""
     out: dict[str, bytes | None] = {}
     _diff(odb, a, b, (), out)
     return out

@@ -287,3 +287,25 @@ def test_background_flushes_and_gc_keep_reads_right_and_git_whole(
     assert {k: store.get(k) for k in store.list()} == latest
     store.close()
     assert git(folder, "rev-list", "--count", "main").strip() == "600"
+
+
+def test_merging_an_unrelated_history(folder_store: kv.Store, folder: Path) -> None:
+    """A branch with a root of its own (made by git: `checkout --orphan`) merges from an
+    empty base: its keys come in, keys on both sides with different values conflict."""
+    folder_store.set("shared", b"ours")
+    folder_store.set("mine", b"1")
+    folder_store.close()
+    blob = git(folder, "hash-object", "-w", "--stdin", input=b"theirs").strip()
+    other = git(folder, "mktree", input=f"100644 blob {blob}\tshared\n100644 blob {blob}\tnew\n"
+                .encode()).strip()
+    root = git(folder, "commit-tree", other, "-m", "another root").strip()
+    git(folder, "update-ref", "refs/heads/orphan", root)
+    with kv.open_folder(str(folder)) as store:
+        with pytest.raises(kv.Conflict) as caught:
+            store.merge("orphan")
+        assert caught.value.keys == ["shared"]
+        store.merge("orphan", policy="last-writer")
+        assert {k: store.get(k) for k in store.list()} == {
+            "mine": b"1", "new": b"theirs", "shared": b"theirs"
+        }
+    fsck(folder)
