@@ -35,6 +35,7 @@ apt_packages=(
   containerd      # tests: summon images under containerd's ctr
   chromium        # the browser target's tests and benchmark: a real headless browser
   chromium-driver # the same, for WebDriver clients (the tests speak DevTools to chromium)
+  git             # the real git checks summon.kv's repositories (fsck, log, clone, bundles)
 )
 # The browser target: node traces an app inside Pyodide at export, and npm fetches the pinned
 # Pyodide below. Only when missing: a newer Node (e.g. NodeSource's, which brings its own npm)

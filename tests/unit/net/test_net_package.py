@@ -83,7 +83,11 @@ def test_the_direct_stack_adds_only_summon_net_and_devices_to_asyncio() -> None:
     new = set(result.stdout.split())
     assert new, result.stderr
     outside = {
-        m for m in new if not (m.startswith("summon.net") or m in ("summon", "summon.devices"))
+        m
+        for m in new
+        if not (
+            m.startswith(("summon.net", "summon.devices.")) or m in ("summon", "summon.devices")
+        )
     }
     assert outside <= {"__future__"}, sorted(outside)
 
