@@ -202,7 +202,7 @@ def test_missing_sandbox_runtime(summon: Summon, http_image: str, tmp_path: Path
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["-p", "80"], "-p 80: expected HOST:GUEST"),
+        (["-p", "80:"], "-p 80:: expected PORT, HOST:GUEST"),
         (["-p", "99999:80"], "ports are numbers from 1 to 65535"),
         (["-e", "1BAD=x"], "-e 1BAD=x: expected KEY=VALUE"),
         (["-m", "lots"], "--memory"),

@@ -132,8 +132,11 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
             mods += ["summon.net.stack", "summon.net.links.tap", "summon.net.links.packet",
                      "summon.net.dhcp", "summon.net.dns"]  # fmt: skip
         if m.interface:
-            # The runtime's HTTP server for a WSGI/ASGI entry (h11 is vendored for it).
-            mods += ["summon.runtime.http.settings", "summon.runtime.http.server"]
+            # The runtime's HTTP server for a WSGI/ASGI entry (h11 is vendored for it), and
+            # its socketless twin (6.5 kB, never imported on a socket target) so that the
+            # same image serves from a browser tab, which has no sockets.
+            mods += ["summon.runtime.http.settings", "summon.runtime.http.server",
+                     "summon.runtime.http.exchange"]  # fmt: skip
         if m.tls is not None or m.secrets:
             mods.append("summon.secrets")
         if m.tls is not None:

@@ -22,7 +22,7 @@ from summon.targets import secrets
 from summon.targets.base import SECRETS, VOLUMES, PortForward, RunSpec, Volume
 
 _PORT_RE = re.compile(
-    r"^(?:(?P<addr>[0-9.]+):)?(?P<host>\d+):(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$"
+    r"^(?:(?:(?P<addr>[0-9.]+):)?(?P<host>\d+):)?(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$"
 )
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MIN_MEMORY = 8 * 1024 * 1024  # below this Python does not start
@@ -49,8 +49,11 @@ def parse_ports(values: tuple[str, ...]) -> tuple[PortForward, ...]:
     for v in values:
         m = _PORT_RE.match(v)
         if not m:
-            raise UserError(f"-p {v}: expected HOST:GUEST, ADDR:HOST:GUEST or HOST:GUEST/udp")
-        host, guest = int(m["host"]), int(m["guest"])
+            raise UserError(
+                f"-p {v}: expected PORT, HOST:GUEST, ADDR:HOST:GUEST or any of them with /udp"
+            )
+        guest = int(m["guest"])
+        host = int(m["host"]) if m["host"] else guest  # -p 8080: the same port on the host
         if not (1 <= host <= 65535 and 1 <= guest <= 65535):
             raise UserError(f"-p {v}: ports are numbers from 1 to 65535")
         forwards.append(PortForward(host, guest, m["proto"] or "tcp", m["addr"] or "127.0.0.1"))
@@ -142,8 +145,9 @@ def _host_memory() -> int:
     "--publish",
     "ports",
     multiple=True,
-    metavar="[ADDR:]HOST:GUEST[/udp]",
-    help="Forward a host port (on 127.0.0.1 unless ADDR is given) to the app.",
+    metavar="[[ADDR:]HOST:]GUEST[/udp]",
+    help="Forward a host port (on 127.0.0.1 unless ADDR is given; the guest's port number "
+    "unless HOST is given) to the app.",
 )
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE", help="Set a variable.")
 @click.option(

@@ -172,6 +172,7 @@ def test_what_goes_into_an_image_served_by_the_runtime(tmp_path: Path) -> None:
     assert set(served) - set(plain) == {
         "summon.runtime.http.settings",
         "summon.runtime.http.server",
+        "summon.runtime.http.exchange",  # the browser target serves with it
     }
     assert "summon.runtime.hints" in plain  # every image: the fork hint
     config = _app_config(replace(m, interface="asgi"), {})

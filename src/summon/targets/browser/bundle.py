@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from summon.errors import UserError
 from summon.targets.browser.archive import write_zip
 
 RUNTIME_DIR = "/usr/lib/summon"  # the image's runtime folder: summon/ and summon_browser/
@@ -22,10 +23,9 @@ IN_PAGE_NAME = "summon_browser"
 IN_PAGE_SOURCE = Path(__file__).parent / "inpage"
 APP_JSON = "etc/summon/app.json"
 # A tab serves a WSGI or ASGI entry with the runtime's in-memory exchange (no sockets, no
-# threads), which images leave out: their server runs on sockets. Until the builder keeps it
-# for such entries, the bundle adds this summon's copy, beside the image's runtime.http.
-HOST_RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
-EXCHANGE = Path("http") / "exchange.py"
+# threads), which images keep for such entries. The bundle holds only the image's own code:
+# an image built without it is refused, never patched with this summon's copy.
+EXCHANGE = Path("runtime") / "http" / "exchange.py"
 
 
 def _files(folder: Path) -> Iterator[Path]:
@@ -59,10 +59,12 @@ def bundle_entries(
         if path.suffix not in (".py", ".pyc"):
             continue
         yield f"{RUNTIME_DIR.lstrip('/')}/{rel}", path
-    served = runtime / "runtime" / "http"
+    served = runtime / EXCHANGE.parent
     if served.is_dir() and not any(served.glob("exchange.py*")):
-        rel = Path("summon") / "runtime" / EXCHANGE
-        yield f"{RUNTIME_DIR.lstrip('/')}/{rel}", HOST_RUNTIME / EXCHANGE
+        raise UserError(
+            "the image has the runtime's HTTP server but not its socketless exchange, which a "
+            "tab serves with: it was built by an older summon; rebuild it (summon build)"
+        )
     for path in sorted(IN_PAGE_SOURCE.glob("*.py")):
         if not for_trace and path.name == "trace.py":
             continue  # the export's trace only: a tab never runs it

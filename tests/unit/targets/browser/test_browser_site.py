@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from summon import targets
+from summon.errors import UserError
 from summon.targets.browser import pyodide, refusals
 from summon.targets.browser.archive import write_zip
 from summon.targets.browser.bundle import bundle_entries, write_bundle
@@ -214,17 +215,22 @@ def test_the_bundle_holds_the_images_paths_without_pycache(tmp_path: Path) -> No
     assert traced == [*names, "usr/lib/summon/summon_browser/trace.py"]
 
 
-def test_an_image_serving_wsgi_gets_the_runtimes_in_memory_exchange(tmp_path: Path) -> None:
+def test_an_image_serving_wsgi_without_the_exchange_is_refused_not_patched(
+    tmp_path: Path,
+) -> None:
+    # Rule: a tab runs only the image's own code; an image from an older summon that left the
+    # exchange out is refused with the fix, never completed with this summon's copy.
     root = rootfs(tmp_path)
     served = root / "usr" / "lib" / "summon" / "summon" / "runtime" / "http"
     served.mkdir()
     (served / "__init__.pyc").write_bytes(b"pyc")
-    names = dict(bundle_entries(root, APP))
-    exchange = names["usr/lib/summon/summon/runtime/http/exchange.py"]
-    assert "def respond_wsgi(" in exchange.read_text()
+    with pytest.raises(UserError, match="rebuild it"):
+        dict(bundle_entries(root, APP))
     (served / "exchange.pyc").write_bytes(b"the image's own")
     names = dict(bundle_entries(root, APP))
-    assert "usr/lib/summon/summon/runtime/http/exchange.py" not in names
+    assert names["usr/lib/summon/summon/runtime/http/exchange.pyc"].read_bytes() == (
+        b"the image's own"
+    )
 
 
 # --- the pinned Pyodide -------------------------------------------------------------------------
