@@ -9,6 +9,7 @@ at most once. Mistakes in how the app asks are one line (Fail, status 2).
 from __future__ import annotations
 
 import os
+import sys
 
 from summon.runtime.config import Fail, host_path
 
@@ -139,6 +140,12 @@ class Devices:
         return self._stack(param)
 
     def _stack(self, param: str) -> object:
+        """The Stack of the image's network mode; in a VM, the snapshot point's watch on it."""
+        stack = self._network_stack(param)
+        vm = sys.modules.get("summon.runtime.vm")
+        return vm.watch_stack(stack) if vm is not None and vm.active else stack
+
+    def _network_stack(self, param: str) -> object:
         network = self._cfg.network
         if network == "socket":
             from summon.runtime.socket_stack import SocketStack

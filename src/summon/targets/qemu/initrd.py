@@ -66,6 +66,16 @@ def unpacked_initramfs(store: Store, desc: Descriptor) -> Path:
     return dest
 
 
+def unpacked_size(store: Store, desc: Descriptor) -> int:
+    """The size of the decompressed initramfs (what the guest holds in RAM), unpacking it
+    only if the cache has no copy: a restore needs the size, not the bytes."""
+    cached = paths.cache_dir() / "initramfs" / f"{desc.digest.split(':', 1)[1]}.cpio"
+    try:
+        return cached.stat().st_size
+    except FileNotFoundError:
+        return unpacked_initramfs(store, desc).stat().st_size
+
+
 def write_initrd(image: Path, settings: dict[str, Any], dest: Path, gzip_run: bool) -> None:
     """The file QEMU loads: the image's initramfs, then the run's settings as a second archive.
 
