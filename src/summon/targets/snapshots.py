@@ -244,12 +244,13 @@ class SnapshotCache:
         entries = self.entries()
         sizes = {key: self.folder_size(key) for key, _ in entries}
         total = sum(sizes.values())
+        if sizes.get(keep, 0) > self.limit:  # alone too large: it goes, the others stay
+            self.remove(keep)
+            return [keep]
         removed = []
-        for key, _ in reversed(entries):  # least recently used first
+        for key in [key for key, _ in reversed(entries) if key != keep]:  # least recent first
             if total <= self.limit:
                 break
-            if key == keep and total - sizes[key] <= self.limit:
-                continue
             if self.remove(key):
                 removed.append(key)
                 total -= sizes[key]
@@ -282,8 +283,9 @@ class SnapshotWriter:
         self.key = key
         self.target = target
         self.about = about
-        self.folder = cache.root / f"{_TMP}{key[:16]}-{os.getpid()}"
-        shutil.rmtree(self.folder, ignore_errors=True)
+        # Unique even within one process (a gateway may start two instances of one guest);
+        # the pid last, for _sweep.
+        self.folder = cache.root / f"{_TMP}{key[:16]}-{os.urandom(4).hex()}-{os.getpid()}"
         self.folder.mkdir(mode=0o700)
         self._file = (self.folder / STATE).open("wb")
         self._chunks: list[str] = []
@@ -343,7 +345,7 @@ class SnapshotWriter:
         self.cache.evict(keep=self.key)
         snap = self.cache.find(self.key)
         if snap is None:
-            raise CorruptSnapshot(
+            raise SummonError(
                 f"snapshot {self.key[:12]} is larger than the cache's bound "
                 f"({self.cache.limit} bytes, {CONFIG_KEY} in config.toml): not kept"
             )
