@@ -158,8 +158,7 @@ def start(image: Image, state: Path, **kw: object) -> tuple[QemuInstance, int, N
 
 def key_for(spec: RunSpec) -> str:
     """The snapshot key a start of spec uses (what the target computes before it restores)."""
-    guest = QemuTarget(output=Output())._guest(spec)
-    guest.settings["snapshot"] = True
+    guest = QemuTarget(output=Output())._guest(spec, snapshotting=True)
     return key_of(guest.material(spec))
 
 

@@ -3,12 +3,14 @@
 A snapshot is code (it holds the guest's memory: kernel, interpreter, app), so it is handled
 as the image store handles blobs: written to a temporary folder and renamed whole, stored with
 its digest, and verified before every use. Verification is in the read path itself: the state
-is split in CHUNK-sized pieces, each with its own sha256, and feed() checks each piece before
-it hands it on, so the reader (QEMU) never sees a byte that was not checked, and the check
-runs while the reader works rather than before it starts. The snapshot's digest is the sha256
-of its chunk digests; its record binds the key, digest and size with an HMAC under a key only
-this host has (<state>/snapshot.key, 0600), so a state and record swapped in together are
-refused as well as a damaged one.
+is split in CHUNK-sized pieces, each with its own BLAKE2b-256 digest, and verified() checks
+each piece before it hands it on, so the reader (QEMU) never sees a byte that was not checked,
+and the check runs while the reader starts and works rather than before. (BLAKE2b: measured
+870 MB/s here against sha256's 440; a 40 MB snapshot is ~45 ms of hashing, most of it hidden
+behind QEMU's own start.) The snapshot's digest is the BLAKE2b-256 of its chunk digests; its
+record binds the key, digest and size with an HMAC under a key only this host has
+(<state>/snapshot.key, 0600), so a state and record swapped in together are refused as well
+as a damaged one.
 
 Layout: <cache>/snapshots/<key>/ holds `state` (the target's bytes: QEMU's migration stream)
 and `snapshot.json` (digest, chunk digests, size, HMAC, the target, what the key was made of).
@@ -28,7 +30,7 @@ import os
 import shutil
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,8 @@ from typing import Any
 from summon import paths
 from summon.errors import SummonError, UserError
 
-CHUNK = 4 * 1024 * 1024  # verified piece: ~3 ms of sha256 here, so the reader waits little
+CHUNK = 1024 * 1024  # verified piece: ~1 ms of hashing, so the reader never waits long
+HASH = "blake2b-256"
 DEFAULT_LIMIT = 1024 * 1024 * 1024
 CONFIG_KEY = "snapshot_cache_size"
 STATE = "state"
@@ -85,8 +88,8 @@ class Snapshot:
     folder: Path
     target: str
     size: int  # bytes of state
-    digest: str  # "sha256:" + sha256 of the chunk digests
-    chunks: tuple[str, ...]  # sha256 hex of each CHUNK of state, in order
+    digest: str  # "blake2b-256:" + the hash of the chunk digests
+    chunks: tuple[str, ...]  # the hex digest of each CHUNK of state, in order
     created: float
     last_used: float
     about: dict[str, Any]  # what the key was made of, for people (image, memory...)
@@ -125,8 +128,12 @@ def _mac(key: str, target: str, digest: str, size: int) -> str:
     return hmac.new(_host_key(), message, hashlib.sha256).hexdigest()
 
 
+def _hash(data: bytes | memoryview = b"") -> hashlib.blake2b:
+    return hashlib.blake2b(data, digest_size=32)
+
+
 def _root(chunks: list[str] | tuple[str, ...]) -> str:
-    return "sha256:" + hashlib.sha256(b"".join(bytes.fromhex(c) for c in chunks)).hexdigest()
+    return f"{HASH}:" + _hash(b"".join(bytes.fromhex(c) for c in chunks)).hexdigest()
 
 
 def cache_root() -> Path:
@@ -289,7 +296,7 @@ class SnapshotWriter:
         self.folder.mkdir(mode=0o700)
         self._file = (self.folder / STATE).open("wb")
         self._chunks: list[str] = []
-        self._hash = hashlib.sha256()
+        self._hash = _hash()
         self._filled = 0
         self.size = 0
 
@@ -304,7 +311,7 @@ class SnapshotWriter:
             view = view[take:]
             if self._filled == CHUNK:
                 self._chunks.append(self._hash.hexdigest())
-                self._hash = hashlib.sha256()
+                self._hash = _hash()
                 self._filled = 0
 
     def commit(self) -> Snapshot:
@@ -357,23 +364,29 @@ class SnapshotWriter:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def feed(snap: Snapshot, write: Callable[[bytes], object]) -> None:
-    """Read snap's state and hand it to write() a chunk at a time, each checked first.
+def verified(snap: Snapshot) -> Iterator[bytes]:
+    """snap's state a chunk at a time, each checked against its digest before it is yielded.
 
-    Raises CorruptSnapshot at the first chunk that differs from the record (write() never
-    sees it), or when the state is shorter or longer than recorded.
+    Raises CorruptSnapshot at the first chunk that differs from the record (it is never
+    yielded), or when the state is shorter or longer than recorded.
     """
     with snap.state.open("rb", buffering=0) as f:
         for index, expected in enumerate(snap.chunks):
             data = f.read(CHUNK)
-            if not data or hashlib.sha256(data).hexdigest() != expected:
+            if not data or _hash(data).hexdigest() != expected:
                 raise CorruptSnapshot(
                     f"snapshot {snap.key[:12]}: chunk {index} of its state does not match its "
                     f"digest {snap.digest}"
                 )
-            write(data)
+            yield data
         if f.read(1):
             raise CorruptSnapshot(f"snapshot {snap.key[:12]}: its state is longer than recorded")
+
+
+def feed(snap: Snapshot, write: Callable[[bytes], object]) -> None:
+    """Hand snap's verified state to write(), a chunk at a time (see verified())."""
+    for data in verified(snap):
+        write(data)
 
 
 def _mtime(path: Path) -> float:

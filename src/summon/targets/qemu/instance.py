@@ -153,6 +153,7 @@ class QemuInstance(Instance):
         MigrationFailed/SummonError; the caller stops this instance and boots instead.
         """
         deadline = time.monotonic() + timeout
+        feeder.prefetch()
         self._launch(load_argv(feeder.read_fd), (feeder.read_fd,))
         feeder.start()
         feeder.join(timeout)

@@ -6,9 +6,9 @@ SCM_RIGHTS: no shell, no `exec:cat`), migrates into it, and a thread reads the o
 the snapshot cache's writer, which hashes as it writes. In (FeedThread, load_argv,
 wait_loaded): QEMU starts paused (-S) with `-incoming fd:N`, N a pipe a thread fills with the
 snapshot's state, each chunk checked against its digest before it is written
-(summon.targets.snapshots.feed), so QEMU never parses a byte that was not verified, and the
-check overlaps QEMU's loading. Only when every chunk matched and QEMU has loaded the whole
-stream does the caller `cont` the guest.
+(summon.targets.snapshots.verified), so QEMU never parses a byte that was not verified; the
+checking starts before QEMU does and overlaps its loading. Only when every chunk matched and
+QEMU has loaded the whole stream does the caller `cont` the guest.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import queue
 import threading
 import time
 from typing import TYPE_CHECKING
 
 from summon.errors import SummonError
-from summon.targets.snapshots import CorruptSnapshot, Snapshot, SnapshotWriter, feed
+from summon.targets.snapshots import CorruptSnapshot, Snapshot, SnapshotWriter, verified
 
 if TYPE_CHECKING:
     from summon.targets.qemu.qmp import Qmp
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 FD_NAME = "summon-snapshot"
 # Bytes/s: QEMU's default bound (32 MiB/s) would make a 50 MB snapshot take over a second.
 MAX_BANDWIDTH = 1 << 40
-PIPE_SIZE = 1 << 20  # fewer wake-ups between the feeder and QEMU than the 64 KiB default
+PIPE_SIZE = 1 << 20  # a whole chunk: the writer hands it over in one go (64 KiB by default)
+AHEAD = 64  # chunks verified ahead of QEMU at most (64 MiB)
 _F_SETPIPE_SZ = 1031
 POLL = 0.002  # seconds between QMP status polls (a poll costs QEMU ~50 us)
 
@@ -100,35 +102,68 @@ def load_argv(fd: int) -> list[str]:
 
 
 class FeedThread:
-    """Writes a snapshot's verified state into a pipe QEMU reads (its -incoming fd)."""
+    """Writes a snapshot's verified state into a pipe QEMU reads (its -incoming fd).
+
+    Two threads: one reads and verifies chunks ahead, from before QEMU starts (prefetch()),
+    the other writes verified chunks into the pipe as QEMU drains it (start()). So most of
+    the hashing happens while QEMU starts up, and QEMU never waits for more than a chunk.
+    """
 
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
         self.read_fd, self._write_fd = _pipe()
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="snapshot-feed", daemon=True)
+        self._chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(AHEAD)
+        self._stop = threading.Event()
+        self._verifier = threading.Thread(target=self._verify, name="snapshot-verify", daemon=True)
+        self._writer = threading.Thread(target=self._write, name="snapshot-feed", daemon=True)
+
+    def prefetch(self) -> None:
+        """Start verifying chunks ahead (before QEMU is started)."""
+        self._verifier.start()
 
     def start(self) -> None:
-        os.close(self.read_fd)  # QEMU has it by now; a reader gone means EPIPE here, not a hang
-        self._thread.start()
+        """Start writing into the pipe (QEMU has its end by now)."""
+        os.close(self.read_fd)  # a reader gone means EPIPE here, not a hang
+        if not self._verifier.is_alive() and self._verifier.ident is None:
+            self._verifier.start()
+        self._writer.start()
 
-    def _run(self) -> None:
-        def write(data: bytes) -> None:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._write_fd, view) :]
-
+    def _verify(self) -> None:
         try:
-            feed(self.snap, write)
+            for data in verified(self.snap):
+                if self._stop.is_set():
+                    return
+                self._chunks.put(data)
+            self._chunks.put(None)
+        except BaseException as e:  # handed to the writer, reported by join()
+            self._chunks.put(e)
+
+    def _write(self) -> None:
+        try:
+            while True:
+                item = self._chunks.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    self.error = item
+                    return
+                view = memoryview(item)
+                while view:
+                    view = view[os.write(self._write_fd, view) :]
         except BaseException as e:  # reported by join(), on the caller's thread
             self.error = e
         finally:
-            os.close(self._write_fd)
+            self._stop.set()
+            os.close(self._write_fd)  # QEMU sees the end; a stream cut short fails its load
+            with contextlib.suppress(queue.Empty):
+                while True:  # unblock a verifier waiting for room
+                    self._chunks.get_nowait()
 
     def join(self, timeout: float) -> None:
         """Wait for the whole state to be written; raise CorruptSnapshot or the write's error."""
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        self._writer.join(timeout)
+        if self._writer.is_alive():
             raise MigrationFailed(f"QEMU did not read the snapshot's state within {timeout:g}s")
         if isinstance(self.error, CorruptSnapshot):
             raise self.error

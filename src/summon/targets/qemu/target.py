@@ -40,7 +40,13 @@ from summon.targets.qemu.initrd import (
 )
 from summon.targets.qemu.instance import QemuInstance
 from summon.targets.qemu.kvm import choose_accel, kvm_status
-from summon.targets.qemu.snapshot import Snapshots, expects_point, material, refusal
+from summon.targets.qemu.snapshot import (
+    SNAPSHOT_KERNEL_ARGS,
+    Snapshots,
+    expects_point,
+    material,
+    refusal,
+)
 from summon.targets.snapshots import SnapshotCache, key_of
 
 if TYPE_CHECKING:
@@ -183,11 +189,11 @@ class QemuTarget(Target):
     def start(self, spec: RunSpec) -> QemuInstance:
         """Restore the guest from its snapshot if one matches (verified as it loads), else
         boot it, saving a snapshot at its snapshot point when it may have one."""
-        guest = self._guest(spec)
+        snapshotting = self._snapshotting(spec)
+        guest = self._guest(spec, snapshotting)
         snapshots, key = None, ""
-        if self._snapshotting(spec):
+        if snapshotting:
             snapshots = Snapshots(SnapshotCache(), self.name, self.notice)
-            guest.settings["snapshot"] = True  # before the key: the guest is made with it
             key = key_of(guest.material(spec))
             snap = snapshots.find(key)
             if snap is not None:
@@ -197,8 +203,12 @@ class QemuTarget(Target):
                     return restored
         return self._boot(spec, guest, snapshots, key)
 
-    def _guest(self, spec: RunSpec) -> Guest:
-        """Everything that shapes the guest, without writing a file."""
+    def _guest(self, spec: RunSpec, snapshotting: bool = False) -> Guest:
+        """Everything that shapes the guest, without writing a file.
+
+        snapshotting: the guest gets a snapshot point (run.json) and the kernel arguments
+        that make its snapshot small (snapshot.SNAPSHOT_KERNEL_ARGS).
+        """
         from summon.build.boot import ensure_boot_artifact
         from summon.store.image import Image
 
@@ -227,14 +237,18 @@ class QemuTarget(Target):
             env.setdefault("SUMMON_NET_IFACE", "eth0")
             # Static, not DHCP: no lease to wait for, at the address the forwards target.
             env.setdefault("SUMMON_NET", f"{GUEST_ADDRESS}/24,gateway={GATEWAY}")
-        settings = {
+        settings: dict[str, Any] = {
             "env": env,
             "volumes": [{"uuid": d.uuid, "path": d.mount} for d in disks],
             "modules": list(boot.config.get("modules") or []),
             "up": ["eth0"] if spec.network == "direct" else [],
         }
+        extra = self.extra_kernel_args
+        if snapshotting:
+            settings["snapshot"] = True
+            extra = (*SNAPSHOT_KERNEL_ARGS, *extra)
         # The kernel's own IP only in socket mode: in direct mode summon's stack owns the NIC.
-        cmdline = kernel_cmdline(boot.config, spec.network == "socket", self.extra_kernel_args)
+        cmdline = kernel_cmdline(boot.config, spec.network == "socket", extra)
         acpi = bool(boot.config.get("acpi"))
         return Guest(qemu, accel, store, boot, disks, memory, raw, settings, cmdline, acpi)
 
