@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import IO
 
-from summon.errors import SummonError
+from summon.errors import SummonError, UserError
 from summon.targets.base import Instance, NotReady, NotSupported, RunSpec, Stats, process_stats
 from summon.targets.qemu.migration import FeedThread, load_argv, wait_loaded
 from summon.targets.qemu.qmp import Qmp, QmpError
@@ -40,6 +40,10 @@ _CTRL_C = b"\x03"
 # or two when the guest refuses.
 PROBE_HOLD = 0.15
 PROBE_RETRY = 0.02
+
+
+class ForwardRefused(UserError):
+    """QEMU could not add a port forward (the host port was taken meanwhile)."""
 
 
 class QemuInstance(Instance):
@@ -109,7 +113,8 @@ class QemuInstance(Instance):
         try:
             self.qmp.handshake()
         except QmpError:
-            self._proc.wait(5)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(5)  # QEMU exiting on a bad argument says why on stderr
             self._reported = True
             raise SummonError(f"QEMU did not start: {self._failure()}") from None
 
@@ -154,9 +159,12 @@ class QemuInstance(Instance):
         """
         deadline = time.monotonic() + timeout
         feeder.prefetch()
-        self._launch(load_argv(feeder.read_fd), (feeder.read_fd,))
-        feeder.start()
-        feeder.join(timeout)
+        try:
+            self._launch(load_argv(feeder.read_fd), (feeder.read_fd,))
+            feeder.start()
+            feeder.join(timeout)
+        finally:
+            feeder.cancel()
         wait_loaded(self._qmp(), deadline)
         self.restored = True
         self._resume(deadline)
@@ -236,7 +244,7 @@ class QemuInstance(Instance):
             )
             if said:
                 self._reported = True
-                raise SummonError(
+                raise ForwardRefused(
                     f"-p {f.host_addr}:{f.host_port}: QEMU cannot forward it ({said.strip()}); "
                     "is the port taken by now?"
                 )

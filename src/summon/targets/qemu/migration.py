@@ -61,11 +61,20 @@ def save(qmp: Qmp, writer: SnapshotWriter, timeout: float) -> None:
     failure: list[BaseException] = []
 
     def drain() -> None:
-        try:
-            while data := os.read(r, PIPE_SIZE):
+        while True:
+            try:
+                data = os.read(r, PIPE_SIZE)
+            except OSError as e:
+                failure.append(e)
+                return
+            if not data:
+                return
+            if failure:
+                continue  # the writer failed (a full disk): let QEMU finish, not stall
+            try:
                 writer.write(data)
-        except BaseException as e:  # reported by save(), on its own thread
-            failure.append(e)
+            except BaseException as e:  # reported by save(), on its own thread
+                failure.append(e)
 
     reader = threading.Thread(target=drain, name="snapshot-writer", daemon=True)
     reader.start()
@@ -115,6 +124,7 @@ class FeedThread:
         self.error: BaseException | None = None
         self._chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(AHEAD)
         self._stop = threading.Event()
+        self._cancelled = False
         self._verifier = threading.Thread(target=self._verify, name="snapshot-verify", daemon=True)
         self._writer = threading.Thread(target=self._write, name="snapshot-feed", daemon=True)
 
@@ -160,8 +170,22 @@ class FeedThread:
                 while True:  # unblock a verifier waiting for room
                     self._chunks.get_nowait()
 
+    def cancel(self) -> None:
+        """Stop both threads (QEMU did not start, or the restore was given up). Idempotent."""
+        self._stop.set()
+        if self._writer.ident is None and not self._cancelled:  # nobody else closes the pipe
+            self._cancelled = True
+            for fd in (self.read_fd, self._write_fd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        with contextlib.suppress(queue.Empty):
+            while True:  # unblock a verifier waiting for room
+                self._chunks.get_nowait()
+
     def join(self, timeout: float) -> None:
         """Wait for the whole state to be written; raise CorruptSnapshot or the write's error."""
+        if self._cancelled:
+            raise MigrationFailed("the snapshot's feed was cancelled before QEMU read it")
         self._writer.join(timeout)
         if self._writer.is_alive():
             raise MigrationFailed(f"QEMU did not read the snapshot's state within {timeout:g}s")

@@ -25,7 +25,7 @@ from typing import Any
 
 from summon.errors import SummonError
 from summon.targets.base import RunSpec
-from summon.targets.qemu.instance import QemuInstance
+from summon.targets.qemu.instance import ForwardRefused, QemuInstance
 from summon.targets.qemu.migration import FeedThread, save
 from summon.targets.snapshots import CorruptSnapshot, Snapshot, SnapshotCache
 
@@ -161,6 +161,9 @@ class Snapshots:
         started = time.monotonic()
         try:
             instance.restore(feeder, RESTORE_TIMEOUT)
+        except ForwardRefused:
+            instance.stop(grace=0)  # the snapshot is fine; the port is the user's to fix
+            raise
         except CorruptSnapshot as e:
             instance.stop(grace=0)
             self.cache.remove(snap.key)
