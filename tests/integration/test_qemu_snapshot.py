@@ -202,6 +202,8 @@ def test_restored_siblings_answer_with_their_own_randomness(
                 assert b.restored and c.restored
                 assert f"restored from snapshot {key[:12]}" in b_said.text()
                 assert b.snapshot() == c.snapshot() == key
+                # The guest said where it listens before its snapshot: no probe needed.
+                assert b.listening == c.listening == first.listening == {80}
                 # Both siblings run at once; each one's very first request.
                 siblings = [draw(b_port), draw(c_port)]
                 # The runtime says a line if the kernel refused a step of the reseeding.

@@ -200,7 +200,16 @@ class QemuInstance(Instance):
         return max(0.0, deadline - self._started) if self._started else 0.0
 
     def _at_point(self) -> None:
-        what = self.console.app_up or ""
+        self.mark_listening(self.console.app_up or "")
+
+    @property
+    def listening(self) -> frozenset[int]:
+        """Guest ports the guest itself said it listens on (wait_ready does not probe them)."""
+        return frozenset(self._listening)
+
+    def mark_listening(self, what: str) -> None:
+        """The guest listens on `what` ("80/tcp", its snapshot point): wait_ready need not
+        probe that port (a restored guest said so before its snapshot was taken)."""
         port = what.partition("/")[0]
         if port.isdigit():
             self._listening.add(int(port))

@@ -133,7 +133,8 @@ class Snapshots:
         def take(instance: QemuInstance) -> None:
             assert instance.qmp is not None
             started = time.monotonic()
-            writer = self.cache.writer(key, self.target, {**about, "qemu": qemu_version(qemu)})
+            about_it = {**about, "qemu": qemu_version(qemu), "listening": instance.console.app_up}
+            writer = self.cache.writer(key, self.target, about_it)
             try:
                 save(instance.qmp, writer, SAVE_TIMEOUT)
                 snap = writer.commit()
@@ -158,6 +159,7 @@ class Snapshots:
         """
         feeder = FeedThread(snap)
         instance = make()
+        instance.mark_listening(str(snap.about.get("listening") or ""))
         started = time.monotonic()
         try:
             instance.restore(feeder, RESTORE_TIMEOUT)
