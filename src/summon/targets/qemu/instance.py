@@ -197,7 +197,8 @@ class QemuInstance(Instance):
         return True
 
     def _bound(self, deadline: float) -> float:
-        return max(0.0, deadline - self._started) if self._started else 0.0
+        """The bound a deadline stands for, from this instance's start."""
+        return max(0.0, deadline - self._started)
 
     def _at_point(self) -> None:
         self.mark_listening(self.console.app_up or "")
