@@ -5,10 +5,15 @@
 - boot to first HTTP response of examples/http under the accelerator at hand: summon's
   kernel with the pruned image, against Debian's cloud kernel (its virtio drivers as modules
   in the initramfs, loaded by the runtime) with the generic image (`--whole-stdlib`);
-- the smallest -m at which examples/http boots and serves, found by bisection.
+- the smallest -m at which examples/http boots and serves, found by bisection;
+- restore to first HTTP response from the snapshot of examples/http against a boot of the
+  same guest (--no-snapshot) to first response, interleaved; the boot that saves the
+  snapshot against a plain boot; the snapshot's size against the guest's memory.
 
 run(report) adds rows to run.py's Report. Needs qemu-system-x86_64 and linux-source-6.1
 (the first run builds the kernel, minutes); timings are medians of interleaved runs.
+`python benchmarks/bench_qemu.py [RUNS] [snapshot]` prints them alone (snapshot: only the
+snapshot rows, which need no Debian kernel).
 """
 
 from __future__ import annotations
@@ -116,10 +121,14 @@ def boot_to_response(
     state: Path,
     exact: bool = False,
     kernel_args: tuple[str, ...] = (),
+    snapshot: bool = False,
+    restored: list[bool] | None = None,
 ) -> float:
     """Seconds from asking for the VM to its first HTTP response; the VM is stopped after.
 
     memory is the app's (the VM gets the image's size on top), or the VM's if exact.
+    snapshot: restore from a snapshot if one matches, else boot and save one (the default
+    boots, as --no-snapshot does); restored gets whether it was restored appended.
     """
     port = free_port()
     spec = RunSpec.for_image(
@@ -131,10 +140,12 @@ def boot_to_response(
     )
     target = QemuTarget(
         store=store, output=_Discard(), notice=lambda line: None, boot_timeout=90,
-        exact_memory=exact, extra_kernel_args=kernel_args,
+        exact_memory=exact, extra_kernel_args=kernel_args, snapshot=snapshot,
     )  # fmt: skip
     t0 = time.monotonic()
     instance = target.start(spec)
+    if restored is not None:
+        restored.append(instance.restored)
     try:
         first_response(port, t0 + 90)
         return time.monotonic() - t0
@@ -253,14 +264,97 @@ def run(report: Report, runs: int = 5) -> None:
             "on microvm), and loads virtio, virtio_mmio, virtio_net and virtio-rng from its "
             f"initramfs; the -m search took {probes} boots"
         )
+        snapshot_rows(report, store, pruned, memory, state, runs)
         for img in (pruned, generic):
             shutil.rmtree(img.rootfs(), ignore_errors=True)
+
+
+def snapshot_rows(
+    report: Report, store: Store, image: Image, memory: int, state: Path, runs: int
+) -> None:
+    """Restore vs boot to first response, the saving boot vs a plain one, the snapshot's size.
+
+    The snapshots go to a folder of their own ($SUMMON_SNAPSHOTS), emptied first.
+    """
+    from summon.targets.snapshots import CHUNK, SnapshotCache
+
+    accel, _ = choose_accel(None)
+    folder = state.parent / "snapshots"
+    shutil.rmtree(folder, ignore_errors=True)
+    saved_env = os.environ.get("SUMMON_SNAPSHOTS")
+    os.environ["SUMMON_SNAPSHOTS"] = str(folder)
+    try:
+        kinds: list[bool] = []
+        saving = [boot_to_response(store, image, memory, state, snapshot=True, restored=kinds)]
+        plain: list[float] = []
+        restores: list[float] = []
+        for i in range(runs + 1):
+            plain.append(boot_to_response(store, image, memory, state))
+            restores.append(
+                boot_to_response(store, image, memory, state, snapshot=True, restored=kinds)
+            )
+            print(f"  snapshot run {i}: boot {ms(plain[-1])} restore {ms(restores[-1])}",
+                  file=sys.stderr)  # fmt: skip
+        if kinds != [False] + [True] * (runs + 1):
+            raise RuntimeError(f"expected one saving boot, then restores; got {kinds}")
+        (key, snap), *_ = SnapshotCache(folder).entries()
+        assert not isinstance(snap, Exception)
+        boot_t = statistics.median(plain[1:])
+        restore_t = statistics.median(restores[1:])
+        report.add(
+            Row(
+                f"qemu restore to first response, examples/http, {accel} (median of {runs})",
+                ms(restore_t),
+                ms(boot_t) + " qemu boot to first response (--no-snapshot)",
+                restore_t / boot_t,
+                "<= 0.15",
+            )
+        )
+        report.add(
+            Row(
+                "  the first boot, which saves the snapshot, to first response",
+                ms(saving[0]),
+                ms(boot_t) + " boot",
+                saving[0] / boot_t,
+            )
+        )
+        guest = int(snap.about.get("memory") or 0)
+        report.add(Row("  snapshot size", mb(snap.size), mb(guest) + " guest memory",
+                       snap.size / guest if guest else None))  # fmt: skip
+        report.notes.append(
+            f"qemu snapshot {key[:12]}: restores verify each {CHUNK >> 20} MiB chunk before QEMU "
+            "reads it; "
+            f"restore times: {', '.join(ms(t) for t in restores[1:])}; "
+            f"boot times: {', '.join(ms(t) for t in plain[1:])}"
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if saved_env is None:
+            os.environ.pop("SUMMON_SNAPSHOTS", None)
+        else:
+            os.environ["SUMMON_SNAPSHOTS"] = saved_env
+
+
+def run_snapshots(report: Report, runs: int) -> None:
+    """Only the snapshot rows (no Debian kernel): examples/http built into a temporary store."""
+    with tempfile.TemporaryDirectory(prefix="summon-bench-qemu-") as tmp:
+        store = Store(Path(tmp) / "store")
+        image, _ = ensure_boot_artifact(build(HTTP_APP, store, "bench-qemu:pruned").image)
+        memory = int(image.app_config().get("memory", 64 * MiB))
+        state = Path(tmp) / "state"
+        state.mkdir()
+        snapshot_rows(report, store, image, memory, state, runs)
+        shutil.rmtree(image.rootfs(), ignore_errors=True)
 
 
 if __name__ == "__main__":
     from run import Report as RunReport  # type: ignore[import-not-found]
 
     r = RunReport()
-    run(r, int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    if "snapshot" in sys.argv[2:]:
+        run_snapshots(r, count)
+    else:
+        run(r, count)
     print()
     r.print()

@@ -115,9 +115,11 @@ class Output:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A temporary store and state folder for the whole session (the kernel cache is shared)."""
     base = tmp_path_factory.mktemp("qemu")
-    saved = {k: os.environ.get(k) for k in ("XDG_DATA_HOME", "XDG_STATE_HOME", "SUMMON_STORE")}
+    names = ("XDG_DATA_HOME", "XDG_STATE_HOME", "SUMMON_STORE", "SUMMON_SNAPSHOTS")
+    saved = {k: os.environ.get(k) for k in names}
     os.environ["XDG_DATA_HOME"] = str(base / "data")
     os.environ["XDG_STATE_HOME"] = str(base / "state")
+    os.environ["SUMMON_SNAPSHOTS"] = str(base / "snapshots")  # not the user's cache
     os.environ.pop("SUMMON_STORE", None)
     yield base
     for k, v in saved.items():

@@ -118,8 +118,10 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
     # a rebuild: 0.23 MB unpacked (vm, ctypes, _ctypes, libffi) that a sandboxed run never
     # imports but for vm itself (0.4 ms, to see that it is not a VM's init).
     # hints: what the runtime says when an app's fork or exec is denied (imported on that
-    # error path only, so no trace would see it).
+    # error path only, so no trace would see it). resume: what a VM restored from a snapshot
+    # reseeds (vm imports it at the snapshot point; summon.net registers its hooks there).
     mods = ["summon.runtime.init", "summon.runtime.vm", "summon.runtime.hints", "ctypes"]
+    mods.append("summon.runtime.resume")
     if m.seal != "off":
         mods += ["summon.runtime.seal", "summon.runtime.seal_hook"]
     if m.entry.kind == "function":

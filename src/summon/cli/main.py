@@ -35,6 +35,7 @@ LAZY_COMMANDS = {
     ),
     **dict.fromkeys(("ps", "logs", "stop", "rm", "stats"), "summon.cli.instances"),
     "gateway": "summon.cli.gateway",
+    "snapshot": "summon.cli.snapshot",
 }
 
 # Failures of the host the user can fix (a full disk, a read-only or foreign folder, too many

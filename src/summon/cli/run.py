@@ -133,6 +133,12 @@ def _host_memory() -> int:
 )
 @click.option("--accel", help="VM targets: the accelerator, kvm or tcg (default: KVM if usable).")
 @click.option(
+    "--snapshot/--no-snapshot",
+    default=None,
+    help="Targets with snapshots: restore the app from its snapshot when one matches, saving "
+    "one when none does (the default); --no-snapshot boots every time.",
+)
+@click.option(
     "-v",
     "--volume",
     "volumes",
@@ -180,6 +186,7 @@ def run(
     image: str,
     target: str | None,
     accel: str | None,
+    snapshot: bool | None,
     volumes: tuple[str, ...],
     ports: tuple[str, ...],
     env: tuple[str, ...],
@@ -208,7 +215,7 @@ def run(
     if name is not None and not state.NAME.match(name):
         raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
     target_name, why = (target, "") if target else targets.choose_default()
-    options = {"accel": accel}
+    options = {"accel": accel, "snapshot": snapshot}
     chosen = targets.get(target_name, **options)
     if mounts and VOLUMES not in chosen.capabilities:
         takers = [n for n in targets.names() if VOLUMES in targets.target_class(n).capabilities]

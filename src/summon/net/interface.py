@@ -125,6 +125,12 @@ class Interface:
         self._broadcast: bytes | None = None
         self.set_address(ip, prefix_len, gateway)
 
+    def reseed(self) -> None:
+        """Draw the next IP identification and UDP's ephemeral start again: a VM restored from
+        a snapshot would otherwise share them with its siblings (RFC 7739, RFC 6056)."""
+        self._ident = int.from_bytes(os.urandom(2), "big")
+        self.udp.reseed()
+
     def set_address(self, ip: bytes, prefix_len: int, gateway: bytes | None = None) -> None:
         """(Re)configure the address, e.g. from a DHCP lease."""
         if len(ip) != 4 or not is_unicast(ip):

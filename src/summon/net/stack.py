@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 
 from summon.devices import Stack
 from summon.net.arp import OP_REQUEST, ZERO_MAC, ArpPacket
@@ -153,13 +154,30 @@ class DirectStack(Stack):
                 self._kick()
             if self.stats_path:
                 loop.call_later(STATS_INTERVAL, self._write_stats_periodically)
+            # A VM restored from a snapshot runs this stack's state in every sibling: redraw
+            # what must differ between them (resume imports only sys: free to load here).
+            from summon.runtime import resume
+
+            resume.on_resume(self._renew_after_restore)
         await asyncio.shield(self._configured)
+
+    def _renew_after_restore(self) -> None:
+        """Fresh SYN-cookie keys, IP identification and UDP ephemeral start after a restore
+        (ISNs, TCP ephemeral ports and DNS ids are drawn per use, so they are fresh already)."""
+        if self.iface is not None:
+            self.iface.reseed()
+        for owner, handler in self._handlers.items():
+            if isinstance(handler, DirectServer):  # its owner is a Listener
+                owner.reseed()  # type: ignore[union-attr]
 
     def close(self) -> None:
         """Stop: every connection aborted, the link released. Idempotent."""
         if self._closed:
             return
         self._closed = True
+        resume = sys.modules.get("summon.runtime.resume")
+        if resume is not None:
+            resume.forget(self._renew_after_restore)
         for handler in list(self._handlers.values()):
             handler.shut()
         if self._loop is not None and self.link.fileno() >= 0:

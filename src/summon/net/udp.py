@@ -181,6 +181,12 @@ class UdpSockets:
             65536 - EPHEMERAL_FIRST
         )
 
+    def reseed(self) -> None:
+        """Draw the ephemeral start again (a VM restored from a snapshot shares the old one)."""
+        self._next = EPHEMERAL_FIRST + int.from_bytes(os.urandom(2), "big") % (
+            65536 - EPHEMERAL_FIRST
+        )
+
     def bind(self, port: int, send: UdpSender) -> UdpSocket:
         if port == 0:
             port = self._ephemeral()

@@ -192,11 +192,16 @@ class Devices:
         return TLSStack(stack, context, frozenset(ports))
 
     def _stack(self, param: str) -> object:
-        """The Stack of the image's network mode; the seal closes when it first listens."""
+        """The Stack of the image's network mode. The seal closes when it first listens, and
+        in a VM the snapshot point follows (vm's watch wraps the seal's), so a guest restored
+        from a snapshot is sealed already."""
         stack = self._network_stack(param)
         seal = sys.modules.get("summon.runtime.seal")
         sealer = seal._active if seal is not None else None
-        return sealer.watch_stack(stack) if sealer is not None else stack
+        if sealer is not None:
+            stack = sealer.watch_stack(stack)
+        vm = sys.modules.get("summon.runtime.vm")
+        return vm.watch_stack(stack) if vm is not None and vm.active else stack
 
     def _network_stack(self, param: str) -> object:
         network = self._cfg.network

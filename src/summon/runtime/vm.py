@@ -19,6 +19,19 @@ setup(), in order:
    writable;
 7. READY on the console: the host's sign that the guest is up.
 
+The snapshot point (docs/qemu.md, "Snapshots"): when run.json says "snapshot", the host will
+take a snapshot of the guest once the app is up. watch_stack() makes the app's Stack device
+call app_up() when it first listens (a TCP server or a UDP port), which writes APP_UP on the
+console and blocks PID 1 reading the serial line until the host's resume message. The host
+takes the snapshot meanwhile (no TCP packet has reached the guest by then: the host adds its
+port forwards only after the resume), and sends the resume message to this guest and to
+every one later restored from the snapshot. resume() then corrects the clock from the host's
+timestamp, reseeds the kernel's random pool (bytes from /dev/hwrng credited, the host's bytes
+mixed in, RNDRESEEDCRNG so the kernel's generators rekey now rather than within a minute),
+reseeds what the stdlib and registered code drew from it (summon.runtime.resume), and
+acknowledges with RESUMED; the host lets the first connection through only after that line.
+Everything on that path avoids ctypes and imports nothing new: it runs after the seal.
+
 finish(status) prints STATUS_PREFIX + status as the console's last line, unmounts the
 volumes, syncs, and calls reboot(2), which with reboot=t triple-faults the CPU: QEMU's
 microvm has no power-off device, and -no-reboot makes QEMU exit on it.
@@ -33,17 +46,28 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ctypes as _ctypes
+    from collections.abc import Awaitable, Callable
+    from typing import Any, TypeVar
 
-# Lines the host reads off the console (summon.targets.qemu); neither is shown to the user.
+    _Stack = TypeVar("_Stack")
+
+# Lines the host reads off the console (summon.targets.qemu); none is shown to the user.
 MARK = "\x1e"  # ASCII record separator: apps do not print it, so app output does not fake these
 READY = "summon-vm: up"
 STATUS_PREFIX = "summon-exit-status: "
+APP_UP = "summon-vm: app-up"  # + " PORT/PROTO": the snapshot point, the app listens there
+RESUMED = "summon-vm: resumed"  # the resume message is processed: traffic may come
+# What the host writes on the serial line after a snapshot point (a line: the tty is in
+# canonical mode): MARK RESUME_PREFIX <CLOCK_REALTIME in ns> <host entropy, hex>.
+RESUME_PREFIX = "summon-resume "
+RESUME_ENTROPY = 32  # bytes of host entropy in the message
 RUN_JSON = "/etc/summon/run.json"
 
 # ioctl numbers and flags, from the kernel's uapi headers (x86_64).
 TCGETS, TCSETS, TIOCSCTTY = 0x5401, 0x5402, 0x540E
 ECHO, ECHOCTL, ISIG, NOFLSH = 0o10, 0o1000, 0o1, 0o200
 RNDADDENTROPY = 0x40085203  # _IOW('R', 0x03, int[2])
+RNDRESEEDCRNG = 0x5207  # _IO('R', 0x07): rekey the kernel's generators from the pool now
 SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCSIFADDR, SIOCSIFNETMASK = 0x8913, 0x8914, 0x8916, 0x891C
 IFF_UP = 0x1
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_NOATIME = 1, 2, 4, 32, 1024
@@ -53,6 +77,7 @@ LINUX_REBOOT_CMD_RESTART = 0x01234567
 EXT4_MAGIC_OFFSET, EXT4_UUID_OFFSET = 1024 + 56, 1024 + 104
 
 active = False  # setup() ran: init's main() hands the exit status to finish()
+_snapshot_point = False  # run.json asked for a snapshot point not reached yet
 _libc: _ctypes.CDLL | None = None
 _mounted: list[str] = []  # volume mount points, unmounted by finish()
 
@@ -72,7 +97,7 @@ def is_vm(root: str = "/") -> bool:
 
 def setup() -> None:
     """Everything between the kernel handing over and the app starting (see the docstring)."""
-    global active
+    global active, _snapshot_point
     active = True
     with open("/proc/cmdline") as f:
         cmdline = f.read().split()
@@ -94,6 +119,7 @@ def setup() -> None:
         if isinstance(volume, dict):
             mount_volume(str(volume.get("uuid", "")), str(volume.get("path", "")))
     _mount(b"none", "/", None, MS_REMOUNT | MS_RDONLY, None, fatal=False)
+    _snapshot_point = settings.get("snapshot") is True
     _console_line(READY)
 
 
@@ -256,6 +282,129 @@ def seed_entropy(nbytes: int = 64) -> None:
         fcntl.ioctl(fd, RNDADDENTROPY, info)
     except OSError as e:
         _say(f"cannot seed the random pool: {e.strerror}")
+    finally:
+        os.close(fd)
+
+
+def watch_stack(stack: _Stack) -> _Stack:
+    """The app's Stack device, made to reach the snapshot point when it first listens.
+
+    A no-op unless the host asked for a snapshot. The first start_server() or open_udp()
+    that returns calls app_up(); later ones do nothing more.
+    """
+    if not _snapshot_point:
+        return stack
+    for name, proto in (("start_server", "tcp"), ("open_udp", "udp")):
+        original = getattr(stack, name, None)
+        if original is not None:
+            setattr(stack, name, _listening(original, proto))
+    return stack
+
+
+def _listening(original: Callable[..., Awaitable[Any]], proto: str) -> Callable[..., Any]:
+    async def listen_then_snapshot(*args: Any, **kwargs: Any) -> Any:
+        result = await original(*args, **kwargs)
+        app_up(f"{getattr(result, 'port', 0)}/{proto}")
+        return result
+
+    return listen_then_snapshot
+
+
+def app_up(what: str) -> None:
+    """The snapshot point, once: say APP_UP, wait for the host's resume message, resume.
+
+    `what` names what listens ("80/tcp"). Blocks the whole process (PID 1 is the app) while
+    the host takes the snapshot; the app goes on after resume() as if nothing happened.
+    """
+    global _snapshot_point
+    if not _snapshot_point:
+        return
+    _snapshot_point = False
+    # Bound before the point: what runs after the seal imports nothing new.
+    import fcntl  # noqa: F401
+    import time  # noqa: F401
+
+    from summon.runtime import resume as _resume  # noqa: F401
+
+    _console_line(f"{APP_UP} {what}")
+    message = read_resume_message(0)
+    if message is None:
+        _say("the host sent no resume message; going on without fresh randomness")
+        return
+    resume(*message)
+
+
+def read_resume_message(fd: int) -> tuple[int, bytes] | None:
+    """(host clock in ns, host entropy) from the first resume line on fd; None at its end.
+
+    Other lines are skipped: nothing else should come, but a stray line must not be taken
+    for the message.
+    """
+    pending = b""
+    prefix = (MARK + RESUME_PREFIX).encode()
+    while True:
+        data = os.read(fd, 4096)
+        if not data:
+            return None
+        pending += data
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            at = line.find(prefix)
+            if at >= 0:
+                parsed = parse_resume(line[at + len(prefix) :].rstrip(b"\r"))
+                if parsed is not None:
+                    return parsed
+
+
+def parse_resume(body: bytes) -> tuple[int, bytes] | None:
+    """b"<ns> <hex>" -> (ns, entropy), or None if it is not that."""
+    parts = body.split()
+    if len(parts) != 2 or not parts[0].isdigit():
+        return None
+    try:
+        entropy = bytes.fromhex(parts[1].decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if len(entropy) < RESUME_ENTROPY // 2:
+        return None
+    return int(parts[0]), entropy
+
+
+def resume(clock_ns: int, entropy: bytes) -> None:
+    """Run on after a snapshot: clock, kernel RNG, the process's own random state; RESUMED."""
+    import time
+
+    from summon.runtime import resume as _resume
+
+    try:
+        time.clock_settime_ns(time.CLOCK_REALTIME, clock_ns)  # CLOCK_MONOTONIC stays
+    except OSError as e:
+        _say(f"cannot set the clock after a restore: {e.strerror}")
+    reseed_kernel(entropy)
+    for line in _resume.resumed():
+        _say(line)
+    _console_line(RESUMED)
+
+
+def reseed_kernel(host_entropy: bytes) -> None:
+    """Give the kernel's pool new entropy and make its generators rekey from it now.
+
+    Without RNDRESEEDCRNG the kernel would go on from the snapshot's keys until its next
+    scheduled reseed (up to a minute), so siblings would draw the same bytes meanwhile.
+    """
+    import fcntl
+
+    try:
+        fd = os.open("/dev/random", os.O_WRONLY)
+    except OSError as e:
+        _say(f"cannot reseed the random pool: {e.strerror}")
+        return
+    try:
+        os.write(fd, host_entropy)  # mixed in, not credited: it crossed the serial line
+        seed_entropy()  # credited: the virtio-rng device
+        fcntl.ioctl(fd, RNDRESEEDCRNG)
+    except OSError as e:
+        _say(f"cannot reseed the random pool: {e.strerror}")
     finally:
         os.close(fd)
 

@@ -31,6 +31,10 @@ IMAGE_ARGV = ("/usr/bin/python3.11", "-S", "-E", "/usr/lib/summon/boot.py")
 # What a target may declare it can do (Target.capabilities); each names the hooks it brings.
 VOLUMES = "volumes"  # RunSpec.volumes are mounted (-v NAME:/PATH)
 FREEZE = "freeze"  # Instance.freeze() / thaw(): CPU stops, memory stays
+# start() resumes a saved snapshot of the app at its ready point instead of booting, when one
+# matches the spec (Instance.restored says which); Instance.snapshot() names it. The target
+# takes the option snapshot=False to boot every time (`summon run --no-snapshot`).
+SNAPSHOT = "snapshot"
 # Runs a command from a root filesystem, isolated and without network, in well under a second:
 # what the build's verification run (summon.build.verify) asks for.
 ISOLATED_RUN = "isolated-run"
@@ -194,6 +198,9 @@ def process_stats(pid: int) -> Stats:
 class Instance(abc.ABC):
     """A started instance. All methods may be called from any thread."""
 
+    # start() resumed this instance from a snapshot rather than booting it (SNAPSHOT).
+    restored: bool = False
+
     @property
     @abc.abstractmethod
     def pid(self) -> int:
@@ -226,6 +233,18 @@ class Instance(abc.ABC):
         user network) waits here, so callers can connect without being reset.
         """
         return None
+
+    def snapshot(self) -> str:
+        """The key of the snapshot a later start() of this spec restores (capability SNAPSHOT).
+
+        The snapshot holds the app at its ready point (its Stack listening), saved by the
+        start that booted it, or the one this instance was restored from. So an idle
+        instance can be stopped, its memory released, and started again in a fraction of a
+        boot, losing what it did since its ready point, as a stop and start would. Raises
+        NotSupported when no snapshot exists for it (an instance with volumes or secrets, an
+        app that never listened, option snapshot=False, or a target without SNAPSHOT).
+        """
+        raise NotSupported("this target keeps no snapshots of its instances")
 
     def freeze(self) -> None:
         """Stop the instance's CPU, keeping its memory (capability FREEZE)."""

@@ -133,3 +133,43 @@ def test_a_fresh_stack_answers_the_first_syn_with_no_retransmission_from_the_pee
             stack.close()
 
     asyncio.run(scenario())
+
+
+def test_a_restored_snapshot_redraws_the_stacks_secrets() -> None:
+    """A VM restored from a snapshot resumes every sibling from the same memory; the stack's
+    resume hook draws its SYN-cookie keys, first IP identification and UDP ephemeral start
+    again (summon.runtime.resume), so one sibling's cookies do not forge another's."""
+    from summon.runtime import resume
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        ours, _theirs, _clock = memory_link_pair(seed=1, clock=VirtualClock(loop.time()))
+        stack = DirectStack(PolledMemoryLink(ours), STACK_MAC, ip=STACK_IP, mtu=1500)
+        try:
+            await stack.start()
+            await stack.start_server(lambda r, w: None, 80)
+            listeners = [
+                o for o, h in stack._handlers.items() if type(h).__name__ == "DirectServer"
+            ]
+            assert len(listeners) == 1
+            assert stack.iface is not None
+            before = (
+                listeners[0]._cookie_key,  # type: ignore[union-attr]
+                stack.iface._ident,
+                stack.iface.udp._next,
+            )
+            assert resume.resumed() == []
+            after = (
+                listeners[0]._cookie_key,  # type: ignore[union-attr]
+                stack.iface._ident,
+                stack.iface.udp._next,
+            )
+            assert after[0] != before[0]
+            # 16-bit values: equal by chance once in 65536, not twice.
+            assert (after[1], after[2]) != (before[1], before[2])
+        finally:
+            stack.close()
+        # A closed stack's hook is gone: nothing holds it alive.
+        assert stack._renew_after_restore not in resume._hooks
+
+    asyncio.run(scenario())

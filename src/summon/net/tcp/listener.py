@@ -78,6 +78,11 @@ class Listener:
         self.accept_queue: deque[Connection] = deque()
         self._cookie_key = random_bytes(16)
 
+    def reseed(self) -> None:
+        """Draw the SYN-cookie key again (a VM restored from a snapshot shares the old one:
+        its siblings' cookies would be forgeable from one). Cookies sent before are void."""
+        self._cookie_key = self._random_bytes(16)
+
     def __repr__(self) -> str:
         return (
             f"<Listener :{self.port} {self.state} half-open {len(self.syn_queue)}"

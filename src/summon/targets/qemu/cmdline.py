@@ -52,19 +52,22 @@ class Disk:
 def qemu_argv(
     qemu: str,
     accel: str,
-    kernel: Path,
-    initrd: Path,
+    kernel: Path | None,
+    initrd: Path | None,
     cmdline: str,
     spec: RunSpec,
     disks: tuple[Disk, ...] = (),
     acpi: bool = False,
     memory: int | None = None,
+    forwards: bool = True,
 ) -> list[str]:
     """The QEMU command for one instance: microvm, no defaults, serial on stdio.
 
     acpi: for a generic kernel without virtio_mmio.device= parsing, which finds its devices
     in ACPI tables instead (the benchmarks' baseline kernel). memory: the guest's RAM
-    (default: the spec's), rounded up to MiB.
+    (default: the spec's), rounded up to MiB. kernel None: no -kernel, -initrd or -append,
+    for a guest restored from a snapshot (its memory holds them; QEMU would only read the
+    files). forwards False: no hostfwd= (added over QMP once the guest may take traffic).
     """
     memory_mib = max(1, -(-(memory or spec.memory) // (1024 * 1024)))
     argv = [
@@ -91,12 +94,10 @@ def qemu_argv(
         "stdio,id=console,signal=off",
         "-serial",
         "chardev:console",
-        "-kernel",
-        str(kernel),
-        "-initrd",
-        str(initrd),
-        "-append",
-        cmdline,
+    ]
+    if kernel is not None and initrd is not None:
+        argv += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
+    argv += [
         "-object",
         "rng-random,id=rng0,filename=/dev/urandom",
         "-device",
@@ -105,7 +106,7 @@ def qemu_argv(
     if spec.network != "none":
         argv += [
             "-netdev",
-            f"user,id=net0,restrict=on{hostfwd(spec)}",
+            f"user,id=net0,restrict=on{hostfwd(spec) if forwards else ''}",
             "-device",
             # Direct mode: no checksum offload either way, so every frame the stack sees
             # through AF_PACKET carries complete checksums (and none it sends needs them).

@@ -101,6 +101,16 @@ def unpacked_initramfs(
     return dest, found
 
 
+def unpacked_size(store: Store, desc: Descriptor) -> int:
+    """The size of the decompressed initramfs (what the guest holds in RAM), unpacking it
+    only if the cache has no copy: a restore needs the size, not the bytes."""
+    cached = paths.cache_dir() / "initramfs" / f"{desc.digest.split(':', 1)[1]}.cpio"
+    try:
+        return cached.stat().st_size
+    except FileNotFoundError:
+        return unpacked_initramfs(store, desc)[0].stat().st_size
+
+
 def _sha256(path: Path) -> str:
     with path.open("rb") as f:
         return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()

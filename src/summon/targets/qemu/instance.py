@@ -7,23 +7,31 @@ terminal, so the guest's tty layer turns that byte into SIGINT for PID 1, which 
 treats like SIGTERM; the app shuts down cleanly and the VM resets (reboot=t, -no-reboot: QEMU
 exits). microvm has no ACPI power button and no keyboard, and this needs no extra device or
 driver. After the grace period QEMU is killed. QEMU also dies with summon (PR_SET_PDEATHSIG).
+
+QEMU also has a QMP monitor on a socketpair (qmp.py): for snapshots (boot() stops at the
+guest's snapshot point and hands it to the target's save; restore() loads one), for `cont`,
+and for the port forwards that a snapshotted guest gets only after it resumed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import IO
 
-from summon.errors import SummonError
-from summon.targets.base import Instance, NotReady, RunSpec, Stats, process_stats
-from summon.targets.qemu.serial import SerialConsole
+from summon.errors import SummonError, UserError
+from summon.targets.base import Instance, NotReady, NotSupported, RunSpec, Stats, process_stats
+from summon.targets.qemu.migration import FeedThread, load_argv, wait_loaded
+from summon.targets.qemu.qmp import Qmp, QmpError
+from summon.targets.qemu.serial import SerialConsole, resume_message
 
 STOP_RESEND = 1.0  # seconds between Ctrl-Cs while stopping (early in boot one may be lost)
 _PR_SET_PDEATHSIG = 1
@@ -35,12 +43,26 @@ PROBE_HOLD = 0.15
 PROBE_RETRY = 0.02
 
 
+class ForwardRefused(UserError):
+    """QEMU could not add a port forward (the host port was taken meanwhile)."""
+
+
 class QemuInstance(Instance):
     """One QEMU process, its console reader, and its per-run files."""
 
-    def __init__(self, spec: RunSpec, argv: list[str], output: IO[bytes] | None) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        argv: list[str],
+        output: IO[bytes] | None,
+        forwards_later: bool = False,
+    ) -> None:
+        """forwards_later: argv has no port forwards; they are added once the guest resumed."""
         self.spec = spec
         self.argv = argv
+        self.qmp: Qmp | None = None
+        self.snapshot_key = ""  # the snapshot this instance was restored from or saved into
+        self.restored = False
         self.console = SerialConsole()
         self.log_path = spec.state_dir / "console.log"
         self.error_path = spec.state_dir / "qemu.err"
@@ -52,51 +74,184 @@ class QemuInstance(Instance):
         self._released = False
         self._reported = False
         self._changed = threading.Condition()
+        self._started = time.monotonic()
+        self._forwards_later = forwards_later
+        self._listening: set[int] = set()  # guest ports the guest said it listens on
+        self._auto_resume = False
+        self._resumed_late = False
 
     # --- starting ---
 
-    def _start(self, boot_timeout: float) -> None:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-
-        def die_with_parent() -> None:
-            # SIGKILL QEMU when the thread that started it dies, even by SIGKILL.
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-        with self.error_path.open("wb") as err:
-            self._proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                # Its own session: a Ctrl-C at the terminal reaches summon, which decides.
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
+    def _launch(self, extra: list[str] | None = None, pass_fds: tuple[int, ...] = ()) -> None:
+        """Start QEMU with a QMP monitor on a socketpair; read its console; greet its QMP."""
+        ours, theirs = socket.socketpair()
+        self.argv = [*self.argv, *Qmp.argv(theirs.fileno()), *(extra or [])]
+        command, preexec = _with_parent_death(self.argv)
+        try:
+            with self.error_path.open("wb") as err:
+                self._proc = subprocess.Popen(
+                    command,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    # Its own session: a Ctrl-C at the terminal reaches summon, which decides.
+                    start_new_session=True,
+                    preexec_fn=preexec,
+                    pass_fds=(theirs.fileno(), *pass_fds),
+                )
+        finally:
+            theirs.close()
+        self.qmp = Qmp(ours)
         self._reader = threading.Thread(target=self._read_console, daemon=True)
         self._reader.start()
+        try:
+            self.qmp.handshake()
+        except QmpError:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(5)  # QEMU exiting on a bad argument says why on stderr
+            self._reported = True
+            raise SummonError(f"QEMU did not start: {self._failure()}") from None
+
+    def boot(self, boot_timeout: float, take: Callable[[QemuInstance], None] | None) -> None:
+        """Boot the guest; return once it is up (READY), or, with take, past its snapshot point.
+
+        take(self) saves the guest waiting at its snapshot point (the app listens); the guest
+        is then resumed either way, and the port forwards (held back until then, so that no
+        TCP packet reaches the guest before its snapshot) are added. An app that does not
+        reach the point within the boot bound runs on without a snapshot.
+        """
         deadline = time.monotonic() + boot_timeout
+        self._launch()
+        up = "did not come up"
+        self._wait(lambda: self.console.ready, deadline, up, "before the app started")
+        if take is None:
+            return
+        at_point = self._wait(
+            lambda: self.console.app_up is not None or self.console.status is not None,
+            deadline,
+            "",
+            "before the app listened",
+        )
+        with self._lock:
+            late = not at_point or self.console.app_up is None
+            self._auto_resume = late  # a point reached later is resumed at once, unsaved
+        if late:
+            self._resume_if_waiting()
+        else:
+            self._at_point()
+            try:
+                take(self)
+            finally:
+                self._resume(deadline)
+        self._add_forwards()
+
+    def restore(self, feeder: FeedThread, timeout: float) -> None:
+        """Start QEMU loading a snapshot (fed verified by feeder), resume the guest, forward.
+
+        Raises CorruptSnapshot (a chunk did not match: the guest never ran) or
+        MigrationFailed/SummonError; the caller stops this instance and boots instead.
+        """
+        deadline = time.monotonic() + timeout
+        feeder.prefetch()
+        try:
+            self._launch(load_argv(feeder.read_fd), (feeder.read_fd,))
+            feeder.start()
+            feeder.join(timeout)
+        finally:
+            feeder.cancel()
+        wait_loaded(self._qmp(), deadline)
+        self.restored = True
+        self._resume(deadline)
+        self._add_forwards()
+
+    def _qmp(self) -> Qmp:
+        assert self.qmp is not None
+        return self.qmp
+
+    def _wait(self, done: Callable[[], bool], deadline: float, late: str, died: str) -> bool:
+        """Wait until done(); SummonError if QEMU exits first, or, with a `late` phrase, at
+        the deadline (without one, return False then)."""
+        assert self._proc is not None and self._reader is not None
         with self._changed:
-            while not self.console.ready:
+            while not done():
                 if self._proc.poll() is not None:
                     self._reader.join(5)
-                    if self.console.ready:
+                    if done():
                         break
                     self._reported = True  # this error says it; wait() must not again
                     raise SummonError(
-                        f"the VM of {self.spec.image} stopped before the app started: "
+                        f"the VM of {self.spec.image} stopped {died}: "
                         f"{self._failure()} (console log: {self.log_path})"
                     )
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    if not late:
+                        return False
                     self._reported = True
                     raise SummonError(
-                        f"the VM of {self.spec.image} did not come up within "
-                        f"{boot_timeout:.0f}s: {self.console.crash_reason()} "
+                        f"the VM of {self.spec.image} {late} within "
+                        f"{self._bound(deadline):.0f}s: {self.console.crash_reason()} "
                         f"(console log: {self.log_path})"
                     )
                 self._changed.wait(min(left, 0.1))
+        return True
+
+    def _bound(self, deadline: float) -> float:
+        """The bound a deadline stands for, from this instance's start."""
+        return max(0.0, deadline - self._started)
+
+    def _at_point(self) -> None:
+        self.mark_listening(self.console.app_up or "")
+
+    @property
+    def listening(self) -> frozenset[int]:
+        """Guest ports the guest itself said it listens on (wait_ready does not probe them)."""
+        return frozenset(self._listening)
+
+    def mark_listening(self, what: str) -> None:
+        """The guest listens on `what` ("80/tcp", its snapshot point): wait_ready need not
+        probe that port (a restored guest said so before its snapshot was taken)."""
+        port = what.partition("/")[0]
+        if port.isdigit():
+            self._listening.add(int(port))
+
+    def _resume(self, deadline: float) -> None:
+        """Run the paused or waiting guest on: cont, the resume message, its acknowledgement."""
+        qmp = self._qmp()
+        if not qmp.command("query-status").get("running"):
+            qmp.command("cont")
+        with self._lock:
+            seen = self.console.resumed
+            self._send(resume_message())
+        self._wait(
+            lambda: self.console.resumed > seen,
+            deadline,
+            "did not take its resume message",
+            "while resuming",
+        )
+
+    def _resume_if_waiting(self) -> None:
+        """A guest at a snapshot point nobody saves is resumed at once (reader thread too)."""
+        with self._lock:
+            if self._auto_resume and self.console.app_up is not None and not self._resumed_late:
+                self._resumed_late = True
+                self._at_point()
+                self._send(resume_message())
+
+    def _add_forwards(self) -> None:
+        """The spec's port forwards, held back until the guest has resumed (QMP hostfwd_add)."""
+        if not self._forwards_later:
+            return
+        for f in self.spec.ports:
+            said = self._qmp().hmp(
+                f"hostfwd_add net0 {f.protocol}:{f.host_addr}:{f.host_port}-:{f.guest_port}"
+            )
+            if said:
+                self._reported = True
+                raise ForwardRefused(
+                    f"-p {f.host_addr}:{f.host_port}: QEMU cannot forward it ({said.strip()}); "
+                    "is the port taken by now?"
+                )
 
     def _read_console(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -114,6 +269,8 @@ class QemuInstance(Instance):
                 shown = self.console.feed(data)
                 if shown:
                     self._show(shown)
+                if self._auto_resume:
+                    self._resume_if_waiting()
                 with self._changed:
                     self._changed.notify_all()
         with self._changed:
@@ -130,17 +287,21 @@ class QemuInstance(Instance):
                 while view:
                     view = view[os.write(self.spec.stdout, view) :]
 
+    def qemu_said(self) -> str:
+        """QEMU's last line on stderr ("" if none)."""
+        try:
+            lines = self.error_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
     def _failure(self) -> str:
         """Why the VM ended without an exit status, in one phrase."""
         assert self._proc is not None
         reason = self.console.crash_reason()
         code = self._proc.returncode
         if code not in (0, None) and not self._killed:
-            try:
-                lines = self.error_path.read_text(errors="replace").strip().splitlines()
-            except OSError:
-                lines = []
-            qemu_said = lines[-1] if lines else ""
+            qemu_said = self.qemu_said()
             return f"QEMU exited with status {code}" + (f": {qemu_said}" if qemu_said else "")
         return reason
 
@@ -221,22 +382,53 @@ class QemuInstance(Instance):
                     with contextlib.suppress(OSError, ValueError):
                         if pipe is not None:
                             pipe.close()
+            if self.qmp is not None:
+                self.qmp.close()
             (self.spec.state_dir / "initrd").unlink(missing_ok=True)
 
     def stats(self) -> Stats:
         return process_stats(self.pid)
+
+    def snapshot(self) -> str:
+        if not self.snapshot_key:
+            raise NotSupported(
+                f"no snapshot of {self.spec.image} exists: it has volumes, its app has not "
+                "listened, snapshots are off (--no-snapshot, snapshot_cache_size = 0), or "
+                "saving failed"
+            )
+        return self.snapshot_key
 
     def wait_ready(self, ports: tuple[int, ...], timeout: float) -> None:
         """Wait until the guest's app holds a connection open on each forwarded port."""
         deadline = time.monotonic() + timeout
         host = {f.guest_port: (f.host_addr, f.host_port) for f in self.spec.ports}
         for port in ports:
-            if port not in host:
-                continue
+            if port not in host or port in self._listening:
+                continue  # not forwarded, or the guest said it listens (its snapshot point)
             while not _holds_connection(host[port]):
                 if time.monotonic() > deadline or (self._proc and self._proc.poll() is not None):
                     raise NotReady(f"the guest did not listen on port {port} within {timeout:g}s")
                 time.sleep(PROBE_RETRY)
+
+
+def _with_parent_death(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """(command, preexec_fn) that start argv with SIGKILL as its parent-death signal.
+
+    QEMU dies when the thread that started it dies, even by SIGKILL. util-linux's setpriv sets
+    the signal and execs QEMU, which lets Python start it with vfork; a preexec_fn would make
+    it fork the whole summon process instead (5-10 ms here, on every start and restore).
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        return [setpriv, "--pdeathsig", "KILL", "--", *argv], None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def die_with_parent() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return argv, die_with_parent
 
 
 def _holds_connection(addr: tuple[str, int]) -> bool:

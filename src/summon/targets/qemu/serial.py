@@ -1,12 +1,16 @@
 """The VM's serial console: what the user sees, and the runtime's lines for the host.
 
 The runtime (summon.runtime.vm) writes lines starting with an ASCII record separator: READY
-once the guest is set up, and the exit status at the end. Everything else is the app's console.
+once the guest is set up, APP_UP at the snapshot point (what listens), RESUMED once it has
+processed the host's resume message, and the exit status at the end. Everything else is the
+app's console.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from collections import deque
 
 from summon.runtime import vm as guest
@@ -27,6 +31,8 @@ class SerialConsole:
 
     def __init__(self) -> None:
         self.ready = False
+        self.app_up: str | None = None  # "80/tcp": the guest waits at its snapshot point
+        self.resumed = 0  # resume messages the guest has processed
         self.status: int | None = None
         self.lines: deque[str] = deque(maxlen=50)  # the last lines shown, for error messages
         self._carry = b""
@@ -62,6 +68,10 @@ class SerialConsole:
     def _message(self, line: str) -> None:
         if line == guest.READY:
             self.ready = True
+        elif line.startswith(guest.APP_UP):
+            self.app_up = line[len(guest.APP_UP) :].strip()
+        elif line == guest.RESUMED:
+            self.resumed += 1
         elif line.startswith(guest.STATUS_PREFIX):
             with contextlib.suppress(ValueError):
                 self.status = int(line[len(guest.STATUS_PREFIX) :].strip())
@@ -87,6 +97,12 @@ class SerialConsole:
             if line.strip():
                 return f"last console line: {line.strip()}"
         return "the guest printed nothing"
+
+
+def resume_message() -> bytes:
+    """The line that runs a guest on from its snapshot point: the host's clock and entropy."""
+    entropy = os.urandom(guest.RESUME_ENTROPY).hex()
+    return f"{guest.MARK}{guest.RESUME_PREFIX}{time.time_ns()} {entropy}\n".encode()
 
 
 def parse_exit_status(log: bytes) -> int | None:

@@ -7,6 +7,11 @@ none (building its kernel, once per configuration). start() appends the run's se
 command lines (cmdline.py) and starts QEMU (instance.py). The kernel starts the runtime as
 PID 1 (rdinit=), which sets the guest up (summon.runtime.vm) and runs the app.
 
+Snapshots (snapshot.py, migration.py, docs/qemu.md): a guest whose app serves through the
+Stack device is saved once its app listens, and later starts of the same guest (same key:
+image, kernel, memory, settings, QEMU...) restore it, verified as QEMU loads it, instead of
+booting; option snapshot=False boots every time.
+
 Network: QEMU's user-mode network with restrict=on (the guest reaches nothing), forwards
 from 127.0.0.1 to the guest for -p, and the guest's address set by the kernel (ip=); in
 direct mode the kernel has no IP at all and summon's stack owns eth0 (AF_PACKET) at that
@@ -19,19 +24,37 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from summon import paths
 from summon.build.kernel_image import boot_kernel, kernel_footprint
 from summon.errors import TargetUnavailable, UserError
-from summon.targets.base import SECRETS, VOLUMES, Check, RunSpec, Target
+from summon.targets.base import SECRETS, SNAPSHOT, VOLUMES, Check, RunSpec, Target
 from summon.targets.qemu.cmdline import GATEWAY, GUEST_ADDRESS, Disk, kernel_cmdline, qemu_argv
-from summon.targets.qemu.initrd import RAW_INITRD_HEADROOM, unpacked_initramfs, write_initrd
+from summon.targets.qemu.initrd import (
+    RAW_INITRD_HEADROOM,
+    unpacked_initramfs,
+    unpacked_size,
+    write_initrd,
+)
 from summon.targets.qemu.instance import QemuInstance
 from summon.targets.qemu.kvm import choose_accel, kvm_status
+from summon.targets.qemu.snapshot import (
+    SNAPSHOT_KERNEL_ARGS,
+    Snapshots,
+    expects_point,
+    material,
+    refusal,
+)
+from summon.targets.snapshots import SnapshotCache, key_of
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from summon.build.boot import BootArtifact
     from summon.store.image import Image
+    from summon.store.layout import Store
 
     Step = Callable[[str], None]
 
@@ -43,11 +66,64 @@ MIN_FREE_MEMORY = 8 * 1024 * 1024
 MiB = 1024 * 1024
 
 
+@dataclass
+class Guest:
+    """One guest as a start would make it: what shapes it, before any file is written."""
+
+    qemu: str
+    accel: str
+    store: Store
+    boot: BootArtifact
+    disks: tuple[Disk, ...]
+    memory: int  # the VM's RAM
+    raw: bool  # the image's initramfs goes in uncompressed
+    settings: dict[str, Any]  # run.json
+    cmdline: str  # the kernel's
+    acpi: bool
+
+    def argv(
+        self,
+        spec: RunSpec,
+        *,
+        boot: bool,
+        kernel: Path | None = None,
+        initrd: Path | None = None,
+        forwards: bool = False,
+    ) -> list[str]:
+        """QEMU's command line: to boot (kernel, initrd), or for a restore (neither)."""
+        return qemu_argv(
+            self.qemu,
+            self.accel,
+            kernel if boot else None,
+            initrd if boot else None,
+            self.cmdline,
+            spec,
+            self.disks,
+            self.acpi,
+            self.memory,
+            forwards=forwards,
+        )
+
+    def material(self, spec: RunSpec) -> dict[str, Any]:
+        """What the snapshot key of this guest is made of (snapshot.material)."""
+        return material(
+            spec=spec,
+            qemu=self.qemu,
+            accel=self.accel,
+            argv=self.argv(spec, boot=False)[1:],
+            kernel=self.boot.kernel.digest,
+            initramfs=self.boot.initramfs.digest,
+            raw_initrd=self.raw,
+            cmdline=self.cmdline,
+            settings=self.settings,
+        )
+
+
 class QemuTarget(Target):
     name: ClassVar[str] = "qemu"
     description: ClassVar[str] = "a QEMU microVM with a kernel built for the image"
-    options: ClassVar[frozenset[str]] = frozenset({"accel"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({VOLUMES, SECRETS})
+    options: ClassVar[frozenset[str]] = frozenset({"accel", "snapshot"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({VOLUMES, SECRETS, SNAPSHOT})
 
     def __init__(
         self,
@@ -60,6 +136,7 @@ class QemuTarget(Target):
         notice: Callable[[str], None] | None = None,
         exact_memory: bool = False,
         initrd: str = "auto",
+        snapshot: bool | None = None,
     ) -> None:
         """accel: "kvm" or "tcg" (default: KVM only where it truly works).
 
@@ -71,6 +148,9 @@ class QemuTarget(Target):
         on top, unless exact_memory. initrd: "raw" hands the kernel a cpio it only copies,
         "gzip" one it must decompress (slower under TCG, less memory at the peak, when the
         archive and the files it unpacks are both in RAM); "auto" picks raw when it fits.
+
+        snapshot: False boots every time, neither restoring nor saving a snapshot (`summon run
+        --no-snapshot`); otherwise a guest that may have one is restored from it (snapshot.py).
         """
         self.accel = accel
         self.store = store
@@ -83,6 +163,8 @@ class QemuTarget(Target):
         if initrd not in ("auto", "raw", "gzip"):
             raise ValueError(f"initrd {initrd!r}: auto, raw or gzip")
         self.initrd = initrd
+        self.snapshot = snapshot
+        self._refusal_said = False
 
     @classmethod
     def default_preference(cls) -> tuple[int, str]:
@@ -105,6 +187,28 @@ class QemuTarget(Target):
         return ensure_boot_artifact(image, step)[0]
 
     def start(self, spec: RunSpec) -> QemuInstance:
+        """Restore the guest from its snapshot if one matches (verified as it loads), else
+        boot it, saving a snapshot at its snapshot point when it may have one."""
+        snapshotting = self._snapshotting(spec)
+        guest = self._guest(spec, snapshotting)
+        snapshots, key = None, ""
+        if snapshotting:
+            snapshots = Snapshots(SnapshotCache(), self.name, self.notice)
+            key = key_of(guest.material(spec))
+            snap = snapshots.find(key)
+            if snap is not None:
+                argv = guest.argv(spec, boot=False)
+                restored = snapshots.restore(snap, lambda: self._instance(spec, argv, True))
+                if restored is not None:
+                    return restored
+        return self._boot(spec, guest, snapshots, key)
+
+    def _guest(self, spec: RunSpec, snapshotting: bool = False) -> Guest:
+        """Everything that shapes the guest, without writing a file.
+
+        snapshotting: the guest gets a snapshot point (run.json) and the kernel arguments
+        that make its snapshot small (snapshot.SNAPSHOT_KERNEL_ARGS).
+        """
         from summon.build.boot import ensure_boot_artifact
         from summon.store.image import Image
 
@@ -123,36 +227,69 @@ class QemuTarget(Target):
         fragments = boot.config.get("kernel", {}).get("fragments") or []
         disks = self._disks(spec, fragments, image.ref)
         spec.state_dir.mkdir(parents=True, exist_ok=True)
-        kernel = boot_kernel(store, boot.kernel)
-        cpio, cpio_digest = unpacked_initramfs(store, boot.initramfs, boot.config)
-        image_bytes = cpio.stat().st_size
+        image_bytes = unpacked_size(store, boot.initramfs)
         memory = spec.memory if self.exact_memory else spec.memory + image_bytes
         raw = self.initrd == "raw" or (
             self.initrd == "auto" and memory >= 2 * image_bytes + RAW_INITRD_HEADROOM
         )
-        initrd = spec.state_dir / "initrd"
         env = {"PATH": "/usr/bin:/bin", **spec.env}
         if spec.network == "direct":  # summon's stack on the raw NIC, at QEMU's guest address
             env.setdefault("SUMMON_NET_IFACE", "eth0")
             # Static, not DHCP: no lease to wait for, at the address the forwards target.
             env.setdefault("SUMMON_NET", f"{GUEST_ADDRESS}/24,gateway={GATEWAY}")
-        settings = {
+        settings: dict[str, Any] = {
             "env": env,
             "volumes": [{"uuid": d.uuid, "path": d.mount} for d in disks],
             "modules": list(boot.config.get("modules") or []),
             "up": ["eth0"] if spec.network == "direct" else [],
         }
+        extra = self.extra_kernel_args
+        if snapshotting:
+            settings["snapshot"] = True
+            extra = (*SNAPSHOT_KERNEL_ARGS, *extra)
+        # The kernel's own IP only in socket mode: in direct mode summon's stack owns the NIC.
+        cmdline = kernel_cmdline(boot.config, spec.network == "socket", extra)
+        acpi = bool(boot.config.get("acpi"))
+        return Guest(qemu, accel, store, boot, disks, memory, raw, settings, cmdline, acpi)
+
+    def _snapshotting(self, spec: RunSpec) -> bool:
+        """Whether this start restores or saves a snapshot (see snapshot.py for who may)."""
+        if self.snapshot is False or not expects_point(spec):
+            return False
+        why = refusal(spec)
+        if why:
+            if not self._refusal_said:
+                self._refusal_said = True
+                self.notice(f"{spec.image}: not snapshotted: {why}")
+            return False
+        return SnapshotCache().limit > 0
+
+    def _instance(self, spec: RunSpec, argv: list[str], forwards_later: bool) -> QemuInstance:
+        output: IO[bytes] | None = self.output
+        if output is None and spec.stdout is None:
+            output = sys.stdout.buffer
+        return QemuInstance(spec, argv, output, forwards_later)
+
+    def _boot(
+        self, spec: RunSpec, guest: Guest, snapshots: Snapshots | None, key: str
+    ) -> QemuInstance:
+        store, boot = guest.store, guest.boot
+        kernel = boot_kernel(store, boot.kernel)
+        cpio, cpio_digest = unpacked_initramfs(store, boot.initramfs, boot.config)
+        initrd = spec.state_dir / "initrd"
         archive, digest = (
             (cpio, cpio_digest)
-            if raw
+            if guest.raw
             else (store.blob_path(boot.initramfs.digest), boot.initramfs.digest)
         )
         run_secrets = {secret.name: secret.read() for secret in spec.secrets}
         write_initrd(
-            archive, settings, initrd, gzip_run=not raw, expect=digest, secrets=run_secrets
-        )
+            archive, guest.settings, initrd, gzip_run=not guest.raw, expect=digest,
+            secrets=run_secrets,
+        )  # fmt: skip
         # Below this the kernel overwrites its initramfs or dies before its console is up,
         # silently: say so now rather than after the boot bound.
+        memory = guest.memory
         floor = kernel_footprint(kernel) + initrd.stat().st_size + MIN_FREE_MEMORY
         if memory < floor:
             given = f"{-(-memory // MiB)} MiB"
@@ -162,16 +299,20 @@ class QemuTarget(Target):
                 f"too little memory for this VM: {given}, while its kernel and initramfs alone "
                 f"take {-(-floor // MiB)} MiB; give the app more with -m"
             )
-        # The kernel's own IP only in socket mode: in direct mode summon's stack owns the NIC.
-        cmdline = kernel_cmdline(boot.config, spec.network == "socket", self.extra_kernel_args)
-        acpi = bool(boot.config.get("acpi"))
-        argv = qemu_argv(qemu, accel, kernel, initrd, cmdline, spec, disks, acpi, memory)
-        output: IO[bytes] | None = self.output
-        if output is None and spec.stdout is None:
-            output = sys.stdout.buffer
-        instance = QemuInstance(spec, argv, output)
+        take = None
+        if snapshots is not None:
+            about = {
+                "image": spec.image,
+                "image_digest": spec.image_digest,
+                "memory": memory,
+                "network": spec.network,
+                "accel": guest.accel,
+            }
+            take = snapshots.saver(key, about, guest.qemu)
+        argv = guest.argv(spec, boot=True, kernel=kernel, initrd=initrd, forwards=take is None)
+        instance = self._instance(spec, argv, take is not None)
         try:
-            instance._start(self.boot_timeout)
+            instance.boot(self.boot_timeout, take)
         except BaseException:
             instance.stop(grace=0)
             raise

@@ -1,0 +1,95 @@
+"""`summon snapshot ls|rm`: the snapshots targets restore instances from, and removing them.
+
+The cache itself is summon.targets.snapshots (which target saved each snapshot is in its
+record); nothing here knows one target from another.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+from rich.table import Table
+
+from summon.cli.output import human, human_duration, out, print_json
+from summon.errors import UserError
+from summon.targets.snapshots import CorruptSnapshot, SnapshotCache
+
+
+@click.group()
+def snapshot() -> None:
+    """Snapshots of apps at their ready point, which later starts restore instead of booting."""
+
+
+@snapshot.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ls_cmd(as_json: bool) -> None:
+    """List the snapshots, most recently used first, with their sizes and keys."""
+    cache = SnapshotCache()
+    rows: list[dict[str, Any]] = []
+    for key, entry in cache.entries():
+        size = cache.folder_size(key)
+        if isinstance(entry, CorruptSnapshot):
+            rows.append({"key": key, "size": size, "error": str(entry)})
+            continue
+        rows.append(
+            {
+                "key": key,
+                "size": size,
+                "target": entry.target,
+                "digest": entry.digest,
+                "image": entry.about.get("image", ""),
+                "memory": entry.about.get("memory"),
+                "created": entry.created,
+                "last_used": entry.last_used,
+            }
+        )
+    total = sum(int(r["size"]) for r in rows)
+    if as_json:
+        print_json({"snapshots": rows, "total": total, "limit": cache.limit})
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("KEY", "TARGET", "IMAGE", "SIZE", "MEMORY", "LAST USED", "DIGEST"):
+        table.add_column(col)
+    now = time.time()
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["key"][:12], "-", "-", human(r["size"]), "-", "-", f"[{r['error']}]")
+            continue
+        memory = r["memory"]
+        table.add_row(
+            r["key"][:12],
+            r["target"],
+            str(r["image"]),
+            human(r["size"]),
+            human(memory) if isinstance(memory, int) else "-",
+            human_duration(now - r["last_used"]) + " ago",
+            r["digest"][:19],
+        )
+    out.print(table)
+    out.print(f"{len(rows)} snapshot(s), {human(total)} of {human(cache.limit)}")
+
+
+@snapshot.command("rm")
+@click.argument("keys", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Remove every snapshot.")
+def rm_cmd(keys: tuple[str, ...], everything: bool) -> None:
+    """Remove snapshots by KEY (or a unique prefix of one); the next start boots and saves anew."""
+    cache = SnapshotCache()
+    known = [key for key, _ in cache.entries()]
+    if everything == bool(keys):
+        raise UserError("snapshot rm: give KEYs (see summon snapshot ls) or --all, not both")
+    chosen = known if everything else [_one(prefix, known) for prefix in keys]
+    for key in chosen:
+        if cache.remove(key):
+            out.print(key)
+
+
+def _one(prefix: str, known: list[str]) -> str:
+    hits = [key for key in known if key.startswith(prefix.lower())]
+    if not prefix or not hits:
+        raise UserError(f"snapshot rm: no snapshot {prefix!r} (see summon snapshot ls)")
+    if len(hits) > 1:
+        raise UserError(f"snapshot rm: {prefix!r} names {len(hits)} snapshots; give more of it")
+    return hits[0]

@@ -1,0 +1,68 @@
+"""`summon snapshot ls|rm` over a cache of its own, and `run --no-snapshot` where it is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from summon.cli.main import cli
+from summon.targets.snapshots import SnapshotCache
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SnapshotCache:
+    for var in ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    monkeypatch.setenv("SUMMON_SNAPSHOTS", str(tmp_path / "snaps"))
+    monkeypatch.delenv("SUMMON_STORE", raising=False)
+    return SnapshotCache()
+
+
+def put(cache: SnapshotCache, key: str, size: int) -> None:
+    writer = cache.writer(key, "qemu", {"image": "dice:test", "memory": 64 << 20})
+    writer.write(b"s" * size)
+    writer.commit()
+
+
+def test_ls_lists_keys_sizes_and_refused_ones(cache: SnapshotCache) -> None:
+    runner = CliRunner()
+    empty = runner.invoke(cli, ["snapshot", "ls", "--json"])
+    assert empty.exit_code == 0, empty.output
+    assert json.loads(empty.output)["snapshots"] == []
+    put(cache, "ab" * 32, 3000)
+    put(cache, "cd" * 32, 5000)
+    (cache.root / ("cd" * 32) / "snapshot.json").write_text("{}")
+    listed = json.loads(runner.invoke(cli, ["snapshot", "ls", "--json"]).output)
+    rows = {r["key"]: r for r in listed["snapshots"]}
+    assert rows["ab" * 32]["image"] == "dice:test" and rows["ab" * 32]["target"] == "qemu"
+    assert rows["ab" * 32]["size"] > 3000  # the state and its record
+    assert "malformed" in rows["cd" * 32]["error"]
+    table = runner.invoke(cli, ["snapshot", "ls"])
+    assert table.exit_code == 0
+    assert "abababababab" in table.output and "2 snapshot(s)" in table.output
+
+
+def test_rm_by_prefix_and_its_errors(cache: SnapshotCache) -> None:
+    runner = CliRunner()
+    put(cache, "ab" * 32, 10)
+    put(cache, "ac" * 32, 10)
+    ambiguous = runner.invoke(cli, ["snapshot", "rm", "a"])
+    assert ambiguous.exit_code == 2 and "'a' names 2 snapshots" in ambiguous.output
+    removed = runner.invoke(cli, ["snapshot", "rm", "abab"])
+    assert removed.exit_code == 0 and removed.output.strip() == "ab" * 32
+    missing = runner.invoke(cli, ["snapshot", "rm", "abab"])
+    assert missing.exit_code == 2 and "no snapshot 'abab'" in missing.output
+    both = runner.invoke(cli, ["snapshot", "rm", "--all", "ac"])
+    assert both.exit_code == 2
+    everything = runner.invoke(cli, ["snapshot", "rm", "--all"])
+    assert everything.exit_code == 0 and everything.output.strip() == "ac" * 32
+    assert cache.entries() == []
+
+
+def test_no_snapshot_is_an_option_of_the_targets_that_declare_it(cache: SnapshotCache) -> None:
+    result = CliRunner().invoke(cli, ["run", "no-such-image", "--target", "unix", "--no-snapshot"])
+    assert result.exit_code == 2
+    assert "--snapshot is not an option of target unix (it is for: qemu)" in result.output
