@@ -338,3 +338,27 @@ def test_write_initrd_appends_the_run_archive_raw_or_gzipped(tmp_path: Path) -> 
     initrd.write_initrd(image, {"env": {}}, tmp_path / "gz", gzip_run=True)
     tail = (tmp_path / "gz").read_bytes()[len(b"IMAGE-ARCHIVE") :]
     assert gzip.decompress(tail) == initrd.run_archive({"env": {}})
+
+
+def test_runs_with_volumes_or_secrets_are_never_snapshotted(tmp_path: Path) -> None:
+    # Rule: a snapshot is guest memory kept on the host's disk across runs; a run's secrets
+    # must not be written there nor handed to a later run, and a volume's view would be stale.
+    from summon.targets.base import SecretFile
+    from summon.targets.qemu.snapshot import expects_point, refusal
+
+    app = {"entry": {"kind": "function"}, "ports": [{"port": 80, "protocol": "tcp"}]}
+    plain = RunSpec(
+        image="t", name="t", rootfs=tmp_path, state_dir=tmp_path, network="socket", app_config=app
+    )
+    assert expects_point(plain) and refusal(plain) == ""
+    secret = SecretFile("tls.key", tmp_path / "key")
+    with_secret = RunSpec(
+        image="t", name="t", rootfs=tmp_path, state_dir=tmp_path, network="socket", app_config=app,
+        secrets=(secret,),
+    )  # fmt: skip
+    assert "secrets" in refusal(with_secret)
+    with_volume = RunSpec(
+        image="t", name="t", rootfs=tmp_path, state_dir=tmp_path, network="socket", app_config=app,
+        volumes=(Volume("data", "/data"),),
+    )  # fmt: skip
+    assert "volumes" in refusal(with_volume)
