@@ -55,6 +55,7 @@ from summon.store.layout import (
     Store,
     normalize_ref,
 )
+from summon.targets.base import SecretFile
 
 __all__ = [
     "APP_DIR",
@@ -161,6 +162,7 @@ def build(
     verify: bool = True,
     record: bool = True,
     manifest: Path | None = None,
+    secrets: tuple[SecretFile, ...] = (),
 ) -> BuildResult:
     """Build the app in app_dir into an image in store, tagged `tag` (default name:version).
 
@@ -171,6 +173,7 @@ def build(
     (summon.build.verify): a module the image lacks fails the build. record (with verify)
     then runs the image once in the sandbox to derive its syscall allowlist
     (summon.build.syscalls); without it, or where it cannot run, the static list holds.
+    secrets are for that run only (summon build --secret); nothing of them enters the image.
     """
     timings: dict[str, float] = {}
     clock = time.monotonic()
@@ -295,7 +298,12 @@ def build(
         if verify and record:
             step("recording the syscalls the image makes (in the sandbox)")
             derived, notes = record_image(
-                unpack(store, layer, files_blob), app_config, argv, image=ref, extra=m.syscalls
+                unpack(store, layer, files_blob),
+                app_config,
+                argv,
+                image=ref,
+                extra=m.syscalls,
+                secrets=secrets,
             )
             lap("record")
 

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from summon.build.rootfs import Rootfs
-from summon.targets.base import PortForward, RunSpec
+from summon.build.standins import recording_secrets
+from summon.targets.base import PortForward, RunSpec, SecretFile
 from summon.targets.sandbox.seccomp import REPORT_KEY
 
 __all__ = ["REPORT_KEY", "DerivedSyscalls", "record_image", "seal_config"]
@@ -99,9 +100,11 @@ def record_image(
     image: str,
     extra: Sequence[str] = (),
     timeout: float = RUN_TIMEOUT,
+    secrets: tuple[SecretFile, ...] = (),
 ) -> tuple[DerivedSyscalls | None, list[str]]:
     """Run the unpacked image once under the recording profile; (derived list, warnings).
 
+    secrets: what `summon build --secret` gave the run (standins.py adds TLS stand-ins).
     The list is None, with a warning saying why, when the run cannot be made or the app did
     not come up: the image then keeps the sandbox's static allowlist.
     """
@@ -117,6 +120,15 @@ def record_image(
         tempfile.TemporaryDirectory(prefix="summon-record-") as state,
         tempfile.TemporaryFile() as out,
     ):
+        run_secrets, lacking = recording_secrets(app_config, secrets, Path(state))
+        if lacking:
+            flags = " ".join(f"--secret {n}=FILE" for n in lacking)
+            return None, [
+                f"the recording run needs the secrets {', '.join(lacking)}, which the build "
+                "was not given: the image keeps the sandbox's static syscall allowlist; give "
+                f"stand-ins with `summon build {flags}` (used for that run only, never put "
+                "in the image)"
+            ]
         spec = RunSpec(
             name=f"record-{uuid.uuid4().hex[:10]}",
             image=image,
@@ -130,6 +142,7 @@ def record_image(
             pids=int(app_config.get("pids", 64)),
             state_dir=Path(state),
             stdout=out.fileno(),
+            secrets=run_secrets,
         )
         answered: list[str] = []
         alive: list[bool] = []

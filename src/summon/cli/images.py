@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -16,6 +16,9 @@ from rich.table import Table
 from summon.cli.output import err, human, open_store, out, progress
 from summon.errors import SummonError, UserError
 from summon.store.image import Image, unpacked_size
+
+if TYPE_CHECKING:
+    from summon.targets.base import SecretFile
 
 
 @click.command()
@@ -37,6 +40,14 @@ from summon.store.image import Image, unpacked_size
     type=click.Path(dir_okay=False, path_type=Path),
     help="Build with this manifest (summon.toml or pyproject.toml) instead of APP_DIR's own.",
 )
+@click.option(
+    "--secret",
+    "secret_files",
+    multiple=True,
+    metavar="NAME=FILE",
+    help="Give the build's recording run secret NAME (a stand-in will do); never put in the "
+    "image. TLS certificates and keys get throwaway stand-ins without it.",
+)
 def build(
     app_dir: Path,
     tag: str | None,
@@ -45,9 +56,15 @@ def build(
     boot: bool,
     no_verify: bool,
     manifest: Path | None,
+    secret_files: tuple[str, ...],
 ) -> None:
     """Build the app in APP_DIR into an image in the local store."""
-    result = build_app(app_dir, tag, whole_stdlib, boot, verify=not no_verify, manifest=manifest)
+    from summon.targets import secrets
+
+    given = tuple(secrets.parse(v) for v in secret_files)
+    result = build_app(
+        app_dir, tag, whole_stdlib, boot, verify=not no_verify, manifest=manifest, secrets=given
+    )
     if quiet:
         out.print(result.image.id)
         return
@@ -72,12 +89,21 @@ def build_app(
     boot: bool = False,
     verify: bool = True,
     manifest: Path | None = None,
+    secrets: tuple[SecretFile, ...] = (),
 ) -> Any:
     from summon.build.image import build as build_image
 
     with progress(f"building {app_dir}") as step:
         return build_image(
-            app_dir, open_store(), tag, step, whole_stdlib, boot, verify, manifest=manifest
+            app_dir,
+            open_store(),
+            tag,
+            step,
+            whole_stdlib,
+            boot,
+            verify,
+            manifest=manifest,
+            secrets=secrets,
         )
 
 
