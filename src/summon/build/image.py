@@ -177,7 +177,7 @@ def build(
         if whole_stdlib:
             extensions = sorted(set(extensions) | set(interp.dynload.glob("*.so")))
         # glibc dlopens libgcc_s for pthread_exit (thread teardown); no DT_NEEDED names it.
-        libs = library_closure([interp.executable, *extensions, *_dlopened(interp)])
+        libs = library_closure([interp.executable, *extensions], dlopened=_dlopened(interp))
 
         step("byte-compiling modules")
         fs = Rootfs()
@@ -316,6 +316,10 @@ def image_config(m: Manifest, argv: list[str], diff_id: str, bom: Descriptor) ->
 
 
 def _dlopened(interp: Interpreter) -> list[Path]:
+    """Libraries glibc dlopens for the interpreter that no DT_NEEDED names: libgcc_s.so.1,
+    which pthread_exit and pthread_cancel need to unwind a thread (Python ends threads
+    still alive at shutdown that way; without it the process aborts with "libgcc_s.so.1
+    must be installed for pthread_exit to work")."""
     for folder in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64"):
         candidate = Path(folder) / "libgcc_s.so.1"
         if candidate.is_file():
