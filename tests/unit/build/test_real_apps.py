@@ -352,6 +352,31 @@ def test_a_module_placed_where_the_image_cannot_find_it_fails_the_build(
         build(app, store, tag="placed:test")
 
 
+def test_modules_made_in_code_and_named_at_run_time_build(
+    store: Store, tmp_path: Path, interp: Interpreter
+) -> None:
+    """Two closure bugs the compatibility corpus found (tests/compat): bottle puts a module
+    made in code, whose __file__ is bottle.py, in sys.modules as bottle.ext; sysconfig
+    imports _sysconfigdata__x86_64-linux-gnu, a name no import statement could write (FastAPI
+    and Django apps load it at start). Both failed the build as "not in the image"."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "summon.toml").write_text('name = "z"\nentry = "app:main"\n')
+    (app / "app.py").write_text(
+        "import sys, sysconfig, types\n"
+        "ext = types.ModuleType(__name__ + '.ext')\n"
+        "ext.__file__, ext.__path__ = __file__, []\n"
+        "sys.modules[ext.__name__] = ext\n"
+        "CC = sysconfig.get_config_var('CC')\n\n"
+        "def main():\n    return 0 if CC else 1\n"
+    )
+    result = build(app, store, tag="made-in-code:test")
+    modules = {m["name"]: m for m in result.image.bom["modules"]}
+    data = next(name for name in modules if name.startswith("_sysconfigdata_"))
+    assert modules[data]["path"].startswith("/usr/lib/python3.11/_sysconfigdata_")
+    assert "app.ext" not in modules or modules["app.ext"]["kind"] == "dynamic"
+
+
 def test_build_and_images_agree_on_the_unpacked_size(http_image: BuildResult, store: Store) -> None:
     env = {**os.environ, "SUMMON_STORE": str(store.root)}
     out = subprocess.run(
