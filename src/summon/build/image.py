@@ -201,6 +201,8 @@ def build(
             "config",
         )
         fs.add_bytes(MODULES_TSV, _modules_tsv(closure, packages), "config")
+        for path, content in ETC_FILES.items():
+            fs.add_bytes(path, content, "config")
         lap("assemble")
         # Every module of the closure must be where the image's interpreter looks for it.
         check_image(fs, closure, interp, module_paths)
@@ -313,6 +315,18 @@ def image_config(m: Manifest, argv: list[str], diff_id: str, bom: Descriptor) ->
         },
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     }
+
+
+# What glibc reads to resolve names: localhost answers on every target (getaddrinfo fails
+# with EAI_AGAIN without a hosts file), names go to the hosts file first, and no nameserver
+# is known (the default, 127.0.0.1, refuses at once in an empty network namespace). They
+# are also the mount points the sandbox binds its own over (docs/sandbox.md): a read-only
+# root cannot get files created on it.
+ETC_FILES = {
+    "/etc/hosts": b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    "/etc/nsswitch.conf": b"hosts: files dns\n",
+    "/etc/resolv.conf": b"",
+}
 
 
 def _dlopened(interp: Interpreter) -> list[Path]:

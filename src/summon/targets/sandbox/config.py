@@ -8,6 +8,7 @@ allowlist (seccomp.py); cgroup memory and pids limits.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,13 @@ def container_id(name: str) -> str:
     return ("summon-" + _ID_BAD.sub("-", name))[:64]
 
 
-def oci_config(spec: RunSpec, netns_path: Path, listener_path: Path) -> dict[str, Any]:
-    """The OCI runtime config (config.json) that runs spec.argv in the sandbox."""
+def oci_config(
+    spec: RunSpec, netns_path: Path, listener_path: Path, files: Mapping[str, Path] = {}
+) -> dict[str, Any]:
+    """The OCI runtime config (config.json) that runs spec.argv in the sandbox.
+
+    files: image path -> host file bound over it read-only (the instance's /etc files).
+    """
     env = {"PATH": "/usr/bin:/bin", **spec.env}
     no_caps: dict[str, list[str]] = {
         k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")
@@ -81,6 +87,15 @@ def oci_config(spec: RunSpec, netns_path: Path, listener_path: Path) -> dict[str
                 "options": ["nosuid", "nodev", "noexec", "mode=1777", f"size={tmp_size}"],
             },
             # No /sys: nothing an app needs is there, and much about the host is.
+            *(
+                {
+                    "destination": dest,
+                    "type": "bind",
+                    "source": str(source),
+                    "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+                }
+                for dest, source in sorted(files.items())
+            ),
         ],
         "linux": {
             "namespaces": [

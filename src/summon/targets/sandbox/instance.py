@@ -25,6 +25,7 @@ from summon.errors import SummonError, UserError
 from summon.targets.base import Instance, RunSpec, Stats
 from summon.targets.sandbox import cgroups, seccomp
 from summon.targets.sandbox.config import container_id, oci_config
+from summon.targets.sandbox.etc import write_etc
 from summon.targets.sandbox.netns import NetNamespace
 
 if TYPE_CHECKING:
@@ -70,7 +71,8 @@ class SandboxInstance(Instance):
             self.direct = DirectNetwork(self.netns.path)
             self.direct.create()
             spec = dataclasses.replace(spec, env={**spec.env, **self.direct.app_environment()})
-        config = oci_config(spec, self.netns.path, self.gate.socket_path)
+        files = write_etc(self.bundle, spec.rootfs, (spec.name, self.container_id))
+        config = oci_config(spec, self.netns.path, self.gate.socket_path, files)
         tmp = self.bundle / "config.json.tmp"
         tmp.write_text(json.dumps(config, sort_keys=True))
         tmp.rename(self.bundle / "config.json")
