@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from summon.egress import EgressError, parse_rules
 from summon.errors import ManifestError
 
 NETWORK_MODES = ("socket", "direct", "none")
@@ -43,6 +44,7 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "version": ((str,), "a version string used as the default tag"),
     "volumes": ((list,), 'a list of absolute paths the app keeps data under, such as ["/data"]'),
     "interface": ((str,), '"wsgi" or "asgi": the runtime serves the "module:app" entry'),
+    "egress": ((list,), 'a list of destinations the app may connect to, such as ["db:5432"]'),
 }
 
 
@@ -93,6 +95,8 @@ class Manifest:
     # "wsgi" | "asgi": the entry is an app the runtime serves; "" an entry function or script.
     # As written in the manifest; the build finds it from the entry's signature otherwise.
     interface: str = ""
+    # Outbound connections allowed (summon.egress): "HOST:PORT", "CIDR:PORT"...; none if empty.
+    egress: tuple[str, ...] = ()
 
 
 def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
@@ -243,6 +247,17 @@ def load(app_dir: Path | str) -> Manifest:
             'point entry at the app object, such as "app:app"',
         )
 
+    try:
+        egress = tuple(str(r) for r in parse_rules(table.get("egress", [])))
+    except EgressError as e:
+        raise bad("egress", str(e)) from None
+    if egress and network != "socket":
+        raise bad(
+            "egress",
+            f'outbound connections need network = "socket" (this app has {network!r}); '
+            "remove egress or change network",
+        )
+
     return Manifest(
         app_dir=app_dir,
         source=source,
@@ -263,6 +278,7 @@ def load(app_dir: Path | str) -> Manifest:
         probe=probe,
         volumes=tuple(volumes),
         interface=interface,
+        egress=egress,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -151,3 +152,33 @@ def test_stdlib_server_resolves_and_encodes_as_a_host_process(
 ) -> None:
     corpus_image(BY_NAME["stdlib_http"], "socket")
     check_stdlib_server(summon, "unix")
+
+
+DIRECT = sorted(app.name for app in APPS if app.direct)
+QEMU = sorted(app.name for app in APPS if app.qemu)
+
+
+@needs_sandbox
+@pytest.mark.sandbox
+@pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun")
+@pytest.mark.parametrize("name", DIRECT)
+def test_serves_on_the_direct_stack(summon: Summon, corpus_image: BuildImage, name: str) -> None:
+    """network = "direct": summon.net carries the app's HTTP, the kernel's TCP/IP does not."""
+    app = BY_NAME[name]
+    assert app.runtime_served  # an app with its own server cannot use summon.net
+    ref = corpus_image(app, "direct")
+    assert "summon.net.stack" in {m["name"] for m in summon.inspect(ref)["bom"]["modules"]}
+    with serve(summon, ref, "sandbox") as served:
+        check_routes(app, served.port)
+    assert '"POST /echo HTTP/1.1" 200 ' in served.log
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="no qemu-system-x86_64")
+@pytest.mark.parametrize("name", QEMU)
+def test_serves_on_qemu(summon: Summon, corpus_image: BuildImage, name: str) -> None:
+    """The same image booted as a microVM (its kernel built once into the user's cache)."""
+    app = BY_NAME[name]
+    with serve(summon, corpus_image(app, "socket"), "qemu") as served:
+        check_routes(app, served.port)
+    assert "the error route fails on purpose" in served.log

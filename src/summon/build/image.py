@@ -381,6 +381,8 @@ def _app_config(m: Manifest, data_map: dict[str, str]) -> dict[str, Any]:
         "memory": m.memory,
         "pids": m.pids,
         "volumes": list(m.volumes),
+        # Read by the targets, which enforce it (docs/sandbox.md); absent when none is allowed.
+        **({"egress": list(m.egress)} if m.egress else {}),
     }
 
 

@@ -90,6 +90,9 @@ class RunSpec:
     # the pipe a detached instance's monitor logs from. None: summon's own stdout/stderr.
     stdout: int | None = None
     image_digest: str = ""  # the image index this instance runs: what targets open
+    # The instance's name as the user knows it (summon ps; name is its short ID): what the
+    # app finds itself as in its /etc/hosts.
+    hostname: str = ""
 
     @classmethod
     def for_image(

@@ -29,6 +29,7 @@ from summon.targets.sandbox.etc import write_etc
 from summon.targets.sandbox.netns import NetNamespace
 
 if TYPE_CHECKING:
+    from summon.targets.sandbox.egress import Egress
     from summon.targets.sandbox.portfwd import PortForwarder
     from summon.targets.sandbox.tap import DirectNetwork
 
@@ -46,6 +47,7 @@ class SandboxInstance(Instance):
         self.forwarder: PortForwarder | None = None
         self.direct: DirectNetwork | None = None  # network = "direct": the app's TAP
         self.gate: seccomp.ExecGate | None = None
+        self.egress: Egress | None = None  # the route out and its allowlist (egress.py)
         self._runc = runc
         self._root = root
         self._proc: subprocess.Popen[bytes] | None = None
@@ -71,7 +73,17 @@ class SandboxInstance(Instance):
             self.direct = DirectNetwork(self.netns.path)
             self.direct.create()
             spec = dataclasses.replace(spec, env={**spec.env, **self.direct.app_environment()})
-        files = write_etc(self.bundle, spec.rootfs, (spec.name, self.container_id))
+        egress = spec.app_config.get("egress") or []
+        if egress:
+            from summon.targets.sandbox.egress import Egress
+
+            self.egress = Egress(self.netns.path, egress, self.bundle / "slirp4netns.log")
+            self.egress.start()
+        files = write_etc(
+            self.bundle, spec.rootfs, (spec.hostname, spec.name, self.container_id),
+            resolved=self.egress.names if self.egress else {},
+            nameserver=self.egress.nameserver if self.egress else None,
+        )  # fmt: skip
         config = oci_config(spec, self.netns.path, self.gate.socket_path, files)
         tmp = self.bundle / "config.json.tmp"
         tmp.write_text(json.dumps(config, sort_keys=True))
@@ -226,6 +238,7 @@ class SandboxInstance(Instance):
                 self._delete_container,
                 self._close_direct,
                 self._close_gate,
+                self._stop_egress,
                 self.netns.remove,
                 self._remove_bundle,
             ]
@@ -253,6 +266,10 @@ class SandboxInstance(Instance):
         if self._owns_id:
             shutil.rmtree(self.bundle, ignore_errors=True)
             shutil.rmtree(Path("/run/summon") / self.container_id, ignore_errors=True)
+
+    def _stop_egress(self) -> None:
+        if self.egress is not None:
+            self.egress.stop()
 
     def _close_gate(self) -> None:
         if self.gate is not None:
