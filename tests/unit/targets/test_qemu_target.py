@@ -338,3 +338,16 @@ def test_write_initrd_appends_the_run_archive_raw_or_gzipped(tmp_path: Path) -> 
     initrd.write_initrd(image, {"env": {}}, tmp_path / "gz", gzip_run=True)
     tail = (tmp_path / "gz").read_bytes()[len(b"IMAGE-ARCHIVE") :]
     assert gzip.decompress(tail) == initrd.run_archive({"env": {}})
+
+
+def test_an_image_with_egress_is_refused_not_run_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from summon.targets.base import NotSupported
+    from summon.targets.qemu import target as qemu_target
+
+    monkeypatch.setattr(qemu_target.shutil, "which", lambda name: "/usr/bin/" + name)
+    spec = RunSpec(name="x", image="db-client:1", rootfs=tmp_path, app_config={
+        "egress": ["10.0.0.5:5432"]}, state_dir=tmp_path)  # fmt: skip
+    with pytest.raises(NotSupported, match=r"the qemu target does not carry yet; run it with "):
+        qemu_target.QemuTarget().start(spec)

@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 from summon import paths
 from summon.build.kernel_image import boot_kernel, kernel_footprint
 from summon.errors import TargetUnavailable, UserError
-from summon.targets.base import VOLUMES, Check, RunSpec, Target
+from summon.targets.base import VOLUMES, Check, NotSupported, RunSpec, Target
 from summon.targets.qemu.cmdline import GATEWAY, GUEST_ADDRESS, Disk, kernel_cmdline, qemu_argv
 from summon.targets.qemu.initrd import RAW_INITRD_HEADROOM, unpacked_initramfs, write_initrd
 from summon.targets.qemu.instance import QemuInstance
@@ -111,6 +111,14 @@ class QemuTarget(Target):
         qemu = shutil.which(QEMU)
         if qemu is None:
             raise TargetUnavailable(QEMU_MISSING)
+        if spec.app_config.get("egress"):
+            # QEMU's user network runs with restrict=on: nothing leaves a VM. Its guestfwd
+            # could carry single addresses, not networks; until then, say so, do not drop it.
+            raise NotSupported(
+                f"{spec.image} allows outbound connections (egress = "
+                f"{spec.app_config['egress']}), which the qemu target does not carry yet; "
+                "run it with --target sandbox"
+            )
         accel, notice = choose_accel(self.accel)
         if notice:
             self.notice(notice)
