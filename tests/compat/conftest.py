@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,11 +20,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from corpus import CorpusApp, corpus
+from corpus import BuildImage, CorpusApp, corpus
 from summon_cli import Summon
 
 BUILD_WORKERS = 2
-BuildImage = Callable[[CorpusApp, str], str]
 
 
 def user_cache() -> str:

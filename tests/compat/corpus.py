@@ -13,6 +13,7 @@ after which the app still answers). Apps that bring their own server listen on $
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,10 @@ def load(folder: Path) -> CorpusApp:
         direct=bool(corpus.get("direct", False)),
         qemu=bool(corpus.get("qemu", False)),
     )
+
+
+# The session fixture's getter: (app, network) -> the tag of its image (conftest.py).
+BuildImage = Callable[[CorpusApp, str], str]
 
 
 def corpus() -> list[CorpusApp]:

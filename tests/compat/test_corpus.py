@@ -18,8 +18,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import BuildImage
-from corpus import ECHO_BODY, CorpusApp, corpus
+from corpus import ECHO_BODY, BuildImage, CorpusApp, corpus
 from summon_cli import Summon, free_port, needs_sandbox
 
 pytestmark = [
