@@ -93,7 +93,7 @@ def test_names_resolve_on_the_host_and_unknown_ones_fail() -> None:
 
 def test_the_rules_refuse_all_but_the_list() -> None:
     rule = parse_rule("10.0.2.2:8080")
-    v4, v6 = ruleset([(rule, ipaddress.IPv4Network("10.0.2.2/32"))])
+    v4, v6 = ruleset([(rule, ipaddress.IPv4Network("10.0.2.2/32"))], dns=False)
     lines = v4.splitlines()
     assert lines[0] == "*filter" and lines[-1] == "COMMIT"
     allow = '-A OUTPUT -d 10.0.2.2/32 -p tcp --dport 8080 -m comment --comment "egress 10.0.2.2:8080" -j ACCEPT'  # noqa: E501
@@ -103,6 +103,10 @@ def test_the_rules_refuse_all_but_the_list() -> None:
     assert f"-A {REFUSED_CHAIN} -p tcp -j REJECT --reject-with tcp-reset" in lines
     assert "-A INPUT -i tap0 -j DROP" in lines
     assert ":OUTPUT DROP [0:0]" in v6.splitlines()  # no IPv6 leaves at all
+    assert "--dport 53" not in v4  # addresses only: no resolver either
+    with_names, _ = ruleset([(rule, ipaddress.IPv4Network("10.0.2.2/32"))], dns=True)
+    query = "-A OUTPUT -d 10.0.2.3/32 -p udp --dport 53 -j ACCEPT"
+    assert with_names.splitlines().index(query) < with_names.splitlines().index(jump)
 
 
 def test_hosts_names_the_instance_and_the_resolved() -> None:

@@ -6,8 +6,9 @@ Without egress the namespace holds only lo, and nothing leaves it. With egress:
    sandbox's /etc/hosts, etc.py, so that the app finds them without DNS);
 2. it installs the rules below in the instance's namespace with iptables-restore, before any
    interface but lo exists there: everything leaving through any other interface is refused
-   by the chain SUMMON-EGRESS-REFUSED unless it is an answer, a DNS query to slirp4netns's
-   resolver, or goes to an allowed address and port; nothing may come in unasked;
+   by the chain SUMMON-EGRESS-REFUSED unless it is an answer, goes to an allowed address
+   and port, or is a DNS query to slirp4netns's resolver when the list names a host by
+   name (a list of addresses and networks resolves nothing); nothing may come in unasked;
 3. slirp4netns then gives the namespace tap0 (10.0.2.100/24, gateway 10.0.2.2, resolver
    10.0.2.3) and carries its connections out through the host's sockets.
 The app runs with no capabilities (no CAP_NET_ADMIN), so it cannot change the rules or the
@@ -74,8 +75,13 @@ def resolve(
     return out, names
 
 
-def ruleset(allowed: Sequence[tuple[EgressRule, ipaddress.IPv4Network]]) -> tuple[str, str]:
-    """The iptables-restore and ip6tables-restore input for the instance's namespace."""
+def ruleset(
+    allowed: Sequence[tuple[EgressRule, ipaddress.IPv4Network]], dns: bool
+) -> tuple[str, str]:
+    """The iptables-restore and ip6tables-restore input for the instance's namespace.
+
+    dns: queries to slirp4netns's resolver are allowed (the list names hosts by name).
+    """
     lines = [
         "*filter",
         ":INPUT ACCEPT [0:0]",
@@ -87,9 +93,12 @@ def ruleset(allowed: Sequence[tuple[EgressRule, ipaddress.IPv4Network]]) -> tupl
         f"-A INPUT -i {TAP_NAME} -j DROP",
         "-A OUTPUT -o lo -j ACCEPT",
         "-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-        f"-A OUTPUT -d {NAMESERVER}/32 -p udp --dport 53 -j ACCEPT",
-        f"-A OUTPUT -d {NAMESERVER}/32 -p tcp --dport 53 -j ACCEPT",
     ]
+    if dns:
+        lines += [
+            f"-A OUTPUT -d {NAMESERVER}/32 -p udp --dport 53 -j ACCEPT",
+            f"-A OUTPUT -d {NAMESERVER}/32 -p tcp --dport 53 -j ACCEPT",
+        ]
     for rule, network in allowed:
         comment = f"egress {rule}".replace('"', "")
         lines.append(
@@ -141,7 +150,7 @@ class Egress:
         slirp = shutil.which("slirp4netns")
         if slirp is None:
             raise TargetUnavailable(SLIRP_MISSING)
-        v4, v6 = ruleset(self.allowed)
+        v4, v6 = ruleset(self.allowed, dns=bool(self.names))
         self._restore("iptables-restore", v4)
         self._restore("ip6tables-restore", v6)
         host_loopback = any(HOST_LOOPBACK in network for _rule, network in self.allowed)
