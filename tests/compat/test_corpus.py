@@ -181,3 +181,18 @@ def test_serves_on_qemu(summon: Summon, corpus_image: BuildImage, name: str) -> 
     with serve(summon, corpus_image(app, "socket"), "qemu") as served:
         check_routes(app, served.port)
     assert "the error route fails on purpose" in served.log
+
+
+@needs_sandbox
+@pytest.mark.sandbox
+@pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun")
+def test_an_own_server_on_the_direct_stack_is_told_why_it_cannot_listen(
+    summon: Summon, corpus_image: BuildImage
+) -> None:
+    """Found by the corpus: http.server built with network = "direct" died of a bare
+    PermissionError (the sandbox denies it kernel sockets); now the runtime says why."""
+    ref = corpus_image(BY_NAME["stdlib_http"], "direct")
+    r = summon("run", ref, "--target", "sandbox", timeout=60)
+    assert r.returncode == 1
+    assert "PermissionError: [Errno 1] Operation not permitted" in r.stderr
+    assert 'summon: this app made a kernel socket, which the sandbox denies with network = "direct"' in r.stderr  # noqa: E501
