@@ -35,7 +35,7 @@ import json, os, socket, sys, time
 
 def attempt(port):
     try:
-        with socket.create_connection(("10.0.2.2", port), timeout=5) as s:
+        with socket.create_connection(("HOST_LOOPBACK", port), timeout=5) as s:
             return "ok " + s.recv(100).decode().strip()
     except OSError as e:
         return f"refused {type(e).__name__}"
@@ -82,13 +82,21 @@ def peers() -> Iterator[tuple[Peer, Peer]]:
 
 @pytest.fixture(scope="module")
 def summon(tmp_path_factory: pytest.TempPathFactory) -> Summon:
-    return Summon(tmp_path_factory.mktemp("home"))
+    s = Summon(tmp_path_factory.mktemp("home"))
+    # The user's cache: the VM test's kernel is built once there, not once per run.
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    s.env["XDG_CACHE_HOME"] = cache if os.path.isabs(cache) else str(Path.home() / ".cache")
+    return s
 
 
-def build(summon: Summon, folder: Path, allowed: int, other: int, egress: list[str]) -> str:
+def build(summon: Summon, folder: Path, allowed: int, other: int, egress: list[str],
+          host_loopback: str = "10.0.2.2") -> str:  # fmt: skip
+    """An app that tries both peers through host_loopback (the host's 127.0.0.1 as the
+    instance's slirp4netns shows it), allowed to reach egress."""
     folder.mkdir()
     (folder / "app.py").write_text(
         APP.replace("ALLOWED", str(allowed)).replace("OTHER", str(other))
+        .replace("HOST_LOOPBACK", host_loopback)
     )
     (folder / "summon.toml").write_text(
         textwrap.dedent(f"""
@@ -103,12 +111,16 @@ def build(summon: Summon, folder: Path, allowed: int, other: int, egress: list[s
     return ref
 
 
-def run_and_read(summon: Summon, ref: str, name: str) -> tuple[dict[str, str], str]:
+def run_and_read(
+    summon: Summon, ref: str, name: str, target: str = "sandbox"
+) -> tuple[dict[str, str], str]:
     """The app's report, and the refused chain's counters read while it still runs."""
-    proc = summon.popen("run", ref, "--target", "sandbox", "--name", name)
+    proc = summon.popen("run", ref, "--target", target, "--name", name)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
+        while line and not line.startswith("{"):  # a VM's console says more first
+            line = proc.stdout.readline()
         assert line, proc.communicate(timeout=30)
         # The sandbox names its container and namespace after the instance's short id, and
         # binds the namespace under /run/netns in its monitor's mount namespace.
@@ -168,3 +180,20 @@ def test_without_egress_nothing_leaves(
     assert report["allowed"] == report["other"] == "refused OSError"
     assert (allowed.accepted, other.accepted) == (0, 0)
     assert report["resolv.conf"] == ""  # the image's own: no resolver without egress
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="no qemu-system-x86_64")
+def test_a_vm_reaches_the_allowed_destination_only(
+    summon: Summon, tmp_path: Path, peers: tuple[Peer, Peer]
+) -> None:
+    """The same allowlist for a microVM: QEMU runs in a namespace with the rules, where the
+    host's loopback is 10.0.3.2 (the guest's own 10.0.2.2 is QEMU's)."""
+    allowed, other = peers
+    ref = build(summon, tmp_path / "egress-vm", allowed.port, other.port,
+                [f"10.0.3.2:{allowed.port}"], host_loopback="10.0.3.2")  # fmt: skip
+    report, counters = run_and_read(summon, ref, f"egress-vm-{os.getpid()}", "qemu")
+    assert report["allowed"] == "ok hello from the allowed peer"
+    assert report["other"] == "refused ConnectionRefusedError"
+    assert refused_packets(counters) >= 1
+    assert (allowed.accepted, other.accepted) == (1, 0)

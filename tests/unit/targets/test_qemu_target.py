@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import ipaddress
 import lzma
 import stat
 import struct
@@ -340,14 +341,19 @@ def test_write_initrd_appends_the_run_archive_raw_or_gzipped(tmp_path: Path) -> 
     assert gzip.decompress(tail) == initrd.run_archive({"env": {}})
 
 
-def test_an_image_with_egress_is_refused_not_run_closed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from summon.targets.base import NotSupported
-    from summon.targets.qemu import target as qemu_target
+def test_with_egress_qemu_runs_in_a_namespace_with_its_forwards_inside(tmp_path: Path) -> None:
+    from summon.targets.qemu.outbound import Outbound
 
-    monkeypatch.setattr(qemu_target.shutil, "which", lambda name: "/usr/bin/" + name)
-    spec = RunSpec(name="x", image="db-client:1", rootfs=tmp_path, app_config={
-        "egress": ["10.0.0.5:5432"]}, state_dir=tmp_path)  # fmt: skip
-    with pytest.raises(NotSupported, match=r"the qemu target does not carry yet; run it with "):
-        qemu_target.QemuTarget().start(spec)
+    spec = RunSpec(name="abc123", image="db-client:1", rootfs=tmp_path, state_dir=tmp_path,
+                   app_config={"egress": ["10.0.3.2:5432"]},
+                   ports=(PortForward(18080, 8000),))  # fmt: skip
+    outbound = Outbound(spec, ["10.0.3.2:5432"])  # nothing is made before start()
+    assert outbound.wrap(["qemu", "-M"]) == [
+        "nsenter", "--net=/run/netns/summon-abc123", "--", "qemu", "-M",
+    ]  # fmt: skip
+    (inside,) = outbound.vm_spec().ports
+    assert (inside.host_addr, inside.host_port, inside.guest_port) == ("127.0.0.1", 8000, 8000)
+    assert outbound.egress.host_loopback == ipaddress.IPv4Address("10.0.3.2")
+    argv = qemu_argv("qemu", "tcg", tmp_path / "k", tmp_path / "i", "x", outbound.vm_spec(),
+                     restrict=False)  # fmt: skip
+    assert "user,id=net0,restrict=off,hostfwd=tcp:127.0.0.1:8000-:8000" in argv

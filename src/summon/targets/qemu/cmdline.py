@@ -59,12 +59,14 @@ def qemu_argv(
     disks: tuple[Disk, ...] = (),
     acpi: bool = False,
     memory: int | None = None,
+    restrict: bool = True,
 ) -> list[str]:
     """The QEMU command for one instance: microvm, no defaults, serial on stdio.
 
     acpi: for a generic kernel without virtio_mmio.device= parsing, which finds its devices
     in ACPI tables instead (the benchmarks' baseline kernel). memory: the guest's RAM
-    (default: the spec's), rounded up to MiB.
+    (default: the spec's), rounded up to MiB. restrict: nothing leaves the VM; off only
+    when QEMU runs in a namespace whose rules hold the egress allowlist (outbound.py).
     """
     memory_mib = max(1, -(-(memory or spec.memory) // (1024 * 1024)))
     argv = [
@@ -105,7 +107,7 @@ def qemu_argv(
     if spec.network != "none":
         argv += [
             "-netdev",
-            f"user,id=net0,restrict=on{hostfwd(spec)}",
+            f"user,id=net0,restrict={'on' if restrict else 'off'}{hostfwd(spec)}",
             "-device",
             # Direct mode: no checksum offload either way, so every frame the stack sees
             # through AF_PACKET carries complete checksums (and none it sends needs them).

@@ -19,11 +19,14 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from summon.errors import SummonError
 from summon.targets.base import Instance, NotReady, RunSpec, Stats, process_stats
 from summon.targets.qemu.serial import SerialConsole
+
+if TYPE_CHECKING:
+    from summon.targets.qemu.outbound import Outbound
 
 STOP_RESEND = 1.0  # seconds between Ctrl-Cs while stopping (early in boot one may be lost)
 _PR_SET_PDEATHSIG = 1
@@ -52,6 +55,7 @@ class QemuInstance(Instance):
         self._released = False
         self._reported = False
         self._changed = threading.Condition()
+        self.outbound: Outbound | None = None  # egress: QEMU's namespace, released with it
 
     # --- starting ---
 
@@ -222,6 +226,8 @@ class QemuInstance(Instance):
                         if pipe is not None:
                             pipe.close()
             (self.spec.state_dir / "initrd").unlink(missing_ok=True)
+            if self.outbound is not None:
+                self.outbound.stop()
 
     def stats(self) -> Stats:
         return process_stats(self.pid)

@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 from summon import paths
 from summon.build.kernel_image import boot_kernel, kernel_footprint
 from summon.errors import TargetUnavailable, UserError
-from summon.targets.base import VOLUMES, Check, NotSupported, RunSpec, Target
+from summon.targets.base import VOLUMES, Check, RunSpec, Target
 from summon.targets.qemu.cmdline import GATEWAY, GUEST_ADDRESS, Disk, kernel_cmdline, qemu_argv
 from summon.targets.qemu.initrd import RAW_INITRD_HEADROOM, unpacked_initramfs, write_initrd
 from summon.targets.qemu.instance import QemuInstance
@@ -111,14 +111,6 @@ class QemuTarget(Target):
         qemu = shutil.which(QEMU)
         if qemu is None:
             raise TargetUnavailable(QEMU_MISSING)
-        if spec.app_config.get("egress"):
-            # QEMU's user network runs with restrict=on: nothing leaves a VM. Its guestfwd
-            # could carry single addresses, not networks; until then, say so, do not drop it.
-            raise NotSupported(
-                f"{spec.image} allows outbound connections (egress = "
-                f"{spec.app_config['egress']}), which the qemu target does not carry yet; "
-                "run it with --target sandbox"
-            )
         accel, notice = choose_accel(self.accel)
         if notice:
             self.notice(notice)
@@ -166,12 +158,22 @@ class QemuTarget(Target):
         # The kernel's own IP only in socket mode: in direct mode summon's stack owns the NIC.
         cmdline = kernel_cmdline(boot.config, spec.network == "socket", self.extra_kernel_args)
         acpi = bool(boot.config.get("acpi"))
-        argv = qemu_argv(qemu, accel, kernel, initrd, cmdline, spec, disks, acpi, memory)
+        outbound = None
+        if spec.app_config.get("egress"):  # QEMU in a namespace with the allowlist
+            from summon.targets.qemu.outbound import Outbound
+
+            outbound = Outbound(spec, spec.app_config["egress"])
+        vm_spec = outbound.vm_spec() if outbound else spec
+        argv = qemu_argv(qemu, accel, kernel, initrd, cmdline, vm_spec, disks, acpi, memory,
+                         restrict=outbound is None)  # fmt: skip
         output: IO[bytes] | None = self.output
         if output is None and spec.stdout is None:
             output = sys.stdout.buffer
-        instance = QemuInstance(spec, argv, output)
+        instance = QemuInstance(spec, outbound.wrap(argv) if outbound else argv, output)
+        instance.outbound = outbound
         try:
+            if outbound is not None:
+                outbound.start()
             instance._start(self.boot_timeout)
         except BaseException:
             instance.stop(grace=0)

@@ -34,9 +34,11 @@ from summon.egress import EgressRule, parse_rules
 from summon.errors import TargetUnavailable, UserError
 
 TAP_NAME = "tap0"
-GUEST_ADDRESS = "10.0.2.100"
-HOST_LOOPBACK = ipaddress.IPv4Address("10.0.2.2")  # slirp4netns's gateway: the host's lo
-NAMESERVER = "10.0.2.3"  # slirp4netns's DNS forwarder (the host's resolvers)
+# slirp4netns's network: the namespace is .100, the gateway .2 (the host's loopback, when
+# allowed), its DNS forwarder .3 (the host's resolvers). A VM's namespace uses another
+# (qemu/outbound.py): 10.0.2.0/24 is QEMU's own guest network, whose .2 QEMU answers itself.
+SANDBOX_CIDR = ipaddress.IPv4Network("10.0.2.0/24")
+NAMESERVER = "10.0.2.3"
 REFUSED_CHAIN = "SUMMON-EGRESS-REFUSED"
 READY_TIMEOUT = 10.0
 SLIRP_MISSING = "egress needs slirp4netns: apt-get install slirp4netns"
@@ -76,7 +78,9 @@ def resolve(
 
 
 def ruleset(
-    allowed: Sequence[tuple[EgressRule, ipaddress.IPv4Network]], dns: bool
+    allowed: Sequence[tuple[EgressRule, ipaddress.IPv4Network]],
+    dns: bool,
+    nameserver: str = NAMESERVER,
 ) -> tuple[str, str]:
     """The iptables-restore and ip6tables-restore input for the instance's namespace.
 
@@ -96,8 +100,8 @@ def ruleset(
     ]
     if dns:
         lines += [
-            f"-A OUTPUT -d {NAMESERVER}/32 -p udp --dport 53 -j ACCEPT",
-            f"-A OUTPUT -d {NAMESERVER}/32 -p tcp --dport 53 -j ACCEPT",
+            f"-A OUTPUT -d {nameserver}/32 -p udp --dport 53 -j ACCEPT",
+            f"-A OUTPUT -d {nameserver}/32 -p tcp --dport 53 -j ACCEPT",
         ]
     for rule, network in allowed:
         comment = f"egress {rule}".replace('"', "")
@@ -136,13 +140,17 @@ class Egress:
         entries: Sequence[str],
         log: Path,
         resolver: Resolver = resolve_ipv4,
+        cidr: ipaddress.IPv4Network = SANDBOX_CIDR,
     ) -> None:
-        """log: where slirp4netns's own messages go (it writes many; a pipe would fill)."""
+        """log: where slirp4netns's own messages go (it writes many; a pipe would fill).
+        cidr: slirp4netns's network (its .2 is the host's loopback, .3 its resolver)."""
         self.netns_path = netns_path
         self.log = log
+        self.cidr = cidr
+        self.host_loopback = cidr.network_address + 2
+        self.nameserver = str(cidr.network_address + 3)
         self.rules = parse_rules(list(entries))
         self.allowed, self.names = resolve(self.rules, resolver)
-        self.nameserver = NAMESERVER
         self._proc: subprocess.Popen[bytes] | None = None
         self._exit_fd = -1
 
@@ -150,15 +158,16 @@ class Egress:
         slirp = shutil.which("slirp4netns")
         if slirp is None:
             raise TargetUnavailable(SLIRP_MISSING)
-        v4, v6 = ruleset(self.allowed, dns=bool(self.names))
+        v4, v6 = ruleset(self.allowed, dns=bool(self.names), nameserver=self.nameserver)
         self._restore("iptables-restore", v4)
         self._restore("ip6tables-restore", v6)
-        host_loopback = any(HOST_LOOPBACK in network for _rule, network in self.allowed)
+        host_loopback = any(self.host_loopback in network for _rule, network in self.allowed)
         ready_r, ready_w = os.pipe()
         exit_r, exit_w = os.pipe()
         argv = [
             slirp, "--configure", "--mtu=65520", "--enable-seccomp",
             f"--ready-fd={ready_w}", f"--exit-fd={exit_r}", "--netns-type=path",
+            f"--cidr={self.cidr}",
             *([] if host_loopback else ["--disable-host-loopback"]),
             str(self.netns_path), TAP_NAME,
         ]  # fmt: skip
