@@ -8,7 +8,8 @@ apt_packages=(
   python3.11      # the interpreter that goes into images (Debian's: embeds libpython)
   runc            # the sandbox target's OCI runtime
   erofs-utils     # mkfs.erofs: each image's read-only, verified root filesystem (the sandbox's root)
-  slirp4netns     # user-mode networking for sandboxed apps that reach out
+  slirp4netns     # user-mode networking for sandboxed apps that reach out (egress)
+  iptables        # the egress allowlist summon installs in each sandbox's network namespace
   iproute2        # `ip netns` for inspecting test namespaces (summon itself uses pyroute2)
   curl            # the demo and tests fetch pages with it
   openssl         # real TLS peers for summon.tls (s_client, s_server) and `openssl verify`

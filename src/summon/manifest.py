@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from summon.egress import EgressError, parse_rules
 from summon.errors import ManifestError
 
 NETWORK_MODES = ("socket", "direct", "none")
@@ -47,6 +48,7 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "interface": ((str,), '"wsgi" or "asgi": the runtime serves the "module:app" entry'),
     "tls": ((dict,), 'a table such as { backend = "openssl", ports = [443] }'),
     "secrets": ((list,), 'the names of the secrets the app reads, such as ["api-token"]'),
+    "egress": ((list,), 'a list of destinations the app may connect to, such as ["db:5432"]'),
 }
 SEAL_MODES = {True: "on", False: "off", "audit": "audit"}
 
@@ -102,6 +104,8 @@ class Manifest:
     interface: str = ""
     tls: TLSConfig | None = None  # the TLS device's backend, and ports the runtime serves so
     secrets: tuple[str, ...] = ()  # names a run must give (--secret NAME=FILE)
+    # Outbound connections allowed (summon.egress): "HOST:PORT", "CIDR:PORT"...; none if empty.
+    egress: tuple[str, ...] = ()
 
 
 TLS_BACKENDS = ("openssl", "python")
@@ -362,6 +366,16 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
         if not isinstance(name, str) or not _SECRET_NAME.match(name):
             raise bad("secrets", f"{name!r} is not a secret name such as api-token or tls.key")
     needed = tuple(dict.fromkeys([*secrets, *(tls.secrets() if tls else ())]))
+    try:
+        egress = tuple(str(r) for r in parse_rules(table.get("egress", [])))
+    except EgressError as e:
+        raise bad("egress", str(e)) from None
+    if egress and network != "socket":
+        raise bad(
+            "egress",
+            f'outbound connections need network = "socket" (this app has {network!r}); '
+            "remove egress or change network",
+        )
 
     return Manifest(
         app_dir=app_dir,
@@ -387,6 +401,7 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
         interface=interface,
         tls=tls,
         secrets=needed,
+        egress=egress,
     )
 
 

@@ -241,3 +241,23 @@ def test_port_in_use_fails_at_start(ns: NetNamespace) -> None:
 def test_bad_protocol() -> None:
     with pytest.raises(ValueError, match="tcp or udp"):
         PortForwarder(NetNamespace("x").path, [PortForward(1, 2, "sctp")])
+
+
+def test_a_namespace_has_lo_up_and_low_ports_open_and_goes_away() -> None:
+    """What NetNamespace makes with the syscalls `ip netns add` uses (no pyroute2)."""
+    name = f"summon-test-{uuid.uuid4().hex[:8]}"
+    with NetNamespace(name) as made:
+        assert name in list_namespaces()
+
+        def look() -> tuple[list[tuple[int, str]], str]:
+            with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+                start = f.read().strip()
+            with socket.create_server(("127.0.0.1", 0)) as server:  # lo is up: it answers
+                socket.create_connection(server.getsockname(), timeout=2).close()
+            return socket.if_nameindex(), start
+
+        interfaces, start = run_inside(made.path, look)
+        assert interfaces == [(1, "lo")]  # its own: none of the host's interfaces
+        assert start == "0"  # an app without capabilities may listen on port 80
+    assert name not in list_namespaces()
+    assert not os.path.exists(f"/run/netns/{name}")

@@ -386,11 +386,11 @@ def _module_record(name: str, mod: object, reason: str) -> "Record":
         locations = [str(p) for p in spec.submodule_search_locations]
     origin = getattr(spec, "origin", None) if spec is not None else None
     if spec is None:
-        file = getattr(mod, "__file__", None)
         if name in sys.builtin_module_names:
             return name, "builtin", None, reason, None, []
-        if isinstance(file, str):
-            return name, _kind_by_suffix(file), file, reason, None, []
+        # Every module the import system loads has a spec: this one was made in code
+        # (types.ModuleType). Its __file__, if any, is its maker's (bottle.ext says bottle.py),
+        # which comes into the image as that module; no file provides this name.
         return name, "dynamic", None, reason, None, []
     if origin == "built-in":
         return name, "builtin", None, reason, alias_of, []

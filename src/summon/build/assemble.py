@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import summon
-from summon.build.closure import Closure, app_sources
+from summon.build.closure import Closure, app_files, app_sources
 from summon.build.graph import TEST_FOLDERS
 from summon.build.python import Interpreter
 from summon.build.resolve import module_name
@@ -109,6 +109,14 @@ def module_files(
         rel = PurePosixPath(f.relative_to(m.app_dir).as_posix())
         if not _excluded(rel, m.exclude, interp.ext_suffixes):
             with_source(f, f"{APP_DIR}/{rel}", "app")
+    # And the files beside the code, as a distribution's ship whole: an app finds its
+    # templates and static files relative to its modules (Flask's templates/, Django's).
+    for f in app_files(m.app_dir, exclude=m.data):
+        rel = PurePosixPath(f.relative_to(m.app_dir).as_posix())
+        if f.suffix in (".py", ".pyc", ".pyo") or _excluded(rel, m.exclude, interp.ext_suffixes):
+            continue
+        extension = any(f.name.endswith(s) for s in interp.ext_suffixes)
+        fs.add_file(f"{APP_DIR}/{rel}", f, "app", 0o755 if extension else 0o644)
     return jobs, module_paths
 
 

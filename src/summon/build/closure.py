@@ -207,14 +207,15 @@ def _size(path: Path) -> int:
         return 0
 
 
-def app_sources(app_dir: Path, exclude: Sequence[Path] = ()) -> list[tuple[Path, str | None, bool]]:
-    """The app's own .py files as (path, module name or None, is a package __init__).
+def app_files(app_dir: Path, exclude: Sequence[Path] = ()) -> list[Path]:
+    """Every file of the app folder that is the app's: its code and the files beside it
+    (templates, static files, its own extension modules), sorted.
 
-    Skips hidden folders, __pycache__, virtual environments and folders in exclude (a
-    vendored site folder kept inside the app folder), whose code is not the app's.
+    Skips hidden files and folders, __pycache__, virtual environments and folders in exclude
+    (the data folders, baked in under /data; a vendored site folder kept inside the app
+    folder), whose files are not the app's.
     """
     excluded = {p.resolve() for p in exclude}
-    out: list[tuple[Path, str | None, bool]] = []
     seen: set[Path] = set()
 
     def walk(folder: Path) -> Iterator[Path]:
@@ -234,10 +235,19 @@ def app_sources(app_dir: Path, exclude: Sequence[Path] = ()) -> list[tuple[Path,
             if p.is_dir():
                 if p.resolve() not in excluded:
                     yield from walk(p)
-            elif p.suffix == ".py" and p.is_file():
+            elif p.is_file():
                 yield p
 
-    for path in walk(app_dir):
+    return list(walk(app_dir))
+
+
+def app_sources(app_dir: Path, exclude: Sequence[Path] = ()) -> list[tuple[Path, str | None, bool]]:
+    """The app's own .py files as (path, module name or None, is a package __init__),
+    among app_files()."""
+    out: list[tuple[Path, str | None, bool]] = []
+    for path in app_files(app_dir, exclude):
+        if path.suffix != ".py":
+            continue
         parts = list(path.relative_to(app_dir).with_suffix("").parts)
         is_pkg = parts[-1] == "__init__"
         if is_pkg:

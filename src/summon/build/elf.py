@@ -201,12 +201,17 @@ def library_closure(
     *,
     ld_so_conf: Path = LD_SO_CONF,
     search_dirs: Sequence[str] | None = None,
+    dlopened: Iterable[Path] = (),
 ) -> LibraryClosure:
     """Follow DT_NEEDED from binaries (executables, extension modules) to every library.
 
     Search order, as glibc's loader: the RPATH of the needing object and of those that
     loaded it (unless it has a RUNPATH), its RUNPATH, then ld.so.conf (standing in for the
     host's ld.so.cache), then search_dirs (default: default_dirs() for the machine).
+
+    dlopened: libraries no DT_NEEDED names but that get loaded at run time for the first
+    binary (glibc dlopens libgcc_s.so.1 when a thread ends in pthread_exit): they go in
+    themselves, by their soname, with what they need.
     """
     roots = [Path(b) for b in binaries]
     if not roots:
@@ -283,6 +288,15 @@ def library_closure(
         (r, facts[r], (), r) for r in roots
     ]
     visited: set[tuple[str, Path]] = set()
+    for lib in dlopened:
+        lib_facts = facts_of(lib)
+        name = lib_facts.soname or lib.name
+        if name in provided or name in found or not _matches(lib, first):
+            continue
+        found[name] = (lib, str(lib.parent))
+        needers[name] = [roots[0]]
+        visited.add((name, roots[0]))
+        queue.append((lib, lib_facts, (), roots[0]))
     while queue:
         obj, d, inherited, root = queue.pop(0)
         own_rpath = tuple(x for x in (_expand(e, obj.parent) for e in d.rpath) if x)

@@ -37,7 +37,7 @@ from summon.build.interface import (
     entry_interface,
 )
 from summon.build.python import Interpreter, probe_interpreter
-from summon.build.records import app_json, bom_of, image_argv, image_config, modules_tsv
+from summon.build.records import ETC_FILES, app_json, bom_of, image_argv, image_config, modules_tsv
 from summon.build.rootfs import Rootfs
 from summon.build.syscalls import REPORT_KEY, DerivedSyscalls, record_image, seal_config
 from summon.build.vendor import Package, vendor
@@ -235,7 +235,7 @@ def build(
         if whole_stdlib:
             extensions = sorted(set(extensions) | set(interp.dynload.glob("*.so")))
         # glibc dlopens libgcc_s for pthread_exit (thread teardown); no DT_NEEDED names it.
-        libs = library_closure([interp.executable, *extensions, *_dlopened(interp)])
+        libs = library_closure([interp.executable, *extensions], dlopened=_dlopened(interp))
 
         step("byte-compiling modules")
         fs = Rootfs()
@@ -262,6 +262,8 @@ def build(
             "config",
         )
         fs.add_bytes(MODULES_TSV, modules_tsv(closure, packages), "config")
+        for path, content in ETC_FILES.items():
+            fs.add_bytes(path, content, "config")
         lap("assemble")
         # Every module of the closure must be where the image's interpreter looks for it.
         check_image(fs, closure, interp, module_paths)
@@ -372,6 +374,10 @@ def build(
 
 
 def _dlopened(interp: Interpreter) -> list[Path]:
+    """Libraries glibc dlopens for the interpreter that no DT_NEEDED names: libgcc_s.so.1,
+    which pthread_exit and pthread_cancel need to unwind a thread (Python ends threads
+    still alive at shutdown that way; without it the process aborts with "libgcc_s.so.1
+    must be installed for pthread_exit to work")."""
     for folder in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64"):
         candidate = Path(folder) / "libgcc_s.so.1"
         if candidate.is_file():

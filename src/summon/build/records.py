@@ -39,6 +39,17 @@ def image_argv(interp: Interpreter) -> list[str]:
 # runAsNonRoot can check it, and not root. The sandbox target maps the same uid.
 IMAGE_UID = 65532
 
+# What glibc reads to resolve names: localhost answers on every target (getaddrinfo fails
+# with EAI_AGAIN without a hosts file), names go to the hosts file first, and no nameserver
+# is known (the default, 127.0.0.1, refuses at once in an empty network namespace). They
+# are also the mount points the sandbox binds its own over (docs/sandbox.md): a read-only
+# root cannot get files created on it.
+ETC_FILES = {
+    "/etc/hosts": b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    "/etc/nsswitch.conf": b"hosts: files dns\n",
+    "/etc/resolv.conf": b"",
+}
+
 
 def image_config(
     m: Manifest,
@@ -96,6 +107,8 @@ def app_json(m: Manifest, data_map: dict[str, str]) -> dict[str, Any]:
         "probe": m.probe,
         "secrets": list(m.secrets),
         **({"tls": _tls_config(m.tls)} if m.tls is not None else {}),
+        # Read by the targets, which enforce it (docs/sandbox.md); absent when none is allowed.
+        **({"egress": list(m.egress)} if m.egress else {}),
     }
 
 

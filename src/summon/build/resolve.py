@@ -101,7 +101,10 @@ class Resolver:
         return self._cache[name]
 
     def _find(self, name: str) -> Location | None:
-        if not name or any(not part.isidentifier() for part in name.split(".")):
+        # Not only identifiers: import_module() finds a file by any name, and the stdlib
+        # itself has one no import statement could name (_sysconfigdata__x86_64-linux-gnu,
+        # which sysconfig imports by its computed name).
+        if not name or any(not part.replace("-", "_").isidentifier() for part in name.split(".")):
             return None
         if name in ALIASES:
             target = self.find(ALIASES[name])

@@ -297,7 +297,9 @@ def create(spec: dict[str, Any], name: str | None, base_name: str) -> tuple[Inst
             doc = {**spec, "id": ident, "name": name, "created": now()}
             # The target knows the instance by its short ID: unique on the host, whichever
             # state folder is in use (runc container ids, netns names and cgroups are global).
-            doc["run"] = {**doc["run"], "name": ident[:SHORT], "state_dir": str(final)}
+            doc["run"] = {
+                **doc["run"], "name": ident[:SHORT], "state_dir": str(final), "hostname": name,
+            }  # fmt: skip
             write_json(tmp / "spec.json", doc)
             write_json(tmp / "state.json", initial_state())
             lock_fd = os.open(tmp / "monitor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

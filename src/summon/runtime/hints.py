@@ -1,4 +1,5 @@
-"""Hints for what an app tried that an image cannot do: a module it lacks, fork, exec.
+"""Hints for what an app tried that an image cannot do: a module it lacks, fork, exec, a
+kernel socket on the direct stack.
 
 The sandbox's seccomp filter answers EPERM to fork, vfork and execve. A pre-forking server
 (gunicorn, uvicorn --workers, multiprocessing) then fails with a bare PermissionError; the
@@ -29,6 +30,13 @@ EXEC_NAMES = frozenset(
 FORK_HINT = (
     "this app tried to fork (pre-forking servers such as gunicorn cannot run here); "
     'serve it with entry = "module:app" so summon\'s runtime serves it'
+)
+# socket.socket.__init__ calls _socket.socket.__init__: its co_names hold "_socket".
+SOCKET_NAMES = frozenset(("_socket",))
+SOCKET_HINT = (
+    'this app made a kernel socket, which the sandbox denies with network = "direct" (the '
+    "app's TCP/IP is summon.net, reached through the Stack device): serve its app with "
+    'entry = "module:app", use the Stack device, or build it with network = "socket"'
 )
 EXEC_HINT = (
     "this app tried to start another program or process, which the sandbox denies: an image "
@@ -70,6 +78,10 @@ def sandbox_hint(exc: BaseException) -> str | None:
             return FORK_HINT
         if names & EXEC_NAMES:
             return EXEC_HINT
+        # Only the direct stack's sandbox denies socket() itself (it passes the TAP as fd 3);
+        # elsewhere an EPERM there is about a capability, such as a raw socket's.
+        if names & SOCKET_NAMES and os.environ.get("SUMMON_TAP_FD"):
+            return SOCKET_HINT
     return None
 
 

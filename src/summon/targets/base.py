@@ -126,6 +126,9 @@ class RunSpec:
     # for an image without one. Only a sandbox reads it.
     syscalls: tuple[str, ...] | None = None
     secrets: tuple[SecretFile, ...] = ()  # capability SECRETS
+    # The instance's name as the user knows it (summon ps; name is its short ID): what the
+    # app finds itself as in its /etc/hosts.
+    hostname: str = ""
 
     @classmethod
     def for_image(

@@ -203,3 +203,18 @@ def test_mixed_architectures_are_refused(tmp_path: Path) -> None:
 def test_no_binaries() -> None:
     c = library_closure([])
     assert c.interpreter is None and c.libraries == []
+
+
+def test_a_dlopened_library_goes_in_itself() -> None:
+    """libgcc_s.so.1 is named by no DT_NEEDED; glibc dlopens it for pthread_exit, so an image
+    without it aborts when a thread is ended at shutdown."""
+    gcc_s = Path("/lib/x86_64-linux-gnu/libgcc_s.so.1")
+    if not PYTHON.exists() or not gcc_s.exists():
+        pytest.skip("no /usr/bin/python3.11 or libgcc_s.so.1")
+    assert "libgcc_s.so.1" not in library_closure([PYTHON]).sonames()
+    c = library_closure([PYTHON], dlopened=[gcc_s])
+    lib = so(c, "libgcc_s.so.1")
+    assert lib.image_path == "/lib/x86_64-linux-gnu/libgcc_s.so.1"
+    assert lib.host_path == gcc_s.resolve() and lib.needed_by == (PYTHON,)
+    # What it needs comes too (libc is there anyway), and nothing appears twice.
+    assert c.sonames() == sorted({*library_closure([PYTHON]).sonames(), "libgcc_s.so.1"})

@@ -352,6 +352,57 @@ def test_a_module_placed_where_the_image_cannot_find_it_fails_the_build(
         build(app, store, tag="placed:test")
 
 
+def test_modules_made_in_code_and_named_at_run_time_build(
+    store: Store, tmp_path: Path, interp: Interpreter
+) -> None:
+    """Two closure bugs the compatibility corpus found (tests/compat): bottle puts a module
+    made in code, whose __file__ is bottle.py, in sys.modules as bottle.ext; sysconfig
+    imports _sysconfigdata__x86_64-linux-gnu, a name no import statement could write (FastAPI
+    and Django apps load it at start). Both failed the build as "not in the image"."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "summon.toml").write_text('name = "z"\nentry = "app:main"\n')
+    (app / "app.py").write_text(
+        "import sys, sysconfig, types\n"
+        "ext = types.ModuleType(__name__ + '.ext')\n"
+        "ext.__file__, ext.__path__ = __file__, []\n"
+        "sys.modules[ext.__name__] = ext\n"
+        "CC = sysconfig.get_config_var('CC')\n\n"
+        "def main():\n    return 0 if CC else 1\n"
+    )
+    result = build(app, store, tag="made-in-code:test")
+    modules = {m["name"]: m for m in result.image.bom["modules"]}
+    data = next(name for name in modules if name.startswith("_sysconfigdata_"))
+    assert modules[data]["path"].startswith("/usr/lib/python3.11/_sysconfigdata_")
+    assert "app.ext" not in modules or modules["app.ext"]["kind"] == "dynamic"
+
+
+def test_files_beside_the_app_code_ship_with_it(store: Store, tmp_path: Path) -> None:
+    """Found by the compatibility corpus: a Flask app's templates/ folder was left out, and
+    every page answered 500 (TemplateNotFound) in the image."""
+    app = tmp_path / "app"
+    for folder in ("templates", "static", "pkg", ".git", "venv"):
+        (app / folder).mkdir(parents=True)
+    (app / "summon.toml").write_text('name = "t"\nentry = "app:main"\ndata = ["static"]\n')
+    (app / "app.py").write_text(
+        "import os\n\ndef main():\n"
+        "    return 0 if os.path.exists(os.path.join(os.path.dirname(__file__), 'templates', "
+        "'index.html')) else 3\n"
+    )
+    (app / "templates" / "index.html").write_text("<p>{{ x }}</p>\n")
+    (app / "pkg" / "__init__.py").write_text("")
+    (app / "pkg" / "schema.json").write_text("{}\n")
+    (app / "static" / "logo.svg").write_text("<svg/>\n")
+    (app / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (app / "venv" / "pyvenv.cfg").write_text("")
+    rootfs = build(app, store, tag="beside:test").image.rootfs()
+    assert (rootfs / "app/templates/index.html").read_text() == "<p>{{ x }}</p>\n"
+    assert (rootfs / "app/pkg/schema.json").is_file()
+    assert (rootfs / "data/static/logo.svg").is_file()  # data folders go to /data only
+    for absent in ("app/static", "app/.git", "app/venv"):
+        assert not (rootfs / absent).exists(), absent
+
+
 def test_build_and_images_agree_on_the_unpacked_size(http_image: BuildResult, store: Store) -> None:
     env = {**os.environ, "SUMMON_STORE": str(store.root)}
     out = subprocess.run(

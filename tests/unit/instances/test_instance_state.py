@@ -36,6 +36,8 @@ def test_create_writes_a_whole_folder(state_home: Path) -> None:
         # The target knows the instance by its short ID, in the instance's own folder.
         assert spec["run"]["name"] == folder.short_id
         assert spec["run"]["state_dir"] == str(folder.path)
+        # ... and the app finds itself by the name the user knows (the sandbox's /etc/hosts).
+        assert folder.run_spec().hostname == "http-1"
         assert folder.supervised()  # the creator holds the lock until the monitor has it
     finally:
         os.close(lock_fd)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import ipaddress
 import lzma
 import stat
 import struct
@@ -362,3 +363,19 @@ def test_runs_with_volumes_or_secrets_are_never_snapshotted(tmp_path: Path) -> N
         volumes=(Volume("data", "/data"),),
     )  # fmt: skip
     assert "volumes" in refusal(with_volume)
+def test_with_egress_qemu_runs_in_a_namespace_with_its_forwards_inside(tmp_path: Path) -> None:
+    from summon.targets.qemu.outbound import Outbound
+
+    spec = RunSpec(name="abc123", image="db-client:1", rootfs=tmp_path, state_dir=tmp_path,
+                   app_config={"egress": ["10.0.3.2:5432"]},
+                   ports=(PortForward(18080, 8000),))  # fmt: skip
+    outbound = Outbound(spec, ["10.0.3.2:5432"])  # nothing is made before start()
+    assert outbound.wrap(["qemu", "-M"]) == [
+        "nsenter", "--net=/run/netns/summon-abc123", "--", "qemu", "-M",
+    ]  # fmt: skip
+    (inside,) = outbound.vm_spec().ports
+    assert (inside.host_addr, inside.host_port, inside.guest_port) == ("127.0.0.1", 8000, 8000)
+    assert outbound.egress.host_loopback == ipaddress.IPv4Address("10.0.3.2")
+    argv = qemu_argv("qemu", "tcg", tmp_path / "k", tmp_path / "i", "x", outbound.vm_spec(),
+                     restrict=False)  # fmt: skip
+    assert "user,id=net0,restrict=off,hostfwd=tcp:127.0.0.1:8000-:8000" in argv

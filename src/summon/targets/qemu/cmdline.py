@@ -60,6 +60,7 @@ def qemu_argv(
     acpi: bool = False,
     memory: int | None = None,
     forwards: bool = True,
+    restrict: bool = True,
 ) -> list[str]:
     """The QEMU command for one instance: microvm, no defaults, serial on stdio.
 
@@ -68,6 +69,8 @@ def qemu_argv(
     (default: the spec's), rounded up to MiB. kernel None: no -kernel, -initrd or -append,
     for a guest restored from a snapshot (its memory holds them; QEMU would only read the
     files). forwards False: no hostfwd= (added over QMP once the guest may take traffic).
+    restrict: nothing leaves the VM; off only when QEMU runs in a namespace whose rules hold
+    the egress allowlist (outbound.py).
     """
     memory_mib = max(1, -(-(memory or spec.memory) // (1024 * 1024)))
     argv = [
@@ -106,7 +109,8 @@ def qemu_argv(
     if spec.network != "none":
         argv += [
             "-netdev",
-            f"user,id=net0,restrict=on{hostfwd(spec) if forwards else ''}",
+            f"user,id=net0,restrict={'on' if restrict else 'off'}"
+            + (hostfwd(spec) if forwards else ""),
             "-device",
             # Direct mode: no checksum offload either way, so every frame the stack sees
             # through AF_PACKET carries complete checksums (and none it sends needs them).

@@ -25,13 +25,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from summon.errors import SummonError, UserError
 from summon.targets.base import Instance, NotReady, NotSupported, RunSpec, Stats, process_stats
 from summon.targets.qemu.migration import FeedThread, load_argv, wait_loaded
 from summon.targets.qemu.qmp import Qmp, QmpError
 from summon.targets.qemu.serial import SerialConsole, resume_message
+
+if TYPE_CHECKING:
+    from summon.targets.qemu.outbound import Outbound
 
 STOP_RESEND = 1.0  # seconds between Ctrl-Cs while stopping (early in boot one may be lost)
 _PR_SET_PDEATHSIG = 1
@@ -79,6 +82,7 @@ class QemuInstance(Instance):
         self._listening: set[int] = set()  # guest ports the guest said it listens on
         self._auto_resume = False
         self._resumed_late = False
+        self.outbound: Outbound | None = None  # egress: QEMU's namespace, released with it
 
     # --- starting ---
 
@@ -385,6 +389,8 @@ class QemuInstance(Instance):
             if self.qmp is not None:
                 self.qmp.close()
             (self.spec.state_dir / "initrd").unlink(missing_ok=True)
+            if self.outbound is not None:
+                self.outbound.stop()
 
     def stats(self) -> Stats:
         return process_stats(self.pid)

@@ -53,6 +53,10 @@ def refusal(spec: RunSpec) -> str:
         # A snapshot is the guest's memory on the host's disk, kept across runs: the secrets
         # would be written there, and a later run with other secrets would restore these.
         return "it has secrets, which a snapshot would keep on disk and give to later runs"
+    if spec.app_config.get("egress"):
+        # Its QEMU runs in a network namespace made per boot (outbound.py), which a restore
+        # would have to make again first.
+        return "it has egress, whose network namespace a restore does not make yet"
     return ""
 
 

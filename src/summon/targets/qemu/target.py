@@ -89,8 +89,10 @@ class Guest:
         kernel: Path | None = None,
         initrd: Path | None = None,
         forwards: bool = False,
+        restrict: bool = True,
     ) -> list[str]:
-        """QEMU's command line: to boot (kernel, initrd), or for a restore (neither)."""
+        """QEMU's command line: to boot (kernel, initrd), or for a restore (neither);
+        restrict False only inside an egress namespace (outbound.py)."""
         return qemu_argv(
             self.qemu,
             self.accel,
@@ -102,6 +104,7 @@ class Guest:
             self.acpi,
             self.memory,
             forwards=forwards,
+            restrict=restrict,
         )
 
     def material(self, spec: RunSpec) -> dict[str, Any]:
@@ -309,9 +312,24 @@ class QemuTarget(Target):
                 "accel": guest.accel,
             }
             take = snapshots.saver(key, about, guest.qemu)
-        argv = guest.argv(spec, boot=True, kernel=kernel, initrd=initrd, forwards=take is None)
-        instance = self._instance(spec, argv, take is not None)
+        outbound = None
+        if spec.app_config.get("egress"):  # QEMU in a namespace with the allowlist
+            from summon.targets.qemu.outbound import Outbound
+
+            outbound = Outbound(spec, spec.app_config["egress"])
+        argv = guest.argv(
+            outbound.vm_spec() if outbound else spec,
+            boot=True,
+            kernel=kernel,
+            initrd=initrd,
+            forwards=take is None,
+            restrict=outbound is None,
+        )
+        instance = self._instance(spec, outbound.wrap(argv) if outbound else argv, take is not None)
+        instance.outbound = outbound
         try:
+            if outbound is not None:
+                outbound.start()
             instance.boot(self.boot_timeout, take)
         except BaseException:
             instance.stop(grace=0)

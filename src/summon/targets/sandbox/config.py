@@ -10,6 +10,7 @@ capabilities and no_new_privs; a seccomp allowlist (seccomp.py); cgroup memory a
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,11 +141,17 @@ def secrets_folder(spec: RunSpec) -> Path:
 
 
 def oci_config(
-    spec: RunSpec, netns_path: Path, listener_path: Path, *, record: bool = False
+    spec: RunSpec,
+    netns_path: Path,
+    listener_path: Path,
+    *,
+    record: bool = False,
+    files: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     """The OCI runtime config (config.json) that runs spec.argv in the sandbox.
 
     record: the recording seccomp profile (record.py) instead of the image's own.
+    files: image path -> host file bound over it read-only (the instance's /etc files).
     """
     env = {"PATH": "/usr/bin:/bin", **spec.env}
     no_caps: dict[str, list[str]] = {
@@ -189,6 +196,15 @@ def oci_config(
             },
             # No /sys: nothing an app needs is there, and much about the host is.
             *secret_mounts(spec),
+            *(
+                {
+                    "destination": dest,
+                    "type": "bind",
+                    "source": str(source),
+                    "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+                }
+                for dest, source in sorted((files or {}).items())
+            ),
         ],
         "linux": {
             "namespaces": [

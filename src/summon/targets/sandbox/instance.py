@@ -27,10 +27,12 @@ from summon.targets import secrets
 from summon.targets.base import Instance, RunSpec, Stats
 from summon.targets.sandbox import cgroups, rootmount
 from summon.targets.sandbox.config import container_id, oci_config, secrets_folder
+from summon.targets.sandbox.etc import write_etc
 from summon.targets.sandbox.gate import ExecGate
 from summon.targets.sandbox.netns import NetNamespace
 
 if TYPE_CHECKING:
+    from summon.targets.sandbox.egress import Egress
     from summon.targets.sandbox.portfwd import PortForwarder
     from summon.targets.sandbox.tap import DirectNetwork
 
@@ -49,6 +51,7 @@ class SandboxInstance(Instance):
         self.forwarder: PortForwarder | None = None
         self.direct: DirectNetwork | None = None  # network = "direct": the app's TAP
         self.gate: ExecGate | None = None
+        self.egress: Egress | None = None  # the route out and its allowlist (egress.py)
         self._runc = runc
         self._root = root
         self._proc: subprocess.Popen[bytes] | None = None
@@ -85,7 +88,20 @@ class SandboxInstance(Instance):
             spec = dataclasses.replace(spec, rootfs=self._bound)
         if spec.secrets:
             secrets.mount_tmpfs(secrets_folder(spec), spec.secrets)
-        config = oci_config(spec, self.netns.path, self.gate.socket_path, record=self.record)
+        egress = spec.app_config.get("egress") or []
+        if egress:
+            from summon.targets.sandbox.egress import Egress
+
+            self.egress = Egress(self.netns.path, egress, self.bundle / "slirp4netns.log")
+            self.egress.start()
+        files = write_etc(
+            self.bundle, spec.rootfs, (spec.hostname, spec.name, self.container_id),
+            resolved=self.egress.names if self.egress else {},
+            nameserver=self.egress.nameserver if self.egress else None,
+        )  # fmt: skip
+        config = oci_config(
+            spec, self.netns.path, self.gate.socket_path, record=self.record, files=files
+        )
         tmp = self.bundle / "config.json.tmp"
         tmp.write_text(json.dumps(config, sort_keys=True))
         tmp.rename(self.bundle / "config.json")
@@ -244,6 +260,7 @@ class SandboxInstance(Instance):
                 self._delete_container,
                 self._close_direct,
                 self._close_gate,
+                self._stop_egress,
                 self.netns.remove,
                 self._unbind_root,
                 lambda: secrets.unmount(secrets_folder(self.spec)),
@@ -289,6 +306,10 @@ class SandboxInstance(Instance):
         if self._owns_id:
             shutil.rmtree(self.bundle, ignore_errors=True)
             shutil.rmtree(Path("/run/summon") / self.container_id, ignore_errors=True)
+
+    def _stop_egress(self) -> None:
+        if self.egress is not None:
+            self.egress.stop()
 
     def _close_gate(self) -> None:
         if self.gate is not None:

@@ -219,3 +219,27 @@ def test_no_hint_for_other_permission_errors(image: ImageRoot) -> None:
     image.config("app:main")
     result = image.run()
     assert result.returncode == 1 and "summon:" not in result.stderr
+
+
+def test_a_kernel_socket_on_the_direct_stack_gets_its_own_hint(image: ImageRoot) -> None:
+    """The sandbox denies socket() when network = "direct". Here os.link fails with EPERM
+    in a frame that names _socket, as socket.socket.__init__ does."""
+    image.app(
+        {
+            "app.py": dedent("""
+                import os, _socket
+                def main():
+                    return _socket.AF_INET and os.link("/", "/tmp/summon-test-no-such-link")
+            """)
+        }
+    )
+    image.config("app:main")
+    result = image.run(env={"SUMMON_TAP_FD": "3"})
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        'summon: this app made a kernel socket, which the sandbox denies with network = "direct"'
+        " (the app's TCP/IP is summon.net, reached through the Stack device): serve its app "
+        'with entry = "module:app", use the Stack device, or build it with network = "socket"\n'
+    )
+    # Without the direct stack's TAP, an EPERM there is about something else: no hint.
+    assert "summon:" not in image.run().stderr

@@ -1,0 +1,199 @@
+"""Outbound connections from the sandbox: the manifest's egress allowlist, enforced by rules
+summon installs in the instance's own network namespace (targets/sandbox/egress.py).
+
+The peers listen on the host's 127.0.0.1 only, which slirp4netns shows the sandbox as
+10.0.2.2: an allowed port there answers; a port not in the list is refused by the chain
+SUMMON-EGRESS-REFUSED (its counter says so) and its peer never sees a connection; without
+egress the app has no route out at all. No other address is ever a destination.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from summon_cli import Summon, needs_sandbox
+
+pytestmark = [
+    needs_sandbox,
+    pytest.mark.sandbox,
+    pytest.mark.skipif(shutil.which("slirp4netns") is None, reason="apt-get install slirp4netns"),
+    pytest.mark.skipif(shutil.which("iptables-restore") is None, reason="apt-get install iptables"),
+]
+
+APP = '''
+import json, os, socket, sys, time
+
+def attempt(port):
+    try:
+        with socket.create_connection(("HOST_LOOPBACK", port), timeout=5) as s:
+            return "ok " + s.recv(100).decode().strip()
+    except OSError as e:
+        return f"refused {type(e).__name__}"
+
+report = {"allowed": attempt(ALLOWED), "other": attempt(OTHER)}
+for name in ("hosts", "resolv.conf", "nsswitch.conf"):
+    report[name] = open("/etc/" + name).read()
+print(json.dumps(report), flush=True)
+time.sleep(60)  # until the test has read the rule counters and stops it
+'''
+
+
+class Peer:
+    """A TCP server on the host's loopback that greets and counts its connections."""
+
+    def __init__(self, greeting: bytes) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.greeting = greeting
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            with conn:
+                conn.sendall(self.greeting)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def peers() -> Iterator[tuple[Peer, Peer]]:
+    a, b = Peer(b"hello from the allowed peer\n"), Peer(b"you should not see this\n")
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def summon(tmp_path_factory: pytest.TempPathFactory) -> Summon:
+    s = Summon(tmp_path_factory.mktemp("home"))
+    # The user's cache: the VM test's kernel is built once there, not once per run.
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    s.env["XDG_CACHE_HOME"] = cache if os.path.isabs(cache) else str(Path.home() / ".cache")
+    return s
+
+
+def build(summon: Summon, folder: Path, allowed: int, other: int, egress: list[str],
+          host_loopback: str = "10.0.2.2") -> str:  # fmt: skip
+    """An app that tries both peers through host_loopback (the host's 127.0.0.1 as the
+    instance's slirp4netns shows it), allowed to reach egress."""
+    folder.mkdir()
+    (folder / "app.py").write_text(
+        APP.replace("ALLOWED", str(allowed)).replace("OTHER", str(other))
+        .replace("HOST_LOOPBACK", host_loopback)
+    )
+    (folder / "summon.toml").write_text(
+        textwrap.dedent(f"""
+            name = "{folder.name}"
+            entry = "app.py"
+            egress = {json.dumps(egress)}
+        """)
+    )
+    ref = f"{folder.name}:test"
+    r = summon("build", str(folder), "-t", ref)
+    assert r.returncode == 0, r.stderr
+    return ref
+
+
+def run_and_read(
+    summon: Summon, ref: str, name: str, target: str = "sandbox"
+) -> tuple[dict[str, str], str]:
+    """The app's report, and the refused chain's counters read while it still runs."""
+    proc = summon.popen("run", ref, "--target", target, "--name", name)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        while line and not line.startswith("{"):  # a VM's console says more first
+            line = proc.stdout.readline()
+        assert line, proc.communicate(timeout=30)
+        # The sandbox names its container and namespace after the instance's short id, and
+        # binds the namespace under /run/netns in its monitor's mount namespace.
+        monitor = summon.ps()[name]["monitor_pid"]
+        listing = subprocess.run(
+            ["nsenter", "-t", str(monitor), "-m", "--", "nsenter",
+             f"--net={netns_of(summon, name)}", "iptables", "-nvxL"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        counters = listing.stdout if listing.returncode == 0 else listing.stderr
+        return json.loads(line), counters
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
+def netns_of(summon: Summon, name: str) -> str:
+    return f"/run/netns/summon-{summon.ps()[name]['short_id']}"
+
+
+def refused_packets(listing: str) -> int:
+    """Packets the refusing chain's tcp-reset rule refused, from `iptables -nvxL`."""
+    chain = listing.split("Chain SUMMON-EGRESS-REFUSED", 1)[-1]
+    for line in chain.splitlines():
+        if "tcp-reset" in line:
+            return int(line.split()[0])
+    raise AssertionError(f"no tcp-reset rule in:\n{listing}")
+
+
+def test_an_allowed_destination_answers_and_another_is_refused_by_the_rule(
+    summon: Summon, tmp_path: Path, peers: tuple[Peer, Peer]
+) -> None:
+    allowed, other = peers
+    ref = build(summon, tmp_path / "egress-app", allowed.port, other.port,
+                [f"10.0.2.2:{allowed.port}"])  # fmt: skip
+    name = f"egress-{os.getpid()}"
+    report, counters = run_and_read(summon, ref, name)
+    assert report["allowed"] == "ok hello from the allowed peer"
+    assert report["other"] == "refused ConnectionRefusedError"
+    assert refused_packets(counters) >= 1  # SUMMON-EGRESS-REFUSED said no, not the peer
+    assert (allowed.accepted, other.accepted) == (1, 0)
+    assert "dpt:53" not in counters  # an address-only list lets no DNS query out
+    # Egress on: a resolver and the lookup order; the instance's names resolve locally.
+    assert report["resolv.conf"].startswith("nameserver 10.0.2.3\n")
+    assert report["nsswitch.conf"] == "hosts: files dns\n"
+    assert "127.0.0.1\tlocalhost" in report["hosts"] and name in report["hosts"]
+    assert not os.path.exists(netns_of(summon, name))  # gone with the instance
+
+
+def test_without_egress_nothing_leaves(
+    summon: Summon, tmp_path: Path, peers: tuple[Peer, Peer]
+) -> None:
+    allowed, other = peers
+    ref = build(summon, tmp_path / "closed-app", allowed.port, other.port, [])
+    report, _counters = run_and_read(summon, ref, f"closed-{os.getpid()}")
+    # No interface but lo, no route: the connect fails before any packet is sent.
+    assert report["allowed"] == report["other"] == "refused OSError"
+    assert (allowed.accepted, other.accepted) == (0, 0)
+    assert report["resolv.conf"] == ""  # the image's own: no resolver without egress
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="no qemu-system-x86_64")
+def test_a_vm_reaches_the_allowed_destination_only(
+    summon: Summon, tmp_path: Path, peers: tuple[Peer, Peer]
+) -> None:
+    """The same allowlist for a microVM: QEMU runs in a namespace with the rules, where the
+    host's loopback is 10.0.3.2 (the guest's own 10.0.2.2 is QEMU's)."""
+    allowed, other = peers
+    ref = build(summon, tmp_path / "egress-vm", allowed.port, other.port,
+                [f"10.0.3.2:{allowed.port}"], host_loopback="10.0.3.2")  # fmt: skip
+    report, counters = run_and_read(summon, ref, f"egress-vm-{os.getpid()}", "qemu")
+    assert report["allowed"] == "ok hello from the allowed peer"
+    assert report["other"] == "refused ConnectionRefusedError"
+    assert refused_packets(counters) >= 1
+    assert (allowed.accepted, other.accepted) == (1, 0)
