@@ -8,21 +8,17 @@ piece (RAM only). Never on a disk the instance's image lives on, never in a laye
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import secrets as token
 import shutil
 from pathlib import Path
 
 from summon.errors import UserError
+from summon.targets import tmpfs
 from summon.targets.base import MAX_SECRET_BYTES, SecretFile
 
 IMAGE_PATH = "/run/secrets"  # summon.runtime.injection.SECRETS_PATH
 SHM = Path("/dev/shm")
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT = 1, 2, 4, 8, 32
-_MNT_DETACH = 2
 
 
 def parse(value: str) -> SecretFile:
@@ -49,18 +45,7 @@ def missing(declared: list[str], given: tuple[SecretFile, ...]) -> list[str]:
 
 def write_all(folder: Path, secrets: tuple[SecretFile, ...], mode: int = 0o444) -> None:
     """Write each secret whole into folder (temporary name, rename), readable as mode says."""
-    for secret in secrets:
-        data = secret.read()
-        tmp = folder / f".{secret.name}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
-        os.rename(tmp, folder / secret.name)
+    tmpfs.write_files(folder, {s.name: s.read() for s in secrets}, mode)
 
 
 def private_folder(instance: str, secrets: tuple[SecretFile, ...]) -> Path:
@@ -80,27 +65,11 @@ def private_folder(instance: str, secrets: tuple[SecretFile, ...]) -> Path:
 
 def mount_tmpfs(folder: Path, secrets: tuple[SecretFile, ...]) -> None:
     """A small tmpfs at folder holding the secrets, then made read-only (root only)."""
-    folder.mkdir(mode=0o755, parents=True, exist_ok=True)
-    size = sum(len(s.read()) for s in secrets) + 64 * 1024
-    size = min(size, len(secrets) * MAX_SECRET_BYTES + 64 * 1024)
-    flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
-    options = f"size={size},mode=0755".encode()
-    if _LIBC.mount(b"tmpfs", os.fsencode(folder), b"tmpfs", flags, options) != 0:
-        err = ctypes.get_errno()
-        raise UserError(f"cannot mount a tmpfs for the secrets at {folder}: {os.strerror(err)}")
-    try:
-        write_all(folder, secrets)
-        remount = flags | _MS_REMOUNT | _MS_RDONLY
-        if _LIBC.mount(b"tmpfs", os.fsencode(folder), b"tmpfs", remount, options) != 0:
-            err = ctypes.get_errno()
-            raise UserError(f"cannot make the secrets' tmpfs read-only: {os.strerror(err)}")
-    except BaseException:
-        unmount(folder)
-        raise
+    contents = {s.name: s.read() for s in secrets}
+    limit = len(secrets) * MAX_SECRET_BYTES + tmpfs.SLACK
+    tmpfs.mount_files(folder, contents, what="the secrets", limit=limit)
 
 
 def unmount(folder: Path) -> None:
     """Undo mount_tmpfs (never raises; the folder goes too)."""
-    with contextlib.suppress(OSError):
-        _LIBC.umount2(os.fsencode(folder), _MNT_DETACH)
-        folder.rmdir()
+    tmpfs.unmount(folder)

@@ -15,7 +15,7 @@ from summon.errors import ManifestError, UserError
 from summon.targets.base import RunSpec
 from summon.targets.sandbox.config import oci_config
 from summon.targets.sandbox.egress import REFUSED_CHAIN, resolve, ruleset
-from summon.targets.sandbox.etc import hosts_text, write_etc
+from summon.targets.sandbox.etc import etc_files, hosts_text
 
 
 @pytest.mark.parametrize(
@@ -126,12 +126,13 @@ def test_etc_files_are_bound_read_only_where_the_image_has_them(tmp_path: Path) 
     (rootfs / "etc" / "hosts").write_text("")
     (rootfs / "etc" / "resolv.conf").write_text("")
     # No nsswitch.conf in this (older) image: runc would create it in the image; skipped.
-    files = write_etc(bundle, rootfs, ["web-1"], nameserver="10.0.2.3")
+    files = etc_files(rootfs, ["web-1"], nameserver="10.0.2.3")
     assert sorted(files) == ["/etc/hosts", "/etc/resolv.conf"]
-    assert files["/etc/resolv.conf"].read_text().startswith("nameserver 10.0.2.3\n")
-    assert sorted(write_etc(bundle, rootfs, ["web-1"])) == ["/etc/hosts"]  # no egress
+    assert files["/etc/resolv.conf"].startswith(b"nameserver 10.0.2.3\n")
+    assert sorted(etc_files(rootfs, ["web-1"])) == ["/etc/hosts"]  # no egress
+    bound = {path: bundle / "etc" / path.rsplit("/", 1)[1] for path in files}
     spec = RunSpec(name="x", image="i", rootfs=rootfs, app_config={}, state_dir=tmp_path)
-    mounts = oci_config(spec, tmp_path / "ns", tmp_path / "sock", files=files)["mounts"]
+    mounts = oci_config(spec, tmp_path / "ns", tmp_path / "sock", files=bound)["mounts"]
     bind = next(m for m in mounts if m["destination"] == "/etc/hosts")
     assert bind["type"] == "bind" and bind["source"] == str(bundle / "etc" / "hosts")
     assert {"ro", "nosuid", "nodev", "noexec"} <= set(bind["options"])

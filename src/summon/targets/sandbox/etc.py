@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from summon.targets import tmpfs
+
 LOOPBACK_HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 # Files first: the names egress resolved are in hosts, and a lookup that hosts answers
 # never reaches the resolver.
@@ -29,31 +31,34 @@ def hosts_text(names: Sequence[str], resolved: Mapping[str, Sequence[str]] = {})
     return "".join(lines)
 
 
-def write_etc(
-    bundle: Path,
+def etc_files(
     rootfs: Path,
     names: Sequence[str],
     *,
     resolved: Mapping[str, Sequence[str]] = {},
     nameserver: str | None = None,
-) -> dict[str, Path]:
-    """Write the instance's /etc files under bundle/etc; return image path -> file for the
-    ones the image has a mount point for. nameserver (egress on): resolv.conf and
-    nsswitch.conf too."""
+) -> dict[str, bytes]:
+    """The instance's /etc files (image path -> content) the image has a mount point for.
+    nameserver (egress on): resolv.conf and nsswitch.conf too."""
     files = {"/etc/hosts": hosts_text(names, resolved)}
     if nameserver is not None:
         files["/etc/resolv.conf"] = f"nameserver {nameserver}\noptions attempts:2 timeout:2\n"
         files["/etc/nsswitch.conf"] = NSSWITCH
+    return {
+        path: text.encode()
+        for path, text in files.items()
+        if (rootfs / path.lstrip("/")).is_file()
+    }
+
+
+def mount_etc(bundle: Path, files: Mapping[str, bytes]) -> dict[str, Path]:
+    """The files on a read-only tmpfs at bundle/etc (so the instance's mountinfo names no
+    host path); image path -> the file to bind over it. unmount_etc() undoes it."""
     folder = bundle / "etc"
-    folder.mkdir(exist_ok=True)
-    out: dict[str, Path] = {}
-    for image_path, text in files.items():
-        if not (rootfs / image_path.lstrip("/")).is_file():
-            continue
-        dest = folder / image_path.rsplit("/", 1)[1]
-        tmp = dest.with_name(dest.name + ".tmp")
-        tmp.write_text(text)
-        tmp.chmod(0o644)
-        tmp.rename(dest)
-        out[image_path] = dest
-    return out
+    by_name = {path.rsplit("/", 1)[1]: data for path, data in files.items()}
+    tmpfs.mount_files(folder, by_name, what="the instance's /etc files")
+    return {path: folder / path.rsplit("/", 1)[1] for path in files}
+
+
+def unmount_etc(bundle: Path) -> None:
+    tmpfs.unmount(bundle / "etc")

@@ -27,7 +27,7 @@ from summon.targets import secrets
 from summon.targets.base import Instance, RunSpec, Stats
 from summon.targets.sandbox import cgroups, rootmount
 from summon.targets.sandbox.config import container_id, oci_config, secrets_folder
-from summon.targets.sandbox.etc import write_etc
+from summon.targets.sandbox.etc import etc_files, mount_etc, unmount_etc
 from summon.targets.sandbox.gate import ExecGate
 from summon.targets.sandbox.netns import NetNamespace
 
@@ -94,11 +94,12 @@ class SandboxInstance(Instance):
 
             self.egress = Egress(self.netns.path, egress, self.bundle / "slirp4netns.log")
             self.egress.start()
-        files = write_etc(
-            self.bundle, spec.rootfs, (spec.hostname, spec.name, self.container_id),
+        etc = etc_files(
+            spec.rootfs, (spec.hostname, spec.name, self.container_id),
             resolved=self.egress.names if self.egress else {},
             nameserver=self.egress.nameserver if self.egress else None,
         )  # fmt: skip
+        files = mount_etc(self.bundle, etc) if etc else {}
         config = oci_config(
             spec, self.netns.path, self.gate.socket_path, record=self.record, files=files
         )
@@ -264,6 +265,7 @@ class SandboxInstance(Instance):
                 self.netns.remove,
                 self._unbind_root,
                 lambda: secrets.unmount(secrets_folder(self.spec)),
+                lambda: unmount_etc(self.bundle),
                 self._remove_bundle,
             ]
             for step in steps:
