@@ -96,6 +96,7 @@ def app_json(m: Manifest, data_map: dict[str, str]) -> dict[str, Any]:
         "probe": m.probe,
         "secrets": list(m.secrets),
         **({"tls": _tls_config(m.tls)} if m.tls is not None else {}),
+        **({"stores": dict(sorted(m.stores.items()))} if m.stores else {}),
     }
 
 
