@@ -34,9 +34,9 @@ def test_kernel_build_refuses_an_unknown_fragment(runner: CliRunner) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-v", "data:/data", "--target", "unix"], "-v: target unix has no volumes (targets with"),
+        (["-v", "data:/data", "--target", "browser"], "-v: target browser has no volumes (targets"),
         (["--accel", "tcg", "--target", "sandbox"], "--accel is not an option of target sandbox"),
-        (["-v", "data", "--target", "qemu"], "-v data: expected NAME:/PATH"),
+        (["-v", "data", "--target", "qemu"], "-v data: expected NAME:/PATH or /HOST/FOLDER:/PATH"),
     ],
 )
 def test_run_checks_qemu_options_before_anything_starts(

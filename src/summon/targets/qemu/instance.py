@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO
+from typing import IO, Any
 
 from summon.errors import SummonError
 from summon.targets.base import Instance, NotReady, RunSpec, Stats, process_stats
@@ -52,6 +52,7 @@ class QemuInstance(Instance):
         self._released = False
         self._reported = False
         self._changed = threading.Condition()
+        self.leases: list[Any] = []  # holds on its volumes (targets.volumes): closed at release
 
     # --- starting ---
 
@@ -222,6 +223,8 @@ class QemuInstance(Instance):
                         if pipe is not None:
                             pipe.close()
             (self.spec.state_dir / "initrd").unlink(missing_ok=True)
+            for held in self.leases:  # QEMU is gone: its disks are free
+                held.close()
 
     def stats(self) -> Stats:
         return process_stats(self.pid)

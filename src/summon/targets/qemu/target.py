@@ -24,8 +24,24 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 from summon import paths
 from summon.build.kernel_image import boot_kernel, kernel_footprint
 from summon.errors import TargetUnavailable, UserError
-from summon.targets.base import SECRETS, VOLUMES, Check, RunSpec, Target
-from summon.targets.qemu.cmdline import GATEWAY, GUEST_ADDRESS, Disk, kernel_cmdline, qemu_argv
+from summon.targets.base import (
+    SECRETS,
+    VOLUMES,
+    VOLUMES_ENV,
+    Check,
+    NotSupported,
+    RunSpec,
+    Target,
+    volumes_environment,
+)
+from summon.targets.qemu.cmdline import (
+    GATEWAY,
+    GUEST_ADDRESS,
+    Disk,
+    host_cache,
+    kernel_cmdline,
+    qemu_argv,
+)
 from summon.targets.qemu.initrd import RAW_INITRD_HEADROOM, unpacked_initramfs, write_initrd
 from summon.targets.qemu.instance import QemuInstance
 from summon.targets.qemu.kvm import choose_accel, kvm_status
@@ -121,7 +137,26 @@ class QemuTarget(Target):
             image = Image.open(store, spec.image)
         image, boot = ensure_boot_artifact(image, self.step)
         fragments = boot.config.get("kernel", {}).get("fragments") or []
-        disks = self._disks(spec, fragments, image.ref)
+        leases: list[Any] = []  # held while the VM runs: the instance closes them
+        try:
+            disks = self._disks(spec, fragments, image.ref, leases)
+            return self._boot(spec, store, image, boot, disks, qemu, accel, leases)
+        except BaseException:
+            for held in leases:
+                held.close()
+            raise
+
+    def _boot(
+        self,
+        spec: RunSpec,
+        store: Any,
+        image: Image,
+        boot: Any,
+        disks: tuple[Disk, ...],
+        qemu: str,
+        accel: str,
+        leases: list[Any],
+    ) -> QemuInstance:
         spec.state_dir.mkdir(parents=True, exist_ok=True)
         kernel = boot_kernel(store, boot.kernel)
         cpio, cpio_digest = unpacked_initramfs(store, boot.initramfs, boot.config)
@@ -132,6 +167,8 @@ class QemuTarget(Target):
         )
         initrd = spec.state_dir / "initrd"
         env = {"PATH": "/usr/bin:/bin", **spec.env}
+        if disks:  # what the runtime's KV_RW stores find mounted (vm.py mounts them)
+            env[VOLUMES_ENV] = volumes_environment([(d.mount, None) for d in disks])
         if spec.network == "direct":  # summon's stack on the raw NIC, at QEMU's guest address
             env.setdefault("SUMMON_NET_IFACE", "eth0")
             # Static, not DHCP: no lease to wait for, at the address the forwards target.
@@ -170,6 +207,7 @@ class QemuTarget(Target):
         if output is None and spec.stdout is None:
             output = sys.stdout.buffer
         instance = QemuInstance(spec, argv, output)
+        instance.leases = leases
         try:
             instance._start(self.boot_timeout)
         except BaseException:
@@ -181,7 +219,10 @@ class QemuTarget(Target):
             initrd.unlink(missing_ok=True)
         return instance
 
-    def _disks(self, spec: RunSpec, fragments: list[str], ref: str) -> tuple[Disk, ...]:
+    def _disks(
+        self, spec: RunSpec, fragments: list[str], ref: str, leases: list[Any]
+    ) -> tuple[Disk, ...]:
+        """The disks of spec's volumes, attached (held in `leases` until the VM is gone)."""
         from summon.targets import volumes
 
         if not spec.volumes:
@@ -191,11 +232,17 @@ class QemuTarget(Target):
                 f"image {ref} has a kernel without disks, so -v cannot mount a volume: declare "
                 'the mount points with volumes = ["/data"] in [tool.summon] and rebuild'
             )
+        volumes.check_declared(spec)
         disks = []
         for vol in spec.volumes:
-            volumes.check_path(vol.path)
-            path, fs_uuid = volumes.ensure_disk(vol.name)
-            disks.append(Disk(path, fs_uuid, vol.path))
+            if vol.is_bind:
+                raise NotSupported(
+                    f"-v {vol}: a VM takes named volumes (disk images), not host folders; "
+                    f"use -v NAME:{vol.path} (a folder volume moves into a disk on first use)"
+                )
+            path, fs_uuid, held = volumes.attach_disk(vol.name, self.notice)
+            leases.append(held)
+            disks.append(Disk(path, fs_uuid, vol.path, host_cache(path)))
         return tuple(disks)
 
     @classmethod
