@@ -396,13 +396,35 @@ def _swap(name: str, new: Path, final: Path, old: Path, kind: str) -> None:
     sync_dir(final.parent)
 
 
-def remove(name: str) -> None:
-    """Delete volume `name` (whichever kind); VolumeInUse if an instance holds it."""
+def create(name: str, kind: str = FOLDER, size: int = DEFAULT_SIZE) -> Path:
+    """Make the new volume `name` of `kind` (an ext4 disk of `size` bytes); its path."""
+    if kind not in KINDS:
+        raise UserError(f"volume kind {kind!r}: one of {', '.join(KINDS)}")
+    if kind_of(name) is not None:
+        raise UserError(f"volume {name} exists; see summon volume inspect {name}")
+    with lease(name, exclusive=True, what="create it"):
+        if kind == EXT4:
+            return ensure_disk(name, size)[0]
+        _make_folder(folder_path(name), app_owner())
+        return folder_path(name)
+
+
+def remove(name: str, force: bool = False) -> None:
+    """Delete volume `name` (whichever kind); VolumeInUse if an instance holds it, unless
+    `force`. The lock file stays: an instance may hold it still."""
     kind = require(name)
-    with lease(name, exclusive=True, what="remove it"):
+    try:
+        held = lease(name, exclusive=True, what="remove it")
+    except VolumeInUse:
+        if not force:
+            raise
+        held = None  # its users keep the files they hold open until they stop
+    try:
         discard(disk_path(name) if kind == EXT4 else folder_path(name))
         _intent_path(name).unlink(missing_ok=True)
-    _lock_path(name).unlink(missing_ok=True)
+    finally:
+        if held is not None:
+            held.close()
 
 
 def info(name: str) -> VolumeInfo:
