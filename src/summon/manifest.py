@@ -406,11 +406,11 @@ def _parse_volumes(value: list[Any], data: list[str], bad: Any) -> list[str]:
     from summon.targets.volumes import mount_path_problem
 
     volumes: list[str] = []
-    for v in value:
+    for given in value:
+        v = given.rstrip("/") or given if isinstance(given, str) else given
         why = mount_path_problem(v) if isinstance(v, str) else "not a string"
         if why:
-            raise bad("volumes", f"{v!r}: {why}")
-        v = v.rstrip("/")
+            raise bad("volumes", f"{given!r}: {why}")
         for other in volumes:
             if _nested(v, other):
                 raise bad("volumes", f"{other} and {v} nest; give each volume its own folder")
