@@ -130,7 +130,7 @@ def test_a_move_cut_short_after_its_rename_is_finished(state: Path) -> None:
     assert not (state / ".data.converting").exists()
     # Without the intent, nothing says which is newer: the user decides.
     folder.mkdir()
-    with pytest.raises(Exception, match="both a folder .* and a disk image"):
+    with pytest.raises(Exception, match=r"both a folder .* and a disk image"):
         volumes.kind_of("data")
 
 
