@@ -97,8 +97,14 @@ class Tasks:
 
     def _task(self, key: str) -> Task:
         doc = json.loads(self.view.get(key))
-        return Task(key.partition("/")[2], doc["title"], bool(doc["done"]),
-                    doc.get("project", ""), doc.get("context", ""), int(doc.get("created", 0)))  # fmt: skip
+        return Task(
+            id=key.partition("/")[2],
+            title=doc["title"],
+            done=bool(doc["done"]),
+            project=doc.get("project", ""),
+            context=doc.get("context", ""),
+            created=int(doc.get("created", 0)),
+        )
 
     def names(self, kind: str) -> dict[str, str]:
         """slug -> name of the projects or the contexts (kind: "projects" or "contexts")."""

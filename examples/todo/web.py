@@ -143,7 +143,7 @@ class TodoApp:
             except ValueError as e:
                 raise Invalid(f"the body is not JSON: {e}") from None
             if not isinstance(doc, dict):
-                raise Invalid("the body must be a JSON object, such as {\"title\": \"milk\"}")
+                raise Invalid('the body must be a JSON object, such as {"title": "milk"}')
             return doc, True
         try:
             fields = urllib.parse.parse_qs(raw.decode(), keep_blank_values=True)
@@ -182,8 +182,12 @@ class TodoApp:
         return page("Tasks", "".join(body))
 
     def _item(self, t: Any, projects: dict[str, str], contexts: dict[str, str], act: str) -> str:
-        tags = [projects.get(t.project, t.project), "@" + contexts.get(t.context, t.context)]
-        shown = " ".join(html.escape(x) for x, ok in zip(tags, (t.project, t.context)) if ok)
+        tags = []
+        if t.project:
+            tags.append(projects.get(t.project, t.project))
+        if t.context:
+            tags.append("@" + contexts.get(t.context, t.context))
+        shown = " ".join(html.escape(x) for x in tags)
         cls = " class=done" if t.done else ""
         return (
             f"<li><span{cls}>{html.escape(t.title)}</span> <small>{shown}</small> "
