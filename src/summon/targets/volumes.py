@@ -55,7 +55,7 @@ FOLDER, EXT4 = "folder", "ext4"
 KINDS = (FOLDER, EXT4)
 DEFAULT_SIZE = 1024 * 1024 * 1024  # sparse: only what the guest writes takes host space
 MIN_FREE = 64 * 1024 * 1024  # room an ext4 made from a folder keeps beyond twice its data
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Image paths a volume may not cover: the image's own folders and the runtime's mounts.
 RESERVED = ("proc", "dev", "sys", "tmp", "usr", "etc", "lib", "lib64", "app", "run")
 # Characters of a mount path: the runtime's SUMMON_VOLUMES (targets.base) uses ':' and '='.
@@ -86,7 +86,7 @@ def volumes_dir() -> Path:
 
 
 def check_name(name: str) -> None:
-    if not _NAME_RE.match(name):
+    if not NAME_RE.match(name):
         raise UserError(f"volume name {name!r}: use letters, digits, '.', '_' and '-' (at most 64)")
 
 
@@ -444,9 +444,9 @@ def list_volumes() -> list[tuple[str, Path]]:
     for p in folder.iterdir():
         if p.name.startswith("."):
             continue
-        if p.suffix == ".ext4" and p.is_file() and _NAME_RE.match(p.stem):
+        if p.suffix == ".ext4" and p.is_file() and NAME_RE.match(p.stem):
             found.append((p.stem, p))
-        elif p.is_dir() and _NAME_RE.match(p.name):
+        elif p.is_dir() and NAME_RE.match(p.name):
             found.append((p.name, p))
     return sorted(found)
 
