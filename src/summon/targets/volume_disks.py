@@ -1,8 +1,9 @@
 """The user-space disk tools behind volumes: ext4 images made and read without a mount.
 
 `mkfs.ext4 -d` fills a new ext4 image from a folder and `debugfs rdump` copies one's files
-out; both run as the volume's owner (the sandboxed app's host uid), so a disk a VM wrote, which
-is untrusted input, is parsed by a process with no privilege and never by the host kernel.
+out (after `e2fsck -E journal_only` replays what a killed VM left in its journal); all run
+as the volume's owner (the sandboxed app's host uid), so a disk a VM wrote, which is
+untrusted input, is parsed by a process with no privilege and never by the host kernel.
 The helpers here walk volume folders without following symbolic links: the app made them.
 """
 
@@ -44,9 +45,16 @@ def make_disk(
 def dump_disk(disk: Path, dest: Path, owner: tuple[int, int] | None) -> None:
     """Copy the files of the ext4 image `disk` into the folder `dest` (beside it, owned by
     `owner`), with debugfs run as `owner`: no mount, no privilege. lost+found is left out."""
-    debugfs = tool("debugfs")
+    debugfs, e2fsck = tool("debugfs"), tool("e2fsck")
     if owner is not None and disk.stat().st_uid != owner[0]:
         os.chown(disk, *owner)  # a disk made before volumes had owners: ours to hand over
+    # A VM killed outright leaves its last changes in the file system's journal (a guest's
+    # fsync commits them there); a mount would replay them, and debugfs reads none: replay
+    # them first. Exit status 1 is "replayed", 0 "nothing to do".
+    replay = [e2fsck, "-E", "journal_only", "-p", disk.name]
+    run_tool(
+        replay, owner, f"e2fsck could not replay the journal of {disk}", disk.parent, ok=(0, 1)
+    )
     # debugfs says what it could not dump but exits 0: any line but its banner is a failure,
     # except that it may not give files of the VM's root to root: they are the owner's.
     rdump = f"rdump / {os.path.relpath(dest, disk.parent)}"
@@ -96,7 +104,13 @@ def tool(name: str) -> str:
     return found
 
 
-def run_tool(argv: list[str], owner: tuple[int, int] | None, failure: str, cwd: Path) -> str:
+def run_tool(
+    argv: list[str],
+    owner: tuple[int, int] | None,
+    failure: str,
+    cwd: Path,
+    ok: tuple[int, ...] = (0,),
+) -> str:
     """Run a tool as `owner` in the folder `cwd`; its stderr, or an error naming `failure`.
 
     Paths given to it are relative to `cwd`: the process enters it before it drops to
@@ -111,7 +125,7 @@ def run_tool(argv: list[str], owner: tuple[int, int] | None, failure: str, cwd: 
         cwd=cwd,
         preexec_fn=as_owner(owner),
     )
-    if proc.returncode != 0:
+    if proc.returncode not in ok:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         if "No space left" in proc.stderr:
             raise UserError(f"{failure}: the host's disk is full ({last})")
