@@ -67,6 +67,9 @@ def dump_disk(disk: Path, dest: Path, owner: tuple[int, int] | None) -> None:
         if line and not line.startswith("debugfs ") and "while changing ownership" not in line
     ]
     if problems:
+        full = [p for p in problems if "No space left" in p]
+        if full:
+            raise UserError(f"the host's disk is full copying the files out of {disk}: {full[0]}")
         raise SummonError(f"debugfs could not copy every file out of {disk}: {problems[0]}")
     discard(dest / "lost+found")
 

@@ -140,8 +140,8 @@ class SandboxInstance(Instance):
         for path, folder in mounts:
             if not (spec.rootfs / path.lstrip("/")).is_dir():
                 raise UserError(
-                    f"image {spec.image} has no mount point {path}: declare "
-                    f'volumes = ["{path}"] in [tool.summon] and rebuild'
+                    f"image {spec.image} has no mount point {path} (built by an older summon): "
+                    f'rebuild it, with volumes = ["{path}"] in [tool.summon]'
                 )
             st = folder.stat()
             if owner is not None and st.st_uid != owner[0] and not st.st_mode & 0o002:
