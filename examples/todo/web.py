@@ -10,7 +10,8 @@
     GET  /at/COMMIT            the list as it was after that change (HTML)
     POST /revert/COMMIT        make the list again what it was then (a new change)
 
-Every change answers a form with 303 See Other to / and JSON with the new commit's id.
+Every change answers a form with 303 See Other to / and JSON with the new commit's id; on a
+full volume, 507 (nothing changed, everything before still readable).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any
 
 from tasks import Invalid, NotFound, Tasks
 
+from summon.devices import StoreFull
+
 StartResponse = Callable[..., Any]
 MAX_BODY = 64 * 1024
 STATUS = {
@@ -34,6 +37,7 @@ STATUS = {
     404: "404 Not Found",
     405: "405 Method Not Allowed",
     413: "413 Content Too Large",
+    507: "507 Insufficient Storage",
 }
 STYLE = (
     "body{font-family:sans-serif;max-width:42em;margin:2em auto;padding:0 1em}"
@@ -77,6 +81,10 @@ class TodoApp:
             response = self.error(400, str(e), wants_json)
         except NotFound as e:
             response = self.error(404, str(e), wants_json)
+        except StoreFull as e:  # nothing was committed; what was stays readable
+            response = self.error(
+                507, f"the volume is full ({e.strerror}): nothing changed", wants_json
+            )
         headers = [
             ("Content-Type", response.content_type),
             ("Content-Length", str(len(response.body))),

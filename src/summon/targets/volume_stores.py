@@ -92,9 +92,9 @@ def _export_from(folder: Path, name: str, dest: Path, store: str | None) -> str:
         raise UserError(f"-o {dest}: no folder {dest.parent}")
     try:
         kv.export_bundle(str(folder / store), str(dest))
-    except kv.BundleError as e:
-        raise UserError(f"volume {name}, store {store}: {e}") from None
-    except (kv.KVError, kv.StoreFull) as e:
+    except kv.StoreFull as e:
+        raise UserError(f"volume {name}, store {store}: {e.strerror}") from None
+    except kv.KVError as e:
         raise UserError(f"volume {name}, store {store}: {e}") from None
     return store
 
@@ -118,9 +118,9 @@ def import_bundle(name: str, bundle: Path, store: str) -> None:
             tmp.mkdir(mode=0o755)
             try:
                 kv.import_bundle(str(bundle), str(tmp / "/".join(parts)))
-            except kv.BundleError as e:
-                raise UserError(f"{bundle}: {e}") from None
-            except (kv.KVError, kv.StoreFull) as e:
+            except kv.StoreFull as e:
+                raise UserError(f"volume {name}: {e.strerror}") from None
+            except kv.KVError as e:
                 raise UserError(f"{bundle}: {e}") from None
             owner = volumes.app_owner()
             if owner is not None:

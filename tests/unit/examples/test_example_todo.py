@@ -161,3 +161,15 @@ def test_the_probe_runs_every_page_on_a_store_in_memory(modules: tuple[Any, Any]
         app.probe()
     finally:
         sys.path.remove(str(EXAMPLE))
+
+
+def test_a_full_volume_is_a_507_and_nothing_changes(modules: tuple[Any, Any]) -> None:
+    tasks, web = modules
+    backend = kv.MemoryBackend()
+    store = kv.open_memory(backend, reserve=0)
+    app = Client(web.TodoApp(tasks.Tasks(store)))
+    assert app.post_json("/tasks", {"title": "kept"})[0] == 201
+    backend.capacity = sum(len(d) for d in backend.files.values())
+    status, doc = app.post_json("/tasks", {"title": "x" * 150})
+    assert status == 507 and "the volume is full" in doc["error"]
+    assert [t["title"] for t in json.loads(app("GET", "/tasks")[2])] == ["kept"]
