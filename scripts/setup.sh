@@ -31,7 +31,7 @@ apt_packages=(
   libelf-dev      # the kernel build (objtool)
   libssl-dev      # the kernel build (certificate tools)
   xz-utils        # unpacking the kernel source
-  e2fsprogs       # mkfs.ext4 for the qemu target's volumes
+  e2fsprogs       # volumes: mkfs.ext4 makes the qemu target's disks, debugfs and e2fsck read them
   podman          # tests: summon images under another engine, and `podman kube play`
   containerd      # tests: summon images under containerd's ctr
   chromium        # the browser target's tests and benchmark: a real headless browser

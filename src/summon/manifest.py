@@ -43,6 +43,7 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "probe": ((str,), '"module:function" called after import to exercise the app'),
     "version": ((str,), "a version string used as the default tag"),
     "volumes": ((list,), 'a list of absolute paths the app keeps data under, such as ["/data"]'),
+    "stores": ((dict,), 'a table of KV_RW stores in the volumes, such as {todo = "/data/todo"}'),
     "seal": ((bool, str), 'true (the default), false, or "audit" (docs/sealing.md)'),
     "syscalls": ((list,), 'syscalls the app needs beyond what its recording run made, ["..."]'),
     "interface": ((str,), '"wsgi" or "asgi": the runtime serves the "module:app" entry'),
@@ -97,6 +98,8 @@ class Manifest:
     exclude: tuple[str, ...] = ()  # modules (and their submodules) left out of the closure
     probe: str = ""
     volumes: tuple[str, ...] = ()  # where -v volumes may be mounted (a VM's kernel gets disks)
+    # KV_RW stores: parameter name -> the store's folder, below one of `volumes`.
+    stores: dict[str, str] = field(default_factory=dict)
     seal: str = "on"  # "on" | "audit" | "off": the runtime's seal once the app is up
     syscalls: tuple[str, ...] = ()  # added to the sandbox's recorded syscall allowlist
     # "wsgi" | "asgi": the entry is an app the runtime serves; "" an entry function or script.
@@ -112,6 +115,8 @@ TLS_BACKENDS = ("openssl", "python")
 CLIENT_AUTH = ("none", "optional", "required")
 _TLS_KEYS = {"backend", "ports", "cert", "key", "client_auth", "client_ca", "alpn"}
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_STORE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+DATA_IMAGE_DIR = "/data"  # where data folders are baked in (build/image.py DATA_DIR)
 
 
 @dataclass(frozen=True)
@@ -329,10 +334,14 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
 
     version = table.get("version") or project.get("version") or "latest"
 
-    volumes = table.get("volumes", [])
-    for v in volumes:
-        if not isinstance(v, str) or not v.startswith("/") or v == "/" or ".." in v.split("/"):
-            raise bad("volumes", f"{v!r} is not an absolute path such as /data")
+    volumes = _parse_volumes(table.get("volumes", []), [f.name for f in data], bad)
+    stores = _parse_stores(table.get("stores", {}), volumes, bad)
+    if stores and entry.kind == "script":
+        raise bad(
+            "stores",
+            "a script gets no devices; make the entry a function that asks for its store, "
+            f'such as entry = "app:main" with def main({next(iter(stores))}: KV_RW)',
+        )
 
     seal = table.get("seal", True)
     if seal not in SEAL_MODES:
@@ -396,6 +405,7 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
         exclude=tuple(exclude),
         probe=probe,
         volumes=tuple(volumes),
+        stores=stores,
         seal=SEAL_MODES[seal],
         syscalls=tuple(syscalls),
         interface=interface,
@@ -403,6 +413,66 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
         secrets=needed,
         egress=egress,
     )
+
+
+def _parse_volumes(value: list[Any], data: list[str], bad: Any) -> list[str]:
+    """The volume mount points: absolute, not the image's or the runtime's, not nested, and
+    not over a data folder baked in under /data (the volume would hide it)."""
+    from summon.targets.volumes import mount_path_problem
+
+    volumes: list[str] = []
+    for given in value:
+        v = given.rstrip("/") or given if isinstance(given, str) else given
+        why = mount_path_problem(v) if isinstance(v, str) else "not a string"
+        if why:
+            raise bad("volumes", f"{given!r}: {why}")
+        for other in volumes:
+            if _nested(v, other):
+                raise bad("volumes", f"{other} and {v} nest; give each volume its own folder")
+        for name in data:
+            if _nested(v, f"{DATA_IMAGE_DIR}/{name}"):
+                raise bad(
+                    "volumes",
+                    f"{v} would hide the data folder {name!r} baked in at {DATA_IMAGE_DIR}/{name}; "
+                    "mount the volume elsewhere, such as /state",
+                )
+        volumes.append(v)
+    return volumes
+
+
+def _parse_stores(value: dict[str, Any], volumes: list[str], bad: Any) -> dict[str, str]:
+    """[tool.summon.stores]: parameter name -> a folder strictly inside one of the volumes."""
+    stores: dict[str, str] = {}
+    for name, path in value.items():
+        if not _STORE_NAME.match(name):
+            raise bad("stores", f"{name!r} is not a parameter name (letters, digits and _)")
+        if not isinstance(path, str) or not path.startswith("/") or ".." in path.split("/"):
+            raise bad("stores", f"{name} = {path!r} is not an absolute path such as /data/{name}")
+        path = path.rstrip("/")
+        if path in volumes:
+            raise bad(
+                "stores",
+                f"{name} = {path!r} is a volume's mount point; give a folder in it, "
+                f"such as {path}/{name}",
+            )
+        if not any(_nested(path, v) for v in volumes):
+            example = volumes[0] if volumes else "/data"
+            raise bad(
+                "stores",
+                f"{name} = {path!r} is in no volume; declare its volume with "
+                f'volumes = ["{path.rpartition("/")[0] or "/data"}"] or put it under {example}',
+            )
+        for other, where in stores.items():
+            if _nested(path, where):
+                raise bad("stores", f"{other} and {name} nest ({where}, {path}); one folder each")
+        stores[name] = path
+    return stores
+
+
+def _nested(a: str, b: str) -> bool:
+    """Whether one of two absolute paths is the other or inside it."""
+    a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
+    return a.startswith(b) or b.startswith(a)
 
 
 def _parse_entry(value: str, app_dir: Path, bad: Any, allow_script: bool = True) -> Entry:

@@ -170,3 +170,26 @@ def test_memory_out_of_bounds(summon: Summon, size: str, needle: str) -> None:
     """Rule: -m is checked before anything starts (cli/run.py parse_memory)."""
     line = one_error_line(summon("run", "nothing", "--target", "unix", "-m", size))
     assert needle in line
+
+
+@needs_root
+def test_a_full_disk_under_the_volumes_is_one_line_and_leaves_no_half_volume(
+    summon: Summon, tmp_path: Path
+) -> None:
+    """Rule: a volume appears whole (made under a temporary name, renamed into place); the
+    disk's error is the user's, one line."""
+    from summon import kv
+
+    with kv.open_folder(str(tmp_path / "big")) as store:
+        for i in range(40):
+            store.set(f"blob/{i}", os.urandom(100_000), message=f"blob {i}")
+    bundle = tmp_path / "big.bundle"
+    kv.export_bundle(str(tmp_path / "big"), str(bundle))
+    assert bundle.stat().st_size > 3 << 20
+    with small_tmpfs(tmp_path / "disk", "2M") as disk:
+        env = {"XDG_STATE_HOME": str(disk / "state")}
+        line = one_error_line(summon("volume", "import", "big", str(bundle), env=env))
+        assert "No space left on device" in line or "full" in line
+        volumes = disk / "state" / "summon" / "volumes"
+        assert [p.name for p in volumes.iterdir() if not p.name.endswith(".lock")] == []
+        assert json.loads(summon.ok("volume", "ls", "--json", env=env)) == []

@@ -199,3 +199,49 @@ def test_another_manifest_builds_the_same_folder(tmp_path: Path) -> None:
     assert (m.name, m.app_dir, m.source) == ("t-tls", app.resolve(), other.resolve())
     with pytest.raises(ManifestError, match="no such file"):
         manifest.load(app, tmp_path / "missing.toml")
+
+
+def test_stores_live_in_the_volumes(tmp_path: Path) -> None:
+    m = manifest.load(
+        write_app(
+            tmp_path,
+            'entry = "app:main"\nvolumes = ["/data/", "/srv"]\n'
+            '[tool.summon.stores]\ntodo = "/data/todo"\nnotes = "/srv/a/notes/"\n',
+        )
+    )
+    assert m.volumes == ("/data", "/srv")
+    assert m.stores == {"todo": "/data/todo", "notes": "/srv/a/notes"}
+
+
+@pytest.mark.parametrize(
+    ("table", "expect"),
+    [
+        ('volumes = ["data"]\n', "volumes: 'data': give an absolute path in the image"),
+        ('volumes = ["/proc/x"]\n', "volumes: '/proc/x': /proc belongs to the image"),
+        ('volumes = ["/da:ta"]\n', "volumes: '/da:ta': use letters, digits"),
+        ('volumes = ["/a", "/a/b"]\n', "volumes: /a and /a/b nest"),
+        ('data = ["static"]\nvolumes = ["/data"]\n', "volumes: /data would hide the data folder"),
+        ('stores = "todo"\n', "stores: expected a table of KV_RW stores"),
+        ('volumes = ["/data"]\nstores = { "my-todo" = "/data/t" }\n', "'my-todo' is not a param"),
+        ('volumes = ["/data"]\nstores = { todo = "data/t" }\n', "todo = 'data/t' is not an abs"),
+        ('volumes = ["/data"]\nstores = { todo = "/data" }\n', "is a volume's mount point"),
+        ('stores = { todo = "/srv/todo" }\n', 'is in no volume; declare its volume with volumes'),
+        (
+            'volumes = ["/data"]\nstores = { a = "/data/a", b = "/data/a/b" }\n',
+            "stores: a and b nest (/data/a, /data/a/b)",
+        ),
+    ],
+)
+def test_bad_volumes_and_stores_are_one_line(tmp_path: Path, table: str, expect: str) -> None:
+    app = write_app(tmp_path, 'entry = "app:main"\n' + table)
+    with pytest.raises(ManifestError) as e:
+        manifest.load(app)
+    assert expect in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_script_gets_no_store(tmp_path: Path) -> None:
+    (tmp_path / "s.py").write_text("print(1)\n")
+    app = write_app(tmp_path, 'entry = "s.py"\nvolumes = ["/data"]\nstores = {t = "/data/t"}\n')
+    with pytest.raises(ManifestError, match="stores: a script gets no devices"):
+        manifest.load(app)

@@ -69,7 +69,7 @@ __all__ = [
     "runtime_source",
 ]
 
-DATA_DIR = "/data"
+DATA_DIR = manifest_mod.DATA_IMAGE_DIR
 # Where targets mount things over the read-only image: it has the empty folders, so that runc
 # need not (and cannot) make them. /run/secrets: the run's secrets (--secret).
 MOUNT_POINTS = ("/proc", "/dev", "/sys", "/tmp", "/run", "/run/secrets")
@@ -142,6 +142,11 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
                      "summon.runtime.http.exchange"]  # fmt: skip
         if m.tls is not None or m.secrets:
             mods.append("summon.secrets")
+        if m.stores:
+            # The KV_RW device: summon.kv and what it imports only where it is used: fcntl
+            # (the store's lock) and warnings are imported when a store opens, json when a
+            # merge uses the "json" policy, bundle for store.export_bundle; no trace sees them.
+            mods += ["summon.kv", "summon.kv.bundle", "fcntl", "warnings", "json"]
         if m.tls is not None:
             # The TLS device and its one backend: "openssl" brings ssl (libssl, libcrypto),
             # "python" tlslite-ng and no libssl or libcrypto at all. The device imports most
@@ -200,6 +205,13 @@ def build(
             packages = vendor(m.requirements, interp, site)
         step("inspecting the entry")
         m = replace(m, interface=entry_interface(m, interp, site))
+        if m.interface and m.stores:
+            raise BuildError(
+                f"{m.source}: stores: the {m.interface.upper()} app {m.entry} has no parameters "
+                "to get a store by; make the entry a function asking for (stack: Stack, "
+                "NAME: KV_RW) that serves the app with summon.runtime.http.server.serve "
+                "(examples/todo does)"
+            )
         if m.interface:
             step(f"vendoring h11 for the runtime's HTTP server ({m.interface.upper()} entry)")
             packages += add_server_requirements(interp, site)
@@ -241,6 +253,8 @@ def build(
         fs = Rootfs()
         for mp in MOUNT_POINTS:
             fs.add_dir(mp, 0o1777 if mp == "/tmp" else 0o755)
+        for mp in m.volumes:  # a read-only root cannot have them made at run time
+            fs.add_dir(mp, 0o755)
         argv = image_argv(interp)
         # The interpreter looks for lib-dynload at start and complains if it is missing.
         fs.add_dir(str(interp.dynload))

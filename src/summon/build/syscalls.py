@@ -7,9 +7,11 @@ that sends an HTTP/1.0 request line, the protocol of most summon apps, and reads
 a UDP datagram), and stops the instance with SIGTERM so the shutdown is recorded too. An app
 without ports runs to its end.
 
-The image's allowlist is then the sandbox's base set, what the run called, and the manifest's
-`syscalls`; it is written into the image config (label dev.summon.syscalls), read back by
-RunSpec.for_image, and listed in the bill of materials. When the run cannot be made (no runc
+The image's allowlist is then the sandbox's base set, what the run called, the calls of the
+devices it uses that a short run may not reach (a KV_RW store's: seccomp.device_syscalls),
+and the manifest's `syscalls`; it is written into the image config (label
+dev.summon.syscalls), read back by RunSpec.for_image, and listed in the bill of materials.
+An app's volumes are empty scratch folders in that run. When the run cannot be made (no runc
 or not root) or the app did not come up, the image carries no list and keeps the static one.
 
 Also here: the app.json "seal" object (mode, and the shared objects to load before the seal).
@@ -32,7 +34,8 @@ from typing import Any
 
 from summon.build.rootfs import Rootfs
 from summon.build.standins import recording_secrets
-from summon.targets.base import PortForward, RunSpec, SecretFile
+from summon.targets.base import PortForward, RunSpec, SecretFile, Volume
+from summon.targets.sandbox import seccomp
 from summon.targets.sandbox.seccomp import REPORT_KEY
 
 __all__ = ["REPORT_KEY", "DerivedSyscalls", "record_image", "seal_config"]
@@ -55,6 +58,8 @@ class DerivedSyscalls:
     recorded: tuple[str, ...]
     extra: tuple[str, ...]
     seconds: float
+    # The calls of the devices the image uses, allowed whether the run reached them or not.
+    declared: tuple[str, ...] = ()
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -80,6 +85,7 @@ class DerivedSyscalls:
             "recorded": list(self.recorded),
             "base": sorted(seccomp.base_syscalls(self.network)),
             "extra": list(self.extra),
+            "declared": list(self.declared),
         }
 
 
@@ -131,6 +137,7 @@ def record_image(
             ]
         spec = RunSpec(
             name=f"record-{uuid.uuid4().hex[:10]}",
+            volumes=_scratch_volumes(app_config, Path(state)),
             image=image,
             rootfs=rootfs,
             app_config=dict(app_config),
@@ -177,15 +184,33 @@ def record_image(
             "calls the app makes only while answering may be missing from its syscall list "
             '(add them with syscalls = ["..."] in [tool.summon])'
         )
+    declared = seccomp.device_syscalls(dict(app_config))
     derived = DerivedSyscalls(
         network=network,
-        allowed=tuple(sorted(recording.allowlist(extra))),
+        allowed=tuple(sorted(recording.allowlist(extra) | set(declared))),
         recorded=tuple(sorted(recording.syscalls)),
         extra=tuple(sorted(extra)),
+        declared=tuple(sorted(declared)),
         seconds=time.monotonic() - started,
         warnings=warnings,
     )
     return derived, warnings
+
+
+def _scratch_volumes(app_config: Mapping[str, Any], state: Path) -> tuple[Volume, ...]:
+    """An empty folder of the app's for each volume it declares, bound for the recording run:
+    an app with a KV_RW store opens it on its volume before it serves."""
+    from summon.targets.volumes import app_owner
+
+    owner = app_owner()
+    mounts = []
+    for i, path in enumerate(app_config.get("volumes") or []):
+        folder = state / f"volume-{i}"
+        folder.mkdir()
+        if owner is not None:
+            os.chown(folder, *owner)
+        mounts.append(Volume(str(folder), str(path)))
+    return tuple(mounts)
 
 
 def _forwards(app_config: Mapping[str, Any]) -> list[PortForward]:

@@ -36,6 +36,7 @@ LAZY_COMMANDS = {
     **dict.fromkeys(("ps", "logs", "stop", "rm", "stats"), "summon.cli.instances"),
     "gateway": "summon.cli.gateway",
     "snapshot": "summon.cli.snapshot",
+    "volume": "summon.cli.volumes",
 }
 
 # Failures of the host the user can fix (a full disk, a read-only or foreign folder, too many
@@ -98,6 +99,7 @@ def cli() -> None:
     summon run http -p 8080:80               run it sandboxed, serving 127.0.0.1:8080
     summon run -d http / ps / logs / stop    run it in the background, and manage it
     summon images / inspect / rmi            manage the local store
+    summon volume ls / inspect / export      the volumes apps keep their data in
     summon export http --as FORMAT -o PATH   hand an image to another system
     summon doctor                            what this host can run
     """

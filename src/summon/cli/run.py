@@ -77,12 +77,25 @@ def check_ports_free(ports: tuple[PortForward, ...]) -> None:
 
 
 def parse_volumes(values: tuple[str, ...]) -> tuple[Volume, ...]:
+    """-v NAME:/PATH (a named volume) or -v /HOST/FOLDER:/PATH (a host folder, bound)."""
+    from summon.targets import volumes
+
     mounts = []
     for v in values:
-        vol_name, sep, path = v.partition(":")
-        if not sep or not vol_name or not path.startswith("/"):
-            raise UserError(f"-v {v}: expected NAME:/PATH, such as data:/data")
-        mounts.append(Volume(vol_name, path))
+        source, sep, path = v.rpartition(":")
+        if not sep or not source or not path.startswith("/"):
+            raise UserError(f"-v {v}: expected NAME:/PATH or /HOST/FOLDER:/PATH, like data:/data")
+        if why := volumes.mount_path_problem(path):
+            raise UserError(f"-v {v}: {path}: {why}")
+        if source.startswith("/"):
+            if not os.path.isdir(source):
+                raise UserError(f"-v {v}: {source} is not a folder on this host")
+            source = os.path.realpath(source)
+        elif source.startswith((".", "~")):
+            raise UserError(f"-v {v}: give a host folder as an absolute path, like $PWD/{source}")
+        else:
+            volumes.check_name(source)
+        mounts.append(Volume(source, path))
     return tuple(mounts)
 
 
@@ -143,8 +156,9 @@ def _host_memory() -> int:
     "--volume",
     "volumes",
     multiple=True,
-    metavar="NAME:/PATH",
-    help="Mount volume NAME (made on first use, kept across runs) at PATH.",
+    metavar="NAME|/HOST/FOLDER:/PATH",
+    help="Mount volume NAME (made on first use, kept across runs; see summon volume) or a "
+    "host folder /HOST/FOLDER at PATH.",
 )
 @click.option(
     "-p",

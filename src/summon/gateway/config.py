@@ -17,6 +17,9 @@ from summon import targets
 from summon.errors import UserError
 from summon.manifest import parse_size
 from summon.targets import DEFAULT_TARGET
+from summon.targets.base import VOLUMES
+from summon.targets.volumes import NAME_RE as VOLUME_NAME
+from summon.targets.volumes import mount_path_problem
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -24,7 +27,7 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _GATEWAY_KEYS = {"dns", "zone", "status", "upstream"}
 _SERVICE_KEYS = {
     "name", "image", "target", "ports", "idle_timeout", "memory", "boot_timeout",
-    "max_instances", "options", "secrets",
+    "max_instances", "options", "secrets", "volumes",
 }  # fmt: skip
 
 
@@ -44,6 +47,7 @@ class ServiceConfig:
     max_instances: int = 1
     options: tuple[tuple[str, Any], ...] = ()  # the target's own options (accel = "tcg")
     secrets: tuple[tuple[str, str], ...] = ()  # (name, host file), as --secret NAME=FILE
+    volumes: tuple[tuple[str, str], ...] = ()  # (volume name or host folder, path), as -v
 
 
 @dataclass(frozen=True)
@@ -220,7 +224,21 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
         if not sep or not name or not file.startswith("/"):
             raise bad_at(f"{where}: secrets")(f"{value!r} is not NAME=/ABSOLUTE/FILE")
         given.append((name, file))
+    raw_volumes = entry.get("volumes", [])
+    if not isinstance(raw_volumes, list) or not all(isinstance(v, str) for v in raw_volumes):
+        raise bad_at(f"{where}: volumes")('must be a list such as ["todo:/data"]')
+    mounts = []
+    for value in raw_volumes:
+        source, sep, path = value.rpartition(":")
+        why = mount_path_problem(path) if sep and source else "expected NAME:/PATH"
+        if not why and not source.startswith("/") and not VOLUME_NAME.match(source):
+            why = f"{source!r} is not a volume name (letters, digits, '.', '_', '-')"
+        if why:
+            raise bad_at(f"{where}: volumes")(f"{value!r}: {why}")
+        mounts.append((source, path))
+    if mounts and VOLUMES not in targets.target_class(target).capabilities:
+        raise bad_at(f"{where}: volumes")(f"target {target} has no volumes")
     return ServiceConfig(
         name, image, target, tuple(ports), idle, memory, boot, max_instances,
-        tuple(sorted(options.items())), tuple(given),
+        tuple(sorted(options.items())), tuple(given), tuple(mounts),
     )  # fmt: skip

@@ -22,7 +22,7 @@ from summon.gateway.config import GatewayConfig, ServiceConfig
 from summon.gateway.dns import DnsServer, Zone
 from summon.gateway.service import HOLD_LIMIT, Launcher, Service, State
 from summon.gateway.status import StatusServer
-from summon.targets.base import Instance, PortForward, RunSpec, SecretFile, Target
+from summon.targets.base import Instance, PortForward, RunSpec, SecretFile, Target, Volume
 
 if TYPE_CHECKING:
     from summon.store.image import Image
@@ -109,9 +109,11 @@ class ImageLauncher:
         state = self.state_root / name
         state.mkdir(parents=True, exist_ok=True)
         given = tuple(SecretFile(n, Path(f)) for n, f in config.secrets)
+        mounts = tuple(Volume(source, path) for source, path in config.volumes)
         spec = RunSpec.for_image(
-            image, name=name, state_dir=state, ports=forwards, memory=config.memory, secrets=given
-        )
+            image, name=name, state_dir=state, ports=forwards, memory=config.memory,
+            secrets=given, volumes=mounts,
+        )  # fmt: skip
         with open(self.log_path(name), "wb") as console:
             spec.stdout = console.fileno()  # the target passes it on; our copy closes here
             return target.start(spec)

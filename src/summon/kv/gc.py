@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         refs: Refs
 
 
-BODY_CACHE_BYTES = 32 << 20  # recent bodies kept as delta bases while packing
+BODY_CACHE_BYTES = 8 << 20  # recent bodies kept as delta bases while packing
 
 
 class _Packer:

@@ -58,6 +58,7 @@ class AppConfig:
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
         volumes: list[str] | None = None,
+        stores: dict[str, str] | None = None,
         probe: str = "",
         seal: str = "off",
         preload: list[str] | None = None,
@@ -78,6 +79,7 @@ class AppConfig:
         self.env = env or {}
         self.args = args or []
         self.volumes = volumes or []  # image paths the app may write under (with /tmp)
+        self.stores = stores or {}  # KV_RW parameter name -> its folder, inside a volume
         self.probe = probe  # "module:function" the runtime calls to warm up before the seal
         self.seal = seal  # "on" | "audit" | "off" (docs/sealing.md)
         self.preload = preload or []  # shared objects loaded before the seal (image paths)
@@ -162,6 +164,7 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
         env=_str_dict(doc, "env", bad),
         args=_str_list(doc, "args", bad),
         volumes=_str_list(doc, "volumes", bad),
+        stores=_str_dict(doc, "stores", bad),
         probe=probe,
         seal=seal["mode"],
         preload=_str_list(seal, "preload", bad),

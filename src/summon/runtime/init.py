@@ -17,7 +17,8 @@ What it does, in order:
    "off" or this is the unix target's host process: after the probe's warm-up, at the app's
    ready() if its code calls it, else when its Stack device first listens, before a script's
    first line, or before an entry function that asks for no Stack is called.
-5. Flush stdout and stderr and return the exit status.
+5. Close the devices that hold something (KV_RW stores: the Git view completed, the lock
+   released), however the app ended; flush stdout and stderr and return the exit status.
 
 Exit status: the function's return value (None is 0, an int is itself), or the code of a
 SystemExit (as sys.exit treats it); 1 with the traceback on stderr if the app raises (then a
@@ -249,19 +250,22 @@ def run_function(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int
     if sealer is not None:
         warm_up(cfg.probe)
     devices = Devices(cfg, root)
-    args, kwargs, is_async = resolve_devices(fn, devices, cfg.entry)
-    if sealer is not None and not devices.made("Stack"):
-        sealer.reached("the entry's call")
     try:
-        if is_async:
-            result = run_async(lambda: fn(*args, **kwargs), devices.starts)
-        else:
-            result = fn(*args, **kwargs)
-            if hasattr(result, "__await__"):  # a plain function that returned a coroutine
-                result = run_async(lambda: result, devices.starts)
-        return exit_status(result)
-    except BaseException as e:
-        return _status_of_exception(e)
+        args, kwargs, is_async = resolve_devices(fn, devices, cfg.entry)
+        if sealer is not None and not devices.made("Stack"):
+            sealer.reached("the entry's call")
+        try:
+            if is_async:
+                result = run_async(lambda: fn(*args, **kwargs), devices.starts)
+            else:
+                result = fn(*args, **kwargs)
+                if hasattr(result, "__await__"):  # a plain function that returned a coroutine
+                    result = run_async(lambda: result, devices.starts)
+            return exit_status(result)
+        except BaseException as e:
+            return _status_of_exception(e)
+    finally:
+        close_devices(devices)
 
 
 def run_http(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int:
@@ -309,6 +313,17 @@ def run_http(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int:
         return exit_status(result)
     except BaseException as e:
         return _status_of_exception(e)
+    finally:
+        close_devices(devices)
+
+
+def close_devices(devices: Devices) -> None:
+    """Close what the app's devices hold (its stores, flushed), on every way out: a clean
+    stop (SIGTERM) and the app's own end alike. A late signal must not cut this short."""
+    _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    for line in devices.close():
+        _say(line)
 
 
 def http_port(cfg: AppConfig) -> int:

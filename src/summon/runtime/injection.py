@@ -21,10 +21,13 @@ if TYPE_CHECKING:
     from summon.devices import Stack
     from summon.runtime.config import AppConfig
 
-DEVICE_TYPES = ("Console", "Clock", "Random", "Stack", "KV_RO", "TLS", "Secrets")
+DEVICE_TYPES = ("Console", "Clock", "Random", "Stack", "KV_RO", "KV_RW", "TLS", "Secrets")
 # Where a target puts the run's secrets (a read-only tmpfs, or a VM's initramfs) unless
 # SUMMON_SECRETS says otherwise (the unix target's private folder).
 SECRETS_PATH = "/run/secrets"
+# Set by the target: the volumes it mounted, "PATH" or "PATH=HOST_FOLDER" (unix), ':'-separated
+# (summon.targets.base.VOLUMES_ENV). A store whose volume is not there is not mounted.
+VOLUMES_ENV = "SUMMON_VOLUMES"
 CO_COROUTINE = 0x100  # inspect.CO_COROUTINE, without importing inspect
 
 
@@ -106,7 +109,8 @@ def _describe(annotation: object) -> str:
 
 
 class Devices:
-    """Builds the devices an entry asks for, each at most once (KV_RO once per folder)."""
+    """Builds the devices an entry asks for, each at most once (KV_RO once per folder, KV_RW
+    once per store), and closes what must be closed (the stores) when the app is done."""
 
     def __init__(self, cfg: AppConfig, root: str) -> None:
         self._cfg = cfg
@@ -115,15 +119,30 @@ class Devices:
         # Devices that come up on the event loop before the entry runs (the direct stack:
         # link, address, ARP announcement, so the first SYN is answered at once).
         self.starts: list[Callable[[], Awaitable[None]]] = []
+        self._closers: list[tuple[str, Callable[[], None]]] = []
 
     def get(self, kind: str, param: str) -> object:
         """The device of type `kind` for the entry's parameter named `param`."""
         key = kind
         if kind == "KV_RO":
             key = "KV_RO:" + self._data_folder(param)
+        elif kind == "KV_RW":
+            key = "KV_RW:" + self._store_name(param)
         if key not in self._made:
             self._made[key] = self._make(kind, key, param)
         return self._made[key]
+
+    def close(self) -> list[str]:
+        """Close the devices that hold something (each store: its Git view completed, its
+        lock released), newest first; one line for each that failed. Safe to repeat."""
+        failed = []
+        while self._closers:
+            what, close = self._closers.pop()
+            try:
+                close()
+            except Exception as e:
+                failed.append(f"closing {what}: {type(e).__name__}: {e}")
+        return failed
 
     def made(self, kind: str) -> bool:
         """Whether a device of this kind has been made."""
@@ -155,7 +174,75 @@ class Devices:
             return FolderSecrets(where)
         if kind == "TLS":
             return self._tls(param)
+        if kind == "KV_RW":
+            return self._store(key.partition(":")[2], param)
         return self._stack(param)
+
+    def _store(self, name: str, param: str) -> object:
+        """The KV_RW store `name` of the manifest, opened in its folder on its volume."""
+        path = self._cfg.stores[name]
+        folder = self._volume_folder(path, param, name)
+        from summon import kv  # ~8 ms: only apps that ask for a store pay it
+
+        author = f"{self._cfg.name} <{self._cfg.name}@localhost>"
+        where = f"store {name!r} at {path}"
+        try:
+            store = kv.open_folder(folder, author=author)
+        except kv.StoreLocked as e:
+            raise Fail(f"{where}: {e}") from None
+        except (kv.KVError, kv.StoreFull) as e:
+            raise Fail(f"{where}: {e}", 1) from None
+        except PermissionError as e:
+            raise Fail(
+                f"{where}: the app may not write its volume ({e.strerror}: {e.filename}); "
+                "give the folder to the app's user"
+            ) from None
+        except OSError as e:
+            raise Fail(f"{where}: {e.strerror or e}", 1) from None
+        self._closers.append((f"store {name!r}", store.close))
+        return store
+
+    def _volume_folder(self, path: str, param: str, name: str) -> str:
+        """Where the store at image path `path` is on this host, on its mounted volume."""
+        volume = ""
+        for v in self._cfg.volumes:
+            if path.startswith(v.rstrip("/") + "/") and len(v) > len(volume):
+                volume = v.rstrip("/")
+        mounted: dict[str, str] = {}
+        for item in os.environ.get(VOLUMES_ENV, "").split(":"):
+            where, _, host = item.partition("=")
+            if where:
+                mounted[where.rstrip("/")] = host
+        if not volume or volume not in mounted:
+            at = volume or path
+            raise Fail(
+                f"parameter {param!r} of {self._cfg.entry} asks for the store {name!r} at "
+                f"{path}, but no volume is mounted at {at}; run it with -v NAME:{at} (a named "
+                f"volume, made on first use) or -v /host/folder:{at}"
+            )
+        host = mounted[volume]
+        if host:  # the unix target: the app sees the host's folder itself
+            return host.rstrip("/") + path[len(volume) :]
+        return host_path(self._root, path)
+
+    def _store_name(self, param: str) -> str:
+        """The store a KV_RW parameter gets: the one of its name, or the only one."""
+        stores = self._cfg.stores
+        if param in stores:
+            return param
+        if len(stores) == 1:
+            return next(iter(stores))
+        entry = self._cfg.entry
+        if not stores:
+            raise Fail(
+                f"parameter {param!r} of {entry} asks for a KV_RW, but the image has no store; "
+                f'add stores = {{ {param} = "/data/{param}" }} and volumes = ["/data"] to '
+                "[tool.summon] and rebuild"
+            )
+        raise Fail(
+            f"parameter {param!r} of {entry} asks for a KV_RW, but no store has that name; "
+            f"name the parameter after one of: {', '.join(sorted(stores))}"
+        )
 
     def _tls(self, param: str) -> object:
         tls = self._cfg.tls

@@ -46,6 +46,17 @@ DEFAULT_PIDS = 64
 SYSCALLS_LABEL = "dev.summon.syscalls"
 
 
+# How a target tells the runtime which volumes it mounted: "PATH" where the app sees the
+# volume at its image path, "PATH=HOST_FOLDER" where it sees the host's files (the unix
+# target); ':'-separated. A store whose volume is not named here is not mounted.
+VOLUMES_ENV = "SUMMON_VOLUMES"
+
+
+def volumes_environment(mounts: list[tuple[str, str | None]]) -> str:
+    """SUMMON_VOLUMES for (image path, host folder, or None where the app sees the image path)."""
+    return ":".join(path if host is None else f"{path}={host}" for path, host in mounts)
+
+
 class NotSupported(UserError):
     """The target cannot do what was asked (a capability it does not declare)."""
 
@@ -65,10 +76,16 @@ class PortForward:
 
 @dataclass(frozen=True)
 class Volume:
-    """A named volume the host keeps across runs, mounted at path inside the instance."""
+    """A volume mounted at path inside the instance: a named volume the host keeps across
+    runs (summon.targets.volumes), or a host folder bound in (name is its absolute path)."""
 
-    name: str
+    name: str  # a volume name, or an absolute host path
     path: str  # an image path
+
+    @property
+    def is_bind(self) -> bool:
+        """Whether this is a host folder (-v /host/dir:/data) rather than a named volume."""
+        return self.name.startswith("/")
 
     def __str__(self) -> str:
         return f"{self.name}:{self.path}"

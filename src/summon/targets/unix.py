@@ -19,15 +19,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from summon.errors import UserError
-from summon.targets import secrets
+from summon.targets import secrets, volumes
 from summon.targets.base import (
     SECRETS,
+    VOLUMES,
+    VOLUMES_ENV,
     Check,
     Instance,
     RunSpec,
     Stats,
     Target,
     process_stats,
+    volumes_environment,
 )
 
 if TYPE_CHECKING:
@@ -40,15 +43,24 @@ _PR_SET_PDEATHSIG = 1
 
 
 class UnixInstance(Instance):
-    def __init__(self, proc: subprocess.Popen[bytes], secrets_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        secrets_dir: Path | None = None,
+        leases: list[volumes.Lease] | None = None,
+    ) -> None:
         self._proc = proc
         self._lock = threading.Lock()
         self._secrets = secrets_dir  # on /dev/shm: removed once the app is gone
+        self._leases = leases or []  # the named volumes it uses, held while it runs
 
     def _forget_secrets(self) -> None:
         if self._secrets is not None:
             shutil.rmtree(self._secrets, ignore_errors=True)
             self._secrets = None
+        for held in self._leases:
+            held.close()
+        self._leases = []
 
     @property
     def pid(self) -> int:
@@ -89,7 +101,7 @@ def _status(code: int) -> int:
 class UnixTarget(Target):
     name: ClassVar[str] = "unix"
     description: ClassVar[str] = "a plain host process (development; no isolation)"
-    capabilities: ClassVar[frozenset[str]] = frozenset({SECRETS})
+    capabilities: ClassVar[frozenset[str]] = frozenset({SECRETS, VOLUMES})
     export_formats: ClassVar[dict[str, str]] = {
         "rootfs": "the image's root filesystem as a folder, as the unix target runs it"
     }
@@ -135,6 +147,11 @@ class UnixTarget(Target):
                     file=sys.stderr,
                     flush=True,
                 )
+        # The app sees the host's files: each volume is its host folder, which the runtime
+        # finds through SUMMON_VOLUMES (the image path -> that folder).
+        mounts, leases = volumes.folder_mounts(spec, _notice)
+        if mounts:
+            env[VOLUMES_ENV] = volumes_environment([(p, str(f)) for p, f in mounts])
         folder = secrets.private_folder(spec.name, spec.secrets) if spec.secrets else None
         if folder is not None:
             env["SUMMON_SECRETS"] = str(folder)
@@ -151,8 +168,14 @@ class UnixTarget(Target):
         except BaseException:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
+            for held in leases:
+                held.close()
             raise
-        return UnixInstance(proc, folder)
+        return UnixInstance(proc, folder, leases)
+
+
+def _notice(line: str) -> None:
+    print(f"summon: {line}", file=sys.stderr, flush=True)
 
 
 def _die_with(parent: int) -> Callable[[], None]:

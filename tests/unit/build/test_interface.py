@@ -184,3 +184,21 @@ def test_the_apps_own_h11_is_kept(tmp_path: Path, interp: Interpreter) -> None:
     site = tmp_path / "site"
     (site / "h11").mkdir(parents=True)
     assert add_server_requirements(interp, site) == []  # no pip run: nothing to add
+
+
+def test_only_an_image_with_stores_carries_the_store(tmp_path: Path) -> None:
+    m = app(tmp_path, "def main():\n    return 0\n")
+    plain = runtime_modules(m)
+    stored = runtime_modules(replace(m, volumes=("/data",), stores={"todo": "/data/todo"}))
+    assert not any(name.startswith("summon.kv") for name in plain)
+    # What summon.kv imports in its functions only (the lock, a JSON merge, a bundle).
+    assert set(stored) - set(plain) == {
+        "summon.kv",
+        "summon.kv.bundle",
+        "fcntl",
+        "warnings",
+        "json",
+    }
+    config = _app_config(replace(m, volumes=("/data",), stores={"todo": "/data/todo"}), {})
+    assert (config["volumes"], config["stores"]) == (["/data"], {"todo": "/data/todo"})
+    assert "stores" not in _app_config(m, {})  # images without stores keep their digests

@@ -34,9 +34,13 @@ def test_kernel_build_refuses_an_unknown_fragment(runner: CliRunner) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-v", "data:/data", "--target", "unix"], "-v: target unix has no volumes (targets with"),
+        (["-v", "data:/data", "--target", "browser"], "-v: target browser has no volumes (targets"),
         (["--accel", "tcg", "--target", "sandbox"], "--accel is not an option of target sandbox"),
-        (["-v", "data", "--target", "qemu"], "-v data: expected NAME:/PATH"),
+        (["-v", "data", "--target", "qemu"], "-v data: expected NAME:/PATH or /HOST/FOLDER:/PATH"),
+        (["-v", "./here:/data"], "-v ./here:/data: give a host folder as an absolute path"),
+        (["-v", "/no/such/dir:/data"], "-v /no/such/dir:/data: /no/such/dir is not a folder"),
+        (["-v", "data:/proc/x"], "-v data:/proc/x: /proc/x: /proc belongs to the image"),
+        (["-v", "da ta:/data"], "volume name 'da ta': use letters"),
     ],
 )
 def test_run_checks_qemu_options_before_anything_starts(

@@ -25,6 +25,7 @@ idle_timeout = "30s"
 memory = "64M"
 boot_timeout = "500ms"
 max_instances = 1
+volumes = ["todo:/data", "/srv/shared:/shared"]
 
 [[service]]
 name = "api"
@@ -49,6 +50,8 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
     assert http.boot_timeout == 0.5
     assert http.memory == 64 << 20
     assert api.target == "sandbox" and api.ports == (80,) and api.memory is None
+    assert http.volumes == (("todo", "/data"), ("/srv/shared", "/shared"))
+    assert api.volumes == ()
 
 
 @pytest.mark.parametrize(
@@ -67,6 +70,9 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
         (('zone = "Summon.Test"', 'zone = ""'), "gateway.zone"),
         (("max_instances = 1", "max_instance = 1"), "max_instance"),
         (('image = "api:1"', ""), "image"),
+        (('"todo:/data"', '"todo"'), "volumes: 'todo': expected NAME:/PATH"),
+        (('"todo:/data"', '"to do:/data"'), "volumes: 'to do:/data': 'to do' is not a volume"),
+        (('"todo:/data"', '"todo:/proc"'), "volumes: 'todo:/proc': /proc belongs to"),
     ],
 )
 def test_errors_are_one_line_naming_file_and_key(

@@ -261,20 +261,22 @@ def test_kv_the_only_folder_whatever_the_name(image: ImageRoot) -> None:
             "log: Console, count",
             {},
             "summon: parameter 'count' of app:main has no annotation; annotate it with one of "
-            "Console, Clock, Random, Stack, KV_RO, TLS, Secrets (from summon.devices), "
+            "Console, Clock, Random, Stack, KV_RO, KV_RW, TLS, Secrets (from summon.devices), "
             "or give it a default\n",
         ),
         (
             "count: int",
             {},
             "summon: parameter 'count' of app:main is annotated 'int', which is not a device; "
-            "use one of Console, Clock, Random, Stack, KV_RO, TLS, Secrets (from summon.devices)\n",
+            "use one of Console, Clock, Random, Stack, KV_RO, KV_RW, TLS, Secrets "
+            "(from summon.devices)\n",
         ),
         (
             "*, port: 'Port'",
             {},
             "summon: parameter 'port' of app:main is annotated 'Port', which is not a device; "
-            "use one of Console, Clock, Random, Stack, KV_RO, TLS, Secrets (from summon.devices)\n",
+            "use one of Console, Clock, Random, Stack, KV_RO, KV_RW, TLS, Secrets "
+            "(from summon.devices)\n",
         ),
     ],
 )

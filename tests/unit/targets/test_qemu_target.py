@@ -161,7 +161,7 @@ def test_qemu_argv_without_network_has_no_nic_and_attaches_disks(tmp_path: Path)
     argv = qemu_argv("qemu", "kvm", Path("/k"), Path("/i"), "x", s, (disk,))
     assert "-netdev" not in argv
     assert argv[argv.index("-cpu") + 1] == "host"
-    assert f"file={disk.path},format=raw,if=none,id=vol0,cache=writeback" in argv
+    assert f"file={disk.path},format=raw,if=none,id=vol0,cache=none,aio=threads" in argv
     assert "virtio-blk-device,drive=vol0" in argv
 
 

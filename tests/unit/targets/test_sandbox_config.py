@@ -52,3 +52,21 @@ def test_the_app_runs_unprivileged_in_a_user_namespace(tmp_path: Path) -> None:
         vmallocinfo cmdline sched_debug keys key-users timer_list modules buddyinfo zoneinfo
         pagetypeinfo sysvipc partitions diskstats devices""".split()
     assert {f"/proc/{name}" for name in named} <= set(linux["maskedPaths"])
+
+
+def test_volumes_are_bound_writable_but_nothing_in_them_runs(tmp_path: Path) -> None:
+    spec = RunSpec(name="x", image="x", rootfs=tmp_path, app_config={}, state_dir=tmp_path)
+    doc = config.oci_config(
+        spec, Path("/run/netns/x"), tmp_path / "sock", volumes=[("/data", tmp_path / "v")]
+    )
+    (mount,) = [m for m in doc["mounts"] if m["destination"] == "/data"]
+    assert mount == {
+        "destination": "/data",
+        "type": "bind",
+        "source": str(tmp_path / "v"),
+        "options": ["bind", "rw", "nosuid", "nodev", "noexec"],
+    }
+    assert "SUMMON_VOLUMES=/data" in doc["process"]["env"]
+    assert doc["root"]["readonly"] is True
+    bare = config.oci_config(spec, Path("/run/netns/x"), tmp_path / "sock")
+    assert not any(e.startswith("SUMMON_VOLUMES=") for e in bare["process"]["env"])

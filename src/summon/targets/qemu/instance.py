@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from summon.errors import SummonError, UserError
 from summon.targets.base import Instance, NotReady, NotSupported, RunSpec, Stats, process_stats
@@ -83,6 +83,7 @@ class QemuInstance(Instance):
         self._auto_resume = False
         self._resumed_late = False
         self.outbound: Outbound | None = None  # egress: QEMU's namespace, released with it
+        self.leases: list[Any] = []  # holds on its volumes (targets.volumes): closed at release
 
     # --- starting ---
 
@@ -391,6 +392,8 @@ class QemuInstance(Instance):
             (self.spec.state_dir / "initrd").unlink(missing_ok=True)
             if self.outbound is not None:
                 self.outbound.stop()
+            for held in self.leases:  # QEMU is gone: its disks are free
+                held.close()
 
     def stats(self) -> Stats:
         return process_stats(self.pid)

@@ -30,8 +30,25 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 from summon import paths
 from summon.build.kernel_image import boot_kernel, kernel_footprint
 from summon.errors import TargetUnavailable, UserError
-from summon.targets.base import SECRETS, SNAPSHOT, VOLUMES, Check, RunSpec, Target
-from summon.targets.qemu.cmdline import GATEWAY, GUEST_ADDRESS, Disk, kernel_cmdline, qemu_argv
+from summon.targets.base import (
+    SECRETS,
+    SNAPSHOT,
+    VOLUMES,
+    VOLUMES_ENV,
+    Check,
+    NotSupported,
+    RunSpec,
+    Target,
+    volumes_environment,
+)
+from summon.targets.qemu.cmdline import (
+    GATEWAY,
+    GUEST_ADDRESS,
+    Disk,
+    host_cache,
+    kernel_cmdline,
+    qemu_argv,
+)
 from summon.targets.qemu.initrd import (
     RAW_INITRD_HEADROOM,
     unpacked_initramfs,
@@ -80,6 +97,7 @@ class Guest:
     settings: dict[str, Any]  # run.json
     cmdline: str  # the kernel's
     acpi: bool
+    leases: list[Any]  # holds on its volumes (targets.volumes): the instance closes them
 
     def argv(
         self,
@@ -194,6 +212,14 @@ class QemuTarget(Target):
         boot it, saving a snapshot at its snapshot point when it may have one."""
         snapshotting = self._snapshotting(spec)
         guest = self._guest(spec, snapshotting)
+        try:
+            return self._start(spec, guest, snapshotting)
+        except BaseException:
+            for held in guest.leases:  # closing twice is harmless (the instance may have)
+                held.close()
+            raise
+
+    def _start(self, spec: RunSpec, guest: Guest, snapshotting: bool) -> QemuInstance:
         snapshots, key = None, ""
         if snapshotting:
             snapshots = Snapshots(SnapshotCache(), self.name, self.notice)
@@ -228,7 +254,13 @@ class QemuTarget(Target):
             image = Image.open(store, spec.image)
         image, boot = ensure_boot_artifact(image, self.step)
         fragments = boot.config.get("kernel", {}).get("fragments") or []
-        disks = self._disks(spec, fragments, image.ref)
+        leases: list[Any] = []  # held while the VM runs: the instance closes them
+        try:
+            disks = self._disks(spec, fragments, image.ref, leases)
+        except BaseException:
+            for held in leases:
+                held.close()
+            raise
         spec.state_dir.mkdir(parents=True, exist_ok=True)
         image_bytes = unpacked_size(store, boot.initramfs)
         memory = spec.memory if self.exact_memory else spec.memory + image_bytes
@@ -236,6 +268,8 @@ class QemuTarget(Target):
             self.initrd == "auto" and memory >= 2 * image_bytes + RAW_INITRD_HEADROOM
         )
         env = {"PATH": "/usr/bin:/bin", **spec.env}
+        if disks:  # what the runtime's KV_RW stores find mounted (vm.py mounts them)
+            env[VOLUMES_ENV] = volumes_environment([(d.mount, None) for d in disks])
         if spec.network == "direct":  # summon's stack on the raw NIC, at QEMU's guest address
             env.setdefault("SUMMON_NET_IFACE", "eth0")
             # Static, not DHCP: no lease to wait for, at the address the forwards target.
@@ -253,7 +287,9 @@ class QemuTarget(Target):
         # The kernel's own IP only in socket mode: in direct mode summon's stack owns the NIC.
         cmdline = kernel_cmdline(boot.config, spec.network == "socket", extra)
         acpi = bool(boot.config.get("acpi"))
-        return Guest(qemu, accel, store, boot, disks, memory, raw, settings, cmdline, acpi)
+        return Guest(
+            qemu, accel, store, boot, disks, memory, raw, settings, cmdline, acpi, leases
+        )
 
     def _snapshotting(self, spec: RunSpec) -> bool:
         """Whether this start restores or saves a snapshot (see snapshot.py for who may)."""
@@ -327,6 +363,7 @@ class QemuTarget(Target):
         )
         instance = self._instance(spec, outbound.wrap(argv) if outbound else argv, take is not None)
         instance.outbound = outbound
+        instance.leases = guest.leases
         try:
             if outbound is not None:
                 outbound.start()
@@ -340,7 +377,10 @@ class QemuTarget(Target):
             initrd.unlink(missing_ok=True)
         return instance
 
-    def _disks(self, spec: RunSpec, fragments: list[str], ref: str) -> tuple[Disk, ...]:
+    def _disks(
+        self, spec: RunSpec, fragments: list[str], ref: str, leases: list[Any]
+    ) -> tuple[Disk, ...]:
+        """The disks of spec's volumes, attached (held in `leases` until the VM is gone)."""
         from summon.targets import volumes
 
         if not spec.volumes:
@@ -350,11 +390,17 @@ class QemuTarget(Target):
                 f"image {ref} has a kernel without disks, so -v cannot mount a volume: declare "
                 'the mount points with volumes = ["/data"] in [tool.summon] and rebuild'
             )
+        volumes.check_declared(spec)
         disks = []
         for vol in spec.volumes:
-            volumes.check_path(vol.path)
-            path, fs_uuid = volumes.ensure_disk(vol.name)
-            disks.append(Disk(path, fs_uuid, vol.path))
+            if vol.is_bind:
+                raise NotSupported(
+                    f"-v {vol}: a VM takes named volumes (disk images), not host folders; "
+                    f"use -v NAME:{vol.path} (a folder volume moves into a disk on first use)"
+                )
+            path, fs_uuid, held = volumes.attach_disk(vol.name, self.notice)
+            leases.append(held)
+            disks.append(Disk(path, fs_uuid, vol.path, host_cache(path)))
         return tuple(disks)
 
     @classmethod

@@ -10,13 +10,13 @@ capabilities and no_new_privs; a seccomp allowlist (seccomp.py); cgroup memory a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from summon.errors import UserError
 from summon.targets import secrets
-from summon.targets.base import RunSpec
+from summon.targets.base import VOLUMES_ENV, RunSpec, volumes_environment
 from summon.targets.sandbox import seccomp
 
 NOFILE = 4096
@@ -140,6 +140,20 @@ def secrets_folder(spec: RunSpec) -> Path:
     return spec.state_dir / "bundle" / "secrets"
 
 
+def volume_mounts(volumes: Sequence[tuple[str, Path]]) -> list[dict[str, Any]]:
+    """Each volume's host folder bound read-write at its image path, where nothing in it can
+    be run or opened as a device, and no set-uid bit counts (the mount point is in the image)."""
+    return [
+        {
+            "destination": path,
+            "type": "bind",
+            "source": str(folder),
+            "options": ["bind", "rw", "nosuid", "nodev", "noexec"],
+        }
+        for path, folder in volumes
+    ]
+
+
 def oci_config(
     spec: RunSpec,
     netns_path: Path,
@@ -147,13 +161,17 @@ def oci_config(
     *,
     record: bool = False,
     files: Mapping[str, Path] | None = None,
+    volumes: Sequence[tuple[str, Path]] = (),
 ) -> dict[str, Any]:
     """The OCI runtime config (config.json) that runs spec.argv in the sandbox.
 
     record: the recording seccomp profile (record.py) instead of the image's own.
     files: image path -> host file bound over it read-only (the instance's /etc files).
+    volumes: (image path, host folder) of each volume to bind (summon.targets.volumes).
     """
     env = {"PATH": "/usr/bin:/bin", **spec.env}
+    if volumes:
+        env[VOLUMES_ENV] = volumes_environment([(path, None) for path, _ in volumes])
     no_caps: dict[str, list[str]] = {
         k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")
     }
@@ -205,6 +223,7 @@ def oci_config(
                 }
                 for dest, source in sorted((files or {}).items())
             ),
+            *volume_mounts(volumes),
         ],
         "linux": {
             "namespaces": [

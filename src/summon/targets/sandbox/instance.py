@@ -23,7 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from summon.errors import SummonError, UserError
-from summon.targets import secrets
+from summon.targets import secrets, volumes
 from summon.targets.base import Instance, RunSpec, Stats
 from summon.targets.sandbox import cgroups, rootmount
 from summon.targets.sandbox.config import container_id, oci_config, secrets_folder
@@ -61,6 +61,7 @@ class SandboxInstance(Instance):
         self._owns_id = False
         self._bound: Path | None = None  # a root folder given by hand, bound for runc
         self._exit_reason = ""
+        self._leases: list[volumes.Lease] = []  # the named volumes this instance holds
 
     # --- starting ----------------------------------------------------------------------------
 
@@ -100,8 +101,14 @@ class SandboxInstance(Instance):
             nameserver=self.egress.nameserver if self.egress else None,
         )  # fmt: skip
         files = mount_etc(self.bundle, etc) if etc else {}
+        mounts = self._volumes(spec)
         config = oci_config(
-            spec, self.netns.path, self.gate.socket_path, record=self.record, files=files
+            spec,
+            self.netns.path,
+            self.gate.socket_path,
+            record=self.record,
+            files=files,
+            volumes=mounts,
         )
         tmp = self.bundle / "config.json.tmp"
         tmp.write_text(json.dumps(config, sort_keys=True))
@@ -144,6 +151,29 @@ class SandboxInstance(Instance):
                 raise SummonError(f"runc did not start {spec.image} in {START_TIMEOUT:.0f}s")
             time.sleep(0.002)
         self._pid = int(pid_file.read_text() or 0)
+
+    def _volumes(self, spec: RunSpec) -> list[tuple[str, Path]]:
+        """The volumes to bind: named ones attached as folders (held until release), each
+        mount point checked in the image (the read-only root cannot have one made)."""
+        mounts, self._leases = volumes.folder_mounts(spec, self._notice)
+        owner = volumes.app_owner()
+        for path, folder in mounts:
+            if not (spec.rootfs / path.lstrip("/")).is_dir():
+                raise UserError(
+                    f"image {spec.image} has no mount point {path} (built by an older summon): "
+                    f'rebuild it, with volumes = ["{path}"] in [tool.summon]'
+                )
+            st = folder.stat()
+            if owner is not None and st.st_uid != owner[0] and not st.st_mode & 0o002:
+                # A host folder given with -v: its owner is the user's to choose, not ours.
+                self._notice(
+                    f"warning: the app runs as host uid {owner[0]} and cannot write {folder} "
+                    f"(owner uid {st.st_uid}); to let it: chown -R {owner[0]}:{owner[1]} {folder}"
+                )
+        return mounts
+
+    def _notice(self, line: str) -> None:
+        self._console_line(f"summon: {line}")
 
     def _console_line(self, line: str) -> None:
         """A line of summon's own on the app's console (the gate's refusals)."""
@@ -267,6 +297,7 @@ class SandboxInstance(Instance):
                 lambda: secrets.unmount(secrets_folder(self.spec)),
                 lambda: unmount_etc(self.bundle),
                 self._remove_bundle,
+                self._release_volumes,
             ]
             for step in steps:
                 # Each step runs even if one before it failed: a leak of one is no reason
@@ -312,6 +343,10 @@ class SandboxInstance(Instance):
     def _stop_egress(self) -> None:
         if self.egress is not None:
             self.egress.stop()
+    def _release_volumes(self) -> None:
+        for held in self._leases:
+            held.close()
+        self._leases = []
 
     def _close_gate(self) -> None:
         if self.gate is not None:

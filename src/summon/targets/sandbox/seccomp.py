@@ -114,6 +114,15 @@ def base_syscalls(network: str = "socket") -> dict[str, str]:
     return {**data["syscalls"], **data["by-network"].get(network, {})}
 
 
+def device_syscalls(app_config: dict[str, Any]) -> dict[str, str]:
+    """The calls the devices an image uses always make, each with the reason: allowed in its
+    derived profile whether or not the recording run reached them (a KV_RW store's batch
+    flush, its packing, happen long after a start). Today: the KV_RW store's, for an image
+    with stores (app.json "stores")."""
+    by_device: dict[str, dict[str, str]] = _data()["base"]["by-device"]
+    return dict(by_device["KV_RW"]) if app_config.get("stores") else {}
+
+
 def socket_families(network: str) -> dict[str, int]:
     """The address families socket() may open in this mode: name -> number."""
     _check_network(network)

@@ -303,3 +303,46 @@ def test_wsgi_and_asgi_entries_are_served_by_the_runtimes_exchange(
     out, err = capfd.readouterr()
     assert '"POST /echo HTTP/1.1" 200' in out  # the runtime's access log, on the Console
     assert "the error route fails on purpose" in err
+
+
+STORE_APP = """
+import asyncio
+from summon.devices import KV_RW, Stack
+
+async def main(stack: Stack, notes: KV_RW) -> None:
+    notes.set("started", b"1", message="started")
+
+    async def handle(reader, writer):
+        await reader.readuntil(b"\\r\\n\\r\\n")
+        notes.set("seen", str(len(notes.history())).encode(), message="seen")
+        body = b"; ".join(c.message.encode() for c in notes.history())
+        writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n"
+                     % len(body) + body)
+        await writer.drain()
+        writer.close()
+
+    server = await stack.start_server(handle, 80)
+    await server.serve_forever()
+"""
+
+
+def test_a_kv_rw_store_on_a_volume_in_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a tab the volume is an IDBFS mount at its image path (worker.js); the store in it
+    is summon.kv's folder store, as on every target."""
+    monkeypatch.delenv("SUMMON_VOLUMES", raising=False)
+    root = image_root(tmp_path, "store_app", STORE_APP, volumes=["/state"],
+                      stores={"notes": "/state/notes"})  # fmt: skip
+    (root / "state").mkdir()
+
+    async def main() -> bytes:
+        app = BrowserApp(str(root))
+        await app.start()
+        r = await app.exchange("GET", "/", [], b"", "site:8080")
+        return r.body
+
+    assert run(main()) == b"seen; started"
+    # On the volume (the page's IDBFS): a Git repository, its commits in the journal so far.
+    notes = root / "state" / "notes"
+    assert (notes / "HEAD").is_file() and (notes / "summon-kv" / "journal.0").is_file()

@@ -108,6 +108,9 @@ class BrowserApp:
                 sys.path.insert(0, folder)
         for key, value in cfg.env.items():
             os.environ.setdefault(key, value)
+        # The worker mounted every volume of the image on IndexedDB (IDBFS) before this ran
+        # (worker.js): a KV_RW store finds its volume there, saved after each request.
+        os.environ.setdefault(injection.VOLUMES_ENV, ":".join(cfg.volumes))
         sys.argv = [cfg.entry, *cfg.args]
         try:
             # The one import by a name known only at run time: the app's entry (app.json).

@@ -1,0 +1,89 @@
+"""`summon volume`: the verbs, their JSON, and one line with exit status 2 for each mistake."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from summon.cli.main import cli
+from summon.targets import volumes
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return CliRunner()
+
+
+def test_create_ls_inspect_rm(runner: CliRunner, tmp_path: Path) -> None:
+    made = runner.invoke(cli, ["volume", "create", "notes"])
+    assert made.exit_code == 0, made.output
+    folder = Path(made.output.strip())
+    assert folder.is_dir()
+    rows = json.loads(runner.invoke(cli, ["volume", "ls", "--json"]).output)
+    assert rows == [
+        {"name": "notes", "kind": "folder", "path": str(folder), "size": 0, "capacity": None,
+         "in_use_by": []}
+    ]  # fmt: skip
+    doc = json.loads(runner.invoke(cli, ["volume", "inspect", "notes", "--json"]).output)
+    assert doc["stores"] == [] and doc["path"] == str(folder)
+    with volumes.lease("notes", exclusive=False):  # as a running instance holds it
+        busy = runner.invoke(cli, ["volume", "inspect", "notes", "--json"])
+        assert json.loads(busy.output)["in_use_by"] != []
+        refused = runner.invoke(cli, ["volume", "rm", "notes"])
+        assert refused.exit_code == 2
+        assert refused.output.startswith("summon: error: volume notes is in use")
+        assert refused.output.count("\n") == 1
+    assert runner.invoke(cli, ["volume", "rm", "notes"]).exit_code == 0
+    assert not folder.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["volume", "inspect", "nope"], "no volume 'nope'; see `summon volume ls`"),
+        (["volume", "rm", "nope"], "no volume 'nope'"),
+        (["volume", "create", "a/b"], "volume name 'a/b': use letters"),
+        (["volume", "create", "x", "--kind", "ext4", "--size", "1k"], "at least 8M"),
+        (["volume", "export", "nope", "-o", "f"], "no volume 'nope'"),
+        (["volume", "import", "x", "/no/such.bundle"], "/no/such.bundle: no such file"),
+    ],
+)
+def test_mistakes_are_one_line(runner: CliRunner, args: list[str], message: str) -> None:
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert result.output.count("\n") == 1
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="apt-get install git")
+def test_export_and_import_round_trip_through_git(runner: CliRunner, tmp_path: Path) -> None:
+    from summon import kv
+
+    folder = Path(runner.invoke(cli, ["volume", "create", "todo"]).output.strip())
+    with kv.open_folder(str(folder / "todo")) as store:
+        store.set("tasks/1", b"milk", message="add milk")
+    empty = runner.invoke(cli, ["volume", "create", "empty"])
+    assert empty.exit_code == 0
+    none = runner.invoke(cli, ["volume", "export", "empty", "-o", str(tmp_path / "e.bundle")])
+    assert none.exit_code == 2 and "holds 0 stores (none); name one with --store" in none.output
+    bundle = tmp_path / "todo.bundle"
+    result = runner.invoke(cli, ["volume", "export", "todo", "-o", str(bundle)])
+    assert result.exit_code == 0, result.output
+    subprocess.run(["git", "bundle", "verify", str(bundle)], check=True, capture_output=True)
+    result = runner.invoke(cli, ["volume", "import", "copy", str(bundle), "--store", "todo"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(runner.invoke(cli, ["volume", "inspect", "copy", "--json"]).output)
+    assert doc["stores"] == ["todo"]
+    again = runner.invoke(cli, ["volume", "import", "copy", str(bundle)])
+    assert again.exit_code == 2 and "volume copy exists" in again.output
+    (tmp_path / "junk").write_bytes(b"not a bundle")
+    junk = runner.invoke(cli, ["volume", "import", "other", str(tmp_path / "junk")])
+    assert junk.exit_code == 2 and "is not a Git bundle" in junk.output
+    assert "other" not in [n for n, _ in volumes.list_volumes()]
