@@ -140,7 +140,9 @@ def record_image(
             volumes=_scratch_volumes(app_config, Path(state)),
             image=image,
             rootfs=rootfs,
-            app_config=dict(app_config),
+            # Hermetic: the build never reaches the app's peers (a database, an API), so
+            # the run has no egress; seccomp.device_syscalls declares what connecting takes.
+            app_config={k: v for k, v in app_config.items() if k != "egress"},
             argv=tuple(argv),
             env=dict(app_config.get("env") or {}),
             ports=ports,

@@ -306,3 +306,16 @@ def test_summary_counts_the_unconditional_allows() -> None:
     assert derived["seal"] == "off"
     sealed = seccomp.summary({"network": "direct", "seal": {"mode": "on"}}, "read socketpair")
     assert sealed["conditional"] == ["prctl", "seccomp", "socketpair"]
+
+
+def test_an_image_with_egress_is_allowed_to_connect_out_though_its_build_never_did() -> None:
+    # The recording run is hermetic (no egress: a build reaches none of the app's peers), so
+    # what connecting out takes is declared for images whose manifest allows egress.
+    from summon.targets.sandbox.seccomp import device_syscalls
+
+    assert device_syscalls({}) == {}
+    out = device_syscalls({"egress": ["10.0.2.2:5432"]})
+    assert {"connect", "getsockopt", "sendmmsg", "socket"} <= set(out)
+    assert all(reason for reason in out.values())
+    both = device_syscalls({"egress": ["db:5432"], "stores": {"todo": "/data/todo"}})
+    assert {"connect", "fdatasync", "flock"} <= set(both)

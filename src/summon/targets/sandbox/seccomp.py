@@ -118,9 +118,15 @@ def device_syscalls(app_config: dict[str, Any]) -> dict[str, str]:
     """The calls the devices an image uses always make, each with the reason: allowed in its
     derived profile whether or not the recording run reached them (a KV_RW store's batch
     flush, its packing, happen long after a start). Today: the KV_RW store's, for an image
-    with stores (app.json "stores")."""
+    with stores (app.json "stores"), and the outbound connections of an image with egress,
+    which the recording run never makes (a build reaches no app's peers)."""
     by_device: dict[str, dict[str, str]] = _data()["base"]["by-device"]
-    return dict(by_device["KV_RW"]) if app_config.get("stores") else {}
+    calls: dict[str, str] = {}
+    if app_config.get("stores"):
+        calls.update(by_device["KV_RW"])
+    if app_config.get("egress"):
+        calls.update(by_device["egress"])
+    return calls
 
 
 def socket_families(network: str) -> dict[str, int]:
