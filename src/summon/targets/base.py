@@ -31,6 +31,11 @@ IMAGE_ARGV = ("/usr/bin/python3.11", "-S", "-E", "/usr/lib/summon/boot.py")
 # What a target may declare it can do (Target.capabilities); each names the hooks it brings.
 VOLUMES = "volumes"  # RunSpec.volumes are mounted (-v NAME:/PATH)
 FREEZE = "freeze"  # Instance.freeze() / thaw(): CPU stops, memory stays
+# Instance.snapshot(): the guest's state saved (memory released, the instance ends) so that
+# the next start of the same spec restores it instead of booting.
+SNAPSHOT = "snapshot"
+# RunSpec.handoff reaches the app: a gateway hands it accepted connections by fd.
+HANDOFF = "handoff"
 # Runs a command from a root filesystem, isolated and without network, in well under a second:
 # what the build's verification run (summon.build.verify) asks for.
 ISOLATED_RUN = "isolated-run"
@@ -90,6 +95,10 @@ class RunSpec:
     # the pipe a detached instance's monitor logs from. None: summon's own stdout/stderr.
     stdout: int | None = None
     image_digest: str = ""  # the image index this instance runs: what targets open
+    # A gateway's end-of-socketpair fd for the app (capability HANDOFF; only where
+    # stack_serves): accepted connections come over it (summon.gateway.handoff). Like
+    # stdout, it only means something inside one process.
+    handoff: int | None = None
 
     @classmethod
     def for_image(
@@ -122,6 +131,15 @@ class RunSpec:
             state_dir=state_dir,
             image_digest=image.desc.digest,
         )
+
+    @property
+    def stack_serves(self) -> bool:
+        """Whether the app serves through the runtime's Stack on host sockets (network
+        "socket", an entry function or a WSGI/ASGI app, not a plain script, which binds its
+        own ports): such an app can take listening sockets and connections from the host."""
+        entry = self.app_config.get("entry")
+        kind = entry.get("kind") if isinstance(entry, dict) else None
+        return self.network == "socket" and kind in ("function", "wsgi", "asgi")
 
 
 @dataclass(frozen=True)
@@ -192,6 +210,18 @@ class Instance(abc.ABC):
     def thaw(self) -> None:
         """Let a frozen instance run again (capability FREEZE)."""
         raise NotSupported("this target cannot thaw an instance")
+
+    def snapshot(self) -> None:
+        """Save the instance's state, then end it and release its memory (capability
+        SNAPSHOT): the target's next start of the same spec restores that state instead of
+        booting. Raises (and the instance runs on) if the state could not be saved."""
+        raise NotSupported("this target cannot snapshot an instance")
+
+    def runtime_stats(self, timeout: float = 0.5) -> dict[str, float]:
+        """Figures from inside the running app (summon.runtime.stats: GC collections per
+        generation, allocated blocks, resident memory, connections, requests), asked for now
+        and waited for up to timeout; {} where the target cannot ask, or no answer came."""
+        return {}
 
 
 class NotReady(UserError):

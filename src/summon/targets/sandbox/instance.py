@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from summon.errors import SummonError, UserError
 from summon.targets.base import Instance, RunSpec, Stats
-from summon.targets.sandbox import cgroups, seccomp
+from summon.targets.sandbox import cgroups, listen, seccomp
 from summon.targets.sandbox.config import container_id, oci_config
 from summon.targets.sandbox.netns import NetNamespace
 
@@ -45,6 +45,7 @@ class SandboxInstance(Instance):
         self.forwarder: PortForwarder | None = None
         self.direct: DirectNetwork | None = None  # network = "direct": the app's TAP
         self.gate: seccomp.ExecGate | None = None
+        self.handed: listen.HandedSockets | None = None  # listeners and channel for the app
         self._runc = runc
         self._root = root
         self._proc: subprocess.Popen[bytes] | None = None
@@ -70,36 +71,52 @@ class SandboxInstance(Instance):
             self.direct = DirectNetwork(self.netns.path)
             self.direct.create()
             spec = dataclasses.replace(spec, env={**spec.env, **self.direct.app_environment()})
+        # TCP listeners made here and the gateway's channel go to the app (listen.py); what
+        # is left (UDP, direct mode, scripts) goes through the forwarder.
+        handed, forwarded = listen.split(spec)
+        handoff = spec.handoff if spec.stack_serves else None
+        if handed or handoff is not None:
+            self.handed = listen.HandedSockets(handed, handoff)
+            self.handed.open()
+            spec = dataclasses.replace(spec, env={**spec.env, **self.handed.environment()})
         config = oci_config(spec, self.netns.path, self.gate.socket_path)
         tmp = self.bundle / "config.json.tmp"
         tmp.write_text(json.dumps(config, sort_keys=True))
         tmp.rename(self.bundle / "config.json")
-        if spec.ports:
+        if forwarded:
             from summon.targets.sandbox import portfwd, tap  # asyncio: only when needed
             from summon.targets.sandbox.portfwd import PortForwarder
 
             guest = tap.STACK_ADDRESS if self.direct is not None else portfwd.GUEST_ADDR
-            self.forwarder = PortForwarder(self.netns.path, spec.ports, guest_addr=guest)
+            self.forwarder = PortForwarder(self.netns.path, forwarded, guest_addr=guest)
             self.forwarder.start()
         pid_file = self.bundle / "pid"
         # A session of its own, as the unix target does: a Ctrl-C reaches summon only, and
         # summon's stop() decides what the app gets.
         run = ["run", "--bundle", str(self.bundle), "--pid-file", str(pid_file)]
         argv = [*self._runc_cmd(), *run, self.container_id]
-        keep: tuple[int, ...] = ()
+        keep: list[int] = []
         if self.direct is not None:  # the TAP goes in as the app's fd 3
             argv = self.direct.runc_argv(argv, len(self._runc_cmd()) + 1)
-            keep = (self.direct.fd,)
+            keep = [self.direct.fd]
+        elif self.handed is not None:  # listeners from fd 3, then the channel
+            argv, keep = listen.runc_argv(argv, self.handed.fds, len(self._runc_cmd()) + 1)
         # runc passes its stdio on to the container (no terminal): spec.stdout reaches the app.
-        self._proc = subprocess.Popen(
-            argv,
-            start_new_session=True,
-            stdout=spec.stdout,
-            stderr=spec.stdout,
-            pass_fds=keep,
-        )
-        if self.direct is not None:
-            self.direct.close()  # runc has its copy; the device lives as long as the app's
+        try:
+            self._proc = subprocess.Popen(
+                argv,
+                start_new_session=True,
+                stdout=spec.stdout,
+                stderr=spec.stdout,
+                pass_fds=keep,
+            )
+        finally:
+            # runc has its copies; the sockets and the device live as long as the app's.
+            if self.direct is not None:
+                self.direct.close()
+            elif self.handed is not None:
+                listen.close_all(keep)
+                self.handed.close()
         deadline = time.monotonic() + START_TIMEOUT
         while not pid_file.exists():
             status = self._proc.poll()
@@ -221,6 +238,7 @@ class SandboxInstance(Instance):
             self._released = True
             steps: list[Callable[[], object]] = [
                 self._stop_forwarder,
+                self._close_handed,
                 self._delete_container,
                 self._close_direct,
                 self._close_gate,
@@ -236,6 +254,10 @@ class SandboxInstance(Instance):
     def _stop_forwarder(self) -> None:
         if self.forwarder is not None:
             self.forwarder.stop()
+
+    def _close_handed(self) -> None:
+        if self.handed is not None:
+            self.handed.close()
 
     def _close_direct(self) -> None:
         if self.direct is not None:
