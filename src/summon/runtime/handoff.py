@@ -39,6 +39,8 @@ MESSAGE_LIMIT = HEADER + HELD_LIMIT
 WAITING_LIMIT = 1024  # connections queued for a port nobody serves yet; more are closed
 STREAM_LIMIT = 64 * 1024  # asyncio's StreamReader default, as start_server uses
 
+handed = 0  # connections handed over so far (summon.runtime.stats reports it)
+
 
 def connection_message(port: int, held: bytes) -> bytes:
     """The "C" message for a connection to guest `port` with `held` bytes already read."""
@@ -75,7 +77,6 @@ class Receiver:
         self.sock.setblocking(False)
         self.servers: dict[int, ClientConnected] = {}
         self.waiting: dict[int, list[tuple[socket.socket, bytes]]] = {}
-        self.taken = 0  # connections handed over so far
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[object]] = set()
 
@@ -131,7 +132,8 @@ class Receiver:
             if conn is not None:
                 conn.close()
             return
-        self.taken += 1
+        global handed
+        handed += 1
         callback = self.servers.get(port)
         if callback is not None:
             self._accept(conn, held, callback)

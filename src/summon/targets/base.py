@@ -31,8 +31,9 @@ IMAGE_ARGV = ("/usr/bin/python3.11", "-S", "-E", "/usr/lib/summon/boot.py")
 # What a target may declare it can do (Target.capabilities); each names the hooks it brings.
 VOLUMES = "volumes"  # RunSpec.volumes are mounted (-v NAME:/PATH)
 FREEZE = "freeze"  # Instance.freeze() / thaw(): CPU stops, memory stays
-# Instance.snapshot(): the guest's state saved (memory released, the instance ends) so that
-# the next start of the same spec restores it instead of booting.
+# start() resumes a saved snapshot of the app at its ready point instead of booting, when one
+# matches the spec (Instance.restored says which); Instance.snapshot() names it. The target
+# takes the option snapshot=False to boot every time (`summon run --no-snapshot`).
 SNAPSHOT = "snapshot"
 # RunSpec.handoff reaches the app: a gateway hands it accepted connections by fd.
 HANDOFF = "handoff"
@@ -203,6 +204,18 @@ class Instance(abc.ABC):
         """
         return None
 
+    def snapshot(self) -> str:
+        """The key of the snapshot a later start() of this spec restores (capability SNAPSHOT).
+
+        The snapshot holds the app at its ready point (its Stack listening), saved by the
+        start that booted it, or the one this instance was restored from. So an idle
+        instance can be stopped, its memory released, and started again in a fraction of a
+        boot, losing what it did since its ready point, as a stop and start would. Raises
+        NotSupported when no snapshot exists for it (an instance with volumes or secrets, an
+        app that never listened, option snapshot=False, or a target without SNAPSHOT).
+        """
+        raise NotSupported("this target keeps no snapshots of its instances")
+
     def freeze(self) -> None:
         """Stop the instance's CPU, keeping its memory (capability FREEZE)."""
         raise NotSupported("this target cannot freeze an instance")
@@ -210,12 +223,6 @@ class Instance(abc.ABC):
     def thaw(self) -> None:
         """Let a frozen instance run again (capability FREEZE)."""
         raise NotSupported("this target cannot thaw an instance")
-
-    def snapshot(self) -> None:
-        """Save the instance's state, then end it and release its memory (capability
-        SNAPSHOT): the target's next start of the same spec restores that state instead of
-        booting. Raises (and the instance runs on) if the state could not be saved."""
-        raise NotSupported("this target cannot snapshot an instance")
 
     def runtime_stats(self, timeout: float = 0.5) -> dict[str, float]:
         """Figures from inside the running app (summon.runtime.stats: GC collections per

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from summon.errors import SummonError, UserError
 from summon.targets.base import Instance, RunSpec, Stats
-from summon.targets.sandbox import cgroups, listen, seccomp
+from summon.targets.sandbox import appstats, cgroups, freezer, listen, seccomp
 from summon.targets.sandbox.config import container_id, oci_config
 from summon.targets.sandbox.netns import NetNamespace
 
@@ -65,6 +65,8 @@ class SandboxInstance(Instance):
         self.bundle.chmod(0o700)
         self.netns.create()
         self.gate = seccomp.ExecGate(self._socket_path())
+        # Where the runtime writes its figures when asked (appstats.py).
+        spec = dataclasses.replace(spec, env={**spec.env, "SUMMON_STATS": appstats.STATS_PATH})
         if spec.network == "direct":
             from summon.targets.sandbox.tap import DirectNetwork
 
@@ -206,6 +208,7 @@ class SandboxInstance(Instance):
             proc = self._proc
             try:
                 if proc is not None and proc.poll() is None:
+                    self.thaw()  # a frozen app could not act on the SIGTERM
                     self._runc_quiet("kill", self.container_id, "TERM")
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.wait(grace)
@@ -277,6 +280,18 @@ class SandboxInstance(Instance):
     def _close_gate(self) -> None:
         if self.gate is not None:
             self.gate.close()
+
+    def freeze(self) -> None:
+        """Every process of the container stops (cgroup freezer); memory stays."""
+        freezer.freeze("/" + self.container_id)
+
+    def thaw(self) -> None:
+        freezer.thaw("/" + self.container_id)
+
+    def runtime_stats(self, timeout: float = 0.5) -> dict[str, float]:
+        if not self._pid or freezer.is_frozen("/" + self.container_id):
+            return {}  # a frozen app would answer only once thawed
+        return appstats.ask(self._pid, timeout)
 
     def stats(self) -> Stats:
         cgroup = "/" + self.container_id

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from summon import paths
 from summon.errors import TargetUnavailable, UserError
-from summon.targets.base import ISOLATED_RUN, Check, RunSpec, Target
+from summon.targets.base import FREEZE, HANDOFF, ISOLATED_RUN, Check, RunSpec, Target
 from summon.targets.sandbox import cgroups
 from summon.targets.sandbox.instance import SandboxInstance
 from summon.targets.sandbox.netns import NetNamespace, list_namespaces, run_inside
@@ -76,7 +76,7 @@ class SandboxTarget(Target):
         "a runc container: namespaces, no capabilities, seccomp, read-only root, cgroup limits"
     )
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({ISOLATED_RUN})
+    capabilities: ClassVar[frozenset[str]] = frozenset({ISOLATED_RUN, FREEZE, HANDOFF})
     export_formats: ClassVar[dict[str, str]] = {
         "seccomp": "the sandbox's seccomp profile for podman, containerd and the kubelet (JSON)",
         "kube": "a Kubernetes Deployment and Service with the sandbox's policy (YAML)",
