@@ -11,7 +11,7 @@ from typing import Any
 from fakes import REPLY, FakeInstance
 
 from summon.gateway.config import ServiceConfig, parse
-from summon.gateway.server import Gateway
+from summon.gateway.server import Gateway, _accept
 from summon.gateway.service import Service, State
 from summon.targets.base import Instance, PortForward
 
@@ -41,12 +41,28 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-async def serve(service: Service, host: str = "127.0.0.1") -> tuple[asyncio.Server, int]:
+class Listener:
+    """The gateway's own way of listening (server._accept) for one service, on host:port."""
+
+    def __init__(self, service: Service, host: str, port: int) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(128)
+        self.sock.setblocking(False)
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(
+            self.sock.fileno(), _accept, self.sock, service, service.config.ports[0]
+        )
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+async def serve(service: Service, host: str = "127.0.0.1") -> tuple[Listener, int]:
     port = free_port(host)
-    server = await asyncio.start_server(
-        lambda r, w: service.handle(r, w, service.config.ports[0]), host, port
-    )
-    return server, port
+    return Listener(service, host, port), port
 
 
 async def fetch(port: int, host: str = "127.0.0.1") -> bytes:
