@@ -168,7 +168,7 @@ class Service:
         while True:
             if self.state == State.FROZEN:
                 self._thaw()
-            if self.state == State.UP and self.instance is not None:
+            if self.state == State.UP and self.instance is not None and self._changing is None:
                 return self.internal
             busy = self._stopping or self._changing
             if busy is not None:
@@ -276,25 +276,34 @@ class Service:
             if busy is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(busy)
+        if self._stopping is None:
+            if self.instance is None:
+                if self.state == State.SNAPSHOTTED:
+                    self.state = State.DOWN
+                return
+            self._begin_stop()
         if self._stopping is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._stopping)
-            return
+
+    def _begin_stop(self) -> None:
+        """Take the instance away now (state stopping) and stop it in a thread; _stopping
+        is done, and the state down, once it has stopped."""
         instance = self.instance
-        if instance is None:
-            if self.state == State.SNAPSHOTTED:
-                self.state = State.DOWN
-            return
+        assert instance is not None
         frozen = self.state == State.FROZEN
         self.state = State.STOPPING
         self._drop_instance()
         self._close_all()
-        self._stopping = asyncio.ensure_future(asyncio.to_thread(_stop_quietly, instance, frozen))
-        try:
-            await self._stopping
-        finally:
-            self._stopping = None
-            self.state = State.DOWN
+
+        async def stopping() -> None:
+            try:
+                await asyncio.to_thread(_stop_quietly, instance, frozen)
+            finally:
+                self._stopping = None
+                self.state = State.DOWN
+
+        self._stopping = asyncio.ensure_future(stopping())
 
     # --- tiers -------------------------------------------------------------------------------
 
@@ -368,16 +377,14 @@ class Service:
             return
         if self.image_digest and self.image_changed(self.config, self.image_digest):
             log.info("service %s: its image changed; replacing the frozen instance", self.name)
-            task = asyncio.ensure_future(self.stop())
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._begin_stop()
             return
         t0 = time.monotonic()
         try:
             instance.thaw()
         except Exception as e:
             log.warning("service %s: cannot thaw: %s; restarting it", self.name, e)
-            task = asyncio.ensure_future(self.stop())
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._begin_stop()
             return
         self.last_thaw = time.monotonic() - t0
         self.thaws += 1
@@ -391,7 +398,7 @@ class Service:
         and takes connections by fd, else held (see _serve)."""
         self.last_active = time.monotonic()
         channel = self.channel
-        if self.state == State.UP and channel is not None:
+        if self.state == State.UP and channel is not None and self._changing is None:
             with contextlib.suppress(ChannelClosed):
                 if channel.try_send(conn, guest_port):
                     self.warm += 1
