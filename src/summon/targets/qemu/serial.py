@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 
+from summon.runtime import stats as app_stats
 from summon.runtime import vm as guest
 
 # Console lines that say why a guest died, the cause first, and what to do about some.
@@ -29,6 +30,7 @@ class SerialConsole:
         self.ready = False
         self.status: int | None = None
         self.lines: deque[str] = deque(maxlen=50)  # the last lines shown, for error messages
+        self.figures: dict[str, float] = {}  # the app's own figures, as it last reported them
         self._carry = b""
         self._partial = b""
         self._showing = True
@@ -62,6 +64,8 @@ class SerialConsole:
     def _message(self, line: str) -> None:
         if line == guest.READY:
             self.ready = True
+        elif line.startswith(app_stats.STATS_PREFIX):
+            self.figures = app_stats.parse(line[len(app_stats.STATS_PREFIX) :])
         elif line.startswith(guest.STATUS_PREFIX):
             with contextlib.suppress(ValueError):
                 self.status = int(line[len(guest.STATUS_PREFIX) :].strip())

@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 from summon import paths
 from summon.build.kernel_image import boot_kernel, kernel_footprint
 from summon.errors import TargetUnavailable, UserError
-from summon.targets.base import VOLUMES, Check, RunSpec, Target
+from summon.targets.base import FREEZE, VOLUMES, Check, RunSpec, Target
 from summon.targets.qemu.cmdline import GATEWAY, GUEST_ADDRESS, Disk, kernel_cmdline, qemu_argv
 from summon.targets.qemu.initrd import RAW_INITRD_HEADROOM, unpacked_initramfs, write_initrd
 from summon.targets.qemu.instance import QemuInstance
@@ -47,7 +47,7 @@ class QemuTarget(Target):
     name: ClassVar[str] = "qemu"
     description: ClassVar[str] = "a QEMU microVM with a kernel built for the image"
     options: ClassVar[frozenset[str]] = frozenset({"accel"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({VOLUMES})
+    capabilities: ClassVar[frozenset[str]] = frozenset({VOLUMES, FREEZE})
 
     def __init__(
         self,
