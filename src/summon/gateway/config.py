@@ -16,7 +16,6 @@ from typing import Any
 from summon import targets
 from summon.errors import UserError
 from summon.gateway import tiers
-from summon.manifest import parse_size
 from summon.targets import DEFAULT_TARGET
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -227,6 +226,8 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
     boot = parse_duration(entry.get("boot_timeout", "10s"), bad_at(f"{where}: boot_timeout"))
     memory = None
     if "memory" in entry:
+        from summon.manifest import parse_size  # not at rest: the gateway's memory counts
+
         memory = parse_size(entry["memory"], bad_at(f"{where}: memory"))
         if memory < 4 << 20:
             raise bad_at(f"{where}: memory")(f"{entry['memory']!r} is below the 4M minimum")
