@@ -133,7 +133,6 @@ def test_qemu_first_request_needs_no_syn_retransmission(
         assert served == PAGE, out.text()
     finally:
         instance.stop(grace=10)
-    import shutil as _s; _s.copy(pcap, "/tmp/perf/last.pcap")
     counts = syn_counts(pcap, 80)
     assert counts, "no SYN to port 80 in the dump"
     retried = {src: n for src, n in counts.items() if n > 1}

@@ -342,7 +342,6 @@ class Service:
                 self.state = State.FROZEN
             elif tier == tiers.SNAPSHOTTED:
                 await self._snapshot(instance)
-            log.info("service %s: %s", self.name, tier)
         except Exception as e:  # NotSupported, FreezeFailed...: this instance stays where it is
             self.failed_tiers.add(tier)
             log.warning("service %s: cannot go %s: %s", self.name, tier, e)

@@ -77,3 +77,14 @@ def test_runc_argv_moves_the_fds_to_3_on() -> None:
             assert min(keep) >= 100
         finally:
             listen.close_all(keep)
+
+
+def test_bound_names_the_port_a_forward_of_port_0_got() -> None:
+    handed = listen.HandedSockets((PortForward(0, 80),))
+    handed.open()
+    try:
+        host, port = handed.bound[PortForward(0, 80)]
+        assert host == "127.0.0.1" and port > 0
+        assert handed.listeners[0].getsockname()[1] == port
+    finally:
+        handed.close()

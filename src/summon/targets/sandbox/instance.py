@@ -22,7 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from summon.errors import SummonError, UserError
-from summon.targets.base import Instance, RunSpec, Stats
+from summon.targets.base import Instance, PortForward, RunSpec, Stats
 from summon.targets.sandbox import appstats, cgroups, freezer, listen, seccomp
 from summon.targets.sandbox.config import container_id, oci_config
 from summon.targets.sandbox.netns import NetNamespace
@@ -193,6 +193,15 @@ class SandboxInstance(Instance):
     @property
     def pid(self) -> int:
         return self._pid
+
+    @property
+    def bound(self) -> dict[PortForward, tuple[str, int]]:
+        """Every forward -> the host address and port it listens on (a forward of port 0
+        gets one when the instance starts), handed to the app or forwarded alike."""
+        found = dict(self.handed.bound) if self.handed is not None else {}
+        if self.forwarder is not None:
+            found.update(self.forwarder.bound)
+        return found
 
     def wait(self, timeout: float | None = None) -> int | None:
         assert self._proc is not None

@@ -62,11 +62,16 @@ class HandedSockets:
         self.forwards = forwards
         self.handoff = handoff
         self.listeners: list[socket.socket] = []
+        # forward -> (host address, port) bound: the port a forward of port 0 got
+        self.bound: dict[PortForward, tuple[str, int]] = {}
 
     def open(self) -> None:
         try:
             for fwd in self.forwards:
-                self.listeners.append(listen(fwd))
+                sock = listen(fwd)
+                self.listeners.append(sock)
+                host, port = sock.getsockname()[:2]
+                self.bound[fwd] = (host, port)
         except BaseException:
             self.close()
             raise
