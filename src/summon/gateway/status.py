@@ -38,7 +38,6 @@ METRICS = (
 # (metric, the app's figure (summon.runtime.stats), type, help): from inside the instance.
 APP_METRICS = (
     ("summon_app_allocated_blocks", "blocks", "gauge", "Memory blocks the interpreter holds."),
-    ("summon_app_gc_tracked_objects", "gc_objects", "gauge", "Objects the collector tracks."),
     ("summon_app_resident_bytes", "rss", "gauge", "Resident memory of the app's process."),
     ("summon_app_uptime_seconds", "uptime", "gauge", "Seconds since the app's process started."),
     ("summon_app_connections_total", "accepted", "counter", "Connections the app took."),

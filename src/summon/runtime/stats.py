@@ -3,7 +3,7 @@
 The host asks with SIGQUIT (as a JVM is asked for a thread dump): the runtime's handler
 (init.py) imports this module then, and writes one line of `name=value` figures
 
-    seq=3 gc0=152 gc1=13 gc2=1 gc_objects=20311 blocks=52810 rss=11534336 uptime=42.1
+    seq=3 gc0=152 gc1=13 gc2=1 blocks=52810 rss=11534336 uptime=42.1
     accepted=17 active=2 handed=9 requests=31
 
 - in the sandbox, to the file SUMMON_STATS names (in the instance's /tmp, a tmpfs), which
@@ -14,8 +14,8 @@ The host asks with SIGQUIT (as a JVM is asked for a thread dump): the runtime's 
 
 So nothing is computed, written or kept when nobody asks, no socket is made, and until the
 first request this module is not even imported. gc0..gc2 are collections per generation
-since start, gc_objects the objects the collector tracks now, blocks the interpreter's
-allocated memory blocks, rss the resident memory in bytes, accepted/active the connections
+since start (not gc.get_objects(): walking the heap is what a sealed instance refuses, and
+it costs in proportion to the heap), blocks the interpreter's allocated memory blocks, rss the resident memory in bytes, accepted/active the connections
 the Stack took and is serving, handed those a gateway handed over, requests the HTTP
 requests the runtime's server answered. A figure the app's configuration does not have
 (no Stack, no HTTP server) is left out.
@@ -39,7 +39,6 @@ def figures() -> list[tuple[str, float]]:
     out: list[tuple[str, float]] = [("seq", _seq)]
     for generation, entry in enumerate(gc.get_stats()):
         out.append((f"gc{generation}", entry.get("collections", 0)))
-    out.append(("gc_objects", len(gc.get_objects())))
     out.append(("blocks", sys.getallocatedblocks()))
     out.append(("rss", _resident()))
     out.append(("uptime", round(time.monotonic() - _started(), 3)))
