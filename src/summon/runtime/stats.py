@@ -15,10 +15,11 @@ The host asks with SIGQUIT (as a JVM is asked for a thread dump): the runtime's 
 So nothing is computed, written or kept when nobody asks, no socket is made, and until the
 first request this module is not even imported. gc0..gc2 are collections per generation
 since start (not gc.get_objects(): walking the heap is what a sealed instance refuses, and
-it costs in proportion to the heap), blocks the interpreter's allocated memory blocks, rss the resident memory in bytes, accepted/active the connections
-the Stack took and is serving, handed those a gateway handed over, requests the HTTP
-requests the runtime's server answered. A figure the app's configuration does not have
-(no Stack, no HTTP server) is left out.
+it costs in proportion to the heap); blocks the interpreter's allocated memory blocks; rss
+the resident memory in bytes; accepted/active the connections the Stack took and is
+serving; handed those a gateway handed over; requests the HTTP requests the runtime's
+server answered. A figure the app's configuration does not have (no Stack, no HTTP server)
+is left out.
 """
 
 from __future__ import annotations

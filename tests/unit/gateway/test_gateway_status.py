@@ -21,8 +21,8 @@ SERVICE: dict[str, Any] = {
         {"at": 990.0, "seconds": 0.31, "how": "boot"},
         {"at": 995.0, "seconds": 0.0004, "how": "thaw"},
     ],
-    "runtime": {"seq": 4, "gc0": 152, "gc1": 13, "gc2": 1, "blocks": 52810, "rss": 11534336, "uptime": 42.5, "accepted": 17,
-                "active": 2, "requests": 31},
+    "runtime": {"seq": 4, "gc0": 152, "gc1": 13, "gc2": 1, "blocks": 52810, "rss": 11534336,
+                "uptime": 42.5, "accepted": 17, "active": 2, "requests": 31},
 }  # fmt: skip
 
 
