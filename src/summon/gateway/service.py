@@ -90,6 +90,37 @@ def _stop_quietly(instance: Instance, thaw: bool = False) -> None:
         log.warning("stopping instance: %s", e)
 
 
+def _waited(instance: Instance) -> asyncio.Future[int | None]:
+    """instance.wait() on a thread of its own, its result on the loop.
+
+    Not the loop's default executor: its few workers would all be taken by instances that
+    run for hours, and every boot (Target.start runs there too) would wait behind them.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int | None] = loop.create_future()
+
+    def settle(status: int | None, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(status)
+
+    def wait() -> None:
+        status: int | None = None
+        error: BaseException | None = None
+        try:
+            status = instance.wait()
+        except BaseException as e:  # handed to the loop, which decides
+            error = e
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, status, error)
+
+    threading.Thread(target=wait, name="summon-gw-wait", daemon=True).start()
+    return done
+
+
 def _stop_late(future: asyncio.Future[Launched | Instance]) -> None:
     # A done callback runs on the event loop: the (blocking) stop goes to a thread of its own.
     if not future.cancelled() and future.exception() is None:
@@ -251,7 +282,7 @@ class Service:
 
     async def _watch_exit(self, instance: Instance) -> None:
         """An app that exits on its own marks the service failed and closes its connections."""
-        status = await asyncio.to_thread(instance.wait)
+        status = await _waited(instance)
         if self.instance is not instance:
             return  # stopped by the gateway: not a failure
         why = self.reason_of_exit(self.instance_name)
