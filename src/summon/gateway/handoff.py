@@ -20,11 +20,16 @@ from summon.runtime.handoff import (
     CONNECTION,
     HELD_LIMIT,
     LISTENING,
+    PAUSE,
+    PAUSED,
+    SHARE,
     connection_message,
+    message,
     parse,
 )
 
 __all__ = ["CONNECTION", "HELD_LIMIT", "Channel"]
+PAUSE_TIMEOUT = 2.0  # seconds for an app to let go of a shared listener
 
 # Room for many connections queued while the app starts (each message is small unless it
 # carries held bytes); past it sends wait for the app to read.
@@ -42,6 +47,7 @@ class Channel:
         self.sock = sock
         self.sock.setblocking(False)
         self.serving: set[int] = set()  # ports the app said it serves
+        self.paused: set[int] = set()  # ports whose shared listener the app let go of
         self.closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
@@ -76,6 +82,9 @@ class Channel:
                 if kind == LISTENING:
                     self.serving.add(port)
                     self._wake()
+                elif kind == PAUSED:
+                    self.paused.add(port)
+                    self._wake()
 
     def _wake(self) -> None:
         if self._changed is not None:
@@ -95,6 +104,38 @@ class Channel:
         except TimeoutError:
             return False
         return set(ports) <= self.serving
+
+    def share(self, port: int, listener: socket.socket) -> bool:
+        """Give the app (a copy of) the listening socket of port to accept on itself; False
+        if the channel cannot take it now (closed, or full)."""
+        if self.closed:
+            return False
+        self.paused.discard(port)
+        try:
+            socket.send_fds(self.sock, [message(SHARE, port)], [listener.fileno()])
+        except OSError:
+            return False
+        return True
+
+    async def pause(self, ports: tuple[int, ...], timeout: float) -> bool:
+        """Ask the app to stop accepting on the shared listeners of ports; True once it
+        says it has, False if it did not in time (or the channel closed)."""
+        for port in ports:
+            self.paused.discard(port)
+            if not self.closed:
+                with contextlib.suppress(OSError):
+                    self.sock.send(message(PAUSE, port))
+
+        async def wait() -> None:
+            while not self.closed and not set(ports) <= self.paused:
+                assert self._changed is not None
+                await self._changed.wait()
+
+        try:
+            await asyncio.wait_for(wait(), timeout)
+        except TimeoutError:
+            return False
+        return set(ports) <= self.paused
 
     def try_send(self, conn: socket.socket, port: int, held: bytes = b"") -> bool:
         """Hand conn over now if the channel takes it without waiting; the caller closes

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from summon import paths, targets
+from summon.gateway import sharing
 from summon.gateway.config import GatewayConfig, ServiceConfig
 from summon.gateway.dns import DnsServer, Zone
 from summon.gateway.handoff import Channel
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 REAP_EVERY = 0.25  # seconds between idle checks: the slack on an idle_timeout
-BACKLOG = 1024  # per service port: a burst of cold clients waits here, not refused
-ACCEPT_BATCH = 64  # connections taken per wake-up of a listener
 
 
 def bom_summary(bom: dict[str, Any]) -> dict[str, Any]:
@@ -52,19 +51,6 @@ def bom_summary(bom: dict[str, Any]) -> dict[str, Any]:
         "packages": [f"{p.get('name')} {p.get('version')}" for p in bom.get("packages") or []],
         "unpacked_bytes": sum((bom.get("sizes") or {}).values()),
     }
-
-
-def _accept(listener: socket.socket, svc: Service, port: int) -> None:
-    """The listener is readable: take what connections are waiting, give each to svc."""
-    for _ in range(ACCEPT_BATCH):
-        try:
-            conn, _addr = listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:  # EMFILE and friends: the next wake-up tries again
-            log.warning("service %s: accept: %s", svc.name, e.strerror)
-            return
-        svc.connection(conn, port)
 
 
 async def _instance_figures(doc: dict[str, Any], instance: Any, up: bool) -> None:
@@ -214,7 +200,6 @@ class Gateway:
         self.reason_of_exit = reason_of_exit or (lambda name: "")
         self.image_changed = image_changed or (lambda config, digest: False)
         self.services: dict[str, Service] = {}
-        self._listeners: dict[str, list[socket.socket]] = {}
         self._boms: dict[str, dict[str, Any]] = {}
         self.zone = Zone(config.zone, self._lookup, self._on_query)
         self.dns = DnsServer(self.zone, config.upstream)
@@ -262,32 +247,21 @@ class Gateway:
 
     async def _add(self, sc: ServiceConfig, address: str) -> None:
         svc = Service(sc, address, self.launcher, self.reason_of_exit, self.image_changed)
-        loop = asyncio.get_running_loop()
-        listeners: list[socket.socket] = []
+        sockets: dict[int, socket.socket] = {}
         try:
             for port in sc.ports:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                listeners.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((address, port))
-                sock.listen(BACKLOG)
-                sock.setblocking(False)
+                sockets[port] = sharing.listen(address, port)
             # Plain sockets and a reader callback, not asyncio servers: a connection to an
             # instance that is up is handed over as it was accepted, with no transport,
-            # stream or task made for it in the gateway.
-            for sock, port in zip(listeners, sc.ports, strict=True):
-                loop.add_reader(sock.fileno(), _accept, sock, svc, port)
+            # stream or task made for it in the gateway (sharing.py).
+            svc.attach(sockets)
         except OSError as e:
-            for sock in listeners:
-                with contextlib.suppress(Exception):
-                    loop.remove_reader(sock.fileno())
+            for sock in sockets.values():
                 sock.close()
-            listeners = []
             svc.state = State.FAILED
             svc.reason = f"cannot listen on {address}: {e.strerror}"
             log.warning("service %s: %s", sc.name, svc.reason)
         self.services[sc.name] = svc
-        self._listeners[sc.name] = listeners
         self._boms[sc.name] = await asyncio.to_thread(self.bom, sc.image)
         if self.prepare is not None:
             task = asyncio.ensure_future(asyncio.to_thread(self.prepare, sc))
@@ -295,12 +269,9 @@ class Gateway:
 
     async def _remove(self, name: str) -> None:
         svc = self.services.pop(name, None)
-        loop = asyncio.get_running_loop()
-        for sock in self._listeners.pop(name, []):
-            with contextlib.suppress(Exception):
-                loop.remove_reader(sock.fileno())
-            sock.close()
         if svc is not None:
+            if svc.listeners is not None:
+                svc.listeners.close()
             await svc.stop()
             svc._close_all()
 

@@ -22,7 +22,6 @@ import enum
 import logging
 import os
 import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,15 +29,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from summon.gateway import tiers
+from summon.gateway.blocking import stop_late, stop_quietly, waited
 from summon.gateway.config import ServiceConfig
-from summon.gateway.handoff import HELD_LIMIT, Channel, ChannelClosed
+from summon.gateway.handoff import Channel, ChannelClosed
+from summon.gateway.sharing import Listeners
+from summon.gateway.splice import Holding, pump
 from summon.targets.base import Instance, NotReady, NotSupported, PortForward
 
 log = logging.getLogger(__name__)
 
 HOLD_LIMIT = 32 * 1024  # StreamReader limit of spliced connections (asyncio pauses at 2x)
-CHUNK = 64 * 1024
-STOP_GRACE = 2.0
 HISTORY = 40  # boots and thaws kept for the status page's graph
 _RETRY = 0.005
 
@@ -81,56 +81,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _stop_quietly(instance: Instance, thaw: bool = False) -> None:
-    try:
-        if thaw:
-            instance.thaw()  # a frozen app could not act on the stop
-        instance.stop(STOP_GRACE)
-    except Exception as e:  # a stop that fails must not take the gateway down
-        log.warning("stopping instance: %s", e)
-
-
-def _waited(instance: Instance) -> asyncio.Future[int | None]:
-    """instance.wait() on a thread of its own, its result on the loop.
-
-    Not the loop's default executor: its few workers would all be taken by instances that
-    run for hours, and every boot (Target.start runs there too) would wait behind them.
-    """
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[int | None] = loop.create_future()
-
-    def settle(status: int | None, error: BaseException | None) -> None:
-        if done.done():
-            return
-        if error is not None:
-            done.set_exception(error)
-        else:
-            done.set_result(status)
-
-    def wait() -> None:
-        status: int | None = None
-        error: BaseException | None = None
-        try:
-            status = instance.wait()
-        except BaseException as e:  # handed to the loop, which decides
-            error = e
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(settle, status, error)
-
-    threading.Thread(target=wait, name="summon-gw-wait", daemon=True).start()
-    return done
-
-
-def _stop_late(future: asyncio.Future[Launched | Instance]) -> None:
-    # A done callback runs on the event loop: the (blocking) stop goes to a thread of its own.
-    if not future.cancelled() and future.exception() is None:
-        result = future.result()
-        launched = result if isinstance(result, Launched) else Launched(result)
-        if launched.channel is not None:
-            launched.channel.close()
-        threading.Thread(target=_stop_quietly, args=(launched.instance,), daemon=True).start()
-
-
 class Service:
     def __init__(
         self,
@@ -150,6 +100,8 @@ class Service:
         self.reason = ""  # why the last boot failed, or the app died
         self.instance: Instance | None = None
         self.channel: Channel | None = None
+        self.listeners: Listeners | None = None  # the gateway's, shared with a warm app
+        self._app_accepted: float | None = None  # the app's connections, when last asked
         self.image_digest = ""
         self.instance_name = ""
         self.internal: dict[int, int] = {}  # guest port -> 127.0.0.1 port of the instance
@@ -180,6 +132,34 @@ class Service:
     @property
     def name(self) -> str:
         return self.config.name
+
+    def attach(self, sockets: dict[int, socket.socket]) -> None:
+        """The gateway's listening sockets for this service (guest port -> socket): watched
+        from now on, shared with the app while it is up (sharing.py)."""
+        self.listeners = Listeners(sockets, self.connection)
+        self.listeners.watch()
+
+    def _share_soon(self) -> None:
+        """Share the listeners with the app once it has shown it reports its figures: the
+        gateway reads from them whether the app is idle, as it no longer sees a thing."""
+        instance, channel, listeners = self.instance, self.channel, self.listeners
+        if instance is None or channel is None or listeners is None or listeners.shared:
+            return
+
+        async def share() -> None:
+            figures = await asyncio.to_thread(instance.runtime_stats, 0.5)
+            if (
+                figures
+                and self.instance is instance
+                and self.state == State.UP
+                and self._changing is None
+                and listeners.share(channel)
+            ):
+                self._app_accepted = figures.get("accepted")
+
+        task = asyncio.ensure_future(share())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # --- boot --------------------------------------------------------------------------------
 
@@ -224,7 +204,7 @@ class Service:
                 result = await asyncio.wait_for(asyncio.shield(started), self.config.boot_timeout)
             except TimeoutError:
                 # The thread goes on: whatever it starts late is stopped at once.
-                started.add_done_callback(_stop_late)
+                started.add_done_callback(stop_late)
                 raise BootFailed(
                     f"did not start within boot_timeout ({self.config.boot_timeout:g}s)"
                 ) from None
@@ -245,7 +225,7 @@ class Service:
             except NotReady as e:
                 if channel is not None:
                     channel.close()
-                await asyncio.to_thread(_stop_quietly, instance)
+                await asyncio.to_thread(stop_quietly, instance)
                 raise BootFailed(f"{e} (boot_timeout {self.config.boot_timeout:g}s)") from None
         except BootFailed as e:
             self.state = State.FAILED
@@ -272,6 +252,7 @@ class Service:
         self.failed_tiers = set()
         self.state = State.UP
         self._watch = asyncio.ensure_future(self._watch_exit(instance))
+        self._share_soon()
 
     def _booted(self, seconds: float) -> None:
         self.booted_at = time.time()
@@ -282,7 +263,7 @@ class Service:
 
     async def _watch_exit(self, instance: Instance) -> None:
         """An app that exits on its own marks the service failed and closes its connections."""
-        status = await _waited(instance)
+        status = await waited(instance)
         if self.instance is not instance:
             return  # stopped by the gateway: not a failure
         why = self.reason_of_exit(self.instance_name)
@@ -292,11 +273,14 @@ class Service:
         self._drop_instance()
         log.warning("service %s: %s", self.name, self.reason)
         self._close_all()
-        await asyncio.to_thread(_stop_quietly, instance)  # its netns, bundle, forwarder
+        await asyncio.to_thread(stop_quietly, instance)  # its netns, bundle, forwarder
 
     def _drop_instance(self) -> None:
         self.instance = None
         self.internal = {}
+        self._app_accepted = None
+        if self.listeners is not None:
+            self.listeners.lost()  # the app's copies go with it
         if self.channel is not None:
             self.channel.close()
             self.channel = None
@@ -329,7 +313,7 @@ class Service:
 
         async def stopping() -> None:
             try:
-                await asyncio.to_thread(_stop_quietly, instance, frozen)
+                await asyncio.to_thread(stop_quietly, instance, frozen)
             finally:
                 self._stopping = None
                 self.state = State.DOWN
@@ -350,12 +334,18 @@ class Service:
         return self.ladder.due(str(self.state), self.idle_for(now), frozenset(self.failed_tiers))
 
     def busy_inside(self) -> bool:
-        """Whether the app still serves connections the gateway handed over (it cannot see
-        them itself): asked from the app's own figures; unknown counts as not busy."""
+        """Whether the app serves connections the gateway cannot see (handed over, or
+        accepted on a shared listener), or took new ones since last asked: from the app's
+        own figures; unknown counts as not busy."""
         instance = self.instance
         if instance is None or self.channel is None or self.state != State.UP:
             return False
-        return bool(instance.runtime_stats(0.2).get("active", 0))
+        figures = instance.runtime_stats(0.2)
+        accepted, before = figures.get("accepted"), self._app_accepted
+        if accepted is not None:
+            self._app_accepted = accepted
+        moved = accepted is not None and before is not None and accepted != before
+        return moved or bool(figures.get("active", 0))
 
     async def step_down(self, tier: str) -> None:
         """Take the service to tier (frozen, snapshotted or down)."""
@@ -368,6 +358,15 @@ class Service:
         done = asyncio.get_running_loop().create_future()
         self._changing = done
         try:
+            listeners = self.listeners
+            if listeners is not None and listeners.shared:
+                # The app lets go of the listeners first; what it took meanwhile it serves.
+                await listeners.take_back(self.channel)
+                if await asyncio.to_thread(self.busy_inside):
+                    self.last_active = time.monotonic()
+                    self._changing = None
+                    self._share_soon()
+                    return
             if tier == tiers.FROZEN:
                 await asyncio.to_thread(instance.freeze)
                 self.state = State.FROZEN
@@ -395,7 +394,7 @@ class Service:
         log.info("service %s: snapshot %s", self.name, key)
         self._drop_instance()
         self._close_all()
-        await asyncio.to_thread(_stop_quietly, instance)
+        await asyncio.to_thread(stop_quietly, instance)
         self.state = State.SNAPSHOTTED
 
     def _thaw(self) -> None:
@@ -420,6 +419,7 @@ class Service:
         self.thaws += 1
         self.history.append((time.time(), self.last_thaw, "thaw"))
         self.state = State.UP
+        self._share_soon()
 
     # --- connections -------------------------------------------------------------------------
 
@@ -449,7 +449,7 @@ class Service:
             self.warm += 1
         self._held.add(conn)
         conn.setblocking(False)
-        held = _Holding(conn)
+        held = Holding(conn)
         try:
             try:
                 ports = await self.ensure_up()
@@ -484,7 +484,7 @@ class Service:
             if held:
                 upstream.write(held)
             first = self._first_byte if cold else None
-            await asyncio.gather(_pump(reader, upstream), _pump(up_reader, writer, first))
+            await asyncio.gather(pump(reader, upstream), pump(up_reader, writer, first))
         finally:
             self._writers.discard(writer)
             for w in (writer, upstream):
@@ -531,6 +531,7 @@ class Service:
             "warm_requests": self.warm,
             "open_connections": self.open,
             "handed_over": self.channel is not None,
+            "listeners_shared": self.listeners is not None and self.listeners.shared,
             "last_boot_seconds": self.last_boot,
             "last_start_seconds": self.last_start,
             "last_thaw_seconds": self.last_thaw,
@@ -542,51 +543,3 @@ class Service:
             "idle_timeout": self.config.idle_timeout,
             "tiers": self.ladder.timeouts(),
         }
-
-
-class _Holding:
-    """Reads a held connection into data (at most HELD_LIMIT), on the loop, until stop().
-
-    A reader callback rather than a task: stop() is then exact, with no read in flight
-    whose bytes a cancellation could lose.
-    """
-
-    def __init__(self, conn: socket.socket) -> None:
-        self.conn = conn
-        self.data = bytearray()
-        self._loop = asyncio.get_running_loop()
-        self._reading = True
-        self._loop.add_reader(conn.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        try:
-            chunk = self.conn.recv(HELD_LIMIT - len(self.data))
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            chunk = b""
-        self.data += chunk
-        if not chunk or len(self.data) >= HELD_LIMIT:
-            self.stop()  # at EOF the client waits for the answer; past the limit, it waits
-
-    def stop(self) -> None:
-        if self._reading:
-            self._reading = False
-            self._loop.remove_reader(self.conn.fileno())
-
-
-async def _pump(
-    src: asyncio.StreamReader, dst: asyncio.StreamWriter, first: Callable[[], None] | None = None
-) -> None:
-    try:
-        while data := await src.read(CHUNK):
-            if first is not None:
-                first()
-                first = None
-            dst.write(data)
-            await dst.drain()
-        if dst.can_write_eof():
-            dst.write_eof()
-    except (ConnectionError, OSError, RuntimeError):
-        # RuntimeError: the other side's transport closed under us (failure, shutdown)
-        dst.close()

@@ -29,8 +29,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 class TieredInstance(FakeInstance):
     """A FakeInstance that records freezes and thaws, and may name a snapshot."""
 
-    def __init__(self, snapshot_key: str = "") -> None:
+    def __init__(self, snapshot_key: str = "", reports: bool = True) -> None:
         super().__init__()
+        self.reports = reports  # False: an app whose figures never come
+        self.accepted = 0
         self.frozen = False
         self.freezes = 0
         self.thaws = 0
@@ -51,16 +53,21 @@ class TieredInstance(FakeInstance):
         return self.snapshot_key
 
     def runtime_stats(self, timeout: float = 0.5) -> dict[str, float]:
-        return {"active": self.busy}
+        return {"active": self.busy, "accepted": self.accepted} if self.reports else {}
 
 
 class AppLauncher:
     """Starts an in-process app (the runtime's SocketStack) that takes connections by fd."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, delay: float = 0.0, digest: str = "sha256:a"
+        self,
+        loop: asyncio.AbstractEventLoop,
+        delay: float = 0.0,
+        digest: str = "sha256:a",
+        reports: bool = True,
     ) -> None:
         self.loop = loop
+        self.reports = reports
         self.delay = delay
         self.digest = digest
         self.calls = 0
@@ -88,7 +95,7 @@ class AppLauncher:
             await stack.start_server(on_connection, config.ports[0])
 
         asyncio.run_coroutine_threadsafe(start(), self.loop).result(5)
-        instance = TieredInstance("snap-1")
+        instance = TieredInstance("snap-1", self.reports)
         self.instances.append(instance)
         return Launched(instance, channel, self.digest)
 
@@ -114,12 +121,86 @@ def test_connections_are_handed_over_with_the_bytes_held_while_booting() -> None
             assert launcher.seen[0][0] == b"GET /early HTTP/1.0\r\nHost: held\r\n\r\n"
             assert svc.cold == 1 and svc.state == State.UP and svc.channel is not None
             assert svc.last_boot is not None and svc.last_boot >= 0.4
-            # Warm: handed over as accepted; the app's socket is the client's own
-            # connection to the gateway's address (sockname), not a copy through a forwarder.
+            # Warm: the app accepts on the gateway's listener itself (shared once it showed
+            # it reports its figures); its socket is the client's own connection to the
+            # gateway's address (sockname), and the gateway saw none of it.
+            await until(lambda: svc.snapshot()["listeners_shared"])
             assert await fetch(port) == b"HTTP/1.0 200 OK\r\n\r\nby fd\n"
-            assert svc.warm == 1 and svc.open == 0
+            assert svc.warm == 0 and svc.open == 0
             assert launcher.seen[1][1] == ("127.0.0.1", port)
             assert svc.snapshot()["handed_over"] is True
+        finally:
+            listener.close()
+            await svc.stop()
+            close_stacks(launcher)
+
+    run(main())
+
+
+async def until(predicate: Any, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_an_app_without_figures_gets_each_connection_handed_over() -> None:
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop(), reports=False)
+        svc = Service(ServiceConfig("web", "x"), "127.0.0.1", launcher)
+        listener, port = await serve(svc)
+        try:
+            assert (await fetch(port)).endswith(b"by fd\n")
+            await asyncio.sleep(0.1)
+            assert not svc.snapshot()["listeners_shared"]  # idleness would go unseen
+            assert (await fetch(port)).endswith(b"by fd\n")
+            assert svc.warm == 1 and launcher.seen[1][1] == ("127.0.0.1", port)
+        finally:
+            listener.close()
+            await svc.stop()
+            close_stacks(launcher)
+
+    run(main())
+
+
+def test_shared_listeners_are_taken_back_before_a_freeze_and_shared_after_the_thaw() -> None:
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop())
+        svc = Service(ServiceConfig("web", "x", freeze_after=0.1), "127.0.0.1", launcher)
+        listener, port = await serve(svc)
+        try:
+            assert (await fetch(port)).endswith(b"by fd\n")
+            await until(lambda: svc.snapshot()["listeners_shared"])
+            await svc.step_down(tiers.FROZEN)
+            assert svc.state == State.FROZEN and not svc.snapshot()["listeners_shared"]
+            # The app let go: a connection now reaches the gateway, which thaws the app.
+            assert (await fetch(port)).endswith(b"by fd\n")
+            assert svc.thaws == 1 and svc.cold == 2
+            await until(lambda: svc.snapshot()["listeners_shared"])
+            assert (await fetch(port)).endswith(b"by fd\n")
+            assert svc.cold == 2 and svc.warm == 0  # served by the app alone again
+        finally:
+            listener.close()
+            await svc.stop()
+            close_stacks(launcher)
+
+    run(main())
+
+
+def test_an_app_busy_on_shared_listeners_is_not_frozen() -> None:
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop())
+        svc = Service(ServiceConfig("web", "x", freeze_after=0.1), "127.0.0.1", launcher)
+        listener, port = await serve(svc)
+        try:
+            assert (await fetch(port)).endswith(b"by fd\n")
+            await until(lambda: svc.snapshot()["listeners_shared"])
+            launcher.instances[0].accepted += 5  # taken directly: the gateway saw none
+            await svc.step_down(tiers.FROZEN)
+            assert svc.state == State.UP and not launcher.instances[0].frozen
+            await until(lambda: svc.snapshot()["listeners_shared"])  # shared again
+            await svc.step_down(tiers.FROZEN)  # nothing new since: now it freezes
+            assert svc.state == State.FROZEN
         finally:
             listener.close()
             await svc.stop()

@@ -11,8 +11,9 @@ from typing import Any
 from fakes import REPLY, FakeInstance
 
 from summon.gateway.config import ServiceConfig, parse
-from summon.gateway.server import Gateway, _accept
+from summon.gateway.server import Gateway
 from summon.gateway.service import Service, State
+from summon.gateway.sharing import listen
 from summon.targets.base import Instance, PortForward
 
 
@@ -42,22 +43,15 @@ def free_port(host: str) -> int:
 
 
 class Listener:
-    """The gateway's own way of listening (server._accept) for one service, on host:port."""
+    """The gateway's own way of listening (sharing.py) for one service, on host:port."""
 
     def __init__(self, service: Service, host: str, port: int) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(128)
-        self.sock.setblocking(False)
-        self.loop = asyncio.get_running_loop()
-        self.loop.add_reader(
-            self.sock.fileno(), _accept, self.sock, service, service.config.ports[0]
-        )
+        self.service = service
+        service.attach({service.config.ports[0]: listen(host, port)})
 
     def close(self) -> None:
-        self.loop.remove_reader(self.sock.fileno())
-        self.sock.close()
+        assert self.service.listeners is not None
+        self.service.listeners.close()
 
 
 async def serve(service: Service, host: str = "127.0.0.1") -> tuple[Listener, int]:

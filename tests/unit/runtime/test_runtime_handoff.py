@@ -159,3 +159,33 @@ def test_counted_connections() -> None:
         asyncio.run(scenario())
     finally:
         host.close()
+
+
+def test_a_shared_listener_is_accepted_on_until_paused() -> None:
+    async def scenario() -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        stack = SocketStack("127.0.0.1", {(80, "tcp"): 0}, handoff=theirs.detach())
+        server = await stack.start_server(echo_upper, 80)
+        assert await loop.sock_recv(ours, 16) == handoff.listening_message(80)
+        gateway_listener = listening()
+        gateway_listener.setblocking(False)
+        address = gateway_listener.getsockname()
+        socket.send_fds(ours, [handoff.message(handoff.SHARE, 80)], [gateway_listener.fileno()])
+        await asyncio.sleep(0.05)
+        assert await ask(address, b"direct\n") == b"DIRECT\n"  # the app accepted it
+        ours.send(handoff.message(handoff.PAUSE, 80))
+        assert await loop.sock_recv(ours, 16) == handoff.message(handoff.PAUSED, 80)
+        # Let go: a connection now waits for the gateway, which still holds the listener.
+        client = socket.create_connection(address)
+        conn, _ = await asyncio.wait_for(loop.sock_accept(gateway_listener), 5)
+        conn.close()
+        client.close()
+        server.close()
+        assert stack.receiver is not None
+        stack.receiver.close()
+        gateway_listener.close()
+        ours.close()
+
+    asyncio.run(scenario())
