@@ -4,11 +4,14 @@ The direct stack (summon.net) must be up with the instance, its link, address an
 announced before the app's first listen returns (runtime/init.py awaits DirectStack.start
 before the entry runs): else the first SYN reaches nobody and its sender waits out a
 retransmission timer (1 s for the kernel, seconds for QEMU's slirp) before trying again.
-Checked by counting, not by timing:
+Checked on the wire, not by timing the client:
 - sandbox: the kernel's own SYN retransmission counters in the instance's namespace, where
   the port forwarder's connections to the stack start;
-- qemu: every frame on the VM's NIC, dumped by QEMU itself (filter-dump), SYNs per
-  connection.
+- qemu: every frame on the VM's NIC, dumped by QEMU itself (filter-dump). QEMU's user
+  network (slirp) holds a frame for the guest while it asks the guest's address by ARP,
+  and drops it if no answer (an ARP reply, or the guest's own announcement) comes within
+  one second; its TCP then resends that SYN seconds later. So every ARP request slirp makes
+  for the guest must be answered within that second, and no SYN sent twice.
 """
 
 from __future__ import annotations
@@ -72,25 +75,51 @@ def test_sandbox_first_request_needs_no_syn_retransmission(
         proc.communicate(timeout=30)
 
 
-def syn_counts(pcap: Path, port: int) -> Counter[int]:
-    """SYNs (without ACK) to TCP port in a pcap of Ethernet frames, by source port."""
+SLIRP_ARP_HOLD = 1.0  # seconds slirp holds a frame while it resolves the guest's address
+GUEST = bytes([10, 0, 2, 15])  # QEMU's user network: the guest, and slirp itself
+SLIRP = bytes([10, 0, 2, 2])
+
+
+def frames(pcap: Path) -> list[tuple[float, bytes]]:
+    """(seconds, Ethernet frame) of each packet in a pcap file."""
     data = pcap.read_bytes()
-    counts: Counter[int] = Counter()
+    found = []
     offset = 24  # the global header
     while offset + 16 <= len(data):
-        _sec, _usec, length, _orig = struct.unpack_from("<IIII", data, offset)
-        frame = data[offset + 16 : offset + 16 + length]
+        sec, usec, length, _orig = struct.unpack_from("<IIII", data, offset)
+        found.append((sec + usec / 1e6, data[offset + 16 : offset + 16 + length]))
         offset += 16 + length
+    return found
+
+
+def syn_counts(dump: list[tuple[float, bytes]], port: int) -> Counter[int]:
+    """SYNs (without ACK) to TCP port, by source port."""
+    counts: Counter[int] = Counter()
+    for _at, frame in dump:
         if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
             continue
         tcp = frame[14 + (frame[14] & 0x0F) * 4 :]
         if len(tcp) < 14:
             continue
         src, dst = struct.unpack_from("!HH", tcp)
-        flags = tcp[13]
-        if dst == port and flags & 0x02 and not flags & 0x10:
+        if dst == port and tcp[13] & 0x02 and not tcp[13] & 0x10:
             counts[src] += 1
     return counts
+
+
+def unanswered_arp(dump: list[tuple[float, bytes]]) -> list[float]:
+    """When slirp asked for the guest's address and no answer came within its hold."""
+    asked: list[float] = []
+    told: list[float] = []
+    for at, frame in dump:
+        if len(frame) < 42 or frame[12:14] != b"\x08\x06":
+            continue
+        op, sender, target = frame[21], frame[28:32], frame[38:42]
+        if op == 1 and sender == SLIRP and target == GUEST:
+            asked.append(at)
+        elif sender == GUEST:  # a reply, or the guest's announcement of itself
+            told.append(at)
+    return [a for a in asked if not any(a <= t < a + SLIRP_ARP_HOLD for t in told)]
 
 
 @pytest.mark.qemu
@@ -133,7 +162,11 @@ def test_qemu_first_request_needs_no_syn_retransmission(
         assert served == PAGE, out.text()
     finally:
         instance.stop(grace=10)
-    counts = syn_counts(pcap, 80)
+    dump = frames(pcap)
+    start = dump[0][0] if dump else 0.0
+    late = [round(at - start, 3) for at in unanswered_arp(dump)]
+    assert not late, f"slirp asked for the guest's address at {late} s and heard nothing in time"
+    counts = syn_counts(dump, 80)
     assert counts, "no SYN to port 80 in the dump"
     retried = {src: n for src, n in counts.items() if n > 1}
     assert not retried, f"SYNs sent more than once (a retransmission wait): {retried}"
