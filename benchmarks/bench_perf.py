@@ -5,8 +5,9 @@
   (`ab -k -c 16` and `ab -c 16` without keep-alive);
 - `summon run` (the installed console script, not a shell shim) to the first response, and
   the sandbox target's own cold start, vs the same app started bare by host python3.11;
-- a warm request through the gateway (handed over by fd) vs the same request to the same
-  sandboxed image on a port of its own (connect to first byte, a new connection each);
+- a warm request through the gateway (the app accepts on the gateway's listener, shared
+  with it while up) vs the same request to the same sandboxed image on a port of its own
+  (connect to first byte, a new connection each);
 - the first request to a frozen sandboxed service (thaw included) vs a warm one, and vs
   a bare start;
 - the gateway's resident memory at rest vs the same interpreter doing nothing.
