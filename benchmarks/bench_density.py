@@ -195,6 +195,16 @@ def through_run_d(report: Report, image: Image, count: int, deadline: float) -> 
                    mb(cgroup / reached if reached else 0) + " the app's cgroup", None))  # fmt: skip
 
 
+def run(report: Report, image: Image, count: int = 200, minutes: float = 15.0) -> None:
+    """Both ways, each bounded by count and minutes (run.py's `--only density`)."""
+    if os.geteuid() != 0 or shutil.which("runc") is None:
+        report.notes.append("density figures skipped: they need root and runc")
+        return
+    image.rootfs()
+    through_gateway(report, image, count, time.monotonic() + minutes * 60)
+    through_run_d(report, image, count, time.monotonic() + minutes * 60)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=200, help="instances to try for, each way")

@@ -251,9 +251,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=9, help="repetitions of each timed figure")
     parser.add_argument(
         "--only",
-        default="size,start,memory,direct,qemu,gateway",
+        default="size,start,memory,direct,qemu,gateway,perf",
         help="which figures, comma-separated: size, start, memory, direct (summon.net vs "
-        "kernel sockets), qemu (kernels and VM boots; builds kernels the first time)",
+        "kernel sockets), qemu (kernels and VM boots; builds kernels the first time), "
+        "gateway, perf (issue 12: throughput, summon run, hand-off, frozen, gateway memory), "
+        "density (minutes: 200 sandboxed instances each way; not in the default)",
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -282,6 +284,14 @@ def main() -> int:
             import bench_gateway
 
             bench_gateway.run(report, pruned, args.runs)
+        if "perf" in only:
+            import bench_perf
+
+            bench_perf.run(report, pruned, args.runs)
+        if "density" in only:
+            import bench_density
+
+            bench_density.run(report, pruned)
         for path in (pruned.rootfs(),):
             shutil.rmtree(path, ignore_errors=True)
     print()
