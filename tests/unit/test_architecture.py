@@ -53,7 +53,9 @@ def test_no_branch_on_a_target_name_outside_the_targets_package() -> None:
     assert found == [], "target names outside summon.targets (use the registry): " + str(found)
 
 
-def _imports(tree: ast.Module, module: str, is_package: bool, known: set[str]) -> Iterator[str]:
+def _imports(
+    tree: ast.Module, module: str, is_package: bool, known: set[str]
+) -> Iterator[str]:
     """The summon modules an import statement names. `from pkg import sub` names pkg.sub
     only, when every name it takes is a submodule (pkg's __init__ runs, but takes nothing)."""
     package = module if is_package else module.rpartition(".")[0]

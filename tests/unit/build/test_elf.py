@@ -93,13 +93,8 @@ def _make_libs(tmp: Path) -> Path:
     lib.mkdir()
     _compile(lib, "libbar.so", "int bar(void) { return 1; }\n", "-shared", "-fPIC")
     _compile(
-        lib,
-        "libfoo.so",
-        "int bar(void);\nint foo(void) { return bar(); }\n",
-        "-shared",
-        "-fPIC",
-        f"-L{lib}",
-        "-lbar",
+        lib, "libfoo.so", "int bar(void);\nint foo(void) { return bar(); }\n",
+        "-shared", "-fPIC", f"-L{lib}", "-lbar",
     )
     return lib
 
@@ -127,14 +122,8 @@ def test_runpath_with_origin(tmp_path: Path) -> None:
     lib = _make_libs(tmp_path)
     # RUNPATH (new dtags) applies to prog's own needs only; libfoo also carries one for libbar.
     _compile(
-        lib,
-        "libfoo.so",
-        "int bar(void);\nint foo(void) { return bar(); }\n",
-        "-shared",
-        "-fPIC",
-        f"-L{lib}",
-        "-lbar",
-        "-Wl,--enable-new-dtags,-rpath,$ORIGIN",
+        lib, "libfoo.so", "int bar(void);\nint foo(void) { return bar(); }\n",
+        "-shared", "-fPIC", f"-L{lib}", "-lbar", "-Wl,--enable-new-dtags,-rpath,$ORIGIN",
     )
     prog = _prog(tmp_path, "prog", lib, "-Wl,--enable-new-dtags,-rpath,$ORIGIN/lib")
     assert read_dynamic(prog).runpath == ("$ORIGIN/lib",)

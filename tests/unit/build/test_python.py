@@ -74,10 +74,7 @@ def test_platform_tags_aarch64_has_no_manylinux1() -> None:
 
 def test_platform_tags_musl_and_unknown_libc() -> None:
     assert platform_tags(("musl", (1, 2)), "x86_64") == (
-        "musllinux_1_2_x86_64",
-        "musllinux_1_1_x86_64",
-        "musllinux_1_0_x86_64",
-        "linux_x86_64",
+        "musllinux_1_2_x86_64", "musllinux_1_1_x86_64", "musllinux_1_0_x86_64", "linux_x86_64"
     )
     assert platform_tags(None, "x86_64") == ("linux_x86_64",)
 

@@ -30,11 +30,7 @@ def test_run_does_not_load_the_other_verbs_modules() -> None:
 
 
 def test_an_unknown_verb_is_a_usage_error() -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "summon.cli.main", "frobnicate"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    r = subprocess.run([sys.executable, "-m", "summon.cli.main", "frobnicate"],
+                       capture_output=True, text=True, check=False)
     assert r.returncode == 2
     assert "No such command 'frobnicate'" in r.stderr

@@ -49,26 +49,19 @@ def test_files_are_read_in_the_containers_auth_order(
     assert find_credentials("reg.example:5000", "team/http") == Credentials(
         "d", "1", tmp_path / "docker" / "config.json"
     )
-    write(
-        tmp_path / "run" / "containers" / "auth.json",
-        {"auths": {"reg.example:5000": {"auth": b64("podman:pw:with:colons")}}},
-    )
+    write(tmp_path / "run" / "containers" / "auth.json",
+          {"auths": {"reg.example:5000": {"auth": b64("podman:pw:with:colons")}}})
     creds = find_credentials("reg.example:5000", "team/http")
     assert creds is not None and (creds.username, creds.password) == ("podman", "pw:with:colons")
     assert find_credentials("other.example", "team/http") is None
 
 
 def test_key_spellings_and_repository_scoped_entries(tmp_path: Path) -> None:
-    f = write(
-        tmp_path / "auth.json",
-        {
-            "auths": {
-                "https://index.docker.io/v1/": {"auth": b64("hub:1")},
-                "https://reg.example/": {"username": "plain", "password": "2"},
-                "reg.example/team": {"auth": b64("team:3")},
-            }
-        },
-    )
+    f = write(tmp_path / "auth.json", {"auths": {
+        "https://index.docker.io/v1/": {"auth": b64("hub:1")},
+        "https://reg.example/": {"username": "plain", "password": "2"},
+        "reg.example/team": {"auth": b64("team:3")},
+    }})
     hub = find_credentials("docker.io", "library/python", [f])
     assert hub is not None and hub.username == "hub"
     assert find_credentials("reg.example", "team/http", [f]).username == "team"  # type: ignore[union-attr]
@@ -158,28 +151,22 @@ def test_challenge_flow_logs_in_once(challenge: str) -> None:
 )
 def test_refused_or_missing_credentials_are_one_clear_line(challenge: str) -> None:
     wrong = Credentials("alice", "wrong-password", Path("/home/a/.docker/config.json"))
-    with httpx.Client(
-        transport=registry_transport(challenge),
-        auth=RegistryAuth("reg.example", wrong, insecure=False),
-    ) as client:
+    with httpx.Client(transport=registry_transport(challenge),
+                      auth=RegistryAuth("reg.example", wrong, insecure=False)) as client:
         with pytest.raises(AuthError) as e:
             client.get("https://reg.example/v2/")
     message = str(e.value)
     assert "refused the credentials from /home/a/.docker/config.json" in message
     assert "wrong-password" not in message and "\n" not in message
-    with httpx.Client(
-        transport=registry_transport(challenge),
-        auth=RegistryAuth("reg.example", None, insecure=False),
-    ) as client:
+    with httpx.Client(transport=registry_transport(challenge),
+                      auth=RegistryAuth("reg.example", None, insecure=False)) as client:
         with pytest.raises(AuthError, match="asks for a login and no credentials"):
             client.get("https://reg.example/v2/")
 
 
 def test_credentials_never_go_to_a_plain_http_token_server() -> None:
     challenge = 'Bearer realm="http://evil.example/token",service="reg"'
-    with httpx.Client(
-        transport=registry_transport(challenge),
-        auth=RegistryAuth("reg.example", CREDS, insecure=False),
-    ) as client:
+    with httpx.Client(transport=registry_transport(challenge),
+                      auth=RegistryAuth("reg.example", CREDS, insecure=False)) as client:
         with pytest.raises(AuthError, match="plain HTTP"):
             client.get("https://reg.example/v2/")

@@ -12,58 +12,25 @@ from summon.store.reference import RemoteRef
 @pytest.mark.parametrize(
     ("text", "registry", "repository", "tag", "digest", "local"),
     [
-        (
-            "127.0.0.1:5000/team/http:v1",
-            "127.0.0.1:5000",
-            "team/http",
-            "v1",
-            "",
-            "127.0.0.1:5000/team/http:v1",
-        ),
-        (
-            "localhost:5000/http",
-            "localhost:5000",
-            "http",
-            "latest",
-            "",
-            "localhost:5000/http:latest",
-        ),
-        (
-            "registry.example/a/b/c:1.0",
-            "registry.example",
-            "a/b/c",
-            "1.0",
-            "",
-            "registry.example/a/b/c:1.0",
-        ),
-        (
-            "docker.io/python",
-            "docker.io",
-            "library/python",
-            "latest",
-            "",
-            "docker.io/library/python:latest",
-        ),
-        ("index.docker.io/you/http:v2", "docker.io", "you/http", "v2", "", "docker.io/you/http:v2"),
-        (
-            "127.0.0.1:5000/team/http@sha256:" + "a" * 64,
-            "127.0.0.1:5000",
-            "team/http",
-            "",
-            "sha256:" + "a" * 64,
-            "127.0.0.1:5000/team/http:aaaaaaaaaaaa",
-        ),
+        ("127.0.0.1:5000/team/http:v1", "127.0.0.1:5000", "team/http", "v1", "",
+         "127.0.0.1:5000/team/http:v1"),
+        ("localhost:5000/http", "localhost:5000", "http", "latest", "",
+         "localhost:5000/http:latest"),
+        ("registry.example/a/b/c:1.0", "registry.example", "a/b/c", "1.0", "",
+         "registry.example/a/b/c:1.0"),
+        ("docker.io/python", "docker.io", "library/python", "latest", "",
+         "docker.io/library/python:latest"),
+        ("index.docker.io/you/http:v2", "docker.io", "you/http", "v2", "",
+         "docker.io/you/http:v2"),
+        ("127.0.0.1:5000/team/http@sha256:" + "a" * 64, "127.0.0.1:5000", "team/http", "",
+         "sha256:" + "a" * 64, "127.0.0.1:5000/team/http:aaaaaaaaaaaa"),
     ],
 )
-def test_parse(
-    text: str, registry: str, repository: str, tag: str, digest: str, local: str
-) -> None:
+def test_parse(text: str, registry: str, repository: str, tag: str, digest: str,
+               local: str) -> None:
     ref = RemoteRef.parse(text)
     assert (ref.registry, ref.repository, ref.tag, ref.digest) == (
-        registry,
-        repository,
-        tag,
-        digest,
+        registry, repository, tag, digest
     )
     assert ref.reference == (digest or tag)
     assert ref.local_name == local

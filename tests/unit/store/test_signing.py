@@ -31,12 +31,8 @@ def make_image(store: Store, rootfs: bytes) -> Descriptor:
     layer = store.put_bytes(rootfs, "application/vnd.oci.image.layer.v1.tar+gzip")
     config = store.put_json({"x": 1}, "application/vnd.oci.image.config.v1+json")
     manifest = store.put_json(
-        {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "config": config.to_json(),
-            "layers": [layer.to_json()],
-        },
+        {"schemaVersion": 2, "mediaType": MANIFEST, "config": config.to_json(),
+         "layers": [layer.to_json()]},
         MANIFEST,
     )
     return store.put_json(
@@ -100,8 +96,7 @@ def test_sign_then_verify(store: Store, keys: tuple[Path, Path]) -> None:
     public = serialization.load_pem_public_key(pub.read_bytes())
     assert isinstance(public, ec.EllipticCurvePublicKey)
     public.verify(
-        base64.b64decode(layer["annotations"][SIGNATURE_ANNOTATION]),
-        body,
+        base64.b64decode(layer["annotations"][SIGNATURE_ANNOTATION]), body,
         ec.ECDSA(hashes.SHA256()),
     )
 
