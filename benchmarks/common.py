@@ -39,7 +39,8 @@ class Report:
     def print(self) -> None:
         head = ("figure", "measured", "baseline (same run)", "ratio", "goal")
         table = [head] + [
-            (r.what, r.figure, r.baseline, f"{r.ratio:.2f}" if r.ratio is not None else "-", r.goal)
+            (r.what, r.figure, r.baseline, f"{r.ratio:.2f}" if r.ratio is not None else "-",
+             r.goal)
             for r in self.rows
         ]
         widths = [max(len(row[i]) for row in table) for i in range(len(head))]
