@@ -53,13 +53,20 @@ class GatewayProcess:
     """`summon gateway` on a config of n copies of the http image, idle timeout short."""
 
     def __init__(
-        self, image: Image, state: Path, n: int, idle: str, target: str = "sandbox"
+        self,
+        image: Image,
+        state: Path,
+        n: int,
+        idle: str,
+        target: str = "sandbox",
+        freeze_after: str | None = None,
     ) -> None:
         self.dns_port, self.status_port = free_port(), free_port()
         config = state / "gateway.toml"
+        freeze = f'freeze_after = "{freeze_after}"\n' if freeze_after else ""
         services = "".join(
             f'\n[[service]]\nname = "web{i}"\nimage = "{image.ref}"\nidle_timeout = "{idle}"\n'
-            f'target = "{target}"\nboot_timeout = "60s"\n'
+            f'target = "{target}"\nboot_timeout = "60s"\n{freeze}'
             for i in range(n)
         )
         config.write_text(

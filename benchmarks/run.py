@@ -291,11 +291,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=9, help="repetitions of each timed figure")
     parser.add_argument(
         "--only",
-        default="size,start,memory,syscalls,seal,direct,qemu,gateway,browser",
+        default="size,start,memory,syscalls,seal,direct,qemu,gateway,browser,perf",
         help="which figures, comma-separated: size, start, memory, syscalls (allowed, derived "
         "vs static), seal (start-time cost of sealing), direct (summon.net vs kernel "
         "sockets), qemu (kernels and VM boots; builds kernels the first time), gateway, "
-        "browser (headless Chromium; needs chromium and node)",
+        "browser (headless Chromium; needs chromium and node), perf (issue 12: throughput, "
+        "summon run, hand-off, frozen, gateway memory), density (minutes: 200 sandboxed "
+        "instances each way; not in the default)",
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -335,6 +337,14 @@ def main() -> int:
             import bench_browser
 
             bench_browser.run(report, pruned)
+        if "perf" in only:
+            import bench_perf
+
+            bench_perf.run(report, pruned, args.runs)
+        if "density" in only:
+            import bench_density
+
+            bench_density.run(report, pruned)
         for path in (pruned.rootfs(),):
             shutil.rmtree(path, ignore_errors=True)
         from summon.store import rootfs_artifact

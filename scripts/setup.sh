@@ -18,7 +18,7 @@ apt_packages=(
   hyperfine       # benchmarks
   docker-registry # a real OCI distribution registry for the push/pull tests (CNCF distribution)
   skopeo          # a third-party OCI client: the tests check it reads and copies our images
-  apache2-utils   # htpasswd, for the registry's basic-auth tests
+  apache2-utils   # htpasswd, for the registry's basic-auth tests; ab, for benchmarks/bench_perf.py
   dnsmasq-base    # a real DHCP and DNS server for summon.net's tests, in test namespaces
   wrk             # the load generator of the direct-stack benchmark
   iperf3          # Linux's iperf3 measuring TCP into summon.net in the tests' namespaces

@@ -198,7 +198,7 @@ def test_examples_http_serves_sealed_under_its_derived_profile(store: Store, ser
     assert sandbox["syscalls_allowed"] <= 70, sandbox["syscalls"]
     forward = PortForward(host_port=0, guest_port=80)
     instance, console = serve("http:derived", (forward,))
-    port = instance.forwarder.bound[forward][1]
+    port = instance.bound[forward][1]
     codes = []
     for route in ("/", "/style.css", "/missing"):
         curl = subprocess.run(

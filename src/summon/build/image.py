@@ -121,14 +121,16 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
     # hints: what the runtime says when an app's fork or exec is denied (imported on that
     # error path only, so no trace would see it). resume: what a VM restored from a snapshot
     # reseeds (vm imports it at the snapshot point; summon.net registers its hooks there).
-    mods = ["summon.runtime.init", "summon.runtime.vm", "summon.runtime.hints", "ctypes"]
-    mods.append("summon.runtime.resume")
+    # stats: imported when the host first asks for the app's figures (SIGQUIT).
+    mods = ["summon.runtime.init", "summon.runtime.vm", "summon.runtime.hints", "ctypes",
+            "summon.runtime.resume", "summon.runtime.stats"]  # fmt: skip
     if m.seal != "off":
         mods += ["summon.runtime.seal", "summon.runtime.seal_hook"]
     if m.entry.kind == "function":
         mods += ["summon.devices", "summon.runtime.posix_devices"]
         if m.network == "socket":
-            mods.append("summon.runtime.socket_stack")
+            # handoff: imported only when a gateway hands connections over.
+            mods += ["summon.runtime.socket_stack", "summon.runtime.handoff"]
         elif m.network == "direct":
             # The stack and what it imports only when configured so: the link of either
             # target, DHCP and the stub resolver.

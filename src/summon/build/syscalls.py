@@ -163,7 +163,7 @@ def record_image(
             # TCP first: the forwarder holds a connection until the app listens, so by the
             # time UDP is tried the app is up.
             for fwd in sorted(ports, key=lambda f: f.protocol != "tcp"):
-                _host, port = instance.forwarder.bound[fwd]
+                _host, port = instance.bound[fwd]
                 if _exercise(fwd.protocol, port, timeout):
                     answered.append(str(fwd))
             # Outlive a one-second timer of the app's (or of summon.net's counters).

@@ -242,6 +242,7 @@ def _stats_row(
         "cpu_seconds": None,
         "cpu_percent": None,
         "network": {},
+        "runtime": {},
     }
     if now is None:
         return row
@@ -249,6 +250,8 @@ def _stats_row(
     row["cpu_seconds"] = now["cpu_seconds"]
     # network = "direct": summon.net's per-path counters (frames dropped and why, resets...).
     row["network"] = dict(now.get("network") or {})
+    # The app's own figures (summon.runtime.stats): GC per generation, blocks, connections.
+    row["runtime"] = dict(now.get("runtime") or {})
     if limit:
         row["memory_percent"] = round(100 * now["memory_bytes"] / limit, 2)
     if before is not None and now["clock"] > before["clock"]:
@@ -266,13 +269,25 @@ def _net_summary(counters: dict[str, int]) -> str:
     return f"{drops} / {retransmits}"
 
 
+def _app_summary(runtime: dict[str, Any]) -> tuple[str, str, str]:
+    """(GC collections per generation, allocated blocks, open/total connections) or dashes."""
+    gc = "/".join(str(runtime[f"gc{g}"]) for g in range(3)) if "gc2" in runtime else "-"
+    blocks = f"{runtime['blocks']:,}" if "blocks" in runtime else "-"
+    conns = f"{runtime.get('active', 0)}/{runtime['accepted']}" if "accepted" in runtime else "-"
+    if "requests" in runtime:
+        conns += f" ({runtime['requests']} req)"
+    return gc, blocks, conns
+
+
 def _stats_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(box=None, pad_edge=False)
-    for col in ("ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET DROPS / RETX"):
+    columns = ("ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET DROPS / RETX",
+               "GC 0/1/2", "BLOCKS", "CONNS")  # fmt: skip
+    for col in columns:
         table.add_column(col, no_wrap=True)
     for r in rows:
         if not r["running"]:
-            table.add_row(r["id"][: state.SHORT], r["name"], "-", "-", "-", "-")
+            table.add_row(r["id"][: state.SHORT], r["name"], *["-"] * (len(columns) - 2))
             continue
         cpu = "-" if r["cpu_percent"] is None else f"{r['cpu_percent']:.2f}%"
         limit = human(r["memory_limit"]) if r["memory_limit"] else "-"
@@ -284,6 +299,7 @@ def _stats_table(rows: list[dict[str, Any]]) -> Table:
             f"{human(r['memory_bytes'])} / {limit}",
             mem_pct,
             _net_summary(r["network"]),
+            *_app_summary(r.get("runtime") or {}),
         )
     return table
 

@@ -1,6 +1,7 @@
 """What every summon command prints with: the two consoles, errors, sizes, durations, progress.
 
-One copy of each, so every verb words and formats things the same way.
+One copy of each, so every verb words and formats things the same way. The consoles (rich)
+are made when first used: rich takes ~30 ms to import, which `summon run` does not pay.
 """
 
 from __future__ import annotations
@@ -11,18 +12,37 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
-# Piped output keeps whole rows (scripts, tests); a terminal gets rich's fitting.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out: Console  # standard output: tables, IDs
+    err: Console  # standard error: spinners, warnings
 
 # Progress lines on a non-terminal: a step whose text changes only in its numbers (a kernel
 # build's percentage) is printed again at most this often.
 PLAIN_REPEAT_SECONDS = 10.0
 _NUMBERS = re.compile(r"\d+")
+
+
+_consoles: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """`out` and `err`, each made on first use (PEP 562)."""
+    if name not in ("out", "err"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _consoles:
+        from rich.console import Console
+
+        if name == "out":
+            # Piped output keeps whole rows (scripts, tests); a terminal gets rich's fitting.
+            width = None if sys.stdout.isatty() else 400
+            _consoles[name] = Console(highlight=False, soft_wrap=True, width=width)
+        else:
+            _consoles[name] = Console(stderr=True, highlight=False, soft_wrap=True)
+    return _consoles[name]
 
 
 def fail(message: str, status: int = 2, detail: str = "") -> NoReturn:
@@ -87,12 +107,20 @@ def print_json(doc: Any) -> None:
 def progress(title: str) -> Iterator[Callable[[str], None]]:
     """A spinner naming the current step on a terminal; plain step lines otherwise.
 
-    Plain lines are for logs: a step that only changes its numbers (45%, 46%...) is
-    printed again only every PLAIN_REPEAT_SECONDS.
+    The spinner starts with the first step: a preparation that has none (the image is
+    ready) prints nothing and does not load rich. Plain lines are for logs: a step that only
+    changes its numbers (45%, 46%...) is printed again only every PLAIN_REPEAT_SECONDS.
     """
-    if err.is_terminal:
-        with err.status(title) as status:
-            yield lambda step: status.update(f"{title}: {step}")
+    if sys.stderr.isatty():
+        with contextlib.ExitStack() as stack:
+            spinner: list[Any] = []
+
+            def show(step: str) -> None:
+                if not spinner:
+                    spinner.append(stack.enter_context(__getattr__("err").status(title)))
+                spinner[0].update(f"{title}: {step}")
+
+            yield show
         return
     last_key, last_time = "", 0.0
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import click
 
 from summon import targets
-from summon.cli.output import notice, open_store, out, progress
+from summon.cli import output
+from summon.cli.output import notice, open_store, progress
 from summon.errors import UserError
 from summon.targets import secrets
 from summon.targets.base import SECRETS, VOLUMES, PortForward, RunSpec, Volume
@@ -246,9 +247,11 @@ def run(
         img = build_app(Path(image), None).image
     else:
         img = Image.open(store, image)
-    from summon.store.signing import default_verify_key, require_signature
+    from summon.store.policy import default_verify_key
 
     if (key := verify_key or default_verify_key()) is not None:
+        from summon.store.signing import require_signature  # cryptography: ~50 ms to import
+
         require_signature(store, img.desc, img.ref, key)  # before anything starts
     if not target:
         notice(f"target {target_name} ({chosen.description}; {why})")
@@ -286,7 +289,7 @@ def run(
             f"{folder.name} ({folder.short_id}) serving {f.protocol} on {f.host_addr}:{f.host_port}"
         )
     if detach:
-        out.print(folder.id)
+        output.out.print(folder.id)
         return
     from summon.instances.attach import wait_attached
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from summon import targets
 from summon.errors import UserError
-from summon.manifest import parse_size
+from summon.gateway import tiers
 from summon.targets import DEFAULT_TARGET
 from summon.targets.base import VOLUMES
 from summon.targets.volumes import NAME_RE as VOLUME_NAME
@@ -27,7 +27,7 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _GATEWAY_KEYS = {"dns", "zone", "status", "upstream"}
 _SERVICE_KEYS = {
     "name", "image", "target", "ports", "idle_timeout", "memory", "boot_timeout",
-    "max_instances", "options", "secrets", "volumes",
+    "max_instances", "options", "secrets", "volumes", "freeze_after", "snapshot_after",
 }  # fmt: skip
 
 
@@ -48,6 +48,13 @@ class ServiceConfig:
     options: tuple[tuple[str, Any], ...] = ()  # the target's own options (accel = "tcg")
     secrets: tuple[tuple[str, str], ...] = ()  # (name, host file), as --secret NAME=FILE
     volumes: tuple[tuple[str, str], ...] = ()  # (volume name or host folder, path), as -v
+    # Idle tiers before down (gateway/tiers.py): seconds without a connection; None: skipped.
+    freeze_after: float | None = None
+    snapshot_after: float | None = None
+
+    def tier_timeouts(self) -> dict[str, float | None]:
+        """Each tier's config key (tiers.TIERS, the fields of the same names) -> timeout."""
+        return {key: getattr(self, key) for _tier, key, _capability in tiers.TIERS}
 
 
 @dataclass(frozen=True)
@@ -205,9 +212,27 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
     if len(set(ports)) != len(ports):
         raise bad_at(f"{where}: ports")(f"{ports!r} names a port twice")
     idle = parse_duration(entry.get("idle_timeout", "30s"), bad_at(f"{where}: idle_timeout"))
+    after: dict[str, float] = {}
+    capabilities = targets.target_class(target).capabilities
+    for tier, key, capability in tiers.TIERS:
+        if key not in entry or capability is None:
+            continue
+        after[key] = parse_duration(entry[key], bad_at(f"{where}: {key}"))
+        if capability not in capabilities:
+            raise bad_at(f"{where}: {key}")(
+                f"target {target} has no {tier} tier (it lacks the {capability} capability)"
+            )
+        if after[key] >= idle:
+            raise bad_at(f"{where}: {key}")(
+                f"{entry[key]!r} is not less than idle_timeout ({idle:g}s): it would never come"
+            )
+    if after.get("snapshot_after", float("inf")) <= after.get("freeze_after", 0.0):
+        raise bad_at(f"{where}: snapshot_after")("must be more than freeze_after")
     boot = parse_duration(entry.get("boot_timeout", "10s"), bad_at(f"{where}: boot_timeout"))
     memory = None
     if "memory" in entry:
+        from summon.manifest import parse_size  # not at rest: the gateway's memory counts
+
         memory = parse_size(entry["memory"], bad_at(f"{where}: memory"))
         if memory < 4 << 20:
             raise bad_at(f"{where}: memory")(f"{entry['memory']!r} is below the 4M minimum")
@@ -241,4 +266,5 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
     return ServiceConfig(
         name, image, target, tuple(ports), idle, memory, boot, max_instances,
         tuple(sorted(options.items())), tuple(given), tuple(mounts),
+        after.get("freeze_after"), after.get("snapshot_after"),
     )  # fmt: skip

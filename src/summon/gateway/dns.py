@@ -1,4 +1,4 @@
-"""The gateway's DNS server: answers for its zone (UDP and TCP), wire format by dnspython.
+"""The gateway's DNS server: answers for its zone (UDP and TCP), wire format in dnswire.py.
 
 A records for <service>.<zone> give the service's loopback address; a query for a service
 that is down also starts its boot (the on_query callback), so the instance is often up by
@@ -14,16 +14,22 @@ import logging
 import struct
 from collections.abc import Callable
 
-import dns.asyncquery
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.opcode
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-import dns.rrset
+from summon.gateway import dnswire
+from summon.gateway.dnswire import (
+    CLASS_IN,
+    FORMERR,
+    NOTIMP,
+    NXDOMAIN,
+    REFUSED,
+    SERVFAIL,
+    TYPE_A,
+    TYPE_ANY,
+    TYPE_NS,
+    TYPE_SOA,
+    DnsFormatError,
+    Query,
+    Record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,59 +47,65 @@ class Zone:
         lookup: Callable[[str], str | None],
         on_query: Callable[[str], None] = lambda name: None,
     ) -> None:
-        self.origin = dns.name.from_text(zone)
+        self.origin = zone.strip(".").lower()
         self.lookup = lookup
         self.on_query = on_query
-        self.ns_name = dns.name.from_text("ns", self.origin)
+        self.ns_name = f"ns.{self.origin}"
 
-    def soa(self) -> dns.rrset.RRset:
-        text = f"ns.{self.origin} hostmaster.{self.origin} 1 3600 600 86400 {SOA_TTL}"
-        return dns.rrset.from_text(self.origin, SOA_TTL, "IN", "SOA", text)
+    def soa(self) -> Record:
+        return dnswire.soa_record(self.origin, SOA_TTL, self.ns_name, f"hostmaster.{self.origin}")
 
-    def answer(self, query: dns.message.Message) -> dns.message.Message | None:
+    def answer(self, query: Query) -> bytes | None:
         """The response to query, or None: outside the zone, for the caller to forward/refuse."""
-        response = dns.message.make_response(query)
-        response.flags &= ~dns.flags.RA
-        if query.opcode() != dns.opcode.QUERY or len(query.question) != 1:
-            response.set_rcode(dns.rcode.NOTIMP if query.question else dns.rcode.FORMERR)
-            return response
-        q = query.question[0]
-        qname = q.name
-        if not qname.is_subdomain(self.origin):
+        if query.opcode != 0 or query.questions != 1:
+            return dnswire.response(query, NOTIMP if query.questions else FORMERR)
+        name = query.name
+        if name != self.origin and not name.endswith("." + self.origin):
             return None
-        response.flags |= dns.flags.AA
-        if q.rdclass != dns.rdataclass.IN:
-            response.set_rcode(dns.rcode.REFUSED)
-            return response
-        if qname == self.origin:
-            if q.rdtype in (dns.rdatatype.SOA, dns.rdatatype.ANY):
-                response.answer.append(self.soa())
-            if q.rdtype in (dns.rdatatype.NS, dns.rdatatype.ANY):
-                ns = f"ns.{self.origin}"
-                response.answer.append(dns.rrset.from_text(self.origin, SOA_TTL, "IN", "NS", ns))
-            if not response.answer:
-                response.authority.append(self.soa())  # NODATA
-            return response
-        if qname == self.ns_name:
+        reply = _Reply(query)
+        if query.qclass != CLASS_IN:
+            return reply.done(REFUSED)
+        if name == self.origin:
+            if query.qtype in (TYPE_SOA, TYPE_ANY):
+                reply.answer.append(self.soa())
+            if query.qtype in (TYPE_NS, TYPE_ANY):
+                reply.answer.append(dnswire.ns_record(self.origin, SOA_TTL, self.ns_name))
+            if not reply.answer:
+                reply.authority.append(self.soa())  # NODATA
+            return reply.done()
+        if name == self.ns_name:
             # The server's own name, so that the NS record resolves; it answers where asked.
-            if q.rdtype == dns.rdatatype.A:
-                response.answer.append(dns.rrset.from_text(qname, SOA_TTL, "IN", "A", "127.0.0.1"))
+            if query.qtype == TYPE_A:
+                reply.answer.append(dnswire.a_record(name, SOA_TTL, "127.0.0.1"))
             else:
-                response.authority.append(self.soa())
-            return response
-        relative = qname.relativize(self.origin)
-        label = relative.to_text().lower() if len(relative.labels) == 1 else ""
+                reply.authority.append(self.soa())
+            return reply.done()
+        relative = name[: -len(self.origin) - 1]
+        label = relative if "." not in relative else ""
         address = self.lookup(label) if label else None
         if address is None:
-            response.set_rcode(dns.rcode.NXDOMAIN)
-            response.authority.append(self.soa())
-            return response
-        if q.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
-            response.answer.append(dns.rrset.from_text(qname, TTL, "IN", "A", address))
+            reply.authority.append(self.soa())
+            return reply.done(NXDOMAIN)
+        if query.qtype in (TYPE_A, TYPE_ANY):
+            reply.answer.append(dnswire.a_record(name, TTL, address))
             self.on_query(label)
         else:
-            response.authority.append(self.soa())  # NODATA: the name exists, no such type
-        return response
+            reply.authority.append(self.soa())  # NODATA: the name exists, no such type
+        return reply.done()
+
+
+class _Reply:
+    """An authoritative response being put together."""
+
+    def __init__(self, query: Query) -> None:
+        self.query = query
+        self.answer: list[Record] = []
+        self.authority: list[Record] = []
+
+    def done(self, rcode: int = 0) -> bytes:
+        return dnswire.response(
+            self.query, rcode, tuple(self.answer), tuple(self.authority), authoritative=True
+        )
 
 
 class DnsServer:
@@ -126,36 +138,33 @@ class DnsServer:
     async def handle(self, wire: bytes, tcp: bool) -> bytes | None:
         """The response bytes for a query's bytes; None when it is not worth an answer."""
         try:
-            query = dns.message.from_wire(wire)
-        except dns.exception.DNSException:
+            query = dnswire.parse_query(wire)
+        except DnsFormatError:
             return None  # not DNS: answering garbage could be used to reflect
-        if query.flags & dns.flags.QR:
+        if query.is_response:
             return None
         response = self.zone.answer(query)
         if response is None:
-            forwarded = await self._forward(query, tcp)
+            forwarded = await self._forward(query, wire, tcp)
             if forwarded is not None:
                 return forwarded
-            response = dns.message.make_response(query)
-            response.flags &= ~dns.flags.RA
-            response.set_rcode(dns.rcode.REFUSED)
-        return response.to_wire(max_size=65535 if tcp else 512)
+            response = dnswire.response(query, REFUSED)
+        return response
 
-    async def _forward(self, query: dns.message.Message, tcp: bool) -> bytes | None:
+    async def _forward(self, query: Query, wire: bytes, tcp: bool) -> bytes | None:
+        """The upstream server's reply to the query as it came, or SERVFAIL."""
         if self.upstream is None:
             return None
         host, port = self.upstream
         try:
-            if tcp:
-                reply = await dns.asyncquery.tcp(query, host, UPSTREAM_TIMEOUT, port)
-            else:
-                reply = await dns.asyncquery.udp(query, host, UPSTREAM_TIMEOUT, port)
-        except (dns.exception.DNSException, OSError) as e:
-            log.warning("upstream %s:%d: %s", host, port, e)
-            reply = dns.message.make_response(query)
-            reply.set_rcode(dns.rcode.SERVFAIL)
-        reply.id = query.id
-        return reply.to_wire(max_size=65535 if tcp else 512)
+            ask = _ask_tcp if tcp else _ask_udp
+            reply = await asyncio.wait_for(ask(host, port, wire), UPSTREAM_TIMEOUT)
+            if len(reply) < dnswire.HEADER.size:
+                raise OSError(f"a {len(reply)}-byte reply")
+        except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
+            log.warning("upstream %s:%d: %s", host, port, e or "no answer")
+            return dnswire.response(query, SERVFAIL)
+        return dnswire.with_ident(reply, query.ident)
 
     def _reply_udp(self, wire: bytes, addr: tuple[str, int]) -> None:
         async def run() -> None:
@@ -184,6 +193,38 @@ class DnsServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+
+async def _ask_udp(host: str, port: int, wire: bytes) -> bytes:
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[bytes] = loop.create_future()
+
+    class Answer(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            if not got.done():
+                got.set_result(data)
+
+        def error_received(self, exc: Exception) -> None:
+            if not got.done():
+                got.set_exception(exc)
+
+    transport, _ = await loop.create_datagram_endpoint(Answer, remote_addr=(host, port))
+    try:
+        transport.sendto(wire)
+        return await got
+    finally:
+        transport.close()
+
+
+async def _ask_tcp(host: str, port: int, wire: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(struct.pack("!H", len(wire)) + wire)
+        await writer.drain()
+        (length,) = struct.unpack("!H", await reader.readexactly(2))
+        return await reader.readexactly(length)
+    finally:
+        writer.close()
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):

@@ -1,8 +1,10 @@
 """The gateway as a whole: services, their listeners, the DNS and status servers, the reaper.
 
 Each service gets a loopback address of its own and the gateway listens there on the
-service's ports; an instance serves those ports on internal 127.0.0.1 ports (its target's
-own forwarder), and Service splices the two. reload() applies a new config (SIGHUP).
+service's ports. An instance whose app serves through the runtime's Stack on host sockets
+is handed each connection by fd (handoff.py); any other serves on internal 127.0.0.1 ports
+(its target's own forwarder), and Service splices the two. The reaper steps idle services
+down their tiers (tiers.py). reload() applies a new config (SIGHUP).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -18,11 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from summon import paths, targets
+from summon.gateway import sharing
 from summon.gateway.config import GatewayConfig, ServiceConfig
 from summon.gateway.dns import DnsServer, Zone
-from summon.gateway.service import HOLD_LIMIT, Launcher, Service, State
+from summon.gateway.handoff import Channel
+from summon.gateway.launched import Launched
+from summon.gateway.service import Launcher, Service, State
 from summon.gateway.status import StatusServer
-from summon.targets.base import Instance, PortForward, RunSpec, SecretFile, Target, Volume
+from summon.targets.base import HANDOFF, PortForward, RunSpec, SecretFile, Target, Volume
 
 if TYPE_CHECKING:
     from summon.store.image import Image
@@ -47,6 +54,16 @@ def bom_summary(bom: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _instance_figures(doc: dict[str, Any], instance: Any, up: bool) -> None:
+    if instance is None:
+        return
+    with contextlib.suppress(Exception):
+        doc["memory_bytes"] = (await asyncio.to_thread(instance.stats)).memory_bytes
+    if up:
+        with contextlib.suppress(Exception):
+            doc["runtime"] = await asyncio.to_thread(instance.runtime_stats, 0.5)
+
+
 def _log_failure(name: str, task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("service %s: cannot prepare its image: %s", name, task.exception())
@@ -62,6 +79,7 @@ class ImageLauncher:
         self.state_root = state_root or paths.state_dir() / "gateway"
         self._preparing: dict[str, threading.Lock] = {}
         self._locks = threading.Lock()
+        self._digests: dict[str, tuple[tuple[int, int], str]] = {}  # ref -> (index stat, digest)
 
     def _prepared(self, config: ServiceConfig, target: Target, step: Step) -> Image:
         """The service's image made ready for its target, one preparation at a time."""
@@ -101,22 +119,63 @@ class ImageLauncher:
             config, self.target(config), lambda step: log.info("%s: %s", config.name, step)
         )
 
+    def image_digest(self, ref: str) -> str:
+        """The digest ref names in the store now; cached until the store's index changes,
+        so that asking costs one stat (it is asked on the way to thawing an instance)."""
+        from summon.store.image import Image
+
+        try:
+            st = os.stat(self.store.root / "index.json")
+        except OSError:
+            return ""
+        key = (st.st_mtime_ns, st.st_size)
+        cached = self._digests.get(ref)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            digest = Image.open(self.store, ref).desc.digest
+        except Exception:  # gone: a boot will say so
+            digest = ""
+        self._digests[ref] = (key, digest)
+        return digest
+
+    def image_changed(self, config: ServiceConfig, digest: str) -> bool:
+        now = self.image_digest(config.image)
+        return bool(now) and now != digest
+
     def __call__(
         self, config: ServiceConfig, forwards: tuple[PortForward, ...], name: str
-    ) -> Instance:
+    ) -> Launched:
         target = self.target(config)
+        source = self.image_digest(config.image)
         image = self._prepared(config, target, lambda step: None)
         state = self.state_root / name
         state.mkdir(parents=True, exist_ok=True)
         given = tuple(SecretFile(n, Path(f)) for n, f in config.secrets)
-        mounts = tuple(Volume(source, path) for source, path in config.volumes)
+        mounts = tuple(Volume(where, path) for where, path in config.volumes)
         spec = RunSpec.for_image(
             image, name=name, state_dir=state, ports=forwards, memory=config.memory,
             secrets=given, volumes=mounts,
         )  # fmt: skip
-        with open(self.log_path(name), "wb") as console:
-            spec.stdout = console.fileno()  # the target passes it on; our copy closes here
-            return target.start(spec)
+        channel: Channel | None = None
+        app_end: socket.socket | None = None
+        if HANDOFF in target.capabilities and spec.stack_serves:
+            # Connections go to the app by fd: no forwarder, no internal ports.
+            channel, app_end = Channel.pair()
+            spec.ports = ()
+            spec.handoff = app_end.fileno()
+        try:
+            with open(self.log_path(name), "wb") as console:
+                spec.stdout = console.fileno()  # the target passes it on; our copy closes here
+                instance = target.start(spec)
+        except BaseException:
+            if channel is not None:
+                channel.close()
+            raise
+        finally:
+            if app_end is not None:
+                app_end.close()  # the instance has its own
+        return Launched(instance, channel, source)
 
 
 class Gateway:
@@ -127,6 +186,7 @@ class Gateway:
         bom: Callable[[str], dict[str, Any]] | None = None,
         reason_of_exit: Callable[[str], str] | None = None,
         prepare: Callable[[ServiceConfig], None] | None = None,
+        image_changed: Callable[[ServiceConfig, str], bool] | None = None,
     ) -> None:
         """launcher starts instances (default: ImageLauncher); prepare readies a service's
         image in the background when the service is added (default: the launcher's)."""
@@ -137,12 +197,13 @@ class Gateway:
             bom = bom or image_launcher.bom
             reason_of_exit = reason_of_exit or image_launcher.last_line
             prepare = prepare or image_launcher.prepare
+            image_changed = image_changed or image_launcher.image_changed
         self.launcher = launcher
         self.prepare = prepare
         self.bom = bom or (lambda ref: {})
         self.reason_of_exit = reason_of_exit or (lambda name: "")
+        self.image_changed = image_changed or (lambda config, digest: False)
         self.services: dict[str, Service] = {}
-        self._listeners: dict[str, list[asyncio.Server]] = {}
         self._boms: dict[str, dict[str, Any]] = {}
         self.zone = Zone(config.zone, self._lookup, self._on_query)
         self.dns = DnsServer(self.zone, config.upstream)
@@ -189,31 +250,22 @@ class Gateway:
                 await self._add(sc, addresses[sc.name])
 
     async def _add(self, sc: ServiceConfig, address: str) -> None:
-        svc = Service(sc, address, self.launcher, self.reason_of_exit)
-        servers: list[asyncio.Server] = []
-
-        def handler(port: int) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
-            return lambda r, w: svc.handle(r, w, port)
-
+        svc = Service(sc, address, self.launcher, self.reason_of_exit, self.image_changed)
+        sockets: dict[int, socket.socket] = {}
         try:
             for port in sc.ports:
-                servers.append(
-                    await asyncio.start_server(
-                        handler(port),
-                        address,
-                        port,
-                        limit=HOLD_LIMIT,
-                        reuse_address=True,
-                    )
-                )
+                sockets[port] = sharing.listen(address, port)
+            # Plain sockets and a reader callback, not asyncio servers: a connection to an
+            # instance that is up is handed over as it was accepted, with no transport,
+            # stream or task made for it in the gateway (sharing.py).
+            svc.attach(sockets)
         except OSError as e:
-            for s in servers:
-                s.close()
+            for sock in sockets.values():
+                sock.close()
             svc.state = State.FAILED
             svc.reason = f"cannot listen on {address}: {e.strerror}"
             log.warning("service %s: %s", sc.name, svc.reason)
         self.services[sc.name] = svc
-        self._listeners[sc.name] = servers
         self._boms[sc.name] = await asyncio.to_thread(self.bom, sc.image)
         if self.prepare is not None:
             task = asyncio.ensure_future(asyncio.to_thread(self.prepare, sc))
@@ -221,9 +273,9 @@ class Gateway:
 
     async def _remove(self, name: str) -> None:
         svc = self.services.pop(name, None)
-        for server in self._listeners.pop(name, []):
-            server.close()
         if svc is not None:
+            if svc.listeners is not None:
+                svc.listeners.close()
             await svc.stop()
             svc._close_all()
 
@@ -245,23 +297,33 @@ class Gateway:
             await asyncio.sleep(REAP_EVERY)
             now = time.monotonic()
             for svc in list(self.services.values()):
-                if svc.state == State.UP and svc.idle_for(now) >= svc.config.idle_timeout:
-                    log.info("service %s: idle for %.1fs, stopping", svc.name, svc.idle_for(now))
-                    task = asyncio.ensure_future(svc.stop())
+                tier = svc.due_tier(now)
+                if tier is not None:
+                    task = asyncio.ensure_future(self._step_down(svc, tier, now))
                     task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _step_down(self, svc: Service, tier: str, now: float) -> None:
+        # Connections handed over are the app's: the gateway cannot see them end, so it asks
+        # the app whether it still serves any before taking its CPU or memory away.
+        if await asyncio.to_thread(svc.busy_inside):
+            svc.last_active = time.monotonic()
+            return
+        log.info("service %s: idle for %.1fs, %s", svc.name, svc.idle_for(now), tier)
+        await svc.step_down(tier)
 
     # --- status ------------------------------------------------------------------------------
 
     async def snapshot(self) -> list[dict[str, Any]]:
-        out = []
+        """Every service's figures, and its instance's: memory, and the app's own figures
+        (asked of every instance that is up, at once; a frozen one is not woken)."""
+        docs = []
         for name, svc in self.services.items():
             doc = svc.snapshot()
             doc["bom"] = self._boms.get(name, {})
             doc["memory_bytes"] = None
+            doc["runtime"] = {}
             instance = svc.instance
             doc["pid"] = instance.pid if instance is not None else None
-            if instance is not None:
-                with contextlib.suppress(Exception):
-                    doc["memory_bytes"] = (await asyncio.to_thread(instance.stats)).memory_bytes
-            out.append(doc)
-        return out
+            docs.append((doc, instance, svc.state == State.UP))
+        await asyncio.gather(*(_instance_figures(*entry) for entry in docs))
+        return [doc for doc, _instance, _up in docs]

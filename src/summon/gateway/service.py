@@ -1,10 +1,17 @@
-"""One gateway service: its state machine, the single boot, held connections and the splice.
+"""One gateway service: its state machine, the single boot, held connections, hand-off or splice.
 
 States: down -> booting -> up -> stopping -> down, and failed (with a reason) when a boot
-fails, times out, or the app exits on its own. Every connection that arrives while the
-service is not up waits on the same boot (one asyncio future), so concurrent cold starts
-coalesce into one instance. Held connections keep their bytes in their StreamReader, whose
-limit bounds what is buffered: past it asyncio stops reading from the socket.
+fails, times out, or the app exits on its own; an idle service also steps down the tiers of
+tiers.py (up -> frozen -> snapshotted -> down) and comes back up on the next connection.
+Every connection that arrives while the service is not up waits on the same boot (one
+asyncio future), so concurrent cold starts coalesce into one instance.
+
+A connection reaches the app one of two ways. An instance with a hand-off channel
+(handoff.py) is given the accepted socket itself, with the bytes read from it while it was
+held: the gateway is out of the way after that. Otherwise the gateway splices the client to
+the instance's internal port (its target's forwarder). A held connection's bytes are read
+into a buffer of at most HELD_LIMIT; past that the gateway stops reading it (TCP flow
+control does the rest).
 """
 
 from __future__ import annotations
@@ -15,32 +22,42 @@ import enum
 import logging
 import os
 import socket
-import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from summon.gateway import tiers
+from summon.gateway.blocking import stop_late, stop_quietly, waited
 from summon.gateway.config import ServiceConfig
-from summon.targets.base import Instance, NotReady, PortForward
+from summon.gateway.handoff import Channel, ChannelClosed
+from summon.gateway.launched import Launched
+from summon.gateway.sharing import Listeners
+from summon.gateway.splice import Holding, pump
+from summon.targets.base import Instance, NotReady, NotSupported, PortForward
 
 log = logging.getLogger(__name__)
 
-# StreamReader limit for held connections: asyncio pauses reading at twice this, so a held
-# client has at most ~64 KiB buffered in the gateway while its service boots.
-HOLD_LIMIT = 32 * 1024
-CHUNK = 64 * 1024
-STOP_GRACE = 2.0
+HOLD_LIMIT = 32 * 1024  # StreamReader limit of spliced connections (asyncio pauses at 2x)
+HISTORY = 40  # boots and thaws kept for the status page's graph
 _RETRY = 0.005
 
-# (service config, host-side forwards to the guest ports, instance name) -> a started instance.
-# Runs in a worker thread: Target.start blocks.
-Launcher = Callable[[ServiceConfig, tuple[PortForward, ...], str], Instance]
+
+# (service config, host-side forwards to the guest ports, instance name) -> a started
+# instance. Runs in a worker thread: Target.start blocks.
+Launcher = Callable[[ServiceConfig, tuple[PortForward, ...], str], "Launched | Instance"]
+# (service config, image digest an instance was started from) -> whether the config's image
+# now names another one (the tag was moved): a frozen instance of it is not thawed, but
+# replaced.
+ImageChanged = Callable[[ServiceConfig, str], bool]
 
 
 class State(enum.StrEnum):
     DOWN = "down"
     BOOTING = "booting"
     UP = "up"
+    FROZEN = "frozen"
+    SNAPSHOTTED = "snapshotted"
     STOPPING = "stopping"
     FAILED = "failed"
 
@@ -55,19 +72,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _stop_quietly(instance: Instance) -> None:
-    try:
-        instance.stop(STOP_GRACE)
-    except Exception as e:  # a stop that fails must not take the gateway down
-        log.warning("stopping instance: %s", e)
-
-
-def _stop_late(future: asyncio.Future[Instance]) -> None:
-    # A done callback runs on the event loop: the (blocking) stop goes to a thread of its own.
-    if not future.cancelled() and future.exception() is None:
-        threading.Thread(target=_stop_quietly, args=(future.result(),), daemon=True).start()
-
-
 class Service:
     def __init__(
         self,
@@ -75,54 +79,103 @@ class Service:
         address: str,
         launcher: Launcher,
         reason_of_exit: Callable[[str], str] = lambda name: "",
+        image_changed: ImageChanged = lambda config, digest: False,
     ) -> None:
         self.config = config
         self.address = address
         self.launcher = launcher
         self.reason_of_exit = reason_of_exit  # instance name -> last console line, for errors
+        self.image_changed = image_changed
+        self.ladder = tiers.Ladder.of(config.tier_timeouts())
         self.state = State.DOWN
         self.reason = ""  # why the last boot failed, or the app died
         self.instance: Instance | None = None
+        self.channel: Channel | None = None
+        self.listeners: Listeners | None = None  # the gateway's, shared with a warm app
+        self._app_accepted: float | None = None  # the app's connections, when last asked
+        self.image_digest = ""
         self.instance_name = ""
         self.internal: dict[int, int] = {}  # guest port -> 127.0.0.1 port of the instance
         self.boots = 0
+        self.thaws = 0
         self.failures = 0
         self.cold = 0
         self.warm = 0
-        self.open = 0
-        self.last_boot: float | None = None  # boot start -> first byte from the app (seconds)
+        self.open = 0  # connections the gateway holds or splices now (not handed over ones)
+        self.last_boot: float | None = None  # boot start -> the app serving (seconds)
         self.last_start: float | None = None  # boot start -> Target.start returned
+        self.last_thaw: float | None = None  # seconds a thaw took
+        self.booted_at: float | None = None  # wall time the last boot ended
+        self.history: deque[tuple[float, float, str]] = deque(maxlen=HISTORY)  # when, s, how
         self.last_active = time.monotonic()
+        self.failed_tiers: set[str] = set()  # tiers this instance could not take
         self._boot: asyncio.Future[None] | None = None
         self._boot_t0 = 0.0
         self._first_byte_pending = False
         self._stopping: asyncio.Future[None] | None = None
+        self._changing: asyncio.Future[None] | None = None  # a tier step under way
         self._watch: asyncio.Task[None] | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._held: set[socket.socket] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._seq = 0
 
     @property
     def name(self) -> str:
         return self.config.name
 
+    def attach(self, sockets: dict[int, socket.socket]) -> None:
+        """The gateway's listening sockets for this service (guest port -> socket): watched
+        from now on, shared with the app while it is up (sharing.py)."""
+        self.listeners = Listeners(sockets, self.connection)
+        self.listeners.watch()
+
+    def _share_soon(self) -> None:
+        """Share the listeners with the app once it has shown it reports its figures: the
+        gateway reads from them whether the app is idle, as it no longer sees a thing."""
+        instance, channel, listeners = self.instance, self.channel, self.listeners
+        if instance is None or channel is None or listeners is None or listeners.shared:
+            return
+
+        async def share() -> None:
+            figures = await asyncio.to_thread(instance.runtime_stats, 0.5)
+            if (
+                figures
+                and self.instance is instance
+                and self.state == State.UP
+                and self._changing is None
+                and listeners.share(channel)
+            ):
+                self._app_accepted = figures.get("accepted")
+
+        task = asyncio.ensure_future(share())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     # --- boot --------------------------------------------------------------------------------
 
     def trigger(self) -> None:
-        """Start a boot if the service is down (a DNS query for it); fire and forget."""
+        """A DNS query for the service: boot it if it is down, thaw it if frozen."""
         self.last_active = time.monotonic()  # so the reaper waits for the connection to come
+        if self.state == State.FROZEN:
+            self._thaw()
         if self.state in (State.UP, State.BOOTING):
             return
         task = asyncio.ensure_future(self.ensure_up())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def ensure_up(self) -> dict[int, int]:
-        """Wait until the service is up (booting it if need be); its internal ports."""
+        """Wait until the service is up (booting or thawing it if need be); its internal
+        ports."""
         while True:
-            if self.state == State.UP and self.instance is not None:
+            if self.state == State.FROZEN:
+                self._thaw()
+            if self.state == State.UP and self.instance is not None and self._changing is None:
                 return self.internal
-            if self._stopping is not None:
+            busy = self._stopping or self._changing
+            if busy is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._stopping)
+                    await asyncio.shield(busy)
                 continue
             if self._boot is None:
                 self._boot = asyncio.ensure_future(self._do_boot())
@@ -139,22 +192,31 @@ class Service:
         started = loop.run_in_executor(None, self.launcher, self.config, forwards, name)
         try:
             try:
-                instance = await asyncio.wait_for(asyncio.shield(started), self.config.boot_timeout)
+                result = await asyncio.wait_for(asyncio.shield(started), self.config.boot_timeout)
             except TimeoutError:
                 # The thread goes on: whatever it starts late is stopped at once.
-                started.add_done_callback(_stop_late)
+                started.add_done_callback(stop_late)
                 raise BootFailed(
                     f"did not start within boot_timeout ({self.config.boot_timeout:g}s)"
                 ) from None
             except Exception as e:
                 raise BootFailed(str(e) or type(e).__name__) from None
-            # Some targets' forwarders accept before the app listens (QEMU's user network):
-            # the target waits until the app holds connections on its ports.
-            left = self.config.boot_timeout - (time.monotonic() - t0)
+            launched = result if isinstance(result, Launched) else Launched(result)
+            instance, channel = launched.instance, launched.channel
+            left = max(self.config.boot_timeout - (time.monotonic() - t0), 0.0)
             try:
-                await asyncio.to_thread(instance.wait_ready, self.config.ports, max(left, 0.0))
+                if channel is not None:
+                    channel.start()
+                    if not await channel.serves(self.config.ports, left):
+                        raise NotReady(f"the app did not serve port(s) {self._ports_text()}")
+                else:
+                    # Some targets' forwarders accept before the app listens (QEMU's user
+                    # network): the target waits until the app holds connections on its ports.
+                    await asyncio.to_thread(instance.wait_ready, self.config.ports, left)
             except NotReady as e:
-                await asyncio.to_thread(_stop_quietly, instance)
+                if channel is not None:
+                    channel.close()
+                await asyncio.to_thread(stop_quietly, instance)
                 raise BootFailed(f"{e} (boot_timeout {self.config.boot_timeout:g}s)") from None
         except BootFailed as e:
             self.state = State.FAILED
@@ -165,96 +227,260 @@ class Service:
         finally:
             self._boot = None
         self.instance = instance
+        self.channel = channel
+        self.image_digest = launched.image_digest
         self.instance_name = name
-        self.internal = ports
+        self.internal = ports if channel is None else {}
         self.last_start = time.monotonic() - t0
-        # Until a held (cold) connection sees the app's first byte, the boot took this long;
-        # a boot a DNS query started may have no one waiting on it to time the first byte.
+        # With a channel the app said it serves: the boot is done. Spliced, until a held
+        # (cold) connection sees the app's first byte the boot took this long (a boot a DNS
+        # query started may have no one waiting on it to time the first byte).
         self.last_boot = self.last_start
+        self._first_byte_pending = channel is None
+        self._booted(self.last_boot)
         self.boots += 1
         self.reason = ""
-        self._first_byte_pending = True
+        self.failed_tiers = set()
         self.state = State.UP
         self._watch = asyncio.ensure_future(self._watch_exit(instance))
+        self._share_soon()
+
+    def _booted(self, seconds: float) -> None:
+        self.booted_at = time.time()
+        self.history.append((self.booted_at, seconds, "boot"))
+
+    def _ports_text(self) -> str:
+        return ", ".join(map(str, self.config.ports))
 
     async def _watch_exit(self, instance: Instance) -> None:
         """An app that exits on its own marks the service failed and closes its connections."""
-        status = await asyncio.to_thread(instance.wait)
+        status = await waited(instance)
         if self.instance is not instance:
             return  # stopped by the gateway: not a failure
         why = self.reason_of_exit(self.instance_name)
         self.reason = f"app exited with status {status}" + (f": {why}" if why else "")
         self.failures += 1
         self.state = State.FAILED
-        self.instance = None
-        self.internal = {}
+        self._drop_instance()
         log.warning("service %s: %s", self.name, self.reason)
         self._close_all()
-        await asyncio.to_thread(_stop_quietly, instance)  # its netns, bundle, forwarder
+        await asyncio.to_thread(stop_quietly, instance)  # its netns, bundle, forwarder
+
+    def _drop_instance(self) -> None:
+        self.instance = None
+        self.internal = {}
+        self._app_accepted = None
+        if self.listeners is not None:
+            self.listeners.lost()  # the app's copies go with it
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
 
     async def stop(self) -> None:
         """Stop the instance (scale to zero, reload or shutdown); waits for a boot under way."""
-        if self._boot is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._boot)
+        for busy in (self._boot, self._changing):
+            if busy is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(busy)
+        if self._stopping is None:
+            if self.instance is None:
+                if self.state == State.SNAPSHOTTED:
+                    self.state = State.DOWN
+                return
+            self._begin_stop()
         if self._stopping is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._stopping)
-            return
+
+    def _begin_stop(self) -> None:
+        """Take the instance away now (state stopping) and stop it in a thread; _stopping
+        is done, and the state down, once it has stopped."""
         instance = self.instance
-        if instance is None:
-            return
+        assert instance is not None
+        frozen = self.state == State.FROZEN
         self.state = State.STOPPING
-        self.instance = None
-        self.internal = {}
+        self._drop_instance()
         self._close_all()
-        self._stopping = asyncio.ensure_future(asyncio.to_thread(_stop_quietly, instance))
-        try:
-            await self._stopping
-        finally:
-            self._stopping = None
-            self.state = State.DOWN
+
+        async def stopping() -> None:
+            try:
+                await asyncio.to_thread(stop_quietly, instance, frozen)
+            finally:
+                self._stopping = None
+                self.state = State.DOWN
+
+        self._stopping = asyncio.ensure_future(stopping())
+
+    # --- tiers -------------------------------------------------------------------------------
 
     def idle_for(self, now: float) -> float:
         return 0.0 if self.open else now - self.last_active
 
-    def _close_all(self) -> None:
-        for w in list(self._writers):
-            w.close()
+    def due_tier(self, now: float) -> str | None:
+        """The tier the idle service should step to now, if any (tiers.py)."""
+        if self.state not in (State.UP, State.FROZEN, State.SNAPSHOTTED):
+            return None
+        if self._changing is not None or self._stopping is not None:
+            return None
+        return self.ladder.due(str(self.state), self.idle_for(now), frozenset(self.failed_tiers))
+
+    def busy_inside(self) -> bool:
+        """Whether the app serves connections the gateway cannot see (handed over, or
+        accepted on a shared listener), or took new ones since last asked: from the app's
+        own figures; unknown counts as not busy."""
+        instance = self.instance
+        if instance is None or self.channel is None or self.state != State.UP:
+            return False
+        figures = instance.runtime_stats(0.2)
+        accepted, before = figures.get("accepted"), self._app_accepted
+        if accepted is not None:
+            self._app_accepted = accepted
+        moved = accepted is not None and before is not None and accepted != before
+        return moved or bool(figures.get("active", 0))
+
+    async def step_down(self, tier: str) -> None:
+        """Take the service to tier (frozen, snapshotted or down)."""
+        if tier == tiers.DOWN:
+            await self.stop()
+            return
+        instance = self.instance
+        if instance is None or self._changing is not None:
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._changing = done
+        try:
+            listeners = self.listeners
+            if listeners is not None and listeners.shared:
+                # The app lets go of the listeners first; what it took meanwhile it serves.
+                await listeners.take_back(self.channel)
+                if await asyncio.to_thread(self.busy_inside):
+                    self.last_active = time.monotonic()
+                    self._changing = None
+                    self._share_soon()
+                    return
+            if tier == tiers.FROZEN:
+                await asyncio.to_thread(instance.freeze)
+                self.state = State.FROZEN
+            elif tier == tiers.SNAPSHOTTED:
+                await self._snapshot(instance)
+        except Exception as e:  # NotSupported, FreezeFailed...: this instance stays where it is
+            self.failed_tiers.add(tier)
+            log.warning("service %s: cannot go %s: %s", self.name, tier, e)
+        finally:
+            self._changing = None
+            done.set_result(None)
+
+    async def _snapshot(self, instance: Instance) -> None:
+        frozen = self.state == State.FROZEN
+        if frozen:
+            await asyncio.to_thread(instance.thaw)
+            self.state = State.UP
+        try:
+            key = await asyncio.to_thread(instance.snapshot)
+        except NotSupported:
+            if frozen:
+                await asyncio.to_thread(instance.freeze)
+                self.state = State.FROZEN
+            raise
+        log.info("service %s: snapshot %s", self.name, key)
+        self._drop_instance()
+        self._close_all()
+        await asyncio.to_thread(stop_quietly, instance)
+        self.state = State.SNAPSHOTTED
+
+    def _thaw(self) -> None:
+        """Let a frozen instance run again, here on the loop: a thaw takes microseconds (it
+        is on the path of the request that woke it). A frozen instance whose image tag has
+        moved is stopped instead, and the next connection boots the new image."""
+        instance = self.instance
+        if instance is None:
+            return
+        if self.image_digest and self.image_changed(self.config, self.image_digest):
+            log.info("service %s: its image changed; replacing the frozen instance", self.name)
+            self._begin_stop()
+            return
+        t0 = time.monotonic()
+        try:
+            instance.thaw()
+        except Exception as e:
+            log.warning("service %s: cannot thaw: %s; restarting it", self.name, e)
+            self._begin_stop()
+            return
+        self.last_thaw = time.monotonic() - t0
+        self.thaws += 1
+        self.history.append((time.time(), self.last_thaw, "thaw"))
+        self.state = State.UP
+        self._share_soon()
 
     # --- connections -------------------------------------------------------------------------
 
-    async def handle(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, guest_port: int
-    ) -> None:
-        """One client connection: hold it until the service is up, then splice both ways."""
-        self.open += 1
+    def connection(self, conn: socket.socket, guest_port: int) -> None:
+        """A client connection the gateway accepted: handed over at once if the service is up
+        and takes connections by fd, else held (see _serve)."""
         self.last_active = time.monotonic()
-        deadline = self.last_active + self.config.boot_timeout
+        channel = self.channel
+        if self.state == State.UP and channel is not None and self._changing is None:
+            with contextlib.suppress(ChannelClosed):
+                if channel.try_send(conn, guest_port):
+                    self.warm += 1
+                    conn.close()
+                    return
+        task = asyncio.ensure_future(self._serve(conn, guest_port))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, conn: socket.socket, guest_port: int) -> None:
+        """Hold the connection (reading what it sends) until the service is up, then hand it
+        over or splice it."""
+        self.open += 1
         cold = self.state != State.UP
         if cold:
             self.cold += 1
         else:
             self.warm += 1
+        self._held.add(conn)
+        conn.setblocking(False)
+        held = Holding(conn)
+        try:
+            try:
+                ports = await self.ensure_up()
+            except BootFailed:
+                return  # a clean close; the reason is in the status
+            finally:
+                held.stop()
+            channel = self.channel
+            if channel is not None:
+                with contextlib.suppress(ChannelClosed):
+                    await channel.send(conn, guest_port, bytes(held.data))
+                return
+            await self._splice(conn, ports[guest_port], bytes(held.data), cold)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._held.discard(conn)
+            conn.close()
+            self.open -= 1
+            self.last_active = time.monotonic()
+
+    async def _splice(self, conn: socket.socket, port: int, held: bytes, cold: bool) -> None:
+        deadline = time.monotonic() + self.config.boot_timeout
+        reader, writer = await asyncio.open_connection(sock=conn, limit=HOLD_LIMIT)
         self._writers.add(writer)
         upstream: asyncio.StreamWriter | None = None
         try:
             try:
-                ports = await self.ensure_up()
-                up_reader, upstream = await self._connect(ports[guest_port], deadline)
+                up_reader, upstream = await self._connect(port, deadline)
             except BootFailed:
-                return  # a clean close; the reason is in the status
+                return
+            if held:
+                upstream.write(held)
             first = self._first_byte if cold else None
-            await asyncio.gather(_pump(reader, upstream), _pump(up_reader, writer, first))
-        except (ConnectionError, OSError):
-            pass
+            await asyncio.gather(pump(reader, upstream), pump(up_reader, writer, first))
         finally:
             self._writers.discard(writer)
             for w in (writer, upstream):
                 if w is not None:
                     w.close()
-            self.open -= 1
-            self.last_active = time.monotonic()
 
     async def _connect(
         self, port: int, deadline: float
@@ -272,6 +498,12 @@ class Service:
         if self._first_byte_pending:
             self._first_byte_pending = False
             self.last_boot = time.monotonic() - self._boot_t0
+            if self.history and self.history[-1][2] == "boot":
+                self.history[-1] = (self.history[-1][0], self.last_boot, "boot")
+
+    def _close_all(self) -> None:
+        for w in list(self._writers):
+            w.close()
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -279,32 +511,26 @@ class Service:
             "address": self.address,
             "ports": list(self.config.ports),
             "image": self.config.image,
+            "image_digest": self.image_digest,
             "target": self.config.target,
             "state": str(self.state),
             "error": self.reason,
             "boots": self.boots,
+            "thaws": self.thaws,
             "failures": self.failures,
             "cold_requests": self.cold,
             "warm_requests": self.warm,
             "open_connections": self.open,
+            "handed_over": self.channel is not None,
+            "listeners_shared": self.listeners is not None and self.listeners.shared,
             "last_boot_seconds": self.last_boot,
             "last_start_seconds": self.last_start,
+            "last_thaw_seconds": self.last_thaw,
+            "booted_at": self.booted_at,
+            "boot_history": [
+                {"at": at, "seconds": round(seconds, 6), "how": how}
+                for at, seconds, how in self.history
+            ],
             "idle_timeout": self.config.idle_timeout,
+            "tiers": self.ladder.timeouts(),
         }
-
-
-async def _pump(
-    src: asyncio.StreamReader, dst: asyncio.StreamWriter, first: Callable[[], None] | None = None
-) -> None:
-    try:
-        while data := await src.read(CHUNK):
-            if first is not None:
-                first()
-                first = None
-            dst.write(data)
-            await dst.drain()
-        if dst.can_write_eof():
-            dst.write_eof()
-    except (ConnectionError, OSError, RuntimeError):
-        # RuntimeError: the other side's transport closed under us (failure, shutdown)
-        dst.close()

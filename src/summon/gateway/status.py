@@ -1,4 +1,11 @@
-"""The gateway's status server (h11): an HTML page, /status.json and Prometheus /metrics."""
+"""The gateway's status server (h11): an HTML page, /status.json and Prometheus /metrics.
+
+The page is the seed's Jitsu page: per service its state (the idle tier), "booted in X s,
+N s ago", the app's own figures from inside the instance (summon.runtime.stats: GC
+collections per generation, allocated blocks, resident memory, connections, requests), the
+image's bill of materials with every vendored package and its version, and a small graph of
+its last boots and thaws (inline SVG: no script, the page refreshes itself).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import asyncio
 import contextlib
 import html
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,17 +22,33 @@ import h11
 Snapshot = Callable[[], Awaitable[list[dict[str, Any]]]]
 READ_TIMEOUT = 10.0
 
-# (metric suffix, snapshot key, type, help)
+# (metric suffix, snapshot key, type, help): the gateway's own figures per service.
 METRICS = (
     ("boots_total", "boots", "counter", "Instances booted."),
+    ("thaws_total", "thaws", "counter", "Frozen instances thawed by a connection."),
     ("boot_failures_total", "failures", "counter", "Boots that failed or apps that died."),
-    ("cold_requests_total", "cold_requests", "counter", "Connections that arrived while down."),
+    ("cold_requests_total", "cold_requests", "counter", "Connections that arrived while not up."),
     ("warm_requests_total", "warm_requests", "counter", "Connections that arrived while up."),
-    ("up", "up", "gauge", "1 when the service has a running instance."),
-    ("last_boot_seconds", "last_boot_seconds", "gauge", "Boot start to first byte, last boot."),
+    ("up", "up", "gauge", "1 when the service has a running, unfrozen instance."),
+    ("last_boot_seconds", "last_boot_seconds", "gauge", "Boot start to the app serving."),
+    ("last_thaw_seconds", "last_thaw_seconds", "gauge", "How long the last thaw took."),
     ("memory_bytes", "memory_bytes", "gauge", "Resident memory of the service's instance."),
-    ("open_connections", "open_connections", "gauge", "Client connections open now."),
+    ("open_connections", "open_connections", "gauge", "Connections the gateway holds now."),
 )
+# (metric, the app's figure (summon.runtime.stats), type, help): from inside the instance.
+APP_METRICS = (
+    ("summon_app_allocated_blocks", "blocks", "gauge", "Memory blocks the interpreter holds."),
+    ("summon_app_resident_bytes", "rss", "gauge", "Resident memory of the app's process."),
+    ("summon_app_uptime_seconds", "uptime", "gauge", "Seconds since the app's process started."),
+    ("summon_app_connections_total", "accepted", "counter", "Connections the app took."),
+    ("summon_app_connections_open", "active", "gauge", "Connections the app is serving."),
+    ("summon_app_requests_total", "requests", "counter", "HTTP requests the runtime answered."),
+)
+GENERATIONS = 3
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def metrics_text(services: list[dict[str, Any]]) -> str:
@@ -36,54 +60,139 @@ def metrics_text(services: list[dict[str, Any]]) -> str:
             value = int(s["state"] == "up") if key == "up" else s.get(key)
             if value is None:
                 continue
-            label = s["name"].replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'{name}{{service="{label}"}} {value}')
+            lines.append(f'{name}{{service="{_label(s["name"])}"}} {value}')
+    name = "summon_gateway_state"
+    lines += [f"# HELP {name} 1 for the service's state (its idle tier).", f"# TYPE {name} gauge"]
+    for s in services:
+        lines.append(f'{name}{{service="{_label(s["name"])}",state="{_label(s["state"])}"}} 1')
+    name = "summon_app_gc_collections_total"
+    lines += [f"# HELP {name} Garbage collections per generation.", f"# TYPE {name} counter"]
+    for s in services:
+        runtime = s.get("runtime") or {}
+        for gen in range(GENERATIONS):
+            if f"gc{gen}" in runtime:
+                label = f'service="{_label(s["name"])}",generation="{gen}"'
+                lines.append(f"{name}{{{label}}} {runtime[f'gc{gen}']}")
+    for name, key, kind, text in APP_METRICS:
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+        for s in services:
+            runtime = s.get("runtime") or {}
+            if key in runtime:
+                lines.append(f'{name}{{service="{_label(s["name"])}"}} {runtime[key]}')
     return "\n".join(lines) + "\n"
 
 
-def _bom_line(bom: dict[str, Any]) -> str:
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _boot_line(s: dict[str, Any], now: float) -> str:
+    if s.get("last_boot_seconds") is None:
+        return "not booted yet"
+    line = f"booted in {s['last_boot_seconds']:.2f} s"
+    if s.get("booted_at"):
+        line += f", {_ago(max(0.0, now - s['booted_at']))}"
+    if s.get("last_thaw_seconds") is not None:
+        line += f"; thawed in {s['last_thaw_seconds'] * 1000:.1f} ms"
+    return line
+
+
+def _runtime_line(runtime: dict[str, Any]) -> str:
+    if not runtime:
+        return ""
+    parts = []
+    if all(f"gc{g}" in runtime for g in range(GENERATIONS)):
+        counts = "/".join(str(runtime[f"gc{g}"]) for g in range(GENERATIONS))
+        parts.append(f"GC {counts} (gen 0/1/2)")
+    if "blocks" in runtime:
+        parts.append(f"{runtime['blocks']:,} blocks")
+    if "rss" in runtime:
+        parts.append(f"RSS {runtime['rss'] / 1e6:.1f} MB")
+    if "accepted" in runtime:
+        parts.append(f"{runtime.get('active', 0)} open / {runtime['accepted']} connections")
+    if "requests" in runtime:
+        parts.append(f"{runtime['requests']} requests")
+    return ", ".join(parts)
+
+
+def _bom(bom: dict[str, Any]) -> str:
     if not bom:
         return "no bill of materials"
     parts = []
     if bom.get("python"):
-        parts.append(f"Python {bom['python']}")
+        parts.append(f"Python {html.escape(str(bom['python']))}")
     if bom.get("modules") is not None:
         parts.append(f"{bom['modules']} modules")
-    pkgs = bom.get("packages") or []
-    if pkgs:
-        parts.append("packages: " + ", ".join(pkgs))
-    return "; ".join(parts)
+    head = "; ".join(parts)
+    packages = bom.get("packages") or []
+    if not packages:
+        return head + "; no vendored packages"
+    items = "".join(f"<li>{html.escape(str(p))}</li>" for p in packages)
+    return f"{head}<ul class='bom'>{items}</ul>"
 
 
-def page(services: list[dict[str, Any]]) -> str:
+def history_svg(history: list[dict[str, Any]], width: int = 160, height: int = 36) -> str:
+    """Bars of the last boots (blue) and thaws (green), height by duration, newest right."""
+    if not history:
+        return ""
+    top = max(float(h["seconds"]) for h in history) or 1.0
+    step = width / max(len(history), 1)
+    bars = []
+    for i, h in enumerate(history):
+        seconds = float(h["seconds"])
+        tall = max(1.0, seconds / top * (height - 2))
+        colour = "#3a7bd5" if h["how"] == "boot" else "#2e9d57"
+        what = (
+            f"{h['how']} {seconds * 1000:.1f} ms" if seconds < 1 else f"{h['how']} {seconds:.2f} s"
+        )
+        bars.append(
+            f"<rect x='{i * step:.1f}' y='{height - tall:.1f}' width='{max(step - 1, 1):.1f}' "
+            f"height='{tall:.1f}' fill='{colour}'><title>{what}</title></rect>"
+        )
+    label = f"longest {top * 1000:.0f} ms" if top < 1 else f"longest {top:.2f} s"
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+        f"role='img' aria-label='boot and thaw times, {label}'>{''.join(bars)}</svg>"
+        f"<br><small>{label}</small>"
+    )
+
+
+def page(services: list[dict[str, Any]], now: float | None = None) -> str:
+    now = time.time() if now is None else now
     rows = []
     for s in services:
-        if s.get("last_boot_seconds") is not None:
-            boot = f"booted in {s['last_boot_seconds']:.2f} s"
-        else:
-            boot = "not booted yet"
-        mem = f"{s['memory_bytes'] / 1e6:.1f} MB" if s.get("memory_bytes") is not None else "-"
+        memory = f"{s['memory_bytes'] / 1e6:.1f} MB" if s.get("memory_bytes") is not None else "-"
+        runtime = _runtime_line(s.get("runtime") or {})
+        state = html.escape(s["state"]) + (
+            f"<br><small>{html.escape(s['error'])}</small>" if s["error"] else ""
+        )
         cells = [
-            f"{s['name']}<br><small>{s['address']}:{','.join(map(str, s['ports']))}</small>",
-            s["state"] + (f"<br><small>{html.escape(s['error'])}</small>" if s["error"] else ""),
-            boot,
-            f"{s['cold_requests']} cold / {s['warm_requests']} warm",
-            f"{s['boots']} boots, {s['failures']} failures",
-            mem,
-            f"{html.escape(s['image'])} ({s['target']})<br><small>"
-            + html.escape(_bom_line(s.get("bom") or {}))
+            f"<b>{html.escape(s['name'])}</b><br><small>{s['address']}:"
+            f"{','.join(map(str, s['ports']))}</small>",
+            state,
+            _boot_line(s, now) + "<br>" + history_svg(s.get("boot_history") or []),
+            f"{s['cold_requests']} cold / {s['warm_requests']} warm<br><small>{s['boots']} "
+            f"boots, {s.get('thaws', 0)} thaws, {s['failures']} failures</small>",
+            memory + (f"<br><small>{html.escape(runtime)}</small>" if runtime else ""),
+            f"{html.escape(s['image'])} ({html.escape(s['target'])})<br><small>"
+            + _bom(s.get("bom") or {})
             + "</small>",
         ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("service", "state", "last boot", "requests", "boots", "memory", "image")
+        for h in ("service", "state", "last boot", "requests", "memory and runtime", "image")
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>summon gateway</title>"
         "<meta http-equiv='refresh' content='2'>"
         "<style>body{font-family:sans-serif}td,th{padding:4px 10px;text-align:left;"
-        "vertical-align:top;border-bottom:1px solid #ddd}</style></head><body>"
+        "vertical-align:top;border-bottom:1px solid #ddd}ul.bom{margin:2px 0;padding-left:16px;"
+        "columns:2}</style></head><body>"
         f"<h1>summon gateway</h1><table><tr>{head}</tr>{''.join(rows)}</table></body></html>\n"
     )
 

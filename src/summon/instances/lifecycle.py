@@ -79,7 +79,7 @@ def start(
         "attached": attached,
         "run": state.encode_run_spec(run),
     }
-    folder, lock_fd = state.create(doc, name, base_name)
+    folder, lock_fd = state.create(doc, name, base_name, durable=not attached)
     read_end, write_end = os.pipe()
     launcher = 0
     try:

@@ -96,6 +96,8 @@ class Monitor:
                 "memory_bytes": stats.memory_bytes,
                 "cpu_seconds": stats.cpu_seconds,
                 "network": dict(stats.network),
+                # The app's own figures (GC, blocks, connections...), asked of it now.
+                "runtime": instance.runtime_stats(),
                 "clock": time.monotonic(),
             }
         if op == "stop":

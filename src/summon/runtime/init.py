@@ -120,6 +120,9 @@ def _run(argv: list[str]) -> int:
         cfg = app_config.load(host_path(root, APP_JSON))
     except app_config.ConfigError as e:
         raise Fail(str(e), 1) from None
+    if os.environ.get("SUMMON_STATS") or _in_vm():
+        # The host asks for the app's figures with SIGQUIT (summon.runtime.stats).
+        _signal.signal(_signal.SIGQUIT, _report_stats)
 
     sys.path[0:0] = [host_path(root, p) for p in cfg.path]
     for key, value in cfg.env.items():
@@ -182,6 +185,17 @@ def warm_up(probe: str, imports: list[str] | tuple[str, ...] = ()) -> None:
             f"warm-up: the probe {probe} raised {type(e).__name__}: {reason}; the seal "
             "closes without the rest of its warm-up"
         )
+
+
+def _in_vm() -> bool:
+    vm = sys.modules.get("summon.runtime.vm")
+    return vm is not None and bool(vm.active)
+
+
+def _report_stats(signum: int, frame: FrameType | None) -> None:
+    from summon.runtime import stats  # only once the host asks: nothing costs before
+
+    stats.report(os.environ.get("SUMMON_STATS"), _in_vm())
 
 
 def mount_early_filesystems(root: str) -> None:

@@ -2,11 +2,20 @@
 
 Guest ports (the ones the app names) become host ports through SUMMON_PORTS, and servers
 listen on SUMMON_BIND; see docs/image-format.md.
+
+Two ways the host hands the app its traffic instead, so that no byte is copied through summon:
+- listening sockets made on the host (systemd's convention: LISTEN_FDS sockets from fd 3,
+  LISTEN_PID the process they are for, LISTEN_FDNAMES their guest ports, ":"-separated):
+  start_server on such a port accepts on the host's listener rather than binding;
+- connections a gateway accepted, over the socketpair at SUMMON_HANDOFF_FD (handoff.py):
+  start_server on a port also runs its callback on those.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections import deque
 from errno import EBADF
 
@@ -15,17 +24,24 @@ from summon.devices import Server, Stack, UDPEndpoint
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Awaitable, Mapping
     from typing import Any
 
     from summon.devices import ClientConnected
+    from summon.runtime.handoff import Receiver
 
 DEFAULT_BIND = "0.0.0.0"
 # Datagrams queued for an endpoint that does not read them fast enough; later ones are
 # dropped, as a kernel drops them when a socket's receive buffer is full.
 UDP_QUEUE_LIMIT = 1024
 
+LISTEN_FDS_START = 3  # SD_LISTEN_FDS_START: the first handed-over socket
+
 PortMap = dict[tuple[int, str], int]  # (guest port, "tcp" | "udp") -> host port
+
+# Figures summon.runtime.stats reports when the host asks (never written anywhere by itself).
+accepted = 0  # connections the app's servers took: own listener, host listener or gateway
+active = 0  # of which an async callback is still serving
 
 
 def parse_ports(spec: str) -> PortMap:
@@ -51,22 +67,92 @@ def _is_port(text: str) -> bool:
     return text.isdigit() and text.isascii() and 0 < int(text) < 65536
 
 
+def handed_listeners(environ: Mapping[str, str], pid: int) -> dict[int, int]:
+    """Guest port -> fd of each listening socket the host handed over, for process pid.
+
+    systemd's convention: LISTEN_FDS sockets from fd 3 on, meant for LISTEN_PID only (a
+    process that inherited the variables from its parent ignores them); LISTEN_FDNAMES names
+    them, here by guest port. A socket whose name is not a port is left alone.
+    """
+    count = environ.get("LISTEN_FDS", "")
+    if not count or environ.get("LISTEN_PID", "") != str(pid):
+        return {}
+    if not (count.isdigit() and count.isascii()):
+        raise ValueError(f"LISTEN_FDS: {count!r} is not a number of sockets")
+    names = environ.get("LISTEN_FDNAMES", "").split(":")
+    found: dict[int, int] = {}
+    for i in range(int(count)):
+        name = names[i] if i < len(names) else ""
+        if _is_port(name):
+            found[int(name)] = LISTEN_FDS_START + i
+    return found
+
+
+def _counted(callback: ClientConnected) -> ClientConnected:
+    """callback, counting the connections it takes (and serves, if it is a coroutine)."""
+
+    def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Any:
+        global accepted
+        accepted += 1
+        result = callback(reader, writer)
+        if result is not None and hasattr(result, "__await__"):
+            return _served(result)
+        return result
+
+    return on_connection
+
+
+async def _served(work: Awaitable[None]) -> None:
+    global active
+    active += 1
+    try:
+        await work
+    finally:
+        active -= 1
+
+
 class SocketStack(Stack):
-    """A Stack on host sockets: servers listen on `bind`, guest ports map through `ports`."""
+    """A Stack on host sockets: servers listen on `bind`, guest ports map through `ports`.
+
+    listeners: guest port -> fd of a listening socket the host made (start_server accepts on
+    a copy of it); handoff: the fd of a gateway's hand-off socketpair (handoff.py).
+    """
 
     def __init__(
-        self, bind: str = DEFAULT_BIND, ports: Mapping[tuple[int, str], int] | None = None
+        self,
+        bind: str = DEFAULT_BIND,
+        ports: Mapping[tuple[int, str], int] | None = None,
+        listeners: Mapping[int, int] | None = None,
+        handoff: int | None = None,
     ) -> None:
         self.bind = bind
         self.ports = dict(ports or {})
+        self.listeners = dict(listeners or {})
+        self._handoff_fd = handoff
+        self._receiver: Receiver | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> SocketStack:
-        """The stack SUMMON_BIND and SUMMON_PORTS describe; ValueError if they are malformed."""
+        """The stack SUMMON_BIND, SUMMON_PORTS, LISTEN_FDS... and SUMMON_HANDOFF_FD describe;
+        ValueError if they are malformed."""
+        handoff = environ.get("SUMMON_HANDOFF_FD", "")
+        if handoff and not (handoff.isdigit() and handoff.isascii()):
+            raise ValueError(f"SUMMON_HANDOFF_FD: {handoff!r} is not a file descriptor")
         return cls(
             environ.get("SUMMON_BIND") or DEFAULT_BIND,
             parse_ports(environ.get("SUMMON_PORTS", "")),
+            handed_listeners(environ, os.getpid()),
+            int(handoff) if handoff else None,
         )
+
+    @property
+    def receiver(self) -> Receiver | None:
+        """The gateway's hand-off channel, if this instance has one (made on first use)."""
+        if self._receiver is None and self._handoff_fd is not None:
+            from summon.runtime.handoff import Receiver
+
+            self._receiver = Receiver(self._handoff_fd)
+        return self._receiver
 
     def host_port(self, port: int, proto: str) -> int:
         """The host port that stands for guest `port`/`proto`: mapped, or the same number."""
@@ -75,10 +161,21 @@ class SocketStack(Stack):
     async def start_server(
         self, client_connected_cb: ClientConnected, port: int, *, backlog: int = 100
     ) -> Server:
-        server = await asyncio.start_server(
-            client_connected_cb, self.bind, self.host_port(port, "tcp"), backlog=backlog
-        )
-        return SocketServer(server, port)
+        callback = _counted(client_connected_cb)
+        fd = self.listeners.get(port)
+        if fd is not None:
+            # A copy: the host's listener stays ours, so a server closed and started again on
+            # this port accepts on it again.
+            listener = socket.socket(fileno=os.dup(fd))
+            server = await asyncio.start_server(callback, sock=listener, backlog=backlog)
+        else:
+            server = await asyncio.start_server(
+                callback, self.bind, self.host_port(port, "tcp"), backlog=backlog
+            )
+        receiver = self.receiver
+        if receiver is not None and port:
+            receiver.serve(port, callback)
+        return SocketServer(server, port, receiver)
 
     async def open_connection(
         self, host: str, port: int
@@ -99,11 +196,14 @@ def _bound_port(sockname: object) -> int:
 
 
 class SocketServer(Server):
-    """An asyncio.Server seen through the Server interface."""
+    """An asyncio.Server seen through the Server interface (and the hand-off's port)."""
 
-    def __init__(self, server: asyncio.Server, guest_port: int) -> None:
+    def __init__(
+        self, server: asyncio.Server, guest_port: int, receiver: Receiver | None = None
+    ) -> None:
         self._server = server
         self._port = guest_port or _bound_port(server.sockets[0].getsockname())
+        self._receiver = receiver
 
     @property
     def port(self) -> int:
@@ -111,6 +211,8 @@ class SocketServer(Server):
 
     def close(self) -> None:
         self._server.close()
+        if self._receiver is not None:
+            self._receiver.unserve(self._port)
 
     async def wait_closed(self) -> None:
         await self._server.wait_closed()

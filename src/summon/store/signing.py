@@ -21,7 +21,6 @@ import binascii
 import hashlib
 import json
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from summon import paths
 from summon.errors import CorruptBlob, UserError
 from summon.store.layout import Descriptor, Store, canonical_json
+
+# The policy `summon run` applies lives in policy.py, which it imports without this module.
+from summon.store.policy import config_file, default_verify_key  # noqa: F401
 
 SIGNATURE_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -275,33 +276,6 @@ def _critical(body: bytes) -> dict[str, Any]:
     if not isinstance(critical, dict):
         raise CorruptBlob("a signed payload is not cosign simple-signing JSON")
     return critical
-
-
-# the policy `summon run` applies
-
-
-def config_file() -> Path:
-    return paths.config_dir() / "config.toml"
-
-
-def default_verify_key() -> Path | None:
-    """`verify_key` from config.toml, relative to the file's folder; None if unset."""
-    path = config_file()
-    try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{path} is not valid TOML: {e}") from None
-    value = doc.get("verify_key")
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise UserError(f"{path}: verify_key must be a path to a public key (a string)")
-    key = Path(value).expanduser()
-    return key if key.is_absolute() else path.parent / key
 
 
 def require_signature(store: Store, desc: Descriptor, ref: str, key_path: Path) -> Verified:

@@ -35,6 +35,8 @@ FREEZE = "freeze"  # Instance.freeze() / thaw(): CPU stops, memory stays
 # matches the spec (Instance.restored says which); Instance.snapshot() names it. The target
 # takes the option snapshot=False to boot every time (`summon run --no-snapshot`).
 SNAPSHOT = "snapshot"
+# RunSpec.handoff reaches the app: a gateway hands it accepted connections by fd.
+HANDOFF = "handoff"
 # Runs a command from a root filesystem, isolated and without network, in well under a second:
 # what the build's verification run (summon.build.verify) asks for.
 ISOLATED_RUN = "isolated-run"
@@ -146,6 +148,10 @@ class RunSpec:
     # The instance's name as the user knows it (summon ps; name is its short ID): what the
     # app finds itself as in its /etc/hosts.
     hostname: str = ""
+    # A gateway's end-of-socketpair fd for the app (capability HANDOFF; only where
+    # stack_serves): accepted connections come over it (summon.gateway.handoff). Like
+    # stdout, it only means something inside one process.
+    handoff: int | None = None
 
     @classmethod
     def for_image(
@@ -183,6 +189,15 @@ class RunSpec:
             syscalls=tuple(sorted(syscalls.split())) if isinstance(syscalls, str) else None,
             secrets=secrets,
         )
+
+    @property
+    def stack_serves(self) -> bool:
+        """Whether the app serves through the runtime's Stack on host sockets (network
+        "socket", an entry function or a WSGI/ASGI app, not a plain script, which binds its
+        own ports): such an app can take listening sockets and connections from the host."""
+        entry = self.app_config.get("entry")
+        kind = entry.get("kind") if isinstance(entry, dict) else None
+        return self.network == "socket" and kind in ("function", "wsgi", "asgi")
 
 
 @dataclass(frozen=True)
@@ -273,6 +288,12 @@ class Instance(abc.ABC):
     def thaw(self) -> None:
         """Let a frozen instance run again (capability FREEZE)."""
         raise NotSupported("this target cannot thaw an instance")
+
+    def runtime_stats(self, timeout: float = 0.5) -> dict[str, float]:
+        """Figures from inside the running app (summon.runtime.stats: GC collections per
+        generation, allocated blocks, resident memory, connections, requests), asked for now
+        and waited for up to timeout; {} where the target cannot ask, or no answer came."""
+        return {}
 
 
 class NotReady(UserError):

@@ -1,4 +1,4 @@
-"""The gateway's DNS answers, as dnspython messages in and out, and over real UDP/TCP."""
+"""The gateway's DNS answers, checked with dnspython as the peer, and over real UDP/TCP."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.resolver
+import pytest
 
+from summon.gateway import dnswire
 from summon.gateway.dns import DnsServer, Zone
 
 SERVICES = {"http": "127.10.20.30", "api": "127.40.50.60"}
@@ -21,10 +23,14 @@ def make_zone(queried: list[str]) -> Zone:
     return Zone("summon.test.", SERVICES.get, queried.append)
 
 
+def answer(zone: Zone, query: dns.message.Message) -> bytes | None:
+    return zone.answer(dnswire.parse_query(query.to_wire()))
+
+
 def ask(zone: Zone, name: str, rdtype: str = "A") -> dns.message.Message:
-    response = zone.answer(dns.message.make_query(name, rdtype))
+    response = answer(zone, dns.message.make_query(name, rdtype))
     assert response is not None
-    return response
+    return dns.message.from_wire(response)
 
 
 def test_a_record_for_a_service_starts_its_boot() -> None:
@@ -57,7 +63,43 @@ def test_apex_soa_and_ns_and_nodata() -> None:
 
 
 def test_outside_the_zone_is_left_to_the_server() -> None:
-    assert make_zone([]).answer(dns.message.make_query("example.com.", "A")) is None
+    assert answer(make_zone([]), dns.message.make_query("example.com.", "A")) is None
+
+
+def test_the_response_echoes_id_rd_and_question_and_has_no_ra() -> None:
+    query = dns.message.make_query("http.summon.test.", "A", id=4242)
+    query.flags |= dns.flags.RD
+    raw = answer(make_zone([]), query)
+    assert raw is not None
+    response = dns.message.from_wire(raw)
+    assert response.id == 4242 and query.is_response(response)
+    assert response.flags & dns.flags.RD and not response.flags & dns.flags.RA
+    soa = ask(make_zone([]), "summon.test.", "SOA").answer[0][0]
+    assert (str(soa.mname), str(soa.rname), soa.minimum) == (
+        "ns.summon.test.", "hostmaster.summon.test.", 60)  # fmt: skip
+    ns = ask(make_zone([]), "ns.summon.test.").answer[0]
+    assert [rd.address for rd in ns] == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"",
+        b"\x00" * 11,
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05ab",  # label cut off
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c",  # pointer loop
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00",  # type cut off
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x80abc",  # bad label type
+    ],
+)
+def test_what_is_not_a_query_raises_the_format_error(wire: bytes) -> None:
+    with pytest.raises(dnswire.DnsFormatError):
+        dnswire.parse_query(wire)
+
+
+def test_parse_query_follows_a_pointer_and_lowercases() -> None:
+    wire = dns.message.make_query("HTTP.Summon.Test.", "A").to_wire()
+    assert dnswire.parse_query(wire).name == "http.summon.test"
 
 
 def _free_port() -> int:

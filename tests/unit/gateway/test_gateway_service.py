@@ -13,6 +13,7 @@ from fakes import REPLY, FakeInstance
 from summon.gateway.config import ServiceConfig, parse
 from summon.gateway.server import Gateway
 from summon.gateway.service import Service, State
+from summon.gateway.sharing import listen
 from summon.targets.base import Instance, PortForward
 
 
@@ -41,12 +42,21 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-async def serve(service: Service, host: str = "127.0.0.1") -> tuple[asyncio.Server, int]:
+class Listener:
+    """The gateway's own way of listening (sharing.py) for one service, on host:port."""
+
+    def __init__(self, service: Service, host: str, port: int) -> None:
+        self.service = service
+        service.attach({service.config.ports[0]: listen(host, port)})
+
+    def close(self) -> None:
+        assert self.service.listeners is not None
+        self.service.listeners.close()
+
+
+async def serve(service: Service, host: str = "127.0.0.1") -> tuple[Listener, int]:
     port = free_port(host)
-    server = await asyncio.start_server(
-        lambda r, w: service.handle(r, w, service.config.ports[0]), host, port
-    )
-    return server, port
+    return Listener(service, host, port), port
 
 
 async def fetch(port: int, host: str = "127.0.0.1") -> bytes:

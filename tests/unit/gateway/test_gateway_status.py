@@ -8,19 +8,26 @@ import json
 import socket
 from typing import Any
 
-from summon.gateway.status import StatusServer, metrics_text
+from summon.gateway.status import StatusServer, metrics_text, page
 
 SERVICE: dict[str, Any] = {
     "name": "web", "address": "127.1.2.3", "ports": [80], "image": "http:gw",
     "target": "sandbox", "state": "up", "error": "", "boots": 2, "failures": 1,
     "cold_requests": 3, "warm_requests": 4, "open_connections": 0,
     "last_boot_seconds": 0.31, "memory_bytes": 9_000_000,
-    "bom": {"python": "3.11.2", "modules": 163, "packages": ["h11 0.16.0"]},
+    "bom": {"python": "3.11.2", "modules": 163, "packages": ["h11 0.16.0", "idna 3.7"]},
+    "thaws": 5, "last_thaw_seconds": 0.0004, "booted_at": 1000.0,
+    "boot_history": [
+        {"at": 990.0, "seconds": 0.31, "how": "boot"},
+        {"at": 995.0, "seconds": 0.0004, "how": "thaw"},
+    ],
+    "runtime": {"seq": 4, "gc0": 152, "gc1": 13, "gc2": 1, "blocks": 52810, "rss": 11534336,
+                "uptime": 42.5, "accepted": 17, "active": 2, "requests": 31},
 }  # fmt: skip
 
 
 def test_metrics_text() -> None:
-    down = {**SERVICE, "name": "db", "state": "down", "memory_bytes": None}
+    down = {**SERVICE, "name": "db", "state": "down", "memory_bytes": None, "runtime": {}}
     text = metrics_text([SERVICE, down])
     assert "# TYPE summon_gateway_boots_total counter" in text
     assert 'summon_gateway_boots_total{service="web"} 2\n' in text
@@ -28,6 +35,27 @@ def test_metrics_text() -> None:
     assert 'summon_gateway_up{service="db"} 0\n' in text
     assert 'summon_gateway_last_boot_seconds{service="web"} 0.31\n' in text
     assert 'summon_gateway_memory_bytes{service="db"}' not in text  # no instance: no sample
+    assert 'summon_gateway_state{service="db",state="down"} 1\n' in text
+    assert 'summon_gateway_thaws_total{service="web"} 5\n' in text
+    # The app's own figures, from inside the instance.
+    assert 'summon_app_gc_collections_total{service="web",generation="0"} 152\n' in text
+    assert 'summon_app_gc_collections_total{service="web",generation="2"} 1\n' in text
+    assert 'summon_app_allocated_blocks{service="web"} 52810\n' in text
+    assert 'summon_app_resident_bytes{service="web"} 11534336\n' in text
+    assert 'summon_app_connections_open{service="web"} 2\n' in text
+    assert 'summon_app_requests_total{service="web"} 31\n' in text
+    assert 'summon_app_requests_total{service="db"}' not in text
+
+
+def test_page_shows_the_jitsu_figures() -> None:
+    text = page([SERVICE], now=1042.0)
+    assert "booted in 0.31 s, 42 s ago; thawed in 0.4 ms" in text
+    assert "GC 152/13/1 (gen 0/1/2)" in text and "52,810 blocks" in text
+    assert "RSS 11.5 MB" in text and "2 open / 17 connections" in text
+    assert "31 requests" in text
+    assert "<li>h11 0.16.0</li><li>idna 3.7</li>" in text  # every vendored package
+    assert text.count("<rect ") == 2 and "<title>thaw 0.4 ms</title>" in text
+    assert "<script" not in text
 
 
 def test_served_over_http() -> None:

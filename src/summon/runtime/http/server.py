@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from summon.runtime.http.settings import Settings
 
 READ_SIZE = 64 * 1024
+requests = 0  # requests served since start (summon.runtime.stats reports it)
 LINGER_SECONDS = 2.0  # reading on before closing a connection whose request was not all read
 LINGER_BYTES = 256 * 1024
 
@@ -323,6 +324,8 @@ class HTTPServer:
         if self.interface == "asgi":
 
             async def handle(request: Request) -> None:
+                global requests
+                requests += 1
                 state = self.lifespan.state if self.lifespan is not None else None
                 scope = build_scope(request, client=peer, server=local, state=state)
                 await HTTPCycle(conn, io, scope, log).run(self.app)
@@ -330,6 +333,8 @@ class HTTPServer:
         else:
 
             async def handle(request: Request) -> None:
+                global requests
+                requests += 1
                 body = await read_body(conn, io, log)
                 if body is None:
                     return

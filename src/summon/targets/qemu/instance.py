@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 STOP_RESEND = 1.0  # seconds between Ctrl-Cs while stopping (early in boot one may be lost)
 _PR_SET_PDEATHSIG = 1
 _CTRL_C = b"\x03"
+# ^\\ (VQUIT): the guest's tty turns it into SIGQUIT for PID 1, the runtime's cue to print
+# its figures on the console (summon.runtime.stats).
+_CTRL_BACKSLASH = b"\x1c"
 # Readiness: a connection the guest has not closed after PROBE_HOLD is accepted by the app;
 # slirp accepts on the host port before the guest listens, then closes within a millisecond
 # or two when the guest refuses.
@@ -406,6 +409,29 @@ class QemuInstance(Instance):
                 "saving failed"
             )
         return self.snapshot_key
+    def freeze(self) -> None:
+        """The whole VM stops (SIGSTOP to QEMU): no guest CPU, its memory kept."""
+        if self._proc is not None and self._proc.poll() is None:
+            os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            os.kill(self._proc.pid, signal.SIGCONT)
+
+    def runtime_stats(self, timeout: float = 0.5) -> dict[str, float]:
+        """Ask the guest's runtime over the serial line; wait for its marked line."""
+        if self._proc is None or self._proc.poll() is not None:
+            return {}
+        with self._changed:
+            before = self.console.figures.get("seq")
+            self._send(_CTRL_BACKSLASH)
+            deadline = time.monotonic() + timeout
+            while self.console.figures.get("seq") == before:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return {}
+                self._changed.wait(left)
+            return dict(self.console.figures)
 
     def wait_ready(self, ports: tuple[int, ...], timeout: float) -> None:
         """Wait until the guest's app holds a connection open on each forwarded port."""

@@ -13,6 +13,7 @@ import os
 import time
 from collections import deque
 
+from summon.runtime import stats as app_stats
 from summon.runtime import vm as guest
 
 # Console lines that say why a guest died, the cause first, and what to do about some.
@@ -35,6 +36,7 @@ class SerialConsole:
         self.resumed = 0  # resume messages the guest has processed
         self.status: int | None = None
         self.lines: deque[str] = deque(maxlen=50)  # the last lines shown, for error messages
+        self.figures: dict[str, float] = {}  # the app's own figures, as it last reported them
         self._carry = b""
         self._partial = b""
         self._showing = True
@@ -72,6 +74,8 @@ class SerialConsole:
             self.app_up = line[len(guest.APP_UP) :].strip()
         elif line == guest.RESUMED:
             self.resumed += 1
+        elif line.startswith(app_stats.STATS_PREFIX):
+            self.figures = app_stats.parse(line[len(app_stats.STATS_PREFIX) :])
         elif line.startswith(guest.STATUS_PREFIX):
             with contextlib.suppress(ValueError):
                 self.status = int(line[len(guest.STATUS_PREFIX) :].strip())

@@ -31,6 +31,7 @@ from summon import paths
 from summon.build.kernel_image import boot_kernel, kernel_footprint
 from summon.errors import TargetUnavailable, UserError
 from summon.targets.base import (
+    FREEZE,
     SECRETS,
     SNAPSHOT,
     VOLUMES,
@@ -144,7 +145,7 @@ class QemuTarget(Target):
     name: ClassVar[str] = "qemu"
     description: ClassVar[str] = "a QEMU microVM with a kernel built for the image"
     options: ClassVar[frozenset[str]] = frozenset({"accel", "snapshot"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({VOLUMES, SECRETS, SNAPSHOT})
+    capabilities: ClassVar[frozenset[str]] = frozenset({VOLUMES, SECRETS, SNAPSHOT, FREEZE})
 
     def __init__(
         self,

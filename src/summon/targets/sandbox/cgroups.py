@@ -16,7 +16,7 @@ def cgroup_mounts() -> dict[str, Path]:
                 found.setdefault("unified", Path(where))
             elif fstype == "cgroup":
                 for opt in options.split(","):
-                    if opt in ("memory", "pids", "cpuacct", "cpu"):
+                    if opt in ("memory", "pids", "cpuacct", "cpu", "freezer"):
                         found.setdefault(opt, Path(where))
     return found
 

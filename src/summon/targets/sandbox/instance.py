@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 from summon.errors import SummonError, UserError
 from summon.targets import secrets, volumes
-from summon.targets.base import Instance, RunSpec, Stats
-from summon.targets.sandbox import cgroups, rootmount
+from summon.targets.base import Instance, PortForward, RunSpec, Stats
+from summon.targets.sandbox import appstats, cgroups, freezer, listen, rootmount
 from summon.targets.sandbox.config import container_id, oci_config, secrets_folder
 from summon.targets.sandbox.etc import etc_files, mount_etc, unmount_etc
 from summon.targets.sandbox.gate import ExecGate
@@ -52,6 +52,7 @@ class SandboxInstance(Instance):
         self.direct: DirectNetwork | None = None  # network = "direct": the app's TAP
         self.gate: ExecGate | None = None
         self.egress: Egress | None = None  # the route out and its allowlist (egress.py)
+        self.handed: listen.HandedSockets | None = None  # listeners and channel for the app
         self._runc = runc
         self._root = root
         self._proc: subprocess.Popen[bytes] | None = None
@@ -76,6 +77,8 @@ class SandboxInstance(Instance):
         self.gate = ExecGate(
             self._socket_path(), network=spec.network, record=self.record, say=self._console_line
         )
+        # Where the runtime writes its figures when asked (appstats.py).
+        spec = dataclasses.replace(spec, env={**spec.env, "SUMMON_STATS": appstats.STATS_PATH})
         if spec.network == "direct":
             from summon.targets.sandbox.tap import DirectNetwork
 
@@ -102,6 +105,14 @@ class SandboxInstance(Instance):
         )  # fmt: skip
         files = mount_etc(self.bundle, etc) if etc else {}
         mounts = self._volumes(spec)
+        # TCP listeners made here and the gateway's channel go to the app (listen.py); what
+        # is left (UDP, direct mode, scripts) goes through the forwarder.
+        handed, forwarded = listen.split(spec)
+        handoff = spec.handoff if spec.stack_serves else None
+        if handed or handoff is not None:
+            self.handed = listen.HandedSockets(handed, handoff)
+            self.handed.open()
+            spec = dataclasses.replace(spec, env={**spec.env, **self.handed.environment()})
         config = oci_config(
             spec,
             self.netns.path,
@@ -113,32 +124,40 @@ class SandboxInstance(Instance):
         tmp = self.bundle / "config.json.tmp"
         tmp.write_text(json.dumps(config, sort_keys=True))
         tmp.rename(self.bundle / "config.json")
-        if spec.ports:
+        if forwarded:
             from summon.targets.sandbox import portfwd, tap  # asyncio: only when needed
             from summon.targets.sandbox.portfwd import PortForwarder
 
             guest = tap.STACK_ADDRESS if self.direct is not None else portfwd.GUEST_ADDR
-            self.forwarder = PortForwarder(self.netns.path, spec.ports, guest_addr=guest)
+            self.forwarder = PortForwarder(self.netns.path, forwarded, guest_addr=guest)
             self.forwarder.start()
         pid_file = self.bundle / "pid"
         # A session of its own, as the unix target does: a Ctrl-C reaches summon only, and
         # summon's stop() decides what the app gets.
         run = ["run", "--keep", "--bundle", str(self.bundle), "--pid-file", str(pid_file)]
         argv = [*self._runc_cmd(), *run, self.container_id]
-        keep: tuple[int, ...] = ()
+        keep: list[int] = []
         if self.direct is not None:  # the TAP goes in as the app's fd 3
             argv = self.direct.runc_argv(argv, len(self._runc_cmd()) + 1)
-            keep = (self.direct.fd,)
+            keep = [self.direct.fd]
+        elif self.handed is not None:  # listeners from fd 3, then the channel
+            argv, keep = listen.runc_argv(argv, self.handed.fds, len(self._runc_cmd()) + 1)
         # runc passes its stdio on to the container (no terminal): spec.stdout reaches the app.
-        self._proc = subprocess.Popen(
-            argv,
-            start_new_session=True,
-            stdout=spec.stdout,
-            stderr=spec.stdout,
-            pass_fds=keep,
-        )
-        if self.direct is not None:
-            self.direct.close()  # runc has its copy; the device lives as long as the app's
+        try:
+            self._proc = subprocess.Popen(
+                argv,
+                start_new_session=True,
+                stdout=spec.stdout,
+                stderr=spec.stdout,
+                pass_fds=keep,
+            )
+        finally:
+            # runc has its copies; the sockets and the device live as long as the app's.
+            if self.direct is not None:
+                self.direct.close()
+            elif self.handed is not None:
+                listen.close_all(keep)
+                self.handed.close()
         deadline = time.monotonic() + START_TIMEOUT
         while not pid_file.exists():
             status = self._proc.poll()
@@ -241,6 +260,15 @@ class SandboxInstance(Instance):
     def pid(self) -> int:
         return self._pid
 
+    @property
+    def bound(self) -> dict[PortForward, tuple[str, int]]:
+        """Every forward -> the host address and port it listens on (a forward of port 0
+        gets one when the instance starts), handed to the app or forwarded alike."""
+        found = dict(self.handed.bound) if self.handed is not None else {}
+        if self.forwarder is not None:
+            found.update(self.forwarder.bound)
+        return found
+
     def wait(self, timeout: float | None = None) -> int | None:
         assert self._proc is not None
         try:
@@ -255,6 +283,7 @@ class SandboxInstance(Instance):
             proc = self._proc
             try:
                 if proc is not None and proc.poll() is None:
+                    self.thaw()  # a frozen app could not act on the SIGTERM
                     self._runc_quiet("kill", self.container_id, "TERM")
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.wait(grace)
@@ -288,6 +317,7 @@ class SandboxInstance(Instance):
             steps: list[Callable[[], object]] = [
                 self._stop_forwarder,
                 self._note_exit_reason,
+                self._close_handed,
                 self._delete_container,
                 self._close_direct,
                 self._close_gate,
@@ -325,6 +355,10 @@ class SandboxInstance(Instance):
         if self.forwarder is not None:
             self.forwarder.stop()
 
+    def _close_handed(self) -> None:
+        if self.handed is not None:
+            self.handed.close()
+
     def _close_direct(self) -> None:
         if self.direct is not None:
             self.direct.close()
@@ -351,6 +385,18 @@ class SandboxInstance(Instance):
     def _close_gate(self) -> None:
         if self.gate is not None:
             self.gate.close()
+
+    def freeze(self) -> None:
+        """Every process of the container stops (cgroup freezer); memory stays."""
+        freezer.freeze("/" + self.container_id)
+
+    def thaw(self) -> None:
+        freezer.thaw("/" + self.container_id)
+
+    def runtime_stats(self, timeout: float = 0.5) -> dict[str, float]:
+        if not self._pid or freezer.is_frozen("/" + self.container_id):
+            return {}  # a frozen app would answer only once thawed
+        return appstats.ask(self._pid, timeout)
 
     def stats(self) -> Stats:
         cgroup = "/" + self.container_id

@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from summon import paths
 from summon.errors import TargetUnavailable, UserError
-from summon.targets.base import ISOLATED_RUN, SECRETS, VOLUMES, Check, RunSpec, Target
+from summon.targets.base import (
+    FREEZE,
+    HANDOFF,
+    ISOLATED_RUN,
+    SECRETS,
+    VOLUMES,
+    Check,
+    RunSpec,
+    Target,
+)
 from summon.targets.sandbox import cgroups, rootmount
 from summon.targets.sandbox.instance import SandboxInstance
 from summon.targets.sandbox.netns import NetNamespace, list_namespaces, run_inside
@@ -81,7 +90,9 @@ class SandboxTarget(Target):
         "a runc container: namespaces, no capabilities, seccomp, read-only root, cgroup limits"
     )
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({ISOLATED_RUN, SECRETS, VOLUMES})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {ISOLATED_RUN, SECRETS, VOLUMES, FREEZE, HANDOFF}
+    )
     export_formats: ClassVar[dict[str, str]] = {
         "seccomp": "the sandbox's seccomp profile for podman, containerd and the kubelet (JSON)",
         "kube": "a Kubernetes Deployment and Service with the sandbox's policy (YAML)",

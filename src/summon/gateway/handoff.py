@@ -1,0 +1,178 @@
+"""The gateway's end of an instance's hand-off channel: accepted connections, sent by fd.
+
+The gateway keeps its listeners: it must see a connection arrive to thaw or boot the
+instance. For an instance whose app serves through the runtime's Stack on host sockets
+(RunSpec.stack_serves, on a target with capability HANDOFF), it then sends the accepted
+socket itself over a SOCK_SEQPACKET socketpair the instance got at start (SCM_RIGHTS), with
+the bytes it read from it while holding it, and closes its own copy: the connection is then
+between the client and the app, and no byte of it passes through the gateway. The app
+says on the same channel when it serves a port; that is the end of a boot. The messages are
+summon.runtime.handoff's (that module is the app's end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+from summon.runtime.handoff import (
+    CONNECTION,
+    HELD_LIMIT,
+    LISTENING,
+    PAUSE,
+    PAUSED,
+    SHARE,
+    connection_message,
+    message,
+    parse,
+)
+
+__all__ = ["CONNECTION", "HELD_LIMIT", "Channel"]
+PAUSE_TIMEOUT = 2.0  # seconds for an app to let go of a shared listener
+
+# Room for many connections queued while the app starts (each message is small unless it
+# carries held bytes); past it sends wait for the app to read.
+SEND_BUFFER = 4 * 1024 * 1024
+
+
+class ChannelClosed(ConnectionError):
+    """The app's end of the channel is gone (the instance ended)."""
+
+
+class Channel:
+    """One instance's hand-off channel, gateway side. Use from the event loop's thread."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sock.setblocking(False)
+        self.serving: set[int] = set()  # ports the app said it serves
+        self.paused: set[int] = set()  # ports whose shared listener the app let go of
+        self.closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed: asyncio.Event | None = None
+
+    @classmethod
+    def pair(cls) -> tuple[Channel, socket.socket]:
+        """A new channel and the app's end of it (to pass as RunSpec.handoff, then close)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with contextlib.suppress(OSError):
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        return cls(ours), theirs
+
+    def start(self) -> None:
+        """Listen for the app's messages on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        self._loop.add_reader(self.sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                message = self.sock.recv(64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                message = b""
+            if not message:
+                self.close()
+                return
+            with contextlib.suppress(ValueError):
+                kind, port, _ = parse(message)
+                if kind == LISTENING:
+                    self.serving.add(port)
+                    self._wake()
+                elif kind == PAUSED:
+                    self.paused.add(port)
+                    self._wake()
+
+    def _wake(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    async def serves(self, ports: tuple[int, ...], timeout: float) -> bool:
+        """Wait until the app serves every port (True), the channel closes or time runs out."""
+
+        async def wait() -> None:
+            while not self.closed and not set(ports) <= self.serving:
+                assert self._changed is not None
+                await self._changed.wait()
+
+        try:
+            await asyncio.wait_for(wait(), timeout)
+        except TimeoutError:
+            return False
+        return set(ports) <= self.serving
+
+    def share(self, port: int, listener: socket.socket) -> bool:
+        """Give the app (a copy of) the listening socket of port to accept on itself; False
+        if the channel cannot take it now (closed, or full)."""
+        if self.closed:
+            return False
+        self.paused.discard(port)
+        try:
+            socket.send_fds(self.sock, [message(SHARE, port)], [listener.fileno()])
+        except OSError:
+            return False
+        return True
+
+    async def pause(self, ports: tuple[int, ...], timeout: float) -> bool:
+        """Ask the app to stop accepting on the shared listeners of ports; True once it
+        says it has, False if it did not in time (or the channel closed)."""
+        for port in ports:
+            self.paused.discard(port)
+            if not self.closed:
+                with contextlib.suppress(OSError):
+                    self.sock.send(message(PAUSE, port))
+
+        async def wait() -> None:
+            while not self.closed and not set(ports) <= self.paused:
+                assert self._changed is not None
+                await self._changed.wait()
+
+        try:
+            await asyncio.wait_for(wait(), timeout)
+        except TimeoutError:
+            return False
+        return set(ports) <= self.paused
+
+    def try_send(self, conn: socket.socket, port: int, held: bytes = b"") -> bool:
+        """Hand conn over now if the channel takes it without waiting; the caller closes
+        its own copy after. ChannelClosed once the app's end is gone."""
+        if self.closed:
+            raise ChannelClosed("the instance's hand-off channel is closed")
+        try:
+            socket.send_fds(self.sock, [connection_message(port, held)], [conn.fileno()])
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as e:
+            self.close()
+            raise ChannelClosed(f"the instance's hand-off channel is closed: {e}") from None
+        return True
+
+    async def send(self, conn: socket.socket, port: int, held: bytes = b"") -> None:
+        """Hand conn over, waiting while the channel is full (an app still starting)."""
+        while not self.try_send(conn, port, held):
+            loop = asyncio.get_running_loop()
+            writable: asyncio.Future[None] = loop.create_future()
+
+            def ready(done: asyncio.Future[None] = writable) -> None:
+                if not done.done():
+                    done.set_result(None)
+
+            loop.add_writer(self.sock.fileno(), ready)
+            try:
+                await writable
+            finally:
+                loop.remove_writer(self.sock.fileno())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        self._wake()

@@ -1,0 +1,248 @@
+"""Connections the gateway accepted, handed to the app by file descriptor (SCM_RIGHTS).
+
+The gateway keeps its own listeners (it must see a connection arrive to thaw or boot an
+instance), and gives each connection it accepted to a socket-mode instance over a
+SOCK_SEQPACKET socketpair the instance inherits at start (SUMMON_HANDOFF_FD). The app's
+Stack then runs its callback on that connection as if its own server had accepted it: the
+socket is the client's kernel socket, and no byte passes through the gateway after that.
+
+While the instance is up, the gateway may share its listening socket itself: the app then
+accepts on it as on its own, and a warm request does not pass through the gateway at all;
+before it freezes or stops the instance, the gateway takes it back.
+
+Messages, one per packet (big-endian numbers):
+
+    gateway -> app:  "C" PORT(2) HELD...   one fd attached: the client's connection to guest
+                                           port PORT; HELD are the bytes the gateway already
+                                           read from it while holding it (the app reads them
+                                           first)
+                     "S" PORT(2)           one fd attached: the gateway's listening socket
+                                           for PORT, to accept on until paused
+                     "P" PORT(2)           stop accepting on the shared listener of PORT
+    app -> gateway:  "L" PORT(2)           the app serves PORT now (its first start_server
+                                           on it): the gateway's sign that the boot is done
+                     "p" PORT(2)           the app no longer accepts on PORT's shared
+                                           listener (the answer to "P")
+
+Connections for a port the app does not serve (yet) wait, at most WAITING_LIMIT per port;
+a server that closes stops taking them. The gateway side is summon.gateway.handoff.
+
+Image-side: stdlib only, and imported only when SUMMON_HANDOFF_FD is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+# Not from typing: importing typing costs ~9 ms at every start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from summon.devices import ClientConnected
+
+CONNECTION = b"C"
+LISTENING = b"L"
+SHARE = b"S"
+PAUSE = b"P"
+PAUSED = b"p"
+KINDS = (CONNECTION, LISTENING, SHARE, PAUSE, PAUSED)
+HEADER = 3  # kind and port
+HELD_LIMIT = 64 * 1024  # what the gateway holds of a connection at most (and sends along)
+MESSAGE_LIMIT = HEADER + HELD_LIMIT
+WAITING_LIMIT = 1024  # connections queued for a port nobody serves yet; more are closed
+STREAM_LIMIT = 64 * 1024  # asyncio's StreamReader default, as start_server uses
+
+handed = 0  # connections handed over so far (summon.runtime.stats reports it)
+
+
+def connection_message(port: int, held: bytes) -> bytes:
+    """The "C" message for a connection to guest `port` with `held` bytes already read."""
+    if len(held) > HELD_LIMIT:
+        raise ValueError(f"{len(held)} held bytes: at most {HELD_LIMIT} go with a connection")
+    return CONNECTION + port.to_bytes(2, "big") + held
+
+
+def listening_message(port: int) -> bytes:
+    return LISTENING + port.to_bytes(2, "big")
+
+
+def message(kind: bytes, port: int) -> bytes:
+    """A message of kind (one of KINDS but CONNECTION) about port."""
+    return kind + port.to_bytes(2, "big")
+
+
+def parse(message: bytes) -> tuple[bytes, int, bytes]:
+    """(kind, port, held bytes) of one message; ValueError for what is not one."""
+    if len(message) < HEADER or message[:1] not in KINDS:
+        raise ValueError(f"not a hand-off message: {message[:8]!r}")
+    port = int.from_bytes(message[1:3], "big")
+    if not 0 < port < 65536:
+        raise ValueError(f"hand-off message for port {port}")
+    if message[:1] != CONNECTION and len(message) != HEADER:
+        raise ValueError(f"a {message[:1].decode()!r} message of {len(message)} bytes")
+    return message[:1], port, message[3:]
+
+
+class Receiver:
+    """The app's end of the hand-off socketpair: takes connections, runs servers' callbacks.
+
+    Reading starts with the first serve(), on the running loop; until then connections wait
+    in the socketpair, in the kernel.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.sock = socket.socket(fileno=fd)
+        self.sock.setblocking(False)
+        self.servers: dict[int, ClientConnected] = {}
+        self.waiting: dict[int, list[tuple[socket.socket, bytes]]] = {}
+        # port -> the server on the gateway's shared listener (a task until it serves)
+        self.shared: dict[int, asyncio.Task[asyncio.Server | None]] = {}
+        self.listeners_waiting: dict[int, socket.socket] = {}  # shared before served
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    def serve(self, port: int, callback: ClientConnected) -> None:
+        """Run callback on every connection handed over for port, from now on."""
+        self.servers[port] = callback
+        if self._loop is None and self.sock.fileno() >= 0:
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(self.sock.fileno(), self._readable)
+        for conn, held in self.waiting.pop(port, []):
+            self._accept(conn, held, callback)
+        listener = self.listeners_waiting.pop(port, None)
+        if listener is not None:
+            self._share(port, listener)
+        try:
+            self.sock.send(listening_message(port))
+        except OSError:
+            pass  # a full or closed socketpair: the gateway learns from the connections
+
+    def unserve(self, port: int) -> None:
+        """A closed server: its port's connections are closed from now on, and the shared
+        listener, if any, is no longer accepted on."""
+        self.servers.pop(port, None)
+        self._pause(port, answer=False)
+
+    def close(self) -> None:
+        if self._loop is not None and self.sock.fileno() >= 0:
+            self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        for queue in self.waiting.values():
+            for conn, _held in queue:
+                conn.close()
+        self.waiting.clear()
+        for port in list(self.shared):
+            self._pause(port, answer=False)
+        for listener in self.listeners_waiting.values():
+            listener.close()
+        self.listeners_waiting.clear()
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                message, fds, _flags, _addr = socket.recv_fds(
+                    self.sock, MESSAGE_LIMIT, 1, socket.MSG_CMSG_CLOEXEC
+                )
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.close()
+                return
+            if not message and not fds:
+                self.close()  # the gateway has gone: nothing more will come
+                return
+            self._take(message, fds)
+
+    def _take(self, message: bytes, fds: list[int]) -> None:
+        conn = socket.socket(fileno=fds[0]) if fds else None
+        try:
+            kind, port, held = parse(message)
+        except ValueError:
+            kind, port, held = b"", 0, b""
+        if kind == PAUSE:
+            self._pause(port)
+        if conn is None:
+            return
+        if kind == SHARE:
+            self._share(port, conn)
+            return
+        if kind != CONNECTION:
+            conn.close()
+            return
+        global handed
+        handed += 1
+        callback = self.servers.get(port)
+        if callback is not None:
+            self._accept(conn, held, callback)
+            return
+        queue = self.waiting.setdefault(port, [])
+        if len(queue) >= WAITING_LIMIT:
+            conn.close()
+            return
+        queue.append((conn, held))
+
+    def _share(self, port: int, listener: socket.socket) -> None:
+        """Accept on the gateway's listener for port, with the port's own callback."""
+        callback = self.servers.get(port)
+        if callback is None:
+            old = self.listeners_waiting.pop(port, None)
+            if old is not None:
+                old.close()
+            self.listeners_waiting[port] = listener
+            return
+        loop = self._loop
+        assert loop is not None
+        before = self.shared.get(port)
+
+        async def serve() -> asyncio.Server | None:
+            if before is not None:  # one listener per port: the last shared wins
+                old = await before
+                if old is not None:
+                    old.close()
+            listener.setblocking(False)
+            return await asyncio.start_server(callback, sock=listener)
+
+        self.shared[port] = loop.create_task(serve())
+
+    def _pause(self, port: int, answer: bool = True) -> None:
+        """Stop accepting on port's shared listener; then say so, if answer."""
+        task = self.shared.pop(port, None)
+        loop = self._loop
+        if loop is None:
+            return
+
+        async def pause() -> None:
+            if task is not None:
+                try:
+                    server = await task
+                except Exception:
+                    server = None
+                if server is not None:
+                    server.close()  # our copy only: the gateway still holds the listener
+            if answer:
+                try:
+                    self.sock.send(message(PAUSED, port))
+                except OSError:
+                    pass
+
+        paused = loop.create_task(pause())
+        self._tasks.add(paused)
+        paused.add_done_callback(self._tasks.discard)
+
+    def _accept(self, conn: socket.socket, held: bytes, callback: ClientConnected) -> None:
+        """Serve conn as asyncio.start_server serves an accepted socket, held bytes first."""
+        loop = self._loop
+        assert loop is not None
+        conn.setblocking(False)
+        reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
+        if held:
+            reader.feed_data(held)  # before the transport exists: nothing can come first
+        protocol = asyncio.StreamReaderProtocol(reader, callback, loop=loop)
+        task = loop.create_task(loop.connect_accepted_socket(lambda: protocol, conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Task[object]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            pass  # the client reset before the app saw it: nothing to serve

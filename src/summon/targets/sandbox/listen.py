@@ -1,0 +1,120 @@
+"""Sockets the host hands a socket-mode sandbox at start: its listeners, a gateway's channel.
+
+For `-p HOST:GUEST` (TCP) summon binds and listens on the host's address and port, in the
+host's network namespace, and passes the listening socket into the container (runc's
+--preserve-fds) under systemd's convention: LISTEN_FDS sockets from fd 3, LISTEN_PID=1 (the
+app is pid 1 of its pid namespace, which runc's own socket activation sets too), and
+LISTEN_FDNAMES naming each by its guest port. The runtime's Stack accepts on it
+(summon.runtime.socket_stack), so every connection is an ordinary kernel socket between the
+client and the app: nothing is copied through summon.
+
+Only where the runtime's Stack serves (RunSpec.stack_serves: network "socket", an entry
+function or a WSGI/ASGI app), and only TCP: a UDP socket handed over could send anywhere
+from the host's namespace, so UDP keeps the userspace forwarder (portfwd.py), as direct mode
+and plain scripts (which bind their own ports) do.
+
+A gateway's hand-off socketpair (RunSpec.handoff, summon.gateway.handoff) goes in after the
+listeners, its number in SUMMON_HANDOFF_FD.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+
+from summon.targets.base import PortForward, RunSpec
+
+FIRST_FD = 3  # SD_LISTEN_FDS_START; runc's first preserved fd
+BACKLOG = 128  # the app's start_server sets its own when it adopts the socket
+# Where the fds wait to be renumbered: above any number they are moved to.
+_HIGH_FD = 100
+
+
+def split(spec: RunSpec) -> tuple[tuple[PortForward, ...], tuple[PortForward, ...]]:
+    """(forwards whose listener is handed to the app, forwards left to the forwarder)."""
+    if not spec.stack_serves:
+        return (), spec.ports
+    handed = tuple(f for f in spec.ports if f.protocol == "tcp")
+    return handed, tuple(f for f in spec.ports if f.protocol != "tcp")
+
+
+def listen(fwd: PortForward) -> socket.socket:
+    """A TCP socket listening on the forward's host address and port (OSError if taken)."""
+    family = socket.AF_INET6 if ":" in fwd.host_addr else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((fwd.host_addr, fwd.host_port))
+        sock.listen(BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class HandedSockets:
+    """What goes into one container at fd 3 on: listeners (one per handed forward), then the
+    gateway's channel if any. open() binds them; close() after runc has its copies."""
+
+    def __init__(self, forwards: tuple[PortForward, ...], handoff: int | None = None) -> None:
+        self.forwards = forwards
+        self.handoff = handoff
+        self.listeners: list[socket.socket] = []
+        # forward -> (host address, port) bound: the port a forward of port 0 got
+        self.bound: dict[PortForward, tuple[str, int]] = {}
+
+    def open(self) -> None:
+        try:
+            for fwd in self.forwards:
+                sock = listen(fwd)
+                self.listeners.append(sock)
+                host, port = sock.getsockname()[:2]
+                self.bound[fwd] = (host, port)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def fds(self) -> list[int]:
+        """Their fds in this process, in the order they land in the container from fd 3."""
+        fds = [s.fileno() for s in self.listeners]
+        return fds if self.handoff is None else [*fds, self.handoff]
+
+    def environment(self) -> dict[str, str]:
+        """The app's variables that say what is where (LISTEN_*, SUMMON_HANDOFF_FD)."""
+        env: dict[str, str] = {}
+        if self.forwards:
+            env["LISTEN_FDS"] = str(len(self.forwards))
+            env["LISTEN_PID"] = "1"
+            env["LISTEN_FDNAMES"] = ":".join(str(f.guest_port) for f in self.forwards)
+        if self.handoff is not None:
+            env["SUMMON_HANDOFF_FD"] = str(FIRST_FD + len(self.forwards))
+        return env
+
+    def close(self) -> None:
+        for sock in self.listeners:
+            sock.close()
+        self.listeners = []
+
+
+def runc_argv(argv: list[str], fds: list[int], preserve_at: int) -> tuple[list[str], list[int]]:
+    """(argv, fds to keep open) so that runc finds fds at 3, 4, ... and passes them on.
+
+    runc passes its own fds 3.. into the container (`--preserve-fds N`, after `run` at
+    preserve_at), so they must have those numbers in runc: bash moves them there and execs
+    runc (subprocess keeps fds open but does not renumber them). The fds are first copied
+    above _HIGH_FD so that no move overwrites one still to be moved; the caller closes the
+    copies (second list) once runc has started.
+    """
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD) for fd in fds]
+    moves = " ".join(f"{FIRST_FD + i}<&{fd} {fd}<&-" for i, fd in enumerate(high))
+    args = [*argv[:preserve_at], "--preserve-fds", str(len(fds)), *argv[preserve_at:]]
+    return ["/bin/bash", "-c", f'exec "$@" {moves}', "runc", *args], high
+
+
+def close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)

@@ -1,0 +1,420 @@
+"""Connections handed to the app by fd, and idle tiers, with in-process instances.
+
+The "app" is the runtime's real SocketStack with a hand-off channel, run on the test's loop:
+what the gateway sends over the socketpair is what the runtime in an image receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import FakeInstance
+from test_gateway_service import fetch, free_port, run, serve
+
+from summon.gateway import tiers
+from summon.gateway.config import ConfigError, ServiceConfig, parse
+from summon.gateway.handoff import Channel
+from summon.gateway.launched import Launched
+from summon.gateway.service import Service, State
+from summon.runtime.socket_stack import SocketStack
+from summon.targets.base import NotSupported, PortForward
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+class TieredInstance(FakeInstance):
+    """A FakeInstance that records freezes and thaws, and may name a snapshot."""
+
+    def __init__(self, snapshot_key: str = "", reports: bool = True) -> None:
+        super().__init__()
+        self.reports = reports  # False: an app whose figures never come
+        self.accepted = 0
+        self.frozen = False
+        self.freezes = 0
+        self.thaws = 0
+        self.snapshot_key = snapshot_key
+        self.busy = 0  # what runtime_stats says the app serves
+
+    def freeze(self) -> None:
+        self.frozen = True
+        self.freezes += 1
+
+    def thaw(self) -> None:
+        self.frozen = False
+        self.thaws += 1
+
+    def snapshot(self) -> str:
+        if not self.snapshot_key:
+            raise NotSupported("no snapshot")
+        return self.snapshot_key
+
+    def runtime_stats(self, timeout: float = 0.5) -> dict[str, float]:
+        return {"active": self.busy, "accepted": self.accepted} if self.reports else {}
+
+
+class AppLauncher:
+    """Starts an in-process app (the runtime's SocketStack) that takes connections by fd."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        delay: float = 0.0,
+        digest: str = "sha256:a",
+        reports: bool = True,
+    ) -> None:
+        self.loop = loop
+        self.reports = reports
+        self.delay = delay
+        self.digest = digest
+        self.calls = 0
+        self.instances: list[TieredInstance] = []
+        self.seen: list[tuple[bytes, Any]] = []  # (request bytes, the app's sockname)
+        self.stacks: list[SocketStack] = []
+
+    def __call__(self, config: ServiceConfig, forwards: tuple[PortForward, ...], name: str) -> Any:
+        self.calls += 1
+        channel, app_end = Channel.pair()
+        stack = SocketStack(
+            "127.0.0.1", {(80, "tcp"): free_port("127.0.0.1")}, {}, app_end.detach()
+        )
+        self.stacks.append(stack)
+        time.sleep(self.delay)
+
+        async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            data = await reader.readuntil(b"\r\n\r\n")
+            self.seen.append((data, writer.get_extra_info("sockname")))
+            writer.write(b"HTTP/1.0 200 OK\r\n\r\nby fd\n")
+            await writer.drain()
+            writer.close()
+
+        async def start() -> None:
+            await stack.start_server(on_connection, config.ports[0])
+
+        asyncio.run_coroutine_threadsafe(start(), self.loop).result(5)
+        instance = TieredInstance("snap-1", self.reports)
+        self.instances.append(instance)
+        return Launched(instance, channel, self.digest)
+
+
+def close_stacks(launcher: AppLauncher) -> None:
+    for stack in launcher.stacks:
+        if stack.receiver is not None:
+            stack.receiver.close()
+
+
+def test_connections_are_handed_over_with_the_bytes_held_while_booting() -> None:
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop(), delay=0.4)
+        svc = Service(ServiceConfig("web", "x"), "127.0.0.1", launcher)
+        listener, port = await serve(svc)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            # The whole request arrives while the instance boots: the gateway holds it.
+            writer.write(b"GET /early HTTP/1.0\r\nHost: held\r\n\r\n")
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(), 10) == b"HTTP/1.0 200 OK\r\n\r\nby fd\n"
+            writer.close()
+            assert launcher.seen[0][0] == b"GET /early HTTP/1.0\r\nHost: held\r\n\r\n"
+            assert svc.cold == 1 and svc.state == State.UP and svc.channel is not None
+            assert svc.last_boot is not None and svc.last_boot >= 0.4
+            # Warm: the app accepts on the gateway's listener itself (shared once it showed
+            # it reports its figures); its socket is the client's own connection to the
+            # gateway's address (sockname), and the gateway saw none of it.
+            await until(lambda: svc.snapshot()["listeners_shared"])
+            assert await fetch(port) == b"HTTP/1.0 200 OK\r\n\r\nby fd\n"
+            assert svc.warm == 0 and svc.open == 0
+            assert launcher.seen[1][1] == ("127.0.0.1", port)
+            assert svc.snapshot()["handed_over"] is True
+        finally:
+            listener.close()
+            await svc.stop()
+            close_stacks(launcher)
+
+    run(main())
+
+
+async def until(predicate: Any, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_an_app_without_figures_gets_each_connection_handed_over() -> None:
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop(), reports=False)
+        svc = Service(ServiceConfig("web", "x"), "127.0.0.1", launcher)
+        listener, port = await serve(svc)
+        try:
+            assert (await fetch(port)).endswith(b"by fd\n")
+            await asyncio.sleep(0.1)
+            assert not svc.snapshot()["listeners_shared"]  # idleness would go unseen
+            assert (await fetch(port)).endswith(b"by fd\n")
+            assert svc.warm == 1 and launcher.seen[1][1] == ("127.0.0.1", port)
+        finally:
+            listener.close()
+            await svc.stop()
+            close_stacks(launcher)
+
+    run(main())
+
+
+def test_shared_listeners_are_taken_back_before_a_freeze_and_shared_after_the_thaw() -> None:
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop())
+        svc = Service(ServiceConfig("web", "x", freeze_after=0.1), "127.0.0.1", launcher)
+        listener, port = await serve(svc)
+        try:
+            assert (await fetch(port)).endswith(b"by fd\n")
+            await until(lambda: svc.snapshot()["listeners_shared"])
+            await svc.step_down(tiers.FROZEN)
+            assert svc.state == State.FROZEN and not svc.snapshot()["listeners_shared"]
+            # The app let go: a connection now reaches the gateway, which thaws the app.
+            assert (await fetch(port)).endswith(b"by fd\n")
+            assert svc.thaws == 1 and svc.cold == 2
+            await until(lambda: svc.snapshot()["listeners_shared"])
+            assert (await fetch(port)).endswith(b"by fd\n")
+            assert svc.cold == 2 and svc.warm == 0  # served by the app alone again
+        finally:
+            listener.close()
+            await svc.stop()
+            close_stacks(launcher)
+
+    run(main())
+
+
+def test_an_app_busy_on_shared_listeners_is_not_frozen() -> None:
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop())
+        svc = Service(ServiceConfig("web", "x", freeze_after=0.1), "127.0.0.1", launcher)
+        listener, port = await serve(svc)
+        try:
+            assert (await fetch(port)).endswith(b"by fd\n")
+            await until(lambda: svc.snapshot()["listeners_shared"])
+            launcher.instances[0].accepted += 5  # taken directly: the gateway saw none
+            await svc.step_down(tiers.FROZEN)
+            assert svc.state == State.UP and not launcher.instances[0].frozen
+            await until(lambda: svc.snapshot()["listeners_shared"])  # shared again
+            await svc.step_down(tiers.FROZEN)  # nothing new since: now it freezes
+            assert svc.state == State.FROZEN
+        finally:
+            listener.close()
+            await svc.stop()
+            close_stacks(launcher)
+
+    run(main())
+
+
+def test_a_request_split_around_the_boot_reaches_the_app_in_order() -> None:
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop(), delay=0.3)
+        svc = Service(ServiceConfig("web", "x"), "127.0.0.1", launcher)
+        listener, port = await serve(svc)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /split HTTP/1.0\r\n")  # held by the gateway
+            await writer.drain()
+            while svc.state != State.UP:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            writer.write(b"Host: late\r\n\r\n")  # read by the app from the socket itself
+            await writer.drain()
+            assert (await asyncio.wait_for(reader.read(), 10)).endswith(b"by fd\n")
+            writer.close()
+            assert launcher.seen[0][0] == b"GET /split HTTP/1.0\r\nHost: late\r\n\r\n"
+        finally:
+            listener.close()
+            await svc.stop()
+            close_stacks(launcher)
+
+    run(main())
+
+
+def test_an_app_that_never_serves_its_port_fails_the_boot_within_the_bound() -> None:
+    async def main() -> None:
+        def launcher(config: ServiceConfig, forwards: Any, name: str) -> Launched:
+            channel, app_end = Channel.pair()
+            app_end.close()  # an app that never says it serves
+            return Launched(TieredInstance(), channel)
+
+        svc = Service(ServiceConfig("web", "x", boot_timeout=0.5), "127.0.0.1", launcher)
+        listener, port = await serve(svc)
+        try:
+            t0 = time.monotonic()
+            assert await fetch(port) == b""
+            assert time.monotonic() - t0 < 3
+            assert svc.state == State.FAILED and "did not serve port(s) 80" in svc.reason
+        finally:
+            listener.close()
+
+    run(main())
+
+
+def test_an_idle_service_freezes_and_a_connection_thaws_it() -> None:
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop())
+        config = ServiceConfig("web", "x", idle_timeout=30, freeze_after=0.2)
+        svc = Service(config, "127.0.0.1", launcher)
+        listener, port = await serve(svc)
+        try:
+            assert (await fetch(port)).endswith(b"by fd\n")
+            instance = launcher.instances[0]
+            await asyncio.sleep(0.3)
+            assert svc.due_tier(time.monotonic()) == tiers.FROZEN
+            await svc.step_down(tiers.FROZEN)
+            assert svc.state == State.FROZEN and instance.frozen
+            assert svc.snapshot()["state"] == "frozen"
+            assert (await fetch(port)).endswith(b"by fd\n")  # thawed on the way
+            assert svc.state == State.UP and not instance.frozen and svc.thaws == 1
+            assert launcher.calls == 1 and svc.last_thaw is not None
+            assert [h["how"] for h in svc.snapshot()["boot_history"]] == ["boot", "thaw"]
+        finally:
+            listener.close()
+            await svc.stop()
+            close_stacks(launcher)
+
+    run(main())
+
+
+def test_a_frozen_instance_whose_image_changed_is_replaced() -> None:
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop())
+        moved = {"digest": "sha256:a"}
+        config = ServiceConfig("web", "x", freeze_after=0.1)
+        svc = Service(
+            config, "127.0.0.1", launcher, image_changed=lambda c, d: d != moved["digest"]
+        )
+        listener, port = await serve(svc)
+        try:
+            assert (await fetch(port)).endswith(b"by fd\n")
+            await svc.step_down(tiers.FROZEN)
+            moved["digest"] = "sha256:b"  # the tag now names another image
+            launcher.digest = "sha256:b"
+            assert (await fetch(port)).endswith(b"by fd\n")
+            assert launcher.calls == 2 and launcher.instances[0].stopped
+            assert svc.image_digest == "sha256:b" and svc.state == State.UP
+        finally:
+            listener.close()
+            await svc.stop()
+            close_stacks(launcher)
+
+    run(main())
+
+
+def test_snapshotted_tier_stops_the_instance_and_the_next_connection_starts_it() -> None:
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop())
+        config = ServiceConfig("web", "x", freeze_after=0.1, snapshot_after=0.2)
+        svc = Service(config, "127.0.0.1", launcher)
+        listener, port = await serve(svc)
+        try:
+            assert (await fetch(port)).endswith(b"by fd\n")
+            await svc.step_down(tiers.FROZEN)
+            await asyncio.sleep(0.25)
+            assert svc.due_tier(time.monotonic()) == tiers.SNAPSHOTTED
+            await svc.step_down(tiers.SNAPSHOTTED)
+            assert svc.state == State.SNAPSHOTTED and svc.instance is None
+            assert launcher.instances[0].stopped
+            assert (await fetch(port)).endswith(b"by fd\n")
+            assert launcher.calls == 2 and svc.state == State.UP
+        finally:
+            listener.close()
+            await svc.stop()
+            close_stacks(launcher)
+
+    run(main())
+
+
+def test_a_tier_the_instance_cannot_take_is_skipped_not_retried() -> None:
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop())
+        config = ServiceConfig("web", "x", idle_timeout=30, snapshot_after=0.1)
+        svc = Service(config, "127.0.0.1", launcher)
+        listener, port = await serve(svc)
+        try:
+            assert (await fetch(port)).endswith(b"by fd\n")
+            launcher.instances[0].snapshot_key = ""  # NotSupported
+            await asyncio.sleep(0.15)
+            await svc.step_down(tiers.SNAPSHOTTED)
+            assert svc.state == State.UP and svc.due_tier(time.monotonic()) is None
+        finally:
+            listener.close()
+            await svc.stop()
+            close_stacks(launcher)
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("current", "idle", "due"),
+    [
+        ("up", 0.5, None),
+        ("up", 1.0, "frozen"),
+        ("up", 10.0, "snapshotted"),
+        ("up", 100.0, "down"),
+        ("frozen", 1.5, None),
+        ("frozen", 10.0, "snapshotted"),
+        ("snapshotted", 50.0, None),
+        ("snapshotted", 60.0, "down"),
+    ],
+)
+def test_ladder(current: str, idle: float, due: str | None) -> None:
+    ladder = tiers.Ladder.of({"freeze_after": 1.0, "snapshot_after": 10.0, "idle_timeout": 60})
+    assert ladder.due(current, idle) == due
+
+
+def test_tier_config_errors(tmp_path: Path, fake_target: Any) -> None:
+    def load(**service: Any) -> None:
+        parse({"service": [{"name": "web", "image": "x", **service}]}, tmp_path / "gw.toml")
+
+    with pytest.raises(ConfigError, match="target fake has no frozen tier"):
+        load(target="fake", freeze_after="1s")
+    with pytest.raises(ConfigError, match="is not less than idle_timeout"):
+        load(freeze_after="30s")
+    with pytest.raises(ConfigError, match=r"snapshot_after: .*lacks the snapshot capability"):
+        load(snapshot_after="5s")
+    config = parse(
+        {"service": [{"name": "web", "image": "x", "freeze_after": "500ms"}]}, tmp_path / "g"
+    )
+    assert config.services[0].freeze_after == 0.5
+    assert config.services[0].tier_timeouts()["idle_timeout"] == 30.0
+
+
+def test_busy_app_is_not_frozen(tmp_path: Path) -> None:
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop())
+        svc = Service(ServiceConfig("web", "x", freeze_after=0.1), "127.0.0.1", launcher)
+        listener, port = await serve(svc)
+        try:
+            assert (await fetch(port)).endswith(b"by fd\n")
+            launcher.instances[0].busy = 1  # a long download the gateway cannot see
+            assert svc.busy_inside()
+            launcher.instances[0].busy = 0
+            assert not svc.busy_inside()
+        finally:
+            listener.close()
+            await svc.stop()
+            close_stacks(launcher)
+
+    run(main())
+
+
+def test_channel_refuses_after_the_app_end_closes() -> None:
+    async def main() -> None:
+        channel, app_end = Channel.pair()
+        channel.start()
+        app_end.close()
+        await asyncio.sleep(0.05)
+        assert channel.closed
+        a, b = socket.socketpair()
+        with pytest.raises(ConnectionError):
+            channel.try_send(a, 80)
+        a.close()
+        b.close()
+
+    run(main())

@@ -1,0 +1,191 @@
+"""The socket Stack's two ways of being handed its traffic: host listeners and a gateway's fds."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import pytest
+
+from summon.runtime import handoff
+from summon.runtime.socket_stack import LISTEN_FDS_START, SocketStack, handed_listeners
+
+
+def listening() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock
+
+
+async def echo_upper(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write((await reader.readline()).upper())
+    await writer.drain()
+    writer.close()
+
+
+async def ask(address: tuple[str, int], line: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(*address)
+    writer.write(line)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("environ", "found"),
+    [
+        ({}, {}),
+        ({"LISTEN_FDS": "2", "LISTEN_PID": "7", "LISTEN_FDNAMES": "80:8443"}, {80: 3, 8443: 4}),
+        # meant for another process (inherited from a parent): ignored
+        ({"LISTEN_FDS": "1", "LISTEN_PID": "8", "LISTEN_FDNAMES": "80"}, {}),
+        # a socket named other than by a port is left alone; a missing name too
+        ({"LISTEN_FDS": "3", "LISTEN_PID": "7", "LISTEN_FDNAMES": "web:81"}, {81: 4}),
+    ],
+)
+def test_handed_listeners(environ: dict[str, str], found: dict[int, int]) -> None:
+    assert handed_listeners(environ, 7) == found
+
+
+def test_handed_listeners_refuses_a_malformed_count() -> None:
+    with pytest.raises(ValueError, match="LISTEN_FDS: 'two' is not a number"):
+        handed_listeners({"LISTEN_FDS": "two", "LISTEN_PID": "7"}, 7)
+    with pytest.raises(ValueError, match="SUMMON_HANDOFF_FD"):
+        SocketStack.from_environ({"SUMMON_HANDOFF_FD": "x"})
+    assert LISTEN_FDS_START == 3
+
+
+def test_start_server_accepts_on_the_host_listener_and_again_after_a_close() -> None:
+    host = listening()
+    address = host.getsockname()
+
+    async def scenario() -> None:
+        stack = SocketStack("127.0.0.1", listeners={80: host.fileno()})
+        server = await stack.start_server(echo_upper, 80)
+        assert server.port == 80
+        assert await ask(address, b"first\n") == b"FIRST\n"
+        server.close()
+        await server.wait_closed()
+        # The host's socket stays open (the server had a copy): started again, it serves.
+        server = await stack.start_server(echo_upper, 80)
+        assert await ask(address, b"again\n") == b"AGAIN\n"
+        server.close()
+        await server.wait_closed()
+
+    try:
+        asyncio.run(scenario())
+        assert host.fileno() >= 0 and host.getsockname() == address
+    finally:
+        host.close()
+
+
+def test_connections_handed_over_before_the_app_serves_wait_and_keep_their_bytes() -> None:
+    async def scenario() -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        stack = SocketStack("127.0.0.1", {(80, "tcp"): 0}, handoff=theirs.detach())
+        server_side = listening()
+        loop = asyncio.get_running_loop()
+        client = socket.create_connection(server_side.getsockname())
+        accepted, _ = server_side.accept()
+        client.sendall(b"held by the gateway ")
+        held = accepted.recv(100)
+        client.sendall(b"then read by the app\n")
+        # Sent before the app serves port 80: it waits in the socketpair.
+        socket.send_fds(ours, [handoff.connection_message(80, held)], [accepted.fileno()])
+        accepted.close()
+        before = handoff.handed
+        server = await stack.start_server(echo_upper, 80)
+        assert ours.recv(16) == handoff.listening_message(80)
+        client.setblocking(False)
+        answer = await asyncio.wait_for(loop.sock_recv(client, 100), 5)
+        assert answer == b"HELD BY THE GATEWAY THEN READ BY THE APP\n"
+        assert handoff.handed == before + 1
+        server.close()
+        assert stack.receiver is not None
+        stack.receiver.close()
+        for sock in (client, server_side, ours):
+            sock.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_closed_server_stops_taking_connections_and_bad_messages_are_dropped() -> None:
+    async def scenario() -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        stack = SocketStack("127.0.0.1", {(80, "tcp"): 0}, handoff=theirs.detach())
+        server = await stack.start_server(echo_upper, 80)
+        ours.recv(16)
+        server.close()
+        receiver = stack.receiver
+        assert receiver is not None and 80 not in receiver.servers
+        a, b = socket.socketpair()
+        socket.send_fds(ours, [b"X??"], [a.fileno()])  # not a hand-off message: closed
+        socket.send_fds(ours, [handoff.connection_message(81, b"")], [a.fileno()])  # waits
+        await asyncio.sleep(0.1)
+        assert list(receiver.waiting) == [81]
+        receiver.close()
+        for sock in (a, b, ours):
+            sock.close()
+
+    asyncio.run(scenario())
+
+
+def test_messages_round_trip_and_refuse_what_they_are_not() -> None:
+    assert handoff.parse(handoff.connection_message(80, b"GET")) == (b"C", 80, b"GET")
+    assert handoff.parse(handoff.listening_message(53)) == (b"L", 53, b"")
+    for bad in (b"", b"C", b"Z\x00\x50", b"C\x00\x00", b"L\x00\x50x"):
+        with pytest.raises(ValueError):
+            handoff.parse(bad)
+    with pytest.raises(ValueError, match="at most"):
+        handoff.connection_message(80, b"x" * (handoff.HELD_LIMIT + 1))
+
+
+def test_counted_connections() -> None:
+    from summon.runtime import socket_stack
+
+    host = listening()
+
+    async def scenario() -> None:
+        stack = SocketStack("127.0.0.1", listeners={80: os.dup(host.fileno())})
+        server = await stack.start_server(echo_upper, 80)
+        before = socket_stack.accepted
+        assert await ask(host.getsockname(), b"x\n") == b"X\n"
+        assert socket_stack.accepted == before + 1
+        server.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        host.close()
+
+
+def test_a_shared_listener_is_accepted_on_until_paused() -> None:
+    async def scenario() -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        stack = SocketStack("127.0.0.1", {(80, "tcp"): 0}, handoff=theirs.detach())
+        server = await stack.start_server(echo_upper, 80)
+        assert await loop.sock_recv(ours, 16) == handoff.listening_message(80)
+        gateway_listener = listening()
+        gateway_listener.setblocking(False)
+        address = gateway_listener.getsockname()
+        socket.send_fds(ours, [handoff.message(handoff.SHARE, 80)], [gateway_listener.fileno()])
+        await asyncio.sleep(0.05)
+        assert await ask(address, b"direct\n") == b"DIRECT\n"  # the app accepted it
+        ours.send(handoff.message(handoff.PAUSE, 80))
+        assert await loop.sock_recv(ours, 16) == handoff.message(handoff.PAUSED, 80)
+        # Let go: a connection now waits for the gateway, which still holds the listener.
+        client = socket.create_connection(address)
+        conn, _ = await asyncio.wait_for(loop.sock_accept(gateway_listener), 5)
+        conn.close()
+        client.close()
+        server.close()
+        assert stack.receiver is not None
+        stack.receiver.close()
+        gateway_listener.close()
+        ours.close()
+
+    asyncio.run(scenario())

@@ -1,0 +1,90 @@
+"""Which forwards a sandbox hands to its app as listening sockets, and what the app is told."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from summon.targets.base import PortForward, RunSpec
+from summon.targets.sandbox import listen
+
+TCP80, TCP443, UDP53 = PortForward(8080, 80), PortForward(8443, 443), PortForward(5353, 53, "udp")
+
+
+def spec(kind: str, network: str = "socket", **kw: Any) -> RunSpec:
+    return RunSpec(
+        name="t", image="t", rootfs=Path("/"), app_config={"entry": {"kind": kind}},
+        network=network, ports=(TCP80, UDP53, TCP443), **kw,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kind", "network", "handed"),
+    [
+        ("function", "socket", (TCP80, TCP443)),
+        ("asgi", "socket", (TCP80, TCP443)),
+        ("wsgi", "socket", (TCP80, TCP443)),
+        ("script", "socket", ()),  # binds its own ports: the forwarder serves them
+        ("function", "direct", ()),  # its own stack: only the forwarder reaches it
+    ],
+)
+def test_split(kind: str, network: str, handed: tuple[PortForward, ...]) -> None:
+    to_app, forwarded = listen.split(spec(kind, network))
+    assert to_app == handed
+    assert set(forwarded) == {TCP80, UDP53, TCP443} - set(handed)
+    assert UDP53 in forwarded  # a UDP socket is never handed over
+
+
+def test_environment_names_the_ports_in_fd_order_and_the_channel_after() -> None:
+    handed = listen.HandedSockets((TCP80, TCP443), handoff=99)
+    assert handed.environment() == {
+        "LISTEN_FDS": "2",
+        "LISTEN_PID": "1",
+        "LISTEN_FDNAMES": "80:443",
+        "SUMMON_HANDOFF_FD": "5",
+    }
+    assert listen.HandedSockets((), handoff=7).environment() == {"SUMMON_HANDOFF_FD": "3"}
+
+
+def test_open_binds_on_the_host_and_a_taken_port_fails_there() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    handed = listen.HandedSockets((PortForward(port, 80),))
+    handed.open()
+    try:
+        assert handed.listeners[0].getsockname() == ("127.0.0.1", port)
+        again = listen.HandedSockets((PortForward(port, 80),))
+        with pytest.raises(OSError):
+            again.open()
+        assert again.listeners == []
+    finally:
+        handed.close()
+
+
+def test_runc_argv_moves_the_fds_to_3_on() -> None:
+    with socket.socket() as a, socket.socket() as b:
+        argv, keep = listen.runc_argv(
+            ["runc", "--root", "r", "run", "id"], [a.fileno(), b.fileno()], 4
+        )
+        try:
+            assert argv[:2] == ["/bin/bash", "-c"]
+            assert argv[2] == f'exec "$@" 3<&{keep[0]} {keep[0]}<&- 4<&{keep[1]} {keep[1]}<&-'
+            assert argv[4:] == ["runc", "--root", "r", "run", "--preserve-fds", "2", "id"]
+            assert min(keep) >= 100
+        finally:
+            listen.close_all(keep)
+
+
+def test_bound_names_the_port_a_forward_of_port_0_got() -> None:
+    handed = listen.HandedSockets((PortForward(0, 80),))
+    handed.open()
+    try:
+        host, port = handed.bound[PortForward(0, 80)]
+        assert host == "127.0.0.1" and port > 0
+        assert handed.listeners[0].getsockname()[1] == port
+    finally:
+        handed.close()
