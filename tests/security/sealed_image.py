@@ -111,7 +111,7 @@ class SealedImage:
 
 
 def make_sealed_image(tmp: Path) -> SealedImage:
-    from conftest import build_test_rootfs
+    from testroot import build_test_rootfs
 
     root = build_test_rootfs(tmp / "rootfs")
     state = tmp / "state"

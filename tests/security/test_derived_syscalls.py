@@ -168,17 +168,16 @@ def serve(store: Store, tmp_path: Path) -> Iterator[Any]:
     def start(ref: str, ports: tuple[PortForward, ...] = ()) -> tuple[Any, Path]:
         image = Image.open(store, ref)
         console = tmp_path / f"{len(started)}.console"
-        f = open(console, "wb")  # closed after the instance stops, below
         spec = RunSpec.for_image(image, name=f"ex-{uuid.uuid4().hex[:8]}", state_dir=tmp_path / "s")
-        spec = dataclasses.replace(spec, ports=ports, stdout=f.fileno())
-        instance = SandboxTarget(root=tmp_path / "runc").start(spec)
-        started.append((instance, f))
+        with open(console, "wb") as f:  # the instance has its own copy of the fd
+            spec = dataclasses.replace(spec, ports=ports, stdout=f.fileno())
+            instance = SandboxTarget(root=tmp_path / "runc", store=store).start(spec)
+        started.append(instance)
         return instance, console
 
     yield start
-    for instance, f in started:
+    for instance in started:
         instance.stop(grace=2)
-        f.close()
 
 
 def _sealed_and_derived(store: Store, ref: str) -> dict[str, Any]:
