@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gateway_run import run_gateway
 from summon_cli import EXAMPLES, Summon, needs_sandbox
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "tls"))
@@ -287,3 +288,38 @@ def test_the_holder_of_an_anchored_certificate_gets_the_secret_on_every_port(
     assert counts["secrets_given"] == 3
     for port in ("10000", "10001", "10002"):
         assert counts["ports"][port]["gave the secret"] == 1
+
+
+def test_through_the_gateway_attacks_fail_and_the_holder_gets_the_secret(kit: Kit) -> None:
+    """Summoned on demand: the gateway hands each connection to the sandboxed Piñata by fd,
+    its secrets given by the service's config. On the machine's loopback, where the peer is
+    127.0.0.1: the connect-back finds no one (its egress rule names the attacker's network
+    only), and says so."""
+    given = ", ".join(f'"{flag}"' for flag in kit.secrets[1::2])
+    services = f"""
+[[service]]
+name = "pinata"
+image = "pinata:test"
+ports = [10000, 10001, 10002, 8080]
+secrets = [{given}]
+idle_timeout = "120s"
+boot_timeout = "30s"
+"""
+    with run_gateway(kit.summon, services) as gateway:
+        address = gateway.address("pinata")
+        refused = attack("client", 10000, host=address, ns=None)
+        stranger = attack("server", 10002, host=address, ns=None, **kit.pem("other-ca"))
+        knock = attack("callback", 10001, host=address, ns=None, wait=8, **kit.pem("good-server"))
+        holder = attack("client", 10000, host=address, ns=None, **kit.pem("good-client"))
+        for result in (refused, stranger, knock):
+            assert kit.bounty not in result["got"]
+        assert kit.bounty in holder["got"]
+        page = subprocess.run(
+            ["curl", "-sf", "-m", "10", f"http://{address}:8080/status.json"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        counts = json.loads(page.stdout)["ports"]
+        assert counts["10000"] == {"refused: no certificate": 1, "gave the secret": 1}
+        assert counts["10002"] == {"refused: unknown CA": 1}
+        assert counts["10001"] == {"no answer": 1}
+        assert gateway.status()["pinata"]["state"] == "up"

@@ -16,6 +16,7 @@ from typing import Any
 from summon import targets
 from summon.errors import UserError
 from summon.gateway import tiers
+from summon.secrets import check_name as check_secret_name
 from summon.targets import DEFAULT_TARGET
 from summon.targets.base import VOLUMES
 from summon.targets.volumes import NAME_RE as VOLUME_NAME
@@ -245,10 +246,14 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
         raise bad_at(f"{where}: secrets")('must be a list such as ["tls.key=/etc/app/tls.key"]')
     given = []
     for value in raw_secrets:
-        name, sep, file = value.partition("=")
-        if not sep or not name or not file.startswith("/"):
+        secret, sep, file = value.partition("=")
+        if not sep or not secret or not file.startswith("/"):
             raise bad_at(f"{where}: secrets")(f"{value!r} is not NAME=/ABSOLUTE/FILE")
-        given.append((name, file))
+        try:
+            check_secret_name(secret)
+        except ValueError as e:
+            raise bad_at(f"{where}: secrets")(f"{value!r}: {e}") from None
+        given.append((secret, file))
     raw_volumes = entry.get("volumes", [])
     if not isinstance(raw_volumes, list) or not all(isinstance(v, str) for v in raw_volumes):
         raise bad_at(f"{where}: volumes")('must be a list such as ["todo:/data"]')

@@ -26,6 +26,7 @@ memory = "64M"
 boot_timeout = "500ms"
 max_instances = 1
 volumes = ["todo:/data", "/srv/shared:/shared"]
+secrets = ["tls.key=/etc/app/tls.key", "api-token=/etc/app/token"]
 
 [[service]]
 name = "api"
@@ -52,6 +53,11 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
     assert api.target == "sandbox" and api.ports == (80,) and api.memory is None
     assert http.volumes == (("todo", "/data"), ("/srv/shared", "/shared"))
     assert api.volumes == ()
+    # Secrets keep their own names, and the service its own (a secret named like a key of the
+    # table once renamed the service after itself).
+    assert http.name == "http"
+    assert http.secrets == (("tls.key", "/etc/app/tls.key"), ("api-token", "/etc/app/token"))
+    assert api.secrets == ()
 
 
 @pytest.mark.parametrize(
@@ -73,6 +79,9 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
         (('"todo:/data"', '"todo"'), "volumes: 'todo': expected NAME:/PATH"),
         (('"todo:/data"', '"to do:/data"'), "volumes: 'to do:/data': 'to do' is not a volume"),
         (('"todo:/data"', '"todo:/proc"'), "volumes: 'todo:/proc': /proc belongs to"),
+        (('"api-token=/etc/app/token"', '"api-token"'), "secrets: 'api-token' is not NAME="),
+        (('"api-token=/etc/app/token"', '"../x=/etc/x"'), "secrets: '../x=/etc/x': "),
+        (('"api-token=/etc/app/token"', '"t=token"'), "secrets: 't=token' is not NAME=/ABS"),
     ],
 )
 def test_errors_are_one_line_naming_file_and_key(
