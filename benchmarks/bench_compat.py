@@ -34,7 +34,7 @@ from common import HTTP_APP, ROOT, Report, Row, first_response, free_port, mb, m
 
 sys.path.insert(0, str(ROOT / "tests" / "compat"))
 
-from corpus import CorpusApp, corpus
+from compat_apps import CorpusApp, corpus
 
 from summon.build.image import BuildResult, build
 from summon.build.python import probe_interpreter

@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from corpus import BuildImage, CorpusApp, corpus
+from compat_apps import BuildImage, CorpusApp, corpus
 from summon_cli import Summon
 
 BUILD_WORKERS = 2

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from corpus import ECHO_BODY, BuildImage, CorpusApp, corpus
+from compat_apps import ECHO_BODY, BuildImage, CorpusApp, corpus
 from summon_cli import Summon, free_port, needs_sandbox
 
 pytestmark = [

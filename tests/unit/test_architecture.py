@@ -153,3 +153,17 @@ def test_no_module_is_over_600_lines(module: str) -> None:
     path = dict(modules())[module]
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(SRC)} has {lines} lines: split it by job"
+
+
+def test_every_test_module_has_a_name_of_its_own() -> None:
+    """pytest imports test files and their helpers by base name (rootdir-relative "prepend"
+    mode): two files of one name in different folders make the whole suite fail to collect
+    (one of them silently stands for the other in a partial run)."""
+    tests = Path(__file__).resolve().parents[1]
+    seen: dict[str, list[str]] = {}
+    for path in tests.rglob("*.py"):
+        parts = path.relative_to(tests).parts
+        if "apps" in parts or path.name in ("__init__.py", "conftest.py"):
+            continue  # apps are images' code, never imported by the suite
+        seen.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert {n: p for n, p in seen.items() if len(p) > 1} == {}
