@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from summon import paths
 from summon.errors import CorruptBlob, UserError
+from summon.hostkeys import host_key
 from summon.store import layer_rules
 from summon.store.layout import MANIFEST, Descriptor, Store
 
@@ -197,27 +197,8 @@ def _mac_ok(doc: dict[str, Any], index: str, layer: str, found: RootfsArtifact) 
 
 
 def _host_key() -> bytes:
-    """This host's key for derived artifacts: 32 random bytes, made on first use, 0600."""
-    path = paths.state_dir() / "rootfs.key"
-    with contextlib.suppress(FileNotFoundError):
-        key = path.read_bytes()
-        if len(key) == 32:
-            return key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".rootfs.key.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, os.urandom(32))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # the first of two racing processes wins; the other reads its key
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
-    return path.read_bytes()
+    """This host's key for derived artifacts (summon.hostkeys)."""
+    return host_key("rootfs")
 
 
 # --- the file list ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from typing import Any
 
 from summon import paths
 from summon.errors import SummonError, UserError
+from summon.hostkeys import host_key
 
 CHUNK = 1024 * 1024  # verified piece: ~1 ms of hashing, so the reader never waits long
 HASH = "blake2b-256"
@@ -100,27 +101,8 @@ class Snapshot:
 
 
 def _host_key() -> bytes:
-    """This host's key for snapshot records: 32 random bytes, made on first use, 0600."""
-    path = paths.state_dir() / "snapshot.key"
-    with contextlib.suppress(FileNotFoundError):
-        key = path.read_bytes()
-        if len(key) == 32:
-            return key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".snapshot.key.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, os.urandom(32))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # of two racing processes the first wins; the other reads its key
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
-    return path.read_bytes()
+    """This host's key for snapshot records (summon.hostkeys)."""
+    return host_key("snapshot")
 
 
 def _mac(key: str, target: str, digest: str, size: int) -> str:
