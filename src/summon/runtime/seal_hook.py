@@ -2,8 +2,10 @@
 
 Refused after the seal, each with the rule named in the PermissionError and said once:
 - seal.code: compiling or running code from strings (the "compile" and "exec" events) unless
-  the source is byte for byte an image file (an import of a .py without its .pyc) or the
-  compile only parses (ast.parse, ast.literal_eval); new code objects ("code.__new__",
+  the source is byte for byte an image file (an import of a .py without its .pyc), the code
+  is named after a template file the image ships (what Jinja or Mako compile from a file in
+  the read-only image: the file must exist there, and may not be Python), or the compile
+  only parses (ast.parse, ast.literal_eval); new code objects ("code.__new__",
   code.replace), and marshal.loads of anything but an image .pyc read by the import system;
   setting a function's __code__;
 - seal.import: an import while sys.path names a folder outside the image's module folders;
@@ -92,6 +94,7 @@ def make_hook(
     _ast_file = f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/ast.py"
     _importlib = sys.modules.get("_frozen_importlib_external")
     _bytecode_code = getattr(getattr(_importlib, "_compile_bytecode", None), "__code__", None)
+    _python_suffixes = (".py", ".pyc", ".pyw", ".so")
     _trusted = frozenset(trusted_callers)
     _enforce = bool(enforce)
     _report = report
@@ -150,6 +153,11 @@ def make_hook(
                     if data is not None and content == data:
                         return
                     if text is not None and content.decode("utf-8") == text:
+                        return
+                    if not name.endswith(_python_suffixes):
+                        # A template the image ships (Jinja, Mako): the code is what the
+                        # engine makes of that read-only file, named by its path. A
+                        # template from a string ("<template>") is still refused.
                         return
                 except (_os_error, _value_error):
                     pass

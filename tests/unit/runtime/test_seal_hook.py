@@ -75,6 +75,10 @@ attempts = {
     "compile_as_image_file": lambda: compile("import os\n", app + "/imagemod.py", "exec"),
     "compile_image_file": lambda: compile(image_source, app + "/imagemod.py", "exec") and None,
     "compile_sly_bytes": lambda: compile(Sly("1"), app + "/imagemod.py", "exec"),
+    "compile_template": lambda: compile("x = 1", app + "/templates/page.html", "exec") and None,
+    "compile_missing_template": lambda: compile("x = 1", app + "/templates/gone.html", "exec"),
+    "compile_template_in_tmp": lambda: compile("x = 1", tmp + "/page.html", "exec"),
+    "compile_template_string": lambda: compile("x = 1", "<template>", "exec"),
     "literal_eval": lambda: __import__("ast").literal_eval("[1, 2]"),
     "import_image_source": lambda: __import__("imagemod").VALUE,
     "import_outside": lambda: (sys.path.insert(0, tmp), __import__("outsidemod")),
@@ -124,6 +128,11 @@ REFUSED = {
     "compile_string": "seal.code",
     "compile_as_image_file": "seal.code",  # the file's name, not its content
     "compile_sly_bytes": "seal.code",
+    # Templates: only a file the image ships names generated code (Jinja's from_string is
+    # "<template>"); one in a writable folder, or one that is not there, is refused.
+    "compile_missing_template": "seal.code",
+    "compile_template_in_tmp": "seal.code",
+    "compile_template_string": "seal.code",
     "import_outside": "seal.import",
     "marshal_loads": "seal.code",
     "code_replace": "seal.code",
@@ -142,7 +151,7 @@ REFUSED = {
     "patched_write": "seal.write",
 }
 ALLOWED = (
-    "compile_image_file", "literal_eval", "import_image_source", "write_tmp",
+    "compile_image_file", "compile_template", "literal_eval", "import_image_source", "write_tmp",
     "write_tmp_pathlib", "write_dev_null", "read_outside",
     # Python 3.11 raises no audit event for a call through a function pointer made before
     # the seal (3.12 raises ctypes.call_function, which the hook refuses): docs/sealing.md.
@@ -160,6 +169,9 @@ def _child(tmp_path: Path, mode: str) -> dict[str, Any]:
     scratch.mkdir()
     # No .pyc can be written beside it: the import compiles the image file's own source.
     (app / "imagemod.py").write_text("VALUE = 'from the image'\n")
+    (app / "templates").mkdir()
+    (app / "templates" / "page.html").write_text("<p>{{ name }}</p>\n")
+    (scratch / "page.html").write_text("<p>{{ name }}</p>\n")
     result = subprocess.run(
         [sys.executable, "-S", "-B", "-c", CHILD, str(app), str(scratch), mode],
         env={"PYTHONPATH": str(SRC), "PYTHONDONTWRITEBYTECODE": "1"},
