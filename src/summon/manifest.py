@@ -50,6 +50,7 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "tls": ((dict,), 'a table such as { backend = "openssl", ports = [443] }'),
     "secrets": ((list,), 'the names of the secrets the app reads, such as ["api-token"]'),
     "egress": ((list,), 'a list of destinations the app may connect to, such as ["db:5432"]'),
+    "warm_up": ((list,), 'paths a WSGI/ASGI app is asked for (GET) before the seal, ["/"]'),
 }
 SEAL_MODES = {True: "on", False: "off", "audit": "audit"}
 
@@ -109,6 +110,8 @@ class Manifest:
     secrets: tuple[str, ...] = ()  # names a run must give (--secret NAME=FILE)
     # Outbound connections allowed (summon.egress): "HOST:PORT", "CIDR:PORT"...; none if empty.
     egress: tuple[str, ...] = ()
+    # Paths the runtime asks a WSGI/ASGI app for before the seal (None: the default, "/").
+    warm_up: tuple[str, ...] | None = None
 
 
 TLS_BACKENDS = ("openssl", "python")
@@ -116,6 +119,8 @@ CLIENT_AUTH = ("none", "optional", "required")
 _TLS_KEYS = {"backend", "ports", "cert", "key", "client_auth", "client_ca", "alpn"}
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _STORE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_WARM_UP_PATH = re.compile(r"^/[!-~]{0,1023}$")  # an origin-form target: no space, no controls
+MAX_WARM_UP = 32
 DATA_IMAGE_DIR = "/data"  # where data folders are baked in (build/image.py DATA_DIR)
 
 
@@ -369,6 +374,8 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
             'point entry at the app object, such as "app:app"',
         )
 
+    warm_up = _parse_warm_up(table["warm_up"], entry, bad) if "warm_up" in table else None
+
     tls = _parse_tls(table["tls"], ports, bad) if "tls" in table else None
     secrets = table.get("secrets", [])
     for name in secrets:
@@ -412,7 +419,24 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
         tls=tls,
         secrets=needed,
         egress=egress,
+        warm_up=warm_up,
     )
+
+
+def _parse_warm_up(value: list[Any], entry: Entry, bad: Any) -> tuple[str, ...]:
+    """Request targets such as "/" or "/items?page=1"; only for an entry the runtime serves."""
+    if entry.kind != "function":
+        raise bad(
+            "warm_up",
+            f"applies to a WSGI or ASGI entry the runtime serves, not to the script "
+            f"{entry.script!r}, which brings its own server; remove warm_up",
+        )
+    if len(value) > MAX_WARM_UP:
+        raise bad("warm_up", f"has {len(value)} paths; at most {MAX_WARM_UP}")
+    for path in value:
+        if not isinstance(path, str) or not _WARM_UP_PATH.match(path):
+            raise bad("warm_up", f"{path!r} is not a path such as \"/\" or \"/items?page=1\"")
+    return tuple(value)
 
 
 def _parse_volumes(value: list[Any], data: list[str], bad: Any) -> list[str]:

@@ -83,9 +83,13 @@ def serve(summon: Summon, ref: str, target: str, *args: str, own_port: bool = Fa
         out, err = proc.communicate(timeout=30)
         served.log, served.status = out + err, proc.returncode
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        if proc.poll() is None:  # a failed check: stop it as a user would, so it cleans up
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
     assert LIBGCC_ABORT not in served.log
     # summon run passes the app's status on: a clean stop, or the signal that stopped it.
     assert served.status in (0, 128 + signal.SIGTERM), served.log

@@ -43,7 +43,7 @@ KERNEL_IP = "10.231.1.1"
 STACK_IP = "10.231.1.2"
 STACK_MAC = parse_mac("02:5a:00:00:01:02")
 MTU = 65000  # what the sandbox gives its TAP
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 T = TypeVar("T")
 
 

@@ -154,6 +154,21 @@ def openssl_client(port: int, *extra: str) -> str:
     return r.stdout + r.stderr
 
 
+def gateway_counts(address: str, until_port: str) -> dict[str, Any]:
+    """The status page's counts once until_port has one: an attempt is counted when it ends,
+    and a connect-back ends after the attacker's side has given up on it."""
+    deadline = time.monotonic() + 20
+    while True:
+        page = subprocess.run(
+            ["curl", "-sf", "-m", "10", f"http://{address}:8080/status.json"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        counts: dict[str, Any] = json.loads(page.stdout)["ports"]
+        if until_port in counts or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.5)
+
+
 def status(kit: Kit) -> dict[str, Any]:
     r = in_ns(ATTACKER_NS, ["curl", "-sf", "-m", "10", f"http://{PINATA}:8080/status.json"])
     assert r.returncode == 0, r.stderr
@@ -314,11 +329,7 @@ boot_timeout = "30s"
         for result in (refused, stranger, knock):
             assert kit.bounty not in result["got"]
         assert kit.bounty in holder["got"]
-        page = subprocess.run(
-            ["curl", "-sf", "-m", "10", f"http://{address}:8080/status.json"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        counts = json.loads(page.stdout)["ports"]
+        counts = gateway_counts(address, until_port="10001")
         assert counts["10000"] == {"refused: no certificate": 1, "gave the secret": 1}
         assert counts["10002"] == {"refused: unknown CA": 1}
         assert counts["10001"] == {"no answer": 1}

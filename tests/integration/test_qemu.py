@@ -65,7 +65,8 @@ VOLUME_APP = {
         try:
             open("/etc/written", "w")
         except OSError as e:
-            print("root", errno.errorcode[e.errno])  # the image stays read-only
+            print("root", errno.errorcode[e.errno])  # sealed at its start: /tmp, volumes only
+        print("root read-only", bool(os.statvfs("/").f_flag & os.ST_RDONLY))  # and the mount
         with open("/tmp/scratch", "w") as f:  # /tmp is writable
             f.write("x")
         path = "/data/count"
@@ -208,7 +209,10 @@ def test_every_fragment_survives_olddefconfig_on_the_real_source(tmp_path: Path)
 def test_boot_artifact_sits_in_the_image_index(hello: Image) -> None:
     found = boot_artifact(hello)
     assert found is not None
-    assert found.config["kernel"]["fragments"] == ["base", "serial-console", "virtio-rng"]
+    # hello seals itself after start (the default): its kernel has seccomp for the seal.
+    assert found.config["kernel"]["fragments"] == [
+        "base", "serial-console", "virtio-rng", "seccomp"
+    ]
     assert found.config["kernel"]["size"] <= kernel.MAX_SIZE
     assert found.config["init"][-1] == "/usr/lib/summon/boot"
     types = [m.get("artifactType", "") for m in hello.index["manifests"]]
@@ -444,7 +448,8 @@ def test_a_volume_written_in_one_run_is_read_back_in_the_next(store: Store, tmp_
         spec = make_spec(image, state, volumes=(Volume(f"counter-{os.getpid()}", "/data"),))
         instance = QemuTarget(output=out).start(spec)
         assert instance.wait(60) == 0, out.text()
-        assert "root EROFS\n" in out.text()
+        assert "root EPERM\n" in out.text() and "seal.write" in out.text()
+        assert "root read-only True\n" in out.text()
         counts.append(out.text().strip().splitlines()[-1])
         assert not qemu_processes(state)
     assert counts == ["count 1", "count 2"]

@@ -32,7 +32,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "summon"
 # init, hints and posix_devices; the rest is not reached).
 RUNTIME = [
     "__init__.py",
-    "devices.py",
+    *(f"devices/{p.name}" for p in (SRC / "devices").glob("*.py")),
     *(f"runtime/{p.name}" for p in (SRC / "runtime").glob("*.py")),
 ]
 

@@ -350,3 +350,51 @@ def test_ctypes_is_gone_after_the_seal_for_an_app_that_never_imported_it(
     got = run.results["ctypes"]
     assert got["in_modules"] is False, run.output
     assert not got["ok"] and "seal.ctypes" in got["detail"], run.output
+
+
+SCRIPT = r"""
+import collections, json, socket, sys
+
+def late(name):
+    try:
+        collections.namedtuple(name, "a")  # code from a string: refused once sealed
+        return {"probe": name, "ok": True}
+    except PermissionError as e:
+        return {"probe": name, "ok": False, "detail": str(e)}
+
+results = [late("before_any_socket")]
+with socket.socket(socket.AF_UNIX) as local:  # a local socket is no network input
+    local.bind("\0summon-seal-test")
+results.append(late("after_a_unix_socket"))
+if sys.argv[1:] == ["bind"]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 8000))
+        results.append(late("after_bind"))
+for r in results:
+    print(json.dumps(r), flush=True)
+"""
+
+
+def test_a_script_is_sealed_at_its_first_internet_bind(image: SealedImage) -> None:
+    """Rule (docs/sealing.md, point 5): a script's own server is set up unsealed (its imports,
+    its app, what a framework compiles); the seal closes before its first bind() or
+    connect() of an internet socket goes through, so no byte from the network reaches it
+    unsealed. An AF_UNIX socket does not close it."""
+    run = image.run({"server.py": SCRIPT}, image.app_json("server.py", args=["bind"]))
+    assert run.status == 0, run.output
+    assert run.results["before_any_socket"]["ok"], run.output
+    assert run.results["after_a_unix_socket"]["ok"], run.output
+    got = run.results["after_bind"]
+    assert not got["ok"] and "seal.code" in got["detail"], run.output
+
+
+def test_a_script_with_no_network_is_sealed_before_its_first_line(image: SealedImage) -> None:
+    """Rule (docs/sealing.md, point 5): a batch script (network = "none") takes its input
+    from its volumes, not the network: it is sealed before it starts."""
+    # What a build records of the script: the stdlib it imports at its top, imported first.
+    seal = {"mode": "on", "preload": [], "imports": ["collections", "json", "socket", "sys"]}
+    app = image.app_json("server.py", network="none", seal=seal)
+    run = image.run({"server.py": SCRIPT}, app)
+    assert run.status == 0, run.output
+    got = run.results["before_any_socket"]
+    assert not got["ok"] and "seal.code" in got["detail"], run.output

@@ -81,6 +81,11 @@ def test_summon_toml_and_script_entry(tmp_path: Path) -> None:
         ('entry = "app:main"\n[oops\n', "not valid TOML"),
         ('entry = "app:main"\ninterface = "cgi"\n', "interface: 'cgi' is not one of wsgi, asgi"),
         ('entry = "app.py"\ninterface = "wsgi"\n', 'interface: applies to an entry "module:app"'),
+        ('entry = "app:app"\nwarm_up = "/"\n', "warm_up: expected"),
+        ('entry = "app:app"\nwarm_up = ["items"]\n', "warm_up: 'items' is not a path such as"),
+        ('entry = "app:app"\nwarm_up = ["/a b"]\n', "warm_up: '/a b' is not a path such as"),
+        ('entry = "app:app"\nwarm_up = [1]\n', "warm_up: 1 is not a path such as"),
+        ('entry = "app.py"\nwarm_up = ["/"]\n', "warm_up: applies to a WSGI or ASGI entry"),
     ],
 )
 def test_bad_manifest_is_one_line_naming_file_and_key(
@@ -99,6 +104,14 @@ def test_bad_manifest_is_one_line_naming_file_and_key(
 def test_interface_is_read(tmp_path: Path, interface: str) -> None:
     m = manifest.load(write_app(tmp_path, f'entry = "app:main"\ninterface = "{interface}"\n'))
     assert m.interface == interface and m.entry.kind == "function"
+
+
+def test_warm_up_paths_are_read_and_default_to_none_said(tmp_path: Path) -> None:
+    table = 'entry = "app:app"\nwarm_up = ["/", "/items?page=1"]\n'
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert manifest.load(write_app(tmp_path / "a", table)).warm_up == ("/", "/items?page=1")
+    assert manifest.load(write_app(tmp_path / "b", 'entry = "app:app"\n')).warm_up is None
 
 
 def test_interface_defaults_to_none_said(tmp_path: Path) -> None:

@@ -142,6 +142,8 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
             # same image serves from a browser tab, which has no sockets.
             mods += ["summon.runtime.http.settings", "summon.runtime.http.server",
                      "summon.runtime.http.exchange"]  # fmt: skip
+            if m.seal != "off":
+                mods.append("summon.runtime.http.warmup")  # its requests before the seal
         if m.tls is not None or m.secrets:
             mods.append("summon.secrets")
         if m.stores:
@@ -272,6 +274,14 @@ def build(
         script = m.app_dir / m.entry.script if m.entry.kind == "script" else None
         sources = [f for f, _name, _pkg in app_sources(m.app_dir, exclude=m.data)]
         app_config["seal"] = seal_config(m.seal, fs, sources, script)
+        served = app_config["entry"].get("kind") in ("wsgi", "asgi")
+        if served:
+            app_config["seal"]["warm_up"] = list(m.warm_up if m.warm_up is not None else ["/"])
+        elif m.warm_up is not None:
+            raise BuildError(
+                f"warm_up: {m.entry} is not a WSGI or ASGI app the runtime serves; remove "
+                "warm_up from [tool.summon], or give the entry an app object"
+            )
         fs.add_bytes(
             "/" + APP_JSON,
             json.dumps(app_config, indent=2, sort_keys=True).encode() + b"\n",

@@ -64,6 +64,7 @@ class AppConfig:
         preload: list[str] | None = None,
         seal_imports: list[str] | None = None,
         seal_at: str = "auto",
+        warm_up: list[str] | None = None,
         secrets: list[str] | None = None,
         tls: dict[str, object] | None = None,
     ) -> None:
@@ -85,6 +86,7 @@ class AppConfig:
         self.preload = preload or []  # shared objects loaded before the seal (image paths)
         self.seal_imports = seal_imports or []  # a script's top-level imports, made before it
         self.seal_at = seal_at  # "ready": only the app's ready() closes the seal; else "auto"
+        self.warm_up = warm_up or []  # paths a served app is asked for (GET) before the seal
         self.secrets = secrets or []  # names a run must give
         self.tls = tls  # {"backend", "ports", "cert", "key", "client_auth", "client_ca", "alpn"}
 
@@ -170,6 +172,7 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
         preload=_str_list(seal, "preload", bad),
         seal_imports=_str_list(seal, "imports", bad),
         seal_at="ready" if seal.get("at") == "ready" else "auto",
+        warm_up=_str_list(seal, "warm_up", bad),
         secrets=_str_list(doc, "secrets", bad),
         tls=_tls(doc, bad),
     )

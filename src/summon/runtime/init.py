@@ -138,7 +138,7 @@ def _run(argv: list[str]) -> int:
         sys.argv = [script, *args]
         if sealer is not None:
             warm_up(cfg.probe, cfg.seal_imports)
-        return run_script(script, sealer)
+        return run_script(script, sealer, networked=cfg.network != "none")
     sys.argv = [cfg.entry, *args]
     if cfg.entry_kind == "wsgi" or cfg.entry_kind == "asgi":
         return run_http(cfg, root, sealer)
@@ -223,8 +223,10 @@ def mount_early_filesystems(root: str) -> None:
             _say(f"cannot mount {fstype.decode()} on {target}: {reason}; going on without it")
 
 
-def run_script(path: str, sealer: Sealer | None = None) -> int:
-    """Run the script at `path` as __main__ (sealed first, if sealer); return its status."""
+def run_script(path: str, sealer: Sealer | None = None, networked: bool = True) -> int:
+    """Run the script at `path` as __main__ and return its status. With a sealer: sealed at
+    its first bind() or connect() of an internet socket if networked, else before its first
+    line (a batch job: no server or client to build first)."""
     try:
         with open(path, "rb") as f:
             source = f.read()
@@ -236,7 +238,9 @@ def run_script(path: str, sealer: Sealer | None = None) -> int:
     sys.modules["__main__"] = module
     try:
         code = compile(source, path, "exec")
-        if sealer is not None:
+        if sealer is not None and networked:
+            sealer.watch_sockets()  # sealed before the first byte from the network
+        elif sealer is not None:
             sealer.reached("the script's start")
         exec(code, module.__dict__)
     except BaseException as e:
@@ -321,8 +325,10 @@ def run_http(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int:
 
     kind, label = cfg.entry_kind, cfg.entry
     try:
+        warm = cfg.warm_up if sealer is not None else []  # what the seal needs built first
         result = run_async(
-            lambda: serve(app, kind, stack, port, settings, console.write, label), devices.starts
+            lambda: serve(app, kind, stack, port, settings, console.write, label, warm),
+            devices.starts,
         )
         return exit_status(result)
     except BaseException as e:

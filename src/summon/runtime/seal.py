@@ -302,6 +302,27 @@ class Sealer:
             except OSError as e:
                 self.say(f"sealed: could not load {path} before the seal ({e})")
 
+    def watch_sockets(self) -> None:
+        """Close the seal at the script's first bind() or connect() of an internet socket:
+        a script brings its own server or client (uvicorn, aiohttp, http.server), whose
+        listening the runtime cannot see otherwise, and no byte from the network reaches it
+        before either. Its imports, its app's construction and its templates' setup happen
+        first, unsealed, as a function entry's module import does.
+
+        A small audit hook of its own (hooks cannot be removed: once sealed it returns at
+        once); AF_UNIX sockets (syslog, a local helper) do not count.
+        """
+        sealer = self
+        internet = (2, 10)  # AF_INET, AF_INET6: no import of socket needed
+
+        def first_network_use(event: str, args: tuple[Any, ...]) -> None:
+            if sealer.sealed or (event != "socket.bind" and event != "socket.connect"):
+                return
+            if getattr(args[0], "family", None) in internet:
+                sealer.reached(f"the script's first {event[7:]}()")
+
+        sys.addaudithook(first_network_use)
+
     def watch_stack(self, stack: Any) -> Any:
         """Make the Stack device close the seal once it listens (TCP server or UDP port)."""
         for name in ("start_server", "open_udp"):

@@ -4,10 +4,12 @@ Refused after the seal, each with the rule named in the PermissionError and said
 - seal.code: compiling or running code from strings (the "compile" and "exec" events) unless
   the source is byte for byte an image file (an import of a .py without its .pyc), the code
   is named after a template file the image ships (what Jinja or Mako compile from a file in
-  the read-only image: the file must exist there, and may not be Python), or the compile
-  only parses (ast.parse, ast.literal_eval); new code objects ("code.__new__",
-  code.replace), and marshal.loads of anything but an image .pyc read by the import system;
-  setting a function's __code__;
+  the read-only image: the file must exist there, and may not be Python), the compile only
+  parses (ast.parse, ast.literal_eval), or it is typing.ForwardRef's of a string annotation
+  (typing.get_type_hints, pydantic, msgspec) with no lambda or comprehension in it, which
+  ForwardRef._evaluate may then run: an expression over names the app has, no new code;
+  new code objects ("code.__new__", code.replace), and marshal.loads of anything but an
+  image .pyc read by the import system; setting a function's __code__;
 - seal.import: an import while sys.path names a folder outside the image's module folders;
 - seal.ctypes: importing ctypes, and every ctypes event (dlopen, dlsym, objects at raw
   addresses, and on Python 3.12+ foreign calls), but for the runtime's own shutdown (a VM's
@@ -92,6 +94,11 @@ def make_hook(
     # ast.parse, known by its file: no code can be made with that name after the seal, and
     # importing ast here would cost every sealed start ~1 ms.
     _ast_file = f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/ast.py"
+    # typing.ForwardRef compiles a string annotation in __init__ and evals it in _evaluate
+    # (typing.get_type_hints, pydantic, msgspec, FastAPI): known by typing's file too.
+    _typing_file = f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/typing.py"
+    # Non-identifier characters to spaces: what is left splits into the annotation's words.
+    _word_table = {c: " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")}
     _importlib = sys.modules.get("_frozen_importlib_external")
     _bytecode_code = getattr(getattr(_importlib, "_compile_bytecode", None), "__code__", None)
     _python_suffixes = (".py", ".pyc", ".pyw", ".so")
@@ -134,40 +141,60 @@ def make_hook(
             caller = _getframe(1).f_code
             if caller.co_name == "parse" and caller.co_filename == _ast_file:
                 return  # ast.parse: a tree, never code
-            if _isinstance(filename, _bytes):
-                filename = b"".join((filename,)).decode("utf-8", "surrogateescape")
-            name = "".join((filename,)) if _isinstance(filename, _str) else ""
-            under = name.startswith("/") and ".." not in name.split("/")
-            if under:
-                under = False
-                for root in _tuple_roots:
-                    if name.startswith(root + "/"):
-                        under = True
-                        break
-            if under and (_isinstance(source, _bytes) or _isinstance(source, _str)):
-                data = b"".join((source,)) if _isinstance(source, _bytes) else None
-                text = "".join((source,)) if data is None else None
-                try:
-                    with _open(name, "rb") as f:
-                        content = f.read()
-                    if data is not None and content == data:
-                        return
-                    if text is not None and content.decode("utf-8") == text:
-                        return
-                    if not name.endswith(_python_suffixes):
-                        # A template the image ships (Jinja, Mako): the code is what the
-                        # engine makes of that read-only file, named by its path. A
-                        # template from a string ("<template>") is still refused.
-                        return
-                except (_os_error, _value_error):
-                    pass
-            what, rule = f"compile of code from {name or 'a string'!r}", 0
+            if (
+                caller.co_name == "__init__"
+                and caller.co_filename == _typing_file
+                and (_isinstance(source, _bytes) or _isinstance(source, _str))
+            ):
+                # A string annotation made a ForwardRef: an expression of names the app
+                # already has. Nothing in it may compile to code of its own (a lambda, a
+                # comprehension); a word "for" inside a literal is refused too, to be sure.
+                if _isinstance(source, _bytes):  # what compile() gives the event: UTF-8
+                    annotation = b"".join((source,)).decode("utf-8", "replace")
+                else:
+                    annotation = "".join((source,))
+                words = annotation.translate(_word_table).split()
+                if "lambda" not in words and "for" not in words:
+                    return
+                what, rule = f"compile of the annotation {annotation[:80]!r} (it makes code)", 0
+            else:
+                if _isinstance(filename, _bytes):
+                    filename = b"".join((filename,)).decode("utf-8", "surrogateescape")
+                name = "".join((filename,)) if _isinstance(filename, _str) else ""
+                under = name.startswith("/") and ".." not in name.split("/")
+                if under:
+                    under = False
+                    for root in _tuple_roots:
+                        if name.startswith(root + "/"):
+                            under = True
+                            break
+                if under and (_isinstance(source, _bytes) or _isinstance(source, _str)):
+                    data = b"".join((source,)) if _isinstance(source, _bytes) else None
+                    text = "".join((source,)) if data is None else None
+                    try:
+                        with _open(name, "rb") as f:
+                            content = f.read()
+                        if data is not None and content == data:
+                            return
+                        if text is not None and content.decode("utf-8") == text:
+                            return
+                        if not name.endswith(_python_suffixes):
+                            # A template the image ships (Jinja, Mako): the code is what the
+                            # engine makes of that read-only file, named by its path. A
+                            # template from a string ("<template>") is still refused.
+                            return
+                    except (_os_error, _value_error):
+                        pass
+                what, rule = f"compile of code from {name or 'a string'!r}", 0
         elif event == "exec":
             code = args[0]
             if _type(code) is _code:
                 name = code.co_filename
                 if name.startswith("<frozen "):
                     return
+                caller = _getframe(1).f_code
+                if caller.co_name == "_evaluate" and caller.co_filename == _typing_file:
+                    return  # a ForwardRef's annotation, compiled under the rule above
                 if name.startswith("/") and ".." not in name.split("/"):
                     for root in _tuple_roots:
                         if name.startswith(root + "/"):

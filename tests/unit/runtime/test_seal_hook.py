@@ -21,7 +21,7 @@ from summon.runtime import seal_hook
 SRC = Path(__file__).resolve().parents[3] / "src"
 
 CHILD = r"""
-import builtins, ctypes, gc, io, json, marshal, os, pathlib, sys
+import builtins, ctypes, gc, io, json, marshal, os, pathlib, sys, typing
 app, tmp, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path[:] = [p for p in sys.path if p]  # -c put the working folder first; images do not
 sys.path.insert(0, app)
@@ -67,6 +67,8 @@ def patched_then(action):
             builtins.isinstance = isinstance_
     return run
 
+def annotated(x: "list[int]", y: "typing.Optional[Sly]" = None) -> "dict[str, int]": ...
+
 isinstance_ = isinstance
 attempts = {
     "exec_string": lambda: exec("1+1"),
@@ -80,6 +82,12 @@ attempts = {
     "compile_template_in_tmp": lambda: compile("x = 1", tmp + "/page.html", "exec"),
     "compile_template_string": lambda: compile("x = 1", "<template>", "exec"),
     "literal_eval": lambda: __import__("ast").literal_eval("[1, 2]"),
+    # String annotations (from __future__ import annotations, pydantic, msgspec, FastAPI):
+    # typing compiles and evaluates them, an expression over names the app has.
+    "type_hints": lambda: typing.get_type_hints(annotated, localns={"Sly": Sly}),
+    "forward_ref_lambda": lambda: typing.ForwardRef("(lambda: os)()"),
+    "forward_ref_comprehension": lambda: typing.ForwardRef("[x for x in (os,)]"),
+    "forward_ref_code_in_eval": lambda: eval(typing.ForwardRef("int").__forward_code__),
     "import_image_source": lambda: __import__("imagemod").VALUE,
     "import_outside": lambda: (sys.path.insert(0, tmp), __import__("outsidemod")),
     "marshal_loads": lambda: marshal.loads(marshal.dumps(compile("1", "y", "eval"))),
@@ -133,6 +141,10 @@ REFUSED = {
     "compile_missing_template": "seal.code",
     "compile_template_in_tmp": "seal.code",
     "compile_template_string": "seal.code",
+    # A ForwardRef's expression may not make code of its own; its code runs only in typing.
+    "forward_ref_lambda": "seal.code",
+    "forward_ref_comprehension": "seal.code",
+    "forward_ref_code_in_eval": "seal.code",
     "import_outside": "seal.import",
     "marshal_loads": "seal.code",
     "code_replace": "seal.code",
@@ -151,7 +163,8 @@ REFUSED = {
     "patched_write": "seal.write",
 }
 ALLOWED = (
-    "compile_image_file", "compile_template", "literal_eval", "import_image_source", "write_tmp",
+    "compile_image_file", "compile_template", "literal_eval", "type_hints",
+    "import_image_source", "write_tmp",
     "write_tmp_pathlib", "write_dev_null", "read_outside",
     # Python 3.11 raises no audit event for a call through a function pointer made before
     # the seal (3.12 raises ctypes.call_function, which the hook refuses): docs/sealing.md.

@@ -29,7 +29,7 @@ from summon.runtime.http.wsgi import ConnectionSink, build_environ, run_wsgi
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Sequence
     from typing import Any
 
     from summon.devices import Stack
@@ -247,8 +247,15 @@ class HTTPServer:
         if self.console is not None and self.settings.access_log:
             self.console(access_line(client, exchange))
 
-    async def serve(self, stack: Stack, port: int, label: str = "") -> int:
-        """Serve on `port` until cancelled, then stop gracefully; return the exit status."""
+    async def serve(
+        self, stack: Stack, port: int, label: str = "", warm: Sequence[str] = ()
+    ) -> int:
+        """Serve on `port` until cancelled, then stop gracefully; return the exit status.
+
+        warm: paths the app is asked for first, in-process (warmup.py), before it listens:
+        listening closes the seal, and what a framework builds at its first request (a
+        router compiled to code) must be built by then.
+        """
         if self.interface == "asgi":
             self.lifespan = Lifespan(self.app)
             try:
@@ -256,6 +263,13 @@ class HTTPServer:
             except LifespanFailed as e:
                 say(f"the app's lifespan startup failed: {e}")
                 return 1
+        if warm:
+            from summon.runtime.http.warmup import warm_up
+
+            state = self.lifespan.state if self.lifespan is not None else None
+            console = self.console
+            tell = say if console is None else (lambda line: console(f"summon: {line}"))
+            await warm_up(self.app, self.interface, warm, state, tell)
         server = await stack.start_server(self._on_connection, port)
         if self.console is not None:
             what = f" {label}" if label else ""
@@ -368,10 +382,11 @@ async def serve(
     settings: Settings,
     console: Callable[[str], None] | None = None,
     label: str = "",
+    warm: Sequence[str] = (),
 ) -> int:
     """Serve the WSGI or ASGI `app` on `port` of `stack` until cancelled; the exit status.
 
     `console` takes the access log and the "serving" line (the Console device's write);
-    `label` names the app in that line ("module:attr").
+    `label` names the app in that line ("module:attr"); `warm`: paths asked for first.
     """
-    return await HTTPServer(app, interface, settings, console).serve(stack, port, label)
+    return await HTTPServer(app, interface, settings, console).serve(stack, port, label, warm)
