@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from chromium import Chromium, Session, chromium_binary
-from summon_cli import APPS, Summon, free_port
+from summon_cli import APPS, EXAMPLES, Summon, free_port
 
 from summon.targets.browser import pyodide
 
@@ -231,3 +231,44 @@ def test_a_second_tab_waits_for_the_first_to_hand_over_the_volume(
         assert second.evaluate("window.summon.state") == "loading"
         browser.send("Target.closeTarget", {"targetId": first.target_id})
         app_ready(second, f"{NOTES} && {NOTES}.textContent === 'from the first tab'")
+
+
+@pytest.fixture(scope="module")
+def todo_url(summon: Summon, tmp_path_factory: pytest.TempPathFactory) -> str:
+    export(summon, EXAMPLES / "todo", "todo", tmp_path_factory.mktemp("t") / "site")
+    return serve(summon, "todo", "todo")
+
+
+OPEN = f"{FRAME}.contentDocument.getElementById('open')"
+
+
+@pytest.mark.slow
+def test_examples_todo_keeps_its_tasks_and_history_across_reloads(
+    summon: Summon, todo_url: str, tmp_path: Path
+) -> None:
+    """examples/todo unchanged: an entry function with a KV_RW store (a Git repository on
+    the /data volume, in IndexedDB here) serving its WSGI app with the runtime's server,
+    which runs it on the event loop in a tab (no threads)."""
+    with Chromium(tmp_path / "profile") as browser:
+        page = browser.new_page()
+        page.navigate(todo_url)
+        app_ready(page, f"{OPEN} && {OPEN}.textContent === ''")
+        stats = json.loads(summon.ok("stats", "todo", "--no-stream", "--json"))[0]["network"]
+        assert stats["http__bytes_sent"] < core_gzip_bytes(), (stats, core_gzip_bytes())
+        page.evaluate(
+            f"""(() => {{ const d = {FRAME}.contentDocument;
+                d.querySelector("input[name=title]").value = "buy milk";
+                d.querySelector("form[action='/tasks']").submit(); }})()"""
+        )  # a form POST: a commit in the store, then 303 See Other -> GET /
+        app_ready(page, f"{OPEN} && {OPEN}.textContent.includes('buy milk')")
+        page.navigate(todo_url)  # a reload: Pyodide starts over, the store is read back
+        app_ready(page, f"{OPEN} && {OPEN}.textContent.includes('buy milk')")
+        history = page.evaluate(
+            f"""(async () => {{
+                const r = await {FRAME}.contentWindow.fetch("/history?format=json");
+                return [r.status, await r.text()];
+            }})()"""
+        )
+        assert history[0] == 200, history
+        assert "buy milk" in history[1], history
+        shot(page, tmp_path / "todo-after-reload.png")

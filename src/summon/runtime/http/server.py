@@ -17,6 +17,7 @@ grace. ASGI apps run on the event loop, one task per connection.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections import deque
 
@@ -238,7 +239,9 @@ class HTTPServer:
         self.interface = interface
         self.settings = settings
         self.console = console
-        self.pool = WorkerPool(settings.threads) if interface == "wsgi" else None
+        # No threads in a browser tab (Pyodide): there a WSGI app runs on the event loop.
+        threads = interface == "wsgi" and sys.platform != "emscripten"
+        self.pool = WorkerPool(settings.threads) if threads else None
         self.lifespan: Lifespan | None = None
         self.stopping = asyncio.Event()
         self._connections: dict[asyncio.Task[Any], HTTPConnection] = {}
@@ -352,11 +355,21 @@ class HTTPServer:
                 body = await read_body(conn, io, log)
                 if body is None:
                     return
-                environ = build_environ(request, body, client=peer, server=local, multithread=True)
-                sink = ThreadSink(conn, io, log)
+                threaded = self.pool is not None
+                environ = build_environ(
+                    request, body, client=peer, server=local, multithread=threaded
+                )
                 what = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}"
-                assert self.pool is not None
-                await self.pool.run(lambda: run_wsgi(self.app, environ, sink, what))
+                if self.pool is not None:
+                    sink = ThreadSink(conn, io, log)
+                    await self.pool.run(lambda: run_wsgi(self.app, environ, sink, what))
+                    return
+                # On the loop: the response piles up, then goes out whole.
+                inline = ConnectionSink(conn, io.now, log)
+                run_wsgi(self.app, environ, inline, what)
+                data = b"".join(inline.out)
+                if data:
+                    await io.write(data)
 
         try:
             await serve_connection(conn, io, handle, log, self.stopping)

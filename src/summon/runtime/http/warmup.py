@@ -61,12 +61,16 @@ async def _wsgi(app: Callable[..., Any], data: bytes) -> bytes:
             done.set_result(result or b"")
 
     def body() -> None:
+        result: bytes | None = None
+        error: BaseException | None = None
         try:
-            out = respond_wsgi(app, data)
+            result = respond_wsgi(app, data)
         except BaseException as e:  # run_wsgi answers 500 itself: this is the unexpected
-            loop.call_soon_threadsafe(settle, None, e)
-        else:
-            loop.call_soon_threadsafe(settle, out, None)
+            error = e
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:
+            pass  # given up on, and the loop has ended since: nobody waits for it
 
     threading.Thread(target=body, name="summon-warm-up", daemon=True).start()
     return await done

@@ -59,8 +59,12 @@ def bundle_entries(
         if path.suffix not in (".py", ".pyc"):
             continue
         yield f"{RUNTIME_DIR.lstrip('/')}/{rel}", path
+    # A WSGI/ASGI entry is served through the exchange in a tab; an entry function that
+    # runs the HTTP server itself (examples/todo) is served through the tab's Stack.
+    entry = app.get("entry")
+    by_exchange = isinstance(entry, dict) and entry.get("kind") in ("wsgi", "asgi")
     served = runtime / EXCHANGE.parent
-    if served.is_dir() and not any(served.glob("exchange.py*")):
+    if by_exchange and served.is_dir() and not any(served.glob("exchange.py*")):
         raise UserError(
             "the image has the runtime's HTTP server but not its socketless exchange, which a "
             "tab serves with: it was built by an older summon; rebuild it (summon build)"

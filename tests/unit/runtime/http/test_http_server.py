@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import h11
+import pytest
 from http_wire import parse_responses
 
 from summon.net.ipv4 import parse_address
@@ -322,3 +324,28 @@ def test_an_asgi_app_serves_unchanged_on_the_direct_stack() -> None:
             client_stack.close()
 
     run(test)
+
+
+def test_with_no_threads_a_wsgi_app_runs_on_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A browser tab (Pyodide) has no threads: an entry function that serves a WSGI app with
+    the runtime's server (examples/todo) gets each response whole, from the loop's thread."""
+    monkeypatch.setattr(sys, "platform", "emscripten")
+    threads: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        threads.append(threading.current_thread().name)
+        assert environ["wsgi.multithread"] is False
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"on ", b"the loop"]
+
+    async def test() -> None:
+        async with Served(app, "wsgi") as served:
+            assert served.server.pool is None
+            reader, writer = await served.connect()
+            for _ in range(2):  # keep-alive: the connection serves the next one too
+                writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                raw = await read_response(reader)
+                assert raw.startswith(b"HTTP/1.1 200 ") and b"on \r\n8\r\nthe loop" in raw, raw
+
+    run(test)
+    assert threads == [threading.main_thread().name] * 2

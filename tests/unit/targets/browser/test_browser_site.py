@@ -224,10 +224,13 @@ def test_an_image_serving_wsgi_without_the_exchange_is_refused_not_patched(
     served = root / "usr" / "lib" / "summon" / "summon" / "runtime" / "http"
     served.mkdir()
     (served / "__init__.pyc").write_bytes(b"pyc")
+    wsgi = APP | {"entry": {"kind": "wsgi", "module": "app", "attr": "app"}}
     with pytest.raises(UserError, match="rebuild it"):
-        dict(bundle_entries(root, APP))
+        dict(bundle_entries(root, wsgi))
+    # An entry function that runs the server itself is served by the tab's Stack instead.
+    assert "usr/lib/summon/summon/runtime/http/__init__.pyc" in dict(bundle_entries(root, APP))
     (served / "exchange.pyc").write_bytes(b"the image's own")
-    names = dict(bundle_entries(root, APP))
+    names = dict(bundle_entries(root, wsgi))
     assert names["usr/lib/summon/summon/runtime/http/exchange.pyc"].read_bytes() == (
         b"the image's own"
     )
