@@ -1,0 +1,153 @@
+"""The gateway's own process: `summon gateway` checks its flags and config, then becomes this.
+
+`python -S -m summon.gateway.main --config PATH [-v]`, with PYTHONPATH naming the folders
+the CLI's interpreter had on sys.path: no site.py (the .pth files of site-packages import
+what they like: certifi, a setuptools hook) and no click, ~1.4 MB less at rest (measured:
+23.6 -> 22.3 MB resident with one service) in a process that stays up for days. It also
+keeps OpenSSL out, which the gateway never uses (without_unused_libraries), and gives back
+the heap that starting used (trim_heap): the gateway's memory at rest is a goal of its own
+(benchmarks/bench_perf.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from summon.errors import SummonError, UserError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+ORIGINAL_PYTHONPATH = "SUMMON_GATEWAY_PYTHONPATH"  # what the user had, for the instances
+# What the host's user can fix (cli/main.py says these as one line and status 2 too).
+USER_ERRNOS = frozenset(
+    (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE)
+)
+
+
+def without_unused_libraries() -> None:
+    """Keep OpenSSL out of the gateway's process, ~8 MB of its resident memory at rest.
+
+    The gateway never speaks TLS: asyncio imports ssl only to offer it (libssl, ~5 MB), and
+    hashlib takes OpenSSL's digests when it can (libcrypto, ~3.5 MB) where its own built-in
+    SHA-256 does for the few small blobs the gateway reads. Both modules then fail to import
+    and their users fall back, as on a Python built without OpenSSL. (bz2 and lzma stay: a
+    qemu service's boot reads its kernel image with lzma.) Only in a fresh process.
+    """
+    if not {"ssl", "_hashlib", "hashlib", "asyncio"} & set(sys.modules):
+        sys.modules["ssl"] = None  # type: ignore[assignment]  # import ssl: ImportError
+        sys.modules["_hashlib"] = None  # type: ignore[assignment]
+
+
+def trim_heap() -> None:
+    """Give the heap pages that starting up used and freed back to the system (~1 MB of the
+    gateway's resident memory at rest): glibc keeps them otherwise."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
+def lean_command(config: Path, verbose: bool) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of the gateway's own process (see the module docstring)."""
+    env = dict(os.environ)
+    env[ORIGINAL_PYTHONPATH] = env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    argv = [sys.executable, "-S", "-m", "summon.gateway.main", "--config", str(config)]
+    return argv + (["-v"] if verbose else []), env
+
+
+async def serve(path: Path) -> None:
+    """Run the gateway of the config at `path` until SIGINT or SIGTERM; SIGHUP reloads."""
+    import asyncio
+
+    from summon.gateway import config as config_mod
+    from summon.gateway.server import Gateway
+
+    gateway = Gateway(config_mod.load(path))
+    try:
+        await gateway.start()
+    except OSError as e:
+        await gateway.close()
+        raise UserError(f"gateway: cannot listen: {e.strerror or e}") from None
+    trim_heap()
+    cfg = gateway.config
+    print(
+        f"summon gateway: DNS on {cfg.dns[0]}:{cfg.dns[1]} for {cfg.zone}, "
+        f"status on http://{cfg.status[0]}:{cfg.status[1]}/",
+        file=sys.stderr,
+    )
+    for name, svc in gateway.services.items():
+        ports = ",".join(map(str, svc.config.ports))
+        print(f"  {name}.{cfg.zone} -> {svc.address}:{ports} ({svc.config.image})", file=sys.stderr)
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    reloads: list[asyncio.Task[None]] = []
+
+    async def reload() -> None:
+        try:
+            new = config_mod.load(path)
+        except UserError as e:  # a bad edit keeps the running config
+            print(f"summon gateway: reload refused: {e}", file=sys.stderr)
+            return
+        await gateway.reload(new)
+        print(f"summon gateway: reloaded {path}", file=sys.stderr)
+
+    loop.add_signal_handler(signal.SIGINT, done.set)
+    loop.add_signal_handler(signal.SIGTERM, done.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: reloads.append(loop.create_task(reload())))
+    try:
+        await done.wait()
+    finally:
+        print("summon gateway: stopping every instance", file=sys.stderr)
+        await gateway.close()
+
+
+def main(argv: Sequence[str]) -> int:
+    """`--config PATH [-v]`, as `summon gateway` hands them over; the exit status."""
+    without_unused_libraries()
+    args = list(argv)
+    verbose = "-v" in args
+    if verbose:
+        args.remove("-v")
+    if len(args) != 2 or args[0] != "--config":
+        print("usage: summon gateway --config PATH [-v]", file=sys.stderr)
+        return 2
+    original = os.environ.pop(ORIGINAL_PYTHONPATH, None)
+    if original is not None:  # the instances this starts get the user's, not this one's
+        if original:
+            os.environ["PYTHONPATH"] = original
+        else:
+            os.environ.pop("PYTHONPATH", None)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="summon gateway: %(message)s",
+    )
+    import asyncio
+
+    try:
+        asyncio.run(serve(Path(args[1])))
+    except SummonError as e:
+        print(f"summon: error: {e}", file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:
+        if e.errno not in USER_ERRNOS:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"summon: error: {e.strerror or os.strerror(e.errno or 0)}{where}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
