@@ -73,6 +73,13 @@ class QemuInstance(Instance):
         self.log_path = spec.state_dir / "console.log"
         self.error_path = spec.state_dir / "qemu.err"
         self._output = output
+        # Our own copy of the spec's stdout fd: the caller may close its copy once start()
+        # returns (the gateway does), and a number written to after that could be anyone's
+        # by then (a client's socket). Closed at release.
+        self._stdout: int | None = None
+        if output is None and spec.stdout is not None:
+            with contextlib.suppress(OSError):
+                self._stdout = os.dup(spec.stdout)
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._lock = threading.RLock()
@@ -290,10 +297,10 @@ class QemuInstance(Instance):
             if self._output is not None:
                 self._output.write(data)
                 self._output.flush()
-            elif self.spec.stdout is not None:
+            elif self._stdout is not None:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(self.spec.stdout, view) :]
+                    view = view[os.write(self._stdout, view) :]
 
     def qemu_said(self) -> str:
         """QEMU's last line on stderr ("" if none)."""
@@ -392,6 +399,10 @@ class QemuInstance(Instance):
                             pipe.close()
             if self.qmp is not None:
                 self.qmp.close()
+            if self._stdout is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._stdout)
+                self._stdout = None
             (self.spec.state_dir / "initrd").unlink(missing_ok=True)
             if self.outbound is not None:
                 self.outbound.stop()
