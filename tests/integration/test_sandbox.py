@@ -5,6 +5,7 @@ What a hostile app may not do inside is tests/security/test_sandbox_escapes.py's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -352,3 +353,38 @@ def test_many_starts_in_a_row(sandbox_target: SandboxTarget, spec_for: Any) -> N
     spec = spec_for(("/usr/bin/python3.11", "-S", "-E", "-c", "pass"), name="again")
     statuses = [run_to_end(sandbox_target, spec) for _ in range(25)]
     assert statuses == [0] * 25
+
+
+def test_summons_lines_on_the_console_go_to_the_instances_own_copy_of_it(
+    sandbox_target: SandboxTarget, spec_for: Any, app_script: AppScript, tmp_path: Path
+) -> None:
+    """The gateway closes its copy of a service's log fd once the instance has started; the
+    gate's refusal lines come later, while the app runs. They must reach the log, not
+    whatever the old fd number names by then (the next socket the caller opens)."""
+    log = tmp_path / "console.log"
+    argv = app_script(
+        "import os, time\n"
+        "time.sleep(1)\n"  # the caller has closed its copy, and reused the number, by now
+        "try:\n"
+        "    os.execv('/bin/true', ['true'])\n"
+        "except OSError as e:\n"
+        "    print('exec', e.errno, flush=True)\n"
+    )
+    with open(log, "wb") as console:
+        spec = spec_for(argv, stdout=console.fileno())
+        instance = sandbox_target.start(spec)
+    number = spec.stdout
+    reused_r, reused_w = os.pipe()  # the lowest free numbers: the old one among them
+    try:
+        assert instance.wait(20) == 0
+        os.close(reused_w)
+        taken = os.read(reused_r, 4096) if number in (reused_r, reused_w) else b""
+    finally:
+        os.close(reused_r)
+        with contextlib.suppress(OSError):
+            os.close(reused_w)
+    text = log.read_text()
+    assert "exec 1" in text, text  # EPERM, from the gate
+    assert "summon: sandbox: refused" in text, text
+    assert b"refused" not in taken
+    assert_all_gone(sandbox_target, instance)

@@ -63,6 +63,13 @@ class SandboxInstance(Instance):
         self._bound: Path | None = None  # a root folder given by hand, bound for runc
         self._exit_reason = ""
         self._leases: list[volumes.Lease] = []  # the named volumes this instance holds
+        # Our own copy of the spec's stdout fd for summon's lines on the app's console (the
+        # gate's, while the app runs): the caller may close its copy once start() returns
+        # (the gateway does), and the number could then be a client's socket. Closed at release.
+        self._console: int | None = None
+        if spec.stdout is not None:
+            with contextlib.suppress(OSError):
+                self._console = os.dup(spec.stdout)
 
     # --- starting ----------------------------------------------------------------------------
 
@@ -196,7 +203,10 @@ class SandboxInstance(Instance):
 
     def _console_line(self, line: str) -> None:
         """A line of summon's own on the app's console (the gate's refusals)."""
-        os.write(self.spec.stdout if self.spec.stdout is not None else 2, line.encode() + b"\n")
+        if self.spec.stdout is not None and self._console is None:
+            return  # the caller's fd could not be copied: nowhere safe to say it
+        with contextlib.suppress(OSError):
+            os.write(self._console if self._console is not None else 2, line.encode() + b"\n")
 
     def _socket_path(self) -> Path:
         path = self.bundle / "seccomp.sock"
@@ -328,12 +338,18 @@ class SandboxInstance(Instance):
                 lambda: unmount_etc(self.bundle),
                 self._remove_bundle,
                 self._release_volumes,
+                self._close_console,
             ]
             for step in steps:
                 # Each step runs even if one before it failed: a leak of one is no reason
                 # to leak the rest.
                 with contextlib.suppress(Exception):
                     step()
+
+    def _close_console(self) -> None:
+        if self._console is not None:
+            os.close(self._console)
+            self._console = None
 
     def _note_exit_reason(self) -> None:
         # While runc still keeps the stopped container, and so its cgroup.
