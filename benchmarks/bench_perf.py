@@ -85,6 +85,11 @@ def ab(port: int, path: str, keep_alive: bool, requests: int = AB_REQUESTS) -> f
 
 
 def started(target: str, image: Image, state: Path, port: int, guest: int) -> object:
+    """An instance of image on target, started as `summon run` starts one: the target
+    prepares the image (the sandbox: its verified root, mounted or found mounted), then the
+    spec is made from it and started."""
+    chosen = targets.get(target)
+    image = chosen.prepare(image, lambda step: None)
     spec = RunSpec.for_image(
         image,
         name=f"bench-{target}-{os.getpid()}-{port}",
@@ -93,7 +98,7 @@ def started(target: str, image: Image, state: Path, port: int, guest: int) -> ob
     )
     spec.stdout = os.open(os.devnull, os.O_WRONLY)
     try:
-        return targets.get(target).start(spec)
+        return chosen.start(spec)
     finally:
         os.close(spec.stdout)
 

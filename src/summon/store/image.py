@@ -163,8 +163,13 @@ class Image:
         checked against the image's file list first."""
         if self.root is not None:
             return self.root
-        files = self.rootfs_artifact().files
-        return unpack(self.store, self.layer, files)
+        return self._unpacked
+
+    @cached_property
+    def _unpacked(self) -> Path:
+        """The unpacked folder, checked once per Image (RunSpec.for_image reads its app.json
+        and names it: one check of every file, not two)."""
+        return unpack(self.store, self.layer, self.rootfs_artifact().files)
 
     def app_config(self) -> dict[str, Any]:
         path = self.rootfs() / APP_JSON
