@@ -370,6 +370,10 @@ if sys.argv[1:] == ["bind"]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 8000))
         results.append(late("after_bind"))
+if sys.argv[1:] == ["sendto"]:  # a UDP client: bound by the kernel at its first send
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"query", ("127.0.0.1", 5353))
+        results.append(late("after_sendto"))
 for r in results:
     print(json.dumps(r), flush=True)
 """
@@ -385,6 +389,16 @@ def test_a_script_is_sealed_at_its_first_internet_bind(image: SealedImage) -> No
     assert run.results["before_any_socket"]["ok"], run.output
     assert run.results["after_a_unix_socket"]["ok"], run.output
     got = run.results["after_bind"]
+    assert not got["ok"] and "seal.code" in got["detail"], run.output
+
+
+def test_a_udp_script_is_sealed_at_its_first_send(image: SealedImage) -> None:
+    """Rule (docs/sealing.md, point 5): a UDP socket that sends first is bound by the kernel
+    with no bind() call, and answers reach it: its first sendto() closes the seal too."""
+    run = image.run({"client.py": SCRIPT}, image.app_json("client.py", args=["sendto"]))
+    assert run.status == 0, run.output
+    assert run.results["after_a_unix_socket"]["ok"], run.output
+    got = run.results["after_sendto"]
     assert not got["ok"] and "seal.code" in got["detail"], run.output
 
 

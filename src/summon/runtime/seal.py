@@ -314,9 +314,12 @@ class Sealer:
         """
         sealer = self
         internet = (2, 10)  # AF_INET, AF_INET6: no import of socket needed
+        # sendto/sendmsg: a UDP socket that sends first is bound by the kernel, unseen by
+        # "socket.bind", and its answers come in on it.
+        events = ("socket.bind", "socket.connect", "socket.sendto", "socket.sendmsg")
 
         def first_network_use(event: str, args: tuple[Any, ...]) -> None:
-            if sealer.sealed or (event != "socket.bind" and event != "socket.connect"):
+            if sealer.sealed or event not in events:
                 return
             if getattr(args[0], "family", None) in internet:
                 sealer.reached(f"the script's first {event[7:]}()")
