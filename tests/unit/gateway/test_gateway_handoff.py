@@ -7,8 +7,10 @@ what the gateway sends over the socketpair is what the runtime in an image recei
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +109,25 @@ def close_stacks(launcher: AppLauncher) -> None:
             stack.receiver.close()
 
 
+@contextlib.asynccontextmanager
+async def served(
+    config: ServiceConfig, launcher: AppLauncher, **options: Any
+) -> AsyncIterator[tuple[Service, int]]:
+    """A service of the launcher's apps behind a gateway listener; stopped after the block."""
+    svc = Service(config, "127.0.0.1", launcher, **options)
+    listener, port = await serve(svc)
+    try:
+        yield svc, port
+    finally:
+        listener.close()
+        await svc.stop()
+        close_stacks(launcher)
+
+
 def test_connections_are_handed_over_with_the_bytes_held_while_booting() -> None:
     async def main() -> None:
         launcher = AppLauncher(asyncio.get_running_loop(), delay=0.4)
-        svc = Service(ServiceConfig("web", "x"), "127.0.0.1", launcher)
-        listener, port = await serve(svc)
-        try:
+        async with served(ServiceConfig("web", "x"), launcher) as (svc, port):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             # The whole request arrives while the instance boots: the gateway holds it.
             writer.write(b"GET /early HTTP/1.0\r\nHost: held\r\n\r\n")
@@ -130,10 +145,6 @@ def test_connections_are_handed_over_with_the_bytes_held_while_booting() -> None
             assert svc.warm == 0 and svc.open == 0
             assert launcher.seen[1][1] == ("127.0.0.1", port)
             assert svc.snapshot()["handed_over"] is True
-        finally:
-            listener.close()
-            await svc.stop()
-            close_stacks(launcher)
 
     run(main())
 
@@ -148,18 +159,12 @@ async def until(predicate: Any, timeout: float = 5) -> None:
 def test_an_app_without_figures_gets_each_connection_handed_over() -> None:
     async def main() -> None:
         launcher = AppLauncher(asyncio.get_running_loop(), reports=False)
-        svc = Service(ServiceConfig("web", "x"), "127.0.0.1", launcher)
-        listener, port = await serve(svc)
-        try:
+        async with served(ServiceConfig("web", "x"), launcher) as (svc, port):
             assert (await fetch(port)).endswith(b"by fd\n")
             await asyncio.sleep(0.1)
             assert not svc.snapshot()["listeners_shared"]  # idleness would go unseen
             assert (await fetch(port)).endswith(b"by fd\n")
             assert svc.warm == 1 and launcher.seen[1][1] == ("127.0.0.1", port)
-        finally:
-            listener.close()
-            await svc.stop()
-            close_stacks(launcher)
 
     run(main())
 
@@ -167,9 +172,7 @@ def test_an_app_without_figures_gets_each_connection_handed_over() -> None:
 def test_shared_listeners_are_taken_back_before_a_freeze_and_shared_after_the_thaw() -> None:
     async def main() -> None:
         launcher = AppLauncher(asyncio.get_running_loop())
-        svc = Service(ServiceConfig("web", "x", freeze_after=0.1), "127.0.0.1", launcher)
-        listener, port = await serve(svc)
-        try:
+        async with served(ServiceConfig("web", "x", freeze_after=0.1), launcher) as (svc, port):
             assert (await fetch(port)).endswith(b"by fd\n")
             await until(lambda: svc.snapshot()["listeners_shared"])
             await svc.step_down(tiers.FROZEN)
@@ -180,10 +183,6 @@ def test_shared_listeners_are_taken_back_before_a_freeze_and_shared_after_the_th
             await until(lambda: svc.snapshot()["listeners_shared"])
             assert (await fetch(port)).endswith(b"by fd\n")
             assert svc.cold == 2 and svc.warm == 0  # served by the app alone again
-        finally:
-            listener.close()
-            await svc.stop()
-            close_stacks(launcher)
 
     run(main())
 
@@ -191,9 +190,7 @@ def test_shared_listeners_are_taken_back_before_a_freeze_and_shared_after_the_th
 def test_an_app_busy_on_shared_listeners_is_not_frozen() -> None:
     async def main() -> None:
         launcher = AppLauncher(asyncio.get_running_loop())
-        svc = Service(ServiceConfig("web", "x", freeze_after=0.1), "127.0.0.1", launcher)
-        listener, port = await serve(svc)
-        try:
+        async with served(ServiceConfig("web", "x", freeze_after=0.1), launcher) as (svc, port):
             assert (await fetch(port)).endswith(b"by fd\n")
             await until(lambda: svc.snapshot()["listeners_shared"])
             launcher.instances[0].accepted += 5  # taken directly: the gateway saw none
@@ -202,10 +199,6 @@ def test_an_app_busy_on_shared_listeners_is_not_frozen() -> None:
             await until(lambda: svc.snapshot()["listeners_shared"])  # shared again
             await svc.step_down(tiers.FROZEN)  # nothing new since: now it freezes
             assert svc.state == State.FROZEN
-        finally:
-            listener.close()
-            await svc.stop()
-            close_stacks(launcher)
 
     run(main())
 
@@ -213,9 +206,7 @@ def test_an_app_busy_on_shared_listeners_is_not_frozen() -> None:
 def test_a_request_split_around_the_boot_reaches_the_app_in_order() -> None:
     async def main() -> None:
         launcher = AppLauncher(asyncio.get_running_loop(), delay=0.3)
-        svc = Service(ServiceConfig("web", "x"), "127.0.0.1", launcher)
-        listener, port = await serve(svc)
-        try:
+        async with served(ServiceConfig("web", "x"), launcher) as (svc, port):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"GET /split HTTP/1.0\r\n")  # held by the gateway
             await writer.drain()
@@ -227,10 +218,6 @@ def test_a_request_split_around_the_boot_reaches_the_app_in_order() -> None:
             assert (await asyncio.wait_for(reader.read(), 10)).endswith(b"by fd\n")
             writer.close()
             assert launcher.seen[0][0] == b"GET /split HTTP/1.0\r\nHost: late\r\n\r\n"
-        finally:
-            listener.close()
-            await svc.stop()
-            close_stacks(launcher)
 
     run(main())
 
@@ -259,9 +246,7 @@ def test_an_idle_service_freezes_and_a_connection_thaws_it() -> None:
     async def main() -> None:
         launcher = AppLauncher(asyncio.get_running_loop())
         config = ServiceConfig("web", "x", idle_timeout=30, freeze_after=0.2)
-        svc = Service(config, "127.0.0.1", launcher)
-        listener, port = await serve(svc)
-        try:
+        async with served(config, launcher) as (svc, port):
             assert (await fetch(port)).endswith(b"by fd\n")
             instance = launcher.instances[0]
             await asyncio.sleep(0.3)
@@ -273,10 +258,6 @@ def test_an_idle_service_freezes_and_a_connection_thaws_it() -> None:
             assert svc.state == State.UP and not instance.frozen and svc.thaws == 1
             assert launcher.calls == 1 and svc.last_thaw is not None
             assert [h["how"] for h in svc.snapshot()["boot_history"]] == ["boot", "thaw"]
-        finally:
-            listener.close()
-            await svc.stop()
-            close_stacks(launcher)
 
     run(main())
 
@@ -286,11 +267,11 @@ def test_a_frozen_instance_whose_image_changed_is_replaced() -> None:
         launcher = AppLauncher(asyncio.get_running_loop())
         moved = {"digest": "sha256:a"}
         config = ServiceConfig("web", "x", freeze_after=0.1)
-        svc = Service(
-            config, "127.0.0.1", launcher, image_changed=lambda c, d: d != moved["digest"]
-        )
-        listener, port = await serve(svc)
-        try:
+
+        def changed(config: ServiceConfig, digest: str) -> bool:
+            return digest != moved["digest"]
+
+        async with served(config, launcher, image_changed=changed) as (svc, port):
             assert (await fetch(port)).endswith(b"by fd\n")
             await svc.step_down(tiers.FROZEN)
             moved["digest"] = "sha256:b"  # the tag now names another image
@@ -298,10 +279,6 @@ def test_a_frozen_instance_whose_image_changed_is_replaced() -> None:
             assert (await fetch(port)).endswith(b"by fd\n")
             assert launcher.calls == 2 and launcher.instances[0].stopped
             assert svc.image_digest == "sha256:b" and svc.state == State.UP
-        finally:
-            listener.close()
-            await svc.stop()
-            close_stacks(launcher)
 
     run(main())
 
@@ -310,9 +287,7 @@ def test_snapshotted_tier_stops_the_instance_and_the_next_connection_starts_it()
     async def main() -> None:
         launcher = AppLauncher(asyncio.get_running_loop())
         config = ServiceConfig("web", "x", freeze_after=0.1, snapshot_after=0.2)
-        svc = Service(config, "127.0.0.1", launcher)
-        listener, port = await serve(svc)
-        try:
+        async with served(config, launcher) as (svc, port):
             assert (await fetch(port)).endswith(b"by fd\n")
             await svc.step_down(tiers.FROZEN)
             await asyncio.sleep(0.25)
@@ -322,10 +297,6 @@ def test_snapshotted_tier_stops_the_instance_and_the_next_connection_starts_it()
             assert launcher.instances[0].stopped
             assert (await fetch(port)).endswith(b"by fd\n")
             assert launcher.calls == 2 and svc.state == State.UP
-        finally:
-            listener.close()
-            await svc.stop()
-            close_stacks(launcher)
 
     run(main())
 
@@ -334,18 +305,12 @@ def test_a_tier_the_instance_cannot_take_is_skipped_not_retried() -> None:
     async def main() -> None:
         launcher = AppLauncher(asyncio.get_running_loop())
         config = ServiceConfig("web", "x", idle_timeout=30, snapshot_after=0.1)
-        svc = Service(config, "127.0.0.1", launcher)
-        listener, port = await serve(svc)
-        try:
+        async with served(config, launcher) as (svc, port):
             assert (await fetch(port)).endswith(b"by fd\n")
             launcher.instances[0].snapshot_key = ""  # NotSupported
             await asyncio.sleep(0.15)
             await svc.step_down(tiers.SNAPSHOTTED)
             assert svc.state == State.UP and svc.due_tier(time.monotonic()) is None
-        finally:
-            listener.close()
-            await svc.stop()
-            close_stacks(launcher)
 
     run(main())
 
@@ -388,18 +353,12 @@ def test_tier_config_errors(tmp_path: Path, fake_target: Any) -> None:
 def test_busy_app_is_not_frozen(tmp_path: Path) -> None:
     async def main() -> None:
         launcher = AppLauncher(asyncio.get_running_loop())
-        svc = Service(ServiceConfig("web", "x", freeze_after=0.1), "127.0.0.1", launcher)
-        listener, port = await serve(svc)
-        try:
+        async with served(ServiceConfig("web", "x", freeze_after=0.1), launcher) as (svc, port):
             assert (await fetch(port)).endswith(b"by fd\n")
             launcher.instances[0].busy = 1  # a long download the gateway cannot see
             assert svc.busy_inside()
             launcher.instances[0].busy = 0
             assert not svc.busy_inside()
-        finally:
-            listener.close()
-            await svc.stop()
-            close_stacks(launcher)
 
     run(main())
 
