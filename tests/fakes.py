@@ -114,3 +114,23 @@ class FakeTarget(Target):
         if item is FOREVER:
             return FakeInstance(0, None, spec.stdout, self.starts)
         return FakeInstance(item, 0.02, spec.stdout, self.starts)
+
+
+class Output:
+    """A console stream for a target's `output`: what the instance forwards, for assertions."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.lock = threading.Lock()
+
+    def write(self, data: bytes) -> int:
+        with self.lock:
+            self.data += data
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def text(self) -> str:
+        with self.lock:
+            return self.data.decode(errors="replace")

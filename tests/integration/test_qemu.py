@@ -15,13 +15,13 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes import Output
 
 from summon.build import kernel
 from summon.build.boot import boot_artifact, ensure_boot_artifact
@@ -90,26 +90,6 @@ CRASH_APP = {
     # PID 1 leaving without the runtime: the kernel panics, no exit status is written.
     "crash.py": "import os\nprint('going down', flush=True)\nos._exit(3)\n",
 }
-
-
-class Output:
-    """The console as the instance forwards it, for assertions."""
-
-    def __init__(self) -> None:
-        self.data = b""
-        self.lock = threading.Lock()
-
-    def write(self, data: bytes) -> int:
-        with self.lock:
-            self.data += data
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def text(self) -> str:
-        with self.lock:
-            return self.data.decode(errors="replace")
 
 
 @pytest.fixture(scope="session")
@@ -210,9 +190,8 @@ def test_boot_artifact_sits_in_the_image_index(hello: Image) -> None:
     found = boot_artifact(hello)
     assert found is not None
     # hello seals itself after start (the default): its kernel has seccomp for the seal.
-    assert found.config["kernel"]["fragments"] == [
-        "base", "serial-console", "virtio-rng", "seccomp"
-    ]
+    fragments = ["base", "serial-console", "virtio-rng", "seccomp"]
+    assert found.config["kernel"]["fragments"] == fragments
     assert found.config["kernel"]["size"] <= kernel.MAX_SIZE
     assert found.config["init"][-1] == "/usr/lib/summon/boot"
     types = [m.get("artifactType", "") for m in hello.index["manifests"]]

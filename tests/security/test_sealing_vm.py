@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
+from fakes import Output
 
 from summon.build import kernel
 from summon.build.boot import ensure_boot_artifact
@@ -64,24 +64,6 @@ APP = {
         sys.exit(3)
     """,
 }
-
-
-class Output:
-    def __init__(self) -> None:
-        self.data = b""
-        self.lock = threading.Lock()
-
-    def write(self, data: bytes) -> int:
-        with self.lock:
-            self.data += data
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def text(self) -> str:
-        with self.lock:
-            return self.data.decode(errors="replace")
 
 
 def test_a_vm_seals_itself_and_still_powers_off(tmp_path: Path) -> None:
