@@ -1,6 +1,6 @@
 """The gateway's own process: `summon gateway` checks its flags and config, then becomes this.
 
-`python -S -m summon.gateway.main --config PATH [-v]`, with PYTHONPATH naming the folders
+`python -S -P -m summon.gateway.main --config PATH [-v]`, with PYTHONPATH naming the folders
 the CLI's interpreter had on sys.path: no site.py (the .pth files of site-packages import
 what they like: certifi, a setuptools hook) and no click, ~1.4 MB less at rest (measured:
 23.6 -> 22.3 MB resident with one service) in a process that stays up for days. It also
@@ -61,7 +61,9 @@ def lean_command(config: Path, verbose: bool) -> tuple[list[str], dict[str, str]
     env = dict(os.environ)
     env[ORIGINAL_PYTHONPATH] = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-    argv = [sys.executable, "-S", "-m", "summon.gateway.main", "--config", str(config)]
+    # -P: `-m` would put the working folder first on sys.path, where any file could shadow
+    # a module the gateway imports; the console script never had it there.
+    argv = [sys.executable, "-S", "-P", "-m", "summon.gateway.main", "--config", str(config)]
     return argv + (["-v"] if verbose else []), env
 
 

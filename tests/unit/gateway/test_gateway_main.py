@@ -20,15 +20,19 @@ def test_the_gateway_runs_without_site_or_click_and_finds_summon(
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", "/the/users/own")
     argv, env = gateway_main.lean_command(tmp_path / "gw.toml", verbose=True)
-    assert argv[:4] == [sys.executable, "-S", "-m", "summon.gateway.main"]
-    assert argv[4:] == ["--config", str(tmp_path / "gw.toml"), "-v"]
+    assert argv[:5] == [sys.executable, "-S", "-P", "-m", "summon.gateway.main"]
+    assert argv[5:] == ["--config", str(tmp_path / "gw.toml"), "-v"]
     assert env[gateway_main.ORIGINAL_PYTHONPATH] == "/the/users/own"
     # What that process would import, checked in one started the same way.
     probe = (
         "import sys, summon.gateway.main, summon.gateway.server\n"
         "print(sys.flags.no_site, 'click' in sys.modules, 'site' in sys.modules)"
     )
-    r = subprocess.run([*argv[:2], "-c", probe], env=env, capture_output=True, text=True)
+    # A file in the working folder cannot shadow what the gateway imports (-P).
+    (tmp_path / "asyncio.py").write_text("raise SystemExit('shadowed')\n")
+    r = subprocess.run(
+        [*argv[:3], "-c", probe], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1", "False", "False"]
     assert SUMMON_ROOT in env["PYTHONPATH"].split(os.pathsep)
