@@ -173,12 +173,15 @@ class WorkerPool:
                     return
                 fn, future = self._jobs.popleft()
             loop = future.get_loop()
+            error: BaseException | None = None
             try:
                 fn()
             except BaseException as e:
-                loop.call_soon_threadsafe(_settle, future, e)
-            else:
-                loop.call_soon_threadsafe(_settle, future, None)
+                error = e
+            try:
+                loop.call_soon_threadsafe(_settle, future, error)
+            except RuntimeError:
+                pass  # the loop has ended meanwhile (a call past the grace): nobody waits
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
@@ -272,7 +275,8 @@ class HTTPServer:
             state = self.lifespan.state if self.lifespan is not None else None
             console = self.console
             tell = say if console is None else (lambda line: console(f"summon: {line}"))
-            await warm_up(self.app, self.interface, warm, state, tell)
+            run = self.pool.run if self.pool is not None else None
+            await warm_up(self.app, self.interface, warm, state, tell, run)
         server = await stack.start_server(self._on_connection, port)
         if self.console is not None:
             what = f" {label}" if label else ""

@@ -16,14 +16,13 @@ Image-side: stdlib only.
 from __future__ import annotations
 
 import asyncio
-import threading
 
 from summon.runtime.http.exchange import exchange_asgi, respond_wsgi
 
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from typing import Any
 
 WARM_UP_TIMEOUT = 10.0  # seconds for one warm-up request
@@ -46,49 +45,33 @@ def status_of(response: bytes) -> str:
     return "no answer"
 
 
-async def _wsgi(app: Callable[..., Any], data: bytes) -> bytes:
-    """respond_wsgi on a thread of its own, as a served request runs on a worker's: the app
-    may block; the event loop goes on."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[bytes] = loop.create_future()
-
-    def settle(result: bytes | None, error: BaseException | None) -> None:
-        if done.done():
-            return
-        if error is not None:
-            done.set_exception(error)
-        else:
-            done.set_result(result or b"")
-
-    def body() -> None:
-        result: bytes | None = None
-        error: BaseException | None = None
-        try:
-            result = respond_wsgi(app, data)
-        except BaseException as e:  # run_wsgi answers 500 itself: this is the unexpected
-            error = e
-        try:
-            loop.call_soon_threadsafe(settle, result, error)
-        except RuntimeError:
-            pass  # given up on, and the loop has ended since: nobody waits for it
-
-    threading.Thread(target=body, name="summon-warm-up", daemon=True).start()
-    return await done
-
-
 async def warm_up(
     app: Callable[..., Any],
     interface: str,
     paths: Sequence[str],
     state: dict[str, Any] | None,
     tell: Callable[[str], None],
+    run_blocking: Callable[[Callable[[], None]], Awaitable[None]] | None = None,
 ) -> None:
-    """Ask `app` for each of `paths` in turn; say each status with `tell`."""
+    """Ask `app` for each of `paths` in turn; say each status with `tell`.
+
+    run_blocking: how the server runs a WSGI call off the loop (its worker pool), as it runs
+    a served request; None where there are no threads (a browser tab): on the loop, unbounded.
+    """
     for path in paths:
         data = request_bytes(path)
         try:
             if interface == "wsgi":
-                out = await asyncio.wait_for(_wsgi(app, data), WARM_UP_TIMEOUT)
+                got: list[bytes] = []
+
+                def call(data: bytes = data, got: list[bytes] = got) -> None:
+                    got.append(respond_wsgi(app, data))
+
+                if run_blocking is None:
+                    call()
+                else:
+                    await asyncio.wait_for(run_blocking(call), WARM_UP_TIMEOUT)
+                out = got[0]
             else:
                 out = await asyncio.wait_for(exchange_asgi(app, data, state=state), WARM_UP_TIMEOUT)
         except TimeoutError:

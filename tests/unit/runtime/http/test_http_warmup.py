@@ -8,12 +8,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from summon.runtime.http import warmup
+from summon.runtime.http.server import WorkerPool
 from summon.runtime.http.warmup import warm_up
 
 
 def run(app: Callable[..., Any], interface: str, paths: list[str]) -> list[str]:
+    """The warm-up as the server makes it: WSGI calls on its worker pool."""
     said: list[str] = []
-    asyncio.run(warm_up(app, interface, paths, None, said.append))
+    asyncio.run(warm_up(app, interface, paths, None, said.append, WorkerPool(2).run))
     return said
 
 
