@@ -216,6 +216,11 @@ def build(
                 "NAME: KV_RW) that serves the app with summon.runtime.http.server.serve "
                 "(examples/todo does)"
             )
+        if m.warm_up is not None and not m.interface:
+            raise BuildError(
+                f"{m.source}: warm_up: {m.entry} is not a WSGI or ASGI app the runtime serves; "
+                "remove warm_up, or point entry at the app object"
+            )
         if m.interface:
             step(f"vendoring h11 for the runtime's HTTP server ({m.interface.upper()} entry)")
             packages += add_server_requirements(interp, site)
@@ -274,14 +279,8 @@ def build(
         script = m.app_dir / m.entry.script if m.entry.kind == "script" else None
         sources = [f for f, _name, _pkg in app_sources(m.app_dir, exclude=m.data)]
         app_config["seal"] = seal_config(m.seal, fs, sources, script)
-        served = app_config["entry"].get("kind") in ("wsgi", "asgi")
-        if served:
+        if m.interface:
             app_config["seal"]["warm_up"] = list(m.warm_up if m.warm_up is not None else ["/"])
-        elif m.warm_up is not None:
-            raise BuildError(
-                f"warm_up: {m.entry} is not a WSGI or ASGI app the runtime serves; remove "
-                "warm_up from [tool.summon], or give the entry an app object"
-            )
         fs.add_bytes(
             "/" + APP_JSON,
             json.dumps(app_config, indent=2, sort_keys=True).encode() + b"\n",

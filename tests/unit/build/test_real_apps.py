@@ -309,6 +309,21 @@ def test_broken_exclude_fails_the_build(store: Store, tmp_path: Path, interp: In
     )
 
 
+def test_warm_up_for_an_entry_the_runtime_does_not_serve_fails_the_build(
+    store: Store, tmp_path: Path
+) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "summon.toml").write_text('name = "x"\nentry = "app:main"\nwarm_up = ["/"]\n')
+    (app / "app.py").write_text("def main():\n    return 0\n")
+    with pytest.raises(BuildError) as info:
+        build(app, store, tag="warm:test")
+    assert str(info.value) == (
+        f"{app / 'summon.toml'}: warm_up: app:main is not a WSGI or ASGI app the runtime "
+        "serves; remove warm_up, or point entry at the app object"
+    )
+
+
 def test_a_module_the_image_lacks_fails_verification(
     stdlib_image: BuildResult, tmp_path: Path
 ) -> None:
