@@ -173,7 +173,10 @@ def test_what_goes_into_an_image_served_by_the_runtime(tmp_path: Path) -> None:
         "summon.runtime.http.settings",
         "summon.runtime.http.server",
         "summon.runtime.http.exchange",  # the browser target serves with it
+        "summon.runtime.http.warmup",  # its requests before the seal (sealed by default)
     }
+    unsealed = runtime_modules(replace(m, interface="wsgi", seal="off"))
+    assert "summon.runtime.http.warmup" not in unsealed
     assert "summon.runtime.hints" in plain  # every image: the fork hint
     config = _app_config(replace(m, interface="asgi"), {})
     assert config["entry"] == {"kind": "asgi", "module": "app", "attr": "app"}
