@@ -8,9 +8,14 @@
     CHANGE  = KEY (0 / 1 VALUE)                   the key deleted, or set to VALUE
     REF, COMMIT-BODY, KEY, VALUE = LENGTH(u32) BYTES
     FLAGS   = 1: the commit's tree is taken as it is (it exists), CHANGEs are not applied
+            / 2: COMMIT-BODY lacks its first line ("tree ID"): the tree is what the CHANGEs
+                 make of the first parent's; written so before the tree is made (see below)
 
 A commit record holds the commit object's body and the changes from its first parent's
-tree: replaying it rebuilds the blobs and trees, and the ids must come out the same.
+tree: replaying it rebuilds the blobs and trees, and the ids must come out the same. A
+set() or delete() writes its record without the tree line, and makes its trees while the
+disk writes the record (everything that could refuse the change was checked before), then
+waits for the fdatasync: the CPU work of Git's objects costs a commit no time of its own.
 
 Reading stops at the first record that is cut short or fails its checksum: that is where
 the power went while the record was written (it was not acknowledged). The salt, new each
@@ -51,14 +56,16 @@ COMMIT = b"C"
 REF = b"R"
 HEAD = b"H"
 TREE_AS_IS = 1
+TREE_AFTER = 2
 
 
 def _field(data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + data
 
 
-def encode_commit(ref: str, body: bytes, changes: Changes, tree_as_is: bool) -> bytes:
-    parts = [COMMIT, bytes([TREE_AS_IS if tree_as_is else 0]), _field(ref.encode()), _field(body)]
+def encode_commit(ref: str, body: bytes, changes: Changes, flags: int) -> bytes:
+    """A commit record; `flags`: TREE_AS_IS, TREE_AFTER (then `body` lacks its tree line)."""
+    parts = [COMMIT, bytes([flags]), _field(ref.encode()), _field(body)]
     parts.append(struct.pack(">I", len(changes)))
     for key, value in changes:
         parts.append(_field(key))
@@ -96,8 +103,8 @@ class _Reader:
             raise CorruptStore("a journal record names a ref that is not UTF-8") from None
 
 
-def decode(payload: bytes) -> tuple[bytes, str, bytes, Changes, bool]:
-    """(kind, ref, commit body or id, changes, tree_as_is) of a record's payload."""
+def decode(payload: bytes) -> tuple[bytes, str, bytes, Changes, int]:
+    """(kind, ref, commit body or id, changes, flags) of a record's payload."""
     r = _Reader(payload)
     kind = r.take(1)
     if kind == COMMIT:
@@ -108,12 +115,14 @@ def decode(payload: bytes) -> tuple[bytes, str, bytes, Changes, bool]:
         for _ in range(struct.unpack(">I", r.take(4))[0]):
             key = r.field()
             changes.append((key, r.field() if r.take(1) == b"\1" else None))
-        return kind, ref, body, changes, bool(flags & TREE_AS_IS)
+        if flags & ~(TREE_AS_IS | TREE_AFTER) or flags == TREE_AS_IS | TREE_AFTER:
+            raise CorruptStore(f"a journal record has unknown flags {flags:#x}")
+        return kind, ref, body, changes, flags
     if kind == REF:
         ref = r.text()
-        return kind, ref, r.take(20), [], False
+        return kind, ref, r.take(20), [], 0
     if kind == HEAD:
-        return kind, r.text(), b"", [], False
+        return kind, r.text(), b"", [], 0
     raise CorruptStore(f"a journal record of unknown kind {kind!r}")
 
 
@@ -170,6 +179,12 @@ class JournalFile:
     def append(self, payload: bytes) -> None:
         """Write one record and make it durable; on failure (StoreFull, OSError) nothing of it
         counts, and the next append writes over what was written."""
+        self.made_durable(self.write(payload))
+
+    def write(self, payload: bytes) -> int:
+        """Write one record after the last, not yet durable, and start it for the disk;
+        return where it ends, for made_durable. Until then it does not count: another write
+        goes over it."""
         size = struct.pack(">I", len(payload))
         crc = zlib.crc32(payload, zlib.crc32(self.salt + size))
         record = size + struct.pack(">I", crc) + payload
@@ -186,11 +201,17 @@ class JournalFile:
                 # and write the record alone; there may be room for that.
                 self._backend.truncate(self.path, self._reserved)
         self._backend.write_at(self.path, self.end, record)
+        if end < self._reserved:  # not the file's last byte (see Backend.start_writeback)
+            self._backend.start_writeback(self.path, self.end, len(record))
+        return end
+
+    def made_durable(self, end: int) -> None:
+        """Make the record write() wrote (ending at `end`) durable: from here on it counts."""
         self._backend.sync(self.path)
+        self.size += end - self.end
         self.end = end
         self._reserved = max(self._reserved, end)
         self.records += 1
-        self.size += len(record)
 
     def clear(self, generation: int, shrink: bool = False) -> None:
         """Drop every record, durably, with a new salt and `generation`: the header alone is
@@ -245,6 +266,12 @@ class Journal:
 
     def append(self, payload: bytes) -> None:
         self.active.append(payload)
+
+    def write(self, payload: bytes) -> int:
+        return self.active.write(payload)
+
+    def made_durable(self, end: int) -> None:
+        self.active.made_durable(end)
 
     def rotate(self) -> JournalFile:
         """Make the standby file (it must hold no record) the active one, one generation on;

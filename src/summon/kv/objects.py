@@ -243,8 +243,17 @@ def serialize_commit(
     tree: bytes, parents: list[bytes], author: bytes, committer: bytes, message: bytes
 ) -> bytes:
     """The body of a commit object. `message` should end with a newline, as Git's do."""
-    lines = [b"tree " + tree.hex().encode()]
-    lines += [b"parent " + p.hex().encode() for p in parents]
+    return tree_line(tree) + commit_tail(parents, author, committer, message)
+
+
+def tree_line(tree: bytes) -> bytes:
+    """A commit body's first line, naming its tree."""
+    return b"tree " + tree.hex().encode() + b"\n"
+
+
+def commit_tail(parents: list[bytes], author: bytes, committer: bytes, message: bytes) -> bytes:
+    """A commit body after its tree line: what a commit is without its tree."""
+    lines = [b"parent " + p.hex().encode() for p in parents]
     lines += [b"author " + author, b"committer " + committer]
     return b"\n".join(lines) + b"\n\n" + message
 

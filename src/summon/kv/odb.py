@@ -290,7 +290,7 @@ class ObjectStore:
                 base = bases.get(oid)
                 base_body = objects[base][1] if base in objects else None
                 writer.add(oid, kind, body, base, base_body)
-                if n % 32 == 31:
+                if n % 4 == 3:
                     # Let the committing thread have the GIL as soon as its fdatasync is
                     # done, rather than after Python's 5 ms switch interval.
                     time.sleep(0)

@@ -22,7 +22,7 @@ from summon.kv import gc
 from summon.kv import journal as jr
 from summon.kv.errors import CorruptStore, UnsupportedRepository
 from summon.kv.journal import Journal
-from summon.kv.objects import BLOB, COMMIT, ZERO_ID, parse_commit
+from summon.kv.objects import BLOB, COMMIT, ZERO_ID, parse_commit, tree_line
 from summon.kv.odb import ObjectStore
 from summon.kv.packwrite import MIN_DELTA_SIZE
 from summon.kv.refs import HEADS, Refs, check_config
@@ -142,22 +142,27 @@ class Repository:
 
     def replay(self, payload: bytes) -> None:
         """Redo what one journal record did, checking it comes out the same."""
-        kind, ref, body, changes, as_is = jr.decode(payload)
+        kind, ref, body, changes, flags = jr.decode(payload)
         if kind == jr.REF:
             self.refs.set(ref, None if body == ZERO_ID else body)
             return
         if kind == jr.HEAD:
             self.refs.set_head(ref)
             return
-        commit = parse_commit(body)
-        if as_is:
+        if flags & jr.TREE_AFTER:  # its tree is what the changes make, whatever that is
+            commit = parse_commit(tree_line(ZERO_ID) + body)
+        else:
+            commit = parse_commit(body)
+        if flags & jr.TREE_AS_IS:
             if not self.odb.has(commit.tree):
                 raise CorruptStore(f"commit names tree {commit.tree.hex()}, which is missing")
         else:
             base = self.odb.commit(commit.parents[0]).tree if commit.parents else None
             ids = {key: None if v is None else self.odb.add(BLOB, v) for key, v in changes}
             tree = self.build(base, ids)
-            if tree != commit.tree:
+            if flags & jr.TREE_AFTER:
+                body = tree_line(tree) + body
+            elif tree != commit.tree:
                 raise CorruptStore("its changes do not make the tree its commit names")
         self.refs.set(ref, self.odb.add(COMMIT, body))
 
@@ -188,9 +193,21 @@ class Repository:
         blob ids); point `ref` at it. Returns its id once durable."""
         values = [(k, None if v is None else self.odb.read(v)[1]) for k, v in changes.items()]
         oid = self.odb.add(COMMIT, body)
-        self.journal.append(jr.encode_commit(ref, body, values, tree_as_is))
+        flags = jr.TREE_AS_IS if tree_as_is else 0
+        self.journal.append(jr.encode_commit(ref, body, values, flags))
         self.refs.set(ref, oid)
         return oid
+
+    def write_commit(self, ref: str, tail: bytes, key: bytes, value: bytes | None) -> int:
+        """Write, not yet durable, the record of a one-key commit on `ref` whose tree is
+        made after (`tail`: its body without the tree line); return where it ends, for
+        commit_written. Until then it does not count, and the next record goes over it."""
+        return self.journal.write(jr.encode_commit(ref, tail, [(key, value)], jr.TREE_AFTER))
+
+    def commit_written(self, ref: str, oid: bytes, end: int) -> None:
+        """Make the record write_commit wrote durable, and point `ref` at its commit."""
+        self.journal.made_durable(end)
+        self.refs.set(ref, oid)
 
     def record_ref(self, ref: str, oid: bytes | None) -> None:
         self.journal.append(jr.encode_ref(ref, oid))

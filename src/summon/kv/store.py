@@ -23,17 +23,24 @@ from summon.kv.errors import StoreClosed, UnknownCommit
 from summon.kv.journal import RESERVE
 from summon.kv.merge import check_policy, three_way
 from summon.kv.objects import (
+    BLOB,
+    COMMIT,
     EMPTY_TREE,
+    VALUE_MODES,
     CommitObject,
     check_author,
+    commit_tail,
     make_ident,
+    object_id,
     parse_hex,
     parse_ident,
     serialize_commit,
+    tree_line,
 )
+from summon.kv.packwrite import MIN_DELTA_SIZE
 from summon.kv.refs import HEADS, check_branch
 from summon.kv.repo import Repository
-from summon.kv.tree import diff, key_path, keys, value_id
+from summon.kv.tree import build_one, diff, key_path, keys, value_id, walk_one
 from summon.kv.views import Snapshot, StoreTransaction, as_value
 
 # Not from typing: importing typing costs ~9 ms at every start.
@@ -246,13 +253,51 @@ class Store(KV_RW):
             head = self._repo.refs.get(ref)
             mark = self._repo.pending_mark()
             try:
-                encoded = {k.encode("utf-8", "surrogateescape"): v for k, v in values.items()}
-                ids = self._repo.add_values(self._tree_of(head), encoded)
-                oid = self._make_commit(ref, [head] if head else [], ids, message, author)
+                if len(values) == 1:
+                    oid = self._commit_one(ref, head, *next(iter(values.items())), message, author)
+                else:
+                    encoded = {k.encode("utf-8", "surrogateescape"): v for k, v in values.items()}
+                    ids = self._repo.add_values(self._tree_of(head), encoded)
+                    oid = self._make_commit(ref, [head] if head else [], ids, message, author)
             except BaseException:
                 self._repo.rollback(mark)
                 raise
             return head if oid is None else oid
+
+    def _commit_one(
+        self,
+        ref: str,
+        head: bytes | None,
+        key: str,
+        value: bytes | None,
+        message: bytes,
+        author: str | None,
+    ) -> bytes | None:
+        """Commit one key's change on `ref` (at `head`); None if it changes nothing. Its
+        record goes to the disk first, its Git objects are made meanwhile (see journal.py):
+        everything that could refuse the change is checked before the record is written."""
+        odb = self._repo.odb
+        parts = key_path(key)
+        blob = None if value is None else object_id(BLOB, value)
+        path = walk_one(odb, self._tree_of(head), parts, blob)
+        if path is None:
+            return None
+        who = self._author if author is None else check_author(author)
+        ident = make_ident(who, int(self._clock()))
+        parents = [head] if head else []
+        tail = commit_tail(parents, ident, ident, message)
+        end = self._repo.write_commit(ref, tail, b"/".join(parts), value)
+        # While the disk writes the record:
+        if value is not None:
+            old = path[-1][1].get(parts[-1])  # the key's previous value: its delta base
+            base = old[1] if old is not None and old[0] in VALUE_MODES else None
+            odb.add(BLOB, value, base if len(value) >= MIN_DELTA_SIZE else None)
+        tree = build_one(odb, parts, blob, path)
+        oid = odb.add(COMMIT, tree_line(tree) + tail)
+        self._repo.commit_written(ref, oid, end)
+        odb.remember_commit(oid, CommitObject(tree, parents, ident, ident, message))
+        self._durable()
+        return oid
 
     def set(
         self, key: str, value: bytes, *, message: str | None = None, author: str | None = None
@@ -299,6 +344,10 @@ class Store(KV_RW):
                 return head
             mark = self._repo.pending_mark()
             try:
+                if len(tx.changes) == 1 and head == tx.base_id:  # nothing to merge
+                    key, value = next(iter(tx.changes.items()))
+                    oid = self._commit_one(tx.ref, head, key, value, message, tx.author)
+                    return head if oid is None else oid
                 encoded = {k.encode("utf-8", "surrogateescape"): v for k, v in tx.changes.items()}
                 ids = self._repo.add_values(self._tree_of(head), encoded)
                 if head != tx.base_id and head is not None:

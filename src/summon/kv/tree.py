@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
     # Changes to one tree, by path: (path components, new blob id or None to delete).
     PathChanges = list[tuple[tuple[bytes, ...], bytes | None]]
+    # The trees along one key's path, root first: (id or None if new, entries, raw).
+    Walk = list[tuple[bytes | None, Entries, RawEntries]]
 
 # Code points HFS+ ignores in names, so ".g\u200cit" is ".git" there (and to git fsck).
 _HFS_IGNORED = {0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070)}
@@ -109,54 +111,68 @@ def apply(odb: ObjectStore, root: bytes | None, changes: PathChanges) -> bytes:
     folder or below a value.
     """
     if len(changes) == 1:
-        new = _apply_one(odb, root, *changes[0])
-    else:
-        grouped: dict[bytes, PathChanges] = {}
-        for parts, oid in changes:
-            grouped.setdefault(parts[0], []).append((parts[1:], oid))
-        new = _apply(odb, root, grouped, ())
-    if new is None:  # every key deleted: the commit still needs its (empty) tree object
-        new = odb.add(TREE, b"")
-        odb.remember_tree(new, {}, {})
+        parts, value = changes[0]
+        path = walk_one(odb, root, parts, value)
+        return (root or _empty(odb)) if path is None else build_one(odb, parts, value, path)
+    grouped: dict[bytes, PathChanges] = {}
+    for parts, oid in changes:
+        grouped.setdefault(parts[0], []).append((parts[1:], oid))
+    new = _apply(odb, root, grouped, ())
+    return _empty(odb) if new is None else new
+
+
+def _empty(odb: ObjectStore) -> bytes:
+    """The empty tree, in pending: a commit whose every key is deleted still names a tree."""
+    new = odb.add(TREE, b"")
+    odb.remember_tree(new, {}, {})
     return new
 
 
-def _apply_one(
+def walk_one(
     odb: ObjectStore, root: bytes | None, parts: tuple[bytes, ...], value: bytes | None
-) -> bytes | None:
-    """_apply for one change (a set() or delete(), the common commit): the trees along the
-    path, rebuilt from the bottom up, with no grouping."""
-    path: list[tuple[bytes | None, Entries, RawEntries]] = []
+) -> Walk | None:
+    """The trees along the path of one change (a set() or delete(), the common commit), for
+    build_one; None if the change leaves the tree as it is. Raises InvalidKey where the value
+    would sit on a folder or below a value. Everything that can fail is found here: what
+    build_one does cannot fail, so a commit's record may be written in between."""
+    path: Walk = []
     oid = root
+    last = len(parts) - 1
     for depth, name in enumerate(parts):
         entries, raw = odb.tree_raw(oid) if oid is not None else ({}, {})
         path.append((oid, entries, raw))
         entry = entries.get(name)
-        if depth == len(parts) - 1:
+        if depth == last:
             if entry is not None and entry[0] == MODE_TREE:
                 if value is None:
-                    return root  # a folder is not a key: nothing to delete
+                    return None  # a folder is not a key: nothing to delete
                 raise _shape(parts, "has keys below it, so it cannot hold a value")
             if entry == (MODE_FILE, value) or (entry is None and value is None):
-                return root
+                return None
             if value is None and entry is not None and entry[0] not in VALUE_MODES:
-                return root  # a link or submodule is not a key either
+                return None  # a link or submodule is not a key either
         elif entry is None:
             oid = None
         elif entry[0] == MODE_TREE:
             oid = entry[1]
         elif value is None:
-            return root  # deleting below a value: there is nothing to delete
+            return None  # deleting below a value: there is nothing to delete
         else:
             raise _shape(parts[: depth + 1], "holds a value, so no key can be below it")
+    return path
+
+
+def build_one(
+    odb: ObjectStore, parts: tuple[bytes, ...], value: bytes | None, path: Walk
+) -> bytes:
+    """The new root tree for the change walk_one checked, its trees rebuilt from the bottom
+    up into pending (the old versions leave the tree cache, the new ones join it)."""
     new: bytes | None = value
     mode = MODE_FILE
     for depth in range(len(parts) - 1, -1, -1):
         name = parts[depth]
         oid, entries, raw = path[depth]
-        if new is None:
-            if name not in entries:
-                return root
+        if new is None:  # a deletion: the name is there (walk_one saw it)
             if len(entries) == 1:
                 continue  # the folder empties: drop it from its parent too
             entries = dict(entries)
@@ -177,7 +193,7 @@ def _apply_one(
         if oid is not None:
             odb.forget_tree(oid)
         mode = MODE_TREE
-    return new
+    return _empty(odb) if new is None else new
 
 
 def _apply(

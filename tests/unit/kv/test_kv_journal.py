@@ -235,3 +235,90 @@ def test_both_journal_files_replay_oldest_first_after_a_cut_mid_flush(
     torn = kv.open_memory(MemoryBackend(files), clock=Clock())
     assert state(torn) == states[0]
     torn.close()
+
+
+def test_a_one_key_commit_is_journaled_before_its_tree_is_made(clock: Clock) -> None:
+    """set() writes its record without the tree line (TREE_AFTER) and makes its trees while
+    the disk writes it; a transaction of several keys writes the whole body. Both replay to
+    the commits the store acknowledged."""
+    backend = MemoryBackend()
+    store = kv.open_memory(backend, clock=clock, batch_records=10_000, batch_seconds=1e9)
+    one = store.set("a/b", b"value " * 20)
+    with store.transaction("two keys") as tx:
+        tx.set("a/c", b"c")
+        tx.set("d", b"d")
+    two = store.head
+    records = store._repo.journal.active.load()
+    kinds = [jr.decode(payload) for payload in records]
+    assert [flags for *_, flags in kinds] == [jr.TREE_AFTER, 0]
+    assert kinds[0][2].startswith(b"author ") and kinds[1][2].startswith(b"tree ")
+    reopened = kv.open_memory(backend.power_cut(), clock=Clock())
+    assert [c.id for c in reopened.history()] == [two, one]
+    assert reopened.get("a/b") == b"value " * 20
+
+
+def test_unknown_record_flags_are_corruption_not_a_guess() -> None:
+    body = b"author a <a> 1 +0000\ncommitter a <a> 1 +0000\n\nm\n"
+    for flags in (jr.TREE_AS_IS | jr.TREE_AFTER, 4, 0x80):
+        payload = jr.encode_commit("refs/heads/main", body, [], flags)
+        with pytest.raises(kv.CorruptStore, match="unknown flags"):
+            jr.decode(payload)
+
+
+class _SyncFails(MemoryBackend):
+    """A disk whose next fdatasync reports it full, after the record was written."""
+
+    fail = False
+
+    def sync(self, path: str) -> None:
+        if self.fail and path.startswith("summon-kv/journal"):
+            self.fail = False
+            raise kv.StoreFull("no space left on the test's disk")
+        super().sync(path)
+
+
+def test_a_record_whose_sync_fails_is_not_a_commit(clock: Clock) -> None:
+    """The record of a set() is written before its objects are made; if its fdatasync then
+    fails, the commit fails with StoreFull, the store is as before, and the next commit
+    writes over the record that did not count."""
+    backend = _SyncFails()
+    store = kv.open_memory(backend, clock=clock, batch_records=10_000, batch_seconds=1e9)
+    first = store.set("a", b"1")
+    backend.fail = True
+    with pytest.raises(kv.StoreFull):
+        store.set("b", b"2")
+    assert store.list() == ["a"] and store.head == first
+    with pytest.raises(KeyError):
+        store.get("b")
+    third = store.set("c", b"3")
+    assert [c.id for c in store.history()] == [third, first]
+    reopened = kv.open_memory(backend.power_cut(), clock=Clock())
+    assert reopened.list() == ["a", "c"] and reopened.head == third
+    reopened.close()
+
+
+def test_records_start_for_the_disk_without_dropping_cached_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit's record is handed to the disk early (POSIX_FADV_DONTNEED starts writeback),
+    over a range that holds no whole page and does not end the file, so that the kernel
+    drops no page the next record writes into; a record of a page or more is not hinted."""
+    from summon.kv import backend as kv_backend
+
+    hints: list[tuple[int, int, int]] = []
+    real = kv_backend._advise
+    assert real is not None
+
+    def advise(fd: int, offset: int, size: int, advice: int) -> None:
+        hints.append((offset, size, os.fstat(fd).st_size))
+        real(fd, offset, size, advice)
+
+    monkeypatch.setattr(kv_backend, "_advise", advise)
+    store = kv.open_folder(str(tmp_path / "s"), batch_records=10_000, batch_seconds=1e9)
+    for n in range(50):
+        store.set(f"k/{n}", b"v" * n)
+    store.set("big", os.urandom(8192))
+    assert len(hints) == 50
+    assert all(size < 4096 and offset + size < file_size for offset, size, file_size in hints)
+    store.close()
+    assert kv.open_folder(str(tmp_path / "s")).get("k/49") == b"v" * 49
