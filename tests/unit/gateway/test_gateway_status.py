@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import http.client
 import json
 import socket
 from typing import Any
 
-from summon.gateway.status import StatusServer, metrics_text, page
+from summon.gateway.status import StatusServer, escape, metrics_text, page
 
 SERVICE: dict[str, Any] = {
     "name": "web", "address": "127.1.2.3", "ports": [80], "image": "http:gw",
@@ -56,6 +57,15 @@ def test_page_shows_the_jitsu_figures() -> None:
     assert "<li>h11 0.16.0</li><li>idna 3.7</li>" in text  # every vendored package
     assert text.count("<rect ") == 2 and "<title>thaw 0.4 ms</title>" in text
     assert "<script" not in text
+
+
+def test_what_the_page_shows_is_escaped_as_html_escape_does() -> None:
+    for text in ("a&b<c>\"d'e", "&amp;", "", "plain", "<<&&>>", "caf\u00e9 \u2603"):
+        assert escape(text) == html.escape(text)
+    hostile = {**SERVICE, "error": "<script>alert('x')</script>", "image": 'a"b:1'}
+    text = page([hostile], now=1042.0)
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in text and "<script" not in text
+    assert "a&quot;b:1" in text
 
 
 def test_served_over_http() -> None:
