@@ -16,11 +16,8 @@ from typing import Any
 from summon import targets
 from summon.errors import UserError
 from summon.gateway import tiers
-from summon.secrets import check_name as check_secret_name
 from summon.targets import DEFAULT_TARGET
 from summon.targets.base import VOLUMES
-from summon.targets.volumes import NAME_RE as VOLUME_NAME
-from summon.targets.volumes import mount_path_problem
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -244,28 +241,11 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
     raw_secrets = entry.get("secrets", [])
     if not isinstance(raw_secrets, list) or not all(isinstance(v, str) for v in raw_secrets):
         raise bad_at(f"{where}: secrets")('must be a list such as ["tls.key=/etc/app/tls.key"]')
-    given = []
-    for value in raw_secrets:
-        secret, sep, file = value.partition("=")
-        if not sep or not secret or not file.startswith("/"):
-            raise bad_at(f"{where}: secrets")(f"{value!r} is not NAME=/ABSOLUTE/FILE")
-        try:
-            check_secret_name(secret)
-        except ValueError as e:
-            raise bad_at(f"{where}: secrets")(f"{value!r}: {e}") from None
-        given.append((secret, file))
+    given = _secrets(raw_secrets, bad_at(f"{where}: secrets")) if raw_secrets else []
     raw_volumes = entry.get("volumes", [])
     if not isinstance(raw_volumes, list) or not all(isinstance(v, str) for v in raw_volumes):
         raise bad_at(f"{where}: volumes")('must be a list such as ["todo:/data"]')
-    mounts = []
-    for value in raw_volumes:
-        source, sep, path = value.rpartition(":")
-        why = mount_path_problem(path) if sep and source else "expected NAME:/PATH"
-        if not why and not source.startswith("/") and not VOLUME_NAME.match(source):
-            why = f"{source!r} is not a volume name (letters, digits, '.', '_', '-')"
-        if why:
-            raise bad_at(f"{where}: volumes")(f"{value!r}: {why}")
-        mounts.append((source, path))
+    mounts = _volumes(raw_volumes, bad_at(f"{where}: volumes")) if raw_volumes else []
     if mounts and VOLUMES not in targets.target_class(target).capabilities:
         raise bad_at(f"{where}: volumes")(f"target {target} has no volumes")
     return ServiceConfig(
@@ -273,3 +253,40 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
         tuple(sorted(options.items())), tuple(given), tuple(mounts),
         after.get("freeze_after"), after.get("snapshot_after"),
     )  # fmt: skip
+
+
+# The next two only for a service that has secrets or volumes: their modules load the
+# runtime's devices and the volume disks' tools, which the gateway at rest does without.
+
+
+def _secrets(values: list[str], bad: Any) -> list[tuple[str, str]]:
+    """NAME=/ABSOLUTE/FILE each -> (name, file)."""
+    from summon.secrets import check_name
+
+    given = []
+    for value in values:
+        secret, sep, file = value.partition("=")
+        if not sep or not secret or not file.startswith("/"):
+            raise bad(f"{value!r} is not NAME=/ABSOLUTE/FILE")
+        try:
+            check_name(secret)
+        except ValueError as e:
+            raise bad(f"{value!r}: {e}") from None
+        given.append((secret, file))
+    return given
+
+
+def _volumes(values: list[str], bad: Any) -> list[tuple[str, str]]:
+    """NAME:/PATH or /HOST/FOLDER:/PATH each -> (source, path)."""
+    from summon.targets.volumes import NAME_RE, mount_path_problem
+
+    mounts = []
+    for value in values:
+        source, sep, path = value.rpartition(":")
+        why = mount_path_problem(path) if sep and source else "expected NAME:/PATH"
+        if not why and not source.startswith("/") and not NAME_RE.match(source):
+            why = f"{source!r} is not a volume name (letters, digits, '.', '_', '-')"
+        if why:
+            raise bad(f"{value!r}: {why}")
+        mounts.append((source, path))
+    return mounts
