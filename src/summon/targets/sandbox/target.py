@@ -14,8 +14,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import platform
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -34,12 +32,13 @@ from summon.targets.base import (
     RunSpec,
     Target,
 )
-from summon.targets.sandbox import cgroups, rootmount
-from summon.targets.sandbox.instance import SandboxInstance
-from summon.targets.sandbox.netns import NetNamespace, list_namespaces, run_inside
 
+# What an instance needs (the container, its network namespace, the verified root and what
+# those load: the store, ctypes) is imported where it is used: the registry loads this
+# module to read the class's options and capabilities (the gateway's config check, at rest).
 if TYPE_CHECKING:
     from summon.store.image import Image
+    from summon.targets.sandbox.instance import SandboxInstance
 
     Step = Callable[[str], None]
 
@@ -49,9 +48,6 @@ NEEDS_ROOT = (
 )
 # Mount points runc mounts over; it would create missing ones, i.e. write into the image.
 MOUNT_POINTS = ("proc", "dev", "tmp")
-
-if TYPE_CHECKING:
-    from summon.store.image import Image
 
 
 def write_text(dest: Path, text: str) -> None:
@@ -77,8 +73,16 @@ def runc_root() -> Path:
     return paths.state_dir() / "runc"
 
 
+def which(program: str) -> str | None:
+    """shutil.which, imported here: shutil loads zlib, bz2 and lzma, which only the paths
+    that run a program need."""
+    import shutil
+
+    return shutil.which(program)
+
+
 def find_runc() -> str:
-    runc = shutil.which("runc")
+    runc = which("runc")
     if runc is None:
         raise TargetUnavailable(RUNC_MISSING)
     return runc
@@ -130,6 +134,8 @@ class SandboxTarget(Target):
     def prepare(self, image: Image, step: Step) -> Image:
         """Mount the image's verified root filesystem (deriving it first if the image has
         none); the image returned runs from that mount."""
+        from summon.targets.sandbox import rootmount
+
         _require_root()
 
         def say_once(message: str) -> None:
@@ -144,6 +150,7 @@ class SandboxTarget(Target):
         """spec running from its image's verified root (checked again, mounted if it is not):
         what spec.json recorded of the root is not trusted."""
         from summon.store.image import Image
+        from summon.targets.sandbox import rootmount
 
         store = self._store()
         image = Image.by_digest(store, spec.image_digest, spec.image)
@@ -153,7 +160,9 @@ class SandboxTarget(Target):
 
     def clean_up(self, spec: RunSpec) -> None:
         """Delete the container's runc record and cgroup, its netns and its bundle."""
-        runc = shutil.which("runc")
+        from summon.targets.sandbox.instance import SandboxInstance
+
+        runc = which("runc")
         if runc is None:
             return
         leftover = SandboxInstance(runc, self.root or runc_root(), spec)
@@ -163,14 +172,16 @@ class SandboxTarget(Target):
 
     def start(self, spec: RunSpec, *, record: bool = False) -> SandboxInstance:
         """Start spec; record: under the recording seccomp profile (record.py)."""
+        from summon.targets.sandbox.instance import SandboxInstance
+
         runc = find_runc()
         _require_root()
         if spec.image_digest:
             spec = self._verified(spec)
-        if platform.machine() != "x86_64":
+        machine = os.uname().machine  # platform.machine(), without the platform module
+        if machine != "x86_64":
             raise TargetUnavailable(
-                f"the sandbox's seccomp profile is for x86_64, not {platform.machine()}: "
-                "use --target unix"
+                f"the sandbox's seccomp profile is for x86_64, not {machine}: use --target unix"
             )
         for name in MOUNT_POINTS:
             if not (spec.rootfs / name).is_dir():
@@ -203,7 +214,7 @@ def _require_root() -> None:
 
 
 def _check_runc() -> Check:
-    runc = shutil.which("runc")
+    runc = which("runc")
     if runc is None:
         return Check("sandbox: runc", False, "apt-get install runc")
     version = subprocess.run([runc, "--version"], capture_output=True, text=True, check=False)
@@ -223,7 +234,7 @@ def _check_root() -> Check:
 
 
 def _check_arch() -> Check:
-    machine = platform.machine()
+    machine = os.uname().machine
     return Check(
         f"sandbox: x86_64 host ({machine})",
         machine == "x86_64",
@@ -232,6 +243,8 @@ def _check_arch() -> Check:
 
 
 def _check_cgroups() -> list[Check]:
+    from summon.targets.sandbox import cgroups
+
     mounts = cgroups.cgroup_mounts()
     enabled: set[str] = set()
     if "unified" in mounts:
@@ -253,7 +266,7 @@ def _check_seccomp() -> Check:
         kernel = []
     if "user_notif" not in kernel:
         return Check(what, False, "the kernel lacks seccomp user notification: Linux 5.0 or newer")
-    runc = shutil.which("runc")
+    runc = which("runc")
     if runc is None:
         return Check(what, False, "apt-get install runc")
     # `runc features` is marked experimental in 1.1 and may be absent; `--version` names
@@ -269,6 +282,8 @@ def _check_seccomp() -> Check:
 
 
 def _check_netns() -> Check:
+    from summon.targets.sandbox.netns import NetNamespace, list_namespaces, run_inside
+
     what = "sandbox: network namespaces under /run/netns"
     if os.geteuid() != 0:
         return Check(what, False, "needs root")
@@ -293,7 +308,7 @@ def _check_verified_root() -> Check:
         return Check(what, False, "the kernel lacks erofs: Linux 5.4+ with CONFIG_EROFS_FS")
     if not Path("/dev/loop-control").exists():
         return Check(what, False, "no /dev/loop-control: load the loop module (modprobe loop)")
-    if shutil.which("mkfs.erofs") is None:
+    if which("mkfs.erofs") is None:
         return Check(what, False, "apt-get install erofs-utils")
     return Check(what, True)
 
