@@ -4,25 +4,26 @@ Each service gets a loopback address of its own and the gateway listens there on
 service's ports. An instance whose app serves through the runtime's Stack on host sockets
 is handed each connection by fd (handoff.py); any other serves on internal 127.0.0.1 ports
 (its target's own forwarder), and Service splices the two. The reaper steps idle services
-down their tiers (tiers.py). reload() applies a new config (SIGHUP).
+down their tiers (tiers.py). reload() applies a new config (SIGHUP). New services' images
+are read and prepared in a process of their own (ahead.py): the store's and the targets' code
+loads in the gateway's only when it boots an instance.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from summon import paths, targets
-from summon.gateway import sharing
+from summon.gateway import ahead, sharing
 from summon.gateway.config import GatewayConfig, ServiceConfig
 from summon.gateway.dns import DnsServer, Zone
 from summon.gateway.handoff import Channel
@@ -39,19 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 REAP_EVERY = 0.25  # seconds between idle checks: the slack on an idle_timeout
 
-
-def bom_summary(bom: dict[str, Any]) -> dict[str, Any]:
-    """What the status page shows of an image's bill of materials."""
-    if not bom:
-        return {}
-    return {
-        "app": bom.get("name"),
-        "version": bom.get("version"),
-        "python": (bom.get("interpreter") or {}).get("version"),
-        "modules": len(bom.get("modules") or []),
-        "packages": [f"{p.get('name')} {p.get('version')}" for p in bom.get("packages") or []],
-        "unpacked_bytes": sum((bom.get("sizes") or {}).values()),
-    }
+# (services just added, found(service name, what the status page shows of its image)):
+# returns once every one's image is ready for its target, or could not be made so (logged).
+Ahead = Callable[[Sequence[ServiceConfig], ahead.Found], Awaitable[None]]
 
 
 async def _instance_figures(doc: dict[str, Any], instance: Any, up: bool) -> None:
@@ -64,31 +55,62 @@ async def _instance_figures(doc: dict[str, Any], instance: Any, up: bool) -> Non
             doc["runtime"] = await asyncio.to_thread(instance.runtime_stats, 0.5)
 
 
-def _log_failure(name: str, task: asyncio.Future[None]) -> None:
+def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.warning("service %s: cannot prepare its image: %s", name, task.exception())
+        log.warning("gateway: cannot prepare images: %s", task.exception())
 
 
 class ImageLauncher:
     """Starts a service's image on its target, console to a log file beside the bundles."""
 
     def __init__(self, store: Any = None, state_root: Path | None = None) -> None:
-        from summon.store import Store
-
-        self.store = store or Store(paths.store_dir())
+        self._store = store  # made when first needed: the store's code is not loaded at rest
+        self.store_root: Path = store.root if store is not None else paths.store_dir()
         self.state_root = state_root or paths.state_dir() / "gateway"
         self._preparing: dict[str, threading.Lock] = {}
         self._locks = threading.Lock()
+        self._ahead = threading.Condition(self._locks)
+        self._ahead_left: dict[str, int] = {}  # image ref -> its services the process prepares
         self._digests: dict[str, tuple[tuple[int, int], str]] = {}  # ref -> (index stat, digest)
 
-    def _prepared(self, config: ServiceConfig, target: Target, step: Step) -> Image:
-        """The service's image made ready for its target, one preparation at a time."""
-        from summon.store.image import Image
+    @property
+    def store(self) -> Any:
+        from summon.store import Store
 
         with self._locks:
+            if self._store is None:
+                self._store = Store(self.store_root)
+            return self._store
+
+    def _prepared(self, config: ServiceConfig, target: Target, step: Step) -> Image:
+        """The service's image made ready for its target, one preparation at a time: after
+        the ahead process is done with it, if it is preparing it."""
+        from summon.store.image import Image
+
+        with self._ahead:
+            self._ahead.wait_for(lambda: not self._ahead_left.get(config.image))
             lock = self._preparing.setdefault(config.image, threading.Lock())
         with lock:
             return target.prepare(Image.open(self.store, config.image), step)
+
+    async def ahead(self, configs: Sequence[ServiceConfig], found: ahead.Found) -> None:
+        """Read the services' images and make them ready for their targets ahead of their
+        first boot, in a process of its own (ahead.py); a boot that comes first waits."""
+        images = {c.name: c.image for c in configs}
+        with self._ahead:
+            for ref in images.values():
+                self._ahead_left[ref] = self._ahead_left.get(ref, 0) + 1
+
+        def ready(name: str) -> None:
+            with self._ahead:
+                ref = images.pop(name, None)
+                if ref is not None:
+                    self._ahead_left[ref] -= 1
+                    if not self._ahead_left[ref]:
+                        del self._ahead_left[ref]
+                        self._ahead.notify_all()
+
+        await ahead.run(self.store_root, configs, found, ready)
 
     def log_path(self, name: str) -> Path:
         return self.state_root / f"{name}.log"
@@ -101,23 +123,8 @@ class ImageLauncher:
             return ""
         return lines[-1][:300] if lines else ""
 
-    def bom(self, ref: str) -> dict[str, Any]:
-        from summon.store.image import Image
-
-        try:
-            return bom_summary(Image.open(self.store, ref).bom)
-        except Exception:  # a missing image shows up as the boot error instead
-            return {}
-
     def target(self, config: ServiceConfig) -> Target:
         return targets.get(config.target, **dict(config.options))
-
-    def prepare(self, config: ServiceConfig) -> None:
-        """Make the service's image ready for its target ahead of the first boot (a VM's
-        kernel may take minutes to build: better now than under a held connection)."""
-        self._prepared(
-            config, self.target(config), lambda step: log.info("%s: %s", config.name, step)
-        )
 
     def image_digest(self, ref: str) -> str:
         """The digest ref names in the store now; cached until the store's index changes,
@@ -125,7 +132,7 @@ class ImageLauncher:
         from summon.store.image import Image
 
         try:
-            st = os.stat(self.store.root / "index.json")
+            st = os.stat(self.store_root / "index.json")
         except OSError:
             return ""
         key = (st.st_mtime_ns, st.st_size)
@@ -183,24 +190,21 @@ class Gateway:
         self,
         config: GatewayConfig,
         launcher: Launcher | None = None,
-        bom: Callable[[str], dict[str, Any]] | None = None,
         reason_of_exit: Callable[[str], str] | None = None,
-        prepare: Callable[[ServiceConfig], None] | None = None,
+        ahead: Ahead | None = None,
         image_changed: Callable[[ServiceConfig, str], bool] | None = None,
     ) -> None:
-        """launcher starts instances (default: ImageLauncher); prepare readies a service's
-        image in the background when the service is added (default: the launcher's)."""
+        """launcher starts instances (default: ImageLauncher); ahead reads added services'
+        images and readies them in the background (default: the launcher's)."""
         self.config = config
         if launcher is None:
             image_launcher = ImageLauncher()
             launcher = image_launcher
-            bom = bom or image_launcher.bom
             reason_of_exit = reason_of_exit or image_launcher.last_line
-            prepare = prepare or image_launcher.prepare
+            ahead = ahead or image_launcher.ahead
             image_changed = image_changed or image_launcher.image_changed
         self.launcher = launcher
-        self.prepare = prepare
-        self.bom = bom or (lambda ref: {})
+        self.ahead = ahead
         self.reason_of_exit = reason_of_exit or (lambda name: "")
         self.image_changed = image_changed or (lambda config, digest: False)
         self.services: dict[str, Service] = {}
@@ -209,6 +213,7 @@ class Gateway:
         self.dns = DnsServer(self.zone, config.upstream)
         self.status = StatusServer(self.snapshot)
         self._reaper: asyncio.Task[None] | None = None
+        self._aheads: set[asyncio.Future[None]] = set()
         self._bound = (config.dns, config.status)  # what start() listens on; reload keeps it
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -224,6 +229,9 @@ class Gateway:
         """Stop listening, close every connection and stop every instance."""
         if self._reaper is not None:
             self._reaper.cancel()
+        for task in self._aheads:
+            task.cancel()
+        await asyncio.gather(*self._aheads, return_exceptions=True)
         await self.dns.close()
         await self.status.close()
         await asyncio.gather(*(self._remove(name) for name in list(self.services)))
@@ -245,11 +253,20 @@ class Gateway:
 
     async def _add_all(self, config: GatewayConfig) -> None:
         addresses = config.addresses()
-        for sc in config.services:
-            if sc.name not in self.services:
-                await self._add(sc, addresses[sc.name])
+        added = [sc for sc in config.services if sc.name not in self.services]
+        for sc in added:
+            self._add(sc, addresses[sc.name])
+        if added and self.ahead is not None:
+            task = asyncio.ensure_future(self.ahead(added, self._found))
+            self._aheads.add(task)
+            task.add_done_callback(self._aheads.discard)
+            task.add_done_callback(_log_failure)
 
-    async def _add(self, sc: ServiceConfig, address: str) -> None:
+    def _found(self, name: str, bom: dict[str, Any]) -> None:
+        if name in self.services:
+            self._boms[name] = bom
+
+    def _add(self, sc: ServiceConfig, address: str) -> None:
         svc = Service(sc, address, self.launcher, self.reason_of_exit, self.image_changed)
         sockets: dict[int, socket.socket] = {}
         try:
@@ -266,13 +283,10 @@ class Gateway:
             svc.reason = f"cannot listen on {address}: {e.strerror}"
             log.warning("service %s: %s", sc.name, svc.reason)
         self.services[sc.name] = svc
-        self._boms[sc.name] = await asyncio.to_thread(self.bom, sc.image)
-        if self.prepare is not None:
-            task = asyncio.ensure_future(asyncio.to_thread(self.prepare, sc))
-            task.add_done_callback(functools.partial(_log_failure, sc.name))
 
     async def _remove(self, name: str) -> None:
         svc = self.services.pop(name, None)
+        self._boms.pop(name, None)
         if svc is not None:
             if svc.listeners is not None:
                 svc.listeners.close()
