@@ -65,20 +65,6 @@ def test_open_binds_on_the_host_and_a_taken_port_fails_there() -> None:
         handed.close()
 
 
-def test_runc_argv_moves_the_fds_to_3_on() -> None:
-    with socket.socket() as a, socket.socket() as b:
-        argv, keep = listen.runc_argv(
-            ["runc", "--root", "r", "run", "id"], [a.fileno(), b.fileno()], 4
-        )
-        try:
-            assert argv[:2] == ["/bin/bash", "-c"]
-            assert argv[2] == f'exec "$@" 3<&{keep[0]} {keep[0]}<&- 4<&{keep[1]} {keep[1]}<&-'
-            assert argv[4:] == ["runc", "--root", "r", "run", "--preserve-fds", "2", "id"]
-            assert min(keep) >= 100
-        finally:
-            listen.close_all(keep)
-
-
 def test_bound_names_the_port_a_forward_of_port_0_got() -> None:
     handed = listen.HandedSockets((PortForward(0, 80),))
     handed.open()

@@ -30,6 +30,7 @@ from summon.targets.sandbox.config import container_id, oci_config, secrets_fold
 from summon.targets.sandbox.etc import etc_files, mount_etc, unmount_etc
 from summon.targets.sandbox.gate import ExecGate
 from summon.targets.sandbox.netns import NetNamespace
+from summon.targets.sandbox.spawn import Spawned, spawn
 
 if TYPE_CHECKING:
     from summon.targets.sandbox.egress import Egress
@@ -55,7 +56,7 @@ class SandboxInstance(Instance):
         self.handed: listen.HandedSockets | None = None  # listeners and channel for the app
         self._runc = runc
         self._root = root
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: Spawned | None = None
         self._pid = 0
         self._lock = threading.RLock()
         self._released = False
@@ -145,25 +146,20 @@ class SandboxInstance(Instance):
         argv = [*self._runc_cmd(), *run, self.container_id]
         keep: list[int] = []
         if self.direct is not None:  # the TAP goes in as the app's fd 3
-            argv = self.direct.runc_argv(argv, len(self._runc_cmd()) + 1)
             keep = [self.direct.fd]
         elif self.handed is not None:  # listeners from fd 3, then the channel
-            argv, keep = listen.runc_argv(argv, self.handed.fds, len(self._runc_cmd()) + 1)
+            keep = self.handed.fds
+        if keep:  # runc passes its fds 3.. on: spawn() puts these there
+            at = len(self._runc_cmd()) + 1  # after `run`
+            argv = [*argv[:at], "--preserve-fds", str(len(keep)), *argv[at:]]
         # runc passes its stdio on to the container (no terminal): spec.stdout reaches the app.
         try:
-            self._proc = subprocess.Popen(
-                argv,
-                start_new_session=True,
-                stdout=spec.stdout,
-                stderr=spec.stdout,
-                pass_fds=keep,
-            )
+            self._proc = spawn(argv, keep, spec.stdout)
         finally:
             # runc has its copies; the sockets and the device live as long as the app's.
             if self.direct is not None:
                 self.direct.close()
             elif self.handed is not None:
-                listen.close_all(keep)
                 self.handed.close()
         deadline = time.monotonic() + START_TIMEOUT
         while not pid_file.exists():
@@ -307,7 +303,7 @@ class SandboxInstance(Instance):
                 return 128 + 9
             return _status(proc.returncode)
 
-    def _kill(self, proc: subprocess.Popen[bytes] | None) -> None:
+    def _kill(self, proc: Spawned | None) -> None:
         if proc is None or proc.poll() is not None:
             return
         self._runc_quiet("kill", self.container_id, "KILL")

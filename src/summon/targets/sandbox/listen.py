@@ -19,17 +19,12 @@ listeners, its number in SUMMON_HANDOFF_FD.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import socket
 
 from summon.targets.base import PortForward, RunSpec
 
 FIRST_FD = 3  # SD_LISTEN_FDS_START; runc's first preserved fd
 BACKLOG = 128  # the app's start_server sets its own when it adopts the socket
-# Where the fds wait to be renumbered: above any number they are moved to.
-_HIGH_FD = 100
 
 
 def split(spec: RunSpec) -> tuple[tuple[PortForward, ...], tuple[PortForward, ...]]:
@@ -97,24 +92,3 @@ class HandedSockets:
         for sock in self.listeners:
             sock.close()
         self.listeners = []
-
-
-def runc_argv(argv: list[str], fds: list[int], preserve_at: int) -> tuple[list[str], list[int]]:
-    """(argv, fds to keep open) so that runc finds fds at 3, 4, ... and passes them on.
-
-    runc passes its own fds 3.. into the container (`--preserve-fds N`, after `run` at
-    preserve_at), so they must have those numbers in runc: bash moves them there and execs
-    runc (subprocess keeps fds open but does not renumber them). The fds are first copied
-    above _HIGH_FD so that no move overwrites one still to be moved; the caller closes the
-    copies (second list) once runc has started.
-    """
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD) for fd in fds]
-    moves = " ".join(f"{FIRST_FD + i}<&{fd} {fd}<&-" for i, fd in enumerate(high))
-    args = [*argv[:preserve_at], "--preserve-fds", str(len(fds)), *argv[preserve_at:]]
-    return ["/bin/bash", "-c", f'exec "$@" {moves}', "runc", *args], high
-
-
-def close_all(fds: list[int]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)

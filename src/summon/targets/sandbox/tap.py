@@ -84,17 +84,6 @@ class DirectNetwork:
             "SUMMON_NET_STATS": STATS_PATH,
         }
 
-    def runc_argv(self, argv: list[str], preserve_at: int) -> list[str]:
-        """argv (a `runc ... run ...` command line) so that runc finds the TAP at fd 3.
-
-        runc passes its fds 3.. into the container, so the TAP must be fd 3 in runc itself:
-        bash moves it there and execs runc (subprocess can keep an fd open, not renumber it,
-        and dash takes only one-digit fds). `--preserve-fds 1` goes after `run` at
-        preserve_at.
-        """
-        args = [*argv[:preserve_at], "--preserve-fds", "1", *argv[preserve_at:]]
-        return ["/bin/bash", "-c", f'exec "$@" {APP_FD}<&{self.fd}', "runc", *args]
-
     def close(self) -> None:
         """Close summon's copy of the fd (the device goes when the app's closes too)."""
         if self.fd >= 0:

@@ -1,0 +1,103 @@
+"""spawn(): runc started with summon's fds at 3, 4, ... (its --preserve-fds), no shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from summon.targets.sandbox.spawn import spawn
+
+# What the child finds: the socket at each fd from 3 on, and its session.
+REPORT = """
+import json, os, socket
+fds = {}
+for fd in range(3, 8):
+    try:
+        s = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        continue
+    fds[fd] = s.getsockname()[1]
+    s.close()
+print(json.dumps({"fds": fds, "leader": os.getsid(0) == os.getpid()}))
+"""
+
+
+def _listening() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def test_the_fds_land_at_3_on_in_order_and_nothing_else_does(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    # Take fds 3-5 here first, so the sockets get higher numbers than where they go.
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(3)]
+    a, b = _listening(), _listening()
+    stray = _listening()  # not handed over: it must not reach the child
+    try:
+        with open(out, "wb") as output:
+            child = spawn(
+                [sys.executable, "-c", REPORT], [b.fileno(), a.fileno()], output.fileno()
+            )
+            assert child.wait(30) == 0 and child.returncode == 0
+        seen = json.loads(out.read_text())
+        assert seen["fds"] == {"3": b.getsockname()[1], "4": a.getsockname()[1]}
+        assert seen["leader"]
+        assert a.fileno() > 0 and b.fileno() > 0  # still open here: the caller closes them
+    finally:
+        for sock in (a, b, stray):
+            sock.close()
+        for fd in fillers:
+            os.close(fd)
+
+
+def test_runc_gets_sigpipe_and_sigxfsz_back_as_subprocess_gives_them(tmp_path: Path) -> None:
+    """Python ignores SIGPIPE (and SIGXFSZ); an ignored signal stays ignored across exec, so
+    spawn resets them, as subprocess's restore_signals does (SigIgn read by a program that
+    does not touch them)."""
+    out = tmp_path / "status"
+    with open(out, "wb") as output:
+        child = spawn(["/bin/sh", "-c", "grep SigIgn /proc/self/status"], [], output.fileno())
+        assert child.wait(30) == 0
+    ignored = int(out.read_text().split()[1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1)) and not ignored & (1 << (signal.SIGXFSZ - 1))
+
+
+def test_poll_wait_timeout_and_a_signal_status() -> None:
+    child = spawn([sys.executable, "-c", "import time; time.sleep(30)"], [], None)
+    assert child.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        child.wait(0.05)
+    child.kill()
+    assert child.wait(10) == -9 and child.poll() == -9
+    child.kill()  # waited for already: nothing is signalled
+
+
+def test_a_missing_program_is_an_error_not_a_child() -> None:
+    with pytest.raises(FileNotFoundError):
+        spawn(["summon-no-such-program"], [], None)
+
+
+def test_a_thread_waiting_does_not_block_another_from_polling_and_killing() -> None:
+    """The monitor waits for runc on one thread while stop() polls and kills from another:
+    the poll must answer at once (as Popen's does), or the stop never comes."""
+    child = spawn([sys.executable, "-c", "import time; time.sleep(60)"], [], None)
+    statuses: list[int] = []
+    waiter = threading.Thread(target=lambda: statuses.append(child.wait()))
+    waiter.start()
+    time.sleep(0.2)  # the waiter is in waitpid by now
+    started = time.monotonic()
+    assert child.poll() is None
+    child.kill()
+    waiter.join(10)
+    assert time.monotonic() - started < 5 and statuses == [-9]
