@@ -23,7 +23,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
 import shutil
 import tempfile
 import types
@@ -298,7 +297,8 @@ def create(
             while f"{base_name}-{n}" in taken:
                 n += 1
             name = f"{base_name}-{n}"
-        ident = secrets.token_hex(32)
+        # os.urandom, not the secrets module: that loads hmac and OpenSSL (~2 ms of every run)
+        ident = os.urandom(32).hex()
         final = base / ident
         tmp = Path(tempfile.mkdtemp(dir=base, prefix=".new-"))
         lock_fd = -1

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -235,7 +234,7 @@ def unpack(store: Store, layer: Descriptor, files: Descriptor) -> Path:
             raise CorruptBlob(
                 f"layer {layer.digest} does not match its image's file list: {difference}"
             )
-        dest = base / (prefix + secrets.token_hex(6))
+        dest = base / (prefix + os.urandom(6).hex())
         root.chmod(0o755)
         try:
             os.rename(root, dest)
@@ -256,7 +255,7 @@ def _age(folder: Path) -> float:
 
 def _discard(folder: Path) -> None:
     """Rename a folder out of the way (an instance may still run from it), then remove it."""
-    aside = folder.with_name(f".stale-{folder.name}-{secrets.token_hex(4)}")
+    aside = folder.with_name(f".stale-{folder.name}-{os.urandom(4).hex()}")
     try:
         os.rename(folder, aside)
     except OSError:

@@ -9,7 +9,6 @@ piece (RAM only). Never on a disk the instance's image lives on, never in a laye
 from __future__ import annotations
 
 import os
-import secrets as token
 import shutil
 from pathlib import Path
 
@@ -53,7 +52,7 @@ def private_folder(instance: str, secrets: tuple[SecretFile, ...]) -> Path:
     base = SHM if SHM.is_dir() and os.access(SHM, os.W_OK) else None
     if base is None:
         raise UserError("--secret needs /dev/shm (a tmpfs) to keep secrets off the disk")
-    folder = base / f"summon-secrets-{instance}-{token.token_hex(6)}"
+    folder = base / f"summon-secrets-{instance}-{os.urandom(6).hex()}"
     folder.mkdir(mode=0o700)
     try:
         write_all(folder, secrets, 0o400)
