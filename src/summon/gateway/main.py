@@ -4,9 +4,9 @@
 the CLI's interpreter had on sys.path: no site.py (the .pth files of site-packages import
 what they like: certifi, a setuptools hook) and no click, ~1.4 MB less at rest (measured:
 23.6 -> 22.3 MB resident with one service) in a process that stays up for days. It also
-keeps OpenSSL out, which the gateway never uses (without_unused_libraries), and gives back
-the heap that starting used (trim_heap): the gateway's memory at rest is a goal of its own
-(benchmarks/bench_perf.py).
+keeps OpenSSL out, which the gateway never uses (without_unused_libraries), and runs its
+blocking calls on workers that end when idle (rest.py): the gateway's memory at rest is a
+goal of its own (benchmarks/bench_perf.py).
 """
 
 from __future__ import annotations
@@ -45,17 +45,6 @@ def without_unused_libraries() -> None:
         sys.modules["_hashlib"] = None  # type: ignore[assignment]
 
 
-def trim_heap() -> None:
-    """Give the heap pages that starting up used and freed back to the system (~1 MB of the
-    gateway's resident memory at rest): glibc keeps them otherwise."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc
-
-
 def lean_command(config: Path, verbose: bool) -> tuple[list[str], dict[str, str]]:
     """The argv and environment of the gateway's own process (see the module docstring)."""
     env = dict(os.environ)
@@ -72,15 +61,16 @@ async def serve(path: Path) -> None:
     import asyncio
 
     from summon.gateway import config as config_mod
+    from summon.gateway.rest import IdleWorkers
     from summon.gateway.server import Gateway
 
+    asyncio.get_running_loop().set_default_executor(IdleWorkers())
     gateway = Gateway(config_mod.load(path))
     try:
         await gateway.start()
     except OSError as e:
         await gateway.close()
         raise UserError(f"gateway: cannot listen: {e.strerror or e}") from None
-    trim_heap()
     cfg = gateway.config
     print(
         f"summon gateway: DNS on {cfg.dns[0]}:{cfg.dns[1]} for {cfg.zone}, "

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from summon import paths, targets
-from summon.gateway import ahead, sharing
+from summon.gateway import ahead, rest, sharing
 from summon.gateway.config import GatewayConfig, ServiceConfig
 from summon.gateway.dns import DnsServer, Zone
 from summon.gateway.handoff import Channel
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 REAP_EVERY = 0.25  # seconds between idle checks: the slack on an idle_timeout
+AT_REST = (State.DOWN, State.FAILED, State.SNAPSHOTTED)
 
 # (services just added, found(service name, what the status page shows of its image)):
 # returns once every one's image is ready for its target, or could not be made so (logged).
@@ -214,6 +215,7 @@ class Gateway:
         self.status = StatusServer(self.snapshot)
         self._reaper: asyncio.Task[None] | None = None
         self._aheads: set[asyncio.Future[None]] = set()
+        self._rested_after = 0  # boots and thaws, when the heap was last trimmed at rest
         self._bound = (config.dns, config.status)  # what start() listens on; reload keeps it
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -315,6 +317,18 @@ class Gateway:
                 if tier is not None:
                     task = asyncio.ensure_future(self._step_down(svc, tier, now))
                     task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._rest()
+
+    def _rest(self) -> None:
+        """Once at rest again after boots or thaws (every service down or failed, no thread
+        but this one: the workers have ended), give the heap's free pages back."""
+        services = self.services.values()
+        activity = sum(svc.boots + svc.thaws for svc in services)
+        if activity == self._rested_after or threading.active_count() > 1:
+            return
+        if all(svc.instance is None and svc.state in AT_REST for svc in services):
+            self._rested_after = activity
+            rest.trim_heap()
 
     async def _step_down(self, svc: Service, tier: str, now: float) -> None:
         # Connections handed over are the app's: the gateway cannot see them end, so it asks
