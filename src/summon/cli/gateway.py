@@ -27,8 +27,11 @@ def gateway_command(config_path: Path, verbose: bool) -> None:
     from summon.gateway import config as config_mod
     from summon.gateway.main import lean_command
 
-    config_mod.load(config_path)  # a bad file fails here, one line, before anything listens
-    argv, env = lean_command(config_path.absolute(), verbose)
+    # A bad file fails here, one line, before anything listens; the gateway's process gets
+    # the document that was checked (main.CHECKED_CONFIG).
+    checked = config_mod.read(config_path)
+    config_mod.parse(checked, config_path)
+    argv, env = lean_command(config_path.absolute(), verbose, checked)
     os.execve(argv[0], argv, env)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,13 +121,19 @@ def allocate_addresses(names: list[str]) -> dict[str, str]:
 
 
 def load(path: Path) -> GatewayConfig:
+    return parse(read(path), path)
+
+
+def read(path: Path) -> dict[str, Any]:
+    """The TOML document at path, not checked yet (parse does that)."""
+    import tomllib  # here: the gateway's process reads the file only on a reload (main.py)
+
     try:
-        doc = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return parse(doc, path)
 
 
 def parse(doc: dict[str, Any], path: Path) -> GatewayConfig:

@@ -4,9 +4,10 @@
 the CLI's interpreter had on sys.path: no site.py (the .pth files of site-packages import
 what they like: certifi, a setuptools hook) and no click, ~1.4 MB less at rest (measured:
 23.6 -> 22.3 MB resident with one service) in a process that stays up for days. It also
-keeps OpenSSL out, which the gateway never uses (without_unused_libraries), and runs its
-blocking calls on workers that end when idle (rest.py): the gateway's memory at rest is a
-goal of its own (benchmarks/bench_perf.py).
+keeps OpenSSL out, which the gateway never uses (without_unused_libraries), is handed the
+config the CLI checked rather than parsing TOML (CHECKED_CONFIG), and runs its blocking calls
+on workers that end when idle (rest.py): the gateway's memory at rest is a goal of its own
+(benchmarks/bench_perf.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from summon.errors import SummonError, UserError
 
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 ORIGINAL_PYTHONPATH = "SUMMON_GATEWAY_PYTHONPATH"  # what the user had, for the instances
+# The config the CLI read and checked, as JSON: this process then parses no TOML (the TOML
+# parser and datetime, ~0.4 MB, load on a reload only), and serves the file that was checked.
+CHECKED_CONFIG = "SUMMON_GATEWAY_CONFIG"
+CHECKED_LIMIT = 100_000  # characters; Linux takes at most 128 KiB in one environment string
 # What the host's user can fix (cli/main.py says these as one line and status 2 too).
 USER_ERRNOS = frozenset(
     (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE)
@@ -45,10 +50,22 @@ def without_unused_libraries() -> None:
         sys.modules["_hashlib"] = None  # type: ignore[assignment]
 
 
-def lean_command(config: Path, verbose: bool) -> tuple[list[str], dict[str, str]]:
-    """The argv and environment of the gateway's own process (see the module docstring)."""
+def lean_command(
+    config: Path, verbose: bool, checked: dict[str, Any] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of the gateway's own process (see the module docstring);
+    checked: the config file's document, as read and checked (else the process reads it)."""
+    import json
+
     env = dict(os.environ)
     env[ORIGINAL_PYTHONPATH] = env.get("PYTHONPATH", "")
+    env.pop(CHECKED_CONFIG, None)
+    try:
+        text = json.dumps(checked) if checked is not None else ""
+    except (TypeError, ValueError):  # a TOML date or time somewhere: JSON has none
+        text = ""
+    if text and len(text) <= CHECKED_LIMIT:
+        env[CHECKED_CONFIG] = text
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
     # -P: `-m` would put the working folder first on sys.path, where any file could shadow
     # a module the gateway imports; the console script never had it there.
@@ -56,8 +73,9 @@ def lean_command(config: Path, verbose: bool) -> tuple[list[str], dict[str, str]
     return argv + (["-v"] if verbose else []), env
 
 
-async def serve(path: Path) -> None:
-    """Run the gateway of the config at `path` until SIGINT or SIGTERM; SIGHUP reloads."""
+async def serve(path: Path, checked: dict[str, Any] | None = None) -> None:
+    """Run the gateway of the config at `path` (checked: its document, already read) until
+    SIGINT or SIGTERM; SIGHUP reloads the file."""
     import asyncio
 
     from summon.gateway import config as config_mod
@@ -65,7 +83,8 @@ async def serve(path: Path) -> None:
     from summon.gateway.server import Gateway
 
     asyncio.get_running_loop().set_default_executor(IdleWorkers())
-    gateway = Gateway(config_mod.load(path))
+    config = config_mod.parse(checked, path) if checked is not None else config_mod.load(path)
+    gateway = Gateway(config)
     try:
         await gateway.start()
     except OSError as e:
@@ -113,6 +132,7 @@ def main(argv: Sequence[str]) -> int:
     if len(args) != 2 or args[0] != "--config":
         print("usage: summon gateway --config PATH [-v]", file=sys.stderr)
         return 2
+    checked = _checked(os.environ.pop(CHECKED_CONFIG, ""))
     original = os.environ.pop(ORIGINAL_PYTHONPATH, None)
     if original is not None:  # the instances this starts get the user's, not this one's
         if original:
@@ -126,7 +146,7 @@ def main(argv: Sequence[str]) -> int:
     import asyncio
 
     try:
-        asyncio.run(serve(Path(args[1])))
+        asyncio.run(serve(Path(args[1]), checked))
     except SummonError as e:
         print(f"summon: error: {e}", file=sys.stderr)
         return e.exit_status
@@ -139,6 +159,18 @@ def main(argv: Sequence[str]) -> int:
         print(f"summon: error: {e.strerror or os.strerror(e.errno or 0)}{where}", file=sys.stderr)
         return 2
     return 0
+
+
+def _checked(text: str) -> dict[str, Any] | None:
+    if not text:
+        return None
+    import json
+
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None  # the file is read instead
+    return doc if isinstance(doc, dict) else None
 
 
 if __name__ == "__main__":

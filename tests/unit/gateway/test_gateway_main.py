@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +17,12 @@ import summon
 from summon.gateway import main as gateway_main
 
 SUMMON_ROOT = str(Path(summon.__file__).resolve().parents[1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def test_the_gateway_runs_without_site_or_click_and_finds_summon(
@@ -50,10 +60,99 @@ def test_the_users_pythonpath_is_put_back_for_the_instances(
     monkeypatch.setenv(gateway_main.ORIGINAL_PYTHONPATH, "")
     seen: dict[str, str | None] = {}
 
-    async def serve(path: Path) -> None:
+    async def serve(path: Path, checked: dict[str, Any] | None = None) -> None:
         seen["PYTHONPATH"] = os.environ.get("PYTHONPATH")
         seen["config"] = str(path)
 
     monkeypatch.setattr(gateway_main, "serve", serve)
     assert gateway_main.main(["--config", str(tmp_path / "gw.toml")]) == 0
     assert seen == {"PYTHONPATH": None, "config": str(tmp_path / "gw.toml")}
+
+
+def test_the_checked_config_is_handed_over_and_not_to_the_instances(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    doc = {"gateway": {"zone": "x.test"}, "service": [{"name": "web", "image": "http:1"}]}
+    _argv, env = gateway_main.lean_command(tmp_path / "gw.toml", False, doc)
+    assert json.loads(env[gateway_main.CHECKED_CONFIG]) == doc
+    # What JSON cannot say (a TOML date), or too much for one environment string: the
+    # gateway's process reads the file itself.
+    dated = {"service": [{"name": "web", "options": {"when": datetime.date(2024, 1, 1)}}]}
+    big = {"service": [{"name": f"s{i}", "image": "x" * 1000} for i in range(200)]}
+    for other in (dated, big, None):
+        _argv, env = gateway_main.lean_command(tmp_path / "gw.toml", False, other)
+        assert gateway_main.CHECKED_CONFIG not in env
+    seen: list[Any] = []
+
+    async def serve(path: Path, checked: dict[str, Any] | None = None) -> None:
+        seen.append((checked, os.environ.get(gateway_main.CHECKED_CONFIG)))
+
+    monkeypatch.setattr(gateway_main, "serve", serve)
+    monkeypatch.setenv(gateway_main.CHECKED_CONFIG, json.dumps(doc))
+    assert gateway_main.main(["--config", str(tmp_path / "gw.toml")]) == 0
+    monkeypatch.setenv(gateway_main.CHECKED_CONFIG, "{not json")
+    assert gateway_main.main(["--config", str(tmp_path / "gw.toml")]) == 0
+    assert seen == [(doc, None), (None, None)]
+
+
+# Modules the gateway at rest does without: the TOML parser (the CLI hands over the config it
+# checked), the store's and the targets' instance code (gateway/ahead.py prepares images in a
+# process of its own), the html module's entity table, the volumes' and secrets' code.
+NOT_AT_REST = (
+    "tomllib", "datetime", "html", "summon.store", "summon.store.image", "tarfile", "ctypes",
+    "summon.targets.sandbox.instance", "summon.targets.sandbox.rootmount", "shutil", "lzma",
+    "summon.targets.volumes", "summon.secrets",
+)  # fmt: skip
+AT_REST_PROBE = """
+import asyncio, json, os, sys, threading
+from pathlib import Path
+from summon.gateway import main
+doc = json.loads(os.environ[main.CHECKED_CONFIG])
+
+async def status() -> bytes:
+    host, port = doc["gateway"]["status"].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /status.json HTTP/1.1\\r\\nhost: gw\\r\\n\\r\\n")
+    head = await reader.readuntil(b"\\r\\n\\r\\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\\r\\n")[0])
+    body = await reader.readexactly(length)
+    writer.close()
+    return body
+
+async def at_rest() -> None:
+    served = asyncio.ensure_future(main.serve(Path("gw.toml"), doc))
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        try:
+            body = await status()
+            break
+        except OSError:
+            pass
+    await asyncio.sleep(1.0)  # the ahead process is done by now
+    services = json.loads(body)["services"]
+    print(json.dumps({"modules": sorted(sys.modules), "threads": threading.active_count(),
+                      "states": [s["state"] for s in services]}))
+    os.kill(os.getpid(), 15)
+    await served
+
+asyncio.run(at_rest())
+"""
+
+
+def test_the_gateway_at_rest_loads_only_what_it_uses(tmp_path: Path) -> None:
+    dns, status, web = (free_port() for _ in range(3))
+    doc = {
+        "gateway": {"dns": f"127.0.0.1:{dns}", "status": f"127.0.0.1:{status}"},
+        "service": [{"name": f"web{i}", "image": "nothing:1", "ports": [web]} for i in range(3)],
+    }
+    argv, env = gateway_main.lean_command(tmp_path / "gw.toml", False, doc)
+    env.update(SUMMON_STORE=str(tmp_path / "store"), XDG_STATE_HOME=str(tmp_path / "state"))
+    r = subprocess.run(
+        [*argv[:3], "-c", AT_REST_PROBE], env=env, capture_output=True, text=True, cwd=tmp_path,
+        timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.splitlines()[-1])
+    assert report["states"] == ["down"] * 3
+    assert sorted(set(NOT_AT_REST) & set(report["modules"])) == []
+    assert report["threads"] == 1  # no worker thread waits at rest
