@@ -247,6 +247,8 @@ class StatusServer:
                     writer.write(conn.send(h11.Data(data=body)))
                     writer.write(conn.send(h11.EndOfMessage()))
                     await writer.drain()
+                    if conn.our_state is h11.MUST_CLOSE:  # HTTP/1.0, or Connection: close
+                        break  # close now: the client may wait for the close to see the end
                     continue
                 if isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
                     if conn.our_state is h11.DONE and conn.their_state is h11.DONE:

@@ -7,6 +7,7 @@ import html
 import http.client
 import json
 import socket
+import time
 from typing import Any
 
 from summon.gateway.status import StatusServer, escape, metrics_text, page
@@ -104,3 +105,39 @@ def test_served_over_http() -> None:
             await server.close()
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_an_http_1_0_client_is_answered_and_closed_at_once() -> None:
+    """HTTP/1.0, or Connection: close: the server closes after the answer rather than wait
+    (up to its read timeout) for a client that reads until the connection ends."""
+
+    async def snapshot() -> list[dict[str, Any]]:
+        return [SERVICE]
+
+    def fetch(port: int, request: bytes) -> tuple[bytes, float]:
+        with socket.create_connection(("127.0.0.1", port), timeout=8) as client:
+            client.sendall(request)  # and the client keeps its side open
+            t0 = time.monotonic()
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+            return answer, time.monotonic() - t0
+
+    async def main() -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = StatusServer(snapshot)
+        await server.start("127.0.0.1", port)
+        try:
+            for request in (
+                b"GET /status.json HTTP/1.0\r\n\r\n",
+                b"GET /status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ):
+                answer, seconds = await asyncio.to_thread(fetch, port, request)
+                assert answer.startswith(b"HTTP/1.1 200 ") and b'"web"' in answer
+                assert seconds < 2, f"closed after {seconds:.1f} s"
+        finally:
+            await server.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
