@@ -101,3 +101,20 @@ def test_a_thread_waiting_does_not_block_another_from_polling_and_killing() -> N
     child.kill()
     waiter.join(10)
     assert time.monotonic() - started < 5 and statuses == [-9]
+
+
+def test_output_keeps_its_file_when_its_number_is_one_the_fds_move_to(tmp_path: Path) -> None:
+    """A console file opened early often has fd 3, where the first fd goes: stdout and
+    stderr must be the file, and fd 3 the socket, not the other way round."""
+    out = tmp_path / "out"
+    with open(out, "wb") as output, _listening() as sock:
+        n = output.fileno()
+        fds = [sock.fileno()] * (n - 2)  # so that fd n in the child is one of them
+        code = (
+            "import os, stat, sys; "
+            f"ok = stat.S_ISSOCK(os.fstat({n}).st_mode) and stat.S_ISREG(os.fstat(1).st_mode)"
+            " and stat.S_ISREG(os.fstat(2).st_mode); print('ok' if ok else 'wrong')"
+        )
+        child = spawn([sys.executable, "-c", code], fds, n)
+        assert child.wait(30) == 0
+    assert out.read_text() == "ok\n"

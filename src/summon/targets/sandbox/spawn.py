@@ -96,9 +96,12 @@ def spawn(argv: list[str], fds: list[int], output: int | None) -> Spawned:
     # close-on-exec, so only the renumbered ones reach runc.
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD) for fd in fds]
     try:
-        actions = [(os.POSIX_SPAWN_DUP2, fd, FIRST_FD + i) for i, fd in enumerate(high)]
+        # stdout and stderr first: `output` may itself have one of the numbers the fds
+        # are moved to (a console file opened early is often fd 3).
+        actions = []
         if output is not None:
             actions += [(os.POSIX_SPAWN_DUP2, output, 1), (os.POSIX_SPAWN_DUP2, output, 2)]
+        actions += [(os.POSIX_SPAWN_DUP2, fd, FIRST_FD + i) for i, fd in enumerate(high)]
         # As subprocess's restore_signals: Python ignores SIGPIPE and SIGXFSZ; runc must not.
         default = (signal.SIGPIPE, signal.SIGXFSZ)
         pid = os.posix_spawn(
