@@ -162,7 +162,13 @@ class Image:
         checked against the image's file list first."""
         if self.root is not None:
             return self.root
-        return self._unpacked
+        folder = self._unpacked
+        if not folder.is_dir():
+            # Set aside since (another unpack found it changed) or removed: check and unpack
+            # again rather than name a folder that is gone.
+            del self.__dict__["_unpacked"]
+            folder = self._unpacked
+        return folder
 
     @cached_property
     def _unpacked(self) -> Path:

@@ -430,3 +430,18 @@ def test_build_and_images_agree_on_the_unpacked_size(http_image: BuildResult, st
     rows = {r["ref"]: r for r in json.loads(out.stdout)}
     assert rows["http:test"]["unpacked"] == http_image.unpacked
     assert http_image.unpacked == sum(http_image.sizes.values())
+
+
+def test_an_image_finds_its_unpacked_folder_again_once_set_aside(
+    http_image: BuildResult, store: Store
+) -> None:
+    """An Image checks its unpacked folder once; if another unpack sets that folder aside
+    meanwhile (it found it changed), the Image unpacks again instead of naming a folder that
+    is gone (a long-lived caller, such as the benchmarks, read no app.json then)."""
+    image = Image.open(store, http_image.image.ref)
+    first = image.rootfs()
+    assert image.app_config()["name"] == "http"
+    (first / "app" / "stray.txt").write_text("not the image's")  # changed since
+    fresh = Image.open(store, http_image.image.ref).rootfs()  # sets the changed one aside
+    assert fresh != first and not first.exists()
+    assert image.rootfs() == fresh and image.app_config()["name"] == "http"
