@@ -11,7 +11,7 @@ from concurrent.futures import CancelledError
 from pathlib import Path
 
 import pytest
-from test_gateway_service import FakeLauncher, fetch, free_port, run
+from test_gateway_service import FakeLauncher, fetch, free_port, run, web_doc
 
 from summon.gateway import rest
 from summon.gateway.config import parse
@@ -95,14 +95,7 @@ def test_the_heap_is_trimmed_once_at_rest_after_a_boot(
         monkeypatch.setattr(threading, "active_count", lambda: real_count() - others)
         launcher = FakeLauncher(delay=0.05)
         port = free_port("127.0.0.1")
-        doc = {
-            "gateway": {
-                "dns": f"127.0.0.1:{free_port('127.0.0.1')}",
-                "status": f"127.0.0.1:{free_port('127.0.0.1')}",
-            },
-            "service": [{"name": "web", "image": "x", "ports": [port], "idle_timeout": "0.3s"}],
-        }
-        gw = Gateway(parse(doc, tmp_path / "gw.toml"), launcher=launcher)
+        gw = Gateway(parse(web_doc(port, "0.3s"), tmp_path / "gw.toml"), launcher=launcher)
         await gw.start()
         try:
             await asyncio.sleep(0.5)

@@ -154,17 +154,22 @@ def test_an_app_that_dies_marks_the_service_failed_and_a_new_request_reboots() -
     run(main())
 
 
+def web_doc(port: int, idle_timeout: str) -> dict[str, Any]:
+    """A gateway config (DNS and status on free ports) with one service "web" on `port`."""
+    return {
+        "gateway": {
+            "dns": f"127.0.0.1:{free_port('127.0.0.1')}",
+            "status": f"127.0.0.1:{free_port('127.0.0.1')}",
+        },
+        "service": [{"name": "web", "image": "x", "ports": [port], "idle_timeout": idle_timeout}],
+    }
+
+
 def test_gateway_scales_to_zero_after_idle_and_reloads(tmp_path: Path) -> None:
     async def main() -> None:
         launcher = FakeLauncher(delay=0.05)
         port = free_port("127.0.0.1")
-        doc = {
-            "gateway": {
-                "dns": f"127.0.0.1:{free_port('127.0.0.1')}",
-                "status": f"127.0.0.1:{free_port('127.0.0.1')}",
-            },
-            "service": [{"name": "web", "image": "x", "ports": [port], "idle_timeout": "0.5s"}],
-        }
+        doc = web_doc(port, "0.5s")
         gw = Gateway(parse(doc, tmp_path / "gw.toml"), launcher=launcher)
         await gw.start()
         try:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import http.client
 import json
 import socket
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from summon.gateway.status import StatusServer, escape, metrics_text, page
@@ -69,10 +71,25 @@ def test_what_the_page_shows_is_escaped_as_html_escape_does() -> None:
     assert "a&quot;b:1" in text
 
 
-def test_served_over_http() -> None:
-    async def snapshot() -> list[dict[str, Any]]:
-        return [SERVICE]
+async def _snapshot() -> list[dict[str, Any]]:
+    return [SERVICE]
 
+
+@contextlib.asynccontextmanager
+async def _serving() -> AsyncIterator[int]:
+    """A StatusServer over SERVICE on a free local port, which it yields."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = StatusServer(_snapshot)
+    await server.start("127.0.0.1", port)
+    try:
+        yield port
+    finally:
+        await server.close()
+
+
+def test_served_over_http() -> None:
     def get(port: int, path: str) -> tuple[int, str, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         conn.request("GET", path)
@@ -85,12 +102,7 @@ def test_served_over_http() -> None:
         return out
 
     async def main() -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = StatusServer(snapshot)
-        await server.start("127.0.0.1", port)
-        try:
+        async with _serving() as port:
             status, ctype, body = await asyncio.to_thread(get, port, "/")
             assert status == 200 and ctype.startswith("text/html")
             assert b"booted in 0.31 s" in body and b"Python 3.11.2" in body
@@ -101,8 +113,6 @@ def test_served_over_http() -> None:
             assert ctype.startswith("text/plain; version=0.0.4")
             status, _, _ = await asyncio.to_thread(get, port, "/nope")
             assert status == 404
-        finally:
-            await server.close()
 
     asyncio.run(asyncio.wait_for(main(), 20))
 
@@ -110,9 +120,6 @@ def test_served_over_http() -> None:
 def test_an_http_1_0_client_is_answered_and_closed_at_once() -> None:
     """HTTP/1.0, or Connection: close: the server closes after the answer rather than wait
     (up to its read timeout) for a client that reads until the connection ends."""
-
-    async def snapshot() -> list[dict[str, Any]]:
-        return [SERVICE]
 
     def fetch(port: int, request: bytes) -> tuple[bytes, float]:
         with socket.create_connection(("127.0.0.1", port), timeout=8) as client:
@@ -124,12 +131,7 @@ def test_an_http_1_0_client_is_answered_and_closed_at_once() -> None:
             return answer, time.monotonic() - t0
 
     async def main() -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = StatusServer(snapshot)
-        await server.start("127.0.0.1", port)
-        try:
+        async with _serving() as port:
             for request in (
                 b"GET /status.json HTTP/1.0\r\n\r\n",
                 b"GET /status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -137,7 +139,5 @@ def test_an_http_1_0_client_is_answered_and_closed_at_once() -> None:
                 answer, seconds = await asyncio.to_thread(fetch, port, request)
                 assert answer.startswith(b"HTTP/1.1 200 ") and b'"web"' in answer
                 assert seconds < 2, f"closed after {seconds:.1f} s"
-        finally:
-            await server.close()
 
     asyncio.run(asyncio.wait_for(main(), 30))
