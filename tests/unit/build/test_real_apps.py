@@ -296,14 +296,20 @@ def test_why(http_image: BuildResult, store: Store) -> None:
 # --- failures that must stop a build ------------------------------------------------------------
 
 
-def test_broken_exclude_fails_the_build(store: Store, tmp_path: Path, interp: Interpreter) -> None:
-    app = tmp_path / "app"
+def _build_error(store: Store, app: Path, manifest: str, source: str) -> str:
+    """The one line a build of the app folder `app` (summon.toml and app.py) fails with."""
     app.mkdir()
-    (app / "summon.toml").write_text('name = "x"\nentry = "app:main"\nexclude = ["json"]\n')
-    (app / "app.py").write_text("import json\n\ndef main():\n    print(json.dumps(1))\n")
+    (app / "summon.toml").write_text(manifest)
+    (app / "app.py").write_text(source)
     with pytest.raises(BuildError) as info:
-        build(app, store, tag="broken:test")
-    assert str(info.value) == (
+        build(app, store, tag=f"{app.name}:test")
+    return str(info.value)
+
+
+def test_broken_exclude_fails_the_build(store: Store, tmp_path: Path, interp: Interpreter) -> None:
+    manifest = 'name = "x"\nentry = "app:main"\nexclude = ["json"]\n'
+    source = "import json\n\ndef main():\n    print(json.dumps(1))\n"
+    assert _build_error(store, tmp_path / "broken", manifest, source) == (
         "module json (imported by app, line 1) is excluded by exclude = ['json'], but the "
         "app needs it to start (app -> json); remove it from exclude"
     )
@@ -312,13 +318,9 @@ def test_broken_exclude_fails_the_build(store: Store, tmp_path: Path, interp: In
 def test_warm_up_for_an_entry_the_runtime_does_not_serve_fails_the_build(
     store: Store, tmp_path: Path
 ) -> None:
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "summon.toml").write_text('name = "x"\nentry = "app:main"\nwarm_up = ["/"]\n')
-    (app / "app.py").write_text("def main():\n    return 0\n")
-    with pytest.raises(BuildError) as info:
-        build(app, store, tag="warm:test")
-    assert str(info.value) == (
+    app = tmp_path / "warm"
+    manifest = 'name = "x"\nentry = "app:main"\nwarm_up = ["/"]\n'
+    assert _build_error(store, app, manifest, "def main():\n    return 0\n") == (
         f"{app / 'summon.toml'}: warm_up: app:main is not a WSGI or ASGI app the runtime "
         "serves; remove warm_up, or point entry at the app object"
     )
