@@ -180,11 +180,15 @@ class Repository:
             if value is None:
                 out[key] = None
             elif len(value) < MIN_DELTA_SIZE or base is None:
-                out[key] = self.odb.add(BLOB, value)  # too small to be a delta
+                out[key] = self.add_value(value, None)
             else:
-                old = value_id(self.odb, base, tuple(key.split(b"/")))
-                out[key] = self.odb.add(BLOB, value, old)
+                out[key] = self.add_value(value, value_id(self.odb, base, tuple(key.split(b"/"))))
         return out
+
+    def add_value(self, value: bytes, old: bytes | None) -> bytes:
+        """The blob id of `value`, added to pending; `old` (the key's previous blob, if any)
+        its delta base unless the value is too small to be a delta."""
+        return self.odb.add(BLOB, value, old if len(value) >= MIN_DELTA_SIZE else None)
 
     def record_commit(
         self, ref: str, body: bytes, changes: dict[bytes, bytes | None], tree_as_is: bool

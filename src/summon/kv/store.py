@@ -37,7 +37,6 @@ from summon.kv.objects import (
     serialize_commit,
     tree_line,
 )
-from summon.kv.packwrite import MIN_DELTA_SIZE
 from summon.kv.refs import HEADS, check_branch
 from summon.kv.repo import Repository
 from summon.kv.tree import build_one, diff, key_path, keys, value_id, walk_one
@@ -290,8 +289,7 @@ class Store(KV_RW):
         # While the disk writes the record:
         if value is not None:
             old = path[-1][1].get(parts[-1])  # the key's previous value: its delta base
-            base = old[1] if old is not None and old[0] in VALUE_MODES else None
-            odb.add(BLOB, value, base if len(value) >= MIN_DELTA_SIZE else None)
+            self._repo.add_value(value, old[1] if old and old[0] in VALUE_MODES else None)
         tree = build_one(odb, parts, blob, path)
         oid = odb.add(COMMIT, tree_line(tree) + tail)
         self._repo.commit_written(ref, oid, end)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import socket
 
 from summon.targets.base import PortForward, RunSpec
+from summon.targets.sandbox.spawn import FIRST_FD  # SD_LISTEN_FDS_START too
 
-FIRST_FD = 3  # SD_LISTEN_FDS_START; runc's first preserved fd
 BACKLOG = 128  # the app's start_server sets its own when it adopts the socket
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from summon.net.ethernet import format_mac
 from summon.net.links.tap import TapLink
 from summon.targets.sandbox.netns import run_inside
+from summon.targets.sandbox.spawn import FIRST_FD
 
 TAP_NAME = "tap0"
 HOST_ADDRESS = "10.7.0.1"  # the kernel's side, where forwarded connections come from
@@ -29,7 +30,7 @@ STACK_ADDRESS = "10.7.0.2"  # the app's summon.net
 PREFIX_LEN = 30
 # A TAP carries frames up to 64 KiB: large TCP segments cut Python's per-segment costs.
 MTU = 65000
-APP_FD = 3  # where the TAP fd lands in the container (runc's first preserved fd)
+APP_FD = FIRST_FD  # where the TAP fd lands in the container
 STATS_PATH = "/tmp/summon-net.json"
 NUD_PERMANENT = 0x80  # <linux/neighbour.h>
 
