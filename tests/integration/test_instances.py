@@ -146,6 +146,20 @@ def test_http_detached_on_the_sandbox(summon: Summon, http_image: str) -> None:
     assert not (summon.instances / ident).exists()
 
 
+def test_rm_f_of_an_instance_run_with_rm(summon: Summon, http_image: str) -> None:
+    """rm -f stops it, and its init (--rm) removes the folder meanwhile: one removal, no error."""
+    port = free_port()
+    r = summon("run", "-d", "--rm", http_image, "--target", "unix", "-p", f"{port}:80")
+    assert r.returncode == 0, r.stderr
+    ident = r.stdout.strip()
+    assert "hello from a unikernel" in get(f"http://127.0.0.1:{port}/", time.monotonic() + 20)
+    r = summon("rm", "-f", ident[:12])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ident[:12]
+    assert not (summon.instances / ident).exists()
+    assert instance_processes([ident]) == []
+
+
 @pytest.mark.parametrize("target", [pytest.param("sandbox", marks=needs_sandbox), "unix"])
 def test_a_killed_monitor_leaves_no_orphan(summon: Summon, http_image: str, target: str) -> None:
     port = free_port()

@@ -325,9 +325,16 @@ def create(
 
 
 def remove(folder: InstanceFolder) -> None:
-    """Delete the folder: renamed out of sight first, so nobody reads half of it."""
+    """Delete the folder: renamed out of sight first, so nobody reads half of it.
+
+    A folder gone already is no error: an instance run with --rm removes its own once it
+    stops, which `summon rm -f` (stop, then remove) races with.
+    """
     gone = folder.path.with_name(f".gone-{folder.id}")
-    os.rename(folder.path, gone)
+    try:
+        os.rename(folder.path, gone)
+    except FileNotFoundError:
+        return
     shutil.rmtree(gone, ignore_errors=True)
 
 
