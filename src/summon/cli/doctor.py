@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from summon import targets
 from summon.cli.output import out
@@ -48,8 +49,9 @@ def doctor(as_json: bool) -> None:
     for c in checks:
         mark = "[green]ok[/]  " if c["ok"] else "[red]no[/]  "
         out.print(
-            f"{mark}{c['target']:8} {c['what']}"
-            + (f"\n            fix: {c['fix']}" if c["fix"] else "")
+            f"{mark}{escape(c['target']):8} {escape(c['what'])}"
+            + (f"\n            fix: {escape(c['fix'])}" if c["fix"] else ""),
+            markup=True,
         )
     usable = sorted({c["target"] for c in checks} - {c["target"] for c in checks if not c["ok"]})
     out.print(f"\nusable here: {', '.join(usable) or 'none'}")

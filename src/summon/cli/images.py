@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from summon.cli.output import err, human, open_store, out, progress
@@ -188,7 +189,7 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
         print(json.dumps(doc, indent=2, sort_keys=True))
         return
     layer = bom.get("layer", {})
-    out.print(f"[bold]{img.ref}[/]  ID {img.id}  {img.desc.digest}")
+    out.print(f"[bold]{escape(img.ref)}[/]  ID {img.id}  {img.desc.digest}", markup=True)
     out.print(
         f"entry {bom.get('entry')}  network {bom.get('app', {}).get('network')}  "
         f"ports {', '.join(bom.get('app', {}).get('ports', [])) or '-'}"

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from summon.build import kernel as kernel_mod
@@ -142,9 +143,13 @@ def config_cmd(image: str, as_json: bool) -> None:
         print(json.dumps(doc, indent=2))
         return
     state = f"built, {cached.id}" if cached else "not built yet: summon kernel build " + img.ref
-    out.print(f"[bold]kernel for {img.ref}[/] ({state}): tinyconfig plus {', '.join(fragments)}")
+    out.print(
+        f"[bold]kernel for {escape(img.ref)}[/] ({escape(state)}): "
+        f"tinyconfig plus {escape(', '.join(fragments))}",
+        markup=True,
+    )
     for g in groups:
-        out.print(f"\n[bold]{g.name}[/]: {g.description}")
+        out.print(f"\n[bold]{escape(g.name)}[/]: {escape(g.description)}", markup=True)
         table = Table(box=None, pad_edge=False, show_header=False)
         table.add_column("option", no_wrap=True)
         table.add_column("why")

@@ -27,6 +27,11 @@ _NUMBERS = re.compile(r"\d+")
 
 
 _consoles: dict[str, Any] = {}
+# What the consoles print is printed as it is: image names, paths, error messages and the
+# like can hold "[...]" or ":name:", which rich would otherwise take for markup (and drop) or
+# emoji codes. A line that wants a style asks for it (markup=True, with escape() around
+# whatever it quotes).
+PLAIN: dict[str, Any] = {"highlight": False, "soft_wrap": True, "markup": False, "emoji": False}
 
 
 def __getattr__(name: str) -> Any:
@@ -39,9 +44,9 @@ def __getattr__(name: str) -> Any:
         if name == "out":
             # Piped output keeps whole rows (scripts, tests); a terminal gets rich's fitting.
             width = None if sys.stdout.isatty() else 400
-            _consoles[name] = Console(highlight=False, soft_wrap=True, width=width)
+            _consoles[name] = Console(width=width, **PLAIN)
         else:
-            _consoles[name] = Console(stderr=True, highlight=False, soft_wrap=True)
+            _consoles[name] = Console(stderr=True, **PLAIN)
     return _consoles[name]
 
 

@@ -43,6 +43,8 @@ def test_ls_lists_keys_sizes_and_refused_ones(cache: SnapshotCache) -> None:
     table = runner.invoke(cli, ["snapshot", "ls"])
     assert table.exit_code == 0
     assert "abababababab" in table.output and "2 snapshot(s)" in table.output
+    # The reason is printed as it is ("[...]" is not taken for rich markup and dropped).
+    assert "[snapshot cdcdcdcdcdcd: its record is malformed" in table.output
 
 
 def test_rm_by_prefix_and_its_errors(cache: SnapshotCache) -> None:
