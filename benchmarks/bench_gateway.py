@@ -73,7 +73,14 @@ class GatewayProcess:
             f'[gateway]\ndns = "127.0.0.1:{self.dns_port}"\n'
             f'status = "127.0.0.1:{self.status_port}"\n{services}'
         )
-        env = {**os.environ, "SUMMON_STORE": str(image.store.root), "XDG_STATE_HOME": str(state)}
+        # Its own state, and so its own host keys: its snapshots go beside them, not into the
+        # user's cache (where that state's keys would make them refused and clutter).
+        env = {
+            **os.environ,
+            "SUMMON_STORE": str(image.store.root),
+            "XDG_STATE_HOME": str(state),
+            "SUMMON_SNAPSHOTS": str(state / "snapshots"),
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "summon.cli.main", "gateway", "--config", str(config)],
             env=env,

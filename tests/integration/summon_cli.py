@@ -45,6 +45,9 @@ class Summon:
             "XDG_DATA_HOME": str(home / "data"),
             "XDG_STATE_HOME": str(home / "state"),
             "XDG_CONFIG_HOME": str(home / "config"),
+            # The cache is the machine's (kernels take minutes to build), but snapshots are
+            # signed with the state's host key: they stay with this state, out of the user's.
+            "SUMMON_SNAPSHOTS": str(home / "snapshots"),
         }
         self.store = home / "data" / "summon" / "store"
         self.instances = home / "state" / "summon" / "instances"
