@@ -202,6 +202,10 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
             raise bad_at(f"{where}: options.{key}")(
                 f"not an option of target {target} (it takes: {', '.join(sorted(takes)) or 'none'})"
             )
+    try:
+        targets.get(target, **options)  # the target checks its options' values (no I/O)
+    except (UserError, TypeError, ValueError) as e:
+        raise bad_at(f"{where}: options")(str(e)) from None
     ports = entry.get("ports", [80])
     if (
         not isinstance(ports, list)

@@ -82,6 +82,17 @@ def test_a_registered_target_and_its_options_are_accepted_by_the_gateway_config(
         parse(doc, tmp_path / "g.toml")
 
 
+def test_the_gateway_config_refuses_a_bad_option_value_when_loaded(tmp_path: Path) -> None:
+    """Checked by the target itself at load, not at the service's first boot."""
+    doc = {"service": [{"name": "vm", "image": "x", "target": "qemu", "options": {"accel": "hvf"}}]}
+    with pytest.raises(
+        UserError, match=r"g\.toml: service 'vm': options: --accel hvf: choose one of kvm, tcg"
+    ):
+        parse(doc, tmp_path / "g.toml")
+    doc["service"][0]["options"] = {"accel": "tcg"}
+    assert dict(parse(doc, tmp_path / "g.toml").services[0].options) == {"accel": "tcg"}
+
+
 def test_export_formats_route_to_the_target_that_provides_them(
     fake_target: type[FakeTarget], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -52,11 +52,16 @@ def kvm_status(
     return True, ""
 
 
+def check_accel(requested: str | None) -> None:
+    """Refuse an accelerator that is none of ACCELS (None: summon chooses)."""
+    if requested is not None and requested not in ACCELS:
+        raise UserError(f"--accel {requested}: choose one of {', '.join(ACCELS)}")
+
+
 def choose_accel(requested: str | None) -> tuple[str, str]:
     """(accelerator, a one-line notice or ""). An explicit choice is taken as it is."""
     if requested is not None:
-        if requested not in ACCELS:
-            raise UserError(f"--accel {requested}: choose one of {', '.join(ACCELS)}")
+        check_accel(requested)
         return requested, ""
     ok, why = kvm_status()
     if ok:

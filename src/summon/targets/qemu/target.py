@@ -57,7 +57,7 @@ from summon.targets.qemu.initrd import (
     write_initrd,
 )
 from summon.targets.qemu.instance import QemuInstance
-from summon.targets.qemu.kvm import choose_accel, kvm_status
+from summon.targets.qemu.kvm import check_accel, choose_accel, kvm_status
 from summon.targets.qemu.snapshot import (
     SNAPSHOT_KERNEL_ARGS,
     Snapshots,
@@ -174,6 +174,7 @@ class QemuTarget(Target):
         snapshot: False boots every time, neither restoring nor saving a snapshot (`summon run
         --no-snapshot`); otherwise a guest that may have one is restored from it (snapshot.py).
         """
+        check_accel(accel)  # a flag's mistake: said before the kernel is built, nothing recorded
         self.accel = accel
         self.store = store
         self.output = output
