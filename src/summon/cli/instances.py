@@ -140,7 +140,9 @@ def logs(instance: str, follow: bool, tail: str) -> None:
         try:
             lines = int(tail)
         except ValueError:
-            raise UserError(f"--tail {tail}: expected a number of lines, or all") from None
+            lines = -1
+        if lines < 0:
+            raise UserError(f"--tail {tail}: expected a number of lines (0 or more), or all")
     folder = state.find(instance)
     live = folder.logs / console.LOG_NAME
     try:

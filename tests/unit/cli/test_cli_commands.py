@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import click
+import pytest
+from click.testing import CliRunner
 
 from summon.cli.main import LAZY_COMMANDS, cli
 
@@ -34,3 +37,17 @@ def test_an_unknown_verb_is_a_usage_error() -> None:
                        capture_output=True, text=True, check=False)
     assert r.returncode == 2
     assert "No such command 'frobnicate'" in r.stderr
+
+
+def test_logs_tail_takes_a_count_of_zero_or_more_or_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Checked before the instance is looked up: the flag is the mistake, whatever the name.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    runner = CliRunner()
+    for bad in ("-3", "some"):
+        r = runner.invoke(cli, ["logs", "--tail", bad, "nobody"])
+        assert r.exit_code == 2, r.output
+        assert f"--tail {bad}: expected a number of lines (0 or more), or all" in r.output
+    r = runner.invoke(cli, ["logs", "--tail", "0", "nobody"])
+    assert r.exit_code == 2 and "no instance 'nobody'" in r.output
