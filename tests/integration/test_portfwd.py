@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pyroute2 import IPRoute
 
-from summon.targets.base import PortForward
+from summon.targets.base import PortForward, PortTaken
 from summon.targets.sandbox.netns import NetNamespace, list_namespaces, run_inside
 from summon.targets.sandbox.portfwd import PortForwarder
 
@@ -233,7 +233,7 @@ def test_port_in_use_fails_at_start(ns: NetNamespace) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         fwd = PortForward(host_port=taken.getsockname()[1], guest_port=GUEST)
-        with pytest.raises(OSError), PortForwarder(ns.path, [fwd]):
+        with pytest.raises(PortTaken, match="cannot listen there"), PortForwarder(ns.path, [fwd]):
             pass
     assert not [t for t in threading.enumerate() if t.name == "summon-portfwd"]
 

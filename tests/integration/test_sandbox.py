@@ -22,7 +22,7 @@ import pytest
 from sandbox_checks import assert_all_gone, run_to_end
 
 from summon.errors import TargetUnavailable, UserError
-from summon.targets.base import PortForward
+from summon.targets.base import PortForward, PortTaken
 from summon.targets.sandbox import SandboxTarget
 from summon.targets.sandbox import config as sandbox_config
 from summon.targets.sandbox import target as sandbox
@@ -227,7 +227,7 @@ def test_failed_start_leaves_nothing(sandbox_target: SandboxTarget, spec_for: An
             ports=(PortForward(host_port=taken.getsockname()[1], guest_port=80),),
         )
         namespaces = list_namespaces()
-        with pytest.raises(OSError):
+        with pytest.raises(PortTaken, match=r"cannot listen there \(Address already in use\)"):
             sandbox_target.start(spec)
     assert list_namespaces() == namespaces
     assert not (spec.state_dir / "bundle").exists()

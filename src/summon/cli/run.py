@@ -20,7 +20,7 @@ from summon.cli import output
 from summon.cli.output import notice, open_store, progress
 from summon.errors import UserError
 from summon.targets import secrets
-from summon.targets.base import SECRETS, VOLUMES, PortForward, RunSpec, Volume
+from summon.targets.base import SECRETS, VOLUMES, PortForward, PortTaken, RunSpec, Volume
 
 _PORT_RE = re.compile(
     r"^(?:(?:(?P<addr>[0-9.]+):)?(?P<host>\d+):)?(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$"
@@ -46,7 +46,7 @@ class TargetChoice(click.ParamType):  # type: ignore[type-arg]
 
 
 def parse_ports(values: tuple[str, ...]) -> tuple[PortForward, ...]:
-    forwards = []
+    forwards: list[PortForward] = []
     for v in values:
         m = _PORT_RE.match(v)
         if not m:
@@ -57,8 +57,24 @@ def parse_ports(values: tuple[str, ...]) -> tuple[PortForward, ...]:
         host = int(m["host"]) if m["host"] else guest  # -p 8080: the same port on the host
         if not (1 <= host <= 65535 and 1 <= guest <= 65535):
             raise UserError(f"-p {v}: ports are numbers from 1 to 65535")
-        forwards.append(PortForward(host, guest, m["proto"] or "tcp", m["addr"] or "127.0.0.1"))
+        fwd = PortForward(host, guest, m["proto"] or "tcp", m["addr"] or "127.0.0.1")
+        for other in forwards:
+            if _overlap(fwd, other):
+                raise UserError(
+                    f"-p {v}: {fwd.host_addr}:{host}/{fwd.protocol} is given twice "
+                    f"(also by {other}); each host port takes one forward"
+                )
+        forwards.append(fwd)
     return tuple(forwards)
+
+
+def _overlap(a: PortForward, b: PortForward) -> bool:
+    """Whether a and b listen on one host port: same port and protocol, and the same
+    address or either one every address (0.0.0.0)."""
+    wild = "0.0.0.0"
+    return (a.host_port, a.protocol) == (b.host_port, b.protocol) and (
+        a.host_addr == b.host_addr or wild in (a.host_addr, b.host_addr)
+    )
 
 
 def check_ports_free(ports: tuple[PortForward, ...]) -> None:
@@ -71,10 +87,7 @@ def check_ports_free(ports: tuple[PortForward, ...]) -> None:
             try:
                 sock.bind((f.host_addr, f.host_port))
             except OSError as e:
-                raise UserError(
-                    f"-p {f.host_addr}:{f.host_port}: cannot listen there ({e.strerror}); "
-                    "choose another host port or a local address"
-                ) from None
+                raise PortTaken(f, e) from None
 
 
 def parse_volumes(values: tuple[str, ...]) -> tuple[Volume, ...]:

@@ -76,6 +76,16 @@ class PortForward:
         return f"{self.host_addr}:{self.host_port}->{self.guest_port}/{self.protocol}"
 
 
+class PortTaken(UserError):
+    """A host address and port an instance cannot listen on: the user's to choose anew."""
+
+    def __init__(self, fwd: PortForward, error: OSError) -> None:
+        super().__init__(
+            f"-p {fwd.host_addr}:{fwd.host_port}: cannot listen there "
+            f"({error.strerror or error}); choose another host port or a local address"
+        )
+
+
 @dataclass(frozen=True)
 class Volume:
     """A volume mounted at path inside the instance: a named volume the host keeps across

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import socket
 
-from summon.targets.base import PortForward, RunSpec
+from summon.targets.base import PortForward, PortTaken, RunSpec
 from summon.targets.sandbox.spawn import FIRST_FD  # SD_LISTEN_FDS_START too
 
 BACKLOG = 128  # the app's start_server sets its own when it adopts the socket
@@ -36,13 +36,17 @@ def split(spec: RunSpec) -> tuple[tuple[PortForward, ...], tuple[PortForward, ..
 
 
 def listen(fwd: PortForward) -> socket.socket:
-    """A TCP socket listening on the forward's host address and port (OSError if taken)."""
+    """A TCP socket listening on the forward's host address and port (PortTaken if taken
+    since `summon run` checked it, or never checked: the gateway's, a restart's)."""
     family = socket.AF_INET6 if ":" in fwd.host_addr else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((fwd.host_addr, fwd.host_port))
         sock.listen(BACKLOG)
+    except OSError as e:
+        sock.close()
+        raise PortTaken(fwd, e) from None
     except BaseException:
         sock.close()
         raise

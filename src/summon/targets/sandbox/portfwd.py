@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from summon.targets.base import PortForward
+from summon.targets.base import PortForward, PortTaken
 from summon.targets.sandbox.netns import setns
 from summon.threads import block_signals_in_thread
 
@@ -304,6 +304,9 @@ def _listener(fwd: PortForward) -> socket.socket:
         if kind == socket.SOCK_STREAM:
             sock.listen(128)
         sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        raise PortTaken(fwd, e) from None
     except BaseException:
         sock.close()
         raise
