@@ -100,6 +100,18 @@ def test_the_app_accepts_on_the_host_listener_itself(summon: Summon, detached: l
     assert f"{80:04X}" not in ports
 
 
+def test_two_host_ports_to_one_guest_port_both_answer(summon: Summon, detached: list[str]) -> None:
+    """-p A:80 -p B:80: both listeners go to the app named 80, and it accepts on each."""
+    first, second = free_port(), free_port()
+    summon.ok("run", "-d", "--name", "twoports", "http:native", "-p", f"{first}:80",
+              "-p", f"{second}:80")  # fmt: skip
+    detached.append("twoports")
+    assert PAGE_MARK in get_page_retrying(first)
+    assert PAGE_MARK in get_page_retrying(second, deadline=5)
+    environ = Path(f"/proc/{app_pid(summon, 'twoports')}/environ").read_bytes().split(b"\0")
+    assert b"LISTEN_FDS=2" in environ and b"LISTEN_FDNAMES=80:80" in environ
+
+
 def get_page_retrying(port: int, deadline: float = 20) -> bytes:
     """GET / on 127.0.0.1:port, retrying while the app starts."""
     end = time.monotonic() + deadline

@@ -67,12 +67,13 @@ def _is_port(text: str) -> bool:
     return text.isdigit() and text.isascii() and 0 < int(text) < 65536
 
 
-def handed_listeners(environ: Mapping[str, str], pid: int) -> dict[int, int]:
-    """Guest port -> fd of each listening socket the host handed over, for process pid.
+def handed_listeners(environ: Mapping[str, str], pid: int) -> dict[int, tuple[int, ...]]:
+    """Guest port -> fds of the listening sockets the host handed over, for process pid.
 
     systemd's convention: LISTEN_FDS sockets from fd 3 on, meant for LISTEN_PID only (a
     process that inherited the variables from its parent ignores them); LISTEN_FDNAMES names
-    them, here by guest port. A socket whose name is not a port is left alone.
+    them, here by guest port. A socket whose name is not a port is left alone. Several may
+    share a port (-p 8080:80 -p 8081:80): the app's server accepts on each.
     """
     count = environ.get("LISTEN_FDS", "")
     if not count or environ.get("LISTEN_PID", "") != str(pid):
@@ -80,11 +81,11 @@ def handed_listeners(environ: Mapping[str, str], pid: int) -> dict[int, int]:
     if not (count.isdigit() and count.isascii()):
         raise ValueError(f"LISTEN_FDS: {count!r} is not a number of sockets")
     names = environ.get("LISTEN_FDNAMES", "").split(":")
-    found: dict[int, int] = {}
+    found: dict[int, tuple[int, ...]] = {}
     for i in range(int(count)):
         name = names[i] if i < len(names) else ""
         if _is_port(name):
-            found[int(name)] = LISTEN_FDS_START + i
+            found[int(name)] = (*found.get(int(name), ()), LISTEN_FDS_START + i)
     return found
 
 
@@ -114,15 +115,15 @@ async def _served(work: Awaitable[None]) -> None:
 class SocketStack(Stack):
     """A Stack on host sockets: servers listen on `bind`, guest ports map through `ports`.
 
-    listeners: guest port -> fd of a listening socket the host made (start_server accepts on
-    a copy of it); handoff: the fd of a gateway's hand-off socketpair (handoff.py).
+    listeners: guest port -> fds of the listening sockets the host made (start_server accepts
+    on a copy of each); handoff: the fd of a gateway's hand-off socketpair (handoff.py).
     """
 
     def __init__(
         self,
         bind: str = DEFAULT_BIND,
         ports: Mapping[tuple[int, str], int] | None = None,
-        listeners: Mapping[int, int] | None = None,
+        listeners: Mapping[int, tuple[int, ...]] | None = None,
         handoff: int | None = None,
     ) -> None:
         self.bind = bind
@@ -162,20 +163,22 @@ class SocketStack(Stack):
         self, client_connected_cb: ClientConnected, port: int, *, backlog: int = 100
     ) -> Server:
         callback = _counted(client_connected_cb)
-        fd = self.listeners.get(port)
-        if fd is not None:
-            # A copy: the host's listener stays ours, so a server closed and started again on
-            # this port accepts on it again.
+        servers = []
+        # Copies: the host's listeners stay ours, so a server closed and started again on
+        # this port accepts on them again.
+        for fd in self.listeners.get(port, ()):
             listener = socket.socket(fileno=os.dup(fd))
-            server = await asyncio.start_server(callback, sock=listener, backlog=backlog)
-        else:
-            server = await asyncio.start_server(
-                callback, self.bind, self.host_port(port, "tcp"), backlog=backlog
+            servers.append(await asyncio.start_server(callback, sock=listener, backlog=backlog))
+        if not servers:
+            servers.append(
+                await asyncio.start_server(
+                    callback, self.bind, self.host_port(port, "tcp"), backlog=backlog
+                )
             )
         receiver = self.receiver
         if receiver is not None and port:
             receiver.serve(port, callback)
-        return SocketServer(server, port, receiver)
+        return SocketServer(servers, port, receiver)
 
     async def open_connection(
         self, host: str, port: int
@@ -196,13 +199,14 @@ def _bound_port(sockname: object) -> int:
 
 
 class SocketServer(Server):
-    """An asyncio.Server seen through the Server interface (and the hand-off's port)."""
+    """asyncio.Servers of one guest port (one per host listener) seen through the Server
+    interface (and the hand-off's port)."""
 
     def __init__(
-        self, server: asyncio.Server, guest_port: int, receiver: Receiver | None = None
+        self, servers: list[asyncio.Server], guest_port: int, receiver: Receiver | None = None
     ) -> None:
-        self._server = server
-        self._port = guest_port or _bound_port(server.sockets[0].getsockname())
+        self._servers = servers
+        self._port = guest_port or _bound_port(servers[0].sockets[0].getsockname())
         self._receiver = receiver
 
     @property
@@ -210,15 +214,17 @@ class SocketServer(Server):
         return self._port
 
     def close(self) -> None:
-        self._server.close()
+        for server in self._servers:
+            server.close()
         if self._receiver is not None:
             self._receiver.unserve(self._port)
 
     async def wait_closed(self) -> None:
-        await self._server.wait_closed()
+        for server in self._servers:
+            await server.wait_closed()
 
     async def serve_forever(self) -> None:
-        await self._server.serve_forever()
+        await asyncio.gather(*(server.serve_forever() for server in self._servers))
 
 
 class _Datagrams(asyncio.DatagramProtocol):

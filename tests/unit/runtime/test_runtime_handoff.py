@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 
@@ -38,14 +39,19 @@ async def ask(address: tuple[str, int], line: bytes) -> bytes:
     ("environ", "found"),
     [
         ({}, {}),
-        ({"LISTEN_FDS": "2", "LISTEN_PID": "7", "LISTEN_FDNAMES": "80:8443"}, {80: 3, 8443: 4}),
+        (
+            {"LISTEN_FDS": "2", "LISTEN_PID": "7", "LISTEN_FDNAMES": "80:8443"},
+            {80: (3,), 8443: (4,)},
+        ),
+        # two host ports forwarded to one guest port (-p 8080:80 -p 8081:80)
+        ({"LISTEN_FDS": "2", "LISTEN_PID": "7", "LISTEN_FDNAMES": "80:80"}, {80: (3, 4)}),
         # meant for another process (inherited from a parent): ignored
         ({"LISTEN_FDS": "1", "LISTEN_PID": "8", "LISTEN_FDNAMES": "80"}, {}),
         # a socket named other than by a port is left alone; a missing name too
-        ({"LISTEN_FDS": "3", "LISTEN_PID": "7", "LISTEN_FDNAMES": "web:81"}, {81: 4}),
+        ({"LISTEN_FDS": "3", "LISTEN_PID": "7", "LISTEN_FDNAMES": "web:81"}, {81: (4,)}),
     ],
 )
-def test_handed_listeners(environ: dict[str, str], found: dict[int, int]) -> None:
+def test_handed_listeners(environ: dict[str, str], found: dict[int, tuple[int, ...]]) -> None:
     assert handed_listeners(environ, 7) == found
 
 
@@ -62,7 +68,7 @@ def test_start_server_accepts_on_the_host_listener_and_again_after_a_close() -> 
     address = host.getsockname()
 
     async def scenario() -> None:
-        stack = SocketStack("127.0.0.1", listeners={80: host.fileno()})
+        stack = SocketStack("127.0.0.1", listeners={80: (host.fileno(),)})
         server = await stack.start_server(echo_upper, 80)
         assert server.port == 80
         assert await ask(address, b"first\n") == b"FIRST\n"
@@ -79,6 +85,29 @@ def test_start_server_accepts_on_the_host_listener_and_again_after_a_close() -> 
         assert host.fileno() >= 0 and host.getsockname() == address
     finally:
         host.close()
+
+
+def test_a_port_handed_over_twice_is_served_on_both_listeners() -> None:
+    """-p 8080:80 -p 8081:80: two host listeners named 80; each must answer."""
+    first, second = listening(), listening()
+
+    async def scenario() -> None:
+        stack = SocketStack("127.0.0.1", listeners={80: (first.fileno(), second.fileno())})
+        server = await stack.start_server(echo_upper, 80)
+        serving = asyncio.ensure_future(server.serve_forever())
+        assert await ask(first.getsockname(), b"one\n") == b"ONE\n"
+        assert await ask(second.getsockname(), b"two\n") == b"TWO\n"
+        server.close()
+        await server.wait_closed()
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        first.close()
+        second.close()
 
 
 def test_connections_handed_over_before_the_app_serves_wait_and_keep_their_bytes() -> None:
@@ -148,7 +177,7 @@ def test_counted_connections() -> None:
     host = listening()
 
     async def scenario() -> None:
-        stack = SocketStack("127.0.0.1", listeners={80: os.dup(host.fileno())})
+        stack = SocketStack("127.0.0.1", listeners={80: (os.dup(host.fileno()),)})
         server = await stack.start_server(echo_upper, 80)
         before = socket_stack.accepted
         assert await ask(host.getsockname(), b"x\n") == b"X\n"
