@@ -36,14 +36,18 @@ def split(spec: RunSpec) -> tuple[tuple[PortForward, ...], tuple[PortForward, ..
 
 
 def listen(fwd: PortForward) -> socket.socket:
-    """A TCP socket listening on the forward's host address and port (PortTaken if taken
-    since `summon run` checked it, or never checked: the gateway's, a restart's)."""
+    """A socket on the forward's host address and port: listening for TCP, bound for UDP
+    (the forwarder's). PortTaken if taken since `summon run` checked it, or never checked:
+    the gateway's, a restart's."""
     family = socket.AF_INET6 if ":" in fwd.host_addr else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    tcp = fwd.protocol == "tcp"
+    sock = socket.socket(family, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if tcp:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((fwd.host_addr, fwd.host_port))
-        sock.listen(BACKLOG)
+        if tcp:
+            sock.listen(BACKLOG)
     except OSError as e:
         sock.close()
         raise PortTaken(fwd, e) from None

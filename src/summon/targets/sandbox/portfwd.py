@@ -22,7 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from summon.targets.base import PortForward, PortTaken
+from summon.targets.base import PortForward
+from summon.targets.sandbox.listen import listen
 from summon.targets.sandbox.netns import setns
 from summon.threads import block_signals_in_thread
 
@@ -294,22 +295,8 @@ class _UdpClient:
 
 
 def _listener(fwd: PortForward) -> socket.socket:
-    family = socket.AF_INET6 if ":" in fwd.host_addr else socket.AF_INET
-    kind = socket.SOCK_STREAM if fwd.protocol == "tcp" else socket.SOCK_DGRAM
-    sock = socket.socket(family, kind)
-    try:
-        if kind == socket.SOCK_STREAM:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((fwd.host_addr, fwd.host_port))
-        if kind == socket.SOCK_STREAM:
-            sock.listen(128)
-        sock.setblocking(False)
-    except OSError as e:
-        sock.close()
-        raise PortTaken(fwd, e) from None
-    except BaseException:
-        sock.close()
-        raise
+    sock = listen(fwd)
+    sock.setblocking(False)
     return sock
 
 
