@@ -118,3 +118,36 @@ def test_output_keeps_its_file_when_its_number_is_one_the_fds_move_to(tmp_path: 
         child = spawn([sys.executable, "-c", code], fds, n)
         assert child.wait(30) == 0
     assert out.read_text() == "ok\n"
+
+
+# Run in a fresh interpreter, whose fds 3 and 4 are free to take: the two sockets sit where
+# the other is to go (3 <-> 4), with the exec gate's thread running, as in the monitor.
+SWAP = """
+import json, os, socket, subprocess, sys, threading
+from summon.targets.sandbox.spawn import spawn
+a, b = socket.socket(), socket.socket()
+for s in (a, b):
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+os.dup2(a.fileno(), 3)
+os.dup2(b.fileno(), 4)
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+with open(sys.argv[1], "wb") as out:
+    child = spawn([sys.executable, "-c", sys.argv[2]], [4, 3], out.fileno())
+    assert child.wait(30) == 0
+print(json.dumps([b.getsockname()[1], a.getsockname()[1]]))
+"""
+
+
+def test_fds_sitting_where_each_other_goes_are_swapped_not_lost(tmp_path: Path) -> None:
+    """fds [4, 3] go to 3 and 4: moved one by one with no copies first, the second move
+    would find fd 3 already overwritten, and both numbers would hold the same socket."""
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-c", SWAP, str(out), REPORT],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    want = json.loads(result.stdout)
+    got = json.loads(out.read_text())
+    assert got["fds"] == {"3": want[0], "4": want[1]}

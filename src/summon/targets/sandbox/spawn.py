@@ -28,7 +28,6 @@ import threading
 import time
 
 FIRST_FD = 3  # runc's first preserved fd (SD_LISTEN_FDS_START)
-_HIGH_FD = 100  # where the fds wait to be renumbered: above any number they are moved to
 
 
 class Spawned:
@@ -93,8 +92,12 @@ def spawn(argv: list[str], fds: list[int], output: int | None) -> Spawned:
     if path is None:
         raise FileNotFoundError(f"{argv[0]}: not found on PATH")
     # Copies above every number moved to, so that no dup2 overwrites an fd still to be moved;
-    # close-on-exec, so only the renumbered ones reach runc.
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD) for fd in fds]
+    # close-on-exec, so only the renumbered ones reach runc. The lowest free numbers above
+    # those: a copy past the fd table's size (64 at first) makes the kernel grow the table,
+    # and in a process with threads (the exec gate's) that waits out an RCU grace period,
+    # 10-20 ms here, on every start.
+    above = FIRST_FD + len(fds)
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above) for fd in fds]
     try:
         # stdout and stderr first: `output` may itself have one of the numbers the fds
         # are moved to (a console file opened early is often fd 3).
