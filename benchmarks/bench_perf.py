@@ -219,6 +219,14 @@ def bench_start(report: Report, image: Image, runs: int) -> None:
             "<= 1.5",
         )
     )
+    # The host's share of every start, and a setting of the host's rather than summon's.
+    from summon.targets.sandbox import cgroups
+
+    if (move := cgroups.attach_seconds()) is not None:
+        report.notes.append(
+            f"this host moves a process into a cgroup in {move * 1000:.1f} ms (runc does it "
+            "once a start; a few ms means an RCU grace period: cgroups without favordynmods)"
+        )
 
 
 def request_time(host: str, port: int) -> float:

@@ -29,6 +29,7 @@ def doctor(as_json: bool) -> None:
                 "what": f"image interpreter {DEFAULT_PYTHON} (Python {interp.version})",
                 "ok": True,
                 "fix": "",
+                "tip": "",
             }
         )
     except SummonError as e:
@@ -38,11 +39,20 @@ def doctor(as_json: bool) -> None:
                 "what": f"image interpreter {DEFAULT_PYTHON}",
                 "ok": False,
                 "fix": str(e),
+                "tip": "",
             }
         )
     for name in targets.names():
         for found in targets.target_class(name).check():
-            checks.append({"target": name, "what": found.what, "ok": found.ok, "fix": found.fix})
+            checks.append(
+                {
+                    "target": name,
+                    "what": found.what,
+                    "ok": found.ok,
+                    "fix": found.fix,
+                    "tip": found.tip,
+                }
+            )
     if as_json:
         print(json.dumps(checks, indent=2))
         return
@@ -50,7 +60,8 @@ def doctor(as_json: bool) -> None:
         mark = "[green]ok[/]  " if c["ok"] else "[red]no[/]  "
         out.print(
             f"{mark}{escape(c['target']):8} {escape(c['what'])}"
-            + (f"\n            fix: {escape(c['fix'])}" if c["fix"] else ""),
+            + (f"\n            fix: {escape(c['fix'])}" if c["fix"] else "")
+            + (f"\n            tip: {escape(c['tip'])}" if c.get("tip") else ""),
             markup=True,
         )
     usable = sorted({c["target"] for c in checks} - {c["target"] for c in checks if not c["ok"]})

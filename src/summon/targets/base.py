@@ -225,6 +225,7 @@ class Check:
     what: str
     ok: bool
     fix: str = ""
+    tip: str = ""  # works, but could be faster: what to change on the host
 
 
 def process_stats(pid: int) -> Stats:

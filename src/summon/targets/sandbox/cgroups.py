@@ -62,3 +62,43 @@ def oom_kills(cgroup: str) -> int:
     if "unified" in mounts:
         return _read_stat(mounts["unified"] / rel / "memory.events").get("oom_kill", 0)
     return 0
+
+
+def attach_seconds() -> float | None:
+    """How long the kernel takes to move a process into a cgroup, as runc does once per
+    start: a sleeping child moved into a fresh cgroup of its own, timed, then removed.
+
+    On cgroup v1 and v2 alike the first move after a quiet spell waits out an RCU grace period
+    (tens of ms on a VM) unless a hierarchy is mounted with favordynmods. None when this
+    process cannot make cgroups (not root, no pids or unified hierarchy)."""
+    import os
+    import signal
+    import time
+
+    mounts = cgroup_mounts()
+    base = mounts.get("pids") or mounts.get("unified")
+    if base is None or os.geteuid() != 0:
+        return None
+    probe = base / f"summon-attach-probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+    except OSError:
+        return None
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child only waits to be moved and killed
+        try:
+            while True:
+                signal.pause()
+        finally:
+            os._exit(0)  # whatever interrupts it, never this process's code after the fork
+    try:
+        began = time.perf_counter()
+        (probe / "cgroup.procs").write_text(str(child))
+        return time.perf_counter() - began
+    except OSError:
+        return None
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        with contextlib.suppress(OSError):
+            probe.rmdir()

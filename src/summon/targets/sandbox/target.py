@@ -255,7 +255,31 @@ def _check_cgroups() -> list[Check]:
         ok = ctl in mounts or ctl in enabled
         fix = "" if ok else f"mount the cgroup {ctl} controller (v1) or enable it in cgroup v2"
         checks.append(Check(f"sandbox: cgroup {ctl} controller", ok, fix))
+    if (took := cgroups.attach_seconds()) is not None:
+        checks.append(_attach_check(took))
     return checks
+
+
+# A cgroup move that waits out an RCU grace period takes milliseconds; one that does not, tens
+# of microseconds.
+SLOW_ATTACH_SECONDS = 0.002
+
+
+def _attach_check(took: float) -> Check:
+    """Not a failure either way: how much of every start the kernel's cgroup move costs."""
+    what = f"sandbox: moving a process into a cgroup takes {took * 1000:.1f} ms (once a start)"
+    if took < SLOW_ATTACH_SECONDS:
+        return Check(what, True)
+    return Check(
+        what,
+        True,
+        tip=(
+            "the kernel waits out an RCU grace period on each move; cgroups mounted with "
+            "favordynmods skip it (faster starts, slightly slower fork and exit): "
+            "mount -o remount,favordynmods /sys/fs/cgroup/unified (until reboot), or a kernel "
+            "built with CONFIG_CGROUP_FAVOR_DYNMODS"
+        ),
+    )
 
 
 def _check_seccomp() -> Check:
