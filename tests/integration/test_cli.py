@@ -79,6 +79,42 @@ def test_images_inspect_and_rmi(summon: Summon, http_image: str, tmp_path: Path)
     assert summon("inspect", http_image).returncode == 0  # what others use is kept
 
 
+def test_a_rebuilt_tag_leaves_the_old_image_as_none_usable_by_id_until_removed(
+    summon: Summon, tmp_path: Path
+) -> None:
+    """docker's <none>: the image a tag moved off stays listed and usable by its ID; rmi
+    refuses it while an instance runs it, and --dangling removes it once none does."""
+    app = write_app(tmp_path / "sleeper", 'entry = "app:main"\n',
+                    "import time\n\ndef main():\n    time.sleep(600)\n")  # fmt: skip
+    assert summon("build", str(app), "-t", "sleeper:1").returncode == 0
+    old = summon.digest("sleeper:1")
+    (app / "app.py").write_text("import time\n\ndef main():\n    time.sleep(601)\n")
+    assert summon("build", str(app), "-t", "sleeper:1").returncode == 0
+    assert summon.digest("sleeper:1") != old
+    rows = json.loads(summon("images", "--json").stdout)
+    none = [r for r in rows if r["ref"] == "<none>" and r["digest"] == old]
+    assert len(none) == 1 and none[0]["untagged_from"] == "sleeper:1"
+    short = old[7:19]
+    listing = summon("images").stdout
+    assert any(line.startswith("<none>") and short in line for line in listing.splitlines())
+    assert summon("inspect", short).returncode == 0
+
+    r = summon("run", "-d", "--target", "unix", "--name", "old-sleeper", short)
+    assert r.returncode == 0, r.stderr
+    try:
+        assert_one_line_error(summon("rmi", short), f"image {short} is in use by old-sleeper")
+        kept = summon("rmi", "--dangling")
+        assert kept.returncode == 0 and short not in kept.stdout  # in use: skipped
+        assert summon("inspect", short).returncode == 0
+    finally:
+        summon("stop", "old-sleeper")
+    r = summon("rmi", "--dangling")
+    assert r.returncode == 0 and f"removed untagged image {short}" in r.stdout
+    assert "no image" in summon("inspect", short).stderr
+    assert summon("inspect", "sleeper:1").returncode == 0  # the tagged one stays
+    assert summon("rmi").returncode == 2  # nothing named, no --dangling
+
+
 # --- running ---------------------------------------------------------------------------------
 
 

@@ -204,8 +204,10 @@ def attach_boot_artifact(
     ]
     index = {**image.index, "manifests": [*others, boot_desc.to_json()]}
     index_desc = store.put_json(index, INDEX)
-    if image.ref != image.desc.digest:
-        store.tag(image.ref, index_desc)
+    # The tag moves to the image with its boot artifact (the same image, more in its index),
+    # if it still names this one: not an untagged image's ID, nor a tag moved on meanwhile.
+    if (image.ref, image.desc.digest) in ((r, d.digest) for r, d in store.refs()):
+        store.tag(image.ref, index_desc, keep_old=False)
     return Image(store, image.ref, Descriptor(INDEX, index_desc.digest, index_desc.size))
 
 

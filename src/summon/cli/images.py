@@ -112,21 +112,26 @@ def build_app(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def images(as_json: bool) -> None:
     """List the images in the local store."""
+    from summon.store.layout import UNTAGGED
+
     store = open_store()
     rows: list[dict[str, Any]] = []
-    for ref, desc in store.refs():
-        img = Image(store, ref, desc)
+    # Tagged images, then those a tag moved away from (docker's <none>), by ID only.
+    listed = [*store.refs(), *((NO_TAG, desc) for desc in store.untagged())]
+    for ref, desc in listed:
+        img = Image(store, desc.short_id if ref == NO_TAG else ref, desc)
+        row: dict[str, Any] = {"ref": ref, "id": desc.short_id, "digest": desc.digest}
+        if ref == NO_TAG:
+            row["untagged_from"] = desc.annotations.get(UNTAGGED, "")
         try:
             size = img.layer.size
             bom = img.bom
         except SummonError as e:
-            rows.append({"ref": ref, "id": desc.short_id, "digest": desc.digest, "error": str(e)})
+            rows.append({**row, "error": str(e)})
             continue
         rows.append(
             {
-                "ref": ref,
-                "id": desc.short_id,
-                "digest": desc.digest,
+                **row,
                 "size": size,
                 "unpacked": unpacked_size(bom),
                 "modules": len(bom.get("modules", [])),
@@ -281,22 +286,62 @@ def _sandbox_summary(img: Image, bom: dict[str, Any]) -> dict[str, Any]:
 
 
 @click.command()
-@click.argument("images", nargs=-1, required=True)
-def rmi(images: tuple[str, ...]) -> None:
-    """Remove images from the local store (and blobs no other image uses)."""
+@click.argument("images", nargs=-1)
+@click.option(
+    "--dangling", is_flag=True, help="Also remove every untagged (<none>) image no instance runs."
+)
+def rmi(images: tuple[str, ...], dangling: bool) -> None:
+    """Remove images from the local store (and blobs no other image uses).
+
+    An image a running instance uses is refused: stop the instance first.
+    """
     from summon.store.image import remove_images
 
+    if not images and not dangling:
+        raise click.UsageError("name an image to remove, or give --dangling")
     store = open_store()
-    untag: list[str] = []
+    untag: list[str] = []  # tags, and the digests of untagged images
     for ref in images:
         full, desc = store.resolve(ref)
-        names = [r for r, d in store.refs() if d.digest == desc.digest]
-        untag += names if full == desc.digest or not full else [full]
+        untag.append(full or desc.digest)
+    running = images_in_use()
+    tags = store.refs()
+    for digest, users in running.items():
+        left = [r for r, d in tags if d.digest == digest and r not in untag]
+        named = [r for r, d in tags if d.digest == digest and r in untag]
+        if (named or digest in untag) and not left:
+            raise UserError(
+                f"image {(named or [digest[7:19]])[0]} is in use by {', '.join(users)}: "
+                "stop it first (summon stop), or tag the image to keep it"
+            )
+    if dangling:
+        untag += [d.digest for d in store.untagged() if d.digest not in running]
     # One pass, so that a full disk is no obstacle: see Store.remove.
     removed, freed = remove_images(store, untag)
     for r in dict.fromkeys(untag):
-        out.print(f"untagged {r}")
+        out.print(
+            f"removed untagged image {r[7:19]}" if r.startswith("sha256:") else f"untagged {r}"
+        )
     out.print(f"removed {removed} blobs, {human(freed)}")
+
+
+NO_TAG = "<none>"
+
+
+def images_in_use() -> dict[str, list[str]]:
+    """Image digest -> the instances running it (created, running or restarting), by name."""
+    from summon.instances import lifecycle, state
+
+    lifecycle.reconcile_all()  # an instance whose tree was killed is not running it
+    users: dict[str, list[str]] = {}
+    for folder in state.all_instances():
+        try:
+            if folder.state().get("status") in state.ACTIVE:
+                digest = str(folder.spec()["image"]["digest"])
+                users.setdefault(digest, []).append(folder.name)
+        except (UserError, KeyError, TypeError):
+            continue  # a damaged record: ps reports it
+    return users
 
 
 @click.command()

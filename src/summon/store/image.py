@@ -48,7 +48,7 @@ class Image:
             raise CorruptBlob(
                 f"{name or desc.digest} is not a summon image (an OCI index expected)"
             )
-        return cls(store, name or desc.digest, desc)
+        return cls(store, name or desc.short_id, desc)  # untagged: by its ID, as docker does
 
     @classmethod
     def by_digest(cls, store: Store, digest: str, ref: str = "") -> Image:

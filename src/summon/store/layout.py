@@ -8,6 +8,7 @@ index.json is rewritten whole under a lock.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -29,6 +30,10 @@ CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 EMPTY = "application/vnd.oci.empty.v1+json"
 REF_NAME = "org.opencontainers.image.ref.name"
+# An image whose tag moved to another (a rebuild, a pull, `summon tag`) and that no other tag
+# names: kept, listed as <none>, reachable by ID, until `summon rmi` removes it. The value is
+# the tag it had.
+UNTAGGED = "dev.summon.untagged"
 
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 # An optional `host:port/` first (a registry, as in 127.0.0.1:5000/team/http:v1), then the name.
@@ -312,6 +317,16 @@ class Store:
                 out.append((desc.annotations[REF_NAME], desc))
         return out
 
+    def untagged(self) -> list[Descriptor]:
+        """The images a tag moved away from, which no tag names (UNTAGGED), in index order."""
+        return [
+            desc
+            for desc in (
+                Descriptor.from_json(d, "index.json") for d in self._read_index()["manifests"]
+            )
+            if UNTAGGED in desc.annotations
+        ]
+
     # referrers: manifests whose `subject` names another (signatures), untagged in index.json,
     # kept while their subject is reachable
 
@@ -333,7 +348,7 @@ class Store:
         out: dict[str, list[Descriptor]] = {}
         for d in index["manifests"]:
             desc = Descriptor.from_json(d, "index.json")
-            if REF_NAME in desc.annotations or desc.media_type != MANIFEST:
+            if _is_image(d) or desc.media_type != MANIFEST:
                 continue
             try:
                 doc = self.read_json(desc)
@@ -346,14 +361,31 @@ class Store:
                 out.setdefault(subject["digest"], []).append(desc)
         return out
 
-    def tag(self, ref: str, desc: Descriptor) -> None:
+    def tag(self, ref: str, desc: Descriptor, keep_old: bool = True) -> None:
+        """Point ref at desc. The image it named before, if no other tag names it, stays in
+        the store untagged (UNTAGGED), as docker keeps a <none> image; unless not keep_old
+        (desc supersedes it: the same image with more in its index)."""
         ref = normalize_ref(ref)
         with self._locked():
             index = self._read_index()
-            kept = [
-                d for d in index["manifests"] if (d.get("annotations") or {}).get(REF_NAME) != ref
-            ]
+            kept, moved = [], None
+            for d in index["manifests"]:
+                if _annotations(d).get(REF_NAME) == ref:
+                    moved = Descriptor.from_json(d, "index.json")
+                elif not (UNTAGGED in _annotations(d) and d.get("digest") == desc.digest):
+                    kept.append(d)  # (desc's own untagged entry goes: it is tagged now)
+            if (
+                keep_old
+                and moved is not None
+                and moved.digest != desc.digest
+                and not any(d.get("digest") == moved.digest and _is_image(d) for d in kept)
+            ):
+                ann = {k: v for k, v in moved.annotations.items() if k != REF_NAME}
+                kept.append(
+                    dataclasses.replace(moved, annotations={**ann, UNTAGGED: ref}).to_json()
+                )
             ann = dict(desc.annotations)
+            ann.pop(UNTAGGED, None)
             ann[REF_NAME] = ref
             kept.append(
                 Descriptor(
@@ -374,7 +406,8 @@ class Store:
         return desc
 
     def resolve(self, ref: str) -> tuple[str, Descriptor]:
-        """A tag (`http`, `http:v1`), a digest, or an unambiguous image-ID prefix."""
+        """A tag (`http`, `http:v1`), a digest, or an unambiguous image-ID prefix; the tag it
+        names, or "" for an untagged image (UNTAGGED)."""
         refs = self.refs()
         with contextlib.suppress(UserError):
             full = normalize_ref(ref)
@@ -383,9 +416,10 @@ class Store:
                     return name, desc
         hexpart = ref.removeprefix("sha256:")
         if len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart):
+            named = [*(("", desc) for desc in self.untagged()), *refs]
             hits = {
                 desc.digest: (name, desc)
-                for name, desc in refs
+                for name, desc in named  # the last tag of a digest wins, any tag over none
                 if desc.digest[7:].startswith(hexpart)
             }
             if len(hits) == 1:
@@ -400,11 +434,7 @@ class Store:
         """Every digest reachable from index.json (or from the index document given)."""
         index = self._read_index() if index is None else index
         seen: set[str] = set()
-        todo = [
-            desc
-            for desc in (Descriptor.from_json(d, "index.json") for d in index["manifests"])
-            if REF_NAME in desc.annotations
-        ]
+        todo = [Descriptor.from_json(d, "index.json") for d in index["manifests"] if _is_image(d)]
         referrers = self._referrers(index, strict=False)
         while todo:
             desc = todo.pop()
@@ -428,8 +458,8 @@ class Store:
     def remove(
         self, refs: list[str], before_delete: Callable[[set[str]], None] = lambda gone: None
     ) -> tuple[int, int]:
-        """Untag refs (full names), then remove every blob nothing reaches any more and the
-        stale temporaries; return (blobs removed, bytes freed).
+        """Untag refs (full names; an untagged image by its digest), then remove every blob
+        nothing reaches any more and the stale temporaries; return (blobs removed, bytes freed).
 
         It works on a full disk: temporaries go first, then the blobs only the removed tags
         reached, and index.json is rewritten last, in the room they left. A blob removed
@@ -444,7 +474,8 @@ class Store:
             kept = [
                 d
                 for d in index["manifests"]
-                if (d.get("annotations") or {}).get(REF_NAME) not in names
+                if _annotations(d).get(REF_NAME) not in names
+                and not (UNTAGGED in _annotations(d) and d.get("digest") in names)
             ]
             after = {**index, "manifests": kept}
             keep = self.reachable(after)
@@ -522,3 +553,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _annotations(entry: dict[str, Any]) -> dict[str, Any]:
+    return entry.get("annotations") or {}
+
+
+def _is_image(entry: dict[str, Any]) -> bool:
+    """An index.json entry for an image, tagged or untagged (the rest are referrers)."""
+    return REF_NAME in _annotations(entry) or UNTAGGED in _annotations(entry)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from summon.errors import CorruptBlob, UnknownImage, UserError
-from summon.store.layout import INDEX, MANIFEST, Descriptor, Store, normalize_ref
+from summon.store.layout import INDEX, MANIFEST, UNTAGGED, Descriptor, Store, normalize_ref
 
 
 def make_image(store: Store, payload: bytes) -> Descriptor:
@@ -55,6 +55,59 @@ def test_retag_moves_the_name(tmp_path: Path) -> None:
     store.tag("web:1", b)
     assert [r for r, _ in store.refs()] == ["web:1"]
     assert store.resolve("web:1")[1].digest == b.digest
+
+
+def test_a_moved_tag_leaves_its_old_image_untagged_and_reachable_by_id(tmp_path: Path) -> None:
+    """As docker's <none>: a rebuild or pull that moves a tag keeps the image it named (an
+    instance may still run it), listed, resolvable by ID, and kept by gc until removed."""
+    store = Store(tmp_path)
+    a, b = make_image(store, b"a"), make_image(store, b"b")
+    store.tag("web:1", a)
+    store.tag("web:1", b)
+    assert [d.digest for d in store.untagged()] == [a.digest]
+    assert store.untagged()[0].annotations[UNTAGGED] == "web:1"
+    assert store.resolve(a.digest[7:19]) == ("", store.untagged()[0])
+    assert store.resolve(a.digest)[1].digest == a.digest
+    assert store.gc() == (0, 0) and store.has(a.digest)
+    store.remove([a.digest])
+    assert store.untagged() == [] and not store.has(a.digest)
+    assert store.resolve("web:1")[1].digest == b.digest  # the tagged one untouched
+
+
+def test_a_tag_moved_off_an_image_that_keeps_another_tag_leaves_nothing_untagged(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path)
+    a, b = make_image(store, b"a"), make_image(store, b"b")
+    store.tag("web:1", a)
+    store.tag("web:stable", a)
+    store.tag("web:1", b)
+    store.tag("web:1", b)  # the same image again: nothing moves
+    assert store.untagged() == []
+    assert store.resolve(a.digest[7:19])[0] == "web:stable"
+
+
+def test_tagging_an_untagged_image_again_makes_it_an_image_like_any_other(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    a, b = make_image(store, b"a"), make_image(store, b"b")
+    store.tag("web:1", a)
+    store.tag("web:1", b)
+    _, old = store.resolve(a.digest[7:19])
+    store.tag("web:0", old)
+    assert store.untagged() == []
+    assert store.resolve(a.digest[7:19])[0] == "web:0"
+    assert UNTAGGED not in store.resolve("web:0")[1].annotations
+    store.remove(["web:0"])  # and its last tag removed removes it
+    assert not store.has(a.digest)
+
+
+def test_a_superseding_index_takes_the_tag_without_leaving_the_old_one(tmp_path: Path) -> None:
+    """The qemu target's boot artifact makes a new index of the same image: no <none>."""
+    store = Store(tmp_path)
+    a, b = make_image(store, b"a"), make_image(store, b"b")
+    store.tag("web:1", a)
+    store.tag("web:1", b, keep_old=False)
+    assert store.untagged() == [] and store.resolve("web:1")[1].digest == b.digest
 
 
 def test_tampered_blob_is_refused_naming_the_digest(tmp_path: Path) -> None:
