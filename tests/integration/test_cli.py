@@ -89,8 +89,10 @@ def test_a_rebuilt_tag_leaves_the_old_image_as_none_usable_by_id_until_removed(
     assert summon("build", str(app), "-t", "sleeper:1").returncode == 0
     old = summon.digest("sleeper:1")
     (app / "app.py").write_text("import time\n\ndef main():\n    time.sleep(601)\n")
-    assert summon("build", str(app), "-t", "sleeper:1").returncode == 0
+    rebuilt = summon("build", str(app), "-t", "sleeper:1")
+    assert rebuilt.returncode == 0
     assert summon.digest("sleeper:1") != old
+    assert f"(ID {old[7:19]}) is kept as <none>" in rebuilt.stderr
     rows = json.loads(summon("images", "--json").stdout)
     none = [r for r in rows if r["ref"] == "<none>" and r["digest"] == old]
     assert len(none) == 1 and none[0]["untagged_from"] == "sleeper:1"

@@ -90,6 +90,7 @@ class BuildResult:
     verification: Verification | None = None  # None with verify=False
     syscalls: DerivedSyscalls | None = None  # None: the image keeps the static allowlist
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step
+    untagged: str = ""  # the ID of the image the tag named before, now <none>
 
 
 # summon.tls's modules each TLS backend uses (its own lazy imports included).
@@ -370,7 +371,7 @@ def build(
             "annotations": {"org.opencontainers.image.title": m.name},
         }
         index_desc = store.put_json(index, INDEX)
-        store.tag(ref, index_desc)
+        left = store.tag(ref, index_desc)
         sizes = fs.sizes()
         lap("image")
 
@@ -395,6 +396,7 @@ def build(
         verification=verification,
         syscalls=derived,
         timings={**timings, **{f"closure-{k}": v for k, v in closure.timings.items()}},
+        untagged=left.short_id if left is not None else "",
     )
 
 

@@ -14,7 +14,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from summon.cli.output import err, human, open_store, out, progress
+from summon.cli.output import err, human, notice, open_store, out, progress
 from summon.errors import SummonError, UserError
 from summon.store.image import Image, unpacked_size
 
@@ -80,6 +80,11 @@ def build(
         out.print(
             f"sandbox: {len(result.syscalls.unconditional)} syscalls allowed, recorded in "
             f"{result.syscalls.seconds:.1f} s"
+        )
+    if result.untagged:
+        notice(
+            f"the image {result.ref} named before (ID {result.untagged}) is kept as <none>; "
+            "`summon rmi --dangling` removes those no instance runs"
         )
 
 

@@ -361,10 +361,10 @@ class Store:
                 out.setdefault(subject["digest"], []).append(desc)
         return out
 
-    def tag(self, ref: str, desc: Descriptor, keep_old: bool = True) -> None:
+    def tag(self, ref: str, desc: Descriptor, keep_old: bool = True) -> Descriptor | None:
         """Point ref at desc. The image it named before, if no other tag names it, stays in
-        the store untagged (UNTAGGED), as docker keeps a <none> image; unless not keep_old
-        (desc supersedes it: the same image with more in its index)."""
+        the store untagged (UNTAGGED), as docker keeps a <none> image, and is returned;
+        unless not keep_old (desc supersedes it: the same image with more in its index)."""
         ref = normalize_ref(ref)
         with self._locked():
             index = self._read_index()
@@ -381,9 +381,10 @@ class Store:
                 and not any(d.get("digest") == moved.digest and _is_image(d) for d in kept)
             ):
                 ann = {k: v for k, v in moved.annotations.items() if k != REF_NAME}
-                kept.append(
-                    dataclasses.replace(moved, annotations={**ann, UNTAGGED: ref}).to_json()
-                )
+                left = dataclasses.replace(moved, annotations={**ann, UNTAGGED: ref})
+                kept.append(left.to_json())
+            else:
+                left = None
             ann = dict(desc.annotations)
             ann.pop(UNTAGGED, None)
             ann[REF_NAME] = ref
@@ -394,6 +395,7 @@ class Store:
             )
             index["manifests"] = kept
             _atomic_write(self.root / "index.json", canonical_json(index))
+        return left
 
     def untag(self, ref: str) -> Descriptor:
         full, desc = self.resolve(ref)

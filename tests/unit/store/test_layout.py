@@ -62,8 +62,8 @@ def test_a_moved_tag_leaves_its_old_image_untagged_and_reachable_by_id(tmp_path:
     instance may still run it), listed, resolvable by ID, and kept by gc until removed."""
     store = Store(tmp_path)
     a, b = make_image(store, b"a"), make_image(store, b"b")
-    store.tag("web:1", a)
-    store.tag("web:1", b)
+    assert store.tag("web:1", a) is None
+    assert store.tag("web:1", b) == store.untagged()[0]
     assert [d.digest for d in store.untagged()] == [a.digest]
     assert store.untagged()[0].annotations[UNTAGGED] == "web:1"
     assert store.resolve(a.digest[7:19]) == ("", store.untagged()[0])
