@@ -52,6 +52,7 @@ from run import (
 )
 
 from summon import targets
+from summon.manifest import DEFAULT_PYTHON
 from summon.store import Store
 from summon.store.image import Image
 from summon.targets.base import PortForward, RunSpec
@@ -219,6 +220,15 @@ def bench_start(report: Report, image: Image, runs: int) -> None:
             "<= 1.5",
         )
     )
+    # What neither side controls: each interpreter's own start, site.py and its .pth files
+    # included (the console script's runs every .pth of the environment summon is in).
+    shebang = Path(script).read_text().splitlines()[0].removeprefix("#!").split()
+    cli_python = statistics.median(_bare_interpreter(shebang) for _ in range(runs))
+    image_python = statistics.median(_bare_interpreter([DEFAULT_PYTHON]) for _ in range(runs))
+    report.notes.append(
+        f"interpreters alone (`-c pass`): the console script's {shebang[0]} {ms(cli_python)}, "
+        f"the bare start's {DEFAULT_PYTHON} {ms(image_python)}"
+    )
     # The host's share of every start, and a setting of the host's rather than summon's.
     from summon.targets.sandbox import cgroups
 
@@ -227,6 +237,13 @@ def bench_start(report: Report, image: Image, runs: int) -> None:
             f"this host moves a process into a cgroup in {move * 1000:.1f} ms (runc does it "
             "once a start; a few ms means an RCU grace period: cgroups without favordynmods)"
         )
+
+
+def _bare_interpreter(argv: list[str]) -> float:
+    """Seconds for argv -c pass: an interpreter's start and exit, site.py included."""
+    t0 = time.monotonic()
+    subprocess.run([*argv, "-c", "pass"], check=True)
+    return time.monotonic() - t0
 
 
 def request_time(host: str, port: int) -> float:
