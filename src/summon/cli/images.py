@@ -18,6 +18,8 @@ from summon.cli.output import err, human, notice, open_store, out, progress
 from summon.errors import SummonError, UserError
 from summon.store.image import Image, unpacked_size
 
+NO_TAG = "<none>"  # what `images` shows for an image a tag moved off (docker's word)
+
 if TYPE_CHECKING:
     from summon.targets.base import SecretFile
 
@@ -328,9 +330,6 @@ def rmi(images: tuple[str, ...], dangling: bool) -> None:
             f"removed untagged image {r[7:19]}" if r.startswith("sha256:") else f"untagged {r}"
         )
     out.print(f"removed {removed} blobs, {human(freed)}")
-
-
-NO_TAG = "<none>"
 
 
 def images_in_use() -> dict[str, list[str]]:
