@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -11,6 +12,7 @@ from rich.markup import escape
 from summon import targets
 from summon.cli.output import out
 from summon.errors import SummonError
+from summon.targets.base import Check
 
 
 @click.command()
@@ -20,39 +22,15 @@ def doctor(as_json: bool) -> None:
     from summon.build.python import probe_interpreter
     from summon.manifest import DEFAULT_PYTHON
 
-    checks: list[dict[str, Any]] = []
+    build = f"image interpreter {DEFAULT_PYTHON}"
     try:
         interp = probe_interpreter(DEFAULT_PYTHON)
-        checks.append(
-            {
-                "target": "build",
-                "what": f"image interpreter {DEFAULT_PYTHON} (Python {interp.version})",
-                "ok": True,
-                "fix": "",
-                "tip": "",
-            }
-        )
+        found = [("build", Check(f"{build} (Python {interp.version})", True))]
     except SummonError as e:
-        checks.append(
-            {
-                "target": "build",
-                "what": f"image interpreter {DEFAULT_PYTHON}",
-                "ok": False,
-                "fix": str(e),
-                "tip": "",
-            }
-        )
+        found = [("build", Check(build, False, str(e)))]
     for name in targets.names():
-        for found in targets.target_class(name).check():
-            checks.append(
-                {
-                    "target": name,
-                    "what": found.what,
-                    "ok": found.ok,
-                    "fix": found.fix,
-                    "tip": found.tip,
-                }
-            )
+        found += [(name, check) for check in targets.target_class(name).check()]
+    checks: list[dict[str, Any]] = [{"target": t, **dataclasses.asdict(c)} for t, c in found]
     if as_json:
         print(json.dumps(checks, indent=2))
         return
@@ -61,7 +39,7 @@ def doctor(as_json: bool) -> None:
         out.print(
             f"{mark}{escape(c['target']):8} {escape(c['what'])}"
             + (f"\n            fix: {escape(c['fix'])}" if c["fix"] else "")
-            + (f"\n            tip: {escape(c['tip'])}" if c.get("tip") else ""),
+            + (f"\n            tip: {escape(c['tip'])}" if c["tip"] else ""),
             markup=True,
         )
     usable = sorted({c["target"] for c in checks} - {c["target"] for c in checks if not c["ok"]})

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import time
 from pathlib import Path
 
 
@@ -71,10 +74,6 @@ def attach_seconds() -> float | None:
     On cgroup v1 and v2 alike the first move after a quiet spell waits out an RCU grace period
     (tens of ms on a VM) unless a hierarchy is mounted with favordynmods. None when this
     process cannot make cgroups (not root, no pids or unified hierarchy)."""
-    import os
-    import signal
-    import time
-
     mounts = cgroup_mounts()
     base = mounts.get("pids") or mounts.get("unified")
     if base is None or os.geteuid() != 0:
