@@ -255,6 +255,8 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
         return ManifestError(f"{source}: {key}: {why}")
 
     for key, value in table.items():
+        if key == "tool" and source.name == "summon.toml":
+            raise bad(key, "summon.toml holds the keys at its top level, without [tool.summon]")
         if key not in _KEYS:
             hint = _closest(key)
             more = f" (did you mean {hint!r}?)" if hint else ""
@@ -263,12 +265,16 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise bad(key, f"expected {what}, got {type(value).__name__} {value!r}")
 
-    name = table.get("name") or project.get("name")
+    # The image's name: the manifest's, the project's, else the app folder's (as docker's).
+    name = table.get("name") or project.get("name") or app_dir.name
     if not isinstance(name, str) or not name:
         raise bad("name", 'missing; set name = "myapp" (or [project].name)')
     name = name.lower().replace("_", "-")
     if not _NAME_RE.match(name):
-        raise bad("name", f"{name!r} is not a valid image name (lowercase letters, digits, . _ -)")
+        why = f"{name!r} is not a valid image name (lowercase letters, digits, . _ -)"
+        if "name" not in table and "name" not in project:
+            why += '; it is the folder\'s, used when none is set: set name = "myapp"'
+        raise bad("name", why)
 
     if "entry" not in table:
         raise bad("entry", 'missing; set entry = "module:function" or entry = "app.py"')

@@ -117,6 +117,28 @@ def test_a_rebuilt_tag_leaves_the_old_image_as_none_usable_by_id_until_removed(
     assert summon("rmi").returncode == 2  # nothing named, no --dangling
 
 
+def test_rmi_by_id_of_an_image_with_several_tags_needs_force(
+    summon: Summon, tmp_path: Path
+) -> None:
+    """docker's rule: an ID names the image, so an image with several tags is removed by ID
+    only with -f (every tag goes); a tag removes just that tag."""
+    app = write_app(tmp_path / "twice", 'entry = "app:main"\n', "def main():\n    return 0\n")
+    assert summon("build", str(app), "-t", "twice:a").returncode == 0
+    assert summon("tag", "twice:a", "twice:b").returncode == 0
+    short = summon.digest("twice:a")[7:19]
+    assert_one_line_error(
+        summon("rmi", short), f"image {short} has 2 tags (twice:a, twice:b): remove them by name"
+    )
+    assert all(summon("inspect", f"twice:{t}").returncode == 0 for t in "ab")
+    r = summon("rmi", "-f", short)
+    assert r.returncode == 0, r.stderr
+    assert "untagged twice:a" in r.stdout and "untagged twice:b" in r.stdout
+    assert "no image" in summon("inspect", short).stderr
+    assert summon("build", str(app), "-t", "twice:c").returncode == 0
+    r = summon("rmi", short)  # one tag: the ID removes it, no -f needed
+    assert r.returncode == 0 and "untagged twice:c" in r.stdout, r.stderr
+
+
 # --- running ---------------------------------------------------------------------------------
 
 

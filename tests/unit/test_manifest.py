@@ -114,6 +114,29 @@ def test_warm_up_paths_are_read_and_default_to_none_said(tmp_path: Path) -> None
     assert manifest.load(write_app(tmp_path / "b", 'entry = "app:app"\n')).warm_up is None
 
 
+def test_the_name_defaults_to_the_app_folders(tmp_path: Path) -> None:
+    """As `docker build`, a manifest without a name (and no [project].name) builds: the
+    image is named after its folder, and a folder name that is no image name says so."""
+    (tmp_path / "My_App").mkdir()
+    app = write_app(tmp_path / "My_App", 'entry = "app:main"\n', pyproject=False)
+    assert manifest.load(app).name == "my-app"
+    (tmp_path / "not ok").mkdir()
+    odd = write_app(tmp_path / "not ok", 'entry = "app:main"\n', pyproject=False)
+    with pytest.raises(ManifestError, match=r"name: 'not ok' is not a valid image name.*"
+                       r"it is the folder's, used when none is set: set name = "):  # fmt: skip
+        manifest.load(odd)
+
+
+def test_a_tool_summon_table_in_summon_toml_says_where_the_keys_go(tmp_path: Path) -> None:
+    app = write_app(tmp_path, '[tool.summon]\nentry = "app:main"\n', pyproject=False)
+    with pytest.raises(ManifestError) as e:
+        manifest.load(app)
+    assert str(e.value) == (
+        f"{app / 'summon.toml'}: tool: summon.toml holds the keys at its top level, "
+        "without [tool.summon]"
+    )
+
+
 def test_interface_defaults_to_none_said(tmp_path: Path) -> None:
     assert manifest.load(write_app(tmp_path, 'entry = "app:main"\n')).interface == ""
 

@@ -6,6 +6,7 @@ format belongs to the target that provides it (summon.targets.export_formats).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from rich.table import Table
 from summon.cli.output import err, human, notice, open_store, out, progress
 from summon.errors import SummonError, UserError
 from summon.store.image import Image, unpacked_size
+from summon.store.layout import Descriptor, normalize_ref
 
 NO_TAG = "<none>"  # what `images` shows for an image a tag moved off (docker's word)
 
@@ -297,22 +299,29 @@ def _sandbox_summary(img: Image, bom: dict[str, Any]) -> dict[str, Any]:
 @click.option(
     "--dangling", is_flag=True, help="Also remove every untagged (<none>) image no instance runs."
 )
-def rmi(images: tuple[str, ...], dangling: bool) -> None:
+@click.option(
+    "-f",
+    "--force",
+    is_flag=True,
+    help="An image named by ID that has several tags: remove every one of them.",
+)
+def rmi(images: tuple[str, ...], dangling: bool, force: bool) -> None:
     """Remove images from the local store (and blobs no other image uses).
 
-    An image a running instance uses is refused: stop the instance first.
+    A tag removes that tag (the image goes with its last one); an image ID removes the image,
+    and refuses one with several tags unless -f. An image a running instance uses is
+    refused: stop the instance first.
     """
     from summon.store.image import remove_images
 
     if not images and not dangling:
         raise click.UsageError("name an image to remove, or give --dangling")
     store = open_store()
+    tags = store.refs()
     untag: list[str] = []  # tags, and the digests of untagged images
     for ref in images:
-        full, desc = store.resolve(ref)
-        untag.append(full or desc.digest)
+        untag += _named_by(ref, store.resolve(ref), tags, force)
     running = images_in_use()
-    tags = store.refs()
     for digest, users in running.items():
         left = [r for r, d in tags if d.digest == digest and r not in untag]
         named = [r for r, d in tags if d.digest == digest and r in untag]
@@ -330,6 +339,26 @@ def rmi(images: tuple[str, ...], dangling: bool) -> None:
             f"removed untagged image {r[7:19]}" if r.startswith("sha256:") else f"untagged {r}"
         )
     out.print(f"removed {removed} blobs, {human(freed)}")
+
+
+def _named_by(
+    ref: str, resolved: tuple[str, Descriptor], tags: list[tuple[str, Descriptor]], force: bool
+) -> list[str]:
+    """What `rmi REF` removes: the tag REF names; for an image ID, the image's every tag
+    (docker's rule: several only with -f), or its digest when it has none."""
+    full, desc = resolved
+    if not full:
+        return [desc.digest]
+    with contextlib.suppress(UserError):
+        if normalize_ref(ref) == full:
+            return [full]  # named by its tag
+    every = [name for name, d in tags if d.digest == desc.digest]
+    if len(every) > 1 and not force:
+        raise UserError(
+            f"image {desc.digest[7:19]} has {len(every)} tags ({', '.join(every)}): remove "
+            "them by name, or give -f to remove the image and every tag"
+        )
+    return every
 
 
 def images_in_use() -> dict[str, list[str]]:
