@@ -108,6 +108,16 @@ def make_hook(
     _said: set[str] = set()  # mutable, but it only decides what is said, never what passes
     _rules = (RULE_CODE, RULE_IMPORT, RULE_CTYPES, RULE_WRITE, RULE_HEAP)
 
+    def _caller() -> Any:
+        """The code that raised the event, or None when no Python frame did: native code in
+        a thread of its own (a Rust or C extension's worker) has none, and _getframe says so
+        with a ValueError. Only its own name and file can exempt a caller, so None exempts
+        nothing, and the rules that do not ask who calls (an image file's source) still hold."""
+        try:
+            return _getframe(2).f_code
+        except _value_error:
+            return None
+
     def sealed_audit_hook(event: str, args: tuple[Any, ...]) -> None:
         if event not in _watched and not event.startswith("ctypes."):
             return
@@ -138,11 +148,12 @@ def make_hook(
                     what, rule = f"open({name!r}) for writing", 3
         elif event == "compile":
             source, filename = args[0], args[1]
-            caller = _getframe(1).f_code
-            if caller.co_name == "parse" and caller.co_filename == _ast_file:
+            caller = _caller()
+            if caller is not None and caller.co_name == "parse" and caller.co_filename == _ast_file:
                 return  # ast.parse: a tree, never code
             if (
-                caller.co_name == "__init__"
+                caller is not None
+                and caller.co_name == "__init__"
                 and caller.co_filename == _typing_file
                 and (_isinstance(source, _bytes) or _isinstance(source, _str))
             ):
@@ -192,8 +203,12 @@ def make_hook(
                 name = code.co_filename
                 if name.startswith("<frozen "):
                     return
-                caller = _getframe(1).f_code
-                if caller.co_name == "_evaluate" and caller.co_filename == _typing_file:
+                caller = _caller()
+                if (
+                    caller is not None
+                    and caller.co_name == "_evaluate"
+                    and caller.co_filename == _typing_file
+                ):
                     return  # a ForwardRef's annotation, compiled under the rule above
                 if name.startswith("/") and ".." not in name.split("/"):
                     for root in _tuple_roots:
@@ -204,9 +219,12 @@ def make_hook(
                 what, rule = "exec of an object that is not code", 0
         elif event == "marshal.loads":
             data = args[0]
-            frame = _getframe(1)
+            try:
+                frame = _getframe(1)
+            except _value_error:
+                frame = None  # no Python caller: native code, not the import system
             ok = False
-            if frame.f_code is _bytecode_code and _bytecode_code is not None:
+            if frame is not None and frame.f_code is _bytecode_code and _bytecode_code is not None:
                 if _type(data) is _memoryview and data.readonly and _type(data.obj) is _bytes:
                     data = data.tobytes()
                 pyc: Any = frame.f_locals.get("bytecode_path")
@@ -263,7 +281,7 @@ def make_hook(
         elif event.startswith("gc."):
             what, rule = f"{event}()", 4
         else:  # ctypes.*
-            caller = _getframe(1).f_code
+            caller = _caller()
             for code in _trusted:
                 if code is caller:  # identity: code objects compare equal by content
                     return
