@@ -54,6 +54,14 @@ if extra == "uname":
         print(json.dumps({"probe": "uname", "ok": True, "errno": 0}), flush=True)
     except OSError as e:
         print(json.dumps({"probe": "uname", "ok": False, "errno": e.errno}), flush=True)
+if extra == "eventfd":  # how libuv (uvloop), libev (gevent) and mio (tokio) wake a loop
+    try:
+        fd = os.eventfd(0)
+        os.eventfd_write(fd, 3)
+        print(json.dumps({"probe": "eventfd", "ok": os.eventfd_read(fd) == 3, "errno": 0}),
+              flush=True)
+    except OSError as e:
+        print(json.dumps({"probe": "eventfd", "ok": False, "errno": e.errno}), flush=True)
 if extra == "setsid":
     try:
         os.setsid()
@@ -134,6 +142,26 @@ def test_control_the_same_call_with_the_name_added_or_the_static_list(
     spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "uname"}, syscalls=allowed)
     _status, output = _run(sandbox_target, spec, tmp_path)
     assert parse(output)["uname"]["ok"], output
+
+
+def test_an_event_loop_woken_by_an_eventfd_is_recorded_and_then_runs(
+    test_rootfs: Path, tmp_path: Path, sandbox_target: SandboxTarget
+) -> None:
+    """uvloop (libuv), gevent (libev) and tokio (mio) make an eventfd when their loop starts:
+    the static list allows it, so a recording run notes it and the derived profile keeps it."""
+    spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "eventfd"})
+    out = tmp_path / "out"
+    with open(out, "wb") as f:
+        rec = record_syscalls(
+            dataclasses.replace(spec, stdout=f.fileno()),
+            lambda instance: instance.wait(20),
+            target=sandbox_target,
+        )
+    assert parse(out.read_text())["eventfd"]["ok"], out.read_text()
+    assert "eventfd2" in rec.syscalls
+    derived = dataclasses.replace(spec, syscalls=tuple(rec.allowlist()))
+    _status, output = _run(sandbox_target, derived, tmp_path)
+    assert parse(output)["eventfd"]["ok"], output
 
 
 def test_recording_never_widens_the_static_list(
