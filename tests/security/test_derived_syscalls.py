@@ -26,6 +26,7 @@ import pytest
 from sandbox_checks import parse
 
 from summon.build.image import build
+from summon.build.syscalls import static_with
 from summon.store import Store
 from summon.store.image import Image
 from summon.targets.base import PortForward, RunSpec
@@ -62,6 +63,12 @@ if extra == "eventfd":  # how libuv (uvloop), libev (gevent) and mio (tokio) wak
               flush=True)
     except OSError as e:
         print(json.dumps({"probe": "eventfd", "ok": False, "errno": e.errno}), flush=True)
+if extra == "getpriority":
+    try:
+        os.getpriority(os.PRIO_PROCESS, 0)
+        print(json.dumps({"probe": "getpriority", "ok": True, "errno": 0}), flush=True)
+    except OSError as e:
+        print(json.dumps({"probe": "getpriority", "ok": False, "errno": e.errno}), flush=True)
 if extra == "setsid":
     try:
         os.setsid()
@@ -142,6 +149,24 @@ def test_control_the_same_call_with_the_name_added_or_the_static_list(
     spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "uname"}, syscalls=allowed)
     _status, output = _run(sandbox_target, spec, tmp_path)
     assert parse(output)["uname"]["ok"], output
+
+
+def test_a_manifests_syscalls_reach_an_image_that_keeps_the_static_list(
+    test_rootfs: Path, tmp_path: Path, sandbox_target: SandboxTarget
+) -> None:
+    """No recording (it failed, or could not be made): the manifest's `syscalls` are added to
+    the static list, instead of being dropped with the recording. getpriority is outside it."""
+    assert static_with("socket", ["getpid"]) is None  # static already: nothing to add
+    kept = static_with("socket", ["getpriority"])
+    assert kept is not None and kept.extra == ("getpriority",)
+    assert set(seccomp.allowed_syscalls("socket")) < set(kept.allowed)
+    spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "getpriority"}, syscalls=kept.allowed)
+    _status, output = _run(sandbox_target, spec, tmp_path)
+    assert parse(output)["getpriority"]["ok"], output
+    # and the static list alone refuses it: the manifest's word is what lets it through
+    spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "getpriority"})
+    _status, output = _run(sandbox_target, spec, tmp_path)
+    assert parse(output)["getpriority"]["errno"] == errno.EPERM, output
 
 
 def test_an_event_loop_woken_by_an_eventfd_is_recorded_and_then_runs(

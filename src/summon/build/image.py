@@ -39,7 +39,13 @@ from summon.build.interface import (
 from summon.build.python import Interpreter, probe_interpreter
 from summon.build.records import ETC_FILES, app_json, bom_of, image_argv, image_config, modules_tsv
 from summon.build.rootfs import Rootfs
-from summon.build.syscalls import REPORT_KEY, DerivedSyscalls, record_image, seal_config
+from summon.build.syscalls import (
+    REPORT_KEY,
+    DerivedSyscalls,
+    record_image,
+    seal_config,
+    static_with,
+)
 from summon.build.vendor import Package, vendor
 from summon.build.verify import Verification, VerifyPlan, verify_image
 from summon.errors import BuildError
@@ -334,6 +340,13 @@ def build(
                 secrets=secrets,
             )
             lap("record")
+        if derived is None:
+            derived = static_with(str(app_config.get("network", "socket")), m.syscalls)
+            if derived is not None:
+                notes.append(
+                    f"the manifest's syscalls {', '.join(derived.extra)} are added to the "
+                    "static allowlist the image keeps"
+                )
 
         step("writing the image")
         bom = bom_of(

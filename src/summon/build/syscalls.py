@@ -38,7 +38,7 @@ from summon.targets.base import PortForward, RunSpec, SecretFile, Volume
 from summon.targets.sandbox import seccomp
 from summon.targets.sandbox.seccomp import REPORT_KEY
 
-__all__ = ["REPORT_KEY", "DerivedSyscalls", "record_image", "seal_config"]
+__all__ = ["REPORT_KEY", "DerivedSyscalls", "record_image", "seal_config", "static_with"]
 
 EXERCISE_REQUEST = b"GET / HTTP/1.0\r\nHost: summon-build\r\nUser-Agent: summon-build\r\n\r\n"
 EXERCISE_DATAGRAM = bytes(12)  # zeros: a DNS header with no question, for example
@@ -87,6 +87,19 @@ class DerivedSyscalls:
             "extra": list(self.extra),
             "declared": list(self.declared),
         }
+
+
+def static_with(network: str, extra: Sequence[str]) -> DerivedSyscalls | None:
+    """An image without a recorded list keeps the static allowlist; the manifest's
+    `syscalls` are added to it (as they are to a recorded one), or None when it names none."""
+    added = sorted(set(extra) - set(seccomp.allowed_syscalls(network)))
+    if not added:
+        return None
+    allowed = {*seccomp.allowed_syscalls(network), *seccomp.RECORDABLE_CONDITIONAL, *added}
+    return DerivedSyscalls(
+        network=network, allowed=tuple(sorted(allowed)), recorded=(), extra=tuple(added),
+        seconds=0.0,
+    )  # fmt: skip
 
 
 def can_record() -> str:
