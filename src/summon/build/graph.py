@@ -50,7 +50,7 @@ REASON_RUNTIME = "runtime"
 REASON_ENTRY = "entry import"
 REASON_STATIC = "static import in app code"
 REASON_PROBE = "probe"
-REASON_ALWAYS = "always include: loaded by C code no scan sees"
+REASON_ALWAYS = "always include: loaded by C code or the import system, where no scan sees"
 REASON_INCLUDE = "manifest include"
 REASON_CODEC = "codec named in shipped code"
 REASON_STRPTIME = "strptime named in shipped code"
@@ -71,7 +71,8 @@ ABSENT_FALLBACK = "fallback"
 
 SCRIPT = "<script>"  # the importer name of a script entry's own imports
 
-# Modules that C code imports by name, so no import statement shows them. (module, trigger,
+# Modules that C code (or the import system) imports by name, so no import statement that a
+# scan follows shows them. (module, trigger,
 # why): the module is added when the trigger module is in ("" = always). Each was confirmed
 # against Debian's 3.11.2 by diffing sys.modules around the call named in `why`.
 ALWAYS_INCLUDE: tuple[tuple[str, str, str], ...] = (
@@ -99,6 +100,12 @@ ALWAYS_INCLUDE: tuple[tuple[str, str, str], ...] = (
     # Error paths: an uncaught exception in a thread, an asyncio callback or a socketserver
     # handler formats its traceback with these, imported at that moment (socketserver's
     # handle_error imports traceback lazily: without it one failed request kills the server).
+    (
+        "importlib.readers",
+        "importlib.resources",
+        "importlib.resources.files() asks the package's loader for a resource reader, and "
+        "the import system's loaders import importlib.readers to make one, on first use",
+    ),
     ("traceback", "", "error paths format tracebacks with it, imported lazily"),
     ("linecache", "", "traceback reads source lines through it"),
 )

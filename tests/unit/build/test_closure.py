@@ -73,6 +73,23 @@ def test_c_imports_follow_their_trigger(interp: Interpreter, tmp_path: Path) -> 
     assert via is not None and (via.importer, via.how) == ("_socket", "c")
 
 
+def test_resource_readers_come_with_importlib_resources(
+    interp: Interpreter, tmp_path: Path
+) -> None:
+    """files() makes the loader import importlib.readers on first use: no scan sees that
+    import, and code the trace never runs (a script, a request's path) would fail without it."""
+    (tmp_path / "app.py").write_text(
+        "import importlib.resources\n\ndef main():\n    pass\n\n"
+        "def later():\n    return importlib.resources.files('json').joinpath('x')\n"
+    )
+    c = trace(interp, tmp_path)
+    assert c.modules["importlib.readers"].reason == REASON_ALWAYS
+    via = c.modules["importlib.readers"].via
+    assert via is not None and via.importer == "importlib.resources"
+    (tmp_path / "app.py").write_text("def main():\n    return 42\n")
+    assert "importlib.readers" not in trace(interp, tmp_path).modules  # no trigger, none
+
+
 def test_minimal_app_closure_is_small(interp: Interpreter, tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("def main():\n    return 42\n")
     c = trace(interp, tmp_path)
