@@ -450,8 +450,19 @@ def report(exc: BaseException) -> None:
             break
         tb = tb.tb_next
     _flush()  # the app's own output first, in order
-    # The default hook prints exc.__traceback__, whatever tb it is given.
-    sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+    exc = exc.with_traceback(tb)  # the default hook prints exc.__traceback__, whatever tb
+    if sys.excepthook is sys.__excepthook__:
+        # The traceback module's printer, not the C one: both parse parts of each line to
+        # draw the ^^^ markers, but the C one's parse reads as a compile of the app's file,
+        # which a sealed instance would say it refused; the module's is ast.parse.
+        try:
+            import traceback  # always in an image (graph.ALWAYS_INCLUDE)
+        except BaseException:  # the C printer is the fallback
+            sys.excepthook(type(exc), exc, tb)
+        else:
+            traceback.print_exception(type(exc), exc, tb)
+    else:
+        sys.excepthook(type(exc), exc, tb)  # the app's own
     hint = hint_for(exc)
     if hint:
         _say(hint)

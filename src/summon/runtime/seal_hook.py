@@ -8,6 +8,8 @@ Refused after the seal, each with the rule named in the PermissionError and said
   parses (ast.parse, ast.literal_eval), or it is typing.ForwardRef's of a string annotation
   (typing.get_type_hints, pydantic, msgspec) with no lambda or comprehension in it, which
   ForwardRef._evaluate may then run: an expression over names the app has, no new code;
+  or it is collections.namedtuple's own template (`lambda _cls, a, b: _tuple_new(_cls,
+  (a, b))`, nothing but identifiers in it), which modules imported after the seal make;
   new code objects ("code.__new__", code.replace), and marshal.loads of anything but an
   image .pyc read by the import system; setting a function's __code__;
 - seal.import: an import while sys.path names a folder outside the image's module folders;
@@ -97,6 +99,15 @@ def make_hook(
     # typing.ForwardRef compiles a string annotation in __init__ and evals it in _evaluate
     # (typing.get_type_hints, pydantic, msgspec, FastAPI): known by typing's file too.
     _typing_file = f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/typing.py"
+    # collections.namedtuple evals one fixed template over its field names (identifiers it
+    # has checked): `lambda _cls, a, b: _tuple_new(_cls, (a, b))` in a namespace with no
+    # builtins. Known by its file; modules that make one at import (tokenize, decimal,
+    # concurrent.futures, Pillow's plugins) are imported after the seal, too.
+    _collections_file = (
+        f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/collections/__init__.py"
+    )
+    _isidentifier = str.isidentifier
+    _tuple_head, _tuple_mid, _tuple_tail = "lambda _cls, ", ": _tuple_new(_cls, (", "))"
     # Non-identifier characters to spaces: what is left splits into the annotation's words.
     _word_table = {c: " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")}
     _importlib = sys.modules.get("_frozen_importlib_external")
@@ -117,6 +128,31 @@ def make_hook(
             return _getframe(2).f_code
         except _value_error:
             return None
+
+    def _namedtuple_template(caller: Any, source: Any) -> bool:
+        """Whether namedtuple compiles its own template, over nothing but identifiers."""
+        if caller is None or caller.co_name != "namedtuple":
+            return False
+        if caller.co_filename != _collections_file:
+            return False
+        if _isinstance(source, _bytes):
+            text = b"".join((source,)).decode("utf-8", "replace")
+        elif _isinstance(source, _str):
+            text = "".join((source,))
+        else:
+            return False
+        if not text.startswith(_tuple_head):
+            return False
+        args, mid, tail = text[_len(_tuple_head) :].partition(_tuple_mid)
+        if not mid or tail != args + _tuple_tail:
+            return False
+        names = args[:-1] if args.endswith(",") else args
+        if not names:
+            return not args  # no fields: "lambda _cls, : _tuple_new(_cls, ())"
+        for word in names.split(", "):
+            if not _isidentifier(word):
+                return False
+        return True
 
     def sealed_audit_hook(event: str, args: tuple[Any, ...]) -> None:
         if event not in _watched and not event.startswith("ctypes."):
@@ -168,6 +204,8 @@ def make_hook(
                 if "lambda" not in words and "for" not in words:
                     return
                 what, rule = f"compile of the annotation {annotation[:80]!r} (it makes code)", 0
+            elif _namedtuple_template(caller, source):
+                return  # a namedtuple's __new__: a tuple of its fields, no other code
             else:
                 if _isinstance(filename, _bytes):
                     filename = b"".join((filename,)).decode("utf-8", "surrogateescape")
@@ -210,6 +248,13 @@ def make_hook(
                     and caller.co_filename == _typing_file
                 ):
                     return  # a ForwardRef's annotation, compiled under the rule above
+                if (
+                    name == "<string>"
+                    and caller is not None
+                    and caller.co_name == "namedtuple"
+                    and caller.co_filename == _collections_file
+                ):
+                    return  # the template compiled under the rule above
                 if name.startswith("/") and ".." not in name.split("/"):
                     for root in _tuple_roots:
                         if name.startswith(root + "/"):

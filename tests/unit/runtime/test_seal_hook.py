@@ -21,7 +21,7 @@ from summon.runtime import seal_hook
 SRC = Path(__file__).resolve().parents[3] / "src"
 
 CHILD = r"""
-import builtins, ctypes, gc, io, json, marshal, os, pathlib, sys, typing
+import builtins, collections, ctypes, gc, io, json, marshal, os, pathlib, sys, typing
 app, tmp, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path[:] = [p for p in sys.path if p]  # -c put the working folder first; images do not
 sys.path.insert(0, app)
@@ -36,7 +36,28 @@ getpid = libc.getpid
 with open(os.path.join(app, "imagemod.py")) as f:
     image_source = f.read()
 dumped = marshal.dumps(compile("1", "y", "eval"))
+from summon.runtime import init as runtime_init
+import failing
 sys.addaudithook(hook)
+
+def namedtuple(typename, fields):
+    # the template, but not collections' own function: refused as any other string
+    return eval(f"lambda _cls, {fields}: _tuple_new(_cls, ({fields}))", {"_tuple_new": tuple})
+
+def reimport(name):
+    sys.modules.pop(name, None)
+    return __import__(name)
+
+def traceback_printed():
+    # The runtime prints what the app raised: the printer parses the failing line's parts
+    # to draw its ^^^ markers, which must not read as a refused compile of the app's file.
+    try:
+        failing.fail()
+    except ValueError as e:
+        before = len(said)
+        runtime_init.report(e)
+        if len(said) > before:
+            raise PermissionError(f"said {said[before:]}")
 
 def native(fn, *args):
     # fn called with no Python frame on the thread's stack at all, as a Rust or C
@@ -103,6 +124,15 @@ attempts = {
     "native_compile_string": lambda: native(compile, "1", "x", "exec"),
     "native_exec_string": lambda: native(exec, "2+2", {}),
     "native_marshal_loads": lambda: native(marshal.loads, dumped),
+    "traceback_printed": traceback_printed,
+    # collections.namedtuple's template, which modules imported after the seal make
+    "namedtuple": lambda: collections.namedtuple("P", "x y")(1, 2) == (1, 2) or 1 / 0,
+    "namedtuple_one_field": lambda: collections.namedtuple("Q", ["only"])(3).only == 3 or 1 / 0,
+    "namedtuple_no_fields": lambda: collections.namedtuple("E", [])() == () or 1 / 0,
+    "namedtuple_renamed": lambda: collections.namedtuple("R", ["ok", "def"], rename=True)(1, 2),
+    "typing_namedtuple": lambda: typing.NamedTuple("T", [("a", int)])(a=1),
+    "import_tokenize": lambda: reimport("tokenize"),
+    "namedtuple_lookalike": lambda: namedtuple("P", "x, y"),
     "literal_eval": lambda: __import__("ast").literal_eval("[1, 2]"),
     # String annotations (from __future__ import annotations, pydantic, msgspec, FastAPI):
     # typing compiles and evaluates them, an expression over names the app has.
@@ -172,6 +202,7 @@ REFUSED = {
     "native_compile_string": "seal.code",
     "native_exec_string": "seal.code",
     "native_marshal_loads": "seal.code",
+    "namedtuple_lookalike": "seal.code",  # the same template from other code
     "import_outside": "seal.import",
     "marshal_loads": "seal.code",
     "code_replace": "seal.code",
@@ -191,6 +222,8 @@ REFUSED = {
 }
 ALLOWED = (
     "compile_image_file", "compile_template", "native_compile_image_file", "literal_eval",
+    "traceback_printed", "namedtuple", "namedtuple_one_field", "namedtuple_no_fields",
+    "namedtuple_renamed", "typing_namedtuple", "import_tokenize",
     "type_hints",
     "import_image_source", "write_tmp",
     "write_tmp_pathlib", "write_dev_null", "read_outside",
@@ -210,6 +243,7 @@ def _child(tmp_path: Path, mode: str) -> dict[str, Any]:
     scratch.mkdir()
     # No .pyc can be written beside it: the import compiles the image file's own source.
     (app / "imagemod.py").write_text("VALUE = 'from the image'\n")
+    (app / "failing.py").write_text("def fail():\n    return {'a': 1}['a'] + int('zz')\n")
     (app / "templates").mkdir()
     (app / "templates" / "page.html").write_text("<p>{{ name }}</p>\n")
     (scratch / "page.html").write_text("<p>{{ name }}</p>\n")
