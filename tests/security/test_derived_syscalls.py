@@ -63,6 +63,20 @@ if extra == "eventfd":  # how libuv (uvloop), libev (gevent) and mio (tokio) wak
               flush=True)
     except OSError as e:
         print(json.dumps({"probe": "eventfd", "ok": False, "errno": e.errno}), flush=True)
+if extra == "handler":  # what request handlers do that the build's one request may not
+    try:
+        import tempfile, time
+        time.sleep(0.01)
+        with tempfile.NamedTemporaryFile(dir="/tmp") as f:  # an upload spooled, removed
+            f.write(b"x" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rmdir(tempfile.mkdtemp(dir="/tmp"))
+        ok = os.getuid() >= 0 and os.geteuid() >= 0 and len(os.sched_getaffinity(0)) > 0
+        print(json.dumps({"probe": "handler", "ok": ok, "errno": 0}), flush=True)
+    except OSError as e:
+        print(json.dumps({"probe": "handler", "ok": False, "errno": e.errno,
+                          "what": str(e)}), flush=True)
 if extra == "getpriority":
     try:
         os.getpriority(os.PRIO_PROCESS, 0)
@@ -139,6 +153,20 @@ def test_a_call_outside_the_derived_list_is_refused_with_its_rule(
         'run made; if the app needs it, add syscalls = ["uname"] to [tool.summon] and rebuild)'
     ], output
     assert status == 0
+
+
+def test_a_handlers_everyday_calls_need_no_recording(
+    recording: Recording, test_rootfs: Path, tmp_path: Path, sandbox_target: SandboxTarget
+) -> None:
+    """The recording made none of these (it never slept, spooled or asked who it runs as):
+    the derived profile allows them anyway (the base's "handler" group), so a handler that
+    does is not refused in production for what the build's one request did not do."""
+    assert not {"clock_nanosleep", "unlink", "getuid", "fsync"} & recording.syscalls
+    spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "handler"},
+                 syscalls=tuple(recording.allowlist()))  # fmt: skip
+    _status, output = _run(sandbox_target, spec, tmp_path)
+    assert parse(output)["handler"]["ok"], output
+    assert "summon: sandbox: refused" not in output
 
 
 @pytest.mark.parametrize("how", ["manifest", "static"])

@@ -107,11 +107,17 @@ def base_syscalls(network: str = "socket") -> dict[str, str]:
     """The base set every derived profile of this mode allows, each with the reason.
 
     The runtime's own calls that a recording run may not reach: runc's after the filter is
-    installed, the shutdown's, and the network mode's device's periodic ones.
+    installed, the shutdown's, and the network mode's device's periodic ones; and the
+    everyday calls of a request handler (the "handler" group), which one request at build
+    time cannot be trusted to make.
     """
     _check_network(network)
     data = _data()["base"]
-    return {**data["syscalls"], **data["by-network"].get(network, {})}
+    return {
+        **data["syscalls"],
+        **data["handler"]["syscalls"],
+        **data["by-network"].get(network, {}),
+    }
 
 
 def device_syscalls(app_config: dict[str, Any]) -> dict[str, str]:
