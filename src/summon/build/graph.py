@@ -28,7 +28,7 @@ import encodings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from summon.build.imports import (
     GUARD_DEAD,
@@ -36,6 +36,7 @@ from summon.build.imports import (
     GUARD_NONE,
     GUARD_OPTIONAL,
     HOW_CALL,
+    HOW_PACKAGE,
     HOW_STATEMENT,
     HOW_STRING,
     RUNS_IMPORT,
@@ -43,7 +44,7 @@ from summon.build.imports import (
     ImportRef,
     ScanCache,
 )
-from summon.build.resolve import Location, Resolver
+from summon.build.resolve import Location, Resolver, module_name
 
 REASON_STARTUP = "startup"
 REASON_RUNTIME = "runtime"
@@ -58,6 +59,7 @@ REASON_APP = "app code"
 REASON_DIST = "part of a vendored distribution"
 REASON_SHIPPED = "static import in shipped code"
 REASON_TRACE = "loaded during the trace"
+REASON_PACKAGE = "a module of a package that shipped code imports by a name made at run time"
 
 HOW_CODEC = "codec"
 HOW_STRPTIME = "strptime"
@@ -315,6 +317,12 @@ class ImportGraph:
                 if strings:
                     self._string(name, ref, base)
                 continue
+            if ref.how == HOW_PACKAGE:
+                # The app's and vendored code's plugins and codecs; never the stdlib's own
+                # (encodings' search function would bring every codec into every image).
+                if strings and not optional:
+                    self._package(name, ref, base)
+                continue
             edges = [Edge(name, base, ref.line, ref.runs, ref.guard, ref.how, ref.block)]
             edges += [
                 Edge(name, sub, ref.line, ref.runs, ref.guard, ref.how, ref.block)
@@ -367,6 +375,30 @@ class ImportGraph:
                     self._follow(candidate, edge, False)
                 return
 
+    def _package(self, importer: str, ref: ImportRef, package: str) -> None:
+        """import_module(f"pkg.{name}"): any module directly in pkg may be the one, so all
+        of them come (a codec detector trying every codec, a plugin folder), tests aside."""
+        loc = self.resolver.find(package)
+        if loc is None or not loc.is_package:
+            return
+        subs: set[str] = set()
+        for folder in loc.search_locations:
+            try:
+                entries = list(folder.iterdir())
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.is_dir():
+                    sub = entry.name if (entry / "__init__.py").is_file() else None
+                else:
+                    sub = module_name(PurePosixPath(entry.name), self.resolver.ext_suffixes)
+                if sub and sub.isidentifier() and sub not in TEST_FOLDERS:
+                    subs.add(sub)
+        for sub in sorted(subs):
+            target = f"{package}.{sub}"
+            edge = Edge(importer, target, ref.line, ref.runs, ref.guard, HOW_PACKAGE)
+            self._follow(target, edge, False)
+
     def _absolute(self, name: str, loc: Location | None, ref: ImportRef) -> str | None:
         if not ref.level:
             return ref.module
@@ -395,7 +427,12 @@ class ImportGraph:
         loc = self.resolver.find(target)
         if loc is None or (self.denied(loc) and target not in self.allow_denied):
             return
-        reason = {HOW_CODEC: REASON_CODEC, HOW_STRPTIME: REASON_STRPTIME, HOW_C: REASON_ALWAYS}
+        reason = {
+            HOW_CODEC: REASON_CODEC,
+            HOW_STRPTIME: REASON_STRPTIME,
+            HOW_C: REASON_ALWAYS,
+            HOW_PACKAGE: REASON_PACKAGE,
+        }
         self._add(target, loc, reason.get(edge.how, REASON_SHIPPED), edge)
 
     def _takeable(self, name: str) -> bool:

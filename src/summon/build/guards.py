@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-SCAN_VERSION = 4  # bump when what a scan records changes: old cache entries are then ignored
+SCAN_VERSION = 5  # bump when what a scan records changes: old cache entries are then ignored
 
 _IMPORT_ERRORS = frozenset(("ImportError", "ModuleNotFoundError", "Exception", "BaseException"))
 

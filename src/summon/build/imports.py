@@ -51,6 +51,7 @@ __all__ = [
     "GUARD_NONE",
     "GUARD_OPTIONAL",
     "HOW_CALL",
+    "HOW_PACKAGE",
     "HOW_STATEMENT",
     "HOW_STRING",
     "RUNS_CALL",
@@ -75,6 +76,9 @@ RUNS_CALL = "call"  # in a function body: runs when that function is called
 HOW_STATEMENT = "statement"
 HOW_CALL = "call"  # importlib.import_module("x"), __import__("x")
 HOW_STRING = "string"  # "pkg.mod:attr" or "pkg.mod.Class" in a string literal
+# import_module(f"pkg.{name}"), "pkg.{}".format(name), "pkg." + name: a module of pkg named at
+# run time (a plugin, a codec): the ref's module is pkg, and any module directly in it may be it
+HOW_PACKAGE = "package"
 
 # Calls whose string arguments name a codec (s.encode("cp1252"), codecs.lookup("koi8_r")...).
 _CODEC_CALLS = frozenset(
@@ -459,6 +463,8 @@ class _Scanner:
                 elif level:
                     return  # __import__(".x") is not valid without globals
                 self.add(where, text[level:], level, (), n.lineno, HOW_CALL, anchor)
+            elif (package := _runtime_name_under(arg)) is not None:
+                self.add(where, package, 0, (), n.lineno, HOW_PACKAGE)
         if fname in _CODEC_CALLS and isinstance(n.func, ast.Attribute):
             for a in n.args[:2]:
                 self._codec(a)
@@ -494,3 +500,33 @@ def _is_docstring(st: ast.stmt) -> bool:
         and isinstance(st.value, ast.Constant)
         and isinstance(st.value.value, str)
     )
+
+
+def _runtime_name_under(arg: ast.expr) -> str | None:
+    """The package P of a module name made at run time as "P." and then one name: the
+    f-string f"P.{x}", "P.{}".format(x) and "P." + x. None for anything else (a name with
+    more after the run-time part names no module of P directly)."""
+    prefix: object = None
+    if isinstance(arg, ast.JoinedStr) and len(arg.values) == 2:
+        head, tail = arg.values
+        if isinstance(head, ast.Constant) and isinstance(tail, ast.FormattedValue):
+            prefix = head.value
+    elif isinstance(arg, ast.BinOp) and isinstance(arg.op, ast.Add):
+        if isinstance(arg.left, ast.Constant) and not isinstance(arg.right, ast.Constant):
+            prefix = arg.left.value
+    elif (
+        isinstance(arg, ast.Call)
+        and isinstance(arg.func, ast.Attribute)
+        and arg.func.attr == "format"
+        and isinstance(arg.func.value, ast.Constant)
+        and isinstance(arg.func.value.value, str)
+        and arg.func.value.value.endswith(".{}")
+        and len(arg.args) == 1
+    ):
+        prefix = arg.func.value.value[:-2]
+    if not isinstance(prefix, str) or not prefix.endswith(".") or prefix.startswith("."):
+        return None
+    package = prefix[:-1]
+    if not all(part.isidentifier() for part in package.split(".")):
+        return None
+    return package

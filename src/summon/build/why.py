@@ -15,6 +15,7 @@ _HOW = {
     "c": "is loaded, and C code imports",
     "string": "names in a string",
     "call": "imports by name",
+    "package": "imports a module of its package by a name made at run time",
 }
 
 
