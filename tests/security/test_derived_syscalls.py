@@ -77,6 +77,19 @@ if extra == "handler":  # what request handlers do that the build's one request 
     except OSError as e:
         print(json.dumps({"probe": "handler", "ok": False, "errno": e.errno,
                           "what": str(e)}), flush=True)
+if extra == "copy2":  # extended attributes and fallocate: the fallbacks of a plain fs
+    try:
+        import shutil
+        with open("/tmp/src", "wb") as f:
+            f.write(b"data")
+        shutil.copy2("/tmp/src", "/tmp/dst")
+        fd = os.open("/tmp/dst", os.O_RDWR)
+        os.posix_fallocate(fd, 0, 8192)
+        size = os.fstat(fd).st_size
+        os.close(fd)
+        print(json.dumps({"probe": "copy2", "ok": size == 8192, "errno": 0}), flush=True)
+    except OSError as e:
+        print(json.dumps({"probe": "copy2", "ok": False, "errno": e.errno}), flush=True)
 if extra == "getpriority":
     try:
         os.getpriority(os.PRIO_PROCESS, 0)
@@ -167,6 +180,27 @@ def test_a_handlers_everyday_calls_need_no_recording(
     _status, output = _run(sandbox_target, spec, tmp_path)
     assert parse(output)["handler"]["ok"], output
     assert "summon: sandbox: refused" not in output
+
+
+@pytest.mark.parametrize("profile", ["derived", "static"])
+def test_extended_attributes_and_fallocate_take_the_stdlibs_fallback(
+    test_rootfs: Path, tmp_path: Path, sandbox_target: SandboxTarget, profile: str
+) -> None:
+    """shutil.copy2 skips extended attributes on ENOTSUP (on EPERM it fails), glibc's
+    posix_fallocate writes the blocks itself: rule "unsupported" answers them so, in the
+    static profile and in one derived from a run that copied (the answer is never recorded)."""
+    spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "copy2"})
+    if profile == "derived":
+        with open(tmp_path / "recorded", "wb") as f:
+            rec = record_syscalls(
+                dataclasses.replace(spec, stdout=f.fileno()),
+                lambda instance: instance.wait(20),
+                target=sandbox_target,
+            )
+        assert not {"listxattr", "flistxattr", "fallocate"} & rec.syscalls
+        spec = dataclasses.replace(spec, syscalls=tuple(rec.allowlist()))
+    _status, output = _run(sandbox_target, spec, tmp_path)
+    assert parse(output)["copy2"]["ok"], output
 
 
 @pytest.mark.parametrize("how", ["manifest", "static"])

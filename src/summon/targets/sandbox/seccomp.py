@@ -103,6 +103,13 @@ def denied_syscalls() -> dict[str, str]:
     return dict(denied)
 
 
+def unsupported_syscalls() -> list[str]:
+    """The calls answered ENOTSUP, as on a filesystem without the feature (extended
+    attributes, fallocate), so that the stdlib and libc take their fallback."""
+    names: list[str] = _data()["unsupported"]["syscalls"]
+    return sorted(names)
+
+
 def base_syscalls(network: str = "socket") -> dict[str, str]:
     """The base set every derived profile of this mode allows, each with the reason.
 
@@ -213,6 +220,7 @@ def profile(
     denied = denied_syscalls()
     overlap = (set(static) & set(denied)) | (set(static) & set(CONDITIONAL))
     overlap |= set(base_syscalls(network)) & (set(denied) | set(CONDITIONAL))
+    overlap |= set(unsupported_syscalls()) & (set(static) | set(denied) | set(CONDITIONAL))
     if overlap:
         # A data edit that lets a denied call in must fail loudly, never widen the sandbox.
         raise ValueError(f"seccomp allowlist overlaps denied/conditional calls: {sorted(overlap)}")
@@ -273,6 +281,10 @@ def profile(
     ]
     if seal:
         rules += _seal_rules()
+    # What the manifest's syscalls allow outright is not also answered ENOTSUP.
+    unsupported = [n for n in unsupported_syscalls() if n not in plain and n not in gated]
+    if unsupported:
+        rules.append({"names": unsupported, "action": ERRNO, "errnoRet": errno.ENOTSUP})
     rules.append({"names": sorted(denied), **eperm})
     return {
         "defaultAction": ERRNO,
