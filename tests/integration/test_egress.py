@@ -31,7 +31,7 @@ pytestmark = [
 ]
 
 APP = '''
-import json, os, socket, sys, time
+import json, os, socket, ssl, sys, time
 
 def attempt(port):
     try:
@@ -41,6 +41,8 @@ def attempt(port):
         return f"refused {type(e).__name__}"
 
 report = {"allowed": attempt(ALLOWED), "other": attempt(OTHER)}
+# What a TLS client (urllib, aiohttp) trusts by default: the image's CA certificates.
+report["cas"] = ssl.create_default_context().cert_store_stats()["x509_ca"]
 for name in ("hosts", "resolv.conf", "nsswitch.conf"):
     report[name] = open("/etc/" + name).read()
 print(json.dumps(report), flush=True)
@@ -168,6 +170,8 @@ def test_an_allowed_destination_answers_and_another_is_refused_by_the_rule(
     assert report["nsswitch.conf"] == "hosts: files dns\n"
     assert "127.0.0.1\tlocalhost" in report["hosts"] and name in report["hosts"]
     assert not os.path.exists(netns_of(summon, name))  # gone with the instance
+    # An image that reaches out with ssl trusts what the host trusts (urllib, aiohttp).
+    assert report["cas"] > 50, report["cas"]
 
 
 def test_without_egress_nothing_leaves(
@@ -180,6 +184,7 @@ def test_without_egress_nothing_leaves(
     assert report["allowed"] == report["other"] == "refused OSError"
     assert (allowed.accepted, other.accepted) == (0, 0)
     assert report["resolv.conf"] == ""  # the image's own: no resolver without egress
+    assert report["cas"] == 0  # no peers, no certificates shipped for them
 
 
 @pytest.mark.qemu

@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from summon import manifest as manifest_mod
@@ -296,6 +296,10 @@ def build(
         fs.add_bytes(MODULES_TSV, modules_tsv(closure, packages), "config")
         for path, content in ETC_FILES.items():
             fs.add_bytes(path, content, "config")
+        if m.egress and "_ssl" in closure.modules and HOST_CA_BUNDLE.is_file():
+            # TLS to the app's peers: what ssl.create_default_context() trusts is the file
+            # OpenSSL reads by default (Debian's libssl, the image's: OPENSSLDIR /usr/lib/ssl).
+            fs.add_file(str(IMAGE_CA_BUNDLE), HOST_CA_BUNDLE.resolve(), "config", 0o644)
         lap("assemble")
         # Every module of the closure must be where the image's interpreter looks for it.
         check_image(fs, closure, interp, module_paths)
@@ -423,6 +427,12 @@ def _dlopened(interp: Interpreter) -> list[Path]:
         if candidate.is_file():
             return [candidate]
     return []
+
+
+# The host's CA certificates (Debian's ca-certificates), shipped to images that reach out
+# with ssl, where the image's libssl looks by default: /etc is the instance's own at run time.
+HOST_CA_BUNDLE = Path("/usr/lib/ssl/cert.pem")
+IMAGE_CA_BUNDLE = PurePosixPath("/usr/lib/ssl/cert.pem")
 
 
 def _add_data(fs: Rootfs, m: Manifest) -> dict[str, str]:
