@@ -128,6 +128,7 @@ class UnixTarget(Target):
     def start(self, spec: RunSpec) -> Instance:
         root = spec.rootfs
         argv = [str(root / a.lstrip("/")) if a.startswith("/") else a for a in spec.argv]
+        argv = through_image_loader(root, argv)
         env = {
             "PATH": "/usr/bin:/bin",
             **spec.env,
@@ -172,6 +173,26 @@ class UnixTarget(Target):
                 held.close()
             raise
         return UnixInstance(proc, folder, leases)
+
+
+def through_image_loader(root: Path, argv: list[str]) -> list[str]:
+    """argv run by the image's own dynamic loader over the image's library folders.
+
+    The host's loader would look for the image's libraries on the host: those a wheel brings
+    in a `*.libs` folder (numpy's OpenBLAS, Pillow's libtiff), which the image keeps in its
+    own library folder, are not there. The image's loader, told its folders, loads the image's
+    set, as in the sandbox and the VM. An image without a loader of its own runs as it is."""
+    loaders = sorted(root.glob("lib64/ld-linux*.so*")) + sorted(root.glob("lib/ld-linux*.so*"))
+    if not loaders or not argv or not argv[0].startswith(str(root)):
+        return argv
+    folders = [
+        *sorted(root.glob("lib/*-linux-gnu*")),
+        *sorted(root.glob("usr/lib/*-linux-gnu*")),
+        root / "lib",
+        root / "usr/lib",
+    ]
+    path = ":".join(str(f) for f in folders if f.is_dir())
+    return [str(loaders[0]), "--argv0", argv[0], "--library-path", path, *argv]
 
 
 def _notice(line: str) -> None:
