@@ -471,7 +471,9 @@ class ImportGraph:
         if loc.group != "stdlib":
             return None
         parts = loc.name.split(".")
-        if parts[0] in DENY:
+        # A package the app itself loads (or includes) is the app's choice: what it imports
+        # later, lazily (multiprocessing's managers, pool...), comes with it.
+        if parts[0] in DENY and parts[0] not in self.allow_denied:
             return DENY[parts[0]]
         if any(p in TEST_FOLDERS for p in parts):
             return "a test suite"

@@ -90,6 +90,21 @@ def test_resource_readers_come_with_importlib_resources(
     assert "importlib.readers" not in trace(interp, tmp_path).modules  # no trigger, none
 
 
+def test_a_deny_listed_package_the_app_loads_comes_with_its_lazy_parts(
+    interp: Interpreter, tmp_path: Path
+) -> None:
+    """multiprocessing is on the deny list, but an app that imports it (Sanic, werkzeug's
+    reloader) gets what it imports later too: managers, pool, the fork popen."""
+    (tmp_path / "app.py").write_text(
+        "import multiprocessing\n\ndef main():\n    return multiprocessing.cpu_count()\n"
+    )
+    c = trace(interp, tmp_path)
+    for name in ("multiprocessing.managers", "multiprocessing.pool", "multiprocessing.popen_fork"):
+        assert name in c.modules, name
+    (tmp_path / "app.py").write_text("def main():\n    return 0\n")
+    assert "multiprocessing" not in trace(interp, tmp_path).modules
+
+
 def test_minimal_app_closure_is_small(interp: Interpreter, tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("def main():\n    return 42\n")
     c = trace(interp, tmp_path)
