@@ -14,11 +14,22 @@ from pathlib import Path
 
 from summon.build.assemble import APP_DIR, RUNTIME_ROOT, SITE_DIR
 from summon.build.closure import Closure
-from summon.build.graph import SCRIPT, Edge
+from summon.build.graph import (
+    REASON_ENTRY,
+    REASON_PROBE,
+    REASON_RUNTIME,
+    REASON_STARTUP,
+    REASON_TRACE,
+    SCRIPT,
+    Edge,
+)
 from summon.build.python import Interpreter
 from summon.build.resolve import Resolver, SearchEntry
 from summon.build.rootfs import Rootfs
 from summon.errors import BuildError
+
+# What the trace saw load: found by the interpreter itself, whatever its search then was.
+_TRACED = frozenset((REASON_STARTUP, REASON_RUNTIME, REASON_ENTRY, REASON_PROBE, REASON_TRACE))
 
 
 def missing_line(module: str, importer: str, line: int) -> str:
@@ -60,6 +71,7 @@ def check_image(
     Returns how many modules were checked.
     """
     resolver = image_resolver(fs, interp)
+    files = {p for p, n in fs.nodes.items() if n.kind == "file"}
     checked = 0
     for name, info in sorted(closure.modules.items()):
         if info.origin is None or info.alias_of or info.kind in ("builtin", "frozen", "dynamic"):
@@ -68,6 +80,11 @@ def check_image(
         found = resolver.find(name)
         expected = module_paths.get(name)
         if found is not None and (found.origin is None or str(found.origin) == expected):
+            continue
+        if found is None and expected in files and info.reason in _TRACED:
+            # The trace loaded it from this very file through a path or finder the app's
+            # code sets up, which the image runs too: pkg_resources puts setuptools/_vendor
+            # on sys.path (backports.tarfile), setuptools serves distutils from its own copy.
             continue
         if found is None:
             where = "not found"
