@@ -24,6 +24,7 @@ from summon.build.check import missing_line
 from summon.errors import BuildError, TargetUnavailable
 
 MARK = ":summon-verify:"  # starts the answer line (a plain prefix: no app prints it)
+REASON_MARK = ":summon-verify-exit:"  # the target's word on why the run ended (out of memory)
 _SCRIPT = Path(__file__).with_name("_verify.py")
 _TAIL = 20  # lines of the app's output shown under a failure
 
@@ -193,7 +194,10 @@ def _in_sandbox(
         if status is None:
             raise BuildError(_timeout_line(timeout))
         out.seek(0)
-        return status, out.read().decode(errors="replace")
+        output = out.read().decode(errors="replace")
+        if reason := instance.exit_reason():  # the target knows why (out of memory)
+            output += f"\n{REASON_MARK}{reason}\n"
+        return status, output
 
 
 def _timeout_line(timeout: float) -> str:
@@ -208,8 +212,17 @@ def _judge(output: str, status: int, plan: VerifyPlan) -> list[str]:
     """Warnings from a run's output; BuildError for a failure."""
     lines = output.split("\n")
     answer = next((line for line in reversed(lines) if line.startswith(MARK)), None)
-    shown = "\n".join(line for line in lines if not line.startswith(MARK)).strip("\n")
+    shown = "\n".join(line for line in lines if not line.startswith((MARK, REASON_MARK))).strip(
+        "\n"
+    )
     tail = "\n".join(shown.splitlines()[-_TAIL:])
+    reason = next((ln[len(REASON_MARK) :] for ln in lines if ln.startswith(REASON_MARK)), "")
+    if answer is None and reason.startswith("killed: out of memory"):
+        raise VerifyError(
+            f"verifying the image: importing the entry inside it was {reason}; give the app "
+            'more, such as memory = "256M" in [tool.summon] (the same limit holds when it runs)',
+            tail,
+        )
     if answer is None:
         raise VerifyError(
             f"verifying the image: its interpreter exited with status {status} before "

@@ -326,6 +326,19 @@ def test_warm_up_for_an_entry_the_runtime_does_not_serve_fails_the_build(
     )
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None, reason="sandbox")
+def test_an_import_that_outgrows_the_memory_limit_says_so(store: Store, tmp_path: Path) -> None:
+    """The verification run holds the app's memory limit: killed by the OOM killer there,
+    the build says that and what to raise, not a bare exit status 137."""
+    source = "BALLAST = b'x' * (160 * 1024 * 1024)\n\ndef main():\n    return 0\n"
+    manifest = 'name = "x"\nentry = "app:main"\nmemory = "64M"\n'
+    assert _build_error(store, tmp_path / "heavy", manifest, source) == (
+        "verifying the image: importing the entry inside it was killed: out of memory (limit "
+        '64M); give the app more, such as memory = "256M" in [tool.summon] (the same limit '
+        "holds when it runs)"
+    )
+
+
 def test_a_module_the_image_lacks_fails_verification(
     stdlib_image: BuildResult, tmp_path: Path
 ) -> None:
