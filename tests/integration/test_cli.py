@@ -142,6 +142,15 @@ def test_rmi_by_id_of_an_image_with_several_tags_needs_force(
 # --- running ---------------------------------------------------------------------------------
 
 
+def test_p_for_a_script_on_unix_is_said_not_to_apply_and_nothing_claims_the_port(
+    summon: Summon,
+) -> None:
+    r = summon("run", str(EXAMPLES / "hello"), "--target", "unix", "-p", "18099:80")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("warning: -p does not apply to a plain script on the unix target") == 1
+    assert "serving tcp" not in r.stderr  # no line saying a port is served that nobody serves
+
+
 def test_hello_exit_status_and_env_on_unix(summon: Summon) -> None:
     r = summon("run", str(EXAMPLES / "hello"), "--target", "unix", "-e", "HELLO_STATUS=7",
                "-e", "HELLO_NAME=summon")

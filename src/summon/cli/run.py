@@ -285,6 +285,9 @@ def run(
     )
     if pids is not None:
         spec.pids = pids
+    if forwards and (ignored := chosen.ports_ignored(spec)):
+        notice(f"warning: {ignored}")
+        forwards = spec.ports = ()
     base = str(spec.app_config.get("name") or "app")
     started = lifecycle.start(
         spec,

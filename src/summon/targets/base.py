@@ -345,6 +345,11 @@ class Target(abc.ABC):
         """Write image as fmt (one of export_formats) to dest; options are the format's own."""
         raise NotSupported(f"target {self.name} exports nothing as {fmt}")
 
+    def ports_ignored(self, spec: RunSpec) -> str:
+        """Why spec's port forwards (-p) would not apply on this target, or "" when they
+        do. Default: they do."""
+        return ""
+
     @abc.abstractmethod
     def start(self, spec: RunSpec) -> Instance:
         """Start an instance; raise TargetUnavailable (a UserError) when the host cannot."""

@@ -125,6 +125,16 @@ class UnixTarget(Target):
     def check(cls) -> list[Check]:
         return [Check("unix: host processes", True)]
 
+    def ports_ignored(self, spec: RunSpec) -> str:
+        if spec.app_config.get("entry", {}).get("kind") == "script":
+            # A plain script binds where its own code says: nothing maps its ports.
+            return (
+                "-p does not apply to a plain script on the unix target: it listens on the "
+                "ports its code opens, on the host (apps using the Stack device, or served by "
+                "the runtime, follow -p)"
+            )
+        return ""
+
     def start(self, spec: RunSpec) -> Instance:
         root = spec.rootfs
         argv = [str(root / a.lstrip("/")) if a.startswith("/") else a for a in spec.argv]
@@ -135,19 +145,10 @@ class UnixTarget(Target):
             "SUMMON_ROOT": str(root),
             "SUMMON_BIND": "127.0.0.1",
         }
-        if spec.ports:
+        if spec.ports and not self.ports_ignored(spec):
             env["SUMMON_PORTS"] = ",".join(
                 f"{p.guest_port}/{p.protocol}={p.host_port}" for p in spec.ports
             )
-            if spec.app_config.get("entry", {}).get("kind") == "script":
-                # A plain script binds where its own code says: nothing maps its ports.
-                print(
-                    "summon: warning: -p does not apply to a plain script on the unix target: "
-                    "it listens on the ports its code opens (apps using the Stack device, or "
-                    "served by the runtime, follow -p)",
-                    file=sys.stderr,
-                    flush=True,
-                )
         # The app sees the host's files: each volume is its host folder, which the runtime
         # finds through SUMMON_VOLUMES (the image path -> that folder).
         mounts, leases = volumes.folder_mounts(spec, _notice)
