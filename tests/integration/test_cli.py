@@ -151,6 +151,20 @@ def test_p_for_a_script_on_unix_is_said_not_to_apply_and_nothing_claims_the_port
     assert "serving tcp" not in r.stderr  # no line saying a port is served that nobody serves
 
 
+@needs_sandbox
+def test_the_app_knows_who_it_runs_as_in_the_sandbox(summon: Summon, tmp_path: Path) -> None:
+    """getpass.getuser() and pwd (libraries ask them for a cache folder) answer in an image."""
+    app = write_app(
+        tmp_path / "whoami", 'entry = "app.py"\n',
+        "import getpass, os, pwd\n"
+        "print(getpass.getuser(), os.getuid(), pwd.getpwuid(os.getuid()).pw_dir, flush=True)\n",
+    )  # fmt: skip
+    assert summon("build", str(app), "-t", "whoami:t").returncode == 0
+    r = summon("run", "whoami:t", "--target", "sandbox", "--rm")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["app", "1000", "/tmp"]
+
+
 def test_hello_exit_status_and_env_on_unix(summon: Summon) -> None:
     r = summon("run", str(EXAMPLES / "hello"), "--target", "unix", "-e", "HELLO_STATUS=7",
                "-e", "HELLO_NAME=summon")

@@ -38,6 +38,8 @@ def image_argv(interp: Interpreter) -> list[str]:
 # The user an image runs as in container engines (podman, containerd, Kubernetes): numeric, so
 # runAsNonRoot can check it, and not root. The sandbox target maps the same uid.
 IMAGE_UID = 65532
+# The uid the sandbox target runs the app as (targets/sandbox/config.py APP_UID).
+SANDBOX_UID = 1000
 
 # What glibc reads to resolve names: localhost answers on every target (getaddrinfo fails
 # with EAI_AGAIN without a hosts file), names go to the hosts file first, and no nameserver
@@ -48,6 +50,15 @@ ETC_FILES = {
     "/etc/hosts": b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
     "/etc/nsswitch.conf": b"hosts: files dns\n",
     "/etc/resolv.conf": b"",
+    # Who the app runs as, by name: getpass.getuser(), pwd.getpwuid(os.getuid()) and the
+    # libraries that ask them for a cache folder (home is /tmp, the one writable folder)
+    # raised KeyError. root in a VM, SANDBOX_UID in the sandbox, IMAGE_UID in an engine.
+    "/etc/passwd": (
+        "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+        f"app:x:{SANDBOX_UID}:{SANDBOX_UID}:the app:/tmp:/usr/sbin/nologin\n"
+        f"nonroot:x:{IMAGE_UID}:{IMAGE_UID}:the app:/tmp:/usr/sbin/nologin\n"
+    ).encode(),
+    "/etc/group": f"root:x:0:\napp:x:{SANDBOX_UID}:\nnonroot:x:{IMAGE_UID}:\n".encode(),
 }
 
 

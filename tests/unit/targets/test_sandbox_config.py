@@ -70,3 +70,11 @@ def test_volumes_are_bound_writable_but_nothing_in_them_runs(tmp_path: Path) -> 
     assert doc["root"]["readonly"] is True
     bare = config.oci_config(spec, Path("/run/netns/x"), tmp_path / "sock")
     assert not any(e.startswith("SUMMON_VOLUMES=") for e in bare["process"]["env"])
+
+
+def test_the_images_passwd_names_the_uid_the_sandbox_runs_as() -> None:
+    from summon.build.records import ETC_FILES, SANDBOX_UID
+    from summon.targets.sandbox.config import APP_UID
+
+    assert SANDBOX_UID == APP_UID
+    assert f"app:x:{APP_UID}:{APP_UID}:".encode() in ETC_FILES["/etc/passwd"]
