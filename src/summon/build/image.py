@@ -406,6 +406,7 @@ def build(
         left_out=len(closure.left_out),
         warnings=[
             *closure.warnings,
+            *_data_warnings(closure, packages),
             *(verification.warnings if verification else []),
             *notes,
         ],
@@ -415,6 +416,17 @@ def build(
         timings={**timings, **{f"closure-{k}": v for k, v in closure.timings.items()}},
         untagged=left.short_id if left is not None else "",
     )
+
+
+def _data_warnings(closure: Closure, packages: list[Package]) -> list[str]:
+    """What the image's modules will look for among data no image holds from the host."""
+    if "zoneinfo" in closure.modules and not any(p.name.lower() == "tzdata" for p in packages):
+        return [
+            "zoneinfo is in the image but no time zone data is (the host's /usr/share/"
+            'zoneinfo is not shipped): ZoneInfo("Europe/Paris") will raise '
+            "ZoneInfoNotFoundError; add tzdata to the requirements if the app names zones"
+        ]
+    return []
 
 
 def _dlopened(interp: Interpreter) -> list[Path]:

@@ -339,6 +339,18 @@ def test_an_import_that_outgrows_the_memory_limit_says_so(store: Store, tmp_path
     )
 
 
+def test_zoneinfo_without_tzdata_is_warned_of(store: Store, tmp_path: Path) -> None:
+    app = tmp_path / "zones"
+    app.mkdir()
+    (app / "summon.toml").write_text('name = "zones"\nentry = "app:main"\n')
+    (app / "app.py").write_text(
+        "import zoneinfo\n\ndef main():\n    return str(zoneinfo.ZoneInfo('Europe/Paris'))\n"
+    )
+    result = build(app, store, tag="zones:test", verify=False)
+    [line] = [w for w in result.warnings if w.startswith("zoneinfo is in the image")]
+    assert "add tzdata to the requirements" in line
+
+
 def test_a_module_the_image_lacks_fails_verification(
     stdlib_image: BuildResult, tmp_path: Path
 ) -> None:
