@@ -475,6 +475,18 @@ def _traced(
     return modules, warnings
 
 
+def _swapped_in(name: str, info: ModuleInfo) -> bool:
+    """Whether the module the trace saw under `name` is a file of another name, put in
+    sys.modules by the app's code (gevent's import_c_accel swaps gevent.queue for its
+    compiled gevent._gevent_cqueue): both files ship, and the image swaps them alike."""
+    if info.origin is None or info.root is None or not info.origin.is_relative_to(info.root):
+        return False
+    parts = info.origin.relative_to(info.root).parts
+    stem = parts[-1].split(".", 1)[0]
+    own = [*parts[:-1]] if stem == "__init__" else [*parts[:-1], stem]
+    return ".".join(own) != name
+
+
 def _merge(
     graph: ImportGraph,
     traced: tuple[dict[str, ModuleInfo], list[str]],
@@ -498,7 +510,7 @@ def _merge(
     for name, info in modules.items():
         node = graph.nodes.get(name)
         if node is not None and info.origin is not None and node.loc.origin is not None:
-            if node.loc.origin.resolve() != info.origin.resolve():
+            if node.loc.origin.resolve() != info.origin.resolve() and not _swapped_in(name, info):
                 warnings.append(
                     f"module {name}: the trace loaded {info.origin} but the image would find "
                     f"{node.loc.origin}; report a closure bug"

@@ -393,3 +393,21 @@ def test_exclude_is_validated_and_refused_to_the_trace(interp: Interpreter, tmp_
     (tmp_path / "app.py").write_text("import importlib\nimportlib.import_module('c' + 'sv')\n")
     with pytest.raises(TraceError, match=r"No module named 'csv' \(excluded by the manifest\)"):
         trace(interp, tmp_path, Entry("function", module="app", function="x"), exclude=["csv"])
+
+
+def test_a_module_the_app_swaps_in_under_another_name_is_no_closure_bug() -> None:
+    """gevent's import_c_accel puts its compiled gevent._gevent_cqueue in sys.modules as
+    gevent.queue: the trace sees that file under that name, the scan finds queue.py. Both
+    ship, so it is not reported as a closure bug; a real disagreement still is."""
+    from summon.build.closure import ModuleInfo, _swapped_in
+
+    site = Path("/v/site")
+    compiled = site / "gevent" / "_gevent_cqueue.cpython-311-x86_64-linux-gnu.so"
+    swapped = ModuleInfo("gevent.queue", "extension", compiled, "entry import", "site", site)
+    assert _swapped_in("gevent.queue", swapped)
+    own = ModuleInfo("gevent.queue", "source", site / "gevent/queue.py", "entry import", "site",
+                     site)  # fmt: skip
+    assert not _swapped_in("gevent.queue", own)
+    package = ModuleInfo("gevent", "package", site / "gevent/__init__.py", "entry import", "site",
+                         site)  # fmt: skip
+    assert not _swapped_in("gevent", package)
