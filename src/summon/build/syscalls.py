@@ -188,10 +188,18 @@ def record_image(
         tail = "\n".join(out.read().decode(errors="replace").splitlines()[-_TAIL:])
     warnings = []
     if ports and not (alive and alive[0]):
+        sealed = (
+            " It died of a seal refusal, and will when it runs: the app does that work after "
+            "the seal closes (a script's at its first bind), so move it before, or call "
+            'summon.runtime.ready() once it is done, or set seal = "audit" to see all of '
+            "it (docs/sealing.md)."
+            if "refused by the seal" in tail
+            else ""
+        )
         return None, [
             f"the recording run's app ended before it was exercised (exit status "
-            f"{recording.status}); the image keeps the sandbox's static syscall allowlist. "
-            f"Its last lines:\n{tail}"
+            f"{recording.status}); the image keeps the sandbox's static syscall allowlist."
+            f"{sealed} Its last lines:\n{tail}"
         ]
     if ports and not answered:
         warnings.append(
