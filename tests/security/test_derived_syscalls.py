@@ -265,6 +265,12 @@ def test_recording_never_widens_the_static_list(
         )
     assert parse(out.read_text())["setsid"]["errno"] == errno.EPERM
     assert "setsid" not in rec.syscalls
+    # refused as any instance refuses it, but the build hears of it (build/syscalls.py)
+    assert "setsid" in rec.refused
+    assert (
+        "summon: sandbox: refused setsid (seccomp: not in the sandbox's allowlist; if the app "
+        'needs it, add syscalls = ["setsid"] to [tool.summon] and rebuild)'
+    ) in out.read_text()
 
 
 # --- the examples, built and served sealed under their derived profiles ----------------------

@@ -201,6 +201,14 @@ def record_image(
             f"{recording.status}); the image keeps the sandbox's static syscall allowlist."
             f"{sealed} Its last lines:\n{tail}"
         ]
+    refused = sorted(set(recording.refused) & seccomp.outside_ceiling(extra, network))
+    if refused:
+        names = ", ".join(f'"{n}"' for n in refused)
+        warnings.append(
+            f"the app called {', '.join(refused)} in the recording run, which the sandbox "
+            "refuses (EPERM, and no line at run time: they are outside its allowlist); if it "
+            f"needs them, add syscalls = [{names}] to [tool.summon]"
+        )
     if ports and not answered:
         warnings.append(
             f"no port of {', '.join(map(str, ports))} answered the recording run's request; "

@@ -339,6 +339,26 @@ def test_an_import_that_outgrows_the_memory_limit_says_so(store: Store, tmp_path
     )
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None, reason="sandbox")
+def test_a_call_the_sandbox_refuses_is_named_by_the_build(store: Store, tmp_path: Path) -> None:
+    """Outside the sandbox's allowlist an instance gets a bare EPERM and says nothing; the
+    build's recording run hears of it, and says what to add."""
+    app = tmp_path / "nice"
+    app.mkdir()
+    (app / "summon.toml").write_text('name = "nice"\nentry = "app:main"\n')
+    (app / "app.py").write_text(
+        "import os\n\ndef main():\n    try:\n        os.getpriority(os.PRIO_PROCESS, 0)\n"
+        "    except OSError:\n        pass\n"
+    )
+    result = build(app, store, tag="nice:test")
+    [line] = [w for w in result.warnings if w.startswith("the app called")]
+    assert line == (
+        "the app called getpriority in the recording run, which the sandbox refuses (EPERM, "
+        "and no line at run time: they are outside its allowlist); if it needs them, add "
+        'syscalls = ["getpriority"] to [tool.summon]'
+    )
+
+
 def test_zoneinfo_without_tzdata_is_warned_of(store: Store, tmp_path: Path) -> None:
     app = tmp_path / "zones"
     app.mkdir()

@@ -48,6 +48,7 @@ _MAX_LINES = 64
 
 RULE_EXEC = "seccomp: one exec, runc's own, before the app"
 RULE_UNRECORDED = "seccomp: not among the calls this image's recording run made"
+RULE_OUTSIDE = "seccomp: not in the sandbox's allowlist"
 
 
 def family_name(number: int) -> str:
@@ -72,9 +73,12 @@ class ExecGate:
         *,
         network: str = "socket",
         record: bool = False,
+        outside: frozenset[str] = frozenset(),
         say: Callable[[str], None] | None = None,
     ) -> None:
+        """outside: in a recording, the calls outside its ceiling, refused and reported."""
         self.socket_path = socket_path
+        self._outside = outside
         self.execs_allowed = 0
         self.execs_refused = 0
         self.record = record
@@ -195,6 +199,11 @@ class ExecGate:
                     f"seccomp: {self._network} mode allows socket families {allowed} only",
                 )
         if self.record:
+            if name in self._outside:
+                return name, (
+                    f'{RULE_OUTSIDE}; if the app needs it, add syscalls = ["{name}"] to '
+                    "[tool.summon] and rebuild"
+                )
             return None
         return name, (
             f'{RULE_UNRECORDED}; if the app needs it, add syscalls = ["{name}"] to '

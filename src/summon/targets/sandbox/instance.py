@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from summon.errors import SummonError, UserError
 from summon.targets import secrets, volumes
 from summon.targets.base import Instance, PortForward, RunSpec, Stats
-from summon.targets.sandbox import appstats, cgroups, freezer, listen, rootmount
+from summon.targets.sandbox import appstats, cgroups, freezer, listen, rootmount, seccomp
 from summon.targets.sandbox.config import container_id, oci_config, secrets_folder
 from summon.targets.sandbox.etc import etc_files, mount_etc, unmount_etc
 from summon.targets.sandbox.gate import ExecGate
@@ -83,7 +83,15 @@ class SandboxInstance(Instance):
         self.bundle.chmod(0o700)
         self.netns.create()
         self.gate = ExecGate(
-            self._socket_path(), network=spec.network, record=self.record, say=self._console_line
+            self._socket_path(),
+            network=spec.network,
+            record=self.record,
+            outside=(
+                seccomp.outside_ceiling(spec.syscalls or (), spec.network)
+                if self.record
+                else frozenset()
+            ),
+            say=self._console_line,
         )
         # Where the runtime writes its figures when asked (appstats.py).
         spec = dataclasses.replace(spec, env={**spec.env, "SUMMON_STATS": appstats.STATS_PATH})
@@ -389,6 +397,7 @@ class SandboxInstance(Instance):
     def _stop_egress(self) -> None:
         if self.egress is not None:
             self.egress.stop()
+
     def _release_volumes(self) -> None:
         for held in self._leases:
             held.close()

@@ -185,6 +185,16 @@ def ceiling(extra: Collection[str] = ()) -> frozenset[str]:
     return frozenset(allowed_syscalls("socket")) | set(RECORDABLE_CONDITIONAL) | set(extra)
 
 
+def outside_ceiling(extra: Collection[str] = (), network: str = "socket") -> frozenset[str]:
+    """The calls a recording run hands the gate only to refuse (EPERM, as every instance
+    would) and report: every x86_64 call but the ceiling, the denied ones, those with fixed
+    rules, the ones answered ENOTSUP and the base set. So a build names what the app called
+    that the sandbox will refuse, where an instance answers EPERM without a word."""
+    known = set(syscall_numbers())
+    out = known - ceiling(extra) - set(denied_syscalls()) - set(CONDITIONAL)
+    return frozenset(out - set(unsupported_syscalls()) - set(base_syscalls(network)))
+
+
 def derived_allowlist(
     recorded: Iterable[str], extra: Iterable[str] = (), network: str = "socket"
 ) -> frozenset[str]:
@@ -279,6 +289,9 @@ def profile(
             ],
         },
     ]
+    if record:
+        # Outside the ceiling: refused by the gate as by the default action, but noted.
+        rules.append({"names": sorted(outside_ceiling(allowed or (), network)), "action": NOTIFY})
     if seal:
         rules += _seal_rules()
     # What the manifest's syscalls allow outright is not also answered ENOTSUP.
