@@ -133,6 +133,18 @@ def _run(target: SandboxTarget, spec: RunSpec, tmp: Path) -> tuple[int, str]:
     return status, out.read_text()
 
 
+def _record(spec: RunSpec, tmp: Path, target: SandboxTarget) -> tuple[Recording, Path]:
+    """A recording run of spec to its end; (what it saw, the file holding its console)."""
+    out = tmp / f"{spec.name}.recorded"
+    with open(out, "wb") as f:
+        rec = record_syscalls(
+            dataclasses.replace(spec, stdout=f.fileno()),
+            lambda instance: instance.wait(20),
+            target=target,
+        )
+    return rec, out
+
+
 @pytest.fixture(scope="module")
 def recording(test_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Recording:
     tmp = tmp_path_factory.mktemp("record")
@@ -191,12 +203,7 @@ def test_extended_attributes_and_fallocate_take_the_stdlibs_fallback(
     static profile and in one derived from a run that copied (the answer is never recorded)."""
     spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "copy2"})
     if profile == "derived":
-        with open(tmp_path / "recorded", "wb") as f:
-            rec = record_syscalls(
-                dataclasses.replace(spec, stdout=f.fileno()),
-                lambda instance: instance.wait(20),
-                target=sandbox_target,
-            )
+        rec, _out = _record(spec, tmp_path, sandbox_target)
         assert not {"listxattr", "flistxattr", "fallocate"} & rec.syscalls
         spec = dataclasses.replace(spec, syscalls=tuple(rec.allowlist()))
     _status, output = _run(sandbox_target, spec, tmp_path)
@@ -237,13 +244,7 @@ def test_an_event_loop_woken_by_an_eventfd_is_recorded_and_then_runs(
     """uvloop (libuv), gevent (libev) and tokio (mio) make an eventfd when their loop starts:
     the static list allows it, so a recording run notes it and the derived profile keeps it."""
     spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "eventfd"})
-    out = tmp_path / "out"
-    with open(out, "wb") as f:
-        rec = record_syscalls(
-            dataclasses.replace(spec, stdout=f.fileno()),
-            lambda instance: instance.wait(20),
-            target=sandbox_target,
-        )
+    rec, out = _record(spec, tmp_path, sandbox_target)
     assert parse(out.read_text())["eventfd"]["ok"], out.read_text()
     assert "eventfd2" in rec.syscalls
     derived = dataclasses.replace(spec, syscalls=tuple(rec.allowlist()))
@@ -256,13 +257,7 @@ def test_recording_never_widens_the_static_list(
 ) -> None:
     """setsid is outside the static allowlist: refused while recording, and not noted."""
     spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "setsid"})
-    out = tmp_path / "out"
-    with open(out, "wb") as f:
-        rec = record_syscalls(
-            dataclasses.replace(spec, stdout=f.fileno()),
-            lambda instance: instance.wait(20),
-            target=sandbox_target,
-        )
+    rec, out = _record(spec, tmp_path, sandbox_target)
     assert parse(out.read_text())["setsid"]["errno"] == errno.EPERM
     assert "setsid" not in rec.syscalls
     # refused as any instance refuses it, but the build hears of it (build/syscalls.py)

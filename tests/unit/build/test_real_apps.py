@@ -296,11 +296,17 @@ def test_why(http_image: BuildResult, store: Store) -> None:
 # --- failures that must stop a build ------------------------------------------------------------
 
 
-def _build_error(store: Store, app: Path, manifest: str, source: str) -> str:
-    """The one line a build of the app folder `app` (summon.toml and app.py) fails with."""
+def _app(app: Path, manifest: str, source: str) -> Path:
+    """The app folder `app`: summon.toml and app.py."""
     app.mkdir()
     (app / "summon.toml").write_text(manifest)
     (app / "app.py").write_text(source)
+    return app
+
+
+def _build_error(store: Store, app: Path, manifest: str, source: str) -> str:
+    """The one line a build of the app folder `app` (summon.toml and app.py) fails with."""
+    _app(app, manifest, source)
     with pytest.raises(BuildError) as info:
         build(app, store, tag=f"{app.name}:test")
     return str(info.value)
@@ -343,13 +349,11 @@ def test_an_import_that_outgrows_the_memory_limit_says_so(store: Store, tmp_path
 def test_a_call_the_sandbox_refuses_is_named_by_the_build(store: Store, tmp_path: Path) -> None:
     """Outside the sandbox's allowlist an instance gets a bare EPERM and says nothing; the
     build's recording run hears of it, and says what to add."""
-    app = tmp_path / "nice"
-    app.mkdir()
-    (app / "summon.toml").write_text('name = "nice"\nentry = "app:main"\n')
-    (app / "app.py").write_text(
+    source = (
         "import os\n\ndef main():\n    try:\n        os.getpriority(os.PRIO_PROCESS, 0)\n"
         "    except OSError:\n        pass\n"
     )
+    app = _app(tmp_path / "nice", 'name = "nice"\nentry = "app:main"\n', source)
     result = build(app, store, tag="nice:test")
     [line] = [w for w in result.warnings if w.startswith("the app called")]
     assert line == (
@@ -360,12 +364,8 @@ def test_a_call_the_sandbox_refuses_is_named_by_the_build(store: Store, tmp_path
 
 
 def test_zoneinfo_without_tzdata_is_warned_of(store: Store, tmp_path: Path) -> None:
-    app = tmp_path / "zones"
-    app.mkdir()
-    (app / "summon.toml").write_text('name = "zones"\nentry = "app:main"\n')
-    (app / "app.py").write_text(
-        "import zoneinfo\n\ndef main():\n    return str(zoneinfo.ZoneInfo('Europe/Paris'))\n"
-    )
+    source = "import zoneinfo\n\ndef main():\n    return str(zoneinfo.ZoneInfo('Europe/Paris'))\n"
+    app = _app(tmp_path / "zones", 'name = "zones"\nentry = "app:main"\n', source)
     result = build(app, store, tag="zones:test", verify=False)
     [line] = [w for w in result.warnings if w.startswith("zoneinfo is in the image")]
     assert "add tzdata to the requirements" in line
