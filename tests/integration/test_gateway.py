@@ -111,6 +111,16 @@ def test_fifty_concurrent_cold_clients_one_boot(gateway: Running) -> None:
     assert st["memory_bytes"] and st["memory_bytes"] > 1_000_000
 
 
+def test_rmi_refuses_an_image_a_gateway_instance_runs(summon: Summon, gateway: Running) -> None:
+    """A gateway's instances are no `summon ps` instances, but rmi sees their images too."""
+    assert PAGE_MARK in get_page(gateway.status()["crowd"]["address"])  # up for 60 s
+    wait_for(lambda: bool(list(summon.home.rglob("gateway/in-use.*.json"))), 3, "in-use")
+    r = summon("rmi", "http:gw")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "image http:gw is in use by gateway service crowd" in r.stderr, r.stderr
+    assert summon("inspect", "http:gw").returncode == 0
+
+
 @pytest.mark.parametrize(
     ("name", "error"), [("broken", "exited with status 3"), ("missing", "nothing-here")]
 )

@@ -362,11 +362,14 @@ def _named_by(
 
 
 def images_in_use() -> dict[str, list[str]]:
-    """Image digest -> the instances running it (created, running or restarting), by name."""
+    """Image digest -> the instances running it (created, running or restarting), by name,
+    and the services of running gateways whose instances are up."""
+    from summon import paths
+    from summon.gateway import inuse
     from summon.instances import lifecycle, state
 
     lifecycle.reconcile_all()  # an instance whose tree was killed is not running it
-    users: dict[str, list[str]] = {}
+    users: dict[str, list[str]] = inuse.read(paths.state_dir() / "gateway")
     for folder in state.all_instances():
         try:
             if folder.state().get("status") in state.ACTIVE:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from summon import paths, targets
-from summon.gateway import ahead, rest, sharing
+from summon.gateway import ahead, inuse, rest, sharing
 from summon.gateway.config import GatewayConfig, ServiceConfig
 from summon.gateway.dns import DnsServer, Zone
 from summon.gateway.handoff import Channel
@@ -198,12 +198,16 @@ class Gateway:
         """launcher starts instances (default: ImageLauncher); ahead reads added services'
         images and readies them in the background (default: the launcher's)."""
         self.config = config
+        # Where the images of the instances up are said, for `summon rmi` (inuse.py).
+        self.in_use_dir: Path | None = None
+        self._in_use: dict[str, list[str]] = {}
         if launcher is None:
             image_launcher = ImageLauncher()
             launcher = image_launcher
             reason_of_exit = reason_of_exit or image_launcher.last_line
             ahead = ahead or image_launcher.ahead
             image_changed = image_changed or image_launcher.image_changed
+            self.in_use_dir = image_launcher.state_root
         self.launcher = launcher
         self.ahead = ahead
         self.reason_of_exit = reason_of_exit or (lambda name: "")
@@ -231,6 +235,8 @@ class Gateway:
         """Stop listening, close every connection and stop every instance."""
         if self._reaper is not None:
             self._reaper.cancel()
+        if self.in_use_dir is not None:
+            inuse.remove(self.in_use_dir)
         for task in self._aheads:
             task.cancel()
         await asyncio.gather(*self._aheads, return_exceptions=True)
@@ -318,6 +324,22 @@ class Gateway:
                     task = asyncio.ensure_future(self._step_down(svc, tier, now))
                     task.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._rest()
+            self._say_in_use()
+
+    def _say_in_use(self) -> None:
+        """Rewrite the images the instances up run, when they changed (inuse.py)."""
+        if self.in_use_dir is None:
+            return
+        images: dict[str, list[str]] = {}
+        for name, svc in sorted(self.services.items()):
+            if svc.instance is not None and svc.image_digest:
+                images.setdefault(svc.image_digest, []).append(name)
+        if images != self._in_use:
+            self._in_use = images  # said once, also when it cannot be written
+            try:
+                inuse.write(self.in_use_dir, images)
+            except OSError as e:  # a full disk: rmi may not see them, the gateway goes on
+                log.warning("gateway: cannot write %s: %s", self.in_use_dir, e.strerror)
 
     def _rest(self) -> None:
         """Once at rest again after boots or thaws (every service down or failed, no thread
