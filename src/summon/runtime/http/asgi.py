@@ -31,6 +31,7 @@ from summon.runtime.http.protocol import (
     ResponseError,
     unquote,
 )
+from summon.runtime.http.rules import check_length, declared_length
 
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
@@ -148,7 +149,9 @@ class HTTPCycle:
             if self._gone:
                 return _DISCONNECT
             if self._body_done:
-                if self._response_done.is_set():
+                if self._response_done.is_set() or conn.client_closed:
+                    # The client left (or closed its side): a long poll or an event stream
+                    # waiting in receive() learns it now. A send still tries.
                     return _DISCONNECT
                 if not conn.wants_data:  # nothing to learn from the socket for now
                     await self._response_done.wait()
@@ -227,8 +230,10 @@ class HTTPCycle:
             if self._head is None:
                 raise RuntimeError("ASGI: http.response.body before http.response.start")
             status, headers = self._head
-            if not more and not any(name.lower() == b"content-length" for name, _ in headers):
-                headers = [*headers, (b"content-length", b"%d" % len(body))]
+            if not more:  # the whole body: its Content-Length must be it (else a clean 500)
+                check_length(status, headers, len(body), self.scope["method"] == "HEAD")
+                if declared_length(headers) is None:
+                    headers = [*headers, (b"content-length", b"%d" % len(body))]
             conn.start_response(status, headers, now)  # ResponseError: nothing sent
             self._started = True
         try:

@@ -11,6 +11,7 @@ the same way:
   `check_timeout(now)`: idle keep-alive (closed silently), a slow head or a silent body (408);
 - malformed requests get 400 (505 for a version other than HTTP/1.x), and the connection
   closes: what follows on the wire cannot be trusted;
+- requests refused beyond h11's framing, and response heads checked: rules.py;
 - responses: Date and Server added, Transfer-Encoding left to h11, bodies of HEAD, 204 and
   304 responses dropped, `Connection: close` when the server stops or the request body was
   left unread;
@@ -25,11 +26,29 @@ and closing with unread bytes would reset the connection under the response).
 
 from __future__ import annotations
 
-import time
-
 import h11
 
 from summon.runtime.http import state as st
+from summon.runtime.http.rules import (
+    REASONS,
+    SERVER,
+    ResponseError,
+    absolute_authority,
+    http_date,
+    request_problem,
+    response_head,
+)
+
+__all__ = [
+    "REASONS",
+    "SERVER",
+    "ClientDisconnected",
+    "HTTPConnection",
+    "ResponseError",
+    "http_date",
+    "response_head",
+    "unquote",
+]
 
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
@@ -38,29 +57,7 @@ if TYPE_CHECKING:
 
     Headers = list[tuple[bytes, bytes]]
 
-SERVER = b"summon"
-REASONS = {
-    100: b"Continue",
-    200: b"OK",
-    400: b"Bad Request",
-    404: b"Not Found",
-    408: b"Request Timeout",
-    413: b"Content Too Large",
-    431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error",
-    501: b"Not Implemented",
-    503: b"Service Unavailable",
-    505: b"HTTP Version Not Supported",
-}
-# Response headers the server decides, whatever the app says: h11 frames the body itself
-# (PEP 3333 forbids apps hop-by-hop headers; ASGI says the server ignores this one).
-_SERVER_OWNED = frozenset((b"transfer-encoding",))
 _HEX = b"0123456789abcdefABCDEF"
-
-
-class ResponseError(ValueError):
-    """The app's response breaks HTTP: a malformed header, a body longer or shorter than its
-    Content-Length, or a response at the wrong time. Nothing of it was sent."""
 
 
 class ClientDisconnected(OSError):
@@ -232,6 +229,11 @@ class HTTPConnection:
         return self._stopping
 
     @property
+    def client_closed(self) -> bool:
+        """The client has closed its side of the connection (or it was reset)."""
+        return self._eof
+
+    @property
     def response_started(self) -> bool:
         return self.state in (st.SEND, st.SEND_BODY)
 
@@ -316,9 +318,16 @@ class HTTPConnection:
         if size > self.settings.max_header:
             # h11's own bound holds only while the head is incomplete.
             return self._reject(431, f"request head over {self.settings.max_header} bytes", now)
+        problem = request_problem(event.method, event.target, request.headers)
+        if problem is not None:
+            return self._reject(*problem, now)
         for name, value in request.headers:
             if name == b"content-length" and int(value) > self.settings.max_body:
                 return self._reject(413, f"Content-Length over {self.settings.max_body}", now)
+        authority = absolute_authority(event.target)
+        if authority is not None:  # RFC 9112 3.2.2: the target's authority is the host
+            kept = [(n, v) for n, v in request.headers if n != b"host"]
+            request.headers = [*kept, (b"host", authority)]
         self._go(st.GOT_HEAD, now)
         return request
 
@@ -530,66 +539,3 @@ def unquote(raw: bytes) -> bytes:
         else:
             out.append(b"%" + part)
     return b"".join(out)
-
-
-def response_head(
-    status: int, headers: Headers, reason: bytes = b"", close: bool = False
-) -> h11.Response:
-    """The h11 response head the server sends for an app's status and headers.
-
-    Adds Date and Server unless given, drops Transfer-Encoding (h11 frames the body), adds
-    `Connection: close` if `close`. ResponseError if the result is not valid HTTP; this
-    touches no connection, so a bridge can check a head before it is its turn to send it.
-    """
-    if type(status) is not int or not 200 <= status <= 999:
-        raise ResponseError(f"response status {status!r} is not a number from 200 to 999")
-    have_date = have_server = False
-    clean: Headers = []
-    for name, value in headers:
-        lower = name.lower()
-        if lower in _SERVER_OWNED:
-            continue
-        have_date = have_date or lower == b"date"
-        have_server = have_server or lower == b"server"
-        clean.append((name, value))
-    if not have_date:
-        clean.append((b"date", http_date()))
-    if not have_server:
-        clean.append((b"server", SERVER))
-    if close:
-        clean.append((b"connection", b"close"))
-    try:
-        return h11.Response(
-            status_code=status, headers=clean, reason=reason or REASONS.get(status, b"")
-        )
-    except (h11.LocalProtocolError, TypeError, AttributeError) as e:
-        # h11 checks names and values against RFC 9110; a non-bytes item fails in its code.
-        raise ResponseError(f"the response head is not valid HTTP: {e}") from None
-
-
-_last_date: tuple[int, bytes] = (-1, b"")
-
-
-def http_date(now: float | None = None) -> bytes:
-    """RFC 9110 IMF-fixdate, e.g. b"Sun, 06 Nov 1994 08:49:37 GMT"."""
-    global _last_date
-    second = int(time.time() if now is None else now)
-    if second == _last_date[0]:  # one formatting per second, not per response
-        return _last_date[1]
-    t = time.gmtime(second)
-    # strftime's %a and %b follow the locale; HTTP wants the English names.
-    day = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[t.tm_wday]
-    month = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")[
-        t.tm_mon - 1
-    ]
-    date = b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
-        day.encode(),
-        t.tm_mday,
-        month.encode(),
-        t.tm_year,
-        t.tm_hour,
-        t.tm_min,
-        t.tm_sec,
-    )
-    _last_date = (second, date)
-    return date
