@@ -236,7 +236,9 @@ def _parse_head(status: object, headers: object) -> tuple[int, bytes, Headers]:
         ):
             raise TypeError(f"start_response: header {item!r} is not a (str, str) tuple")
         try:
-            out.append((item[0].encode("latin-1"), item[1].encode("latin-1")))
+            # Whitespace around a value is not part of it (RFC 9110 5.5): Django sends each
+            # cookie as " name=value; Path=/", which h11 would refuse.
+            out.append((item[0].encode("latin-1"), item[1].strip(" \t").encode("latin-1")))
         except UnicodeEncodeError:
             raise ValueError(f"start_response: header {item!r} is not latin-1") from None
     return int(code), reason.encode("latin-1", "replace"), out

@@ -195,6 +195,19 @@ def test_a_client_leaving_mid_body_is_a_disconnect_and_send_then_raises_oserror(
     assert out == b""
 
 
+def test_an_app_waiting_in_receive_after_the_body_learns_that_the_client_left() -> None:
+    """A long poll or an event stream waits in receive() once the body is read: the client
+    closing the connection is an http.disconnect then, not a wait without end."""
+    got: list[object] = []
+
+    async def app(scope: Message, receive: Any, send: Any) -> None:
+        got.append((await receive())["type"])
+        got.append((await receive())["type"])
+
+    asyncio.run(run(app, ScriptedIO([GET], leave=True)))
+    assert got == ["http.request", "http.disconnect"]
+
+
 def test_receive_after_the_response_is_a_disconnect() -> None:
     after: list[Message] = []
 

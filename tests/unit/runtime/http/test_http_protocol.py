@@ -192,6 +192,18 @@ def test_a_body_at_the_limit_is_taken() -> None:
         (b"GET / HTTP/1.1\r\n\r\n", 400),  # HTTP/1.1 without Host
         (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
         (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        # request smuggling's shape (RFC 9112 6.1): framed two ways, refused and closed
+        (
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+            400,
+        ),
+        (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501),  # no tunnels here
+        (b"GET foo/bar HTTP/1.1\r\nHost: t\r\n\r\n", 400),  # no request-target form
+        (b"GET * HTTP/1.1\r\nHost: t\r\n\r\n", 400),  # "*" is for OPTIONS only
+        (b"GET /p#frag HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", 400),  # no host[:port]
+        (b"GET / HTTP/1.1\r\nHost: a/b@c\r\n\r\n", 400),
     ],
 )
 def test_malformed_requests_get_an_error_and_a_close(data: bytes, status: int) -> None:
@@ -488,3 +500,18 @@ def test_unquote_decodes_escapes_and_keeps_malformed_ones() -> None:
 
 def test_http_date_is_imf_fixdate_in_english() -> None:
     assert http_date(784111777) == b"Sun, 06 Nov 1994 08:49:37 GMT"
+
+
+def test_options_star_and_an_ipv6_host_are_served() -> None:
+    _out, seen, _conn = serve_all(b"OPTIONS * HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n")
+    assert seen[0] == ("request", b"OPTIONS", b"*")
+
+
+def test_an_absolute_form_target_names_the_host() -> None:
+    """RFC 9112 3.2.2: the authority of an absolute-form target is the host, whatever Host
+    says."""
+    conn = HTTPConnection(Settings(), 0.0)
+    conn.receive_data(b"GET http://real.example:81/p?q HTTP/1.1\r\nHost: other\r\n\r\n", 0.0)
+    request = conn.next_event(0.0)
+    assert isinstance(request, Request)
+    assert request.path == b"/p" and dict(request.headers)[b"host"] == b"real.example:81"
