@@ -40,7 +40,12 @@ from summon.targets.sandbox.seccomp import REPORT_KEY
 
 __all__ = ["REPORT_KEY", "DerivedSyscalls", "record_image", "seal_config", "static_with"]
 
-EXERCISE_REQUEST = b"GET / HTTP/1.0\r\nHost: summon-build\r\nUser-Agent: summon-build\r\n\r\n"
+# HTTP/1.1 asking for a close, never a half-close: servers that take the end of input for
+# the client leaving (websockets, hyper's in granian) would close without answering.
+EXERCISE_REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: summon-build\r\nUser-Agent: summon-build\r\n"
+    b"Connection: close\r\n\r\n"
+)
 EXERCISE_DATAGRAM = bytes(12)  # zeros: a DNS header with no question, for example
 RUN_TIMEOUT = 20.0  # seconds for an app without ports to end, or a server to listen
 ANSWER_PATIENCE = 3.0  # seconds a server may take to answer (and close) the build's request
@@ -210,11 +215,14 @@ def record_image(
             f"needs them, add syscalls = [{names}] to [tool.summon]"
         )
     if ports and not answered:
-        warnings.append(
-            f"no port of {', '.join(map(str, ports))} answered the recording run's request; "
-            "calls the app makes only while answering may be missing from its syscall list "
-            '(add them with syscalls = ["..."] in [tool.summon])'
-        )
+        # What answering takes (writing to a socket, at least) was never made: a derived
+        # list would refuse every answer. The static list holds instead.
+        return None, [
+            f"no port of {', '.join(map(str, ports))} answered the recording run's request "
+            "(GET / over HTTP/1.1, or a UDP datagram), so its syscall list would lack what "
+            "answering takes; the image keeps the sandbox's static syscall allowlist",
+            *warnings,
+        ]
     declared = seccomp.device_syscalls(dict(app_config))
     derived = DerivedSyscalls(
         network=network,
@@ -271,11 +279,13 @@ def _exercise(protocol: str, port: int, timeout: float) -> bool:
         # The forwarder holds the connection until the app listens.
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
             s.sendall(EXERCISE_REQUEST)
-            s.shutdown(socket.SHUT_WR)
             s.settimeout(ANSWER_PATIENCE)
             got = 0
-            while chunk := s.recv(65536):
-                got += len(chunk)
+            try:
+                while chunk := s.recv(65536):
+                    got += len(chunk)
+            except TimeoutError:
+                pass  # answered and kept the connection (or said nothing): got tells
             return got > 0
     except OSError:
         return False
