@@ -15,8 +15,9 @@ TCP80, TCP443, UDP53 = PortForward(8080, 80), PortForward(8443, 443), PortForwar
 
 
 def spec(kind: str, network: str = "socket", **kw: Any) -> RunSpec:
+    app = {"entry": {"kind": kind}, "ports": ["80/tcp", "53/udp", "443/tcp"]}
     return RunSpec(
-        name="t", image="t", rootfs=Path("/"), app_config={"entry": {"kind": kind}},
+        name="t", image="t", rootfs=Path("/"), app_config=app,
         network=network, ports=(TCP80, UDP53, TCP443), **kw,
     )  # fmt: skip
 
@@ -25,8 +26,10 @@ def spec(kind: str, network: str = "socket", **kw: Any) -> RunSpec:
     ("kind", "network", "handed"),
     [
         ("function", "socket", (TCP80, TCP443)),
-        ("asgi", "socket", (TCP80, TCP443)),
-        ("wsgi", "socket", (TCP80, TCP443)),
+        # served on the first TCP port; the app's own server on another (a metrics
+        # endpoint beside it) binds in the instance, and the forwarder reaches it
+        ("asgi", "socket", (TCP80,)),
+        ("wsgi", "socket", (TCP80,)),
         ("script", "socket", ()),  # binds its own ports: the forwarder serves them
         ("function", "direct", ()),  # its own stack: only the forwarder reaches it
     ],

@@ -32,7 +32,23 @@ def split(spec: RunSpec) -> tuple[tuple[PortForward, ...], tuple[PortForward, ..
     if not spec.stack_serves:
         return (), spec.ports
     handed = tuple(f for f in spec.ports if f.protocol == "tcp")
-    return handed, tuple(f for f in spec.ports if f.protocol != "tcp")
+    entry = spec.app_config.get("entry")
+    if isinstance(entry, dict) and entry.get("kind") in ("wsgi", "asgi"):
+        # The runtime serves the app on the manifest's first TCP port only; another port is
+        # one the app's own code opens (a metrics server beside it): the forwarder's.
+        served = _first_tcp_port(spec.app_config.get("ports"))
+        handed = tuple(f for f in handed if f.guest_port == served)
+    return handed, tuple(f for f in spec.ports if f not in handed)
+
+
+def _first_tcp_port(ports: object) -> int | None:
+    """The first TCP port of app.json's ports ("8000/tcp", "53/udp"...): the one a WSGI or
+    ASGI app is served on (the runtime's http_port)."""
+    for item in ports if isinstance(ports, list) else ():
+        number, _, proto = str(item).partition("/")
+        if (proto or "tcp") == "tcp" and number.isdigit():
+            return int(number)
+    return None
 
 
 def listen(fwd: PortForward) -> socket.socket:
