@@ -90,6 +90,14 @@ if extra == "copy2":  # extended attributes and fallocate: the fallbacks of a pl
         print(json.dumps({"probe": "copy2", "ok": size == 8192, "errno": 0}), flush=True)
     except OSError as e:
         print(json.dumps({"probe": "copy2", "ok": False, "errno": e.errno}), flush=True)
+if extra == "sched":  # libzmq's I/O thread sets its policy, and aborts if it cannot
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        rt = 0
+    except OSError as e:
+        rt = e.errno
+    print(json.dumps({"probe": "sched", "ok": True, "errno": rt}), flush=True)
 if extra == "getpriority":
     try:
         os.getpriority(os.PRIO_PROCESS, 0)
@@ -192,6 +200,14 @@ def test_a_handlers_everyday_calls_need_no_recording(
     _status, output = _run(sandbox_target, spec, tmp_path)
     assert parse(output)["handler"]["ok"], output
     assert "summon: sandbox: refused" not in output
+
+
+def test_a_thread_may_set_an_ordinary_policy_never_a_real_time_one(
+    test_rootfs: Path, tmp_path: Path, sandbox_target: SandboxTarget
+) -> None:
+    spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "sched"})
+    _status, output = _run(sandbox_target, spec, tmp_path)
+    assert parse(output)["sched"] == {"probe": "sched", "ok": True, "errno": errno.EPERM}, output
 
 
 @pytest.mark.parametrize("profile", ["derived", "static"])

@@ -498,4 +498,5 @@ def _verify_plan(
         network="none" if m.network == "none" else "socket",
         memory=m.memory,
         pids=m.pids,
+        syscalls=m.syscalls,
     )

@@ -55,6 +55,8 @@ class VerifyPlan:
     network: str = "socket"
     memory: int = 128 * 1024 * 1024
     pids: int = 64
+    # The manifest's `syscalls`: the run allows them beside the static list, as the image will.
+    syscalls: tuple[str, ...] = ()
 
 
 @dataclass
@@ -185,6 +187,7 @@ def _in_sandbox(
             pids=plan.pids,
             state_dir=Path(state),
             stdout=out.fileno(),
+            syscalls=_allowed(plan),
         )
         instance = targets.get(isolating[0]).start(spec)
         try:
@@ -198,6 +201,14 @@ def _in_sandbox(
         if reason := instance.exit_reason():  # the target knows why (out of memory)
             output += f"\n{REASON_MARK}{reason}\n"
         return status, output
+
+
+def _allowed(plan: VerifyPlan) -> tuple[str, ...] | None:
+    """The run's allowlist: the static one (None), with the manifest's syscalls if any."""
+    from summon.build.syscalls import static_with
+
+    kept = static_with(plan.network, plan.syscalls)
+    return kept.allowed if kept is not None else None
 
 
 def _timeout_line(timeout: float) -> str:

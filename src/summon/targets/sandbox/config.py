@@ -187,7 +187,12 @@ def oci_config(
             "env": [f"{k}={v}" for k, v in env.items()],
             "cwd": "/",
             "capabilities": no_caps,
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": NOFILE, "soft": NOFILE}],
+            "rlimits": [
+                {"type": "RLIMIT_NOFILE", "hard": NOFILE, "soft": NOFILE},
+                # No real-time scheduling, whatever the host's default: sched_setscheduler
+                # is allowed for the ordinary policies libraries set on their threads.
+                {"type": "RLIMIT_RTPRIO", "hard": 0, "soft": 0},
+            ],
             "noNewPrivileges": True,
         },
         "root": {"path": str(spec.rootfs), "readonly": True},
