@@ -423,8 +423,9 @@ def _data_warnings(closure: Closure, packages: list[Package]) -> list[str]:
     if "zoneinfo" in closure.modules and not any(p.name.lower() == "tzdata" for p in packages):
         return [
             "zoneinfo is in the image but no time zone data is (the host's /usr/share/"
-            'zoneinfo is not shipped): ZoneInfo("Europe/Paris") will raise '
-            "ZoneInfoNotFoundError; add tzdata to the requirements if the app names zones"
+            'zoneinfo is not shipped): ZoneInfo("Europe/Paris"), and even ZoneInfo("UTC") '
+            "(Django with USE_TZ), will raise ZoneInfoNotFoundError; add tzdata to the "
+            "requirements if the app names a zone"
         ]
     return []
 
