@@ -107,6 +107,12 @@ def make_hook(
         f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/collections/__init__.py"
     )
     _isidentifier = str.isidentifier
+    # dataclasses compiles each class's __init__, __repr__, __eq__... from text made of its
+    # field names: let through while an image module is being imported (its top level, or a
+    # class body in it, applies @dataclass), so a module imported late (anyio's backend at a
+    # FastAPI app's first sync endpoint) works; never for a dataclass made at run time.
+    _dataclasses_file = f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/dataclasses.py"
+    _frozen_import = "<frozen importlib._bootstrap"
     _tuple_head, _tuple_mid, _tuple_tail = "lambda _cls, ", ": _tuple_new(_cls, (", "))"
     # Non-identifier characters to spaces: what is left splits into the annotation's words.
     _word_table = {c: " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")}
@@ -128,6 +134,37 @@ def make_hook(
             return _getframe(2).f_code
         except _value_error:
             return None
+
+    def _dataclass_at_import() -> bool:
+        """Whether dataclasses makes code for a class an image module defines as it is
+        imported: above the dataclasses frames, only image code up to a module's top level
+        that the import system runs."""
+        frame: Any
+        try:
+            frame = _getframe(2)  # 0 is this, 1 the hook, 2 the code that raised the event
+        except _value_error:
+            return False
+        if frame.f_back is None or frame.f_code.co_filename != _dataclasses_file:
+            return False
+        while frame is not None and frame.f_code.co_filename == _dataclasses_file:
+            frame = frame.f_back
+        while frame is not None:
+            code = frame.f_code
+            name = code.co_filename
+            inside = name.startswith("/") and ".." not in name.split("/")
+            if inside:
+                inside = False
+                for root in _tuple_roots:
+                    if name.startswith(root + "/"):
+                        inside = True
+                        break
+            if not inside:
+                return False
+            if code.co_name == "<module>":
+                back = frame.f_back
+                return back is not None and back.f_code.co_filename.startswith(_frozen_import)
+            frame = frame.f_back
+        return False
 
     def _namedtuple_template(caller: Any, source: Any) -> bool:
         """Whether namedtuple compiles its own template, over nothing but identifiers."""
@@ -206,6 +243,13 @@ def make_hook(
                 what, rule = f"compile of the annotation {annotation[:80]!r} (it makes code)", 0
             elif _namedtuple_template(caller, source):
                 return  # a namedtuple's __new__: a tuple of its fields, no other code
+            elif (
+                caller is not None
+                and caller.co_name == "_create_fn"
+                and caller.co_filename == _dataclasses_file
+                and _dataclass_at_import()
+            ):
+                return  # @dataclass in a module the image imports, as it is imported
             else:
                 if _isinstance(filename, _bytes):
                     filename = b"".join((filename,)).decode("utf-8", "surrogateescape")
@@ -255,6 +299,14 @@ def make_hook(
                     and caller.co_filename == _collections_file
                 ):
                     return  # the template compiled under the rule above
+                if (
+                    name == "<string>"
+                    and caller is not None
+                    and caller.co_name == "_create_fn"
+                    and caller.co_filename == _dataclasses_file
+                    and _dataclass_at_import()
+                ):
+                    return  # a dataclass's methods, compiled under the rule above
                 if name.startswith("/") and ".." not in name.split("/"):
                     for root in _tuple_roots:
                         if name.startswith(root + "/"):

@@ -133,6 +133,13 @@ attempts = {
     "typing_namedtuple": lambda: typing.NamedTuple("T", [("a", int)])(a=1),
     "import_tokenize": lambda: reimport("tokenize"),
     "namedtuple_lookalike": lambda: namedtuple("P", "x, y"),
+    # @dataclass in an image module imported after the seal (anyio's backend, imported at a
+    # FastAPI app's first sync endpoint), also in a class body there; never at run time
+    "dataclass_at_import": lambda: reimport("dcmod").Outer.Inner(reimport("dcmod").P(1).x),
+    "dataclass_at_run_time": lambda: __import__("dataclasses").make_dataclass("Q", ["a"]),
+    "dataclass_crafted": lambda: __import__("dataclasses").dataclass(
+        type("C", (), {"__annotations__": {"a=print('owned') or 1": int}})
+    ),
     "literal_eval": lambda: __import__("ast").literal_eval("[1, 2]"),
     # String annotations (from __future__ import annotations, pydantic, msgspec, FastAPI):
     # typing compiles and evaluates them, an expression over names the app has.
@@ -203,6 +210,8 @@ REFUSED = {
     "native_exec_string": "seal.code",
     "native_marshal_loads": "seal.code",
     "namedtuple_lookalike": "seal.code",  # the same template from other code
+    "dataclass_at_run_time": "seal.code",
+    "dataclass_crafted": "seal.code",  # a "field" that is code: never compiled
     "import_outside": "seal.import",
     "marshal_loads": "seal.code",
     "code_replace": "seal.code",
@@ -223,7 +232,7 @@ REFUSED = {
 ALLOWED = (
     "compile_image_file", "compile_template", "native_compile_image_file", "literal_eval",
     "traceback_printed", "namedtuple", "namedtuple_one_field", "namedtuple_no_fields",
-    "namedtuple_renamed", "typing_namedtuple", "import_tokenize",
+    "namedtuple_renamed", "typing_namedtuple", "import_tokenize", "dataclass_at_import",
     "type_hints",
     "import_image_source", "write_tmp",
     "write_tmp_pathlib", "write_dev_null", "read_outside",
@@ -244,6 +253,11 @@ def _child(tmp_path: Path, mode: str) -> dict[str, Any]:
     # No .pyc can be written beside it: the import compiles the image file's own source.
     (app / "imagemod.py").write_text("VALUE = 'from the image'\n")
     (app / "failing.py").write_text("def fail():\n    return {'a': 1}['a'] + int('zz')\n")
+    (app / "dcmod.py").write_text(
+        "from dataclasses import dataclass, field\n\n@dataclass\nclass P:\n    x: int\n"
+        "    y: list = field(default_factory=list)\n\nclass Outer:\n    @dataclass(frozen=True)\n"
+        "    class Inner:\n        z: int = 0\n"
+    )
     (app / "templates").mkdir()
     (app / "templates" / "page.html").write_text("<p>{{ name }}</p>\n")
     (scratch / "page.html").write_text("<p>{{ name }}</p>\n")

@@ -252,7 +252,10 @@ def profile(
     else:
         plain = unconditional(allowed, network)
         gated = sorted(set(static) - set(plain))
-        permitted = set(allowed) & set(RECORDABLE_CONDITIONAL)
+        # A thread (clone with CLONE_THREAD, no new namespace: the rule below) is everyday
+        # work that one build request need not make: a thread pool at the first sync
+        # endpoint (anyio's), an executor. Never a new process.
+        permitted = (set(allowed) & set(RECORDABLE_CONDITIONAL)) | {"clone"}
 
     def action(name: str) -> str:
         """ALLOW a conditional call's permitted cases, or let the gate see them."""
@@ -408,7 +411,7 @@ def summary(app_config: dict[str, Any], label: str | None) -> dict[str, Any]:
         network = "socket"
     allowed = frozenset(label.split()) if label is not None else None
     plain = unconditional(allowed, network)
-    conditional = set(allowed if allowed is not None else RECORDABLE_CONDITIONAL)
+    conditional = set(allowed if allowed is not None else RECORDABLE_CONDITIONAL) | {"clone"}
     if network == "direct":
         conditional.discard("socket")
     if seals(app_config):
