@@ -94,12 +94,23 @@ class StreamIO(ConnectionIO):
             raise ClientDisconnected("the connection is closed")
         try:
             writer.write(data)
-            if writer.transport.get_write_buffer_size() == 0:
+            pending = writer.transport.get_write_buffer_size()
+            if pending == 0:
                 await writer.drain()  # only notices a lost connection
             else:
-                await asyncio.wait_for(writer.drain(), self.settings.read_timeout)
+                await asyncio.wait_for(writer.drain(), self._send_patience(pending))
         except (ConnectionError, OSError, TimeoutError) as e:
             raise ClientDisconnected(f"the client has gone: {e}") from None
+
+    def _send_patience(self, pending: int) -> float:
+        """How long the client may take to make room for `pending` bytes: at least a second,
+        at most the read timeout, and no longer than min_send_rate allows. A client that
+        reads a few bytes now and then would otherwise hold a WSGI thread for as long as it
+        likes (each byte it takes restarting a silence timer)."""
+        s = self.settings
+        if s.min_send_rate <= 0:
+            return s.read_timeout
+        return min(s.read_timeout, max(1.0, pending / s.min_send_rate))
 
     async def close(self, linger: bool) -> None:
         """Close; first, if `linger`, read (and drop) what the client still sends, briefly,

@@ -26,6 +26,9 @@ VARIABLES = (
      "a request head must arrive within this from its first byte, else 408"),
     ("SUMMON_HTTP_READ_TIMEOUT", "read_timeout", "seconds", 30.0,
      "longest silence while a body arrives (else 408), or while a response waits to be sent"),
+    ("SUMMON_HTTP_MIN_SEND_RATE", "min_send_rate", "size", 16 * 1024,
+     "bytes a second a client must take a response at once it has fallen behind, else it is "
+     "dropped (a slow reader would hold a WSGI thread); 0 turns the check off"),
     ("SUMMON_HTTP_THREADS", "threads", "count", 8,
      "WSGI apps: requests served at once (one thread each)"),
     ("SUMMON_HTTP_GRACE", "grace", "seconds", 8.0,
@@ -46,6 +49,7 @@ class Settings:
         keepalive_timeout: float = 5.0,
         head_timeout: float = 10.0,
         read_timeout: float = 30.0,
+        min_send_rate: int = 16 * 1024,
         threads: int = 8,
         grace: float = 8.0,
         access_log: bool = True,
@@ -55,6 +59,7 @@ class Settings:
         self.keepalive_timeout = keepalive_timeout
         self.head_timeout = head_timeout
         self.read_timeout = read_timeout
+        self.min_send_rate = min_send_rate
         self.threads = threads
         self.grace = grace
         self.access_log = access_log

@@ -349,3 +349,45 @@ def test_with_no_threads_a_wsgi_app_runs_on_the_loop(monkeypatch: pytest.MonkeyP
 
     run(test)
     assert threads == [threading.main_thread().name] * 2
+
+
+def test_a_client_reading_slower_than_the_minimum_rate_frees_its_wsgi_thread() -> None:
+    """A slow reader takes a few bytes now and then: each restarted the silence timer, so a
+    handful of them held every WSGI thread while others waited. Below min_send_rate, once
+    the send buffer is full, it is dropped and its thread serves the next request."""
+    chunk = b"x" * 65536
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if environ["PATH_INFO"] == "/big":
+            return (chunk for _ in range(512))  # 32 MiB, streamed
+        return [b"small"]
+
+    async def test() -> None:
+        settings = Settings(threads=1, min_send_rate=256 * 1024)
+        async with Served(app, "wsgi", settings) as served:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", served.port))
+            slow_r, slow_w = await asyncio.open_connection(sock=sock)
+            served.writers.append(slow_w)
+            slow_w.write(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+            await slow_r.read(1024)  # it has started: the one thread is this response's
+
+            async def trickle() -> int:
+                got = 0
+                while data := await slow_r.read(1024):
+                    got += len(data)
+                    await asyncio.sleep(0.1)  # ~10 KiB/s
+                return got
+
+            reader = asyncio.ensure_future(trickle())
+            t0 = time.monotonic()
+            _r, w = await served.connect()
+            w.write(b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n")
+            [response] = parse_responses(await read_response(_r))
+            assert response.body == b"small"
+            assert time.monotonic() - t0 < 8  # not once the 32 MiB have trickled out
+            reader.cancel()  # (what the kernel had buffered still trickles in)
+
+    run(test)
