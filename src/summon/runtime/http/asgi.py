@@ -113,9 +113,12 @@ class HTTPCycle:
         try:
             await app(self.scope, self.receive, self.send)
         except ClientDisconnected:
-            pass  # our own send() error, let through by the app: the client has left
+            await self._fail()  # our own send() error, let through: the client has left
         except Exception as e:
-            report_app_error(f"the app failed on {self.what}:", e)
+            if not (self._gone and self._started):
+                report_app_error(f"the app failed on {self.what}:", e)
+            # else: what the app made of our ClientDisconnected (Starlette's own exception,
+            # streaming to a client that left): no traceback for a client leaving
             await self._fail()
         else:
             if not self._complete and not self._gone:
@@ -252,7 +255,7 @@ class HTTPCycle:
 
     async def _flush(self) -> None:
         try:
-            await flush(self.conn, self.io)
+            await flush(self.conn, self.io, self.log)
         except ClientDisconnected:
             self._gone = True
             self._response_done.set()

@@ -45,14 +45,19 @@ class ConnectionIO:
         raise NotImplementedError
 
 
-async def flush(conn: HTTPConnection, io: ConnectionIO) -> None:
-    """Write what the connection has to send; on ClientDisconnected the connection aborts."""
+async def flush(
+    conn: HTTPConnection, io: ConnectionIO, log: Callable[[Exchange], None] | None = None
+) -> None:
+    """Write what the connection has to send; on ClientDisconnected the connection aborts
+    (and `log` gets what the client had of the response before it left)."""
     data = conn.data_to_send()
     if data:
         try:
             await io.write(data)
         except ClientDisconnected:
-            conn.abort(io.now())
+            exchange = conn.abort(io.now())
+            if exchange is not None and log is not None:
+                log(exchange)
             raise
 
 

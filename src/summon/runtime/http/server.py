@@ -230,7 +230,7 @@ class ThreadSink(ConnectionSink):
             try:
                 await self.io.write(out)
             except ClientDisconnected:
-                self.conn.abort(self.io.now())
+                self.stop()  # the access log says what the client got before it left
                 raise
 
     async def _stop(self) -> None:

@@ -442,3 +442,45 @@ def test_a_lifespan_shutdown_that_hangs_is_cut_off(capfd: pytest.CaptureFixture[
 
     asyncio.run(main())
     assert "did not finish within 0.05 s" in capfd.readouterr().err
+
+
+class LeavingIO(ScriptedIO):
+    """A client that takes `writes` writes, then is gone (its next write fails)."""
+
+    def __init__(self, chunks: list[bytes], writes: int) -> None:
+        super().__init__(chunks)
+        self.writes = writes
+
+    async def write(self, data: bytes) -> None:
+        if self.writes <= 0:
+            raise ClientDisconnected("gone")
+        self.writes -= 1
+        await super().write(data)
+
+
+def test_a_client_leaving_a_stream_is_logged_and_no_app_failure(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Starlette turns our ClientDisconnected into an exception of its own; a client that
+    leaves an event stream is no app failure (no traceback), and the access log has it."""
+    logged: list[object] = []
+
+    async def app(scope: Message, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200})
+        try:
+            for _ in range(10):
+                await send({"type": "http.response.body", "body": b"tick", "more_body": True})
+        except OSError as e:
+            raise RuntimeError("the framework's own 'client disconnected'") from e
+
+    io = LeavingIO([GET], writes=2)
+    conn = HTTPConnection(Settings(), 0.0)
+
+    async def handle(request: Request) -> None:
+        scope = build_scope(request, client=("1.2.3.4", 9), server=("5.6.7.8", 80))
+        await HTTPCycle(conn, io, scope, logged.append).run(app)
+
+    asyncio.run(asyncio.wait_for(serve_connection(conn, io, handle, logged.append), 5))
+    assert "the app failed" not in capfd.readouterr().err
+    assert len(logged) == 1 and logged[0].status == 200  # type: ignore[attr-defined]
