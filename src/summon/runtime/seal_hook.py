@@ -135,6 +135,15 @@ def make_hook(
         except _value_error:
             return None
 
+    def _in_image(name: str) -> bool:
+        """Whether a real str path names a file under the image's module folders."""
+        if not name.startswith("/") or ".." in name.split("/"):
+            return False
+        for root in _tuple_roots:
+            if name.startswith(root + "/"):
+                return True
+        return False
+
     def _dataclass_at_import() -> bool:
         """Whether dataclasses makes code for a class an image module defines as it is
         imported: above the dataclasses frames, only image code up to a module's top level
@@ -150,15 +159,7 @@ def make_hook(
             frame = frame.f_back
         while frame is not None:
             code = frame.f_code
-            name = code.co_filename
-            inside = name.startswith("/") and ".." not in name.split("/")
-            if inside:
-                inside = False
-                for root in _tuple_roots:
-                    if name.startswith(root + "/"):
-                        inside = True
-                        break
-            if not inside:
+            if not _in_image(code.co_filename):
                 return False
             if code.co_name == "<module>":
                 back = frame.f_back
@@ -254,14 +255,7 @@ def make_hook(
                 if _isinstance(filename, _bytes):
                     filename = b"".join((filename,)).decode("utf-8", "surrogateescape")
                 name = "".join((filename,)) if _isinstance(filename, _str) else ""
-                under = name.startswith("/") and ".." not in name.split("/")
-                if under:
-                    under = False
-                    for root in _tuple_roots:
-                        if name.startswith(root + "/"):
-                            under = True
-                            break
-                if under and (_isinstance(source, _bytes) or _isinstance(source, _str)):
+                if _in_image(name) and (_isinstance(source, _bytes) or _isinstance(source, _str)):
                     data = b"".join((source,)) if _isinstance(source, _bytes) else None
                     text = "".join((source,)) if data is None else None
                     try:
