@@ -267,5 +267,9 @@ volumes = ["gw:/data"]
         address = gateway.address("todo")
         curl("-d", "title=through the gateway", f"http://{address}/tasks")
         wait_for(lambda: gateway.status()["todo"]["state"] == "down", 10, "todo to go down")
-        assert b"through the gateway" in get_page(address)  # booted again, same volume
+        try:
+            page = get_page(address)  # booted again, same volume
+        except OSError as e:
+            raise AssertionError(f"{e}; the gateway said:\n{gateway.log.read_text()}") from e
+        assert b"through the gateway" in page
         assert gateway.status()["todo"]["boots"] == 2
