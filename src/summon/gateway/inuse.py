@@ -32,11 +32,16 @@ def write(folder: Path, images: dict[str, list[str]]) -> None:
     path = folder / f"{PREFIX}{os.getpid()}.json"
     tmp = path.with_name(f".{path.name}.tmp")
     doc = {"pid": os.getpid(), "started": _started(os.getpid()), "images": images}
-    with open(tmp, "w") as f:
-        json.dump(doc, f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(doc, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a full disk leaves no half-written file behind
+        raise
 
 
 def remove(folder: Path) -> None:
