@@ -2,7 +2,7 @@
 `summon run` serves the app with the runtime's server, as a host process and in the sandbox
 (kernel sockets, and summon.net's direct stack), checked with curl on three routes (a page,
 a JSON POST, an error route that must not take the app down). A pre-forking server in the
-sandbox gets the runtime's hint."""
+sandbox gets the runtime's hint. The ASGI app's WebSocket is spoken to by websocket-client."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import websocket  # websocket-client
 from summon_cli import APPS, Summon, free_port, get, needs_sandbox
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -55,6 +56,9 @@ def test_the_image_holds_the_server_and_says_how_to_serve(
     names = {m["name"] for m in bom["modules"]}
     assert {"h11", "summon.runtime.http.server", f"summon.runtime.http.{kind}"} <= names
     assert any(p["name"] == "h11" for p in bom["packages"])
+    # WebSocket: ASGI only (wsproto vendored for it; imported at the first upgrade).
+    assert ("summon.runtime.http.websocket" in names) == (kind == "asgi")
+    assert any(p["name"] == "wsproto" for p in bom["packages"]) == (kind == "asgi")
 
 
 def serve_and_check(summon: Summon, ref: str, kind: str, target: str) -> str:
@@ -68,6 +72,11 @@ def serve_and_check(summon: Summon, ref: str, kind: str, target: str) -> str:
         assert (status, json.loads(body)) == (200, {"echo": {"n": 42, "tags": ["x"]}})
         assert curl(port, "/error")[0] == 500
         assert curl(port, "/")[0] == 200  # the error did not take the app down
+        if kind == "asgi":
+            ws = websocket.create_connection(f"ws://127.0.0.1:{port}/ws", timeout=10)
+            ws.send("summoned")
+            assert ws.recv() == "denommus"
+            ws.close()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -93,6 +102,7 @@ def test_served_in_the_sandbox(summon: Summon, images: dict[str, str], kind: str
     assert '"GET / HTTP/1.1" 200 ' in log
     if kind == "asgi":
         assert "lifespan startup" in log and "lifespan shutdown" in log
+        assert '"GET /ws HTTP/1.1" 101 ' in log and "websocket closed with 1000" in log
 
 
 @needs_sandbox

@@ -151,6 +151,9 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
                      "summon.runtime.http.exchange"]  # fmt: skip
             if m.seal != "off":
                 mods.append("summon.runtime.http.warmup")  # its requests before the seal
+            if m.interface == "asgi":
+                # Imported at the first WebSocket upgrade only, with wsproto (vendored for it).
+                mods.append("summon.runtime.http.websocket")
         if m.tls is not None or m.secrets:
             mods.append("summon.secrets")
         if m.stores:
@@ -229,8 +232,9 @@ def build(
                 "remove warm_up, or point entry at the app object"
             )
         if m.interface:
-            step(f"vendoring h11 for the runtime's HTTP server ({m.interface.upper()} entry)")
-            packages += add_server_requirements(interp, site)
+            what = "h11 and wsproto" if m.interface == "asgi" else "h11"
+            step(f"vendoring {what} for the runtime's HTTP server ({m.interface.upper()} entry)")
+            packages += add_server_requirements(interp, site, m.interface)
         if m.tls is not None and m.tls.backend == "python":
             # No libcrypto in these images: hashlib's OpenSSL accelerator stays out (hashlib
             # uses its builtin sha2, sha3 and blake2), unless the manifest includes it.

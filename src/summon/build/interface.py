@@ -31,6 +31,9 @@ from summon.runtime.injection import DEVICE_TYPES
 # top-level module it installs). 0.16.0 is the first h11 without CVE-2025-43859 (request
 # smuggling through chunked bodies).
 SERVER_REQUIREMENTS = {"h11==0.16.0": "h11"}
+# What its WebSocket needs besides, for ASGI entries (WSGI has no WebSocket): wsproto, which
+# frames on top of whichever h11 the image has (1.2.0 takes any h11 from 0.9 on).
+WEBSOCKET_REQUIREMENTS = {"wsproto==1.2.0": "wsproto"}
 # What the pure-Python TLS backend needs (tls = { backend = "python" }): tlslite-ng and its
 # one dependency, pinned because summon drives their internals (docs/tls.md). six comes with
 # ecdsa. tlslite-ng is LGPL-2.1: it ships unmodified, with its licence, as its own files.
@@ -121,13 +124,27 @@ def entry_interface(m: Manifest, interp: Interpreter, site: Path) -> str:
     return interface
 
 
-def add_server_requirements(interp: Interpreter, site: Path) -> list[Package]:
-    """Vendor what the runtime's HTTP server needs (h11) into `site`."""
-    return add_runtime_requirements(interp, site, SERVER_REQUIREMENTS, "the HTTP server")
+def add_server_requirements(
+    interp: Interpreter, site: Path, interface: str = "wsgi"
+) -> list[Package]:
+    """Vendor what the runtime's HTTP server needs into `site`: h11, and for an ASGI
+    interface wsproto too (its WebSocket)."""
+    packages = add_runtime_requirements(interp, site, SERVER_REQUIREMENTS, "the HTTP server")
+    if interface == "asgi":
+        # h11 is in `site` by now, ours or the app's own: wsproto alone, so that an app's
+        # pinned h11 is never fetched a second time beside it.
+        packages += add_runtime_requirements(
+            interp, site, WEBSOCKET_REQUIREMENTS, "the WebSocket", no_deps=True
+        )
+    return packages
 
 
 def add_runtime_requirements(
-    interp: Interpreter, site: Path, requirements: dict[str, str], purpose: str
+    interp: Interpreter,
+    site: Path,
+    requirements: dict[str, str],
+    purpose: str,
+    no_deps: bool = False,
 ) -> list[Package]:
     """Vendor what a part of the runtime needs into `site`, unless the app's own requirements
     brought it already (then the app's version is used)."""
@@ -135,7 +152,7 @@ def add_runtime_requirements(
     if not wanted:
         return []
     staging = site.parent / (site.name + "-runtime")
-    packages = vendor(wanted, interp, staging)
+    packages = vendor(wanted, interp, staging, no_deps)
     site.mkdir(parents=True, exist_ok=True)
     try:
         for item in sorted(staging.iterdir()):

@@ -40,8 +40,11 @@ class Package:
         return [dest / f for f in self.files if f.suffix == ".so"]
 
 
-def pip_command(requirements: Sequence[str], interp: Interpreter, dest: Path) -> list[str]:
-    """The pip invocation that installs requirements for interp (not for the host)."""
+def pip_command(
+    requirements: Sequence[str], interp: Interpreter, dest: Path, no_deps: bool = False
+) -> list[str]:
+    """The pip invocation that installs requirements for interp (not for the host);
+    no_deps: the requirements alone, without what they depend on."""
     cmd = [
         sys.executable,
         "-m",
@@ -66,13 +69,18 @@ def pip_command(requirements: Sequence[str], interp: Interpreter, dest: Path) ->
     ]
     for tag in interp.platform_tags:
         cmd += ["--platform", tag]
+    if no_deps:
+        cmd.append("--no-deps")
     cmd.append("--")
     cmd += list(requirements)
     return cmd
 
 
-def vendor(requirements: Sequence[str], interp: Interpreter, dest: Path) -> list[Package]:
-    """Install requirements into dest (which must not exist yet) and describe what came in.
+def vendor(
+    requirements: Sequence[str], interp: Interpreter, dest: Path, no_deps: bool = False
+) -> list[Package]:
+    """Install requirements into dest (which must not exist yet) and describe what came in
+    (no_deps: without their dependencies).
 
     The install goes to a temporary folder beside dest and is renamed into place, so a
     failed install leaves nothing behind.
@@ -91,7 +99,7 @@ def vendor(requirements: Sequence[str], interp: Interpreter, dest: Path) -> list
         env["PIP_ROOT_USER_ACTION"] = "ignore"
         try:
             proc = subprocess.run(
-                pip_command(requirements, interp, staging),
+                pip_command(requirements, interp, staging, no_deps),
                 capture_output=True,
                 text=True,
                 stdin=subprocess.DEVNULL,

@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 from textwrap import dedent
+from typing import Any
 
 import pytest
 
 from summon import manifest
+from summon.build import interface
 from summon.build.image import runtime_modules
 from summon.build.interface import add_server_requirements, entry_interface
 from summon.build.python import Interpreter
@@ -175,6 +177,8 @@ def test_what_goes_into_an_image_served_by_the_runtime(tmp_path: Path) -> None:
         "summon.runtime.http.exchange",  # the browser target serves with it
         "summon.runtime.http.warmup",  # its requests before the seal (sealed by default)
     }
+    asgi = runtime_modules(replace(m, interface="asgi"))
+    assert set(asgi) - set(served) == {"summon.runtime.http.websocket"}  # WSGI has none
     unsealed = runtime_modules(replace(m, interface="wsgi", seal="off"))
     assert "summon.runtime.http.warmup" not in unsealed
     assert "summon.runtime.hints" in plain  # every image: the fork hint
@@ -187,6 +191,29 @@ def test_the_apps_own_h11_is_kept(tmp_path: Path, interp: Interpreter) -> None:
     site = tmp_path / "site"
     (site / "h11").mkdir(parents=True)
     assert add_server_requirements(interp, site) == []  # no pip run: nothing to add
+    (site / "wsproto").mkdir()
+    assert add_server_requirements(interp, site, "asgi") == []
+
+
+def test_an_asgi_app_with_its_own_h11_gets_wsproto_alone(
+    tmp_path: Path, interp: Interpreter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wsproto is vendored without its dependencies: the app's pinned h11 is the image's."""
+    calls: list[tuple[list[str], bool]] = []
+
+    def fake_vendor(wanted: list[str], interp: Interpreter, dest: Path, no_deps: bool) -> list[Any]:
+        calls.append((wanted, no_deps))
+        (dest / "wsproto").mkdir(parents=True)
+        return []
+
+    monkeypatch.setattr(interface, "vendor", fake_vendor)
+    site = tmp_path / "site"
+    (site / "h11").mkdir(parents=True)
+    add_server_requirements(interp, site, "asgi")
+    assert calls == [(["wsproto==1.2.0"], True)]
+    assert (site / "wsproto").is_dir() and (site / "h11").is_dir()
+    add_server_requirements(interp, tmp_path / "other", "wsgi")
+    assert calls[1:] == [(["h11==0.16.0"], False)]  # WSGI: h11 only
 
 
 def test_only_an_image_with_stores_carries_the_store(tmp_path: Path) -> None:

@@ -212,7 +212,7 @@ class HTTPCycle:
                 raise RuntimeError("ASGI: http.response.start sent twice")
             if self._gone:
                 raise ClientDisconnected(f"the client of {self.what} has gone")
-            self._head = (message.get("status"), _headers(message.get("headers", ())))  # type: ignore[assignment]
+            self._head = (message.get("status"), app_headers(message.get("headers", ())))  # type: ignore[assignment]
             return
         if kind == "http.response.body":
             await self._send_body(message)
@@ -266,7 +266,7 @@ def _request(body: bytes, more: bool) -> Message:
     return {"type": "http.request", "body": body, "more_body": more}
 
 
-def _headers(headers: object) -> Headers:
+def app_headers(headers: object) -> Headers:
     """An app's response headers as a list of (bytes, bytes); TypeError naming a bad one."""
     out: Headers = []
     for item in headers:  # type: ignore[attr-defined]

@@ -373,6 +373,31 @@ class HTTPConnection:
         self._sent = 0
         self._go(st.START, now)
 
+    def switch_protocols(self, headers: Headers, now: float) -> tuple[Exchange, bytes]:
+        """Answer "101 Switching Protocols" to a request that asked to upgrade, once its
+        body is all in (state WAIT). Return the exchange (for the access log) and the bytes
+        the client sent after its request: they belong to the new protocol. From here the
+        caller reads and writes the transport; end with upgrade_ended()."""
+        if self.state != st.WAIT:
+            raise ResponseError(f"cannot switch protocols now (connection state {self.state})")
+        informational = h11.InformationalResponse(
+            status_code=101, headers=headers, reason=b"Switching Protocols"
+        )
+        try:
+            self._out.append(self._h11.send(informational))
+        except h11.LocalProtocolError as e:
+            raise ResponseError(f"cannot switch protocols: {e}") from None
+        self._status, self._sent = 101, 0
+        exchange = self._exchange(now)
+        self._go(st.SWITCH, now)
+        data, _ = self._h11.trailing_data
+        return exchange, bytes(data)
+
+    def upgrade_ended(self, now: float, aborted: bool = False) -> None:
+        """The protocol switched to has finished with the connection: close it."""
+        if self.state == st.UPGRADED:
+            self._go(st.ABORT if aborted else st.END_CLOSE, now)
+
     def _take_arrived_body(self, now: float) -> None:
         """Take from h11 the rest of the request body that has already arrived, for the
         app to read later. An app may answer without reading the body (a GET, whose empty

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 SERVER = b"summon"
 REASONS = {
     100: b"Continue",
+    101: b"Switching Protocols",
     200: b"OK",
     201: b"Created",
     202: b"Accepted",
@@ -56,6 +57,7 @@ REASONS = {
     415: b"Unsupported Media Type",
     416: b"Range Not Satisfiable",
     422: b"Unprocessable Content",
+    426: b"Upgrade Required",
     429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
@@ -110,6 +112,24 @@ def request_problem(method: bytes, target: bytes, headers: Headers) -> tuple[int
         if not all(c in _HOST_BYTES for c in host):
             return 400, "the Host header is not a host[:port]"
     return None
+
+
+def wants_websocket(method: bytes, headers: Headers) -> bool:
+    """Whether a request asks to be upgraded to a WebSocket (RFC 6455 4.1): a GET whose
+    Upgrade names websocket and whose Connection names upgrade (tokens, any case)."""
+    if method != b"GET":
+        return False
+    upgrade = connection = False
+    for name, value in headers:
+        if name == b"upgrade":
+            upgrade = upgrade or b"websocket" in _tokens(value)
+        elif name == b"connection":
+            connection = connection or b"upgrade" in _tokens(value)
+    return upgrade and connection
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    return [token.strip().lower() for token in value.split(b",")]
 
 
 def absolute_authority(target: bytes) -> bytes | None:

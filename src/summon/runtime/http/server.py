@@ -22,9 +22,10 @@ import threading
 from collections import deque
 
 from summon.runtime.http.asgi import HTTPCycle, Lifespan, LifespanFailed, build_scope
-from summon.runtime.http.connection import ConnectionIO, read_body, serve_connection
+from summon.runtime.http.connection import ConnectionIO, flush, read_body, serve_connection
 from summon.runtime.http.log import access_line, report_app_error, say
 from summon.runtime.http.protocol import ClientDisconnected, HTTPConnection, ResponseError
+from summon.runtime.http.rules import wants_websocket
 from summon.runtime.http.wsgi import ConnectionSink, build_environ, run_wsgi
 
 # Not from typing: importing typing costs ~9 ms at every start.
@@ -259,6 +260,7 @@ class HTTPServer:
         self.lifespan: Lifespan | None = None
         self.stopping = asyncio.Event()
         self._connections: dict[asyncio.Task[Any], HTTPConnection] = {}
+        self._told_no_websocket = False
 
     def log(self, client: str, exchange: Exchange) -> None:
         if self.console is not None and self.settings.access_log:
@@ -360,6 +362,9 @@ class HTTPServer:
                 requests += 1
                 state = self.lifespan.state if self.lifespan is not None else None
                 scope = build_scope(request, client=peer, server=local, state=state)
+                if wants_websocket(request.method, request.headers):
+                    await self._websocket(conn, io, request, scope, log)
+                    return
                 await HTTPCycle(conn, io, scope, log).run(self.app)
 
         else:
@@ -400,6 +405,28 @@ class HTTPServer:
             writer.close()
         finally:
             self._connections.pop(task, None)
+
+
+    async def _websocket(
+        self,
+        conn: HTTPConnection,
+        io: StreamIO,
+        request: Request,
+        scope: dict[str, Any],
+        log: Callable[[Exchange], None],
+    ) -> None:
+        """An upgrade to WebSocket: websocket.py (and wsproto) imported at the first one."""
+        try:
+            from summon.runtime.http.websocket import serve_websocket
+        except ImportError as e:  # an image built without wsproto
+            if not self._told_no_websocket:
+                self._told_no_websocket = True
+                say(f"WebSocket requests are answered 501: {e} (rebuild the image)")
+            body = b"501 Not Implemented: no WebSocket in this image\n"
+            log(conn.respond(501, [(b"content-type", b"text/plain")], body, io.now()))
+            await flush(conn, io, log)
+            return
+        await serve_websocket(self.app, conn, io, request, scope, log, self.stopping)
 
 
 async def serve(

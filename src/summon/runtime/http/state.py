@@ -19,8 +19,9 @@ BODY = "BODY"  # the head is in; its body is arriving; no response yet
 WAIT = "WAIT"  # the whole request is in; the app has not started its response
 SEND = "SEND"  # the response is under way; the whole request is in
 SEND_BODY = "SEND_BODY"  # the response started before the request body was all in
+UPGRADED = "UPGRADED"  # switched to WebSocket (101 sent): HTTP is over on this connection
 CLOSED = "CLOSED"  # nothing more is read; the socket closes once the bytes are sent
-STATES = (IDLE, HEAD, BODY, WAIT, SEND, SEND_BODY, CLOSED)
+STATES = (IDLE, HEAD, BODY, WAIT, SEND, SEND_BODY, UPGRADED, CLOSED)
 
 # Inputs. From the client:
 DATA = "data"  # the first bytes of a request
@@ -29,6 +30,7 @@ GOT_END = "end"  # the end of the request body
 EOF = "eof"  # the client closed its side
 # From the app (through the bridges):
 START = "start_response"
+SWITCH = "switch_protocols"  # an ASGI app accepted a WebSocket: 101 Switching Protocols
 END_KEEP = "end_response_keep_alive"  # response done; both sides may go on
 END_CLOSE = "end_response_close"  # response done; either side asked to close
 ABORT = "abort"  # the response cannot be finished (the app failed mid-body, a write failed)
@@ -61,6 +63,11 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     (WAIT, EOF): (WAIT, "the client closed its side; the response is still tried"),
     (WAIT, ABORT): (CLOSED, "the app failed without an answer the client can read"),
     (WAIT, SHUTDOWN): (WAIT, "the response says close"),
+    (WAIT, SWITCH): (UPGRADED, "101 sent: the WebSocket session reads and writes from here"),
+    (UPGRADED, END_CLOSE): (CLOSED, "the WebSocket closed (close frames exchanged, or lost)"),
+    (UPGRADED, ABORT): (CLOSED, "the WebSocket could not be written to"),
+    (UPGRADED, EOF): (UPGRADED, "the client left: the session tells the app (1006)"),
+    (UPGRADED, SHUTDOWN): (UPGRADED, "the session closes with 1001 (going away)"),
     (SEND, END_KEEP): (IDLE, "next request: the keep-alive timer starts"),
     (SEND, END_CLOSE): (CLOSED, "Connection: close, HTTP/1.0, or a client that left"),
     (SEND, EOF): (SEND, "the client closed its side; the response is still sent"),

@@ -1,5 +1,5 @@
 """A test app: a plain ASGI 3 callable with lifespan, no framework. A page, a JSON echo, a
-route that fails."""
+route that fails, and a WebSocket that answers each message reversed."""
 
 import json
 
@@ -18,6 +18,9 @@ async def app(scope, receive, send):
                 print("lifespan shutdown", flush=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await reverse(receive, send)
+        return
     path, method = scope["path"], scope["method"]
     body = b""
     while True:
@@ -41,3 +44,14 @@ async def respond(send, status, body, content_type="text/plain"):
     headers = [(b"content-type", content_type.encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def reverse(receive, send):
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            print(f"websocket closed with {message['code']}", flush=True)
+            return
+        await send({"type": "websocket.send", "text": message["text"][::-1]})
