@@ -27,7 +27,7 @@ TARGETS: dict[str, str] = {
     "sandbox": "summon.targets.sandbox:SandboxTarget",
     "qemu": "summon.targets.qemu:QemuTarget",
     "unix": "summon.targets.unix:UnixTarget",
-    "browser": "summon.targets.browser:BrowserTarget",
+    "browser": "summon.targets.browser.target:BrowserTarget",
 }
 
 _classes: dict[str, type[Target]] = {}

@@ -290,7 +290,12 @@ class HTTPConnection:
         except h11.RemoteProtocolError as e:
             if self._eof:  # the client left mid-request: nobody to answer
                 return self._client_left(now)
-            return self._reject(e.error_status_hint, str(e), now)
+            status, why = e.error_status_hint, str(e)
+            limit = self.settings.max_header
+            if status == 431 and b"\n" not in self._h11.trailing_data[0][:limit]:
+                # Not the headers: the request line alone is over the limit (RFC 9110 15.5.15).
+                status, why = 414, f"request line over {limit} bytes"
+            return self._reject(status, why, now)
         kind = type(event)
         if kind is h11.Data:
             data = bytes(event.data)  # type: ignore[union-attr]
@@ -314,6 +319,8 @@ class HTTPConnection:
         if not event.http_version.startswith(b"1."):
             return self._reject(505, f"HTTP/{event.http_version.decode()} is not served", now)
         size = len(event.method) + len(event.target) + 12  # + " HTTP/1.1\r\n"
+        if size > self.settings.max_header:
+            return self._reject(414, f"request line over {self.settings.max_header} bytes", now)
         size += sum(len(name) + len(value) + 4 for name, value in request.headers)
         if size > self.settings.max_header:
             # h11's own bound holds only while the head is incomplete.
@@ -456,7 +463,9 @@ class HTTPConnection:
             conn.our_state is h11.DONE
             and conn.their_state is h11.DONE
             and not self._stopping
-            and not self._eof
+            # A client that half-closed after pipelining (`printf ... | nc -N`) still
+            # reads: the requests it sent before its FIN are answered, then it closes.
+            and (not self._eof or conn.trailing_data[0])
         ):
             conn.start_next_cycle()
             self._request = None

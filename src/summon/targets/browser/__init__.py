@@ -5,8 +5,8 @@ the site from the image (bundle.py, closure.py, archive.py; refusals.py says wha
 pyodide.py finds the pinned Pyodide; server.py serves a site; site/ holds the page shell,
 the app's worker and the service worker; inpage/ is the Python the tab runs (the in-memory
 Stack and the HTTP/1.1 bridge). See docs/browser.md.
+
+The package imports nothing itself (the registry names target.py), so that
+`python3 -m summon.targets.browser.pyodide install` runs its module once, without runpy's
+warning about a module already imported by its package.
 """
-
-from summon.targets.browser.target import BrowserTarget
-
-__all__ = ["BrowserTarget"]

@@ -76,6 +76,24 @@ def test_pipelined_requests_are_answered_in_order() -> None:
     assert conn.state == st.IDLE
 
 
+def test_requests_pipelined_before_the_client_half_closed_are_all_answered() -> None:
+    """`printf 'GET /a ...GET /b ...' | nc -N`: the FIN comes with the requests; the client
+    still reads. Both are answered, then the connection closes."""
+    conn = HTTPConnection(Settings(), 0.0)
+    conn.receive_data(GET + b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n" + b"GET /c HTT", 0.0)
+    conn.receive_data(b"", 0.0)  # the FIN, after a third request cut short
+    targets = []
+    for _ in range(3):
+        got = events(conn, 0.0)
+        if not got or type(got[-1]) is not EndOfRequest:
+            break
+        targets.append(got[0].target)  # type: ignore[union-attr]
+        conn.respond(200, [], b"x", 0.0)
+    assert targets == [b"/a", b"/b"]
+    assert [r.status for r in parse_responses(conn.data_to_send())] == [200, 200]
+    assert conn.closed
+
+
 @pytest.mark.parametrize("chunks", [1, 7, 10_000])
 def test_fed_whole_or_a_byte_at_a_time_the_events_agree(chunks: int) -> None:
     data = GET + chunked(b"hello ", b"world") + post(b"abc")
@@ -159,6 +177,17 @@ def test_a_head_growing_over_the_limit_gets_431_before_it_ends() -> None:
     assert parse_responses(conn.data_to_send())[0].status == 431
 
 
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "still-arriving"])
+def test_a_request_line_over_the_limit_gets_414_not_431(whole: bool) -> None:
+    line = b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\n"
+    conn = HTTPConnection(Settings(max_header=1024), 0.0)
+    conn.receive_data(line + b"Host: t\r\n\r\n" if whole else line[:1500], 0.0)
+    [rejected] = events(conn, 0.0)
+    assert isinstance(rejected, Rejected) and rejected.status == 414
+    response = parse_responses(conn.data_to_send())[0]
+    assert response.status == 414 and conn.closed
+
+
 def test_a_declared_body_over_the_limit_gets_413_before_any_100_continue() -> None:
     data = b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2000\r\n\r\n"
     out, seen, conn = serve_all(data, Settings(max_body=1000))
@@ -220,7 +249,7 @@ def test_any_bytes_are_parsed_or_refused_never_a_crash(data: bytes, chunks: int)
     out, seen, _conn = serve_all(data, Settings(max_header=200, max_body=100), chunks=chunks)
     refused = [item for item in seen if item[0] == "rejected"]  # type: ignore[index]
     for item in refused:
-        assert item[1] in (400, 413, 431, 501, 505)  # type: ignore[index]
+        assert item[1] in (400, 413, 414, 431, 501, 505)  # type: ignore[index]
     if out:
         assert parse_responses(out)  # whatever was sent is HTTP a client can read
 

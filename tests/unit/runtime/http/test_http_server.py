@@ -391,3 +391,31 @@ def test_a_client_reading_slower_than_the_minimum_rate_frees_its_wsgi_thread() -
             reader.cancel()  # (what the kernel had buffered still trickles in)
 
     run(test)
+
+
+@pytest.mark.parametrize("interface", ["wsgi", "asgi"])
+def test_requests_pipelined_before_a_half_close_are_all_answered(interface: str) -> None:
+    """`printf 'GET /a ... GET /b ...' | nc -N`: the FIN follows the requests at once."""
+
+    def wsgi(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["PATH_INFO"].encode()]
+
+    async def asgi(scope: Message, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        assert (await receive())["type"] == "http.request"
+        # As a framework watching for the client leaving does: this read sees the FIN.
+        assert (await receive())["type"] == "http.disconnect"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+    async def test() -> None:
+        async with Served(wsgi if interface == "wsgi" else asgi, interface) as served:
+            reader, writer = await served.connect()
+            writer.write(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+            writer.write_eof()
+            raw = await asyncio.wait_for(reader.read(), 10)  # to the server's close
+            assert [r.body for r in parse_responses(raw)] == [b"/a", b"/b"]
+
+    run(test)
