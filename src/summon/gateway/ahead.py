@@ -51,7 +51,18 @@ def bom_summary(bom: dict[str, Any]) -> dict[str, Any]:
         "modules": len(bom.get("modules") or []),
         "packages": [f"{p.get('name')} {p.get('version')}" for p in bom.get("packages") or []],
         "unpacked_bytes": sum((bom.get("sizes") or {}).values()),
+        "ports": image_tcp_ports(bom),
     }
+
+
+def image_tcp_ports(bom: dict[str, Any]) -> list[int]:
+    """The TCP ports the image's manifest lists ("8000/tcp" in app.json's ports)."""
+    out = []
+    for item in (bom.get("app") or {}).get("ports") or []:
+        number, _, protocol = str(item).partition("/")
+        if protocol in ("tcp", "") and number.isdigit():
+            out.append(int(number))
+    return out
 
 
 def request(store: Path, services: Sequence[ServiceConfig]) -> bytes:

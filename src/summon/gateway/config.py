@@ -48,6 +48,7 @@ class ServiceConfig:
     # Idle tiers before down (gateway/tiers.py): seconds without a connection; None: skipped.
     freeze_after: float | None = None
     snapshot_after: float | None = None
+    ports_given: bool = True  # False: `ports` left out, (80,) by default
 
     def tier_timeouts(self) -> dict[str, float | None]:
         """Each tier's config key (tiers.TIERS, the fields of the same names) -> timeout."""
@@ -260,7 +261,7 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
     return ServiceConfig(
         name, image, target, tuple(ports), idle, memory, boot, max_instances,
         tuple(sorted(options.items())), tuple(given), tuple(mounts),
-        after.get("freeze_after"), after.get("snapshot_after"),
+        after.get("freeze_after"), after.get("snapshot_after"), "ports" in entry,
     )  # fmt: skip
 
 

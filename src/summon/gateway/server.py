@@ -271,8 +271,13 @@ class Gateway:
             task.add_done_callback(_log_failure)
 
     def _found(self, name: str, bom: dict[str, Any]) -> None:
-        if name in self.services:
-            self._boms[name] = bom
+        svc = self.services.get(name)
+        if svc is None:
+            return
+        self._boms[name] = bom
+        svc.image_ports = tuple(bom.get("ports") or ())
+        if (hint := svc.ports_hint()) and not svc.config.ports_given:
+            log.warning("service %s: %s", name, hint)
 
     def _add(self, sc: ServiceConfig, address: str) -> None:
         svc = Service(sc, address, self.launcher, self.reason_of_exit, self.image_changed)

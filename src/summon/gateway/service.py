@@ -108,6 +108,7 @@ class Service:
         self.booted_at: float | None = None  # wall time the last boot ended
         self.history: deque[tuple[float, float, str]] = deque(maxlen=HISTORY)  # when, s, how
         self.last_active = time.monotonic()
+        self.image_ports: tuple[int, ...] = ()  # TCP ports its image lists, once read
         self.failed_tiers: set[str] = set()  # tiers this instance could not take
         self._boot: asyncio.Future[None] | None = None
         self._boot_t0 = 0.0
@@ -217,7 +218,9 @@ class Service:
                 if channel is not None:
                     channel.close()
                 await asyncio.to_thread(stop_quietly, instance)
-                raise BootFailed(f"{e} (boot_timeout {self.config.boot_timeout:g}s)") from None
+                hint = f"; {h}" if (h := self.ports_hint()) else ""
+                timeout = f"boot_timeout {self.config.boot_timeout:g}s"
+                raise BootFailed(f"{e} ({timeout}){hint}") from None
         except BootFailed as e:
             self.state = State.FAILED
             self.reason = str(e)
@@ -251,6 +254,19 @@ class Service:
 
     def _ports_text(self) -> str:
         return ", ".join(map(str, self.config.ports))
+
+    def ports_hint(self) -> str:
+        """What to change when the service listens on ports its image does not serve
+        (known once the image was read); "" when they agree or nothing is known."""
+        serves, listens = self.image_ports, self.config.ports
+        if not serves or set(listens) <= set(serves):
+            return ""
+        default = "" if self.config.ports_given else " (the default without `ports`)"
+        wanted = ", ".join(map(str, serves))
+        return (
+            f"its image {self.config.image} serves port(s) {wanted}, the service listens on "
+            f"{self._ports_text()}{default}: set ports = [{wanted}] in the service"
+        )
 
     async def _watch_exit(self, instance: Instance) -> None:
         """An app that exits on its own marks the service failed and closes its connections."""

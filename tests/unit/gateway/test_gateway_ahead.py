@@ -152,3 +152,9 @@ def test_a_boot_waits_for_the_ahead_preparation_of_its_image(
     t0 = time.monotonic()
     run(main())
     assert len(finished) == 1 and float(finished[0]) >= 0.4
+
+
+def test_the_summary_names_the_tcp_ports_the_image_serves() -> None:
+    bom = {"app": {"ports": ["8000/tcp", "53/udp", "9090/tcp"]}, "name": "api"}
+    assert ahead.bom_summary(bom)["ports"] == [8000, 9090]
+    assert ahead.image_tcp_ports({"app": {}}) == []

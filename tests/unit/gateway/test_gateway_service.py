@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fakes import REPLY, FakeInstance
 
 from summon.gateway.config import ServiceConfig, parse
 from summon.gateway.server import Gateway
-from summon.gateway.service import Service, State
+from summon.gateway.service import BootFailed, Service, State
 from summon.gateway.sharing import listen
-from summon.targets.base import Instance, PortForward
+from summon.targets.base import Instance, NotReady, PortForward
 
 
 class FakeLauncher:
@@ -110,6 +111,32 @@ def test_a_failed_boot_closes_held_connections_and_says_why() -> None:
             assert launcher.calls == 1 and svc.failures == 1
         finally:
             server.close()
+
+    run(main())
+
+
+def test_a_boot_on_a_port_the_image_does_not_serve_says_which_port_it_does() -> None:
+    """A service without `ports` listens on 80; an image serving 8000 never answers there."""
+
+    class Deaf(FakeInstance):
+        def wait_ready(self, ports: tuple[int, ...], timeout: float) -> None:
+            raise NotReady(f"the app did not serve port(s) {ports[0]}")
+
+    doc = {"service": [{"name": "web", "image": "api:1"}]}
+    config = parse(doc, Path("gateway.toml")).services[0]
+    assert config.ports == (80,) and not config.ports_given
+
+    async def main() -> None:
+        svc = Service(config, "127.0.0.1", lambda c, f, n: Deaf())
+        svc.image_ports = (8000,)  # what the ahead process read of the image
+        with pytest.raises(BootFailed) as failed:
+            await svc.ensure_up()
+        assert str(failed.value).endswith(
+            "its image api:1 serves port(s) 8000, the service listens on 80 (the default "
+            "without `ports`): set ports = [8000] in the service"
+        )
+        svc.image_ports = (80, 8000)
+        assert svc.ports_hint() == ""  # it serves what the service listens on
 
     run(main())
 
