@@ -333,13 +333,26 @@ def test_a_protocol_error_closes_with_its_code(bad: bytes, code: int) -> None:
     run(test)
 
 
-def test_a_message_over_the_body_limit_closes_with_1009() -> None:
+def huge_frame_begun() -> bytes:
+    """The head of one masked binary frame that says 10 MB, and its first 200 kB."""
+    key = os.urandom(4)
+    head = bytes([0x82, 0x80 | 127]) + struct.pack("!Q", 10_000_000) + key
+    return head + bytes(b ^ key[i % 4] for i, b in enumerate(b"z" * 200_000))
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["fragments", "one-frame-in-part"])
+def test_a_message_over_the_body_limit_closes_with_1009(whole: bool) -> None:
+    """Also a single frame that only says it is huge: refused as its bytes come, never
+    buffered to its announced length."""
     app = Echo()
 
     async def test() -> None:
         async with Served(app, "asgi", Settings(max_body=1000)) as served:
             reader, writer = await opened(served)
-            writer.write(frame(0x2, b"a" * 600, fin=False) + frame(0x0, b"b" * 600))
+            if whole:
+                writer.write(huge_frame_begun())
+            else:
+                writer.write(frame(0x2, b"a" * 600, fin=False) + frame(0x0, b"b" * 600))
             opcode, payload = await read_frame(reader)
             assert (opcode, struct.unpack("!H", payload[:2])[0]) == (0x8, 1009)
             assert (await ended(app))["code"] == 1009
