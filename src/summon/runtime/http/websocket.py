@@ -187,6 +187,7 @@ class WebSocketCycle:
         self._room = asyncio.Event()
         self._ended: Message | None = None  # websocket.disconnect, once it is over
         self._close_sent = False
+        self._app_done = False
         self._write_lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
 
@@ -200,6 +201,10 @@ class WebSocketCycle:
             failed = True
             if self._ended is None or not self._accepted:
                 report_app_error(f"the app failed on {self.what}:", e)
+        # Messages the app left unread never will be: the reader reads on to the close.
+        self._app_done = True
+        self._messages.clear()
+        self._room.set()
         try:
             if self._accepted:
                 if not self._close_sent and self._ended is None:
@@ -373,7 +378,7 @@ class WebSocketCycle:
                         continue
                     parts.append(event.data)
                     if event.message_finished:
-                        if not self._close_sent:
+                        if not self._close_sent and not self._app_done:
                             self._deliver(_received(parts))
                         parts, size = [], 0
                 elif isinstance(event, Ping):
@@ -388,9 +393,8 @@ class WebSocketCycle:
                     return
             if ws.state is ConnectionState.CLOSED:
                 return
-            while len(self._messages) >= QUEUE_MESSAGES and self._ended is None:
-                self._room.clear()
-                await self._room.wait()  # the app reads slower than the client sends
+            while self._full():
+                await self._wait_for_room()  # the app reads slower than the client sends
             if self._close_sent and closing_since is None:
                 closing_since = io.now()
             deadline = None if closing_since is None else closing_since + CLOSE_WAIT
@@ -409,6 +413,32 @@ class WebSocketCycle:
                 continue
             if not data:
                 data = None
+
+    def _full(self) -> bool:
+        """Whether the reader must wait for the app to take messages first."""
+        return (
+            len(self._messages) >= QUEUE_MESSAGES
+            and self._ended is None
+            and not self._app_done
+            and not (self.stopping is not None and self.stopping.is_set())
+        )
+
+    async def _wait_for_room(self) -> None:
+        """Until the app takes a message, or returns, or the server stops (then the reader
+        reads on, to say 1001 and hear the client's close)."""
+        self._room.clear()
+        if self.stopping is None:
+            await self._room.wait()
+            return
+        waits = {
+            asyncio.ensure_future(self._room.wait()),
+            asyncio.ensure_future(self.stopping.wait()),
+        }
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
 
     async def _write_control(self, event: Any) -> None:
         async with self._write_lock:

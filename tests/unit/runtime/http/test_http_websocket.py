@@ -427,3 +427,27 @@ def test_an_upgrade_to_a_wsgi_app_or_to_another_protocol_stays_plain_http() -> N
             assert app.scopes[0]["type"] == "http"
 
     run(test)
+
+
+def test_an_app_that_never_reads_still_hears_the_server_stop_and_its_client_the_1001() -> None:
+    """The reader stops reading once QUEUE_MESSAGES wait for the app; the stop still gets
+    through to the client at once, not when the grace runs out."""
+
+    async def deaf(scope: Message, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        await asyncio.sleep(3600)  # never reads again
+
+    async def test() -> None:
+        async with Served(deaf, "asgi", Settings(grace=3)) as served:
+            reader, writer = await opened(served)
+            writer.write(b"".join(frame(0x1, b"m%d" % i) for i in range(40)))
+            await asyncio.sleep(0.2)  # 16 queued; the reader waits for room
+            stopping = asyncio.create_task(served.stop())
+            opcode, payload = await asyncio.wait_for(read_frame(reader), 1)
+            assert (opcode, struct.unpack("!H", payload[:2])[0]) == (0x8, 1001)
+            await stopping  # the app itself is cut off at the end of the grace
+
+    run(test)
