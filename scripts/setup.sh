@@ -33,6 +33,7 @@ apt_packages=(
   xz-utils        # unpacking the kernel source
   e2fsprogs       # volumes: mkfs.ext4 makes the qemu target's disks, debugfs and e2fsck read them
   podman          # tests: summon images under another engine, and `podman kube play`
+  catatonit       # podman kube play's pause process (a Recommends of podman: not pulled in here)
   containerd      # tests: summon images under containerd's ctr
   chromium        # the browser target's tests and benchmark: a real headless browser
   chromium-driver # the same, for WebDriver clients (the tests speak DevTools to chromium)

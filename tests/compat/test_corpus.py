@@ -182,7 +182,11 @@ def test_serves_on_the_direct_stack(summon: Summon, corpus_image: BuildImage, na
 def test_serves_on_qemu(summon: Summon, corpus_image: BuildImage, name: str) -> None:
     """The same image booted as a microVM (its kernel built once into the user's cache)."""
     app = BY_NAME[name]
-    with serve(summon, corpus_image(app, "socket"), "qemu") as served:
+    ref = corpus_image(app, "socket")
+    # On a cold cache the first kernel takes minutes to build: not within the page timeout.
+    built = summon("kernel", "build", ref, timeout=1200)
+    assert built.returncode == 0, built.stderr
+    with serve(summon, ref, "qemu") as served:
         check_routes(app, served.port)
     assert "the error route fails on purpose" in served.log
 
