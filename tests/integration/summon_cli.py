@@ -29,8 +29,13 @@ needs_sandbox = pytest.mark.skipif(
 )
 
 # What of the machine's environment would leak into a test's summon: credentials, a store.
-_PRIVATE = ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "XDG_RUNTIME_DIR", "SUMMON_STORE",
-            "SUMMON_KEY_PASSWORD")
+_PRIVATE = (
+    "REGISTRY_AUTH_FILE",
+    "DOCKER_CONFIG",
+    "XDG_RUNTIME_DIR",
+    "SUMMON_STORE",
+    "SUMMON_KEY_PASSWORD",
+)
 
 
 class Summon:
@@ -55,11 +60,17 @@ class Summon:
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "summon.cli.main", *args]
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None,
-                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.argv(*args), env={**self.env, **(env or {})}, capture_output=True, text=True,
-            timeout=timeout, check=False, cwd=ROOT,
+            self.argv(*args),
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=ROOT,
         )
 
     def ok(self, *args: str, env: dict[str, str] | None = None) -> str:
@@ -69,8 +80,12 @@ class Summon:
 
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            self.argv(*args), env={**self.env, **(env or {})}, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            self.argv(*args),
+            env={**self.env, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
         )
 
     def blobs(self) -> set[str]:
