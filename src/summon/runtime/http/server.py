@@ -406,7 +406,6 @@ class HTTPServer:
         finally:
             self._connections.pop(task, None)
 
-
     async def _websocket(
         self,
         conn: HTTPConnection,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import sys
 from typing import Any
 
 import pytest
@@ -451,3 +452,22 @@ def test_an_app_that_never_reads_still_hears_the_server_stop_and_its_client_the_
             await stopping  # the app itself is cut off at the end of the grace
 
     run(test)
+
+
+def test_an_image_without_wsproto_answers_501_and_says_why_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An image whose manifest excluded wsproto: upgrades get 501, the server goes on."""
+    monkeypatch.setitem(sys.modules, "summon.runtime.http.websocket", None)  # ImportError
+
+    async def test() -> None:
+        async with Served(Echo(), "asgi") as served:
+            for _ in range(2):
+                head, _ = await handshake(served, b"Sec-WebSocket-Version: 13\r\n")
+                assert head.startswith(b"HTTP/1.1 501 ")
+            reader, writer = await served.connect()
+            writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert b"plain http" in await asyncio.wait_for(reader.read(4096), 5)
+
+    run(test)
+    assert capsys.readouterr().err.count("WebSocket requests are answered 501") == 1
