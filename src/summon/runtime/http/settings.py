@@ -33,6 +33,9 @@ VARIABLES = (
      "WSGI apps: requests served at once (one thread each)"),
     ("SUMMON_HTTP_GRACE", "grace", "seconds", 8.0,
      "on SIGTERM: how long requests under way (then the ASGI lifespan shutdown) may take"),
+    ("SUMMON_HTTP_WS_PING", "ws_ping", "seconds", 20.0,
+     "a WebSocket silent this long gets a ping; one that does not answer within as long "
+     "again is closed (its client is gone)"),
     ("SUMMON_HTTP_ACCESS_LOG", "access_log", "switch", True,
      "one line per request on the console: 1 (default) or 0"),
 )  # fmt: skip
@@ -52,6 +55,7 @@ class Settings:
         min_send_rate: int = 16 * 1024,
         threads: int = 8,
         grace: float = 8.0,
+        ws_ping: float = 20.0,
         access_log: bool = True,
     ) -> None:
         self.max_header = max_header
@@ -62,6 +66,7 @@ class Settings:
         self.min_send_rate = min_send_rate
         self.threads = threads
         self.grace = grace
+        self.ws_ping = ws_ping
         self.access_log = access_log
 
     @classmethod

@@ -20,6 +20,9 @@ codes); this module does the rest, and is imported at the first upgrade only:
   websocket.disconnect, returned by every receive() from then on.
 - send() once either side has closed raises ClientDisconnected, an OSError, as spec 2.4 asks.
   An app that returns without closing closes with 1000; one that fails, with 1011.
+- a WebSocket silent for Settings.ws_ping seconds gets a ping; one whose client does not
+  answer within as long again (gone without a FIN: a cable, a NAT) is closed with 1011, and
+  the app gets websocket.disconnect 1006.
 - the server's stop closes every WebSocket with 1001 (going away); the app then gets
   websocket.disconnect, within the grace.
 
@@ -366,6 +369,9 @@ class WebSocketCycle:
         parts: list[Any] = []
         size = 0
         closing_since: float | None = None
+        ping = self.conn.settings.ws_ping
+        heard = io.now()  # when the client last sent anything
+        pinged: float | None = None  # when our keepalive ping went out, while unanswered
         while True:
             if data is None or data:
                 ws.receive_data(data)  # None: the client is gone (1006)
@@ -398,20 +404,31 @@ class WebSocketCycle:
                 await self._wait_for_room()  # the app reads slower than the client sends
             if self._close_sent and closing_since is None:
                 closing_since = io.now()
-            deadline = None if closing_since is None else closing_since + CLOSE_WAIT
+            if closing_since is not None:
+                deadline = closing_since + CLOSE_WAIT
+            else:
+                deadline = (heard if pinged is None else pinged) + ping
             stopping = self.stopping
             wake = stopping if stopping is not None and not self._close_sent else None
             data = await io.read(deadline, wake)
             if data is None:
+                data = b""  # nothing to feed: the timers' turn
                 if wake is not None and wake.is_set():
                     self._end(1001, "the server is stopping")
                     await self._close(1001, "the server is stopping")
-                    data = b""
-                    continue
-                if deadline is not None and io.now() >= deadline:
+                elif io.now() < deadline:
+                    continue  # woken a hair early
+                elif closing_since is not None:
                     return  # no answer to our close: give up on it
-                data = b""
+                elif pinged is None:  # silent for `ping` seconds: is the client still there?
+                    pinged = io.now()
+                    await self._write_control(Ping(payload=b"summon"))
+                else:  # no answer to the ping either: gone without a FIN (a cable, a NAT)
+                    self._end(1006, "")
+                    await self._close(1011, "keepalive ping timeout")
+                    return
                 continue
+            heard, pinged = io.now(), None
             if not data:
                 data = None
 

@@ -471,3 +471,22 @@ def test_an_image_without_wsproto_answers_501_and_says_why_once(
 
     run(test)
     assert capsys.readouterr().err.count("WebSocket requests are answered 501") == 1
+
+
+def test_a_silent_client_is_pinged_and_one_that_never_answers_is_closed() -> None:
+    """A client gone without a FIN would hold its connection (and keep a gateway's service
+    up) forever: after ws_ping of silence it gets a ping, after as long again it is closed."""
+    app = Echo()
+
+    async def test() -> None:
+        async with Served(app, "asgi", Settings(ws_ping=0.3)) as served:
+            reader, writer = await opened(served)
+            assert await asyncio.wait_for(read_frame(reader), 2) == (0x9, b"summon")
+            writer.write(frame(0xA, b"summon"))  # answered: the connection stays
+            assert await asyncio.wait_for(read_frame(reader), 2) == (0x9, b"summon")
+            # This time no answer, as from a client whose host vanished.
+            opcode, payload = await asyncio.wait_for(read_frame(reader), 2)
+            assert (opcode, struct.unpack("!H", payload[:2])[0]) == (0x8, 1011)
+            assert (await ended(app))["code"] == 1006
+
+    run(test)
