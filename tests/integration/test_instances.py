@@ -221,7 +221,9 @@ def test_always_restarts_after_success(summon: Summon, crash_image: str) -> None
     summon.ok("stop", "loop")
     row = summon.ps()["loop"]
     assert (row["status"], row["reason"]) == ("exited", "stopped")
-    assert summon.ok("logs", "loop").count("exiting with 0") == row["restarts"] + 1
+    # Each run logs its line; the last restart may have been stopped before its app printed.
+    runs = summon.ok("logs", "loop").count("exiting with 0")
+    assert row["restarts"] <= runs <= row["restarts"] + 1
 
 
 def test_sigterm_to_the_monitor_stops_cleanly(summon: Summon, crash_image: str) -> None:
