@@ -400,10 +400,10 @@ class HTTPConnection:
         data, _ = self._h11.trailing_data
         return exchange, bytes(data)
 
-    def upgrade_ended(self, now: float, aborted: bool = False) -> None:
+    def upgrade_ended(self, now: float) -> None:
         """The protocol switched to has finished with the connection: close it."""
         if self.state == st.UPGRADED:
-            self._go(st.ABORT if aborted else st.END_CLOSE, now)
+            self._go(st.END_CLOSE, now)
 
     def _take_arrived_body(self, now: float) -> None:
         """Take from h11 the rest of the request body that has already arrived, for the

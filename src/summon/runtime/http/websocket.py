@@ -339,11 +339,10 @@ class WebSocketCycle:
         if self._close_sent or self._ws.state not in _OPEN:
             return
         self._close_sent = True
-        async with self._write_lock:
-            try:
-                await self.io.write(self._ws.send(CloseConnection(code=code, reason=reason)))
-            except (ClientDisconnected, LocalProtocolError):
-                self._end(1006, "")
+        try:
+            await self._write_control(CloseConnection(code=code, reason=reason))
+        except ClientDisconnected:
+            self._end(1006, "")
 
     async def _finish_reading(self) -> None:
         reader = self._reader
