@@ -42,6 +42,7 @@ from summon.build.rootfs import Rootfs
 from summon.build.syscalls import (
     REPORT_KEY,
     DerivedSyscalls,
+    Learned,
     record_image,
     seal_config,
     static_with,
@@ -292,11 +293,7 @@ def build(
         app_config["seal"] = seal_config(m.seal, fs, sources, script)
         if m.interface:
             app_config["seal"]["warm_up"] = list(m.warm_up if m.warm_up is not None else ["/"])
-        fs.add_bytes(
-            "/" + APP_JSON,
-            json.dumps(app_config, indent=2, sort_keys=True).encode() + b"\n",
-            "config",
-        )
+        _add_app_json(fs, app_config)
         fs.add_bytes(MODULES_TSV, modules_tsv(closure, packages), "config")
         for path, content in ETC_FILES.items():
             fs.add_bytes(path, content, "config")
@@ -310,18 +307,7 @@ def build(
         lap("check")
 
         step("writing the root filesystem")
-        writer = store.writer()
-        try:
-            diff_id, uncompressed = fs.write(writer)  # type: ignore[arg-type]
-            layer = writer.commit(LAYER_GZIP)
-        except BaseException:
-            writer.abort()
-            raise
-        lap("write")
-
-        step("writing the verified root filesystem (erofs)")
-        erofs_blob, files_blob = rootfs_artifact.make(store, layer)
-        lap("erofs")
+        diff_id, uncompressed, layer, erofs_blob, files_blob = _write_root(store, fs, step, lap)
         verification = None
         if verify:
             step("verifying: importing the entry inside the image")
@@ -339,6 +325,7 @@ def build(
         notes: list[str] = []
         if verify and record:
             step("recording the syscalls the image makes (in the sandbox)")
+            learned: Learned = []
             derived, notes = record_image(
                 unpack(store, layer, files_blob),
                 app_config,
@@ -346,8 +333,19 @@ def build(
                 image=ref,
                 extra=m.syscalls,
                 secrets=secrets,
+                learned=learned,
             )
             lap("record")
+            if learned:
+                # The seal lets exactly these through: app.json changes, so the root is
+                # written again (the first one's blobs go at the next `summon rmi` or gc).
+                app_config["seal"]["code"] = [list(pair) for pair in learned]
+                _add_app_json(fs, app_config, again=True)
+                notes.append(_learned_note(learned))
+                step("writing the root filesystem again, with the code the seal lets through")
+                diff_id, uncompressed, layer, erofs_blob, files_blob = _write_root(
+                    store, fs, step, lap
+                )
         if derived is None:
             derived = static_with(str(app_config.get("network", "socket")), m.syscalls)
             if derived is not None:
@@ -419,6 +417,42 @@ def build(
         syscalls=derived,
         timings={**timings, **{f"closure-{k}": v for k, v in closure.timings.items()}},
         untagged=left.short_id if left is not None else "",
+    )
+
+
+def _add_app_json(fs: Rootfs, app_config: dict[str, Any], again: bool = False) -> None:
+    data = json.dumps(app_config, indent=2, sort_keys=True).encode() + b"\n"
+    if again:
+        fs.replace_bytes("/" + APP_JSON, data)
+    else:
+        fs.add_bytes("/" + APP_JSON, data, "config")
+
+
+def _write_root(
+    store: Store, fs: Rootfs, step: Callable[[str], None], lap: Callable[[str], None]
+) -> tuple[str, int, Descriptor, Descriptor, Descriptor]:
+    """The layer (diff_id, its uncompressed size, its blob) and the verified root's blobs."""
+    writer = store.writer()
+    try:
+        diff_id, uncompressed = fs.write(writer)  # type: ignore[arg-type]
+        layer = writer.commit(LAYER_GZIP)
+    except BaseException:
+        writer.abort()
+        raise
+    lap("write")
+    step("writing the verified root filesystem (erofs)")
+    erofs_blob, files_blob = rootfs_artifact.make(store, layer)
+    lap("erofs")
+    return diff_id, uncompressed, layer, erofs_blob, files_blob
+
+
+def _learned_note(learned: Learned) -> str:
+    names = sorted({name or "''" for _digest, name in learned})
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (
+        f"the app compiled or ran {len(learned)} piece(s) of code from strings after the seal "
+        f"in the recording run ({shown}); the sealed image lets exactly those through "
+        '(app.json seal.code; docs/sealing.md, "Code the build saw")'
     )
 
 

@@ -65,6 +65,13 @@ class Rootfs:
     def add_bytes(self, path: str, data: bytes, group: str, mode: int = 0o644) -> None:
         self._put(Node(path, "file", mode, group, data=data))
 
+    def replace_bytes(self, path: str, data: bytes) -> None:
+        """New content for a file added with add_bytes (its mode and group kept)."""
+        old = self.nodes[_norm(path)]
+        if old.kind != "file" or old.data is None:
+            raise ValueError(f"{path} is not a file made from bytes")
+        self.nodes[old.path] = Node(old.path, "file", old.mode, old.group, data=data)
+
     def add_dir(self, path: str, mode: int = 0o755) -> None:
         self._put(Node(path, "dir", mode))
 

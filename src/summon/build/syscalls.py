@@ -14,6 +14,12 @@ dev.summon.syscalls), read back by RunSpec.for_image, and listed in the bill of 
 An app's volumes are empty scratch folders in that run. When the run cannot be made (no runc
 or not root) or the app did not come up, the image carries no list and keeps the static one.
 
+The same run learns the code the app compiles from strings after the seal (a router that
+sanic-routing renders to Python source once the app has bound its port, say): the runtime
+lets it through in that run (SUMMON_SEAL_LEARN) and says each one, and the build puts them
+in app.json "seal"/"code" (build/image.py), so that the sealed image lets exactly those
+sources through at run time (docs/sealing.md, "Code the build saw").
+
 Also here: the app.json "seal" object (mode, and the shared objects to load before the seal).
 """
 
@@ -34,17 +40,25 @@ from typing import Any
 
 from summon.build.rootfs import Rootfs
 from summon.build.standins import recording_secrets
+from summon.runtime.seal import LEARN_ENV, LEARNED_PREFIX
 from summon.targets.base import PortForward, RunSpec, SecretFile, Volume
 from summon.targets.sandbox import seccomp
 from summon.targets.sandbox.seccomp import REPORT_KEY
 
-__all__ = ["REPORT_KEY", "DerivedSyscalls", "record_image", "seal_config", "static_with"]
+__all__ = [
+    "REPORT_KEY",
+    "DerivedSyscalls",
+    "Learned",
+    "learned_code",
+    "record_image",
+    "seal_config",
+    "static_with",
+]
 
 # HTTP/1.1 asking for a close, never a half-close: servers that take the end of input for
 # the client leaving (websockets, hyper's in granian) would close without answering.
 EXERCISE_REQUEST = (
-    b"GET / HTTP/1.1\r\nHost: summon-build\r\nUser-Agent: summon-build\r\n"
-    b"Connection: close\r\n\r\n"
+    b"GET / HTTP/1.1\r\nHost: summon-build\r\nUser-Agent: summon-build\r\nConnection: close\r\n\r\n"
 )
 EXERCISE_DATAGRAM = bytes(12)  # zeros: a DNS header with no question, for example
 RUN_TIMEOUT = 20.0  # seconds for an app without ports to end, or a server to listen
@@ -52,6 +66,9 @@ ANSWER_PATIENCE = 3.0  # seconds a server may take to answer (and close) the bui
 UDP_PATIENCE = 3.0  # seconds of datagrams, half a second apart, until one is answered
 LINGER = 2.0  # seconds a served app runs at least (start included): a 1 s timer fires once
 _TAIL = 10
+
+# (SHA-256 of a source, or "" for code compiled before the seal, file name), sorted.
+Learned = list[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -125,12 +142,15 @@ def record_image(
     extra: Sequence[str] = (),
     timeout: float = RUN_TIMEOUT,
     secrets: tuple[SecretFile, ...] = (),
+    learned: Learned | None = None,
 ) -> tuple[DerivedSyscalls | None, list[str]]:
     """Run the unpacked image once under the recording profile; (derived list, warnings).
 
     secrets: what `summon build --secret` gave the run (standins.py adds TLS stand-ins).
     The list is None, with a warning saying why, when the run cannot be made or the app did
     not come up: the image then keeps the sandbox's static allowlist.
+    learned: filled with the code the app compiled after the seal in that run (a sealing
+    image's), however the run went.
     """
     from summon.targets.sandbox.record import record_syscalls
 
@@ -162,7 +182,7 @@ def record_image(
             # the run has no egress; seccomp.device_syscalls declares what connecting takes.
             app_config={k: v for k, v in app_config.items() if k != "egress"},
             argv=tuple(argv),
-            env=dict(app_config.get("env") or {}),
+            env={**dict(app_config.get("env") or {}), **_learning(app_config)},
             ports=ports,
             network=network,
             memory=int(app_config.get("memory", 128 * 1024 * 1024)),
@@ -190,7 +210,10 @@ def record_image(
 
         recording = record_syscalls(spec, drive, extra=extra)
         out.seek(0)
-        tail = "\n".join(out.read().decode(errors="replace").splitlines()[-_TAIL:])
+        lines = out.read().decode(errors="replace").splitlines()
+        tail = "\n".join(lines[-_TAIL:])
+        if learned is not None:
+            learned[:] = learned_code(lines)
     warnings = []
     if ports and not (alive and alive[0]):
         sealed = (
@@ -234,6 +257,37 @@ def record_image(
         warnings=warnings,
     )
     return derived, warnings
+
+
+def _learning(app_config: Mapping[str, Any]) -> dict[str, str]:
+    """The recording run's environment for a sealing image: learn, do not refuse, code."""
+    seal = app_config.get("seal")
+    mode = seal.get("mode") if isinstance(seal, Mapping) else "off"
+    return {LEARN_ENV: "1"} if mode in ("on", "audit") else {}
+
+
+def learned_code(lines: Sequence[str]) -> Learned:
+    """What a learning run's runtime said it let through (seal.Sealer._learned's lines):
+    each (sha256, file name) once, and a name alone only when no compile learned it."""
+    marker = "summon: " + LEARNED_PREFIX
+    found: set[tuple[str, str]] = set()
+    for line in lines:
+        head, sep, rest = line.partition(marker)
+        if not sep or head:
+            continue
+        digest, _, quoted = rest.partition(" ")
+        try:
+            name = ast.literal_eval(quoted)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if not isinstance(name, str):
+            continue
+        digest = "" if digest == "-" else digest
+        if digest and (len(digest) != 64 or digest.strip("0123456789abcdef")):
+            continue
+        found.add((digest, name))
+    compiled = {name for digest, name in found if digest}
+    return sorted((d, n) for d, n in found if d or n not in compiled)
 
 
 def _scratch_volumes(app_config: Mapping[str, Any], state: Path) -> tuple[Volume, ...]:

@@ -213,9 +213,11 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
         f"{human(layer.get('uncompressed', 0))} as tar"
     )
     how = "recorded at build" if sandbox["derived"] else "the static allowlist"
+    learned = (bom.get("app", {}).get("seal") or {}).get("code") or []
+    lets = f", letting through {len(learned)} piece(s) of code the build saw" if learned else ""
     out.print(
         f"sandbox: {sandbox['syscalls_allowed']} syscalls allowed ({how}); "
-        f"sealed after start: {sandbox['seal']}\n"
+        f"sealed after start: {sandbox['seal']}{lets}\n"
     )
     sizes = Table(title="size by part", box=None, title_justify="left")
     sizes.add_column("part")

@@ -67,6 +67,7 @@ class AppConfig:
         warm_up: list[str] | None = None,
         secrets: list[str] | None = None,
         tls: dict[str, object] | None = None,
+        seal_code: list[tuple[str, str]] | None = None,
     ) -> None:
         self.name = name
         self.entry_kind = entry_kind  # "function" | "script" | "wsgi" | "asgi"
@@ -87,6 +88,9 @@ class AppConfig:
         self.seal_imports = seal_imports or []  # a script's top-level imports, made before it
         self.seal_at = seal_at  # "ready": only the app's ready() closes the seal; else "auto"
         self.warm_up = warm_up or []  # paths a served app is asked for (GET) before the seal
+        # (SHA-256, file name) of what the build's recording run compiled after the seal
+        # (sha256 "" for a name whose code ran but was compiled before it): let through.
+        self.seal_code = seal_code or []
         self.secrets = secrets or []  # names a run must give
         self.tls = tls  # {"backend", "ports", "cert", "key", "client_auth", "client_ca", "alpn"}
 
@@ -175,7 +179,30 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
         warm_up=_str_list(seal, "warm_up", bad),
         secrets=_str_list(doc, "secrets", bad),
         tls=_tls(doc, bad),
+        seal_code=_seal_code(seal, bad),
     )
+
+
+def _seal_code(
+    seal: dict[str, object], bad: Callable[[str, str], Exception]
+) -> list[tuple[str, str]]:
+    """app.json "seal"/"code": [[sha256 hex or "", file name], ...]."""
+    value = seal.get("code", [])
+    hexdigits = "0123456789abcdef"
+    out: list[tuple[str, str]] = []
+    if isinstance(value, list):
+        for item in value:
+            if not (isinstance(item, list) and len(item) == 2):
+                break
+            digest, name = item
+            if not (isinstance(digest, str) and isinstance(name, str)):
+                break
+            if digest and (len(digest) != 64 or digest.strip(hexdigits)):
+                break
+            out.append((digest, name))
+        else:
+            return out
+    raise bad("seal.code", 'a list of ["sha256 in hex", "file name"] pairs')
 
 
 def _tls(doc: dict[str, object], bad: Callable[[str, str], Exception]) -> dict[str, object] | None:

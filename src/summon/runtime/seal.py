@@ -55,6 +55,10 @@ SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_TSYNC = 1
 PR_SET_NO_NEW_PRIVS = 38
 
+# The build's recording run learns the code an app compiles after the seal (seal_hook.py).
+LEARN_ENV = "SUMMON_SEAL_LEARN"
+LEARNED_PREFIX = "sealed: learned code "
+
 RULE_MEMORY = "seal.memory: no new executable memory after the seal"
 RULE_PROGRAM = "seal.program: no second program"
 RULE_KERNEL = "seal.kernel: no new code in the kernel"
@@ -219,6 +223,10 @@ class Sealer:
         self.say = say
         # The app's code calls ready() (the build saw it): only that closes the seal.
         self.waits_for_ready = cfg.seal_at == "ready"
+        self.known_code = frozenset(cfg.seal_code)
+        # The build's recording run (build/syscalls.py) sets it: code from strings is let
+        # through and said, for the build to put in app.json "seal"/"code".
+        self.learning = os.environ.get(LEARN_ENV) == "1"
         self.sealed = False
         self.why = ""
         self.seconds = 0.0  # how long closing the seal took
@@ -259,6 +267,8 @@ class Sealer:
             enforce=enforce,
             trusted_callers=shutdown,
             report=self._refusal,
+            known_code=self.known_code,
+            learn=self._learned if self.learning else None,
         )
         if not had_ctypes:
             # The seal imported ctypes for itself; an app that did not must not find it in
@@ -275,10 +285,20 @@ class Sealer:
                 "before the seal; the seal cannot take them back"
             )
         self.seconds = time.monotonic() - started
+        if self.learning:
+            self.say(
+                f"sealed at {why}, learning ({LEARN_ENV}): code from strings is let through "
+                "and said, for the build to let through from now on"
+            )
         if not enforce:
             self.say(f"sealed (audit) at {why}: what the seal would refuse is said, not refused")
         elif os.environ.get("SUMMON_LOG_LEVEL") == "debug":
             self.say(f"sealed at {why} in {self.seconds * 1000:.1f} ms")
+
+    def _learned(self, digest: str, name: str) -> None:
+        """In the build's recording run: a compile (or an exec, digest "") seal.code would
+        have refused, said in the form build/syscalls.py reads (LEARNED_PREFIX)."""
+        self.say(f"{LEARNED_PREFIX}{digest or '-'} {name!r}")
 
     def _refusal(self, what: str, rule: str, enforce: bool) -> None:
         if enforce:

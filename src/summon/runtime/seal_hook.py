@@ -10,6 +10,9 @@ Refused after the seal, each with the rule named in the PermissionError and said
   ForwardRef._evaluate may then run: an expression over names the app has, no new code;
   or it is collections.namedtuple's own template (`lambda _cls, a, b: _tuple_new(_cls,
   (a, b))`, nothing but identifiers in it), which modules imported after the seal make;
+  or it is code the build learned: a source compiled after the seal in the build's recording
+  run, known by its SHA-256 and file name (app.json "seal"/"code"), and running the code
+  objects compiled under that name (docs/sealing.md, "Code the build saw");
   new code objects ("code.__new__", code.replace), and marshal.loads of anything but an
   image .pyc read by the import system; setting a function's __code__;
 - seal.import: an import while sys.path names a folder outside the image's module folders;
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     Report = Callable[[str, str, bool], None]
+    Learn = Callable[[str, str], None]
 
 RULE_CODE = "seal.code: no code from strings after the seal"
 RULE_IMPORT = "seal.import: imports only from the image's own module folders"
@@ -72,14 +76,25 @@ def make_hook(
     enforce: bool,
     trusted_callers: frozenset[object],
     report: Report,
+    known_code: frozenset[tuple[str, str]] = frozenset(),
+    learn: Learn | None = None,
 ) -> Callable[[str, tuple[object, ...]], None]:
     """The audit hook of a sealed instance.
 
     roots: the image's module folders; writable: /tmp and the volumes; enforce: refuse (else
     only report); trusted_callers: code objects that may still make ctypes calls (the
     runtime's shutdown); report(what, rule, enforce) says a refusal (once per what).
+    known_code: (SHA-256 of the source's UTF-8, file name) of each compile the build's
+    recording run saw after the seal: let through, and code objects of those names run.
+    learn: the build's recording run only: what seal.code would refuse is let through and
+    told to learn(sha256, file name) instead (the name alone, sha256 "", for an exec).
     """
     import io
+
+    try:
+        from _sha256 import sha256 as _sha256  # type: ignore[import-not-found]  # built in
+    except ImportError:  # pragma: no cover - an interpreter without it
+        from hashlib import sha256 as _sha256
 
     # Everything the hook touches, bound now. See the module docstring for why.
     _str, _bytes, _int, _list, _code = str, bytes, int, list, type(compile("", "", "exec"))
@@ -120,6 +135,10 @@ def make_hook(
     _bytecode_code = getattr(getattr(_importlib, "_compile_bytecode", None), "__code__", None)
     _python_suffixes = (".py", ".pyc", ".pyw", ".so")
     _trusted = frozenset(trusted_callers)
+    _known = frozenset((_str(d), _str(n)) for d, n in known_code)
+    _ast_digest = _make_ast_digest(_sha256) if _known or learn is not None else None
+    _known_names = frozenset(n for _d, n in _known)
+    _learn = learn
     _enforce = bool(enforce)
     _report = report
     _said: set[str] = set()  # mutable, but it only decides what is said, never what passes
@@ -272,6 +291,24 @@ def make_hook(
                             return
                     except (_os_error, _value_error):
                         pass
+                digest = None
+                if _isinstance(source, _bytes) or _isinstance(source, _str):
+                    if _isinstance(source, _bytes):
+                        data = b"".join((source,))
+                    else:
+                        data = "".join((source,)).encode("utf-8", "surrogatepass")
+                    digest = _sha256(data).hexdigest()
+                elif _ast_digest is not None:
+                    digest = _ast_digest(source)  # None: not plain syntax tree data
+                if digest is not None:
+                    if (digest, name) in _known:
+                        return  # code the build saw compiled, byte for byte, by this name
+                    if _learn is not None:
+                        try:
+                            _learn(digest, name)
+                        except _exception:
+                            pass
+                        return
                 what, rule = f"compile of code from {name or 'a string'!r}", 0
         elif event == "exec":
             code = args[0]
@@ -305,6 +342,16 @@ def make_hook(
                     for root in _tuple_roots:
                         if name.startswith(root + "/"):
                             return
+                if name in _known_names:
+                    # Compiled under a name the build learned: by a known source after the
+                    # seal (any other compile is refused), or by the app before it.
+                    return
+                if _learn is not None:
+                    try:
+                        _learn("", name)
+                    except _exception:
+                        pass
+                    return
                 what, rule = f"exec of code from {name!r}", 0
             else:
                 what, rule = "exec of an object that is not code", 0
@@ -388,6 +435,83 @@ def make_hook(
             raise _permission_error(1, f"{what} refused by the seal ({text})")
 
     return sealed_audit_hook
+
+
+def _make_ast_digest(sha256: Any) -> Callable[[object], str | None]:
+    """A SHA-256 of what compile() reads of a syntax tree (sanic-routing compiles one it
+    made with ast.parse and rewrote), or None when the tree is anything but plain data.
+
+    Plain data: every node of an exact ast class, every value an exact str, bytes, int,
+    float, complex, bool, None, Ellipsis, a tuple of those or a list of nodes, and the ast
+    classes as they were when the seal closed (no attribute, base or lookup hook changed on
+    them since, which could make compile() read other values than this walk). The walk
+    runs no Python code of anyone's and the collector is off during it, so nothing can
+    change the tree between what it reads and what compile() reads next.
+    """
+    import _ast
+    import gc
+
+    _isenabled, _disable, _enable = gc.isenabled, gc.disable, gc.enable
+    _type, _repr, _len, _getattr = type, repr, len, getattr
+    _str, _list, _tuple = str, list, tuple
+    _value_error = ValueError
+    absent = object()
+    classes: dict[type, tuple[int, tuple[str, ...]]] = {}
+    for value in vars(_ast).values():
+        if isinstance(value, type) and issubclass(value, _ast.AST):
+            fields = (*value._fields, *getattr(value, "_attributes", ()))
+            classes[value] = (len(classes), tuple(str(f) for f in fields))
+    looked_up = {"__getattribute__", "__getattr__", "__dict__", "__class__"}
+    looked_up.update(name for _index, fields in classes.values() for name in fields)
+    guard = tuple(
+        (cls, name, cls.__dict__.get(name, absent)) for cls in classes for name in sorted(looked_up)
+    )
+    mros = tuple((cls, cls.__mro__) for cls in classes)
+    scalars = {
+        str: "s", bytes: "b", int: "i", float: "f", complex: "c", bool: "B",
+        type(None): "N", type(...): "E",
+    }  # fmt: skip
+
+    def ast_digest(tree: object) -> str | None:
+        if _type(tree) not in classes:
+            return None
+        for cls, name, value in guard:
+            if cls.__dict__.get(name, absent) is not value:
+                return None
+        for cls, mro in mros:
+            if cls.__mro__ is not mro:
+                return None
+        was_enabled = _isenabled()
+        _disable()
+        try:
+            out: list[str] = ["ast"]
+            todo: list[object] = [tree]
+            while todo:
+                item = todo.pop()
+                kind = _type(item)
+                known = classes.get(kind)
+                if known is not None:
+                    index, fields = known
+                    out.append(f"n{index}")
+                    todo.extend(_getattr(item, f, absent) for f in reversed(fields))
+                elif kind is _list or kind is _tuple:
+                    out.append(f"{'l' if kind is _list else 't'}{_len(item)}")  # type: ignore[arg-type]
+                    todo.extend(reversed(item))  # type: ignore[call-overload]
+                elif item is absent:
+                    out.append("-")
+                else:
+                    code = scalars.get(kind)
+                    if code is None:
+                        return None
+                    out.append(code + _repr(item))
+        except _value_error:
+            return None  # an int too long to write out
+        finally:
+            if was_enabled:
+                _enable()
+        return _str(sha256("\0".join(out).encode("utf-8", "surrogatepass")).hexdigest())
+
+    return ast_digest
 
 
 def patch_memory_calls(report: Report, enforce: bool) -> None:

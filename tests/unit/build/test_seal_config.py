@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from summon.build.rootfs import Rootfs
-from summon.build.syscalls import calls_ready, seal_config, top_level_imports
+from summon.build.syscalls import calls_ready, learned_code, seal_config, top_level_imports
 
 
 def test_preload_lists_every_shared_object(tmp_path: Path) -> None:
@@ -49,3 +49,24 @@ def test_top_level_imports() -> None:
     source = "import asyncio\nfrom email.message import Message\nfrom . import local\n"
     assert top_level_imports(source) == ["asyncio", "email.message"]
     assert top_level_imports("import (\n") == []
+
+
+def test_learned_code_reads_the_runtimes_lines_and_nothing_else() -> None:
+    a, b = "a" * 64, "b" * 64
+    lines = [
+        "Main INFO: Goin' Fast",
+        f"summon: sealed: learned code {a} ''",
+        f"summon: sealed: learned code {a} ''",  # said twice: one entry
+        f"summon: sealed: learned code {b} 'router\\nsrc'",
+        "summon: sealed: learned code - 'handle_request'",
+        "summon: sealed: learned code - 'router\\nsrc'",  # its compile is learned already
+        f"app says: summon: sealed: learned code {b} 'x'",  # not at the start of a line
+        "summon: sealed: learned code nothex ''",
+        f"summon: sealed: learned code {a} __import__('os')",  # not a string literal
+        f"summon: sealed: learned code {a}",
+    ]
+    assert learned_code(lines) == [
+        ("", "handle_request"),
+        (a, ""),
+        (b, "router\nsrc"),
+    ]

@@ -191,3 +191,21 @@ def test_seal_fields() -> None:
     for bad in ({"mode": "maybe"}, "on", {"mode": "on", "preload": [1]}):
         with pytest.raises(ConfigError, match=r"'seal'|'preload'"):
             config.from_dict({**base, "seal": bad})
+
+
+def test_seal_code_is_a_list_of_digest_and_name_pairs() -> None:
+    base = {"entry": {"kind": "function", "module": "app", "function": "main"}}
+    digest = "ab" * 32
+    cfg = config.from_dict({**base, "seal": {"mode": "on", "code": [[digest, ""], ["", "f"]]}})
+    assert cfg.seal_code == [(digest, ""), ("", "f")]
+    assert config.from_dict({**base, "seal": {"mode": "on"}}).seal_code == []
+    for bad in (
+        {"code": "x"},
+        {"code": [[digest]]},
+        {"code": [["AB" * 32, ""]]},  # upper case: not what the build writes
+        {"code": [["ab", ""]]},
+        {"code": [[digest, 1]]},
+        {"code": [(digest, "")]},  # a tuple is not what JSON loads
+    ):
+        with pytest.raises(ConfigError, match=r"seal\.code"):
+            config.from_dict({**base, "seal": {"mode": "on", **bad}})

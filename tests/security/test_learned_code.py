@@ -1,0 +1,83 @@
+"""Code the build saw, end to end: an app that makes code from strings after the seal.
+
+tests/security/apps/learned binds its port (the seal closes there), then compiles its router
+from source text and from a rewritten syntax tree, as Sanic does. Built for real, the
+recording run learns both; the image says so, lists them in app.json, and serves sealed.
+A compile the build never saw (made from a request) is still refused by seal.code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from hostile_apps import APPS
+from summon_cli import Summon, free_port
+
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox target needs root"),
+    pytest.mark.skipif(shutil.which("runc") is None, reason="runc missing: apt-get install runc"),
+]
+
+
+@pytest.fixture(scope="module")
+def built(summon: Summon) -> str:
+    r = summon("build", str(APPS / "learned"), "-t", "learned:test")
+    assert r.returncode == 0, r.stderr
+    return r.stderr
+
+
+@pytest.fixture(scope="module")
+def served(summon: Summon, built: str) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    port = free_port()
+    proc = summon.popen("run", "learned:test", "--target", "sandbox", "-p", f"{port}:8000")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"no answer: {proc.communicate()[1]}")
+            time.sleep(0.05)
+    yield port, proc
+    proc.terminate()
+    proc.communicate(timeout=30)
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_the_build_learns_the_code_and_says_so(summon: Summon, built: str) -> None:
+    assert "piece(s) of code from strings after the seal" in built, built
+    seal = summon.inspect("learned:test")["bom"]["app"]["seal"]
+    assert seal["mode"] == "on"
+    assert {name for digest, name in seal["code"] if digest} == {"<router>", ""}, seal["code"]
+
+
+def test_the_sealed_app_runs_the_code_the_build_saw(served: tuple[int, object]) -> None:
+    port, _proc = served
+    assert _get(port, "/") == (200, "page index\n")
+    assert _get(port, "/about") == (200, "page about\n")
+    assert _get(port, "/nowhere")[0] == 404
+
+
+def test_code_no_build_saw_is_refused_by_seal_code(served: tuple[int, object]) -> None:
+    port, _proc = served
+    status, text = _get(port, "/compute/21")
+    assert status == 403, text
+    assert "refused by the seal" in text and "seal.code" in text, text

@@ -1,0 +1,220 @@
+"""Code the build saw: the seal lets through exactly the sources its recording run learned.
+
+A hook cannot be removed once added, so each case runs in a child interpreter that installs
+the seal's hook with a few known (SHA-256, file name) pairs, the way app.json "seal"/"code"
+gives them, and tries compiles and execs around them, printing one JSON object. A learning
+hook (the build's recording run) lets what seal.code would refuse through and tells it.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[3] / "src"
+ROUTER = "def find(path):\n    return {'/': 'index', '/items': 'items'}.get(path)\n"
+NAMED = "def handler():\n    return 'named'\n"
+
+CHILD = r"""
+import ast, json, os, sys
+mode, tmp, known = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+ROUTER, NAMED = sys.argv[4], sys.argv[5]
+from summon.runtime import seal_hook
+said, learned = [], []
+
+def optimized(source):
+    # what sanic-routing does: parse its own source, rewrite the tree, compile the tree
+    tree = ast.parse(source)
+    tree.body[0].name = "find_route"
+    return ast.fix_missing_locations(tree)
+
+before_seal = compile(NAMED, "handler", "exec")
+other_before = compile(NAMED, "elsewhere", "exec")
+hook = seal_hook.make_hook(
+    roots=(os.path.dirname(os.__file__),), writable=(tmp,), enforce=True,
+    trusted_callers=frozenset(),
+    report=lambda what, rule, enforce: said.append([what, rule]),
+    known_code=frozenset(tuple(pair) for pair in known),
+    learn=(lambda digest, name: learned.append([digest, name])) if mode == "learn" else None,
+)
+sys.addaudithook(hook)
+
+class Sly(str):
+    pass
+
+def run(code):
+    ns = {}
+    exec(code, ns)
+    return ns
+
+def tree_with(value):
+    tree = optimized(ROUTER)
+    tree.body[0].body[0].value.func.value.values[0].value = value
+    return tree
+
+def patched_class():
+    # The tree is the known one, and a property answers the seal's walk with its values,
+    # read by read, then answers compile() with others.
+    tree = optimized(ROUTER)
+    honest = [sum(isinstance(n, ast.Constant) for n in ast.walk(tree))]
+
+    def sly(node):
+        honest[0] -= 1
+        return node.__dict__["value"] if honest[0] >= 0 else "/admin"
+
+    ast.Constant.value = property(sly)
+    try:
+        return compile(tree, "", "exec")
+    finally:
+        del ast.Constant.value
+
+attempts = {
+    "known_source": lambda: run(compile(ROUTER, "", "exec"))["find"]("/items") == "items",
+    "known_source_as_bytes": lambda: compile(ROUTER.encode(), "", "exec") and True,
+    "known_source_by_exec": lambda: exec(ROUTER, {}) or True,
+    "known_tree": lambda: run(compile(optimized(ROUTER), "", "exec"))["find_route"]("/"),
+    "other_source_same_name": lambda: compile(ROUTER + "x = 1\n", "", "exec"),
+    "known_source_other_name": lambda: compile(ROUTER, "router.py", "exec"),
+    "other_tree": lambda: compile(tree_with("/admin"), "", "exec"),
+    "tree_with_a_str_subclass": lambda: compile(tree_with(Sly("/")), "", "exec"),
+    "tree_of_a_patched_class": patched_class,
+    "string_named_after_exec_only": lambda: compile(NAMED, "handler", "exec"),
+    "exec_before_seal_code_learned_name": lambda: run(before_seal)["handler"]() == "named",
+    "exec_before_seal_code_other_name": lambda: run(other_before),
+    "write_outside_tmp": lambda: open("/etc/summon-learned-test", "w"),
+}
+results = {}
+for name, action in attempts.items():
+    try:
+        got = action()
+        results[name] = "ok" if got not in (None, False) else f"returned {got!r}"
+    except PermissionError as e:
+        results[name] = f"refused: {e}"
+    except Exception as e:
+        results[name] = f"error: {type(e).__name__}: {e}"
+print(json.dumps({"results": results, "said": said, "learned": learned}))
+"""
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _tree_digest(source: str) -> str:
+    """The digest the hook gives the sanic-like optimized tree of source (computed here the
+    hook's way, in this process: the child must agree)."""
+    from summon.runtime import seal_hook
+
+    tree = ast.parse(source)
+    tree.body[0].name = "find_route"  # type: ignore[attr-defined]
+    ast.fix_missing_locations(tree)
+    digest = seal_hook._make_ast_digest(hashlib.sha256)(tree)
+    assert digest is not None
+    return digest
+
+
+def _child(tmp_path: Path, mode: str, known: list[list[str]]) -> dict[str, Any]:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir(exist_ok=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-B",
+            "-c",
+            CHILD,
+            mode,
+            str(scratch),
+            json.dumps(known),
+            ROUTER,
+            NAMED,
+        ],
+        env={"PYTHONPATH": str(SRC), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    doc: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    return doc
+
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    known = [[_sha(ROUTER), ""], [_sha(ROUTER), "<string>"], [_tree_digest(ROUTER), ""]]
+    known.append(["", "handler"])
+    return _child(tmp_path_factory.mktemp("known"), "enforce", known)
+
+
+@pytest.fixture(scope="module")
+def learning(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _child(tmp_path_factory.mktemp("learn"), "learn", [])
+
+
+ALLOWED = (
+    "known_source",
+    "known_source_as_bytes",
+    "known_source_by_exec",
+    "known_tree",
+    "exec_before_seal_code_learned_name",
+)
+REFUSED = (
+    "other_source_same_name",
+    "known_source_other_name",
+    "other_tree",
+    "tree_with_a_str_subclass",
+    "tree_of_a_patched_class",
+    "string_named_after_exec_only",
+    "exec_before_seal_code_other_name",
+)
+
+
+@pytest.mark.parametrize("attempt", ALLOWED)
+def test_code_the_build_saw_runs_sealed(sealed: dict[str, Any], attempt: str) -> None:
+    assert sealed["results"][attempt] == "ok", sealed["results"][attempt]
+
+
+@pytest.mark.parametrize("attempt", REFUSED)
+def test_other_code_is_refused_by_seal_code(sealed: dict[str, Any], attempt: str) -> None:
+    got = sealed["results"][attempt]
+    assert got.startswith("refused: "), f"{attempt}: {got}"
+    assert "seal.code" in got, got
+
+
+def test_known_code_opens_no_other_rule(sealed: dict[str, Any]) -> None:
+    got = sealed["results"]["write_outside_tmp"]
+    assert got.startswith("refused: ") and "seal.write" in got, got
+
+
+def test_learning_lets_code_through_and_tells_each(learning: dict[str, Any]) -> None:
+    results = learning["results"]
+    for attempt in ("known_source", "known_tree", "other_source_same_name", "other_tree"):
+        assert results[attempt] == "ok", (attempt, results[attempt])
+    learned = {tuple(pair) for pair in learning["learned"]}
+    assert (_sha(ROUTER), "") in learned
+    assert (_sha(ROUTER + "x = 1\n"), "") in learned
+    assert (_tree_digest(ROUTER), "") in learned
+    assert ("", "elsewhere") in learned  # code compiled before the seal, run after it
+    # What cannot be learned is refused as at run time, and no other rule is relaxed.
+    assert "seal.code" in results["tree_with_a_str_subclass"]
+    assert "seal.write" in results["write_outside_tmp"]
+    assert not [what for what, rule in learning["said"] if rule.startswith("seal.code")][1:]
+
+
+def test_the_digest_is_of_the_text_whatever_its_type() -> None:
+    from summon.runtime import seal_hook
+
+    digest = seal_hook._make_ast_digest(hashlib.sha256)
+    a, b = ast.parse(ROUTER), ast.parse(ROUTER)
+    assert digest(a) == digest(b) is not None
+    b.body[0].body[0].lineno += 1  # type: ignore[attr-defined]
+    assert digest(a) != digest(b)
+    assert digest(ROUTER) is None  # not a tree
