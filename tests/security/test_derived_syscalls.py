@@ -188,6 +188,28 @@ def test_a_call_outside_the_derived_list_is_refused_with_its_rule(
     assert status == 0
 
 
+@pytest.mark.parametrize("profile", ["derived", "static"])
+def test_a_call_outside_the_allowlist_is_refused_with_a_line_at_run_time(
+    recording: Recording,
+    test_rootfs: Path,
+    tmp_path: Path,
+    sandbox_target: SandboxTarget,
+    profile: str,
+) -> None:
+    """setsid is in no list. The kernel used to answer it EPERM with nothing said, so an app
+    failing on one (inotify, mlock, timerfd...) left its user guessing: the gate says it."""
+    allowed = tuple(recording.allowlist()) if profile == "derived" else None
+    spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "setsid"}, syscalls=allowed)
+    status, output = _run(sandbox_target, spec, tmp_path)
+    assert parse(output)["setsid"] == {"probe": "setsid", "ok": False, "errno": errno.EPERM}
+    lines = [line for line in output.splitlines() if line.startswith("summon: sandbox:")]
+    assert lines == [
+        "summon: sandbox: refused setsid (seccomp: not in the sandbox's allowlist; if the app "
+        'needs it, add syscalls = ["setsid"] to [tool.summon] and rebuild)'
+    ], output
+    assert status == 0
+
+
 def test_a_handlers_everyday_calls_need_no_recording(
     recording: Recording, test_rootfs: Path, tmp_path: Path, sandbox_target: SandboxTarget
 ) -> None:

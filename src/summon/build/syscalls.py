@@ -234,8 +234,8 @@ def record_image(
         names = ", ".join(f'"{n}"' for n in refused)
         warnings.append(
             f"the app called {', '.join(refused)} in the recording run, which the sandbox "
-            "refuses (EPERM, and no line at run time: they are outside its allowlist); if it "
-            f"needs them, add syscalls = [{names}] to [tool.summon]"
+            "refuses (EPERM, with a line on the console: they are outside its allowlist); if "
+            f"it needs them, add syscalls = [{names}] to [tool.summon]"
         )
     if ports and not answered:
         # What answering takes (writing to a socket, at least) was never made: a derived

@@ -10,7 +10,7 @@ import pytest
 from summon.targets.sandbox import gate
 
 AF_INET, AF_NETLINK, AF_VSOCK = 2, 16, 40
-NR_SOCKET, NR_UNAME = 41, 63
+NR_SOCKET, NR_UNAME, NR_INOTIFY_INIT1 = 41, 63, 294
 
 
 @pytest.fixture
@@ -54,7 +54,18 @@ def test_direct_mode_has_no_kernel_socket(tmp_path: Path, lines: list[str]) -> N
 def test_unrecorded_calls_are_refused_with_how_to_allow_them(enforcing: gate.ExecGate) -> None:
     what, rule = enforcing._judge(NR_UNAME, "uname", 0) or ("", "")
     assert what == "uname"
+    assert rule.startswith(gate.RULE_UNRECORDED)
     assert 'add syscalls = ["uname"] to [tool.summon]' in rule
+
+
+def test_calls_outside_the_allowlist_are_refused_naming_that_rule(
+    enforcing: gate.ExecGate,
+) -> None:
+    """Before, the kernel answered them EPERM and nobody heard of it (inotify, mlock...)."""
+    what, rule = enforcing._judge(NR_INOTIFY_INIT1, "inotify_init1", 0) or ("", "")
+    assert what == "inotify_init1"
+    assert rule.startswith(gate.RULE_OUTSIDE)
+    assert 'add syscalls = ["inotify_init1"] to [tool.summon]' in rule
 
 
 def test_each_refusal_said_once_and_a_flood_is_cut_short(

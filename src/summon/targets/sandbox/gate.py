@@ -86,6 +86,9 @@ class ExecGate:
         self.refused: dict[str, int] = {}  # what was refused -> how many times
         self._families = frozenset(seccomp.socket_families(network).values())
         self._network = network
+        # Gated while not recording: a call of the static list the recording never made
+        # (RULE_UNRECORDED), or any call outside it (RULE_OUTSIDE).
+        self._static = frozenset(seccomp.allowed_syscalls(network))
         self._names = seccomp.syscall_names()
         self._say = say
         self._lines = 0
@@ -205,9 +208,10 @@ class ExecGate:
                     "[tool.summon] and rebuild"
                 )
             return None
+        rule = RULE_UNRECORDED if name in self._static else RULE_OUTSIDE
         return name, (
-            f'{RULE_UNRECORDED}; if the app needs it, add syscalls = ["{name}"] to '
-            "[tool.summon] and rebuild"
+            f'{rule}; if the app needs it, add syscalls = ["{name}"] to [tool.summon] and '
+            "rebuild"
         )
 
     def _answer_exec(self, notify_fd: int, notif_id: int, tid: int, init_pid: int) -> None:

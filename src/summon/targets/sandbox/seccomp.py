@@ -3,7 +3,8 @@
 The data lives in seccomp-allowlist.json beside this module, as reviewable data: the static
 allowlist, the base set every derived profile keeps, the denied calls with reasons, the socket
 families, and the x86_64 syscall table. The few rules that look at arguments are written out
-below. Everything not allowed gets EPERM.
+below. Everything not allowed gets EPERM: the denied calls from the kernel, every other call
+from the gate (gate.py), which says once which call and what would allow it.
 
 Three kinds of profile (`profile()`):
 - static: the allowlist of the JSON file, for images that carry no recorded list;
@@ -189,7 +190,7 @@ def outside_ceiling(extra: Collection[str] = (), network: str = "socket") -> fro
     """The calls a recording run hands the gate only to refuse (EPERM, as every instance
     would) and report: every x86_64 call but the ceiling, the denied ones, those with fixed
     rules, the ones answered ENOTSUP and the base set. So a build names what the app called
-    that the sandbox will refuse, where an instance answers EPERM without a word."""
+    that the sandbox will refuse (an instance refuses it too, through the gate, with a line)."""
     known = set(syscall_numbers())
     out = known - ceiling(extra) - set(denied_syscalls()) - set(CONDITIONAL)
     return frozenset(out - set(unsupported_syscalls()) - set(base_syscalls(network)))
@@ -302,6 +303,17 @@ def profile(
     if unsupported:
         rules.append({"names": unsupported, "action": ERRNO, "errnoRet": errno.ENOTSUP})
     rules.append({"names": sorted(denied), **eperm})
+    if not record:
+        # Every other call of the table: refused by the gate, with a line naming it and
+        # what to add (an app's EPERM alone says nothing); the kernel answers the denied
+        # calls above itself. Never the base set: runc's init makes it before the gate
+        # holds the notify fd; nor the calls of fixed rules (prctl, seccomp without a seal),
+        # which no manifest can allow. (runc 1.1 takes no NOTIFY default action: names.)
+        named = {n for rule in rules for n in rule["names"]}
+        named |= set(base_syscalls(network)) | set(CONDITIONAL)
+        rest = sorted(set(syscall_numbers()) - named)
+        if rest:
+            rules.append({"names": rest, "action": NOTIFY})
     return {
         "defaultAction": ERRNO,
         "defaultErrnoRet": errno.EPERM,
