@@ -322,6 +322,12 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
             raise bad("env", f"{k!r} is not a valid variable name")
         if not isinstance(v, str):
             raise bad("env", f"{k}: expected a string, got {v!r}")
+        if k == "SUMMON_SEAL_LEARN":
+            raise bad(
+                "env",
+                "SUMMON_SEAL_LEARN is the build's recording run's own (it lets code from "
+                'strings through); to see what the seal would refuse, set seal = "audit"',
+            )
 
     args = table.get("args", [])
     if not all(isinstance(a, str) for a in args):

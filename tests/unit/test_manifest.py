@@ -71,6 +71,10 @@ def test_summon_toml_and_script_entry(tmp_path: Path) -> None:
         ('entry = "missing.py"\n', "entry: script 'missing.py' not found"),
         ('data = ["static"]\n', "entry: missing"),
         ('entry = "app:main"\nenv = {"1X" = "a"}\n', "env: '1X' is not a valid variable name"),
+        (
+            'entry = "app:main"\nenv = {SUMMON_SEAL_LEARN = "1"}\n',
+            "env: SUMMON_SEAL_LEARN is the build's recording run's own",
+        ),
         ('entry = "app:main"\ninclude = ["no such"]\n', "include: 'no such' is not a module name"),
         ('entry = "app:main"\nexclude = ["x-y"]\n', "exclude: 'x-y' is not a module name"),
         ('entry = "app:main"\nexclude = "ssl"\n', "exclude: expected a list of module names"),

@@ -225,8 +225,9 @@ class Sealer:
         self.waits_for_ready = cfg.seal_at == "ready"
         self.known_code = frozenset(cfg.seal_code)
         # The build's recording run (build/syscalls.py) sets it: code from strings is let
-        # through and said, for the build to put in app.json "seal"/"code".
-        self.learning = os.environ.get(LEARN_ENV) == "1"
+        # through and said, for the build to put in app.json "seal"/"code". Never from the
+        # image's own environment (app.json "env", set before this runs).
+        self.learning = os.environ.get(LEARN_ENV) == "1" and LEARN_ENV not in cfg.env
         self.sealed = False
         self.why = ""
         self.seconds = 0.0  # how long closing the seal took

@@ -218,3 +218,21 @@ def test_the_digest_is_of_the_text_whatever_its_type() -> None:
     b.body[0].body[0].lineno += 1  # type: ignore[attr-defined]
     assert digest(a) != digest(b)
     assert digest(ROUTER) is None  # not a tree
+
+
+def test_the_images_own_environment_never_turns_learning_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """app.json "env" is set before the seal is made: an image that carries the variable
+    (the manifest refuses it; an image made by hand may not) must not seal as a log."""
+    from summon.runtime import seal
+    from summon.runtime.config import AppConfig
+
+    monkeypatch.setenv(seal.LEARN_ENV, "1")
+    given = AppConfig(name="x", entry_kind="script", entry_path="/app/x.py", seal="on")
+    assert seal.Sealer(given, ("/app",), print).learning
+    baked = AppConfig(
+        name="x", entry_kind="script", entry_path="/app/x.py", seal="on",
+        env={seal.LEARN_ENV: "1"},
+    )  # fmt: skip
+    assert not seal.Sealer(baked, ("/app",), print).learning
