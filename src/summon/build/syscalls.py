@@ -156,7 +156,12 @@ def record_image(
 
     why_not = can_record()
     if why_not:
-        return None, [f"{why_not}: the image keeps the sandbox's static syscall allowlist"]
+        learns = (
+            ", and learns none of the code an app compiles after the seal (docs/sealing.md)"
+            if _learning(app_config)
+            else ""
+        )
+        return None, [f"{why_not}: the image keeps the sandbox's static syscall allowlist{learns}"]
     network = str(app_config.get("network", "socket"))
     ports = tuple(_forwards(app_config))
     started = time.monotonic()
