@@ -347,8 +347,8 @@ def test_an_import_that_outgrows_the_memory_limit_says_so(store: Store, tmp_path
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None, reason="sandbox")
 def test_a_call_the_sandbox_refuses_is_named_by_the_build(store: Store, tmp_path: Path) -> None:
-    """Outside the sandbox's allowlist an instance gets a bare EPERM and says nothing; the
-    build's recording run hears of it, and says what to add."""
+    """Outside the sandbox's allowlist an instance gets EPERM and a line; the build's
+    recording run hears of it too, and says what to add before the image ever runs."""
     source = (
         "import os\n\ndef main():\n    try:\n        os.getpriority(os.PRIO_PROCESS, 0)\n"
         "    except OSError:\n        pass\n"
@@ -358,7 +358,7 @@ def test_a_call_the_sandbox_refuses_is_named_by_the_build(store: Store, tmp_path
     [line] = [w for w in result.warnings if w.startswith("the app called")]
     assert line == (
         "the app called getpriority in the recording run, which the sandbox refuses (EPERM, "
-        "and no line at run time: they are outside its allowlist); if it needs them, add "
+        "with a line on the console: they are outside its allowlist); if it needs them, add "
         'syscalls = ["getpriority"] to [tool.summon]'
     )
 
