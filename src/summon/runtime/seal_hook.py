@@ -91,11 +91,6 @@ def make_hook(
     """
     import io
 
-    try:
-        from _sha256 import sha256 as _sha256  # type: ignore[import-not-found]  # built in
-    except ImportError:  # pragma: no cover - an interpreter without it
-        from hashlib import sha256 as _sha256
-
     # Everything the hook touches, bound now. See the module docstring for why.
     _str, _bytes, _int, _list, _code = str, bytes, int, list, type(compile("", "", "exec"))
     _memoryview, _type, _len, _isinstance = memoryview, type, len, isinstance
@@ -136,7 +131,9 @@ def make_hook(
     _python_suffixes = (".py", ".pyc", ".pyw", ".so")
     _trusted = frozenset(trusted_callers)
     _known = frozenset((_str(d), _str(n)) for d, n in known_code)
-    _ast_digest = _make_ast_digest(_sha256) if _known or learn is not None else None
+    # Only an image with learned code (or the build's learning run) hashes what it compiles.
+    _sha256 = _load_sha256() if _known or learn is not None else None
+    _ast_digest = _make_ast_digest(_sha256) if _sha256 is not None else None
     _known_names = frozenset(n for _d, n in _known)
     _learn = learn
     _enforce = bool(enforce)
@@ -292,7 +289,9 @@ def make_hook(
                     except (_os_error, _value_error):
                         pass
                 digest = None
-                if _isinstance(source, _bytes) or _isinstance(source, _str):
+                if _sha256 is None:
+                    pass  # no code learned: nothing to look up
+                elif _isinstance(source, _bytes) or _isinstance(source, _str):
                     if _isinstance(source, _bytes):
                         data = b"".join((source,))
                     else:
@@ -435,6 +434,19 @@ def make_hook(
             raise _permission_error(1, f"{what} refused by the seal ({text})")
 
     return sealed_audit_hook
+
+
+def _load_sha256() -> Any:
+    """SHA-256 from a module built into the interpreter (no OpenSSL to load at the seal):
+    _sha256 up to Python 3.11, _sha2 from 3.12; hashlib's otherwise."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - Python 3.12 and later
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found]
+        except ImportError:
+            from hashlib import sha256
+    return sha256
 
 
 def _make_ast_digest(sha256: Any) -> Callable[[object], str | None]:
