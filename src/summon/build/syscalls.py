@@ -40,7 +40,7 @@ from typing import Any
 
 from summon.build.rootfs import Rootfs
 from summon.build.standins import recording_secrets
-from summon.runtime.seal import LEARN_ENV, LEARNED_PREFIX
+from summon.runtime.seal import LEARN_ENV, LEARNED_PREFIX, MAX_LEARNED
 from summon.targets.base import PortForward, RunSpec, SecretFile, Volume
 from summon.targets.sandbox import seccomp
 from summon.targets.sandbox.seccomp import REPORT_KEY
@@ -165,6 +165,7 @@ def record_image(
     network = str(app_config.get("network", "socket"))
     ports = tuple(_forwards(app_config))
     started = time.monotonic()
+    learned_warning: list[str] = []
     with (
         tempfile.TemporaryDirectory(prefix="summon-record-") as state,
         tempfile.TemporaryFile() as out,
@@ -219,7 +220,14 @@ def record_image(
         tail = "\n".join(lines[-_TAIL:])
         if learned is not None:
             learned[:] = learned_code(lines)
-    warnings = []
+            if any(f"sealed: over {MAX_LEARNED} pieces of code" in line for line in lines):
+                learned_warning.append(
+                    f"the app made over {MAX_LEARNED} pieces of code from strings after the "
+                    "seal in the recording run, and the seal lets through only those it saw: "
+                    "one that makes new code as it serves will be refused (seal.code); "
+                    'seal = "audit" shows what it makes (docs/sealing.md)'
+                )
+    warnings = learned_warning
     if ports and not (alive and alive[0]):
         sealed = (
             " It died of a seal refusal, and will when it runs: the app does that work after "
@@ -232,7 +240,8 @@ def record_image(
         return None, [
             f"the recording run's app ended before it was exercised (exit status "
             f"{recording.status}); the image keeps the sandbox's static syscall allowlist."
-            f"{sealed} Its last lines:\n{tail}"
+            f"{sealed} Its last lines:\n{tail}",
+            *warnings,
         ]
     refused = sorted(set(recording.refused) & seccomp.outside_ceiling(extra, network))
     if refused:

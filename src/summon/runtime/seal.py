@@ -58,6 +58,7 @@ PR_SET_NO_NEW_PRIVS = 38
 # The build's recording run learns the code an app compiles after the seal (seal_hook.py).
 LEARN_ENV = "SUMMON_SEAL_LEARN"
 LEARNED_PREFIX = "sealed: learned code "
+MAX_LEARNED = 1000  # an app that makes that much code as it runs makes new code every time
 
 RULE_MEMORY = "seal.memory: no new executable memory after the seal"
 RULE_PROGRAM = "seal.program: no second program"
@@ -228,6 +229,7 @@ class Sealer:
         # through and said, for the build to put in app.json "seal"/"code". Never from the
         # image's own environment (app.json "env", set before this runs).
         self.learning = os.environ.get(LEARN_ENV) == "1" and LEARN_ENV not in cfg.env
+        self._learned_said: set[tuple[str, str]] = set()
         self.sealed = False
         self.why = ""
         self.seconds = 0.0  # how long closing the seal took
@@ -299,6 +301,16 @@ class Sealer:
     def _learned(self, digest: str, name: str) -> None:
         """In the build's recording run: a compile (or an exec, digest "") seal.code would
         have refused, said in the form build/syscalls.py reads (LEARNED_PREFIX)."""
+        if (digest, name) in self._learned_said or len(self._learned_said) > MAX_LEARNED:
+            return
+        self._learned_said.add((digest, name))
+        if len(self._learned_said) > MAX_LEARNED:
+            self.say(
+                f"sealed: over {MAX_LEARNED} pieces of code from strings after the seal; no more "
+                "are learned (an app that makes new code as it serves cannot be sealed: "
+                'seal = "audit" shows what it makes)'
+            )
+            return
         self.say(f"{LEARNED_PREFIX}{digest or '-'} {name!r}")
 
     def _refusal(self, what: str, rule: str, enforce: bool) -> None:

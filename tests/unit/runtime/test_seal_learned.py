@@ -236,3 +236,21 @@ def test_the_images_own_environment_never_turns_learning_on(
         env={seal.LEARN_ENV: "1"},
     )  # fmt: skip
     assert not seal.Sealer(baked, ("/app",), print).learning
+
+
+def test_learning_stops_at_a_bound_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app that makes new code with every request would fill app.json without end."""
+    from summon.runtime import seal
+    from summon.runtime.config import AppConfig
+
+    monkeypatch.setenv(seal.LEARN_ENV, "1")
+    said: list[str] = []
+    cfg = AppConfig(name="x", entry_kind="script", entry_path="/app/x.py", seal="on")
+    sealer = seal.Sealer(cfg, ("/app",), said.append)
+    for n in range(seal.MAX_LEARNED + 50):
+        sealer._learned(f"{n:064x}", "")
+        sealer._learned(f"{n:064x}", "")  # said once
+    learned = [line for line in said if line.startswith(seal.LEARNED_PREFIX)]
+    assert len(learned) == seal.MAX_LEARNED
+    assert len(said) == seal.MAX_LEARNED + 1
+    assert said[-1].startswith(f"sealed: over {seal.MAX_LEARNED} pieces of code")
