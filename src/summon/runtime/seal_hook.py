@@ -467,6 +467,7 @@ def _make_ast_digest(sha256: Any) -> Callable[[object], str | None]:
     _type, _repr, _len, _getattr = type, repr, len, getattr
     _str, _list, _tuple = str, list, tuple
     _value_error = ValueError
+    _MAX_TREE_ITEMS = 1_000_000  # a router of thousands of routes is tens of thousands
     absent = object()
     classes: dict[type, tuple[int, tuple[str, ...]]] = {}
     for value in vars(_ast).values():
@@ -498,7 +499,11 @@ def _make_ast_digest(sha256: Any) -> Callable[[object], str | None]:
         try:
             out: list[str] = ["ast"]
             todo: list[object] = [tree]
+            budget = _MAX_TREE_ITEMS  # a list that holds itself would never end
             while todo:
+                budget -= 1
+                if budget < 0:
+                    return None
                 item = todo.pop()
                 kind = _type(item)
                 known = classes.get(kind)

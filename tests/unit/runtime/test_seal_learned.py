@@ -218,6 +218,10 @@ def test_the_digest_is_of_the_text_whatever_its_type() -> None:
     b.body[0].body[0].lineno += 1  # type: ignore[attr-defined]
     assert digest(a) != digest(b)
     assert digest(ROUTER) is None  # not a tree
+    # A list that holds itself (compile() would refuse it) ends the walk, not the app.
+    looped = ast.parse(ROUTER)
+    looped.body.append(looped.body)  # type: ignore[arg-type]
+    assert digest(looped) is None
 
 
 def test_the_images_own_environment_never_turns_learning_on(
