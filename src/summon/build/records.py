@@ -153,6 +153,9 @@ def bom_of(
     host_files = [interp.executable, *(lib.host_path for lib in libs.libraries)]
     owner = debian.owners(host_files)
     size_of = {path: node.size() for path, node in fs.nodes.items()}
+    # needed_by names the image's files: a vendored extension's host path is a temporary
+    # build folder, different at every build, which would make no two images alike.
+    image_path_of = {str(node.source): path for path, node in fs.nodes.items() if node.source}
     pkg_of_top = {top: p for p in packages for top in p.top_level}
 
     modules = []
@@ -202,7 +205,7 @@ def bom_of(
                 "path": lib.image_path,
                 "package": owner.get(lib.host_path, ""),
                 "size": lib.size,
-                "needed_by": sorted(str(p) for p in lib.needed_by),
+                "needed_by": sorted(image_path_of.get(str(p), str(p)) for p in lib.needed_by),
             }
             for lib in libs.libraries
         ],

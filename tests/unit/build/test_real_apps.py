@@ -61,6 +61,17 @@ def flask_image(built: Build) -> BuildResult:
     return built(APPS / "flaskapp")
 
 
+def test_the_bill_of_materials_names_image_files_not_the_builds_own(
+    flask_image: BuildResult, store: Store
+) -> None:
+    """A vendored extension (markupsafe's) was named by its temporary build path, different
+    at every build: no two builds of an app with a C extension had the same digest."""
+    bom = flask_image.image.bom
+    needers = {p for lib in bom["libraries"] for p in lib["needed_by"]}
+    assert f"{SITE_DIR}/markupsafe/_speedups.cpython-311-x86_64-linux-gnu.so" in needers
+    assert not [p for p in needers if str(store.root) in p or "/.tmp/" in p], needers
+
+
 @pytest.fixture(scope="session")
 def uvicorn_image(built: Build) -> BuildResult:
     return built(APPS / "uvicornapp")
