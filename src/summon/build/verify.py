@@ -167,6 +167,7 @@ def _in_sandbox(
     timeout: float,
 ) -> tuple[int, str]:
     from summon import targets
+    from summon.instances import scratch
     from summon.targets.base import ISOLATED_RUN, RunSpec
 
     isolating = [n for n in targets.names() if ISOLATED_RUN in targets.target_class(n).capabilities]
@@ -189,11 +190,12 @@ def _in_sandbox(
             stdout=out.fileno(),
             syscalls=_allowed(plan),
         )
-        instance = targets.get(isolating[0]).start(spec)
-        try:
-            status = instance.wait(timeout)
-        finally:
-            instance.stop(grace=0)
+        with scratch.lease(isolating[0], spec, remove=Path(state)):
+            instance = targets.get(isolating[0]).start(spec)
+            try:
+                status = instance.wait(timeout)
+            finally:
+                instance.stop(grace=0)
         if status is None:
             raise BuildError(_timeout_line(timeout))
         out.seek(0)

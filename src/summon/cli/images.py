@@ -15,7 +15,15 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from summon.cli.output import err, human, notice, open_store, out, progress
+from summon.cli.output import (
+    err,
+    human,
+    notice,
+    open_store,
+    out,
+    progress,
+    termination_unwinds,
+)
 from summon.errors import SummonError, UserError
 from summon.store.image import Image, unpacked_size
 from summon.store.layout import Descriptor, normalize_ref
@@ -103,7 +111,7 @@ def build_app(
 ) -> Any:
     from summon.build.image import build as build_image
 
-    with progress(f"building {app_dir}") as step:
+    with termination_unwinds(), progress(f"building {app_dir}") as step:
         return build_image(
             app_dir,
             open_store(),

@@ -20,7 +20,7 @@ import click
 
 import summon
 from summon import paths
-from summon.cli.output import fail
+from summon.cli.output import Terminated, fail
 from summon.errors import SummonError
 
 # Every verb, by the module that defines it: `summon run` must not pay for the registry
@@ -69,6 +69,8 @@ class SummonGroup(click.Group):
             fail(str(e), e.exit_status, getattr(e, "detail", ""))
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except Terminated as e:
+            fail(f"stopped by {e}", 128 + e.signum)
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except Exception as e:

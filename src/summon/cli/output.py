@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
@@ -146,3 +148,29 @@ def open_store() -> Any:
     from summon.store import Store
 
     return Store(paths.store_dir())
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, so that it unwinds as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def termination_unwinds() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C while the block runs: a build, push or pull
+    killed by a CI job's timeout or a closed terminal stops what it started (a recording
+    run's container) and deletes its temporaries on the way out."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(signum)
+
+    caught = (signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, on_signal) for s in caught}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)

@@ -5,13 +5,9 @@ Parsing and output only: the work is in summon.store.registry and summon.store.s
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
@@ -25,7 +21,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from summon.cli.output import err, open_store, out
+from summon.cli.output import err, open_store, out, termination_unwinds
 from summon.errors import UserError
 
 if TYPE_CHECKING:
@@ -86,20 +82,6 @@ class _TransferView:
         self.progress.update(self.tasks[t.digest], completed=t.done, description=label + note)
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so a transfer cleans its temporaries up on the way out."""
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 _insecure = click.option(
     "--insecure",
     is_flag=True,
@@ -145,7 +127,7 @@ def push_command(
     types = () if no_signatures else (SIGNATURE_TYPE,)
     if not force:
         refuse_keys(image)
-    with _sigterm_interrupts(), _TransferView("push") as view:
+    with termination_unwinds(), _TransferView("push") as view:
         result = push(
             open_store(),
             image,
@@ -193,7 +175,7 @@ def pull_command(reference: str, insecure: bool, ca_file: Path | None, no_signat
 
     remote = RemoteRef.parse(reference)
     types = () if no_signatures else (SIGNATURE_TYPE,)
-    with _sigterm_interrupts(), _TransferView("pull") as view:
+    with termination_unwinds(), _TransferView("pull") as view:
         result = pull(
             open_store(),
             remote,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from summon import targets
+from summon.instances import scratch
 from summon.targets.base import RunSpec
 from summon.targets.sandbox import seccomp
 from summon.targets.sandbox.instance import SandboxInstance
@@ -67,11 +68,13 @@ def record_syscalls(
     assert target is not None
     names = seccomp.check_names(extra)
     run = dataclasses.replace(spec, syscalls=tuple(names))
-    instance = target.start(run, record=True)
-    try:
-        drive(instance)
-    finally:
-        status = instance.stop(grace=grace)
+    # Leased: a build killed outright leaves this run to the next build to release.
+    with scratch.lease("sandbox", run, remove=spec.state_dir):
+        instance = target.start(run, record=True)
+        try:
+            drive(instance)
+        finally:
+            status = instance.stop(grace=grace)
     gate = instance.gate
     assert gate is not None  # _start made it before runc ran
     return Recording(frozenset(gate.recorded), status, dict(gate.refused), spec.network)
