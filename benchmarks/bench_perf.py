@@ -229,6 +229,12 @@ def bench_start(report: Report, image: Image, runs: int) -> None:
         f"interpreters alone (`-c pass`): the console script's {shebang[0]} {ms(cli_python)}, "
         f"the bare start's {DEFAULT_PYTHON} {ms(image_python)}"
     )
+    # The least any `summon run` could reach here: its interpreter's start, then the
+    # sandbox's own start, with nothing of summon's in between.
+    report.notes.append(
+        f"floor of `summon run` (console interpreter alone + sandbox cold start): "
+        f"{ms(cli_python + s)} = {(cli_python + s) / b:.2f}x bare"
+    )
     # The host's share of every start, and a setting of the host's rather than summon's.
     from summon.targets.sandbox import cgroups
 
