@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from summon import reqfile
 from summon.egress import EgressError, parse_rules
 from summon.errors import ManifestError
 
@@ -278,7 +279,10 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
 
     if "entry" not in table:
         raise bad("entry", 'missing; set entry = "module:function" or entry = "app.py"')
-    entry = _parse_entry(table["entry"], app_dir, lambda why: bad("entry", why))
+    # The code's folder: the app folder, or its src/ in a src layout (the PyPA's): the entry's
+    # package is found there, and only that folder goes in as /app.
+    code_dir = _code_dir(table["entry"], app_dir)
+    entry = _parse_entry(table["entry"], code_dir, lambda why: bad("entry", why))
 
     data: list[Path] = []
     for item in table.get("data", []):
@@ -296,7 +300,10 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
 
     reqs = table.get("requirements")
     if reqs is None:
-        reqs = project.get("dependencies", [])
+        reqs = project.get("dependencies")
+    if reqs is None and (app_dir / reqfile.FILE_NAME).is_file():
+        reqs = reqfile.read(app_dir / reqfile.FILE_NAME, lambda why: bad("requirements", why))
+    reqs = reqs or []
     for r in reqs:
         if not isinstance(r, str) or not r.strip():
             raise bad("requirements", f"expected requirement strings, got {r!r}")
@@ -347,7 +354,7 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
 
     probe = table.get("probe", "")
     if probe:
-        _parse_entry(probe, app_dir, lambda why: bad("probe", why), allow_script=False)
+        _parse_entry(probe, code_dir, lambda why: bad("probe", why), allow_script=False)
 
     version = table.get("version") or project.get("version") or "latest"
 
@@ -406,7 +413,7 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
         )
 
     return Manifest(
-        app_dir=app_dir,
+        app_dir=code_dir,
         source=source,
         name=name,
         entry=entry,
@@ -511,14 +518,29 @@ def _nested(a: str, b: str) -> bool:
     return a.startswith(b) or b.startswith(a)
 
 
+def _has_module(folder: Path, top: str) -> bool:
+    return (folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()
+
+
+def _code_dir(entry: str, app_dir: Path) -> Path:
+    """app_dir/src for a "module:function" entry found there and not in app_dir itself."""
+    top = entry.partition(":")[0].split(".")[0]
+    if ":" in entry and top and not _has_module(app_dir, top) and _has_module(app_dir / "src", top):
+        return app_dir / "src"
+    return app_dir
+
+
 def _parse_entry(value: str, app_dir: Path, bad: Any, allow_script: bool = True) -> Entry:
     if ":" in value:
         module, _, function = value.partition(":")
         if not _MODULE_RE.match(module) or not function.isidentifier():
             raise bad(f'{value!r} is not "module:function"')
         top = module.split(".")[0]
-        if not (app_dir / f"{top}.py").is_file() and not (app_dir / top / "__init__.py").is_file():
-            raise bad(f"module {top!r} not found in {app_dir} (no {top}.py or {top}/__init__.py)")
+        if not _has_module(app_dir, top):
+            raise bad(
+                f"module {top!r} not found in {app_dir} (no {top}.py or {top}/__init__.py "
+                "there, nor in its src/)"
+            )
         return Entry("function", module=module, function=function)
     if not allow_script:
         raise bad(f'{value!r} is not "module:function"')

@@ -285,3 +285,63 @@ def test_a_script_gets_no_store(tmp_path: Path) -> None:
     app = write_app(tmp_path, 'entry = "s.py"\nvolumes = ["/data"]\nstores = {t = "/data/t"}\n')
     with pytest.raises(ManifestError, match="stores: a script gets no devices"):
         manifest.load(app)
+
+
+def test_a_src_layout_puts_src_in_as_the_app(tmp_path: Path) -> None:
+    """The PyPA's src layout: the entry's package under src/, the manifest beside src/."""
+    (tmp_path / "src" / "shop").mkdir(parents=True)
+    (tmp_path / "src" / "shop" / "__init__.py").write_text("app = None\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "shop"\n\n[tool.summon]\nentry = "shop:app"\ndata = ["data"]\n'
+        'probe = "shop:app"\n'
+    )
+    m = manifest.load(tmp_path)
+    assert m.app_dir == tmp_path / "src"
+    assert m.data == (tmp_path / "data",)  # the manifest's paths stay the project's
+    assert m.name == "shop"
+
+
+def test_a_module_in_neither_the_folder_nor_src_is_named_with_both(tmp_path: Path) -> None:
+    (tmp_path / "summon.toml").write_text('name = "x"\nentry = "shop:app"\n')
+    with pytest.raises(ManifestError, match=r"module 'shop' not found .* nor in its src/"):
+        manifest.load(tmp_path)
+
+
+def test_requirements_txt_when_the_manifest_names_none(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("def main():\n    return 0\n")
+    (tmp_path / "summon.toml").write_text('name = "x"\nentry = "app:main"\n')
+    (tmp_path / "requirements.txt").write_text(
+        "# the app's\nflask==3.1.0  # pinned\n-r more.txt\njinja2 \\\n  >=3\n\n"
+    )
+    (tmp_path / "more.txt").write_text('pyyaml==6.0.2 ; python_version >= "3.8"\n')
+    m = manifest.load(tmp_path)
+    assert m.requirements == (
+        "flask==3.1.0",
+        'pyyaml==6.0.2 ; python_version >= "3.8"',
+        "jinja2   >=3",
+    )
+    # The manifest's own list, or [project].dependencies, come first.
+    (tmp_path / "summon.toml").write_text('name = "x"\nentry = "app:main"\nrequirements = []\n')
+    assert manifest.load(tmp_path).requirements == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("--index-url https://example.invalid/simple\nflask\n", "line 1: --index-url"),
+        ("flask==3.1.0 --hash=sha256:00\n", "line 1: --hash is pip's option"),
+        ("flask\n-e ./vendored\n", "line 2: -e is pip's option"),
+        ("-r requirements.txt\n", "includes itself"),
+        ("-r missing.txt\n", "cannot read"),
+    ],
+)
+def test_what_requirements_txt_cannot_say_is_one_error(
+    tmp_path: Path, text: str, needle: str
+) -> None:
+    (tmp_path / "app.py").write_text("def main():\n    return 0\n")
+    (tmp_path / "summon.toml").write_text('name = "x"\nentry = "app:main"\n')
+    (tmp_path / "requirements.txt").write_text(text)
+    with pytest.raises(ManifestError, match="requirements: ") as e:
+        manifest.load(tmp_path)
+    assert needle in str(e.value)
