@@ -103,6 +103,7 @@ class ModuleInfo:
     alias_of: str | None = None  # sys.modules["os.path"] is posixpath
     search_locations: tuple[Path, ...] = ()  # a package's __path__
     via: Edge | None = None  # the import that brought it in; None for a root
+    traced: bool = False  # loaded while the build traced the app (not only found by the scan)
 
     @property
     def relpath(self) -> PurePosixPath | None:
@@ -164,9 +165,14 @@ class Closure:
             key=lambda m: m.name,
         )
 
-    def extension_files(self) -> list[Path]:
-        """The .so files of the extension modules."""
-        return [m.origin for m in self.extension_modules() if m.origin is not None]
+    def extension_files(self, traced: bool | None = None) -> list[Path]:
+        """The .so files of the extension modules (traced: only those the trace loaded, or
+        only those it did not)."""
+        return [
+            m.origin
+            for m in self.extension_modules()
+            if m.origin is not None and (traced is None or m.traced == traced)
+        ]
 
     def site_packages(self) -> list[str]:
         """Top-level names of the vendored packages the closure uses ("h11")."""
@@ -525,6 +531,7 @@ def _merge(
             info.alias_of,
             info.search_locations,
             node.via if node else None,
+            traced=True,
         )
     for name, node in graph.nodes.items():
         if name not in out:

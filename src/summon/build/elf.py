@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +78,9 @@ class LibraryClosure:
     interpreter: Library | None  # the loader, from PT_INTERP (also in libraries)
     # Sorted by image path; the loader included, so that copying these is enough.
     libraries: list[Library] = field(default_factory=list)
+    # An optional binary whose libraries are not all on this host -> (soname it lacks, the
+    # object that needs it). It cannot be loaded here either; the image holds it as it is.
+    unresolved: dict[Path, tuple[str, Path]] = field(default_factory=dict)
 
     def get(self, soname: str) -> Library | None:
         """The library asked for as soname, or None."""
@@ -202,6 +205,7 @@ def library_closure(
     ld_so_conf: Path = LD_SO_CONF,
     search_dirs: Sequence[str] | None = None,
     dlopened: Iterable[Path] = (),
+    optional: Collection[Path] = (),
 ) -> LibraryClosure:
     """Follow DT_NEEDED from binaries (executables, extension modules) to every library.
 
@@ -212,6 +216,10 @@ def library_closure(
     dlopened: libraries no DT_NEEDED names but that get loaded at run time for the first
     binary (glibc dlopens libgcc_s.so.1 when a thread ends in pthread_exit): they go in
     themselves, by their soname, with what they need.
+
+    optional: binaries that may lack a library (extension modules nothing loaded while the
+    build traced the app). One that does is not an error: it is in unresolved, and the
+    libraries only it needs are left out. Any other binary's missing library is BuildError.
     """
     roots = [Path(b) for b in binaries]
     if not roots:
@@ -263,6 +271,8 @@ def library_closure(
         )
 
     found: dict[str, tuple[Path, str]] = {}  # soname -> (path as found, folder searched)
+    unresolved: dict[Path, tuple[str, Path]] = {}
+    droppable = set(optional)
     needers: dict[str, list[Path]] = {}
 
     def search(name: str, obj: Path, d: _Dynamic, inherited: tuple[str, ...]) -> Path | None:
@@ -314,6 +324,9 @@ def library_closure(
                 path = found[name][0]
             else:
                 hit = search(name, obj, d, inherited)
+                if hit is None and root in droppable:
+                    unresolved.setdefault(root, (name, obj))
+                    continue
                 if hit is None:
                     via = f" (loaded for {root})" if obj != root else ""
                     raise BuildError(
@@ -327,6 +340,8 @@ def library_closure(
 
     libraries: list[Library] = [interpreter] if interpreter is not None else []
     for name, (path, folder) in sorted(found.items()):
+        if needers[name] and all(r in unresolved for r in needers[name]):
+            continue  # only for binaries that cannot load anyway
         image_dir = folder if folder in image_dirs else image_dirs[0]
         host = path.resolve()
         libraries.append(
@@ -339,7 +354,7 @@ def library_closure(
             )
         )
     libraries.sort(key=lambda lib: lib.image_path)
-    return LibraryClosure(interpreter, libraries)
+    return LibraryClosure(interpreter, libraries, unresolved)
 
 
 def _matches(path: Path, want: _Dynamic) -> bool:

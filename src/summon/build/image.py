@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -268,7 +268,11 @@ def build(
         if whole_stdlib:
             extensions = sorted(set(extensions) | set(interp.dynload.glob("*.so")))
         # glibc dlopens libgcc_s for pthread_exit (thread teardown); no DT_NEEDED names it.
-        libs = library_closure([interp.executable, *extensions], dlopened=_dlopened(interp))
+        libs = library_closure(
+            [interp.executable, *extensions],
+            dlopened=_dlopened(interp),
+            optional=closure.extension_files(traced=False),
+        )
 
         step("byte-compiling modules")
         fs = Rootfs()
@@ -409,6 +413,7 @@ def build(
         warnings=[
             *closure.warnings,
             *_data_warnings(closure, packages),
+            *_unloadable_warnings(closure, libs.unresolved),
             *(verification.warnings if verification else []),
             *notes,
         ],
@@ -454,6 +459,20 @@ def _learned_note(learned: Learned) -> str:
         f"in the recording run ({shown}); the sealed image lets exactly those through "
         '(app.json seal.code; docs/sealing.md, "Code the build saw")'
     )
+
+
+def _unloadable_warnings(
+    closure: Closure, unresolved: Mapping[Path, tuple[str, Path]]
+) -> list[str]:
+    """Extension modules the app did not load in the trace whose libraries this host lacks."""
+    names = {m.origin: m.name for m in closure.extension_modules()}
+    return [
+        f"module {names.get(so, so.name)} needs {soname}, which is not on this host (nor in "
+        f"its package): importing it will fail in the image as it does here, with ImportError "
+        f"(the app did not import it while the build traced it); to leave it out, add "
+        f'exclude = ["{names.get(so, so.name)}"] to [tool.summon]'
+        for so, (soname, _needer) in sorted(unresolved.items())
+    ]
 
 
 def _data_warnings(closure: Closure, packages: list[Package]) -> list[str]:

@@ -118,6 +118,24 @@ def test_missing_library_names_it_and_the_binary(tmp_path: Path) -> None:
 
 
 @needs_gcc
+def test_an_optional_binary_may_lack_a_library_and_takes_none_of_its_own_in(
+    tmp_path: Path,
+) -> None:
+    """An extension module the trace never loaded, whose library this host lacks (numba's
+    TBB pool without TBB): it cannot load here either, so the build goes on without it."""
+    lib = _make_libs(tmp_path)
+    with_rpath = _prog(tmp_path, "with_rpath", lib, f"-Wl,--disable-new-dtags,-rpath,{lib}")
+    (lib / "libbar.so").unlink()  # libfoo.so is found (RPATH), libbar.so it needs is not
+    c = library_closure([PYTHON, with_rpath], optional=[with_rpath])
+    assert c.unresolved == {with_rpath: ("libbar.so", lib / "libfoo.so")}
+    assert c.get("libfoo.so") is None  # only the unloadable binary needed it
+    assert c.get("libc.so.6") is not None  # the rest resolves as ever
+    # Not optional: the same gap is an error, as before.
+    with pytest.raises(BuildError, match=r"libbar\.so needed by"):
+        library_closure([PYTHON, with_rpath])
+
+
+@needs_gcc
 def test_runpath_with_origin(tmp_path: Path) -> None:
     lib = _make_libs(tmp_path)
     # RUNPATH (new dtags) applies to prog's own needs only; libfoo also carries one for libbar.
