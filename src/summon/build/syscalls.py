@@ -58,11 +58,18 @@ __all__ = [
 # HTTP/1.1 asking for a close, never a half-close: servers that take the end of input for
 # the client leaving (websockets, hyper's in granian) would close without answering.
 EXERCISE_REQUEST = (
-    b"GET / HTTP/1.1\r\nHost: summon-build\r\nUser-Agent: summon-build\r\nConnection: close\r\n\r\n"
+    b"GET {path} HTTP/1.1\r\nHost: summon-build\r\nUser-Agent: summon-build\r\n"
+    b"Connection: close\r\n\r\n"
 )
+# Then a path no app serves: what a framework makes for its first error page (Bottle's
+# template, compiled on first use) is made, and learned, in the recording run too.
+MISSING_PATH = "/.summon-build-not-found"
 EXERCISE_DATAGRAM = bytes(12)  # zeros: a DNS header with no question, for example
 RUN_TIMEOUT = 20.0  # seconds for an app without ports to end, or a server to listen
-ANSWER_PATIENCE = 3.0  # seconds a server may take to answer (and close) the build's request
+# Seconds a server may take to its first byte (an app that warms up before it answers: a
+# numba or an ORM compiling ahead), then may pause in its answer or keep the connection.
+FIRST_BYTE_PATIENCE = 10.0
+ANSWER_PATIENCE = 3.0
 UDP_PATIENCE = 3.0  # seconds of datagrams, half a second apart, until one is answered
 LINGER = 2.0  # seconds a served app runs at least (start included): a 1 s timer fires once
 _TAIL = 10
@@ -210,6 +217,8 @@ def record_image(
                 _host, port = instance.bound[fwd]
                 if _exercise(fwd.protocol, port, timeout):
                     answered.append(str(fwd))
+                    if fwd.protocol == "tcp":
+                        _exercise(fwd.protocol, port, timeout, MISSING_PATH)
             # Outlive a one-second timer of the app's (or of summon.net's counters).
             time.sleep(max(0.0, LINGER - (time.monotonic() - started)))
             alive.append(instance.wait(0) is None)
@@ -329,8 +338,8 @@ def _forwards(app_config: Mapping[str, Any]) -> list[PortForward]:
     return out
 
 
-def _exercise(protocol: str, port: int, timeout: float) -> bool:
-    """Talk to the app once on a host port; whether it answered anything."""
+def _exercise(protocol: str, port: int, timeout: float, path: str = "/") -> bool:
+    """Talk to the app once on a host port (GET path over TCP); whether it answered."""
     if protocol == "udp":
         deadline = time.monotonic() + UDP_PATIENCE
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -346,12 +355,13 @@ def _exercise(protocol: str, port: int, timeout: float) -> bool:
     try:
         # The forwarder holds the connection until the app listens.
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(EXERCISE_REQUEST)
-            s.settimeout(ANSWER_PATIENCE)
+            s.sendall(EXERCISE_REQUEST.replace(b"{path}", path.encode()))
+            s.settimeout(min(timeout, FIRST_BYTE_PATIENCE))
             got = 0
             try:
                 while chunk := s.recv(65536):
                     got += len(chunk)
+                    s.settimeout(ANSWER_PATIENCE)  # the rest
             except TimeoutError:
                 pass  # answered and kept the connection (or said nothing): got tells
             return got > 0

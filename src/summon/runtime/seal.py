@@ -248,7 +248,9 @@ class Sealer:
         import time
 
         started = time.monotonic()
-        from summon.runtime import seal_hook
+        from summon.runtime import prepare, seal_hook
+
+        prepare.prepare(self.say)  # what libraries would compile on first use, made now
 
         enforce = self.mode == "on"
         had_ctypes = "ctypes" in sys.modules

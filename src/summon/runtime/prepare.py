@@ -1,0 +1,87 @@
+"""Code libraries make lazily, made before the seal closes.
+
+Some libraries generate Python source for their own classes the first time each class is
+used, and compile it: after the seal that is refused (seal.code), though what they compile
+is theirs, fixed by their classes and the same at every start. For such a library, when the
+app has imported it, its generated code is made here, just before the seal, so that no
+request ever needs it made later. Each preparation runs only if its module is loaded, reads
+only what the library itself would, and gives up quietly on a version laid out otherwise
+(the seal then refuses as before, naming what was compiled).
+
+SQLAlchemy (1.4, 2.x): every SQL element class (HasTraverseInternals) gets its copy and
+get-children dispatchers made on its first clone or traversal, and HasShallowCopy classes
+their shallow-copy functions, from `_traverse_internals`. SQLAlchemy's own
+traversals._preconfigure_traversals does the first part, but also computes cache-key
+attributes (and warns for classes without caching); only the dispatchers are made here.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+
+
+def _subclasses(root: type) -> Iterator[type]:
+    seen: set[type] = set()
+    stack = [root]
+    while stack:
+        cls = stack.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        yield cls
+        stack.extend(cls.__subclasses__())
+
+
+def _sqlalchemy() -> int:
+    traversals = sys.modules.get("sqlalchemy.sql.traversals")
+    visitors = sys.modules.get("sqlalchemy.sql.visitors")
+    if traversals is None or visitors is None:
+        return 0
+    made = 0
+    dispatchers = [
+        (getattr(traversals, "_copy_internals", None), "_generated_copy_internals_traversal"),
+        (getattr(traversals, "_get_children", None), "_generated_get_children_traversal"),
+    ]
+    for cls in _subclasses(visitors.HasTraverseInternals):
+        internals = getattr(cls, "_traverse_internals", None)
+        if not isinstance(internals, list | tuple):
+            continue
+        for visitor, name in dispatchers:
+            if visitor is not None and name not in cls.__dict__:
+                visitor.generate_dispatch(cls, internals, name)
+                made += 1
+    shallow = getattr(traversals, "HasShallowCopy", None)
+    if shallow is not None:
+        for cls in _subclasses(shallow):
+            internals = getattr(cls, "_traverse_internals", None)
+            if not isinstance(internals, list | tuple):
+                continue
+            for kind in ("copy", "to_dict", "from_dict"):
+                name = f"_generated_shallow_{kind}_traversal"
+                if name not in cls.__dict__:
+                    setattr(cls, name, getattr(cls, f"_generate_shallow_{kind}")(internals, name))
+                    made += 1
+    return made
+
+
+# module that must be loaded -> what makes its lazily generated code
+PREPARATIONS: dict[str, Callable[[], int]] = {"sqlalchemy": _sqlalchemy}
+
+
+def prepare(say: Callable[[str], None] | None = None) -> int:
+    """Make the lazily generated code of every loaded library that has a preparation; how
+    many pieces. A preparation that fails is left, said if `say` is given."""
+    made = 0
+    for module, preparation in PREPARATIONS.items():
+        if module not in sys.modules:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                made += preparation()
+        except Exception as e:  # a version laid out otherwise: the seal refuses as before
+            if say is not None:
+                say(f"sealed: could not make {module}'s generated code ahead: {e!r}")
+    return made
