@@ -336,3 +336,16 @@ def test_an_image_with_egress_is_allowed_to_connect_out_though_its_build_never_d
     assert all(reason for reason in out.values())
     both = device_syscalls({"egress": ["db:5432"], "stores": {"todo": "/data/todo"}})
     assert {"connect", "fdatasync", "flock"} <= set(both)
+
+
+def test_a_recorded_call_lets_its_siblings_through_within_the_static_list() -> None:
+    """Python's os.stat is newfstatat; a Rust library imported on a later request stats with
+    statx. Seen one, the image allows its siblings, never beyond the static allowlist."""
+    derived = seccomp.derived_allowlist(["newfstatat", "sendto"], network="socket")
+    assert {"statx", "fstat", "sendmsg"} <= derived
+    assert "renameat2" not in derived  # no sibling of it was seen
+    static = set(seccomp.allowed_syscalls("socket"))
+    assert derived - set(seccomp.base_syscalls("socket")) <= static
+    known = set(seccomp.syscall_numbers())
+    for group in seccomp.SIBLINGS:
+        assert set(group) <= known, group

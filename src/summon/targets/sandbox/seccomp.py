@@ -196,12 +196,45 @@ def outside_ceiling(extra: Collection[str] = (), network: str = "socket") -> fro
     return frozenset(out - set(unsupported_syscalls()) - set(base_syscalls(network)))
 
 
+# Calls that do one thing under several names: libc, Python, Go and Rust's std each pick
+# their own (Python's os.stat is newfstatat, Rust's std::fs::metadata statx; a library
+# imported only on a later request may use the other). A recording that saw one lets its
+# siblings through too, within the static allowlist: the same reach, no false refusal.
+SIBLINGS = (
+    ("fstat", "newfstatat", "statx"),
+    ("statfs", "fstatfs"),
+    ("access", "faccessat", "faccessat2"),
+    ("readlink", "readlinkat"),
+    ("read", "readv", "pread64"),
+    ("write", "writev", "pwrite64"),
+    ("dup", "dup2", "dup3"),
+    ("mkdir", "mkdirat"),
+    ("unlink", "unlinkat"),
+    ("rename", "renameat", "renameat2"),
+    ("symlink", "symlinkat"),
+    ("link", "linkat"),
+    ("chmod", "fchmod", "fchmodat"),
+    ("poll", "ppoll", "select", "pselect6"),
+    ("epoll_wait", "epoll_pwait", "epoll_pwait2"),
+    ("eventfd", "eventfd2"),
+    ("accept", "accept4"),
+    ("sendto", "sendmsg", "sendmmsg"),
+    ("recvfrom", "recvmsg", "recvmmsg"),
+    ("nanosleep", "clock_nanosleep"),
+    ("clock_gettime", "gettimeofday", "time"),
+)
+
+
 def derived_allowlist(
     recorded: Iterable[str], extra: Iterable[str] = (), network: str = "socket"
 ) -> frozenset[str]:
-    """An image's allowed set: the base set, what its recording noticed, the manifest's extra."""
+    """An image's allowed set: the base set, what its recording noticed with its siblings
+    in the static allowlist (SIBLINGS), the manifest's extra."""
     base = frozenset(base_syscalls(network))
-    return base | frozenset(recorded) | frozenset(check_names(extra))
+    seen = frozenset(recorded)
+    static = frozenset(allowed_syscalls(network))
+    siblings = {name for group in SIBLINGS if seen & set(group) for name in group} & static
+    return base | seen | siblings | frozenset(check_names(extra))
 
 
 def unconditional(allowed: Collection[str] | None, network: str) -> list[str]:
