@@ -105,10 +105,19 @@ def denied_syscalls() -> dict[str, str]:
 
 
 def unsupported_syscalls() -> list[str]:
-    """The calls answered ENOTSUP, as on a filesystem without the feature (extended
-    attributes, fallocate), so that the stdlib and libc take their fallback."""
-    names: list[str] = _data()["unsupported"]["syscalls"]
-    return sorted(names)
+    """The calls answered with an errno of their own without reaching the kernel (ENOTSUP, as
+    on a filesystem without the feature: extended attributes, fallocate; ENOSYS, as a kernel
+    without NUMA: memory policy), so that the stdlib, libc and libraries take their fallback."""
+    return sorted(quiet_errnos())
+
+
+def quiet_errnos() -> dict[str, int]:
+    """Each call unsupported_syscalls() names -> the errno it is answered."""
+    answers: dict[str, int] = {}
+    for section in ("unsupported", "absent"):
+        data = _data()[section]
+        answers.update(dict.fromkeys(data["syscalls"], getattr(errno, data["errno"])))
+    return answers
 
 
 def base_syscalls(network: str = "socket") -> dict[str, str]:
@@ -332,9 +341,10 @@ def profile(
     if seal:
         rules += _seal_rules()
     # What the manifest's syscalls allow outright is not also answered ENOTSUP.
-    unsupported = [n for n in unsupported_syscalls() if n not in plain and n not in gated]
-    if unsupported:
-        rules.append({"names": unsupported, "action": ERRNO, "errnoRet": errno.ENOTSUP})
+    quiet = {n: e for n, e in quiet_errnos().items() if n not in plain and n not in gated}
+    for answer in sorted(set(quiet.values())):
+        names = sorted(n for n, e in quiet.items() if e == answer)
+        rules.append({"names": names, "action": ERRNO, "errnoRet": answer})
     rules.append({"names": sorted(denied), **eperm})
     if not record:
         # Every other call of the table: refused by the gate, with a line naming it and
