@@ -4,9 +4,10 @@ What it does, in order:
 1. As PID 1 with no /proc (a VM), mount proc, devtmpfs on /dev and tmpfs on /tmp. (In the
    sandbox, runc mounts them and seccomp denies mount.)
 2. Read <SUMMON_ROOT>/etc/summon/app.json. Image paths in it are joined to SUMMON_ROOT.
-3. Put app.json "path" in front of sys.path; set app.json "env" where the environment does
-   not already (the environment wins); set sys.argv to [entry, *args], where args are the
-   arguments given to boot.py if any, else app.json "args".
+3. Put app.json "path" in front of sys.path and work in its first folder (the app's, /app);
+   set app.json "env" where the environment does not already (the environment wins); set
+   sys.argv to [entry, *args], where args are the arguments given to boot.py if any, else
+   app.json "args".
 4. Run the entry:
    - a script runs as __main__, as `python script.py` would run it;
    - a function is called with one device per parameter, chosen by its annotation (see
@@ -125,6 +126,13 @@ def _run(argv: list[str]) -> int:
         _signal.signal(_signal.SIGQUIT, _report_stats)
 
     sys.path[0:0] = [host_path(root, p) for p in cfg.path]
+    if cfg.path:
+        # The app's folder, as `python app.py` in the project folder has it: relative paths
+        # (Bottle's ./views, a data file opened by its name) find what the build put there.
+        try:
+            os.chdir(host_path(root, cfg.path[0]))
+        except OSError:
+            pass
     for key, value in cfg.env.items():
         os.environ.setdefault(key, value)
     args = argv or cfg.args

@@ -55,6 +55,22 @@ def test_script_runs_as_main_with_its_file_and_argv(image: ImageRoot) -> None:
     assert result.returncode == 0
 
 
+def test_the_app_works_in_its_folder_and_opens_its_files_by_relative_names(
+    image: ImageRoot,
+) -> None:
+    """As `python app.py` in the project folder: Bottle's ./views, a data file by name."""
+    image.app(
+        {
+            "show.py": 'import os\nprint(os.getcwd())\nprint(open("views/page.tpl").read())\n',
+            "views/page.tpl": "hello {{name}}",
+        }
+    )
+    image.config("/app/show.py")
+    result = image.run()
+    assert result.stdout.splitlines() == [str(image.root / "app"), "hello {{name}}"]
+    assert result.returncode == 0
+
+
 @pytest.mark.parametrize(
     ("code", "status", "stderr"),
     [
