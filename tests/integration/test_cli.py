@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -149,6 +150,30 @@ def test_p_for_a_script_on_unix_is_said_not_to_apply_and_nothing_claims_the_port
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("warning: -p does not apply to a plain script on the unix target") == 1
     assert "serving tcp" not in r.stderr  # no line saying a port is served that nobody serves
+
+
+def test_a_bare_name_that_is_an_image_and_a_folder_runs_the_image(
+    summon: Summon, tmp_path: Path
+) -> None:
+    """As docker run: NAME is the image; ./NAME the folder, built and run."""
+    summon.ok("build", str(EXAMPLES / "hello"), "-t", "greeter")
+    folder = tmp_path / "greeter"
+    shutil.copytree(EXAMPLES / "hello", folder)
+    (folder / "hello.py").write_text("import sys\nprint('the folder')\nsys.exit(3)\n")
+
+    def run(name: str) -> subprocess.CompletedProcess[str]:
+        argv = summon.argv("run", name, "--target", "unix")
+        return subprocess.run(
+            argv, env=summon.env, capture_output=True, text=True, timeout=300, cwd=tmp_path
+        )
+
+    image = run("greeter")
+    assert image.returncode == 0 and "hello, world" in image.stdout, image.stderr
+    assert "running the image greeter:latest; to build and run the folder, give ./greeter" in (
+        image.stderr
+    )
+    built = run("./greeter")
+    assert built.returncode == 3 and "the folder" in built.stdout, built.stderr
 
 
 @needs_sandbox

@@ -12,6 +12,7 @@ import re
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -151,6 +152,26 @@ def _host_memory() -> int:
     return 0
 
 
+def _image_or_folder(store: Any, image: str) -> Any:
+    """The image IMAGE names: an app folder is built first. A bare name that is both an image
+    and a folder here is the image (as docker run's): ./NAME is the folder."""
+    from summon.store.image import Image
+
+    if Path(image).is_dir():
+        if "/" not in image and image not in (".", ".."):
+            try:
+                img = Image.open(store, image)
+            except UserError:
+                pass
+            else:
+                notice(f"running the image {img.ref}; to build and run the folder, give ./{image}")
+                return img
+        from summon.cli.images import build_app
+
+        return build_app(Path(image), None).image
+    return Image.open(store, image)
+
+
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("image")
 @click.option(
@@ -230,7 +251,6 @@ def run(
     """Run IMAGE (a name, ID, or an app folder, built first) in the foreground, or with -d."""
     from summon.instances import lifecycle, state
     from summon.instances.restart import RestartPolicy
-    from summon.store.image import Image
 
     if restart and not detach:
         raise UserError("--restart is for detached instances: add -d")
@@ -254,12 +274,7 @@ def run(
     check_ports_free(forwards)
     lifecycle.reconcile_all()  # what a killed run left behind goes first
     store = open_store()
-    if Path(image).is_dir():
-        from summon.cli.images import build_app
-
-        img = build_app(Path(image), None).image
-    else:
-        img = Image.open(store, image)
+    img = _image_or_folder(store, image)
     from summon.store.policy import default_verify_key
 
     if (key := verify_key or default_verify_key()) is not None:
