@@ -230,7 +230,6 @@ SIBLINGS = (
     ("sendto", "sendmsg", "sendmmsg"),
     ("recvfrom", "recvmsg", "recvmmsg"),
     ("nanosleep", "clock_nanosleep"),
-    ("clock_gettime", "gettimeofday", "time"),
 )
 
 
