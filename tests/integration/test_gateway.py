@@ -164,6 +164,31 @@ def test_sigterm_stops_every_instance(gateway: Running) -> None:
     assert leftover.stdout.strip() == ""
 
 
+def test_a_gateway_killed_outright_leaves_its_instances_to_the_next_gateway(
+    summon: Summon,
+) -> None:
+    """SIGKILL: nothing of the gateway can stop what it booted. Each instance is leased
+    (instances/scratch.py); the next gateway starting with the same state releases them."""
+    service = """
+[[service]]
+name = "orphan"
+image = "http:gw"
+idle_timeout = "60s"
+"""
+    with run_gateway(summon, service) as first:
+        assert PAGE_MARK in get_page(first.address("orphan"))
+        pid = first.status()["orphan"]["pid"]
+        left = first.containers()
+        assert pid and left
+        first.proc.kill()
+        first.proc.wait()
+        assert Path(f"/proc/{pid}").exists(), "the instance died with the gateway"
+    with run_gateway(summon, service) as second:
+        wait_for(lambda: not set(left) & set(second.containers()), 20, "the leftover's release")
+        assert not Path(f"/proc/{pid}").exists(), "the killed gateway's instance still runs"
+        assert PAGE_MARK in get_page(second.address("orphan"))  # and the service boots anew
+
+
 @pytest.mark.qemu
 @pytest.mark.skipif(
     shutil.which("qemu-system-x86_64") is None, reason="apt-get install qemu-system-x86"

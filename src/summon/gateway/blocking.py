@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 
+from summon.instances import scratch
 from summon.targets.base import Instance
 
 TYPE_CHECKING = False
@@ -30,6 +31,8 @@ def stop_quietly(instance: Instance, thaw: bool = False) -> None:
         instance.stop(STOP_GRACE)
     except Exception as e:  # a stop that fails must not take the gateway down
         log.warning("stopping instance: %s", e)
+    else:
+        scratch.release_for(instance)  # stopped: no leftover for a later gateway to release
 
 
 def waited(instance: Instance) -> asyncio.Future[int | None]:

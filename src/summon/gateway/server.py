@@ -30,6 +30,7 @@ from summon.gateway.handoff import Channel
 from summon.gateway.launched import Launched
 from summon.gateway.service import Launcher, Service, State
 from summon.gateway.status import StatusServer
+from summon.instances import scratch
 from summon.targets.base import HANDOFF, PortForward, RunSpec, SecretFile, Target, Volume
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class ImageLauncher:
         self._ahead = threading.Condition(self._locks)
         self._ahead_left: dict[str, int] = {}  # image ref -> its services the process prepares
         self._digests: dict[str, tuple[tuple[int, int], str]] = {}  # ref -> (index stat, digest)
+        scratch.sweep()  # what a gateway killed outright left running (instances/scratch.py)
 
     @property
     def store(self) -> Any:
@@ -172,6 +174,8 @@ class ImageLauncher:
             channel, app_end = Channel.pair()
             spec.ports = ()
             spec.handoff = app_end.fileno()
+        # Leased while it runs: a gateway killed outright leaves it to the next to release.
+        held = scratch.Lease.take(type(target).name, spec, remove=state)
         try:
             with open(self.log_path(name), "wb") as console:
                 spec.stdout = console.fileno()  # the target passes it on; our copy closes here
@@ -179,10 +183,13 @@ class ImageLauncher:
         except BaseException:
             if channel is not None:
                 channel.close()
+            if held is not None:
+                held.release()
             raise
         finally:
             if app_end is not None:
                 app_end.close()  # the instance has its own
+        scratch.hold(instance, held)  # released by stop_quietly once it has stopped
         return Launched(instance, channel, source)
 
 

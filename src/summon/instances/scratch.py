@@ -25,7 +25,7 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,35 +35,77 @@ from summon.targets.base import RunSpec
 LEASES = Path("/run/summon/scratch")
 
 
+class Lease:
+    """A held lease: its file, and the fd whose lock says its owner lives."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self._lock = threading.Lock()
+
+    @classmethod
+    def take(cls, target: str, spec: RunSpec, *, remove: Path | None = None) -> Lease | None:
+        """A lease on spec's instance (on target); remove: a folder of the instance's to
+        delete should its owner die (its state folder). Sweeps dead owners' leases first.
+        None where no lease can be written (not root: no target that runs such instances
+        works then either)."""
+        sweep()
+        from summon.instances.state import encode_run_spec
+
+        doc = {
+            "state": str(paths.state_dir()),
+            "target": target,
+            "run": encode_run_spec(spec),
+            "remove": str(remove) if remove else None,
+        }
+        path = LEASES / f"{spec.name}.json"
+        try:
+            LEASES.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return cls(path, _locked_file(path, json.dumps(doc).encode()))
+        except OSError:
+            return None
+
+    def release(self) -> None:
+        """The instance is stopped and released: the lease goes (idempotent)."""
+        with self._lock:
+            if self._fd is None:
+                return
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            os.close(self._fd)
+            self._fd = None
+
+
 @contextlib.contextmanager
 def lease(target: str, spec: RunSpec, *, remove: Path | None = None) -> Iterator[None]:
-    """Hold a lease on spec's instance (on target) while the block runs; remove: a folder of
-    the instance's to delete should its owner die (its temporary state folder).
-
-    Sweeps dead owners' leases first. Where no lease can be written (not root: no target
-    that runs such instances works then either), the block runs without one."""
-    sweep()
-    from summon.instances.state import encode_run_spec
-
-    doc = {
-        "state": str(paths.state_dir()),
-        "target": target,
-        "run": encode_run_spec(spec),
-        "remove": str(remove) if remove else None,
-    }
-    path = LEASES / f"{spec.name}.json"
-    try:
-        LEASES.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = _locked_file(path, json.dumps(doc).encode())
-    except OSError:
-        yield
-        return
+    """Hold a lease on spec's instance while the block runs (Lease.take)."""
+    held = Lease.take(target, spec, remove=remove)
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        os.close(fd)
+        if held is not None:
+            held.release()
+
+
+# Leases of long-lived instances (a gateway's), by the instance they are for: released by
+# whoever stops it (release_for), wherever that is.
+_held: dict[int, tuple[object, Lease]] = {}
+_held_lock = threading.Lock()
+
+
+def hold(instance: object, held: Lease | None) -> None:
+    """Keep held until release_for(instance)."""
+    if held is not None:
+        with _held_lock:
+            _held[id(instance)] = (instance, held)
+
+
+def release_for(instance: object) -> None:
+    """Release the lease hold() keeps for instance, if any (call once it is stopped)."""
+    with _held_lock:
+        entry = _held.pop(id(instance), None)
+    if entry is not None:
+        entry[1].release()
 
 
 def _locked_file(path: Path, data: bytes) -> int:
@@ -140,6 +182,8 @@ def _release(doc: object) -> None:
     with contextlib.suppress(UserError, TypeError, ValueError):
         targets.get(str(doc.get("target"))).clean_up(decode_run_spec(doc["run"]))
     if isinstance(remove := doc.get("remove"), str) and os.path.isabs(remove):
+        import shutil  # here: a gateway at rest (which sweeps at start) loads no shutil
+
         shutil.rmtree(remove, ignore_errors=True)
 
 
