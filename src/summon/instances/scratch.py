@@ -1,8 +1,10 @@
-"""Instances summon starts for its own use (a build's verify and recording runs): leased.
+"""Instances summon starts in its own process (a build's verify and recording runs, a
+gateway's services): leased.
 
 An instance `summon run` starts has an instance folder, a lock its init and monitor hold, and
-reconciling (summon.instances.lifecycle) for when they are killed. A build's runs have none
-of that: the build starts them in its own process and stops them itself. Killed outright
+reconciling (summon.instances.lifecycle) for when they are killed. A build's runs and a
+gateway's instances have none of that: they are started in the build's or the gateway's own
+process, which stops them itself (a gateway's, through release_for). Killed outright
 (SIGKILL, an OOM kill, a CI job's timeout) it would leave them behind: a container still
 running, its network namespace, mounts and a temporary folder, with nothing left to name
 them.
@@ -127,11 +129,11 @@ def _locked_file(path: Path, data: bytes) -> int:
 def sweep() -> int:
     """Release what every dead owner's leased instance left behind; how many were."""
     try:
-        paths = sorted(LEASES.iterdir())
+        entries = sorted(LEASES.iterdir())
     except OSError:
         return 0
     swept = 0
-    for path in paths:
+    for path in entries:
         if path.name.startswith("."):
             _sweep_temporary(path)
         elif path.suffix == ".json":
