@@ -5,10 +5,10 @@ used, and compile it: after the seal that is refused (seal.code), though what th
 is theirs, fixed by their classes and the same at every start. For such a library, when the
 app has imported it, its generated code is made here, just before the seal, so that no
 request ever needs it made later. Each preparation runs only if its module is loaded, reads
-only what the library itself would, and gives up quietly on a version laid out otherwise
-(the seal then refuses as before, naming what was compiled).
+only what the library itself would, and makes nothing for a version laid out otherwise (the
+seal then refuses as before, naming what was compiled); one that fails says so in a line.
 
-SQLAlchemy (1.4, 2.x): every SQL element class (HasTraverseInternals) gets its copy and
+SQLAlchemy 2.x (tested with 2.1.9): every SQL element class (HasTraverseInternals) gets its copy and
 get-children dispatchers made on its first clone or traversal, and HasShallowCopy classes
 their shallow-copy functions, from `_traverse_internals`. SQLAlchemy's own
 traversals._preconfigure_traversals does the first part, but also computes cache-key
@@ -44,7 +44,10 @@ def _sqlalchemy() -> int:
         (getattr(traversals, "_copy_internals", None), "_generated_copy_internals_traversal"),
         (getattr(traversals, "_get_children", None), "_generated_get_children_traversal"),
     ]
-    for cls in _subclasses(visitors.HasTraverseInternals):
+    root = getattr(visitors, "HasTraverseInternals", None)
+    if root is None:
+        return 0  # laid out otherwise (before 2.0): the seal refuses as it would
+    for cls in _subclasses(root):
         internals = getattr(cls, "_traverse_internals", None)
         if not isinstance(internals, list | tuple):
             continue
