@@ -175,7 +175,7 @@ class ImageLauncher:
             spec.ports = ()
             spec.handoff = app_end.fileno()
         # Leased while it runs: a gateway killed outright leaves it to the next to release.
-        held = scratch.Lease.take(type(target).name, spec, remove=state)
+        held = scratch.Lease.take(type(target).name, spec, remove=state, swept=False)
         try:
             with open(self.log_path(name), "wb") as console:
                 spec.stdout = console.fileno()  # the target passes it on; our copy closes here

@@ -46,12 +46,16 @@ class Lease:
         self._lock = threading.Lock()
 
     @classmethod
-    def take(cls, target: str, spec: RunSpec, *, remove: Path | None = None) -> Lease | None:
+    def take(
+        cls, target: str, spec: RunSpec, *, remove: Path | None = None, swept: bool = True
+    ) -> Lease | None:
         """A lease on spec's instance (on target); remove: a folder of the instance's to
-        delete should its owner die (its state folder). Sweeps dead owners' leases first.
+        delete should its owner die (its state folder). Sweeps dead owners' leases first,
+        unless swept is False (a gateway sweeps once at its start, not on a boot's path).
         None where no lease can be written (not root: no target that runs such instances
         works then either)."""
-        sweep()
+        if swept:
+            sweep()
         from summon.instances.state import encode_run_spec
 
         doc = {
