@@ -293,20 +293,24 @@ class Service:
             self.channel = None
 
     async def stop(self) -> None:
-        """Stop the instance (scale to zero, reload or shutdown); waits for a boot under way."""
-        for busy in (self._boot, self._changing):
-            if busy is not None:
+        """Stop the instance (scale to zero, reload or shutdown); waits for a boot under way.
+        The app lets go of shared listeners first: a connection that comes while it stops
+        waits for the next boot instead of being taken by an app on its way out."""
+        while self._stopping is None:
+            if (busy := self._boot or self._changing) is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(busy)
-        if self._stopping is None:
+                continue
             if self.instance is None:
                 if self.state == State.SNAPSHOTTED:
                     self.state = State.DOWN
                 return
-            self._begin_stop()
-        if self._stopping is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._stopping)
+            await self._change(tiers.DOWN, idle_only=False)
+            if self._stopping is None and self.instance is not None and self._changing is None:
+                self._begin_stop()  # the change failed: stop it all the same
+        stopping = self._stopping
+        with contextlib.suppress(Exception):
+            await asyncio.shield(stopping)
 
     def _begin_stop(self) -> None:
         """Take the instance away now (state stopping) and stop it in a thread; _stopping
@@ -355,10 +359,19 @@ class Service:
         return moved or bool(figures.get("active", 0))
 
     async def step_down(self, tier: str) -> None:
-        """Take the service to tier (frozen, snapshotted or down)."""
-        if tier == tiers.DOWN:
-            await self.stop()
+        """Take the idle service to tier (frozen, snapshotted or down)."""
+        if tier == tiers.DOWN and self.instance is None:
+            await self.stop()  # snapshotted: nothing runs
             return
+        await self._change(tier, idle_only=True)
+        if tier == tiers.DOWN and (stopping := self._stopping) is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(stopping)
+
+    async def _change(self, tier: str, idle_only: bool) -> None:
+        """Take the instance to tier, once the app has let go of shared listeners. With
+        idle_only, an app that took connections meanwhile (or one the gateway holds for it)
+        stays up. The step is one change: connections that come during it wait for it."""
         instance = self.instance
         if instance is None or self._changing is not None:
             return
@@ -369,12 +382,14 @@ class Service:
             if listeners is not None and listeners.shared:
                 # The app lets go of the listeners first; what it took meanwhile it serves.
                 await listeners.take_back(self.channel)
-                if await asyncio.to_thread(self.busy_inside):
+                if idle_only and (self.open or await asyncio.to_thread(self.busy_inside)):
                     self.last_active = time.monotonic()
                     self._changing = None
                     self._share_soon()
                     return
-            if tier == tiers.FROZEN:
+            if tier == tiers.DOWN:
+                self._begin_stop()  # state stopping before a waiting connection looks
+            elif tier == tiers.FROZEN:
                 await asyncio.to_thread(instance.freeze)
                 self.state = State.FROZEN
             elif tier == tiers.SNAPSHOTTED:

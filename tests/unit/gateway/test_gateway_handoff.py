@@ -41,6 +41,13 @@ class TieredInstance(FakeInstance):
         self.thaws = 0
         self.snapshot_key = snapshot_key
         self.busy = 0  # what runtime_stats says the app serves
+        self.accepting_at_stop: set[int] | None = None  # shared ports it accepted on then
+        self.app: SocketStack | None = None
+
+    def stop(self, grace: float = 10.0) -> int:
+        receiver = self.app.receiver if self.app is not None else None
+        self.accepting_at_stop = set(receiver.shared) if receiver is not None else set()
+        return super().stop(grace)
 
     def freeze(self) -> None:
         self.frozen = True
@@ -76,10 +83,12 @@ class AppLauncher:
         self.calls = 0
         self.instances: list[TieredInstance] = []
         self.seen: list[tuple[bytes, Any]] = []  # (request bytes, the app's sockname)
+        self.served_by: list[int] = []  # which app (1, 2...) served each request
         self.stacks: list[SocketStack] = []
 
     def __call__(self, config: ServiceConfig, forwards: tuple[PortForward, ...], name: str) -> Any:
         self.calls += 1
+        number = self.calls
         channel, app_end = Channel.pair()
         stack = SocketStack(
             "127.0.0.1", {(80, "tcp"): free_port("127.0.0.1")}, {}, app_end.detach()
@@ -90,6 +99,7 @@ class AppLauncher:
         async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             data = await reader.readuntil(b"\r\n\r\n")
             self.seen.append((data, writer.get_extra_info("sockname")))
+            self.served_by.append(number)
             writer.write(b"HTTP/1.0 200 OK\r\n\r\nby fd\n")
             await writer.drain()
             writer.close()
@@ -99,6 +109,7 @@ class AppLauncher:
 
         asyncio.run_coroutine_threadsafe(start(), self.loop).result(5)
         instance = TieredInstance("snap-1", self.reports)
+        instance.app = stack
         self.instances.append(instance)
         return Launched(instance, channel, self.digest)
 
@@ -238,6 +249,41 @@ def test_an_app_that_never_serves_its_port_fails_the_boot_within_the_bound() -> 
             assert svc.state == State.FAILED and "did not serve port(s) 80" in svc.reason
         finally:
             listener.close()
+
+    run(main())
+
+
+def test_an_app_stopped_for_idleness_lets_go_of_the_shared_listeners_first() -> None:
+    # The app's process lives on for a moment after the stop (its grace), as this in-process
+    # app does: it must no longer accept on the gateway's listener by then, or a client that
+    # comes as the service goes down is taken by an app on its way out and never answered.
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop())
+        config = ServiceConfig("web", "x", idle_timeout=0.1)
+        async with served(config, launcher) as (svc, port):
+            assert (await fetch(port)).endswith(b"by fd\n")
+            await until(lambda: svc.snapshot()["listeners_shared"])
+            await svc.step_down(tiers.DOWN)
+            assert svc.state == State.DOWN and launcher.instances[0].stopped
+            assert launcher.instances[0].accepting_at_stop == set()
+            for _ in range(5):  # each reaches the new instance, none the stopped one
+                assert (await fetch(port)).endswith(b"by fd\n")
+            assert launcher.calls == 2 and launcher.served_by == [1, 2, 2, 2, 2, 2]
+
+    run(main())
+
+
+def test_an_app_that_took_a_connection_while_letting_go_is_not_stopped() -> None:
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop())
+        config = ServiceConfig("web", "x", idle_timeout=0.1)
+        async with served(config, launcher) as (svc, port):
+            assert (await fetch(port)).endswith(b"by fd\n")
+            await until(lambda: svc.snapshot()["listeners_shared"])
+            launcher.instances[0].busy = 1  # a request the app serves, unseen by the gateway
+            await svc.step_down(tiers.DOWN)
+            assert svc.state == State.UP and not launcher.instances[0].stopped
+            await until(lambda: svc.snapshot()["listeners_shared"])  # shared again
 
     run(main())
 

@@ -128,7 +128,10 @@ async def at_rest() -> None:
             break
         except OSError:
             pass
-    await asyncio.sleep(1.0)  # the ahead process is done by now
+    for _ in range(100):  # the ahead process's thread ends within a second or so, or never
+        await asyncio.sleep(0.1)
+        if threading.active_count() == 1:
+            break
     services = json.loads(body)["services"]
     print(json.dumps({"modules": sorted(sys.modules), "threads": threading.active_count(),
                       "states": [s["state"] for s in services]}))
