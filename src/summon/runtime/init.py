@@ -28,12 +28,18 @@ denied); 2 with one "summon: ..." line for a mistake in how the app asks for dev
 SUMMON_* variable; 1 with one such line for a broken image (unreadable app.json). Before the
 app has started, a shutdown signal ends the process with status 0.
 
-Signals: SIGTERM (and SIGINT, the same) ask for a clean shutdown: finally blocks run, and the
-exit status is 0 unless the app sets one. For an async entry the main task is cancelled; the
+Signals: SIGTERM and SIGINT ask for a clean shutdown: finally blocks run, and the exit status
+is 0 unless the app sets one. For an async entry the main task is cancelled; the
 CancelledError that ends it counts as a clean exit, and an app that catches it may return a
-status. For a sync entry SystemExit(0) is raised wherever the app is, which it may catch. A
-second signal during the shutdown is ignored. (As PID 1, Python would otherwise ignore
-SIGTERM altogether: the kernel drops signals PID 1 has no handler for.)
+status. For a sync entry or a script, SIGINT is Python's own KeyboardInterrupt, so that an
+event loop the app runs (trio, anyio, asyncio.run) installs its Ctrl-C handling as it would
+bare; SIGTERM goes to that handling when there is one (trio stops at its next checkpoint,
+asyncio.run cancels its main task), and otherwise raises SystemExit(0) wherever the app is,
+which it may catch. An app that ends in the KeyboardInterrupt or SystemExit a signal raised
+(alone or in exception groups) exits with 0. A second SIGTERM during the shutdown is
+ignored. In a VM, SIGINT is the host's stop request (qemu.md) and means SIGTERM. (As PID 1,
+Python would otherwise ignore SIGTERM altogether: the kernel drops signals PID 1 has no
+handler for.)
 """
 
 from __future__ import annotations
@@ -86,6 +92,9 @@ def main() -> int:
         _say(str(e))
         status = e.status
         return status
+    except KeyboardInterrupt:  # SIGINT before the app started: a clean stop, as SIGTERM's
+        status = 0
+        return status
     finally:
         _flush()
         vm = sys.modules.get("summon.runtime.vm")
@@ -97,7 +106,8 @@ def run(argv: list[str]) -> int:
     """Everything main() does, raising Fail for what it reports in one line."""
     # From the first moment: as PID 1 a SIGTERM without a handler would be dropped.
     _signal.signal(_signal.SIGTERM, _stop_sync)
-    _signal.signal(_signal.SIGINT, _stop_sync)
+    # Python's own: an event loop installs its Ctrl-C handling only over this one.
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     try:
         return _run(argv)
     finally:
@@ -117,6 +127,9 @@ def _run(argv: list[str]) -> int:
                 vm.setup()
             except vm.SetupError as e:
                 raise Fail(str(e), 1) from None
+            # SIGINT here is the host's stop request (Ctrl-C on the serial line, sent again
+            # each second until the guest is gone): SIGTERM's meaning, repeats ignored.
+            _signal.signal(_signal.SIGINT, _stop_sync)
     try:
         cfg = app_config.load(host_path(root, APP_JSON))
     except app_config.ConfigError as e:
@@ -413,11 +426,25 @@ def _loop_exception(loop: object, context: dict[str, object]) -> None:
 
 
 def _stop_sync(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM: the Ctrl-C handling of the app's event loop if it has one (an exception
+    raised at an arbitrary point inside trio's scheduler breaks it), else SystemExit(0)."""
     global _stopping
     if _stopping:
         return
     _stopping = True
+    handler = _signal.getsignal(_signal.SIGINT)
+    if callable(handler) and handler not in (_signal.default_int_handler, _stop_sync):
+        handler(_signal.SIGINT, frame)
+        return
     raise SystemExit(0)
+
+
+def _stopped_by_signal(exc: BaseException) -> bool:
+    """Whether exc is what a shutdown signal raised: a KeyboardInterrupt, or a SystemExit
+    while stopping, alone or as the only kind of thing in (nested) exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_stopped_by_signal(e) for e in exc.exceptions)
+    return isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and _stopping)
 
 
 def exit_status(code: object) -> int:
@@ -432,6 +459,8 @@ def exit_status(code: object) -> int:
 
 
 def _status_of_exception(exc: BaseException) -> int:
+    if not isinstance(exc, SystemExit) and _stopped_by_signal(exc):
+        return 0
     if isinstance(exc, SystemExit):
         status = exit_status(exc.code)
         # A server that fails to fork logs the error itself, then exits from its except

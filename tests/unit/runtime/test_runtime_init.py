@@ -472,6 +472,58 @@ def test_signal_stops_a_script(image: ImageRoot) -> None:
     assert stop(process) == (0, "cleanup\n", "")
 
 
+def test_sigterm_goes_to_the_ctrl_c_handling_a_script_installed(image: ImageRoot) -> None:
+    # As trio's scheduler and asyncio.run do: an exception raised at an arbitrary point
+    # inside trio breaks it ("Trio guest run got abandoned" and a wall of tracebacks), so
+    # SIGTERM is handed to the handler the app's event loop put on SIGINT.
+    script = dedent("""
+        import signal, time
+        stop = []
+        signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum))
+        print("ready")
+        while not stop:
+            time.sleep(0.02)
+        print("stopped by", signal.Signals(stop[0]).name)
+    """)
+    image.app({"s.py": script})
+    image.config("/app/s.py")
+    process = image.start()
+    assert read_line(process) == "ready"
+    assert stop(process, signal.SIGTERM) == (0, "stopped by SIGINT\n", "")
+
+
+def test_a_stop_inside_exception_groups_is_a_clean_exit(image: ImageRoot) -> None:
+    # Task groups (trio's nurseries, anyio, asyncio.TaskGroup) wrap what stops them.
+    script = dedent("""
+        import time
+        try:
+            print("ready")
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt as e:
+            print("cleanup")
+            raise BaseExceptionGroup("nursery", [BaseExceptionGroup("inner", [e])])
+    """)
+    image.app({"s.py": script})
+    image.config("/app/s.py")
+    process = image.start()
+    assert read_line(process) == "ready"
+    assert stop(process, signal.SIGINT) == (0, "cleanup\n", "")
+
+
+def test_an_exception_group_with_an_error_in_it_is_still_reported(image: ImageRoot) -> None:
+    script = dedent("""
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise BaseExceptionGroup("nursery", [e, ValueError("a real failure")])
+    """)
+    image.app({"s.py": script})
+    image.config("/app/s.py")
+    result = image.run()
+    assert result.returncode == 1 and "ValueError: a real failure" in result.stderr
+
+
 def test_async_app_may_set_its_status_on_shutdown(image: ImageRoot) -> None:
     image.app(
         {
