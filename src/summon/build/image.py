@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from summon import manifest as manifest_mod
+from summon.build import zones
 from summon.build.assemble import (
     APP_DIR,
     RUNTIME_ROOT,
@@ -301,6 +302,9 @@ def build(
         fs.add_bytes(MODULES_TSV, modules_tsv(closure, packages), "config")
         for path, content in ETC_FILES.items():
             fs.add_bytes(path, content, "config")
+        if zones.needs_zones(closure, packages):  # UTC only: other zones come with tzdata
+            for path, content in zones.ZONE_FILES.items():
+                fs.add_bytes(path, content, "config")
         if m.egress and "_ssl" in closure.modules and HOST_CA_BUNDLE.is_file():
             # TLS to the app's peers: what ssl.create_default_context() trusts is the file
             # OpenSSL reads by default (Debian's libssl, the image's: OPENSSLDIR /usr/lib/ssl).
@@ -412,7 +416,7 @@ def build(
         left_out=len(closure.left_out),
         warnings=[
             *closure.warnings,
-            *_data_warnings(closure, packages),
+            *zones.zone_warnings(closure, packages, sources),
             *_unloadable_warnings(closure, libs.unresolved),
             *(verification.warnings if verification else []),
             *notes,
@@ -473,18 +477,6 @@ def _unloadable_warnings(
         f'exclude = ["{names.get(so, so.name)}"] to [tool.summon]'
         for so, (soname, _needer) in sorted(unresolved.items())
     ]
-
-
-def _data_warnings(closure: Closure, packages: list[Package]) -> list[str]:
-    """What the image's modules will look for among data no image holds from the host."""
-    if "zoneinfo" in closure.modules and not any(p.name.lower() == "tzdata" for p in packages):
-        return [
-            "zoneinfo is in the image but no time zone data is (the host's /usr/share/"
-            'zoneinfo is not shipped): ZoneInfo("Europe/Paris"), and even ZoneInfo("UTC") '
-            "(Django with USE_TZ), will raise ZoneInfoNotFoundError; add tzdata to the "
-            "requirements if the app names a zone"
-        ]
-    return []
 
 
 def _dlopened(interp: Interpreter) -> list[Path]:

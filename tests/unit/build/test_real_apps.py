@@ -378,8 +378,35 @@ def test_zoneinfo_without_tzdata_is_warned_of(store: Store, tmp_path: Path) -> N
     source = "import zoneinfo\n\ndef main():\n    return str(zoneinfo.ZoneInfo('Europe/Paris'))\n"
     app = _app(tmp_path / "zones", 'name = "zones"\nentry = "app:main"\n', source)
     result = build(app, store, tag="zones:test", verify=False)
-    [line] = [w for w in result.warnings if w.startswith("zoneinfo is in the image")]
-    assert "add tzdata to the requirements" in line
+    [line] = [w for w in result.warnings if "time zone" in w]
+    assert line.startswith("app.py names a time zone ('Europe/Paris')")
+    assert line.endswith("add tzdata to the requirements")
+
+
+def test_utc_is_in_every_image_with_zoneinfo_and_no_warning_for_it(
+    store: Store, tmp_path: Path
+) -> None:
+    # FastAPI's and pydantic's closures hold zoneinfo: every such build used to warn, and
+    # ZoneInfo("UTC") (Django's USE_TZ) raised ZoneInfoNotFoundError in the image.
+    source = "import zoneinfo\n\ndef main():\n    return str(zoneinfo.ZoneInfo('UTC'))\n"
+    app = _app(tmp_path / "utc", 'name = "utc"\nentry = "app:main"\n', source)
+    result = build(app, store, tag="utc:test", verify=False)
+    assert [w for w in result.warnings if "time zone" in w] == []
+    zones = result.image.rootfs() / "usr/share/zoneinfo"
+    # Where the image's interpreter looks (its TZPATH's first folder), as the image has it.
+    code = (
+        "import datetime, zoneinfo\n"
+        f"zoneinfo.reset_tzpath([{str(zones)!r}])\n"
+        "for key in ('UTC', 'Etc/UTC'):\n"
+        "    z = zoneinfo.ZoneInfo(key)\n"
+        "    print(key, datetime.datetime(2026, 7, 1, tzinfo=z).utcoffset(), z.tzname(None))\n"
+        "try:\n"
+        "    zoneinfo.ZoneInfo('Europe/Paris')\n"
+        "except zoneinfo.ZoneInfoNotFoundError:\n"
+        "    print('no Europe/Paris')\n"
+    )
+    out = run_in_image(result.image, code)
+    assert out.stdout == "UTC 0:00:00 UTC\nEtc/UTC 0:00:00 UTC\nno Europe/Paris\n", out.stderr
 
 
 def test_a_module_the_image_lacks_fails_verification(
