@@ -342,6 +342,7 @@ def build(
                 extra=m.syscalls,
                 secrets=secrets,
                 learned=learned,
+                modules=closure.modules,
             )
             lap("record")
             if learned:

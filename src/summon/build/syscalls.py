@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,8 +150,11 @@ def record_image(
     timeout: float = RUN_TIMEOUT,
     secrets: tuple[SecretFile, ...] = (),
     learned: Learned | None = None,
+    modules: Collection[str] = (),
 ) -> tuple[DerivedSyscalls | None, list[str]]:
     """Run the unpacked image once under the recording profile; (derived list, warnings).
+
+    modules: the image's modules (seccomp.device_syscalls adds what some of them need).
 
     secrets: what `summon build --secret` gave the run (standins.py adds TLS stand-ins).
     The list is None, with a warning saying why, when the run cannot be made or the app did
@@ -269,7 +272,7 @@ def record_image(
             "answering takes; the image keeps the sandbox's static syscall allowlist",
             *warnings,
         ]
-    declared = seccomp.device_syscalls(dict(app_config))
+    declared = seccomp.device_syscalls(dict(app_config), modules)
     derived = DerivedSyscalls(
         network=network,
         allowed=tuple(sorted(recording.allowlist(extra) | set(declared))),

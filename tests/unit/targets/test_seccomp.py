@@ -338,6 +338,25 @@ def test_an_image_with_egress_is_allowed_to_connect_out_though_its_build_never_d
     assert {"connect", "fdatasync", "flock"} <= set(both)
 
 
+def test_an_image_with_shutil_may_copy_files_though_its_build_request_never_did() -> None:
+    # shutil.copy2 and copytree answered EPERM in a handler: one request at build time
+    # rarely copies a file. An image holding shutil is allowed what its copies take.
+    from summon.targets.sandbox.seccomp import device_syscalls
+
+    copies = {"sendfile", "chmod", "fchmod", "fchmodat", "utimensat"}
+    assert not copies & set(device_syscalls({}, {"json", "asyncio"}))
+    out = device_syscalls({}, {"json", "shutil"})
+    assert copies == set(out) and all(out.values())
+    # subprocess's pipe is let through, so that what is refused is the exec itself.
+    assert set(device_syscalls({}, {"subprocess"})) == {"pipe2"}
+    assert set(device_syscalls({}, {"multiprocessing"})) == {"pipe2"}
+    for network in ("socket", "direct", "none"):
+        static = set(seccomp.allowed_syscalls(network))
+        declared = set(device_syscalls({}, {"shutil", "subprocess", "multiprocessing"}))
+        assert declared <= static
+        assert not declared & (set(seccomp.denied_syscalls()) | set(seccomp.CONDITIONAL))
+
+
 def test_a_recorded_call_lets_its_siblings_through_within_the_static_list() -> None:
     """Python's os.stat is newfstatat; a Rust library imported on a later request stats with
     statx. Seen one, the image allows its siblings, never beyond the static allowlist."""

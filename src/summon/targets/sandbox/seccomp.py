@@ -137,18 +137,27 @@ def base_syscalls(network: str = "socket") -> dict[str, str]:
     }
 
 
-def device_syscalls(app_config: dict[str, Any]) -> dict[str, str]:
+def device_syscalls(
+    app_config: dict[str, Any], modules: Collection[str] = ()
+) -> dict[str, str]:
     """The calls the devices an image uses always make, each with the reason: allowed in its
     derived profile whether or not the recording run reached them (a KV_RW store's batch
     flush, its packing, happen long after a start). Today: the KV_RW store's, for an image
     with stores (app.json "stores"), and the outbound connections of an image with egress,
-    which the recording run never makes (a build reaches no app's peers)."""
-    by_device: dict[str, dict[str, str]] = _data()["base"]["by-device"]
+    which the recording run never makes (a build reaches no app's peers). And the calls of
+    stdlib modules the image holds (`modules`), which a handler reaches on paths the build's
+    one request does not: shutil's copies (their bytes, mode and times), subprocess's and
+    multiprocessing's pipes (so that what the sandbox refuses is the fork or exec itself)."""
+    base = _data()["base"]
+    by_device: dict[str, dict[str, str]] = base["by-device"]
     calls: dict[str, str] = {}
     if app_config.get("stores"):
         calls.update(by_device["KV_RW"])
     if app_config.get("egress"):
         calls.update(by_device["egress"])
+    by_module: dict[str, dict[str, str]] = base["by-module"]
+    for module in sorted(set(by_module) & set(modules)):
+        calls.update(by_module[module])
     return calls
 
 
