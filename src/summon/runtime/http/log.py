@@ -20,7 +20,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from summon.runtime.http.protocol import Exchange
 
-_HERE = os.path.dirname(__file__) + os.sep
+# The server's own frames, by the file name its code objects carry (a .pyc says where it
+# was compiled: in an image the image's path, whatever __file__ says on the unix target).
+_HERE = os.path.dirname(sys._getframe().f_code.co_filename) + os.sep
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -59,12 +61,24 @@ def report_app_error(what: str, exc: BaseException) -> None:
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_HERE):
         tb = tb.tb_next
     text = "".join(traceback.format_exception(type(exc), exc, tb))
+    if hint := _hint(exc):
+        text += f"summon: {hint}\n"
     try:
         sys.stdout.flush()
         sys.stderr.write(f"summon: {what}\n{text}")
         sys.stderr.flush()
     except (OSError, ValueError, AttributeError):
         pass  # a broken stderr must not take the server down
+
+
+def _hint(exc: BaseException) -> str | None:
+    """What the runtime knows of exc: a module the image lacks, a fork or exec it denies."""
+    try:
+        from summon.runtime import hints  # only on this error path
+
+        return hints.missing_module_hint(exc) or hints.sandbox_hint(exc)
+    except Exception:  # a hint must never cost the server its request
+        return None
 
 
 def say(line: str) -> None:

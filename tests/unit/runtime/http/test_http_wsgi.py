@@ -3,6 +3,8 @@ environ, start_response and write, exc_info, close(), bytes-only bodies, failure
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from io import BytesIO
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 from http_wire import parse_responses
 
+from summon.runtime import hints
 from summon.runtime.http.exchange import respond_wsgi
 from summon.runtime.http.protocol import ClientDisconnected, Request
 from summon.runtime.http.settings import Settings
@@ -226,6 +229,42 @@ def test_a_str_chunk_is_an_app_error() -> None:
     body = Tracked(["not bytes"])
     assert parse_responses(respond_wsgi(tracked_app(body), GET))[0].status == 500
     assert body.closed == 1
+
+
+def test_a_handler_denied_a_process_gets_the_hint_beside_its_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # A handler that starts a program: the sandbox answers EPERM, the app does not catch
+    # it, and the line under the traceback says why (not only a bare PermissionError).
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/never":
+            os.execv("/bin/true", ["true"])
+        # What os.execv raises from C in the sandbox, here in the frame that called it.
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    [response] = parse_responses(respond_wsgi(app, GET))
+    assert response.status == 500
+    err = capfd.readouterr().err
+    assert "PermissionError: [Errno 1] Operation not permitted" in err
+    assert err.endswith(f"summon: {hints.EXEC_HINT}\n")
+
+
+def test_a_module_the_image_lacks_is_named_beside_a_handler_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        import summon_no_such_module  # type: ignore[import-not-found]  # noqa: F401
+
+        return []
+
+    [response] = parse_responses(respond_wsgi(app, GET))
+    assert response.status == 500
+    err = capfd.readouterr().err
+    assert "ModuleNotFoundError: No module named 'summon_no_such_module'" in err
+    assert (
+        err.splitlines()[-1].startswith("summon: ")
+        and "summon_no_such_module" in err.splitlines()[-1]
+    )
 
 
 def test_an_app_exception_is_a_500_and_the_next_request_is_served(
