@@ -19,8 +19,26 @@ _NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 FORMAT = '"HOST:PORT", "ADDRESS:PORT" or "CIDR:PORT" (add /udp after the port for UDP)'
 
 
+# Where an instance reaches its host's own loopback services (slirp4netns's and QEMU's
+# user network gateway): 127.0.0.1 inside an instance is the instance's own.
+HOST_LOOPBACK = {"sandbox": "10.0.2.2", "qemu": "10.0.3.2"}
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+
+
 class EgressError(ValueError):
     """An allowlist entry that does not parse; the message names the entry and the reason."""
+
+
+def loopback_problem(port: int, protocol: str = "tcp") -> str:
+    """Why an entry naming loopback can never connect, and what to write instead."""
+    suffix = "/udp" if protocol == "udp" else ""
+    sandbox, vm = HOST_LOOPBACK["sandbox"], HOST_LOOPBACK["qemu"]
+    return (
+        "loopback inside an instance is the instance's own, so this entry can never reach "
+        f"the host; a service on the host's 127.0.0.1 is {sandbox} from a "
+        f'sandbox ({vm} from a VM): allow "{sandbox}:{port}{suffix}" and have the app '
+        f"connect to {sandbox}"
+    )
 
 
 @dataclass(frozen=True)
@@ -70,8 +88,14 @@ def parse_rule(entry: str) -> EgressRule:
             raise EgressError(
                 f"{entry!r}: 0.0.0.0/0 allows everywhere; name the networks the app needs"
             )
+        if network.subnet_of(LOOPBACK):
+            raise EgressError(f"{entry!r}: {loopback_problem(int(number), protocol)}")
     elif not _NAME.fullmatch(host):
         raise EgressError(f"{entry!r}: {host!r} is not a host name, address or network")
+    elif host.rstrip(".").lower() in ("localhost", "ip6-localhost", "ip6-loopback") or (
+        host.rstrip(".").lower().endswith(".localhost")
+    ):
+        raise EgressError(f"{entry!r}: {loopback_problem(int(number), protocol)}")
     return EgressRule(host.rstrip(".").lower(), int(number), protocol)
 
 

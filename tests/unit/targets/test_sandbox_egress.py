@@ -46,6 +46,13 @@ def test_entries_parse(entry: str, rule: EgressRule) -> None:
         ("1.2.3:80", "is not an IPv4 address or network"),
         ("0.0.0.0/0:80", "0.0.0.0/0 allows everywhere"),
         ("db_1:80", "is not a host name, address or network"),
+        # Loopback in an instance is its own: such an entry could never connect anywhere.
+        ("127.0.0.1:19600", 'instance\'s own, so this entry can never reach the host; a '
+         'service on the host\'s 127.0.0.1 is 10.0.2.2 from a sandbox (10.0.3.2 from a VM): '
+         'allow "10.0.2.2:19600"'),
+        ("127.0.0.0/8:53/udp", 'allow "10.0.2.2:53/udp"'),
+        ("localhost:5432", 'allow "10.0.2.2:5432"'),
+        ("api.localhost:80", "loopback inside an instance is the instance's own"),
     ],
 )
 def test_bad_entries_say_why(entry: str, message: str) -> None:
@@ -89,6 +96,12 @@ def test_names_resolve_on_the_host_and_unknown_ones_fail() -> None:
     assert names == table
     with pytest.raises(UserError, match=r"egress 'nowhere:1': nowhere does not resolve"):
         resolve(parse_rules(["nowhere:1"]), resolver)
+    # A name the host resolves to its own loopback (a /etc/hosts alias) cannot be reached
+    # from the instance either.
+    table["upstream"] = ["127.0.1.1"]
+    with pytest.raises(UserError, match=r"egress 'upstream:8080': upstream resolves to "
+                       r"127.0.1.1 here: loopback inside an instance"):  # fmt: skip
+        resolve(parse_rules(["upstream:8080"]), resolver)
 
 
 def test_the_rules_refuse_all_but_the_list() -> None:

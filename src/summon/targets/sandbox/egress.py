@@ -30,7 +30,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from summon.egress import EgressRule, parse_rules
+from summon.egress import LOOPBACK, EgressRule, loopback_problem, parse_rules
 from summon.errors import TargetUnavailable, UserError
 
 TAP_NAME = "tap0"
@@ -72,6 +72,11 @@ def resolve(
                 f"egress {str(rule)!r}: {rule.host} does not resolve on this host ({e}); "
                 "fix the name or give an address"
             ) from None
+        if addresses and all(ipaddress.IPv4Address(a) in LOOPBACK for a in addresses):
+            raise UserError(
+                f"egress {str(rule)!r}: {rule.host} resolves to {', '.join(addresses)} here: "
+                f"{loopback_problem(rule.port, rule.protocol)}"
+            )
         names[rule.host] = addresses
         out.extend((rule, ipaddress.IPv4Network(a)) for a in addresses)
     return out, names
