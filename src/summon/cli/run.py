@@ -91,6 +91,31 @@ def check_ports_free(ports: tuple[PortForward, ...]) -> None:
                 raise PortTaken(f, e) from None
 
 
+def check_guest_ports(forwards: tuple[PortForward, ...], app_config: dict[str, Any]) -> None:
+    """A forward to a port the image does not list: an error for an app summon's runtime
+    serves (it listens on the listed port only: the requests would wait for nobody), a
+    warning for one that opens its own listeners."""
+    listed = [p if "/" in p else f"{p}/tcp" for p in map(str, app_config.get("ports", []))]
+    entry = app_config.get("entry")
+    served = isinstance(entry, dict) and entry.get("kind") in ("wsgi", "asgi")
+    for f in forwards:
+        if f"{f.guest_port}/{f.protocol}" in listed:
+            continue
+        flag = f"-p {f.host_port}:{f.guest_port}" + ("/udp" if f.protocol == "udp" else "")
+        ports = ", ".join(listed) or "none"
+        same = [p for p in listed if p.endswith(f"/{f.protocol}")]
+        if served:
+            hint = f"; did you mean -p {f.host_port}:{same[0].partition('/')[0]}?" if same else ""
+            raise UserError(
+                f"{flag}: the image's app is served on port(s) {ports} (its manifest's ports), "
+                f"not {f.guest_port}/{f.protocol}{hint}"
+            )
+        notice(
+            f"warning: {flag}: the image lists port(s) {ports}, not {f.guest_port}/"
+            f"{f.protocol}; connections reach the app only if it listens there itself"
+        )
+
+
 def parse_volumes(values: tuple[str, ...]) -> tuple[Volume, ...]:
     """-v NAME:/PATH (a named volume) or -v /HOST/FOLDER:/PATH (a host folder, bound)."""
     from summon.targets import volumes
@@ -303,6 +328,7 @@ def run(
     if forwards and (ignored := chosen.ports_ignored(spec)):
         notice(f"warning: {ignored}")
         forwards = spec.ports = ()
+    check_guest_ports(forwards, spec.app_config)
     base = str(spec.app_config.get("name") or "app")
     started = lifecycle.start(
         spec,

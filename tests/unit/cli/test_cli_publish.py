@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from summon.cli.run import parse_ports
+from summon.cli.run import check_guest_ports, parse_ports
 from summon.errors import UserError
 from summon.targets.base import PortForward
 
@@ -38,3 +38,32 @@ def test_bad_publish_flags_are_one_line(flag: str, needle: str) -> None:
     with pytest.raises(UserError, match=needle) as e:
         parse_ports((flag,))
     assert "\n" not in str(e.value) and str(e.value).startswith(f"-p {flag}:")
+
+
+WSGI = {"entry": {"kind": "wsgi", "module": "app", "attr": "app"}, "ports": ["8000/tcp"]}
+SCRIPT = {"entry": {"kind": "script", "path": "/app/s.py"}, "ports": ["8000/tcp", "5353/udp"]}
+
+
+def test_a_forward_to_a_port_a_served_app_does_not_listen_on_is_refused() -> None:
+    # The runtime listens on the image's port only: requests to another one waited for
+    # nobody until the client gave up.
+    with pytest.raises(UserError) as info:
+        check_guest_ports(parse_ports(("19521:9999",)), WSGI)
+    assert str(info.value) == (
+        "-p 19521:9999: the image's app is served on port(s) 8000/tcp (its manifest's ports), "
+        "not 9999/tcp; did you mean -p 19521:8000?"
+    )
+    check_guest_ports(parse_ports(("19521:8000",)), WSGI)  # the listed one
+    check_guest_ports(parse_ports(("19521:8000",)), {**WSGI, "ports": ["8000"]})  # older form
+
+
+def test_a_forward_to_an_unlisted_port_of_a_script_is_a_warning(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    check_guest_ports(parse_ports(("19522:5353/udp", "19523:8000")), SCRIPT)
+    assert capsys.readouterr().err == ""
+    check_guest_ports(parse_ports(("19524:9000",)), SCRIPT)
+    assert capsys.readouterr().err == (
+        "summon: warning: -p 19524:9000: the image lists port(s) 8000/tcp, 5353/udp, not "
+        "9000/tcp; connections reach the app only if it listens there itself\n"
+    )
