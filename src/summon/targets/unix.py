@@ -154,6 +154,9 @@ class UnixTarget(Target):
         mounts, leases = volumes.folder_mounts(spec, _notice)
         if mounts:
             env[VOLUMES_ENV] = volumes_environment([(p, str(f)) for p, f in mounts])
+            for vol in spec.volumes:
+                if why := unreached_volume(vol.path, spec.app_config):
+                    _notice(f"warning: -v {vol}: {why}")
         folder = secrets.private_folder(spec.name, spec.secrets) if spec.secrets else None
         if folder is not None:
             env["SUMMON_SECRETS"] = str(folder)
@@ -174,6 +177,19 @@ class UnixTarget(Target):
                 held.close()
             raise
         return UnixInstance(proc, folder, leases)
+
+
+def unreached_volume(path: str, app_config: dict[str, Any]) -> str:
+    """Why a volume at path is not what the app's own file calls see on this target, or ""
+    when only the image's stores (its KV devices, which are told the folder) live there."""
+    stores = app_config.get("stores") or {}
+    if any(str(p) == path or str(p).startswith(path.rstrip("/") + "/") for p in stores.values()):
+        return ""
+    return (
+        f"a plain host process has no mounts of its own: the app's stores would use the "
+        f"volume, but a file the app opens under {path} itself is the host's {path}; run it "
+        "with --target sandbox to have the volume there"
+    )
 
 
 def through_image_loader(root: Path, argv: list[str]) -> list[str]:
