@@ -514,9 +514,11 @@ def main() -> None:
 
         detail = ""
         if error.exc is not None:
-            detail = "".join(
-                traceback.format_exception(type(error.exc), error.exc, error.exc.__traceback__)
-            )
+            # From the app's first frame: the tracer's own (this file's) say nothing to a user.
+            tb = error.exc.__traceback__
+            while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+                tb = tb.tb_next
+            detail = "".join(traceback.format_exception(type(error.exc), error.exc, tb))
         report = {"phase": error.phase, "message": error.message, "detail": detail}
         exc = error.exc
         if type(exc) is ModuleNotFoundError and exc.name:
