@@ -147,17 +147,21 @@ def probe_results(
         env=env,
         state_dir=tmp_path_factory.mktemp("state"),
     )
-    # The app's stdio is ours: point our fd 1 at a file for the run to read what it printed.
-    saved = os.dup(1)
+    # The app's stdio is ours: point our fds 1 and 2 at a file for the run to read what it
+    # printed, and what the gate said (summon's lines go to fd 2 without a console).
+    saved = os.dup(1), os.dup(2)
     try:
         with open(out, "wb") as f:
             os.dup2(f.fileno(), 1)
+            os.dup2(f.fileno(), 2)
         status = run_to_end(target, spec)
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, copy in enumerate(saved, start=1):
+            os.dup2(copy, fd)
+            os.close(copy)
     results = parse(out.read_text())
     results["_status"] = {"status": status}
+    results["_console"] = {"text": out.read_text()}
     yield results, env
     listener.close()
     shutil.rmtree(bait_dir)
@@ -207,6 +211,16 @@ def test_escape_is_stopped_by_the_right_rule(
         f"{probe} failed with {errno.errorcode.get(got['errno'])} ({got['detail']}), "
         f"expected {errno.errorcode[want]}: {rule}"
     )
+
+
+def test_a_refused_fork_is_said_on_the_console_naming_the_rule(
+    probe_results: tuple[dict[str, dict[str, Any]], dict[str, str]],
+) -> None:
+    # The kernel alone used to answer it: the app's PermissionError was all there was.
+    from summon.targets.sandbox.gate import RULE_FORK
+
+    results, _env = probe_results
+    assert f"summon: sandbox: refused fork ({RULE_FORK})" in results["_console"]["text"]
 
 
 def test_threads_still_work_inside(

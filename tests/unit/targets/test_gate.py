@@ -11,6 +11,10 @@ from summon.targets.sandbox import gate
 
 AF_INET, AF_NETLINK, AF_VSOCK = 2, 16, 40
 NR_SOCKET, NR_UNAME, NR_INOTIFY_INIT1 = 41, 63, 294
+NR_CLONE, NR_FORK, NR_VFORK = 56, 57, 58
+# glibc's fork(): clone(CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD); a thread's flags.
+FORK_FLAGS = 0x01000000 | 0x00200000 | 17
+THREAD_FLAGS = 0x003D0F00
 
 
 @pytest.fixture
@@ -56,6 +60,23 @@ def test_unrecorded_calls_are_refused_with_how_to_allow_them(enforcing: gate.Exe
     assert what == "uname"
     assert rule.startswith(gate.RULE_UNRECORDED)
     assert 'add syscalls = ["uname"] to [tool.summon]' in rule
+
+
+def test_a_new_process_is_refused_always_naming_the_rule(
+    enforcing: gate.ExecGate, recording: gate.ExecGate
+) -> None:
+    # os.fork (clone without CLONE_THREAD), subprocess (vfork) and multiprocessing were
+    # refused by the kernel alone: the app's PermissionError said nothing, and Flask, which
+    # logs a handler's error and answers 500, hid even that. A recording run may not fork.
+    for g in (enforcing, recording):
+        for nr, name, arg0 in ((NR_CLONE, "clone", FORK_FLAGS), (NR_FORK, "fork", 0),
+                               (NR_VFORK, "vfork", 0)):  # fmt: skip
+            assert g._judge(nr, name, arg0) == ("fork", gate.RULE_FORK), name
+    assert recording._judge(NR_CLONE, "clone", THREAD_FLAGS) is None  # a thread: noted
+    assert gate.RULE_FORK == (
+        "seccomp: one process, so no fork (subprocess, multiprocessing, a pre-forking "
+        "server); use threads or asyncio"
+    )
 
 
 def test_calls_outside_the_allowlist_are_refused_naming_that_rule(

@@ -47,6 +47,10 @@ _POLL_SECONDS = 0.2
 _MAX_LINES = 64
 
 RULE_EXEC = "seccomp: one exec, runc's own, before the app"
+RULE_FORK = (
+    "seccomp: one process, so no fork (subprocess, multiprocessing, a pre-forking server); "
+    "use threads or asyncio"
+)
 RULE_UNRECORDED = "seccomp: not among the calls this image's recording run made"
 RULE_OUTSIDE = "seccomp: not in the sandbox's allowlist"
 
@@ -192,6 +196,8 @@ class ExecGate:
 
     def _judge(self, nr: int, name: str, arg0: int) -> tuple[str, str] | None:
         """None to let the call through, else (what, rule) to refuse it with."""
+        if name in seccomp.PROCESS_CALLS or (name == "clone" and not arg0 & seccomp.CLONE_THREAD):
+            return "fork", RULE_FORK  # never, recording or not
         if nr == _NR_SOCKET:
             if self._network == "direct":
                 return "socket()", "seccomp: direct mode has no kernel sockets, only its TAP device"
@@ -210,8 +216,7 @@ class ExecGate:
             return None
         rule = RULE_UNRECORDED if name in self._static else RULE_OUTSIDE
         return name, (
-            f'{rule}; if the app needs it, add syscalls = ["{name}"] to [tool.summon] and '
-            "rebuild"
+            f'{rule}; if the app needs it, add syscalls = ["{name}"] to [tool.summon] and rebuild'
         )
 
     def _answer_exec(self, notify_fd: int, notif_id: int, tid: int, init_pid: int) -> None:
