@@ -63,9 +63,21 @@ def _present(bom: Mapping[str, Any], modules: Mapping[str, Any], name: str) -> l
         for step in reversed(chain):
             lines.append("  " + _step(step, modules, bom))
     elif info.get("named_by"):
-        lines.append("  loaded while the app started (seen by the trace); code that imports it:")
-        for edge in info["named_by"]:
-            lines.append("  " + _step({**edge, "target": name}, modules, bom))
+        # A module's own code naming it (zoneinfo's __init__ imports zoneinfo._common) is
+        # no importer: what is left, if anything, is.
+        edges = [e for e in info.get("named_by") or [] if e.get("module") != name]
+        if edges:
+            lines.append(
+                "  loaded while the app started (seen by the trace); code that imports it:"
+            )
+            for edge in edges:
+                lines.append("  " + _step({**edge, "target": name}, modules, bom))
+        else:
+            lines.append(
+                "  loaded while the app started (seen by the trace), by no Python code the "
+                "build can point to: an extension module's native code imports it (orjson "
+                "imports zoneinfo so), or code run from a string"
+            )
     else:
         lines.append(f"  it is a root: {info.get('reason')}")
     return lines
