@@ -74,6 +74,15 @@ def main() -> None:
     root = cfg["root"].rstrip("/")
     # sys.path[0] is '' for -c: the image's own path goes there instead, as init puts it.
     sys.path[0:1] = [root + p for p in cfg["path"]]
+    if cfg["path"]:
+        # In the app's folder, as init runs it: StaticFiles(directory="static"), a file
+        # opened by a relative name at import. posix: loaded at every start, no import.
+        import posix
+
+        try:
+            posix.chdir(root + cfg["path"][0])
+        except OSError:
+            pass
 
     def importing(name: str) -> "Callable[[], object]":
         return lambda: __import__(name)

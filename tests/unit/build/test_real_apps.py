@@ -374,6 +374,24 @@ def test_a_call_the_sandbox_refuses_is_named_by_the_build(store: Store, tmp_path
     )
 
 
+def test_an_app_reading_its_files_by_relative_name_at_import_builds(
+    store: Store, tmp_path: Path
+) -> None:
+    # FastAPI's first example mounts StaticFiles(directory="static"), which checks the
+    # folder at import: the in-image check ran in / and the build failed, though the
+    # runtime runs every app in its folder (as `python app.py` in the project folder).
+    source = (
+        "GREETING = open('greeting.txt').read()\n\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [])\n"
+        "    return [GREETING.encode()]\n"
+    )
+    app = _app(tmp_path / "rel", 'name = "rel"\nentry = "app:app"\nports = [8000]\n', source)
+    (app / "greeting.txt").write_text("hello\n")
+    result = build(app, store, tag="rel:test", record=False)
+    assert result.image.app_config()["name"] == "rel"
+
+
 def test_zoneinfo_without_tzdata_is_warned_of(store: Store, tmp_path: Path) -> None:
     source = "import zoneinfo\n\ndef main():\n    return str(zoneinfo.ZoneInfo('Europe/Paris'))\n"
     app = _app(tmp_path / "zones", 'name = "zones"\nentry = "app:main"\n', source)
