@@ -5,10 +5,10 @@ needs). Without any data, `ZoneInfo("UTC")`, which Django's USE_TZ and many libr
 for, raised ZoneInfoNotFoundError in every image whose closure held zoneinfo: so UTC (a
 114-byte TZif file, made here rather than copied, so that the image does not depend on the
 host's tzdata version) is put where the image's interpreter looks first (its TZPATH starts
-with /usr/share/zoneinfo), as UTC and Etc/UTC. Any other zone needs the tzdata
-distribution, which zoneinfo finds by itself; the build says so when the app's own code
-names one, and stays quiet for apps that only import zoneinfo through a library (FastAPI,
-pydantic), which warned on every build before.
+with /usr/share/zoneinfo), as UTC and Etc/UTC, and as /etc/localtime: the local zone is
+UTC. Any other zone needs the tzdata distribution, which zoneinfo finds by itself; the build
+says so when the app's own code names one, and stays quiet for apps that only import
+zoneinfo through a library (FastAPI, pydantic, orjson), which warned on every build before.
 """
 
 from __future__ import annotations
@@ -34,7 +34,13 @@ def _utc_tzif() -> bytes:
 
 UTC_TZIF = _utc_tzif()
 # Image path -> content.
-ZONE_FILES = {f"{ZONE_DIR}/Etc/UTC": UTC_TZIF, f"{ZONE_DIR}/UTC": UTC_TZIF}
+# /etc/localtime too: what tzlocal (APScheduler's) reads for the local zone, and warned
+# without ("Can not find any timezone configuration, defaulting to UTC").
+ZONE_FILES = {
+    f"{ZONE_DIR}/Etc/UTC": UTC_TZIF,
+    f"{ZONE_DIR}/UTC": UTC_TZIF,
+    "/etc/localtime": UTC_TZIF,
+}
 
 # A zone named in code: an Area/Location literal (not UTC), or ZoneInfo() of anything but UTC.
 _AREAS = (

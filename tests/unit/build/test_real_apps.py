@@ -425,6 +425,8 @@ def test_utc_is_in_every_image_with_zoneinfo_and_no_warning_for_it(
     )
     out = run_in_image(result.image, code)
     assert out.stdout == "UTC 0:00:00 UTC\nEtc/UTC 0:00:00 UTC\nno Europe/Paris\n", out.stderr
+    # The local zone, for tzlocal (APScheduler) and glibc: UTC.
+    assert (result.image.rootfs() / "etc/localtime").read_bytes() == (zones / "UTC").read_bytes()
 
 
 def test_a_module_the_image_lacks_fails_verification(
