@@ -116,6 +116,19 @@ def check_guest_ports(forwards: tuple[PortForward, ...], app_config: dict[str, A
         )
 
 
+def unmounted_volumes(mounts: tuple[Volume, ...], app_config: dict[str, Any]) -> list[str]:
+    """The image's volume paths (its manifest's volumes) that no -v mounts; not those of
+    its stores (the runtime refuses to start those with a line of its own)."""
+    given = {m.path.rstrip("/") for m in mounts}
+    stores = [str(s) for s in (app_config.get("stores") or {}).values()]
+    out = []
+    for path in map(str, app_config.get("volumes", [])):
+        path = path.rstrip("/") or "/"
+        if path not in given and not any(s == path or s.startswith(path + "/") for s in stores):
+            out.append(path)
+    return out
+
+
 def parse_volumes(values: tuple[str, ...]) -> tuple[Volume, ...]:
     """-v NAME:/PATH (a named volume) or -v /HOST/FOLDER:/PATH (a host folder, bound)."""
     from summon.targets import volumes
@@ -329,6 +342,12 @@ def run(
         notice(f"warning: {ignored}")
         forwards = spec.ports = ()
     check_guest_ports(forwards, spec.app_config)
+    for path in unmounted_volumes(mounts, spec.app_config):
+        notice(
+            f"warning: the image has a volume at {path} and this run mounts none there: the "
+            f"app finds an empty, read-only folder; add -v NAME:{path} (a named volume, made "
+            "on first use) to keep its data"
+        )
     base = str(spec.app_config.get("name") or "app")
     started = lifecycle.start(
         spec,

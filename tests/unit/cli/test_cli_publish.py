@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from summon.cli.run import check_guest_ports, parse_ports
+from summon.cli.run import check_guest_ports, parse_ports, parse_volumes, unmounted_volumes
 from summon.errors import UserError
 from summon.targets.base import PortForward
 
@@ -67,3 +67,13 @@ def test_a_forward_to_an_unlisted_port_of_a_script_is_a_warning(
         "summon: warning: -p 19524:9000: the image lists port(s) 8000/tcp, 5353/udp, not "
         "9000/tcp; connections reach the app only if it listens there itself\n"
     )
+
+
+def test_a_volume_the_image_has_and_the_run_leaves_unmounted_is_named() -> None:
+    # A Litestar app's sqlite on /data failed with "unable to open database file" and
+    # nothing said /data was an empty read-only folder.
+    config = {"volumes": ["/data", "/cache"], "stores": {}}
+    assert unmounted_volumes((), config) == ["/data", "/cache"]
+    assert unmounted_volumes(parse_volumes(("notes:/data",)), config) == ["/cache"]
+    # A store's volume: the runtime says so itself, naming the store.
+    assert unmounted_volumes((), {"volumes": ["/data"], "stores": {"todo": "/data/todo"}}) == []
