@@ -1,4 +1,4 @@
-"""`summon run -p`: the forms a user writes, as Docker's, and one line for the rest."""
+"""`summon run -p` (and -v): the forms a user writes, as Docker's, and one line for the rest."""
 
 from __future__ import annotations
 
