@@ -518,6 +518,10 @@ class HTTPConnection:
         """Answer with an error status and close; only close if a response is under way."""
         exchange = None
         event = st.TIMEOUT if status == 408 else st.REJECT
+        if status == 413:
+            from summon.runtime.http.log import say_body_limit
+
+            say_body_limit(self.settings.max_body)
         if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             body = b"%d %s\n" % (status, REASONS.get(status, b"Error"))
             headers = [

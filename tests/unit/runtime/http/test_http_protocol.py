@@ -204,6 +204,22 @@ def test_a_chunked_body_growing_over_the_limit_gets_413() -> None:
     assert parse_responses(out)[0].status == 413 and conn.closed
 
 
+def test_the_first_413_for_the_body_limit_says_how_to_raise_it_once(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # An upload over 1M answered 413 and the console showed only the access line, while
+    # the same app bare took it: the limit is summon's, so summon names it.
+    from summon.runtime.http import log
+
+    monkeypatch.setattr(log, "_said_body_limit", False)
+    for _ in range(2):
+        serve_all(post(b"x" * (2 << 20)), Settings(max_body=1 << 20))
+    assert capfd.readouterr().err == (
+        "summon: a request body over 1M was refused with 413 (SUMMON_HTTP_MAX_BODY); to take "
+        "larger ones, run with -e SUMMON_HTTP_MAX_BODY=64M or set it in the manifest's env\n"
+    )
+
+
 def test_a_body_at_the_limit_is_taken() -> None:
     _, seen, _ = serve_all(post(b"x" * 1000), Settings(max_body=1000))
     assert ("body", b"x" * 1000) in seen and seen[-1] == ("end",)
