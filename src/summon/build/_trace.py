@@ -34,6 +34,18 @@ class TraceFailure(Exception):
         self.exc = exc
 
 
+def _raised_by_environ(exc: BaseException) -> bool:
+    """Whether exc came from os.environ[...] (the innermost frame: os's __getitem__)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    code = tb.tb_frame.f_code
+    where = code.co_filename
+    return code.co_name == "__getitem__" and (where == "<frozen os>" or where.endswith("os.py"))
+
+
 def _walk(node: "Node") -> "Iterator[Node]":
     stack = [node]
     while stack:
@@ -524,6 +536,8 @@ def main() -> None:
         if type(exc) is ModuleNotFoundError and exc.name:
             # Not in the image's search path at all (not refused): a requirement missing?
             report["missing"] = exc.name
+        elif type(exc) is KeyError and exc.args and _raised_by_environ(exc):
+            report["env"] = str(exc.args[0])  # os.environ["NAME"] at import
         result["error"] = report
     import json
 

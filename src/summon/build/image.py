@@ -184,6 +184,7 @@ def build(
     record: bool = True,
     manifest: Path | None = None,
     secrets: tuple[SecretFile, ...] = (),
+    env: Mapping[str, str] | None = None,
 ) -> BuildResult:
     """Build the app in app_dir into an image in store, tagged `tag` (default name:version).
 
@@ -195,6 +196,9 @@ def build(
     then runs the image once in the sandbox to derive its syscall allowlist
     (summon.build.syscalls); without it, or where it cannot run, the static list holds.
     secrets are for that run only (summon build --secret); nothing of them enters the image.
+    env: variables the build's own runs of the app (the interface probe, the trace, the
+    check inside the image, the recording run) get over the manifest's, as an app reading
+    SECRET_KEY at import needs (summon build -e); never written into the image.
     """
     timings: dict[str, float] = {}
     clock = time.monotonic()
@@ -220,7 +224,8 @@ def build(
             step(f"vendoring {len(m.requirements)} requirement(s) for Python {interp.version}")
             packages = vendor(m.requirements, interp, site)
         step("inspecting the entry")
-        m = replace(m, interface=entry_interface(m, interp, site))
+        run_env = {**m.env, **(env or {})}  # the build's runs of the app, never the image
+        m = replace(m, interface=entry_interface(m, interp, site, run_env))
         if m.interface and m.stores:
             raise BuildError(
                 f"{m.source}: stores: the {m.interface.upper()} app {m.entry} has no parameters "
@@ -259,7 +264,7 @@ def build(
             exclude=m.exclude,
             runtime_modules=runtime_modules(m),
             packages=packages,
-            env=m.env,
+            env=run_env,
             optional=_optional(m),
         )
         lap("closure")
@@ -323,7 +328,7 @@ def build(
             lap("verify-unpack")
             verification = verify_image(
                 rootfs,
-                _verify_plan(m, interp, closure, app_config),
+                _verify_plan(m, interp, closure, app_config, run_env),
                 image=ref,
                 app_config=app_config,
             )
@@ -343,6 +348,7 @@ def build(
                 secrets=secrets,
                 learned=learned,
                 modules=closure.modules,
+                env=run_env,
             )
             lap("record")
             if learned:
@@ -519,7 +525,11 @@ def _add_data(fs: Rootfs, m: Manifest) -> dict[str, str]:
 
 
 def _verify_plan(
-    m: Manifest, interp: Interpreter, closure: Closure, app_config: dict[str, Any]
+    m: Manifest,
+    interp: Interpreter,
+    closure: Closure,
+    app_config: dict[str, Any],
+    env: Mapping[str, str],
 ) -> VerifyPlan:
     entry: dict[str, Any]
     if m.entry.kind == "function":
@@ -545,7 +555,7 @@ def _verify_plan(
         entry=entry,
         include=m.include,
         probe=m.probe,
-        env=dict(m.env),
+        env=dict(env),
         network="none" if m.network == "none" else "socket",
         memory=m.memory,
         pids=m.pids,

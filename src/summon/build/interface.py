@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import summon
@@ -43,7 +44,11 @@ DETECT_TIMEOUT = 60.0
 
 
 def detect(
-    m: Manifest, interp: Interpreter, site: Path, timeout: float = DETECT_TIMEOUT
+    m: Manifest,
+    interp: Interpreter,
+    site: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = DETECT_TIMEOUT,
 ) -> tuple[str, str]:
     """(kind, why) of the entry, as _interface_probe.py reports them (see there)."""
     with tempfile.TemporaryDirectory(prefix="summon-interface-") as tmp:
@@ -60,13 +65,14 @@ def detect(
             "device_types": list(DEVICE_TYPES),  # the runtime's, so the two never disagree
         }
         (work / "in.json").write_text(json.dumps(config))
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", **m.env}
+        path = os.environ.get("PATH", "/usr/bin:/bin")
+        run_env = {"PATH": path, "LC_ALL": "C.UTF-8", **(m.env if env is None else env)}
         argv = [str(interp.executable), "-S", "-E", "-B", str(_PROBE)]
         try:
             proc = subprocess.run(
                 [*argv, str(work / "in.json"), str(work / "out.json")],
                 cwd=m.app_dir,
-                env=env,
+                env=run_env,
                 capture_output=True,
                 stdin=subprocess.DEVNULL,
                 timeout=timeout,
@@ -85,7 +91,9 @@ def detect(
         return str(result["kind"]), str(result["why"])
 
 
-def entry_interface(m: Manifest, interp: Interpreter, site: Path) -> str:
+def entry_interface(
+    m: Manifest, interp: Interpreter, site: Path, env: Mapping[str, str] | None = None
+) -> str:
     """ "wsgi" or "asgi" if the runtime serves the entry, "" if it calls or runs it.
 
     BuildError if the manifest's interface contradicts the entry's signature, if the
@@ -94,7 +102,7 @@ def entry_interface(m: Manifest, interp: Interpreter, site: Path) -> str:
     """
     if m.entry.kind != "function":
         return ""
-    kind, why = detect(m, interp, site)
+    kind, why = detect(m, interp, site, env)
     where = f"in {m.source.name}"
     if m.interface:
         if kind in ("wsgi", "asgi", "function") and kind != m.interface:

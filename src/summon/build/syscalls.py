@@ -151,10 +151,12 @@ def record_image(
     secrets: tuple[SecretFile, ...] = (),
     learned: Learned | None = None,
     modules: Collection[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> tuple[DerivedSyscalls | None, list[str]]:
     """Run the unpacked image once under the recording profile; (derived list, warnings).
 
     modules: the image's modules (seccomp.device_syscalls adds what some of them need).
+    env: the run's environment (default: app.json's), summon build -e's over the manifest's.
 
     secrets: what `summon build --secret` gave the run (standins.py adds TLS stand-ins).
     The list is None, with a warning saying why, when the run cannot be made or the app did
@@ -191,14 +193,17 @@ def record_image(
             ]
         spec = RunSpec(
             name=f"record-{uuid.uuid4().hex[:10]}",
-            volumes=_scratch_volumes(app_config, Path(state)),
+            volumes=scratch_volumes(app_config, Path(state)),
             image=image,
             rootfs=rootfs,
             # Hermetic: the build never reaches the app's peers (a database, an API), so
             # the run has no egress; seccomp.device_syscalls declares what connecting takes.
             app_config={k: v for k, v in app_config.items() if k != "egress"},
             argv=tuple(argv),
-            env={**dict(app_config.get("env") or {}), **_learning(app_config)},
+            env={
+                **(dict(app_config.get("env") or {}) if env is None else dict(env)),
+                **_learning(app_config),
+            },
             ports=ports,
             network=network,
             memory=int(app_config.get("memory", 128 * 1024 * 1024)),
@@ -316,7 +321,7 @@ def learned_code(lines: Sequence[str]) -> Learned:
     return sorted((d, n) for d, n in found if d or n not in compiled)
 
 
-def _scratch_volumes(app_config: Mapping[str, Any], state: Path) -> tuple[Volume, ...]:
+def scratch_volumes(app_config: Mapping[str, Any], state: Path) -> tuple[Volume, ...]:
     """An empty folder of the app's for each volume it declares, bound for the recording run:
     an app with a KV_RW store opens it on its volume before it serves."""
     from summon.targets.volumes import app_owner

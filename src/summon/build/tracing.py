@@ -178,4 +178,11 @@ def trace_error(error: object, log: Path) -> TraceError:
         from summon.build.distributions import requirement_hint
 
         hint = "; " + requirement_hint(missing)
+    variable = error.get("env")
+    if not hint and isinstance(variable, str) and variable:
+        hint = (
+            f"; the app reads the variable {variable} at import: give the build a value with "
+            f"summon build -e {variable}=VALUE (used by the build's runs only, never kept in "
+            f"the image) and each run its own with summon run -e {variable}=VALUE"
+        )
     return TraceError(line + hint, detail)

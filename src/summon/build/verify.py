@@ -167,6 +167,7 @@ def _in_sandbox(
     timeout: float,
 ) -> tuple[int, str]:
     from summon import targets
+    from summon.build.syscalls import scratch_volumes
     from summon.instances import scratch
     from summon.targets.base import ISOLATED_RUN, RunSpec
 
@@ -189,6 +190,9 @@ def _in_sandbox(
             state_dir=Path(state),
             stdout=out.fileno(),
             syscalls=_allowed(plan),
+            # An empty folder at each of the image's volumes, as the recording run has: an
+            # app that opens its database there at import (Django's migrate at start).
+            volumes=scratch_volumes(app_config, Path(state)),
         )
         with scratch.lease(isolating[0], spec, remove=Path(state)):
             instance = targets.get(isolating[0]).start(spec)

@@ -61,6 +61,16 @@ if TYPE_CHECKING:
     help="Give the build's recording run secret NAME (a stand-in will do); never put in the "
     "image. TLS certificates and keys get throwaway stand-ins without it.",
 )
+@click.option(
+    "-e",
+    "--env",
+    "env",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a variable for the build's own runs of the app (its import, the check inside "
+    "the image, the recording run), as an app reading SECRET_KEY at import needs; never "
+    "put in the image (the manifest's env is).",
+)
 def build(
     app_dir: Path,
     tag: str | None,
@@ -70,13 +80,22 @@ def build(
     no_verify: bool,
     manifest: Path | None,
     secret_files: tuple[str, ...],
+    env: tuple[str, ...],
 ) -> None:
     """Build the app in APP_DIR into an image in the local store."""
+    from summon.cli.run import parse_env
     from summon.targets import secrets
 
     given = tuple(secrets.parse(v) for v in secret_files)
     result = build_app(
-        app_dir, tag, whole_stdlib, boot, verify=not no_verify, manifest=manifest, secrets=given
+        app_dir,
+        tag,
+        whole_stdlib,
+        boot,
+        verify=not no_verify,
+        manifest=manifest,
+        secrets=given,
+        env=parse_env(env),
     )
     if quiet:
         out.print(result.image.id)
@@ -108,6 +127,7 @@ def build_app(
     verify: bool = True,
     manifest: Path | None = None,
     secrets: tuple[SecretFile, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Any:
     from summon.build.image import build as build_image
 
@@ -122,6 +142,7 @@ def build_app(
             verify,
             manifest=manifest,
             secrets=secrets,
+            env=env,
         )
 
 

@@ -392,6 +392,38 @@ def test_an_app_reading_its_files_by_relative_name_at_import_builds(
     assert result.image.app_config()["name"] == "rel"
 
 
+KEY_AT_IMPORT = (
+    "import os\n"
+    "KEY = os.environ['SECRET_KEY']\n\n"
+    "def app(environ, start_response):\n"
+    "    start_response('200 OK', [])\n"
+    "    return [b'ok']\n"
+)
+KEY_MANIFEST = 'name = "keyed"\nentry = "app:app"\nports = [8000]\n'
+
+
+def test_a_variable_read_at_import_is_named_with_the_build_flag_that_gives_it(
+    store: Store, tmp_path: Path
+) -> None:
+    line = _build_error(store, tmp_path / "keyed", KEY_MANIFEST, KEY_AT_IMPORT)
+    assert line.endswith(
+        "KeyError: 'SECRET_KEY'; the app reads the variable SECRET_KEY at import: give the "
+        "build a value with summon build -e SECRET_KEY=VALUE (used by the build's runs only, "
+        "never kept in the image) and each run its own with summon run -e SECRET_KEY=VALUE"
+    )
+
+
+def test_build_env_reaches_the_builds_runs_and_never_the_image(
+    store: Store, tmp_path: Path
+) -> None:
+    app = _app(tmp_path / "keyed", KEY_MANIFEST, KEY_AT_IMPORT)
+    result = build(app, store, tag="keyed:test", env={"SECRET_KEY": "build-only-value"})
+    assert result.syscalls is not None  # the recording run had it too, and answered
+    assert "SECRET_KEY" not in result.image.app_config()["env"]
+    layer_text = json.dumps(result.image.bom) + json.dumps(result.image.app_config())
+    assert "build-only-value" not in layer_text
+
+
 def test_zoneinfo_without_tzdata_is_warned_of(store: Store, tmp_path: Path) -> None:
     source = "import zoneinfo\n\ndef main():\n    return str(zoneinfo.ZoneInfo('Europe/Paris'))\n"
     app = _app(tmp_path / "zones", 'name = "zones"\nentry = "app:main"\n', source)
