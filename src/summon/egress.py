@@ -19,9 +19,9 @@ _NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 FORMAT = '"HOST:PORT", "ADDRESS:PORT" or "CIDR:PORT" (add /udp after the port for UDP)'
 
 
-# Where an instance reaches its host's own loopback services (slirp4netns's and QEMU's
-# user network gateway): 127.0.0.1 inside an instance is the instance's own.
-HOST_LOOPBACK = {"sandbox": "10.0.2.2", "qemu": "10.0.3.2"}
+# Where an instance reaches its host's own loopback services (slirp4netns's gateway for a
+# sandboxed one, QEMU's user network's for a VM): 127.0.0.1 inside is the instance's own.
+HOST_FROM_SANDBOX, HOST_FROM_VM = "10.0.2.2", "10.0.3.2"
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 
@@ -32,7 +32,7 @@ class EgressError(ValueError):
 def loopback_problem(port: int, protocol: str = "tcp") -> str:
     """Why an entry naming loopback can never connect, and what to write instead."""
     suffix = "/udp" if protocol == "udp" else ""
-    sandbox, vm = HOST_LOOPBACK["sandbox"], HOST_LOOPBACK["qemu"]
+    sandbox, vm = HOST_FROM_SANDBOX, HOST_FROM_VM
     return (
         "loopback inside an instance is the instance's own, so this entry can never reach "
         f"the host; a service on the host's 127.0.0.1 is {sandbox} from a "

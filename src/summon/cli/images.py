@@ -83,7 +83,7 @@ def build(
     env: tuple[str, ...],
 ) -> None:
     """Build the app in APP_DIR into an image in the local store."""
-    from summon.cli.run import parse_env
+    from summon.cli.envflags import parse_env
     from summon.targets import secrets
 
     given = tuple(secrets.parse(v) for v in secret_files)

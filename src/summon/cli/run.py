@@ -18,6 +18,7 @@ import click
 
 from summon import targets
 from summon.cli import output
+from summon.cli.envflags import parse_env
 from summon.cli.output import notice, open_store, progress
 from summon.errors import UserError
 from summon.targets import secrets
@@ -26,7 +27,6 @@ from summon.targets.base import SECRETS, VOLUMES, PortForward, PortTaken, RunSpe
 _PORT_RE = re.compile(
     r"^(?:(?:(?P<addr>[0-9.]+):)?(?P<host>\d+):)?(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$"
 )
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MIN_MEMORY = 8 * 1024 * 1024  # below this Python does not start
 
 
@@ -150,20 +150,6 @@ def parse_volumes(values: tuple[str, ...]) -> tuple[Volume, ...]:
             volumes.check_name(source)
         mounts.append(Volume(source, path))
     return tuple(mounts)
-
-
-def parse_env(values: tuple[str, ...]) -> dict[str, str]:
-    env = {}
-    for v in values:
-        key, sep, value = v.partition("=")
-        if not _ENV_NAME.match(key):
-            raise UserError(f"-e {v}: expected KEY=VALUE with a valid variable name")
-        if not sep:
-            if key not in os.environ:
-                raise UserError(f"-e {key}: not set in this environment; give -e {key}=VALUE")
-            value = os.environ[key]
-        env[key] = value
-    return env
 
 
 def parse_memory(text: str) -> int:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 
 from summon.runtime.http.connection import flush
-from summon.runtime.http.log import report_app_error, say
+from summon.runtime.http.log import report_app_error
+from summon.runtime.http.notice import say
 from summon.runtime.http.protocol import (
     Body,
     ClientDisconnected,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import h11
 
 from summon.runtime.http import state as st
+from summon.runtime.http.notice import say_body_limit
 from summon.runtime.http.rules import (
     REASONS,
     SERVER,
@@ -519,8 +520,6 @@ class HTTPConnection:
         exchange = None
         event = st.TIMEOUT if status == 408 else st.REJECT
         if status == 413:
-            from summon.runtime.http.log import say_body_limit
-
             say_body_limit(self.settings.max_body)
         if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             body = b"%d %s\n" % (status, REASONS.get(status, b"Error"))

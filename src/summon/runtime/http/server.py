@@ -23,7 +23,8 @@ from collections import deque
 
 from summon.runtime.http.asgi import HTTPCycle, Lifespan, LifespanFailed, build_scope
 from summon.runtime.http.connection import ConnectionIO, flush, read_body, serve_connection
-from summon.runtime.http.log import access_line, report_app_error, say
+from summon.runtime.http.log import access_line, report_app_error
+from summon.runtime.http.notice import say
 from summon.runtime.http.protocol import ClientDisconnected, HTTPConnection, ResponseError
 from summon.runtime.http.rules import wants_websocket
 from summon.runtime.http.wsgi import ConnectionSink, build_environ, run_wsgi

@@ -42,7 +42,8 @@ from wsproto.utilities import LocalProtocolError, generate_accept_token
 
 from summon.runtime.http.asgi import ERROR_BODY, app_headers
 from summon.runtime.http.connection import flush
-from summon.runtime.http.log import report_app_error, say
+from summon.runtime.http.log import report_app_error
+from summon.runtime.http.notice import say
 from summon.runtime.http.protocol import (
     Body,
     ClientDisconnected,

@@ -209,9 +209,9 @@ def test_the_first_413_for_the_body_limit_says_how_to_raise_it_once(
 ) -> None:
     # An upload over 1M answered 413 and the console showed only the access line, while
     # the same app bare took it: the limit is summon's, so summon names it.
-    from summon.runtime.http import log
+    from summon.runtime.http import notice
 
-    monkeypatch.setattr(log, "_said_body_limit", False)
+    monkeypatch.setattr(notice, "_said_body_limit", False)
     for _ in range(2):
         serve_all(post(b"x" * (2 << 20)), Settings(max_body=1 << 20))
     assert capfd.readouterr().err == (
