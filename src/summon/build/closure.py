@@ -280,6 +280,7 @@ def compute_closure(
     env: Mapping[str, str] | None = None,
     scan_cache: Path | None = None,
     optional: Sequence[str] = OPTIONAL,
+    volumes: Sequence[str] = (),
 ) -> Closure:
     """The module closure of the app under interp.
 
@@ -383,7 +384,7 @@ def compute_closure(
                 child_env,
             )
         started = time.monotonic()
-        trace_proc = tracing.start_trace(interp, cfg, work, app_dir, child_env)
+        trace_proc = tracing.start_trace(interp, cfg, work, app_dir, child_env, volumes)
         try:
             # The static scan runs while the trace does.
             graph = static_graph(

@@ -266,6 +266,7 @@ def build(
             packages=packages,
             env=run_env,
             optional=_optional(m),
+            volumes=m.volumes,
         )
         lap("closure")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import summon
 from summon.build.python import Interpreter
+from summon.build.tracing import shielded
 from summon.build.vendor import Package, vendor
 from summon.errors import BuildError
 from summon.manifest import Manifest
@@ -70,7 +71,7 @@ def detect(
         argv = [str(interp.executable), "-S", "-E", "-B", str(_PROBE)]
         try:
             proc = subprocess.run(
-                [*argv, str(work / "in.json"), str(work / "out.json")],
+                shielded([*argv, str(work / "in.json"), str(work / "out.json")], m.volumes),
                 cwd=m.app_dir,
                 env=run_env,
                 capture_output=True,

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from summon.build.python import Interpreter
@@ -72,14 +72,37 @@ def _cleanup(proc: subprocess.Popen[bytes], work: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+def shielded(argv: list[str], volumes: Sequence[str]) -> list[str]:
+    """argv with a fresh, empty tmpfs over each of the app's volume paths that exist on this
+    host, in a mount namespace of its own. The build imports the app here, on the host: an
+    app that writes its data at import (Django's migrate at start, a sqlite file) would
+    write the host's folder of that name. Root only (unprivileged, the app can write no
+    more than its user may); a path the host lacks is left as it is."""
+    present = [v for v in volumes if os.path.isdir(v)]
+    if not present or os.geteuid() != 0 or shutil.which("unshare") is None:
+        return argv
+    script = (
+        'while [ "$1" != -- ]; do mount -t tmpfs -o mode=1777,size=256m summon-build "$1" '
+        '|| exit 125; shift; done; shift; exec "$@"'
+    )
+    private = ["unshare", "--mount", "--propagation", "private", "--"]
+    return [*private, "/bin/sh", "-c", script, "sh", *present, "--", *argv]
+
+
 def start(
-    interp: Interpreter, args: list[str], log: Path, cwd: Path, env: Mapping[str, str]
+    interp: Interpreter,
+    args: list[str],
+    log: Path,
+    cwd: Path,
+    env: Mapping[str, str],
+    volumes: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     # -S -E as in the image; -B only so that the trace leaves no __pycache__ in the app
     # folder (it does not change what gets imported).
+    argv = [str(interp.executable), "-S", "-E", "-B", str(_TRACE), *args]
     with log.open("wb") as out:
         return subprocess.Popen(
-            [str(interp.executable), "-S", "-E", "-B", str(_TRACE), *args],
+            shielded(argv, volumes),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -91,11 +114,16 @@ def start(
 
 
 def start_trace(
-    interp: Interpreter, cfg: dict[str, object], work: Path, cwd: Path, env: Mapping[str, str]
+    interp: Interpreter,
+    cfg: dict[str, object],
+    work: Path,
+    cwd: Path,
+    env: Mapping[str, str],
+    volumes: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     (work / "trace.in").write_text(repr(cfg))
     args = [str(work / "trace.in"), str(work / "trace.out"), str(work / "trace.phase")]
-    return start(interp, args, work / "trace.log", cwd, env)
+    return start(interp, args, work / "trace.log", cwd, env, volumes)
 
 
 def finish_trace(

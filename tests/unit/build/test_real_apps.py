@@ -424,6 +424,29 @@ def test_build_env_reaches_the_builds_runs_and_never_the_image(
     assert "build-only-value" not in layer_text
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="root, unshare")
+def test_an_app_writing_its_volume_at_import_leaves_the_build_hosts_folder_alone(
+    store: Store, tmp_path: Path
+) -> None:
+    # Django's "migrate at start" writes the database at import: the build imported the
+    # app on the host, as root, and would have migrated the host's /data if it had one.
+    volume = Path("/srv") / f"summon-shield-{os.getpid()}"
+    volume.mkdir(parents=True)
+    try:
+        source = (
+            f"open({str(volume / 'db.sqlite3')!r}, 'w').write('migrated')\n\n"
+            "def app(environ, start_response):\n"
+            "    start_response('200 OK', [])\n"
+            "    return [b'ok']\n"
+        )
+        manifest = f'name = "vol"\nentry = "app:app"\nports = [8000]\nvolumes = ["{volume}"]\n'
+        app = _app(tmp_path / "vol", manifest, source)
+        build(app, store, tag="vol:test")  # the trace, the check, the recording: all wrote
+        assert list(volume.iterdir()) == []
+    finally:
+        shutil.rmtree(volume)
+
+
 def test_zoneinfo_without_tzdata_is_warned_of(store: Store, tmp_path: Path) -> None:
     source = "import zoneinfo\n\ndef main():\n    return str(zoneinfo.ZoneInfo('Europe/Paris'))\n"
     app = _app(tmp_path / "zones", 'name = "zones"\nentry = "app:main"\n', source)
