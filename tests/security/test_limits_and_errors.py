@@ -48,6 +48,11 @@ def test_an_oom_kill_is_reported_as_the_reason(summon: Summon, target: str) -> N
     assert row["status_text"].startswith("Exited (137: out of memory)")
     table = summon.ok("ps", "-a")
     assert "Exited (137: out of memory)" in table
+    # With --rm the instance's record goes with it: the line must come all the same.
+    r = summon("run", "hog:test", "--target", target, "--name", "hog-rm", "--rm")
+    assert r.returncode == 128 + 9, r.stderr
+    assert r.stderr.count("hog-rm") == 1 and "killed: out of memory (limit 32M)" in r.stderr
+    assert "hog-rm" not in summon.ps()
 
 
 # --- a full disk -----------------------------------------------------------------------------

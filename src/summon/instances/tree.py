@@ -114,6 +114,11 @@ def _init(
         if spec.get("remove"):
             from summon.instances.state import remove
 
+            # The CLI of a foreground run says an OOM kill from the instance's state, which
+            # goes now: say it here (this process has the terminal's stderr too).
+            why = str(folder.state().get("reason") or "")
+            if attached and why.startswith("killed:"):
+                print(f"summon: {folder.name} ({folder.short_id}) {why}", file=sys.stderr)
             remove(folder)
     except Exception:
         traceback.print_exc()
