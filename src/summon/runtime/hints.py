@@ -21,11 +21,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-# Names a function calls to make a process, as its code object lists them (co_names).
+# Names a function calls to make a process, as its code object lists them (co_names);
+# subprocess's Popen._execute_child calls _fork_exec or _posix_spawn (3.11 aliases).
 FORK_NAMES = frozenset(("fork", "forkpty"))
 EXEC_NAMES = frozenset(
-    ("fork_exec", "execv", "execve", "execvp", "execvpe", "execl", "execle", "execlp",
-     "execlpe", "posix_spawn", "posix_spawnp", "spawnv", "spawnve", "system", "popen")
+    ("fork_exec", "_fork_exec", "_posix_spawn", "execv", "execve", "execvp", "execvpe",
+     "execl", "execle", "execlp", "execlpe", "posix_spawn", "posix_spawnp", "spawnv",
+     "spawnve", "system", "popen")
 )  # fmt: skip
 FORK_HINT = (
     "this app tried to fork (pre-forking servers such as gunicorn cannot run here); "

@@ -35,6 +35,9 @@ def printable(raw: bytes) -> str:
     return "".join(c if " " <= c < "\x7f" and c not in '"\\' else f"\\x{ord(c):02x}" for c in text)
 
 
+TARGET_LOGGED = 1024  # bytes of a request target the access log shows
+
+
 def access_line(client: str, exchange: Exchange, wall: float | None = None) -> str:
     """The access log line for one exchange with `client` ("address" or "-")."""
     t = time.gmtime(time.time() if wall is None else wall)
@@ -42,9 +45,11 @@ def access_line(client: str, exchange: Exchange, wall: float | None = None) -> s
         f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
     )
+    target = exchange.target
+    if len(target) > TARGET_LOGGED:  # a refused 20 KB URI is not logged whole each time
+        target = target[:TARGET_LOGGED] + b"...(%d bytes)" % len(exchange.target)
     request = (
-        f"{printable(exchange.method)} {printable(exchange.target)} "
-        f"HTTP/{printable(exchange.http_version)}"
+        f"{printable(exchange.method)} {printable(target)} HTTP/{printable(exchange.http_version)}"
         if exchange.method != b"-"
         else "-"
     )

@@ -1,0 +1,40 @@
+"""The access log line and the hints under an app's traceback."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+
+import pytest
+
+from summon.runtime import hints
+from summon.runtime.http.log import TARGET_LOGGED, access_line
+from summon.runtime.http.protocol import Exchange
+
+
+def test_an_over_long_target_is_cut_in_the_access_log() -> None:
+    # A refused 20 KB URI (414) made a 20 KB log line per request: an amplifier.
+    exchange = Exchange(b"GET", b"/" + b"a" * 20000, b"1.1", 414, 20, 0.0, 0.001)
+    line = access_line("10.0.0.1", exchange, wall=0.0)
+    assert len(line) < TARGET_LOGGED + 200
+    assert f'"GET /{"a" * (TARGET_LOGGED - 1)}...(20001 bytes) HTTP/1.1" 414 20 ' in line
+
+
+def test_subprocess_denied_its_process_gets_the_exec_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Popen._execute_child calls _fork_exec (3.11): its name was not among the known ones,
+    # so an uncaught subprocess.run in a handler had no hint, while os.execv had one.
+    def denied(*args: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(subprocess, "_fork_exec", denied)
+    monkeypatch.setattr(subprocess, "_USE_POSIX_SPAWN", False)
+    with pytest.raises(PermissionError) as info:
+        subprocess.run(["/bin/true"], check=False)
+    # The innermost frame is the denied stand-in; the real one raises from C, in the frame
+    # of _execute_child: point the hint at that frame, as the sandbox's EPERM would.
+    tb = info.value.__traceback__
+    assert tb is not None
+    while tb.tb_next is not None and tb.tb_next.tb_frame.f_code.co_name != "denied":
+        tb = tb.tb_next
+    tb.tb_next = None
+    assert hints.sandbox_hint(info.value) == hints.EXEC_HINT
