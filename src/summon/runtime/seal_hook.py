@@ -55,6 +55,8 @@ RULE_CTYPES = "seal.ctypes: no foreign calls after the seal"
 RULE_WRITE = "seal.write: writes only under /tmp and the app's volumes"
 RULE_HEAP = "seal.heap: no walking the heap after the seal"
 RULE_MEMORY = "seal.memory: no new executable memory after the seal"
+# Also the seal filter's rule for execve (seal.py): said here, where the app's call is seen.
+RULE_PROGRAM = "seal.program: no second program"
 
 # Devices any app may write to: they store nothing and lead nowhere.
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
@@ -64,7 +66,7 @@ WATCHED = frozenset(
     {
         "compile", "exec", "code.__new__", "marshal.loads", "marshal.load", "import", "open",
         "os.symlink", "object.__setattr__", "gc.get_objects", "gc.get_referrers",
-        "gc.get_referents",
+        "gc.get_referents", "os.exec", "os.posix_spawn",
     }
 )  # fmt: skip
 
@@ -139,7 +141,7 @@ def make_hook(
     _enforce = bool(enforce)
     _report = report
     _said: set[str] = set()  # mutable, but it only decides what is said, never what passes
-    _rules = (RULE_CODE, RULE_IMPORT, RULE_CTYPES, RULE_WRITE, RULE_HEAP)
+    _rules = (RULE_CODE, RULE_IMPORT, RULE_CTYPES, RULE_WRITE, RULE_HEAP, RULE_PROGRAM)
 
     def _caller() -> Any:
         """The code that raised the event, or None when no Python frame did: native code in
@@ -417,6 +419,9 @@ def make_hook(
             what, rule = "os.symlink() (a new link could lead a later write out of /tmp)", 3
         elif event.startswith("gc."):
             what, rule = f"{event}()", 4
+        elif event in ("os.exec", "os.posix_spawn"):
+            # The seal's filter answers EPERM before the sandbox's gate could say a word.
+            what, rule = f"{event}() of {args[0]!r}", 5
         else:  # ctypes.*
             caller = _caller()
             for code in _trusted:

@@ -166,6 +166,10 @@ attempts = {
     "write_dev_null": lambda: open("/dev/null", "w").close(),
     "read_outside": lambda: open("/etc/hostname").close(),
     "symlink": lambda: os.symlink("/etc", tmp + "/link"),
+    # The seal's filter refuses them in an image, silently, before the gate could say a
+    # word. (No such program: let through, as in audit mode, they fail harmlessly.)
+    "execv": lambda: os.execv("/nonexistent/summon-program", ["x"]),
+    "posix_spawn": lambda: os.posix_spawn("/nonexistent/summon-program", ["x"], {}),
     "gc_objects": lambda: len(gc.get_objects()),
     "gc_referrers": lambda: gc.get_referrers(hook),
     "patched_exec": patched_then(lambda: exec("1+1")),
@@ -224,6 +228,8 @@ REFUSED = {
     "write_dotdot": "seal.write",
     "write_sly": "seal.write",
     "symlink": "seal.write",
+    "execv": "seal.program: no second program",
+    "posix_spawn": "seal.program: no second program",
     "gc_objects": "seal.heap",
     "gc_referrers": "seal.heap",
     "patched_exec": "seal.code",
@@ -307,7 +313,15 @@ def test_audit_mode_refuses_nothing_and_reports_what_it_would(audited: dict[str,
     results = audited["results"]
     assert not [name for name, got in results.items() if got.startswith("refused")], results
     rules = {rule.partition(":")[0] for _what, rule in audited["said"]}
-    assert rules == {"seal.code", "seal.import", "seal.ctypes", "seal.write", "seal.heap"}
+    assert rules == {
+        "seal.code", "seal.import", "seal.ctypes", "seal.write", "seal.heap", "seal.program"
+    }  # fmt: skip
+
+
+def test_the_program_rule_is_the_seal_filters() -> None:
+    from summon.runtime import seal
+
+    assert seal_hook.RULE_PROGRAM == seal.RULE_PROGRAM
 
 
 def test_the_hook_looks_nothing_up_in_globals_or_builtins() -> None:
