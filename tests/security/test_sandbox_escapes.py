@@ -93,6 +93,12 @@ def unshare_net():
 def clone3():
     raw(libc.syscall(435, None, 0))
 
+def proc_mem():
+    # A process may patch its own code pages through /proc/self/mem (FOLL_FORCE): native
+    # code run after the seal would have new machine code that way.
+    with open("/proc/self/mem", "r+b", buffering=0):
+        pass
+
 def execve():
     # Last probe: on success the process becomes one that reports it.
     code = "import json; print(json.dumps({'probe': 'execve', 'ok': True, 'errno': 0}))"
@@ -102,7 +108,7 @@ PROBES = {
     "fork": fork, "thread": thread, "write_root": write_root,
     "read_host_file": read_host_file, "connect_host": connect_host, "mount": mount,
     "tiocsti": tiocsti(0x5412), "tiocsti_high_bits": tiocsti(0x1_0000_5412),
-    "unshare_net": unshare_net, "clone3": clone3, "execve": execve,
+    "unshare_net": unshare_net, "clone3": clone3, "proc_mem": proc_mem, "execve": execve,
 }
 for name in sys.argv[1:]:
     attempt(name, PROBES[name])
@@ -113,7 +119,7 @@ for name in sys.argv[1:]:
 
 PROBE_NAMES = (
     "thread", "fork", "write_root", "read_host_file", "connect_host", "mount", "tiocsti",
-    "tiocsti_high_bits", "unshare_net", "clone3", "execve",
+    "tiocsti_high_bits", "unshare_net", "clone3", "proc_mem", "execve",
 )  # fmt: skip
 
 
@@ -195,6 +201,7 @@ DENIED: dict[str, tuple[int, str]] = {
     "unshare_net": (errno.EPERM, "seccomp denies unshare"),
     "clone3": (errno.ENOSYS, "seccomp answers clone3 with ENOSYS so glibc uses clone"),
     "execve": (errno.EPERM, "seccomp: the exec gate lets only runc's own exec through"),
+    "proc_mem": (errno.EROFS, "/proc is mounted read-only: no writing one's own code pages"),
 }
 
 
@@ -235,7 +242,8 @@ def test_control_the_same_probes_work_on_the_host(
     probe_results: tuple[dict[str, dict[str, Any]], dict[str, str]], tmp_path: Path
 ) -> None:
     _results, env = probe_results
-    names = ["thread", "fork", "read_host_file", "connect_host", "unshare_net", "execve"]
+    names = ["thread", "fork", "read_host_file", "connect_host", "unshare_net", "proc_mem",
+             "execve"]  # fmt: skip
     got = control(names, {**env, "PROBE_ROOT_FILE": str(tmp_path / "root-file")}, tmp_path)
     for name in names:
         assert got.get(name, {}).get("ok"), f"control: {name} should work on the host: {got}"

@@ -71,9 +71,11 @@ if TYPE_CHECKING:
 APP_JSON = "/etc/summon/app.json"
 
 # (source, target, fstype, flags, options, present if): what a VM's init mounts.
-# Flags from <sys/mount.h>: MS_NOSUID 2, MS_NODEV 4, MS_NOEXEC 8.
+# Flags from <sys/mount.h>: MS_RDONLY 1, MS_NOSUID 2, MS_NODEV 4, MS_NOEXEC 8. /proc is
+# read-only, as in the sandbox: no process may write its own code pages through
+# /proc/self/mem (the guest kernel, 6.1, has no proc_mem.force_override).
 EARLY_MOUNTS = (
-    (b"proc", "/proc", b"proc", 2 | 4 | 8, None, "/proc/self"),
+    (b"proc", "/proc", b"proc", 1 | 2 | 4 | 8, None, "/proc/self"),
     (b"devtmpfs", "/dev", b"devtmpfs", 2 | 8, b"mode=0755", "/dev/null"),
     (b"tmpfs", "/tmp", b"tmpfs", 2 | 4, b"mode=1777", None),
 )

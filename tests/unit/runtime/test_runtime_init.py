@@ -604,6 +604,10 @@ def test_pid_1_mounts_proc_dev_and_tmp(image: ImageRoot) -> None:
                     print(open(root + "/proc/self/stat").read().split()[0])
                     print(os.path.exists(root + "/dev/null"))
                     print(oct(os.stat(root + "/tmp").st_mode & 0o7777))
+                    try:  # its own code pages, through /proc/self/mem: read-only /proc
+                        open(root + "/proc/self/mem", "r+b", buffering=0).close()
+                    except OSError as e:
+                        print(os.strerror(e.errno))
             """)
         }
     )
@@ -620,7 +624,7 @@ def test_pid_1_mounts_proc_dev_and_tmp(image: ImageRoot) -> None:
         timeout=30,
     )
     assert result.stderr == ""
-    assert result.stdout.splitlines() == ["1", "1", "True", "0o1777"]
+    assert result.stdout.splitlines() == ["1", "1", "True", "0o1777", "Read-only file system"]
     assert not (image.root / "proc" / "self").exists()
 
 

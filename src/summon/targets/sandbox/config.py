@@ -202,7 +202,10 @@ def oci_config(
                 "destination": "/proc",
                 "type": "proc",
                 "source": "proc",
-                "options": ["nosuid", "noexec", "nodev"],
+                # Read-only: no process may open its own /proc/self/mem for writing, which
+                # the kernel lets it patch its code pages through (FOLL_FORCE) unless booted
+                # with proc_mem.force_override=never (docs/sealing.md).
+                "options": ["ro", "nosuid", "noexec", "nodev"],
             },
             {
                 # runc makes null, zero, full, random, urandom and tty in here.
