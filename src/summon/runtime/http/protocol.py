@@ -326,7 +326,7 @@ class HTTPConnection:
         if size > self.settings.max_header:
             # h11's own bound holds only while the head is incomplete.
             return self._reject(431, f"request head over {self.settings.max_header} bytes", now)
-        problem = request_problem(event.method, event.target, request.headers)
+        problem = request_problem(event.method, event.target, request.headers, event.http_version)
         if problem is not None:
             return self._reject(*problem, now)
         for name, value in request.headers:

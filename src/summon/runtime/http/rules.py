@@ -86,7 +86,9 @@ class ResponseError(ValueError):
     Content-Length, or a response at the wrong time. Nothing of it was sent."""
 
 
-def request_problem(method: bytes, target: bytes, headers: Headers) -> tuple[int, str] | None:
+def request_problem(
+    method: bytes, target: bytes, headers: Headers, http_version: bytes = b"1.1"
+) -> tuple[int, str] | None:
     """(status, why) for a request head the server refuses; None if it serves it."""
     length = chunked = False
     hosts: list[bytes] = []
@@ -99,6 +101,9 @@ def request_problem(method: bytes, target: bytes, headers: Headers) -> tuple[int
             hosts.append(value)
     if length and chunked:
         return 400, "both Content-Length and Transfer-Encoding (RFC 9112 6.1)"
+    if chunked and http_version == b"1.0":
+        # Likely forwarded by an HTTP/1.0 hop that did not decode it: the framing is faulty.
+        return 400, "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1)"
     if method == b"CONNECT":
         return 501, "CONNECT: this server makes no tunnels"
     if b"#" in target:

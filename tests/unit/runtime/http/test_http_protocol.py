@@ -220,6 +220,14 @@ def test_the_first_413_for_the_body_limit_says_how_to_raise_it_once(
     )
 
 
+def test_an_http_1_0_request_with_transfer_encoding_is_faulty_framing() -> None:
+    # RFC 9112 6.1: an HTTP/1.0 hop likely forwarded it without decoding the chunks.
+    data = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    out, seen, conn = serve_all(data, Settings())
+    assert seen == [("rejected", 400)]
+    assert parse_responses(out)[0].status == 400 and conn.closed
+
+
 def test_a_body_at_the_limit_is_taken() -> None:
     _, seen, _ = serve_all(post(b"x" * 1000), Settings(max_body=1000))
     assert ("body", b"x" * 1000) in seen and seen[-1] == ("end",)
