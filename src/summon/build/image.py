@@ -7,6 +7,7 @@ byte-compiled rootfs -> layer, config, bill of materials -> OCI index, tagged.
 from __future__ import annotations
 
 import json
+import posixpath
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -506,10 +507,18 @@ IMAGE_CA_BUNDLE = PurePosixPath("/usr/lib/ssl/cert.pem")
 
 
 def _add_data(fs: Rootfs, m: Manifest) -> dict[str, str]:
-    """Bake each data folder in under /data/<name>; return name -> image path."""
+    """Bake each data folder in under /data/<name>; return name -> image path. Where the
+    folder was in the app's folder, a link leads there, so that the app's own relative paths
+    (send_file("data/report.csv"), Path(__file__).parent / "data") find it unchanged."""
     out = {}
     for folder in m.data:
         image_root = f"{DATA_DIR}/{folder.name}"
+        try:
+            link = f"{APP_DIR}/{folder.relative_to(m.app_dir).as_posix()}"
+            # Relative: an image holds no link that points outside it (layer_rules.py).
+            fs.add_symlink(link, posixpath.relpath(image_root, posixpath.dirname(link)))
+        except ValueError:
+            pass  # outside the app's module folder (a src layout's project root)
         fs.add_dir(image_root)
         for f in sorted(folder.rglob("*")):
             rel = f.relative_to(folder).as_posix()

@@ -509,6 +509,21 @@ def test_a_module_the_image_lacks_fails_verification(
     assert ok.how in ("isolated", "netns", "plain")
 
 
+def test_a_data_folder_is_still_where_the_apps_relative_paths_look(
+    store: Store, tmp_path: Path
+) -> None:
+    # data = ["data"] bakes the folder in at /data/data; Flask's send_file("data/report.csv")
+    # (from the app's folder) answered 500 since the folder had left /app.
+    app = tmp_path / "app"
+    (app / "data").mkdir(parents=True)
+    (app / "data" / "report.csv").write_text("a,b\n")
+    (app / "summon.toml").write_text('name = "d"\nentry = "app:main"\ndata = ["data"]\n')
+    (app / "app.py").write_text("def main():\n    print(open('data/report.csv').read())\n")
+    root = build(app, store, tag="datalink:test", record=False).image.rootfs()
+    assert os.readlink(root / "app" / "data") == "../data/data"  # inside the image
+    assert (root / "data" / "data" / "report.csv").read_text() == "a,b\n"
+
+
 def test_a_module_placed_where_the_image_cannot_find_it_fails_the_build(
     store: Store, tmp_path: Path, interp: Interpreter
 ) -> None:
@@ -573,8 +588,9 @@ def test_files_beside_the_app_code_ship_with_it(store: Store, tmp_path: Path) ->
     rootfs = build(app, store, tag="beside:test").image.rootfs()
     assert (rootfs / "app/templates/index.html").read_text() == "<p>{{ x }}</p>\n"
     assert (rootfs / "app/pkg/schema.json").is_file()
-    assert (rootfs / "data/static/logo.svg").is_file()  # data folders go to /data only
-    for absent in ("app/static", "app/.git", "app/venv"):
+    assert (rootfs / "data/static/logo.svg").is_file()  # data folders go to /data only,
+    assert os.readlink(rootfs / "app/static") == "../data/static"  # linked, not copied
+    for absent in ("app/.git", "app/venv"):
         assert not (rootfs / absent).exists(), absent
 
 
