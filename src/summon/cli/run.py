@@ -327,7 +327,8 @@ def run(
     if forwards and (ignored := chosen.ports_ignored(spec)):
         notice(f"warning: {ignored}")
         forwards = spec.ports = ()
-    check_guest_ports(forwards, spec.app_config)
+    if chosen.forwards_to_app_ports:
+        check_guest_ports(forwards, spec.app_config)
     for path in unmounted_volumes(mounts, spec.app_config):
         notice(
             f"warning: the image has a volume at {path} and this run mounts none there: the "

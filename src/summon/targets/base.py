@@ -319,6 +319,9 @@ class Target(abc.ABC):
     capabilities: ClassVar[frozenset[str]] = frozenset()
     # format -> what `summon export IMAGE --as FORMAT -o PATH` writes
     export_formats: ClassVar[dict[str, str]] = {}
+    # Whether -p HOST:GUEST reaches the app's port GUEST (so a GUEST the image does not list
+    # reaches nobody); a target serving something of its own on HOST (a page) says False.
+    forwards_to_app_ports: ClassVar[bool] = True
 
     @classmethod
     @abc.abstractmethod
