@@ -73,12 +73,15 @@ def sandbox_hint(exc: BaseException) -> str | None:
         tb = e.__traceback__
         if tb is None:
             continue
+        in_popen = False  # subprocess.Popen on its way to a process: its pipes, its fork
         while tb.tb_next is not None:
+            in_popen = in_popen or tb.tb_frame.f_code.co_filename.endswith("/subprocess.py")
             tb = tb.tb_next
+        in_popen = in_popen or tb.tb_frame.f_code.co_filename.endswith("/subprocess.py")
         names = set(tb.tb_frame.f_code.co_names)
         if names & FORK_NAMES:
             return FORK_HINT
-        if names & EXEC_NAMES:
+        if names & EXEC_NAMES or in_popen:
             return EXEC_HINT
         # Only the direct stack's sandbox denies socket() itself (it passes the TAP as fd 3);
         # elsewhere an EPERM there is about a capability, such as a raw socket's.

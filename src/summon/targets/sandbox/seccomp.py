@@ -146,8 +146,9 @@ def device_syscalls(app_config: dict[str, Any], modules: Collection[str] = ()) -
     with stores (app.json "stores"), and the outbound connections of an image with egress,
     which the recording run never makes (a build reaches no app's peers). And the calls of
     stdlib modules the image holds (`modules`), which a handler reaches on paths the build's
-    one request does not: shutil's copies (their bytes, mode and times), subprocess's and
-    multiprocessing's pipes (so that what the sandbox refuses is the fork or exec itself)."""
+    one request does not: shutil's copies (their bytes, mode and times), multiprocessing's
+    pipes (so that what the sandbox refuses is the fork itself). Not subprocess's: every
+    image holds subprocess (os.popen imports it), and its Popen fails on the pipe anyway."""
     base = _data()["base"]
     by_device: dict[str, dict[str, str]] = base["by-device"]
     calls: dict[str, str] = {}

@@ -38,3 +38,20 @@ def test_subprocess_denied_its_process_gets_the_exec_hint(monkeypatch: pytest.Mo
         tb = tb.tb_next
     tb.tb_next = None
     assert hints.sandbox_hint(info.value) == hints.EXEC_HINT
+
+
+def test_subprocess_refused_at_its_pipe_gets_the_exec_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every image holds subprocess, so the sandbox does not let its pipes through: Popen
+    # fails at os.pipe, before any fork; the hint must still say what is denied.
+    import os
+
+    def denied() -> tuple[int, int]:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "pipe", denied)
+    with pytest.raises(PermissionError) as info:
+        subprocess.run(["/bin/true"], stdout=subprocess.PIPE, check=False)
+    assert hints.sandbox_hint(info.value) == hints.EXEC_HINT
+    with pytest.raises(PermissionError) as other:
+        os.pipe()  # not from subprocess: no hint
+    assert hints.sandbox_hint(other.value) is None
