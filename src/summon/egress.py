@@ -32,12 +32,11 @@ class EgressError(ValueError):
 def loopback_problem(port: int, protocol: str = "tcp") -> str:
     """Why an entry naming loopback can never connect, and what to write instead."""
     suffix = "/udp" if protocol == "udp" else ""
-    sandbox, vm = HOST_FROM_SANDBOX, HOST_FROM_VM
     return (
         "loopback inside an instance is the instance's own, so this entry can never reach "
-        f"the host; a service on the host's 127.0.0.1 is {sandbox} from a "
-        f'sandbox ({vm} from a VM): allow "{sandbox}:{port}{suffix}" and have the app '
-        f"connect to {sandbox}"
+        f"the host; a service on the host's 127.0.0.1 is {HOST_FROM_SANDBOX} from a sandbox "
+        f'({HOST_FROM_VM} from a VM): allow "{HOST_FROM_SANDBOX}:{port}{suffix}" and have the '
+        f"app connect to {HOST_FROM_SANDBOX}"
     )
 
 

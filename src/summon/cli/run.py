@@ -119,12 +119,13 @@ def check_guest_ports(forwards: tuple[PortForward, ...], app_config: dict[str, A
 def unmounted_volumes(mounts: tuple[Volume, ...], app_config: dict[str, Any]) -> list[str]:
     """The image's volume paths (its manifest's volumes) that no -v mounts; not those of
     its stores (the runtime refuses to start those with a line of its own)."""
+    from summon.targets.volumes import holds_stores
+
     given = {m.path.rstrip("/") for m in mounts}
-    stores = [str(s) for s in (app_config.get("stores") or {}).values()]
     out = []
     for path in map(str, app_config.get("volumes", [])):
         path = path.rstrip("/") or "/"
-        if path not in given and not any(s == path or s.startswith(path + "/") for s in stores):
+        if path not in given and not holds_stores(path, app_config):
             out.append(path)
     return out
 

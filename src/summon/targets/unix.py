@@ -182,8 +182,7 @@ class UnixTarget(Target):
 def unreached_volume(path: str, app_config: dict[str, Any]) -> str:
     """Why a volume at path is not what the app's own file calls see on this target, or ""
     when only the image's stores (its KV devices, which are told the folder) live there."""
-    stores = app_config.get("stores") or {}
-    if any(str(p) == path or str(p).startswith(path.rstrip("/") + "/") for p in stores.values()):
+    if volumes.holds_stores(path, app_config):
         return ""
     return (
         f"a plain host process has no mounts of its own: the app's stores would use the "

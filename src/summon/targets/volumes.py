@@ -33,10 +33,10 @@ import contextlib
 import fcntl
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from summon import paths
 from summon.errors import SummonError, UserError
@@ -290,6 +290,13 @@ def ensure_disk(name: str, size: int = DEFAULT_SIZE) -> tuple[Path, str]:
     if fs_uuid is None:
         raise UserError(f"volume {name}: {path} holds no ext4 file system; remove it to start anew")
     return path, fs_uuid
+
+
+def holds_stores(path: str, app_config: Mapping[str, Any]) -> bool:
+    """Whether one of the image's stores (app.json "stores") lives at or under path."""
+    folder = path.rstrip("/")
+    stores = app_config.get("stores") or {}
+    return any(str(s) == folder or str(s).startswith(folder + "/") for s in stores.values())
 
 
 def check_declared(spec: RunSpec) -> None:
