@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import http.client
+import json
 import os
 import re
 import shutil
@@ -235,6 +236,20 @@ def bench_start(report: Report, image: Image, runs: int) -> None:
         f"floor of `summon run` (console interpreter alone + sandbox cold start): "
         f"{ms(cli_python + s)} = {(cli_python + s) / b:.2f}x bare"
     )
+    # runc's own share of that start: a container doing next to nothing vs the same
+    # interpreter doing it bare. Nothing summon starts could be quicker than runc's share
+    # plus the bare start plus the console interpreter.
+    with tempfile.TemporaryDirectory() as tmp:
+        mounted = targets.get("sandbox").prepare(image, lambda step: None).root
+        assert mounted is not None
+        contained = _runc_alone(mounted, Path(tmp), runs)
+    alone = statistics.median(_bare_interpreter([DEFAULT_PYTHON, "-S", "-E"]) for _ in range(runs))
+    least = cli_python + (contained - alone) + b
+    report.notes.append(
+        f"runc run of `python3.11 -S -E -c pass` in the image's root: {ms(contained)} vs "
+        f"{ms(alone)} bare, so runc's own share of every start is {ms(contained - alone)}; "
+        f"console interpreter + runc's share + bare start = {ms(least)} = {least / b:.2f}x bare"
+    )
     # The host's share of every start, and a setting of the host's rather than summon's.
     from summon.targets.sandbox import cgroups
 
@@ -250,6 +265,41 @@ def _bare_interpreter(argv: list[str]) -> float:
     t0 = time.monotonic()
     subprocess.run([*argv, "-c", "pass"], check=True)
     return time.monotonic() - t0
+
+
+def _runc_alone(root: Path, tmp: Path, runs: int) -> float:
+    """Median seconds of `runc run` for a container of the image's root that runs
+    `python3.11 -S -E -c pass`: namespaces and a cgroup as the sandbox's, no seccomp."""
+    bundle = tmp / "bundle"
+    bundle.mkdir()
+    config = {
+        "ociVersion": "1.0.2",
+        "process": {
+            "args": [DEFAULT_PYTHON, "-S", "-E", "-c", "pass"],
+            "cwd": "/",
+            "env": ["PATH=/usr/bin:/bin"],
+            "user": {"uid": 0, "gid": 0},
+        },
+        "root": {"path": str(root), "readonly": True},
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]},
+        ],
+        "linux": {
+            "namespaces": [
+                {"type": t} for t in ("pid", "mount", "ipc", "uts", "network", "cgroup")
+            ],
+            "cgroupsPath": f"/summon-bench-runc-{os.getpid()}",
+        },
+    }
+    (bundle / "config.json").write_text(json.dumps(config))
+    times = []
+    for i in range(runs + 1):  # the first warms the page cache and is not counted
+        argv = ["runc", "--root", str(tmp / "state"), "run", "--bundle", str(bundle), f"b{i}"]
+        t0 = time.monotonic()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.monotonic() - t0)
+    return statistics.median(times[1:])
 
 
 def request_time(host: str, port: int) -> float:
