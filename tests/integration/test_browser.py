@@ -4,9 +4,9 @@
 serves it, and Chromium, driven over the DevTools protocol (tests/chromium.py), opens it with
 a fresh profile: examples/http must answer from the service worker with its static server
 stopped, a POST must reach the app (its own 405), the first load must cost fewer bytes than
-Pyodide's unpruned core; a WSGI app on a volume must keep a note in IndexedDB across a reload
-and a browser restart, and its errors must show on the page. Screenshots are written under
-the test's tmp folder (their paths printed).
+Pyodide's unpruned core; a WSGI app on a volume must keep a note in IndexedDB, and its
+cookie, across a reload and a browser restart, and its errors must show on the page.
+Screenshots are written under the test's tmp folder (their paths printed).
 """
 
 from __future__ import annotations
@@ -172,6 +172,7 @@ def notes_url(summon: Summon, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 NOTES = f"{FRAME}.contentDocument.getElementById('notes')"
+ADDED = f"{FRAME}.contentDocument.getElementById('added').textContent"
 
 
 @pytest.mark.slow
@@ -189,13 +190,19 @@ def test_a_wsgi_apps_note_survives_a_reload_and_a_browser_restart(
                 d.querySelector("form").submit(); }})()"""
         )  # a form POST, answered 303 See Other -> GET /
         app_ready(page, f"{NOTES} && {NOTES}.textContent === 'water the plants'")
+        # The POST's Set-Cookie came back with the GET it redirected to (the tab's jar),
+        # and HttpOnly holds: the page's scripts do not see it.
+        assert page.evaluate(ADDED) == "1"
+        assert page.evaluate(f"{FRAME}.contentDocument.cookie") == ""
         page.navigate(notes_url)
         app_ready(page, f"{NOTES} && {NOTES}.textContent === 'water the plants'")
+        assert page.evaluate(ADDED) == "1"  # the jar was saved: a reload keeps the session
         shot(page, tmp_path / "notes-after-reload.png")
     with Chromium(profile) as browser:  # the same profile: IndexedDB is all that remains
         page = browser.new_page()
         page.navigate(notes_url)
         app_ready(page, f"{NOTES} && {NOTES}.textContent === 'water the plants'")
+        assert page.evaluate(ADDED) == "1"  # a persistent cookie outlives the browser too
         page.evaluate(f"{FRAME}.contentWindow.location.href = '/boom'")
         page.wait_for("!!window.summon.errors.some(e => e.includes('boom: the notes app failed'))")
         assert page.evaluate("document.getElementById('summon-errors').hidden") is False

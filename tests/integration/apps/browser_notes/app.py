@@ -2,11 +2,14 @@
 
 GET / lists the notes with a form; POST /add appends one and redirects to /; /boom raises.
 In a tab the volume is IndexedDB (IDBFS), saved after each request: a note must survive a
-reload and a browser restart with the same profile.
+reload and a browser restart with the same profile. Each POST also counts itself in a cookie
+(`added`, HttpOnly), shown by GET /: a session as Flask or Django keep one, which the tab's
+bridge must keep as a browser would.
 """
 
 import html
 import os
+from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
 NOTES = "/var/notes/notes.txt"
@@ -14,6 +17,8 @@ NOTES = "/var/notes/notes.txt"
 
 def app(environ, start_response):
     path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
+    cookies = SimpleCookie(environ.get("HTTP_COOKIE", ""))
+    added = int(cookies["added"].value) if "added" in cookies else 0
     if path == "/" and method == "GET":
         try:
             with open(NOTES) as f:
@@ -23,7 +28,7 @@ def app(environ, start_response):
         items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
         page = (
             "<!doctype html><html><head><meta charset=utf-8><title>notes</title></head><body>"
-            f"<h1>Notes</h1><ul id=notes>{items}</ul>"
+            f"<h1>Notes</h1><ul id=notes>{items}</ul><p id=added>{added}</p>"
             "<form method=post action=/add><input name=text><button>Add</button></form>"
             "</body></html>"
         )
@@ -35,7 +40,8 @@ def app(environ, start_response):
         os.makedirs(os.path.dirname(NOTES), exist_ok=True)
         with open(NOTES, "a") as f:
             f.write(text + "\n")
-        start_response("303 See Other", [("Location", "/")])
+        cookie = f"added={added + 1}; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax"
+        start_response("303 See Other", [("Location", "/"), ("Set-Cookie", cookie)])
         return [b""]
     if path == "/boom":
         raise RuntimeError("boom: the notes app failed on purpose")

@@ -28,6 +28,7 @@ from summon.runtime import config as app_config
 from summon.runtime import hints, init, injection
 from summon.runtime.config import Fail, host_path
 
+from .cookies import CookieJar
 from .http1 import BadRequest, BadResponse, Response, ResponseParser, encode_request
 from .stack import MemoryStack
 
@@ -84,6 +85,7 @@ class BrowserApp:
         self.name = ""
         self._task: asyncio.Future[Any] | None = None
         self._respond: Responder | None = None  # a WSGI or ASGI entry's (served.py)
+        self.cookies = CookieJar()  # what a browser keeps of Set-Cookie (cookies.py)
 
     # --- starting -----------------------------------------------------------------------------
 
@@ -196,11 +198,16 @@ class BrowserApp:
         Errors of the bridge are responses too, marked X-Summon-Bridge: 400 for a fetch that
         cannot be written as HTTP/1.1, 502 for an answer that is not HTTP/1.1, 503 when the
         app is not running, 504 when it does not answer within answer_timeout.
+
+        The tab's cookie jar does the browser's part: its cookies go with the request, and
+        the response's Set-Cookie fields go into it (a service worker could pass neither).
         """
         if not self.running:
             return plain(503, "Service Unavailable", "the app is not running (see the page's log)")
         try:
-            request = encode_request(method, target, headers, body, host)
+            request = encode_request(
+                method, target, self.cookies.add_to(target, headers), body, host
+            )
         except BadRequest as e:
             return plain(400, "Bad Request", f"summon: this request cannot reach the app: {e}")
         parser = ResponseParser(head=method.upper() == "HEAD")
@@ -214,7 +221,9 @@ class BrowserApp:
             return plain(
                 504, "Gateway Timeout", f"the app did not answer in {self.answer_timeout:g} s"
             )
-        return parser.response
+        response = parser.response
+        response.headers = self.cookies.take(target, response.headers)
+        return response
 
     async def _answer(self, request: bytes, parser: ResponseParser, host: str) -> None:
         """Send request to the app, feed parser its answer until the response is complete."""
@@ -243,6 +252,15 @@ class BrowserApp:
         tuple that Pyodide's toJs() turns into [status, reason, [[name, value]...], bytes]."""
         response = await self.exchange(method, target, _as_pairs(headers), _as_bytes(body), host)
         return response.status, response.reason, response.headers, response.body
+
+    def saved_cookies(self) -> list[list[object]] | None:
+        """The jar's rows when it changed since last asked (the worker then saves them), else
+        None."""
+        return self.cookies.rows() if self.cookies.changed else None
+
+    def load_cookies(self, rows: Any) -> None:
+        """What the worker saved (a Pyodide JsProxy of the rows, or the rows)."""
+        self.cookies.load(rows.to_py() if hasattr(rows, "to_py") else rows)
 
 
 def http_port(cfg: app_config.AppConfig) -> int | None:

@@ -51,6 +51,39 @@ self.crypto.getRandomValues = (array) => {
   return getRandomValues(array);
 };
 
+// The app's cookies (inpage/cookies.py keeps them, as a service worker cannot hand them to
+// the browser), saved in the Cache API so that a reload or a browser restart keeps a session
+// as the browser's own jar would. Under a key of this site's, so two sites of one origin
+// keep their own; a cache not named summon-*, so a new export of the site keeps it too.
+const COOKIE_CACHE = "app-cookies";
+const cookieKey = new URL("cookies.json", self.location.href).href;
+
+async function loadCookies() {
+  try {
+    const hit = self.caches && (await (await self.caches.open(COOKIE_CACHE)).match(cookieKey));
+    return hit ? await hit.json() : [];
+  } catch (e) {
+    return []; // no Cache API (an insecure context) or a damaged save: start empty
+  }
+}
+
+let cookieSaving = Promise.resolve();
+function saveCookies() {
+  const changed = app.saved_cookies();
+  if (!changed) return cookieSaving;
+  const rows = changed.toJs({ create_proxies: false });
+  changed.destroy();
+  const body = JSON.stringify(rows);
+  cookieSaving = cookieSaving.then(async () => {
+    try {
+      if (self.caches) await (await self.caches.open(COOKIE_CACHE)).put(cookieKey, new Response(body));
+    } catch (e) {
+      post({ type: "stderr", line: `summon: the app's cookies were not saved: ${errorText(e)}` });
+    }
+  });
+  return cookieSaving;
+}
+
 function errorText(e) {
   // A Python exception arrives as a PythonError whose message is the whole traceback.
   return String((e && e.message) || e).trim();
@@ -114,6 +147,9 @@ async function boot() {
   pyodide.runPython(`import sys\nif "${site.runtime}" not in sys.path: sys.path.insert(0, "${site.runtime}")`);
   post({ type: "progress", text: "Starting the app", fraction: 0.9 });
   app = pyodide.pyimport("summon_browser.boot").BrowserApp("/");
+  const cookies = pyodide.toPy(await loadCookies());
+  app.load_cookies(cookies);
+  cookies.destroy();
   await app.start();
   post({ type: "ready", name: app.name, port: app.port, ms: performance.now() - t0 });
 }
@@ -136,6 +172,7 @@ async function answer(port, request) {
     const [status, reason, headers, data] = result.toJs();
     result.destroy();
     if (site.volumes.length) await persist();
+    await saveCookies(); // before the answer: the next page load must find the session
     const buffer = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength
       ? data.buffer
       : data.slice().buffer;
