@@ -125,6 +125,9 @@ class ImageRoot:
             stdin=subprocess.DEVNULL,
             text=True,
         )
+        # Bytes left over from an earlier process of the same pid (pids are reused) are not
+        # this one's: its first line would be a dead process's.
+        _pending.pop(process.pid, None)
         self.processes.append(process)
         return process
 
