@@ -349,10 +349,15 @@ class HTTPConnection:
 
     def data_to_send(self) -> bytes:
         """The bytes to send the client now (empty if none)."""
-        if not self._out:
-            return b""
-        out = self._out[0] if len(self._out) == 1 else b"".join(self._out)
-        self._out.clear()
+        return b"".join(self.pieces_to_send())
+
+    def pieces_to_send(self) -> list[bytes]:
+        """data_to_send() in pieces: joined, unless over 64 KiB (a head and a large body:
+        joining them would copy the body, doubling the memory it takes)."""
+        out = [piece for piece in self._out if piece]
+        self._out = []
+        if len(out) > 1 and sum(map(len, out)) <= 65536:
+            return [b"".join(out)]
         return out
 
     def send_continue(self) -> None:
