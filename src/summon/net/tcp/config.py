@@ -27,6 +27,8 @@ class TCPConfig:
     time_wait_ignores_rst  RFC 1337: no RST ends TIME_WAIT (default: an exact one does, as in
                      Linux, so a client reusing the 4-tuple recovers from our ACK to its SYN)
     syn_cookies      answer SYNs statelessly when the SYN queue is full, instead of dropping
+                     them (default on, as Linux's tcp_syncookies=1: a full queue shut out
+                     every client until its entries expired)
     ephemeral_ports  (first, last) local ports connect() picks from (RFC 6335 range)
     checksum_offload the link completes TCP checksums (a TAP with virtio-net headers, like a
                      virtio NIC): segments leave with only the pseudo-header sum in the field,
@@ -81,7 +83,7 @@ class TCPConfig:
         nodelay: bool = True,
         syn_backlog: int = 1024,
         accept_backlog: int = 1024,
-        syn_cookies: bool = False,
+        syn_cookies: bool = True,
         time_wait_ignores_rst: bool = False,
         ephemeral_ports: tuple[int, int] = (49152, 65535),
         checksum_offload: bool = False,
