@@ -13,8 +13,9 @@ codes); this module does the rest, and is imported at the first upgrade only:
   (websocket.http.response.*) sends the app's own HTTP answer instead; an app that fails or
   returns before any of these, 500.
 - after the 101, one task reads the socket: a ping is answered with a pong at once; a
-  message (its fragments joined) waits for receive(), at most QUEUE_MESSAGES of them, after
-  which the reader stops reading and TCP holds the client back; a message over
+  message (its fragments joined) waits for receive(), at most QUEUE_MESSAGES of them or
+  Settings.max_body bytes, after which the reader stops reading and TCP holds the client
+  back; a message over
   Settings.max_body closes the connection with 1009, a protocol error with wsproto's code
   (1002, 1007). The client's close, or its disappearance (1006), becomes
   websocket.disconnect, returned by every receive() from then on.
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
     from summon.runtime.http.protocol import Exchange, Headers, HTTPConnection, Request
 
 QUEUE_MESSAGES = 16  # messages received and not yet taken by the app: then the reader waits
+# ... or once they hold max_body bytes (characters for text): 16 messages of 1 MiB each, from
+# six clients that sent and never read what an echo app sent back, filled a 128M sandbox.
 CLOSE_WAIT = 5.0  # seconds the client has to answer our close frame
 VERSION = b"13"
 # Response headers the handshake decides, whatever the app's websocket.accept says.
@@ -188,6 +191,7 @@ class WebSocketCycle:
         self._denial_body: list[bytes] = []
         self._ws = Connection(ConnectionType.SERVER)
         self._messages: deque[Message] = deque()
+        self._queued = 0  # bytes (characters) of self._messages
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
         self._ended: Message | None = None  # websocket.disconnect, once it is over
@@ -209,6 +213,7 @@ class WebSocketCycle:
         # Messages the app left unread never will be: the reader reads on to the close.
         self._app_done = True
         self._messages.clear()
+        self._queued = 0
         self._room.set()
         try:
             if self._accepted:
@@ -238,12 +243,14 @@ class WebSocketCycle:
             await self._arrived.wait()
         if self._messages:
             message = self._messages.popleft()
+            self._queued -= _size(message)
             self._room.set()
             return message
         return self._ended  # type: ignore[return-value]
 
     def _deliver(self, message: Message) -> None:
         self._messages.append(message)
+        self._queued += _size(message)
         self._arrived.set()
 
     def _end(self, code: int, reason: str) -> None:
@@ -439,7 +446,7 @@ class WebSocketCycle:
     def _full(self) -> bool:
         """Whether the reader must wait for the app to take messages first."""
         return (
-            len(self._messages) >= QUEUE_MESSAGES
+            (len(self._messages) >= QUEUE_MESSAGES or self._queued >= self.max_message)
             and self._ended is None
             and not self._app_done
             and not (self.stopping is not None and self.stopping.is_set())
@@ -468,6 +475,11 @@ class WebSocketCycle:
                 await self.io.write(self._ws.send(event))
             except LocalProtocolError:
                 pass
+
+
+def _size(message: Message) -> int:
+    data = message.get("text")
+    return len(data if data is not None else message.get("bytes", b""))
 
 
 def _encoded(data: str | bytes | bytearray) -> bytes | bytearray:
