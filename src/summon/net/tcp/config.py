@@ -26,6 +26,9 @@ class TCPConfig:
     accept_backlog   established connections waiting for accept() (its accept queue)
     time_wait_ignores_rst  RFC 1337: no RST ends TIME_WAIT (default: an exact one does, as in
                      Linux, so a client reusing the 4-tuple recovers from our ACK to its SYN)
+    max_time_wait    connections kept in TIME_WAIT; past it the oldest goes at once (Linux's
+                     tcp_max_tw_buckets): each is a Connection object, and a client closing
+                     a thousand a second would otherwise keep 2*msl's worth (60,000) in memory
     syn_cookies      answer SYNs statelessly when the SYN queue is full, instead of dropping
                      them (default on, as Linux's tcp_syncookies=1: a full queue shut out
                      every client until its entries expired)
@@ -46,6 +49,7 @@ class TCPConfig:
         "max_ooo_runs",
         "max_retries",
         "max_rto",
+        "max_time_wait",
         "min_mss",
         "min_rto",
         "msl",
@@ -80,6 +84,7 @@ class TCPConfig:
         challenge_ack_limit: int = 10,
         challenge_ack_interval: float = 1.0,
         max_ooo_runs: int = 64,
+        max_time_wait: int = 4096,
         nodelay: bool = True,
         syn_backlog: int = 1024,
         accept_backlog: int = 1024,
@@ -104,6 +109,7 @@ class TCPConfig:
         self.challenge_ack_limit = challenge_ack_limit
         self.challenge_ack_interval = challenge_ack_interval
         self.max_ooo_runs = max_ooo_runs
+        self.max_time_wait = max_time_wait
         self.nodelay = nodelay
         self.syn_backlog = syn_backlog
         self.accept_backlog = accept_backlog

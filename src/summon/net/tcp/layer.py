@@ -57,6 +57,7 @@ class TCP:
         "_now",
         "_ready",
         "_send_ip",
+        "_time_wait",
         "config",
         "counters",
         "local_ip",
@@ -89,6 +90,7 @@ class TCP:
         self._heap: list[tuple[float, int, Connection]] = []
         self._heap_count = 0
         self._ready: dict[Connection | Listener, None] = {}
+        self._time_wait: dict[Connection, None] = {}  # oldest first (config.max_time_wait)
         # Every connection's calls leave their effects here; _apply drains it after each.
         self._effects = Effects()
 
@@ -327,6 +329,7 @@ class TCP:
         if fx.closed:
             fx.closed = False
             self.forget(conn)
+            self._time_wait.pop(conn, None)
             if not conn.active:
                 listener = self._listeners.get(conn.local_port)
                 if listener is not None:
@@ -338,6 +341,14 @@ class TCP:
                 conn._scheduled = deadline
                 self._heap_count += 1
                 heapq.heappush(self._heap, (deadline, self._heap_count, conn))
+        if conn.state == st.TIME_WAIT and conn not in self._time_wait:
+            self._time_wait[conn] = None
+            if len(self._time_wait) > self.config.max_time_wait:
+                oldest = next(iter(self._time_wait))
+                del self._time_wait[oldest]
+                self.counters.inc("tcp__time_wait_full__drop")
+                oldest.abort()  # nothing sent from TIME_WAIT: the 4-tuple is just free
+                self._apply(oldest)
 
     def _apply_listener(self, listener: Listener) -> None:
         fx = listener.effects

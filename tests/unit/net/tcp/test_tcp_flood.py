@@ -10,7 +10,8 @@ import tracemalloc
 import pytest
 from tcp_path import IP_B, IPPath
 
-from summon.net.tcp import TCP, Segment, TCPConfig
+from summon.net.tcp import TCP, Connection, Segment, TCPConfig
+from summon.net.tcp.listener import Listener
 from summon.net.tcp.wire import SYN
 
 ATTACKER = bytes((203, 0, 113, 66))  # TEST-NET-3: spoofed, nothing answers there
@@ -125,3 +126,35 @@ def test_forged_or_stale_cookies_are_refused(tamper: str) -> None:
     assert tcp.counters["tcp__syn_cookie__invalid"] == 1
     assert tcp.counters["tcp__listen_ack__respond_rst"] == 1
     assert tcp.connections == []
+
+
+def served_and_closed_first(path: IPPath, listener: Listener) -> Connection:
+    """One connection from a to b:80 that b closes first; b's side, now in TIME_WAIT."""
+    client = path.a.connect(IP_B, 80)
+    accepted: list[Connection] = []
+    path.run(
+        lambda: bool(accepted) and client.state == "ESTABLISHED",
+        path.clock.now + 5,
+        lambda: accepted.extend(c for c in [listener.accept()] if c is not None),
+    )
+    server = accepted[0]
+    path.b.close(server)
+    path.run(lambda: client.state == "CLOSE_WAIT", path.clock.now + 5)
+    path.a.close(client)
+    path.run(lambda: server.state == "TIME_WAIT", path.clock.now + 5)
+    return server
+
+
+def test_time_wait_is_bounded_the_oldest_going_first() -> None:
+    """An HTTP/1.0 client (ab) making a thousand requests a second: the server closes first,
+    so each connection stays in TIME_WAIT for 2*MSL (60 s), some 60,000 Connection objects
+    in a direct-mode app's memory. Past max_time_wait the oldest goes at once, as Linux's
+    tcp_max_tw_buckets; a new connection is served as before."""
+    path = IPPath(4, config_b=TCPConfig(max_time_wait=8))
+    listener = path.b.listen(80)
+    closed = [served_and_closed_first(path, listener) for _ in range(20)]
+    waiting = [c for c in path.b.connections if c.state == "TIME_WAIT"]
+    assert waiting == closed[-8:]  # the newest eight; virtual time is well short of 2*MSL
+    assert path.b.counters["tcp__time_wait_full__drop"] == 12
+    assert path.clock.now < 2 * TCPConfig().msl
+    connect_client(path, max_time=path.clock.now + 5)
