@@ -349,6 +349,16 @@ class TCP:
                 self.counters.inc("tcp__time_wait_full__drop")
                 oldest.abort()  # nothing sent from TIME_WAIT: the 4-tuple is just free
                 self._apply(oldest)
+                oldest._scheduled = None  # its 2*MSL entry in the heap is stale now
+                self._compact_heap()
+
+    def _compact_heap(self) -> None:
+        """Drop stale timer entries once they are most of the heap: each holds its
+        connection until its deadline, and a dropped TIME_WAIT's is 2*MSL away."""
+        heap = self._heap
+        if len(heap) > 2 * len(self._connections) + 64:
+            heap[:] = [entry for entry in heap if entry[2]._scheduled == entry[0]]  # in place:
+            heapq.heapify(heap)  # timers() may be looping over it
 
     def _apply_listener(self, listener: Listener) -> None:
         fx = listener.effects

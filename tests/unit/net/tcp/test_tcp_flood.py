@@ -142,6 +142,8 @@ def served_and_closed_first(path: IPPath, listener: Listener) -> Connection:
     path.run(lambda: client.state == "CLOSE_WAIT", path.clock.now + 5)
     path.a.close(client)
     path.run(lambda: server.state == "TIME_WAIT", path.clock.now + 5)
+    path.a.ready()  # what an app's event loop takes from the layers after each step
+    path.b.ready()
     return server
 
 
@@ -158,3 +160,29 @@ def test_time_wait_is_bounded_the_oldest_going_first() -> None:
     assert path.b.counters["tcp__time_wait_full__drop"] == 12
     assert path.clock.now < 2 * TCPConfig().msl
     connect_client(path, max_time=path.clock.now + 5)
+
+
+def test_time_wait_connections_dropped_past_the_bound_are_freed() -> None:
+    """Dropped from the layer but not from its timer heap, each dropped TIME_WAIT stayed in
+    memory for 2*MSL all the same: ab's 60,000 requests took a direct-mode app from 40 to
+    115 MB. 1,000 connections closed past a bound of 8 cost little more than the first 50."""
+    import gc
+
+    path = IPPath(5, config_b=TCPConfig(max_time_wait=8, msl=1000.0))  # none expire here
+    listener = path.b.listen(80)
+    for _ in range(50):
+        served_and_closed_first(path, listener)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(1000):
+            served_and_closed_first(path, listener)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert path.b.counters["tcp__time_wait_full__drop"] == 1042
+    assert path.clock.now < 2000.0
+    # At most some 80 stale timer entries wait for a compaction, whatever the count.
+    assert grown < 250_000, f"{grown} bytes kept for 1,000 dropped TIME_WAIT connections"
