@@ -14,6 +14,9 @@ class TCPConfig:
     window_scale     offer RFC 7323 window scaling (the shift is derived from receive_buffer)
     initial_rto, min_rto, max_rto   RFC 6298: 1 s, 1 s, 60 s
     delayed_ack      how long an ACK may wait for a second segment (RFC 9293: < 0.5 s)
+    fin_timeout      how long a connection the app has closed (an orphan) waits in FIN_WAIT_2
+                     for the peer's FIN (Linux's tcp_fin_timeout); else a peer that ACKs our
+                     FIN and never sends its own keeps the connection for ever
     msl              maximum segment lifetime; TIME_WAIT lasts 2*msl (RFC 9293 suggests 2 min,
                      and 30 s is what stacks use in practice)
     syn_retries, synack_retries     handshake retransmissions before giving up (Linux: 6, 5)
@@ -45,6 +48,7 @@ class TCPConfig:
         "checksum_offload",
         "delayed_ack",
         "ephemeral_ports",
+        "fin_timeout",
         "initial_rto",
         "max_ooo_runs",
         "max_retries",
@@ -78,6 +82,7 @@ class TCPConfig:
         max_rto: float = 60.0,
         delayed_ack: float = 0.2,
         msl: float = 30.0,
+        fin_timeout: float = 60.0,
         syn_retries: int = 6,
         synack_retries: int = 5,
         max_retries: int = 15,
@@ -103,6 +108,7 @@ class TCPConfig:
         self.max_rto = max_rto
         self.delayed_ack = delayed_ack
         self.msl = msl
+        self.fin_timeout = fin_timeout
         self.syn_retries = syn_retries
         self.synack_retries = synack_retries
         self.max_retries = max_retries

@@ -177,6 +177,11 @@ class TCP:
         conn.close(self.now())
         self._apply(conn)
 
+    def orphan(self, conn: Connection) -> None:
+        """The app has closed conn and reads no more: see Connection.orphan."""
+        conn.orphan(self.now())
+        self._apply(conn)
+
     def abort(self, conn: Connection) -> None:
         """Drop conn at once: RST to the peer, queued data discarded. Idempotent."""
         conn.abort()
