@@ -232,6 +232,8 @@ class TCPTransport(asyncio.Transport):
             if not chunks and self._eof and not self._fin_sent:
                 self._fin_sent = True
                 tcp.close(conn)
+                if self._closing:
+                    tcp.orphan(conn)  # closed, not half-closed: nobody reads it any more
                 if self._closing and not self._lost:
                     self._lose(None)
         except ConnectionStateError:
@@ -326,6 +328,8 @@ class TCPTransport(asyncio.Transport):
             return
         self._closing = True
         self._eof = True
+        if self._fin_sent and not self._lost:  # half-closed before: orphaned now
+            self._tcp.orphan(self._conn)
         self._host.schedule_kick(self)
 
     def is_closing(self) -> bool:

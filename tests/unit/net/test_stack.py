@@ -287,6 +287,40 @@ def test_refused_and_reset_connections_raise_what_sockets_raise() -> None:
     run(main)
 
 
+@pytest.mark.parametrize("half_closed_first", [False, True], ids=["close", "write_eof-then-close"])
+def test_a_peer_that_never_sends_its_fin_does_not_keep_a_closed_connection(
+    half_closed_first: bool,
+) -> None:
+    """A peer (scapy, in a namespace) that ACKs the server's FIN and never sends its own:
+    100 such connections sat in FIN_WAIT_2 for good, each in the app's memory. A
+    connection the app has closed now goes after fin_timeout, as a Linux orphan does."""
+
+    async def main() -> None:
+        server, client = stack_pair(tcp_config=TCPConfig(fin_timeout=0.3))
+        await server.start()
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"bye")
+            if half_closed_first:
+                writer.write_eof()
+                await asyncio.sleep(0.05)
+            writer.close()  # an HTTP/1.0 server's way: the answer, then close
+
+        await server.start_server(answer, 80)
+        reader, writer = await client.open_connection(SERVER_IP, 80)
+        assert await reader.read() == b"bye"  # and EOF; the client never closes its side
+        assert server.tcp is not None
+        for _ in range(300):
+            if not server.tcp.connections:
+                break
+            await asyncio.sleep(0.01)
+        assert [c.state for c in server.tcp.connections] == []
+        assert server.counters["tcp__fin_timeout__close"] == 1
+        writer.close()
+
+    run(main)
+
+
 def test_server_close_stops_accepting_and_serve_forever_ends_on_cancel() -> None:
     async def main() -> None:
         server, client = stack_pair()

@@ -14,6 +14,9 @@ class TCPConfig:
     window_scale     offer RFC 7323 window scaling (the shift is derived from receive_buffer)
     initial_rto, min_rto, max_rto   RFC 6298: 1 s, 1 s, 60 s
     delayed_ack      how long an ACK may wait for a second segment (RFC 9293: < 0.5 s)
+    fin_timeout      how long a connection the app has closed (an orphan) waits in FIN_WAIT_2
+                     for the peer's FIN (Linux's tcp_fin_timeout); else a peer that ACKs our
+                     FIN and never sends its own keeps the connection for ever
     msl              maximum segment lifetime; TIME_WAIT lasts 2*msl (RFC 9293 suggests 2 min,
                      and 30 s is what stacks use in practice)
     syn_retries, synack_retries     handshake retransmissions before giving up (Linux: 6, 5)
@@ -26,7 +29,12 @@ class TCPConfig:
     accept_backlog   established connections waiting for accept() (its accept queue)
     time_wait_ignores_rst  RFC 1337: no RST ends TIME_WAIT (default: an exact one does, as in
                      Linux, so a client reusing the 4-tuple recovers from our ACK to its SYN)
+    max_time_wait    connections kept in TIME_WAIT; past it the oldest goes at once (Linux's
+                     tcp_max_tw_buckets): each is a Connection object, and a client closing
+                     a thousand a second would otherwise keep 2*msl's worth (60,000) in memory
     syn_cookies      answer SYNs statelessly when the SYN queue is full, instead of dropping
+                     them (default on, as Linux's tcp_syncookies=1: a full queue shut out
+                     every client until its entries expired)
     ephemeral_ports  (first, last) local ports connect() picks from (RFC 6335 range)
     checksum_offload the link completes TCP checksums (a TAP with virtio-net headers, like a
                      virtio NIC): segments leave with only the pseudo-header sum in the field,
@@ -40,10 +48,12 @@ class TCPConfig:
         "checksum_offload",
         "delayed_ack",
         "ephemeral_ports",
+        "fin_timeout",
         "initial_rto",
         "max_ooo_runs",
         "max_retries",
         "max_rto",
+        "max_time_wait",
         "min_mss",
         "min_rto",
         "msl",
@@ -72,16 +82,18 @@ class TCPConfig:
         max_rto: float = 60.0,
         delayed_ack: float = 0.2,
         msl: float = 30.0,
+        fin_timeout: float = 60.0,
         syn_retries: int = 6,
         synack_retries: int = 5,
         max_retries: int = 15,
         challenge_ack_limit: int = 10,
         challenge_ack_interval: float = 1.0,
         max_ooo_runs: int = 64,
+        max_time_wait: int = 4096,
         nodelay: bool = True,
         syn_backlog: int = 1024,
         accept_backlog: int = 1024,
-        syn_cookies: bool = False,
+        syn_cookies: bool = True,
         time_wait_ignores_rst: bool = False,
         ephemeral_ports: tuple[int, int] = (49152, 65535),
         checksum_offload: bool = False,
@@ -96,12 +108,14 @@ class TCPConfig:
         self.max_rto = max_rto
         self.delayed_ack = delayed_ack
         self.msl = msl
+        self.fin_timeout = fin_timeout
         self.syn_retries = syn_retries
         self.synack_retries = synack_retries
         self.max_retries = max_retries
         self.challenge_ack_limit = challenge_ack_limit
         self.challenge_ack_interval = challenge_ack_interval
         self.max_ooo_runs = max_ooo_runs
+        self.max_time_wait = max_time_wait
         self.nodelay = nodelay
         self.syn_backlog = syn_backlog
         self.accept_backlog = accept_backlog

@@ -82,6 +82,14 @@ class Connection(Receiver):
                 self._output(now)
         self._rearm(now)
 
+    def orphan(self, now: float) -> None:
+        """The app is gone (it closed, and will read nothing more): once our FIN is ACKed,
+        the peer's FIN has config.fin_timeout to come, as Linux's orphans have."""
+        self.orphaned = True
+        if self.state == st.FIN_WAIT_2 and self.timers.time_wait is None:
+            self.timers.time_wait = now + self.config.fin_timeout
+        self._rearm(now)
+
     def abort(self) -> None:
         """Drop the connection at once: RST to the peer, queued data discarded."""
         if self.state == st.CLOSED:

@@ -57,6 +57,7 @@ class TCP:
         "_now",
         "_ready",
         "_send_ip",
+        "_time_wait",
         "config",
         "counters",
         "local_ip",
@@ -89,6 +90,7 @@ class TCP:
         self._heap: list[tuple[float, int, Connection]] = []
         self._heap_count = 0
         self._ready: dict[Connection | Listener, None] = {}
+        self._time_wait: dict[Connection, None] = {}  # oldest first (config.max_time_wait)
         # Every connection's calls leave their effects here; _apply drains it after each.
         self._effects = Effects()
 
@@ -173,6 +175,11 @@ class TCP:
     def close(self, conn: Connection) -> None:
         """No more data from us on conn: a FIN follows what is queued. Idempotent."""
         conn.close(self.now())
+        self._apply(conn)
+
+    def orphan(self, conn: Connection) -> None:
+        """The app has closed conn and reads no more: see Connection.orphan."""
+        conn.orphan(self.now())
         self._apply(conn)
 
     def abort(self, conn: Connection) -> None:
@@ -327,6 +334,7 @@ class TCP:
         if fx.closed:
             fx.closed = False
             self.forget(conn)
+            self._time_wait.pop(conn, None)
             if not conn.active:
                 listener = self._listeners.get(conn.local_port)
                 if listener is not None:
@@ -338,6 +346,24 @@ class TCP:
                 conn._scheduled = deadline
                 self._heap_count += 1
                 heapq.heappush(self._heap, (deadline, self._heap_count, conn))
+        if conn.state == st.TIME_WAIT and conn not in self._time_wait:
+            self._time_wait[conn] = None
+            if len(self._time_wait) > self.config.max_time_wait:
+                oldest = next(iter(self._time_wait))
+                del self._time_wait[oldest]
+                self.counters.inc("tcp__time_wait_full__drop")
+                oldest.abort()  # nothing sent from TIME_WAIT: the 4-tuple is just free
+                self._apply(oldest)
+                oldest._scheduled = None  # its 2*MSL entry in the heap is stale now
+                self._compact_heap()
+
+    def _compact_heap(self) -> None:
+        """Drop stale timer entries once they are most of the heap: each holds its
+        connection until its deadline, and a dropped TIME_WAIT's is 2*MSL away."""
+        heap = self._heap
+        if len(heap) > 2 * len(self._connections) + 64:
+            heap[:] = [entry for entry in heap if entry[2]._scheduled == entry[0]]  # in place:
+            heapq.heapify(heap)  # timers() may be looping over it
 
     def _apply_listener(self, listener: Listener) -> None:
         fx = listener.effects

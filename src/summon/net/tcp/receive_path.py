@@ -261,6 +261,8 @@ class Receiver(Sender):
         if fin_acked:
             if self.state == st.FIN_WAIT_1:
                 self._move(st.RCV_ACK_OF_FIN)
+                if self.orphaned:
+                    self.timers.time_wait = now + self.config.fin_timeout
             elif self.state == st.CLOSING:
                 self._enter_time_wait(now)
             elif self.state == st.LAST_ACK:

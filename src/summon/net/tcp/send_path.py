@@ -186,8 +186,12 @@ class Sender(TCB):
                 if self._ack_pending:
                     self._count("tcp__delayed_ack")
                     self._send_ack()
-            elif name == "time_wait":
-                self._finish(st.TIMEOUT_2MSL, "closed")
+            elif name == "time_wait":  # 2*MSL in TIME_WAIT; fin_timeout for an orphan
+                if self.state == st.FIN_WAIT_2:
+                    self._count("tcp__fin_timeout__close")
+                    self._finish(st.FIN_TIMEOUT, "closed")
+                else:
+                    self._finish(st.TIMEOUT_2MSL, "closed")
         self._rearm(now)
         return self.effects
 

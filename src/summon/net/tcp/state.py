@@ -52,6 +52,7 @@ RCV_NEW_SYN = "rcv_new_syn"  # SYN beyond the old incarnation's sequence space (
 RCV_ICMP_UNREACHABLE = "rcv_icmp_unreachable"  # port/protocol unreachable for our SYN
 # Timers:
 TIMEOUT_2MSL = "timeout_2msl"
+FIN_TIMEOUT = "fin_timeout"  # an orphan's peer never sent its FIN (config.fin_timeout)
 GIVE_UP = "give_up"  # retransmission or probe limit reached
 
 # (state, input) -> (new state, what happens on the way; docs only)
@@ -87,6 +88,7 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     (FIN_WAIT_1, GIVE_UP): (CLOSED, "send RST; ConnectionClosed('timeout')"),
     (FIN_WAIT_2, RCV_FIN): (TIME_WAIT, "ACK the FIN; 2*MSL timer; app: ConnectionClosed('closed')"),
     (FIN_WAIT_2, RCV_RST): (CLOSED, "ConnectionClosed('reset')"),
+    (FIN_WAIT_2, FIN_TIMEOUT): (CLOSED, "the app is gone and the peer's FIN never came"),
     (FIN_WAIT_2, ABORT): (CLOSED, "send RST"),
     (CLOSE_WAIT, CLOSE): (LAST_ACK, "FIN sent after the queued data"),
     (CLOSE_WAIT, RCV_RST): (CLOSED, "ConnectionClosed('reset')"),

@@ -62,6 +62,7 @@ class TCB:
         "local_port",
         "max_snd_wnd",
         "mss",
+        "orphaned",
         "rcv_adv",
         "rcv_fin_seq",
         "rcv_nxt",
@@ -145,6 +146,7 @@ class TCB:
         self._closed_reason: str | None = None
         self._closed_reported = False
         self._scheduled: float | None = None  # the driver's timer-heap bookkeeping
+        self.orphaned = False  # the app has closed and will read no more (Connection.orphan)
 
     def _count(self, key: str) -> None:
         self.effects.counts.append(key)

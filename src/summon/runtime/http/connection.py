@@ -50,10 +50,11 @@ async def flush(
 ) -> None:
     """Write what the connection has to send; on ClientDisconnected the connection aborts
     (and `log` gets what the client had of the response before it left)."""
-    data = conn.data_to_send()
-    if data:
+    pieces = conn.pieces_to_send()
+    if pieces:
         try:
-            await io.write(data)
+            for data in pieces:
+                await io.write(data)
         except ClientDisconnected:
             exchange = conn.abort(io.now())
             if exchange is not None and log is not None:

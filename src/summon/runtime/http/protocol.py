@@ -269,8 +269,10 @@ class HTTPConnection:
             self._eof = True
             self._h11.receive_data(b"")
             return
-        self._h11.receive_data(data)
         state = self.state
+        if state == st.IDLE and not (data := data.lstrip(b"\r\n")):
+            return  # only empty lines before a request: ignored (RFC 9112 2.2)
+        self._h11.receive_data(data)
         if state == st.IDLE:
             self._go(st.DATA, now)
         elif state == st.BODY or state == st.SEND_BODY:
@@ -349,10 +351,14 @@ class HTTPConnection:
 
     def data_to_send(self) -> bytes:
         """The bytes to send the client now (empty if none)."""
-        if not self._out:
-            return b""
-        out = self._out[0] if len(self._out) == 1 else b"".join(self._out)
-        self._out.clear()
+        return b"".join(self.pieces_to_send())
+
+    def pieces_to_send(self) -> list[bytes]:
+        """data_to_send() in pieces, joined unless over 64 KiB (a copy of a large body)."""
+        out = [piece for piece in self._out if piece]
+        self._out = []
+        if len(out) > 1 and sum(map(len, out)) <= 65536:
+            return [b"".join(out)]
         return out
 
     def send_continue(self) -> None:
@@ -469,6 +475,7 @@ class HTTPConnection:
             and (not self._eof or conn.trailing_data[0])
         ):
             conn.start_next_cycle()
+            conn = self._skip_empty_lines(conn)
             self._request = None
             self._go(st.END_KEEP, now)
             self._held = 0
@@ -477,6 +484,20 @@ class HTTPConnection:
         else:
             self._go(st.END_CLOSE, now)
         return exchange
+
+    def _skip_empty_lines(self, conn: h11.Connection) -> h11.Connection:
+        """Empty lines before a request are ignored (RFC 9112 2.2; h11 refuses them, and
+        cannot drop buffered bytes: a fresh h11 connection takes what follows)."""
+        data, closed = conn.trailing_data
+        if data[:1] not in (b"\r", b"\n"):
+            return conn
+        fresh = h11.Connection(h11.SERVER, max_incomplete_event_size=self.settings.max_header)
+        if rest := bytes(data).lstrip(b"\r\n"):
+            fresh.receive_data(rest)
+        if closed:
+            fresh.receive_data(b"")
+        self._h11 = fresh
+        return fresh
 
     def respond(
         self, status: int, headers: Headers, body: bytes, now: float, reason: bytes = b""

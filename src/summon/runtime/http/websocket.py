@@ -13,8 +13,9 @@ codes); this module does the rest, and is imported at the first upgrade only:
   (websocket.http.response.*) sends the app's own HTTP answer instead; an app that fails or
   returns before any of these, 500.
 - after the 101, one task reads the socket: a ping is answered with a pong at once; a
-  message (its fragments joined) waits for receive(), at most QUEUE_MESSAGES of them, after
-  which the reader stops reading and TCP holds the client back; a message over
+  message (its fragments joined) waits for receive(), at most QUEUE_MESSAGES of them or
+  Settings.max_body bytes, after which the reader stops reading and TCP holds the client
+  back; a message over
   Settings.max_body closes the connection with 1009, a protocol error with wsproto's code
   (1002, 1007). The client's close, or its disappearance (1006), becomes
   websocket.disconnect, returned by every receive() from then on.
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
     from summon.runtime.http.protocol import Exchange, Headers, HTTPConnection, Request
 
 QUEUE_MESSAGES = 16  # messages received and not yet taken by the app: then the reader waits
+# ... or once they hold max_body bytes (characters for text): 16 messages of 1 MiB each, from
+# six clients that sent and never read what an echo app sent back, filled a 128M sandbox.
 CLOSE_WAIT = 5.0  # seconds the client has to answer our close frame
 VERSION = b"13"
 # Response headers the handshake decides, whatever the app's websocket.accept says.
@@ -188,6 +191,7 @@ class WebSocketCycle:
         self._denial_body: list[bytes] = []
         self._ws = Connection(ConnectionType.SERVER)
         self._messages: deque[Message] = deque()
+        self._queued = 0  # bytes (characters) of self._messages
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
         self._ended: Message | None = None  # websocket.disconnect, once it is over
@@ -209,6 +213,7 @@ class WebSocketCycle:
         # Messages the app left unread never will be: the reader reads on to the close.
         self._app_done = True
         self._messages.clear()
+        self._queued = 0
         self._room.set()
         try:
             if self._accepted:
@@ -238,12 +243,14 @@ class WebSocketCycle:
             await self._arrived.wait()
         if self._messages:
             message = self._messages.popleft()
+            self._queued -= _size(message)
             self._room.set()
             return message
         return self._ended  # type: ignore[return-value]
 
     def _deliver(self, message: Message) -> None:
         self._messages.append(message)
+        self._queued += _size(message)
         self._arrived.set()
 
     def _end(self, code: int, reason: str) -> None:
@@ -366,7 +373,8 @@ class WebSocketCycle:
 
     async def _read_frames(self, data: bytes | None) -> None:
         ws, io = self._ws, self.io
-        parts: list[Any] = []
+        parts = bytearray()  # a fragmented message so far (text as UTF-8), see _received
+        text: bool | None = None  # the kind of that message, once its first fragment came
         size = 0
         closing_since: float | None = None
         ping = self.conn.settings.ws_ping
@@ -381,13 +389,16 @@ class WebSocketCycle:
                     if size > self.max_message:
                         self._end(1009, "message too big")
                         await self._close(1009, f"messages are at most {self.max_message} bytes")
-                        parts, size = [], 0
+                        parts, text, size = bytearray(), None, 0
                         continue
-                    parts.append(event.data)
-                    if event.message_finished:
-                        if not self._close_sent and not self._app_done:
-                            self._deliver(_received(parts))
-                        parts, size = [], 0
+                    if text is None:
+                        text = isinstance(event, TextMessage)
+                    if not event.message_finished:
+                        parts += _encoded(event.data)
+                        continue
+                    if not self._close_sent and not self._app_done:
+                        self._deliver(_received(parts, event.data, text))
+                    parts, text, size = bytearray(), None, 0
                 elif isinstance(event, Ping):
                     if ws.state is ConnectionState.OPEN and not self._close_sent:
                         await self._write_control(event.response())
@@ -435,7 +446,7 @@ class WebSocketCycle:
     def _full(self) -> bool:
         """Whether the reader must wait for the app to take messages first."""
         return (
-            len(self._messages) >= QUEUE_MESSAGES
+            (len(self._messages) >= QUEUE_MESSAGES or self._queued >= self.max_message)
             and self._ended is None
             and not self._app_done
             and not (self.stopping is not None and self.stopping.is_set())
@@ -466,7 +477,27 @@ class WebSocketCycle:
                 pass
 
 
-def _received(parts: list[Any]) -> Message:
-    if parts and isinstance(parts[0], str):
-        return {"type": "websocket.receive", "text": "".join(parts)}
-    return {"type": "websocket.receive", "bytes": b"".join(parts)}
+def _size(message: Message) -> int:
+    data = message.get("text")
+    return len(data if data is not None else message.get("bytes", b""))
+
+
+def _encoded(data: str | bytes | bytearray) -> bytes | bytearray:
+    return data.encode() if isinstance(data, str) else data
+
+
+def _received(parts: bytearray, last: str | bytes | bytearray, text: bool) -> Message:
+    """The message whose earlier fragments are `parts` and whose last is `last`.
+
+    Fragments are gathered in one bytearray, not a list of wsproto's pieces: a client may
+    send a message as a million one-byte (or empty) fragments, and a list would hold a
+    Python object of some 40 to 50 bytes for each (two such messages of 1 MiB filled a
+    128M sandbox). wsproto decodes text incrementally, so each text piece is whole
+    characters and encodes back exactly."""
+    if not parts:  # one frame, the usual case: as wsproto gave it
+        key = "text" if text else "bytes"
+        return {"type": "websocket.receive", key: last if text else bytes(_encoded(last))}
+    parts += _encoded(last)
+    if text:
+        return {"type": "websocket.receive", "text": parts.decode()}
+    return {"type": "websocket.receive", "bytes": bytes(parts)}

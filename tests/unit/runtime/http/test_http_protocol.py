@@ -76,6 +76,17 @@ def test_pipelined_requests_are_answered_in_order() -> None:
     assert conn.state == st.IDLE
 
 
+@pytest.mark.parametrize("chunks", [1, 3, 200], ids=["one-piece", "three", "bytewise"])
+def test_empty_lines_before_a_request_are_ignored(chunks: int) -> None:
+    """RFC 9112 2.2: a client's stray CRLF after a POST body (or before its first request)
+    got 400 and a closed connection; such empty lines are skipped now."""
+    data = b"\r\n" + GET + post(b"xyz") + b"\r\n" + b"\r\n\nGET /last HTTP/1.1\r\nHost: t\r\n\r\n"
+    out, seen, conn = serve_all(data, chunks=chunks)
+    assert [r.status for r in parse_responses(out)] == [200, 200, 200]
+    assert seen[-2:] == [("request", b"GET", b"/last"), ("end",)]
+    assert conn.state == st.IDLE and not conn.closed
+
+
 def test_requests_pipelined_before_the_client_half_closed_are_all_answered() -> None:
     """`printf 'GET /a ...GET /b ...' | nc -N`: the FIN comes with the requests; the client
     still reads. Both are answered, then the connection closes."""

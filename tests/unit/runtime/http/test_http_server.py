@@ -419,3 +419,45 @@ def test_requests_pipelined_before_a_half_close_are_all_answered(interface: str)
             assert [r.body for r in parse_responses(raw)] == [b"/a", b"/b"]
 
     run(test)
+
+
+@pytest.mark.parametrize("interface", ["wsgi", "asgi"])
+def test_a_large_response_is_not_copied_whole_into_the_send_buffer(interface: str) -> None:
+    """A 4 MB body (Flask's `return b"y" * 4_000_000`): the server once joined it to its
+    head and handed it to the transport in one write, which kept what the client had not
+    taken as another copy; nine clients that asked for it and read nothing put a 128M
+    sandbox out of memory. Now the server's own allocations stay small."""
+    import tracemalloc
+
+    body = b"y" * 4_000_000  # made before tracing: the app's, not the server's
+
+    def wsgi(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [body]
+
+    async def asgi(scope: Message, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": body})
+
+    async def test() -> None:
+        async with Served(wsgi if interface == "wsgi" else asgi, interface) as served:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow taker
+            sock.connect(("127.0.0.1", served.port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            served.writers.append(writer)
+            tracemalloc.start()
+            try:
+                writer.write(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+                got = 0
+                while got < len(body):
+                    data = await asyncio.wait_for(reader.read(65536), 30)
+                    assert data, "the response was cut short"
+                    got += len(data)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert peak < 1_000_000, f"{peak} bytes allocated to serve a 4 MB body"
+
+    run(test)

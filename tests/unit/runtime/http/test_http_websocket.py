@@ -361,6 +361,78 @@ def test_a_message_over_the_body_limit_closes_with_1009(whole: bool) -> None:
     run(test)
 
 
+@pytest.mark.parametrize("opcode", [0x1, 0x2], ids=["text", "bytes"])
+def test_a_message_in_one_byte_fragments_costs_its_size_not_an_object_a_fragment(
+    opcode: int,
+) -> None:
+    """42,000 fragments of one byte (each 7 bytes on the wire): held as a list of
+    wsproto's pieces they cost some 1.5 MB, 40 times the message (two 1 MiB messages sent
+    so filled a 128M sandbox: out of memory). Gathered as bytes, about the message's size."""
+    import tracemalloc
+
+    app = Echo()
+    n = 42_000
+    euro = "€".encode()  # split in three: each piece a new str (Latin-1 ones are cached)
+    piece = b"".join(frame(0x0, euro[i : i + 1], fin=False) for i in range(3))
+
+    async def test() -> None:
+        async with Served(app, "asgi") as served:
+            reader, writer = await opened(served)
+            fragments = frame(opcode, b"", fin=False) + piece * (n // 3) + frame(0x9, b"after")
+            tracemalloc.start()
+            try:
+                writer.write(fragments)  # the ping is answered once the fragments are read
+                await writer.drain()
+                pong = await asyncio.wait_for(reader.readexactly(7), 120)  # slow under tracemalloc
+                held = tracemalloc.get_traced_memory()[0]
+            finally:
+                tracemalloc.stop()
+            assert pong == b"\x8a\x05after"
+            assert held < 400_000, f"{held} bytes held for a {n}-byte message"
+            writer.write(frame(0x0, b"!"))
+            assert await read_frame(reader) == (opcode, euro * (n // 3) + b"!")
+
+    run(test)
+
+
+def test_messages_the_app_has_not_taken_are_held_up_to_the_body_limit_not_16_of_it() -> None:
+    """Six clients sent 1 MiB messages to an echo app and read nothing back: the app sat in
+    send(), and behind it 16 messages each (16 MiB a client) put a 128M sandbox out of
+    memory. Now the server stops reading once max_body bytes wait for the app: the ping
+    after them is answered only when the app takes one."""
+    go = asyncio.Event()
+    taken: list[int] = []
+
+    async def slow(scope: Message, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        await go.wait()
+        while (message := await receive())["type"] == "websocket.receive":
+            taken.append(len(message["bytes"]))
+
+    async def test() -> None:
+        async with Served(slow, "asgi", Settings(max_body=100_000)) as served:
+            reader, writer = await opened(served)
+            writer.write(frame(0x2, b"m" * 90_000) * 5 + frame(0x9, b"after"))
+            try:  # not a timing assertion: the pong must not come at all before `go`
+                early = await asyncio.wait_for(reader.readexactly(7), 1.0)
+            except TimeoutError:
+                early = b""
+            assert early == b"", "the server read past max_body of messages left waiting"
+            go.set()
+            assert await asyncio.wait_for(reader.readexactly(7), 10) == b"\x8a\x05after"
+            writer.write(frame(0x8, struct.pack("!H", 1000)))
+            for _ in range(300):
+                if len(taken) == 5:
+                    break
+                await asyncio.sleep(0.01)
+            assert taken == [90_000] * 5
+
+    run(test)
+
+
 def test_a_client_that_vanishes_is_a_1006_disconnect_for_the_app() -> None:
     app = Echo()
 
