@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from summon.errors import CorruptBlob, UnknownImage, UserError
+from summon.store import scratch
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -148,10 +148,10 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.tmp_dir = root / ".tmp"
+        self.tmp_root = root / ".tmp"
         try:
             (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-            self.tmp_dir.mkdir(exist_ok=True)
+            self.tmp_root.mkdir(exist_ok=True)
             layout = root / "oci-layout"
             if not layout.exists():
                 _atomic_write(layout, canonical_json({"imageLayoutVersion": "1.0.0"}))
@@ -159,6 +159,12 @@ class Store:
                 _atomic_write(root / "index.json", canonical_json(_empty_index()))
         except OSError as e:
             raise UserError(f"cannot use the image store at {root}: {e.strerror}") from None
+
+    @property
+    def tmp_dir(self) -> Path:
+        """This process's folder for temporaries, on the blobs' filesystem (scratch.py): a
+        cleaner in another process leaves it alone while this one lives."""
+        return scratch.process_dir(self.tmp_root, self._locked)
 
     # blobs
 
@@ -509,12 +515,11 @@ class Store:
         return removed, freed
 
     def _clear_temporaries(self) -> None:
-        """Remove what interrupted writes left in tmp_dir and as index.json temporaries."""
-        for path in [*self.tmp_dir.iterdir(), *self.root.glob(".index.json-*")]:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        """Remove what dead processes left in tmp_root, and index.json temporaries (written
+        under the lock this runs under)."""
+        scratch.clear_stale(self.tmp_root)
+        for path in self.root.glob(".index.json-*"):
+            path.unlink(missing_ok=True)
 
 
 class _HashingReader:

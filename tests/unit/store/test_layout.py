@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import summon
 from summon.errors import CorruptBlob, UnknownImage, UserError
 from summon.store.layout import INDEX, MANIFEST, UNTAGGED, Descriptor, Store, normalize_ref
 
@@ -163,7 +167,10 @@ def test_remove_frees_unshared_blobs_before_rewriting_the_index(tmp_path: Path) 
     store.tag("one", one)
     store.tag("two", two)
     store.tag("also-two", two)
-    (store.tmp_dir / "blob-stale").write_bytes(b"left by a killed write")
+    dead = store.tmp_root / "p999999-dead"  # the folder of a process killed mid-write
+    dead.mkdir()
+    (dead / "blob-stale").write_bytes(b"left by a killed write")
+    (store.tmp_root / "blob-stale").write_bytes(b"left by an earlier version")
     told: list[set[str]] = []
 
     def before_delete(gone: set[str]) -> None:
@@ -176,4 +183,52 @@ def test_remove_frees_unshared_blobs_before_rewriting_the_index(tmp_path: Path) 
     assert removed == 3 and freed > 0  # one's index, manifest and layer; the config is shared
     assert one.digest in told[0] and two.digest not in told[0]
     assert not store.has(one.digest) and store.has(two.digest)
+    assert list(store.tmp_root.iterdir()) == [store.tmp_dir]  # this process's own, empty
     assert list(store.tmp_dir.iterdir()) == []
+
+
+# A writer in another process: it writes, says so, waits for a line on stdin, then commits.
+WRITER = """
+import sys
+from pathlib import Path
+from summon.store.layout import Store
+w = Store(Path(sys.argv[1])).writer()
+w.write(b"a blob on its way in")
+print("written", flush=True)
+sys.stdin.readline()
+print(w.commit("application/octet-stream").digest, flush=True)
+"""
+
+
+def start_writer(root: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(summon.__file__).parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "written\n"
+    return proc
+
+
+def test_rmi_in_one_process_leaves_a_write_in_progress_in_another_alone(tmp_path: Path) -> None:
+    """`summon rmi` while a build or pull runs: the build's temporaries are not swept away."""
+    store = Store(tmp_path)
+    writer = start_writer(tmp_path)
+    store.gc()
+    out, _ = writer.communicate("go\n", timeout=30)
+    assert writer.returncode == 0
+    digest = out.strip()
+    assert store.read(digest) == b"a blob on its way in"
+
+
+def test_what_a_killed_write_left_goes_at_the_next_write(tmp_path: Path) -> None:
+    """A pull killed with -9 and retried: nothing of the first attempt stays behind."""
+    store = Store(tmp_path)
+    writer = start_writer(tmp_path)
+    writer.kill()
+    writer.communicate(timeout=30)
+    w = store.writer()
+    w.abort()
+    assert list(store.tmp_root.iterdir()) == [store.tmp_dir]
+    assert list(store.tmp_dir.iterdir()) == []
+    assert list((tmp_path / "blobs" / "sha256").iterdir()) == []
