@@ -472,7 +472,8 @@ def test_registry_down(tmp_path_factory: pytest.TempPathFactory, shipper: Summon
 
 
 class JunkServer:
-    """Answers every connection with MODE: `raw` bytes that are not HTTP, or `html` pages."""
+    """Answers every connection with MODE: `raw` bytes that are not HTTP, `html` pages, or
+    `loop`: a redirect to itself."""
 
     def __init__(self, mode: str) -> None:
         self.sock = socket.socket()
@@ -494,6 +495,9 @@ class JunkServer:
                     conn.recv(65536)
                     if self.mode == "raw":
                         conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\x00\xff garbage\r\n\r\n")
+                    elif self.mode == "loop":  # redirects to itself, for ever
+                        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /v2/again\r\n"
+                                     b"Content-Length: 0\r\nConnection: close\r\n\r\n")
                     else:
                         body = b"<html><body>It works!</body></html>"
                         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
@@ -506,7 +510,8 @@ class JunkServer:
         self.sock.close()
 
 
-@pytest.mark.parametrize(("mode", "needle"), [("raw", "broken reply"), ("html", "not JSON")])
+@pytest.mark.parametrize(("mode", "needle"), [("raw", "broken reply"), ("html", "not JSON"),
+                                             ("loop", "redirected too many times")])
 def test_registry_answering_garbage(
     mode: str, needle: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

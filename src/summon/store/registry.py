@@ -182,6 +182,10 @@ class Registry:
             raise RegistryError(f"the connection to {where} failed while {what}: {cause}") from None
         except httpx.InvalidURL as e:
             raise RegistryError(f"{where} sent an unusable URL while {what}: {e}") from None
+        except httpx.TooManyRedirects:
+            raise RegistryError(
+                f"{where} redirected too many times while {what} (a redirect loop?)"
+            ) from None
 
     def _fail(self, response: httpx.Response, what: str) -> UserError:
         status = response.status_code
