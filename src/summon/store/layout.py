@@ -119,14 +119,16 @@ class BlobWriter:
 
     def write(self, data: bytes) -> int:
         self._hash.update(data)
-        self._file.write(data)
+        with self._store.disk_full_said():
+            self._file.write(data)
         self.size += len(data)
         return len(data)
 
     def commit(self, media_type: str, expect: str | None = None, **kw: Any) -> Descriptor:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        with self._store.disk_full_said():
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
         digest = "sha256:" + self._hash.hexdigest()
         if expect is not None and digest != expect:
             self.abort()
@@ -159,6 +161,19 @@ class Store:
                 _atomic_write(root / "index.json", canonical_json(_empty_index()))
         except OSError as e:
             raise UserError(f"cannot use the image store at {root}: {e.strerror}") from None
+
+    @contextlib.contextmanager
+    def disk_full_said(self) -> Iterator[None]:
+        """A full disk under the store as one line that names the store and what to do."""
+        try:
+            yield
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise UserError(
+                f"no space left on the disk of the image store {self.root} ({e.strerror}); "
+                "free some space there: summon rmi --dangling removes the images no tag names"
+            ) from None
 
     @property
     def tmp_dir(self) -> Path:

@@ -232,3 +232,18 @@ def test_what_a_killed_write_left_goes_at_the_next_write(tmp_path: Path) -> None
     assert list(store.tmp_root.iterdir()) == [store.tmp_dir]
     assert list(store.tmp_dir.iterdir()) == []
     assert list((tmp_path / "blobs" / "sha256").iterdir()) == []
+
+
+def test_a_full_disk_names_the_store_and_what_to_do(tmp_path: Path) -> None:
+    """A pull or build filling the store's disk: one line naming the store (was: a bare
+    "No space left on device"), and no temporary left."""
+    store = Store(tmp_path)
+    w = store.writer()
+    w._file.close()
+    w._file = open("/dev/full", "wb")  # the disk fills up under the writer
+    with pytest.raises(UserError) as e:
+        w.write(b"x" * (1 << 20))
+    w.abort()
+    assert str(e.value).startswith(f"no space left on the disk of the image store {tmp_path}")
+    assert "summon rmi --dangling" in str(e.value)
+    assert list(store.tmp_dir.iterdir()) == []
