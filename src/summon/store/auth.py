@@ -187,6 +187,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# A token reply is a few kB (a JWT); a token server sending more is refused before it fills memory.
+MAX_TOKEN_REPLY = 1 << 20
+
+
 class RegistryAuth(httpx.Auth):
     """Answers one registry's 401 challenges; remembers the last Authorization that worked."""
 
@@ -253,7 +257,14 @@ class RegistryAuth(httpx.Auth):
         if self.credentials is not None:
             headers["Authorization"] = self.credentials.basic()
         token_response = yield httpx.Request("GET", realm, params=params, headers=headers)
-        token_response.read()
+        body = bytearray()
+        for piece in token_response.iter_bytes():  # decoded: a gzip bomb counts in full
+            body += piece
+            if len(body) > MAX_TOKEN_REPLY:
+                raise AuthError(
+                    f"the token server of registry {self.registry} ({parts.netloc}) sent more "
+                    f"than {MAX_TOKEN_REPLY} bytes; refused"
+                )
         if token_response.status_code in (401, 403):
             raise self._refused() if self.credentials else self._no_credentials()
         if token_response.status_code != 200:
@@ -262,7 +273,7 @@ class RegistryAuth(httpx.Auth):
                 f"{token_response.status_code}"
             )
         try:
-            doc = json.loads(token_response.content)
+            doc = json.loads(body)
             token = doc.get("token") or doc.get("access_token")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             token = None
