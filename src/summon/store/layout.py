@@ -133,9 +133,9 @@ class BlobWriter:
         if expect is not None and digest != expect:
             self.abort()
             raise CorruptBlob(f"blob {expect} arrived with digest {digest}; refused")
-        dest = self._store.blob_path(digest)
         os.chmod(self._tmp, 0o644)
-        os.replace(self._tmp, dest)
+        with self._store.holding(digest):
+            os.replace(self._tmp, self._store.blob_path(digest))
         return Descriptor(media_type, digest, self.size, **kw)
 
     def abort(self) -> None:
@@ -177,8 +177,7 @@ class Store:
 
     @property
     def tmp_dir(self) -> Path:
-        """This process's folder for temporaries, on the blobs' filesystem (scratch.py): a
-        cleaner in another process leaves it alone while this one lives."""
+        """This process's folder for temporaries, left alone by others' gc (scratch.py)."""
         return scratch.process_dir(self.tmp_root, self._locked)
 
     # blobs
@@ -191,12 +190,25 @@ class Store:
     def has(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
 
+    @contextlib.contextmanager
+    def holding(self, digest: str) -> Iterator[None]:
+        """Lease DIGEST to this process, then the block (under gc's lock) puts it in or finds it."""
+        folder = self.tmp_dir  # (made under the lock: not inside it)
+        with self._locked():
+            scratch.lease(folder, digest)
+            yield
+
+    def hold(self, digest: str) -> bool:
+        """Whether the store has DIGEST, leased to this process (holding) if so."""
+        with self.holding(digest):
+            return self.has(digest)
+
     def writer(self) -> BlobWriter:
         return BlobWriter(self)
 
     def put_bytes(self, data: bytes, media_type: str, **kw: Any) -> Descriptor:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        if self.has(digest):
+        if self.hold(digest):
             return Descriptor(media_type, digest, len(data), **kw)
         w = self.writer()
         try:
@@ -217,7 +229,8 @@ class Store:
                 os.fsync(f.fileno())
             size = path.stat().st_size
             os.chmod(path, 0o644)
-            os.replace(path, self.blob_path(digest))
+            with self.holding(digest):
+                os.replace(path, self.blob_path(digest))
         finally:
             path.unlink(missing_ok=True)
         return Descriptor(media_type, digest, size)
@@ -508,6 +521,8 @@ class Store:
                 for path in (self.root / "blobs" / "sha256").iterdir()
                 if "sha256:" + path.name not in keep
             }
+            # What a build or pull elsewhere holds (read after the listing: scratch.py).
+            gone -= scratch.leased(self.tmp_root, scratch.own_dir(self.tmp_root))
             before_delete(gone)
             removed = freed = 0
             for digest in sorted(gone):
@@ -530,8 +545,7 @@ class Store:
         return removed, freed
 
     def _clear_temporaries(self) -> None:
-        """Remove what dead processes left in tmp_root, and index.json temporaries (written
-        under the lock this runs under)."""
+        """Remove what dead processes left in tmp_root, and index.json temporaries."""
         scratch.clear_stale(self.tmp_root)
         for path in self.root.glob(".index.json-*"):
             path.unlink(missing_ok=True)

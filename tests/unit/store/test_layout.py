@@ -183,20 +183,25 @@ def test_remove_frees_unshared_blobs_before_rewriting_the_index(tmp_path: Path) 
     assert removed == 3 and freed > 0  # one's index, manifest and layer; the config is shared
     assert one.digest in told[0] and two.digest not in told[0]
     assert not store.has(one.digest) and store.has(two.digest)
-    assert list(store.tmp_root.iterdir()) == [store.tmp_dir]  # this process's own, empty
+    own = store.tmp_dir  # this process's own folder, empty, and its leases
+    assert sorted(store.tmp_root.iterdir()) == [own, Path(f"{own}.lease")]
     assert list(store.tmp_dir.iterdir()) == []
 
 
-# A writer in another process: it writes, says so, waits for a line on stdin, then commits.
+# A writer in another process: it writes, says so, waits for a line on stdin, then commits;
+# then it puts another blob in and waits again, as a build does before it tags its image.
 WRITER = """
 import sys
 from pathlib import Path
 from summon.store.layout import Store
-w = Store(Path(sys.argv[1])).writer()
+store = Store(Path(sys.argv[1]))
+w = store.writer()
 w.write(b"a blob on its way in")
 print("written", flush=True)
 sys.stdin.readline()
 print(w.commit("application/octet-stream").digest, flush=True)
+print(store.put_bytes(b"in, not tagged yet", "application/octet-stream").digest, flush=True)
+sys.stdin.readline()
 """
 
 
@@ -211,14 +216,29 @@ def start_writer(root: Path) -> subprocess.Popen[str]:
 
 
 def test_rmi_in_one_process_leaves_a_write_in_progress_in_another_alone(tmp_path: Path) -> None:
-    """`summon rmi` while a build or pull runs: the build's temporaries are not swept away."""
+    """`summon rmi` while a build or pull runs: neither the build's temporaries nor the blobs
+    it put in but has not tagged yet are swept away."""
     store = Store(tmp_path)
     writer = start_writer(tmp_path)
-    store.gc()
-    out, _ = writer.communicate("go\n", timeout=30)
-    assert writer.returncode == 0
-    digest = out.strip()
-    assert store.read(digest) == b"a blob on its way in"
+    try:
+        store.gc()
+        assert writer.stdin is not None and writer.stdout is not None
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        first, second = writer.stdout.readline().strip(), writer.stdout.readline().strip()
+        # Both are in the store, unreachable from any tag until the writer tags them: an rmi
+        # now keeps them (it removed them, and the build failed: "blob ... is missing").
+        store.gc()
+        assert store.read(first) == b"a blob on its way in"
+        assert store.read(second) == b"in, not tagged yet"
+        writer.communicate("done\n", timeout=30)
+        assert writer.returncode == 0
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        writer.communicate(timeout=30)
+    store.gc()  # the writer is gone, its leases with it
+    assert not store.has(first) and not store.has(second)
 
 
 def test_what_a_killed_write_left_goes_at_the_next_write(tmp_path: Path) -> None:
@@ -229,7 +249,7 @@ def test_what_a_killed_write_left_goes_at_the_next_write(tmp_path: Path) -> None
     writer.communicate(timeout=30)
     w = store.writer()
     w.abort()
-    assert list(store.tmp_root.iterdir()) == [store.tmp_dir]
+    assert list(store.tmp_root.iterdir()) == [store.tmp_dir]  # no lease of the dead one
     assert list(store.tmp_dir.iterdir()) == []
     assert list((tmp_path / "blobs" / "sha256").iterdir()) == []
 
