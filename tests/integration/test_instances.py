@@ -345,3 +345,38 @@ def test_names_are_unique(summon: Summon, crash_image: str) -> None:
         "'once' is in use",
         "summon rm once",
     )
+
+
+@pytest.mark.parametrize("verb", ["stop", "rm"])
+def test_stop_or_rm_of_an_instance_still_starting(
+    summon: Summon, crash_image: str, verb: str, tmp_path: Path
+) -> None:
+    """`stop` or `rm -f` right after `run -d` began (recorded, its monitor not yet listening):
+    the instance stops, rather than `rm -f` failing with "started again; retry" and leaving
+    it up."""
+    # The instance's launcher starts late, so the CLI surely finds it recorded but unmonitored.
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(
+        "import sys, time\n"
+        "if 'summon.instances.tree' in sys.orig_argv:\n"
+        "    time.sleep(3)\n"
+    )
+    path = os.pathsep.join(p for p in (str(slow), os.environ.get("PYTHONPATH", "")) if p)
+    name = f"early-{verb}"
+    run = summon.popen("run", "-d", crash_image, "--target", "unix", "--name", name,
+                       "-e", "CRASH_SLEEP=600", env={"PYTHONPATH": path})
+
+    def recorded() -> bool:
+        specs = summon.instances.glob("*/spec.json") if summon.instances.is_dir() else []
+        return any(f'"name": "{name}"' in p.read_text() for p in specs)
+
+    wait_for(recorded)
+    args = ["stop", name] if verb == "stop" else ["rm", "-f", name]
+    r = summon(*args)
+    assert r.returncode == 0, r.stderr
+    run.communicate(timeout=60)
+    if verb == "rm":
+        assert name not in summon.ps()
+    else:
+        assert summon.ps()[name]["status"] == "exited"

@@ -472,7 +472,8 @@ def test_registry_down(tmp_path_factory: pytest.TempPathFactory, shipper: Summon
 
 
 class JunkServer:
-    """Answers every connection with MODE: `raw` bytes that are not HTTP, or `html` pages."""
+    """Answers every connection with MODE: `raw` bytes that are not HTTP, `html` pages,
+    `loop`: a redirect to itself, or `token`: a login at a token server that is down."""
 
     def __init__(self, mode: str) -> None:
         self.sock = socket.socket()
@@ -480,6 +481,7 @@ class JunkServer:
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.mode = mode
+        self.dead_port = free_port()  # bound and closed: nothing listens there
         threading.Thread(target=self.serve, daemon=True).start()
 
     def serve(self) -> None:
@@ -494,6 +496,14 @@ class JunkServer:
                     conn.recv(65536)
                     if self.mode == "raw":
                         conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\x00\xff garbage\r\n\r\n")
+                    elif self.mode == "token":  # sends us to a token server that is down
+                        conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer "
+                                     b'realm="http://127.0.0.1:%d/token"\r\n'
+                                     b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                                     % self.dead_port)
+                    elif self.mode == "loop":  # redirects to itself, for ever
+                        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /v2/again\r\n"
+                                     b"Content-Length: 0\r\nConnection: close\r\n\r\n")
                     else:
                         body = b"<html><body>It works!</body></html>"
                         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
@@ -506,15 +516,19 @@ class JunkServer:
         self.sock.close()
 
 
-@pytest.mark.parametrize(("mode", "needle"), [("raw", "broken reply"), ("html", "not JSON")])
+@pytest.mark.parametrize(("mode", "needle"), [("raw", "broken reply"), ("html", "not JSON"),
+                                             ("loop", "redirected too many times"),
+                                             ("token", "where registry")])
 def test_registry_answering_garbage(
     mode: str, needle: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     junk = JunkServer(mode)
     try:
         s = new_summon(tmp_path_factory)
-        assert_one_error(s("pull", f"127.0.0.1:{junk.port}/team/http:v1"), needle,
-                         f"127.0.0.1:{junk.port}")
+        line = assert_one_error(s("pull", f"127.0.0.1:{junk.port}/team/http:v1"), needle,
+                                f"127.0.0.1:{junk.port}")
+        if mode == "token":  # the server that is down, not the registry that answered
+            assert f"cannot reach http://127.0.0.1:{junk.dead_port} (where" in line
         assert s.index() == [] and s.blobs() == set() and s.tmp() == []
     finally:
         junk.close()

@@ -183,4 +183,8 @@ def test_the_command_refuses_in_one_line(summon: Summon, target: str) -> None:
     lines = [line for line in r.stderr.splitlines() if line.startswith("summon: error:")]
     assert len(lines) == 1, r.stderr
     assert f"member {name!r} refused (rule {rule}:" in lines[0]
-    assert list((summon.store / ".tmp").iterdir()) == []
+    # (this test process holds a folder and a lease there while it lives: hostile_image
+    # wrote through them)
+    own_lease = Path(f"{Store(summon.store).tmp_dir}.lease")
+    left = [p for p in (summon.store / ".tmp").rglob("*") if not p.is_dir() and p != own_lease]
+    assert left == []

@@ -258,19 +258,33 @@ class Gateway:
         addresses = config.addresses()
         gone = [n for n in old if n not in new or old[n] != new[n]]
         gone += [n for n in new if n in self.services and self.services[n].address != addresses[n]]
+        # A changed service on the same address and ports keeps its listening sockets: a
+        # client connecting while the old instance stops waits in their backlog for the
+        # service set up anew, rather than being refused.
+        kept = {
+            n: await svc.release_listeners()
+            for n in set(gone)
+            if n in new
+            and (svc := self.services.get(n)) is not None
+            and svc.listeners is not None
+            and svc.address == addresses[n]
+            and tuple(new[n].ports) == tuple(svc.listeners.sockets)
+        }
         await asyncio.gather(*(self._remove(n) for n in set(gone)))
         self.config = config
         self.zone = self.dns.zone = Zone(config.zone, self._lookup, self._on_query)
         self.dns.upstream = config.upstream
-        await self._add_all(config)
+        await self._add_all(config, kept)
         if (config.dns, config.status) != self._bound:
             log.warning("gateway: new dns/status addresses take effect on restart")
 
-    async def _add_all(self, config: GatewayConfig) -> None:
+    async def _add_all(
+        self, config: GatewayConfig, kept: dict[str, dict[int, socket.socket]] | None = None
+    ) -> None:
         addresses = config.addresses()
         added = [sc for sc in config.services if sc.name not in self.services]
         for sc in added:
-            self._add(sc, addresses[sc.name])
+            self._add(sc, addresses[sc.name], (kept or {}).get(sc.name))
         if added and self.ahead is not None:
             task = asyncio.ensure_future(self.ahead(added, self._found))
             self._aheads.add(task)
@@ -286,12 +300,16 @@ class Gateway:
         if (hint := svc.ports_hint()) and not svc.config.ports_given:
             log.warning("service %s: %s", name, hint)
 
-    def _add(self, sc: ServiceConfig, address: str) -> None:
+    def _add(
+        self, sc: ServiceConfig, address: str, kept: dict[int, socket.socket] | None = None
+    ) -> None:
+        """Set up service SC on ADDRESS: listening anew, or on the sockets KEPT from before."""
         svc = Service(sc, address, self.launcher, self.reason_of_exit, self.image_changed)
-        sockets: dict[int, socket.socket] = {}
+        sockets: dict[int, socket.socket] = dict(kept or {})
         try:
             for port in sc.ports:
-                sockets[port] = sharing.listen(address, port)
+                if port not in sockets:
+                    sockets[port] = sharing.listen(address, port)
             # Plain sockets and a reader callback, not asyncio servers: a connection to an
             # instance that is up is handed over as it was accepted, with no transport,
             # stream or task made for it in the gateway (sharing.py).

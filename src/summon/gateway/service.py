@@ -131,6 +131,17 @@ class Service:
         self.listeners = Listeners(sockets, self.connection)
         self.listeners.watch()
 
+    async def release_listeners(self) -> dict[int, socket.socket]:
+        """Give up the listening sockets, still open, for the service set up anew on them (a
+        reload that changes it): the app lets go of them and the gateway stops accepting, so
+        connections wait in their backlog meanwhile."""
+        listeners = self.listeners
+        assert listeners is not None
+        await listeners.take_back(self.channel)
+        listeners.unwatch()  # (no await since take_back watched again: nothing was accepted)
+        self.listeners = None
+        return listeners.sockets
+
     def _share_soon(self) -> None:
         """Share the listeners with the app once it has shown it reports its figures: the
         gateway reads from them whether the app is idle, as it no longer sees a thing."""

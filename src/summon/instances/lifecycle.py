@@ -206,14 +206,30 @@ def stop(folder: InstanceFolder, grace: float) -> dict[str, Any]:
     """
     if not folder.supervised():
         return reconcile(folder)
-    try:
-        reply = control.request(folder.path, {"op": "stop", "grace": grace}, grace + STOP_SLACK)
-    except OSError:
-        reply = {}
+    reply = _ask_to_stop(folder, grace)
     if reply.get("ok") and _wait_unsupervised(folder, SETTLE_SECONDS):
         return folder.state()
     kill(folder)
     return reconcile(folder, f"killed: the monitor did not stop it within {grace:g}s")
+
+
+def _ask_to_stop(folder: InstanceFolder, grace: float) -> dict[str, Any]:
+    """The monitor's answer to `stop`, {} if it cannot be asked.
+
+    An instance still starting (`run -d` a moment ago) has no control socket yet, nor a
+    monitor pid to kill: wait for its monitor to listen, while it is alive and starting.
+    """
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        try:
+            return control.request(folder.path, {"op": "stop", "grace": grace}, grace + STOP_SLACK)
+        except (FileNotFoundError, ConnectionRefusedError):
+            starting = folder.state()["status"] == "created"
+            if not starting or time.monotonic() > deadline or not folder.supervised():
+                return {}
+            time.sleep(0.02)
+        except OSError:
+            return {}
 
 
 def kill(folder: InstanceFolder) -> None:

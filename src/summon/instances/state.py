@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -316,10 +317,15 @@ def create(
             lock_fd = os.open(tmp / "monitor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.rename(tmp, final)
-        except BaseException:
+        except BaseException as e:
             if lock_fd >= 0:
                 os.close(lock_fd)
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise UserError(
+                    f"cannot record the instance in {base}: {e.strerror}; free some space "
+                    "there (summon rm removes exited instances and their logs)"
+                ) from None
             raise
     return InstanceFolder(final), lock_fd
 

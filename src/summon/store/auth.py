@@ -20,7 +20,7 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -187,6 +187,28 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# A token reply is a few kB (a JWT); a token server sending more is refused before it fills memory.
+MAX_TOKEN_REPLY = 1 << 20
+
+
+class _Capped(httpx.SyncByteStream):
+    """A response stream that raises ERROR once more than LIMIT bytes came through it."""
+
+    def __init__(self, stream: httpx.SyncByteStream, limit: int, error: Exception) -> None:
+        self._stream, self._limit, self._error = stream, limit, error
+
+    def __iter__(self) -> Iterator[bytes]:
+        done = 0
+        for piece in self._stream:
+            done += len(piece)
+            if done > self._limit:
+                raise self._error
+            yield piece
+
+    def close(self) -> None:
+        self._stream.close()
+
+
 class RegistryAuth(httpx.Auth):
     """Answers one registry's 401 challenges; remembers the last Authorization that worked."""
 
@@ -252,8 +274,17 @@ class RegistryAuth(httpx.Auth):
         headers = {}
         if self.credentials is not None:
             headers["Authorization"] = self.credentials.basic()
+        headers["Accept-Encoding"] = "identity"  # so the cap below is on what it means
         token_response = yield httpx.Request("GET", realm, params=params, headers=headers)
-        token_response.read()
+        too_big = AuthError(
+            f"the token server of registry {self.registry} ({parts.netloc}) sent more than "
+            f"{MAX_TOKEN_REPLY} bytes; refused"
+        )
+        if isinstance(token_response.stream, httpx.SyncByteStream):
+            token_response.stream = _Capped(token_response.stream, MAX_TOKEN_REPLY, too_big)
+        body = token_response.read()  # (read, not streamed: httpx reads it again after us)
+        if len(body) > MAX_TOKEN_REPLY:
+            raise too_big
         if token_response.status_code in (401, 403):
             raise self._refused() if self.credentials else self._no_credentials()
         if token_response.status_code != 200:
@@ -262,7 +293,7 @@ class RegistryAuth(httpx.Auth):
                 f"{token_response.status_code}"
             )
         try:
-            doc = json.loads(token_response.content)
+            doc = json.loads(body)
             token = doc.get("token") or doc.get("access_token")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             token = None

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from summon.errors import CorruptBlob, UnknownImage, UserError
+from summon.store import scratch
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -119,21 +119,23 @@ class BlobWriter:
 
     def write(self, data: bytes) -> int:
         self._hash.update(data)
-        self._file.write(data)
+        with self._store.disk_full_said():
+            self._file.write(data)
         self.size += len(data)
         return len(data)
 
     def commit(self, media_type: str, expect: str | None = None, **kw: Any) -> Descriptor:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        with self._store.disk_full_said():
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
         digest = "sha256:" + self._hash.hexdigest()
         if expect is not None and digest != expect:
             self.abort()
             raise CorruptBlob(f"blob {expect} arrived with digest {digest}; refused")
-        dest = self._store.blob_path(digest)
         os.chmod(self._tmp, 0o644)
-        os.replace(self._tmp, dest)
+        with self._store.holding(digest):
+            os.replace(self._tmp, self._store.blob_path(digest))
         return Descriptor(media_type, digest, self.size, **kw)
 
     def abort(self) -> None:
@@ -148,10 +150,10 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.tmp_dir = root / ".tmp"
+        self.tmp_root = root / ".tmp"
         try:
             (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-            self.tmp_dir.mkdir(exist_ok=True)
+            self.tmp_root.mkdir(exist_ok=True)
             layout = root / "oci-layout"
             if not layout.exists():
                 _atomic_write(layout, canonical_json({"imageLayoutVersion": "1.0.0"}))
@@ -159,6 +161,24 @@ class Store:
                 _atomic_write(root / "index.json", canonical_json(_empty_index()))
         except OSError as e:
             raise UserError(f"cannot use the image store at {root}: {e.strerror}") from None
+
+    @contextlib.contextmanager
+    def disk_full_said(self) -> Iterator[None]:
+        """A full disk under the store as one line that names the store and what to do."""
+        try:
+            yield
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise UserError(
+                f"no space left on the disk of the image store {self.root} ({e.strerror}); "
+                "free some space there: summon rmi --dangling removes the images no tag names"
+            ) from None
+
+    @property
+    def tmp_dir(self) -> Path:
+        """This process's folder for temporaries, left alone by others' gc (scratch.py)."""
+        return scratch.process_dir(self.tmp_root, self._locked)
 
     # blobs
 
@@ -170,12 +190,25 @@ class Store:
     def has(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
 
+    @contextlib.contextmanager
+    def holding(self, digest: str) -> Iterator[None]:
+        """Lease DIGEST to this process, then the block (under gc's lock) puts it in or finds it."""
+        folder = self.tmp_dir  # (made under the lock: not inside it)
+        with self._locked():
+            scratch.lease(folder, digest)
+            yield
+
+    def hold(self, digest: str) -> bool:
+        """Whether the store has DIGEST, leased to this process (holding) if so."""
+        with self.holding(digest):
+            return self.has(digest)
+
     def writer(self) -> BlobWriter:
         return BlobWriter(self)
 
     def put_bytes(self, data: bytes, media_type: str, **kw: Any) -> Descriptor:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        if self.has(digest):
+        if self.hold(digest):
             return Descriptor(media_type, digest, len(data), **kw)
         w = self.writer()
         try:
@@ -196,7 +229,8 @@ class Store:
                 os.fsync(f.fileno())
             size = path.stat().st_size
             os.chmod(path, 0o644)
-            os.replace(path, self.blob_path(digest))
+            with self.holding(digest):
+                os.replace(path, self.blob_path(digest))
         finally:
             path.unlink(missing_ok=True)
         return Descriptor(media_type, digest, size)
@@ -487,6 +521,8 @@ class Store:
                 for path in (self.root / "blobs" / "sha256").iterdir()
                 if "sha256:" + path.name not in keep
             }
+            # What a build or pull elsewhere holds (read after the listing: scratch.py).
+            gone -= scratch.leased(self.tmp_root, scratch.own_dir(self.tmp_root))
             before_delete(gone)
             removed = freed = 0
             for digest in sorted(gone):
@@ -509,12 +545,10 @@ class Store:
         return removed, freed
 
     def _clear_temporaries(self) -> None:
-        """Remove what interrupted writes left in tmp_dir and as index.json temporaries."""
-        for path in [*self.tmp_dir.iterdir(), *self.root.glob(".index.json-*")]:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        """Remove what dead processes left in tmp_root, and index.json temporaries."""
+        scratch.clear_stale(self.tmp_root)
+        for path in self.root.glob(".index.json-*"):
+            path.unlink(missing_ok=True)
 
 
 class _HashingReader:

@@ -154,8 +154,7 @@ class Registry:
 
     @contextlib.contextmanager
     def _wire(self, what: str) -> Iterator[None]:
-        """Turns transport failures into one line naming the registry and what we were doing."""
-        where = f"registry {self.name}"
+        """Turns transport failures into one line naming the server and what we were doing."""
         try:
             if not self._scheme_known:
                 self._find_scheme()
@@ -164,24 +163,45 @@ class Registry:
             cause = str(e) or type(e).__name__
             if "CERTIFICATE_VERIFY_FAILED" in cause or "SSL" in cause:
                 raise RegistryError(
-                    f"TLS with {where} failed while {what} ({_short(cause)}); trust its CA with "
-                    f"--ca-file or certs.d/{self.ref.api_host}/ca.crt, or use --insecure"
+                    f"TLS with {self._where(e)} failed while {what} ({_short(cause)}); trust its "
+                    f"CA with --ca-file or certs.d/{self.ref.api_host}/ca.crt, or use --insecure"
                 ) from None
             raise RegistryError(
-                f"cannot reach {where} while {what}: {_short(cause)} (is it running, is the "
-                "address right?)"
+                f"cannot reach {self._where(e)} while {what}: {_short(cause)} (is it running, "
+                "is the address right?)"
             ) from None
-        except httpx.TimeoutException:
-            raise RegistryError(f"{where} did not answer in time while {what}") from None
+        except httpx.TimeoutException as e:
+            raise RegistryError(f"{self._where(e)} did not answer in time while {what}") from None
         except (httpx.RemoteProtocolError, httpx.DecodingError) as e:
             raise RegistryError(
-                f"{where} sent a broken reply while {what} ({_short(str(e))}); is it a registry?"
+                f"{self._where(e)} sent a broken reply while {what} ({_short(str(e))}); "
+                "is it a registry?"
             ) from None
         except httpx.TransportError as e:
             cause = _short(str(e)) or type(e).__name__
-            raise RegistryError(f"the connection to {where} failed while {what}: {cause}") from None
+            raise RegistryError(
+                f"the connection to {self._where(e)} failed while {what}: {cause}"
+            ) from None
         except httpx.InvalidURL as e:
-            raise RegistryError(f"{where} sent an unusable URL while {what}: {e}") from None
+            raise RegistryError(
+                f"registry {self.name} sent an unusable URL while {what}: {e}"
+            ) from None
+        except httpx.TooManyRedirects:
+            raise RegistryError(
+                f"registry {self.name} redirected too many times while {what} (a redirect loop?)"
+            ) from None
+
+    def _where(self, e: httpx.RequestError) -> str:
+        """The registry, or the other server it sent summon to (a token server, a redirect's
+        target): the one that failed."""
+        try:
+            url = e.request.url
+        except RuntimeError:  # no request attached to it
+            return f"registry {self.name}"
+        netloc = url.netloc.decode("ascii", "replace")
+        if netloc in (self.ref.api_host, self.name):
+            return f"registry {self.name}"
+        return f"{url.scheme}://{netloc} (where registry {self.name} sent summon)"
 
     def _fail(self, response: httpx.Response, what: str) -> UserError:
         status = response.status_code

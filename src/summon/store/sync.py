@@ -203,7 +203,7 @@ def _remote_graph(
         if blob.digest in staging.planned:
             continue
         staging.planned.add(blob.digest)
-        if staging.store.has(blob.digest):
+        if staging.store.hold(blob.digest):  # (held: no rmi elsewhere removes it now)
             counts[1] += 1
             progress(Transfer(blob.digest, blob.media_type, blob.size, blob.size, "exists"))
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,48 @@ def test_dns_query_starts_the_boot(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.01)
             assert gw.services["web"].state == State.UP and launcher.calls == 1
+        finally:
+            await gw.close()
+
+    run(main())
+
+
+def test_a_client_connecting_while_a_changed_service_reloads_waits_not_refused(
+    tmp_path: Path,
+) -> None:
+    """SIGHUP with a service's settings changed: its old instance stops, the service is set
+    up anew. A client connecting meanwhile waits and is served by the new one (it was
+    refused: the listener was closed first and opened again after the stop)."""
+
+    async def main() -> None:
+        launcher = FakeLauncher(delay=0.05)
+        port = free_port("127.0.0.1")
+        doc = web_doc(port, "30s")
+        gw = Gateway(parse(doc, tmp_path / "gw.toml"), launcher=launcher)
+        await gw.start()
+        try:
+            address = gw.services["web"].address
+            assert await fetch(port, address) == REPLY
+            old = launcher.instances[0]
+            stopping, release = threading.Event(), threading.Event()
+            real_stop = old.stop
+
+            def slow_stop(grace: float = 10.0) -> int:
+                stopping.set()
+                release.wait(20)
+                return real_stop(grace)
+
+            old.stop = slow_stop  # type: ignore[method-assign]
+            doc["service"][0]["idle_timeout"] = "60s"  # a change: the service restarts
+            reload = asyncio.ensure_future(gw.reload(parse(doc, tmp_path / "gw.toml")))
+            assert await asyncio.to_thread(stopping.wait, 20)
+            client = asyncio.ensure_future(fetch(port, address))  # while the old one stops
+            await asyncio.sleep(0.2)
+            release.set()
+            await reload
+            assert await client == REPLY
+            assert old.stopped and len(launcher.instances) == 2
+            assert gw.services["web"].config.idle_timeout == 60
         finally:
             await gw.close()
 

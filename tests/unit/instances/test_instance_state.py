@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from summon.errors import UserError
 from summon.instances import state
 from summon.instances.state import NameInUse, UnknownInstance
 from summon.targets.base import PortForward, RunSpec, Volume
@@ -135,3 +137,20 @@ def test_run_spec_round_trip() -> None:
     back = state.decode_run_spec({**doc, "from_a_newer_summon": 1})
     assert back == RunSpec(**{**spec.__dict__, "stdout": None})
     assert isinstance(back.rootfs, Path) and isinstance(back.ports[1], PortForward)
+
+
+def test_a_full_disk_is_one_line_naming_the_state_folder(
+    state_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`summon run -d` with the state folder's disk full: where, and what to do; no half
+    instance left behind (was: a bare "No space left on device")."""
+
+    def full(path: Path, doc: Any, durable: bool = True) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(state, "write_json", full)
+    with pytest.raises(UserError) as e:
+        state.create(spec_doc(), "full", "app")
+    assert str(e.value).startswith(f"cannot record the instance in {state.root()}: No space")
+    assert "summon rm" in str(e.value)
+    assert [p.name for p in state.root().iterdir()] == [".lock"]

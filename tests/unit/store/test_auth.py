@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -169,4 +170,24 @@ def test_credentials_never_go_to_a_plain_http_token_server() -> None:
     with httpx.Client(transport=registry_transport(challenge),
                       auth=RegistryAuth("reg.example", CREDS, insecure=False)) as client:
         with pytest.raises(AuthError, match="plain HTTP"):
+            client.get("https://reg.example/v2/")
+
+
+def test_a_token_server_sending_without_end_is_refused() -> None:
+    """A hostile registry's token server cannot fill summon's memory (was: read whole)."""
+
+    class Endless(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            for _ in range(1024):  # 64 MiB of it, where a token is a few kB
+                yield b"x" * 65536
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, stream=Endless())
+        challenge = 'Bearer realm="https://reg.example/token"'
+        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+
+    with httpx.Client(transport=httpx.MockTransport(handle),
+                      auth=RegistryAuth("reg.example", CREDS, insecure=False)) as client:
+        with pytest.raises(AuthError, match=r"\(reg.example\) sent more than 1048576 bytes"):
             client.get("https://reg.example/v2/")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import summon
 from summon.errors import CorruptBlob, UnknownImage, UserError
 from summon.store.layout import INDEX, MANIFEST, UNTAGGED, Descriptor, Store, normalize_ref
 
@@ -163,7 +167,10 @@ def test_remove_frees_unshared_blobs_before_rewriting_the_index(tmp_path: Path) 
     store.tag("one", one)
     store.tag("two", two)
     store.tag("also-two", two)
-    (store.tmp_dir / "blob-stale").write_bytes(b"left by a killed write")
+    dead = store.tmp_root / "p999999-dead"  # the folder of a process killed mid-write
+    dead.mkdir()
+    (dead / "blob-stale").write_bytes(b"left by a killed write")
+    (store.tmp_root / "blob-stale").write_bytes(b"left by an earlier version")
     told: list[set[str]] = []
 
     def before_delete(gone: set[str]) -> None:
@@ -176,4 +183,87 @@ def test_remove_frees_unshared_blobs_before_rewriting_the_index(tmp_path: Path) 
     assert removed == 3 and freed > 0  # one's index, manifest and layer; the config is shared
     assert one.digest in told[0] and two.digest not in told[0]
     assert not store.has(one.digest) and store.has(two.digest)
+    own = store.tmp_dir  # this process's own folder, empty, and its leases
+    assert sorted(store.tmp_root.iterdir()) == [own, Path(f"{own}.lease")]
+    assert list(store.tmp_dir.iterdir()) == []
+
+
+# A writer in another process: it writes, says so, waits for a line on stdin, then commits;
+# then it puts another blob in and waits again, as a build does before it tags its image.
+WRITER = """
+import sys
+from pathlib import Path
+from summon.store.layout import Store
+store = Store(Path(sys.argv[1]))
+w = store.writer()
+w.write(b"a blob on its way in")
+print("written", flush=True)
+sys.stdin.readline()
+print(w.commit("application/octet-stream").digest, flush=True)
+print(store.put_bytes(b"in, not tagged yet", "application/octet-stream").digest, flush=True)
+sys.stdin.readline()
+"""
+
+
+def start_writer(root: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(summon.__file__).parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "written\n"
+    return proc
+
+
+def test_rmi_in_one_process_leaves_a_write_in_progress_in_another_alone(tmp_path: Path) -> None:
+    """`summon rmi` while a build or pull runs: neither the build's temporaries nor the blobs
+    it put in but has not tagged yet are swept away."""
+    store = Store(tmp_path)
+    writer = start_writer(tmp_path)
+    try:
+        store.gc()
+        assert writer.stdin is not None and writer.stdout is not None
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        first, second = writer.stdout.readline().strip(), writer.stdout.readline().strip()
+        # Both are in the store, unreachable from any tag until the writer tags them: an rmi
+        # now keeps them (it removed them, and the build failed: "blob ... is missing").
+        store.gc()
+        assert store.read(first) == b"a blob on its way in"
+        assert store.read(second) == b"in, not tagged yet"
+        writer.communicate("done\n", timeout=30)
+        assert writer.returncode == 0
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        writer.communicate(timeout=30)
+    store.gc()  # the writer is gone, its leases with it
+    assert not store.has(first) and not store.has(second)
+
+
+def test_what_a_killed_write_left_goes_at_the_next_write(tmp_path: Path) -> None:
+    """A pull killed with -9 and retried: nothing of the first attempt stays behind."""
+    store = Store(tmp_path)
+    writer = start_writer(tmp_path)
+    writer.kill()
+    writer.communicate(timeout=30)
+    w = store.writer()
+    w.abort()
+    assert list(store.tmp_root.iterdir()) == [store.tmp_dir]  # no lease of the dead one
+    assert list(store.tmp_dir.iterdir()) == []
+    assert list((tmp_path / "blobs" / "sha256").iterdir()) == []
+
+
+def test_a_full_disk_names_the_store_and_what_to_do(tmp_path: Path) -> None:
+    """A pull or build filling the store's disk: one line naming the store (was: a bare
+    "No space left on device"), and no temporary left."""
+    store = Store(tmp_path)
+    w = store.writer()
+    w._file.close()
+    w._file = open("/dev/full", "wb")  # the disk fills up under the writer
+    with pytest.raises(UserError) as e:
+        w.write(b"x" * (1 << 20))
+    w.abort()
+    assert str(e.value).startswith(f"no space left on the disk of the image store {tmp_path}")
+    assert "summon rmi --dangling" in str(e.value)
     assert list(store.tmp_dir.iterdir()) == []
