@@ -21,6 +21,7 @@ import binascii
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,18 +79,43 @@ def generate_key(prefix: Path, password: str | None = None) -> tuple[Path, Path]
     pub = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    folder = key_path.parent
+    if not folder.is_dir():
+        # As ssh-keygen: a mistyped folder is an error, not a tree made where none was meant.
+        raise UserError(f"cannot write the key pair {prefix}.key/.pub: {folder} is not a folder")
+    written: list[Path] = []
+    path = key_path
     try:
-        key_path.parent.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: a key appearing between the check and here is not overwritten either.
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-        fd = os.open(pub_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pub)
+        for path, data, mode in ((key_path, pem, 0o600), (pub_path, pub, 0o644)):
+            _write_new(path, data, mode)
+            written.append(path)
     except OSError as e:
+        for done in written:  # no half pair: a key without its .pub
+            done.unlink(missing_ok=True)
+        if isinstance(e, FileExistsError):
+            raise UserError(f"{path} exists already; choose another name or remove it") from None
         raise UserError(f"cannot write the key pair {prefix}.key/.pub: {e.strerror}") from None
     return key_path, pub_path
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """data at path, whole or not at all, never over a file there: written to a temporary
+    name (mode set before any byte lands), fsynced, then linked into place (EEXIST if taken)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _read_key_file(path: Path, what: str) -> bytes:

@@ -31,8 +31,12 @@ def make_image(store: Store, rootfs: bytes) -> Descriptor:
     layer = store.put_bytes(rootfs, "application/vnd.oci.image.layer.v1.tar+gzip")
     config = store.put_json({"x": 1}, "application/vnd.oci.image.config.v1+json")
     manifest = store.put_json(
-        {"schemaVersion": 2, "mediaType": MANIFEST, "config": config.to_json(),
-         "layers": [layer.to_json()]},
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": config.to_json(),
+            "layers": [layer.to_json()],
+        },
         MANIFEST,
     )
     return store.put_json(
@@ -49,6 +53,7 @@ def store(tmp_path: Path) -> Store:
 
 @pytest.fixture
 def keys(tmp_path: Path) -> tuple[Path, Path]:
+    (tmp_path / "keys").mkdir()
     return generate_key(tmp_path / "keys" / "team")
 
 
@@ -70,6 +75,20 @@ def test_key_pair_files(keys: tuple[Path, Path]) -> None:
     assert pub.read_text().startswith("-----BEGIN PUBLIC KEY-----")
     with pytest.raises(UserError, match="exists already"):
         generate_key(key.with_suffix(""))
+    assert sorted(p.name for p in key.parent.iterdir()) == ["team.key", "team.pub"]  # no tmp
+
+
+def test_a_key_pair_is_never_half_written_or_a_folder_made_for_it(tmp_path: Path) -> None:
+    """As ssh-keygen: a mistyped folder is an error, not a tree made where none was meant;
+    a .pub already there is not overwritten, and the .key made before it is taken back."""
+    with pytest.raises(UserError, match="is not a folder"):
+        generate_key(tmp_path / "nonexistent" / "team")
+    assert not (tmp_path / "nonexistent").exists()
+    (tmp_path / "team.pub").write_text("someone else's\n")
+    with pytest.raises(UserError, match=r"team\.pub exists already"):
+        generate_key(tmp_path / "team")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["team.pub"]
+    assert (tmp_path / "team.pub").read_text() == "someone else's\n"
 
 
 def test_sign_then_verify(store: Store, keys: tuple[Path, Path]) -> None:
@@ -96,7 +115,8 @@ def test_sign_then_verify(store: Store, keys: tuple[Path, Path]) -> None:
     public = serialization.load_pem_public_key(pub.read_bytes())
     assert isinstance(public, ec.EllipticCurvePublicKey)
     public.verify(
-        base64.b64decode(layer["annotations"][SIGNATURE_ANNOTATION]), body,
+        base64.b64decode(layer["annotations"][SIGNATURE_ANNOTATION]),
+        body,
         ec.ECDSA(hashes.SHA256()),
     )
 
