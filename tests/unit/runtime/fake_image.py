@@ -124,12 +124,20 @@ class ImageRoot:
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
+            preexec_fn=_default_signals,
         )
         # Bytes left over from an earlier process of the same pid (pids are reused) are not
         # this one's: its first line would be a dead process's.
         _pending.pop(process.pid, None)
         self.processes.append(process)
         return process
+
+
+def _default_signals() -> None:
+    """The app starts as from a terminal: a shell runs `pytest &` with SIGINT and SIGQUIT
+    ignored, which every child would inherit (and Ctrl-C or Ctrl-\\ would not stop it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 # Bytes read from each process's stdout past the last line handed out.
