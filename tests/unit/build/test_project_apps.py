@@ -1,0 +1,74 @@
+"""Apps laid out as projects (pyproject.toml with [project] or Poetry's table), built and run
+from their image as a user starts them: what an installed project finds of itself."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from summon.build.image import APP_DIR, RUNTIME_ROOT, SITE_DIR, build
+from summon.store.image import Image
+from summon.store.layout import Store
+
+# What a project reads of itself at import once `pip install -e .` or `poetry install` ran.
+APP = (
+    "from importlib.metadata import entry_points, version\n"
+    "__version__ = version('my-service')\n\n"
+    "def main():\n"
+    "    plugins = sorted(ep.load()() for ep in entry_points(group='my_service.plugins'))\n"
+    "    print(__version__, plugins, flush=True)\n"
+)
+PLUGINS = "def hello():\n    return 'hello'\n"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    return Store(tmp_path_factory.mktemp("store"))
+
+
+def run_entry(image: Image) -> subprocess.CompletedProcess[str]:
+    root = image.rootfs()
+    path = [f"{root}{p}" for p in (APP_DIR, SITE_DIR, RUNTIME_ROOT)]
+    code = f"import sys; sys.path[0:1] = {path!r}\nimport app; app.main()\n"
+    return subprocess.run(
+        [str(root / "usr/bin/python3.11"), "-S", "-E", "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "pyproject",
+    [
+        '[project]\nname = "my-service"\nversion = "1.4.2"\n\n'
+        '[project.entry-points."my_service.plugins"]\nhello = "plugins:hello"\n\n'
+        '[tool.summon]\nentry = "app:main"\n',
+        '[tool.poetry]\nname = "my-service"\nversion = "1.4.2"\ndescription = ""\n\n'
+        '[tool.poetry.plugins."my_service.plugins"]\nhello = "plugins:hello"\n\n'
+        '[tool.summon]\nentry = "app:main"\n',
+    ],
+    ids=["pep621", "poetry"],
+)
+def test_an_app_finds_its_own_version_and_entry_points(
+    store: Store, tmp_path: Path, pyproject: str
+) -> None:
+    """`__version__ = version("my-service")` at import failed the build (PackageNotFoundError):
+    the project was not installed in the image as it is where its developer runs it."""
+    app = tmp_path / "svc"
+    app.mkdir()
+    (app / "pyproject.toml").write_text(pyproject)
+    (app / "app.py").write_text(APP)
+    (app / "plugins.py").write_text(PLUGINS)
+    result = build(app, store, tag="svc:test", record=False)
+    out = run_entry(result.image)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "1.4.2 ['hello']\n"
+    assert {"name": "my-service", "version": "1.4.2"}.items() <= next(
+        p for p in result.image.bom["packages"] if p["name"] == "my-service"
+    ).items()
