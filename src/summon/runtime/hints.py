@@ -99,6 +99,10 @@ def missing_module_hint(exc: BaseException) -> str | None:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
+        if type(e).__name__ == "PackageNotFoundError":
+            # importlib.metadata's, a ModuleNotFoundError whose name is a distribution's:
+            # version("x") or distribution("x") found no .dist-info, not a missing module.
+            return _distribution_hint(str(e.args[0]) if e.args else "")
         if isinstance(e, ModuleNotFoundError) and e.name:
             return _hint_for(e.name)
         pending += [e.__cause__, e.__context__]
@@ -132,6 +136,14 @@ def _hint_for(name: str) -> str:
     return (
         f"module {name!r} is not in this image; add the distribution that provides it "
         f"to requirements {rebuild}"
+    )
+
+
+def _distribution_hint(name: str) -> str:
+    return (
+        f"no distribution {name!r} is installed in this image (importlib.metadata found no "
+        "metadata for it); add it to requirements in [tool.summon], or, if it is the app's "
+        "own project, give name and version in pyproject.toml's [project], and rebuild"
     )
 
 

@@ -399,6 +399,21 @@ def test_hint_for_a_module_nobody_provides(image: ImageRoot) -> None:
     )
 
 
+def test_a_distribution_without_metadata_is_not_called_a_missing_module(image: ImageRoot) -> None:
+    # importlib.metadata's PackageNotFoundError is a ModuleNotFoundError naming a distribution:
+    # the hint said "module 'my-service' is not in this image", a module nobody imports.
+    image.app({"app.py": "from importlib.metadata import version\nV = version('my-service')\n"})
+    image.config("/app/app.py")
+    result = image.run()
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        "PackageNotFoundError: No package metadata was found for my-service\n"
+        "summon: no distribution 'my-service' is installed in this image (importlib.metadata "
+        "found no metadata for it); add it to requirements in [tool.summon], or, if it is the "
+        "app's own project, give name and version in pyproject.toml's [project], and rebuild\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("missing", "hint"),
     [
