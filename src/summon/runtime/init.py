@@ -161,7 +161,9 @@ def _run(argv: list[str]) -> int:
         sys.argv = [script, *args]
         if sealer is not None:
             warm_up(cfg.probe, cfg.seal_imports)
-        return run_script(script, sealer, networked=cfg.network != "none")
+        return run_script(
+            script, sealer, networked=cfg.network != "none", package=cfg.entry_package
+        )
     sys.argv = [cfg.entry, *args]
     if cfg.entry_kind == "wsgi" or cfg.entry_kind == "asgi":
         return run_http(cfg, root, sealer)
@@ -246,10 +248,14 @@ def mount_early_filesystems(root: str) -> None:
             _say(f"cannot mount {fstype.decode()} on {target}: {reason}; going on without it")
 
 
-def run_script(path: str, sealer: Sealer | None = None, networked: bool = True) -> int:
+def run_script(
+    path: str, sealer: Sealer | None = None, networked: bool = True, package: str = ""
+) -> int:
     """Run the script at `path` as __main__ and return its status. With a sealer: sealed at
     its first bind() or connect() of an internet socket if networked, else before its first
-    line (a batch job: no server or client to build first)."""
+    line (a batch job: no server or client to build first). package: the one the script
+    sits in (pkg for pkg/__main__.py), which `python -m pkg` imports first and runs it in,
+    so that its relative imports (from .app import app) work."""
     try:
         with open(path, "rb") as f:
             source = f.read()
@@ -257,6 +263,12 @@ def run_script(path: str, sealer: Sealer | None = None, networked: bool = True) 
         raise Fail(f"cannot read the entry script {path}: {e.strerror}", 1) from None
     module = type(sys)("__main__")
     module.__file__ = path
+    if package:
+        module.__package__ = package
+        try:
+            __import__(package)
+        except BaseException as e:
+            return _status_of_exception(e)
     # Classes the script defines must be found as __main__.X (pickle, repr, warnings).
     sys.modules["__main__"] = module
     try:

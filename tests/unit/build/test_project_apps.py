@@ -11,6 +11,8 @@ import pytest
 from summon.build.image import APP_DIR, RUNTIME_ROOT, SITE_DIR, build
 from summon.store.image import Image
 from summon.store.layout import Store
+from summon.targets.base import RunSpec
+from summon.targets.unix import UnixTarget
 
 # What a project reads of itself at import once `pip install -e .` or `poetry install` ran.
 APP = (
@@ -72,3 +74,44 @@ def test_an_app_finds_its_own_version_and_entry_points(
     assert {"name": "my-service", "version": "1.4.2"}.items() <= next(
         p for p in result.image.bom["packages"] if p["name"] == "my-service"
     ).items()
+
+
+def run_image(image: Image, tmp_path: Path) -> tuple[int | None, str]:
+    """Run the image as a host process (the unix target) to its end: (status, console)."""
+    log = tmp_path / "console.log"
+    with log.open("wb") as out:
+        spec = RunSpec(
+            name="test-project",
+            image=image.ref,
+            rootfs=image.rootfs(),
+            app_config=image.app_config(),
+            stdout=out.fileno(),
+        )
+        status = UnixTarget().start(spec).wait(60)
+    return status, log.read_text()
+
+
+@pytest.mark.parametrize("entry", ["src/svc/__main__.py", "svc/__main__.py"])
+def test_a_package_run_with_python_m_runs_in_its_package(
+    store: Store, tmp_path: Path, entry: str
+) -> None:
+    """A project started with `python -m svc`: its __main__.py imports `from .core import
+    ...`. The entry "src/svc/__main__.py" built, then died at start (ImportError: attempted
+    relative import with no known parent package); "svc/__main__.py" was not found."""
+    app = tmp_path / "proj"
+    (app / "src" / "svc").mkdir(parents=True)
+    (app / "pyproject.toml").write_text(
+        f'[project]\nname = "svc"\nversion = "2.0"\n\n[tool.summon]\nentry = "{entry}"\n'
+        'network = "none"\n'
+    )
+    (app / "src" / "svc" / "__init__.py").write_text("STARTED = 'package first'\n")
+    (app / "src" / "svc" / "core.py").write_text("ANSWER = 42\n")
+    (app / "src" / "svc" / "__main__.py").write_text(
+        "from . import STARTED\nfrom .core import ANSWER\n\n"
+        "if __name__ == '__main__':\n    print(STARTED, ANSWER, __package__, flush=True)\n"
+    )
+    result = build(app, store, tag="proj:test", record=False)
+    status, console = run_image(result.image, tmp_path)
+    assert (status, console) == (0, "package first 42 svc\n")
+    assert result.image.app_config()["entry"]["package"] == "svc"
+
