@@ -38,7 +38,7 @@ from summon.build.interface import (
     add_server_requirements,
     entry_interface,
 )
-from summon.build.own_dist import own_distribution
+from summon.build.own_dist import dotenv_warnings, own_distribution
 from summon.build.python import Interpreter, probe_interpreter
 from summon.build.records import ETC_FILES, app_json, bom_of, image_argv, image_config, modules_tsv
 from summon.build.rootfs import Rootfs
@@ -428,6 +428,7 @@ def build(
         warnings=[
             *closure.warnings,
             *zones.zone_warnings(closure, packages, sources),
+            *dotenv_warnings(m),
             *_unloadable_warnings(closure, libs.unresolved),
             *(verification.warnings if verification else []),
             *notes,

@@ -158,3 +158,29 @@ def own_distribution(m: Manifest, site: Path) -> list[Package]:
         return []
     package = write_dist_info(site, project)
     return [package] if package is not None else []
+
+
+_DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+
+
+def dotenv_warnings(m: Manifest) -> list[str]:
+    """A warning for a .env file the app's developer runs with, which the image leaves out:
+    hidden files stay out of /app, and a .env holds secrets an image must not. An app that
+    loads it (python-dotenv, pydantic-settings' env_file) silently gets its defaults."""
+    out = []
+    for folder in dict.fromkeys([m.source.parent, m.app_dir]):
+        dotenv = folder / ".env"
+        try:
+            lines = dotenv.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        names = [match[1] for line in lines if (match := _DOTENV_LINE.match(line))]
+        shown = " ".join(f"-e {n}=..." for n in names[:4]) + (" ..." if len(names) > 4 else "")
+        out.append(
+            f"{dotenv} is not put in the image (hidden files stay out, and a .env holds "
+            "secrets an image must not): an app that loads it (python-dotenv, "
+            "pydantic-settings' env_file) runs on its defaults; give each run its values"
+            + (f" with summon run {shown}" if names else " with summon run -e NAME=VALUE")
+            + ", or write those that are not secret into the manifest's env"
+        )
+    return out

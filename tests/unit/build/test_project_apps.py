@@ -115,3 +115,21 @@ def test_a_package_run_with_python_m_runs_in_its_package(
     assert (status, console) == (0, "package first 42 svc\n")
     assert result.image.app_config()["entry"]["package"] == "svc"
 
+
+def test_a_dotenv_left_out_of_the_image_is_warned_of(store: Store, tmp_path: Path) -> None:
+    """pydantic-settings' env_file=".env" read nothing in the image (hidden files stay out):
+    the app ran on its defaults without a word."""
+    app = tmp_path / "envapp"
+    app.mkdir()
+    (app / "summon.toml").write_text('name = "envapp"\nentry = "app:main"\nnetwork = "none"\n')
+    (app / "app.py").write_text("def main():\n    pass\n")
+    (app / ".env").write_text("# settings\nGREETING=hello\nexport DB_URL=sqlite://\n")
+    result = build(app, store, tag="envapp:test", record=False)
+    assert [w for w in result.warnings if ".env" in w] == [
+        f"{app / '.env'} is not put in the image (hidden files stay out, and a .env holds "
+        "secrets an image must not): an app that loads it (python-dotenv, pydantic-settings' "
+        "env_file) runs on its defaults; give each run its values with summon run "
+        "-e GREETING=... -e DB_URL=..., or write those that are not secret into the "
+        "manifest's env"
+    ]
+    assert not (result.image.rootfs() / "app" / ".env").exists()
