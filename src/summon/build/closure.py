@@ -402,7 +402,7 @@ def compute_closure(
                 scan_cache,
             )
             static_time = time.monotonic() - started
-            result = tracing.finish_trace(interp, trace_proc, work, timeout)
+            result = tracing.finish_trace(interp, trace_proc, work, timeout, volumes)
             trace_time = time.monotonic() - started
             traced = _traced(result, interp, app_dir, site_dirs, runtime_root, runtime_path, work)
             closure = _merge(graph, traced, result)

@@ -127,7 +127,11 @@ def start_trace(
 
 
 def finish_trace(
-    interp: Interpreter, proc: subprocess.Popen[bytes], work: Path, timeout: float
+    interp: Interpreter,
+    proc: subprocess.Popen[bytes],
+    work: Path,
+    timeout: float,
+    volumes: Sequence[str] = (),
 ) -> dict[str, object]:
     """Wait for the trace started by start_trace; its result, or TraceError."""
     out_file, phase_file, log = work / "trace.out", work / "trace.phase", work / "trace.log"
@@ -147,7 +151,7 @@ def finish_trace(
             tail(log),
         )
     if result["error"]:
-        raise trace_error(result["error"], log)
+        raise trace_error(result["error"], log, volumes)
     return result
 
 
@@ -188,7 +192,7 @@ def tail(log: Path, lines: int = _TAIL) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def trace_error(error: object, log: Path) -> TraceError:
+def trace_error(error: object, log: Path, volumes: Sequence[str] = ()) -> TraceError:
     assert isinstance(error, dict)
     phase, message, detail = error["phase"], error["message"], error["detail"]
     hints = {
@@ -212,5 +216,21 @@ def trace_error(error: object, log: Path) -> TraceError:
             f"; the app reads the variable {variable} at import: give the build a value with "
             f"summon build -e {variable}=VALUE (used by the build's runs only, never kept in "
             f"the image) and each run its own with summon run -e {variable}=VALUE"
+        )
+    absent = [v for v in volumes if not os.path.isdir(v)]
+    if not hint and absent and phase == "entry":
+        # The app may have failed writing its volume at import (Django's migrate, a sqlite
+        # file): the shield puts scratch folders only over volume paths this host has.
+        hint = (
+            f"; if the app writes its volume at import: the build imports it on this host, "
+            f"which has no {absent[0]}"
+            + (
+                f", so it had no scratch folder there; create the folder (mkdir -p "
+                f"{absent[0]}: the build mounts an empty one over it and never writes the "
+                "host's) and build again"
+                if os.geteuid() == 0
+                else "; build as root, with the folder created (the build then mounts an "
+                "empty one over it and never writes the host's)"
+            )
         )
     return TraceError(line + hint, detail)

@@ -3,12 +3,14 @@ from their image as a user starts them: what an installed project finds of itsel
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from summon.build.image import APP_DIR, RUNTIME_ROOT, SITE_DIR, build
+from summon.errors import BuildError
 from summon.store.image import Image
 from summon.store.layout import Store
 from summon.targets.base import RunSpec
@@ -133,3 +135,30 @@ def test_a_dotenv_left_out_of_the_image_is_warned_of(store: Store, tmp_path: Pat
         "manifest's env"
     ]
     assert not (result.image.rootfs() / "app" / ".env").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the scratch folder over a volume needs root")
+def test_a_volume_the_build_host_lacks_is_named_when_the_import_fails(
+    store: Store, tmp_path: Path
+) -> None:
+    """Django's migrate at import, its database under the volume /state: the build failed
+    with "OperationalError: unable to open database file" and no word of the volume."""
+    volume = f"/summon-absent-{os.getpid()}"
+    app = tmp_path / "vol"
+    app.mkdir()
+    (app / "summon.toml").write_text(
+        f'name = "vol"\nentry = "app:main"\nnetwork = "none"\nvolumes = ["{volume}"]\n'
+    )
+    (app / "app.py").write_text(
+        f"import sqlite3\nsqlite3.connect({volume + '/db.sqlite3'!r})\n\ndef main():\n    pass\n"
+    )
+    with pytest.raises(BuildError) as info:
+        build(app, store, tag="vol:test", record=False)
+    assert str(info.value) == (
+        "app failed to import during the closure trace: OperationalError: unable to open "
+        "database file; if the app writes its volume at import: the build imports it on this "
+        f"host, which has no {volume}, so it had no scratch folder there; create the folder "
+        f"(mkdir -p {volume}: the build mounts an empty one over it and never writes the "
+        "host's) and build again"
+    )
+    assert not Path(volume).exists()
