@@ -412,6 +412,7 @@ def compute_closure(
                     tracing.kill(proc)
             raise
         closure.timings = {"trace": trace_time, "static": static_time}
+        closure.warnings += tracing.app_writes_warnings(work / "app-writes")
         if mf_proc is not None:
             failed = result.get("failed")
             closure._pending = tracing.Comparison(

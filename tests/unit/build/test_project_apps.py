@@ -162,3 +162,49 @@ def test_a_volume_the_build_host_lacks_is_named_when_the_import_fails(
         "host's) and build again"
     )
     assert not Path(volume).exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the overlay over the app's folder needs root")
+def test_what_the_app_writes_into_its_folder_at_build_stays_out_of_it_and_the_image(
+    store: Store, tmp_path: Path
+) -> None:
+    """Flask-SQLAlchemy's quickstart (sqlite:///project.db, create_all at import): the build's
+    import wrote instance/project.db into the developer's folder, the image shipped it
+    read-only, and every write answered 500 (attempt to write a readonly database)."""
+    app = tmp_path / "writer"
+    app.mkdir()
+    (app / "summon.toml").write_text('name = "writer"\nentry = "app:main"\nnetwork = "none"\n')
+    (app / "app.py").write_text(
+        "try:\n    open('cache.db', 'w').write('made at import')\nexcept OSError:\n    pass\n\n"
+        "def main():\n    pass\n"
+    )
+    result = build(app, store, tag="writer:test", record=False)
+    assert sorted(p.name for p in app.iterdir()) == ["app.py", "summon.toml"]
+    assert not (result.image.rootfs() / "app" / "cache.db").exists()
+    assert [w for w in result.warnings if "cache.db" in w] == [
+        "the app wrote cache.db into its own folder when the build imported it (kept out of "
+        "that folder and of the image): /app is read-only in an image, so such a write fails "
+        'there; keep what the app writes on a volume (volumes = ["/data"] in the manifest, '
+        "summon run -v NAME:/data) and point the app there"
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the overlay over the app's folder needs root")
+def test_an_app_that_must_write_its_folder_at_start_fails_the_build_saying_why(
+    store: Store, tmp_path: Path
+) -> None:
+    app = tmp_path / "instance"
+    app.mkdir()
+    (app / "summon.toml").write_text('name = "inst"\nentry = "app:main"\nnetwork = "none"\n')
+    (app / "app.py").write_text(
+        "import os\nos.makedirs('instance', exist_ok=True)\n\ndef main():\n    pass\n"
+    )
+    with pytest.raises(BuildError) as info:
+        build(app, store, tag="inst:test", record=False)
+    assert str(info.value) == (
+        "the entry does not import inside the image: OSError: [Errno 30] Read-only file "
+        "system: 'instance'; the image is read-only, its app folder /app included: keep what "
+        'the app writes at start on a volume (volumes = ["/data"] in the manifest, summon run '
+        "-v NAME:/data) and point the app there (a sqlite file: sqlite:////data/app.db)"
+    )
+    assert not (app / "instance").exists()
