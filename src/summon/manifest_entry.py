@@ -33,13 +33,20 @@ def has_module(folder: Path, top: str) -> bool:
 def code_dir_of(entry: str, app_dir: Path) -> tuple[Path, str]:
     """(app_dir/src, the entry as found there) for an entry in a src layout's package, else
     (app_dir, entry): "module:function", or a script in a package ("src/pkg/__main__.py",
-    "pkg/__main__.py" for a project run with `python -m pkg`)."""
+    "pkg/__main__.py" or "pkg" for a project run with `python -m pkg`)."""
     src = app_dir / "src"
     if ":" in entry:
         top = entry.partition(":")[0].split(".")[0]
         if top and not has_module(app_dir, top) and has_module(src, top):
             return src, entry
         return app_dir, entry
+    if MODULE_RE.match(entry) and not entry.endswith(".py"):
+        # "pkg" as in `python -m pkg`: its __main__.py (or the module pkg.py), run as -m does.
+        rel = entry.replace(".", "/")
+        for base in (app_dir, src):
+            for script in (f"{rel}/__main__.py", f"{rel}.py"):
+                if (base / script).is_file():
+                    return base, script
     parts = Path(entry).parts
     if len(parts) > 2 and parts[0] == "src" and (src / parts[1] / "__init__.py").is_file():
         return src, Path(*parts[1:]).as_posix()
@@ -74,7 +81,10 @@ def parse_entry(value: str, app_dir: Path, bad: Any, allow_script: bool = True) 
     if not allow_script:
         raise bad(f'{value!r} is not "module:function"')
     if not value.endswith(".py"):
-        raise bad(f'{value!r} is neither "module:function" nor a .py script')
+        raise bad(
+            f'{value!r} is neither "module:function" nor a .py script (nor a package with a '
+            "__main__.py, as python -m runs)"
+        )
     script = (app_dir / value).resolve()
     if not script.is_file():
         raise bad(f"script {value!r} not found in {app_dir}")

@@ -93,13 +93,14 @@ def run_image(image: Image, tmp_path: Path) -> tuple[int | None, str]:
     return status, log.read_text()
 
 
-@pytest.mark.parametrize("entry", ["src/svc/__main__.py", "svc/__main__.py"])
+@pytest.mark.parametrize("entry", ["src/svc/__main__.py", "svc/__main__.py", "svc"])
 def test_a_package_run_with_python_m_runs_in_its_package(
     store: Store, tmp_path: Path, entry: str
 ) -> None:
     """A project started with `python -m svc`: its __main__.py imports `from .core import
     ...`. The entry "src/svc/__main__.py" built, then died at start (ImportError: attempted
-    relative import with no known parent package); "svc/__main__.py" was not found."""
+    relative import with no known parent package); "svc/__main__.py" was not found, and
+    "svc" (as python -m names it) was refused."""
     app = tmp_path / "proj"
     (app / "src" / "svc").mkdir(parents=True)
     (app / "pyproject.toml").write_text(
