@@ -164,3 +164,24 @@ def _module_table(name: str) -> tuple[str, str] | None:
         if found is not None:
             return found
     return None
+
+
+def environ_hint(exc: BaseException) -> str | None:
+    """The hint for os.environ["NAME"] of a variable the run does not set, if that is (behind)
+    `exc`: the build's runs had it (summon build -e), a run must be given its own."""
+    for e in chain(exc):
+        if type(e) is not KeyError or not e.args or not isinstance(e.args[0], str):
+            continue
+        tb = e.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        code = tb.tb_frame.f_code if tb is not None else None
+        if code is None or code.co_name != "__getitem__":
+            continue
+        if code.co_filename in ("<frozen os>", "os.py") or code.co_filename.endswith("/os.py"):
+            name = e.args[0]
+            return (
+                f"the app reads the variable {name}, which this run does not set: give it "
+                f"with summon run -e {name}=VALUE (or a default in the manifest's env)"
+            )
+    return None

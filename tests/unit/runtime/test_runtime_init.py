@@ -399,6 +399,21 @@ def test_hint_for_a_module_nobody_provides(image: ImageRoot) -> None:
     )
 
 
+def test_a_variable_the_run_does_not_set_is_named_with_the_flag_that_gives_it(
+    image: ImageRoot,
+) -> None:
+    # Built with summon build -e SECRET_KEY=dev, run without it: only a KeyError traceback.
+    image.app({"app.py": "import os\nKEY = os.environ['SECRET_KEY']\ndef main():\n    pass\n"})
+    image.config("app:main")
+    result = image.run()
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        "KeyError: 'SECRET_KEY'\n"
+        "summon: the app reads the variable SECRET_KEY, which this run does not set: give it "
+        "with summon run -e SECRET_KEY=VALUE (or a default in the manifest's env)\n"
+    )
+
+
 def test_a_distribution_without_metadata_is_not_called_a_missing_module(image: ImageRoot) -> None:
     # importlib.metadata's PackageNotFoundError is a ModuleNotFoundError naming a distribution:
     # the hint said "module 'my-service' is not in this image", a module nobody imports.
