@@ -305,6 +305,15 @@ def run_function(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int
     devices = Devices(cfg, root)
     try:
         args, kwargs, is_async = resolve_devices(fn, devices, cfg.entry)
+        if not devices.made("Stack") and os.environ.get("LISTEN_FDS", "0") != "0":
+            # The sandbox handed the -p ports to the entry's Stack, which it never asks for:
+            # a server of its own (uvicorn.run in main) would never see a connection.
+            _say(
+                f"entry {cfg.entry} asks for no Stack device, so the ports this run was given "
+                "(-p) reach nothing it listens on: an entry that starts its own server "
+                '(uvicorn.run, app.run) is a script: entry = "run.py" making that call, '
+                'or point entry at the app object (entry = "module:app")'
+            )
         if sealer is not None and not devices.made("Stack"):
             sealer.reached("the entry's call")
         try:

@@ -399,6 +399,47 @@ def test_hint_for_a_module_nobody_provides(image: ImageRoot) -> None:
     )
 
 
+def test_a_command_line_entry_point_object_is_called_with_the_args_on_sys_argv(
+    image: ImageRoot,
+) -> None:
+    # entry = "pkg.cli:main", a click group ([project.scripts]): "is not a function".
+    image.app(
+        {
+            "cli.py": dedent("""
+                import sys
+                class Group:
+                    def __call__(self, *args, **kwargs):
+                        print(args, kwargs, sys.argv[1:], flush=True)
+                        raise SystemExit(0)
+                main = Group()
+            """)
+        }
+    )
+    image.config("cli:main", args=["serve", "--port", "8000"])
+    result = image.run()
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "() {} ['serve', '--port', '8000']\n"
+
+
+def test_an_entry_function_running_its_own_server_is_told_its_ports_reach_nothing(
+    image: ImageRoot,
+) -> None:
+    # main() calls uvicorn.run (a click group does, a [project.scripts] entry): the sandbox
+    # handed the -p listener to the Stack the entry never asked for, and requests hung.
+    image.app({"app.py": "def main():\n    print('serving on my own', flush=True)\n"})
+    image.config("app:main")
+    result = image.run(env={"LISTEN_FDS": "1", "LISTEN_FDNAMES": "8000"})
+    assert result.returncode == 0
+    assert result.stdout == "serving on my own\n"
+    assert result.stderr == (
+        "summon: entry app:main asks for no Stack device, so the ports this run was given "
+        "(-p) reach nothing it listens on: an entry that starts its own server (uvicorn.run, "
+        'app.run) is a script: entry = "run.py" making that call, or point entry at the app '
+        'object (entry = "module:app")\n'
+    )
+    assert image.run().stderr == ""  # no ports handed over: nothing to say
+
+
 def test_a_variable_the_run_does_not_set_is_named_with_the_flag_that_gives_it(
     image: ImageRoot,
 ) -> None:
