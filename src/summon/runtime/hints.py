@@ -46,6 +46,26 @@ EXEC_HINT = (
 )
 
 
+# Servers that start worker processes by default, by a folder their code is in, and how to
+# run one process instead (docs/compatibility.md).
+SERVER_HINTS = {
+    "/sanic/": (
+        "Sanic starts worker processes by default, which the sandbox denies (an image runs "
+        "one Python process): start it with app.run(..., single_process=True)"
+    ),
+}
+
+
+def _passes_through(exc: BaseException, marker: str) -> bool:
+    """Whether a frame of exc's traceback runs code from a file whose path holds marker."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if marker in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def chain(exc: BaseException) -> Iterator[BaseException]:
     """`exc` and every exception behind it: causes, contexts, members of groups."""
     pending: list[BaseException | None] = [exc]
@@ -79,6 +99,11 @@ def sandbox_hint(exc: BaseException) -> str | None:
             tb = tb.tb_next
         in_popen = in_popen or tb.tb_frame.f_code.co_filename.endswith("/subprocess.py")
         names = set(tb.tb_frame.f_code.co_names)
+        if names & (FORK_NAMES | EXEC_NAMES) or in_popen:
+            # A server whose own default is worker processes has a switch for one.
+            for marker, hint in SERVER_HINTS.items():
+                if _passes_through(e, marker):
+                    return hint
         if names & FORK_NAMES:
             return FORK_HINT
         if names & EXEC_NAMES or in_popen:
