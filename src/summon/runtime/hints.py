@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
-from errno import EPERM
+from errno import EPERM, EROFS
 
-from summon.runtime.config import host_path
+from summon.runtime.config import host_path, parse_json
 
 MODULES_TSV = "/etc/summon/modules.tsv"  # what the build knows of modules the image lacks
 
@@ -209,4 +209,45 @@ def environ_hint(exc: BaseException) -> str | None:
                 f"the app reads the variable {name}, which this run does not set: give it "
                 f"with summon run -e {name}=VALUE (or a default in the manifest's env)"
             )
+    return None
+
+
+def volume_hint(exc: BaseException) -> str | None:
+    """The hint for a write the read-only image refused, if that is (behind) `exc`: a volume
+    the manifest declares that this run did not mount, or /app written to."""
+    sure = unsure = False
+    for e in chain(exc):
+        text = str(e)
+        if (isinstance(e, OSError) and e.errno == EROFS) or "readonly database" in text:
+            sure = True
+        elif "unable to open database file" in text:
+            unsure = True  # sqlite's: a folder that is not there, or one it cannot write
+    if not (sure or unsure):
+        return None
+    mounted = {
+        item.partition("=")[0].rstrip("/")
+        for item in os.environ.get("SUMMON_VOLUMES", "").split(":")
+        if item
+    }
+    declared: list[str] = []
+    root = os.environ.get("SUMMON_ROOT") or "/"
+    try:
+        with open(host_path(root, "/etc/summon/app.json"), encoding="utf-8") as f:
+            doc = parse_json(f.read())
+        found = doc.get("volumes") if isinstance(doc, dict) else None
+        declared = [v.rstrip("/") for v in found or () if isinstance(v, str)]
+    except (OSError, ValueError, AttributeError):
+        pass
+    missing = [v for v in declared if v not in mounted]
+    if missing:
+        return (
+            f"the image is read-only and this run mounts no volume at {missing[0]}: give it "
+            f"one with summon run -v NAME:{missing[0]} (a named volume, made on first use)"
+        )
+    if sure:
+        return (
+            "the image is read-only, its app folder /app included: keep what the app writes "
+            'on a volume (volumes = ["/data"] in the manifest, summon run -v NAME:/data) and '
+            "point the app there"
+        )
     return None

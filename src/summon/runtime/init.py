@@ -532,7 +532,12 @@ def hint_for(exc: BaseException) -> str | None:
     """The one-line hint for what is (behind) `exc`, if summon knows a better way."""
     from summon.runtime import hints  # only on this error path
 
-    return hints.missing_module_hint(exc) or hints.sandbox_hint(exc) or hints.environ_hint(exc)
+    return (
+        hints.missing_module_hint(exc)
+        or hints.sandbox_hint(exc)
+        or hints.environ_hint(exc)
+        or hints.volume_hint(exc)
+    )
 
 
 def _say(line: str) -> None:

@@ -440,6 +440,33 @@ def test_an_entry_function_running_its_own_server_is_told_its_ports_reach_nothin
     assert image.run().stderr == ""  # no ports handed over: nothing to say
 
 
+def test_a_database_on_a_volume_this_run_did_not_mount_is_named(image: ImageRoot) -> None:
+    # Flask-SQLAlchemy on sqlite:////data/project.db, run without -v: sqlite's "unable to
+    # open database file" and nothing more, the image's /data being read-only and empty.
+    image.app(
+        {
+            "app.py": dedent("""
+                import sqlite3
+                db = sqlite3.connect("/no-such-folder-summon-test/project.db")
+                db.execute("create table t (x)")
+                def main():
+                    pass
+            """)
+        }
+    )
+    image.config("app:main", volumes=["/no-such-folder-summon-test"])
+    result = image.run()
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        "sqlite3.OperationalError: unable to open database file\n"
+        "summon: the image is read-only and this run mounts no volume at "
+        "/no-such-folder-summon-test: give it one with summon run -v "
+        "NAME:/no-such-folder-summon-test (a named volume, made on first use)\n"
+    )
+    mounted = image.run(env={"SUMMON_VOLUMES": "/no-such-folder-summon-test"})
+    assert mounted.stderr.endswith("unable to open database file\n")  # no word: mounted
+
+
 def test_a_variable_the_run_does_not_set_is_named_with_the_flag_that_gives_it(
     image: ImageRoot,
 ) -> None:
