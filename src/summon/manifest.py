@@ -14,6 +14,9 @@ from typing import Any
 from summon import reqfile
 from summon.egress import EgressError, parse_rules
 from summon.errors import ManifestError
+from summon.manifest_entry import MODULE_RE as _MODULE_RE
+from summon.manifest_entry import Entry as Entry
+from summon.manifest_entry import code_dir_of, parse_entry
 
 NETWORK_MODES = ("socket", "direct", "none")
 INTERFACES = ("wsgi", "asgi")
@@ -21,7 +24,6 @@ DEFAULT_PYTHON = "/usr/bin/python3.11"
 DEFAULT_MEMORY = 128 * 1024 * 1024
 
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-_MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIZE_RE = re.compile(r"^(\d+)\s*([KMG]i?B?|[kmg])?$")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -54,19 +56,6 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "warm_up": ((list,), 'paths a WSGI/ASGI app is asked for (GET) before the seal, ["/"]'),
 }
 SEAL_MODES = {True: "on", False: "off", "audit": "audit"}
-
-
-@dataclass(frozen=True)
-class Entry:
-    """What the runtime calls: a function in a module, or a script run as __main__."""
-
-    kind: str  # "function" | "script"
-    module: str = ""
-    function: str = ""
-    script: str = ""  # path relative to the app folder
-
-    def __str__(self) -> str:
-        return f"{self.module}:{self.function}" if self.kind == "function" else self.script
 
 
 @dataclass(frozen=True)
@@ -281,8 +270,8 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
         raise bad("entry", 'missing; set entry = "module:function" or entry = "app.py"')
     # The code's folder: the app folder, or its src/ in a src layout (the PyPA's): the entry's
     # package is found there, and only that folder goes in as /app.
-    code_dir = _code_dir(table["entry"], app_dir)
-    entry = _parse_entry(table["entry"], code_dir, lambda why: bad("entry", why))
+    code_dir, entry_text = code_dir_of(table["entry"], app_dir)
+    entry = parse_entry(entry_text, code_dir, lambda why: bad("entry", why))
 
     data: list[Path] = []
     for item in table.get("data", []):
@@ -354,7 +343,7 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
 
     probe = table.get("probe", "")
     if probe:
-        _parse_entry(probe, code_dir, lambda why: bad("probe", why), allow_script=False)
+        parse_entry(probe, code_dir, lambda why: bad("probe", why), allow_script=False)
 
     version = table.get("version") or project.get("version") or "latest"
 
@@ -454,7 +443,7 @@ def _parse_warm_up(value: list[Any], entry: Entry, bad: Any) -> tuple[str, ...]:
         raise bad("warm_up", f"has {len(value)} paths; at most {MAX_WARM_UP}")
     for path in value:
         if not isinstance(path, str) or not _WARM_UP_PATH.match(path):
-            raise bad("warm_up", f"{path!r} is not a path such as \"/\" or \"/items?page=1\"")
+            raise bad("warm_up", f'{path!r} is not a path such as "/" or "/items?page=1"')
     return tuple(value)
 
 
@@ -516,42 +505,6 @@ def _nested(a: str, b: str) -> bool:
     """Whether one of two absolute paths is the other or inside it."""
     a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
     return a.startswith(b) or b.startswith(a)
-
-
-def _has_module(folder: Path, top: str) -> bool:
-    return (folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()
-
-
-def _code_dir(entry: str, app_dir: Path) -> Path:
-    """app_dir/src for a "module:function" entry found there and not in app_dir itself."""
-    top = entry.partition(":")[0].split(".")[0]
-    if ":" in entry and top and not _has_module(app_dir, top) and _has_module(app_dir / "src", top):
-        return app_dir / "src"
-    return app_dir
-
-
-def _parse_entry(value: str, app_dir: Path, bad: Any, allow_script: bool = True) -> Entry:
-    if ":" in value:
-        module, _, function = value.partition(":")
-        if not _MODULE_RE.match(module) or not function.isidentifier():
-            raise bad(f'{value!r} is not "module:function"')
-        top = module.split(".")[0]
-        if not _has_module(app_dir, top):
-            raise bad(
-                f"module {top!r} not found in {app_dir} (no {top}.py or {top}/__init__.py "
-                "there, nor in its src/)"
-            )
-        return Entry("function", module=module, function=function)
-    if not allow_script:
-        raise bad(f'{value!r} is not "module:function"')
-    if not value.endswith(".py"):
-        raise bad(f'{value!r} is neither "module:function" nor a .py script')
-    script = (app_dir / value).resolve()
-    if not script.is_file():
-        raise bad(f"script {value!r} not found in {app_dir}")
-    if not script.is_relative_to(app_dir):
-        raise bad(f"script {value!r} is outside the app folder")
-    return Entry("script", script=str(script.relative_to(app_dir)))
 
 
 def _parse_port(value: object, bad: Any) -> Port:

@@ -7,8 +7,9 @@ Usage: python -S -E -B _interface_probe.py CONFIG OUT. CONFIG is JSON {"search_p
   whose __call__ is async;
 - "function": an entry function for sure: it asks for devices (summon.devices annotations)
   or takes no parameters;
-- "other": a function of another shape: the runtime calls it as an entry function (and
-  names the parameter it cannot fill);
+- "other": a function of another shape, or a callable taking only (*args, **kwargs) as a
+  command-line entry point does (click, typer): the runtime calls it as an entry function
+  (and names the parameter it cannot fill), the manifest's args on sys.argv;
 - "unknown": a callable object whose signature says neither WSGI nor ASGI;
 - "error": the module does not import or has no such callable (the closure trace that
   follows reports it, with the traceback).
@@ -74,6 +75,10 @@ def classify(obj: object) -> "tuple[str, str]":
         if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
     required_keywords = [p for p in required if p.kind is p.KEYWORD_ONLY]
+    if not is_async and not positional and varargs:
+        # (*args, **kwargs): a command-line entry point's shape (a click group, a typer app,
+        # [project.scripts]), which reads sys.argv, far more often than a WSGI app's.
+        return "other", f"is {what} taking {shape(params)}, as a command-line entry point does"
     if not required_keywords:
         if is_async and len(required) <= 3 and (len(positional) >= 3 or varargs):
             return "asgi", f"is {what} taking {shape(params)}"

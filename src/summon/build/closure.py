@@ -402,7 +402,7 @@ def compute_closure(
                 scan_cache,
             )
             static_time = time.monotonic() - started
-            result = tracing.finish_trace(interp, trace_proc, work, timeout)
+            result = tracing.finish_trace(interp, trace_proc, work, timeout, volumes)
             trace_time = time.monotonic() - started
             traced = _traced(result, interp, app_dir, site_dirs, runtime_root, runtime_path, work)
             closure = _merge(graph, traced, result)
@@ -412,6 +412,7 @@ def compute_closure(
                     tracing.kill(proc)
             raise
         closure.timings = {"trace": trace_time, "static": static_time}
+        closure.warnings += tracing.app_writes_warnings(work / "app-writes")
         if mf_proc is not None:
             failed = result.get("failed")
             closure._pending = tracing.Comparison(

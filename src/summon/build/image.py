@@ -38,6 +38,7 @@ from summon.build.interface import (
     add_server_requirements,
     entry_interface,
 )
+from summon.build.own_dist import dotenv_warnings, own_distribution
 from summon.build.python import Interpreter, probe_interpreter
 from summon.build.records import ETC_FILES, app_json, bom_of, image_argv, image_config, modules_tsv
 from summon.build.rootfs import Rootfs
@@ -224,6 +225,7 @@ def build(
         if m.requirements:
             step(f"vendoring {len(m.requirements)} requirement(s) for Python {interp.version}")
             packages = vendor(m.requirements, interp, site)
+        packages += own_distribution(m, site)
         step("inspecting the entry")
         run_env = {**m.env, **(env or {})}  # the build's runs of the app, never the image
         m = replace(m, interface=entry_interface(m, interp, site, run_env))
@@ -426,6 +428,7 @@ def build(
         warnings=[
             *closure.warnings,
             *zones.zone_warnings(closure, packages, sources),
+            *dotenv_warnings(m),
             *_unloadable_warnings(closure, libs.unresolved),
             *(verification.warnings if verification else []),
             *notes,

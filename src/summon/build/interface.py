@@ -71,7 +71,12 @@ def detect(
         argv = [str(interp.executable), "-S", "-E", "-B", str(_PROBE)]
         try:
             proc = subprocess.run(
-                shielded([*argv, str(work / "in.json"), str(work / "out.json")], m.volumes),
+                shielded(
+                    [*argv, str(work / "in.json"), str(work / "out.json")],
+                    m.volumes,
+                    m.app_dir,
+                    work / "app-writes",
+                ),
                 cwd=m.app_dir,
                 env=run_env,
                 capture_output=True,

@@ -103,6 +103,8 @@ def app_json(m: Manifest, data_map: dict[str, str]) -> dict[str, Any]:
         entry = {"kind": "function", "module": m.entry.module, "function": m.entry.function}
     else:
         entry = {"kind": "script", "path": f"{APP_DIR}/{m.entry.script}"}
+        if m.entry.package:
+            entry["package"] = m.entry.package  # run as `python -m` runs it
     return {
         "name": m.name,
         "entry": entry,
@@ -281,5 +283,3 @@ def modules_tsv(closure: Closure, packages: list[Package]) -> bytes:
     missing = [a.name for a in closure.absent.values() if a.why == ABSENT_MISSING]
     excluded = {a.name: a.detail for a in closure.absent.values() if a.why == ABSENT_EXCLUDED}
     return modules_table(missing, excluded, packages)
-
-

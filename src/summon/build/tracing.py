@@ -72,21 +72,58 @@ def _cleanup(proc: subprocess.Popen[bytes], work: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def shielded(argv: list[str], volumes: Sequence[str]) -> list[str]:
+def shielded(
+    argv: list[str],
+    volumes: Sequence[str],
+    app_dir: Path | None = None,
+    scratch: Path | None = None,
+) -> list[str]:
     """argv with a fresh, empty tmpfs over each of the app's volume paths that exist on this
     host, in a mount namespace of its own. The build imports the app here, on the host: an
     app that writes its data at import (Django's migrate at start, a sqlite file) would
     write the host's folder of that name. Root only (unprivileged, the app can write no
-    more than its user may); a path the host lacks is left as it is."""
+    more than its user may); a path the host lacks is left as it is.
+
+    With app_dir and scratch: the app's folder too is seen through an overlay whose writes
+    land in scratch/upper (app_writes_warnings names them), so that what the app writes into its own
+    folder at import (Flask's instance/ database) neither changes the developer's folder
+    nor goes into the image, where /app is read-only."""
     present = [v for v in volumes if os.path.isdir(v)]
-    if not present or os.geteuid() != 0 or shutil.which("unshare") is None:
+    overlay: list[str] = []
+    if app_dir is not None and scratch is not None and not set(str(app_dir)) & set(",:\\"):
+        overlay = [str(app_dir), str(scratch / "upper"), str(scratch / "work")]
+    if not (present or overlay) or os.geteuid() != 0 or shutil.which("unshare") is None:
         return argv
     script = (
         'while [ "$1" != -- ]; do mount -t tmpfs -o mode=1777,size=256m summon-build "$1" '
-        '|| exit 125; shift; done; shift; exec "$@"'
-    )
+        '|| exit 125; shift; done; shift; if [ "$1" != -- ]; then mkdir -p "$2" "$3" && '
+        'mount -t overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" summon-build "$1" '
+        '2>/dev/null; shift 3; fi; shift; cd "$PWD" && exec "$@"'
+    )  # cd: a working folder opened before the overlay is the folder under it
     private = ["unshare", "--mount", "--propagation", "private", "--"]
-    return [*private, "/bin/sh", "-c", script, "sh", *present, "--", *argv]
+    return [*private, "/bin/sh", "-c", script, "sh", *present, "--", *overlay, "--", *argv]
+
+
+def app_writes_warnings(scratch: Path) -> list[str]:
+    """A warning naming the files the app wrote into its own folder under shielded()'s
+    overlay (none if it wrote none)."""
+    upper = scratch / "upper"
+    if not upper.is_dir():
+        return []
+    written = sorted(
+        p.relative_to(upper).as_posix()
+        for p in upper.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
+    if not written:
+        return []
+    more = f" and {len(written) - 3} more" if len(written) > 3 else ""
+    return [
+        f"the app wrote {', '.join(written[:3])}{more} into its own folder when the build "
+        "imported it (kept out of that folder and of the image): /app is read-only in an "
+        "image, so such a write fails there; keep what the app writes on a volume (volumes = "
+        '["/data"] in the manifest, summon run -v NAME:/data) and point the app there'
+    ]
 
 
 def start(
@@ -96,13 +133,14 @@ def start(
     cwd: Path,
     env: Mapping[str, str],
     volumes: Sequence[str] = (),
+    scratch: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     # -S -E as in the image; -B only so that the trace leaves no __pycache__ in the app
     # folder (it does not change what gets imported).
     argv = [str(interp.executable), "-S", "-E", "-B", str(_TRACE), *args]
     with log.open("wb") as out:
         return subprocess.Popen(
-            shielded(argv, volumes),
+            shielded(argv, volumes, cwd if scratch is not None else None, scratch),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -123,11 +161,15 @@ def start_trace(
 ) -> subprocess.Popen[bytes]:
     (work / "trace.in").write_text(repr(cfg))
     args = [str(work / "trace.in"), str(work / "trace.out"), str(work / "trace.phase")]
-    return start(interp, args, work / "trace.log", cwd, env, volumes)
+    return start(interp, args, work / "trace.log", cwd, env, volumes, work / "app-writes")
 
 
 def finish_trace(
-    interp: Interpreter, proc: subprocess.Popen[bytes], work: Path, timeout: float
+    interp: Interpreter,
+    proc: subprocess.Popen[bytes],
+    work: Path,
+    timeout: float,
+    volumes: Sequence[str] = (),
 ) -> dict[str, object]:
     """Wait for the trace started by start_trace; its result, or TraceError."""
     out_file, phase_file, log = work / "trace.out", work / "trace.phase", work / "trace.log"
@@ -147,7 +189,7 @@ def finish_trace(
             tail(log),
         )
     if result["error"]:
-        raise trace_error(result["error"], log)
+        raise trace_error(result["error"], log, volumes)
     return result
 
 
@@ -188,7 +230,7 @@ def tail(log: Path, lines: int = _TAIL) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def trace_error(error: object, log: Path) -> TraceError:
+def trace_error(error: object, log: Path, volumes: Sequence[str] = ()) -> TraceError:
     assert isinstance(error, dict)
     phase, message, detail = error["phase"], error["message"], error["detail"]
     hints = {
@@ -212,5 +254,21 @@ def trace_error(error: object, log: Path) -> TraceError:
             f"; the app reads the variable {variable} at import: give the build a value with "
             f"summon build -e {variable}=VALUE (used by the build's runs only, never kept in "
             f"the image) and each run its own with summon run -e {variable}=VALUE"
+        )
+    absent = [v for v in volumes if not os.path.isdir(v)]
+    if not hint and absent and phase == "entry":
+        # The app may have failed writing its volume at import (Django's migrate, a sqlite
+        # file): the shield puts scratch folders only over volume paths this host has.
+        hint = (
+            f"; if the app writes its volume at import: the build imports it on this host, "
+            f"which has no {absent[0]}"
+            + (
+                f", so it had no scratch folder there; create the folder (mkdir -p "
+                f"{absent[0]}: the build mounts an empty one over it and never writes the "
+                "host's) and build again"
+                if os.geteuid() == 0
+                else "; build as root, with the folder created (the build then mounts an "
+                "empty one over it and never writes the host's)"
+            )
         )
     return TraceError(line + hint, detail)

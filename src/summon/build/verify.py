@@ -259,6 +259,15 @@ def _judge(output: str, status: int, plan: VerifyPlan) -> list[str]:
             "before that were checked"
         ]
     what, problem = (fields[1], fields[2]) if len(fields) >= 3 else ("the entry", answer)
+    if "[Errno 30]" in problem or "readonly database" in problem:
+        # The host's folder was writable; /app in an image is not (Flask's instance/).
+        raise VerifyError(
+            f"{what} does not import inside the image: {problem}; the image is read-only, "
+            "its app folder /app included: keep what the app writes at start on a volume "
+            '(volumes = ["/data"] in the manifest, summon run -v NAME:/data) and point the '
+            "app there (a sqlite file: sqlite:////data/app.db)",
+            tail,
+        )
     raise VerifyError(
         f"{what} does not import inside the image: {problem} (it did on the host during the "
         "trace); build with --no-verify to skip this check",

@@ -51,6 +51,7 @@ class AppConfig:
         entry_module: str = "",
         entry_function: str = "",
         entry_path: str = "",
+        entry_package: str = "",
         path: list[str] | None = None,
         data: dict[str, str] | None = None,
         network: str = "socket",
@@ -74,6 +75,7 @@ class AppConfig:
         self.entry_module = entry_module  # for all but "script"
         self.entry_function = entry_function  # the function, or the app's attribute name
         self.entry_path = entry_path  # for "script"
+        self.entry_package = entry_package  # a script's package: run as `python -m` would
         self.path = path or []
         self.data = data or {}
         self.network = network
@@ -129,6 +131,7 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
         raise bad("entry", 'an object with a "kind"')
     kind = entry.get("kind")
     module, function, script = entry.get("module"), entry.get("function"), entry.get("path")
+    package: object = ""
     if kind == "function":
         if not (isinstance(module, str) and module and isinstance(function, str) and function):
             raise bad("entry", '{"kind": "function", "module": M, "function": F}')
@@ -141,6 +144,11 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
     elif kind == "script":
         if not (isinstance(script, str) and script.startswith("/")):
             raise bad("entry", '{"kind": "script", "path": an absolute image path}')
+        package = entry.get("package", "")
+        if not isinstance(package, str) or (
+            package and not all(p.isidentifier() for p in package.split("."))
+        ):
+            raise bad("entry", 'a script\'s "package" a dotted package name')
         module = function = ""
     else:
         raise bad("entry", 'of kind "function", "script", "wsgi" or "asgi"')
@@ -163,6 +171,7 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
         entry_module=module,
         entry_function=function,
         entry_path=script,
+        entry_package=package if isinstance(package, str) else "",
         path=_str_list(doc, "path", bad),
         data=_str_dict(doc, "data", bad),
         network=network,

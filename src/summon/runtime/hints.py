@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
-from errno import EPERM
+from errno import EPERM, EROFS
 
-from summon.runtime.config import host_path
+from summon.runtime.config import host_path, parse_json
 
 MODULES_TSV = "/etc/summon/modules.tsv"  # what the build knows of modules the image lacks
 
@@ -44,6 +44,26 @@ EXEC_HINT = (
     "this app tried to start another program or process, which the sandbox denies: an image "
     "runs one Python process; use threads or asyncio instead"
 )
+
+
+# Servers that start worker processes by default, by a folder their code is in, and how to
+# run one process instead (docs/compatibility.md).
+SERVER_HINTS = {
+    "/sanic/": (
+        "Sanic starts worker processes by default, which the sandbox denies (an image runs "
+        "one Python process): start it with app.run(..., single_process=True)"
+    ),
+}
+
+
+def _passes_through(exc: BaseException, marker: str) -> bool:
+    """Whether a frame of exc's traceback runs code from a file whose path holds marker."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if marker in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def chain(exc: BaseException) -> Iterator[BaseException]:
@@ -79,6 +99,11 @@ def sandbox_hint(exc: BaseException) -> str | None:
             tb = tb.tb_next
         in_popen = in_popen or tb.tb_frame.f_code.co_filename.endswith("/subprocess.py")
         names = set(tb.tb_frame.f_code.co_names)
+        if names & (FORK_NAMES | EXEC_NAMES) or in_popen:
+            # A server whose own default is worker processes has a switch for one.
+            for marker, hint in SERVER_HINTS.items():
+                if _passes_through(e, marker):
+                    return hint
         if names & FORK_NAMES:
             return FORK_HINT
         if names & EXEC_NAMES or in_popen:
@@ -99,6 +124,10 @@ def missing_module_hint(exc: BaseException) -> str | None:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
+        if type(e).__name__ == "PackageNotFoundError":
+            # importlib.metadata's, a ModuleNotFoundError whose name is a distribution's:
+            # version("x") or distribution("x") found no .dist-info, not a missing module.
+            return _distribution_hint(str(e.args[0]) if e.args else "")
         if isinstance(e, ModuleNotFoundError) and e.name:
             return _hint_for(e.name)
         pending += [e.__cause__, e.__context__]
@@ -135,6 +164,14 @@ def _hint_for(name: str) -> str:
     )
 
 
+def _distribution_hint(name: str) -> str:
+    return (
+        f"no distribution {name!r} is installed in this image (importlib.metadata found no "
+        "metadata for it); add it to requirements in [tool.summon], or, if it is the app's "
+        "own project, give name and version in pyproject.toml's [project], and rebuild"
+    )
+
+
 def _module_table(name: str) -> tuple[str, str] | None:
     """(state, detail) for name or its nearest package in MODULES_TSV, written by the build
     for the modules its code names (module TAB state TAB detail per line). Read only here,
@@ -151,4 +188,66 @@ def _module_table(name: str) -> tuple[str, str] | None:
         found = table.get(".".join(parts[:i]))
         if found is not None:
             return found
+    return None
+
+
+def environ_hint(exc: BaseException) -> str | None:
+    """The hint for os.environ["NAME"] of a variable the run does not set, if that is (behind)
+    `exc`: the build's runs had it (summon build -e), a run must be given its own."""
+    for e in chain(exc):
+        if type(e) is not KeyError or not e.args or not isinstance(e.args[0], str):
+            continue
+        tb = e.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        code = tb.tb_frame.f_code if tb is not None else None
+        if code is None or code.co_name != "__getitem__":
+            continue
+        if code.co_filename in ("<frozen os>", "os.py") or code.co_filename.endswith("/os.py"):
+            name = e.args[0]
+            return (
+                f"the app reads the variable {name}, which this run does not set: give it "
+                f"with summon run -e {name}=VALUE (or a default in the manifest's env)"
+            )
+    return None
+
+
+def volume_hint(exc: BaseException) -> str | None:
+    """The hint for a write the read-only image refused, if that is (behind) `exc`: a volume
+    the manifest declares that this run did not mount, or /app written to."""
+    sure = unsure = False
+    for e in chain(exc):
+        text = str(e)
+        if (isinstance(e, OSError) and e.errno == EROFS) or "readonly database" in text:
+            sure = True
+        elif "unable to open database file" in text:
+            unsure = True  # sqlite's: a folder that is not there, or one it cannot write
+    if not (sure or unsure):
+        return None
+    mounted = {
+        item.partition("=")[0].rstrip("/")
+        for item in os.environ.get("SUMMON_VOLUMES", "").split(":")
+        if item
+    }
+    declared: list[str] = []
+    root = os.environ.get("SUMMON_ROOT") or "/"
+    try:
+        with open(host_path(root, "/etc/summon/app.json"), encoding="utf-8") as f:
+            doc = parse_json(f.read())
+        found = doc.get("volumes") if isinstance(doc, dict) else None
+        declared = [v.rstrip("/") for v in found or () if isinstance(v, str)]
+    except (OSError, ValueError, AttributeError):
+        pass
+    missing = [v for v in declared if v not in mounted]
+    if missing:
+        return (
+            f"the image is read-only and this run mounts no volume at {missing[0]}: give it "
+            f"one with summon run -v NAME:{missing[0]} (a named volume, made on first use)"
+        )
+    if sure:
+        return (
+            "the image is read-only, its app folder /app included: keep what the app writes "
+            'on a volume (volumes = ["/data"] in the manifest, summon run -v NAME:/data) and '
+            "point the app there"
+        )
     return None

@@ -161,7 +161,9 @@ def _run(argv: list[str]) -> int:
         sys.argv = [script, *args]
         if sealer is not None:
             warm_up(cfg.probe, cfg.seal_imports)
-        return run_script(script, sealer, networked=cfg.network != "none")
+        return run_script(
+            script, sealer, networked=cfg.network != "none", package=cfg.entry_package
+        )
     sys.argv = [cfg.entry, *args]
     if cfg.entry_kind == "wsgi" or cfg.entry_kind == "asgi":
         return run_http(cfg, root, sealer)
@@ -246,10 +248,14 @@ def mount_early_filesystems(root: str) -> None:
             _say(f"cannot mount {fstype.decode()} on {target}: {reason}; going on without it")
 
 
-def run_script(path: str, sealer: Sealer | None = None, networked: bool = True) -> int:
+def run_script(
+    path: str, sealer: Sealer | None = None, networked: bool = True, package: str = ""
+) -> int:
     """Run the script at `path` as __main__ and return its status. With a sealer: sealed at
     its first bind() or connect() of an internet socket if networked, else before its first
-    line (a batch job: no server or client to build first)."""
+    line (a batch job: no server or client to build first). package: the one the script
+    sits in (pkg for pkg/__main__.py), which `python -m pkg` imports first and runs it in,
+    so that its relative imports (from .app import app) work."""
     try:
         with open(path, "rb") as f:
             source = f.read()
@@ -257,6 +263,12 @@ def run_script(path: str, sealer: Sealer | None = None, networked: bool = True) 
         raise Fail(f"cannot read the entry script {path}: {e.strerror}", 1) from None
     module = type(sys)("__main__")
     module.__file__ = path
+    if package:
+        module.__package__ = package
+        try:
+            __import__(package)
+        except BaseException as e:
+            return _status_of_exception(e)
     # Classes the script defines must be found as __main__.X (pickle, repr, warnings).
     sys.modules["__main__"] = module
     try:
@@ -293,6 +305,15 @@ def run_function(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int
     devices = Devices(cfg, root)
     try:
         args, kwargs, is_async = resolve_devices(fn, devices, cfg.entry)
+        if not devices.made("Stack") and os.environ.get("LISTEN_FDS", "0") != "0":
+            # The sandbox handed the -p ports to the entry's Stack, which it never asks for:
+            # a server of its own (uvicorn.run in main) would never see a connection.
+            _say(
+                f"entry {cfg.entry} asks for no Stack device, so the ports this run was given "
+                "(-p) reach nothing it listens on: an entry that starts its own server "
+                '(uvicorn.run, app.run) is a script: entry = "run.py" making that call, '
+                'or point entry at the app object (entry = "module:app")'
+            )
         if sealer is not None and not devices.made("Stack"):
             sealer.reached("the entry's call")
         try:
@@ -511,7 +532,12 @@ def hint_for(exc: BaseException) -> str | None:
     """The one-line hint for what is (behind) `exc`, if summon knows a better way."""
     from summon.runtime import hints  # only on this error path
 
-    return hints.missing_module_hint(exc) or hints.sandbox_hint(exc)
+    return (
+        hints.missing_module_hint(exc)
+        or hints.sandbox_hint(exc)
+        or hints.environ_hint(exc)
+        or hints.volume_hint(exc)
+    )
 
 
 def _say(line: str) -> None:

@@ -46,6 +46,18 @@ def resolve_devices(
         target = target.__wrapped__
     code = getattr(target, "__code__", None)
     if code is None:
+        mro = type(target).__mro__
+        call = next((vars(k)["__call__"] for k in mro if "__call__" in vars(k)), None)
+        call_code = getattr(call, "__code__", None)
+        if (
+            call_code is not None
+            and call_code.co_argcount == 1  # self alone: (*args, **kwargs) at most
+            and not call_code.co_kwonlyargcount
+            and not call_code.co_flags & CO_COROUTINE
+        ):
+            # A command-line entry point (a click group, a typer app, as [project.scripts]
+            # names one): called with nothing, it reads the manifest's args from sys.argv.
+            return [], {}, False
         raise Fail(f"entry {entry} is not a function; point entry at a def or async def")
     skip = 1 if hasattr(target, "__func__") else 0  # a bound method's self
     npos = code.co_argcount

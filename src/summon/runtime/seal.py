@@ -230,6 +230,7 @@ class Sealer:
         # image's own environment (app.json "env", set before this runs).
         self.learning = os.environ.get(LEARN_ENV) == "1" and LEARN_ENV not in cfg.env
         self._learned_said: set[tuple[str, str]] = set()
+        self._code_hinted = False  # the seal.code refusal said how to avoid it once
         self.sealed = False
         self.why = ""
         self.seconds = 0.0  # how long closing the seal took
@@ -316,7 +317,17 @@ class Sealer:
         self.say(f"{LEARNED_PREFIX}{digest or '-'} {name!r}")
 
     def _refusal(self, what: str, rule: str, enforce: bool) -> None:
-        if enforce:
+        if enforce and rule.startswith("seal.code:") and not self._code_hinted:
+            # Code made at a first use the build's recording run never reached (Bottle's
+            # template("<b>{{name}}</b>") in a route): say once how to have it made before.
+            self._code_hinted = True
+            self.say(
+                f"sealed: refused {what} ({rule}); the build's recording run never reached "
+                'this code: have it made before the seal (warm_up = ["/its/path"] for an '
+                'app the runtime serves, else a probe = "module:function" that uses it), or '
+                'build with seal = "audit"'
+            )
+        elif enforce:
             self.say(f"sealed: refused {what} ({rule})")
         else:
             self.say(f"sealed (audit): would refuse {what} ({rule})")

@@ -79,6 +79,17 @@ def kind(tmp_path: Path, interp: Interpreter, source: str, table: str = "") -> s
         ),
         ("def app():\n    return 0\n", ""),
         ("def app(argv=None):\n    return 0\n", ""),
+        # A command-line entry point (click's Group, typer's app: [project.scripts]) reads
+        # sys.argv; it was served as a WSGI app and every request answered 500.
+        (
+            """
+            class Group:
+                def __call__(self, *args, **kwargs):
+                    return 0
+            app = Group()
+            """,
+            "",
+        ),
         ("import no_such_module_anywhere\napp = 1\n", ""),  # the trace reports it
     ],
 )  # fmt: skip

@@ -399,6 +399,104 @@ def test_hint_for_a_module_nobody_provides(image: ImageRoot) -> None:
     )
 
 
+def test_a_command_line_entry_point_object_is_called_with_the_args_on_sys_argv(
+    image: ImageRoot,
+) -> None:
+    # entry = "pkg.cli:main", a click group ([project.scripts]): "is not a function".
+    image.app(
+        {
+            "cli.py": dedent("""
+                import sys
+                class Group:
+                    def __call__(self, *args, **kwargs):
+                        print(args, kwargs, sys.argv[1:], flush=True)
+                        raise SystemExit(0)
+                main = Group()
+            """)
+        }
+    )
+    image.config("cli:main", args=["serve", "--port", "8000"])
+    result = image.run()
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "() {} ['serve', '--port', '8000']\n"
+
+
+def test_an_entry_function_running_its_own_server_is_told_its_ports_reach_nothing(
+    image: ImageRoot,
+) -> None:
+    # main() calls uvicorn.run (a click group does, a [project.scripts] entry): the sandbox
+    # handed the -p listener to the Stack the entry never asked for, and requests hung.
+    image.app({"app.py": "def main():\n    print('serving on my own', flush=True)\n"})
+    image.config("app:main")
+    result = image.run(env={"LISTEN_FDS": "1", "LISTEN_FDNAMES": "8000"})
+    assert result.returncode == 0
+    assert result.stdout == "serving on my own\n"
+    assert result.stderr == (
+        "summon: entry app:main asks for no Stack device, so the ports this run was given "
+        "(-p) reach nothing it listens on: an entry that starts its own server (uvicorn.run, "
+        'app.run) is a script: entry = "run.py" making that call, or point entry at the app '
+        'object (entry = "module:app")\n'
+    )
+    assert image.run().stderr == ""  # no ports handed over: nothing to say
+
+
+def test_a_database_on_a_volume_this_run_did_not_mount_is_named(image: ImageRoot) -> None:
+    # Flask-SQLAlchemy on sqlite:////data/project.db, run without -v: sqlite's "unable to
+    # open database file" and nothing more, the image's /data being read-only and empty.
+    image.app(
+        {
+            "app.py": dedent("""
+                import sqlite3
+                db = sqlite3.connect("/no-such-folder-summon-test/project.db")
+                db.execute("create table t (x)")
+                def main():
+                    pass
+            """)
+        }
+    )
+    image.config("app:main", volumes=["/no-such-folder-summon-test"])
+    result = image.run()
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        "sqlite3.OperationalError: unable to open database file\n"
+        "summon: the image is read-only and this run mounts no volume at "
+        "/no-such-folder-summon-test: give it one with summon run -v "
+        "NAME:/no-such-folder-summon-test (a named volume, made on first use)\n"
+    )
+    mounted = image.run(env={"SUMMON_VOLUMES": "/no-such-folder-summon-test"})
+    assert mounted.stderr.endswith("unable to open database file\n")  # no word: mounted
+
+
+def test_a_variable_the_run_does_not_set_is_named_with_the_flag_that_gives_it(
+    image: ImageRoot,
+) -> None:
+    # Built with summon build -e SECRET_KEY=dev, run without it: only a KeyError traceback.
+    image.app({"app.py": "import os\nKEY = os.environ['SECRET_KEY']\ndef main():\n    pass\n"})
+    image.config("app:main")
+    result = image.run()
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        "KeyError: 'SECRET_KEY'\n"
+        "summon: the app reads the variable SECRET_KEY, which this run does not set: give it "
+        "with summon run -e SECRET_KEY=VALUE (or a default in the manifest's env)\n"
+    )
+
+
+def test_a_distribution_without_metadata_is_not_called_a_missing_module(image: ImageRoot) -> None:
+    # importlib.metadata's PackageNotFoundError is a ModuleNotFoundError naming a distribution:
+    # the hint said "module 'my-service' is not in this image", a module nobody imports.
+    image.app({"app.py": "from importlib.metadata import version\nV = version('my-service')\n"})
+    image.config("/app/app.py")
+    result = image.run()
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        "PackageNotFoundError: No package metadata was found for my-service\n"
+        "summon: no distribution 'my-service' is installed in this image (importlib.metadata "
+        "found no metadata for it); add it to requirements in [tool.summon], or, if it is the "
+        "app's own project, give name and version in pyproject.toml's [project], and rebuild\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("missing", "hint"),
     [

@@ -258,3 +258,24 @@ def test_learning_stops_at_a_bound_and_says_why(monkeypatch: pytest.MonkeyPatch)
     assert len(learned) == seal.MAX_LEARNED
     assert len(said) == seal.MAX_LEARNED + 1
     assert said[-1].startswith(f"sealed: over {seal.MAX_LEARNED} pieces of code")
+
+
+def test_the_first_code_refusal_says_how_to_have_the_code_made_before_the_seal() -> None:
+    """Bottle's first example, template('<b>Hello {{name}}</b>!') in a route the recording run
+    never asked for, answered 500 with only "refused compile of code from '<string>'"."""
+    from summon.runtime import seal
+    from summon.runtime.config import AppConfig
+    from summon.runtime.seal_hook import RULE_CODE
+
+    said: list[str] = []
+    cfg = AppConfig(name="x", entry_kind="script", entry_path="/app/x.py", seal="on")
+    sealer = seal.Sealer(cfg, ("/app",), said.append)
+    sealer._refusal("compile of code from '<string>'", RULE_CODE, True)
+    sealer._refusal("compile of code from '<template>'", RULE_CODE, True)
+    assert said == [
+        f"sealed: refused compile of code from '<string>' ({RULE_CODE}); the build's recording "
+        'run never reached this code: have it made before the seal (warm_up = ["/its/path"] '
+        'for an app the runtime serves, else a probe = "module:function" that uses it), or '
+        'build with seal = "audit"',
+        f"sealed: refused compile of code from '<template>' ({RULE_CODE})",
+    ]

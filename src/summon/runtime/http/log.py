@@ -81,6 +81,6 @@ def _hint(exc: BaseException) -> str | None:
     try:
         from summon.runtime import hints  # only on this error path
 
-        return hints.missing_module_hint(exc) or hints.sandbox_hint(exc)
+        return hints.missing_module_hint(exc) or hints.sandbox_hint(exc) or hints.volume_hint(exc)
     except Exception:  # a hint must never cost the server its request
         return None

@@ -212,6 +212,30 @@ def test_a_denied_exec_gets_its_own_hint(image: ImageRoot) -> None:
     )
 
 
+def test_sanics_default_worker_processes_get_the_switch_that_runs_one(image: ImageRoot) -> None:
+    """Sanic's first example, app.run(host=..., port=...), starts its worker manager's
+    processes: the hint said to use threads or asyncio, which a Sanic user cannot."""
+    image.app(
+        {
+            "sanic/__init__.py": dedent("""
+                import os
+                os.execv = os.link  # EPERM from C, as seccomp's answer to execve
+                class Sanic:
+                    def run(self, **kwargs):
+                        os.execv("/", "/tmp/summon-test-no-such-link")
+            """),
+            "server.py": "from sanic import Sanic\nSanic().run(host='0.0.0.0', port=8000)\n",
+        }
+    )
+    image.config("/app/server.py")
+    result = image.run()
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        "summon: Sanic starts worker processes by default, which the sandbox denies (an image "
+        "runs one Python process): start it with app.run(..., single_process=True)\n"
+    )
+
+
 def test_no_hint_for_other_permission_errors(image: ImageRoot) -> None:
     image.app(
         {"app.py": "import os\ndef main():\n    os.link('/', '/tmp/summon-test-no-such-link')\n"}

@@ -1,0 +1,95 @@
+"""The manifest's entry: what the runtime calls, and the folder that goes in as /app."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the runtime calls: a function in a module, or a script run as __main__."""
+
+    kind: str  # "function" | "script"
+    module: str = ""
+    function: str = ""
+    script: str = ""  # path relative to the app folder
+    # A script inside a package (pkg/__main__.py) runs as `python -m pkg` runs it: in that
+    # package, so that its relative imports work.
+    package: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.function}" if self.kind == "function" else self.script
+
+
+def has_module(folder: Path, top: str) -> bool:
+    return (folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()
+
+
+def code_dir_of(entry: str, app_dir: Path) -> tuple[Path, str]:
+    """(app_dir/src, the entry as found there) for an entry in a src layout's package, else
+    (app_dir, entry): "module:function", or a script in a package ("src/pkg/__main__.py",
+    "pkg/__main__.py" or "pkg" for a project run with `python -m pkg`)."""
+    src = app_dir / "src"
+    if ":" in entry:
+        top = entry.partition(":")[0].split(".")[0]
+        if top and not has_module(app_dir, top) and has_module(src, top):
+            return src, entry
+        return app_dir, entry
+    if MODULE_RE.match(entry) and not entry.endswith(".py"):
+        # "pkg" as in `python -m pkg`: its __main__.py (or the module pkg.py), run as -m does.
+        rel = entry.replace(".", "/")
+        for base in (app_dir, src):
+            for script in (f"{rel}/__main__.py", f"{rel}.py"):
+                if (base / script).is_file():
+                    return base, script
+    parts = Path(entry).parts
+    if len(parts) > 2 and parts[0] == "src" and (src / parts[1] / "__init__.py").is_file():
+        return src, Path(*parts[1:]).as_posix()
+    if len(parts) > 1 and not (app_dir / entry).is_file() and (src / entry).is_file():
+        return src, entry
+    return app_dir, entry
+
+
+def _script_package(script: Path, code_dir: Path) -> str:
+    """The dotted package a script sits in (its folders up to code_dir holding __init__.py),
+    "" for a script outside any package."""
+    parts: list[str] = []
+    folder = script.parent
+    while folder != code_dir and (folder / "__init__.py").is_file() and folder.name.isidentifier():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return ".".join(parts) if folder == code_dir else ""
+
+
+def parse_entry(value: str, app_dir: Path, bad: Any, allow_script: bool = True) -> Entry:
+    if ":" in value:
+        module, _, function = value.partition(":")
+        if not MODULE_RE.match(module) or not function.isidentifier():
+            raise bad(f'{value!r} is not "module:function"')
+        top = module.split(".")[0]
+        if not has_module(app_dir, top):
+            raise bad(
+                f"module {top!r} not found in {app_dir} (no {top}.py or {top}/__init__.py "
+                "there, nor in its src/)"
+            )
+        return Entry("function", module=module, function=function)
+    if not allow_script:
+        raise bad(f'{value!r} is not "module:function"')
+    if not value.endswith(".py"):
+        raise bad(
+            f'{value!r} is neither "module:function" nor a .py script (nor a package with a '
+            "__main__.py, as python -m runs)"
+        )
+    script = (app_dir / value).resolve()
+    if not script.is_file():
+        raise bad(f"script {value!r} not found in {app_dir}")
+    if not script.is_relative_to(app_dir):
+        raise bad(f"script {value!r} is outside the app folder")
+    return Entry(
+        "script", script=str(script.relative_to(app_dir)), package=_script_package(script, app_dir)
+    )
