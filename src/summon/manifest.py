@@ -96,6 +96,9 @@ class Manifest:
     # "wsgi" | "asgi": the entry is an app the runtime serves; "" an entry function or script.
     # As written in the manifest; the build finds it from the entry's signature otherwise.
     interface: str = ""
+    # Whether the runtime's Stack serves the app (a WSGI/ASGI app, or an entry function that
+    # asks for a Stack): found by the build, never written in a manifest.
+    stack_serves: bool = True
     tls: TLSConfig | None = None  # the TLS device's backend, and ports the runtime serves so
     secrets: tuple[str, ...] = ()  # names a run must give (--secret NAME=FILE)
     # Outbound connections allowed (summon.egress): "HOST:PORT", "CIDR:PORT"...; none if empty.

@@ -218,6 +218,37 @@ def test_port_forward_reaches_an_echo_server_on_port_80(
         socket.create_connection(("127.0.0.1", port), 2)
 
 
+def test_an_entry_function_without_a_stack_gets_its_port_forwarded_not_handed(
+    sandbox_target: SandboxTarget, spec_for: Any, app_script: AppScript
+) -> None:
+    """An entry function that asks for no Stack device (uvicorn.run in main) binds its own
+    port: the build marks it (entry "stack": false), and the sandbox forwards -p to that
+    port instead of handing the app a listener it never accepts on (requests hung)."""
+    port = free_port()
+    entry = {"kind": "function", "module": "app", "function": "main", "stack": False}
+    spec = spec_for(app_script(ECHO_80), ports=(PortForward(host_port=port, guest_port=80),))
+    spec.app_config = {"entry": entry, "ports": ["80/tcp"]}
+    assert not spec.stack_serves
+    instance = sandbox_target.start(spec)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), 10) as c:
+                    c.settimeout(10)
+                    c.sendall(b"ping")
+                    c.shutdown(socket.SHUT_WR)
+                    got = c.recv(64)
+            except OSError:
+                got = b""
+            if got == b"ping" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert got == b"ping"
+    finally:
+        instance.stop(grace=5)
+
+
 def test_failed_start_leaves_nothing(sandbox_target: SandboxTarget, spec_for: Any) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -13,7 +13,10 @@ Usage: python -S -E -B _interface_probe.py CONFIG OUT. CONFIG is JSON {"search_p
 - "unknown": a callable object whose signature says neither WSGI nor ASGI;
 - "error": the module does not import or has no such callable (the closure trace that
   follows reports it, with the traceback).
-W says, in a few words, what the signature looked like, for the build's messages.
+W says, in a few words, what the signature looked like, for the build's messages. "stack"
+is whether a parameter asks for the Stack device: an entry function without one opens its
+own listeners (uvicorn.run in main), which host-made listeners handed to the Stack would
+never reach.
 
 It imports the app as the closure trace does, and may use inspect: this runs at build time
 only, never in an image. Stdlib only (the image's interpreter has nothing else).
@@ -28,15 +31,25 @@ import sys
 DEVICE_TYPES: "tuple[str, ...]" = ()
 
 
-def is_device(annotation: object) -> bool:
+def is_device(annotation: object, names: "tuple[str, ...] | None" = None) -> bool:
     """The same rule as the runtime's (init.device_type): a summon.devices class, or a
-    string whose last dotted part names one."""
+    string whose last dotted part names one (of `names`, by default any device's)."""
+    names = DEVICE_TYPES if names is None else names
     if isinstance(annotation, str):
-        return annotation.strip().strip("'\"").rpartition(".")[2] in DEVICE_TYPES
+        return annotation.strip().strip("'\"").rpartition(".")[2] in names
     devices = sys.modules.get("summon.devices")
     if isinstance(annotation, type) and devices is not None:
-        return any(issubclass(annotation, getattr(devices, name)) for name in DEVICE_TYPES)
+        return any(issubclass(annotation, getattr(devices, name)) for name in names)
     return False
+
+
+def asks_stack(obj: object) -> bool:
+    """Whether the callable has a parameter annotated as the Stack device."""
+    try:
+        params = inspect.signature(obj).parameters.values()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return any(is_device(p.annotation, ("Stack",)) for p in params)
 
 
 def shape(params: "list[inspect.Parameter]") -> str:
@@ -102,14 +115,16 @@ def main() -> None:
     try:
         __import__(cfg["module"])
         obj = getattr(sys.modules[cfg["module"]], cfg["attr"], None)
+        stack = False
         if obj is None:
             result = ("error", f"is missing from module {cfg['module']!r}")
         else:
             result = classify(obj)
+            stack = callable(obj) and asks_stack(obj)
     except BaseException as e:  # the app's own failure at import: the trace reports it
         result = ("error", f"does not import: {type(e).__name__}: {e}")
     with open(out_file, "w") as f:
-        json.dump({"kind": result[0], "why": result[1]}, f)
+        json.dump({"kind": result[0], "why": result[1], "stack": stack}, f)
 
 
 if __name__ == "__main__":

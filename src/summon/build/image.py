@@ -228,7 +228,8 @@ def build(
         packages += own_distribution(m, site)
         step("inspecting the entry")
         run_env = {**m.env, **(env or {})}  # the build's runs of the app, never the image
-        m = replace(m, interface=entry_interface(m, interp, site, run_env))
+        interface, stack_serves = entry_interface(m, interp, site, run_env)
+        m = replace(m, interface=interface, stack_serves=stack_serves)
         if m.interface and m.stores:
             raise BuildError(
                 f"{m.source}: stores: the {m.interface.upper()} app {m.entry} has no parameters "

@@ -50,8 +50,8 @@ def detect(
     site: Path,
     env: Mapping[str, str] | None = None,
     timeout: float = DETECT_TIMEOUT,
-) -> tuple[str, str]:
-    """(kind, why) of the entry, as _interface_probe.py reports them (see there)."""
+) -> tuple[str, str, bool]:
+    """(kind, why, stack) of the entry, as _interface_probe.py reports them (see there)."""
     with tempfile.TemporaryDirectory(prefix="summon-interface-") as tmp:
         work = Path(tmp)
         # A folder holding only `summon` (for apps that import summon.devices), so that
@@ -93,22 +93,26 @@ def detect(
             result = json.loads((work / "out.json").read_text())
         except (OSError, ValueError):
             lines = proc.stderr.decode(errors="replace").strip().splitlines()
-            return "error", f"could not be inspected ({lines[-1] if lines else 'no output'})"
-        return str(result["kind"]), str(result["why"])
+            why = f"could not be inspected ({lines[-1] if lines else 'no output'})"
+            return "error", why, True
+        return str(result["kind"]), str(result["why"]), bool(result.get("stack", True))
 
 
 def entry_interface(
     m: Manifest, interp: Interpreter, site: Path, env: Mapping[str, str] | None = None
-) -> str:
-    """ "wsgi" or "asgi" if the runtime serves the entry, "" if it calls or runs it.
+) -> tuple[str, bool]:
+    """ "wsgi" or "asgi" if the runtime serves the entry, "" if it calls or runs it; and
+    whether the runtime's Stack serves the app: False for an entry function that asks for no
+    Stack device (it opens its own listeners: uvicorn.run in main), so that no target hands
+    it listeners it would never accept on.
 
     BuildError if the manifest's interface contradicts the entry's signature, if the
     signature says nothing and the manifest does not either, or if a served app has no TCP
     port or no network.
     """
     if m.entry.kind != "function":
-        return ""
-    kind, why = detect(m, interp, site, env)
+        return "", False
+    kind, why, stack = detect(m, interp, site, env)
     where = f"in {m.source.name}"
     if m.interface:
         if kind in ("wsgi", "asgi", "function") and kind != m.interface:
@@ -135,7 +139,7 @@ def entry_interface(
             f"entry {m.entry} is a {interface.upper()} app, served over HTTP, but {where} "
             'network = "none"; set network = "socket" (or "direct")'
         )
-    return interface
+    return interface, bool(interface) or stack or kind == "error"
 
 
 def add_server_requirements(

@@ -96,11 +96,13 @@ def image_config(
 
 
 def app_json(m: Manifest, data_map: dict[str, str]) -> dict[str, Any]:
-    entry: dict[str, str]
+    entry: dict[str, Any]
     if m.interface:
         entry = {"kind": m.interface, "module": m.entry.module, "attr": m.entry.function}
     elif m.entry.kind == "function":
         entry = {"kind": "function", "module": m.entry.module, "function": m.entry.function}
+        if not m.stack_serves:  # it opens its own listeners: targets forward to them
+            entry["stack"] = False
     else:
         entry = {"kind": "script", "path": f"{APP_DIR}/{m.entry.script}"}
         if m.entry.package:

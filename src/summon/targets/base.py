@@ -203,11 +203,14 @@ class RunSpec:
     @property
     def stack_serves(self) -> bool:
         """Whether the app serves through the runtime's Stack on host sockets (network
-        "socket", an entry function or a WSGI/ASGI app, not a plain script, which binds its
-        own ports): such an app can take listening sockets and connections from the host."""
+        "socket", an entry function that asks for a Stack or a WSGI/ASGI app; not a plain
+        script nor an entry function without a Stack, which bind their own ports): such an
+        app can take listening sockets and connections from the host."""
         entry = self.app_config.get("entry")
-        kind = entry.get("kind") if isinstance(entry, dict) else None
-        return self.network == "socket" and kind in ("function", "wsgi", "asgi")
+        if not isinstance(entry, dict) or self.network != "socket":
+            return False
+        kind = entry.get("kind")
+        return kind in ("wsgi", "asgi") or (kind == "function" and entry.get("stack") is not False)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def app(tmp_path: Path, source: str, table: str = "") -> manifest.Manifest:
 
 def kind(tmp_path: Path, interp: Interpreter, source: str, table: str = "") -> str:
     m = app(tmp_path, source, table)
-    return entry_interface(m, interp, tmp_path / "site")
+    return entry_interface(m, interp, tmp_path / "site")[0]
 
 
 @pytest.mark.parametrize(
@@ -107,11 +107,31 @@ def test_a_real_flask_app_is_wsgi_and_starlette_asgi(tmp_path: Path, interp: Int
 
     site = Path(sysconfig.get_paths()["purelib"])
     flask_app = app(tmp_path, "from flask import Flask\napp = Flask('t')\n")
-    assert entry_interface(flask_app, interp, site) == "wsgi"
+    assert entry_interface(flask_app, interp, site) == ("wsgi", True)
     (tmp_path / "app.py").write_text(
         "from starlette.applications import Starlette\napp = Starlette()\n"
     )
-    assert entry_interface(flask_app, interp, site) == "asgi"
+    assert entry_interface(flask_app, interp, site) == ("asgi", True)
+
+
+@pytest.mark.parametrize(
+    ("source", "served"),
+    [
+        ("from summon.devices import Stack\nasync def app(stack: Stack):\n    pass\n", True),
+        ("from __future__ import annotations\ndef app(s: 'summon.devices.Stack'):\n    pass\n",
+         True),
+        ("def app(environ, start_response):\n    return []\n", True),  # the runtime serves it
+        # Its own server (uvicorn.run in main, an asyncio server of its own): a target must
+        # not hand its listeners to a Stack the entry never asks for.
+        ("def app():\n    import uvicorn\n", False),
+        ("from summon.devices import Console\ndef app(log: Console):\n    pass\n", False),
+    ],
+)  # fmt: skip
+def test_whether_the_stack_serves_an_entry_function(
+    tmp_path: Path, interp: Interpreter, source: str, served: bool
+) -> None:
+    m = app(tmp_path, source)
+    assert entry_interface(m, interp, tmp_path / "site")[1] is served
 
 
 def test_the_manifest_wins_where_the_signature_says_nothing_sure(
@@ -174,7 +194,7 @@ def test_a_served_app_needs_a_tcp_port_and_a_network(tmp_path: Path, interp: Int
 def test_a_script_entry_is_not_inspected(tmp_path: Path, interp: Interpreter) -> None:
     (tmp_path / "s.py").write_text("raise SystemExit('never run at build time')\n")
     (tmp_path / "summon.toml").write_text('name = "t"\nentry = "s.py"\n')
-    assert entry_interface(manifest.load(tmp_path), interp, tmp_path) == ""
+    assert entry_interface(manifest.load(tmp_path), interp, tmp_path) == ("", False)
 
 
 def test_what_goes_into_an_image_served_by_the_runtime(tmp_path: Path) -> None:

@@ -41,7 +41,9 @@ def expects_point(spec: RunSpec) -> bool:
     """Whether the app will reach the snapshot point: it serves through the Stack device."""
     app = spec.app_config
     entry = app.get("entry")
-    kind = entry.get("kind") if isinstance(entry, dict) else None
+    if not isinstance(entry, dict) or entry.get("stack") is False:  # no Stack: no point
+        return False
+    kind = entry.get("kind")
     return kind in POINT_ENTRIES and spec.network in ("socket", "direct") and bool(app.get("ports"))
 
 
