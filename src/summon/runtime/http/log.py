@@ -36,6 +36,11 @@ def printable(raw: bytes) -> str:
 
 
 TARGET_LOGGED = 1024  # bytes of a request target the access log shows
+METHOD_LOGGED = 32  # and of a method (the longest registered one has 17)
+
+
+def _cut(raw: bytes, most: int) -> bytes:
+    return raw if len(raw) <= most else raw[:most] + b"...(%d bytes)" % len(raw)
 
 
 def access_line(client: str, exchange: Exchange, wall: float | None = None) -> str:
@@ -45,11 +50,10 @@ def access_line(client: str, exchange: Exchange, wall: float | None = None) -> s
         f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
     )
-    target = exchange.target
-    if len(target) > TARGET_LOGGED:  # a refused 20 KB URI is not logged whole each time
-        target = target[:TARGET_LOGGED] + b"...(%d bytes)" % len(exchange.target)
+    # A refused 20 KB URI or method is not logged whole each time: an amplifier.
+    target, method = _cut(exchange.target, TARGET_LOGGED), _cut(exchange.method, METHOD_LOGGED)
     request = (
-        f"{printable(exchange.method)} {printable(target)} HTTP/{printable(exchange.http_version)}"
+        f"{printable(method)} {printable(target)} HTTP/{printable(exchange.http_version)}"
         if exchange.method != b"-"
         else "-"
     )

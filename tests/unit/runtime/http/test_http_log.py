@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from summon.runtime import hints
-from summon.runtime.http.log import TARGET_LOGGED, access_line
+from summon.runtime.http.log import METHOD_LOGGED, TARGET_LOGGED, access_line
 from summon.runtime.http.protocol import Exchange
 
 
@@ -18,6 +18,10 @@ def test_an_over_long_target_is_cut_in_the_access_log() -> None:
     line = access_line("10.0.0.1", exchange, wall=0.0)
     assert len(line) < TARGET_LOGGED + 200
     assert f'"GET /{"a" * (TARGET_LOGGED - 1)}...(20001 bytes) HTTP/1.1" 414 20 ' in line
+    # So is a 20 KB method (h11 reads any token as one).
+    exchange = Exchange(b"X" * 20000, b"/", b"1.1", 414, 20, 0.0, 0.001)
+    line = access_line("10.0.0.1", exchange, wall=0.0)
+    assert len(line) < 200 and f'"{"X" * METHOD_LOGGED}...(20000 bytes) / HTTP/1.1"' in line
 
 
 def test_subprocess_denied_its_process_gets_the_exec_hint(monkeypatch: pytest.MonkeyPatch) -> None:
