@@ -8,8 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_real_apps import run_in_image
 
-from summon.build.image import APP_DIR, RUNTIME_ROOT, SITE_DIR, build
+from summon.build.image import build
 from summon.errors import BuildError
 from summon.store.image import Image
 from summon.store.layout import Store
@@ -33,18 +34,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 def run_entry(image: Image) -> subprocess.CompletedProcess[str]:
-    root = image.rootfs()
-    path = [f"{root}{p}" for p in (APP_DIR, SITE_DIR, RUNTIME_ROOT)]
-    code = f"import sys; sys.path[0:1] = {path!r}\nimport app; app.main()\n"
-    return subprocess.run(
-        [str(root / "usr/bin/python3.11"), "-S", "-E", "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        env={"PATH": "/usr/bin:/bin"},
-        timeout=60,
-        check=False,
-    )
+    return run_in_image(image, "import app; app.main()\n")
 
 
 @pytest.mark.parametrize(
