@@ -68,15 +68,24 @@ def _strings(table: dict[str, Any]) -> dict[str, str]:
     return {k: v for k, v in table.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def _pep621(project: dict[str, Any]) -> Project | None:
-    name, version = project.get("name"), project.get("version")
+def _identity(table: dict[str, Any]) -> tuple[str, str] | None:
+    """(name, version) of a [project] or [tool.poetry] table; None unless both are given."""
+    name, version = table.get("name"), table.get("version")
     if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
         return None
-    groups = {
-        group: _strings(_table(table))
-        for group, table in _table(project.get("entry-points")).items()
-        if isinstance(group, str)
-    }
+    return name, version
+
+
+def _groups(tables: Any) -> dict[str, dict[str, str]]:
+    """Entry-point groups as written: group -> {name: "module:attr"}."""
+    return {g: _strings(_table(t)) for g, t in _table(tables).items() if isinstance(g, str)}
+
+
+def _pep621(project: dict[str, Any]) -> Project | None:
+    if (identity := _identity(project)) is None:
+        return None
+    name, version = identity
+    groups = _groups(project.get("entry-points"))
     for key, group in _SCRIPT_GROUPS.items():
         if _table(project.get(key)):
             groups[group] = _strings(_table(project.get(key)))
@@ -85,14 +94,10 @@ def _pep621(project: dict[str, Any]) -> Project | None:
 
 
 def _poetry(poetry: dict[str, Any]) -> Project | None:
-    name, version = poetry.get("name"), poetry.get("version")
-    if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
+    if (identity := _identity(poetry)) is None:
         return None
-    groups = {
-        group: _strings(_table(table))
-        for group, table in _table(poetry.get("plugins")).items()
-        if isinstance(group, str)
-    }
+    name, version = identity
+    groups = _groups(poetry.get("plugins"))
     scripts = {
         k: v if isinstance(v, str) else str(_table(v).get("callable", ""))
         for k, v in _table(poetry.get("scripts")).items()
