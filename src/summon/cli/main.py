@@ -8,11 +8,9 @@ whose traceback goes to a log file.
 
 from __future__ import annotations
 
-import datetime
 import errno
 import importlib
 import os
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +81,9 @@ class SummonGroup(click.Group):
 
 
 def _write_crash_log() -> Path:
+    import datetime  # only after a crash: neither is worth every command's start
+    import traceback
+
     folder = paths.state_dir() / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -33,8 +33,12 @@ def test_run_does_not_load_the_other_verbs_modules() -> None:
 
 
 def test_an_unknown_verb_is_a_usage_error() -> None:
-    r = subprocess.run([sys.executable, "-m", "summon.cli.main", "frobnicate"],
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "summon.cli.main", "frobnicate"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 2
     assert "No such command 'frobnicate'" in r.stderr
 
@@ -51,3 +55,26 @@ def test_logs_tail_takes_a_count_of_zero_or_more_or_all(
         assert f"--tail {bad}: expected a number of lines (0 or more), or all" in r.output
     r = runner.invoke(cli, ["logs", "--tail", "0", "nobody"])
     assert r.exit_code == 2 and "no instance 'nobody'" in r.output
+
+
+def test_an_internal_failure_is_one_line_naming_its_crash_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug is still one line, exit 1, and the traceback is kept where the line says."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+
+    @click.command("boom")
+    def boom() -> None:
+        raise ZeroDivisionError("the bug")
+
+    cli.add_command(boom)
+    try:
+        r = CliRunner().invoke(cli, ["boom"])
+    finally:
+        cli.commands.pop("boom")
+    assert r.exit_code == 1
+    line = r.output.strip().splitlines()[-1]
+    assert "internal error: ZeroDivisionError: the bug (details in " in line
+    log = Path(line.rsplit("details in ", 1)[1].rstrip(")"))
+    assert log.parent.parent == tmp_path / "summon" and "Traceback" in log.read_text()
+    assert 'raise ZeroDivisionError("the bug")' in log.read_text()
