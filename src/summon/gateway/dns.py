@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
 from collections.abc import Callable
 
 from summon.gateway import dnswire
 from summon.gateway.dnswire import (
+    BADVERS,
     CLASS_IN,
     FORMERR,
     NOTIMP,
@@ -36,6 +38,13 @@ log = logging.getLogger(__name__)
 TTL = 5  # seconds: small, the address is stable but the service list is reloadable
 SOA_TTL = 60
 UPSTREAM_TIMEOUT = 2.0
+# A flood of queries must not take the gateway's file descriptors: each forwarded query
+# holds a socket for up to UPSTREAM_TIMEOUT, each TCP client one for TCP_IDLE. Past these
+# bounds a forward is answered SERVFAIL at once, and a new TCP client is closed.
+MAX_FORWARDS = 256
+MAX_TCP_CLIENTS = 64
+TCP_IDLE = 10.0  # seconds a TCP client may take to send its next query (RFC 7766 6.2.3)
+UDP_BUFFER = 1 << 20  # the UDP socket's receive buffer: a burst waits rather than drops
 
 
 class Zone:
@@ -59,6 +68,10 @@ class Zone:
         """The response to query, or None: outside the zone, for the caller to forward/refuse."""
         if query.opcode != 0 or query.questions != 1:
             return dnswire.response(query, NOTIMP if query.questions else FORMERR)
+        if query.opts > 1:
+            return dnswire.response(query, FORMERR)  # RFC 6891 section 6.1.1
+        if query.edns is not None and query.edns.version > 0:
+            return dnswire.response(query, BADVERS)  # only version 0 exists
         name = query.name
         if name != self.origin and not name.endswith("." + self.origin):
             return None
@@ -117,12 +130,19 @@ class DnsServer:
         self._transport: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._forwards = 0  # upstream queries under way
+        self._tcp_clients = 0
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _UdpProtocol(self), local_addr=(host, port)
         )
+        sock = transport.get_extra_info("socket")
+        for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
+            with contextlib.suppress(OSError):  # FORCE: root only, past net.core.rmem_max
+                sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
+                break
         self._transport = transport
         self._tcp = await asyncio.start_server(self._serve_tcp, host, port)
 
@@ -137,25 +157,32 @@ class DnsServer:
 
     async def handle(self, wire: bytes, tcp: bool) -> bytes | None:
         """The response bytes for a query's bytes; None when it is not worth an answer."""
+        query, response = self.answer_now(wire)
+        if query is None or response is not None:
+            return response
+        return await self._forward(query, wire, tcp)
+
+    def answer_now(self, wire: bytes) -> tuple[Query | None, bytes | None]:
+        """(query, response) for what needs no upstream: (None, None) for what is not worth
+        an answer, (query, None) for a query to forward."""
         try:
             query = dnswire.parse_query(wire)
         except DnsFormatError:
-            return None  # not DNS: answering garbage could be used to reflect
+            return None, None  # not DNS: answering garbage could be used to reflect
         if query.is_response:
-            return None
+            return None, None
         response = self.zone.answer(query)
-        if response is None:
-            forwarded = await self._forward(query, wire, tcp)
-            if forwarded is not None:
-                return forwarded
+        if response is None and self.upstream is None:
             response = dnswire.response(query, REFUSED)
-        return response
+        elif response is None and self._forwards >= MAX_FORWARDS:
+            response = dnswire.response(query, SERVFAIL)
+        return query, response
 
-    async def _forward(self, query: Query, wire: bytes, tcp: bool) -> bytes | None:
+    async def _forward(self, query: Query, wire: bytes, tcp: bool) -> bytes:
         """The upstream server's reply to the query as it came, or SERVFAIL."""
-        if self.upstream is None:
-            return None
+        assert self.upstream is not None
         host, port = self.upstream
+        self._forwards += 1
         try:
             ask = _ask_tcp if tcp else _ask_udp
             reply = await asyncio.wait_for(ask(host, port, wire), UPSTREAM_TIMEOUT)
@@ -164,24 +191,38 @@ class DnsServer:
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
             log.warning("upstream %s:%d: %s", host, port, e or "no answer")
             return dnswire.response(query, SERVFAIL)
+        finally:
+            self._forwards -= 1
         return dnswire.with_ident(reply, query.ident)
 
     def _reply_udp(self, wire: bytes, addr: tuple[str, int]) -> None:
-        async def run() -> None:
-            out = await self.handle(wire, tcp=False)
-            if out is not None and self._transport is not None:
-                self._transport.sendto(out, addr)
+        """Answer a datagram: at once on the loop, or in a task when it goes upstream."""
+        query, out = self.answer_now(wire)
+        if query is not None and out is None:
 
-        task = asyncio.ensure_future(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            async def run() -> None:
+                self._send(await self._forward(query, wire, tcp=False), addr)
+
+            task = asyncio.ensure_future(run())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif out is not None:
+            self._send(out, addr)
+
+    def _send(self, out: bytes, addr: tuple[str, int]) -> None:
+        if self._transport is not None:
+            self._transport.sendto(out, addr)
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._tcp_clients >= MAX_TCP_CLIENTS:
+            writer.transport.abort()  # at the bound: the client retries, or asks over UDP
+            return
+        self._tcp_clients += 1
         try:
             while True:
-                head = await asyncio.wait_for(reader.readexactly(2), 30)
+                head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE)
                 (length,) = struct.unpack("!H", head)
-                wire = await asyncio.wait_for(reader.readexactly(length), 30)
+                wire = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE)
                 out = await self.handle(wire, tcp=True)
                 if out is None:
                     break
@@ -190,6 +231,7 @@ class DnsServer:
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass
         finally:
+            self._tcp_clients -= 1
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

@@ -15,6 +15,15 @@ RFC 1035 section 4.1, the parts read or written here (numbers big-endian):
     record    = NAME TYPE(16) CLASS(16) TTL(32) RDLENGTH(16) RDATA
     name      = *label (0x00 / pointer)     label = LENGTH(8, 1-63) 1*63OCTET
     pointer   = 0b11 OFFSET(14)             (a name may end in one; queries rarely do)
+
+EDNS(0), RFC 6891 section 6.1: a query may carry one OPT pseudo-record in its additional
+section, which is how resolvers (glibc with `options edns0`, systemd-resolved, unbound)
+ask; a server that takes part answers with an OPT of its own:
+
+    OPT       = NAME(root, 0x00) TYPE(41) CLASS(UDP payload size) TTL RDLENGTH RDATA
+    TTL       = EXTENDED-RCODE(8) VERSION(8) DO(1) Z(15)
+
+More than one OPT is FORMERR; a version above 0 is BADVERS (extended rcode 1, rcode 0).
 """
 
 from __future__ import annotations
@@ -27,15 +36,27 @@ HEADER = struct.Struct("!HHHHHH")
 QR, AA, TC, RD = 0x8000, 0x0400, 0x0200, 0x0100
 OPCODE_SHIFT, OPCODE_MASK = 11, 0xF
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
-TYPE_A, TYPE_NS, TYPE_SOA, TYPE_ANY = 1, 2, 6, 255
+TYPE_A, TYPE_NS, TYPE_SOA, TYPE_OPT, TYPE_ANY = 1, 2, 6, 41, 255
 CLASS_IN = 1
 QUESTION_NAME = b"\xc0\x0c"  # a pointer to the question's name, right after the header
 UDP_LIMIT = 512  # a plain (non-EDNS) UDP answer; the gateway's never come near it
 _MAX_POINTERS = 16
+EDNS_PAYLOAD = 1232  # the UDP size this server says it takes (DNS flag day 2020's figure)
+EDNS_DO = 0x8000  # "DNSSEC OK", copied into the response's OPT (RFC 3225 section 3)
+BADVERS = 16  # an extended rcode: 1 in the OPT's upper byte, 0 in the header
 
 
 class DnsFormatError(ValueError):
     """The bytes are not a DNS query this server can read; the message says where."""
+
+
+@dataclass(frozen=True)
+class Edns:
+    """What a query's OPT record says: its version, its UDP payload size, its DO bit."""
+
+    version: int
+    payload: int
+    flags: int  # the TTL's lower 16 bits: DO and Z
 
 
 @dataclass(frozen=True)
@@ -48,6 +69,8 @@ class Query:
     qtype: int
     qclass: int
     raw_question: bytes  # as sent, echoed in the response
+    edns: Edns | None = None  # the query's OPT record, when it has one
+    opts: int = 0  # how many OPT records it has (more than one is FORMERR)
 
     @property
     def is_response(self) -> bool:
@@ -107,7 +130,32 @@ def parse_query(data: bytes) -> Query:
     qtype, qclass = struct.unpack_from("!HH", data, at)
     raw = data[HEADER.size : at + 4]
     opcode = (flags >> OPCODE_SHIFT) & OPCODE_MASK
-    return Query(ident, flags, opcode, qdcount, name, qtype, qclass, raw)
+    edns, opts = None, 0
+    if qdcount == 1 and _ar:
+        edns, opts = _read_opt(data, at + 4, _an + _ns, _ar)
+    return Query(ident, flags, opcode, qdcount, name, qtype, qclass, raw, edns, opts)
+
+
+def _read_opt(data: bytes, offset: int, skip: int, additional: int) -> tuple[Edns | None, int]:
+    """The first OPT record of the additional section and how many there are. skip: the
+    answer and authority records before it (a query has none, but may say otherwise)."""
+    edns: Edns | None = None
+    opts = 0
+    for index in range(skip + additional):
+        name, offset = _read_name(data, offset)
+        if offset + 10 > len(data):
+            raise DnsFormatError(f"record {index + 1} after the question is cut off")
+        rtype, rclass, ttl, length = struct.unpack_from("!HHIH", data, offset)
+        offset += 10 + length
+        if offset > len(data):
+            raise DnsFormatError(f"record {index + 1}'s data runs past the end")
+        if index >= skip and rtype == TYPE_OPT:
+            if name:
+                raise DnsFormatError(f"an OPT record owned by {name!r}, not the root")
+            opts += 1
+            if edns is None:
+                edns = Edns((ttl >> 16) & 0xFF, rclass, ttl & 0xFFFF)
+    return edns, opts
 
 
 def encode_name(name: str) -> bytes:
@@ -140,12 +188,18 @@ def response(
     authority: tuple[Record, ...] = (),
     authoritative: bool = False,
 ) -> bytes:
-    """The response to query: its id, opcode, RD and question echoed; RA clear."""
-    flags = QR | (query.opcode << OPCODE_SHIFT) | (query.flags & RD) | rcode
+    """The response to query: its id, opcode, RD and question echoed; RA clear; an OPT
+    record of the server's when the query had one (rcode may then be BADVERS)."""
+    flags = QR | (query.opcode << OPCODE_SHIFT) | (query.flags & RD) | (rcode & 0xF)
     if authoritative:
         flags |= AA
     questions = 1 if query.raw_question else 0
-    out = bytearray(HEADER.pack(query.ident, flags, questions, len(answer), len(authority), 0))
+    opt = b""
+    if query.edns is not None and query.opts == 1:
+        ttl = (rcode >> 4) << 24 | (query.edns.flags & EDNS_DO)  # version 0
+        opt = b"\0" + struct.pack("!HHIH", TYPE_OPT, EDNS_PAYLOAD, ttl, 0)
+    counts = (questions, len(answer), len(authority), 1 if opt else 0)
+    out = bytearray(HEADER.pack(query.ident, flags, *counts))
     out += query.raw_question
     for record in (*answer, *authority):
         if questions and record.name == query.name:
@@ -154,7 +208,7 @@ def response(
             out += encode_name(record.name)
         out += struct.pack("!HHIH", record.rtype, CLASS_IN, record.ttl, len(record.rdata))
         out += record.rdata
-    return bytes(out)
+    return bytes(out + opt)
 
 
 def with_ident(message: bytes, ident: int) -> bytes:

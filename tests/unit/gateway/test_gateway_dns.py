@@ -154,3 +154,104 @@ def test_a_real_resolver() -> None:
             await server.close()
 
     asyncio.run(asyncio.wait_for(main(_free_port()), 20))
+
+
+def test_an_edns_query_gets_an_opt_record_with_do_copied() -> None:
+    """RFC 6891 6.1: a server answers an OPT with its own (glibc's `options edns0`,
+    systemd-resolved and unbound all ask so)."""
+    zone = make_zone([])
+    q = dns.message.make_query("http.summon.test.", "A", use_edns=0, payload=4096)
+    plain = answer(zone, q)
+    assert plain is not None
+    r = dns.message.from_wire(plain)
+    assert r.rcode() == dns.rcode.NOERROR and r.answer[0][0].address == "127.10.20.30"
+    assert (r.edns, r.payload) == (0, dnswire.EDNS_PAYLOAD) and not r.ednsflags & dns.flags.DO
+    secure = answer(zone, dns.message.make_query("http.summon.test.", "A", want_dnssec=True))
+    assert secure is not None and dns.message.from_wire(secure).ednsflags & dns.flags.DO
+    nx = answer(zone, dns.message.make_query("nope.summon.test.", "A", use_edns=0))
+    assert nx is not None and dns.message.from_wire(nx).edns == 0  # NXDOMAIN has one too
+    # Without one, none: a resolver that did not ask gets a plain RFC 1035 answer.
+    assert ask(zone, "http.summon.test.").edns == -1
+
+
+def test_edns_version_above_0_is_badvers_and_two_opts_formerr() -> None:
+    zone = make_zone([])
+    r1 = answer(zone, dns.message.make_query("http.summon.test.", "A", use_edns=1))
+    assert r1 is not None
+    badvers = dns.message.from_wire(r1)
+    assert badvers.rcode() == dns.rcode.BADVERS and not badvers.answer and badvers.edns == 0
+    # Two OPT records: the query's own, repeated, with ARCOUNT saying 2.
+    wire = bytearray(dns.message.make_query("http.summon.test.", "A", use_edns=0).to_wire())
+    wire[10:12] = b"\x00\x02"
+    wire += wire[-11:]
+    query = dnswire.parse_query(bytes(wire))
+    assert query.opts == 2
+    raw = zone.answer(query)
+    assert raw is not None and dns.message.from_wire(raw).rcode() == dns.rcode.FORMERR
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b"\x00\x00\x29\x10",
+        b"\x01a\x00\x00\x29\x10\x00\x00\x00\x00\x00\x00\x00",
+        b"\x00\x00\x29\x10\x00\x00\x00\x00\x00\x05ab",
+    ],
+    ids=["cut-off", "not-root", "data-past-end"],
+)
+def test_a_broken_additional_section_is_a_format_error(tail: bytes) -> None:
+    head = bytearray(dns.message.make_query("http.summon.test.", "A").to_wire())
+    head[10:12] = b"\x00\x01"
+    with pytest.raises(dnswire.DnsFormatError):
+        dnswire.parse_query(bytes(head) + tail)
+
+
+def test_a_flood_of_forwards_or_tcp_clients_cannot_take_the_gateways_sockets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past MAX_FORWARDS a forward is SERVFAIL at once; past MAX_TCP_CLIENTS a TCP client
+    is closed: neither waits on, nor holds, another socket."""
+    from summon.gateway import dns as gwdns
+
+    monkeypatch.setattr(gwdns, "MAX_FORWARDS", 3)
+    monkeypatch.setattr(gwdns, "MAX_TCP_CLIENTS", 2)
+
+    async def main() -> None:
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # an upstream that never answers
+        silent.bind(("127.0.0.1", 0))
+        server = DnsServer(make_zone([]), upstream=silent.getsockname())
+        port = _free_port()
+        await server.start("127.0.0.1", port)
+        loop = asyncio.get_running_loop()
+        try:
+            outside = dns.message.make_query("www.example.test.", "A")
+            slow = [
+                asyncio.ensure_future(dns.asyncquery.udp(outside, "127.0.0.1", 5, port))
+                for _ in range(3)
+            ]
+            await asyncio.sleep(0.2)
+            t0 = loop.time()
+            busy = await dns.asyncquery.udp(outside, "127.0.0.1", 1, port)
+            assert busy.rcode() == dns.rcode.SERVFAIL and loop.time() - t0 < 0.5
+            inside = await dns.asyncquery.udp(
+                dns.message.make_query("http.summon.test.", "A"), "127.0.0.1", 1, port
+            )
+            assert inside.answer[0][0].address == "127.10.20.30"  # the zone is still served
+            for done in await asyncio.gather(*slow):  # each after UPSTREAM_TIMEOUT
+                assert done.rcode() == dns.rcode.SERVFAIL
+            held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+            await asyncio.sleep(0.1)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert await asyncio.wait_for(reader.read(1), 2) == b""  # closed at once
+            writer.close()
+            held[0][1].close()
+            await asyncio.sleep(0.1)
+            q = dns.message.make_query("api.summon.test.", "A")
+            tcp = await dns.asyncquery.tcp(q, "127.0.0.1", 2, port)
+            assert tcp.answer[0][0].address == "127.40.50.60"  # a place came free
+            held[1][1].close()
+        finally:
+            await server.close()
+            silent.close()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
