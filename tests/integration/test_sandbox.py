@@ -103,6 +103,32 @@ def test_pids_limit_holds(
     assert "started 32" in host.stdout, "control: 32 threads are fine on the host"
 
 
+def test_a_host_hard_file_limit_below_the_apps_caps_it_rather_than_failing_the_start(
+    sandbox_target: SandboxTarget,
+    spec_for: Any,
+    app_script: AppScript,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Under `ulimit -n 1024` (a hard limit below the sandbox's 4096) runc cannot raise the
+    limit inside the user namespace: every start failed with "error setting rlimit type 7".
+    The app now gets the host's hard limit instead."""
+    import resource
+
+    argv = app_script("import resource\nprint('nofile', *resource.getrlimit(7), flush=True)\n")
+    spec = spec_for(argv)
+    pid = os.fork()  # a hard limit lowered cannot be raised again here: lower a child's
+    if pid == 0:
+        status = 99
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+            status = run_to_end(sandbox_target, spec)
+        finally:
+            os._exit(status)
+    _, waited = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(waited) == 0
+    assert "nofile 1024 1024" in capfd.readouterr().out
+
+
 # --- lifecycle ---------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ capabilities and no_new_privs; a seccomp allowlist (seccomp.py); cgroup memory a
 from __future__ import annotations
 
 import re
+import resource
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,17 @@ from summon.targets.base import VOLUMES_ENV, RunSpec, volumes_environment
 from summon.targets.sandbox import seccomp
 
 NOFILE = 4096
+
+
+def nofile() -> int:
+    """The app's file limit: NOFILE, or the host's hard limit when that is lower. runc
+    sets rlimits inside the user namespace, where nothing can raise a hard limit: asking
+    for more than the caller's (`ulimit -n 1024`) made every start fail with "error
+    setting rlimit type 7: operation not permitted"."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return NOFILE if hard == resource.RLIM_INFINITY else min(NOFILE, hard)
+
+
 # The app's uid and gid inside its user namespace: not 0, so nothing in the container is
 # its own but /tmp; the root filesystem's files belong to an unmapped uid (they show as
 # nobody) and are read through their 0644/0755 modes.
@@ -188,7 +200,7 @@ def oci_config(
             "cwd": "/",
             "capabilities": no_caps,
             "rlimits": [
-                {"type": "RLIMIT_NOFILE", "hard": NOFILE, "soft": NOFILE},
+                {"type": "RLIMIT_NOFILE", "hard": nofile(), "soft": nofile()},
                 # No real-time scheduling, whatever the host's default: sched_setscheduler
                 # is allowed for the ordinary policies libraries set on their threads.
                 {"type": "RLIMIT_RTPRIO", "hard": 0, "soft": 0},
