@@ -145,6 +145,9 @@ def main(argv: Sequence[str]) -> int:
     )
     import asyncio
 
+    from summon.gateway.sharing import raise_file_limit
+
+    raise_file_limit()
     try:
         asyncio.run(serve(Path(args[1]), checked))
     except SummonError as e:

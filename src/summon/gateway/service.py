@@ -32,7 +32,7 @@ from summon.gateway.blocking import stop_late, stop_quietly, waited
 from summon.gateway.config import ServiceConfig
 from summon.gateway.handoff import Channel, ChannelClosed
 from summon.gateway.launched import Launched
-from summon.gateway.sharing import Listeners
+from summon.gateway.sharing import Listeners, budget
 from summon.gateway.splice import Holding, pump
 from summon.targets.base import Instance, NotReady, NotSupported, PortForward
 
@@ -475,6 +475,7 @@ class Service:
         """Hold the connection (reading what it sends) until the service is up, then hand it
         over or splice it."""
         self.open += 1
+        budget.held += 1
         cold = self.state != State.UP
         if cold:
             self.cold += 1
@@ -502,6 +503,7 @@ class Service:
             self._held.discard(conn)
             conn.close()
             self.open -= 1
+            budget.held -= 1
             self.last_active = time.monotonic()
 
     async def _splice(self, conn: socket.socket, port: int, held: bytes, cold: bool) -> None:

@@ -16,16 +16,66 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import socket
 from collections.abc import Callable
 
 from summon.gateway.handoff import PAUSE_TIMEOUT, Channel
-from summon.runtime.handoff import PAUSE, message
+from summon.runtime.handoff import PAUSE, SHARED_BACKLOG, message
 
 log = logging.getLogger(__name__)
 
 ACCEPT_BATCH = 64  # connections taken per wake-up of a listener
-BACKLOG = 1024  # per service port: a burst of cold clients waits here, not refused
+BACKLOG = SHARED_BACKLOG  # per service port: a burst of cold clients waits here (somaxconn
+# caps it); the app, given the listener, listens with the same
+# File descriptors kept free of held connections: what a boot (pipes, runc, the hand-off
+# channel), the DNS server (MAX_FORWARDS + MAX_TCP_CLIENTS) and the status page open.
+RESERVE_FDS = 512
+PAUSE_SECONDS = 0.1  # a listener left alone this long when no connection can be taken
+
+
+class Budget:
+    """How many client connections the gateway may hold at once: its file limit less
+    RESERVE_FDS, so a flood of held clients cannot leave a boot without the pipes and
+    sockets it needs (the boot would fail, and with it every held client). Past it, new
+    connections wait in the listeners' backlogs, in the kernel, until held ones go."""
+
+    def __init__(self) -> None:
+        self.held = 0  # connections held or spliced by every service (Service._serve)
+        self.full = False
+
+    def limit(self) -> int:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return 1 << 30
+        return max(64, soft - RESERVE_FDS)
+
+    def room(self) -> bool:
+        full = self.held >= self.limit()
+        if full and not self.full:
+            log.warning(
+                "holding %d connections, the most the file limit allows (ulimit -n %d); "
+                "new ones wait in the backlog",
+                self.held,
+                resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            )
+        self.full = full
+        return not full
+
+
+budget = Budget()
+
+
+def raise_file_limit(most: int = 1 << 16) -> None:
+    """The soft file limit up to the hard one (at most MOST): 1024, the usual soft limit,
+    is for programs that use select(); the gateway's loop uses epoll, and every client it
+    holds is a file."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = most if hard == resource.RLIM_INFINITY else min(hard, most)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
 
 OnConnection = Callable[[socket.socket, int], None]
 
@@ -57,6 +107,8 @@ class Listeners:
         """The gateway accepts (again): a connection is its to see."""
         for port, sock in self.sockets.items():
             if port not in self._watched and sock.fileno() >= 0:
+                with contextlib.suppress(OSError):  # an app may have listened anew with less
+                    sock.listen(BACKLOG)
                 self._loop.add_reader(sock.fileno(), self._accept, sock, port)
                 self._watched.add(port)
 
@@ -100,11 +152,28 @@ class Listeners:
     def _accept(self, listener: socket.socket, port: int) -> None:
         """A listener is readable: take what connections wait, give each to the service."""
         for _ in range(ACCEPT_BATCH):
+            if not budget.room():
+                self._pause(port)
+                return
             try:
                 conn, _addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as e:  # EMFILE and friends: the next wake-up tries again
+            except OSError as e:  # EMFILE and friends: try again in a while, not at once
                 log.warning("accept on port %d: %s", port, e.strerror)
+                self._pause(port)
                 return
             self.on_connection(conn, port)
+
+    def _pause(self, port: int) -> None:
+        """Stop watching PORT for PAUSE_SECONDS: a readable listener whose connections
+        cannot be taken now would otherwise wake the loop at once, again and again."""
+        if port in self._watched:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self.sockets[port].fileno())
+            self._watched.discard(port)
+        self._loop.call_later(PAUSE_SECONDS, self._resume)
+
+    def _resume(self) -> None:
+        if not self.shared:  # (while shared the app accepts; close() leaves no fileno)
+            self.watch()

@@ -46,6 +46,7 @@ SHARE = b"S"
 PAUSE = b"P"
 PAUSED = b"p"
 KINDS = (CONNECTION, LISTENING, SHARE, PAUSE, PAUSED)
+SHARED_BACKLOG = 4096  # the gateway's own for a listener (gateway/sharing.py BACKLOG)
 HEADER = 3  # kind and port
 HELD_LIMIT = 64 * 1024  # what the gateway holds of a connection at most (and sends along)
 MESSAGE_LIMIT = HEADER + HELD_LIMIT
@@ -200,7 +201,9 @@ class Receiver:
                 if old is not None:
                     old.close()
             listener.setblocking(False)
-            return await asyncio.start_server(callback, sock=listener)
+            # asyncio listens again on a socket it is given (backlog 100 by default), which
+            # would shrink the gateway's backlog for a thaw's burst: keep the gateway's.
+            return await asyncio.start_server(callback, sock=listener, backlog=SHARED_BACKLOG)
 
         self.shared[port] = loop.create_task(serve())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from fakes import FakeInstance
 from test_gateway_service import fetch, free_port, run, serve
 
-from summon.gateway import tiers
+from summon.gateway import sharing, tiers
 from summon.gateway.config import ConfigError, ServiceConfig, parse
 from summon.gateway.handoff import Channel
 from summon.gateway.launched import Launched
@@ -421,5 +422,33 @@ def test_channel_refuses_after_the_app_end_closes() -> None:
             channel.try_send(a, 80)
         a.close()
         b.close()
+
+    run(main())
+
+
+def listen_backlog(port: int) -> int:
+    """The backlog of the listener on 127.0.0.1:PORT, as the kernel has it (ss's Send-Q)."""
+    out = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return int(out[2])
+
+
+def test_a_shared_listener_keeps_the_gateways_backlog() -> None:
+    """asyncio listens again on a socket it is given, with a backlog of 100 unless told:
+    the app shrank the gateway's listener, and a thaw's burst of clients overflowed it
+    (hundreds of 3,000 then waited seconds on SYN-ACK retries)."""
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    full = min(sharing.BACKLOG, somaxconn)
+
+    async def main() -> None:
+        launcher = AppLauncher(asyncio.get_running_loop())
+        async with served(ServiceConfig("web", "x", freeze_after=0.1), launcher) as (svc, port):
+            assert listen_backlog(port) == full
+            assert (await fetch(port)).endswith(b"by fd\n")
+            await until(lambda: svc.snapshot()["listeners_shared"])
+            assert listen_backlog(port) == full  # the app accepts on it now
+            await svc.step_down(tiers.FROZEN)
+            assert listen_backlog(port) == full
 
     run(main())
