@@ -66,6 +66,8 @@ class Server:
             self.outcomes.append(err)
         except (asyncio.IncompleteReadError, ConnectionError) as err:
             self.outcomes.append(err)
+        finally:
+            writer.close()  # also when the client left before its request: no socket leaks
 
     async def __aenter__(self) -> Server:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -350,14 +352,46 @@ def test_tls10_and_11_clients_are_refused(pki: PKI, backend: str, flag: str, ver
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_renegotiation_from_s_client_is_refused(pki: PKI, backend: str) -> None:
+def test_renegotiation_from_s_client_gets_a_warning_no_renegotiation(
+    pki: PKI, backend: str
+) -> None:
+    """RFC 5246 7.2.2, RFC 5746 4.2: refused with a warning alert, the client's to judge;
+    s_client gives up with a fatal handshake_failure. Before, the server hung up silently."""
+
     async def main() -> None:
         async with Server(device(pki, backend)) as srv:
             # "R" on a line of its own makes s_client renegotiate (TLS 1.2 only).
-            await _s_client_against(srv, pki, "-tls1_2", stdin=b"R\n")
+            out = await _s_client_against(srv, pki, "-tls1_2", "-msg", stdin=b"R\n")
+            assert "RENEGOTIATING" in out
+            assert "<<< TLS 1.2, Alert [length 0002], warning no_renegotiation" in out, out
             outcome = await srv.outcome()
-            assert isinstance(outcome, e.ProtocolViolation), outcome
-            assert outcome.reason == e.RENEGOTIATION_REFUSED
+            assert isinstance(outcome, e.TLSError), outcome
+            assert "handshake_failure" in str(outcome)  # the client's answer to our alert
+
+    go(main())
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_s_client_offering_only_h2_gets_no_application_protocol(
+    pki: PKI, backend: str, version: str
+) -> None:
+    """RFC 7301 3.2: a server speaking http/1.1 only refuses a client offering only h2 with
+    a fatal no_application_protocol alert (before: a handshake with no protocol)."""
+
+    async def main() -> None:
+        async with Server(device(pki, backend), alpn=["http/1.1"]) as srv:
+            out = await _s_client_against(srv, pki, OPENSSL_FLAG[version], "-alpn", "h2")
+            assert "alert no application protocol" in out and "SSL alert number 120" in out
+            outcome = await srv.outcome()
+            assert isinstance(outcome, e.HandshakeFailure), (outcome, out)
+            assert outcome.reason == e.NO_APPLICATION_PROTOCOL
+            assert "hello" not in out
+        async with Server(device(pki, backend), alpn=["http/1.1"]) as srv:
+            alpn = "h2,http/1.1"
+            out = await _s_client_against(srv, pki, OPENSSL_FLAG[version], "-alpn", alpn)
+            assert "ALPN protocol: http/1.1" in out, out
+            await srv.outcome()
 
     go(main())
 

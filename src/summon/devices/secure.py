@@ -115,8 +115,10 @@ class TLS:
             reader, writer = await ctx.wrap(reader, writer)
             ...
 
-    Every context refuses TLS 1.0 and 1.1, sends no session tickets, refuses renegotiation,
-    and verifies the peer's chain (RFC 5280) and, as a client, its name (RFC 6125).
+    Every context refuses TLS 1.0 and 1.1, sends no session tickets, refuses renegotiation
+    (TLS 1.2: a warning no_renegotiation alert), and verifies the peer's chain (RFC 5280) and,
+    as a client, its name (RFC 6125). A server with alpn refuses a client offering only other
+    protocols (no_application_protocol, RFC 7301).
     """
 
     @property

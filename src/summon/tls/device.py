@@ -54,6 +54,7 @@ class ServerContext(TLSServerContext):
             server=True,
             versions=self.settings.versions,
             server_engine=self._backend.engine,
+            alpn=self.settings.alpn,
         )
 
     async def wrap(

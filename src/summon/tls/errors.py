@@ -31,6 +31,8 @@ UNEXPECTED_MESSAGE = "unexpected message"
 RENEGOTIATION_REFUSED = "renegotiation attempt refused"
 BAD_RECORD_MAC = "bad record mac"
 DECODE_ERROR = "decode error"
+# HandshakeFailure reason: the client offered ALPN protocols, none of them the server's.
+NO_APPLICATION_PROTOCOL = "no application protocol"
 
 CERTIFICATE_REASONS = (
     EXPIRED,

@@ -102,13 +102,25 @@ _VERSION_WORDS = (
 )
 
 
+def _reason_name(exc: ssl.SSLError) -> str:
+    """OpenSSL's reason code, e.g. "TLSV1_ALERT_NO_APPLICATION_PROTOCOL". The ssl module's
+    table lacks some (exc.reason None): then it is read from the message, "[SSL] tlsv1 alert
+    no application protocol (_ssl.c:1006)"."""
+    if exc.reason:
+        return str(exc.reason)
+    text = str(exc.args[1] if len(exc.args) > 1 else exc)
+    text = text.partition("] ")[2] or text
+    text = text.rpartition(" (_ssl.c")[0] or text
+    return text.strip().upper().replace(" ", "_") or exc.__class__.__name__
+
+
 def _error(exc: ssl.SSLError, handshaking: bool) -> e.TLSError:
     """The typed error for an SSLError OpenSSL raised."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         code = exc.verify_code
         reason = _VERIFY_REASONS.get(code, e.UNKNOWN_CA if code else e.MALFORMED)
         return e.BadCertificate(f"{exc.verify_message} (OpenSSL code {code})", reason=reason)
-    name = str(exc.reason or exc.__class__.__name__)
+    name = _reason_name(exc)
     if name == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
         return e.BadCertificate("the client sent no certificate", reason=e.NO_CERTIFICATE)
     if any(w in name for w in _VERSION_WORDS):
@@ -131,9 +143,9 @@ def _base_context(purpose: int, versions: tuple[int, ...], alpn: tuple[str, ...]
     ctx = ssl.SSLContext(purpose)
     ctx.minimum_version = _TLS_VERSIONS[min(versions)]
     ctx.maximum_version = _TLS_VERSIONS[max(versions)]
-    # Session tickets off (TLS 1.2 and 1.3), no compression, no renegotiation.
-    ctx.options |= ssl.OP_NO_TICKET | ssl.OP_NO_COMPRESSION
-    ctx.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
+    # Session tickets off (TLS 1.2 and 1.3), no compression, no renegotiation: a TLS 1.2
+    # ClientHello (or HelloRequest) after the handshake gets a warning no_renegotiation.
+    ctx.options |= ssl.OP_NO_TICKET | ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
     return ctx
@@ -261,6 +273,16 @@ class OpenSSLEngine(Engine):
             pass  # close_notify is queued; the peer's reply is not awaited
         except ssl.SSLError as exc:
             raise _error(exc, handshaking=False) from None
+
+    def refuse(self, record: bytes, alert: int) -> None:
+        # The ssl module cannot send an alert of our choosing: OpenSSL reads the record and
+        # refuses it with its own (unexpected_message for a record type TLS 1.3 forbids; in
+        # TLS 1.2 the alert for a record that does not decrypt).
+        self._in.write(record)
+        try:
+            self._obj.read(1)
+        except ssl.SSLError:
+            pass
 
     def outgoing(self) -> bytes:
         return self._out.read()

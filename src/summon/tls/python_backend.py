@@ -23,6 +23,7 @@ from summon.tls.events import HandshakeComplete
 from summon.tls.session import TLS13, Engine
 from summon.tls.tlslite_ng import (
     AlertDescription,
+    AlertLevel,
     CipherSuite,
     HandshakeSettings,
     TLSAlert,
@@ -83,7 +84,8 @@ def _error(exc: BaseException, handshaking: bool) -> e.TLSError:
             return e.HandshakeFailure(detail)
         return e.ProtocolViolation(detail, reason=e.UNEXPECTED_MESSAGE)
     if isinstance(exc, TLSRemoteAlert):
-        message = f"the peer sent fatal alert {_alert_name(exc.description)}"
+        level = "warning" if exc.level == AlertLevel.warning else "fatal"
+        message = f"the peer sent {level} alert {_alert_name(exc.description)}"
         if handshaking:
             return e.HandshakeFailure(message)
         return e.TLSError(message, reason="peer alert")
@@ -269,6 +271,9 @@ class PythonEngine(Engine):
         except Exception as exc:
             raise _error(exc, handshaking=False) from None
 
+    def refuse(self, record: bytes, alert: int) -> None:
+        self._send_alert(alert)
+
     def outgoing(self) -> bytes:
         out = bytes(self._pipe.outbox)
         self._pipe.outbox.clear()
@@ -298,13 +303,13 @@ def _chain_ders(chain: X509CertChain | None) -> list[bytes]:
 
 
 def _server_alpn(settings: ServerSettings, hello: ClientHello) -> list[bytearray] | None:
-    """The ALPN list to hand tlslite-ng so it behaves as OpenSSL does: the server's first
-    protocol the client offers, and no ALPN at all (not an alert) when none is shared.
+    """The ALPN list to hand tlslite-ng: the server's first protocol the client offers.
 
-    tlslite-ng 0.8.2 sends no_application_protocol in TLS 1.2 when no protocol is shared, and
-    crashes (TypeError) in TLS 1.3 when given none while the client offers some; so summon
-    chooses from the ClientHello it already read, and in the TLS 1.3 no-match case passes a
-    name no client offers (TLS 1.3 ignores a mismatch).
+    A client offering only protocols the server does not speak never gets here (the session
+    refused it with no_application_protocol). A server without ALPN ignores the client's
+    list (RFC 7301 3.2), but tlslite-ng 0.8.2 crashes (TypeError) in TLS 1.3 when given none
+    while the client offers some: it is then given a name no client offers, and TLS 1.3
+    ignores the mismatch.
     """
     chosen = next((p for p in settings.alpn if p in hello.alpn), None)
     if chosen is not None:

@@ -3,8 +3,9 @@
 One Session serves one connection, as client or server, over whichever backend the context
 chose (an Engine: OpenSSL through ssl.SSLObject, or tlslite-ng). The session owns what summon
 promises the same way on both: the record framing and its limits (record.py), the first look
-at a ClientHello (hello.py: versions below TLS 1.2 refused, the certificate picked by SNI),
-renegotiation refused, and the state table (state.py). It does no I/O and keeps no clock: the
+at a ClientHello (hello.py: versions below TLS 1.2 refused, the certificate picked by SNI,
+ALPN without a shared protocol refused), what may come after the handshake (renegotiation
+refused), and the state table (state.py). It does no I/O and keeps no clock: the
 asyncio adapter (streams.py) moves the bytes and enforces the handshake timeout.
 
     session = context.session()                   # a server; a client also calls start()
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from summon.tls import state as st
 from summon.tls.errors import (
-    RENEGOTIATION_REFUSED,
+    NO_APPLICATION_PROTOCOL,
     UNEXPECTED_MESSAGE,
     HandshakeFailure,
     ProtocolVersionRefused,
@@ -29,6 +30,7 @@ from summon.tls.events import ApplicationData, CloseNotify, HandshakeComplete, T
 from summon.tls.hello import ClientHello, HelloCollector
 from summon.tls.record import (
     ALERT_DECODE_ERROR,
+    ALERT_NO_APPLICATION_PROTOCOL,
     ALERT_PROTOCOL_VERSION,
     ALERT_RECORD_OVERFLOW,
     ALERT_UNEXPECTED_MESSAGE,
@@ -81,6 +83,11 @@ class Engine:
         """Queue close_notify."""
         raise NotImplementedError
 
+    def refuse(self, record: bytes, alert: int) -> None:
+        """The session refuses this record of the peer's, which has no place after the
+        handshake: queue a fatal alert (`alert`, or the backend's own choice), encrypted."""
+        raise NotImplementedError
+
     def outgoing(self) -> bytes:
         """Bytes for the peer produced since the last call."""
         raise NotImplementedError
@@ -113,10 +120,12 @@ class Session:
         versions: tuple[int, ...],
         server_engine: Callable[[ClientHello], Engine] | None = None,
         client_engine: Callable[[], Engine] | None = None,
+        alpn: tuple[str, ...] = (),
     ) -> None:
         self.server = server
         self.state = st.START
         self.versions = versions
+        self.alpn = alpn  # a server's protocols; a client offering only others is refused
         self.info: HandshakeComplete | None = None
         self.error: TLSError | None = None
         self._server_engine = server_engine
@@ -260,6 +269,14 @@ class Session:
                 f"the client offered at most {version_name(top)}; this server speaks {allowed}",
                 version=version_name(top),
             )
+        if self.alpn and hello.alpn and not set(hello.alpn) & set(self.alpn):
+            # RFC 7301 3.2: no shared protocol is a fatal no_application_protocol alert.
+            protocols = ", ".join(repr(p[:40]) for p in hello.alpn[:8])
+            raise HandshakeFailure(
+                f"the client offered ALPN {protocols}; this server speaks "
+                f"{', '.join(map(repr, self.alpn))}",
+                reason=NO_APPLICATION_PROTOCOL,
+            )
         self._engine = self._server_engine(hello)
         self._move(st.RCV_CLIENT_HELLO)
         for earlier in self._hello.records:
@@ -267,22 +284,30 @@ class Session:
         self._hello = None
 
     def _check_after_handshake(self, record: Record) -> None:
-        assert self._engine is not None
+        """Refuse what has no place after the handshake (before the engine reads it).
+
+        TLS 1.2: a handshake record is a renegotiation attempt (a ClientHello, or a
+        HelloRequest to a client). It goes to the engine, which never renegotiates
+        (OP_NO_RENEGOTIATION; tlslite-ng cannot) and answers with a warning no_renegotiation
+        alert, so the peer decides whether to go on without it: RFC 5246 7.2.2 (that alert
+        is "always a warning") and RFC 5746 4.2. A change_cipher_spec, or any plaintext
+        handshake record in TLS 1.3 (which has no renegotiation, RFC 8446 4.1.2, and sends
+        every record after the handshake as application_data, 5), ends the connection with
+        a fatal unexpected_message alert.
+        """
+        engine = self._engine
+        assert engine is not None
+        tls12 = engine.version() == TLS12
+        if record.content_type == HANDSHAKE and tls12:
+            return
         if record.content_type == HANDSHAKE:
-            if self._engine.version() == TLS12:
-                what = "ClientHello" if self.server else "HelloRequest"
-                raise ProtocolViolation(
-                    f"a handshake record (a {what}) after the TLS 1.2 handshake",
-                    reason=RENEGOTIATION_REFUSED,
-                )
-            raise ProtocolViolation(
-                "a plaintext handshake record after the TLS 1.3 handshake",
-                reason=UNEXPECTED_MESSAGE,
-            )
-        if record.content_type == CHANGE_CIPHER_SPEC:
-            raise ProtocolViolation(
-                "change_cipher_spec after the handshake", reason=UNEXPECTED_MESSAGE
-            )
+            error = "a plaintext handshake record after the TLS 1.3 handshake"
+        elif record.content_type == CHANGE_CIPHER_SPEC:
+            error = "change_cipher_spec after the handshake"
+        else:
+            return
+        engine.refuse(record.raw, ALERT_UNEXPECTED_MESSAGE)
+        raise ProtocolViolation(error, reason=UNEXPECTED_MESSAGE)
 
 
 def _alert_for(error: TLSError) -> int:
@@ -292,4 +317,6 @@ def _alert_for(error: TLSError) -> int:
         return ALERT_RECORD_OVERFLOW
     if error.reason == UNEXPECTED_MESSAGE:
         return ALERT_UNEXPECTED_MESSAGE
+    if error.reason == NO_APPLICATION_PROTOCOL:
+        return ALERT_NO_APPLICATION_PROTOCOL
     return ALERT_DECODE_ERROR

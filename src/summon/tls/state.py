@@ -46,7 +46,10 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {
     (OPEN, CLOSE): (CLOSING, "close_notify queued after the data"),
     (OPEN, RCV_CLOSE_NOTIFY): (CLOSED, "event CloseNotify; our close_notify queued in reply"),
     (OPEN, RCV_EOF): (CLOSED, "event TruncatedClose: no close_notify came"),
-    (OPEN, FAIL): (FAILED, "ProtocolViolation (renegotiation, bad record mac...): alert queued"),
+    (OPEN, FAIL): (
+        FAILED,
+        "ProtocolViolation (bad record mac, unexpected message...): alert queued",
+    ),
     (CLOSING, RCV_CLOSE_NOTIFY): (CLOSED, "event CloseNotify"),
     (CLOSING, RCV_EOF): (CLOSED, "event TruncatedClose"),
     (CLOSING, CLOSE): (CLOSING, "already sent: nothing more"),

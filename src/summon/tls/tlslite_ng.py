@@ -20,7 +20,7 @@ if "tlslite" not in sys.modules:
         raise ImportError("the python TLS backend needs tlslite-ng (pip install tlslite-ng)")
     sys.modules["tlslite"] = importlib.util.module_from_spec(_spec)
 
-from tlslite.constants import AlertDescription, CipherSuite
+from tlslite.constants import AlertDescription, AlertLevel, CipherSuite
 from tlslite.errors import TLSAlert, TLSLocalAlert, TLSRemoteAlert
 from tlslite.handshakesettings import HandshakeSettings
 from tlslite.tlsconnection import TLSConnection
@@ -31,6 +31,7 @@ from tlslite.x509certchain import X509CertChain
 __all__ = [
     "X509",
     "AlertDescription",
+    "AlertLevel",
     "CipherSuite",
     "HandshakeSettings",
     "TLSAlert",

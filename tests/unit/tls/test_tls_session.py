@@ -11,6 +11,7 @@ from tls_pki import PKI
 
 from summon.tls import errors as e
 from summon.tls.events import ApplicationData, CloseNotify, HandshakeComplete, TruncatedClose
+from summon.tls.session import Session
 from summon.tls.state import CLOSED, FAILED, OPEN
 
 COMBOS = list(itertools.product(BACKENDS, BACKENDS, ("1.2", "1.3")))
@@ -122,18 +123,123 @@ def test_transport_end_inside_a_record_is_truncated_record(pki: PKI, backend: st
     assert p.server.state == FAILED
 
 
+def _inject(session: Session, content_type: int, message: bytes) -> None:
+    """Make a python-backend session send a handshake message no polite peer sends now,
+    encrypted under the keys in use (tlslite-ng's record layer does the sealing)."""
+    from tlslite.messages import Message
+
+    conn = session._engine._conn  # type: ignore[union-attr]
+    for _ in conn._sendMsg(Message(content_type, bytearray(message))):
+        pass
+
+
+CLIENT_HELLO = bytes([1, 0, 0, 4, 3, 3, 0, 0])  # a renegotiation's first message (cut short)
+HELLO_REQUEST = bytes([0, 0, 0, 0])
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_handshake_record_after_a_tls12_handshake_is_refused_renegotiation(
+def test_a_tls12_renegotiation_gets_a_warning_no_renegotiation_and_the_connection_goes_on(
     pki: PKI, backend: str
 ) -> None:
-    p = pair(pki, backend, backend, "1.2")
+    """RFC 5246 7.2.2 / RFC 5746 4.2: refused with a warning no_renegotiation alert, which
+    leaves the client to decide; before, the server closed without a word."""
+    p = pair(pki, backend, "python", "1.2")
     p.handshake()
-    fake_hello = bytes([22, 3, 3, 0, 4, 1, 0, 0, 0])
+    _inject(p.client, 22, CLIENT_HELLO)
+    assert p.server.receive_data(p.client.data_to_send()) == []
+    assert p.server.state == OPEN
+    alert = p.server.data_to_send()
+    assert alert[0] == 21  # an alert record (encrypted): one, and nothing else
+    p.client.send(b"still there?")  # the client goes on, not having read the alert yet
+    [data] = p.server.receive_data(p.client.data_to_send())
+    assert isinstance(data, ApplicationData) and data.data == b"still there?"
+    with pytest.raises(e.TLSError, match="warning alert no_renegotiation"):
+        p.client.receive_data(alert)  # tlslite-ng ends the connection on any warning
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_hello_request_to_a_tls12_client_gets_a_warning_no_renegotiation(
+    pki: PKI, backend: str
+) -> None:
+    p = pair(pki, "python", backend, "1.2")
+    p.handshake()
+    _inject(p.server, 22, HELLO_REQUEST)
+    assert p.client.receive_data(p.server.data_to_send()) == []
+    assert p.client.state == OPEN
+    with pytest.raises(e.TLSError, match="warning alert no_renegotiation"):
+        p.server.receive_data(p.client.data_to_send())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_tls13_client_hello_after_the_handshake_gets_unexpected_message(
+    pki: PKI, backend: str
+) -> None:
+    """RFC 8446 4.1.2: TLS 1.3 has no renegotiation; a ClientHello then is fatal."""
+    p = pair(pki, backend, "python", "1.3")
+    p.handshake()
+    _inject(p.client, 22, CLIENT_HELLO)
     with pytest.raises(e.ProtocolViolation) as err:
-        p.server.receive_data(fake_hello)
-    assert err.value.reason == e.RENEGOTIATION_REFUSED
-    with pytest.raises(e.ProtocolViolation):  # a failed session stays failed
-        p.server.receive_data(b"more")
+        p.server.receive_data(p.client.data_to_send())
+    assert err.value.reason == e.UNEXPECTED_MESSAGE and p.server.state == FAILED
+    with pytest.raises(e.TLSError, match="fatal alert unexpected_message"):
+        p.client.receive_data(p.server.data_to_send())
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "record",
+    [bytes([20, 3, 3, 0, 1, 1]), bytes([22, 3, 3, 0, 4, 1, 0, 0, 0])],
+    ids=["change_cipher_spec", "plaintext-handshake"],
+)
+def test_a_record_out_of_place_after_the_handshake_ends_it_with_an_alert(
+    pki: PKI, backend: str, version: str, record: bytes
+) -> None:
+    """Before, the session refused these without telling the peer anything."""
+    p = pair(pki, backend, "python", version)
+    p.handshake()
+    with pytest.raises(e.ProtocolViolation) as err:
+        p.server.receive_data(record)
+    tls12_handshake = version == "1.2" and record[0] == 22
+    if not tls12_handshake:  # in TLS 1.2 it goes to the backend, which cannot decrypt it
+        assert err.value.reason == e.UNEXPECTED_MESSAGE
+    alert = p.server.data_to_send()
+    assert alert[:1] == (b"\x15" if version == "1.2" else b"\x17")  # 1.3 hides the type
+    with pytest.raises(e.TLSError, match="fatal alert") as peer:
+        p.client.receive_data(alert)
+    if not tls12_handshake and not (backend == "openssl" and version == "1.2"):
+        assert "unexpected_message" in str(peer.value)  # OpenSSL 1.2 chooses its own alert
+
+
+@pytest.mark.parametrize(("server", "client", "version"), COMBOS, ids=IDS)
+def test_alpn_with_no_protocol_in_common_is_refused_with_no_application_protocol(
+    pki: PKI, server: str, client: str, version: str
+) -> None:
+    """RFC 7301 3.2: before, the handshake went on with no protocol."""
+    p = pair(pki, server, client, version, client_kw={"alpn": ["h2"]},
+             server_kw={"alpn": ["http/1.1"]})  # fmt: skip
+    p.client.start()
+    with pytest.raises(e.HandshakeFailure) as err:
+        p.pump()
+    assert err.value.reason == e.NO_APPLICATION_PROTOCOL and p.server.state == FAILED
+    assert "'h2'" in str(err.value) and "'http/1.1'" in str(err.value)
+    alert = p.server.data_to_send()
+    assert alert == bytes([21, 3, 3, 0, 2, 2, 120])  # fatal no_application_protocol (120)
+    with pytest.raises(e.HandshakeFailure, match=r"(?i)no.application.protocol"):
+        p.client.receive_data(alert)
+
+
+@pytest.mark.parametrize(("server", "client", "version"), COMBOS, ids=IDS)
+def test_alpn_is_ignored_by_a_server_without_protocols_and_chosen_when_shared(
+    pki: PKI, server: str, client: str, version: str
+) -> None:
+    p = pair(pki, server, client, version, client_kw={"alpn": ["h2"]}, server_kw={"alpn": []})
+    p.handshake()
+    assert p.server.info is not None and p.server.info.alpn is None
+    p = pair(pki, server, client, version, client_kw={"alpn": ["h2", "http/1.1"]},
+             server_kw={"alpn": ["http/1.1"]})  # fmt: skip
+    p.handshake()
+    assert p.client.info is not None and p.client.info.alpn == "http/1.1"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -8,8 +8,10 @@ app: its handshake fails, is counted, and the connection closes.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import ssl
+from collections.abc import Callable
 
 import pytest
 from tls_pair import BACKENDS, device
@@ -108,3 +110,58 @@ def test_other_ports_pass_through_untouched(pki: PKI) -> None:
         return answer
 
     assert asyncio.run(asyncio.wait_for(main(), 30)) == b"plain\n"
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl s_client")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_runtime_http_server_refuses_an_h2_only_client_with_no_application_protocol(
+    pki: PKI, backend: str
+) -> None:
+    """The runtime's own HTTP server behind TLS with tls.alpn = ["http/1.1"] (as in
+    examples/https): `s_client -alpn h2` gets alert 120 and the app is never called;
+    `-alpn h2,http/1.1` is served over http/1.1."""
+    from summon.runtime.http.server import HTTPServer
+    from summon.runtime.http.settings import Settings
+
+    port = free_port()
+    lines: list[str] = []
+    calls: list[str] = []
+
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        calls.append(str(environ["PATH_INFO"]))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"served"]
+
+    async def s_client(alpn: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            "openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+            "-CAfile", pki.path("ca"), "-alpn", alpn, "-ign_eof",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        request = b"GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        out, _ = await asyncio.wait_for(proc.communicate(request), 30)
+        return out.decode(errors="replace")
+
+    async def main() -> tuple[str, str]:
+        inner = SocketStack("127.0.0.1", {(443, "tcp"): port})
+        context = device(str(pki.folder), backend).server(
+            cert="server.crt", key="server.key", alpn=["http/1.1"]
+        )
+        stack = TLSStack(inner, context, frozenset({443}))
+        server = HTTPServer(app, "wsgi", Settings(), lines.append)
+        task = asyncio.create_task(server.serve(stack, 443, "test:app"))
+        try:
+            for _ in range(200):
+                if any("serving" in line for line in lines):
+                    break
+                await asyncio.sleep(0.01)
+            return await s_client("h2"), await s_client("h2,http/1.1")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    refused, served = asyncio.run(asyncio.wait_for(main(), 90))
+    assert "SSL alert number 120" in refused and "served" not in refused
+    assert "ALPN protocol: http/1.1" in served and "served" in served
+    assert calls == ["/x"]  # only the second client reached the app

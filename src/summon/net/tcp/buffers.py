@@ -4,6 +4,12 @@ Both buffers are sized once; the receive window a connection advertises is the r
 free space, so a peer can never make us hold more than `capacity` bytes of its data, in order or
 not. Out-of-order data is kept as coalesced runs, at most `max_runs` of them (each run is one hole
 more to track; bounding them bounds the bookkeeping, not just the bytes).
+
+A segment that lands on queued runs costs its own length, not theirs: it is written into the
+largest run it touches, in place (a run keeps room before its first byte to grow backwards into,
+at most as much as it holds), and only the smaller runs it joins are copied into that one. So a
+byte is copied O(log capacity) times at most however the peer cuts, repeats or reorders its
+segments, and the memory a run takes is at most twice the bytes it holds.
 """
 
 from __future__ import annotations
@@ -52,6 +58,34 @@ class SendBuffer:
         return n
 
 
+class _Run:
+    """Out-of-order bytes from sequence number `seq` on: `buf[head:]`; `buf[:head]` is room
+    for bytes that come before them."""
+
+    __slots__ = ("buf", "head", "seq")
+
+    def __init__(self, seq: int, data: bytes) -> None:
+        self.seq = seq
+        self.buf = bytearray(data)
+        self.head = 0
+
+    def __len__(self) -> int:
+        return len(self.buf) - self.head
+
+    def grow_front(self, n: int, limit: int) -> None:
+        """Make the run start n bytes earlier (those bytes to be written by the caller), with
+        at most `limit` bytes of room before it in all (it never reaches back past RCV.NXT)."""
+        if n > self.head:
+            size = len(self)
+            room = min(limit, max(n, size))
+            grown = bytearray(room + size)
+            with memoryview(self.buf) as view:
+                grown[room:] = view[self.head :]
+            self.buf, self.head = grown, room
+        self.head -= n
+        self.seq = (self.seq - n) & MASK
+
+
 class ReceiveBuffer:
     """In-order bytes the app has not read yet, plus out-of-order runs waiting for the gap."""
 
@@ -61,7 +95,7 @@ class ReceiveBuffer:
         self.capacity = capacity
         self.max_runs = max_runs
         self.readable = bytearray()
-        self.runs: list[tuple[int, bytearray]] = []  # (seq, bytes), sorted, disjoint, not touching
+        self.runs: list[_Run] = []  # sorted, disjoint, not touching
 
     @property
     def free(self) -> int:
@@ -70,7 +104,7 @@ class ReceiveBuffer:
 
     @property
     def out_of_order(self) -> int:
-        return sum(len(run) for _, run in self.runs)
+        return sum(len(run) for run in self.runs)
 
     def take(self, n: int) -> bytes:
         """Read up to n in-order bytes (this is what opens the window again)."""
@@ -91,11 +125,12 @@ class ReceiveBuffer:
             if not self.runs:
                 return rcv_nxt, "in_order"
             filled = False
-            while self.runs and seq_le(self.runs[0][0], rcv_nxt):
-                start, run = self.runs.pop(0)
-                skip = (rcv_nxt - start) & MASK
+            while self.runs and seq_le(self.runs[0].seq, rcv_nxt):
+                run = self.runs.pop(0)
+                skip = (rcv_nxt - run.seq) & MASK
                 if skip < len(run):
-                    self.readable += run[skip:]
+                    with memoryview(run.buf) as view:
+                        self.readable += view[run.head + skip :]
                     rcv_nxt = (rcv_nxt + len(run) - skip) & MASK
                 filled = True
             return rcv_nxt, "filled" if filled else "in_order"
@@ -105,25 +140,47 @@ class ReceiveBuffer:
         # Offsets from rcv_nxt make the modular numbers plain integers for the merge.
         lo = (seq - rcv_nxt) & MASK
         hi = lo + len(data)
-        merged = bytearray(data)
-        kept: list[tuple[int, bytearray]] = []
-        at = 0  # where the merged run goes in `kept`
-        for start, run in self.runs:
-            s = (start - rcv_nxt) & MASK
-            e = s + len(run)
-            if e < lo:
-                kept.append((start, run))
-                at = len(kept)
-            elif s > hi:
-                kept.append((start, run))
-            else:  # overlapping or touching: one run covering both
-                new_lo, new_hi = min(s, lo), max(e, hi)
-                joined = bytearray(new_hi - new_lo)
-                joined[s - new_lo : e - new_lo] = run
-                joined[lo - new_lo : hi - new_lo] = merged
-                lo, hi, merged = new_lo, new_hi, joined
-        if len(kept) + 1 > self.max_runs and len(kept) + 1 > len(self.runs):
-            return "dropped"
-        kept.insert(at, ((rcv_nxt + lo) & MASK, merged))
-        self.runs = kept
+        runs = self.runs
+        first = last = -1  # the runs the segment overlaps or touches: runs[first:last+1]
+        at = len(runs)  # where a run of its own would go
+        for i, run in enumerate(runs):
+            s = (run.seq - rcv_nxt) & MASK
+            if s + len(run) < lo:
+                continue
+            if s > hi:
+                at = i
+                break
+            if first < 0:
+                first = i
+            last = i
+        if first < 0:
+            if len(runs) + 1 > self.max_runs:
+                return "dropped"
+            runs.insert(at, _Run(seq, data))
+            return "queued"
+        base = runs[first]
+        end = ((base.seq - rcv_nxt) & MASK) + len(base)
+        joined = [base]
+        if last > first:  # it bridges holes: the runs it joins go into the largest of them
+            joined = runs[first : last + 1]
+            base = max(joined, key=len)
+            end = ((joined[-1].seq - rcv_nxt) & MASK) + len(joined[-1])
+        start = min(lo, (joined[0].seq - rcv_nxt) & MASK)
+        end = max(hi, end)
+        base_start = (base.seq - rcv_nxt) & MASK
+        if start < base_start:
+            base.grow_front(base_start - start, base_start)
+        grow = end - start - len(base)
+        if grow:
+            base.buf += bytes(grow)
+        buf, head = base.buf, base.head
+        for run in joined:
+            if run is not base:
+                pos = head + ((run.seq - rcv_nxt) & MASK) - start
+                with memoryview(run.buf) as view:
+                    buf[pos : pos + len(run)] = view[run.head :]
+        # The segment last: where it overlaps what was queued, its bytes are kept.
+        buf[head + lo - start : head + hi - start] = data
+        if last > first:
+            runs[first : last + 1] = [base]
         return "queued"

@@ -16,7 +16,8 @@ codes); this module does the rest, and is imported at the first upgrade only:
   message (its fragments joined) waits for receive(), at most QUEUE_MESSAGES of them or
   Settings.max_body bytes, after which the reader stops reading and TCP holds the client
   back; a message over
-  Settings.max_body closes the connection with 1009, a protocol error with wsproto's code
+  Settings.max_body closes the connection with 1009 (at the frame header that announces it:
+  frames.py), a protocol error with wsproto's code
   (1002, 1007). The client's close, or its disappearance (1006), becomes
   websocket.disconnect, returned by every receive() from then on.
 - send() once either side has closed raises ClientDisconnected, an OSError, as spec 2.4 asks.
@@ -43,6 +44,7 @@ from wsproto.utilities import LocalProtocolError, generate_accept_token
 
 from summon.runtime.http.asgi import ERROR_BODY, app_headers
 from summon.runtime.http.connection import flush
+from summon.runtime.http.frames import FrameSizes
 from summon.runtime.http.log import report_app_error
 from summon.runtime.http.notice import say
 from summon.runtime.http.protocol import (
@@ -376,11 +378,17 @@ class WebSocketCycle:
         parts = bytearray()  # a fragmented message so far (text as UTF-8), see _received
         text: bool | None = None  # the kind of that message, once its first fragment came
         size = 0
+        announced = FrameSizes()  # the message size the frame headers announce
         closing_since: float | None = None
         ping = self.conn.settings.ws_ping
         heard = io.now()  # when the client last sent anything
         pinged: float | None = None  # when our keepalive ping went out, while unanswered
         while True:
+            if data and announced.feed(data) > self.max_message:
+                # Refused at the frame header: no need to hear the rest (nor its close).
+                self._end(1009, "message too big")
+                await self._close(1009, f"messages are at most {self.max_message} bytes")
+                return
             if data is None or data:
                 ws.receive_data(data)  # None: the client is gone (1006)
             for event in ws.events():

@@ -215,6 +215,55 @@ def test_a_chunked_body_growing_over_the_limit_gets_413() -> None:
     assert parse_responses(out)[0].status == 413 and conn.closed
 
 
+CHUNKED_HEAD = b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("size", [b"ffffffffffff", b"FFFFFFFFFFFFFFFFFFFF", b"3e9;name=value"])
+@pytest.mark.parametrize("split", ["with-the-head", "after-the-head", "bytewise"])
+def test_a_chunk_size_over_the_limit_gets_413_at_once(size: bytes, split: str) -> None:
+    """The chunk-size line alone is enough: no byte of its data, no wait for the read
+    timer (before: 408 after 30 s, as the body was counted only as it arrived)."""
+    conn = HTTPConnection(Settings(max_body=1000), 0.0)
+    line = size + b"\r\n"
+    if split == "with-the-head":
+        conn.receive_data(CHUNKED_HEAD + line, 0.0)
+    else:
+        conn.receive_data(CHUNKED_HEAD, 0.0)
+        assert isinstance(conn.next_event(0.0), Request)
+        assert conn.next_event(0.0) is NEED_DATA
+        for i in range(len(line)) if split == "bytewise" else [None]:
+            conn.receive_data(line[i : i + 1] if i is not None else line, 0.0)
+    got = events(conn, 0.0)
+    assert isinstance(got[-1], Rejected) and got[-1].status == 413, got
+    assert not any(isinstance(e, Body) for e in got)
+    [response] = parse_responses(conn.data_to_send())
+    assert response.status == 413 and conn.closed
+
+
+def test_chunk_sizes_adding_up_over_the_limit_get_413_at_the_line_that_does_it() -> None:
+    conn = HTTPConnection(Settings(max_body=1000), 0.0)
+    conn.receive_data(CHUNKED_HEAD + b"258\r\n" + b"a" * 600 + b"\r\n", 0.0)
+    assert [type(e) for e in events(conn, 0.0)] == [Request, Body]
+    conn.receive_data(b"191\r\n", 0.0)  # 600 + 401 > 1000, though no byte of it came
+    [rejected] = events(conn, 0.0)
+    assert isinstance(rejected, Rejected) and rejected.status == 413
+
+
+@pytest.mark.parametrize("chunks", [1, 7, 3000], ids=["one-piece", "seven", "bytewise"])
+def test_chunked_bodies_up_to_the_limit_are_served_with_extensions_and_pipelining(
+    chunks: int,
+) -> None:
+    body = (
+        b"1F4;a=b\r\n" + b"x" * 500 + b"\r\n"  # upper-case hex and an extension
+        + b"1f4 \r\n" + b"y" * 500 + b"\r\n"  # whitespace before the CRLF
+        + b"0\r\nTrailer: 1\r\n\r\n"  # 1000 bytes in all: the limit, not over it
+    )  # fmt: skip
+    data = (CHUNKED_HEAD + body) * 2 + GET
+    out, seen, _ = serve_all(data, Settings(max_body=1000), chunks=chunks)
+    assert [r.status for r in parse_responses(out)] == [200, 200, 200], seen
+    assert b"".join(e[1] for e in seen if e[0] == "body") == (b"x" * 500 + b"y" * 500) * 2
+
+
 def test_the_first_413_for_the_body_limit_says_how_to_raise_it_once(
     monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -227,6 +227,35 @@ def test_a_413_reaches_a_client_still_sending_its_body() -> None:
     run(test)
 
 
+@pytest.mark.parametrize("interface", ["wsgi", "asgi"])
+def test_a_huge_chunk_size_gets_413_at_once_over_a_socket(interface: str) -> None:
+    """A raw client declares a 281 TB chunk and sends none of it: 413 now, not 408 when the
+    read timer (30 s) runs out."""
+
+    async def app(scope: Message, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            while (await receive()).get("more_body"):
+                pass
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"read it all"})
+
+    async def test() -> None:
+        served_app = slow_wsgi(0) if interface == "wsgi" else app
+        async with Served(served_app, interface, Settings(max_body=1000)) as served:
+            reader, writer = await served.connect()
+            for part in (b"POST /up HTTP/1.1\r\nHost: t\r\n", b"Transfer-Encoding: chunked\r\n",
+                         b"\r\n", b"ffffffff", b"ffff\r\n", b"x" * 10):  # fmt: skip
+                writer.write(part)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+            started = time.monotonic()
+            [response] = parse_responses(await read_response(reader))
+            assert response.status == 413 and time.monotonic() - started < 3
+            assert await asyncio.wait_for(reader.read(), 3) == b""
+
+    run(test)
+
+
 def test_access_lines_name_the_client_request_status_size_and_time() -> None:
     async def test() -> None:
         async with Served(slow_wsgi(0), "wsgi") as served:

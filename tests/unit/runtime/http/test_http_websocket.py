@@ -361,6 +361,68 @@ def test_a_message_over_the_body_limit_closes_with_1009(whole: bool) -> None:
     run(test)
 
 
+def frame_header(opcode: int, announced: int, fin: bool = True) -> bytes:
+    """A masked frame's header announcing `announced` payload bytes, none of which follow."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if announced < 126:
+        head += bytes([0x80 | announced])
+    elif announced < 1 << 16:
+        head += bytes([0x80 | 126]) + struct.pack("!H", announced)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", announced)
+    return head + os.urandom(4)
+
+
+@pytest.mark.parametrize(
+    "announce",
+    [
+        frame_header(0x2, (1 << 63) - 1),
+        frame_header(0x1, 1001),
+        frame(0x2, b"a" * 600, fin=False) + frame(0x9, b"p") + frame_header(0x0, 401),
+    ],
+    ids=["2^63-1-bytes", "one-byte-over", "fragment-taking-it-over"],
+)
+@pytest.mark.parametrize("bytewise", [False, True], ids=["at-once", "bytewise"])
+def test_a_frame_header_announcing_more_than_the_limit_closes_with_1009_at_once(
+    announce: bytes, bytewise: bool
+) -> None:
+    """The header alone is enough: 1009 and the connection closed, with no payload byte
+    sent (before: the announced bytes were awaited and counted as they came)."""
+    app = Echo()
+
+    async def test() -> None:
+        async with Served(app, "asgi", Settings(max_body=1000)) as served:
+            reader, writer = await opened(served)
+            for i in range(len(announce)) if bytewise else [None]:
+                writer.write(announce[i : i + 1] if i is not None else announce)
+                await writer.drain()
+            while (frame_read := await read_frame(reader))[0] == 0xA:
+                pass  # the pong of the ping between the fragments
+            opcode, payload = frame_read
+            assert (opcode, struct.unpack("!H", payload[:2])[0]) == (0x8, 1009)
+            assert (await ended(app))["code"] == 1009
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # no wait for our close
+
+    run(test)
+
+
+def test_messages_up_to_the_limit_pass_in_frames_of_every_header_size() -> None:
+    app = Echo()
+    sizes = [0, 125, 126, 1000]  # 7-bit, 16-bit (126 up) lengths; 64-bit below
+
+    async def test() -> None:
+        async with Served(app, "asgi", Settings(max_body=70_000)) as served:
+            reader, writer = await opened(served)
+            for n in sizes:
+                writer.write(frame(0x2, b"q" * n))
+                assert await read_frame(reader) == (0x2, b"q" * n)
+            big = frame(0x2, b"r" * 65_536, fin=False) + frame(0x0, b"s" * 4_464)
+            writer.write(big)  # a 64-bit length, then 70,000 bytes in all: the limit
+            assert await read_frame(reader) == (0x2, b"r" * 65_536 + b"s" * 4_464)
+
+    run(test)
+
+
 @pytest.mark.parametrize("opcode", [0x1, 0x2], ids=["text", "bytes"])
 def test_a_message_in_one_byte_fragments_costs_its_size_not_an_object_a_fragment(
     opcode: int,
@@ -562,3 +624,36 @@ def test_a_silent_client_is_pinged_and_one_that_never_answers_is_closed() -> Non
             assert (await ended(app))["code"] == 1006
 
     run(test)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_frame_sizes_follow_any_split_of_the_stream(seed: int) -> None:
+    """FrameSizes reads each header whatever the pieces the bytes come in, so it announces
+    exactly the size of the message under way: never more (no false 1009), never less."""
+    import random
+
+    from summon.runtime.http.frames import FrameSizes
+
+    rng = random.Random(seed)
+    stream, expected = b"", []
+    message = 0
+    for _ in range(30):
+        n = rng.choice([0, 1, 125, 126, 300, 65_535, 65_536, 70_000])
+        kind = rng.choice([0x1, 0x2, 0x0, 0x9])
+        if kind == 0x9:
+            n = min(n, 125)  # control frames carry at most 125 bytes
+        elif kind == 0x0:
+            message += n
+        else:
+            message = n
+        stream += frame(kind, b"m" * n, fin=rng.random() < 0.5)
+        expected.append(message)
+    sizes = FrameSizes()
+    pos = 0
+    seen = []
+    while pos < len(stream):
+        step = rng.choice([1, 2, 3, 14, 1000, 100_000])
+        seen.append(sizes.feed(stream[pos : pos + step]))
+        pos += step
+    assert seen[-1] == expected[-1] and not sizes.done
+    assert max(seen) <= max(expected)
