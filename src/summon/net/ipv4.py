@@ -6,6 +6,7 @@ the interface a transport (TCP) codes against is documented value by value in do
 
 from __future__ import annotations
 
+import bisect
 import struct
 
 from summon.net._record import Record
@@ -405,7 +406,8 @@ class _Partial:
     __slots__ = ("deadline", "first", "held", "pieces", "total")
 
     def __init__(self, deadline: float) -> None:
-        # (start, end, data), in arrival order; at most a few dozen per datagram.
+        # (start, end, data), sorted by start, disjoint: each fragment finds its neighbours
+        # by bisection (8,000 eight-byte fragments of one datagram once cost 2.2 s of CPU).
         self.pieces: list[tuple[int, int, bytes]] = []
         self.held = 0
         # The payload length, known once the fragment without MF arrives; -1 before.
@@ -482,15 +484,19 @@ class Reassembler:
         else:
             partial.deadline = max(partial.deadline, now + lifetime)
 
+        pieces = partial.pieces
         if not packet.more_fragments:
-            if partial.total not in (-1, end) or any(e > end for _, e, _ in partial.pieces):
+            if partial.total not in (-1, end) or (pieces and pieces[-1][1] > end):
                 self._drop(key, "fragment_length_mismatch")
                 return None
             partial.total = end
         elif partial.total != -1 and end > partial.total:
             self._drop(key, "fragment_length_mismatch")
             return None
-        for s, e, d in partial.pieces:
+        # The pieces are sorted and disjoint: only the one before `at` can reach past start,
+        # and if the one at `at` does not reach below end, none after it can.
+        at = bisect.bisect_left(pieces, (start,))
+        for s, e, d in pieces[max(0, at - 1) : at + 1]:
             if start < e and s < end:
                 if s == start and e == end and d == data:
                     self.counters.inc("ipv4__duplicate_fragment__drop")
@@ -505,7 +511,7 @@ class Reassembler:
                 self._drop(key, "reassembly_memory")
                 return None
             self._evict_oldest("reassembly_memory")
-        partial.pieces.append((start, end, data))
+        pieces.insert(at, (start, end, data))
         partial.held += len(data)
         self._held += len(data)
         if start == 0:
@@ -520,7 +526,6 @@ class Reassembler:
         if first.header_len + partial.total > MAX_DATAGRAM_LEN:
             self.counters.inc("ipv4__reassembled_too_long__drop")
             return None
-        partial.pieces.sort()
         return Ipv4Packet(
             first.src,
             first.dst,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 
 import pytest
@@ -257,6 +258,34 @@ def test_fragments_in_any_order_give_the_datagram_once() -> None:
         assert not whole.is_fragment
         assert reassembler.bytes_held == 0
         assert len(reassembler) == 0
+
+
+def tiny(data: bytes, offset: int, more: bool) -> Ipv4Packet:
+    """One fragment of datagram 1 from A to B, as parsed off the wire (of any size: the
+    fragment() helper keeps to the 68-byte minimum MTU, a sender need not)."""
+    packet = Ipv4Packet(
+        A, B, PROTO_UDP, data, identification=1, more_fragments=more, fragment_offset=offset
+    )
+    return Ipv4Packet.parse(packet.serialize())
+
+
+def test_thousands_of_tiny_fragments_in_random_order_with_overlaps_anywhere() -> None:
+    """Each fragment is checked against its neighbours only (the pieces are kept sorted):
+    8,000 eight-byte fragments of one datagram cost 2.2 s of CPU when each was checked
+    against every piece held. The policy is the same: in any order the datagram comes out
+    whole once, and an overlap wherever it lands drops it."""
+    payload = random.Random(5).randbytes(8 * 8000)
+    pieces = [tiny(payload[i : i + 8], i, i + 8 < len(payload)) for i in range(0, len(payload), 8)]
+    for seed in range(3):
+        order = pieces[:]
+        random.Random(seed).shuffle(order)
+        (whole,) = feed(Reassembler(Counters()), order)
+        assert whole.payload == payload
+        counters = Counters()
+        at = random.Random(seed).randrange(1, 7999) * 8 - 4  # across two fragments' bytes
+        spans = tiny(bytes(16), at - at % 8, more=True)
+        assert feed(Reassembler(counters), [*order[:4000], spans, *order[4000:]]) == []
+        assert counters["ipv4__overlapping_fragment__drop"] == 1
 
 
 def test_exact_duplicate_fragments_are_ignored() -> None:
