@@ -128,7 +128,14 @@ def test_whole_or_in_pieces_the_connection_agrees(data: bytes, cuts: list[int]) 
                 seen.append(type(event).__name__)
                 if type(event).__name__ == "EndOfRequest":
                     conn.respond(200, [], b"", 0.0)
-        return [s for i, s in enumerate(seen) if not (s == "Body" and seen[i - 1 : i] == ["Body"])]
+        # Runs of Body events are one; and a body refused for the sizes its chunks declare
+        # (413 at once) may have had some of it seen first or not, as the bytes were cut.
+        kept = [s for i, s in enumerate(seen) if not (s == "Body" and seen[i - 1 : i] == ["Body"])]
+        return [
+            s
+            for i, s in enumerate(kept)
+            if not (s == "Body" and kept[i + 1 : i + 2] == ["Rejected"])
+        ]
 
     assert run(pieces(data, cuts)) == run([data])
 

@@ -6,7 +6,6 @@ the interface a transport (TCP) codes against is documented value by value in do
 
 from __future__ import annotations
 
-import bisect
 import struct
 
 from summon.net._record import Record
@@ -400,6 +399,19 @@ def fragment(packet: Ipv4Packet, mtu: int) -> list[Ipv4Packet]:
 # --- reassembly on receive ---------------------------------------------------------------
 
 
+def _first_at_or_after(pieces: list[tuple[int, int, bytes]], start: int) -> int:
+    """The index of the first piece that starts at or after start (bisection: the stack
+    imports nothing asyncio does not, and bisect is not among those)."""
+    lo, hi = 0, len(pieces)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pieces[mid][0] < start:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 class _Partial:
     """The fragments of one datagram received so far."""
 
@@ -495,7 +507,7 @@ class Reassembler:
             return None
         # The pieces are sorted and disjoint: only the one before `at` can reach past start,
         # and if the one at `at` does not reach below end, none after it can.
-        at = bisect.bisect_left(pieces, (start,))
+        at = _first_at_or_after(pieces, start)
         for s, e, d in pieces[max(0, at - 1) : at + 1]:
             if start < e and s < end:
                 if s == start and e == end and d == data:

@@ -340,9 +340,11 @@ class HTTPConnection:
             if name == b"content-length" and int(value) > self.settings.max_body:
                 return self._reject(413, f"Content-Length over {self.settings.max_body}", now)
             if name == b"transfer-encoding":  # chunked (rules.py): follow the sizes declared
+                # Those that came with the head are counted now, and refused by the next
+                # call (_over_limit) as those that come later are: the request first, so
+                # that however the bytes are cut the events are the same.
                 self._chunks = ChunkSizes()
-                if self._chunks.feed(self._h11.trailing_data[0]) > self.settings.max_body:
-                    return self._reject(413, f"chunks over {self.settings.max_body} bytes", now)
+                self._chunks.feed(self._h11.trailing_data[0])
         authority = absolute_authority(event.target)
         if authority is not None:  # RFC 9112 3.2.2: the target's authority is the host
             kept = [(n, v) for n, v in request.headers if n != b"host"]
