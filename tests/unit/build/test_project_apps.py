@@ -107,6 +107,7 @@ def test_a_package_run_with_python_m_runs_in_its_package(
     status, console = run_image(result.image, tmp_path)
     assert (status, console) == (0, "package first 42 svc\n")
     assert result.image.app_config()["entry"]["package"] == "svc"
+    assert result.image.app_config()["manifest"] == "[tool.summon]"  # for messages
 
 
 def test_a_dotenv_left_out_of_the_image_is_warned_of(store: Store, tmp_path: Path) -> None:
@@ -127,6 +128,7 @@ def test_a_dotenv_left_out_of_the_image_is_warned_of(store: Store, tmp_path: Pat
         "the manifest's env"
     ]
     assert not (result.image.rootfs() / "app" / ".env").exists()
+    assert result.image.app_config()["manifest"] == "summon.toml"  # for messages
 
 
 def test_the_dotenv_warning_names_env_file_relative_to_the_working_folder(
