@@ -19,6 +19,7 @@ _HEX = "0123456789abcdefABCDEF"
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _MAX_DEPTH = 64
 SEAL_MODES = ("on", "audit", "off")
+APP_JSON = "/etc/summon/app.json"  # where an image holds its app config
 
 
 class Fail(Exception):

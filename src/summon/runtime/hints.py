@@ -139,8 +139,7 @@ def missing_module_hint(exc: BaseException) -> str | None:
 def _manifest() -> str:
     """Where the app's manifest keys are written ("summon.toml", "[tool.summon]"), as the
     image's app.json says. Read only here, on the way to a hint."""
-    from summon.runtime.config import manifest_table
-    from summon.runtime.init import APP_JSON
+    from summon.runtime.config import APP_JSON, manifest_table
 
     try:
         with open(host_path(os.environ.get("SUMMON_ROOT") or "/", APP_JSON), "rb") as f:

@@ -48,7 +48,7 @@ import os
 import sys
 
 from summon.runtime import config as app_config
-from summon.runtime.config import Fail, host_path
+from summon.runtime.config import APP_JSON, Fail, host_path
 from summon.runtime.injection import Devices, resolve_devices
 
 # Not from typing: importing typing costs ~9 ms at every start.
@@ -67,8 +67,6 @@ if TYPE_CHECKING:
     from summon.devices import Console, Stack
     from summon.runtime.config import AppConfig
     from summon.runtime.seal import Sealer
-
-APP_JSON = "/etc/summon/app.json"
 
 # (source, target, fstype, flags, options, present if): what a VM's init mounts.
 # Flags from <sys/mount.h>: MS_RDONLY 1, MS_NOSUID 2, MS_NODEV 4, MS_NOEXEC 8. /proc is
