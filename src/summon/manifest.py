@@ -105,6 +105,8 @@ class Manifest:
     egress: tuple[str, ...] = ()
     # Paths the runtime asks a WSGI/ASGI app for before the seal (None: the default, "/").
     warm_up: tuple[str, ...] | None = None
+    # Where its keys are written, for messages: "[tool.summon]", "summon.toml"... (table_name)
+    table: str = "[tool.summon]"
 
 
 TLS_BACKENDS = ("openssl", "python")
@@ -176,8 +178,17 @@ def _parse_tls(value: dict[str, Any], ports: tuple[Port, ...], bad: Any) -> TLSC
     )  # fmt: skip
 
 
+def table_name(source: Path, in_tool_table: bool) -> str:
+    """Where a manifest's keys are, as messages name it: "[tool.summon]" in a pyproject.toml,
+    "[tool.summon] in FILE" in another file's tool table, else the file: "summon.toml"."""
+    if not in_tool_table:
+        return source.name
+    return "[tool.summon]" if source.name == "pyproject.toml" else f"[tool.summon] in {source.name}"
+
+
 def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
-    """Return (file, summon table, [project] table) for an app folder."""
+    """Return (file, summon table, [project] table) for an app folder: the file is a
+    pyproject.toml only when the table is its [tool.summon]."""
     if not app_dir.is_dir():
         raise ManifestError(f"{app_dir}: not a folder; give the folder that holds your app")
     summon_toml = app_dir / "summon.toml"
@@ -221,6 +232,10 @@ def _given_manifest(path: Path, app_dir: Path) -> tuple[Path, dict[str, Any], di
     return path.resolve(), doc, {}
 
 
+def _has_tool_table(path: Path) -> bool:
+    return isinstance(_load_toml(path).get("tool"), dict)
+
+
 def _load_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
@@ -241,8 +256,10 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
     app_dir = Path(app_dir).resolve()
     if manifest is None:
         source, table, project = find_manifest(app_dir)
+        where = table_name(source, source.name == "pyproject.toml")
     else:
         source, table, project = _given_manifest(manifest, app_dir)
+        where = table_name(source, source.name == "pyproject.toml" or _has_tool_table(source))
 
     def bad(key: str, why: str) -> ManifestError:
         return ManifestError(f"{source}: {key}: {why}")
@@ -294,7 +311,9 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
     if reqs is None:
         reqs = project.get("dependencies")
     if reqs is None and (app_dir / reqfile.FILE_NAME).is_file():
-        reqs = reqfile.read(app_dir / reqfile.FILE_NAME, lambda why: bad("requirements", why))
+        reqs = reqfile.read(
+            app_dir / reqfile.FILE_NAME, lambda why: bad("requirements", why), where
+        )
     reqs = reqs or []
     for r in reqs:
         if not isinstance(r, str) or not r.strip():
@@ -431,6 +450,7 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
         secrets=needed,
         egress=egress,
         warm_up=warm_up,
+        table=where,
     )
 
 

@@ -18,12 +18,15 @@ _COMMENT = re.compile(r"(^|\s+)#.*$")
 _INCLUDE = re.compile(r"^(?:-r\s*|--requirement(?:\s+|=))(?P<file>\S.*)$")
 
 
-def read(path: Path, bad: Callable[[str], Exception]) -> list[str]:
-    """The requirement strings of path (and of the files it includes with -r)."""
-    return _read(path.resolve(), bad, ())
+def read(path: Path, bad: Callable[[str], Exception], table: str = "the manifest") -> list[str]:
+    """The requirement strings of path (and of the files it includes with -r); table: where
+    the manifest's keys are written, for messages ("[tool.summon]", "summon.toml")."""
+    return _read(path.resolve(), bad, (), table)
 
 
-def _read(path: Path, bad: Callable[[str], Exception], seen: tuple[Path, ...]) -> list[str]:
+def _read(
+    path: Path, bad: Callable[[str], Exception], seen: tuple[Path, ...], table: str
+) -> list[str]:
     if path in seen:
         raise bad(f"{path} includes itself (through -r)")
     try:
@@ -34,22 +37,23 @@ def _read(path: Path, bad: Callable[[str], Exception], seen: tuple[Path, ...]) -
     for number, line in _logical_lines(text):
         where = f"{path.name} line {number}"
         if m := _INCLUDE.match(line):
-            found += _read((path.parent / m["file"].strip()).resolve(), bad, (*seen, path))
+            found += _read((path.parent / m["file"].strip()).resolve(), bad, (*seen, path), table)
         elif line.startswith("-"):
             option = line.split()[0].split("=")[0]
-            raise bad(f"{where}: {option} is pip's option, not a requirement; {_INSTEAD}")
+            raise bad(f"{where}: {option} is pip's option, not a requirement; {_instead(table)}")
         elif " --" in line or "\t--" in line:
             option = line[line.index("--") :].split()[0].split("=")[0]
-            raise bad(f"{where}: {option} is pip's option, not a requirement; {_INSTEAD}")
+            raise bad(f"{where}: {option} is pip's option, not a requirement; {_instead(table)}")
         else:
             found.append(line)
     return found
 
 
-_INSTEAD = (
-    "list the requirements alone (an index comes from pip's own configuration, such as "
-    "PIP_INDEX_URL), or put them in requirements = [...] in [tool.summon]"
-)
+def _instead(table: str) -> str:
+    return (
+        "list the requirements alone (an index comes from pip's own configuration, such as "
+        f"PIP_INDEX_URL), or put them in requirements = [...] in {table}"
+    )
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:

@@ -197,6 +197,17 @@ def test_hello_exit_status_and_env_on_unix(summon: Summon) -> None:
     assert "hello, summon" in r.stdout
 
 
+def test_env_file_reaches_the_app_and_e_flags_win(summon: Summon, tmp_path: Path) -> None:
+    env_file = tmp_path / "hello.env"
+    env_file.write_text("# what the app reads\nHELLO_STATUS=5\nHELLO_NAME='from the file'\n")
+    r = summon("run", str(EXAMPLES / "hello"), "--target", "unix", "--env-file", str(env_file))
+    assert r.returncode == 5, r.stderr
+    assert "hello, 'from the file'" in r.stdout  # as written: quotes and all, as docker's
+    r = summon("run", str(EXAMPLES / "hello"), "--target", "unix", "--env-file", str(env_file),
+               "-e", "HELLO_STATUS=3")  # fmt: skip
+    assert r.returncode == 3, r.stderr
+
+
 @needs_sandbox
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_http_serves_in_the_sandbox_and_stops_cleanly(

@@ -63,6 +63,24 @@ boot_timeout = "5s"
         yield running
 
 
+def test_a_missing_image_is_reported_before_any_request(
+    summon: Summon, gateway: Running
+) -> None:
+    """The status page said nothing of a service whose image is not in the store until its
+    first request failed; it says so from the start now, and no more once the image is
+    there (tagged here, as a pull would)."""
+    wait_for(lambda: gateway.status()["missing"]["error"], 20, "the missing image's error")
+    st = gateway.status()["missing"]
+    assert st["state"] == "down" and st["boots"] == 0 and st["failures"] == 0, st
+    assert st["error"].startswith("no image 'nothing-here:1' in the store"), st
+    assert "no image &#x27;nothing-here:1&#x27; in the store" in gateway.path("/")
+    summon.ok("tag", "http:gw", "nothing-here:1")
+    try:
+        wait_for(lambda: not gateway.status()["missing"]["error"], 20, "the error to clear")
+    finally:
+        summon.ok("rmi", "nothing-here:1")  # missing again, for the tests below
+
+
 def test_resolve_cold_get_idle_stop_get_again(gateway: Running) -> None:
     address = gateway.address("web")
     assert address.startswith("127.") and address != "127.0.0.1"

@@ -122,7 +122,7 @@ def _spec(test_rootfs: Path, tmp: Path, source: str, **fields: Any) -> RunSpec:
         name=name,
         image="test",
         rootfs=test_rootfs,
-        app_config={},
+        app_config={"manifest": "[tool.summon]"},  # as a build from pyproject.toml says
         argv=("/usr/bin/python3.11", "-S", "-E", f"/app/{name}.py"),
         state_dir=tmp / name,
         **fields,

@@ -281,6 +281,7 @@ def compute_closure(
     scan_cache: Path | None = None,
     optional: Sequence[str] = OPTIONAL,
     volumes: Sequence[str] = (),
+    table: str = "the manifest",
 ) -> Closure:
     """The module closure of the app under interp.
 
@@ -402,7 +403,7 @@ def compute_closure(
                 scan_cache,
             )
             static_time = time.monotonic() - started
-            result = tracing.finish_trace(interp, trace_proc, work, timeout, volumes)
+            result = tracing.finish_trace(interp, trace_proc, work, timeout, volumes, table)
             trace_time = time.monotonic() - started
             traced = _traced(result, interp, app_dir, site_dirs, runtime_root, runtime_path, work)
             closure = _merge(graph, traced, result)

@@ -92,15 +92,17 @@ def distribution_of(
     return None
 
 
-def requirement_hint(module: str, vendored: Sequence[Package] = ()) -> str:
+def requirement_hint(
+    module: str, vendored: Sequence[Package] = (), table: str = "the manifest"
+) -> str:
     """The end of a hint for a module that is not there: what to add to requirements."""
     top = module.partition(".")[0]
     if top in sys.stdlib_module_names:
         return "it is part of the stdlib but missing from the image's interpreter here"
     dist = distribution_of(module, vendored)
     if dist:
-        return f"it comes from the distribution {dist}: add it to requirements in [tool.summon]"
-    return "add the distribution that provides it to requirements in [tool.summon]"
+        return f"it comes from the distribution {dist}: add it to requirements in {table}"
+    return f"add the distribution that provides it to requirements in {table}"
 
 
 @functools.cache

@@ -271,6 +271,7 @@ def build(
             env=run_env,
             optional=_optional(m),
             volumes=m.volumes,
+            table=m.table,
         )
         lap("closure")
 
@@ -430,7 +431,7 @@ def build(
             *closure.warnings,
             *zones.zone_warnings(closure, packages, sources),
             *dotenv_warnings(m),
-            *_unloadable_warnings(closure, libs.unresolved),
+            *_unloadable_warnings(closure, libs.unresolved, m.table),
             *(verification.warnings if verification else []),
             *notes,
         ],
@@ -479,7 +480,7 @@ def _learned_note(learned: Learned) -> str:
 
 
 def _unloadable_warnings(
-    closure: Closure, unresolved: Mapping[Path, tuple[str, Path]]
+    closure: Closure, unresolved: Mapping[Path, tuple[str, Path]], table: str
 ) -> list[str]:
     """Extension modules the app did not load in the trace whose libraries this host lacks."""
     names = {m.origin: m.name for m in closure.extension_modules()}
@@ -487,7 +488,7 @@ def _unloadable_warnings(
         f"module {names.get(so, so.name)} needs {soname}, which is not on this host (nor in "
         f"its package): importing it will fail in the image as it does here, with ImportError "
         f"(the app did not import it while the build traced it); to leave it out, add "
-        f'exclude = ["{names.get(so, so.name)}"] to [tool.summon]'
+        f'exclude = ["{names.get(so, so.name)}"] to {table}'
         for so, (soname, _needer) in sorted(unresolved.items())
     ]
 
@@ -574,4 +575,5 @@ def _verify_plan(
         memory=m.memory,
         pids=m.pids,
         syscalls=m.syscalls,
+        manifest=m.table,
     )

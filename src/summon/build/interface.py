@@ -132,7 +132,7 @@ def entry_interface(
     if interface and not any(p.protocol == "tcp" for p in m.ports):
         raise BuildError(
             f"entry {m.entry} is a {interface.upper()} app, served over HTTP, but {m.source.name} "
-            "lists no TCP port; add ports = [8000] to [tool.summon]"
+            f"lists no TCP port; add ports = [8000] to {m.table}"
         )
     if interface and m.network == "none":
         raise BuildError(

@@ -165,7 +165,7 @@ def own_distribution(m: Manifest, site: Path) -> list[Package]:
     return [package] if package is not None else []
 
 
-_DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+_DOTENV_LINE = re.compile(r"^\s*(export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.?)")
 
 
 def dotenv_warnings(m: Manifest) -> list[str]:
@@ -179,13 +179,27 @@ def dotenv_warnings(m: Manifest) -> list[str]:
             lines = dotenv.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
             continue
-        names = [match[1] for line in lines if (match := _DOTENV_LINE.match(line))]
+        found = [match for line in lines if (match := _DOTENV_LINE.match(line))]
+        names = [match[2] for match in found]
         shown = " ".join(f"-e {n}=..." for n in names[:4]) + (" ..." if len(names) > 4 else "")
+        # python-dotenv takes `export KEY=` and quoted values; --env-file (docker's) does not.
+        shell = any(match[1] or match[3] in ("'", '"') for match in found)
+        cleanup = " (once rid of its `export`s and quotes: it takes lines as written)"
         out.append(
             f"{dotenv} is not put in the image (hidden files stay out, and a .env holds "
             "secrets an image must not): an app that loads it (python-dotenv, "
-            "pydantic-settings' env_file) runs on its defaults; give each run its values"
-            + (f" with summon run {shown}" if names else " with summon run -e NAME=VALUE")
+            "pydantic-settings' env_file) runs on its defaults; give each run its values "
+            f"with summon run --env-file {_shown_path(dotenv)}"
+            + (cleanup if shell else "")
+            + (f" or {shown}" if names else " or -e NAME=VALUE")
             + ", or write those that are not secret into the manifest's env"
         )
     return out
+
+
+def _shown_path(path: Path) -> str:
+    """PATH relative to the working folder when it is under it (.env), else as it is."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except (ValueError, OSError):  # elsewhere, or no working folder any more
+        return str(path)

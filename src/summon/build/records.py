@@ -109,6 +109,9 @@ def app_json(m: Manifest, data_map: dict[str, str]) -> dict[str, Any]:
             entry["package"] = m.entry.package  # run as `python -m` runs it
     return {
         "name": m.name,
+        # Where its keys were written ("[tool.summon]", "summon.toml"): for messages that
+        # say which key to change (runtime/config.py manifest_table).
+        "manifest": m.table,
         "entry": entry,
         "path": [APP_DIR, SITE_DIR],
         "data": data_map,

@@ -40,6 +40,7 @@ from typing import Any
 
 from summon.build.rootfs import Rootfs
 from summon.build.standins import recording_secrets
+from summon.runtime.config import manifest_table
 from summon.runtime.seal import LEARN_ENV, LEARNED_PREFIX, MAX_LEARNED
 from summon.targets.base import PortForward, RunSpec, SecretFile, Volume
 from summon.targets.sandbox import seccomp
@@ -266,7 +267,7 @@ def record_image(
         warnings.append(
             f"the app called {', '.join(refused)} in the recording run, which the sandbox "
             "refuses (EPERM, with a line on the console: they are outside its allowlist); if "
-            f"it needs them, add syscalls = [{names}] to [tool.summon]"
+            f"it needs them, add syscalls = [{names}] to {manifest_table(app_config)}"
         )
     if ports and not answered:
         # What answering takes (writing to a socket, at least) was never made: a derived

@@ -170,8 +170,10 @@ def finish_trace(
     work: Path,
     timeout: float,
     volumes: Sequence[str] = (),
+    table: str = "the manifest",
 ) -> dict[str, object]:
-    """Wait for the trace started by start_trace; its result, or TraceError."""
+    """Wait for the trace started by start_trace; its result, or TraceError (table: where
+    the manifest's keys are written, for its hint)."""
     out_file, phase_file, log = work / "trace.out", work / "trace.phase", work / "trace.log"
     if not wait(proc, timeout):
         phase = read(phase_file) or "starting"
@@ -189,7 +191,7 @@ def finish_trace(
             tail(log),
         )
     if result["error"]:
-        raise trace_error(result["error"], log, volumes)
+        raise trace_error(result["error"], log, volumes, table)
     return result
 
 
@@ -230,7 +232,9 @@ def tail(log: Path, lines: int = _TAIL) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def trace_error(error: object, log: Path, volumes: Sequence[str] = ()) -> TraceError:
+def trace_error(
+    error: object, log: Path, volumes: Sequence[str] = (), table: str = "the manifest"
+) -> TraceError:
     assert isinstance(error, dict)
     phase, message, detail = error["phase"], error["message"], error["detail"]
     hints = {
@@ -247,7 +251,7 @@ def trace_error(error: object, log: Path, volumes: Sequence[str] = ()) -> TraceE
     if not hint and isinstance(missing, str) and missing:
         from summon.build.distributions import requirement_hint
 
-        hint = "; " + requirement_hint(missing)
+        hint = "; " + requirement_hint(missing, table=table)
     variable = error.get("env")
     if not hint and isinstance(variable, str) and variable:
         hint = (

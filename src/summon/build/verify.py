@@ -57,6 +57,7 @@ class VerifyPlan:
     pids: int = 64
     # The manifest's `syscalls`: the run allows them beside the static list, as the image will.
     syscalls: tuple[str, ...] = ()
+    manifest: str = "the manifest"  # where its keys are written ("summon.toml"), for hints
 
 
 @dataclass
@@ -237,7 +238,8 @@ def _judge(output: str, status: int, plan: VerifyPlan) -> list[str]:
     if answer is None and reason.startswith("killed: out of memory"):
         raise VerifyError(
             f"verifying the image: importing the entry inside it was {reason}; give the app "
-            'more, such as memory = "256M" in [tool.summon] (the same limit holds when it runs)',
+            f'more, such as memory = "256M" in {plan.manifest} (the same limit holds when it '
+            "runs)",
             tail,
         )
     if answer is None:

@@ -34,7 +34,7 @@ def explain(bom: Mapping[str, Any], module: str) -> list[str]:
         return lines + _absent(absent[parents[0]], modules, bom)[1:]
     return [
         f"{module} is not in the image, and no code in the image imports it "
-        "(add it to include = [...] in [tool.summon] if the app needs it)"
+        f"(add it to include = [...] in {_table(bom)} if the app needs it)"
     ]
 
 
@@ -83,6 +83,13 @@ def _present(bom: Mapping[str, Any], modules: Mapping[str, Any], name: str) -> l
     return lines
 
 
+def _table(bom: Mapping[str, Any]) -> str:
+    """Where the image's manifest keys were written, as its app.json says ("summon.toml")."""
+    from summon.runtime.config import manifest_table
+
+    return manifest_table(bom.get("app"))
+
+
 def _absent(
     entry: Mapping[str, Any], modules: Mapping[str, Any], bom: Mapping[str, Any]
 ) -> list[str]:
@@ -94,7 +101,7 @@ def _absent(
         for imp in importers:
             lines.append("  " + _step({**imp, "target": name}, modules, bom))
     fix = {
-        "optional": f"to keep it, add include = [{name!r}] to [tool.summon]",
+        "optional": f"to keep it, add include = [{name!r}] to {_table(bom)}",
         "fallback": "it stands in for a module that is in the image; nothing to do",
         "excluded": "the manifest's exclude list leaves it out; remove it there to keep it",
         "deny-list": f"summon leaves it out of every image; include = [{name!r}] keeps it",

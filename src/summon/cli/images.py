@@ -71,6 +71,14 @@ if TYPE_CHECKING:
     "the image, the recording run), as an app reading SECRET_KEY at import needs; never "
     "put in the image (the manifest's env is).",
 )
+@click.option(
+    "--env-file",
+    "env_files",
+    multiple=True,
+    metavar="FILE",
+    help="Set the variables of FILE (KEY=VALUE lines, as summon run --env-file) for the "
+    "build's own runs of the app; -e flags win over it.",
+)
 def build(
     app_dir: Path,
     tag: str | None,
@@ -81,6 +89,7 @@ def build(
     manifest: Path | None,
     secret_files: tuple[str, ...],
     env: tuple[str, ...],
+    env_files: tuple[str, ...],
 ) -> None:
     """Build the app in APP_DIR into an image in the local store."""
     from summon.cli.envflags import parse_env
@@ -95,7 +104,7 @@ def build(
         verify=not no_verify,
         manifest=manifest,
         secrets=given,
-        env=parse_env(env),
+        env=parse_env(env, env_files),
     )
     if quiet:
         out.print(result.image.id)

@@ -231,6 +231,14 @@ def _image_or_folder(store: Any, image: str) -> Any:
 )
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE", help="Set a variable.")
 @click.option(
+    "--env-file",
+    "env_files",
+    multiple=True,
+    metavar="FILE",
+    help="Set the variables of FILE: KEY=VALUE lines (values as written), KEY alone for this "
+    "environment's value, # comments; -e flags win over it.",
+)
+@click.option(
     "--secret",
     "secret_files",
     multiple=True,
@@ -264,6 +272,7 @@ def run(
     volumes: tuple[str, ...],
     ports: tuple[str, ...],
     env: tuple[str, ...],
+    env_files: tuple[str, ...],
     secret_files: tuple[str, ...],
     memory: str | None,
     pids: int | None,
@@ -281,7 +290,7 @@ def run(
         raise UserError("--restart is for detached instances: add -d")
     policy = RestartPolicy.parse(restart or "no")
     forwards = parse_ports(ports)
-    overrides = parse_env(env)
+    overrides = parse_env(env, env_files)
     mounts = parse_volumes(volumes)
     given = tuple(secrets.parse(v) for v in secret_files)
     size = parse_memory(memory) if memory else None

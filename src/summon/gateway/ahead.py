@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("summon.gateway.server")
 
 Found = Callable[[str, dict[str, Any]], None]  # (service name, what the page shows of its bom)
+# (service name, why its image could not be made ready, or "": it is ready)
+Prepared = Callable[[str, str], None]
 
 
 def bom_summary(bom: dict[str, Any]) -> dict[str, Any]:
@@ -87,10 +89,12 @@ async def run(
     services: Sequence[ServiceConfig],
     found: Found,
     ready: Callable[[str], None],
+    prepared: Prepared | None = None,
 ) -> None:
     """Read and prepare services' images in the process: found(name, summary) as each bill
     of materials is read, ready(name) once its image is ready or could not be made so (then
-    logged, as the preparation's steps are). Cancelled (the gateway stops), it ends the
+    logged, as the preparation's steps are), and prepared(name, error) with the outcome as
+    the process said it ("" when ready). Cancelled (the gateway stops), it ends the
     process. ready is called for every service in the end, whatever happens."""
     left = {s.name for s in services}
     try:
@@ -103,7 +107,7 @@ async def run(
             proc.stdin.write(request(store, services))
             proc.stdin.close()
             async for line in proc.stdout:
-                _heard(line, left, found, ready)
+                _heard(line, left, found, ready, prepared)
             status = await proc.wait()
         finally:
             if proc.returncode is None:
@@ -116,7 +120,13 @@ async def run(
             ready(name)
 
 
-def _heard(line: bytes, left: set[str], found: Found, ready: Callable[[str], None]) -> None:
+def _heard(
+    line: bytes,
+    left: set[str],
+    found: Found,
+    ready: Callable[[str], None],
+    prepared: Prepared | None = None,
+) -> None:
     try:
         message = json.loads(line)
         names = [str(n) for n in message["names"]]
@@ -129,8 +139,11 @@ def _heard(line: bytes, left: set[str], found: Found, ready: Callable[[str], Non
         log.info("%s: %s", ", ".join(names), message["step"])
     elif "error" in message:
         for name in names:
-            if message["error"]:
-                log.warning("service %s: cannot prepare its image: %s", name, message["error"])
+            error = str(message["error"])
+            if error:
+                log.warning("service %s: cannot prepare its image: %s", name, error)
+            if prepared is not None:
+                prepared(name, error)
             left.discard(name)
             ready(name)
 

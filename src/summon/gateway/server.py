@@ -42,9 +42,10 @@ log = logging.getLogger(__name__)
 REAP_EVERY = 0.25  # seconds between idle checks: the slack on an idle_timeout
 AT_REST = (State.DOWN, State.FAILED, State.SNAPSHOTTED)
 
-# (services just added, found(service name, what the status page shows of its image)):
-# returns once every one's image is ready for its target, or could not be made so (logged).
-Ahead = Callable[[Sequence[ServiceConfig], ahead.Found], Awaitable[None]]
+# (services just added, found(service name, what the status page shows of its image),
+# prepared(service name, why its image is not ready or "")): returns once every one's image
+# is ready for its target, or could not be made so (logged).
+Ahead = Callable[[Sequence[ServiceConfig], ahead.Found, ahead.Prepared], Awaitable[None]]
 
 
 async def _instance_figures(doc: dict[str, Any], instance: Any, up: bool) -> None:
@@ -55,6 +56,15 @@ async def _instance_figures(doc: dict[str, Any], instance: Any, up: bool) -> Non
     if up:
         with contextlib.suppress(Exception):
             doc["runtime"] = await asyncio.to_thread(instance.runtime_stats, 0.5)
+
+
+def _stat_key(path: Path | None) -> tuple[int, int] | None:
+    """What changes when a file is rewritten (the store's index: written anew, renamed)."""
+    try:
+        st = os.stat(path) if path is not None else None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_ino) if st is not None else None
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:
@@ -96,7 +106,12 @@ class ImageLauncher:
         with lock:
             return target.prepare(Image.open(self.store, config.image), step)
 
-    async def ahead(self, configs: Sequence[ServiceConfig], found: ahead.Found) -> None:
+    async def ahead(
+        self,
+        configs: Sequence[ServiceConfig],
+        found: ahead.Found,
+        prepared: ahead.Prepared | None = None,
+    ) -> None:
         """Read the services' images and make them ready for their targets ahead of their
         first boot, in a process of its own (ahead.py); a boot that comes first waits."""
         images = {c.name: c.image for c in configs}
@@ -113,7 +128,7 @@ class ImageLauncher:
                         del self._ahead_left[ref]
                         self._ahead.notify_all()
 
-        await ahead.run(self.store_root, configs, found, ready)
+        await ahead.run(self.store_root, configs, found, ready, prepared)
 
     def log_path(self, name: str) -> Path:
         return self.state_root / f"{name}.log"
@@ -201,10 +216,13 @@ class Gateway:
         reason_of_exit: Callable[[str], str] | None = None,
         ahead: Ahead | None = None,
         image_changed: Callable[[ServiceConfig, str], bool] | None = None,
+        store_index: Path | None = None,
     ) -> None:
         """launcher starts instances (default: ImageLauncher); ahead reads added services'
-        images and readies them in the background (default: the launcher's)."""
+        images and readies them in the background (default: the launcher's), and again for
+        those whose image was not ready once store_index (the store's index.json) changes."""
         self.config = config
+        self.store_index = store_index
         # Where the images of the instances up are said, for `summon rmi` (inuse.py).
         self.in_use_dir: Path | None = None
         self._in_use: dict[str, list[str]] = {}
@@ -215,6 +233,7 @@ class Gateway:
             ahead = ahead or image_launcher.ahead
             image_changed = image_changed or image_launcher.image_changed
             self.in_use_dir = image_launcher.state_root
+            self.store_index = store_index or image_launcher.store_root / "index.json"
         self.launcher = launcher
         self.ahead = ahead
         self.reason_of_exit = reason_of_exit or (lambda name: "")
@@ -226,6 +245,8 @@ class Gateway:
         self.status = StatusServer(self.snapshot)
         self._reaper: asyncio.Task[None] | None = None
         self._aheads: set[asyncio.Future[None]] = set()
+        self._index_seen: tuple[int, int] | None = None  # the store's index when last checked
+        self._rechecking = False
         self._rested_after = 0  # boots and thaws, when the heap was last trimmed at rest
         self._bound = (config.dns, config.status)  # what start() listens on; reload keeps it
 
@@ -285,11 +306,43 @@ class Gateway:
         added = [sc for sc in config.services if sc.name not in self.services]
         for sc in added:
             self._add(sc, addresses[sc.name], (kept or {}).get(sc.name))
-        if added and self.ahead is not None:
-            task = asyncio.ensure_future(self.ahead(added, self._found))
-            self._aheads.add(task)
-            task.add_done_callback(self._aheads.discard)
-            task.add_done_callback(_log_failure)
+        # Checked again too: a service whose image was missing (pulled since, maybe).
+        failing = [s.config for s in self.services.values() if s.image_error]
+        self._check_images(added + [c for c in failing if c not in added])
+
+    def _check_images(self, configs: list[ServiceConfig]) -> asyncio.Future[None] | None:
+        """Read and ready these services' images ahead (the status page says at once what
+        is wrong with one: a missing image, say), with the store's index as it is now."""
+        if not configs or self.ahead is None:
+            return None
+        self._index_seen = _stat_key(self.store_index)
+        task = asyncio.ensure_future(self.ahead(configs, self._found, self._prepared))
+        self._aheads.add(task)
+        task.add_done_callback(self._aheads.discard)
+        task.add_done_callback(_log_failure)
+        return task
+
+    def _recheck_images(self) -> None:
+        """Once the store's index changed (a pull, a build, a tag), check again the images
+        of the services whose image was not ready."""
+        if self._rechecking or self.store_index is None:
+            return
+        failing = [s.config for s in self.services.values() if s.image_error]
+        if not failing or _stat_key(self.store_index) == self._index_seen:
+            return
+        task = self._check_images(failing)
+        if task is not None:
+            self._rechecking = True
+            task.add_done_callback(lambda t: setattr(self, "_rechecking", False))
+
+    def _prepared(self, name: str, error: str) -> None:
+        svc = self.services.get(name)
+        if svc is None:
+            return
+        if not error and svc.state == State.FAILED and svc.instance is None:
+            if svc.image_error and svc.reason == svc.image_error:  # failed for want of it
+                svc.state, svc.reason = State.DOWN, ""
+        svc.image_error = error
 
     def _found(self, name: str, bom: dict[str, Any]) -> None:
         svc = self.services.get(name)
@@ -355,6 +408,7 @@ class Gateway:
                     task.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._rest()
             self._say_in_use()
+            self._recheck_images()
 
     def _say_in_use(self) -> None:
         """Rewrite the images the instances up run, when they changed (inuse.py)."""

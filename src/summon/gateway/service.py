@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from summon.errors import UnknownImage
 from summon.gateway import tiers
 from summon.gateway.blocking import stop_late, stop_quietly, waited
 from summon.gateway.config import ServiceConfig
@@ -89,6 +90,7 @@ class Service:
         self.ladder = tiers.Ladder.of(config.tier_timeouts())
         self.state = State.DOWN
         self.reason = ""  # why the last boot failed, or the app died
+        self.image_error = ""  # why its image is not ready (gateway.image_checked), or ""
         self.instance: Instance | None = None
         self.channel: Channel | None = None
         self.listeners: Listeners | None = None  # the gateway's, shared with a warm app
@@ -212,6 +214,8 @@ class Service:
                     f"did not start within boot_timeout ({self.config.boot_timeout:g}s)"
                 ) from None
             except Exception as e:
+                if isinstance(e, UnknownImage):  # checked again once the store changes
+                    self.image_error = str(e)
                 raise BootFailed(str(e) or type(e).__name__) from None
             launched = result if isinstance(result, Launched) else Launched(result)
             instance, channel = launched.instance, launched.channel
@@ -253,7 +257,7 @@ class Service:
         self._first_byte_pending = channel is None
         self._booted(self.last_boot)
         self.boots += 1
-        self.reason = ""
+        self.reason = self.image_error = ""
         self.failed_tiers = set()
         self.state = State.UP
         self._watch = asyncio.ensure_future(self._watch_exit(instance))
@@ -558,7 +562,7 @@ class Service:
             "image_digest": self.image_digest,
             "target": self.config.target,
             "state": str(self.state),
-            "error": self.reason,
+            "error": self.reason or self.image_error,
             "boots": self.boots,
             "thaws": self.thaws,
             "failures": self.failures,

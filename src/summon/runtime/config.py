@@ -19,6 +19,7 @@ _HEX = "0123456789abcdefABCDEF"
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _MAX_DEPTH = 64
 SEAL_MODES = ("on", "audit", "off")
+APP_JSON = "/etc/summon/app.json"  # where an image holds its app config
 
 
 class Fail(Exception):
@@ -69,8 +70,10 @@ class AppConfig:
         secrets: list[str] | None = None,
         tls: dict[str, object] | None = None,
         seal_code: list[tuple[str, str]] | None = None,
+        manifest: str = "the manifest",
     ) -> None:
         self.name = name
+        self.manifest = manifest  # where its keys were written: "[tool.summon]", "summon.toml"
         self.entry_kind = entry_kind  # "function" | "script" | "wsgi" | "asgi"
         self.entry_module = entry_module  # for all but "script"
         self.entry_function = entry_function  # the function, or the app's attribute name
@@ -189,7 +192,15 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
         secrets=_str_list(doc, "secrets", bad),
         tls=_tls(doc, bad),
         seal_code=_seal_code(seal, bad),
+        manifest=manifest_table(doc),
     )
+
+
+def manifest_table(doc: object) -> str:
+    """Where the app's manifest keys were written, as an app.json records it: "summon.toml",
+    "[tool.summon]"...; "the manifest" for an image built before it did."""
+    value = doc.get("manifest") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) and value else "the manifest"
 
 
 def _seal_code(

@@ -136,8 +136,20 @@ def missing_module_hint(exc: BaseException) -> str | None:
     return None
 
 
+def _manifest() -> str:
+    """Where the app's manifest keys are written ("summon.toml", "[tool.summon]"), as the
+    image's app.json says. Read only here, on the way to a hint."""
+    from summon.runtime.config import APP_JSON, manifest_table
+
+    try:
+        with open(host_path(os.environ.get("SUMMON_ROOT") or "/", APP_JSON), "rb") as f:
+            return manifest_table(parse_json(f.read().decode("utf-8")))
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
+        return manifest_table({})
+
+
 def _hint_for(name: str) -> str:
-    rebuild = "in [tool.summon] and rebuild"
+    rebuild = f"in {_manifest()} and rebuild"
     known = _module_table(name)
     if known is not None:
         state, detail = known
@@ -167,7 +179,7 @@ def _hint_for(name: str) -> str:
 def _distribution_hint(name: str) -> str:
     return (
         f"no distribution {name!r} is installed in this image (importlib.metadata found no "
-        "metadata for it); add it to requirements in [tool.summon], or, if it is the app's "
+        f"metadata for it); add it to requirements in {_manifest()}, or, if it is the app's "
         "own project, give name and version in pyproject.toml's [project], and rebuild"
     )
 

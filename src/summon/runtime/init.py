@@ -48,7 +48,7 @@ import os
 import sys
 
 from summon.runtime import config as app_config
-from summon.runtime.config import Fail, host_path
+from summon.runtime.config import APP_JSON, Fail, host_path
 from summon.runtime.injection import Devices, resolve_devices
 
 # Not from typing: importing typing costs ~9 ms at every start.
@@ -67,8 +67,6 @@ if TYPE_CHECKING:
     from summon.devices import Console, Stack
     from summon.runtime.config import AppConfig
     from summon.runtime.seal import Sealer
-
-APP_JSON = "/etc/summon/app.json"
 
 # (source, target, fstype, flags, options, present if): what a VM's init mounts.
 # Flags from <sys/mount.h>: MS_RDONLY 1, MS_NOSUID 2, MS_NODEV 4, MS_NOEXEC 8. /proc is
@@ -298,7 +296,7 @@ def run_function(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int
     if fn is None or not callable(fn):
         raise Fail(
             f"entry {cfg.entry}: module {cfg.entry_module!r} has no function "
-            f"{cfg.entry_function!r}; fix entry in [tool.summon] and rebuild"
+            f"{cfg.entry_function!r}; fix entry in {cfg.manifest} and rebuild"
         )
     if sealer is not None:
         warm_up(cfg.probe)
@@ -346,12 +344,12 @@ def run_http(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int:
     if app is None or not callable(app):
         raise Fail(
             f"entry {cfg.entry}: module {cfg.entry_module!r} has no {kind} app named "
-            f"{cfg.entry_function!r}; fix entry in [tool.summon] and rebuild"
+            f"{cfg.entry_function!r}; fix entry in {cfg.manifest} and rebuild"
         )
     if cfg.network not in ("socket", "direct"):
         raise Fail(
             f"entry {cfg.entry} is a {kind} app, served over the network, but the image was "
-            f'built with network = {cfg.network!r}; set network = "socket" in [tool.summon]'
+            f'built with network = {cfg.network!r}; set network = "socket" in {cfg.manifest}'
         )
     port = http_port(cfg)
     if sealer is not None:
@@ -398,7 +396,7 @@ def http_port(cfg: AppConfig) -> int:
             return int(number)
     raise Fail(
         f"entry {cfg.entry} is a {cfg.entry_kind.upper()} app, but the image lists no TCP port "
-        "to serve it on; add ports = [8000] to [tool.summon] and rebuild"
+        f"to serve it on; add ports = [8000] to {cfg.manifest} and rebuild"
     )
 
 

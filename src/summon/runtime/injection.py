@@ -249,7 +249,7 @@ class Devices:
             raise Fail(
                 f"parameter {param!r} of {entry} asks for a KV_RW, but the image has no store; "
                 f'add stores = {{ {param} = "/data/{param}" }} and volumes = ["/data"] to '
-                "[tool.summon] and rebuild"
+                f"{self._cfg.manifest} and rebuild"
             )
         raise Fail(
             f"parameter {param!r} of {entry} asks for a KV_RW, but no store has that name; "
@@ -261,7 +261,8 @@ class Devices:
         if tls is None:
             raise Fail(
                 f"parameter {param!r} of {self._cfg.entry} asks for the TLS device, but the "
-                'image has no TLS; add tls = { backend = "openssl" } to [tool.summon] and rebuild'
+                'image has no TLS; add tls = { backend = "openssl" } to '
+                f"{self._cfg.manifest} and rebuild"
             )
         from summon.tls.device import TLSDevice
 
@@ -322,7 +323,7 @@ class Devices:
             return self._terminated(stack)
         raise Fail(
             f"parameter {param!r} of {self._cfg.entry} asks for a Stack, but the image was "
-            f'built with network = {network!r}; set network = "socket" in [tool.summon]'
+            f'built with network = {network!r}; set network = "socket" in {self._cfg.manifest}'
         )
 
     def _data_folder(self, param: str) -> str:
@@ -340,7 +341,7 @@ class Devices:
         if not data:
             raise Fail(
                 f"parameter {param!r} of {entry} asks for a KV_RO, but the image has no data "
-                f'folder; add data = ["{param}"] to [tool.summon] and rebuild'
+                f'folder; add data = ["{param}"] to {self._cfg.manifest} and rebuild'
             )
         raise Fail(
             f"parameter {param!r} of {entry} asks for a KV_RO, but no data folder has that "

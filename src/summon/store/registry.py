@@ -32,6 +32,7 @@ from summon.store.auth import (
 )
 from summon.store.layout import INDEX, MANIFEST, BlobWriter, Descriptor, Store
 from summon.store.reference import RegistryError, RemoteRef
+from summon.store.retry import Notice, Retries, stderr_notice
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -105,9 +106,12 @@ class Registry:
         timeout: float = 30.0,
         ca_file: Path | None = None,
         credentials: Credentials | None = None,
+        notice: Notice = stderr_notice,
     ) -> None:
-        """credentials: these instead of the ones the usual files hold (for `summon login`)."""
+        """credentials: these instead of the ones the usual files hold (for `summon login`);
+        notice: where a wait for a registry that asks for one (429, 503) is said (retry.py)."""
         self.ref = ref
+        self.notice = notice
         self.name = ref.registry
         plain_allowed = insecure or is_loopback(ref.api_host)
         self.scheme = "https"
@@ -217,9 +221,15 @@ class Registry:
         )
 
     def request(self, method: str, url: str, what: str, **kw: Any) -> httpx.Response:
-        """One request whose whole reply is read, up to MAX_MANIFEST bytes (no blob bodies)."""
-        with self._wire(what), self._http.stream(method, url, **kw) as response:
-            body = _read_capped(response, MAX_MANIFEST, f"registry {self.name}", what)
+        """One request whose whole reply is read, up to MAX_MANIFEST bytes (no blob bodies);
+        sent again while the registry says to wait (429, 503: retry.py)."""
+        retries = Retries(self.name, what, self.notice)
+        while True:
+            with self._wire(what), self._http.stream(method, url, **kw) as response:
+                if retries.again(response.status_code, response.headers.get("retry-after")):
+                    continue
+                body = _read_capped(response, MAX_MANIFEST, f"registry {self.name}", what)
+            break
         # A read reply, decoded as its headers say, like any other httpx.Response.
         return httpx.Response(
             response.status_code, headers=response.headers, content=body, request=response.request
@@ -422,10 +432,16 @@ class Registry:
         progress(Transfer(desc.digest, desc.media_type, 0, desc.size, "start"))
         digest = hashlib.sha256()
         done = 0
-        with (
-            self._wire(what),
-            self._http.stream("GET", f"{self._repo}/blobs/{desc.digest}") as response,
-        ):
+        retries = Retries(self.name, what, self.notice)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self._wire(what))
+            while True:
+                response = stack.enter_context(
+                    self._http.stream("GET", f"{self._repo}/blobs/{desc.digest}")
+                )
+                if not retries.again(response.status_code, response.headers.get("retry-after")):
+                    break
+                response.close()
             if response.status_code == 404:
                 raise RegistryError(
                     f"registry {self.name} lacks blob {desc.digest} that "

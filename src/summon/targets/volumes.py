@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from summon import paths
 from summon.errors import SummonError, UserError
+from summon.runtime.config import manifest_table
 from summon.runtime.vm import ext4_uuid
 from summon.targets.volume_disks import (
     discard,
@@ -313,7 +314,8 @@ def check_declared(spec: RunSpec) -> None:
             where = ", ".join(declared) if declared else "none"
             raise UserError(
                 f"-v {vol}: image {spec.image} declares no volume at {vol.path} (its volumes: "
-                f'{where}); declare it with volumes = ["{vol.path}"] in [tool.summon] and rebuild'
+                f'{where}); declare it with volumes = ["{vol.path}"] in '
+                f"{manifest_table(spec.app_config)} and rebuild"
             )
 
 

@@ -200,13 +200,13 @@ def test_script_entry_is_scanned_not_run(interp: Interpreter, tmp_path: Path) ->
 
 def test_entry_import_failure(interp: Interpreter) -> None:
     with pytest.raises(TraceError) as info:
-        trace(interp, APPS / "broken")
+        trace(interp, APPS / "broken", table="summon.toml")
     err = info.value
     assert isinstance(err, BuildError)
     assert str(err) == (
         "app failed to import during the closure trace: ModuleNotFoundError: "
         "No module named 'summon_test_missing_dependency'; add the distribution that "
-        "provides it to requirements in [tool.summon]"
+        "provides it to requirements in summon.toml"
     )
     assert "\n" not in str(err)
     assert "Traceback (most recent call last)" in err.detail

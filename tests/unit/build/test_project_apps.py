@@ -107,6 +107,7 @@ def test_a_package_run_with_python_m_runs_in_its_package(
     status, console = run_image(result.image, tmp_path)
     assert (status, console) == (0, "package first 42 svc\n")
     assert result.image.app_config()["entry"]["package"] == "svc"
+    assert result.image.app_config()["manifest"] == "[tool.summon]"  # for messages
 
 
 def test_a_dotenv_left_out_of_the_image_is_warned_of(store: Store, tmp_path: Path) -> None:
@@ -122,10 +123,31 @@ def test_a_dotenv_left_out_of_the_image_is_warned_of(store: Store, tmp_path: Pat
         f"{app / '.env'} is not put in the image (hidden files stay out, and a .env holds "
         "secrets an image must not): an app that loads it (python-dotenv, pydantic-settings' "
         "env_file) runs on its defaults; give each run its values with summon run "
-        "-e GREETING=... -e DB_URL=..., or write those that are not secret into the "
-        "manifest's env"
+        f"--env-file {app / '.env'} (once rid of its `export`s and quotes: it takes lines as "
+        "written) or -e GREETING=... -e DB_URL=..., or write those that are not secret into "
+        "the manifest's env"
     ]
     assert not (result.image.rootfs() / "app" / ".env").exists()
+    assert result.image.app_config()["manifest"] == "summon.toml"  # for messages
+
+
+def test_the_dotenv_warning_names_env_file_relative_to_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A .env docker's --env-file reads as it is: the warning says to pass it as it is."""
+    from summon.build.own_dist import dotenv_warnings
+    from summon.manifest import load
+
+    app = tmp_path / "envapp"
+    app.mkdir()
+    (app / "summon.toml").write_text('name = "envapp"\nentry = "app:main"\n')
+    (app / "app.py").write_text("def main():\n    pass\n")
+    (app / ".env").write_text("GREETING=hello\n")
+    monkeypatch.chdir(app)
+    [warning] = dotenv_warnings(load(app))
+    assert "give each run its values with summon run --env-file .env or -e GREETING=...," in (
+        warning
+    )
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the scratch folder over a volume needs root")

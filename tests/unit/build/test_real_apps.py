@@ -351,7 +351,7 @@ def test_an_import_that_outgrows_the_memory_limit_says_so(store: Store, tmp_path
     manifest = 'name = "x"\nentry = "app:main"\nmemory = "64M"\n'
     assert _build_error(store, tmp_path / "heavy", manifest, source) == (
         "verifying the image: importing the entry inside it was killed: out of memory (limit "
-        '64M); give the app more, such as memory = "256M" in [tool.summon] (the same limit '
+        '64M); give the app more, such as memory = "256M" in summon.toml (the same limit '
         "holds when it runs)"
     )
 
@@ -370,7 +370,7 @@ def test_a_call_the_sandbox_refuses_is_named_by_the_build(store: Store, tmp_path
     assert line == (
         "the app called getpriority in the recording run, which the sandbox refuses (EPERM, "
         "with a line on the console: they are outside its allowlist); if it needs them, add "
-        'syscalls = ["getpriority"] to [tool.summon]'
+        'syscalls = ["getpriority"] to summon.toml'
     )
 
 

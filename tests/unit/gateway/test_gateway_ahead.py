@@ -62,9 +62,11 @@ def test_what_the_process_says_reaches_the_gateway(
     fake_process(monkeypatch, script)
     heard = Heard()
     caplog.set_level("INFO", logger="summon.gateway.server")
-    run(ahead.run(tmp_path, SERVICES, heard.found, heard.done))
+    outcomes: dict[str, str] = {}
+    run(ahead.run(tmp_path, SERVICES, heard.found, heard.done, outcomes.__setitem__))
     assert heard.boms == {"web": {"python": "3.11.2"}, "api": {"python": "3.11.2"}}
     assert heard.ready == ["web", "api"]
+    assert outcomes == {"web": "", "api": "no such target option"}
     assert "web: deriving the root filesystem" in caplog.text
     assert "service api: cannot prepare its image: no such target option" in caplog.text
     assert "service web: cannot" not in caplog.text
@@ -126,7 +128,9 @@ def test_a_boot_waits_for_the_ahead_preparation_of_its_image(
     monkeypatch.setattr(launcher, "store_root", tmp_path / "store")
     finished: list[str] = []
 
-    async def slow_run(store: Path, services: Any, found: Any, ready: Any) -> None:
+    async def slow_run(
+        store: Path, services: Any, found: Any, ready: Any, prepared: Any = None
+    ) -> None:
         await asyncio.sleep(0.5)
         for s in services:
             ready(s.name)

@@ -82,6 +82,7 @@ class ImageRoot:
                 entry = {"kind": "script", "path": entry}
         doc: dict[str, Any] = {
             "name": "test",
+            "manifest": "[tool.summon]",  # as a build from a pyproject.toml records it
             "entry": entry,
             "path": ["/app", "/usr/lib/summon/site"],
             "data": {},

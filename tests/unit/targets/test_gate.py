@@ -32,7 +32,7 @@ def _gate(tmp_path: Path, lines: list[str], **kw: object) -> Iterator[gate.ExecG
 
 @pytest.fixture
 def enforcing(tmp_path: Path, lines: list[str]) -> Iterator[gate.ExecGate]:
-    yield from _gate(tmp_path, lines)
+    yield from _gate(tmp_path, lines, manifest="[tool.summon]")
 
 
 @pytest.fixture
@@ -105,3 +105,10 @@ def test_each_refusal_said_once_and_a_flood_is_cut_short(
 def test_family_names() -> None:
     assert gate.family_name(AF_NETLINK) == "AF_NETLINK"
     assert gate.family_name(12345) == "12345"
+
+
+def test_the_hint_names_the_file_the_manifest_is_in(tmp_path: Path, lines: list[str]) -> None:
+    """An app whose manifest is a summon.toml was told to edit [tool.summon]."""
+    for g in _gate(tmp_path, lines, manifest="summon.toml"):
+        _what, rule = g._judge(NR_UNAME, "uname", 0) or ("", "")
+        assert rule.endswith('add syscalls = ["uname"] to summon.toml and rebuild')

@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 from summon import paths
 from summon.build.kernel_image import boot_kernel, kernel_footprint
 from summon.errors import TargetUnavailable, UserError
+from summon.runtime.config import manifest_table
 from summon.targets.base import (
     FREEZE,
     SECRETS,
@@ -390,7 +391,8 @@ class QemuTarget(Target):
         if "virtio-blk" not in fragments:
             raise UserError(
                 f"image {ref} has a kernel without disks, so -v cannot mount a volume: declare "
-                'the mount points with volumes = ["/data"] in [tool.summon] and rebuild'
+                'the mount points with volumes = ["/data"] in '
+                f"{manifest_table(spec.app_config)} and rebuild"
             )
         volumes.check_declared(spec)
         disks = []

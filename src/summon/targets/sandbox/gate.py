@@ -79,9 +79,12 @@ class ExecGate:
         record: bool = False,
         outside: frozenset[str] = frozenset(),
         say: Callable[[str], None] | None = None,
+        manifest: str = "the manifest",
     ) -> None:
-        """outside: in a recording, the calls outside its ceiling, refused and reported."""
+        """outside: in a recording, the calls outside its ceiling, refused and reported;
+        manifest: where the app's keys are written ("summon.toml"), for the hint."""
         self.socket_path = socket_path
+        self._manifest = manifest
         self._outside = outside
         self.execs_allowed = 0
         self.execs_refused = 0
@@ -211,12 +214,13 @@ class ExecGate:
             if name in self._outside:
                 return name, (
                     f'{RULE_OUTSIDE}; if the app needs it, add syscalls = ["{name}"] to '
-                    "[tool.summon] and rebuild"
+                    f"{self._manifest} and rebuild"
                 )
             return None
         rule = RULE_UNRECORDED if name in self._static else RULE_OUTSIDE
         return name, (
-            f'{rule}; if the app needs it, add syscalls = ["{name}"] to [tool.summon] and rebuild'
+            f'{rule}; if the app needs it, add syscalls = ["{name}"] to {self._manifest} '
+            "and rebuild"
         )
 
     def _answer_exec(self, notify_fd: int, notif_id: int, tid: int, init_pid: int) -> None:

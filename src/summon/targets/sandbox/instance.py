@@ -23,6 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from summon.errors import SummonError, UserError
+from summon.runtime.config import manifest_table
 from summon.targets import secrets, volumes
 from summon.targets.base import Instance, PortForward, RunSpec, Stats
 from summon.targets.sandbox import appstats, cgroups, freezer, listen, rootmount, seccomp
@@ -92,6 +93,7 @@ class SandboxInstance(Instance):
                 else frozenset()
             ),
             say=self._console_line,
+            manifest=manifest_table(spec.app_config),
         )
         # Where the runtime writes its figures when asked (appstats.py).
         spec = dataclasses.replace(spec, env={**spec.env, "SUMMON_STATS": appstats.STATS_PATH})
@@ -191,7 +193,8 @@ class SandboxInstance(Instance):
             if not (spec.rootfs / path.lstrip("/")).is_dir():
                 raise UserError(
                     f"image {spec.image} has no mount point {path} (built by an older summon): "
-                    f'rebuild it, with volumes = ["{path}"] in [tool.summon]'
+                    f'rebuild it, with volumes = ["{path}"] in '
+                    f"{manifest_table(spec.app_config)}"
                 )
             st = folder.stat()
             if owner is not None and st.st_uid != owner[0] and not st.st_mode & 0o002:

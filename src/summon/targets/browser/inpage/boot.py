@@ -91,7 +91,7 @@ class BrowserApp:
 
     def _config(self) -> app_config.AppConfig:
         try:
-            return app_config.load(host_path(self.root, init.APP_JSON))
+            return app_config.load(host_path(self.root, app_config.APP_JSON))
         except app_config.ConfigError as e:
             raise AppFailed(str(e)) from None
 
