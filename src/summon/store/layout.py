@@ -462,7 +462,7 @@ class Store:
                 return next(iter(hits.values()))
             if len(hits) > 1:
                 raise UnknownImage(f"image ID {ref!r} is ambiguous; give more of it")
-        raise UnknownImage(f"no image {ref!r} in the store; see `summon images`, or build it")
+        raise UnknownImage(f"no image {ref!r} in the store (`summon images`): build or pull it")
 
     # garbage collection
 

@@ -17,7 +17,7 @@ from summon.gateway.config import ServiceConfig, parse
 from summon.gateway.server import Gateway
 from summon.gateway.service import State
 
-MISSING = "no image 'web:1' in the store; see `summon images`, or build it"
+MISSING = "no image 'web:1' in the store (`summon images`): build or pull it"
 
 
 def free_port() -> int:
