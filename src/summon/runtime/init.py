@@ -323,11 +323,27 @@ def run_function(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int
                 result = fn(*args, **kwargs)
                 if hasattr(result, "__await__"):  # a plain function that returned a coroutine
                     result = run_async(lambda: result, devices.starts)
-            return exit_status(result)
         except BaseException as e:
             return _status_of_exception(e)
+        if callable(result) and not isinstance(result, type):
+            # Flask's create_app(), named as the entry: it returns the app and ends.
+            raise Fail(
+                f"entry {cfg.entry} returned {_short(result)} and ended, as an app factory "
+                "does: write its call in [tool.summon] and rebuild, "
+                f'entry = "{cfg.entry}()" (with the arguments it takes), and the runtime '
+                "serves the WSGI or ASGI app it returns"
+            )
+        return exit_status(result)
     finally:
         close_devices(devices)
+
+
+def _short(obj: object) -> str:
+    try:
+        text = repr(obj)
+    except Exception:
+        text = ""
+    return text if 0 < len(text) <= 60 else f"an object of class {type(obj).__name__}"
 
 
 def run_http(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int:
@@ -348,6 +364,14 @@ def run_http(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int:
             f"entry {cfg.entry}: module {cfg.entry_module!r} has no {kind} app named "
             f"{cfg.entry_function!r}; fix entry in [tool.summon] and rebuild"
         )
+    if cfg.entry_call is not None:  # an app factory: it returns the app
+        args, kwargs = cfg.entry_call
+        try:
+            app = app(*args, **kwargs)
+        except BaseException as e:
+            return _status_of_exception(e)
+        if not callable(app):
+            raise Fail(f"entry {cfg.entry} returned {_short(app)}, not a {kind} app")
     if cfg.network not in ("socket", "direct"):
         raise Fail(
             f"entry {cfg.entry} is a {kind} app, served over the network, but the image was "
