@@ -80,6 +80,28 @@ def write(path):
     return action
 
 
+SHARED = {}
+
+
+def pre_shm_value():
+    import multiprocessing
+    SHARED["value"] = multiprocessing.Value("i", 7)
+
+
+def shm_value():
+    value = SHARED["value"]
+    with value.get_lock():
+        value.value += 1
+    return value.value
+
+
+def shm_lock():
+    import multiprocessing
+    lock = multiprocessing.Lock()
+    with lock:
+        return "locked"
+
+
 def family(number, kind=socket.SOCK_STREAM, protocol=0):
     def action():
         socket.socket(number, kind, protocol).close()
@@ -88,6 +110,12 @@ def family(number, kind=socket.SOCK_STREAM, protocol=0):
 
 PROBES = {
     "pre_write_dev": write("/dev/summon-probe-pre"),
+    # A Value (werkzeug's debugger makes one before it binds): an arena file in /dev/shm and
+    # a POSIX semaphore, which the sandbox had no /dev/shm for; used after the seal, and a
+    # new Lock (a semaphore alone) made after it.
+    "pre_shm_value": pre_shm_value,
+    "shm_value": shm_value,
+    "shm_lock": shm_lock,
     "shellcode": shellcode,
     "mmap_exec": lambda: mmap.mmap(-1, 4096, prot=7),
     "mmap_exec_raw": lambda: RAW_MMAP(-1, 4096, prot=7),
@@ -138,8 +166,9 @@ AFTER = (
     "import_image",
     "import_extension", "ctypes_call", "write_dev", "write_tmp", "memfd", "memfd_raw", "vsock",
     "netlink_route", "getaddrinfo_any", "netlink", "packet", "inet", "inet6", "unix",
+    "shm_value", "shm_lock",
 )  # fmt: skip
-ALL = ("pre_write_dev", *AFTER)
+ALL = ("pre_write_dev", "pre_shm_value", *AFTER)
 
 # probe -> (exception, errno, the rule its message or the console must name)
 REFUSED: dict[str, tuple[str, int, str]] = {
@@ -164,7 +193,7 @@ KERNEL: dict[str, str] = {
 }
 ALLOWED = (
     "write_tmp", "import_image", "import_extension", "namedtuple", "inet", "inet6", "unix",
-    "getaddrinfo_any",
+    "getaddrinfo_any", "pre_shm_value", "shm_value", "shm_lock",
 )  # fmt: skip
 
 

@@ -78,6 +78,8 @@ EARLY_MOUNTS = (
     (b"proc", "/proc", b"proc", 1 | 2 | 4 | 8, None, "/proc/self"),
     (b"devtmpfs", "/dev", b"devtmpfs", 2 | 8, b"mode=0755", "/dev/null"),
     (b"tmpfs", "/tmp", b"tmpfs", 2 | 4, b"mode=1777", None),
+    # POSIX semaphores and shared memory (multiprocessing's Lock and Value), as in the sandbox.
+    (b"tmpfs", "/dev/shm", b"tmpfs", 2 | 4 | 8, b"mode=1777", None),
 )
 
 _RUNTIME_DIR = os.path.dirname(__file__)
@@ -243,6 +245,11 @@ def mount_early_filesystems(root: str) -> None:
         if present and os.path.exists(host_path(root, present)):
             continue
         path = host_path(root, target).encode()
+        if not os.path.isdir(path):
+            try:
+                os.mkdir(path)  # /dev/shm: devtmpfs has none
+            except OSError:
+                pass  # the mount below says why
         if mount(source, path, fstype, flags, options) != 0:
             reason = os.strerror(ctypes.get_errno())
             _say(f"cannot mount {fstype.decode()} on {target}: {reason}; going on without it")
