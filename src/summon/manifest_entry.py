@@ -9,6 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# What a user who names a requirement's command as the entry (pserve, python -m aiohttp.web,
+# waitress-serve) is told: the entry is looked for in the app's folder only.
+OWN_CODE = (
+    "the entry is the app's own code: to start a command one of its requirements installs "
+    "(pserve production.ini, python -m aiohttp.web), call it from a script in the app's "
+    'folder and make that the entry (entry = "run.py")'
+)
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -132,7 +139,7 @@ def parse_entry(value: str, app_dir: Path, bad: Any, allow_script: bool = True) 
         if not has_module(app_dir, top):
             raise bad(
                 f"module {top!r} not found in {app_dir} (no {top}.py or {top}/__init__.py "
-                "there, nor in its src/)"
+                f"there, nor in its src/); {OWN_CODE}"
             )
         return Entry("function", module=module, function=function, call=call)
     if not allow_script:
@@ -140,7 +147,7 @@ def parse_entry(value: str, app_dir: Path, bad: Any, allow_script: bool = True) 
     if not value.endswith(".py"):
         raise bad(
             f'{value!r} is neither "module:function" nor a .py script (nor a package with a '
-            "__main__.py, as python -m runs)"
+            f"__main__.py, as python -m runs); {OWN_CODE}"
         )
     script = (app_dir / value).resolve()
     if not script.is_file():
