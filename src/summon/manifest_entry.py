@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# What a user who names a requirement's command as the entry (pserve, python -m aiohttp.web,
+# waitress-serve) is told: the entry is looked for in the app's folder only.
+OWN_CODE = (
+    "the entry is the app's own code: to start a command one of its requirements installs "
+    "(pserve production.ini, python -m aiohttp.web), call it from a script in the app's "
+    'folder and make that the entry (entry = "run.py")'
+)
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -21,9 +30,54 @@ class Entry:
     # A script inside a package (pkg/__main__.py) runs as `python -m pkg` runs it: in that
     # package, so that its relative imports work.
     package: str = ""
+    # An app factory's call, "module:create_app()" as Flask's --app and gunicorn spell it:
+    # the runtime calls the function with these literal arguments and serves the WSGI or
+    # ASGI app it returns. None for an entry without the call.
+    call: FactoryCall | None = None
 
     def __str__(self) -> str:
-        return f"{self.module}:{self.function}" if self.kind == "function" else self.script
+        if self.kind != "function":
+            return self.script
+        return f"{self.module}:{self.function}{self.call.source if self.call else ''}"
+
+
+@dataclass(frozen=True)
+class FactoryCall:
+    """The literal arguments of an app factory's call in the entry, JSON-able for app.json."""
+
+    source: str  # "(...)" as the manifest spells it
+    args: tuple[object, ...] = ()
+    kwargs: tuple[tuple[str, object], ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {"args": list(self.args), "kwargs": dict(self.kwargs)}
+
+
+def parse_call(text: str) -> FactoryCall:
+    """The call "(...)" after an entry's function: literal arguments only (strings, numbers,
+    True/False/None, lists and dicts of them). ValueError saying what is wrong otherwise."""
+    try:
+        node = ast.parse("f" + text, mode="eval").body
+    except SyntaxError:
+        raise ValueError(f"{text!r} is not a call's argument list") from None
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        raise ValueError(f"{text!r} is not a call's argument list")
+    try:
+        args = tuple(ast.literal_eval(a) for a in node.args)
+        kwargs = tuple((k.arg, ast.literal_eval(k.value)) for k in node.keywords if k.arg)
+    except ValueError:
+        raise ValueError(
+            f"the arguments of {text!r} must be literals (strings, numbers, True, False, "
+            "None, lists and dicts of them)"
+        ) from None
+    if len(kwargs) != len(node.keywords):
+        raise ValueError(f"{text!r}: ** arguments are not literals")
+    if isinstance(node.args[-1] if node.args else None, ast.Starred):
+        raise ValueError(f"{text!r}: * arguments are not literals")
+    call = FactoryCall(text, args, kwargs)
+    if json.loads(json.dumps(call.to_json())) != call.to_json():
+        raise ValueError(f"the arguments of {text!r} must be JSON's kinds (no tuples or sets)")
+    return call
 
 
 def has_module(folder: Path, top: str) -> bool:
@@ -69,21 +123,31 @@ def _script_package(script: Path, code_dir: Path) -> str:
 def parse_entry(value: str, app_dir: Path, bad: Any, allow_script: bool = True) -> Entry:
     if ":" in value:
         module, _, function = value.partition(":")
+        call: FactoryCall | None = None
+        name, paren, rest = function.partition("(")
+        if paren and name.isidentifier():
+            try:
+                call = parse_call(paren + rest)
+            except ValueError as e:
+                raise bad(f"{value!r}: {e}") from None
+            function = name
         if not MODULE_RE.match(module) or not function.isidentifier():
+            raise bad(f'{value!r} is not "module:function" (nor "module:factory()")')
+        if call is not None and not allow_script:
             raise bad(f'{value!r} is not "module:function"')
         top = module.split(".")[0]
         if not has_module(app_dir, top):
             raise bad(
                 f"module {top!r} not found in {app_dir} (no {top}.py or {top}/__init__.py "
-                "there, nor in its src/)"
+                f"there, nor in its src/); {OWN_CODE}"
             )
-        return Entry("function", module=module, function=function)
+        return Entry("function", module=module, function=function, call=call)
     if not allow_script:
         raise bad(f'{value!r} is not "module:function"')
     if not value.endswith(".py"):
         raise bad(
             f'{value!r} is neither "module:function" nor a .py script (nor a package with a '
-            "__main__.py, as python -m runs)"
+            f"__main__.py, as python -m runs); {OWN_CODE}"
         )
     script = (app_dir / value).resolve()
     if not script.is_file():

@@ -265,7 +265,7 @@ def test_stores_live_in_the_volumes(tmp_path: Path) -> None:
         ('volumes = ["/data"]\nstores = { "my-todo" = "/data/t" }\n', "'my-todo' is not a param"),
         ('volumes = ["/data"]\nstores = { todo = "data/t" }\n', "todo = 'data/t' is not an abs"),
         ('volumes = ["/data"]\nstores = { todo = "/data" }\n', "is a volume's mount point"),
-        ('stores = { todo = "/srv/todo" }\n', 'is in no volume; declare its volume with volumes'),
+        ('stores = { todo = "/srv/todo" }\n', "is in no volume; declare its volume with volumes"),
         (
             'volumes = ["/data"]\nstores = { a = "/data/a", b = "/data/a/b" }\n',
             "stores: a and b nest (/data/a, /data/a/b)",
@@ -306,6 +306,23 @@ def test_a_module_in_neither_the_folder_nor_src_is_named_with_both(tmp_path: Pat
     (tmp_path / "summon.toml").write_text('name = "x"\nentry = "shop:app"\n')
     with pytest.raises(ManifestError, match=r"module 'shop' not found .* nor in its src/"):
         manifest.load(tmp_path)
+
+
+@pytest.mark.parametrize("entry", ["pyramid.scripts.pserve:main", "aiohttp.web"])
+def test_a_requirements_command_as_the_entry_says_to_call_it_from_a_script(
+    tmp_path: Path, entry: str
+) -> None:
+    """Pyramid's projects start with `pserve production.ini`, aiohttp's app factories with
+    `python -m aiohttp.web`: naming either as the entry said only that the module is not in
+    the app's folder, not how to start it."""
+    (tmp_path / "summon.toml").write_text(f'name = "x"\nentry = "{entry}"\n')
+    with pytest.raises(ManifestError) as e:
+        manifest.load(tmp_path)
+    assert str(e.value).endswith(
+        "the entry is the app's own code: to start a command one of its requirements installs "
+        "(pserve production.ini, python -m aiohttp.web), call it from a script in the app's "
+        'folder and make that the entry (entry = "run.py")'
+    )
 
 
 def test_requirements_txt_when_the_manifest_names_none(tmp_path: Path) -> None:

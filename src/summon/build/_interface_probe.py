@@ -13,7 +13,11 @@ Usage: python -S -E -B _interface_probe.py CONFIG OUT. CONFIG is JSON {"search_p
 - "unknown": a callable object whose signature says neither WSGI nor ASGI;
 - "error": the module does not import or has no such callable (the closure trace that
   follows reports it, with the traceback).
-W says, in a few words, what the signature looked like, for the build's messages. "stack"
+With "call" in CONFIG ({"args": [...], "kwargs": {...}}, the entry "module:create_app()"), the
+callable is an app factory: it is called so, and what it returns is classified instead.
+W says, in a few words, what the signature looked like, for the build's messages. "unfilled"
+lists the parameters of an "other" function that are neither devices nor defaulted, which
+the runtime could not fill. "stack"
 is whether a parameter asks for the Stack device: an entry function without one opens its
 own listeners (uvicorn.run in main), which host-made listeners handed to the Stack would
 never reach.
@@ -104,6 +108,33 @@ def classify(obj: object) -> "tuple[str, str]":
     return "unknown", f"is {what} taking {shape(params)}"
 
 
+def could_serve(obj: object) -> bool:
+    """Whether a callable could take WSGI's two arguments or ASGI's three."""
+    try:
+        params = list(inspect.signature(obj).parameters.values())  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True  # unknown: the build asks for interface
+    if inspect.isclass(obj):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+def unfilled(obj: object) -> "list[str]":
+    """The parameters the runtime cannot fill: required, and not asking for a device."""
+    try:
+        params = inspect.signature(obj).parameters.values()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return []
+    return [
+        p.name
+        for p in params
+        if p.default is p.empty
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and not is_device(p.annotation)
+    ]
+
+
 def main() -> None:
     config_file, out_file = sys.argv[1], sys.argv[2]
     with open(config_file) as f:
@@ -116,15 +147,37 @@ def main() -> None:
         __import__(cfg["module"])
         obj = getattr(sys.modules[cfg["module"]], cfg["attr"], None)
         stack = False
+        missing: list[str] = []
+        call = cfg.get("call")
         if obj is None:
             result = ("error", f"is missing from module {cfg['module']!r}")
+        elif call is not None:
+            if not callable(obj):
+                result = ("error", f"is a {type(obj).__name__}, not a factory to call")
+            else:
+                try:
+                    app = obj(*call["args"], **call["kwargs"])
+                except BaseException as e:
+                    result = ("error", f"fails when called: {type(e).__name__}: {e}")
+                else:
+                    kind, why = classify(app)
+                    if kind == "unknown" and not could_serve(app):
+                        kind = "other"  # a server's own app object: aiohttp's, Tornado's
+                    result = (kind, f"returns {_what(app)}, which {why}")
         else:
             result = classify(obj)
             stack = callable(obj) and asks_stack(obj)
+            if result[0] == "other":
+                missing = unfilled(obj)
     except BaseException as e:  # the app's own failure at import: the trace reports it
         result = ("error", f"does not import: {type(e).__name__}: {e}")
     with open(out_file, "w") as f:
-        json.dump({"kind": result[0], "why": result[1], "stack": stack}, f)
+        json.dump({"kind": result[0], "why": result[1], "stack": stack, "unfilled": missing}, f)
+
+
+def _what(obj: object) -> str:
+    text = repr(obj)
+    return text if len(text) <= 60 else f"an object of class {type(obj).__name__}"
 
 
 if __name__ == "__main__":

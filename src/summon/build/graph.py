@@ -425,8 +425,15 @@ class ImportGraph:
         if target in self.nodes or optional or self.excluded(target):
             return
         loc = self.resolver.find(target)
-        if loc is None or (self.denied(loc) and target not in self.allow_denied):
+        if loc is None:
             return
+        if self.denied(loc) and target not in self.allow_denied:
+            if not self._needs_denied(edge, loc):
+                return
+            # Vendored or app code that cannot import without it (werkzeug.debug's
+            # `from multiprocessing import Value`, which Dash's backend imports by a name
+            # made at run time): the package is the app's then, as if it loaded it.
+            self.allow_denied.add(loc.name.split(".")[0])
         reason = {
             HOW_CODEC: REASON_CODEC,
             HOW_STRPTIME: REASON_STRPTIME,
@@ -434,6 +441,19 @@ class ImportGraph:
             HOW_PACKAGE: REASON_PACKAGE,
         }
         self._add(target, loc, reason.get(edge.how, REASON_SHIPPED), edge)
+
+    def _needs_denied(self, edge: Edge, loc: Location) -> bool:
+        """Whether a deny-listed module must come in for `edge`: a top-level, unguarded
+        import in vendored or app code (stdlib code naming it is on paths no service takes,
+        such as concurrent.futures' process pool). Not a test folder."""
+        importer = self.nodes.get(edge.importer)
+        group = importer.loc.group if importer is not None else "app"
+        return (
+            edge.at_import
+            and group in ("site", "app")
+            and loc.name.split(".")[0] in DENY
+            and not any(p in TEST_FOLDERS for p in loc.name.split("."))
+        )
 
     def _takeable(self, name: str) -> bool:
         """Whether name may come in: it exists, and neither exclude nor DENY keeps it out."""

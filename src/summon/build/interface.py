@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import summon
 from summon.build.python import Interpreter
@@ -44,14 +45,23 @@ _PROBE = Path(__file__).with_name("_interface_probe.py")
 DETECT_TIMEOUT = 60.0
 
 
+class Detected(NamedTuple):
+    """What _interface_probe.py reports of the entry (see there)."""
+
+    kind: str
+    why: str
+    stack: bool
+    unfilled: tuple[str, ...] = ()
+
+
 def detect(
     m: Manifest,
     interp: Interpreter,
     site: Path,
     env: Mapping[str, str] | None = None,
     timeout: float = DETECT_TIMEOUT,
-) -> tuple[str, str, bool]:
-    """(kind, why, stack) of the entry, as _interface_probe.py reports them (see there)."""
+) -> Detected:
+    """(kind, why, stack, unfilled) of the entry, as _interface_probe.py reports them."""
     with tempfile.TemporaryDirectory(prefix="summon-interface-") as tmp:
         work = Path(tmp)
         # A folder holding only `summon` (for apps that import summon.devices), so that
@@ -59,12 +69,14 @@ def detect(
         runtime = work / "runtime"
         runtime.mkdir()
         (runtime / "summon").symlink_to(Path(summon.__file__).resolve().parent)
-        config = {
+        config: dict[str, object] = {
             "search_path": [str(m.app_dir), str(site), str(runtime)],
             "module": m.entry.module,
             "attr": m.entry.function,
             "device_types": list(DEVICE_TYPES),  # the runtime's, so the two never disagree
         }
+        if m.entry.call is not None:
+            config["call"] = m.entry.call.to_json()
         (work / "in.json").write_text(json.dumps(config))
         path = os.environ.get("PATH", "/usr/bin:/bin")
         run_env = {"PATH": path, "LC_ALL": "C.UTF-8", **(m.env if env is None else env)}
@@ -94,8 +106,13 @@ def detect(
         except (OSError, ValueError):
             lines = proc.stderr.decode(errors="replace").strip().splitlines()
             why = f"could not be inspected ({lines[-1] if lines else 'no output'})"
-            return "error", why, True
-        return str(result["kind"]), str(result["why"]), bool(result.get("stack", True))
+            return Detected("error", why, True)
+        return Detected(
+            str(result["kind"]),
+            str(result["why"]),
+            bool(result.get("stack", True)),
+            tuple(str(n) for n in result.get("unfilled", ())),
+        )
 
 
 def entry_interface(
@@ -112,8 +129,19 @@ def entry_interface(
     """
     if m.entry.kind != "function":
         return "", False
-    kind, why, stack = detect(m, interp, site, env)
+    kind, why, stack, unfilled = detect(m, interp, site, env)
     where = f"in {m.source.name}"
+    if m.entry.call is not None:
+        _check_factory(m, kind, why)
+    elif kind == "other" and unfilled and not m.interface:
+        # The runtime would stop at the first start with this line: say it now.
+        example = ", ".join("None" for _ in unfilled)
+        raise BuildError(
+            f"entry {m.entry} {why}, and the runtime fills an entry function's parameters "
+            f"with devices only ({', '.join(DEVICE_TYPES)}), not {', '.join(unfilled)}. If "
+            "it is an app factory returning a WSGI or ASGI app, write its call with the "
+            f'arguments it takes: entry = "{m.entry}({example})"'
+        )
     if m.interface:
         if kind in ("wsgi", "asgi", "function") and kind != m.interface:
             said = {"wsgi": "a WSGI app", "asgi": "an ASGI app", "function": "an entry function"}
@@ -140,6 +168,25 @@ def entry_interface(
             'network = "none"; set network = "socket" (or "direct")'
         )
     return interface, bool(interface) or stack or kind == "error"
+
+
+def _check_factory(m: Manifest, kind: str, why: str) -> None:
+    """BuildError unless the factory's call returned an app the runtime can serve."""
+    if kind == "error":
+        raise BuildError(f"entry {m.entry}: the app factory {why}")
+    if kind in ("wsgi", "asgi") or (kind == "unknown" and m.interface):
+        return
+    if kind == "unknown":
+        raise BuildError(
+            f"entry {m.entry} {why}: summon cannot tell whether it is a WSGI or an ASGI "
+            f'app; set interface = "wsgi" or interface = "asgi" in {m.source.name}'
+        )
+    raise BuildError(
+        f"entry {m.entry} {why}, neither a WSGI nor an ASGI app, which is what the runtime "
+        "serves of a factory's result. An app that needs its own server (aiohttp's "
+        "web.Application, Tornado's Application) runs as a script that starts it: "
+        'entry = "app.py"'
+    )
 
 
 def add_server_requirements(

@@ -99,6 +99,8 @@ def app_json(m: Manifest, data_map: dict[str, str]) -> dict[str, Any]:
     entry: dict[str, Any]
     if m.interface:
         entry = {"kind": m.interface, "module": m.entry.module, "attr": m.entry.function}
+        if m.entry.call is not None:  # an app factory: the runtime serves what it returns
+            entry["call"] = m.entry.call.to_json()
     elif m.entry.kind == "function":
         entry = {"kind": "function", "module": m.entry.module, "function": m.entry.function}
         if not m.stack_serves:  # it opens its own listeners: targets forward to them

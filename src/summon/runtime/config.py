@@ -71,6 +71,7 @@ class AppConfig:
         tls: dict[str, object] | None = None,
         seal_code: list[tuple[str, str]] | None = None,
         manifest: str = "the manifest",
+        entry_call: tuple[list[object], dict[str, object]] | None = None,
     ) -> None:
         self.name = name
         self.manifest = manifest  # where its keys were written: "[tool.summon]", "summon.toml"
@@ -79,6 +80,8 @@ class AppConfig:
         self.entry_function = entry_function  # the function, or the app's attribute name
         self.entry_path = entry_path  # for "script"
         self.entry_package = entry_package  # a script's package: run as `python -m` would
+        # An app factory's literal (args, kwargs): "module:create_app()" in the manifest.
+        self.entry_call = entry_call
         self.path = path or []
         self.data = data or {}
         self.network = network
@@ -103,7 +106,10 @@ class AppConfig:
     def entry(self) -> str:
         """The entry as the manifest spells it: "module:function", or the script's path."""
         if self.entry_kind != "script":
-            return f"{self.entry_module}:{self.entry_function}"
+            call = ""
+            if self.entry_call is not None:
+                call = "(...)" if self.entry_call[0] or self.entry_call[1] else "()"
+            return f"{self.entry_module}:{self.entry_function}{call}"
         return self.entry_path
 
 
@@ -134,6 +140,7 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
         raise bad("entry", 'an object with a "kind"')
     kind = entry.get("kind")
     module, function, script = entry.get("module"), entry.get("function"), entry.get("path")
+    entry_call: tuple[list[object], dict[str, object]] | None = None
     package: object = ""
     if kind == "function":
         if not (isinstance(module, str) and module and isinstance(function, str) and function):
@@ -144,6 +151,13 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
         if not (isinstance(module, str) and module and isinstance(function, str) and function):
             raise bad("entry", f'{{"kind": "{kind}", "module": M, "attr": A}}')
         script = ""
+        call = entry.get("call")
+        if call is not None:
+            args = call.get("args") if isinstance(call, dict) else None
+            kwargs = call.get("kwargs") if isinstance(call, dict) else None
+            if not (isinstance(args, list) and isinstance(kwargs, dict)):
+                raise bad("entry", 'a "call" of {"args": [...], "kwargs": {...}}')
+            entry_call = (args, kwargs)
     elif kind == "script":
         if not (isinstance(script, str) and script.startswith("/")):
             raise bad("entry", '{"kind": "script", "path": an absolute image path}')
@@ -175,6 +189,7 @@ def from_dict(doc: object, file: str = "app.json") -> AppConfig:
         entry_function=function,
         entry_path=script,
         entry_package=package if isinstance(package, str) else "",
+        entry_call=entry_call,
         path=_str_list(doc, "path", bad),
         data=_str_dict(doc, "data", bad),
         network=network,

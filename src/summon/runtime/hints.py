@@ -56,6 +56,31 @@ SERVER_HINTS = {
 }
 
 
+# An auto-reloader runs the app again in a child process that it restarts when a source
+# changes: werkzeug's (Flask's and Dash's app.run(debug=True)), uvicorn's reload=True,
+# Django's runserver, hupper (pserve --reload), tornado.autoreload. Found by its file's name.
+RELOAD_MARKER = "reload"
+RELOAD_HINT = (
+    "this app's auto-reloader ({file}) runs the app again in a child process, which the "
+    "sandbox denies (an image runs one Python process, and its code never changes): turn "
+    "reloading off (app.run(debug=False) or use_reloader=False in Flask and Dash, "
+    "reload=False in uvicorn.run, --noreload for Django's runserver)"
+)
+
+
+def _reloader(exc: BaseException) -> str | None:
+    """The file of an auto-reloader a frame of exc's traceback runs, if any."""
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        base = name.rpartition("/")[2]
+        if RELOAD_MARKER in base:
+            parent = name.rpartition("/")[0].rpartition("/")[2]
+            return f"{parent}/{base}"
+        tb = tb.tb_next
+    return None
+
+
 def _passes_through(exc: BaseException, marker: str) -> bool:
     """Whether a frame of exc's traceback runs code from a file whose path holds marker."""
     tb = exc.__traceback__
@@ -104,6 +129,9 @@ def sandbox_hint(exc: BaseException) -> str | None:
             for marker, hint in SERVER_HINTS.items():
                 if _passes_through(e, marker):
                     return hint
+            reloader = _reloader(e)
+            if reloader is not None:
+                return RELOAD_HINT.format(file=reloader)
         if names & FORK_NAMES:
             return FORK_HINT
         if names & EXEC_NAMES or in_popen:

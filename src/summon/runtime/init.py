@@ -76,6 +76,8 @@ EARLY_MOUNTS = (
     (b"proc", "/proc", b"proc", 1 | 2 | 4 | 8, None, "/proc/self"),
     (b"devtmpfs", "/dev", b"devtmpfs", 2 | 8, b"mode=0755", "/dev/null"),
     (b"tmpfs", "/tmp", b"tmpfs", 2 | 4, b"mode=1777", None),
+    # POSIX semaphores and shared memory (multiprocessing's Lock and Value), as in the sandbox.
+    (b"tmpfs", "/dev/shm", b"tmpfs", 2 | 4 | 8, b"mode=1777", None),
 )
 
 _RUNTIME_DIR = os.path.dirname(__file__)
@@ -241,6 +243,11 @@ def mount_early_filesystems(root: str) -> None:
         if present and os.path.exists(host_path(root, present)):
             continue
         path = host_path(root, target).encode()
+        if not os.path.isdir(path):
+            try:
+                os.mkdir(path)  # /dev/shm: devtmpfs has none
+            except OSError:
+                pass  # the mount below says why
         if mount(source, path, fstype, flags, options) != 0:
             reason = os.strerror(ctypes.get_errno())
             _say(f"cannot mount {fstype.decode()} on {target}: {reason}; going on without it")
@@ -321,11 +328,27 @@ def run_function(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int
                 result = fn(*args, **kwargs)
                 if hasattr(result, "__await__"):  # a plain function that returned a coroutine
                     result = run_async(lambda: result, devices.starts)
-            return exit_status(result)
         except BaseException as e:
             return _status_of_exception(e)
+        if callable(result) and not isinstance(result, type):
+            # Flask's create_app(), named as the entry: it returns the app and ends.
+            raise Fail(
+                f"entry {cfg.entry} returned {_short(result)} and ended, as an app factory "
+                f"does: write its call in {cfg.manifest} and rebuild, "
+                f'entry = "{cfg.entry}()" (with the arguments it takes), and the runtime '
+                "serves the WSGI or ASGI app it returns"
+            )
+        return exit_status(result)
     finally:
         close_devices(devices)
+
+
+def _short(obj: object) -> str:
+    try:
+        text = repr(obj)
+    except Exception:
+        text = ""
+    return text if 0 < len(text) <= 60 else f"an object of class {type(obj).__name__}"
 
 
 def run_http(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int:
@@ -346,6 +369,14 @@ def run_http(cfg: AppConfig, root: str, sealer: Sealer | None = None) -> int:
             f"entry {cfg.entry}: module {cfg.entry_module!r} has no {kind} app named "
             f"{cfg.entry_function!r}; fix entry in {cfg.manifest} and rebuild"
         )
+    if cfg.entry_call is not None:  # an app factory: it returns the app
+        args, kwargs = cfg.entry_call
+        try:
+            app = app(*args, **kwargs)
+        except BaseException as e:
+            return _status_of_exception(e)
+        if not callable(app):
+            raise Fail(f"entry {cfg.entry} returned {_short(app)}, not a {kind} app")
     if cfg.network not in ("socket", "direct"):
         raise Fail(
             f"entry {cfg.entry} is a {kind} app, served over the network, but the image was "

@@ -216,7 +216,11 @@ class Sealer:
     ) -> None:
         self.mode = cfg.seal
         self.preload = tuple(cfg.preload)
-        self.writable = ("/tmp", *(v.rstrip("/") for v in cfg.volumes if v.startswith("/")))
+        self.writable = (
+            "/tmp",
+            "/dev/shm",  # multiprocessing's shared memory and its semaphores' files
+            *(v.rstrip("/") for v in cfg.volumes if v.startswith("/")),
+        )
         # Module folders under a writable one are not the image's, whatever sys.path says.
         self.roots = tuple(
             r for r in roots if r.startswith("/") and r != "/" and not _under(r, self.writable)

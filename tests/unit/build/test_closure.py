@@ -105,6 +105,33 @@ def test_a_deny_listed_package_the_app_loads_comes_with_its_lazy_parts(
     assert "multiprocessing" not in trace(interp, tmp_path).modules
 
 
+def test_a_deny_listed_package_vendored_code_imports_at_its_top_comes_in(
+    interp: Interpreter, tmp_path: Path
+) -> None:
+    """Dash imports its backend by a name made at run time (dash.backends._flask), which
+    imports werkzeug.debug, whose first lines import multiprocessing: every Dash app died at
+    start (No module named 'multiprocessing'). A top-level import in vendored code brings a
+    deny-listed package in; one in a function body, or in the stdlib, does not."""
+    app = tmp_path / "app"
+    site = app / "_site"
+    (site / "dashlike" / "backends").mkdir(parents=True)
+    (site / "dashlike" / "__init__.py").write_text("from . import backends\n")
+    (site / "dashlike" / "backends" / "__init__.py").write_text(
+        "import importlib\n\nBACKENDS = {'flask': 'dashlike.backends._flask'}\n\n"
+        "def get(name):\n    return importlib.import_module(BACKENDS[name])\n"
+    )
+    (site / "dashlike" / "backends" / "_flask.py").write_text("from debuglike import Value\n")
+    (site / "debuglike.py").write_text("from multiprocessing import Value\n")
+    (site / "lazylike.py").write_text("def later():\n    import pydoc\n")
+    (app / "app.py").write_text("import dashlike\n\ndef main():\n    pass\n")
+    c = trace(interp, app, search_path=[app, site])
+    assert not c.modules["debuglike"].traced and not c.modules["multiprocessing"].traced
+    assert c.modules["multiprocessing"].reason == REASON_SHIPPED
+    assert [e.importer for e in c.chain("multiprocessing")][-1] == "debuglike"
+    assert "multiprocessing.context" in c.modules
+    assert "pydoc" not in c.modules  # in a function body: still left out
+
+
 def test_minimal_app_closure_is_small(interp: Interpreter, tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("def main():\n    return 42\n")
     c = trace(interp, tmp_path)

@@ -115,16 +115,42 @@ def test_socket_families_in_socket_mode() -> None:
         # The gate refuses the rest, with a line naming the rule.
         for name in ("AF_UNSPEC", "AF_AX25", "AF_BRIDGE", "AF_X25", "AF_ROSE", "AF_NETLINK",
                      "AF_PACKET", "AF_VSOCK"):  # fmt: skip
-            assert decide(prof, "socket", (AF[name], 1))[0] == "SCMP_ACT_NOTIFY", (mode, name)
+            assert decide(prof, "socket", (AF[name], 1, 4))[0] == "SCMP_ACT_NOTIFY", (mode, name)
         assert "socket" not in seccomp.allowed_syscalls(mode)
 
 
-@given(st.integers(min_value=0, max_value=2**64 - 1))
-def test_socket_of_any_other_first_argument_goes_to_the_gate(arg: int) -> None:
+NETLINK_ROUTE, NETLINK_SOCK_DIAG, NETLINK_KOBJECT_UEVENT = 0, 4, 15
+SOCK_RAW_CLOEXEC = 3 | 0o2000000
+
+
+def test_glibcs_interface_query_is_answered_by_the_kernel_without_a_line() -> None:
+    """getaddrinfo(None, port) (Tornado's app.listen, aiohttp's run_app, waitress's *:port)
+    opens socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_ROUTE) to sort its answers, and
+    does without: the kernel answers EAFNOSUPPORT, no refusal line on every start. Every
+    other netlink protocol (the host's device events, socket diagnostics) goes to the gate."""
+    for mode in ("socket", "none"):
+        prof = seccomp.profile(mode, "/s")
+        route = (AF["AF_NETLINK"], SOCK_RAW_CLOEXEC, NETLINK_ROUTE)
+        assert decide(prof, "socket", route) == ("SCMP_ACT_ERRNO", errno.EAFNOSUPPORT), mode
+        for protocol in (NETLINK_SOCK_DIAG, NETLINK_KOBJECT_UEVENT, 2**32):
+            other = (AF["AF_NETLINK"], SOCK_RAW_CLOEXEC, protocol)
+            assert decide(prof, "socket", other)[0] == "SCMP_ACT_NOTIFY", (mode, protocol)
+    direct = seccomp.profile("direct", "/s")
+    route = (AF["AF_NETLINK"], SOCK_RAW_CLOEXEC, NETLINK_ROUTE)
+    assert decide(direct, "socket", route)[0] == "SCMP_ACT_NOTIFY"
+
+
+@given(st.integers(min_value=0, max_value=2**64 - 1), st.sampled_from([0, 4, 2**32]))
+def test_socket_of_any_other_first_argument_goes_to_the_gate(arg: int, protocol: int) -> None:
     """Junk in the high half of AF_INET too: the kernel would drop it, the rule does not."""
-    action, _ = decide(seccomp.profile("socket", "/s"), "socket", (arg,))
-    want = "SCMP_ACT_ALLOW" if arg in (1, 2, 10) else "SCMP_ACT_NOTIFY"
-    assert action == want, hex(arg)
+    action, _ = decide(seccomp.profile("socket", "/s"), "socket", (arg, 1, protocol))
+    if arg in (1, 2, 10):
+        want = "SCMP_ACT_ALLOW"
+    elif arg == AF["AF_NETLINK"] and protocol == NETLINK_ROUTE:
+        want = "SCMP_ACT_ERRNO"
+    else:
+        want = "SCMP_ACT_NOTIFY"
+    assert action == want, (hex(arg), protocol)
 
 
 def test_no_kernel_socket_in_direct_mode() -> None:

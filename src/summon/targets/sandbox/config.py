@@ -232,6 +232,15 @@ def oci_config(
                 "source": "tmpfs",
                 "options": ["nosuid", "nodev", "noexec", "mode=1777", f"size={tmp_size}"],
             },
+            {
+                # POSIX semaphores and shared memory live here (multiprocessing's Lock and
+                # Value, which werkzeug's debugger makes; shared_memory): glibc's sem_open
+                # and CPython assume it, as every Linux has it. Within the memory limit.
+                "destination": "/dev/shm",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "nodev", "noexec", "mode=1777", f"size={tmp_size}"],
+            },
             # No /sys: nothing an app needs is there, and much about the host is.
             *secret_mounts(spec),
             *(

@@ -393,23 +393,34 @@ def _ioctl_rules(action: str) -> list[dict[str, Any]]:
     ]
 
 
-# socket()'s first argument outside {AF_UNIX 1, AF_INET 2, AF_INET6 10}, as comparisons on the
-# whole 64-bit register: 0, 3, 4-7, 8-9 and everything above 10 (negative ints included, as
-# the kernel's int is sign-extended into a huge unsigned value).
+# socket()'s first argument outside {AF_UNIX 1, AF_INET 2, AF_INET6 10, AF_NETLINK 16}, as
+# comparisons on the whole 64-bit register: 0, 3, 4-7, 8-9, 11, 12-15 and everything above 16
+# (negative ints included, as the kernel's int is sign-extended into a huge unsigned value).
 _OTHER_FAMILIES = (
     {"index": 0, "value": 0, "op": "SCMP_CMP_EQ"},
     {"index": 0, "value": 3, "op": "SCMP_CMP_EQ"},
     {"index": 0, "value": 0xFFFF_FFFF_FFFF_FFFC, "valueTwo": 4, "op": "SCMP_CMP_MASKED_EQ"},
     {"index": 0, "value": 0xFFFF_FFFF_FFFF_FFFE, "valueTwo": 8, "op": "SCMP_CMP_MASKED_EQ"},
-    {"index": 0, "value": 10, "op": "SCMP_CMP_GT"},
+    {"index": 0, "value": 11, "op": "SCMP_CMP_EQ"},
+    {"index": 0, "value": 0xFFFF_FFFF_FFFF_FFFC, "valueTwo": 12, "op": "SCMP_CMP_MASKED_EQ"},
+    {"index": 0, "value": 16, "op": "SCMP_CMP_GT"},
 )
+AF_NETLINK = 16
+NETLINK_ROUTE = 0
+
+
+def netlink_route_errno() -> int:
+    """What socket(AF_NETLINK, *, NETLINK_ROUTE) is answered in socket and none mode."""
+    return int(getattr(errno, _data()["socket-families"]["netlink-route"]["errno"]))
 
 
 def _socket_rules(network: str, action: str) -> list[dict[str, Any]]:
     """socket() of the mode's families (action), every other family to the gate, refused.
 
     The gate answers the others EPERM with a line naming the rule; a whole-register compare
-    also refuses AF_INET with junk in the high half, which the kernel would drop.
+    also refuses AF_INET with junk in the high half, which the kernel would drop. AF_NETLINK
+    is the gate's too, but for NETLINK_ROUTE: the kernel answers that one itself, quietly
+    (glibc's getaddrinfo asks it for the interfaces' addresses, and does without).
     """
     families = socket_families(network)
     if not families:
@@ -425,6 +436,20 @@ def _socket_rules(network: str, action: str) -> list[dict[str, Any]]:
         for nr in sorted(families.values())
     ]
     rules += [{"names": ["socket"], "action": NOTIFY, "args": [dict(c)]} for c in _OTHER_FAMILIES]
+    netlink = {"index": 0, "value": AF_NETLINK, "op": "SCMP_CMP_EQ"}
+    rules += [
+        {
+            "names": ["socket"],
+            "action": ERRNO,
+            "errnoRet": netlink_route_errno(),
+            "args": [netlink, {"index": 2, "value": NETLINK_ROUTE, "op": "SCMP_CMP_EQ"}],
+        },
+        {
+            "names": ["socket"],
+            "action": NOTIFY,
+            "args": [netlink, {"index": 2, "value": NETLINK_ROUTE, "op": "SCMP_CMP_NE"}],
+        },
+    ]
     return rules
 
 

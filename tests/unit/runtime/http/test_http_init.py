@@ -236,6 +236,35 @@ def test_sanics_default_worker_processes_get_the_switch_that_runs_one(image: Ima
     )
 
 
+def test_an_auto_reloader_gets_the_switch_that_turns_it_off(image: ImageRoot) -> None:
+    """Dash's first example ends in app.run(debug=True): werkzeug's reloader runs the app
+    again with subprocess.call, and the hint said to use threads or asyncio instead, which
+    says nothing to a Dash user whose code starts no process at all."""
+    image.app(
+        {
+            "werkzeug/__init__.py": "",
+            "werkzeug/_reloader.py": dedent("""
+                import os, subprocess, sys
+                no_link = "/tmp/summon-test-no-such-link"
+                subprocess._fork_exec = lambda *a: os.link("/", no_link)  # EPERM, as seccomp's
+                subprocess._USE_POSIX_SPAWN = False
+                def run_with_reloader():
+                    sys.exit(subprocess.call([sys.executable]))
+            """),
+            "server.py": "from werkzeug._reloader import run_with_reloader\nrun_with_reloader()\n",
+        }
+    )
+    image.config("/app/server.py")
+    result = image.run()
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        "summon: this app's auto-reloader (werkzeug/_reloader.py) runs the app again in a "
+        "child process, which the sandbox denies (an image runs one Python process, and its "
+        "code never changes): turn reloading off (app.run(debug=False) or use_reloader=False "
+        "in Flask and Dash, reload=False in uvicorn.run, --noreload for Django's runserver)\n"
+    ), result.stderr
+
+
 def test_no_hint_for_other_permission_errors(image: ImageRoot) -> None:
     image.app(
         {"app.py": "import os\ndef main():\n    os.link('/', '/tmp/summon-test-no-such-link')\n"}

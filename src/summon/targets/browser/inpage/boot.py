@@ -127,6 +127,11 @@ class BrowserApp:
             )
         devices = _Devices(cfg, self.root, self.stack)
         if cfg.entry_kind != "function":
+            if cfg.entry_call is not None:  # an app factory: it returns the app
+                try:
+                    fn = fn(*cfg.entry_call[0], **cfg.entry_call[1])
+                except BaseException as e:
+                    raise AppFailed(describe(e, f"calling {cfg.entry}")) from e
             await self._serve(cfg, fn, devices)
             return
         try:
