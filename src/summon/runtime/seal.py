@@ -283,10 +283,7 @@ class Sealer:
         if not had_ctypes:
             # The seal imported ctypes for itself; an app that did not must not find it in
             # sys.modules now (a later import of it is refused by the hook).
-            for name in [
-                n for n in sys.modules if n == "_ctypes" or n.partition(".")[0] == "ctypes"
-            ]:
-                del sys.modules[name]
+            forget_ctypes()
         sys.addaudithook(hook)
         _, writable_code = _read_maps()
         if writable_code:
@@ -412,6 +409,15 @@ def ready() -> None:
 
 def _under(path: str, folders: tuple[str, ...]) -> bool:
     return any(path == f or path.startswith(f + "/") for f in folders)
+
+
+def forget_ctypes() -> None:
+    """Take ctypes out of sys.modules. Its names are read from a copy made at once: another
+    thread may import meanwhile (asyncio's getaddrinfo thread imports encodings.idna), and a
+    seal iterating sys.modules itself died of "dictionary changed size during iteration"."""
+    for name in list(sys.modules):
+        if name == "_ctypes" or name.partition(".")[0] == "ctypes":
+            sys.modules.pop(name, None)
 
 
 def _read_maps() -> tuple[set[str], int]:
