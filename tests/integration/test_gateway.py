@@ -63,9 +63,7 @@ boot_timeout = "5s"
         yield running
 
 
-def test_a_missing_image_is_reported_before_any_request(
-    summon: Summon, gateway: Running
-) -> None:
+def test_a_missing_image_is_reported_before_any_request(summon: Summon, gateway: Running) -> None:
     """The status page said nothing of a service whose image is not in the store until its
     first request failed; it says so from the start now, and no more once the image is
     there (tagged here, as a pull would)."""
@@ -107,6 +105,10 @@ def test_resolve_cold_get_idle_stop_get_again(gateway: Running) -> None:
     assert 'summon_gateway_boots_total{service="web"} 2' in metrics
     assert 'summon_gateway_up{service="web"} 1' in metrics
     assert "booted in" in gateway.path("/")
+    # Connections handed over by fd reach the app without a refusal on its console
+    # (asyncio asks each for its far end, which no recording run was handed).
+    console = "".join(p.read_text() for p in gateway.summon.home.rglob("gateway/gw-web-*.log"))
+    assert "GET / 200" in console and "refused" not in console, console
 
 
 def test_fifty_concurrent_cold_clients_one_boot(gateway: Running) -> None:

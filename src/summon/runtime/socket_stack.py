@@ -169,13 +169,16 @@ class SocketStack(Stack):
         for fd in self.listeners.get(port, ()):
             listener = socket.socket(fileno=os.dup(fd))
             servers.append(await asyncio.start_server(callback, sock=listener, backlog=backlog))
-        if not servers:
+        receiver = self.receiver
+        # An instance a gateway boots is handed its connections by fd (receiver.serve): a
+        # listener of its own would take none, and its socket() is not in a profile the
+        # recording run derived (it was handed its listeners): refused, with a line.
+        if not servers and (receiver is None or not port):
             servers.append(
                 await asyncio.start_server(
                     callback, self.bind, self.host_port(port, "tcp"), backlog=backlog
                 )
             )
-        receiver = self.receiver
         if receiver is not None and port:
             receiver.serve(port, callback)
         return SocketServer(servers, port, receiver)
@@ -208,6 +211,7 @@ class SocketServer(Server):
         self._servers = servers
         self._port = guest_port or _bound_port(servers[0].sockets[0].getsockname())
         self._receiver = receiver
+        self._closed: asyncio.Event | None = None  # serve_forever's wait, without servers
 
     @property
     def port(self) -> int:
@@ -218,12 +222,18 @@ class SocketServer(Server):
             server.close()
         if self._receiver is not None:
             self._receiver.unserve(self._port)
+        if self._closed is not None:
+            self._closed.set()
 
     async def wait_closed(self) -> None:
         for server in self._servers:
             await server.wait_closed()
 
     async def serve_forever(self) -> None:
+        if not self._servers:  # handed its connections only: serves until closed
+            self._closed = self._closed or asyncio.Event()
+            await self._closed.wait()
+            return
         await asyncio.gather(*(server.serve_forever() for server in self._servers))
 
 

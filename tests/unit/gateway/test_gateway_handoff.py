@@ -452,3 +452,36 @@ def test_a_shared_listener_keeps_the_gateways_backlog() -> None:
             assert listen_backlog(port) == full
 
     run(main())
+
+
+def test_an_app_handed_its_connections_makes_no_listener_of_its_own_and_serves_till_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gateway hands its connections by fd: a listener of the app's own took none, and its
+    socket() (never made by a recording run, which is handed its listeners) was refused with
+    a line on every boot through a gateway."""
+
+    async def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the app made a listener of its own")
+
+    async def main() -> None:
+        channel, app_end = Channel.pair()
+        stack = SocketStack(
+            "127.0.0.1", {(80, "tcp"): free_port("127.0.0.1")}, {}, app_end.detach()
+        )
+        monkeypatch.setattr(asyncio, "start_server", never)
+        try:
+            server = await stack.start_server(lambda r, w: None, 80)
+            assert server.port == 80
+            serving = asyncio.ensure_future(server.serve_forever())
+            await asyncio.sleep(0.2)
+            assert not serving.done()  # an app awaiting serve_forever() stays up
+            server.close()
+            await asyncio.wait_for(serving, 2)
+        finally:
+            monkeypatch.undo()
+            if stack.receiver is not None:
+                stack.receiver.close()
+            channel.close()
+
+    run(main())
