@@ -130,7 +130,7 @@ def through_gateway(report: Report, image: Image, count: int, deadline: float) -
             if idle.poll() is None:
                 idle.kill()
                 idle.wait()
-            gw.close()
+            gw.close(timeout=max(30.0, reached * 1.0))  # it stops every instance first
     per = used / reached if reached else 0.0
     report.add(Row(f"instances held through the gateway (stopped at {why})", str(reached),
                    str(count) + " asked", reached / count, ">= 200"))  # fmt: skip

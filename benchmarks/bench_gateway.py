@@ -140,8 +140,15 @@ class GatewayProcess:
                     return int(line.split()[1]) * 1024
         return 0
 
-    def close(self) -> None:
-        stop(self.proc)
+    def close(self, timeout: float = 5.0) -> None:
+        """SIGTERM, and the gateway stops its instances; SIGKILL past timeout seconds (a
+        killed gateway leaves them for the next one on its state folder to release)."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def _bare_warm(port: int) -> float:
