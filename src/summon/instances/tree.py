@@ -25,7 +25,6 @@ chain carries PR_SET_PDEATHSIG, down to the app.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -220,6 +219,8 @@ def _exit(code: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m summon.instances.tree ID`: the launcher of a detached instance."""
+    import argparse  # here: an attached run imports this module and never parses
+
     parser = argparse.ArgumentParser(prog="python -m summon.instances.tree")
     parser.add_argument("id")
     parser.add_argument("--ready-fd", type=int, required=True)

@@ -9,16 +9,34 @@ whole (temporary name, rename), then remounts it read-only; unmount() undoes it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import functools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from summon.errors import UserError
 
+if TYPE_CHECKING:
+    import ctypes
+
 SLACK = 64 * 1024  # room for the inodes and the temporary names
-_LIBC = ctypes.CDLL(None, use_errno=True)
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT = 1, 2, 4, 8, 32
 _MNT_DETACH = 2
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """libc, loaded at the first mount: ctypes costs ~3 ms to import, and every `summon run`
+    imports this module where most mount nothing."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _errno() -> int:
+    import ctypes
+
+    return ctypes.get_errno()
 
 
 def write_files(folder: Path, contents: dict[str, bytes], mode: int = 0o444) -> None:
@@ -48,14 +66,14 @@ def mount_files(
         size = min(size, limit)
     flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
     options = f"size={size},mode=0755".encode()
-    if _LIBC.mount(b"tmpfs", os.fsencode(folder), b"tmpfs", flags, options) != 0:
-        err = ctypes.get_errno()
+    if _libc().mount(b"tmpfs", os.fsencode(folder), b"tmpfs", flags, options) != 0:
+        err = _errno()
         raise UserError(f"cannot mount a tmpfs for {what} at {folder}: {os.strerror(err)}")
     try:
         write_files(folder, contents)
         remount = flags | _MS_REMOUNT | _MS_RDONLY
-        if _LIBC.mount(b"tmpfs", os.fsencode(folder), b"tmpfs", remount, options) != 0:
-            err = ctypes.get_errno()
+        if _libc().mount(b"tmpfs", os.fsencode(folder), b"tmpfs", remount, options) != 0:
+            err = _errno()
             raise UserError(f"cannot make the tmpfs of {what} read-only: {os.strerror(err)}")
     except BaseException:
         unmount(folder)
@@ -65,5 +83,5 @@ def mount_files(
 def unmount(folder: Path) -> None:
     """Undo mount_files (never raises; the folder goes too)."""
     with contextlib.suppress(OSError):
-        _LIBC.umount2(os.fsencode(folder), _MNT_DETACH)
+        _libc().umount2(os.fsencode(folder), _MNT_DETACH)
         folder.rmdir()
