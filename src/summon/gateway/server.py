@@ -316,7 +316,19 @@ class Gateway:
         if not configs or self.ahead is None:
             return None
         self._index_seen = _stat_key(self.store_index)
-        task = asyncio.ensure_future(self.ahead(configs, self._found, self._prepared))
+        asked = {c.name: c for c in configs}
+
+        # What is heard back is for the service as it was asked about: a reload meanwhile
+        # may have replaced it by one of the same name with another image.
+        def found(name: str, bom: dict[str, Any]) -> None:
+            if self._still(name, asked):
+                self._found(name, bom)
+
+        def prepared(name: str, error: str) -> None:
+            if self._still(name, asked):
+                self._prepared(name, error)
+
+        task = asyncio.ensure_future(self.ahead(configs, found, prepared))
         self._aheads.add(task)
         task.add_done_callback(self._aheads.discard)
         task.add_done_callback(_log_failure)
@@ -334,6 +346,12 @@ class Gateway:
         if task is not None:
             self._rechecking = True
             task.add_done_callback(lambda t: setattr(self, "_rechecking", False))
+
+    def _still(self, name: str, asked: dict[str, ServiceConfig]) -> bool:
+        """Whether service `name` is still configured as it was when its image was asked
+        about."""
+        svc = self.services.get(name)
+        return svc is not None and name in asked and svc.config == asked[name]
 
     def _prepared(self, name: str, error: str) -> None:
         svc = self.services.get(name)

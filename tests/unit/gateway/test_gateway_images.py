@@ -135,3 +135,45 @@ def test_the_real_ahead_process_says_the_image_is_missing(
             await gw.close()
 
     asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_a_check_of_an_image_replaced_by_a_reload_is_not_applied_to_the_new_one(
+    tmp_path: Path,
+) -> None:
+    """gateway.image_checked: what a check of web:1 says reaches only a service still on
+    web:1. A reload that moved `web` to web:2 while web:1 was being read must not leave the
+    new service marked with the old image's error."""
+    release = asyncio.Event()
+
+    async def ahead(
+        configs: Sequence[ServiceConfig], found: Any, prepared: Callable[[str, str], None]
+    ) -> None:
+        for c in configs:
+            if c.image == "web:1":
+                await release.wait()  # slow: read while the reload happens
+                found(c.name, {"ports": [1]})
+                prepared(c.name, MISSING)
+            else:
+                found(c.name, {"ports": [2]})
+                prepared(c.name, "")
+
+    async def main() -> None:
+        port = free_port()
+        first = doc(port)
+        gw = Gateway(parse(first, tmp_path / "gw.toml"), launcher=no_launch, ahead=ahead)
+        await gw.start()
+        try:
+            second = {**first, "service": [{**first["service"][0], "image": "web:2"}]}
+            await gw.reload(parse(second, tmp_path / "gw.toml"))
+            svc = gw.services["web"]
+            await until(lambda: svc.image_ports == (2,), 5)
+            release.set()  # the old check ends now, for the old image
+            await asyncio.sleep(0.2)
+            assert (svc.image_error, svc.image_ports) == ("", (2,))
+            web = (await asyncio.to_thread(status_json, port))["web"]
+            assert web["error"] == ""
+        finally:
+            release.set()
+            await gw.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
