@@ -20,7 +20,8 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Generator, Iterator
+import time
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ import httpx
 
 from summon.errors import UserError
 from summon.store.credentials import helper_for, helper_get
+from summon.store.retry import Notice, Retries, stderr_notice
 
 
 class AuthError(UserError):
@@ -216,10 +218,21 @@ class RegistryAuth(httpx.Auth):
     # only the token response, itself.
     requires_response_body = False
 
-    def __init__(self, registry: str, credentials: Credentials | None, insecure: bool) -> None:
+    def __init__(
+        self,
+        registry: str,
+        credentials: Credentials | None,
+        insecure: bool,
+        notice: Notice = stderr_notice,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """notice: where a wait for a token server that asks for one (429, 503) is said;
+        sleep: how it is waited."""
         self.registry = registry
         self.credentials = credentials
         self.insecure = insecure
+        self.notice = notice
+        self.sleep = sleep
         self._authorization: str | None = None
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -275,16 +288,23 @@ class RegistryAuth(httpx.Auth):
         if self.credentials is not None:
             headers["Authorization"] = self.credentials.basic()
         headers["Accept-Encoding"] = "identity"  # so the cap below is on what it means
-        token_response = yield httpx.Request("GET", realm, params=params, headers=headers)
         too_big = AuthError(
             f"the token server of registry {self.registry} ({parts.netloc}) sent more than "
             f"{MAX_TOKEN_REPLY} bytes; refused"
         )
-        if isinstance(token_response.stream, httpx.SyncByteStream):
-            token_response.stream = _Capped(token_response.stream, MAX_TOKEN_REPLY, too_big)
-        body = token_response.read()  # (read, not streamed: httpx reads it again after us)
-        if len(body) > MAX_TOKEN_REPLY:
-            raise too_big
+        # A busy token server (429, 503) is waited out as a busy registry is (retry.py).
+        retries = Retries(self.registry, f"logging in at {parts.netloc}", self.notice, self.sleep)
+        while True:
+            token_response = yield httpx.Request("GET", realm, params=params, headers=headers)
+            if isinstance(token_response.stream, httpx.SyncByteStream):
+                token_response.stream = _Capped(token_response.stream, MAX_TOKEN_REPLY, too_big)
+            body = token_response.read()  # (read, not streamed: httpx reads it again after us)
+            if len(body) > MAX_TOKEN_REPLY:
+                raise too_big
+            if not retries.again(
+                token_response.status_code, token_response.headers.get("retry-after")
+            ):
+                break
         if token_response.status_code in (401, 403):
             raise self._refused() if self.credentials else self._no_credentials()
         if token_response.status_code != 200:

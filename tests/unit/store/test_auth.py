@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from summon.errors import UserError
 from summon.store.auth import (
     AuthError,
     Credentials,
@@ -50,19 +51,26 @@ def test_files_are_read_in_the_containers_auth_order(
     assert find_credentials("reg.example:5000", "team/http") == Credentials(
         "d", "1", tmp_path / "docker" / "config.json"
     )
-    write(tmp_path / "run" / "containers" / "auth.json",
-          {"auths": {"reg.example:5000": {"auth": b64("podman:pw:with:colons")}}})
+    write(
+        tmp_path / "run" / "containers" / "auth.json",
+        {"auths": {"reg.example:5000": {"auth": b64("podman:pw:with:colons")}}},
+    )
     creds = find_credentials("reg.example:5000", "team/http")
     assert creds is not None and (creds.username, creds.password) == ("podman", "pw:with:colons")
     assert find_credentials("other.example", "team/http") is None
 
 
 def test_key_spellings_and_repository_scoped_entries(tmp_path: Path) -> None:
-    f = write(tmp_path / "auth.json", {"auths": {
-        "https://index.docker.io/v1/": {"auth": b64("hub:1")},
-        "https://reg.example/": {"username": "plain", "password": "2"},
-        "reg.example/team": {"auth": b64("team:3")},
-    }})
+    f = write(
+        tmp_path / "auth.json",
+        {
+            "auths": {
+                "https://index.docker.io/v1/": {"auth": b64("hub:1")},
+                "https://reg.example/": {"username": "plain", "password": "2"},
+                "reg.example/team": {"auth": b64("team:3")},
+            }
+        },
+    )
     hub = find_credentials("docker.io", "library/python", [f])
     assert hub is not None and hub.username == "hub"
     assert find_credentials("reg.example", "team/http", [f]).username == "team"  # type: ignore[union-attr]
@@ -152,23 +160,29 @@ def test_challenge_flow_logs_in_once(challenge: str) -> None:
 )
 def test_refused_or_missing_credentials_are_one_clear_line(challenge: str) -> None:
     wrong = Credentials("alice", "wrong-password", Path("/home/a/.docker/config.json"))
-    with httpx.Client(transport=registry_transport(challenge),
-                      auth=RegistryAuth("reg.example", wrong, insecure=False)) as client:
+    with httpx.Client(
+        transport=registry_transport(challenge),
+        auth=RegistryAuth("reg.example", wrong, insecure=False),
+    ) as client:
         with pytest.raises(AuthError) as e:
             client.get("https://reg.example/v2/")
     message = str(e.value)
     assert "refused the credentials from /home/a/.docker/config.json" in message
     assert "wrong-password" not in message and "\n" not in message
-    with httpx.Client(transport=registry_transport(challenge),
-                      auth=RegistryAuth("reg.example", None, insecure=False)) as client:
+    with httpx.Client(
+        transport=registry_transport(challenge),
+        auth=RegistryAuth("reg.example", None, insecure=False),
+    ) as client:
         with pytest.raises(AuthError, match="asks for a login and no credentials"):
             client.get("https://reg.example/v2/")
 
 
 def test_credentials_never_go_to_a_plain_http_token_server() -> None:
     challenge = 'Bearer realm="http://evil.example/token",service="reg"'
-    with httpx.Client(transport=registry_transport(challenge),
-                      auth=RegistryAuth("reg.example", CREDS, insecure=False)) as client:
+    with httpx.Client(
+        transport=registry_transport(challenge),
+        auth=RegistryAuth("reg.example", CREDS, insecure=False),
+    ) as client:
         with pytest.raises(AuthError, match="plain HTTP"):
             client.get("https://reg.example/v2/")
 
@@ -187,7 +201,57 @@ def test_a_token_server_sending_without_end_is_refused() -> None:
         challenge = 'Bearer realm="https://reg.example/token"'
         return httpx.Response(401, headers={"WWW-Authenticate": challenge})
 
-    with httpx.Client(transport=httpx.MockTransport(handle),
-                      auth=RegistryAuth("reg.example", CREDS, insecure=False)) as client:
+    with httpx.Client(
+        transport=httpx.MockTransport(handle),
+        auth=RegistryAuth("reg.example", CREDS, insecure=False),
+    ) as client:
         with pytest.raises(AuthError, match=r"\(reg.example\) sent more than 1048576 bytes"):
             client.get("https://reg.example/v2/")
+
+
+def test_a_busy_token_server_is_waited_out_and_said() -> None:
+    """A token server answering 429 (or 503) is asked again after the wait it asks for, as
+    the registry itself is (retry.py); was: the login failed at once with "answered 429"."""
+    slept: list[float] = []
+    busy = [429, 503]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            if busy:
+                return httpx.Response(busy.pop(0), headers={"Retry-After": "3"})
+            return httpx.Response(200, json={"token": "T0KEN"})
+        if request.headers.get("authorization") == "Bearer T0KEN":
+            return httpx.Response(200, json={})
+        challenge = 'Bearer realm="https://reg.example/token"'
+        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+
+    said: list[str] = []
+    auth = RegistryAuth(
+        "reg.example", CREDS, insecure=False, notice=said.append, sleep=slept.append
+    )
+    with httpx.Client(transport=httpx.MockTransport(handle), auth=auth) as client:
+        assert client.get("https://reg.example/v2/").status_code == 200
+    assert slept == [3.0, 3.0]
+    assert said[0] == (
+        "registry reg.example answered 429 (too many requests) while logging in at "
+        "reg.example: trying again in 3s (try 2 of 4)"
+    )
+
+
+def test_a_token_server_that_stays_busy_is_one_clear_line() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(503)
+        challenge = 'Bearer realm="https://reg.example/token"'
+        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+
+    auth = RegistryAuth(
+        "reg.example", CREDS, insecure=False, notice=lambda line: None, sleep=lambda s: None
+    )
+    with httpx.Client(transport=httpx.MockTransport(handle), auth=auth) as client:
+        with pytest.raises(UserError) as e:
+            client.get("https://reg.example/v2/")
+    assert str(e.value) == (
+        "registry reg.example answered 503 (service unavailable) while logging in at "
+        "reg.example, 4 times over 7s; try again later"
+    )
