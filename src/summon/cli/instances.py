@@ -233,7 +233,11 @@ def stats(instances: tuple[str, ...], no_stream: bool, as_json: bool) -> None:
 def _stats_row(
     folder: InstanceFolder, before: dict[str, Any] | None, now: dict[str, Any] | None
 ) -> dict[str, Any]:
-    limit = folder.spec().get("run", {}).get("memory")
+    # The cap the target holds that memory to, as its monitor says: the sandbox's cgroup. A
+    # QEMU process or a host process is held to none (a guest's RAM is not QEMU's resident
+    # memory, which holds its translated code too): no limit and no percentage, rather than
+    # a QEMU at "291%" of its guest's size.
+    limit = now.get("memory_limit") if now is not None else None
     row: dict[str, Any] = {
         "id": folder.id,
         "name": folder.name,

@@ -4,6 +4,7 @@ One JSON object per line each way, one request per connection, on a unix socket 
 instance folder (mode 0600, in a 0700 folder: only its owner reaches it).
 
     {"op": "stats"}             -> {"ok": true, "running": true, "memory_bytes": N,
+                                    "memory_limit": N|null (the target's cap on it),
                                     "cpu_seconds": F, "network": {counter: N},
                                     "clock": F (the monitor's monotonic)}
     {"op": "stop", "grace": F}  -> {"ok": true, "exit_code": N|null}, once it has exited

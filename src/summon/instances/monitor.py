@@ -94,6 +94,7 @@ class Monitor:
                 "ok": True,
                 "running": True,
                 "memory_bytes": stats.memory_bytes,
+                "memory_limit": stats.memory_limit,
                 "cpu_seconds": stats.cpu_seconds,
                 "network": dict(stats.network),
                 # The app's own figures (GC, blocks, connections...), asked of it now.

@@ -219,6 +219,10 @@ class Stats:
     cpu_seconds: float
     # network = "direct": summon.net's per-path counters ("tcp__retransmit": 3, ...)
     network: dict[str, int] = field(default_factory=dict)
+    # The cap the target holds memory_bytes to (the sandbox's cgroup), None where nothing
+    # caps what is measured: a QEMU process's resident memory is the guest's RAM and QEMU's
+    # own (its translated code under TCG), never held to the guest's size.
+    memory_limit: int | None = None
 
 
 @dataclass(frozen=True)

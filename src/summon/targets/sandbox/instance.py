@@ -433,6 +433,7 @@ class SandboxInstance(Instance):
             memory_bytes=cgroups.memory_bytes(cgroup),
             cpu_seconds=cgroups.cpu_seconds(cgroup),
             network=network,
+            memory_limit=self.spec.memory or None,  # the container's memory.limit_in_bytes
         )
 
 
