@@ -25,8 +25,11 @@ from summon.targets import secrets
 from summon.targets.base import SECRETS, VOLUMES, PortForward, PortTaken, RunSpec, Volume
 
 _PORT_RE = re.compile(
-    r"^(?:(?:(?P<addr>[0-9.]+):)?(?P<host>\d+):)?(?P<guest>\d+)(?:/(?P<proto>tcp|udp))?$"
+    r"^(?:(?:(?P<addr>\[[^]]*\]|[^:\[\]]+):)?(?P<host>\d+):)?(?P<guest>\d+)"
+    r"(?:/(?P<proto>tcp|udp))?$"
 )
+_OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4_RE = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}$")
 MIN_MEMORY = 8 * 1024 * 1024  # below this Python does not start
 
 
@@ -53,6 +56,14 @@ def parse_ports(values: tuple[str, ...]) -> tuple[PortForward, ...]:
         if not m:
             raise UserError(
                 f"-p {v}: expected PORT, HOST:GUEST, ADDR:HOST:GUEST or any of them with /udp"
+            )
+        if m["addr"] is not None and not _IPV4_RE.match(m["addr"]):
+            # Not left to bind(): inet_aton reads "1.2.3" as 1.2.0.3, and a name or an IPv6
+            # address would fail there with a message about something else.
+            raise UserError(
+                f"-p {v}: {m['addr']} is not an IPv4 address in dotted form; ADDR is where "
+                "summon listens on this host: 127.0.0.1 (the default), 0.0.0.0 (every "
+                "address) or one of this host's (IPv6 and host names are not supported)"
             )
         guest = int(m["guest"])
         host = int(m["host"]) if m["host"] else guest  # -p 8080: the same port on the host
