@@ -237,8 +237,8 @@ def _image_or_folder(store: Any, image: str) -> Any:
     "ports",
     multiple=True,
     metavar="[[ADDR:]HOST:]GUEST[/udp]",
-    help="Forward a host port (on 127.0.0.1 unless ADDR is given; the guest's port number "
-    "unless HOST is given) to the app.",
+    help="Forward a host port (on 127.0.0.1 unless ADDR, an IPv4 address of this host or "
+    "0.0.0.0, is given; the guest's port number unless HOST is given) to the app.",
 )
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE", help="Set a variable.")
 @click.option(
