@@ -93,9 +93,21 @@ def run_trace(pyodide_dir: Path, bundle: Path, runtime_dir: str) -> Trace:
     except json.JSONDecodeError:
         raise AppFailsInPyodide(f"the trace wrote no JSON: {done.stdout[:200]!r}") from None
     if doc.get("error"):
+        error = str(doc["error"])
+        said = _one_line(error)
+        if doc.get("summary"):  # what the app raised, and where (a traceback's last line
+            # may be the end of a message over several lines: Pyodide's URL)
+            doing = error.splitlines()[0].split(" failed:")[0].removeprefix("AppFailed: ")
+            said = f"{doing}: {doc['summary']}"
+        if _UNVENDORED in error:
+            said += (
+                "; summon's browser sites hold Pyodide's core only (nothing is fetched from "
+                "a CDN), which lacks the stdlib modules Pyodide ships as packages of their "
+                "own (sqlite3, ssl, lzma...)"
+            )
         raise AppFailsInPyodide(
             f"the app does not start in Pyodide {pyodide.VERSION} (CPython {doc.get('python')}): "
-            + _one_line(str(doc["error"]))
+            + said
         )
     return Trace(
         python=str(doc.get("python", "")),
@@ -127,6 +139,10 @@ def node_major(node: str) -> int:
         return int(done.stdout.strip().lstrip("v").split(".")[0])
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return 0
+
+
+# How Pyodide's importer says a module is one of its separate packages (0.25's wording).
+_UNVENDORED = "unvendored from the Python standard library in the Pyodide distribution"
 
 
 def _one_line(error: str) -> str:
