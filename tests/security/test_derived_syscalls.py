@@ -420,3 +420,50 @@ def test_inspect_json_reports_the_count(store: Store) -> None:
     derived = seccomp.summary({"network": "socket"}, "read write socket exit_group")
     assert derived["syscalls_allowed"] == 3 and derived["conditional"] == ["clone", "socket"]
     assert json.dumps(derived)
+
+
+UNDECLARED_SERVER = """\
+import http.server
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"served without ports in the manifest\\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+http.server.HTTPServer(("0.0.0.0", 8000), Hello).serve_forever()
+"""
+
+
+@pytest.mark.slow
+def test_a_server_the_manifest_lists_no_port_of_is_exercised_and_serves_sealed(
+    store: Store, serve: Any, tmp_path: Path
+) -> None:
+    """The recording run found no port to talk to and waited for the app to end: the derived
+    list lacked accept4, and the sealed image refused its first connection (a script's own
+    server, a console script's main(), often come without `ports`). Now the build finds the
+    listening socket in the app's namespace, exercises it there, and says to list the port."""
+    app = tmp_path / "undeclared"
+    app.mkdir()
+    (app / "summon.toml").write_text('name = "undeclared"\nentry = "server.py"\n')
+    (app / "server.py").write_text(UNDECLARED_SERVER)
+    result = build(app, store, "undeclared:derived")
+    assert result.syscalls is not None, result.warnings
+    assert "accept4" in result.syscalls.allowed
+    assert any(
+        "listens on TCP port 8000, which summon.toml does not list in ports" in w
+        and "add ports = [8000]" in w
+        for w in result.warnings
+    ), result.warnings
+    assert result.syscalls.seconds < 15  # found at once, not waited out (RUN_TIMEOUT)
+    forward = PortForward(host_port=0, guest_port=8000)
+    instance, console = serve("undeclared:derived", (forward,))
+    port = instance.bound[forward][1]
+    curl = subprocess.run(
+        ["curl", "-s", "--max-time", "10", f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+    assert curl.stdout == "served without ports in the manifest\n", console.read_text()
+    assert "refused" not in console.read_text()

@@ -5,7 +5,8 @@ through its real entrypoint: the runtime starts, the probe warms the app up, the
 the app serves. The build then exercises each declared port from the host (a TCP connection
 that sends an HTTP/1.0 request line, the protocol of most summon apps, and reads the answer;
 a UDP datagram), and stops the instance with SIGTERM so the shutdown is recorded too. An app
-without ports runs to its end.
+without ports in its manifest is watched until it listens, and each socket it listens on is
+exercised from inside its namespace (undeclared.py); one that never listens runs to its end.
 
 The image's allowlist is then the sandbox's base set, what the run called, the calls of the
 devices it uses that a short run may not reach (a KV_RW store's: seccomp.device_syscalls),
@@ -215,10 +216,17 @@ def record_image(
         )
         answered: list[str] = []
         alive: list[bool] = []
+        undeclared: list[tuple[str, int]] = []  # listening, not in the manifest's ports
 
         def drive(instance: Any) -> None:
             if not ports:
-                instance.wait(timeout)
+                if network == "socket":
+                    undeclared[:] = _exercise_undeclared(instance, timeout, answered)
+                if not undeclared:
+                    instance.wait(max(0.0, timeout - (time.monotonic() - started)))
+                    return
+                time.sleep(max(0.0, LINGER - (time.monotonic() - started)))
+                alive.append(instance.wait(0) is None)
                 return
             # TCP first: the forwarder holds a connection until the app listens, so by the
             # time UDP is tried the app is up.
@@ -246,7 +254,15 @@ def record_image(
                     'seal = "audit" shows what it makes (docs/sealing.md)'
                 )
     warnings = learned_warning
-    if ports and not (alive and alive[0]):
+    if undeclared:
+        listed = ", ".join(str(port) for port in sorted({port for _, port in undeclared}))
+        warnings.append(
+            f"the app listens on TCP port {listed}, which {manifest_table(app_config)} does "
+            "not list in ports: the recording run found it and exercised it inside the "
+            f"sandbox; add ports = [{listed}] so that summon run -p and the gateway know it"
+        )
+    served = bool(ports or undeclared)
+    if served and not (alive and alive[0]):
         sealed = (
             " It died of a seal refusal, and will when it runs: the app does that work after "
             "the seal closes (a script's at its first bind), so move it before, or call "
@@ -269,11 +285,12 @@ def record_image(
             "refuses (EPERM, with a line on the console: they are outside its allowlist); if "
             f"it needs them, add syscalls = [{names}] to {manifest_table(app_config)}"
         )
-    if ports and not answered:
+    if served and not answered:
         # What answering takes (writing to a socket, at least) was never made: a derived
         # list would refuse every answer. The static list holds instead.
+        tried = [*map(str, ports), *(f"{port}/tcp" for _, port in undeclared)]
         return None, [
-            f"no port of {', '.join(map(str, ports))} answered the recording run's request "
+            f"no port of {', '.join(tried)} answered the recording run's request "
             "(GET / over HTTP/1.1, or a UDP datagram), so its syscall list would lack what "
             "answering takes; the image keeps the sandbox's static syscall allowlist",
             *warnings,
@@ -347,7 +364,30 @@ def _forwards(app_config: Mapping[str, Any]) -> list[PortForward]:
     return out
 
 
-def _exercise(protocol: str, port: int, timeout: float, path: str = "/") -> bool:
+def _exercise_undeclared(
+    instance: Any, timeout: float, answered: list[str]
+) -> list[tuple[str, int]]:
+    """An app without ports in its manifest: once it listens (undeclared.py), exercise each
+    listening socket from inside its network namespace; those sockets, [] if it never
+    listened (it ended, or runs without serving)."""
+    from summon.build import undeclared
+    from summon.targets.sandbox.netns import run_inside
+
+    found = undeclared.wait_listening(instance.pid, timeout, lambda: instance.wait(0) is None)
+    for host, port in found:
+
+        def talk(path: str, host: str = host, port: int = port) -> bool:
+            return _exercise("tcp", port, timeout, path, host)
+
+        if run_inside(instance.netns.path, lambda: talk("/")):
+            answered.append(f"{port}/tcp")
+            run_inside(instance.netns.path, lambda: talk(MISSING_PATH))
+    return found
+
+
+def _exercise(
+    protocol: str, port: int, timeout: float, path: str = "/", host: str = "127.0.0.1"
+) -> bool:
     """Talk to the app once on a host port (GET path over TCP); whether it answered."""
     if protocol == "udp":
         deadline = time.monotonic() + UDP_PATIENCE
@@ -363,7 +403,7 @@ def _exercise(protocol: str, port: int, timeout: float, path: str = "/") -> bool
         return False
     try:
         # The forwarder holds the connection until the app listens.
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with socket.create_connection((host, port), timeout=timeout) as s:
             s.sendall(EXERCISE_REQUEST.replace(b"{path}", path.encode()))
             s.settimeout(min(timeout, FIRST_BYTE_PATIENCE))
             got = 0
