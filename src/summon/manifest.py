@@ -16,7 +16,7 @@ from summon.egress import EgressError, parse_rules
 from summon.errors import ManifestError
 from summon.manifest_entry import MODULE_RE as _MODULE_RE
 from summon.manifest_entry import Entry as Entry
-from summon.manifest_entry import code_dir_of, parse_entry
+from summon.manifest_entry import code_dir_of, parse_entry, script_entry
 
 NETWORK_MODES = ("socket", "direct", "none")
 INTERFACES = ("wsgi", "asgi")
@@ -200,10 +200,8 @@ def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
         tool = doc.get("tool", {})
         if not summon_toml.is_file():
             if not isinstance(tool, dict) or "summon" not in tool:
-                raise ManifestError(
-                    f"{pyproject}: no [tool.summon] table; add one with at least "
-                    'entry = "module:function"'
-                )
+                # An ordinary project, unchanged: its one console script is the entry.
+                return pyproject, {"entry": script_entry(pyproject, project)}, project
             table = tool["summon"]
             if not isinstance(table, dict):
                 raise ManifestError(f"{pyproject}: tool.summon must be a table")
@@ -215,6 +213,22 @@ def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
         f"{app_dir}: no summon.toml or pyproject.toml with [tool.summon]; "
         'write one with at least entry = "module:function"'
     )
+
+
+def script_entry_note(m: Manifest) -> list[str]:
+    """What a build says of an entry taken from [project.scripts] (no [tool.summon])."""
+    if m.source.name != "pyproject.toml" or _has_summon_table(m.source):
+        return []
+    return [
+        f"{m.source} has no [tool.summon] table: built with its one command "
+        f"([project.scripts]) as the entry, {m.entry}; add [tool.summon] with entry (and "
+        "ports) to set them yourself"
+    ]
+
+
+def _has_summon_table(path: Path) -> bool:
+    tool = _load_toml(path).get("tool")
+    return isinstance(tool, dict) and "summon" in tool
 
 
 def _given_manifest(path: Path, app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from summon.errors import ManifestError
+
 # What a user who names a requirement's command as the entry (pserve, python -m aiohttp.web,
 # waitress-serve) is told: the entry is looked for in the app's folder only.
 OWN_CODE = (
@@ -157,3 +159,25 @@ def parse_entry(value: str, app_dir: Path, bad: Any, allow_script: bool = True) 
     return Entry(
         "script", script=str(script.relative_to(app_dir)), package=_script_package(script, app_dir)
     )
+
+
+def script_entry(pyproject: Path, project: dict[str, Any]) -> str:
+    """The entry of a project without [tool.summon]: its one [project.scripts] entry point
+    ("pkg.cli:main", extras dropped), as `pip install` then the command would run it."""
+    scripts = project.get("scripts")
+    scripts = scripts if isinstance(scripts, dict) else {}
+    targets = {
+        name: value.split("[")[0].strip()
+        for name, value in scripts.items()
+        if isinstance(value, str) and ":" in value
+    }
+    if len(targets) == 1:
+        return next(iter(targets.values()))
+    fix = 'add one with at least entry = "module:function"'
+    if targets:
+        named = ", ".join(f"{n} = {v!r}" for n, v in sorted(targets.items()))
+        raise ManifestError(
+            f"{pyproject}: no [tool.summon] table, and [project.scripts] names "
+            f"{len(targets)} commands ({named}); {fix} to say which one serves"
+        )
+    raise ManifestError(f"{pyproject}: no [tool.summon] table and no [project.scripts]; {fix}")

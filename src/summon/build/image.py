@@ -430,6 +430,7 @@ def build(
         warnings=[
             *closure.warnings,
             *zones.zone_warnings(closure, packages, sources),
+            *manifest_mod.script_entry_note(m),
             *dotenv_warnings(m),
             *_unloadable_warnings(closure, libs.unresolved, m.table),
             *(verification.warnings if verification else []),
