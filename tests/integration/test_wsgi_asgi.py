@@ -10,12 +10,14 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import websocket  # websocket-client
+from gateway_run import run_gateway
 from summon_cli import APPS, Summon, free_port, get, needs_sandbox
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -140,3 +142,45 @@ def test_a_pre_forking_server_in_the_sandbox_gets_the_hint(summon: Summon) -> No
         "summon: this app tried to fork (pre-forking servers such as gunicorn cannot run "
         'here); serve it with entry = "module:app" so summon\'s runtime serves it'
     ) in boxed.stderr
+
+
+def get_peer(address: str) -> tuple[tuple[str, int], bytes]:
+    """GET /peer on address:8000 from a client socket of our own: (its address, the answer)."""
+    with socket.create_connection((address, 8000), timeout=30) as client:
+        client.sendall(b"GET /peer HTTP/1.0\r\nHost: peer\r\n\r\n")
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        return client.getsockname(), answer
+
+
+@needs_sandbox
+@pytest.mark.sandbox
+def test_through_the_gateway_the_app_sees_each_client(
+    summon: Summon, images: dict[str, str]
+) -> None:
+    """The gateway hands each connection to the sandboxed app by fd, with its client's
+    address: REMOTE_ADDR and REMOTE_PORT, scope["client"] are the client's own. The app asks
+    the kernel nothing (getpeername: its profile refuses it, and it printed a refused line
+    and saw no client, before)."""
+    services = "".join(
+        f'[[service]]\nname = "{kind}"\nimage = "{ref}"\nports = [8000]\nidle_timeout = "60s"\n'
+        for kind, ref in images.items()
+    )
+    with run_gateway(summon, services) as gateway:
+        for kind in images:
+            assert gateway.status()[kind]["state"] == "down"
+            # Cold: held while the app boots, then handed over (the "A" message).
+            client, answer = get_peer(gateway.address(kind))
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200"), answer
+            assert client[0] == "127.0.0.1"
+            assert body == f"127.0.0.1 {client[1]}\n".encode(), (kind, client, answer)
+            status = gateway.status()[kind]
+            assert status["handed_over"] is True and status["cold_requests"] == 1, status
+    for kind in images:  # read once the gateway stopped the apps: every line is written
+        console = "".join(p.read_text() for p in summon.home.rglob(f"gateway/gw-{kind}-*.log"))
+        assert '"GET /peer HTTP/1.0" 200' in console, (kind, console)
+        assert "refused getpeername" not in console, (kind, console)
+        # The access log names the client (it was "-" when the app had no address for it).
+        assert "127.0.0.1 - - [" in console, (kind, console)

@@ -27,7 +27,7 @@ from summon.manifest import Manifest, TLSConfig
 from summon.store.layout import (
     Descriptor,
 )
-from summon.targets.base import SYSCALLS_LABEL
+from summon.targets.base import HANDOFF_LABEL, SYSCALLS_LABEL
 
 
 def image_argv(interp: Interpreter) -> list[str]:
@@ -71,11 +71,16 @@ def image_config(
 ) -> dict[str, Any]:
     """The OCI image config: what an engine needs to run the image unchanged, and labels that
     tie it to its bill of materials and summon (and hold its recorded syscall allowlist)."""
+    from summon.runtime import handoff  # (it imports asyncio: here, not at every CLI start)
+
     labels = {
         "dev.summon.name": m.name,
         "dev.summon.version": summon.__version__,
         "dev.summon.network": m.network,
         "dev.summon.bom": bom.digest,
+        # What a gateway may send the runtime this image holds (a newer one sends an older
+        # runtime only what it knows).
+        HANDOFF_LABEL: str(handoff.VERSION),
     }
     if syscalls is not None:
         labels[SYSCALLS_LABEL] = syscalls.label()

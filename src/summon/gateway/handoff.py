@@ -8,6 +8,10 @@ the bytes it read from it while holding it, and closes its own copy: the connect
 between the client and the app, and no byte of it passes through the gateway. The app
 says on the same channel when it serves a port; that is the end of a boot. The messages are
 summon.runtime.handoff's (that module is the app's end).
+
+Each connection goes with its client's address (the "A" message) to an app whose image says
+its runtime takes it (RunSpec.handoff_version, from the image's label): the app's sandbox may
+not ask the kernel. An older image's runtime would close the connection: it gets "C".
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import contextlib
 import socket
 
 from summon.runtime.handoff import (
+    ADDRESSED_SINCE,
     CONNECTION,
     HELD_LIMIT,
     LISTENING,
     PAUSE,
     PAUSED,
     SHARE,
+    addressed_message,
     connection_message,
     message,
     parse,
@@ -41,10 +47,14 @@ class ChannelClosed(ConnectionError):
 
 
 class Channel:
-    """One instance's hand-off channel, gateway side. Use from the event loop's thread."""
+    """One instance's hand-off channel, gateway side. Use from the event loop's thread.
 
-    def __init__(self, sock: socket.socket) -> None:
+    version: the hand-off version the app's runtime speaks (summon.runtime.handoff.VERSION
+    of the image): which messages it may be sent."""
+
+    def __init__(self, sock: socket.socket, version: int = 1) -> None:
         self.sock = sock
+        self.version = version
         self.sock.setblocking(False)
         self.serving: set[int] = set()  # ports the app said it serves
         self.paused: set[int] = set()  # ports whose shared listener the app let go of
@@ -53,12 +63,13 @@ class Channel:
         self._changed: asyncio.Event | None = None
 
     @classmethod
-    def pair(cls) -> tuple[Channel, socket.socket]:
-        """A new channel and the app's end of it (to pass as RunSpec.handoff, then close)."""
+    def pair(cls, version: int = 1) -> tuple[Channel, socket.socket]:
+        """A new channel to an app whose runtime speaks version, and the app's end of it (to
+        pass as RunSpec.handoff, then close)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with contextlib.suppress(OSError):
             ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
-        return cls(ours), theirs
+        return cls(ours, version), theirs
 
     def start(self) -> None:
         """Listen for the app's messages on the running loop."""
@@ -137,13 +148,26 @@ class Channel:
             return False
         return set(ports) <= self.paused
 
-    def try_send(self, conn: socket.socket, port: int, held: bytes = b"") -> bool:
-        """Hand conn over now if the channel takes it without waiting; the caller closes
-        its own copy after. ChannelClosed once the app's end is gone."""
+    def connection_message(self, port: int, held: bytes, peer: object = None) -> bytes:
+        """The message that hands over a connection from peer (what accept() gave, or None)
+        to port: "A", with the address, if the app takes it and the address is IP; else "C"
+        (the app then finds no client address, or asks the kernel)."""
+        if peer is not None and self.version >= ADDRESSED_SINCE:
+            with contextlib.suppress(ValueError):
+                return addressed_message(port, held, peer)
+        return connection_message(port, held)
+
+    def try_send(
+        self, conn: socket.socket, port: int, held: bytes = b"", peer: object = None
+    ) -> bool:
+        """Hand conn (from peer, what accept() gave) over now if the channel takes it without
+        waiting; the caller closes its own copy after. ChannelClosed once the app's end is
+        gone."""
         if self.closed:
             raise ChannelClosed("the instance's hand-off channel is closed")
+        message = self.connection_message(port, held, peer)
         try:
-            socket.send_fds(self.sock, [connection_message(port, held)], [conn.fileno()])
+            socket.send_fds(self.sock, [message], [conn.fileno()])
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as e:
@@ -151,9 +175,11 @@ class Channel:
             raise ChannelClosed(f"the instance's hand-off channel is closed: {e}") from None
         return True
 
-    async def send(self, conn: socket.socket, port: int, held: bytes = b"") -> None:
+    async def send(
+        self, conn: socket.socket, port: int, held: bytes = b"", peer: object = None
+    ) -> None:
         """Hand conn over, waiting while the channel is full (an app still starting)."""
-        while not self.try_send(conn, port, held):
+        while not self.try_send(conn, port, held, peer):
             loop = asyncio.get_running_loop()
             writable: asyncio.Future[None] = loop.create_future()
 

@@ -186,7 +186,7 @@ class ImageLauncher:
         app_end: socket.socket | None = None
         if HANDOFF in target.capabilities and spec.stack_serves:
             # Connections go to the app by fd: no forwarder, no internal ports.
-            channel, app_end = Channel.pair()
+            channel, app_end = Channel.pair(spec.handoff_version)
             spec.ports = ()
             spec.handoff = app_end.fileno()
         # Leased while it runs: a gateway killed outright leaves it to the next to release.

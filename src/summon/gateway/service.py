@@ -460,22 +460,23 @@ class Service:
 
     # --- connections -------------------------------------------------------------------------
 
-    def connection(self, conn: socket.socket, guest_port: int) -> None:
-        """A client connection the gateway accepted: handed over at once if the service is up
-        and takes connections by fd, else held (see _serve)."""
+    def connection(self, conn: socket.socket, guest_port: int, peer: object = None) -> None:
+        """A client connection the gateway accepted (from peer, as accept() gave it): handed
+        over at once if the service is up and takes connections by fd, else held (see
+        _serve)."""
         self.last_active = time.monotonic()
         channel = self.channel
         if self.state == State.UP and channel is not None and self._changing is None:
             with contextlib.suppress(ChannelClosed):
-                if channel.try_send(conn, guest_port):
+                if channel.try_send(conn, guest_port, peer=peer):
                     self.warm += 1
                     conn.close()
                     return
-        task = asyncio.ensure_future(self._serve(conn, guest_port))
+        task = asyncio.ensure_future(self._serve(conn, guest_port, peer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, conn: socket.socket, guest_port: int) -> None:
+    async def _serve(self, conn: socket.socket, guest_port: int, peer: object = None) -> None:
         """Hold the connection (reading what it sends) until the service is up, then hand it
         over or splice it."""
         self.open += 1
@@ -498,7 +499,7 @@ class Service:
             channel = self.channel
             if channel is not None:
                 with contextlib.suppress(ChannelClosed):
-                    await channel.send(conn, guest_port, bytes(held.data))
+                    await channel.send(conn, guest_port, bytes(held.data), peer)
                 return
             await self._splice(conn, ports[guest_port], bytes(held.data), cold)
         except (ConnectionError, OSError):

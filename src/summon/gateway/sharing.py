@@ -77,7 +77,8 @@ def raise_file_limit(most: int = 1 << 16) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-OnConnection = Callable[[socket.socket, int], None]
+# (the accepted connection, its guest port, its peer as accept() gave it)
+OnConnection = Callable[[socket.socket, int, object], None]
 
 
 def listen(address: str, port: int) -> socket.socket:
@@ -156,14 +157,14 @@ class Listeners:
                 self._pause(port)
                 return
             try:
-                conn, _addr = listener.accept()
+                conn, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:  # EMFILE and friends: try again in a while, not at once
                 log.warning("accept on port %d: %s", port, e.strerror)
                 self._pause(port)
                 return
-            self.on_connection(conn, port)
+            self.on_connection(conn, port, peer)
 
     def _pause(self, port: int) -> None:
         """Stop watching PORT for PAUSE_SECONDS: a readable listener whose connections

@@ -16,6 +16,10 @@ Messages, one per packet (big-endian numbers):
                                            port PORT; HELD are the bytes the gateway already
                                            read from it while holding it (the app reads them
                                            first)
+                     "A" PORT(2) PEER HELD...
+                                           as "C", with the client's address as the gateway's
+                                           accept() gave it: the app's getpeername() for this
+                                           connection (version 2)
                      "S" PORT(2)           one fd attached: the gateway's listening socket
                                            for PORT, to accept on until paused
                      "P" PORT(2)           stop accepting on the shared listener of PORT
@@ -23,6 +27,17 @@ Messages, one per packet (big-endian numbers):
                                            on it): the gateway's sign that the boot is done
                      "p" PORT(2)           the app no longer accepts on PORT's shared
                                            listener (the answer to "P")
+
+    PEER = 4 ADDRESS(4) PORT(2)                          IPv4: (host, port)
+         | 6 ADDRESS(16) PORT(2) FLOWINFO(4) SCOPE(4)    IPv6: (host, port, flowinfo, scope)
+
+(PORT in PEER is the client's.) A message the runtime cannot parse, or one cut short, closes
+the connection it came with; the channel and the app go on.
+
+The image says which version of these its runtime speaks, in its config label
+dev.summon.handoff (VERSION, written at build); an image without it speaks 1, all of the
+above but "A". A runtime of version 1 closes a message of a kind it does not know, and the
+connection with it: a gateway sends "A" only to an image that speaks 2.
 
 Connections for a port the app does not serve (yet) wait, at most WAITING_LIMIT per port;
 a server that closes stops taking them. The gateway side is summon.gateway.handoff.
@@ -38,18 +53,33 @@ import socket
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from summon.devices import ClientConnected
 
+    # What socket.accept() gives for an IPv4 and for an IPv6 peer.
+    Peer = tuple[str, int] | tuple[str, int, int, int]
+
+# The hand-off version this runtime speaks (the image config's label dev.summon.handoff):
+# 2 takes "A", a connection with its client's address.
+VERSION = 2
+ADDRESSED_SINCE = 2  # the first version that takes "A"
 CONNECTION = b"C"
+ADDRESSED = b"A"
 LISTENING = b"L"
 SHARE = b"S"
 PAUSE = b"P"
 PAUSED = b"p"
-KINDS = (CONNECTION, LISTENING, SHARE, PAUSE, PAUSED)
+KINDS = (CONNECTION, ADDRESSED, LISTENING, SHARE, PAUSE, PAUSED)
 SHARED_BACKLOG = 4096  # the gateway's own for a listener (gateway/sharing.py BACKLOG)
 HEADER = 3  # kind and port
 HELD_LIMIT = 64 * 1024  # what the gateway holds of a connection at most (and sends along)
-MESSAGE_LIMIT = HEADER + HELD_LIMIT
+IPV4, IPV6 = 4, 6  # PEER's first byte
+PEER_SIZES = {IPV4: 1 + 4 + 2, IPV6: 1 + 16 + 2 + 4 + 4}
+PEER_LIMIT = max(PEER_SIZES.values())
+# The largest message: an "A" with an IPv6 peer and all a gateway holds. A longer one comes
+# cut (SOCK_SEQPACKET drops the rest of a packet past the buffer) and is refused.
+MESSAGE_LIMIT = HEADER + PEER_LIMIT + HELD_LIMIT
 WAITING_LIMIT = 1024  # connections queued for a port nobody serves yet; more are closed
 STREAM_LIMIT = 64 * 1024  # asyncio's StreamReader default, as start_server uses
 
@@ -63,25 +93,100 @@ def connection_message(port: int, held: bytes) -> bytes:
     return CONNECTION + port.to_bytes(2, "big") + held
 
 
+def addressed_message(port: int, held: bytes, peer: object) -> bytes:
+    """The "A" message for a connection to guest `port` from `peer` (what accept() gave for
+    it: an IPv4 or IPv6 address); ValueError for a peer of another kind."""
+    if len(held) > HELD_LIMIT:
+        raise ValueError(f"{len(held)} held bytes: at most {HELD_LIMIT} go with a connection")
+    return ADDRESSED + port.to_bytes(2, "big") + peer_bytes(peer) + held
+
+
+def peer_bytes(peer: object) -> bytes:
+    """PEER (see above) of an IPv4 (host, port) or IPv6 (host, port, flowinfo, scope)
+    address; ValueError for anything else (an AF_UNIX peer: the gateway listens on IP only)."""
+    try:
+        if isinstance(peer, tuple) and len(peer) == 2:
+            host, port = peer
+            raw = bytes((IPV4,)) + socket.inet_pton(socket.AF_INET, host)
+            return raw + int.to_bytes(port, 2, "big")
+        if isinstance(peer, tuple) and len(peer) == 4:
+            host, port, flowinfo, scope = peer
+            # CPython writes the scope into the host too ("fe80::1%eth0"); it goes as a number.
+            raw = bytes((IPV6,)) + socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
+            numbers = (int.to_bytes(port, 2, "big"), int.to_bytes(flowinfo, 4, "big"))
+            return raw + b"".join(numbers) + int.to_bytes(scope, 4, "big")
+    except (TypeError, AttributeError, OSError, OverflowError, ValueError):
+        pass
+    raise ValueError(f"not an IP peer address: {peer!r}")
+
+
+def parse_peer(body: bytes) -> tuple[Peer, bytes]:
+    """(peer, held bytes) of an "A" message's body (what follows HEADER); ValueError for what
+    is not one. No syscall: the app's sandbox may allow none that would tell the peer."""
+    family = body[0] if body else -1
+    size = PEER_SIZES.get(family, 0)
+    if not size:
+        raise ValueError(f"a peer address of family {family}")
+    if len(body) < size:
+        raise ValueError(f"a family {family} peer address cut at {len(body)} of {size} bytes")
+    held = body[size:]
+    if len(held) > HELD_LIMIT:
+        raise ValueError(f"{len(held)} held bytes: at most {HELD_LIMIT} go with a connection")
+    if family == IPV4:
+        host, port = socket.inet_ntop(socket.AF_INET, body[1:5]), int.from_bytes(body[5:7], "big")
+    else:
+        host, port = (
+            socket.inet_ntop(socket.AF_INET6, body[1:17]),
+            int.from_bytes(body[17:19], "big"),
+        )
+    if port == 0:
+        raise ValueError(f"a peer at {host} port 0")
+    if family == IPV4:
+        return (host, port), held
+    flowinfo, scope = int.from_bytes(body[19:23], "big"), int.from_bytes(body[23:27], "big")
+    # CPython names the scope in the host ("fe80::1%eth0", from getnameinfo); by its number
+    # here: the name would take a socket of its own to find (if_indextoname).
+    return (f"{host}%{scope}" if scope else host, port, flowinfo, scope), held
+
+
 def listening_message(port: int) -> bytes:
     return LISTENING + port.to_bytes(2, "big")
 
 
 def message(kind: bytes, port: int) -> bytes:
-    """A message of kind (one of KINDS but CONNECTION) about port."""
+    """A message of kind (one of KINDS but CONNECTION and ADDRESSED) about port."""
     return kind + port.to_bytes(2, "big")
 
 
 def parse(message: bytes) -> tuple[bytes, int, bytes]:
-    """(kind, port, held bytes) of one message; ValueError for what is not one."""
+    """(kind, port, the rest) of one message: the rest is the held bytes of a "C", PEER and
+    the held bytes of an "A" (parse_peer), empty for the others; ValueError for what is not
+    a message."""
     if len(message) < HEADER or message[:1] not in KINDS:
         raise ValueError(f"not a hand-off message: {message[:8]!r}")
     port = int.from_bytes(message[1:3], "big")
     if not 0 < port < 65536:
         raise ValueError(f"hand-off message for port {port}")
-    if message[:1] != CONNECTION and len(message) != HEADER:
+    if message[:1] not in (CONNECTION, ADDRESSED) and len(message) != HEADER:
         raise ValueError(f"a {message[:1].decode()!r} message of {len(message)} bytes")
     return message[:1], port, message[3:]
+
+
+class HandedConnection(socket.socket):
+    """A connection handed over with its client's address ("A"): getpeername() answers with
+    that address, not with a syscall.
+
+    asyncio asks a connection it did not accept itself for its far end (getpeername, as it
+    makes the transport: peername, REMOTE_ADDR, scope["client"] come from there). A sandbox's
+    profile is recorded from runs handed their listeners, whose accept tells the peer: it
+    does not allow getpeername, and every handed connection printed a refused line and came
+    to the app with no client address.
+    """
+
+    peer: Peer | None = None  # None: the kernel's answer (a copy made by dup(), say)
+
+    def getpeername(self) -> Any:
+        return super().getpeername() if self.peer is None else self.peer
 
 
 class Receiver:
@@ -141,7 +246,7 @@ class Receiver:
     def _readable(self) -> None:
         while True:
             try:
-                message, fds, _flags, _addr = socket.recv_fds(
+                message, fds, flags, _addr = socket.recv_fds(
                     self.sock, MESSAGE_LIMIT, 1, socket.MSG_CMSG_CLOEXEC
                 )
             except (BlockingIOError, InterruptedError):
@@ -152,14 +257,26 @@ class Receiver:
             if not message and not fds:
                 self.close()  # the gateway has gone: nothing more will come
                 return
+            if flags & socket.MSG_TRUNC:
+                # Past MESSAGE_LIMIT: held bytes are lost, so the connection is not served.
+                message = b""
             self._take(message, fds)
 
     def _take(self, message: bytes, fds: list[int]) -> None:
-        conn = socket.socket(fileno=fds[0]) if fds else None
+        peer: Peer | None = None
         try:
             kind, port, held = parse(message)
+            if kind == ADDRESSED:
+                peer, held = parse_peer(held)
+                kind = CONNECTION
         except ValueError:
             kind, port, held = b"", 0, b""
+        conn: socket.socket | None = None
+        if fds and peer is not None:
+            conn = HandedConnection(fileno=fds[0])
+            conn.peer = peer
+        elif fds:
+            conn = socket.socket(fileno=fds[0])
         if kind == PAUSE:
             self._pause(port)
         if conn is None:

@@ -46,6 +46,10 @@ DEFAULT_PIDS = 64
 # The image config label that holds the image's derived syscall allowlist (space-separated
 # names; summon.build.syscalls writes it). Absent: the sandbox's static allowlist.
 SYSCALLS_LABEL = "dev.summon.syscalls"
+# The image config label that says which version of the gateway's hand-off messages the
+# image's runtime speaks (summon.runtime.handoff.VERSION, written at build). Absent: 1, from
+# before the label, whose runtime closes a message of a kind it does not know.
+HANDOFF_LABEL = "dev.summon.handoff"
 
 
 # How a target tells the runtime which volumes it mounted: "PATH" where the app sees the
@@ -162,6 +166,9 @@ class RunSpec:
     # stack_serves): accepted connections come over it (summon.gateway.handoff). Like
     # stdout, it only means something inside one process.
     handoff: int | None = None
+    # The version of the hand-off messages the image's runtime speaks (HANDOFF_LABEL): what
+    # a gateway may send it over handoff.
+    handoff_version: int = 1
 
     @classmethod
     def for_image(
@@ -182,6 +189,7 @@ class RunSpec:
         entrypoint = image.config.get("config", {}).get("Entrypoint")
         labels = image.config.get("config", {}).get("Labels") or {}
         syscalls = labels.get(SYSCALLS_LABEL)
+        spoken = labels.get(HANDOFF_LABEL)
         return cls(
             name=name,
             image=image.ref,
@@ -198,6 +206,7 @@ class RunSpec:
             image_digest=image.desc.digest,
             syscalls=tuple(sorted(syscalls.split())) if isinstance(syscalls, str) else None,
             secrets=secrets,
+            handoff_version=int(spoken) if isinstance(spoken, str) and spoken.isdecimal() else 1,
         )
 
     @property

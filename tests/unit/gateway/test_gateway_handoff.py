@@ -76,21 +76,24 @@ class AppLauncher:
         delay: float = 0.0,
         digest: str = "sha256:a",
         reports: bool = True,
+        version: int = 1,
     ) -> None:
         self.loop = loop
         self.reports = reports
+        self.version = version  # the hand-off version the "image's runtime" speaks
         self.delay = delay
         self.digest = digest
         self.calls = 0
         self.instances: list[TieredInstance] = []
         self.seen: list[tuple[bytes, Any]] = []  # (request bytes, the app's sockname)
+        self.peers: list[Any] = []  # the peername the app saw, for each request
         self.served_by: list[int] = []  # which app (1, 2...) served each request
         self.stacks: list[SocketStack] = []
 
     def __call__(self, config: ServiceConfig, forwards: tuple[PortForward, ...], name: str) -> Any:
         self.calls += 1
         number = self.calls
-        channel, app_end = Channel.pair()
+        channel, app_end = Channel.pair(self.version)
         stack = SocketStack(
             "127.0.0.1", {(80, "tcp"): free_port("127.0.0.1")}, {}, app_end.detach()
         )
@@ -100,6 +103,7 @@ class AppLauncher:
         async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             data = await reader.readuntil(b"\r\n\r\n")
             self.seen.append((data, writer.get_extra_info("sockname")))
+            self.peers.append(writer.get_extra_info("peername"))
             self.served_by.append(number)
             writer.write(b"HTTP/1.0 200 OK\r\n\r\nby fd\n")
             await writer.drain()

@@ -25,7 +25,7 @@ def test_held_clients_stop_at_the_budget_and_the_rest_wait_in_the_backlog(
     monkeypatch.setattr(sharing.budget, "limit", lambda: 3)
     taken: list[socket.socket] = []
 
-    def hold(conn: socket.socket, port: int) -> None:
+    def hold(conn: socket.socket, port: int, peer: object) -> None:
         taken.append(conn)
         sharing.budget.held += 1
 

@@ -1,5 +1,6 @@
 """A test app: a plain ASGI 3 callable with lifespan, no framework. A page, a JSON echo, a
-route that fails, and a WebSocket that answers each message reversed."""
+route that fails, the client as the server told the app (scope["client"]), and a WebSocket
+that answers each message reversed."""
 
 import json
 
@@ -30,6 +31,9 @@ async def app(scope, receive, send):
             break
     if path == "/":
         await respond(send, 200, f"{state['greeting']}, {scope['client'][0]}\n".encode())
+    elif path == "/peer":
+        client = scope["client"] or ("-", "-")
+        await respond(send, 200, f"{client[0]} {client[1]}\n".encode())
     elif path == "/echo" and method == "POST":
         await respond(
             send, 200, json.dumps({"echo": json.loads(body)}).encode(), "application/json"

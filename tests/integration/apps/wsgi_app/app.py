@@ -1,4 +1,5 @@
-"""A test app: a plain WSGI callable, no framework. A page, a JSON echo, a route that fails."""
+"""A test app: a plain WSGI callable, no framework. A page, a JSON echo, a route that fails,
+and the client as the server told the app (REMOTE_ADDR, REMOTE_PORT)."""
 
 import json
 
@@ -7,6 +8,10 @@ def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/":
         body = f"hello from wsgi, {environ['REMOTE_ADDR']}\n".encode()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+    if path == "/peer":
+        body = f"{environ.get('REMOTE_ADDR', '-')} {environ.get('REMOTE_PORT', '-')}\n".encode()
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [body]
     if path == "/echo" and environ["REQUEST_METHOD"] == "POST":
