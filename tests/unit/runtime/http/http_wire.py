@@ -1,5 +1,6 @@
-"""Test helpers for the HTTP server: a fake clock, and a real HTTP/1.1 client parser (h11)
-that reads what the server sent, so the tests judge bytes by a peer, not by our own code."""
+"""Test helpers for the HTTP server: a fake clock, a real HTTP/1.1 client parser (h11)
+that reads what the server sent, so the tests judge bytes by a peer, not by our own code, and
+requests made by hand (a GET, a POST, a chunked POST) for the connection's tests."""
 
 from __future__ import annotations
 
@@ -21,6 +22,24 @@ from summon.runtime.http.settings import Settings
 
 if TYPE_CHECKING:
     from summon.runtime.http.protocol import Event
+
+
+GET = b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def post(body: bytes, extra: bytes = b"") -> bytes:
+    return b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        len(body),
+        extra,
+        body,
+    )
+
+
+def chunked(*parts: bytes) -> bytes:
+    out = b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for part in parts:
+        out += b"%x\r\n%s\r\n" % (len(part), part)
+    return out + b"0\r\n\r\n"
 
 
 @dataclass
