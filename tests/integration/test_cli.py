@@ -190,6 +190,18 @@ def test_the_app_knows_who_it_runs_as_in_the_sandbox(summon: Summon, tmp_path: P
     assert r.stdout.split() == ["app", "1000", "/tmp"]
 
 
+def test_limits_a_target_does_not_hold_are_said_to_be_ignored(summon: Summon) -> None:
+    """A host process is held to no memory or process limit: a -m given for it was taken
+    without a word, and believed."""
+    r = summon("run", str(EXAMPLES / "hello"), "--target", "unix", "-m", "64M", "--pids", "9")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count(
+        "warning: --memory and --pids are ignored on target unix, a plain host process"
+    ) == 1
+    r = summon("run", str(EXAMPLES / "hello"), "--target", "unix")
+    assert "ignored" not in r.stderr  # the manifest's own limits: nothing was asked
+
+
 def test_hello_exit_status_and_env_on_unix(summon: Summon) -> None:
     r = summon("run", str(EXAMPLES / "hello"), "--target", "unix", "-e", "HELLO_STATUS=7",
                "-e", "HELLO_NAME=summon")

@@ -345,6 +345,15 @@ def run(
     )
     if pids is not None:
         spec.pids = pids
+    limits = {"memory": "--memory" if size else "", "pids": "--pids" if pids is not None else ""}
+    if unheld := [
+        flag for limit, flag in limits.items() if flag and limit not in chosen.held_limits
+    ]:
+        verb = "are" if len(unheld) > 1 else "is"
+        notice(
+            f"warning: {' and '.join(unheld)} {verb} ignored on target {target_name}, "
+            f"{chosen.description}"
+        )
     if forwards and (ignored := chosen.ports_ignored(spec)):
         notice(f"warning: {ignored}")
         forwards = spec.ports = ()

@@ -338,6 +338,9 @@ class Target(abc.ABC):
     # Whether -p HOST:GUEST reaches the app's port GUEST (so a GUEST the image does not list
     # reaches nobody); a target serving something of its own on HOST (a page) says False.
     forwards_to_app_ports: ClassVar[bool] = True
+    # The limits of a run (--memory, --pids) this target holds the app to; `summon run` says
+    # when one given is not (a host process, a tab), rather than leave it believed.
+    held_limits: ClassVar[frozenset[str]] = frozenset({"memory", "pids"})
 
     @classmethod
     @abc.abstractmethod

@@ -102,6 +102,7 @@ class UnixTarget(Target):
     name: ClassVar[str] = "unix"
     description: ClassVar[str] = "a plain host process (development; no isolation)"
     capabilities: ClassVar[frozenset[str]] = frozenset({SECRETS, VOLUMES})
+    held_limits: ClassVar[frozenset[str]] = frozenset()  # no cgroup: a host process
     export_formats: ClassVar[dict[str, str]] = {
         "rootfs": "the image's root filesystem as a folder, as the unix target runs it"
     }

@@ -64,6 +64,7 @@ class BrowserTarget(Target):
         "browser": "a static site running the app in a browser tab (Pyodide; no server-side Python)"
     }
     forwards_to_app_ports: ClassVar[bool] = False  # -p's host port serves the page
+    held_limits: ClassVar[frozenset[str]] = frozenset()  # the tab's browser decides
 
     def __init__(self, store: Store | None = None, site_cache: Path | None = None) -> None:
         """store: the image store (default: the user's); site_cache: where sites are kept."""

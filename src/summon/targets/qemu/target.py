@@ -147,6 +147,7 @@ class QemuTarget(Target):
     description: ClassVar[str] = "a QEMU microVM with a kernel built for the image"
     options: ClassVar[frozenset[str]] = frozenset({"accel", "snapshot"})
     capabilities: ClassVar[frozenset[str]] = frozenset({VOLUMES, SECRETS, SNAPSHOT, FREEZE})
+    held_limits: ClassVar[frozenset[str]] = frozenset({"memory"})  # the guest's RAM; no pids
 
     def __init__(
         self,
