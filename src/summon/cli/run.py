@@ -256,11 +256,15 @@ def _image_or_folder(store: Any, image: str) -> Any:
     metavar="NAME=FILE",
     help="Give the app the secret NAME, read from FILE at each start (never put in the image).",
 )
-@click.option("-m", "--memory", help="Memory limit, e.g. 64M (default: the manifest's).")
+@click.option(
+    "-m",
+    "--memory",
+    help="Memory limit, e.g. 64M (default: the manifest's; held by sandbox and qemu).",
+)
 @click.option(
     "--pids",
     type=click.IntRange(1, 32768),
-    help="Most processes and threads (default: the manifest's).",
+    help="Most processes and threads (default: the manifest's; held by the sandbox).",
 )
 @click.option("--name", help="Instance name (default: derived from the image).")
 @click.option("-d", "--detach", is_flag=True, help="Run it in the background (see summon ps).")
