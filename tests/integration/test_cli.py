@@ -33,11 +33,55 @@ def http_image(summon: Summon) -> str:
     return "http:test"
 
 
-def summon_processes() -> list[str]:
-    """runc and python processes of summon instances still alive."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "/usr/lib/summon/boot.py" in line
-            or ("runc" in line and "summon-" in line)]
+def summon_processes(home: Path) -> list[str]:
+    """runc and app processes of instances of the summon at home still alive: a runc with
+    its state there, an app below such a runc (or below a process naming home), or an app
+    left without one that was not there when this module began. Another summon's instances
+    on the machine (another test run's, a user's) are not this one's leftovers."""
+    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
+    rows = [line.split(None, 2) for line in out.splitlines()[1:] if line.count(" ") >= 2]
+    args = {int(pid): text for pid, _ppid, text in rows}
+    parent = {int(pid): int(ppid) for pid, ppid, _text in rows}
+
+    def below_ours(pid: int) -> bool | None:
+        """True below a process of the summon at home (its state folder in the process's
+        arguments, runc's --root, or its environment: the CLI's, its monitor's), False below
+        another summon's, None when no summon process is above it."""
+        for _ in range(8):
+            pid = parent.get(pid, 1)
+            if pid <= 1:
+                return None
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                environ = []
+            states = [e for e in environ if e.startswith(b"XDG_STATE_HOME=")]
+            if str(home) in args.get(pid, "") or f"XDG_STATE_HOME={home}/state".encode() in states:
+                return True
+            if states or "summon" in args.get(pid, "") or "runc" in args.get(pid, ""):
+                return False
+        return None
+
+    found = []
+    for pid, text in args.items():
+        if "runc" in text and "summon-" in text:
+            if str(home) in text:
+                found.append(f"{pid} {text}")
+        elif "/usr/lib/summon/boot.py" in text:
+            ours = below_ours(pid)
+            if ours or (ours is None and pid not in _BEFORE):
+                found.append(f"{pid} {text}")
+    return found
+
+
+# Apps running before this module began: another summon's, never this one's leftovers.
+_BEFORE = {
+    int(line.split(None, 1)[0])
+    for line in subprocess.run(
+        ["ps", "-eo", "pid,args"], capture_output=True, text=True
+    ).stdout.splitlines()[1:]
+    if "/usr/lib/summon/boot.py" in line
+}
 
 
 # --- builds ----------------------------------------------------------------------------------
@@ -239,7 +283,7 @@ def test_http_serves_in_the_sandbox_and_stops_cleanly(
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert summon_processes() == []
+    assert summon_processes(summon.home) == []
     after = set(os.listdir(netns)) if netns.is_dir() else set()
     assert not [n for n in after - before if "summon-" in n]  # this run's namespace is gone
 
@@ -331,7 +375,7 @@ def test_missing_sandbox_runtime(summon: Summon, http_image: str, tmp_path: Path
     bin_dir.mkdir()  # a PATH without runc
     r = summon("run", http_image, "--target", "sandbox", env={"PATH": str(bin_dir)})
     assert_one_line_error(r, "runc not found", "apt-get install runc")
-    assert summon_processes() == []
+    assert summon_processes(summon.home) == []
 
 
 @pytest.mark.parametrize(
@@ -356,9 +400,9 @@ def test_doctor_reports_targets(summon: Summon) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_leftover_instances() -> Iterator[None]:
+def _no_leftover_instances(summon: Summon) -> Iterator[None]:
     yield
-    assert summon_processes() == []
+    assert summon_processes(summon.home) == []
 
 
 def test_app_packages_with_any_name_go_in(summon: Summon, tmp_path: Path) -> None:
