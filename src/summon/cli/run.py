@@ -121,9 +121,13 @@ def check_guest_ports(forwards: tuple[PortForward, ...], app_config: dict[str, A
                 f"{flag}: the image's app is served on port(s) {ports} (its manifest's ports), "
                 f"not {f.guest_port}/{f.protocol}{hint}"
             )
+        guest = f"{f.guest_port}/{f.protocol}"
         notice(
-            f"warning: {flag}: the image lists port(s) {ports}, not {f.guest_port}/"
-            f"{f.protocol}; connections reach the app only if it listens there itself"
+            f"warning: {flag}: the image lists port(s) {ports}, not {guest}; connections "
+            "reach the app only if it listens there itself"
+            if listed
+            else f"warning: {flag}: the image lists no ports; connections reach the app only "
+            f"if it listens on {guest} itself"
         )
 
 

@@ -75,6 +75,11 @@ def test_a_forward_to_an_unlisted_port_of_a_script_is_a_warning(
         "summon: warning: -p 19524:9000: the image lists port(s) 8000/tcp, 5353/udp, not "
         "9000/tcp; connections reach the app only if it listens there itself\n"
     )
+    check_guest_ports(parse_ports(("19525:8000",)), {**SCRIPT, "ports": []})
+    assert capsys.readouterr().err == (  # was "lists port(s) none, not 8000/tcp"
+        "summon: warning: -p 19525:8000: the image lists no ports; connections reach the app "
+        "only if it listens on 8000/tcp itself\n"
+    )
 
 
 def test_a_volume_the_image_has_and_the_run_leaves_unmounted_is_named() -> None:
