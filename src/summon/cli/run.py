@@ -58,7 +58,15 @@ def parse_ports(values: tuple[str, ...]) -> tuple[PortForward, ...]:
         host = int(m["host"]) if m["host"] else guest  # -p 8080: the same port on the host
         if not (1 <= host <= 65535 and 1 <= guest <= 65535):
             raise UserError(f"-p {v}: ports are numbers from 1 to 65535")
-        fwd = PortForward(host, guest, m["proto"] or "tcp", m["addr"] or "127.0.0.1")
+        addr = m["addr"] or "127.0.0.1"
+        try:  # strict: inet_aton, which bind() uses, takes "8080" or "1.2.3" for addresses
+            socket.inet_pton(socket.AF_INET, addr)
+        except OSError:
+            raise UserError(
+                f"-p {v}: {addr} is not an IPv4 address (ADDR in ADDR:HOST:GUEST is one, "
+                "such as 0.0.0.0)"
+            ) from None
+        fwd = PortForward(host, guest, m["proto"] or "tcp", addr)
         for other in forwards:
             if _overlap(fwd, other):
                 raise UserError(

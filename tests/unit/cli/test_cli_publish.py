@@ -32,6 +32,10 @@ def test_publish_forms(flag: str, forward: PortForward) -> None:
         ("0", "ports are numbers from 1 to 65535"),
         ("70000", "ports are numbers from 1 to 65535"),
         ("8080:70000", "ports are numbers from 1 to 65535"),
+        # ADDR:HOST:GUEST with one port too many, or an address inet_aton would take
+        ("8080:80:90", "8080 is not an IPv4 address"),
+        ("1.2.3:8080:80", "1.2.3 is not an IPv4 address"),
+        ("300.1.1.1:8080:80", "300.1.1.1 is not an IPv4 address"),
     ],
 )
 def test_bad_publish_flags_are_one_line(flag: str, needle: str) -> None:
