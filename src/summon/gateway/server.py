@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -141,6 +142,23 @@ class ImageLauncher:
             return ""
         return lines[-1][:300] if lines else ""
 
+    def _forget_stopped(self, service: str, name: str) -> None:
+        """Delete the folders and console logs of the service's stopped boots but the last
+        (its log says how it ended): without this, one of each per boot, for as long as the
+        gateway scales to zero. A boot still running (or a live gateway's) holds its lease."""
+        boot = re.compile(rf"gw-{re.escape(service)}-\d+-\d+")
+        stopped: dict[str, float] = {}
+        for entry in os.scandir(self.state_root):
+            base = entry.name.removesuffix(".log")
+            if base != name and boot.fullmatch(base) and not scratch.is_leased(base):
+                with contextlib.suppress(OSError):
+                    stopped[base] = max(stopped.get(base, 0.0), entry.stat().st_mtime)
+        for base in sorted(stopped, key=stopped.__getitem__)[:-1]:
+            with contextlib.suppress(OSError):
+                (self.state_root / f"{base}.log").unlink()
+            with contextlib.suppress(OSError):
+                (self.state_root / base).rmdir()  # empty once stopped; never a live one's
+
     def target(self, config: ServiceConfig) -> Target:
         return targets.get(config.target, **dict(config.options))
 
@@ -191,6 +209,8 @@ class ImageLauncher:
             spec.handoff = app_end.fileno()
         # Leased while it runs: a gateway killed outright leaves it to the next to release.
         held = scratch.Lease.take(type(target).name, spec, remove=state, swept=False)
+        if held is not None:
+            self._forget_stopped(config.name, name)
         try:
             with open(self.log_path(name), "wb") as console:
                 spec.stdout = console.fileno()  # the target passes it on; our copy closes here
