@@ -107,3 +107,21 @@ def test_a_closed_stdout_ends_the_command_quietly(tmp_path: Path) -> None:
     assert proc.wait(30) == 141, err
     assert err == b""
     assert not (tmp_path / "summon" / "logs").exists()  # no crash log
+
+
+def test_ctrl_c_ends_a_streaming_verb_without_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`summon stats` and `summon logs -f` run until Ctrl-C: that is how they are meant to
+    end, so no "error: interrupted" line (a build or a pull interrupted still says so)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+
+    def interrupt(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    import summon.cli.instances as verbs
+
+    monkeypatch.setattr(verbs.time, "sleep", interrupt)
+    r = CliRunner().invoke(cli, ["stats"])
+    assert r.exit_code == 130, r.output
+    assert "error" not in r.output
