@@ -121,7 +121,8 @@ def import_bundle(name: str, bundle: Path, store: str) -> None:
             except kv.StoreFull as e:
                 raise UserError(f"volume {name}: {e.strerror}") from None
             except kv.KVError as e:
-                raise UserError(f"{bundle}: {e}") from None
+                said = str(e)  # a bundle's own errors name it already
+                raise UserError(said if str(bundle) in said else f"{bundle}: {said}") from None
             owner = volumes.app_owner()
             if owner is not None:
                 give_to(tmp, owner)
