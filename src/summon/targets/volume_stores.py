@@ -96,6 +96,8 @@ def _export_from(folder: Path, name: str, dest: Path, store: str | None) -> str:
         raise UserError(f"volume {name}, store {store}: {e.strerror}") from None
     except kv.KVError as e:
         raise UserError(f"volume {name}, store {store}: {e}") from None
+    except OSError as e:  # a full disk under the bundle, say: an error naming no file
+        raise UserError(f"{e.filename or f'-o {dest}'}: {e.strerror or e}") from None
     return store
 
 

@@ -105,3 +105,26 @@ def test_a_bad_bundle_is_named_once(runner: CliRunner, tmp_path: Path) -> None:
         result = runner.invoke(cli, ["volume", "import", "other", str(bad)])
         assert result.exit_code == 2 and says in result.output, result.output
         assert result.output.count(str(bad)) == 1, result.output
+
+
+def test_a_full_disk_under_the_bundle_names_where(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC writing the bundle said only "No space left on device": not which disk."""
+    import errno
+
+    from summon import kv
+
+    folder = Path(runner.invoke(cli, ["volume", "create", "todo"]).output.strip())
+    with kv.open_folder(str(folder / "todo")) as store:
+        store.set("tasks/1", b"milk", message="add milk")
+
+    def full(source: str, dest: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(kv, "export_bundle", full)
+    dest = tmp_path / "out" / "todo.bundle"
+    dest.parent.mkdir()
+    result = runner.invoke(cli, ["volume", "export", "todo", "-o", str(dest)])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"summon: error: -o {dest}: No space left on device\n"
