@@ -73,6 +73,10 @@ def _log_failure(task: asyncio.Future[None]) -> None:
         log.warning("gateway: cannot prepare images: %s", task.exception())
 
 
+class CannotListen(OSError):
+    """The gateway's DNS or status address is taken, or not this host's: strerror says so."""
+
+
 class ImageLauncher:
     """Starts a service's image on its target, console to a log file beside the bundles."""
 
@@ -274,8 +278,17 @@ class Gateway:
 
     async def start(self) -> None:
         await self._add_all(self.config)
-        await self.dns.start(*self.config.dns)
-        await self.status.start(*self.config.status)
+        for what, server, (host, port) in (
+            ("DNS", self.dns, self.config.dns),
+            ("status", self.status, self.config.status),
+        ):
+            try:
+                await server.start(host, port)
+            except OSError as e:  # asyncio's words name neither the server nor the errno's
+                why = os.strerror(e.errno) if e.errno else str(e)
+                raise CannotListen(
+                    e.errno, f"cannot listen on {host}:{port} for its {what} server: {why}"
+                ) from None
         self._bound = (self.config.dns, self.config.status)
         self._reaper = asyncio.ensure_future(self._reap())
 
