@@ -23,9 +23,9 @@ LOG_NAME = "console.log"
 class ConsoleLog:
     """The writing end, used by the monitor only (one writer per log)."""
 
-    def __init__(self, folder: Path, max_bytes: int = MAX_BYTES) -> None:
-        self.path = folder / LOG_NAME
-        self.old = folder / (LOG_NAME + ".1")
+    def __init__(self, folder: Path, max_bytes: int = MAX_BYTES, name: str = LOG_NAME) -> None:
+        self.path = folder / name
+        self.old = folder / (name + ".1")
         self.max_bytes = max_bytes
         folder.mkdir(parents=True, exist_ok=True)
         self._fd = self._open()
@@ -80,8 +80,9 @@ class ConsoleLog:
         with self._lock, contextlib.suppress(OSError):
             os.close(self._fd)
 
-    def pump(self, fd: int) -> threading.Thread:
-        """Copy everything read from fd (a pipe) into the log until EOF, on a daemon thread."""
+    def pump(self, fd: int, close: bool = False) -> threading.Thread:
+        """Copy everything read from fd (a pipe) into the log until EOF, on a daemon thread;
+        close: then close the log too."""
 
         def run() -> None:
             try:
@@ -94,6 +95,8 @@ class ConsoleLog:
                 return
             finally:
                 os.close(fd)
+                if close:
+                    self.close()
 
         thread = threading.Thread(target=run, name="summon-console", daemon=True)
         thread.start()
