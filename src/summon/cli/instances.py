@@ -6,10 +6,12 @@ inspect_instance before it looks for an image.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -154,9 +156,19 @@ def logs(instance: str, follow: bool, tail: str) -> None:
     sink.write(console.tail(old + current, lines))
     sink.flush()
     if follow:
-        for chunk in console.follow(folder.logs, len(current), lambda: not folder.supervised()):
-            sink.write(chunk)
-            sink.flush()
+        with _until_ctrl_c():
+            for chunk in console.follow(folder.logs, len(current), lambda: not folder.supervised()):
+                sink.write(chunk)
+                sink.flush()
+
+
+@contextlib.contextmanager
+def _until_ctrl_c() -> Iterator[None]:
+    """Ctrl-C is how `logs -f` and `stats` are meant to end: status 130, no error line."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def _read_old(folder: InstanceFolder) -> bytes:
@@ -211,6 +223,13 @@ def stats(instances: tuple[str, ...], no_stream: bool, as_json: bool) -> None:
             return named
         return [f for f in state.all_instances() if lifecycle.reconcile(f)["status"] != "exited"]
 
+    with _until_ctrl_c():
+        _stream_stats(current, no_stream, as_json)
+
+
+def _stream_stats(
+    current: Callable[[], list[InstanceFolder]], no_stream: bool, as_json: bool
+) -> None:
     before = {f.id: lifecycle.sample(f) for f in current()}
     time.sleep(FIRST_SAMPLE)
     while True:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,13 @@ class SummonGroup(click.Group):
             fail(f"stopped by {e}", 128 + e.signum)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except BrokenPipeError:
+            if not _stdout_gone():
+                raise
+            # Its reader went away (`summon logs -f web | head`): end as SIGPIPE ends cat,
+            # quietly; stdout goes to /dev/null so that the exit's flush has nowhere to fail.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + 13)  # SIGPIPE
         except Exception as e:
             if isinstance(e, OSError) and e.errno in USER_ERRNOS:
                 where = f": {e.filename}" if e.filename else ""
@@ -78,6 +86,18 @@ class SummonGroup(click.Group):
             # An internal failure: say where the details are.
             log = _write_crash_log()
             fail(f"internal error: {type(e).__name__}: {e} (details in {log})", 1)
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe or socket whose reader has closed it."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), 0)  # POLLERR and POLLHUP are always reported
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def _write_crash_log() -> Path:

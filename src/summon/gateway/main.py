@@ -80,7 +80,7 @@ async def serve(path: Path, checked: dict[str, Any] | None = None) -> None:
 
     from summon.gateway import config as config_mod
     from summon.gateway.rest import IdleWorkers
-    from summon.gateway.server import Gateway
+    from summon.gateway.server import CannotListen, Gateway
 
     asyncio.get_running_loop().set_default_executor(IdleWorkers())
     config = config_mod.parse(checked, path) if checked is not None else config_mod.load(path)
@@ -89,7 +89,8 @@ async def serve(path: Path, checked: dict[str, Any] | None = None) -> None:
         await gateway.start()
     except OSError as e:
         await gateway.close()
-        raise UserError(f"gateway: cannot listen: {e.strerror or e}") from None
+        said = e.strerror if isinstance(e, CannotListen) else f"cannot listen: {e.strerror or e}"
+        raise UserError(f"gateway: {said}") from None
     cfg = gateway.config
     print(
         f"summon gateway: DNS on {cfg.dns[0]}:{cfg.dns[1]} for {cfg.zone}, "

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -31,6 +32,7 @@ from summon.gateway.launched import Launched
 from summon.gateway.service import Launcher, Service, State
 from summon.gateway.status import StatusServer
 from summon.instances import scratch
+from summon.instances.console import ConsoleLog
 from summon.targets.base import HANDOFF, PortForward, RunSpec, SecretFile, Target, Volume
 
 if TYPE_CHECKING:
@@ -70,6 +72,13 @@ def _stat_key(path: Path | None) -> tuple[int, int] | None:
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("gateway: cannot prepare images: %s", task.exception())
+
+
+_LOG_SUFFIX = re.compile(r"\.log(\.1)?$")  # a boot's console log, and its rotated-out part
+
+
+class CannotListen(OSError):
+    """The gateway's DNS or status address is taken, or not this host's: strerror says so."""
 
 
 class ImageLauncher:
@@ -141,6 +150,24 @@ class ImageLauncher:
             return ""
         return lines[-1][:300] if lines else ""
 
+    def _forget_stopped(self, service: str, name: str) -> None:
+        """Delete the folders and console logs of the service's stopped boots but the last
+        (its log says how it ended): without this, one of each per boot, for as long as the
+        gateway scales to zero. A boot still running (or a live gateway's) holds its lease."""
+        boot = re.compile(rf"gw-{re.escape(service)}-\d+-\d+")
+        stopped: dict[str, float] = {}
+        for entry in os.scandir(self.state_root):
+            base = _LOG_SUFFIX.sub("", entry.name)
+            if base != name and boot.fullmatch(base) and not scratch.is_leased(base):
+                with contextlib.suppress(OSError):
+                    stopped[base] = max(stopped.get(base, 0.0), entry.stat().st_mtime)
+        for base in sorted(stopped, key=stopped.__getitem__)[:-1]:
+            for log in (f"{base}.log", f"{base}.log.1"):
+                with contextlib.suppress(OSError):
+                    (self.state_root / log).unlink()
+            with contextlib.suppress(OSError):
+                (self.state_root / base).rmdir()  # empty once stopped; never a live one's
+
     def target(self, config: ServiceConfig) -> Target:
         return targets.get(config.target, **dict(config.options))
 
@@ -191,10 +218,16 @@ class ImageLauncher:
             spec.handoff = app_end.fileno()
         # Leased while it runs: a gateway killed outright leaves it to the next to release.
         held = scratch.Lease.take(type(target).name, spec, remove=state, swept=False)
+        if held is not None:
+            self._forget_stopped(config.name, name)
+        # The app's console is a pipe drained into a bounded log, never the file itself: on a
+        # full disk the app's every print would fail (console.py drops and counts instead).
+        console = ConsoleLog(self.state_root, name=self.log_path(name).name)
+        read_end, write_end = os.pipe()
+        console.pump(read_end, close=True)  # before the start: an app may write much at boot
         try:
-            with open(self.log_path(name), "wb") as console:
-                spec.stdout = console.fileno()  # the target passes it on; our copy closes here
-                instance = target.start(spec)
+            spec.stdout = write_end  # the target passes it on; our copy closes here
+            instance = target.start(spec)
         except BaseException:
             if channel is not None:
                 channel.close()
@@ -202,6 +235,7 @@ class ImageLauncher:
                 held.release()
             raise
         finally:
+            os.close(write_end)  # the pump ends (and closes the log) when the app's copies go
             if app_end is not None:
                 app_end.close()  # the instance has its own
         scratch.hold(instance, held)  # released by stop_quietly once it has stopped
@@ -254,8 +288,17 @@ class Gateway:
 
     async def start(self) -> None:
         await self._add_all(self.config)
-        await self.dns.start(*self.config.dns)
-        await self.status.start(*self.config.status)
+        for what, server, (host, port) in (
+            ("DNS", self.dns, self.config.dns),
+            ("status", self.status, self.config.status),
+        ):
+            try:
+                await server.start(host, port)
+            except OSError as e:  # asyncio's words name neither the server nor the errno's
+                why = os.strerror(e.errno) if e.errno else str(e)
+                raise CannotListen(
+                    e.errno, f"cannot listen on {host}:{port} for its {what} server: {why}"
+                ) from None
         self._bound = (self.config.dns, self.config.status)
         self._reaper = asyncio.ensure_future(self._reap())
 

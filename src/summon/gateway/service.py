@@ -289,6 +289,8 @@ class Service:
         if self.instance is not instance:
             return  # stopped by the gateway: not a failure
         why = self.reason_of_exit(self.instance_name)
+        if status in (137, -9):  # SIGKILL leaves no last words: the last line is unrelated
+            why = "killed by SIGKILL (out of memory, or a kill from outside)"
         self.reason = f"app exited with status {status}" + (f": {why}" if why else "")
         self.failures += 1
         self.state = State.FAILED

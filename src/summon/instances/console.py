@@ -2,7 +2,8 @@
 
 The live file is logs/console.log. When it would grow past the bound, it becomes
 console.log.1 (replacing the one before) and a new console.log starts: at most twice the
-bound on disk, and `logs` reads the two in order.
+bound on disk, and `logs` reads the two in order. On a full disk output is dropped, counted
+and noted in the log once there is room: the app's console pipe is always drained.
 """
 
 from __future__ import annotations
@@ -22,40 +23,66 @@ LOG_NAME = "console.log"
 class ConsoleLog:
     """The writing end, used by the monitor only (one writer per log)."""
 
-    def __init__(self, folder: Path, max_bytes: int = MAX_BYTES) -> None:
-        self.path = folder / LOG_NAME
-        self.old = folder / (LOG_NAME + ".1")
+    def __init__(self, folder: Path, max_bytes: int = MAX_BYTES, name: str = LOG_NAME) -> None:
+        self.path = folder / name
+        self.old = folder / (name + ".1")
         self.max_bytes = max_bytes
         folder.mkdir(parents=True, exist_ok=True)
         self._fd = self._open()
         self._size = os.fstat(self._fd).st_size
         self._lock = threading.Lock()
+        self._dropped = 0  # bytes not written since the last write that was
+        self._why = ""
 
     def _open(self) -> int:
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def write(self, data: bytes) -> None:
+        """Append data. When the disk is full (or the file fails otherwise) the data is
+        dropped and counted, and the log says how much once it can be written again: the
+        app's pipe must go on being drained, or its own writes would fail or block."""
         with self._lock:
+            if self._dropped:
+                note = f"[summon: {self._dropped} bytes of console output dropped ({self._why})]\n"
+                if self._append(note.encode()):
+                    self._dropped += len(data)
+                    return
+                self._dropped = 0
+            self._dropped += self._append(data)
+
+    def _append(self, data: bytes) -> int:
+        """Write data; return how many bytes of it could not be written."""
+        view = memoryview(data)
+        try:
             if self._size and self._size + len(data) > self.max_bytes:
                 self._rotate()
-            view = memoryview(data)
             while view:
                 n = os.write(self._fd, view)
                 view = view[n:]
                 self._size += n
+        except OSError as e:
+            self._why = e.strerror or type(e).__name__
+            return len(view)
+        return 0
 
     def _rotate(self) -> None:
-        os.close(self._fd)
         os.replace(self.path, self.old)
-        self._fd = self._open()
+        try:
+            fd = self._open()
+        except OSError:
+            os.replace(self.old, self.path)  # go on appending to the live file
+            raise
+        os.close(self._fd)
+        self._fd = fd
         self._size = 0
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(OSError):
             os.close(self._fd)
 
-    def pump(self, fd: int) -> threading.Thread:
-        """Copy everything read from fd (a pipe) into the log until EOF, on a daemon thread."""
+    def pump(self, fd: int, close: bool = False) -> threading.Thread:
+        """Copy everything read from fd (a pipe) into the log until EOF, on a daemon thread;
+        close: then close the log too."""
 
         def run() -> None:
             try:
@@ -68,6 +95,8 @@ class ConsoleLog:
                 return
             finally:
                 os.close(fd)
+                if close:
+                    self.close()
 
         thread = threading.Thread(target=run, name="summon-console", daemon=True)
         thread.start()

@@ -10,6 +10,7 @@ how the first start went through a report callback: {"ok": true} or {"ok": false
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -40,8 +41,9 @@ log_stream: IO[str] | None = None
 
 
 def log(message: str) -> None:
-    """A line in logs/monitor.log."""
-    print(f"{now()} {message}", file=log_stream or sys.stderr, flush=True)
+    """A line in logs/monitor.log (none on a full disk: the monitor must go on)."""
+    with contextlib.suppress(OSError):
+        print(f"{now()} {message}", file=log_stream or sys.stderr, flush=True)
 
 
 class Monitor:
@@ -133,7 +135,12 @@ class Monitor:
 
     def _record(self, **changes: Any) -> None:
         self.state.update(changes)
-        self.folder.write_state(self.state)
+        try:
+            self.folder.write_state(self.state)
+        except OSError as e:
+            # A full disk must not take the instance down with its monitor: the state stays
+            # here, and the next record that can be written brings the file up to date.
+            log(f"cannot record the state ({e.strerror or e}); kept until it can be")
 
     def _finish(self, exit_code: int | None, reason: str) -> None:
         self._record(

@@ -82,6 +82,12 @@ class Lease:
             self._fd = None
 
 
+def is_leased(name: str) -> bool:
+    """Whether a lease on the instance called name is held (or was, by an owner that died
+    since the last sweep)."""
+    return (LEASES / f"{name}.json").exists()
+
+
 @contextlib.contextmanager
 def lease(target: str, spec: RunSpec, *, remove: Path | None = None) -> Iterator[None]:
     """Hold a lease on spec's instance while the block runs (Lease.take)."""

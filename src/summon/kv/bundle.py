@@ -102,7 +102,7 @@ def import_bundle(source: str, target: str | Backend) -> None:
     try:
         idx, objects = index_pack(pack, source)
     except CorruptStore as e:
-        raise BundleError(f"{source}: {e}") from None
+        raise BundleError(str(e)) from None  # it names source already
     for ref, oid in refs:
         if oid not in objects:
             raise BundleError(f"{source}: {ref} names {oid.hex()}, which its pack lacks")

@@ -63,6 +63,7 @@ class ObjectStore:
         self._backend = backend
         self.pending: dict[bytes, tuple[bytes, bytes]] = {}
         self.delta_bases: dict[bytes, bytes] = {}  # pending id -> its previous version's id
+        self.pending_bytes = 0  # of the bodies in pending: the batch's memory, bounded
         # The batch a background flush is writing: still read from here until it is done.
         self.flushing: dict[bytes, tuple[bytes, bytes]] | None = None
         self.packs: list[Pack] = []
@@ -242,6 +243,7 @@ class ObjectStore:
         oid = object_id(kind, body)
         if oid not in self.pending:
             self.pending[oid] = (kind, body)
+            self.pending_bytes += len(body)
             if base is not None:
                 self.delta_bases[oid] = base
         return oid
@@ -249,14 +251,17 @@ class ObjectStore:
     def drop_pending(self, oids: list[bytes]) -> None:
         """Forget pending objects whose commit failed."""
         for oid in oids:
-            self.pending.pop(oid, None)
+            dropped = self.pending.pop(oid, None)
             self.delta_bases.pop(oid, None)
+            if dropped is not None:
+                self.pending_bytes -= len(dropped[1])
 
     def write_pending(self) -> None:
         """Write the pending objects to the folder, durably: loose files or one pack."""
         self.write_batch(self.pending, self.delta_bases)
         self.pending = {}
         self.delta_bases = {}
+        self.pending_bytes = 0
 
     def take_pending(self) -> tuple[dict[bytes, tuple[bytes, bytes]], dict[bytes, bytes]]:
         """Hand the pending objects to a background flush (they stay readable)."""
@@ -264,6 +269,7 @@ class ObjectStore:
         self.flushing = self.pending
         self.pending = {}
         self.delta_bases = {}
+        self.pending_bytes = 0
         return batch
 
     def give_back(self, batch: tuple[dict[bytes, tuple[bytes, bytes]], dict[bytes, bytes]]) -> None:
@@ -271,6 +277,7 @@ class ObjectStore:
         objects, bases = batch
         self.pending = {**objects, **self.pending}
         self.delta_bases = {**bases, **self.delta_bases}
+        self.pending_bytes = sum(len(body) for _, body in self.pending.values())
         self.flushing = None
 
     def write_batch(

@@ -63,7 +63,8 @@ class Store(KV_RW):
     Options, value by value:
     - author: the author of commits that name none, "Name <email>";
     - batch_records, batch_bytes, batch_seconds: flush the journal into Git's files once it
-      holds that many records, or that many bytes, or its oldest record is that old;
+      holds that many records, or that many bytes (or the objects they made, held in memory
+      until then, do), or its oldest record is that old;
     - gc_packs: pack everything into one pack (gc()) once a flush leaves that many packs
       (0: never automatically); in the background flush's thread where there is one;
     - on_durable: called after every durable change: a commit, before the call returns;
@@ -325,9 +326,7 @@ class Store(KV_RW):
             self._check_open()
             ref = self._repo.head_ref()
             head = self._repo.refs.get(ref)
-            return StoreTransaction(
-                self, ref, head, self._tree_of(head), message, author, policy
-            )
+            return StoreTransaction(self, ref, head, self._tree_of(head), message, author, policy)
 
     def _commit_transaction(self, tx: StoreTransaction) -> bytes | None:
         """Commit a transaction's changes, merged with what its branch got since its base."""
@@ -351,7 +350,10 @@ class Store(KV_RW):
                 if head != tx.base_id and head is not None:
                     incoming = {k.decode("utf-8", "surrogateescape"): v for k, v in ids.items()}
                     merged = three_way(
-                        self._repo.odb, tx.root, self._repo.odb.commit(head).tree, incoming,
+                        self._repo.odb,
+                        tx.root,
+                        self._repo.odb.commit(head).tree,
+                        incoming,
                         tx.policy,
                     )
                     ids = {k.encode("utf-8", "surrogateescape"): v for k, v in merged.items()}
@@ -362,9 +364,7 @@ class Store(KV_RW):
                 raise
             return head if oid is None else oid
 
-    def revert(
-        self, commit: str, *, message: str | None = None, author: str | None = None
-    ) -> str:
+    def revert(self, commit: str, *, message: str | None = None, author: str | None = None) -> str:
         with self._lock:
             self._check_open()
             target = self._resolve(commit)
@@ -464,6 +464,9 @@ class Store(KV_RW):
         if (
             journal.records >= records
             or journal.size >= size
+            # A commit in a folder of N keys adds a tree of N entries, held until the flush:
+            # far more than its journal record (1,200 tasks in one folder: 29 MB).
+            or self._repo.odb.pending_bytes >= size
             or time.monotonic() - self._first_unflushed >= seconds
         ):
             self._flush_quietly(self._background)
@@ -557,4 +560,3 @@ def _commit_info(oid: bytes, commit: CommitObject) -> Commit:
     if message.endswith("\n"):
         message = message[:-1]
     return Commit(oid.hex(), message, author, seconds, tuple(p.hex() for p in commit.parents))
-

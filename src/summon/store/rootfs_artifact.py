@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
 import hmac
 import os
@@ -80,6 +81,19 @@ def make(store: Store, layer: Descriptor) -> tuple[Descriptor, Descriptor]:
     mkfs = shutil.which(MKFS)
     if mkfs is None:
         raise UserError(MKFS_MISSING)
+    try:
+        return _make(store, layer, mkfs)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # tarfile's write fails on close, naming no file: say which disk is full.
+        raise UserError(
+            f"no space left in the store ({store.root}) to make the image's root filesystem "
+            f"({e.strerror}); free some (summon rmi --dangling) and try again"
+        ) from None
+
+
+def _make(store: Store, layer: Descriptor, mkfs: str) -> tuple[Descriptor, Descriptor]:
     with tempfile.TemporaryDirectory(dir=store.tmp_dir, prefix="rootfs-") as tmp:
         root = Path(tmp) / "root"
         root.mkdir(mode=0o755)

@@ -96,6 +96,8 @@ def _export_from(folder: Path, name: str, dest: Path, store: str | None) -> str:
         raise UserError(f"volume {name}, store {store}: {e.strerror}") from None
     except kv.KVError as e:
         raise UserError(f"volume {name}, store {store}: {e}") from None
+    except OSError as e:  # a full disk under the bundle, say: an error naming no file
+        raise UserError(f"{e.filename or f'-o {dest}'}: {e.strerror or e}") from None
     return store
 
 
@@ -121,7 +123,8 @@ def import_bundle(name: str, bundle: Path, store: str) -> None:
             except kv.StoreFull as e:
                 raise UserError(f"volume {name}: {e.strerror}") from None
             except kv.KVError as e:
-                raise UserError(f"{bundle}: {e}") from None
+                said = str(e)  # a bundle's own errors name it already
+                raise UserError(said if str(bundle) in said else f"{bundle}: {said}") from None
             owner = volumes.app_owner()
             if owner is not None:
                 give_to(tmp, owner)

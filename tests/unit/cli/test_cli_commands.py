@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,49 @@ def test_an_internal_failure_is_one_line_naming_its_crash_log(
     log = Path(line.rsplit("details in ", 1)[1].rstrip(")"))
     assert log.parent.parent == tmp_path / "summon" and "Traceback" in log.read_text()
     assert 'raise ZeroDivisionError("the bug")' in log.read_text()
+
+
+def test_a_closed_stdout_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`summon logs -f web | head -2`: head exits, the next write gets EPIPE. That ends the
+    command as SIGPIPE ends cat (status 141, nothing said), not as an internal error."""
+    code = (
+        "import sys, click\n"
+        "from summon.cli.main import cli\n"
+        "@click.command('flood')\n"
+        "def flood() -> None:\n"
+        "    while True:\n"
+        "        sys.stdout.write('x' * 4096 + '\\n')\n"
+        "        sys.stdout.flush()\n"
+        "cli.add_command(flood)\n"
+        "cli(['flood'], prog_name='summon')\n"
+    )
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(10)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(30) == 141, err
+    assert err == b""
+    assert not (tmp_path / "summon" / "logs").exists()  # no crash log
+
+
+def test_ctrl_c_ends_a_streaming_verb_without_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`summon stats` and `summon logs -f` run until Ctrl-C: that is how they are meant to
+    end, so no "error: interrupted" line (a build or a pull interrupted still says so)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+
+    def interrupt(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    import summon.cli.instances as verbs
+
+    monkeypatch.setattr(verbs.time, "sleep", interrupt)
+    r = CliRunner().invoke(cli, ["stats"])
+    assert r.exit_code == 130, r.output
+    assert "error" not in r.output

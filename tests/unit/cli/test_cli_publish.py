@@ -40,6 +40,9 @@ def test_publish_forms(flag: str, forward: PortForward) -> None:
         ("256.0.0.1:8080:80", "256.0.0.1 is not an IPv4 address"),
         ("localhost:8080:80", "(IPv6 and host names are not supported)"),
         ("[::1]:8080:80", "[::1] is not an IPv4 address"),
+        # ADDR:HOST:GUEST with one port too many, or an address inet_aton would take
+        ("8080:80:90", "8080 is not an IPv4 address"),
+        ("300.1.1.1:8080:80", "300.1.1.1 is not an IPv4 address"),
     ],
 )
 def test_bad_publish_flags_are_one_line(flag: str, needle: str) -> None:

@@ -87,3 +87,44 @@ def test_export_and_import_round_trip_through_git(runner: CliRunner, tmp_path: P
     junk = runner.invoke(cli, ["volume", "import", "other", str(tmp_path / "junk")])
     assert junk.exit_code == 2 and "is not a Git bundle" in junk.output
     assert "other" not in [n for n, _ in volumes.list_volumes()]
+
+
+def test_a_bad_bundle_is_named_once(runner: CliRunner, tmp_path: Path) -> None:
+    """The error names the file once: each layer (pack, bundle, volume) had prefixed it."""
+    from summon import kv
+
+    store = kv.open_folder(str(tmp_path / "src"))
+    store.set("a", b"1", message="one")
+    store.close()
+    whole = tmp_path / "whole.bundle"
+    kv.export_bundle(str(tmp_path / "src"), str(whole))
+    junk, cut = tmp_path / "junk", tmp_path / "cut.bundle"
+    junk.write_bytes(b"not a bundle")
+    cut.write_bytes(whole.read_bytes()[:-5])  # the pack's checksum cut short
+    for bad, says in ((junk, "is not a Git bundle"), (cut, "checksum does not match")):
+        result = runner.invoke(cli, ["volume", "import", "other", str(bad)])
+        assert result.exit_code == 2 and says in result.output, result.output
+        assert result.output.count(str(bad)) == 1, result.output
+
+
+def test_a_full_disk_under_the_bundle_names_where(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC writing the bundle said only "No space left on device": not which disk."""
+    import errno
+
+    from summon import kv
+
+    folder = Path(runner.invoke(cli, ["volume", "create", "todo"]).output.strip())
+    with kv.open_folder(str(folder / "todo")) as store:
+        store.set("tasks/1", b"milk", message="add milk")
+
+    def full(source: str, dest: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(kv, "export_bundle", full)
+    dest = tmp_path / "out" / "todo.bundle"
+    dest.parent.mkdir()
+    result = runner.invoke(cli, ["volume", "export", "todo", "-o", str(dest)])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"summon: error: -o {dest}: No space left on device\n"

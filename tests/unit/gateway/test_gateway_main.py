@@ -159,3 +159,26 @@ def test_the_gateway_at_rest_loads_only_what_it_uses(tmp_path: Path) -> None:
     assert report["states"] == ["down"] * 3
     assert sorted(set(NOT_AT_REST) & set(report["modules"])) == []
     assert report["threads"] == 1  # no worker thread waits at rest
+
+
+@pytest.mark.parametrize("which", ["DNS", "status"])
+def test_a_busy_address_at_start_is_named(
+    which: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """ "gateway: cannot listen: Address already in use" said neither which nor where."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        dns, status = (port, free_port()) if which == "DNS" else (free_port(), port)
+        config = tmp_path / "gw.toml"
+        config.write_text(f'[gateway]\ndns = "127.0.0.1:{dns}"\nstatus = "127.0.0.1:{status}"\n')
+        assert gateway_main.main(["--config", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        f"summon: error: gateway: cannot listen on 127.0.0.1:{port} for its {which} server: "
+        "Address already in use\n"
+    )

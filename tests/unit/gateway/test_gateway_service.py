@@ -182,6 +182,35 @@ def test_an_app_that_dies_marks_the_service_failed_and_a_new_request_reboots() -
     run(main())
 
 
+def test_an_app_killed_by_sigkill_says_so_not_its_last_console_line() -> None:
+    """SIGKILL (the OOM killer, a kill -9) leaves the app no last words: its last console line
+    is whatever it printed before (an access log line), not why it died."""
+
+    async def main() -> None:
+        launcher = FakeLauncher(delay=0.05)
+        last = '127.0.0.1 - - "GET / HTTP/1.1" 200 17'
+        svc = Service(ServiceConfig("web", "x"), "127.0.0.1", launcher, lambda n: last)
+        server, port = await serve(svc)
+        try:
+            assert await fetch(port) == REPLY
+            launcher.instances[0].die(137)
+            for _ in range(100):
+                if svc.state == State.FAILED:
+                    break
+                await asyncio.sleep(0.02)
+            assert svc.state == State.FAILED
+            assert "GET /" not in svc.reason
+            assert svc.reason == (
+                "app exited with status 137: killed by SIGKILL (out of memory, or a kill "
+                "from outside)"
+            )
+        finally:
+            server.close()
+            await svc.stop()
+
+    run(main())
+
+
 def web_doc(port: int, idle_timeout: str) -> dict[str, Any]:
     """A gateway config (DNS and status on free ports) with one service "web" on `port`."""
     return {

@@ -63,3 +63,31 @@ def test_follow_reads_across_a_rotation_until_done(tmp_path: Path) -> None:
     thread.join(5)
     assert not thread.is_alive()
     assert b"".join(got) == expected
+
+
+def test_a_full_disk_drops_output_but_never_the_app(tmp_path: Path) -> None:
+    """The app's console is a pipe the monitor drains: when the log's disk is full the output
+    is dropped (and the log says how much once there is room again), but the pipe is still
+    drained, so the app's writes never fail and never block."""
+    log = ConsoleLog(tmp_path)
+    full = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
+    room = os.dup(log._fd)
+    os.dup2(full, log._fd)
+    r, w = os.pipe()
+    thread = log.pump(r)
+    lost = b"x" * 65536
+    for _ in range(8):  # 512 KB: far more than a pipe holds, so the pump must keep reading
+        os.write(w, lost)
+    time.sleep(0.2)
+    os.dup2(room, log._fd)  # space again
+    os.write(w, b"after\n")
+    os.close(w)
+    thread.join(5)
+    assert not thread.is_alive()
+    log.close()
+    data = read_all(tmp_path)
+    assert b"x" not in data
+    assert data.endswith(b"after\n")
+    assert b"524288 bytes of console output dropped (No space left on device)" in data
+    os.close(full)
+    os.close(room)

@@ -142,3 +142,33 @@ def _no_threads_left_behind() -> Any:
         t for t in set(threading.enumerate()) - before
         if t.name.startswith("summon-") and t.is_alive()
     ])  # fmt: skip
+
+
+def test_a_full_disk_does_not_take_the_instance_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recording the restart on a full disk raised in the monitor, which died, and its init
+    killed the app it had just restarted: a full disk stopped a --restart always service.
+    The state waits in memory until it can be written."""
+    import errno
+
+    folder = new_instance("always")
+    target = FakeTarget([3, FOREVER])
+    write = folder.write_state
+    full = threading.Event()
+
+    def write_state(doc: dict[str, Any]) -> None:
+        if full.is_set():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(doc)
+
+    monkeypatch.setattr(folder, "write_state", write_state)
+    full.set()
+    _m, thread, _r = run_monitor(folder, target)
+    wait_for(lambda: target.starts == 2)
+    time.sleep(0.2)
+    assert thread.is_alive()
+    full.clear()  # room again: the stop's record is written, with what came before it
+    reply = control.request(folder.path, {"op": "stop", "grace": 1}, timeout=10)
+    assert reply == {"ok": True, "exit_code": 143}
+    thread.join(5)
+    st = folder.state()
+    assert (st["status"], st["reason"], st["restarts"]) == ("exited", "stopped", 1)

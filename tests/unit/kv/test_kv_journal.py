@@ -227,7 +227,10 @@ def test_both_journal_files_replay_oldest_first_after_a_cut_mid_flush(
     reopened = kv.open_memory(durable, clock=Clock())
     assert state(reopened) == states[1]
     assert reopened.get("a") == b"3" and [c.message for c in reopened.history()] == [
-        "delete b", "set a", "set b", "set a"
+        "delete b",
+        "set a",
+        "set b",
+        "set a",
     ]
     reopened.close()
     files = dict(backend.power_cut().durable)
@@ -322,3 +325,21 @@ def test_records_start_for_the_disk_without_dropping_cached_pages(
     assert all(size < 4096 and offset + size < file_size for offset, size, file_size in hints)
     store.close()
     assert kv.open_folder(str(tmp_path / "s")).get("k/49") == b"v" * 49
+
+
+def test_batch_bytes_bounds_the_objects_held_in_memory_too(clock: Clock) -> None:
+    """A commit in a folder of N keys makes a new tree of N entries: a batch of small
+    records holds far more in memory than in its journal. batch_bytes bounds both (the todo
+    example, all its tasks in one folder, held 29 MB after 1,200 tasks and was OOM-killed at
+    its 64 MB limit)."""
+    bound = 256 << 10
+    store = kv.open_memory(clock=clock, batch_records=10**6, batch_bytes=bound, batch_seconds=1e9)
+    most = 0
+    for i in range(600):
+        store.set(f"tasks/{i:08d}", os.urandom(50).hex().encode(), message=f"add {i}")
+        held = sum(len(body) for _, body in store._repo.odb.pending.values())
+        most = max(most, held)
+    assert store._repo.journal.size < bound  # the journal alone would not flush
+    assert most < bound + (64 << 10)  # at most one commit's objects past the bound
+    assert store.get("tasks/00000599") is not None and len(store.list("tasks/")) == 600
+    store.close()

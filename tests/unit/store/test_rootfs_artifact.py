@@ -146,3 +146,29 @@ def test_a_layer_member_outside_the_rules_stops_the_erofs_image(tmp_path: Path) 
     with pytest.raises(CorruptBlob, match="rule special-file"):
         rootfs_artifact.make(store, layer)
     assert os.listdir(store.tmp_dir) == []
+
+
+@needs_mkfs
+def test_a_full_disk_while_making_it_names_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unpacking the layer into a full store said only "No space left on device" (tarfile's
+    write fails on close, with no file name)."""
+    import errno
+
+    from summon.errors import UserError
+    from summon.store import layer_rules
+
+    store = Store(tmp_path / "store")
+    _, layer = image(store)
+
+    def full(store: Store, layer: Descriptor, root: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(layer_rules, "extract", full)
+    with pytest.raises(UserError) as e:
+        rootfs_artifact.make(store, layer)
+    assert str(e.value).startswith(
+        f"no space left in the store ({store.root}) to make the image's root filesystem"
+    )
+    assert list(store.tmp_dir.iterdir()) == []  # nothing half-made is left
