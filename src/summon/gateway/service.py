@@ -447,6 +447,12 @@ class Service:
             log.info("service %s: its image changed; replacing the frozen instance", self.name)
             self._begin_stop()
             return
+        if tiers.kill_pending(instance.pid):
+            # Killed while frozen (SIGKILL from outside, the OOM killer): a frozen task dies
+            # only once thawed, and a connection handed to it now would be reset.
+            log.warning("service %s: killed while frozen; booting it anew", self.name)
+            self._begin_stop()
+            return
         t0 = time.monotonic()
         try:
             instance.thaw()

@@ -17,6 +17,7 @@ table is the one place the order and the keys are spelled.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from summon.targets.base import FREEZE, SNAPSHOT
@@ -62,3 +63,20 @@ class Ladder:
 
     def timeouts(self) -> dict[str, float]:
         return dict(self.steps)
+
+
+def kill_pending(pid: int) -> bool:
+    """Whether a SIGKILL waits for process pid (a frozen task's: it dies when it next runs),
+    from /proc/PID/status; False when that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            lines = f.read().splitlines()
+    except (OSError, ValueError):
+        return False
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key in ("SigPnd", "ShdPnd"):
+            with contextlib.suppress(ValueError):
+                if int(value.strip(), 16) & (1 << (9 - 1)):  # SIGKILL is signal 9
+                    return True
+    return False
