@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from registry_server import REGISTRY_BIN, Registry, start_registry, stop_registry
+from registry_server import REGISTRY_BIN, Registry
 from summon_cli import EXAMPLES, Summon
 
 pytestmark = pytest.mark.skipif(
@@ -94,13 +94,6 @@ class ThrottlingProxy:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    reg = start_registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    stop_registry(reg)
 
 
 @pytest.fixture(scope="module")
