@@ -107,6 +107,8 @@ class Manifest:
     warm_up: tuple[str, ...] | None = None
     # Where its keys are written, for messages: "[tool.summon]", "summon.toml"... (table_name)
     table: str = "[tool.summon]"
+    # No manifest at all: the entry is the project's one [project.scripts] command.
+    entry_from_scripts: bool = False
 
 
 TLS_BACKENDS = ("openssl", "python")
@@ -201,7 +203,7 @@ def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
         if not summon_toml.is_file():
             if not isinstance(tool, dict) or "summon" not in tool:
                 # An ordinary project, unchanged: its one console script is the entry.
-                return pyproject, {"entry": script_entry(pyproject, project)}, project
+                return pyproject, _ScriptsTable(entry=script_entry(pyproject, project)), project
             table = tool["summon"]
             if not isinstance(table, dict):
                 raise ManifestError(f"{pyproject}: tool.summon must be a table")
@@ -215,20 +217,19 @@ def find_manifest(app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     )
 
 
+class _ScriptsTable(dict[str, Any]):
+    """The manifest of a project without one: its entry from [project.scripts]."""
+
+
 def script_entry_note(m: Manifest) -> list[str]:
     """What a build says of an entry taken from [project.scripts] (no [tool.summon])."""
-    if m.source.name != "pyproject.toml" or _has_summon_table(m.source):
+    if not m.entry_from_scripts:
         return []
     return [
         f"{m.source} has no [tool.summon] table: built with its one command "
         f"([project.scripts]) as the entry, {m.entry}; add [tool.summon] with entry (and "
         "ports) to set them yourself"
     ]
-
-
-def _has_summon_table(path: Path) -> bool:
-    tool = _load_toml(path).get("tool")
-    return isinstance(tool, dict) and "summon" in tool
 
 
 def _given_manifest(path: Path, app_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
@@ -465,6 +466,7 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
         egress=egress,
         warm_up=warm_up,
         table=where,
+        entry_from_scripts=isinstance(table, _ScriptsTable),
     )
 
 
