@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from summon.cli.output import human, human_duration, out, print_json
+from summon.cli.output import human, human_duration, open_store, out, print_json
 from summon.errors import UserError
 from summon.instances import console, lifecycle, state
 from summon.instances.state import InstanceFolder
@@ -118,17 +118,34 @@ def ps(show_all: bool, as_json: bool) -> None:
     table = Table(box=None, pad_edge=False)
     for col in ("ID", "NAME", "IMAGE", "TARGET", "STATUS", "RESTARTS", "PORTS"):
         table.add_column(col, no_wrap=True)
+    shown = _image_column(rows)
     for r in rows:
         table.add_row(
             r["short_id"],
             r["name"],
-            r["image"],
+            shown[r["image"], r["image_digest"]],
             r["target"],
             r["status_text"],
             str(r["restarts"]),
             ", ".join(r["ports"]),
         )
     out.print(table)
+
+
+def _image_column(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """ps's IMAGE for each (ref, digest): the ref the instance was started from while it still
+    names the image the instance runs; once the tag has moved on (a rebuild, a pull) or is
+    gone, the image's short ID, as `summon images` shows it."""
+    shown: dict[tuple[str, str], str] = {}
+    store = open_store() if rows else None
+    for key in {(r["image"], r["image_digest"]) for r in rows}:
+        ref, digest = key
+        try:
+            current = store.resolve(ref)[1].digest if store and digest else digest
+        except UserError:
+            current = ""
+        shown[key] = ref if current == digest else digest.removeprefix("sha256:")[:12]
+    return shown
 
 
 @click.command()
@@ -191,10 +208,10 @@ def _read_old(folder: InstanceFolder) -> bytes:
 )
 def stop(instances: tuple[str, ...], grace: float) -> None:
     """Stop instances: SIGTERM to the app, SIGKILL after the grace period."""
-    folders = [state.find(q) for q in instances]  # a typo fails before anything stops
+    named = _find_each(instances)  # a typo fails before anything stops
     with ThreadPoolExecutor(max_workers=8) as pool:
         for query, _final in zip(
-            instances, pool.map(lambda f: lifecycle.stop(f, grace), folders), strict=True
+            named, pool.map(lambda f: lifecycle.stop(f, grace), named.values()), strict=True
         ):
             out.print(query)
 
@@ -204,10 +221,20 @@ def stop(instances: tuple[str, ...], grace: float) -> None:
 @click.option("-f", "--force", is_flag=True, help="Stop (kill) running instances first.")
 def rm(instances: tuple[str, ...], force: bool) -> None:
     """Remove stopped instances and their state folders (logs included)."""
-    folders = [state.find(q) for q in instances]
-    for query, folder in zip(instances, folders, strict=True):
+    for query, folder in _find_each(instances).items():
         lifecycle.remove(folder, force)
         out.print(query)
+
+
+def _find_each(queries: tuple[str, ...]) -> dict[str, InstanceFolder]:
+    """The instance each query names, each instance once (under the first query naming it):
+    `rm web web`, or a name and its ID, removes it once, not once and then 'no such'."""
+    found: dict[str, InstanceFolder] = {}
+    for query in queries:
+        folder = state.find(query)
+        if all(f.id != folder.id for f in found.values()):
+            found[query] = folder
+    return found
 
 
 @click.command()
@@ -216,7 +243,7 @@ def rm(instances: tuple[str, ...], force: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats(instances: tuple[str, ...], no_stream: bool, as_json: bool) -> None:
     """Show memory and CPU use of running instances (or of those named)."""
-    named = [state.find(q) for q in instances]
+    named = list(_find_each(instances).values())
 
     def current() -> list[InstanceFolder]:
         if named:

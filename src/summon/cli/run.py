@@ -313,8 +313,8 @@ def run(
     mounts = parse_volumes(volumes)
     given = tuple(secrets.parse(v) for v in secret_files)
     size = parse_memory(memory) if memory else None
-    if name is not None and not state.NAME.match(name):
-        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
+    if name is not None:
+        state.check_name(name)
     target_name, why = (target, "") if target else targets.choose_default()
     options = {"accel": accel, "snapshot": snapshot}
     chosen = targets.get(target_name, **options)
@@ -380,7 +380,7 @@ def run(
         target_options={k: v for k, v in options.items() if v is not None},
         restart=policy,
         name=name,
-        base_name=base if state.NAME.match(base) else "app",
+        base_name=state.base_name(base),
         remove=remove,
         attached=not detach,
     )

@@ -42,9 +42,27 @@ STATES = ("created", "running", "restarting", "exited")
 ACTIVE = ("created", "running", "restarting")
 SHORT = 12
 _ID = re.compile(r"^[0-9a-f]{64}$")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_MAX = 64  # a hostname's limit: the app finds itself by this name in /etc/hosts
+NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{NAME_MAX - 1}}}$")
 # RunSpec fields that only mean something inside one process.
 _LOCAL_FIELDS = ("stdout", "handoff")
+
+
+def check_name(name: str) -> None:
+    """Refuse an instance name that is not 1-64 letters, digits, '.', '_' and '-'."""
+    if len(name) > NAME_MAX:
+        raise UserError(
+            f"--name {name[:20]!r}...: at most {NAME_MAX} characters ({len(name)} given)"
+        )
+    if not NAME.match(name):
+        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
+
+
+def base_name(candidate: str) -> str:
+    """The stem of a derived name (stem-N): the candidate cut to leave room for -N, or
+    'app' when it is no name."""
+    stem = candidate[: NAME_MAX - 8].rstrip("._-")
+    return stem if NAME.match(stem) else "app"
 
 
 class UnknownInstance(UserError):
@@ -284,8 +302,8 @@ def create(
     """
     base = root()
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if name is not None and not NAME.match(name):
-        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
+    if name is not None:
+        check_name(name)
     with _registry_locked(base):
         taken = {f.name: f for f in all_instances()}
         if name is not None and name in taken:

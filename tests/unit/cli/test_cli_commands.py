@@ -125,3 +125,28 @@ def test_ctrl_c_ends_a_streaming_verb_without_an_error(
     r = CliRunner().invoke(cli, ["stats"])
     assert r.exit_code == 130, r.output
     assert "error" not in r.output
+
+
+def test_ps_shows_an_image_id_once_the_tag_has_moved(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from summon.cli import instances
+    from summon.errors import UserError
+
+    old, new = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+    class Store:
+        def resolve(self, ref: str) -> tuple[str, SimpleNamespace]:
+            if ref == "gone:1":
+                raise UserError("no image")
+            return ref, SimpleNamespace(digest=new)
+
+    monkeypatch.setattr(instances, "open_store", Store)
+    rows = [
+        {"image": "web:1", "image_digest": new},  # the tag still names what runs
+        {"image": "web:1", "image_digest": old},  # rebuilt since: the tag moved on
+        {"image": "gone:1", "image_digest": old},  # untagged or removed since
+    ]
+    shown = instances._image_column(rows)
+    assert shown["web:1", new] == "web:1"
+    assert shown["web:1", old] == shown["gone:1", old] == "a" * 12

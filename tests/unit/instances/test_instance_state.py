@@ -66,6 +66,19 @@ def test_a_name_in_use_is_refused(state_home: Path) -> None:
         make("no spaces")
 
 
+def test_a_name_is_at_most_64_characters(state_home: Path) -> None:
+    assert make("a" * 64).name == "a" * 64
+    with pytest.raises(state.UserError, match=r"at most 64 characters \(65 given\)"):
+        make("b" * 65)
+
+
+def test_a_long_image_name_still_derives_names(state_home: Path) -> None:
+    long = "x" * 80
+    a, b = make(base=state.base_name(long)), make(base=state.base_name(long))
+    assert (a.name, b.name) == ("x" * 56 + "-1", "x" * 56 + "-2")
+    assert state.base_name("not a name") == "app"
+
+
 def test_find_by_id_name_and_prefix(state_home: Path) -> None:
     a = make("alpha")
     b = make("beta")
@@ -154,3 +167,18 @@ def test_a_full_disk_is_one_line_naming_the_state_folder(
     assert str(e.value).startswith(f"cannot record the instance in {state.root()}: No space")
     assert "summon rm" in str(e.value)
     assert [p.name for p in state.root().iterdir()] == [".lock"]
+
+
+def test_rm_naming_an_instance_twice_removes_it_once(state_home: Path) -> None:
+    from click.testing import CliRunner
+
+    from summon.cli.main import cli
+
+    web = make("web")
+    web.update_state(status="exited", exit_code=0)
+    other = make("other")
+    other.update_state(status="exited", exit_code=0)
+    result = CliRunner().invoke(cli, ["rm", "web", web.short_id, "web", "other"])
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == ["web", "other"]
+    assert state.all_instances() == []

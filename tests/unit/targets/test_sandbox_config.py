@@ -78,3 +78,17 @@ def test_the_images_passwd_names_the_uid_the_sandbox_runs_as() -> None:
 
     assert SANDBOX_UID == APP_UID
     assert f"app:x:{APP_UID}:{APP_UID}:".encode() in ETC_FILES["/etc/passwd"]
+
+
+def test_long_instance_names_never_share_a_container() -> None:
+    # The gateway names instances gw-SERVICE-PID-N: with a long service name, only the part
+    # past the first 64 characters tells two boots (or two services) apart.
+    service = "customer-facing-service-with-a-rather-long-name-0123456789abcdef"
+    first, second = (
+        config.container_id(f"gw-{service}-4242-1"),
+        config.container_id(f"gw-{service}-4242-2"),
+    )
+    assert first != second
+    assert len(first) == len(second) == 64
+    assert first.startswith("summon-gw-customer-facing")
+    assert config.container_id("web-1") == "summon-web-1"  # short ones read as they are

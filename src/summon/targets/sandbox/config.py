@@ -9,6 +9,7 @@ capabilities and no_new_privs; a seccomp allowlist (seccomp.py); cgroup memory a
 
 from __future__ import annotations
 
+import hashlib
 import re
 import resource
 from collections.abc import Mapping, Sequence
@@ -130,8 +131,15 @@ def id_range(files: tuple[Path, Path] = SUBID_FILES) -> tuple[tuple[int, int], t
 
 
 def container_id(name: str) -> str:
-    """runc container id (and netns name) for an instance name: [A-Za-z0-9_.-], at most 64."""
-    return ("summon-" + _ID_BAD.sub("-", name))[:64]
+    """runc container id (also the netns name and the container's hostname) for an instance
+    name: [A-Za-z0-9_.-], at most 64. A longer one keeps its start and ends in a hash of the
+    whole name, so two names alike in their first 64 characters (a gateway's gw-SERVICE-PID-N
+    of a long service name) never share a container."""
+    cid = "summon-" + _ID_BAD.sub("-", name)
+    if len(cid) <= 64:
+        return cid
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"{cid[: 64 - 13]}-{digest}"
 
 
 def secret_mounts(spec: RunSpec) -> list[dict[str, Any]]:
