@@ -7,7 +7,9 @@ read a fixed base and merge three ways at commit (merge.py), so they hold no loc
 
 The store may be used from several threads (a WSGI app's): one lock serialises calls. Under
 asyncio, a commit schedules a flush after `batch_seconds` on the running loop, so the Git
-view catches up even when the app goes quiet; without a loop, the next commit or close does.
+view catches up even when the app goes quiet; a commit on another thread schedules it on the
+loop the runtime serves the app on (attach_loop); without a loop, the next commit or close
+does.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from summon.kv.views import Snapshot, StoreTransaction, as_value
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from asyncio import AbstractEventLoop
     from collections.abc import Callable
 
     from summon.devices import Policy
@@ -99,6 +102,7 @@ class Store(KV_RW):
         self._closed = False
         self._first_unflushed = 0.0  # monotonic time of the oldest unflushed record
         self._timer = False
+        self._loop: AbstractEventLoop | None = None  # attach_loop
         self.flush_error: BaseException | None = None  # the last failed background flush
         self._background = background
         self._repo = Repository(backend, RESERVE if reserve is None else reserve, background)
@@ -473,6 +477,12 @@ class Store(KV_RW):
         elif not self._timer:
             self._arm_timer(seconds)
 
+    def attach_loop(self, loop: AbstractEventLoop) -> None:
+        """The event loop the app serves on (the runtime's, as it starts): a commit made on
+        another thread (a WSGI app's workers) arms its flush timer there, so the Git view
+        catches up when the app goes quiet, as an asyncio app's does."""
+        self._loop = loop
+
     def _arm_timer(self, seconds: float) -> None:
         asyncio = sys.modules.get("asyncio")  # only if the app uses it: never imported here
         if asyncio is None:
@@ -480,6 +490,14 @@ class Store(KV_RW):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
+            loop = self._loop
+            if loop is None:
+                return
+            try:  # from a worker thread: the timer goes on the serving loop
+                loop.call_soon_threadsafe(loop.call_later, seconds, self._on_timer)
+            except RuntimeError:
+                return  # that loop has closed: the next commit or close flushes
+            self._timer = True
             return
         self._timer = True
         loop.call_later(seconds, self._on_timer)

@@ -212,6 +212,13 @@ class Devices:
         except OSError as e:
             raise Fail(f"{where}: {e.strerror or e}", 1) from None
         self._closers.append((f"store {name!r}", store.close))
+
+        async def attach() -> None:  # a WSGI app commits on worker threads: flush timers
+            import asyncio  # go on the loop serving it (only awaited under asyncio)
+
+            store.attach_loop(asyncio.get_running_loop())
+
+        self.starts.append(attach)
         return store
 
     def _volume_folder(self, path: str, param: str, name: str) -> str:

@@ -300,6 +300,29 @@ def test_a_quiet_async_app_gets_its_git_view_by_timer(tmp_path: Path, clock: Clo
     store.close()
 
 
+def test_a_quiet_wsgi_app_gets_its_git_view_by_timer(tmp_path: Path, clock: Clock) -> None:
+    """A WSGI app commits on the server's worker threads, where no loop runs: the timer goes
+    on the loop the runtime serves it on (attach_loop), and the Git view catches up although
+    no other commit or close comes."""
+    path = tmp_path / "s"
+    store = kv.open_folder(str(path), clock=clock, batch_seconds=0.05)
+
+    async def server() -> str:
+        store.attach_loop(asyncio.get_running_loop())
+        head = await asyncio.get_running_loop().run_in_executor(None, store.set, "a", b"1")
+        assert not (path / "refs" / "heads" / "main").exists()  # in the journal only
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if (path / "refs" / "heads" / "main").exists():
+                break
+        return head
+
+    head = asyncio.run(server())
+    store._repo.wait()
+    assert (path / "refs" / "heads" / "main").read_text().strip() == head
+    store.close()
+
+
 def test_threads_may_share_a_store(tmp_path: Path, clock: Clock) -> None:
     import threading
 
