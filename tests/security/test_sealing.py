@@ -26,7 +26,7 @@ pytestmark = [
 ]
 
 HOSTILE = r"""
-import collections, ctypes, json, mmap, os, socket, sys
+import collections, ctypes, json, mmap, os, pickle, socket, sys, typing
 from summon.devices import Stack
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -102,6 +102,19 @@ def shm_lock():
         return "locked"
 
 
+class Compiled:  # what a pickle from the network reduces to: compile(), then exec()
+    def __reduce__(self):
+        return (compile, ("import os; print('owned')", "/app/templates/page.html", "exec"))
+
+
+class Executed:
+    def __reduce__(self):
+        return (exec, (Compiled(),))
+
+
+TEMPLATE_PICKLE = pickle.dumps(Executed())
+
+
 def family(number, kind=socket.SOCK_STREAM, protocol=0):
     def action():
         socket.socket(number, kind, protocol).close()
@@ -127,6 +140,11 @@ PROBES = {
     # of it from any other code is not
     "namedtuple": lambda: collections.namedtuple("P", "a b")(1, 2),
     "namedtuple_lookalike": lambda: eval("lambda _cls, a, b: _tuple_new(_cls, (a, b))"),
+    # code under the name of a template file the image ships, not made of it by Jinja
+    "template_pickle": lambda: pickle.loads(TEMPLATE_PICKLE),
+    # a comprehension in a string annotation, written after a number
+    "forward_ref_number_for": lambda: typing.ForwardRef("[1for x in (os,)]")._evaluate(
+        {"os": os}, {}, frozenset()),
     "import_tmp": import_tmp,
     "import_image": lambda: __import__("colorsys").rgb_to_hsv(1, 0, 0),
     "import_extension": lambda: __import__("_csv").__name__,
@@ -162,7 +180,8 @@ async def main(stack: Stack) -> int:
 
 AFTER = (
     "shellcode", "mmap_exec", "mmap_exec_raw", "exec_string", "exec_string_again",
-    "compile_string", "eval_string", "namedtuple", "namedtuple_lookalike", "import_tmp",
+    "compile_string", "eval_string", "namedtuple", "namedtuple_lookalike", "template_pickle",
+    "forward_ref_number_for", "import_tmp",
     "import_image",
     "import_extension", "ctypes_call", "write_dev", "write_tmp", "memfd", "memfd_raw", "vsock",
     "netlink_route", "getaddrinfo_any", "netlink", "packet", "inet", "inet6", "unix",
@@ -178,6 +197,8 @@ REFUSED: dict[str, tuple[str, int, str]] = {
     "compile_string": ("PermissionError", errno.EPERM, "seal.code"),
     "eval_string": ("PermissionError", errno.EPERM, "seal.code"),
     "namedtuple_lookalike": ("PermissionError", errno.EPERM, "seal.code"),
+    "template_pickle": ("PermissionError", errno.EPERM, "seal.code"),
+    "forward_ref_number_for": ("PermissionError", errno.EPERM, "seal.code"),
     "import_tmp": ("PermissionError", errno.EPERM, "seal.import"),
     "ctypes_call": ("PermissionError", errno.EPERM, "seal.ctypes"),
     "write_dev": ("PermissionError", errno.EPERM, "seal.write"),
@@ -217,7 +238,8 @@ def _preload(image: SealedImage) -> list[str]:
 
 def _run(image: SealedImage, mode: str) -> Run:
     app = image.app_json("hostile:main", seal={"mode": mode, "preload": _preload(image)})
-    return image.run({"hostile.py": HOSTILE}, app, env={"PROBES": ",".join(ALL)})
+    files = {"hostile.py": HOSTILE, "templates/page.html": "<p>{{ name }}</p>\n"}
+    return image.run(files, app, env={"PROBES": ",".join(ALL)})
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,13 @@
 Refused after the seal, each with the rule named in the PermissionError and said once:
 - seal.code: compiling or running code from strings (the "compile" and "exec" events) unless
   the source is byte for byte an image file (an import of a .py without its .pyc), the code
-  is named after a template file the image ships (what Jinja or Mako compile from a file in
-  the read-only image: the file must exist there, and may not be Python), the compile only
+  is what Jinja makes of a template file the image ships (named after the file, which must
+  exist there and may not be Python, and compiled by the image's Jinja from exactly that
+  file's text: other code under a template's name is code from a string), the compile only
   parses (ast.parse, ast.literal_eval), or it is typing.ForwardRef's of a string annotation
   (typing.get_type_hints, pydantic, msgspec) with no lambda or comprehension in it, which
-  ForwardRef._evaluate may then run: an expression over names the app has, no new code;
+  ForwardRef._evaluate may then run when the code holds no code of its own: an expression
+  over names the app has, no new code;
   or it is collections.namedtuple's own template (`lambda _cls, a, b: _tuple_new(_cls,
   (a, b))`, nothing but identifiers in it), which modules imported after the seal make;
   or it is code the build learned: a source compiled after the seal in the build's recording
@@ -131,6 +133,10 @@ def make_hook(
     _importlib = sys.modules.get("_frozen_importlib_external")
     _bytecode_code = getattr(getattr(_importlib, "_compile_bytecode", None), "__code__", None)
     _python_suffixes = (".py", ".pyc", ".pyw", ".so")
+    # Jinja compiles a template file's code in Environment._compile, called by
+    # Environment.compile with the template's text in its local `source_hint`.
+    _jinja_file = "/jinja2/environment.py"
+    _digits = "0123456789"
     _trusted = frozenset(trusted_callers)
     _known = frozenset((_str(d), _str(n)) for d, n in known_code)
     # Only an image with learned code (or the build's learning run) hashes what it compiles.
@@ -215,6 +221,47 @@ def make_hook(
                 return False
         return True
 
+    def _jinja_template(content: bytes) -> bool:
+        """Whether Jinja compiles the template file whose content is given: the compile
+        comes from Environment._compile, called by Environment.compile (both the image's
+        Jinja) on exactly the file's text. Any other code under a template's name, a compile
+        called straight, or the code of other template text, is not the file's."""
+        frame: Any
+        try:
+            frame = _getframe(2)  # 0 is this, 1 the hook, 2 the code that called compile()
+        except _value_error:
+            return False
+        code = frame.f_code
+        if code.co_name != "_compile" or not code.co_filename.endswith(_jinja_file):
+            return False
+        if not _in_image(code.co_filename):
+            return False
+        outer = frame.f_back
+        if outer is None or outer.f_code.co_name != "compile":
+            return False
+        if outer.f_code.co_filename != code.co_filename:
+            return False
+        hint: Any = outer.f_locals.get("source_hint")
+        if _type(hint) is not _str:
+            return False
+        try:
+            text = content.decode("utf-8")
+        except _value_error:
+            return False
+        # FileSystemLoader reads the file in text mode: universal newlines.
+        same: bool = text == hint or text.replace("\r\n", "\n").replace("\r", "\n") == hint
+        return same
+
+    def _makes_code(words: list[str]) -> bool:
+        """Whether an annotation's words hold a lambda or a comprehension's `for`, also
+        written after a number (`[1for x in y]` is a comprehension)."""
+        for word in words:
+            if word == "lambda" or word == "for":
+                return True
+            if word[:1] in _digits and ("for" in word or "lambda" in word):
+                return True
+        return False
+
     def sealed_audit_hook(event: str, args: tuple[Any, ...]) -> None:
         if event not in _watched and not event.startswith("ctypes."):
             return
@@ -261,8 +308,7 @@ def make_hook(
                     annotation = b"".join((source,)).decode("utf-8", "replace")
                 else:
                     annotation = "".join((source,))
-                words = annotation.translate(_word_table).split()
-                if "lambda" not in words and "for" not in words:
+                if not _makes_code(annotation.translate(_word_table).split()):
                     return
                 what, rule = f"compile of the annotation {annotation[:80]!r} (it makes code)", 0
             elif _namedtuple_template(caller, source):
@@ -288,10 +334,10 @@ def make_hook(
                             return
                         if text is not None and content.decode("utf-8") == text:
                             return
-                        if not name.endswith(_python_suffixes):
-                            # A template the image ships (Jinja, Mako): the code is what the
-                            # engine makes of that read-only file, named by its path. A
-                            # template from a string ("<template>") is still refused.
+                        if not name.endswith(_python_suffixes) and _jinja_template(content):
+                            # A template the image ships: the code is what Jinja makes of
+                            # that read-only file, named by its path. A template from a
+                            # string ("<template>"), or other code under its name, is not.
                             return
                     except (_os_error, _value_error):
                         pass
@@ -327,8 +373,15 @@ def make_hook(
                     caller is not None
                     and caller.co_name == "_evaluate"
                     and caller.co_filename == _typing_file
+                    and name == "<string>"
                 ):
-                    return  # a ForwardRef's annotation, compiled under the rule above
+                    # A ForwardRef's annotation, compiled under the rule above: an expression
+                    # that made no code of its own (whatever its text looked like).
+                    for const in code.co_consts:
+                        if _type(const) is _code:
+                            break
+                    else:
+                        return
                 if (
                     name == "<string>"
                     and caller is not None
