@@ -115,6 +115,12 @@ class Executed:
 TEMPLATE_PICKLE = pickle.dumps(Executed())
 
 
+def subinterpreter():
+    # Python's audit hooks are per interpreter: a new one's code no hook of this one sees.
+    import _xxsubinterpreters as interpreters
+    interpreters.run_string(interpreters.create(), "print('unsealed')")
+
+
 def family(number, kind=socket.SOCK_STREAM, protocol=0):
     def action():
         socket.socket(number, kind, protocol).close()
@@ -146,6 +152,7 @@ PROBES = {
     "forward_ref_number_for": lambda: typing.ForwardRef("[1for x in (os,)]")._evaluate(
         {"os": os}, {}, frozenset()),
     "import_tmp": import_tmp,
+    "subinterpreter": subinterpreter,
     "import_image": lambda: __import__("colorsys").rgb_to_hsv(1, 0, 0),
     "import_extension": lambda: __import__("_csv").__name__,
     "ctypes_call": lambda: libc.getpid(),
@@ -181,7 +188,7 @@ async def main(stack: Stack) -> int:
 AFTER = (
     "shellcode", "mmap_exec", "mmap_exec_raw", "exec_string", "exec_string_again",
     "compile_string", "eval_string", "namedtuple", "namedtuple_lookalike", "template_pickle",
-    "forward_ref_number_for", "import_tmp",
+    "forward_ref_number_for", "subinterpreter", "import_tmp",
     "import_image",
     "import_extension", "ctypes_call", "write_dev", "write_tmp", "memfd", "memfd_raw", "vsock",
     "netlink_route", "getaddrinfo_any", "netlink", "packet", "inet", "inet6", "unix",
@@ -225,6 +232,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealedImage]:
 
 # Extension modules whose libraries the test root has (a build lists every one it ships).
 PRELOAD = ("_csv", "_bisect", "_heapq", "_json", "_random", "array", "binascii", "math")
+PRELOAD += ("_xxsubinterpreters",)  # shipped by an app that imports it: mapped before the seal
 
 
 def _preload(image: SealedImage) -> list[str]:
@@ -269,6 +277,17 @@ def test_refused_by_the_kernel_after_the_seal(sealed: Run, probe: str) -> None:
     got = sealed.results[probe]
     assert not got["ok"], f"{probe} succeeded; {KERNEL[probe]} should refuse it"
     assert got["errno"] == errno.EPERM, f"{probe}: {got} ({KERNEL[probe]})"
+
+
+def test_a_sub_interpreter_is_refused_by_the_code_rule(sealed: Run) -> None:
+    """Rule seal.code: audit hooks are per interpreter, so a new one (_xxsubinterpreters)
+    would run code from strings that no hook sees. Its creation is refused; the module turns
+    the PermissionError into its own RuntimeError, and the console line names the rule."""
+    got = sealed.results["subinterpreter"]
+    assert (got["ok"], got["kind"]) == (False, "RuntimeError"), got
+    assert "unsealed" not in sealed.output
+    said = [line for line in sealed.lines("summon: sealed: refused") if "a new interpreter" in line]
+    assert len(said) == 1 and "seal.code" in said[0], sealed.output
 
 
 def test_other_socket_families_are_said_on_the_console(sealed: Run) -> None:

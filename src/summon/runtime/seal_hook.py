@@ -16,7 +16,8 @@ Refused after the seal, each with the rule named in the PermissionError and said
   run, known by its SHA-256 and file name (app.json "seal"/"code"), and running the code
   objects compiled under that name (docs/sealing.md, "Code the build saw");
   new code objects ("code.__new__", code.replace), and marshal.loads of anything but an
-  image .pyc read by the import system; setting a function's __code__;
+  image .pyc read by the import system; setting a function's __code__; a new (sub-)
+  interpreter, whose code no hook of this one would see;
 - seal.import: an import while sys.path names a folder outside the image's module folders;
 - seal.ctypes: importing ctypes, and every ctypes event (dlopen, dlsym, objects at raw
   addresses, and on Python 3.12+ foreign calls), but for the runtime's own shutdown (a VM's
@@ -68,7 +69,7 @@ WATCHED = frozenset(
     {
         "compile", "exec", "code.__new__", "marshal.loads", "marshal.load", "import", "open",
         "os.symlink", "object.__setattr__", "gc.get_objects", "gc.get_referrers",
-        "gc.get_referents", "os.exec", "os.posix_spawn",
+        "gc.get_referents", "os.exec", "os.posix_spawn", "cpython.PyInterpreterState_New",
     }
 )  # fmt: skip
 
@@ -477,6 +478,10 @@ def make_hook(
             what, rule = "os.symlink() (a new link could lead a later write out of /tmp)", 3
         elif event.startswith("gc."):
             what, rule = f"{event}()", 4
+        elif event == "cpython.PyInterpreterState_New":
+            # A sub-interpreter (_xxsubinterpreters, _testcapi.run_in_subinterp) has audit
+            # hooks of its own, none: code from strings would run there unseen.
+            what, rule = "a new interpreter (no seal sees the code it runs)", 0
         elif event in ("os.exec", "os.posix_spawn"):
             # The seal's filter answers EPERM before the sandbox's gate could say a word.
             what, rule = f"{event}() of {args[0]!r}", 5

@@ -177,6 +177,9 @@ attempts = {
     "import_outside": lambda: (sys.path.insert(0, tmp), __import__("outsidemod")),
     "marshal_loads": lambda: marshal.loads(marshal.dumps(compile("1", "y", "eval"))),
     "code_replace": lambda: (lambda: 0).__code__.replace(co_name="z"),
+    # a sub-interpreter has no audit hook of its own: its code would run unseen
+    "subinterpreter": lambda: __import__("_xxsubinterpreters").run_string(
+        __import__("_xxsubinterpreters").create(), "import os"),
     "set_code": rebind,
     "ctypes_call_prepared": lambda: getpid(),
     "ctypes_new_function": lambda: libc.getppid(),
@@ -354,6 +357,14 @@ def test_refused_with_its_rule(enforced: dict[str, Any], attempt: str) -> None:
 @pytest.mark.parametrize("attempt", ALLOWED)
 def test_allowed_after_the_seal(enforced: dict[str, Any], attempt: str) -> None:
     assert enforced["results"][attempt] == "ok", enforced["results"][attempt]
+
+
+def test_a_sub_interpreter_is_refused_by_the_code_rule(enforced: dict[str, Any]) -> None:
+    """Audit hooks are per interpreter: a new one would run code that no hook sees. Its
+    creation is refused with seal.code (which _xxsubinterpreters reports as its own error)."""
+    assert enforced["results"]["subinterpreter"].startswith("RuntimeError"), enforced["results"]
+    said = [rule for what, rule in enforced["said"] if what.startswith("a new interpreter")]
+    assert said and said[0].startswith("seal.code"), enforced["said"]
 
 
 def test_each_refusal_is_reported_once(enforced: dict[str, Any]) -> None:
