@@ -14,7 +14,7 @@ from summon.egress import EgressError, EgressRule, parse_rule, parse_rules
 from summon.errors import ManifestError, UserError
 from summon.targets.base import RunSpec
 from summon.targets.sandbox.config import oci_config
-from summon.targets.sandbox.egress import REFUSED_CHAIN, resolve, ruleset
+from summon.targets.sandbox.egress import REFUSED_CHAIN, SANDBOX_CIDR, resolve, ruleset
 from summon.targets.sandbox.etc import etc_files, hosts_text
 
 
@@ -37,7 +37,7 @@ def test_entries_parse(entry: str, rule: EgressRule) -> None:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ("db", "is not \"HOST:PORT\""),
+        ("db", 'is not "HOST:PORT"'),
         ("db:0", "'0' is not a port number (1-65535)"),
         ("db:http", "'http' is not a port number"),
         ("db:53/sctp", "tcp or udp, not 'sctp'"),
@@ -47,9 +47,12 @@ def test_entries_parse(entry: str, rule: EgressRule) -> None:
         ("0.0.0.0/0:80", "0.0.0.0/0 allows everywhere"),
         ("db_1:80", "is not a host name, address or network"),
         # Loopback in an instance is its own: such an entry could never connect anywhere.
-        ("127.0.0.1:19600", 'instance\'s own, so this entry can never reach the host; a '
-         'service on the host\'s 127.0.0.1 is 10.0.2.2 from a sandbox (10.0.3.2 from a VM): '
-         'allow "10.0.2.2:19600"'),
+        (
+            "127.0.0.1:19600",
+            "instance's own, so this entry can never reach the host; a "
+            "service on the host's 127.0.0.1 is 10.0.2.2 from a sandbox (10.0.3.2 from a VM): "
+            'allow "10.0.2.2:19600"',
+        ),
         ("127.0.0.0/8:53/udp", 'allow "10.0.2.2:53/udp"'),
         ("localhost:5432", 'allow "10.0.2.2:5432"'),
         ("api.localhost:80", "loopback inside an instance is the instance's own"),
@@ -102,6 +105,25 @@ def test_names_resolve_on_the_host_and_unknown_ones_fail() -> None:
     with pytest.raises(UserError, match=r"egress 'upstream:8080': upstream resolves to "
                        r"127.0.1.1 here: loopback inside an instance"):  # fmt: skip
         resolve(parse_rules(["upstream:8080"]), resolver)
+
+
+@pytest.mark.parametrize("answer", ["10.0.2.2", "10.0.2.3", "10.0.3.2"])
+def test_a_name_that_resolves_into_the_instances_own_network_is_refused(answer: str) -> None:
+    """Rule: the host's loopback (slirp4netns's .2: 10.0.2.2 from a sandbox, 10.0.3.2 from a
+    VM) is opened only by an entry that gives that address. A name's answer is whoever
+    controls its DNS's to choose: `api.example.com` answered with 10.0.2.2 opened the host's
+    127.0.0.1 at the entry's port (a local database, say)."""
+    vm_cidr = ipaddress.IPv4Network("10.0.3.0/24")
+    refused = rf"egress 'api.example.com:5432': api.example.com resolves to {answer} here, inside"
+    with pytest.raises(UserError, match=refused + " the instance's own network"):
+        resolve(
+            parse_rules(["api.example.com:5432"]),
+            lambda name: ["203.0.113.7", answer],
+            own=(vm_cidr, SANDBOX_CIDR),
+        )
+    # An entry that gives the address itself still opens it (docs/sandbox.md, Egress).
+    allowed, _names = resolve(parse_rules(["10.0.2.2:5432"]), lambda name: [])
+    assert [str(n) for _rule, n in allowed] == ["10.0.2.2/32"]
 
 
 def test_the_rules_refuse_all_but_the_list() -> None:

@@ -30,7 +30,14 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from summon.egress import LOOPBACK, EgressRule, loopback_problem, parse_rules
+from summon.egress import (
+    HOST_FROM_SANDBOX,
+    HOST_FROM_VM,
+    LOOPBACK,
+    EgressRule,
+    loopback_problem,
+    parse_rules,
+)
 from summon.errors import TargetUnavailable, UserError
 
 TAP_NAME = "tap0"
@@ -54,10 +61,15 @@ def resolve_ipv4(name: str) -> list[str]:
 
 
 def resolve(
-    rules: Sequence[EgressRule], resolver: Resolver = resolve_ipv4
+    rules: Sequence[EgressRule],
+    resolver: Resolver = resolve_ipv4,
+    own: Sequence[ipaddress.IPv4Network] = (SANDBOX_CIDR,),
 ) -> tuple[list[tuple[EgressRule, ipaddress.IPv4Network]], dict[str, list[str]]]:
     """(rule, network) for every destination, names replaced by their addresses; and
-    name -> addresses for /etc/hosts. A name that does not resolve is a UserError."""
+    name -> addresses for /etc/hosts. A name that does not resolve is a UserError; so is one
+    that resolves into `own`, the instance's own slirp4netns (and QEMU) networks, whose .2 is
+    the host's loopback: only an entry that gives such an address opens it, never a name,
+    whose answer is whoever controls its DNS's to choose."""
     out: list[tuple[EgressRule, ipaddress.IPv4Network]] = []
     names: dict[str, list[str]] = {}
     for rule in rules:
@@ -76,6 +88,14 @@ def resolve(
             raise UserError(
                 f"egress {str(rule)!r}: {rule.host} resolves to {', '.join(addresses)} here: "
                 f"{loopback_problem(rule.port, rule.protocol)}"
+            )
+        inside = [a for a in addresses if any(ipaddress.IPv4Address(a) in n for n in own)]
+        if inside:
+            raise UserError(
+                f"egress {str(rule)!r}: {rule.host} resolves to {', '.join(inside)} here, inside "
+                f"the instance's own network ({', '.join(map(str, own))}), where the host's "
+                "loopback answers; refused (a host service is reached by an entry that gives "
+                f"its address: {HOST_FROM_SANDBOX} from a sandbox, {HOST_FROM_VM} from a VM)"
             )
         names[rule.host] = addresses
         out.extend((rule, ipaddress.IPv4Network(a)) for a in addresses)
@@ -155,7 +175,8 @@ class Egress:
         self.host_loopback = cidr.network_address + 2
         self.nameserver = str(cidr.network_address + 3)
         self.rules = parse_rules(list(entries))
-        self.allowed, self.names = resolve(self.rules, resolver)
+        own = tuple(dict.fromkeys((cidr, SANDBOX_CIDR)))  # a VM's, and QEMU's guest network
+        self.allowed, self.names = resolve(self.rules, resolver, own=own)
         self._proc: subprocess.Popen[bytes] | None = None
         self._exit_fd = -1
 
