@@ -1,5 +1,6 @@
 """A hostile registry against `summon pull`: a blob whose descriptor claims more bytes than
-the store's disk has free is refused before a byte of it is fetched.
+the store's disk has free is refused before a byte of it is fetched; a manifest that does not
+end is cut off at MAX_MANIFEST (registry.py), not read into memory whole.
 
 Until the image's signature is checked (at run), the sizes in its manifests are the
 registry's word: one that lists a layer of an exabyte and streams without end would fill the
@@ -21,6 +22,7 @@ from summon.errors import UserError
 from summon.store import Store
 from summon.store.layout import CONFIG, LAYER_GZIP, MANIFEST
 from summon.store.reference import RegistryError, RemoteRef
+from summon.store.registry import MAX_MANIFEST
 from summon.store.sync import pull
 
 CONFIG_BODY = b'{"architecture":"amd64","os":"linux","config":{}}'
@@ -51,17 +53,23 @@ class HostileRegistry:
                     self.reply(b"{}", "application/json")
                 elif self.path == "/v2/team/huge/manifests/v1":
                     self.reply(MANIFEST_BODY, MANIFEST)
+                elif self.path == "/v2/team/endless/manifests/v1":
+                    self.endless(MANIFEST)
                 elif self.path == f"/v2/team/huge/blobs/{CONFIG_DIGEST}":
                     self.reply(CONFIG_BODY, "application/octet-stream")
                 else:  # the layer: bytes without end, were it ever asked for
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(HUGE))
-                    self.end_headers()
-                    try:
-                        while True:
-                            self.wfile.write(b"\0" * 65536)
-                    except OSError:
-                        pass
+                    self.endless("application/octet-stream")
+
+            def endless(self, media_type: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", media_type)
+                self.send_header("Content-Length", str(HUGE))
+                self.end_headers()
+                try:
+                    while True:
+                        self.wfile.write(b" " * 65536)
+                except OSError:
+                    pass
 
             def reply(self, body: bytes, media_type: str) -> None:
                 self.send_response(200)
@@ -103,4 +111,15 @@ def test_a_blob_bigger_than_the_free_disk_is_refused_before_it_is_fetched(
     assert "more than the" in text and "refused before fetching it" in text
     assert not [p for p in registry.asked if LAYER_DIGEST in p], registry.asked
     # Nothing of the pull is left: no tag, no blob.
+    assert store.refs() == []
+
+
+def test_a_manifest_without_end_is_cut_off(registry: HostileRegistry, tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    remote = RemoteRef.parse(f"127.0.0.1:{registry.port}/team/endless:v1")
+    with pytest.raises(RegistryError) as refused:
+        pull(store, remote)
+    text = str(refused.value)
+    assert "\n" not in text
+    assert f"sent more than {MAX_MANIFEST} bytes while fetching manifest v1" in text, text
     assert store.refs() == []
