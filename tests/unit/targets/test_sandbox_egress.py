@@ -14,7 +14,13 @@ from summon.egress import EgressError, EgressRule, parse_rule, parse_rules
 from summon.errors import ManifestError, UserError
 from summon.targets.base import RunSpec
 from summon.targets.sandbox.config import oci_config
-from summon.targets.sandbox.egress import REFUSED_CHAIN, SANDBOX_CIDR, resolve, ruleset
+from summon.targets.sandbox.egress import (
+    REFUSED_CHAIN,
+    SANDBOX_CIDR,
+    Egress,
+    resolve,
+    ruleset,
+)
 from summon.targets.sandbox.etc import etc_files, hosts_text
 
 
@@ -171,3 +177,18 @@ def test_etc_files_are_bound_read_only_where_the_image_has_them(tmp_path: Path) 
     bind = next(m for m in mounts if m["destination"] == "/etc/hosts")
     assert bind["type"] == "bind" and bind["source"] == str(bundle / "etc" / "hosts")
     assert {"ro", "nosuid", "nodev", "noexec"} <= set(bind["options"])
+
+
+@pytest.mark.parametrize(
+    ("entry", "opens"),
+    [("10.0.2.2:5432", True), ("10.0.2.0/24:5432", True), ("10.0.0.0/8:5432", False),
+     ("10.0.0.0/16:5432", False), ("10.9.0.5:5432", False)],
+)  # fmt: skip
+def test_only_an_entry_inside_slirps_network_opens_the_hosts_loopback(
+    entry: str, opens: bool, tmp_path: Path
+) -> None:
+    """Rule: the host's loopback (10.0.2.2) is let through slirp4netns only for an entry
+    whose network lies inside slirp4netns's own 10.0.2.0/24; a company network written as
+    10.0.0.0/8 holds it too, and opened the host's 127.0.0.1 at the entry's port."""
+    egress = Egress(tmp_path / "netns", [entry], tmp_path / "log", resolver=lambda name: [])
+    assert egress.opens_host_loopback() is opens

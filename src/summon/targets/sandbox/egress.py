@@ -12,8 +12,9 @@ Without egress the namespace holds only lo, and nothing leaves it. With egress:
 3. slirp4netns then gives the namespace tap0 (10.0.2.100/24, gateway 10.0.2.2, resolver
    10.0.2.3) and carries its connections out through the host's sockets.
 The app runs with no capabilities (no CAP_NET_ADMIN), so it cannot change the rules or the
-routes. The host's loopback is reachable at 10.0.2.2 only when an entry allows an address
-there; otherwise slirp4netns is told to refuse it too (--disable-host-loopback).
+routes. The host's loopback is reachable at 10.0.2.2 only when an entry gives an address
+there (a network inside slirp4netns's own); otherwise slirp4netns is told to refuse it too
+(--disable-host-loopback).
 
 slirp4netns runs with its seccomp filter (--enable-seccomp) but without --enable-sandbox: its
 mount-namespace sandbox unmounts the namespace's bind mount under /run/netns on the host.
@@ -180,6 +181,15 @@ class Egress:
         self._proc: subprocess.Popen[bytes] | None = None
         self._exit_fd = -1
 
+    def opens_host_loopback(self) -> bool:
+        """Whether an entry gives an address of the host's loopback here (10.0.2.2): one whose
+        network lies inside slirp4netns's own. A wider one that merely holds it (a company's
+        10.0.0.0/8:443) means the networks out there, not the host's 127.0.0.1:443."""
+        return any(
+            self.host_loopback in network and network.subnet_of(self.cidr)
+            for _rule, network in self.allowed
+        )
+
     def start(self) -> None:
         slirp = shutil.which("slirp4netns")
         if slirp is None:
@@ -187,7 +197,7 @@ class Egress:
         v4, v6 = ruleset(self.allowed, dns=bool(self.names), nameserver=self.nameserver)
         self._restore("iptables-restore", v4)
         self._restore("ip6tables-restore", v6)
-        host_loopback = any(self.host_loopback in network for _rule, network in self.allowed)
+        host_loopback = self.opens_host_loopback()
         ready_r, ready_w = os.pipe()
         exit_r, exit_w = os.pipe()
         argv = [
