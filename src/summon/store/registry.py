@@ -284,7 +284,7 @@ class Registry:
             )
         try:
             doc = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise RegistryError(
                 f"registry {self.name} sent a manifest for {reference} that is not JSON; "
                 "is it a registry?"

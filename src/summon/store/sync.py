@@ -60,7 +60,8 @@ def _local_graph(store: Store, top: Descriptor, graph: _Graph, depth: int = 0) -
 def _json_blob(body: bytes, digest: str) -> Any:
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        # RecursionError: arrays nested some 100,000 deep, which a hostile registry sends
         raise CorruptBlob(f"blob {digest} is not valid JSON") from None
 
 

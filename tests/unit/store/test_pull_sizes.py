@@ -53,6 +53,8 @@ class HostileRegistry:
                     self.reply(b"{}", "application/json")
                 elif self.path == "/v2/team/huge/manifests/v1":
                     self.reply(MANIFEST_BODY, MANIFEST)
+                elif self.path == "/v2/team/deep/manifests/v1":
+                    self.reply(b"[" * 200_000 + b"]" * 200_000, MANIFEST)
                 elif self.path == "/v2/team/endless/manifests/v1":
                     self.endless(MANIFEST)
                 elif self.path == f"/v2/team/huge/blobs/{CONFIG_DIGEST}":
@@ -122,4 +124,17 @@ def test_a_manifest_without_end_is_cut_off(registry: HostileRegistry, tmp_path: 
     text = str(refused.value)
     assert "\n" not in text
     assert f"sent more than {MAX_MANIFEST} bytes while fetching manifest v1" in text, text
+    assert store.refs() == []
+
+
+def test_a_manifest_nested_too_deep_is_one_line(registry: HostileRegistry, tmp_path: Path) -> None:
+    """400 KB of nested arrays (under MAX_MANIFEST) made json.loads raise RecursionError,
+    which ended `summon pull` as an internal error with a traceback; it is a reply that is
+    not a manifest, said in one line."""
+    store = Store(tmp_path / "store")
+    remote = RemoteRef.parse(f"127.0.0.1:{registry.port}/team/deep:v1")
+    with pytest.raises(RegistryError) as refused:
+        pull(store, remote)
+    text = str(refused.value)
+    assert "\n" not in text and "sent a manifest for v1 that is not JSON" in text, text
     assert store.refs() == []
