@@ -26,7 +26,7 @@ pytestmark = [
 ]
 
 HOSTILE = r"""
-import collections, ctypes, json, mmap, os, socket, sys
+import collections, ctypes, json, mmap, os, pickle, socket, sys, typing
 from summon.devices import Stack
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -102,6 +102,25 @@ def shm_lock():
         return "locked"
 
 
+class Compiled:  # what a pickle from the network reduces to: compile(), then exec()
+    def __reduce__(self):
+        return (compile, ("import os; print('owned')", "/app/templates/page.html", "exec"))
+
+
+class Executed:
+    def __reduce__(self):
+        return (exec, (Compiled(),))
+
+
+TEMPLATE_PICKLE = pickle.dumps(Executed())
+
+
+def subinterpreter():
+    # Python's audit hooks are per interpreter: a new one's code no hook of this one sees.
+    import _xxsubinterpreters as interpreters
+    interpreters.run_string(interpreters.create(), "print('unsealed')")
+
+
 def family(number, kind=socket.SOCK_STREAM, protocol=0):
     def action():
         socket.socket(number, kind, protocol).close()
@@ -127,7 +146,13 @@ PROBES = {
     # of it from any other code is not
     "namedtuple": lambda: collections.namedtuple("P", "a b")(1, 2),
     "namedtuple_lookalike": lambda: eval("lambda _cls, a, b: _tuple_new(_cls, (a, b))"),
+    # code under the name of a template file the image ships, not made of it by Jinja
+    "template_pickle": lambda: pickle.loads(TEMPLATE_PICKLE),
+    # a comprehension in a string annotation, written after a number
+    "forward_ref_number_for": lambda: typing.ForwardRef("[1for x in (os,)]")._evaluate(
+        {"os": os}, {}, frozenset()),
     "import_tmp": import_tmp,
+    "subinterpreter": subinterpreter,
     "import_image": lambda: __import__("colorsys").rgb_to_hsv(1, 0, 0),
     "import_extension": lambda: __import__("_csv").__name__,
     "ctypes_call": lambda: libc.getpid(),
@@ -162,7 +187,8 @@ async def main(stack: Stack) -> int:
 
 AFTER = (
     "shellcode", "mmap_exec", "mmap_exec_raw", "exec_string", "exec_string_again",
-    "compile_string", "eval_string", "namedtuple", "namedtuple_lookalike", "import_tmp",
+    "compile_string", "eval_string", "namedtuple", "namedtuple_lookalike", "template_pickle",
+    "forward_ref_number_for", "subinterpreter", "import_tmp",
     "import_image",
     "import_extension", "ctypes_call", "write_dev", "write_tmp", "memfd", "memfd_raw", "vsock",
     "netlink_route", "getaddrinfo_any", "netlink", "packet", "inet", "inet6", "unix",
@@ -178,6 +204,8 @@ REFUSED: dict[str, tuple[str, int, str]] = {
     "compile_string": ("PermissionError", errno.EPERM, "seal.code"),
     "eval_string": ("PermissionError", errno.EPERM, "seal.code"),
     "namedtuple_lookalike": ("PermissionError", errno.EPERM, "seal.code"),
+    "template_pickle": ("PermissionError", errno.EPERM, "seal.code"),
+    "forward_ref_number_for": ("PermissionError", errno.EPERM, "seal.code"),
     "import_tmp": ("PermissionError", errno.EPERM, "seal.import"),
     "ctypes_call": ("PermissionError", errno.EPERM, "seal.ctypes"),
     "write_dev": ("PermissionError", errno.EPERM, "seal.write"),
@@ -204,6 +232,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealedImage]:
 
 # Extension modules whose libraries the test root has (a build lists every one it ships).
 PRELOAD = ("_csv", "_bisect", "_heapq", "_json", "_random", "array", "binascii", "math")
+PRELOAD += ("_xxsubinterpreters",)  # shipped by an app that imports it: mapped before the seal
 
 
 def _preload(image: SealedImage) -> list[str]:
@@ -217,7 +246,8 @@ def _preload(image: SealedImage) -> list[str]:
 
 def _run(image: SealedImage, mode: str) -> Run:
     app = image.app_json("hostile:main", seal={"mode": mode, "preload": _preload(image)})
-    return image.run({"hostile.py": HOSTILE}, app, env={"PROBES": ",".join(ALL)})
+    files = {"hostile.py": HOSTILE, "templates/page.html": "<p>{{ name }}</p>\n"}
+    return image.run(files, app, env={"PROBES": ",".join(ALL)})
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +277,17 @@ def test_refused_by_the_kernel_after_the_seal(sealed: Run, probe: str) -> None:
     got = sealed.results[probe]
     assert not got["ok"], f"{probe} succeeded; {KERNEL[probe]} should refuse it"
     assert got["errno"] == errno.EPERM, f"{probe}: {got} ({KERNEL[probe]})"
+
+
+def test_a_sub_interpreter_is_refused_by_the_code_rule(sealed: Run) -> None:
+    """Rule seal.code: audit hooks are per interpreter, so a new one (_xxsubinterpreters)
+    would run code from strings that no hook sees. Its creation is refused; the module turns
+    the PermissionError into its own RuntimeError, and the console line names the rule."""
+    got = sealed.results["subinterpreter"]
+    assert (got["ok"], got["kind"]) == (False, "RuntimeError"), got
+    assert "unsealed" not in sealed.output
+    said = [line for line in sealed.lines("summon: sealed: refused") if "a new interpreter" in line]
+    assert len(said) == 1 and "seal.code" in said[0], sealed.output
 
 
 def test_other_socket_families_are_said_on_the_console(sealed: Run) -> None:

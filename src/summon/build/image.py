@@ -136,7 +136,12 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
     mods = ["summon.runtime.init", "summon.runtime.vm", "summon.runtime.hints", "ctypes",
             "summon.runtime.resume", "summon.runtime.stats"]  # fmt: skip
     if m.seal != "off":
-        mods += ["summon.runtime.seal", "summon.runtime.seal_hook", "summon.runtime.prepare"]
+        mods += [
+            "summon.runtime.seal",
+            "summon.runtime.seal_hook",
+            "summon.runtime.seal_digest",
+            "summon.runtime.prepare",
+        ]
     if m.entry.kind == "function":
         mods += ["summon.devices", "summon.runtime.posix_devices"]
         if m.network == "socket":

@@ -40,6 +40,7 @@ PAUSE_TIMEOUT = 2.0  # seconds for an app to let go of a shared listener
 # Room for many connections queued while the app starts (each message is small unless it
 # carries held bytes); past it sends wait for the app to read.
 SEND_BUFFER = 4 * 1024 * 1024
+READ_BATCH = 64  # the app's messages read per turn of the gateway's loop
 
 
 class ChannelClosed(ConnectionError):
@@ -78,7 +79,10 @@ class Channel:
         self._loop.add_reader(self.sock.fileno(), self._readable)
 
     def _readable(self) -> None:
-        while True:
+        # At most READ_BATCH messages, then back to the loop (which calls again while more
+        # wait): an app that sends without end from several threads kept this loop reading
+        # and the gateway's other instances waiting.
+        for _ in range(READ_BATCH):
             try:
                 message = self.sock.recv(64)
             except (BlockingIOError, InterruptedError):

@@ -3,18 +3,21 @@
 Refused after the seal, each with the rule named in the PermissionError and said once:
 - seal.code: compiling or running code from strings (the "compile" and "exec" events) unless
   the source is byte for byte an image file (an import of a .py without its .pyc), the code
-  is named after a template file the image ships (what Jinja or Mako compile from a file in
-  the read-only image: the file must exist there, and may not be Python), the compile only
+  is what Jinja makes of a template file the image ships (named after the file, which must
+  exist there and may not be Python, and compiled by the image's Jinja from exactly that
+  file's text: other code under a template's name is code from a string), the compile only
   parses (ast.parse, ast.literal_eval), or it is typing.ForwardRef's of a string annotation
   (typing.get_type_hints, pydantic, msgspec) with no lambda or comprehension in it, which
-  ForwardRef._evaluate may then run: an expression over names the app has, no new code;
+  ForwardRef._evaluate may then run when the code holds no code of its own: an expression
+  over names the app has, no new code;
   or it is collections.namedtuple's own template (`lambda _cls, a, b: _tuple_new(_cls,
   (a, b))`, nothing but identifiers in it), which modules imported after the seal make;
   or it is code the build learned: a source compiled after the seal in the build's recording
   run, known by its SHA-256 and file name (app.json "seal"/"code"), and running the code
   objects compiled under that name (docs/sealing.md, "Code the build saw");
   new code objects ("code.__new__", code.replace), and marshal.loads of anything but an
-  image .pyc read by the import system; setting a function's __code__;
+  image .pyc read by the import system; setting a function's __code__; a new (sub-)
+  interpreter, whose code no hook of this one would see;
 - seal.import: an import while sys.path names a folder outside the image's module folders;
 - seal.ctypes: importing ctypes, and every ctypes event (dlopen, dlsym, objects at raw
   addresses, and on Python 3.12+ foreign calls), but for the runtime's own shutdown (a VM's
@@ -66,7 +69,7 @@ WATCHED = frozenset(
     {
         "compile", "exec", "code.__new__", "marshal.loads", "marshal.load", "import", "open",
         "os.symlink", "object.__setattr__", "gc.get_objects", "gc.get_referrers",
-        "gc.get_referents", "os.exec", "os.posix_spawn",
+        "gc.get_referents", "os.exec", "os.posix_spawn", "cpython.PyInterpreterState_New",
     }
 )  # fmt: skip
 
@@ -131,11 +134,20 @@ def make_hook(
     _importlib = sys.modules.get("_frozen_importlib_external")
     _bytecode_code = getattr(getattr(_importlib, "_compile_bytecode", None), "__code__", None)
     _python_suffixes = (".py", ".pyc", ".pyw", ".so")
+    # Jinja compiles a template file's code in Environment._compile, called by
+    # Environment.compile with the template's text in its local `source_hint`.
+    _jinja_file = "/jinja2/environment.py"
+    _digits = "0123456789"
     _trusted = frozenset(trusted_callers)
     _known = frozenset((_str(d), _str(n)) for d, n in known_code)
     # Only an image with learned code (or the build's learning run) hashes what it compiles.
-    _sha256 = _load_sha256() if _known or learn is not None else None
-    _ast_digest = _make_ast_digest(_sha256) if _sha256 is not None else None
+    _sha256: Any = None
+    _ast_digest: Any = None
+    if _known or learn is not None:
+        from summon.runtime import seal_digest
+
+        _sha256 = seal_digest.load_sha256()
+        _ast_digest = seal_digest.make_ast_digest(_sha256)
     _known_names = frozenset(n for _d, n in _known)
     _learn = learn
     _enforce = bool(enforce)
@@ -210,6 +222,47 @@ def make_hook(
                 return False
         return True
 
+    def _jinja_template(content: bytes) -> bool:
+        """Whether Jinja compiles the template file whose content is given: the compile
+        comes from Environment._compile, called by Environment.compile (both the image's
+        Jinja) on exactly the file's text. Any other code under a template's name, a compile
+        called straight, or the code of other template text, is not the file's."""
+        frame: Any
+        try:
+            frame = _getframe(2)  # 0 is this, 1 the hook, 2 the code that called compile()
+        except _value_error:
+            return False
+        code = frame.f_code
+        if code.co_name != "_compile" or not code.co_filename.endswith(_jinja_file):
+            return False
+        if not _in_image(code.co_filename):
+            return False
+        outer = frame.f_back
+        if outer is None or outer.f_code.co_name != "compile":
+            return False
+        if outer.f_code.co_filename != code.co_filename:
+            return False
+        hint: Any = outer.f_locals.get("source_hint")
+        if _type(hint) is not _str:
+            return False
+        try:
+            text = content.decode("utf-8")
+        except _value_error:
+            return False
+        # FileSystemLoader reads the file in text mode: universal newlines.
+        same: bool = text == hint or text.replace("\r\n", "\n").replace("\r", "\n") == hint
+        return same
+
+    def _makes_code(words: list[str]) -> bool:
+        """Whether an annotation's words hold a lambda or a comprehension's `for`, also
+        written after a number (`[1for x in y]` is a comprehension)."""
+        for word in words:
+            if word == "lambda" or word == "for":
+                return True
+            if word[:1] in _digits and ("for" in word or "lambda" in word):
+                return True
+        return False
+
     def sealed_audit_hook(event: str, args: tuple[Any, ...]) -> None:
         if event not in _watched and not event.startswith("ctypes."):
             return
@@ -256,8 +309,7 @@ def make_hook(
                     annotation = b"".join((source,)).decode("utf-8", "replace")
                 else:
                     annotation = "".join((source,))
-                words = annotation.translate(_word_table).split()
-                if "lambda" not in words and "for" not in words:
+                if not _makes_code(annotation.translate(_word_table).split()):
                     return
                 what, rule = f"compile of the annotation {annotation[:80]!r} (it makes code)", 0
             elif _namedtuple_template(caller, source):
@@ -283,10 +335,10 @@ def make_hook(
                             return
                         if text is not None and content.decode("utf-8") == text:
                             return
-                        if not name.endswith(_python_suffixes):
-                            # A template the image ships (Jinja, Mako): the code is what the
-                            # engine makes of that read-only file, named by its path. A
-                            # template from a string ("<template>") is still refused.
+                        if not name.endswith(_python_suffixes) and _jinja_template(content):
+                            # A template the image ships: the code is what Jinja makes of
+                            # that read-only file, named by its path. A template from a
+                            # string ("<template>"), or other code under its name, is not.
                             return
                     except (_os_error, _value_error):
                         pass
@@ -322,8 +374,15 @@ def make_hook(
                     caller is not None
                     and caller.co_name == "_evaluate"
                     and caller.co_filename == _typing_file
+                    and name == "<string>"
                 ):
-                    return  # a ForwardRef's annotation, compiled under the rule above
+                    # A ForwardRef's annotation, compiled under the rule above: an expression
+                    # that made no code of its own (whatever its text looked like).
+                    for const in code.co_consts:
+                        if _type(const) is _code:
+                            break
+                    else:
+                        return
                 if (
                     name == "<string>"
                     and caller is not None
@@ -419,6 +478,10 @@ def make_hook(
             what, rule = "os.symlink() (a new link could lead a later write out of /tmp)", 3
         elif event.startswith("gc."):
             what, rule = f"{event}()", 4
+        elif event == "cpython.PyInterpreterState_New":
+            # A sub-interpreter (_xxsubinterpreters, _testcapi.run_in_subinterp) has audit
+            # hooks of its own, none: code from strings would run there unseen.
+            what, rule = "a new interpreter (no seal sees the code it runs)", 0
         elif event in ("os.exec", "os.posix_spawn"):
             # The seal's filter answers EPERM before the sandbox's gate could say a word.
             what, rule = f"{event}() of {args[0]!r}", 5
@@ -439,101 +502,6 @@ def make_hook(
             raise _permission_error(1, f"{what} refused by the seal ({text})")
 
     return sealed_audit_hook
-
-
-def _load_sha256() -> Any:
-    """SHA-256 from a module built into the interpreter (no OpenSSL to load at the seal):
-    _sha256 up to Python 3.11, _sha2 from 3.12; hashlib's otherwise."""
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]
-    except ImportError:  # pragma: no cover - Python 3.12 and later
-        try:
-            from _sha2 import sha256  # type: ignore[import-not-found]
-        except ImportError:
-            from hashlib import sha256
-    return sha256
-
-
-def _make_ast_digest(sha256: Any) -> Callable[[object], str | None]:
-    """A SHA-256 of what compile() reads of a syntax tree (sanic-routing compiles one it
-    made with ast.parse and rewrote), or None when the tree is anything but plain data.
-
-    Plain data: every node of an exact ast class, every value an exact str, bytes, int,
-    float, complex, bool, None, Ellipsis, a tuple of those or a list of nodes, and the ast
-    classes as they were when the seal closed (no attribute, base or lookup hook changed on
-    them since, which could make compile() read other values than this walk). The walk
-    runs no Python code of anyone's and the collector is off during it, so nothing can
-    change the tree between what it reads and what compile() reads next.
-    """
-    import _ast
-    import gc
-
-    _isenabled, _disable, _enable = gc.isenabled, gc.disable, gc.enable
-    _type, _repr, _len, _getattr = type, repr, len, getattr
-    _str, _list, _tuple = str, list, tuple
-    _value_error = ValueError
-    _MAX_TREE_ITEMS = 1_000_000  # a router of thousands of routes is tens of thousands
-    absent = object()
-    classes: dict[type, tuple[int, tuple[str, ...]]] = {}
-    for value in vars(_ast).values():
-        if isinstance(value, type) and issubclass(value, _ast.AST):
-            fields = (*value._fields, *getattr(value, "_attributes", ()))
-            classes[value] = (len(classes), tuple(str(f) for f in fields))
-    looked_up = {"__getattribute__", "__getattr__", "__dict__", "__class__"}
-    looked_up.update(name for _index, fields in classes.values() for name in fields)
-    guard = tuple(
-        (cls, name, cls.__dict__.get(name, absent)) for cls in classes for name in sorted(looked_up)
-    )
-    mros = tuple((cls, cls.__mro__) for cls in classes)
-    scalars = {
-        str: "s", bytes: "b", int: "i", float: "f", complex: "c", bool: "B",
-        type(None): "N", type(...): "E",
-    }  # fmt: skip
-
-    def ast_digest(tree: object) -> str | None:
-        if _type(tree) not in classes:
-            return None
-        for cls, name, value in guard:
-            if cls.__dict__.get(name, absent) is not value:
-                return None
-        for cls, mro in mros:
-            if cls.__mro__ is not mro:
-                return None
-        was_enabled = _isenabled()
-        _disable()
-        try:
-            out: list[str] = ["ast"]
-            todo: list[object] = [tree]
-            budget = _MAX_TREE_ITEMS  # a list that holds itself would never end
-            while todo:
-                budget -= 1
-                if budget < 0:
-                    return None
-                item = todo.pop()
-                kind = _type(item)
-                known = classes.get(kind)
-                if known is not None:
-                    index, fields = known
-                    out.append(f"n{index}")
-                    todo.extend(_getattr(item, f, absent) for f in reversed(fields))
-                elif kind is _list or kind is _tuple:
-                    out.append(f"{'l' if kind is _list else 't'}{_len(item)}")  # type: ignore[arg-type]
-                    todo.extend(reversed(item))  # type: ignore[call-overload]
-                elif item is absent:
-                    out.append("-")
-                else:
-                    code = scalars.get(kind)
-                    if code is None:
-                        return None
-                    out.append(code + _repr(item))
-        except _value_error:
-            return None  # an int too long to write out
-        finally:
-            if was_enabled:
-                _enable()
-        return _str(sha256("\0".join(out).encode("utf-8", "surrogatepass")).hexdigest())
-
-    return ast_digest
 
 
 def patch_memory_calls(report: Report, enforce: bool) -> None:

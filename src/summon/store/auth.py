@@ -315,7 +315,7 @@ class RegistryAuth(httpx.Auth):
         try:
             doc = json.loads(body)
             token = doc.get("token") or doc.get("access_token")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, RecursionError):
             token = None
         if not isinstance(token, str) or not token:
             raise AuthError(

@@ -278,7 +278,7 @@ class Store:
         digest = desc if isinstance(desc, str) else desc.digest
         try:
             return json.loads(self.read(desc))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise CorruptBlob(f"blob {digest} is not valid JSON") from None
 
     @contextlib.contextmanager

@@ -284,7 +284,7 @@ class Registry:
             )
         try:
             doc = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise RegistryError(
                 f"registry {self.name} sent a manifest for {reference} that is not JSON; "
                 "is it a registry?"
@@ -490,5 +490,5 @@ def _short(text: str, limit: int = 160) -> str:
 def _json(body: bytes, what: str) -> Any:
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise RegistryError(f"{what} is not JSON") from None

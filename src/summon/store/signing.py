@@ -297,7 +297,7 @@ def _critical(body: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(body)
         critical = doc["critical"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError):
         raise CorruptBlob("a signed payload is not cosign simple-signing JSON") from None
     if not isinstance(critical, dict):
         raise CorruptBlob("a signed payload is not cosign simple-signing JSON")

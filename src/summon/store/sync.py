@@ -14,6 +14,7 @@ no partial blob behind.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,8 @@ def _local_graph(store: Store, top: Descriptor, graph: _Graph, depth: int = 0) -
 def _json_blob(body: bytes, digest: str) -> Any:
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        # RecursionError: arrays nested some 100,000 deep, which a hostile registry sends
         raise CorruptBlob(f"blob {digest} is not valid JSON") from None
 
 
@@ -207,12 +209,31 @@ def _remote_graph(
             counts[1] += 1
             progress(Transfer(blob.digest, blob.media_type, blob.size, blob.size, "exists"))
             continue
+        free = _free_bytes(staging.store)
+        if free is not None and blob.size > free:
+            # The size is the registry's word until the signature is checked (at run): a
+            # hostile one lists a blob of petabytes and streams until the disk is full.
+            raise RegistryError(
+                f"registry {reg.name}: blob {blob.digest} of {reg.ref} is {blob.size} bytes by "
+                f"its descriptor, more than the {free} bytes free in the store; refused before "
+                "fetching it"
+            )
         writer = staging.store.writer()
         staging.writers.append((blob, writer))
         reg.fetch_blob(blob, writer, progress)
         counts[0] += 1
         counts[2] += blob.size
     staging.manifests.append((desc, body))
+
+
+def _free_bytes(store: Store) -> int | None:
+    """Bytes an unprivileged writer may still put on the store's file system, or None when
+    the file system does not say."""
+    try:
+        st = os.statvfs(store.tmp_root)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def pull(

@@ -1,9 +1,14 @@
 """The user-space disk tools behind volumes: ext4 images made and read without a mount.
 
 `mkfs.ext4 -d` fills a new ext4 image from a folder and `debugfs rdump` copies one's files
-out (after `e2fsck -E journal_only` replays what a killed VM left in its journal); all run
-as the volume's owner (the sandboxed app's host uid), so a disk a VM wrote, which is
-untrusted input, is parsed by a process with no privilege and never by the host kernel.
+out (after a full `e2fsck -f -p` has replayed what a killed VM left in its journal and found
+the file system whole); all run as the volume's owner (the sandboxed app's host uid), so a
+disk a VM wrote, which is untrusted input, is parsed by a process with no privilege and
+never by the host kernel. debugfs writes each entry at DEST/NAME as the disk names it: a
+VM's root can write any bytes to its disk, and an entry named `../../x` (a `/` no ext4 may
+hold in a name) was written outside DEST, wherever the owner may write (another volume, the
+host's /tmp; the user's home when summon does not run as root). So a disk that e2fsck cannot
+preen (an illegal name, a duplicate entry, a second `..`) is refused, never dumped.
 The helpers here walk volume folders without following symbolic links: the app made them.
 """
 
@@ -50,11 +55,24 @@ def dump_disk(disk: Path, dest: Path, owner: tuple[int, int] | None) -> None:
         os.chown(disk, *owner)  # a disk made before volumes had owners: ours to hand over
     # A VM killed outright leaves its last changes in the file system's journal (a guest's
     # fsync commits them there); a mount would replay them, and debugfs reads none: replay
-    # them first. Exit status 1 is "replayed", 0 "nothing to do".
-    replay = [e2fsck, "-E", "journal_only", "-p", disk.name]
-    run_tool(
-        replay, owner, f"e2fsck could not replay the journal of {disk}", disk.parent, ok=(0, 1)
+    # them first, with a full check, so that debugfs reads only a whole file system (see the
+    # module's docstring). 0: clean, 1: errors corrected (a replayed journal); 4: errors
+    # e2fsck will not fix on its own, which no kernel's ext4 writes.
+    check = subprocess.run(
+        [e2fsck, "-f", "-p", disk.name],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=disk.parent,
+        preexec_fn=as_owner(owner),
     )
+    if check.returncode not in (0, 1):
+        said = (check.stdout + check.stderr).strip().splitlines() or ["no output"]
+        raise UserError(
+            f"the ext4 disk {disk} holds what no ext4 file system may, so its files are not "
+            f"copied out (refused: e2fsck -f -p says {said[0].removeprefix(disk.name + ': ')!r}); "
+            f"`e2fsck -f {disk}` repairs it"
+        )
     # debugfs says what it could not dump but exits 0: any line but its banner is a failure,
     # except that it may not give files of the VM's root to root: they are the owner's.
     rdump = f"rdump / {os.path.relpath(dest, disk.parent)}"

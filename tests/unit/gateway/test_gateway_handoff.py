@@ -489,3 +489,36 @@ def test_an_app_handed_its_connections_makes_no_listener_of_its_own_and_serves_t
             channel.close()
 
     run(main())
+
+
+def test_an_app_that_floods_its_channel_cannot_hold_the_gateways_loop() -> None:
+    """Rule (gateway/handoff.py, READ_BATCH): one turn of the loop reads at most READ_BATCH
+    of an app's messages. An app sending "serving" messages without end from four threads
+    kept the reader busy: a 10 ms sleep of the gateway's loop took up to 0.6 s."""
+    from summon.gateway.handoff import READ_BATCH
+    from summon.runtime.handoff import listening_message
+
+    async def main() -> tuple[int, int]:
+        channel, theirs = Channel.pair()
+        theirs.setblocking(False)
+        sent = 0
+        with contextlib.suppress(BlockingIOError):
+            while sent < 10 * READ_BATCH:
+                theirs.send(listening_message(8080))
+                sent += 1
+        channel.start()
+        # Two turns of the loop: the reader runs once, after this coroutine's first one.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        left = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                channel.sock.recv(64)
+                left += 1
+        channel.close()
+        theirs.close()
+        return sent, left
+
+    sent, left = asyncio.run(main())
+    assert sent > 2 * READ_BATCH, sent
+    assert left == sent - READ_BATCH, (sent, left)

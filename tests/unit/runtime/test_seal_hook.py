@@ -36,6 +36,19 @@ getpid = libc.getpid
 with open(os.path.join(app, "imagemod.py")) as f:
     image_source = f.read()
 dumped = marshal.dumps(compile("1", "y", "eval"))
+page = os.path.join(app, "templates", "page.html")
+with open(page) as f:
+    page_text = f.read()
+from jinja2.environment import Environment  # the stand-in of the image's Jinja (below)
+comprehension = compile("[x for x in ()]", "<string>", "eval")  # made before the seal
+import pickle
+class Compiled:  # pickle's reduce to compile(), then to exec() of what it made
+    def __reduce__(self):
+        return (compile, ("import os", page, "exec"))
+class Executed:
+    def __reduce__(self):
+        return (exec, (Compiled(),))
+template_pickle = pickle.dumps(Executed())
 from summon.runtime import init as runtime_init
 import failing
 sys.addaudithook(hook)
@@ -105,6 +118,11 @@ def patched_then(action):
             builtins.isinstance = isinstance_
     return run
 
+def evaluate_as_annotation(code):
+    ref = typing.ForwardRef("int")
+    ref.__forward_code__ = code  # an attribute anyone may set
+    return ref._evaluate({}, {}, frozenset())
+
 def annotated(x: "list[int]", y: "typing.Optional[Sly]" = None) -> "dict[str, int]": ...
 
 isinstance_ = isinstance
@@ -115,7 +133,13 @@ attempts = {
     "compile_as_image_file": lambda: compile("import os\n", app + "/imagemod.py", "exec"),
     "compile_image_file": lambda: compile(image_source, app + "/imagemod.py", "exec") and None,
     "compile_sly_bytes": lambda: compile(Sly("1"), app + "/imagemod.py", "exec"),
-    "compile_template": lambda: compile("x = 1", app + "/templates/page.html", "exec") and None,
+    # Any code under a template file's name, called straight or through pickle: not the
+    # code Jinja makes of that file
+    "compile_template": lambda: compile("x = 1", page, "exec"),
+    "template_pickle": lambda: pickle.loads(template_pickle),
+    "jinja_template": lambda: Environment().compile(page_text, "page.html", page) and None,
+    "jinja_other_text": lambda: Environment().compile("{{ evil }}", "page.html", page),
+    "jinja_compile_straight": lambda: Environment()._compile("x = 1", page),
     "compile_missing_template": lambda: compile("x = 1", app + "/templates/gone.html", "exec"),
     "compile_template_in_tmp": lambda: compile("x = 1", tmp + "/page.html", "exec"),
     "compile_template_string": lambda: compile("x = 1", "<template>", "exec"),
@@ -146,11 +170,16 @@ attempts = {
     "type_hints": lambda: typing.get_type_hints(annotated, localns={"Sly": Sly}),
     "forward_ref_lambda": lambda: typing.ForwardRef("(lambda: os)()"),
     "forward_ref_comprehension": lambda: typing.ForwardRef("[x for x in (os,)]"),
+    "forward_ref_number_for": lambda: typing.ForwardRef("[1for x in (os,)]"),
+    "forward_ref_made_code": lambda: evaluate_as_annotation(comprehension),
     "forward_ref_code_in_eval": lambda: eval(typing.ForwardRef("int").__forward_code__),
     "import_image_source": lambda: __import__("imagemod").VALUE,
     "import_outside": lambda: (sys.path.insert(0, tmp), __import__("outsidemod")),
     "marshal_loads": lambda: marshal.loads(marshal.dumps(compile("1", "y", "eval"))),
     "code_replace": lambda: (lambda: 0).__code__.replace(co_name="z"),
+    # a sub-interpreter has no audit hook of its own: its code would run unseen
+    "subinterpreter": lambda: __import__("_xxsubinterpreters").run_string(
+        __import__("_xxsubinterpreters").create(), "import os"),
     "set_code": rebind,
     "ctypes_call_prepared": lambda: getpid(),
     "ctypes_new_function": lambda: libc.getppid(),
@@ -193,6 +222,23 @@ for name, action in attempts.items():
 print(json.dumps({"results": results, "said": said}))
 """
 
+# Jinja's compile path, as jinja2/environment.py has it (3.1): compile() keeps the template's
+# text in source_hint, makes Python source of it, and hands that to _compile().
+JINJA = """
+class Environment:
+    def compile(self, source, name=None, filename=None, raw=False, defer_init=False):
+        source_hint = None
+        if isinstance(source, str):
+            source_hint = source
+            source = f"RENDERED = {source!r}"  # _parse and _generate
+        if filename is None:
+            filename = "<template>"
+        return self._compile(source, filename)
+
+    def _compile(self, source, filename):
+        return compile(source, filename, "exec")
+"""
+
 REFUSED = {
     "exec_string": "seal.code",
     "eval_string": "seal.code",
@@ -201,6 +247,10 @@ REFUSED = {
     "compile_sly_bytes": "seal.code",
     # Templates: only a file the image ships names generated code (Jinja's from_string is
     # "<template>"); one in a writable folder, or one that is not there, is refused.
+    "compile_template": "seal.code",
+    "template_pickle": "seal.code",
+    "jinja_other_text": "seal.code",
+    "jinja_compile_straight": "seal.code",
     "compile_missing_template": "seal.code",
     "compile_template_in_tmp": "seal.code",
     "compile_template_string": "seal.code",
@@ -208,6 +258,10 @@ REFUSED = {
     "forward_ref_lambda": "seal.code",
     "forward_ref_comprehension": "seal.code",
     "forward_ref_code_in_eval": "seal.code",
+    # `1for` is a comprehension too; and whatever the text, the code typing evaluates may
+    # hold no code of its own (its __forward_code__ can be set to any code object).
+    "forward_ref_number_for": "seal.code",
+    "forward_ref_made_code": "seal.code",
     # With no Python caller (a native thread's compile): no caller-based exemption applies,
     # and the refusal is the rule's, never a crash of the hook (Robyn's workers).
     "native_compile_string": "seal.code",
@@ -236,7 +290,7 @@ REFUSED = {
     "patched_write": "seal.write",
 }
 ALLOWED = (
-    "compile_image_file", "compile_template", "native_compile_image_file", "literal_eval",
+    "compile_image_file", "jinja_template", "native_compile_image_file", "literal_eval",
     "traceback_printed", "namedtuple", "namedtuple_one_field", "namedtuple_no_fields",
     "namedtuple_renamed", "typing_namedtuple", "import_tokenize", "dataclass_at_import",
     "type_hints",
@@ -266,6 +320,9 @@ def _child(tmp_path: Path, mode: str) -> dict[str, Any]:
     )
     (app / "templates").mkdir()
     (app / "templates" / "page.html").write_text("<p>{{ name }}</p>\n")
+    (app / "jinja2").mkdir()
+    (app / "jinja2" / "__init__.py").write_text("")
+    (app / "jinja2" / "environment.py").write_text(JINJA)
     (scratch / "page.html").write_text("<p>{{ name }}</p>\n")
     result = subprocess.run(
         [sys.executable, "-S", "-B", "-c", CHILD, str(app), str(scratch), mode],
@@ -300,6 +357,14 @@ def test_refused_with_its_rule(enforced: dict[str, Any], attempt: str) -> None:
 @pytest.mark.parametrize("attempt", ALLOWED)
 def test_allowed_after_the_seal(enforced: dict[str, Any], attempt: str) -> None:
     assert enforced["results"][attempt] == "ok", enforced["results"][attempt]
+
+
+def test_a_sub_interpreter_is_refused_by_the_code_rule(enforced: dict[str, Any]) -> None:
+    """Audit hooks are per interpreter: a new one would run code that no hook sees. Its
+    creation is refused with seal.code (which _xxsubinterpreters reports as its own error)."""
+    assert enforced["results"]["subinterpreter"].startswith("RuntimeError"), enforced["results"]
+    said = [rule for what, rule in enforced["said"] if what.startswith("a new interpreter")]
+    assert said and said[0].startswith("seal.code"), enforced["said"]
 
 
 def test_each_refusal_is_reported_once(enforced: dict[str, Any]) -> None:

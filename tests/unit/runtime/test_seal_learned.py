@@ -110,12 +110,12 @@ def _sha(text: str) -> str:
 def _tree_digest(source: str) -> str:
     """The digest the hook gives the sanic-like optimized tree of source (computed here the
     hook's way, in this process: the child must agree)."""
-    from summon.runtime import seal_hook
+    from summon.runtime import seal_digest
 
     tree = ast.parse(source)
     tree.body[0].name = "find_route"  # type: ignore[attr-defined]
     ast.fix_missing_locations(tree)
-    digest = seal_hook._make_ast_digest(hashlib.sha256)(tree)
+    digest = seal_digest.make_ast_digest(hashlib.sha256)(tree)
     assert digest is not None
     return digest
 
@@ -210,9 +210,9 @@ def test_learning_lets_code_through_and_tells_each(learning: dict[str, Any]) -> 
 
 
 def test_the_digest_is_of_the_text_whatever_its_type() -> None:
-    from summon.runtime import seal_hook
+    from summon.runtime import seal_digest
 
-    digest = seal_hook._make_ast_digest(hashlib.sha256)
+    digest = seal_digest.make_ast_digest(hashlib.sha256)
     a, b = ast.parse(ROUTER), ast.parse(ROUTER)
     assert digest(a) == digest(b) is not None
     b.body[0].body[0].lineno += 1  # type: ignore[attr-defined]

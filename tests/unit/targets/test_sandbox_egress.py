@@ -14,7 +14,13 @@ from summon.egress import EgressError, EgressRule, parse_rule, parse_rules
 from summon.errors import ManifestError, UserError
 from summon.targets.base import RunSpec
 from summon.targets.sandbox.config import oci_config
-from summon.targets.sandbox.egress import REFUSED_CHAIN, resolve, ruleset
+from summon.targets.sandbox.egress import (
+    REFUSED_CHAIN,
+    SANDBOX_CIDR,
+    Egress,
+    resolve,
+    ruleset,
+)
 from summon.targets.sandbox.etc import etc_files, hosts_text
 
 
@@ -37,7 +43,7 @@ def test_entries_parse(entry: str, rule: EgressRule) -> None:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ("db", "is not \"HOST:PORT\""),
+        ("db", 'is not "HOST:PORT"'),
         ("db:0", "'0' is not a port number (1-65535)"),
         ("db:http", "'http' is not a port number"),
         ("db:53/sctp", "tcp or udp, not 'sctp'"),
@@ -47,9 +53,12 @@ def test_entries_parse(entry: str, rule: EgressRule) -> None:
         ("0.0.0.0/0:80", "0.0.0.0/0 allows everywhere"),
         ("db_1:80", "is not a host name, address or network"),
         # Loopback in an instance is its own: such an entry could never connect anywhere.
-        ("127.0.0.1:19600", 'instance\'s own, so this entry can never reach the host; a '
-         'service on the host\'s 127.0.0.1 is 10.0.2.2 from a sandbox (10.0.3.2 from a VM): '
-         'allow "10.0.2.2:19600"'),
+        (
+            "127.0.0.1:19600",
+            "instance's own, so this entry can never reach the host; a "
+            "service on the host's 127.0.0.1 is 10.0.2.2 from a sandbox (10.0.3.2 from a VM): "
+            'allow "10.0.2.2:19600"',
+        ),
         ("127.0.0.0/8:53/udp", 'allow "10.0.2.2:53/udp"'),
         ("localhost:5432", 'allow "10.0.2.2:5432"'),
         ("api.localhost:80", "loopback inside an instance is the instance's own"),
@@ -104,6 +113,25 @@ def test_names_resolve_on_the_host_and_unknown_ones_fail() -> None:
         resolve(parse_rules(["upstream:8080"]), resolver)
 
 
+@pytest.mark.parametrize("answer", ["10.0.2.2", "10.0.2.3", "10.0.3.2"])
+def test_a_name_that_resolves_into_the_instances_own_network_is_refused(answer: str) -> None:
+    """Rule: the host's loopback (slirp4netns's .2: 10.0.2.2 from a sandbox, 10.0.3.2 from a
+    VM) is opened only by an entry that gives that address. A name's answer is whoever
+    controls its DNS's to choose: `api.example.com` answered with 10.0.2.2 opened the host's
+    127.0.0.1 at the entry's port (a local database, say)."""
+    vm_cidr = ipaddress.IPv4Network("10.0.3.0/24")
+    refused = rf"egress 'api.example.com:5432': api.example.com resolves to {answer} here, inside"
+    with pytest.raises(UserError, match=refused + " the instance's own network"):
+        resolve(
+            parse_rules(["api.example.com:5432"]),
+            lambda name: ["203.0.113.7", answer],
+            own=(vm_cidr, SANDBOX_CIDR),
+        )
+    # An entry that gives the address itself still opens it (docs/sandbox.md, Egress).
+    allowed, _names = resolve(parse_rules(["10.0.2.2:5432"]), lambda name: [])
+    assert [str(n) for _rule, n in allowed] == ["10.0.2.2/32"]
+
+
 def test_the_rules_refuse_all_but_the_list() -> None:
     rule = parse_rule("10.0.2.2:8080")
     v4, v6 = ruleset([(rule, ipaddress.IPv4Network("10.0.2.2/32"))], dns=False)
@@ -149,3 +177,18 @@ def test_etc_files_are_bound_read_only_where_the_image_has_them(tmp_path: Path) 
     bind = next(m for m in mounts if m["destination"] == "/etc/hosts")
     assert bind["type"] == "bind" and bind["source"] == str(bundle / "etc" / "hosts")
     assert {"ro", "nosuid", "nodev", "noexec"} <= set(bind["options"])
+
+
+@pytest.mark.parametrize(
+    ("entry", "opens"),
+    [("10.0.2.2:5432", True), ("10.0.2.0/24:5432", True), ("10.0.0.0/8:5432", False),
+     ("10.0.0.0/16:5432", False), ("10.9.0.5:5432", False)],
+)  # fmt: skip
+def test_only_an_entry_inside_slirps_network_opens_the_hosts_loopback(
+    entry: str, opens: bool, tmp_path: Path
+) -> None:
+    """Rule: the host's loopback (10.0.2.2) is let through slirp4netns only for an entry
+    whose network lies inside slirp4netns's own 10.0.2.0/24; a company network written as
+    10.0.0.0/8 holds it too, and opened the host's 127.0.0.1 at the entry's port."""
+    egress = Egress(tmp_path / "netns", [entry], tmp_path / "log", resolver=lambda name: [])
+    assert egress.opens_host_loopback() is opens

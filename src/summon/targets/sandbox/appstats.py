@@ -12,17 +12,18 @@ import signal
 import time
 
 from summon.runtime.stats import parse
+from summon.targets.sandbox.procroot import read_file
 
 STATS_PATH = "/tmp/summon-stats"  # in the container: its /tmp tmpfs
+MAX_STATS = 4096  # one line of figures is about 120 bytes
 _POLL = 0.002
 
 
 def _read(pid: int) -> dict[str, float]:
-    try:
-        with open(f"/proc/{pid}/root{STATS_PATH}") as f:
-            return parse(f.read())
-    except OSError:
-        return {}
+    """The figures the file holds; {} for none, or for anything but a small regular file (the
+    app may put a link there: procroot.py)."""
+    data = read_file(pid, STATS_PATH, MAX_STATS)
+    return {} if data is None else parse(data.decode("utf-8", "replace"))
 
 
 def ask(pid: int, timeout: float) -> dict[str, float]:

@@ -12,8 +12,9 @@ Without egress the namespace holds only lo, and nothing leaves it. With egress:
 3. slirp4netns then gives the namespace tap0 (10.0.2.100/24, gateway 10.0.2.2, resolver
    10.0.2.3) and carries its connections out through the host's sockets.
 The app runs with no capabilities (no CAP_NET_ADMIN), so it cannot change the rules or the
-routes. The host's loopback is reachable at 10.0.2.2 only when an entry allows an address
-there; otherwise slirp4netns is told to refuse it too (--disable-host-loopback).
+routes. The host's loopback is reachable at 10.0.2.2 only when an entry gives an address
+there (a network inside slirp4netns's own); otherwise slirp4netns is told to refuse it too
+(--disable-host-loopback).
 
 slirp4netns runs with its seccomp filter (--enable-seccomp) but without --enable-sandbox: its
 mount-namespace sandbox unmounts the namespace's bind mount under /run/netns on the host.
@@ -30,7 +31,14 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from summon.egress import LOOPBACK, EgressRule, loopback_problem, parse_rules
+from summon.egress import (
+    HOST_FROM_SANDBOX,
+    HOST_FROM_VM,
+    LOOPBACK,
+    EgressRule,
+    loopback_problem,
+    parse_rules,
+)
 from summon.errors import TargetUnavailable, UserError
 
 TAP_NAME = "tap0"
@@ -54,10 +62,15 @@ def resolve_ipv4(name: str) -> list[str]:
 
 
 def resolve(
-    rules: Sequence[EgressRule], resolver: Resolver = resolve_ipv4
+    rules: Sequence[EgressRule],
+    resolver: Resolver = resolve_ipv4,
+    own: Sequence[ipaddress.IPv4Network] = (SANDBOX_CIDR,),
 ) -> tuple[list[tuple[EgressRule, ipaddress.IPv4Network]], dict[str, list[str]]]:
     """(rule, network) for every destination, names replaced by their addresses; and
-    name -> addresses for /etc/hosts. A name that does not resolve is a UserError."""
+    name -> addresses for /etc/hosts. A name that does not resolve is a UserError; so is one
+    that resolves into `own`, the instance's own slirp4netns (and QEMU) networks, whose .2 is
+    the host's loopback: only an entry that gives such an address opens it, never a name,
+    whose answer is whoever controls its DNS's to choose."""
     out: list[tuple[EgressRule, ipaddress.IPv4Network]] = []
     names: dict[str, list[str]] = {}
     for rule in rules:
@@ -76,6 +89,14 @@ def resolve(
             raise UserError(
                 f"egress {str(rule)!r}: {rule.host} resolves to {', '.join(addresses)} here: "
                 f"{loopback_problem(rule.port, rule.protocol)}"
+            )
+        inside = [a for a in addresses if any(ipaddress.IPv4Address(a) in n for n in own)]
+        if inside:
+            raise UserError(
+                f"egress {str(rule)!r}: {rule.host} resolves to {', '.join(inside)} here, inside "
+                f"the instance's own network ({', '.join(map(str, own))}), where the host's "
+                "loopback answers; refused (a host service is reached by an entry that gives "
+                f"its address: {HOST_FROM_SANDBOX} from a sandbox, {HOST_FROM_VM} from a VM)"
             )
         names[rule.host] = addresses
         out.extend((rule, ipaddress.IPv4Network(a)) for a in addresses)
@@ -155,9 +176,19 @@ class Egress:
         self.host_loopback = cidr.network_address + 2
         self.nameserver = str(cidr.network_address + 3)
         self.rules = parse_rules(list(entries))
-        self.allowed, self.names = resolve(self.rules, resolver)
+        own = tuple(dict.fromkeys((cidr, SANDBOX_CIDR)))  # a VM's, and QEMU's guest network
+        self.allowed, self.names = resolve(self.rules, resolver, own=own)
         self._proc: subprocess.Popen[bytes] | None = None
         self._exit_fd = -1
+
+    def opens_host_loopback(self) -> bool:
+        """Whether an entry gives an address of the host's loopback here (10.0.2.2): one whose
+        network lies inside slirp4netns's own. A wider one that merely holds it (a company's
+        10.0.0.0/8:443) means the networks out there, not the host's 127.0.0.1:443."""
+        return any(
+            self.host_loopback in network and network.subnet_of(self.cidr)
+            for _rule, network in self.allowed
+        )
 
     def start(self) -> None:
         slirp = shutil.which("slirp4netns")
@@ -166,7 +197,7 @@ class Egress:
         v4, v6 = ruleset(self.allowed, dns=bool(self.names), nameserver=self.nameserver)
         self._restore("iptables-restore", v4)
         self._restore("ip6tables-restore", v6)
-        host_loopback = any(self.host_loopback in network for _rule, network in self.allowed)
+        host_loopback = self.opens_host_loopback()
         ready_r, ready_w = os.pipe()
         exit_r, exit_w = os.pipe()
         argv = [

@@ -22,6 +22,7 @@ from pathlib import Path
 from summon.net.ethernet import format_mac
 from summon.net.links.tap import TapLink
 from summon.targets.sandbox.netns import run_inside
+from summon.targets.sandbox.procroot import read_file
 from summon.targets.sandbox.spawn import FIRST_FD
 
 TAP_NAME = "tap0"
@@ -32,6 +33,7 @@ PREFIX_LEN = 30
 MTU = 65000
 APP_FD = FIRST_FD  # where the TAP fd lands in the container
 STATS_PATH = "/tmp/summon-net.json"
+MAX_COUNTERS = 65536  # a JSON object of a few dozen counters
 NUD_PERMANENT = 0x80  # <linux/neighbour.h>
 
 
@@ -94,10 +96,12 @@ class DirectNetwork:
 
 def counters(pid: int) -> dict[str, int]:
     """The direct stack's counters as the app's runtime last wrote them; {} if none yet."""
+    raw = read_file(pid, STATS_PATH, MAX_COUNTERS)  # the app may put a link there: procroot.py
+    if raw is None:
+        return {}
     try:
-        with open(f"/proc/{pid}/root{STATS_PATH}") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
+        data = json.loads(raw)
+    except ValueError:
         return {}
     if not isinstance(data, dict):
         return {}
