@@ -112,3 +112,23 @@ def test_the_hint_names_the_file_the_manifest_is_in(tmp_path: Path, lines: list[
     for g in _gate(tmp_path, lines, manifest="summon.toml"):
         _what, rule = g._judge(NR_UNAME, "uname", 0) or ("", "")
         assert rule.endswith('add syscalls = ["uname"] to summon.toml and rebuild')
+
+
+def test_a_loop_of_refused_calls_is_paced_naming_the_rule(
+    enforcing: gate.ExecGate, lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The gate answers in summon's monitor, outside the instance's cgroup: a hostile loop of
+    # refused calls must not make it burn a host CPU. Past 1000 a second, it waits the second
+    # out (and the app's calls with it).
+    waits: list[float] = []
+    monkeypatch.setattr(enforcing._stop, "wait", lambda seconds: waits.append(seconds))
+    for _ in range(1000):
+        enforcing._pace()
+    assert waits == [] and enforcing.paced == 0
+    enforcing._pace()
+    enforcing._pace()
+    assert len(waits) == 2 and all(0 < w <= 1.0 for w in waits)
+    assert enforcing.paced == 2
+    said = [line for line in lines if gate.RULE_PACE in line]
+    assert len(said) == 1  # said once
+    assert said[0] == f"summon: sandbox: refused a flood of refused calls ({gate.RULE_PACE})"
