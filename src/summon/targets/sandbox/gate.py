@@ -48,7 +48,7 @@ _POLL_SECONDS = 0.2
 _MAX_LINES = 64
 # Refusals answered per second before the gate waits out the rest of that second. The gate
 # runs in summon's monitor, outside the instance's cgroup: an app looping on a refused call
-# had it burn most of a host CPU (27,000 answers a second, 21 us each); paced, it spends 2%.
+# had it burn most of a host CPU (27,000 answers a second, 21 us each); paced, it spends 4%.
 # The calls wait meanwhile. An app's refusals that are no attack come once, or a few
 # times, each (glibc's netlink socket to sort getaddrinfo's answers is the kernel filter's,
 # never the gate's).
