@@ -140,9 +140,11 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
     # hints: what the runtime says when an app's fork or exec is denied (imported on that
     # error path only, so no trace would see it). resume: what a VM restored from a snapshot
     # reseeds (vm imports it at the snapshot point; summon.net registers its hooks there).
-    # stats: imported when the host first asks for the app's figures (SIGQUIT).
+    # stats: imported when the host first asks for the app's figures (SIGQUIT). localzone:
+    # imported when a run sets TZ.
     mods = ["summon.runtime.init", "summon.runtime.vm", "summon.runtime.hints", "ctypes",
-            "summon.runtime.resume", "summon.runtime.stats"]  # fmt: skip
+            "summon.runtime.resume", "summon.runtime.stats",
+            "summon.runtime.localzone"]  # fmt: skip
     if m.seal != "off":
         mods += ["summon.runtime.seal", "summon.runtime.seal_hook", "summon.runtime.prepare"]
     if m.entry.kind == "function":
