@@ -49,12 +49,12 @@ poller.register(a.fileno(), select.EPOLLIN)
 b.send(b"x")
 poller.poll(1)
 extra = os.environ.get("EXTRA")
-if extra == "getresuid":
+if extra == "uname":
     try:
-        os.getresuid()
-        print(json.dumps({"probe": "getresuid", "ok": True, "errno": 0}), flush=True)
+        os.uname()
+        print(json.dumps({"probe": "uname", "ok": True, "errno": 0}), flush=True)
     except OSError as e:
-        print(json.dumps({"probe": "getresuid", "ok": False, "errno": e.errno}), flush=True)
+        print(json.dumps({"probe": "uname", "ok": False, "errno": e.errno}), flush=True)
 if extra == "eventfd":  # how libuv (uvloop), libev (gevent) and mio (tokio) wake a loop
     try:
         fd = os.eventfd(0)
@@ -117,7 +117,7 @@ if extra == "setsid":
         print(json.dumps({"probe": "setsid", "ok": False, "errno": e.errno}), flush=True)
 """
 CALLED = {"getrandom", "epoll_create1", "epoll_ctl", "epoll_wait", "socketpair", "sendto"}
-NEVER_CALLED = {"getresuid", "sendfile", "flock", "mkdir", "rename", "listen", "accept4", "kill"}
+NEVER_CALLED = {"uname", "sendfile", "flock", "mkdir", "rename", "listen", "accept4", "kill"}
 
 
 def _spec(test_rootfs: Path, tmp: Path, source: str, **fields: Any) -> RunSpec:
@@ -182,13 +182,13 @@ def test_a_call_outside_the_derived_list_is_refused_with_its_rule(
     recording: Recording, test_rootfs: Path, tmp_path: Path, sandbox_target: SandboxTarget
 ) -> None:
     derived = recording.allowlist()
-    spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "getresuid"}, syscalls=tuple(derived))
+    spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "uname"}, syscalls=tuple(derived))
     status, output = _run(sandbox_target, spec, tmp_path)
-    assert parse(output)["getresuid"] == {"probe": "getresuid", "ok": False, "errno": errno.EPERM}
+    assert parse(output)["uname"] == {"probe": "uname", "ok": False, "errno": errno.EPERM}
     lines = [line for line in output.splitlines() if line.startswith("summon: sandbox:")]
     assert lines == [
-        "summon: sandbox: refused getresuid (seccomp: not among the calls this image's recording "
-        'run made; if the app needs it, add syscalls = ["getresuid"] to [tool.summon] and rebuild)'
+        "summon: sandbox: refused uname (seccomp: not among the calls this image's recording "
+        'run made; if the app needs it, add syscalls = ["uname"] to [tool.summon] and rebuild)'
     ], output
     assert status == 0
 
@@ -257,10 +257,10 @@ def test_extended_attributes_and_fallocate_take_the_stdlibs_fallback(
 def test_control_the_same_call_with_the_name_added_or_the_static_list(
     recording: Recording, test_rootfs: Path, tmp_path: Path, sandbox_target: SandboxTarget, how: str
 ) -> None:
-    allowed = tuple(recording.allowlist(["getresuid"])) if how == "manifest" else None
-    spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "getresuid"}, syscalls=allowed)
+    allowed = tuple(recording.allowlist(["uname"])) if how == "manifest" else None
+    spec = _spec(test_rootfs, tmp_path, TINY, env={"EXTRA": "uname"}, syscalls=allowed)
     _status, output = _run(sandbox_target, spec, tmp_path)
-    assert parse(output)["getresuid"]["ok"], output
+    assert parse(output)["uname"]["ok"], output
 
 
 def test_a_manifests_syscalls_reach_an_image_that_keeps_the_static_list(
