@@ -161,6 +161,17 @@ def _is_main_guard(test: "Node") -> bool:
     return "__name__" in names and "__main__" in consts
 
 
+def _in_stdlib(path: object) -> bool:
+    """Whether path is a file of the interpreter's own stdlib (not of site-packages)."""
+    stdlib = getattr(sys, "_stdlib_dir", None) or ""
+    return (
+        isinstance(path, str)
+        and bool(stdlib)
+        and path.startswith(stdlib + "/")
+        and "-packages/" not in path
+    )
+
+
 def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
@@ -182,13 +193,20 @@ class OptionalBlocker:
     """
 
     def __init__(
-        self, optional: "Sequence[str]", allowed_roots: "Sequence[str]", exclude: "Sequence[str]"
+        self,
+        optional: "Sequence[str]",
+        allowed_roots: "Sequence[str]",
+        exclude: "Sequence[str]",
+        include: "Sequence[str]" = (),
     ) -> None:
         self.optional = frozenset(optional)
         self.exclude = tuple(exclude)
         self.allowed_roots = tuple(r.rstrip("/") + "/" for r in allowed_roots)
         self.blocked: dict[str, str] = {}  # module -> the file whose import was refused
         self.allowed: set[str] = set()  # optional modules the app asked for: theirs go too
+        # The manifest's include list asks for them whoever imports them first (the stdlib's
+        # http.client before the app's code ever could).
+        self.included = frozenset(i.partition(".")[0] for i in include)
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> None:
         for entry in self.exclude:
@@ -205,6 +223,7 @@ class OptionalBlocker:
             importer == __file__
             or importer.startswith(self.allowed_roots)
             or importer_name.partition(".")[0] in self.allowed
+            or name.partition(".")[0] in self.included
         ):
             self.allowed.add(name.partition(".")[0])
             return None
@@ -220,7 +239,10 @@ class Tracer:
         self.warnings: list[str] = []
         self.failed: dict[str, str] = {}
         self.blocker = OptionalBlocker(
-            cfg.get("optional", ()), cfg.get("app_roots", ()), cfg.get("exclude", ())
+            cfg.get("optional", ()),
+            cfg.get("app_roots", ()),
+            cfg.get("exclude", ()),
+            cfg.get("include", ()),
         )
 
     def phase(self, text: str) -> None:
@@ -538,6 +560,11 @@ def main() -> None:
             report["missing"] = exc.name
         elif type(exc) is KeyError and exc.args and _raised_by_environ(exc):
             report["env"] = str(exc.args[0])  # os.environ["NAME"] at import
+        elif isinstance(exc, ImportError) and _in_stdlib(exc.path) and tracer.blocker.blocked:
+            # `from urllib.request import HTTPSHandler` (prometheus_client): names the stdlib
+            # defines only when an optional import of its succeeds (http.client's ssl).
+            first = min(tracer.blocker.blocked, key=lambda n: (n.startswith("_"), n))
+            report["optional"] = first.partition(".")[0]
         result["error"] = report
     import json
 

@@ -40,7 +40,15 @@ from summon.build.interface import (
 )
 from summon.build.own_dist import dotenv_warnings, own_distribution
 from summon.build.python import Interpreter, probe_interpreter
-from summon.build.records import ETC_FILES, app_json, bom_of, image_argv, image_config, modules_tsv
+from summon.build.records import (
+    ETC_FILES,
+    app_json,
+    bom_of,
+    host_etc_files,
+    image_argv,
+    image_config,
+    modules_tsv,
+)
 from summon.build.rootfs import Rootfs
 from summon.build.syscalls import (
     REPORT_KEY,
@@ -132,9 +140,11 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
     # hints: what the runtime says when an app's fork or exec is denied (imported on that
     # error path only, so no trace would see it). resume: what a VM restored from a snapshot
     # reseeds (vm imports it at the snapshot point; summon.net registers its hooks there).
-    # stats: imported when the host first asks for the app's figures (SIGQUIT).
+    # stats: imported when the host first asks for the app's figures (SIGQUIT). localzone:
+    # imported when a run sets TZ.
     mods = ["summon.runtime.init", "summon.runtime.vm", "summon.runtime.hints", "ctypes",
-            "summon.runtime.resume", "summon.runtime.stats"]  # fmt: skip
+            "summon.runtime.resume", "summon.runtime.stats",
+            "summon.runtime.localzone"]  # fmt: skip
     if m.seal != "off":
         mods += [
             "summon.runtime.seal",
@@ -321,6 +331,8 @@ def build(
         if zones.needs_zones(closure, packages):  # UTC only: other zones come with tzdata
             for path, content in zones.ZONE_FILES.items():
                 fs.add_bytes(path, content, "config")
+        for path in host_etc_files(closure.modules):
+            fs.add_file(path, Path(path).resolve(), "config", 0o644)
         if m.egress and "_ssl" in closure.modules and HOST_CA_BUNDLE.is_file():
             # TLS to the app's peers: what ssl.create_default_context() trusts is the file
             # OpenSSL reads by default (Debian's libssl, the image's: OPENSSLDIR /usr/lib/ssl).

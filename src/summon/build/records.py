@@ -5,6 +5,8 @@ build/image.py assembles the image; these are the records it writes into it and 
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 import summon
@@ -60,6 +62,29 @@ ETC_FILES = {
     ).encode(),
     "/etc/group": f"root:x:0:\napp:x:{SANDBOX_UID}:\nnonroot:x:{IMAGE_UID}:\n".encode(),
 }
+
+
+# Host files the stdlib reads when a module of it is in the image: (module, path). The same
+# app run by `python app.py` reads them, and the unix target's process still does; an image
+# without them answered differently in the sandbox and a VM: mimetypes.guess_type knew no
+# .webp, .woff2 or .avif (Starlette's StaticFiles, Flask's send_file and http.server sent
+# them as application/octet-stream), and getaddrinfo(host, "http"), getservbyname and
+# getprotobyname failed. Shipped as the host has them (Debian's media-types and netbase).
+HOST_ETC_FILES = (
+    ("mimetypes", "/etc/mime.types"),
+    ("socket", "/etc/services"),
+    ("socket", "/etc/protocols"),
+)
+
+
+def host_etc_files(modules: Collection[str], root: Path = Path("/")) -> list[str]:
+    """The HOST_ETC_FILES an image of these modules gets: those whose module is in it and
+    whose file the host (under root) has."""
+    return [
+        path
+        for module, path in HOST_ETC_FILES
+        if module in modules and (root / path.lstrip("/")).is_file()
+    ]
 
 
 def image_config(

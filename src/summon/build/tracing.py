@@ -252,6 +252,13 @@ def trace_error(
         from summon.build.distributions import requirement_hint
 
         hint = "; " + requirement_hint(missing, table=table)
+    optional = error.get("optional")
+    if not hint and isinstance(optional, str) and optional:
+        hint = (
+            f"; that stdlib module defines some names only with {optional}, which the stdlib "
+            f"imports optionally and images leave out unless asked: add include = "
+            f"[{optional!r}] to {table} and build again"
+        )
     variable = error.get("env")
     if not hint and isinstance(variable, str) and variable:
         hint = (

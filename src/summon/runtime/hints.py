@@ -290,4 +290,14 @@ def volume_hint(exc: BaseException) -> str | None:
             'on a volume (volumes = ["/data"] in the manifest, summon run -v NAME:/data) and '
             "point the app there"
         )
+    if not declared:
+        # sqlite names no path: a database beside the app's code (Django's startproject,
+        # sqlite:///app.db), which `python manage.py runserver` creates on the host, is the
+        # usual one. With volumes declared and mounted, the path is the app's to check.
+        return (
+            "sqlite could not open or create its database file; if it is in the app's folder, "
+            "that is read-only in an image (/app): keep the database on a volume "
+            '(volumes = ["/data"] in the manifest, summon run -v NAME:/data) and point the '
+            "app there"
+        )
     return None

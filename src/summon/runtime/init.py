@@ -150,6 +150,10 @@ def _run(argv: list[str]) -> int:
             pass
     for key, value in cfg.env.items():
         os.environ.setdefault(key, value)
+    if os.environ.get("TZ"):
+        from summon.runtime import localzone
+
+        localzone.hold(sys.path, _say)
     args = argv or cfg.args
     sealer = make_sealer(cfg, root)
     stdout = sys.stdout

@@ -15,8 +15,9 @@ Before it closes, the runtime
    SHM_EXEC, personality(READ_IMPLIES_EXEC), memfd_create, execve/execveat, ptrace, and the
    calls that put code into the kernel or reach its memory (modules, kexec, bpf, port I/O,
    device nodes) answer EPERM;
-5. installs the audit hook (seal_hook.py): no code compiled from strings, imports only from
-   the image, no ctypes, writes only under /tmp and the app's volumes.
+5. makes sys.path's relative entries absolute (absolute_path_entries) and installs the
+   audit hook (seal_hook.py): no code compiled from strings, imports only from the image,
+   no ctypes, writes only under /tmp and the app's volumes.
 
 Mode "audit" does 1-3 and 5, with a hook that says what it would refuse and refuses nothing,
 and installs no filter (the kernel's log of a filter is host-wide and says nothing on the
@@ -271,6 +272,7 @@ class Sealer:
                     "still holds"
                 )
         seal_hook.patch_memory_calls(self._refusal, enforce)
+        absolute_path_entries(sys.path)
         hook = seal_hook.make_hook(
             roots=self.roots,
             writable=self.writable,
@@ -405,6 +407,25 @@ def ready() -> None:
     """The app's warm-up is done: close the seal now (a no-op outside a sealing image)."""
     if _active is not None:
         _active.seal("ready()")
+
+
+def absolute_path_entries(path: list[Any]) -> None:
+    """Make sys.path's relative entries absolute, against the working folder now, in place.
+
+    A relative entry is the folder the path finder finds modules in at each import: the app's
+    (/app) now, /tmp after an os.chdir. Servers started from a script put one there before
+    the seal (uvicorn's --app-dir "", python -m's ""), and the hook, which must not trust a
+    folder that can change, refused every import after the seal with it (anyio's backend at
+    a FastAPI app's first request). Made absolute here, it names the folder it names now,
+    which the hook judges as any other; a relative entry added after the seal is refused.
+    """
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return  # no working folder: the path finder skips relative entries too
+    for i, entry in enumerate(path):
+        if isinstance(entry, str) and not entry.startswith("/"):
+            path[i] = os.path.normpath(os.path.join(cwd, entry))
 
 
 def _under(path: str, folders: tuple[str, ...]) -> bool:

@@ -24,6 +24,7 @@ import pytest
 
 from summon.build.image import APP_DIR, RUNTIME_ROOT, SITE_DIR, BuildResult, build
 from summon.build.python import Interpreter
+from summon.build.records import host_etc_files
 from summon.build.verify import VerifyError, VerifyPlan, verify_image
 from summon.store.image import Image
 from summon.store.layout import Store
@@ -255,6 +256,34 @@ def test_stdlib_server_survives_a_failing_request_and_speaks_cp1252(
             time.sleep(0.05)
         # socketserver printed the traceback (traceback imported lazily) and went on.
         assert "RuntimeError: boom" in log.read_text()
+
+
+def test_stdlib_files_of_the_hosts_etc_ship_with_their_modules(
+    stdlib_image: BuildResult, tmp_path: Path
+) -> None:
+    """http.server (mimetypes, socket): without /etc/mime.types an image sent .webp and .woff2
+    as application/octet-stream (the host's mimetypes knows them from that file), and without
+    /etc/services getaddrinfo(host, "http") failed, in the sandbox and a VM alike."""
+    root = stdlib_image.image.rootfs()
+    for path, module in (("mime.types", "mimetypes"), ("services", "socket")):
+        host = Path("/etc", path)
+        if not host.is_file():
+            continue
+        assert module in modules(stdlib_image)
+        assert (root / "etc" / path).read_bytes() == host.read_bytes()
+    probe = (
+        "import mimetypes, os; mimetypes.init([os.getcwd() + '/etc/mime.types']); "
+        "print(mimetypes.guess_type('a.webp')[0], mimetypes.guess_type('a.woff2')[0])"
+    )
+    if Path("/etc/mime.types").is_file():
+        assert run_in_image(stdlib_image.image, probe).stdout.split() == [
+            "image/webp",
+            "font/woff2",
+        ]
+    assert host_etc_files(["json"]) == []
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/services").write_text("http 80/tcp\n")
+    assert host_etc_files(["socket", "mimetypes"], tmp_path) == ["/etc/services"]
 
 
 def get_or_closed(port: int, path: str) -> tuple[int, bytes]:

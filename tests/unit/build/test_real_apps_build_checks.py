@@ -50,6 +50,30 @@ def test_broken_exclude_fails_the_build(store: Store, tmp_path: Path, interp: In
     )
 
 
+def test_a_name_the_stdlib_defines_only_with_ssl_says_to_include_it(
+    store: Store, tmp_path: Path
+) -> None:
+    """prometheus_client imports urllib.request's HTTPSHandler, which exists only when
+    http.client could import ssl, which images leave out unless asked: the build failed
+    with the bare ImportError, and include = ["ssl"] did not help (the stdlib's import of it
+    came first, and was still refused)."""
+    source = "from urllib.request import HTTPSHandler\n\ndef main():\n    pass\n"
+    manifest = 'name = "tls"\nentry = "app:main"\nnetwork = "none"\n'
+    assert _build_error(store, tmp_path / "tls", manifest, source) == (
+        "app failed to import during the closure trace: ImportError: cannot import name "
+        "'HTTPSHandler' from 'urllib.request' (/usr/lib/python3.11/urllib/request.py); that "
+        "stdlib module defines some names only with ssl, which the stdlib imports optionally "
+        "and images leave out unless asked: add include = ['ssl'] to summon.toml and build "
+        "again"
+    )
+    app = _app(tmp_path / "tls2", manifest + 'include = ["ssl"]\n', source)
+    result = build(app, store, tag="tls2:test", record=False)
+    names = {m["name"] for m in result.image.bom["modules"]}
+    assert {"ssl", "_ssl"} <= names
+    check = run_in_image(result.image, "from urllib.request import HTTPSHandler; print('ok')")
+    assert check.stdout == "ok\n", check.stderr
+
+
 def test_warm_up_for_an_entry_the_runtime_does_not_serve_fails_the_build(
     store: Store, tmp_path: Path
 ) -> None:

@@ -108,6 +108,34 @@ def test_a_database_on_a_volume_this_run_did_not_mount_is_named(image: ImageRoot
     assert mounted.stderr.endswith("unable to open database file\n")  # no word: mounted
 
 
+def test_a_database_in_the_read_only_app_folder_is_named_though_sqlite_names_no_path(
+    image: ImageRoot,
+) -> None:
+    # Django's startproject (db.sqlite3 beside manage.py) under `manage.py runserver`: its
+    # migration check died at start with "unable to open database file" and no word more,
+    # where the same command on the host creates the file.
+    image.app(
+        {
+            "app.py": dedent("""
+                import sqlite3
+                db = sqlite3.connect("/no-such-folder-summon-test/db.sqlite3")
+                def main():
+                    pass
+            """)
+        }
+    )
+    image.config("app:main")
+    result = image.run()
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        "sqlite3.OperationalError: unable to open database file\n"
+        "summon: sqlite could not open or create its database file; if it is in the app's "
+        "folder, that is read-only in an image (/app): keep the database on a volume "
+        '(volumes = ["/data"] in the manifest, summon run -v NAME:/data) and point the app '
+        "there\n"
+    )
+
+
 def test_a_variable_the_run_does_not_set_is_named_with_the_flag_that_gives_it(
     image: ImageRoot,
 ) -> None:

@@ -62,6 +62,17 @@ def test_unrecorded_calls_are_refused_with_how_to_allow_them(enforcing: gate.Exe
     assert 'add syscalls = ["uname"] to [tool.summon]' in rule
 
 
+def test_an_unrecorded_socket_of_an_allowed_family_is_called_unrecorded(
+    enforcing: gate.ExecGate,
+) -> None:
+    # A WSGI app's first socket() in a handler (a UDP metrics packet, libuuid asking uuidd):
+    # the line said socket was "not in the sandbox's allowlist", which allows it (AF_INET).
+    what, rule = enforcing._judge(NR_SOCKET, "socket", AF_INET) or ("", "")
+    assert what == "socket"
+    assert rule.startswith(gate.RULE_UNRECORDED)
+    assert 'add syscalls = ["socket"] to [tool.summon]' in rule
+
+
 def test_a_new_process_is_refused_always_naming_the_rule(
     enforcing: gate.ExecGate, recording: gate.ExecGate
 ) -> None:

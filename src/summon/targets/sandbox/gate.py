@@ -103,8 +103,12 @@ class ExecGate:
         self._families = frozenset(seccomp.socket_families(network).values())
         self._network = network
         # Gated while not recording: a call of the static list the recording never made
-        # (RULE_UNRECORDED), or any call outside it (RULE_OUTSIDE).
-        self._static = frozenset(seccomp.allowed_syscalls(network))
+        # (RULE_UNRECORDED), or any call outside it (RULE_OUTSIDE). The conditional calls a
+        # recording can notice are in it too, within their rules (a socket of an allowed
+        # family): a handler's first socket() was said to be outside the sandbox's allowlist.
+        self._static = frozenset(seccomp.allowed_syscalls(network)) | frozenset(
+            seccomp.RECORDABLE_CONDITIONAL
+        )
         self._names = seccomp.syscall_names()
         self._say = say
         self._lines = 0
