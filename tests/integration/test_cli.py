@@ -251,6 +251,11 @@ def test_hello_exit_status_and_env_on_unix(summon: Summon) -> None:
                "-e", "HELLO_NAME=summon")
     assert r.returncode == 7, r.stderr
     assert "hello, summon" in r.stdout
+    # Arguments after the image are the app's, instead of the manifest's (its first is the
+    # status), flags before them still summon's.
+    r = summon("run", str(EXAMPLES / "hello"), "--target", "unix", "-e", "HELLO_STATUS=7",
+               "--", "9")  # fmt: skip
+    assert r.returncode == 9, r.stderr
 
 
 def test_env_file_reaches_the_app_and_e_flags_win(summon: Summon, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from summon.cli.envflags import parse_env
 from summon.cli.output import notice, open_store, progress
 from summon.errors import UserError
 from summon.targets import secrets
-from summon.targets.base import SECRETS, VOLUMES, PortForward, PortTaken, RunSpec, Volume
+from summon.targets.base import ARGS, SECRETS, VOLUMES, PortForward, PortTaken, RunSpec, Volume
 
 _PORT_RE = re.compile(
     r"^(?:(?:(?P<addr>\[[^]]*\]|[^:\[\]]+):)?(?P<host>\d+):)?(?P<guest>\d+)"
@@ -214,6 +214,7 @@ def _image_or_folder(store: Any, image: str) -> Any:
 
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("image")
+@click.argument("args", nargs=-1, metavar="[-- ARGS...]")
 @click.option(
     "--target",
     type=TargetChoice(),
@@ -285,6 +286,7 @@ def _image_or_folder(store: Any, image: str) -> Any:
 )
 def run(
     image: str,
+    args: tuple[str, ...],
     target: str | None,
     accel: str | None,
     snapshot: bool | None,
@@ -301,7 +303,12 @@ def run(
     remove: bool,
     verify_key: Path | None,
 ) -> None:
-    """Run IMAGE (a name, ID, or an app folder, built first) in the foreground, or with -d."""
+    """Run IMAGE (a name, ID, or an app folder, built first) in the foreground, or with -d.
+
+    ARGS, after the image (and after `--` when one starts with '-'), are the app's arguments
+    for this run, instead of the manifest's args: `summon run site -v db:/data -- migrate`
+    runs `manage.py migrate` in the image. Arguments are data: no new code comes with them.
+    """
     from summon.instances import lifecycle, state
     from summon.instances.restart import RestartPolicy
 
@@ -322,6 +329,10 @@ def run(
         takers = [n for n in targets.names() if VOLUMES in targets.target_class(n).capabilities]
         raise UserError(f"-v: target {target_name} has no volumes (targets with volumes: "
                         f"{', '.join(takers) or 'none'})")  # fmt: skip
+    if args and ARGS not in chosen.capabilities:
+        takers = [n for n in targets.names() if ARGS in targets.target_class(n).capabilities]
+        raise UserError(f"ARGS {' '.join(args)!r}: target {target_name} cannot give the app "
+                        f"arguments (targets that can: {', '.join(takers) or 'none'})")  # fmt: skip
     if given and SECRETS not in chosen.capabilities:
         raise UserError(f"--secret: target {target_name} cannot give an instance secrets")
     check_ports_free(forwards)
@@ -353,6 +364,7 @@ def run(
     )
     if pids is not None:
         spec.pids = pids
+    spec.args = args
     limits = {"memory": "--memory" if size else "", "pids": "--pids" if pids is not None else ""}
     if unheld := [
         flag for limit, flag in limits.items() if flag and limit not in chosen.held_limits

@@ -129,6 +129,7 @@ def _run(argv: list[str]) -> int:
                 vm.setup()
             except vm.SetupError as e:
                 raise Fail(str(e), 1) from None
+            argv = vm.args if vm.args is not None else argv  # the run's, from run.json
             # SIGINT here is the host's stop request (Ctrl-C on the serial line, sent again
             # each second until the guest is gone): SIGTERM's meaning, repeats ignored.
             _signal.signal(_signal.SIGINT, _stop_sync)

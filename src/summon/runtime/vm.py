@@ -9,7 +9,8 @@ setup(), in order:
    treats as a request for a clean shutdown; NOFLSH keeps the app's last output from being
    flushed away with it;
 2. the run's settings, /etc/summon/run.json, which the host appends to the initramfs as a
-   second cpio archive: the environment, the volumes, kernel modules (generic kernels only);
+   second cpio archive: the environment, the volumes, kernel modules (generic kernels only),
+   the app's arguments when the run gives some (`args`, read by init.py);
 3. the network from ip= on the command line, when the kernel's own autoconfiguration did not
    apply it (a kernel without CONFIG_IP_PNP); or, in direct mode, the NIC up with no address;
 4. entropy: bytes from /dev/hwrng (virtio-rng) credited to the kernel's pool (RNDADDENTROPY),
@@ -80,6 +81,7 @@ active = False  # setup() ran: init's main() hands the exit status to finish()
 _snapshot_point = False  # run.json asked for a snapshot point not reached yet
 _libc: _ctypes.CDLL | None = None
 _mounted: list[str] = []  # volume mount points, unmounted by finish()
+args: list[str] | None = None  # the run's arguments for the app (summon run IMAGE ARGS...)
 
 
 class SetupError(Exception):
@@ -97,7 +99,7 @@ def is_vm(root: str = "/") -> bool:
 
 def setup() -> None:
     """Everything between the kernel handing over and the app starting (see the docstring)."""
-    global active, _snapshot_point
+    global active, _snapshot_point, args
     active = True
     with open("/proc/cmdline") as f:
         cmdline = f.read().split()
@@ -120,6 +122,8 @@ def setup() -> None:
             mount_volume(str(volume.get("uuid", "")), str(volume.get("path", "")))
     _mount(b"none", "/", None, MS_REMOUNT | MS_RDONLY, None, fatal=False)
     _snapshot_point = settings.get("snapshot") is True
+    given = settings.get("args")
+    args = [str(a) for a in given] if isinstance(given, list) else None
     _console_line(READY)
 
 

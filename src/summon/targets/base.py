@@ -41,6 +41,7 @@ HANDOFF = "handoff"
 # what the build's verification run (summon.build.verify) asks for.
 ISOLATED_RUN = "isolated-run"
 SECRETS = "secrets"  # RunSpec.secrets reach the app read-only, never through the image
+ARGS = "args"  # RunSpec.args reach the app as its arguments, instead of the manifest's args
 DEFAULT_MEMORY = 128 * 1024 * 1024
 DEFAULT_PIDS = 64
 # The image config label that holds the image's derived syscall allowlist (space-separated
@@ -159,6 +160,9 @@ class RunSpec:
     # for an image without one. Only a sandbox reads it.
     syscalls: tuple[str, ...] | None = None
     secrets: tuple[SecretFile, ...] = ()  # capability SECRETS
+    # The app's arguments for this run (`summon run IMAGE ARGS...`), instead of the
+    # manifest's args (capability ARGS): sys.argv[1:] of a script, as under `python app.py`.
+    args: tuple[str, ...] = ()
     # The instance's name as the user knows it (summon ps; name is its short ID): what the
     # app finds itself as in its /etc/hosts.
     hostname: str = ""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from summon.errors import UserError
 from summon.targets import secrets, volumes
 from summon.targets.base import (
+    ARGS,
     SECRETS,
     VOLUMES,
     VOLUMES_ENV,
@@ -101,7 +102,7 @@ def _status(code: int) -> int:
 class UnixTarget(Target):
     name: ClassVar[str] = "unix"
     description: ClassVar[str] = "a plain host process (development; no isolation)"
-    capabilities: ClassVar[frozenset[str]] = frozenset({SECRETS, VOLUMES})
+    capabilities: ClassVar[frozenset[str]] = frozenset({ARGS, SECRETS, VOLUMES})
     held_limits: ClassVar[frozenset[str]] = frozenset()  # no cgroup: a host process
     export_formats: ClassVar[dict[str, str]] = {
         "rootfs": "the image's root filesystem as a folder, as the unix target runs it"
@@ -139,7 +140,7 @@ class UnixTarget(Target):
     def start(self, spec: RunSpec) -> Instance:
         root = spec.rootfs
         argv = [str(root / a.lstrip("/")) if a.startswith("/") else a for a in spec.argv]
-        argv = through_image_loader(root, argv)
+        argv = [*through_image_loader(root, argv), *spec.args]  # the app's: never mapped
         env = {
             "PATH": "/usr/bin:/bin",
             **spec.env,

@@ -150,3 +150,16 @@ def test_ps_shows_an_image_id_once_the_tag_has_moved(monkeypatch: pytest.MonkeyP
     shown = instances._image_column(rows)
     assert shown["web:1", new] == "web:1"
     assert shown["web:1", old] == shown["gone:1", old] == "a" * 12
+
+
+def test_arguments_for_a_target_that_cannot_give_them_are_one_line() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "summon.cli.main", "run", "x", "--target", "browser", "--", "-x"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "summon: error: ARGS '-x': target browser cannot give the app arguments "
+        "(targets that can: sandbox, qemu, unix)"
+    ]

@@ -92,3 +92,9 @@ def test_long_instance_names_never_share_a_container() -> None:
     assert len(first) == len(second) == 64
     assert first.startswith("summon-gw-customer-facing")
     assert config.container_id("web-1") == "summon-web-1"  # short ones read as they are
+
+
+def test_the_runs_arguments_follow_the_image_argv() -> None:
+    spec = RunSpec(name="x", image="x", rootfs=Path("/r"), app_config={}, args=("migrate", "-v"))
+    doc = config.oci_config(spec, Path("/run/netns/x"), Path("/s"))
+    assert doc["process"]["args"] == [*spec.argv, "migrate", "-v"]

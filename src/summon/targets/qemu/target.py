@@ -32,6 +32,7 @@ from summon.build.kernel_image import boot_kernel, kernel_footprint
 from summon.errors import TargetUnavailable, UserError
 from summon.runtime.config import manifest_table
 from summon.targets.base import (
+    ARGS,
     FREEZE,
     SECRETS,
     SNAPSHOT,
@@ -146,7 +147,7 @@ class QemuTarget(Target):
     name: ClassVar[str] = "qemu"
     description: ClassVar[str] = "a QEMU microVM with a kernel built for the image"
     options: ClassVar[frozenset[str]] = frozenset({"accel", "snapshot"})
-    capabilities: ClassVar[frozenset[str]] = frozenset({VOLUMES, SECRETS, SNAPSHOT, FREEZE})
+    capabilities: ClassVar[frozenset[str]] = frozenset({ARGS, VOLUMES, SECRETS, SNAPSHOT, FREEZE})
     held_limits: ClassVar[frozenset[str]] = frozenset({"memory"})  # the guest's RAM; no pids
 
     def __init__(
@@ -284,6 +285,8 @@ class QemuTarget(Target):
             "modules": list(boot.config.get("modules") or []),
             "up": ["eth0"] if spec.network == "direct" else [],
         }
+        if spec.args:  # vm.py hands them to the app (and they are in the snapshot key)
+            settings["args"] = list(spec.args)
         extra = self.extra_kernel_args
         if snapshotting:
             settings["snapshot"] = True
@@ -291,9 +294,7 @@ class QemuTarget(Target):
         # The kernel's own IP only in socket mode: in direct mode summon's stack owns the NIC.
         cmdline = kernel_cmdline(boot.config, spec.network == "socket", extra)
         acpi = bool(boot.config.get("acpi"))
-        return Guest(
-            qemu, accel, store, boot, disks, memory, raw, settings, cmdline, acpi, leases
-        )
+        return Guest(qemu, accel, store, boot, disks, memory, raw, settings, cmdline, acpi, leases)
 
     def _snapshotting(self, spec: RunSpec) -> bool:
         """Whether this start restores or saves a snapshot (see snapshot.py for who may)."""

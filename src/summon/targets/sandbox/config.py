@@ -203,7 +203,7 @@ def oci_config(
         "process": {
             "terminal": False,
             "user": {"uid": APP_UID, "gid": APP_GID},
-            "args": list(spec.argv),
+            "args": [*spec.argv, *spec.args],
             "env": [f"{k}={v}" for k, v in env.items()],
             "cwd": "/",
             "capabilities": no_caps,

@@ -45,9 +45,7 @@ def etc_files(
         files["/etc/resolv.conf"] = f"nameserver {nameserver}\noptions attempts:2 timeout:2\n"
         files["/etc/nsswitch.conf"] = NSSWITCH
     return {
-        path: text.encode()
-        for path, text in files.items()
-        if (rootfs / path.lstrip("/")).is_file()
+        path: text.encode() for path, text in files.items() if (rootfs / path.lstrip("/")).is_file()
     }
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from summon import paths
 from summon.errors import TargetUnavailable, UserError
 from summon.targets.base import (
+    ARGS,
     FREEZE,
     HANDOFF,
     ISOLATED_RUN,
@@ -95,7 +96,7 @@ class SandboxTarget(Target):
     )
 
     capabilities: ClassVar[frozenset[str]] = frozenset(
-        {ISOLATED_RUN, SECRETS, VOLUMES, FREEZE, HANDOFF}
+        {ISOLATED_RUN, SECRETS, VOLUMES, FREEZE, HANDOFF, ARGS}
     )
     export_formats: ClassVar[dict[str, str]] = {
         "seccomp": "the sandbox's seccomp profile for podman, containerd and the kubelet (JSON)",
