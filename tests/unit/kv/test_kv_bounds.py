@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from summon import kv
 from summon.cli.main import cli
 from summon.kv.errors import CorruptStore
-from summon.kv.objects import BLOB, MAX_OBJECT, decode_loose, object_id
+from summon.kv.objects import BLOB, MAX_OBJECT, SMALL_LOOSE, decode_loose, object_id
 from summon.kv.odb import loose_path
 from summon.kv.pack import apply_delta
 from summon.kv.packwrite import index_pack
@@ -62,6 +62,12 @@ def test_a_loose_object_inflates_to_its_declared_size_only() -> None:
     huge = zlib.compress(b"blob %d\0" % (MAX_OBJECT + 1))
     with pytest.raises(CorruptStore, match=f"over the {MAX_OBJECT} an object may have"):
         decode_loose(huge, oid)
+    # A small file (at most SMALL_LOOSE bytes, at most ~1 MiB inflated) is inflated at once,
+    # and checked the same way.
+    small = zlib.compress(b"blob 5\0" + bytes(100_000), 9)
+    assert len(small) <= SMALL_LOOSE
+    with pytest.raises(CorruptStore, match="inflates past the 5 bytes its header says"):
+        decode_loose(small, oid)
     with pytest.raises(CorruptStore, match="cut short"):
         decode_loose(zlib.compress(b"blob 5\0hel"), oid)
     assert decode_loose(zlib.compress(b"blob 5\0hello"), oid) == (BLOB, b"hello")
