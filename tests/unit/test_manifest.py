@@ -184,6 +184,10 @@ def test_syscalls_are_checked_against_the_syscall_table(tmp_path: Path) -> None:
         ("seal = 1\n", 'seal: expected true (the default), false, or "audit"'),
         ('syscalls = ["getcwd", "nosuch"]\n', "syscalls: 'nosuch' is not an x86_64 syscall"),
         ('syscalls = ["ptrace"]\n', "syscalls: 'ptrace' is never allowed in the sandbox"),
+        (
+            'syscalls = ["getcwd", "fsmount"]\n',
+            "syscalls: 'fsmount' is never allowed in the sandbox (rule seccomp.deny",
+        ),
         ("syscalls = [1]\n", "syscalls: expected a list of syscall names"),
     ],
 )

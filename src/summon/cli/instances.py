@@ -170,12 +170,19 @@ def logs(instance: str, follow: bool, tail: str) -> None:
         current = b""
     old = b"" if lines is not None and current.count(b"\n") >= lines else _read_old(folder)
     sink = sys.stdout.buffer
-    sink.write(console.tail(old + current, lines))
+    # To a terminal, the app's escape sequences are shown, not obeyed (console.Visible);
+    # to a pipe or a file, its bytes go unchanged.
+    shown = console.Visible() if sys.stdout.isatty() else None
+    data = console.tail(old + current, lines)
+    sink.write(shown.feed(data, final=not follow) if shown else data)
     sink.flush()
     if follow:
         with _until_ctrl_c():
             for chunk in console.follow(folder.logs, len(current), lambda: not folder.supervised()):
-                sink.write(chunk)
+                sink.write(shown.feed(chunk) if shown else chunk)
+                sink.flush()
+            if shown:
+                sink.write(shown.feed(b"", final=True))
                 sink.flush()
 
 

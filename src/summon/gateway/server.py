@@ -32,7 +32,7 @@ from summon.gateway.launched import Launched
 from summon.gateway.service import Launcher, Service, State
 from summon.gateway.status import StatusServer
 from summon.instances import scratch
-from summon.instances.console import ConsoleLog
+from summon.instances.console import ConsoleLog, shown
 from summon.targets.base import HANDOFF, PortForward, RunSpec, SecretFile, Target, Volume
 
 if TYPE_CHECKING:
@@ -148,7 +148,8 @@ class ImageLauncher:
             lines = self.log_path(name).read_text(errors="replace").strip().splitlines()
         except OSError:
             return ""
-        return lines[-1][:300] if lines else ""
+        # The app's words, in the gateway's log (a terminal, often): its escapes are shown.
+        return shown(lines[-1][:300]) if lines else ""
 
     def _forget_stopped(self, service: str, name: str) -> None:
         """Delete the folders and console logs of the service's stopped boots but the last

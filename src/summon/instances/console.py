@@ -8,6 +8,7 @@ and noted in the log once there is room: the app's console pipe is always draine
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import threading
@@ -18,6 +19,32 @@ from typing import IO
 
 MAX_BYTES = 10 * 1024 * 1024
 LOG_NAME = "console.log"
+
+# What a terminal would obey rather than show: C0 controls but \n and \t, DEL, and C1
+# (U+0080..U+009F; 0x9b alone is CSI to some terminals). Each is shown as its escape.
+_SHOWN = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c not in (9, 10)}
+_SHOWN[13] = "\\r"
+
+
+class Visible:
+    r"""The app's bytes made safe for the operator's terminal (rule: an app's output reaches a
+    terminal only as text; its escape sequences are shown, not obeyed). A hostile app
+    would otherwise rewrite the screen, set the window title, or answer back into the
+    shell. Control characters but \n and \t become `\x1b`-style escapes (\r `\r`),
+    bytes that are not UTF-8 `\xNN`; a character split between two chunks is kept whole.
+    Only for a terminal: piped or redirected, `summon logs` writes the bytes unchanged."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")
+
+    def feed(self, data: bytes, final: bool = False) -> bytes:
+        return self._decoder.decode(data, final).translate(_SHOWN).encode()
+
+
+def shown(text: str) -> str:
+    """`text` (an app's line quoted in a message) with its control characters shown, as
+    Visible shows them: for the gateway's log and status, which reach a terminal."""
+    return text.translate(_SHOWN)
 
 
 class ConsoleLog:

@@ -42,14 +42,21 @@ def write_bundle(repo: Repository, path: str) -> None:
         lines.append(head_id.hex().encode() + b" HEAD\n")
     lines.append(b"\n")
     pack, _, _ = pack_reachable(repo).finish()
-    temp = path + ".tmp"
+    temp = f"{path}.{os.getpid()}.tmp"  # never a file of the user's named PATH.tmp
     try:
-        with open(temp, "wb") as f:
+        with open(temp, "xb") as f:
             f.writelines(lines)
             f.write(pack)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
+        folder = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the rename itself survives a power cut
+        except OSError:
+            pass  # a file system that refuses a folder's fsync (as FolderBackend skips it)
+        finally:
+            os.close(folder)
     except BaseException:
         try:
             os.unlink(temp)

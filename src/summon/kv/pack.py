@@ -25,7 +25,7 @@ import zlib
 from hashlib import sha1
 
 from summon.kv.errors import CorruptStore, UnsupportedRepository
-from summon.kv.objects import KINDS
+from summon.kv.objects import KINDS, MAX_OBJECT, inflate_exact
 
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
@@ -131,6 +131,7 @@ class Pack:
     def read_at(self, offset: int, resolve: Resolver) -> tuple[bytes, bytes]:
         """(kind, body) of the entry at `offset`, its delta chain applied."""
         deltas: list[tuple[int, bytes]] = []
+        held = 0
         while True:
             cached = self._cache.get(offset)
             if cached is not None:
@@ -142,8 +143,13 @@ class Pack:
                 kind, body = KINDS[kind_no - 1], data
                 break
             deltas.append((offset, data))
+            held += len(data)
             if len(deltas) > MAX_CHAIN:
                 raise CorruptStore(f"{self.path}: a delta chain at {offset} does not end")
+            if held > MAX_OBJECT:  # each within its own size, but all of them held at once
+                raise CorruptStore(
+                    f"{self.path}: the delta chain at {offset} holds over {MAX_OBJECT} bytes"
+                )
             if isinstance(base, int):
                 offset = base
             else:
@@ -188,32 +194,20 @@ class Pack:
         return kind_no, size, base, offset + pos
 
     def _inflate(self, offset: int, data_at: int, size: int) -> bytes:
-        d = zlib.decompressobj()
-        out = []
-        got = 0
         at = data_at
-        chunk = size + 64
+
+        def read(n: int) -> bytes:
+            nonlocal at
+            raw = self.backend.read_at(self.path, at, n)
+            at += len(raw)
+            return raw
+
         try:
-            while not d.eof:
-                raw = self.backend.read_at(self.path, at, chunk)
-                if not raw:
-                    break
-                at += len(raw)
-                piece = d.decompress(raw)
-                got += len(piece)
-                out.append(piece)
-                chunk = 65536
-                if got > size:
-                    break
+            return inflate_exact(read, size)[0]
         except zlib.error as e:
             raise CorruptStore(f"{self.path}: bad zlib data at offset {offset}: {e}") from None
-        data = b"".join(out)
-        if not d.eof or len(data) != size:
-            raise CorruptStore(
-                f"{self.path}: entry at offset {offset} inflates to {len(data)} bytes, "
-                f"its header says {size}"
-            )
-        return data
+        except ValueError as e:
+            raise CorruptStore(f"{self.path}: the entry at offset {offset} {e}") from None
 
 
 def parse_entry_header(data: bytes, pos: int) -> tuple[int, int, int]:
@@ -263,6 +257,10 @@ def apply_delta(base: bytes, delta: bytes, where: str = "delta", offset: int = 0
         tgt_size, pos = _varint(delta, pos)
         if src_size != len(base):
             raise ValueError(f"its base is {len(base)} bytes, it expects {src_size}")
+        # Rule: a delta makes at most the size it declares, and that at most MAX_OBJECT
+        # (a copy is 8 bytes for up to 16 MiB: a small delta could make terabytes).
+        if tgt_size > MAX_OBJECT:
+            raise ValueError(f"says it makes {tgt_size} bytes, over the {MAX_OBJECT} allowed")
         out = bytearray()
         end = len(delta)
         while pos < end:
@@ -281,10 +279,14 @@ def apply_delta(base: bytes, delta: bytes, where: str = "delta", offset: int = 0
                 n = n or 0x10000
                 if start + n > len(base):
                     raise ValueError(f"copies {n} bytes from {start}, past its base's end")
+                if len(out) + n > tgt_size:
+                    raise ValueError(f"makes more than the {tgt_size} bytes it says")
                 out += base[start : start + n]
             elif op:
                 if pos + op > end:
                     raise ValueError("an insert runs past the delta's end")
+                if len(out) + op > tgt_size:
+                    raise ValueError(f"makes more than the {tgt_size} bytes it says")
                 out += delta[pos : pos + op]
                 pos += op
             else:

@@ -17,7 +17,7 @@ import zlib
 from hashlib import sha1
 
 from summon.kv.errors import CorruptStore
-from summon.kv.objects import KINDS, deflate, object_id
+from summon.kv.objects import KINDS, MAX_OBJECT, deflate, inflate_exact, object_id
 from summon.kv.pack import (
     OFS_DELTA,
     REF_DELTA,
@@ -28,6 +28,7 @@ from summon.kv.pack import (
 )
 
 MAX_DEPTH = 50
+MAX_HELD = 4 * MAX_OBJECT  # a whole pack indexed in memory (an import) inflates to at most this
 MIN_DELTA_SIZE = 128  # below this a delta saves too little to be worth making and reading
 COPY_MAX = 0x10000
 INSERT_MAX = 0x7F
@@ -189,9 +190,7 @@ class PackWriter:
             h.update(chunk)
         trailer = h.digest()
         pack = b"".join([head, *self._chunks, trailer])
-        idx = build_idx(
-            [(oid, self._crcs[oid], off) for oid, off in self._where.items()], trailer
-        )
+        idx = build_idx([(oid, self._crcs[oid], off) for oid, off in self._where.items()], trailer)
         return pack, idx, PackIndex(idx, name)
 
 
@@ -232,24 +231,21 @@ def build_idx(entries: list[tuple[bytes, int, int]], pack_sha: bytes) -> bytes:
 
 def _inflate(view: memoryview, pos: int, size: int, name: str) -> tuple[bytes, int]:
     """(data, position after) of the zlib stream at `pos`, which must inflate to `size`."""
-    d = zlib.decompressobj()
-    out = []
     at = pos
-    chunk = size + 64
+
+    def read(n: int) -> bytes:
+        nonlocal at
+        raw = view[at : at + n]
+        at += len(raw)
+        return bytes(raw)
+
     try:
-        while not d.eof:
-            raw = view[at : at + chunk]
-            if not raw:
-                break
-            out.append(d.decompress(raw))
-            at += len(raw)
-            chunk = 65536
+        data, used = inflate_exact(read, size)
     except zlib.error as e:
         raise CorruptStore(f"{name}: bad zlib data at offset {pos}: {e}") from None
-    data = b"".join(out)
-    if not d.eof or len(data) != size:
-        raise CorruptStore(f"{name}: the entry at offset {pos} does not inflate to {size} bytes")
-    return data, at - len(d.unused_data)
+    except ValueError as e:
+        raise CorruptStore(f"{name}: the entry at offset {pos} {e}") from None
+    return data, pos + used
 
 
 def index_pack(pack: bytes, name: str = "pack") -> tuple[bytes, dict[bytes, tuple[bytes, bytes]]]:
@@ -263,6 +259,7 @@ def index_pack(pack: bytes, name: str = "pack") -> tuple[bytes, dict[bytes, tupl
     end = len(pack) - 20
     pos = 12
     raw: dict[int, tuple[int, int | bytes | None, bytes, int]] = {}  # offset -> entry
+    held = 0
     for _ in range(count):
         start = pos
         try:
@@ -279,6 +276,9 @@ def index_pack(pack: bytes, name: str = "pack") -> tuple[bytes, dict[bytes, tupl
         except (IndexError, ValueError) as e:
             raise CorruptStore(f"{name}: bad entry at offset {start}: {e}") from None
         data, pos = _inflate(view, pos, size, name)
+        held += len(data)
+        if held > MAX_HELD:  # every entry is held inflated until the deltas are applied
+            raise CorruptStore(f"{name}: its entries inflate to over {MAX_HELD} bytes")
         if pos > end:
             raise CorruptStore(f"{name}: the entry at offset {start} runs into the checksum")
         raw[start] = (kind_no, base, data, zlib.crc32(view[start:pos]))

@@ -2,7 +2,9 @@
 
 Refused after the seal, each with the rule named in the PermissionError and said once:
 - seal.code: compiling or running code from strings (the "compile" and "exec" events) unless
-  the source is byte for byte an image file (an import of a .py without its .pyc), the code
+  the source is byte for byte an image file (an import of a .py without its .pyc; an image
+  file is under a module folder and on that folder's file system, so a link from the image
+  into /tmp or a volume does not make what the app wrote there the image's), the code
   is what Jinja makes of a template file the image ships (named after the file, which must
   exist there and may not be Python, and compiled by the image's Jinja from exactly that
   file's text: other code under a template's name is code from a string), the compile only
@@ -101,6 +103,19 @@ def make_hook(
     _memoryview, _type, _len, _isinstance = memoryview, type, len, isinstance
     _tuple_roots = tuple(_str(r).rstrip("/") for r in roots)
     _tuple_writable = tuple(_str(w).rstrip("/") for w in writable)
+    # Each root's device: an image file read for its code must be on it (rule seal.code: an
+    # image file is on the image's own file system), so a link inside the image to /tmp or a
+    # volume (a writable tmpfs, a bind) cannot pass what the app wrote there as the image's.
+    _root_devs = []
+    for _root in _tuple_roots:
+        try:
+            # lstat: a root that is itself a link counts where the link is, not its target
+            _root_devs.append((_root + "/", os.lstat(_root).st_dev))
+        except OSError:
+            pass  # a sys.path entry that is not there holds no file
+    _tuple_root_devs = tuple(_root_devs)
+    del _root_devs
+    _fstat = os.fstat
     _devices = DEVICES
     _write_flags = WRITE_FLAGS
     _watched = WATCHED
@@ -173,6 +188,24 @@ def make_hook(
             if name.startswith(root + "/"):
                 return True
         return False
+
+    def _image_content(name: str) -> bytes | None:
+        """The bytes of the file `name` (a real str) if it is under an image module folder and
+        on that folder's file system (checked on the open file: no race with a rename); else
+        None. Read to compare with code about to run."""
+        if not name.startswith("/") or ".." in name.split("/"):
+            return None
+        for root, dev in _tuple_root_devs:
+            if name.startswith(root):
+                try:
+                    with _open(name, "rb") as f:
+                        if _fstat(f.fileno()).st_dev != dev:
+                            return None
+                        content: bytes = f.read()
+                        return content
+                except (_os_error, _value_error):
+                    return None
+        return None
 
     def _dataclass_at_import() -> bool:
         """Whether dataclasses makes code for a class an image module defines as it is
@@ -325,12 +358,13 @@ def make_hook(
                 if _isinstance(filename, _bytes):
                     filename = b"".join((filename,)).decode("utf-8", "surrogateescape")
                 name = "".join((filename,)) if _isinstance(filename, _str) else ""
-                if _in_image(name) and (_isinstance(source, _bytes) or _isinstance(source, _str)):
+                content = None
+                if _isinstance(source, _bytes) or _isinstance(source, _str):
+                    content = _image_content(name)
+                if content is not None:
                     data = b"".join((source,)) if _isinstance(source, _bytes) else None
                     text = "".join((source,)) if data is None else None
                     try:
-                        with _open(name, "rb") as f:
-                            content = f.read()
                         if data is not None and content == data:
                             return
                         if text is not None and content.decode("utf-8") == text:
@@ -426,16 +460,9 @@ def make_hook(
                 if _type(data) is _memoryview and data.readonly and _type(data.obj) is _bytes:
                     data = data.tobytes()
                 pyc: Any = frame.f_locals.get("bytecode_path")
-                if _type(data) is _bytes and _type(pyc) is _str and ".." not in pyc.split("/"):
-                    for root in _tuple_roots:
-                        if pyc.startswith(root + "/"):
-                            try:
-                                with _open(pyc, "rb") as f:
-                                    content = f.read()
-                                ok = content[16:] == data
-                            except (_os_error, _value_error):
-                                ok = False
-                            break
+                if _type(data) is _bytes and _type(pyc) is _str:
+                    content = _image_content(pyc)
+                    ok = content is not None and content[16:] == data
             if ok:
                 return
             what, rule = "marshal.loads of code that is not an image .pyc", 0

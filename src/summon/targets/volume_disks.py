@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -73,6 +74,7 @@ def dump_disk(disk: Path, dest: Path, owner: tuple[int, int] | None) -> None:
             f"copied out (refused: e2fsck -f -p says {said[0].removeprefix(disk.name + ': ')!r}); "
             f"`e2fsck -f {disk}` repairs it"
         )
+    check_sizes(debugfs, disk, owner)
     # debugfs says what it could not dump but exits 0: any line but its banner is a failure,
     # except that it may not give files of the VM's root to root: they are the owner's.
     rdump = f"rdump / {os.path.relpath(dest, disk.parent)}"
@@ -90,6 +92,56 @@ def dump_disk(disk: Path, dest: Path, owner: tuple[int, int] | None) -> None:
             raise UserError(f"the host's disk is full copying the files out of {disk}: {full[0]}")
         raise SummonError(f"debugfs could not copy every file out of {disk}: {problems[0]}")
     discard(dest / "lost+found")
+
+
+_ENTRY = re.compile(r"/(\d+)/(\d+)/\d*/\d*/(.*)/(\d*)/")
+
+
+def check_sizes(debugfs: str, disk: Path, owner: tuple[int, int] | None) -> None:
+    """Refuse a disk whose files add up to more bytes than the disk has (rule: a disk's files
+    are copied out only up to its own size). A sparse file costs its disk nothing and
+    debugfs writes it out whole: a VM's 1 GiB volume could hold a 16 TiB file of holes and
+    fill the host's disk. The folders are listed by inode (`ls -p <N>`, no name to quote),
+    one debugfs run per level of the tree; a line that is no entry (a name with a line
+    break could hide one) is refused too."""
+    capacity = disk.stat().st_size
+    total = 0
+    seen = {2}
+    level = [2]  # the root folder's inode
+    while level:
+        proc = subprocess.run(
+            [debugfs, "-f", "-", disk.name],
+            input="".join(f"ls -p <{ino}>\n" for ino in level),
+            capture_output=True, text=True, errors="replace", check=False,
+            cwd=disk.parent, preexec_fn=as_owner(owner),
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise SummonError(f"debugfs could not list {disk}: {proc.stderr.strip()[-200:]}")
+        level = []
+        for line in proc.stdout.splitlines():
+            if not line or line.startswith("debugfs: ls -p <"):
+                continue
+            entry = _ENTRY.fullmatch(line)
+            if entry is None:
+                raise UserError(
+                    f"the ext4 disk {disk} names a file with a line break, so its files are not "
+                    "copied out (rule: a disk's files are copied out only up to its size, which "
+                    f"such a name could hide; its listing says {line[:60]!r})"
+                )
+            ino, mode, name, size = entry.groups()
+            if name in (".", ".."):
+                continue
+            if mode.startswith("04") and int(ino) not in seen:
+                seen.add(int(ino))
+                level.append(int(ino))
+            elif mode.startswith("10"):
+                total += int(size or 0)
+            if total > capacity:
+                raise UserError(
+                    f"the ext4 disk {disk} holds files of over {capacity} bytes, more than the "
+                    f"disk itself (sparse files), so its files are not copied out (rule: a "
+                    "disk's files are copied out only up to its size)"
+                )
 
 
 def give_to(folder: Path, owner: tuple[int, int]) -> None:

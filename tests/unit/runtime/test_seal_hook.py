@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dis
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -381,6 +383,58 @@ def test_audit_mode_refuses_nothing_and_reports_what_it_would(audited: dict[str,
     assert rules == {
         "seal.code", "seal.import", "seal.ctypes", "seal.write", "seal.heap", "seal.program"
     }  # fmt: skip
+
+
+LINKED_CHILD = r"""
+import json, sys
+app, scratch = sys.argv[1], sys.argv[2]
+sys.path[:] = [p for p in sys.path if p]
+sys.path.insert(0, app)
+from summon.runtime import seal_hook
+said = []
+roots = tuple(p for p in sys.path if p.startswith("/"))
+sys.addaudithook(seal_hook.make_hook(roots=roots, writable=(scratch,), enforce=True,
+                 trusted_callers=frozenset(), report=lambda w, r, e: said.append(r)))
+with open(scratch + "/late.py", "w") as f:  # written after the seal, where writes may go
+    f.write("X = 'new code'\n")
+results = {}
+for module in ("linked.late", "mod_link", "realmod"):
+    try:
+        __import__(module)
+        results[module] = "ok"
+    except PermissionError as e:
+        results[module] = "refused: " + str(e)
+print(json.dumps(results))
+"""
+
+
+def test_a_link_from_the_image_into_a_writable_tmpfs_is_not_the_image(tmp_path: Path) -> None:
+    """Rule seal.code: an image file is under a module folder and on its file system. A link
+    in the image (a relative one stays inside the root, so the layer rules let it be) into
+    /tmp would otherwise pass code the app wrote there after the seal as an image file."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no /dev/shm on a file system of its own to stand for the tmpfs /tmp")
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "realmod.py").write_text("X = 'the image'\n")
+    scratch = Path(tempfile.mkdtemp(dir=shm, prefix="summon-seal-"))
+    try:
+        (app / "linked").symlink_to(scratch)  # a folder of the image that leads to /tmp
+        (app / "mod_link.py").symlink_to(scratch / "late.py")  # a file, likewise
+        result = subprocess.run(
+            [sys.executable, "-S", "-B", "-c", LINKED_CHILD, str(app), str(scratch)],
+            env={"PYTHONPATH": str(SRC), "PYTHONDONTWRITEBYTECODE": "1"},
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(scratch)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout.splitlines()[-1])
+    for module in ("linked.late", "mod_link"):
+        assert results[module].startswith("refused: "), results
+        assert "seal.code: no code from strings after the seal" in results[module]
+    assert results["realmod"] == "ok"  # the control: a file of the image itself
 
 
 def test_the_program_rule_is_the_seal_filters() -> None:

@@ -91,8 +91,12 @@ def test_everyday_calls_allowed(profile: dict[str, Any]) -> None:
 def test_every_other_call_goes_to_the_gate_to_be_refused_with_a_line(
     profile: dict[str, Any],
 ) -> None:
-    for name in ("setsid", "setuid", "io_uring_enter", "memfd_create", "syslog", "quotactl"):
+    for name in ("setsid", "setuid", "memfd_create", "inotify_init1", "mlock", "getpriority"):
         assert decide(profile, name)[0] == "SCMP_ACT_NOTIFY", name
+    # The denied calls the kernel refuses itself (EPERM): the gate's advice to add the call
+    # to `syscalls` would be wrong for them (rule seccomp.deny refuses that).
+    for name in ("io_uring_enter", "syslog", "quotactl", "fsopen", "modify_ldt"):
+        assert decide(profile, name) == ("SCMP_ACT_ERRNO", errno.EPERM), name
     # The default action is left for no call of the table: each is allowed, answered by the
     # kernel (denied, ENOTSUP), or refused by the gate, which says so on the console.
     rules = profile["syscalls"]
@@ -322,7 +326,7 @@ def test_the_base_set_says_why_and_stays_inside_the_static_list(network: str) ->
     ("names", "message"),
     [
         (["gettimeofday", "nosuchcall"], "'nosuchcall' is not an x86_64 syscall"),
-        (["ptrace"], "'ptrace' is never allowed in the sandbox: no debugging"),
+        (["ptrace"], "'ptrace' is never allowed in the sandbox (rule seccomp.deny: the calls"),
         (["execve"], "'execve' has a fixed rule in the sandbox"),
     ],
 )
@@ -330,6 +334,34 @@ def test_check_names_says_what_is_wrong_in_one_line(names: list[str], message: s
     with pytest.raises(seccomp.SyscallNameError, match=re.escape(message)):
         seccomp.check_names(names)
     assert seccomp.check_names(["uname", "getcwd", "uname"]) == ["getcwd", "uname"]
+
+
+# Host control and kernel surface a manifest's `syscalls` once could add: the kernel log, the
+# x86 segment table, the new mount API (the old mount was denied, these were not), quotas,
+# I/O ports, io_uring's other calls, other processes' fds and objects, the host name.
+DENIED_SINCE_PROBE = (
+    "syslog", "modify_ldt", "fsopen", "fsconfig", "fsmount", "fspick", "open_tree",
+    "move_mount", "mount_setattr", "quotactl", "quotactl_fd", "lookup_dcookie", "iopl",
+    "ioperm", "uselib", "_sysctl", "io_uring_enter", "io_uring_register", "kcmp",
+    "pidfd_getfd", "fanotify_init", "vhangup", "sethostname", "setdomainname",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", DENIED_SINCE_PROBE)
+def test_a_manifest_cannot_add_a_denied_call(name: str) -> None:
+    # rule seccomp.deny: the calls no sandbox allows, whatever the manifest's `syscalls` say
+    with pytest.raises(seccomp.SyscallNameError) as info:
+        seccomp.check_names(["getcwd", name])
+    message = str(info.value)
+    assert message.startswith(f"{name!r} is never allowed in the sandbox (rule seccomp.deny: ")
+    assert "\n" not in message
+    with pytest.raises(seccomp.SyscallNameError, match=r"\(rule seccomp\.deny: "):
+        seccomp.derived_allowlist((), (name,), network="socket")
+    with pytest.raises(ValueError, match="a derived allowlist names denied calls"):
+        seccomp.profile("socket", "/x.sock", {"read", name})  # a tampered image label
+    # vm86 and vm86old are i386 calls: refused as no x86_64 syscall at all
+    with pytest.raises(seccomp.SyscallNameError, match="'vm86' is not an x86_64 syscall"):
+        seccomp.check_names(["vm86"])
 
 
 @pytest.mark.skipif(not UNISTD.exists(), reason=f"no {UNISTD}: apt-get install linux-libc-dev")

@@ -204,3 +204,29 @@ def test_an_export_refuses_a_store_holding_a_link(state: Path, tmp_path: Path) -
     with pytest.raises(UserError, match="is not a folder or a regular file"):
         volume_stores.export("v", tmp_path / "b")
     assert not (tmp_path / "b").exists()
+
+
+@needs_e2fsprogs
+@pytest.mark.parametrize("planted", ["sparse", "line break"])
+def test_a_disk_whose_files_outgrow_it_is_not_copied_out(
+    state: Path, tmp_path: Path, planted: str
+) -> None:
+    """Rule: a disk's files are copied out only up to its size. A file of holes costs an ext4
+    disk nothing and debugfs wrote it out whole: an app's 1 GiB volume could fill the host's
+    disk at `volume export`. A name with a line break, which could hide such a file from
+    the listing, is refused too."""
+    from summon import kv
+
+    folder, held = volumes.attach_folder("holes")
+    held.close()
+    with kv.open_folder(str(folder / "todo")) as store:
+        store.set("k", b"v")
+    name = "holes" if planted == "sparse" else "we\nird"
+    with (folder / name).open("wb") as f:
+        f.truncate((2 << 30) if planted == "sparse" else 1)  # 2 GiB of holes, on a 1 GiB disk
+    volumes.attach_disk("holes")[2].close()  # now an ext4 disk, the file in it
+    said = "more than the disk itself" if planted == "sparse" else "names a file with a line"
+    with pytest.raises(UserError, match=said):
+        volume_stores.export("holes", tmp_path / "h.bundle")
+    assert not (tmp_path / "h.bundle").exists()
+    assert not [p for p in state.iterdir() if ".export-" in p.name]

@@ -70,6 +70,8 @@ NOTIFY = "SCMP_ACT_NOTIFY"
 ERRNO = "SCMP_ACT_ERRNO"
 
 _DATA = "seccomp-allowlist.json"
+# The rule that refuses a denied call in a manifest's `syscalls`, named in the refusal.
+RULE_DENIED = "rule seccomp.deny: the calls no sandbox allows"
 # Where `summon inspect --json` and the bill of materials put an image's sandbox policy.
 REPORT_KEY = "sandbox"
 
@@ -194,7 +196,9 @@ def check_names(names: Iterable[str]) -> list[str]:
         if name not in known:
             raise SyscallNameError(f"{name!r} is not an x86_64 syscall")
         if name in denied:
-            raise SyscallNameError(f"{name!r} is never allowed in the sandbox: {denied[name]}")
+            raise SyscallNameError(
+                f"{name!r} is never allowed in the sandbox ({RULE_DENIED}): {denied[name]}"
+            )
         if name in ("clone3", "execve", "prctl", "seccomp"):
             raise SyscallNameError(
                 f"{name!r} has a fixed rule in the sandbox (see docs/sandbox.md); leave it out"
