@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,11 @@ LOG_NAME = "console.log"
 # (U+0080..U+009F; 0x9b alone is CSI to some terminals). Each is shown as its escape.
 _SHOWN = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c not in (9, 10)}
 _SHOWN[13] = "\\r"
+# Colour and style (SGR: ESC [ numbers m) is let through: it moves nothing and answers
+# nothing, and every logging library's coloured levels (uvicorn's, Flask's) would be noise
+# shown as escapes. A sequence cut at a chunk's end waits for the next chunk.
+_SGR = re.compile(r"\x1b\[[0-9;:]{0,32}m")
+_SGR_START = re.compile(r"\x1b(\[[0-9;:]{0,32})?\Z")
 
 
 class Visible:
@@ -32,13 +38,24 @@ class Visible:
     would otherwise rewrite the screen, set the window title, or answer back into the
     shell. Control characters but \n and \t become `\x1b`-style escapes (\r `\r`),
     bytes that are not UTF-8 `\xNN`; a character split between two chunks is kept whole.
-    Only for a terminal: piped or redirected, `summon logs` writes the bytes unchanged."""
+    Colours (SGR sequences) pass as they are. Only for a terminal: piped or redirected,
+    `summon logs` writes the bytes unchanged."""
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")
+        self._held = ""  # the start of a colour sequence the chunk ended in
 
     def feed(self, data: bytes, final: bool = False) -> bytes:
-        return self._decoder.decode(data, final).translate(_SHOWN).encode()
+        text = self._held + self._decoder.decode(data, final)
+        self._held = ""
+        if not final and (cut := _SGR_START.search(text)):
+            text, self._held = text[: cut.start()], text[cut.start() :]
+        shown, at = [], 0
+        for sgr in _SGR.finditer(text):
+            shown += [text[at : sgr.start()].translate(_SHOWN), sgr.group()]
+            at = sgr.end()
+        shown.append(text[at:].translate(_SHOWN))
+        return "".join(shown).encode()
 
 
 def shown(text: str) -> str:

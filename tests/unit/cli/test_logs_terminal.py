@@ -83,6 +83,18 @@ def test_logs_to_a_terminal_show_escapes_rather_than_obey_them(instance: str, fo
     )
 
 
+def test_colours_pass_and_every_other_sequence_is_shown() -> None:
+    # uvicorn's coloured levels read as colour, whole even when cut between two chunks; a
+    # sequence that only starts like one (cursor moves, a title) is shown.
+    shown = console.Visible()
+    out = shown.feed(b"\x1b[32mINFO\x1b[0m: up \x1b[3") + shown.feed(b"2;1mok\x1b[0m\n")
+    assert out == b"\x1b[32mINFO\x1b[0m: up \x1b[32;1mok\x1b[0m\n"
+    tail = console.Visible()
+    assert tail.feed(b"a\x1b[2") + tail.feed(b"J\x1b[1;1H\x1b") + tail.feed(b"", final=True) == (
+        b"a\\x1b[2J\\x1b[1;1H\\x1b"
+    )
+
+
 def test_a_character_split_between_chunks_is_kept_whole() -> None:
     shown = console.Visible()
     assert shown.feed(b"\xe2\x82") + shown.feed(b"\xac\x1b", final=True) == b"\xe2\x82\xac\\x1b"
