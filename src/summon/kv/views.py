@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from summon.devices import KV_RO, Transaction
 from summon.kv.errors import StoreClosed
+from summon.kv.objects import MAX_OBJECT
 from summon.kv.tree import key_path
 
 # Not from typing: importing typing costs ~9 ms at every start.
@@ -30,14 +31,22 @@ if TYPE_CHECKING:
 
 
 def as_value(value: object) -> bytes:
-    """`value` as bytes: bytes, bytearray and memoryview are values; text must be encoded."""
+    """`value` as bytes: bytes, bytearray and memoryview are values; text must be encoded.
+    At most MAX_OBJECT (1 GiB) bytes: what the store reads back (objects.inflate_exact)."""
     if isinstance(value, bytes):
-        return value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise TypeError(
-        f"values are bytes, not {type(value).__name__}: encode text first (text.encode())"
-    )
+        data = value
+    elif isinstance(value, (bytearray, memoryview)):
+        data = bytes(value)
+    else:
+        raise TypeError(
+            f"values are bytes, not {type(value).__name__}: encode text first (text.encode())"
+        )
+    if len(data) > MAX_OBJECT:
+        raise ValueError(
+            f"a value is at most {MAX_OBJECT} bytes (1 GiB), not {len(data)}: the store could "
+            "not read it back; split it over several keys"
+        )
+    return data
 
 
 class Snapshot(KV_RO):

@@ -146,3 +146,20 @@ def test_volume_export_refuses_a_bomb_in_one_line(
     assert result.output.count("\n") == 1
     assert "inflates past the 5 bytes its header says" in result.output
     assert not out.exists() and not list(tmp_path.glob("todo.bundle*"))
+
+
+def test_a_value_the_store_could_not_read_back_is_refused_at_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Reads inflate at most MAX_OBJECT: a bigger value is refused when written, not lost
+    # when read (the bound made small here, as 1 GiB of test data is not worth it).
+    from summon.kv import views
+
+    monkeypatch.setattr(views, "MAX_OBJECT", 10)
+    store = kv.open_memory()
+    store.set("fits", b"x" * 10)
+    with pytest.raises(ValueError, match="a value is at most 10 bytes"):
+        store.set("big", b"x" * 11)
+    with pytest.raises(ValueError, match="a value is at most 10 bytes"), store.transaction() as t:
+        t.set("big", bytearray(11))
+    assert store.list() == ["fits"]
