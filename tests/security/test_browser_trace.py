@@ -177,3 +177,4 @@ def test_a_module_pyodide_ships_apart_is_named_with_the_apps_line(
     assert "importing the entry module 'notes': /app/notes.py:2: ModuleNotFoundError: " in message
     assert "The module 'sqlite3' is unvendored from the Python standard library" in message
     assert "hold Pyodide's core only" in message and "pyodide.org" not in message
+    assert message.endswith("or for a tab keep its data in files on a volume")  # what to do
