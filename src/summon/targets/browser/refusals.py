@@ -72,7 +72,8 @@ class NativeExtension:
     def refusal(self) -> str:
         return (
             f"package {self.owner} has a native extension ({self.file}) it cannot start "
-            "without, and Pyodide's core runs pure-Python packages only"
+            "without, and Pyodide's core runs pure-Python packages only: run it on another "
+            "target (summon run IMAGE), or pick a pure-Python package for a tab"
         )
 
 

@@ -195,6 +195,8 @@ def test_a_native_extension_the_app_cannot_start_without_is_refused_naming_its_p
     assert message is not None
     assert message.startswith("package cffi 1.17.1 has a native extension (/usr/lib/summon/")
     assert "cannot start without" in message and "\n" not in message
+    assert message.endswith("run it on another target (summon run IMAGE), or pick a pure-Python "
+                            "package for a tab")  # fmt: skip
 
 
 @pytest.mark.parametrize(
