@@ -57,7 +57,8 @@ def entry_is_servable(c: Candidate) -> str | None:
     what = entry.get("path") or f"{entry.get('module')}:{entry.get('function')}"
     return (
         f"its entry {what} is a {kind}, and a browser runs a function asking for a Stack "
-        "device (from summon.devices), or a WSGI or ASGI app"
+        "device (from summon.devices), or a WSGI or ASGI app: for a tab, set the manifest's "
+        'entry to the app object the script serves (entry = "module:app")'
     )
 
 

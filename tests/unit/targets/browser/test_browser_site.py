@@ -202,7 +202,10 @@ def test_a_native_extension_the_app_cannot_start_without_is_refused_naming_its_p
 @pytest.mark.parametrize(
     ("extra", "why"),
     [
-        ({"entry": {"kind": "script", "path": "/app/serve.py"}}, "/app/serve.py is a script"),
+        (
+            {"entry": {"kind": "script", "path": "/app/serve.py"}},
+            "/app/serve.py is a script.*set the manifest's entry to the app object",
+        ),
         ({"secrets": ["DB_PASSWORD"]}, r"it needs secrets \(DB_PASSWORD\)"),
         ({"egress": ["api.example.org:443"]}, "reaches out to the network"),
     ],
