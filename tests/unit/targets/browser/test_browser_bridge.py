@@ -12,6 +12,7 @@ import asyncio
 import json
 import shutil
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -346,3 +347,29 @@ def test_a_kv_rw_store_on_a_volume_in_the_page(
     # On the volume (the page's IDBFS): a Git repository, its commits in the journal so far.
     notes = root / "state" / "notes"
     assert (notes / "HEAD").is_file() and (notes / "summon-kv" / "journal.0").is_file()
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_a_tab_holding_its_volumes_is_not_warned_that_the_store_has_no_flock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: bool
+) -> None:
+    """Pyodide has no fcntl, so summon.kv warns that it cannot lock the store: on the page's
+    error panel at every start of examples/todo, though the worker's Web Lock already makes
+    the tab the volume's one opener. Without that lock (no navigator.locks) it still warns."""
+    monkeypatch.delenv("SUMMON_VOLUMES", raising=False)
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # `import fcntl` fails, as in Pyodide
+    root = image_root(tmp_path, "store_app", STORE_APP, volumes=["/state"],
+                      stores={"notes": "/state/notes"})  # fmt: skip
+    (root / "state").mkdir()
+
+    async def main() -> int:
+        app = BrowserApp(str(root), volumes_held=held)
+        await app.start()
+        return (await app.exchange("GET", "/", [], b"", "site:8080")).status
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run(main()) == 200
+    said = [str(w.message) for w in caught if "no exclusive lock" in str(w.message)]
+    warning = f"{root}/state/notes: no exclusive lock (this platform has no fcntl)"
+    assert [m.split(";")[0] for m in said] == ([] if held else [warning])

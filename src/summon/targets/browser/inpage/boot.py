@@ -23,6 +23,7 @@ import asyncio
 import importlib
 import os
 import sys
+import warnings
 
 from summon.runtime import config as app_config
 from summon.runtime import hints, init, injection
@@ -74,11 +75,22 @@ def plain(status: int, reason: str, text: str) -> Response:
     return Response(status, reason, headers, body)
 
 
+# summon.kv's RuntimeWarning where it cannot flock its store (kv/backend.py), as Pyodide has
+# no fcntl; shown on the page's error panel at every start of a KV_RW app, while the tab
+# already is the store's one opener.
+NO_FLOCK_WARNING = r".*: no exclusive lock \(this platform has no fcntl\)"
+
+
 class BrowserApp:
     """One app in a page: its config, its entry's task, and the stack its server listens on."""
 
-    def __init__(self, root: str = "/", answer_timeout: float = ANSWER_TIMEOUT) -> None:
+    def __init__(
+        self, root: str = "/", answer_timeout: float = ANSWER_TIMEOUT, volumes_held: bool = False
+    ) -> None:
         self.root = root
+        # The worker holds the volumes under a Web Lock (worker.js): this tab is their one
+        # opener, so summon.kv's warning that it cannot flock (no fcntl) is no news.
+        self.volumes_held = volumes_held
         self.stack = MemoryStack()
         self.answer_timeout = answer_timeout
         self.port = 0  # the port requests go to, once start() has returned
@@ -113,6 +125,8 @@ class BrowserApp:
         # The worker mounted every volume of the image on IndexedDB (IDBFS) before this ran
         # (worker.js): a KV_RW store finds its volume there, saved after each request.
         os.environ.setdefault(injection.VOLUMES_ENV, ":".join(cfg.volumes))
+        if self.volumes_held:
+            warnings.filterwarnings("ignore", NO_FLOCK_WARNING, RuntimeWarning)
         sys.argv = [cfg.entry, *cfg.args]
         try:
             # The one import by a name known only at run time: the app's entry (app.json).
