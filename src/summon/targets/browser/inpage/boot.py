@@ -220,6 +220,7 @@ class BrowserApp:
 
         The tab's cookie jar does the browser's part: its cookies go with the request, and
         the response's Set-Cookie fields go into it (a service worker could pass neither).
+        Framing refusals allow the page shell's frame (framable).
         """
         if not self.running:
             return plain(503, "Service Unavailable", "the app is not running (see the page's log)")
@@ -241,7 +242,7 @@ class BrowserApp:
                 504, "Gateway Timeout", f"the app did not answer in {self.answer_timeout:g} s"
             )
         response = parser.response
-        response.headers = self.cookies.take(target, response.headers)
+        response.headers = framable(self.cookies.take(target, response.headers))
         return response
 
     async def _answer(self, request: bytes, parser: ResponseParser, host: str) -> None:
@@ -324,3 +325,31 @@ def _as_pairs(headers: Any) -> list[tuple[str, str]]:
     if hasattr(headers, "to_py"):  # a Pyodide JsProxy of an array of [name, value] arrays
         headers = headers.to_py()
     return [(str(name), str(value)) for name, value in headers]
+
+
+def framable(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """headers, with the app's refusal to be framed narrowed to other origins.
+
+    The app's pages show in a frame of the page shell, at the same origin. An app saying
+    X-Frame-Options: DENY (Django's default middleware) or CSP frame-ancestors 'none' would
+    get a blank frame; as SAMEORIGIN and 'self' it keeps every other site from framing it.
+    """
+    out = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "x-frame-options" and value.strip().lower() == "deny":
+            value = "SAMEORIGIN"
+        elif lower in ("content-security-policy", "content-security-policy-report-only"):
+            value = ";".join(_frame_ancestors_self(d) for d in value.split(";"))
+        out.append((name, value))
+    return out
+
+
+def _frame_ancestors_self(directive: str) -> str:
+    words = directive.split()
+    if not words or words[0].lower() != "frame-ancestors":
+        return directive
+    sources = [w for w in words[1:] if w.lower() != "'none'"]
+    if "'self'" not in (w.lower() for w in sources):
+        sources.insert(0, "'self'")
+    return " ".join([words[0], *sources])
