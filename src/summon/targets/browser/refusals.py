@@ -104,7 +104,12 @@ def native_extensions(c: Candidate) -> list[NativeExtension]:
 def refused_for_native(natives: list[NativeExtension], error: str) -> str | None:
     """The refusal when a failed start in Pyodide is an import of a left-out native module."""
     for native in natives:
-        if f"'{native.module}'" in error or f'"{native.module}"' in error:
+        parent, _, last = native.module.rpartition(".")
+        said = (
+            f"'{native.module}'",  # No module named 'pkg._speedups'
+            f"cannot import name '{last}' from '{parent}'",  # from pkg import _speedups
+        )
+        if any(text in error for text in said):
             return native.refusal()
     return None
 

@@ -195,6 +195,11 @@ def test_a_native_extension_the_app_cannot_start_without_is_refused_naming_its_p
     assert message is not None
     assert message.startswith("package cffi 1.17.1 has a native extension (/usr/lib/summon/")
     assert "cannot start without" in message and "\n" not in message
+    nested = refusals.NativeExtension("pkg 1.0", "/usr/lib/summon/site/pkg/_c.so", "pkg._c")
+    from_import = "ImportError: cannot import name '_c' from 'pkg' (/usr/lib/summon/site/pkg/...)"
+    assert refusals.refused_for_native([nested], from_import) == nested.refusal()
+    assert refusals.refused_for_native([nested], "No module named 'pkg._c'") == nested.refusal()
+    assert refusals.refused_for_native([nested], "No module named 'other'") is None
     assert message.endswith("run it on another target (summon run IMAGE), or pick a pure-Python "
                             "package for a tab")  # fmt: skip
 
