@@ -134,6 +134,12 @@ def _write(
             raise refusals.Unexportable(
                 f"cannot run {app.get('name') or 'the app'} in a browser: {why}"
             ) from None
+    if natives:
+        modules = ", ".join(n.module for n in natives[:3]) + (", ..." if len(natives) > 3 else "")
+        step(
+            f"left out {len(natives)} native extension(s) Pyodide cannot load ({modules}): the "
+            "app started without them (site.json's native_left_out)"
+        )
     if trace.python.rpartition(".")[0] != pyodide.PYTHON.rpartition(".")[0]:
         raise UserError(f"Pyodide runs CPython {trace.python}, not {pyodide.PYTHON}: reinstall it")
     with zipfile.ZipFile(core / "python_stdlib.zip") as archive:
