@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from summon.targets.browser import closure, pyodide
+from summon.targets.browser import closure, pyodide, refusals
 from summon.targets.browser.archive import write_zip
 from summon.targets.browser.bundle import IN_PAGE_SOURCE
 
@@ -177,3 +177,38 @@ def test_a_module_pyodide_ships_apart_is_named_with_the_apps_line(
     assert "importing the entry module 'notes': /app/notes.py:2: ModuleNotFoundError: " in message
     assert "The module 'sqlite3' is unvendored from the Python standard library" in message
     assert "hold Pyodide's core only" in message and "pyodide.org" not in message
+    assert message.endswith("or for a tab keep its data in files on a volume")  # what to do
+
+
+ANSWERS = """
+from summon.devices import Stack
+
+async def main(stack: Stack) -> None:
+    async def answer(reader, writer):
+        await reader.readuntil(b"\\r\\n\\r\\n")
+        writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok")
+        await writer.drain()
+        writer.close()
+    server = await stack.start_server(answer, 80)
+    await server.serve_forever()
+"""
+
+
+def test_a_native_module_the_app_cannot_start_without_is_named_with_its_package(
+    core: Path, tmp_path: Path
+) -> None:
+    """Not the sandbox's either: the export leaves native extensions out of the bundle and
+    refuses only an app whose start fails importing one; Pyodide's own error line is matched."""
+    native = refusals.NativeExtension(
+        "speedy 1.0", "/app/_speedy.cpython-311-x86_64-linux-gnu.so", "_speedy"
+    )
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    fallback = "try:\n    import _speedy\nexcept ImportError:\n    _speedy = None\n"
+    bundle = app_bundle(tmp_path / "a", "fast", fallback + ANSWERS)
+    closure.run_trace(core, bundle, "/usr/lib/summon")  # starts without it: not refused
+    bundle = app_bundle(tmp_path / "b", "fast", "import _speedy\n" + ANSWERS)
+    with pytest.raises(closure.AppFailsInPyodide) as failed:
+        closure.run_trace(core, bundle, "/usr/lib/summon")
+    why = refusals.refused_for_native([native], str(failed.value))
+    assert why is not None and why.startswith("package speedy 1.0 has a native extension")

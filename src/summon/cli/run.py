@@ -333,6 +333,9 @@ def run(
         takers = [n for n in targets.names() if ARGS in targets.target_class(n).capabilities]
         raise UserError(f"ARGS {' '.join(args)!r}: target {target_name} cannot give the app "
                         f"arguments (targets that can: {', '.join(takers) or 'none'})")  # fmt: skip
+    if overrides and not chosen.env_at_run:
+        raise UserError(f"-e: target {target_name} runs the app from a static site, whose "
+                        "environment is the manifest's env: set it there and rebuild")  # fmt: skip
     if given and SECRETS not in chosen.capabilities:
         raise UserError(f"--secret: target {target_name} cannot give an instance secrets")
     check_ports_free(forwards)

@@ -345,6 +345,9 @@ class Target(abc.ABC):
     # The limits of a run (--memory, --pids) this target holds the app to; `summon run` says
     # when one given is not (a host process, a tab), rather than leave it believed.
     held_limits: ClassVar[frozenset[str]] = frozenset({"memory", "pids"})
+    # Whether -e / --env-file reach the app; a target whose app reads the environment fixed in
+    # an artifact (a static site's app.json) says False, and `summon run` refuses them.
+    env_at_run: ClassVar[bool] = True
 
     @classmethod
     @abc.abstractmethod

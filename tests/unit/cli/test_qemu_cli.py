@@ -35,6 +35,7 @@ def test_kernel_build_refuses_an_unknown_fragment(runner: CliRunner) -> None:
     ("args", "message"),
     [
         (["-v", "data:/data", "--target", "browser"], "-v: target browser has no volumes (targets"),
+        (["-e", "SUMMON_HTTP_MAX_BODY=64M", "--target", "browser"], "-e: target browser runs the"),
         (["--accel", "tcg", "--target", "sandbox"], "--accel is not an option of target sandbox"),
         (["--accel", "bogus", "--target", "qemu"], "--accel bogus: choose one of kvm, tcg"),
         (["-p", "8080:80", "-p", "8080:81"], "-p 8080:81: 127.0.0.1:8080/tcp is given twice"),

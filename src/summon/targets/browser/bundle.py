@@ -2,8 +2,9 @@
 
 Paths are the image's own, so the image's runtime finds everything where app.json says:
 /etc/summon/app.json; every folder of the app's sys.path (/app, and /usr/lib/summon/site
-for the vendored pure-Python packages), without __pycache__ (Pyodide compiles the sources,
-and a .pyc beside its source is checked against a modification time the unpacking changes);
+for the vendored packages), without __pycache__ (Pyodide compiles the sources, and a .pyc
+beside its source is checked against a modification time the unpacking changes) and without
+native extensions (Linux ELF files: refusals.native_extensions);
 each KV_RO data folder (/data/<name>); the image's summon runtime (/usr/lib/summon/summon,
 as the image has it: the builder kept what the app's entry needs, error paths included); and
 the in-page package (summon_browser, from this summon, as source).
@@ -17,6 +18,7 @@ from typing import Any
 
 from summon.errors import UserError
 from summon.targets.browser.archive import write_zip
+from summon.targets.browser.refusals import NATIVE_SUFFIXES
 
 RUNTIME_DIR = "/usr/lib/summon"  # the image's runtime folder: summon/ and summon_browser/
 IN_PAGE_NAME = "summon_browser"
@@ -31,6 +33,8 @@ EXCHANGE = Path("runtime") / "http" / "exchange.py"
 def _files(folder: Path) -> Iterator[Path]:
     for path in sorted(folder.rglob("*")):
         if path.is_file() and "__pycache__" not in path.relative_to(folder).parts:
+            if path.name.endswith(NATIVE_SUFFIXES):
+                continue  # compiled for Linux: no use in WebAssembly (refusals.native_extensions)
             yield path
 
 

@@ -103,7 +103,8 @@ def run_trace(pyodide_dir: Path, bundle: Path, runtime_dir: str) -> Trace:
             said += (
                 "; summon's browser sites hold Pyodide's core only (nothing is fetched from "
                 "a CDN), which lacks the stdlib modules Pyodide ships as packages of their "
-                "own (sqlite3, ssl, lzma...)"
+                "own (sqlite3, ssl, lzma...): run such an app on another target (summon run "
+                "IMAGE), or for a tab keep its data in files on a volume"
             )
         raise AppFailsInPyodide(
             f"the app does not start in Pyodide {pyodide.VERSION} (CPython {doc.get('python')}): "

@@ -1,11 +1,12 @@
 """What keeps an image out of a browser tab: each rule a function, each refusal one line.
 
-A static site can hold neither native code Pyodide's core lacks nor a secret, and a tab
-reaches no network of its own. check() runs every rule in RULES on the image and raises
-Unexportable with the first refusal; a rule returns None when the image passes it. Manifest
-keys that do not exist yet (secrets, egress) are checked when present, so that an image
-that declares them is refused the day they land; add a rule to RULES for each new thing a
-browser cannot give.
+A static site can hold no secret, and a tab reaches no network of its own; native code
+Pyodide's core lacks is left out, and refused only when the app cannot start without it
+(native_extensions, refused_for_native: the export's trace decides). check() runs every
+rule in RULES on the image and raises Unexportable with the first refusal; a rule returns
+None when the image passes it. Manifest keys that do not exist yet (secrets, egress) are
+checked when present, so that an image that declares them is refused the day they land;
+add a rule to RULES for each new thing a browser cannot give.
 """
 
 from __future__ import annotations
@@ -56,12 +57,37 @@ def entry_is_servable(c: Candidate) -> str | None:
     what = entry.get("path") or f"{entry.get('module')}:{entry.get('function')}"
     return (
         f"its entry {what} is a {kind}, and a browser runs a function asking for a Stack "
-        "device (from summon.devices), or a WSGI or ASGI app"
+        "device (from summon.devices), or a WSGI or ASGI app: for a tab, set the manifest's "
+        'entry to the app object the script serves (entry = "module:app")'
     )
 
 
-def no_native_extensions(c: Candidate) -> str | None:
-    """Pyodide's npm core has no wheels: a vendored package with compiled code cannot load."""
+@dataclass(frozen=True)
+class NativeExtension:
+    """A compiled module of a vendored package: Pyodide's npm core has no wheels to load it."""
+
+    owner: str  # "markupsafe 3.0.4": the distribution, or the top-level name
+    file: str  # its image path, e.g. /usr/lib/summon/site/markupsafe/_speedups.cpython-311-...so
+    module: str  # its module name, e.g. markupsafe._speedups
+
+    def refusal(self) -> str:
+        return (
+            f"package {self.owner} has a native extension ({self.file}) it cannot start "
+            "without, and Pyodide's core runs pure-Python packages only: run it on another "
+            "target (summon run IMAGE), or pick a pure-Python package for a tab"
+        )
+
+
+def native_extensions(c: Candidate) -> list[NativeExtension]:
+    """Every native extension on the app's sys.path, in a stable order.
+
+    Not a rule: many packages carry one as an optional speed-up with a pure-Python fallback
+    (MarkupSafe, under Flask and Jinja2; msgpack; PyYAML's CLoader). The bundle leaves them
+    out (a Linux ELF file cannot load in WebAssembly anyway) and the export's trace decides:
+    an app that starts without them runs; one whose import of such a module fails is refused
+    with refused_for_native().
+    """
+    found: list[NativeExtension] = []
     for image_path, folder in c.code_folders():
         if not folder.is_dir():
             continue
@@ -70,11 +96,21 @@ def no_native_extensions(c: Candidate) -> str | None:
             if path.is_file() and path.name.endswith(NATIVE_SUFFIXES):
                 rel = path.relative_to(folder)
                 top = rel.parts[0].removesuffix(".py").split(".")[0]
-                owner = owners.get(top, top)
-                return (
-                    f"package {owner} has a native extension ({image_path}/{rel}), and "
-                    "Pyodide's core runs pure-Python packages only"
-                )
+                module = ".".join([*rel.parts[:-1], rel.name.split(".")[0]])
+                found.append(NativeExtension(owners.get(top, top), f"{image_path}/{rel}", module))
+    return found
+
+
+def refused_for_native(natives: list[NativeExtension], error: str) -> str | None:
+    """The refusal when a failed start in Pyodide is an import of a left-out native module."""
+    for native in natives:
+        parent, _, last = native.module.rpartition(".")
+        said = (
+            f"'{native.module}'",  # No module named 'pkg._speedups'
+            f"cannot import name '{last}' from '{parent}'",  # from pkg import _speedups
+        )
+        if any(text in error for text in said):
+            return native.refusal()
     return None
 
 
@@ -98,7 +134,7 @@ def no_egress(c: Candidate) -> str | None:
     return None
 
 
-RULES: list[Rule] = [entry_is_servable, no_native_extensions, no_secrets, no_egress]
+RULES: list[Rule] = [entry_is_servable, no_secrets, no_egress]
 
 
 def check(candidate: Candidate) -> None:

@@ -33,6 +33,7 @@ from summon.errors import UserError
 from summon.targets.browser import pyodide, refusals
 from summon.targets.browser.bundle import RUNTIME_DIR, write_bundle
 from summon.targets.browser.closure import (
+    AppFailsInPyodide,
     StdlibClosure,
     prune_lock,
     prune_stdlib,
@@ -89,11 +90,13 @@ def build_site(image: Image, dest: Path, step: Step) -> Site:
     rootfs = image.rootfs()
     app = image.app_config()
     bom = image.bom
-    refusals.check(refusals.Candidate(rootfs, app, bom))
+    candidate = refusals.Candidate(rootfs, app, bom)
+    refusals.check(candidate)
+    natives = refusals.native_extensions(candidate)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        site = _write(image, rootfs, app, bom, core, tmp, step)
+        site = _write(image, rootfs, app, bom, core, tmp, step, natives)
         _fsync_tree(tmp)
         os.chmod(tmp, 0o755)
         try:
@@ -114,6 +117,7 @@ def _write(
     core: Path,
     out: Path,
     step: Step,
+    natives: list[refusals.NativeExtension],
 ) -> Site:
     reserved = out / RESERVED
     (reserved / "pyodide").mkdir(parents=True)
@@ -121,7 +125,21 @@ def _write(
         step(f"tracing {app.get('name') or 'the app'} in Pyodide {pyodide.VERSION} under Node")
         full_bundle = Path(work) / "trace.zip"
         write_bundle(rootfs, app, full_bundle, for_trace=True)
-        trace = run_trace(core, full_bundle, RUNTIME_DIR)
+        try:
+            trace = run_trace(core, full_bundle, RUNTIME_DIR)
+        except AppFailsInPyodide as e:
+            why = refusals.refused_for_native(natives, str(e))
+            if why is None:
+                raise
+            raise refusals.Unexportable(
+                f"cannot run {app.get('name') or 'the app'} in a browser: {why}"
+            ) from None
+    if natives:
+        modules = ", ".join(n.module for n in natives[:3]) + (", ..." if len(natives) > 3 else "")
+        step(
+            f"left out {len(natives)} native extension(s) Pyodide cannot load ({modules}): the "
+            "app started without them (site.json's native_left_out)"
+        )
     if trace.python.rpartition(".")[0] != pyodide.PYTHON.rpartition(".")[0]:
         raise UserError(f"Pyodide runs CPython {trace.python}, not {pyodide.PYTHON}: reinstall it")
     with zipfile.ZipFile(core / "python_stdlib.zip") as archive:
@@ -147,6 +165,7 @@ def _write(
         "volumes": list(app.get("volumes") or []),
         "stdlib_modules": len(closure.modules),
         "left_out": closure.left_out,
+        "native_left_out": [n.file for n in natives],  # the app started without them
     }
     (reserved / "site.json").write_text(json.dumps(site_json, indent=1) + "\n")
     files = {

@@ -65,6 +65,7 @@ class BrowserTarget(Target):
     }
     forwards_to_app_ports: ClassVar[bool] = False  # -p's host port serves the page
     held_limits: ClassVar[frozenset[str]] = frozenset()  # the tab's browser decides
+    env_at_run: ClassVar[bool] = False  # the tab reads the site's app.json: the manifest's env
 
     def __init__(self, store: Store | None = None, site_cache: Path | None = None) -> None:
         """store: the image store (default: the user's); site_cache: where sites are kept."""

@@ -4,7 +4,8 @@ GET / lists the notes with a form; POST /add appends one and redirects to /; /bo
 In a tab the volume is IndexedDB (IDBFS), saved after each request: a note must survive a
 reload and a browser restart with the same profile. Each POST also counts itself in a cookie
 (`added`, HttpOnly), shown by GET /: a session as Flask or Django keep one, which the tab's
-bridge must keep as a browser would.
+bridge must keep as a browser would. Its page refuses framing (X-Frame-Options: DENY, as
+Django's default middleware sends), and must show in the page shell's frame all the same.
 """
 
 import html
@@ -32,7 +33,12 @@ def app(environ, start_response):
             "<form method=post action=/add><input name=text><button>Add</button></form>"
             "</body></html>"
         )
-        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        # Django's default middleware refuses framing: the tab's shell frame must show it.
+        framing = [
+            ("X-Frame-Options", "DENY"),
+            ("Content-Security-Policy", "frame-ancestors 'none'"),
+        ]
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), *framing])
         return [page.encode()]
     if path == "/add" and method == "POST":
         length = int(environ.get("CONTENT_LENGTH") or 0)

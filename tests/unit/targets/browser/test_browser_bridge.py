@@ -12,6 +12,7 @@ import asyncio
 import json
 import shutil
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import h11
 import pytest
 
 from summon.runtime.config import from_dict
-from summon.targets.browser.inpage.boot import AppFailed, BrowserApp, http_port
+from summon.targets.browser.inpage.boot import AppFailed, BrowserApp, framable, http_port
 
 ROOT = Path(__file__).resolve().parents[4]
 HTTP_EXAMPLE = ROOT / "examples" / "http"
@@ -346,3 +347,79 @@ def test_a_kv_rw_store_on_a_volume_in_the_page(
     # On the volume (the page's IDBFS): a Git repository, its commits in the journal so far.
     notes = root / "state" / "notes"
     assert (notes / "HEAD").is_file() and (notes / "summon-kv" / "journal.0").is_file()
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_a_tab_holding_its_volumes_is_not_warned_that_the_store_has_no_flock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: bool
+) -> None:
+    """Pyodide has no fcntl, so summon.kv warns that it cannot lock the store: on the page's
+    error panel at every start of examples/todo, though the worker's Web Lock already makes
+    the tab the volume's one opener. Without that lock (no navigator.locks) it still warns."""
+    monkeypatch.delenv("SUMMON_VOLUMES", raising=False)
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # `import fcntl` fails, as in Pyodide
+    root = image_root(tmp_path, "store_app", STORE_APP, volumes=["/state"],
+                      stores={"notes": "/state/notes"})  # fmt: skip
+    (root / "state").mkdir()
+
+    async def main() -> int:
+        app = BrowserApp(str(root), volumes_held=held)
+        await app.start()
+        return (await app.exchange("GET", "/", [], b"", "site:8080")).status
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run(main()) == 200
+    said = [str(w.message) for w in caught if "no exclusive lock" in str(w.message)]
+    warning = f"{root}/state/notes: no exclusive lock (this platform has no fcntl)"
+    assert [m.split(";")[0] for m in said] == ([] if held else [warning])
+
+
+FRAMED_APP = """
+def app(environ, start_response):
+    start_response("200 OK", [
+        ("Content-Type", "text/html"),
+        ("X-Frame-Options", "DENY"),
+        ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"),
+    ])
+    return [b"<title>home</title>"]
+"""
+
+
+def test_an_app_refusing_to_be_framed_still_shows_in_the_page_shells_frame(
+    tmp_path: Path,
+) -> None:
+    """Django's default middleware says X-Frame-Options: DENY: its pages were a blank frame in
+    the tab (the shell frames the app at the same origin). Other origins stay refused."""
+    entry = {"kind": "wsgi", "module": "framed", "attr": "app"}
+    root = image_root(tmp_path, "framed", FRAMED_APP, entry=entry, ports=["8000/tcp"])
+
+    async def main() -> list[tuple[str, str]]:
+        app = BrowserApp(str(root))
+        await app.start()
+        return (await app.exchange("GET", "/", [], b"", "site:8080")).headers
+
+    headers = {k.lower(): v for k, v in run(main())}  # type: ignore[attr-defined]
+    assert headers["x-frame-options"] == "SAMEORIGIN"
+    assert headers["content-security-policy"] == "default-src 'self';frame-ancestors 'self'"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "framable_as"),
+    [
+        ("X-Frame-Options", "deny", "SAMEORIGIN"),
+        ("X-Frame-Options", "SAMEORIGIN", "SAMEORIGIN"),
+        ("Content-Security-Policy", "frame-ancestors 'none'", "frame-ancestors 'self'"),
+        ("content-security-policy", "frame-ancestors https://a.example",
+         "frame-ancestors 'self' https://a.example"),
+        ("Content-Security-Policy", "frame-ancestors 'self'", "frame-ancestors 'self'"),
+        ("Content-Security-Policy-Report-Only", "img-src *; frame-ancestors 'NONE'",
+         "img-src *;frame-ancestors 'self'"),
+        ("Content-Security-Policy", "script-src 'none'", "script-src 'none'"),
+        ("X-Other", "DENY", "DENY"),
+    ],
+)  # fmt: skip
+def test_framing_refusals_are_narrowed_to_other_origins(
+    name: str, value: str, framable_as: str
+) -> None:
+    assert framable([(name, value)]) == [(name, framable_as)]

@@ -149,24 +149,68 @@ def test_an_ordinary_image_passes_every_rule(tmp_path: Path) -> None:
     refusals.check(refusals.Candidate(rootfs(tmp_path), APP, {}))
 
 
-def test_a_native_extension_is_refused_naming_its_package(tmp_path: Path) -> None:
+def test_an_optional_native_extension_is_left_out_not_refused(tmp_path: Path) -> None:
+    # Flask's quickstart: Jinja2 needs MarkupSafe, whose wheel carries C speed-ups with a
+    # pure-Python fallback. Refusing every package with a .so refused every Flask app; the
+    # bundle leaves the .so out (no use in WebAssembly) and the trace decides.
+    root = rootfs(tmp_path)
+    site = root / "usr" / "lib" / "summon" / "site"
+    (site / "markupsafe").mkdir()
+    (site / "markupsafe" / "__init__.py").write_text("x = 1\n")
+    so = "markupsafe/_speedups.cpython-311-x86_64-linux-gnu.so"
+    (site / so).write_bytes(b"\x7fELF")
+    info = site / "MarkupSafe-3.0.4.dist-info"
+    info.mkdir()
+    (info / "top_level.txt").write_text("markupsafe\n")
+    candidate = refusals.Candidate(root, APP, {})
+    refusals.check(candidate)
+    natives = refusals.native_extensions(candidate)
+    assert natives == [
+        refusals.NativeExtension(
+            "MarkupSafe 3.0.4", f"/usr/lib/summon/site/{so}", "markupsafe._speedups"
+        )
+    ]
+    names = [name for name, _ in bundle_entries(root, APP, for_trace=True)]
+    assert "usr/lib/summon/site/markupsafe/__init__.py" in names
+    assert not any(name.endswith(".so") for name in names)
+    # The app started without it: nothing to refuse.
+    assert refusals.refused_for_native(natives, "NameError: name 'x' is not defined") is None
+
+
+def test_a_native_extension_the_app_cannot_start_without_is_refused_naming_its_package(
+    tmp_path: Path,
+) -> None:
     root = rootfs(tmp_path)
     site = root / "usr" / "lib" / "summon" / "site"
     (site / "_cffi_backend.cpython-311-x86_64-linux-gnu.so").write_bytes(b"\x7fELF")
     info = site / "cffi-1.17.1.dist-info"
     info.mkdir()
     (info / "RECORD").write_text("_cffi_backend.cpython-311-x86_64-linux-gnu.so,sha256=x,1\n")
-    with pytest.raises(refusals.Unexportable) as refused:
-        refusals.check(refusals.Candidate(root, APP, {}))
-    message = str(refused.value)
-    assert message.startswith("cannot run demo in a browser: package cffi 1.17.1 has a native")
-    assert "\n" not in message
+    natives = refusals.native_extensions(refusals.Candidate(root, APP, {}))
+    trace_error = (
+        "the app does not start in Pyodide 0.25.1 (CPython 3.11.3): importing app: "
+        "ModuleNotFoundError: No module named '_cffi_backend'"
+    )
+    message = refusals.refused_for_native(natives, trace_error)
+    assert message is not None
+    assert message.startswith("package cffi 1.17.1 has a native extension (/usr/lib/summon/")
+    assert "cannot start without" in message and "\n" not in message
+    nested = refusals.NativeExtension("pkg 1.0", "/usr/lib/summon/site/pkg/_c.so", "pkg._c")
+    from_import = "ImportError: cannot import name '_c' from 'pkg' (/usr/lib/summon/site/pkg/...)"
+    assert refusals.refused_for_native([nested], from_import) == nested.refusal()
+    assert refusals.refused_for_native([nested], "No module named 'pkg._c'") == nested.refusal()
+    assert refusals.refused_for_native([nested], "No module named 'other'") is None
+    assert message.endswith("run it on another target (summon run IMAGE), or pick a pure-Python "
+                            "package for a tab")  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("extra", "why"),
     [
-        ({"entry": {"kind": "script", "path": "/app/serve.py"}}, "/app/serve.py is a script"),
+        (
+            {"entry": {"kind": "script", "path": "/app/serve.py"}},
+            "/app/serve.py is a script.*set the manifest's entry to the app object",
+        ),
         ({"secrets": ["DB_PASSWORD"]}, r"it needs secrets \(DB_PASSWORD\)"),
         ({"egress": ["api.example.org:443"]}, "reaches out to the network"),
     ],

@@ -23,6 +23,7 @@ import asyncio
 import importlib
 import os
 import sys
+import warnings
 
 from summon.runtime import config as app_config
 from summon.runtime import hints, init, injection
@@ -74,11 +75,22 @@ def plain(status: int, reason: str, text: str) -> Response:
     return Response(status, reason, headers, body)
 
 
+# summon.kv's RuntimeWarning where it cannot flock its store (kv/backend.py), as Pyodide has
+# no fcntl; shown on the page's error panel at every start of a KV_RW app, while the tab
+# already is the store's one opener.
+NO_FLOCK_WARNING = r".*: no exclusive lock \(this platform has no fcntl\)"
+
+
 class BrowserApp:
     """One app in a page: its config, its entry's task, and the stack its server listens on."""
 
-    def __init__(self, root: str = "/", answer_timeout: float = ANSWER_TIMEOUT) -> None:
+    def __init__(
+        self, root: str = "/", answer_timeout: float = ANSWER_TIMEOUT, volumes_held: bool = False
+    ) -> None:
         self.root = root
+        # The worker holds the volumes under a Web Lock (worker.js): this tab is their one
+        # opener, so summon.kv's warning that it cannot flock (no fcntl) is no news.
+        self.volumes_held = volumes_held
         self.stack = MemoryStack()
         self.answer_timeout = answer_timeout
         self.port = 0  # the port requests go to, once start() has returned
@@ -113,6 +125,8 @@ class BrowserApp:
         # The worker mounted every volume of the image on IndexedDB (IDBFS) before this ran
         # (worker.js): a KV_RW store finds its volume there, saved after each request.
         os.environ.setdefault(injection.VOLUMES_ENV, ":".join(cfg.volumes))
+        if self.volumes_held:
+            warnings.filterwarnings("ignore", NO_FLOCK_WARNING, RuntimeWarning)
         sys.argv = [cfg.entry, *cfg.args]
         try:
             # The one import by a name known only at run time: the app's entry (app.json).
@@ -206,6 +220,7 @@ class BrowserApp:
 
         The tab's cookie jar does the browser's part: its cookies go with the request, and
         the response's Set-Cookie fields go into it (a service worker could pass neither).
+        Framing refusals allow the page shell's frame (framable).
         """
         if not self.running:
             return plain(503, "Service Unavailable", "the app is not running (see the page's log)")
@@ -227,7 +242,7 @@ class BrowserApp:
                 504, "Gateway Timeout", f"the app did not answer in {self.answer_timeout:g} s"
             )
         response = parser.response
-        response.headers = self.cookies.take(target, response.headers)
+        response.headers = framable(self.cookies.take(target, response.headers))
         return response
 
     async def _answer(self, request: bytes, parser: ResponseParser, host: str) -> None:
@@ -310,3 +325,31 @@ def _as_pairs(headers: Any) -> list[tuple[str, str]]:
     if hasattr(headers, "to_py"):  # a Pyodide JsProxy of an array of [name, value] arrays
         headers = headers.to_py()
     return [(str(name), str(value)) for name, value in headers]
+
+
+def framable(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """headers, with the app's refusal to be framed narrowed to other origins.
+
+    The app's pages show in a frame of the page shell, at the same origin. An app saying
+    X-Frame-Options: DENY (Django's default middleware) or CSP frame-ancestors 'none' would
+    get a blank frame; as SAMEORIGIN and 'self' it keeps every other site from framing it.
+    """
+    out = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "x-frame-options" and value.strip().lower() == "deny":
+            value = "SAMEORIGIN"
+        elif lower in ("content-security-policy", "content-security-policy-report-only"):
+            value = ";".join(_frame_ancestors_self(d) for d in value.split(";"))
+        out.append((name, value))
+    return out
+
+
+def _frame_ancestors_self(directive: str) -> str:
+    words = directive.split()
+    if not words or words[0].lower() != "frame-ancestors":
+        return directive
+    sources = [w for w in words[1:] if w.lower() != "'none'"]
+    if "'self'" not in (w.lower() for w in sources):
+        sources.insert(0, "'self'")
+    return " ".join([words[0], *sources])

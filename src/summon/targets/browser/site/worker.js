@@ -105,7 +105,7 @@ function persist() {
 // tabs saving their own copy of a volume would undo each other's writes. So one tab at a
 // time holds them (a Web Lock, released when its page goes); another waits for it.
 async function holdVolumes() {
-  if (!self.navigator.locks) return;
+  if (!self.navigator.locks) return false;
   const name = "summon-volumes";
   const held = (lock) => (lock ? new Promise(() => {}) : null); // kept as long as we live
   const free = await new Promise((resolve) => {
@@ -114,7 +114,7 @@ async function holdVolumes() {
       return held(lock);
     });
   });
-  if (free) return;
+  if (free) return true;
   post({ type: "progress", text: "Waiting: the app is open in another tab of this browser" });
   await new Promise((resolve) => {
     self.navigator.locks.request(name, (lock) => {
@@ -122,6 +122,7 @@ async function holdVolumes() {
       return held(lock);
     });
   });
+  return true;
 }
 
 async function boot() {
@@ -136,8 +137,9 @@ async function boot() {
   post({ type: "progress", text: "Unpacking the app", fraction: 0.8 });
   const bundle = await (await fetch("app.zip")).arrayBuffer();
   pyodide.unpackArchive(bundle, "zip", { extractDir: "/" });
+  let volumesHeld = false; // this tab is the volumes' one opener (a Web Lock)
   if (site.volumes.length) {
-    await holdVolumes();
+    volumesHeld = await holdVolumes();
     for (const path of site.volumes) {
       pyodide.FS.mkdirTree(path);
       pyodide.FS.mount(pyodide.FS.filesystems.IDBFS, {}, path);
@@ -146,7 +148,9 @@ async function boot() {
   }
   pyodide.runPython(`import sys\nif "${site.runtime}" not in sys.path: sys.path.insert(0, "${site.runtime}")`);
   post({ type: "progress", text: "Starting the app", fraction: 0.9 });
-  app = pyodide.pyimport("summon_browser.boot").BrowserApp("/");
+  app = pyodide.pyimport("summon_browser.boot").BrowserApp.callKwargs("/", {
+    volumes_held: volumesHeld,
+  });
   const cookies = pyodide.toPy(await loadCookies());
   app.load_cookies(cookies);
   cookies.destroy();
