@@ -279,48 +279,42 @@ def test_a_folder_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
         kv.open_folder(str(tmp_path / "wt"))
 
 
-def test_a_quiet_async_app_gets_its_git_view_by_timer(tmp_path: Path, clock: Clock) -> None:
-    """Under asyncio, a commit arms a timer: the batch reaches Git's files after
-    batch_seconds even when no other commit or close comes."""
+def _git_view_by_timer(tmp_path: Path, clock: Clock, on_worker: bool) -> None:
     path = tmp_path / "s"
     store = kv.open_folder(str(path), clock=clock, batch_seconds=0.05)
+    ref = path / "refs" / "heads" / "main"
 
     async def app() -> str:
-        head = store.set("a", b"1")
-        assert not (path / "refs" / "heads" / "main").exists()  # in the journal only
+        loop = asyncio.get_running_loop()
+        if on_worker:
+            store.attach_loop(loop)  # as the runtime does when it starts serving
+            head = await loop.run_in_executor(None, store.set, "a", b"1")
+        else:
+            head = store.set("a", b"1")
+        assert not ref.exists()  # in the journal only
         for _ in range(100):
             await asyncio.sleep(0.02)
-            if (path / "refs" / "heads" / "main").exists():
+            if ref.exists():
                 break
         return head
 
     head = asyncio.run(app())
     store._repo.wait()  # the timer started a background flush: let it finish
-    assert (path / "refs" / "heads" / "main").read_text().strip() == head
+    assert ref.read_text().strip() == head
     store.close()
+
+
+def test_a_quiet_async_app_gets_its_git_view_by_timer(tmp_path: Path, clock: Clock) -> None:
+    """Under asyncio, a commit arms a timer: the batch reaches Git's files after
+    batch_seconds even when no other commit or close comes."""
+    _git_view_by_timer(tmp_path, clock, on_worker=False)
 
 
 def test_a_quiet_wsgi_app_gets_its_git_view_by_timer(tmp_path: Path, clock: Clock) -> None:
     """A WSGI app commits on the server's worker threads, where no loop runs: the timer goes
     on the loop the runtime serves it on (attach_loop), and the Git view catches up although
     no other commit or close comes."""
-    path = tmp_path / "s"
-    store = kv.open_folder(str(path), clock=clock, batch_seconds=0.05)
-
-    async def server() -> str:
-        store.attach_loop(asyncio.get_running_loop())
-        head = await asyncio.get_running_loop().run_in_executor(None, store.set, "a", b"1")
-        assert not (path / "refs" / "heads" / "main").exists()  # in the journal only
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if (path / "refs" / "heads" / "main").exists():
-                break
-        return head
-
-    head = asyncio.run(server())
-    store._repo.wait()
-    assert (path / "refs" / "heads" / "main").read_text().strip() == head
-    store.close()
+    _git_view_by_timer(tmp_path, clock, on_worker=True)
 
 
 def test_threads_may_share_a_store(tmp_path: Path, clock: Clock) -> None:
