@@ -413,12 +413,19 @@ def test_an_image_with_shutil_may_copy_files_though_its_build_request_never_did(
     # stays within its count.
     assert set(device_syscalls({}, {"multiprocessing"})) == {"pipe2"}
     assert device_syscalls({}, {"subprocess"}) == {}
-    # A mapped file's flush in a handler answered EPERM too.
+    # A mapped file's flush in a handler answered EPERM too, and so did a lock library's lock
+    # file taken at request time: the build's one request takes none. Not fcntl's own: every
+    # image holds fcntl (subprocess imports it), and examples/http stays within its count.
     assert set(device_syscalls({}, {"mmap"})) == {"msync"}
+    for lock in ("filelock", "portalocker", "fasteners"):
+        assert set(device_syscalls({}, {lock})) == {"flock", "fcntl"}
+    assert device_syscalls({}, {"fcntl"}) == {}
     for network in ("socket", "direct", "none"):
         static = set(seccomp.allowed_syscalls(network))
         declared = set(
-            device_syscalls({}, {"shutil", "multiprocessing", "mmap", "email.utils", "platform"})
+            device_syscalls(
+                {}, {"shutil", "multiprocessing", "mmap", "filelock", "email.utils", "platform"}
+            )
         )
         assert declared <= static
         assert not declared & (set(seccomp.denied_syscalls()) | set(seccomp.CONDITIONAL))
