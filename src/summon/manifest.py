@@ -23,9 +23,9 @@ INTERFACES = ("wsgi", "asgi")
 DEFAULT_PYTHON = "/usr/bin/python3.11"
 DEFAULT_MEMORY = 128 * 1024 * 1024
 
-_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SIZE_RE = re.compile(r"^(\d+)\s*([KMG]i?B?|[kmg])?$")
+_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*\Z")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_SIZE_RE = re.compile(r"^(\d+)\s*([KMG]i?B?|[kmg])?\Z")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 # key -> (python types accepted, what to write, for the error line)
@@ -114,9 +114,9 @@ class Manifest:
 TLS_BACKENDS = ("openssl", "python")
 CLIENT_AUTH = ("none", "optional", "required")
 _TLS_KEYS = {"backend", "ports", "cert", "key", "client_auth", "client_ca", "alpn"}
-_SECRET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_STORE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_WARM_UP_PATH = re.compile(r"^/[!-~]{0,1023}$")  # an origin-form target: no space, no controls
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+_STORE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+_WARM_UP_PATH = re.compile(r"^/[!-~]{0,1023}\Z")  # an origin-form target: no space, no controls
 MAX_WARM_UP = 32
 DATA_IMAGE_DIR = "/data"  # where data folders are baked in (build/image.py DATA_DIR)
 

@@ -18,7 +18,7 @@ OWN_CODE = (
     "(pserve production.ini, python -m aiohttp.web), call it from a script in the app's "
     'folder and make that the entry (entry = "run.py")'
 )
-MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
+MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
 
 @dataclass(frozen=True)

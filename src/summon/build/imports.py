@@ -96,10 +96,10 @@ _CODEC_CALLS = frozenset(
         "iterdecode",
     )
 )
-_CODEC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,38}$")
+_CODEC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,38}\Z")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 # "pkg.mod:attr" (entry-point style) or "pkg.mod.attr" (a dotted path, logging.config style).
-_MODULE_STRING = re.compile(rf"^{_IDENT}(?:\.{_IDENT})*(?::{_IDENT}(?:\.{_IDENT})*)?$")
+_MODULE_STRING = re.compile(rf"^{_IDENT}(?:\.{_IDENT})*(?::{_IDENT}(?:\.{_IDENT})*)?\Z")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from summon.errors import UserError
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def parse_env(values: tuple[str, ...], files: tuple[str, ...] = ()) -> dict[str, str]:

@@ -26,10 +26,10 @@ from summon.targets.base import ARGS, SECRETS, VOLUMES, PortForward, PortTaken, 
 
 _PORT_RE = re.compile(
     r"^(?:(?:(?P<addr>\[[^]]*\]|[^:\[\]]+):)?(?P<host>\d+):)?(?P<guest>\d+)"
-    r"(?:/(?P<proto>tcp|udp))?$"
+    r"(?:/(?P<proto>tcp|udp))?\Z"
 )
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4_RE = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}$")
+_IPV4_RE = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}\Z")
 MIN_MEMORY = 8 * 1024 * 1024  # below this Python does not start
 
 

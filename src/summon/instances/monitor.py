@@ -29,7 +29,7 @@ from summon.instances.state import InstanceFolder, now
 from summon.targets.base import Instance, Target
 
 DEFAULT_GRACE = 10.0
-_TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
 
 Report = Callable[[dict[str, Any]], None]
 

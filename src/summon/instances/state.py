@@ -41,9 +41,9 @@ from summon.targets.base import RunSpec
 STATES = ("created", "running", "restarting", "exited")
 ACTIVE = ("created", "running", "restarting")
 SHORT = 12
-_ID = re.compile(r"^[0-9a-f]{64}$")
+_ID = re.compile(r"^[0-9a-f]{64}\Z")
 NAME_MAX = 64  # a hostname's limit: the app finds itself by this name in /etc/hosts
-NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{NAME_MAX - 1}}}$")
+NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{NAME_MAX - 1}}}\Z")
 # RunSpec fields that only mean something inside one process.
 _LOCAL_FIELDS = ("stdout", "handoff")
 

@@ -35,11 +35,11 @@ REF_NAME = "org.opencontainers.image.ref.name"
 # the tag it had.
 UNTAGGED = "dev.summon.untagged"
 
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 # An optional `host:port/` first (a registry, as in 127.0.0.1:5000/team/http:v1), then the name.
 _REF_RE = re.compile(
     r"^(?:[A-Za-z0-9.-]+:[0-9]{1,5}/)?"
-    r"[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"
+    r"[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?\Z"
 )
 _CHUNK = 1 << 20
 

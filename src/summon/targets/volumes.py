@@ -56,11 +56,11 @@ FOLDER, EXT4 = "folder", "ext4"
 KINDS = (FOLDER, EXT4)
 DEFAULT_SIZE = 1024 * 1024 * 1024  # sparse: only what the guest writes takes host space
 MIN_FREE = 64 * 1024 * 1024  # room an ext4 made from a folder keeps beyond twice its data
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # Image paths a volume may not cover: the image's own folders and the runtime's mounts.
 RESERVED = ("proc", "dev", "sys", "tmp", "usr", "etc", "lib", "lib64", "app", "run")
 # Characters of a mount path: the runtime's SUMMON_VOLUMES (targets.base) uses ':' and '='.
-_PATH_RE = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
+_PATH_RE = re.compile(r"^(/[A-Za-z0-9_.-]+)+\Z")
 
 if TYPE_CHECKING:
     from summon.targets.base import RunSpec
