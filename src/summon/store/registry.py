@@ -330,8 +330,11 @@ class Registry:
             # No referrers API (a 404, or a registry answering with something else): the
             # fallback is an index tagged with the digest, `sha256-<hex>`.
             doc = self.referrers_tag_index(digest)
+        listed = doc.get("manifests") if isinstance(doc, dict) else None
+        if not isinstance(listed, list):
+            raise RegistryError(f"registry {self.name}: the referrers of {digest} are not an index")
         found = []
-        for d in doc.get("manifests") or [] if isinstance(doc, dict) else []:
+        for d in listed:
             desc = Descriptor.from_json(d, f"the referrers of {digest} from {self.name}")
             if desc.artifact_type == artifact_type:
                 found.append(desc)
