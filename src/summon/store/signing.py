@@ -304,6 +304,15 @@ def _critical(body: bytes) -> dict[str, Any]:
     return critical
 
 
-def require_signature(store: Store, desc: Descriptor, ref: str, key_path: Path) -> Verified:
-    """What `summon run --verify-key` does before it starts anything: refuse unless signed."""
-    return verify_digest(store, desc, load_public_key(key_path), ref, key_path)
+def require_signature(
+    store: Store, desc: Descriptor, ref: str, key_path: Path, rule: str = ""
+) -> Verified:
+    """What `summon run --verify-key` does before it starts anything: refuse unless signed.
+    rule: what asked for the check (`--verify-key`, config.toml's verify_key), said in the
+    refusal, so that a user who did not ask on this command line knows where it comes from."""
+    try:
+        return verify_digest(store, desc, load_public_key(key_path), ref, key_path)
+    except SignatureError as e:
+        if not rule:
+            raise
+        raise SignatureError(f"{e} (refused by {rule})") from None

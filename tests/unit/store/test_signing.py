@@ -194,3 +194,30 @@ def test_verify_key_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     cfg.write_text("verify_key = [")
     with pytest.raises(UserError, match="not valid TOML"):
         default_verify_key()
+
+
+def test_the_config_policy_reads_the_key_at_each_check_and_names_itself(
+    store: Store, keys: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway's check (SignaturePolicy): no key set lets any image start; a key set
+    while it runs applies to the next boot, and the refusal names config.toml's rule."""
+    from summon.store.policy import SignaturePolicy
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    ref = "127.0.0.1:5000/team/http:v1"
+    _, desc = store.resolve(ref)
+    policy = SignaturePolicy()
+    policy.check(store, desc, ref)  # no config.toml: nothing asked for
+    cfg = tmp_path / "config" / "summon" / "config.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text(f'verify_key = "{keys[1]}"\n')
+    with pytest.raises(SignatureError) as e:
+        policy.check(store, desc, ref)
+    assert "is not signed" in str(e.value) and f"(refused by verify_key in {cfg})" in str(e.value)
+    sign(store, ref, keys[0])
+    policy.check(store, desc, ref)
+    # Another key in the file: the image is checked again, not taken from the last check.
+    _, other_pub = generate_key(tmp_path / "other")
+    cfg.write_text(f'verify_key = "{other_pub}"\n')
+    with pytest.raises(SignatureError, match=r"none by this key.*refused by verify_key"):
+        policy.check(store, desc, ref)
