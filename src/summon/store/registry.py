@@ -120,7 +120,9 @@ class Registry:
         self._verify = tls.context(ref.api_host, ca_file, verify=not insecure)
         self._http = httpx.Client(
             base_url=f"https://{ref.api_host}",
-            auth=RegistryAuth(ref.registry, creds, insecure=plain_allowed, notice=notice),
+            auth=RegistryAuth(
+                ref.registry, creds, insecure=plain_allowed, notice=notice, host=ref.api_host
+            ),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=True,  # blob GETs are often redirected to object storage
             verify=self._verify,
