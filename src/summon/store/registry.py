@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,8 @@ MAX_MANIFEST = 4 << 20
 CHUNK = 8 << 20  # blobs bigger than this go up in PATCH chunks of this size
 _READ = 1 << 16
 MAX_DEPTH = 4  # index -> manifest -> blobs is 2; deeper nesting is refused as garbage
+# A reply read whole (a manifest, an index, an error) must have arrived by then (blobs stream).
+REPLY_TIME = 120.0
 
 
 @dataclass(frozen=True)
@@ -477,13 +480,24 @@ class Registry:
         progress(Transfer(desc.digest, desc.media_type, done, desc.size, "done"))
 
 
-def _read_capped(response: httpx.Response, limit: int, where: str, what: str) -> bytes:
-    """The raw body, refusing one longer than LIMIT: a hostile server cannot fill memory."""
+def _read_capped(
+    response: httpx.Response, limit: int, where: str, what: str, seconds: float | None = None
+) -> bytes:
+    """The raw body, refusing one longer than LIMIT: a hostile server cannot fill memory; or
+    one still coming after SECONDS (default REPLY_TIME): the read timeout is per read, and a
+    server sending a byte now and then would hold summon for as long as it likes."""
+    seconds = REPLY_TIME if seconds is None else seconds
     body = bytearray()
-    for piece in response.iter_raw(_READ):
+    deadline = time.monotonic() + seconds
+    for piece in response.iter_raw():  # as it comes (a chunk size would wait for that much)
         body += piece
         if len(body) > limit:
             raise RegistryError(f"{where} sent more than {limit} bytes while {what}; refused")
+        if time.monotonic() > deadline:
+            raise RegistryError(
+                f"{where} was still sending its reply after {seconds:g}s ({len(body)} bytes) "
+                f"while {what}; refused"
+            )
     return bytes(body)
 
 
