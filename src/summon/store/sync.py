@@ -265,6 +265,14 @@ def pull(
                     f"{remote} is a {media_type or 'untyped'} manifest, not an OCI image; "
                     "summon pulls OCI images"
                 )
+            if media_type == MANIFEST:
+                # A summon image is an index (its container manifest, the bill of materials,
+                # the boot artifact); a lone manifest is another tool's image, which the store
+                # would keep but no target could run. Refused before a blob is fetched.
+                raise RegistryError(
+                    f"{remote} is a single OCI manifest, not a summon image (an image index "
+                    "that summon build made); summon runs only its own images"
+                )
             top = Descriptor(media_type, digest, len(body))
             _remote_graph(reg, top, body, staging, progress, counts)
             for art in referrer_types:

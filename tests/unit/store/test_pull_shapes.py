@@ -48,9 +48,10 @@ TAGS = {
     "annotations": _index(annotations="not an object"),
     "annotation-values": _index(annotations={"org.example": 5}),
     "platform": _index(platform=["amd64"]),
-    "layers": _manifest(layers=5),
+    "layers": _index(digest=_digest(_manifest(layers=5)), size=len(_manifest(layers=5))),
     "manifests": json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": 7}).encode(),
     "referrers": _index(),
+    "lone": GOOD,  # another tool's image: a manifest with no index
 }
 
 
@@ -59,7 +60,7 @@ class ShapeRegistry:
     referrers API, an answer that is not an index."""
 
     def __init__(self) -> None:
-        blobs = {_digest(b): b for b in (*TAGS.values(), GOOD, CONFIG_BODY)}
+        blobs = {_digest(b): b for b in (*TAGS.values(), GOOD, _manifest(layers=5), CONFIG_BODY)}
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -112,6 +113,7 @@ def registry() -> Iterator[ShapeRegistry]:
         ("platform", "has a platform that is not an object"),
         ("layers", "its layers are not a list"),
         ("manifests", "its manifests are not a list"),
+        ("lone", "is a single OCI manifest, not a summon image"),
     ],
 )
 def test_a_manifest_of_the_wrong_shape_is_one_line(
@@ -123,7 +125,7 @@ def test_a_manifest_of_the_wrong_shape_is_one_line(
         pull(store, remote)
     text = str(refused.value)
     assert "\n" not in text and says in text, text
-    assert f"from registry 127.0.0.1:{registry.port}" in text, text
+    assert f"127.0.0.1:{registry.port}" in text, text  # the registry is named
     assert store.refs() == [] and not list((tmp_path / "store" / "blobs" / "sha256").iterdir())
 
 
