@@ -115,6 +115,13 @@ def kube_manifests(
     name = dns_label(str(app.get("name") or "app"))
     ports = [_port(p) for p in app.get("ports", [])]
     tcp = [number for number, proto in ports if proto == "TCP"]
+    for flag, value in (("--port", port), ("--host-port", host_port)):
+        if value is not None and not tcp:  # it would be left out of the YAML without a word
+            served = ", ".join(str(p) for p in app.get("ports", [])) or "none"
+            raise UserError(
+                f"{flag} {value}: image {image.ref} serves no TCP port (its ports: {served}); "
+                "there is nothing to publish"
+            )
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "summon"}
     memory = f"{max(int(app.get('memory', 128 << 20)) // 2**20, 8)}Mi"
     pod_security: dict[str, Any] = {
