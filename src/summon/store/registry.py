@@ -377,8 +377,13 @@ class Registry:
         """Send one local blob, read through the store's digest check."""
         what = f"uploading blob {desc.digest}"
         response = self.request("POST", f"{self._repo}/blobs/uploads/", what)
-        if response.status_code != 202 or "location" not in response.headers:
+        if response.status_code != 202:
             raise self._fail(response, what)
+        if "location" not in response.headers:
+            raise RegistryError(
+                f"registry {self.name} answered 202 while {what} but said no Location to send "
+                "it to; is it a registry?"
+            )
         location = self._location(response)
         progress(Transfer(desc.digest, desc.media_type, 0, desc.size, "start"))
         done = 0
