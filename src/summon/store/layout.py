@@ -36,9 +36,10 @@ REF_NAME = "org.opencontainers.image.ref.name"
 # the tag it had.
 UNTAGGED = "dev.summon.untagged"
 
-# An optional `host:port/` first (a registry, as in 127.0.0.1:5000/team/http:v1), then the name.
+# An optional `host:port/` first (a registry, as in 127.0.0.1:5000/team/http:v1, or
+# [::1]:5000/team/http:v1), then the name.
 _REF_RE = re.compile(
-    r"^(?:[A-Za-z0-9.-]+:[0-9]{1,5}/)?"
+    r"^(?:[A-Za-z0-9.-]+:[0-9]{1,5}/|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?/)?"
     r"[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"
 )
 _CHUNK = 1 << 20
