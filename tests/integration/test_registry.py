@@ -203,7 +203,12 @@ def test_push_rmi_pull_verify_and_run(
     assert "verified" in s.ok("verify", remote, "--key", key(shipper, "team.pub"))
 
     # A second push sends nothing new; a second pull fetches nothing new.
-    assert "0 blobs sent" in s.ok("push", remote)
+    again = s("push", remote)
+    assert again.returncode == 0 and "0 blobs sent" in again.stdout, again.stderr
+    # Each blob's line names what it is (not a media type) and says it was there.
+    for kind in ("root filesystem (erofs)", "file list", "bill of materials", "signature payload"):
+        assert f"{kind} (" in again.stderr and "already there" in again.stderr, again.stderr
+    assert "application/vnd" not in again.stderr, again.stderr
     assert "0 blobs fetched" in s.ok("pull", remote)
 
     port = free_port()
