@@ -213,7 +213,7 @@ def sign(store: Store, ref: str, key_path: Path) -> SignResult:
     try:
         found = verify_digest(store, desc, private.public_key(), name or desc.digest)
         return SignResult(name, desc.digest, found.signature, kid, already=True)
-    except SignatureError:
+    except (SignatureError, CorruptBlob):  # unsigned by this key, or only damaged signatures
         pass
     body = payload(repository_of(name) if name else desc.digest, desc.digest)
     signature = private.sign(body, ec.ECDSA(hashes.SHA256()))
@@ -249,8 +249,14 @@ def verify_digest(
             "it again with its signatures"
         )
     replayed = ""
+    damaged: CorruptBlob | None = None
     for sig in candidates:
-        for body, raw in _signed_payloads(store, sig):
+        try:
+            payloads = _signed_payloads(store, sig)
+        except CorruptBlob as e:  # a damaged signature does not hide the others
+            damaged = damaged or e
+            continue
+        for body, raw in payloads:
             try:
                 public.verify(raw, body, ec.ECDSA(hashes.SHA256()))
             except InvalidSignature:
@@ -269,6 +275,11 @@ def verify_digest(
         raise SignatureError(
             f"image {ref} ({desc.digest}) carries a signature by {key_name} that is for "
             f"another image ({replayed}); refused"
+        )
+    if damaged is not None:
+        raise CorruptBlob(
+            f"no signature on image {ref} ({desc.digest}) verifies with {key_name}, and one "
+            f"of its {len(candidates)} signature(s) is damaged: {damaged}; pull it again"
         )
     raise SignatureError(
         f"no signature on image {ref} ({desc.digest}) verifies with {key_name}: "
@@ -312,7 +323,7 @@ def require_signature(
     refusal, so that a user who did not ask on this command line knows where it comes from."""
     try:
         return verify_digest(store, desc, load_public_key(key_path), ref, key_path)
-    except SignatureError as e:
+    except (SignatureError, CorruptBlob) as e:
         if not rule:
             raise
-        raise SignatureError(f"{e} (refused by {rule})") from None
+        raise type(e)(f"{e} (refused by {rule})") from None

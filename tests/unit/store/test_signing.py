@@ -221,3 +221,27 @@ def test_the_config_policy_reads_the_key_at_each_check_and_names_itself(
     cfg.write_text(f'verify_key = "{other_pub}"\n')
     with pytest.raises(SignatureError, match=r"none by this key.*refused by verify_key"):
         policy.check(store, desc, ref)
+
+
+def test_a_damaged_signature_does_not_hide_one_that_verifies(
+    store: Store, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """One signature whose payload blob is gone (a store damaged, an rmi cut short) made
+    every verification of the image fail, the good signature by the run's key included."""
+    from summon.store.signing import require_signature
+
+    ref = "127.0.0.1:5000/team/http:v1"
+    other_key, other_pub = generate_key(tmp_path / "other")
+    broken = sign(store, ref, other_key)
+    payload_digest = store.read_json(broken.signature)["layers"][0]["digest"]
+    store.blob_path(payload_digest).unlink()
+    # Only the damaged one: said as damage, with the rule that asked.
+    _, desc = store.resolve(ref)
+    with pytest.raises(CorruptBlob) as e:
+        require_signature(store, desc, ref, other_pub, "--verify-key")
+    text = str(e.value)
+    assert "is damaged" in text and payload_digest in text and "\n" not in text
+    assert text.endswith("(refused by --verify-key)"), text
+    # A good signature by the team key verifies, the damaged one beside it notwithstanding.
+    sign(store, ref, keys[0])
+    assert require_signature(store, desc, ref, keys[1], "--verify-key").digest == desc.digest
