@@ -243,6 +243,11 @@ class Registry:
     def ping(self) -> None:
         """GET /v2/: proves it is a registry and gets the login out of the way."""
         response = self.request("GET", "/v2/", "checking it speaks the registry API")
+        if response.status_code == 404:  # a web server, or another service on that port
+            raise RegistryError(
+                f"{self.scheme}://{self.ref.api_host}/v2/ answered 404: the server there does "
+                "not speak the registry API (is it a registry, is the address right?)"
+            )
         if response.status_code != 200:
             raise self._fail(response, "checking it speaks the registry API")
 
