@@ -49,3 +49,21 @@ def test_a_tcp_port_is_published_as_asked() -> None:
     container = docs[0]["spec"]["template"]["spec"]["containers"][0]
     assert container["ports"][0]["hostPort"] == 9090
     assert docs[-1]["kind"] == "Service" and docs[-1]["spec"]["ports"][0]["port"] == 8080
+
+
+def test_an_image_with_volumes_runs_as_one_pod_replaced_not_rolled() -> None:
+    """Its claim is ReadWriteOnce and each store on it has one writer: --replicas 2 gave a
+    second pod that never ran, and the default rolling update started the new pod before the
+    old one let go of the volume, a rollout that never ended."""
+    image = cast(Image, FakeImage({"name": "todo", "ports": ["80"], "volumes": ["/data"]}))
+    with pytest.raises(UserError) as refused:
+        kube_manifests(image, replicas=2)
+    assert str(refused.value).startswith("--replicas 2: image 127.0.0.1:5000/team/app:v1")
+    assert "keeps its data on volumes (/data)" in str(refused.value)
+    claim, deployment, _service = kube_manifests(image)
+    assert claim["kind"] == "PersistentVolumeClaim"
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert kube_manifests(image, replicas=0)[1]["spec"]["replicas"] == 0
+    # Without volumes, replicas roll as Kubernetes' default has them.
+    stateless = cast(Image, FakeImage({"name": "web", "ports": ["80"]}))
+    assert "strategy" not in kube_manifests(stateless, replicas=3)[0]["spec"]

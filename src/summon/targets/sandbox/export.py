@@ -180,7 +180,7 @@ def kube_manifests(
                 },
             }
         )
-    deployment = {
+    deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "labels": labels},
@@ -198,6 +198,17 @@ def kube_manifests(
             },
         },
     }
+    if claims:
+        # A claim is ReadWriteOnce and each store on it has one writer (a lock): a second
+        # replica would wait for ever (Multi-Attach) or fail on the lock, and a rolling update
+        # would start the new pod before the old one lets go, a rollout that never ends.
+        if replicas > 1:
+            raise UserError(
+                f"--replicas {replicas}: image {image.ref} keeps its data on volumes "
+                f"({', '.join(app.get('volumes', []))}), which one pod at a time may use; "
+                "use --replicas 1 (or 0)"
+            )
+        deployment["spec"]["strategy"] = {"type": "Recreate"}
     docs = [*claims, deployment]
     if ports:
         service_ports = []
