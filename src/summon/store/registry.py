@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -130,6 +130,7 @@ class Registry:
             follow_redirects=True,  # blob GETs are often redirected to object storage
             verify=self._verify,
             headers={"User-Agent": f"summon/{summon.__version__}"},
+            mounts=_direct(ref.api_host),
         )
 
     def _find_scheme(self) -> None:
@@ -140,6 +141,7 @@ class Registry:
                 f"https://{self.ref.api_host}/v2/",
                 verify=self._verify,
                 timeout=self._http.timeout,
+                trust_env=not is_loopback(self.ref.api_host),  # no proxy (_direct)
             )
         except httpx.ConnectError as e:
             if any(sign in str(e) for sign in _NOT_TLS):
@@ -488,6 +490,17 @@ class Registry:
                 f"blob {desc.digest} from registry {self.name} hashes to {actual}; refused"
             )
         progress(Transfer(desc.digest, desc.media_type, done, desc.size, "done"))
+
+
+def _direct(api_host: str) -> dict[str, httpx.BaseTransport | None]:
+    """Mounts that send requests to this machine straight, never through a proxy the
+    environment names (HTTPS_PROXY, ALL_PROXY): a proxy elsewhere cannot reach this machine's
+    registry, and Go's clients (podman, skopeo, docker) never send loopback to one either."""
+    hosts = {"localhost", "127.0.0.1", "[::1]"}
+    if is_loopback(api_host):
+        name = urlsplit(f"//{api_host}").hostname or ""
+        hosts.add(f"[{name}]" if ":" in name else name)
+    return {f"all://{host}": None for host in hosts}
 
 
 def _read_capped(
