@@ -118,11 +118,18 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         os.close(dir_fd)
 
 
+MAX_KEY_FILE = 1 << 16  # a PEM key is a few hundred bytes; /dev/zero is not a key
+
+
 def _read_key_file(path: Path, what: str) -> bytes:
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_KEY_FILE + 1)
     except OSError as e:
         raise SignatureError(f"cannot read the {what} {path}: {e.strerror}") from None
+    if len(data) > MAX_KEY_FILE:
+        raise SignatureError(f"{path} is not a PEM {what}: it is over {MAX_KEY_FILE} bytes")
+    return data
 
 
 def load_private_key(path: Path, password: str | None = None) -> ec.EllipticCurvePrivateKey:

@@ -245,3 +245,17 @@ def test_a_damaged_signature_does_not_hide_one_that_verifies(
     # A good signature by the team key verifies, the damaged one beside it notwithstanding.
     sign(store, ref, keys[0])
     assert require_signature(store, desc, ref, keys[1], "--verify-key").digest == desc.digest
+
+
+@pytest.mark.parametrize("which", ["sign", "verify"])
+def test_a_key_path_naming_an_endless_file_is_one_line(
+    store: Store, which: str, tmp_path: Path
+) -> None:
+    """--key /dev/zero (or a mistyped path into /dev, /proc) read until memory ran out."""
+    ref = "127.0.0.1:5000/team/http:v1"
+    with pytest.raises(SignatureError) as e:
+        if which == "sign":
+            sign(store, ref, Path("/dev/zero"))
+        else:
+            verify(store, ref, Path("/dev/zero"))
+    assert "/dev/zero is not a PEM" in str(e.value) and "over 65536 bytes" in str(e.value)
