@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from summon.errors import CorruptBlob, UserError
 from summon.store.layout import Descriptor, Store, canonical_json
 
-# The policy `summon run` applies lives in policy.py, which it imports without this module.
-from summon.store.policy import config_file, default_verify_key  # noqa: F401
+# The policy `summon run` and the gateway apply (config.toml's verify_key) is policy.py's:
+# they import it without this module, which it imports only when a key is set.
 
 SIGNATURE_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"

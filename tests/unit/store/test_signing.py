@@ -12,12 +12,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from summon.errors import CorruptBlob, UserError
 from summon.store.layout import INDEX, MANIFEST, Descriptor, Store
+from summon.store.policy import default_verify_key
 from summon.store.signing import (
     PAYLOAD_TYPE,
     SIGNATURE_ANNOTATION,
     SIGNATURE_TYPE,
     SignatureError,
-    default_verify_key,
     generate_key,
     load_private_key,
     payload,
