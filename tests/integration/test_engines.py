@@ -282,6 +282,47 @@ def test_podman_runs_the_pulled_image_under_summons_profile(
 
 
 @needs_podman
+def test_podman_runs_an_app_with_a_store_on_a_podman_volume(
+    pushed: Shipped, podman: list[str], tmp_path: Path
+) -> None:
+    """examples/todo under `podman run -v NAME:/data`: the app refused to start ('no volume
+    is mounted at /data': no SUMMON_VOLUMES under an engine), and then could not write the
+    new volume (podman copies the mount point's owner and mode, root's 0755, into it). The
+    mount point is a mount now, and the image's mount point is 1777: the store is made."""
+    s = pushed.summon
+    ref = f"{pushed.registry.host}/team/todo:v1"
+    s.ok("build", str(EXAMPLES / "todo"), "-t", ref)
+    s.ok("push", ref, "--ca-file", str(pushed.ca.ca))
+    profile = tmp_path / "todo.json"
+    s.ok("export", ref, "--as", "seccomp", "-o", str(profile))
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    shutil.copy(pushed.ca.ca, certs / "ca.crt")
+    pulled = _run([*podman, "pull", "--authfile", str(pushed.auth_file), "--cert-dir",
+                   str(certs), ref])  # fmt: skip
+    assert pulled.returncode == 0, pulled.stderr
+    port, name, volume = free_port(), f"summon-todo-{os.getpid()}", f"summon-todo-{os.getpid()}"
+    started = _run(
+        [*podman, "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80", "-v",
+         f"{volume}:/data", "--security-opt", f"seccomp={profile}", "--read-only",
+         "--cap-drop", "ALL", ref]
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        end = time.monotonic() + 60
+        while (page := _run(["curl", "-sf", "-m", "3", f"http://127.0.0.1:{port}/"])).returncode:
+            logs = _run([*podman, "logs", name])
+            assert time.monotonic() < end, logs.stdout + logs.stderr
+            time.sleep(0.3)
+        assert "<title>Tasks</title>" in page.stdout
+        where = _run([*podman, "volume", "inspect", volume, "--format", "{{.Mountpoint}}"])
+        assert (Path(where.stdout.strip()) / "todo" / "objects").is_dir(), where
+    finally:
+        _run([*podman, "rm", "-f", name])
+        _run([*podman, "volume", "rm", "-f", volume])
+
+
+@needs_podman
 def test_podman_kube_play_runs_summon_kube_output(
     pushed: Shipped, podman: list[str], tmp_path: Path
 ) -> None:

@@ -203,7 +203,12 @@ def test_push_rmi_pull_verify_and_run(
     assert "verified" in s.ok("verify", remote, "--key", key(shipper, "team.pub"))
 
     # A second push sends nothing new; a second pull fetches nothing new.
-    assert "0 blobs sent" in s.ok("push", remote)
+    again = s("push", remote)
+    assert again.returncode == 0 and "0 blobs sent" in again.stdout, again.stderr
+    # Each blob's line names what it is (not a media type) and says it was there.
+    for kind in ("root filesystem (erofs)", "file list", "bill of materials", "signature payload"):
+        assert f"{kind} (" in again.stderr and "already there" in again.stderr, again.stderr
+    assert "application/vnd" not in again.stderr, again.stderr
     assert "0 blobs fetched" in s.ok("pull", remote)
 
     port = free_port()
@@ -272,7 +277,7 @@ def test_wrong_key_or_unsigned_image_is_refused(
     r = s("verify", remote, "--key", key(shipper, "stranger.pub"))
     assert_one_error(r, "none by this key", "stranger.pub")
     r = s("run", remote, "--target", "unix", "--verify-key", key(shipper, "stranger.pub"))
-    assert_one_error(r, "none by this key")
+    assert_one_error(r, "none by this key", "(refused by --verify-key)")
 
     unsigned = new_summon(tmp_path_factory)
     assert "signature" not in unsigned.ok("pull", remote, "--no-signatures")
@@ -284,7 +289,9 @@ def test_wrong_key_or_unsigned_image_is_refused(
     config = unsigned.home / "config" / "summon" / "config.toml"
     config.parent.mkdir(parents=True)
     config.write_text(f'verify_key = "{key(shipper, "team.pub")}"\n')
-    assert_one_error(unsigned("run", remote, "--target", "unix"), "is not signed")
+    # The refusal names the rule: a user who gave no flag learns where it comes from.
+    r = unsigned("run", remote, "--target", "unix")
+    assert_one_error(r, "is not signed", f"(refused by verify_key in {config})")
     assert list((unsigned.home / "state").glob("summon/instances/*")) == []  # nothing started
 
 

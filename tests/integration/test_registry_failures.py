@@ -127,6 +127,11 @@ class JunkServer:
                             b'realm="http://127.0.0.1:%d/token"\r\n'
                             b"Content-Length: 0\r\nConnection: close\r\n\r\n" % self.dead_port
                         )
+                    elif self.mode == "notfound":  # a web server: no /v2/ there
+                        conn.sendall(
+                            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\n"
+                            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                        )
                     elif self.mode == "loop":  # redirects to itself, for ever
                         conn.sendall(
                             b"HTTP/1.1 302 Found\r\nLocation: /v2/again\r\n"
@@ -151,6 +156,7 @@ class JunkServer:
         ("raw", "broken reply"),
         ("html", "not JSON"),
         ("loop", "redirected too many times"),
+        ("notfound", "/v2/ answered 404: the server there does not speak the registry API"),
         ("token", "where registry"),
     ],
 )

@@ -305,8 +305,8 @@ def build(
         fs = Rootfs()
         for mp in MOUNT_POINTS:
             fs.add_dir(mp, 0o1777 if mp == "/tmp" else 0o755)
-        for mp in m.volumes:  # a read-only root cannot have them made at run time
-            fs.add_dir(mp, 0o755)
+        for mp in m.volumes:  # a read-only root cannot have them made at run time; 1777:
+            fs.add_dir(mp, 0o1777)  # an engine's new volume copies it, the app (65532) writes
         argv = image_argv(interp)
         # The interpreter looks for lib-dynload at start and complains if it is missing.
         fs.add_dir(str(interp.dynload))

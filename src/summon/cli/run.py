@@ -342,12 +342,13 @@ def run(
     lifecycle.reconcile_all()  # what a killed run left behind goes first
     store = open_store()
     img = _image_or_folder(store, image)
-    from summon.store.policy import default_verify_key
+    from summon.store.policy import config_rule, default_verify_key
 
     if (key := verify_key or default_verify_key()) is not None:
         from summon.store.signing import require_signature  # cryptography: ~50 ms to import
 
-        require_signature(store, img.desc, img.ref, key)  # before anything starts
+        rule = "--verify-key" if verify_key else config_rule()
+        require_signature(store, img.desc, img.ref, key, rule)  # before anything starts
     if not target:
         notice(f"target {target_name} ({chosen.description}; {why})")
     with progress(f"preparing {img.ref} for {target_name}") as step:

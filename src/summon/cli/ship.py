@@ -40,6 +40,7 @@ class _TransferView:
         self.tasks: dict[str, TaskID] = {}
         from summon.store.image import BOM_TYPE
         from summon.store.layout import CONFIG, EMPTY, LAYER_GZIP
+        from summon.store.rootfs_artifact import EROFS_TYPE, FILES_TYPE
         from summon.store.signing import PAYLOAD_TYPE
 
         self.kinds = {
@@ -48,6 +49,8 @@ class _TransferView:
             BOM_TYPE: "bill of materials",
             PAYLOAD_TYPE: "signature payload",
             EMPTY: "empty config",
+            EROFS_TYPE: "root filesystem (erofs)",
+            FILES_TYPE: "file list",
         }
         if err.is_terminal:
             self.progress = Progress(

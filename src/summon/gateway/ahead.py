@@ -172,13 +172,16 @@ def _prepare(store: Any, ref: str, groups: dict[str, list[dict[str, Any]]], out:
     """Make image ref ready for each (target, options) of groups, its services in turn."""
     from summon import targets
     from summon.store.image import Image
+    from summon.store.policy import SignaturePolicy
 
     for entries in groups.values():
         names = [e["name"] for e in entries]
         error = ""
         try:
             target = targets.get(entries[0]["target"], **entries[0]["options"])
-            target.prepare(Image.open(store, ref), functools.partial(out.step, names))
+            image = Image.open(store, ref)
+            SignaturePolicy().check(store, image.desc, image.ref)  # said now, not at a boot
+            target.prepare(image, functools.partial(out.step, names))
         except Exception as e:
             error = str(e) or type(e).__name__
         out.send(names, error=error)

@@ -93,6 +93,7 @@ class ImageLauncher:
         self._ahead = threading.Condition(self._locks)
         self._ahead_left: dict[str, int] = {}  # image ref -> its services the process prepares
         self._digests: dict[str, tuple[tuple[int, int], str]] = {}  # ref -> (index stat, digest)
+        self._policy: Any = None  # config.toml's verify_key (store/policy.py), at a boot
         scratch.sweep()  # what a gateway killed outright left running (instances/scratch.py)
 
     @property
@@ -108,12 +109,16 @@ class ImageLauncher:
         """The service's image made ready for its target, one preparation at a time: after
         the ahead process is done with it, if it is preparing it."""
         from summon.store.image import Image
+        from summon.store.policy import SignaturePolicy
 
         with self._ahead:
             self._ahead.wait_for(lambda: not self._ahead_left.get(config.image))
             lock = self._preparing.setdefault(config.image, threading.Lock())
         with lock:
-            return target.prepare(Image.open(self.store, config.image), step)
+            image = Image.open(self.store, config.image)
+            self._policy = self._policy or SignaturePolicy()
+            self._policy.check(self.store, image.desc, image.ref)  # config.toml's verify_key
+            return target.prepare(image, step)
 
     async def ahead(
         self,

@@ -232,6 +232,8 @@ class Devices:
             where, _, host = item.partition("=")
             if where:
                 mounted[where.rstrip("/")] = host
+        if volume and volume not in mounted and os.path.ismount(host_path(self._root, volume)):
+            mounted[volume] = ""  # an engine's volume (podman -v, a Kubernetes claim): no env
         if not volume or volume not in mounted:
             at = volume or path
             raise Fail(

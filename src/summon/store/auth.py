@@ -225,17 +225,34 @@ class RegistryAuth(httpx.Auth):
         insecure: bool,
         notice: Notice = stderr_notice,
         sleep: Callable[[float], None] = time.sleep,
+        host: str = "",
     ) -> None:
         """notice: where a wait for a token server that asks for one (429, 503) is said;
-        sleep: how it is waited."""
+        sleep: how it is waited; host: the registry's API server, HOST[:PORT] (default: the
+        registry's name), the one server its credentials and tokens are sent to."""
         self.registry = registry
+        self.server = urlsplit(f"//{host or registry}")
         self.credentials = credentials
         self.insecure = insecure
         self.notice = notice
         self.sleep = sleep
         self._authorization: str | None = None
 
+    def _ours(self, url: httpx.URL) -> bool:
+        """A request to the registry's own server, over TLS unless plain HTTP is allowed: an
+        upload location elsewhere (object storage, or a hostile registry's pick, in the clear)
+        gets neither the password nor a token."""
+        if url.scheme != "https" and not self.insecure:
+            return False
+        default = 443 if url.scheme == "https" else 80
+        return url.host == self.server.hostname and (url.port or default) == (
+            self.server.port or default
+        )
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if not self._ours(request.url):
+            yield request  # as it is: its answer, 401 included, is the caller's to judge
+            return
         if self._authorization and "authorization" not in request.headers:
             request.headers["Authorization"] = self._authorization
         response = yield request

@@ -17,12 +17,13 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from summon.errors import CorruptBlob, UnknownImage, UserError
 from summon.store import scratch
+from summon.store.descriptor import DIGEST_RE as _DIGEST_RE
+from summon.store.descriptor import Descriptor as Descriptor  # re-exported: its old home
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -35,62 +36,13 @@ REF_NAME = "org.opencontainers.image.ref.name"
 # the tag it had.
 UNTAGGED = "dev.summon.untagged"
 
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
-# An optional `host:port/` first (a registry, as in 127.0.0.1:5000/team/http:v1), then the name.
+# An optional `host:port/` first (a registry, as in 127.0.0.1:5000/team/http:v1, or
+# [::1]:5000/team/http:v1), then the name.
 _REF_RE = re.compile(
-    r"^(?:[A-Za-z0-9.-]+:[0-9]{1,5}/)?"
+    r"^(?:[A-Za-z0-9.-]+:[0-9]{1,5}/|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?/)?"
     r"[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?\Z"
 )
 _CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    """An OCI content descriptor."""
-
-    media_type: str
-    digest: str
-    size: int
-    annotations: dict[str, str] = field(default_factory=dict)
-    artifact_type: str = ""
-    platform: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "mediaType": self.media_type,
-            "digest": self.digest,
-            "size": self.size,
-        }
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        if self.platform:
-            out["platform"] = dict(self.platform)
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
-
-    @classmethod
-    def from_json(cls, d: Any, where: str) -> Descriptor:
-        try:
-            digest, size, mt = d["digest"], d["size"], d["mediaType"]
-        except (KeyError, TypeError):
-            raise CorruptBlob(f"{where}: a descriptor lacks digest, size or mediaType") from None
-        if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
-            raise CorruptBlob(f"{where}: {digest!r} is not a sha256 digest")
-        if not isinstance(size, int) or size < 0:
-            raise CorruptBlob(f"{where}: descriptor {digest} has a bad size {size!r}")
-        return cls(
-            media_type=str(mt),
-            digest=digest,
-            size=size,
-            annotations=dict(d.get("annotations") or {}),
-            artifact_type=str(d.get("artifactType") or ""),
-            platform=dict(d.get("platform") or {}),
-        )
-
-    @property
-    def short_id(self) -> str:
-        return self.digest.split(":", 1)[1][:12]
 
 
 def canonical_json(obj: Any) -> bytes:

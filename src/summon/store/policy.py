@@ -1,4 +1,4 @@
-"""The signature policy `summon run` applies: config.toml's verify_key.
+"""The signature policy `summon run` and the gateway apply: config.toml's verify_key.
 
 Apart from signing.py, which needs cryptography (~50 ms to import): a run with no key set
 never loads it.
@@ -7,9 +7,13 @@ never loads it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from summon import paths
 from summon.errors import UserError
+
+if TYPE_CHECKING:
+    from summon.store.layout import Descriptor, Store
 
 
 def config_file() -> Path:
@@ -38,3 +42,34 @@ def default_verify_key() -> Path | None:
         raise UserError(f"{path}: verify_key must be a path to a public key (a string)")
     key = Path(value).expanduser()
     return key if key.is_absolute() else path.parent / key
+
+
+def config_rule() -> str:
+    """How a refusal names this policy."""
+    return f"verify_key in {config_file()}"
+
+
+class SignaturePolicy:
+    """config.toml's verify_key for a process that starts images for a long time (the
+    gateway): the file is read at each check, so a key set or changed later applies to the
+    next boot; an image digest that verified is not checked again with the same key file."""
+
+    def __init__(self) -> None:
+        self._passed: set[tuple[str, str, int]] = set()
+
+    def check(self, store: Store, desc: Descriptor, ref: str) -> None:
+        """Raise SignatureError (one line, naming the rule) unless the image may start."""
+        key = default_verify_key()
+        if key is None:
+            return
+        try:
+            stamp = key.stat().st_mtime_ns
+        except OSError:
+            stamp = -1  # load_public_key says what is wrong with it
+        seen = (desc.digest, str(key), stamp)
+        if seen in self._passed:
+            return
+        from summon.store.signing import require_signature  # cryptography: only with a key
+
+        require_signature(store, desc, ref, key, config_rule())
+        self._passed.add(seen)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -42,6 +43,8 @@ MAX_MANIFEST = 4 << 20
 CHUNK = 8 << 20  # blobs bigger than this go up in PATCH chunks of this size
 _READ = 1 << 16
 MAX_DEPTH = 4  # index -> manifest -> blobs is 2; deeper nesting is refused as garbage
+# A reply read whole (a manifest, an index, an error) must have arrived by then (blobs stream).
+REPLY_TIME = 120.0
 
 
 @dataclass(frozen=True)
@@ -120,11 +123,14 @@ class Registry:
         self._verify = tls.context(ref.api_host, ca_file, verify=not insecure)
         self._http = httpx.Client(
             base_url=f"https://{ref.api_host}",
-            auth=RegistryAuth(ref.registry, creds, insecure=plain_allowed, notice=notice),
+            auth=RegistryAuth(
+                ref.registry, creds, insecure=plain_allowed, notice=notice, host=ref.api_host
+            ),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=True,  # blob GETs are often redirected to object storage
             verify=self._verify,
             headers={"User-Agent": f"summon/{summon.__version__}"},
+            mounts=_direct(ref.api_host),
         )
 
     def _find_scheme(self) -> None:
@@ -135,6 +141,7 @@ class Registry:
                 f"https://{self.ref.api_host}/v2/",
                 verify=self._verify,
                 timeout=self._http.timeout,
+                trust_env=not is_loopback(self.ref.api_host),  # no proxy (_direct)
             )
         except httpx.ConnectError as e:
             if any(sign in str(e) for sign in _NOT_TLS):
@@ -238,6 +245,11 @@ class Registry:
     def ping(self) -> None:
         """GET /v2/: proves it is a registry and gets the login out of the way."""
         response = self.request("GET", "/v2/", "checking it speaks the registry API")
+        if response.status_code == 404:  # a web server, or another service on that port
+            raise RegistryError(
+                f"{self.scheme}://{self.ref.api_host}/v2/ answered 404: the server there does "
+                "not speak the registry API (is it a registry, is the address right?)"
+            )
         if response.status_code != 200:
             raise self._fail(response, "checking it speaks the registry API")
 
@@ -330,8 +342,11 @@ class Registry:
             # No referrers API (a 404, or a registry answering with something else): the
             # fallback is an index tagged with the digest, `sha256-<hex>`.
             doc = self.referrers_tag_index(digest)
+        listed = doc.get("manifests") if isinstance(doc, dict) else None
+        if not isinstance(listed, list):
+            raise RegistryError(f"registry {self.name}: the referrers of {digest} are not an index")
         found = []
-        for d in doc.get("manifests") or [] if isinstance(doc, dict) else []:
+        for d in listed:
             desc = Descriptor.from_json(d, f"the referrers of {digest} from {self.name}")
             if desc.artifact_type == artifact_type:
                 found.append(desc)
@@ -369,8 +384,13 @@ class Registry:
         """Send one local blob, read through the store's digest check."""
         what = f"uploading blob {desc.digest}"
         response = self.request("POST", f"{self._repo}/blobs/uploads/", what)
-        if response.status_code != 202 or "location" not in response.headers:
+        if response.status_code != 202:
             raise self._fail(response, what)
+        if "location" not in response.headers:
+            raise RegistryError(
+                f"registry {self.name} answered 202 while {what} but said no Location to send "
+                "it to; is it a registry?"
+            )
         location = self._location(response)
         progress(Transfer(desc.digest, desc.media_type, 0, desc.size, "start"))
         done = 0
@@ -472,13 +492,35 @@ class Registry:
         progress(Transfer(desc.digest, desc.media_type, done, desc.size, "done"))
 
 
-def _read_capped(response: httpx.Response, limit: int, where: str, what: str) -> bytes:
-    """The raw body, refusing one longer than LIMIT: a hostile server cannot fill memory."""
+def _direct(api_host: str) -> dict[str, httpx.BaseTransport | None]:
+    """Mounts that send requests to this machine straight, never through a proxy the
+    environment names (HTTPS_PROXY, ALL_PROXY): a proxy elsewhere cannot reach this machine's
+    registry, and Go's clients (podman, skopeo, docker) never send loopback to one either."""
+    hosts = {"localhost", "127.0.0.1", "[::1]"}
+    if is_loopback(api_host):
+        name = urlsplit(f"//{api_host}").hostname or ""
+        hosts.add(f"[{name}]" if ":" in name else name)
+    return {f"all://{host}": None for host in hosts}
+
+
+def _read_capped(
+    response: httpx.Response, limit: int, where: str, what: str, seconds: float | None = None
+) -> bytes:
+    """The raw body, refusing one longer than LIMIT: a hostile server cannot fill memory; or
+    one still coming after SECONDS (default REPLY_TIME): the read timeout is per read, and a
+    server sending a byte now and then would hold summon for as long as it likes."""
+    seconds = REPLY_TIME if seconds is None else seconds
     body = bytearray()
-    for piece in response.iter_raw(_READ):
+    deadline = time.monotonic() + seconds
+    for piece in response.iter_raw():  # as it comes (a chunk size would wait for that much)
         body += piece
         if len(body) > limit:
             raise RegistryError(f"{where} sent more than {limit} bytes while {what}; refused")
+        if time.monotonic() > deadline:
+            raise RegistryError(
+                f"{where} was still sending its reply after {seconds:g}s ({len(body)} bytes) "
+                f"while {what}; refused"
+            )
     return bytes(body)
 
 

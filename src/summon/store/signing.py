@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from summon.errors import CorruptBlob, UserError
 from summon.store.layout import Descriptor, Store, canonical_json
 
-# The policy `summon run` applies lives in policy.py, which it imports without this module.
-from summon.store.policy import config_file, default_verify_key  # noqa: F401
+# The policy `summon run` and the gateway apply (config.toml's verify_key) is policy.py's:
+# they import it without this module, which it imports only when a key is set.
 
 SIGNATURE_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 PAYLOAD_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -118,11 +118,18 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         os.close(dir_fd)
 
 
+MAX_KEY_FILE = 1 << 16  # a PEM key is a few hundred bytes; /dev/zero is not a key
+
+
 def _read_key_file(path: Path, what: str) -> bytes:
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_KEY_FILE + 1)
     except OSError as e:
         raise SignatureError(f"cannot read the {what} {path}: {e.strerror}") from None
+    if len(data) > MAX_KEY_FILE:
+        raise SignatureError(f"{path} is not a PEM {what}: it is over {MAX_KEY_FILE} bytes")
+    return data
 
 
 def load_private_key(path: Path, password: str | None = None) -> ec.EllipticCurvePrivateKey:
@@ -213,7 +220,7 @@ def sign(store: Store, ref: str, key_path: Path) -> SignResult:
     try:
         found = verify_digest(store, desc, private.public_key(), name or desc.digest)
         return SignResult(name, desc.digest, found.signature, kid, already=True)
-    except SignatureError:
+    except (SignatureError, CorruptBlob):  # unsigned by this key, or only damaged signatures
         pass
     body = payload(repository_of(name) if name else desc.digest, desc.digest)
     signature = private.sign(body, ec.ECDSA(hashes.SHA256()))
@@ -249,8 +256,14 @@ def verify_digest(
             "it again with its signatures"
         )
     replayed = ""
+    damaged: CorruptBlob | None = None
     for sig in candidates:
-        for body, raw in _signed_payloads(store, sig):
+        try:
+            payloads = _signed_payloads(store, sig)
+        except CorruptBlob as e:  # a damaged signature does not hide the others
+            damaged = damaged or e
+            continue
+        for body, raw in payloads:
             try:
                 public.verify(raw, body, ec.ECDSA(hashes.SHA256()))
             except InvalidSignature:
@@ -269,6 +282,11 @@ def verify_digest(
         raise SignatureError(
             f"image {ref} ({desc.digest}) carries a signature by {key_name} that is for "
             f"another image ({replayed}); refused"
+        )
+    if damaged is not None:
+        raise CorruptBlob(
+            f"no signature on image {ref} ({desc.digest}) verifies with {key_name}, and one "
+            f"of its {len(candidates)} signature(s) is damaged: {damaged}; pull it again"
         )
     raise SignatureError(
         f"no signature on image {ref} ({desc.digest}) verifies with {key_name}: "
@@ -304,6 +322,15 @@ def _critical(body: bytes) -> dict[str, Any]:
     return critical
 
 
-def require_signature(store: Store, desc: Descriptor, ref: str, key_path: Path) -> Verified:
-    """What `summon run --verify-key` does before it starts anything: refuse unless signed."""
-    return verify_digest(store, desc, load_public_key(key_path), ref, key_path)
+def require_signature(
+    store: Store, desc: Descriptor, ref: str, key_path: Path, rule: str = ""
+) -> Verified:
+    """What `summon run --verify-key` does before it starts anything: refuse unless signed.
+    rule: what asked for the check (`--verify-key`, config.toml's verify_key), said in the
+    refusal, so that a user who did not ask on this command line knows where it comes from."""
+    try:
+        return verify_digest(store, desc, load_public_key(key_path), ref, key_path)
+    except (SignatureError, CorruptBlob) as e:
+        if not rule:
+            raise
+        raise type(e)(f"{e} (refused by {rule})") from None

@@ -37,8 +37,12 @@ def _children(doc: Any, where: str) -> tuple[list[Descriptor], list[Descriptor]]
     """(manifests, blobs) a manifest or index names."""
     if not isinstance(doc, dict):
         raise CorruptBlob(f"{where} is not a JSON object")
-    manifests = [Descriptor.from_json(d, where) for d in doc.get("manifests") or []]
-    blobs = [Descriptor.from_json(d, where) for d in doc.get("layers") or []]
+    lists = {key: doc.get(key) or [] for key in ("manifests", "layers")}
+    for key, value in lists.items():
+        if not isinstance(value, list):
+            raise CorruptBlob(f"{where}: its {key} are not a list")
+    manifests = [Descriptor.from_json(d, where) for d in lists["manifests"]]
+    blobs = [Descriptor.from_json(d, where) for d in lists["layers"]]
     if doc.get("config") is not None:
         blobs.append(Descriptor.from_json(doc["config"], where))
     return manifests, blobs
@@ -191,7 +195,8 @@ def _remote_graph(
     counts: list[int],
     depth: int = 0,
 ) -> None:
-    manifests, blobs = _children(_json_blob(body, desc.digest), f"manifest {desc.digest}")
+    where = f"manifest {desc.digest} from registry {reg.name}"
+    manifests, blobs = _children(_json_blob(body, desc.digest), where)
     if manifests and depth >= MAX_DEPTH:
         raise RegistryError(f"registry {reg.name}: manifest {desc.digest} nests too deep")
     for child in manifests:
@@ -259,6 +264,14 @@ def pull(
                 raise RegistryError(
                     f"{remote} is a {media_type or 'untyped'} manifest, not an OCI image; "
                     "summon pulls OCI images"
+                )
+            if media_type == MANIFEST:
+                # A summon image is an index (its container manifest, the bill of materials,
+                # the boot artifact); a lone manifest is another tool's image, which the store
+                # would keep but no target could run. Refused before a blob is fetched.
+                raise RegistryError(
+                    f"{remote} is a single OCI manifest, not a summon image (an image index "
+                    "that summon build made); summon runs only its own images"
                 )
             top = Descriptor(media_type, digest, len(body))
             _remote_graph(reg, top, body, staging, progress, counts)

@@ -61,8 +61,8 @@ def key_of(material: dict[str, Any]) -> str:
 
 def cache_limit() -> int:
     """The cache's size bound in bytes: config.toml's snapshot_cache_size, else 1 GiB."""
-    # The file store.signing.config_file() names; not imported from there, which would load
-    # cryptography (~60 ms) into every VM start.
+    # The file store.policy.config_file() names (store.signing, beside it, would load
+    # cryptography, ~60 ms, into every VM start).
     path = paths.config_dir() / "config.toml"
     try:
         doc = tomllib.loads(path.read_text())

@@ -3,6 +3,7 @@ mounted (SUMMON_VOLUMES), closed on every way out; the real git reads what the a
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -140,3 +141,28 @@ def test_a_folder_that_is_no_store_is_refused(image: ImageRoot, tmp_path: Path) 
     assert result.stderr.startswith("summon: store 'todo' at /data/todo: ")
     assert result.stderr.count("\n") == 1
     assert (tmp_path / "todo/notes.txt").read_text() == "mine"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="mounts a tmpfs: root, unshare"
+)
+def test_a_volume_an_engine_mounted_is_used_without_summon_volumes(image: ImageRoot) -> None:
+    """podman run -v NAME:/data, or a Kubernetes claim from `summon kube`, mounts the volume
+    but sets no SUMMON_VOLUMES: the app refused to start ('no volume is mounted at /data')
+    with its volume right there. A mount point at the volume's path counts as mounted."""
+    image.app({"app.py": COUNTER})
+    image.config("app:main", volumes=["/data"], stores={"todo": "/data/todo"})
+    data = image.root / "data"
+    data.mkdir(exist_ok=True)  # (the image makes its volumes' mount points)
+    script = 'mount -t tmpfs none "$0" && "$@" && test -d "$0/todo/objects"'
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(data),
+         *image.argv()],
+        env=image.environ({}), capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip()) == 40  # the commit id of the store's first change
+    # Without the mount, the same run is refused as before.
+    unmounted = image.run()
+    assert unmounted.returncode != 0 and "no volume is mounted at /data" in unmounted.stderr

@@ -255,3 +255,41 @@ def test_a_token_server_that_stays_busy_is_one_clear_line() -> None:
         "registry reg.example answered 503 (service unavailable) while logging in at "
         "reg.example, 4 times over 7s; try again later"
     )
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "https://storage.example/upload/1",  # another server (object storage, or a hostile pick)
+        "http://reg.example/v2/team/http/blobs/uploads/1",  # the registry, but in the clear
+        "https://reg.example:8443/v2/team/http/blobs/uploads/1",  # another port of it
+    ],
+)
+def test_credentials_and_tokens_go_to_the_registrys_own_server_only(elsewhere: str) -> None:
+    """An upload's Location may name any URL; the password or token that the registry's
+    challenge got went along to it, to another host or over plain HTTP."""
+    seen: dict[str, str | None] = {}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen[str(request.url)] = request.headers.get("authorization")
+        if request.url.host == "reg.example" and request.url.port is None:
+            if request.headers.get("authorization") != CREDS.basic():
+                return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+            return httpx.Response(202, headers={"Location": elsewhere})
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="storage"'})
+
+    auth = RegistryAuth("reg.example", CREDS, insecure=False)
+    with httpx.Client(transport=httpx.MockTransport(handle), auth=auth) as client:
+        r = client.post("https://reg.example/v2/team/http/blobs/uploads/")
+        assert seen["https://reg.example/v2/team/http/blobs/uploads/"] == CREDS.basic()
+        answer = client.put(r.headers["location"])
+    assert seen[elsewhere] is None
+    assert answer.status_code == 401  # its refusal is the caller's to report, not a login
+
+
+def test_a_registry_on_a_named_api_host_gets_its_credentials() -> None:
+    """docker.io's API is at registry-1.docker.io: that host is the registry's own."""
+    auth = RegistryAuth("docker.io", CREDS, insecure=False, host="registry-1.docker.io")
+    transport = registry_transport('Basic realm="r"')
+    with httpx.Client(transport=transport, auth=auth) as client:
+        assert client.get("https://registry-1.docker.io/v2/").status_code == 200

@@ -13,6 +13,7 @@ import hashlib
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 
 from summon.errors import UserError
 from summon.store import Store
-from summon.store.layout import CONFIG, LAYER_GZIP, MANIFEST
+from summon.store.layout import CONFIG, INDEX, LAYER_GZIP, MANIFEST
 from summon.store.reference import RegistryError, RemoteRef
 from summon.store.registry import MAX_MANIFEST
 from summon.store.sync import pull
@@ -39,6 +40,18 @@ MANIFEST_BODY = json.dumps(
 ).encode()
 
 
+MANIFEST_DIGEST = "sha256:" + hashlib.sha256(MANIFEST_BODY).hexdigest()
+INDEX_BODY = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": INDEX,
+        "manifests": [
+            {"mediaType": MANIFEST, "digest": MANIFEST_DIGEST, "size": len(MANIFEST_BODY)}
+        ],
+    }
+).encode()
+
+
 class HostileRegistry:
     """Serves one image whose layer's descriptor says 2**60 bytes; notes every path asked for."""
 
@@ -52,11 +65,15 @@ class HostileRegistry:
                 if self.path == "/v2/":
                     self.reply(b"{}", "application/json")
                 elif self.path == "/v2/team/huge/manifests/v1":
+                    self.reply(INDEX_BODY, INDEX)
+                elif self.path == f"/v2/team/huge/manifests/{MANIFEST_DIGEST}":
                     self.reply(MANIFEST_BODY, MANIFEST)
                 elif self.path == "/v2/team/deep/manifests/v1":
                     self.reply(b"[" * 200_000 + b"]" * 200_000, MANIFEST)
                 elif self.path == "/v2/team/endless/manifests/v1":
                     self.endless(MANIFEST)
+                elif self.path == "/v2/team/trickle/manifests/v1":
+                    self.trickle(INDEX_BODY, INDEX)
                 elif self.path == f"/v2/team/huge/blobs/{CONFIG_DIGEST}":
                     self.reply(CONFIG_BODY, "application/octet-stream")
                 else:  # the layer: bytes without end, were it ever asked for
@@ -70,6 +87,20 @@ class HostileRegistry:
                 try:
                     while True:
                         self.wfile.write(b" " * 65536)
+                except OSError:
+                    pass
+
+            def trickle(self, body: bytes, media_type: str) -> None:
+                """A byte every 50 ms: each read comes well within the read timeout."""
+                self.send_response(200)
+                self.send_header("Content-Type", media_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(0.05)
                 except OSError:
                     pass
 
@@ -137,4 +168,25 @@ def test_a_manifest_nested_too_deep_is_one_line(registry: HostileRegistry, tmp_p
         pull(store, remote)
     text = str(refused.value)
     assert "\n" not in text and "sent a manifest for v1 that is not JSON" in text, text
+    assert store.refs() == []
+
+
+def test_a_manifest_sent_a_byte_at_a_time_is_given_up_on(
+    registry: HostileRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each byte came within the read timeout, so a registry trickling its manifest held
+    summon pull for as long as it liked (hours for a few kB); a reply read whole now has
+    REPLY_TIME to arrive."""
+    from summon.store import registry as registry_mod
+
+    monkeypatch.setattr(registry_mod, "REPLY_TIME", 1.0)
+    store = Store(tmp_path / "store")
+    remote = RemoteRef.parse(f"127.0.0.1:{registry.port}/team/trickle:v1")
+    t0 = time.monotonic()
+    with pytest.raises(RegistryError) as refused:
+        pull(store, remote)
+    text = str(refused.value)
+    assert "\n" not in text and "was still sending its reply after 1s" in text, text
+    assert "while fetching manifest v1 of team/trickle" in text, text
+    assert time.monotonic() - t0 < 10
     assert store.refs() == []

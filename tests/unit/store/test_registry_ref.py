@@ -60,3 +60,16 @@ def test_local_names_may_carry_a_registry_with_a_port() -> None:
     for bad in ("127.0.0.1:x/http", "Http:v1", "host:5000/"):
         with pytest.raises(UserError):
             normalize_ref(bad)
+
+
+def test_a_registry_at_an_ipv6_address_names_local_images_too() -> None:
+    """docs/registry.md has plain HTTP for a registry on ::1, but `summon pull
+    [::1]:5000/team/http:v1` was refused as 'not a valid image name' (the local tag it gets)
+    before anything was sent, and `summon tag` refused the name as well."""
+    remote = RemoteRef.parse("[::1]:5000/team/http:v1")
+    assert remote.local_name == "[::1]:5000/team/http:v1"
+    assert normalize_ref("[::1]:5000/team/http") == "[::1]:5000/team/http:latest"
+    assert normalize_ref("[fd00::2]/team/http:v1") == "[fd00::2]/team/http:v1"
+    for bad in ("[::1/http", "[::g]:5000/http", "[::1]:5000/Http"):
+        with pytest.raises(UserError):
+            normalize_ref(bad)

@@ -12,12 +12,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from summon.errors import CorruptBlob, UserError
 from summon.store.layout import INDEX, MANIFEST, Descriptor, Store
+from summon.store.policy import default_verify_key
 from summon.store.signing import (
     PAYLOAD_TYPE,
     SIGNATURE_ANNOTATION,
     SIGNATURE_TYPE,
     SignatureError,
-    default_verify_key,
     generate_key,
     load_private_key,
     payload,
@@ -194,3 +194,68 @@ def test_verify_key_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     cfg.write_text("verify_key = [")
     with pytest.raises(UserError, match="not valid TOML"):
         default_verify_key()
+
+
+def test_the_config_policy_reads_the_key_at_each_check_and_names_itself(
+    store: Store, keys: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway's check (SignaturePolicy): no key set lets any image start; a key set
+    while it runs applies to the next boot, and the refusal names config.toml's rule."""
+    from summon.store.policy import SignaturePolicy
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    ref = "127.0.0.1:5000/team/http:v1"
+    _, desc = store.resolve(ref)
+    policy = SignaturePolicy()
+    policy.check(store, desc, ref)  # no config.toml: nothing asked for
+    cfg = tmp_path / "config" / "summon" / "config.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text(f'verify_key = "{keys[1]}"\n')
+    with pytest.raises(SignatureError) as e:
+        policy.check(store, desc, ref)
+    assert "is not signed" in str(e.value) and f"(refused by verify_key in {cfg})" in str(e.value)
+    sign(store, ref, keys[0])
+    policy.check(store, desc, ref)
+    # Another key in the file: the image is checked again, not taken from the last check.
+    _, other_pub = generate_key(tmp_path / "other")
+    cfg.write_text(f'verify_key = "{other_pub}"\n')
+    with pytest.raises(SignatureError, match=r"none by this key.*refused by verify_key"):
+        policy.check(store, desc, ref)
+
+
+def test_a_damaged_signature_does_not_hide_one_that_verifies(
+    store: Store, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """One signature whose payload blob is gone (a store damaged, an rmi cut short) made
+    every verification of the image fail, the good signature by the run's key included."""
+    from summon.store.signing import require_signature
+
+    ref = "127.0.0.1:5000/team/http:v1"
+    other_key, other_pub = generate_key(tmp_path / "other")
+    broken = sign(store, ref, other_key)
+    payload_digest = store.read_json(broken.signature)["layers"][0]["digest"]
+    store.blob_path(payload_digest).unlink()
+    # Only the damaged one: said as damage, with the rule that asked.
+    _, desc = store.resolve(ref)
+    with pytest.raises(CorruptBlob) as e:
+        require_signature(store, desc, ref, other_pub, "--verify-key")
+    text = str(e.value)
+    assert "is damaged" in text and payload_digest in text and "\n" not in text
+    assert text.endswith("(refused by --verify-key)"), text
+    # A good signature by the team key verifies, the damaged one beside it notwithstanding.
+    sign(store, ref, keys[0])
+    assert require_signature(store, desc, ref, keys[1], "--verify-key").digest == desc.digest
+
+
+@pytest.mark.parametrize("which", ["sign", "verify"])
+def test_a_key_path_naming_an_endless_file_is_one_line(
+    store: Store, which: str, tmp_path: Path
+) -> None:
+    """--key /dev/zero (or a mistyped path into /dev, /proc) read until memory ran out."""
+    ref = "127.0.0.1:5000/team/http:v1"
+    with pytest.raises(SignatureError) as e:
+        if which == "sign":
+            sign(store, ref, Path("/dev/zero"))
+        else:
+            verify(store, ref, Path("/dev/zero"))
+    assert "/dev/zero is not a PEM" in str(e.value) and "over 65536 bytes" in str(e.value)

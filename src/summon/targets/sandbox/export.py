@@ -115,6 +115,13 @@ def kube_manifests(
     name = dns_label(str(app.get("name") or "app"))
     ports = [_port(p) for p in app.get("ports", [])]
     tcp = [number for number, proto in ports if proto == "TCP"]
+    for flag, value in (("--port", port), ("--host-port", host_port)):
+        if value is not None and not tcp:  # it would be left out of the YAML without a word
+            served = ", ".join(str(p) for p in app.get("ports", [])) or "none"
+            raise UserError(
+                f"{flag} {value}: image {image.ref} serves no TCP port (its ports: {served}); "
+                "there is nothing to publish"
+            )
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "summon"}
     memory = f"{max(int(app.get('memory', 128 << 20)) // 2**20, 8)}Mi"
     pod_security: dict[str, Any] = {
@@ -173,7 +180,7 @@ def kube_manifests(
                 },
             }
         )
-    deployment = {
+    deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "labels": labels},
@@ -191,6 +198,17 @@ def kube_manifests(
             },
         },
     }
+    if claims:
+        # A claim is ReadWriteOnce and each store on it has one writer (a lock): a second
+        # replica would wait for ever (Multi-Attach) or fail on the lock, and a rolling update
+        # would start the new pod before the old one lets go, a rollout that never ends.
+        if replicas > 1:
+            raise UserError(
+                f"--replicas {replicas}: image {image.ref} keeps its data on volumes "
+                f"({', '.join(app.get('volumes', []))}), which one pod at a time may use; "
+                "use --replicas 1 (or 0)"
+            )
+        deployment["spec"]["strategy"] = {"type": "Recreate"}
     docs = [*claims, deployment]
     if ports:
         service_ports = []
