@@ -379,3 +379,23 @@ def test_garbage_before_the_handshake_is_a_bad_record_with_an_alert(pki: PKI, ba
         assert err.value.reason == reason, junk
         alert = s.data_to_send()
         assert alert[:1] == b"\x15" and alert[-2] == 2, alert  # a fatal alert record
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_handshake_message_declared_huge_is_refused_at_its_header_not_buffered(
+    pki: PKI, backend: str
+) -> None:
+    # A peer declaring a 16 MiB ClientKeyExchange and sending it in 16 KiB fragments made the
+    # python backend buffer all of it until the handshake deadline: a few such connections
+    # exhausted a 64 MiB image. Now the header alone ends the handshake, as OpenSSL does.
+    p = pair(pki, backend, "openssl", "1.2")
+    p.client.start()
+    p.server.receive_data(p.client.data_to_send())
+    assert p.server.data_to_send()  # the server's first flight: it waits for the client's
+    header = bytes([22, 3, 3, 0x40, 0x00, 16, 0xFF, 0xFF, 0xFF]) + bytes(0x4000 - 4)
+    with pytest.raises(e.TLSError) as err:
+        p.server.receive_data(header)
+    alert = p.server.data_to_send()
+    assert alert[:1] == b"\x15" and alert[-2:] == bytes([2, 47]), alert  # illegal_parameter
+    if backend == "python":
+        assert "16777215 bytes > limit 131072" in str(err.value)
