@@ -125,7 +125,8 @@ def _error(exc: ssl.SSLError, handshaking: bool) -> e.TLSError:
         return e.BadCertificate("the client sent no certificate", reason=e.NO_CERTIFICATE)
     if any(w in name for w in _VERSION_WORDS):
         return e.ProtocolVersionRefused(f"no common TLS version ({name})", version="below TLS 1.2")
-    if "ALERT" in name:
+    if "_ALERT_" in name:  # SSLV3_ALERT_..., TLSV1_ALERT_...: the peer's alert, not
+        # OpenSSL's own refusal of alerts (TOO_MANY_WARN_ALERTS, INVALID_ALERT)
         alert = name.split("ALERT_", 1)[-1].lower()
         message = f"the peer sent fatal alert {alert}"
         return (

@@ -399,3 +399,26 @@ def test_a_handshake_message_declared_huge_is_refused_at_its_header_not_buffered
     assert alert[:1] == b"\x15" and alert[-2:] == bytes([2, 47]), alert  # illegal_parameter
     if backend == "python":
         assert "16777215 bytes > limit 131072" in str(err.value)
+
+
+def test_a_flood_of_warning_alerts_is_refused_as_ours_not_reported_as_the_peers_alert(
+    pki: PKI,
+) -> None:
+    # OpenSSL ends a TLS 1.2 connection after five warning alerts in a row (the SSL Death
+    # Alert defence) with its own error TOO_MANY_WARN_ALERTS; the openssl backend logged that
+    # as "the peer sent fatal alert too_many_warn_alerts", an alert no peer sent.
+    from tlslite.messages import Alert
+
+    from summon.tls.tlslite_ng import AlertDescription, AlertLevel
+
+    p = pair(pki, "openssl", "python", "1.2")
+    p.handshake()
+    conn = p.client._engine._conn  # type: ignore[attr-defined]
+    warning = Alert().create(AlertDescription.user_canceled, AlertLevel.warning)
+    with pytest.raises(e.TLSError) as err:
+        for _ in range(10):
+            for _ in conn._sendMsg(warning):
+                pass
+            p.server.receive_data(p.client.data_to_send())
+    assert isinstance(err.value, e.ProtocolViolation), err.value
+    assert "peer sent" not in str(err.value) and "TOO_MANY_WARN_ALERTS" in str(err.value)
