@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from summon.errors import UserError
 from summon.targets import tmpfs
-from summon.targets.base import MAX_SECRET_BYTES, SecretFile
+from summon.targets.base import MAX_SECRET_BYTES, SecretFile, not_a_file
 
 IMAGE_PATH = "/run/secrets"  # summon.runtime.injection.SECRETS_PATH
 SHM = Path("/dev/shm")
@@ -31,6 +32,12 @@ def parse(value: str) -> SecretFile:
         check_name(name)
     except ValueError as e:
         raise UserError(f"--secret {value}: {e}") from None
+    try:  # before resolve(): a pipe's /dev/fd/63 resolves to a name that does not exist
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = stat.S_IFREG  # read() says why
+    if not stat.S_ISREG(mode):
+        raise UserError(f"--secret {value}: {not_a_file(mode)}")
     secret = SecretFile(name, Path(path).resolve())
     secret.read()  # unreadable or too big: one line now, not at the instance's start
     return secret
