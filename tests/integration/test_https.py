@@ -97,6 +97,13 @@ def test_curl_gets_the_site_over_tls_in_the_sandbox(built: Built, image: str) ->
         )
         assert INDEX not in plain.stdout  # port 80 of the app speaks only TLS
         assert "refused" not in built.summon.ok("logs", instance)
+        # An HTTP/1.0 client offers ALPN http/1.0 only: it was refused (alert 120).
+        http10 = subprocess.run(
+            ["curl", "-sf", "-m", "10", "--http1.0", "--cacert", str(built.ca.ca),
+             f"https://127.0.0.1:{port}/"],
+            capture_output=True,
+        )  # fmt: skip
+        assert http10.stdout == INDEX, http10.stderr
     finally:
         built.summon("rm", "-f", instance)
 
