@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -73,3 +75,29 @@ def test_a_regular_file_through_a_symbolic_link_is_read_whole(tmp_path: Path) ->
     (tmp_path / "link").symlink_to(tmp_path / "key")
     secret = secrets.parse(f"tls.key={tmp_path / 'link'}")
     assert secret.path == tmp_path / "key" and secret.read() == value
+
+
+def test_a_secrets_folder_whose_summon_was_killed_is_swept_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `summon run --target unix --secret ...` killed with SIGKILL took its app along but left
+    # summon-secrets-NAME-... with the keys in /dev/shm until the next boot.
+    monkeypatch.setattr(secrets, "SHM", tmp_path)
+    key = tmp_path / "key"
+    key.write_bytes(b"key")
+    given = (SecretFile("tls.key", key),)
+    script = (
+        "import os, sys; from pathlib import Path; from summon.targets import secrets; "
+        f"secrets.SHM = Path({str(tmp_path)!r}); "
+        "print(secrets.private_folder('web-1', ()), flush=True); os.kill(os.getpid(), 9)"
+    )
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    stale = Path(killed.stdout.strip())
+    assert stale.is_dir() and stale.parent == tmp_path, killed.stderr  # left behind
+    live = secrets.private_folder("web-2", given)  # held by this process
+    assert not stale.exists()
+    made = secrets.private_folder("web-3", given)
+    assert live.exists() and (made / "tls.key").read_bytes() == b"key"
+    secrets.release(live)
+    secrets.release(made)
+    assert list(tmp_path.glob("*summon-secrets*")) == []
