@@ -55,6 +55,31 @@ def check_branch(name: str) -> str:
     return name
 
 
+_REFS_CHECKED: set[str] = set()  # ref names check_ref passed: a commit sets its branch's
+
+
+def check_ref(name: str) -> str:
+    """Return `name` if it is a Git ref name below refs/ (git check-ref-format), else raise
+    CorruptStore. Each ref becomes a file named after it: a name from the store's own files
+    (a journal record) or a bundle, such as refs/heads/../../../etc/x, would have the host
+    write or remove a file outside the store when it opens it (summon volume export)."""
+    if name in _REFS_CHECKED:
+        return name
+    try:
+        if not isinstance(name, str) or not name.startswith("refs/"):
+            raise ValueError("it is not below refs/")
+        check_branch(name[5:])
+        if any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in name.split("/")):
+            raise ValueError("a component is longer than 255 bytes")
+    except ValueError as e:
+        why = str(e).split(": ", 1)[-1]
+        raise CorruptStore(f"the ref {name[:100]!r} is not a Git ref name: {why}") from None
+    if len(_REFS_CHECKED) > 4096:
+        _REFS_CHECKED.clear()
+    _REFS_CHECKED.add(name)
+    return name
+
+
 class Refs:
     """Every ref of a repository, and HEAD, with changes not yet written."""
 
@@ -121,6 +146,7 @@ class Refs:
 
     def set(self, name: str, oid: bytes | None) -> None:
         """Point `name` at `oid`, or delete it (None); written by write()."""
+        check_ref(name)
         if oid is None:
             self.values.pop(name, None)
         else:
