@@ -98,7 +98,7 @@ class Refs:
         except FileNotFoundError:
             raise CorruptStore(f"{self._backend.describe()}: no HEAD file") from None
         if head.startswith(b"ref: "):
-            self.head = head[5:].decode("utf-8", "replace").strip()
+            self.head = check_ref(head[5:].decode("utf-8", "replace").strip())
         else:
             try:
                 self.head = parse_hex(head, "HEAD").hex()

@@ -85,3 +85,13 @@ def test_no_path_of_a_folder_store_leads_out_of_its_folder(tmp_path: Path) -> No
         with pytest.raises(CorruptStore, match="leads out of the store"):
             backend.remove(path)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_head_naming_a_ref_outside_refs_is_a_corrupt_store(tmp_path: Path) -> None:
+    # rule: refs are Git ref names below refs/. Before: the store opened, its export had no
+    # HEAD (git clone: "remote HEAD refers to nonexistent ref"), a commit wrote ../../x.
+    with kv.open_folder(str(tmp_path / "s")) as store:
+        store.set("a", b"1")
+    (tmp_path / "s" / "HEAD").write_text("ref: refs/heads/../../../x\n")
+    with pytest.raises(CorruptStore, match=r"is not a Git ref name: it holds '\.\.'"):
+        kv.open_folder(str(tmp_path / "s"))
