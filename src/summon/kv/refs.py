@@ -122,10 +122,12 @@ class Refs:
                     self._peeled[last] = parse_hex(line[1:])
                     continue
                 hexid, _, name = line.partition(b" ")
-                last = name.decode("utf-8")
+                last = check_ref(name.decode("utf-8"))
                 self._packed[last] = parse_hex(hexid)
             except ValueError:  # UnicodeDecodeError too: a ref name that is not UTF-8
                 raise CorruptStore(f"packed-refs line {n} is {line[:80]!r}") from None
+            except CorruptStore as e:
+                raise CorruptStore(f"packed-refs line {n}: {e}") from None
 
     def _walk(self, folder: str) -> None:
         for name, is_dir in self._backend.listdir(folder):
@@ -137,7 +139,7 @@ class Refs:
                 if content.startswith(b"ref: "):
                     continue  # symbolic refs (refs/remotes/origin/HEAD) name no commit
                 try:
-                    self.values[path] = parse_hex(content, path)
+                    self.values[check_ref(path)] = parse_hex(content, path)
                 except ValueError:
                     raise CorruptStore(f"{path} holds {content[:60]!r}, not an id") from None
 

@@ -95,3 +95,23 @@ def test_a_head_naming_a_ref_outside_refs_is_a_corrupt_store(tmp_path: Path) -> 
     (tmp_path / "s" / "HEAD").write_text("ref: refs/heads/../../../x\n")
     with pytest.raises(CorruptStore, match=r"is not a Git ref name: it holds '\.\.'"):
         kv.open_folder(str(tmp_path / "s"))
+
+
+@pytest.mark.parametrize(
+    ("place", "name"),
+    [("packed", "refs/heads/../../x"), ("loose", "refs/heads/a\nb"), ("loose", "refs/heads/a b")],
+)
+def test_a_ref_in_the_store_that_git_could_not_name_is_a_corrupt_store(
+    tmp_path: Path, place: str, name: str
+) -> None:
+    # rule: refs are Git ref names below refs/. Before: such names were read and written into
+    # the export's header, where a newline in one makes a line of its own.
+    with kv.open_folder(str(tmp_path / "s")) as store:
+        store.set("a", b"1")
+        head = store.head or ""
+    if place == "packed":
+        (tmp_path / "s" / "packed-refs").write_text(f"{head} {name}\n")
+    else:
+        (tmp_path / "s" / name).write_text(head + "\n")
+    with pytest.raises(CorruptStore, match="is not a Git ref name"):
+        kv.open_folder(str(tmp_path / "s"))
