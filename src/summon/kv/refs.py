@@ -156,6 +156,8 @@ class Refs:
         self._dirty.add(name)
 
     def set_head(self, target: str) -> None:
+        if len(target) != 40 or "/" in target:
+            check_ref(target)  # a journal's record is the app's: HEAD is written from it
         self.head = target
         self._dirty.add("HEAD")
 

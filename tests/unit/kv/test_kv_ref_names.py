@@ -115,3 +115,22 @@ def test_a_ref_in_the_store_that_git_could_not_name_is_a_corrupt_store(
         (tmp_path / "s" / name).write_text(head + "\n")
     with pytest.raises(CorruptStore, match="is not a Git ref name"):
         kv.open_folder(str(tmp_path / "s"))
+
+
+def test_a_journal_pointing_head_outside_refs_is_a_corrupt_store(tmp_path: Path) -> None:
+    # rule: refs are Git ref names below refs/ (HEAD's target too, from a journal record)
+    script = f"""
+import os
+from summon import kv
+from summon.kv import refs
+refs.check_ref = lambda name: name
+store = kv.open_folder({str(tmp_path / "s")!r})
+store.set("a", b"1")
+store.flush()
+store._repo.record_head("refs/heads/../../x\\nref: refs/heads/main")
+os._exit(0)
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, env=os.environ)
+    with pytest.raises(CorruptStore, match="is not a Git ref name"):
+        kv.open_folder(str(tmp_path / "s"))
+    assert (tmp_path / "s" / "HEAD").read_text() == "ref: refs/heads/main\n"
