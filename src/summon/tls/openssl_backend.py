@@ -192,6 +192,10 @@ def _filtered_with_tmpfs() -> bool:
     return fstype == b"tmpfs"
 
 
+def _no_passphrase() -> bytes:
+    raise e.TLSConfigError("the private key is encrypted with a passphrase: give it decrypted")
+
+
 def _load_cert_chain(ctx: ssl.SSLContext, pair: CertKey) -> None:
     """load_cert_chain reads only files: hand it a memory file, never the disk."""
     fd, path, remove = _key_file()
@@ -200,7 +204,7 @@ def _load_cert_chain(ctx: ssl.SSLContext, pair: CertKey) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        ctx.load_cert_chain(path)
+        ctx.load_cert_chain(path, password=_no_passphrase)  # never a terminal prompt
     except FileNotFoundError:
         raise e.TLSConfigError(
             "the openssl backend loads keys through /proc/self/fd, and /proc is not mounted"
