@@ -396,6 +396,25 @@ def test_s_client_offering_only_h2_gets_no_application_protocol(
     go(main())
 
 
+def test_the_python_backend_refuses_finite_field_dh_groups(pki: PKI) -> None:
+    """docs/tls.md: the python backend's groups are x25519, P-256, P-384. tlslite-ng also
+    offered ffdhe2048..8192 in TLS 1.3, so a client offering only ffdhe8192 was served, at five
+    times the server's CPU per handshake; it is refused, and a client offering ffdhe and x25519
+    gets x25519."""
+
+    async def main() -> None:
+        async with Server(device(pki, "python")) as srv:
+            out = await _s_client_against(srv, pki, "-tls1_3", "-groups", "ffdhe8192")
+            assert "SSL alert number 40" in out, out  # handshake_failure
+            assert isinstance(await srv.outcome(), e.HandshakeFailure)
+        async with Server(device(pki, "python")) as srv:
+            out = await _s_client_against(srv, pki, "-tls1_3", "-groups", "ffdhe2048:X25519")
+            assert "Server Temp Key: X25519" in out, out
+            await srv.outcome()
+
+    go(main())
+
+
 async def _raw(srv: Server, chunks: list[bytes], delay: float = 0.0) -> object:
     _reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
     try:

@@ -18,7 +18,7 @@ import _thread
 import errno
 import os
 
-from summon.kv.errors import StoreFull, StoreLocked
+from summon.kv.errors import CorruptStore, StoreFull, StoreLocked
 
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
@@ -114,6 +114,10 @@ class FolderBackend(Backend):
         return self._root
 
     def _path(self, path: str) -> str:
+        # The store's files are the app's: a name from them (a ref in a journal record, a
+        # bundle) that leads out of the folder would have the host write or remove files.
+        if path.startswith("/") or ".." in path.split("/"):
+            raise CorruptStore(f"{self._root}: the path {path[:100]!r} leads out of the store")
         return os.path.join(self._root, path)
 
     def _fd(self, path: str, create: bool) -> int:

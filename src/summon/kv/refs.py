@@ -55,6 +55,31 @@ def check_branch(name: str) -> str:
     return name
 
 
+_REFS_CHECKED: set[str] = set()  # ref names check_ref passed: a commit sets its branch's
+
+
+def check_ref(name: str) -> str:
+    """Return `name` if it is a Git ref name below refs/ (git check-ref-format), else raise
+    CorruptStore. Each ref becomes a file named after it: a name from the store's own files
+    (a journal record) or a bundle, such as refs/heads/../../../etc/x, would have the host
+    write or remove a file outside the store when it opens it (summon volume export)."""
+    if name in _REFS_CHECKED:
+        return name
+    try:
+        if not isinstance(name, str) or not name.startswith("refs/"):
+            raise ValueError("it is not below refs/")
+        check_branch(name[5:])
+        if any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in name.split("/")):
+            raise ValueError("a component is longer than 255 bytes")
+    except ValueError as e:
+        why = str(e).split(": ", 1)[-1]
+        raise CorruptStore(f"the ref {name[:100]!r} is not a Git ref name: {why}") from None
+    if len(_REFS_CHECKED) > 4096:
+        _REFS_CHECKED.clear()
+    _REFS_CHECKED.add(name)
+    return name
+
+
 class Refs:
     """Every ref of a repository, and HEAD, with changes not yet written."""
 
@@ -73,7 +98,7 @@ class Refs:
         except FileNotFoundError:
             raise CorruptStore(f"{self._backend.describe()}: no HEAD file") from None
         if head.startswith(b"ref: "):
-            self.head = head[5:].decode("utf-8", "replace").strip()
+            self.head = check_ref(head[5:].decode("utf-8", "replace").strip())
         else:
             try:
                 self.head = parse_hex(head, "HEAD").hex()
@@ -97,10 +122,12 @@ class Refs:
                     self._peeled[last] = parse_hex(line[1:])
                     continue
                 hexid, _, name = line.partition(b" ")
-                last = name.decode("utf-8")
+                last = check_ref(name.decode("utf-8"))
                 self._packed[last] = parse_hex(hexid)
             except ValueError:  # UnicodeDecodeError too: a ref name that is not UTF-8
                 raise CorruptStore(f"packed-refs line {n} is {line[:80]!r}") from None
+            except CorruptStore as e:
+                raise CorruptStore(f"packed-refs line {n}: {e}") from None
 
     def _walk(self, folder: str) -> None:
         for name, is_dir in self._backend.listdir(folder):
@@ -112,7 +139,7 @@ class Refs:
                 if content.startswith(b"ref: "):
                     continue  # symbolic refs (refs/remotes/origin/HEAD) name no commit
                 try:
-                    self.values[path] = parse_hex(content, path)
+                    self.values[check_ref(path)] = parse_hex(content, path)
                 except ValueError:
                     raise CorruptStore(f"{path} holds {content[:60]!r}, not an id") from None
 
@@ -121,6 +148,7 @@ class Refs:
 
     def set(self, name: str, oid: bytes | None) -> None:
         """Point `name` at `oid`, or delete it (None); written by write()."""
+        check_ref(name)
         if oid is None:
             self.values.pop(name, None)
         else:
@@ -128,6 +156,8 @@ class Refs:
         self._dirty.add(name)
 
     def set_head(self, target: str) -> None:
+        if len(target) != 40 or "/" in target:
+            check_ref(target)  # a journal's record is the app's: HEAD is written from it
         self.head = target
         self._dirty.add("HEAD")
 

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 _HFS_IGNORED = {0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070)}
 _HFS_IGNORED.add(0xFEFF)
 _GIT_NAMES = (".git", "git~1", ".gitmodules", ".gitattributes")
+NAME_MAX = 255  # bytes in a file name (Linux, ext4, APFS, NTFS's 255 UTF-16 units or more)
+PATH_MAX = 4095  # bytes in a path, without the final NUL (Linux)
 
 
 def _git_name(part: str) -> bool:
@@ -69,6 +71,14 @@ def _check(key: str) -> tuple[bytes, ...]:
         parts = tuple(p.encode("utf-8", "surrogateescape") for p in key.split("/"))
     except UnicodeEncodeError:
         raise InvalidKey(f"invalid key {key!r}: keys are UTF-8 text") from None
+    # A name no file system holds made `git clone` of the store's export fail its checkout.
+    longest = max(parts, key=len)
+    if len(longest) > NAME_MAX or sum(map(len, parts)) + len(parts) - 1 > PATH_MAX:
+        raise InvalidKey(
+            f"invalid key {key[:40]!r}... ({len(key)} characters): a key's parts are at most "
+            f"{NAME_MAX} bytes and the key at most {PATH_MAX} (UTF-8), as file names and paths "
+            "are, or a git clone of the store cannot check it out"
+        )
     for part in key.split("/"):
         if _git_name(part):
             raise InvalidKey(
@@ -162,9 +172,7 @@ def walk_one(
     return path
 
 
-def build_one(
-    odb: ObjectStore, parts: tuple[bytes, ...], value: bytes | None, path: Walk
-) -> bytes:
+def build_one(odb: ObjectStore, parts: tuple[bytes, ...], value: bytes | None, path: Walk) -> bytes:
     """The new root tree for the change walk_one checked, its trees rebuilt from the bottom
     up into pending (the old versions leave the tree cache, the new ones join it)."""
     new: bytes | None = value

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -116,16 +117,43 @@ class SecretFile:
     path: Path
 
     def read(self) -> bytes:
-        """The secret's bytes; UserError naming the file when it cannot be read."""
+        """The secret's bytes; UserError naming the file when it cannot be read.
+
+        Only a regular file, read at most MAX_SECRET_BYTES + 1 bytes: a device (/dev/zero) was
+        read until memory ran out, a FIFO blocked the run for ever, and a pipe (bash's
+        <(...)) gave its bytes once and nothing at the next start.
+        """
+        where = f"--secret {self.name}={self.path}"
         try:
-            data = self.path.read_bytes()
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
-            raise UserError(
-                f"--secret {self.name}={self.path}: cannot read it: {e.strerror}"
-            ) from None
-        if len(data) > MAX_SECRET_BYTES:
-            raise UserError(f"--secret {self.name}={self.path}: over {MAX_SECRET_BYTES} bytes")
-        return data
+            raise UserError(f"{where}: cannot read it: {e.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise UserError(f"{where}: {not_a_file(st.st_mode)}")
+            chunks, size = [], 0
+            while size <= MAX_SECRET_BYTES and (chunk := os.read(fd, 1 << 16)):
+                chunks.append(chunk)
+                size += len(chunk)
+        except OSError as e:
+            raise UserError(f"{where}: cannot read it: {e.strerror}") from None
+        finally:
+            os.close(fd)
+        if size > MAX_SECRET_BYTES:
+            raise UserError(f"{where}: over {MAX_SECRET_BYTES} bytes")
+        return b"".join(chunks)
+
+
+def not_a_file(mode: int) -> str:
+    """Why a secret's path that is no regular file is refused, for a --secret error."""
+    if stat.S_ISFIFO(mode):
+        return (
+            "is a pipe, not a file: a secret is read again at each start (restarts too) and a "
+            "pipe gives its bytes once; put it in a file (on /dev/shm to keep it off the disk)"
+        )
+    kind = "a folder" if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"is {kind}, not a file"
 
 
 # A secret is a key or a token: the bound keeps a wrong file from eating a VM's memory.

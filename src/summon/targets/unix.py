@@ -57,7 +57,7 @@ class UnixInstance(Instance):
 
     def _forget_secrets(self) -> None:
         if self._secrets is not None:
-            shutil.rmtree(self._secrets, ignore_errors=True)
+            secrets.release(self._secrets)
             self._secrets = None
         for held in self._leases:
             held.close()
@@ -174,7 +174,7 @@ class UnixTarget(Target):
             )
         except BaseException:
             if folder is not None:
-                shutil.rmtree(folder, ignore_errors=True)
+                secrets.release(folder)
             for held in leases:
                 held.close()
             raise

@@ -105,6 +105,7 @@ def import_bundle(name: str, bundle: Path, store: str) -> None:
     """Make the new volume `name` (a folder) holding the store `store` made from `bundle`."""
     from summon import kv
 
+    volumes.check_name(name)  # before the store, whose name defaults to it
     if not bundle.is_file():
         raise UserError(f"{bundle}: no such file")
     parts = store.strip("/").split("/")

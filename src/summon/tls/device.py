@@ -114,9 +114,16 @@ class TLSDevice(TLS):
         return value if isinstance(value, bytes) else self._secret(value, what)
 
     def _pair(self, cert: str, key: str) -> CertKey:
-        return CertKey(
-            self._secret(cert, "cert"), self._secret(key, "key"), f"secrets {cert!r}/{key!r}"
-        )
+        pem = self._secret(key, "key")
+        if b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in pem or b"Proc-Type: 4,ENCRYPTED" in pem:
+            # OpenSSL would ask for the passphrase on the terminal: an app with one waited
+            # there, one without raised OSError (EINVAL); tlslite-ng said "not a PEM key".
+            raise TLSConfigError(
+                f"secret {key!r}: the private key is encrypted with a passphrase, which nobody "
+                "can type to an image; give it decrypted (openssl pkey -in KEY -out PLAIN), "
+                "as a secret it stays off the image"
+            )
+        return CertKey(self._secret(cert, "cert"), pem, f"secrets {cert!r}/{key!r}")
 
     def server(
         self,

@@ -25,6 +25,7 @@ from summon.tls.tlslite_ng import (
     AlertDescription,
     AlertLevel,
     CipherSuite,
+    ContentType,
     HandshakeSettings,
     TLSAlert,
     TLSConnection,
@@ -43,6 +44,10 @@ if TYPE_CHECKING:
 
     from summon.tls.hello import ClientHello
     from summon.tls.settings import CertKey, ClientSettings, ServerSettings
+
+# The largest handshake message a peer may send (OpenSSL's max_cert_list is 100 KiB): tlslite-ng
+# buffers a message whole before parsing it, up to the 16 MiB its 3-byte length allows.
+MAX_HANDSHAKE_MESSAGE = 2**17
 
 # Alerts tlslite-ng sent (we refused something) -> summon's reason.
 _LOCAL_ALERTS = {
@@ -136,6 +141,9 @@ def _settings(versions: tuple[int, ...]) -> HandshakeSettings:
     s.keyExchangeNames = ["ecdhe_ecdsa", "ecdhe_rsa"]
     s.eccCurves = ["x25519", "secp256r1", "secp384r1"]
     s.keyShares = ["secp256r1", "x25519"]
+    # No finite-field DH (tlslite-ng offers ffdhe2048..8192 in TLS 1.3 by default): a client
+    # offering only ffdhe8192 made each handshake cost the server five times the CPU.
+    s.dhGroups = []
     s.use_heartbeat_extension = False
     # Extended master secret is offered and used (useExtendedMasterSecret), not required:
     # tlslite-ng 0.8.2 applies the requirement to TLS 1.3 too, where EMS does not exist.
@@ -181,6 +189,29 @@ def _anchors(pem: bytes, what: str) -> list[Certificate]:
         raise e.TLSConfigError(f"{what}: {exc}") from None
 
 
+def _cap_handshake_messages(conn: TLSConnection) -> None:
+    """Refuse a handshake message declared longer than MAX_HANDSHAKE_MESSAGE once its header
+    arrives, with a fatal illegal_parameter alert (OpenSSL's answer), rather than buffer it:
+    else a peer sending one 16 MiB message in fragments holds 16 MiB of the server per
+    connection until the handshake deadline, and a few connections exhaust a 64 MiB image."""
+    defragmenter = conn._defragmenter
+    whole_size = defragmenter.decoders[ContentType.handshake]
+
+    def size(data: bytearray) -> int | None:
+        if len(data) >= 4:
+            length = int.from_bytes(data[1:4], "big")
+            if length > MAX_HANDSHAKE_MESSAGE:
+                defragmenter.clear_buffers()
+                for _ in conn._sendError(
+                    AlertDescription.illegal_parameter,
+                    f"handshake message of {length} bytes > limit {MAX_HANDSHAKE_MESSAGE}",
+                ):
+                    pass
+        return whole_size(data)  # type: ignore[no-any-return]
+
+    defragmenter.decoders[ContentType.handshake] = size
+
+
 class PythonEngine(Engine):
     """One connection through tlslite-ng's TLSConnection over a _Pipe."""
 
@@ -194,6 +225,7 @@ class PythonEngine(Engine):
         self._conn = TLSConnection(self._pipe)
         # Keep the record layer after our close_notify, to read the peer's answer.
         self._conn.closeSocket = False
+        _cap_handshake_messages(self._conn)
         self._handshaker = start(self._conn)
         self._verify = verify
         self._sni = sni

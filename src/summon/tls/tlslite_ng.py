@@ -20,7 +20,7 @@ if "tlslite" not in sys.modules:
         raise ImportError("the python TLS backend needs tlslite-ng (pip install tlslite-ng)")
     sys.modules["tlslite"] = importlib.util.module_from_spec(_spec)
 
-from tlslite.constants import AlertDescription, AlertLevel, CipherSuite
+from tlslite.constants import AlertDescription, AlertLevel, CipherSuite, ContentType
 from tlslite.errors import TLSAlert, TLSLocalAlert, TLSRemoteAlert
 from tlslite.handshakesettings import HandshakeSettings
 from tlslite.tlsconnection import TLSConnection
@@ -33,6 +33,7 @@ __all__ = [
     "AlertDescription",
     "AlertLevel",
     "CipherSuite",
+    "ContentType",
     "HandshakeSettings",
     "TLSAlert",
     "TLSConnection",

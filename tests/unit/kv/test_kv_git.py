@@ -309,3 +309,26 @@ def test_merging_an_unrelated_history(folder_store: kv.Store, folder: Path) -> N
             "mine": b"1", "new": b"theirs", "shared": b"theirs"
         }
     fsck(folder)
+
+
+def test_keys_as_long_as_file_names_allow_clone_and_longer_ones_are_refused(
+    folder_store: kv.Store, folder: Path, tmp_path: Path
+) -> None:
+    # A 10,000-character key was stored; `git clone` of the export then failed its checkout
+    # ("cannot stat ...: File name too long", status 128). Longer than a file name or a path
+    # is now InvalidKey, naming the limits.
+    longest = ["x" * 255, "é" * 127, "/".join(["a" * 200] * 20)]  # 255 B, 254 B, 4019 B
+    for key in longest:
+        folder_store.set(key, b"v")
+    for key in ["x" * 10_000, "x" * 256, "é" * 128, "/".join(["a" * 200] * 21)]:
+        with pytest.raises(kv.InvalidKey, match="at most 255 bytes and the key at most 4095"):
+            folder_store.set(key, b"v")
+    bundle = tmp_path / "s.bundle"
+    folder_store.export_bundle(str(bundle))
+    clone = subprocess.run(
+        ["git", "clone", "-q", str(bundle), str(tmp_path / "c")],
+        capture_output=True, text=True, env=GIT_ENV,
+    )  # fmt: skip
+    assert clone.returncode == 0, clone.stderr
+    for key in longest:
+        assert (tmp_path / "c" / key).read_bytes() == b"v"

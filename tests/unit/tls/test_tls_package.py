@@ -150,6 +150,32 @@ def test_configuration_errors_name_what_is_wrong(pki: PKI, backend: str) -> None
     assert tls.server() is tls.server()  # contexts are made once per configuration
 
 
+@pytest.mark.parametrize("backend", ["openssl", "python"])
+@pytest.mark.parametrize("form", ["pkcs8", "traditional"])
+def test_an_encrypted_key_is_one_clear_error_never_a_passphrase_prompt(
+    pki: PKI, tmp_path: Path, backend: str, form: str
+) -> None:
+    # Before: OpenSSL asked "Enter PEM pass phrase:" on the app's terminal (it waited there,
+    # or raised OSError EINVAL without one); tlslite-ng said "Not a PEM private key file".
+    from cryptography.hazmat.primitives import serialization
+
+    fmt = (
+        serialization.PrivateFormat.PKCS8
+        if form == "pkcs8"
+        else (serialization.PrivateFormat.TraditionalOpenSSL)
+    )
+    encrypted = pki["server"].key.private_bytes(
+        serialization.Encoding.PEM, fmt, serialization.BestAvailableEncryption(b"secret")
+    )
+    (tmp_path / "tls.crt").write_bytes(pki["server"].cert_pem)
+    (tmp_path / "tls.key").write_bytes(encrypted)
+    tls = TLSDevice(FolderSecrets(str(tmp_path)), backend)
+    with pytest.raises(e.TLSConfigError, match="encrypted with a passphrase"):
+        tls.server()
+    with pytest.raises(e.TLSConfigError, match="encrypted with a passphrase"):
+        tls.client(ca=pki["ca"].cert_pem, cert="tls.crt", key="tls.key")
+
+
 def test_the_python_client_needs_trust_anchors(pki: PKI) -> None:
     tls = TLSDevice(FolderSecrets(str(pki.folder)), "python")
     with pytest.raises(e.TLSConfigError, match="no system trust store"):

@@ -379,3 +379,46 @@ def test_garbage_before_the_handshake_is_a_bad_record_with_an_alert(pki: PKI, ba
         assert err.value.reason == reason, junk
         alert = s.data_to_send()
         assert alert[:1] == b"\x15" and alert[-2] == 2, alert  # a fatal alert record
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_handshake_message_declared_huge_is_refused_at_its_header_not_buffered(
+    pki: PKI, backend: str
+) -> None:
+    # A peer declaring a 16 MiB ClientKeyExchange and sending it in 16 KiB fragments made the
+    # python backend buffer all of it until the handshake deadline: a few such connections
+    # exhausted a 64 MiB image. Now the header alone ends the handshake, as OpenSSL does.
+    p = pair(pki, backend, "openssl", "1.2")
+    p.client.start()
+    p.server.receive_data(p.client.data_to_send())
+    assert p.server.data_to_send()  # the server's first flight: it waits for the client's
+    header = bytes([22, 3, 3, 0x40, 0x00, 16, 0xFF, 0xFF, 0xFF]) + bytes(0x4000 - 4)
+    with pytest.raises(e.TLSError) as err:
+        p.server.receive_data(header)
+    alert = p.server.data_to_send()
+    assert alert[:1] == b"\x15" and alert[-2:] == bytes([2, 47]), alert  # illegal_parameter
+    if backend == "python":
+        assert "16777215 bytes > limit 131072" in str(err.value)
+
+
+def test_a_flood_of_warning_alerts_is_refused_as_ours_not_reported_as_the_peers_alert(
+    pki: PKI,
+) -> None:
+    # OpenSSL ends a TLS 1.2 connection after five warning alerts in a row (the SSL Death
+    # Alert defence) with its own error TOO_MANY_WARN_ALERTS; the openssl backend logged that
+    # as "the peer sent fatal alert too_many_warn_alerts", an alert no peer sent.
+    from tlslite.messages import Alert
+
+    from summon.tls.tlslite_ng import AlertDescription, AlertLevel
+
+    p = pair(pki, "openssl", "python", "1.2")
+    p.handshake()
+    conn = p.client._engine._conn  # type: ignore[attr-defined]
+    warning = Alert().create(AlertDescription.user_canceled, AlertLevel.warning)
+    with pytest.raises(e.TLSError) as err:
+        for _ in range(10):
+            for _ in conn._sendMsg(warning):
+                pass
+            p.server.receive_data(p.client.data_to_send())
+    assert isinstance(err.value, e.ProtocolViolation), err.value
+    assert "peer sent" not in str(err.value) and "TOO_MANY_WARN_ALERTS" in str(err.value)
