@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from summon.errors import CorruptBlob, UserError
+from summon.store.image import BOM_TYPE
 from summon.store.layout import INDEX, MANIFEST, BlobWriter, Descriptor, Store, normalize_ref
 from summon.store.reference import RegistryError, RemoteRef
 from summon.store.registry import CHUNK, MAX_DEPTH, ProgressFn, Registry, Transfer, _no_progress
@@ -231,6 +232,32 @@ def _remote_graph(
     staging.manifests.append((desc, body))
 
 
+def _check_summon_index(reg: Registry, remote: RemoteRef, top: Descriptor, body: bytes) -> None:
+    """Refuse, before any blob is fetched, an index that holds no summon bill of materials:
+    another tool's image index (a multi-platform one, podman's or buildx's), which the store
+    would keep but no target could run ("no readable /etc/summon/app.json" at the first run).
+    A copier may drop artifactType from the index's descriptors (skopeo 1.9): the manifests
+    that do not say are asked (small documents, fetched again by the pull)."""
+    where = f"manifest {top.digest} from registry {reg.name}"
+    manifests, _ = _children(_json_blob(body, top.digest), where)
+    untyped = []
+    for child in manifests:
+        if child.artifact_type == BOM_TYPE:
+            return
+        if child.media_type == MANIFEST and not child.artifact_type:
+            untyped.append(child)
+    for child in untyped:
+        child_body, _, _ = reg.get_manifest(child.digest, expect=child)
+        doc = _json_blob(child_body, child.digest)
+        if isinstance(doc, dict) and doc.get("artifactType") == BOM_TYPE:
+            return
+    raise RegistryError(
+        f"{remote} is an image index without a summon bill of materials: another tool's image "
+        "(a multi-platform image, or one podman or docker built), not one summon build made; "
+        "summon runs only its own images"
+    )
+
+
 def _free_bytes(store: Store) -> int | None:
     """Bytes an unprivileged writer may still put on the store's file system, or None when
     the file system does not say."""
@@ -274,6 +301,7 @@ def pull(
                     "that summon build made); summon runs only its own images"
                 )
             top = Descriptor(media_type, digest, len(body))
+            _check_summon_index(reg, remote, top, body)
             _remote_graph(reg, top, body, staging, progress, counts)
             for art in referrer_types:
                 for desc in reg.referrers(digest, art):

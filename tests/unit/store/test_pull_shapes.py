@@ -18,6 +18,7 @@ import pytest
 
 from summon.errors import UserError
 from summon.store import Store
+from summon.store.image import BOM_TYPE
 from summon.store.layout import CONFIG, INDEX, MANIFEST
 from summon.store.reference import RemoteRef
 from summon.store.signing import SIGNATURE_TYPE
@@ -37,11 +38,22 @@ def _manifest(**extra: Any) -> bytes:
 
 
 GOOD = _manifest(layers=[])
+BOM = _manifest(layers=[], artifactType=BOM_TYPE)  # a summon image's bill of materials
 
 
-def _index(**fields: Any) -> bytes:
-    entry = {"mediaType": MANIFEST, "digest": _digest(GOOD), "size": len(GOOD), **fields}
-    return json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": [entry]}).encode()
+def _entry(body: bytes, **fields: Any) -> dict[str, Any]:
+    return {"mediaType": MANIFEST, "digest": _digest(body), "size": len(body), **fields}
+
+
+def _index(*more: dict[str, Any], **fields: Any) -> bytes:
+    bom = _entry(BOM, artifactType=BOM_TYPE)
+    doc = {"schemaVersion": 2, "mediaType": INDEX, "manifests": [_entry(GOOD, **fields), *more]}
+    if not more:
+        doc["manifests"].append(bom)
+    return json.dumps(doc).encode()
+
+
+ARM = _manifest(layers=[], annotations={"arch": "arm64"})
 
 
 TAGS = {
@@ -52,6 +64,13 @@ TAGS = {
     "manifests": json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": 7}).encode(),
     "referrers": _index(),
     "lone": GOOD,  # another tool's image: a manifest with no index
+    # another tool's multi-platform image: an index of two images, no bill of materials
+    "multi": _index(
+        _entry(ARM, platform={"architecture": "arm64", "os": "linux"}),
+        platform={"architecture": "amd64", "os": "linux"},
+    ),
+    # a summon image whose copier dropped artifactType from the index (skopeo 1.9)
+    "untyped": _index(_entry(BOM)),
 }
 
 
@@ -60,7 +79,8 @@ class ShapeRegistry:
     referrers API, an answer that is not an index."""
 
     def __init__(self) -> None:
-        blobs = {_digest(b): b for b in (*TAGS.values(), GOOD, _manifest(layers=5), CONFIG_BODY)}
+        bodies = (*TAGS.values(), GOOD, BOM, ARM, _manifest(layers=5), CONFIG_BODY)
+        blobs = {_digest(b): b for b in bodies}
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -114,6 +134,7 @@ def registry() -> Iterator[ShapeRegistry]:
         ("layers", "its layers are not a list"),
         ("manifests", "its manifests are not a list"),
         ("lone", "is a single OCI manifest, not a summon image"),
+        ("multi", "is an image index without a summon bill of materials"),
     ],
 )
 def test_a_manifest_of_the_wrong_shape_is_one_line(
@@ -142,3 +163,11 @@ def test_a_referrers_answer_that_is_not_an_index_is_one_line(
     assert store.refs() == []
     # Without signatures asked for, the same image pulls.
     assert pull(store, remote).local.endswith("team/app:referrers")
+
+
+def test_a_summon_index_whose_copier_dropped_artifact_types_still_pulls(
+    registry: ShapeRegistry, tmp_path: Path
+) -> None:
+    store = Store(tmp_path / "store")
+    remote = RemoteRef.parse(f"127.0.0.1:{registry.port}/team/app:untyped")
+    assert pull(store, remote).local.endswith("team/app:untyped")

@@ -21,6 +21,7 @@ import pytest
 
 from summon.errors import UserError
 from summon.store import Store
+from summon.store.image import BOM_TYPE
 from summon.store.layout import CONFIG, INDEX, LAYER_GZIP, MANIFEST
 from summon.store.reference import RegistryError, RemoteRef
 from summon.store.registry import MAX_MANIFEST
@@ -46,7 +47,9 @@ INDEX_BODY = json.dumps(
         "schemaVersion": 2,
         "mediaType": INDEX,
         "manifests": [
-            {"mediaType": MANIFEST, "digest": MANIFEST_DIGEST, "size": len(MANIFEST_BODY)}
+            {"mediaType": MANIFEST, "digest": MANIFEST_DIGEST, "size": len(MANIFEST_BODY)},
+            # as a summon image's: its bill of materials, never reached
+            {"mediaType": MANIFEST, "artifactType": BOM_TYPE, "digest": CONFIG_DIGEST, "size": 1},
         ],
     }
 ).encode()
