@@ -44,6 +44,16 @@ def test_an_unknown_verb_is_a_usage_error() -> None:
     assert "No such command 'frobnicate'" in r.stderr
 
 
+def test_python_m_summon_is_the_summon_command() -> None:
+    # A tree used from PYTHONPATH, uninstalled: `python3 -m summon` said "summon is a package
+    # and cannot be directly executed".
+    r = subprocess.run(
+        [sys.executable, "-m", "summon", "frobnicate"], capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 2
+    assert "Usage: summon " in r.stderr and "No such command 'frobnicate'" in r.stderr
+
+
 def test_logs_tail_takes_a_count_of_zero_or_more_or_all(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
