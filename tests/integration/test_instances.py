@@ -181,6 +181,38 @@ def test_a_killed_monitor_leaves_no_orphan(summon: Summon, http_image: str, targ
         get(f"http://127.0.0.1:{port}/", time.monotonic())
 
 
+@pytest.mark.parametrize("target", [pytest.param("sandbox", marks=needs_sandbox), "unix"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_to_a_foreground_runs_process_group_stops_the_app(
+    summon: Summon, http_image: str, target: str, sig: signal.Signals
+) -> None:
+    """`timeout`, `kill %1` and a closed terminal signal the whole process group. The attached
+    launcher died of it, taking init and the monitor with it: the app was never asked to stop
+    and `ps -a` said "Exited (monitor died)"."""
+    port = free_port()
+    name = f"group-{target}-{sig.name.lower()}"
+    argv = summon.argv("run", http_image, "--target", target, "-p", f"{port}:80", "--name", name)
+    with subprocess.Popen(
+        argv,
+        env=summon.env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        try:
+            get(f"http://127.0.0.1:{port}/", time.monotonic() + 20)
+            os.killpg(proc.pid, sig)
+            out, _ = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out
+    assert "info: stopped" in out  # the app's own shutdown ran
+    row = summon.ps()[name]
+    assert (row["status"], row["exit_code"], row["reason"]) == ("exited", 0, "stopped")
+
+
 @needs_sandbox
 def test_a_killed_init_is_reconciled_by_ps(summon: Summon, http_image: str) -> None:
     """SIGKILL to init takes the whole pid namespace down; ps then records and cleans up."""
