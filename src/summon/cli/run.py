@@ -312,6 +312,8 @@ def run(
     from summon.instances import lifecycle, state
     from summon.instances.restart import RestartPolicy
 
+    if not image:  # Path("") is ".": the folder the user happens to be in, built unasked
+        raise UserError("IMAGE '': give an image's name or ID, or an app folder (. for this one)")
     if restart and not detach:
         raise UserError("--restart is for detached instances: add -d")
     policy = RestartPolicy.parse(restart or "no")

@@ -173,3 +173,31 @@ def test_arguments_for_a_target_that_cannot_give_them_are_one_line() -> None:
         "summon: error: ARGS '-x': target browser cannot give the app arguments "
         "(targets that can: sandbox, qemu, unix)"
     ]
+
+
+def test_run_of_an_empty_image_name_builds_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Path("") is ".": `summon run ""` (an unset "$IMAGE" in a script) built and ran whatever
+    # app folder the user stood in.
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "summon.toml").write_text('entry = "app.py"\nnetwork = "none"\n')
+    (app / "app.py").write_text("print('ran')\n")
+    env = {
+        **os.environ,
+        "SUMMON_STORE": str(tmp_path / "store"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "summon.cli.main", "run", "", "--target", "unix"],
+        capture_output=True,
+        text=True,
+        cwd=app,
+        env=env,
+    )
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "summon: error: IMAGE '': give an image's name or ID, or an app folder (. for this one)"
+    ]
+    assert not (tmp_path / "store").exists()
