@@ -147,7 +147,9 @@ class SandboxInstance(Instance):
             from summon.targets.sandbox.portfwd import PortForwarder
 
             guest = tap.STACK_ADDRESS if self.direct is not None else portfwd.GUEST_ADDR
-            self.forwarder = PortForwarder(self.netns.path, forwarded, guest_addr=guest)
+            self.forwarder = PortForwarder(
+                self.netns.path, forwarded, guest_addr=guest, say=self._console_line
+            )
             self.forwarder.start()
         pid_file = self.bundle / "pid"
         # A session of its own, as the unix target does: a Ctrl-C reaches summon only, and
