@@ -314,6 +314,36 @@ def test_missing_runc_is_one_clear_line(
     assert e.value.exit_status == 2
 
 
+def test_a_full_disk_under_runcs_state_is_one_line_naming_it(
+    spec_for: Any, tmp_path: Path
+) -> None:
+    """runc could not write its state (nor its log): the start ended on its Go error,
+    "unable to store init state: %!w(<nil>)", then "see the message above", exit status 1,
+    and left its empty state folder behind."""
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(full)], check=True)
+    try:
+        with contextlib.suppress(OSError), open(full / "filler", "wb") as f:
+            while True:
+                f.write(b"x" * 4096)
+                f.flush()
+        target = SandboxTarget(root=full / "runc")
+        (full / "runc").mkdir()
+        spec = spec_for(("/bin/true",))
+        with pytest.raises(UserError) as e:
+            target.start(spec)
+        assert str(e.value) == (
+            f"runc could not start test: no space left on the disk of {full / 'runc'}, where "
+            "it keeps the container's state; free some there"
+        )
+        assert e.value.exit_status == 2
+        assert os.listdir(full / "runc") == []
+        assert not (spec.state_dir / "bundle").exists()
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+
+
 def test_doctor_checks_pass_here() -> None:
     checks = SandboxTarget.check()
     failing = [c for c in checks if not c.ok]

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from summon.targets.sandbox.tap import DirectNetwork
 
 START_TIMEOUT = 15.0  # seconds for runc to have the container created
+FULL_BELOW = 256 * 1024  # bytes free under which a failed start blames the disk
 
 
 class SandboxInstance(Instance):
@@ -177,6 +178,13 @@ class SandboxInstance(Instance):
         while not pid_file.exists():
             status = self._proc.poll()
             if status is not None:
+                if full := _full_disk(self._root, self.bundle):
+                    # runc could not even write its log: its Go error alone said "unable to
+                    # store init state: %!w(<nil>)".
+                    raise UserError(
+                        f"runc could not start {spec.image}: no space left on the disk of "
+                        f"{full}, where it keeps the container's state; free some there"
+                    )
                 raise SummonError(
                     f"runc could not start {spec.image} (exit status {status}): "
                     f"{self._runc_error() or 'see the message above'}"
@@ -398,6 +406,8 @@ class SandboxInstance(Instance):
         if self._owns_id:
             shutil.rmtree(self.bundle, ignore_errors=True)
             shutil.rmtree(Path("/run/summon") / self.container_id, ignore_errors=True)
+            with contextlib.suppress(OSError):  # a start that failed early: runc's, empty
+                (self._root / self.container_id).rmdir()
 
     def _stop_egress(self) -> None:
         if self.egress is not None:
@@ -469,3 +479,13 @@ def _size(n: int) -> str:
 def _status(code: int) -> int:
     """runc reports death by signal N as 128+N already; a signalled runc itself too."""
     return 128 - code if code < 0 else code
+
+
+def _full_disk(*folders: Path) -> Path | None:
+    """The first of folders whose disk is (all but) full, if any."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            disk = os.statvfs(folder)
+            if disk.f_bavail * disk.f_frsize < FULL_BELOW:
+                return folder
+    return None
