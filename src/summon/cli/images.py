@@ -220,10 +220,9 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
         out.print("\n".join(explain(bom, why)), markup=False)
         return
     sandbox = _sandbox_summary(img, bom)
-    from summon.store.keyscan import scan_layer
+    from summon.store.keyscan import scan_stored
 
-    with img.store.open_verified(img.layer) as stream:
-        keys = scan_layer(stream)
+    keys = scan_stored(img.store, img.layer)
     app = img.app_config()
     if as_json:
         doc = {

@@ -20,7 +20,7 @@ import click
 import summon
 from summon import paths
 from summon.cli.output import Terminated, fail
-from summon.errors import SummonError
+from summon.errors import CorruptBlob, SummonError
 
 # Every verb, by the module that defines it: `summon run` must not pay for the registry
 # client, the gateway or the instance table.
@@ -65,7 +65,8 @@ class SummonGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SummonError as e:
-            fail(str(e), e.exit_status, getattr(e, "detail", ""))
+            message = _damaged(e) if isinstance(e, CorruptBlob) else str(e)
+            fail(message, e.exit_status, getattr(e, "detail", ""))
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except Terminated as e:
@@ -86,6 +87,20 @@ class SummonGroup(click.Group):
             # An internal failure: say where the details are.
             log = _write_crash_log()
             fail(f"internal error: {type(e).__name__}: {e} (details in {log})", 1)
+
+
+def _damaged(e: CorruptBlob) -> str:
+    """e's line, naming the images that hold the damaged blob it names (store/damaged.py)."""
+    try:
+        from summon.store import Store
+        from summon.store.damaged import explain
+
+        root = paths.store_dir()
+        if not (root / "index.json").is_file():  # not made for a message
+            return str(e)
+        return explain(Store(root), str(e))
+    except Exception:  # a store too damaged to list: the line as it was
+        return str(e)
 
 
 def _stdout_gone() -> bool:

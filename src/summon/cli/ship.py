@@ -147,11 +147,10 @@ def push_command(
 def refuse_keys(image: str) -> None:
     """A private key in the image is a secret about to leave: refuse, naming the files."""
     from summon.store.image import Image
-    from summon.store.keyscan import scan_layer
+    from summon.store.keyscan import scan_stored
 
     img = Image.open(open_store(), image)
-    with img.store.open_verified(img.layer) as layer:
-        found = scan_layer(layer)
+    found = scan_stored(img.store, img.layer)
     if found:
         files = ", ".join(f"{path} ({why})" for path, why in found[:5])
         more = f" and {len(found) - 5} more" if len(found) > 5 else ""
