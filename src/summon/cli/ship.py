@@ -219,7 +219,7 @@ def login_command(
             raise UserError("no --username, and no terminal to ask for one on")
         username = click.prompt("Username", err=True)
     if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        password = sys.stdin.readline(1 << 20).rstrip("\r\n")  # `yes |`: one line, bounded
     elif sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, err=True)
     else:

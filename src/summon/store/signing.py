@@ -118,11 +118,19 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         os.close(dir_fd)
 
 
+# A PEM key is a few hundred bytes: past this the file is not one (/dev/zero, a disk image).
+MAX_KEY_FILE = 1 << 20
+
+
 def _read_key_file(path: Path, what: str) -> bytes:
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_KEY_FILE + 1)
     except OSError as e:
         raise SignatureError(f"cannot read the {what} {path}: {e.strerror}") from None
+    if len(data) > MAX_KEY_FILE:
+        raise SignatureError(f"the {what} {path} is over {MAX_KEY_FILE >> 20} MiB: not a key")
+    return data
 
 
 def load_private_key(path: Path, password: str | None = None) -> ec.EllipticCurvePrivateKey:

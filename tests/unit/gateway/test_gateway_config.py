@@ -104,6 +104,18 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
         load(tmp_path / "nope.toml")
 
 
+def test_a_file_that_is_not_a_config_is_one_line_not_read_forever(tmp_path: Path) -> None:
+    # /dev/zero was read until memory ran out; bytes that are not UTF-8 were an internal error.
+    with pytest.raises(ConfigError) as e:
+        load(Path("/dev/zero"))
+    assert str(e.value) == "/dev/zero: over 4 MiB: not a gateway config"
+    binary = tmp_path / "g.toml"
+    binary.write_bytes(b"\xff\xfe[gateway]\n")
+    with pytest.raises(ConfigError) as e:
+        load(binary)
+    assert str(e.value) == f"{binary}: not UTF-8 text"
+
+
 def test_addresses_are_stable_loopback_and_distinct() -> None:
     names = [f"svc{i}" for i in range(2000)]
     first = allocate_addresses(names)

@@ -194,3 +194,9 @@ def test_verify_key_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     cfg.write_text("verify_key = [")
     with pytest.raises(UserError, match="not valid TOML"):
         default_verify_key()
+
+
+def test_a_key_file_that_never_ends_is_refused_not_read_forever() -> None:
+    with pytest.raises(SignatureError) as e:
+        load_private_key(Path("/dev/zero"))
+    assert str(e.value) == "the private key /dev/zero is over 1 MiB: not a key"
