@@ -177,7 +177,7 @@ def test_a_client_closed_for_want_of_a_listener_is_said_once_naming_the_apps_por
     assert said == [
         f"summon: nothing listened on port 80 in the instance for 0.2 s, so a client of "
         f"127.0.0.1:{port} was closed; the app listens on TCP port 8081: forward to that "
-        f"(-p {port}:8081) or make the app listen on 80"
+        "or make the app listen on 80"
     ]
 
 

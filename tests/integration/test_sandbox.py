@@ -244,6 +244,34 @@ def test_port_forward_reaches_an_echo_server_on_port_80(
         socket.create_connection(("127.0.0.1", port), 2)
 
 
+def test_wait_ready_waits_for_a_scripts_own_listener_and_names_the_port_it_chose(
+    sandbox_target: SandboxTarget, spec_for: Any, app_script: AppScript
+) -> None:
+    """The gateway's boot of a script that binds its own port ended at once: one that never
+    listened on the service's port (or on another) was "up", and each held client waited out
+    the forwarder's patience and was closed, with no error anywhere."""
+    from summon.targets.base import NotReady
+
+    forward = PortForward(host_port=free_port(), guest_port=80)
+    instance = sandbox_target.start(spec_for(app_script(ECHO_80), ports=(forward,)))
+    try:
+        began = time.monotonic()
+        instance.wait_ready((80,), 10)  # the echo app listens after 0.3 s
+        assert 0.2 < time.monotonic() - began < 5
+    finally:
+        instance.stop(grace=5)
+    elsewhere = app_script(ECHO_80.replace('"0.0.0.0", 80', '"0.0.0.0", 8081'))
+    spec = spec_for(elsewhere, ports=(PortForward(host_port=free_port(), guest_port=80),))
+    instance = sandbox_target.start(spec)
+    try:
+        with pytest.raises(NotReady) as e:
+            instance.wait_ready((80,), 2)
+        assert str(e.value) == "the app did not listen on port 80; it listens on TCP port 8081"
+    finally:
+        instance.stop(grace=5)
+    assert_all_gone(sandbox_target, instance)
+
+
 def test_an_entry_function_without_a_stack_gets_its_port_forwarded_not_handed(
     sandbox_target: SandboxTarget, spec_for: Any, app_script: AppScript
 ) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from summon.errors import SummonError, UserError
 from summon.runtime.config import manifest_table
 from summon.targets import secrets, volumes
-from summon.targets.base import Instance, PortForward, RunSpec, Stats
+from summon.targets.base import Instance, NotReady, PortForward, RunSpec, Stats
 from summon.targets.sandbox import appstats, cgroups, freezer, listen, rootmount, seccomp
 from summon.targets.sandbox.config import container_id, oci_config, secrets_folder
 from summon.targets.sandbox.etc import etc_files, mount_etc, unmount_etc
@@ -295,6 +295,29 @@ class SandboxInstance(Instance):
         if self.forwarder is not None:
             found.update(self.forwarder.bound)
         return found
+
+    def wait_ready(self, ports: tuple[int, ...], timeout: float) -> None:
+        """Return once the app listens in its namespace on each of ports that the forwarder
+        reaches (a script binding its own); ports handed to the app are its the moment it
+        starts. Spliced by the gateway, an app that never listened (or on another port)
+        counted as up, and each held client waited out the forwarder's patience, closed."""
+        if self.forwarder is None or self.direct is not None:  # summon.net: not in /proc
+            return
+        from summon.build.undeclared import listening
+
+        spliced = {f.guest_port for f in self.forwarder.forwards if f.protocol == "tcp"}
+        wanted = set(ports) & spliced
+        deadline = time.monotonic() + timeout
+        while wanted:
+            listens = {port for _, port in listening(self._pid)}
+            if wanted <= listens or self.wait(0) is not None:
+                return  # listening; or gone, which the caller hears from wait()
+            if time.monotonic() >= deadline:
+                missing = ", ".join(map(str, sorted(wanted - listens)))
+                others = ", ".join(map(str, sorted(listens - wanted)))
+                instead = f"; it listens on TCP port {others}" if others else ""
+                raise NotReady(f"the app did not listen on port {missing}{instead}")
+            time.sleep(0.01)
 
     def wait(self, timeout: float | None = None) -> int | None:
         assert self._proc is not None

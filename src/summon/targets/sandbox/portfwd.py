@@ -234,7 +234,7 @@ class PortForwarder:
         host, port = self.bound.get(fwd, (fwd.host_addr, fwd.host_port))
         where = (
             f"; the app listens on TCP port {', '.join(map(str, others))}: forward to that "
-            f"(-p {port}:{others[0]}) or make the app listen on {fwd.guest_port}"
+            f"or make the app listen on {fwd.guest_port}"
             if others
             else ""
         )
