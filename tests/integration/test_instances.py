@@ -146,6 +146,22 @@ def test_http_detached_on_the_sandbox(summon: Summon, http_image: str) -> None:
     assert not (summon.instances / ident).exists()
 
 
+@needs_sandbox
+def test_a_run_without_p_serves_in_its_namespace_without_a_refusal(
+    summon: Summon, http_image: str
+) -> None:
+    """Without -p the app's Stack called socket() itself, which the profile recorded with
+    handed listeners refuses: a line said to add syscalls = ["socket"], and the app said it
+    served port 80 while asyncio's server had no socket at all."""
+    from summon.build.undeclared import listening
+
+    ident = summon.ok("run", "-d", http_image, "--target", "sandbox").strip()
+    wait_for(lambda: "serving" in summon.ok("logs", ident))
+    pid = summon.inspect(ident)["pid"]
+    assert ("127.0.0.1", 80) in listening(pid)  # 0.0.0.0:80 in its own namespace
+    assert "refused" not in summon.ok("logs", ident)
+
+
 def test_rm_f_of_an_instance_run_with_rm(summon: Summon, http_image: str) -> None:
     """rm -f stops it, and its init (--rm) removes the folder meanwhile: one removal, no error."""
     port = free_port()

@@ -128,8 +128,9 @@ class SandboxInstance(Instance):
         # is left (UDP, direct mode, scripts) goes through the forwarder.
         handed, forwarded = listen.split(spec)
         handoff = spec.handoff if spec.stack_serves else None
-        if handed or handoff is not None:
-            self.handed = listen.HandedSockets(handed, handoff)
+        inside = listen.unpublished(spec, handed)  # no -p: listened on in its namespace
+        if handed or inside or handoff is not None:
+            self.handed = listen.HandedSockets(handed, handoff, inside, self.netns.path)
             self.handed.open()
             spec = dataclasses.replace(spec, env={**spec.env, **self.handed.environment()})
         config = oci_config(
