@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -202,13 +203,25 @@ def _read_old(folder: InstanceFolder) -> bytes:
         return b""
 
 
+MAX_GRACE = 365 * 86400.0  # seconds: a year of grace is a typo already
+
+
+def _a_number(value: float) -> float:
+    if math.isnan(value):
+        raise click.BadParameter("nan is not a number of seconds")
+    return value
+
+
 @click.command()
 @click.argument("instances", nargs=-1, required=True)
 @click.option(
     "-t",
     "--time",
     "grace",
-    type=click.FloatRange(min=0),
+    # A bound and a NaN check: -t inf and -t nan passed FloatRange(min=0) and were internal
+    # errors when the deadline was computed.
+    type=click.FloatRange(min=0, max=MAX_GRACE),
+    callback=lambda ctx, param, value: _a_number(value),
     default=10.0,
     show_default=True,
     help="Seconds to wait after SIGTERM before killing it.",

@@ -201,3 +201,15 @@ def test_run_of_an_empty_image_name_builds_nothing(
         "summon: error: IMAGE '': give an image's name or ID, or an app folder (. for this one)"
     ]
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("grace", ["nan", "inf", "1e308", "-1"])
+def test_stop_takes_a_finite_grace_only(
+    grace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # -t nan and -t inf passed FloatRange(min=0): an internal error computing the deadline.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    r = CliRunner().invoke(cli, ["stop", "-t", grace, "nobody"])
+    assert r.exit_code == 2, r.output
+    assert "Invalid value for '-t' / '--time'" in r.output
+    assert "internal error" not in r.output
