@@ -40,9 +40,11 @@ LAZY_COMMANDS = {
 
 # Failures of the host the user can fix (a full disk, a read-only or foreign folder, too many
 # open files): one line and status 2 wherever they happen, rather than an internal error.
+# ENOTDIR: a file where summon's folder should be (XDG_STATE_HOME naming a file, say).
 USER_ERRNOS = frozenset(
-    (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE)
-)
+    (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE,
+     errno.ENOTDIR)
+)  # fmt: skip
 
 
 class SummonGroup(click.Group):
@@ -119,12 +121,21 @@ def _write_crash_log() -> Path:
     import datetime  # only after a crash: neither is worth every command's start
     import traceback
 
-    folder = paths.state_dir() / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = folder / f"crash-{stamp}-{os.getpid()}.log"
-    path.write_text(traceback.format_exc())
-    return path
+    name = f"crash-{stamp}-{os.getpid()}.log"
+    text = traceback.format_exc()
+    try:
+        folder = paths.state_dir() / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+        return folder / name
+    except OSError:  # the state folder is what is broken: the report goes to /tmp instead
+        import tempfile
+
+        fd, where = tempfile.mkstemp(prefix=name.removesuffix(".log") + "-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return Path(where)
 
 
 @click.group(cls=SummonGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -91,6 +91,47 @@ def test_an_internal_failure_is_one_line_naming_its_crash_log(
     assert 'raise ZeroDivisionError("the bug")' in log.read_text()
 
 
+def test_a_broken_state_folder_is_one_line_and_its_crash_log_goes_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """XDG_STATE_HOME naming a file: `summon ps` was an internal error whose crash log could
+    not be written there either, so the user got a raw traceback."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    monkeypatch.setenv("XDG_STATE_HOME", str(afile))
+    r = CliRunner().invoke(cli, ["ps"])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines() == [
+        f"summon: error: Not a directory: {afile}/summon/instances"
+    ]
+
+    @click.command("boom")
+    def boom() -> None:
+        raise ZeroDivisionError("the bug")
+
+    cli.add_command(boom)
+    try:
+        r = CliRunner().invoke(cli, ["boom"])
+    finally:
+        cli.commands.pop("boom")
+    assert r.exit_code == 1
+    line = r.output.strip().splitlines()[-1]
+    assert "internal error: ZeroDivisionError: the bug (details in " in line
+    log = Path(line.rsplit("details in ", 1)[1].rstrip(")"))
+    assert "Traceback" in log.read_text()
+    log.unlink()
+
+
+def test_an_empty_summon_store_is_unset_not_the_current_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from summon import paths
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.setenv("SUMMON_STORE", "")
+    assert paths.store_dir() == tmp_path / "summon" / "store"
+
+
 def test_a_closed_stdout_ends_the_command_quietly(tmp_path: Path) -> None:
     """`summon logs -f web | head -2`: head exits, the next write gets EPIPE. That ends the
     command as SIGPIPE ends cat (status 141, nothing said), not as an internal error."""
