@@ -26,7 +26,8 @@ from summon.targets.base import ARGS, SECRETS, VOLUMES, PortForward, PortTaken, 
 
 _PORT_RE = re.compile(
     r"^(?:(?:(?P<addr>\[[^]]*\]|[^:\[\]]+):)?(?P<host>\d+):)?(?P<guest>\d+)"
-    r"(?:/(?P<proto>tcp|udp))?$"
+    r"(?:/(?P<proto>tcp|udp))?$",
+    re.ASCII,  # \d: 0-9 only, not every script's digits (int() reads those too)
 )
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4_RE = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}$")
@@ -64,6 +65,13 @@ def parse_ports(values: tuple[str, ...]) -> tuple[PortForward, ...]:
                 f"-p {v}: {m['addr']} is not an IPv4 address in dotted form; ADDR is where "
                 "summon listens on this host: 127.0.0.1 (the default), 0.0.0.0 (every "
                 "address) or one of this host's (IPv6 and host names are not supported)"
+            )
+        if m["addr"] is not None and int(m["addr"].split(".")[0]) >= 224:
+            # 224/4 multicast, 240/4 reserved and broadcast: bind() took 255.255.255.255,
+            # and the instance "served" where no client can connect.
+            raise UserError(
+                f"-p {v}: {m['addr']} is a multicast, reserved or broadcast address; give "
+                "127.0.0.1, 0.0.0.0 or one of this host's addresses"
             )
         guest = int(m["guest"])
         host = int(m["host"]) if m["host"] else guest  # -p 8080: the same port on the host

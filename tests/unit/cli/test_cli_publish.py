@@ -43,6 +43,11 @@ def test_publish_forms(flag: str, forward: PortForward) -> None:
         # ADDR:HOST:GUEST with one port too many, or an address inet_aton would take
         ("8080:80:90", "8080 is not an IPv4 address"),
         ("300.1.1.1:8080:80", "300.1.1.1 is not an IPv4 address"),
+        # bind() takes the broadcast address: an instance "served" where no client connects
+        ("255.255.255.255:8080:80", "255.255.255.255 is a multicast, reserved or broadcast"),
+        ("224.0.0.1:8080:80", "224.0.0.1 is a multicast, reserved or broadcast"),
+        # int() reads any script's digits: "-p ٨٠٨٠:80" published 8080
+        ("\u0668\u0660\u0668\u0660:80", "expected PORT, HOST:GUEST"),
     ],
 )
 def test_bad_publish_flags_are_one_line(flag: str, needle: str) -> None:
