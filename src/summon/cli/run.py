@@ -168,12 +168,24 @@ def parse_volumes(values: tuple[str, ...]) -> tuple[Volume, ...]:
             if not os.path.isdir(source):
                 raise UserError(f"-v {v}: {source} is not a folder on this host")
             source = os.path.realpath(source)
+            if not source.isascii() and not _utf8(source):
+                # The instance's config (JSON, UTF-8) cannot name it: the start failed with
+                # "'utf-8' codec can't encode character '\udcff'", exit status 1.
+                raise UserError(f"-v {v!r}: the folder's name {source!r} is not UTF-8; rename it")
         elif source.startswith((".", "~")):
             raise UserError(f"-v {v}: give a host folder as an absolute path, like $PWD/{source}")
         else:
             volumes.check_name(source)
         mounts.append(Volume(source, path))
     return tuple(mounts)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a name the host's file system took bytes for
+        return False
+    return True
 
 
 def parse_memory(text: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,16 @@ def test_a_volume_the_image_has_and_the_run_leaves_unmounted_is_named() -> None:
     assert unmounted_volumes(parse_volumes(("notes:/data",)), config) == ["/cache"]
     # A store's volume: the runtime says so itself, naming the store.
     assert unmounted_volumes((), {"volumes": ["/data"], "stores": {"todo": "/data/todo"}}) == []
+
+
+def test_a_host_folder_whose_name_is_not_utf8_is_refused_when_read(tmp_path: Path) -> None:
+    # The instance's config (JSON) could not name it: the start failed with "'utf-8' codec
+    # can't encode character '\udcff'", exit status 1, and an instance left "start failed".
+    folder = tmp_path / b"dir\xff".decode(errors="surrogateescape")
+    folder.mkdir()
+    with pytest.raises(UserError) as e:
+        parse_volumes((f"{folder}:/data",))
+    assert str(e.value).endswith(f"the folder's name {str(folder)!r} is not UTF-8; rename it")
+    utf8 = tmp_path / "dossier-é"
+    utf8.mkdir()
+    assert parse_volumes((f"{utf8}:/data",))[0].name == str(utf8)
