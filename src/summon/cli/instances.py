@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from summon.cli.output import human, human_duration, open_store, out, print_json
+from summon.cli.output import human, human_duration, notice, open_store, out, print_json
 from summon.errors import UserError
 from summon.instances import console, lifecycle, state
 from summon.instances.state import InstanceFolder
@@ -113,6 +113,8 @@ def ps(show_all: bool, as_json: bool) -> None:
         st = lifecycle.reconcile(folder)
         if show_all or st["status"] != "exited":
             rows.append(describe(folder, st))
+    for folder in state.damaged_instances():
+        _say_damaged(folder)
     if as_json:
         print_json(rows)
         return
@@ -131,6 +133,18 @@ def ps(show_all: bool, as_json: bool) -> None:
             ", ".join(r["ports"]),
         )
     out.print(table)
+
+
+def _say_damaged(folder: state.InstanceFolder) -> None:
+    """One line for an instance left out of ps: what is wrong, and how to be rid of it."""
+    pid = folder.state().get("monitor_pid")
+    running = folder.supervised() and isinstance(pid, int)
+    how = (
+        f"it still runs: stop it with `kill {pid}` (its monitor), then remove the folder"
+        if running
+        else "remove the folder to forget it"
+    )
+    notice(f"warning: instance {folder.short_id} is left out: {folder.spec_path} is damaged; {how}")
 
 
 def _image_column(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:

@@ -254,3 +254,19 @@ def test_stop_takes_a_finite_grace_only(
     assert r.exit_code == 2, r.output
     assert "Invalid value for '-t' / '--time'" in r.output
     assert "internal error" not in r.output
+
+
+def test_ps_names_an_instance_whose_spec_is_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every listing left it out: a running one could be neither seen nor stopped by summon.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    folder = tmp_path / "summon" / "instances" / ("ab" * 32)
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text('{"name": ')
+    r = CliRunner().invoke(cli, ["ps", "-a"])
+    assert r.exit_code == 0, r.output
+    assert (
+        f"summon: warning: instance {'ab' * 6} is left out: {folder}/spec.json is damaged; "
+        "remove the folder to forget it"
+    ) in r.output
