@@ -157,13 +157,15 @@ def parse_volumes(values: tuple[str, ...]) -> tuple[Volume, ...]:
     """-v NAME:/PATH (a named volume) or -v /HOST/FOLDER:/PATH (a host folder, bound)."""
     from summon.targets import volumes
 
-    mounts = []
+    mounts: list[Volume] = []
     for v in values:
         source, sep, path = v.rpartition(":")
         if not sep or not source or not path.startswith("/"):
             raise UserError(f"-v {v}: expected NAME:/PATH or /HOST/FOLDER:/PATH, like data:/data")
         if why := volumes.mount_path_problem(path):
             raise UserError(f"-v {v}: {path}: {why}")
+        if any(m.path == path for m in mounts):  # said here, before an instance is recorded
+            raise UserError(f"-v {v}: two volumes at {path}")
         if source.startswith("/"):
             if not os.path.isdir(source):
                 raise UserError(f"-v {v}: {source} is not a folder on this host")

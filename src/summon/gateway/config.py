@@ -299,12 +299,14 @@ def _volumes(values: list[str], bad: Any) -> list[tuple[str, str]]:
     """NAME:/PATH or /HOST/FOLDER:/PATH each -> (source, path)."""
     from summon.targets.volumes import NAME_RE, mount_path_problem
 
-    mounts = []
+    mounts: list[tuple[str, str]] = []
     for value in values:
         source, sep, path = value.rpartition(":")
         why = mount_path_problem(path) if sep and source else "expected NAME:/PATH"
         if not why and not source.startswith("/") and not NAME_RE.match(source):
             why = f"{source!r} is not a volume name (letters, digits, '.', '_', '-')"
+        if not why and any(path == taken for _, taken in mounts):
+            why = f"two volumes at {path}"
         if why:
             raise bad(f"{value!r}: {why}")
         mounts.append((source, path))

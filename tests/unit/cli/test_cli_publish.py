@@ -112,3 +112,10 @@ def test_a_host_folder_whose_name_is_not_utf8_is_refused_when_read(tmp_path: Pat
     utf8 = tmp_path / "dossier-é"
     utf8.mkdir()
     assert parse_volumes((f"{utf8}:/data",))[0].name == str(utf8)
+
+
+def test_two_volumes_at_one_path_are_a_flag_error() -> None:
+    # Refused only at the start before: after an instance was recorded ("start failed").
+    with pytest.raises(UserError) as e:
+        parse_volumes(("a:/data", "b:/data"))
+    assert str(e.value) == "-v b:/data: two volumes at /data"

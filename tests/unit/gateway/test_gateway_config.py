@@ -79,6 +79,7 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
         (('"todo:/data"', '"todo"'), "volumes: 'todo': expected NAME:/PATH"),
         (('"todo:/data"', '"to do:/data"'), "volumes: 'to do:/data': 'to do' is not a volume"),
         (('"todo:/data"', '"todo:/proc"'), "volumes: 'todo:/proc': /proc belongs to"),
+        (('"todo:/data"', '"todo:/data", "other:/data"'), "'other:/data': two volumes at /data"),
         (('"api-token=/etc/app/token"', '"api-token"'), "secrets: 'api-token' is not NAME="),
         (('"api-token=/etc/app/token"', '"../x=/etc/x"'), "secrets: '../x=/etc/x': "),
         (('"api-token=/etc/app/token"', '"t=token"'), "secrets: 't=token' is not NAME=/ABS"),
