@@ -367,6 +367,16 @@ def test_flag_errors_record_nothing(summon: Summon, crash_image: str) -> None:
             f"127.0.0.1:{port}",
             "choose another host port",
         )
+    # Volumes the image has no mount point for, or two at one path: said before an instance
+    # is recorded (they left a "start failed" one behind).
+    assert_one_line_error(
+        summon("run", "-d", crash_image, "--target", "unix", "-v", "x:/data"),
+        "declares no volume at /data",
+    )
+    assert_one_line_error(
+        summon("run", "-d", crash_image, "--target", "unix", "-v", "x:/d", "-v", "y:/d"),
+        "two volumes at /d",
+    )
     assert summon.ps() == {}
     for verb in ("logs", "stop", "rm", "stats"):
         assert_one_line_error(summon(verb, "nobody"), "no instance 'nobody'")

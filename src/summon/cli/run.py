@@ -406,6 +406,10 @@ def run(
         forwards = spec.ports = ()
     if chosen.forwards_to_app_ports:
         check_guest_ports(forwards, spec.app_config)
+    if mounts:  # as the target's start would, but before an instance is recorded
+        from summon.targets.volumes import check_declared
+
+        check_declared(spec)
     for path in unmounted_volumes(mounts, spec.app_config):
         notice(
             f"warning: the image has a volume at {path} and this run mounts none there: the "
