@@ -240,6 +240,8 @@ def logout_command(registry: str) -> None:
     """Forget the login for REGISTRY."""
     from summon.store import credentials
 
+    if "/" in registry or not registry:  # as login says it: "not logged in to  (...)" before
+        raise UserError(f"{registry!r}: give the registry as HOST or HOST:PORT, no path")
     if credentials.logout(registry):
         out.print(f"logged out of {registry}")
     else:

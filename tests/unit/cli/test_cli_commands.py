@@ -270,3 +270,16 @@ def test_ps_names_an_instance_whose_spec_is_damaged(
         f"summon: warning: instance {'ab' * 6} is left out: {folder}/spec.json is damaged; "
         "remove the folder to forget it"
     ) in r.output
+
+
+@pytest.mark.parametrize("registry", ["", "host:5000/team"])
+def test_logout_of_something_that_is_no_registry_says_so_as_login_does(
+    registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # logout '' said "not logged in to  (...)": a registry named by nothing.
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+    r = CliRunner().invoke(cli, ["logout", registry])
+    assert r.exit_code == 2
+    assert r.output.strip() == (
+        f"summon: error: {registry!r}: give the registry as HOST or HOST:PORT, no path"
+    )
