@@ -283,3 +283,11 @@ def test_logout_of_something_that_is_no_registry_says_so_as_login_does(
     assert r.output.strip() == (
         f"summon: error: {registry!r}: give the registry as HOST or HOST:PORT, no path"
     )
+
+
+def test_inspect_why_of_nothing_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `--why "$MODULE"` with the variable unset printed the whole report as if asked for it.
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    r = CliRunner().invoke(cli, ["inspect", "web", "--why", ""])
+    assert r.exit_code == 2
+    assert r.output.strip() == "summon: error: --why '': give a module name, such as --why ssl"
