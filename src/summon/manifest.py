@@ -236,7 +236,8 @@ def _given_manifest(path: Path, app_dir: Path) -> tuple[Path, dict[str, Any], di
     if not app_dir.is_dir():
         raise ManifestError(f"{app_dir}: not a folder; give the folder that holds your app")
     if not path.is_file():
-        raise ManifestError(f"--manifest {path}: no such file")
+        what = "not a file" if path.exists() else "no such file"  # a folder, /dev/zero
+        raise ManifestError(f"--manifest {path}: {what}")
     doc = _load_toml(path)
     if path.name == "pyproject.toml" or "tool" in doc:
         table = doc.get("tool", {}).get("summon") if isinstance(doc.get("tool"), dict) else None

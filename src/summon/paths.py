@@ -33,6 +33,7 @@ def state_dir() -> Path:
 
 
 def store_dir() -> Path:
-    return (
-        Path(os.environ["SUMMON_STORE"]) if "SUMMON_STORE" in os.environ else data_dir() / "store"
-    )
+    # Empty is unset, as an XDG variable's: Path("") is the current folder, and
+    # `SUMMON_STORE= summon images` made a store wherever the user stood.
+    value = os.environ.get("SUMMON_STORE", "")
+    return Path(value) if value else data_dir() / "store"

@@ -146,6 +146,22 @@ def test_http_detached_on_the_sandbox(summon: Summon, http_image: str) -> None:
     assert not (summon.instances / ident).exists()
 
 
+@needs_sandbox
+def test_a_run_without_p_serves_in_its_namespace_without_a_refusal(
+    summon: Summon, http_image: str
+) -> None:
+    """Without -p the app's Stack called socket() itself, which the profile recorded with
+    handed listeners refuses: a line said to add syscalls = ["socket"], and the app said it
+    served port 80 while asyncio's server had no socket at all."""
+    from summon.build.undeclared import listening
+
+    ident = summon.ok("run", "-d", http_image, "--target", "sandbox").strip()
+    wait_for(lambda: "serving" in summon.ok("logs", ident))
+    pid = summon.inspect(ident)["pid"]
+    assert ("127.0.0.1", 80) in listening(pid)  # 0.0.0.0:80 in its own namespace
+    assert "refused" not in summon.ok("logs", ident)
+
+
 def test_rm_f_of_an_instance_run_with_rm(summon: Summon, http_image: str) -> None:
     """rm -f stops it, and its init (--rm) removes the folder meanwhile: one removal, no error."""
     port = free_port()
@@ -179,6 +195,38 @@ def test_a_killed_monitor_leaves_no_orphan(summon: Summon, http_image: str, targ
     assert "Exited (monitor died)" in row["status_text"]
     with pytest.raises(OSError):
         get(f"http://127.0.0.1:{port}/", time.monotonic())
+
+
+@pytest.mark.parametrize("target", [pytest.param("sandbox", marks=needs_sandbox), "unix"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_to_a_foreground_runs_process_group_stops_the_app(
+    summon: Summon, http_image: str, target: str, sig: signal.Signals
+) -> None:
+    """`timeout`, `kill %1` and a closed terminal signal the whole process group. The attached
+    launcher died of it, taking init and the monitor with it: the app was never asked to stop
+    and `ps -a` said "Exited (monitor died)"."""
+    port = free_port()
+    name = f"group-{target}-{sig.name.lower()}"
+    argv = summon.argv("run", http_image, "--target", target, "-p", f"{port}:80", "--name", name)
+    with subprocess.Popen(
+        argv,
+        env=summon.env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        try:
+            get(f"http://127.0.0.1:{port}/", time.monotonic() + 20)
+            os.killpg(proc.pid, sig)
+            out, _ = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out
+    assert "info: stopped" in out  # the app's own shutdown ran
+    row = summon.ps()[name]
+    assert (row["status"], row["exit_code"], row["reason"]) == ("exited", 0, "stopped")
 
 
 @needs_sandbox
@@ -319,6 +367,16 @@ def test_flag_errors_record_nothing(summon: Summon, crash_image: str) -> None:
             f"127.0.0.1:{port}",
             "choose another host port",
         )
+    # Volumes the image has no mount point for, or two at one path: said before an instance
+    # is recorded (they left a "start failed" one behind).
+    assert_one_line_error(
+        summon("run", "-d", crash_image, "--target", "unix", "-v", "x:/data"),
+        "declares no volume at /data",
+    )
+    assert_one_line_error(
+        summon("run", "-d", crash_image, "--target", "unix", "-v", "x:/d", "-v", "y:/d"),
+        "two volumes at /d",
+    )
     assert summon.ps() == {}
     for verb in ("logs", "stop", "rm", "stats"):
         assert_one_line_error(summon(verb, "nobody"), "no instance 'nobody'")

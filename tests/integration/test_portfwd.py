@@ -160,6 +160,27 @@ def test_gives_up_after_its_patience(ns: NetNamespace) -> None:
         assert time.monotonic() - started < 3
 
 
+def test_a_client_closed_for_want_of_a_listener_is_said_once_naming_the_apps_port(
+    ns: NetNamespace,
+) -> None:
+    # An app listening on 8081 while the run forwarded to 80: its clients were closed after
+    # the patience, and nothing anywhere said why.
+    listener = inside_listener(ns, 8081)
+    said: list[str] = []
+    fwd = PortForward(host_port=0, guest_port=GUEST)
+    with PortForwarder(ns.path, [fwd], connect_patience=0.2, say=said.append) as forwarder:
+        port = forwarder.bound[fwd][1]
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", port), 5) as c:
+                assert recv_all(c) == b""
+    listener.close()
+    assert said == [
+        f"summon: nothing listened on port 80 in the instance for 0.2 s, so a client of "
+        f"127.0.0.1:{port} was closed; the app listens on TCP port 8081: forward to that "
+        "or make the app listen on 80"
+    ]
+
+
 def test_many_clients_at_once(ns: NetNamespace) -> None:
     listener = inside_listener(ns, GUEST)
     serve_tcp(listener, echo)

@@ -244,6 +244,34 @@ def test_port_forward_reaches_an_echo_server_on_port_80(
         socket.create_connection(("127.0.0.1", port), 2)
 
 
+def test_wait_ready_waits_for_a_scripts_own_listener_and_names_the_port_it_chose(
+    sandbox_target: SandboxTarget, spec_for: Any, app_script: AppScript
+) -> None:
+    """The gateway's boot of a script that binds its own port ended at once: one that never
+    listened on the service's port (or on another) was "up", and each held client waited out
+    the forwarder's patience and was closed, with no error anywhere."""
+    from summon.targets.base import NotReady
+
+    forward = PortForward(host_port=free_port(), guest_port=80)
+    instance = sandbox_target.start(spec_for(app_script(ECHO_80), ports=(forward,)))
+    try:
+        began = time.monotonic()
+        instance.wait_ready((80,), 10)  # the echo app listens after 0.3 s
+        assert 0.2 < time.monotonic() - began < 5
+    finally:
+        instance.stop(grace=5)
+    elsewhere = app_script(ECHO_80.replace('"0.0.0.0", 80', '"0.0.0.0", 8081'))
+    spec = spec_for(elsewhere, ports=(PortForward(host_port=free_port(), guest_port=80),))
+    instance = sandbox_target.start(spec)
+    try:
+        with pytest.raises(NotReady) as e:
+            instance.wait_ready((80,), 2)
+        assert str(e.value) == "the app did not listen on port 80; it listens on TCP port 8081"
+    finally:
+        instance.stop(grace=5)
+    assert_all_gone(sandbox_target, instance)
+
+
 def test_an_entry_function_without_a_stack_gets_its_port_forwarded_not_handed(
     sandbox_target: SandboxTarget, spec_for: Any, app_script: AppScript
 ) -> None:
@@ -312,6 +340,36 @@ def test_missing_runc_is_one_clear_line(
         sandbox_target.start(spec_for(("/bin/true",)))
     assert str(e.value) == sandbox.RUNC_MISSING
     assert e.value.exit_status == 2
+
+
+def test_a_full_disk_under_runcs_state_is_one_line_naming_it(
+    spec_for: Any, tmp_path: Path
+) -> None:
+    """runc could not write its state (nor its log): the start ended on its Go error,
+    "unable to store init state: %!w(<nil>)", then "see the message above", exit status 1,
+    and left its empty state folder behind."""
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(full)], check=True)
+    try:
+        with contextlib.suppress(OSError), open(full / "filler", "wb") as f:
+            while True:
+                f.write(b"x" * 4096)
+                f.flush()
+        target = SandboxTarget(root=full / "runc")
+        (full / "runc").mkdir()
+        spec = spec_for(("/bin/true",))
+        with pytest.raises(UserError) as e:
+            target.start(spec)
+        assert str(e.value) == (
+            f"runc could not start test: no space left on the disk of {full / 'runc'}, where "
+            "it keeps the container's state; free some there"
+        )
+        assert e.value.exit_status == 2
+        assert os.listdir(full / "runc") == []
+        assert not (spec.state_dir / "bundle").exists()
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
 
 
 def test_doctor_checks_pass_here() -> None:

@@ -467,3 +467,22 @@ def test_a_server_the_manifest_lists_no_port_of_is_exercised_and_serves_sealed(
     )  # fmt: skip
     assert curl.stdout == "served without ports in the manifest\n", console.read_text()
     assert "refused" not in console.read_text()
+
+
+@pytest.mark.slow
+def test_a_server_on_another_port_than_the_manifests_is_named_by_the_build(
+    store: Store, tmp_path: Path
+) -> None:
+    """ports = [80] and an app serving on 8000: the build said no port answered, and not
+    that the app was listening all along on another one."""
+    app = tmp_path / "elsewhere"
+    app.mkdir()
+    (app / "summon.toml").write_text('name = "elsewhere"\nentry = "server.py"\nports = [80]\n')
+    (app / "server.py").write_text(UNDECLARED_SERVER)
+    result = build(app, store, "elsewhere:derived")
+    assert result.syscalls is None
+    assert any(
+        w.startswith("no port of 80 answered the recording run's request")
+        and "the app listens on TCP port 8000 instead: list that in ports" in w
+        for w in result.warnings
+    ), result.warnings

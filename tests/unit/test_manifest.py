@@ -243,6 +243,9 @@ def test_another_manifest_builds_the_same_folder(tmp_path: Path) -> None:
     assert (m.name, m.app_dir, m.source) == ("t-tls", app.resolve(), other.resolve())
     with pytest.raises(ManifestError, match="no such file"):
         manifest.load(app, tmp_path / "missing.toml")
+    # A folder or a device is there, but no file: "no such file" sent the user looking.
+    with pytest.raises(ManifestError, match=f"--manifest {other.parent}: not a file"):
+        manifest.load(app, other.parent)
 
 
 def test_stores_live_in_the_volumes(tmp_path: Path) -> None:

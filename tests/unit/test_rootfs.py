@@ -62,3 +62,17 @@ def test_sizes_by_group(tmp_path: Path) -> None:
     sizes = fs.sizes()
     assert sizes["app"] == len("a.py")
     assert sizes["config"] == 2
+
+
+def test_a_file_name_that_is_not_utf8_is_one_build_error(tmp_path: Path) -> None:
+    # A name such as b"bad\xffname" in the app's folder went into the layer, then the image's
+    # file list could not be written: an internal UnicodeEncodeError.
+    from summon.errors import BuildError
+
+    name = tmp_path / (b"bad\xffname".decode(errors="surrogateescape"))
+    name.write_text("x")
+    fs = Rootfs()
+    with pytest.raises(BuildError) as e:
+        fs.add_file(f"/app/{name.name}", name, "app")
+    assert str(e.value) == f"{name}: the file name is not UTF-8; rename it (an image's names are)"
+    fs.add_file("/app/é.txt", name, "app")  # UTF-8 beyond ASCII is fine

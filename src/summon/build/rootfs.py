@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from summon.errors import BuildError
+
 # Size groups shown by `summon inspect`.
 GROUPS = ("interpreter", "libraries", "stdlib", "site", "runtime", "app", "data", "config")
 
@@ -46,6 +48,16 @@ class Rootfs:
 
     def _put(self, node: Node) -> None:
         path = _norm(node.path)
+        if not path.isascii():
+            try:
+                path.encode("utf-8")
+            except UnicodeEncodeError:
+                # A name the host's file system holds but UTF-8 cannot (Python's surrogate
+                # escapes): the layer took it, then the image's file list was an internal error.
+                where = node.source or path
+                raise BuildError(
+                    f"{where}: the file name is not UTF-8; rename it (an image's names are)"
+                ) from None
         old = self.nodes.get(path)
         if old is not None and old != node and not (old.kind == node.kind == "dir"):
             raise ValueError(f"two different entries for {path} in the image")

@@ -217,6 +217,7 @@ def record_image(
         answered: list[str] = []
         alive: list[bool] = []
         undeclared: list[tuple[str, int]] = []  # listening, not in the manifest's ports
+        elsewhere: list[int] = []  # listened on, when none of the manifest's ports answered
 
         def drive(instance: Any) -> None:
             if not ports:
@@ -236,6 +237,11 @@ def record_image(
                     answered.append(str(fwd))
                     if fwd.protocol == "tcp":
                         _exercise(fwd.protocol, port, timeout, MISSING_PATH)
+            if not answered:  # a port other than the manifest's, say: which one, then
+                from summon.build.undeclared import listening
+
+                guests = {f.guest_port for f in ports if f.protocol == "tcp"}
+                elsewhere.extend(p for _, p in listening(instance.pid) if p not in guests)
             # Outlive a one-second timer of the app's (or of summon.net's counters).
             time.sleep(max(0.0, LINGER - (time.monotonic() - started)))
             alive.append(instance.wait(0) is None)
@@ -288,11 +294,18 @@ def record_image(
     if served and not answered:
         # What answering takes (writing to a socket, at least) was never made: a derived
         # list would refuse every answer. The static list holds instead.
-        tried = [*map(str, ports), *(f"{port}/tcp" for _, port in undeclared)]
+        tried = [*(_guest(f) for f in ports), *(f"{port}/tcp" for _, port in undeclared)]
+        instead = ", ".join(map(str, sorted(set(elsewhere))))
+        hint = (
+            f"; the app listens on TCP port {instead} instead: list that in ports (or make "
+            "the app listen on the manifest's), or summon run -p and the gateway reach nothing"
+            if instead
+            else ""
+        )
         return None, [
             f"no port of {', '.join(tried)} answered the recording run's request "
             "(GET / over HTTP/1.1, or a UDP datagram), so its syscall list would lack what "
-            "answering takes; the image keeps the sandbox's static syscall allowlist",
+            f"answering takes; the image keeps the sandbox's static syscall allowlist{hint}",
             *warnings,
         ]
     declared = seccomp.device_syscalls(dict(app_config), modules)
@@ -306,6 +319,11 @@ def record_image(
         warnings=warnings,
     )
     return derived, warnings
+
+
+def _guest(fwd: PortForward) -> str:
+    """A manifest's port as its manifest says it ("80", "53/udp"), not the run's forward."""
+    return str(fwd.guest_port) if fwd.protocol == "tcp" else f"{fwd.guest_port}/{fwd.protocol}"
 
 
 def _learning(app_config: Mapping[str, Any]) -> dict[str, str]:

@@ -24,10 +24,10 @@ TCP_LISTEN = "0A"  # the state column of /proc/net/tcp for a listening socket
 POLL = 0.1  # seconds between looks while the app starts
 
 
-def listening(pid: int) -> list[tuple[str, int]]:
+def listening(pid: int | str) -> list[tuple[str, int]]:
     """(address to reach it at, port) of each TCP socket listening in pid's network
-    namespace, sorted; [] once the process is gone. A wildcard address is reached at the
-    loopback address of its family."""
+    namespace (pid "thread-self": the calling thread's), sorted; [] once the process is gone.
+    A wildcard address is reached at the loopback address of its family."""
     found: set[tuple[str, int]] = set()
     for table, wildcard in (("tcp", "127.0.0.1"), ("tcp6", "::1")):
         try:

@@ -28,16 +28,24 @@ def parse_env(values: tuple[str, ...], files: tuple[str, ...] = ()) -> dict[str,
     return env
 
 
+# An environment is at most a few hundred KiB (execve's limit); a bigger file is a mistake.
+MAX_ENV_FILE = 1 << 20
+
+
 def read_env_file(file: str) -> dict[str, str]:
     """An env file as docker's --env-file reads it: KEY=VALUE lines, the value as written (no
     quotes removed, no $expansion); KEY alone takes this environment's value; blank lines and
     lines starting with # are skipped."""
     try:
-        text = Path(file).read_bytes().decode("utf-8")
+        with Path(file).open("rb") as f:
+            data = f.read(MAX_ENV_FILE + 1)  # a FIFO (<(cmd)) reads too; /dev/zero ends
+        text = data.decode("utf-8")
     except OSError as e:
         raise UserError(f"--env-file {file}: cannot read: {e.strerror or e}") from None
     except UnicodeDecodeError:
         raise UserError(f"--env-file {file}: not UTF-8 text") from None
+    if len(data) > MAX_ENV_FILE:
+        raise UserError(f"--env-file {file}: over {MAX_ENV_FILE >> 20} MiB: not an env file")
     env: dict[str, str] = {}
     for number, raw in enumerate(text.split("\n"), 1):
         line = raw.removesuffix("\r").lstrip()

@@ -208,6 +208,8 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
     """Show an image's size breakdown and its bill of materials (or an instance, by ID/name)."""
     from summon.cli.instances import inspect_instance  # instances first: `inspect ID`
 
+    if why is not None and not why.strip():  # `--why "$MOD"` unset printed the whole report
+        raise UserError("--why '': give a module name, such as --why ssl")
     if not why and inspect_instance(image, as_json):  # an instance ID, prefix or name first
         return
     from summon.targets.sandbox.seccomp import REPORT_KEY
@@ -220,10 +222,9 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
         out.print("\n".join(explain(bom, why)), markup=False)
         return
     sandbox = _sandbox_summary(img, bom)
-    from summon.store.keyscan import scan_layer
+    from summon.store.keyscan import scan_stored
 
-    with img.store.open_verified(img.layer) as stream:
-        keys = scan_layer(stream)
+    keys = scan_stored(img.store, img.layer)
     app = img.app_config()
     if as_json:
         doc = {

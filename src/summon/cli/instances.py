@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from summon.cli.output import human, human_duration, open_store, out, print_json
+from summon.cli.output import human, human_duration, notice, open_store, out, print_json
 from summon.errors import UserError
 from summon.instances import console, lifecycle, state
 from summon.instances.state import InstanceFolder
@@ -112,6 +113,8 @@ def ps(show_all: bool, as_json: bool) -> None:
         st = lifecycle.reconcile(folder)
         if show_all or st["status"] != "exited":
             rows.append(describe(folder, st))
+    for folder in state.damaged_instances():
+        _say_damaged(folder)
     if as_json:
         print_json(rows)
         return
@@ -130,6 +133,18 @@ def ps(show_all: bool, as_json: bool) -> None:
             ", ".join(r["ports"]),
         )
     out.print(table)
+
+
+def _say_damaged(folder: state.InstanceFolder) -> None:
+    """One line for an instance left out of ps: what is wrong, and how to be rid of it."""
+    pid = folder.state().get("monitor_pid")
+    running = folder.supervised() and isinstance(pid, int)
+    how = (
+        f"it still runs: stop it with `kill {pid}` (its monitor), then remove the folder"
+        if running
+        else "remove the folder to forget it"
+    )
+    notice(f"warning: instance {folder.short_id} is left out: {folder.spec_path} is damaged; {how}")
 
 
 def _image_column(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
@@ -202,13 +217,25 @@ def _read_old(folder: InstanceFolder) -> bytes:
         return b""
 
 
+MAX_GRACE = 365 * 86400.0  # seconds: a year of grace is a typo already
+
+
+def _a_number(value: float) -> float:
+    if math.isnan(value):
+        raise click.BadParameter("nan is not a number of seconds")
+    return value
+
+
 @click.command()
 @click.argument("instances", nargs=-1, required=True)
 @click.option(
     "-t",
     "--time",
     "grace",
-    type=click.FloatRange(min=0),
+    # A bound and a NaN check: -t inf and -t nan passed FloatRange(min=0) and were internal
+    # errors when the deadline was computed.
+    type=click.FloatRange(min=0, max=MAX_GRACE),
+    callback=lambda ctx, param, value: _a_number(value),
     default=10.0,
     show_default=True,
     help="Seconds to wait after SIGTERM before killing it.",

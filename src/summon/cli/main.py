@@ -20,7 +20,7 @@ import click
 import summon
 from summon import paths
 from summon.cli.output import Terminated, fail
-from summon.errors import SummonError
+from summon.errors import CorruptBlob, SummonError
 
 # Every verb, by the module that defines it: `summon run` must not pay for the registry
 # client, the gateway or the instance table.
@@ -40,9 +40,11 @@ LAZY_COMMANDS = {
 
 # Failures of the host the user can fix (a full disk, a read-only or foreign folder, too many
 # open files): one line and status 2 wherever they happen, rather than an internal error.
+# ENOTDIR: a file where summon's folder should be (XDG_STATE_HOME naming a file, say).
 USER_ERRNOS = frozenset(
-    (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE)
-)
+    (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE,
+     errno.ENOTDIR)
+)  # fmt: skip
 
 
 class SummonGroup(click.Group):
@@ -65,7 +67,8 @@ class SummonGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SummonError as e:
-            fail(str(e), e.exit_status, getattr(e, "detail", ""))
+            message = _damaged(e) if isinstance(e, CorruptBlob) else str(e)
+            fail(message, e.exit_status, getattr(e, "detail", ""))
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except Terminated as e:
@@ -88,6 +91,20 @@ class SummonGroup(click.Group):
             fail(f"internal error: {type(e).__name__}: {e} (details in {log})", 1)
 
 
+def _damaged(e: CorruptBlob) -> str:
+    """e's line, naming the images that hold the damaged blob it names (store/damaged.py)."""
+    try:
+        from summon.store import Store
+        from summon.store.damaged import explain
+
+        root = paths.store_dir()
+        if not (root / "index.json").is_file():  # not made for a message
+            return str(e)
+        return explain(Store(root), str(e))
+    except Exception:  # a store too damaged to list: the line as it was
+        return str(e)
+
+
 def _stdout_gone() -> bool:
     """Whether standard output is a pipe or socket whose reader has closed it."""
     import select
@@ -104,12 +121,21 @@ def _write_crash_log() -> Path:
     import datetime  # only after a crash: neither is worth every command's start
     import traceback
 
-    folder = paths.state_dir() / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = folder / f"crash-{stamp}-{os.getpid()}.log"
-    path.write_text(traceback.format_exc())
-    return path
+    name = f"crash-{stamp}-{os.getpid()}.log"
+    text = traceback.format_exc()
+    try:
+        folder = paths.state_dir() / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+        return folder / name
+    except OSError:  # the state folder is what is broken: the report goes to /tmp instead
+        import tempfile
+
+        fd, where = tempfile.mkstemp(prefix=name.removesuffix(".log") + "-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return Path(where)
 
 
 @click.group(cls=SummonGroup, context_settings={"help_option_names": ["-h", "--help"]})

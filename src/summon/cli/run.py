@@ -26,7 +26,8 @@ from summon.targets.base import ARGS, SECRETS, VOLUMES, PortForward, PortTaken, 
 
 _PORT_RE = re.compile(
     r"^(?:(?:(?P<addr>\[[^]]*\]|[^:\[\]]+):)?(?P<host>\d+):)?(?P<guest>\d+)"
-    r"(?:/(?P<proto>tcp|udp))?\Z"
+    r"(?:/(?P<proto>tcp|udp))?\Z",
+    re.ASCII,  # \d: 0-9 only, not every script's digits (int() reads those too)
 )
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4_RE = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}\Z")
@@ -64,6 +65,13 @@ def parse_ports(values: tuple[str, ...]) -> tuple[PortForward, ...]:
                 f"-p {v}: {m['addr']} is not an IPv4 address in dotted form; ADDR is where "
                 "summon listens on this host: 127.0.0.1 (the default), 0.0.0.0 (every "
                 "address) or one of this host's (IPv6 and host names are not supported)"
+            )
+        if m["addr"] is not None and int(m["addr"].split(".")[0]) >= 224:
+            # 224/4 multicast, 240/4 reserved and broadcast: bind() took 255.255.255.255,
+            # and the instance "served" where no client can connect.
+            raise UserError(
+                f"-p {v}: {m['addr']} is a multicast, reserved or broadcast address; give "
+                "127.0.0.1, 0.0.0.0 or one of this host's addresses"
             )
         guest = int(m["guest"])
         host = int(m["host"]) if m["host"] else guest  # -p 8080: the same port on the host
@@ -149,23 +157,37 @@ def parse_volumes(values: tuple[str, ...]) -> tuple[Volume, ...]:
     """-v NAME:/PATH (a named volume) or -v /HOST/FOLDER:/PATH (a host folder, bound)."""
     from summon.targets import volumes
 
-    mounts = []
+    mounts: list[Volume] = []
     for v in values:
         source, sep, path = v.rpartition(":")
         if not sep or not source or not path.startswith("/"):
             raise UserError(f"-v {v}: expected NAME:/PATH or /HOST/FOLDER:/PATH, like data:/data")
         if why := volumes.mount_path_problem(path):
             raise UserError(f"-v {v}: {path}: {why}")
+        if any(m.path == path for m in mounts):  # said here, before an instance is recorded
+            raise UserError(f"-v {v}: two volumes at {path}")
         if source.startswith("/"):
             if not os.path.isdir(source):
                 raise UserError(f"-v {v}: {source} is not a folder on this host")
             source = os.path.realpath(source)
+            if not source.isascii() and not _utf8(source):
+                # The instance's config (JSON, UTF-8) cannot name it: the start failed with
+                # "'utf-8' codec can't encode character '\udcff'", exit status 1.
+                raise UserError(f"-v {v!r}: the folder's name {source!r} is not UTF-8; rename it")
         elif source.startswith((".", "~")):
             raise UserError(f"-v {v}: give a host folder as an absolute path, like $PWD/{source}")
         else:
             volumes.check_name(source)
         mounts.append(Volume(source, path))
     return tuple(mounts)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a name the host's file system took bytes for
+        return False
+    return True
 
 
 def parse_memory(text: str) -> int:
@@ -312,6 +334,8 @@ def run(
     from summon.instances import lifecycle, state
     from summon.instances.restart import RestartPolicy
 
+    if not image:  # Path("") is ".": the folder the user happens to be in, built unasked
+        raise UserError("IMAGE '': give an image's name or ID, or an app folder (. for this one)")
     if restart and not detach:
         raise UserError("--restart is for detached instances: add -d")
     policy = RestartPolicy.parse(restart or "no")
@@ -383,6 +407,10 @@ def run(
         forwards = spec.ports = ()
     if chosen.forwards_to_app_ports:
         check_guest_ports(forwards, spec.app_config)
+    if mounts:  # as the target's start would, but before an instance is recorded
+        from summon.targets.volumes import check_declared
+
+        check_declared(spec)
     for path in unmounted_volumes(mounts, spec.app_config):
         notice(
             f"warning: the image has a volume at {path} and this run mounts none there: the "

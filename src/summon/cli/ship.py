@@ -150,11 +150,10 @@ def push_command(
 def refuse_keys(image: str) -> None:
     """A private key in the image is a secret about to leave: refuse, naming the files."""
     from summon.store.image import Image
-    from summon.store.keyscan import scan_layer
+    from summon.store.keyscan import scan_stored
 
     img = Image.open(open_store(), image)
-    with img.store.open_verified(img.layer) as layer:
-        found = scan_layer(layer)
+    found = scan_stored(img.store, img.layer)
     if found:
         files = ", ".join(f"{path} ({why})" for path, why in found[:5])
         more = f" and {len(found) - 5} more" if len(found) > 5 else ""
@@ -223,7 +222,7 @@ def login_command(
             raise UserError("no --username, and no terminal to ask for one on")
         username = click.prompt("Username", err=True)
     if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        password = sys.stdin.readline(1 << 20).rstrip("\r\n")  # `yes |`: one line, bounded
     elif sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, err=True)
     else:
@@ -244,6 +243,8 @@ def logout_command(registry: str) -> None:
     """Forget the login for REGISTRY."""
     from summon.store import credentials
 
+    if "/" in registry or not registry:  # as login says it: "not logged in to  (...)" before
+        raise UserError(f"{registry!r}: give the registry as HOST or HOST:PORT, no path")
     if credentials.logout(registry):
         out.print(f"logged out of {registry}")
     else:

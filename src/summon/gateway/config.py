@@ -125,14 +125,23 @@ def load(path: Path) -> GatewayConfig:
     return parse(read(path), path)
 
 
+MAX_CONFIG = 4 << 20  # bytes; thousands of services fit in far less
+
+
 def read(path: Path) -> dict[str, Any]:
     """The TOML document at path, not checked yet (parse does that)."""
     import tomllib  # here: the gateway's process reads the file only on a reload (main.py)
 
     try:
-        return tomllib.loads(path.read_text())
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG + 1)  # /dev/zero, say: not read without end
+        if len(data) > MAX_CONFIG:
+            raise ConfigError(f"{path}: over {MAX_CONFIG >> 20} MiB: not a gateway config")
+        return tomllib.loads(data.decode())
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
 
@@ -290,12 +299,14 @@ def _volumes(values: list[str], bad: Any) -> list[tuple[str, str]]:
     """NAME:/PATH or /HOST/FOLDER:/PATH each -> (source, path)."""
     from summon.targets.volumes import NAME_RE, mount_path_problem
 
-    mounts = []
+    mounts: list[tuple[str, str]] = []
     for value in values:
         source, sep, path = value.rpartition(":")
         why = mount_path_problem(path) if sep and source else "expected NAME:/PATH"
         if not why and not source.startswith("/") and not NAME_RE.match(source):
             why = f"{source!r} is not a volume name (letters, digits, '.', '_', '-')"
+        if not why and any(path == taken for _, taken in mounts):
+            why = f"two volumes at {path}"
         if why:
             raise bad(f"{value!r}: {why}")
         mounts.append((source, path))

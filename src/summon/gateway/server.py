@@ -426,6 +426,7 @@ class Gateway:
         """Set up service SC on ADDRESS: listening anew, or on the sockets KEPT from before."""
         svc = Service(sc, address, self.launcher, self.reason_of_exit, self.image_changed)
         sockets: dict[int, socket.socket] = dict(kept or {})
+        port = 0
         try:
             for port in sc.ports:
                 if port not in sockets:
@@ -438,7 +439,7 @@ class Gateway:
             for sock in sockets.values():
                 sock.close()
             svc.state = State.FAILED
-            svc.reason = f"cannot listen on {address}: {e.strerror}"
+            svc.reason = f"cannot listen on {address}:{port}: {e.strerror}"
             log.warning("service %s: %s", sc.name, svc.reason)
         self.services[sc.name] = svc
 

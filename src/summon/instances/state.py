@@ -249,6 +249,24 @@ def all_instances() -> list[InstanceFolder]:
     return found
 
 
+def damaged_instances() -> list[InstanceFolder]:
+    """Instance folders whose spec.json cannot be read (edited by hand, a damaged disk):
+    every listing leaves them out, so that a running one could be neither seen nor stopped."""
+    try:
+        entries = list(root().iterdir())
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in sorted(entries):
+        if _ID.match(entry.name) and entry.is_dir():
+            folder = InstanceFolder(entry)
+            try:
+                folder.spec()
+            except UserError:
+                found.append(folder)
+    return found
+
+
 def find(query: str) -> InstanceFolder:
     """An instance by full ID, name, or unambiguous ID prefix, in that order."""
     instances = all_instances()

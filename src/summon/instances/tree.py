@@ -54,7 +54,11 @@ def launch(
     """
     if attached:
         supervise.die_with_parent(parent)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the CLI's to act on
+        # Ctrl-C, and a SIGTERM or SIGHUP sent to the whole process group (`timeout`, `kill
+        # %1`, a closed terminal), are the CLI's to act on: by default they ended this process,
+        # whose death SIGKILLs init and the monitor, and the app was never asked to stop.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
     in_namespace = supervise.enter_namespaces()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import re
 import tarfile
-from typing import IO, Protocol, cast
+from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from summon.errors import CorruptBlob
+
+if TYPE_CHECKING:
+    from summon.store.layout import Descriptor, Store
 
 _PEM = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
 # DER: SEQUENCE { INTEGER 0 (version), ... }, as PKCS#8 PrivateKeyInfo (version, then the
@@ -61,3 +64,15 @@ def scan_layer(stream: Readable) -> list[tuple[str, str]]:
     except (tarfile.TarError, OSError, EOFError) as e:
         raise CorruptBlob(f"the layer cannot be read to look for keys: {e}") from None
     return found
+
+
+def scan_stored(store: Store, layer: Descriptor) -> list[tuple[str, str]]:
+    """scan_layer of a layer blob in store, read once and checked against its digest. A
+    damaged blob is said as one (`blob ... is corrupt`): gzip's complaint, "invalid compressed
+    data", named no blob and no image."""
+    try:
+        with store.open_verified(layer) as stream:
+            return scan_layer(stream)
+    except CorruptBlob:
+        store.verify(layer)  # raises, naming the blob, if its content is not its digest
+        raise

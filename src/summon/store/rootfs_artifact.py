@@ -116,6 +116,8 @@ def _make(store: Store, layer: Descriptor, mkfs: str) -> tuple[Descriptor, Descr
         )
         if done.returncode != 0:
             why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            if "[Error 28]" in why or os.strerror(errno.ENOSPC) in why:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # said as make()'s own
             raise UserError(f"mkfs.erofs could not make the root filesystem image: {why}")
         erofs = store.put_file(image, EROFS_TYPE)
     return erofs, files

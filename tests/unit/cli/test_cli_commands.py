@@ -44,6 +44,16 @@ def test_an_unknown_verb_is_a_usage_error() -> None:
     assert "No such command 'frobnicate'" in r.stderr
 
 
+def test_python_m_summon_is_the_summon_command() -> None:
+    # A tree used from PYTHONPATH, uninstalled: `python3 -m summon` said "summon is a package
+    # and cannot be directly executed".
+    r = subprocess.run(
+        [sys.executable, "-m", "summon", "frobnicate"], capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 2
+    assert "Usage: summon " in r.stderr and "No such command 'frobnicate'" in r.stderr
+
+
 def test_logs_tail_takes_a_count_of_zero_or_more_or_all(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -79,6 +89,47 @@ def test_an_internal_failure_is_one_line_naming_its_crash_log(
     log = Path(line.rsplit("details in ", 1)[1].rstrip(")"))
     assert log.parent.parent == tmp_path / "summon" and "Traceback" in log.read_text()
     assert 'raise ZeroDivisionError("the bug")' in log.read_text()
+
+
+def test_a_broken_state_folder_is_one_line_and_its_crash_log_goes_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """XDG_STATE_HOME naming a file: `summon ps` was an internal error whose crash log could
+    not be written there either, so the user got a raw traceback."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    monkeypatch.setenv("XDG_STATE_HOME", str(afile))
+    r = CliRunner().invoke(cli, ["ps"])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines() == [
+        f"summon: error: Not a directory: {afile}/summon/instances"
+    ]
+
+    @click.command("boom")
+    def boom() -> None:
+        raise ZeroDivisionError("the bug")
+
+    cli.add_command(boom)
+    try:
+        r = CliRunner().invoke(cli, ["boom"])
+    finally:
+        cli.commands.pop("boom")
+    assert r.exit_code == 1
+    line = r.output.strip().splitlines()[-1]
+    assert "internal error: ZeroDivisionError: the bug (details in " in line
+    log = Path(line.rsplit("details in ", 1)[1].rstrip(")"))
+    assert "Traceback" in log.read_text()
+    log.unlink()
+
+
+def test_an_empty_summon_store_is_unset_not_the_current_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from summon import paths
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.setenv("SUMMON_STORE", "")
+    assert paths.store_dir() == tmp_path / "summon" / "store"
 
 
 def test_a_closed_stdout_ends_the_command_quietly(tmp_path: Path) -> None:
@@ -163,3 +214,80 @@ def test_arguments_for_a_target_that_cannot_give_them_are_one_line() -> None:
         "summon: error: ARGS '-x': target browser cannot give the app arguments "
         "(targets that can: sandbox, qemu, unix)"
     ]
+
+
+def test_run_of_an_empty_image_name_builds_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Path("") is ".": `summon run ""` (an unset "$IMAGE" in a script) built and ran whatever
+    # app folder the user stood in.
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "summon.toml").write_text('entry = "app.py"\nnetwork = "none"\n')
+    (app / "app.py").write_text("print('ran')\n")
+    env = {
+        **os.environ,
+        "SUMMON_STORE": str(tmp_path / "store"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "summon.cli.main", "run", "", "--target", "unix"],
+        capture_output=True,
+        text=True,
+        cwd=app,
+        env=env,
+    )
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "summon: error: IMAGE '': give an image's name or ID, or an app folder (. for this one)"
+    ]
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("grace", ["nan", "inf", "1e308", "-1"])
+def test_stop_takes_a_finite_grace_only(
+    grace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # -t nan and -t inf passed FloatRange(min=0): an internal error computing the deadline.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    r = CliRunner().invoke(cli, ["stop", "-t", grace, "nobody"])
+    assert r.exit_code == 2, r.output
+    assert "Invalid value for '-t' / '--time'" in r.output
+    assert "internal error" not in r.output
+
+
+def test_ps_names_an_instance_whose_spec_is_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every listing left it out: a running one could be neither seen nor stopped by summon.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    folder = tmp_path / "summon" / "instances" / ("ab" * 32)
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text('{"name": ')
+    r = CliRunner().invoke(cli, ["ps", "-a"])
+    assert r.exit_code == 0, r.output
+    assert (
+        f"summon: warning: instance {'ab' * 6} is left out: {folder}/spec.json is damaged; "
+        "remove the folder to forget it"
+    ) in r.output
+
+
+@pytest.mark.parametrize("registry", ["", "host:5000/team"])
+def test_logout_of_something_that_is_no_registry_says_so_as_login_does(
+    registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # logout '' said "not logged in to  (...)": a registry named by nothing.
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+    r = CliRunner().invoke(cli, ["logout", registry])
+    assert r.exit_code == 2
+    assert r.output.strip() == (
+        f"summon: error: {registry!r}: give the registry as HOST or HOST:PORT, no path"
+    )
+
+
+def test_inspect_why_of_nothing_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `--why "$MODULE"` with the variable unset printed the whole report as if asked for it.
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    r = CliRunner().invoke(cli, ["inspect", "web", "--why", ""])
+    assert r.exit_code == 2
+    assert r.output.strip() == "summon: error: --why '': give a module name, such as --why ssl"

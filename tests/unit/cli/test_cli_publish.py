@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +44,11 @@ def test_publish_forms(flag: str, forward: PortForward) -> None:
         # ADDR:HOST:GUEST with one port too many, or an address inet_aton would take
         ("8080:80:90", "8080 is not an IPv4 address"),
         ("300.1.1.1:8080:80", "300.1.1.1 is not an IPv4 address"),
+        # bind() takes the broadcast address: an instance "served" where no client connects
+        ("255.255.255.255:8080:80", "255.255.255.255 is a multicast, reserved or broadcast"),
+        ("224.0.0.1:8080:80", "224.0.0.1 is a multicast, reserved or broadcast"),
+        # int() reads any script's digits: "-p ٨٠٨٠:80" published 8080
+        ("\u0668\u0660\u0668\u0660:80", "expected PORT, HOST:GUEST"),
     ],
 )
 def test_bad_publish_flags_are_one_line(flag: str, needle: str) -> None:
@@ -93,3 +99,23 @@ def test_a_volume_the_image_has_and_the_run_leaves_unmounted_is_named() -> None:
     assert unmounted_volumes(parse_volumes(("notes:/data",)), config) == ["/cache"]
     # A store's volume: the runtime says so itself, naming the store.
     assert unmounted_volumes((), {"volumes": ["/data"], "stores": {"todo": "/data/todo"}}) == []
+
+
+def test_a_host_folder_whose_name_is_not_utf8_is_refused_when_read(tmp_path: Path) -> None:
+    # The instance's config (JSON) could not name it: the start failed with "'utf-8' codec
+    # can't encode character '\udcff'", exit status 1, and an instance left "start failed".
+    folder = tmp_path / b"dir\xff".decode(errors="surrogateescape")
+    folder.mkdir()
+    with pytest.raises(UserError) as e:
+        parse_volumes((f"{folder}:/data",))
+    assert str(e.value).endswith(f"the folder's name {str(folder)!r} is not UTF-8; rename it")
+    utf8 = tmp_path / "dossier-é"
+    utf8.mkdir()
+    assert parse_volumes((f"{utf8}:/data",))[0].name == str(utf8)
+
+
+def test_two_volumes_at_one_path_are_a_flag_error() -> None:
+    # Refused only at the start before: after an instance was recorded ("start failed").
+    with pytest.raises(UserError) as e:
+        parse_volumes(("a:/data", "b:/data"))
+    assert str(e.value) == "-v b:/data: two volumes at /data"

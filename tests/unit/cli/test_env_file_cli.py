@@ -86,3 +86,18 @@ def test_a_bad_env_file_line_is_named_by_file_and_line(tmp_path: Path, line: str
     assert status == 2, output
     assert output.strip().splitlines() == [f"summon: error: --env-file {env_file}:3: {why}"]
     assert "abc" not in output  # a value is never shown: it may be a secret
+
+
+@pytest.mark.parametrize(
+    ("flag", "said"),
+    [
+        ("--env-file", "--env-file /dev/zero: over 1 MiB: not an env file"),
+        ("--secret", "--secret k=/dev/zero: over 1048576 bytes"),
+    ],
+)
+def test_an_endless_file_is_refused_not_read_forever(flag: str, said: str, tmp_path: Path) -> None:
+    # `--env-file /dev/zero` (or a FIFO that never ends) read until memory ran out.
+    value = "/dev/zero" if flag == "--env-file" else "k=/dev/zero"
+    status, output = run_cli("run", str(tmp_path), flag, value)
+    assert status == 2, output
+    assert output.strip().splitlines() == [f"summon: error: {said}"]

@@ -79,6 +79,7 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
         (('"todo:/data"', '"todo"'), "volumes: 'todo': expected NAME:/PATH"),
         (('"todo:/data"', '"to do:/data"'), "volumes: 'to do:/data': 'to do' is not a volume"),
         (('"todo:/data"', '"todo:/proc"'), "volumes: 'todo:/proc': /proc belongs to"),
+        (('"todo:/data"', '"todo:/data", "other:/data"'), "'other:/data': two volumes at /data"),
         (('"api-token=/etc/app/token"', '"api-token"'), "secrets: 'api-token' is not NAME="),
         (('"api-token=/etc/app/token"', '"../x=/etc/x"'), "secrets: '../x=/etc/x': "),
         (('"api-token=/etc/app/token"', '"t=token"'), "secrets: 't=token' is not NAME=/ABS"),
@@ -102,6 +103,18 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
         load(write(tmp_path, "[gateway\n"))
     with pytest.raises(ConfigError, match="cannot read"):
         load(tmp_path / "nope.toml")
+
+
+def test_a_file_that_is_not_a_config_is_one_line_not_read_forever(tmp_path: Path) -> None:
+    # /dev/zero was read until memory ran out; bytes that are not UTF-8 were an internal error.
+    with pytest.raises(ConfigError) as e:
+        load(Path("/dev/zero"))
+    assert str(e.value) == "/dev/zero: over 4 MiB: not a gateway config"
+    binary = tmp_path / "g.toml"
+    binary.write_bytes(b"\xff\xfe[gateway]\n")
+    with pytest.raises(ConfigError) as e:
+        load(binary)
+    assert str(e.value) == f"{binary}: not UTF-8 text"
 
 
 def test_addresses_are_stable_loopback_and_distinct() -> None:

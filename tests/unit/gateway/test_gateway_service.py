@@ -252,6 +252,28 @@ def test_gateway_scales_to_zero_after_idle_and_reloads(tmp_path: Path) -> None:
     run(main())
 
 
+def test_a_services_port_taken_by_another_program_is_named(tmp_path: Path) -> None:
+    # "cannot listen on 127.x.y.z: Address already in use" said which address, not which port.
+    async def main() -> None:
+        port = free_port("127.0.0.1")
+        doc = web_doc(port, "30s")
+        config = parse(doc, tmp_path / "gw.toml")
+        address = config.addresses()["web"]
+        with socket.socket() as taken:
+            taken.bind((address, port))
+            taken.listen()
+            gw = Gateway(config, launcher=FakeLauncher())
+            await gw.start()
+            try:
+                svc = gw.services["web"]
+                assert svc.state == State.FAILED
+                assert svc.reason == f"cannot listen on {address}:{port}: Address already in use"
+            finally:
+                await gw.close()
+
+    run(main())
+
+
 def test_dns_query_starts_the_boot(tmp_path: Path) -> None:
     async def main() -> None:
         launcher = FakeLauncher(delay=0.05)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
+from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from summon.store.keyscan import looks_like_key, scan_layer
+from summon.errors import CorruptBlob
+from summon.store.keyscan import looks_like_key, scan_layer, scan_stored
+from summon.store.layout import LAYER_GZIP, Store
 
 
 def layer(files: dict[str, bytes]) -> io.BytesIO:
@@ -77,3 +81,16 @@ def test_the_scan_looks_at_the_apps_files_and_data_not_public_packages() -> None
         ("/data/conf/server.key", "a PEM private key block"),
         ("/app/settings.py", "a PEM private key block"),
     ]
+
+
+def test_a_damaged_layer_blob_is_said_as_one_not_as_gzips_complaint(tmp_path: Path) -> None:
+    # `summon inspect` of an image whose layer was altered said "the layer cannot be read to
+    # look for keys: invalid compressed data", naming no blob.
+    store = Store(tmp_path / "store")
+    data = bytearray(layer({"app/app.py": b"print('hi')\n" * 500}).getvalue())
+    desc = store.put_bytes(bytes(data), LAYER_GZIP)
+    data[40:44] = b"XXXX"
+    store.blob_path(desc.digest).write_bytes(bytes(data))
+    with pytest.raises(CorruptBlob) as e:
+        scan_stored(store, desc)
+    assert str(e.value).startswith(f"blob {desc.digest} is corrupt: its content hashes to")

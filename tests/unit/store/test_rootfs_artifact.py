@@ -172,3 +172,29 @@ def test_a_full_disk_while_making_it_names_the_store(
         f"no space left in the store ({store.root}) to make the image's root filesystem"
     )
     assert list(store.tmp_dir.iterdir()) == []  # nothing half-made is left
+
+
+def test_mkfs_out_of_space_names_the_store_as_a_full_unpack_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store with room for the unpacked tree but not the erofs image said mkfs.erofs's own
+    words ("<E> erofs: Could not format the device : [Error 28] ..."), not what to do."""
+    from summon.errors import UserError
+
+    store = Store(tmp_path / "store")
+    _, layer = image(store)
+    fake = tmp_path / "bin" / "mkfs.erofs"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\necho '<E> erofs: \tCould not format the device : [Error 28] No space "
+        "left on device' >&2\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    with pytest.raises(UserError) as e:
+        rootfs_artifact.make(store, layer)
+    assert str(e.value) == (
+        f"no space left in the store ({store.root}) to make the image's root filesystem "
+        "(No space left on device); free some (summon rmi --dangling) and try again"
+    )
+    assert list(store.tmp_dir.iterdir()) == []

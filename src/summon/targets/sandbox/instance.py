@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from summon.errors import SummonError, UserError
 from summon.runtime.config import manifest_table
 from summon.targets import secrets, volumes
-from summon.targets.base import Instance, PortForward, RunSpec, Stats
+from summon.targets.base import Instance, NotReady, PortForward, RunSpec, Stats
 from summon.targets.sandbox import appstats, cgroups, freezer, listen, rootmount, seccomp
 from summon.targets.sandbox.config import container_id, oci_config, secrets_folder
 from summon.targets.sandbox.etc import etc_files, mount_etc, unmount_etc
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from summon.targets.sandbox.tap import DirectNetwork
 
 START_TIMEOUT = 15.0  # seconds for runc to have the container created
+FULL_BELOW = 256 * 1024  # bytes free under which a failed start blames the disk
 
 
 class SandboxInstance(Instance):
@@ -127,8 +128,9 @@ class SandboxInstance(Instance):
         # is left (UDP, direct mode, scripts) goes through the forwarder.
         handed, forwarded = listen.split(spec)
         handoff = spec.handoff if spec.stack_serves else None
-        if handed or handoff is not None:
-            self.handed = listen.HandedSockets(handed, handoff)
+        inside = listen.unpublished(spec, handed)  # no -p: listened on in its namespace
+        if handed or inside or handoff is not None:
+            self.handed = listen.HandedSockets(handed, handoff, inside, self.netns.path)
             self.handed.open()
             spec = dataclasses.replace(spec, env={**spec.env, **self.handed.environment()})
         config = oci_config(
@@ -147,7 +149,9 @@ class SandboxInstance(Instance):
             from summon.targets.sandbox.portfwd import PortForwarder
 
             guest = tap.STACK_ADDRESS if self.direct is not None else portfwd.GUEST_ADDR
-            self.forwarder = PortForwarder(self.netns.path, forwarded, guest_addr=guest)
+            self.forwarder = PortForwarder(
+                self.netns.path, forwarded, guest_addr=guest, say=self._console_line
+            )
             self.forwarder.start()
         pid_file = self.bundle / "pid"
         # A session of its own, as the unix target does: a Ctrl-C reaches summon only, and
@@ -175,6 +179,13 @@ class SandboxInstance(Instance):
         while not pid_file.exists():
             status = self._proc.poll()
             if status is not None:
+                if full := _full_disk(self._root, self.bundle):
+                    # runc could not even write its log: its Go error alone said "unable to
+                    # store init state: %!w(<nil>)".
+                    raise UserError(
+                        f"runc could not start {spec.image}: no space left on the disk of "
+                        f"{full}, where it keeps the container's state; free some there"
+                    )
                 raise SummonError(
                     f"runc could not start {spec.image} (exit status {status}): "
                     f"{self._runc_error() or 'see the message above'}"
@@ -286,6 +297,29 @@ class SandboxInstance(Instance):
             found.update(self.forwarder.bound)
         return found
 
+    def wait_ready(self, ports: tuple[int, ...], timeout: float) -> None:
+        """Return once the app listens in its namespace on each of ports that the forwarder
+        reaches (a script binding its own); ports handed to the app are its the moment it
+        starts. Spliced by the gateway, an app that never listened (or on another port)
+        counted as up, and each held client waited out the forwarder's patience, closed."""
+        if self.forwarder is None or self.direct is not None:  # summon.net: not in /proc
+            return
+        from summon.build.undeclared import listening
+
+        spliced = {f.guest_port for f in self.forwarder.forwards if f.protocol == "tcp"}
+        wanted = set(ports) & spliced
+        deadline = time.monotonic() + timeout
+        while wanted:
+            listens = {port for _, port in listening(self._pid)}
+            if wanted <= listens or self.wait(0) is not None:
+                return  # listening; or gone, which the caller hears from wait()
+            if time.monotonic() >= deadline:
+                missing = ", ".join(map(str, sorted(wanted - listens)))
+                others = ", ".join(map(str, sorted(listens - wanted)))
+                instead = f"; it listens on TCP port {others}" if others else ""
+                raise NotReady(f"the app did not listen on port {missing}{instead}")
+            time.sleep(0.01)
+
     def wait(self, timeout: float | None = None) -> int | None:
         assert self._proc is not None
         try:
@@ -396,6 +430,8 @@ class SandboxInstance(Instance):
         if self._owns_id:
             shutil.rmtree(self.bundle, ignore_errors=True)
             shutil.rmtree(Path("/run/summon") / self.container_id, ignore_errors=True)
+            with contextlib.suppress(OSError):  # a start that failed early: runc's, empty
+                (self._root / self.container_id).rmdir()
 
     def _stop_egress(self) -> None:
         if self.egress is not None:
@@ -467,3 +503,13 @@ def _size(n: int) -> str:
 def _status(code: int) -> int:
     """runc reports death by signal N as 128+N already; a signalled runc itself too."""
     return 128 - code if code < 0 else code
+
+
+def _full_disk(*folders: Path) -> Path | None:
+    """The first of folders whose disk is (all but) full, if any."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            disk = os.statvfs(folder)
+            if disk.f_bavail * disk.f_frsize < FULL_BELOW:
+                return folder
+    return None

@@ -19,7 +19,9 @@ listeners, its number in SUMMON_HANDOFF_FD.
 
 from __future__ import annotations
 
+import functools
 import socket
+from pathlib import Path
 
 from summon.targets.base import PortForward, PortTaken, RunSpec
 from summon.targets.sandbox.spawn import FIRST_FD  # SD_LISTEN_FDS_START too
@@ -39,6 +41,33 @@ def split(spec: RunSpec) -> tuple[tuple[PortForward, ...], tuple[PortForward, ..
         served = _first_tcp_port(spec.app_config.get("ports"))
         handed = tuple(f for f in handed if f.guest_port == served)
     return handed, tuple(f for f in spec.ports if f not in handed)
+
+
+def unpublished(spec: RunSpec, handed: tuple[PortForward, ...]) -> tuple[int, ...]:
+    """The TCP ports the runtime's Stack serves that no forward publishes (a run without
+    -p). Each gets a listener made inside the instance's own network namespace: the app then
+    serves there as behind -p. Left to the app, its socket() was refused (a profile recorded
+    with handed listeners has none) with a line saying to allow socket, and asyncio, which
+    skips a family whose socket() fails, started a server on no socket at all."""
+    if not spec.stack_serves or spec.handoff is not None:  # a gateway hands connections
+        return ()
+    entry = spec.app_config.get("entry")
+    if isinstance(entry, dict) and entry.get("kind") in ("wsgi", "asgi"):
+        first = _first_tcp_port(spec.app_config.get("ports"))
+        served = [] if first is None else [first]
+    else:
+        served = _tcp_ports(spec.app_config.get("ports"))
+    published = {f.guest_port for f in handed}
+    return tuple(p for p in served if p not in published)
+
+
+def _tcp_ports(ports: object) -> list[int]:
+    found = []
+    for item in ports if isinstance(ports, list) else ():
+        number, _, proto = str(item).partition("/")
+        if (proto or "tcp") == "tcp" and number.isdigit() and int(number) not in found:
+            found.append(int(number))
+    return found
 
 
 def _first_tcp_port(ports: object) -> int | None:
@@ -77,9 +106,18 @@ class HandedSockets:
     """What goes into one container at fd 3 on: listeners (one per handed forward), then the
     gateway's channel if any. open() binds them; close() after runc has its copies."""
 
-    def __init__(self, forwards: tuple[PortForward, ...], handoff: int | None = None) -> None:
+    def __init__(
+        self,
+        forwards: tuple[PortForward, ...],
+        handoff: int | None = None,
+        inside: tuple[int, ...] = (),
+        netns: Path | None = None,
+    ) -> None:
+        """inside: ports listened on in the namespace at netns (unpublished), after forwards."""
         self.forwards = forwards
         self.handoff = handoff
+        self.inside = inside if netns is not None else ()
+        self.netns = netns
         self.listeners: list[socket.socket] = []
         # forward -> (host address, port) bound: the port a forward of port 0 got
         self.bound: dict[PortForward, tuple[str, int]] = {}
@@ -91,6 +129,12 @@ class HandedSockets:
                 self.listeners.append(sock)
                 host, port = sock.getsockname()[:2]
                 self.bound[fwd] = (host, port)
+            if self.inside and self.netns is not None:
+                from summon.targets.sandbox.netns import run_inside
+
+                for port in self.inside:
+                    inner = PortForward(port, port, host_addr="0.0.0.0")
+                    self.listeners.append(run_inside(self.netns, functools.partial(listen, inner)))
         except BaseException:
             self.close()
             raise
@@ -104,12 +148,13 @@ class HandedSockets:
     def environment(self) -> dict[str, str]:
         """The app's variables that say what is where (LISTEN_*, SUMMON_HANDOFF_FD)."""
         env: dict[str, str] = {}
-        if self.forwards:
-            env["LISTEN_FDS"] = str(len(self.forwards))
+        ports = [*(f.guest_port for f in self.forwards), *self.inside]
+        if ports:
+            env["LISTEN_FDS"] = str(len(ports))
             env["LISTEN_PID"] = "1"
-            env["LISTEN_FDNAMES"] = ":".join(str(f.guest_port) for f in self.forwards)
+            env["LISTEN_FDNAMES"] = ":".join(map(str, ports))
         if self.handoff is not None:
-            env["SUMMON_HANDOFF_FD"] = str(FIRST_FD + len(self.forwards))
+            env["SUMMON_HANDOFF_FD"] = str(FIRST_FD + len(ports))
         return env
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
@@ -52,9 +52,11 @@ class PortForwarder:
         forwards: Sequence[PortForward],
         connect_patience: float = CONNECT_PATIENCE,
         guest_addr: str = GUEST_ADDR,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         """guest_addr: where the app listens inside the namespace (its loopback, or the
-        direct stack's address beyond a TAP)."""
+        direct stack's address beyond a TAP); say: where to tell, once a port, that a client
+        was closed because nothing listened on its guest port."""
         for fwd in forwards:
             if fwd.protocol not in ("tcp", "udp"):
                 raise ValueError(f"cannot forward {fwd}: protocol must be tcp or udp")
@@ -62,6 +64,8 @@ class PortForwarder:
         self.forwards = tuple(forwards)
         self.connect_patience = connect_patience
         self.guest_addr = guest_addr
+        self.say = say
+        self._unreached: set[int] = set()  # guest ports said to be unreached
         self.bound: dict[PortForward, tuple[str, int]] = {}
         self._listeners: list[tuple[PortForward, socket.socket]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -178,7 +182,7 @@ class PortForwarder:
                 await asyncio.sleep(0.05)  # EMFILE and friends: back off, keep serving
                 continue
             client.setblocking(False)
-            self._spawn(loop, self._tcp_session(client, fwd.guest_port))
+            self._spawn(loop, self._tcp_session(client, fwd))
 
     async def _connect_inside(self, port: int) -> socket.socket | None:
         loop = asyncio.get_running_loop()
@@ -199,12 +203,13 @@ class PortForwarder:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX)
 
-    async def _tcp_session(self, client: socket.socket, port: int) -> None:
+    async def _tcp_session(self, client: socket.socket, fwd: PortForward) -> None:
         self._open.add(client)
         inside: socket.socket | None = None
         try:
-            inside = await self._connect_inside(port)
+            inside = await self._connect_inside(fwd.guest_port)
             if inside is None:
+                self._say_unreached(fwd)
                 return
             self._open.add(inside)
             await asyncio.gather(_pump(client, inside), _pump(inside, client))
@@ -215,6 +220,28 @@ class PortForwarder:
                 if sock is not None:
                     self._open.discard(sock)
                     sock.close()
+
+    def _say_unreached(self, fwd: PortForward) -> None:
+        """Say once a port why its clients are closed: an app listening on another port than
+        the one forwarded to left them waiting the patience out and closed, and nothing said."""
+        if self.say is None or fwd.guest_port in self._unreached:
+            return
+        self._unreached.add(fwd.guest_port)
+        from summon.build.undeclared import listening
+
+        # This thread is in the instance's namespace: its own /proc view lists its sockets.
+        others = sorted({p for _, p in listening("thread-self")} - {fwd.guest_port})
+        host, port = self.bound.get(fwd, (fwd.host_addr, fwd.host_port))
+        where = (
+            f"; the app listens on TCP port {', '.join(map(str, others))}: forward to that "
+            f"or make the app listen on {fwd.guest_port}"
+            if others
+            else ""
+        )
+        self.say(
+            f"summon: nothing listened on port {fwd.guest_port} in the instance for "
+            f"{self.connect_patience:g} s, so a client of {host}:{port} was closed{where}"
+        )
 
     # --- UDP ---------------------------------------------------------------------------------
 
