@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 from collections import deque
 from errno import EBADF
 
@@ -89,6 +90,28 @@ def handed_listeners(environ: Mapping[str, str], pid: int) -> dict[int, tuple[in
     return found
 
 
+def published_ports(environ: Mapping[str, str]) -> frozenset[int] | None:
+    """The guest TCP ports the host publishes (SUMMON_PUBLISHED, set by the sandbox; empty
+    when it publishes none), or None when it does not say (every other target)."""
+    text = environ.get("SUMMON_PUBLISHED")
+    if text is None:
+        return None
+    if not all(_is_port(word) for word in text.split()):
+        raise ValueError(f"SUMMON_PUBLISHED: {text!r} is not a list of ports")
+    return frozenset(int(word) for word in text.split())
+
+
+def _unpublished(port: int) -> None:
+    try:
+        sys.stderr.write(
+            f"summon: port {port} is not published: this run has no -p for it, so nothing "
+            f"reaches it (summon run -p HOST_PORT:{port})\n"
+        )
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def _counted(callback: ClientConnected) -> ClientConnected:
     """callback, counting the connections it takes (and serves, if it is a coroutine)."""
 
@@ -125,10 +148,13 @@ class SocketStack(Stack):
         ports: Mapping[tuple[int, str], int] | None = None,
         listeners: Mapping[int, tuple[int, ...]] | None = None,
         handoff: int | None = None,
+        published: frozenset[int] | None = None,
     ) -> None:
+        """published: the TCP ports the host publishes, if it says (published_ports())."""
         self.bind = bind
         self.ports = dict(ports or {})
         self.listeners = dict(listeners or {})
+        self.published = published
         self._handoff_fd = handoff
         self._receiver: Receiver | None = None
 
@@ -144,6 +170,7 @@ class SocketStack(Stack):
             parse_ports(environ.get("SUMMON_PORTS", "")),
             handed_listeners(environ, os.getpid()),
             int(handoff) if handoff else None,
+            published_ports(environ),
         )
 
     @property
@@ -174,11 +201,14 @@ class SocketStack(Stack):
         # listener of its own would take none, and its socket() is not in a profile the
         # recording run derived (it was handed its listeners): refused, with a line.
         if not servers and (receiver is None or not port):
-            servers.append(
-                await asyncio.start_server(
-                    callback, self.bind, self.host_port(port, "tcp"), backlog=backlog
+            if port and self.published is not None and port not in self.published:
+                _unpublished(port)  # no listener: nothing would reach it (listen.published)
+            else:
+                servers.append(
+                    await asyncio.start_server(
+                        callback, self.bind, self.host_port(port, "tcp"), backlog=backlog
+                    )
                 )
-            )
         if receiver is not None and port:
             receiver.serve(port, callback)
         return SocketServer(servers, port, receiver)

@@ -10,7 +10,13 @@ import socket
 import pytest
 from fake_image import free_port
 
-from summon.runtime.socket_stack import UDP_QUEUE_LIMIT, SocketStack, _Datagrams, parse_ports
+from summon.runtime.socket_stack import (
+    UDP_QUEUE_LIMIT,
+    SocketStack,
+    _Datagrams,
+    parse_ports,
+    published_ports,
+)
 
 
 @pytest.mark.parametrize(
@@ -67,6 +73,66 @@ def test_tcp_server_listens_on_the_mapped_host_port() -> None:
             await asyncio.open_connection("127.0.0.1", host_port)
 
     asyncio.run(scenario())
+
+
+def test_a_port_the_sandbox_does_not_publish_gets_no_listener_and_a_line_saying_so(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # `summon run http` without -p in the sandbox: the app's own listener could be reached
+    # by nothing, and its socket() (the recording run was handed its listeners) was refused
+    # with a line telling the user to add syscalls = ["socket"], which was no help.
+    free = free_port()
+
+    async def scenario() -> None:
+        stack = SocketStack.from_environ(
+            {"SUMMON_BIND": "127.0.0.1", "SUMMON_PORTS": f"80={free}", "SUMMON_PUBLISHED": ""}
+        )
+        server = await stack.start_server(lambda r, w: w.close(), 80)
+        assert server.port == 80
+        with pytest.raises(ConnectionRefusedError):  # no listener made
+            await asyncio.open_connection("127.0.0.1", free)
+        task = asyncio.create_task(server.serve_forever())  # serves until closed
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        server.close()
+        await task
+        await server.wait_closed()
+
+    asyncio.run(scenario())
+    assert capfd.readouterr().err == (
+        "summon: port 80 is not published: this run has no -p for it, so nothing reaches "
+        "it (summon run -p HOST_PORT:80)\n"
+    )
+
+
+def test_a_published_port_without_a_handed_listener_is_bound_as_before() -> None:
+    # Forwarded rather than handed (a WSGI app's port the manifest does not list): bound.
+    free = free_port()
+
+    async def scenario() -> None:
+        stack = SocketStack("127.0.0.1", {(80, "tcp"): free}, published=frozenset({80}))
+        async with await stack.start_server(lambda r, w: w.close(), 80):
+            _reader, writer = await asyncio.open_connection("127.0.0.1", free)
+            writer.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("environ", "ports"),
+    [
+        ({}, None),
+        ({"SUMMON_PUBLISHED": ""}, frozenset()),
+        ({"SUMMON_PUBLISHED": "80 443"}, {80, 443}),
+    ],
+)
+def test_published_ports(environ: dict[str, str], ports: frozenset[int] | None) -> None:
+    assert published_ports(environ) == ports
+
+
+def test_published_ports_refuses_what_is_not_a_port() -> None:
+    with pytest.raises(ValueError, match="SUMMON_PUBLISHED"):
+        published_ports({"SUMMON_PUBLISHED": "80 http"})
 
 
 def test_tcp_server_port_0_and_serve_forever() -> None:

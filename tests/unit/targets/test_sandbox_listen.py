@@ -78,3 +78,13 @@ def test_bound_names_the_port_a_forward_of_port_0_got() -> None:
         assert handed.listeners[0].getsockname()[1] == port
     finally:
         handed.close()
+
+
+def test_published_names_every_tcp_port_of_the_run_handed_or_forwarded() -> None:
+    spec = RunSpec(
+        name="a", image="i", rootfs=Path("/"), app_config={}, ports=(TCP443, UDP53, TCP80)
+    )
+    assert listen.published(spec) == {"SUMMON_PUBLISHED": "80 443"}
+    assert listen.published(RunSpec(name="a", image="i", rootfs=Path("/"), app_config={})) == {
+        "SUMMON_PUBLISHED": ""
+    }

@@ -131,6 +131,8 @@ class SandboxInstance(Instance):
             self.handed = listen.HandedSockets(handed, handoff)
             self.handed.open()
             spec = dataclasses.replace(spec, env={**spec.env, **self.handed.environment()})
+        if spec.stack_serves and not self.record:  # the recording run finds unlisted ports
+            spec = dataclasses.replace(spec, env={**spec.env, **listen.published(spec)})
         config = oci_config(
             spec,
             self.netns.path,

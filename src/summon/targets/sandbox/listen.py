@@ -24,6 +24,7 @@ import socket
 from summon.targets.base import PortForward, PortTaken, RunSpec
 from summon.targets.sandbox.spawn import FIRST_FD  # SD_LISTEN_FDS_START too
 
+PUBLISHED = "SUMMON_PUBLISHED"
 BACKLOG = 128  # the app's start_server sets its own when it adopts the socket
 
 
@@ -39,6 +40,17 @@ def split(spec: RunSpec) -> tuple[tuple[PortForward, ...], tuple[PortForward, ..
         served = _first_tcp_port(spec.app_config.get("ports"))
         handed = tuple(f for f in handed if f.guest_port == served)
     return handed, tuple(f for f in spec.ports if f not in handed)
+
+
+def published(spec: RunSpec) -> dict[str, str]:
+    """SUMMON_PUBLISHED: the guest TCP ports this run publishes (-p), handed or forwarded.
+
+    The runtime's Stack binds no listener of its own on another: nothing could reach it in
+    the instance's network namespace, and its socket(), never made by a recording run that
+    was handed its listeners, is refused by the derived profile with a line that says to
+    allow it. The runtime says the port has no -p instead (summon.runtime.socket_stack)."""
+    ports = sorted({f.guest_port for f in spec.ports if f.protocol == "tcp"})
+    return {PUBLISHED: " ".join(str(p) for p in ports)}
 
 
 def _first_tcp_port(ports: object) -> int | None:
