@@ -6,7 +6,13 @@ import re
 
 import pytest
 
-from summon.cli.run import check_guest_ports, parse_ports, parse_volumes, unmounted_volumes
+from summon.cli.run import (
+    check_guest_ports,
+    parse_ports,
+    parse_volumes,
+    served_args_warning,
+    unmounted_volumes,
+)
 from summon.errors import UserError
 from summon.targets.base import PortForward
 
@@ -93,3 +99,17 @@ def test_a_volume_the_image_has_and_the_run_leaves_unmounted_is_named() -> None:
     assert unmounted_volumes(parse_volumes(("notes:/data",)), config) == ["/cache"]
     # A store's volume: the runtime says so itself, naming the store.
     assert unmounted_volumes((), {"volumes": ["/data"], "stores": {"todo": "/data/todo"}}) == []
+
+
+def test_args_to_a_served_app_are_said_to_run_no_command() -> None:
+    # `summon run site -- migrate` on a Django image whose entry is its WSGI app: the server
+    # started and nothing migrated, without a word.
+    wsgi = {"entry": {"kind": "wsgi", "module": "mysite.wsgi", "attr": "application"}}
+    assert served_args_warning(("migrate",), wsgi) == (
+        "warning: ARGS 'migrate': the image's entry is the WSGI app mysite.wsgi:application, "
+        "which the runtime serves whatever sys.argv holds, so no command runs; a command such "
+        'as `manage.py migrate` needs an image whose entry is its script (entry = "manage.py")'
+    )
+    assert served_args_warning((), wsgi) is None
+    script = {"entry": {"kind": "script", "path": "/app/manage.py"}}
+    assert served_args_warning(("migrate",), script) is None
