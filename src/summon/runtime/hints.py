@@ -60,9 +60,9 @@ SERVER_HINTS = {
         "= 0, no --reload), which serves in its own process"
     ),
     "/uvicorn/supervisors/multiprocess.py": (
-        "uvicorn's --workers N starts worker processes, which the sandbox denies (an image "
-        "runs one Python process): start it with one worker (the default), which serves in "
-        "its own process"
+        "uvicorn's workers (--workers N, uvicorn.run(workers=N)) are processes, which the "
+        "sandbox denies (an image runs one Python process): start it with one worker (the "
+        "default), which serves in its own process"
     ),
 }
 

@@ -244,9 +244,10 @@ def test_sanics_default_worker_processes_get_the_switch_that_runs_one(image: Ima
         ("hypercorn", "run.py", "Hypercorn runs the app in worker processes unless told "
          "otherwise, which the sandbox denies (an image runs one Python process): start it "
          "with --workers 0 (config.workers = 0, no --reload), which serves in its own process"),
-        ("uvicorn/supervisors", "multiprocess.py", "uvicorn's --workers N starts worker "
-         "processes, which the sandbox denies (an image runs one Python process): start it "
-         "with one worker (the default), which serves in its own process"),
+        ("uvicorn/supervisors", "multiprocess.py", "uvicorn's workers (--workers N, "
+         "uvicorn.run(workers=N)) are processes, which the sandbox denies (an image runs one "
+         "Python process): start it with one worker (the default), which serves in its own "
+         "process"),
     ],
 )  # fmt: skip
 def test_a_servers_worker_processes_get_the_switch_that_runs_one(
