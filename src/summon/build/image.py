@@ -29,7 +29,7 @@ from summon.build.assemble import whole_stdlib as whole_stdlib_jobs
 from summon.build.check import check_image
 from summon.build.closure import OPTIONAL, Closure, app_sources, compute_closure
 from summon.build.distributions import MODULES_TSV
-from summon.build.elf import library_closure
+from summon.build.elf import host_libraries, library_closure
 from summon.build.graph import SCRIPT
 from summon.build.imports import RUNS_IMPORT
 from summon.build.interface import (
@@ -298,6 +298,7 @@ def build(
         libs = library_closure(
             [interp.executable, *extensions],
             dlopened=_dlopened(interp),
+            loaded=host_libraries(closure.libraries),
             optional=closure.extension_files(traced=False),
         )
 
