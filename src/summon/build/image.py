@@ -141,10 +141,10 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
     # error path only, so no trace would see it). resume: what a VM restored from a snapshot
     # reseeds (vm imports it at the snapshot point; summon.net registers its hooks there).
     # stats: imported when the host first asks for the app's figures (SIGQUIT). localzone:
-    # imported when a run sets TZ.
+    # imported when a run sets TZ. findlib: ctypes.util's find_library, in the image.
     mods = ["summon.runtime.init", "summon.runtime.vm", "summon.runtime.hints", "ctypes",
             "summon.runtime.resume", "summon.runtime.stats",
-            "summon.runtime.localzone"]  # fmt: skip
+            "summon.runtime.localzone", "summon.runtime.findlib"]  # fmt: skip
     if m.seal != "off":
         mods += [
             "summon.runtime.seal",
