@@ -3,7 +3,7 @@
 On Linux the stdlib's find_library asks `/sbin/ldconfig -p`, then gcc and ld, each in a child
 process: an image has none of them, and the sandbox refuses the fork with a line that says to
 use threads ("refused fork"), so every app that finds a library by name (python-magic's
-libmagic, soundfile's libsndfile, cairocffi) got None, or a stray refusal at each start. The
+libmagic, cairocffi's libcairo) got None, or a stray refusal at each start. The
 build ships the libraries an app loaded by name (build/elf.py: host_libraries), under their
 sonames in the loader's folders: find_library("magic") answers "libmagic.so.1" from there, as
 ldconfig's cache would, and starts nothing. Installed by the runtime's init (root "/" only:
