@@ -505,6 +505,18 @@ def modulefinder_main(cfg: "dict[str, Any]", out: str) -> None:
         json.dump({"modules": modules, "errors": errors, "bad": sorted(finder.badmodules)}, f)
 
 
+def _mapped_libraries() -> "list[str]":
+    """The shared objects this process has mapped: with those its modules need (DT_NEEDED),
+    the ones code loaded by name (ctypes.CDLL("libmagic.so.1"), cffi's dlopen)."""
+    try:
+        with open("/proc/self/maps") as f:
+            fields = [line.split(None, 5) for line in f]
+    except OSError:
+        return []
+    paths = {x[5].strip() for x in fields if len(x) == 6 and x[5].startswith("/")}
+    return sorted(p for p in paths if ".so" in p.rpartition("/")[2])
+
+
 def main() -> None:
     with open(sys.argv[1]) as f:
         cfg = eval(f.read(), {"__builtins__": {}}, {})
@@ -542,6 +554,7 @@ def main() -> None:
         "warnings": tracer.warnings,
         "failed": tracer.failed,
         "error": None,
+        "libraries": _mapped_libraries(),
     }
     if error is not None:
         import traceback

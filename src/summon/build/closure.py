@@ -125,6 +125,7 @@ class Closure:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     absent: dict[str, Absent] = field(default_factory=dict)
+    libraries: list[Path] = field(default_factory=list)  # mapped in the trace (_trace.py)
     graph: ImportGraph | None = field(default=None, repr=False, compare=False)
     _left_out: dict[str, str] = field(default_factory=dict, repr=False)
     _modulefinder: dict[str, Path | None] | None = field(default=None, repr=False)
@@ -413,6 +414,7 @@ def compute_closure(
                     tracing.kill(proc)
             raise
         closure.timings = {"trace": trace_time, "static": static_time}
+        closure.libraries = [Path(p) for p in _strs(result.get("libraries"))]
         closure.warnings += tracing.app_writes_warnings(work / "app-writes")
         if mf_proc is not None:
             failed = result.get("failed")

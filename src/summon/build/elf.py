@@ -199,12 +199,22 @@ def read_ld_so_conf(path: Path = LD_SO_CONF, _seen: set[Path] | None = None) -> 
     return dirs
 
 
+def host_libraries(mapped: Iterable[Path], ld_so_conf: Path = LD_SO_CONF) -> list[Path]:
+    """Of the shared objects the build's trace had mapped, the host's own libraries (in its
+    loader's folders or ld.so.conf's): those the app loaded by name (ctypes, cffi) are among
+    them, which no DT_NEEDED names. A vendored package's libraries and extension modules,
+    whose folders are none of these, are not."""
+    folders = {Path(d) for d in (*default_dirs(), *loader_dirs(), *read_ld_so_conf(ld_so_conf))}
+    return [p for p in mapped if p.parent in folders and p.is_file()]
+
+
 def library_closure(
     binaries: Iterable[Path],
     *,
     ld_so_conf: Path = LD_SO_CONF,
     search_dirs: Sequence[str] | None = None,
     dlopened: Iterable[Path] = (),
+    loaded: Iterable[Path] = (),
     optional: Collection[Path] = (),
 ) -> LibraryClosure:
     """Follow DT_NEEDED from binaries (executables, extension modules) to every library.
@@ -216,6 +226,9 @@ def library_closure(
     dlopened: libraries no DT_NEEDED names but that get loaded at run time for the first
     binary (glibc dlopens libgcc_s.so.1 when a thread ends in pthread_exit): they go in
     themselves, by their soname, with what they need.
+
+    loaded: libraries the app loaded by name (host_libraries()), which go in as dlopened
+    ones do, unless a binary's DT_NEEDED already brought them.
 
     optional: binaries that may lack a library (extension modules nothing loaded while the
     build traced the app). One that does is not an error: it is in unresolved, and the
@@ -298,45 +311,54 @@ def library_closure(
         (r, facts[r], (), r) for r in roots
     ]
     visited: set[tuple[str, Path]] = set()
-    for lib in dlopened:
-        lib_facts = facts_of(lib)
-        name = lib_facts.soname or lib.name
-        if name in provided or name in found or not _matches(lib, first):
-            continue
-        found[name] = (lib, str(lib.parent))
-        needers[name] = [roots[0]]
-        visited.add((name, roots[0]))
-        queue.append((lib, lib_facts, (), roots[0]))
-    while queue:
-        obj, d, inherited, root = queue.pop(0)
-        own_rpath = tuple(x for x in (_expand(e, obj.parent) for e in d.rpath) if x)
-        passed_on = (own_rpath if not d.runpath else ()) + inherited
-        for name in d.needed:
-            if name in provided:
+
+    def add(libs: Iterable[Path]) -> None:
+        for lib in libs:
+            lib_facts = facts_of(lib)
+            name = lib_facts.soname or lib.name
+            if name in provided or name in found or not _matches(lib, first):
                 continue
-            needers.setdefault(name, [])
-            if root not in needers[name]:
-                needers[name].append(root)
-            if (name, root) in visited:
-                continue
-            visited.add((name, root))
-            if name in found:
-                path = found[name][0]
-            else:
-                hit = search(name, obj, d, inherited)
-                if hit is None and root in droppable:
-                    unresolved.setdefault(root, (name, obj))
+            found[name] = (lib, str(lib.parent))
+            needers[name] = [roots[0]]
+            visited.add((name, roots[0]))
+            queue.append((lib, lib_facts, (), roots[0]))
+
+    def drain() -> None:
+        while queue:
+            obj, d, inherited, root = queue.pop(0)
+            own_rpath = tuple(x for x in (_expand(e, obj.parent) for e in d.rpath) if x)
+            passed_on = (own_rpath if not d.runpath else ()) + inherited
+            for name in d.needed:
+                if name in provided:
                     continue
-                if hit is None:
-                    via = f" (loaded for {root})" if obj != root else ""
-                    raise BuildError(
-                        f"shared library {name} needed by {obj}{via} was not found in its "
-                        "RPATH/RUNPATH, /etc/ld.so.conf or the default library folders; "
-                        "install the package that provides it"
-                    )
-                path = hit
-                found[name] = (hit, str(hit.parent))
-            queue.append((path, facts_of(path), passed_on, root))
+                needers.setdefault(name, [])
+                if root not in needers[name]:
+                    needers[name].append(root)
+                if (name, root) in visited:
+                    continue
+                visited.add((name, root))
+                if name in found:
+                    path = found[name][0]
+                else:
+                    hit = search(name, obj, d, inherited)
+                    if hit is None and root in droppable:
+                        unresolved.setdefault(root, (name, obj))
+                        continue
+                    if hit is None:
+                        via = f" (loaded for {root})" if obj != root else ""
+                        raise BuildError(
+                            f"shared library {name} needed by {obj}{via} was not found in its "
+                            "RPATH/RUNPATH, /etc/ld.so.conf or the default library folders; "
+                            "install the package that provides it"
+                        )
+                    path = hit
+                    found[name] = (hit, str(hit.parent))
+                queue.append((path, facts_of(path), passed_on, root))
+
+    add(dlopened)
+    drain()
+    add(loaded)  # after: a library some DT_NEEDED names keeps the path its search found
+    drain()
 
     libraries: list[Library] = [interpreter] if interpreter is not None else []
     for name, (path, folder) in sorted(found.items()):

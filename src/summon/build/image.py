@@ -29,7 +29,7 @@ from summon.build.assemble import whole_stdlib as whole_stdlib_jobs
 from summon.build.check import check_image
 from summon.build.closure import OPTIONAL, Closure, app_sources, compute_closure
 from summon.build.distributions import MODULES_TSV
-from summon.build.elf import library_closure
+from summon.build.elf import host_libraries, library_closure
 from summon.build.graph import SCRIPT
 from summon.build.imports import RUNS_IMPORT
 from summon.build.interface import (
@@ -141,10 +141,10 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
     # error path only, so no trace would see it). resume: what a VM restored from a snapshot
     # reseeds (vm imports it at the snapshot point; summon.net registers its hooks there).
     # stats: imported when the host first asks for the app's figures (SIGQUIT). localzone:
-    # imported when a run sets TZ.
+    # imported when a run sets TZ. findlib: ctypes.util's find_library, in the image.
     mods = ["summon.runtime.init", "summon.runtime.vm", "summon.runtime.hints", "ctypes",
             "summon.runtime.resume", "summon.runtime.stats",
-            "summon.runtime.localzone"]  # fmt: skip
+            "summon.runtime.localzone", "summon.runtime.findlib"]  # fmt: skip
     if m.seal != "off":
         mods += [
             "summon.runtime.seal",
@@ -298,6 +298,7 @@ def build(
         libs = library_closure(
             [interp.executable, *extensions],
             dlopened=_dlopened(interp),
+            loaded=host_libraries(closure.libraries),
             optional=closure.extension_files(traced=False),
         )
 

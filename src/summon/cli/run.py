@@ -153,6 +153,24 @@ def unmounted_volumes(mounts: tuple[Volume, ...], app_config: dict[str, Any]) ->
     return out
 
 
+def served_args_warning(args: tuple[str, ...], app_config: dict[str, Any]) -> str | None:
+    """What to say when a run gives ARGS to an image whose entry is a WSGI or ASGI app.
+
+    The runtime serves such an app whatever its sys.argv holds: `summon run site -- migrate`
+    on a Django image whose entry is mysite.wsgi:application started the server and migrated
+    nothing, without a word."""
+    entry = app_config.get("entry")
+    if not args or not isinstance(entry, dict) or entry.get("kind") not in ("wsgi", "asgi"):
+        return None
+    kind = str(entry["kind"]).upper()
+    app = f"{entry.get('module')}:{entry.get('attr')}"
+    return (
+        f"warning: ARGS {' '.join(args)!r}: the image's entry is the {kind} app {app}, which "
+        "the runtime serves whatever sys.argv holds, so no command runs; a command such as "
+        '`manage.py migrate` needs an image whose entry is its script (entry = "manage.py")'
+    )
+
+
 def parse_volumes(values: tuple[str, ...]) -> tuple[Volume, ...]:
     """-v NAME:/PATH (a named volume) or -v /HOST/FOLDER:/PATH (a host folder, bound)."""
     from summon.targets import volumes
@@ -417,6 +435,8 @@ def run(
             f"app finds an empty, read-only folder; add -v NAME:{path} (a named volume, made "
             "on first use) to keep its data"
         )
+    if warning := served_args_warning(args, spec.app_config):
+        notice(warning)
     base = str(spec.app_config.get("name") or "app")
     started = lifecycle.start(
         spec,

@@ -53,6 +53,17 @@ SERVER_HINTS = {
         "Sanic starts worker processes by default, which the sandbox denies (an image runs "
         "one Python process): start it with app.run(..., single_process=True)"
     ),
+    # `hypercorn main:app`: its default, --workers 1, is one worker process beside the parent.
+    "/hypercorn/run.py": (
+        "Hypercorn runs the app in worker processes unless told otherwise, which the sandbox "
+        "denies (an image runs one Python process): start it with --workers 0 (config.workers "
+        "= 0, no --reload), which serves in its own process"
+    ),
+    "/uvicorn/supervisors/multiprocess.py": (
+        "uvicorn's workers (--workers N, uvicorn.run(workers=N)) are processes, which the "
+        "sandbox denies (an image runs one Python process): start it with one worker (the "
+        "default), which serves in its own process"
+    ),
 }
 
 

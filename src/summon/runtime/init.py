@@ -155,6 +155,10 @@ def _run(argv: list[str]) -> int:
         from summon.runtime import localzone
 
         localzone.hold(sys.path, _say)
+    if root == "/":  # the image's own libraries, found with no ldconfig (findlib.py)
+        from summon.runtime import findlib
+
+        findlib.install()
     args = argv or cfg.args
     sealer = make_sealer(cfg, root)
     stdout = sys.stdout

@@ -13,6 +13,7 @@ import pytest
 from summon.build.elf import (
     Library,
     LibraryClosure,
+    host_libraries,
     iter_elf_files,
     library_closure,
     loader_dirs,
@@ -93,8 +94,13 @@ def _make_libs(tmp: Path) -> Path:
     lib.mkdir()
     _compile(lib, "libbar.so", "int bar(void) { return 1; }\n", "-shared", "-fPIC")
     _compile(
-        lib, "libfoo.so", "int bar(void);\nint foo(void) { return bar(); }\n",
-        "-shared", "-fPIC", f"-L{lib}", "-lbar",
+        lib,
+        "libfoo.so",
+        "int bar(void);\nint foo(void) { return bar(); }\n",
+        "-shared",
+        "-fPIC",
+        f"-L{lib}",
+        "-lbar",
     )
     return lib
 
@@ -140,8 +146,14 @@ def test_runpath_with_origin(tmp_path: Path) -> None:
     lib = _make_libs(tmp_path)
     # RUNPATH (new dtags) applies to prog's own needs only; libfoo also carries one for libbar.
     _compile(
-        lib, "libfoo.so", "int bar(void);\nint foo(void) { return bar(); }\n",
-        "-shared", "-fPIC", f"-L{lib}", "-lbar", "-Wl,--enable-new-dtags,-rpath,$ORIGIN",
+        lib,
+        "libfoo.so",
+        "int bar(void);\nint foo(void) { return bar(); }\n",
+        "-shared",
+        "-fPIC",
+        f"-L{lib}",
+        "-lbar",
+        "-Wl,--enable-new-dtags,-rpath,$ORIGIN",
     )
     prog = _prog(tmp_path, "prog", lib, "-Wl,--enable-new-dtags,-rpath,$ORIGIN/lib")
     assert read_dynamic(prog).runpath == ("$ORIGIN/lib",)
@@ -236,3 +248,33 @@ def test_a_dlopened_library_goes_in_itself() -> None:
     assert lib.host_path == gcc_s.resolve() and lib.needed_by == (PYTHON,)
     # What it needs comes too (libc is there anyway), and nothing appears twice.
     assert c.sonames() == sorted({*library_closure([PYTHON]).sonames(), "libgcc_s.so.1"})
+
+
+def test_a_library_the_app_loaded_by_name_goes_in_and_one_needed_keeps_its_path(
+    tmp_path: Path,
+) -> None:
+    """python-magic's ctypes.CDLL("libmagic.so.1") at import: the build's trace had it mapped
+    but no DT_NEEDED named it, and the image failed its check ("failed to find libmagic")."""
+    anl = Path("/usr/lib/x86_64-linux-gnu/libanl.so.1")
+    libc = Path("/usr/lib/x86_64-linux-gnu/libc.so.6")
+    if not PYTHON.exists() or not anl.exists() or not libc.exists():
+        pytest.skip("no /usr/bin/python3.11 or Debian's libc6 under /usr/lib")
+    before = library_closure([PYTHON])
+    assert "libanl.so.1" not in before.sonames()
+    c = library_closure([PYTHON], loaded=[anl, libc])
+    assert so(c, "libanl.so.1").host_path == anl.resolve()
+    assert c.sonames() == sorted({*before.sonames(), "libanl.so.1"})
+    # libc, which the interpreter needs, stays where the loader's search found it.
+    assert so(c, "libc.so.6").image_path == so(before, "libc.so.6").image_path
+
+
+def test_host_libraries_are_the_hosts_own_not_a_packages_or_an_extension(tmp_path: Path) -> None:
+    vendored = tmp_path / "numpy.libs" / "libopenblas.so"
+    vendored.parent.mkdir()
+    vendored.write_bytes(b"\x7fELF")
+    anl = Path("/usr/lib/x86_64-linux-gnu/libanl.so.1")
+    dynload = Path("/usr/lib/python3.11/lib-dynload/_ctypes.cpython-311-x86_64-linux-gnu.so")
+    gone = Path("/usr/lib/x86_64-linux-gnu/libsummon-test-deleted.so.1")
+    conf = tmp_path / "ld.so.conf"
+    conf.write_text("")
+    assert host_libraries([vendored, dynload, gone, anl], conf) == ([anl] if anl.exists() else [])

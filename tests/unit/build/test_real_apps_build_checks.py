@@ -309,3 +309,19 @@ def test_files_beside_the_app_code_ship_with_it(store: Store, tmp_path: Path) ->
     assert os.readlink(rootfs / "app/static") == "../data/static"  # linked, not copied
     for absent in ("app/.git", "app/venv"):
         assert not (rootfs / absent).exists(), absent
+
+
+def test_a_library_the_app_loads_by_name_at_import_is_shipped(store: Store, tmp_path: Path) -> None:
+    """python-magic loads libmagic with ctypes.CDLL("libmagic.so.1") at import: no DT_NEEDED
+    names it, the image lacked it, and the build failed its check inside the image
+    ("failed to find libmagic"). The trace's mapped host libraries go in (with libanl,
+    which every glibc host has, standing in for libmagic here)."""
+    if not Path("/usr/lib/x86_64-linux-gnu/libanl.so.1").exists():
+        pytest.skip("no Debian x86_64 libanl.so.1 on this host")
+    source = (
+        "import ctypes\n\nANL = ctypes.CDLL('libanl.so.1')\n\n"
+        "def main():\n    print(ANL.getaddrinfo_a is not None)\n"
+    )
+    app = _app(tmp_path / "bylib", 'name = "bylib"\nentry = "app:main"\n', source)
+    result = build(app, store, tag="bylib:test")
+    assert (result.image.rootfs() / "usr/lib/x86_64-linux-gnu/libanl.so.1").is_file()

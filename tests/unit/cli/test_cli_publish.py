@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from summon.cli.run import check_guest_ports, parse_ports, parse_volumes, unmounted_volumes
+from summon.cli.run import (
+    check_guest_ports,
+    parse_ports,
+    parse_volumes,
+    served_args_warning,
+    unmounted_volumes,
+)
 from summon.errors import UserError
 from summon.targets.base import PortForward
 
@@ -119,3 +125,17 @@ def test_two_volumes_at_one_path_are_a_flag_error() -> None:
     with pytest.raises(UserError) as e:
         parse_volumes(("a:/data", "b:/data"))
     assert str(e.value) == "-v b:/data: two volumes at /data"
+
+
+def test_args_to_a_served_app_are_said_to_run_no_command() -> None:
+    # `summon run site -- migrate` on a Django image whose entry is its WSGI app: the server
+    # started and nothing migrated, without a word.
+    wsgi = {"entry": {"kind": "wsgi", "module": "mysite.wsgi", "attr": "application"}}
+    assert served_args_warning(("migrate",), wsgi) == (
+        "warning: ARGS 'migrate': the image's entry is the WSGI app mysite.wsgi:application, "
+        "which the runtime serves whatever sys.argv holds, so no command runs; a command such "
+        'as `manage.py migrate` needs an image whose entry is its script (entry = "manage.py")'
+    )
+    assert served_args_warning((), wsgi) is None
+    script = {"entry": {"kind": "script", "path": "/app/manage.py"}}
+    assert served_args_warning(("migrate",), script) is None

@@ -29,6 +29,14 @@ from summon.runtime.http.protocol import ClientDisconnected, HTTPConnection, Res
 from summon.runtime.http.rules import wants_websocket
 from summon.runtime.http.wsgi import ConnectionSink, build_environ, run_wsgi
 
+# Said at the first WebSocket upgrade a WSGI app gets: it answers it as plain HTTP.
+WSGI_UPGRADE = (
+    "a WebSocket upgrade ({what}) reached a WSGI app, which answers it as plain HTTP: this "
+    "server hands a WSGI app no socket to take over (werkzeug.socket, which flask-sock and "
+    "Flask-SocketIO's threading mode need); serve WebSocket routes from an ASGI app "
+    "(Quart, Starlette, python-socketio's ASGIApp) or from the app's own server in a script"
+)
+
 # Not from typing: importing typing costs ~9 ms at every start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -271,6 +279,7 @@ class HTTPServer:
         self.stopping = asyncio.Event()
         self._connections: dict[asyncio.Task[Any], HTTPConnection] = {}
         self._told_no_websocket = False
+        self._told_wsgi_upgrade = False
 
     def log(self, client: str, exchange: Exchange) -> None:
         if self.console is not None and self.settings.access_log:
@@ -390,6 +399,9 @@ class HTTPServer:
                     request, body, client=peer, server=local, multithread=threaded
                 )
                 what = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}"
+                if not self._told_wsgi_upgrade and wants_websocket(request.method, request.headers):
+                    self._told_wsgi_upgrade = True
+                    say(WSGI_UPGRADE.format(what=what))
                 if self.pool is not None:
                     sink = ThreadSink(conn, io, log)
                     await self.pool.run(lambda: run_wsgi(self.app, environ, sink, what))

@@ -236,6 +236,43 @@ def test_sanics_default_worker_processes_get_the_switch_that_runs_one(image: Ima
     )
 
 
+@pytest.mark.parametrize(
+    ("folder", "file", "hint"),
+    [
+        # `hypercorn main:app` from a script: its default --workers 1 spawns a process
+        # (multiprocessing's resource tracker first), and the hint said threads or asyncio.
+        ("hypercorn", "run.py", "Hypercorn runs the app in worker processes unless told "
+         "otherwise, which the sandbox denies (an image runs one Python process): start it "
+         "with --workers 0 (config.workers = 0, no --reload), which serves in its own process"),
+        ("uvicorn/supervisors", "multiprocess.py", "uvicorn's workers (--workers N, "
+         "uvicorn.run(workers=N)) are processes, which the sandbox denies (an image runs one "
+         "Python process): start it with one worker (the default), which serves in its own "
+         "process"),
+    ],
+)  # fmt: skip
+def test_a_servers_worker_processes_get_the_switch_that_runs_one(
+    image: ImageRoot, folder: str, file: str, hint: str
+) -> None:
+    package = folder.split("/")[0]
+    image.app(
+        {
+            f"{package}/__init__.py": "",
+            **({f"{folder}/__init__.py": ""} if folder != package else {}),
+            f"{folder}/{file}": dedent("""
+                import os
+                os.execv = os.link  # EPERM from C, as seccomp's answer to execve
+                def run():
+                    os.execv("/", "/tmp/summon-test-no-such-link")
+            """),
+            "serve.py": f"from {folder.replace('/', '.')}.{file[:-3]} import run\nrun()\n",
+        }
+    )
+    image.config("/app/serve.py")
+    result = image.run()
+    assert result.returncode == 1
+    assert result.stderr.endswith(f"summon: {hint}\n")
+
+
 def test_an_auto_reloader_gets_the_switch_that_turns_it_off(image: ImageRoot) -> None:
     """Dash's first example ends in app.run(debug=True): werkzeug's reloader runs the app
     again with subprocess.call, and the hint said to use threads or asyncio instead, which

@@ -331,3 +331,25 @@ def test_a_silent_client_is_pinged_and_one_that_never_answers_is_closed() -> Non
             assert (await ended(app))["code"] == 1006
 
     run(test)
+
+
+def test_a_wsgi_app_given_an_upgrade_answers_it_as_http_and_the_server_says_why_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """flask-sock's route (simple-websocket takes the socket from werkzeug.socket) answered
+    500 "Cannot obtain socket from WSGI environment", with nothing saying what to do."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("400 Bad Request", [("Content-Type", "text/plain")])
+        return [b"no socket\n"]
+
+    async def test() -> None:
+        async with Served(app, "wsgi") as served:
+            for _ in range(2):
+                head, _ = await handshake(served, b"Sec-WebSocket-Version: 13\r\n")
+                assert head.startswith(b"HTTP/1.1 400 ")
+
+    run(test)
+    err = capsys.readouterr().err
+    assert err.count("summon: a WebSocket upgrade (GET /ws) reached a WSGI app") == 1
+    assert "serve WebSocket routes from an ASGI app" in err

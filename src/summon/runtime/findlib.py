@@ -1,0 +1,73 @@
+"""ctypes.util.find_library inside an image: the image's own libraries, found without a program.
+
+On Linux the stdlib's find_library asks `/sbin/ldconfig -p`, then gcc and ld, each in a child
+process: an image has none of them, and the sandbox refuses the fork with a line that says to
+use threads ("refused fork"), so every app that finds a library by name (python-magic's
+libmagic, cairocffi's libcairo) got None, or a stray refusal at each start. The
+build ships the libraries an app loaded by name (build/elf.py: host_libraries), under their
+sonames in the loader's folders: find_library("magic") answers "libmagic.so.1" from there, as
+ldconfig's cache would, and starts nothing. Installed by the runtime's init (root "/" only:
+the unix target runs on the host, whose ldconfig answers).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+# The folders glibc's loader searches with no cache (build/elf.py: loader_dirs), x86_64 and
+# arm64 images alike.
+FOLDERS = (
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/lib",
+    "/usr/lib",
+)
+
+
+def find_library(name: str, folders: tuple[str, ...] = FOLDERS) -> str | None:
+    """The soname of lib{name} in the image's library folders, as ldconfig -p would give it;
+    None if there is none (as the stdlib says of a library the host lacks)."""
+    pattern = re.compile(rf"lib{re.escape(name)}\.so(\.[0-9]+)*")
+    for folder in folders:
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        found = [n for n in names if pattern.fullmatch(n)]
+        if found:
+            return max(found, key=lambda n: (n.count("."), n))  # libmagic.so.1 over .so
+    return None
+
+
+class _Finder:
+    """On sys.meta_path: when ctypes.util is imported, its find_library becomes the one above."""
+
+    @classmethod
+    def find_spec(cls, fullname: str, path: object = None, target: object = None) -> object:
+        if fullname != "ctypes.util":
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(fullname, path)  # type: ignore[arg-type]
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run = loader.exec_module
+
+        def exec_module(module: object) -> None:
+            run(module)  # type: ignore[arg-type]
+            module.find_library = find_library  # type: ignore[attr-defined]
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def install() -> None:
+    """Put the finder first on sys.meta_path (ctypes.util not yet imported: nothing to do
+    after the fact)."""
+    if "ctypes.util" not in sys.modules:
+        sys.meta_path.insert(0, _Finder)  # type: ignore[arg-type]
