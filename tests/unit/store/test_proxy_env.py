@@ -8,12 +8,11 @@ podman and skopeo (Go's clients never proxy loopback) worked.
 
 from __future__ import annotations
 
-import http.server
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
+from localhttp import LocalHTTP, Quiet
 
 from summon.store.reference import RemoteRef
 from summon.store.registry import Registry
@@ -26,28 +25,15 @@ def dead_port() -> int:
         return int(s.getsockname()[1])
 
 
-class PlainRegistry:
+class PlainRegistry(LocalHTTP):
     """Answers GET /v2/ with 200 over plain HTTP, as docker-registry does."""
 
     def __init__(self) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(Quiet):
             def do_GET(self) -> None:
-                self.send_response(200 if self.path == "/v2/" else 404)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
+                self.reply(b"{}", status=200 if self.path == "/v2/" else 404)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture

@@ -7,14 +7,13 @@ and the store is left as it was; before, some ended the pull as an internal erro
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from localhttp import LocalHTTP, Quiet
 
 from summon.errors import UserError
 from summon.store import Store
@@ -74,7 +73,7 @@ TAGS = {
 }
 
 
-class ShapeRegistry:
+class ShapeRegistry(LocalHTTP):
     """Serves team/app at each tag of TAGS, the manifest and config they name, and, for the
     referrers API, an answer that is not an index."""
 
@@ -82,7 +81,7 @@ class ShapeRegistry:
         bodies = (*TAGS.values(), GOOD, BOM, ARM, _manifest(layers=5), CONFIG_BODY)
         blobs = {_digest(b): b for b in bodies}
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(Quiet):
             def do_GET(self) -> None:
                 path = self.path.split("?")[0]
                 last = path.rsplit("/", 1)[-1]
@@ -98,24 +97,7 @@ class ShapeRegistry:
                 else:
                     self.send_error(404)
 
-            def reply(self, body: bytes, media_type: str) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", media_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,13 @@ disk under the store (the stream is cut off only past the size its descriptor sa
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from localhttp import LocalHTTP, Quiet
 
 from summon.errors import UserError
 from summon.store import Store
@@ -55,14 +54,14 @@ INDEX_BODY = json.dumps(
 ).encode()
 
 
-class HostileRegistry:
+class HostileRegistry(LocalHTTP):
     """Serves one image whose layer's descriptor says 2**60 bytes; notes every path asked for."""
 
     def __init__(self) -> None:
         self.asked: list[str] = []
         registry = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(Quiet):
             def do_GET(self) -> None:
                 registry.asked.append(self.path)
                 if self.path == "/v2/":
@@ -107,24 +106,7 @@ class HostileRegistry:
                 except OSError:
                     pass
 
-            def reply(self, body: bytes, media_type: str) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", media_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@ wrong with the reply, never a success status quoted as if it were the failure.""
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from localhttp import LocalHTTP, Quiet
 
 from summon.store import Store
 from summon.store.layout import INDEX, MANIFEST
@@ -16,40 +15,23 @@ from summon.store.reference import RegistryError, RemoteRef
 from summon.store.sync import push
 
 
-class NoLocationRegistry:
+class NoLocationRegistry(LocalHTTP):
     """Accepts an upload (202) but names no Location to send the blob to."""
 
     def __init__(self) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(Quiet):
             protocol_version = "HTTP/1.1"
 
-            def reply(self, status: int, body: bytes = b"") -> None:
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
             def do_GET(self) -> None:
-                self.reply(200, b"{}") if self.path == "/v2/" else self.reply(404)
+                self.reply(b"{}") if self.path == "/v2/" else self.reply(status=404)
 
             def do_HEAD(self) -> None:
-                self.reply(404)
+                self.reply(status=404)
 
             def do_POST(self) -> None:
-                self.reply(202)
+                self.reply(status=202)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
