@@ -68,11 +68,8 @@ def test_logs_tail_takes_a_count_of_zero_or_more_or_all(
     assert r.exit_code == 2 and "no instance 'nobody'" in r.output
 
 
-def test_an_internal_failure_is_one_line_naming_its_crash_log(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A bug is still one line, exit 1, and the traceback is kept where the line says."""
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+def _crash_log_of_a_bug() -> Path:
+    """Run a command that raises; check its one line (exit 1) and return its crash log."""
 
     @click.command("boom")
     def boom() -> None:
@@ -86,7 +83,15 @@ def test_an_internal_failure_is_one_line_naming_its_crash_log(
     assert r.exit_code == 1
     line = r.output.strip().splitlines()[-1]
     assert "internal error: ZeroDivisionError: the bug (details in " in line
-    log = Path(line.rsplit("details in ", 1)[1].rstrip(")"))
+    return Path(line.rsplit("details in ", 1)[1].rstrip(")"))
+
+
+def test_an_internal_failure_is_one_line_naming_its_crash_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug is still one line, exit 1, and the traceback is kept where the line says."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    log = _crash_log_of_a_bug()
     assert log.parent.parent == tmp_path / "summon" and "Traceback" in log.read_text()
     assert 'raise ZeroDivisionError("the bug")' in log.read_text()
 
@@ -104,20 +109,7 @@ def test_a_broken_state_folder_is_one_line_and_its_crash_log_goes_elsewhere(
     assert r.output.strip().splitlines() == [
         f"summon: error: Not a directory: {afile}/summon/instances"
     ]
-
-    @click.command("boom")
-    def boom() -> None:
-        raise ZeroDivisionError("the bug")
-
-    cli.add_command(boom)
-    try:
-        r = CliRunner().invoke(cli, ["boom"])
-    finally:
-        cli.commands.pop("boom")
-    assert r.exit_code == 1
-    line = r.output.strip().splitlines()[-1]
-    assert "internal error: ZeroDivisionError: the bug (details in " in line
-    log = Path(line.rsplit("details in ", 1)[1].rstrip(")"))
+    log = _crash_log_of_a_bug()  # written elsewhere (a temporary folder)
     assert "Traceback" in log.read_text()
     log.unlink()
 
