@@ -1,4 +1,5 @@
-"""The instance verbs: ps, logs, stop, rm, stats, and `inspect` of an instance ID or name.
+"""The instance verbs: ps, logs, start, stop, restart, rm, stats, and `inspect` of an
+instance ID or name.
 
 Parsing and output only: the work is in summon.instances. `summon inspect` (images.py) asks
 inspect_instance before it looks for an image.
@@ -226,9 +227,7 @@ def _a_number(value: float) -> float:
     return value
 
 
-@click.command()
-@click.argument("instances", nargs=-1, required=True)
-@click.option(
+_GRACE = click.option(
     "-t",
     "--time",
     "grace",
@@ -240,6 +239,54 @@ def _a_number(value: float) -> float:
     show_default=True,
     help="Seconds to wait after SIGTERM before killing it.",
 )
+
+
+@click.command()
+@click.argument("instances", nargs=-1, required=True)
+def start(instances: tuple[str, ...]) -> None:
+    """Start exited instances again, in the background, as they were run.
+
+    The same image (by digest, though its tag has moved since), target, ports, volumes,
+    environment and restart policy; secrets are read again from their files. The signing
+    policy of config.toml (verify_key) is checked again. One running already is left as it
+    is.
+    """
+    for query, folder in _find_each(instances).items():  # a typo fails before any starts
+        if folder.supervised():
+            notice(f"{folder.name} ({folder.short_id}) is running already")
+        else:
+            _start_again(folder)
+        out.print(query)
+
+
+@click.command()
+@click.argument("instances", nargs=-1, required=True)
+@_GRACE
+def restart(instances: tuple[str, ...], grace: float) -> None:
+    """Stop instances (as `summon stop` does) and start them again (as `summon start`)."""
+    for query, folder in _find_each(instances).items():
+        lifecycle.stop(folder, grace)
+        _start_again(folder)
+        out.print(query)
+
+
+def _start_again(folder: InstanceFolder) -> None:
+    from summon.store.policy import config_rule, default_verify_key
+
+    if (key := default_verify_key()) is not None:
+        from summon.store.image import Image
+        from summon.store.signing import require_signature
+
+        store = open_store()
+        recorded = folder.spec().get("image") or {}
+        img = Image.by_digest(store, str(recorded.get("digest")), str(recorded.get("ref")))
+        require_signature(store, img.desc, img.ref, key, config_rule())
+    lifecycle.start_again(folder)
+
+
+@click.command()
+@click.argument("instances", nargs=-1, required=True)
+@_GRACE
 def stop(instances: tuple[str, ...], grace: float) -> None:
     """Stop instances: SIGTERM to the app, SIGKILL after the grace period."""
     named = _find_each(instances)  # a typo fails before anything stops

@@ -32,7 +32,9 @@ LAZY_COMMANDS = {
     **dict.fromkeys(
         ("push", "pull", "tag", "sign", "verify", "key", "login", "logout"), "summon.cli.ship"
     ),
-    **dict.fromkeys(("ps", "logs", "stop", "rm", "stats"), "summon.cli.instances"),
+    **dict.fromkeys(
+        ("ps", "logs", "start", "stop", "restart", "rm", "stats"), "summon.cli.instances"
+    ),
     "gateway": "summon.cli.gateway",
     "snapshot": "summon.cli.snapshot",
     "volume": "summon.cli.volumes",
@@ -147,6 +149,7 @@ def cli() -> None:
     summon build examples/http -t http       build an image
     summon run http -p 8080:80               run it sandboxed, serving 127.0.0.1:8080
     summon run -d http / ps / logs / stop    run it in the background, and manage it
+    summon start / restart NAME              run a stopped instance again, as it was run
     summon images / inspect / rmi            manage the local store
     summon volume ls / inspect / export      the volumes apps keep their data in
     summon export http --as FORMAT -o PATH   hand an image to another system

@@ -1,4 +1,5 @@
-"""What the CLI does to instances: start (detached or attached), stop, remove, sample, reconcile.
+"""What the CLI does to instances: start (detached or attached, or again), stop, remove,
+sample, reconcile.
 
 Reconciling is how a dead monitor shows: if state.json says an instance is active but
 nobody holds its lock (init and monitor both gone, say after a SIGKILL to init), the
@@ -9,6 +10,7 @@ outside the dead processes is released. Any command that reads an instance does 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -90,9 +92,41 @@ def start(
     finally:
         os.close(lock_fd)  # init holds the lock through its own copy now
         os.close(write_end)
+    _await_start(folder, read_end, launcher)
+    return Started(folder, launcher)
+
+
+def start_again(folder: InstanceFolder) -> None:
+    """Start an exited instance again, detached, as it was recorded (`summon start`): the
+    same image by digest, target, ports, volumes, secrets (read again) and restart policy.
+
+    UserError if it runs; StartFailed when it does not start (recorded exited, with why).
+    """
+    reconcile(folder)
+    lock_fd = os.open(folder.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock_fd)
+        raise UserError(f"instance {folder.name} ({folder.short_id}) is running") from None
+    read_end, write_end = os.pipe()
+    try:
+        folder.write_state(state.initial_state())  # nothing of the last run is current
+        _spawn_launcher(folder, write_end, lock_fd)
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(lock_fd)  # init holds the lock through its own copy now
+        os.close(write_end)
+    _await_start(folder, read_end)
+
+
+def _await_start(folder: InstanceFolder, read_end: int, launcher: int = 0) -> None:
+    """Return once the monitor reports the instance runs; else StartFailed, with why."""
     reply = _read_report(read_end)
     if reply is not None and reply.get("ok"):
-        return Started(folder, launcher)
+        return
     if launcher:
         os.waitpid(launcher, 0)
     if reply is None:
