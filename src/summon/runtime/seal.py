@@ -271,7 +271,7 @@ class Sealer:
                     f"sealed without its seccomp filter (the kernel said: {e}); the audit hook "
                     "still holds"
                 )
-        seal_hook.patch_memory_calls(self._refusal, enforce)
+        patch_memory_calls(self._refusal, enforce)
         absolute_path_entries(sys.path)
         hook = seal_hook.make_hook(
             roots=self.roots,
@@ -471,3 +471,46 @@ def _resolve_shutdown() -> frozenset[object]:
         return frozenset()
     vm._libc_call()
     return frozenset({vm.finish.__code__})
+
+
+def patch_memory_calls(report: Callable[[str, str, bool], None], enforce: bool) -> None:
+    """Say (and refuse) executable memory asked for through the stdlib, before the kernel does.
+
+    The kernel's answer to the filter is a bare EPERM that nobody in the process hears about;
+    the two stdlib roads to it (mmap.mmap with PROT_EXEC, os.memfd_create) are checked here
+    first so that the console says which rule. Only a courtesy: the filter holds without it.
+    """
+    said: set[str] = set()
+
+    def refuse(what: str) -> None:
+        if what not in said:
+            said.add(what)
+            report(what, RULE_MEMORY, enforce)
+        if enforce:
+            raise PermissionError(1, f"{what} refused by the seal ({RULE_MEMORY})")
+
+    mmap = sys.modules.get("mmap")
+    if mmap is not None:
+        base = mmap.mmap
+        default_prot = mmap.PROT_READ | mmap.PROT_WRITE
+
+        exec_bit = mmap.PROT_EXEC
+
+        class mmap_sealed(base):  # type: ignore[valid-type,misc]
+            def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+                prot = kwargs.get("prot", args[3] if len(args) > 3 else default_prot)
+                if isinstance(prot, int) and prot & exec_bit:
+                    refuse("mmap.mmap(prot=PROT_EXEC)")
+                return base.__new__(cls, *args, **kwargs)
+
+        mmap_sealed.__name__ = mmap_sealed.__qualname__ = "mmap"
+        mmap_sealed.__module__ = "mmap"
+        mmap.mmap = mmap_sealed  # type: ignore[attr-defined]
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is not None:
+
+        def memfd_create_sealed(name: str, flags: int = os.MFD_CLOEXEC) -> int:
+            refuse("os.memfd_create()")
+            return int(memfd_create(name, flags))
+
+        os.memfd_create = memfd_create_sealed

@@ -38,7 +38,10 @@ closure variable bound here, to immutable data or to a function of the C core), 
 `os`, `builtins` or this module changes nothing it decides; str and bytes subclasses are
 reduced to their real data before a comparison; mutable sources (bytearray) are refused; and
 the heap walks that could reach the hook function (and rebind its closure) are refused.
-Python runs audit hooks with tracing off, so a trace function cannot rewrite its locals.
+Python runs audit hooks with tracing off, so a trace function cannot rewrite its locals. The
+hook's frame is in every refusal's traceback, and its helpers' cells can be written from there
+(cell_contents): each cell the decision reads is checked after each decision against what it
+held at the seal (seal.heap, then every watched event is refused).
 """
 
 from __future__ import annotations
@@ -145,7 +148,8 @@ def make_hook(
     _frozen_import = "<frozen importlib._bootstrap"
     _tuple_head, _tuple_mid, _tuple_tail = "lambda _cls, ", ": _tuple_new(_cls, (", "))"
     # Non-identifier characters to spaces: what is left splits into the annotation's words.
-    _word_table = {c: " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")}
+    # A str, not a dict: nothing the hook reads may be changed in place (see _cells below).
+    _word_table = "".join(c if c.isalnum() or c == "_" else " " for c in map(chr, range(128)))
     _importlib = sys.modules.get("_frozen_importlib_external")
     _bytecode_code = getattr(getattr(_importlib, "_compile_bytecode", None), "__code__", None)
     _python_suffixes = (".py", ".pyc", ".pyw", ".so")
@@ -176,7 +180,7 @@ def make_hook(
         with a ValueError. Only its own name and file can exempt a caller, so None exempts
         nothing, and the rules that do not ask who calls (an image file's source) still hold."""
         try:
-            return _getframe(2).f_code
+            return _getframe(3).f_code  # 0 this, 1 _decide, 2 the hook, 3 the caller
         except _value_error:
             return None
 
@@ -213,7 +217,7 @@ def make_hook(
         that the import system runs."""
         frame: Any
         try:
-            frame = _getframe(2)  # 0 is this, 1 the hook, 2 the code that raised the event
+            frame = _getframe(3)  # 0 this, 1 _decide, 2 the hook, 3 what raised the event
         except _value_error:
             return False
         if frame.f_back is None or frame.f_code.co_filename != _dataclasses_file:
@@ -262,7 +266,7 @@ def make_hook(
         called straight, or the code of other template text, is not the file's."""
         frame: Any
         try:
-            frame = _getframe(2)  # 0 is this, 1 the hook, 2 the code that called compile()
+            frame = _getframe(3)  # 0 this, 1 _decide, 2 the hook, 3 what called compile()
         except _value_error:
             return False
         code = frame.f_code
@@ -296,9 +300,8 @@ def make_hook(
                 return True
         return False
 
-    def sealed_audit_hook(event: str, args: tuple[Any, ...]) -> None:
-        if event not in _watched and not event.startswith("ctypes."):
-            return
+    def _decide(event: str, args: tuple[Any, ...]) -> Any:
+        """None to let the event through, else (what, the index of its rule)."""
         what = ""
         rule = -1
         if event == "open":
@@ -452,7 +455,7 @@ def make_hook(
         elif event == "marshal.loads":
             data = args[0]
             try:
-                frame = _getframe(1)
+                frame = _getframe(2)  # 0 this, 1 the hook, 2 what raised the event
             except _value_error:
                 frame = None  # no Python caller: native code, not the import system
             ok = False
@@ -518,6 +521,30 @@ def make_hook(
                 if code is caller:  # identity: code objects compare equal by content
                     return
             what, rule = f"a ctypes call ({event})", 2
+        return what, rule
+
+    # The helpers are closures, and a closure's cells can be written (cell_contents): code
+    # after the seal reaches them from the hook's frame, which the traceback of any refusal
+    # holds (frame.f_locals names _makes_code, _image_content...). So every cell the hook's
+    # decision reads, through _decide and each function in its reach, is checked after
+    # each decision against what it held when the seal closed; the values are immutable.
+    _cells = tuple(closure_cells(_decide))
+
+    def sealed_audit_hook(event: str, args: tuple[Any, ...]) -> None:
+        if event not in _watched and not event.startswith("ctypes."):
+            return
+        verdict = _decide(event, args)
+        for cell, value in _cells:
+            try:
+                same = cell.cell_contents is value
+            except _value_error:  # emptied
+                same = False
+            if not same:
+                verdict = "a change to the seal's own state", 4
+                break
+        if verdict is None:
+            return
+        what, rule = verdict
         text = _rules[rule]
         if what not in _said and _len(_said) < 100:
             _said.add(what)
@@ -531,44 +558,16 @@ def make_hook(
     return sealed_audit_hook
 
 
-def patch_memory_calls(report: Report, enforce: bool) -> None:
-    """Say (and refuse) executable memory asked for through the stdlib, before the kernel does.
-
-    The kernel's answer to the filter is a bare EPERM that nobody in the process hears about;
-    the two stdlib roads to it (mmap.mmap with PROT_EXEC, os.memfd_create) are checked here
-    first so that the console says which rule. Only a courtesy: the filter holds without it.
-    """
-    said: set[str] = set()
-
-    def refuse(what: str) -> None:
-        if what not in said:
-            said.add(what)
-            report(what, RULE_MEMORY, enforce)
-        if enforce:
-            raise PermissionError(1, f"{what} refused by the seal ({RULE_MEMORY})")
-
-    mmap = sys.modules.get("mmap")
-    if mmap is not None:
-        base = mmap.mmap
-        default_prot = mmap.PROT_READ | mmap.PROT_WRITE
-
-        exec_bit = mmap.PROT_EXEC
-
-        class mmap_sealed(base):  # type: ignore[valid-type,misc]
-            def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-                prot = kwargs.get("prot", args[3] if len(args) > 3 else default_prot)
-                if isinstance(prot, int) and prot & exec_bit:
-                    refuse("mmap.mmap(prot=PROT_EXEC)")
-                return base.__new__(cls, *args, **kwargs)
-
-        mmap_sealed.__name__ = mmap_sealed.__qualname__ = "mmap"
-        mmap_sealed.__module__ = "mmap"
-        mmap.mmap = mmap_sealed  # type: ignore[attr-defined]
-    memfd_create = getattr(os, "memfd_create", None)
-    if memfd_create is not None:
-
-        def memfd_create_sealed(name: str, flags: int = os.MFD_CLOEXEC) -> int:
-            refuse("os.memfd_create()")
-            return int(memfd_create(name, flags))
-
-        os.memfd_create = memfd_create_sealed
+def closure_cells(function: Any) -> list[tuple[Any, Any]]:
+    """(cell, what it holds now) of every cell in function's closure and, through them, of
+    every Python function it reaches."""
+    out: list[tuple[Any, Any]] = []
+    seen, todo = [function], [function]
+    while todo:
+        for cell in todo.pop().__closure__ or ():
+            out.append((cell, cell.cell_contents))
+            value = cell.cell_contents
+            if type(value) is type(function) and not [f for f in seen if f is value]:
+                seen.append(value)
+                todo.append(value)
+    return out
