@@ -14,7 +14,7 @@ Before it closes, the runtime
    so that every thread has it: mmap, mprotect and pkey_mprotect with PROT_EXEC, shmat with
    SHM_EXEC, personality(READ_IMPLIES_EXEC), memfd_create, execve/execveat, ptrace, and the
    calls that put code into the kernel or reach its memory (modules, kexec, bpf, port I/O,
-   device nodes) answer EPERM;
+   device nodes, mounts: a VM's root could mount /proc read-write again) answer EPERM;
 5. makes sys.path's relative entries absolute (absolute_path_entries) and installs the
    audit hook (seal_hook.py): no code compiled from strings, imports only from the image,
    no ctypes, writes only under /tmp and the app's volumes.
@@ -90,6 +90,17 @@ FILTER_RULES: tuple[tuple[int, str, int | None, int, str], ...] = (
     # A VM's init is root: a new device node could open the kernel's memory or ports.
     (133, "mknod", None, 0, RULE_KERNEL),
     (259, "mknodat", None, 0, RULE_KERNEL),
+    # ... and /proc mounted again read-write (or a new one) would open /proc/self/mem, whose
+    # writes reach code pages. umount2 stays: a VM's shutdown unmounts its volumes.
+    (165, "mount", None, 0, RULE_KERNEL),
+    (155, "pivot_root", None, 0, RULE_KERNEL),
+    (428, "open_tree", None, 0, RULE_KERNEL),
+    (429, "move_mount", None, 0, RULE_KERNEL),
+    (430, "fsopen", None, 0, RULE_KERNEL),
+    (431, "fsconfig", None, 0, RULE_KERNEL),
+    (432, "fsmount", None, 0, RULE_KERNEL),
+    (433, "fspick", None, 0, RULE_KERNEL),
+    (442, "mount_setattr", None, 0, RULE_KERNEL),
 )
 
 # struct seccomp_data: nr at 0, arch at 4, instruction_pointer at 8, args[6] from 16 (u64
