@@ -291,6 +291,7 @@ class Sealer:
             trusted_callers=shutdown,
             report=self._refusal,
             known_code=self.known_code,
+            dataclasses=_dataclasses(),
             learn=self._learned if self.learning else None,
         )
         if not had_ctypes:
@@ -437,6 +438,16 @@ def absolute_path_entries(path: list[Any]) -> None:
     for i, entry in enumerate(path):
         if isinstance(entry, str) and not entry.startswith("/"):
             path[i] = os.path.normpath(os.path.join(cwd, entry))
+
+
+def _dataclasses() -> Any:
+    """dataclasses, imported now if the image holds it: the seal lets a module imported later
+    make dataclasses only with this module's functions as they are now (seal_hook.py)."""
+    try:
+        import dataclasses
+    except ImportError:
+        return None
+    return dataclasses
 
 
 def _under(path: str, folders: tuple[str, ...]) -> bool:

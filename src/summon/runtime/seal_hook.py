@@ -88,6 +88,7 @@ def make_hook(
     report: Report,
     known_code: frozenset[tuple[str, str]] = frozenset(),
     learn: Learn | None = None,
+    dataclasses: Any = None,
 ) -> Callable[[str, tuple[object, ...]], None]:
     """The audit hook of a sealed instance.
 
@@ -146,6 +147,8 @@ def make_hook(
     # FastAPI app's first sync endpoint) works; never for a dataclass made at run time.
     _dataclasses_file = f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/dataclasses.py"
     _frozen_import = "<frozen importlib._bootstrap"
+    # dataclasses' globals when the seal closed (the module, imported then): (dict, items).
+    _dc = None if dataclasses is None else (vars(dataclasses), tuple(vars(dataclasses).items()))
     _tuple_head, _tuple_mid, _tuple_tail = "lambda _cls, ", ": _tuple_new(_cls, (", "))"
     # Non-identifier characters to spaces: what is left splits into the annotation's words.
     # A str, not a dict: nothing the hook reads may be changed in place (see _cells below).
@@ -222,6 +225,13 @@ def make_hook(
             return False
         if frame.f_back is None or frame.f_code.co_filename != _dataclasses_file:
             return False
+        # The text it compiles is made by dataclasses' functions (module globals): each must
+        # be what it was at the seal, or a patched _field_assign writes the code.
+        if _dc is None or frame.f_globals is not _dc[0] or _len(_dc[0]) != _len(_dc[1]):
+            return False
+        for key, value in _dc[1]:
+            if _dc[0].get(key, _dc) is not value:
+                return False
         while frame is not None and frame.f_code.co_filename == _dataclasses_file:
             frame = frame.f_back
         while frame is not None:
