@@ -2,24 +2,16 @@
 
 Refused after the seal, each with the rule named in the PermissionError and said once:
 - seal.code: compiling or running code from strings (the "compile" and "exec" events) unless
-  the source is byte for byte an image file (an import of a .py without its .pyc; an image
-  file is under a module folder and on that folder's file system, so a link from the image
-  into /tmp or a volume does not make what the app wrote there the image's), the code
-  is what Jinja makes of a template file the image ships (named after the file, which must
-  exist there and may not be Python, and compiled by the image's Jinja from exactly that
-  file's text: other code under a template's name is code from a string), the compile only
-  parses (ast.parse, ast.literal_eval), or it is typing.ForwardRef's of a string annotation
-  (typing.get_type_hints, pydantic, msgspec) with no lambda or comprehension in it, which
-  ForwardRef._evaluate may then run when the code holds no code of its own: an expression
-  over names the app has, no new code;
-  or it is collections.namedtuple's own template (`lambda _cls, a, b: _tuple_new(_cls,
-  (a, b))`, nothing but identifiers in it), which modules imported after the seal make;
-  or it is code the build learned: a source compiled after the seal in the build's recording
-  run, known by its SHA-256 and file name (app.json "seal"/"code"), and running the code
-  objects compiled under that name (docs/sealing.md, "Code the build saw");
+  the source is byte for byte an image file (under a module folder and on its file system),
+  the code is what the image's Jinja makes of a template file the image ships from exactly
+  that file's text, the compile only parses (ast.parse, ast.literal_eval), or it is
+  typing.ForwardRef's of a string annotation with no lambda or comprehension in it (which
+  ForwardRef._evaluate may run when it holds no code of its own), namedtuple's own template
+  over identifiers, dataclasses' methods of an image module's class as it is imported, or
+  code the build learned (app.json "seal"/"code"; docs/sealing.md, "Code the build saw");
   new code objects ("code.__new__", code.replace), and marshal.loads of anything but an
   image .pyc read by the import system; setting a function's __code__; a new (sub-)
-  interpreter, whose code no hook of this one would see;
+  interpreter, whose code no hook of this one would see; a trace or profile function;
 - seal.import: an import while sys.path names a folder outside the image's module folders;
 - seal.ctypes: importing ctypes, and every ctypes event (dlopen, dlsym, objects at raw
   addresses, and on Python 3.12+ foreign calls), but for the runtime's own shutdown (a VM's
@@ -75,6 +67,7 @@ WATCHED = frozenset(
         "compile", "exec", "code.__new__", "marshal.loads", "marshal.load", "import", "open",
         "os.symlink", "object.__setattr__", "gc.get_objects", "gc.get_referrers",
         "gc.get_referents", "os.exec", "os.posix_spawn", "cpython.PyInterpreterState_New",
+        "sys.settrace", "sys.setprofile",
     }
 )  # fmt: skip
 
@@ -147,6 +140,7 @@ def make_hook(
     # FastAPI app's first sync endpoint) works; never for a dataclass made at run time.
     _dataclasses_file = f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/dataclasses.py"
     _frozen_import = "<frozen importlib._bootstrap"
+    _compile, _only_ast = compile, 0x400  # the builtin; ast.PyCF_ONLY_AST
     # dataclasses' globals when the seal closed (the module, imported then): (dict, items).
     _dc = None if dataclasses is None else (vars(dataclasses), tuple(vars(dataclasses).items()))
     _tuple_head, _tuple_mid, _tuple_tail = "lambda _cls, ", ": _tuple_new(_cls, (", "))"
@@ -243,6 +237,21 @@ def make_hook(
                 return back is not None and back.f_code.co_filename.startswith(_frozen_import)
             frame = frame.f_back
         return False
+
+    def _ast_only() -> bool:
+        """Whether ast.parse asks the builtin compile for a tree: its flags local holds
+        PyCF_ONLY_AST, and neither that global nor `compile` was changed (ast.PyCF_ONLY_AST
+        = 0 after the seal had ast.parse return code, run with types.FunctionType)."""
+        try:
+            frame: Any = _getframe(3)  # 0 this, 1 _decide, 2 the hook, 3 ast.parse
+        except _value_error:
+            return False
+        flags, only = frame.f_locals.get("flags"), frame.f_globals.get("PyCF_ONLY_AST")
+        if _type(flags) is not _int or _type(only) is not _int or only != _only_ast:
+            return False
+        if frame.f_globals.get("compile", _dc) is not _dc:
+            return False
+        return bool(flags & _only_ast) and frame.f_builtins.get("compile") is _compile
 
     def _namedtuple_template(caller: Any, source: Any) -> bool:
         """Whether namedtuple compiles its own template, over nothing but identifiers."""
@@ -341,7 +350,8 @@ def make_hook(
             source, filename = args[0], args[1]
             caller = _caller()
             if caller is not None and caller.co_name == "parse" and caller.co_filename == _ast_file:
-                return  # ast.parse: a tree, never code
+                if _ast_only():
+                    return  # ast.parse: a tree, never code
             if (
                 caller is not None
                 and caller.co_name == "__init__"
@@ -518,6 +528,11 @@ def make_hook(
             what, rule = "os.symlink() (a new link could lead a later write out of /tmp)", 3
         elif event.startswith("gc."):
             what, rule = f"{event}()", 4
+        elif event == "sys.settrace" or event == "sys.setprofile":
+            # A trace function rewrites the locals of running frames (f_locals), those of
+            # the code the rules above let compile (ast.parse's flags, Jinja's source).
+            # (The event has no arguments: turning it off is refused too.)
+            what, rule = f"{event}() (it rewrites running code's locals)", 0
         elif event == "cpython.PyInterpreterState_New":
             # A sub-interpreter (_xxsubinterpreters, _testcapi.run_in_subinterp) has audit
             # hooks of its own, none: code from strings would run there unseen.

@@ -117,6 +117,14 @@ def dataclass_patched():
     finally:
         dataclasses._field_assign = original
 
+def ast_patched():
+    import ast
+    ast.PyCF_ONLY_AST = 0
+    try:
+        return ast.parse("import os")
+    finally:
+        ast.PyCF_ONLY_AST = 0x400
+
 def patched_then(action):
     # Code running after the seal may patch any module: the hook must not care.
     def run():
@@ -216,6 +224,10 @@ attempts = {
     "patched_exec": patched_then(lambda: exec("1+1")),
     "patched_write": patched_then(lambda: open("/etc/summon-x", "w")),
     "dataclass_patched": dataclass_patched,
+    # ast.parse with its flag patched compiled code, exempt as "a tree"
+    "ast_parse_patched": lambda: ast_patched(),
+    "settrace": lambda: sys.settrace(lambda *a: None),
+    "setprofile": lambda: sys.setprofile(lambda *a: None),
 }
 results = {}
 for name, action in attempts.items():
@@ -302,6 +314,9 @@ REFUSED = {
     "patched_exec": "seal.code",
     "patched_write": "seal.write",
     "dataclass_patched": "seal.code",
+    "ast_parse_patched": "seal.code",
+    "settrace": "seal.code",
+    "setprofile": "seal.code",
 }
 ALLOWED = (
     "compile_image_file", "jinja_template", "native_compile_image_file", "literal_eval",
