@@ -97,7 +97,9 @@ def make_hook(
 
     # Everything the hook touches, bound now. See the module docstring for why.
     _str, _bytes, _int, _list, _code = str, bytes, int, list, type(compile("", "", "exec"))
-    _memoryview, _type, _len, _isinstance = memoryview, type, len, isinstance
+    # issubclass of the type, never isinstance: isinstance reads an object's __class__,
+    # which a property of the app's can answer, running its code inside the hook.
+    _memoryview, _type, _len, _issubclass = memoryview, type, len, issubclass
     _tuple_roots = tuple(_str(r).rstrip("/") for r in roots)
     _tuple_writable = tuple(_str(w).rstrip("/") for w in writable)
     # Each root's device: an image file read for its code must be on it (rule seal.code: an
@@ -259,9 +261,9 @@ def make_hook(
             return False
         if caller.co_filename != _collections_file:
             return False
-        if _isinstance(source, _bytes):
+        if _issubclass(_type(source), _bytes):
             text = b"".join((source,)).decode("utf-8", "replace")
-        elif _isinstance(source, _str):
+        elif _issubclass(_type(source), _str):
             text = "".join((source,))
         else:
             return False
@@ -329,9 +331,9 @@ def make_hook(
                 return
             if _type(path) is _int:
                 return  # an fd the process holds already; no new file is opened
-            if _isinstance(path, _bytes):
+            if _issubclass(_type(path), _bytes):
                 path = b"".join((path,)).decode("utf-8", "surrogateescape")
-            elif _isinstance(path, _str):
+            elif _issubclass(_type(path), _str):
                 path = "".join((path,))  # a str subclass's real data
             else:
                 what, rule = "open for writing with a path object (pass a str)", 3
@@ -356,12 +358,12 @@ def make_hook(
                 caller is not None
                 and caller.co_name == "__init__"
                 and caller.co_filename == _typing_file
-                and (_isinstance(source, _bytes) or _isinstance(source, _str))
+                and (_issubclass(_type(source), _bytes) or _issubclass(_type(source), _str))
             ):
                 # A string annotation made a ForwardRef: an expression of names the app
                 # already has. Nothing in it may compile to code of its own (a lambda, a
                 # comprehension); a word "for" inside a literal is refused too, to be sure.
-                if _isinstance(source, _bytes):  # what compile() gives the event: UTF-8
+                if _issubclass(_type(source), _bytes):  # what compile() gives the event: UTF-8
                     annotation = b"".join((source,)).decode("utf-8", "replace")
                 else:
                     annotation = "".join((source,))
@@ -378,14 +380,14 @@ def make_hook(
             ):
                 return  # @dataclass in a module the image imports, as it is imported
             else:
-                if _isinstance(filename, _bytes):
+                if _issubclass(_type(filename), _bytes):
                     filename = b"".join((filename,)).decode("utf-8", "surrogateescape")
-                name = "".join((filename,)) if _isinstance(filename, _str) else ""
+                name = "".join((filename,)) if _issubclass(_type(filename), _str) else ""
                 content = None
-                if _isinstance(source, _bytes) or _isinstance(source, _str):
+                if _issubclass(_type(source), _bytes) or _issubclass(_type(source), _str):
                     content = _image_content(name)
                 if content is not None:
-                    data = b"".join((source,)) if _isinstance(source, _bytes) else None
+                    data = b"".join((source,)) if _issubclass(_type(source), _bytes) else None
                     text = "".join((source,)) if data is None else None
                     try:
                         if data is not None and content == data:
@@ -402,8 +404,8 @@ def make_hook(
                 digest = None
                 if _sha256 is None:
                     pass  # no code learned: nothing to look up
-                elif _isinstance(source, _bytes) or _isinstance(source, _str):
-                    if _isinstance(source, _bytes):
+                elif _issubclass(_type(source), _bytes) or _issubclass(_type(source), _str):
+                    if _issubclass(_type(source), _bytes):
                         data = b"".join((source,))
                     else:
                         data = "".join((source,)).encode("utf-8", "surrogatepass")
@@ -506,9 +508,9 @@ def make_hook(
                 what, rule = f"import of {args[0]!r} with a sys.path that is not a list", 1
             else:
                 for entry in paths:
-                    if _isinstance(entry, _bytes):
+                    if _issubclass(_type(entry), _bytes):
                         entry = b"".join((entry,)).decode("utf-8", "surrogateescape")
-                    elif _isinstance(entry, _str):
+                    elif _issubclass(_type(entry), _str):
                         entry = "".join((entry,))
                     else:
                         continue  # the path finder skips what is neither str nor bytes

@@ -117,6 +117,28 @@ def dataclass_patched():
     finally:
         dataclasses._field_assign = original
 
+class Peek:
+    runs = 0
+    @property
+    def __class__(self):  # isinstance() reads it (importlib's too): counted in the hook only
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_name in ("sealed_audit_hook", "_decide"):
+                Peek.runs += 1
+            frame = frame.f_back
+        return str
+
+def peeked():
+    sys.path.append(Peek())  # the hook reads sys.path at each import
+    try:
+        __import__("summon_no_such_module")
+    except Exception:  # the path finder fails on it too, after the hook
+        pass
+    finally:
+        sys.path.pop()
+    if Peek.runs:
+        raise RuntimeError(f"the app's __class__ ran {Peek.runs} time(s) inside the hook")
+
 def ast_patched():
     import ast
     ast.PyCF_ONLY_AST = 0
@@ -227,6 +249,7 @@ attempts = {
     # ast.parse with its flag patched compiled code, exempt as "a tree"
     "ast_parse_patched": lambda: ast_patched(),
     "settrace": lambda: sys.settrace(lambda *a: None),
+    "no_app_code_in_the_hook": peeked,
     "setprofile": lambda: sys.setprofile(lambda *a: None),
 }
 results = {}
@@ -331,6 +354,9 @@ ALLOWED = (
     # os.open calls __fspath__ once, before the event: the hook sees the path the kernel gets
     # (SlyPath names the scratch folder then, /etc only on a second call that never comes).
     "os_open_path_object",
+    # No app code runs while the hook decides (an object's __class__ could change what it
+    # reads, then put it back): it asks types, never isinstance.
+    "no_app_code_in_the_hook",
 )  # fmt: skip
 
 
