@@ -404,7 +404,9 @@ def _net_summary(counters: dict[str, int]) -> str:
 
 def _app_summary(runtime: dict[str, Any]) -> tuple[str, str, str]:
     """(GC collections per generation, allocated blocks, open/total connections) or dashes."""
-    gc = "/".join(str(runtime[f"gc{g}"]) for g in range(3)) if "gc2" in runtime else "-"
+    # The app writes its figures (it may answer SIGQUIT itself): any of them may be missing.
+    has_gc = all(f"gc{g}" in runtime for g in range(3))
+    gc = "/".join(str(runtime[f"gc{g}"]) for g in range(3)) if has_gc else "-"
     blocks = f"{runtime['blocks']:,}" if "blocks" in runtime else "-"
     conns = f"{runtime.get('active', 0)}/{runtime['accepted']}" if "accepted" in runtime else "-"
     if "requests" in runtime:

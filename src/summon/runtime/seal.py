@@ -14,7 +14,7 @@ Before it closes, the runtime
    so that every thread has it: mmap, mprotect and pkey_mprotect with PROT_EXEC, shmat with
    SHM_EXEC, personality(READ_IMPLIES_EXEC), memfd_create, execve/execveat, ptrace, and the
    calls that put code into the kernel or reach its memory (modules, kexec, bpf, port I/O,
-   device nodes) answer EPERM;
+   device nodes, mounts: a VM's root could mount /proc read-write again) answer EPERM;
 5. makes sys.path's relative entries absolute (absolute_path_entries) and installs the
    audit hook (seal_hook.py): no code compiled from strings, imports only from the image,
    no ctypes, writes only under /tmp and the app's volumes.
@@ -90,6 +90,17 @@ FILTER_RULES: tuple[tuple[int, str, int | None, int, str], ...] = (
     # A VM's init is root: a new device node could open the kernel's memory or ports.
     (133, "mknod", None, 0, RULE_KERNEL),
     (259, "mknodat", None, 0, RULE_KERNEL),
+    # ... and /proc mounted again read-write (or a new one) would open /proc/self/mem, whose
+    # writes reach code pages. umount2 stays: a VM's shutdown unmounts its volumes.
+    (165, "mount", None, 0, RULE_KERNEL),
+    (155, "pivot_root", None, 0, RULE_KERNEL),
+    (428, "open_tree", None, 0, RULE_KERNEL),
+    (429, "move_mount", None, 0, RULE_KERNEL),
+    (430, "fsopen", None, 0, RULE_KERNEL),
+    (431, "fsconfig", None, 0, RULE_KERNEL),
+    (432, "fsmount", None, 0, RULE_KERNEL),
+    (433, "fspick", None, 0, RULE_KERNEL),
+    (442, "mount_setattr", None, 0, RULE_KERNEL),
 )
 
 # struct seccomp_data: nr at 0, arch at 4, instruction_pointer at 8, args[6] from 16 (u64
@@ -271,7 +282,7 @@ class Sealer:
                     f"sealed without its seccomp filter (the kernel said: {e}); the audit hook "
                     "still holds"
                 )
-        seal_hook.patch_memory_calls(self._refusal, enforce)
+        patch_memory_calls(self._refusal, enforce)
         absolute_path_entries(sys.path)
         hook = seal_hook.make_hook(
             roots=self.roots,
@@ -280,6 +291,7 @@ class Sealer:
             trusted_callers=shutdown,
             report=self._refusal,
             known_code=self.known_code,
+            dataclasses=_dataclasses(),
             learn=self._learned if self.learning else None,
         )
         if not had_ctypes:
@@ -428,6 +440,16 @@ def absolute_path_entries(path: list[Any]) -> None:
             path[i] = os.path.normpath(os.path.join(cwd, entry))
 
 
+def _dataclasses() -> Any:
+    """dataclasses, imported now if the image holds it: the seal lets a module imported later
+    make dataclasses only with this module's functions as they are now (seal_hook.py)."""
+    try:
+        import dataclasses
+    except ImportError:
+        return None
+    return dataclasses
+
+
 def _under(path: str, folders: tuple[str, ...]) -> bool:
     return any(path == f or path.startswith(f + "/") for f in folders)
 
@@ -471,3 +493,46 @@ def _resolve_shutdown() -> frozenset[object]:
         return frozenset()
     vm._libc_call()
     return frozenset({vm.finish.__code__})
+
+
+def patch_memory_calls(report: Callable[[str, str, bool], None], enforce: bool) -> None:
+    """Say (and refuse) executable memory asked for through the stdlib, before the kernel does.
+
+    The kernel's answer to the filter is a bare EPERM that nobody in the process hears about;
+    the two stdlib roads to it (mmap.mmap with PROT_EXEC, os.memfd_create) are checked here
+    first so that the console says which rule. Only a courtesy: the filter holds without it.
+    """
+    said: set[str] = set()
+
+    def refuse(what: str) -> None:
+        if what not in said:
+            said.add(what)
+            report(what, RULE_MEMORY, enforce)
+        if enforce:
+            raise PermissionError(1, f"{what} refused by the seal ({RULE_MEMORY})")
+
+    mmap = sys.modules.get("mmap")
+    if mmap is not None:
+        base = mmap.mmap
+        default_prot = mmap.PROT_READ | mmap.PROT_WRITE
+
+        exec_bit = mmap.PROT_EXEC
+
+        class mmap_sealed(base):  # type: ignore[valid-type,misc]
+            def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+                prot = kwargs.get("prot", args[3] if len(args) > 3 else default_prot)
+                if isinstance(prot, int) and prot & exec_bit:
+                    refuse("mmap.mmap(prot=PROT_EXEC)")
+                return base.__new__(cls, *args, **kwargs)
+
+        mmap_sealed.__name__ = mmap_sealed.__qualname__ = "mmap"
+        mmap_sealed.__module__ = "mmap"
+        mmap.mmap = mmap_sealed  # type: ignore[attr-defined]
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is not None:
+
+        def memfd_create_sealed(name: str, flags: int = os.MFD_CLOEXEC) -> int:
+            refuse("os.memfd_create()")
+            return int(memfd_create(name, flags))
+
+        os.memfd_create = memfd_create_sealed

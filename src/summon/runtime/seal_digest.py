@@ -60,6 +60,10 @@ def make_ast_digest(sha256: Any) -> Callable[[object], str | None]:
         str: "s", bytes: "b", int: "i", float: "f", complex: "c", bool: "B",
         type(None): "N", type(...): "E",
     }  # fmt: skip
+    # Read-only views: the seal's hook checks its cells, not what a dict holds (seal_hook).
+    from types import MappingProxyType
+
+    classes, scalars = MappingProxyType(classes), MappingProxyType(scalars)  # type: ignore[assignment]
 
     def ast_digest(tree: object) -> str | None:
         if _type(tree) not in classes:

@@ -2,24 +2,16 @@
 
 Refused after the seal, each with the rule named in the PermissionError and said once:
 - seal.code: compiling or running code from strings (the "compile" and "exec" events) unless
-  the source is byte for byte an image file (an import of a .py without its .pyc; an image
-  file is under a module folder and on that folder's file system, so a link from the image
-  into /tmp or a volume does not make what the app wrote there the image's), the code
-  is what Jinja makes of a template file the image ships (named after the file, which must
-  exist there and may not be Python, and compiled by the image's Jinja from exactly that
-  file's text: other code under a template's name is code from a string), the compile only
-  parses (ast.parse, ast.literal_eval), or it is typing.ForwardRef's of a string annotation
-  (typing.get_type_hints, pydantic, msgspec) with no lambda or comprehension in it, which
-  ForwardRef._evaluate may then run when the code holds no code of its own: an expression
-  over names the app has, no new code;
-  or it is collections.namedtuple's own template (`lambda _cls, a, b: _tuple_new(_cls,
-  (a, b))`, nothing but identifiers in it), which modules imported after the seal make;
-  or it is code the build learned: a source compiled after the seal in the build's recording
-  run, known by its SHA-256 and file name (app.json "seal"/"code"), and running the code
-  objects compiled under that name (docs/sealing.md, "Code the build saw");
+  the source is byte for byte an image file (under a module folder and on its file system),
+  the code is what the image's Jinja makes of a template file the image ships from exactly
+  that file's text, the compile only parses (ast.parse, ast.literal_eval), or it is
+  typing.ForwardRef's of a string annotation with no lambda or comprehension in it (which
+  ForwardRef._evaluate may run when it holds no code of its own), namedtuple's own template
+  over identifiers, dataclasses' methods of an image module's class as it is imported, or
+  code the build learned (app.json "seal"/"code"; docs/sealing.md, "Code the build saw");
   new code objects ("code.__new__", code.replace), and marshal.loads of anything but an
   image .pyc read by the import system; setting a function's __code__; a new (sub-)
-  interpreter, whose code no hook of this one would see;
+  interpreter, whose code no hook of this one would see; a trace or profile function;
 - seal.import: an import while sys.path names a folder outside the image's module folders;
 - seal.ctypes: importing ctypes, and every ctypes event (dlopen, dlsym, objects at raw
   addresses, and on Python 3.12+ foreign calls), but for the runtime's own shutdown (a VM's
@@ -38,7 +30,10 @@ closure variable bound here, to immutable data or to a function of the C core), 
 `os`, `builtins` or this module changes nothing it decides; str and bytes subclasses are
 reduced to their real data before a comparison; mutable sources (bytearray) are refused; and
 the heap walks that could reach the hook function (and rebind its closure) are refused.
-Python runs audit hooks with tracing off, so a trace function cannot rewrite its locals.
+Python runs audit hooks with tracing off, so a trace function cannot rewrite its locals. The
+hook's frame is in every refusal's traceback, and its helpers' cells can be written from there
+(cell_contents): each cell the decision reads is checked after each decision against what it
+held at the seal (seal.heap, then every watched event is refused).
 """
 
 from __future__ import annotations
@@ -72,6 +67,7 @@ WATCHED = frozenset(
         "compile", "exec", "code.__new__", "marshal.loads", "marshal.load", "import", "open",
         "os.symlink", "object.__setattr__", "gc.get_objects", "gc.get_referrers",
         "gc.get_referents", "os.exec", "os.posix_spawn", "cpython.PyInterpreterState_New",
+        "sys.settrace", "sys.setprofile",
     }
 )  # fmt: skip
 
@@ -85,6 +81,7 @@ def make_hook(
     report: Report,
     known_code: frozenset[tuple[str, str]] = frozenset(),
     learn: Learn | None = None,
+    dataclasses: Any = None,
 ) -> Callable[[str, tuple[object, ...]], None]:
     """The audit hook of a sealed instance.
 
@@ -100,7 +97,9 @@ def make_hook(
 
     # Everything the hook touches, bound now. See the module docstring for why.
     _str, _bytes, _int, _list, _code = str, bytes, int, list, type(compile("", "", "exec"))
-    _memoryview, _type, _len, _isinstance = memoryview, type, len, isinstance
+    # issubclass of the type, never isinstance: isinstance reads an object's __class__,
+    # which a property of the app's can answer, running its code inside the hook.
+    _memoryview, _type, _len, _issubclass = memoryview, type, len, issubclass
     _tuple_roots = tuple(_str(r).rstrip("/") for r in roots)
     _tuple_writable = tuple(_str(w).rstrip("/") for w in writable)
     # Each root's device: an image file read for its code must be on it (rule seal.code: an
@@ -143,9 +142,13 @@ def make_hook(
     # FastAPI app's first sync endpoint) works; never for a dataclass made at run time.
     _dataclasses_file = f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/dataclasses.py"
     _frozen_import = "<frozen importlib._bootstrap"
+    _compile, _only_ast = compile, 0x400  # the builtin; ast.PyCF_ONLY_AST
+    # dataclasses' globals when the seal closed (the module, imported then): (dict, items).
+    _dc = None if dataclasses is None else (vars(dataclasses), tuple(vars(dataclasses).items()))
     _tuple_head, _tuple_mid, _tuple_tail = "lambda _cls, ", ": _tuple_new(_cls, (", "))"
     # Non-identifier characters to spaces: what is left splits into the annotation's words.
-    _word_table = {c: " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")}
+    # A str, not a dict: nothing the hook reads may be changed in place (see _cells below).
+    _word_table = "".join(c if c.isalnum() or c == "_" else " " for c in map(chr, range(128)))
     _importlib = sys.modules.get("_frozen_importlib_external")
     _bytecode_code = getattr(getattr(_importlib, "_compile_bytecode", None), "__code__", None)
     _python_suffixes = (".py", ".pyc", ".pyw", ".so")
@@ -176,7 +179,7 @@ def make_hook(
         with a ValueError. Only its own name and file can exempt a caller, so None exempts
         nothing, and the rules that do not ask who calls (an image file's source) still hold."""
         try:
-            return _getframe(2).f_code
+            return _getframe(3).f_code  # 0 this, 1 _decide, 2 the hook, 3 the caller
         except _value_error:
             return None
 
@@ -213,11 +216,18 @@ def make_hook(
         that the import system runs."""
         frame: Any
         try:
-            frame = _getframe(2)  # 0 is this, 1 the hook, 2 the code that raised the event
+            frame = _getframe(3)  # 0 this, 1 _decide, 2 the hook, 3 what raised the event
         except _value_error:
             return False
         if frame.f_back is None or frame.f_code.co_filename != _dataclasses_file:
             return False
+        # The text it compiles is made by dataclasses' functions (module globals): each must
+        # be what it was at the seal, or a patched _field_assign writes the code.
+        if _dc is None or frame.f_globals is not _dc[0] or _len(_dc[0]) != _len(_dc[1]):
+            return False
+        for key, value in _dc[1]:
+            if _dc[0].get(key, _dc) is not value:
+                return False
         while frame is not None and frame.f_code.co_filename == _dataclasses_file:
             frame = frame.f_back
         while frame is not None:
@@ -230,15 +240,30 @@ def make_hook(
             frame = frame.f_back
         return False
 
+    def _ast_only() -> bool:
+        """Whether ast.parse asks the builtin compile for a tree: its flags local holds
+        PyCF_ONLY_AST, and neither that global nor `compile` was changed (ast.PyCF_ONLY_AST
+        = 0 after the seal had ast.parse return code, run with types.FunctionType)."""
+        try:
+            frame: Any = _getframe(3)  # 0 this, 1 _decide, 2 the hook, 3 ast.parse
+        except _value_error:
+            return False
+        flags, only = frame.f_locals.get("flags"), frame.f_globals.get("PyCF_ONLY_AST")
+        if _type(flags) is not _int or _type(only) is not _int or only != _only_ast:
+            return False
+        if frame.f_globals.get("compile", _dc) is not _dc:
+            return False
+        return bool(flags & _only_ast) and frame.f_builtins.get("compile") is _compile
+
     def _namedtuple_template(caller: Any, source: Any) -> bool:
         """Whether namedtuple compiles its own template, over nothing but identifiers."""
         if caller is None or caller.co_name != "namedtuple":
             return False
         if caller.co_filename != _collections_file:
             return False
-        if _isinstance(source, _bytes):
+        if _issubclass(_type(source), _bytes):
             text = b"".join((source,)).decode("utf-8", "replace")
-        elif _isinstance(source, _str):
+        elif _issubclass(_type(source), _str):
             text = "".join((source,))
         else:
             return False
@@ -262,7 +287,7 @@ def make_hook(
         called straight, or the code of other template text, is not the file's."""
         frame: Any
         try:
-            frame = _getframe(2)  # 0 is this, 1 the hook, 2 the code that called compile()
+            frame = _getframe(3)  # 0 this, 1 _decide, 2 the hook, 3 what called compile()
         except _value_error:
             return False
         code = frame.f_code
@@ -296,9 +321,8 @@ def make_hook(
                 return True
         return False
 
-    def sealed_audit_hook(event: str, args: tuple[Any, ...]) -> None:
-        if event not in _watched and not event.startswith("ctypes."):
-            return
+    def _decide(event: str, args: tuple[Any, ...]) -> Any:
+        """None to let the event through, else (what, the index of its rule)."""
         what = ""
         rule = -1
         if event == "open":
@@ -307,9 +331,9 @@ def make_hook(
                 return
             if _type(path) is _int:
                 return  # an fd the process holds already; no new file is opened
-            if _isinstance(path, _bytes):
+            if _issubclass(_type(path), _bytes):
                 path = b"".join((path,)).decode("utf-8", "surrogateescape")
-            elif _isinstance(path, _str):
+            elif _issubclass(_type(path), _str):
                 path = "".join((path,))  # a str subclass's real data
             else:
                 what, rule = "open for writing with a path object (pass a str)", 3
@@ -328,17 +352,18 @@ def make_hook(
             source, filename = args[0], args[1]
             caller = _caller()
             if caller is not None and caller.co_name == "parse" and caller.co_filename == _ast_file:
-                return  # ast.parse: a tree, never code
+                if _ast_only():
+                    return  # ast.parse: a tree, never code
             if (
                 caller is not None
                 and caller.co_name == "__init__"
                 and caller.co_filename == _typing_file
-                and (_isinstance(source, _bytes) or _isinstance(source, _str))
+                and (_issubclass(_type(source), _bytes) or _issubclass(_type(source), _str))
             ):
                 # A string annotation made a ForwardRef: an expression of names the app
                 # already has. Nothing in it may compile to code of its own (a lambda, a
                 # comprehension); a word "for" inside a literal is refused too, to be sure.
-                if _isinstance(source, _bytes):  # what compile() gives the event: UTF-8
+                if _issubclass(_type(source), _bytes):  # what compile() gives the event: UTF-8
                     annotation = b"".join((source,)).decode("utf-8", "replace")
                 else:
                     annotation = "".join((source,))
@@ -355,14 +380,14 @@ def make_hook(
             ):
                 return  # @dataclass in a module the image imports, as it is imported
             else:
-                if _isinstance(filename, _bytes):
+                if _issubclass(_type(filename), _bytes):
                     filename = b"".join((filename,)).decode("utf-8", "surrogateescape")
-                name = "".join((filename,)) if _isinstance(filename, _str) else ""
+                name = "".join((filename,)) if _issubclass(_type(filename), _str) else ""
                 content = None
-                if _isinstance(source, _bytes) or _isinstance(source, _str):
+                if _issubclass(_type(source), _bytes) or _issubclass(_type(source), _str):
                     content = _image_content(name)
                 if content is not None:
-                    data = b"".join((source,)) if _isinstance(source, _bytes) else None
+                    data = b"".join((source,)) if _issubclass(_type(source), _bytes) else None
                     text = "".join((source,)) if data is None else None
                     try:
                         if data is not None and content == data:
@@ -379,8 +404,8 @@ def make_hook(
                 digest = None
                 if _sha256 is None:
                     pass  # no code learned: nothing to look up
-                elif _isinstance(source, _bytes) or _isinstance(source, _str):
-                    if _isinstance(source, _bytes):
+                elif _issubclass(_type(source), _bytes) or _issubclass(_type(source), _str):
+                    if _issubclass(_type(source), _bytes):
                         data = b"".join((source,))
                     else:
                         data = "".join((source,)).encode("utf-8", "surrogatepass")
@@ -452,7 +477,7 @@ def make_hook(
         elif event == "marshal.loads":
             data = args[0]
             try:
-                frame = _getframe(1)
+                frame = _getframe(2)  # 0 this, 1 the hook, 2 what raised the event
             except _value_error:
                 frame = None  # no Python caller: native code, not the import system
             ok = False
@@ -483,9 +508,9 @@ def make_hook(
                 what, rule = f"import of {args[0]!r} with a sys.path that is not a list", 1
             else:
                 for entry in paths:
-                    if _isinstance(entry, _bytes):
+                    if _issubclass(_type(entry), _bytes):
                         entry = b"".join((entry,)).decode("utf-8", "surrogateescape")
-                    elif _isinstance(entry, _str):
+                    elif _issubclass(_type(entry), _str):
                         entry = "".join((entry,))
                     else:
                         continue  # the path finder skips what is neither str nor bytes
@@ -505,6 +530,11 @@ def make_hook(
             what, rule = "os.symlink() (a new link could lead a later write out of /tmp)", 3
         elif event.startswith("gc."):
             what, rule = f"{event}()", 4
+        elif event == "sys.settrace" or event == "sys.setprofile":
+            # A trace function rewrites the locals of running frames (f_locals), those of
+            # the code the rules above let compile (ast.parse's flags, Jinja's source).
+            # (The event has no arguments: turning it off is refused too.)
+            what, rule = f"{event}() (it rewrites running code's locals)", 0
         elif event == "cpython.PyInterpreterState_New":
             # A sub-interpreter (_xxsubinterpreters, _testcapi.run_in_subinterp) has audit
             # hooks of its own, none: code from strings would run there unseen.
@@ -518,6 +548,30 @@ def make_hook(
                 if code is caller:  # identity: code objects compare equal by content
                     return
             what, rule = f"a ctypes call ({event})", 2
+        return what, rule
+
+    # The helpers are closures, and a closure's cells can be written (cell_contents): code
+    # after the seal reaches them from the hook's frame, which the traceback of any refusal
+    # holds (frame.f_locals names _makes_code, _image_content...). So every cell the hook's
+    # decision reads, through _decide and each function in its reach, is checked after
+    # each decision against what it held when the seal closed; the values are immutable.
+    _cells = tuple(closure_cells(_decide))
+
+    def sealed_audit_hook(event: str, args: tuple[Any, ...]) -> None:
+        if event not in _watched and not event.startswith("ctypes."):
+            return
+        verdict = _decide(event, args)
+        for cell, value in _cells:
+            try:
+                same = cell.cell_contents is value
+            except _value_error:  # emptied
+                same = False
+            if not same:
+                verdict = "a change to the seal's own state", 4
+                break
+        if verdict is None:
+            return
+        what, rule = verdict
         text = _rules[rule]
         if what not in _said and _len(_said) < 100:
             _said.add(what)
@@ -531,44 +585,16 @@ def make_hook(
     return sealed_audit_hook
 
 
-def patch_memory_calls(report: Report, enforce: bool) -> None:
-    """Say (and refuse) executable memory asked for through the stdlib, before the kernel does.
-
-    The kernel's answer to the filter is a bare EPERM that nobody in the process hears about;
-    the two stdlib roads to it (mmap.mmap with PROT_EXEC, os.memfd_create) are checked here
-    first so that the console says which rule. Only a courtesy: the filter holds without it.
-    """
-    said: set[str] = set()
-
-    def refuse(what: str) -> None:
-        if what not in said:
-            said.add(what)
-            report(what, RULE_MEMORY, enforce)
-        if enforce:
-            raise PermissionError(1, f"{what} refused by the seal ({RULE_MEMORY})")
-
-    mmap = sys.modules.get("mmap")
-    if mmap is not None:
-        base = mmap.mmap
-        default_prot = mmap.PROT_READ | mmap.PROT_WRITE
-
-        exec_bit = mmap.PROT_EXEC
-
-        class mmap_sealed(base):  # type: ignore[valid-type,misc]
-            def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-                prot = kwargs.get("prot", args[3] if len(args) > 3 else default_prot)
-                if isinstance(prot, int) and prot & exec_bit:
-                    refuse("mmap.mmap(prot=PROT_EXEC)")
-                return base.__new__(cls, *args, **kwargs)
-
-        mmap_sealed.__name__ = mmap_sealed.__qualname__ = "mmap"
-        mmap_sealed.__module__ = "mmap"
-        mmap.mmap = mmap_sealed  # type: ignore[attr-defined]
-    memfd_create = getattr(os, "memfd_create", None)
-    if memfd_create is not None:
-
-        def memfd_create_sealed(name: str, flags: int = os.MFD_CLOEXEC) -> int:
-            refuse("os.memfd_create()")
-            return int(memfd_create(name, flags))
-
-        os.memfd_create = memfd_create_sealed
+def closure_cells(function: Any) -> list[tuple[Any, Any]]:
+    """(cell, what it holds now) of every cell in function's closure and, through them, of
+    every Python function it reaches."""
+    out: list[tuple[Any, Any]] = []
+    seen, todo = [function], [function]
+    while todo:
+        for cell in todo.pop().__closure__ or ():
+            out.append((cell, cell.cell_contents))
+            value = cell.cell_contents
+            if type(value) is type(function) and not [f for f in seen if f is value]:
+                seen.append(value)
+                todo.append(value)
+    return out

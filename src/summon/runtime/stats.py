@@ -61,16 +61,22 @@ def line() -> str:
 
 
 def parse(text: str) -> dict[str, float]:
-    """The figures of one line (for the host); what does not parse is left out."""
+    """The figures of one line (for the host); what does not parse is left out.
+
+    The app writes the line (any app may answer SIGQUIT itself): a figure is a name that is
+    an identifier and a finite number. `nan` or `inf` made `summon stats --json` and the
+    gateway's status JSON print NaN and Infinity, which no JSON reader takes."""
     found: dict[str, float] = {}
     for token in text.split():
         name, eq, value = token.partition("=")
-        if not eq or not name:
+        if not eq or not name.isidentifier():
             continue
         try:
             number = float(value)
         except ValueError:
             continue
+        if number != number or number in (float("inf"), float("-inf")):
+            continue  # NaN, or an infinity (1e999 too)
         found[name] = int(number) if number.is_integer() and "." not in value else number
     return found
 

@@ -44,3 +44,14 @@ def test_a_sandbox_is_shown_against_its_cgroup_limit() -> None:
 def test_an_instance_not_running_has_no_figures() -> None:
     row = _stats_row(FOLDER, None, None)
     assert (row["running"], row["memory_limit"], row["memory_percent"]) == (False, None, None)
+
+
+def test_figures_an_app_writes_itself_are_shown_as_far_as_they_go() -> None:
+    """An app may answer SIGQUIT itself and write any figures: gc2 without gc0 made `summon
+    stats` end in "internal error: KeyError: 'gc0'"; the GC column is a dash instead."""
+    row = _stats_row(FOLDER, None, sample(runtime={"seq": 1, "gc2": 7, "accepted": 3}))
+    console = Console(file=io.StringIO(), width=200)
+    console.print(_stats_table([row]))
+    header, line = console.file.getvalue().splitlines()[:2]  # type: ignore[attr-defined]
+    assert line[header.index("GC 0/1/2") : header.index("BLOCKS")].split() == ["-"]
+    assert line[header.index("CONNS") :].split() == ["0/3"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -19,6 +20,16 @@ def test_parse_takes_numbers_and_leaves_the_rest() -> None:
         "rss": 4096,
         "uptime": 1.5,
     }
+
+
+def test_parse_takes_only_finite_numbers_under_identifiers() -> None:
+    """The app writes the line (it may answer SIGQUIT itself): NaN and the infinities made
+    `summon stats --json` and the gateway's status JSON print NaN and Infinity, which JSON
+    readers refuse (jq, a browser's JSON.parse); a name that is not an identifier is no
+    figure of the runtime's."""
+    found = stats.parse("seq=3 active=nan accepted=inf blocks=-inf requests=1e999 a\x1b[2J=1\n")
+    assert found == {"seq": 3}
+    json.dumps(found, allow_nan=False)  # what a strict reader takes
 
 
 def test_figures_name_every_generation_and_the_loaded_parts() -> None:

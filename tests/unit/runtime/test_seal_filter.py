@@ -97,6 +97,16 @@ def test_verdicts(name: str, args: tuple[int, ...], verdict: int) -> None:
     assert decide(PROGRAM, NR[name], args) == verdict
 
 
+def test_a_mount_is_refused_and_an_unmount_is_not() -> None:
+    """A VM's app is root: after the seal, a proc mounted again read-write (or a new one
+    under /tmp) would open /proc/self/mem, whose writes reach code pages (rule seal.kernel).
+    Its shutdown still unmounts its volumes (umount2, 166)."""
+    for name in ("mount", "pivot_root", "open_tree", "move_mount", "fsopen", "fsconfig",
+                 "fsmount", "fspick", "mount_setattr"):  # fmt: skip
+        assert decide(PROGRAM, NR[name]) == DENY, name
+    assert decide(PROGRAM, 166) == ALLOW
+
+
 def test_everyday_calls_pass() -> None:
     for nr in (0, 1, 3, 7, 11, 12, 56, 202, 231, 232, 257, 318):  # read, write... getrandom
         assert decide(PROGRAM, nr) == ALLOW, nr

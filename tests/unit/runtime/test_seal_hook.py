@@ -23,7 +23,7 @@ from summon.runtime import seal_hook
 SRC = Path(__file__).resolve().parents[3] / "src"
 
 CHILD = r"""
-import builtins, collections, ctypes, gc, io, json, marshal, os, pathlib, sys, typing
+import builtins, collections, ctypes, dataclasses, gc, io, json, marshal, os, pathlib, sys, typing
 app, tmp, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path[:] = [p for p in sys.path if p]  # -c put the working folder first; images do not
 sys.path.insert(0, app)
@@ -31,7 +31,7 @@ from summon.runtime import seal_hook
 said = []
 roots = tuple(p for p in sys.path if p.startswith("/") and not p.startswith(tmp))
 hook = seal_hook.make_hook(roots=roots, writable=(tmp,), enforce=(mode == "on"),
-                           trusted_callers=frozenset(),
+                           trusted_callers=frozenset(), dataclasses=dataclasses,
                            report=lambda what, rule, enforce: said.append([what, rule]))
 libc = ctypes.CDLL(None)
 getpid = libc.getpid
@@ -106,6 +106,46 @@ def relink(): (lambda: 0).__code__ = (lambda: 1).__code__
 def rebind():
     f = lambda: 0
     f.__code__ = (lambda: 1).__code__
+
+def dataclass_patched():
+    # The text of a dataclass's methods is made by dataclasses' functions: one patched after
+    # the seal would write code into an image module's class as it is imported.
+    original = dataclasses._field_assign
+    dataclasses._field_assign = lambda *a: "__import__('os').getpid(); " + original(*a)
+    try:
+        return reimport("dcmod").P(1)
+    finally:
+        dataclasses._field_assign = original
+
+class Peek:
+    runs = 0
+    @property
+    def __class__(self):  # isinstance() reads it (importlib's too): counted in the hook only
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_name in ("sealed_audit_hook", "_decide"):
+                Peek.runs += 1
+            frame = frame.f_back
+        return str
+
+def peeked():
+    sys.path.append(Peek())  # the hook reads sys.path at each import
+    try:
+        __import__("summon_no_such_module")
+    except Exception:  # the path finder fails on it too, after the hook
+        pass
+    finally:
+        sys.path.pop()
+    if Peek.runs:
+        raise RuntimeError(f"the app's __class__ ran {Peek.runs} time(s) inside the hook")
+
+def ast_patched():
+    import ast
+    ast.PyCF_ONLY_AST = 0
+    try:
+        return ast.parse("import os")
+    finally:
+        ast.PyCF_ONLY_AST = 0x400
 
 def patched_then(action):
     # Code running after the seal may patch any module: the hook must not care.
@@ -205,6 +245,12 @@ attempts = {
     "gc_referrers": lambda: gc.get_referrers(hook),
     "patched_exec": patched_then(lambda: exec("1+1")),
     "patched_write": patched_then(lambda: open("/etc/summon-x", "w")),
+    "dataclass_patched": dataclass_patched,
+    # ast.parse with its flag patched compiled code, exempt as "a tree"
+    "ast_parse_patched": lambda: ast_patched(),
+    "settrace": lambda: sys.settrace(lambda *a: None),
+    "no_app_code_in_the_hook": peeked,
+    "setprofile": lambda: sys.setprofile(lambda *a: None),
 }
 results = {}
 for name, action in attempts.items():
@@ -290,6 +336,10 @@ REFUSED = {
     "gc_referrers": "seal.heap",
     "patched_exec": "seal.code",
     "patched_write": "seal.write",
+    "dataclass_patched": "seal.code",
+    "ast_parse_patched": "seal.code",
+    "settrace": "seal.code",
+    "setprofile": "seal.code",
 }
 ALLOWED = (
     "compile_image_file", "jinja_template", "native_compile_image_file", "literal_eval",
@@ -304,6 +354,9 @@ ALLOWED = (
     # os.open calls __fspath__ once, before the event: the hook sees the path the kernel gets
     # (SlyPath names the scratch folder then, /etc only on a second call that never comes).
     "os_open_path_object",
+    # No app code runs while the hook decides (an object's __class__ could change what it
+    # reads, then put it back): it asks types, never isinstance.
+    "no_app_code_in_the_hook",
 )  # fmt: skip
 
 

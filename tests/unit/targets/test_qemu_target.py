@@ -194,6 +194,44 @@ def test_console_ignores_a_malformed_status() -> None:
     assert serial.parse_exit_status(b"x\n" + MARK + b"summon-exit-status: 0\r\n") == 0
 
 
+def test_console_output_without_end_is_shown_and_never_held_whole() -> None:
+    """A guest app's MARK (or any line) never ended was held in the host's memory, every
+    later byte of the console with it, copied again at each read and shown to no one (12 MB
+    took 44 s of the reader's CPU). Rule: a marked line is at most serial.MAX_MARKED bytes;
+    past that it is the app's output, shown; a line is remembered by its last bytes."""
+    for start in (MARK, b"no newline, ever: "):
+        c = Console()
+        shown = c.feed(start)
+        for _ in range(2000):  # 8 MB
+            shown += c.feed(b"x" * 4096)
+        assert len(shown) == len(start) + 2000 * 4096
+        assert len(c._carry) + len(c._partial) <= 2 * serial.MAX_MARKED
+        assert c.feed(b"\r\n" + MARK + b"summon-exit-status: 4\r\n") == b"\n"
+        assert c.status == 4  # the runtime's own lines still count after it
+
+
+def test_the_raw_console_log_is_bounded(tmp_path: Path) -> None:
+    """The VM's console was copied whole into its state folder's console.log: a guest that
+    printed without end filled the host's disk. It is a bounded, rotated log now (at most
+    twice instances.console.MAX_BYTES on disk), as the monitor's own."""
+    import subprocess
+    import sys
+
+    from summon.instances.console import MAX_BYTES
+    from summon.targets.qemu.instance import QemuInstance
+
+    (tmp_path / "console.log").write_bytes(b"the boot before\n")
+    instance = QemuInstance(spec(tmp_path), ["qemu"], io.BytesIO())
+    total = 3 * MAX_BYTES
+    printer = f"import os\nfor _ in range({total // 65536}): os.write(1, b'x' * 65536)"
+    instance._proc = subprocess.Popen([sys.executable, "-c", printer], stdout=subprocess.PIPE)
+    with instance._proc, instance._proc.stdout:  # type: ignore[union-attr]
+        instance._read_console()
+    logs = [tmp_path / "console.log", tmp_path / "console.log.1"]
+    assert sum(p.stat().st_size for p in logs) <= 2 * MAX_BYTES
+    assert not logs[0].read_bytes().startswith(b"the boot before")
+
+
 def test_console_crash_reason_is_the_panic_line() -> None:
     c = Console()
     c.feed(

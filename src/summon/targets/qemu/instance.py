@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from summon.errors import SummonError, UserError
+from summon.instances.console import ConsoleLog
 from summon.targets.base import Instance, NotReady, NotSupported, RunSpec, Stats, process_stats
 from summon.targets.qemu.migration import FeedThread, load_argv, wait_loaded
 from summon.targets.qemu.qmp import Qmp, QmpError
@@ -271,7 +272,12 @@ class QemuInstance(Instance):
     def _read_console(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
-        with self.log_path.open("wb") as log:
+        # Bounded as every console log (instances/console.py): a guest printing without end
+        # filled the host's disk through this file, which grew with every byte of the boot.
+        for old in (self.log_path, self.log_path.with_name(self.log_path.name + ".1")):
+            old.unlink(missing_ok=True)  # this boot's log only, as before
+        log = ConsoleLog(self.log_path.parent, name=self.log_path.name)
+        try:
             while True:
                 try:
                     data = os.read(fd, 65536)
@@ -280,7 +286,6 @@ class QemuInstance(Instance):
                 if not data:
                     break
                 log.write(data)
-                log.flush()
                 shown = self.console.feed(data)
                 if shown:
                     self._show(shown)
@@ -288,6 +293,8 @@ class QemuInstance(Instance):
                     self._resume_if_waiting()
                 with self._changed:
                     self._changed.notify_all()
+        finally:
+            log.close()
         with self._changed:
             self._changed.notify_all()
 
@@ -420,6 +427,7 @@ class QemuInstance(Instance):
                 "saving failed"
             )
         return self.snapshot_key
+
     def freeze(self) -> None:
         """The whole VM stops (SIGSTOP to QEMU): no guest CPU, its memory kept."""
         if self._proc is not None and self._proc.poll() is None:

@@ -20,6 +20,10 @@ from summon.runtime import vm as guest
 CRASH_CAUSES = ("Initramfs unpacking failed", "Out of memory", "Kernel panic")
 _MORE_MEMORY = " (too little memory for the image: give the VM more with -m)"
 CRASH_HINTS = {"Initramfs unpacking failed": _MORE_MEMORY, "Out of memory": _MORE_MEMORY}
+# The longest line the runtime marks (its figures, what listens: about 200 bytes). A MARK the
+# app printed and never ended was held whole, waiting for its newline: every later byte of
+# the console kept in the host's memory, copied again at each read, and shown to no one.
+MAX_MARKED = 4096
 
 
 class SerialConsole:
@@ -55,10 +59,15 @@ class SerialConsole:
                 shown.append(data)
                 break
             shown.append(data[:at])
-            end = data.find(b"\n", at)
+            end = data.find(b"\n", at, at + MAX_MARKED)
             if end < 0:
-                self._carry = data[at:]
-                break
+                if len(data) - at < MAX_MARKED:
+                    self._carry = data[at:]  # the newline may be in the next read
+                    break
+                # No line of the runtime's is this long: the app's output, shown as such.
+                shown.append(data[at : at + MAX_MARKED])
+                data = data[at + MAX_MARKED :]
+                continue
             self._message(data[at + len(self.MARK) : end].rstrip(b"\r").decode(errors="replace"))
             data = data[end + 1 :]
             if self.status is not None:
@@ -81,10 +90,13 @@ class SerialConsole:
                 self.status = int(line[len(guest.STATUS_PREFIX) :].strip())
 
     def _remember(self, out: bytes) -> None:
+        # Each line's last MAX_MARKED bytes: a line without end was kept whole and copied
+        # again at each read, as a marked one was.
         text = self._partial + out
-        *complete, self._partial = text.split(b"\n")
+        *complete, partial = text.split(b"\n")
+        self._partial = partial[-MAX_MARKED:]
         for line in complete:
-            self.lines.append(line.decode(errors="replace").rstrip("\r"))
+            self.lines.append(line[-MAX_MARKED:].decode(errors="replace").rstrip("\r"))
 
     def crash_reason(self) -> str:
         """The line that says why the guest died (a cause before the panic it led to)."""
