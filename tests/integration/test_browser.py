@@ -120,6 +120,14 @@ def test_examples_http_runs_in_a_tab_from_the_service_worker(
         stats = json.loads(summon.ok("stats", "web", "--no-stream", "--json"))[0]["network"]
         assert stats["http__bytes_sent"] < core_gzip_bytes(), (stats, core_gzip_bytes())
 
+        # A hard reload (Shift-reload) loads the page past its service worker: the shell
+        # asks the worker to take it, or it waited at "Installing" for ever.
+        mark = page.mark()
+        page.send("Page.reload", {"ignoreCache": True})
+        page.wait_event("Page.loadEventFired", since=mark)
+        app_ready(page, f"{FRAME}.contentDocument.title === {json.dumps(HTTP_TITLE)}", 30)
+        assert page.evaluate("!!navigator.serviceWorker.controller")
+
         summon.ok("stop", "web")
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/"))), 2)

@@ -81,6 +81,12 @@ async function tell(message) {
 self.addEventListener("message", (event) => {
   const data = event.data || {};
   const clientId = event.source ? event.source.id : "";
+  if (data.type === "summon-claim") {
+    // A page loaded past this worker (a hard reload) asks to be controlled: its requests
+    // to the app can only come here.
+    event.waitUntil(self.clients.claim());
+    return;
+  }
   if (data.type === "summon-ready") {
     for (const entry of ports) if (entry.clientId === clientId) entry.ready = true;
     return;
