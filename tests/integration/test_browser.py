@@ -128,6 +128,22 @@ def test_examples_http_runs_in_a_tab_from_the_service_worker(
         app_ready(page, f"{FRAME}.contentDocument.title === {json.dumps(HTTP_TITLE)}", 30)
         assert page.evaluate("!!navigator.serviceWorker.controller")
 
+        # Two tabs each run their own app; a restarted service worker has lost its ports and
+        # asks both for new ones: every request still goes to the newest tab's app (its
+        # access log shows it), not to whichever tab offered first.
+        newer = browser.new_page()
+        newer.navigate(url)
+        app_ready(newer, f"{FRAME}.contentDocument.title === {json.dumps(HTTP_TITLE)}")
+        page.send("ServiceWorker.enable")
+        for round_ in range(2):
+            page.send("ServiceWorker.stopAllWorkers")
+            for n, tab in enumerate((page, newer)):
+                path = f"/which-app-{round_}-{n}"
+                tab.evaluate(f"{FRAME}.contentWindow.fetch({json.dumps(path)}).then(r => r.status)")
+                logs = [t.evaluate("window.summon.log.join('\\n')") for t in (page, newer)]
+                assert path not in logs[0] and path in logs[1], (path, logs)
+        newer.send("Page.close")
+
         summon.ok("stop", "web")
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/"))), 2)

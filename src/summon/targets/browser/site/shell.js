@@ -73,7 +73,7 @@
     const channel = new MessageChannel();
     summon.worker.postMessage({ type: "port" }, [channel.port1]);
     navigator.serviceWorker.controller.postMessage(
-      { type: "summon-port", ready: summon.state === "ready" },
+      { type: "summon-port", ready: summon.state === "ready", started: performance.timeOrigin },
       [channel.port2],
     );
   }
