@@ -120,6 +120,30 @@ def test_examples_http_runs_in_a_tab_from_the_service_worker(
         stats = json.loads(summon.ok("stats", "web", "--no-stream", "--json"))[0]["network"]
         assert stats["http__bytes_sent"] < core_gzip_bytes(), (stats, core_gzip_bytes())
 
+        # A hard reload (Shift-reload) loads the page past its service worker: the shell
+        # asks the worker to take it, or it waited at "Installing" for ever.
+        mark = page.mark()
+        page.send("Page.reload", {"ignoreCache": True})
+        page.wait_event("Page.loadEventFired", since=mark)
+        app_ready(page, f"{FRAME}.contentDocument.title === {json.dumps(HTTP_TITLE)}", 30)
+        assert page.evaluate("!!navigator.serviceWorker.controller")
+
+        # Two tabs each run their own app; a restarted service worker has lost its ports and
+        # asks both for new ones: every request still goes to the newest tab's app (its
+        # access log shows it), not to whichever tab offered first.
+        newer = browser.new_page()
+        newer.navigate(url)
+        app_ready(newer, f"{FRAME}.contentDocument.title === {json.dumps(HTTP_TITLE)}")
+        page.send("ServiceWorker.enable")
+        for round_ in range(2):
+            page.send("ServiceWorker.stopAllWorkers")
+            for n, tab in enumerate((page, newer)):
+                path = f"/which-app-{round_}-{n}"
+                tab.evaluate(f"{FRAME}.contentWindow.fetch({json.dumps(path)}).then(r => r.status)")
+                logs = [t.evaluate("window.summon.log.join('\\n')") for t in (page, newer)]
+                assert path not in logs[0] and path in logs[1], (path, logs)
+        newer.send("Page.close")
+
         summon.ok("stop", "web")
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/"))), 2)

@@ -249,6 +249,7 @@ def test_the_bundle_holds_the_images_paths_without_pycache(tmp_path: Path) -> No
         "usr/lib/summon/summon/runtime/vm.pyc",
         "usr/lib/summon/summon_browser/__init__.py",
         "usr/lib/summon/summon_browser/boot.py",
+        "usr/lib/summon/summon_browser/content.py",
         "usr/lib/summon/summon_browser/cookies.py",
         "usr/lib/summon/summon_browser/http1.py",
         "usr/lib/summon/summon_browser/served.py",

@@ -29,6 +29,7 @@ from summon.runtime import config as app_config
 from summon.runtime import hints, init, injection
 from summon.runtime.config import Fail, host_path
 
+from . import content
 from .cookies import CookieJar
 from .http1 import BadRequest, BadResponse, Response, ResponseParser, encode_request
 from .stack import MemoryStack
@@ -241,7 +242,10 @@ class BrowserApp:
             return plain(
                 504, "Gateway Timeout", f"the app did not answer in {self.answer_timeout:g} s"
             )
-        response = parser.response
+        try:
+            response = content.decode(parser.response, head=method.upper() == "HEAD")
+        except BadResponse as e:
+            return plain(502, "Bad Gateway", f"summon: {e}")
         response.headers = framable(self.cookies.take(target, response.headers))
         return response
 

@@ -73,7 +73,7 @@
     const channel = new MessageChannel();
     summon.worker.postMessage({ type: "port" }, [channel.port1]);
     navigator.serviceWorker.controller.postMessage(
-      { type: "summon-port", ready: summon.state === "ready" },
+      { type: "summon-port", ready: summon.state === "ready", started: performance.timeOrigin },
       [channel.port2],
     );
   }
@@ -146,9 +146,16 @@
     say("Installing the site's service worker");
     await navigator.serviceWorker.register("_summon-sw.js", { scope: "./" });
     if (!navigator.serviceWorker.controller) {
-      await new Promise((resolve) => {
+      const controlled = new Promise((resolve) => {
         navigator.serviceWorker.addEventListener("controllerchange", resolve, { once: true });
       });
+      const registration = await navigator.serviceWorker.ready;
+      if (!navigator.serviceWorker.controller) {
+        // Active already, yet not this page's: a hard reload (Shift-reload) loads a page
+        // past its service worker, which takes it only when asked (clients.claim).
+        registration.active.postMessage({ type: "summon-claim" });
+      }
+      await controlled;
     }
     say("Starting Python", 0.5);
     summon.worker = new Worker("_summon/worker.js");

@@ -23,8 +23,9 @@ const ANSWER_MS = 90000; // the page's bridge answers 504 after 60 s; this is th
 const PORT_WAIT_MS = 15000;
 const NULL_BODY = new Set([101, 103, 204, 205, 304]);
 
-const ports = []; // {port, clientId, ready}: pages running the app, newest last
+const ports = []; // {port, clientId, ready, started}: pages running the app, newest last
 const portWaiters = [];
+const OFFERS_MS = 100; // after a restart, how long the other open pages have to offer ports
 const waiters = new Map(); // request id -> resolve
 let nextId = 1;
 
@@ -81,12 +82,22 @@ async function tell(message) {
 self.addEventListener("message", (event) => {
   const data = event.data || {};
   const clientId = event.source ? event.source.id : "";
+  if (data.type === "summon-claim") {
+    // A page loaded past this worker (a hard reload) asks to be controlled: its requests
+    // to the app can only come here.
+    event.waitUntil(self.clients.claim());
+    return;
+  }
   if (data.type === "summon-ready") {
     for (const entry of ports) if (entry.clientId === clientId) entry.ready = true;
     return;
   }
   if (data.type !== "summon-port" || !event.ports[0]) return;
-  const entry = { port: event.ports[0], clientId, ready: Boolean(data.ready) };
+  // started: when that page began (ms since the epoch). After a restart, the pages offer
+  // ports in no set order; sorted by it, "newest last" stays true of the pages, not of the
+  // offers, so every request goes to the same tab's app, the newest.
+  const started = Number(data.started) || Date.now();
+  const entry = { port: event.ports[0], clientId, ready: Boolean(data.ready), started };
   entry.port.onmessage = (e) => {
     const resolve = waiters.get(e.data.id);
     if (resolve) {
@@ -95,7 +106,8 @@ self.addEventListener("message", (event) => {
     }
   };
   ports.push(entry);
-  while (portWaiters.length) portWaiters.shift()(entry);
+  ports.sort((a, b) => a.started - b.started);
+  for (const waiter of portWaiters.splice(0)) waiter();
 });
 
 self.addEventListener("fetch", (event) => {
@@ -144,7 +156,7 @@ function within(promise, ms, why) {
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
-async function appPort() {
+async function pick() {
   // The newest page whose app is up; else the newest still starting (requests wait there).
   let starting = null;
   for (let i = ports.length - 1; i >= 0; i--) {
@@ -156,15 +168,38 @@ async function appPort() {
       starting = ports[i];
     }
   }
-  if (starting) return starting;
-  const offered = new Promise((resolve) => portWaiters.push(resolve));
+  return starting;
+}
+
+function offers(count) {
+  // Resolves once `count` ports are known.
+  return new Promise((resolve) => {
+    const check = () => (ports.length >= count ? resolve() : portWaiters.push(check));
+    check();
+  });
+}
+
+async function askPages() {
+  // This worker was restarted (or replaced by a new export's): it has no ports. Every open
+  // page offers one; the first offer ends the wait, the others get OFFERS_MS to arrive, so
+  // the newest page is chosen, not the quickest to answer.
   const pages = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
   for (const page of pages) page.postMessage({ type: "summon-need-port" });
-  return within(
-    offered,
-    PORT_WAIT_MS,
-    "no open page of this site runs the app; open the site's address to start it",
-  );
+  const why = "no open page of this site runs the app; open the site's address to start it";
+  await within(offers(1), PORT_WAIT_MS, why);
+  await within(offers(pages.length), OFFERS_MS, "").catch(() => {});
+}
+
+let asking = null; // one round of askPages for all the requests that found no port
+
+async function appPort() {
+  const found = await pick();
+  if (found) return found;
+  if (!asking) asking = askPages().finally(() => (asking = null));
+  await asking;
+  const chosen = await pick();
+  if (!chosen) throw new Error("the page running the app was closed; open the site's address");
+  return chosen;
 }
 
 async function toApp(request, target) {
