@@ -33,6 +33,10 @@ FLAG_QR, FLAG_TC, FLAG_RD = 0x8000, 0x0200, 0x0100
 RCODE_NXDOMAIN = 3
 RCODE_NAMES = {1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 MAX_NAME = 255
+# Pointers one name may follow: a name has at most 127 labels, and a compressor never needs
+# more jumps than labels. Backward-only pointers end every chain, but a chain of 8,000 (the
+# 14-bit offsets allow that much) read by each of 4,000 records cost 8 s of CPU per reply.
+MAX_POINTERS = MAX_NAME // 2
 MAX_CNAMES = 8
 MAX_TTL = 86400  # cache for at most a day, whatever a server says
 TIMEOUTS = (1.0, 2.0, 4.0)  # per round over the servers; glibc's default is 5 s, twice
@@ -102,6 +106,7 @@ def _read_name(data: bytes, offset: int) -> tuple[bytes, int]:
     labels: list[bytes] = []
     end = -1  # where the record continues: after the first pointer, or after the 0
     size = 0
+    jumps = 0
     limit = offset  # pointers must point strictly backwards: no loops
     while True:
         if offset >= len(data):
@@ -114,6 +119,11 @@ def _read_name(data: bytes, offset: int) -> tuple[bytes, int]:
             if target >= limit:
                 raise DnsIntegrityError(
                     "bad_pointer", f"compression pointer at {offset} to {target} is not backward"
+                )
+            jumps += 1
+            if jumps > MAX_POINTERS:
+                raise DnsIntegrityError(
+                    "pointer_chain", f"name at {offset} follows over {MAX_POINTERS} pointers"
                 )
             if end < 0:
                 end = offset + 2

@@ -434,7 +434,8 @@ class Reassembler:
 
     Policy, for untrusted input:
     - a fragment that overlaps another of its datagram drops the whole datagram (as RFC 5722
-      asks of IPv6, and Linux does for IPv4); an exact duplicate is ignored;
+      asks of IPv6, and Linux does for IPv4); an exact duplicate is ignored, and so is a
+      fragment without data;
     - at most `max_datagrams` datagrams and `max_bytes` payload bytes are held: past either,
       the oldest datagram is evicted;
     - a datagram's timer follows RFC 791: it starts at `timeout` seconds and is raised to
@@ -482,9 +483,15 @@ class Reassembler:
 
     def add(self, packet: Ipv4Packet, now: float) -> Ipv4Packet | None:
         """Take one fragment; return the whole datagram when this completes it."""
+        data = packet.payload
+        if not data:
+            # A last fragment with no bytes (the parser lets only that one through) adds
+            # nothing, and held at no cost it was a list entry per copy: kept alive by its
+            # own TTL, a stream of them grew the list without bound. Linux drops them too.
+            self.counters.inc("ipv4__empty_fragment__drop")
+            return None
         key = (packet.src, packet.dst, packet.protocol, packet.identification)
         start = packet.fragment_offset
-        data = packet.payload
         end = start + len(data)
         lifetime = min(float(packet.ttl), self.max_timeout)
         partial = self._partials.get(key)

@@ -3,6 +3,9 @@ two steps (integrity, then sanity) on broken and hostile replies (fuzzed in test
 
 from __future__ import annotations
 
+import struct
+import time
+
 import dns.flags
 import dns.message
 import dns.rcode
@@ -11,6 +14,7 @@ import dns.rrset
 import pytest
 
 from summon.net.dns import (
+    MAX_POINTERS,
     DnsError,
     DnsIntegrityError,
     DnsSanityError,
@@ -107,6 +111,39 @@ def test_a_pointer_loop_cannot_hang_the_parser() -> None:
     wire = b"\x00\x07\x81\x80\x00\x01" + wire[6:]
     with pytest.raises(DnsIntegrityError):
         parse_response(wire, 7, "x")
+
+
+def chained_reply(query: bytes, hops: int, records: int) -> bytes:
+    """A reply whose first record's rdata is a chain of `hops` pointers, each to the one
+    before (the first to the question's name), and then `records` records whose owner is a
+    pointer to the chain's last link."""
+    chain_at = len(query) + 12  # after the first record's owner (2) and fixed part (10)
+    chain = b"\xc0\x0c" + b"".join(
+        (0xC000 | chain_at + 2 * i).to_bytes(2, "big") for i in range(hops - 1)
+    )
+    last = 0xC000 | chain_at + 2 * (hops - 1)
+    first = struct.pack("!HHHIH", 0xC00C, 16, 1, 60, len(chain))  # TXT, not read
+    rest = struct.pack("!HHHIH", last, 16, 1, 60, 0) * records
+    counts = struct.pack("!HHHH", 1, records + 1, 0, 0)
+    return query[:2] + b"\x81\x80" + counts + query[12:] + first + chain + rest
+
+
+def test_long_pointer_chains_are_refused_before_they_cost_seconds() -> None:
+    """Backward pointers cannot loop, but 8,000 of them in a row, read again by each of
+    4,000 records after them, is a 64 KiB reply that held the event loop (every connection
+    of the app) for 8 s of CPU. A name follows at most 127 pointers, as many as it can have
+    labels."""
+    query = build_query("a.test", 7)
+    # The owner's own pointer and the chain's: MAX_POINTERS jumps.
+    at_the_bound = parse_response(chained_reply(query, MAX_POINTERS - 1, 3), 7, "a.test")
+    assert at_the_bound.addresses == []  # read; the TXT records answer nothing
+    wire = chained_reply(query, 8000, 4000)
+    assert len(wire) > 60000
+    started = time.process_time()
+    with pytest.raises(DnsIntegrityError) as e:
+        parse_response(wire, 7, "a.test")
+    assert e.value.reason == "pointer_chain"
+    assert time.process_time() - started < 0.5
 
 
 def test_names_are_checked_before_any_query() -> None:
