@@ -44,7 +44,7 @@ from summon.build.imports import (
     ImportRef,
     ScanCache,
 )
-from summon.build.resolve import Location, Resolver, module_name
+from summon.build.resolve import Location, Resolver, module_name, sysconfig_data
 
 REASON_STARTUP = "startup"
 REASON_RUNTIME = "runtime"
@@ -284,6 +284,8 @@ class ImportGraph:
             for target, trigger, _why in ALWAYS_INCLUDE:
                 if trigger == name:
                     self._follow(target, Edge(name, target, 0, RUNS_IMPORT, "", HOW_C), False)
+            for target in sysconfig_data(name, node.loc):
+                self._follow(target, Edge(name, target, 0, RUNS_IMPORT, "", HOW_C), False)
             source = node.loc.source
             if source is None:
                 continue

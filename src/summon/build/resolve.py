@@ -202,3 +202,15 @@ def module_name(relpath: PurePosixPath, ext_suffixes: Sequence[str]) -> str | No
     if not parts or not all(p.isidentifier() for p in parts):
         return None
     return ".".join(parts)
+
+
+def sysconfig_data(name: str, loc: Location) -> list[str]:
+    """The modules sysconfig imports by a name it computes (f"_sysconfigdata_{abiflags}_
+    {platform}_{multiarch}", its build-time variables), found beside it, when `name` is
+    sysconfig: zoneinfo asks it for TZPATH at import. An app whose trace never reached
+    sysconfig (typer imports pydantic, which imports zoneinfo, while it parses a command's
+    arguments) died at start without them."""
+    if name != "sysconfig" or loc.origin is None:
+        return []
+    found = {p.name.partition(".")[0] for p in loc.origin.parent.glob("_sysconfigdata_*.py*")}
+    return sorted(found)

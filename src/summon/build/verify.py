@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from summon.build.check import missing_line
+from summon.build.zones import missing_zone_line
 from summon.errors import BuildError, TargetUnavailable
 
 MARK = ":summon-verify:"  # starts the answer line (a plain prefix: no app prints it)
@@ -270,6 +271,8 @@ def _judge(output: str, status: int, plan: VerifyPlan) -> list[str]:
             "app there (a sqlite file: sqlite:////data/app.db)",
             tail,
         )
+    if (zone_line := missing_zone_line(what, problem)) is not None:
+        raise VerifyError(zone_line, tail)
     raise VerifyError(
         f"{what} does not import inside the image: {problem} (it did on the host during the "
         "trace); build with --no-verify to skip this check",

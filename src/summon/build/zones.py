@@ -83,3 +83,31 @@ def _warning(path: Path, what: str) -> str:
         f"but UTC (the host's {ZONE_DIR} is not shipped): any other zone raises "
         "ZoneInfoNotFoundError; add tzdata to the requirements"
     )
+
+
+# What an app's import says of a zone the image has no data for: Django's settings check
+# (the zone file under /usr/share/zoneinfo, which holds UTC only; TIME_ZONE defaults to
+# America/Chicago when the settings name none) and zoneinfo's own error.
+_DJANGO_ZONE = re.compile(r"Incorrect timezone setting: (\S+)")
+_ZONEINFO_KEY = re.compile(r"No time zone found with key ([^\s'\"]+)")
+
+
+def missing_zone_line(what: str, problem: str) -> str | None:
+    """The build's error for an import that failed on a time zone the image lacks, or None."""
+    if (django := _DJANGO_ZONE.search(problem)) is not None:
+        zone, whose = (
+            django[1],
+            (
+                " (Django's TIME_ZONE, America/Chicago when the settings name none; or set "
+                'TIME_ZONE = "UTC")'
+            ),
+        )
+    elif (key := _ZONEINFO_KEY.search(problem)) is not None:
+        zone, whose = key[1], ""
+    else:
+        return None
+    return (
+        f"{what} does not import inside the image: {problem}; the image holds no time zone "
+        f"data but UTC (the host's {ZONE_DIR} is not shipped): add tzdata to the requirements "
+        f"for {zone}{whose}"
+    )

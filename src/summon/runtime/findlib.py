@@ -8,6 +8,12 @@ build ships the libraries an app loaded by name (build/elf.py: host_libraries), 
 sonames in the loader's folders: find_library("magic") answers "libmagic.so.1" from there, as
 ldconfig's cache would, and starts nothing. Installed by the runtime's init (root "/" only:
 the unix target runs on the host, whose ldconfig answers).
+
+platform likewise: platform.platform(), uname() and processor() run `uname -p` in a child
+process, and architecture() runs `file -b`; Sanic's start banner, telemetry and version
+pages ask them, and every start of such an app printed "refused fork". Inside an image they
+answer as those programs' absence would (an empty processor, architecture from the
+interpreter's own pointer size), with no child process.
 """
 
 from __future__ import annotations
@@ -43,12 +49,34 @@ def find_library(name: str, folders: tuple[str, ...] = FOLDERS) -> str | None:
     return None
 
 
+def _no_program(module: object) -> None:
+    """platform's calls that run a program: answered as a host without it answers."""
+    module._Processor.from_subprocess = _none  # type: ignore[attr-defined]
+    module._syscmd_file = _default  # type: ignore[attr-defined]
+
+
+def _none() -> None:
+    return None
+
+
+def _default(target: object, default: str = "") -> str:
+    return default
+
+
+def _find_library(module: object) -> None:
+    module.find_library = find_library  # type: ignore[attr-defined]
+
+
+PATCHES = {"ctypes.util": _find_library, "platform": _no_program}
+
+
 class _Finder:
-    """On sys.meta_path: when ctypes.util is imported, its find_library becomes the one above."""
+    """On sys.meta_path: when a module of PATCHES is imported, its patch is applied."""
 
     @classmethod
     def find_spec(cls, fullname: str, path: object = None, target: object = None) -> object:
-        if fullname != "ctypes.util":
+        patch = PATCHES.get(fullname)
+        if patch is None:
             return None
         from importlib.machinery import PathFinder
 
@@ -60,14 +88,16 @@ class _Finder:
 
         def exec_module(module: object) -> None:
             run(module)  # type: ignore[arg-type]
-            module.find_library = find_library  # type: ignore[attr-defined]
+            patch(module)
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 
 
 def install() -> None:
-    """Put the finder first on sys.meta_path (ctypes.util not yet imported: nothing to do
-    after the fact)."""
-    if "ctypes.util" not in sys.modules:
-        sys.meta_path.insert(0, _Finder)  # type: ignore[arg-type]
+    """Put the finder first on sys.meta_path; a module of PATCHES imported already is
+    patched now."""
+    for name, patch in PATCHES.items():
+        if name in sys.modules:
+            patch(sys.modules[name])
+    sys.meta_path.insert(0, _Finder)  # type: ignore[arg-type]

@@ -151,10 +151,9 @@ def _run(argv: list[str]) -> int:
             pass
     for key, value in cfg.env.items():
         os.environ.setdefault(key, value)
-    if os.environ.get("TZ"):
-        from summon.runtime import localzone
+    from summon.runtime import localzone  # TZ, or TZDIR for a TZ the app sets itself
 
-        localzone.hold(sys.path, _say)
+    localzone.hold(sys.path, _say)
     if root == "/":  # the image's own libraries, found with no ldconfig (findlib.py)
         from summon.runtime import findlib
 

@@ -52,6 +52,9 @@ STDLIB = {
     "_strptime.py": "",
     "datetime.py": "",
     "cmd.py": "",
+    "sysconfig.py": "def get_config_vars():\n    return __import__(_name()).build_time_vars\n",
+    "_sysconfigdata__x86_64-linux-gnu.py": "build_time_vars = {}\n",
+    "zoneinfoish.py": "import sysconfig\n",
     "encodings/__init__.py": "",
     "encodings/latin_1.py": "",
     "encodings/iso8859_15.py": "",
@@ -227,6 +230,20 @@ def test_strptime(layout: dict[str, Path]) -> None:
     g.add_root("app", "entry import")
     g.run()
     assert g.nodes["_strptime"].reason == REASON_STRPTIME
+
+
+def test_sysconfig_brings_its_build_time_variables(layout: dict[str, Path]) -> None:
+    # sysconfig imports _sysconfigdata_... by a name it computes; typer imports pydantic
+    # (zoneinfo, sysconfig) while it parses arguments, after the trace: the app died at start.
+    g = graph(layout, {"app.py": "def cli():\n    import zoneinfoish\n"})
+    g.add_root("app", "entry import")
+    g.run()
+    assert "_sysconfigdata__x86_64-linux-gnu" in g.nodes
+    assert [e.importer for e in g.chain("_sysconfigdata__x86_64-linux-gnu")][-1] == "sysconfig"
+    g = graph(layout, {"app.py": "import cmd\n"})
+    g.add_root("app", "entry import")
+    g.run()
+    assert "_sysconfigdata__x86_64-linux-gnu" not in g.nodes
 
 
 def test_module_names_of_files() -> None:

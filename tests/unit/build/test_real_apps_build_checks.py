@@ -19,6 +19,7 @@ from test_real_apps import run_in_image
 
 from summon.build.image import build
 from summon.build.python import Interpreter
+from summon.build.zones import missing_zone_line
 from summon.errors import BuildError
 from summon.store.layout import Store
 
@@ -196,6 +197,37 @@ def test_zoneinfo_without_tzdata_is_warned_of(store: Store, tmp_path: Path) -> N
     [line] = [w for w in result.warnings if "time zone" in w]
     assert line.startswith("app.py names a time zone ('Europe/Paris')")
     assert line.endswith("add tzdata to the requirements")
+
+
+def test_a_zone_the_image_lacks_at_import_fails_the_build_naming_tzdata(
+    store: Store, tmp_path: Path
+) -> None:
+    # A module-level ZoneInfo of a zone the host has: the trace imported it, the image (UTC
+    # only) raised, and the build's line said only "it did on the host during the trace".
+    source = (
+        "import zoneinfo\nLOCAL = zoneinfo.ZoneInfo('America/Chicago')\n\ndef main():\n    pass\n"
+    )
+    manifest = 'name = "chicago"\nentry = "app:main"\n'
+    line = _build_error(store, tmp_path / "chicago", manifest, source)
+    assert line.startswith("the entry does not import inside the image: ZoneInfoNotFoundError")
+    assert line.endswith(
+        "the image holds no time zone data but UTC (the host's /usr/share/zoneinfo is not "
+        "shipped): add tzdata to the requirements for America/Chicago"
+    )
+
+
+def test_djangos_time_zone_check_names_its_setting_and_tzdata() -> None:
+    """Django checks TIME_ZONE against /usr/share/zoneinfo when its settings load, and the
+    image's holds UTC only: a settings module naming no TIME_ZONE (Django's default is
+    America/Chicago) failed the build with a zone the developer never wrote."""
+    problem = "ValueError: Incorrect timezone setting: America/Chicago"
+    assert missing_zone_line("the entry", problem) == (
+        f"the entry does not import inside the image: {problem}; the image holds no time zone "
+        "data but UTC (the host's /usr/share/zoneinfo is not shipped): add tzdata to the "
+        "requirements for America/Chicago (Django's TIME_ZONE, America/Chicago when the "
+        'settings name none; or set TIME_ZONE = "UTC")'
+    )
+    assert missing_zone_line("the entry", "ValueError: Incorrect padding") is None
 
 
 def test_utc_is_in_every_image_with_zoneinfo_and_no_warning_for_it(

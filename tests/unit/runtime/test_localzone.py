@@ -56,6 +56,36 @@ def test_a_zone_tzdata_holds_is_the_local_time(tmp_path: Path) -> None:
     assert child(site, ":Summon/Paris")["local"] == "11:46 CEST"
 
 
+LATER = r"""
+import os, sys, time
+from summon.runtime import localzone
+localzone.hold(sys.argv[1:], print, system=sys.argv[1] + "/no-zones")
+os.environ["TZ"] = "Summon/Paris"  # as Django does with its TIME_ZONE when settings load
+time.tzset()
+print(time.strftime("%H:%M %Z", time.localtime(1720000000)))
+"""
+
+
+@pytest.mark.skipif(not HOST_PARIS.is_file(), reason="no zone file to stand for tzdata's")
+def test_a_zone_the_app_sets_itself_comes_from_tzdata(tmp_path: Path) -> None:
+    # Django (USE_TZ = False: naive datetime.now() is local time) sets TZ to its TIME_ZONE and
+    # calls time.tzset(); glibc looked under /usr/share/zoneinfo only, and the local time was
+    # UTC in an image with tzdata (Paris on the host and the unix target).
+    site = tmp_path / "site"
+    (site / "tzdata/zoneinfo/Summon").mkdir(parents=True)
+    shutil.copy(HOST_PARIS, site / "tzdata/zoneinfo/Summon/Paris")
+    env = {k: v for k, v in os.environ.items() if k not in ("TZDIR", "TZ")}
+    out = subprocess.run(
+        [sys.executable, "-c", LATER, str(site)],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(SRC)},
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout == "11:46 CEST\n"
+
+
 def test_a_zone_the_image_lacks_is_said(tmp_path: Path) -> None:
     got = child(tmp_path, "America/Nowhere")
     assert str(got["local"]).startswith("09:46")  # UTC

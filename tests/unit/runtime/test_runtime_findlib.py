@@ -45,3 +45,33 @@ def test_installed_it_is_ctypes_utils_find_library_and_runs_no_program() -> None
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout == "libc.so.6\n"
+
+
+def test_installed_platform_answers_without_a_program() -> None:
+    # Sanic's start banner (platform.platform()) ran `uname -p`: the sandbox refused the
+    # fork with a "refused fork" line at every start of the app.
+    code = (
+        "import subprocess, sys\n"
+        "from summon.runtime import findlib\n"
+        "findlib.install()\n"
+        "def refused(*a, **k):\n"
+        "    raise AssertionError('a program was started')\n"
+        "subprocess.Popen = refused\n"
+        "subprocess.check_output = refused\n"
+        "import platform, struct\n"
+        "assert platform.processor() == ''\n"
+        "assert platform.platform().startswith('Linux-')\n"
+        "bits, _ = platform.architecture()\n"
+        "assert bits == f'{struct.calcsize(\"P\") * 8}bit', bits\n"
+        "print('ok')\n"
+    )
+    src = str(Path(__file__).resolve().parents[3] / "src")
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": src},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "ok\n"
