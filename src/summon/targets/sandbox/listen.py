@@ -62,6 +62,7 @@ def unpublished(spec: RunSpec, handed: tuple[PortForward, ...]) -> tuple[int, ..
 
 
 def _tcp_ports(ports: object) -> list[int]:
+    """The TCP ports of app.json's ports ("8000/tcp", "53/udp"...), in order, each once."""
     found = []
     for item in ports if isinstance(ports, list) else ():
         number, _, proto = str(item).partition("/")
@@ -71,13 +72,8 @@ def _tcp_ports(ports: object) -> list[int]:
 
 
 def _first_tcp_port(ports: object) -> int | None:
-    """The first TCP port of app.json's ports ("8000/tcp", "53/udp"...): the one a WSGI or
-    ASGI app is served on (the runtime's http_port)."""
-    for item in ports if isinstance(ports, list) else ():
-        number, _, proto = str(item).partition("/")
-        if (proto or "tcp") == "tcp" and number.isdigit():
-            return int(number)
-    return None
+    """The first of them: the one a WSGI or ASGI app is served on (the runtime's http_port)."""
+    return next(iter(_tcp_ports(ports)), None)
 
 
 def listen(fwd: PortForward) -> socket.socket:
