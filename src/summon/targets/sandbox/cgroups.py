@@ -1,12 +1,19 @@
-"""cgroup figures of a container: memory, CPU and OOM kills, on cgroup v1 (hybrid) or v2."""
+"""cgroup figures of a container: memory, CPU and OOM kills, on cgroup v1 (hybrid) or v2; and
+the kernel's cgroup-attach path kept warm while runc starts a container (attach_kept_fast)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+# How often the warming thread moves this process into its own cgroup: well inside the kernel's
+# window (one RCU grace period, several ms) in which the next move needs no new grace period.
+WARM_INTERVAL = 0.001
 
 
 def cgroup_mounts() -> dict[str, Path]:
@@ -101,3 +108,66 @@ def attach_seconds() -> float | None:
         os.waitpid(child, 0)
         with contextlib.suppress(OSError):
             probe.rmdir()
+
+
+def _own_procs() -> Path | None:
+    """The cgroup.procs file of this process's own cgroup: in the unified hierarchy if one is
+    mounted, else in the pids one. None when neither is found."""
+    mounts = cgroup_mounts()
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _hid, controllers, path = line.split(":", 2)
+        if controllers == "" and "unified" in mounts:
+            base = mounts["unified"]
+        elif "pids" in controllers.split(",") and "pids" in mounts:
+            base = mounts["pids"]
+        else:
+            continue
+        procs = base / path.lstrip("/") / "cgroup.procs"
+        if procs.exists():
+            return procs
+    return None
+
+
+@contextlib.contextmanager
+def attach_kept_fast(limit: float = 5.0) -> Iterator[None]:
+    """While the body runs (at most limit seconds), keep moving this process into the cgroup
+    it is already in: a move that changes nothing, made every WARM_INTERVAL.
+
+    Every move of a process into a cgroup takes a lock whose first taking after a quiet spell
+    waits out an RCU grace period (8-20 ms on this host; see attach_seconds), unless a
+    hierarchy is mounted with favordynmods. runc makes one such move per start, late, with the
+    app waiting on it. The first move here pays that wait while summon and runc do their other
+    work; the later ones keep the lock's fast path open until runc's move is made. This is not a
+    setting: nothing of the host's changes, and it lasts only while a container starts. Where
+    this process may not write its cgroup (not root, a read-only cgroupfs), it does nothing."""
+    procs = _own_procs() if os.geteuid() == 0 else None
+    if procs is None:
+        yield
+        return
+    done = threading.Event()
+
+    def keep() -> None:
+        end = time.monotonic() + limit
+        try:
+            while not done.is_set() and time.monotonic() < end:
+                fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, b"0")  # 0: the writer's own process
+                finally:
+                    os.close(fd)
+                done.wait(WARM_INTERVAL)
+        except OSError:
+            return  # not ours to write: the start goes on at its usual speed
+
+    thread = threading.Thread(target=keep, name="summon-attach-warm", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(0.1)  # a move in flight ends within a grace period
