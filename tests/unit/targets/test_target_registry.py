@@ -6,6 +6,7 @@ gateway config with no edit anywhere else: that is the plug-in promise.
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 
@@ -46,6 +47,25 @@ def test_a_target_module_is_imported_only_when_used() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_choosing_the_default_imports_no_vm_or_browser_machinery() -> None:
+    """`summon run IMAGE` asks every target; the qemu and browser ones answer from their
+    packages, and each answer is the one their class gives."""
+    import subprocess
+
+    code = (
+        "import sys, summon.targets as t; t.choose_default(); "
+        "print(sorted(m for m in sys.modules if m.startswith('summon.targets.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = ast.literal_eval(out.stdout)
+    assert "summon.targets.qemu" in loaded and "summon.targets.browser" in loaded
+    assert "summon.targets.qemu.target" not in loaded
+    assert "summon.targets.qemu.instance" not in loaded
+    assert "summon.targets.browser.target" not in loaded
+    for name in targets.names():
+        assert targets._preference(name) == targets.target_class(name).default_preference()
 
 
 def test_the_default_is_the_target_that_ranks_itself_highest(

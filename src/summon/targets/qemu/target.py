@@ -44,6 +44,7 @@ from summon.targets.base import (
     Target,
     volumes_environment,
 )
+from summon.targets.qemu import QEMU
 from summon.targets.qemu.cmdline import (
     GATEWAY,
     GUEST_ADDRESS,
@@ -78,7 +79,6 @@ if TYPE_CHECKING:
 
     Step = Callable[[str], None]
 
-QEMU = "qemu-system-x86_64"
 QEMU_MISSING = "qemu-system-x86_64 not found: apt-get install qemu-system-x86"
 BOOT_TIMEOUT = 60.0  # seconds from QEMU's start to READY; a TCG boot takes ~3 s here
 # RAM beyond the kernel's image and the initramfs file without which no boot gets far.
@@ -194,12 +194,9 @@ class QemuTarget(Target):
 
     @classmethod
     def default_preference(cls) -> tuple[int, str]:
-        ok, why = kvm_status()
-        if not ok:
-            return 0, f"no usable KVM for qemu: {why}"
-        if shutil.which(QEMU) is None:
-            return 0, f"{QEMU} is not installed"
-        return 20, "KVM works here"
+        from summon.targets.qemu import default_preference
+
+        return default_preference()
 
     def _store(self) -> Any:
         from summon.store import Store
