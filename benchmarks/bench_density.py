@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_gateway import GatewayProcess
-from common import HTTP_APP, Report, Row, free_port, mb
+from common import HTTP_APP, Report, Row, compile_sources, free_port, mb
 
 from summon.build.image import build
 from summon.store import Store
@@ -216,6 +216,7 @@ def main() -> int:
         return 2
     report = Report()
     signal.signal(signal.SIGTERM, _interrupted)
+    compile_sources()  # the gateway's memory is an installed copy's, not a compiling one's
     with tempfile.TemporaryDirectory(prefix="summon-bench-store-") as tmp:
         os.environ["SUMMON_STORE"] = tmp
         image = build(HTTP_APP, Store(Path(tmp)), "bench-http:density").image

@@ -21,7 +21,6 @@ run(report, image, runs) adds rows to run.py's Report. Nothing here is a test.
 from __future__ import annotations
 
 import argparse
-import compileall
 import http.client
 import json
 import os
@@ -40,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_gateway import GatewayProcess
-from common import ROOT, free_port, mb, ms
+from common import ROOT, compile_sources, free_port, mb, ms
 from run import (
     HTTP_APP,
     Report,
@@ -164,13 +163,6 @@ def first_response_at(port: int, path: str, deadline: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"no answer on port {port}")
         time.sleep(0.002)
-
-
-def compile_sources() -> None:
-    """Byte-compile summon's source tree, as installing it does: this host sets
-    PYTHONDONTWRITEBYTECODE, so an editable install would compile every module it imports at
-    every start (~40 ms of `summon run`), which no installed copy does."""
-    compileall.compile_dir(str(ROOT / "src"), quiet=1)
 
 
 def bench_start(report: Report, image: Image, runs: int) -> None:
@@ -452,6 +444,7 @@ def main() -> int:
     args = parser.parse_args()
     only = set(args.only.split(","))
     report = Report()
+    compile_sources()  # every figure is an installed copy's (its modules compiled once)
     with tempfile.TemporaryDirectory(prefix="summon-bench-store-") as tmp:
         os.environ["SUMMON_STORE"] = tmp
         store = Store(Path(tmp))
