@@ -11,6 +11,12 @@ class TCPConfig:
                      of segments (the "SACK panic"/small-MSS resource attacks); Linux uses 48-88
     send_buffer      bytes send() queues before it takes less than it was given
     receive_buffer   bytes held for the app; the receive window is what is free of it
+    receive_memory   bytes all connections' receive buffers hold together (in order or not):
+                     past it windows close (to zero, or to what is left) and new data is
+                     dropped, so an app that reads none of 400 connections holds 16 MiB, not
+                     400 receive buffers (100 MB, a 128 MB guest's whole memory)
+    out_of_order_memory  of receive_memory, what out-of-order bytes may take: nobody can read
+                     them until their hole fills, so they must not shut every window
     window_scale     offer RFC 7323 window scaling (the shift is derived from receive_buffer)
     initial_rto, min_rto, max_rto   RFC 6298: 1 s, 1 s, 60 s
     delayed_ack      how long an ACK may wait for a second segment (RFC 9293: < 0.5 s)
@@ -59,7 +65,9 @@ class TCPConfig:
         "msl",
         "mss",
         "nodelay",
+        "out_of_order_memory",
         "receive_buffer",
+        "receive_memory",
         "send_buffer",
         "syn_backlog",
         "syn_cookies",
@@ -76,6 +84,8 @@ class TCPConfig:
         min_mss: int = 88,
         send_buffer: int = 256 * 1024,
         receive_buffer: int = 256 * 1024,
+        receive_memory: int = 16 * 1024 * 1024,
+        out_of_order_memory: int = 4 * 1024 * 1024,
         window_scale: bool = True,
         initial_rto: float = 1.0,
         min_rto: float = 1.0,
@@ -102,6 +112,8 @@ class TCPConfig:
         self.min_mss = min_mss
         self.send_buffer = send_buffer
         self.receive_buffer = receive_buffer
+        self.receive_memory = receive_memory
+        self.out_of_order_memory = out_of_order_memory
         self.window_scale = window_scale
         self.initial_rto = initial_rto
         self.min_rto = min_rto

@@ -26,6 +26,7 @@ import os
 from summon.net.counters import Counters
 from summon.net.errors import NetError
 from summon.net.tcp import state as st
+from summon.net.tcp.buffers import ReceiveBudget
 from summon.net.tcp.config import TCPConfig
 from summon.net.tcp.connection import Connection
 from summon.net.tcp.effects import Effects
@@ -62,6 +63,7 @@ class TCP:
         "counters",
         "local_ip",
         "random_bytes",
+        "receive_budget",
     )
 
     def __init__(
@@ -93,6 +95,10 @@ class TCP:
         self._time_wait: dict[Connection, None] = {}  # oldest first (config.max_time_wait)
         # Every connection's calls leave their effects here; _apply drains it after each.
         self._effects = Effects()
+        # What all the connections' receive buffers hold together (config.receive_memory).
+        self.receive_budget = ReceiveBudget(
+            self.config.receive_memory, self.config.out_of_order_memory
+        )
 
     # ----------------------------------------------------------------- the app's side
 
@@ -116,6 +122,7 @@ class TCP:
             c.syn_cookies if syn_cookies is None else syn_cookies,
             self.random_bytes,
             self._effects,
+            self.receive_budget,
         )
         self._listeners[port] = listener
         return listener
@@ -159,6 +166,7 @@ class TCP:
             remote_port,
             self.new_iss(),
             effects=self._effects,
+            budget=self.receive_budget,
         )
         self.register(conn)
         conn.open_active(self.now())
@@ -183,8 +191,10 @@ class TCP:
         self._apply(conn)
 
     def abort(self, conn: Connection) -> None:
-        """Drop conn at once: RST to the peer, queued data discarded. Idempotent."""
+        """Drop conn at once: RST to the peer, queued data discarded (the app's call: it
+        will read none of it, so its receive buffer goes back to the budget). Idempotent."""
         conn.abort()
+        conn.rcvbuf.clear()
         self._apply(conn)
 
     def next_event(self, conn: Connection, max_bytes: int = 65536) -> Event | None:

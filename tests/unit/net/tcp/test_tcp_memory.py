@@ -1,0 +1,130 @@
+"""The stack-wide receive budget: however many connections an app leaves unread, and however
+a peer scatters out-of-order bytes over them, what TCP holds stays within
+config.receive_memory (plus at most one receive buffer), windows close instead, and the
+data still all arrives once the app reads."""
+
+from __future__ import annotations
+
+import random
+
+from tcp_path import IP_B, IPPath, drain
+
+from summon.net.tcp import Connection, TCPConfig
+from summon.net.tcp.buffers import ReceiveBudget, ReceiveBuffer
+
+
+def held(buffers: list[ReceiveBuffer]) -> int:
+    return sum(len(b.readable) + sum(len(run) for run in b.runs) for b in buffers)
+
+
+def test_buffers_sharing_a_budget_close_their_windows_when_it_is_spent() -> None:
+    budget = ReceiveBudget(10_000, ooo_limit=3_000)
+    a, b = ReceiveBuffer(8_000, budget=budget), ReceiveBuffer(8_000, budget=budget)
+    assert a.free == b.free == 8_000
+    a.add(0, bytes(7_000), 0)
+    assert a.free == 1_000 and b.free == 3_000  # b's window is what the budget has left
+    b.add(0, bytes(3_000), 0)
+    assert a.free == b.free == 0 and budget.used == 10_000
+    # Reading gives the budget back: both windows open again.
+    assert len(a.take(5_000)) == 5_000
+    assert a.free == 5_000 and b.free == 5_000 and budget.used == 5_000
+
+
+def test_out_of_order_bytes_take_only_their_share_and_are_dropped_past_it() -> None:
+    budget = ReceiveBudget(100_000, ooo_limit=3_000)
+    a, b = ReceiveBuffer(50_000, budget=budget), ReceiveBuffer(50_000, budget=budget)
+    assert a.add(1_000, bytes(2_000), 0) == (0, "queued")
+    assert b.add(1_000, bytes(1_000), 0) == (0, "queued")
+    assert budget.ooo == 3_000
+    # A new hole elsewhere, and a run grown further, are both past the share: dropped.
+    assert b.add(5_000, b"x", 0) == (0, "over_budget")
+    assert a.add(3_000, b"x", 0) == (0, "over_budget")
+    # Bytes on what is held cost nothing more, and are taken.
+    assert a.add(1_500, bytes(100), 0) == (0, "queued")
+    # In-order bytes are not out of order: they fill the hole and move the run to readable.
+    nxt, what = a.add(0, bytes(1_000), 0)
+    assert (nxt, what) == (3_000, "filled")
+    assert budget.ooo == 1_000 and budget.used == 4_000 == held([a, b])
+    # The window of a buffer with a run includes the run (it is paid for already).
+    assert b.free == 50_000
+
+
+def test_budget_matches_what_is_held_under_random_segments() -> None:
+    """Whatever the peers send (overlaps, repeats, holes, in order), the budget's count is
+    the bytes the buffers hold, and closing or dropping a buffer gives them back."""
+    rng = random.Random(7)
+    budget = ReceiveBudget(40_000, ooo_limit=10_000)
+    buffers = [ReceiveBuffer(16_000, max_runs=8, budget=budget) for _ in range(4)]
+    nxt = [0] * 4
+    for _ in range(5_000):
+        i = rng.randrange(4)
+        buf = buffers[i]
+        op = rng.random()
+        if op < 0.1:
+            buf.take(rng.randrange(1, 4_000))
+        elif op < 0.12:
+            buf.drop_out_of_order()
+        else:
+            offset = 0 if op < 0.4 else rng.randrange(0, 6_000)
+            room = buf.free - offset
+            if room > 0:
+                size = min(rng.randrange(1, 1_500), room)
+                nxt[i], _ = buf.add(nxt[i] + offset, bytes(size), nxt[i])
+        assert budget.used == held(buffers) <= budget.limit + 16_000
+        assert budget.ooo == sum(b.out_of_order for b in buffers) <= budget.ooo_limit
+    buffers[0].clear()
+    del buffers[1]  # a connection dropped with bytes unread
+    assert budget.used == held(buffers)
+    for b in buffers:
+        b.clear()
+    assert budget.used == budget.ooo == 0
+
+
+SENDERS = 12
+EACH = 64 * 1024
+
+
+def test_unread_connections_hold_the_budget_not_a_buffer_each_then_all_arrives() -> None:
+    """An app that accepts twelve connections and reads none: each may hold a 64 KiB
+    buffer, twelve of them 768 KiB; with a 256 KiB budget the windows close once it is
+    spent, and what the peers sent waits with them. Once the app reads, all of it arrives."""
+    config = TCPConfig(receive_buffer=EACH, receive_memory=256 * 1024)
+    path = IPPath(3, config_b=config)
+    listener = path.b.listen(80)
+    clients = [path.a.connect(IP_B, 80) for _ in range(SENDERS)]
+    servers: list[Connection] = []
+    payloads = [random.Random(i).randbytes(EACH) for i in range(SENDERS)]
+    sent = [0] * SENDERS
+
+    def send() -> None:
+        while (conn := listener.accept()) is not None:
+            servers.append(conn)
+        for i, client in enumerate(clients):
+            if client.state == "ESTABLISHED" and sent[i] < EACH:
+                sent[i] += path.a.send(client, payloads[i][sent[i] :])
+
+    def stalled() -> bool:
+        """Every sender has all its bytes out, and those not delivered wait on a closed window."""
+        return sent == [EACH] * SENDERS and all(
+            c.snd_una == c.snd_max or c.snd_wnd == 0 for c in clients
+        )
+
+    path.run(lambda: len(servers) == SENDERS and stalled(), 120.0, send)
+    budget = path.b.receive_budget
+    buffers = [s.rcvbuf for s in servers]
+    assert budget.used == held(buffers)
+    assert budget.used <= config.receive_memory + config.receive_buffer
+    assert budget.used < SENDERS * EACH
+    assert sum(c.snd_wnd == 0 for c in clients) >= SENDERS - 256 // 64
+    assert path.b.counters["tcp__receive_memory__trim"] + path.a.counters["tcp__window_probe"]
+
+    got = [bytearray() for _ in servers]
+
+    def read() -> None:
+        for i, conn in enumerate(servers):
+            got[i] += drain(path.b, conn)[0]
+
+    path.run(lambda: all(len(g) == EACH for g in got), 600.0, read)
+    by_port = {s.remote_port: bytes(g) for s, g in zip(servers, got, strict=True)}
+    assert [by_port[c.local_port] for c in clients] == payloads
+    assert budget.used == 0
