@@ -6,15 +6,17 @@ data still all arrives once the app reads."""
 from __future__ import annotations
 
 import random
+import tracemalloc
 
 from tcp_path import IP_B, IPPath, drain
 
 from summon.net.tcp import Connection, TCPConfig
-from summon.net.tcp.buffers import ReceiveBudget, ReceiveBuffer
+from summon.net.tcp.buffers import RUN_OVERHEAD, ReceiveBudget, ReceiveBuffer
 
 
 def held(buffers: list[ReceiveBuffer]) -> int:
-    return sum(len(b.readable) + sum(len(run) for run in b.runs) for b in buffers)
+    """What the buffers hold, as the budget counts it: bytes, and RUN_OVERHEAD a run."""
+    return sum(len(b.readable) + sum(len(run) + RUN_OVERHEAD for run in b.runs) for b in buffers)
 
 
 def test_buffers_sharing_a_budget_close_their_windows_when_it_is_spent() -> None:
@@ -31,11 +33,11 @@ def test_buffers_sharing_a_budget_close_their_windows_when_it_is_spent() -> None
 
 
 def test_out_of_order_bytes_take_only_their_share_and_are_dropped_past_it() -> None:
-    budget = ReceiveBudget(100_000, ooo_limit=3_000)
+    budget = ReceiveBudget(100_000, ooo_limit=3_000 + 2 * RUN_OVERHEAD)
     a, b = ReceiveBuffer(50_000, budget=budget), ReceiveBuffer(50_000, budget=budget)
     assert a.add(1_000, bytes(2_000), 0) == (0, "queued")
     assert b.add(1_000, bytes(1_000), 0) == (0, "queued")
-    assert budget.ooo == 3_000
+    assert budget.ooo == budget.ooo_limit
     # A new hole elsewhere, and a run grown further, are both past the share: dropped.
     assert b.add(5_000, b"x", 0) == (0, "over_budget")
     assert a.add(3_000, b"x", 0) == (0, "over_budget")
@@ -44,7 +46,8 @@ def test_out_of_order_bytes_take_only_their_share_and_are_dropped_past_it() -> N
     # In-order bytes are not out of order: they fill the hole and move the run to readable.
     nxt, what = a.add(0, bytes(1_000), 0)
     assert (nxt, what) == (3_000, "filled")
-    assert budget.ooo == 1_000 and budget.used == 4_000 == held([a, b])
+    assert budget.ooo == 1_000 + RUN_OVERHEAD and budget.used == 4_000 + RUN_OVERHEAD
+    assert budget.used == held([a, b])
     # The window of a buffer with a run includes the run (it is paid for already).
     assert b.free == 50_000
 
@@ -71,13 +74,35 @@ def test_budget_matches_what_is_held_under_random_segments() -> None:
                 size = min(rng.randrange(1, 1_500), room)
                 nxt[i], _ = buf.add(nxt[i] + offset, bytes(size), nxt[i])
         assert budget.used == held(buffers) <= budget.limit + 16_000
-        assert budget.ooo == sum(b.out_of_order for b in buffers) <= budget.ooo_limit
+        runs = sum(len(b.runs) for b in buffers)
+        ooo = sum(b.out_of_order for b in buffers)
+        assert budget.ooo == ooo + RUN_OVERHEAD * runs <= budget.ooo_limit
     buffers[0].clear()
     del buffers[1]  # a connection dropped with bytes unread
     assert budget.used == held(buffers)
     for b in buffers:
         b.clear()
     assert budget.used == budget.ooo == 0
+
+
+def test_tiny_out_of_order_segments_cost_their_share_in_real_memory() -> None:
+    """Each run is charged what Python spends to hold it, not only its bytes: 2,000
+    connections of 64 one-byte runs each (a peer sending every other byte) held 14.9 MiB
+    of objects for 125 KiB of payload, all within a 4 MiB out-of-order share."""
+    budget = ReceiveBudget(16 << 20, ooo_limit=1 << 20)
+    tracemalloc.start()
+    try:
+        buffers = [ReceiveBuffer(256 * 1024, budget=budget) for _ in range(500)]
+        before = tracemalloc.get_traced_memory()[0]
+        outcomes = [b.add(i * 2, b"x", 0)[1] for b in buffers for i in range(1, 64)]
+        held_memory = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert "over_budget" in outcomes
+    assert budget.ooo <= budget.ooo_limit
+    assert held_memory < 1.25 * budget.ooo_limit
+    # The share spent, in-order bytes still go through (they are not out of order).
+    assert buffers[-1].add(0, b"y", 0) == (1, "in_order")
 
 
 SENDERS = 12
