@@ -30,6 +30,10 @@ class TCPConfig:
     challenge_ack_limit per challenge_ack_interval: RFC 5961 section 7's throttle, per
                      connection (a global one leaks state to off-path attackers, CVE-2016-5696)
     max_ooo_runs     out-of-order runs (holes) reassembly keeps per connection
+    invalid_ack_interval  at most one ACK per this many seconds answers out-of-window pure
+                     ACKs (Linux's tcp_invalid_ratelimit, 500 ms): two ends that disagree
+                     on the window (a desync an attacker on the link can cause) would
+                     otherwise ACK each other's ACKs for ever. Data is always answered
     nodelay          True: no Nagle (asyncio sets TCP_NODELAY too); False: RFC 9293 Nagle
     syn_backlog      half-open connections a listener keeps (its SYN queue)
     accept_backlog   established connections waiting for accept() (its accept queue)
@@ -56,6 +60,7 @@ class TCPConfig:
         "ephemeral_ports",
         "fin_timeout",
         "initial_rto",
+        "invalid_ack_interval",
         "max_ooo_runs",
         "max_retries",
         "max_rto",
@@ -99,6 +104,7 @@ class TCPConfig:
         challenge_ack_limit: int = 10,
         challenge_ack_interval: float = 1.0,
         max_ooo_runs: int = 64,
+        invalid_ack_interval: float = 0.5,
         max_time_wait: int = 4096,
         nodelay: bool = True,
         syn_backlog: int = 1024,
@@ -127,6 +133,7 @@ class TCPConfig:
         self.challenge_ack_limit = challenge_ack_limit
         self.challenge_ack_interval = challenge_ack_interval
         self.max_ooo_runs = max_ooo_runs
+        self.invalid_ack_interval = invalid_ack_interval
         self.max_time_wait = max_time_wait
         self.nodelay = nodelay
         self.syn_backlog = syn_backlog

@@ -159,7 +159,16 @@ class Receiver(Sender):
         if not acceptable(seg.seq, seg.length, self.rcv_nxt, rcv_wnd):
             if flags & RST:
                 self._count("tcp__rst_out_of_window__drop")
+            elif (
+                not seg.payload
+                and not flags & FIN
+                and now - self._oow_ack_at < self.config.invalid_ack_interval
+            ):
+                # A pure ACK answered moments ago: an ACK loop, or someone feeding one.
+                self._count("tcp__out_of_window__rate_limited")
             else:
+                if not seg.payload and not flags & FIN:
+                    self._oow_ack_at = now
                 self._count("tcp__out_of_window__ack")
                 self._ack_now = True
             return

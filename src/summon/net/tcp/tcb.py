@@ -44,6 +44,7 @@ class TCB:
         "_eof_pending",
         "_established_pending",
         "_fin_queued",
+        "_oow_ack_at",
         "_probe_backoff",
         "_probes_unanswered",
         "_retries",
@@ -143,6 +144,7 @@ class TCB:
         self._ack_now = False
         self._challenge_start = -1e300
         self._challenge_count = 0
+        self._oow_ack_at = -1e300  # when an out-of-window pure ACK was last answered
         self._established_pending = False
         self._eof_pending = False
         self._closed_reason: str | None = None
