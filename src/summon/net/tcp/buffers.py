@@ -17,9 +17,10 @@ connections whose app never reads held 100 MB): a buffer's free space (its windo
 what the budget has left, and out-of-order bytes, which nobody can read until a hole fills,
 may take only `ooo_limit` of it (so they cannot shut every window), each run charged
 RUN_OVERHEAD more (2,000 connections of 64 one-byte runs each held 14.9 MiB of objects for
-125 KiB of payload). Out-of-order data was
-never acknowledged (no SACK), so dropping it when the budget is short is allowed; the sender
-sends it again.
+125 KiB of payload). Out-of-order data was never acknowledged (no SACK), so dropping it when
+the budget is short is allowed; the sender sends it again. A buffer's window counts its own
+out-of-order bytes as paid for, so filling its hole can take the total past `limit` by at
+most that buffer's capacity.
 """
 
 from __future__ import annotations
