@@ -59,8 +59,8 @@ def advertise(
     Receiver-side silly window avoidance (RFC 9293 section 3.8.6.2.2): the right edge moves only
     by at least min(buffer / 2, MSS); and it never moves left (a promise once made is kept),
     unless the stack-wide receive budget took the space it promised: then the window shrinks
-    to what is free (or to zero, if that is less than the step above), as Linux's
-    tcp_shrink_window does under memory pressure, rather than invite bytes it would drop.
+    to what is free (or to zero, if that is less than the step above), as Linux does under
+    memory pressure with tcp_shrink_window=1, rather than invite bytes it would drop.
     """
     promised = (rcv_adv - rcv_nxt) & MASK
     if promised > free:
