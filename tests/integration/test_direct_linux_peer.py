@@ -269,7 +269,7 @@ def test_linux_senders_to_an_app_that_does_not_read_wait_on_the_receive_budget(
 ) -> None:
     """Sixteen Linux connections send 1 MiB each to an app that reads nothing for a while:
     TCP holds its (here 1 MiB) budget and no more, Linux waits on the shrunk windows, and
-    once the app reads, every byte arrives (Linux's zero-window probes reopen them)."""
+    once the app reads, every byte arrives (the windows reopen as its reads free the budget)."""
     senders, each = 16, 1 << 20
     budget = tap_stack.stack.tcp.receive_budget  # type: ignore[union-attr]
     budget.limit = 1 << 20

@@ -112,7 +112,8 @@ EACH = 64 * 1024
 def test_unread_connections_hold_the_budget_not_a_buffer_each_then_all_arrives() -> None:
     """An app that accepts twelve connections and reads none: each may hold a 64 KiB
     buffer, twelve of them 768 KiB; with a 256 KiB budget the windows close once it is
-    spent, and what the peers sent waits with them. Once the app reads, all of it arrives."""
+    spent, and what the peers sent waits with them. Once the app reads one, the shut windows
+    are reopened at once; once it reads all, all of it arrives."""
     config = TCPConfig(receive_buffer=EACH, receive_memory=256 * 1024)
     path = IPPath(3, config_b=config)
     listener = path.b.listen(80)
@@ -143,7 +144,17 @@ def test_unread_connections_hold_the_budget_not_a_buffer_each_then_all_arrives()
     assert sum(c.snd_wnd == 0 for c in clients) >= SENDERS - 256 // 64
     assert path.b.counters["tcp__receive_memory__trim"] + path.a.counters["tcp__window_probe"]
 
-    got = [bytearray() for _ in servers]
+    # The app reads the fullest connection: the budget has room, and the connections it
+    # had shut are told at once, not at their peers' next zero-window probe (a second or
+    # more away, and minutes after a long stall).
+    fullest = max(servers, key=lambda s: len(s.rcvbuf.readable))
+    others = [c for c in clients if c.local_port != fullest.remote_port]
+    waiting = [c for c in others if c.snd_wnd == 0 and c.snd_una != c.snd_max]
+    assert waiting
+    first_read = drain(path.b, fullest)[0]
+    path.run(lambda: any(c.snd_wnd > 0 for c in waiting), path.clock.now + 0.05)
+
+    got = [bytearray(first_read if s is fullest else b"") for s in servers]
 
     def read() -> None:
         for i, conn in enumerate(servers):
