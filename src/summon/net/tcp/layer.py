@@ -198,6 +198,8 @@ class TCP:
         will read none of it, so its receive buffer goes back to the budget). Idempotent."""
         conn.abort()
         conn.rcvbuf.clear()
+        if self._starved:
+            self._reopen_windows()
         self._apply(conn)
 
     def next_event(self, conn: Connection, max_bytes: int = 65536) -> Event | None:
@@ -210,8 +212,8 @@ class TCP:
         return event
 
     def _reopen_windows(self) -> None:
-        """An app read, so the budget may have room: connections whose windows it shut get a
-        window update, oldest first, as far as the room goes."""
+        """An app read (or aborted), so the budget may have room: connections whose windows it
+        shut get a window update, oldest first, as far as the room goes."""
         budget = self.receive_budget
         room = budget.limit - budget.used
         starved = self._starved

@@ -109,33 +109,55 @@ SENDERS = 12
 EACH = 64 * 1024
 
 
+class Stalled:
+    """Twelve connections into b, each sent 64 KiB, none read: with a 256 KiB budget the
+    windows close once it is spent, and what the peers sent waits with them."""
+
+    def __init__(self) -> None:
+        self.config = TCPConfig(receive_buffer=EACH, receive_memory=256 * 1024)
+        self.path = path = IPPath(3, config_b=self.config)
+        listener = path.b.listen(80)
+        self.clients = clients = [path.a.connect(IP_B, 80) for _ in range(SENDERS)]
+        self.servers: list[Connection] = []
+        self.payloads = [random.Random(i).randbytes(EACH) for i in range(SENDERS)]
+        sent = [0] * SENDERS
+
+        def send() -> None:
+            while (conn := listener.accept()) is not None:
+                self.servers.append(conn)
+            for i, client in enumerate(clients):
+                if client.state == "ESTABLISHED" and sent[i] < EACH:
+                    sent[i] += path.a.send(client, self.payloads[i][sent[i] :])
+
+        def stalled() -> bool:
+            """Every sender has all its bytes out; those not delivered wait on a shut window."""
+            return sent == [EACH] * SENDERS and all(
+                c.snd_una == c.snd_max or c.snd_wnd == 0 for c in clients
+            )
+
+        path.run(lambda: len(self.servers) == SENDERS and stalled(), 120.0, send)
+        self.fullest = max(self.servers, key=lambda s: len(s.rcvbuf.readable))
+        others = [c for c in clients if c.local_port != self.fullest.remote_port]
+        self.waiting = [c for c in others if c.snd_wnd == 0 and c.snd_una != c.snd_max]
+
+    def reopened_at_once(self) -> bool:
+        """Whether a window the budget shut opens within 50 ms (a zero-window probe is a
+        second or more away, minutes after a long stall)."""
+        try:
+            self.path.run(
+                lambda: any(c.snd_wnd > 0 for c in self.waiting), self.path.clock.now + 0.05
+            )
+        except AssertionError:
+            return False
+        return True
+
+
 def test_unread_connections_hold_the_budget_not_a_buffer_each_then_all_arrives() -> None:
-    """An app that accepts twelve connections and reads none: each may hold a 64 KiB
-    buffer, twelve of them 768 KiB; with a 256 KiB budget the windows close once it is
-    spent, and what the peers sent waits with them. Once the app reads one, the shut windows
-    are reopened at once; once it reads all, all of it arrives."""
-    config = TCPConfig(receive_buffer=EACH, receive_memory=256 * 1024)
-    path = IPPath(3, config_b=config)
-    listener = path.b.listen(80)
-    clients = [path.a.connect(IP_B, 80) for _ in range(SENDERS)]
-    servers: list[Connection] = []
-    payloads = [random.Random(i).randbytes(EACH) for i in range(SENDERS)]
-    sent = [0] * SENDERS
-
-    def send() -> None:
-        while (conn := listener.accept()) is not None:
-            servers.append(conn)
-        for i, client in enumerate(clients):
-            if client.state == "ESTABLISHED" and sent[i] < EACH:
-                sent[i] += path.a.send(client, payloads[i][sent[i] :])
-
-    def stalled() -> bool:
-        """Every sender has all its bytes out, and those not delivered wait on a closed window."""
-        return sent == [EACH] * SENDERS and all(
-            c.snd_una == c.snd_max or c.snd_wnd == 0 for c in clients
-        )
-
-    path.run(lambda: len(servers) == SENDERS and stalled(), 120.0, send)
+    """Twelve 64 KiB buffers would be 768 KiB: the connections hold the 256 KiB budget. Once
+    the app reads one, the windows the budget shut reopen at once; once it reads all, every
+    byte arrives."""
+    stall = Stalled()
+    path, config, servers, clients = stall.path, stall.config, stall.servers, stall.clients
     budget = path.b.receive_budget
     buffers = [s.rcvbuf for s in servers]
     assert budget.used == held(buffers)
@@ -143,18 +165,12 @@ def test_unread_connections_hold_the_budget_not_a_buffer_each_then_all_arrives()
     assert budget.used < SENDERS * EACH
     assert sum(c.snd_wnd == 0 for c in clients) >= SENDERS - 256 // 64
     assert path.b.counters["tcp__receive_memory__trim"] + path.a.counters["tcp__window_probe"]
+    assert stall.waiting
 
-    # The app reads the fullest connection: the budget has room, and the connections it
-    # had shut are told at once, not at their peers' next zero-window probe (a second or
-    # more away, and minutes after a long stall).
-    fullest = max(servers, key=lambda s: len(s.rcvbuf.readable))
-    others = [c for c in clients if c.local_port != fullest.remote_port]
-    waiting = [c for c in others if c.snd_wnd == 0 and c.snd_una != c.snd_max]
-    assert waiting
-    first_read = drain(path.b, fullest)[0]
-    path.run(lambda: any(c.snd_wnd > 0 for c in waiting), path.clock.now + 0.05)
+    first_read = drain(path.b, stall.fullest)[0]
+    assert stall.reopened_at_once()
 
-    got = [bytearray(first_read if s is fullest else b"") for s in servers]
+    got = [bytearray(first_read if s is stall.fullest else b"") for s in servers]
 
     def read() -> None:
         for i, conn in enumerate(servers):
@@ -162,5 +178,15 @@ def test_unread_connections_hold_the_budget_not_a_buffer_each_then_all_arrives()
 
     path.run(lambda: all(len(g) == EACH for g in got), 600.0, read)
     by_port = {s.remote_port: bytes(g) for s, g in zip(servers, got, strict=True)}
-    assert [by_port[c.local_port] for c in clients] == payloads
+    assert [by_port[c.local_port] for c in clients] == stall.payloads
     assert budget.used == 0
+
+
+def test_an_aborted_connection_gives_its_bytes_back_and_reopens_the_shut_windows() -> None:
+    stall = Stalled()
+    budget = stall.path.b.receive_budget
+    before = budget.used
+    held_by_fullest = len(stall.fullest.rcvbuf.readable)
+    stall.path.b.abort(stall.fullest)  # the app's abort: nobody will read those bytes
+    assert budget.used == before - held_by_fullest
+    assert stall.reopened_at_once()
