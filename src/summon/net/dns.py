@@ -1,8 +1,10 @@
 """DNS wire format for the stub resolver (RFC 1035): A-record queries and their replies.
 
-Sans-IO: `build_query` makes a query, `parse_response` checks a reply in two steps
-(integrity: header, name and record framing, compression pointers; then sanity: it answers
-our question, with our ID) and returns the addresses, following CNAMEs within the answer.
+Sans-IO: `build_query` makes a query, `parse_response` checks a reply: first its fixed
+header (a reply, to our ID: anything else, spoofed or stale, is dropped before a byte of its
+body is read, so a flood of unmatched replies costs no parsing), then in two steps (integrity:
+name and record framing, compression pointers; then sanity: it answers our question) and
+returns the addresses, following CNAMEs within the answer.
 Sending queries, timeouts, the TCP fallback and the cache are resolver.py's.
 
 Why not dnspython: it is the wire format dnspython reads and writes (the tests check both
@@ -148,6 +150,12 @@ def parse_response(data: bytes, ident: int, name: str, qtype: int = TYPE_A) -> A
     if len(data) < HEADER_LEN:
         raise DnsIntegrityError("too_short", f"message of {len(data)} bytes < header 12")
     rid, flags, qdcount, ancount, _ns, _ar = HEADER.unpack_from(data)
+    # Step zero, the header: only a reply to our query is worth parsing. A spoofer who does
+    # not know the ID (or a stale reply to an earlier query) costs 12 bytes read, not a body.
+    if not flags & FLAG_QR:
+        raise DnsSanityError("not_a_response", "QR bit clear: a query, not a reply")
+    if rid != ident:
+        raise DnsSanityError("wrong_id", f"ID {rid} != ours {ident}")
     offset = HEADER_LEN
     questions = []
     for _ in range(qdcount):
@@ -178,11 +186,7 @@ def parse_response(data: bytes, ident: int, name: str, qtype: int = TYPE_A) -> A
         rdata_offset = offset
         offset += rdlength
         records.append((owner, rtype, rclass, ttl, rdata_offset, rdlength))
-    # Step two, sanity: a reply, to our ID and our question.
-    if not flags & FLAG_QR:
-        raise DnsSanityError("not_a_response", "QR bit clear: a query, not a reply")
-    if rid != ident:
-        raise DnsSanityError("wrong_id", f"ID {rid} != ours {ident}")
+    # Step two, sanity: it answers our question.
     want = name.rstrip(".").lower().encode("ascii")
     if questions != [(want, qtype, CLASS_IN)]:
         raise DnsSanityError("wrong_question", f"question {questions!r} is not ours")

@@ -13,6 +13,13 @@ How it is driven, all on the event loop's thread:
   layers' news (tcp.ready(), UDP arrivals) to the transports and endpoints, then writes the
   frames the layers queued.
 
+Memory for what peers send is bounded stack-wide, not only per connection: TCP's receive
+buffers together hold at most TCPConfig.receive_memory (16 MiB) plus one buffer, windows
+closing past it (tcp/buffers.py's ReceiveBudget); IP reassembly holds 1 MiB, each fragment
+charged its Python overhead too (ipv4.Reassembler); a StreamReader (the app's buffer) is
+past twice its 64 KiB limit when asyncio pauses reading; a UDP endpoint queues 1,024
+datagrams and 1 MiB at most (streams.py).
+
 Addressing comes from SUMMON_NET (static, or "dhcp"), see docs/direct.md. Every path a unit
 takes is counted in `counters`, shared by all layers; with `stats_path` a snapshot is written
 there (JSON) about once a second for the instance's stats.

@@ -61,6 +61,11 @@ READ_CHUNK = 256 * 1024  # most bytes one DataReceived takes from a connection
 STREAM_LIMIT = 64 * 1024  # asyncio.StreamReader's default limit, as asyncio.open_connection
 WRITE_HIGH_WATER = 64 * 1024  # asyncio's transport defaults
 UDP_QUEUE_LIMIT = 1024  # as SocketStack: datagrams an endpoint queues before dropping
+# ...and bytes: 1024 reassembled 64 KiB datagrams from a peer on the link were 64 MB queued
+# for an app that reads slowly. Each datagram is charged its payload and UDP_OVERHEAD, what
+# its queue entry costs in Python (tuple, bytes header, address str and tuple).
+UDP_QUEUE_BYTES = 1024 * 1024
+UDP_OVERHEAD = 256
 
 # ConnectionClosed's reason -> the exception a kernel socket would raise (None: a clean end).
 CLOSED_ERRORS: dict[str, Callable[[], OSError] | None] = {
@@ -397,6 +402,7 @@ class DirectUDPEndpoint(UDPEndpoint):
         self._host = host
         self._socket = socket
         self._queue: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self._queued = 0  # bytes charged for what is in _queue
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
         self.dropped = 0
@@ -413,10 +419,12 @@ class DirectUDPEndpoint(UDPEndpoint):
         for event in events:
             if not isinstance(event, UdpReceived):
                 continue  # ICMP errors: UDP does not report them (as SocketStack)
-            if len(queue) >= UDP_QUEUE_LIMIT:
+            cost = len(event.payload) + UDP_OVERHEAD
+            if len(queue) >= UDP_QUEUE_LIMIT or self._queued + cost > UDP_QUEUE_BYTES:
                 self.dropped += 1
                 self._host.counters.inc("stack__udp_queue_full__drop")
                 continue
+            self._queued += cost
             queue.append((event.payload, (format_address(event.src_ip), event.src_port)))
         self._wake(len(queue))
 
@@ -441,7 +449,9 @@ class DirectUDPEndpoint(UDPEndpoint):
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
-        return self._queue.popleft()
+        datagram = self._queue.popleft()
+        self._queued -= len(datagram[0]) + UDP_OVERHEAD
+        return datagram
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         if self._closed:
@@ -468,4 +478,5 @@ class DirectUDPEndpoint(UDPEndpoint):
         self._socket.close()
         self._host.forget_udp(self._socket.port)
         self._queue.clear()
+        self._queued = 0
         self._wake(len(self._waiters))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from summon.net.arp import (
+    HELD_OVERHEAD,
     OP_REPLY,
     OP_REQUEST,
     ArpCache,
@@ -181,13 +184,31 @@ def test_datagrams_wait_for_resolution_and_go_out_in_order_on_reply() -> None:
 
 
 def test_pending_queue_keeps_the_newest_within_its_byte_bound() -> None:
-    arp = resolver(queue_bytes=10)
+    arp = resolver(queue_bytes=2 * (4 + HELD_OVERHEAD) + 5)  # room for two 4-byte datagrams
     for i in range(5):
         arp.resolve(PEER_IP, bytes([i]) * 4, now=0.0)
     assert arp.pending(PEER_IP) == 2
     assert arp.counters["arp__pending_full__drop"] == 3
     reply = ArpPacket(OP_REPLY, PEER_MAC, PEER_IP, OUR_MAC, OUR_IP)
     assert [p for _, _, p in arp.receive(reply, 0.1)] == [b"\3" * 4, b"\4" * 4]
+
+
+def test_tiny_datagrams_held_for_unresolved_hops_cost_the_bound_in_real_memory() -> None:
+    """Each held datagram is charged its bytes and what Python spends to hold it: counting
+    bytes alone, 40-byte datagrams (our RSTs to spoofed on-link sources) for 64 next hops
+    held 16.4 MiB within the 64 x 128 KiB bound."""
+    arp = resolver()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for hop in range(16):
+            for n in range(5000):
+                arp.resolve(bytes((10, 0, 1, hop)), n.to_bytes(4, "big") * 10, 0.0)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert arp.counters["arp__pending_full__drop"] > 0
+    assert held < 1.1 * 16 * arp.queue_bytes
 
 
 def test_number_of_next_hops_resolving_at_once_is_bounded() -> None:

@@ -146,6 +146,29 @@ def test_long_pointer_chains_are_refused_before_they_cost_seconds() -> None:
     assert time.process_time() - started < 0.5
 
 
+def test_a_reply_to_another_id_is_dropped_before_its_body_is_read() -> None:
+    """A spoofer who does not know the query's ID (or a stale reply to an earlier query)
+    must not make the resolver parse its body: the same 64 KiB pointer chain that is refused
+    as pointer_chain under our ID is refused as wrong_id, unread, under another; so is a
+    body that is nothing but garbage."""
+    query = build_query("a.test", 7)
+    wire = chained_reply(query, 8000, 4000)
+    other = b"\x00\x08" + wire[2:]
+    with pytest.raises(DnsSanityError) as e:
+        parse_response(other, 7, "a.test")
+    assert e.value.reason == "wrong_id"
+    garbage = b"\x00\x08\x81\x80\xff\xff\xff\xff" + bytes(4) + b"\xff" * 200
+    with pytest.raises(DnsSanityError) as e:
+        parse_response(garbage, 7, "a.test")
+    assert e.value.reason == "wrong_id"
+    with pytest.raises(DnsIntegrityError):  # the same garbage under our ID is read, and fails
+        parse_response(b"\x00\x07" + garbage[2:], 7, "a.test")
+    query_back = b"\x00\x07\x01\x00" + garbage[4:]  # a query (QR clear), not a reply
+    with pytest.raises(DnsSanityError) as e:
+        parse_response(query_back, 7, "a.test")
+    assert e.value.reason == "not_a_response"
+
+
 def test_names_are_checked_before_any_query() -> None:
     assert encode_name("a.b.") == b"\x01a\x01b\x00"
     for bad in ("", "a..b", "x" * 64 + ".org", "é.org", ".".join(["abcdefgh"] * 40)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import struct
+import tracemalloc
 
 import pytest
 from hypothesis import given
@@ -13,6 +14,7 @@ from summon.net.checksum import checksum
 from summon.net.counters import Counters
 from summon.net.errors import IntegrityError, SanityError
 from summon.net.ipv4 import (
+    FRAGMENT_OVERHEAD,
     PROTO_ICMP,
     PROTO_UDP,
     FragmentationNeeded,
@@ -279,12 +281,14 @@ def test_thousands_of_tiny_fragments_in_random_order_with_overlaps_anywhere() ->
     for seed in range(3):
         order = pieces[:]
         random.Random(seed).shuffle(order)
-        (whole,) = feed(Reassembler(Counters()), order)
+        # 8,000 fragments cost 1.5 MB to hold (FRAGMENT_OVERHEAD each): over the default bound.
+        (whole,) = feed(Reassembler(Counters(), max_bytes=2 << 20), order)
         assert whole.payload == payload
         counters = Counters()
         at = random.Random(seed).randrange(1, 7999) * 8 - 4  # across two fragments' bytes
         spans = tiny(bytes(16), at - at % 8, more=True)
-        assert feed(Reassembler(counters), [*order[:4000], spans, *order[4000:]]) == []
+        reassembler = Reassembler(counters, max_bytes=2 << 20)
+        assert feed(reassembler, [*order[:4000], spans, *order[4000:]]) == []
         assert counters["ipv4__overlapping_fragment__drop"] == 1
 
 
@@ -325,7 +329,8 @@ def test_overlapping_fragment_drops_the_whole_datagram() -> None:
     )  # fmt: skip
     assert feed(reassembler, [first, second, rewrite, third]) == []
     assert counters["ipv4__overlapping_fragment__drop"] == 1
-    assert reassembler.bytes_held == len(third.payload)  # a new attempt, holding only third
+    # A new attempt, holding only third.
+    assert reassembler.bytes_held == len(third.payload) + FRAGMENT_OVERHEAD
 
 
 def test_conflicting_last_fragments_drop_the_datagram() -> None:
@@ -371,11 +376,35 @@ def test_memory_bound_evicts_the_oldest_datagram() -> None:
     old = cut(bytes(50000), mtu=40020, ident=1)[0]
     new = cut(bytes(50000), mtu=40020, ident=2)
     reassembler.add(old, 0.0)
-    assert reassembler.bytes_held == 40000
+    assert reassembler.bytes_held == 40000 + FRAGMENT_OVERHEAD
     (whole,) = feed(reassembler, new)
     assert whole.identification == 2
     assert counters["ipv4__reassembly_memory__evict"] == 1
     assert reassembler.bytes_held == 0
+
+
+def test_tiny_fragments_of_many_datagrams_cost_the_bound_in_real_memory() -> None:
+    """Each fragment is charged its payload and what Python spends to hold it: counting
+    payload alone, 8-byte fragments of 64 datagrams from an attacker on the link kept
+    22.7 MB of objects within a 1 MiB bound."""
+    counters = Counters()
+    reassembler = Reassembler(counters)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for ident in range(64):
+            for i in range(2000):  # every other slot: no datagram ever completes
+                fragment_ = Ipv4Packet(
+                    A, B, PROTO_UDP, bytes(8), identification=ident, more_fragments=True,
+                    fragment_offset=16 * i,
+                )  # fmt: skip
+                assert reassembler.add(fragment_, 0.0) is None
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert reassembler.bytes_held <= reassembler.max_bytes
+    assert counters["ipv4__reassembly_memory__evict"] > 0
+    assert held < 1.25 * reassembler.max_bytes
 
 
 def test_concurrent_datagram_bound_evicts_the_oldest() -> None:

@@ -27,6 +27,7 @@ from summon.net.ipv4 import parse_address
 from summon.net.links import Link
 from summon.net.netspec import NetSpec, open_link
 from summon.net.stack import DirectStack
+from summon.net.streams import UDP_QUEUE_BYTES
 from summon.net.tcp.config import TCPConfig
 from summon.runtime.posix_devices import FolderKV
 
@@ -392,6 +393,34 @@ def test_udp_datagrams_both_ways_and_errors() -> None:
             await echo.recvfrom()
         with pytest.raises(OSError):
             echo.sendto(b"x", addr)
+
+    run(main)
+
+
+def test_an_unread_udp_port_queues_a_bounded_number_of_bytes() -> None:
+    """A peer on the link sending 60 KB datagrams to a port the app reads slowly: the
+    endpoint's 1,024-datagram bound alone let 64 MB queue up; the byte bound keeps 1 MiB,
+    drops the rest (counted), and what it kept is delivered whole, in order."""
+
+    async def main() -> None:
+        server, client = stack_pair(mtu=65000)
+        slow = await server.open_udp(9)
+        sender = await client.open_udp()
+        sent = [bytes([i]) * 60000 for i in range(40)]
+        for datagram in sent:
+            sender.sendto(datagram, (SERVER_IP, 9))
+            await asyncio.sleep(0)
+        counters = server.counters
+        while counters["udp__datagram__deliver"] < len(sent):  # all there, queued or dropped
+            await asyncio.sleep(0.01)
+        kept = len(sent) - counters["stack__udp_queue_full__drop"]
+        assert 0 < kept * 60000 <= UDP_QUEUE_BYTES
+        assert [await slow.recvfrom() for _ in range(kept)] == [
+            (d, (CLIENT_IP, sender.port)) for d in sent[:kept]
+        ]
+        # Read, the queue takes datagrams again.
+        sender.sendto(b"again", (SERVER_IP, 9))
+        assert await slow.recvfrom() == (b"again", (CLIENT_IP, sender.port))
 
     run(main)
 

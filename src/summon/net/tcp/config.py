@@ -11,6 +11,12 @@ class TCPConfig:
                      of segments (the "SACK panic"/small-MSS resource attacks); Linux uses 48-88
     send_buffer      bytes send() queues before it takes less than it was given
     receive_buffer   bytes held for the app; the receive window is what is free of it
+    receive_memory   bytes all connections' receive buffers hold together (in order or not):
+                     past it windows close (to zero, or to what is left) and new data is
+                     dropped, so an app that reads none of 400 connections holds 16 MiB, not
+                     400 receive buffers (100 MB, a 128 MB guest's whole memory)
+    out_of_order_memory  of receive_memory, what out-of-order bytes may take: nobody can read
+                     them until their hole fills, so they must not shut every window
     window_scale     offer RFC 7323 window scaling (the shift is derived from receive_buffer)
     initial_rto, min_rto, max_rto   RFC 6298: 1 s, 1 s, 60 s
     delayed_ack      how long an ACK may wait for a second segment (RFC 9293: < 0.5 s)
@@ -24,6 +30,10 @@ class TCPConfig:
     challenge_ack_limit per challenge_ack_interval: RFC 5961 section 7's throttle, per
                      connection (a global one leaks state to off-path attackers, CVE-2016-5696)
     max_ooo_runs     out-of-order runs (holes) reassembly keeps per connection
+    invalid_ack_interval  at most one ACK per this many seconds answers out-of-window pure
+                     ACKs (Linux's tcp_invalid_ratelimit, 500 ms): two ends that disagree
+                     on the window (a desync an attacker on the link can cause) would
+                     otherwise ACK each other's ACKs for ever. Data is always answered
     nodelay          True: no Nagle (asyncio sets TCP_NODELAY too); False: RFC 9293 Nagle
     syn_backlog      half-open connections a listener keeps (its SYN queue)
     accept_backlog   established connections waiting for accept() (its accept queue)
@@ -50,6 +60,7 @@ class TCPConfig:
         "ephemeral_ports",
         "fin_timeout",
         "initial_rto",
+        "invalid_ack_interval",
         "max_ooo_runs",
         "max_retries",
         "max_rto",
@@ -59,7 +70,9 @@ class TCPConfig:
         "msl",
         "mss",
         "nodelay",
+        "out_of_order_memory",
         "receive_buffer",
+        "receive_memory",
         "send_buffer",
         "syn_backlog",
         "syn_cookies",
@@ -76,6 +89,8 @@ class TCPConfig:
         min_mss: int = 88,
         send_buffer: int = 256 * 1024,
         receive_buffer: int = 256 * 1024,
+        receive_memory: int = 16 * 1024 * 1024,
+        out_of_order_memory: int = 4 * 1024 * 1024,
         window_scale: bool = True,
         initial_rto: float = 1.0,
         min_rto: float = 1.0,
@@ -89,6 +104,7 @@ class TCPConfig:
         challenge_ack_limit: int = 10,
         challenge_ack_interval: float = 1.0,
         max_ooo_runs: int = 64,
+        invalid_ack_interval: float = 0.5,
         max_time_wait: int = 4096,
         nodelay: bool = True,
         syn_backlog: int = 1024,
@@ -102,6 +118,8 @@ class TCPConfig:
         self.min_mss = min_mss
         self.send_buffer = send_buffer
         self.receive_buffer = receive_buffer
+        self.receive_memory = receive_memory
+        self.out_of_order_memory = out_of_order_memory
         self.window_scale = window_scale
         self.initial_rto = initial_rto
         self.min_rto = min_rto
@@ -115,6 +133,7 @@ class TCPConfig:
         self.challenge_ack_limit = challenge_ack_limit
         self.challenge_ack_interval = challenge_ack_interval
         self.max_ooo_runs = max_ooo_runs
+        self.invalid_ack_interval = invalid_ack_interval
         self.max_time_wait = max_time_wait
         self.nodelay = nodelay
         self.syn_backlog = syn_backlog

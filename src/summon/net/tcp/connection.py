@@ -99,6 +99,14 @@ class Connection(Receiver):
             self._count("tcp__abort__send_rst")
         self._finish(st.ABORT, "aborted")
 
+    def reopen_window(self) -> bool:
+        """The receive budget has room again (an app read another connection): if this one
+        shut its window for want of it, tell the peer it is open (else the peer would wait
+        for its next zero-window probe, up to minutes away). True if an update went out."""
+        sent = len(self.effects.segments)
+        self._window_update()
+        return len(self.effects.segments) > sent
+
     def next_event(self, max_bytes: int = 65536) -> Event | None:
         """The next thing the app should know, or None. Data stays in the receive buffer (and
         keeps the window shut) until taken here: not calling this is how the app pushes back."""

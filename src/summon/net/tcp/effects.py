@@ -13,6 +13,8 @@ the record after each call and clears it:
     established  a passive connection finished its handshake: into its listener's accept queue
     closed       the connection reached CLOSED: forget its 4-tuple (and its SYN-queue slot)
     rearmed      its timers changed: `deadline` is now its earliest one (or None)
+    starved      it advertised a zero window because the stack-wide receive budget was
+                 spent: tell it when an app's read gives the budget room again
 
 A record is reused for every call: nothing is allocated per segment beyond the segments
 themselves. A connection made alone has its own; TCP gives all of its connections one record
@@ -39,6 +41,7 @@ class Effects:
         "rearmed",
         "replies",
         "segments",
+        "starved",
     )
 
     def __init__(self) -> None:
@@ -49,6 +52,7 @@ class Effects:
         self.established = False
         self.closed = False
         self.rearmed = False
+        self.starved = False
         self.deadline: float | None = None
 
     def clear(self) -> None:
@@ -56,7 +60,7 @@ class Effects:
         self.segments.clear()
         self.replies.clear()
         self.counts.clear()
-        self.ready = self.established = self.closed = self.rearmed = False
+        self.ready = self.established = self.closed = self.rearmed = self.starved = False
 
     def __bool__(self) -> bool:
         return bool(
@@ -67,6 +71,7 @@ class Effects:
             or self.established
             or self.closed
             or self.rearmed
+            or self.starved
         )
 
     def __repr__(self) -> str:
@@ -75,7 +80,8 @@ class Effects:
             parts.append(f"replies={self.replies!r}")
         if self.counts:
             parts.append(f"counts={self.counts!r}")
-        parts += [name for name in ("ready", "established", "closed") if getattr(self, name)]
+        names = ("ready", "established", "closed", "starved")
+        parts += [name for name in names if getattr(self, name)]
         if self.rearmed:
             parts.append(f"deadline={self.deadline!r}")
         return f"<Effects {' '.join(parts) or 'none'}>"

@@ -26,6 +26,7 @@ import os
 from summon.net.counters import Counters
 from summon.net.errors import NetError
 from summon.net.tcp import state as st
+from summon.net.tcp.buffers import ReceiveBudget
 from summon.net.tcp.config import TCPConfig
 from summon.net.tcp.connection import Connection
 from summon.net.tcp.effects import Effects
@@ -57,11 +58,13 @@ class TCP:
         "_now",
         "_ready",
         "_send_ip",
+        "_starved",
         "_time_wait",
         "config",
         "counters",
         "local_ip",
         "random_bytes",
+        "receive_budget",
     )
 
     def __init__(
@@ -93,6 +96,12 @@ class TCP:
         self._time_wait: dict[Connection, None] = {}  # oldest first (config.max_time_wait)
         # Every connection's calls leave their effects here; _apply drains it after each.
         self._effects = Effects()
+        # Connections whose window the budget shut, oldest first (_reopen_windows).
+        self._starved: dict[Connection, None] = {}
+        # What all the connections' receive buffers hold together (config.receive_memory).
+        self.receive_budget = ReceiveBudget(
+            self.config.receive_memory, self.config.out_of_order_memory
+        )
 
     # ----------------------------------------------------------------- the app's side
 
@@ -116,6 +125,7 @@ class TCP:
             c.syn_cookies if syn_cookies is None else syn_cookies,
             self.random_bytes,
             self._effects,
+            self.receive_budget,
         )
         self._listeners[port] = listener
         return listener
@@ -159,6 +169,7 @@ class TCP:
             remote_port,
             self.new_iss(),
             effects=self._effects,
+            budget=self.receive_budget,
         )
         self.register(conn)
         conn.open_active(self.now())
@@ -183,8 +194,12 @@ class TCP:
         self._apply(conn)
 
     def abort(self, conn: Connection) -> None:
-        """Drop conn at once: RST to the peer, queued data discarded. Idempotent."""
+        """Drop conn at once: RST to the peer, queued data discarded (the app's call: it
+        will read none of it, so its receive buffer goes back to the budget). Idempotent."""
         conn.abort()
+        conn.rcvbuf.clear()
+        if self._starved:
+            self._reopen_windows()
         self._apply(conn)
 
     def next_event(self, conn: Connection, max_bytes: int = 65536) -> Event | None:
@@ -192,7 +207,27 @@ class TCP:
         event = conn.next_event(max_bytes)
         if conn.effects.segments:
             self._apply(conn)
+        if self._starved and event is not None:
+            self._reopen_windows()
         return event
+
+    def _reopen_windows(self) -> None:
+        """An app read (or aborted), so the budget may have room: connections whose windows it
+        shut get a window update, oldest first, as far as the room goes."""
+        budget = self.receive_budget
+        room = budget.limit - budget.used
+        starved = self._starved
+        while starved and room > 0:
+            conn = next(iter(starved))
+            if conn.reopen_window():
+                del starved[conn]
+                self._apply(conn)
+                room -= (conn.rcv_adv - conn.rcv_nxt) & MASK
+                continue
+            rcvbuf = conn.rcvbuf
+            if conn.state in st.RECEIVING and rcvbuf.free < rcvbuf.capacity - len(rcvbuf.readable):
+                break  # the budget still shuts it: it keeps its place, first in line
+            del starved[conn]  # done receiving, or waiting on its own app's reads now
 
     def timers(self, now: float) -> None:
         """Fire every timer due at `now`."""
@@ -325,6 +360,9 @@ class TCP:
         if fx.ready:
             fx.ready = False
             self._ready[conn] = None
+        if fx.starved:
+            fx.starved = False
+            self._starved[conn] = None
         if fx.established:
             fx.established = False
             listener = self._listeners.get(conn.local_port)
@@ -403,6 +441,7 @@ class TCP:
         key = (conn.remote_ip, conn.remote_port, conn.local_port)
         if self._connections.get(key) is conn:
             del self._connections[key]
+        self._starved.pop(conn, None)
 
     def new_iss(self) -> int:
         return new_iss(self.random_bytes)

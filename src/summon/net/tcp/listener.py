@@ -25,6 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from summon.net.tcp.buffers import ReceiveBudget
     from summon.net.tcp.config import TCPConfig
 
 # SYN cookies keep the MSS as a 3-bit index into this table (the largest entry <= the peer's).
@@ -36,6 +37,7 @@ class Listener:
     """What `TCP.listen` returns: take established connections with `accept()`."""
 
     __slots__ = (
+        "_budget",
         "_can_accept",
         "_conn_effects",
         "_cookie_key",
@@ -60,11 +62,14 @@ class Listener:
         syn_cookies: bool,
         random_bytes: Callable[[int], bytes],
         conn_effects: Effects | None = None,
+        budget: ReceiveBudget | None = None,
     ) -> None:
         """random_bytes makes the SYN-cookie key (now) and the ISNs of the connections;
         conn_effects is the record the connections it spawns leave their effects in (see
-        effects.py; by default each its own)."""
+        effects.py; by default each its own); budget, what their receive buffers draw on
+        (TCP's, shared by all its connections; by default each its own)."""
         self.config = config
+        self._budget = budget
         self.effects = Effects()
         self._conn_effects = conn_effects
         self._can_accept = self.can_accept  # one bound method for all its connections
@@ -166,6 +171,7 @@ class Listener:
             new_iss(self._random_bytes),
             can_accept=self._can_accept,
             effects=self._conn_effects,
+            budget=self._budget,
         )
         self.syn_queue[(src_ip, seg.src_port)] = conn
         counts.append("tcp__listen__syn_received")
@@ -243,6 +249,7 @@ class Listener:
             cookie,
             can_accept=self._can_accept,
             effects=self._conn_effects,
+            budget=self._budget,
         )
         conn.wscale_offered = False  # the cookie SYN,ACK carried no window scale
         conn.open_from_cookie(seg, mss, now)

@@ -159,7 +159,16 @@ class Receiver(Sender):
         if not acceptable(seg.seq, seg.length, self.rcv_nxt, rcv_wnd):
             if flags & RST:
                 self._count("tcp__rst_out_of_window__drop")
+            elif (
+                not seg.payload
+                and not flags & FIN
+                and now - self._oow_ack_at < self.config.invalid_ack_interval
+            ):
+                # A pure ACK answered moments ago: an ACK loop, or someone feeding one.
+                self._count("tcp__out_of_window__rate_limited")
             else:
+                if not seg.payload and not flags & FIN:
+                    self._oow_ack_at = now
                 self._count("tcp__out_of_window__ack")
                 self._ack_now = True
             return
@@ -281,8 +290,13 @@ class Receiver(Sender):
                 skip = (rcv_nxt - seq) & MASK
                 payload = payload[skip:]
                 seq = rcv_nxt
-            room = self.rcvbuf.free - ((seq - rcv_nxt) & MASK)
+            rcvbuf = self.rcvbuf
+            offset = (seq - rcv_nxt) & MASK
+            room = rcvbuf.free - offset
             if len(payload) > room:  # trim what lies past the window, and the FIN with it
+                if room < rcvbuf.capacity - len(rcvbuf.readable) - offset:
+                    # The stack-wide budget (config.receive_memory) is short, not our buffer.
+                    self._count("tcp__receive_memory__trim")
                 payload = payload[: max(room, 0)]
                 fin = False
             if payload:
@@ -300,8 +314,11 @@ class Receiver(Sender):
                 elif what == "queued":  # out of order: an immediate duplicate ACK (RFC 5681 4.2)
                     self._count("tcp__out_of_order__queued")
                     self._ack_now = True
-                else:
-                    self._count("tcp__out_of_order__drop")
+                else:  # too many holes, or config.out_of_order_memory is spent
+                    if what == "dropped":
+                        self._count("tcp__out_of_order__drop")
+                    else:
+                        self._count("tcp__out_of_order_memory__drop")
                     self._ack_now = True
             else:
                 self._ack_now = True

@@ -32,14 +32,13 @@ class Sender(TCB):
     def _send_segment(self, flags: int, seq: int, n: int = 0, *, ack: bool = True) -> None:
         """Emit one segment carrying the n bytes of the send buffer from seq on; every segment
         but a bare SYN or RST carries our ACK and window."""
+        rcvbuf = self.rcvbuf
+        free = rcvbuf.free
         field, self.rcv_adv = advertise(
-            self.rcvbuf.free,
-            self.rcv_nxt,
-            self.rcv_adv,
-            self.rcv_shift,
-            self.mss,
-            self.rcvbuf.capacity,
+            free, self.rcv_nxt, self.rcv_adv, self.rcv_shift, self.mss, rcvbuf.capacity
         )
+        if not field and free < rcvbuf.capacity - len(rcvbuf.readable):
+            self.effects.starved = True  # the budget, not our buffer, shut the window
         if ack:
             self._ack_pending = 0
             self.timers.delayed_ack = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from summon.net.errors import NetError
 from summon.net.tcp import state as st
-from summon.net.tcp.buffers import ReceiveBuffer, SendBuffer
+from summon.net.tcp.buffers import ReceiveBudget, ReceiveBuffer, SendBuffer
 from summon.net.tcp.congestion import NewReno
 from summon.net.tcp.effects import Effects
 from summon.net.tcp.seq import MASK
@@ -44,6 +44,7 @@ class TCB:
         "_eof_pending",
         "_established_pending",
         "_fin_queued",
+        "_oow_ack_at",
         "_probe_backoff",
         "_probes_unanswered",
         "_retries",
@@ -94,12 +95,14 @@ class TCB:
         iss: int,
         can_accept: Callable[[], bool] | None = None,
         effects: Effects | None = None,
+        budget: ReceiveBudget | None = None,
     ) -> None:
         """The 4-tuple (local_ip is in the checksum of every segment it encodes); can_accept:
         for a connection a listener spawned, whether its accept queue has room (asked when
         the handshake would complete); None for one we opened. effects: the record its calls
         leave their effects in; a driver that drains it after every call may give all its
-        connections one (TCP does: no memory per connection); by default its own."""
+        connections one (TCP does: no memory per connection); by default its own. budget:
+        what its receive buffer draws on with the others' (TCP's); by default its own."""
         self.effects = effects if effects is not None else Effects()
         self.config = config
         self.state = st.CLOSED
@@ -126,7 +129,7 @@ class TCB:
         self.rcv_fin_seq: int | None = None  # the peer's FIN, seen ahead of a hole
         self.wscale_offered = config.window_scale
         self.sndbuf = SendBuffer(config.send_buffer, (iss + 1) & MASK)
-        self.rcvbuf = ReceiveBuffer(config.receive_buffer, config.max_ooo_runs)
+        self.rcvbuf = ReceiveBuffer(config.receive_buffer, config.max_ooo_runs, budget)
         self.rto = RTOEstimator(config.initial_rto, config.min_rto, config.max_rto)
         self.cc = NewReno(config.mss, iss)
         self.timers = Timers()
@@ -141,6 +144,7 @@ class TCB:
         self._ack_now = False
         self._challenge_start = -1e300
         self._challenge_count = 0
+        self._oow_ack_at = -1e300  # when an out-of-window pure ACK was last answered
         self._established_pending = False
         self._eof_pending = False
         self._closed_reason: str | None = None
@@ -169,6 +173,6 @@ class TCB:
         self._move(event)
         self.timers.clear()
         self.sndbuf = SendBuffer(0, self.sndbuf.start)
-        self.rcvbuf.runs = []
+        self.rcvbuf.drop_out_of_order()
         self._report_closed(reason)
         self.effects.closed = True

@@ -57,11 +57,16 @@ def advertise(
     """The window field to send and the new right edge RCV.NXT + window, given `free` bytes.
 
     Receiver-side silly window avoidance (RFC 9293 section 3.8.6.2.2): the right edge moves only
-    by at least min(buffer / 2, MSS); and it never moves left (a promise once made is kept).
+    by at least min(buffer / 2, MSS); and it never moves left (a promise once made is kept),
+    unless the stack-wide receive budget took the space it promised: then the window shrinks
+    to what is free (or to zero, if that is less than the step above), as Linux does under
+    memory pressure with tcp_shrink_window=1, rather than invite bytes it would drop.
     """
     promised = (rcv_adv - rcv_nxt) & MASK
-    if promised > free:  # cannot happen unless the caller shrank the buffer; keep the promise
-        promised = 0
+    if promised > free:
+        window = free if free >= min(buffer // 2, mss) else 0
+        field = min(window >> shift, 0xFFFF)
+        return field, (rcv_nxt + (field << shift)) & MASK
     if free - promised >= min(buffer // 2, mss) or free == buffer:
         window = free
     else:

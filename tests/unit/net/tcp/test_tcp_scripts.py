@@ -492,6 +492,21 @@ SCRIPTS = {
 0.100 event none
 0.100 counter tcp__out_of_window__ack 1
 """,
+    "out_of_window_pure_acks_are_answered_at_most_twice_a_second": PASSIVE
+    + """
+// An ACK loop (two ends that disagree on the window ACK each other's ACKs) is cut short:
+// Linux's tcp_invalid_ratelimit. Data out of the window is still answered every time.
+0.100 < . 100000:100000(0) ack 1 win 65535
+0.100 > . 1:1(0) ack 1 win 65535
+0.200 < . 100000:100000(0) ack 1 win 65535
+0.300 < . 100000:100000(0) ack 1 win 65535
+0.300 < P. 100000:100010(10) ack 1 win 65535
+0.300 > . 1:1(0) ack 1 win 65535
+0.300 counter tcp__out_of_window__rate_limited 2
+0.650 < . 100000:100000(0) ack 1 win 65535
+0.650 > . 1:1(0) ack 1 win 65535
+0.650 state ESTABLISHED
+""",
     # ---------------------------------------------------------------- no connection
     "syn_to_closed_port_gets_rst_ack": """
 0.000 < S 0:0(0) win 65535 <mss 1460>

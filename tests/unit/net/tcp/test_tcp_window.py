@@ -80,6 +80,17 @@ def test_advertise_rounds_up_rather_than_shrink_when_space_allows() -> None:
     assert field << 3 >= 1001 and right == (NXT + (field << 3)) & 0xFFFFFFFF
 
 
+def test_advertise_shrinks_to_what_the_receive_budget_left() -> None:
+    """The stack-wide budget took space already promised: the edge moves left to what is
+    free (an MSS or more), or the window closes (less), rather than invite bytes that would
+    be dropped; it never promises more than is free."""
+    promised = (NXT + 10000) & 0xFFFFFFFF
+    assert advertise(3000, NXT, promised, 0, 1460, 100000) == (3000, (NXT + 3000) & 0xFFFFFFFF)
+    assert advertise(1000, NXT, promised, 0, 1460, 100000) == (0, NXT)
+    field, right = advertise(3000, NXT, promised, 3, 1460, 100000)
+    assert field << 3 <= 3000 and right == (NXT + (field << 3)) & 0xFFFFFFFF
+
+
 @given(
     shift=st.integers(0, 14),
     steps=st.lists(st.tuples(st.integers(0, 5000), st.integers(0, 5000)), max_size=40),
