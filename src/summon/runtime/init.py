@@ -190,6 +190,7 @@ def make_sealer(cfg: AppConfig, root: str) -> Sealer | None:
 
     sealer = seal.Sealer(cfg, tuple(sys.path), _say)
     seal.activate(sealer)
+    sealer.learn_early()
     return sealer
 
 

@@ -59,6 +59,7 @@ PR_SET_NO_NEW_PRIVS = 38
 # The build's recording run learns the code an app compiles after the seal (seal_hook.py).
 LEARN_ENV = "SUMMON_SEAL_LEARN"
 LEARNED_PREFIX = "sealed: learned code "
+LEARNED_EARLY_PREFIX = "sealed: learned early code "  # compiled before the seal (seal_early)
 MAX_LEARNED = 1000  # an app that makes that much code as it runs makes new code every time
 
 RULE_MEMORY = "seal.memory: no new executable memory after the seal"
@@ -316,7 +317,18 @@ class Sealer:
         elif os.environ.get("SUMMON_LOG_LEVEL") == "debug":
             self.say(f"sealed at {why} in {self.seconds * 1000:.1f} ms")
 
-    def _learned(self, digest: str, name: str) -> None:
+    def learn_early(self) -> None:
+        """The build's learning run: learn what the app compiles before the seal, too
+        (seal_early.py); a run that is not learning installs nothing."""
+        if self.learning:
+            from summon.runtime import seal_early
+
+            seal_early.install(self._learned_early, lambda: self.sealed)
+
+    def _learned_early(self, digest: str, name: str) -> None:
+        self._learned(digest, name, LEARNED_EARLY_PREFIX)
+
+    def _learned(self, digest: str, name: str, prefix: str = LEARNED_PREFIX) -> None:
         """In the build's recording run: a compile (or an exec, digest "") seal.code would
         have refused, said in the form build/syscalls.py reads (LEARNED_PREFIX)."""
         if (digest, name) in self._learned_said or len(self._learned_said) > MAX_LEARNED:
@@ -329,7 +341,7 @@ class Sealer:
                 'seal = "audit" shows what it makes)'
             )
             return
-        self.say(f"{LEARNED_PREFIX}{digest or '-'} {name!r}")
+        self.say(f"{prefix}{digest or '-'} {name!r}")
 
     def _refusal(self, what: str, rule: str, enforce: bool) -> None:
         if enforce and rule.startswith("seal.code:") and not self._code_hinted:
