@@ -240,7 +240,7 @@ def build(
         packages: list[Package] = []
         if m.requirements:
             step(f"vendoring {len(m.requirements)} requirement(s) for Python {interp.version}")
-            packages = vendor(m.requirements, interp, site)
+            packages = vendor(m.requirements, interp, site, say=step)
         packages += own_distribution(m, site)
         step("inspecting the entry")
         run_env = {**m.env, **(env or {})}  # the build's runs of the app, never the image
