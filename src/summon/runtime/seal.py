@@ -247,6 +247,7 @@ class Sealer:
         # image's own environment (app.json "env", set before this runs).
         self.learning = os.environ.get(LEARN_ENV) == "1" and LEARN_ENV not in cfg.env
         self._learned_said: set[tuple[str, str]] = set()
+        self._early_count = 0  # pieces of code compiled before the seal, told (seal_early)
         self._code_hinted = False  # the seal.code refusal said how to avoid it once
         self.sealed = False
         self.why = ""
@@ -326,9 +327,13 @@ class Sealer:
             seal_early.install(self._learned_early, lambda: self.sealed)
 
     def _learned_early(self, digest: str, name: str) -> None:
-        self._learned(digest, name, LEARNED_EARLY_PREFIX)
+        """Code compiled before the seal (told once each by seal_early), within a bound of
+        its own: an app's start never uses up what the code after the seal may learn."""
+        if self._early_count < MAX_LEARNED:
+            self._early_count += 1
+            self.say(f"{LEARNED_EARLY_PREFIX}{digest} {name!r}")
 
-    def _learned(self, digest: str, name: str, prefix: str = LEARNED_PREFIX) -> None:
+    def _learned(self, digest: str, name: str) -> None:
         """In the build's recording run: a compile (or an exec, digest "") seal.code would
         have refused, said in the form build/syscalls.py reads (LEARNED_PREFIX)."""
         if (digest, name) in self._learned_said or len(self._learned_said) > MAX_LEARNED:
@@ -341,7 +346,7 @@ class Sealer:
                 'seal = "audit" shows what it makes)'
             )
             return
-        self.say(f"{prefix}{digest or '-'} {name!r}")
+        self.say(f"{LEARNED_PREFIX}{digest or '-'} {name!r}")
 
     def _refusal(self, what: str, rule: str, enforce: bool) -> None:
         if enforce and rule.startswith("seal.code:") and not self._code_hinted:

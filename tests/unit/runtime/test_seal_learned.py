@@ -320,3 +320,23 @@ def test_code_compiled_before_the_seal_is_learned_too(tmp_path: Path) -> None:
         (tree_digest, ""),  # a tree's compile event names no file, for either hook
         (_sha("1 + 1"), "<string>"),
     ]
+
+
+def test_what_an_app_compiles_as_it_starts_never_uses_up_what_it_may_learn_after_the_seal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A SQLAlchemy app compiles hundreds of decorators at import: told before the seal,
+    they must leave Sanic's router, compiled after it, its own room to be learned."""
+    from summon.runtime import seal
+    from summon.runtime.config import AppConfig
+
+    monkeypatch.setenv(seal.LEARN_ENV, "1")
+    said: list[str] = []
+    cfg = AppConfig(name="x", entry_kind="script", entry_path="/app/x.py", seal="on")
+    sealer = seal.Sealer(cfg, ("/app",), said.append)
+    for n in range(seal.MAX_LEARNED + 50):
+        sealer._learned_early(f"{n:064x}", "<sqlalchemy generated>")
+    sealer._learned("f" * 64, "<router>")
+    early = [line for line in said if line.startswith(seal.LEARNED_EARLY_PREFIX)]
+    assert len(early) == seal.MAX_LEARNED
+    assert said[-1] == f"{seal.LEARNED_PREFIX}{'f' * 64} '<router>'"
