@@ -3,7 +3,9 @@
 tests/security/apps/learned binds its port (the seal closes there), then compiles its router
 from source text and from a rewritten syntax tree, as Sanic does. Built for real, the
 recording run learns both; the image says so, lists them in app.json, and serves sealed.
-A compile the build never saw (made from a request) is still refused by seal.code.
+So does a class's methods compiled from text as the app starts (before the seal) and again
+at a request the recording run never made, as attrs does. A compile the build never saw
+(made from a request) is still refused by seal.code.
 """
 
 from __future__ import annotations
@@ -64,9 +66,11 @@ def _get(port: int, path: str) -> tuple[int, str]:
 
 def test_the_build_learns_the_code_and_says_so(summon: Summon, built: str) -> None:
     assert "piece(s) of code from strings after the seal" in built, built
+    assert "and 1 it made as it started" in built, built
     seal = summon.inspect("learned:test")["bom"]["app"]["seal"]
     assert seal["mode"] == "on"
-    assert {name for digest, name in seal["code"] if digest} == {"<router>", ""}, seal["code"]
+    compiled = {name for digest, name in seal["code"] if digest}
+    assert compiled == {"<router>", "", "<generated methods Point>"}, seal["code"]
 
 
 def test_the_sealed_app_runs_the_code_the_build_saw(served: tuple[int, object]) -> None:
@@ -74,6 +78,16 @@ def test_the_sealed_app_runs_the_code_the_build_saw(served: tuple[int, object]) 
     assert _get(port, "/") == (200, "page index\n")
     assert _get(port, "/about") == (200, "page about\n")
     assert _get(port, "/nowhere")[0] == 404
+
+
+def test_code_made_again_as_it_was_before_the_seal_runs_sealed(
+    served: tuple[int, object],
+) -> None:
+    """connexion's /openapi.json answered 500: jsonschema made a validator class again with
+    attrs, whose methods' text the seal refused though the app had compiled it at start."""
+    port, _proc = served
+    assert _get(port, "/record") == (200, "Point(x=3, y=4)\n")
+    assert _get(port, "/record") == (200, "Point(x=3, y=4)\n")
 
 
 def test_code_no_build_saw_is_refused_by_seal_code(served: tuple[int, object]) -> None:

@@ -150,6 +150,7 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
             "summon.runtime.seal",
             "summon.runtime.seal_hook",
             "summon.runtime.seal_digest",
+            "summon.runtime.seal_early",  # the build's learning run only
             "summon.runtime.prepare",
         ]
     if m.entry.kind == "function":
@@ -239,7 +240,7 @@ def build(
         packages: list[Package] = []
         if m.requirements:
             step(f"vendoring {len(m.requirements)} requirement(s) for Python {interp.version}")
-            packages = vendor(m.requirements, interp, site)
+            packages = vendor(m.requirements, interp, site, say=step)
         packages += own_distribution(m, site)
         step("inspecting the entry")
         run_env = {**m.env, **(env or {})}  # the build's runs of the app, never the image
@@ -380,7 +381,6 @@ def build(
                 # written again (the first one's blobs go at the next `summon rmi` or gc).
                 app_config["seal"]["code"] = [list(pair) for pair in learned]
                 _add_app_json(fs, app_config, again=True)
-                notes.append(_learned_note(learned))
                 step("writing the root filesystem again, with the code the seal lets through")
                 diff_id, uncompressed, layer, erofs_blob, files_blob = _write_root(
                     store, fs, step, lap
@@ -486,16 +486,6 @@ def _write_root(
     erofs_blob, files_blob = rootfs_artifact.make(store, layer)
     lap("erofs")
     return diff_id, uncompressed, layer, erofs_blob, files_blob
-
-
-def _learned_note(learned: Learned) -> str:
-    names = sorted({name or "''" for _digest, name in learned})
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    return (
-        f"the app compiled or ran {len(learned)} piece(s) of code from strings after the seal "
-        f"in the recording run ({shown}); the sealed image lets exactly those through "
-        '(app.json seal.code; docs/sealing.md, "Code the build saw")'
-    )
 
 
 def _unloadable_warnings(

@@ -42,7 +42,7 @@ from typing import Any
 from summon.build.rootfs import Rootfs
 from summon.build.standins import recording_secrets
 from summon.runtime.config import manifest_table
-from summon.runtime.seal import LEARN_ENV, LEARNED_PREFIX, MAX_LEARNED
+from summon.runtime.seal import LEARN_ENV, LEARNED_EARLY_PREFIX, LEARNED_PREFIX, MAX_LEARNED
 from summon.targets.base import PortForward, RunSpec, SecretFile, Volume
 from summon.targets.sandbox import seccomp
 from summon.targets.sandbox.seccomp import REPORT_KEY
@@ -163,8 +163,8 @@ def record_image(
     secrets: what `summon build --secret` gave the run (standins.py adds TLS stand-ins).
     The list is None, with a warning saying why, when the run cannot be made or the app did
     not come up: the image then keeps the sandbox's static allowlist.
-    learned: filled with the code the app compiled after the seal in that run (a sealing
-    image's), however the run went.
+    learned: filled with the code the app compiled from strings in that run (a sealing
+    image's), after the seal and before it (seal_early.py), however the run went.
     """
     from summon.targets.sandbox.record import record_syscalls
 
@@ -251,7 +251,10 @@ def record_image(
         lines = out.read().decode(errors="replace").splitlines()
         tail = "\n".join(lines[-_TAIL:])
         if learned is not None:
-            learned[:] = learned_code(lines)
+            learned[:] = learned_code(lines, (LEARNED_PREFIX, LEARNED_EARLY_PREFIX))
+            after = learned_code(lines)
+            if after:
+                learned_warning.append(learned_note(after, len(learned)))
             if any(f"sealed: over {MAX_LEARNED} pieces of code" in line for line in lines):
                 learned_warning.append(
                     f"the app made over {MAX_LEARNED} pieces of code from strings after the "
@@ -333,14 +336,18 @@ def _learning(app_config: Mapping[str, Any]) -> dict[str, str]:
     return {LEARN_ENV: "1"} if mode in ("on", "audit") else {}
 
 
-def learned_code(lines: Sequence[str]) -> Learned:
-    """What a learning run's runtime said it let through (seal.Sealer._learned's lines):
-    each (sha256, file name) once, and a name alone only when no compile learned it."""
-    marker = "summon: " + LEARNED_PREFIX
+def learned_code(lines: Sequence[str], prefixes: Sequence[str] = (LEARNED_PREFIX,)) -> Learned:
+    """What a learning run's runtime said it let through (seal.Sealer._learned's lines; with
+    LEARNED_EARLY_PREFIX among prefixes, also what it compiled before the seal): each
+    (sha256, file name) once, and a name alone only when no compile learned it."""
+    markers = tuple("summon: " + prefix for prefix in prefixes)
     found: set[tuple[str, str]] = set()
     for line in lines:
-        head, sep, rest = line.partition(marker)
-        if not sep or head:
+        for marker in markers:
+            head, sep, rest = line.partition(marker)
+            if sep and not head:
+                break
+        else:
             continue
         digest, _, quoted = rest.partition(" ")
         try:
@@ -355,6 +362,19 @@ def learned_code(lines: Sequence[str]) -> Learned:
         found.add((digest, name))
     compiled = {name for digest, name in found if digest}
     return sorted((d, n) for d, n in found if d or n not in compiled)
+
+
+def learned_note(after: Learned, total: int) -> str:
+    """The build's word on the code its recording run saw the app make after the seal (of
+    total pieces the image lets through, the rest made before the seal, as the app started)."""
+    names = sorted({name or "''" for _digest, name in after})
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    started = f", and {total - len(after)} it made as it started" if total > len(after) else ""
+    return (
+        f"the app compiled or ran {len(after)} piece(s) of code from strings after the seal "
+        f"in the recording run ({shown}); the sealed image lets exactly those through{started} "
+        '(app.json seal.code; docs/sealing.md, "Code the build saw")'
+    )
 
 
 def scratch_volumes(app_config: Mapping[str, Any], state: Path) -> tuple[Volume, ...]:

@@ -9,17 +9,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from summon import paths
+from summon.build import sdists
 from summon.build.python import Interpreter
 from summon.errors import BuildError
 
 PIP_TIMEOUT = 600.0
+MAX_SDISTS = 20  # requirements built from source distributions in one install
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,15 @@ class Package:
 
 
 def pip_command(
-    requirements: Sequence[str], interp: Interpreter, dest: Path, no_deps: bool = False
+    requirements: Sequence[str],
+    interp: Interpreter,
+    dest: Path,
+    no_deps: bool = False,
+    find_links: Path | None = None,
 ) -> list[str]:
     """The pip invocation that installs requirements for interp (not for the host);
-    no_deps: the requirements alone, without what they depend on."""
+    no_deps: the requirements alone, without what they depend on; find_links: a folder of
+    wheels built from source distributions (sdists.py), looked in too."""
     cmd = [
         sys.executable,
         "-m",
@@ -71,16 +78,24 @@ def pip_command(
         cmd += ["--platform", tag]
     if no_deps:
         cmd.append("--no-deps")
+    if find_links is not None:
+        cmd += ["--find-links", str(find_links)]
     cmd.append("--")
     cmd += list(requirements)
     return cmd
 
 
 def vendor(
-    requirements: Sequence[str], interp: Interpreter, dest: Path, no_deps: bool = False
+    requirements: Sequence[str],
+    interp: Interpreter,
+    dest: Path,
+    no_deps: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> list[Package]:
     """Install requirements into dest (which must not exist yet) and describe what came in
-    (no_deps: without their dependencies).
+    (no_deps: without their dependencies). A requirement that publishes no wheel is built
+    into one from its source distribution when that holds no compiled code (sdists.py, said
+    with say).
 
     The install goes to a temporary folder beside dest and is renamed into place, so a
     failed install leaves nothing behind.
@@ -97,23 +112,22 @@ def vendor(
         # The host's own site must not satisfy anything: --target installs everything.
         env.pop("PYTHONPATH", None)
         env["PIP_ROOT_USER_ACTION"] = "ignore"
-        try:
-            proc = subprocess.run(
-                pip_command(requirements, interp, staging, no_deps),
-                capture_output=True,
-                text=True,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                timeout=PIP_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise BuildError(
-                f"pip did not finish installing the requirements within {PIP_TIMEOUT:.0f} s; "
-                "check the network or the package index"
-            ) from None
-        if proc.returncode != 0:
-            raise BuildError(_failure_line(requirements, proc.stderr + proc.stdout))
+        with tempfile.TemporaryDirectory(prefix="summon-wheels-") as house_name:
+            house = Path(house_name)
+            built: list[str] = []
+            while True:
+                links = house if built else None
+                output = _pip(pip_command(requirements, interp, staging, no_deps, links), env)
+                if output is None:
+                    break
+                missing = sdists.missing_requirement(output)
+                if missing is None or missing in built or len(built) >= MAX_SDISTS:
+                    raise BuildError(_failure_line(requirements, output))
+                if say is not None:
+                    say(f"building a wheel of {missing} from its source distribution (no wheel)")
+                if sdists.build_wheel(missing, house, env) is None:
+                    raise BuildError(_failure_line(requirements, output))
+                built.append(missing)
         packages = read_packages(staging)
         if dest.exists():
             dest.rmdir()
@@ -121,6 +135,26 @@ def vendor(
         return packages
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _pip(cmd: list[str], env: dict[str, str]) -> str | None:
+    """Run pip; None when it succeeded, else what it said."""
+    try:
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            timeout=PIP_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BuildError(
+            f"pip did not finish installing the requirements within {PIP_TIMEOUT:.0f} s; "
+            "check the network or the package index"
+        ) from None
+    return None if proc.returncode == 0 else proc.stderr + proc.stdout
 
 
 def _failure_line(requirements: Sequence[str], output: str) -> str:

@@ -14,6 +14,13 @@ process, and architecture() runs `file -b`; Sanic's start banner, telemetry and 
 pages ask them, and every start of such an app printed "refused fork". Inside an image they
 answer as those programs' absence would (an empty processor, architecture from the
 interpreter's own pointer size), with no child process.
+
+subprocess likewise, for a program the image does not hold (an image holds none but its
+interpreter): sentry-sdk runs `git rev-parse HEAD` for its release, matplotlib `fc-list`
+for the fonts, each ready for a host without it (FileNotFoundError), and each start printed
+"refused fork" instead. Popen of a program found neither at its path nor on PATH now raises
+that FileNotFoundError, as such a host's would, before any fork; one the image holds (its
+python) still forks, and the sandbox refuses it with its line.
 """
 
 from __future__ import annotations
@@ -67,7 +74,62 @@ def _find_library(module: object) -> None:
     module.find_library = find_library  # type: ignore[attr-defined]
 
 
-PATCHES = {"ctypes.util": _find_library, "platform": _no_program}
+def _program(args: object, executable: object, shell: object) -> str | None:
+    """The program a Popen would run, as a str (None when it cannot be told)."""
+    if shell:
+        return "/bin/sh" if executable is None else _text(executable)
+    if executable is not None:
+        return _text(executable)
+    if isinstance(args, str | bytes | os.PathLike):
+        return _text(args)
+    try:
+        first = next(iter(args))  # type: ignore[call-overload]
+    except (TypeError, StopIteration):
+        return None
+    return _text(first)
+
+
+def _text(value: object) -> str | None:
+    try:
+        name = os.fsdecode(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    return name or None
+
+
+def _missing(program: str, cwd: object, env: object) -> bool:
+    """Whether no such program is there to run: at its path, or on PATH for a bare name."""
+    if "/" in program:
+        folder = _text(cwd) if cwd is not None else None
+        path = os.path.join(folder, program) if folder else program
+        return not os.path.exists(path)
+    search = env.get("PATH") if isinstance(env, dict) else os.environ.get("PATH")
+    for folder in (search if isinstance(search, str) else os.defpath).split(os.pathsep):
+        if os.access(os.path.join(folder or ".", program), os.X_OK):
+            return False
+    return True
+
+
+def _no_missing_program(module: object) -> None:
+    """subprocess.Popen of a program the image lacks: FileNotFoundError, before a fork."""
+    popen: type = module.Popen  # type: ignore[attr-defined]
+    init = vars(popen)["__init__"]
+
+    def __init__(self: object, args: object, *more: object, **kwargs: object) -> None:
+        if not more:  # the keyword form, as every caller writes it
+            program = _program(args, kwargs.get("executable"), kwargs.get("shell"))
+            if program is not None and _missing(program, kwargs.get("cwd"), kwargs.get("env")):
+                raise FileNotFoundError(2, "No such file or directory", program)
+        init(self, args, *more, **kwargs)
+
+    popen.__init__ = __init__  # type: ignore[misc]
+
+
+PATCHES = {
+    "ctypes.util": _find_library,
+    "platform": _no_program,
+    "subprocess": _no_missing_program,
+}
 
 
 class _Finder:

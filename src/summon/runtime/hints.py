@@ -59,6 +59,13 @@ SERVER_HINTS = {
         "denies (an image runs one Python process): start it with --workers 0 (config.workers "
         "= 0, no --reload), which serves in its own process"
     ),
+    # Granian(...).serve() and its command line: even workers=1 is a process of its own.
+    "/granian/server/common.py": (
+        "Granian serves in worker processes (workers=1 too), which the sandbox denies (an "
+        "image runs one Python process): serve the app with granian.server.embed.Server "
+        "(await Server(app, ...).serve(), in this process), or make entry the app itself "
+        '(entry = "module:app"), which summon\'s runtime serves'
+    ),
     "/uvicorn/supervisors/multiprocess.py": (
         "uvicorn's workers (--workers N, uvicorn.run(workers=N)) are processes, which the "
         "sandbox denies (an image runs one Python process): start it with one worker (the "

@@ -190,6 +190,7 @@ def make_sealer(cfg: AppConfig, root: str) -> Sealer | None:
 
     sealer = seal.Sealer(cfg, tuple(sys.path), _say)
     seal.activate(sealer)
+    sealer.learn_early()
     return sealer
 
 
@@ -274,8 +275,12 @@ def run_script(
             source = f.read()
     except OSError as e:
         raise Fail(f"cannot read the entry script {path}: {e.strerror}", 1) from None
+    from importlib.machinery import SourceFileLoader
+
     module = type(sys)("__main__")
     module.__file__ = path
+    # As `python app.py` has it: pkg_resources reads "__main__:static" through the loader.
+    module.__loader__ = SourceFileLoader("__main__", path)
     if package:
         module.__package__ = package
         try:

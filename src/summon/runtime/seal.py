@@ -59,6 +59,7 @@ PR_SET_NO_NEW_PRIVS = 38
 # The build's recording run learns the code an app compiles after the seal (seal_hook.py).
 LEARN_ENV = "SUMMON_SEAL_LEARN"
 LEARNED_PREFIX = "sealed: learned code "
+LEARNED_EARLY_PREFIX = "sealed: learned early code "  # compiled before the seal (seal_early)
 MAX_LEARNED = 1000  # an app that makes that much code as it runs makes new code every time
 
 RULE_MEMORY = "seal.memory: no new executable memory after the seal"
@@ -246,6 +247,7 @@ class Sealer:
         # image's own environment (app.json "env", set before this runs).
         self.learning = os.environ.get(LEARN_ENV) == "1" and LEARN_ENV not in cfg.env
         self._learned_said: set[tuple[str, str]] = set()
+        self._early_count = 0  # pieces of code compiled before the seal, told (seal_early)
         self._code_hinted = False  # the seal.code refusal said how to avoid it once
         self.sealed = False
         self.why = ""
@@ -315,6 +317,21 @@ class Sealer:
             self.say(f"sealed (audit) at {why}: what the seal would refuse is said, not refused")
         elif os.environ.get("SUMMON_LOG_LEVEL") == "debug":
             self.say(f"sealed at {why} in {self.seconds * 1000:.1f} ms")
+
+    def learn_early(self) -> None:
+        """The build's learning run: learn what the app compiles before the seal, too
+        (seal_early.py); a run that is not learning installs nothing."""
+        if self.learning:
+            from summon.runtime import seal_early
+
+            seal_early.install(self._learned_early, lambda: self.sealed)
+
+    def _learned_early(self, digest: str, name: str) -> None:
+        """Code compiled before the seal (told once each by seal_early), within a bound of
+        its own: an app's start never uses up what the code after the seal may learn."""
+        if self._early_count < MAX_LEARNED:
+            self._early_count += 1
+            self.say(f"{LEARNED_EARLY_PREFIX}{digest} {name!r}")
 
     def _learned(self, digest: str, name: str) -> None:
         """In the build's recording run: a compile (or an exec, digest "") seal.code would

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from summon.build.rootfs import Rootfs
 from summon.build.syscalls import calls_ready, learned_code, seal_config, top_level_imports
+from summon.runtime.seal import LEARNED_EARLY_PREFIX, LEARNED_PREFIX
 
 
 def test_preload_lists_every_shared_object(tmp_path: Path) -> None:
@@ -69,4 +70,17 @@ def test_learned_code_reads_the_runtimes_lines_and_nothing_else() -> None:
         ("", "handle_request"),
         (a, ""),
         (b, "router\nsrc"),
+    ]
+
+
+def test_learned_code_reads_what_was_compiled_before_the_seal_when_asked() -> None:
+    a, b = "a" * 64, "b" * 64
+    lines = [
+        f"summon: sealed: learned early code {a} '<attrs generated methods Validator>'",
+        f"summon: sealed: learned code {b} '<router>'",
+    ]
+    assert learned_code(lines) == [(b, "<router>")]
+    assert learned_code(lines, (LEARNED_PREFIX, LEARNED_EARLY_PREFIX)) == [
+        (a, "<attrs generated methods Validator>"),
+        (b, "<router>"),
     ]

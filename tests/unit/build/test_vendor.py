@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from summon.build import sdists
 from summon.build import vendor as vendor_mod
 from summon.build.python import Interpreter
 from summon.build.vendor import pip_command, read_dist_info, vendor
@@ -124,3 +125,65 @@ def test_top_level_derived_from_record(tmp_path: Path) -> None:
     assert PurePosixPath("../../bin/tool") not in p.files
     assert p.size == 6 + 4 + 0 + (info / "RECORD").stat().st_size
     assert p.extension_files(tmp_path) == [tmp_path / "_speedups.cpython-311-x86_64-linux-gnu.so"]
+
+
+def test_a_pure_python_project_with_only_a_source_distribution_is_built_into_a_wheel(
+    interp: Interpreter, tmp_path: Path
+) -> None:
+    """pyramid_chameleon publishes an sdist only: the build failed with "No matching
+    distribution found for pyramid_chameleon", of a project `pip install` installs."""
+    said: list[str] = []
+    dest = tmp_path / "site"
+    packages = vendor(["pyramid_chameleon==0.3"], interp, dest, no_deps=True, say=said.append)
+    assert [(p.name, p.version, p.pure) for p in packages] == [("pyramid_chameleon", "0.3", True)]
+    assert (dest / "pyramid_chameleon" / "__init__.py").is_file()
+    assert said == [
+        "building a wheel of pyramid_chameleon==0.3 from its source distribution (no wheel)"
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["site"]
+
+
+@pytest.mark.parametrize(
+    ("name", "pure"),
+    [
+        ("docopt-0.6.2-py2.py3-none-any.whl", True),
+        ("pyramid_chameleon-0.3-py3-none-any.whl", True),
+        ("demo-1.0-1-py3-none-any.whl", True),  # a build tag
+        ("demo-1.0-cp311-cp311-linux_x86_64.whl", False),
+        ("demo-1.0-cp311-none-any.whl", False),  # for one interpreter's bytecode
+        ("demo-1.0-py3-abi3-any.whl", False),
+        ("demo-py3-none-any.whl", False),
+    ],
+)
+def test_a_wheel_is_pure_when_its_tags_fit_every_interpreter(name: str, pure: bool) -> None:
+    assert sdists.is_pure(name) is pure
+
+
+def test_a_source_distribution_that_builds_compiled_code_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wheel pip builds on the host for the host's interpreter is not the image's."""
+
+    def pip_wheel(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        out = Path(cmd[cmd.index("--wheel-dir") + 1])
+        (out / "fastthing-1.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"PK")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(sdists.subprocess, "run", pip_wheel)
+    with pytest.raises(BuildError) as info:
+        sdists.build_wheel("fastthing", tmp_path / "wheels", {})
+    assert str(info.value) == (
+        "requirement 'fastthing' publishes no wheel for this image's Python, and its source "
+        "distribution builds compiled code (fastthing-1.0-cp311-cp311-linux_x86_64.whl), which "
+        "summon cannot build for the image: pick a version with wheels, or leave it out"
+    )
+    assert not (tmp_path / "wheels").exists()
+
+
+def test_what_pip_found_no_wheel_of() -> None:
+    output = (
+        "ERROR: Could not find a version that satisfies the requirement foo-bar>=2 "
+        "(from versions: none)\nERROR: No matching distribution found for foo-bar>=2\n"
+    )
+    assert sdists.missing_requirement(output) == "foo-bar>=2"
+    assert sdists.missing_requirement("ERROR: ResolutionImpossible: ...\n") is None

@@ -75,3 +75,46 @@ def test_installed_platform_answers_without_a_program() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout == "ok\n"
+
+
+def test_installed_a_program_the_image_lacks_is_not_found_before_any_fork(
+    tmp_path: Path,
+) -> None:
+    """sentry-sdk runs `git rev-parse HEAD` at init, matplotlib `fc-list`: each ready for a
+    host without them, and each start of the app printed "refused fork" in the sandbox."""
+    code = (
+        "import subprocess, sys\n"
+        "from summon.runtime import findlib\n"
+        "findlib.install()\n"
+        "started = []\n"
+        "sys.addaudithook(lambda e, a: started.append(a[0]) if e == 'subprocess.Popen' else 0)\n"
+        "def attempt(*args, **kwargs):\n"
+        "    try:\n"
+        "        out = subprocess.run(*args, capture_output=True, **kwargs)\n"
+        "        return out.stdout.decode().strip()\n"
+        "    except FileNotFoundError as e:\n"
+        "        return f'{e.errno} {e.filename}'\n"
+        "print(attempt(['git', 'rev-parse', 'HEAD']))\n"
+        "print(attempt(['fc-list'], env={'PATH': '/nonexistent'}))\n"
+        "print(attempt(['/nonexistent/fc-list', '--format=%{file}']))\n"
+        "print(attempt('echo hi', shell=True, executable='/nonexistent/sh'))\n"
+        "print(attempt([sys.executable, '-c', 'print(42)']))\n"
+        "print(started == [sys.executable])\n"
+    )
+    src = str(Path(__file__).resolve().parents[3] / "src")
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": src, "PATH": str(tmp_path)},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "2 git",
+        "2 fc-list",
+        "2 /nonexistent/fc-list",
+        "2 /nonexistent/sh",
+        "42",  # a program that is there still starts (the sandbox then refuses the fork)
+        "True",
+    ]

@@ -74,6 +74,28 @@ def test_the_app_works_in_its_folder_and_opens_its_files_by_relative_names(
     assert result.returncode == 0
 
 
+def test_the_script_has_a_loader_that_reads_the_files_beside_it(image: ImageRoot) -> None:
+    """Pyramid's add_static_view("static", "__main__:static") answered 500 to every file:
+    pkg_resources reads a module's files through its __loader__, and "Can't perform this
+    operation for unregistered loader type" when there is none, which `python app.py` has."""
+    image.app(
+        {
+            "show.py": dedent("""
+                import os, sys
+                loader = sys.modules["__main__"].__loader__
+                print(type(loader).__name__, loader.name)
+                here = os.path.dirname(__file__)
+                print(loader.get_data(os.path.join(here, "static", "site.css")).decode())
+            """),
+            "static/site.css": "body { color: red }",
+        }
+    )
+    image.config("/app/show.py")
+    result = image.run()
+    assert result.stdout.splitlines() == ["SourceFileLoader __main__", "body { color: red }"]
+    assert result.returncode == 0
+
+
 @pytest.mark.parametrize(
     ("code", "status", "stderr"),
     [

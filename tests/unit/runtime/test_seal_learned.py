@@ -279,3 +279,64 @@ def test_the_first_code_refusal_says_how_to_have_the_code_made_before_the_seal()
         'build with seal = "audit"',
         f"sealed: refused compile of code from '<template>' ({RULE_CODE})",
     ]
+
+
+EARLY_CHILD = r"""
+import ast, collections, dataclasses, json, sys
+from summon.runtime import seal_early
+learned, sealed = [], [False]
+sys.addaudithook(seal_early.make_hook(lambda d, n: learned.append([d, n]), lambda: sealed[0]))
+source = "def __init__(self, x):\n    self.x = x\n"
+compile(source, "<generated methods Point>", "exec")   # a class factory's, as attrs's
+compile(source, "<generated methods Point>", "exec")   # the same again: told once
+compile(ast.parse("y = 2\n"), "<tree>", "exec")         # a plain syntax tree
+compile(source, "/app/point.py", "exec")               # a file's: decided by its content
+collections.namedtuple("Pair", "a b")                  # rules of the seal's own
+dataclasses.make_dataclass("Made", ["a"])
+eval("1 + 1")                                          # from a string: learned
+sealed[0] = True
+compile("z = 3\n", "<after>", "exec")                  # after the seal: the sealed hook's
+print(json.dumps(learned))
+"""
+
+
+def test_code_compiled_before_the_seal_is_learned_too(tmp_path: Path) -> None:
+    """connexion's /openapi.json answered 500 sealed: jsonschema made a validator class
+    again with attrs, whose methods' text the app had compiled at start, before the seal."""
+    got = subprocess.run(
+        [sys.executable, "-c", EARLY_CHILD],
+        env={"PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    learned = [tuple(pair) for pair in json.loads(got.stdout)]
+    tree = ast.parse("y = 2\n")
+    from summon.runtime import seal_digest
+
+    tree_digest = seal_digest.make_ast_digest(seal_digest.load_sha256())(tree)
+    assert learned == [
+        (_sha("def __init__(self, x):\n    self.x = x\n"), "<generated methods Point>"),
+        (tree_digest, ""),  # a tree's compile event names no file, for either hook
+        (_sha("1 + 1"), "<string>"),
+    ]
+
+
+def test_what_an_app_compiles_as_it_starts_never_uses_up_what_it_may_learn_after_the_seal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A SQLAlchemy app compiles hundreds of decorators at import: told before the seal,
+    they must leave Sanic's router, compiled after it, its own room to be learned."""
+    from summon.runtime import seal
+    from summon.runtime.config import AppConfig
+
+    monkeypatch.setenv(seal.LEARN_ENV, "1")
+    said: list[str] = []
+    cfg = AppConfig(name="x", entry_kind="script", entry_path="/app/x.py", seal="on")
+    sealer = seal.Sealer(cfg, ("/app",), said.append)
+    for n in range(seal.MAX_LEARNED + 50):
+        sealer._learned_early(f"{n:064x}", "<sqlalchemy generated>")
+    sealer._learned("f" * 64, "<router>")
+    early = [line for line in said if line.startswith(seal.LEARNED_EARLY_PREFIX)]
+    assert len(early) == seal.MAX_LEARNED
+    assert said[-1] == f"{seal.LEARNED_PREFIX}{'f' * 64} '<router>'"

@@ -376,7 +376,7 @@ def test_the_syscall_table_is_the_kernel_headers() -> None:
 
 def test_summary_counts_the_unconditional_allows() -> None:
     static = seccomp.summary({"network": "socket", "seal": {"mode": "audit"}}, None)
-    assert static["syscalls_allowed"] == len(seccomp.allowed_syscalls("socket")) == 140
+    assert static["syscalls_allowed"] == len(seccomp.allowed_syscalls("socket")) == 141
     assert (static["derived"], static["seal"]) == (False, "audit")
     derived = seccomp.summary({"network": "socket"}, "read write clone socket")
     assert derived["syscalls"] == ["read", "write"]
@@ -471,3 +471,14 @@ def test_numa_memory_policy_is_answered_enosys_quietly_unless_the_manifest_allow
     assert any(r["action"] == seccomp.ALLOW and "mbind" in r["names"] for r in opted["syscalls"])
     assert not any(r.get("errnoRet") == errno.ENOSYS and "mbind" in r["names"]
                    for r in opted["syscalls"])  # fmt: skip
+
+
+def test_jemallocs_raw_open_is_allowed_once_recorded() -> None:
+    """granian's embedded server printed `refused open` at every start, and its build said to
+    add syscalls = ["open"]: jemalloc reads /proc/sys/vm/overcommit_memory with a raw
+    open(2), openat's older name, which glibc never calls."""
+    assert "open" not in seccomp.outside_ceiling()  # the recording run notes it, silently
+    derived = seccomp.derived_allowlist(["open", "read"], network="socket")
+    prof = seccomp.profile("socket", "/run/x.sock", derived)
+    assert decide(prof, "open")[0] == "SCMP_ACT_ALLOW"
+    assert "open" not in seccomp.base_syscalls("socket")  # only images that call it

@@ -244,6 +244,11 @@ def test_sanics_default_worker_processes_get_the_switch_that_runs_one(image: Ima
         ("hypercorn", "run.py", "Hypercorn runs the app in worker processes unless told "
          "otherwise, which the sandbox denies (an image runs one Python process): start it "
          "with --workers 0 (config.workers = 0, no --reload), which serves in its own process"),
+        # Granian(...).serve(): a worker process even with workers=1.
+        ("granian/server", "common.py", "Granian serves in worker processes (workers=1 "
+         "too), which the sandbox denies (an image runs one Python process): serve the app "
+         "with granian.server.embed.Server (await Server(app, ...).serve(), in this process), "
+         'or make entry the app itself (entry = "module:app"), which summon\'s runtime serves'),
         ("uvicorn/supervisors", "multiprocess.py", "uvicorn's workers (--workers N, "
          "uvicorn.run(workers=N)) are processes, which the sandbox denies (an image runs one "
          "Python process): start it with one worker (the default), which serves in its own "
