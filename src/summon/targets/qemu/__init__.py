@@ -9,27 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# Answered without importing the VM machinery: every `summon run` that names no target asks
+# each target (targets.choose_default).
+from summon.targets.qemu.kvm import default_preference
+
 if TYPE_CHECKING:
     from summon.targets.qemu.target import QemuTarget
 
 __all__ = ["QemuTarget", "default_preference"]
-
-QEMU = "qemu-system-x86_64"
-
-
-def default_preference() -> tuple[int, str]:
-    """QemuTarget.default_preference(), answered without importing the VM machinery: every
-    `summon run` that names no target asks each target (targets.choose_default)."""
-    import shutil
-
-    from summon.targets.qemu.kvm import kvm_status
-
-    ok, why = kvm_status()
-    if not ok:
-        return 0, f"no usable KVM for qemu: {why}"
-    if shutil.which(QEMU) is None:
-        return 0, f"{QEMU} is not installed"
-    return 20, "KVM works here"
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,7 @@ from pathlib import Path
 from summon.errors import UserError
 
 ACCELS = ("kvm", "tcg")
+QEMU = "qemu-system-x86_64"  # the emulator the qemu target runs
 KVM_API_VERSION = 12
 _KVM_GET_API_VERSION = 0xAE00
 _KVM_CREATE_VM = 0xAE01
@@ -67,3 +68,15 @@ def choose_accel(requested: str | None) -> tuple[str, str]:
     if ok:
         return "kvm", ""
     return "tcg", f"KVM is not usable here ({why}): running under TCG emulation, slower"
+
+
+def default_preference() -> tuple[int, str]:
+    """QemuTarget.default_preference(): the default target where KVM truly works."""
+    import shutil
+
+    ok, why = kvm_status()
+    if not ok:
+        return 0, f"no usable KVM for qemu: {why}"
+    if shutil.which(QEMU) is None:
+        return 0, f"{QEMU} is not installed"
+    return 20, "KVM works here"

@@ -44,7 +44,6 @@ from summon.targets.base import (
     Target,
     volumes_environment,
 )
-from summon.targets.qemu import QEMU
 from summon.targets.qemu.cmdline import (
     GATEWAY,
     GUEST_ADDRESS,
@@ -60,7 +59,13 @@ from summon.targets.qemu.initrd import (
     write_initrd,
 )
 from summon.targets.qemu.instance import QemuInstance
-from summon.targets.qemu.kvm import check_accel, choose_accel, kvm_status
+from summon.targets.qemu.kvm import (
+    QEMU,
+    check_accel,
+    choose_accel,
+    default_preference,
+    kvm_status,
+)
 from summon.targets.qemu.snapshot import (
     SNAPSHOT_KERNEL_ARGS,
     Snapshots,
@@ -194,8 +199,6 @@ class QemuTarget(Target):
 
     @classmethod
     def default_preference(cls) -> tuple[int, str]:
-        from summon.targets.qemu import default_preference
-
         return default_preference()
 
     def _store(self) -> Any:
