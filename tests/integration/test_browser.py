@@ -98,12 +98,17 @@ def core_gzip_bytes() -> int:
     return total
 
 
+@pytest.fixture(scope="module")
+def http_site(summon: Summon, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/http built as the image `http` and exported: the site's folder."""
+    return export(summon, Path("examples/http"), "http", tmp_path_factory.mktemp("h") / "site")
+
+
 @pytest.mark.slow
 def test_examples_http_runs_in_a_tab_from_the_service_worker(
-    summon: Summon, tmp_path: Path
+    summon: Summon, http_site: Path, tmp_path: Path
 ) -> None:
-    site = export(summon, Path("examples/http"), "http", tmp_path / "http-site")
-    assert (site / "_summon-sw.js").is_file() and (site / "index.html").is_file()
+    assert (http_site / "_summon-sw.js").is_file() and (http_site / "index.html").is_file()
     url = serve(summon, "http", "web")
     with Chromium(tmp_path / "profile") as browser:
         page = browser.new_page()
@@ -186,6 +191,44 @@ def test_examples_http_runs_in_a_tab_from_the_service_worker(
         )
         app_ready(page, f"{FRAME}.contentDocument.body.innerText.includes('405 Method')")
         shot(page, tmp_path / "http-form-post-405.png")
+
+
+# In the page, the moment the shell's state leaves "loading": a fetch of an app route from
+# the frame's window (the app's page) and one from the shell's own.
+FIRST_FETCHES = f"""new Promise((done) => {{
+    const seen = async (w) => {{
+        try {{
+            const r = await w.fetch("/robots.txt");
+            return {{status: r.status, server: r.headers.get("server")}};
+        }} catch (e) {{
+            return {{error: String(e)}};
+        }}
+    }};
+    const poll = async () => {{
+        if (window.summon.state === "loading") return setTimeout(poll, 0);
+        done([window.summon.state, await seen({FRAME}.contentWindow), await seen(window)]);
+    }};
+    poll();
+}})"""
+
+
+@pytest.mark.slow
+def test_once_the_shell_says_ready_a_first_visits_fetches_reach_the_app(
+    summon: Summon, http_site: Path, tmp_path: Path
+) -> None:
+    """The shell said "ready" as the app began to listen, when its frame still held the
+    initial about:blank, which no service worker controls: a fetch from the frame went to the
+    static server (a 404) or failed as the frame navigated (4 of 20 first visits checked
+    every 100 ms; every one checked at once). "ready" now waits for the app's page."""
+    url = serve(summon, "http", "web-first")
+    app = {"status": 200, "server": "summon-http"}  # examples/http's own Server field
+    with Chromium(tmp_path / "profile") as browser:
+        for _ in range(5):
+            page = browser.new_page(fresh=True)  # a first visit: no service worker yet
+            page.navigate(url)
+            assert page.evaluate(FIRST_FETCHES, timeout=60) == ["ready", app, app]
+            browser.send("Target.closeTarget", {"targetId": page.target_id})
+    summon.ok("stop", "web-first")
 
 
 @pytest.fixture(scope="module")
