@@ -15,6 +15,7 @@ import gzip
 import json
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,57 @@ def test_once_the_shell_says_ready_a_first_visits_fetches_reach_the_app(
             assert page.evaluate(FIRST_FETCHES, timeout=60) == ["ready", app, app]
             browser.send("Target.closeTarget", {"targetId": page.target_id})
     summon.ok("stop", "web-first")
+
+
+# From the frame, a GET and a POST whose answers (or failures) are kept in window.inflight.
+IN_FLIGHT = f"""window.inflight = {{}};
+for (const method of ["GET", "POST"]) {{
+    {FRAME}.contentWindow.fetch("/in-flight-" + method, {{method}}).then(
+        async (r) => {{ window.inflight[method] = [r.status, r.headers.get("server"),
+            (await r.text()).trim()]; }},
+        (e) => {{ window.inflight[method] = String(e); }});
+}}
+"sent";  // not the last fetch's promise: evaluate would wait for it"""
+
+
+@pytest.mark.slow
+def test_a_tab_closed_while_its_app_answers_another_tabs_request(
+    summon: Summon, http_site: Path, tmp_path: Path
+) -> None:
+    """Of two tabs, the newer one's app answers both; when that tab went (closed, reloaded)
+    while its app owed an answer, the other tab's request waited 90 s for a 503 "the app did
+    not answer". A GET is now sent again to the app still open; a POST, which may have taken
+    effect, is a 503 at once."""
+    url = serve(summon, "http", "web-two")
+    with Chromium(tmp_path / "profile") as browser:
+        older = browser.new_page()
+        older.navigate(url)
+        app_ready(older, f"{FRAME}.contentDocument.title === {json.dumps(HTTP_TITLE)}")
+        newer = browser.new_page()
+        attach = {"autoAttach": True, "waitForDebuggerOnStart": False, "flatten": True}
+        newer.send("Target.setAutoAttach", attach)  # its workers: sessions of their own
+        mark = newer.mark()
+        newer.navigate(url)
+        app_ready(newer, f"{FRAME}.contentDocument.title === {json.dumps(HTTP_TITLE)}")
+        # The newer tab's app worker, paused in the debugger: it takes requests, answers none.
+        worker = newer.wait_event(
+            "Target.attachedToTarget", lambda p: p["targetInfo"]["type"] == "worker", since=mark
+        )
+        app = Session(browser, worker["sessionId"], worker["targetInfo"]["targetId"])
+        app.send("Debugger.enable")
+        app.send("Debugger.pause")
+        assert older.evaluate(IN_FLIGHT) == "sent"
+        time.sleep(1)
+        assert older.evaluate("window.inflight") == {}  # both wait for the newer tab's app
+        browser.send("Target.closeTarget", {"targetId": newer.target_id})
+        older.wait_for("Object.keys(window.inflight).length === 2", timeout=30)
+        assert older.evaluate("window.inflight") == {
+            "GET": [404, "summon-http", "404 Not Found"],  # examples/http's own answer
+            "POST": [503, None, "summon: the tab running the app was closed before it "
+                     "answered; send it again"],
+        }  # fmt: skip
+        assert older.evaluate("window.summon.log.some((l) => l.includes('/in-flight-GET'))")
+    summon.ok("stop", "web-two")
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ const SELF = "_summon-sw.js";
 const SHELL = "index.html";
 const ANSWER_MS = 90000; // the page's bridge answers 504 after 60 s; this is the backstop
 const PORT_WAIT_MS = 15000;
+const WATCH_MS = 250; // while a page's app answers, how often to check that the page is open
+const RESEND = new Set(["GET", "HEAD", "OPTIONS"]); // sent again when that page went meanwhile
 const NULL_BODY = new Set([101, 103, 204, 205, 304]);
 
 const ports = []; // {port, clientId, ready, started}: pages running the app, newest last
@@ -202,10 +204,55 @@ async function appPort() {
   return chosen;
 }
 
+class PageGone extends Error {}
+
+function whileOpen(entry) {
+  // Rejects with PageGone once the page of `entry` is closed or reloaded: its app's worker,
+  // and any answer it owed, went with it. (A MessagePort says nothing when its other end
+  // goes: without this, a request of another tab's waited ANSWER_MS for a 503.)
+  let stopped = false;
+  let timer;
+  const promise = new Promise((_, reject) => {
+    const check = async () => {
+      if (stopped) return;
+      if (await self.clients.get(entry.clientId)) {
+        if (!stopped) timer = setTimeout(check, WATCH_MS);
+        return;
+      }
+      const at = ports.indexOf(entry);
+      if (at >= 0) ports.splice(at, 1);
+      reject(new PageGone("the tab running the app was closed before it answered; send it again"));
+    };
+    timer = setTimeout(check, WATCH_MS);
+  });
+  promise.catch(() => {});
+  return { promise, stop: () => ((stopped = true), clearTimeout(timer)) };
+}
+
+async function ask(message) {
+  // The app's answer: from the chosen page, or, if that page goes first and the method is
+  // safe to repeat, from the next one chosen.
+  for (;;) {
+    const entry = await appPort();
+    message.id = nextId++;
+    const reply = new Promise((resolve) => waiters.set(message.id, resolve));
+    const open = whileOpen(entry);
+    try {
+      entry.port.postMessage(message);
+      return await within(Promise.race([reply, open.promise]), ANSWER_MS, "the app did not answer");
+    } catch (e) {
+      if (!(e instanceof PageGone) || !RESEND.has(message.method)) throw e;
+    } finally {
+      open.stop();
+      waiters.delete(message.id);
+    }
+  }
+}
+
 async function toApp(request, target) {
   const hasBody = request.method !== "GET" && request.method !== "HEAD";
   const message = {
-    id: nextId++,
+    id: 0,
     method: request.method,
     target,
     headers: [...request.headers],
@@ -214,12 +261,8 @@ async function toApp(request, target) {
   };
   let answer;
   try {
-    const entry = await appPort();
-    const reply = new Promise((resolve) => waiters.set(message.id, resolve));
-    entry.port.postMessage(message);
-    answer = await within(reply, ANSWER_MS, "the app did not answer");
+    answer = await ask(message);
   } catch (e) {
-    waiters.delete(message.id);
     return plain(503, e.message);
   }
   if (answer.error) return plain(502, answer.error);
