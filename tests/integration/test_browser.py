@@ -15,8 +15,10 @@ import gzip
 import json
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from chromium import Chromium, Session, chromium_binary
 from summon_cli import APPS, EXAMPLES, Summon, free_port
 
 from summon.targets.browser import pyodide
+from summon.targets.browser.server import SiteServer
 
 pytestmark = [
     pytest.mark.skipif(
@@ -281,6 +284,46 @@ def test_a_tab_closed_while_its_app_answers_another_tabs_request(
         }  # fmt: skip
         assert older.evaluate("window.summon.log.some((l) => l.includes('/in-flight-GET'))")
     summon.ok("stop", "web-two")
+
+
+@contextmanager
+def static_site(root: Path) -> Iterator[str]:
+    """summon's static server on a site folder as it is (a host that lost a file): its URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    server = SiteServer(root, sock)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+def test_a_first_visit_whose_site_files_cannot_be_downloaded_says_so(
+    http_site: Path, tmp_path: Path
+) -> None:
+    """The service worker's install failed (a file its host lost, the network gone halfway)
+    and the page, waiting for it, showed "Downloading the site" for ever. It now says which
+    file failed and to reload; a reload once the file is back starts the app."""
+    site = tmp_path / "site"
+    shutil.copytree(http_site, site)
+    bundle = site / "_summon" / "app.zip"
+    kept = bundle.rename(tmp_path / "app.zip")
+    with static_site(site) as url, Chromium(tmp_path / "profile") as browser:
+        page = browser.new_page()
+        page.navigate(url)
+        page.wait_for("window.summon.state !== 'loading'", timeout=60)
+        assert page.evaluate("window.summon.state") == "failed"
+        assert page.evaluate("window.summon.error") == (
+            "the site's files could not be downloaded (_summon/app.zip: HTTP 404); "
+            "reload the page to try again"
+        )
+        kept.rename(bundle)
+        page.navigate(url)
+        app_ready(page, f"{FRAME}.contentDocument.title === {json.dumps(HTTP_TITLE)}")
 
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,14 @@
     const data = event.data || {};
     if (data.type === "summon-need-port" && summon.worker && summon.state !== "failed") {
       givePort();
+    } else if (
+      data.type === "summon-install-failed" &&
+      summon.state === "loading" &&
+      !navigator.serviceWorker.controller
+    ) {
+      // This page waits for that worker (a first visit): it would have waited for ever.
+      // (A page that another worker controls goes on with it: only an update failed.)
+      fail(`the site's files could not be downloaded (${data.error}); reload the page to try again`);
     } else if (data.type === "summon-install" && summon.state === "loading") {
       const mb = (n) => (n / 1e6).toFixed(1);
       say(`Downloading the site: ${mb(data.done)} of ${mb(data.total)} MB`, data.done / data.total / 2);

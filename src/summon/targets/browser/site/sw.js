@@ -32,7 +32,16 @@ const waiters = new Map(); // request id -> resolve
 let nextId = 1;
 
 self.addEventListener("install", (event) => {
-  event.waitUntil(precache().then(() => self.skipWaiting()));
+  event.waitUntil(
+    precache().then(
+      () => self.skipWaiting(),
+      async (e) => {
+        // A page on its first visit waits for this worker: it says why it will not come.
+        await tell({ type: "summon-install-failed", error: String((e && e.message) || e) });
+        throw e;
+      },
+    ),
+  );
 });
 
 self.addEventListener("activate", (event) => {
@@ -53,19 +62,24 @@ async function precache() {
   let told = 0;
   for (const file of SITE.files) {
     const url = new URL(file.path, SCOPE).href;
-    const response = await fetch(url, { cache: "no-store" });
-    if (!response.ok) throw new Error(`${file.path}: HTTP ${response.status}`);
-    const reader = response.body.getReader();
     const chunks = [];
-    for (;;) {
-      const { done: end, value } = await reader.read();
-      if (end) break;
-      chunks.push(value);
-      done += value.length;
-      if (done - told > 262144 || done === total) {
-        told = done;
-        tell({ type: "summon-install", done, total });
+    let response;
+    try {
+      response = await fetch(url, { cache: "no-store" });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const reader = response.body.getReader();
+      for (;;) {
+        const { done: end, value } = await reader.read();
+        if (end) break;
+        chunks.push(value);
+        done += value.length;
+        if (done - told > 262144 || done === total) {
+          told = done;
+          tell({ type: "summon-install", done, total });
+        }
       }
+    } catch (e) {
+      throw new Error(`${file.path}: ${e.message || e}`); // "Failed to fetch" names no file
     }
     // The body is decoded now: the encoding and length of the wire no longer describe it.
     const headers = new Headers(response.headers);
