@@ -94,7 +94,8 @@
     ) {
       // This page waits for that worker (a first visit): it would have waited for ever.
       // (A page that another worker controls goes on with it: only an update failed.)
-      fail(`the site's files could not be downloaded (${data.error}); reload the page to try again`);
+      const why = `the site's files could not be downloaded (${data.error})`;
+      fail(`${why}; reload the page to try again`);
     } else if (data.type === "summon-install" && summon.state === "loading") {
       const mb = (n) => (n / 1e6).toFixed(1);
       say(`Downloading the site: ${mb(data.done)} of ${mb(data.total)} MB`, data.done / data.total / 2);
