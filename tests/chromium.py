@@ -230,8 +230,15 @@ class Chromium:
                     raise CDPError(f"no {method} event within {timeout} s")
                 self._lock.wait(left)
 
-    def new_page(self) -> Session:
-        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+    def new_page(self, fresh: bool = False) -> Session:
+        """A new tab; fresh: in a browser context of its own, whose storage (service workers,
+        caches, IndexedDB) starts empty as a new profile's would: a first visit."""
+        params: dict[str, Any] = {"url": "about:blank"}
+        if fresh:
+            params["browserContextId"] = self.send("Target.createBrowserContext")[
+                "browserContextId"
+            ]
+        target = self.send("Target.createTarget", params)["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})
         return Session(self, session["sessionId"], target)
 

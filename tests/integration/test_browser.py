@@ -15,7 +15,10 @@ import gzip
 import json
 import shutil
 import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from chromium import Chromium, Session, chromium_binary
 from summon_cli import APPS, EXAMPLES, Summon, free_port
 
 from summon.targets.browser import pyodide
+from summon.targets.browser.server import SiteServer
 
 pytestmark = [
     pytest.mark.skipif(
@@ -98,12 +102,17 @@ def core_gzip_bytes() -> int:
     return total
 
 
+@pytest.fixture(scope="module")
+def http_site(summon: Summon, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/http built as the image `http` and exported: the site's folder."""
+    return export(summon, Path("examples/http"), "http", tmp_path_factory.mktemp("h") / "site")
+
+
 @pytest.mark.slow
 def test_examples_http_runs_in_a_tab_from_the_service_worker(
-    summon: Summon, tmp_path: Path
+    summon: Summon, http_site: Path, tmp_path: Path
 ) -> None:
-    site = export(summon, Path("examples/http"), "http", tmp_path / "http-site")
-    assert (site / "_summon-sw.js").is_file() and (site / "index.html").is_file()
+    assert (http_site / "_summon-sw.js").is_file() and (http_site / "index.html").is_file()
     url = serve(summon, "http", "web")
     with Chromium(tmp_path / "profile") as browser:
         page = browser.new_page()
@@ -186,6 +195,135 @@ def test_examples_http_runs_in_a_tab_from_the_service_worker(
         )
         app_ready(page, f"{FRAME}.contentDocument.body.innerText.includes('405 Method')")
         shot(page, tmp_path / "http-form-post-405.png")
+
+
+# In the page, the moment the shell's state leaves "loading": a fetch of an app route from
+# the frame's window (the app's page) and one from the shell's own.
+FIRST_FETCHES = f"""new Promise((done) => {{
+    const seen = async (w) => {{
+        try {{
+            const r = await w.fetch("/robots.txt");
+            return {{status: r.status, server: r.headers.get("server")}};
+        }} catch (e) {{
+            return {{error: String(e)}};
+        }}
+    }};
+    const poll = async () => {{
+        if (window.summon.state === "loading") return setTimeout(poll, 0);
+        done([window.summon.state, await seen({FRAME}.contentWindow), await seen(window)]);
+    }};
+    poll();
+}})"""
+
+
+@pytest.mark.slow
+def test_once_the_shell_says_ready_a_first_visits_fetches_reach_the_app(
+    summon: Summon, http_site: Path, tmp_path: Path
+) -> None:
+    """The shell said "ready" as the app began to listen, when its frame still held the
+    initial about:blank, which no service worker controls: a fetch from the frame went to the
+    static server (a 404) or failed as the frame navigated (4 of 20 first visits checked
+    every 100 ms; every one checked at once). "ready" now waits for the app's page."""
+    url = serve(summon, "http", "web-first")
+    app = {"status": 200, "server": "summon-http"}  # examples/http's own Server field
+    with Chromium(tmp_path / "profile") as browser:
+        for _ in range(3):  # every one failed so when polled at once
+            page = browser.new_page(fresh=True)  # a first visit: no service worker yet
+            page.navigate(url)
+            assert page.evaluate(FIRST_FETCHES, timeout=60) == ["ready", app, app]
+            browser.send("Target.closeTarget", {"targetId": page.target_id})
+    summon.ok("stop", "web-first")
+
+
+# From the frame, a GET and a POST whose answers (or failures) are kept in window.inflight.
+IN_FLIGHT = f"""window.inflight = {{}};
+for (const method of ["GET", "POST"]) {{
+    {FRAME}.contentWindow.fetch("/in-flight-" + method, {{method}}).then(
+        async (r) => {{ window.inflight[method] = [r.status, r.headers.get("server"),
+            (await r.text()).trim()]; }},
+        (e) => {{ window.inflight[method] = String(e); }});
+}}
+"sent";  // not the last fetch's promise: evaluate would wait for it"""
+
+
+@pytest.mark.slow
+def test_a_tab_closed_while_its_app_answers_another_tabs_request(
+    summon: Summon, http_site: Path, tmp_path: Path
+) -> None:
+    """Of two tabs, the newer one's app answers both; when that tab went (closed, reloaded)
+    while its app owed an answer, the other tab's request waited 90 s for a 503 "the app did
+    not answer". A GET is now sent again to the app still open; a POST, which may have taken
+    effect, is a 503 at once."""
+    url = serve(summon, "http", "web-two")
+    with Chromium(tmp_path / "profile") as browser:
+        older = browser.new_page()
+        older.navigate(url)
+        app_ready(older, f"{FRAME}.contentDocument.title === {json.dumps(HTTP_TITLE)}")
+        newer = browser.new_page()
+        attach = {"autoAttach": True, "waitForDebuggerOnStart": False, "flatten": True}
+        newer.send("Target.setAutoAttach", attach)  # its workers: sessions of their own
+        mark = newer.mark()
+        newer.navigate(url)
+        app_ready(newer, f"{FRAME}.contentDocument.title === {json.dumps(HTTP_TITLE)}")
+        # The newer tab's app worker, paused in the debugger: it takes requests, answers none.
+        worker = newer.wait_event(
+            "Target.attachedToTarget", lambda p: p["targetInfo"]["type"] == "worker", since=mark
+        )
+        app = Session(browser, worker["sessionId"], worker["targetInfo"]["targetId"])
+        app.send("Debugger.enable")
+        app.send("Debugger.pause")
+        assert older.evaluate(IN_FLIGHT) == "sent"
+        time.sleep(1)
+        assert older.evaluate("window.inflight") == {}  # both wait for the newer tab's app
+        browser.send("Target.closeTarget", {"targetId": newer.target_id})
+        older.wait_for("Object.keys(window.inflight).length === 2", timeout=30)
+        assert older.evaluate("window.inflight") == {
+            "GET": [404, "summon-http", "404 Not Found"],  # examples/http's own answer
+            "POST": [503, None, "summon: the tab running the app was closed before it "
+                     "answered; send it again"],
+        }  # fmt: skip
+        assert older.evaluate("window.summon.log.some((l) => l.includes('/in-flight-GET'))")
+    summon.ok("stop", "web-two")
+
+
+@contextmanager
+def static_site(root: Path) -> Iterator[str]:
+    """summon's static server on a site folder as it is (a host that lost a file): its URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    server = SiteServer(root, sock)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+def test_a_first_visit_whose_site_files_cannot_be_downloaded_says_so(
+    http_site: Path, tmp_path: Path
+) -> None:
+    """The service worker's install failed (a file its host lost, the network gone halfway)
+    and the page, waiting for it, showed "Downloading the site" for ever. It now says which
+    file failed and to reload; a reload once the file is back starts the app."""
+    site = tmp_path / "site"
+    shutil.copytree(http_site, site)
+    bundle = site / "_summon" / "app.zip"
+    kept = bundle.rename(tmp_path / "app.zip")
+    with static_site(site) as url, Chromium(tmp_path / "profile") as browser:
+        page = browser.new_page()
+        page.navigate(url)
+        page.wait_for("window.summon.state !== 'loading'", timeout=60)
+        assert page.evaluate("window.summon.state") == "failed"
+        assert page.evaluate("window.summon.error") == (
+            "the site's files could not be downloaded (_summon/app.zip: HTTP 404); "
+            "reload the page to try again"
+        )
+        kept.rename(bundle)
+        page.navigate(url)
+        app_ready(page, f"{FRAME}.contentDocument.title === {json.dumps(HTTP_TITLE)}")
 
 
 @pytest.fixture(scope="module")

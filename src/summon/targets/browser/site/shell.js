@@ -10,7 +10,11 @@
 // address bar and the title follow the frame.
 //
 // Console lines from the app go to the browser console; errors (the app's stderr, a failed
-// start) also to a panel on the page. window.summon is for tests and the curious.
+// start) also to a panel on the page. window.summon is for tests and the curious: its state
+// is "ready" once the app's page has loaded in the frame. Not as soon as the app listens: the
+// frame's window is then still the initial about:blank, which no service worker controls
+// (its fetches went to the static server, a 404) and which the frame's navigation replaces
+// (a fetch it had begun failed).
 "use strict";
 
 (() => {
@@ -29,6 +33,7 @@
     readyAt: 0, // performance.now() when the app listened
     appLoadedAt: 0, // when its first page had loaded in the frame
     worker: null,
+    appUp: false, // the app listens: the service worker may send it requests
     selftest: () => ask({ type: "selftest" }),
   };
   window.summon = summon;
@@ -73,7 +78,7 @@
     const channel = new MessageChannel();
     summon.worker.postMessage({ type: "port" }, [channel.port1]);
     navigator.serviceWorker.controller.postMessage(
-      { type: "summon-port", ready: summon.state === "ready", started: performance.timeOrigin },
+      { type: "summon-port", ready: summon.appUp, started: performance.timeOrigin },
       [channel.port2],
     );
   }
@@ -82,6 +87,15 @@
     const data = event.data || {};
     if (data.type === "summon-need-port" && summon.worker && summon.state !== "failed") {
       givePort();
+    } else if (
+      data.type === "summon-install-failed" &&
+      summon.state === "loading" &&
+      !navigator.serviceWorker.controller
+    ) {
+      // This page waits for that worker (a first visit): it would have waited for ever.
+      // (A page that another worker controls goes on with it: only an update failed.)
+      const why = `the site's files could not be downloaded (${data.error})`;
+      fail(`${why}; reload the page to try again`);
     } else if (data.type === "summon-install" && summon.state === "loading") {
       const mb = (n) => (n / 1e6).toFixed(1);
       say(`Downloading the site: ${mb(data.done)} of ${mb(data.total)} MB`, data.done / data.total / 2);
@@ -110,7 +124,7 @@
   }
 
   function showApp(ready) {
-    summon.state = "ready";
+    summon.appUp = true;
     // Of several tabs, the service worker sends requests to one whose app is up.
     navigator.serviceWorker.controller.postMessage({ type: "summon-ready" });
     summon.readyAt = performance.now();
@@ -121,6 +135,7 @@
     frame.title = ready.name;
     frame.addEventListener("load", () => {
       if (!summon.appLoadedAt) summon.appLoadedAt = performance.now();
+      if (summon.state === "loading") summon.state = "ready";
       loading.hidden = true;
       try {
         const inner = frame.contentWindow;

@@ -21,6 +21,8 @@ const SELF = "_summon-sw.js";
 const SHELL = "index.html";
 const ANSWER_MS = 90000; // the page's bridge answers 504 after 60 s; this is the backstop
 const PORT_WAIT_MS = 15000;
+const WATCH_MS = 250; // while a page's app answers, how often to check that the page is open
+const RESEND = new Set(["GET", "HEAD", "OPTIONS"]); // sent again when that page went meanwhile
 const NULL_BODY = new Set([101, 103, 204, 205, 304]);
 
 const ports = []; // {port, clientId, ready, started}: pages running the app, newest last
@@ -30,7 +32,16 @@ const waiters = new Map(); // request id -> resolve
 let nextId = 1;
 
 self.addEventListener("install", (event) => {
-  event.waitUntil(precache().then(() => self.skipWaiting()));
+  event.waitUntil(
+    precache().then(
+      () => self.skipWaiting(),
+      async (e) => {
+        // A page on its first visit waits for this worker: it says why it will not come.
+        await tell({ type: "summon-install-failed", error: String((e && e.message) || e) });
+        throw e;
+      },
+    ),
+  );
 });
 
 self.addEventListener("activate", (event) => {
@@ -51,19 +62,24 @@ async function precache() {
   let told = 0;
   for (const file of SITE.files) {
     const url = new URL(file.path, SCOPE).href;
-    const response = await fetch(url, { cache: "no-store" });
-    if (!response.ok) throw new Error(`${file.path}: HTTP ${response.status}`);
-    const reader = response.body.getReader();
     const chunks = [];
-    for (;;) {
-      const { done: end, value } = await reader.read();
-      if (end) break;
-      chunks.push(value);
-      done += value.length;
-      if (done - told > 262144 || done === total) {
-        told = done;
-        tell({ type: "summon-install", done, total });
+    let response;
+    try {
+      response = await fetch(url, { cache: "no-store" });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const reader = response.body.getReader();
+      for (;;) {
+        const { done: end, value } = await reader.read();
+        if (end) break;
+        chunks.push(value);
+        done += value.length;
+        if (done - told > 262144 || done === total) {
+          told = done;
+          tell({ type: "summon-install", done, total });
+        }
       }
+    } catch (e) {
+      throw new Error(`${file.path}: ${e.message || e}`); // "Failed to fetch" names no file
     }
     // The body is decoded now: the encoding and length of the wire no longer describe it.
     const headers = new Headers(response.headers);
@@ -202,10 +218,55 @@ async function appPort() {
   return chosen;
 }
 
+class PageGone extends Error {}
+
+function whileOpen(entry) {
+  // Rejects with PageGone once the page of `entry` is closed or reloaded: its app's worker,
+  // and any answer it owed, went with it. (A MessagePort says nothing when its other end
+  // goes: without this, a request of another tab's waited ANSWER_MS for a 503.)
+  let stopped = false;
+  let timer;
+  const promise = new Promise((_, reject) => {
+    const check = async () => {
+      if (stopped) return;
+      if (await self.clients.get(entry.clientId)) {
+        if (!stopped) timer = setTimeout(check, WATCH_MS);
+        return;
+      }
+      const at = ports.indexOf(entry);
+      if (at >= 0) ports.splice(at, 1);
+      reject(new PageGone("the tab running the app was closed before it answered; send it again"));
+    };
+    timer = setTimeout(check, WATCH_MS);
+  });
+  promise.catch(() => {});
+  return { promise, stop: () => ((stopped = true), clearTimeout(timer)) };
+}
+
+async function ask(message) {
+  // The app's answer: from the chosen page, or, if that page goes first and the method is
+  // safe to repeat, from the next one chosen.
+  for (;;) {
+    const entry = await appPort();
+    message.id = nextId++;
+    const reply = new Promise((resolve) => waiters.set(message.id, resolve));
+    const open = whileOpen(entry);
+    try {
+      entry.port.postMessage(message);
+      return await within(Promise.race([reply, open.promise]), ANSWER_MS, "the app did not answer");
+    } catch (e) {
+      if (!(e instanceof PageGone) || !RESEND.has(message.method)) throw e;
+    } finally {
+      open.stop();
+      waiters.delete(message.id);
+    }
+  }
+}
+
 async function toApp(request, target) {
   const hasBody = request.method !== "GET" && request.method !== "HEAD";
   const message = {
-    id: nextId++,
+    id: 0,
     method: request.method,
     target,
     headers: [...request.headers],
@@ -214,12 +275,8 @@ async function toApp(request, target) {
   };
   let answer;
   try {
-    const entry = await appPort();
-    const reply = new Promise((resolve) => waiters.set(message.id, resolve));
-    entry.port.postMessage(message);
-    answer = await within(reply, ANSWER_MS, "the app did not answer");
+    answer = await ask(message);
   } catch (e) {
-    waiters.delete(message.id);
     return plain(503, e.message);
   }
   if (answer.error) return plain(502, answer.error);
