@@ -73,6 +73,18 @@ class AmbiguousInstance(UnknownInstance):
     """An ID prefix that more than one instance's ID starts with."""
 
 
+class DamagedInstance(UnknownInstance):
+    """The ID or prefix names an instance whose spec.json cannot be read: only `rm -f` (which
+    needs nothing of the spec) can act on it."""
+
+    def __init__(self, folder: InstanceFolder) -> None:
+        super().__init__(
+            f"instance {folder.short_id} is damaged ({folder.spec_path} cannot be read): "
+            f"`summon rm -f {folder.short_id}` stops it and removes it"
+        )
+        self.folder = folder
+
+
 class NameInUse(UserError):
     """Another instance has that name."""
 
@@ -284,6 +296,11 @@ def find(query: str) -> InstanceFolder:
         raise AmbiguousInstance(
             f"instance ID prefix {query!r} is ambiguous: it matches {shown}; give more of it"
         )
+    # By ID only (it has no name that can be read): a damaged one is named as such, so that
+    # `rm -f` can be rid of it and every other verb says why it cannot act.
+    damaged = [f for f in damaged_instances() if query and f.id.startswith(query.lower())]
+    if len(damaged) == 1:
+        raise DamagedInstance(damaged[0])
     raise UnknownInstance(f"no instance {query!r}; see `summon ps -a`")
 
 
@@ -291,7 +308,7 @@ def lookup(query: str) -> InstanceFolder | None:
     """find(), but None when nothing matches (an ambiguous prefix is still an error)."""
     try:
         return find(query)
-    except AmbiguousInstance:
+    except (AmbiguousInstance, DamagedInstance):
         raise
     except UnknownInstance:
         return None

@@ -260,8 +260,39 @@ def test_ps_names_an_instance_whose_spec_is_damaged(
     assert r.exit_code == 0, r.output
     assert (
         f"summon: warning: instance {'ab' * 6} is left out: {folder}/spec.json is damaged; "
-        "remove the folder to forget it"
+        f"`summon rm -f {'ab' * 6}` removes it"
     ) in r.output
+
+
+@pytest.mark.parametrize("verb", ["logs", "stop", "start", "inspect", "stats"])
+def test_verbs_other_than_rm_name_a_damaged_instance_as_damaged(
+    verb: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its ID was 'no instance', though ps named it: now each verb says what is wrong with it.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    folder = tmp_path / "summon" / "instances" / ("ab" * 32)
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text("\0\0\0")
+    r = CliRunner().invoke(cli, [verb, "abab"])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == (
+        f"summon: error: instance {'ab' * 6} is damaged ({folder}/spec.json cannot be read): "
+        f"`summon rm -f {'ab' * 6}` stops it and removes it"
+    )
+
+
+def test_rm_of_a_stopped_damaged_instance_removes_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    folder = tmp_path / "summon" / "instances" / ("ab" * 32)
+    (folder / "logs").mkdir(parents=True)
+    (folder / "spec.json").write_text('{"name": ')
+    r = CliRunner().invoke(cli, ["rm", "abab", "ab" * 32])
+    assert r.exit_code == 0, r.output
+    assert r.output == "abab\n"  # once, though named twice
+    assert not folder.exists()
 
 
 @pytest.mark.parametrize("registry", ["", "host:5000/team"])
