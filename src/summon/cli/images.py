@@ -15,6 +15,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from summon.cli import numbers
 from summon.cli.output import (
     err,
     human,
@@ -459,13 +460,13 @@ def export(image: str, fmt: str, output: Path) -> None:
 
 @click.command()
 @click.argument("image")
-@click.option("--replicas", type=click.IntRange(0, 10000), default=1, show_default=True)
+@click.option("--replicas", type=numbers.IntRange(0, 10000), default=1, show_default=True)
 @click.option(
-    "--port", type=click.IntRange(1, 65535), help="The Service's port (default: the app's)."
+    "--port", type=numbers.IntRange(1, 65535), help="The Service's port (default: the app's)."
 )
 @click.option(
     "--host-port",
-    type=click.IntRange(1, 65535),
+    type=numbers.IntRange(1, 65535),
     help="Also publish the app's first TCP port on each node (single-node engines, podman).",
 )
 @click.option(

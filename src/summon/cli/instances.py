@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
+from summon.cli import numbers
 from summon.cli.output import human, human_duration, notice, open_store, out, print_json
 from summon.errors import UserError
 from summon.instances import console, lifecycle, state
@@ -174,7 +175,7 @@ def logs(instance: str, follow: bool, tail: str) -> None:
     lines: int | None = None
     if tail != "all":
         try:
-            lines = int(tail)
+            lines = int(tail) if numbers.plain(tail) else -1
         except ValueError:
             lines = -1
         if lines < 0:
@@ -234,7 +235,7 @@ _GRACE = click.option(
     "grace",
     # A bound and a NaN check: -t inf and -t nan passed FloatRange(min=0) and were internal
     # errors when the deadline was computed.
-    type=click.FloatRange(min=0, max=MAX_GRACE),
+    type=numbers.FloatRange(min=0, max=MAX_GRACE),
     callback=lambda ctx, param, value: _a_number(value),
     default=10.0,
     show_default=True,

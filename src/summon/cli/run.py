@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from summon import targets
-from summon.cli import output
+from summon.cli import numbers, output
 from summon.cli.envflags import parse_env
 from summon.cli.output import notice, open_store, progress
 from summon.errors import UserError
@@ -30,7 +30,7 @@ _PORT_RE = re.compile(
     re.ASCII,  # \d: 0-9 only, not every script's digits (int() reads those too)
 )
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4_RE = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}\Z")
+_IPV4_RE = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}\Z", re.ASCII)
 MIN_MEMORY = 8 * 1024 * 1024  # below this Python does not start
 
 
@@ -308,7 +308,7 @@ def _image_or_folder(store: Any, image: str) -> Any:
 )
 @click.option(
     "--pids",
-    type=click.IntRange(1, 32768),
+    type=numbers.IntRange(1, 32768),
     help="Most processes and threads (default: the manifest's; held by the sandbox).",
 )
 @click.option("--name", help="Instance name (default: derived from the image).")

@@ -19,7 +19,7 @@ from summon.targets import DEFAULT_TARGET
 from summon.targets.base import VOLUMES
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*\Z")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*\Z", re.ASCII)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _GATEWAY_KEYS = {"dns", "zone", "status", "upstream"}
 _SERVICE_KEYS = {
@@ -91,6 +91,8 @@ def parse_hostport(value: object, bad: Any, default_port: int) -> tuple[str, int
         host, port_text = value, str(default_port)
     try:
         ipaddress.IPv4Address(host)
+        if not (port_text.isascii() and port_text.isdigit()):  # int() reads '٣' and '1_0'
+            raise ValueError(port_text)
         port = int(port_text)
     except ValueError:
         raise bad(f'{value!r} is not an address such as "127.0.0.1:{default_port}"') from None

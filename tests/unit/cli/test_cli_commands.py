@@ -314,3 +314,33 @@ def test_inspect_why_of_nothing_is_refused(tmp_path: Path, monkeypatch: pytest.M
     r = CliRunner().invoke(cli, ["inspect", "web", "--why", ""])
     assert r.exit_code == 2
     assert r.output.strip() == "summon: error: --why '': give a module name, such as --why ssl"
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["logs", "web", "--tail", "٣"], "summon: error: --tail ٣: expected a number of lines"),
+        (["logs", "web", "--tail", "1_0"], "summon: error: --tail 1_0: expected a number of"),
+        (["stop", "-t", "٣", "web"], "Invalid value for '-t' / '--time': '٣' is not a number"),
+        (["restart", "-t", "1_0", "web"], "Invalid value for '-t' / '--time': '1_0' is not a"),
+        (["run", "--pids", "٣٢", "http"], "Invalid value for '--pids': '٣٢' is not a number"),
+        (["run", "-m", "٣٢M", "http"], "summon: error: --memory: '٣٢M' is not a size"),
+        (["run", "--restart", "on-failure:٣", "-d", "http"], "--restart on-failure:٣: expected"),
+        (["run", "-p", "١٢٧.0.0.1:80:80", "http"], "١٢٧.0.0.1 is not an IPv4 address"),
+        (["kube", "http", "--replicas", "３"], "Invalid value for '--replicas': '３' is not a"),
+        (["kube", "http", "--port", "٨٠"], "Invalid value for '--port': '٨٠' is not a number"),
+        (["kernel", "build", "-j", "٣", "http"], "Invalid value for '-j' / '--jobs': '٣' is not"),
+    ],
+)
+def test_numbers_in_other_scripts_digits_are_refused(
+    argv: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # int() and float() read '٣' (Arabic-Indic) and '３' (fullwidth) as 3, and '1_0' as 10:
+    # `run --pids ٣ http` ran an instance with 3 pids. Refused before anything is looked up.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    r = CliRunner().invoke(cli, argv)
+    assert r.exit_code == 2, r.output
+    assert said in r.output
+    assert "internal error" not in r.output and "no instance" not in r.output
+    assert not (tmp_path / "state" / "summon" / "instances").exists()

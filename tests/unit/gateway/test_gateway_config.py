@@ -65,6 +65,11 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
     [
         (('idle_timeout = "30s"', 'idle_timeout = "soon"'), "idle_timeout"),
         (('idle_timeout = "30s"', "idle_timeout = 0"), "idle_timeout"),
+        # Other scripts' digits, which float() and int() read (٣ is 3): refused as typos.
+        (('idle_timeout = "30s"', 'idle_timeout = "٣0s"'), "idle_timeout"),
+        (('memory = "64M"', 'memory = "٦4M"'), "memory"),
+        (('dns = "127.0.0.1:5353"', 'dns = "127.0.0.1:٥353"'), "gateway.dns"),
+        (('dns = "127.0.0.1:5353"', 'dns = "127.0.0.1:5_353"'), "gateway.dns"),
         (('target = "sandbox"', 'target = "docker"'), "target"),
         (("ports = [80, 8080]", "ports = [80, 70000]"), "ports"),
         (("ports = [80, 8080]", 'ports = "80"'), "ports"),
