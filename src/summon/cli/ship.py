@@ -317,6 +317,8 @@ def key_generate(name: Path) -> None:
     """
     from summon.store.signing import PASSWORD_ENV, generate_key
 
+    if name.name in ("", ".", ".."):  # '' (a variable unset): Path('') is '.', no name
+        raise UserError("key generate '': give the key pair's name, such as ci-key")
     key_path, pub_path = generate_key(name, os.environ.get(PASSWORD_ENV) or None)
     out.print(f"wrote {key_path} (keep it secret) and {pub_path} (give it to verifiers)")
 

@@ -344,3 +344,18 @@ def test_numbers_in_other_scripts_digits_are_refused(
     assert said in r.output
     assert "internal error" not in r.output and "no instance" not in r.output
     assert not (tmp_path / "state" / "summon" / "instances").exists()
+
+
+def test_key_generate_of_no_name_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `summon key generate "$NAME"` with the variable unset was an internal error (ValueError:
+    # PosixPath('.') has an empty name) and a crash log.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    r = CliRunner().invoke(cli, ["key", "generate", ""])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == (
+        "summon: error: key generate '': give the key pair's name, such as ci-key"
+    )
+    assert list(tmp_path.iterdir()) == []  # no key, no crash log
