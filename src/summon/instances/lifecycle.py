@@ -171,6 +171,7 @@ def _await_start(folder: InstanceFolder, read_end: int, launcher: int = 0) -> No
 
 def _spawn_launcher(folder: InstanceFolder, write_end: int, lock_fd: int) -> None:
     """Run `python -m summon.instances.tree ID` in a session of its own; it exits at once."""
+    folder.logs.mkdir(mode=0o700, exist_ok=True)  # removed by hand to free room, say
     with open(folder.logs / "monitor.log", "ab") as log:
         launcher = subprocess.Popen(
             [
