@@ -178,8 +178,9 @@ class InstanceFolder:
     def spec(self) -> dict[str, Any]:
         if self._spec is None:
             doc = _read_json(self.spec_path)
-            if not isinstance(doc, dict):
+            if not _well_formed(doc):
                 raise UserError(f"instance {self.short_id}: {self.spec_path} is unreadable")
+            assert isinstance(doc, dict)
             self._spec = doc
         return self._spec
 
@@ -235,6 +236,26 @@ class InstanceFolder:
 
     def __repr__(self) -> str:
         return f"InstanceFolder({self.short_id}, {self.name!r})"
+
+
+# The keys of spec.json whose type every reader takes for granted, as create() writes them.
+_SHAPE = {"name": str, "run": dict, "target": str, "created": str, "restart": str,
+          "image": dict, "target_options": dict}  # fmt: skip
+
+
+def _well_formed(doc: Any) -> bool:
+    """Whether doc is a spec as create() writes it: JSON of another shape (edited by hand,
+    another version's) is as damaged as JSON cut short, rather than an internal error in
+    every verb that lists instances."""
+    if not isinstance(doc, dict) or "name" not in doc or "run" not in doc:
+        return False
+    if any(key in doc and not isinstance(doc[key], kind) for key, kind in _SHAPE.items()):
+        return False
+    try:
+        decode_run_spec(doc["run"])
+    except Exception:  # any value of a field of the wrong shape: TypeError, AttributeError...
+        return False
+    return True
 
 
 def _read_json(path: Path) -> Any:

@@ -359,3 +359,37 @@ def test_key_generate_of_no_name_is_one_line(
         "summon: error: key generate '': give the key pair's name, such as ci-key"
     )
     assert list(tmp_path.iterdir()) == []  # no key, no crash log
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        '{"name": "web", "run": "x"}',
+        '{"name": 5, "run": {}}',
+        '{"name": "web", "image": "x", "run": {"name": "n", "image": "i", "rootfs": "/",'
+        ' "app_config": {}}}',
+        '{"name": "web", "run": {"name": "n", "image": "i", "rootfs": "/", "app_config": {},'
+        ' "ports": [1]}}',
+        '{"name": "web", "run": {}}',
+    ],
+)
+def test_a_spec_of_another_shape_is_damaged_not_an_internal_error(
+    spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # JSON that parses but is not what `run -d` writes (edited by hand): ps, start, inspect
+    # and rm were internal errors (AttributeError, TypeError), and ps listed nothing at all.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    folder = tmp_path / "summon" / "instances" / ("cd" * 32)
+    (folder / "logs").mkdir(parents=True)
+    (folder / "spec.json").write_text(spec)
+    r = CliRunner().invoke(cli, ["ps", "-a"])
+    assert r.exit_code == 0, r.output
+    assert f"warning: instance {'cd' * 6} is left out: {folder}/spec.json is damaged" in r.output
+    for verb in ("start", "inspect", "logs"):
+        r = CliRunner().invoke(cli, [verb, "cdcd"])
+        assert r.exit_code == 2, r.output
+        assert r.output.startswith(f"summon: error: instance {'cd' * 6} is damaged"), r.output
+    r = CliRunner().invoke(cli, ["rm", "cdcd"])
+    assert r.exit_code == 0, r.output
+    assert not folder.exists()
