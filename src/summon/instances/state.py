@@ -97,13 +97,16 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
-def parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
+def parse_time(text: object) -> datetime.datetime | None:
+    """A time now() wrote; None for anything else (state.json edited by hand: a number, a
+    time without its zone, which could not be compared with now's)."""
+    if not isinstance(text, str) or not text:
         return None
     try:
-        return datetime.datetime.fromisoformat(text)
+        when = datetime.datetime.fromisoformat(text)
     except ValueError:
         return None
+    return when if when.tzinfo is not None else None
 
 
 def write_json(path: Path, doc: Any, durable: bool = True) -> None:
