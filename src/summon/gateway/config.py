@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,8 @@ def parse_duration(value: object, bad: Any) -> float:
         if not m:
             raise bad(f'{value!r} is not a duration such as "30s"')
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if not math.isfinite(seconds):  # TOML's inf and nan: no wait of any length
+        raise bad(f'{value!r} is not a duration such as "30s"')
     if seconds <= 0:
         raise bad(f"{value!r} must be more than zero")
     return seconds

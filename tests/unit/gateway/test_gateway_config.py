@@ -67,6 +67,9 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
         (('idle_timeout = "30s"', "idle_timeout = 0"), "idle_timeout"),
         # Other scripts' digits, which float() and int() read (٣ is 3): refused as typos.
         (('idle_timeout = "30s"', 'idle_timeout = "٣0s"'), "idle_timeout"),
+        # TOML's nan and inf passed as numbers of seconds (nan is not <= 0).
+        (('idle_timeout = "30s"', "idle_timeout = nan"), "idle_timeout: nan is not a duration"),
+        (('boot_timeout = "500ms"', "boot_timeout = inf"), "boot_timeout: inf is not a dur"),
         (('memory = "64M"', 'memory = "٦4M"'), "memory"),
         (('dns = "127.0.0.1:5353"', 'dns = "127.0.0.1:٥353"'), "gateway.dns"),
         (('dns = "127.0.0.1:5353"', 'dns = "127.0.0.1:5_353"'), "gateway.dns"),
