@@ -212,11 +212,13 @@ def login_command(
     skopeo find them too ($REGISTRY_AUTH_FILE, else ~/.docker/config.json, or its helper)."""
     from summon.store import credentials
     from summon.store.auth import Credentials
-    from summon.store.reference import RemoteRef
+    from summon.store.reference import RemoteRef, registry_problem
     from summon.store.registry import Registry
 
     if "/" in registry or not registry:
         raise UserError(f"{registry!r}: give the registry as HOST or HOST:PORT, no path")
+    if why := registry_problem(registry):  # before a password is asked for
+        raise UserError(why)
     if username is None:
         if not sys.stdin.isatty():
             raise UserError("no --username, and no terminal to ask for one on")

@@ -393,3 +393,22 @@ def test_a_spec_of_another_shape_is_damaged_not_an_internal_error(
     r = CliRunner().invoke(cli, ["rm", "cdcd"])
     assert r.exit_code == 0, r.output
     assert not folder.exists()
+
+
+@pytest.mark.parametrize(
+    ("registry", "said"),
+    [
+        ("127.0.0.1:99999", "'127.0.0.1:99999': 99999 is not a port number (1-65535)"),
+        ("a:b:c", "'a:b:c' is not a registry host[:port]"),
+    ],
+)
+def test_login_to_something_that_is_no_registry_is_refused_before_the_password(
+    registry: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A port past 65535 was an internal error; a bad host's line named the ref login makes
+    # up ('a:b:c/summon/login:check'), after the password was read.
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+    r = CliRunner().invoke(cli, ["login", registry, "-u", "me", "--password-stdin"], input="")
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == f"summon: error: {said}"
+    assert not (tmp_path / "auth.json").exists()
