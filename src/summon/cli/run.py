@@ -361,6 +361,8 @@ def run(
     overrides = parse_env(env, env_files)
     mounts = parse_volumes(volumes)
     given = tuple(secrets.parse(v) for v in secret_files)
+    if twice := sorted({s.name for s in given if [g.name for g in given].count(s.name) > 1}):
+        raise UserError(f"--secret {twice[0]}: given twice; give each secret once")
     size = parse_memory(memory) if memory else None
     if name is not None:
         state.check_name(name)

@@ -412,3 +412,25 @@ def test_login_to_something_that_is_no_registry_is_refused_before_the_password(
     assert r.exit_code == 2, r.output
     assert r.output.strip() == f"summon: error: {said}"
     assert not (tmp_path / "auth.json").exists()
+
+
+def test_run_secret_mistakes_are_plain_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bad name's line was the repr of a KeyError ("\"secret name ... '\\\\' ...\""); the same
+    # secret twice was taken, the last file silently winning.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    key = tmp_path / "key"
+    key.write_text("s")
+    r = CliRunner().invoke(cli, ["run", "-d", "--secret", f"../x={key}", "http"])
+    assert r.exit_code == 2
+    assert r.output.strip() == (
+        f"summon: error: --secret ../x={key}: secret name '../x' must be one path component: "
+        "no '/', '\\', NUL, '.' or '..'"
+    )
+    r = CliRunner().invoke(
+        cli, ["run", "-d", "--secret", f"a={key}", "--secret", f"a={key}", "http"]
+    )
+    assert r.exit_code == 2
+    assert r.output.strip() == "summon: error: --secret a: given twice; give each secret once"
