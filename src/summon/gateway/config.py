@@ -294,8 +294,10 @@ def _secrets(values: list[str], bad: Any) -> list[tuple[str, str]]:
             raise bad(f"{value!r} is not NAME=/ABSOLUTE/FILE")
         try:
             check_name(secret)
-        except ValueError as e:
-            raise bad(f"{value!r}: {e}") from None
+        except ValueError as e:  # a KeyError too, whose str() is its message's repr
+            raise bad(f"{value!r}: {e.args[0] if e.args else e}") from None
+        if any(secret == name for name, _ in given):
+            raise bad(f"{value!r}: the secret {secret} is given twice")
         given.append((secret, file))
     return given
 

@@ -91,6 +91,11 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
         (('"api-token=/etc/app/token"', '"api-token"'), "secrets: 'api-token' is not NAME="),
         (('"api-token=/etc/app/token"', '"../x=/etc/x"'), "secrets: '../x=/etc/x': "),
         (('"api-token=/etc/app/token"', '"t=token"'), "secrets: 't=token' is not NAME=/ABS"),
+        (
+            ('"api-token=/etc/app/token"', '"tls.key=/x"'),
+            "secrets: 'tls.key=/x': the secret tls.key is given twice",
+        ),
+        (('"api-token=/etc/app/token"', '"a/b=/x"'), "'a/b=/x': secret name 'a/b' must be one"),
     ],
 )
 def test_errors_are_one_line_naming_file_and_key(
