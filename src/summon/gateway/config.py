@@ -287,7 +287,7 @@ def _secrets(values: list[str], bad: Any) -> list[tuple[str, str]]:
     """NAME=/ABSOLUTE/FILE each -> (name, file)."""
     from summon.secrets import check_name
 
-    given = []
+    given: list[tuple[str, str]] = []
     for value in values:
         secret, sep, file = value.partition("=")
         if not sep or not secret or not file.startswith("/"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 
 from summon import targets
@@ -58,7 +59,11 @@ def _stop(folder: InstanceFolder) -> None:
     lifecycle.kill(folder)
     if not folder.supervised():
         return
-    for pid in _lock_holders(folder):
+    # Another summon command checks the lock by opening it for a moment: only a process
+    # holding it still a little later is the instance's.
+    first = _lock_holders(folder)
+    time.sleep(0.2)
+    for pid in set(first) & set(_lock_holders(folder)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     if not lifecycle._wait_unsupervised(folder, 5.0):
