@@ -354,16 +354,17 @@ def run(
 
     if not image:  # Path("") is ".": the folder the user happens to be in, built unasked
         raise UserError("IMAGE '': give an image's name or ID, or an app folder (. for this one)")
-    if restart and not detach:
+    if restart is not None and not detach:
         raise UserError("--restart is for detached instances: add -d")
-    policy = RestartPolicy.parse(restart or "no")
+    # '' (a variable unset) is refused, not taken for the default
+    policy = RestartPolicy.parse("no" if restart is None else restart)
     forwards = parse_ports(ports)
     overrides = parse_env(env, env_files)
     mounts = parse_volumes(volumes)
     given = tuple(secrets.parse(v) for v in secret_files)
     if twice := sorted({s.name for s in given if [g.name for g in given].count(s.name) > 1}):
         raise UserError(f"--secret {twice[0]}: given twice; give each secret once")
-    size = parse_memory(memory) if memory else None
+    size = parse_memory(memory) if memory is not None else None
     if name is not None:
         state.check_name(name)
     target_name, why = (target, "") if target else targets.choose_default()

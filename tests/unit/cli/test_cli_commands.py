@@ -434,3 +434,23 @@ def test_run_secret_mistakes_are_plain_lines(
     )
     assert r.exit_code == 2
     assert r.output.strip() == "summon: error: --secret a: given twice; give each secret once"
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["-m", ""], "summon: error: --memory: '' is not a size such as \"64M\""),
+        (["--restart", ""], "summon: error: --restart : expected no, on-failure, on-failure:N"),
+    ],
+)
+def test_run_flags_given_empty_are_refused_not_defaulted(
+    flags: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `-m "$MEM"` with the variable unset ran the instance with the image's memory, and
+    # `--restart "$POLICY"` with none: an empty value is a mistake, said before anything runs.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    r = CliRunner().invoke(cli, ["run", "-d", *flags, "http"])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith(said), r.output
+    assert not (tmp_path / "state" / "summon" / "instances").exists()
