@@ -96,6 +96,8 @@ def build(
     from summon.cli.envflags import parse_env
     from summon.targets import secrets
 
+    if tag == "":  # a variable unset: not the manifest's name:version unasked
+        raise UserError("-t '': give the image's NAME[:TAG], such as web:v1")
     given = tuple(secrets.parse(v) for v in secret_files)
     result = build_app(
         app_dir,
@@ -497,6 +499,8 @@ def kube(
     formats = targets.export_formats()
     if "kube" not in formats:
         raise UserError("no target exports Kubernetes manifests here")
+    if image_name == "":
+        raise UserError("--image '': give REGISTRY/NAME[:TAG], or leave --image out")
     img = Image.open(open_store(), image)
     options = {"replicas": replicas, "port": port, "host_port": host_port, "image_name": image_name}
     targets.get(formats["kube"]).export(img, "kube", output, lambda step: None, **options)

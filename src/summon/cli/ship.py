@@ -126,7 +126,7 @@ def push_command(
     from summon.store.signing import SIGNATURE_TYPE
     from summon.store.sync import push
 
-    remote = RemoteRef.parse(destination or image)
+    remote = RemoteRef.parse(image if destination is None else destination)
     types = () if no_signatures else (SIGNATURE_TYPE,)
     if not force:
         refuse_keys(image)

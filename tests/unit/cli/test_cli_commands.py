@@ -454,3 +454,25 @@ def test_run_flags_given_empty_are_refused_not_defaulted(
     assert r.exit_code == 2, r.output
     assert r.output.startswith(said), r.output
     assert not (tmp_path / "state" / "summon" / "instances").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["build", ".", "-t", ""], "summon: error: -t '': give the image's NAME[:TAG]"),
+        (["push", "http", ""], "summon: error: '' names no registry"),
+        (["kube", "http", "--image", ""], "summon: error: --image '': give REGISTRY/NAME"),
+    ],
+)
+def test_names_given_empty_are_refused_not_defaulted(
+    argv: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `build -t "$TAG"` with the variable unset built under the manifest's name:version,
+    # `push http "$DEST"` pushed to where the image's name says, `kube --image ""` used
+    # IMAGE's name: each as if the flag had not been given.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    r = CliRunner().invoke(cli, argv)
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith(said), r.output
+    assert not (tmp_path / "store" / "index.json").exists()
