@@ -112,7 +112,10 @@ def bound(client: httpx.Client) -> httpx.Client:
     """client, its connections (direct or through the environment's proxy) made through the
     deadline's backend. httpx offers no hook for a network backend: this sets the one of
     httpcore's pool that each of its transports holds."""
-    for transport in (client._transport, *client._mounts.values()):
+    # Looked up, not assumed: an httpx without them leaves the bound out (the tests of
+    # test_reply_headers.py fail) rather than every registry command.
+    mounts = getattr(client, "_mounts", {})
+    for transport in (getattr(client, "_transport", None), *mounts.values()):
         pool = getattr(transport, "_pool", None)
         if pool is not None:
             pool._network_backend = _Backend(pool._network_backend)
