@@ -25,7 +25,7 @@ DEFAULT_MEMORY = 128 * 1024 * 1024
 
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*\Z")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
-_SIZE_RE = re.compile(r"^(\d+)\s*([KMG]i?B?|[kmg])?\Z")
+_SIZE_RE = re.compile(r"^(\d+)\s*([KMG]i?B?|[kmg])?\Z", re.ASCII)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 # key -> (python types accepted, what to write, for the error line)

@@ -438,3 +438,43 @@ def test_stop_or_rm_of_an_instance_still_starting(
         assert name not in summon.ps()
     else:
         assert summon.ps()[name]["status"] == "exited"
+
+
+@needs_sandbox
+@pytest.mark.parametrize("how", ["spec", "spec and state", "spec, then monitor killed"])
+def test_rm_f_removes_an_instance_whose_spec_is_damaged(
+    summon: Summon, http_image: str, how: str
+) -> None:
+    """Its spec.json truncated (a full disk, an edit by hand): rm -f stops it all the same,
+    and removes its container, netns, bundle and folder; before, `no instance` (status 2)."""
+    port = free_port()
+    ident = summon.ok("run", "-d", http_image, "-p", f"{port}:80").strip()
+    get(f"http://127.0.0.1:{port}/", time.monotonic() + 20)
+    monitor = summon.inspect(ident)["state"]["monitor_pid"]
+    folder = summon.instances / ident
+    (folder / "spec.json").write_text('{"version": 1, "ima')
+    if "state" in how:
+        (folder / "state.json").write_text("\0garbage")
+    if "killed" in how:
+        os.kill(monitor, signal.SIGKILL)
+        wait_for(lambda: instance_processes([ident]) == [], timeout=10)
+
+    if "killed" not in how:  # one still running is not removed without -f
+        r = summon("rm", ident[:12])
+        assert r.returncode == 2
+        assert r.stderr.strip() == (
+            f"summon: error: instance {ident[:12]} is damaged ({folder}/spec.json cannot be "
+            f"read) and still running: `summon rm -f {ident[:12]}` stops it and removes it"
+        )
+        assert folder.is_dir()
+    # A stopped one needs no -f: what its init could not release (it needed the spec) is.
+    r = summon("rm", *(["-f"] if "killed" not in how else []), ident[:12])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ident[:12]
+    assert r.stderr == ""  # nothing it could not clean
+    assert not folder.exists()
+    assert instance_processes([ident]) == []
+    assert netns_of([ident]) == []
+    assert not Path(f"/run/summon/summon-{ident[:12]}").exists()
+    with pytest.raises(OSError):
+        get(f"http://127.0.0.1:{port}/", time.monotonic())

@@ -65,3 +65,21 @@ def test_start_checks_the_signing_policy_again(summon: Summon) -> None:
     assert r.returncode == 2, r.stderr
     assert "is not signed" in r.stderr and f"(refused by verify_key in {config})" in r.stderr
     assert summon.ps()["web"]["status"] == "exited"
+
+
+def test_start_after_its_logs_folder_was_removed(summon: Summon) -> None:
+    """The logs deleted by hand to free room: start was an internal error (no monitor.log's
+    folder); the folder is made again and the instance runs."""
+    import shutil
+
+    summon("rm", "-f", "web")
+    port = free_port()
+    ident = summon.ok("run", "-d", "--name", "web", "-p", f"{port}:80", "http:again").strip()
+    summon.ok("stop", "-t", "5", "web")
+    shutil.rmtree(summon.instances / ident / "logs")
+    r = summon("start", "web")
+    assert r.returncode == 0, r.stderr
+    assert "internal error" not in r.stderr
+    assert "hello from a unikernel" in get(f"http://127.0.0.1:{port}/", time.monotonic() + 20)
+    assert "serving 3 files on port 80" in summon.ok("logs", "web")
+    summon.ok("rm", "-f", "web")

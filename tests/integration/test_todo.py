@@ -134,6 +134,29 @@ def test_tasks_and_history_survive_a_restart(summon: Summon) -> None:
                    check=True, capture_output=True)  # fmt: skip
 
 
+def test_a_second_writer_of_the_store_is_refused_before_it_starts(summon: Summon) -> None:
+    # It started, and its app exited 2 at the store's lock a moment later ("Exited (2)" in
+    # ps; the reason only in its logs). Now nothing starts, and the line names the holder.
+    app = Todo(summon, "shared", "sandbox")
+    try:
+        app.add("one writer")
+        before = sorted(p.name for p in summon.instances.iterdir() if len(p.name) == 64)
+        for argv in (("run", "-d", "todo"), ("run", "todo")):
+            r = summon(*argv, "-v", "shared:/data")
+            assert r.returncode == 2, r.stderr
+            assert r.stderr.strip().splitlines()[-1] == (
+                f"summon: error: -v shared:/data: the store /data/todo in it is open by instance "
+                f"{summon.inspect(app.id)['name']} ({app.id[:12]}); one writer per store: stop "
+                "that first, or give this run another volume"
+            )
+        assert sorted(p.name for p in summon.instances.iterdir() if len(p.name) == 64) == before
+        assert app.titles() == ["one writer"]  # the first one serves on, untouched
+    finally:
+        app.stop()
+    again = Todo(summon, "shared", "sandbox")  # once it is gone, the volume is free
+    again.stop()
+
+
 def test_an_image_upgrade_keeps_the_volume(summon: Summon, tmp_path: Path) -> None:
     app = Todo(summon, "upgrade", "sandbox")
     app.add("before the upgrade")

@@ -15,6 +15,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from summon.cli import numbers
 from summon.cli.output import (
     err,
     human,
@@ -95,6 +96,8 @@ def build(
     from summon.cli.envflags import parse_env
     from summon.targets import secrets
 
+    if tag == "":  # a variable unset: not the manifest's name:version unasked
+        raise UserError("-t '': give the image's NAME[:TAG], such as web:v1")
     given = tuple(secrets.parse(v) for v in secret_files)
     result = build_app(
         app_dir,
@@ -459,13 +462,13 @@ def export(image: str, fmt: str, output: Path) -> None:
 
 @click.command()
 @click.argument("image")
-@click.option("--replicas", type=click.IntRange(0, 10000), default=1, show_default=True)
+@click.option("--replicas", type=numbers.IntRange(0, 10000), default=1, show_default=True)
 @click.option(
-    "--port", type=click.IntRange(1, 65535), help="The Service's port (default: the app's)."
+    "--port", type=numbers.IntRange(1, 65535), help="The Service's port (default: the app's)."
 )
 @click.option(
     "--host-port",
-    type=click.IntRange(1, 65535),
+    type=numbers.IntRange(1, 65535),
     help="Also publish the app's first TCP port on each node (single-node engines, podman).",
 )
 @click.option(
@@ -496,6 +499,8 @@ def kube(
     formats = targets.export_formats()
     if "kube" not in formats:
         raise UserError("no target exports Kubernetes manifests here")
+    if image_name == "":
+        raise UserError("--image '': give REGISTRY/NAME[:TAG], or leave --image out")
     img = Image.open(open_store(), image)
     options = {"replicas": replicas, "port": port, "host_port": host_port, "image_name": image_name}
     targets.get(formats["kube"]).export(img, "kube", output, lambda step: None, **options)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
+from summon.cli import numbers
 from summon.cli.output import human, human_duration, notice, open_store, out, print_json
 from summon.errors import UserError
 from summon.instances import console, lifecycle, state
@@ -140,10 +141,11 @@ def _say_damaged(folder: state.InstanceFolder) -> None:
     """One line for an instance left out of ps: what is wrong, and how to be rid of it."""
     pid = folder.state().get("monitor_pid")
     running = folder.supervised() and isinstance(pid, int)
+    rm = f"`summon rm -f {folder.short_id}`"
     how = (
-        f"it still runs: stop it with `kill {pid}` (its monitor), then remove the folder"
+        f"it still runs (monitor pid {pid}): {rm} stops it and removes it"
         if running
-        else "remove the folder to forget it"
+        else f"{rm} removes it"
     )
     notice(f"warning: instance {folder.short_id} is left out: {folder.spec_path} is damaged; {how}")
 
@@ -173,7 +175,7 @@ def logs(instance: str, follow: bool, tail: str) -> None:
     lines: int | None = None
     if tail != "all":
         try:
-            lines = int(tail)
+            lines = int(tail) if numbers.plain(tail) else -1
         except ValueError:
             lines = -1
         if lines < 0:
@@ -233,7 +235,7 @@ _GRACE = click.option(
     "grace",
     # A bound and a NaN check: -t inf and -t nan passed FloatRange(min=0) and were internal
     # errors when the deadline was computed.
-    type=click.FloatRange(min=0, max=MAX_GRACE),
+    type=numbers.FloatRange(min=0, max=MAX_GRACE),
     callback=lambda ctx, param, value: _a_number(value),
     default=10.0,
     show_default=True,
@@ -302,17 +304,35 @@ def stop(instances: tuple[str, ...], grace: float) -> None:
 @click.option("-f", "--force", is_flag=True, help="Stop (kill) running instances first.")
 def rm(instances: tuple[str, ...], force: bool) -> None:
     """Remove stopped instances and their state folders (logs included)."""
-    for query, folder in _find_each(instances).items():
-        lifecycle.remove(folder, force)
+    damaged_ones: list[InstanceFolder] = []
+    named = _find_each(instances, damaged_ones)  # a typo fails before any is removed
+    for query, folder in named.items():
+        if folder in damaged_ones:
+            from summon.instances import damaged
+
+            for what in damaged.remove(folder, force):
+                notice(f"warning: instance {folder.short_id}: could not clean up {what}")
+        else:
+            lifecycle.remove(folder, force)
         out.print(query)
 
 
-def _find_each(queries: tuple[str, ...]) -> dict[str, InstanceFolder]:
+def _find_each(
+    queries: tuple[str, ...], damaged: list[InstanceFolder] | None = None
+) -> dict[str, InstanceFolder]:
     """The instance each query names, each instance once (under the first query naming it):
-    `rm web web`, or a name and its ID, removes it once, not once and then 'no such'."""
+    `rm web web`, or a name and its ID, removes it once, not once and then 'no such'.
+    damaged: a list to add instances whose spec is damaged to, found by ID rather than
+    refused."""
     found: dict[str, InstanceFolder] = {}
     for query in queries:
-        folder = state.find(query)
+        try:
+            folder = state.find(query)
+        except state.DamagedInstance as e:
+            if damaged is None:
+                raise
+            folder = e.folder
+            damaged.append(folder)
         if all(f.id != folder.id for f in found.values()):
             found[query] = folder
     return found

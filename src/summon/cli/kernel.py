@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from summon.build import kernel as kernel_mod
+from summon.cli import numbers
 from summon.cli.output import err, open_store, out
 from summon.store.image import Image
 
@@ -63,7 +64,9 @@ def kernel() -> None:
     metavar="FRAGMENT",
     help="Add a fragment (e.g. vsock) beyond what the image needs.",
 )
-@click.option("-j", "--jobs", type=int, help="Parallel compile jobs (default: CPUs).")
+@click.option(
+    "-j", "--jobs", type=numbers.IntRange(min=1), help="Parallel compile jobs (default: CPUs)."
+)
 def build_cmd(image: str | None, extra: tuple[str, ...], jobs: int | None) -> None:
     """Build (or find cached) the kernel for IMAGE, or the base kernel without an image."""
     app: dict[str, Any] = {"network": "none"}

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from summon import targets
-from summon.cli import output
+from summon.cli import numbers, output
 from summon.cli.envflags import parse_env
 from summon.cli.output import notice, open_store, progress
 from summon.errors import UserError
@@ -30,7 +30,7 @@ _PORT_RE = re.compile(
     re.ASCII,  # \d: 0-9 only, not every script's digits (int() reads those too)
 )
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4_RE = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}\Z")
+_IPV4_RE = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}\Z", re.ASCII)
 MIN_MEMORY = 8 * 1024 * 1024  # below this Python does not start
 
 
@@ -308,7 +308,7 @@ def _image_or_folder(store: Any, image: str) -> Any:
 )
 @click.option(
     "--pids",
-    type=click.IntRange(1, 32768),
+    type=numbers.IntRange(1, 32768),
     help="Most processes and threads (default: the manifest's; held by the sandbox).",
 )
 @click.option("--name", help="Instance name (default: derived from the image).")
@@ -354,14 +354,17 @@ def run(
 
     if not image:  # Path("") is ".": the folder the user happens to be in, built unasked
         raise UserError("IMAGE '': give an image's name or ID, or an app folder (. for this one)")
-    if restart and not detach:
+    if restart is not None and not detach:
         raise UserError("--restart is for detached instances: add -d")
-    policy = RestartPolicy.parse(restart or "no")
+    # '' (a variable unset) is refused, not taken for the default
+    policy = RestartPolicy.parse("no" if restart is None else restart)
     forwards = parse_ports(ports)
     overrides = parse_env(env, env_files)
     mounts = parse_volumes(volumes)
     given = tuple(secrets.parse(v) for v in secret_files)
-    size = parse_memory(memory) if memory else None
+    if twice := sorted({s.name for s in given if [g.name for g in given].count(s.name) > 1}):
+        raise UserError(f"--secret {twice[0]}: given twice; give each secret once")
+    size = parse_memory(memory) if memory is not None else None
     if name is not None:
         state.check_name(name)
     target_name, why = (target, "") if target else targets.choose_default()

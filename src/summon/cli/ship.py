@@ -126,7 +126,7 @@ def push_command(
     from summon.store.signing import SIGNATURE_TYPE
     from summon.store.sync import push
 
-    remote = RemoteRef.parse(destination or image)
+    remote = RemoteRef.parse(image if destination is None else destination)
     types = () if no_signatures else (SIGNATURE_TYPE,)
     if not force:
         refuse_keys(image)
@@ -212,11 +212,13 @@ def login_command(
     skopeo find them too ($REGISTRY_AUTH_FILE, else ~/.docker/config.json, or its helper)."""
     from summon.store import credentials
     from summon.store.auth import Credentials
-    from summon.store.reference import RemoteRef
+    from summon.store.reference import RemoteRef, registry_problem
     from summon.store.registry import Registry
 
     if "/" in registry or not registry:
         raise UserError(f"{registry!r}: give the registry as HOST or HOST:PORT, no path")
+    if why := registry_problem(registry):  # before a password is asked for
+        raise UserError(why)
     if username is None:
         if not sys.stdin.isatty():
             raise UserError("no --username, and no terminal to ask for one on")
@@ -317,6 +319,8 @@ def key_generate(name: Path) -> None:
     """
     from summon.store.signing import PASSWORD_ENV, generate_key
 
+    if name.name in ("", ".", ".."):  # '' (a variable unset): Path('') is '.', no name
+        raise UserError("key generate '': give the key pair's name, such as ci-key")
     key_path, pub_path = generate_key(name, os.environ.get(PASSWORD_ENV) or None)
     out.print(f"wrote {key_path} (keep it secret) and {pub_path} (give it to verifiers)")
 

@@ -152,7 +152,14 @@ def export_cmd(name: str, output: Path, store: str | None) -> None:
 
     An ext4 volume (used by qemu) is read with debugfs, without mounting it.
     """
-    which = volume_stores.export(name, output, store)
+    try:
+        which = volume_stores.export(name, output, store)
+    except volumes.VolumeInUse:
+        if not (used_by := users(name)):
+            raise
+        raise UserError(
+            f"volume {name} is in use by {', '.join(used_by)}; stop it first to export it"
+        ) from None
     notice(f"volume {name}: store {which} written to {output} (git clone {output} reads it)")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from summon.targets import DEFAULT_TARGET
 from summon.targets.base import VOLUMES
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*\Z")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*\Z", re.ASCII)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _GATEWAY_KEYS = {"dns", "zone", "status", "upstream"}
 _SERVICE_KEYS = {
@@ -77,6 +78,8 @@ def parse_duration(value: object, bad: Any) -> float:
         if not m:
             raise bad(f'{value!r} is not a duration such as "30s"')
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if not math.isfinite(seconds):  # TOML's inf and nan: no wait of any length
+        raise bad(f'{value!r} is not a duration such as "30s"')
     if seconds <= 0:
         raise bad(f"{value!r} must be more than zero")
     return seconds
@@ -91,6 +94,8 @@ def parse_hostport(value: object, bad: Any, default_port: int) -> tuple[str, int
         host, port_text = value, str(default_port)
     try:
         ipaddress.IPv4Address(host)
+        if not (port_text.isascii() and port_text.isdigit()):  # int() reads '٣' and '1_0'
+            raise ValueError(port_text)
         port = int(port_text)
     except ValueError:
         raise bad(f'{value!r} is not an address such as "127.0.0.1:{default_port}"') from None
@@ -282,15 +287,17 @@ def _secrets(values: list[str], bad: Any) -> list[tuple[str, str]]:
     """NAME=/ABSOLUTE/FILE each -> (name, file)."""
     from summon.secrets import check_name
 
-    given = []
+    given: list[tuple[str, str]] = []
     for value in values:
         secret, sep, file = value.partition("=")
         if not sep or not secret or not file.startswith("/"):
             raise bad(f"{value!r} is not NAME=/ABSOLUTE/FILE")
         try:
             check_name(secret)
-        except ValueError as e:
-            raise bad(f"{value!r}: {e}") from None
+        except ValueError as e:  # a KeyError too, whose str() is its message's repr
+            raise bad(f"{value!r}: {e.args[0] if e.args else e}") from None
+        if any(secret == name for name, _ in given):
+            raise bad(f"{value!r}: the secret {secret} is given twice")
         given.append((secret, file))
     return given
 

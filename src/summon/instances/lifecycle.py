@@ -25,7 +25,7 @@ from summon.errors import UserError
 from summon.instances import control, state, supervise
 from summon.instances.restart import RestartPolicy
 from summon.instances.state import ACTIVE, InstanceFolder
-from summon.targets.base import RunSpec
+from summon.targets.base import RunSpec, Volume
 
 # After the monitor reported the instance exited, init still has to clear up.
 SETTLE_SECONDS = 15.0
@@ -81,6 +81,7 @@ def start(
         "attached": attached,
         "run": state.encode_run_spec(run),
     }
+    refuse_open_stores(run)
     folder, lock_fd = state.create(doc, name, base_name, durable=not attached)
     read_end, write_end = os.pipe()
     launcher = 0
@@ -103,6 +104,7 @@ def start_again(folder: InstanceFolder) -> None:
     UserError if it runs; StartFailed when it does not start (recorded exited, with why).
     """
     reconcile(folder)
+    refuse_open_stores(folder.run_spec(), folder.id)
     lock_fd = os.open(folder.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -120,6 +122,34 @@ def start_again(folder: InstanceFolder) -> None:
         os.close(lock_fd)  # init holds the lock through its own copy now
         os.close(write_end)
     _await_start(folder, read_end)
+
+
+def refuse_open_stores(run: RunSpec, own_id: str = "") -> None:
+    """VolumeInUse, naming the instance, if a KV_RW store of run's image in one of its
+    volumes is open already: its app would fail at the store's lock, after the start."""
+    if not run.volumes:
+        return
+    from summon.targets.volume_stores import open_stores
+    from summon.targets.volumes import VolumeInUse
+
+    for vol, store in open_stores(run):
+        users = [f for f in state.all_instances() if f.id != own_id and _uses(f, vol)]
+        who = ", ".join(f"{f.name} ({f.short_id})" for f in users if f.supervised())
+        raise VolumeInUse(
+            f"-v {vol}: the store {store} in it is open by "
+            f"{f'instance {who}' if who else 'another process'}; one writer per store: "
+            "stop that first, or give this run another volume"
+        )
+
+
+def _uses(folder: InstanceFolder, vol: Volume) -> bool:
+    try:
+        theirs = folder.run_spec().volumes
+    except (UserError, KeyError, TypeError):
+        return False
+    if not vol.is_bind:
+        return any(v.name == vol.name for v in theirs)
+    return any(v.is_bind and os.path.realpath(v.name) == os.path.realpath(vol.name) for v in theirs)
 
 
 def _await_start(folder: InstanceFolder, read_end: int, launcher: int = 0) -> None:
@@ -141,6 +171,7 @@ def _await_start(folder: InstanceFolder, read_end: int, launcher: int = 0) -> No
 
 def _spawn_launcher(folder: InstanceFolder, write_end: int, lock_fd: int) -> None:
     """Run `python -m summon.instances.tree ID` in a session of its own; it exits at once."""
+    folder.logs.mkdir(mode=0o700, exist_ok=True)  # removed by hand to free room, say
     with open(folder.logs / "monitor.log", "ab") as log:
         launcher = subprocess.Popen(
             [

@@ -12,7 +12,7 @@ STEADY_SECONDS = 10.0
 FIRST_DELAY = 0.1
 MAX_DELAY = 30.0
 
-_POLICY = re.compile(r"^(no|always|on-failure)(?::(\d+))?\Z")
+_POLICY = re.compile(r"^(no|always|on-failure)(?::(\d+))?\Z", re.ASCII)
 
 
 @dataclass(frozen=True)

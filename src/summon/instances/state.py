@@ -73,6 +73,18 @@ class AmbiguousInstance(UnknownInstance):
     """An ID prefix that more than one instance's ID starts with."""
 
 
+class DamagedInstance(UnknownInstance):
+    """The ID or prefix names an instance whose spec.json cannot be read: only `rm -f` (which
+    needs nothing of the spec) can act on it."""
+
+    def __init__(self, folder: InstanceFolder) -> None:
+        super().__init__(
+            f"instance {folder.short_id} is damaged ({folder.spec_path} cannot be read): "
+            f"`summon rm -f {folder.short_id}` stops it and removes it"
+        )
+        self.folder = folder
+
+
 class NameInUse(UserError):
     """Another instance has that name."""
 
@@ -85,13 +97,16 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
-def parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
+def parse_time(text: object) -> datetime.datetime | None:
+    """A time now() wrote; None for anything else (state.json edited by hand: a number, a
+    time without its zone, which could not be compared with now's)."""
+    if not isinstance(text, str) or not text:
         return None
     try:
-        return datetime.datetime.fromisoformat(text)
+        when = datetime.datetime.fromisoformat(text)
     except ValueError:
         return None
+    return when if when.tzinfo is not None else None
 
 
 def write_json(path: Path, doc: Any, durable: bool = True) -> None:
@@ -166,8 +181,9 @@ class InstanceFolder:
     def spec(self) -> dict[str, Any]:
         if self._spec is None:
             doc = _read_json(self.spec_path)
-            if not isinstance(doc, dict):
+            if not _well_formed(doc):
                 raise UserError(f"instance {self.short_id}: {self.spec_path} is unreadable")
+            assert isinstance(doc, dict)
             self._spec = doc
         return self._spec
 
@@ -223,6 +239,26 @@ class InstanceFolder:
 
     def __repr__(self) -> str:
         return f"InstanceFolder({self.short_id}, {self.name!r})"
+
+
+# The keys of spec.json whose type every reader takes for granted, as create() writes them.
+_SHAPE = {"name": str, "run": dict, "target": str, "created": str, "restart": str,
+          "image": dict, "target_options": dict}  # fmt: skip
+
+
+def _well_formed(doc: Any) -> bool:
+    """Whether doc is a spec as create() writes it: JSON of another shape (edited by hand,
+    another version's) is as damaged as JSON cut short, rather than an internal error in
+    every verb that lists instances."""
+    if not isinstance(doc, dict) or "name" not in doc or "run" not in doc:
+        return False
+    if any(key in doc and not isinstance(doc[key], kind) for key, kind in _SHAPE.items()):
+        return False
+    try:
+        decode_run_spec(doc["run"])
+    except Exception:  # any value of a field of the wrong shape: TypeError, AttributeError...
+        return False
+    return True
 
 
 def _read_json(path: Path) -> Any:
@@ -284,6 +320,11 @@ def find(query: str) -> InstanceFolder:
         raise AmbiguousInstance(
             f"instance ID prefix {query!r} is ambiguous: it matches {shown}; give more of it"
         )
+    # By ID only (it has no name that can be read): a damaged one is named as such, so that
+    # `rm -f` can be rid of it and every other verb says why it cannot act.
+    damaged = [f for f in damaged_instances() if query and f.id.startswith(query.lower())]
+    if len(damaged) == 1:
+        raise DamagedInstance(damaged[0])
     raise UnknownInstance(f"no instance {query!r}; see `summon ps -a`")
 
 
@@ -291,7 +332,7 @@ def lookup(query: str) -> InstanceFolder | None:
     """find(), but None when nothing matches (an ambiguous prefix is still an error)."""
     try:
         return find(query)
-    except AmbiguousInstance:
+    except (AmbiguousInstance, DamagedInstance):
         raise
     except UnknownInstance:
         return None

@@ -21,6 +21,7 @@ from _thread import RLock
 from summon.devices import KV_RW, Commit, InvalidKey
 from summon.kv import gc as _gc
 from summon.kv import history
+from summon.kv.backlog import Backlog
 from summon.kv.errors import StoreClosed, UnknownCommit
 from summon.kv.journal import RESERVE
 from summon.kv.merge import check_policy, three_way
@@ -95,6 +96,7 @@ class Store(KV_RW):
     ) -> None:
         self._author = check_author(author)
         self._batch = (batch_records, batch_bytes, batch_seconds)
+        self._backlog = Backlog(2 * batch_bytes)
         self._gc_packs = gc_packs
         self._on_durable = on_durable
         self._clock = clock
@@ -235,6 +237,7 @@ class Store(KV_RW):
     ) -> bytes | None:
         """Commit `changes` (key -> blob id or None, in pending) on top of parents[0], or
         the existing `tree` as it is; None if that changes nothing (no empty commits)."""
+        self._room()
         who = self._author if author is None else check_author(author)
         old = self._tree_of(parents[0]) if parents else None
         new = tree if tree is not None else self._repo.build(old, changes)
@@ -280,6 +283,7 @@ class Store(KV_RW):
         """Commit one key's change on `ref` (at `head`); None if it changes nothing. Its
         record goes to the disk first, its Git objects are made meanwhile (see journal.py):
         everything that could refuse the change is checked before the record is written."""
+        self._room()
         odb = self._repo.odb
         parts = key_path(key)
         blob = None if value is None else object_id(BLOB, value)
@@ -507,6 +511,14 @@ class Store(KV_RW):
         if not self._closed and self._repo.unflushed:
             with self._lock:
                 self._flush_quietly(self._background)
+
+    def _room(self) -> None:
+        def again() -> BaseException | None:
+            self._flush_quietly()
+            return self.flush_error
+
+        waiting = self._repo.odb.pending_bytes
+        self._backlog.check(waiting, self.flush_error, again, self._repo.backend.describe())
 
     def _flush_quietly(self, background: bool = False) -> None:
         """Flush after a commit or at open, never raising: the commit is durable already,

@@ -25,6 +25,16 @@ _HOST_RE = re.compile(
 )
 
 
+def registry_problem(host: str) -> str:
+    """Why host is not a registry's HOST[:PORT], or "" if it is one."""
+    if not _HOST_RE.match(host):
+        return f"{host!r} is not a registry host[:port]"
+    port = re.search(r":([0-9]+)\Z", host)
+    if port and not 1 <= int(port[1]) <= 65535:  # 99999 was an internal error (ValueError)
+        return f"{host!r}: {port[1]} is not a port number (1-65535)"
+    return ""
+
+
 @dataclass(frozen=True)
 class RemoteRef:
     """`registry/repository[:tag][@digest]`, e.g. `127.0.0.1:5000/team/http:v1`."""
@@ -43,8 +53,8 @@ class RemoteRef:
                 f"{ref!r} names no registry; write REGISTRY/NAME[:TAG], "
                 "e.g. 127.0.0.1:5000/team/http:v1 or docker.io/you/http:v1"
             )
-        if not _HOST_RE.match(host):
-            raise UserError(f"{ref!r}: {host!r} is not a registry host[:port]")
+        if why := registry_problem(host):
+            raise UserError(f"{ref!r}: {why}")
         name, tag = path, ""
         last = path.rsplit("/", 1)[-1]
         if ":" in last:

@@ -23,7 +23,7 @@ import httpx
 
 import summon
 from summon.errors import CorruptBlob, UserError
-from summon.store import tls
+from summon.store import deadline, tls
 from summon.store.auth import (
     AuthError,
     Credentials,
@@ -121,16 +121,18 @@ class Registry:
         self._scheme_known = not plain_allowed
         creds = credentials or find_credentials(ref.registry, ref.repository)
         self._verify = tls.context(ref.api_host, ca_file, verify=not insecure)
-        self._http = httpx.Client(
-            base_url=f"https://{ref.api_host}",
-            auth=RegistryAuth(
-                ref.registry, creds, insecure=plain_allowed, notice=notice, host=ref.api_host
-            ),
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            follow_redirects=True,  # blob GETs are often redirected to object storage
-            verify=self._verify,
-            headers={"User-Agent": f"summon/{summon.__version__}"},
-            mounts=_direct(ref.api_host),
+        self._http = deadline.bound(
+            httpx.Client(
+                base_url=f"https://{ref.api_host}",
+                auth=RegistryAuth(
+                    ref.registry, creds, insecure=plain_allowed, notice=notice, host=ref.api_host
+                ),
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                follow_redirects=True,  # blob GETs are often redirected to object storage
+                verify=self._verify,
+                headers={"User-Agent": f"summon/{summon.__version__}"},
+                mounts=_direct(ref.api_host),
+            )
         )
 
     def _find_scheme(self) -> None:
@@ -182,6 +184,11 @@ class Registry:
                 "is the address right?)"
             ) from None
         except httpx.TimeoutException as e:
+            if deadline.expired(e):  # a reply trickling in, each read within the timeout
+                raise RegistryError(
+                    f"{self._where(e)} had not sent its reply's headers after {REPLY_TIME:g}s "
+                    f"while {what}; refused"
+                ) from None
             raise RegistryError(f"{self._where(e)} did not answer in time while {what}") from None
         except (httpx.RemoteProtocolError, httpx.DecodingError) as e:
             raise RegistryError(
@@ -232,7 +239,9 @@ class Registry:
         sent again while the registry says to wait (429, 503: retry.py)."""
         retries = Retries(self.name, what, self.notice)
         while True:
-            with self._wire(what), self._http.stream(method, url, **kw) as response:
+            with self._wire(what), contextlib.ExitStack() as stack:
+                with deadline.reply_deadline(REPLY_TIME):  # its headers; _read_capped the body
+                    response = stack.enter_context(self._http.stream(method, url, **kw))
                 if retries.again(response.status_code, response.headers.get("retry-after")):
                     continue
                 body = _read_capped(response, MAX_MANIFEST, f"registry {self.name}", what)
@@ -456,9 +465,10 @@ class Registry:
         with contextlib.ExitStack() as stack:
             stack.enter_context(self._wire(what))
             while True:
-                response = stack.enter_context(
-                    self._http.stream("GET", f"{self._repo}/blobs/{desc.digest}")
-                )
+                with deadline.reply_deadline(REPLY_TIME):  # its headers; the body streams
+                    response = stack.enter_context(
+                        self._http.stream("GET", f"{self._repo}/blobs/{desc.digest}")
+                    )
                 if not retries.again(response.status_code, response.headers.get("retry-after")):
                     break
                 response.close()

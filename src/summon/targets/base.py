@@ -419,3 +419,9 @@ class Target(abc.ABC):
         raises. Default: nothing to release.
         """
         return None
+
+    def leftovers(self, spec: RunSpec) -> list[str]:
+        """What clean_up(spec) could not release and is still there, each in a few words
+        naming it ("runc container summon-ab12...", "network namespace ..."), for the user
+        to be told. Default: nothing is ever left."""
+        return []

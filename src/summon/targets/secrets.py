@@ -33,8 +33,8 @@ def parse(value: str) -> SecretFile:
         raise UserError(f"--secret {value}: expected NAME=FILE, such as tls.key=./server.key")
     try:
         check_name(name)
-    except ValueError as e:
-        raise UserError(f"--secret {value}: {e}") from None
+    except ValueError as e:  # a KeyError too, whose str() is its message's repr
+        raise UserError(f"--secret {value}: {e.args[0] if e.args else e}") from None
     try:  # before resolve(): a pipe's /dev/fd/63 resolves to a name that does not exist
         mode = os.stat(path).st_mode
     except OSError:

@@ -35,7 +35,11 @@ def make_disk(
     mkfs = tool("mkfs.ext4")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
-        f.truncate(size)
+        try:
+            f.truncate(size)
+        except (OverflowError, OSError) as e:  # past what the host's file system holds
+            why = e.strerror if isinstance(e, OSError) else "too large"
+            raise UserError(f"volume {label}: no disk of {size} bytes here: {why}") from None
     if owner is not None:
         os.chown(path, *owner)
     os.chmod(path, 0o600)

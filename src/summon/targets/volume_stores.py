@@ -15,13 +15,18 @@ lead the export to a host file).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from summon.errors import UserError
 from summon.targets import volumes
 from summon.targets.volume_disks import discard, dump_disk, give_to
+
+if TYPE_CHECKING:
+    from summon.targets.base import RunSpec, Volume
 
 # The files that make a folder a Git repository summon.kv opens (a bare one).
 _REPOSITORY = ("HEAD", "objects", "refs")
@@ -134,3 +139,46 @@ def import_bundle(name: str, bundle: Path, store: str) -> None:
             os.rename(tmp, final)
         finally:
             discard(tmp)
+
+
+def open_stores(spec: RunSpec) -> list[tuple[Volume, str]]:
+    """The image's KV_RW stores in spec's folder volumes that some process has open now (its
+    lock held), each with the volume it is in: a second writer's app would only fail at its
+    start. A volume that is an ext4 disk is not looked into (its lease is exclusive)."""
+    from summon.kv.backend import LOCK_FILE
+
+    found = []
+    stores = [str(s).rstrip("/") for s in (spec.app_config.get("stores") or {}).values()]
+    for vol in spec.volumes:
+        if vol.is_bind:
+            host = Path(os.path.realpath(vol.name))
+        elif volumes.kind_of(vol.name) == volumes.FOLDER:
+            host = volumes.folder_path(vol.name)
+        else:
+            continue
+        top = vol.path.rstrip("/")
+        for store in stores:
+            if store == top or store.startswith(top + "/"):
+                inside = store[len(top) :].strip("/")
+                if _locked(host / inside / LOCK_FILE):
+                    found.append((vol, store))
+    return found
+
+
+def _locked(path: Path) -> bool:
+    """Whether some process holds the flock of the (app-written) lock file at path; a link
+    there is not followed, nor anything but a regular file locked."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False  # none: nobody has opened the store yet
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+    finally:
+        os.close(fd)  # and with it the lock taken for the test

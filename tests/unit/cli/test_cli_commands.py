@@ -260,8 +260,39 @@ def test_ps_names_an_instance_whose_spec_is_damaged(
     assert r.exit_code == 0, r.output
     assert (
         f"summon: warning: instance {'ab' * 6} is left out: {folder}/spec.json is damaged; "
-        "remove the folder to forget it"
+        f"`summon rm -f {'ab' * 6}` removes it"
     ) in r.output
+
+
+@pytest.mark.parametrize("verb", ["logs", "stop", "start", "inspect", "stats"])
+def test_verbs_other_than_rm_name_a_damaged_instance_as_damaged(
+    verb: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its ID was 'no instance', though ps named it: now each verb says what is wrong with it.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    folder = tmp_path / "summon" / "instances" / ("ab" * 32)
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text("\0\0\0")
+    r = CliRunner().invoke(cli, [verb, "abab"])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == (
+        f"summon: error: instance {'ab' * 6} is damaged ({folder}/spec.json cannot be read): "
+        f"`summon rm -f {'ab' * 6}` stops it and removes it"
+    )
+
+
+def test_rm_of_a_stopped_damaged_instance_removes_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    folder = tmp_path / "summon" / "instances" / ("ab" * 32)
+    (folder / "logs").mkdir(parents=True)
+    (folder / "spec.json").write_text('{"name": ')
+    r = CliRunner().invoke(cli, ["rm", "abab", "ab" * 32])
+    assert r.exit_code == 0, r.output
+    assert r.output == "abab\n"  # once, though named twice
+    assert not folder.exists()
 
 
 @pytest.mark.parametrize("registry", ["", "host:5000/team"])
@@ -283,3 +314,165 @@ def test_inspect_why_of_nothing_is_refused(tmp_path: Path, monkeypatch: pytest.M
     r = CliRunner().invoke(cli, ["inspect", "web", "--why", ""])
     assert r.exit_code == 2
     assert r.output.strip() == "summon: error: --why '': give a module name, such as --why ssl"
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["logs", "web", "--tail", "٣"], "summon: error: --tail ٣: expected a number of lines"),
+        (["logs", "web", "--tail", "1_0"], "summon: error: --tail 1_0: expected a number of"),
+        (["stop", "-t", "٣", "web"], "Invalid value for '-t' / '--time': '٣' is not a number"),
+        (["restart", "-t", "1_0", "web"], "Invalid value for '-t' / '--time': '1_0' is not a"),
+        (["run", "--pids", "٣٢", "http"], "Invalid value for '--pids': '٣٢' is not a number"),
+        (["run", "-m", "٣٢M", "http"], "summon: error: --memory: '٣٢M' is not a size"),
+        (["run", "--restart", "on-failure:٣", "-d", "http"], "--restart on-failure:٣: expected"),
+        (["run", "-p", "١٢٧.0.0.1:80:80", "http"], "١٢٧.0.0.1 is not an IPv4 address"),
+        (["kube", "http", "--replicas", "３"], "Invalid value for '--replicas': '３' is not a"),
+        (["kube", "http", "--port", "٨٠"], "Invalid value for '--port': '٨٠' is not a number"),
+        (["kernel", "build", "-j", "٣", "http"], "Invalid value for '-j' / '--jobs': '٣' is not"),
+    ],
+)
+def test_numbers_in_other_scripts_digits_are_refused(
+    argv: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # int() and float() read '٣' (Arabic-Indic) and '３' (fullwidth) as 3, and '1_0' as 10:
+    # `run --pids ٣ http` ran an instance with 3 pids. Refused before anything is looked up.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    r = CliRunner().invoke(cli, argv)
+    assert r.exit_code == 2, r.output
+    assert said in r.output
+    assert "internal error" not in r.output and "no instance" not in r.output
+    assert not (tmp_path / "state" / "summon" / "instances").exists()
+
+
+def test_key_generate_of_no_name_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `summon key generate "$NAME"` with the variable unset was an internal error (ValueError:
+    # PosixPath('.') has an empty name) and a crash log.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    r = CliRunner().invoke(cli, ["key", "generate", ""])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == (
+        "summon: error: key generate '': give the key pair's name, such as ci-key"
+    )
+    assert list(tmp_path.iterdir()) == []  # no key, no crash log
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        '{"name": "web", "run": "x"}',
+        '{"name": 5, "run": {}}',
+        '{"name": "web", "image": "x", "run": {"name": "n", "image": "i", "rootfs": "/",'
+        ' "app_config": {}}}',
+        '{"name": "web", "run": {"name": "n", "image": "i", "rootfs": "/", "app_config": {},'
+        ' "ports": [1]}}',
+        '{"name": "web", "run": {}}',
+    ],
+)
+def test_a_spec_of_another_shape_is_damaged_not_an_internal_error(
+    spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # JSON that parses but is not what `run -d` writes (edited by hand): ps, start, inspect
+    # and rm were internal errors (AttributeError, TypeError), and ps listed nothing at all.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    folder = tmp_path / "summon" / "instances" / ("cd" * 32)
+    (folder / "logs").mkdir(parents=True)
+    (folder / "spec.json").write_text(spec)
+    r = CliRunner().invoke(cli, ["ps", "-a"])
+    assert r.exit_code == 0, r.output
+    assert f"warning: instance {'cd' * 6} is left out: {folder}/spec.json is damaged" in r.output
+    for verb in ("start", "inspect", "logs"):
+        r = CliRunner().invoke(cli, [verb, "cdcd"])
+        assert r.exit_code == 2, r.output
+        assert r.output.startswith(f"summon: error: instance {'cd' * 6} is damaged"), r.output
+    r = CliRunner().invoke(cli, ["rm", "cdcd"])
+    assert r.exit_code == 0, r.output
+    assert not folder.exists()
+
+
+@pytest.mark.parametrize(
+    ("registry", "said"),
+    [
+        ("127.0.0.1:99999", "'127.0.0.1:99999': 99999 is not a port number (1-65535)"),
+        ("a:b:c", "'a:b:c' is not a registry host[:port]"),
+    ],
+)
+def test_login_to_something_that_is_no_registry_is_refused_before_the_password(
+    registry: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A port past 65535 was an internal error; a bad host's line named the ref login makes
+    # up ('a:b:c/summon/login:check'), after the password was read.
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+    r = CliRunner().invoke(cli, ["login", registry, "-u", "me", "--password-stdin"], input="")
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == f"summon: error: {said}"
+    assert not (tmp_path / "auth.json").exists()
+
+
+def test_run_secret_mistakes_are_plain_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bad name's line was the repr of a KeyError ("\"secret name ... '\\\\' ...\""); the same
+    # secret twice was taken, the last file silently winning.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    key = tmp_path / "key"
+    key.write_text("s")
+    r = CliRunner().invoke(cli, ["run", "-d", "--secret", f"../x={key}", "http"])
+    assert r.exit_code == 2
+    assert r.output.strip() == (
+        f"summon: error: --secret ../x={key}: secret name '../x' must be one path component: "
+        "no '/', '\\', NUL, '.' or '..'"
+    )
+    r = CliRunner().invoke(
+        cli, ["run", "-d", "--secret", f"a={key}", "--secret", f"a={key}", "http"]
+    )
+    assert r.exit_code == 2
+    assert r.output.strip() == "summon: error: --secret a: given twice; give each secret once"
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["-m", ""], "summon: error: --memory: '' is not a size such as \"64M\""),
+        (["--restart", ""], "summon: error: --restart : expected no, on-failure, on-failure:N"),
+    ],
+)
+def test_run_flags_given_empty_are_refused_not_defaulted(
+    flags: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `-m "$MEM"` with the variable unset ran the instance with the image's memory, and
+    # `--restart "$POLICY"` with none: an empty value is a mistake, said before anything runs.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    r = CliRunner().invoke(cli, ["run", "-d", *flags, "http"])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith(said), r.output
+    assert not (tmp_path / "state" / "summon" / "instances").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["build", ".", "-t", ""], "summon: error: -t '': give the image's NAME[:TAG]"),
+        (["push", "http", ""], "summon: error: '' names no registry"),
+        (["kube", "http", "--image", ""], "summon: error: --image '': give REGISTRY/NAME"),
+    ],
+)
+def test_names_given_empty_are_refused_not_defaulted(
+    argv: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `build -t "$TAG"` with the variable unset built under the manifest's name:version,
+    # `push http "$DEST"` pushed to where the image's name says, `kube --image ""` used
+    # IMAGE's name: each as if the flag had not been given.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    r = CliRunner().invoke(cli, argv)
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith(said), r.output
+    assert not (tmp_path / "store" / "index.json").exists()

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from summon.cli.main import cli
 from summon.gateway.server import ImageLauncher
 from summon.instances import console, state
+from summon.targets.base import RunSpec
 
 HOSTILE = (
     b"hello\tworld\n"
@@ -31,7 +32,8 @@ HOSTILE = (
 @pytest.fixture
 def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    spec = {"run": {}, "image": "hostile", "image_digest": ""}
+    run = RunSpec(name="x", image="hostile", rootfs=Path("/"), app_config={})
+    spec = {"run": state.encode_run_spec(run), "image": {"ref": "hostile", "digest": ""}}
     folder, lock_fd = state.create(spec, "hostile", "hostile", durable=False)
     os.close(lock_fd)  # no monitor: the instance is not supervised, `logs -f` drains and ends
     (folder.logs / console.LOG_NAME).write_bytes(HOSTILE)

@@ -130,3 +130,36 @@ def test_a_full_disk_under_the_bundle_names_where(
     result = runner.invoke(cli, ["volume", "export", "todo", "-o", str(dest)])
     assert result.exit_code == 2, result.output
     assert result.output == f"summon: error: -o {dest}: No space left on device\n"
+
+
+def test_export_of_a_volume_in_use_names_the_instance(runner: CliRunner, tmp_path: Path) -> None:
+    # It said "in use by another instance", where `volume rm` names it.
+    import os
+
+    from summon.instances import state
+
+    runner.invoke(cli, ["volume", "create", "notes"])
+    run = {"name": "n", "image": "i", "rootfs": "/", "app_config": {},
+           "volumes": [{"name": "notes", "path": "/data"}]}  # fmt: skip
+    folder, lock_fd = state.create({"run": run, "target": "unix"}, "web", "app")
+    folder.update_state(status="running")
+    try:
+        with volumes.lease("notes", exclusive=False):  # as the running instance holds it
+            r = runner.invoke(cli, ["volume", "export", "notes", "-o", str(tmp_path / "b")])
+    finally:
+        os.close(lock_fd)
+    assert r.exit_code == 2
+    assert r.output == "summon: error: volume notes is in use by web; stop it first to export it\n"
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.skipif(shutil.which("mkfs.ext4", path="/sbin:/usr/sbin") is None, reason="e2fsprogs")
+def test_a_disk_bigger_than_the_host_holds_is_one_line(runner: CliRunner) -> None:
+    # OverflowError (past a C long) was an internal error (so was EFBIG, past the largest file
+    # of the host's file system, which depends on that file system: not tested here).
+    size = "99999999999999G"
+    r = runner.invoke(cli, ["volume", "create", "big", "--kind", "ext4", "--size", size])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("summon: error: volume big: no disk of "), r.output
+    assert r.output.strip().endswith(" bytes here: too large")
+    assert volumes.kind_of("big") is None  # nothing left behind

@@ -65,6 +65,14 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
     [
         (('idle_timeout = "30s"', 'idle_timeout = "soon"'), "idle_timeout"),
         (('idle_timeout = "30s"', "idle_timeout = 0"), "idle_timeout"),
+        # Other scripts' digits, which float() and int() read (٣ is 3): refused as typos.
+        (('idle_timeout = "30s"', 'idle_timeout = "٣0s"'), "idle_timeout"),
+        # TOML's nan and inf passed as numbers of seconds (nan is not <= 0).
+        (('idle_timeout = "30s"', "idle_timeout = nan"), "idle_timeout: nan is not a duration"),
+        (('boot_timeout = "500ms"', "boot_timeout = inf"), "boot_timeout: inf is not a dur"),
+        (('memory = "64M"', 'memory = "٦4M"'), "memory"),
+        (('dns = "127.0.0.1:5353"', 'dns = "127.0.0.1:٥353"'), "gateway.dns"),
+        (('dns = "127.0.0.1:5353"', 'dns = "127.0.0.1:5_353"'), "gateway.dns"),
         (('target = "sandbox"', 'target = "docker"'), "target"),
         (("ports = [80, 8080]", "ports = [80, 70000]"), "ports"),
         (("ports = [80, 8080]", 'ports = "80"'), "ports"),
@@ -83,6 +91,11 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
         (('"api-token=/etc/app/token"', '"api-token"'), "secrets: 'api-token' is not NAME="),
         (('"api-token=/etc/app/token"', '"../x=/etc/x"'), "secrets: '../x=/etc/x': "),
         (('"api-token=/etc/app/token"', '"t=token"'), "secrets: 't=token' is not NAME=/ABS"),
+        (
+            ('"api-token=/etc/app/token"', '"tls.key=/x"'),
+            "secrets: 'tls.key=/x': the secret tls.key is given twice",
+        ),
+        (('"api-token=/etc/app/token"', '"a/b=/x"'), "'a/b=/x': secret name 'a/b' must be one"),
     ],
 )
 def test_errors_are_one_line_naming_file_and_key(

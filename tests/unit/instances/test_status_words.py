@@ -50,3 +50,17 @@ def test_human_duration(seconds: float, words: str) -> None:
 )  # fmt: skip
 def test_status_text(st: dict[str, object], text: str) -> None:
     assert status_text(st, NOW) == text
+
+
+@pytest.mark.parametrize(
+    ("st", "text"),
+    [
+        ({"status": "exited", "exit_code": 0, "finished_at": 5}, "Exited (0) ? ago"),
+        ({"status": "running", "started_at": "2026-01-02T03:00:00"}, "Up ?"),  # no zone
+        ({"status": "running", "started_at": ["x"]}, "Up ?"),
+    ],
+)
+def test_times_of_another_shape_are_unknown_not_an_error(st: dict[str, object], text: str) -> None:
+    # state.json edited by hand: a number was TypeError from fromisoformat, a time without
+    # its zone TypeError when subtracted from now; both internal errors of ps and inspect.
+    assert status_text(st, NOW) == text

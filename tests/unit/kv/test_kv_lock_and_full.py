@@ -129,3 +129,40 @@ def test_a_full_volume_fails_commits_with_store_full_and_stays_readable(
     assert reopened.head == head
     reopened.close()
     fsck(path)  # the Git view may lag, but it is whole
+
+
+def test_a_full_volume_bounds_the_commits_waiting_in_memory(
+    small_volume: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a flush failed for want of room, commits went on into the journal's small
+    records while the Git objects they made (a tree of every key in the folder, each time)
+    piled up in memory without end. Past twice a batch, a commit is refused with StoreFull;
+    once there is room again, the backlog is written and commits go on."""
+    from summon.kv import backlog
+
+    monkeypatch.setattr(backlog, "RETRY_SECONDS", 0.0)
+    path = str(small_volume / "store")
+    filler = small_volume / "filler"
+    filler.write_bytes(bytes(96 << 10))  # room to free afterwards
+    batch = 64 << 10
+    store = kv.open_folder(path, clock=Clock(), batch_bytes=batch, background=False)
+    acked: dict[str, bytes] = {}
+    with pytest.raises(kv.StoreFull) as caught:
+        for i in range(20_000):
+            store.set(f"tasks/{i:05d}", b"%d" % i)  # one folder: its tree grows each time
+            acked[f"tasks/{i:05d}"] = b"%d" % i
+            assert store._repo.odb.pending_bytes < 3 * batch  # the backlog stays bounded
+    assert caught.value.errno == errno.ENOSPC
+    assert str(caught.value).startswith(f"[Errno 28] {path} is full: ")
+    assert "wait in memory for room to be written; no more are taken until there is room" in (
+        str(caught.value)
+    )
+    assert {k: store.get(k) for k in store.list()} == acked  # all it acknowledged, readable
+    filler.unlink()
+    store.set("after", b"room again")  # the backlog went to Git's files first
+    acked["after"] = b"room again"
+    store.close()
+    reopened = kv.open_folder(path, clock=Clock())
+    assert {k: reopened.get(k) for k in reopened.list()} == acked
+    reopened.close()
+    fsck(path)

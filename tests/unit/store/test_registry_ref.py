@@ -46,6 +46,10 @@ def test_parse(text: str, registry: str, repository: str, tag: str, digest: str,
         ("127.0.0.1:5000/team/http:", "not a valid tag"),
         ("127.0.0.1:5000/team/http@sha256:abc", "not a sha256 digest"),
         ("bad_host:5000/x", "is not a registry host"),
+        # A port past 65535 was an internal error (ValueError from urllib) at pull and push.
+        ("127.0.0.1:99999/team/http", "'127.0.0.1:99999': 99999 is not a port number"),
+        ("localhost:0/team/http", "'localhost:0': 0 is not a port number"),
+        ("localhost:١/team/http", "is not a registry host"),
     ],
 )
 def test_parse_refuses(text: str, why: str) -> None:

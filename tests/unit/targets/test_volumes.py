@@ -230,3 +230,33 @@ def test_a_disk_whose_files_outgrow_it_is_not_copied_out(
         volume_stores.export("holes", tmp_path / "h.bundle")
     assert not (tmp_path / "h.bundle").exists()
     assert not [p for p in state.iterdir() if ".export-" in p.name]
+
+
+def test_a_store_open_by_another_process_is_found_before_a_start(tmp_path: Path) -> None:
+    import fcntl
+
+    from summon import kv
+
+    folder = tmp_path / "data"
+    # Its lock held, as a running app's is.
+    store = kv.open_folder(str(folder / "notes"), background=False)
+    mounted = RunSpec(name="t", image="img", rootfs=Path("/nonexistent"),
+                      app_config={"volumes": ["/data"], "stores": {"notes": "/data/notes"}},
+                      volumes=(Volume(str(folder), "/data"),))  # fmt: skip
+    try:
+        assert volume_stores.open_stores(mounted) == [(Volume(str(folder), "/data"), "/data/notes")]
+    finally:
+        store.close()
+    assert volume_stores.open_stores(mounted) == []
+    # A link the app left at the lock's name is not followed to whatever it names.
+    lock = folder / "notes" / "summon-kv" / "lock"
+    elsewhere = tmp_path / "held"
+    elsewhere.touch()
+    fd = os.open(elsewhere, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        lock.unlink()
+        lock.symlink_to(elsewhere)
+        assert volume_stores.open_stores(mounted) == []
+    finally:
+        os.close(fd)

@@ -171,6 +171,21 @@ class SandboxTarget(Target):
         leftover.netns._created = True
         leftover._release()
 
+    def leftovers(self, spec: RunSpec) -> list[str]:
+        """The runc record, netns, bound root and bundle of spec's container still there."""
+        from summon.targets.sandbox import rootmount
+        from summon.targets.sandbox.config import container_id
+        from summon.targets.sandbox.netns import NetNamespace
+
+        cid = container_id(spec.name)
+        found = {
+            f"runc container {cid}": (self.root or runc_root()) / cid,
+            f"network namespace {cid}": NetNamespace(cid).path,
+            "bound root folder": rootmount.BIND_ROOT / cid,
+            "bundle": spec.state_dir / "bundle",
+        }
+        return [f"{what} ({where})" for what, where in found.items() if where.exists()]
+
     def start(self, spec: RunSpec, *, record: bool = False) -> SandboxInstance:
         """Start spec; record: under the recording seccomp profile (record.py)."""
         from summon.targets.sandbox import cgroups
