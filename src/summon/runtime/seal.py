@@ -21,7 +21,8 @@ Before it closes, the runtime
 
 Mode "audit" does 1-3 and 5, with a hook that says what it would refuse and refuses nothing,
 and installs no filter (the kernel's log of a filter is host-wide and says nothing on the
-app's console). Each refusal is said once, on stderr: "summon: sealed: refused WHAT (RULE)".
+app's console). Each refusal is said once (within a quota per rule, seal_said.py), on stderr:
+"summon: sealed: refused WHAT (RULE)".
 
 Image-side: stdlib only. ctypes is imported when the seal closes, not before (~3 ms).
 """
@@ -262,10 +263,12 @@ class Sealer:
             return
         self.sealed = True
         self.why = why
+        import atexit
         import time
 
         started = time.monotonic()
         from summon.runtime import prepare, seal_hook
+        from summon.runtime.seal_said import Said
 
         prepare.prepare(self.say)  # what libraries would compile on first use, made now
 
@@ -284,6 +287,8 @@ class Sealer:
                 )
         patch_memory_calls(self._refusal, enforce)
         absolute_path_entries(sys.path)
+        said = Said()
+        atexit.register(self._untold, said)
         hook = seal_hook.make_hook(
             roots=self.roots,
             writable=self.writable,
@@ -293,6 +298,7 @@ class Sealer:
             known_code=self.known_code,
             dataclasses=_dataclasses(),
             learn=self._learned if self.learning else None,
+            said=said,
         )
         if not had_ctypes:
             # The seal imported ctypes for itself; an app that did not must not find it in
@@ -330,6 +336,12 @@ class Sealer:
             )
             return
         self.say(f"{LEARNED_PREFIX}{digest or '-'} {name!r}")
+
+    def _untold(self, said: Any) -> None:
+        """At the instance's end: how many refusals went unsaid past their rule's quota."""
+        line = said.summary()
+        if line is not None:
+            self.say(line)
 
     def _refusal(self, what: str, rule: str, enforce: bool) -> None:
         if enforce and rule.startswith("seal.code:") and not self._code_hinted:
