@@ -285,6 +285,11 @@ class Sealer:
                     f"sealed without its seccomp filter (the kernel said: {e}); the audit hook "
                     "still holds"
                 )
+            from summon.runtime import seal_ctypes
+
+            undone = seal_ctypes.disarm(self._refusal)  # after the runtime's last ctypes object
+            if undone is not None:
+                self.say(f"sealed: ctypes' types are left as they are ({undone})")
         patch_memory_calls(self._refusal, enforce)
         absolute_path_entries(sys.path)
         said = Said()
@@ -303,7 +308,12 @@ class Sealer:
         if not had_ctypes:
             # The seal imported ctypes for itself; an app that did not must not find it in
             # sys.modules now (a later import of it is refused by the hook).
-            forget_ctypes()
+            for module in forget_ctypes():
+                # Emptied too: the function pointers ctypes made at import (memmove, cast...)
+                # are reachable otherwise, from __globals__ of its functions, through a class
+                # object.__subclasses__() lists (CDLL). _ctypes is seal_ctypes.disarm's.
+                if module.__name__ != "_ctypes":
+                    vars(module).clear()
         sys.addaudithook(hook)
         _, writable_code = _read_maps()
         if writable_code:
@@ -466,13 +476,16 @@ def _under(path: str, folders: tuple[str, ...]) -> bool:
     return any(path == f or path.startswith(f + "/") for f in folders)
 
 
-def forget_ctypes() -> None:
-    """Take ctypes out of sys.modules. Its names are read from a copy made at once: another
-    thread may import meanwhile (asyncio's getaddrinfo thread imports encodings.idna), and a
-    seal iterating sys.modules itself died of "dictionary changed size during iteration"."""
+def forget_ctypes() -> list[Any]:
+    """Take ctypes out of sys.modules; return its modules. Its names are read from a copy made
+    at once: another thread may import meanwhile (asyncio's getaddrinfo thread imports
+    encodings.idna), and a seal iterating sys.modules itself died of "dictionary changed size
+    during iteration"."""
+    gone = []
     for name in list(sys.modules):
         if name == "_ctypes" or name.partition(".")[0] == "ctypes":
-            sys.modules.pop(name, None)
+            gone.append(sys.modules.pop(name, None))
+    return [m for m in gone if m is not None]
 
 
 def _read_maps() -> tuple[set[str], int]:
