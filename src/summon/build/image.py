@@ -150,6 +150,8 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
             "summon.runtime.seal",
             "summon.runtime.seal_hook",
             "summon.runtime.seal_digest",
+            "summon.runtime.seal_said",
+            "summon.runtime.seal_ctypes",
             "summon.runtime.prepare",
         ]
     if m.entry.kind == "function":
