@@ -152,6 +152,7 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
             "summon.runtime.seal_digest",
             "summon.runtime.seal_said",
             "summon.runtime.seal_ctypes",
+            "summon.runtime.seal_end",
             "summon.runtime.prepare",
         ]
     if m.entry.kind == "function":

@@ -99,6 +99,9 @@ def main() -> int:
         return status
     finally:
         _flush()
+        seal = sys.modules.get("summon.runtime.seal")
+        if seal is not None:
+            seal.exiting(status)  # sealed: the instance ends with it, before finalization
         vm = sys.modules.get("summon.runtime.vm")
         if vm is not None and vm.active:
             vm.finish(status)  # does not return: the exit status leaves on the console

@@ -249,6 +249,7 @@ class Sealer:
         self._learned_said: set[tuple[str, str]] = set()
         self._code_hinted = False  # the seal.code refusal said how to avoid it once
         self.sealed = False
+        self.exit_status = [1]  # what the instance exits with (exiting()): seal_end.py
         self.why = ""
         self.seconds = 0.0  # how long closing the seal took
 
@@ -267,7 +268,7 @@ class Sealer:
         import time
 
         started = time.monotonic()
-        from summon.runtime import prepare, seal_hook
+        from summon.runtime import prepare, seal_end, seal_hook
         from summon.runtime.seal_said import Said
 
         prepare.prepare(self.say)  # what libraries would compile on first use, made now
@@ -315,6 +316,8 @@ class Sealer:
                 if module.__name__ != "_ctypes":
                     vars(module).clear()
         sys.addaudithook(hook)
+        if enforce:
+            sys.addaudithook(seal_end.exit_hook(self.exit_status))
         _, writable_code = _read_maps()
         if writable_code:
             self.say(
@@ -402,7 +405,9 @@ class Sealer:
         events = ("socket.bind", "socket.connect", "socket.sendto", "socket.sendmsg")
 
         def first_network_use(event: str, args: tuple[Any, ...]) -> None:
-            if sealer.sealed or event not in events:
+            # The event first: nothing the app can patch (sealer's class) is read for the
+            # others, and the interpreter's last event must reach the seal's exit (seal_end.py).
+            if event not in events or sealer.sealed:
                 return
             if getattr(args[0], "family", None) in internet:
                 sealer.reached(f"the script's first {event[7:]}()")
@@ -441,6 +446,12 @@ def ready() -> None:
     """The app's warm-up is done: close the seal now (a no-op outside a sealing image)."""
     if _active is not None:
         _active.seal("ready()")
+
+
+def exiting(status: int) -> None:
+    """The runtime is done with the app: the status the instance exits with (seal_end.py)."""
+    if _active is not None:
+        _active.exit_status[0] = status
 
 
 def absolute_path_entries(path: list[Any]) -> None:
