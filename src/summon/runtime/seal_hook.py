@@ -15,8 +15,8 @@ Refused after the seal, each with its rule in the PermissionError and said (seal
 - seal.import: an import while sys.path names a folder outside the image's module folders;
 - seal.ctypes: importing ctypes, and every ctypes event (dlopen, dlsym, objects at raw
   addresses, and on Python 3.12+ foreign calls), but for the runtime's own shutdown (a VM's
-  reboot). Python 3.11 audits no call through a function pointer made before the seal
-  (docs/sealing.md says what that leaves open);
+  reboot). Python 3.11 audits no call through a function pointer made before the seal; no
+  new ctypes object can be made (seal_ctypes.py; docs/sealing.md says what is left open);
 - seal.write: opening a file for writing anywhere but under /tmp and the app's volumes (and
   /dev/null and its kin); with a relative path, a path with "..", or a path object (whose
   string could change between this check and the open); and new symbolic links, which could
