@@ -248,6 +248,7 @@ class Sealer:
         self.learning = os.environ.get(LEARN_ENV) == "1" and LEARN_ENV not in cfg.env
         self._learned_said: set[tuple[str, str]] = set()
         self._code_hinted = False  # the seal.code refusal said how to avoid it once
+        self.runtime_ctypes: list[Any] = []  # ctypes as the runtime loaded it (activate())
         self.sealed = False
         self.exit_status = [1]  # what the instance exits with (exiting()): seal_end.py
         self.why = ""
@@ -288,7 +289,7 @@ class Sealer:
                 )
             from summon.runtime import seal_ctypes
 
-            undone = seal_ctypes.disarm(self._refusal)  # after the runtime's last ctypes object
+            undone = seal_ctypes.disarm(self._refusal, self.runtime_ctypes)
             if undone is not None:
                 self.say(f"sealed: ctypes' types are left as they are ({undone})")
         patch_memory_calls(self._refusal, enforce)
@@ -306,15 +307,15 @@ class Sealer:
             learn=self._learned if self.learning else None,
             said=said,
         )
-        if not had_ctypes:
-            # The seal imported ctypes for itself; an app that did not must not find it in
-            # sys.modules now (a later import of it is refused by the hook).
-            for module in forget_ctypes():
-                # Emptied too: the function pointers ctypes made at import (memmove, cast...)
-                # are reachable otherwise, from __globals__ of its functions, through a class
-                # object.__subclasses__() lists (CDLL). _ctypes is seal_ctypes.disarm's.
-                if module.__name__ != "_ctypes":
-                    vars(module).clear()
+        # The seal imported ctypes for itself; an app that did not must not find it in
+        # sys.modules now (a later import of it is refused by the hook). Its modules, and the
+        # runtime's from before the app, are emptied: the function pointers ctypes makes at
+        # import (memmove, cast...) are reachable otherwise, from __globals__ of its
+        # functions, through a class object.__subclasses__() lists (CDLL). _ctypes is
+        # seal_ctypes.disarm's.
+        for module in self.runtime_ctypes + (forget_ctypes() if not had_ctypes else []):
+            if module.__name__ != "_ctypes":
+                vars(module).clear()
         sys.addaudithook(hook)
         if enforce:
             sys.addaudithook(seal_end.exit_hook(self.exit_status))
@@ -437,9 +438,16 @@ _active: Sealer | None = None
 
 
 def activate(sealer: Sealer | None) -> None:
-    """Make sealer the one ready() closes (the runtime calls this once, before the app)."""
+    """Make sealer the one ready() closes (the runtime calls this once, before the app).
+
+    ctypes as the runtime imported it so far (a VM's init mounts with it) leaves sys.modules
+    now: an app that imports it gets its own, and the seal empties the runtime's, whose
+    memmove a sealed VM's app wrote memory with (seal()).
+    """
     global _active
     _active = sealer
+    if sealer is not None and sealer.mode == "on":
+        sealer.runtime_ctypes = forget_ctypes()
 
 
 def ready() -> None:
@@ -523,11 +531,16 @@ def _resolve_shutdown() -> frozenset[object]:
 
     A VM's init powers off through ctypes (umount, reboot): its functions are looked up now,
     and vm.finish's code stays allowed to call them after the seal (it does nothing else).
+    What else its libc resolved for the setup (syscall, mount) is dropped: Python 3.11 audits
+    no call of a function pointer, and syscall(process_vm_writev) writes any memory.
     """
     vm = sys.modules.get("summon.runtime.vm")
     if vm is None or not getattr(vm, "active", False):
         return frozenset()
-    vm._libc_call()
+    libc = vm._libc_call()
+    for name in [n for n in vars(libc) if not n.startswith("_")]:
+        if name not in ("umount", "reboot"):  # syscall, mount: its setup's, done
+            delattr(libc, name)
     return frozenset({vm.finish.__code__})
 
 

@@ -32,7 +32,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 RULE_CTYPES = "seal.ctypes: no foreign calls after the seal"
@@ -49,8 +49,9 @@ DROPPED = (
 )  # fmt: skip
 
 
-def disarm(report: Callable[[str, str, bool], None]) -> str | None:
-    """Make ctypes objects unmakeable from now on; None, or why it was left undone."""
+def disarm(report: Callable[[str, str, bool], None], earlier: Sequence[Any] = ()) -> str | None:
+    """Make ctypes objects unmakeable from now on; None, or why it was left undone.
+    earlier: ctypes' modules as they were before a new import of it (seal.activate)."""
     import _ctypes
     import ctypes
 
@@ -58,10 +59,18 @@ def disarm(report: Callable[[str, str, bool], None]) -> str | None:
     base: type = _ctypes.CFuncPtr.__mro__[1]  # _ctypes._CData
     if not _layout_holds(word):
         return "this interpreter's type objects are not laid out as expected"
-    module_def = ctypes.c_void_p.from_address(id(_ctypes) + OFFSET_MD_DEF).value
-    kept = ctypes.c_void_p.from_address((module_def or 0) + OFFSET_M_COPY).value
-    copy = ctypes.cast(kept, ctypes.py_object).value if module_def and kept else None
-    for names in (vars(_ctypes), copy if type(copy) is dict else {}):
+    # Each _ctypes module object there was: one made again from the copy has no module
+    # definition (md_def is NULL); the first one made has, and the copy hangs from it.
+    modules = [_ctypes, *(m for m in earlier if getattr(m, "__name__", "") == "_ctypes")]
+    tables = [vars(m) for m in modules]
+    for module in modules:
+        module_def = ctypes.c_void_p.from_address(id(module) + OFFSET_MD_DEF).value
+        if module_def:
+            kept = ctypes.c_void_p.from_address(module_def + OFFSET_M_COPY).value
+            copy = ctypes.cast(kept, ctypes.py_object).value if kept else None
+            if type(copy) is dict:
+                tables.append(copy)
+    for names in tables:
         for name in DROPPED:
             names.pop(name, None)
     said: list[str] = []
