@@ -103,9 +103,8 @@ def make_hook(
     _memoryview, _type, _len, _issubclass = memoryview, type, len, issubclass
     _tuple_roots = tuple(_str(r).rstrip("/") for r in roots)
     _tuple_writable = tuple(_str(w).rstrip("/") for w in writable)
-    # Each root's device: an image file read for its code must be on it (rule seal.code: an
-    # image file is on the image's own file system), so a link inside the image to /tmp or a
-    # volume (a writable tmpfs, a bind) cannot pass what the app wrote there as the image's.
+    # Each root's device: an image file read for its code must be on it, so a link inside the
+    # image to /tmp or a volume cannot pass what the app wrote there as the image's.
     _root_devs = []
     for _root in _tuple_roots:
         try:
@@ -168,9 +167,8 @@ def make_hook(
         _sha256 = seal_digest.load_sha256()
         _ast_digest = seal_digest.make_ast_digest(_sha256)
     _known_names = frozenset(n for _d, n in _known)
-    _learn = learn
-    _enforce = bool(enforce)
-    _report = report
+    _learn, _enforce, _report = learn, bool(enforce), report
+    _changed: Any = None  # (what, rule) once a change to the state was seen: for good
     _tell = (said or Said()).tell  # decides what is said, never what passes
     _rules = (RULE_CODE, RULE_IMPORT, RULE_CTYPES, RULE_WRITE, RULE_HEAP, RULE_PROGRAM)
 
@@ -559,16 +557,18 @@ def make_hook(
     _cells = tuple(closure_cells(_decide))
 
     def sealed_audit_hook(event: str, args: tuple[Any, ...]) -> None:
+        nonlocal _changed
         if event not in _watched and not event.startswith("ctypes."):
             return
-        verdict = _decide(event, args)
+        # For good once seen: a thread undoing its change around another's decision is seen.
+        verdict = _changed or _decide(event, args)
         for cell, value in _cells:
             try:
                 same = cell.cell_contents is value
             except _value_error:  # emptied
                 same = False
             if not same:
-                verdict = "a change to the seal's own state", 4
+                verdict = _changed = ("a change to the seal's own state", 4)
                 break
         if verdict is None:
             return
