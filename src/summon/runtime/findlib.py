@@ -21,6 +21,16 @@ for the fonts, each ready for a host without it (FileNotFoundError), and each st
 "refused fork" instead. Popen of a program found neither at its path nor on PATH now raises
 that FileNotFoundError, as such a host's would, before any fork; one the image holds (its
 python) still forks, and the sandbox refuses it with its line.
+
+uuid likewise: uuid.uuid1() asks libuuid (uuid_generate_time_safe), which looks for a MAC
+address and for the uuidd daemon (a socket, umask, getppid, a clock file under /var/lib), and
+without libuuid, uuid.getnode() runs `ip link`, `ifconfig`, `arp`... in child processes. A
+request's first uuid1() in a sealed sandbox said three refusals ("refused socket", "refused
+getppid", "refused umask": calls the build's recording run never saw). An image has no MAC
+worth telling the world anyway: uuid is given the random node RFC 4122 (4.5) provides for
+hosts without one (48 random bits, the multicast bit set), and uuid1 makes its UUIDs in
+Python, from the clock (safe within the instance, which is one process: uuid's own
+_last_timestamp keeps them increasing).
 """
 
 from __future__ import annotations
@@ -125,10 +135,19 @@ def _no_missing_program(module: object) -> None:
     popen.__init__ = __init__  # type: ignore[misc]
 
 
+def _random_node(module: object) -> None:
+    """uuid: a random node (RFC 4122, 4.5: the multicast bit set), no libuuid, no program."""
+    import random  # noqa: F401  uuid1 imports it at its first call (clock_seq): now, before the seal
+
+    module._node = int.from_bytes(os.urandom(6), "big") | (1 << 40)  # type: ignore[attr-defined]
+    module._generate_time_safe = None  # type: ignore[attr-defined]
+
+
 PATCHES = {
     "ctypes.util": _find_library,
     "platform": _no_program,
     "subprocess": _no_missing_program,
+    "uuid": _random_node,
 }
 
 

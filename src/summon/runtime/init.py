@@ -89,19 +89,19 @@ def main() -> int:
     status = 1
     try:
         status = run(sys.argv[1:])
-        return status
     except Fail as e:
         _say(str(e))
         status = e.status
-        return status
     except KeyboardInterrupt:  # SIGINT before the app started: a clean stop, as SIGTERM's
         status = 0
-        return status
     finally:
         _flush()
+        if (seal := sys.modules.get("summon.runtime.seal")) is not None:
+            seal.exiting(status)  # sealed: the instance ends with it, before finalization
         vm = sys.modules.get("summon.runtime.vm")
         if vm is not None and vm.active:
             vm.finish(status)  # does not return: the exit status leaves on the console
+    return status
 
 
 def run(argv: list[str]) -> int:

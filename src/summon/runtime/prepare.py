@@ -8,6 +8,12 @@ request ever needs it made later. Each preparation runs only if its module is lo
 only what the library itself would, and makes nothing for a version laid out otherwise (the
 seal then refuses as before, naming what was compiled); one that fails says so in a line.
 
+What cannot be made ahead is said instead. web.py's Templetor compiles a template the first
+time it is rendered and caches it (a warm-up request that renders it makes it before the
+seal), but in web.py's debug mode, its default unless the environment names a server, it
+compiles at every render and never caches: the seal would refuse each render after it, so
+the app is told how to leave debug mode.
+
 SQLAlchemy 2.x (tested with 2.1.9): every SQL element class (HasTraverseInternals) gets its copy and
 get-children dispatchers made on its first clone or traversal, and HasShallowCopy classes
 their shallow-copy functions, from `_traverse_internals`. SQLAlchemy's own
@@ -119,6 +125,22 @@ def _cattrs() -> int:
     return made
 
 
+def _webpy_debug() -> str | None:
+    """Why web.py's templates will be compiled after the seal, or None."""
+    webapi = sys.modules.get("web.webapi")
+    config = getattr(webapi, "config", None)
+    if "web.template" not in sys.modules or not isinstance(config, dict):
+        return None
+    if not config.get("debug"):
+        return None
+    return (
+        "sealed: web.py is in debug mode (its default when the environment names no server), "
+        "where it compiles each template at every render, which the seal refuses from now "
+        "on: set web.config.debug = False in the app, and list the paths that render a "
+        'template in warm_up = ["/", ...] (docs/sealing.md)'
+    )
+
+
 # module that must be loaded -> what makes its lazily generated code
 PREPARATIONS: dict[str, Callable[[], int]] = {"sqlalchemy": _sqlalchemy, "cattrs": _cattrs}
 
@@ -127,6 +149,9 @@ def prepare(say: Callable[[str], None] | None = None) -> int:
     """Make the lazily generated code of every loaded library that has a preparation; how
     many pieces. A preparation that fails is left, said if `say` is given."""
     made = 0
+    advice = _webpy_debug()
+    if advice is not None and say is not None:
+        say(advice)
     for module, preparation in PREPARATIONS.items():
         if module not in sys.modules:
             continue

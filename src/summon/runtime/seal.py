@@ -21,7 +21,8 @@ Before it closes, the runtime
 
 Mode "audit" does 1-3 and 5, with a hook that says what it would refuse and refuses nothing,
 and installs no filter (the kernel's log of a filter is host-wide and says nothing on the
-app's console). Each refusal is said once, on stderr: "summon: sealed: refused WHAT (RULE)".
+app's console). Each refusal is said once (within a quota per rule, seal_said.py), on stderr:
+"summon: sealed: refused WHAT (RULE)".
 
 Image-side: stdlib only. ctypes is imported when the seal closes, not before (~3 ms).
 """
@@ -249,7 +250,9 @@ class Sealer:
         self._learned_said: set[tuple[str, str]] = set()
         self._early_count = 0  # pieces of code compiled before the seal, told (seal_early)
         self._code_hinted = False  # the seal.code refusal said how to avoid it once
+        self.runtime_ctypes: list[Any] = []  # ctypes as the runtime loaded it (activate())
         self.sealed = False
+        self.exit_status = [1]  # what the instance exits with (exiting()): seal_end.py
         self.why = ""
         self.seconds = 0.0  # how long closing the seal took
 
@@ -264,10 +267,12 @@ class Sealer:
             return
         self.sealed = True
         self.why = why
+        import atexit
         import time
 
         started = time.monotonic()
-        from summon.runtime import prepare, seal_hook
+        from summon.runtime import prepare, seal_end, seal_hook
+        from summon.runtime.seal_said import Said
 
         prepare.prepare(self.say)  # what libraries would compile on first use, made now
 
@@ -284,8 +289,15 @@ class Sealer:
                     f"sealed without its seccomp filter (the kernel said: {e}); the audit hook "
                     "still holds"
                 )
+            from summon.runtime import seal_ctypes
+
+            undone = seal_ctypes.disarm(self._refusal, self.runtime_ctypes)
+            if undone is not None:
+                self.say(f"sealed: ctypes' types are left as they are ({undone})")
         patch_memory_calls(self._refusal, enforce)
         absolute_path_entries(sys.path)
+        said = Said()
+        atexit.register(self._untold, said)
         hook = seal_hook.make_hook(
             roots=self.roots,
             writable=self.writable,
@@ -295,12 +307,17 @@ class Sealer:
             known_code=self.known_code,
             dataclasses=_dataclasses(),
             learn=self._learned if self.learning else None,
+            said=said,
         )
-        if not had_ctypes:
-            # The seal imported ctypes for itself; an app that did not must not find it in
-            # sys.modules now (a later import of it is refused by the hook).
-            forget_ctypes()
+        # ctypes the seal imported for itself leaves sys.modules (a later import is refused);
+        # its modules and the runtime's are emptied, or memmove, cast... stay reachable from
+        # object.__subclasses__() (CDLL). _ctypes is seal_ctypes.disarm's.
+        for module in self.runtime_ctypes + (forget_ctypes() if not had_ctypes else []):
+            if module.__name__ != "_ctypes":
+                vars(module).clear()
         sys.addaudithook(hook)
+        if enforce:
+            sys.addaudithook(seal_end.exit_hook(self.exit_status))
         _, writable_code = _read_maps()
         if writable_code:
             self.say(
@@ -347,6 +364,12 @@ class Sealer:
             )
             return
         self.say(f"{LEARNED_PREFIX}{digest or '-'} {name!r}")
+
+    def _untold(self, said: Any) -> None:
+        """At the instance's end: how many refusals went unsaid past their rule's quota."""
+        line = said.summary()
+        if line is not None:
+            self.say(line)
 
     def _refusal(self, what: str, rule: str, enforce: bool) -> None:
         if enforce and rule.startswith("seal.code:") and not self._code_hinted:
@@ -397,7 +420,9 @@ class Sealer:
         events = ("socket.bind", "socket.connect", "socket.sendto", "socket.sendmsg")
 
         def first_network_use(event: str, args: tuple[Any, ...]) -> None:
-            if sealer.sealed or event not in events:
+            # The event first: nothing the app can patch (sealer's class) is read for the
+            # others, and the interpreter's last event must reach the seal's exit (seal_end.py).
+            if event not in events or sealer.sealed:
                 return
             if getattr(args[0], "family", None) in internet:
                 sealer.reached(f"the script's first {event[7:]}()")
@@ -427,15 +452,25 @@ _active: Sealer | None = None
 
 
 def activate(sealer: Sealer | None) -> None:
-    """Make sealer the one ready() closes (the runtime calls this once, before the app)."""
+    """Make sealer the one ready() closes (the runtime calls this once, before the app).
+    The runtime's ctypes (a VM's init mounts with it) leaves sys.modules now: an app gets its
+    own, and the seal empties the runtime's, whose memmove a sealed VM's app wrote with."""
     global _active
     _active = sealer
+    if sealer is not None and sealer.mode == "on":
+        sealer.runtime_ctypes = forget_ctypes()
 
 
 def ready() -> None:
     """The app's warm-up is done: close the seal now (a no-op outside a sealing image)."""
     if _active is not None:
         _active.seal("ready()")
+
+
+def exiting(status: int) -> None:
+    """The runtime is done with the app: the status the instance exits with (seal_end.py)."""
+    if _active is not None:
+        _active.exit_status[0] = status
 
 
 def absolute_path_entries(path: list[Any]) -> None:
@@ -471,13 +506,16 @@ def _under(path: str, folders: tuple[str, ...]) -> bool:
     return any(path == f or path.startswith(f + "/") for f in folders)
 
 
-def forget_ctypes() -> None:
-    """Take ctypes out of sys.modules. Its names are read from a copy made at once: another
-    thread may import meanwhile (asyncio's getaddrinfo thread imports encodings.idna), and a
-    seal iterating sys.modules itself died of "dictionary changed size during iteration"."""
+def forget_ctypes() -> list[Any]:
+    """Take ctypes out of sys.modules; return its modules. Its names are read from a copy made
+    at once: another thread may import meanwhile (asyncio's getaddrinfo thread imports
+    encodings.idna), and a seal iterating sys.modules itself died of "dictionary changed size
+    during iteration"."""
+    gone = []
     for name in list(sys.modules):
         if name == "_ctypes" or name.partition(".")[0] == "ctypes":
-            sys.modules.pop(name, None)
+            gone.append(sys.modules.pop(name, None))
+    return [m for m in gone if m is not None]
 
 
 def _read_maps() -> tuple[set[str], int]:
@@ -504,11 +542,16 @@ def _resolve_shutdown() -> frozenset[object]:
 
     A VM's init powers off through ctypes (umount, reboot): its functions are looked up now,
     and vm.finish's code stays allowed to call them after the seal (it does nothing else).
+    What else its libc resolved for the setup (syscall, mount) is dropped: Python 3.11 audits
+    no call of a function pointer, and syscall(process_vm_writev) writes any memory.
     """
     vm = sys.modules.get("summon.runtime.vm")
     if vm is None or not getattr(vm, "active", False):
         return frozenset()
-    vm._libc_call()
+    libc = vm._libc_call()
+    for name in [n for n in vars(libc) if not n.startswith("_")]:
+        if name not in ("umount", "reboot"):  # syscall, mount: its setup's, done
+            delattr(libc, name)
     return frozenset({vm.finish.__code__})
 
 

@@ -1,6 +1,6 @@
 """The seal's audit hook (sys.addaudithook): what Python code may no longer do once sealed.
 
-Refused after the seal, each with the rule named in the PermissionError and said once:
+Refused after the seal, each with its rule in the PermissionError and said (seal_said.py):
 - seal.code: compiling or running code from strings (the "compile" and "exec" events) unless
   the source is byte for byte an image file (under a module folder and on its file system),
   the code is what the image's Jinja makes of a template file the image ships from exactly
@@ -15,8 +15,8 @@ Refused after the seal, each with the rule named in the PermissionError and said
 - seal.import: an import while sys.path names a folder outside the image's module folders;
 - seal.ctypes: importing ctypes, and every ctypes event (dlopen, dlsym, objects at raw
   addresses, and on Python 3.12+ foreign calls), but for the runtime's own shutdown (a VM's
-  reboot). Python 3.11 audits no call through a function pointer made before the seal
-  (docs/sealing.md says what that leaves open);
+  reboot). Python 3.11 audits no call through a function pointer made before the seal; no
+  new ctypes object can be made (seal_ctypes.py; docs/sealing.md says what is left open);
 - seal.write: opening a file for writing anywhere but under /tmp and the app's volumes (and
   /dev/null and its kin); with a relative path, a path with "..", or a path object (whose
   string could change between this check and the open); and new symbolic links, which could
@@ -26,20 +26,20 @@ Refused after the seal, each with the rule named in the PermissionError and said
 
 How it stays shut against code that runs after the seal and can monkeypatch any module: the
 hook reads nothing from module globals or builtins when it runs (every name it uses is a
-closure variable bound here, to immutable data or to a function of the C core), so patching
-`os`, `builtins` or this module changes nothing it decides; str and bytes subclasses are
-reduced to their real data before a comparison; mutable sources (bytearray) are refused; and
-the heap walks that could reach the hook function (and rebind its closure) are refused.
-Python runs audit hooks with tracing off, so a trace function cannot rewrite its locals. The
-hook's frame is in every refusal's traceback, and its helpers' cells can be written from there
-(cell_contents): each cell the decision reads is checked after each decision against what it
-held at the seal (seal.heap, then every watched event is refused).
+closure variable bound here, to immutable data or to a C function), so patching `os`,
+`builtins` or this module changes nothing it decides; str and bytes subclasses are reduced to
+their real data; mutable sources (bytearray) and the heap walks that could reach the hook are
+refused; audit hooks run with tracing off. Its helpers' cells, which a refusal's traceback
+reaches (cell_contents), are checked after each decision against what they held at the seal
+(seal.heap, then every watched event is refused).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+from summon.runtime.seal_said import Said
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -82,14 +82,15 @@ def make_hook(
     known_code: frozenset[tuple[str, str]] = frozenset(),
     learn: Learn | None = None,
     dataclasses: Any = None,
+    said: Any = None,
 ) -> Callable[[str, tuple[object, ...]], None]:
     """The audit hook of a sealed instance.
 
     roots: the image's module folders; writable: /tmp and the volumes; enforce: refuse (else
     only report); trusted_callers: code objects that may still make ctypes calls (the
-    runtime's shutdown); report(what, rule, enforce) says a refusal (once per what).
-    known_code: (SHA-256 of the source's UTF-8, file name) of each compile the build's
-    recording run saw after the seal: let through, and code objects of those names run.
+    runtime's shutdown); report(what, rule, enforce) says a refusal as said (a Said: a
+    quota per rule) lets it. known_code: (SHA-256 of the source's UTF-8, file name) of each
+    compile the build's recording run saw after the seal: let through, and run by name.
     learn: the build's recording run only: what seal.code would refuse is let through and
     told to learn(sha256, file name) instead (the name alone, sha256 "", for an exec).
     """
@@ -102,9 +103,8 @@ def make_hook(
     _memoryview, _type, _len, _issubclass = memoryview, type, len, issubclass
     _tuple_roots = tuple(_str(r).rstrip("/") for r in roots)
     _tuple_writable = tuple(_str(w).rstrip("/") for w in writable)
-    # Each root's device: an image file read for its code must be on it (rule seal.code: an
-    # image file is on the image's own file system), so a link inside the image to /tmp or a
-    # volume (a writable tmpfs, a bind) cannot pass what the app wrote there as the image's.
+    # Each root's device: an image file read for its code must be on it, so a link inside the
+    # image to /tmp or a volume cannot pass what the app wrote there as the image's.
     _root_devs = []
     for _root in _tuple_roots:
         try:
@@ -167,10 +167,9 @@ def make_hook(
         _sha256 = seal_digest.load_sha256()
         _ast_digest = seal_digest.make_ast_digest(_sha256)
     _known_names = frozenset(n for _d, n in _known)
-    _learn = learn
-    _enforce = bool(enforce)
-    _report = report
-    _said: set[str] = set()  # mutable, but it only decides what is said, never what passes
+    _learn, _enforce, _report = learn, bool(enforce), report
+    _changed: Any = None  # (what, rule) once a change to the state was seen: for good
+    _tell = (said or Said()).tell  # decides what is said, never what passes
     _rules = (RULE_CODE, RULE_IMPORT, RULE_CTYPES, RULE_WRITE, RULE_HEAP, RULE_PROGRAM)
 
     def _caller() -> Any:
@@ -558,27 +557,28 @@ def make_hook(
     _cells = tuple(closure_cells(_decide))
 
     def sealed_audit_hook(event: str, args: tuple[Any, ...]) -> None:
+        nonlocal _changed
         if event not in _watched and not event.startswith("ctypes."):
             return
-        verdict = _decide(event, args)
+        # For good once seen: a thread undoing its change around another's decision is seen.
+        verdict = _changed or _decide(event, args)
         for cell, value in _cells:
             try:
                 same = cell.cell_contents is value
             except _value_error:  # emptied
                 same = False
             if not same:
-                verdict = "a change to the seal's own state", 4
+                verdict = _changed = ("a change to the seal's own state", 4)
                 break
         if verdict is None:
             return
         what, rule = verdict
         text = _rules[rule]
-        if what not in _said and _len(_said) < 100:
-            _said.add(what)
-            try:
-                _report(what, text, _enforce)
-            except _exception:
-                pass  # a line is not worth letting the operation through
+        try:
+            line = _tell(what, text)
+            _ = line is None or _report(line, text, _enforce)
+        except _exception:
+            pass  # a line is not worth letting the operation through
         if _enforce:
             raise _permission_error(1, f"{what} refused by the seal ({text})")
 

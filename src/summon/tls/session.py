@@ -34,6 +34,7 @@ from summon.tls.record import (
     ALERT_PROTOCOL_VERSION,
     ALERT_RECORD_OVERFLOW,
     ALERT_UNEXPECTED_MESSAGE,
+    APPLICATION_DATA,
     CHANGE_CIPHER_SPEC,
     HANDSHAKE,
     MAX_TLS13,
@@ -51,6 +52,11 @@ if TYPE_CHECKING:
 
 TLS12 = 0x0303
 TLS13 = 0x0304
+# Application data records in a row that give no data, after the handshake: each costs a
+# decryption and gives the app nothing. OpenSSL's bound (MAX_EMPTY_RECORDS); tlslite-ng has
+# none. (TLS 1.3's post-handshake messages, tickets and key updates, count too: a peer sends
+# one or two, never dozens in a row.)
+MAX_EMPTY_RECORDS = 32
 
 
 class Engine:
@@ -134,6 +140,7 @@ class Session:
         self._reader = RecordReader()
         self._hello = HelloCollector() if server else None
         self._out = bytearray()
+        self._empty = 0  # records in a row that gave no data (MAX_EMPTY_RECORDS)
 
     def _move(self, event: str) -> None:
         self.state = st.transition(self.state, event)
@@ -226,6 +233,7 @@ class Session:
         return [TruncatedClose()]
 
     def _record(self, record: Record, events: list[Event]) -> None:
+        opened = self.info is not None  # the handshake was done before this record
         if self.state == st.START:
             if not self.server:
                 raise TLSClosed("a client session must start() before it receives data")
@@ -250,11 +258,25 @@ class Session:
             self._move(st.HANDSHAKE_DONE)
             events.append(self.info)
         data, closed = engine.read()
+        self._count_empty(record, engine, bool(data or closed) or not opened)
         if data:
             events.append(ApplicationData(data))
         if closed:
             self._move(st.RCV_CLOSE_NOTIFY)
             events.append(CloseNotify())
+
+    def _count_empty(self, record: Record, engine: Engine, gave: bool) -> None:
+        """Refuse the record past MAX_EMPTY_RECORDS application data records in a row that
+        gave nothing after the handshake, with an unexpected_message alert (OpenSSL's)."""
+        if gave or record.content_type != APPLICATION_DATA:
+            self._empty = 0
+            return
+        self._empty += 1
+        if self._empty > MAX_EMPTY_RECORDS:
+            engine.refuse(record.raw, ALERT_UNEXPECTED_MESSAGE)
+            raise ProtocolViolation(
+                f"over {MAX_EMPTY_RECORDS} empty records in a row", reason=UNEXPECTED_MESSAGE
+            )
 
     def _client_hello(self, record: Record) -> None:
         assert self._hello is not None and self._server_engine is not None

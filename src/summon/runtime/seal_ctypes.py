@@ -1,0 +1,138 @@
+"""After the seal no ctypes object can be made: ctypes' types stay loaded, but inert.
+
+The seal needs ctypes to install its filter, so the `_ctypes` extension is initialized in
+every sealed instance, and its types stay reachable by code that runs after the seal: through
+`object.__subclasses__()`, or `importlib.import_module("_ctypes")`, which raises no audit event
+and makes the module again from the copy the interpreter keeps. With them alone, Python code
+writes any memory of the process and raises no event on Python 3.11: a Union of a `c_void_p`
+and a pointer to a char array, given an address, writes through it; a function pointer made at
+`_memmove_addr` is called with `id()`s; a Structure whose field sits past a huge array, made
+by `object.__new__`, writes at that absolute address.
+
+So, once the runtime has made the last ctypes objects it needs (its filter, a VM's shutdown
+calls), `disarm` makes every ctypes data type refuse to make an instance (rule seal.ctypes):
+- each type's `__new__` becomes a function that refuses, in its class dict (the static types
+  of `_ctypes` are immutable: their flag is cleared for the change and set again), so a type
+  made later finds it too (type creation looks `__new__` up along the bases);
+- the static types' own slot (what `type.__call__` and `object.__new__`'s safety check read)
+  becomes `NoneType`'s: calling one makes no object, and `object.__new__(a ctypes type)` is
+  refused as "not safe", as before, instead of making an instance whose buffer is at 0;
+- the `_ctypes` module, and the copy a new import is made from, lose what needs no object to
+  reach memory or code: `Py_INCREF`/`Py_DECREF` (a use after free), `PyObj_FromPtr`, the
+  `call_function` family, `dlopen`/`dlsym`, the `_*_addr` function addresses.
+ctypes objects made before (an app's own) keep working; see docs/sealing.md.
+
+Image-side: stdlib only. Reads and writes CPython's type objects by offset, checked first
+against what Python says of the same fields; a layout that does not match leaves it undone.
+"""
+
+from __future__ import annotations
+
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+RULE_CTYPES = "seal.ctypes: no foreign calls after the seal"
+# PyTypeObject on 64-bit CPython 3.8 to 3.13: these fields have not moved.
+OFFSET_BASICSIZE, OFFSET_FLAGS, OFFSET_BASE, OFFSET_NEW = 32, 168, 256, 312
+IMMUTABLETYPE = 1 << 8
+HEAPTYPE = 1 << 9
+# PyModuleObject.md_def, then PyModuleDef_Base.m_copy: the dict a new import is made from.
+OFFSET_MD_DEF, OFFSET_M_COPY = 24, 32
+DROPPED = (
+    "Py_INCREF", "Py_DECREF", "PyObj_FromPtr", "call_function", "call_cdeclfunction",
+    "dlopen", "dlsym", "dlclose", "_memmove_addr", "_memset_addr", "_string_at_addr",
+    "_wstring_at_addr", "_cast_addr",
+)  # fmt: skip
+
+
+def disarm(report: Callable[[str, str, bool], None], earlier: Sequence[Any] = ()) -> str | None:
+    """Make ctypes objects unmakeable from now on; None, or why it was left undone.
+    earlier: ctypes' modules as they were before a new import of it (seal.activate)."""
+    import _ctypes
+    import ctypes
+
+    word = ctypes.c_ssize_t
+    base: type = _ctypes.CFuncPtr.__mro__[1]  # _ctypes._CData
+    if not _layout_holds(word):
+        return "this interpreter's type objects are not laid out as expected"
+    # Each _ctypes module object there was: one made again from the copy has no module
+    # definition (md_def is NULL); the first one made has, and the copy hangs from it.
+    modules = [_ctypes, *(m for m in earlier if getattr(m, "__name__", "") == "_ctypes")]
+    tables = [vars(m) for m in modules]
+    for module in modules:
+        module_def = ctypes.c_void_p.from_address(id(module) + OFFSET_MD_DEF).value
+        if module_def:
+            kept = ctypes.c_void_p.from_address(module_def + OFFSET_M_COPY).value
+            copy = ctypes.cast(kept, ctypes.py_object).value if kept else None
+            if type(copy) is dict:
+                tables.append(copy)
+    for names in tables:
+        for name in DROPPED:
+            names.pop(name, None)
+    said: list[str] = []
+
+    def refuse(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        what = "making a ctypes object"
+        if not said:
+            said.append(what)
+            report(what, RULE_CTYPES, True)
+        raise PermissionError(1, f"{what} refused by the seal ({RULE_CTYPES})")
+
+    new = staticmethod(refuse)
+    none_new = word.from_address(id(type(None)) + OFFSET_NEW).value
+    types = _subclasses(base)
+    static = [t for t in types if not t.__flags__ & HEAPTYPE]
+    for t in static:  # the bases first: their change reaches the subclasses made later
+        flags = word.from_address(id(t) + OFFSET_FLAGS)
+        flags.value &= ~IMMUTABLETYPE
+        try:
+            t.__new__ = new  # type: ignore[assignment]
+        finally:
+            flags.value |= IMMUTABLETYPE
+    for t in types:
+        if t.__flags__ & HEAPTYPE:
+            t.__new__ = new  # type: ignore[assignment]
+    for t in static:
+        word.from_address(id(t) + OFFSET_NEW).value = none_new
+    return None
+
+
+def _subclasses(root: type) -> list[type]:
+    """root and every class under it, each before its subclasses."""
+    out, todo = [], [root]
+    while todo:
+        t = todo.pop(0)
+        if t not in out:
+            out.append(t)
+            todo += type.__subclasses__(t)
+    return out
+
+
+def _layout_holds(word: Any) -> bool:
+    """Whether the offsets above read what Python says of the same types."""
+    if sys.maxsize != 2**63 - 1:
+        return False
+
+    class A:
+        def __new__(cls) -> Any:
+            return None
+
+    class B:
+        def __new__(cls) -> Any:
+            return None
+
+    def read(t: object, offset: int) -> int:
+        return int(word.from_address(id(t) + offset).value)
+
+    for t in (object, type(None), int, A):
+        if read(t, OFFSET_FLAGS) != t.__flags__ or read(t, OFFSET_BASICSIZE) != t.__basicsize__:
+            return False
+    if read(A, OFFSET_BASE) != id(object) or read(int, OFFSET_BASE) != id(object):
+        return False
+    slot = read(A, OFFSET_NEW)  # slot_tp_new, the same for every class with a __new__
+    others = {read(t, OFFSET_NEW) for t in (object, int, type(None))}
+    return slot == read(B, OFFSET_NEW) and len(others | {slot}) == 4
