@@ -134,10 +134,11 @@ def _webpy_debug() -> str | None:
     if not config.get("debug"):
         return None
     return (
-        "sealed: web.py is in debug mode (its default when the environment names no server), "
-        "where it compiles each template at every render, which the seal refuses from now "
-        "on: set web.config.debug = False in the app, and list the paths that render a "
-        'template in warm_up = ["/", ...] (docs/sealing.md)'
+        "sealed: web.py is in debug mode (its default when the environment names no server): "
+        "it compiles each template again at every render, and its error page at every error; "
+        "only what the build's warm-up compiled is allowed from now on: set "
+        "web.config.debug = False in the app, and list the paths that render a template in "
+        'warm_up = ["/", ...] (docs/sealing.md)'
     )
 
 
