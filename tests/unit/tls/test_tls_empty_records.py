@@ -94,7 +94,9 @@ def test_a_few_empty_records_are_read_past(pki: PKI, backend: str, version: str)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_flood_of_empty_records_ends_the_connection(pki: PKI, backend: str, version: str) -> None:
     got, seen = run(backend, pki, 10_000, VERSIONS[version])
-    assert "reply" not in got and int(str(got["sent"])) < 10_000, got
+    # Not how many went out before the close: 10,000 small records may all fit in loopback's
+    # socket buffers first. Without the bound the ping after them was answered.
+    assert "reply" not in got, got
     assert len(seen) == 1 and isinstance(seen[0], e.ProtocolViolation), seen
     if backend == "python":  # OpenSSL's own error comes first with its backend
         assert "empty records in a row" in str(seen[0]), seen
