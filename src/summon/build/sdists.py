@@ -27,6 +27,24 @@ BUILD_TIMEOUT = 600.0
 _MISSING = re.compile(r"No matching distribution found for (\S+)")
 
 
+def run_pip(cmd: list[str], env: dict[str, str], timeout: float, slow: str) -> str | None:
+    """Run pip, with no input; None when it succeeded, else what it said. BuildError(slow)
+    when it takes over timeout seconds."""
+    try:
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BuildError(slow) from None
+    return None if proc.returncode == 0 else proc.stderr + proc.stdout
+
+
 def missing_requirement(pip_output: str) -> str | None:
     """The requirement pip found no wheel of ("pyramid_chameleon", "foo-bar>=2"), if that
     is why it failed."""
@@ -55,23 +73,15 @@ def build_wheel(requirement: str, wheelhouse: Path, env: dict[str, str]) -> Path
             "--wheel-dir", str(out), "--disable-pip-version-check", "--no-input",
             "--cache-dir", str(paths.cache_dir() / "pip"), "--", requirement,
         ]  # fmt: skip
-        try:
-            proc = subprocess.run(
-                cmd,
-                capture_output=True,
-                text=True,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                timeout=BUILD_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise BuildError(
-                f"building a wheel of {requirement!r} from its source distribution took over "
-                f"{BUILD_TIMEOUT:.0f} s"
-            ) from None
+        failed = run_pip(
+            cmd,
+            env,
+            BUILD_TIMEOUT,
+            f"building a wheel of {requirement!r} from its source distribution took over "
+            f"{BUILD_TIMEOUT:.0f} s",
+        )
         wheels = sorted(out.glob("*.whl"))
-        if proc.returncode != 0 or len(wheels) != 1:
+        if failed is not None or len(wheels) != 1:
             return None
         wheel = wheels[0]
         if not is_pure(wheel.name):

@@ -6,7 +6,6 @@ import csv
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -117,7 +116,8 @@ def vendor(
             built: list[str] = []
             while True:
                 links = house if built else None
-                output = _pip(pip_command(requirements, interp, staging, no_deps, links), env)
+                cmd = pip_command(requirements, interp, staging, no_deps, links)
+                output = sdists.run_pip(cmd, env, PIP_TIMEOUT, _SLOW)
                 if output is None:
                     break
                 missing = sdists.missing_requirement(output)
@@ -137,24 +137,10 @@ def vendor(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _pip(cmd: list[str], env: dict[str, str]) -> str | None:
-    """Run pip; None when it succeeded, else what it said."""
-    try:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            timeout=PIP_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise BuildError(
-            f"pip did not finish installing the requirements within {PIP_TIMEOUT:.0f} s; "
-            "check the network or the package index"
-        ) from None
-    return None if proc.returncode == 0 else proc.stderr + proc.stdout
+_SLOW = (
+    f"pip did not finish installing the requirements within {PIP_TIMEOUT:.0f} s; "
+    "check the network or the package index"
+)
 
 
 def _failure_line(requirements: Sequence[str], output: str) -> str:
