@@ -9,6 +9,18 @@ from pathlib import Path
 from summon.runtime.findlib import find_library
 
 
+def _in_fresh_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """code run by a fresh interpreter that imports summon from this tree (env: more)."""
+    src = str(Path(__file__).resolve().parents[3] / "src")
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": src, **env},
+        check=False,
+    )
+
+
 def test_find_library_answers_the_soname_as_ldconfig_would(tmp_path: Path) -> None:
     # python-magic asks find_library("magic"): the stdlib ran /sbin/ldconfig, which an image
     # lacks, and the sandbox refused the fork with a line saying to use threads.
@@ -35,14 +47,7 @@ def test_installed_it_is_ctypes_utils_find_library_and_runs_no_program() -> None
         "assert ctypes.util.find_library is findlib.find_library\n"
         "print(ctypes.util.find_library('c'))\n"
     )
-    src = str(Path(__file__).resolve().parents[3] / "src")
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": src},
-        check=False,
-    )
+    out = _in_fresh_python(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "libc.so.6\n"
 
@@ -65,14 +70,7 @@ def test_installed_platform_answers_without_a_program() -> None:
         "assert bits == f'{struct.calcsize(\"P\") * 8}bit', bits\n"
         "print('ok')\n"
     )
-    src = str(Path(__file__).resolve().parents[3] / "src")
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": src},
-        check=False,
-    )
+    out = _in_fresh_python(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "ok\n"
 
@@ -101,14 +99,7 @@ def test_installed_a_program_the_image_lacks_is_not_found_before_any_fork(
         "print(attempt([sys.executable, '-c', 'print(42)']))\n"
         "print(started == [sys.executable])\n"
     )
-    src = str(Path(__file__).resolve().parents[3] / "src")
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": src, "PATH": str(tmp_path)},
-        check=False,
-    )
+    out = _in_fresh_python(code, PATH=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
         "2 git",
