@@ -5,7 +5,6 @@ The format is documented in docs/gateway.md. Every error names the file and the 
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import math
 import re
@@ -18,6 +17,11 @@ from summon.errors import UserError
 from summon.gateway import tiers
 from summon.targets import DEFAULT_TARGET
 from summon.targets.base import VOLUMES
+
+try:  # CPython's own SHA-256: without OpenSSL (gateway/main.py), hashlib would load all six
+    from _sha256 import sha256  # type: ignore[import-not-found]
+except ImportError:  # another Python's layout (3.12: _sha2)
+    from hashlib import sha256
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*\Z", re.ASCII)
@@ -114,7 +118,7 @@ def allocate_addresses(names: list[str]) -> dict[str, str]:
     taken: dict[int, str] = {}
     result: dict[str, str] = {}
     for name in sorted(set(names)):
-        n = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big")
+        n = int.from_bytes(sha256(name.encode()).digest()[:4], "big")
         while True:
             n %= 1 << 24
             x, y, z = n >> 16, (n >> 8) & 0xFF, n & 0xFF

@@ -51,8 +51,6 @@ Ahead = Callable[[Sequence[ServiceConfig], ahead.Found, ahead.Prepared], Awaitab
 
 
 async def _instance_figures(doc: dict[str, Any], instance: Any, up: bool) -> None:
-    if instance is None:
-        return
     with contextlib.suppress(Exception):
         doc["memory_bytes"] = (await asyncio.to_thread(instance.stats)).memory_bytes
     if up:
@@ -287,7 +285,8 @@ class Gateway:
         self._aheads: set[asyncio.Future[None]] = set()
         self._index_seen: tuple[int, int] | None = None  # the store's index when last checked
         self._rechecking = False
-        self._rested_after = 0  # boots and thaws, when the heap was last trimmed at rest
+        self._rested_after = -1  # activity when the heap was last trimmed (-1: never)
+        self._floor_kib = rest.anonymous_kib()  # before any service: trims are worth it above
         self._bound = (config.dns, config.status)  # what start() listens on; reload keeps it
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -494,15 +493,17 @@ class Gateway:
                 log.warning("gateway: cannot write %s: %s", self.in_use_dir, e.strerror)
 
     def _rest(self) -> None:
-        """Once at rest again after boots or thaws (every service down or failed, no thread
-        but this one: the workers have ended), give the heap's free pages back."""
+        """Once at rest after start, boots, thaws or status pages (every service down or
+        failed, no thread but this one: the workers have ended), give the heap's free pages
+        back, when worth it (rest.worth_trimming)."""
         services = self.services.values()
-        activity = sum(svc.boots + svc.thaws for svc in services)
+        activity = sum(svc.boots + svc.thaws for svc in services) + self.status.served
         if activity == self._rested_after or threading.active_count() > 1:
             return
         if all(svc.instance is None and svc.state in AT_REST for svc in services):
             self._rested_after = activity
-            rest.trim_heap()
+            if rest.worth_trimming(self._floor_kib):
+                rest.trim_heap()
 
     async def _step_down(self, svc: Service, tier: str, now: float) -> None:
         # Connections handed over are the app's: the gateway cannot see them end, so it asks
@@ -527,5 +528,6 @@ class Gateway:
             instance = svc.instance
             doc["pid"] = instance.pid if instance is not None else None
             docs.append((doc, instance, svc.state == State.UP))
-        await asyncio.gather(*(_instance_figures(*entry) for entry in docs))
+        # a task only for a service with an instance: 200 services down make no 200 tasks
+        await asyncio.gather(*(_instance_figures(*e) for e in docs if e[1] is not None))
         return [doc for doc, _instance, _up in docs]

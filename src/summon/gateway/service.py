@@ -23,7 +23,6 @@ import logging
 import os
 import socket
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -77,7 +76,7 @@ class Service:
     # Slots, not a __dict__: measured, 200 idle services cost the gateway at rest 0.25 MB
     # less and 400 1.4 MB less (benchmarks/bench_density.py).
     __slots__ = tuple(
-        "_app_accepted _boot _boot_t0 _changing _first_byte_pending _held _seq _stopping _tasks "
+        "_app_accepted _boot _boot_t0 _changing _first_byte_pending _seq _stopping _tasks "
         "_watch _writers address booted_at boots channel cold config failed_tiers failures "
         "history image_changed image_digest image_error image_ports instance instance_name "
         "internal ladder last_active last_boot last_start last_thaw launcher listeners open "
@@ -113,19 +112,19 @@ class Service:
         self.last_start: float | None = None  # boot start -> Target.start returned
         self.last_thaw: float | None = None  # seconds a thaw took
         self.booted_at: float | None = None  # wall time the last boot ended
-        self.history: deque[tuple[float, float, str]] = deque(maxlen=HISTORY)  # when, s, how
+        self.history: list[tuple[float, float, str]] = []  # when, s, how (_remember)
         self.last_active = time.monotonic()
         self.image_ports: tuple[int, ...] = ()  # TCP ports its image lists, once read
-        self.failed_tiers: set[str] = set()  # tiers this instance could not take
+        self.failed_tiers: tuple[str, ...] = ()  # tiers this instance could not take
         self._boot: asyncio.Future[None] | None = None
         self._boot_t0 = 0.0
         self._first_byte_pending = False
         self._stopping: asyncio.Future[None] | None = None
         self._changing: asyncio.Future[None] | None = None  # a tier step under way
         self._watch: asyncio.Task[None] | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._held: set[socket.socket] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        # dicts, not sets: an empty dict has no table (a set's is 216 bytes, times services)
+        self._writers: dict[asyncio.StreamWriter, None] = {}
+        self._tasks: dict[asyncio.Task[None], None] = {}
         self._seq = 0
 
     @property
@@ -167,9 +166,11 @@ class Service:
             ):
                 self._app_accepted = figures.get("accepted")
 
-        task = asyncio.ensure_future(share())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._keep(asyncio.ensure_future(share()))
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        self._tasks[task] = None
+        task.add_done_callback(lambda t: self._tasks.pop(t, None))
 
     # --- boot --------------------------------------------------------------------------------
 
@@ -263,14 +264,18 @@ class Service:
         self._booted(self.last_boot)
         self.boots += 1
         self.reason = self.image_error = ""
-        self.failed_tiers = set()
+        self.failed_tiers = ()
         self.state = State.UP
         self._watch = asyncio.ensure_future(self._watch_exit(instance))
         self._share_soon()
 
     def _booted(self, seconds: float) -> None:
         self.booted_at = time.time()
-        self.history.append((self.booted_at, seconds, "boot"))
+        self._remember(self.booted_at, seconds, "boot")
+
+    def _remember(self, when: float, seconds: float, how: str) -> None:
+        self.history.append((when, seconds, how))
+        del self.history[:-HISTORY]
 
     def _ports_text(self) -> str:
         return ", ".join(map(str, self.config.ports))
@@ -364,7 +369,7 @@ class Service:
             return None
         if self._changing is not None or self._stopping is not None:
             return None
-        return self.ladder.due(str(self.state), self.idle_for(now), frozenset(self.failed_tiers))
+        return self.ladder.due(str(self.state), self.idle_for(now), self.failed_tiers)
 
     def busy_inside(self) -> bool:
         """Whether the app serves connections the gateway cannot see (handed over, or
@@ -417,7 +422,7 @@ class Service:
             elif tier == tiers.SNAPSHOTTED:
                 await self._snapshot(instance)
         except Exception as e:  # NotSupported, FreezeFailed...: this instance stays where it is
-            self.failed_tiers.add(tier)
+            self.failed_tiers += (tier,)
             log.warning("service %s: cannot go %s: %s", self.name, tier, e)
         finally:
             self._changing = None
@@ -467,7 +472,7 @@ class Service:
             return
         self.last_thaw = time.monotonic() - t0
         self.thaws += 1
-        self.history.append((time.time(), self.last_thaw, "thaw"))
+        self._remember(time.time(), self.last_thaw, "thaw")
         self.state = State.UP
         self._share_soon()
 
@@ -485,9 +490,7 @@ class Service:
                     self.warm += 1
                     conn.close()
                     return
-        task = asyncio.ensure_future(self._serve(conn, guest_port, peer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._keep(asyncio.ensure_future(self._serve(conn, guest_port, peer)))
 
     async def _serve(self, conn: socket.socket, guest_port: int, peer: object = None) -> None:
         """Hold the connection (reading what it sends) until the service is up, then hand it
@@ -499,7 +502,6 @@ class Service:
             self.cold += 1
         else:
             self.warm += 1
-        self._held.add(conn)
         conn.setblocking(False)
         held = Holding(conn)
         try:
@@ -518,7 +520,6 @@ class Service:
         except (ConnectionError, OSError):
             pass
         finally:
-            self._held.discard(conn)
             conn.close()
             self.open -= 1
             budget.held -= 1
@@ -527,7 +528,7 @@ class Service:
     async def _splice(self, conn: socket.socket, port: int, held: bytes, cold: bool) -> None:
         deadline = time.monotonic() + self.config.boot_timeout
         reader, writer = await asyncio.open_connection(sock=conn, limit=HOLD_LIMIT)
-        self._writers.add(writer)
+        self._writers[writer] = None
         upstream: asyncio.StreamWriter | None = None
         try:
             try:
@@ -539,7 +540,7 @@ class Service:
             first = self._first_byte if cold else None
             await asyncio.gather(pump(reader, upstream), pump(up_reader, writer, first))
         finally:
-            self._writers.discard(writer)
+            self._writers.pop(writer, None)
             for w in (writer, upstream):
                 if w is not None:
                     w.close()

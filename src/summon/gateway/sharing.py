@@ -97,12 +97,14 @@ def listen(address: str, port: int) -> socket.socket:
 class Listeners:
     """One service's listening sockets (guest port -> socket) and who accepts on them."""
 
+    __slots__ = ("_loop", "_watched", "on_connection", "shared", "sockets")  # one per service
+
     def __init__(self, sockets: dict[int, socket.socket], on_connection: OnConnection) -> None:
         self.sockets = sockets
         self.on_connection = on_connection
         self.shared = False
         self._loop = asyncio.get_running_loop()
-        self._watched: set[int] = set()
+        self._watched: tuple[int, ...] = ()  # (a set of one is 216 bytes, times services)
 
     def watch(self) -> None:
         """The gateway accepts (again): a connection is its to see."""
@@ -111,13 +113,13 @@ class Listeners:
                 with contextlib.suppress(OSError):  # an app may have listened anew with less
                     sock.listen(BACKLOG)
                 self._loop.add_reader(sock.fileno(), self._accept, sock, port)
-                self._watched.add(port)
+                self._watched += (port,)
 
     def unwatch(self) -> None:
         for port in list(self._watched):
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(self.sockets[port].fileno())
-            self._watched.discard(port)
+            self._watched = tuple(p for p in self._watched if p != port)
 
     def share(self, channel: Channel) -> bool:
         """The app accepts on every listener from now on; False (nothing shared) if the
@@ -172,7 +174,7 @@ class Listeners:
         if port in self._watched:
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(self.sockets[port].fileno())
-            self._watched.discard(port)
+            self._watched = tuple(p for p in self._watched if p != port)
         self._loop.call_later(PAUSE_SECONDS, self._resume)
 
     def _resume(self) -> None:

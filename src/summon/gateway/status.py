@@ -144,6 +144,13 @@ def _bom(bom: dict[str, Any]) -> str:
     return f"{head}<ul class='bom'>{items}</ul>"
 
 
+def status_json(services: list[dict[str, Any]]) -> bytes:
+    """{"services": [...]}, a service a line: json's C encoder, which indent= would not use
+    (its Python one holds every piece of the whole document at once, ~1 MB for 200)."""
+    lines = ",\n".join(json.dumps(s, separators=(", ", ": ")) for s in services)
+    return ('{"services": [' + (f"\n{lines}\n" if lines else "") + "]}\n").encode()
+
+
 def history_svg(history: list[dict[str, Any]], width: int = 160, height: int = 36) -> str:
     """Bars of the last boots (blue) and thaws (green), height by duration, newest right."""
     if not history:
@@ -210,6 +217,7 @@ class StatusServer:
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         self._server: asyncio.Server | None = None
+        self.served = 0  # pages answered: the gateway trims its heap after them at rest
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._serve, host, port)
@@ -220,12 +228,12 @@ class StatusServer:
             await self._server.wait_closed()
 
     async def respond(self, target: str) -> tuple[int, str, bytes]:
+        self.served += 1
         path = target.split("?", 1)[0]
         if path == "/":
             return 200, "text/html; charset=utf-8", page(await self.snapshot()).encode()
         if path == "/status.json":
-            doc = {"services": await self.snapshot()}
-            return 200, "application/json", json.dumps(doc, indent=1).encode() + b"\n"
+            return 200, "application/json", status_json(await self.snapshot())
         if path == "/metrics":
             text = metrics_text(await self.snapshot())
             return 200, "text/plain; version=0.0.4; charset=utf-8", text.encode()

@@ -52,7 +52,7 @@ class Ladder:
                 steps.append((tier, after))
         return cls(tuple(steps))
 
-    def due(self, current: str, idle: float, skip: frozenset[str] = frozenset()) -> str | None:
+    def due(self, current: str, idle: float, skip: tuple[str, ...] = ()) -> str | None:
         """The deepest tier idle seconds call for that is deeper than current (and not in
         skip: tiers that failed for this instance); None if none is."""
         found = None

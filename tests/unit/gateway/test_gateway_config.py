@@ -153,7 +153,7 @@ def test_collisions_resolve_deterministically(monkeypatch: pytest.MonkeyPatch) -
         def digest(self) -> bytes:
             return bytes([1, 2, 3, 4]) + bytes(28)
 
-    monkeypatch.setattr(config.hashlib, "sha256", Same)
+    monkeypatch.setattr(config, "sha256", Same)
     got = allocate_addresses(["b", "a", "c"])
     assert got == {"a": "127.2.3.4", "b": "127.2.3.5", "c": "127.2.3.6"}
     assert allocate_addresses(["c", "b", "a"]) == got

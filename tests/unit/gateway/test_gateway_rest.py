@@ -1,9 +1,8 @@
-"""The gateway at rest: workers that end when idle, the heap trimmed once every service is down."""
+"""The gateway at rest: workers that end when idle, the heap trimmed once it is at rest again."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -83,12 +82,20 @@ def test_the_loops_blocking_calls_leave_no_thread_behind() -> None:
     run(main())
 
 
-def test_the_heap_is_trimmed_once_at_rest_after_a_boot(
+def test_the_heap_is_trimmed_once_at_rest_after_start_a_boot_and_a_status_page(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     trims: list[int] = []
     monkeypatch.setattr(rest, "trim_heap", lambda: trims.append(1))
     others = threading.active_count() - 1  # threads of the test run's own, if any
+
+    async def until(count: int) -> None:
+        for _ in range(300):
+            if len(trims) >= count:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)  # and no more than once for it
+        assert len(trims) == count
 
     async def main() -> None:
         asyncio.get_running_loop().set_default_executor(IdleWorkers(idle=0.1))
@@ -98,16 +105,16 @@ def test_the_heap_is_trimmed_once_at_rest_after_a_boot(
         gw = Gateway(parse(web_doc(port, "0.3s"), tmp_path / "gw.toml"), launcher=launcher)
         await gw.start()
         try:
-            await asyncio.sleep(0.5)
-            assert trims == []  # nothing booted yet: nothing to give back
+            await until(1)  # what start-up (every module's bytecode read) freed
             await fetch(port, gw.services["web"].address)
-            for _ in range(300):
-                if trims:
-                    break
-                await asyncio.sleep(0.01)
-            assert gw.services["web"].state == State.DOWN and trims == [1]
-            await asyncio.sleep(0.5)
-            assert trims == [1]  # once, until the next boot
+            await until(2)  # what the boot freed, once it is down again
+            assert gw.services["web"].state == State.DOWN
+            host, status_port = gw.config.status
+            reader, writer = await asyncio.open_connection(host, status_port)
+            writer.write(b"GET /status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert (await reader.read()).startswith(b"HTTP/1.1 200")
+            writer.close()
+            await until(3)  # what rendering the page freed
         finally:
             await gw.close()
 
@@ -115,7 +122,34 @@ def test_the_heap_is_trimmed_once_at_rest_after_a_boot(
     run(main())
 
 
-def test_trim_heap_imports_nothing_for_itself(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(sys.modules, "ctypes", raising=False)
+def test_trim_heap_gives_freed_pages_back() -> None:
+    """Holes between live objects, which free() leaves to the process, go back to the
+    system (glibc: malloc_trim)."""
+
+    def anon_kib() -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+
+    blocks = [bytes([i % 251]) * 100_000 for i in range(400)]  # below the mmap threshold
+    before = anon_kib()
+    del blocks[::2]  # every other one: holes between live blocks, none at the heap's top
+    freed = anon_kib()
     rest.trim_heap()
-    assert "ctypes" not in sys.modules
+    after = anon_kib()
+    assert before - freed < 10_000  # free() alone gave back next to nothing
+    assert freed - after > 15_000  # ~20 MB freed: most of it is given back
+    assert len(blocks) == 200
+
+
+def test_ctypes_is_loaded_for_a_trim_only_when_there_may_be_enough_to_give_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    now = rest.anonymous_kib()
+    assert now > 1000  # this process's own, read from /proc
+    monkeypatch.delitem(sys.modules, "ctypes", raising=False)
+    assert not rest.worth_trimming(now)  # nothing grown since: ctypes would cost more
+    assert rest.worth_trimming(now - 10 * rest.TRIM_WORTH_KIB)
+    monkeypatch.setitem(sys.modules, "ctypes", object())
+    assert rest.worth_trimming(now)  # loaded already (a boot did): trimming costs nothing more
