@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from sandbox_checks import assert_all_gone, run_to_end
 
-from summon.errors import TargetUnavailable, UserError
+from summon.errors import SummonError, TargetUnavailable, UserError
 from summon.targets.base import PortForward, PortTaken
 from summon.targets.sandbox import SandboxTarget
 from summon.targets.sandbox import config as sandbox_config
@@ -503,3 +503,40 @@ def test_summons_lines_on_the_console_go_to_the_instances_own_copy_of_it(
     assert "summon: sandbox: refused" in text, text
     assert b"refused" not in taken
     assert_all_gone(sandbox_target, instance)
+
+
+def test_a_start_runc_refuses_says_runcs_own_reason(
+    sandbox_target: SandboxTarget, spec_for: Any
+) -> None:
+    spec = spec_for(("/nonexistent/app",))
+    with pytest.raises(SummonError) as caught:
+        sandbox_target.start(spec)
+    assert "runc could not start test (exit status 1): " in str(caught.value)
+    assert "/nonexistent/app" in str(caught.value)  # read from runc's log, not "see above"
+    assert not (spec.state_dir / "bundle").exists()
+
+
+def _keys_charged() -> dict[int, int]:
+    """uid -> keys charged to its quota (/proc/key-users: usage nkeys/nikeys qnkeys/maxkeys)."""
+    charged = {}
+    for line in Path("/proc/key-users").read_text().splitlines():
+        uid, fields = line.split(":", 1)
+        charged[int(uid)] = int(fields.split()[2].split("/")[0])
+    return charged
+
+
+def test_instances_charge_no_keys_so_the_key_quota_does_not_cap_how_many_run(
+    sandbox_target: SandboxTarget, spec_for: Any, app_script: AppScript
+) -> None:
+    """Every instance maps to the same host uids, whose quota is 200 keys
+    (kernel.keys.maxkeys): a session keyring each stopped the 201st from starting."""
+    argv = app_script("import time\ntime.sleep(30)\n")
+    before = _keys_charged()
+    instances = [sandbox_target.start(spec_for(argv)) for _ in range(3)]
+    try:
+        during = _keys_charged()
+    finally:
+        for instance in instances:
+            instance.stop(grace=0.5)
+    grown = {uid: n - before.get(uid, 0) for uid, n in during.items() if uid != 0}
+    assert all(n <= 0 for n in grown.values()), grown

@@ -156,7 +156,13 @@ class SandboxInstance(Instance):
         pid_file = self.bundle / "pid"
         # A session of its own, as the unix target does: a Ctrl-C reaches summon only, and
         # summon's stop() decides what the app gets.
-        run = ["run", "--keep", "--bundle", str(self.bundle), "--pid-file", str(pid_file)]
+        # --no-new-keyring: no session keyring per container. The kernel charges each to the
+        # container's host uid, the same for every instance, whose quota is 200 keys
+        # (kernel.keys.maxkeys): the 201st instance could not start ("unable to create session
+        # key: disk quota exceeded"). The app cannot reach the keyring it shares with summon:
+        # keyctl, add_key and request_key are denied in every profile (seccomp.deny).
+        run = ["run", "--keep", "--no-new-keyring", "--bundle", str(self.bundle)]
+        run += ["--pid-file", str(pid_file)]
         argv = [*self._runc_cmd(), *run, self.container_id]
         keep: list[int] = []
         if self.direct is not None:  # the TAP goes in as the app's fd 3
@@ -236,7 +242,8 @@ class SandboxInstance(Instance):
         return short / "seccomp.sock"
 
     def _runc_cmd(self) -> list[str]:
-        return [self._runc, "--root", str(self._root), "--log", str(self.bundle / "runc.log")]
+        log = ["--log", str(self.bundle / "runc.log"), "--log-format", "json"]  # _runc_error
+        return [self._runc, "--root", str(self._root), *log]
 
     def _runc_quiet(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
