@@ -95,6 +95,7 @@ class GatewayProcess:
                 break
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.close()  # no gateway left behind, holding its services' addresses
                     raise
                 time.sleep(0.05)
         self.resolver = dns.resolver.Resolver(configure=False)
