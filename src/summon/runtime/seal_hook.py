@@ -124,23 +124,24 @@ def make_hook(
     _open = io.open
     # ast.parse, known by its file: no code can be made with that name after the seal, and
     # importing ast here would cost every sealed start ~1 ms.
-    _ast_file = f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/ast.py"
+    _stdlib = getattr(sys, "_stdlib_dir", None) or "/nonexistent"
+    _ast_file = f"{_stdlib}/ast.py"
     # typing.ForwardRef compiles a string annotation in __init__ and evals it in _evaluate
     # (typing.get_type_hints, pydantic, msgspec, FastAPI): known by typing's file too.
-    _typing_file = f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/typing.py"
+    _typing_file = f"{_stdlib}/typing.py"
     # collections.namedtuple evals one fixed template over its field names (identifiers it
     # has checked): `lambda _cls, a, b: _tuple_new(_cls, (a, b))` in a namespace with no
     # builtins. Known by its file; modules that make one at import (tokenize, decimal,
     # concurrent.futures, Pillow's plugins) are imported after the seal, too.
-    _collections_file = (
-        f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/collections/__init__.py"
-    )
+    _collections_file = f"{_stdlib}/collections/__init__.py"
     _isidentifier = str.isidentifier
     # dataclasses compiles each class's __init__, __repr__, __eq__... from text made of its
     # field names: let through while an image module is being imported (its top level, or a
     # class body in it, applies @dataclass), so a module imported late (anyio's backend at a
     # FastAPI app's first sync endpoint) works; never for a dataclass made at run time.
-    _dataclasses_file = f"{getattr(sys, '_stdlib_dir', None) or '/nonexistent'}/dataclasses.py"
+    _dataclasses_file = f"{_stdlib}/dataclasses.py"
+    # threading's invoke_excepthook: C's traceback parses each line shown for its carets
+    _threading_file = f"{_stdlib}/threading.py"
     _frozen_import = "<frozen importlib._bootstrap"
     _compile, _only_ast = compile, 0x400  # the builtin; ast.PyCF_ONLY_AST
     # dataclasses' globals when the seal closed (the module, imported then): (dict, items).
@@ -173,10 +174,9 @@ def make_hook(
     _rules = (RULE_CODE, RULE_IMPORT, RULE_CTYPES, RULE_WRITE, RULE_HEAP, RULE_PROGRAM)
 
     def _caller() -> Any:
-        """The code that raised the event, or None when no Python frame did: native code in
-        a thread of its own (a Rust or C extension's worker) has none, and _getframe says so
-        with a ValueError. Only its own name and file can exempt a caller, so None exempts
-        nothing, and the rules that do not ask who calls (an image file's source) still hold."""
+        """The code that raised the event, or None when no Python frame did (native code in
+        a thread of its own: a ValueError). None exempts nothing; the rules that do not ask
+        who calls (an image file's source) still hold."""
         try:
             return _getframe(3).f_code  # 0 this, 1 _decide, 2 the hook, 3 the caller
         except _value_error:
@@ -193,8 +193,7 @@ def make_hook(
 
     def _image_content(name: str) -> bytes | None:
         """The bytes of the file `name` (a real str) if it is under an image module folder and
-        on that folder's file system (checked on the open file: no race with a rename); else
-        None. Read to compare with code about to run."""
+        on that folder's file system (checked on the open file: no race with a rename)."""
         if not name.startswith("/") or ".." in name.split("/"):
             return None
         for root, dev in _tuple_root_devs:
@@ -353,6 +352,9 @@ def make_hook(
             if caller is not None and caller.co_name == "parse" and caller.co_filename == _ast_file:
                 if _ast_only():
                     return  # ast.parse: a tree, never code
+            if caller is not None and caller.co_filename == _threading_file:
+                if caller.co_name == "invoke_excepthook":
+                    return "", 0  # refused, unsaid: the traceback shows, without carets
             if (
                 caller is not None
                 and caller.co_name == "__init__"
@@ -456,10 +458,8 @@ def make_hook(
                     and _dataclass_at_import()
                 ):
                     return  # a dataclass's methods, compiled under the rule above
-                if name.startswith("/") and ".." not in name.split("/"):
-                    for root in _tuple_roots:
-                        if name.startswith(root + "/"):
-                            return
+                if _in_image(name):
+                    return
                 if name in _known_names:
                     # Compiled under a name the build learned: by a known source after the
                     # seal (any other compile is refused), or by the app before it.
@@ -575,7 +575,7 @@ def make_hook(
         what, rule = verdict
         text = _rules[rule]
         try:
-            line = _tell(what, text)
+            line = _tell(what, text) if what else None
             _ = line is None or _report(line, text, _enforce)
         except _exception:
             pass  # a line is not worth letting the operation through
