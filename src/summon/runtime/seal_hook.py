@@ -354,7 +354,7 @@ def make_hook(
                     return  # ast.parse: a tree, never code
             if caller is not None and caller.co_filename == _threading_file:
                 if caller.co_name == "invoke_excepthook":
-                    return "", 0  # refused, unsaid: the traceback shows, without carets
+                    return "", 0  # refused, unsaid: the traceback shows, carets coarser
             if (
                 caller is not None
                 and caller.co_name == "__init__"
