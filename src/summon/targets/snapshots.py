@@ -276,7 +276,11 @@ class SnapshotWriter:
         # the pid last, for _sweep.
         self.folder = cache.root / f"{_TMP}{key[:16]}-{os.urandom(4).hex()}-{os.getpid()}"
         self.folder.mkdir(mode=0o700)
-        self._file = (self.folder / STATE).open("wb")
+        try:
+            self._file = (self.folder / STATE).open("wb")
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
         self._chunks: list[str] = []
         self._hash = _hash()
         self._filled = 0
