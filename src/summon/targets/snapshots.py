@@ -145,6 +145,9 @@ class SnapshotCache:
             text = (folder / RECORD).read_text()
             st = os.stat(folder)
         except FileNotFoundError:
+            # Folders appear whole (renamed with their record): one without is damaged.
+            if os.path.lexists(folder):
+                raise CorruptSnapshot(f"snapshot {key[:12]}: its record is missing") from None
             return None
         except OSError as e:
             raise CorruptSnapshot(f"snapshot {key[:12]}: cannot read its record: {e}") from None
@@ -217,14 +220,17 @@ class SnapshotCache:
     def remove(self, key: str) -> bool:
         """Remove the snapshot under key (renamed away first, so no reader sees half of it)."""
         folder = self.root / key
-        if not folder.is_dir():
+        if not os.path.lexists(folder):
             return False
         doomed = self.root / f"{_TMP}rm-{key}-{os.getpid()}"
         try:
             os.rename(folder, doomed)
         except FileNotFoundError:
             return False
-        shutil.rmtree(doomed, ignore_errors=True)
+        if doomed.is_dir() and not doomed.is_symlink():
+            shutil.rmtree(doomed, ignore_errors=True)
+        else:  # a stray file or link where a snapshot's folder belongs (ls shows it refused)
+            doomed.unlink(missing_ok=True)
         return True
 
     def evict(self, keep: str = "") -> list[str]:

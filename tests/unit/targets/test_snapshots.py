@@ -185,3 +185,30 @@ def test_the_cache_root_follows_summon_snapshots(
     assert snapshots.cache_root() == home / "xdg_cache_home" / "summon" / "snapshots"
     monkeypatch.setenv("SUMMON_SNAPSHOTS", str(home / "elsewhere"))
     assert SnapshotCache().root == home / "elsewhere"
+
+
+def test_a_snapshot_folder_without_its_record_is_refused_not_unseen(tmp_path: Path) -> None:
+    """Before: find() took a folder whose record was deleted for no snapshot, so ls and rm
+    never saw it and every later save of its key failed ("larger than the cache's bound")."""
+    cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
+    snap = save(cache, "6" * 64, state(1024))
+    (snap.folder / "snapshot.json").unlink()
+    with pytest.raises(CorruptSnapshot, match="its record is missing"):
+        cache.find(snap.key)
+    assert [key for key, _ in cache.entries()] == [snap.key]
+    assert cache.remove(snap.key)
+    assert fed(save(cache, snap.key, state(2048, seed=2))) == state(2048, seed=2)
+
+
+def test_remove_takes_a_stray_file_or_link_where_a_folder_belongs(tmp_path: Path) -> None:
+    cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
+    cache.root.mkdir()
+    (cache.root / "stray").write_text("not a snapshot")
+    kept = tmp_path / "elsewhere"
+    kept.mkdir()
+    (kept / "precious").write_text("mine")
+    (cache.root / "link").symlink_to(kept)
+    assert sorted(key for key, _ in cache.entries()) == ["link", "stray"]  # both refused
+    assert cache.remove("stray") and cache.remove("link")
+    assert cache.entries() == [] and list(cache.root.iterdir()) == []
+    assert (kept / "precious").read_text() == "mine"  # a link's target is not the cache's
