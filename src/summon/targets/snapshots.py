@@ -239,10 +239,11 @@ class SnapshotCache:
         entries = self.entries()
         sizes = {key: self.folder_size(key) for key, _ in entries}
         total = sum(sizes.values())
-        if sizes.get(keep, 0) > self.limit:  # alone too large: it goes, the others stay
-            self.remove(keep)
-            return [keep]
         removed = []
+        if sizes.get(keep, 0) > self.limit:  # alone too large: it goes, the others as needed
+            if self.remove(keep):
+                removed.append(keep)
+                total -= sizes[keep]
         for key in [key for key, _ in reversed(entries) if key != keep]:  # least recent first
             if total <= self.limit:
                 break

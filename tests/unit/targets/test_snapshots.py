@@ -130,6 +130,21 @@ def test_a_snapshot_larger_than_the_bound_is_not_kept(tmp_path: Path) -> None:
     assert [key for key, _ in cache.entries()] == [small.key]  # the others stay
 
 
+def test_a_lowered_bound_is_enforced_even_when_the_new_snapshot_is_not_kept(
+    tmp_path: Path,
+) -> None:
+    """Before: a snapshot too large for a lowered bound went, and the older ones stayed over
+    it (`summon snapshot ls`: 33.6 MB of 21.0 MB) and went on being restored."""
+    roomy = SnapshotCache(tmp_path / "snaps", limit=4 * MiB)
+    old = save(roomy, "a" * 64, state(MiB + MiB // 2))
+    newer = save(roomy, "b" * 64, state(MiB // 2))
+    os.utime(old.folder, (1, 1))  # the least recently used
+    tight = SnapshotCache(tmp_path / "snaps", limit=MiB)
+    with pytest.raises(SummonError, match="larger than the cache's bound"):
+        save(tight, "c" * 64, state(2 * MiB))
+    assert [key for key, _ in tight.entries()] == [newer.key]
+
+
 def test_the_first_of_two_writers_of_one_key_wins(tmp_path: Path) -> None:
     cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
     first = cache.writer("9" * 64, "qemu", {})

@@ -167,7 +167,8 @@ class Snapshots:
             except (SummonError, OSError) as e:
                 if writer is not None:
                     writer.abort()
-                self.notice(f"warning: no snapshot saved in {self.cache.root}: {_why(e)}")
+                where = f" in {self.cache.root}" if isinstance(e, OSError) else ""
+                self.notice(f"warning: no snapshot saved{where}: {_why(e)}")
                 return
             instance.snapshot_key = key
             self.notice(
