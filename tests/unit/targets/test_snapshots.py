@@ -227,3 +227,12 @@ def test_remove_takes_a_stray_file_or_link_where_a_folder_belongs(tmp_path: Path
     assert cache.remove("stray") and cache.remove("link")
     assert cache.entries() == [] and list(cache.root.iterdir()) == []
     assert (kept / "precious").read_text() == "mine"  # a link's target is not the cache's
+
+
+def test_a_snapshot_moved_under_another_key_is_refused(tmp_path: Path) -> None:
+    """A whole, intact snapshot renamed to the key of another guest is never that guest."""
+    cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
+    snap = save(cache, "4" * 64, state(2048))
+    os.rename(snap.folder, cache.root / ("5" * 64))
+    with pytest.raises(CorruptSnapshot, match="its record is for another key or format"):
+        cache.find("5" * 64)
