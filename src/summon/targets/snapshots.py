@@ -28,6 +28,7 @@ import hmac
 import json
 import os
 import shutil
+import stat
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -47,6 +48,8 @@ STATE = "state"
 RECORD = "snapshot.json"
 FORMAT = 1
 _TMP = ".tmp-"
+# A record lists ~70 bytes per MiB of state: 16 MiB would be a 230 GiB snapshot.
+MAX_RECORD = 16 * 1024 * 1024
 
 
 class CorruptSnapshot(SummonError):
@@ -142,14 +145,14 @@ class SnapshotCache:
         is unreadable, does not fit its state's size, or fails its HMAC."""
         folder = self.root / key
         try:
-            text = (folder / RECORD).read_text()
+            text = _read_record(folder / RECORD, key)
             st = os.stat(folder)
         except FileNotFoundError:
             # Folders appear whole (renamed with their record): one without is damaged.
             if os.path.lexists(folder):
                 raise CorruptSnapshot(f"snapshot {key[:12]}: its record is missing") from None
             return None
-        except OSError as e:
+        except (OSError, UnicodeDecodeError) as e:
             raise CorruptSnapshot(f"snapshot {key[:12]}: cannot read its record: {e}") from None
         try:
             doc = json.loads(text)
@@ -176,9 +179,12 @@ class SnapshotCache:
         if not hmac.compare_digest(mac, _mac(key, snap.target, snap.digest, snap.size)):
             raise CorruptSnapshot(f"snapshot {key[:12]}: its record fails this host's HMAC")
         try:
-            actual = snap.state.stat().st_size
+            st = snap.state.stat()
         except OSError:
-            actual = -1
+            raise CorruptSnapshot(f"snapshot {key[:12]}: its state is missing") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptSnapshot(f"snapshot {key[:12]}: its state is not a regular file")
+        actual = st.st_size
         if actual != snap.size:
             raise CorruptSnapshot(
                 f"snapshot {key[:12]}: its state holds {actual} bytes, its record says {snap.size}"
@@ -363,7 +369,9 @@ def verified(snap: Snapshot) -> Iterator[bytes]:
     Raises CorruptSnapshot at the first chunk that differs from the record (it is never
     yielded), or when the state is shorter or longer than recorded.
     """
-    with snap.state.open("rb", buffering=0) as f:
+    with os.fdopen(
+        _open_regular(snap.state, f"snapshot {snap.key[:12]}: its state"), "rb", buffering=0
+    ) as f:
         for index, expected in enumerate(snap.chunks):
             data = f.read(CHUNK)
             if not data or _hash(data).hexdigest() != expected:
@@ -380,6 +388,26 @@ def feed(snap: Snapshot, write: Callable[[bytes], object]) -> None:
     """Hand snap's verified state to write(), a chunk at a time (see verified())."""
     for data in verified(snap):
         write(data)
+
+
+def _open_regular(path: Path, what: str) -> int:
+    """A read-only descriptor of path, which must be a regular file: a FIFO or device put in
+    a snapshot's place would block the reader or never end (CorruptSnapshot naming `what`)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CorruptSnapshot(f"{what} is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _read_record(path: Path, key: str) -> str:
+    """A snapshot's record (a regular file, at most MAX_RECORD bytes), as text."""
+    with os.fdopen(_open_regular(path, f"snapshot {key[:12]}: its record"), "rb") as f:
+        data = f.read(MAX_RECORD + 1)
+    if len(data) > MAX_RECORD:
+        raise CorruptSnapshot(f"snapshot {key[:12]}: its record is over {MAX_RECORD} bytes")
+    return data.decode()
 
 
 def _mtime(path: Path) -> float:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -236,3 +238,44 @@ def test_a_snapshot_moved_under_another_key_is_refused(tmp_path: Path) -> None:
     os.rename(snap.folder, cache.root / ("5" * 64))
     with pytest.raises(CorruptSnapshot, match="its record is for another key or format"):
         cache.find("5" * 64)
+
+
+def refused_without_blocking(call: Callable[[], object]) -> str:
+    """call()'s CorruptSnapshot message; a call still blocked after 20 s fails the test."""
+    said: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as e:
+            said.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "blocked on a FIFO put in a snapshot's place"
+    assert len(said) == 1 and isinstance(said[0], CorruptSnapshot), said
+    return str(said[0])
+
+
+def test_a_fifo_in_place_of_a_record_or_state_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """Before: a FIFO named snapshot.json hung every start of that guest and `snapshot ls`;
+    one swapped in for the state after find() hung the restore's verifier for good."""
+    cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
+    snap = save(cache, "3" * 64, state(2048))
+    record = snap.folder / "snapshot.json"
+    kept = record.read_bytes()
+    record.unlink()
+    os.mkfifo(record)
+    why = refused_without_blocking(lambda: cache.find(snap.key))
+    assert why == f"snapshot {snap.key[:12]}: its record is not a regular file"
+    record.unlink()
+    record.write_bytes(kept)
+    found = cache.find(snap.key)
+    assert found is not None
+    found.state.unlink()
+    os.mkfifo(found.state)
+    why = refused_without_blocking(lambda: fed(found))
+    assert why == f"snapshot {snap.key[:12]}: its state is not a regular file"
+    why = refused_without_blocking(lambda: cache.find(snap.key))
+    assert why == f"snapshot {snap.key[:12]}: its state is not a regular file"
