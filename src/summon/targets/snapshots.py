@@ -124,6 +124,10 @@ def _root(chunks: list[str] | tuple[str, ...]) -> str:
 def cache_root() -> Path:
     """Where snapshots are kept: $SUMMON_SNAPSHOTS (tests, benchmarks), else <cache>/snapshots."""
     given = os.environ.get("SUMMON_SNAPSHOTS")
+    if given and not os.path.isabs(given):
+        # A detached instance runs from its own folder (and `summon start` from anywhere):
+        # a relative folder would put its snapshots where `summon snapshot ls` never looks.
+        raise UserError(f"SUMMON_SNAPSHOTS must be an absolute folder, not {given!r}")
     return Path(given) if given else paths.cache_dir() / "snapshots"
 
 

@@ -202,6 +202,10 @@ def test_the_cache_root_follows_summon_snapshots(
     assert snapshots.cache_root() == home / "xdg_cache_home" / "summon" / "snapshots"
     monkeypatch.setenv("SUMMON_SNAPSHOTS", str(home / "elsewhere"))
     assert SnapshotCache().root == home / "elsewhere"
+    # Before: a detached run saved into its instance's folder (its cwd), unseen by ls.
+    monkeypatch.setenv("SUMMON_SNAPSHOTS", "snaps")
+    with pytest.raises(UserError, match="SUMMON_SNAPSHOTS must be an absolute folder"):
+        SnapshotCache()
 
 
 def test_a_snapshot_folder_without_its_record_is_refused_not_unseen(tmp_path: Path) -> None:
