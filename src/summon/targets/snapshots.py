@@ -62,6 +62,11 @@ def key_of(material: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def is_key(name: str) -> bool:
+    """Whether name is a snapshot key (key_of's sha256 hex): the only names the cache owns."""
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
 def cache_limit() -> int:
     """The cache's size bound in bytes: config.toml's snapshot_cache_size, else 1 GiB."""
     # The file store.policy.config_file() names (store.signing, beside it, would load
@@ -208,7 +213,7 @@ class SnapshotCache:
         except FileNotFoundError:
             return []
         for name in names:
-            if name.startswith("."):
+            if not is_key(name):  # not the cache's: left alone by ls, rm --all and eviction
                 continue
             try:
                 snap = self.find(name)
@@ -230,7 +235,7 @@ class SnapshotCache:
     def remove(self, key: str) -> bool:
         """Remove the snapshot under key (renamed away first, so no reader sees half of it)."""
         folder = self.root / key
-        if not os.path.lexists(folder):
+        if not is_key(key) or not os.path.lexists(folder):
             return False
         doomed = self.root / f"{_TMP}rm-{key}-{os.getpid()}"
         try:

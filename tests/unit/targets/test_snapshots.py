@@ -224,15 +224,34 @@ def test_a_snapshot_folder_without_its_record_is_refused_not_unseen(tmp_path: Pa
 def test_remove_takes_a_stray_file_or_link_where_a_folder_belongs(tmp_path: Path) -> None:
     cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
     cache.root.mkdir()
-    (cache.root / "stray").write_text("not a snapshot")
+    (cache.root / ("1" * 64)).write_text("not a snapshot")
     kept = tmp_path / "elsewhere"
     kept.mkdir()
     (kept / "precious").write_text("mine")
-    (cache.root / "link").symlink_to(kept)
-    assert sorted(key for key, _ in cache.entries()) == ["link", "stray"]  # both refused
-    assert cache.remove("stray") and cache.remove("link")
+    (cache.root / ("2" * 64)).symlink_to(kept)
+    assert sorted(key for key, _ in cache.entries()) == ["1" * 64, "2" * 64]  # both refused
+    assert cache.remove("1" * 64) and cache.remove("2" * 64)
     assert cache.entries() == [] and list(cache.root.iterdir()) == []
     assert (kept / "precious").read_text() == "mine"  # a link's target is not the cache's
+
+
+def test_names_that_are_not_keys_are_not_the_caches(tmp_path: Path) -> None:
+    """SUMMON_SNAPSHOTS pointed at a folder with other things in it: ls does not list them,
+    and neither rm nor eviction touches them."""
+    cache = SnapshotCache(tmp_path / "snaps", limit=MiB)
+    cache.root.mkdir()
+    (cache.root / "notes").mkdir()
+    (cache.root / "notes" / "todo.txt").write_text("keep me")
+    (cache.root / "photo.jpg").write_bytes(b"x" * (2 * MiB))
+    (cache.root / ("A" * 64)).mkdir()  # not lowercase hex: not a key either
+    save(cache, "d" * 64, state(MiB // 2))
+    assert [key for key, _ in cache.entries()] == ["d" * 64]
+    assert not cache.remove("notes") and not cache.remove("photo.jpg")
+    save(cache, "e" * 64, state(MiB // 2 + 4096))  # over the bound: "d..." goes, no other
+    assert sorted(p.name for p in cache.root.iterdir()) == sorted(
+        ["notes", "photo.jpg", "A" * 64, "e" * 64]
+    )
+    assert (cache.root / "notes" / "todo.txt").read_text() == "keep me"
 
 
 def test_a_snapshot_moved_under_another_key_is_refused(tmp_path: Path) -> None:
