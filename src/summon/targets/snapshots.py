@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import stat
 import time
@@ -48,6 +49,8 @@ STATE = "state"
 RECORD = "snapshot.json"
 FORMAT = 1
 _TMP = ".tmp-"
+# SnapshotWriter's folder (key prefix, random part, pid) and remove()'s (key, pid).
+_TEMPORARY = re.compile(r"\.tmp-(?:[0-9a-f]{16}(?:-[0-9a-f]{8})?|rm-[0-9a-f]{64})-(\d+)\Z")
 # A record lists ~70 bytes per MiB of state: 16 MiB would be a 230 GiB snapshot.
 MAX_RECORD = 16 * 1024 * 1024
 
@@ -274,10 +277,8 @@ class SnapshotCache:
         except FileNotFoundError:
             return
         for name in names:
-            if not name.startswith(_TMP):
-                continue
-            pid = name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not _alive(int(pid)):
+            ours = _TEMPORARY.match(name)  # a writer's or remove()'s, no other name
+            if ours and not _alive(int(ours.group(1))):
                 shutil.rmtree(self.root / name, ignore_errors=True)
 
     def writer(self, key: str, target: str, about: dict[str, Any]) -> SnapshotWriter:

@@ -244,12 +244,13 @@ def test_names_that_are_not_keys_are_not_the_caches(tmp_path: Path) -> None:
     (cache.root / "notes" / "todo.txt").write_text("keep me")
     (cache.root / "photo.jpg").write_bytes(b"x" * (2 * MiB))
     (cache.root / ("A" * 64)).mkdir()  # not lowercase hex: not a key either
+    (cache.root / ".tmp-build-999999999").mkdir()  # a dead pid's, but not a name summon makes
     save(cache, "d" * 64, state(MiB // 2))
     assert [key for key, _ in cache.entries()] == ["d" * 64]
     assert not cache.remove("notes") and not cache.remove("photo.jpg")
     save(cache, "e" * 64, state(MiB // 2 + 4096))  # over the bound: "d..." goes, no other
     assert sorted(p.name for p in cache.root.iterdir()) == sorted(
-        ["notes", "photo.jpg", "A" * 64, "e" * 64]
+        ["notes", "photo.jpg", "A" * 64, ".tmp-build-999999999", "e" * 64]
     )
     assert (cache.root / "notes" / "todo.txt").read_text() == "keep me"
 
