@@ -308,6 +308,7 @@ class SnapshotWriter:
         self._hash = _hash()
         self._filled = 0
         self.size = 0
+        self.lost = False  # commit() found another writer's snapshot under key first
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -357,6 +358,7 @@ class SnapshotWriter:
             self.abort()
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
+            self.lost = True
         _fsync_dir(self.cache.root)
         self.cache.evict(keep=self.key)
         snap = self.cache.find(self.key)

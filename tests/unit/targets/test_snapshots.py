@@ -156,6 +156,7 @@ def test_the_first_of_two_writers_of_one_key_wins(tmp_path: Path) -> None:
     first.commit()
     snap = second.commit()
     assert fed(snap) == b"one"
+    assert second.lost and not first.lost  # the saver says whose snapshot was kept
     assert [p.name for p in (tmp_path / "snaps").iterdir()] == ["9" * 64]
 
 

@@ -171,6 +171,12 @@ class Snapshots:
                 self.notice(f"warning: no snapshot saved{where}: {_why(e)}")
                 return
             instance.snapshot_key = key
+            if writer.lost:
+                self.notice(
+                    f"snapshot {key[:12]} was saved meanwhile by another start of this guest: "
+                    "later starts restore that one"
+                )
+                return
             self.notice(
                 f"snapshot {key[:12]} saved ({snap.size / 1e6:.0f} MB, "
                 f"{time.monotonic() - started:.2f} s): later starts restore it "
