@@ -182,7 +182,7 @@ class SnapshotCache:
             )
             mac = str(doc["mac"])
             root = _root(chunks)
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
             raise CorruptSnapshot(f"snapshot {key[:12]}: its record is malformed ({e})") from None
         if doc.get("format") != FORMAT or doc.get("key") != key:
             raise CorruptSnapshot(f"snapshot {key[:12]}: its record is for another key or format")

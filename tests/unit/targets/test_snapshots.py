@@ -101,6 +101,10 @@ def test_a_record_rewritten_to_match_a_new_state_fails_the_hosts_hmac(tmp_path: 
     (snap.folder / "snapshot.json").write_text("{not json")
     with pytest.raises(CorruptSnapshot, match="malformed"):
         cache.find(snap.key)
+    # Nested past the parser's recursion bound: before, a RecursionError (internal error).
+    (snap.folder / "snapshot.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CorruptSnapshot, match="malformed"):
+        cache.find(snap.key)
 
 
 def test_the_host_key_is_private_and_kept(home: Path, tmp_path: Path) -> None:
