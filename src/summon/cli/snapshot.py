@@ -78,8 +78,10 @@ def rm_cmd(keys: tuple[str, ...], everything: bool) -> None:
     """Remove snapshots by KEY (or a unique prefix of one); the next start boots and saves anew."""
     cache = SnapshotCache()
     known = [key for key, _ in cache.entries()]
-    if everything == bool(keys):
+    if everything and keys:
         raise UserError("snapshot rm: give KEYs (see summon snapshot ls) or --all, not both")
+    if not everything and not keys:
+        raise UserError("snapshot rm: give the KEYs to remove (see summon snapshot ls) or --all")
     chosen = known if everything else [_one(prefix, known) for prefix in keys]
     for key in chosen:
         if cache.remove(key):

@@ -27,7 +27,9 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
+import stat
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -47,6 +49,10 @@ STATE = "state"
 RECORD = "snapshot.json"
 FORMAT = 1
 _TMP = ".tmp-"
+# SnapshotWriter's folder (key prefix, random part, pid) and remove()'s (key, pid).
+_TEMPORARY = re.compile(r"\.tmp-(?:[0-9a-f]{16}(?:-[0-9a-f]{8})?|rm-[0-9a-f]{64})-(\d+)\Z")
+# A record lists ~70 bytes per MiB of state: 16 MiB would be a 230 GiB snapshot.
+MAX_RECORD = 16 * 1024 * 1024
 
 
 class CorruptSnapshot(SummonError):
@@ -57,6 +63,11 @@ def key_of(material: dict[str, Any]) -> str:
     """The cache key of a guest: sha256 of the canonical JSON of what shapes it."""
     text = json.dumps(material, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def is_key(name: str) -> bool:
+    """Whether name is a snapshot key (key_of's sha256 hex): the only names the cache owns."""
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
 def cache_limit() -> int:
@@ -121,6 +132,10 @@ def _root(chunks: list[str] | tuple[str, ...]) -> str:
 def cache_root() -> Path:
     """Where snapshots are kept: $SUMMON_SNAPSHOTS (tests, benchmarks), else <cache>/snapshots."""
     given = os.environ.get("SUMMON_SNAPSHOTS")
+    if given and not os.path.isabs(given):
+        # A detached instance runs from its own folder (and `summon start` from anywhere):
+        # a relative folder would put its snapshots where `summon snapshot ls` never looks.
+        raise UserError(f"SUMMON_SNAPSHOTS must be an absolute folder, not {given!r}")
     return Path(given) if given else paths.cache_dir() / "snapshots"
 
 
@@ -142,11 +157,14 @@ class SnapshotCache:
         is unreadable, does not fit its state's size, or fails its HMAC."""
         folder = self.root / key
         try:
-            text = (folder / RECORD).read_text()
+            text = _read_record(folder / RECORD, key)
             st = os.stat(folder)
         except FileNotFoundError:
+            # Folders appear whole (renamed with their record): one without is damaged.
+            if os.path.lexists(folder):
+                raise CorruptSnapshot(f"snapshot {key[:12]}: its record is missing") from None
             return None
-        except OSError as e:
+        except (OSError, UnicodeDecodeError) as e:
             raise CorruptSnapshot(f"snapshot {key[:12]}: cannot read its record: {e}") from None
         try:
             doc = json.loads(text)
@@ -164,7 +182,7 @@ class SnapshotCache:
             )
             mac = str(doc["mac"])
             root = _root(chunks)
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
             raise CorruptSnapshot(f"snapshot {key[:12]}: its record is malformed ({e})") from None
         if doc.get("format") != FORMAT or doc.get("key") != key:
             raise CorruptSnapshot(f"snapshot {key[:12]}: its record is for another key or format")
@@ -173,9 +191,12 @@ class SnapshotCache:
         if not hmac.compare_digest(mac, _mac(key, snap.target, snap.digest, snap.size)):
             raise CorruptSnapshot(f"snapshot {key[:12]}: its record fails this host's HMAC")
         try:
-            actual = snap.state.stat().st_size
+            st = snap.state.stat()
         except OSError:
-            actual = -1
+            raise CorruptSnapshot(f"snapshot {key[:12]}: its state is missing") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptSnapshot(f"snapshot {key[:12]}: its state is not a regular file")
+        actual = st.st_size
         if actual != snap.size:
             raise CorruptSnapshot(
                 f"snapshot {key[:12]}: its state holds {actual} bytes, its record says {snap.size}"
@@ -195,7 +216,7 @@ class SnapshotCache:
         except FileNotFoundError:
             return []
         for name in names:
-            if name.startswith("."):
+            if not is_key(name):  # not the cache's: left alone by ls, rm --all and eviction
                 continue
             try:
                 snap = self.find(name)
@@ -217,14 +238,17 @@ class SnapshotCache:
     def remove(self, key: str) -> bool:
         """Remove the snapshot under key (renamed away first, so no reader sees half of it)."""
         folder = self.root / key
-        if not folder.is_dir():
+        if not is_key(key) or not os.path.lexists(folder):
             return False
         doomed = self.root / f"{_TMP}rm-{key}-{os.getpid()}"
         try:
             os.rename(folder, doomed)
         except FileNotFoundError:
             return False
-        shutil.rmtree(doomed, ignore_errors=True)
+        if doomed.is_dir() and not doomed.is_symlink():
+            shutil.rmtree(doomed, ignore_errors=True)
+        else:  # a stray file or link where a snapshot's folder belongs (ls shows it refused)
+            doomed.unlink(missing_ok=True)
         return True
 
     def evict(self, keep: str = "") -> list[str]:
@@ -233,10 +257,11 @@ class SnapshotCache:
         entries = self.entries()
         sizes = {key: self.folder_size(key) for key, _ in entries}
         total = sum(sizes.values())
-        if sizes.get(keep, 0) > self.limit:  # alone too large: it goes, the others stay
-            self.remove(keep)
-            return [keep]
         removed = []
+        if sizes.get(keep, 0) > self.limit:  # alone too large: it goes, the others as needed
+            if self.remove(keep):
+                removed.append(keep)
+                total -= sizes[keep]
         for key in [key for key, _ in reversed(entries) if key != keep]:  # least recent first
             if total <= self.limit:
                 break
@@ -252,10 +277,8 @@ class SnapshotCache:
         except FileNotFoundError:
             return
         for name in names:
-            if not name.startswith(_TMP):
-                continue
-            pid = name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not _alive(int(pid)):
+            ours = _TEMPORARY.match(name)  # a writer's or remove()'s, no other name
+            if ours and not _alive(int(ours.group(1))):
                 shutil.rmtree(self.root / name, ignore_errors=True)
 
     def writer(self, key: str, target: str, about: dict[str, Any]) -> SnapshotWriter:
@@ -276,11 +299,16 @@ class SnapshotWriter:
         # the pid last, for _sweep.
         self.folder = cache.root / f"{_TMP}{key[:16]}-{os.urandom(4).hex()}-{os.getpid()}"
         self.folder.mkdir(mode=0o700)
-        self._file = (self.folder / STATE).open("wb")
+        try:
+            self._file = (self.folder / STATE).open("wb")
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
         self._chunks: list[str] = []
         self._hash = _hash()
         self._filled = 0
         self.size = 0
+        self.lost = False  # commit() found another writer's snapshot under key first
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -330,6 +358,7 @@ class SnapshotWriter:
             self.abort()
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
+            self.lost = True
         _fsync_dir(self.cache.root)
         self.cache.evict(keep=self.key)
         snap = self.cache.find(self.key)
@@ -352,7 +381,9 @@ def verified(snap: Snapshot) -> Iterator[bytes]:
     Raises CorruptSnapshot at the first chunk that differs from the record (it is never
     yielded), or when the state is shorter or longer than recorded.
     """
-    with snap.state.open("rb", buffering=0) as f:
+    with os.fdopen(
+        _open_regular(snap.state, f"snapshot {snap.key[:12]}: its state"), "rb", buffering=0
+    ) as f:
         for index, expected in enumerate(snap.chunks):
             data = f.read(CHUNK)
             if not data or _hash(data).hexdigest() != expected:
@@ -369,6 +400,26 @@ def feed(snap: Snapshot, write: Callable[[bytes], object]) -> None:
     """Hand snap's verified state to write(), a chunk at a time (see verified())."""
     for data in verified(snap):
         write(data)
+
+
+def _open_regular(path: Path, what: str) -> int:
+    """A read-only descriptor of path, which must be a regular file: a FIFO or device put in
+    a snapshot's place would block the reader or never end (CorruptSnapshot naming `what`)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CorruptSnapshot(f"{what} is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _read_record(path: Path, key: str) -> str:
+    """A snapshot's record (a regular file, at most MAX_RECORD bytes), as text."""
+    with os.fdopen(_open_regular(path, f"snapshot {key[:12]}: its record"), "rb") as f:
+        data = f.read(MAX_RECORD + 1)
+    if len(data) > MAX_RECORD:
+        raise CorruptSnapshot(f"snapshot {key[:12]}: its record is over {MAX_RECORD} bytes")
+    return data.decode()
 
 
 def _mtime(path: Path) -> float:

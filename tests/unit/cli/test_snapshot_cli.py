@@ -58,7 +58,9 @@ def test_rm_by_prefix_and_its_errors(cache: SnapshotCache) -> None:
     missing = runner.invoke(cli, ["snapshot", "rm", "abab"])
     assert missing.exit_code == 2 and "no snapshot 'abab'" in missing.output
     both = runner.invoke(cli, ["snapshot", "rm", "--all", "ac"])
-    assert both.exit_code == 2
+    assert both.exit_code == 2 and "or --all, not both" in both.output
+    neither = runner.invoke(cli, ["snapshot", "rm"])
+    assert neither.exit_code == 2 and "give the KEYs to remove" in neither.output
     everything = runner.invoke(cli, ["snapshot", "rm", "--all"])
     assert everything.exit_code == 0 and everything.output.strip() == "ac" * 32
     assert cache.entries() == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,10 @@ def test_a_record_rewritten_to_match_a_new_state_fails_the_hosts_hmac(tmp_path: 
     (snap.folder / "snapshot.json").write_text("{not json")
     with pytest.raises(CorruptSnapshot, match="malformed"):
         cache.find(snap.key)
+    # Nested past the parser's recursion bound: before, a RecursionError (internal error).
+    (snap.folder / "snapshot.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CorruptSnapshot, match="malformed"):
+        cache.find(snap.key)
 
 
 def test_the_host_key_is_private_and_kept(home: Path, tmp_path: Path) -> None:
@@ -130,6 +136,21 @@ def test_a_snapshot_larger_than_the_bound_is_not_kept(tmp_path: Path) -> None:
     assert [key for key, _ in cache.entries()] == [small.key]  # the others stay
 
 
+def test_a_lowered_bound_is_enforced_even_when_the_new_snapshot_is_not_kept(
+    tmp_path: Path,
+) -> None:
+    """Before: a snapshot too large for a lowered bound went, and the older ones stayed over
+    it (`summon snapshot ls`: 33.6 MB of 21.0 MB) and went on being restored."""
+    roomy = SnapshotCache(tmp_path / "snaps", limit=4 * MiB)
+    old = save(roomy, "a" * 64, state(MiB + MiB // 2))
+    newer = save(roomy, "b" * 64, state(MiB // 2))
+    os.utime(old.folder, (1, 1))  # the least recently used
+    tight = SnapshotCache(tmp_path / "snaps", limit=MiB)
+    with pytest.raises(SummonError, match="larger than the cache's bound"):
+        save(tight, "c" * 64, state(2 * MiB))
+    assert [key for key, _ in tight.entries()] == [newer.key]
+
+
 def test_the_first_of_two_writers_of_one_key_wins(tmp_path: Path) -> None:
     cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
     first = cache.writer("9" * 64, "qemu", {})
@@ -139,6 +160,7 @@ def test_the_first_of_two_writers_of_one_key_wins(tmp_path: Path) -> None:
     first.commit()
     snap = second.commit()
     assert fed(snap) == b"one"
+    assert second.lost and not first.lost  # the saver says whose snapshot was kept
     assert [p.name for p in (tmp_path / "snaps").iterdir()] == ["9" * 64]
 
 
@@ -185,3 +207,104 @@ def test_the_cache_root_follows_summon_snapshots(
     assert snapshots.cache_root() == home / "xdg_cache_home" / "summon" / "snapshots"
     monkeypatch.setenv("SUMMON_SNAPSHOTS", str(home / "elsewhere"))
     assert SnapshotCache().root == home / "elsewhere"
+    # Before: a detached run saved into its instance's folder (its cwd), unseen by ls.
+    monkeypatch.setenv("SUMMON_SNAPSHOTS", "snaps")
+    with pytest.raises(UserError, match="SUMMON_SNAPSHOTS must be an absolute folder"):
+        SnapshotCache()
+
+
+def test_a_snapshot_folder_without_its_record_is_refused_not_unseen(tmp_path: Path) -> None:
+    """Before: find() took a folder whose record was deleted for no snapshot, so ls and rm
+    never saw it and every later save of its key failed ("larger than the cache's bound")."""
+    cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
+    snap = save(cache, "6" * 64, state(1024))
+    (snap.folder / "snapshot.json").unlink()
+    with pytest.raises(CorruptSnapshot, match="its record is missing"):
+        cache.find(snap.key)
+    assert [key for key, _ in cache.entries()] == [snap.key]
+    assert cache.remove(snap.key)
+    assert fed(save(cache, snap.key, state(2048, seed=2))) == state(2048, seed=2)
+
+
+def test_remove_takes_a_stray_file_or_link_where_a_folder_belongs(tmp_path: Path) -> None:
+    cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
+    cache.root.mkdir()
+    (cache.root / ("1" * 64)).write_text("not a snapshot")
+    kept = tmp_path / "elsewhere"
+    kept.mkdir()
+    (kept / "precious").write_text("mine")
+    (cache.root / ("2" * 64)).symlink_to(kept)
+    assert sorted(key for key, _ in cache.entries()) == ["1" * 64, "2" * 64]  # both refused
+    assert cache.remove("1" * 64) and cache.remove("2" * 64)
+    assert cache.entries() == [] and list(cache.root.iterdir()) == []
+    assert (kept / "precious").read_text() == "mine"  # a link's target is not the cache's
+
+
+def test_names_that_are_not_keys_are_not_the_caches(tmp_path: Path) -> None:
+    """SUMMON_SNAPSHOTS pointed at a folder with other things in it: ls does not list them,
+    and neither rm nor eviction touches them."""
+    cache = SnapshotCache(tmp_path / "snaps", limit=MiB)
+    cache.root.mkdir()
+    (cache.root / "notes").mkdir()
+    (cache.root / "notes" / "todo.txt").write_text("keep me")
+    (cache.root / "photo.jpg").write_bytes(b"x" * (2 * MiB))
+    (cache.root / ("A" * 64)).mkdir()  # not lowercase hex: not a key either
+    (cache.root / ".tmp-build-999999999").mkdir()  # a dead pid's, but not a name summon makes
+    save(cache, "d" * 64, state(MiB // 2))
+    assert [key for key, _ in cache.entries()] == ["d" * 64]
+    assert not cache.remove("notes") and not cache.remove("photo.jpg")
+    save(cache, "e" * 64, state(MiB // 2 + 4096))  # over the bound: "d..." goes, no other
+    assert sorted(p.name for p in cache.root.iterdir()) == sorted(
+        ["notes", "photo.jpg", "A" * 64, ".tmp-build-999999999", "e" * 64]
+    )
+    assert (cache.root / "notes" / "todo.txt").read_text() == "keep me"
+
+
+def test_a_snapshot_moved_under_another_key_is_refused(tmp_path: Path) -> None:
+    """A whole, intact snapshot renamed to the key of another guest is never that guest."""
+    cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
+    snap = save(cache, "4" * 64, state(2048))
+    os.rename(snap.folder, cache.root / ("5" * 64))
+    with pytest.raises(CorruptSnapshot, match="its record is for another key or format"):
+        cache.find("5" * 64)
+
+
+def refused_without_blocking(call: Callable[[], object]) -> str:
+    """call()'s CorruptSnapshot message; a call still blocked after 20 s fails the test."""
+    said: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as e:
+            said.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "blocked on a FIFO put in a snapshot's place"
+    assert len(said) == 1 and isinstance(said[0], CorruptSnapshot), said
+    return str(said[0])
+
+
+def test_a_fifo_in_place_of_a_record_or_state_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """Before: a FIFO named snapshot.json hung every start of that guest and `snapshot ls`;
+    one swapped in for the state after find() hung the restore's verifier for good."""
+    cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
+    snap = save(cache, "3" * 64, state(2048))
+    record = snap.folder / "snapshot.json"
+    kept = record.read_bytes()
+    record.unlink()
+    os.mkfifo(record)
+    why = refused_without_blocking(lambda: cache.find(snap.key))
+    assert why == f"snapshot {snap.key[:12]}: its record is not a regular file"
+    record.unlink()
+    record.write_bytes(kept)
+    found = cache.find(snap.key)
+    assert found is not None
+    found.state.unlink()
+    os.mkfifo(found.state)
+    why = refused_without_blocking(lambda: fed(found))
+    assert why == f"snapshot {snap.key[:12]}: its state is not a regular file"
+    why = refused_without_blocking(lambda: cache.find(snap.key))
+    assert why == f"snapshot {snap.key[:12]}: its state is not a regular file"

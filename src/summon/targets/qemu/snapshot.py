@@ -117,6 +117,13 @@ def material(
     }
 
 
+def _why(e: BaseException) -> str:
+    """An error in words: an OSError's reason without its errno and paths (said beside it)."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e)
+
+
 class Snapshots:
     """The qemu target's side of the snapshot cache: find one, save at the point, restore."""
 
@@ -130,9 +137,16 @@ class Snapshots:
         try:
             return self.cache.find(key)
         except CorruptSnapshot as e:
-            self.cache.remove(key)
-            self.notice(f"warning: {e}: refused and removed; booting instead")
+            self.notice(f"warning: {e}: refused and {self._drop(key)}; booting instead")
             return None
+
+    def _drop(self, key: str) -> str:
+        """Remove a refused snapshot; what became of it ("removed", or why it could not be)."""
+        try:
+            self.cache.remove(key)
+        except OSError as e:  # a read-only cache: the refusal stands, the boot goes on
+            return f"not removed from {self.cache.root} ({_why(e)})"
+        return "removed"
 
     def saver(self, key: str, about: dict[str, Any], qemu: str) -> Callable[[QemuInstance], None]:
         """What QemuInstance.boot calls at the snapshot point: save the guest under key.
@@ -144,15 +158,25 @@ class Snapshots:
             assert instance.qmp is not None
             started = time.monotonic()
             about_it = {**about, "qemu": qemu_version(qemu), "listening": instance.console.app_up}
-            writer = self.cache.writer(key, self.target, about_it)
+            writer = None
             try:
+                # In the try: a read-only or missing cache folder fails here, not in save().
+                writer = self.cache.writer(key, self.target, about_it)
                 save(instance.qmp, writer, SAVE_TIMEOUT)
                 snap = writer.commit()
             except (SummonError, OSError) as e:
-                writer.abort()
-                self.notice(f"warning: no snapshot saved: {e}")
+                if writer is not None:
+                    writer.abort()
+                where = f" in {self.cache.root}" if isinstance(e, OSError) else ""
+                self.notice(f"warning: no snapshot saved{where}: {_why(e)}")
                 return
             instance.snapshot_key = key
+            if writer.lost:
+                self.notice(
+                    f"snapshot {key[:12]} was saved meanwhile by another start of this guest: "
+                    "later starts restore that one"
+                )
+                return
             self.notice(
                 f"snapshot {key[:12]} saved ({snap.size / 1e6:.0f} MB, "
                 f"{time.monotonic() - started:.2f} s): later starts restore it "
@@ -178,17 +202,15 @@ class Snapshots:
             raise
         except CorruptSnapshot as e:
             instance.stop(grace=0)
-            self.cache.remove(snap.key)
-            self.notice(f"warning: {e}: refused and removed; booting instead")
+            self.notice(f"warning: {e}: refused and {self._drop(snap.key)}; booting instead")
             return None
         except (SummonError, OSError) as e:
             instance.stop(grace=0)
             said = instance.qemu_said()
-            self.cache.remove(snap.key)
             self.notice(
                 f"warning: snapshot {snap.key[:12]} could not be restored ({e}"
                 + (f"; QEMU said: {said}" if said else "")
-                + "): removed; booting instead"
+                + f"): {self._drop(snap.key)}; booting instead"
             )
             return None
         self.cache.used(snap)

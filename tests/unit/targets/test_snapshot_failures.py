@@ -1,0 +1,69 @@
+"""The qemu target's snapshots when the cache folder fails them: the run goes on, said once."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
+
+import pytest
+
+from summon.targets.qemu.instance import QemuInstance
+from summon.targets.qemu.snapshot import Snapshots
+from summon.targets.snapshots import SnapshotCache
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    monkeypatch.delenv("SUMMON_SNAPSHOTS", raising=False)
+
+
+def at_point() -> QemuInstance:
+    """An instance as the saver sees it at its snapshot point (it has a monitor)."""
+    fake = SimpleNamespace(qmp=object(), console=SimpleNamespace(app_up="80/tcp"))
+    fake.snapshot_key = ""
+    return cast(QemuInstance, fake)
+
+
+def test_a_cache_folder_that_cannot_be_made_is_a_warning_not_a_failed_run(
+    tmp_path: Path,
+) -> None:
+    """Before: the OSError of making the writer's folder escaped the saver and the run died
+    with a traceback; now the run goes on unsaved and says why in one line."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    said: list[str] = []
+    snaps = Snapshots(SnapshotCache(blocker / "snapshots", limit=1 << 30), "qemu", said.append)
+    instance = at_point()
+    snaps.saver("a" * 64, {"image": "dice:test"}, "/bin/true")(instance)
+    assert said == [f"warning: no snapshot saved in {blocker / 'snapshots'}: Not a directory"]
+    assert instance.snapshot_key == ""  # nothing claims to be restorable
+    assert blocker.read_text() == ""
+
+
+def test_a_refused_snapshot_that_cannot_be_removed_is_still_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A damaged snapshot in a read-only cache: refused and booted past, not a crash."""
+    cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
+    writer = cache.writer("b" * 64, "qemu", {})
+    writer.write(b"state" * 1000)
+    snap = writer.commit()
+    record = snap.folder / "snapshot.json"
+    record.write_text(record.read_text().replace('"size": 5000', '"size": 4999'))
+
+    def read_only(key: str) -> bool:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(cache.root / key))
+
+    monkeypatch.setattr(cache, "remove", read_only)
+    said: list[str] = []
+    assert Snapshots(cache, "qemu", said.append).find(snap.key) is None
+    assert len(said) == 1
+    assert said[0].startswith(f"warning: snapshot {snap.key[:12]}: ")
+    assert said[0].endswith(
+        f"refused and not removed from {cache.root} (Read-only file system); booting instead"
+    )
