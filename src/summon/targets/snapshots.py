@@ -47,7 +47,7 @@ DEFAULT_LIMIT = 1024 * 1024 * 1024
 CONFIG_KEY = "snapshot_cache_size"
 STATE = "state"
 RECORD = "snapshot.json"
-FORMAT = 1
+FORMAT = 2  # 2: the record's `about` is under the HMAC too (its `listening` is acted on)
 _TMP = ".tmp-"
 # SnapshotWriter's folder (key prefix, random part, pid) and remove()'s (key, pid).
 _TEMPORARY = re.compile(r"\.tmp-(?:[0-9a-f]{16}(?:-[0-9a-f]{8})?|rm-[0-9a-f]{64})-(\d+)\Z")
@@ -116,9 +116,10 @@ def _host_key() -> bytes:
     return host_key("snapshot")
 
 
-def _mac(key: str, target: str, digest: str, size: int) -> str:
-    message = f"summon snapshot v{FORMAT}\n{key}\n{target}\n{digest}\n{size}\n".encode()
-    return hmac.new(_host_key(), message, hashlib.sha256).hexdigest()
+def _mac(key: str, target: str, digest: str, size: int, about: dict[str, Any]) -> str:
+    told = json.dumps(about, sort_keys=True, separators=(",", ":"), default=str)
+    message = f"summon snapshot v{FORMAT}\n{key}\n{target}\n{digest}\n{size}\n{told}\n"
+    return hmac.new(_host_key(), message.encode(), hashlib.sha256).hexdigest()
 
 
 def _hash(data: bytes | memoryview = b"") -> hashlib.blake2b:
@@ -188,7 +189,7 @@ class SnapshotCache:
             raise CorruptSnapshot(f"snapshot {key[:12]}: its record is for another key or format")
         if root != snap.digest or len(chunks) != -(-snap.size // CHUNK):
             raise CorruptSnapshot(f"snapshot {key[:12]}: its chunk list does not make its digest")
-        if not hmac.compare_digest(mac, _mac(key, snap.target, snap.digest, snap.size)):
+        if not hmac.compare_digest(mac, _mac(key, snap.target, snap.digest, snap.size, snap.about)):
             raise CorruptSnapshot(f"snapshot {key[:12]}: its record fails this host's HMAC")
         try:
             st = snap.state.stat()
@@ -344,7 +345,7 @@ class SnapshotWriter:
             "chunks": self._chunks,
             "created": time.time(),
             "about": self.about,
-            "mac": _mac(self.key, self.target, digest, self.size),
+            "mac": _mac(self.key, self.target, digest, self.size, self.about),
         }
         path = self.folder / RECORD
         with path.open("w") as f:

@@ -117,6 +117,27 @@ def test_the_host_key_is_private_and_kept(home: Path, tmp_path: Path) -> None:
     assert key.read_bytes() == before
 
 
+def test_a_records_about_is_under_the_hmac_too(tmp_path: Path) -> None:
+    """Its `listening` is acted on (a restored guest's ports are not probed again)."""
+    cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
+    snap = save(cache, "f" * 64, state(CHUNK))
+    record = json.loads((snap.folder / "snapshot.json").read_text())
+    record["about"]["listening"] = "22/tcp"
+    (snap.folder / "snapshot.json").write_text(json.dumps(record))
+    with pytest.raises(CorruptSnapshot, match="fails this host's HMAC"):
+        cache.find(snap.key)
+
+
+def test_a_host_key_cut_short_is_replaced_not_used(home: Path, tmp_path: Path) -> None:
+    key = home / "xdg_state_home" / "summon" / "snapshot.key"
+    key.parent.mkdir(parents=True)
+    key.write_bytes(b"\x00" * 3)
+    cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
+    snap = save(cache, "9" * 64, state(1024))
+    assert len(key.read_bytes()) == 32 and key.read_bytes() != b"\x00" * 32
+    assert cache.find(snap.key) is not None
+
+
 def test_least_recently_used_go_first_past_the_bound(tmp_path: Path) -> None:
     cache = SnapshotCache(tmp_path / "snaps", limit=int(2.5 * MiB))
     old = save(cache, "1" * 64, state(MiB))
