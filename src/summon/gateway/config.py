@@ -26,6 +26,7 @@ except ImportError:  # another Python's layout (3.12: _sha2)
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*\Z", re.ASCII)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+MIN_MEMORY = 8 << 20  # bytes, as cli/run.py's and the manifest's minimum
 _GATEWAY_KEYS = {"dns", "zone", "status", "upstream"}
 _SERVICE_KEYS = {
     "name", "image", "target", "ports", "idle_timeout", "memory", "boot_timeout",
@@ -257,11 +258,19 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
     boot = parse_duration(entry.get("boot_timeout", "10s"), bad_at(f"{where}: boot_timeout"))
     memory = None
     if "memory" in entry:
-        from summon.manifest import parse_size  # not at rest: the gateway's memory counts
+        # not at rest: the gateway's memory counts
+        from summon.manifest import host_memory, parse_size
 
-        memory = parse_size(entry["memory"], bad_at(f"{where}: memory"))
-        if memory < 4 << 20:
-            raise bad_at(f"{where}: memory")(f"{entry['memory']!r} is below the 4M minimum")
+        given = entry["memory"]
+        memory = parse_size(given, bad_at(f"{where}: memory"))
+        if memory < MIN_MEMORY:  # as `summon run -m` and the manifest: Python dies below
+            raise bad_at(f"{where}: memory")(
+                f"{given!r}: at least {MIN_MEMORY >> 20}M is needed to start Python"
+            )
+        if (total := host_memory()) and memory > total:  # every boot would fail, or worse
+            raise bad_at(f"{where}: memory")(
+                f"{given!r} is more than this host has ({total >> 20}M)"
+            )
     max_instances = entry.get("max_instances", 1)
     # One instance per service so far: a value that would scale out is refused, not ignored.
     if max_instances != 1 or isinstance(max_instances, bool):

@@ -111,6 +111,31 @@ def test_errors_are_one_line_naming_file_and_key(
     assert e.value.exit_status == 2
 
 
+def test_memory_is_between_what_python_needs_and_what_the_host_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A service given more memory than the host has was accepted, and every boot of it
+    # failed or took the host's memory; 5M was accepted too, and the app died at each boot.
+    monkeypatch.setattr("summon.manifest.host_memory", lambda: 2 << 30)
+    for size, why in (
+        ('"3G"', "memory: '3G' is more than this host has (2048M)"),
+        ('"1048576G"', "memory: '1048576G' is more than this host has (2048M)"),
+        ('"5M"', "memory: '5M': at least 8M is needed to start Python"),
+        ("-1", "memory: -1: at least 8M is needed to start Python"),
+    ):
+        path = write(tmp_path, GOOD.replace('memory = "64M"', f"memory = {size}"))
+        with pytest.raises(ConfigError) as e:
+            load(path)
+        assert str(e.value) == f"{path}: service 'http': {why}"
+        assert e.value.exit_status == 2
+    path = write(tmp_path, GOOD.replace('memory = "64M"', 'memory = "2G"'))
+    assert load(path).services[0].memory == 2 << 30
+    # A host whose /proc/meminfo says nothing: no upper bound rather than a refusal.
+    monkeypatch.setattr("summon.manifest.host_memory", lambda: 0)
+    path = write(tmp_path, GOOD.replace('memory = "64M"', 'memory = "3G"'))
+    assert load(path).services[0].memory == 3 << 30
+
+
 def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         load(write(tmp_path, "[gateway\n"))
