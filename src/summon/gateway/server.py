@@ -288,6 +288,7 @@ class Gateway:
         self._rested_after = -1  # activity when the heap was last trimmed (-1: never)
         self._floor_kib = rest.anonymous_kib()  # before any service: trims are worth it above
         self._bound = (config.dns, config.status)  # what start() listens on; reload keeps it
+        self._reloading = asyncio.Lock()  # one reload at a time (SIGHUPs may come quicker)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -321,7 +322,13 @@ class Gateway:
         await asyncio.gather(*(self._remove(name) for name in list(self.services)))
 
     async def reload(self, config: GatewayConfig) -> None:
-        """Apply a new config: services added, removed or changed (a changed one restarts)."""
+        """Apply a new config: services added, removed or changed (a changed one restarts).
+        A reload waits for the one under way: two at once each set the same service up anew,
+        the second on a port the first had just listened on, and that listener kept it."""
+        async with self._reloading:
+            await self._reload(config)
+
+    async def _reload(self, config: GatewayConfig) -> None:
         old = {s.name: s for s in self.config.services}
         new = {s.name: s for s in config.services}
         addresses = config.addresses()

@@ -339,3 +339,51 @@ def test_a_client_connecting_while_a_changed_service_reloads_waits_not_refused(
             await gw.close()
 
     run(main())
+
+
+def test_reloads_that_overlap_are_applied_one_after_the_other(tmp_path: Path) -> None:
+    """SIGHUP twice while the first reload still stops the old instance: the two reloads ran
+    at once, the second set the service up on a port the first had just listened on
+    ("cannot listen on ...: Address already in use"), and a listener no service owned kept
+    the port."""
+
+    async def main() -> None:
+        launcher = FakeLauncher(delay=0.05)
+        port = free_port("127.0.0.1")
+        doc = web_doc(port, "30s")
+        gw = Gateway(parse(doc, tmp_path / "gw.toml"), launcher=launcher)
+        await gw.start()
+        try:
+            address = gw.services["web"].address
+            assert await fetch(port, address) == REPLY
+            old = launcher.instances[0]
+            stopping, release = threading.Event(), threading.Event()
+            real_stop = old.stop
+
+            def slow_stop(grace: float = 10.0) -> int:
+                stopping.set()
+                release.wait(20)
+                return real_stop(grace)
+
+            old.stop = slow_stop  # type: ignore[method-assign]
+            doc["service"][0]["idle_timeout"] = "60s"
+            first = asyncio.ensure_future(gw.reload(parse(doc, tmp_path / "gw.toml")))
+            assert await asyncio.to_thread(stopping.wait, 20)
+            doc["service"][0]["idle_timeout"] = "90s"
+            second = asyncio.ensure_future(gw.reload(parse(doc, tmp_path / "gw.toml")))
+            await asyncio.sleep(0.2)
+            release.set()
+            await asyncio.gather(first, second)
+            svc = gw.services["web"]
+            assert svc.state != State.FAILED, svc.reason
+            assert svc.config.idle_timeout == 90
+            assert await fetch(port, address) == REPLY
+        finally:
+            await gw.close()
+        # Nothing of the gateway's listens on the port any more: every listener had an owner.
+        with socket.socket() as again:
+            again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAITs
+            again.bind((address, port))
+            again.listen()
+
+    run(main())
