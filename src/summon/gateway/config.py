@@ -194,7 +194,23 @@ def parse(doc: dict[str, Any], path: Path) -> GatewayConfig:
         if name in seen:
             raise ConfigError(f"{path}: service[{i}].name: {name!r} is configured twice")
         seen.add(name)
-    return GatewayConfig(path, dns, zone, status, upstream, tuple(services))
+    config = GatewayConfig(path, dns, zone, status, upstream, tuple(services))
+    _check_clashes(config, bad_at)
+    return config
+
+
+def _check_clashes(config: GatewayConfig, bad_at: Any) -> None:
+    """The DNS (TCP too) and status servers on a port one of the services listens on: the
+    service took it first, and the gateway refused to start with "cannot listen on
+    0.0.0.0:8099 for its status server: Address already in use", naming no service."""
+    addresses = config.addresses()
+    for key, (host, port) in (("dns", config.dns), ("status", config.status)):
+        for svc in config.services:
+            if port in svc.ports and host in ("0.0.0.0", addresses[svc.name]):
+                raise bad_at(f"gateway.{key}")(
+                    f"{host}:{port} is also where service {svc.name!r} listens "
+                    f"({addresses[svc.name]}:{port}): give one of them another port"
+                )
 
 
 def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:

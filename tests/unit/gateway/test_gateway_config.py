@@ -136,6 +136,29 @@ def test_memory_is_between_what_python_needs_and_what_the_host_has(
     assert load(path).services[0].memory == 3 << 30
 
 
+def test_a_gateway_server_on_a_services_port_is_named(tmp_path: Path) -> None:
+    # The service listened first, and the gateway refused to start with "cannot listen on
+    # 0.0.0.0:8080 for its status server: Address already in use": its own service held it.
+    http = allocate_addresses(["http", "api"])["http"]
+    for gateway, key, where in (
+        ('status = "0.0.0.0:8080"', "gateway.status", "0.0.0.0:8080"),
+        ('dns = "0.0.0.0:80"', "gateway.dns", "0.0.0.0:80"),
+        (f'status = "{http}:8080"', "gateway.status", f"{http}:8080"),
+    ):
+        text = GOOD.replace('status = "127.0.0.1:8099"', "").replace('dns = "127.0.0.1:5353"', "")
+        path = write(tmp_path, text.replace("[gateway]", f"[gateway]\n{gateway}"))
+        with pytest.raises(ConfigError) as e:
+            load(path)
+        port = where.rsplit(":", 1)[1]
+        assert str(e.value) == (
+            f"{path}: {key}: {where} is also where service 'http' listens ({http}:{port}): "
+            "give one of them another port"
+        )
+    # Another port on all addresses, or the same port on another address, is no clash.
+    for gateway in ('status = "0.0.0.0:9000"', f'status = "{http}:9000"'):
+        load(write(tmp_path, GOOD.replace('status = "127.0.0.1:8099"', gateway)))
+
+
 def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         load(write(tmp_path, "[gateway\n"))
