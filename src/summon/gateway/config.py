@@ -26,6 +26,7 @@ except ImportError:  # another Python's layout (3.12: _sha2)
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*\Z", re.ASCII)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+NS_LABEL = "ns"  # ns.<zone> is the DNS server's own name (dns.py), no service's
 MIN_MEMORY = 8 << 20  # bytes, as cli/run.py's and the manifest's minimum
 _GATEWAY_KEYS = {"dns", "zone", "status", "upstream"}
 _SERVICE_KEYS = {
@@ -191,6 +192,11 @@ def parse(doc: dict[str, Any], path: Path) -> GatewayConfig:
             raise ConfigError(f"{path}: service[{i}]: must be a table")
         services.append(_service(entry, f"service[{i}]", bad_at))
         name = services[-1].name
+        if name == NS_LABEL:  # dns.py answers ns.<zone> itself: the service would be unreachable
+            raise ConfigError(
+                f"{path}: service[{i}].name: 'ns' names the zone's DNS server (ns.{zone}): "
+                "name the service otherwise"
+            )
         if name in seen:
             raise ConfigError(f"{path}: service[{i}].name: {name!r} is configured twice")
         seen.add(name)

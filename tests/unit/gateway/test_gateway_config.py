@@ -80,6 +80,8 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
         (("max_instances = 1", "max_instances = 3"), "max_instances"),
         (('name = "http"', 'name = "Not_A_Label"'), "name"),
         (('name = "api"', 'name = "http"'), "name"),
+        # ns.<zone> is the DNS server's own name: a service "ns" was never reached by name.
+        (('name = "api"', 'name = "ns"'), "service[1].name: 'ns' names the zone's DNS server"),
         (('dns = "127.0.0.1:5353"', 'dns = "localhost:53"'), "gateway.dns"),
         (('zone = "Summon.Test"', 'zone = ""'), "gateway.zone"),
         (("max_instances = 1", "max_instance = 1"), "max_instance"),
