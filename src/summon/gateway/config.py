@@ -26,6 +26,7 @@ except ImportError:  # another Python's layout (3.12: _sha2)
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*\Z", re.ASCII)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+MAX_NAME = 254  # characters of a DNS name with its final dot (255 octets on the wire)
 NS_LABEL = "ns"  # ns.<zone> is the DNS server's own name (dns.py), no service's
 MIN_MEMORY = 8 << 20  # bytes, as cli/run.py's and the manifest's minimum
 _GATEWAY_KEYS = {"dns", "zone", "status", "upstream"}
@@ -181,6 +182,11 @@ def parse(doc: dict[str, Any], path: Path) -> GatewayConfig:
     zone = zone.strip(".").lower() + "."
     if not all(_LABEL.match(label) for label in zone.rstrip(".").split(".")):
         raise ConfigError(f"{path}: gateway.zone: {zone!r} is not a DNS name such as summon.test.")
+    if len(zone) > (most := MAX_NAME - len("hostmaster.")):  # the SOA's, dns.py
+        raise ConfigError(
+            f"{path}: gateway.zone: over {most} characters: its SOA's hostmaster.{zone} would "
+            f"be over a DNS name's {MAX_NAME}"
+        )
 
     raw = doc.get("service", [])
     if not isinstance(raw, list):
@@ -196,6 +202,11 @@ def parse(doc: dict[str, Any], path: Path) -> GatewayConfig:
             raise ConfigError(
                 f"{path}: service[{i}].name: 'ns' names the zone's DNS server (ns.{zone}): "
                 "name the service otherwise"
+            )
+        if len(name) + 1 + len(zone) > MAX_NAME:  # a name no DNS query can carry
+            raise ConfigError(
+                f"{path}: service[{i}].name: {name}.{zone} is over {MAX_NAME} characters "
+                "(a DNS name's limit): give the service or the zone a shorter name"
             )
         if name in seen:
             raise ConfigError(f"{path}: service[{i}].name: {name!r} is configured twice")

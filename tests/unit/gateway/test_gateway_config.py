@@ -80,6 +80,11 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
         (("max_instances = 1", "max_instances = 3"), "max_instances"),
         (('name = "http"', 'name = "Not_A_Label"'), "name"),
         (('name = "api"', 'name = "http"'), "name"),
+        # Names no DNS query can carry (over 254 characters with the final dot).
+        (
+            ('zone = "Summon.Test"', f'zone = "{"a" * 60}.{"b" * 60}.{"c" * 60}.{"d" * 60}"'),
+            "gateway.zone: over 243 characters: its SOA's hostmaster.aaa",
+        ),
         # ns.<zone> is the DNS server's own name: a service "ns" was never reached by name.
         (('name = "api"', 'name = "ns"'), "service[1].name: 'ns' names the zone's DNS server"),
         (('dns = "127.0.0.1:5353"', 'dns = "localhost:53"'), "gateway.dns"),
@@ -159,6 +164,21 @@ def test_a_gateway_server_on_a_services_port_is_named(tmp_path: Path) -> None:
     # Another port on all addresses, or the same port on another address, is no clash.
     for gateway in ('status = "0.0.0.0:9000"', f'status = "{http}:9000"'):
         load(write(tmp_path, GOOD.replace('status = "127.0.0.1:8099"', gateway)))
+
+
+def test_a_service_whose_dns_name_is_too_long_is_named(tmp_path: Path) -> None:
+    # Accepted: a zone of 256 characters, or a service whose name.zone. is over 254; no DNS
+    # query can carry such a name, so the service was never reached by name.
+    zone = f"{'a' * 60}.{'b' * 60}.{'c' * 60}.{'d' * 50}"  # 233 characters: fits
+    text = GOOD.replace('zone = "Summon.Test"', f'zone = "{zone}"')
+    assert load(write(tmp_path, text)).zone == zone + "."
+    path = write(tmp_path, text.replace('name = "api"', f'name = "{"e" * 20}"'))
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert str(e.value) == (
+        f"{path}: service[1].name: {'e' * 20}.{zone}. is over 254 characters (a DNS name's "
+        "limit): give the service or the zone a shorter name"
+    )
 
 
 def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
