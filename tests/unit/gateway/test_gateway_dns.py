@@ -90,6 +90,10 @@ def test_the_response_echoes_id_rd_and_question_and_has_no_ra() -> None:
         b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c",  # pointer loop
         b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00",  # type cut off
         b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x80abc",  # bad label type
+        # A name over 255 octets (five labels of 63): it was answered, echoed whole.
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        + (b"\x3f" + b"a" * 63) * 5
+        + b"\x00\x00\x01\x00\x01",
     ],
 )
 def test_what_is_not_a_query_raises_the_format_error(wire: bytes) -> None:
