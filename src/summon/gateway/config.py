@@ -176,6 +176,11 @@ def parse(doc: dict[str, Any], path: Path) -> GatewayConfig:
     upstream = None
     if "upstream" in gw:
         upstream = parse_hostport(gw["upstream"], bad_at("gateway.upstream"), 53)
+        if upstream[1] == dns[1] and dns[0] in (upstream[0], "0.0.0.0"):
+            # each query forwarded to itself until 256 waited, and the next were SERVFAIL
+            raise bad_at("gateway.upstream")(
+                f"{gw['upstream']!r} is the gateway's own DNS server: it would ask itself"
+            )
     zone = gw.get("zone", "summon.test.")
     if not isinstance(zone, str) or not zone.strip("."):
         raise ConfigError(f"{path}: gateway.zone: {zone!r} is not a DNS name such as summon.test.")

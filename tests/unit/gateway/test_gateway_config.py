@@ -85,6 +85,11 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
             ('zone = "Summon.Test"', f'zone = "{"a" * 60}.{"b" * 60}.{"c" * 60}.{"d" * 60}"'),
             "gateway.zone: over 243 characters: its SOA's hostmaster.aaa",
         ),
+        # Forwarding to itself: each query looped until 256 forwards waited (SERVFAIL).
+        (
+            ('upstream = "127.0.0.53"', 'upstream = "127.0.0.1:5353"'),
+            "gateway.upstream: '127.0.0.1:5353' is the gateway's own DNS server",
+        ),
         # ns.<zone> is the DNS server's own name: a service "ns" was never reached by name.
         (('name = "api"', 'name = "ns"'), "service[1].name: 'ns' names the zone's DNS server"),
         (('dns = "127.0.0.1:5353"', 'dns = "localhost:53"'), "gateway.dns"),
