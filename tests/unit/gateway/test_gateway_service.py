@@ -274,6 +274,39 @@ def test_a_services_port_taken_by_another_program_is_named(tmp_path: Path) -> No
     run(main())
 
 
+def test_a_service_whose_port_was_taken_listens_once_it_is_free(tmp_path: Path) -> None:
+    # It stayed failed for good ("cannot listen on ...: Address already in use"), even after
+    # the other program let go of the port, and a SIGHUP of the same file changed nothing.
+    async def main() -> None:
+        launcher = FakeLauncher()
+        port = free_port("127.0.0.1")
+        config = parse(web_doc(port, "30s"), tmp_path / "gw.toml")
+        address = config.addresses()["web"]
+        taken = socket.socket()
+        taken.bind((address, port))
+        taken.listen()
+        gw = Gateway(config, launcher=launcher)
+        await gw.start()
+        try:
+            svc = gw.services["web"]
+            assert svc.state == State.FAILED and "Address already in use" in svc.reason
+            gw._on_query("web")  # no boot while no one could reach it
+            await asyncio.sleep(0.3)
+            assert launcher.calls == 0
+            taken.close()
+            for _ in range(100):
+                if svc.state != State.FAILED:
+                    break
+                await asyncio.sleep(0.05)
+            assert svc.state == State.DOWN and svc.reason == ""
+            assert await fetch(port, address) == REPLY
+        finally:
+            taken.close()
+            await gw.close()
+
+    run(main())
+
+
 def test_dns_query_starts_the_boot(tmp_path: Path) -> None:
     async def main() -> None:
         launcher = FakeLauncher(delay=0.05)
