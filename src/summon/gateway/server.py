@@ -354,8 +354,13 @@ class Gateway:
         self.zone = self.dns.zone = Zone(config.zone, self._lookup, self._on_query)
         self.dns.upstream = config.upstream
         await self._add_all(config, kept)
-        if (config.dns, config.status) != self._bound:
-            log.warning("gateway: new dns/status addresses take effect on restart")
+        servers = zip(("dns", "status"), (config.dns, config.status), self._bound, strict=True)
+        for key, (host, port), (was_host, was_port) in servers:
+            if (host, port) != (was_host, was_port):  # it said "gateway: new dns/status ..."
+                log.warning(
+                    "gateway.%s %s:%d takes effect on restart: still on %s:%d",
+                    key, host, port, was_host, was_port,
+                )  # fmt: skip
 
     async def _add_all(
         self, config: GatewayConfig, kept: dict[str, dict[int, socket.socket]] | None = None

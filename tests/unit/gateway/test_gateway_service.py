@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -418,5 +419,26 @@ def test_reloads_that_overlap_are_applied_one_after_the_other(tmp_path: Path) ->
             again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAITs
             again.bind((address, port))
             again.listen()
+
+    run(main())
+
+
+def test_a_reload_names_the_server_address_it_cannot_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "summon gateway: gateway: new dns/status addresses take effect on restart" named none.
+    async def main() -> None:
+        doc = web_doc(free_port("127.0.0.1"), "30s")
+        gw = Gateway(parse(doc, tmp_path / "gw.toml"), launcher=FakeLauncher())
+        await gw.start()
+        try:
+            was = doc["gateway"]["status"]
+            doc["gateway"]["status"] = "127.0.0.1:9"
+            with caplog.at_level(logging.WARNING, logger="summon.gateway"):
+                await gw.reload(parse(doc, tmp_path / "gw.toml"))
+            said = [r.getMessage() for r in caplog.records if "restart" in r.getMessage()]
+            assert said == [f"gateway.status 127.0.0.1:9 takes effect on restart: still on {was}"]
+        finally:
+            await gw.close()
 
     run(main())
