@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from summon import paths, targets
+from summon.errors import UserError
 from summon.gateway import ahead, inuse, rest, sharing
 from summon.gateway.config import GatewayConfig, ServiceConfig
 from summon.gateway.dns import DnsServer, Zone
@@ -233,11 +234,13 @@ class ImageLauncher:
         try:
             spec.stdout = write_end  # the target passes it on; our copy closes here
             instance = target.start(spec)
-        except BaseException:
+        except BaseException as e:
             if channel is not None:
                 channel.close()
             if held is not None:
                 held.release()
+            if isinstance(e, UserError) and (said := in_config_words(str(e))):
+                raise UserError(said) from None
             raise
         finally:
             os.close(write_end)  # the pump ends (and closes the log) when the app's copies go
@@ -245,6 +248,16 @@ class ImageLauncher:
                 app_end.close()  # the instance has its own
         scratch.hold(instance, held)  # released by stop_quietly once it has stopped
         return Launched(instance, channel, source)
+
+
+def in_config_words(message: str) -> str:
+    """A target's error about a volume or secret in the config's words ("volumes: ..."), as
+    the run's flags (-v, --secret) mean nothing to the user of a gateway; "" for any other."""
+    for flag, key in (("-v ", "volumes"), ("--secret ", "secrets")):
+        if message.startswith(flag):
+            value, sep, why = message[len(flag) :].partition(": ")
+            return f"{key}: {value!r}{sep}{why}"
+    return ""
 
 
 class Gateway:
