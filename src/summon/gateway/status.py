@@ -359,4 +359,5 @@ class StatusServer:
         if not head:
             writer.write(conn.send(h11.Data(data=body)))
         writer.write(conn.send(h11.EndOfMessage()))
-        await writer.drain()
+        async with asyncio.timeout(READ_TIMEOUT):  # a client that never reads held its slot
+            await writer.drain()

@@ -233,3 +233,37 @@ def test_slow_clients_cannot_take_the_gateways_files(monkeypatch: Any) -> None:
             assert await asyncio.to_thread(trickle) == b""  # closed, never answered
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_client_that_does_not_read_its_answers_is_let_go(monkeypatch: Any) -> None:
+    """Requests sent without end and answers never read: the server waited to write for as
+    long as the client liked, and held one of its MAX_CLIENTS slots all along."""
+    from summon.gateway import status
+
+    monkeypatch.setattr(status, "READ_TIMEOUT", 1.0)
+    asked = 20_000  # answers of ~2 KB each: far more than the sockets' buffers hold
+
+    def never_read(port: int) -> int:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as client:
+            client.setblocking(False)
+            requests = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * asked
+            sent, until = 0, time.monotonic() + 4  # well past READ_TIMEOUT
+            while time.monotonic() < until and sent < len(requests):
+                try:
+                    sent += client.send(requests[sent:])
+                except BlockingIOError:
+                    time.sleep(0.05)
+            time.sleep(max(0.0, until - time.monotonic()))
+            client.setblocking(True)
+            answered = b""
+            with contextlib.suppress(ConnectionError):
+                while chunk := client.recv(1 << 20):
+                    answered += chunk
+            return answered.count(b"HTTP/1.1 200 ")
+
+    async def main() -> None:
+        async with _serving() as port:
+            answered = await asyncio.to_thread(never_read, port)
+            assert 0 < answered < asked  # closed while answers were still owed
+
+    asyncio.run(asyncio.wait_for(main(), 60))
