@@ -227,7 +227,8 @@ class DnsServer:
                 if out is None:
                     break
                 writer.write(struct.pack("!H", len(out)) + out)
-                await writer.drain()
+                async with asyncio.timeout(TCP_IDLE):  # one that never read held its slot
+                    await writer.drain()
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass
         finally:
