@@ -574,6 +574,18 @@ def parse_size(value: object, bad: Any) -> int:
     return int(m.group(1)) * _SIZE_UNITS[unit]
 
 
+def host_memory() -> int:
+    """This host's memory in bytes (MemTotal), 0 when /proc/meminfo does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def _closest(key: str) -> str | None:
     import difflib
 

@@ -370,10 +370,7 @@ def rmi(images: tuple[str, ...], dangling: bool, force: bool) -> None:
         left = [r for r, d in tags if d.digest == digest and r not in untag]
         named = [r for r, d in tags if d.digest == digest and r in untag]
         if (named or digest in untag) and not left:
-            raise UserError(
-                f"image {(named or [digest[7:19]])[0]} is in use by {', '.join(users)}: "
-                "stop it first (summon stop), or tag the image to keep it"
-            )
+            raise UserError(in_use_error((named or [digest[7:19]])[0], users))
     if dangling:
         untag += [d.digest for d in store.untagged() if d.digest not in running]
     # One pass, so that a full disk is no obstacle: see Store.remove.
@@ -403,6 +400,24 @@ def _named_by(
             "them by name, or give -f to remove the image and every tag"
         )
     return every
+
+
+GATEWAY_USER = "gateway service "  # inuse.read's users: "gateway service NAME"
+
+
+def in_use_error(image: str, users: list[str]) -> str:
+    """Why rmi refuses image, and what each of its users can do: `summon stop` stops no
+    gateway's service (it was the only advice given, and stopped nothing)."""
+    hints = []
+    if any(not u.startswith(GATEWAY_USER) for u in users):
+        hints.append("stop it first (summon stop)")
+    if any(u.startswith(GATEWAY_USER) for u in users):
+        hints.append(
+            "let the gateway's service go idle (idle_timeout) or remove it from the gateway's "
+            "config (and SIGHUP)"
+        )
+    hint = ", ".join(hints)
+    return f"image {image} is in use by {', '.join(users)}: {hint}, or tag the image to keep it"
 
 
 def images_in_use() -> dict[str, list[str]]:

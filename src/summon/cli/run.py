@@ -210,26 +210,15 @@ def _utf8(text: str) -> bool:
 
 def parse_memory(text: str) -> int:
     """-m: a size between MIN_MEMORY and this host's memory."""
-    from summon.manifest import parse_size
+    from summon.manifest import host_memory, parse_size
 
     size = parse_size(text, lambda why: UserError(f"--memory: {why}"))
-    total = _host_memory()
+    total = host_memory()
     if size < MIN_MEMORY:
         raise UserError(f"--memory {text}: at least 8M is needed to start Python")
     if total and size > total:
         raise UserError(f"--memory {text}: more than this host has ({total // 2**20}M)")
     return size
-
-
-def _host_memory() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
 
 
 def _image_or_folder(store: Any, image: str) -> Any:

@@ -24,6 +24,26 @@ log = logging.getLogger("summon.gateway.service")
 STOP_GRACE = 2.0
 
 
+def exited(instance: Instance, patience: float) -> int | None:
+    """The app's exit status if it ended (waiting up to patience seconds), else None."""
+    try:
+        return instance.wait(patience)
+    except Exception:  # a wait that fails says nothing of the app: as if still running
+        return None
+
+
+def exit_text(instance: Instance, status: int | None, last_line: str) -> str:
+    """ "app exited with status N: why": the target's reason (an OOM kill, with the limit),
+    else the console's last line; SIGKILL leaves no last words, so that line is unrelated."""
+    why = ""
+    with contextlib.suppress(Exception):
+        why = instance.exit_reason()
+    if not why:
+        killed = status in (137, -9)
+        why = "killed by SIGKILL (out of memory, or a kill from outside)" if killed else last_line
+    return f"app exited with status {status}" + (f": {why}" if why else "")
+
+
 def stop_quietly(instance: Instance, thaw: bool = False) -> None:
     try:
         if thaw:

@@ -26,6 +26,9 @@ except ImportError:  # another Python's layout (3.12: _sha2)
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*\Z", re.ASCII)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+MAX_NAME = 254  # characters of a DNS name with its final dot (255 octets on the wire)
+NS_LABEL = "ns"  # ns.<zone> is the DNS server's own name (dns.py), no service's
+MIN_MEMORY = 8 << 20  # bytes, as cli/run.py's and the manifest's minimum
 _GATEWAY_KEYS = {"dns", "zone", "status", "upstream"}
 _SERVICE_KEYS = {
     "name", "image", "target", "ports", "idle_timeout", "memory", "boot_timeout",
@@ -173,12 +176,22 @@ def parse(doc: dict[str, Any], path: Path) -> GatewayConfig:
     upstream = None
     if "upstream" in gw:
         upstream = parse_hostport(gw["upstream"], bad_at("gateway.upstream"), 53)
+        if upstream[1] == dns[1] and dns[0] in (upstream[0], "0.0.0.0"):
+            # each query forwarded to itself until 256 waited, and the next were SERVFAIL
+            raise bad_at("gateway.upstream")(
+                f"{gw['upstream']!r} is the gateway's own DNS server: it would ask itself"
+            )
     zone = gw.get("zone", "summon.test.")
     if not isinstance(zone, str) or not zone.strip("."):
         raise ConfigError(f"{path}: gateway.zone: {zone!r} is not a DNS name such as summon.test.")
     zone = zone.strip(".").lower() + "."
     if not all(_LABEL.match(label) for label in zone.rstrip(".").split(".")):
         raise ConfigError(f"{path}: gateway.zone: {zone!r} is not a DNS name such as summon.test.")
+    if len(zone) > (most := MAX_NAME - len("hostmaster.")):  # the SOA's, dns.py
+        raise ConfigError(
+            f"{path}: gateway.zone: over {most} characters: its SOA's hostmaster.{zone} would "
+            f"be over a DNS name's {MAX_NAME}"
+        )
 
     raw = doc.get("service", [])
     if not isinstance(raw, list):
@@ -190,10 +203,36 @@ def parse(doc: dict[str, Any], path: Path) -> GatewayConfig:
             raise ConfigError(f"{path}: service[{i}]: must be a table")
         services.append(_service(entry, f"service[{i}]", bad_at))
         name = services[-1].name
+        if name == NS_LABEL:  # dns.py answers ns.<zone> itself: the service would be unreachable
+            raise ConfigError(
+                f"{path}: service[{i}].name: 'ns' names the zone's DNS server (ns.{zone}): "
+                "name the service otherwise"
+            )
+        if len(name) + 1 + len(zone) > MAX_NAME:  # a name no DNS query can carry
+            raise ConfigError(
+                f"{path}: service[{i}].name: {name}.{zone} is over {MAX_NAME} characters "
+                "(a DNS name's limit): give the service or the zone a shorter name"
+            )
         if name in seen:
             raise ConfigError(f"{path}: service[{i}].name: {name!r} is configured twice")
         seen.add(name)
-    return GatewayConfig(path, dns, zone, status, upstream, tuple(services))
+    config = GatewayConfig(path, dns, zone, status, upstream, tuple(services))
+    _check_clashes(config, bad_at)
+    return config
+
+
+def _check_clashes(config: GatewayConfig, bad_at: Any) -> None:
+    """The DNS (TCP too) and status servers on a port one of the services listens on: the
+    service took it first, and the gateway refused to start with "cannot listen on
+    0.0.0.0:8099 for its status server: Address already in use", naming no service."""
+    addresses = config.addresses()
+    for key, (host, port) in (("dns", config.dns), ("status", config.status)):
+        for svc in config.services:
+            if port in svc.ports and host in ("0.0.0.0", addresses[svc.name]):
+                raise bad_at(f"gateway.{key}")(
+                    f"{host}:{port} is also where service {svc.name!r} listens "
+                    f"({addresses[svc.name]}:{port}): give one of them another port"
+                )
 
 
 def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
@@ -257,11 +296,19 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
     boot = parse_duration(entry.get("boot_timeout", "10s"), bad_at(f"{where}: boot_timeout"))
     memory = None
     if "memory" in entry:
-        from summon.manifest import parse_size  # not at rest: the gateway's memory counts
+        # not at rest: the gateway's memory counts
+        from summon.manifest import host_memory, parse_size
 
-        memory = parse_size(entry["memory"], bad_at(f"{where}: memory"))
-        if memory < 4 << 20:
-            raise bad_at(f"{where}: memory")(f"{entry['memory']!r} is below the 4M minimum")
+        given = entry["memory"]
+        memory = parse_size(given, bad_at(f"{where}: memory"))
+        if memory < MIN_MEMORY:  # as `summon run -m` and the manifest: Python dies below
+            raise bad_at(f"{where}: memory")(
+                f"{given!r}: at least {MIN_MEMORY >> 20}M is needed to start Python"
+            )
+        if (total := host_memory()) and memory > total:  # every boot would fail, or worse
+            raise bad_at(f"{where}: memory")(
+                f"{given!r} is more than this host has ({total >> 20}M)"
+            )
     max_instances = entry.get("max_instances", 1)
     # One instance per service so far: a value that would scale out is refused, not ignored.
     if max_instances != 1 or isinstance(max_instances, bool):

@@ -59,7 +59,7 @@ class Zone:
         self.origin = zone.strip(".").lower()
         self.lookup = lookup
         self.on_query = on_query
-        self.ns_name = f"ns.{self.origin}"
+        self.ns_name = f"ns.{self.origin}"  # config.NS_LABEL: no service takes the name
 
     def soa(self) -> Record:
         return dnswire.soa_record(self.origin, SOA_TTL, self.ns_name, f"hostmaster.{self.origin}")
@@ -227,7 +227,8 @@ class DnsServer:
                 if out is None:
                     break
                 writer.write(struct.pack("!H", len(out)) + out)
-                await writer.drain()
+                async with asyncio.timeout(TCP_IDLE):  # one that never read held its slot
+                    await writer.drain()
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass
         finally:

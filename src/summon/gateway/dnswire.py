@@ -41,6 +41,7 @@ CLASS_IN = 1
 QUESTION_NAME = b"\xc0\x0c"  # a pointer to the question's name, right after the header
 UDP_LIMIT = 512  # a plain (non-EDNS) UDP answer; the gateway's never come near it
 _MAX_POINTERS = 16
+MAX_NAME_OCTETS = 255  # a name's length on the wire, at most (RFC 1035 2.3.4)
 EDNS_PAYLOAD = 1232  # the UDP size this server says it takes (DNS flag day 2020's figure)
 EDNS_DO = 0x8000  # "DNSSEC OK", copied into the response's OPT (RFC 3225 section 3)
 BADVERS = 16  # an extended rcode: 1 in the OPT's upper byte, 0 in the header
@@ -90,6 +91,7 @@ def _read_name(data: bytes, offset: int) -> tuple[str, int]:
     labels: list[str] = []
     end = -1
     jumps = 0
+    size = 1  # octets of the name as written without pointers: its final 0 ...
     while True:
         if offset >= len(data):
             raise DnsFormatError(f"a name runs past the end at offset {offset}")
@@ -112,6 +114,9 @@ def _read_name(data: bytes, offset: int) -> tuple[str, int]:
         label = data[offset : offset + length]
         if len(label) != length:
             raise DnsFormatError(f"a label runs past the end at offset {offset}")
+        size += 1 + length
+        if size > MAX_NAME_OCTETS:  # RFC 1035 2.3.4: a name of 400 octets was answered
+            raise DnsFormatError(f"a name of over {MAX_NAME_OCTETS} octets at offset {offset}")
         labels.append(label.decode("ascii", "replace").lower())
         offset += length
     return ".".join(labels), (end if end >= 0 else offset)

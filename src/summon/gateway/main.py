@@ -86,6 +86,8 @@ async def serve(path: Path, checked: dict[str, Any] | None = None) -> None:
     config = config_mod.parse(checked, path) if checked is not None else config_mod.load(path)
     del checked  # the document stays in no frame for the gateway's lifetime (~0.5 KB a service)
     gateway = Gateway(config)
+    if gateway.in_use_dir is not None:
+        writable(gateway.in_use_dir)
     try:
         await gateway.start()
     except OSError as e:
@@ -122,6 +124,24 @@ async def serve(path: Path, checked: dict[str, Any] | None = None) -> None:
     finally:
         print("summon gateway: stopping every instance", file=sys.stderr)
         await gateway.close()
+
+
+def writable(folder: Path) -> None:
+    """UserError unless folder (the instances' bundles and logs) can be made and written to:
+    the gateway started, and each boot failed with "[Errno 2] No such file or directory:
+    '/proc/nope'" (XDG_STATE_HOME=/proc/nope), or the like."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o600))  # gone once closed
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR):  # a file system without it
+                raise
+            if not os.access(folder, os.W_OK):
+                raise OSError(errno.EACCES, os.strerror(errno.EACCES)) from None
+    except OSError as e:
+        why = e.strerror or os.strerror(e.errno or 0)
+        raise UserError(f"gateway: cannot write to its state folder {folder}: {why}") from None
 
 
 def main(argv: Sequence[str]) -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from summon import paths, targets
+from summon.errors import UserError
 from summon.gateway import ahead, inuse, rest, sharing
 from summon.gateway.config import GatewayConfig, ServiceConfig
 from summon.gateway.dns import DnsServer, Zone
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     Step = Callable[[str], None]
 
 log = logging.getLogger(__name__)
+LISTEN_AGAIN_EVERY = 1.0  # seconds between tries on a service's ports that were taken
 REAP_EVERY = 0.25  # seconds between idle checks: the slack on an idle_timeout
 AT_REST = (State.DOWN, State.FAILED, State.SNAPSHOTTED)
 
@@ -232,11 +234,13 @@ class ImageLauncher:
         try:
             spec.stdout = write_end  # the target passes it on; our copy closes here
             instance = target.start(spec)
-        except BaseException:
+        except BaseException as e:
             if channel is not None:
                 channel.close()
             if held is not None:
                 held.release()
+            if isinstance(e, UserError) and (said := in_config_words(str(e))):
+                raise UserError(said) from None
             raise
         finally:
             os.close(write_end)  # the pump ends (and closes the log) when the app's copies go
@@ -244,6 +248,16 @@ class ImageLauncher:
                 app_end.close()  # the instance has its own
         scratch.hold(instance, held)  # released by stop_quietly once it has stopped
         return Launched(instance, channel, source)
+
+
+def in_config_words(message: str) -> str:
+    """A target's error about a volume or secret in the config's words ("volumes: ..."), as
+    the run's flags (-v, --secret) mean nothing to the user of a gateway; "" for any other."""
+    for flag, key in (("-v ", "volumes"), ("--secret ", "secrets")):
+        if message.startswith(flag):
+            value, sep, why = message[len(flag) :].partition(": ")
+            return f"{key}: {value!r}{sep}{why}"
+    return ""
 
 
 class Gateway:
@@ -288,6 +302,9 @@ class Gateway:
         self._rested_after = -1  # activity when the heap was last trimmed (-1: never)
         self._floor_kib = rest.anonymous_kib()  # before any service: trims are worth it above
         self._bound = (config.dns, config.status)  # what start() listens on; reload keeps it
+        self._unlistened: set[str] = set()  # services whose ports were taken: tried again
+        self._listen_at = 0.0  # (monotonic) when next
+        self._reloading = asyncio.Lock()  # one reload at a time (SIGHUPs may come quicker)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -321,7 +338,13 @@ class Gateway:
         await asyncio.gather(*(self._remove(name) for name in list(self.services)))
 
     async def reload(self, config: GatewayConfig) -> None:
-        """Apply a new config: services added, removed or changed (a changed one restarts)."""
+        """Apply a new config: services added, removed or changed (a changed one restarts).
+        A reload waits for the one under way: two at once each set the same service up anew,
+        the second on a port the first had just listened on, and that listener kept it."""
+        async with self._reloading:
+            await self._reload(config)
+
+    async def _reload(self, config: GatewayConfig) -> None:
         old = {s.name: s for s in self.config.services}
         new = {s.name: s for s in config.services}
         addresses = config.addresses()
@@ -344,8 +367,13 @@ class Gateway:
         self.zone = self.dns.zone = Zone(config.zone, self._lookup, self._on_query)
         self.dns.upstream = config.upstream
         await self._add_all(config, kept)
-        if (config.dns, config.status) != self._bound:
-            log.warning("gateway: new dns/status addresses take effect on restart")
+        servers = zip(("dns", "status"), (config.dns, config.status), self._bound, strict=True)
+        for key, (host, port), (was_host, was_port) in servers:
+            if (host, port) != (was_host, was_port):  # it said "gateway: new dns/status ..."
+                log.warning(
+                    "gateway.%s %s:%d takes effect on restart: still on %s:%d",
+                    key, host, port, was_host, was_port,
+                )  # fmt: skip
 
     async def _add_all(
         self, config: GatewayConfig, kept: dict[str, dict[int, socket.socket]] | None = None
@@ -424,12 +452,20 @@ class Gateway:
     ) -> None:
         """Set up service SC on ADDRESS: listening anew, or on the sockets KEPT from before."""
         svc = Service(sc, address, self.launcher, self.reason_of_exit, self.image_changed)
-        sockets: dict[int, socket.socket] = dict(kept or {})
+        self.services[sc.name] = svc
+        self._unlistened.discard(sc.name)
+        self._listen(svc, dict(kept or {}))
+
+    def _listen(self, svc: Service, sockets: dict[int, socket.socket]) -> None:
+        """Listen on the service's ports (those not in sockets already); when one is taken,
+        the service is failed and tried again by the reaper, until the port is free: it
+        stayed failed ("cannot listen on ...: Address already in use") for good, a reload
+        of the same file too."""
         port = 0
         try:
-            for port in sc.ports:
+            for port in svc.config.ports:
                 if port not in sockets:
-                    sockets[port] = sharing.listen(address, port)
+                    sockets[port] = sharing.listen(svc.address, port)
             # Plain sockets and a reader callback, not asyncio servers: a connection to an
             # instance that is up is handed over as it was accepted, with no transport,
             # stream or task made for it in the gateway (sharing.py).
@@ -437,14 +473,30 @@ class Gateway:
         except OSError as e:
             for sock in sockets.values():
                 sock.close()
-            svc.state = State.FAILED
-            svc.reason = f"cannot listen on {address}:{port}: {e.strerror}"
-            log.warning("service %s: %s", sc.name, svc.reason)
-        self.services[sc.name] = svc
+            reason = f"cannot listen on {svc.address}:{port}: {e.strerror}"
+            if svc.reason != reason:  # said once, not at each try
+                log.warning("service %s: %s", svc.name, reason)
+            svc.state, svc.reason = State.FAILED, reason
+            self._unlistened.add(svc.name)
+            return
+        if svc.name in self._unlistened:  # listening at last
+            self._unlistened.discard(svc.name)
+            svc.state, svc.reason = State.DOWN, ""
+            log.warning("service %s: listening on %s now", svc.name, svc.address)
+
+    def _listen_again(self) -> None:
+        """Try again the services whose ports were taken (by another program, say)."""
+        for name in list(self._unlistened):
+            svc = self.services.get(name)
+            if svc is None or svc.listeners is not None:
+                self._unlistened.discard(name)
+            else:
+                self._listen(svc, {})
 
     async def _remove(self, name: str) -> None:
         svc = self.services.pop(name, None)
         self._boms.pop(name, None)
+        self._unlistened.discard(name)
         if svc is not None:
             if svc.listeners is not None:
                 svc.listeners.close()
@@ -459,7 +511,7 @@ class Gateway:
 
     def _on_query(self, label: str) -> None:
         svc = self.services.get(label)
-        if svc is not None:
+        if svc is not None and label not in self._unlistened:  # no boot no one could reach
             svc.trigger()
 
     # --- idle reaper -------------------------------------------------------------------------
@@ -476,6 +528,9 @@ class Gateway:
             self._rest()
             self._say_in_use()
             self._recheck_images()
+            if self._unlistened and now >= self._listen_at:
+                self._listen_at = now + LISTEN_AGAIN_EVERY
+                self._listen_again()
 
     def _say_in_use(self) -> None:
         """Rewrite the images the instances up run, when they changed (inuse.py)."""

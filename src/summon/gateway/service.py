@@ -28,7 +28,7 @@ from typing import Any
 
 from summon.errors import UnknownImage
 from summon.gateway import tiers
-from summon.gateway.blocking import stop_late, stop_quietly, waited
+from summon.gateway.blocking import exit_text, exited, stop_late, stop_quietly, waited
 from summon.gateway.config import ServiceConfig
 from summon.gateway.handoff import Channel, ChannelClosed
 from summon.gateway.launched import Launched
@@ -236,12 +236,16 @@ class Service:
                     # network): the target waits until the app holds connections on its ports.
                     await asyncio.to_thread(instance.wait_ready, self.config.ports, left)
             except NotReady as e:
+                died = channel is not None and channel.closed  # the app's end closed it
                 if channel is not None:
                     channel.close()
+                status = await asyncio.to_thread(exited, instance, 1.0 if died else 0.0)
                 await asyncio.to_thread(stop_quietly, instance)
                 hint = f"; {h}" if (h := self.ports_hint()) else ""
-                timeout = f"boot_timeout {self.config.boot_timeout:g}s"
-                raise BootFailed(f"{e} ({timeout}){hint}") from None
+                why = f"{e} (boot_timeout {self.config.boot_timeout:g}s){hint}"
+                if status is not None:  # it died: "did not serve" in 0.1 s said nothing of why
+                    why = f"{exit_text(instance, status, self.reason_of_exit(name))} ({e})"
+                raise BootFailed(why) from None
         except BootFailed as e:
             self.state = State.FAILED
             self.reason = str(e)
@@ -298,10 +302,7 @@ class Service:
         status = await waited(instance)
         if self.instance is not instance:
             return  # stopped by the gateway: not a failure
-        why = self.reason_of_exit(self.instance_name)
-        if status in (137, -9):  # SIGKILL leaves no last words: the last line is unrelated
-            why = "killed by SIGKILL (out of memory, or a kill from outside)"
-        self.reason = f"app exited with status {status}" + (f": {why}" if why else "")
+        self.reason = exit_text(instance, status, self.reason_of_exit(self.instance_name))
         self.failures += 1
         self.state = State.FAILED
         self._drop_instance()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +20,12 @@ from typing import Any
 import h11
 
 Snapshot = Callable[[], Awaitable[list[dict[str, Any]]]]
-READ_TIMEOUT = 10.0
+READ_TIMEOUT = 10.0  # seconds a client has to send a whole request's head
+# Clients served at a time (as the DNS server's TCP ones): the next waits in the listener's
+# backlog, not in one of the gateway's files: a flood of slow clients took every file
+# descriptor, and the services' listeners could accept nothing (EMFILE).
+MAX_CLIENTS = 64
+BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
 
 # (metric suffix, snapshot key, type, help): the gateway's own figures per service.
 METRICS = (
@@ -216,16 +222,62 @@ def page(services: list[dict[str, Any]], now: float | None = None) -> str:
 class StatusServer:
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Future[None] | None = None
+        self._clients: set[asyncio.Future[None]] = set()
         self.served = 0  # pages answered: the gateway trims its heap after them at rest
 
     async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._serve, host, port)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's servers
+            sock.bind((host, port))
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._listener = sock
+        self._accepting = asyncio.ensure_future(self._accept(sock))
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self._accepting is not None:
+            self._accepting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accepting
+        if self._listener is not None:
+            self._listener.close()
+        for client in list(self._clients):
+            client.cancel()
+        await asyncio.gather(*self._clients, return_exceptions=True)
+
+    async def _accept(self, listener: socket.socket) -> None:
+        """Accept while fewer than MAX_CLIENTS are served; the next wait in the backlog."""
+        loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(MAX_CLIENTS)
+        while True:
+            await slots.acquire()
+            try:
+                sock, _addr = await loop.sock_accept(listener)
+            except OSError:  # out of files (EMFILE) or the client gone: try again shortly
+                slots.release()
+                await asyncio.sleep(0.1)
+                continue
+            client = asyncio.ensure_future(self._client(sock, slots))
+            self._clients.add(client)
+            client.add_done_callback(self._clients.discard)
+
+    async def _client(self, sock: socket.socket, slots: asyncio.Semaphore) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock)
+        except OSError:
+            sock.close()
+            slots.release()
+            return
+        try:
+            await self._serve(reader, writer)
+        finally:
+            slots.release()
 
     async def respond(self, target: str) -> tuple[int, str, bytes]:
         self.served += 1
@@ -241,26 +293,39 @@ class StatusServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER)
+        loop = asyncio.get_running_loop()
+        # A request's head must come whole within READ_TIMEOUT of its start: a client that
+        # sent a byte every few seconds (slowloris) held its connection, and its file, forever.
+        deadline = loop.time() + READ_TIMEOUT
         try:
             while True:
-                event = conn.next_event()
+                try:
+                    event = conn.next_event()
+                except h11.RemoteProtocolError as e:  # not HTTP/1.1: say so, then close
+                    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                        hint = e.error_status_hint
+                        await self._answer(conn, writer, hint, b"bad request\n", close=True)
+                    break
                 if event is h11.NEED_DATA:
-                    data = await asyncio.wait_for(reader.read(65536), READ_TIMEOUT)
+                    async with asyncio.timeout_at(deadline):
+                        data = await reader.read(65536)
                     conn.receive_data(data)
                     continue
                 if isinstance(event, h11.Request):
+                    method = event.method
+                    if method not in (b"GET", b"HEAD"):
+                        # its body is not read: the connection ends with this answer
+                        await self._answer(conn, writer, 405, b"only GET and HEAD\n", close=True)
+                        break
                     status, ctype, body = await self.respond(event.target.decode("latin-1"))
-                    headers = [("content-type", ctype), ("content-length", str(len(body)))]
-                    writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
-                    writer.write(conn.send(h11.Data(data=body)))
-                    writer.write(conn.send(h11.EndOfMessage()))
-                    await writer.drain()
+                    await self._answer(conn, writer, status, body, ctype, method == b"HEAD")
                     if conn.our_state is h11.MUST_CLOSE:  # HTTP/1.0, or Connection: close
                         break  # close now: the client may wait for the close to see the end
                     continue
                 if isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
                     if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
                         conn.start_next_cycle()
+                        deadline = loop.time() + READ_TIMEOUT  # the next request's own
                         continue
                     if event is h11.PAUSED:
                         break
@@ -273,3 +338,26 @@ class StatusServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    @staticmethod
+    async def _answer(
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: bytes,
+        ctype: str = "text/plain",
+        head: bool = False,
+        close: bool = False,
+    ) -> None:
+        """One response; a HEAD request's has the headers of the GET's and no body."""
+        headers = [("content-type", ctype), ("content-length", str(len(body)))]
+        if status == 405:
+            headers.append(("allow", "GET, HEAD"))
+        if close:
+            headers.append(("connection", "close"))
+        writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
+        if not head:
+            writer.write(conn.send(h11.Data(data=body)))
+        writer.write(conn.send(h11.EndOfMessage()))
+        async with asyncio.timeout(READ_TIMEOUT):  # a client that never reads held its slot
+            await writer.drain()

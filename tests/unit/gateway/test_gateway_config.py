@@ -80,6 +80,18 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
         (("max_instances = 1", "max_instances = 3"), "max_instances"),
         (('name = "http"', 'name = "Not_A_Label"'), "name"),
         (('name = "api"', 'name = "http"'), "name"),
+        # Names no DNS query can carry (over 254 characters with the final dot).
+        (
+            ('zone = "Summon.Test"', f'zone = "{"a" * 60}.{"b" * 60}.{"c" * 60}.{"d" * 60}"'),
+            "gateway.zone: over 243 characters: its SOA's hostmaster.aaa",
+        ),
+        # Forwarding to itself: each query looped until 256 forwards waited (SERVFAIL).
+        (
+            ('upstream = "127.0.0.53"', 'upstream = "127.0.0.1:5353"'),
+            "gateway.upstream: '127.0.0.1:5353' is the gateway's own DNS server",
+        ),
+        # ns.<zone> is the DNS server's own name: a service "ns" was never reached by name.
+        (('name = "api"', 'name = "ns"'), "service[1].name: 'ns' names the zone's DNS server"),
         (('dns = "127.0.0.1:5353"', 'dns = "localhost:53"'), "gateway.dns"),
         (('zone = "Summon.Test"', 'zone = ""'), "gateway.zone"),
         (("max_instances = 1", "max_instance = 1"), "max_instance"),
@@ -109,6 +121,69 @@ def test_errors_are_one_line_naming_file_and_key(
     assert message.startswith(f"{path}: ")
     assert key in message
     assert e.value.exit_status == 2
+
+
+def test_memory_is_between_what_python_needs_and_what_the_host_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A service given more memory than the host has was accepted, and every boot of it
+    # failed or took the host's memory; 5M was accepted too, and the app died at each boot.
+    monkeypatch.setattr("summon.manifest.host_memory", lambda: 2 << 30)
+    for size, why in (
+        ('"3G"', "memory: '3G' is more than this host has (2048M)"),
+        ('"1048576G"', "memory: '1048576G' is more than this host has (2048M)"),
+        ('"5M"', "memory: '5M': at least 8M is needed to start Python"),
+        ("-1", "memory: -1: at least 8M is needed to start Python"),
+    ):
+        path = write(tmp_path, GOOD.replace('memory = "64M"', f"memory = {size}"))
+        with pytest.raises(ConfigError) as e:
+            load(path)
+        assert str(e.value) == f"{path}: service 'http': {why}"
+        assert e.value.exit_status == 2
+    path = write(tmp_path, GOOD.replace('memory = "64M"', 'memory = "2G"'))
+    assert load(path).services[0].memory == 2 << 30
+    # A host whose /proc/meminfo says nothing: no upper bound rather than a refusal.
+    monkeypatch.setattr("summon.manifest.host_memory", lambda: 0)
+    path = write(tmp_path, GOOD.replace('memory = "64M"', 'memory = "3G"'))
+    assert load(path).services[0].memory == 3 << 30
+
+
+def test_a_gateway_server_on_a_services_port_is_named(tmp_path: Path) -> None:
+    # The service listened first, and the gateway refused to start with "cannot listen on
+    # 0.0.0.0:8080 for its status server: Address already in use": its own service held it.
+    http = allocate_addresses(["http", "api"])["http"]
+    for gateway, key, where in (
+        ('status = "0.0.0.0:8080"', "gateway.status", "0.0.0.0:8080"),
+        ('dns = "0.0.0.0:80"', "gateway.dns", "0.0.0.0:80"),
+        (f'status = "{http}:8080"', "gateway.status", f"{http}:8080"),
+    ):
+        text = GOOD.replace('status = "127.0.0.1:8099"', "").replace('dns = "127.0.0.1:5353"', "")
+        path = write(tmp_path, text.replace("[gateway]", f"[gateway]\n{gateway}"))
+        with pytest.raises(ConfigError) as e:
+            load(path)
+        port = where.rsplit(":", 1)[1]
+        assert str(e.value) == (
+            f"{path}: {key}: {where} is also where service 'http' listens ({http}:{port}): "
+            "give one of them another port"
+        )
+    # Another port on all addresses, or the same port on another address, is no clash.
+    for gateway in ('status = "0.0.0.0:9000"', f'status = "{http}:9000"'):
+        load(write(tmp_path, GOOD.replace('status = "127.0.0.1:8099"', gateway)))
+
+
+def test_a_service_whose_dns_name_is_too_long_is_named(tmp_path: Path) -> None:
+    # Accepted: a zone of 256 characters, or a service whose name.zone. is over 254; no DNS
+    # query can carry such a name, so the service was never reached by name.
+    zone = f"{'a' * 60}.{'b' * 60}.{'c' * 60}.{'d' * 50}"  # 233 characters: fits
+    text = GOOD.replace('zone = "Summon.Test"', f'zone = "{zone}"')
+    assert load(write(tmp_path, text)).zone == zone + "."
+    path = write(tmp_path, text.replace('name = "api"', f'name = "{"e" * 20}"'))
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert str(e.value) == (
+        f"{path}: service[1].name: {'e' * 20}.{zone}. is over 254 characters (a DNS name's "
+        "limit): give the service or the zone a shorter name"
+    )
 
 
 def test_bad_toml_and_missing_file(tmp_path: Path) -> None:

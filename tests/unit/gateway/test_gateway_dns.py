@@ -90,6 +90,10 @@ def test_the_response_echoes_id_rd_and_question_and_has_no_ra() -> None:
         b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c",  # pointer loop
         b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00",  # type cut off
         b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x80abc",  # bad label type
+        # A name over 255 octets (five labels of 63): it was answered, echoed whole.
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        + (b"\x3f" + b"a" * 63) * 5
+        + b"\x00\x00\x01\x00\x01",
     ],
 )
 def test_what_is_not_a_query_raises_the_format_error(wire: bytes) -> None:
@@ -255,3 +259,43 @@ def test_a_flood_of_forwards_or_tcp_clients_cannot_take_the_gateways_sockets(
             silent.close()
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_a_tcp_client_that_does_not_read_its_answers_is_let_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Queries over TCP whose answers are never read: the server waited to write for as long
+    as the client liked, and held one of its MAX_TCP_CLIENTS all along."""
+    import struct
+
+    from summon.gateway import dns as dns_mod
+
+    monkeypatch.setattr(dns_mod, "TCP_IDLE", 0.2)
+
+    class NeverRead:
+        """A writer whose client reads nothing: its buffers stay full."""
+
+        closed = False
+
+        def write(self, data: bytes) -> None:
+            pass
+
+        async def drain(self) -> None:
+            await asyncio.Event().wait()  # the client's window never opens
+
+        def close(self) -> None:
+            self.closed = True
+
+        async def wait_closed(self) -> None:
+            pass
+
+    async def main() -> None:
+        server = DnsServer(make_zone([]))
+        query = dns.message.make_query("web.summon.test.", "A").to_wire()
+        reader = asyncio.StreamReader()
+        reader.feed_data(struct.pack("!H", len(query)) + query)
+        writer = NeverRead()
+        await asyncio.wait_for(server._serve_tcp(reader, writer), 10)  # type: ignore[arg-type]
+        assert writer.closed and server._tcp_clients == 0
+
+    asyncio.run(main())

@@ -258,6 +258,50 @@ def test_an_app_that_never_serves_its_port_fails_the_boot_within_the_bound() -> 
     run(main())
 
 
+class DeadInstance(FakeInstance):
+    """An app that ended before it served: code as its status, the target's reason."""
+
+    def __init__(self, code: int, why: str) -> None:
+        super().__init__(code, runs_for=0)
+        self.why = why
+
+    def exit_reason(self) -> str:
+        return self.why
+
+
+def test_an_app_that_dies_before_serving_says_why_not_that_it_did_not_serve() -> None:
+    # An app OOM-killed at start (memory = "8M") failed in 0.1 s as "the app did not serve
+    # port(s) 80 (boot_timeout 10s)", its log empty: nothing said it had died, nor why.
+    async def main() -> None:
+        for instance, last_line, why in (
+            (DeadInstance(137, "killed: out of memory (limit 8M)"), "", "137: killed: out of"
+             " memory (limit 8M) (the app did not serve port(s) 80)"),
+            (DeadInstance(137, ""), "unrelated", "137: killed by SIGKILL (out of memory, or a"
+             " kill from outside) (the app did not serve port(s) 80)"),
+            (DeadInstance(1, ""), "ImportError: no module named x", "1: ImportError: no"
+             " module named x (the app did not serve port(s) 80)"),
+        ):  # fmt: skip
+
+            def launcher(
+                config: ServiceConfig, forwards: Any, name: str, dead: FakeInstance = instance
+            ) -> Launched:
+                channel, app_end = Channel.pair()
+                app_end.close()  # as the app's process ending closes its end
+                return Launched(dead, channel)
+
+            config = ServiceConfig("web", "x", boot_timeout=30)
+            svc = Service(config, "127.0.0.1", launcher, lambda name, line=last_line: line)
+            listener, port = await serve(svc)
+            try:
+                assert await fetch(port) == b""  # closed, not held for the boot_timeout
+                assert svc.state == State.FAILED
+                assert svc.reason == f"app exited with status {why}"
+            finally:
+                listener.close()
+
+    run(main())
+
+
 def test_an_app_stopped_for_idleness_lets_go_of_the_shared_listeners_first() -> None:
     # The app's process lives on for a moment after the stop (its grace), as this in-process
     # app does: it must no longer accept on the gateway's listener by then, or a client that

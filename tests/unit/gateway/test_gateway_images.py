@@ -177,3 +177,16 @@ def test_a_check_of_an_image_replaced_by_a_reload_is_not_applied_to_the_new_one(
             await gw.close()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_volume_or_secret_that_fails_a_boot_is_said_in_the_configs_words() -> None:
+    # "-v /srv/x:/data: ..." and "--secret k=/x: ..." named flags no gateway user gave.
+    from summon.gateway.server import in_config_words
+
+    assert in_config_words("-v /srv/x:/data: image http:1 declares no volume at /data") == (
+        "volumes: '/srv/x:/data': image http:1 declares no volume at /data"
+    )
+    assert in_config_words("--secret k=/x: cannot read it: No such file or directory") == (
+        "secrets: 'k=/x': cannot read it: No such file or directory"
+    )
+    assert in_config_words("no image 'x' in the store") == ""

@@ -182,3 +182,23 @@ def test_a_busy_address_at_start_is_named(
         f"summon: error: gateway: cannot listen on 127.0.0.1:{port} for its {which} server: "
         "Address already in use\n"
     )
+
+
+def test_a_state_folder_it_cannot_write_to_is_one_line_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """XDG_STATE_HOME naming what cannot hold the instances' bundles and logs: the gateway
+    started, and every boot failed with "[Errno 2] No such file or directory: '/proc/nope'"."""
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "a-file"))
+    config = tmp_path / "gw.toml"
+    config.write_text(
+        f'[gateway]\ndns = "127.0.0.1:{free_port()}"\nstatus = "127.0.0.1:{free_port()}"\n'
+    )
+    assert gateway_main.main(["--config", str(config)]) == 2
+    folder = tmp_path / "a-file" / "summon" / "gateway"
+    assert capsys.readouterr().err == (
+        f"summon: error: gateway: cannot write to its state folder {folder}: Not a directory\n"
+    )
+    gateway_main.writable(tmp_path / "state" / "gateway")  # made, and written to
+    assert (tmp_path / "state" / "gateway").is_dir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -274,6 +275,39 @@ def test_a_services_port_taken_by_another_program_is_named(tmp_path: Path) -> No
     run(main())
 
 
+def test_a_service_whose_port_was_taken_listens_once_it_is_free(tmp_path: Path) -> None:
+    # It stayed failed for good ("cannot listen on ...: Address already in use"), even after
+    # the other program let go of the port, and a SIGHUP of the same file changed nothing.
+    async def main() -> None:
+        launcher = FakeLauncher()
+        port = free_port("127.0.0.1")
+        config = parse(web_doc(port, "30s"), tmp_path / "gw.toml")
+        address = config.addresses()["web"]
+        taken = socket.socket()
+        taken.bind((address, port))
+        taken.listen()
+        gw = Gateway(config, launcher=launcher)
+        await gw.start()
+        try:
+            svc = gw.services["web"]
+            assert svc.state == State.FAILED and "Address already in use" in svc.reason
+            gw._on_query("web")  # no boot while no one could reach it
+            await asyncio.sleep(0.3)
+            assert launcher.calls == 0
+            taken.close()
+            for _ in range(100):
+                if svc.state != State.FAILED:
+                    break
+                await asyncio.sleep(0.05)
+            assert svc.state == State.DOWN and svc.reason == ""
+            assert await fetch(port, address) == REPLY
+        finally:
+            taken.close()
+            await gw.close()
+
+    run(main())
+
+
 def test_dns_query_starts_the_boot(tmp_path: Path) -> None:
     async def main() -> None:
         launcher = FakeLauncher(delay=0.05)
@@ -335,6 +369,75 @@ def test_a_client_connecting_while_a_changed_service_reloads_waits_not_refused(
             assert await client == REPLY
             assert old.stopped and len(launcher.instances) == 2
             assert gw.services["web"].config.idle_timeout == 60
+        finally:
+            await gw.close()
+
+    run(main())
+
+
+def test_reloads_that_overlap_are_applied_one_after_the_other(tmp_path: Path) -> None:
+    """SIGHUP twice while the first reload still stops the old instance: the two reloads ran
+    at once, the second set the service up on a port the first had just listened on
+    ("cannot listen on ...: Address already in use"), and a listener no service owned kept
+    the port."""
+
+    async def main() -> None:
+        launcher = FakeLauncher(delay=0.05)
+        port = free_port("127.0.0.1")
+        doc = web_doc(port, "30s")
+        gw = Gateway(parse(doc, tmp_path / "gw.toml"), launcher=launcher)
+        await gw.start()
+        try:
+            address = gw.services["web"].address
+            assert await fetch(port, address) == REPLY
+            old = launcher.instances[0]
+            stopping, release = threading.Event(), threading.Event()
+            real_stop = old.stop
+
+            def slow_stop(grace: float = 10.0) -> int:
+                stopping.set()
+                release.wait(20)
+                return real_stop(grace)
+
+            old.stop = slow_stop  # type: ignore[method-assign]
+            doc["service"][0]["idle_timeout"] = "60s"
+            first = asyncio.ensure_future(gw.reload(parse(doc, tmp_path / "gw.toml")))
+            assert await asyncio.to_thread(stopping.wait, 20)
+            doc["service"][0]["idle_timeout"] = "90s"
+            second = asyncio.ensure_future(gw.reload(parse(doc, tmp_path / "gw.toml")))
+            await asyncio.sleep(0.2)
+            release.set()
+            await asyncio.gather(first, second)
+            svc = gw.services["web"]
+            assert svc.state != State.FAILED, svc.reason
+            assert svc.config.idle_timeout == 90
+            assert await fetch(port, address) == REPLY
+        finally:
+            await gw.close()
+        # Nothing of the gateway's listens on the port any more: every listener had an owner.
+        with socket.socket() as again:
+            again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAITs
+            again.bind((address, port))
+            again.listen()
+
+    run(main())
+
+
+def test_a_reload_names_the_server_address_it_cannot_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "summon gateway: gateway: new dns/status addresses take effect on restart" named none.
+    async def main() -> None:
+        doc = web_doc(free_port("127.0.0.1"), "30s")
+        gw = Gateway(parse(doc, tmp_path / "gw.toml"), launcher=FakeLauncher())
+        await gw.start()
+        try:
+            was = doc["gateway"]["status"]
+            doc["gateway"]["status"] = "127.0.0.1:9"
+            with caplog.at_level(logging.WARNING, logger="summon.gateway"):
+                await gw.reload(parse(doc, tmp_path / "gw.toml"))
+            said = [r.getMessage() for r in caplog.records if "restart" in r.getMessage()]
+            assert said == [f"gateway.status 127.0.0.1:9 takes effect on restart: still on {was}"]
         finally:
             await gw.close()
 

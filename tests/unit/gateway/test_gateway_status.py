@@ -141,3 +141,129 @@ def test_an_http_1_0_client_is_answered_and_closed_at_once() -> None:
                 assert seconds < 2, f"closed after {seconds:.1f} s"
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def _exchange(port: int, request: bytes) -> bytes:
+    """Send request, then read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=8) as client:
+        client.sendall(request)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_bad_requests_and_other_methods_are_answered_then_closed() -> None:
+    """Not HTTP got the connection closed without a word; POST got the page; HEAD sent the
+    headers and then closed the connection (h11 refused the body), dropping the next
+    request on it."""
+
+    async def main() -> None:
+        async with _serving() as port:
+            for request, status in (
+                (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n", b"400"),  # TLS hello
+                (b"GET / HTTP/1.1\r\n\r\n", b"400"),  # no Host
+                (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 100_000 + b"\r\n\r\n", b"431"),
+            ):
+                answer = await asyncio.to_thread(_exchange, port, request)
+                assert answer.startswith(b"HTTP/1.1 " + status + b" ")
+                assert b"connection: close" in answer.lower()
+            for method in (b"POST", b"DELETE", b"OPTIONS"):
+                request = method + b" / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+                answer = await asyncio.to_thread(_exchange, port, request)
+                assert answer.startswith(b"HTTP/1.1 405 ") and b"allow: GET, HEAD" in answer
+                assert b"<html" not in answer
+            # HEAD: the GET's headers, no body, and the connection serves the next request.
+            answer = await asyncio.to_thread(
+                _exchange,
+                port,
+                b"HEAD /status.json HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"GET /status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            head, rest = answer.split(b"\r\n\r\n", 1)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            assert rest.startswith(b"HTTP/1.1 200 ")  # no body between the two answers
+            assert len(rest.split(b"\r\n\r\n", 1)[1]) == length
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_slow_clients_cannot_take_the_gateways_files(monkeypatch: Any) -> None:
+    """Clients past MAX_CLIENTS wait in the listener's backlog, and a client that sends a
+    request a byte at a time is closed at READ_TIMEOUT: 1,400 idle connections to the
+    status port took every file of a gateway limited to 1,400, and its services' listeners
+    could accept nothing ("accept on port 80: Too many open files")."""
+    import os
+
+    from summon.gateway import status
+
+    monkeypatch.setattr(status, "MAX_CLIENTS", 2)
+    monkeypatch.setattr(status, "READ_TIMEOUT", 1.0)
+
+    def files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async def main() -> None:
+        async with _serving() as port:
+            before = files()
+            idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+            await asyncio.sleep(0.3)  # the server's loop runs: it accepts what it will
+            assert files() - before - len(idle) <= 2  # the server's own: two clients at most
+            for client in idle:
+                client.close()
+            # The slots free again: a client that asks now is answered.
+            answer = await asyncio.to_thread(
+                _exchange,
+                port,
+                b"GET /status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            assert answer.startswith(b"HTTP/1.1 200 ")
+
+            def trickle() -> bytes:
+                with socket.create_connection(("127.0.0.1", port), timeout=8) as client:
+                    try:
+                        for byte in b"GET /status.json HTTP/1.1\r\nHost: x\r\n\r\n":
+                            client.send(bytes([byte]))
+                            time.sleep(0.1)  # each byte well within READ_TIMEOUT of the last
+                        return client.recv(65536)
+                    except OSError:
+                        return b""
+
+            assert await asyncio.to_thread(trickle) == b""  # closed, never answered
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_client_that_does_not_read_its_answers_is_let_go(monkeypatch: Any) -> None:
+    """Requests sent without end and answers never read: the server waited to write for as
+    long as the client liked, and held one of its MAX_CLIENTS slots all along."""
+    from summon.gateway import status
+
+    monkeypatch.setattr(status, "READ_TIMEOUT", 1.0)
+    asked = 20_000  # answers of ~2 KB each: far more than the sockets' buffers hold
+
+    def never_read(port: int) -> int:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as client:
+            client.setblocking(False)
+            requests = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * asked
+            sent, until = 0, time.monotonic() + 4  # well past READ_TIMEOUT
+            while time.monotonic() < until and sent < len(requests):
+                try:
+                    sent += client.send(requests[sent:])
+                except BlockingIOError:
+                    time.sleep(0.05)
+            time.sleep(max(0.0, until - time.monotonic()))
+            client.setblocking(True)
+            answered = b""
+            with contextlib.suppress(ConnectionError):
+                while chunk := client.recv(1 << 20):
+                    answered += chunk
+            return answered.count(b"HTTP/1.1 200 ")
+
+    async def main() -> None:
+        async with _serving() as port:
+            answered = await asyncio.to_thread(never_read, port)
+            assert 0 < answered < asked  # closed while answers were still owed
+
+    asyncio.run(asyncio.wait_for(main(), 60))
