@@ -20,6 +20,7 @@ from summon import targets
 from summon.cli import numbers, output
 from summon.cli.envflags import parse_env
 from summon.cli.output import notice, open_store, progress
+from summon.cli.pathflags import NonEmptyPath
 from summon.errors import UserError
 from summon.targets import secrets
 from summon.targets.base import ARGS, SECRETS, VOLUMES, PortForward, PortTaken, RunSpec, Volume
@@ -321,7 +322,7 @@ def _image_or_folder(store: Any, image: str) -> Any:
 @click.option("--rm", "remove", is_flag=True, help="Remove the instance when it exits.")
 @click.option(
     "--verify-key",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, path_type=Path),
     help="Refuse the image unless signed by this public key (default: config.toml verify_key).",
 )
 def run(

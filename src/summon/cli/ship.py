@@ -22,6 +22,7 @@ from rich.progress import (
 )
 
 from summon.cli.output import err, open_store, out, termination_unwinds
+from summon.cli.pathflags import NonEmptyPath
 from summon.errors import UserError
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ _insecure = click.option(
 )
 _ca_file = click.option(
     "--ca-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, path_type=Path),
     help="Trust this CA certificate (PEM) for the registry, beside the system's and certs.d.",
 )
 
@@ -271,7 +272,7 @@ def tag_command(source: str, target: str) -> None:
     "--key",
     "key",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, path_type=Path),
     help="PEM private key (`summon key generate`); its password in $SUMMON_KEY_PASSWORD.",
 )
 def sign_command(image: str, key: Path) -> None:
@@ -294,7 +295,7 @@ def sign_command(image: str, key: Path) -> None:
     "--key",
     "key",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, path_type=Path),
     help="PEM public key (the .pub of `summon key generate`, or a cosign.pub).",
 )
 def verify_command(image: str, key: Path) -> None:
