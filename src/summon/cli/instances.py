@@ -108,8 +108,16 @@ def describe(folder: InstanceFolder, st: dict[str, Any]) -> dict[str, Any]:
 @click.command()
 @click.option("-a", "--all", "show_all", is_flag=True, help="Show exited instances too.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def ps(show_all: bool, as_json: bool) -> None:
-    """List detached instances (running ones; all with -a)."""
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Print only the IDs, one a line: summon rm -f $(summon ps -aq).",
+)
+def ps(show_all: bool, as_json: bool, quiet: bool) -> None:
+    """List instances (running ones; all with -a)."""
+    if quiet and as_json:
+        raise UserError("-q and --json: choose one (IDs one a line, or the JSON document)")
     rows = []
     for folder in state.all_instances():
         st = lifecycle.reconcile(folder)
@@ -119,6 +127,9 @@ def ps(show_all: bool, as_json: bool) -> None:
         _say_damaged(folder)
     if as_json:
         print_json(rows)
+        return
+    if quiet:
+        print("".join(f"{r['short_id']}\n" for r in rows), end="")
         return
     table = Table(box=None, pad_edge=False)
     for col in ("ID", "NAME", "IMAGE", "TARGET", "STATUS", "RESTARTS", "PORTS"):
