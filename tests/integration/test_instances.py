@@ -432,22 +432,14 @@ def test_stop_or_rm_of_an_instance_still_starting(
     slow = tmp_path / "slow"
     slow.mkdir()
     (slow / "sitecustomize.py").write_text(
-        "import sys, time\nif 'summon.instances.tree' in sys.orig_argv:\n    time.sleep(3)\n"
+        "import sys, time\n"
+        "if 'summon.instances.tree' in sys.orig_argv:\n"
+        "    time.sleep(3)\n"
     )
     path = os.pathsep.join(p for p in (str(slow), os.environ.get("PYTHONPATH", "")) if p)
     name = f"early-{verb}"
-    run = summon.popen(
-        "run",
-        "-d",
-        crash_image,
-        "--target",
-        "unix",
-        "--name",
-        name,
-        "-e",
-        "CRASH_SLEEP=600",
-        env={"PYTHONPATH": path},
-    )
+    run = summon.popen("run", "-d", crash_image, "--target", "unix", "--name", name,
+                       "-e", "CRASH_SLEEP=600", env={"PYTHONPATH": path})
 
     def recorded() -> bool:
         specs = summon.instances.glob("*/spec.json") if summon.instances.is_dir() else []
