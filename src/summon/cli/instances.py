@@ -195,14 +195,20 @@ def logs(instance: str, follow: bool, tail: str) -> None:
     live = folder.logs / console.LOG_NAME
     try:
         current = live.read_bytes()
+        logged = True
     except FileNotFoundError:
-        current = b""
+        current, logged = b"", False
     old = b"" if lines is not None and current.count(b"\n") >= lines else _read_old(folder)
     sink = sys.stdout.buffer
     # To a terminal, the app's escape sequences are shown, not obeyed (console.Visible);
     # to a pipe or a file, its bytes go unchanged.
     shown = console.Visible() if sys.stdout.isatty() else None
     data = console.tail(old + current, lines)
+    if not logged and not old and folder.spec().get("attached"):  # silence said nothing
+        notice(
+            f"{folder.name} ({folder.short_id}) ran in the foreground: its output went to "
+            "the terminal it ran in, not to a log (run it with -d to keep its output)"
+        )
     sink.write(shown.feed(data, final=not follow) if shown else data)
     sink.flush()
     if follow:
