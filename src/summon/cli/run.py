@@ -179,6 +179,11 @@ def parse_volumes(values: tuple[str, ...]) -> tuple[Volume, ...]:
     mounts: list[Volume] = []
     for v in values:
         source, sep, path = v.rpartition(":")
+        if sep and ":/" in source and not path.startswith("/"):  # docker's -v data:/data:ro
+            raise UserError(
+                f"-v {v}: summon's -v takes no options after the path ({path}); "
+                "give NAME:/PATH or /HOST/FOLDER:/PATH"
+            )
         if not sep or not source or not path.startswith("/"):
             raise UserError(f"-v {v}: expected NAME:/PATH or /HOST/FOLDER:/PATH, like data:/data")
         if why := volumes.mount_path_problem(path):
