@@ -184,6 +184,27 @@ def test_rmi_by_id_of_an_image_with_several_tags_needs_force(
     assert r.returncode == 0 and "untagged twice:c" in r.stdout, r.stderr
 
 
+def test_tag_moved_off_an_image_says_it_is_kept_as_none(
+    summon: Summon, http_image: str, tmp_path: Path
+) -> None:
+    """`summon tag A B` with B naming another image left that image <none> without a word."""
+    app = write_app(tmp_path / "moved", 'entry = "app:main"\n', "def main():\n    return 0\n")
+    assert summon("build", str(app), "-t", "moved:1").returncode == 0
+    old = summon.digest("moved:1")[7:19]
+    assert summon("tag", "moved:1", "moved:2").returncode == 0
+    r = summon("tag", http_image, "moved:1")  # moved:2 still names the old image: no word
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = summon("tag", http_image, "moved:2")  # now no tag names it
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        f"summon: the image moved:2 named before (ID {old}) is kept as <none>; "
+        f"`summon tag {old} NAME` names it again"
+    ]
+    assert summon("tag", old, "moved:1").returncode == 0  # as it says
+    assert summon.digest("moved:1")[7:19] == old
+    assert summon("rmi", "moved:1", "moved:2").returncode == 0
+
+
 # --- running ---------------------------------------------------------------------------------
 
 

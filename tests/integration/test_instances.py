@@ -288,6 +288,22 @@ def test_sigterm_to_the_monitor_stops_cleanly(summon: Summon, crash_image: str) 
     assert (row["exit_code"], row["reason"], row["restarts"]) == (0, "stopped", 0)
 
 
+def test_ps_q_lists_ids_that_rm_takes(summon: Summon, crash_image: str) -> None:
+    # `summon rm -f $(summon ps -aq)`, as with docker: -q was "No such option".
+    for name in ("q1", "q2"):
+        summon.ok(
+            "run", "-d", crash_image, "--target", "unix", "--name", name,
+            "-e", "CRASH_SLEEP=60",
+        )  # fmt: skip
+    summon.ok("stop", "-t", "0", "q1")
+    ids = {name: row["short_id"] for name, row in summon.ps().items()}
+    assert summon.ok("ps", "-q").splitlines() == [ids["q2"]]
+    assert sorted(summon.ok("ps", "-aq").splitlines()) == sorted([ids["q1"], ids["q2"]])
+    assert_one_line_error(summon("ps", "-q", "--json"), "-q and --json")
+    summon.ok("rm", "-f", *summon.ok("ps", "-aq").split())
+    assert summon.ok("ps", "-aq") == ""
+
+
 def test_stop_kills_after_the_grace_period(summon: Summon, crash_image: str) -> None:
     summon.ok(
         "run", "-d", crash_image, "--target", "unix", "--name", "stubborn",

@@ -49,3 +49,13 @@ def test_a_gateway_service_name_with_a_newline_is_refused(tmp_path: Path) -> Non
     assert [s.name for s in parse(_gateway("web"), tmp_path / "gw.toml").services] == ["web"]
     with pytest.raises(ConfigError, match="not a DNS label"):
         parse(_gateway("web\n"), tmp_path / "gw.toml")
+
+
+@pytest.mark.parametrize("name", ["café", "-web", ".web"])
+def test_a_refused_name_says_which_letters_and_where(name: str) -> None:
+    # 'é' is a letter and '-' was listed: "use letters, digits, '.', '_' and '-'" read as
+    # if these names were fine.
+    with pytest.raises(UserError, match=r"use ASCII letters.*starting with a letter or digit"):
+        state.check_name(name)
+    with pytest.raises(UserError, match=r"use ASCII letters.*starting with a letter or digit"):
+        volumes.check_name(name)

@@ -36,6 +36,8 @@ def read_env_file(file: str) -> dict[str, str]:
     """An env file as docker's --env-file reads it: KEY=VALUE lines, the value as written (no
     quotes removed, no $expansion); KEY alone takes this environment's value; blank lines and
     lines starting with # are skipped."""
+    if not file.strip():  # an unset "$ENV_FILE": Path('') is '.', "cannot read: Is a directory"
+        raise UserError(f"--env-file {file!r}: give a path (is a variable unset?)")
     try:
         with Path(file).open("rb") as f:
             data = f.read(MAX_ENV_FILE + 1)  # a FIFO (<(cmd)) reads too; /dev/zero ends

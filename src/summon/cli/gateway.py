@@ -12,13 +12,15 @@ from pathlib import Path
 
 import click
 
+from summon.cli.pathflags import NonEmptyPath
+
 
 @click.command("gateway")
 @click.option(
     "--config",
     "config_path",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=NonEmptyPath(path_type=Path, dir_okay=False),
     help="The gateway config file (TOML; see docs/gateway.md).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log boots, stops and failures.")

@@ -25,6 +25,7 @@ from summon.cli.output import (
     progress,
     termination_unwinds,
 )
+from summon.cli.pathflags import NonEmptyPath
 from summon.errors import SummonError, UserError
 from summon.store.image import Image, unpacked_size
 from summon.store.layout import Descriptor, normalize_ref
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.argument("app_dir", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("app_dir", default=".", type=NonEmptyPath(file_okay=False, path_type=Path))
 @click.option(
     "-t", "--tag", help="Name the image NAME[:TAG] (default: the manifest's name:version)."
 )
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 @click.option(
     "-f",
     "--manifest",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, path_type=Path),
     help="Build with this manifest (summon.toml or pyproject.toml) instead of APP_DIR's own.",
 )
 @click.option(
@@ -206,7 +207,12 @@ def images(as_json: bool) -> None:
 @click.command()
 @click.argument("image")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole bill of materials as JSON.")
-@click.option("--why", metavar="MODULE", help="Say which imports brought MODULE in, or why not.")
+@click.option(
+    "--why",
+    metavar="MODULE",
+    help="Say which imports brought MODULE in, or why not. With --json: one JSON object, "
+    '{"ref", "id", "module", "in_image", "why": [lines]}.',
+)
 def inspect(image: str, as_json: bool, why: str | None) -> None:
     """Show an image's size breakdown and its bill of materials (or an instance, by ID/name)."""
     from summon.cli.instances import inspect_instance  # instances first: `inspect ID`
@@ -222,7 +228,13 @@ def inspect(image: str, as_json: bool, why: str | None) -> None:
     if why:
         from summon.build.why import explain
 
-        out.print("\n".join(explain(bom, why)), markup=False)
+        lines = explain(bom, why)
+        if as_json:  # --json's promise holds for --why too: a document, not the lines
+            names = {m.get("name") for m in bom.get("modules", []) if isinstance(m, dict)}
+            doc = {"ref": img.ref, "id": img.id, "module": why, "in_image": why in names}
+            print(json.dumps({**doc, "why": lines}, indent=2, sort_keys=True))
+            return
+        out.print("\n".join(lines), markup=False)
         return
     sandbox = _sandbox_summary(img, bom)
     from summon.store.keyscan import scan_stored
@@ -452,7 +464,7 @@ def images_in_use() -> dict[str, list[str]]:
     "-o",
     "--output",
     required=True,
-    type=click.Path(path_type=Path),
+    type=NonEmptyPath(path_type=Path),
     help="Where to write it (a file or a new folder, as the format says).",
 )
 def export(image: str, fmt: str, output: Path) -> None:
@@ -493,7 +505,7 @@ def export(image: str, fmt: str, output: Path) -> None:
     help="Where the cluster pulls the image from (default: IMAGE's name, if it has a registry).",
 )
 @click.option(
-    "-o", "--output", type=click.Path(path_type=Path), default=Path("-"), help="Default: stdout."
+    "-o", "--output", type=NonEmptyPath(path_type=Path), default=Path("-"), help="Default: stdout."
 )
 def kube(
     image: str,

@@ -108,8 +108,16 @@ def describe(folder: InstanceFolder, st: dict[str, Any]) -> dict[str, Any]:
 @click.command()
 @click.option("-a", "--all", "show_all", is_flag=True, help="Show exited instances too.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def ps(show_all: bool, as_json: bool) -> None:
-    """List detached instances (running ones; all with -a)."""
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Print only the IDs, one a line: summon rm -f $(summon ps -aq).",
+)
+def ps(show_all: bool, as_json: bool, quiet: bool) -> None:
+    """List instances (running ones; all with -a)."""
+    if quiet and as_json:
+        raise UserError("-q and --json: choose one (IDs one a line, or the JSON document)")
     rows = []
     for folder in state.all_instances():
         st = lifecycle.reconcile(folder)
@@ -119,6 +127,9 @@ def ps(show_all: bool, as_json: bool) -> None:
         _say_damaged(folder)
     if as_json:
         print_json(rows)
+        return
+    if quiet:
+        print("".join(f"{r['short_id']}\n" for r in rows), end="")
         return
     table = Table(box=None, pad_edge=False)
     for col in ("ID", "NAME", "IMAGE", "TARGET", "STATUS", "RESTARTS", "PORTS"):
@@ -184,14 +195,20 @@ def logs(instance: str, follow: bool, tail: str) -> None:
     live = folder.logs / console.LOG_NAME
     try:
         current = live.read_bytes()
+        logged = True
     except FileNotFoundError:
-        current = b""
+        current, logged = b"", False
     old = b"" if lines is not None and current.count(b"\n") >= lines else _read_old(folder)
     sink = sys.stdout.buffer
     # To a terminal, the app's escape sequences are shown, not obeyed (console.Visible);
     # to a pipe or a file, its bytes go unchanged.
     shown = console.Visible() if sys.stdout.isatty() else None
     data = console.tail(old + current, lines)
+    if not logged and not old and folder.spec().get("attached"):  # silence said nothing
+        notice(
+            f"{folder.name} ({folder.short_id}) ran in the foreground: its output went to "
+            "the terminal it ran in, not to a log (run it with -d to keep its output)"
+        )
     sink.write(shown.feed(data, final=not follow) if shown else data)
     sink.flush()
     if follow:

@@ -20,6 +20,7 @@ from summon import targets
 from summon.cli import numbers, output
 from summon.cli.envflags import parse_env
 from summon.cli.output import notice, open_store, progress
+from summon.cli.pathflags import NonEmptyPath
 from summon.errors import UserError
 from summon.targets import secrets
 from summon.targets.base import ARGS, SECRETS, VOLUMES, PortForward, PortTaken, RunSpec, Volume
@@ -178,6 +179,11 @@ def parse_volumes(values: tuple[str, ...]) -> tuple[Volume, ...]:
     mounts: list[Volume] = []
     for v in values:
         source, sep, path = v.rpartition(":")
+        if sep and ":/" in source and not path.startswith("/"):  # docker's -v data:/data:ro
+            raise UserError(
+                f"-v {v}: summon's -v takes no options after the path ({path}); "
+                "give NAME:/PATH or /HOST/FOLDER:/PATH"
+            )
         if not sep or not source or not path.startswith("/"):
             raise UserError(f"-v {v}: expected NAME:/PATH or /HOST/FOLDER:/PATH, like data:/data")
         if why := volumes.mount_path_problem(path):
@@ -310,7 +316,7 @@ def _image_or_folder(store: Any, image: str) -> Any:
 @click.option("--rm", "remove", is_flag=True, help="Remove the instance when it exits.")
 @click.option(
     "--verify-key",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, path_type=Path),
     help="Refuse the image unless signed by this public key (default: config.toml verify_key).",
 )
 def run(

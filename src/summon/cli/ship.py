@@ -21,7 +21,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from summon.cli.output import err, open_store, out, termination_unwinds
+from summon.cli.output import err, notice, open_store, out, termination_unwinds
+from summon.cli.pathflags import NonEmptyPath
 from summon.errors import UserError
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ _insecure = click.option(
 )
 _ca_file = click.option(
     "--ca-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, path_type=Path),
     help="Trust this CA certificate (PEM) for the registry, beside the system's and certs.d.",
 )
 
@@ -257,12 +258,21 @@ def logout_command(registry: str) -> None:
 @click.argument("source")
 @click.argument("target")
 def tag_command(source: str, target: str) -> None:
-    """Give the image SOURCE (a name or ID) another name, TARGET."""
+    """Give the image SOURCE (a name or ID) another name, TARGET.
+
+    A TARGET that names another image already moves to SOURCE's; that image is kept, as
+    <none> (`summon images`), usable by its ID.
+    """
     store = open_store()
     _, desc = store.resolve(source)
-    store.tag(target, desc)
+    moved = store.tag(target, desc)
     full, _ = store.resolve(target)
     out.print(f"tagged {full} ({desc.short_id})")
+    if moved is not None:  # the tag left an image: it was silently <none>
+        notice(
+            f"the image {full} named before (ID {moved.short_id}) is kept as <none>; "
+            f"`summon tag {moved.short_id} NAME` names it again"
+        )
 
 
 @click.command("sign")
@@ -271,7 +281,7 @@ def tag_command(source: str, target: str) -> None:
     "--key",
     "key",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, path_type=Path),
     help="PEM private key (`summon key generate`); its password in $SUMMON_KEY_PASSWORD.",
 )
 def sign_command(image: str, key: Path) -> None:
@@ -294,7 +304,7 @@ def sign_command(image: str, key: Path) -> None:
     "--key",
     "key",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, path_type=Path),
     help="PEM public key (the .pub of `summon key generate`, or a cosign.pub).",
 )
 def verify_command(image: str, key: Path) -> None:

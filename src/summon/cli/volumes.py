@@ -14,6 +14,7 @@ import click
 from rich.table import Table
 
 from summon.cli.output import human, notice, out, print_json
+from summon.cli.pathflags import NonEmptyPath
 from summon.errors import UserError
 from summon.targets import volume_stores, volumes
 
@@ -143,7 +144,7 @@ def rm_cmd(names: tuple[str, ...], force: bool) -> None:
     "-o",
     "--output",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, path_type=Path),
     help="The bundle file to write.",
 )
 @click.option("--store", help="The store's folder in the volume (default: the only one).")
@@ -165,7 +166,7 @@ def export_cmd(name: str, output: Path, store: str | None) -> None:
 
 @volume.command("import")
 @click.argument("name")
-@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("bundle", type=NonEmptyPath(dir_okay=False, path_type=Path))
 @click.option(
     "--store",
     help="The store's folder in the new volume (default: NAME), as the app's manifest puts it: "

@@ -55,7 +55,10 @@ def check_name(name: str) -> None:
             f"--name {name[:20]!r}...: at most {NAME_MAX} characters ({len(name)} given)"
         )
     if not NAME.match(name):
-        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
+        raise UserError(
+            f"--name {name!r}: use ASCII letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
 
 
 def base_name(candidate: str) -> str:

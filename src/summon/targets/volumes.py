@@ -88,7 +88,10 @@ def volumes_dir() -> Path:
 
 def check_name(name: str) -> None:
     if not NAME_RE.match(name):
-        raise UserError(f"volume name {name!r}: use letters, digits, '.', '_' and '-' (at most 64)")
+        raise UserError(
+            f"volume name {name!r}: use ASCII letters, digits, '.', '_' and '-', starting with "
+            "a letter or digit (at most 64)"
+        )
 
 
 def mount_path_problem(path: str) -> str:

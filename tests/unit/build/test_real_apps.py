@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -325,6 +326,25 @@ def test_why(http_image: BuildResult, store: Store) -> None:
     assert "/usr/lib/python3.11/asyncio/" in text and "(guarded: optional)" in text
     assert "include = ['ssl']" in text
     assert why("tkinter.nonexistent").startswith("tkinter.nonexistent is not in the image")
+
+
+def test_why_with_json_is_one_json_document(http_image: BuildResult, store: Store) -> None:
+    # `inspect --json --why MODULE` printed the text lines: a script parsing --json broke.
+    env = {**os.environ, "SUMMON_STORE": str(store.root)}
+
+    def why(module: str) -> Any:
+        cmd = [sys.executable, "-m", "summon.cli.main", "inspect", "--json", "--why", module]
+        out = subprocess.run([*cmd, "http:test"], capture_output=True, text=True, env=env)
+        assert out.returncode == 0 and out.stderr == "", out.stderr
+        return json.loads(out.stdout)
+
+    doc = why("h11._readers")
+    assert doc["module"] == "h11._readers" and doc["in_image"] is True
+    assert doc["ref"] == "http:test" and doc["id"] == http_image.image.id
+    assert doc["why"][0].startswith("h11._readers is in the image (site, ")
+    assert doc["why"][-1].strip().endswith("-> h11._readers")
+    doc = why("ssl")
+    assert doc["in_image"] is False and doc["why"][0].startswith("ssl is not in the image")
 
 
 # --- checking and reading the built images -----------------------------------------------

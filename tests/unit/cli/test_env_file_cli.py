@@ -62,6 +62,16 @@ def test_a_missing_env_file_is_one_error_line(verb: str, tmp_path: Path) -> None
     ]
 
 
+@pytest.mark.parametrize("verb", ["run", "build"])
+def test_an_empty_env_file_path_is_one_error_line(verb: str, tmp_path: Path) -> None:
+    # `--env-file "$UNSET"` said "--env-file : cannot read: Is a directory".
+    status, output = run_cli(verb, str(tmp_path), "--env-file", "")
+    assert status == 2, output
+    assert output.strip().splitlines() == [
+        "summon: error: --env-file '': give a path (is a variable unset?)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("line", "why"),
     [

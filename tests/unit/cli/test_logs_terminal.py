@@ -40,6 +40,33 @@ def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return "hostile"
 
 
+def test_logs_of_a_foreground_run_say_where_its_output_went(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A foreground run's console is the terminal's, never logged: `summon logs` printed
+    # nothing and exited 0, as if the app had been silent.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    run = RunSpec(name="x", image="hello", rootfs=Path("/"), app_config={})
+    for name, attached in (("fg", True), ("bg", False)):
+        spec = {"run": state.encode_run_spec(run), "image": {"ref": "hello", "digest": ""}}
+        _, lock_fd = state.create({**spec, "attached": attached}, name, name, durable=False)
+        os.close(lock_fd)
+    r = CliRunner().invoke(cli, ["logs", "fg"])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines() == [
+        f"summon: fg ({folder_of('fg').short_id}) ran in the foreground: its output went to "
+        "the terminal it ran in, not to a log (run it with -d to keep its output)"
+    ]
+    r = CliRunner().invoke(cli, ["logs", "bg"])  # detached, silent so far: nothing to say
+    assert (r.exit_code, r.output) == (0, "")
+    (folder_of("fg").logs / console.LOG_NAME).write_bytes(b"hi\n")  # `summon start fg` logs
+    assert CliRunner().invoke(cli, ["logs", "fg"]).output == "hi\n"
+
+
+def folder_of(name: str) -> state.InstanceFolder:
+    return state.find(name)
+
+
 def test_logs_piped_or_redirected_are_the_apps_bytes_exactly(instance: str) -> None:
     # rule: only a terminal gets the escapes shown; a pipe or a file gets the bytes
     for args in (["logs", instance], ["logs", "-f", instance]):

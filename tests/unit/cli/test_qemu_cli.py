@@ -44,7 +44,9 @@ def test_kernel_build_refuses_an_unknown_fragment(runner: CliRunner) -> None:
         (["-v", "./here:/data"], "-v ./here:/data: give a host folder as an absolute path"),
         (["-v", "/no/such/dir:/data"], "-v /no/such/dir:/data: /no/such/dir is not a folder"),
         (["-v", "data:/proc/x"], "-v data:/proc/x: /proc/x: /proc belongs to the image"),
-        (["-v", "da ta:/data"], "volume name 'da ta': use letters"),
+        (["-v", "da ta:/data"], "volume name 'da ta': use ASCII letters"),
+        (["-v", "data:/data:ro"], "-v data:/data:ro: summon's -v takes no options after"),
+        (["-v", "/tmp:/data:z"], "-v /tmp:/data:z: summon's -v takes no options after the path"),
     ],
 )
 def test_run_checks_qemu_options_before_anything_starts(

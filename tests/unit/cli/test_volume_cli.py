@@ -49,12 +49,12 @@ def test_create_ls_inspect_rm(runner: CliRunner, tmp_path: Path) -> None:
     [
         (["volume", "inspect", "nope"], "no volume 'nope'; see `summon volume ls`"),
         (["volume", "rm", "nope"], "no volume 'nope'"),
-        (["volume", "create", "a/b"], "volume name 'a/b': use letters"),
+        (["volume", "create", "a/b"], "volume name 'a/b': use ASCII letters"),
         (["volume", "create", "x", "--kind", "ext4", "--size", "1k"], "at least 8M"),
         (["volume", "export", "nope", "-o", "f"], "no volume 'nope'"),
         (["volume", "import", "x", "/no/such.bundle"], "/no/such.bundle: no such file"),
         # The store defaults to the volume's name: a bad name was blamed on --store, not given.
-        (["volume", "import", "../x", "/no/such.bundle"], "volume name '../x': use letters"),
+        (["volume", "import", "../x", "/no/such.bundle"], "volume name '../x': use ASCII letters"),
     ],
 )
 def test_mistakes_are_one_line(runner: CliRunner, args: list[str], message: str) -> None:

@@ -67,3 +67,17 @@ def test_an_image_with_volumes_runs_as_one_pod_replaced_not_rolled() -> None:
     # Without volumes, replicas roll as Kubernetes' default has them.
     stateless = cast(Image, FakeImage({"name": "web", "ports": ["80"]}))
     assert "strategy" not in kube_manifests(stateless, replicas=3)[0]["spec"]
+
+
+def test_an_image_without_a_registry_is_refused_naming_what_works() -> None:
+    # `summon export web:1 --as kube` said "give that name with --image", a flag that
+    # export does not have: only `summon kube` has it.
+    image = cast(Image, FakeImage({"name": "web", "ports": ["80"]}, ref="web:1"))
+    with pytest.raises(UserError) as refused:
+        kube_manifests(image)
+    text = str(refused.value)
+    assert text.startswith("image web:1 has no registry in its name")
+    assert "export that name" in text and "summon kube with --image" in text
+    pushed = kube_manifests(image, image_name="127.0.0.1:5000/team/web:1")
+    spec = pushed[0]["spec"]["template"]["spec"]["containers"][0]
+    assert spec["image"] == "127.0.0.1:5000/team/web@sha256:" + "ab" * 32

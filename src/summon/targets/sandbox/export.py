@@ -93,8 +93,9 @@ def pullable(image: Image, override: str | None) -> str:
     first = name.split("/", 1)[0]
     if "/" not in name or not ("." in first or ":" in first or first == "localhost"):
         raise UserError(
-            f"image {name} has no registry in its name: push it first (summon tag, summon "
-            "push) and give that name with --image REGISTRY/NAME[:TAG]"
+            f"image {name} has no registry in its name, so no cluster can pull it: push it "
+            "(summon tag, summon push) and export that name, or give it to summon kube "
+            "with --image REGISTRY/NAME[:TAG]"
         )
     remote = RemoteRef.parse(name)
     return f"{remote.registry}/{remote.repository}@{image.desc.digest}"
