@@ -9,8 +9,10 @@ egress the app has no route out at all. No other address is ever a destination.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import selectors
 import shutil
 import signal
 import socket
@@ -202,3 +204,92 @@ def test_a_vm_reaches_the_allowed_destination_only(
     assert report["other"] == "refused ConnectionRefusedError"
     assert refused_packets(counters) >= 1
     assert (allowed.accepted, other.accepted) == (1, 0)
+
+
+# A WSGI app that turns the connection it serves into one of its own: disconnected
+# (connect with AF_UNSPEC, bound before the seal, which refuses ctypes after) and connected
+# again to OTHER on 127.0.0.1, which is the host's own if the socket is the host's.
+RECONNECTING = '''
+import ctypes, json, os, socket
+
+_connect = ctypes.CDLL(None, use_errno=True).connect
+_unspec = ctypes.create_string_buffer(16)  # a sockaddr of family 0, AF_UNSPEC
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/reconnect":
+        for fd in range(3, 256):
+            try:
+                sock = socket.socket(fileno=os.dup(fd))
+            except OSError:
+                continue
+            try:
+                sock.getpeername()
+            except OSError:
+                sock.close()
+                continue
+            if sock.family != socket.AF_INET or sock.type != socket.SOCK_STREAM:
+                sock.close()
+                continue
+            _connect(sock.fileno(), _unspec, 16)
+            sock.setblocking(True)
+            sock.settimeout(5)
+            try:
+                sock.connect(("127.0.0.1", OTHER))
+                result = "reached " + sock.recv(100).decode().strip()
+            except OSError as e:
+                result = f"refused {type(e).__name__}"
+            print(json.dumps({"reconnect": result}), flush=True)
+            break
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok\\n"]
+'''
+
+
+def test_an_app_with_egress_is_handed_no_host_socket_it_could_connect_again(
+    summon: Summon, tmp_path: Path, peers: tuple[Peer, Peer]
+) -> None:
+    """RunSpec.takes_host_sockets: an app whose profile allows connect() (egress) gets its
+    -p through the forwarder, not the host's listener; a connection it accepted there,
+    disconnected and connected again, reached the host's 127.0.0.1 past egress's rules."""
+    allowed, other = peers
+    folder = tmp_path / "reconnecting"
+    folder.mkdir()
+    (folder / "app.py").write_text(RECONNECTING.replace("OTHER", str(other.port)))
+    (folder / "summon.toml").write_text(
+        f'name = "reconnecting"\nentry = "app:app"\nports = [8000]\n'
+        f'egress = ["10.0.2.2:{allowed.port}"]\n'
+    )
+    r = summon("build", str(folder), "-t", "reconnecting:test")
+    assert r.returncode == 0, r.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = summon.popen("run", "reconnecting:test", "-p", f"127.0.0.1:{port}:8000")
+    try:
+        assert proc.stdout is not None
+        for _ in range(100):
+            try:
+                client = socket.create_connection(("127.0.0.1", port), timeout=10)
+                break
+            except ConnectionRefusedError:
+                threading.Event().wait(0.1)
+        with client:
+            client.sendall(b"GET /reconnect HTTP/1.1\r\nHost: x\r\n\r\n")
+            # The connection's end or a reset (the app took it over), or its answer.
+            with contextlib.suppress(OSError):
+                client.recv(100)
+        line = ""
+        with selectors.DefaultSelector() as waiting:
+            waiting.register(proc.stdout, selectors.EVENT_READ)
+            while not line.startswith("{") and waiting.select(timeout=30):
+                line = proc.stdout.readline()
+                if not line:
+                    break
+        assert line.startswith("{"), line
+        # Inside the instance's namespace 127.0.0.1 is its own loopback: nothing there.
+        assert json.loads(line) == {"reconnect": "refused ConnectionRefusedError"}
+        assert other.accepted == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)

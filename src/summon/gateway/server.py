@@ -217,8 +217,9 @@ class ImageLauncher:
         )  # fmt: skip
         channel: Channel | None = None
         app_end: socket.socket | None = None
-        if HANDOFF in target.capabilities and spec.stack_serves:
-            # Connections go to the app by fd: no forwarder, no internal ports.
+        if HANDOFF in target.capabilities and spec.takes_host_sockets:
+            # Connections go to the app by fd: no forwarder, no internal ports. Not to an
+            # app that may connect(): it could connect them again from the host's namespace.
             channel, app_end = Channel.pair(spec.handoff_version)
             spec.ports = ()
             spec.handoff = app_end.fileno()

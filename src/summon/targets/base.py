@@ -253,6 +253,17 @@ class RunSpec:
         kind = entry.get("kind")
         return kind in ("wsgi", "asgi") or (kind == "function" and entry.get("stack") is not False)
 
+    @property
+    def takes_host_sockets(self) -> bool:
+        """Whether the app may be handed sockets of the host's network namespace (its
+        listeners, a gateway's connections): it serves through the Stack (stack_serves) and
+        its profile does not allow connect(). A TCP connection accepted on the host and
+        disconnected by connect(AF_UNSPEC) connects again to anywhere the host reaches (its
+        127.0.0.1, past egress's rules), so an image whose profile allows connect (egress,
+        a recorded or declared connect, or no derived profile: the static list) is reached
+        through the forwarder instead."""
+        return self.stack_serves and self.syscalls is not None and "connect" not in self.syscalls
+
 
 @dataclass(frozen=True)
 class Stats:

@@ -28,7 +28,14 @@ from summon.gateway.server import ImageLauncher
 from summon.instances import scratch
 from summon.runtime import handoff
 from summon.store.layout import Descriptor
-from summon.targets.base import HANDOFF, HANDOFF_LABEL, Instance, RunSpec
+from summon.targets.base import (
+    HANDOFF,
+    HANDOFF_LABEL,
+    SYSCALLS_LABEL,
+    Instance,
+    PortForward,
+    RunSpec,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -123,7 +130,12 @@ def image_with(labels: dict[str, str], rootfs: Path) -> Any:
     return SimpleNamespace(
         ref="web:1",
         desc=SimpleNamespace(digest="sha256:" + "0" * 64),
-        config={"config": {"Labels": {"dev.summon.name": "web", **labels}}},
+        # A derived profile without connect(): such an app may be handed host sockets.
+        config={
+            "config": {
+                "Labels": {"dev.summon.name": "web", SYSCALLS_LABEL: "accept4 recvfrom", **labels}
+            }
+        },
         app_config=lambda: app,
         rootfs=lambda: rootfs,
     )
@@ -183,3 +195,40 @@ def test_what_a_build_writes_the_gateway_reads(tmp_path: Path) -> None:
     assert labels[HANDOFF_LABEL] == str(handoff.VERSION)
     spec = RunSpec.for_image(image_with(labels, tmp_path), name="t", state_dir=tmp_path)
     assert spec.handoff_version == handoff.VERSION >= handoff.ADDRESSED_SINCE
+
+
+class SplicedTarget(FakeTarget):
+    """A fake target with the hand-off capability that notes what each start was given."""
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({HANDOFF})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.specs: list[RunSpec] = []
+
+    def start(self, spec: RunSpec) -> Instance:
+        self.specs.append(spec)
+        return FakeInstance()
+
+
+def test_an_app_whose_profile_allows_connect_is_spliced_not_handed_connections(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """RunSpec.takes_host_sockets: a connection handed by fd, disconnected by
+    connect(AF_UNSPEC) and connected again, reaches anywhere from the gateway's namespace;
+    an image with egress (its profile allows connect) gets no channel, and its ports are
+    forwarded to, as a VM's are."""
+    monkeypatch.setattr(scratch, "LEASES", tmp_path / "leases")
+    launcher = ImageLauncher(store=SimpleNamespace(root=tmp_path), state_root=tmp_path / "gw")
+    target = SplicedTarget()
+    image = image_with({SYSCALLS_LABEL: "accept4 connect recvfrom"}, tmp_path)
+    monkeypatch.setattr(launcher, "target", lambda config: target)
+    monkeypatch.setattr(launcher, "_prepared", lambda config, target, step: image)
+    forwards = (PortForward(0, 80),)
+    launched = launcher(ServiceConfig("web", "web:1"), forwards, "gw-web-2")
+    try:
+        assert launched.channel is None
+        assert target.specs[0].handoff is None
+        assert target.specs[0].ports == forwards
+    finally:
+        scratch.release_for(launched.instance)

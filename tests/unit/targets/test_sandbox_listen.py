@@ -14,8 +14,13 @@ from summon.targets.sandbox import listen
 TCP80, TCP443, UDP53 = PortForward(8080, 80), PortForward(8443, 443), PortForward(5353, 53, "udp")
 
 
+# A derived profile without connect(): what a served app's recording run leaves it.
+SERVED = ("accept4", "epoll_wait", "recvfrom", "sendto")
+
+
 def spec(kind: str, network: str = "socket", **kw: Any) -> RunSpec:
     app = {"entry": {"kind": kind}, "ports": ["80/tcp", "53/udp", "443/tcp"]}
+    kw.setdefault("syscalls", SERVED)
     return RunSpec(
         name="t", image="t", rootfs=Path("/"), app_config=app,
         network=network, ports=(TCP80, UDP53, TCP443), **kw,
@@ -39,6 +44,27 @@ def test_split(kind: str, network: str, handed: tuple[PortForward, ...]) -> None
     assert to_app == handed
     assert set(forwarded) == {TCP80, UDP53, TCP443} - set(handed)
     assert UDP53 in forwarded  # a UDP socket is never handed over
+
+
+@pytest.mark.parametrize(
+    "syscalls",
+    [
+        (*SERVED, "connect"),  # egress (declared), or recorded, or the manifest's syscalls
+        None,  # no derived profile: the static list, which allows connect
+    ],
+)
+def test_an_app_that_may_connect_is_handed_no_host_socket(
+    syscalls: tuple[str, ...] | None,
+) -> None:
+    """RunSpec.takes_host_sockets: a connection accepted on a host listener, disconnected by
+    connect(AF_UNSPEC) and connected again, reaches anywhere from the host's namespace; such
+    an app's ports go through the forwarder, to listeners made in its own namespace."""
+    served = spec("wsgi", syscalls=syscalls)
+    assert not served.takes_host_sockets
+    assert listen.split(served) == ((), (TCP80, UDP53, TCP443))
+    assert listen.unpublished(served, ()) == (80,)  # listened on inside, as without -p
+    # The build's recording run is the developer's own code, run on the host already.
+    assert listen.split(served, record=True) == ((TCP80,), (UDP53, TCP443))
 
 
 def test_environment_names_the_ports_in_fd_order_and_the_channel_after() -> None:

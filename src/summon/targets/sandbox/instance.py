@@ -126,8 +126,8 @@ class SandboxInstance(Instance):
         mounts = self._volumes(spec)
         # TCP listeners made here and the gateway's channel go to the app (listen.py); what
         # is left (UDP, direct mode, scripts) goes through the forwarder.
-        handed, forwarded = listen.split(spec)
-        handoff = spec.handoff if spec.stack_serves else None
+        handed, forwarded = listen.split(spec, self.record)
+        handoff = spec.handoff if spec.takes_host_sockets or self.record else None
         inside = listen.unpublished(spec, handed)  # no -p: listened on in its namespace
         if handed or inside or handoff is not None:
             self.handed = listen.HandedSockets(handed, handoff, inside, self.netns.path)

@@ -11,7 +11,9 @@ client and the app: nothing is copied through summon.
 Only where the runtime's Stack serves (RunSpec.stack_serves: network "socket", an entry
 function or a WSGI/ASGI app), and only TCP: a UDP socket handed over could send anywhere
 from the host's namespace, so UDP keeps the userspace forwarder (portfwd.py), as direct mode
-and plain scripts (which bind their own ports) do.
+and plain scripts (which bind their own ports) do. So does an app whose profile allows
+connect() (RunSpec.takes_host_sockets): a connection it accepted on a host listener,
+disconnected (connect(AF_UNSPEC)) and connected again, would reach anywhere from there.
 
 A gateway's hand-off socketpair (RunSpec.handoff, summon.gateway.handoff) goes in after the
 listeners, its number in SUMMON_HANDOFF_FD.
@@ -29,9 +31,16 @@ from summon.targets.sandbox.spawn import FIRST_FD  # SD_LISTEN_FDS_START too
 BACKLOG = 128  # the app's start_server sets its own when it adopts the socket
 
 
-def split(spec: RunSpec) -> tuple[tuple[PortForward, ...], tuple[PortForward, ...]]:
-    """(forwards whose listener is handed to the app, forwards left to the forwarder)."""
-    if not spec.stack_serves:
+def split(
+    spec: RunSpec, record: bool = False
+) -> tuple[tuple[PortForward, ...], tuple[PortForward, ...]]:
+    """(forwards whose listener is handed to the app, forwards left to the forwarder).
+
+    None is handed to an app that could turn what it accepts into a connection of its own
+    from the host's namespace (RunSpec.takes_host_sockets), except in the build's recording
+    run (record): that runs the developer's own code, which the build ran on the host already.
+    """
+    if not (spec.stack_serves if record else spec.takes_host_sockets):
         return (), spec.ports
     handed = tuple(f for f in spec.ports if f.protocol == "tcp")
     entry = spec.app_config.get("entry")
