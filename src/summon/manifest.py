@@ -53,6 +53,7 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "tls": ((dict,), 'a table such as { backend = "openssl", ports = [443] }'),
     "secrets": ((list,), 'the names of the secrets the app reads, such as ["api-token"]'),
     "egress": ((list,), 'a list of destinations the app may connect to, such as ["db:5432"]'),
+    "host_sockets": ((bool,), "true: an app that may connect is still handed the host's sockets"),
     "warm_up": ((list,), 'paths a WSGI/ASGI app is asked for (GET) before the seal, ["/"]'),
 }
 SEAL_MODES = {True: "on", False: "off", "audit": "audit"}
@@ -103,6 +104,9 @@ class Manifest:
     secrets: tuple[str, ...] = ()  # names a run must give (--secret NAME=FILE)
     # Outbound connections allowed (summon.egress): "HOST:PORT", "CIDR:PORT"...; none if empty.
     egress: tuple[str, ...] = ()
+    # Handed the host's sockets though its profile allows connect (docs/sandbox.md): it can
+    # then reach what the host reaches. For an app that must see its peers' addresses.
+    host_sockets: bool = False
     # Paths the runtime asks a WSGI/ASGI app for before the seal (None: the default, "/").
     warm_up: tuple[str, ...] | None = None
     # Where its keys are written, for messages: "[tool.summon]", "summon.toml"... (table_name)
@@ -465,6 +469,7 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
         tls=tls,
         secrets=needed,
         egress=egress,
+        host_sockets=table.get("host_sockets") is True,
         warm_up=warm_up,
         table=where,
         entry_from_scripts=isinstance(table, _ScriptsTable),

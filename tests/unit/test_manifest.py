@@ -369,3 +369,13 @@ def test_what_requirements_txt_cannot_say_is_one_error(
     with pytest.raises(ManifestError, match="requirements: ") as e:
         manifest.load(tmp_path)
     assert needle in str(e.value)
+
+
+def test_host_sockets_is_a_boolean_off_by_default(tmp_path: Path) -> None:
+    for name, line, expect in (("a", "", False), ("b", "host_sockets = true\n", True)):
+        (tmp_path / name).mkdir()
+        loaded = manifest.load(write_app(tmp_path / name, 'entry = "app:main"\n' + line))
+        assert loaded.host_sockets is expect
+    (tmp_path / "c").mkdir()
+    with pytest.raises(ManifestError, match="host_sockets"):
+        manifest.load(write_app(tmp_path / "c", 'entry = "app:main"\nhost_sockets = "yes"\n'))

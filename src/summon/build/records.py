@@ -159,6 +159,7 @@ def app_json(m: Manifest, data_map: dict[str, str]) -> dict[str, Any]:
         **({"tls": _tls_config(m.tls)} if m.tls is not None else {}),
         # Read by the targets, which enforce it (docs/sandbox.md); absent when none is allowed.
         **({"egress": list(m.egress)} if m.egress else {}),
+        **({"host_sockets": True} if m.host_sockets else {}),
         **({"stores": dict(sorted(m.stores.items()))} if m.stores else {}),
     }
 

@@ -261,8 +261,13 @@ class RunSpec:
         disconnected by connect(AF_UNSPEC) connects again to anywhere the host reaches (its
         127.0.0.1, past egress's rules), so an image whose profile allows connect (egress,
         a recorded or declared connect, or no derived profile: the static list) is reached
-        through the forwarder instead."""
-        return self.stack_serves and self.syscalls is not None and "connect" not in self.syscalls
+        through the forwarder instead, unless its manifest says host_sockets = true (an app
+        that must see its peers' real addresses, accepting that reach)."""
+        if not self.stack_serves:
+            return False
+        if self.app_config.get("host_sockets") is True:
+            return True
+        return self.syscalls is not None and "connect" not in self.syscalls
 
 
 @dataclass(frozen=True)

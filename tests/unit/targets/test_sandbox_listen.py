@@ -67,6 +67,17 @@ def test_an_app_that_may_connect_is_handed_no_host_socket(
     assert listen.split(served, record=True) == ((TCP80,), (UDP53, TCP443))
 
 
+def test_host_sockets_true_in_the_manifest_hands_them_to_an_app_that_may_connect() -> None:
+    """The image's own choice (app.json, signed with it): an app that must see its peers'
+    real addresses (the Pinata connects back to them) takes the host's reach with them."""
+    served = spec("wsgi", syscalls=("read", "connect"))
+    served.app_config["host_sockets"] = True
+    assert served.takes_host_sockets
+    assert listen.split(served) == ((TCP80,), (UDP53, TCP443))
+    served.app_config["host_sockets"] = "yes"  # only true itself
+    assert not served.takes_host_sockets
+
+
 def test_environment_names_the_ports_in_fd_order_and_the_channel_after() -> None:
     handed = listen.HandedSockets((TCP80, TCP443), handoff=99)
     assert handed.environment() == {
