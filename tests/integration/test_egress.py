@@ -295,8 +295,11 @@ def test_an_app_with_egress_is_handed_no_host_socket_it_could_connect_again(
                 client.recv(100)
         line = next_line('{"reconnect"')
         assert line.startswith("{"), line
-        # Inside the instance's namespace 127.0.0.1 is its own loopback: nothing there.
-        assert json.loads(line) == {"reconnect": "refused ConnectionRefusedError"}
+        # Inside the instance's namespace 127.0.0.1 is its own loopback: the host's peer is
+        # not there. (Usually refused; now and then, after another module's instances, the
+        # disconnected socket's connect returns at once and reads nothing: no peer either.)
+        result = json.loads(line)["reconnect"]
+        assert result in ("refused ConnectionRefusedError", "reached "), result
         assert other.accepted == 0
     finally:
         proc.send_signal(signal.SIGTERM)
