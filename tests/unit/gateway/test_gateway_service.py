@@ -212,6 +212,20 @@ def test_an_app_killed_by_sigkill_says_so_not_its_last_console_line() -> None:
     run(main())
 
 
+def stop_slowly(instance: Any) -> tuple[threading.Event, threading.Event]:
+    """Make instance.stop wait: (set once it is called, set to let it go on)."""
+    stopping, release = threading.Event(), threading.Event()
+    real_stop = instance.stop
+
+    def slow_stop(grace: float = 10.0) -> int:
+        stopping.set()
+        release.wait(20)
+        return int(real_stop(grace))
+
+    instance.stop = slow_stop
+    return stopping, release
+
+
 def web_doc(port: int, idle_timeout: str) -> dict[str, Any]:
     """A gateway config (DNS and status on free ports) with one service "web" on `port`."""
     return {
@@ -350,15 +364,7 @@ def test_a_client_connecting_while_a_changed_service_reloads_waits_not_refused(
             address = gw.services["web"].address
             assert await fetch(port, address) == REPLY
             old = launcher.instances[0]
-            stopping, release = threading.Event(), threading.Event()
-            real_stop = old.stop
-
-            def slow_stop(grace: float = 10.0) -> int:
-                stopping.set()
-                release.wait(20)
-                return real_stop(grace)
-
-            old.stop = slow_stop  # type: ignore[method-assign]
+            stopping, release = stop_slowly(old)
             doc["service"][0]["idle_timeout"] = "60s"  # a change: the service restarts
             reload = asyncio.ensure_future(gw.reload(parse(doc, tmp_path / "gw.toml")))
             assert await asyncio.to_thread(stopping.wait, 20)
@@ -391,15 +397,7 @@ def test_reloads_that_overlap_are_applied_one_after_the_other(tmp_path: Path) ->
             address = gw.services["web"].address
             assert await fetch(port, address) == REPLY
             old = launcher.instances[0]
-            stopping, release = threading.Event(), threading.Event()
-            real_stop = old.stop
-
-            def slow_stop(grace: float = 10.0) -> int:
-                stopping.set()
-                release.wait(20)
-                return real_stop(grace)
-
-            old.stop = slow_stop  # type: ignore[method-assign]
+            stopping, release = stop_slowly(old)
             doc["service"][0]["idle_timeout"] = "60s"
             first = asyncio.ensure_future(gw.reload(parse(doc, tmp_path / "gw.toml")))
             assert await asyncio.to_thread(stopping.wait, 20)
