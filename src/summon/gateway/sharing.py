@@ -81,12 +81,13 @@ def raise_file_limit(most: int = 1 << 16) -> None:
 OnConnection = Callable[[socket.socket, int, object], None]
 
 
-def listen(address: str, port: int) -> socket.socket:
+def listen(address: str, port: int, backlog: int = BACKLOG) -> socket.socket:
+    """A non-blocking TCP listener on address:port (SO_REUSEADDR, as asyncio's servers)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((address, port))
-        sock.listen(BACKLOG)
+        sock.listen(backlog)
         sock.setblocking(False)
     except BaseException:
         sock.close()

@@ -19,6 +19,8 @@ from typing import Any
 
 import h11
 
+from summon.gateway import sharing
+
 Snapshot = Callable[[], Awaitable[list[dict[str, Any]]]]
 READ_TIMEOUT = 10.0  # seconds a client has to send a whole request's head
 # Clients served at a time (as the DNS server's TCP ones): the next waits in the listener's
@@ -228,15 +230,7 @@ class StatusServer:
         self.served = 0  # pages answered: the gateway trims its heap after them at rest
 
     async def start(self, host: str, port: int) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's servers
-            sock.bind((host, port))
-            sock.listen(BACKLOG)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
+        sock = sharing.listen(host, port, BACKLOG)
         self._listener = sock
         self._accepting = asyncio.ensure_future(self._accept(sock))
 
