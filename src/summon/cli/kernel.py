@@ -15,6 +15,7 @@ from rich.table import Table
 from summon.build import kernel as kernel_mod
 from summon.cli import numbers
 from summon.cli.output import err, open_store, out
+from summon.cli.usage import VerbGroup
 from summon.store.image import Image
 
 
@@ -50,7 +51,7 @@ def _line(p: kernel_mod.Progress) -> str:
     return f"{p.phase} {pct}% ({p.done}/~{p.total} steps) {p.line}"
 
 
-@click.group()
+@click.group(cls=VerbGroup)
 def kernel() -> None:
     """Kernels built per image for the qemu target (from Debian's linux-source-6.1)."""
 

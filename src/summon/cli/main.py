@@ -20,6 +20,7 @@ import click
 import summon
 from summon import paths
 from summon.cli.output import Terminated, fail
+from summon.cli.usage import VerbGroup, shows_itself, usage_failed
 from summon.errors import CorruptBlob, SummonError
 
 # Every verb, by the module that defines it: `summon run` must not pay for the registry
@@ -49,8 +50,22 @@ USER_ERRNOS = frozenset(
 )  # fmt: skip
 
 
-class SummonGroup(click.Group):
+class SummonGroup(VerbGroup):
     """Finds LAZY_COMMANDS, importing their module on first use; turns errors into one line."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:  # `summon --bogus`: the group's own flags are parsed here, before invoke
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as e:
+            if shows_itself(e):
+                raise
+            usage_failed(e)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
@@ -71,6 +86,10 @@ class SummonGroup(click.Group):
         except SummonError as e:
             message = _damaged(e) if isinstance(e, CorruptBlob) else str(e)
             fail(message, e.exit_status, getattr(e, "detail", ""))
+        except click.UsageError as e:
+            if shows_itself(e):
+                raise
+            usage_failed(e)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except Terminated as e:
@@ -140,7 +159,7 @@ def _write_crash_log() -> Path:
         return Path(where)
 
 
-@click.group(cls=SummonGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("summon", cls=SummonGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(summon.__version__, prog_name="summon")
 def cli() -> None:
     """Build Python apps into sealed unikernel images, and run them.

@@ -23,6 +23,7 @@ from rich.progress import (
 
 from summon.cli.output import err, notice, open_store, out, termination_unwinds
 from summon.cli.pathflags import NonEmptyPath
+from summon.cli.usage import VerbGroup
 from summon.errors import UserError
 
 if TYPE_CHECKING:
@@ -315,7 +316,7 @@ def verify_command(image: str, key: Path) -> None:
     out.print(f"verified {v.ref} ({v.digest}): signed by key {v.key_id} as {v.identity or '-'}")
 
 
-@click.group("key")
+@click.group("key", cls=VerbGroup)
 def key_group() -> None:
     """Signing keys."""
 

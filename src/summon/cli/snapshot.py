@@ -13,11 +13,12 @@ import click
 from rich.table import Table
 
 from summon.cli.output import human, human_duration, out, print_json
+from summon.cli.usage import VerbGroup
 from summon.errors import UserError
 from summon.targets.snapshots import CorruptSnapshot, SnapshotCache
 
 
-@click.group()
+@click.group(cls=VerbGroup)
 def snapshot() -> None:
     """Snapshots of apps at their ready point, which later starts restore instead of booting."""
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from summon.cli.output import human, notice, out, print_json
 from summon.cli.pathflags import NonEmptyPath
+from summon.cli.usage import VerbGroup
 from summon.errors import UserError
 from summon.targets import volume_stores, volumes
 
@@ -51,7 +52,7 @@ def describe(name: str) -> dict[str, Any]:
     return doc
 
 
-@click.group()
+@click.group(cls=VerbGroup)
 def volume() -> None:
     """Named volumes: where apps keep data (KV_RW stores) across runs, upgrades and targets.
 

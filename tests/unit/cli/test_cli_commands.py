@@ -41,7 +41,7 @@ def test_an_unknown_verb_is_a_usage_error() -> None:
         check=False,
     )
     assert r.returncode == 2
-    assert "No such command 'frobnicate'" in r.stderr
+    assert r.stderr == "summon: error: no such command 'frobnicate'. See 'summon --help'.\n"
 
 
 def test_python_m_summon_is_the_summon_command() -> None:
@@ -51,7 +51,7 @@ def test_python_m_summon_is_the_summon_command() -> None:
         [sys.executable, "-m", "summon", "frobnicate"], capture_output=True, text=True, check=False
     )
     assert r.returncode == 2
-    assert "Usage: summon " in r.stderr and "No such command 'frobnicate'" in r.stderr
+    assert r.stderr == "summon: error: no such command 'frobnicate'. See 'summon --help'.\n"
 
 
 def test_logs_tail_takes_a_count_of_zero_or_more_or_all(
@@ -244,7 +244,7 @@ def test_stop_takes_a_finite_grace_only(
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     r = CliRunner().invoke(cli, ["stop", "-t", grace, "nobody"])
     assert r.exit_code == 2, r.output
-    assert "Invalid value for '-t' / '--time'" in r.output
+    assert "invalid value for '-t' / '--time'" in r.output
     assert "internal error" not in r.output
 
 
@@ -321,15 +321,15 @@ def test_inspect_why_of_nothing_is_refused(tmp_path: Path, monkeypatch: pytest.M
     [
         (["logs", "web", "--tail", "٣"], "summon: error: --tail ٣: expected a number of lines"),
         (["logs", "web", "--tail", "1_0"], "summon: error: --tail 1_0: expected a number of"),
-        (["stop", "-t", "٣", "web"], "Invalid value for '-t' / '--time': '٣' is not a number"),
-        (["restart", "-t", "1_0", "web"], "Invalid value for '-t' / '--time': '1_0' is not a"),
-        (["run", "--pids", "٣٢", "http"], "Invalid value for '--pids': '٣٢' is not a number"),
+        (["stop", "-t", "٣", "web"], "invalid value for '-t' / '--time': '٣' is not a number"),
+        (["restart", "-t", "1_0", "web"], "invalid value for '-t' / '--time': '1_0' is not a"),
+        (["run", "--pids", "٣٢", "http"], "invalid value for '--pids': '٣٢' is not a number"),
         (["run", "-m", "٣٢M", "http"], "summon: error: --memory: '٣٢M' is not a size"),
         (["run", "--restart", "on-failure:٣", "-d", "http"], "--restart on-failure:٣: expected"),
         (["run", "-p", "١٢٧.0.0.1:80:80", "http"], "١٢٧.0.0.1 is not an IPv4 address"),
-        (["kube", "http", "--replicas", "３"], "Invalid value for '--replicas': '３' is not a"),
-        (["kube", "http", "--port", "٨٠"], "Invalid value for '--port': '٨٠' is not a number"),
-        (["kernel", "build", "-j", "٣", "http"], "Invalid value for '-j' / '--jobs': '٣' is not"),
+        (["kube", "http", "--replicas", "３"], "invalid value for '--replicas': '３' is not a"),
+        (["kube", "http", "--port", "٨٠"], "invalid value for '--port': '٨٠' is not a number"),
+        (["kernel", "build", "-j", "٣", "http"], "invalid value for '-j' / '--jobs': '٣' is not"),
     ],
 )
 def test_numbers_in_other_scripts_digits_are_refused(
