@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 
 def _xdg(var: str, default: str) -> Path:
@@ -37,3 +38,32 @@ def store_dir() -> Path:
     # `SUMMON_STORE= summon images` made a store wherever the user stood.
     value = os.environ.get("SUMMON_STORE", "")
     return Path(value) if value else data_dir() / "store"
+
+
+class Folder(NamedTuple):
+    """One of summon's folders on the host, and the setting that moves it."""
+
+    what: str  # "its state", as in "summon keeps its state in ..."
+    path: Path
+    variable: str
+    base: Path  # the setting's folder: path, or the XDG folder path is made in
+
+
+def folders() -> list[Folder]:
+    state, cache, config = state_dir(), cache_dir(), config_dir()
+    return [
+        Folder("its images", store_dir(), "SUMMON_STORE", store_dir()),
+        Folder("its state", state, "XDG_STATE_HOME", state.parent),
+        Folder("its cache", cache, "XDG_CACHE_HOME", cache.parent),
+        Folder("its settings", config, "XDG_CONFIG_HOME", config.parent),
+    ]
+
+
+def folder_of(name: str | os.PathLike[str]) -> Folder | None:
+    """The summon folder a file is in, or which it is on the way to (a failed mkdir -p)."""
+    p = Path(os.path.abspath(name))
+    for folder in folders():
+        within = p == folder.base or folder.base in p.parents
+        if within and (p == folder.path or folder.path in p.parents or p in folder.path.parents):
+            return folder
+    return None

@@ -48,6 +48,8 @@ USER_ERRNOS = frozenset(
     (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE,
      errno.ENOTDIR)
 )  # fmt: skip
+# Of those, the ones a folder's setting can fix (not a full disk).
+FOLDER_ERRNOS = frozenset((errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR))
 
 
 class SummonGroup(VerbGroup):
@@ -104,12 +106,33 @@ class SummonGroup(VerbGroup):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(128 + 13)  # SIGPIPE
         except Exception as e:
-            if isinstance(e, OSError) and e.errno in USER_ERRNOS:
-                where = f": {e.filename}" if e.filename else ""
-                fail(f"{e.strerror or os.strerror(e.errno or 0)}{where}", 2)
+            said = _host_failure(e) if isinstance(e, OSError) else None
+            if said:
+                fail(said, 2)
             # An internal failure: say where the details are.
             log = _write_crash_log()
             fail(f"internal error: {type(e).__name__}: {e} (details in {log})", 1)
+
+
+def _host_failure(e: OSError) -> str | None:
+    """The line for a failure of the host the user can fix, or None (a bug).
+
+    One in summon's folders names the folder and the setting that moves it: XDG_STATE_HOME on
+    a read-only mount said only "Read-only file system: .../instances/.lock", and on a folder
+    that cannot be made (a dangling link, /proc/self) it was an internal error."""
+    folder = paths.folder_of(e.filename) if isinstance(e.filename, (str, Path)) else None
+    unmade = folder is not None and not folder.path.is_dir()
+    if e.errno not in USER_ERRNOS and not unmade:
+        return None
+    line = e.strerror or os.strerror(e.errno or 0)
+    if e.filename:
+        line += f": {e.filename}"
+    if folder is not None and e.errno in FOLDER_ERRNOS | {errno.ENOENT, errno.EEXIST}:
+        line += (
+            f"; summon keeps {folder.what} in {folder.path}: make that a folder it can write, "
+            f"or set {folder.variable} to one"
+        )
+    return line
 
 
 def _damaged(e: CorruptBlob) -> str:

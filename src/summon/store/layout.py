@@ -112,7 +112,10 @@ class Store:
             if not (root / "index.json").exists():
                 _atomic_write(root / "index.json", canonical_json(_empty_index()))
         except OSError as e:
-            raise UserError(f"cannot use the image store at {root}: {e.strerror}") from None
+            raise UserError(
+                f"cannot use the image store at {root}: {e.strerror}; make that a folder summon "
+                "can write, or set SUMMON_STORE to one"
+            ) from None
 
     @contextlib.contextmanager
     def disk_full_said(self) -> Iterator[None]:

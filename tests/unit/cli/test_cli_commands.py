@@ -107,7 +107,8 @@ def test_a_broken_state_folder_is_one_line_and_its_crash_log_goes_elsewhere(
     r = CliRunner().invoke(cli, ["ps"])
     assert r.exit_code == 2, r.output
     assert r.output.strip().splitlines() == [
-        f"summon: error: Not a directory: {afile}/summon/instances"
+        f"summon: error: Not a directory: {afile}/summon/instances; summon keeps its state in "
+        f"{afile}/summon: make that a folder it can write, or set XDG_STATE_HOME to one"
     ]
     log = _crash_log_of_a_bug()  # written elsewhere (a temporary folder)
     assert "Traceback" in log.read_text()
