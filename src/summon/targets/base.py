@@ -86,8 +86,11 @@ class PortTaken(UserError):
     """A host address and port an instance cannot listen on: the user's to choose anew."""
 
     def __init__(self, fwd: PortForward, error: OSError) -> None:
+        # /udp as -p writes it: a UDP port taken said what a TCP one says, and with both
+        # published on one port (-p 53:53 -p 53:53/udp) the line did not say which was taken.
+        proto = "/udp" if fwd.protocol == "udp" else ""
         super().__init__(
-            f"-p {fwd.host_addr}:{fwd.host_port}: cannot listen there "
+            f"-p {fwd.host_addr}:{fwd.host_port}{proto}: cannot listen there "
             f"({error.strerror or error}); choose another host port or a local address"
         )
 

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import pytest
 
 from summon.cli.run import (
     check_guest_ports,
+    check_ports_free,
     parse_ports,
     parse_volumes,
     served_args_warning,
     unmounted_volumes,
 )
 from summon.errors import UserError
-from summon.targets.base import PortForward
+from summon.targets.base import PortForward, PortTaken
 
 
 @pytest.mark.parametrize(
@@ -139,3 +141,25 @@ def test_args_to_a_served_app_are_said_to_run_no_command() -> None:
     assert served_args_warning((), wsgi) is None
     script = {"entry": {"kind": "script", "path": "/app/manage.py"}}
     assert served_args_warning(("migrate",), script) is None
+
+
+def test_a_taken_udp_port_is_named_with_its_address_and_protocol() -> None:
+    # `-p 127.0.0.1:PORT:53/udp` on a taken port said "-p 127.0.0.1:PORT: cannot listen
+    # there", as for TCP: with -p PORT:53 -p PORT:53/udp it did not say which one was taken.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        for flag, said in (
+            (f"127.0.0.1:{port}:53/udp", f"-p 127.0.0.1:{port}/udp: cannot listen there"),
+            (f"{port}:53/udp", f"-p 127.0.0.1:{port}/udp: cannot listen there"),
+        ):
+            with pytest.raises(PortTaken) as refused:
+                check_ports_free(parse_ports((flag,)))
+            assert str(refused.value) == (
+                f"{said} (Address already in use); choose another host port or a local address"
+            )
+    # An address not on this host (TEST-NET-1, RFC 5737): named with it, as TCP's is.
+    with pytest.raises(PortTaken, match=r"^-p 192\.0\.2\.1:5353/udp: cannot listen there \("):
+        check_ports_free(parse_ports(("192.0.2.1:5353:53/udp",)))
+    with pytest.raises(PortTaken, match=r"^-p 192\.0\.2\.1:8080: cannot listen there \("):
+        check_ports_free(parse_ports(("192.0.2.1:8080:80",)))
