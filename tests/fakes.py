@@ -1,4 +1,5 @@
-"""A fake target for unit tests: scripted instances, no processes, optionally a real TCP reply.
+"""A fake target for unit tests: scripted instances, no processes, optionally a real TCP reply;
+and a minimal image in a real store, for the verbs that only list, tag or remove images.
 
 One double for every test that needs a target (the monitor loop, the gateway, the CLI and the
 registry), as httpx's MockTransport is for its transports: the real targets are exercised by
@@ -12,6 +13,7 @@ import socketserver
 import threading
 from typing import ClassVar
 
+from summon.store.layout import CONFIG, INDEX, LAYER_GZIP, MANIFEST, Descriptor, Store
 from summon.targets.base import Check, Instance, RunSpec, Stats, Target
 
 FOREVER = None
@@ -134,3 +136,19 @@ class Output:
     def text(self) -> str:
         with self.lock:
             return self.data.decode(errors="replace")
+
+
+def store_image(store: Store, tag: str, text: bytes) -> tuple[Descriptor, Descriptor, Descriptor]:
+    """(index, config, layer) of a minimal image tagged tag; its blobs differ by text."""
+    layer = store.put_bytes(text, LAYER_GZIP)
+    config = store.put_json({"os": "linux", "text": text.decode()}, CONFIG)
+    manifest = store.put_json(
+        {"schemaVersion": 2, "mediaType": MANIFEST, "config": config.to_json(),
+         "layers": [layer.to_json()]},
+        MANIFEST,
+    )  # fmt: skip
+    index = store.put_json(
+        {"schemaVersion": 2, "mediaType": INDEX, "manifests": [manifest.to_json()]}, INDEX
+    )
+    store.tag(tag, index)
+    return index, config, layer

@@ -128,7 +128,8 @@ def test_a_rebuilt_tag_leaves_the_old_image_as_none_usable_by_id_until_removed(
     summon: Summon, tmp_path: Path
 ) -> None:
     """docker's <none>: the image a tag moved off stays listed and usable by its ID; rmi
-    refuses it while an instance runs it, and --dangling removes it once none does."""
+    refuses it while an instance runs it, and --dangling removes it once no instance (running
+    or stopped) uses it."""
     app = write_app(tmp_path / "sleeper", 'entry = "app:main"\n',
                     "import time\n\ndef main():\n    time.sleep(600)\n")  # fmt: skip
     assert summon("build", str(app), "-t", "sleeper:1").returncode == 0
@@ -155,6 +156,9 @@ def test_a_rebuilt_tag_leaves_the_old_image_as_none_usable_by_id_until_removed(
         assert summon("inspect", short).returncode == 0
     finally:
         summon("stop", "old-sleeper")
+    kept = summon("rmi", "--dangling")  # stopped, not removed: `summon start` would run it
+    assert kept.returncode == 0 and short not in kept.stdout
+    summon.ok("rm", "old-sleeper")
     r = summon("rmi", "--dangling")
     assert r.returncode == 0 and f"removed untagged image {short}" in r.stdout
     assert "no image" in summon("inspect", short).stderr

@@ -359,14 +359,15 @@ def _sandbox_summary(img: Image, bom: dict[str, Any]) -> dict[str, Any]:
     "-f",
     "--force",
     is_flag=True,
-    help="An image named by ID that has several tags: remove every one of them.",
+    help="Remove every tag of an image named by ID, and an image stopped instances use.",
 )
 def rmi(images: tuple[str, ...], dangling: bool, force: bool) -> None:
     """Remove images from the local store (and blobs no other image uses).
 
     A tag removes that tag (the image goes with its last one); an image ID removes the image,
     and refuses one with several tags unless -f. An image a running instance uses is
-    refused: stop the instance first.
+    refused: stop the instance first. One a stopped instance uses (that `summon start` would
+    run again) is refused unless -f: remove the instance first (summon rm).
     """
     from summon.store.image import remove_images
 
@@ -377,14 +378,15 @@ def rmi(images: tuple[str, ...], dangling: bool, force: bool) -> None:
     untag: list[str] = []  # tags, and the digests of untagged images
     for ref in images:
         untag += _named_by(ref, store.resolve(ref), tags, force)
-    running = images_in_use()
-    for digest, users in running.items():
-        left = [r for r, d in tags if d.digest == digest and r not in untag]
-        named = [r for r, d in tags if d.digest == digest and r in untag]
-        if (named or digest in untag) and not left:
-            raise UserError(in_use_error((named or [digest[7:19]])[0], users))
-    if dangling:
-        untag += [d.digest for d in store.untagged() if d.digest not in running]
+    running, stopped = images_in_use()
+    for users_of, error in ((running, in_use_error), ({} if force else stopped, stopped_error)):
+        for digest, users in users_of.items():
+            left = [r for r, d in tags if d.digest == digest and r not in untag]
+            named = [r for r, d in tags if d.digest == digest and r in untag]
+            if (named or digest in untag) and not left:
+                raise UserError(error((named or [digest[7:19]])[0], users))
+    if dangling:  # as docker's image prune: what any instance uses stays
+        untag += [d.digest for d in store.untagged() if d.digest not in {**running, **stopped}]
     # One pass, so that a full disk is no obstacle: see Store.remove.
     removed, freed = remove_images(store, untag)
     for r in dict.fromkeys(untag):
@@ -432,23 +434,37 @@ def in_use_error(image: str, users: list[str]) -> str:
     return f"image {image} is in use by {', '.join(users)}: {hint}, or tag the image to keep it"
 
 
-def images_in_use() -> dict[str, list[str]]:
+def stopped_error(image: str, users: list[str]) -> str:
+    """Why rmi refuses an image stopped instances use: `summon start` of one found the image
+    gone ("no longer in the store") long after the rmi that removed it said nothing."""
+    users = sorted(users)
+    names = " ".join(users)
+    return (
+        f"image {image} is used by stopped instance{'s' if len(users) > 1 else ''} "
+        f"{', '.join(users)}: remove {'them' if len(users) > 1 else 'it'} first (summon rm "
+        f"{names}), or give -f to remove the image anyway"
+    )
+
+
+def images_in_use() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Image digest -> the instances running it (created, running or restarting), by name,
-    and the services of running gateways whose instances are up."""
+    and the services of running gateways whose instances are up; and image digest -> the
+    stopped instances (exited, not removed) that `summon start` would run it again for."""
     from summon import paths
     from summon.gateway import inuse
     from summon.instances import lifecycle, state
 
     lifecycle.reconcile_all()  # an instance whose tree was killed is not running it
     users: dict[str, list[str]] = inuse.read(paths.state_dir() / "gateway")
+    stopped: dict[str, list[str]] = {}
     for folder in state.all_instances():
         try:
-            if folder.state().get("status") in state.ACTIVE:
-                digest = str(folder.spec()["image"]["digest"])
-                users.setdefault(digest, []).append(folder.name)
+            active = folder.state().get("status") in state.ACTIVE
+            digest = str(folder.spec()["image"]["digest"])
         except (UserError, KeyError, TypeError):
             continue  # a damaged record: ps reports it
-    return users
+        (users if active else stopped).setdefault(digest, []).append(folder.name)
+    return users, stopped
 
 
 @click.command()

@@ -6,26 +6,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fakes import store_image as image
 
 from summon.cli.main import cli
 from summon.store import damaged
-from summon.store.layout import CONFIG, INDEX, LAYER_GZIP, MANIFEST, Descriptor, Store
-
-
-def image(store: Store, tag: str, text: bytes) -> tuple[Descriptor, Descriptor, Descriptor]:
-    """(index, config, layer) of a minimal image tagged tag; its blobs differ by text."""
-    layer = store.put_bytes(text, LAYER_GZIP)
-    config = store.put_json({"os": "linux", "text": text.decode()}, CONFIG)
-    manifest = store.put_json(
-        {"schemaVersion": 2, "mediaType": MANIFEST, "config": config.to_json(),
-         "layers": [layer.to_json()]},
-        MANIFEST,
-    )  # fmt: skip
-    index = store.put_json(
-        {"schemaVersion": 2, "mediaType": INDEX, "manifests": [manifest.to_json()]}, INDEX
-    )
-    store.tag(tag, index)
-    return index, config, layer
+from summon.store.layout import Store
 
 
 def test_the_images_holding_a_blob_are_named_with_the_remedy(tmp_path: Path) -> None:
