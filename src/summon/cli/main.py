@@ -200,7 +200,26 @@ def cli() -> None:
 
 
 def main() -> None:
+    _closed_streams_read_as_devnull()
     cli(prog_name="summon")
+
+
+def _closed_streams_read_as_devnull() -> None:
+    """A standard stream the caller closed (`summon images >&-`) is /dev/null instead.
+
+    Python leaves sys.stdout None for a closed fd 1, and every verb that printed was an
+    internal error (--help a traceback); and the next file summon opened would take the free
+    number, where runc, qemu or the app, inheriting it as their output, would write."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: fd itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ are made when first used: rich takes ~30 ms to import, which `summon run` does n
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 import re
 import signal
 import sys
@@ -44,9 +46,17 @@ def __getattr__(name: str) -> Any:
         from rich.console import Console
 
         if name == "out":
+
+            class Stdout(Console):
+                def on_broken_pipe(self) -> None:
+                    # rich's own exits 1 without a word; a reader gone (`summon inspect web |
+                    # head -1`) ends every verb as SIGPIPE ends cat (cli/main.py), as print's.
+                    self.quiet = True
+                    raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
             # Piped output keeps whole rows (scripts, tests); a terminal gets rich's fitting.
             width = None if sys.stdout.isatty() else 400
-            _consoles[name] = Console(width=width, **PLAIN)
+            _consoles[name] = Stdout(width=width, **PLAIN)
         else:
             _consoles[name] = Console(stderr=True, **PLAIN)
     return _consoles[name]
