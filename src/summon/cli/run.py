@@ -353,6 +353,11 @@ def run(
         raise UserError("--restart is for detached instances: add -d")
     # '' (a variable unset) is refused, not taken for the default
     policy = RestartPolicy.parse("no" if restart is None else restart)
+    if remove and policy.mode != "no":  # the policy won: it ran again and again, never removed
+        raise UserError(
+            f"--rm and --restart {restart}: choose one (an instance removed when it exits is "
+            "not started again)"
+        )
     forwards = parse_ports(ports)
     overrides = parse_env(env, env_files)
     mounts = parse_volumes(volumes)

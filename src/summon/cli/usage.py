@@ -60,7 +60,7 @@ def usage_line(e: click.UsageError) -> str:
         message = f"{verb}: {message}"
     if ctx.command.get_help_option(ctx) is None:
         return message
-    if not message.endswith((".", "?", "!", ")")):
+    if not message.endswith((".", "?", "!", ".)", "?)")):  # "(Did you mean --name?)" ends one
         message += "."
     helps = max(ctx.command.get_help_option_names(ctx), key=len)
     return f"{message} See '{path} {helps}'."

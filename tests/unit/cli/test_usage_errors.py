@@ -48,6 +48,10 @@ def _one_line(argv: list[str]) -> str:
         ),
         (["volume", "frob"], "volume: no such command 'frob'. See 'summon volume --help'."),
         (
+            ["images", "web"],  # a message ending in a parenthesis gets its full stop too
+            "images: got unexpected extra argument (web). See 'summon images --help'.",
+        ),
+        (
             ["key", "generate"],
             "key generate: missing argument 'NAME'. See 'summon key generate --help'.",
         ),
