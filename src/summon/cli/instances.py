@@ -290,7 +290,12 @@ def restart(instances: tuple[str, ...], grace: float) -> None:
 
 
 def _start_again(folder: InstanceFolder) -> None:
+    from summon.cli.run import check_ports_free
     from summon.store.policy import config_rule, default_verify_key
+
+    # As `summon run` checks them: a unix instance's app binds its own ports, and a taken one
+    # was "started" (status 0) only to exit at once with a traceback in its log.
+    check_ports_free(folder.run_spec().ports)
 
     if (key := default_verify_key()) is not None:
         from summon.store.image import Image
