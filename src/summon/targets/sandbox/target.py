@@ -65,7 +65,10 @@ def write_text(dest: Path, text: str) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, dest)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        # Not missing_ok: under a file (-o afile/x.json) the unlink fails ENOTDIR, and that
+        # error was the line ("Not a directory: afile/.x.json.PID.tmp"), naming no -o.
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise UserError(f"-o {dest}: cannot write it: {e.strerror}") from None
 
 
