@@ -129,12 +129,15 @@ def inspect_cmd(name: str, as_json: bool) -> None:
 )
 def rm_cmd(names: tuple[str, ...], force: bool) -> None:
     """Remove the volumes NAMES and everything in them."""
-    for name in names:
+    names = tuple(dict.fromkeys(names))  # `volume rm v v`: v once, not v and "no volume 'v'"
+    for name in names:  # a typo, or a volume in use, fails before any data goes
+        volumes.require(name)
         used_by = users(name)
         if used_by and not force:
             raise UserError(
                 f"volume {name} is in use by {', '.join(used_by)}; stop it first, or give --force"
             )
+    for name in names:
         volumes.remove(name, force=force)
         out.print(name)
 

@@ -163,3 +163,16 @@ def test_a_disk_bigger_than_the_host_holds_is_one_line(runner: CliRunner) -> Non
     assert r.output.startswith("summon: error: volume big: no disk of "), r.output
     assert r.output.strip().endswith(" bytes here: too large")
     assert volumes.kind_of("big") is None  # nothing left behind
+
+
+def test_rm_checks_every_name_before_removing_any(runner: CliRunner) -> None:
+    # `volume rm notes nottes` removed notes, then failed on the typo; `volume rm notes notes`
+    # removed it and then said "no volume 'notes'", status 2.
+    notes = Path(runner.invoke(cli, ["volume", "create", "notes"]).output.strip())
+    r = runner.invoke(cli, ["volume", "rm", "notes", "nottes"])
+    assert r.exit_code == 2
+    assert r.output == "summon: error: no volume 'nottes'; see `summon volume ls`\n"
+    assert notes.is_dir()
+    r = runner.invoke(cli, ["volume", "rm", "notes", "notes"])
+    assert (r.exit_code, r.output) == (0, "notes\n")
+    assert not notes.exists()
