@@ -24,8 +24,24 @@ def parse_env(values: tuple[str, ...], files: tuple[str, ...] = ()) -> dict[str,
             if key not in os.environ:
                 raise UserError(f"-e {key}: not set in this environment; give -e {key}=VALUE")
             value = os.environ[key]
+        if not is_text(value):  # the name only: the value may be a secret
+            raise UserError(f"-e {key}: its value is not UTF-8 text{NOT_TEXT}")
         env[key] = value
     return env
+
+
+# Why bytes that are no text are refused, not passed on: runc's config and qemu's kernel
+# command line are text, and the sandbox gave the app U+FFFD for each such byte.
+NOT_TEXT = " (an instance's environment and arguments are text on every target)"
+
+
+def is_text(value: str) -> bool:
+    """Whether value is text: not bytes of no encoding, which Python holds as surrogates."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # An environment is at most a few hundred KiB (execve's limit); a bigger file is a mistake.
@@ -68,5 +84,7 @@ def read_env_file(file: str) -> dict[str, str]:
             if key not in os.environ:
                 raise UserError(f"{where}: {key} is not set in this environment; write {key}=VALUE")
             value = os.environ[key]
+            if not is_text(value):
+                raise UserError(f"{where}: {key}: its value here is not UTF-8 text{NOT_TEXT}")
         env[key] = value
     return env

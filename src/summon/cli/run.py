@@ -18,7 +18,7 @@ import click
 
 from summon import targets
 from summon.cli import numbers, output
-from summon.cli.envflags import parse_env
+from summon.cli.envflags import NOT_TEXT, is_text, parse_env
 from summon.cli.output import notice, open_store, progress
 from summon.cli.pathflags import NonEmptyPath
 from summon.errors import UserError
@@ -351,6 +351,8 @@ def run(
         raise UserError("IMAGE '': give an image's name or ID, or an app folder (. for this one)")
     if restart is not None and not detach:
         raise UserError("--restart is for detached instances: add -d")
+    if bad := next((n for n, arg in enumerate(args, 1) if not is_text(arg)), 0):
+        raise UserError(f"ARGS: argument {bad} is not UTF-8 text{NOT_TEXT}")
     # '' (a variable unset) is refused, not taken for the default
     policy = RestartPolicy.parse("no" if restart is None else restart)
     if remove and policy.mode != "no":  # the policy won: it ran again and again, never removed

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from summon.cli.envflags import parse_env
 from summon.cli.main import cli
+from summon.errors import UserError
 
 
 def test_an_env_file_is_read_as_docker_reads_it(
@@ -111,3 +112,30 @@ def test_an_endless_file_is_refused_not_read_forever(flag: str, said: str, tmp_p
     status, output = run_cli("run", str(tmp_path), flag, value)
     assert status == 2, output
     assert output.strip().splitlines() == [f"summon: error: {said}"]
+
+
+def test_bytes_that_are_no_text_are_refused_not_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `-e NAME=$'\xff'` reached a sandboxed app as U+FFFD (runc's config is JSON text), and
+    # ARGS likewise; an env file's such bytes were refused already ("not UTF-8 text").
+    bad = b"\xff\xfe".decode("utf-8", "surrogateescape")  # as Python holds argv and environ
+    said = " (an instance's environment and arguments are text on every target)"
+    with pytest.raises(UserError) as refused:
+        parse_env((f"SECRET={bad}",))
+    assert str(refused.value) == f"-e SECRET: its value is not UTF-8 text{said}"  # no value
+    monkeypatch.setenv("FROM_HOST", bad)
+    with pytest.raises(UserError, match=r"^-e FROM_HOST: its value is not UTF-8 text \("):
+        parse_env(("FROM_HOST",))
+    env_file = tmp_path / "app.env"
+    env_file.write_text("FROM_HOST\n")
+    with pytest.raises(UserError) as refused:
+        parse_env((), (str(env_file),))
+    assert str(refused.value) == (
+        f"--env-file {env_file}:1: FROM_HOST: its value here is not UTF-8 text{said}"
+    )
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    r = CliRunner().invoke(cli, ["run", "--target", "unix", "http", "--", "ok", bad])
+    assert r.exit_code == 2
+    assert r.stderr == f"summon: error: ARGS: argument 2 is not UTF-8 text{said}\n"
+    assert parse_env(("NAME=é ☃",)) == {"NAME": "é ☃"}  # text of any script is text
