@@ -5,6 +5,7 @@ Every problem is a ManifestError whose one line names the file and the key.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -273,7 +274,7 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
     [tool.summon]) instead of the folder's own, as `docker build -f` does: the same app built
     another way (examples/https is examples/http with TLS). Paths in it are the app folder's.
     """
-    app_dir = Path(app_dir).resolve()
+    app_dir = Path(os.path.realpath(app_dir))  # a link loop is no folder (resolve: RuntimeError)
     if manifest is None:
         source, table, project = find_manifest(app_dir)
         where = table_name(source, source.name == "pyproject.toml")
@@ -317,7 +318,7 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
     for item in table.get("data", []):
         if not isinstance(item, str):
             raise bad("data", f"expected folder names, got {item!r}")
-        folder = (app_dir / item).resolve()
+        folder = Path(os.path.realpath(app_dir / item))
         if not folder.is_dir():
             raise bad("data", f"{item!r} is not a folder in {app_dir}")
         if not folder.is_relative_to(app_dir):

@@ -379,3 +379,16 @@ def test_host_sockets_is_a_boolean_off_by_default(tmp_path: Path) -> None:
     (tmp_path / "c").mkdir()
     with pytest.raises(ManifestError, match="host_sockets"):
         manifest.load(write_app(tmp_path / "c", 'entry = "app:main"\nhost_sockets = "yes"\n'))
+
+
+def test_a_symlink_loop_is_no_folder_not_an_internal_error(tmp_path: Path) -> None:
+    # `summon build loop` (a link to itself) was "internal error: RuntimeError: Symlink loop
+    # from 'loop'" (Path.resolve's), and so was a data folder that is one.
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(ManifestError, match=r"loop: not a folder; give the folder that holds"):
+        manifest.load(tmp_path / "loop")
+    (tmp_path / "app").mkdir()
+    app = write_app(tmp_path / "app", 'entry = "app:main"\ndata = ["lp"]\n')
+    (app / "lp").symlink_to("lp")
+    with pytest.raises(ManifestError, match=r"data: 'lp' is not a folder in "):
+        manifest.load(app)

@@ -64,3 +64,20 @@ def test_folder_of_knows_summons_folders_and_only_those(
     # Beside the folders, or above the settings' own folders: not summon's to explain.
     for outside in (tmp_path, tmp_path / "state" / "other-app", Path("/etc/passwd")):
         assert paths.folder_of(outside) is None, outside
+
+
+def test_a_name_too_long_for_a_file_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `summon key generate` of 300 letters was "internal error: OSError: [Errno 36] File
+    # name too long": Path.exists() raises ENAMETOOLONG (and ELOOP) rather than say False.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    name = tmp_path / ("k" * 300)
+    assert _one_line(["key", "generate", str(name)]) == (
+        f"summon: error: File name too long: {name}.key"
+    )
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    assert _one_line(["key", "generate", str(tmp_path / "loop" / "k")]).startswith(
+        "summon: error: "
+    )
+    assert not (tmp_path / "state" / "summon" / "logs").exists()  # no crash log
