@@ -43,6 +43,7 @@ _REF_RE = re.compile(
     r"[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?\Z"
 )
 _CHUNK = 1 << 20
+MAX_NAME = 255  # the distribution reference's limit (docker's): the name without its tag
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -55,6 +56,10 @@ def normalize_ref(ref: str) -> str:
     if not _REF_RE.match(ref):
         raise UserError(f"{ref!r} is not a valid image name; use NAME or NAME:TAG (lowercase)")
     last = ref.rsplit("/", 1)[-1]
+    name = ref[: len(ref) - len(last) + last.index(":")] if ":" in last else ref
+    if len(name) > MAX_NAME:  # `build -t` took 5000 letters, which no registry would take
+        raise UserError(f"{name[:20]!r}...: an image name is at most {MAX_NAME} characters "
+                        f"({len(name)} given)")  # fmt: skip
     return ref if ":" in last else f"{ref}:latest"
 
 

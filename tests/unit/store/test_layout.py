@@ -159,6 +159,15 @@ def test_normalize_ref() -> None:
     assert normalize_ref("reg.example/team/http:v2") == "reg.example/team/http:v2"
     with pytest.raises(UserError):
         normalize_ref("Bad Name")
+    # `build -t` of 5000 letters was taken, a name no registry takes (255 at most, as docker's
+    # reference); the tag and a registry's port do not count.
+    longest = "127.0.0.1:5000/" + "a" * 240
+    assert normalize_ref(longest + ":v1") == longest + ":v1"
+    with pytest.raises(UserError) as refused:
+        normalize_ref(longest + "a:v1")
+    assert str(refused.value) == (
+        "'127.0.0.1:5000/aaaaa'...: an image name is at most 255 characters (256 given)"
+    )
 
 
 def test_remove_frees_unshared_blobs_before_rewriting_the_index(tmp_path: Path) -> None:
