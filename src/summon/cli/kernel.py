@@ -14,7 +14,7 @@ from rich.table import Table
 
 from summon.build import kernel as kernel_mod
 from summon.cli import numbers
-from summon.cli.output import err, open_store, out
+from summon.cli.output import animated, err, open_store, out
 from summon.cli.usage import VerbGroup
 from summon.store.image import Image
 
@@ -25,7 +25,7 @@ def kernel_progress(title: str) -> Iterator[Callable[[kernel_mod.Progress], None
 
     On a terminal it is a rich spinner; otherwise one line per phase and every 10%.
     """
-    if err.is_terminal:
+    if animated():
         with err.status(title) as status:
 
             def show(p: kernel_mod.Progress) -> None:

@@ -120,6 +120,14 @@ def print_json(doc: Any) -> None:
     print(json.dumps(doc, indent=2, sort_keys=True))
 
 
+def animated() -> bool:
+    """Whether standard error is a terminal that redraws: spinners and bars, else plain lines.
+
+    Not on TERM=dumb (an editor's shell, a CI log viewer): rich draws nothing there until the
+    end, and a build or a pull showed no step at all while it ran."""
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
 @contextlib.contextmanager
 def progress(title: str) -> Iterator[Callable[[str], None]]:
     """A spinner naming the current step on a terminal; plain step lines otherwise.
@@ -128,7 +136,7 @@ def progress(title: str) -> Iterator[Callable[[str], None]]:
     ready) prints nothing and does not load rich. Plain lines are for logs: a step that only
     changes its numbers (45%, 46%...) is printed again only every PLAIN_REPEAT_SECONDS.
     """
-    if sys.stderr.isatty():
+    if animated():
         with contextlib.ExitStack() as stack:
             spinner: list[Any] = []
 

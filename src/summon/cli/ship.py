@@ -21,7 +21,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from summon.cli.output import err, notice, open_store, out, termination_unwinds
+from summon.cli.output import animated, err, notice, open_store, out, termination_unwinds
 from summon.cli.pathflags import NonEmptyPath
 from summon.cli.usage import VerbGroup
 from summon.errors import UserError
@@ -54,7 +54,7 @@ class _TransferView:
             EROFS_TYPE: "root filesystem (erofs)",
             FILES_TYPE: "file list",
         }
-        if err.is_terminal:
+        if animated():
             self.progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
