@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from summon.store.layout import Descriptor, Store
 
 
+# config.toml's keys: verify_key, and targets/snapshots.py's snapshot_cache_size. Another is
+# refused: `verify-key = "team.pub"` (a typo) left every image unchecked without a word.
+KEYS = ("verify_key", "snapshot_cache_size")
+
+
 def config_file() -> Path:
     return paths.config_dir() / "config.toml"
 
@@ -35,11 +40,19 @@ def default_verify_key() -> Path | None:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path} is not valid TOML: {e}") from None
+    if unknown := sorted(set(doc) - set(KEYS)):
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], KEYS, 1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(f"{path}: unknown key {unknown[0]!r}{hint}; known: {', '.join(KEYS)}")
     value = doc.get("verify_key")
-    if value is None or value == "":
+    if value is None:
         return None
     if not isinstance(value, str):
         raise UserError(f"{path}: verify_key must be a path to a public key (a string)")
+    if not value.strip():  # written from an unset variable: the policy is not switched off
+        raise UserError(f"{path}: verify_key = {value!r}: give a public key's path, or remove it")
     key = Path(value).expanduser()
     return key if key.is_absolute() else path.parent / key
 

@@ -194,6 +194,34 @@ def test_verify_key_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     cfg.write_text("verify_key = [")
     with pytest.raises(UserError, match="not valid TOML"):
         default_verify_key()
+    cfg.write_text('snapshot_cache_size = "2G"\n')  # the snapshot cache's key is no stranger
+    assert default_verify_key() is None
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        # A typo of the key: every image ran unchecked, config.toml saying it was the rule.
+        (
+            'verify-key = "team.pub"\n',
+            "unknown key 'verify-key' (did you mean verify_key?); "
+            "known: verify_key, snapshot_cache_size",
+        ),
+        # Written from an unset variable: it read as no key set, the policy switched off.
+        ('verify_key = ""\n', "verify_key = '': give a public key's path, or remove it"),
+        ('verify_key = " "\n', "verify_key = ' ': give a public key's path, or remove it"),
+    ],
+)
+def test_a_config_policy_that_says_nothing_clear_is_refused_by_the_verify_key_rule(
+    text: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    cfg = tmp_path / "summon" / "config.toml"
+    cfg.parent.mkdir()
+    cfg.write_text(text)
+    with pytest.raises(UserError) as refused:
+        default_verify_key()
+    assert str(refused.value) == f"{cfg}: {said}"
 
 
 def test_the_config_policy_reads_the_key_at_each_check_and_names_itself(
