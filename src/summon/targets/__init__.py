@@ -86,7 +86,8 @@ def get(name: str, **options: Any) -> Target:
     for key in given:
         if key not in cls.options:
             takers = [n for n in names() if key in target_class(n).options]
-            flag = "--" + key.replace("_", "-")
+            # A flag pair's off side as given: `--no-snapshot` read "--snapshot is not an..."
+            flag = ("--no-" if given[key] is False else "--") + key.replace("_", "-")
             where = f"it is for: {', '.join(takers)}" if takers else "no target takes it"
             raise UserError(f"{flag} is not an option of target {name} ({where})")
     return cls(**given)

@@ -36,6 +36,9 @@ def test_an_option_is_refused_by_a_target_that_does_not_take_it() -> None:
     ):
         targets.get("unix", accel="tcg")
     assert targets.get("unix", accel=None).name == "unix"  # unset options are no options
+    # The off side of a flag pair is named as given: it said "--snapshot" of --no-snapshot.
+    with pytest.raises(UserError, match=r"^--no-snapshot is not an option of target unix \("):
+        targets.get("unix", snapshot=False)
 
 
 def test_a_target_module_is_imported_only_when_used() -> None:
