@@ -69,4 +69,4 @@ def test_rm_by_prefix_and_its_errors(cache: SnapshotCache) -> None:
 def test_no_snapshot_is_an_option_of_the_targets_that_declare_it(cache: SnapshotCache) -> None:
     result = CliRunner().invoke(cli, ["run", "no-such-image", "--target", "unix", "--no-snapshot"])
     assert result.exit_code == 2
-    assert "--snapshot is not an option of target unix (it is for: qemu)" in result.output
+    assert "--no-snapshot is not an option of target unix (it is for: qemu)" in result.output
