@@ -44,11 +44,12 @@ LAZY_COMMANDS = {
 # Failures of the host the user can fix (a full disk, a read-only or foreign folder, too many
 # open files): one line and status 2 wherever they happen, rather than an internal error.
 # ENOTDIR: a file where summon's folder should be (XDG_STATE_HOME naming a file, say).
+# EISDIR: a folder where summon's file should be (the store's index.json, say).
 # ENAMETOOLONG and ELOOP: a name the user gave (`key generate` of 300 letters was an internal
 # error: Path.exists() raises them).
 USER_ERRNOS = frozenset(
     (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE,
-     errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP)
+     errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP)
 )  # fmt: skip
 # Of those, the ones a folder's setting can fix (not a full disk).
 FOLDER_ERRNOS = frozenset((errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR))

@@ -81,3 +81,12 @@ def test_a_name_too_long_for_a_file_is_one_line(
         "summon: error: "
     )
     assert not (tmp_path / "state" / "summon" / "logs").exists()  # no crash log
+
+
+def test_a_folder_where_the_store_keeps_a_file_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # index.json a folder: "internal error: IsADirectoryError".
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    (tmp_path / "store" / "index.json").mkdir(parents=True)
+    assert _one_line(["images"]) == f"summon: error: Is a directory: {tmp_path}/store/index.json"
