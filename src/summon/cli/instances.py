@@ -290,7 +290,7 @@ def restart(instances: tuple[str, ...], grace: float) -> None:
 
 
 def _start_again(folder: InstanceFolder) -> None:
-    from summon.cli.run import check_ports_free
+    from summon.cli.ports import check_ports_free
     from summon.store.policy import config_rule, default_verify_key
 
     # As `summon run` checks them: a unix instance's app binds its own ports, and a taken one

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,10 @@ from summon.cli import numbers, output
 from summon.cli.envflags import NOT_TEXT, is_text, parse_env
 from summon.cli.output import notice, open_store, progress
 from summon.cli.pathflags import NonEmptyPath
+from summon.cli.ports import check_ports_free
 from summon.errors import UserError
 from summon.targets import secrets
-from summon.targets.base import ARGS, SECRETS, VOLUMES, PortForward, PortTaken, RunSpec, Volume
+from summon.targets.base import ARGS, SECRETS, VOLUMES, PortForward, RunSpec, Volume
 
 _PORT_RE = re.compile(
     r"^(?:(?:(?P<addr>\[[^]]*\]|[^:\[\]]+):)?(?P<host>\d+):)?(?P<guest>\d+)"
@@ -96,19 +96,6 @@ def _overlap(a: PortForward, b: PortForward) -> bool:
     return (a.host_port, a.protocol) == (b.host_port, b.protocol) and (
         a.host_addr == b.host_addr or wild in (a.host_addr, b.host_addr)
     )
-
-
-def check_ports_free(ports: tuple[PortForward, ...]) -> None:
-    """A port already taken, or an address not on this host, is the user's to fix: say so
-    here, in one line, not later from inside a forwarder."""
-    for f in ports:
-        kind = socket.SOCK_DGRAM if f.protocol == "udp" else socket.SOCK_STREAM
-        with socket.socket(socket.AF_INET, kind) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((f.host_addr, f.host_port))
-            except OSError as e:
-                raise PortTaken(f, e) from None
 
 
 def check_guest_ports(forwards: tuple[PortForward, ...], app_config: dict[str, Any]) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from summon.cli.ports import check_ports_free
 from summon.cli.run import (
     check_guest_ports,
-    check_ports_free,
     parse_ports,
     parse_volumes,
     served_args_warning,
