@@ -12,9 +12,9 @@ from typing import Any
 import click
 from rich.table import Table
 
-from summon.cli.output import human, human_duration, out, print_json
+from summon.cli.output import human, human_duration, notice, out, print_json
 from summon.errors import UserError
-from summon.targets.snapshots import CorruptSnapshot, SnapshotCache
+from summon.targets.snapshots import CONFIG_KEY, CorruptSnapshot, SnapshotCache
 
 
 @click.group()
@@ -25,8 +25,13 @@ def snapshot() -> None:
 @snapshot.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def ls_cmd(as_json: bool) -> None:
-    """List the snapshots, most recently used first, with their sizes and keys."""
+    """List the snapshots, most recently used first, with their sizes and keys.
+
+    Those past the cache's bound (a lowered snapshot_cache_size; 0 keeps none) go first,
+    least recently used first, as the next start would remove them, and that is said.
+    """
     cache = SnapshotCache()
+    _trim(cache)
     rows: list[dict[str, Any]] = []
     for key, entry in cache.entries():
         size = cache.folder_size(key)
@@ -68,7 +73,27 @@ def ls_cmd(as_json: bool) -> None:
             r["digest"][:19],
         )
     out.print(table)
-    out.print(f"{len(rows)} snapshot(s), {human(total)} of {human(cache.limit)}")
+    bound = f"of {human(cache.limit)}" if cache.limit else f"({CONFIG_KEY} = 0: snapshots are off)"
+    out.print(f"{len(rows)} snapshot(s), {human(total)} {bound}")
+
+
+def _trim(cache: SnapshotCache) -> None:
+    """Hold the cache to its bound (read first: a bad value is ls's one error line)."""
+    limit = cache.limit
+    try:
+        removed = cache.evict()
+    except OSError as e:  # a read-only cache is still listed
+        notice(
+            f"warning: the snapshots over the bound ({CONFIG_KEY}) cannot be removed from "
+            f"{cache.root}: {e.strerror or e}"
+        )
+        return
+    if removed:
+        bound = "0: keep none" if limit == 0 else human(limit)
+        notice(
+            f"removed {len(removed)} snapshot(s) over the cache's bound ({CONFIG_KEY} = {bound}): "
+            + " ".join(key[:12] for key in removed)
+        )
 
 
 @snapshot.command("rm")

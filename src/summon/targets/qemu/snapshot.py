@@ -27,7 +27,7 @@ from summon.errors import SummonError
 from summon.targets.base import RunSpec
 from summon.targets.qemu.instance import ForwardRefused, QemuInstance
 from summon.targets.qemu.migration import FeedThread, save
-from summon.targets.snapshots import CorruptSnapshot, Snapshot, SnapshotCache
+from summon.targets.snapshots import CONFIG_KEY, CorruptSnapshot, Snapshot, SnapshotCache
 
 POINT_ENTRIES = ("function", "wsgi", "asgi")  # the kinds whose Stack the runtime watches
 # Freed pages zeroed: QEMU sends a zero page as a flag, not 4 KiB. The initramfs the kernel
@@ -139,6 +139,17 @@ class Snapshots:
         except CorruptSnapshot as e:
             self.notice(f"warning: {e}: refused and {self._drop(key)}; booting instead")
             return None
+
+    def trim(self, keep: str = "") -> None:
+        """Hold the cache to its bound now, least recently used first, keep last (see
+        SnapshotCache.evict); a cache that cannot be trimmed (read-only) is said, not fatal."""
+        try:
+            self.cache.evict(keep=keep)
+        except OSError as e:
+            self.notice(
+                f"warning: snapshots over the bound ({CONFIG_KEY} in config.toml) not removed "
+                f"from {self.cache.root}: {_why(e)}"
+            )
 
     def _drop(self, key: str) -> str:
         """Remove a refused snapshot; what became of it ("removed", or why it could not be)."""
