@@ -113,3 +113,24 @@ def test_a_bad_cache_size_stops_the_start_with_one_line(
         QemuTarget(notice=lambda line: None).start(spec(tmp_path))
     assert str(raised.value).endswith(why) and "\n" not in str(raised.value)
     assert [k for k, _ in SnapshotCache(limit=1 << 40).entries()] == keys  # nothing lost
+
+
+def test_an_instance_names_its_snapshot_only_while_it_is_there(tmp_path: Path) -> None:
+    """Before: an instance named the snapshot it was restored from or saved even after
+    `snapshot rm` or an eviction took it, and a gateway service went "snapshotted" (its VM
+    stopped) on a snapshot that was gone: its next request booted. Now the tier is refused
+    and the service stays frozen."""
+    from summon.targets.base import NotSupported
+    from summon.targets.qemu.instance import QemuInstance
+
+    (key,) = stored(1)
+    instance = QemuInstance(spec(tmp_path), ["qemu"], None)
+    instance.snapshot_key = key
+    assert instance.snapshot() == key
+    SnapshotCache().remove(key)
+    with pytest.raises(NotSupported, match=f"snapshot {key[:12]} of no-such:image is gone"):
+        instance.snapshot()
+    (again,) = stored(1)
+    (SnapshotCache().root / again / "state").write_bytes(b"other")
+    with pytest.raises(NotSupported, match=r"its state holds 5 bytes.*the next start would boot"):
+        instance.snapshot()
