@@ -109,7 +109,13 @@ def rm_cmd(keys: tuple[str, ...], everything: bool) -> None:
         raise UserError("snapshot rm: give the KEYs to remove (see summon snapshot ls) or --all")
     chosen = known if everything else [_one(prefix, known) for prefix in keys]
     for key in chosen:
-        if cache.remove(key):
+        try:
+            gone = cache.remove(key)
+        except OSError as e:  # what was removed before is printed already
+            raise UserError(
+                f"snapshot rm: cannot remove {key[:12]} from {cache.root}: {e.strerror or e}"
+            ) from None
+        if gone:
             out.print(key)
 
 

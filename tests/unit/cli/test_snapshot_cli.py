@@ -120,3 +120,24 @@ def test_ls_with_a_bad_bound_is_one_error_line(
     (line,) = result.stderr.splitlines()
     assert line.startswith("summon: error: ") and "snapshot_cache_size" in line
     assert [k for k, _ in cache.entries()] == ["ab" * 32]
+
+
+def test_rm_in_a_cache_it_cannot_change_is_one_line_naming_it(
+    cache: SnapshotCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: `summon: error: Read-only file system: <path>`, no word of what failed."""
+    import errno
+    import os
+
+    put(cache, "ab" * 32, 10)
+
+    def read_only(src: object, dst: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(src))
+
+    monkeypatch.setattr(os, "rename", read_only)
+    result = CliRunner().invoke(cli, ["snapshot", "rm", "abab"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"summon: error: snapshot rm: cannot remove abababababab from {cache.root}: "
+        "Read-only file system\n"
+    )
