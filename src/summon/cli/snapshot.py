@@ -6,6 +6,8 @@ record); nothing here knows one target from another.
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from typing import Any
 
@@ -30,7 +32,7 @@ def ls_cmd(as_json: bool) -> None:
     Those past the cache's bound (a lowered snapshot_cache_size; 0 keeps none) go first,
     least recently used first, as the next start would remove them, and that is said.
     """
-    cache = SnapshotCache()
+    cache = _cache()
     _trim(cache)
     rows: list[dict[str, Any]] = []
     for key, entry in cache.entries():
@@ -77,6 +79,20 @@ def ls_cmd(as_json: bool) -> None:
     out.print(f"{len(rows)} snapshot(s), {human(total)} {bound}")
 
 
+def _cache() -> SnapshotCache:
+    """The user's cache; UserError if its folder is not one (SUMMON_SNAPSHOTS a file, say)."""
+    cache = SnapshotCache()
+    try:
+        is_folder = stat.S_ISDIR(os.stat(cache.root).st_mode)
+    except FileNotFoundError:
+        return cache  # none yet: no snapshots
+    except OSError as e:  # a file on the way to it (NotADirectoryError), no access
+        raise UserError(f"snapshot cache {cache.root}: {e.strerror or e}") from None
+    if not is_folder:
+        raise UserError(f"snapshot cache {cache.root} is not a folder")
+    return cache
+
+
 def _trim(cache: SnapshotCache) -> None:
     """Hold the cache to its bound (read first: a bad value is ls's one error line)."""
     limit = cache.limit
@@ -101,7 +117,7 @@ def _trim(cache: SnapshotCache) -> None:
 @click.option("--all", "everything", is_flag=True, help="Remove every snapshot.")
 def rm_cmd(keys: tuple[str, ...], everything: bool) -> None:
     """Remove snapshots by KEY (or a unique prefix of one); the next start boots and saves anew."""
-    cache = SnapshotCache()
+    cache = _cache()
     known = [key for key, _ in cache.entries()]
     if everything and keys:
         raise UserError("snapshot rm: give KEYs (see summon snapshot ls) or --all, not both")

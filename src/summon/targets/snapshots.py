@@ -169,6 +169,11 @@ class SnapshotCache:
             if os.path.lexists(folder):
                 raise CorruptSnapshot(f"snapshot {key[:12]}: its record is missing") from None
             return None
+        except NotADirectoryError:
+            if not os.path.isdir(self.root):  # no cache at all: no snapshot in it
+                return None
+            # A file where the snapshot's folder belongs (ls shows it refused; rm takes it).
+            raise CorruptSnapshot(f"snapshot {key[:12]}: it is not a folder") from None
         except (OSError, UnicodeDecodeError) as e:
             raise CorruptSnapshot(f"snapshot {key[:12]}: cannot read its record: {e}") from None
         try:
@@ -230,7 +235,7 @@ class SnapshotCache:
         """The names in the cache that are keys, most recently used first (no record read)."""
         try:
             names = sorted(os.listdir(self.root))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no cache (yet): no snapshots
             return []
         # Others are not the cache's: left alone by ls, rm --all and eviction.
         keys = [name for name in names if is_key(name)]
@@ -292,7 +297,7 @@ class SnapshotCache:
         """
         try:
             names = os.listdir(self.root)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return
         for name in names:
             if not _TEMPORARY.match(name):  # a writer's or remove()'s, no other name

@@ -141,3 +141,19 @@ def test_rm_in_a_cache_it_cannot_change_is_one_line_naming_it(
         f"summon: error: snapshot rm: cannot remove abababababab from {cache.root}: "
         "Read-only file system\n"
     )
+
+
+@pytest.mark.parametrize("below", ["", "snaps"])
+def test_ls_and_rm_of_a_cache_that_is_a_file_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: SnapshotCache, below: str
+) -> None:
+    """Before: ls said a warning and then `summon: error: Not a directory: <path>`."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    root = blocker / below if below else blocker
+    monkeypatch.setenv("SUMMON_SNAPSHOTS", str(root))
+    for argv in (["snapshot", "ls"], ["snapshot", "rm", "--all"]):
+        result = CliRunner().invoke(cli, argv)
+        assert result.exit_code == 2 and result.stdout == ""
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"summon: error: snapshot cache {root}")

@@ -67,3 +67,22 @@ def test_a_refused_snapshot_that_cannot_be_removed_is_still_refused(
     assert said[0].endswith(
         f"refused and not removed from {cache.root} (Read-only file system); booting instead"
     )
+
+
+@pytest.mark.parametrize("below", ["", "snapshots"])
+def test_a_cache_that_is_a_file_is_one_warning_not_a_refused_snapshot(
+    tmp_path: Path, below: str
+) -> None:
+    """Before: with the cache's folder a file (or under one), every start said the guest's
+    snapshot was refused ("cannot read its record: Not a directory ... refused and removed"),
+    a snapshot that never was, then that none could be saved; now only the latter."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    root = blocker / below if below else blocker
+    said: list[str] = []
+    snaps = Snapshots(SnapshotCache(root, limit=1 << 30), "qemu", said.append)
+    snaps.trim(keep="c" * 64)
+    assert snaps.find("c" * 64) is None
+    snaps.saver("c" * 64, {"image": "dice:test"}, "/bin/true")(at_point())
+    assert len(said) == 1 and said[0].startswith(f"warning: no snapshot saved in {root}: ")
+    assert blocker.read_text() == ""
