@@ -134,3 +134,15 @@ def test_an_instance_names_its_snapshot_only_while_it_is_there(tmp_path: Path) -
     (SnapshotCache().root / again / "state").write_bytes(b"other")
     with pytest.raises(NotSupported, match=r"its state holds 5 bytes.*the next start would boot"):
         instance.snapshot()
+
+
+def test_a_snapshot_found_for_a_restore_is_the_last_an_eviction_takes() -> None:
+    """Before: a snapshot was marked used only once its restore was done, so another start
+    holding the bound meanwhile took it first (the least recently used) from under the
+    restore; now finding it marks it."""
+    from summon.targets.qemu.snapshot import Snapshots
+
+    older, newer = stored(2)
+    cache = SnapshotCache(limit=MiB + MiB // 2)  # room for one
+    assert Snapshots(cache, "qemu", lambda line: None).find(older) is not None
+    assert cache.evict() == [newer]

@@ -135,10 +135,14 @@ class Snapshots:
     def find(self, key: str) -> Snapshot | None:
         """The snapshot under key; a corrupt one is said, removed, and not returned."""
         try:
-            return self.cache.find(key)
+            snap = self.cache.find(key)
         except CorruptSnapshot as e:
             self.notice(f"warning: {e}: refused and {self._drop(key)}; booting instead")
             return None
+        if snap is not None:
+            # Used from now on: another start holding the bound meanwhile evicts others first.
+            self.cache.used(snap)
+        return snap
 
     def trim(self, keep: str = "") -> None:
         """Hold the cache to its bound now, least recently used first, keep last (see
@@ -224,7 +228,6 @@ class Snapshots:
                 + f"): {self._drop(snap.key)}; booting instead"
             )
             return None
-        self.cache.used(snap)
         instance.snapshot_key = snap.key
         self.notice(
             f"restored from snapshot {snap.key[:12]} in {time.monotonic() - started:.2f} s "
