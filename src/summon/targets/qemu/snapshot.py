@@ -145,8 +145,9 @@ class Snapshots:
         return snap
 
     def trim(self, keep: str = "") -> None:
-        """Hold the cache to its bound now, least recently used first, keep last (see
-        SnapshotCache.evict); a cache that cannot be trimmed (read-only) is said, not fatal."""
+        """Hold the cache to its bound now, least recently used first, never keep unless it
+        alone is over the bound (SnapshotCache.evict); a cache that cannot be trimmed
+        (read-only) is said, not fatal."""
         try:
             self.cache.evict(keep=keep)
         except OSError as e:
