@@ -5,7 +5,8 @@ attached run, on the terminal summon was started from), waits for it, applies th
 policy with backoff, answers `stop` and `stats` on its control socket, and records every
 transition in state.json. tree.py makes the process it runs in. It tells whoever started it
 how the first start went through a report callback: {"ok": true} or {"ok": false, "error":
-"...", "exit_status": N}.
+"...", "exit_status": N}, with "notices": [...] when the target said lines of its own while
+it started (Target.hear_notices; a detached run's only, which `summon run -d` prints).
 """
 
 from __future__ import annotations
