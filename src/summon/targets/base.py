@@ -436,6 +436,14 @@ class Target(abc.ABC):
         """
         return None
 
+    def hear_notices(self, listener: Callable[[str], None] | None) -> None:
+        """Also hand each notice this target says from now on (a line for the user, such as
+        a warning that a snapshot was refused) to listener; None stops that. The instance
+        monitor hears a detached run's first start, whose notices `summon run -d` prints
+        (they would otherwise reach only the monitor's log). Default: a target that says
+        nothing of its own ignores it."""
+        return None
+
     def leftovers(self, spec: RunSpec) -> list[str]:
         """What clean_up(spec) could not release and is still there, each in a few words
         naming it ("runc container summon-ab12...", "network namespace ..."), for the user

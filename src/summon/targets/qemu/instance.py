@@ -420,13 +420,28 @@ class QemuInstance(Instance):
         return process_stats(self.pid)
 
     def snapshot(self) -> str:
-        if not self.snapshot_key:
+        """The key of the snapshot a start restores this guest from; NotSupported if there
+        is none, or none any more (removed or evicted since: the next start would boot, so
+        a gateway's service must not go "snapshotted" and drop its memory for that)."""
+        from summon.targets.snapshots import CorruptSnapshot, SnapshotCache
+
+        key = self.snapshot_key
+        if not key:
             raise NotSupported(
                 f"no snapshot of {self.spec.image} exists: it has volumes, its app has not "
                 "listened, snapshots are off (--no-snapshot, snapshot_cache_size = 0), or "
                 "saving failed"
             )
-        return self.snapshot_key
+        try:
+            found = SnapshotCache().find(key)
+        except CorruptSnapshot as e:
+            raise NotSupported(f"{e}: the next start would boot") from None
+        if found is None:
+            raise NotSupported(
+                f"snapshot {key[:12]} of {self.spec.image} is gone (summon snapshot rm, or "
+                "evicted past snapshot_cache_size): the next start would boot"
+            )
+        return key
 
     def freeze(self) -> None:
         """The whole VM stops (SIGSTOP to QEMU): no guest CPU, its memory kept."""
