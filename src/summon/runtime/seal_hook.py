@@ -39,6 +39,7 @@ from __future__ import annotations
 import os
 import sys
 
+from summon.runtime.seal_cells import closure_cells
 from summon.runtime.seal_said import Said
 
 TYPE_CHECKING = False
@@ -114,6 +115,10 @@ def make_hook(
             pass  # a sys.path entry that is not there holds no file
     _tuple_root_devs = tuple(_root_devs)
     del _root_devs
+    try:
+        _workdir = _str(os.getcwd())  # "" when it is gone: a relative name then names nothing
+    except OSError:
+        _workdir = ""
     _fstat = os.fstat
     _devices = DEVICES
     _write_flags = WRITE_FLAGS
@@ -193,7 +198,11 @@ def make_hook(
 
     def _image_content(name: str) -> bytes | None:
         """The bytes of the file `name` (a real str) if it is under an image module folder and
-        on that folder's file system (checked on the open file: no race with a rename)."""
+        on that folder's file system (checked on the open file: no race with a rename); a
+        relative name is the working folder's when the seal closed (Jinja2Templates'
+        "templates"), whatever os.chdir says since."""
+        if not name.startswith("/"):
+            name = _workdir + "/" + name
         if not name.startswith("/") or ".." in name.split("/"):
             return None
         for root, dev in _tuple_root_devs:
@@ -460,6 +469,8 @@ def make_hook(
                     return  # a dataclass's methods, compiled under the rule above
                 if _in_image(name):
                     return
+                if not name.startswith("/") and _image_content(name) is not None:
+                    return  # a relative name of an image file (as it compiles, above)
                 if name in _known_names:
                     # Compiled under a name the build learned: by a known source after the
                     # seal (any other compile is refused), or by the app before it.
@@ -583,18 +594,3 @@ def make_hook(
             raise _permission_error(1, f"{what} refused by the seal ({text})")
 
     return sealed_audit_hook
-
-
-def closure_cells(function: Any) -> list[tuple[Any, Any]]:
-    """(cell, what it holds now) of every cell in function's closure and, through them, of
-    every Python function it reaches."""
-    out: list[tuple[Any, Any]] = []
-    seen, todo = [function], [function]
-    while todo:
-        for cell in todo.pop().__closure__ or ():
-            out.append((cell, cell.cell_contents))
-            value = cell.cell_contents
-            if type(value) is type(function) and not [f for f in seen if f is value]:
-                seen.append(value)
-                todo.append(value)
-    return out
