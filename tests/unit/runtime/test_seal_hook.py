@@ -23,7 +23,8 @@ from summon.runtime import seal_hook
 SRC = Path(__file__).resolve().parents[3] / "src"
 
 CHILD = r"""
-import builtins, collections, ctypes, dataclasses, gc, io, json, marshal, os, pathlib, sys, typing
+import builtins, collections, ctypes, dataclasses, gc, gettext, io, json, marshal, os, pathlib
+import sys, typing
 app, tmp, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path[:] = [p for p in sys.path if p]  # -c put the working folder first; images do not
 sys.path.insert(0, app)
@@ -46,6 +47,22 @@ from jinja2.environment import Environment  # the stand-in of the image's Jinja 
 comprehension = compile("[x for x in ()]", "<string>", "eval")  # made before the seal
 relative_missing = compile("1", "templates/gone.html", "exec")  # named after no image file
 relative_early = compile("1", "templates/page.html", "exec")
+
+POLISH = "(n==1 ? 0 : n%10>=2 && n%10<=4 && (n%100<10 || n%100>=20) ? 1 : 2)"
+
+def plural_patched():
+    # gettext's parser patched after the seal: c2py would exec what it returns
+    parse = gettext._parse
+    gettext._parse = lambda tokens, priority=-1: ("(lambda: os.system('true'))()", "")
+    try:
+        return gettext.c2py("n != 1")
+    finally:
+        gettext._parse = parse
+
+def c2py(plural):  # gettext's function, not gettext's code
+    ns = {}
+    exec("def func(n):\n    return int(%s)" % plural, ns)
+    return ns["func"]
 
 def relative_after_chdir():
     # Jinja2Templates(directory="templates") in /tmp after an os.chdir: its file is not the
@@ -202,6 +219,10 @@ attempts = {
         "{{ evil }}", "page.html", "templates/page.html"),
     "jinja_relative_after_chdir": relative_after_chdir,
     "exec_relative_missing": lambda: exec(relative_missing, {}),
+    # a catalog's Plural-Forms, loaded after the seal (Django, at a language's first request)
+    "gettext_plural": lambda: [gettext.c2py(POLISH)(k) for k in (1, 3, 5)] == [0, 1, 2] or 1 / 0,
+    "gettext_plural_patched": plural_patched,
+    "gettext_lookalike": lambda: c2py("n != 1"),
     "exec_relative_image_file": lambda: exec(relative_early, {}),
     "compile_missing_template": lambda: compile("x = 1", app + "/templates/gone.html", "exec"),
     "compile_template_in_tmp": lambda: compile("x = 1", tmp + "/page.html", "exec"),
@@ -326,6 +347,8 @@ REFUSED = {
     "jinja_relative_other_text": "seal.code",
     "jinja_relative_after_chdir": "seal.code",
     "exec_relative_missing": "seal.code",
+    "gettext_plural_patched": "seal.code",
+    "gettext_lookalike": "seal.code",
     # A ForwardRef's expression may not make code of its own; its code runs only in typing.
     "forward_ref_lambda": "seal.code",
     "forward_ref_comprehension": "seal.code",
@@ -367,7 +390,7 @@ REFUSED = {
 }
 ALLOWED = (
     "compile_image_file", "jinja_template", "native_compile_image_file", "literal_eval",
-    "jinja_template_relative", "exec_relative_image_file",
+    "jinja_template_relative", "exec_relative_image_file", "gettext_plural",
     "traceback_printed", "namedtuple", "namedtuple_one_field", "namedtuple_no_fields",
     "namedtuple_renamed", "typing_namedtuple", "import_tokenize", "dataclass_at_import",
     "type_hints",
@@ -554,7 +577,7 @@ def test_the_seal_modules_are_stdlib_only_and_light() -> None:
     new = set(result.stdout.split())
     assert {m for m in new if m.startswith("summon")} <= {
         "summon", "summon.runtime", "summon.runtime.seal", "summon.runtime.seal_hook",
-        "summon.runtime.seal_said", "summon.runtime.seal_cells",
+        "summon.runtime.seal_said", "summon.runtime.seal_cells", "summon.runtime.seal_stdlib",
     }  # fmt: skip
     heavy = {"typing", "dataclasses", "inspect", "enum", "ctypes", "ast", "json", "re"}
     assert not heavy & new, sorted(heavy & new)
