@@ -45,6 +45,7 @@ DOC_PATHS = ("/openapi.json", "/docs", "/redoc")
 MAX_PAGES = 40  # requests in all, the first ones included
 BUDGET = 20.0  # seconds of asking, after `/` answered
 MAX_BODY = 2 * 1024 * 1024  # bytes read of an answer; links past them are not followed
+ANSWER_LIMIT = 10.0  # seconds an answer may take in all, once it started (a stream ends there)
 PATH = re.compile(r"^/[!-~]{0,1023}\Z")  # what a manifest's warm_up takes (manifest.py)
 _LEARNED = "summon: " + LEARNED_PREFIX
 
@@ -75,15 +76,20 @@ def ask(
     """GET path from host:port over HTTP/1.1 (the connection closed after it); None when
     nothing at all came back. connect: seconds to connect (a forwarder holds the connection
     until the app listens); first_byte: seconds to the answer's first byte; patience: seconds
-    the answer may pause (an app that keeps the connection is read until then)."""
+    the answer may pause (an app that keeps the connection is read until then), and it is
+    read for ANSWER_LIMIT seconds at most from its first byte (an event stream never ends)."""
     try:
         with socket.create_connection((host, port), timeout=connect) as s:
             s.sendall(REQUEST.replace("{path}", path).encode("ascii"))
             s.settimeout(first_byte)
             data = b""
+            until = None
             try:
                 while len(data) <= MAX_BODY and (chunk := s.recv(65536)):
                     data += chunk
+                    until = until or time.monotonic() + ANSWER_LIMIT
+                    if time.monotonic() > until:
+                        break
                     s.settimeout(patience)
             except TimeoutError:
                 pass  # answered and kept the connection (or said nothing): data tells

@@ -8,7 +8,10 @@ app's "learned code" line lands while the request that made it is served.
 from __future__ import annotations
 
 import json
+import threading
+import time
 
+import pytest
 from localhttp import LocalHTTP, Quiet
 
 from summon.build import crawl
@@ -111,3 +114,36 @@ def test_the_page_budget_holds() -> None:
 
     found = crawl.crawl(get, lambda: "", pages=12)
     assert len(found.asked) == 12
+
+
+def test_an_event_stream_is_read_for_a_while_not_to_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page that streams forever (server-sent events, a heartbeat every tenth of a second)
+    would have held the recording run until it was killed: its answer is cut short."""
+    monkeypatch.setattr(crawl, "ANSWER_LIMIT", 0.5)
+    stop = threading.Event()
+
+    class Handler(Quiet):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            while not stop.is_set():
+                try:
+                    self.wfile.write(b"data: tick\n\n")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.1)
+
+    server = LocalHTTP(Handler)
+    got: list[crawl.Answer | None] = []
+    asking = threading.Thread(target=lambda: got.append(crawl.ask(
+        "127.0.0.1", server.port, "/events", 5, 5, 1)), daemon=True)  # fmt: skip
+    asking.start()
+    asking.join(60)
+    stop.set()
+    server.close()
+    assert got and got[0] is not None, "still reading the stream"
+    assert got[0].status == 200 and got[0].body.startswith(b"data: tick")
