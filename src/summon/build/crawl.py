@@ -250,11 +250,10 @@ def crawl(
         console()  # what came before this request is not its doing
         answer = get(path)
         found.asked.append(path)
-        made = any(line.startswith(_LEARNED) for line in console().splitlines())
+        if any(line.startswith(_LEARNED) for line in console().splitlines()):
+            found.made_code.append(path)  # an answer or not: the code was made
         if answer is None:
             break
-        if made:
-            found.made_code.append(path)
         if deadline is None:
             found.answered = True
             deadline = time.monotonic() + budget

@@ -216,7 +216,9 @@ def record_image(
 
         def console() -> str:
             """What the instance printed since the last call."""
-            data = os.pread(out.fileno(), 1 << 20, read[0])
+            data = b""
+            while chunk := os.pread(out.fileno(), 1 << 20, read[0] + len(data)):
+                data += chunk
             read[0] += len(data)
             return data.decode(errors="replace")
 
@@ -453,13 +455,14 @@ def _exercise_undeclared(
 def _crawl(port: int, timeout: float, console: Callable[[], str], host: str = "127.0.0.1") -> Crawl:
     """Ask the app on a TCP port for `/` and the pages it leads to (crawl.py). The first
     request may wait `timeout` to connect (the forwarder holds the connection until the app
-    listens) and FIRST_BYTE_PATIENCE for its answer; the rest ANSWER_PATIENCE each."""
+    listens), the rest ANSWER_PATIENCE; each FIRST_BYTE_PATIENCE for its answer (a page's
+    first request compiles, and every new syscall of the recording run is slow)."""
     first = [True]
 
     def get(path: str) -> Any:
         connect = timeout if first[0] else ANSWER_PATIENCE
-        patience = min(timeout, FIRST_BYTE_PATIENCE) if first[0] else ANSWER_PATIENCE
         first[0] = False
+        patience = min(timeout, FIRST_BYTE_PATIENCE)
         return ask(host, port, path, connect, patience, ANSWER_PATIENCE)
 
     return crawl(get, console)
