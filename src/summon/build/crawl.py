@@ -238,8 +238,8 @@ def crawl(
 ) -> Crawl:
     """Ask get for `/`, then seeds, then what the answers link to, breadth first; console
     gives what the run printed since it was last called. Stops at `pages` requests or after
-    `budget` seconds, and at once when `/` gave no answer, or one gives none after it (the
-    app is gone or hangs: the recording run's own timeouts are spent already)."""
+    `budget` seconds, and at once when `/` gave no answer or one not in HTTP (a server of
+    another protocol, which saw junk), or a page gives none (the app is gone or hangs)."""
     found = Crawl()
     queue = ["/"]
     deadline: float | None = None
@@ -256,6 +256,8 @@ def crawl(
             break
         if deadline is None:
             found.answered = True
+            if answer.status == 0:
+                break  # `/` was not answered in HTTP: the app speaks something else
             deadline = time.monotonic() + budget
             queue += [p for p in seeds if p not in queue]
         if answer.status == 0:

@@ -106,6 +106,17 @@ def test_no_answer_at_slash_asks_for_nothing_more() -> None:
     assert (found.answered, asked, found.made_code) == (False, ["/"], [])
 
 
+def test_a_server_of_another_protocol_is_asked_once() -> None:
+    asked: list[str] = []
+
+    def get(path: str) -> crawl.Answer:
+        asked.append(path)
+        return crawl.parse(b"+OK redis-like\r\n")
+
+    found = crawl.crawl(get, lambda: "")
+    assert (found.answered, asked) == (True, ["/"])
+
+
 def test_the_page_budget_holds() -> None:
     def get(path: str) -> crawl.Answer:
         n = int(path[2:]) if path.startswith("/p") else 0  # every page links to two more
