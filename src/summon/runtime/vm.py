@@ -59,6 +59,9 @@ if TYPE_CHECKING:
 # runtime writes there. Each is MARK, the line, a newline, in one write(2), which the tty
 # layer never interleaves with another.
 CONTROL_PORT = "/dev/ttyS1"
+# The image config label dev.summon.vm-control (summon.targets.base.VM_CONTROL_LABEL): 2, the
+# control port; 1, before it, the runtime's lines went out on the console.
+CONTROL_VERSION = 2
 MARK = "\x1e"  # ASCII record separator: starts each line
 READY = "summon-vm: up"
 STATUS_PREFIX = "summon-exit-status: "

@@ -10,12 +10,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from summon.errors import UserError
 from summon.runtime import stats, vm
-from summon.targets.base import RunSpec
+from summon.targets.base import VM_CONTROL_LABEL, RunSpec
 from summon.targets.qemu.instance import QemuInstance
+from summon.targets.qemu.target import check_control
 
 # What a guest does at its end, as QEMU passes it on: the app's output (a forged status
 # among it) on the console, the runtime's status on the control port, then the kernel's
@@ -92,3 +95,16 @@ def test_the_control_port_is_a_second_uart_opened_before_the_app(
     with pytest.raises(vm.SetupError, match="cannot open the control port /nonexistent/ttyS1"):
         vm.open_control()
     assert vm.CONTROL_PORT.endswith("ttyS1")
+
+
+@pytest.mark.parametrize("label", [None, "1", "x"])
+def test_an_image_whose_runtime_reports_on_the_console_is_not_booted(label: str | None) -> None:
+    """Rule: the qemu target boots only images whose runtime speaks on the control port (the
+    label dev.summon.vm-control): an older one's lines on the console, the app's output
+    could forge; and its host would wait the whole boot bound for a READY it never sees."""
+    labels = {} if label is None else {VM_CONTROL_LABEL: label}
+    old = SimpleNamespace(ref="old:1", config={"config": {"Labels": labels}})
+    with pytest.raises(UserError, match=r"image old:1 was built by an older summon.*rebuild"):
+        check_control(old)  # type: ignore[arg-type]
+    new = SimpleNamespace(ref="new:1", config={"config": {"Labels": {VM_CONTROL_LABEL: "2"}}})
+    check_control(new)  # type: ignore[arg-type]
