@@ -248,12 +248,13 @@ def test_restored_siblings_answer_with_their_own_randomness(
 
 
 def test_the_apps_output_cannot_move_the_snapshot_point_or_its_exit_status(
-    store: Store, env: Path, tmp_path: Path
+    store: Store, env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An app that printed "\\x1esummon-vm: app-up 9/tcp" before it listened was saved there,
     running, its forged "resumed" taken for the guest's reseed; a request body printed as
     "\\x1esummon-exit-status: 7" became the instance's status. Rule: the runtime's lines come
     on the control port (ttyS1), which the app's output never reaches."""
+    monkeypatch.setenv("SUMMON_SNAPSHOTS", str(tmp_path / "snapshots"))  # not the dice's
     files = {**FORGER_APP}
     files["pyproject.toml"] = files["pyproject.toml"].replace("@VOLUMES@", "")
     image = bootable(store, write_app(env / "apps" / "forger", files), "forger:test")
