@@ -139,7 +139,7 @@ def setup() -> None:
 
 
 def finish(status: int) -> None:
-    """Report the exit status on the console and reset the VM. Does not return."""
+    """Report the exit status on the control port and reset the VM. Does not return."""
     exc = sys.exception()
     if isinstance(exc, SystemExit):  # a stop signal before the app started: a clean stop
         status = exc.code if isinstance(exc.code, int) else 0
@@ -439,7 +439,7 @@ def reseed_kernel(host_entropy: bytes) -> None:
         _say(f"cannot reseed the random pool: {e.strerror}")
         return
     try:
-        os.write(fd, host_entropy)  # mixed in, not credited: it crossed the serial line
+        os.write(fd, host_entropy)  # mixed in, not credited: it crossed the control port
         seed_entropy()  # credited: the virtio-rng device
         fcntl.ioctl(fd, RNDRESEEDCRNG)
     except OSError as e:

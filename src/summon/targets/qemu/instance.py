@@ -46,7 +46,7 @@ STOP_RESEND = 1.0  # seconds between Ctrl-Cs while stopping (early in boot one m
 _PR_SET_PDEATHSIG = 1
 _CTRL_C = b"\x03"
 # ^\\ (VQUIT): the guest's tty turns it into SIGQUIT for PID 1, the runtime's cue to print
-# its figures on the console (summon.runtime.stats).
+# its figures on the control port (summon.runtime.stats).
 _CTRL_BACKSLASH = b"\x1c"
 # Readiness: a connection the guest has not closed after PROBE_HOLD is accepted by the app;
 # slirp accepts on the host port before the guest listens, then closes within a millisecond
