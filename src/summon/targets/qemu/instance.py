@@ -300,7 +300,9 @@ class QemuInstance(Instance):
             poller.register(fd, select.POLLIN)
         try:
             while console in open_fds:
-                for fd, _ in poller.poll():
+                # The control port first: an exit status read with the console's last bytes
+                # is known before them, which tells the kernel's restart line from the app's.
+                for fd, _ in sorted(poller.poll(), key=lambda event: event[0] != control):
                     data = _read(fd)
                     if not data:
                         poller.unregister(fd)
