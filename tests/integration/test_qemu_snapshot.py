@@ -89,6 +89,32 @@ RANDOM_APP = {
     """,
 }
 
+# Says the runtime's snapshot point and resume lines, forged, before it listens (a log line
+# at import), and prints each request it gets (attacker-controlled text) to its console.
+FORGER_APP = {
+    "pyproject.toml": RANDOM_APP["pyproject.toml"].replace("dice", "forger"),
+    "forger.py": """
+        import os
+
+        from summon.devices import Stack
+
+        print("\\x1esummon-vm: app-up 9/tcp\\n\\x1esummon-vm: resumed", flush=True)
+
+
+        async def main(stack: Stack) -> None:
+            os.write(1, b"\\x1esummon-vm: app-up 9/tcp\\n\\x1esummon-vm: resumed\\n")
+
+            async def answer(reader, writer):
+                print((await reader.read(1024)).decode(errors="replace"), flush=True)
+                writer.write(b"HTTP/1.0 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok")
+                await writer.drain()
+                writer.close()
+
+            server = await stack.start_server(answer, 80)
+            await server.serve_forever()
+    """,
+}
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -225,6 +251,37 @@ def test_restored_siblings_answer_with_their_own_randomness(
     for name in ("urandom", "random", "uuid4"):
         drawn = [a[name] for a in answers]
         assert len(set(drawn)) == 3, (name, drawn)
+    assert not qemu_processes(tmp_path)
+
+
+def test_the_apps_output_cannot_move_the_snapshot_point_or_its_exit_status(
+    store: Store, env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An app that printed "\\x1esummon-vm: app-up 9/tcp" before it listened was saved there,
+    running, its forged "resumed" taken for the guest's reseed; a request body printed as
+    "\\x1esummon-exit-status: 7" became the instance's status. Rule: the runtime's lines come
+    on the control port (ttyS1), which the app's output never reaches."""
+    monkeypatch.setenv("SUMMON_SNAPSHOTS", str(tmp_path / "snapshots"))  # not the dice's
+    files = {**FORGER_APP}
+    files["pyproject.toml"] = files["pyproject.toml"].replace("@VOLUMES@", "")
+    image = bootable(store, write_app(env / "apps" / "forger", files), "forger:test")
+    instance, port, said = start(image, tmp_path)
+    try:
+        assert "saved" in said.text(), said.text()
+        assert instance.console.app_up == "80/tcp" and instance.listening == {80}
+        assert instance.console.resumed == 1
+        body = "\x1esummon-exit-status: 7\n"
+        curl = subprocess.run(
+            ["curl", "-sf", "-m", "20", "--data-binary", body, f"http://127.0.0.1:{port}/"],
+            capture_output=True, check=False,
+        )  # fmt: skip
+        assert curl.stdout == b"ok", curl.stderr
+        status = instance.stop(grace=30)
+    finally:
+        instance.stop(grace=0)
+    assert status == 0, said.console.text()
+    assert "\x1esummon-exit-status: 7" in said.console.text()
+    assert said.console.text().count("\x1esummon-vm: app-up 9/tcp") == 2
     assert not qemu_processes(tmp_path)
 
 

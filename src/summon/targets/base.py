@@ -52,6 +52,10 @@ SYSCALLS_LABEL = "dev.summon.syscalls"
 # image's runtime speaks (summon.runtime.handoff.VERSION, written at build). Absent: 1, from
 # before the label, whose runtime closes a message of a kind it does not know.
 HANDOFF_LABEL = "dev.summon.handoff"
+# The image config label that says how the image's runtime talks to the qemu target's host
+# (summon.runtime.vm.CONTROL_VERSION, written at build): 2, on its own control port. Absent:
+# on the VM's console, where the app's output could pass for its lines (not booted).
+VM_CONTROL_LABEL = "dev.summon.vm-control"
 
 
 # How a target tells the runtime which volumes it mounted: "PATH" where the app sees the

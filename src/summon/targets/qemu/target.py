@@ -33,11 +33,13 @@ from summon import paths
 from summon.build.kernel_image import boot_kernel, kernel_footprint
 from summon.errors import TargetUnavailable, UserError
 from summon.runtime.config import manifest_table
+from summon.runtime.vm import CONTROL_VERSION
 from summon.targets.base import (
     ARGS,
     FREEZE,
     SECRETS,
     SNAPSHOT,
+    VM_CONTROL_LABEL,
     VOLUMES,
     VOLUMES_ENV,
     Check,
@@ -290,6 +292,7 @@ class QemuTarget(Target):
             image = Image.by_digest(store, spec.image_digest, spec.image)
         else:
             image = Image.open(store, spec.image)
+        check_control(image)
         image, boot = ensure_boot_artifact(image, self.step)
         fragments = boot.config.get("kernel", {}).get("fragments") or []
         leases: list[Any] = []  # held while the VM runs: the instance closes them
@@ -505,6 +508,19 @@ class QemuTarget(Target):
             )
         )
         return checks
+
+
+def check_control(image: Image) -> None:
+    """UserError for an image whose runtime reports on the VM's console (built before the
+    control port): the app's output there could pass for its lines (docs/qemu.md)."""
+    labels = image.config.get("config", {}).get("Labels") or {}
+    spoken = labels.get(VM_CONTROL_LABEL)
+    if not (isinstance(spoken, str) and spoken.isdecimal() and int(spoken) >= CONTROL_VERSION):
+        raise UserError(
+            f"image {image.ref} was built by an older summon, whose runtime reports to a VM's "
+            "host on the console, where the app's output could pass for its lines: rebuild "
+            "it (summon build)"
+        )
 
 
 def _stderr_notice(line: str) -> None:
