@@ -246,3 +246,47 @@ boot_timeout = "60s"
         gw.proc.send_signal(signal.SIGTERM)
         assert gw.proc.wait(30) == 0
         assert not Path(f"/proc/{st['pid']}").exists(), "the VM outlived the gateway"
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(
+    shutil.which("qemu-system-x86_64") is None, reason="apt-get install qemu-system-x86"
+)
+def test_qemu_service_steps_down_its_tiers_and_restores(summon: Summon) -> None:
+    """up -> frozen -> snapshotted (VM stopped) -> a request restores it; with its snapshot
+    removed meanwhile it stays frozen (refused, said) and goes down, and the next request boots."""
+    from summon.build.boot import ensure_boot_artifact
+    from summon.store import Store
+    from summon.store.image import Image
+
+    ensure_boot_artifact(Image.open(Store(summon.store), "http:gw"))
+    with run_gateway(
+        summon,
+        """
+[[service]]
+name = "tiers"
+image = "http:gw"
+target = "qemu"
+boot_timeout = "60s"
+freeze_after = "1s"
+snapshot_after = "2s"
+idle_timeout = "4s"
+""",
+    ) as gw:
+        address = gw.address("tiers")
+        assert PAGE_MARK in get_page(address, timeout=60)  # a boot saves the snapshot (or has)
+        pid = gw.status()["tiers"]["pid"]
+        wait_for(lambda: gw.status()["tiers"]["state"] == "snapshotted", 30, "snapshotted")
+        assert not Path(f"/proc/{pid}").exists(), "a snapshotted service's VM still runs"
+        assert PAGE_MARK in get_page(address, timeout=60)
+        assert gw.status()["tiers"]["state"] == "up"
+        assert "restored from snapshot" in gw.log.read_text()
+        wait_for(lambda: gw.status()["tiers"]["state"] == "frozen", 30, "frozen")
+        summon.ok("snapshot", "rm", "--all")
+        wait_for(lambda: "cannot go snapshotted" in gw.log.read_text(), 30, "the refusal")
+        assert gw.status()["tiers"]["state"] == "frozen"
+        said = gw.log.read_text()
+        assert "is gone (summon snapshot rm" in said
+        wait_for(lambda: gw.status()["tiers"]["state"] == "down", 30, "down")
+        assert PAGE_MARK in get_page(address, timeout=60)
+        assert "saved (" in gw.log.read_text()[len(said) :]  # booted, and saved anew

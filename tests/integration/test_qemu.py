@@ -91,6 +91,36 @@ CRASH_APP = {
     "crash.py": "import os\nprint('going down', flush=True)\nos._exit(3)\n",
 }
 
+# Prints the runtime's control lines, forged, by every path an app's output takes (print,
+# sys.stdout.write, logging to stderr, os.write on fds 1 and 2, as a C extension would),
+# ends on an unfinished one, and exits 5.
+FORGER_APP = {
+    "pyproject.toml": """
+        [project]
+        name = "forger"
+        version = "0.1.0"
+
+        [tool.summon]
+        entry = "forger.py"
+        network = "none"
+        memory = "48M"
+    """,
+    "forger.py": """
+        import logging, os, sys
+        lines = ["summon-exit-status: 0", "summon-vm: app-up 9/tcp", "summon-vm: resumed",
+                 "summon-stats: seq=99 rss=1", "summon-vm: up"]
+        for line in lines:
+            print("\\x1e" + line)
+        sys.stdout.write("mid-line \\x1esummon-exit-status: 0\\n")
+        sys.stdout.flush()
+        logging.warning("\\x1esummon-exit-status: 0")
+        os.write(1, b"\\x1esummon-exit-status: 0\\r\\n")
+        os.write(2, b"\\x1esummon-exit-status: 0\\n")
+        sys.stdout.write("\\x1esummon-exit-sta")  # never ended: the real line comes after it
+        sys.exit(5)
+    """,
+}
+
 
 @pytest.fixture(scope="session")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -206,6 +236,7 @@ def test_hello_prints_and_returns_its_exit_status(hello: Image, tmp_path: Path) 
     assert status == 7, out.text()
     assert "hello, microvm\n" in out.text()
     assert "summon-exit-status" not in out.text()  # the runtime's line is for the host only
+    assert "reboot:" not in out.text()  # the kernel's last line, after the app's, is not shown
     assert not qemu_processes(tmp_path)
 
 
@@ -462,6 +493,24 @@ def test_a_guest_that_never_comes_up_is_killed_after_the_bound(
         target.start(make_spec(hello, tmp_path))
     assert time.monotonic() - started < 40
     assert not qemu_processes(tmp_path)
+
+
+def test_the_apps_output_cannot_forge_the_runtimes_lines(store: Store, tmp_path: Path) -> None:
+    """An app printing "\\x1esummon-exit-status: 0" (a request body, a log line) made the host
+    record status 0; an unfinished RS line at its exit swallowed the real status (the VM
+    "stopped without an exit status"). Rule: the runtime's lines come on the control port
+    (ttyS1), which the app's output never reaches; the console is all shown as the app's."""
+    image = bootable(store, write_app(tmp_path / "app", FORGER_APP), "forger:test")
+    out = Output()
+    instance: QemuInstance = QemuTarget(output=out).start(make_spec(image, tmp_path / "s"))
+    assert instance.wait(60) == 5, out.text()
+    text = out.text()
+    assert text.count("\x1esummon-exit-status: 0") == 5, text  # shown, as the app's output
+    assert "\x1esummon-vm: app-up 9/tcp\n" in text and "\x1esummon-vm: resumed\n" in text
+    assert text.endswith("\x1esummon-exit-sta")
+    assert instance.console.app_up is None and instance.console.resumed == 0
+    assert instance.console.figures == {}
+    assert not qemu_processes(tmp_path / "s")
 
 
 def test_a_guest_that_crashes_after_starting_returns_1_with_a_message(

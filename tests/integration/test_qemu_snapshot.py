@@ -89,13 +89,46 @@ RANDOM_APP = {
     """,
 }
 
+# Says the runtime's snapshot point and resume lines, forged, before it listens (a log line
+# at import), and prints each request it gets (attacker-controlled text) to its console.
+FORGER_APP = {
+    "pyproject.toml": RANDOM_APP["pyproject.toml"].replace("dice", "forger"),
+    "forger.py": """
+        import os
+
+        from summon.devices import Stack
+
+        print("\\x1esummon-vm: app-up 9/tcp\\n\\x1esummon-vm: resumed", flush=True)
+
+
+        async def main(stack: Stack) -> None:
+            os.write(1, b"\\x1esummon-vm: app-up 9/tcp\\n\\x1esummon-vm: resumed\\n")
+
+            async def answer(reader, writer):
+                print((await reader.read(1024)).decode(errors="replace"), flush=True)
+                writer.write(b"HTTP/1.0 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok")
+                await writer.drain()
+                writer.close()
+
+            server = await stack.start_server(answer, 80)
+            await server.serve_forever()
+    """,
+}
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A temporary store, state folder and snapshot cache (the kernel cache is the user's)."""
     base = tmp_path_factory.mktemp("snap")
-    names = ("XDG_DATA_HOME", "XDG_STATE_HOME", "SUMMON_STORE", "SUMMON_SNAPSHOTS")
+    names = (
+        "XDG_DATA_HOME",
+        "XDG_STATE_HOME",
+        "XDG_CONFIG_HOME",
+        "SUMMON_STORE",
+        "SUMMON_SNAPSHOTS",
+    )
     saved = {k: os.environ.get(k) for k in names}
+    os.environ["XDG_CONFIG_HOME"] = str(base / "config")  # the bound is the default's
     os.environ["XDG_DATA_HOME"] = str(base / "data")
     os.environ["XDG_STATE_HOME"] = str(base / "state")
     os.environ["SUMMON_SNAPSHOTS"] = str(base / "snapshots")
@@ -218,6 +251,37 @@ def test_restored_siblings_answer_with_their_own_randomness(
     for name in ("urandom", "random", "uuid4"):
         drawn = [a[name] for a in answers]
         assert len(set(drawn)) == 3, (name, drawn)
+    assert not qemu_processes(tmp_path)
+
+
+def test_the_apps_output_cannot_move_the_snapshot_point_or_its_exit_status(
+    store: Store, env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An app that printed "\\x1esummon-vm: app-up 9/tcp" before it listened was saved there,
+    running, its forged "resumed" taken for the guest's reseed; a request body printed as
+    "\\x1esummon-exit-status: 7" became the instance's status. Rule: the runtime's lines come
+    on the control port (ttyS1), which the app's output never reaches."""
+    monkeypatch.setenv("SUMMON_SNAPSHOTS", str(tmp_path / "snapshots"))  # not the dice's
+    files = {**FORGER_APP}
+    files["pyproject.toml"] = files["pyproject.toml"].replace("@VOLUMES@", "")
+    image = bootable(store, write_app(env / "apps" / "forger", files), "forger:test")
+    instance, port, said = start(image, tmp_path)
+    try:
+        assert "saved" in said.text(), said.text()
+        assert instance.console.app_up == "80/tcp" and instance.listening == {80}
+        assert instance.console.resumed == 1
+        body = "\x1esummon-exit-status: 7\n"
+        curl = subprocess.run(
+            ["curl", "-sf", "-m", "20", "--data-binary", body, f"http://127.0.0.1:{port}/"],
+            capture_output=True, check=False,
+        )  # fmt: skip
+        assert curl.stdout == b"ok", curl.stderr
+        status = instance.stop(grace=30)
+    finally:
+        instance.stop(grace=0)
+    assert status == 0, said.console.text()
+    assert "\x1esummon-exit-status: 7" in said.console.text()
+    assert said.console.text().count("\x1esummon-vm: app-up 9/tcp") == 2
     assert not qemu_processes(tmp_path)
 
 
@@ -345,4 +409,74 @@ def test_an_instance_with_a_volume_is_not_snapshotted(
 
     with pytest.raises(NotSupported):
         instance.snapshot()
+    assert not qemu_processes(tmp_path)
+
+
+SUMMON = [sys.executable, "-m", "summon.cli.main"]
+
+
+def test_run_d_prints_a_refused_snapshot_and_logs_keep_it(
+    dice: Image, cache: SnapshotCache, tmp_path: Path
+) -> None:
+    """Before: `summon run -d` of a guest whose snapshot was refused printed only the instance
+    id; the warning went to monitor.log alone, and `summon logs` did not have it either."""
+    snap = saved(dice, cache, tmp_path / "save")
+    with snap.state.open("r+b") as f:
+        f.seek(4096)
+        byte = f.read(1)
+        f.seek(4096)
+        f.write(bytes([byte[0] ^ 0x80]))
+    port, name = free_port(), f"snapd-{os.getpid()}"
+    started = subprocess.run(
+        [*SUMMON, "run", "-d", dice.ref, "--target", "qemu", "-p", f"{port}:80", "--name", name],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr
+        refused = f"warning: snapshot {snap.key[:12]}: chunk 0 of its state does not match"
+        assert f"summon: {refused}" in started.stderr
+        assert "refused and removed; booting instead" in started.stderr
+        assert f"summon: snapshot {snap.key[:12]} saved" in started.stderr
+        assert draw(port)["uuid4"]
+        logs = subprocess.run(
+            [*SUMMON, "logs", name], capture_output=True, text=True, timeout=30, check=True
+        )
+        assert f"summon: {refused}" in logs.stdout
+        assert f"summon: snapshot {snap.key[:12]} saved" in logs.stdout
+    finally:
+        subprocess.run([*SUMMON, "rm", "-f", name], capture_output=True, timeout=60)
+
+
+def test_a_lowered_bound_is_held_at_the_next_start(
+    dice: Image, cache: SnapshotCache, env: Path, tmp_path: Path
+) -> None:
+    """Before: lowering snapshot_cache_size below what is stored removed nothing until a new
+    snapshot was saved; now the next start evicts, least recently used first, and never the
+    snapshot it restores (here the least recently used of all)."""
+    snap = saved(dice, cache, tmp_path / "save")
+    for key, _ in cache.entries():  # what earlier tests saved: not this test's to order
+        if key != snap.key:
+            cache.remove(key)
+    stale = []
+    for n, key in enumerate(("1" * 64, "2" * 64)):
+        writer = cache.writer(key, "qemu", {"image": "other:test"})
+        writer.write(b"x" * CHUNK)
+        writer.commit()
+        os.utime(cache.root / key, (time.time() - 200 + n, time.time() - 200 + n))
+        stale.append(key)
+    os.utime(cache.root / snap.key, (time.time() - 300, time.time() - 300))
+    config = env / "config" / "summon" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"snapshot_cache_size = {cache.folder_size(snap.key) + 3 * CHUNK // 2}\n")
+    try:
+        instance, port, said = start(dice, tmp_path / "lowered")
+        try:
+            assert instance.restored, said.text()
+            assert draw(port)["uuid4"]
+        finally:
+            instance.stop(grace=30)
+        assert {k for k, _ in cache.entries()} == {snap.key, stale[1]}
+    finally:
+        config.unlink()
+        cache.remove(stale[1])
     assert not qemu_processes(tmp_path)

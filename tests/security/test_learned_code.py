@@ -95,3 +95,36 @@ def test_code_no_build_saw_is_refused_by_seal_code(served: tuple[int, object]) -
     status, text = _get(port, "/compute/21")
     assert status == 403, text
     assert "refused by the seal" in text and "seal.code" in text, text
+
+
+def test_pages_linked_from_slash_are_asked_for_and_warmed_up(summon: Summon) -> None:
+    """tests/security/apps/pages names no warm_up. The recording run follows "/"'s links;
+    a page whose first request made code after the seal is asked for at every start before
+    the seal (its code differs at every start: no learned hash could match it), one that
+    makes the same code at every request is learned; a page no link leads to is refused."""
+    build = summon("build", str(APPS / "pages"), "-t", "pages:test")
+    assert build.returncode == 0, build.stderr
+    notes = [line for line in build.stderr.splitlines() if "warning" in line]
+    assert 'requests for "/linked", "/same" made code after the seal' in build.stderr, notes
+    port = free_port()
+    proc = summon.popen("run", "pages:test", "--target", "sandbox", "-p", f"{port}:8000")
+    try:
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.05)
+        answers = [_get(port, p) for p in ("/linked", "/same", "/same", "/hidden")]
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    said = out + err
+    assert answers[:3] == [(200, "linked"), (200, "same"), (200, "same")], said
+    assert answers[3][0] == 500, answers
+    assert "summon: warm-up: GET /linked -> 200, before the seal" in said, said
+    refused = [
+        line for line in said.splitlines() if "refused compile of code from '<hidden>'" in line
+    ]
+    assert refused and "seal.code" in refused[0], said

@@ -4,7 +4,8 @@ Usage: python -S -E -B _interface_probe.py CONFIG OUT. CONFIG is JSON {"search_p
 "module": M, "attr": A}; OUT receives JSON {"kind": K, "why": W}, where K is
 - "wsgi": a plain callable taking (environ, start_response);
 - "asgi": an async callable taking (scope, receive, send) (ASGI 3), a function or an object
-  whose __call__ is async;
+  whose __call__ is async; or an object whose plain __call__ needs exactly three arguments
+  (no WSGI server passes three), returning what the server awaits;
 - "function": an entry function for sure: it asks for devices (summon.devices annotations)
   or takes no parameters;
 - "other": a function of another shape, or a callable taking only (*args, **kwargs) as a
@@ -101,6 +102,10 @@ def classify(obj: object) -> "tuple[str, str]":
             return "asgi", f"is {what} taking {shape(params)}"
         if not is_async and len(required) <= 2 and (len(positional) >= 2 or varargs):
             return "wsgi", f"is {what} taking {shape(params)}"
+        if not is_function and not is_async and len(required) == len(positional) == 3:
+            # No WSGI server calls with three arguments; ASGI 3's does, and awaits what a
+            # plain __call__ returns (Emmett's App hands back its handler's coroutine).
+            return "asgi", f"is {what} taking {shape(params)}, three arguments as ASGI's"
     if is_function:
         if not params:
             return "function", f"is {what} without parameters"

@@ -57,6 +57,7 @@ from summon.build.syscalls import (
     record_image,
     seal_config,
     static_with,
+    warm_note,
 )
 from summon.build.vendor import Package, vendor
 from summon.build.verify import Verification, VerifyPlan, verify_image
@@ -149,6 +150,7 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
         mods += ["summon.runtime.seal", "summon.runtime.seal_hook", "summon.runtime.seal_digest",
                  "summon.runtime.seal_early",  # the build's learning run only
                  "summon.runtime.seal_said", "summon.runtime.seal_ctypes",
+                 "summon.runtime.seal_cells", "summon.runtime.seal_stdlib",
                  "summon.runtime.seal_end", "summon.runtime.prepare"]  # fmt: skip
     if m.entry.kind == "function":
         mods += ["summon.devices", "summon.runtime.posix_devices"]
@@ -361,6 +363,7 @@ def build(
         if verify and record:
             step("recording the syscalls the image makes (in the sandbox)")
             learned: Learned = []
+            warm: list[str] = []
             derived, notes = record_image(
                 unpack(store, layer, files_blob),
                 app_config,
@@ -371,12 +374,16 @@ def build(
                 learned=learned,
                 modules=closure.modules,
                 env=run_env,
+                warm=warm,
             )
             lap("record")
             if learned:
                 # The seal lets exactly these through: app.json changes, so the root is
                 # written again (the first one's blobs go at the next `summon rmi` or gc).
                 app_config["seal"]["code"] = [list(pair) for pair in learned]
+                if warm and m.interface and m.warm_up is None:  # made anew at each start too
+                    app_config["seal"]["warm_up"] = list(dict.fromkeys(["/", *warm]))
+                    notes.append(warm_note(warm, m.table))
                 _add_app_json(fs, app_config, again=True)
                 step("writing the root filesystem again, with the code the seal lets through")
                 diff_id, uncompressed, layer, erofs_blob, files_blob = _write_root(

@@ -29,7 +29,7 @@ from summon.manifest import Manifest, TLSConfig
 from summon.store.layout import (
     Descriptor,
 )
-from summon.targets.base import HANDOFF_LABEL, SYSCALLS_LABEL
+from summon.targets.base import HANDOFF_LABEL, SYSCALLS_LABEL, VM_CONTROL_LABEL
 
 
 def image_argv(interp: Interpreter) -> list[str]:
@@ -96,7 +96,10 @@ def image_config(
 ) -> dict[str, Any]:
     """The OCI image config: what an engine needs to run the image unchanged, and labels that
     tie it to its bill of materials and summon (and hold its recorded syscall allowlist)."""
-    from summon.runtime import handoff  # (it imports asyncio: here, not at every CLI start)
+    from summon.runtime import (
+        handoff,  # (it imports asyncio: here, not at every CLI start)
+        vm,
+    )
 
     labels = {
         "dev.summon.name": m.name,
@@ -106,6 +109,8 @@ def image_config(
         # What a gateway may send the runtime this image holds (a newer one sends an older
         # runtime only what it knows).
         HANDOFF_LABEL: str(handoff.VERSION),
+        # How its runtime talks to a VM's host (the qemu target boots no other).
+        VM_CONTROL_LABEL: str(vm.CONTROL_VERSION),
     }
     if syscalls is not None:
         labels[SYSCALLS_LABEL] = syscalls.label()

@@ -2,9 +2,9 @@
 
 The image runs once in the sandbox under the recording profile (targets/sandbox/record.py),
 through its real entrypoint: the runtime starts, the probe warms the app up, the seal closes,
-the app serves. The build then exercises each declared port from the host (a TCP connection
-that sends an HTTP/1.0 request line, the protocol of most summon apps, and reads the answer;
-a UDP datagram), and stops the instance with SIGTERM so the shutdown is recorded too. An app
+the app serves. The build then exercises each declared port from the host (over TCP, HTTP
+GETs of `/` and the pages it leads to, crawl.py: the protocol of most summon apps; a UDP
+datagram), and stops the instance with SIGTERM so the shutdown is recorded too. An app
 without ports in its manifest is watched until it listens, and each socket it listens on is
 exercised from inside its namespace (undeclared.py); one that never listens runs to its end.
 
@@ -19,7 +19,8 @@ The same run learns the code the app compiles from strings after the seal (a rou
 sanic-routing renders to Python source once the app has bound its port, say): the runtime
 lets it through in that run (SUMMON_SEAL_LEARN) and says each one, and the build puts them
 in app.json "seal"/"code" (build/image.py), so that the sealed image lets exactly those
-sources through at run time (docs/sealing.md, "Code the build saw").
+sources through at run time (docs/sealing.md, "Code the build saw"); the pages whose request
+made such code are named too (an app the runtime serves asks for them at its warm-up).
 
 Also here: the app.json "seal" object (mode, and the shared objects to load before the seal).
 """
@@ -34,11 +35,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from summon.build.crawl import Crawl, ask, crawl
 from summon.build.rootfs import Rootfs
 from summon.build.standins import recording_secrets
 from summon.runtime.config import manifest_table
@@ -55,17 +57,9 @@ __all__ = [
     "record_image",
     "seal_config",
     "static_with",
+    "warm_note",
 ]
 
-# HTTP/1.1 asking for a close, never a half-close: servers that take the end of input for
-# the client leaving (websockets, hyper's in granian) would close without answering.
-EXERCISE_REQUEST = (
-    b"GET {path} HTTP/1.1\r\nHost: summon-build\r\nUser-Agent: summon-build\r\n"
-    b"Connection: close\r\n\r\n"
-)
-# Then a path no app serves: what a framework makes for its first error page (Bottle's
-# template, compiled on first use) is made, and learned, in the recording run too.
-MISSING_PATH = "/.summon-build-not-found"
 EXERCISE_DATAGRAM = bytes(12)  # zeros: a DNS header with no question, for example
 RUN_TIMEOUT = 20.0  # seconds for an app without ports to end, or a server to listen
 # Seconds a server may take to its first byte (an app that warms up before it answers: a
@@ -154,6 +148,7 @@ def record_image(
     learned: Learned | None = None,
     modules: Collection[str] = (),
     env: Mapping[str, str] | None = None,
+    warm: list[str] | None = None,
 ) -> tuple[DerivedSyscalls | None, list[str]]:
     """Run the unpacked image once under the recording profile; (derived list, warnings).
 
@@ -165,6 +160,7 @@ def record_image(
     not come up: the image then keeps the sandbox's static allowlist.
     learned: filled with the code the app compiled from strings in that run (a sealing
     image's), after the seal and before it (seal_early.py), however the run went.
+    warm: filled with the paths whose request made code after the seal (crawl.py).
     """
     from summon.targets.sandbox.record import record_syscalls
 
@@ -215,6 +211,17 @@ def record_image(
             secrets=run_secrets,
         )
         answered: list[str] = []
+        made_code: list[str] = []  # pages whose request made code after the seal
+        read = [0]
+
+        def console() -> str:
+            """What the instance printed since the last call."""
+            data = b""
+            while chunk := os.pread(out.fileno(), 1 << 20, read[0] + len(data)):
+                data += chunk
+            read[0] += len(data)
+            return data.decode(errors="replace")
+
         alive: list[bool] = []
         undeclared: list[tuple[str, int]] = []  # listening, not in the manifest's ports
         elsewhere: list[int] = []  # listened on, when none of the manifest's ports answered
@@ -222,7 +229,9 @@ def record_image(
         def drive(instance: Any) -> None:
             if not ports:
                 if network == "socket":
-                    undeclared[:] = _exercise_undeclared(instance, timeout, answered)
+                    undeclared[:] = _exercise_undeclared(
+                        instance, timeout, answered, console, made_code
+                    )
                 if not undeclared:
                     instance.wait(max(0.0, timeout - (time.monotonic() - started)))
                     return
@@ -233,10 +242,13 @@ def record_image(
             # time UDP is tried the app is up.
             for fwd in sorted(ports, key=lambda f: f.protocol != "tcp"):
                 _host, port = instance.bound[fwd]
-                if _exercise(fwd.protocol, port, timeout):
+                if fwd.protocol == "tcp":
+                    seen = _crawl(port, timeout, console)
+                    made_code.extend(seen.made_code)
+                    if seen.answered:
+                        answered.append(str(fwd))
+                elif _exercise_udp(port):
                     answered.append(str(fwd))
-                    if fwd.protocol == "tcp":
-                        _exercise(fwd.protocol, port, timeout, MISSING_PATH)
             if not answered:  # a port other than the manifest's, say: which one, then
                 from summon.build.undeclared import listening
 
@@ -250,6 +262,8 @@ def record_image(
         out.seek(0)
         lines = out.read().decode(errors="replace").splitlines()
         tail = "\n".join(lines[-_TAIL:])
+        if warm is not None:
+            warm[:] = list(dict.fromkeys(made_code))
         if learned is not None:
             learned[:] = learned_code(lines, (LEARNED_PREFIX, LEARNED_EARLY_PREFIX))
             after = learned_code(lines)
@@ -377,6 +391,16 @@ def learned_note(after: Learned, total: int) -> str:
     )
 
 
+def warm_note(paths: Sequence[str], table: str) -> str:
+    """The build's word on the warm-up paths it adds (image.py)."""
+    shown = ", ".join(f'"{p}"' for p in paths[:5]) + (" ..." if len(paths) > 5 else "")
+    return (
+        f"the recording run's requests for {shown} made code after the seal: the runtime "
+        "asks for them before the seal at every start (app.json seal.warm_up); set warm_up "
+        f"in {table} to choose the paths yourself (docs/sealing.md)"
+    )
+
+
 def scratch_volumes(app_config: Mapping[str, Any], state: Path) -> tuple[Volume, ...]:
     """An empty folder of the app's for each volume it declares, bound for the recording run:
     an app with a KV_RW store opens it on its volume before it serves."""
@@ -403,7 +427,11 @@ def _forwards(app_config: Mapping[str, Any]) -> list[PortForward]:
 
 
 def _exercise_undeclared(
-    instance: Any, timeout: float, answered: list[str]
+    instance: Any,
+    timeout: float,
+    answered: list[str],
+    console: Callable[[], str],
+    made_code: list[str],
 ) -> list[tuple[str, int]]:
     """An app without ports in its manifest: once it listens (undeclared.py), exercise each
     listening socket from inside its network namespace; those sockets, [] if it never
@@ -414,46 +442,45 @@ def _exercise_undeclared(
     found = undeclared.wait_listening(instance.pid, timeout, lambda: instance.wait(0) is None)
     for host, port in found:
 
-        def talk(path: str, host: str = host, port: int = port) -> bool:
-            return _exercise("tcp", port, timeout, path, host)
+        def talk(host: str = host, port: int = port) -> Crawl:
+            return _crawl(port, timeout, console, host)
 
-        if run_inside(instance.netns.path, lambda: talk("/")):
+        seen = run_inside(instance.netns.path, talk)
+        made_code.extend(seen.made_code)
+        if seen.answered:
             answered.append(f"{port}/tcp")
-            run_inside(instance.netns.path, lambda: talk(MISSING_PATH))
     return found
 
 
-def _exercise(
-    protocol: str, port: int, timeout: float, path: str = "/", host: str = "127.0.0.1"
-) -> bool:
-    """Talk to the app once on a host port (GET path over TCP); whether it answered."""
-    if protocol == "udp":
-        deadline = time.monotonic() + UDP_PATIENCE
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(0.5)
-            while time.monotonic() < deadline:
-                s.sendto(EXERCISE_DATAGRAM, ("127.0.0.1", port))
-                try:
-                    s.recvfrom(65535)
-                    return True
-                except (TimeoutError, ConnectionError):
-                    continue
-        return False
-    try:
-        # The forwarder holds the connection until the app listens.
-        with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(EXERCISE_REQUEST.replace(b"{path}", path.encode()))
-            s.settimeout(min(timeout, FIRST_BYTE_PATIENCE))
-            got = 0
+def _crawl(port: int, timeout: float, console: Callable[[], str], host: str = "127.0.0.1") -> Crawl:
+    """Ask the app on a TCP port for `/` and the pages it leads to (crawl.py). The first
+    request may wait `timeout` to connect (the forwarder holds the connection until the app
+    listens), the rest ANSWER_PATIENCE; each FIRST_BYTE_PATIENCE for its answer (a page's
+    first request compiles, and every new syscall of the recording run is slow)."""
+    first = [True]
+
+    def get(path: str) -> Any:
+        connect = timeout if first[0] else ANSWER_PATIENCE
+        first[0] = False
+        patience = min(timeout, FIRST_BYTE_PATIENCE)
+        return ask(host, port, path, connect, patience, ANSWER_PATIENCE)
+
+    return crawl(get, console)
+
+
+def _exercise_udp(port: int) -> bool:
+    """A datagram to the app on a host port, sent again until one is answered."""
+    deadline = time.monotonic() + UDP_PATIENCE
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.5)
+        while time.monotonic() < deadline:
+            s.sendto(EXERCISE_DATAGRAM, ("127.0.0.1", port))
             try:
-                while chunk := s.recv(65536):
-                    got += len(chunk)
-                    s.settimeout(ANSWER_PATIENCE)  # the rest
-            except TimeoutError:
-                pass  # answered and kept the connection (or said nothing): got tells
-            return got > 0
-    except OSError:
-        return False
+                s.recvfrom(65535)
+                return True
+            except (TimeoutError, ConnectionError):
+                continue
+    return False
 
 
 def seal_config(

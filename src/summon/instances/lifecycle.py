@@ -22,7 +22,7 @@ from typing import Any
 
 from summon import targets
 from summon.errors import UserError
-from summon.instances import control, state, supervise
+from summon.instances import console, control, state, supervise
 from summon.instances.restart import RestartPolicy
 from summon.instances.state import ACTIVE, InstanceFolder
 from summon.targets.base import RunSpec, Volume
@@ -155,6 +155,8 @@ def _uses(folder: InstanceFolder, vol: Volume) -> bool:
 def _await_start(folder: InstanceFolder, read_end: int, launcher: int = 0) -> None:
     """Return once the monitor reports the instance runs; else StartFailed, with why."""
     reply = _read_report(read_end)
+    if reply is not None:
+        _say_notices(reply)
     if reply is not None and reply.get("ok"):
         return
     if launcher:
@@ -167,6 +169,17 @@ def _await_start(folder: InstanceFolder, read_end: int, launcher: int = 0) -> No
         raise StartFailed(f"{final['reason']} (see {logs})", 1)
     _wait_unsupervised(folder, SETTLE_SECONDS)
     raise StartFailed(str(reply.get("error")), int(reply.get("exit_status", 2)))
+
+
+def _say_notices(reply: dict[str, Any]) -> None:
+    """Print what the target said while it started (a detached run's monitor reports it: a
+    snapshot refused or not saved), as the target itself does on a foreground run's terminal."""
+    told = reply.get("notices")
+    if not isinstance(told, list):
+        return
+    for line in told:
+        # Shown as `summon logs` shows the console: a line may quote QEMU or the image's name.
+        print(f"summon: {console.shown(str(line))}", file=sys.stderr, flush=True)
 
 
 def _spawn_launcher(folder: InstanceFolder, write_end: int, lock_fd: int) -> None:

@@ -5,7 +5,8 @@ attached run, on the terminal summon was started from), waits for it, applies th
 policy with backoff, answers `stop` and `stats` on its control socket, and records every
 transition in state.json. tree.py makes the process it runs in. It tells whoever started it
 how the first start went through a report callback: {"ok": true} or {"ok": false, "error":
-"...", "exit_status": N}.
+"...", "exit_status": N}, with "notices": [...] when the target said lines of its own while
+it started (Target.hear_notices; a detached run's only, which `summon run -d` prints).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from summon.instances.console import ConsoleLog
 from summon.instances.control import ControlServer
 from summon.instances.restart import STEADY_SECONDS, RestartPolicy, backoff
 from summon.instances.state import InstanceFolder, now
-from summon.targets.base import Instance, Target
+from summon.targets.base import Instance, RunSpec, Target
 
 DEFAULT_GRACE = 10.0
 _TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
@@ -157,8 +158,11 @@ class Monitor:
         while True:
             began = time.monotonic()
             spec = dataclasses.replace(self.folder.run_spec(), stdout=console_fd)
+            # What the target says while it starts (a snapshot refused, saved or not): on the
+            # terminal of an attached run already; `run -d` prints it from the report.
+            said: list[str] = []
             try:
-                instance = self.target.start(spec)
+                instance = self._start(spec, said if first and not self._attached else None)
             except Exception as e:
                 message = str(e) or type(e).__name__
                 if not isinstance(e, SummonError):
@@ -166,7 +170,9 @@ class Monitor:
                 if first:
                     self._finish(None, f"start failed: {message}")
                     status = e.exit_status if isinstance(e, SummonError) else 1
-                    self._report({"ok": False, "error": message, "exit_status": status})
+                    self._report(
+                        {"ok": False, "error": message, "exit_status": status, **_told(said)}
+                    )
                     return
                 code: int | None = None
                 reason = f"restart failed: {message}"
@@ -185,7 +191,7 @@ class Monitor:
                 )
                 log(f"running: pid {self.state['pid']}")
                 if first:
-                    self._report({"ok": True})
+                    self._report({"ok": True, **_told(said)})
                 code = self._wait(instance)
                 with self._lock:
                     self._instance = None
@@ -216,6 +222,16 @@ class Monitor:
             restarts += 1
             self.state["restarts"] = restarts  # written with the next transition
 
+    def _start(self, spec: RunSpec, said: list[str] | None) -> Instance:
+        """The target's start of spec; said (if given) gets what the target says meanwhile."""
+        if said is None:
+            return self.target.start(spec)
+        self.target.hear_notices(said.append)
+        try:
+            return self.target.start(spec)
+        finally:
+            self.target.hear_notices(None)
+
     def _wait(self, instance: Instance) -> int:
         while not self._stop.is_set():
             code = instance.wait(0.2)
@@ -225,3 +241,8 @@ class Monitor:
                 return code
         log(f"stopping (grace {self._grace:g}s)")
         return instance.stop(self._grace)
+
+
+def _told(said: list[str]) -> dict[str, Any]:
+    """The report's notices (the target's lines of the first start), if it said any."""
+    return {"notices": list(said)} if said else {}

@@ -100,7 +100,7 @@ def main() -> int:
             seal.exiting(status)  # sealed: the instance ends with it, before finalization
         vm = sys.modules.get("summon.runtime.vm")
         if vm is not None and vm.active:
-            vm.finish(status)  # does not return: the exit status leaves on the console
+            vm.finish(status)  # does not return: the exit status leaves on the control port
     return status
 
 

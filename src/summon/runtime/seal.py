@@ -377,10 +377,10 @@ class Sealer:
             # template("<b>{{name}}</b>") in a route): say once how to have it made before.
             self._code_hinted = True
             self.say(
-                f"sealed: refused {what} ({rule}); the build's recording run never reached "
-                'this code: have it made before the seal (warm_up = ["/its/path"] for an '
-                'app the runtime serves, else a probe = "module:function" that uses it), or '
-                'build with seal = "audit"'
+                f"sealed: refused {what} ({rule}); the build's recording run (/ and the pages "
+                "it leads to) never saw this code made: have it made before the seal (warm_up "
+                '= ["/its/path"] for an app the runtime serves, else a probe = "module:function" '
+                'that uses it); code made of what a request brings needs seal = "audit"'
             )
         elif enforce:
             self.say(f"sealed: refused {what} ({rule})")

@@ -7,8 +7,9 @@ Refused after the seal, each with its rule in the PermissionError and said (seal
   that file's text, the compile only parses (ast.parse, ast.literal_eval), or it is
   typing.ForwardRef's of a string annotation with no lambda or comprehension in it (which
   ForwardRef._evaluate may run when it holds no code of its own), namedtuple's own template
-  over identifiers, dataclasses' methods of an image module's class as it is imported, or
-  code the build learned (app.json "seal"/"code"; docs/sealing.md, "Code the build saw");
+  over identifiers, gettext's plural-forms function (seal_stdlib.py), dataclasses' methods
+  of an image module's class as it is imported, or code the build learned (app.json
+  "seal"/"code"; docs/sealing.md, "Code the build saw");
   new code objects ("code.__new__", code.replace), and marshal.loads of anything but an
   image .pyc read by the import system; setting a function's __code__; a new (sub-)
   interpreter, whose code no hook of this one would see; a trace or profile function;
@@ -39,7 +40,9 @@ from __future__ import annotations
 import os
 import sys
 
+from summon.runtime.seal_cells import closure_cells
 from summon.runtime.seal_said import Said
+from summon.runtime.seal_stdlib import stdlib_templates
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -114,6 +117,10 @@ def make_hook(
             pass  # a sys.path entry that is not there holds no file
     _tuple_root_devs = tuple(_root_devs)
     del _root_devs
+    try:
+        _workdir = _str(os.getcwd())  # "" when it is gone: a relative name then names nothing
+    except OSError:
+        _workdir = ""
     _fstat = os.fstat
     _devices = DEVICES
     _write_flags = WRITE_FLAGS
@@ -129,12 +136,9 @@ def make_hook(
     # typing.ForwardRef compiles a string annotation in __init__ and evals it in _evaluate
     # (typing.get_type_hints, pydantic, msgspec, FastAPI): known by typing's file too.
     _typing_file = f"{_stdlib}/typing.py"
-    # collections.namedtuple evals one fixed template over its field names (identifiers it
-    # has checked): `lambda _cls, a, b: _tuple_new(_cls, (a, b))` in a namespace with no
-    # builtins. Known by its file; modules that make one at import (tokenize, decimal,
-    # concurrent.futures, Pillow's plugins) are imported after the seal, too.
+    # namedtuple's template, gettext's plural forms: their own code over text they checked
+    _namedtuple_template, _plural_form = stdlib_templates(_stdlib)
     _collections_file = f"{_stdlib}/collections/__init__.py"
-    _isidentifier = str.isidentifier
     # dataclasses compiles each class's __init__, __repr__, __eq__... from text made of its
     # field names: let through while an image module is being imported (its top level, or a
     # class body in it, applies @dataclass), so a module imported late (anyio's backend at a
@@ -146,7 +150,6 @@ def make_hook(
     _compile, _only_ast = compile, 0x400  # the builtin; ast.PyCF_ONLY_AST
     # dataclasses' globals when the seal closed (the module, imported then): (dict, items).
     _dc = None if dataclasses is None else (vars(dataclasses), tuple(vars(dataclasses).items()))
-    _tuple_head, _tuple_mid, _tuple_tail = "lambda _cls, ", ": _tuple_new(_cls, (", "))"
     # Non-identifier characters to spaces: what is left splits into the annotation's words.
     # A str, not a dict: nothing the hook reads may be changed in place (see _cells below).
     _word_table = "".join(c if c.isalnum() or c == "_" else " " for c in map(chr, range(128)))
@@ -193,7 +196,11 @@ def make_hook(
 
     def _image_content(name: str) -> bytes | None:
         """The bytes of the file `name` (a real str) if it is under an image module folder and
-        on that folder's file system (checked on the open file: no race with a rename)."""
+        on that folder's file system (checked on the open file: no race with a rename); a
+        relative name is the working folder's when the seal closed (Jinja2Templates'
+        "templates"), whatever os.chdir says since."""
+        if not name.startswith("/"):
+            name = _workdir + "/" + name
         if not name.startswith("/") or ".." in name.split("/"):
             return None
         for root, dev in _tuple_root_devs:
@@ -252,31 +259,6 @@ def make_hook(
         if frame.f_globals.get("compile", _dc) is not _dc:
             return False
         return bool(flags & _only_ast) and frame.f_builtins.get("compile") is _compile
-
-    def _namedtuple_template(caller: Any, source: Any) -> bool:
-        """Whether namedtuple compiles its own template, over nothing but identifiers."""
-        if caller is None or caller.co_name != "namedtuple":
-            return False
-        if caller.co_filename != _collections_file:
-            return False
-        if _issubclass(_type(source), _bytes):
-            text = b"".join((source,)).decode("utf-8", "replace")
-        elif _issubclass(_type(source), _str):
-            text = "".join((source,))
-        else:
-            return False
-        if not text.startswith(_tuple_head):
-            return False
-        args, mid, tail = text[_len(_tuple_head) :].partition(_tuple_mid)
-        if not mid or tail != args + _tuple_tail:
-            return False
-        names = args[:-1] if args.endswith(",") else args
-        if not names:
-            return not args  # no fields: "lambda _cls, : _tuple_new(_cls, ())"
-        for word in names.split(", "):
-            if not _isidentifier(word):
-                return False
-        return True
 
     def _jinja_template(content: bytes) -> bool:
         """Whether Jinja compiles the template file whose content is given: the compile
@@ -373,6 +355,8 @@ def make_hook(
                 what, rule = f"compile of the annotation {annotation[:80]!r} (it makes code)", 0
             elif _namedtuple_template(caller, source):
                 return  # a namedtuple's __new__: a tuple of its fields, no other code
+            elif _plural_form(caller):
+                return  # gettext's function over the plural-forms expression it parsed
             elif (
                 caller is not None
                 and caller.co_name == "_create_fn"
@@ -450,6 +434,8 @@ def make_hook(
                     and caller.co_filename == _collections_file
                 ):
                     return  # the template compiled under the rule above
+                if name == "<string>" and _plural_form(caller):
+                    return  # the function compiled under the rule above
                 if (
                     name == "<string>"
                     and caller is not None
@@ -460,6 +446,8 @@ def make_hook(
                     return  # a dataclass's methods, compiled under the rule above
                 if _in_image(name):
                     return
+                if not name.startswith("/") and _image_content(name) is not None:
+                    return  # a relative name of an image file (as it compiles, above)
                 if name in _known_names:
                     # Compiled under a name the build learned: by a known source after the
                     # seal (any other compile is refused), or by the app before it.
@@ -583,18 +571,3 @@ def make_hook(
             raise _permission_error(1, f"{what} refused by the seal ({text})")
 
     return sealed_audit_hook
-
-
-def closure_cells(function: Any) -> list[tuple[Any, Any]]:
-    """(cell, what it holds now) of every cell in function's closure and, through them, of
-    every Python function it reaches."""
-    out: list[tuple[Any, Any]] = []
-    seen, todo = [function], [function]
-    while todo:
-        for cell in todo.pop().__closure__ or ():
-            out.append((cell, cell.cell_contents))
-            value = cell.cell_contents
-            if type(value) is type(function) and not [f for f in seen if f is value]:
-                seen.append(value)
-                todo.append(value)
-    return out

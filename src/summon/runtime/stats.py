@@ -8,9 +8,9 @@ The host asks with SIGQUIT (as a JVM is asked for a thread dump): the runtime's 
 
 - in the sandbox, to the file SUMMON_STATS names (in the instance's /tmp, a tmpfs), which
   the host reads through /proc/PID/root; written whole (temporary name, rename);
-- in a VM, to the console as a marked line (summon.runtime.vm.MARK + STATS_PREFIX), where
-  the host's serial reader takes it; the host asks by writing ^\\ (0x1c) to the serial line,
-  which the guest's tty turns into SIGQUIT for PID 1.
+- in a VM, as a line on the control port (summon.runtime.vm.control_line, ttyS1), where
+  the host's serial reader takes it; the host asks by writing ^\\ (0x1c) to the console's
+  serial line, which the guest's tty turns into SIGQUIT for PID 1.
 
 So nothing is computed, written or kept when nobody asks, no socket is made, and until the
 first request this module is not even imported. gc0..gc2 are collections per generation
@@ -90,21 +90,16 @@ def write(path: str) -> None:
 
 
 def report(path: str | None, console: bool) -> None:
-    """What the SIGQUIT handler does: the figures to the file and/or the console."""
+    """What the SIGQUIT handler does: the figures to the file and/or the control port."""
     if path:
         try:
             write(path)
         except OSError:
             pass  # a full /tmp: the host sees no new figures and says so
     if console:
-        from summon.runtime.vm import MARK
+        from summon.runtime.vm import control_line
 
-        for stream in (sys.stdout, sys.stderr):  # the app's output first, whole lines
-            try:
-                stream.flush()
-            except (OSError, ValueError, AttributeError):
-                pass
-        os.write(1, f"{MARK}{STATS_PREFIX}{line()}\n".encode())
+        control_line(STATS_PREFIX + line())
 
 
 def _resident() -> int:

@@ -7,7 +7,10 @@ setup(), in order:
 1. the console: ttyS0 (fd 0) becomes PID 1's controlling terminal, echo off, so the byte
    Ctrl-C the host writes to the serial line arrives as SIGINT, which the runtime already
    treats as a request for a clean shutdown; NOFLSH keeps the app's last output from being
-   flushed away with it;
+   flushed away with it. Then the control port, ttyS1 (a second UART, on the host's
+   socketpair): the runtime's lines for the host and the host's resume message. The app's
+   stdout and stderr (fds 1 and 2, /dev/console, /dev/tty) are all ttyS0, so nothing the app
+   writes, by any path, reaches the control port or can pass for one of its lines;
 2. the run's settings, /etc/summon/run.json, which the host appends to the initramfs as a
    second cpio archive: the environment, the volumes, kernel modules (generic kernels only),
    the app's arguments when the run gives some (`args`, read by init.py);
@@ -18,12 +21,12 @@ setup(), in order:
 5. volumes: each ext4 disk (/dev/vd*) mounted at its path, found by its file system UUID;
 6. / remounted read-only, as the image is everywhere else: only /tmp and the volumes are
    writable;
-7. READY on the console: the host's sign that the guest is up.
+7. READY on the control port: the host's sign that the guest is up.
 
 The snapshot point (docs/qemu.md, "Snapshots"): when run.json says "snapshot", the host will
 take a snapshot of the guest once the app is up. watch_stack() makes the app's Stack device
 call app_up() when it first listens (a TCP server or a UDP port), which writes APP_UP on the
-console and blocks PID 1 reading the serial line until the host's resume message. The host
+control port and blocks PID 1 reading it until the host's resume message. The host
 takes the snapshot meanwhile (no TCP packet has reached the guest by then: the host adds its
 port forwards only after the resume), and sends the resume message to this guest and to
 every one later restored from the snapshot. resume() then corrects the clock from the host's
@@ -33,9 +36,9 @@ reseeds what the stdlib and registered code drew from it (summon.runtime.resume)
 acknowledges with RESUMED; the host lets the first connection through only after that line.
 Everything on that path avoids ctypes and imports nothing new: it runs after the seal.
 
-finish(status) prints STATUS_PREFIX + status as the console's last line, unmounts the
-volumes, syncs, and calls reboot(2), which with reboot=t triple-faults the CPU: QEMU's
-microvm has no power-off device, and -no-reboot makes QEMU exit on it.
+finish(status) writes STATUS_PREFIX + status on the control port, unmounts the volumes,
+syncs, and calls reboot(2), which with reboot=t triple-faults the CPU: QEMU's microvm has no
+power-off device, and -no-reboot makes QEMU exit on it.
 """
 
 from __future__ import annotations
@@ -52,13 +55,19 @@ if TYPE_CHECKING:
 
     _Stack = TypeVar("_Stack")
 
-# Lines the host reads off the console (summon.targets.qemu); none is shown to the user.
-MARK = "\x1e"  # ASCII record separator: apps do not print it, so app output does not fake these
+# Lines the host reads off the control port (summon.targets.qemu.serial), ttyS1: only the
+# runtime writes there. Each is MARK, the line, a newline, in one write(2), which the tty
+# layer never interleaves with another.
+CONTROL_PORT = "/dev/ttyS1"
+# The image config label dev.summon.vm-control (summon.targets.base.VM_CONTROL_LABEL): 2, the
+# control port; 1, before it, the runtime's lines went out on the console.
+CONTROL_VERSION = 2
+MARK = "\x1e"  # ASCII record separator: starts each line
 READY = "summon-vm: up"
 STATUS_PREFIX = "summon-exit-status: "
 APP_UP = "summon-vm: app-up"  # + " PORT/PROTO": the snapshot point, the app listens there
 RESUMED = "summon-vm: resumed"  # the resume message is processed: traffic may come
-# What the host writes on the serial line after a snapshot point (a line: the tty is in
+# What the host writes on the control port after a snapshot point (a line: the tty is in
 # canonical mode): MARK RESUME_PREFIX <CLOCK_REALTIME in ns> <host entropy, hex>.
 RESUME_PREFIX = "summon-resume "
 RESUME_ENTROPY = 32  # bytes of host entropy in the message
@@ -80,6 +89,7 @@ EXT4_MAGIC_OFFSET, EXT4_UUID_OFFSET = 1024 + 56, 1024 + 104
 active = False  # setup() ran: init's main() hands the exit status to finish()
 _snapshot_point = False  # run.json asked for a snapshot point not reached yet
 _libc: _ctypes.CDLL | None = None
+_control = -1  # the control port's fd (open_control)
 _mounted: list[str] = []  # volume mount points, unmounted by finish()
 args: list[str] | None = None  # the run's arguments for the app (summon run IMAGE ARGS...)
 
@@ -104,6 +114,7 @@ def setup() -> None:
     with open("/proc/cmdline") as f:
         cmdline = f.read().split()
     take_console()
+    open_control()
     settings = read_settings(RUN_JSON)
     env = settings.get("env")
     if isinstance(env, dict):
@@ -124,11 +135,11 @@ def setup() -> None:
     _snapshot_point = settings.get("snapshot") is True
     given = settings.get("args")
     args = [str(a) for a in given] if isinstance(given, list) else None
-    _console_line(READY)
+    control_line(READY)
 
 
 def finish(status: int) -> None:
-    """Report the exit status on the console and reset the VM. Does not return."""
+    """Report the exit status on the control port and reset the VM. Does not return."""
     exc = sys.exception()
     if isinstance(exc, SystemExit):  # a stop signal before the app started: a clean stop
         status = exc.code if isinstance(exc.code, int) else 0
@@ -136,7 +147,7 @@ def finish(status: int) -> None:
         # The runtime itself failed; the built-in hook prints it without importing traceback.
         sys.__excepthook__(type(exc), exc, exc.__traceback__)
         status = 1
-    _console_line(f"{STATUS_PREFIX}{status}")
+    control_line(f"{STATUS_PREFIX}{status}")
     for path in reversed(_mounted):
         _libc_call().umount(path.encode())
     os.sync()
@@ -166,6 +177,30 @@ def take_console() -> None:
         fcntl.ioctl(0, TCSETS, bytes(attrs))
     except OSError as e:
         _say(f"the console is not a terminal ({e.strerror}); the host can only kill this VM")
+
+
+def open_control() -> None:
+    """Open the control port (ttyS1): not a controlling tty, echo off, not inherited.
+
+    SetupError without it: the host would wait for a READY that cannot come, while this
+    way the VM stops at once and the console says why.
+    """
+    global _control
+    import fcntl
+
+    try:
+        fd = os.open(CONTROL_PORT, os.O_RDWR | os.O_NOCTTY)
+    except OSError as e:
+        raise SetupError(f"cannot open the control port {CONTROL_PORT}: {e.strerror}") from None
+    try:
+        attrs = bytearray(fcntl.ioctl(fd, TCGETS, bytes(36)))
+        lflag = int.from_bytes(attrs[12:16], "little") & ~(ECHO | ECHOCTL | ISIG)
+        attrs[12:16] = lflag.to_bytes(4, "little")
+        fcntl.ioctl(fd, TCSETS, bytes(attrs))
+    except OSError as e:
+        os.close(fd)
+        raise SetupError(f"the control port {CONTROL_PORT} is no UART: {e.strerror}") from None
+    _control = fd
 
 
 def read_settings(path: str) -> dict[str, object]:
@@ -330,8 +365,8 @@ def app_up(what: str) -> None:
 
     from summon.runtime import resume as _resume  # noqa: F401
 
-    _console_line(f"{APP_UP} {what}")
-    message = read_resume_message(0)
+    control_line(f"{APP_UP} {what}")
+    message = read_resume_message(_control)
     if message is None:
         _say("the host sent no resume message; going on without fresh randomness")
         return
@@ -387,7 +422,7 @@ def resume(clock_ns: int, entropy: bytes) -> None:
     reseed_kernel(entropy)
     for line in _resume.resumed():
         _say(line)
-    _console_line(RESUMED)
+    control_line(RESUMED)
 
 
 def reseed_kernel(host_entropy: bytes) -> None:
@@ -404,7 +439,7 @@ def reseed_kernel(host_entropy: bytes) -> None:
         _say(f"cannot reseed the random pool: {e.strerror}")
         return
     try:
-        os.write(fd, host_entropy)  # mixed in, not credited: it crossed the serial line
+        os.write(fd, host_entropy)  # mixed in, not credited: it crossed the control port
         seed_entropy()  # credited: the virtio-rng device
         fcntl.ioctl(fd, RNDRESEEDCRNG)
     except OSError as e:
@@ -478,17 +513,18 @@ def _errno() -> int:
     return ctypes.get_errno()
 
 
-def _console_line(line: str) -> None:
-    """A line for the host, after everything the app wrote (stdout and stderr share ttyS0).
+def control_line(line: str) -> None:
+    """A line for the host on the control port; nothing if the port is not open.
 
-    It starts with MARK, so the host finds it even after an app's unfinished last line.
+    One write(2) of a few dozen bytes: the tty layer takes it whole (its buffer holds only
+    the runtime's lines), and another thread's line goes before or after it, never inside.
     """
-    for stream in (sys.stdout, sys.stderr):
+    data = f"{MARK}{line}\n".encode()
+    while data and _control >= 0:
         try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
-    os.write(1, f"{MARK}{line}\n".encode())
+            data = data[os.write(_control, data) :]
+        except OSError:
+            return  # the host is gone
 
 
 def _say(line: str) -> None:

@@ -52,6 +52,10 @@ SYSCALLS_LABEL = "dev.summon.syscalls"
 # image's runtime speaks (summon.runtime.handoff.VERSION, written at build). Absent: 1, from
 # before the label, whose runtime closes a message of a kind it does not know.
 HANDOFF_LABEL = "dev.summon.handoff"
+# The image config label that says how the image's runtime talks to the qemu target's host
+# (summon.runtime.vm.CONTROL_VERSION, written at build): 2, on its own control port. Absent:
+# on the VM's console, where the app's output could pass for its lines (not booted).
+VM_CONTROL_LABEL = "dev.summon.vm-control"
 
 
 # How a target tells the runtime which volumes it mounted: "PATH" where the app sees the
@@ -437,6 +441,14 @@ class Target(abc.ABC):
         what outlives them: a runtime's record of the container, a namespace, files. Never
         raises. Default: nothing to release.
         """
+        return None
+
+    def hear_notices(self, listener: Callable[[str], None] | None) -> None:
+        """Also hand each notice this target says from now on (a line for the user, such as
+        a warning that a snapshot was refused) to listener; None stops that. The instance
+        monitor hears a detached run's first start, whose notices `summon run -d` prints
+        (they would otherwise reach only the monitor's log). Default: a target that says
+        nothing of its own ignores it."""
         return None
 
     def leftovers(self, spec: RunSpec) -> list[str]:

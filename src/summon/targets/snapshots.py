@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import hmac
 import json
@@ -49,8 +50,11 @@ STATE = "state"
 RECORD = "snapshot.json"
 FORMAT = 2  # 2: the record's `about` is under the HMAC too (its `listening` is acted on)
 _TMP = ".tmp-"
-# SnapshotWriter's folder (key prefix, random part, pid) and remove()'s (key, pid).
+# SnapshotWriter's folder (key prefix, random part, pid) and remove()'s (key, pid); the pid is
+# for people (it is the writer's in its own pid namespace), _sweep goes by a lock.
 _TEMPORARY = re.compile(r"\.tmp-(?:[0-9a-f]{16}(?:-[0-9a-f]{8})?|rm-[0-9a-f]{64})-(\d+)\Z")
+# Seconds a writer's new folder is left alone by _sweep even unlocked (made, not locked yet).
+SWEEP_GRACE = 60.0
 # A record lists ~70 bytes per MiB of state: 16 MiB would be a 230 GiB snapshot.
 MAX_RECORD = 16 * 1024 * 1024
 
@@ -165,6 +169,11 @@ class SnapshotCache:
             if os.path.lexists(folder):
                 raise CorruptSnapshot(f"snapshot {key[:12]}: its record is missing") from None
             return None
+        except NotADirectoryError:
+            if not os.path.isdir(self.root):  # no cache at all: no snapshot in it
+                return None
+            # A file where the snapshot's folder belongs (ls shows it refused; rm takes it).
+            raise CorruptSnapshot(f"snapshot {key[:12]}: it is not a folder") from None
         except (OSError, UnicodeDecodeError) as e:
             raise CorruptSnapshot(f"snapshot {key[:12]}: cannot read its record: {e}") from None
         try:
@@ -212,13 +221,7 @@ class SnapshotCache:
     def entries(self) -> list[tuple[str, Snapshot | CorruptSnapshot]]:
         """(key, snapshot or why it is refused) for every snapshot, most recently used first."""
         found: list[tuple[str, Snapshot | CorruptSnapshot]] = []
-        try:
-            names = sorted(os.listdir(self.root))
-        except FileNotFoundError:
-            return []
-        for name in names:
-            if not is_key(name):  # not the cache's: left alone by ls, rm --all and eviction
-                continue
+        for name in self._keys():
             try:
                 snap = self.find(name)
             except CorruptSnapshot as e:
@@ -226,8 +229,18 @@ class SnapshotCache:
                 continue
             if snap is not None:
                 found.append((name, snap))
-        found.sort(key=lambda kv: -_mtime(self.root / kv[0]))
         return found
+
+    def _keys(self) -> list[str]:
+        """The names in the cache that are keys, most recently used first (no record read)."""
+        try:
+            names = sorted(os.listdir(self.root))
+        except (FileNotFoundError, NotADirectoryError):  # no cache (yet): no snapshots
+            return []
+        # Others are not the cache's: left alone by ls, rm --all and eviction.
+        keys = [name for name in names if is_key(name)]
+        keys.sort(key=lambda key: -_mtime(self.root / key))
+        return keys
 
     def folder_size(self, key: str) -> int:
         total = 0
@@ -255,15 +268,17 @@ class SnapshotCache:
     def evict(self, keep: str = "") -> list[str]:
         """Remove least recently used snapshots until the cache fits its bound; their keys."""
         self._sweep()
-        entries = self.entries()
-        sizes = {key: self.folder_size(key) for key, _ in entries}
+        # By name and mtime alone: a start holds the bound on its way to a restore, where
+        # reading every record (entries()) would cost ~0.1 ms a snapshot.
+        keys = self._keys()
+        sizes = {key: self.folder_size(key) for key in keys}
         total = sum(sizes.values())
         removed = []
         if sizes.get(keep, 0) > self.limit:  # alone too large: it goes, the others as needed
             if self.remove(keep):
                 removed.append(keep)
                 total -= sizes[keep]
-        for key in [key for key, _ in reversed(entries) if key != keep]:  # least recent first
+        for key in [key for key in reversed(keys) if key != keep]:  # least recent first
             if total <= self.limit:
                 break
             if self.remove(key):
@@ -272,15 +287,25 @@ class SnapshotCache:
         return removed
 
     def _sweep(self) -> None:
-        """Remove temporary folders whose writer process is gone (killed mid-write)."""
+        """Remove temporary folders whose writer is gone (killed mid-write), and what a
+        remove() killed midway left.
+
+        A writer holds a lock on its folder while it lives: the pid in the name cannot say,
+        as writers run in instances' pid namespaces (a detached instance's monitor is pid 2
+        there, whose number on the host is kthreadd's: its leftovers were never swept, and
+        a live writer whose number was free here was swept under it).
+        """
         try:
             names = os.listdir(self.root)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return
         for name in names:
-            ours = _TEMPORARY.match(name)  # a writer's or remove()'s, no other name
-            if ours and not _alive(int(ours.group(1))):
-                shutil.rmtree(self.root / name, ignore_errors=True)
+            if not _TEMPORARY.match(name):  # a writer's or remove()'s, no other name
+                continue
+            path = self.root / name
+            # remove()'s are doomed whoever removes them; a writer's once nobody holds them.
+            if name.startswith(f"{_TMP}rm-") or _abandoned(path):
+                shutil.rmtree(path, ignore_errors=True)
 
     def writer(self, key: str, target: str, about: dict[str, Any]) -> SnapshotWriter:
         """A new snapshot under key, written by the caller's write() calls, then commit()."""
@@ -300,9 +325,14 @@ class SnapshotWriter:
         # the pid last, for _sweep.
         self.folder = cache.root / f"{_TMP}{key[:16]}-{os.urandom(4).hex()}-{os.getpid()}"
         self.folder.mkdir(mode=0o700)
+        self._held = -1
         try:
+            # Held until commit() or abort(), or this process's end: _sweep's sign of life.
+            self._held = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fcntl.flock(self._held, fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._file = (self.folder / STATE).open("wb")
         except BaseException:
+            self._release()
             shutil.rmtree(self.folder, ignore_errors=True)
             raise
         self._chunks: list[str] = []
@@ -360,6 +390,7 @@ class SnapshotWriter:
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
             self.lost = True
+        self._release()
         _fsync_dir(self.cache.root)
         self.cache.evict(keep=self.key)
         snap = self.cache.find(self.key)
@@ -374,6 +405,13 @@ class SnapshotWriter:
         with contextlib.suppress(OSError, ValueError):
             self._file.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self._held >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._held)
+            self._held = -1
 
 
 def verified(snap: Snapshot) -> Iterator[bytes]:
@@ -430,13 +468,21 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def _alive(pid: int) -> bool:
+def _abandoned(folder: Path) -> bool:
+    """Whether a writer's temporary folder has nobody writing it: no lock on it, and not
+    made in the last SWEEP_GRACE seconds (a writer locks it just after making it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False  # gone meanwhile, or not a folder (then not a writer's either)
+    try:
+        if time.time() - os.fstat(fd).st_mtime < SWEEP_GRACE:
+            return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # BlockingIOError: its writer holds it
         return False
-    except PermissionError:
-        return True
+    finally:
+        os.close(fd)
     return True
 
 

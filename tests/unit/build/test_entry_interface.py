@@ -70,6 +70,19 @@ def kind(tmp_path: Path, interp: Interpreter, source: str, table: str = "") -> s
             """,
             "asgi",
         ),
+        # Emmett's App: a plain __call__ returning its handler's coroutine (no WSGI server
+        # passes three arguments); the build asked for interface = "asgi".
+        (
+            """
+            class App:
+                def __call__(self, scope, receive, send):
+                    return self.handle(scope, receive, send)
+                async def handle(self, scope, receive, send):
+                    pass
+            app = App()
+            """,
+            "asgi",
+        ),
         # Entry functions stay entry functions:
         ("from summon.devices import Stack\nasync def app(stack: Stack):\n    pass\n", ""),
         (

@@ -70,3 +70,90 @@ def test_no_snapshot_is_an_option_of_the_targets_that_declare_it(cache: Snapshot
     result = CliRunner().invoke(cli, ["run", "no-such-image", "--target", "unix", "--no-snapshot"])
     assert result.exit_code == 2
     assert "--no-snapshot is not an option of target unix (it is for: qemu)" in result.output
+
+
+def configure(tmp_path: Path, value: str) -> None:
+    config = tmp_path / "xdg_config_home" / "summon" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"snapshot_cache_size = {value}\n")
+
+
+def test_ls_holds_a_lowered_bound_at_once_least_recently_used_first(
+    cache: SnapshotCache, tmp_path: Path
+) -> None:
+    """Before: a bound lowered below what is stored was held only when a new snapshot was
+    saved, and 0 kept them all; now `ls` removes the least recently used past it, and says so."""
+    import os
+    import time
+
+    keys = ["ab" * 32, "cd" * 32, "ef" * 32]
+    for n, key in enumerate(keys):
+        put(cache, key, 1 << 20)
+        os.utime(cache.root / key, (time.time() - 100 + n, time.time() - 100 + n))
+    os.utime(cache.root / keys[0])  # the oldest made is the one used last
+    configure(tmp_path, '"2M"')  # room for one (each is 1 MiB and its record)
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["snapshot", "ls", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [r["key"] for r in json.loads(listed.stdout)["snapshots"]] == [keys[0]]
+    assert (
+        f"summon: removed 2 snapshot(s) over the cache's bound (snapshot_cache_size = 2.1 MB): "
+        f"{keys[1][:12]} {keys[2][:12]}"
+    ) in listed.stderr
+    configure(tmp_path, "0")
+    off = runner.invoke(cli, ["snapshot", "ls"])
+    assert off.exit_code == 0 and cache.entries() == []
+    assert "(snapshot_cache_size = 0: keep none): abababababab" in off.stderr
+    assert "0 snapshot(s), 0 B (snapshot_cache_size = 0: snapshots are off)" in off.stdout
+
+
+@pytest.mark.parametrize("value", ["-1", '"lots"', "1.5e99", "true", '"1.5G"'])
+def test_ls_with_a_bad_bound_is_one_error_line(
+    cache: SnapshotCache, tmp_path: Path, value: str
+) -> None:
+    """Before: ls printed its table's header, then the error; now the error line alone."""
+    put(cache, "ab" * 32, 10)
+    configure(tmp_path, value)
+    result = CliRunner().invoke(cli, ["snapshot", "ls"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("summon: error: ") and "snapshot_cache_size" in line
+    assert [k for k, _ in cache.entries()] == ["ab" * 32]
+
+
+def test_rm_in_a_cache_it_cannot_change_is_one_line_naming_it(
+    cache: SnapshotCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: `summon: error: Read-only file system: <path>`, no word of what failed."""
+    import errno
+    import os
+
+    put(cache, "ab" * 32, 10)
+
+    def read_only(src: object, dst: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(src))
+
+    monkeypatch.setattr(os, "rename", read_only)
+    result = CliRunner().invoke(cli, ["snapshot", "rm", "abab"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"summon: error: snapshot rm: cannot remove abababababab from {cache.root}: "
+        "Read-only file system\n"
+    )
+
+
+@pytest.mark.parametrize("below", ["", "snaps"])
+def test_ls_and_rm_of_a_cache_that_is_a_file_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: SnapshotCache, below: str
+) -> None:
+    """Before: ls said a warning and then `summon: error: Not a directory: <path>`."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    root = blocker / below if below else blocker
+    monkeypatch.setenv("SUMMON_SNAPSHOTS", str(root))
+    for argv in (["snapshot", "ls"], ["snapshot", "rm", "--all"]):
+        result = CliRunner().invoke(cli, argv)
+        assert result.exit_code == 2 and result.stdout == ""
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"summon: error: snapshot cache {root}")

@@ -172,3 +172,76 @@ def test_a_full_disk_does_not_take_the_instance_down(monkeypatch: pytest.MonkeyP
     thread.join(5)
     st = folder.state()
     assert (st["status"], st["reason"], st["restarts"]) == ("exited", "stopped", 1)
+
+
+class SayingTarget(FakeTarget):
+    """A fake that says a notice during every start, as the qemu target says a refused or
+    unsaved snapshot, to whoever hears it (Target.hear_notices)."""
+
+    def __init__(self, script: list[int | BaseException | None]) -> None:
+        super().__init__(script)
+        self.heard: Any = None
+
+    def hear_notices(self, listener: Any) -> None:
+        self.heard = listener
+
+    def start(self, spec: RunSpec) -> Any:
+        if self.heard is not None:
+            self.heard(f"warning: start {self.starts + 1} said this")
+        return super().start(spec)
+
+
+def test_a_detached_first_starts_notices_are_in_its_report() -> None:
+    """Before: a detached run's target notices (a snapshot refused, not saved) went only to
+    monitor.log and `summon run -d` printed nothing of them; now the first start's are in
+    the report the CLI prints from, and a restart's are not (nobody waits for those)."""
+    folder = new_instance("on-failure:1")
+    target = SayingTarget([3, 0])
+    _m, thread, reports = run_monitor(folder, target)
+    thread.join(10)
+    assert target.starts == 2
+    assert reports == [{"ok": True, "notices": ["warning: start 1 said this"]}]
+    assert target.heard is None  # heard only while the first start ran
+
+
+def test_a_failed_first_starts_notices_come_with_its_error() -> None:
+    folder = new_instance("no")
+    _m, thread, reports = run_monitor(folder, SayingTarget([TargetUnavailable("no qemu")]))
+    thread.join(5)
+    assert reports == [
+        {
+            "ok": False,
+            "error": "no qemu",
+            "exit_status": 2,
+            "notices": ["warning: start 1 said this"],
+        }
+    ]
+
+
+def test_an_attached_monitor_reports_no_notices(tmp_path: Path) -> None:
+    """A foreground run's target says its notices on the terminal itself: not twice."""
+    folder = new_instance("no")
+    target = SayingTarget([0])
+    reports: list[dict[str, Any]] = []
+    Monitor(folder, target, reports.append, attached=True).run()
+    assert reports == [{"ok": True}] and target.starts == 1
+
+
+def test_the_cli_prints_a_reports_notices_before_it_returns(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What `summon run -d` and `summon start` do with the report: its notices on stderr, as
+    summon's own lines, control characters shown (a line may quote QEMU's stderr)."""
+    import json
+
+    from summon.instances import lifecycle
+
+    folder = new_instance("no")
+    read_end, write_end = os.pipe()
+    report = {"ok": True, "notices": ["warning: snapshot ab: refused\x1b[2J; booting instead"]}
+    os.write(write_end, json.dumps(report).encode() + b"\n")
+    os.close(write_end)
+    lifecycle._await_start(folder, read_end)
+    assert capsys.readouterr().err == (
+        "summon: warning: snapshot ab: refused\\x1b[2J; booting instead\n"
+    )

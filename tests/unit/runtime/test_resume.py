@@ -125,8 +125,15 @@ class FakeStack:
 def test_the_snapshot_point_is_the_stacks_first_listen(monkeypatch: pytest.MonkeyPatch) -> None:
     said: list[str] = []
     resumed: list[tuple[int, bytes]] = []
-    monkeypatch.setattr(vm, "_console_line", said.append)
-    monkeypatch.setattr(vm, "read_resume_message", lambda fd: (5, b"e" * 32))
+    read_from: list[int] = []
+    monkeypatch.setattr(vm, "control_line", said.append)
+    monkeypatch.setattr(vm, "_control", 7)
+
+    def read_resume_message(fd: int) -> tuple[int, bytes]:
+        read_from.append(fd)
+        return 5, b"e" * 32
+
+    monkeypatch.setattr(vm, "read_resume_message", read_resume_message)
     monkeypatch.setattr(vm, "resume", lambda clock, entropy: resumed.append((clock, entropy)))
     untouched = FakeStack()
     assert vm.watch_stack(untouched).start_server == untouched.start_server  # not asked for
@@ -140,14 +147,15 @@ def test_the_snapshot_point_is_the_stacks_first_listen(monkeypatch: pytest.Monke
     asyncio.run(listen_twice())
     assert stack.listened == 2
     assert said == [f"{vm.APP_UP} 80/tcp"]  # once, at the first
+    assert read_from == [7]  # the control port, not the app's stdin
     assert resumed == [(5, b"e" * 32)]
 
 
 def test_the_host_reads_the_points_and_acknowledgements() -> None:
     console = SerialConsole()
-    shown = console.feed(b"app says hi\r\n" + MARK + f"{vm.APP_UP} 80/tcp\r\n".encode())
-    assert shown == b"app says hi\n" and console.app_up == "80/tcp"
-    assert console.feed(MARK + vm.RESUMED.encode() + b"\r\nmore\r\n") == b"more\n"
+    console.control(MARK + f"{vm.APP_UP} 80/tcp\r\n".encode())
+    assert console.app_up == "80/tcp"
+    console.control(MARK + vm.RESUMED.encode() + b"\r\n")
     assert console.resumed == 1
 
 

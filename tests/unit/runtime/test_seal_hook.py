@@ -23,12 +23,14 @@ from summon.runtime import seal_hook
 SRC = Path(__file__).resolve().parents[3] / "src"
 
 CHILD = r"""
-import builtins, collections, ctypes, dataclasses, gc, io, json, marshal, os, pathlib, sys, typing
+import builtins, collections, ctypes, dataclasses, gc, gettext, io, json, marshal, os, pathlib
+import sys, typing
 app, tmp, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path[:] = [p for p in sys.path if p]  # -c put the working folder first; images do not
 sys.path.insert(0, app)
 from summon.runtime import seal_hook
 said = []
+os.chdir(app)  # the working folder when the seal closes: the image's /app
 roots = tuple(p for p in sys.path if p.startswith("/") and not p.startswith(tmp))
 hook = seal_hook.make_hook(roots=roots, writable=(tmp,), enforce=(mode == "on"),
                            trusted_callers=frozenset(), dataclasses=dataclasses,
@@ -43,6 +45,34 @@ with open(page) as f:
     page_text = f.read()
 from jinja2.environment import Environment  # the stand-in of the image's Jinja (below)
 comprehension = compile("[x for x in ()]", "<string>", "eval")  # made before the seal
+relative_missing = compile("1", "templates/gone.html", "exec")  # named after no image file
+relative_early = compile("1", "templates/page.html", "exec")
+
+POLISH = "(n==1 ? 0 : n%10>=2 && n%10<=4 && (n%100<10 || n%100>=20) ? 1 : 2)"
+
+def plural_patched():
+    # gettext's parser patched after the seal: c2py would exec what it returns
+    parse = gettext._parse
+    gettext._parse = lambda tokens, priority=-1: ("(lambda: os.system('true'))()", "")
+    try:
+        return gettext.c2py("n != 1")
+    finally:
+        gettext._parse = parse
+
+def c2py(plural):  # gettext's function, not gettext's code
+    ns = {}
+    exec("def func(n):\n    return int(%s)" % plural, ns)
+    return ns["func"]
+
+def relative_after_chdir():
+    # Jinja2Templates(directory="templates") in /tmp after an os.chdir: its file is not the
+    # image's (the name is the working folder's when the seal closed)
+    os.chdir(tmp)
+    try:
+        with open("templates/page.html") as f:
+            return Environment().compile(f.read(), "page.html", "templates/page.html")
+    finally:
+        os.chdir(app)
 import pickle
 class Compiled:  # pickle's reduce to compile(), then to exec() of what it made
     def __reduce__(self):
@@ -182,6 +212,18 @@ attempts = {
     "jinja_template": lambda: Environment().compile(page_text, "page.html", page) and None,
     "jinja_other_text": lambda: Environment().compile("{{ evil }}", "page.html", page),
     "jinja_compile_straight": lambda: Environment()._compile("x = 1", page),
+    # Jinja2Templates(directory="templates"): names relative to the working folder
+    "jinja_template_relative": lambda: exec(
+        Environment().compile(page_text, "page.html", "templates/page.html"), {}),
+    "jinja_relative_other_text": lambda: Environment().compile(
+        "{{ evil }}", "page.html", "templates/page.html"),
+    "jinja_relative_after_chdir": relative_after_chdir,
+    "exec_relative_missing": lambda: exec(relative_missing, {}),
+    # a catalog's Plural-Forms, loaded after the seal (Django, at a language's first request)
+    "gettext_plural": lambda: [gettext.c2py(POLISH)(k) for k in (1, 3, 5)] == [0, 1, 2] or 1 / 0,
+    "gettext_plural_patched": plural_patched,
+    "gettext_lookalike": lambda: c2py("n != 1"),
+    "exec_relative_image_file": lambda: exec(relative_early, {}),
     "compile_missing_template": lambda: compile("x = 1", app + "/templates/gone.html", "exec"),
     "compile_template_in_tmp": lambda: compile("x = 1", tmp + "/page.html", "exec"),
     "compile_template_string": lambda: compile("x = 1", "<template>", "exec"),
@@ -302,6 +344,11 @@ REFUSED = {
     "compile_missing_template": "seal.code",
     "compile_template_in_tmp": "seal.code",
     "compile_template_string": "seal.code",
+    "jinja_relative_other_text": "seal.code",
+    "jinja_relative_after_chdir": "seal.code",
+    "exec_relative_missing": "seal.code",
+    "gettext_plural_patched": "seal.code",
+    "gettext_lookalike": "seal.code",
     # A ForwardRef's expression may not make code of its own; its code runs only in typing.
     "forward_ref_lambda": "seal.code",
     "forward_ref_comprehension": "seal.code",
@@ -343,6 +390,7 @@ REFUSED = {
 }
 ALLOWED = (
     "compile_image_file", "jinja_template", "native_compile_image_file", "literal_eval",
+    "jinja_template_relative", "exec_relative_image_file", "gettext_plural",
     "traceback_printed", "namedtuple", "namedtuple_one_field", "namedtuple_no_fields",
     "namedtuple_renamed", "typing_namedtuple", "import_tokenize", "dataclass_at_import",
     "type_hints",
@@ -379,6 +427,8 @@ def _child(tmp_path: Path, mode: str) -> dict[str, Any]:
     (app / "jinja2" / "__init__.py").write_text("")
     (app / "jinja2" / "environment.py").write_text(JINJA)
     (scratch / "page.html").write_text("<p>{{ name }}</p>\n")
+    (scratch / "templates").mkdir()
+    (scratch / "templates" / "page.html").write_text("{{ evil }}\n")
     result = subprocess.run(
         [sys.executable, "-S", "-B", "-c", CHILD, str(app), str(scratch), mode],
         env={"PYTHONPATH": str(SRC), "PYTHONDONTWRITEBYTECODE": "1"},
@@ -527,7 +577,7 @@ def test_the_seal_modules_are_stdlib_only_and_light() -> None:
     new = set(result.stdout.split())
     assert {m for m in new if m.startswith("summon")} <= {
         "summon", "summon.runtime", "summon.runtime.seal", "summon.runtime.seal_hook",
-        "summon.runtime.seal_said",
+        "summon.runtime.seal_said", "summon.runtime.seal_cells", "summon.runtime.seal_stdlib",
     }  # fmt: skip
     heavy = {"typing", "dataclasses", "inspect", "enum", "ctypes", "ast", "json", "re"}
     assert not heavy & new, sorted(heavy & new)

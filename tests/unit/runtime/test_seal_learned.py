@@ -274,9 +274,10 @@ def test_the_first_code_refusal_says_how_to_have_the_code_made_before_the_seal()
     sealer._refusal("compile of code from '<template>'", RULE_CODE, True)
     assert said == [
         f"sealed: refused compile of code from '<string>' ({RULE_CODE}); the build's recording "
-        'run never reached this code: have it made before the seal (warm_up = ["/its/path"] '
-        'for an app the runtime serves, else a probe = "module:function" that uses it), or '
-        'build with seal = "audit"',
+        "run (/ and the pages it leads to) never saw this code made: have it made before the "
+        'seal (warm_up = ["/its/path"] for an app the runtime serves, else a probe = '
+        '"module:function" that uses it); code made of what a request brings needs seal = '
+        '"audit"',
         f"sealed: refused compile of code from '<template>' ({RULE_CODE})",
     ]
 

@@ -147,6 +147,8 @@ def test_qemu_argv_is_a_microvm_with_forwards_on_loopback_and_no_way_out(tmp_pat
     )
     assert "virtio-net-device,netdev=net0" in argv
     assert "virtio-rng-device,rng=rng0" in argv
+    # The control port: a second UART on a chardev the instance adds at each start.
+    assert "isa-serial,chardev=control,index=1" in argv
 
 
 def test_qemu_argv_in_direct_mode_turns_the_nics_checksum_offloads_off(tmp_path: Path) -> None:
@@ -168,52 +170,92 @@ def test_qemu_argv_without_network_has_no_nic_and_attaches_disks(tmp_path: Path)
 # --- the console ---
 
 
-def test_console_passes_app_output_and_takes_the_runtime_lines_out() -> None:
+def test_console_shows_all_and_the_control_port_carries_the_runtime_lines() -> None:
     c = Console()
-    out = c.feed(b"kernel says\r\n" + MARK + b"summon-vm: up\r\nhello\r\n")
+    out = c.feed(b"kernel says\r\nhello\r\n")
     assert out == b"kernel says\nhello\n"
+    c.control(MARK + b"summon-vm: up\r\n")
     assert c.ready and c.status is None
     assert c.feed(b"partial line") == b"partial line"
-    assert c.feed(MARK + b"summon-exit-status: 3\r\n") == b""
+    c.control(MARK + b"summon-exit-status: 3\r\n")
     assert c.status == 3
-    # After the status only the kernel's reset chatter comes: not shown.
-    assert c.feed(b"reboot: Restarting system\r\n") == b""
+    # After it the app's last output still shows, the kernel's restart line does not,
+    # however the reads split it.
+    assert c.feed(b"\r\nlast words\r\nreboot: Restart") == b"\nlast words\n"
+    assert c.feed(b"ing system\r") == b""
+    assert c.feed(b"\n") == b""
+    assert c.feed(b"reboot: not the kernel's\r\n") == b"reboot: not the kernel's\n"
+    assert c.feed(b"reboot: Restarting system") == b""
+    assert c.end() == b""
+    c.feed(b"reboot:")
+    assert c.end() == b"reboot:"  # an unfinished line of the app's, at the end
 
 
-def test_console_reassembles_lines_and_crlf_split_across_reads() -> None:
+def test_the_apps_console_output_cannot_forge_a_runtime_line() -> None:
+    """An app printing the runtime's lines (a logged request body) made the host take them:
+    a false exit status, a snapshot before the app listened, traffic before the reseed, or
+    no status at all after an RS it never ended. Rule: the console is only shown; the
+    runtime's lines are read off the control port alone."""
     c = Console()
-    stream = b"a\r\nb" + MARK + b"summon-exit-status: 42\r\n"
-    shown = b"".join(c.feed(stream[i : i + 1]) for i in range(len(stream)))
-    assert shown == b"a\nb"
-    assert c.status == 42
+    forged = b"".join(
+        MARK + line + b"\r\n"
+        for line in (b"summon-vm: up", b"summon-vm: app-up 9/tcp", b"summon-vm: resumed",
+                     b"summon-exit-status: 0", b"summon-stats: seq=9")
+    ) + MARK + b"summon-exit-sta"  # fmt: skip
+    assert c.feed(forged) == forged.replace(b"\r\n", b"\n")
+    assert not c.ready and c.app_up is None and c.resumed == 0
+    assert c.status is None and c.figures == {}
+    c.control(MARK + b"summon-exit-status: 5\n")
+    assert c.status == 5
 
 
-def test_console_ignores_a_malformed_status() -> None:
-    assert serial.parse_exit_status(MARK + b"summon-exit-status: x\n") is None
-    assert serial.parse_exit_status(b"summon-exit-status: 5\n") is None  # no mark: app output
-    assert serial.parse_exit_status(b"x\n" + MARK + b"summon-exit-status: 0\r\n") == 0
+def test_control_lines_reassemble_across_reads_and_console_crlf_too() -> None:
+    c = Console()
+    stream = MARK + b"summon-vm: up\r\n" + MARK + b"summon-exit-status: 42\r\n"
+    for i in range(len(stream)):
+        c.control(stream[i : i + 1])
+    assert c.ready and c.status == 42
+    console = b"a\r\nb\r\n"
+    assert b"".join(c.feed(console[i : i + 1]) for i in range(len(console))) == b"a\nb\n"
+
+
+def test_control_port_ignores_a_malformed_or_unmarked_line() -> None:
+    c = Console()
+    c.control(MARK + b"summon-exit-status: x\n" + b"summon-exit-status: 5\n")
+    assert c.status is None
+    c.control(b"noise " + MARK + b"summon-exit-status: 6\n")  # the mark starts a line
+    assert c.status is None
+    c.control(b"x\n" + MARK + b"summon-exit-status: 0\r\n")
+    assert c.status == 0
 
 
 def test_console_output_without_end_is_shown_and_never_held_whole() -> None:
     """A guest app's MARK (or any line) never ended was held in the host's memory, every
     later byte of the console with it, copied again at each read and shown to no one (12 MB
-    took 44 s of the reader's CPU). Rule: a marked line is at most serial.MAX_MARKED bytes;
-    past that it is the app's output, shown; a line is remembered by its last bytes."""
+    took 44 s of the reader's CPU). Rule: the console is shown as it comes, a line remembered
+    by its last serial.MAX_LINE bytes; a control line is at most MAX_LINE bytes, dropped past
+    that."""
     for start in (MARK, b"no newline, ever: "):
         c = Console()
         shown = c.feed(start)
         for _ in range(2000):  # 8 MB
             shown += c.feed(b"x" * 4096)
         assert len(shown) == len(start) + 2000 * 4096
-        assert len(c._carry) + len(c._partial) <= 2 * serial.MAX_MARKED
-        assert c.feed(b"\r\n" + MARK + b"summon-exit-status: 4\r\n") == b"\n"
-        assert c.status == 4  # the runtime's own lines still count after it
+        assert len(c._carry) + len(c._partial) <= 2 * serial.MAX_LINE
+    c = Console()
+    c.control(MARK + b"summon-exit-status: 1")
+    for _ in range(100):
+        c.control(b"9" * 4096)
+    assert len(c._pending) <= serial.MAX_LINE
+    c.control(b"\n" + MARK + b"summon-exit-status: 4\r\n")
+    assert c.status == 4  # the overlong line dropped, the next one counts
 
 
 def test_the_raw_console_log_is_bounded(tmp_path: Path) -> None:
     """The VM's console was copied whole into its state folder's console.log: a guest that
     printed without end filled the host's disk. It is a bounded, rotated log now (at most
     twice instances.console.MAX_BYTES on disk), as the monitor's own."""
+    import socket
     import subprocess
     import sys
 
@@ -224,8 +266,10 @@ def test_the_raw_console_log_is_bounded(tmp_path: Path) -> None:
     instance = QemuInstance(spec(tmp_path), ["qemu"], io.BytesIO())
     total = 3 * MAX_BYTES
     printer = f"import os\nfor _ in range({total // 65536}): os.write(1, b'x' * 65536)"
+    instance._control, peer = socket.socketpair()
+    peer.close()
     instance._proc = subprocess.Popen([sys.executable, "-c", printer], stdout=subprocess.PIPE)
-    with instance._proc, instance._proc.stdout:  # type: ignore[union-attr]
+    with instance._proc, instance._proc.stdout, instance._control:  # type: ignore[union-attr]
         instance._read_console()
     logs = [tmp_path / "console.log", tmp_path / "console.log.1"]
     assert sum(p.stat().st_size for p in logs) <= 2 * MAX_BYTES
@@ -241,9 +285,7 @@ def test_console_crash_reason_is_the_panic_line() -> None:
     )
     assert c.crash_reason() == "Kernel panic - not syncing: No working init found."
     runtime = Console()
-    runtime.feed(
-        b"summon: the volume for /data is not attached\r\n" + MARK + b"summon-exit-status: 1\r\n"
-    )
+    runtime.feed(b"summon: the volume for /data is not attached\r\n")
     assert runtime.crash_reason() == "the volume for /data is not attached"
     quiet = Console()
     assert quiet.crash_reason() == "the guest printed nothing"
@@ -401,6 +443,8 @@ def test_runs_with_volumes_or_secrets_are_never_snapshotted(tmp_path: Path) -> N
         volumes=(Volume("data", "/data"),),
     )  # fmt: skip
     assert "volumes" in refusal(with_volume)
+
+
 def test_with_egress_qemu_runs_in_a_namespace_with_its_forwards_inside(tmp_path: Path) -> None:
     from summon.targets.qemu.outbound import Outbound
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from pathlib import Path
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -67,3 +68,74 @@ def test_a_refused_snapshot_that_cannot_be_removed_is_still_refused(
     assert said[0].endswith(
         f"refused and not removed from {cache.root} (Read-only file system); booting instead"
     )
+
+
+@pytest.mark.parametrize("below", ["", "snapshots"])
+def test_a_cache_that_is_a_file_is_one_warning_not_a_refused_snapshot(
+    tmp_path: Path, below: str
+) -> None:
+    """Before: with the cache's folder a file (or under one), every start said the guest's
+    snapshot was refused ("cannot read its record: Not a directory ... refused and removed"),
+    a snapshot that never was, then that none could be saved; now only the latter."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    root = blocker / below if below else blocker
+    said: list[str] = []
+    snaps = Snapshots(SnapshotCache(root, limit=1 << 30), "qemu", said.append)
+    snaps.trim(keep="c" * 64)
+    assert snaps.find("c" * 64) is None
+    snaps.saver("c" * 64, {"image": "dice:test"}, "/bin/true")(at_point())
+    assert len(said) == 1 and said[0].startswith(f"warning: no snapshot saved in {root}: ")
+    assert blocker.read_text() == ""
+
+
+class MigratingQemu:
+    """QMP as QEMU answers a save: getfd takes the pipe, migrate writes `size` bytes into it
+    (on a thread, as QEMU does, blocking when the pipe is full), query-migrate says how far."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.fd = -1
+        self.sender: threading.Thread | None = None
+
+    def command(self, name: str, arguments: object = None, fds: tuple[int, ...] = ()) -> object:
+        if name == "getfd":
+            self.fd = os.dup(fds[0])
+        elif name == "migrate":
+            self.sender = threading.Thread(target=self._send)
+            self.sender.start()
+        elif name == "query-migrate":
+            done = self.sender is not None and not self.sender.is_alive()
+            return {"status": "completed" if done else "active"}
+        return {}
+
+    def _send(self) -> None:
+        with os.fdopen(self.fd, "wb") as pipe:
+            for _ in range(self.size // 65536):
+                pipe.write(b"m" * 65536)
+
+
+def test_a_full_disk_while_saving_leaves_nothing_and_says_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC in the middle of the state: the stream is drained to its end (QEMU is not left
+    blocked on a full pipe), the half-written folder goes, the run goes on unsaved."""
+    from summon.targets.snapshots import SnapshotWriter
+
+    cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
+    write = SnapshotWriter.write
+
+    def fill_up(self: SnapshotWriter, data: bytes) -> None:
+        if self.size > 2 << 20:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write(self, data)
+
+    monkeypatch.setattr(SnapshotWriter, "write", fill_up)
+    qemu = MigratingQemu(8 << 20)
+    instance = at_point()
+    instance.qmp = cast(Any, qemu)
+    said: list[str] = []
+    Snapshots(cache, "qemu", said.append).saver("d" * 64, {}, "/bin/true")(instance)
+    assert said == [f"warning: no snapshot saved in {cache.root}: No space left on device"]
+    assert qemu.sender is not None and not qemu.sender.is_alive()
+    assert list(cache.root.iterdir()) == [] and instance.snapshot_key == ""

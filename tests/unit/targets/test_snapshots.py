@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,8 +191,35 @@ def test_a_dead_writers_folder_is_swept(tmp_path: Path) -> None:
     stale = tmp_path / "snaps" / ".tmp-0123456789abcdef-999999999"
     stale.mkdir(parents=True)
     (stale / "state").write_bytes(b"half")
+    made = time.time() - 3600  # past SWEEP_GRACE
+    os.utime(stale, (made, made))
     save(cache, "7" * 64, state(1024))
     assert not stale.exists()
+
+
+def test_a_writers_folder_is_swept_by_its_lock_not_by_its_pid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers run in instances' pid namespaces, where a detached instance's monitor is pid 2.
+    Before: a killed writer's folder named pid 2 (kthreadd's number on the host) was never
+    swept, 34 MB each; a live writer whose number was free on the host was swept under it and
+    its snapshot lost. Now a folder goes when nobody holds its lock, whatever its number."""
+    cache = SnapshotCache(tmp_path / "snaps", limit=1 << 30)
+    cache.root.mkdir(parents=True)
+    dead = cache.root / ".tmp-0123456789abcdef-01234567-2"  # killed; pid 2 is alive here
+    dead.mkdir()
+    (dead / "state").write_bytes(b"half")
+    made = time.time() - 3600  # past SWEEP_GRACE
+    os.utime(dead, (made, made))
+    monkeypatch.setattr(os, "getpid", lambda: 4194304)  # past pid_max: no such process here
+    live = cache.writer("5" * 64, "qemu", {})
+    monkeypatch.undo()
+    os.utime(live.folder, (made, made))  # an old writer, still at work
+    live.write(b"state" * 100)
+    cache.evict()
+    assert not dead.exists() and live.folder.exists()
+    assert live.commit().size == 500
+    assert [p.name for p in cache.root.iterdir()] == ["5" * 64]
 
 
 def test_remove_and_a_removed_snapshot(tmp_path: Path) -> None:

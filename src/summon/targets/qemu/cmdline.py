@@ -11,6 +11,7 @@ from typing import Any
 from summon.errors import CorruptBlob, UserError
 from summon.targets.base import RunSpec
 
+CONTROL_CHARDEV = "control"  # the control port's chardev, made per start (instance.py)
 GUEST_ADDRESS = "10.0.2.15"  # QEMU user networking's defaults
 GATEWAY = "10.0.2.2"
 NETMASK = "255.255.255.0"
@@ -81,7 +82,8 @@ def qemu_argv(
     forwards: bool = True,
     restrict: bool = True,
 ) -> list[str]:
-    """The QEMU command for one instance: microvm, no defaults, serial on stdio.
+    """The QEMU command for one instance: microvm, no defaults, the console on stdio, the
+    control port on a chardev the instance adds (its fd is per start, so not in a key).
 
     acpi: for a generic kernel without virtio_mmio.device= parsing, which finds its devices
     in ACPI tables instead (the benchmarks' baseline kernel). memory: the guest's RAM
@@ -116,6 +118,10 @@ def qemu_argv(
         "stdio,id=console,signal=off",
         "-serial",
         "chardev:console",
+        # The control port, ttyS1 (0x2f8, IRQ 3): the runtime's lines for the host, apart
+        # from the app's console. Its chardev is the instance's socketpair (CONTROL_CHARDEV).
+        "-device",
+        f"isa-serial,chardev={CONTROL_CHARDEV},index=1",
     ]
     if kernel is not None and initrd is not None:
         argv += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]

@@ -1,7 +1,10 @@
 """One running QEMU: its process, the serial console reader, stopping, readiness, stats.
 
-The console is the VM's one serial port, on QEMU's stdin and stdout: its output is the
-instance's log (<state>/console.log) and goes on to the spec's stdout (or summon's). Stopping
+The console is the VM's first serial port, on QEMU's stdin and stdout: its output is the
+instance's log (<state>/console.log) and goes on to the spec's stdout (or summon's). The
+runtime's lines for the host (up, at its snapshot point, resumed, figures, the exit status)
+come on the second, the control port, a socketpair only the runtime writes to (serial.py):
+nothing the app prints is taken for one of them. Stopping
 writes Ctrl-C (0x03) to the serial line: the runtime has made ttyS0 its controlling
 terminal, so the guest's tty layer turns that byte into SIGINT for PID 1, which the runtime
 treats like SIGTERM; the app shuts down cleanly and the VM resets (reboot=t, -no-reboot: QEMU
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import socket
@@ -30,6 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 from summon.errors import SummonError, UserError
 from summon.instances.console import ConsoleLog
 from summon.targets.base import Instance, NotReady, NotSupported, RunSpec, Stats, process_stats
+from summon.targets.qemu.cmdline import CONTROL_CHARDEV
 from summon.targets.qemu.migration import FeedThread, load_argv, wait_loaded
 from summon.targets.qemu.qmp import Qmp, QmpError
 from summon.targets.qemu.serial import SerialConsole, resume_message
@@ -41,7 +46,7 @@ STOP_RESEND = 1.0  # seconds between Ctrl-Cs while stopping (early in boot one m
 _PR_SET_PDEATHSIG = 1
 _CTRL_C = b"\x03"
 # ^\\ (VQUIT): the guest's tty turns it into SIGQUIT for PID 1, the runtime's cue to print
-# its figures on the console (summon.runtime.stats).
+# its figures on the control port (summon.runtime.stats).
 _CTRL_BACKSLASH = b"\x1c"
 # Readiness: a connection the guest has not closed after PROBE_HOLD is accepted by the app;
 # slirp accepts on the host port before the guest listens, then closes within a millisecond
@@ -68,6 +73,7 @@ class QemuInstance(Instance):
         self.spec = spec
         self.argv = argv
         self.qmp: Qmp | None = None
+        self._control: socket.socket | None = None  # the control port's host end
         self.snapshot_key = ""  # the snapshot this instance was restored from or saved into
         self.restored = False
         self.console = SerialConsole()
@@ -99,9 +105,17 @@ class QemuInstance(Instance):
     # --- starting ---
 
     def _launch(self, extra: list[str] | None = None, pass_fds: tuple[int, ...] = ()) -> None:
-        """Start QEMU with a QMP monitor on a socketpair; read its console; greet its QMP."""
+        """Start QEMU with a QMP monitor and the control port on socketpairs; read its
+        console and control port; greet its QMP."""
         ours, theirs = socket.socketpair()
-        self.argv = [*self.argv, *Qmp.argv(theirs.fileno()), *(extra or [])]
+        self._control, control = socket.socketpair()
+        self.argv = [
+            *self.argv,
+            *Qmp.argv(theirs.fileno()),
+            "-chardev",
+            f"socket,id={CONTROL_CHARDEV},fd={control.fileno()}",
+            *(extra or []),
+        ]
         command, preexec = _with_parent_death(self.argv)
         try:
             with self.error_path.open("wb") as err:
@@ -113,10 +127,11 @@ class QemuInstance(Instance):
                     # Its own session: a Ctrl-C at the terminal reaches summon, which decides.
                     start_new_session=True,
                     preexec_fn=preexec,
-                    pass_fds=(theirs.fileno(), *pass_fds),
+                    pass_fds=(theirs.fileno(), control.fileno(), *pass_fds),
                 )
         finally:
             theirs.close()
+            control.close()
         self.qmp = Qmp(ours)
         self._reader = threading.Thread(target=self._read_console, daemon=True)
         self._reader.start()
@@ -238,7 +253,7 @@ class QemuInstance(Instance):
             qmp.command("cont")
         with self._lock:
             seen = self.console.resumed
-            self._send(resume_message())
+            self._send_control(resume_message())
         self._wait(
             lambda: self.console.resumed > seen,
             deadline,
@@ -252,7 +267,7 @@ class QemuInstance(Instance):
             if self._auto_resume and self.console.app_up is not None and not self._resumed_late:
                 self._resumed_late = True
                 self._at_point()
-                self._send(resume_message())
+                self._send_control(resume_message())
 
     def _add_forwards(self) -> None:
         """The spec's port forwards, held back until the guest has resumed (QMP hostfwd_add)."""
@@ -270,29 +285,44 @@ class QemuInstance(Instance):
                 )
 
     def _read_console(self) -> None:
+        """Read the console and the control port until QEMU is gone (both at their end)."""
         assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
+        assert self._control is not None
+        console, control = self._proc.stdout.fileno(), self._control.fileno()
         # Bounded as every console log (instances/console.py): a guest printing without end
         # filled the host's disk through this file, which grew with every byte of the boot.
         for old in (self.log_path, self.log_path.with_name(self.log_path.name + ".1")):
             old.unlink(missing_ok=True)  # this boot's log only, as before
         log = ConsoleLog(self.log_path.parent, name=self.log_path.name)
+        poller = select.poll()
+        open_fds = {console, control}
+        for fd in open_fds:
+            poller.register(fd, select.POLLIN)
         try:
-            while True:
-                try:
-                    data = os.read(fd, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    break
-                log.write(data)
-                shown = self.console.feed(data)
-                if shown:
-                    self._show(shown)
+            while console in open_fds:
+                # The control port first: an exit status read with the console's last bytes
+                # is known before them, which tells the kernel's restart line from the app's.
+                for fd, _ in sorted(poller.poll(), key=lambda event: event[0] != control):
+                    data = _read(fd)
+                    if not data:
+                        poller.unregister(fd)
+                        open_fds.discard(fd)
+                    elif fd == console:
+                        log.write(data)
+                        self._show(self.console.feed(data))
+                    else:
+                        self.console.control(data)
                 if self._auto_resume:
                     self._resume_if_waiting()
                 with self._changed:
                     self._changed.notify_all()
+            self._show(self.console.end())
+            # QEMU closed its stdout: its control port's last line may still be unread.
+            while control in open_fds and _ready(control, 1.0):
+                data = _read(control)
+                if not data:
+                    break
+                self.console.control(data)
         finally:
             log.close()
         with self._changed:
@@ -300,6 +330,8 @@ class QemuInstance(Instance):
 
     def _show(self, data: bytes) -> None:
         """Pass console output on: to the output stream, else to the spec's stdout fd."""
+        if not data:
+            return
         with contextlib.suppress(OSError, ValueError):
             if self._output is not None:
                 self._output.write(data)
@@ -375,11 +407,18 @@ class QemuInstance(Instance):
             return self._status()
 
     def _send(self, data: bytes) -> None:
+        """Bytes to the console's serial line (Ctrl-C, Ctrl-\\: signals for the app)."""
         assert self._proc is not None
         with contextlib.suppress(OSError, ValueError):
             assert self._proc.stdin is not None
             self._proc.stdin.write(data)
             self._proc.stdin.flush()
+
+    def _send_control(self, data: bytes) -> None:
+        """A line to the runtime on the control port (the resume message)."""
+        if self._control is not None:
+            with contextlib.suppress(OSError):
+                self._control.sendall(data)
 
     def _kill(self) -> None:
         proc = self._proc
@@ -406,6 +445,8 @@ class QemuInstance(Instance):
                             pipe.close()
             if self.qmp is not None:
                 self.qmp.close()
+            if self._control is not None:
+                self._control.close()
             if self._stdout is not None:
                 with contextlib.suppress(OSError):
                     os.close(self._stdout)
@@ -420,13 +461,28 @@ class QemuInstance(Instance):
         return process_stats(self.pid)
 
     def snapshot(self) -> str:
-        if not self.snapshot_key:
+        """The key of the snapshot a start restores this guest from; NotSupported if there
+        is none, or none any more (removed or evicted since: the next start would boot, so
+        a gateway's service must not go "snapshotted" and drop its memory for that)."""
+        from summon.targets.snapshots import CorruptSnapshot, SnapshotCache
+
+        key = self.snapshot_key
+        if not key:
             raise NotSupported(
                 f"no snapshot of {self.spec.image} exists: it has volumes, its app has not "
                 "listened, snapshots are off (--no-snapshot, snapshot_cache_size = 0), or "
                 "saving failed"
             )
-        return self.snapshot_key
+        try:
+            found = SnapshotCache().find(key)
+        except CorruptSnapshot as e:
+            raise NotSupported(f"{e}: the next start would boot") from None
+        if found is None:
+            raise NotSupported(
+                f"snapshot {key[:12]} of {self.spec.image} is gone (summon snapshot rm, or "
+                "evicted past snapshot_cache_size): the next start would boot"
+            )
+        return key
 
     def freeze(self) -> None:
         """The whole VM stops (SIGSTOP to QEMU): no guest CPU, its memory kept."""
@@ -463,6 +519,21 @@ class QemuInstance(Instance):
                 if time.monotonic() > deadline or (self._proc and self._proc.poll() is not None):
                     raise NotReady(f"the guest did not listen on port {port} within {timeout:g}s")
                 time.sleep(PROBE_RETRY)
+
+
+def _read(fd: int) -> bytes:
+    """What is there on fd (b"" at its end or on an error)."""
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return b""
+
+
+def _ready(fd: int, timeout: float) -> bool:
+    """Whether fd has data or its end within timeout seconds (poll: fds past 1024 too)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(int(timeout * 1000)))
 
 
 def _with_parent_death(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:

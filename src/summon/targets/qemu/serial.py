@@ -1,9 +1,16 @@
-"""The VM's serial console: what the user sees, and the runtime's lines for the host.
+"""The VM's two serial ports: the app's console (ttyS0), and the runtime's control port (ttyS1).
 
-The runtime (summon.runtime.vm) writes lines starting with an ASCII record separator: READY
-once the guest is set up, APP_UP at the snapshot point (what listens), RESUMED once it has
-processed the host's resume message, and the exit status at the end. Everything else is the
-app's console.
+The console carries everything the app and the kernel print, shown to the user as it comes:
+the app may print anything there, an ASCII record separator included, and none of it is read
+as a message. The control port is a second UART only the runtime writes (summon.runtime.vm
+opens it before the app runs), on a socketpair of the host's: lines starting with an ASCII
+record separator, READY once the guest is set up, APP_UP at the snapshot point (what
+listens), RESUMED once it has processed the host's resume message, the app's figures when
+asked, and the exit status at the end. The host's resume message goes the other way on it.
+
+After the exit status the console shows all but the kernel's own "reboot: Restarting system"
+(the runtime's reboot(2)): the app's last output, which may come after the status (the two
+ports are read apart), is shown still.
 """
 
 from __future__ import annotations
@@ -20,14 +27,14 @@ from summon.runtime import vm as guest
 CRASH_CAUSES = ("Initramfs unpacking failed", "Out of memory", "Kernel panic")
 _MORE_MEMORY = " (too little memory for the image: give the VM more with -m)"
 CRASH_HINTS = {"Initramfs unpacking failed": _MORE_MEMORY, "Out of memory": _MORE_MEMORY}
-# The longest line the runtime marks (its figures, what listens: about 200 bytes). A MARK the
-# app printed and never ended was held whole, waiting for its newline: every later byte of
-# the console kept in the host's memory, copied again at each read, and shown to no one.
-MAX_MARKED = 4096
+# The longest console line kept for error messages, and the longest control line (the
+# runtime's figures, what listens: about 200 bytes); a longer one is dropped.
+MAX_LINE = 4096
+KERNEL_RESTART = b"reboot: Restarting system"  # what the kernel says at the runtime's reboot
 
 
 class SerialConsole:
-    """Splits the serial output into what the user sees and the runtime's lines for the host.
+    """What the user sees (feed: the console) and what the runtime tells the host (control).
 
     The guest's tty turns each newline into CR LF; the user gets plain newlines back.
     """
@@ -43,38 +50,47 @@ class SerialConsole:
         self.figures: dict[str, float] = {}  # the app's own figures, as it last reported them
         self._carry = b""
         self._partial = b""
-        self._showing = True
+        self._pending = b""  # the control port's unfinished line
+        self._overlong = False  # the control line under way passed MAX_LINE: dropped
+        self._held = b""  # after the status: a line that may be KERNEL_RESTART, unfinished
 
     def feed(self, data: bytes) -> bytes:
-        """Take bytes from the serial port; return those to show."""
+        """Take bytes from the console; return those to show (CR LF as LF; after the exit
+        status, all but the kernel's KERNEL_RESTART line)."""
         data = self._carry + data
         self._carry = b""
-        shown: list[bytes] = []
-        self._showing = self.status is None  # after the status: the kernel's "reboot: ..."
-        while data:
-            at = data.find(self.MARK)
-            if at < 0:
-                if data.endswith(b"\r"):  # the LF of a CR LF may be in the next read
-                    data, self._carry = data[:-1], b"\r"
-                shown.append(data)
-                break
-            shown.append(data[:at])
-            end = data.find(b"\n", at, at + MAX_MARKED)
-            if end < 0:
-                if len(data) - at < MAX_MARKED:
-                    self._carry = data[at:]  # the newline may be in the next read
-                    break
-                # No line of the runtime's is this long: the app's output, shown as such.
-                shown.append(data[at : at + MAX_MARKED])
-                data = data[at + MAX_MARKED :]
-                continue
-            self._message(data[at + len(self.MARK) : end].rstrip(b"\r").decode(errors="replace"))
-            data = data[end + 1 :]
-            if self.status is not None:
-                break
-        out = b"".join(shown).replace(b"\r\n", b"\n")
+        if data.endswith(b"\r"):  # the LF of a CR LF may be in the next read
+            data, self._carry = data[:-1], b"\r"
+        out = data.replace(b"\r\n", b"\n")
         self._remember(out)
-        return out if self._showing else b""
+        if self.status is None:
+            return out
+        *complete, held = (self._held + out).split(b"\n")
+        shown = b"".join(line + b"\n" for line in complete if line != KERNEL_RESTART)
+        if KERNEL_RESTART.startswith(held):
+            self._held = held
+        else:
+            self._held, shown = b"", shown + held
+        return shown
+
+    def end(self) -> bytes:
+        """The console is at its end: what is left to show."""
+        left = self._held + self._carry
+        self._held = self._carry = b""
+        return b"" if left == KERNEL_RESTART else left
+
+    def control(self, data: bytes) -> None:
+        """Take bytes from the control port; act on each complete line the runtime wrote."""
+        *complete, self._pending = (self._pending + data).split(b"\n")
+        for line in complete:
+            if self._overlong:  # the end of a line too long to be the runtime's
+                self._overlong = False
+                continue
+            line = line.rstrip(b"\r")
+            if line.startswith(self.MARK) and len(line) <= MAX_LINE:
+                self._message(line[len(self.MARK) :].decode(errors="replace"))
+        if len(self._pending) > MAX_LINE:
+            self._pending, self._overlong = b"", True
 
     def _message(self, line: str) -> None:
         if line == guest.READY:
@@ -90,13 +106,12 @@ class SerialConsole:
                 self.status = int(line[len(guest.STATUS_PREFIX) :].strip())
 
     def _remember(self, out: bytes) -> None:
-        # Each line's last MAX_MARKED bytes: a line without end was kept whole and copied
-        # again at each read, as a marked one was.
+        # Each line's last MAX_LINE bytes: a line without end is not copied again at each read.
         text = self._partial + out
         *complete, partial = text.split(b"\n")
-        self._partial = partial[-MAX_MARKED:]
+        self._partial = partial[-MAX_LINE:]
         for line in complete:
-            self.lines.append(line[-MAX_MARKED:].decode(errors="replace").rstrip("\r"))
+            self.lines.append(line[-MAX_LINE:].decode(errors="replace").rstrip("\r"))
 
     def crash_reason(self) -> str:
         """The line that says why the guest died (a cause before the panic it led to)."""
@@ -119,10 +134,3 @@ def resume_message() -> bytes:
     """The line that runs a guest on from its snapshot point: the host's clock and entropy."""
     entropy = os.urandom(guest.RESUME_ENTROPY).hex()
     return f"{guest.MARK}{guest.RESUME_PREFIX}{time.time_ns()} {entropy}\n".encode()
-
-
-def parse_exit_status(log: bytes) -> int | None:
-    """The exit status a console log ends with, if the runtime got to write one."""
-    console = SerialConsole()
-    console.feed(log)
-    return console.status

@@ -27,7 +27,7 @@ from summon.errors import SummonError
 from summon.targets.base import RunSpec
 from summon.targets.qemu.instance import ForwardRefused, QemuInstance
 from summon.targets.qemu.migration import FeedThread, save
-from summon.targets.snapshots import CorruptSnapshot, Snapshot, SnapshotCache
+from summon.targets.snapshots import CONFIG_KEY, CorruptSnapshot, Snapshot, SnapshotCache
 
 POINT_ENTRIES = ("function", "wsgi", "asgi")  # the kinds whose Stack the runtime watches
 # Freed pages zeroed: QEMU sends a zero page as a flag, not 4 KiB. The initramfs the kernel
@@ -135,10 +135,26 @@ class Snapshots:
     def find(self, key: str) -> Snapshot | None:
         """The snapshot under key; a corrupt one is said, removed, and not returned."""
         try:
-            return self.cache.find(key)
+            snap = self.cache.find(key)
         except CorruptSnapshot as e:
             self.notice(f"warning: {e}: refused and {self._drop(key)}; booting instead")
             return None
+        if snap is not None:
+            # Used from now on: another start holding the bound meanwhile evicts others first.
+            self.cache.used(snap)
+        return snap
+
+    def trim(self, keep: str = "") -> None:
+        """Hold the cache to its bound now, least recently used first, never keep unless it
+        alone is over the bound (SnapshotCache.evict); a cache that cannot be trimmed
+        (read-only) is said, not fatal."""
+        try:
+            self.cache.evict(keep=keep)
+        except OSError as e:
+            self.notice(
+                f"warning: snapshots over the bound ({CONFIG_KEY} in config.toml) not removed "
+                f"from {self.cache.root}: {_why(e)}"
+            )
 
     def _drop(self, key: str) -> str:
         """Remove a refused snapshot; what became of it ("removed", or why it could not be)."""
@@ -213,7 +229,6 @@ class Snapshots:
                 + f"): {self._drop(snap.key)}; booting instead"
             )
             return None
-        self.cache.used(snap)
         instance.snapshot_key = snap.key
         self.notice(
             f"restored from snapshot {snap.key[:12]} in {time.monotonic() - started:.2f} s "

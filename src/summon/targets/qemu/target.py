@@ -20,6 +20,8 @@ same address (SUMMON_NET).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -31,11 +33,13 @@ from summon import paths
 from summon.build.kernel_image import boot_kernel, kernel_footprint
 from summon.errors import TargetUnavailable, UserError
 from summon.runtime.config import manifest_table
+from summon.runtime.vm import CONTROL_VERSION
 from summon.targets.base import (
     ARGS,
     FREEZE,
     SECRETS,
     SNAPSHOT,
+    VM_CONTROL_LABEL,
     VOLUMES,
     VOLUMES_ENV,
     Check,
@@ -196,6 +200,7 @@ class QemuTarget(Target):
         self.initrd = initrd
         self.snapshot = snapshot
         self._refusal_said = False
+        self._listener: Callable[[str], None] | None = None
 
     @classmethod
     def default_preference(cls) -> tuple[int, str]:
@@ -212,23 +217,49 @@ class QemuTarget(Target):
 
         return ensure_boot_artifact(image, step)[0]
 
+    def hear_notices(self, listener: Callable[[str], None] | None) -> None:
+        self._listener = listener
+
     def start(self, spec: RunSpec) -> QemuInstance:
         """Restore the guest from its snapshot if one matches (verified as it loads), else
         boot it, saving a snapshot at its snapshot point when it may have one."""
-        snapshotting = self._snapshotting(spec)
-        guest = self._guest(spec, snapshotting)
+        say = self._sayer(spec)
+        snapshotting = self._snapshotting(spec, say)
+        guest = self._guest(spec, snapshotting, say)
         try:
-            return self._start(spec, guest, snapshotting)
+            return self._start(spec, guest, snapshotting, say)
         except BaseException:
             for held in guest.leases:  # closing twice is harmless (the instance may have)
                 held.close()
             raise
 
-    def _start(self, spec: RunSpec, guest: Guest, snapshotting: bool) -> QemuInstance:
+    def _sayer(self, spec: RunSpec) -> Callable[[str], None]:
+        """How a start of spec says a notice: to self.notice (summon's stderr, which is a
+        detached instance's monitor.log), to whoever hears this target (hear_notices: the
+        monitor of `summon run -d`, which prints them), and as a `summon:` line on the
+        spec's console when it has one (what `summon logs` shows; a gateway service's log)."""
+        listener, console = self._listener, spec.stdout
+
+        def say(line: str) -> None:
+            self.notice(line)
+            if listener is not None:
+                listener(line)
+            if console is not None:
+                with contextlib.suppress(OSError):
+                    os.write(console, f"summon: {line}\n".encode())
+
+        return say
+
+    def _start(
+        self, spec: RunSpec, guest: Guest, snapshotting: bool, say: Callable[[str], None]
+    ) -> QemuInstance:
         snapshots, key = None, ""
         if snapshotting:
-            snapshots = Snapshots(SnapshotCache(), self.name, self.notice)
+            snapshots = Snapshots(SnapshotCache(), self.name, say)
             key = key_of(guest.material(spec))
+            # The bound as it is now (a lowered snapshot_cache_size), before this start looks:
+            # least recently used first, never the snapshot it is about to restore.
+            snapshots.trim(keep=key)
             snap = snapshots.find(key)
             if snap is not None:
                 argv = guest.argv(spec, boot=False)
@@ -237,12 +268,16 @@ class QemuTarget(Target):
                     return restored
         return self._boot(spec, guest, snapshots, key)
 
-    def _guest(self, spec: RunSpec, snapshotting: bool = False) -> Guest:
+    def _guest(
+        self, spec: RunSpec, snapshotting: bool = False, say: Callable[[str], None] | None = None
+    ) -> Guest:
         """Everything that shapes the guest, without writing a file.
 
         snapshotting: the guest gets a snapshot point (run.json) and the kernel arguments
-        that make its snapshot small (snapshot.SNAPSHOT_KERNEL_ARGS).
+        that make its snapshot small (snapshot.SNAPSHOT_KERNEL_ARGS). say: how notices are
+        said (default self.notice).
         """
+        say = say or self.notice
         from summon.build.boot import ensure_boot_artifact
         from summon.store.image import Image
 
@@ -251,17 +286,18 @@ class QemuTarget(Target):
             raise TargetUnavailable(QEMU_MISSING)
         accel, notice = choose_accel(self.accel)
         if notice:
-            self.notice(notice)
+            say(notice)
         store = self._store()
         if spec.image_digest:
             image = Image.by_digest(store, spec.image_digest, spec.image)
         else:
             image = Image.open(store, spec.image)
+        check_control(image)
         image, boot = ensure_boot_artifact(image, self.step)
         fragments = boot.config.get("kernel", {}).get("fragments") or []
         leases: list[Any] = []  # held while the VM runs: the instance closes them
         try:
-            disks = self._disks(spec, fragments, image.ref, leases)
+            disks = self._disks(spec, fragments, image.ref, leases, say)
         except BaseException:
             for held in leases:
                 held.close()
@@ -296,17 +332,24 @@ class QemuTarget(Target):
         acpi = bool(boot.config.get("acpi"))
         return Guest(qemu, accel, store, boot, disks, memory, raw, settings, cmdline, acpi, leases)
 
-    def _snapshotting(self, spec: RunSpec) -> bool:
-        """Whether this start restores or saves a snapshot (see snapshot.py for who may)."""
+    def _snapshotting(self, spec: RunSpec, say: Callable[[str], None]) -> bool:
+        """Whether this start restores or saves a snapshot (see snapshot.py for who may).
+
+        snapshot_cache_size = 0 keeps none: those stored are removed here, none is saved.
+        """
         if self.snapshot is False or not expects_point(spec):
             return False
         why = refusal(spec)
         if why:
             if not self._refusal_said:
                 self._refusal_said = True
-                self.notice(f"{spec.image}: not snapshotted: {why}")
+                say(f"{spec.image}: not snapshotted: {why}")
             return False
-        return SnapshotCache().limit > 0
+        cache = SnapshotCache()
+        if cache.limit > 0:
+            return True
+        Snapshots(cache, self.name, say).trim()
+        return False
 
     def _instance(self, spec: RunSpec, argv: list[str], forwards_later: bool) -> QemuInstance:
         output: IO[bytes] | None = self.output
@@ -383,7 +426,12 @@ class QemuTarget(Target):
         return instance
 
     def _disks(
-        self, spec: RunSpec, fragments: list[str], ref: str, leases: list[Any]
+        self,
+        spec: RunSpec,
+        fragments: list[str],
+        ref: str,
+        leases: list[Any],
+        say: Callable[[str], None],
     ) -> tuple[Disk, ...]:
         """The disks of spec's volumes, attached (held in `leases` until the VM is gone)."""
         from summon.targets import volumes
@@ -404,7 +452,7 @@ class QemuTarget(Target):
                     f"-v {vol}: a VM takes named volumes (disk images), not host folders; "
                     f"use -v NAME:{vol.path} (a folder volume moves into a disk on first use)"
                 )
-            path, fs_uuid, held = volumes.attach_disk(vol.name, self.notice)
+            path, fs_uuid, held = volumes.attach_disk(vol.name, say)
             leases.append(held)
             disks.append(Disk(path, fs_uuid, vol.path, host_cache(path)))
         return tuple(disks)
@@ -460,6 +508,19 @@ class QemuTarget(Target):
             )
         )
         return checks
+
+
+def check_control(image: Image) -> None:
+    """UserError for an image whose runtime reports on the VM's console (built before the
+    control port): the app's output there could pass for its lines (docs/qemu.md)."""
+    labels = image.config.get("config", {}).get("Labels") or {}
+    spoken = labels.get(VM_CONTROL_LABEL)
+    if not (isinstance(spoken, str) and spoken.isdecimal() and int(spoken) >= CONTROL_VERSION):
+        raise UserError(
+            f"image {image.ref} was built by an older summon, whose runtime reports to a VM's "
+            "host on the console, where the app's output could pass for its lines: rebuild "
+            "it (summon build)"
+        )
 
 
 def _stderr_notice(line: str) -> None:
