@@ -387,6 +387,10 @@ def rmi(images: tuple[str, ...], dangling: bool, force: bool) -> None:
                 raise UserError(error((named or [digest[7:19]])[0], users))
     if dangling:  # as docker's image prune: what any instance uses stays
         untag += [d.digest for d in store.untagged() if d.digest not in {**running, **stopped}]
+    # The images these refs name: their snapshots go with the last of them (below).
+    removing = {d.digest for r, d in tags if r in untag} | {
+        r for r in untag if r.startswith("sha256:")
+    }
     # One pass, so that a full disk is no obstacle: see Store.remove.
     removed, freed = remove_images(store, untag)
     for r in dict.fromkeys(untag):
@@ -394,6 +398,32 @@ def rmi(images: tuple[str, ...], dangling: bool, force: bool) -> None:
             f"removed untagged image {r[7:19]}" if r.startswith("sha256:") else f"untagged {r}"
         )
     out.print(f"removed {removed} blobs, {human(freed)}")
+    _remove_snapshots({digest for digest in removing if not store.has(digest)})
+
+
+def _remove_snapshots(images: set[str]) -> None:
+    """Remove the snapshots of images (digests) just removed from the store: nothing could
+    restore them any more, and they held their memory (hundreds of MB) until the cache's
+    bound evicted them."""
+    if not images:
+        return
+    from summon.targets.snapshots import SnapshotCache
+
+    cache = SnapshotCache()
+    try:
+        doomed = [
+            (key, snap.size)
+            for key, snap in cache.entries()
+            if not isinstance(snap, Exception) and snap.about.get("image_digest") in images
+        ]
+        for key, _size in doomed:
+            cache.remove(key)
+    except (OSError, UserError) as e:  # the images are gone all the same
+        notice(f"warning: the removed images' snapshots were not removed: {e}")
+        return
+    if doomed:
+        size = sum(size for _key, size in doomed)
+        out.print(f"removed {len(doomed)} snapshot(s) of the removed images, {human(size)}")
 
 
 def _named_by(
