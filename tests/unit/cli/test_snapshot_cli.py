@@ -157,3 +157,26 @@ def test_ls_and_rm_of_a_cache_that_is_a_file_are_one_line(
         assert result.exit_code == 2 and result.stdout == ""
         (line,) = result.stderr.splitlines()
         assert line.startswith(f"summon: error: snapshot cache {root}")
+
+
+def test_run_says_a_bad_bound_before_an_instance_is_recorded(
+    cache: SnapshotCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the qemu target read the bound in its start, inside the monitor, and the run
+    left an instance recorded as 'Exited (start failed)' behind its error."""
+    from fakes import store_image
+
+    from summon.instances import state
+    from summon.store.layout import Store
+
+    monkeypatch.setenv("SUMMON_STORE", str(tmp_path / "store"))
+    store_image(Store(tmp_path / "store"), "vm:1", b"vm")
+    configure(tmp_path, '"lots"')
+    result = CliRunner().invoke(cli, ["run", "vm:1", "--target", "qemu", "--accel", "tcg"])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("summon: error: ") and "snapshot_cache_size" in line
+    assert state.all_instances() == []
+    # --no-snapshot reads no bound (and goes on to the image, which has no boot artifact).
+    other = CliRunner().invoke(cli, ["run", "vm:1", "--target", "qemu", "--no-snapshot"])
+    assert "snapshot_cache_size" not in other.output

@@ -212,8 +212,14 @@ class QemuTarget(Target):
         return self.store or Store(paths.store_dir())
 
     def prepare(self, image: Image, step: Step) -> Image:
-        """Add the boot artifact (kernel, initramfs) unless the image has one already."""
+        """Add the boot artifact (kernel, initramfs) unless the image has one already.
+
+        A bad snapshot_cache_size in config.toml is said here, before an instance is
+        recorded: in start it left one behind, exited with "start failed"."""
         from summon.build.boot import ensure_boot_artifact
+
+        if self.snapshot is not False:
+            SnapshotCache().limit  # noqa: B018 - read for its UserError
 
         return ensure_boot_artifact(image, step)[0]
 
