@@ -47,6 +47,14 @@ def usage_failed(e: click.UsageError) -> NoReturn:
     fail(usage_line(e), e.exit_code)
 
 
+def _takes_app_args(ctx: click.Context) -> bool:
+    """Whether the verb passes arguments on to the app (run's ARGS after the image)."""
+    return any(
+        isinstance(p, click.Argument) and p.nargs == -1 and p.name == "args"
+        for p in ctx.command.params
+    )
+
+
 def usage_line(e: click.UsageError) -> str:
     message = " ".join(e.format_message().split())  # one line, whatever the message held
     if len(message) > 1 and message[0].isupper() and message[1].islower():
@@ -62,5 +70,8 @@ def usage_line(e: click.UsageError) -> str:
         return message
     if not message.endswith((".", "?", "!", ".)", "?)")):  # "(Did you mean --name?)" ends one
         message += "."
+    if isinstance(e, click.NoSuchOption) and not e.possibilities and _takes_app_args(ctx):
+        # `summon run web --workers 4`: meant for the app, read as summon's own flag
+        message += f" An argument for the app goes after --: {path} IMAGE -- {e.option_name}."
     helps = max(ctx.command.get_help_option_names(ctx), key=len)
     return f"{message} See '{path} {helps}'."

@@ -33,7 +33,12 @@ def _one_line(argv: list[str]) -> str:
 @pytest.mark.parametrize(
     ("argv", "line"),
     [
-        (["run", "--foo", "x"], "run: no such option '--foo'. See 'summon run --help'."),
+        (
+            ["run", "x", "--workers", "4"],  # the app's flag, not summon's: it goes after --
+            "run: no such option '--workers'. An argument for the app goes after --: "
+            "summon run IMAGE -- --workers. See 'summon run --help'.",
+        ),
+        (["images", "--foo"], "images: no such option '--foo'. See 'summon images --help'."),
         (["run"], "run: missing argument 'IMAGE'. See 'summon run --help'."),
         (["frobnicate"], "no such command 'frobnicate'. See 'summon --help'."),
         (["--bogus", "ps"], "no such option '--bogus'. See 'summon --help'."),
