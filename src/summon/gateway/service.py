@@ -265,7 +265,7 @@ class Service:
         # query started may have no one waiting on it to time the first byte).
         self.last_boot = self.last_start
         self._first_byte_pending = channel is None
-        self._booted(self.last_boot)
+        self._booted(self.last_boot, "restore" if instance.restored else "boot")
         self.boots += 1
         self.reason = self.image_error = ""
         self.failed_tiers = ()
@@ -273,9 +273,9 @@ class Service:
         self._watch = asyncio.ensure_future(self._watch_exit(instance))
         self._share_soon()
 
-    def _booted(self, seconds: float) -> None:
+    def _booted(self, seconds: float, how: str) -> None:  # how: boot, or restore (a snapshot's)
         self.booted_at = time.time()
-        self._remember(self.booted_at, seconds, "boot")
+        self._remember(self.booted_at, seconds, how)
 
     def _remember(self, when: float, seconds: float, how: str) -> None:
         self.history.append((when, seconds, how))
@@ -562,8 +562,8 @@ class Service:
         if self._first_byte_pending:
             self._first_byte_pending = False
             self.last_boot = time.monotonic() - self._boot_t0
-            if self.history and self.history[-1][2] == "boot":
-                self.history[-1] = (self.history[-1][0], self.last_boot, "boot")
+            if self.history and (last := self.history[-1])[2] in ("boot", "restore"):
+                self.history[-1] = (last[0], self.last_boot, last[2])
 
     def _close_all(self) -> None:
         for w in list(self._writers):

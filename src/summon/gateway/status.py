@@ -110,7 +110,9 @@ def _ago(seconds: float) -> str:
 def _boot_line(s: dict[str, Any], now: float) -> str:
     if s.get("last_boot_seconds") is None:
         return "not booted yet"
-    line = f"booted in {s['last_boot_seconds']:.2f} s"
+    starts = [h for h in s.get("boot_history") or () if h.get("how") in ("boot", "restore")]
+    verb = "restored" if starts and starts[-1]["how"] == "restore" else "booted"
+    line = f"{verb} in {s['last_boot_seconds']:.2f} s"
     if s.get("booted_at"):
         line += f", {_ago(max(0.0, now - s['booted_at']))}"
     if s.get("last_thaw_seconds") is not None:
@@ -160,7 +162,8 @@ def status_json(services: list[dict[str, Any]]) -> bytes:
 
 
 def history_svg(history: list[dict[str, Any]], width: int = 160, height: int = 36) -> str:
-    """Bars of the last boots (blue) and thaws (green), height by duration, newest right."""
+    """Bars of the last boots (blue), restores from a snapshot (purple) and thaws (green),
+    height by duration, newest right."""
     if not history:
         return ""
     top = max(float(h["seconds"]) for h in history) or 1.0
@@ -169,7 +172,7 @@ def history_svg(history: list[dict[str, Any]], width: int = 160, height: int = 3
     for i, h in enumerate(history):
         seconds = float(h["seconds"])
         tall = max(1.0, seconds / top * (height - 2))
-        colour = "#3a7bd5" if h["how"] == "boot" else "#2e9d57"
+        colour = {"boot": "#3a7bd5", "restore": "#8e44ad"}.get(h["how"], "#2e9d57")
         what = (
             f"{h['how']} {seconds * 1000:.1f} ms" if seconds < 1 else f"{h['how']} {seconds:.2f} s"
         )
@@ -180,7 +183,7 @@ def history_svg(history: list[dict[str, Any]], width: int = 160, height: int = 3
     label = f"longest {top * 1000:.0f} ms" if top < 1 else f"longest {top:.2f} s"
     return (
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-        f"role='img' aria-label='boot and thaw times, {label}'>{''.join(bars)}</svg>"
+        f"role='img' aria-label='boot, restore and thaw times, {label}'>{''.join(bars)}</svg>"
         f"<br><small>{label}</small>"
     )
 

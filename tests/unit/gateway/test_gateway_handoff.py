@@ -24,6 +24,7 @@ from summon.gateway.config import ConfigError, ServiceConfig, parse
 from summon.gateway.handoff import Channel
 from summon.gateway.launched import Launched
 from summon.gateway.service import Service, State
+from summon.gateway.status import page
 from summon.runtime.socket_stack import SocketStack
 from summon.targets.base import NotSupported, PortForward
 
@@ -77,8 +78,10 @@ class AppLauncher:
         digest: str = "sha256:a",
         reports: bool = True,
         version: int = 1,
+        restores: bool = False,
     ) -> None:
         self.loop = loop
+        self.restores = restores  # starts after the first restore a snapshot, as qemu's do
         self.reports = reports
         self.version = version  # the hand-off version the "image's runtime" speaks
         self.delay = delay
@@ -114,6 +117,7 @@ class AppLauncher:
 
         asyncio.run_coroutine_threadsafe(start(), self.loop).result(5)
         instance = TieredInstance("snap-1", self.reports)
+        instance.restored = self.restores and number > 1
         instance.app = stack
         self.instances.append(instance)
         return Launched(instance, channel, self.digest)
@@ -380,7 +384,7 @@ def test_a_frozen_instance_whose_image_changed_is_replaced() -> None:
 
 def test_snapshotted_tier_stops_the_instance_and_the_next_connection_starts_it() -> None:
     async def main() -> None:
-        launcher = AppLauncher(asyncio.get_running_loop())
+        launcher = AppLauncher(asyncio.get_running_loop(), restores=True)
         config = ServiceConfig("web", "x", freeze_after=0.1, snapshot_after=0.2)
         async with served(config, launcher) as (svc, port):
             assert (await fetch(port)).endswith(b"by fd\n")
@@ -392,6 +396,10 @@ def test_snapshotted_tier_stops_the_instance_and_the_next_connection_starts_it()
             assert launcher.instances[0].stopped
             assert (await fetch(port)).endswith(b"by fd\n")
             assert launcher.calls == 2 and svc.state == State.UP
+            # The status page said "booted in" for the restore, and its graph a boot.
+            status = svc.snapshot()
+            assert [h["how"] for h in status["boot_history"]] == ["boot", "restore"]
+            assert "restored in " in page([{**status, "memory_bytes": None}], time.time())
 
     run(main())
 

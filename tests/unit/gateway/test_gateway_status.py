@@ -62,6 +62,20 @@ def test_page_shows_the_jitsu_figures() -> None:
     assert "<script" not in text
 
 
+def test_a_start_that_restored_a_snapshot_is_said_so() -> None:
+    # A gateway qemu service restored from its snapshot read "booted in", its bar a boot's.
+    history = [
+        {"at": 990.0, "seconds": 0.31, "how": "boot"},
+        {"at": 995.0, "seconds": 0.0004, "how": "thaw"},
+        {"at": 1000.0, "seconds": 0.22, "how": "restore"},
+        {"at": 1001.0, "seconds": 0.0004, "how": "thaw"},
+    ]
+    text = page([{**SERVICE, "last_boot_seconds": 0.22, "boot_history": history}], now=1042.0)
+    assert "restored in 0.22 s, 42 s ago" in text and "booted in" not in text
+    assert "<title>restore 220.0 ms</title>" in text and "fill='#8e44ad'" in text
+    assert "booted in 0.31 s" in page([SERVICE], now=1042.0)
+
+
 def test_what_the_page_shows_is_escaped_as_html_escape_does() -> None:
     for text in ("a&b<c>\"d'e", "&amp;", "", "plain", "<<&&>>", "caf\u00e9 \u2603"):
         assert escape(text) == html.escape(text)
