@@ -141,7 +141,11 @@ def writable(folder: Path) -> None:
                 raise OSError(errno.EACCES, os.strerror(errno.EACCES)) from None
     except OSError as e:
         why = e.strerror or os.strerror(e.errno or 0)
-        raise UserError(f"gateway: cannot write to its state folder {folder}: {why}") from None
+        from summon import paths
+
+        moved = paths.folder_of(folder)
+        fix = f"; make it one it can write, or set {moved.variable} to one" if moved else ""
+        raise UserError(f"gateway: cannot write to its state folder {folder}: {why}{fix}") from None
 
 
 def main(argv: Sequence[str]) -> int:

@@ -198,7 +198,8 @@ def test_a_state_folder_it_cannot_write_to_is_one_line_at_start(
     assert gateway_main.main(["--config", str(config)]) == 2
     folder = tmp_path / "a-file" / "summon" / "gateway"
     assert capsys.readouterr().err == (
-        f"summon: error: gateway: cannot write to its state folder {folder}: Not a directory\n"
+        f"summon: error: gateway: cannot write to its state folder {folder}: Not a directory; "
+        "make it one it can write, or set XDG_STATE_HOME to one\n"
     )
     gateway_main.writable(tmp_path / "state" / "gateway")  # made, and written to
     assert (tmp_path / "state" / "gateway").is_dir()
