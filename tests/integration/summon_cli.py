@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -142,3 +143,12 @@ def fetch(url: str, deadline: float) -> bytes:
 
 def get(url: str, deadline: float) -> str:
     return fetch(url, deadline).decode()
+
+
+def answer(port: int, path: str) -> tuple[int, str]:
+    """(status, body) of GET path on 127.0.0.1:port, an error status included (no retry)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()

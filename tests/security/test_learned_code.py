@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 from hostile_apps import APPS
-from summon_cli import Summon, free_port
+from summon_cli import Summon, answer, free_port
 
 pytestmark = [
     pytest.mark.sandbox,
@@ -56,14 +56,6 @@ def served(summon: Summon, built: str) -> Iterator[tuple[int, subprocess.Popen[s
     proc.communicate(timeout=30)
 
 
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def test_the_build_learns_the_code_and_says_so(summon: Summon, built: str) -> None:
     assert "piece(s) of code from strings after the seal" in built, built
     assert "and 1 it made as it started" in built, built
@@ -75,9 +67,9 @@ def test_the_build_learns_the_code_and_says_so(summon: Summon, built: str) -> No
 
 def test_the_sealed_app_runs_the_code_the_build_saw(served: tuple[int, object]) -> None:
     port, _proc = served
-    assert _get(port, "/") == (200, "page index\n")
-    assert _get(port, "/about") == (200, "page about\n")
-    assert _get(port, "/nowhere")[0] == 404
+    assert answer(port, "/") == (200, "page index\n")
+    assert answer(port, "/about") == (200, "page about\n")
+    assert answer(port, "/nowhere")[0] == 404
 
 
 def test_code_made_again_as_it_was_before_the_seal_runs_sealed(
@@ -86,13 +78,13 @@ def test_code_made_again_as_it_was_before_the_seal_runs_sealed(
     """connexion's /openapi.json answered 500: jsonschema made a validator class again with
     attrs, whose methods' text the seal refused though the app had compiled it at start."""
     port, _proc = served
-    assert _get(port, "/record") == (200, "Point(x=3, y=4)\n")
-    assert _get(port, "/record") == (200, "Point(x=3, y=4)\n")
+    assert answer(port, "/record") == (200, "Point(x=3, y=4)\n")
+    assert answer(port, "/record") == (200, "Point(x=3, y=4)\n")
 
 
 def test_code_no_build_saw_is_refused_by_seal_code(served: tuple[int, object]) -> None:
     port, _proc = served
-    status, text = _get(port, "/compute/21")
+    status, text = answer(port, "/compute/21")
     assert status == 403, text
     assert "refused by the seal" in text and "seal.code" in text, text
 
@@ -116,7 +108,7 @@ def test_pages_linked_from_slash_are_asked_for_and_warmed_up(summon: Summon) -> 
                 break
             except OSError:
                 time.sleep(0.05)
-        answers = [_get(port, p) for p in ("/linked", "/same", "/same", "/hidden")]
+        answers = [answer(port, p) for p in ("/linked", "/same", "/same", "/hidden")]
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=30)

@@ -13,14 +13,12 @@ from __future__ import annotations
 import shutil
 import struct
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hostile_apps import APPS, needs_sandbox
-from summon_cli import Summon, free_port
+from summon_cli import Summon, answer, free_port
 
 pytestmark = [*needs_sandbox, pytest.mark.slow]
 
@@ -51,14 +49,6 @@ def write_mo(path: Path, plural: str, forms: list[str]) -> None:
     path.write_bytes(out + ids + strs)
 
 
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 @pytest.fixture(scope="module")
 def served(
     summon: Summon, tmp_path_factory: pytest.TempPathFactory
@@ -77,7 +67,7 @@ def served(
         deadline = time.monotonic() + 30
         while _get_or_none(port) is None and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        answers = {path: _get(port, path) for path in paths}
+        answers = {path: answer(port, path) for path in paths}
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=30)
@@ -86,7 +76,7 @@ def served(
 
 def _get_or_none(port: int) -> int | None:
     try:
-        return _get(port, "/")[0]
+        return answer(port, "/")[0]
     except OSError:
         return None
 

@@ -17,17 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 from hostile_apps import APPS, needs_sandbox
-from summon_cli import Summon, free_port
+from summon_cli import Summon, answer, free_port
 
 pytestmark = [*needs_sandbox, pytest.mark.slow]
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def _serve(summon: Summon, paths: list[str], *env: str) -> tuple[list[tuple[int, str]], str]:
@@ -48,7 +40,7 @@ def _serve(summon: Summon, paths: list[str], *env: str) -> tuple[list[tuple[int,
                 if proc.poll() is not None or time.monotonic() > deadline:
                     break
                 time.sleep(0.05)
-        answers = [_get(port, path) for path in paths]
+        answers = [answer(port, path) for path in paths]
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=30)
