@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socketserver
 import threading
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from summon.store.layout import CONFIG, INDEX, LAYER_GZIP, MANIFEST, Descriptor, Store
 from summon.targets.base import Check, Instance, RunSpec, Stats, Target
@@ -140,8 +140,15 @@ class Output:
 
 def store_image(store: Store, tag: str, text: bytes) -> tuple[Descriptor, Descriptor, Descriptor]:
     """(index, config, layer) of a minimal image tagged tag; its blobs differ by text."""
-    layer = store.put_bytes(text, LAYER_GZIP)
-    config = store.put_json({"os": "linux", "text": text.decode()}, CONFIG)
+    return layer_image(store, tag, text, {"os": "linux", "text": text.decode()})
+
+
+def layer_image(
+    store: Store, tag: str, layer_bytes: bytes, config_doc: dict[str, Any]
+) -> tuple[Descriptor, Descriptor, Descriptor]:
+    """(index, config, layer) of an image of one layer (its bytes as given), tagged tag."""
+    layer = store.put_bytes(layer_bytes, LAYER_GZIP)
+    config = store.put_json(config_doc, CONFIG)
     manifest = store.put_json(
         {"schemaVersion": 2, "mediaType": MANIFEST, "config": config.to_json(),
          "layers": [layer.to_json()]},

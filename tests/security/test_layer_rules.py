@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fakes import layer_image
 from hostile_apps import needs_sandbox
 from summon_cli import Summon
 
@@ -25,7 +26,7 @@ from summon.build.boot import write_initramfs
 from summon.store import Store, rootfs_artifact
 from summon.store.image import unpack
 from summon.store.layer_rules import RULES, LayerRefused
-from summon.store.layout import CONFIG, INDEX, LAYER_GZIP, MANIFEST, Descriptor
+from summon.store.layout import Descriptor
 
 Member = Callable[[], tuple[tarfile.TarInfo, bytes]]
 
@@ -87,18 +88,8 @@ def layer_bytes(*extra: tarfile.TarInfo) -> bytes:
 
 def hostile_image(store: Store, ref: str, *members: tarfile.TarInfo) -> Descriptor:
     """An image (index, manifest, config, layer) of that layer, tagged ref; its layer."""
-    layer = store.put_bytes(layer_bytes(*members), LAYER_GZIP)
-    config = store.put_json({"architecture": "amd64", "os": "linux", "config": {}}, CONFIG)
-    manifest = store.put_json(
-        {"schemaVersion": 2, "mediaType": MANIFEST, "config": config.to_json(),
-         "layers": [layer.to_json()]},
-        MANIFEST,
-    )  # fmt: skip
-    index = store.put_json(
-        {"schemaVersion": 2, "mediaType": INDEX, "manifests": [manifest.to_json()]}, INDEX
-    )
-    store.tag(ref, index)
-    return layer
+    config = {"architecture": "amd64", "os": "linux", "config": {}}
+    return layer_image(store, ref, layer_bytes(*members), config)[2]
 
 
 def special_files(root: Path) -> list[Path]:
