@@ -210,17 +210,22 @@ idle_timeout = "60s"
         assert PAGE_MARK in get_page(second.address("orphan"))  # and the service boots anew
 
 
+def with_boot_artifact(summon: Summon, ref: str = "http:gw") -> None:
+    """ref's qemu boot artifact added: the kernel comes from the machine's cache
+    (XDG_CACHE_HOME is shared), built if need be."""
+    from summon.build.boot import ensure_boot_artifact
+    from summon.store import Store
+    from summon.store.image import Image
+
+    ensure_boot_artifact(Image.open(Store(summon.store), ref))
+
+
 @pytest.mark.qemu
 @pytest.mark.skipif(
     shutil.which("qemu-system-x86_64") is None, reason="apt-get install qemu-system-x86"
 )
 def test_qemu_service_cold_and_warm(summon: Summon) -> None:
-    from summon.build.boot import ensure_boot_artifact
-    from summon.store import Store
-    from summon.store.image import Image
-
-    # The kernel comes from the machine's cache (XDG_CACHE_HOME is shared), built if need be.
-    ensure_boot_artifact(Image.open(Store(summon.store), "http:gw"))
+    with_boot_artifact(summon)
     with run_gateway(
         summon,
         """
@@ -255,11 +260,7 @@ boot_timeout = "60s"
 def test_qemu_service_steps_down_its_tiers_and_restores(summon: Summon) -> None:
     """up -> frozen -> snapshotted (VM stopped) -> a request restores it; with its snapshot
     removed meanwhile it stays frozen (refused, said) and goes down, and the next request boots."""
-    from summon.build.boot import ensure_boot_artifact
-    from summon.store import Store
-    from summon.store.image import Image
-
-    ensure_boot_artifact(Image.open(Store(summon.store), "http:gw"))
+    with_boot_artifact(summon)
     with run_gateway(
         summon,
         """
@@ -281,6 +282,8 @@ idle_timeout = "4s"
         assert PAGE_MARK in get_page(address, timeout=60)
         assert gw.status()["tiers"]["state"] == "up"
         assert "restored from snapshot" in gw.log.read_text()
+        # The status page says so: "restored in X s", not "booted in" (its graph too).
+        assert gw.status()["tiers"]["boot_history"][-1]["how"] == "restore"
         wait_for(lambda: gw.status()["tiers"]["state"] == "frozen", 30, "frozen")
         summon.ok("snapshot", "rm", "--all")
         wait_for(lambda: "cannot go snapshotted" in gw.log.read_text(), 30, "the refusal")
