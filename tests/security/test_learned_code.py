@@ -98,6 +98,12 @@ def test_pages_linked_from_slash_are_asked_for_and_warmed_up(summon: Summon) -> 
     assert build.returncode == 0, build.stderr
     notes = [line for line in build.stderr.splitlines() if "warning" in line]
     assert 'requests for "/linked", "/same" made code after the seal' in build.stderr, notes
+    # /quit, linked first, ended the app: the run was made again without it (before, the
+    # image kept the static allowlist and learned neither page).
+    assert "the recording run's GET /quit (a page it found by following links) ended" in (
+        build.stderr
+    ), notes
+    assert "syscalls allowed, recorded" in build.stdout + build.stderr
     port = free_port()
     proc = summon.popen("run", "pages:test", "--target", "sandbox", "-p", f"{port}:8000")
     try:

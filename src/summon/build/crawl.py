@@ -27,7 +27,7 @@ import re
 import socket
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from summon.runtime.seal import LEARNED_PREFIX
@@ -68,6 +68,7 @@ class Crawl:
     answered: bool = False
     asked: list[str] = field(default_factory=list)
     made_code: list[str] = field(default_factory=list)
+    unanswered: str = ""  # the page after `/` that gave no answer, where the crawl stopped
 
 
 def ask(
@@ -235,11 +236,13 @@ def crawl(
     budget: float = BUDGET,
     pages: int = MAX_PAGES,
     seeds: Iterable[str] = (MISSING_PATH, *DOC_PATHS),
+    skip: Collection[str] = (),
 ) -> Crawl:
     """Ask get for `/`, then seeds, then what the answers link to, breadth first; console
     gives what the run printed since it was last called. Stops at `pages` requests or after
     `budget` seconds, and at once when `/` gave no answer or one not in HTTP (a server of
-    another protocol, which saw junk), or a page gives none (the app is gone or hangs)."""
+    another protocol, which saw junk), or a page gives none (the app is gone or hangs).
+    The paths in skip are not asked for (a page that ended the app in an earlier run)."""
     found = Crawl()
     queue = ["/"]
     deadline: float | None = None
@@ -253,16 +256,17 @@ def crawl(
         if any(line.startswith(_LEARNED) for line in console().splitlines()):
             found.made_code.append(path)  # an answer or not: the code was made
         if answer is None:
+            found.unanswered = path if found.answered else ""
             break
         if deadline is None:
             found.answered = True
             if answer.status == 0:
                 break  # `/` was not answered in HTTP: the app speaks something else
             deadline = time.monotonic() + budget
-            queue += [p for p in seeds if p not in queue]
+            queue += [p for p in seeds if p not in queue and p not in skip]
         if answer.status == 0:
             continue  # not HTTP: nothing to follow
         for link in links(path, answer):
-            if link not in found.asked and link not in queue:
+            if link not in found.asked and link not in queue and link not in skip:
                 queue.append(link)
     return found

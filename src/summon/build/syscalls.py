@@ -68,6 +68,7 @@ FIRST_BYTE_PATIENCE = 10.0
 ANSWER_PATIENCE = 3.0
 UDP_PATIENCE = 3.0  # seconds of datagrams, half a second apart, until one is answered
 LINGER = 2.0  # seconds a served app runs at least (start included): a 1 s timer fires once
+MAX_RERUNS = 2  # recording runs made again, each without a page that ended the app
 _TAIL = 10
 
 # (SHA-256 of a source, or "" for code compiled before the seal, file name), sorted.
@@ -150,6 +151,46 @@ def record_image(
     env: Mapping[str, str] | None = None,
     warm: list[str] | None = None,
 ) -> tuple[DerivedSyscalls | None, list[str]]:
+    """Run the unpacked image under the recording profile; (derived list, warnings).
+
+    A page the crawl found by following links that ended the app (a "quit" link) cost the
+    run everything after it: the image kept the static allowlist and learned none of the
+    pages' code. The run is made again without that page (MAX_RERUNS times at most), and
+    the build says so. The arguments are _record_once's."""
+    skip: list[str] = []
+    said: list[str] = []
+    while True:
+        ended: list[str] = []
+        derived, warnings = _record_once(
+            rootfs, app_config, argv, image=image, extra=extra, timeout=timeout,
+            secrets=secrets, learned=learned, modules=modules, env=env, warm=warm,
+            skip=tuple(skip), ended=ended,
+        )  # fmt: skip
+        if derived is not None or not ended or len(skip) >= MAX_RERUNS:
+            return derived, [*said, *warnings]
+        skip.append(ended[0])
+        said.append(
+            f"the recording run's GET {ended[0]} (a page it found by following links) ended "
+            "the app, and with it the run: it ran again without asking for that page"
+        )
+
+
+def _record_once(
+    rootfs: Path,
+    app_config: Mapping[str, Any],
+    argv: Sequence[str],
+    *,
+    image: str,
+    extra: Sequence[str],
+    timeout: float,
+    secrets: tuple[SecretFile, ...],
+    learned: Learned | None,
+    modules: Collection[str],
+    env: Mapping[str, str] | None,
+    warm: list[str] | None,
+    skip: tuple[str, ...],
+    ended: list[str],
+) -> tuple[DerivedSyscalls | None, list[str]]:
     """Run the unpacked image once under the recording profile; (derived list, warnings).
 
     modules: the image's modules (seccomp.device_syscalls adds what some of them need).
@@ -161,6 +202,8 @@ def record_image(
     learned: filled with the code the app compiled from strings in that run (a sealing
     image's), after the seal and before it (seal_early.py), however the run went.
     warm: filled with the paths whose request made code after the seal (crawl.py).
+    skip: pages the crawl does not ask for; ended: gets the page whose request ended the
+    app, when one did.
     """
     from summon.targets.sandbox.record import record_syscalls
 
@@ -223,6 +266,7 @@ def record_image(
             return data.decode(errors="replace")
 
         alive: list[bool] = []
+        unanswered: list[str] = []  # the page the app ended at
         undeclared: list[tuple[str, int]] = []  # listening, not in the manifest's ports
         elsewhere: list[int] = []  # listened on, when none of the manifest's ports answered
 
@@ -243,8 +287,10 @@ def record_image(
             for fwd in sorted(ports, key=lambda f: f.protocol != "tcp"):
                 _host, port = instance.bound[fwd]
                 if fwd.protocol == "tcp":
-                    seen = _crawl(port, timeout, console)
+                    seen = _crawl(port, timeout, console, skip=skip)
                     made_code.extend(seen.made_code)
+                    if seen.unanswered and instance.wait(0.5) is not None:
+                        unanswered.append(seen.unanswered)  # and the app is gone
                     if seen.answered:
                         answered.append(str(fwd))
                 elif _exercise_udp(port):
@@ -286,6 +332,7 @@ def record_image(
         )
     served = bool(ports or undeclared)
     if served and not (alive and alive[0]):
+        ended[:] = unanswered
         sealed = (
             " It died of a seal refusal, and will when it runs: the app does that work after "
             "the seal closes (a script's at its first bind), so move it before, or call "
@@ -452,7 +499,13 @@ def _exercise_undeclared(
     return found
 
 
-def _crawl(port: int, timeout: float, console: Callable[[], str], host: str = "127.0.0.1") -> Crawl:
+def _crawl(
+    port: int,
+    timeout: float,
+    console: Callable[[], str],
+    host: str = "127.0.0.1",
+    skip: tuple[str, ...] = (),
+) -> Crawl:
     """Ask the app on a TCP port for `/` and the pages it leads to (crawl.py). The first
     request may wait `timeout` to connect (the forwarder holds the connection until the app
     listens), the rest ANSWER_PATIENCE; each FIRST_BYTE_PATIENCE for its answer (a page's
@@ -465,7 +518,7 @@ def _crawl(port: int, timeout: float, console: Callable[[], str], host: str = "1
         patience = min(timeout, FIRST_BYTE_PATIENCE)
         return ask(host, port, path, connect, patience, ANSWER_PATIENCE)
 
-    return crawl(get, console)
+    return crawl(get, console, skip=skip)
 
 
 def _exercise_udp(port: int) -> bool:

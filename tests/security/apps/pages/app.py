@@ -1,5 +1,8 @@
 """Pages that make code at their first request, as template engines do (Chameleon's holds
-object ids, so its text differs at every start); one that no page links to."""
+object ids, so its text differs at every start); one that no page links to; a link that
+ends the app, as a dev server's "quit" does."""
+
+import os
 
 _cache = {}
 
@@ -15,7 +18,9 @@ def _compiled(name, source):
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/":
-        body = '<a href="/linked">linked</a> <a href="same">same</a>'
+        body = '<a href="/quit">quit</a> <a href="/linked">linked</a> <a href="same">same</a>'
+    elif path == "/quit":  # the recording run asks for it first, and runs again without it
+        os._exit(0)
     elif path == "/linked":  # differs at every start: only a warm-up before the seal helps
         body = _compiled("linked", f"_id = {id(object())}\ndef render():\n    return 'linked'\n")()
     elif path == "/same":  # made again at every request, the same text: the build learns it
