@@ -38,8 +38,11 @@ def _interrupted_while_loading(*, ignored: bool) -> subprocess.CompletedProcess[
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": SRC},
-        # As a shell's background job: SIGINT ignored, which summon must keep ignoring.
-        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None,
+        # As a shell's background job: SIGINT ignored, which summon must keep ignoring. Else
+        # the default, whatever this process inherited (the suite may run as a background job).
+        preexec_fn=lambda: signal.signal(
+            signal.SIGINT, signal.SIG_IGN if ignored else signal.SIG_DFL
+        ),
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "loading\n"
