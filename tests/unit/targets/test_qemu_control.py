@@ -108,3 +108,21 @@ def test_an_image_whose_runtime_reports_on_the_console_is_not_booted(label: str 
         check_control(old)  # type: ignore[arg-type]
     new = SimpleNamespace(ref="new:1", config={"config": {"Labels": {VM_CONTROL_LABEL: "2"}}})
     check_control(new)  # type: ignore[arg-type]
+
+
+def test_an_old_image_is_refused_before_its_boot_artifact_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Refused in prepare (by `summon run`, before an instance is recorded), not after a
+    kernel built for it (ensure_boot_artifact) and a start that fails in the monitor."""
+    from summon import targets
+    from summon.build import boot
+
+    def build_kernel(*args: object) -> None:
+        raise AssertionError("a boot artifact made for an image the target refuses")
+
+    monkeypatch.setattr(boot, "ensure_boot_artifact", build_kernel)
+    old = SimpleNamespace(ref="old:1", config={"config": {"Labels": {}}})
+    target = targets.get("qemu", snapshot=False)
+    with pytest.raises(UserError, match=r"image old:1 was built by an older summon"):
+        target.prepare(old, lambda step: None)  # type: ignore[arg-type]

@@ -214,12 +214,14 @@ class QemuTarget(Target):
     def prepare(self, image: Image, step: Step) -> Image:
         """Add the boot artifact (kernel, initramfs) unless the image has one already.
 
-        A bad snapshot_cache_size in config.toml is said here, before an instance is
-        recorded: in start it left one behind, exited with "start failed"."""
+        A bad snapshot_cache_size in config.toml, and an image older than the control port,
+        are said here, before an instance is recorded (in start one was left behind, exited
+        with "start failed") and before a kernel is built for an image that cannot run."""
         from summon.build.boot import ensure_boot_artifact
 
         if self.snapshot is not False:
             SnapshotCache().limit  # noqa: B018 - read for its UserError
+        check_control(image)
 
         return ensure_boot_artifact(image, step)[0]
 
