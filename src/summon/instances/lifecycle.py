@@ -10,6 +10,7 @@ outside the dead processes is released. Any command that reads an instance does 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -262,12 +263,22 @@ def reconcile(folder: InstanceFolder, reason: str = "monitor died") -> dict[str,
         with contextlib.suppress(Exception):
             target = targets.get(str(spec["target"]), **(spec.get("target_options") or {}))
             target.clean_up(folder.run_spec())
-        final = folder.update_state(
-            status="exited", reason=reason, finished_at=state.now(), pid=None
-        )
+        changes = {"status": "exited", "reason": reason, "finished_at": state.now(), "pid": None}
+        try:
+            final = folder.update_state(**changes)
+        except OSError as e:
+            if not _read_only(e):
+                raise
+            # A state folder this user can only read: what is true is still shown (exited),
+            # and the record is left for whoever can write it.
+            return {**current, **changes}
         if spec.get("remove"):  # its init was killed before it could remove it
             state.remove(folder)
         return final
+
+
+def _read_only(e: OSError) -> bool:
+    return isinstance(e, PermissionError) or e.errno == errno.EROFS
 
 
 def reconcile_all() -> None:
