@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -121,7 +122,7 @@ class UnixTarget(Target):
             os.rename(tmp, dest)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise UserError(f"-o {dest}: cannot write the root filesystem: {e.strerror}") from None
+            raise UserError(f"-o {dest}: cannot write the root filesystem: {_why(e)}") from None
 
     @classmethod
     def check(cls) -> list[Check]:
@@ -234,6 +235,18 @@ def through_image_loader(root: Path, argv: list[str]) -> list[str]:
     ]
     path = ":".join(str(f) for f in folders if f.is_dir())
     return [str(loaders[0]), "--argv0", argv[0], "--library-path", path, *argv]
+
+
+def _why(e: OSError) -> str:
+    """An OSError's reason; copytree's Error (strerror None) gathers its files' errors as
+    text, of which the first says it ("[Errno 28] No space left on device: '...'")."""
+    if e.strerror:
+        return e.strerror
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        why = str(e.args[0][0][-1])
+        found = re.match(r"\[Errno \d+\] ([^:]+)", why)
+        return found[1] if found else why
+    return str(e) or type(e).__name__
 
 
 def _notice(line: str) -> None:
