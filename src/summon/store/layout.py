@@ -428,7 +428,7 @@ class Store:
                 return next(iter(hits.values()))
             if len(hits) > 1:
                 raise UnknownImage(f"image ID {ref!r} is ambiguous; give more of it")
-        raise UnknownImage(f"no image {ref!r} in the store (`summon images`): build or pull it")
+        raise UnknownImage(_unknown(ref, [name for name, _ in refs]))
 
     # garbage collection
 
@@ -536,6 +536,18 @@ class _HashingReader:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._f, name)
+
+
+def _unknown(ref: str, tags: list[str]) -> str:
+    """No image ref: and, for a name without a tag, the tags the store has of that name (a
+    build tags NAME:VERSION, and `summon run NAME` looked for NAME:latest, saying only
+    "build or pull it" of the image just built)."""
+    last = ref.rsplit("/", 1)[-1]
+    others = [t for t in tags if t.rpartition(":")[0] == ref] if ":" not in last else []
+    if others:
+        shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+        return f"no image {ref}:latest in the store; it has {shown}: give the tag"
+    return f"no image {ref!r} in the store (`summon images`): build or pull it"
 
 
 def _empty_index() -> dict[str, Any]:
