@@ -5,9 +5,12 @@ registry answers `summon pull`."""
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import socket
 import struct
+import tarfile
 from pathlib import Path
 
 from localhttp import LocalHTTP, Quiet
@@ -22,12 +25,12 @@ FAULTS = {
     "html200": "sent a manifest for v1 that is not JSON",  # a login page, status 200
     "badjson": "sent a manifest for v1 that is not JSON",  # JSON cut short
     "mismatch": "hashes to sha256:",  # the manifest fetched by digest is another's
-    "longer": "is longer than the 22 bytes its descriptor says",
-    "shorter": "is 19 bytes, its descriptor says 22",
+    "longer": " bytes its descriptor says; refused",  # "is longer than the N bytes..."
+    "shorter": " bytes, its descriptor says ",
     "redirect-scheme": "sent summon to file://",  # the layer redirected to a file: URL
     "redirect-host": "cannot reach http://127.0.0.1:",  # to a port where nothing listens
     "bad-auth": "sent a token challenge without a usable realm URL",
-    "endless": "is longer than the 22 bytes its descriptor says",  # no Content-Length, no end
+    "endless": " bytes its descriptor says; refused",  # no Content-Length, no end
     "reset": "Connection reset by peer",  # halfway through the layer
     "429": "asks to wait 60 minutes, longer than summon waits",  # Retry-After: an hour
 }
@@ -37,6 +40,7 @@ class FakeRegistry(LocalHTTP):
     def __init__(self, source: Store, repository: str) -> None:
         self.fault: str | None = None
         self.source = source
+        self.pushed: dict[str, bytes] = {}  # what `summon push` sent, by the path's end
         registry = self
         prefix = f"/v2/{repository}/"
 
@@ -47,20 +51,29 @@ class FakeRegistry(LocalHTTP):
                 self.do_GET()
 
             def do_GET(self) -> None:
-                fault = registry.fault
+                if not self.refused(registry.fault):
+                    self.serve(registry.fault)
+
+            def refused(self, fault: str | None) -> bool:
+                """Whether a fault every request meets answered this one."""
                 if fault == "html":
                     page = b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>"
-                    return self.reply(page, "text/html", 502)
-                if fault == "429":
+                    self.reply(page, "text/html", 502)
+                elif fault == "429":
                     self.send_response(429)
                     self.send_header("Retry-After", "3600")
                     self.send_header("Content-Length", "0")
-                    return self.end_headers()
-                if fault == "bad-auth":
+                    self.end_headers()
+                elif fault == "bad-auth":
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Bearer realm="=,,"x"="')
                     self.send_header("Content-Length", "0")
-                    return self.end_headers()
+                    self.end_headers()
+                else:
+                    return False
+                return True
+
+            def serve(self, fault: str | None) -> None:
                 if self.path == "/v2/":
                     return self.reply(b"{}", "application/json")
                 if not self.path.startswith(prefix):
@@ -71,6 +84,37 @@ class FakeRegistry(LocalHTTP):
                 if kind == "blobs":
                     return self.blob(ref, fault)
                 return self.reply(status=404)
+
+            def do_POST(self) -> None:  # an upload's start
+                if not self.refused(registry.fault):
+                    self.send_response(202)
+                    self.send_header("Location", f"/upload/{len(registry.pushed)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+
+            def do_PUT(self) -> None:  # an upload's end, or a manifest
+                fault = registry.fault
+                if self.refused(fault):
+                    return
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if fault == "reset" and self.path.startswith("/upload/"):
+                    return self.reset()
+                if fault == "html200":
+                    return self.reply(b"<!DOCTYPE html><html>Sign in</html>", "text/html")
+                _, given, digest = self.path.rpartition("digest=")
+                key = digest if given else self.path.rpartition("/")[2]
+                registry.pushed[key] = body  # a blob by its digest, a manifest by its tag
+                self.reply(status=201)
+
+            def do_DELETE(self) -> None:  # an upload given up
+                self.reply(status=202)
+
+            def reset(self) -> None:
+                """Close the connection with a reset rather than the end of the stream."""
+                linger = struct.pack("ii", 1, 0)
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                self.connection.close()
+                self.close_connection = True
 
             def manifest(self, ref: str, fault: str | None) -> None:
                 tags = {t.rpartition(":")[2]: d.digest for t, d in registry.source.refs()}
@@ -92,7 +136,7 @@ class FakeRegistry(LocalHTTP):
                 if not registry.source.has(digest):
                     return self.reply(status=404)
                 body = registry.source.read(digest)
-                if not body.startswith(b"layer:"):
+                if not body.startswith(GZIP):  # the config, the bill of materials
                     return self.reply(body, "application/octet-stream")
                 if fault == "longer":
                     return self.reply(body + b"and more", "application/octet-stream")
@@ -124,21 +168,25 @@ class FakeRegistry(LocalHTTP):
                     self.end_headers()
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
-                    # SO_LINGER 0: close() sends a reset rather than the end of the stream.
-                    linger = struct.pack("ii", 1, 0)
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
-                    self.connection.close()
-                    self.close_connection = True
-                    return
+                    return self.reset()
                 self.reply(body, "application/octet-stream")
 
         super().__init__(Handler)
 
 
+GZIP = b"\x1f\x8b"
+
+
 def summon_image(store: Store, tag: str) -> None:
     """A summon-shaped image (an index of its manifest and its bill of materials) of one
-    layer whose bytes begin "layer:", tagged tag."""
-    layer = store.put_bytes(b"layer: the app's files", LAYER_GZIP)
+    layer (a gzipped tar of one file), tagged tag."""
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as t:
+        data = b"print('hello')\n"
+        info = tarfile.TarInfo("app/main.py")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    layer = store.put_bytes(gzip.compress(tar.getvalue(), mtime=0), LAYER_GZIP)
     config = store.put_json({"os": "linux", "architecture": "amd64"}, CONFIG)
     manifest = store.put_json(
         {"schemaVersion": 2, "mediaType": MANIFEST, "config": config.to_json(),
