@@ -31,6 +31,7 @@ def frozen_state(tmp_path: Path, tmpfs: Mount, monkeypatch: pytest.MonkeyPatch) 
         os.close(lock_fd)
         instance.update_state(status=status, finished_at=state.now())
         (instance.logs / console.LOG_NAME).write_bytes(f"{name} said hi\n".encode())
+    assert CliRunner().invoke(cli, ["volume", "create", "notes"]).exit_code == 0
     read_only(folder)
     return folder
 
@@ -53,6 +54,12 @@ def test_reading_a_read_only_state_folder_works(frozen_state: Path) -> None:
     r = runner.invoke(cli, ["stats", "--no-stream"])
     assert r.exit_code == 0, r.output
     assert runner.invoke(cli, ["ps", "-a"]).exit_code == 0  # and again: nothing was half-done
+    # "Read-only file system: .../volumes/.notes.lock": whether one used it took its lock.
+    r = runner.invoke(cli, ["volume", "ls"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[1].split()[:2] == ["notes", "folder"]
+    r = runner.invoke(cli, ["volume", "inspect", "notes"])
+    assert r.exit_code == 0, r.output
 
 
 def test_a_verb_that_must_write_there_is_one_line_naming_the_folder(frozen_state: Path) -> None:
