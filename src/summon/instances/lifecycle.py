@@ -10,7 +10,6 @@ outside the dead processes is released. Any command that reads an instance does 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -259,26 +258,20 @@ def reconcile(folder: InstanceFolder, reason: str = "monitor died") -> dict[str,
         current = folder.state()
         if not free or current["status"] not in ACTIVE or not folder.spec_path.exists():
             return current  # (no spec: removed meanwhile, by its init after --rm)
+        changes = {"status": "exited", "reason": reason, "finished_at": state.now(), "pid": None}
+        if not os.access(folder.path, os.W_OK):
+            # A state folder this user can only read (a read-only mount, another user's):
+            # what is true is shown (exited); the record and the clean-up are left for
+            # whoever can write it.
+            return {**current, **changes}
         spec = folder.spec()
         with contextlib.suppress(Exception):
             target = targets.get(str(spec["target"]), **(spec.get("target_options") or {}))
             target.clean_up(folder.run_spec())
-        changes = {"status": "exited", "reason": reason, "finished_at": state.now(), "pid": None}
-        try:
-            final = folder.update_state(**changes)
-        except OSError as e:
-            if not _read_only(e):
-                raise
-            # A state folder this user can only read: what is true is still shown (exited),
-            # and the record is left for whoever can write it.
-            return {**current, **changes}
+        final = folder.update_state(**changes)
         if spec.get("remove"):  # its init was killed before it could remove it
             state.remove(folder)
         return final
-
-
-def _read_only(e: OSError) -> bool:
-    return isinstance(e, PermissionError) or e.errno == errno.EROFS
 
 
 def reconcile_all() -> None:
