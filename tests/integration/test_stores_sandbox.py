@@ -56,3 +56,22 @@ def test_a_host_folder_volume(summon: Summon, tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "cannot write" in r.stderr and "chown -R" in r.stderr
     assert "summon: store 'store' at /data/store: the app may not write its volume" in r.stderr
+
+
+def test_a_detached_runs_volume_warning_reaches_run_d_and_logs(
+    summon: Summon, tmp_path: Path
+) -> None:
+    # Before: the sandbox's "the app runs as host uid N and cannot write ..." of a run -d
+    # reached only `summon logs`: `run -d` printed the ID as if all were well.
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    r = summon("run", "-d", "--name", "warned", "--target", "sandbox", "-v", f"{folder}:/data",
+               "kvload")  # fmt: skip
+    try:
+        assert r.returncode == 0, r.stderr
+        warning = "summon: warning: the app runs as host uid "
+        said = [line for line in r.stderr.splitlines() if line.startswith(warning)]
+        assert len(said) == 1 and f"cannot write {folder}" in said[0], r.stderr
+        assert said[0] in summon.ok("logs", "warned").splitlines()
+    finally:
+        summon("rm", "-f", "warned")

@@ -258,13 +258,17 @@ def reconcile(folder: InstanceFolder, reason: str = "monitor died") -> dict[str,
         current = folder.state()
         if not free or current["status"] not in ACTIVE or not folder.spec_path.exists():
             return current  # (no spec: removed meanwhile, by its init after --rm)
+        changes = {"status": "exited", "reason": reason, "finished_at": state.now(), "pid": None}
+        if not os.access(folder.path, os.W_OK):
+            # A state folder this user can only read (a read-only mount, another user's):
+            # what is true is shown (exited); the record and the clean-up are left for
+            # whoever can write it.
+            return {**current, **changes}
         spec = folder.spec()
         with contextlib.suppress(Exception):
             target = targets.get(str(spec["target"]), **(spec.get("target_options") or {}))
             target.clean_up(folder.run_spec())
-        final = folder.update_state(
-            status="exited", reason=reason, finished_at=state.now(), pid=None
-        )
+        final = folder.update_state(**changes)
         if spec.get("remove"):  # its init was killed before it could remove it
             state.remove(folder)
         return final

@@ -224,9 +224,12 @@ class InstanceFolder:
 
     @contextlib.contextmanager
     def unsupervised(self) -> Iterator[bool]:
-        """Take the lock if nobody holds it; yield whether we got it (no monitor then)."""
+        """Take the lock if nobody holds it; yield whether we got it (no monitor then).
+
+        Opened for reading only: flock needs no write access, and `summon ps` of a state
+        folder the user can only read (another user's, a read-only mount) must list it."""
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CLOEXEC)
+            fd = os.open(self.lock_path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             yield True
             return

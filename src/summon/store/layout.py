@@ -331,6 +331,12 @@ class Store:
             if any(d.get("digest") == desc.digest for d in index["manifests"]):
                 return
             index["manifests"].append(desc.to_json())
+            self._write_index(index)
+
+    def _write_index(self, index: dict[str, Any]) -> None:
+        """index.json replaced by index (under the lock), or as it was and one line saying
+        why: `summon tag` on a full disk said only "No space left on device"."""
+        with self.disk_full_said():
             _atomic_write(self.root / "index.json", canonical_json(index))
 
     def referrers(self, subject: str) -> list[Descriptor]:
@@ -388,7 +394,7 @@ class Store:
                 ).to_json()
             )
             index["manifests"] = kept
-            _atomic_write(self.root / "index.json", canonical_json(index))
+            self._write_index(index)
         return left
 
     def untag(self, ref: str) -> Descriptor:
@@ -398,7 +404,7 @@ class Store:
             index["manifests"] = [
                 d for d in index["manifests"] if (d.get("annotations") or {}).get(REF_NAME) != full
             ]
-            _atomic_write(self.root / "index.json", canonical_json(index))
+            self._write_index(index)
         return desc
 
     def resolve(self, ref: str) -> tuple[str, Descriptor]:
@@ -422,7 +428,7 @@ class Store:
                 return next(iter(hits.values()))
             if len(hits) > 1:
                 raise UnknownImage(f"image ID {ref!r} is ambiguous; give more of it")
-        raise UnknownImage(f"no image {ref!r} in the store (`summon images`): build or pull it")
+        raise UnknownImage(_unknown(ref, [name for name, _ in refs]))
 
     # garbage collection
 
@@ -532,6 +538,18 @@ class _HashingReader:
         return getattr(self._f, name)
 
 
+def _unknown(ref: str, tags: list[str]) -> str:
+    """No image ref: and, for a name without a tag, the tags the store has of that name (a
+    build tags NAME:VERSION, and `summon run NAME` looked for NAME:latest, saying only
+    "build or pull it" of the image just built)."""
+    last = ref.rsplit("/", 1)[-1]
+    others = [t for t in tags if t.rpartition(":")[0] == ref] if ":" not in last else []
+    if others:
+        shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+        return f"no image {ref}:latest in the store; it has {shown}: give the tag"
+    return f"no image {ref!r} in the store (`summon images`): build or pull it"
+
+
 def _empty_index() -> dict[str, Any]:
     return {"schemaVersion": 2, "mediaType": INDEX, "manifests": []}
 
@@ -545,9 +563,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # a write's: name the file
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 

@@ -195,6 +195,11 @@ class Registry:
                 f"{self._where(e)} sent a broken reply while {what} ({_short(str(e))}); "
                 "is it a registry?"
             ) from None
+        except httpx.UnsupportedProtocol as e:  # a redirect to file:, ftp:...
+            raise RegistryError(
+                f"registry {self.name} sent summon to {_short(str(_url_of(e)))} while {what}: "
+                "not an http or https URL; refused"
+            ) from None
         except httpx.TransportError as e:
             cause = _short(str(e)) or type(e).__name__
             raise RegistryError(
@@ -532,6 +537,13 @@ def _read_capped(
                 f"while {what}; refused"
             )
     return bytes(body)
+
+
+def _url_of(e: httpx.RequestError) -> httpx.URL | str:
+    try:
+        return e.request.url
+    except RuntimeError:  # no request attached to it
+        return "a URL"
 
 
 def _short(text: str, limit: int = 160) -> str:

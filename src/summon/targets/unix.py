@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -121,7 +122,7 @@ class UnixTarget(Target):
             os.rename(tmp, dest)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise UserError(f"-o {dest}: cannot write the root filesystem: {e.strerror}") from None
+            raise UserError(f"-o {dest}: cannot write the root filesystem: {_why(e)}") from None
 
     @classmethod
     def check(cls) -> list[Check]:
@@ -137,7 +138,30 @@ class UnixTarget(Target):
             )
         return ""
 
+    _listener: Callable[[str], None] | None = None
+
+    def hear_notices(self, listener: Callable[[str], None] | None) -> None:
+        self._listener = listener
+
+    def _sayer(self, spec: RunSpec) -> Callable[[str], None]:
+        """How a start of spec says a notice: on summon's stderr (the terminal of a foreground
+        run; a detached one's monitor.log), to whoever hears this target (the monitor of
+        `summon run -d`, which prints them) and as a `summon:` line on the spec's console (what
+        `summon logs` shows)."""
+        listener, console = self._listener, spec.stdout
+
+        def say(line: str) -> None:
+            _notice(line)
+            if listener is not None:
+                listener(line)
+            if console is not None:
+                with contextlib.suppress(OSError):
+                    os.write(console, f"summon: {line}\n".encode())
+
+        return say
+
     def start(self, spec: RunSpec) -> Instance:
+        say = self._sayer(spec)
         root = spec.rootfs
         argv = [str(root / a.lstrip("/")) if a.startswith("/") else a for a in spec.argv]
         argv = [*through_image_loader(root, argv), *spec.args]  # the app's: never mapped
@@ -153,12 +177,12 @@ class UnixTarget(Target):
             )
         # The app sees the host's files: each volume is its host folder, which the runtime
         # finds through SUMMON_VOLUMES (the image path -> that folder).
-        mounts, leases = volumes.folder_mounts(spec, _notice)
+        mounts, leases = volumes.folder_mounts(spec, say)
         if mounts:
             env[VOLUMES_ENV] = volumes_environment([(p, str(f)) for p, f in mounts])
             for vol in spec.volumes:
                 if why := unreached_volume(vol.path, spec.app_config):
-                    _notice(f"warning: -v {vol}: {why}")
+                    say(f"warning: -v {vol}: {why}")
         folder = secrets.private_folder(spec.name, spec.secrets) if spec.secrets else None
         if folder is not None:
             env["SUMMON_SECRETS"] = str(folder)
@@ -211,6 +235,18 @@ def through_image_loader(root: Path, argv: list[str]) -> list[str]:
     ]
     path = ":".join(str(f) for f in folders if f.is_dir())
     return [str(loaders[0]), "--argv0", argv[0], "--library-path", path, *argv]
+
+
+def _why(e: OSError) -> str:
+    """An OSError's reason; copytree's Error (strerror None) gathers its files' errors as
+    text, of which the first says it ("[Errno 28] No space left on device: '...'")."""
+    if e.strerror:
+        return e.strerror
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        why = str(e.args[0][0][-1])
+        found = re.match(r"\[Errno \d+\] ([^:]+)", why)
+        return found[1] if found else why
+    return str(e) or type(e).__name__
 
 
 def _notice(line: str) -> None:

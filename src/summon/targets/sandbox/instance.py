@@ -45,8 +45,19 @@ FULL_BELOW = 256 * 1024  # bytes free under which a failed start blames the disk
 class SandboxInstance(Instance):
     """One container started with `runc run`; owns its netns, forwarder, exec gate and bundle."""
 
-    def __init__(self, runc: str, root: Path, spec: RunSpec, *, record: bool = False) -> None:
+    def __init__(
+        self,
+        runc: str,
+        root: Path,
+        spec: RunSpec,
+        *,
+        record: bool = False,
+        heard: Callable[[str], None] | None = None,
+    ) -> None:
+        """heard: also told each notice of the start (Target.hear_notices: `summon run -d`
+        prints them)."""
         self.spec = spec
+        self._heard = heard
         self.record = record  # the recording seccomp profile: the gate notes each call
         self.container_id = container_id(spec.name)
         self.bundle = spec.state_dir / "bundle"
@@ -224,6 +235,8 @@ class SandboxInstance(Instance):
 
     def _notice(self, line: str) -> None:
         self._console_line(f"summon: {line}")
+        if self._heard is not None:
+            self._heard(line)
 
     def _console_line(self, line: str) -> None:
         """A line of summon's own on the app's console (the gate's refusals)."""

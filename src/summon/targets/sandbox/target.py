@@ -189,6 +189,11 @@ class SandboxTarget(Target):
         }
         return [f"{what} ({where})" for what, where in found.items() if where.exists()]
 
+    _listener: Callable[[str], None] | None = None
+
+    def hear_notices(self, listener: Callable[[str], None] | None) -> None:
+        self._listener = listener
+
     def start(self, spec: RunSpec, *, record: bool = False) -> SandboxInstance:
         """Start spec; record: under the recording seccomp profile (record.py)."""
         from summon.targets.sandbox import cgroups
@@ -210,7 +215,7 @@ class SandboxTarget(Target):
                 )
         root = self.root or runc_root()
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        instance = SandboxInstance(runc, root, spec, record=record)
+        instance = SandboxInstance(runc, root, spec, record=record, heard=self._listener)
         try:
             # The RCU wait of runc's one cgroup move, paid alongside the rest of the start.
             with cgroups.attach_kept_fast():
