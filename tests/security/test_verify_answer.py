@@ -60,9 +60,7 @@ def _force(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
             pytest.skip("unshare missing")
         return
     which = shutil.which
-    monkeypatch.setattr(
-        verify.shutil, "which", lambda name: None if name == "unshare" else which(name)
-    )
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "unshare" else which(name))
 
 
 def _plan(test_rootfs: Path, source: str) -> VerifyPlan:

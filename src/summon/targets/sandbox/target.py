@@ -191,11 +191,12 @@ class SandboxTarget(Target):
 
     def start(self, spec: RunSpec, *, record: bool = False) -> SandboxInstance:
         """Start spec; record: under the recording seccomp profile (record.py)."""
-        from summon.targets.sandbox import cgroups
+        from summon.targets.sandbox import cgroups, seccomp
         from summon.targets.sandbox.instance import SandboxInstance
 
         runc = find_runc()
         _require_root()
+        seccomp.check_label(spec.image, spec.syscalls)
         if spec.image_digest:
             spec = self._verified(spec)
         machine = os.uname().machine  # platform.machine(), without the platform module
