@@ -179,10 +179,43 @@ class Image:
     def app_config(self) -> dict[str, Any]:
         path = self.rootfs() / APP_JSON
         try:
-            doc: dict[str, Any] = json.loads(path.read_bytes())
-        except (OSError, json.JSONDecodeError):
+            doc: Any = json.loads(path.read_bytes())
+        except (OSError, json.JSONDecodeError, RecursionError):
             raise CorruptBlob(f"image {self.ref} has no readable /{APP_JSON}") from None
-        return doc
+        return check_app_config(doc, f"image {self.ref}")
+
+
+RULE_APP_CONFIG = "rule app-config: the shape summon build writes, or a tampered image"
+MIN_MEMORY = 8 * 1024 * 1024  # the manifest's floor: Python does not start with less
+
+
+def check_app_config(doc: Any, image: str) -> dict[str, Any]:
+    """doc, if it has the shape a build writes: what the runtime reads of it (its own check,
+    summon.runtime.config) and what the host reads (memory, pids, network). CorruptBlob in
+    one line otherwise: the host read such a doc as it came, and a hand-made one ended
+    `summon run` in an internal error ('env' a list, 'memory' a word)."""
+    from summon.manifest import NETWORK_MODES
+    from summon.runtime.config import ConfigError, from_dict
+
+    where = f"{image}'s /{APP_JSON}"
+    try:
+        from_dict(doc, where)
+    except ConfigError as e:
+        raise CorruptBlob(f"{e} ({RULE_APP_CONFIG}); rebuild the image") from None
+    assert isinstance(doc, dict)  # from_dict refuses anything else
+    for key, floor in (("memory", MIN_MEMORY), ("pids", 1)):
+        value = doc.get(key, floor)
+        if type(value) is not int or value < floor:
+            raise CorruptBlob(
+                f"{where}: {key!r} must be a whole number of at least {floor}, not {value!r} "
+                f"({RULE_APP_CONFIG}); rebuild the image"
+            )
+    if doc.get("network", "socket") not in NETWORK_MODES:
+        raise CorruptBlob(
+            f"{where}: 'network' must be one of {', '.join(NETWORK_MODES)}, not "
+            f"{doc.get('network')!r} ({RULE_APP_CONFIG}); rebuild the image"
+        )
+    return doc
 
 
 def unpacked_size(bom: dict[str, Any]) -> int:
