@@ -145,12 +145,15 @@ class Image:
             total += int((doc.get("config") or {}).get("size", 0))
         return total
 
-    def rootfs_artifact(self, step: Callable[[str], None] | None = None) -> RootfsArtifact:
-        """The image's verified root filesystem (erofs and file list), derived if it has none.
+    def rootfs_artifact(
+        self, step: Callable[[str], None] | None = None, *, mount: bool = False
+    ) -> RootfsArtifact:
+        """The image's verified root filesystem (erofs and file list), derived if it has none
+        (or, to mount its erofs, none this host made: rule rootfs.made-here).
 
         step, if given, hears that one is derived (once: it is recorded in the store).
         """
-        found = rootfs_artifact.find(self.store, self.desc, self.index, self.layer)
+        found = rootfs_artifact.find(self.store, self.desc, self.index, self.layer, mount=mount)
         if found is None:
             if step is not None:
                 step(DERIVING)
@@ -229,7 +232,8 @@ def unpacked_size(bom: dict[str, Any]) -> int:
 
 
 DERIVING = (
-    "this image has no verified root filesystem (an older build, or made elsewhere): deriving "
+    "this image has no verified root filesystem made on this host (an older build, or made "
+    "elsewhere: only one made here is mounted): deriving "
     "it from the image's layer and recording it beside the image as a local referrer (the "
     "image's digest and signatures do not change)"
 )

@@ -146,7 +146,7 @@ class SandboxTarget(Target):
             # A notice, not a progress step: a terminal's spinner would hide it at once.
             print(f"summon: {image.ref}: {message}", file=sys.stderr, flush=True)
 
-        artifact = image.rootfs_artifact(say_once)
+        artifact = image.rootfs_artifact(say_once, mount=True)
         root = rootmount.verified_root(image.store, artifact.erofs, image.layer, step)
         return dataclasses.replace(image, root=root)
 
@@ -158,7 +158,7 @@ class SandboxTarget(Target):
 
         store = self._store()
         image = Image.by_digest(store, spec.image_digest, spec.image)
-        artifact = image.rootfs_artifact()
+        artifact = image.rootfs_artifact(mount=True)
         root = rootmount.verified_root(store, artifact.erofs, image.layer)
         return dataclasses.replace(spec, rootfs=root)
 
