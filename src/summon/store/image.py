@@ -188,6 +188,8 @@ class Image:
         return check_app_config(doc, f"image {self.ref}")
 
 
+# manifest.NETWORK_MODES; manifest imports this module (through targets), so not from there.
+NETWORK_MODES = ("socket", "direct", "none")
 RULE_APP_CONFIG = "rule app-config: the shape summon build writes, or a tampered image"
 MIN_MEMORY = 8 * 1024 * 1024  # the manifest's floor: Python does not start with less
 
@@ -197,7 +199,6 @@ def check_app_config(doc: Any, image: str) -> dict[str, Any]:
     summon.runtime.config) and what the host reads (memory, pids, network). CorruptBlob in
     one line otherwise: the host read such a doc as it came, and a hand-made one ended
     `summon run` in an internal error ('env' a list, 'memory' a word)."""
-    from summon.manifest import NETWORK_MODES
     from summon.runtime.config import ConfigError, from_dict
 
     where = f"{image}'s /{APP_JSON}"
