@@ -90,6 +90,10 @@ LIES = {
     "memory-too-small": ({"entry": ENTRY, "memory": -1}, "'memory' must be a whole number"),
     "pids-a-word": ({"entry": ENTRY, "pids": "many"}, "'pids' must be a whole number"),
     "network-unknown": ({"entry": ENTRY, "network": "host"}, "'network' must be one of"),
+    "secret-a-path": (
+        {"entry": ENTRY, "secrets": ["../../etc/shadow"]},
+        "'secrets' names '../../etc/shadow', not one path component",
+    ),
 }
 
 

@@ -214,6 +214,16 @@ def check_app_config(doc: Any, image: str) -> dict[str, Any]:
                 f"{where}: {key!r} must be a whole number of at least {floor}, not {value!r} "
                 f"({RULE_APP_CONFIG}); rebuild the image"
             )
+    from summon.secrets import check_name
+
+    for name in doc.get("secrets") or []:  # a list of strings: from_dict checked
+        try:
+            check_name(name)
+        except ValueError:  # InvalidSecretName: a --secret of that name is refused too
+            raise CorruptBlob(
+                f"{where}: 'secrets' names {name!r}, not one path component "
+                f"({RULE_APP_CONFIG}); rebuild the image"
+            ) from None
     if doc.get("network", "socket") not in NETWORK_MODES:
         raise CorruptBlob(
             f"{where}: 'network' must be one of {', '.join(NETWORK_MODES)}, not "
