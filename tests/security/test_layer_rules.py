@@ -68,6 +68,8 @@ HOSTILE = {
         "hard-link",
         "app/same",
     ),
+    "setuid-file": (entry("app/su", mode=0o4755), "set-id", "app/su"),
+    "setgid-folder": (entry("app/shared", tarfile.DIRTYPE, mode=0o2775), "set-id", "app/shared"),
 }
 
 

@@ -199,3 +199,35 @@ def test_a_forged_referrer_is_ignored(
     # The key that makes a MAC valid is this host's, outside the store, readable by root only.
     key = Path(summon.env["XDG_STATE_HOME"]) / "summon" / "rootfs.key"
     assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_erofs_image_made_elsewhere_is_never_mounted(
+    summon: Summon, probe_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule rootfs.made-here: an image's own erofs blob (a pulled image's: its publisher's
+    bytes) reached the host kernel's erofs code, mounted as root. Here the index carries a
+    hand-made one: the run derives its own from the layer, runs the image as built, and the
+    hand-made blob is never mounted."""
+    monkeypatch.setenv("XDG_STATE_HOME", summon.env["XDG_STATE_HOME"])  # its host key
+    store = Store(summon.store)
+    image = image_of(summon, probe_image)
+    own = rootfs_artifact.find(store, image.desc, image.index, image.layer)
+    assert own is not None
+    junk = store.put_bytes(b"\0" * 1024 + bytes.fromhex("e2e1f5e0") + b"\1" * 8192, "x")
+    forged = Descriptor(rootfs_artifact.EROFS_TYPE, junk.digest, junk.size)
+    manifest = Descriptor.from_json(image.index["manifests"][0], "index")
+    artifact = rootfs_artifact.attach(store, image.layer, manifest, forged, own.files)
+    kept = [d for d in image.index["manifests"] if d["digest"] != own.manifest.digest]
+    doc = {
+        **image.index,
+        "manifests": [*kept, artifact.to_json()],
+        "annotations": {"org.opencontainers.image.title": "probe:foreign"},
+    }
+    desc = store.put_json(doc, INDEX)
+    store.tag("probe:foreign", desc)
+    r = summon("run", "probe:foreign", "--target", "sandbox")
+    assert r.returncode == 0, r.stderr
+    assert probe_report(r.stdout)["marker"] == "as built"
+    assert r.stderr.count("deriving it from the image's layer") == 1
+    assert not rootfs_artifact.mount_point(forged).exists()
+    assert summon.digest("probe:foreign") == desc.digest

@@ -5,12 +5,17 @@ config is repr() of a dict of plain literals. It imports the runtime modules, th
 module (or the modules a script entry imports at its top level), the include list, then runs
 the probe. Stdlib only, and it imports nothing itself, so that everything loaded is the app's.
 
-Its answer is the last line of its output that starts with MARK, ":summon-verify:":
-  :summon-verify: ok
-  :summon-verify: missing <module> <importer> <line>     a module the image lacks
-  :summon-verify: failed <what> <exception>              the entry (or the runtime) raised
-  :summon-verify: probe <exception>                      the probe raised (it passed on the host)
-fields separated by tabs.
+Its answer is the last line of its output that starts with MARK, ":summon-verify:", and the
+run's token, a random word summon writes on this process's stdin (and nowhere else):
+  :summon-verify:TOKEN ok
+  :summon-verify:TOKEN missing <module> <importer> <line>   a module the image lacks
+  :summon-verify:TOKEN failed <what> <exception>            the entry (or the runtime) raised
+  :summon-verify:TOKEN probe <exception>                    the probe raised (not on the host)
+fields separated by tabs. The token is read before any of the app's code runs, and stdin is
+then /dev/null: the app's own output, which shares stdout, cannot give an answer (an import
+that printed a made-up "ok" and exited hid a module the image lacked: rule verify.answer).
+Code set on finding it in this process's memory still could: this checks the closure, it
+does not hold the app.
 """
 
 import sys
@@ -31,10 +36,35 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def _say(*fields: object) -> None:
-    sys.stdout.flush()
-    sys.stdout.write("\n" + "\t".join([MARK, *(str(f) for f in fields)]) + "\n")
-    sys.stdout.flush()
+def _token() -> str:
+    """The run's token from stdin (to its end, at most 256 bytes); stdin is then /dev/null.
+    posix: loaded at every start, no import."""
+    import posix
+
+    data = b""
+    while len(data) < 256:
+        try:
+            chunk = posix.read(0, 256 - len(data))
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    null = posix.open("/dev/null", posix.O_RDONLY)
+    posix.dup2(null, 0)
+    posix.close(null)
+    return data.decode("ascii", "replace").strip()
+
+
+def _sayer(token: str) -> "Callable[..., None]":
+    head = MARK + token
+
+    def say(*fields: object) -> None:
+        sys.stdout.flush()
+        sys.stdout.write("\n" + "\t".join([head, *(str(f) for f in fields)]) + "\n")
+        sys.stdout.flush()
+
+    return say
 
 
 def _importer(e: BaseException, label: str, line: int) -> "tuple[str, int]":
@@ -51,25 +81,28 @@ def _importer(e: BaseException, label: str, line: int) -> "tuple[str, int]":
     return found
 
 
-def _step(what: str, label: str, line: int, run: "Callable[[], object]") -> bool:
+def _step(
+    say: "Callable[..., None]", what: str, label: str, line: int, run: "Callable[[], object]"
+) -> bool:
     try:
         run()
     except ModuleNotFoundError as e:
         importer, at = _importer(e, label, line)
-        _say("missing", e.name or "?", importer, at)
+        say("missing", e.name or "?", importer, at)
         return False
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt):
             raise
         if what == "probe":
-            _say("probe", _describe(e))
+            say("probe", _describe(e))
         else:
-            _say("failed", what, _describe(e))
+            say("failed", what, _describe(e))
         return False
     return True
 
 
 def main() -> None:
+    say = _sayer(_token())  # before any of the app's code
     cfg = eval(sys.argv[1], {"__builtins__": {}}, {})
     root = cfg["root"].rstrip("/")
     # sys.path[0] is '' for -c: the image's own path goes there instead, as init puts it.
@@ -88,22 +121,22 @@ def main() -> None:
         return lambda: __import__(name)
 
     for name in cfg["runtime"]:
-        if not _step("the runtime", "summon's runtime", 0, importing(name)):
+        if not _step(say, "the runtime", "summon's runtime", 0, importing(name)):
             return
     entry = cfg["entry"]
     if entry["kind"] == "function":
-        if not _step("the entry", "the entry", 0, importing(entry["module"])):
+        if not _step(say, "the entry", "the entry", 0, importing(entry["module"])):
             return
         module = sys.modules[entry["module"]]
         if not callable(getattr(module, entry["function"], None)):
-            _say("failed", "the entry", f"{entry['module']} has no function {entry['function']}")
+            say("failed", "the entry", f"{entry['module']} has no function {entry['function']}")
             return
     else:
         for name, line in entry["imports"]:
-            if not _step("the entry", entry["script"], line, importing(name)):
+            if not _step(say, "the entry", entry["script"], line, importing(name)):
                 return
     for name in cfg["include"]:
-        if not _step("the include list", "include = [...]", 0, importing(name)):
+        if not _step(say, "the include list", "include = [...]", 0, importing(name)):
             return
     probe = cfg["probe"]
     if probe:
@@ -117,9 +150,9 @@ def main() -> None:
 
                 asyncio.run(result)
 
-        if not _step("probe", probe, 0, run_probe):
+        if not _step(say, "probe", probe, 0, run_probe):
             return
-    _say("ok")
+    say("ok")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,16 @@ The image's own interpreter runs _verify.py in the unpacked root filesystem, wit
 in the sandbox (runc) when summon runs as root and runc is there, else in a new network
 namespace (`unshare -n`), else as a plain process (said once, as a warning). A module the
 image lacks then fails the build with one line instead of the first request.
+
+Its answer is read only from lines that carry the run's token, a random word given to
+_verify.py on its stdin alone (a pipe, in every one of those ways): what the app prints
+shares the same output, and an import that printed a made-up answer and exited had the
+build pass an image that lacked a module (rule verify.answer).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -15,7 +21,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +30,7 @@ from summon.build.check import missing_line
 from summon.build.zones import missing_zone_line
 from summon.errors import BuildError, TargetUnavailable
 
-MARK = ":summon-verify:"  # starts the answer line (a plain prefix: no app prints it)
-REASON_MARK = ":summon-verify-exit:"  # the target's word on why the run ended (out of memory)
+MARK = ":summon-verify:"  # starts the answer line, followed by the run's token
 _SCRIPT = Path(__file__).with_name("_verify.py")
 _TAIL = 20  # lines of the app's output shown under a failure
 
@@ -81,12 +86,16 @@ def verify_image(
     started = time.monotonic()
     warnings: list[str] = []
     code = _SCRIPT.read_text()
+    token = secrets.token_hex(16)
     output: str | None = None
     status = 0
+    reason = ""
     how = HOW_PLAIN
     try:
         cfg = _config(plan, "")
-        status, output = _in_sandbox(rootfs, plan, code, cfg, image, app_config, timeout)
+        status, output, reason = _in_sandbox(
+            rootfs, plan, code, cfg, image, app_config, timeout, token
+        )
         how = HOW_ISOLATED
     except TargetUnavailable:
         pass  # no root or no runc here: the fallbacks below say what they did
@@ -99,19 +108,19 @@ def verify_image(
         argv = [str(rootfs / plan.interpreter.lstrip("/")), "-S", "-E", "-c", code, cfg]
         unshare = shutil.which("unshare")
         if unshare:
-            status, output = _direct(_in_netns(unshare, argv), rootfs, plan, timeout)
+            status, output = _direct(_in_netns(unshare, argv), rootfs, plan, timeout, token)
             how = HOW_NETNS
-            if status != 0 and MARK not in output and "unshare:" in output:
+            if status != 0 and MARK + token not in output and "unshare:" in output:
                 warnings.append(f"unshare cannot make a network namespace here ({_last(output)})")
                 output = None
         if output is None:
-            status, output = _direct(argv, rootfs, plan, timeout)
+            status, output = _direct(argv, rootfs, plan, timeout, token)
             how = HOW_PLAIN
             warnings.append(
                 "the image was verified without network isolation (neither runc as root nor "
                 "a working unshare here): the entry's import ran with this host's network"
             )
-    warnings += _judge(output, status, plan)
+    warnings += _judge(output, status, plan, token, reason)
     return Verification(how, time.monotonic() - started, warnings)
 
 
@@ -137,18 +146,34 @@ def _in_netns(unshare: str, argv: Sequence[str]) -> list[str]:
     return [unshare, *flags, "--", "/bin/sh", "-c", up, "sh", *argv]
 
 
-def _direct(argv: Sequence[str], rootfs: Path, plan: VerifyPlan, timeout: float) -> tuple[int, str]:
+def _token_pipe(token: str) -> int:
+    """The read end of a pipe holding token, its write end closed: _verify.py's stdin."""
+    r, w = os.pipe()
+    try:
+        os.write(w, token.encode() + b"\n")  # far below a pipe's buffer: never blocks
+    finally:
+        os.close(w)
+    return r
+
+
+def _direct(
+    argv: Sequence[str], rootfs: Path, plan: VerifyPlan, timeout: float, token: str
+) -> tuple[int, str]:
     env = {"PATH": "/usr/bin:/bin", **plan.env, "SUMMON_ROOT": str(rootfs)}
+    stdin = _token_pipe(token)
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=rootfs,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=rootfs,
+                env=env,
+                stdin=stdin,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            os.close(stdin)
         try:
             status = proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -167,7 +192,9 @@ def _in_sandbox(
     image: str,
     app_config: Mapping[str, Any],
     timeout: float,
-) -> tuple[int, str]:
+    token: str,
+) -> tuple[int, str, str]:
+    """The run's status, output and the target's word on why it ended (out of memory)."""
     from summon import targets
     from summon.build.syscalls import scratch_volumes
     from summon.instances import scratch
@@ -175,7 +202,9 @@ def _in_sandbox(
 
     isolating = [n for n in targets.names() if ISOLATED_RUN in targets.target_class(n).capabilities]
 
+    stdin = _token_pipe(token)
     with (
+        _closing(stdin),
         tempfile.TemporaryDirectory(prefix="summon-verify-") as state,
         tempfile.TemporaryFile() as out,
     ):
@@ -191,6 +220,7 @@ def _in_sandbox(
             pids=plan.pids,
             state_dir=Path(state),
             stdout=out.fileno(),
+            stdin=stdin,
             syscalls=_allowed(plan),
             # An empty folder at each of the image's volumes, as the recording run has: an
             # app that opens its database there at import (Django's migrate at start).
@@ -205,10 +235,15 @@ def _in_sandbox(
         if status is None:
             raise BuildError(_timeout_line(timeout))
         out.seek(0)
-        output = out.read().decode(errors="replace")
-        if reason := instance.exit_reason():  # the target knows why (out of memory)
-            output += f"\n{REASON_MARK}{reason}\n"
-        return status, output
+        return status, out.read().decode(errors="replace"), instance.exit_reason() or ""
+
+
+@contextlib.contextmanager
+def _closing(fd: int) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def _allowed(plan: VerifyPlan) -> tuple[str, ...] | None:
@@ -227,15 +262,14 @@ def _timeout_line(timeout: float) -> str:
     )
 
 
-def _judge(output: str, status: int, plan: VerifyPlan) -> list[str]:
-    """Warnings from a run's output; BuildError for a failure."""
+def _judge(output: str, status: int, plan: VerifyPlan, token: str, reason: str = "") -> list[str]:
+    """Warnings from a run's output; BuildError for a failure. Only a line with the run's
+    token answers; any other, one that looks like an answer too, is the app's output."""
+    head = MARK + token + "\t"
     lines = output.split("\n")
-    answer = next((line for line in reversed(lines) if line.startswith(MARK)), None)
-    shown = "\n".join(line for line in lines if not line.startswith((MARK, REASON_MARK))).strip(
-        "\n"
-    )
+    answer = next((line for line in reversed(lines) if line.startswith(head)), None)
+    shown = "\n".join(line for line in lines if not line.startswith(head)).strip("\n")
     tail = "\n".join(shown.splitlines()[-_TAIL:])
-    reason = next((ln[len(REASON_MARK) :] for ln in lines if ln.startswith(REASON_MARK)), "")
     if answer is None and reason.startswith("killed: out of memory"):
         raise VerifyError(
             f"verifying the image: importing the entry inside it was {reason}; give the app "
@@ -261,7 +295,7 @@ def _judge(output: str, status: int, plan: VerifyPlan) -> list[str]:
             "host, where it may read files the image does not hold); the modules it imported "
             "before that were checked"
         ]
-    what, problem = (fields[1], fields[2]) if len(fields) >= 3 else ("the entry", answer)
+    what, problem = (fields[1], fields[2]) if len(fields) >= 3 else ("the entry", " ".join(fields))
     if "[Errno 30]" in problem or "readonly database" in problem:
         # The host's folder was writable; /app in an image is not (Flask's instance/).
         raise VerifyError(

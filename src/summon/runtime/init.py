@@ -86,11 +86,11 @@ _stopping = False  # a shutdown signal has been received
 
 def main() -> int:
     """Run the image's app; return its exit status (a VM's init powers the VM off instead)."""
-    status = 1
+    status, failure = 1, ""  # the runtime's own one-line reason, for a VM's host
     try:
         status = run(sys.argv[1:])
     except Fail as e:
-        _say(str(e))
+        _say(failure := str(e))
         status = e.status
     except KeyboardInterrupt:  # SIGINT before the app started: a clean stop, as SIGTERM's
         status = 0
@@ -100,7 +100,7 @@ def main() -> int:
             seal.exiting(status)  # sealed: the instance ends with it, before finalization
         vm = sys.modules.get("summon.runtime.vm")
         if vm is not None and vm.active:
-            vm.finish(status)  # does not return: the exit status leaves on the control port
+            vm.finish(status, failure)  # does not return: both leave on the control port
     return status
 
 

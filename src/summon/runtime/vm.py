@@ -36,7 +36,9 @@ reseeds what the stdlib and registered code drew from it (summon.runtime.resume)
 acknowledges with RESUMED; the host lets the first connection through only after that line.
 Everything on that path avoids ctypes and imports nothing new: it runs after the seal.
 
-finish(status) writes STATUS_PREFIX + status on the control port, unmounts the volumes,
+finish(status, failure) writes the runtime's own reason when it failed (FAILED_PREFIX: the
+host's word on why a guest ended, which nothing the app prints on the console can replace),
+then STATUS_PREFIX + status on the control port, unmounts the volumes,
 syncs, and calls reboot(2), which with reboot=t triple-faults the CPU: QEMU's microvm has no
 power-off device, and -no-reboot makes QEMU exit on it.
 """
@@ -65,6 +67,7 @@ CONTROL_VERSION = 2
 MARK = "\x1e"  # ASCII record separator: starts each line
 READY = "summon-vm: up"
 STATUS_PREFIX = "summon-exit-status: "
+FAILED_PREFIX = "summon-vm: failed "  # + the runtime's one-line reason, before the status
 APP_UP = "summon-vm: app-up"  # + " PORT/PROTO": the snapshot point, the app listens there
 RESUMED = "summon-vm: resumed"  # the resume message is processed: traffic may come
 # What the host writes on the control port after a snapshot point (a line: the tty is in
@@ -72,6 +75,7 @@ RESUMED = "summon-vm: resumed"  # the resume message is processed: traffic may c
 RESUME_PREFIX = "summon-resume "
 RESUME_ENTROPY = 32  # bytes of host entropy in the message
 RUN_JSON = "/etc/summon/run.json"
+MAX_FAILURE = 1000  # characters of a failure's line: far below the host's MAX_LINE
 
 # ioctl numbers and flags, from the kernel's uapi headers (x86_64).
 TCGETS, TCSETS, TIOCSCTTY = 0x5401, 0x5402, 0x540E
@@ -138,8 +142,9 @@ def setup() -> None:
     control_line(READY)
 
 
-def finish(status: int) -> None:
-    """Report the exit status on the control port and reset the VM. Does not return."""
+def finish(status: int, failure: str = "") -> None:
+    """Report the runtime's failure (the line init said, if any) and the exit status on the
+    control port and reset the VM. Does not return."""
     exc = sys.exception()
     if isinstance(exc, SystemExit):  # a stop signal before the app started: a clean stop
         status = exc.code if isinstance(exc.code, int) else 0
@@ -147,6 +152,9 @@ def finish(status: int) -> None:
         # The runtime itself failed; the built-in hook prints it without importing traceback.
         sys.__excepthook__(type(exc), exc, exc.__traceback__)
         status = 1
+        failure = f"the runtime failed: {type(exc).__name__}: {exc}"
+    if failure:
+        control_line(FAILED_PREFIX + " ".join(failure.split())[:MAX_FAILURE])
     control_line(f"{STATUS_PREFIX}{status}")
     for path in reversed(_mounted):
         _libc_call().umount(path.encode())

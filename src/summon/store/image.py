@@ -145,12 +145,15 @@ class Image:
             total += int((doc.get("config") or {}).get("size", 0))
         return total
 
-    def rootfs_artifact(self, step: Callable[[str], None] | None = None) -> RootfsArtifact:
-        """The image's verified root filesystem (erofs and file list), derived if it has none.
+    def rootfs_artifact(
+        self, step: Callable[[str], None] | None = None, *, mount: bool = False
+    ) -> RootfsArtifact:
+        """The image's verified root filesystem (erofs and file list), derived if it has none
+        (or, to mount its erofs, none this host made: rule rootfs.made-here).
 
         step, if given, hears that one is derived (once: it is recorded in the store).
         """
-        found = rootfs_artifact.find(self.store, self.desc, self.index, self.layer)
+        found = rootfs_artifact.find(self.store, self.desc, self.index, self.layer, mount=mount)
         if found is None:
             if step is not None:
                 step(DERIVING)
@@ -179,10 +182,54 @@ class Image:
     def app_config(self) -> dict[str, Any]:
         path = self.rootfs() / APP_JSON
         try:
-            doc: dict[str, Any] = json.loads(path.read_bytes())
-        except (OSError, json.JSONDecodeError):
+            doc: Any = json.loads(path.read_bytes())
+        except (OSError, json.JSONDecodeError, RecursionError):
             raise CorruptBlob(f"image {self.ref} has no readable /{APP_JSON}") from None
-        return doc
+        return check_app_config(doc, f"image {self.ref}")
+
+
+# manifest.NETWORK_MODES; manifest imports this module (through targets), so not from there.
+NETWORK_MODES = ("socket", "direct", "none")
+RULE_APP_CONFIG = "rule app-config: the shape summon build writes, or a tampered image"
+MIN_MEMORY = 8 * 1024 * 1024  # the manifest's floor: Python does not start with less
+
+
+def check_app_config(doc: Any, image: str) -> dict[str, Any]:
+    """doc, if it has the shape a build writes: what the runtime reads of it (its own check,
+    summon.runtime.config) and what the host reads (memory, pids, network). CorruptBlob in
+    one line otherwise: the host read such a doc as it came, and a hand-made one ended
+    `summon run` in an internal error ('env' a list, 'memory' a word)."""
+    from summon.runtime.config import ConfigError, from_dict
+
+    where = f"{image}'s /{APP_JSON}"
+    try:
+        from_dict(doc, where)
+    except ConfigError as e:
+        raise CorruptBlob(f"{e} ({RULE_APP_CONFIG}); rebuild the image") from None
+    assert isinstance(doc, dict)  # from_dict refuses anything else
+    for key, floor in (("memory", MIN_MEMORY), ("pids", 1)):
+        value = doc.get(key, floor)
+        if type(value) is not int or value < floor:
+            raise CorruptBlob(
+                f"{where}: {key!r} must be a whole number of at least {floor}, not {value!r} "
+                f"({RULE_APP_CONFIG}); rebuild the image"
+            )
+    from summon.secrets import check_name
+
+    for name in doc.get("secrets") or []:  # a list of strings: from_dict checked
+        try:
+            check_name(name)
+        except ValueError:  # InvalidSecretName: a --secret of that name is refused too
+            raise CorruptBlob(
+                f"{where}: 'secrets' names {name!r}, not one path component "
+                f"({RULE_APP_CONFIG}); rebuild the image"
+            ) from None
+    if doc.get("network", "socket") not in NETWORK_MODES:
+        raise CorruptBlob(
+            f"{where}: 'network' must be one of {', '.join(NETWORK_MODES)}, not "
+            f"{doc.get('network')!r} ({RULE_APP_CONFIG}); rebuild the image"
+        )
+    return doc
 
 
 def unpacked_size(bom: dict[str, Any]) -> int:
@@ -196,7 +243,8 @@ def unpacked_size(bom: dict[str, Any]) -> int:
 
 
 DERIVING = (
-    "this image has no verified root filesystem (an older build, or made elsewhere): deriving "
+    "this image has no verified root filesystem made on this host (an older build, or made "
+    "elsewhere: only one made here is mounted): deriving "
     "it from the image's layer and recording it beside the image as a local referrer (the "
     "image's digest and signatures do not change)"
 )

@@ -15,6 +15,9 @@ run path) or into a VM's initramfs (build/boot.py). The rules:
     absolute-link   a symlink to /...: on the host it names the host's file
     escaping-link   a symlink whose target climbs above the image's root, lexically, or on
                     the host through links unpacked before it
+    set-id          a file or folder with its set-user-ID or set-group-ID bit: summon's
+                    builds write none (0755, 0644, /tmp's 1777), so one was put there by hand
+                    (the bits were dropped quietly before: the layer was taken as it came)
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ RULES = (
     "parent-name",
     "absolute-link",
     "escaping-link",
+    "set-id",
 )
 _KINDS = {
     tarfile.CHRTYPE: "a character device",
@@ -77,6 +81,10 @@ def member_name(layer: str, info: tarfile.TarInfo) -> str:
         raise LayerRefused(layer, raw, "special-file", f"{kind}, not a file, folder or link")
     if info.issym():
         check_link(layer, raw, parts[:-1], info.linkname)
+    elif info.mode & 0o6000:
+        raise LayerRefused(
+            layer, raw, "set-id", f"its mode {info.mode:04o} sets a user or group ID on exec"
+        )
     return "/".join(parts)
 
 

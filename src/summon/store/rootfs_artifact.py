@@ -21,6 +21,13 @@ its signatures stay valid. A referrer is not covered by any signature, and anyon
 write the store could add one, so a derived artifact carries an HMAC under a key of this host
 (kept in the state folder, not in the store): one without a valid MAC is ignored and derived
 again.
+
+The kernel mounts an erofs blob as root on the host, so only one this host made itself (from
+a layer that passed store/layer_rules.py) is ever mounted: make() records each it makes under
+a MAC of this host (<state>/rootfs-made/), and an index's own artifact without that record,
+one pulled from a registry, is set aside for one derived here before a mount (rule
+rootfs.made-here: a hand-made erofs image reached the host kernel's filesystem code from
+whoever published it). Its file list still checks an unpacked folder (the unix target).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from summon import paths
 from summon.errors import CorruptBlob, UserError
 from summon.hostkeys import host_key
 from summon.store import layer_rules
@@ -82,7 +90,9 @@ def make(store: Store, layer: Descriptor) -> tuple[Descriptor, Descriptor]:
     if mkfs is None:
         raise UserError(MKFS_MISSING)
     try:
-        return _make(store, layer, mkfs)
+        erofs, files = _make(store, layer, mkfs)
+        _record_made(layer, erofs, files)
+        return erofs, files
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -154,9 +164,15 @@ def derive(store: Store, index: Descriptor, layer: Descriptor) -> RootfsArtifact
 
 
 def find(
-    store: Store, index: Descriptor, index_doc: dict[str, Any], layer: Descriptor
+    store: Store,
+    index: Descriptor,
+    index_doc: dict[str, Any],
+    layer: Descriptor,
+    *,
+    mount: bool = False,
 ) -> RootfsArtifact | None:
-    """The artifact of the image whose index is index_doc: its own, else a derived one."""
+    """The artifact of the image whose index is index_doc: its own, else a derived one.
+    mount: its erofs is to be mounted: the image's own only if this host made it."""
     for d in index_doc["manifests"]:
         desc = Descriptor.from_json(d, index.digest)
         if desc.media_type != MANIFEST:
@@ -173,7 +189,9 @@ def find(
                 f"image {index.short_id}: its root filesystem artifact {desc.short_id} was "
                 f"not made from its layer {layer.short_id}"
             )
-        return found
+        if not mount or made_here(layer, found):
+            return found
+        break  # made elsewhere (rule rootfs.made-here): one derived here is used instead
     for desc in store.referrers(index.digest):
         if desc.artifact_type not in ("", ROOTFS_TYPE):
             continue
@@ -210,6 +228,37 @@ def _mac_ok(doc: dict[str, Any], index: str, layer: str, found: RootfsArtifact) 
     given = str((doc.get("annotations") or {}).get(MAC_ANNOTATION) or "")
     expected = _mac(index, layer, found.erofs.digest, found.files.digest)
     return hmac.compare_digest(given, expected)
+
+
+def _made_record(erofs: Descriptor) -> Path:
+    return paths.state_dir() / "rootfs-made" / erofs.digest.removeprefix("sha256:")
+
+
+def _made_mac(layer: Descriptor, erofs: Descriptor, files: Descriptor) -> str:
+    message = f"summon rootfs made here v1\n{layer.digest}\n{erofs.digest}\n{files.digest}\n"
+    return hmac.new(_host_key(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def _record_made(layer: Descriptor, erofs: Descriptor, files: Descriptor) -> None:
+    """Note that this host made erofs (and files) from layer; a state folder that cannot be
+    written only costs a derivation at the first sandboxed run."""
+    path = _made_record(erofs)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(_made_mac(layer, erofs, files))
+        os.replace(tmp, path)
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
+
+
+def made_here(layer: Descriptor, found: RootfsArtifact) -> bool:
+    """Whether this host made found's erofs and file list from layer (rule rootfs.made-here)."""
+    try:
+        given = _made_record(found.erofs).read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(given, _made_mac(layer, found.erofs, found.files))
 
 
 def _host_key() -> bytes:

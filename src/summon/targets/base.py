@@ -190,6 +190,9 @@ class RunSpec:
     # Where the app's console (stdout and stderr) goes: an fd the target passes on, such as
     # the pipe a detached instance's monitor logs from. None: summon's own stdout/stderr.
     stdout: int | None = None
+    # What the app reads as its stdin: an fd the target passes on (the sandbox only: the
+    # build's verification run reads its answer token there). None: summon's own stdin.
+    stdin: int | None = None
     image_digest: str = ""  # the image index this instance runs: what targets open
     # The syscalls the image's recording run made plus its base set (SYSCALLS_LABEL); None
     # for an image without one. Only a sandbox reads it.

@@ -198,3 +198,35 @@ def test_mkfs_out_of_space_names_the_store_as_a_full_unpack_does(
         "(No space left on device); free some (summon rmi --dangling) and try again"
     )
     assert list(store.tmp_dir.iterdir()) == []
+
+
+@needs_mkfs
+def test_an_erofs_made_elsewhere_is_never_mounted_one_made_here_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule rootfs.made-here: the host kernel mounts an image's erofs blob as root, so only
+    one this host made from the layer is mounted. An index's own artifact (a pulled image's,
+    here a hand-made erofs image) still serves its file list, but for a mount one is derived
+    here from the layer, and that one is what is found from then on."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    store = Store(tmp_path / "store")
+    manifest, layer = image(store)
+    _, files = rootfs_artifact.make(store, layer)
+    forged = store.put_bytes(b"\0" * 1024 + bytes.fromhex("e2e1f5e0") + b"\0" * 3068, "x")
+    forged = Descriptor(rootfs_artifact.EROFS_TYPE, forged.digest, forged.size)
+    artifact = rootfs_artifact.attach(store, layer, manifest, forged, files)
+    index, doc = index_of(store, manifest, artifact)
+    own = rootfs_artifact.find(store, index, doc, layer)  # type: ignore[arg-type]
+    assert own is not None and own.erofs == forged  # for the unix target's file list
+    assert rootfs_artifact.find(store, index, doc, layer, mount=True) is None  # type: ignore[arg-type]
+    derived = rootfs_artifact.derive(store, index, layer)
+    assert derived.erofs != forged and derived.files == files
+    found = rootfs_artifact.find(store, index, doc, layer, mount=True)  # type: ignore[arg-type]
+    assert found == derived
+    # An artifact this host built is mounted as it is; on another host (key) it is not.
+    built = rootfs_artifact.create(store, layer, manifest)
+    index, doc = index_of(store, manifest, built)
+    found = rootfs_artifact.find(store, index, doc, layer, mount=True)  # type: ignore[arg-type]
+    assert found is not None and not found.derived and found.manifest.digest == built.digest
+    (tmp_path / "state" / "summon" / "rootfs.key").unlink()
+    assert rootfs_artifact.find(store, index, doc, layer, mount=True) is None  # type: ignore[arg-type]

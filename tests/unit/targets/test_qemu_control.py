@@ -126,3 +126,37 @@ def test_an_old_image_is_refused_before_its_boot_artifact_is_made(
     target = targets.get("qemu", snapshot=False)
     with pytest.raises(UserError, match=r"image old:1 was built by an older summon"):
         target.prepare(old, lambda step: None)  # type: ignore[arg-type]
+
+
+class _Reset(Exception):
+    """Where a guest's finish() would reset the VM."""
+
+
+def test_the_runtimes_failure_goes_to_the_control_port_before_the_status(
+    control: int, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Rule: the runtime's own reason for an end is the control port's (FAILED_PREFIX), so
+    that the host's error names it whatever the app printed on the console."""
+    from summon.runtime import init
+    from summon.runtime.config import Fail
+
+    def fail(argv: list[str]) -> int:
+        raise Fail("the volume for /data is not attached\n(a second line)", 1)
+
+    def reset(status: int) -> None:
+        raise _Reset(status)
+
+    libc = SimpleNamespace(umount=lambda path: 0, reboot=lambda how: 0)
+    monkeypatch.setattr(vm, "_libc_call", lambda: libc)
+    monkeypatch.setattr(vm, "active", True)
+    monkeypatch.setattr(vm.os, "_exit", reset)
+    monkeypatch.setattr(init, "run", fail)
+    monkeypatch.setitem(sys.modules, "summon.runtime.vm", vm)
+    with pytest.raises(_Reset):
+        init.main()
+    failed, status, end = os.read(control, 4096).decode().split("\n")
+    assert (
+        failed == f"{vm.MARK}{vm.FAILED_PREFIX}the volume for /data is not attached (a second line)"
+    )
+    assert status == f"{vm.MARK}{vm.STATUS_PREFIX}1" and end == ""
+    assert "summon: the volume for /data is not attached" in capfd.readouterr().err

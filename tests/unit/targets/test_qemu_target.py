@@ -284,13 +284,41 @@ def test_console_crash_reason_is_the_panic_line() -> None:
         b"[    1.0] Kernel Offset: disabled\r\n"
     )
     assert c.crash_reason() == "Kernel panic - not syncing: No working init found."
-    runtime = Console()
-    runtime.feed(b"summon: the volume for /data is not attached\r\n")
-    assert runtime.crash_reason() == "the volume for /data is not attached"
+    runtime = Console()  # no READY yet: only the runtime and the kernel have written
+    runtime.feed(b"summon: cannot open the control port /dev/ttyS1: No such device\r\n")
+    assert runtime.crash_reason() == "cannot open the control port /dev/ttyS1: No such device"
     quiet = Console()
     assert quiet.crash_reason() == "the guest printed nothing"
     quiet.feed(b"something\r\nlast words")
     assert quiet.crash_reason() == "last console line: last words"
+
+
+def test_app_output_cannot_replace_the_runtimes_reason_for_a_crash() -> None:
+    """Why a guest ended was any console line starting "summon: ", the app's own output
+    included: an app (or a request it logs) printed one and the host's error gave that as the
+    cause. The runtime's reason comes from the control port now; a console line counts only
+    before READY, when no app code can have run."""
+    failed = Console()
+    failed.control(MARK + b"summon-vm: up\n")
+    failed.feed(b"summon: the volume for /data is not attached\r\n")
+    failed.control(MARK + b"summon-vm: failed the volume for /data is not attached\r\n")
+    failed.feed(b"summon: all is well, nothing to see\r\n")  # the app's, after
+    assert failed.crash_reason() == "the volume for /data is not attached"
+    # After READY, the app's "summon: " line is console output, not the runtime's word.
+    app = Console()
+    app.control(MARK + b"summon-vm: up\n")
+    app.feed(b"[    3.1] Out of memory: Killed process 1 (python3.11)\r\n")
+    app.feed(b"summon: all is well, nothing to see\r\n")
+    assert app.crash_reason().startswith("Out of memory: Killed process 1")
+    hung = Console()
+    hung.control(MARK + b"summon-vm: up\n")
+    hung.feed(b"summon: the disk is full\r\nlistening\r\n")
+    assert hung.crash_reason() == "last console line: listening"
+    # A guest restored from a snapshot saw no READY here, but its app ran before.
+    restored = Console()
+    restored.restored = True
+    restored.feed(b"summon: the disk is full\r\n")
+    assert restored.crash_reason() == "last console line: summon: the disk is full"
 
 
 # --- the initramfs ---

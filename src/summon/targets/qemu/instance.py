@@ -183,6 +183,7 @@ class QemuInstance(Instance):
         MigrationFailed/SummonError; the caller stops this instance and boots instead.
         """
         deadline = time.monotonic() + timeout
+        self.console.restored = True  # no READY comes: the app ran before the snapshot
         feeder.prefetch()
         try:
             self._launch(load_argv(feeder.read_fd), (feeder.read_fd,))

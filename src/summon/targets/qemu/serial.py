@@ -6,7 +6,13 @@ as a message. The control port is a second UART only the runtime writes (summon.
 opens it before the app runs), on a socketpair of the host's: lines starting with an ASCII
 record separator, READY once the guest is set up, APP_UP at the snapshot point (what
 listens), RESUMED once it has processed the host's resume message, the app's figures when
-asked, and the exit status at the end. The host's resume message goes the other way on it.
+asked, the runtime's reason when it failed, and the exit status at the end. The host's resume
+message goes the other way on it.
+
+Why a guest ended (crash_reason) is the runtime's reason from the control port first. A
+console line "summon: ..." counts only while no app code can have run (before READY, in a
+guest not restored from a snapshot): after that, the app's output could say anything there,
+and a line it printed replaced the real cause (an out-of-memory kill) in the host's error.
 
 After the exit status the console shows all but the kernel's own "reboot: Restarting system"
 (the runtime's reboot(2)): the app's last output, which may come after the status (the two
@@ -46,6 +52,9 @@ class SerialConsole:
         self.app_up: str | None = None  # "80/tcp": the guest waits at its snapshot point
         self.resumed = 0  # resume messages the guest has processed
         self.status: int | None = None
+        self.failed = ""  # the runtime's own reason, from the control port (FAILED_PREFIX)
+        # Restored from a snapshot: the app ran before, though this console saw no READY.
+        self.restored = False
         self.lines: deque[str] = deque(maxlen=50)  # the last lines shown, for error messages
         self.figures: dict[str, float] = {}  # the app's own figures, as it last reported them
         self._carry = b""
@@ -101,6 +110,8 @@ class SerialConsole:
             self.resumed += 1
         elif line.startswith(app_stats.STATS_PREFIX):
             self.figures = app_stats.parse(line[len(app_stats.STATS_PREFIX) :])
+        elif line.startswith(guest.FAILED_PREFIX):
+            self.failed = line[len(guest.FAILED_PREFIX) :].strip()
         elif line.startswith(guest.STATUS_PREFIX):
             with contextlib.suppress(ValueError):
                 self.status = int(line[len(guest.STATUS_PREFIX) :].strip())
@@ -115,9 +126,12 @@ class SerialConsole:
 
     def crash_reason(self) -> str:
         """The line that says why the guest died (a cause before the panic it led to)."""
+        if self.failed:  # the runtime's own reason, on the port only it writes
+            return self.failed
         lines = [*self.lines, self._partial.decode(errors="replace")]
         runtime = [line for line in lines if line.startswith("summon: ")]
-        if runtime:  # the runtime's own one-line reason (it could not set the guest up)
+        if runtime and not self.ready and not self.restored:
+            # Before the app: the runtime's line when it could not even open the control port.
             return runtime[-1].removeprefix("summon: ")
         for cause in CRASH_CAUSES:
             for line in lines:

@@ -185,7 +185,7 @@ class SandboxInstance(Instance):
             argv = [*argv[:at], "--preserve-fds", str(len(keep)), *argv[at:]]
         # runc passes its stdio on to the container (no terminal): spec.stdout reaches the app.
         try:
-            self._proc = spawn(argv, keep, spec.stdout)
+            self._proc = spawn(argv, keep, spec.stdout, spec.stdin)
         finally:
             # runc has its copies; the sockets and the device live as long as the app's.
             if self.direct is not None:

@@ -31,6 +31,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from summon.errors import UserError
+
 NETWORK_MODES = ("socket", "direct", "none")
 
 # clone flags (linux/sched.h). A thread is a clone with CLONE_THREAD and no new namespace;
@@ -204,6 +206,19 @@ def check_names(names: Iterable[str]) -> list[str]:
                 f"{name!r} has a fixed rule in the sandbox (see docs/sandbox.md); leave it out"
             )
     return sorted(set(names))
+
+
+def check_label(image: str, names: Collection[str] | None) -> None:
+    """UserError if an image's recorded allowlist (its SYSCALLS_LABEL) names a call no
+    sandbox allows: no build records one, so the config was made or changed by hand."""
+    denied = denied_syscalls()
+    bad = sorted(set(names or ()) & set(denied))
+    if bad:
+        raise UserError(
+            f"image {image} is refused: its config's syscall list (label dev.summon.syscalls) "
+            f"names {bad[0]!r}, which the sandbox never allows ({RULE_DENIED}: {denied[bad[0]]});"
+            " no build records it: a tampered or foreign image"
+        )
 
 
 def ceiling(extra: Collection[str] = ()) -> frozenset[str]:

@@ -84,10 +84,10 @@ class Spawned:
         return status
 
 
-def spawn(argv: list[str], fds: list[int], output: int | None) -> Spawned:
+def spawn(argv: list[str], fds: list[int], output: int | None, stdin: int | None = None) -> Spawned:
     """Start argv with fds[i] as its fd FIRST_FD + i, `output` (if given) as its stdout and
-    stderr, stdin inherited, in a new session. The fds stay open here (the caller closes
-    them once it no longer needs them)."""
+    stderr, `stdin` (if given; else inherited) as its stdin, in a new session. The fds stay
+    open here (the caller closes them once it no longer needs them)."""
     path = argv[0] if os.sep in argv[0] else shutil.which(argv[0])
     if path is None:
         raise FileNotFoundError(f"{argv[0]}: not found on PATH")
@@ -98,12 +98,17 @@ def spawn(argv: list[str], fds: list[int], output: int | None) -> Spawned:
     # 10-20 ms here, on every start.
     above = FIRST_FD + len(fds)
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above) for fd in fds]
+    copies = list(high)
     try:
         # stdout and stderr first: `output` may itself have one of the numbers the fds
         # are moved to (a console file opened early is often fd 3).
         actions = []
         if output is not None:
             actions += [(os.POSIX_SPAWN_DUP2, output, 1), (os.POSIX_SPAWN_DUP2, output, 2)]
+        if stdin is not None:  # from a copy of its own: it may be fd 1 or 2
+            inp = fcntl.fcntl(stdin, fcntl.F_DUPFD_CLOEXEC, above)
+            copies.append(inp)
+            actions.append((os.POSIX_SPAWN_DUP2, inp, 0))
         actions += [(os.POSIX_SPAWN_DUP2, fd, FIRST_FD + i) for i, fd in enumerate(high)]
         # As subprocess's restore_signals: Python ignores SIGPIPE and SIGXFSZ; runc must not.
         default = (signal.SIGPIPE, signal.SIGXFSZ)
@@ -111,6 +116,6 @@ def spawn(argv: list[str], fds: list[int], output: int | None) -> Spawned:
             path, argv, os.environ, file_actions=actions, setsid=True, setsigdef=default
         )
     finally:
-        for fd in high:
+        for fd in copies:
             os.close(fd)
     return Spawned(pid, argv)

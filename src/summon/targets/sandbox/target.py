@@ -146,7 +146,7 @@ class SandboxTarget(Target):
             # A notice, not a progress step: a terminal's spinner would hide it at once.
             print(f"summon: {image.ref}: {message}", file=sys.stderr, flush=True)
 
-        artifact = image.rootfs_artifact(say_once)
+        artifact = image.rootfs_artifact(say_once, mount=True)
         root = rootmount.verified_root(image.store, artifact.erofs, image.layer, step)
         return dataclasses.replace(image, root=root)
 
@@ -158,7 +158,7 @@ class SandboxTarget(Target):
 
         store = self._store()
         image = Image.by_digest(store, spec.image_digest, spec.image)
-        artifact = image.rootfs_artifact()
+        artifact = image.rootfs_artifact(mount=True)
         root = rootmount.verified_root(store, artifact.erofs, image.layer)
         return dataclasses.replace(spec, rootfs=root)
 
@@ -196,11 +196,12 @@ class SandboxTarget(Target):
 
     def start(self, spec: RunSpec, *, record: bool = False) -> SandboxInstance:
         """Start spec; record: under the recording seccomp profile (record.py)."""
-        from summon.targets.sandbox import cgroups
+        from summon.targets.sandbox import cgroups, seccomp
         from summon.targets.sandbox.instance import SandboxInstance
 
         runc = find_runc()
         _require_root()
+        seccomp.check_label(spec.image, spec.syscalls)
         if spec.image_digest:
             spec = self._verified(spec)
         machine = os.uname().machine  # platform.machine(), without the platform module
