@@ -191,6 +191,25 @@ def test_console_shows_all_and_the_control_port_carries_the_runtime_lines() -> N
     assert c.end() == b"reboot:"  # an unfinished line of the app's, at the end
 
 
+def test_the_kernels_restart_line_read_before_the_status_is_not_shown() -> None:
+    """The ports are read apart: the console's last bytes, the kernel's restart line among
+    them, can be read before the status the runtime sent ahead of its reboot (the host was
+    busy). The line waits for the console's end, when the status is known."""
+    c = Console()
+    out = c.feed(b"app: bye\r\nlast words\r\nreboot: Restarting system\r\n")
+    assert out == b"app: bye\nlast words\n"
+    c.control(MARK + b"summon-exit-status: 0\r\n")
+    assert c.end() == b""
+    # With no status at all (the guest died some other way) the line is shown at the end,
+    # and a line after it shows it was the app's own.
+    c = Console()
+    assert c.feed(b"reboot: Restarting system\r\n") == b""
+    assert c.end() == b"reboot: Restarting system\n"
+    c = Console()
+    c.feed(b"reboot: Restarting system\r\n")
+    assert c.feed(b"more\r\n") == b"reboot: Restarting system\nmore\n"
+
+
 def test_the_apps_console_output_cannot_forge_a_runtime_line() -> None:
     """An app printing the runtime's lines (a logged request body) made the host take them:
     a false exit status, a snapshot before the app listened, traffic before the reseed, or

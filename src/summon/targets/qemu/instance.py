@@ -317,13 +317,14 @@ class QemuInstance(Instance):
                     self._resume_if_waiting()
                 with self._changed:
                     self._changed.notify_all()
-            self._show(self.console.end())
-            # QEMU closed its stdout: its control port's last line may still be unread.
+            # QEMU closed its stdout: its control port's last line may still be unread, and
+            # the console's end shows the kernel's restart line only if no status came.
             while control in open_fds and _ready(control, 1.0):
                 data = _read(control)
                 if not data:
                     break
                 self.console.control(data)
+            self._show(self.console.end())
         finally:
             log.close()
         with self._changed:

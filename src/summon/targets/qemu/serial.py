@@ -61,32 +61,44 @@ class SerialConsole:
         self._partial = b""
         self._pending = b""  # the control port's unfinished line
         self._overlong = False  # the control line under way passed MAX_LINE: dropped
-        self._held = b""  # after the status: a line that may be KERNEL_RESTART, unfinished
+        self._held = b""  # an unfinished line that may be KERNEL_RESTART
+        self._restart_held = False  # a KERNEL_RESTART line, not shown yet
 
     def feed(self, data: bytes) -> bytes:
-        """Take bytes from the console; return those to show (CR LF as LF; after the exit
-        status, all but the kernel's KERNEL_RESTART line)."""
+        """Take bytes from the console; return those to show (CR LF as LF; all but the
+        kernel's KERNEL_RESTART line at the end of a guest that sent its exit status)."""
         data = self._carry + data
         self._carry = b""
         if data.endswith(b"\r"):  # the LF of a CR LF may be in the next read
             data, self._carry = data[:-1], b"\r"
         out = data.replace(b"\r\n", b"\n")
         self._remember(out)
-        if self.status is None:
-            return out
+        # A KERNEL_RESTART line is held until a line follows it (then it was the app's) or
+        # the console ends: the two ports are read apart, so the status the runtime sent
+        # before its reboot may be read after the console's last bytes.
         *complete, held = (self._held + out).split(b"\n")
-        shown = b"".join(line + b"\n" for line in complete if line != KERNEL_RESTART)
-        if KERNEL_RESTART.startswith(held):
+        shown = b""
+        for line in complete:
+            if self._restart_held and self.status is None:
+                shown += KERNEL_RESTART + b"\n"
+            self._restart_held = line == KERNEL_RESTART
+            if not self._restart_held:
+                shown += line + b"\n"
+        if held and KERNEL_RESTART.startswith(held):
             self._held = held
         else:
             self._held, shown = b"", shown + held
         return shown
 
     def end(self) -> bytes:
-        """The console is at its end: what is left to show."""
-        left = self._held + self._carry
+        """The console is at its end (the control port read to its end too): what is left
+        to show."""
+        left, restart = self._held + self._carry, self._restart_held
         self._held = self._carry = b""
-        return b"" if left == KERNEL_RESTART else left
+        self._restart_held = False
+        if self.status is not None:  # the kernel's line at the runtime's reboot: not shown
+            return b"" if left.rstrip(b"\r") == KERNEL_RESTART else left
+        return (KERNEL_RESTART + b"\n" if restart else b"") + left
 
     def control(self, data: bytes) -> None:
         """Take bytes from the control port; act on each complete line the runtime wrote."""
