@@ -462,6 +462,21 @@ if sys.argv[1:] == ["bind"]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 8000))
         results.append(late("after_bind"))
+if sys.argv[1:] == ["loopback"]:  # NiceGUI's ui.run() polls its own port before binding it
+    for host in ("127.0.0.1", "0.0.0.0", "::1"):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family) as s:
+            try:
+                s.connect((host, 8000))  # nothing in the instance listens yet
+            except OSError:
+                pass
+        results.append(late("after_connect_to_" + host.replace(".", "_").replace(":", "_")))
+    with socket.socket() as s:
+        try:
+            s.connect(("192.0.2.1", 80))  # anywhere else: the network could answer
+        except OSError:
+            pass
+        results.append(late("after_connect_out"))
 if sys.argv[1:] == ["sendto"]:  # a UDP client: bound by the kernel at its first send
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(b"query", ("127.0.0.1", 5353))
@@ -481,6 +496,20 @@ def test_a_script_is_sealed_at_its_first_internet_bind(image: SealedImage) -> No
     assert run.results["before_any_socket"]["ok"], run.output
     assert run.results["after_a_unix_socket"]["ok"], run.output
     got = run.results["after_bind"]
+    assert not got["ok"] and "seal.code" in got["detail"], run.output
+
+
+def test_a_scripts_connect_to_its_own_loopback_leaves_it_unsealed(image: SealedImage) -> None:
+    """Rule (docs/sealing.md, point 5): NiceGUI's ui.run() polls its own port (a connect to
+    0.0.0.0) before uvicorn binds it, which sealed the script there, and its startup's ctypes
+    (ifaddr) was refused: every start failed. Before the script binds, nothing in the
+    instance listens, so a connect() to its loopback brings nothing from outside; a connect
+    anywhere else still closes the seal."""
+    run = image.run({"client.py": SCRIPT}, image.app_json("client.py", args=["loopback"]))
+    assert run.status == 0, run.output
+    for host in ("127_0_0_1", "0_0_0_0", "__1"):
+        assert run.results["after_connect_to_" + host]["ok"], run.output
+    got = run.results["after_connect_out"]
     assert not got["ok"] and "seal.code" in got["detail"], run.output
 
 

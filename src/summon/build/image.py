@@ -148,7 +148,7 @@ def runtime_modules(m: Manifest) -> tuple[str, ...]:
             "summon.runtime.localzone", "summon.runtime.findlib"]  # fmt: skip
     if m.seal != "off":
         mods += ["summon.runtime.seal", "summon.runtime.seal_hook", "summon.runtime.seal_digest",
-                 "summon.runtime.seal_early",  # the build's learning run only
+                 "summon.runtime.seal_early", "summon.runtime.seal_net",  # early: learning only
                  "summon.runtime.seal_said", "summon.runtime.seal_ctypes",
                  "summon.runtime.seal_cells", "summon.runtime.seal_stdlib",
                  "summon.runtime.seal_end", "summon.runtime.prepare"]  # fmt: skip

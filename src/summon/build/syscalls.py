@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from summon.build.crawl import Crawl, ask, crawl
+from summon.build.learned import Learned, learned_code, learned_note, warm_note
+from summon.build.readonly import ReadOnlyWrite, readonly_line, refused_write
 from summon.build.rootfs import Rootfs
 from summon.build.standins import recording_secrets
 from summon.runtime.config import manifest_table
@@ -70,9 +72,6 @@ UDP_PATIENCE = 3.0  # seconds of datagrams, half a second apart, until one is an
 LINGER = 2.0  # seconds a served app runs at least (start included): a 1 s timer fires once
 MAX_RERUNS = 2  # recording runs made again, each without a page that ended the app
 _TAIL = 10
-
-# (SHA-256 of a source, or "" for code compiled before the seal, file name), sorted.
-Learned = list[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -332,6 +331,13 @@ def _record_once(
         )
     served = bool(ports or undeclared)
     if served and not (alive and alive[0]):
+        if (problem := refused_write(tail)) is not None and "refused by the seal" not in tail:
+            # As the entry's import writing /app fails the build (verify.py): it would at
+            # every start. A script's own start runs first here (FastHTML's .sesskey).
+            raise ReadOnlyWrite(
+                readonly_line("the app failed as it started in the image's recording run", problem),
+                tail,
+            )
         ended[:] = unanswered
         sealed = (
             " It died of a seal refusal, and will when it runs: the app does that work after "
@@ -395,57 +401,6 @@ def _learning(app_config: Mapping[str, Any]) -> dict[str, str]:
     seal = app_config.get("seal")
     mode = seal.get("mode") if isinstance(seal, Mapping) else "off"
     return {LEARN_ENV: "1"} if mode in ("on", "audit") else {}
-
-
-def learned_code(lines: Sequence[str], prefixes: Sequence[str] = (LEARNED_PREFIX,)) -> Learned:
-    """What a learning run's runtime said it let through (seal.Sealer._learned's lines; with
-    LEARNED_EARLY_PREFIX among prefixes, also what it compiled before the seal): each
-    (sha256, file name) once, and a name alone only when no compile learned it."""
-    markers = tuple("summon: " + prefix for prefix in prefixes)
-    found: set[tuple[str, str]] = set()
-    for line in lines:
-        for marker in markers:
-            head, sep, rest = line.partition(marker)
-            if sep and not head:
-                break
-        else:
-            continue
-        digest, _, quoted = rest.partition(" ")
-        try:
-            name = ast.literal_eval(quoted)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            continue
-        if not isinstance(name, str):
-            continue
-        digest = "" if digest == "-" else digest
-        if digest and (len(digest) != 64 or digest.strip("0123456789abcdef")):
-            continue
-        found.add((digest, name))
-    compiled = {name for digest, name in found if digest}
-    return sorted((d, n) for d, n in found if d or n not in compiled)
-
-
-def learned_note(after: Learned, total: int) -> str:
-    """The build's word on the code its recording run saw the app make after the seal (of
-    total pieces the image lets through, the rest made before the seal, as the app started)."""
-    names = sorted({name or "''" for _digest, name in after})
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    started = f", and {total - len(after)} it made as it started" if total > len(after) else ""
-    return (
-        f"the app compiled or ran {len(after)} piece(s) of code from strings after the seal "
-        f"in the recording run ({shown}); the sealed image lets exactly those through{started} "
-        '(app.json seal.code; docs/sealing.md, "Code the build saw")'
-    )
-
-
-def warm_note(paths: Sequence[str], table: str) -> str:
-    """The build's word on the warm-up paths it adds (image.py)."""
-    shown = ", ".join(f'"{p}"' for p in paths[:5]) + (" ..." if len(paths) > 5 else "")
-    return (
-        f"the recording run's requests for {shown} made code after the seal: the runtime "
-        "asks for them before the seal at every start (app.json seal.warm_up); set warm_up "
-        f"in {table} to choose the paths yourself (docs/sealing.md)"
-    )
 
 
 def scratch_volumes(app_config: Mapping[str, Any], state: Path) -> tuple[Volume, ...]:

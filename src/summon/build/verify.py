@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from summon.build.check import missing_line
+from summon.build.readonly import readonly_line, refused_write
 from summon.build.zones import missing_zone_line
 from summon.errors import BuildError, TargetUnavailable
 
@@ -296,15 +297,9 @@ def _judge(output: str, status: int, plan: VerifyPlan, token: str, reason: str =
             "before that were checked"
         ]
     what, problem = (fields[1], fields[2]) if len(fields) >= 3 else ("the entry", " ".join(fields))
-    if "[Errno 30]" in problem or "readonly database" in problem:
+    if refused_write(problem) is not None:
         # The host's folder was writable; /app in an image is not (Flask's instance/).
-        raise VerifyError(
-            f"{what} does not import inside the image: {problem}; the image is read-only, "
-            "its app folder /app included: keep what the app writes at start on a volume "
-            '(volumes = ["/data"] in the manifest, summon run -v NAME:/data) and point the '
-            "app there (a sqlite file: sqlite:////data/app.db)",
-            tail,
-        )
+        raise VerifyError(readonly_line(f"{what} does not import inside the image", problem), tail)
     if (zone_line := missing_zone_line(what, problem)) is not None:
         raise VerifyError(zone_line, tail)
     raise VerifyError(

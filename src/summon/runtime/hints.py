@@ -82,8 +82,34 @@ RELOAD_HINT = (
     "this app's auto-reloader ({file}) runs the app again in a child process, which the "
     "sandbox denies (an image runs one Python process, and its code never changes): turn "
     "reloading off (app.run(debug=False) or use_reloader=False in Flask and Dash, "
-    "reload=False in uvicorn.run, --noreload for Django's runserver)"
+    "reload=False in uvicorn.run, --noreload for Django's runserver){call}"
 )
+APP_DIR = "/app"  # the image's app folder
+
+
+def _app_call(exc: BaseException) -> str:
+    """Where the app's own code started the reloader: its innermost frame under the app
+    folder before the reloader's first in exc's traceback, as "; the app started it at FILE
+    line N: CODE" ("" if none is there). A framework's reloader is switched where the app
+    starts it (NiceGUI's ui.run(), whose reload=True is the default): the line shows where."""
+    folder = host_path(os.environ.get("SUMMON_ROOT") or "/", APP_DIR).rstrip("/") + "/"
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if RELOAD_MARKER in name.rpartition("/")[2]:
+            break
+        if name.startswith(folder):
+            found = tb
+        tb = tb.tb_next
+    if found is None:
+        return ""
+    import linecache  # the error path only
+
+    name = found.tb_frame.f_code.co_filename
+    code = linecache.getline(name, found.tb_lineno).strip()
+    shown = APP_DIR + "/" + name[len(folder) :]
+    return f"; the app started it at {shown} line {found.tb_lineno}" + (f": {code}" if code else "")
 
 
 def _reloader(exc: BaseException) -> str | None:
@@ -149,7 +175,7 @@ def sandbox_hint(exc: BaseException) -> str | None:
                     return hint
             reloader = _reloader(e)
             if reloader is not None:
-                return RELOAD_HINT.format(file=reloader)
+                return RELOAD_HINT.format(file=reloader, call=_app_call(e))
         if names & FORK_NAMES:
             return FORK_HINT
         if names & EXEC_NAMES or in_popen:

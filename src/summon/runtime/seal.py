@@ -404,30 +404,14 @@ class Sealer:
                 self.say(f"sealed: could not load {path} before the seal ({e})")
 
     def watch_sockets(self) -> None:
-        """Close the seal at the script's first bind() or connect() of an internet socket:
-        a script brings its own server or client (uvicorn, aiohttp, http.server), whose
-        listening the runtime cannot see otherwise, and no byte from the network reaches it
-        before either. Its imports, its app's construction and its templates' setup happen
-        first, unsealed, as a function entry's module import does.
+        """Close the seal at the script's first bind(), connect() (but to its own loopback),
+        sendto() or sendmsg() of an internet socket (seal_net.py): its imports, its app's
+        construction and its templates' setup happen first, unsealed, as a function entry's
+        module import does."""
+        from summon.runtime import seal_net
 
-        A small audit hook of its own (hooks cannot be removed: once sealed it returns at
-        once); AF_UNIX sockets (syslog, a local helper) do not count.
-        """
         sealer = self
-        internet = (2, 10)  # AF_INET, AF_INET6: no import of socket needed
-        # sendto/sendmsg: a UDP socket that sends first is bound by the kernel, unseen by
-        # "socket.bind", and its answers come in on it.
-        events = ("socket.bind", "socket.connect", "socket.sendto", "socket.sendmsg")
-
-        def first_network_use(event: str, args: tuple[Any, ...]) -> None:
-            # The event first: nothing the app can patch (sealer's class) is read for the
-            # others, and the interpreter's last event must reach the seal's exit (seal_end.py).
-            if event not in events or sealer.sealed:
-                return
-            if getattr(args[0], "family", None) in internet:
-                sealer.reached(f"the script's first {event[7:]}()")
-
-        sys.addaudithook(first_network_use)
+        seal_net.watch(lambda: sealer.sealed, sealer.reached)
 
     def watch_stack(self, stack: Any) -> Any:
         """Make the Stack device close the seal once it listens (TCP server or UDP port)."""

@@ -4,6 +4,7 @@ from their image as a user starts them: what an installed project finds of itsel
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -216,8 +217,42 @@ def test_an_app_that_must_write_its_folder_at_start_fails_the_build_saying_why(
         build(app, store, tag="inst:test", record=False)
     assert str(info.value) == (
         "the entry does not import inside the image: OSError: [Errno 30] Read-only file "
-        "system: 'instance'; the image is read-only, its app folder /app included: keep what "
+        "system: 'instance' (/app/instance: the app runs in /app); the image is read-only, "
+        "its app folder /app included: keep what "
         'the app writes at start on a volume (volumes = ["/data"] in the manifest, summon run '
         "-v NAME:/data) and point the app there (a sqlite file: sqlite:////data/app.db)"
     )
     assert not (app / "instance").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the recording run needs root")
+@pytest.mark.skipif(shutil.which("runc") is None, reason="the recording run needs runc")
+def test_a_script_that_writes_its_folder_as_it_starts_fails_the_build_saying_why(
+    store: Store, tmp_path: Path
+) -> None:
+    """FastHTML's quickstart (fast_app() writes a session key to .sesskey in the working
+    folder, then serve()): the build passed with a warning that the recording run's app had
+    ended, and the image died at every start (Read-only file system: '.sesskey'). A script's
+    start runs first in the recording run; the build fails there as an import would."""
+    app = tmp_path / "keyed"
+    app.mkdir()
+    (app / "summon.toml").write_text('name = "keyed"\nentry = "server.py"\nports = [8000]\n')
+    (app / "server.py").write_text(
+        "import http.server, pathlib, uuid\n"
+        "key = pathlib.Path('.sesskey')\n"
+        "if not key.exists():\n    key.write_text(str(uuid.uuid4()))\n"
+        "http.server.ThreadingHTTPServer(('', 8000), http.server.SimpleHTTPRequestHandler)"
+        ".serve_forever()\n"
+    )
+    with pytest.raises(BuildError) as info:
+        build(app, store, tag="keyed:test")
+    assert str(info.value) == (
+        "the app failed as it started in the image's recording run: OSError: [Errno 30] "
+        "Read-only file system: '.sesskey' (/app/.sesskey: the app runs in /app); the image "
+        "is read-only, its app folder /app included: keep what the app writes at start on a "
+        'volume (volumes = ["/data"] in the manifest, summon run -v NAME:/data) and point the '
+        "app there (a sqlite file: sqlite:////data/app.db)"
+    )
+    assert "key.write_text" in getattr(info.value, "detail", "")
+    assert sorted(p.name for p in app.iterdir()) == ["server.py", "summon.toml"]
+    assert not [ref for ref, _ in store.refs() if "keyed" in ref]

@@ -281,7 +281,9 @@ def test_a_servers_worker_processes_get_the_switch_that_runs_one(
 def test_an_auto_reloader_gets_the_switch_that_turns_it_off(image: ImageRoot) -> None:
     """Dash's first example ends in app.run(debug=True): werkzeug's reloader runs the app
     again with subprocess.call, and the hint said to use threads or asyncio instead, which
-    says nothing to a Dash user whose code starts no process at all."""
+    says nothing to a Dash user whose code starts no process at all. NiceGUI's quickstart
+    ends in ui.run(), whose reload=True is uvicorn's reloader: the line names the app's own
+    call that started it, where the switch goes."""
     image.app(
         {
             "werkzeug/__init__.py": "",
@@ -303,7 +305,8 @@ def test_an_auto_reloader_gets_the_switch_that_turns_it_off(image: ImageRoot) ->
         "summon: this app's auto-reloader (werkzeug/_reloader.py) runs the app again in a "
         "child process, which the sandbox denies (an image runs one Python process, and its "
         "code never changes): turn reloading off (app.run(debug=False) or use_reloader=False "
-        "in Flask and Dash, reload=False in uvicorn.run, --noreload for Django's runserver)\n"
+        "in Flask and Dash, reload=False in uvicorn.run, --noreload for Django's runserver); "
+        "the app started it at /app/server.py line 2: run_with_reloader()\n"
     ), result.stderr
 
 
