@@ -20,7 +20,7 @@ from pathlib import Path
 import dns.message
 import dns.query
 import pytest
-from summon_cli import EXAMPLES, ROOT, Summon, free_port, needs_sandbox
+from summon_cli import APPS, EXAMPLES, ROOT, Summon, free_port, needs_sandbox
 from test_gateway import PAGE_MARK, Running, get_page, run_gateway, wait_for
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow, needs_sandbox]
@@ -162,6 +162,7 @@ def test_udp_keeps_the_forwarder_while_tcp_is_handed_over(
 
 @pytest.fixture(scope="module")
 def gateway(summon: Summon) -> Iterator[Running]:
+    summon.ok("build", str(APPS / "pollserver"), "-t", "poll:native")
     with run_gateway(
         summon,
         """
@@ -173,6 +174,13 @@ idle_timeout = "60s"
 [[service]]
 name = "tiers"
 image = "http:native"
+freeze_after = "1s"
+idle_timeout = "60s"
+
+[[service]]
+name = "poller"
+image = "poll:native"
+ports = [8000]
 freeze_after = "1s"
 idle_timeout = "60s"
 """,
@@ -216,6 +224,33 @@ def test_a_frozen_instance_uses_no_cpu_and_answers_after_thaw(gateway: Running) 
     st = gateway.status()["tiers"]
     assert st["thaws"] >= 1 and st["boots"] == 1 and st["state"] in ("up", "frozen")
     assert state.read_text().strip() in ("THAWED", "FROZEN")
+
+
+def test_a_plain_script_asleep_in_poll_is_frozen_and_thawed_alive(gateway: Running) -> None:
+    """A frozen task's poll() with a timeout, or time.sleep(), goes on through
+    restart_syscall when thawed; the gate refused it (never recorded), and a plain script
+    (http.server, spliced) died of EPERM at its first thaw: the request that thawed it got
+    an empty reply, and its sleeping thread raised."""
+    address = gateway.status()["poller"]["address"]
+
+    def page() -> bytes:
+        conn = http.client.HTTPConnection(address, 8000, timeout=20)
+        try:
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            assert response.status == 200
+            return response.read()
+        finally:
+            conn.close()
+
+    assert page().startswith(b"ticker alive")
+    for thaw in (1, 2):
+        wait_for(lambda: gateway.status()["poller"]["state"] == "frozen", 10, "poller to freeze")
+        assert page().startswith(b"ticker alive")
+        st = gateway.status()["poller"]
+        assert st["boots"] == 1 and st["thaws"] >= thaw and not st["error"], st
+    console = "".join(p.read_text() for p in gateway.summon.home.rglob("gateway/gw-poller-*.log"))
+    assert "restart_syscall" not in console, console
 
 
 def test_status_page_shows_the_apps_own_figures(gateway: Running) -> None:

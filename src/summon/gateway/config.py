@@ -240,6 +240,8 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
         if key not in _SERVICE_KEYS:
             raise bad_at(f"{where}.{key}")("unknown key")
     name = entry.get("name")
+    if name is None:  # (it said "None is not a DNS label")
+        raise bad_at(f"{where}.name")('missing; name the service with a DNS label such as "http"')
     if not isinstance(name, str) or not _LABEL.match(name):
         raise bad_at(f"{where}.name")(
             f"{name!r} is not a DNS label (a-z, 0-9, '-', at most 63 characters)"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 
 from summon.runtime.handoff import (
@@ -35,6 +36,7 @@ from summon.runtime.handoff import (
 )
 
 __all__ = ["CONNECTION", "HELD_LIMIT", "Channel"]
+log = logging.getLogger(__name__)
 PAUSE_TIMEOUT = 2.0  # seconds for an app to let go of a shared listener
 
 # Room for many connections queued while the app starts (each message is small unless it
@@ -45,6 +47,10 @@ READ_BATCH = 64  # the app's messages read per turn of the gateway's loop
 
 class ChannelClosed(ConnectionError):
     """The app's end of the channel is gone (the instance ended)."""
+
+
+class ChannelStuck(ChannelClosed):
+    """The app took no connection for the channel's patience: the one at hand is dropped."""
 
 
 class Channel:
@@ -60,6 +66,9 @@ class Channel:
         self.serving: set[int] = set()  # ports the app said it serves
         self.paused: set[int] = set()  # ports whose shared listener the app let go of
         self.closed = False
+        self.patience = 10.0  # seconds send() waits for a full channel (start() sets it)
+        self.service = ""  # the service's name, for the log
+        self.stuck = 0  # connections dropped after the patience
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
 
@@ -72,8 +81,10 @@ class Channel:
             ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         return cls(ours, version), theirs
 
-    def start(self) -> None:
-        """Listen for the app's messages on the running loop."""
+    def start(self, patience: float = 10.0, service: str = "") -> None:
+        """Listen for the app's messages on the running loop; send() waits at most patience
+        seconds for a full channel (and names service when it gives up)."""
+        self.patience, self.service = patience, service
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
         self._loop.add_reader(self.sock.fileno(), self._readable)
@@ -182,9 +193,13 @@ class Channel:
     async def send(
         self, conn: socket.socket, port: int, held: bytes = b"", peer: object = None
     ) -> None:
-        """Hand conn over, waiting while the channel is full (an app still starting)."""
+        """Hand conn over, waiting while the channel is full (an app still starting), at most
+        self.patience: then ChannelStuck. An app that took no more connections (hung, or one
+        that stopped reading its end) had the gateway hold each later client, and its file,
+        without end: one service's clients then filled the gateway's budget for all."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.patience
         while not self.try_send(conn, port, held, peer):
-            loop = asyncio.get_running_loop()
             writable: asyncio.Future[None] = loop.create_future()
 
             def ready(done: asyncio.Future[None] = writable) -> None:
@@ -193,7 +208,18 @@ class Channel:
 
             loop.add_writer(self.sock.fileno(), ready)
             try:
-                await writable
+                async with asyncio.timeout_at(deadline):
+                    await writable
+            except TimeoutError:
+                self.stuck += 1
+                if self.stuck == 1:
+                    log.warning(
+                        "service %s: its app took no connection for %gs (its hand-off "
+                        "channel stayed full): closing the ones that wait for it",
+                        self.service,
+                        self.patience,
+                    )
+                raise ChannelStuck(f"the app took no connection for {self.patience:g}s") from None
             finally:
                 loop.remove_writer(self.sock.fileno())
 

@@ -228,7 +228,7 @@ class Service:
             left = max(self.config.boot_timeout - (time.monotonic() - t0), 0.0)
             try:
                 if channel is not None:
-                    channel.start()
+                    channel.start(self.config.boot_timeout, self.name)
                     if not await channel.serves(self.config.ports, left):
                         raise NotReady(f"the app did not serve port(s) {self._ports_text()}")
                 else:

@@ -224,6 +224,16 @@ def page(services: list[dict[str, Any]], now: float | None = None) -> str:
     )
 
 
+def origin_path(target: str) -> str:
+    """The path of a request target, without its query: an absolute-form target's too
+    (`GET http://host/metrics`, as a proxy sends it; RFC 9112 3.2.2: a server must accept
+    it), which got 404."""
+    if target[:7].lower() == "http://" or target[:8].lower() == "https://":
+        rest = target.split("://", 1)[1]
+        target = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+    return target.split("?", 1)[0]
+
+
 class StatusServer:
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -278,7 +288,7 @@ class StatusServer:
 
     async def respond(self, target: str) -> tuple[int, str, bytes]:
         self.served += 1
-        path = target.split("?", 1)[0]
+        path = origin_path(target)
         if path == "/":
             return 200, "text/html; charset=utf-8", page(await self.snapshot()).encode()
         if path == "/status.json":
@@ -310,6 +320,10 @@ class StatusServer:
                     continue
                 if isinstance(event, h11.Request):
                     method = event.method
+                    if event.http_version != b"1.1" and event.http_version != b"1.0":
+                        # h11 parses any HTTP/d.d: an HTTP/2.0 request line got the page
+                        await self._answer(conn, writer, 505, b"HTTP/1.x only\n", close=True)
+                        break
                     if method not in (b"GET", b"HEAD"):
                         # its body is not read: the connection ends with this answer
                         await self._answer(conn, writer, 405, b"only GET and HEAD\n", close=True)

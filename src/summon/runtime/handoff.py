@@ -201,9 +201,12 @@ class Receiver:
         self.sock.setblocking(False)
         self.servers: dict[int, ClientConnected] = {}
         self.waiting: dict[int, list[tuple[socket.socket, bytes]]] = {}
-        # port -> the server on the gateway's shared listener (a task until it serves)
+        # port -> the gateway's shared listener, kept from its "S" to its "P": a server
+        # accepts on a copy of it, so a server the app closes and starts again on the port
+        # (or one started after the "S") accepts on it again, as on a host listener
+        self.listeners: dict[int, socket.socket] = {}
+        # port -> the server on a copy of that listener (a task until it serves)
         self.shared: dict[int, asyncio.Task[asyncio.Server | None]] = {}
-        self.listeners_waiting: dict[int, socket.socket] = {}  # shared before served
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[object]] = set()
 
@@ -215,9 +218,8 @@ class Receiver:
             self._loop.add_reader(self.sock.fileno(), self._readable)
         for conn, held in self.waiting.pop(port, []):
             self._accept(conn, held, callback)
-        listener = self.listeners_waiting.pop(port, None)
-        if listener is not None:
-            self._share(port, listener)
+        if port in self.listeners:
+            self._serve_shared(port)
         try:
             self.sock.send(listening_message(port))
         except OSError:
@@ -225,9 +227,10 @@ class Receiver:
 
     def unserve(self, port: int) -> None:
         """A closed server: its port's connections are closed from now on, and the shared
-        listener, if any, is no longer accepted on."""
+        listener, if any, is no longer accepted on until a server is started on the port
+        again (the listener stays the app's until the gateway takes it back)."""
         self.servers.pop(port, None)
-        self._pause(port, answer=False)
+        self._stop_serving(port)
 
     def close(self) -> None:
         if self._loop is not None and self.sock.fileno() >= 0:
@@ -237,11 +240,8 @@ class Receiver:
             for conn, _held in queue:
                 conn.close()
         self.waiting.clear()
-        for port in list(self.shared):
+        for port in list(self.listeners):
             self._pause(port, answer=False)
-        for listener in self.listeners_waiting.values():
-            listener.close()
-        self.listeners_waiting.clear()
 
     def _readable(self) -> None:
         while True:
@@ -300,50 +300,73 @@ class Receiver:
         queue.append((conn, held))
 
     def _share(self, port: int, listener: socket.socket) -> None:
-        """Accept on the gateway's listener for port, with the port's own callback."""
-        callback = self.servers.get(port)
-        if callback is None:
-            old = self.listeners_waiting.pop(port, None)
-            if old is not None:
-                old.close()
-            self.listeners_waiting[port] = listener
-            return
+        """The gateway's listener for port: accepted on with the port's own callback, now if
+        the app serves the port, else once it does. One listener per port: the last wins."""
+        old = self.listeners.pop(port, None)
+        if old is not None:
+            self._stop_serving(port)
+            old.close()
+        self.listeners[port] = listener
+        if port in self.servers:
+            self._serve_shared(port)
+
+    def _serve_shared(self, port: int) -> None:
+        """Accept on a copy of port's shared listener (asyncio closes a server's socket with
+        the server), once the server on an earlier copy, if any, is closed."""
         loop = self._loop
-        assert loop is not None
-        before = self.shared.get(port)
+        callback = self.servers.get(port)
+        listener = self.listeners.get(port)
+        if loop is None or callback is None or listener is None or port in self.shared:
+            return
+        copy = listener.dup()
 
         async def serve() -> asyncio.Server | None:
-            if before is not None:  # one listener per port: the last shared wins
-                old = await before
-                if old is not None:
-                    old.close()
-            listener.setblocking(False)
+            copy.setblocking(False)
             # asyncio listens again on a socket it is given (backlog 100 by default), which
             # would shrink the gateway's backlog for a thaw's burst: keep the gateway's.
-            return await asyncio.start_server(callback, sock=listener, backlog=SHARED_BACKLOG)
+            return await asyncio.start_server(callback, sock=copy, backlog=SHARED_BACKLOG)
 
         self.shared[port] = loop.create_task(serve())
 
-    def _pause(self, port: int, answer: bool = True) -> None:
-        """Stop accepting on port's shared listener; then say so, if answer."""
+    def _stop_serving(self, port: int) -> asyncio.Task[None] | None:
+        """Close the server on port's shared listener, if any (its copy only: the gateway
+        still holds the listener, and so does self.listeners until a "P")."""
         task = self.shared.pop(port, None)
         loop = self._loop
-        if loop is None:
+        if task is None or loop is None:
+            return None
+
+        async def stop() -> None:
+            try:
+                server = await task
+            except Exception:
+                server = None
+            if server is not None:
+                server.close()
+
+        stopped = loop.create_task(stop())
+        self._tasks.add(stopped)
+        stopped.add_done_callback(self._tasks.discard)
+        return stopped
+
+    def _pause(self, port: int, answer: bool = True) -> None:
+        """Stop accepting on port's shared listener and let go of it; then say so, if
+        answer."""
+        listener = self.listeners.pop(port, None)
+        stopped = self._stop_serving(port)
+        if listener is not None:
+            listener.close()  # (a server's copy is closed with the server)
+        loop = self._loop
+        if not answer or loop is None:
             return
 
         async def pause() -> None:
-            if task is not None:
-                try:
-                    server = await task
-                except Exception:
-                    server = None
-                if server is not None:
-                    server.close()  # our copy only: the gateway still holds the listener
-            if answer:
-                try:
-                    self.sock.send(message(PAUSED, port))
-                except OSError:
-                    pass
+            if stopped is not None:
+                await stopped
+            try:
+                self.sock.send(message(PAUSED, port))
+            except OSError:
+                pass
 
         paused = loop.create_task(pause())
         self._tasks.add(paused)

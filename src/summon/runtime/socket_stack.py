@@ -17,7 +17,7 @@ import asyncio
 import os
 import socket
 from collections import deque
-from errno import EBADF
+from errno import EBADF, EPERM
 
 from summon.devices import Server, Stack, UDPEndpoint
 
@@ -174,14 +174,28 @@ class SocketStack(Stack):
         # listener of its own would take none, and its socket() is not in a profile the
         # recording run derived (it was handed its listeners): refused, with a line.
         if not servers and (receiver is None or not port):
-            servers.append(
-                await asyncio.start_server(
-                    callback, self.bind, self.host_port(port, "tcp"), backlog=backlog
-                )
-            )
+            servers.append(await self._own_server(callback, port, backlog))
         if receiver is not None and port:
             receiver.serve(port, callback)
         return SocketServer(servers, port, receiver)
+
+    async def _own_server(
+        self, callback: ClientConnected, port: int, backlog: int
+    ) -> asyncio.Server:
+        """A listener the app makes itself. asyncio skips an address whose socket() fails
+        and then serves on none: an app the sandbox refused socket() (one handed its
+        listeners, asking for a port it was not handed) went on as if it served that port,
+        and its clients were refused. It gets the error instead."""
+        host_port = self.host_port(port, "tcp")
+        server = await asyncio.start_server(callback, self.bind, host_port, backlog=backlog)
+        if not server.sockets:
+            server.close()
+            raise OSError(
+                EPERM,
+                f"cannot listen on port {port}: no socket could be made for "
+                f"{self.bind}:{host_port} (socket() was refused)",
+            )
+        return server
 
     async def open_connection(
         self, host: str, port: int

@@ -96,6 +96,7 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
         (('zone = "Summon.Test"', 'zone = ""'), "gateway.zone"),
         (("max_instances = 1", "max_instance = 1"), "max_instance"),
         (('image = "api:1"', ""), "image"),
+        (('name = "api"', ""), "service[1].name: missing; name the service with a DNS label"),
         (('"todo:/data"', '"todo"'), "volumes: 'todo': expected NAME:/PATH"),
         (('"todo:/data"', '"to do:/data"'), "volumes: 'to do:/data': 'to do' is not a volume"),
         (('"todo:/data"', '"todo:/proc"'), "volumes: 'todo:/proc': /proc belongs to"),

@@ -187,6 +187,19 @@ def test_bad_requests_and_other_methods_are_answered_then_closed() -> None:
                 answer = await asyncio.to_thread(_exchange, port, request)
                 assert answer.startswith(b"HTTP/1.1 405 ") and b"allow: GET, HEAD" in answer
                 assert b"<html" not in answer
+            # h11 parses any HTTP/d.d: HTTP/2.0 got the page.
+            answer = await asyncio.to_thread(_exchange, port, b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 505 ") and b"<html" not in answer
+            # An absolute-form target (as a proxy sends it) got 404: it is the same page.
+            answer = await asyncio.to_thread(
+                _exchange,
+                port,
+                b"GET http://x/status.json?a=b HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"GET HTTP://x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            json_answer, page_answer = answer.split(b"HTTP/1.1 ")[1:]
+            assert json_answer.startswith(b"200 ") and b'"web"' in json_answer
+            assert page_answer.startswith(b"200 ") and b"<html" in page_answer
             # HEAD: the GET's headers, no body, and the connection serves the next request.
             answer = await asyncio.to_thread(
                 _exchange,

@@ -220,6 +220,51 @@ def test_a_shared_listener_is_accepted_on_until_paused() -> None:
     asyncio.run(scenario())
 
 
+def test_a_server_closed_and_started_again_accepts_on_the_shared_listener_again() -> None:
+    """An app that closed its server and started it again on the port (which docs/sandbox.md
+    lets it do with a host listener) had let go of the gateway's shared listener for good:
+    the gateway, still sharing it, did not accept either, and clients hung in the backlog
+    until the next idle step. And a listener taken back ("P") before the app served its
+    port was accepted on once it did, behind the gateway's back."""
+
+    async def scenario() -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        stack = SocketStack("127.0.0.1", {(80, "tcp"): 0}, handoff=theirs.detach())
+        server = await stack.start_server(echo_upper, 80)
+        assert await loop.sock_recv(ours, 16) == handoff.listening_message(80)
+        gateway_listener = listening()
+        gateway_listener.setblocking(False)
+        address = gateway_listener.getsockname()
+        socket.send_fds(ours, [handoff.message(handoff.SHARE, 80)], [gateway_listener.fileno()])
+        await asyncio.sleep(0.05)
+        assert await ask(address, b"one\n") == b"ONE\n"
+        server.close()
+        await server.wait_closed()
+        server = await stack.start_server(echo_upper, 80)
+        assert await loop.sock_recv(ours, 16) == handoff.listening_message(80)
+        assert await ask(address, b"again\n") == b"AGAIN\n"  # the app accepted it again
+        # Taken back while no server runs: the next server leaves the listener alone.
+        server.close()
+        await server.wait_closed()
+        ours.send(handoff.message(handoff.PAUSE, 80))
+        assert await loop.sock_recv(ours, 16) == handoff.message(handoff.PAUSED, 80)
+        server = await stack.start_server(echo_upper, 80)
+        assert await loop.sock_recv(ours, 16) == handoff.listening_message(80)
+        client = socket.create_connection(address)
+        conn, _ = await asyncio.wait_for(loop.sock_accept(gateway_listener), 5)
+        conn.close()
+        client.close()
+        server.close()
+        assert stack.receiver is not None
+        stack.receiver.close()
+        gateway_listener.close()
+        ours.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
 # --- "A": a connection with its client's address -------------------------------------------
 
 PEERS = [

@@ -85,6 +85,31 @@ def test_tcp_server_port_0_and_serve_forever() -> None:
     asyncio.run(scenario())
 
 
+def test_a_port_whose_socket_is_refused_is_an_error_not_a_server_on_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In the sandbox an app handed its listeners has socket() refused (seccomp, EPERM).
+    asyncio skips an address whose socket() fails and serves on none, so start_server on a
+    port the app was not handed returned a server: the app went on as if it served there,
+    and its clients were refused. It raises now."""
+
+    class Refused(socket.socket):  # as the sandbox's filter answers socket()
+        def __init__(
+            self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
+        ) -> None:
+            if fileno is None:
+                raise PermissionError(errno.EPERM, "Operation not permitted")
+            super().__init__(family, type, proto, fileno)
+
+    async def scenario() -> None:
+        monkeypatch.setattr(socket, "socket", Refused)
+        with pytest.raises(OSError, match="cannot listen on port 9002") as refused:
+            await SocketStack("127.0.0.1").start_server(lambda r, w: w.close(), 9002)
+        assert refused.value.errno == errno.EPERM
+
+    asyncio.run(scenario())
+
+
 def test_udp_on_the_mapped_host_port() -> None:
     host_port = free_port(socket.SOCK_DGRAM)
 

@@ -12,6 +12,7 @@ from summon.targets.sandbox import gate
 AF_INET, AF_NETLINK, AF_VSOCK = 2, 16, 40
 NR_SOCKET, NR_UNAME, NR_INOTIFY_INIT1 = 41, 63, 294
 NR_CLONE, NR_FORK, NR_VFORK = 56, 57, 58
+NR_RESTART_SYSCALL = 219
 # glibc's fork(): clone(CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD); a thread's flags.
 FORK_FLAGS = 0x01000000 | 0x00200000 | 17
 THREAD_FLAGS = 0x003D0F00
@@ -47,6 +48,15 @@ def test_socket_families(enforcing: gate.ExecGate, recording: gate.ExecGate) -> 
         assert rule == "seccomp: socket mode allows socket families AF_UNIX, AF_INET, AF_INET6 only"
         assert g._judge(NR_SOCKET, "socket", 2**64 - 1) is not None
     assert recording._judge(NR_SOCKET, "socket", AF_INET) is None  # noted and let through
+
+
+def test_the_kernels_resumption_of_a_stopped_sleep_is_let_through(
+    enforcing: gate.ExecGate, recording: gate.ExecGate
+) -> None:
+    """restart_syscall is the kernel's, after a stop (a gateway's frozen tier) cut a timed
+    poll() or sleep short; refused, the thawed app got EPERM from a call it never made."""
+    for g in (enforcing, recording):
+        assert g._judge(NR_RESTART_SYSCALL, "restart_syscall", 0) is None
 
 
 def test_direct_mode_has_no_kernel_socket(tmp_path: Path, lines: list[str]) -> None:

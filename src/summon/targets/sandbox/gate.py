@@ -61,6 +61,13 @@ RULE_FORK = (
     "use threads or asyncio"
 )
 RULE_UNRECORDED = "seccomp: not among the calls this image's recording run made"
+# The kernel's own call, not the app's: a sleep with a timeout (poll, select's selectors,
+# nanosleep, clock_nanosleep, a timed futex wait) that a stop interrupts (the cgroup
+# freezer, so a gateway's frozen tier; SIGSTOP) goes on through restart_syscall once the
+# task runs again. It takes no arguments and only resumes the call the filter admitted: let
+# through, never recorded. Refused, a plain script blocked in poll() (http.server's
+# serve_forever) died of EPERM at its first thaw, and a thread in time.sleep() raised it.
+RESUME = "restart_syscall"
 RULE_OUTSIDE = "seccomp: not in the sandbox's allowlist"
 
 
@@ -206,7 +213,8 @@ class ExecGate:
         refusal = self._judge(nr, name, args[0])
         if refusal is None:
             self._send(notify_fd, _RESP.pack(notif_id, 0, 0, _FLAG_CONTINUE))
-            self.recorded.add(name)
+            if name != RESUME:  # (the kernel's, not the app's: it widens no profile)
+                self.recorded.add(name)
             return
         what, rule = refusal
         self._send(notify_fd, _deny(notif_id))
@@ -228,6 +236,8 @@ class ExecGate:
 
     def _judge(self, nr: int, name: str, arg0: int) -> tuple[str, str] | None:
         """None to let the call through, else (what, rule) to refuse it with."""
+        if name == RESUME:
+            return None
         if name in seccomp.PROCESS_CALLS or (name == "clone" and not arg0 & seccomp.CLONE_THREAD):
             return "fork", RULE_FORK  # never, recording or not
         if nr == _NR_SOCKET:
