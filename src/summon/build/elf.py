@@ -10,9 +10,11 @@ from __future__ import annotations
 import glob
 import os
 import re
+import struct
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSegment
@@ -398,3 +400,49 @@ def iter_elf_files(paths: Iterable[Path]) -> Iterator[Path]:
                     yield p
         except OSError:
             continue
+
+
+def undefined_symbols(paths: Iterable[Path], wanted: Collection[str]) -> set[str]:
+    """Which of the wanted symbols the ELF files among paths import (undefined in their
+    dynamic symbol table): e.g. glibc's pre-2.33 stat wrappers, which a wheel built against
+    an older glibc calls and today's glibc answers with the legacy stat syscalls."""
+    found: set[str] = set()
+    for path in paths:
+        try:
+            with path.open("rb") as f:
+                if f.read(4) != b"\x7fELF":
+                    continue
+                f.seek(0)
+                elf = ELFFile(f)
+                dynsym = elf.get_section_by_name(".dynsym")
+                dynstr = elf.get_section_by_name(".dynstr")
+                if dynsym is None or dynstr is None:
+                    continue
+                found |= _undefined(elf, dynsym, dynstr.data(), wanted)
+        except (ELFError, OSError, ValueError, struct.error):
+            continue
+    return found
+
+
+def _undefined(elf: ELFFile, dynsym: Any, names: bytes, wanted: Collection[str]) -> set[str]:
+    """The wanted names that dynsym holds undefined (section index 0), names its strings."""
+    offsets: dict[int, str] = {}
+    for name in wanted:  # where each name is a whole string of the table
+        at = names.find(b"\0" + name.encode() + b"\0")
+        if at >= 0:
+            offsets[at + 1] = name
+    if not offsets:
+        return set()  # most files name none: their symbols are not read
+    if elf.elfclass != 64:
+        return {
+            sym.name
+            for sym in dynsym.iter_symbols()
+            if sym.name in wanted and sym["st_shndx"] == "SHN_UNDEF"
+        }
+    # Elf64_Sym: st_name u32, st_info u8, st_other u8, st_shndx u16, st_value, st_size u64.
+    form = ("<" if elf.little_endian else ">") + "IBBHQQ"
+    return {
+        offsets[name]
+        for name, _, _, shndx, _, _ in struct.iter_unpack(form, dynsym.data())
+        if shndx == 0 and name in offsets
+    }

@@ -373,6 +373,7 @@ def build(
                 secrets=secrets,
                 learned=learned,
                 modules=closure.modules,
+                elf_files=[*extensions, *(lib.host_path for lib in libs.libraries)],
                 env=run_env,
                 warm=warm,
             )

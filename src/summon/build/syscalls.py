@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from summon.build.crawl import Crawl, ask, crawl
+from summon.build.elf import undefined_symbols
 from summon.build.learned import Learned, learned_code, learned_note, warm_note
 from summon.build.readonly import ReadOnlyWrite, readonly_line, refused_write
 from summon.build.rootfs import Rootfs
@@ -147,6 +148,7 @@ def record_image(
     secrets: tuple[SecretFile, ...] = (),
     learned: Learned | None = None,
     modules: Collection[str] = (),
+    elf_files: Collection[Path] = (),
     env: Mapping[str, str] | None = None,
     warm: list[str] | None = None,
 ) -> tuple[DerivedSyscalls | None, list[str]]:
@@ -155,15 +157,18 @@ def record_image(
     A page the crawl found by following links that ended the app (a "quit" link) cost the
     run everything after it: the image kept the static allowlist and learned none of the
     pages' code. The run is made again without that page (MAX_RERUNS times at most), and
-    the build says so. The arguments are _record_once's."""
+    the build says so. elf_files: the image's extension modules and shared libraries (host
+    paths), whose imported symbols may need calls (seccomp.device_syscalls). The other
+    arguments are _record_once's."""
+    symbols = undefined_symbols(elf_files, seccomp.symbols_with_calls())
     skip: list[str] = []
     said: list[str] = []
     while True:
         ended: list[str] = []
         derived, warnings = _record_once(
             rootfs, app_config, argv, image=image, extra=extra, timeout=timeout,
-            secrets=secrets, learned=learned, modules=modules, env=env, warm=warm,
-            skip=tuple(skip), ended=ended,
+            secrets=secrets, learned=learned, modules=modules, symbols=symbols, env=env,
+            warm=warm, skip=tuple(skip), ended=ended,
         )  # fmt: skip
         if derived is not None or not ended or len(skip) >= MAX_RERUNS:
             return derived, [*said, *warnings]
@@ -185,6 +190,7 @@ def _record_once(
     secrets: tuple[SecretFile, ...],
     learned: Learned | None,
     modules: Collection[str],
+    symbols: Collection[str],
     env: Mapping[str, str] | None,
     warm: list[str] | None,
     skip: tuple[str, ...],
@@ -192,7 +198,8 @@ def _record_once(
 ) -> tuple[DerivedSyscalls | None, list[str]]:
     """Run the unpacked image once under the recording profile; (derived list, warnings).
 
-    modules: the image's modules (seccomp.device_syscalls adds what some of them need).
+    modules: the image's modules, symbols what its ELF files import of
+    seccomp.symbols_with_calls() (seccomp.device_syscalls adds what some of them need).
     env: the run's environment (default: app.json's), summon build -e's over the manifest's.
 
     secrets: what `summon build --secret` gave the run (standins.py adds TLS stand-ins).
@@ -378,7 +385,7 @@ def _record_once(
             f"answering takes; the image keeps the sandbox's static syscall allowlist{hint}",
             *warnings,
         ]
-    declared = seccomp.device_syscalls(dict(app_config), modules)
+    declared = seccomp.device_syscalls(dict(app_config), modules, symbols)
     derived = DerivedSyscalls(
         network=network,
         allowed=tuple(sorted(recording.allowlist(extra) | set(declared))),

@@ -19,6 +19,7 @@ from summon.build.elf import (
     loader_dirs,
     read_dynamic,
     read_ld_so_conf,
+    undefined_symbols,
 )
 from summon.errors import BuildError
 
@@ -278,3 +279,27 @@ def test_host_libraries_are_the_hosts_own_not_a_packages_or_an_extension(tmp_pat
     conf = tmp_path / "ld.so.conf"
     conf.write_text("")
     assert host_libraries([vendored, dynload, gone, anl], conf) == ([anl] if anl.exists() else [])
+
+
+@needs_gcc
+def test_the_legacy_stat_wrappers_an_object_imports_are_found(tmp_path: Path) -> None:
+    """A wheel built against glibc before 2.33 (manylinux2014) imports __xstat and __lxstat,
+    which today's glibc answers with the legacy stat and lstat syscalls: duckdb's file scans
+    were refused `stat` in the sandbox. Only an import counts, not a definition (libc's)."""
+    src = tmp_path / "old.c"
+    src.write_text(
+        "extern int __xstat(int, const char *, void *);\n"
+        "extern int __lxstat(int, const char *, void *);\n"
+        "int probe(const char *p, void *b) { return __xstat(1, p, b) + __lxstat(1, p, b); }\n"
+        "int __xstat64(int v, const char *p, void *b) { return v; }\n"  # defined here
+    )
+    old = tmp_path / "old.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", old, src], check=True)
+    plain = tmp_path / "plain.c"
+    plain.write_text("int __lxstat_like(void) { return 0; }\n")
+    new = tmp_path / "new.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", new, plain], check=True)
+    wanted = {"__xstat", "__xstat64", "__lxstat", "__lxstat64"}
+    assert undefined_symbols([old], wanted) == {"__xstat", "__lxstat"}
+    assert undefined_symbols([new, src, tmp_path / "gone.so"], wanted) == set()
+    assert undefined_symbols([Path("/lib/x86_64-linux-gnu/libc.so.6")], wanted) == set()

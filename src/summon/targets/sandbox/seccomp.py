@@ -145,7 +145,9 @@ def base_syscalls(network: str = "socket") -> dict[str, str]:
     }
 
 
-def device_syscalls(app_config: dict[str, Any], modules: Collection[str] = ()) -> dict[str, str]:
+def device_syscalls(
+    app_config: dict[str, Any], modules: Collection[str] = (), symbols: Collection[str] = ()
+) -> dict[str, str]:
     """The calls the devices an image uses always make, each with the reason: allowed in its
     derived profile whether or not the recording run reached them (a KV_RW store's batch
     flush, its packing, happen long after a start). Today: the KV_RW store's, for an image
@@ -154,7 +156,9 @@ def device_syscalls(app_config: dict[str, Any], modules: Collection[str] = ()) -
     stdlib modules the image holds (`modules`), which a handler reaches on paths the build's
     one request does not: shutil's copies (their bytes, mode and times), multiprocessing's
     pipes (so that what the sandbox refuses is the fork itself). Not subprocess's: every
-    image holds subprocess (os.popen imports it), and its Popen fails on the pipe anyway."""
+    image holds subprocess (os.popen imports it), and its Popen fails on the pipe anyway.
+    And the calls of symbols its ELF files import (`symbols`, build/elf.undefined_symbols):
+    a wheel built against an older glibc stats files through the legacy stat syscalls."""
     base = _data()["base"]
     by_device: dict[str, dict[str, str]] = base["by-device"]
     calls: dict[str, str] = {}
@@ -165,7 +169,16 @@ def device_syscalls(app_config: dict[str, Any], modules: Collection[str] = ()) -
     by_module: dict[str, dict[str, str]] = base["by-module"]
     for module in sorted(set(by_module) & set(modules)):
         calls.update(by_module[module])
+    by_symbol: dict[str, dict[str, str]] = base["by-symbol"]["symbols"]
+    for symbol in sorted(set(by_symbol) & set(symbols)):
+        calls.update(by_symbol[symbol])
     return calls
+
+
+def symbols_with_calls() -> frozenset[str]:
+    """The symbols an image's ELF files may import that device_syscalls answers: glibc's
+    pre-2.33 stat wrappers, which reach the legacy stat syscalls."""
+    return frozenset(_data()["base"]["by-symbol"]["symbols"])
 
 
 def socket_families(network: str) -> dict[str, int]:
