@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from summon import paths, targets
 from summon.errors import UserError
-from summon.gateway import ahead, inuse, rest, sharing
+from summon.gateway import ahead, inuse, lastwords, rest, sharing
 from summon.gateway.config import GatewayConfig, ServiceConfig
 from summon.gateway.dns import DnsServer, Zone
 from summon.gateway.handoff import Channel
@@ -33,7 +33,7 @@ from summon.gateway.launched import Launched
 from summon.gateway.service import Launcher, Service, State
 from summon.gateway.status import StatusServer
 from summon.instances import scratch
-from summon.instances.console import ConsoleLog, shown
+from summon.instances.console import ConsoleLog
 from summon.targets.base import HANDOFF, PortForward, RunSpec, SecretFile, Target, Volume
 
 if TYPE_CHECKING:
@@ -148,13 +148,9 @@ class ImageLauncher:
         return self.state_root / f"{name}.log"
 
     def last_line(self, name: str) -> str:
-        """The app's last console line: usually the error it died of."""
-        try:
-            lines = self.log_path(name).read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        # The app's words, in the gateway's log (a terminal, often): its escapes are shown.
-        return shown(lines[-1][:300]) if lines else ""
+        """The app's last console line that is not the runtime's banner: usually the error
+        it died of (lastwords.py)."""
+        return lastwords.last_line(self.log_path(name))
 
     def _forget_stopped(self, service: str, name: str) -> None:
         """Delete the folders and console logs of the service's stopped boots but the last
