@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from summon import paths, targets
 from summon.errors import UserError
-from summon.gateway import ahead, inuse, lastwords, rest, sharing
+from summon.gateway import ahead, inuse, lastwords, report, rest, sharing
 from summon.gateway.config import GatewayConfig, ServiceConfig
 from summon.gateway.dns import DnsServer, Zone
 from summon.gateway.handoff import Channel
@@ -441,7 +441,7 @@ class Gateway:
             return
         self._boms[name] = bom
         svc.image_ports = tuple(bom.get("ports") or ())
-        if (hint := svc.ports_hint()) and not svc.config.ports_given:
+        if (hint := report.ports_hint(svc.config, svc.image_ports)) and not svc.config.ports_given:
             log.warning("service %s: %s", name, hint)
 
     def _add(
@@ -582,4 +582,8 @@ class Gateway:
             docs.append((doc, instance, svc.state == State.UP))
         # a task only for a service with an instance: 200 services down make no 200 tasks
         await asyncio.gather(*(_instance_figures(*e) for e in docs if e[1] is not None))
+        for doc, instance, _up in docs:
+            if doc["runtime"] and (this := self.services.get(doc["name"])) is not None:
+                report.count_app(this, instance, doc["runtime"])  # what the app took itself
+                doc["warm_requests"] = this.warm
         return [doc for doc, _instance, _up in docs]
