@@ -15,6 +15,8 @@ import contextlib
 import math
 import socket
 
+from summon.gateway.sharing import budget
+
 FIRST = 1.0  # seconds: the wait after the second failure in a row
 MOST = 30.0  # seconds: the longest wait
 DRAIN = 1.0  # seconds a refused client has to take the answer before it is closed
@@ -56,8 +58,10 @@ def unavailable(name: str, wait: float) -> bytes:
 
 async def refuse(conn: socket.socket, answer: bytes) -> None:
     """Answer conn and close it once the client has had it (or DRAIN seconds passed): closed
-    at once with its request unread, the kernel would reset it, answer and all."""
+    at once with its request unread, the kernel would reset it, answer and all. It counts
+    as a held connection meanwhile: a flood of them cannot take the files a boot needs."""
     loop = asyncio.get_running_loop()
+    budget.held += 1
     try:
         conn.setblocking(False)
         conn.send(answer)  # small: the socket's buffer takes it whole
@@ -70,3 +74,4 @@ async def refuse(conn: socket.socket, answer: bytes) -> None:
         pass
     finally:
         conn.close()
+        budget.held -= 1
