@@ -32,7 +32,7 @@ def gateway_command(config_path: Path, verbose: bool) -> None:
     # A bad file fails here, one line, before anything listens; the gateway's process gets
     # the document that was checked (main.CHECKED_CONFIG).
     checked = config_mod.read(config_path)
-    config_mod.parse(checked, config_path)
+    config_mod.check_paths(config_mod.parse(checked, config_path))
     argv, env = lean_command(config_path.absolute(), verbose, checked)
     os.execve(argv[0], argv, env)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ except ImportError:  # another Python's layout (3.12: _sha2)
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*\Z", re.ASCII)
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 MAX_NAME = 254  # characters of a DNS name with its final dot (255 octets on the wire)
 NS_LABEL = "ns"  # ns.<zone> is the DNS server's own name (dns.py), no service's
 MIN_MEMORY = 8 << 20  # bytes, as cli/run.py's and the manifest's minimum
@@ -76,19 +77,28 @@ class GatewayConfig:
         return allocate_addresses([s.name for s in self.services])
 
 
+MAX_DURATION = 30 * 24 * 3600.0  # seconds: 30 days (720h), longer than any wait worth setting
+
+
 def parse_duration(value: object, bad: Any) -> float:
-    """30s, 500ms, 2m, 1h or a plain number of seconds."""
+    """30s, 500ms, 2m or 1h: a number with its unit, at most MAX_DURATION.
+
+    A bare number is refused rather than read as seconds: `idle_timeout = 30` was taken as
+    30 s without a word, though a reader may mean minutes (or, from other tools, ms)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        m = _DURATION.match(str(value))
-        if not m:
+        if not math.isfinite(value):  # TOML's inf and nan: no wait of any length
             raise bad(f'{value!r} is not a duration such as "30s"')
-        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-    if not math.isfinite(seconds):  # TOML's inf and nan: no wait of any length
+        raise bad(f'{value!r} has no unit: write it as a string with one, such as "{value}s"')
+    m = _DURATION.match(str(value))
+    if not m:
         raise bad(f'{value!r} is not a duration such as "30s"')
+    if m.group(2) is None:
+        raise bad(f'{value!r} has no unit: write it with one, such as "{m.group(1)}s"')
+    seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
     if seconds <= 0:
         raise bad(f"{value!r} must be more than zero")
+    if seconds > MAX_DURATION:  # 99999999999999999h was taken, a wait no one means
+        raise bad(f"{value!r} is over the most a duration may be, 720h (30 days)")
     return seconds
 
 
@@ -222,9 +232,19 @@ def parse(doc: dict[str, Any], path: Path) -> GatewayConfig:
 
 
 def _check_clashes(config: GatewayConfig, bad_at: Any) -> None:
-    """The DNS (TCP too) and status servers on a port one of the services listens on: the
-    service took it first, and the gateway refused to start with "cannot listen on
-    0.0.0.0:8099 for its status server: Address already in use", naming no service."""
+    """Two of the gateway's listeners on one address and port, found before any binds: the
+    DNS server (TCP too), the status server and the services' ports. The second to bind
+    said only "cannot listen on 0.0.0.0:8099 for its status server: Address already in
+    use", naming neither setting. (Services cannot clash: each has its own address.)"""
+    (dns_host, dns_port), (status_host, status_port) = config.dns, config.status
+    if dns_port == status_port and (
+        dns_host == status_host or "0.0.0.0" in (dns_host, status_host)
+    ):
+        # both listen on TCP: the second said only "Address already in use" at start
+        raise bad_at("gateway.status")(
+            f"{status_host}:{status_port} is also where gateway.dns listens "
+            f"({dns_host}:{dns_port}, UDP and TCP): give one of them another port"
+        )
     addresses = config.addresses()
     for key, (host, port) in (("dns", config.dns), ("status", config.status)):
         for svc in config.services:
@@ -371,3 +391,20 @@ def _volumes(values: list[str], bad: Any) -> list[tuple[str, str]]:
             raise bad(f"{value!r}: {why}")
         mounts.append((source, path))
     return mounts
+
+
+def check_paths(config: GatewayConfig) -> None:
+    """Each service's secret files and host folders (volumes) exist: at the gateway's start
+    and at each reload, rather than at the service's first request (its boot failed then,
+    long after the config was accepted). Named volumes are made when first used."""
+
+    for svc in config.services:
+        where = f"{config.path}: service {svc.name!r}"
+        for secret, file in svc.secrets:
+            if not os.path.isfile(file):
+                why = "no such file" if not os.path.exists(file) else "not a file"
+                raise ConfigError(f"{where}: secrets: {secret}={file}: {why}")
+        for source, path in svc.volumes:
+            if source.startswith("/") and not os.path.isdir(source):
+                why = "no such folder" if not os.path.exists(source) else "not a folder"
+                raise ConfigError(f"{where}: volumes: {source}:{path}: {why}")

@@ -84,6 +84,7 @@ async def serve(path: Path, checked: dict[str, Any] | None = None) -> None:
 
     asyncio.get_running_loop().set_default_executor(IdleWorkers())
     config = config_mod.parse(checked, path) if checked is not None else config_mod.load(path)
+    config_mod.check_paths(config)
     del checked  # the document stays in no frame for the gateway's lifetime (~0.5 KB a service)
     gateway = Gateway(config)
     if gateway.in_use_dir is not None:
@@ -110,6 +111,7 @@ async def serve(path: Path, checked: dict[str, Any] | None = None) -> None:
     async def reload() -> None:
         try:
             new = config_mod.load(path)
+            config_mod.check_paths(new)
         except UserError as e:  # a bad edit keeps the running config
             print(f"summon gateway: reload refused: {e}", file=sys.stderr)
             return

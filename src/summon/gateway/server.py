@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from summon import paths, targets
 from summon.errors import UserError
-from summon.gateway import ahead, inuse, rest, sharing
+from summon.gateway import ahead, inuse, lastwords, report, rest, sharing
 from summon.gateway.config import GatewayConfig, ServiceConfig
 from summon.gateway.dns import DnsServer, Zone
 from summon.gateway.handoff import Channel
@@ -33,7 +33,7 @@ from summon.gateway.launched import Launched
 from summon.gateway.service import Launcher, Service, State
 from summon.gateway.status import StatusServer
 from summon.instances import scratch
-from summon.instances.console import ConsoleLog, shown
+from summon.instances.console import ConsoleLog
 from summon.targets.base import HANDOFF, PortForward, RunSpec, SecretFile, Target, Volume
 
 if TYPE_CHECKING:
@@ -148,13 +148,9 @@ class ImageLauncher:
         return self.state_root / f"{name}.log"
 
     def last_line(self, name: str) -> str:
-        """The app's last console line: usually the error it died of."""
-        try:
-            lines = self.log_path(name).read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        # The app's words, in the gateway's log (a terminal, often): its escapes are shown.
-        return shown(lines[-1][:300]) if lines else ""
+        """The app's last console line that is not the runtime's banner: usually the error
+        it died of (lastwords.py)."""
+        return lastwords.last_line(self.log_path(name))
 
     def _forget_stopped(self, service: str, name: str) -> None:
         """Delete the folders and console logs of the service's stopped boots but the last
@@ -445,7 +441,7 @@ class Gateway:
             return
         self._boms[name] = bom
         svc.image_ports = tuple(bom.get("ports") or ())
-        if (hint := svc.ports_hint()) and not svc.config.ports_given:
+        if (hint := report.ports_hint(svc.config, svc.image_ports)) and not svc.config.ports_given:
             log.warning("service %s: %s", name, hint)
 
     def _add(
@@ -586,4 +582,8 @@ class Gateway:
             docs.append((doc, instance, svc.state == State.UP))
         # a task only for a service with an instance: 200 services down make no 200 tasks
         await asyncio.gather(*(_instance_figures(*e) for e in docs if e[1] is not None))
+        for doc, instance, _up in docs:
+            if doc["runtime"] and (this := self.services.get(doc["name"])) is not None:
+                report.count_app(this, instance, doc["runtime"])  # what the app took itself
+                doc["warm_requests"] = this.warm
         return [doc for doc, _instance, _up in docs]

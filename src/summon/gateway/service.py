@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from summon.errors import UnknownImage
-from summon.gateway import tiers
+from summon.gateway import backoff, report, tiers
 from summon.gateway.blocking import exit_text, exited, stop_late, stop_quietly, waited
 from summon.gateway.config import ServiceConfig
 from summon.gateway.handoff import Channel, ChannelClosed
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 HOLD_LIMIT = 32 * 1024  # StreamReader limit of spliced connections (asyncio pauses at 2x)
 HISTORY = 40  # boots and thaws kept for the status page's graph
+RENEW = "renew"  # due_tier: the instance's image tag names another image now
 _RETRY = 0.005
 
 
@@ -77,10 +78,10 @@ class Service:
     # less and 400 1.4 MB less (benchmarks/bench_density.py).
     __slots__ = tuple(
         "_app_accepted _boot _boot_t0 _changing _first_byte_pending _seq _stopping _tasks "
-        "_watch _writers address booted_at boots channel cold config failed_tiers failures "
-        "history image_changed image_digest image_error image_ports instance instance_name "
-        "internal ladder last_active last_boot last_start last_thaw launcher listeners open "
-        "reason reason_of_exit state thaws warm".split()
+        "_watch _writers address app_seen backoff booted_at boots channel cold config "
+        "failed_tiers failures history image_changed image_digest image_error image_ports "
+        "instance instance_name internal ladder last_active last_boot last_start last_thaw "
+        "launcher listeners open reason reason_of_exit state thaws warm".split()
     )
 
     def __init__(
@@ -104,6 +105,8 @@ class Service:
         self.channel: Channel | None = None
         self.listeners: Listeners | None = None  # the gateway's, shared with a warm app
         self._app_accepted: float | None = None  # the app's connections, when last asked
+        self.app_seen: tuple[int, int] | None = None  # (taken itself, answered): count_app
+        self.backoff = backoff.Backoff()  # failures in a row: the next boot waits
         self.image_digest = self.instance_name = ""
         self.internal: dict[int, int] = {}  # guest port -> 127.0.0.1 port of the instance
         self.boots = self.thaws = self.failures = self.cold = self.warm = 0
@@ -157,6 +160,7 @@ class Service:
 
         async def share() -> None:
             figures = await asyncio.to_thread(instance.runtime_stats, 0.5)
+            report.count_app(self, instance, figures)
             if (
                 figures
                 and self.instance is instance
@@ -198,6 +202,8 @@ class Service:
                     await asyncio.shield(busy)
                 continue
             if self._boot is None:
+                if wait := self.backoff.left(time.monotonic()):
+                    raise BootFailed(f"backing off: next boot in {wait:.1f}s")
                 self._boot = asyncio.ensure_future(self._do_boot())
             await asyncio.shield(self._boot)
 
@@ -241,7 +247,7 @@ class Service:
                     channel.close()
                 status = await asyncio.to_thread(exited, instance, 1.0 if died else 0.0)
                 await asyncio.to_thread(stop_quietly, instance)
-                hint = f"; {h}" if (h := self.ports_hint()) else ""
+                hint = f"; {h}" if (h := report.ports_hint(self.config, self.image_ports)) else ""
                 why = f"{e} (boot_timeout {self.config.boot_timeout:g}s){hint}"
                 if status is not None:  # it died: "did not serve" in 0.1 s said nothing of why
                     why = f"{exit_text(instance, status, self.reason_of_exit(name))} ({e})"
@@ -250,6 +256,8 @@ class Service:
             self.state = State.FAILED
             self.reason = str(e)
             self.failures += 1
+            if not self.image_error:  # a missing image is checked again once the store changes
+                self.backoff.failed(time.monotonic())
             log.warning("service %s: boot failed: %s", self.name, e)
             raise
         finally:
@@ -284,19 +292,6 @@ class Service:
     def _ports_text(self) -> str:
         return ", ".join(map(str, self.config.ports))
 
-    def ports_hint(self) -> str:
-        """What to change when the service listens on ports its image does not serve
-        (known once the image was read); "" when they agree or nothing is known."""
-        serves, listens = self.image_ports, self.config.ports
-        if not serves or set(listens) <= set(serves):
-            return ""
-        default = "" if self.config.ports_given else " (the default without `ports`)"
-        wanted = ", ".join(map(str, serves))
-        return (
-            f"its image {self.config.image} serves port(s) {wanted}, the service listens on "
-            f"{self._ports_text()}{default}: set ports = [{wanted}] in the service"
-        )
-
     async def _watch_exit(self, instance: Instance) -> None:
         """An app that exits on its own marks the service failed and closes its connections."""
         status = await waited(instance)
@@ -304,6 +299,7 @@ class Service:
             return  # stopped by the gateway: not a failure
         self.reason = exit_text(instance, status, self.reason_of_exit(self.instance_name))
         self.failures += 1
+        self.backoff.failed(time.monotonic())
         self.state = State.FAILED
         self._drop_instance()
         log.warning("service %s: %s", self.name, self.reason)
@@ -313,7 +309,7 @@ class Service:
     def _drop_instance(self) -> None:
         self.instance = None
         self.internal = {}
-        self._app_accepted = None
+        self._app_accepted = self.app_seen = None
         if self.listeners is not None:
             self.listeners.lost()  # the app's copies go with it
         if self.channel is not None:
@@ -370,6 +366,8 @@ class Service:
             return None
         if self._changing is not None or self._stopping is not None:
             return None
+        if self.state == State.UP and not self.open and self.image_moved():
+            return RENEW
         return self.ladder.due(str(self.state), self.idle_for(now), self.failed_tiers)
 
     def busy_inside(self) -> bool:
@@ -380,6 +378,7 @@ class Service:
         if instance is None or self.channel is None or self.state != State.UP:
             return False
         figures = instance.runtime_stats(0.2)
+        report.count_app(self, instance, figures)
         accepted, before = figures.get("accepted"), self._app_accepted
         if accepted is not None:
             self._app_accepted = accepted
@@ -387,14 +386,22 @@ class Service:
         return moved or bool(figures.get("active", 0))
 
     async def step_down(self, tier: str) -> None:
-        """Take the idle service to tier (frozen, snapshotted or down)."""
+        """Take the idle service to tier (frozen, snapshotted or down), or with RENEW, an
+        instance of an image its tag no longer names down and the new image up."""
         if tier == tiers.DOWN and self.instance is None:
             await self.stop()  # snapshotted: nothing runs
             return
-        await self._change(tier, idle_only=True)
-        if tier == tiers.DOWN and (stopping := self._stopping) is not None:
+        await self._change(tiers.DOWN if tier == RENEW else tier, idle_only=True)
+        if (stopping := self._stopping) is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(stopping)
+            if tier == RENEW:
+                log.info("service %s: its image changed; booting the new one", self.name)
+                self.trigger()
+
+    def image_moved(self) -> bool:
+        """Whether the instance's image tag now names another image (a build, a pull)."""
+        return bool(self.image_digest) and self.image_changed(self.config, self.image_digest)
 
     async def _change(self, tier: str, idle_only: bool) -> None:
         """Take the instance to tier, once the app has let go of shared listeners. With
@@ -422,6 +429,7 @@ class Service:
                 self.state = State.FROZEN
             elif tier == tiers.SNAPSHOTTED:
                 await self._snapshot(instance)
+            self.backoff.ok()  # it lived until the gateway took it down: no failure streak
         except Exception as e:  # NotSupported, FreezeFailed...: this instance stays where it is
             self.failed_tiers += (tier,)
             log.warning("service %s: cannot go %s: %s", self.name, tier, e)
@@ -454,7 +462,7 @@ class Service:
         instance = self.instance
         if instance is None:
             return
-        if self.image_digest and self.image_changed(self.config, self.image_digest):
+        if self.image_moved():
             log.info("service %s: its image changed; replacing the frozen instance", self.name)
             self._begin_stop()
             return
@@ -483,7 +491,12 @@ class Service:
         """A client connection the gateway accepted (from peer, as accept() gave it): handed
         over at once if the service is up and takes connections by fd, else held (see
         _serve)."""
-        self.last_active = time.monotonic()
+        self.last_active = now = time.monotonic()
+        if self._boot is None and self.state in (State.FAILED, State.DOWN):
+            if wait := self.backoff.left(now):  # 503 with Retry-After, not a boot
+                answer = backoff.unavailable(self.name, wait)
+                self._keep(asyncio.ensure_future(backoff.refuse(conn, answer)))
+                return
         channel = self.channel
         if self.state == State.UP and channel is not None and self._changing is None:
             with contextlib.suppress(ChannelClosed):
@@ -559,6 +572,7 @@ class Service:
                 await asyncio.sleep(_RETRY)
 
     def _first_byte(self) -> None:
+        self.backoff.ok()  # the app answered
         if self._first_byte_pending:
             self._first_byte_pending = False
             self.last_boot = time.monotonic() - self._boot_t0
@@ -570,31 +584,5 @@ class Service:
             w.close()
 
     def snapshot(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "address": self.address,
-            "ports": list(self.config.ports),
-            "image": self.config.image,
-            "image_digest": self.image_digest,
-            "target": self.config.target,
-            "state": str(self.state),
-            "error": self.reason or self.image_error,
-            "boots": self.boots,
-            "thaws": self.thaws,
-            "failures": self.failures,
-            "cold_requests": self.cold,
-            "warm_requests": self.warm,
-            "open_connections": self.open,
-            "handed_over": self.channel is not None,
-            "listeners_shared": self.listeners is not None and self.listeners.shared,
-            "last_boot_seconds": self.last_boot,
-            "last_start_seconds": self.last_start,
-            "last_thaw_seconds": self.last_thaw,
-            "booted_at": self.booted_at,
-            "boot_history": [
-                {"at": at, "seconds": round(seconds, 6), "how": how}
-                for at, seconds, how in self.history
-            ],
-            "idle_timeout": self.config.idle_timeout,
-            "tiers": self.ladder.timeouts(),
-        }
+        """What the status page shows of the service (report.py)."""
+        return report.service_doc(self)

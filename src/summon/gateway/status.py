@@ -197,6 +197,8 @@ def page(services: list[dict[str, Any]], now: float | None = None) -> str:
         state = escape(s["state"]) + (
             f"<br><small>{escape(s['error'])}</small>" if s["error"] else ""
         )
+        if wait := s.get("backoff_seconds"):  # failing again and again (backoff.py)
+            state += f"<br><small>backing off: next boot in {wait:.1f} s (503 meanwhile)</small>"
         cells = [
             f"<b>{escape(s['name'])}</b><br><small>{s['address']}:"
             f"{','.join(map(str, s['ports']))}</small>",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from summon.gateway.config import ConfigError, allocate_addresses, load
+from summon.gateway.config import ConfigError, allocate_addresses, check_paths, load
 
 GOOD = """
 [gateway]
@@ -249,3 +249,82 @@ def test_the_cli_reports_a_bad_file_in_one_line_exit_2(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0
     assert f"{path}: service 'http': target: 'docker' is not one of" in r.stderr
+
+
+@pytest.mark.parametrize("key", ["idle_timeout", "boot_timeout", "freeze_after", "snapshot_after"])
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        # A bare number was taken as seconds without a word (a reader may mean minutes).
+        ("30", '30 has no unit: write it as a string with one, such as "30s"'),
+        ("1.5", '1.5 has no unit: write it as a string with one, such as "1.5s"'),
+        ('"30"', "'30' has no unit: write it with one, such as \"30s\""),
+        # Accepted before: a wait no one means.
+        (
+            '"99999999999999999h"',
+            "'99999999999999999h' is over the most a duration may be, 720h (30 days)",
+        ),
+        ('"721h"', "'721h' is over the most a duration may be, 720h (30 days)"),
+    ],
+)
+def test_every_duration_needs_a_unit_and_has_a_bound(
+    tmp_path: Path, key: str, value: str, said: str
+) -> None:
+    text = f'[[service]]\nname = "web"\nimage = "web:1"\n{key} = {value}\n'
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert str(e.value) == f"{path}: service 'web': {key}: {said}"
+    assert e.value.exit_status == 2
+
+
+def test_durations_up_to_the_bound_are_taken(tmp_path: Path) -> None:
+    text = '[[service]]\nname = "web"\nimage = "web:1"\nidle_timeout = "720h"\n'
+    assert load(write(tmp_path, text)).services[0].idle_timeout == 720 * 3600
+
+
+@pytest.mark.parametrize(
+    ("dns", "status", "said"),
+    [
+        ("127.0.0.1:8053", "127.0.0.1:8053", "127.0.0.1:8053 is also where gateway.dns listens"),
+        ("0.0.0.0:8053", "127.0.0.1:8053", "127.0.0.1:8053 is also where gateway.dns listens"),
+        ("127.0.0.1:8053", "0.0.0.0:8053", "0.0.0.0:8053 is also where gateway.dns listens"),
+    ],
+)
+def test_dns_and_status_on_one_port_are_named_before_binding(
+    tmp_path: Path, dns: str, status: str, said: str
+) -> None:
+    """At start it said only "cannot listen on ...: Address already in use"."""
+    path = write(tmp_path, f'[gateway]\ndns = "{dns}"\nstatus = "{status}"\n')
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert str(e.value).startswith(f"{path}: gateway.status: {said}")
+    assert "give one of them another port" in str(e.value)
+
+
+def test_dns_and_status_on_one_port_of_different_addresses_are_fine(tmp_path: Path) -> None:
+    path = write(tmp_path, '[gateway]\ndns = "127.0.0.1:8053"\nstatus = "127.0.0.2:8053"\n')
+    assert load(path).status == ("127.0.0.2", 8053)
+
+
+def test_missing_secret_files_and_host_folders_are_named_at_start(tmp_path: Path) -> None:
+    """They were accepted, and the service failed at its first request."""
+    (tmp_path / "key").write_text("k")
+    (tmp_path / "data").mkdir()
+    base = '[[service]]\nname = "web"\nimage = "web:1"\n'
+    good = f'secrets = ["k={tmp_path}/key"]\nvolumes = ["{tmp_path}/data:/data", "named:/v"]\n'
+    check_paths(load(write(tmp_path, base + good)))  # all there; a named volume is made later
+    for edit, said in (
+        ((f"{tmp_path}/key", f"{tmp_path}/gone"), f"secrets: k={tmp_path}/gone: no such file"),
+        ((f"{tmp_path}/key", f"{tmp_path}/data"), f"secrets: k={tmp_path}/data: not a file"),
+        (
+            (f"{tmp_path}/data:", f"{tmp_path}/nope:"),
+            f"volumes: {tmp_path}/nope:/data: no such folder",
+        ),
+        ((f"{tmp_path}/data:", f"{tmp_path}/key:"), f"volumes: {tmp_path}/key:/data: not a folder"),
+    ):
+        path = write(tmp_path, base + good.replace(*edit))
+        with pytest.raises(ConfigError) as e:
+            check_paths(load(path))
+        assert str(e.value) == f"{path}: service 'web': {said}"
+        assert e.value.exit_status == 2

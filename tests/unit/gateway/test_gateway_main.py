@@ -203,3 +203,19 @@ def test_a_state_folder_it_cannot_write_to_is_one_line_at_start(
     )
     gateway_main.writable(tmp_path / "state" / "gateway")  # made, and written to
     assert (tmp_path / "state" / "gateway").is_dir()
+
+
+def test_a_missing_secret_file_stops_the_start_naming_service_and_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gateway started, and the service failed at its first request."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    config = tmp_path / "gw.toml"
+    config.write_text(
+        f'[gateway]\ndns = "127.0.0.1:{free_port()}"\nstatus = "127.0.0.1:{free_port()}"\n'
+        f'[[service]]\nname = "web"\nimage = "web:1"\nsecrets = ["k={tmp_path}/gone"]\n'
+    )
+    assert gateway_main.main(["--config", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        f"summon: error: {config}: service 'web': secrets: k={tmp_path}/gone: no such file\n"
+    )

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fakes import REPLY, FakeInstance
 
+from summon.gateway import report
 from summon.gateway.config import ServiceConfig, parse
 from summon.gateway.server import Gateway
 from summon.gateway.service import BootFailed, Service, State
@@ -138,7 +139,9 @@ def test_a_boot_on_a_port_the_image_does_not_serve_says_which_port_it_does() -> 
             "without `ports`): set ports = [8000] in the service"
         )
         svc.image_ports = (80, 8000)
-        assert svc.ports_hint() == ""  # it serves what the service listens on
+        assert (
+            report.ports_hint(svc.config, svc.image_ports) == ""
+        )  # it serves what the service listens on
 
     run(main())
 
