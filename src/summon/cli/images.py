@@ -143,11 +143,13 @@ def build_app(
     env: dict[str, str] | None = None,
 ) -> Any:
     from summon.build.image import build as build_image
+    from summon.store.undo import undone_on_failure
 
-    with termination_unwinds(), progress(f"building {app_dir}") as step:
+    store = open_store()
+    with termination_unwinds(), progress(f"building {app_dir}") as step, undone_on_failure(store):
         return build_image(
             app_dir,
-            open_store(),
+            store,
             tag,
             step,
             whole_stdlib,
