@@ -25,7 +25,7 @@ from summon.cli.output import (
     progress,
     termination_unwinds,
 )
-from summon.cli.pathflags import NonEmptyPath
+from summon.cli.pathflags import NonEmptyPath, check_parent
 from summon.errors import SummonError, UserError
 from summon.store.image import Image, unpacked_size
 from summon.store.layout import Descriptor, normalize_ref
@@ -528,6 +528,7 @@ def export(image: str, fmt: str, output: Path) -> None:
         raise UserError(f"--as {fmt}: no target exports that format; known: {known or 'none'}")
     if output.exists():
         raise UserError(f"-o {output}: already exists; remove it or choose another path")
+    check_parent("-o", output)
     target = targets.get(formats[fmt])
     img = Image.open(open_store(), image)
     with progress(f"exporting {img.ref} as {fmt}") as step:
@@ -576,6 +577,8 @@ def kube(
         raise UserError("no target exports Kubernetes manifests here")
     if image_name == "":
         raise UserError("--image '': give REGISTRY/NAME[:TAG], or leave --image out")
+    if str(output) != "-":
+        check_parent("-o", output)
     img = Image.open(open_store(), image)
     options = {"replicas": replicas, "port": port, "host_port": host_port, "image_name": image_name}
     targets.get(formats["kube"]).export(img, "kube", output, lambda step: None, **options)
