@@ -531,7 +531,7 @@ def export(image: str, fmt: str, output: Path) -> None:
     check_parent("-o", output)
     target = targets.get(formats[fmt])
     img = Image.open(open_store(), image)
-    with progress(f"exporting {img.ref} as {fmt}") as step:
+    with termination_unwinds(), progress(f"exporting {img.ref} as {fmt}") as step:
         target.export(img, fmt, output, step)
     out.print(f"exported {img.ref} as {fmt} to {output}")
 
