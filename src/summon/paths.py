@@ -81,8 +81,14 @@ NO_SPACE = frozenset((errno.ENOSPC, errno.EDQUOT))
 
 
 def no_space_line(folder: Folder, strerror: str) -> str:
-    """One line for a full disk under one of summon's folders: which, and what to do."""
+    """One line for a full disk under one of summon's folders: which, and what to do. The
+    store's as Store.disk_full_said words it (moving SUMMON_STORE would leave its images)."""
     freeing = _FREEING.get(folder.variable, "").format(path=folder.path)
+    if folder.variable == "SUMMON_STORE":
+        return (
+            f"no space left on the disk of the image store {folder.path} ({strerror}); free "
+            f"some space there{freeing}"
+        )
     whose = "summon's " + folder.what.removeprefix("its ")  # summon's cache
     return (
         f"no space left on the disk of {whose} {folder.path} ({strerror}); free some "

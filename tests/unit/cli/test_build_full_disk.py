@@ -88,3 +88,19 @@ def test_a_full_cache_under_an_unpack_names_the_cache(
         f"device); free some space there: everything in {cache}/summon can go (summon makes "
         "it again when needed), or set XDG_CACHE_HOME to a folder on a disk with room"
     )
+
+
+def test_vendoring_onto_a_full_store_names_the_store(
+    tmp_path: Path, tmpfs: Mount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It was "requirement 'dnspython==2.9.2' could not be installed: Exception:" (pip's
+    # last ERROR line; the full disk was in its traceback).
+    disk = tmpfs(tmp_path / "disk", "size=200k")
+    monkeypatch.setenv("SUMMON_STORE", str(disk / "store"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    line = _one_line(["build", str(EXAMPLES / "dns"), "-t", "dns:1", "--no-verify"])
+    assert line == (
+        f"summon: error: no space left on the disk of the image store {disk / 'store'} (No "
+        "space left on device); free some space there: summon rmi --dangling removes the "
+        "images no tag names"
+    )
