@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -67,3 +70,42 @@ def folder_of(name: str | os.PathLike[str]) -> Folder | None:
         if within and (p == folder.path or folder.path in p.parents or p in folder.path.parents):
             return folder
     return None
+
+
+# What frees room in each folder, said after "free some space there".
+_FREEING = {
+    "SUMMON_STORE": ": summon rmi --dangling removes the images no tag names",
+    "XDG_CACHE_HOME": ": everything in {path} can go (summon makes it again when needed)",
+}
+NO_SPACE = frozenset((errno.ENOSPC, errno.EDQUOT))
+
+
+def no_space_line(folder: Folder, strerror: str) -> str:
+    """One line for a full disk under one of summon's folders: which, and what to do. The
+    store's as Store.disk_full_said words it (moving SUMMON_STORE would leave its images)."""
+    freeing = _FREEING.get(folder.variable, "").format(path=folder.path)
+    if folder.variable == "SUMMON_STORE":
+        return (
+            f"no space left on the disk of the image store {folder.path} ({strerror}); free "
+            f"some space there{freeing}"
+        )
+    whose = "summon's " + folder.what.removeprefix("its ")  # summon's cache
+    return (
+        f"no space left on the disk of {whose} {folder.path} ({strerror}); free some "
+        f"space there{freeing}, or set {folder.variable} to a folder on a disk with room"
+    )
+
+
+@contextlib.contextmanager
+def no_space_said(folder: Path) -> Iterator[None]:
+    """A full disk under folder (one of summon's, or within one) as no_space_line's UserError:
+    a write's failure names no file ("No space left on device", and no more)."""
+    from summon.errors import UserError
+
+    try:
+        yield
+    except OSError as e:
+        known = folder_of(folder)
+        if e.errno not in NO_SPACE or known is None:
+            raise
+        raise UserError(no_space_line(known, e.strerror or os.strerror(e.errno or 0))) from None

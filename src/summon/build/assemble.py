@@ -31,6 +31,7 @@ from summon.manifest import Manifest
 RUNTIME_ROOT = "/usr/lib/summon"
 SITE_DIR = RUNTIME_ROOT + "/site"
 APP_DIR = "/app"
+_WRITE_FAILED = 3  # _compile.py's status for a .pyc it could not write (its WRITE_FAILED)
 
 
 @dataclass(frozen=True)
@@ -226,8 +227,12 @@ def compile_jobs(fs: Rootfs, interp: Interpreter, jobs: list[CompileJob]) -> Non
         env=env,
         check=False,
     )
+    last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    if proc.returncode == _WRITE_FAILED and last.startswith("cannot write: "):
+        # A full or read-only disk: the host's failure, which the caller says naming where.
+        number, _, where = last.removeprefix("cannot write: ").partition(" ")
+        raise OSError(int(number), os.strerror(int(number)), where)
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise BuildError(f"byte-compiling failed: {last}")
     for job in jobs:
         if job.group != "site" or job.out.is_file():

@@ -317,7 +317,8 @@ def build(
         jobs, module_paths = module_files(fs, m, interp, closure, packages, site, tmp / "pyc")
         if whole_stdlib:
             jobs += whole_stdlib_jobs(fs, interp, {j.image_path for j in jobs}, tmp / "pyc")
-        compile_jobs(fs, interp, jobs)
+        with store.disk_full_said():  # the .pyc files are written under the store's .tmp
+            compile_jobs(fs, interp, jobs)
         data_map = _add_data(fs, m)
         app_config = app_json(m, data_map)
         script = m.app_dir / m.entry.script if m.entry.kind == "script" else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import re
 import shutil
@@ -120,6 +121,8 @@ def vendor(
                 output = sdists.run_pip(cmd, env, PIP_TIMEOUT, _SLOW)
                 if output is None:
                     break
+                if (full := _disk_failure(output)) is not None:
+                    raise full  # said as the host's failure, naming the folder (cli/main.py)
                 missing = sdists.missing_requirement(output)
                 if missing is None or missing in built or len(built) >= MAX_SDISTS:
                     raise BuildError(_failure_line(requirements, output))
@@ -141,6 +144,24 @@ _SLOW = (
     f"pip did not finish installing the requirements within {PIP_TIMEOUT:.0f} s; "
     "check the network or the package index"
 )
+
+
+# pip's account of a write that failed ("[Errno 28] No space left on device: 'from' -> 'to'"),
+# which it ends with "Exception:" or a list of every file it could not copy.
+_DISK_ERROR = re.compile(
+    rf"\[Errno ({errno.ENOSPC}|{errno.EDQUOT}|{errno.EROFS})\] "
+    r"[^'\n]*?'([^'\n]+)'(?: -> '([^'\n]+)')?"
+)
+
+
+def _disk_failure(output: str) -> OSError | None:
+    """The OSError of a full or read-only disk pip met, naming the file it wrote, if that is
+    why it failed: its line was "requirement 'x' could not be installed: Exception:"."""
+    found = _DISK_ERROR.search(output)
+    if found is None:
+        return None
+    number = int(found.group(1))
+    return OSError(number, os.strerror(number), found.group(3) or found.group(2))
 
 
 def _failure_line(requirements: Sequence[str], output: str) -> str:

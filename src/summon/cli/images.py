@@ -25,7 +25,7 @@ from summon.cli.output import (
     progress,
     termination_unwinds,
 )
-from summon.cli.pathflags import NonEmptyPath
+from summon.cli.pathflags import NonEmptyPath, check_parent
 from summon.errors import SummonError, UserError
 from summon.store.image import Image, unpacked_size
 from summon.store.layout import Descriptor, normalize_ref
@@ -143,11 +143,13 @@ def build_app(
     env: dict[str, str] | None = None,
 ) -> Any:
     from summon.build.image import build as build_image
+    from summon.store.undo import undone_on_failure
 
-    with termination_unwinds(), progress(f"building {app_dir}") as step:
+    store = open_store()
+    with termination_unwinds(), progress(f"building {app_dir}") as step, undone_on_failure(store):
         return build_image(
             app_dir,
-            open_store(),
+            store,
             tag,
             step,
             whole_stdlib,
@@ -526,9 +528,10 @@ def export(image: str, fmt: str, output: Path) -> None:
         raise UserError(f"--as {fmt}: no target exports that format; known: {known or 'none'}")
     if output.exists():
         raise UserError(f"-o {output}: already exists; remove it or choose another path")
+    check_parent("-o", output)
     target = targets.get(formats[fmt])
     img = Image.open(open_store(), image)
-    with progress(f"exporting {img.ref} as {fmt}") as step:
+    with termination_unwinds(), progress(f"exporting {img.ref} as {fmt}") as step:
         target.export(img, fmt, output, step)
     out.print(f"exported {img.ref} as {fmt} to {output}")
 
@@ -574,6 +577,8 @@ def kube(
         raise UserError("no target exports Kubernetes manifests here")
     if image_name == "":
         raise UserError("--image '': give REGISTRY/NAME[:TAG], or leave --image out")
+    if str(output) != "-":
+        check_parent("-o", output)
     img = Image.open(open_store(), image)
     options = {"replicas": replicas, "port": port, "host_port": host_port, "image_name": image_name}
     targets.get(formats["kube"]).export(img, "kube", output, lambda step: None, **options)

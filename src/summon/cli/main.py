@@ -127,6 +127,8 @@ def _host_failure(e: OSError) -> str | None:
     unmade = folder is not None and not folder.path.is_dir()
     if e.errno not in USER_ERRNOS and not unmade:
         return None
+    if folder is not None and e.errno in paths.NO_SPACE:  # a full disk: which, and what to do
+        return paths.no_space_line(folder, e.strerror or os.strerror(e.errno or 0))
     line = e.strerror or os.strerror(e.errno or 0)
     if e.filename:
         line += f": {e.filename}"

@@ -77,6 +77,23 @@ def warn(message: str) -> None:
 def notice(message: str) -> None:
     """A line about what summon does (not an error): `summon: ...` on stderr."""
     print(f"summon: {message}", file=sys.stderr, flush=True)
+    for heard in _hearing:
+        heard.append(message)
+
+
+_hearing: list[list[str]] = []
+
+
+@contextlib.contextmanager
+def noticed() -> Iterator[list[str]]:
+    """The notice() lines said while the block runs (those `summon run` says before the
+    instance exists, which its log keeps too)."""
+    heard: list[str] = []
+    _hearing.append(heard)
+    try:
+        yield heard
+    finally:
+        _hearing.remove(heard)
 
 
 def human(n: float) -> str:

@@ -6,6 +6,7 @@ click reads '' as Path(''), which is Path('.'): `-o ''` said "-o .: already exis
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -28,3 +29,14 @@ def _name(param: click.Parameter | None) -> str:
     if param is not None:
         return param.human_readable_name
     return "path"
+
+
+def check_parent(flag: str, dest: Path) -> None:
+    """Refuse an output path whose folder does not exist, as cp and `docker save -o` do:
+    `summon export -o typo/site` quietly made typo/ (rootfs, browser), or said only "No such
+    file or directory" (seccomp)."""
+    parent = dest.absolute().parent
+    if not parent.exists():
+        raise UserError(f"{flag} {dest}: no folder {parent}; make it first, or give another path")
+    if not parent.is_dir():
+        raise UserError(f"{flag} {dest}: {parent} is not a folder")

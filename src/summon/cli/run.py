@@ -403,32 +403,37 @@ def run(
     if pids is not None:
         spec.pids = pids
     spec.args = args
-    limits = {"memory": "--memory" if size else "", "pids": "--pids" if pids is not None else ""}
-    if unheld := [
-        flag for limit, flag in limits.items() if flag and limit not in chosen.held_limits
-    ]:
-        verb = "are" if len(unheld) > 1 else "is"
-        notice(
-            f"warning: {' and '.join(unheld)} {verb} ignored on target {target_name}, "
-            f"{chosen.description}"
-        )
-    if forwards and (ignored := chosen.ports_ignored(spec)):
-        notice(f"warning: {ignored}")
-        forwards = spec.ports = ()
-    if chosen.forwards_to_app_ports:
-        check_guest_ports(forwards, spec.app_config)
-    if mounts:  # as the target's start would, but before an instance is recorded
-        from summon.targets.volumes import check_declared
+    # Its warnings before the instance exists go to its log too (for `summon logs`).
+    with output.noticed() as warned:
+        limits = {
+            "memory": "--memory" if size else "",
+            "pids": "--pids" if pids is not None else "",
+        }
+        if unheld := [
+            flag for limit, flag in limits.items() if flag and limit not in chosen.held_limits
+        ]:
+            verb = "are" if len(unheld) > 1 else "is"
+            notice(
+                f"warning: {' and '.join(unheld)} {verb} ignored on target {target_name}, "
+                f"{chosen.description}"
+            )
+        if forwards and (ignored := chosen.ports_ignored(spec)):
+            notice(f"warning: {ignored}")
+            forwards = spec.ports = ()
+        if chosen.forwards_to_app_ports:
+            check_guest_ports(forwards, spec.app_config)
+        if mounts:  # as the target's start would, but before an instance is recorded
+            from summon.targets.volumes import check_declared
 
-        check_declared(spec)
-    for path in unmounted_volumes(mounts, spec.app_config):
-        notice(
-            f"warning: the image has a volume at {path} and this run mounts none there: the "
-            f"app finds an empty, read-only folder; add -v NAME:{path} (a named volume, made "
-            "on first use) to keep its data"
-        )
-    if warning := served_args_warning(args, spec.app_config):
-        notice(warning)
+            check_declared(spec)
+        for path in unmounted_volumes(mounts, spec.app_config):
+            notice(
+                f"warning: the image has a volume at {path} and this run mounts none there: the "
+                f"app finds an empty, read-only folder; add -v NAME:{path} (a named volume, made "
+                "on first use) to keep its data"
+            )
+        if warning := served_args_warning(args, spec.app_config):
+            notice(warning)
     base = str(spec.app_config.get("name") or "app")
     started = lifecycle.start(
         spec,
@@ -439,6 +444,7 @@ def run(
         base_name=state.base_name(base),
         remove=remove,
         attached=not detach,
+        notices=[line for line in warned if line.startswith("warning:")],
     )
     folder = started.folder
     for f in forwards:

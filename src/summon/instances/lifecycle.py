@@ -59,13 +59,15 @@ def start(
     remove: bool = False,
     target_options: dict[str, Any] | None = None,
     attached: bool = False,
+    notices: list[str] | None = None,
 ) -> Started:
     """Record a new instance and start its process tree; return once it runs.
 
     Raises StartFailed when it does not (the instance stays recorded as exited, with why).
     attached: the tree is tied to this process (a foreground run; see tree.py), which must
     then wait for Started.launcher. run.name and run.state_dir are replaced by the short ID
-    and the instance folder.
+    and the instance folder. notices: what `summon run` said of it before it existed (an
+    ignored flag), which a detached instance's console log begins with at each start.
     """
     doc = {
         "version": 1,
@@ -80,6 +82,7 @@ def start(
         "remove": remove,
         "attached": attached,
         "run": state.encode_run_spec(run),
+        **({"notices": list(notices)} if notices else {}),
     }
     refuse_open_stores(run)
     folder, lock_fd = state.create(doc, name, base_name, durable=not attached)

@@ -126,6 +126,7 @@ class Monitor:
         read_end, write_end = os.pipe()
         pump = console.pump(read_end)
         try:
+            self._say_notices(write_end)
             self._supervise(write_end)
         finally:
             self._done.set()
@@ -133,6 +134,16 @@ class Monitor:
             server.close()
             pump.join(2)  # the app and its children are gone: the pipe drains and ends
             console.close()
+
+    def _say_notices(self, console_fd: int) -> None:
+        """The warnings `summon run -d` printed before the instance existed (lifecycle.start's
+        notices), on its console ahead of the app's output: `summon logs` shows them too."""
+        notices = self.spec.get("notices")
+        if not isinstance(notices, list):
+            return
+        text = "".join(f"summon: {line}\n" for line in notices if isinstance(line, str))
+        with contextlib.suppress(OSError):
+            os.write(console_fd, text.encode(errors="replace"))
 
     def _record(self, **changes: Any) -> None:
         self.state.update(changes)

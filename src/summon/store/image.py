@@ -258,6 +258,11 @@ def unpack(store: Store, layer: Descriptor, files: Descriptor) -> Path:
     into a new folder, which a running instance of the old one does not notice.
     """
     base = paths.cache_dir() / "rootfs"
+    with paths.no_space_said(base):  # (a full cache: extraction's writes name no file)
+        return _unpack(store, layer, files, base)
+
+
+def _unpack(store: Store, layer: Descriptor, files: Descriptor, base: Path) -> Path:
     entries: list[Entry] = store.read_json(files).get("entries") or []
     prefix = layer.digest.removeprefix("sha256:") + "-"
     with contextlib.suppress(FileNotFoundError):

@@ -92,6 +92,7 @@ class BlobWriter:
             raise CorruptBlob(f"blob {expect} arrived with digest {digest}; refused")
         os.chmod(self._tmp, 0o644)
         with self._store.holding(digest):
+            self._store.wrote(digest)
             os.replace(self._tmp, self._store.blob_path(digest))
         return Descriptor(media_type, digest, self.size, **kw)
 
@@ -108,6 +109,7 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp_root = root / ".tmp"
+        self.written: list[str] = []  # the blobs this process put in, that were not there
         try:
             (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
             self.tmp_root.mkdir(exist_ok=True)
@@ -163,6 +165,11 @@ class Store:
         with self.holding(digest):
             return self.has(digest)
 
+    def wrote(self, digest: str) -> None:
+        """Note (under the lock, before it goes in) a blob this process puts in: undo.py."""
+        if not self.has(digest):
+            self.written.append(digest)
+
     def writer(self) -> BlobWriter:
         return BlobWriter(self)
 
@@ -190,6 +197,7 @@ class Store:
             size = path.stat().st_size
             os.chmod(path, 0o644)
             with self.holding(digest):
+                self.wrote(digest)
                 os.replace(path, self.blob_path(digest))
         finally:
             path.unlink(missing_ok=True)

@@ -120,8 +120,10 @@ class UnixTarget(Target):
         try:
             shutil.copytree(source, tmp, symlinks=True)
             os.rename(tmp, dest)
-        except OSError as e:
+        except BaseException as e:  # Ctrl-C too: no half copy left beside dest
             shutil.rmtree(tmp, ignore_errors=True)
+            if not isinstance(e, OSError):
+                raise
             raise UserError(f"-o {dest}: cannot write the root filesystem: {_why(e)}") from None
 
     @classmethod

@@ -77,3 +77,17 @@ def test_a_rootfs_export_to_a_full_disk_says_why_and_leaves_nothing(
         f"summon: error: -o {disk}/out: cannot write the root filesystem: No space left on device"
     )
     assert os.listdir(disk) == []
+
+
+def test_a_full_disk_under_the_state_folder_names_it_and_what_to_do(
+    tmp_path: Path, tmpfs: Mount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It was "summon: error: No space left on device: .../volumes/.data.PID.new": a file, and
+    # nothing of which of summon's folders it was or what to do.
+    disk = tmpfs(tmp_path / "disk", "size=512k,nr_inodes=4")  # the root, summon, volumes...
+    monkeypatch.setenv("XDG_STATE_HOME", str(disk))
+    assert _one_line(["volume", "create", "data"]) == (
+        f"summon: error: no space left on the disk of summon's state {disk}/summon (No space "
+        "left on device); free some space there, or set XDG_STATE_HOME to a folder on a disk "
+        "with room"
+    )

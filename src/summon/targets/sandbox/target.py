@@ -64,11 +64,13 @@ def write_text(dest: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, dest)
-    except OSError as e:
+    except BaseException as e:  # Ctrl-C too: no temporary left beside dest
         # Not missing_ok: under a file (-o afile/x.json) the unlink fails ENOTDIR, and that
         # error was the line ("Not a directory: afile/.x.json.PID.tmp"), naming no -o.
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if not isinstance(e, OSError):
+            raise
         raise UserError(f"-o {dest}: cannot write it: {e.strerror}") from None
 
 
