@@ -210,7 +210,7 @@ class ExecGate:
             self._answer_exec(notify_fd, notif_id, tid, init_pid)
             return
         name = self._names.get(nr, f"syscall {nr}")
-        refusal = self._judge(nr, name, args[0])
+        refusal = self._judge(nr, name, args[0], args[2])
         if refusal is None:
             self._send(notify_fd, _RESP.pack(notif_id, 0, 0, _FLAG_CONTINUE))
             if name != RESUME:  # (the kernel's, not the app's: it widens no profile)
@@ -234,15 +234,26 @@ class ExecGate:
             self.paced += 1
             self._stop.wait(self._second + 1.0 - now)
 
-    def _judge(self, nr: int, name: str, arg0: int) -> tuple[str, str] | None:
+    def _judge(self, nr: int, name: str, arg0: int, arg2: int = -1) -> tuple[str, str] | None:
         """None to let the call through, else (what, rule) to refuse it with."""
         if name == RESUME:
             return None
         if name in seccomp.PROCESS_CALLS or (name == "clone" and not arg0 & seccomp.CLONE_THREAD):
             return "fork", RULE_FORK  # never, recording or not
         if nr == _NR_SOCKET:
+            route = (arg0, arg2) == (seccomp.AF_NETLINK, seccomp.NETLINK_ROUTE)
+            if self._network == "direct" and route:
+                # getifaddrs would list the kernel's lo, not the address the app serves on.
+                return "socket(AF_NETLINK)", (
+                    "seccomp: direct mode has no kernel sockets, only its TAP device, so no "
+                    "interface list: the app's address is its Stack's (network = \"socket\" "
+                    "lists the instance's own interfaces)"
+                )
             if self._network == "direct":
                 return "socket()", "seccomp: direct mode has no kernel sockets, only its TAP device"
+            if route and self.record:
+                # The interface query (seccomp._route_action): recorded with its calls.
+                return None
             if arg0 not in self._families:
                 allowed = ", ".join(family_name(f) for f in sorted(self._families))
                 return (
