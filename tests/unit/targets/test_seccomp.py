@@ -437,6 +437,24 @@ def test_an_image_whose_wheels_stat_through_old_glibc_wrappers_may_call_legacy_s
     assert {"stat", "lstat"} <= set(allowed_syscalls("socket"))
 
 
+def test_an_image_whose_code_asks_a_threads_priority_may_read_it() -> None:
+    """A gRPC server (grpcio's cygrpc: abseil's Mutex) printed 'RAW: pthread_getschedparam
+    failed: 1' at every request: glibc asks sched_getparam and sched_getscheduler, which
+    the build's recording run (no RPC) never made. An image whose ELF files import
+    pthread_getschedparam is allowed both; one without keeps them refused."""
+    from summon.targets.sandbox.seccomp import (
+        allowed_syscalls,
+        device_syscalls,
+        symbols_with_calls,
+    )
+
+    assert "pthread_getschedparam" in symbols_with_calls()
+    out = device_syscalls({}, (), {"pthread_getschedparam", "pthread_create"})
+    assert set(out) == {"sched_getparam", "sched_getscheduler"} and all(out.values())
+    assert not {"sched_getparam", "sched_getscheduler"} & set(device_syscalls({}, (), {"memcpy"}))
+    assert {"sched_getparam", "sched_getscheduler"} <= set(allowed_syscalls("socket"))
+
+
 def test_an_image_with_shutil_may_copy_files_though_its_build_request_never_did() -> None:
     # shutil.copy2 and copytree answered EPERM in a handler: one request at build time
     # rarely copies a file. An image holding shutil is allowed what its copies take.
