@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,3 +174,23 @@ def test_a_loop_of_refused_calls_is_paced_naming_the_rule(
     said = [line for line in lines if gate.RULE_PACE in line]
     assert len(said) == 1  # said once
     assert said[0] == f"summon: sandbox: refused a flood of refused calls ({gate.RULE_PACE})"
+
+
+def test_glibcs_nscd_socket_is_told_apart_from_other_connects() -> None:
+    """pwd.getpwuid at request time (pyftpdlib's listing names each file's owner) connects to
+    nscd first: the gate answers that ENOENT, as a host without nscd, with no refusal line;
+    any other address is judged as ever. The address is read from the caller's memory."""
+    import ctypes
+
+    def sockaddr(family: int, path: bytes) -> ctypes.Array[ctypes.c_char]:
+        return ctypes.create_string_buffer(family.to_bytes(2, "little") + path, 110)
+
+    me = os.getpid()
+    nscd = sockaddr(1, b"/var/run/nscd/socket")
+    assert gate._asks_nscd(me, ctypes.addressof(nscd), 110)
+    assert gate._asks_nscd(me, ctypes.addressof(sockaddr(1, b"/run/nscd/socket")), 110)
+    assert not gate._asks_nscd(me, ctypes.addressof(sockaddr(1, b"/run/app.sock")), 110)
+    assert not gate._asks_nscd(me, ctypes.addressof(sockaddr(2, b"/var/run/nscd/socket")), 110)
+    assert not gate._asks_nscd(me, ctypes.addressof(nscd), 4096)  # no sockaddr_un is longer
+    assert not gate._asks_nscd(me, 0, 110)  # unmapped: EIO, judged as any other connect
+    assert not gate._asks_nscd(2**22 + 12345, ctypes.addressof(nscd), 110)  # no such task
