@@ -455,6 +455,17 @@ def test_an_image_whose_code_asks_a_threads_priority_may_read_it() -> None:
     assert {"sched_getparam", "sched_getscheduler"} <= set(allowed_syscalls("socket"))
 
 
+def test_an_image_with_socketserver_may_select_between_requests() -> None:
+    """fakeredis's TcpFakeServer (a socketserver handler per connection) waits with
+    select.select between commands, which the build's one request never reached: every
+    client got 'ResponseError: 1', the console 'refused pselect6'. An image holding
+    socketserver is allowed it; one without (examples/http, at most 70 calls) is not."""
+    from summon.targets.sandbox.seccomp import device_syscalls
+
+    assert set(device_syscalls({}, ["socketserver"])) == {"pselect6"}
+    assert "pselect6" not in device_syscalls({}, ["asyncio", "selectors"])
+
+
 def test_an_image_with_shutil_may_copy_files_though_its_build_request_never_did() -> None:
     # shutil.copy2 and copytree answered EPERM in a handler: one request at build time
     # rarely copies a file. An image holding shutil is allowed what its copies take.
