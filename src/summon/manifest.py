@@ -429,9 +429,9 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
 
     tls = _parse_tls(table["tls"], ports, bad) if "tls" in table else None
     secrets = table.get("secrets", [])
-    for name in secrets:
-        if not isinstance(name, str) or not _SECRET_NAME.match(name):
-            raise bad("secrets", f"{name!r} is not a secret name such as api-token or tls.key")
+    for secret in secrets:  # (not `name`: that is the image's, below)
+        if not isinstance(secret, str) or not _SECRET_NAME.match(secret):
+            raise bad("secrets", f"{secret!r} is not a secret name such as api-token or tls.key")
     needed = tuple(dict.fromkeys([*secrets, *(tls.secrets() if tls else ())]))
     try:
         egress = tuple(str(r) for r in parse_rules(table.get("egress", [])))

@@ -26,7 +26,7 @@ pytestmark = [
 ]
 
 HOSTILE = r"""
-import collections, ctypes, json, mmap, os, pickle, socket, sys, typing
+import collections, ctypes, json, mmap, os, pickle, socket, struct, sys, typing
 from summon.devices import Stack
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -127,6 +127,23 @@ def family(number, kind=socket.SOCK_STREAM, protocol=0):
     return action
 
 
+def netlink_add_address():
+    # RTM_NEWADDR 10.9.9.9/32 on lo (index 1), asking for the kernel's ack.
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    try:
+        sock.bind((0, 0))
+        addr = socket.inet_aton("10.9.9.9")
+        attrs = struct.pack("=HH4s", 8, 2, addr) + struct.pack("=HH4s", 8, 1, addr)
+        body = struct.pack("=BBBBI", socket.AF_INET, 32, 0, 0, 1) + attrs
+        sock.send(struct.pack("=IHHII", 16 + len(body), 20, 0x605, 1, 0) + body)
+        err = -struct.unpack_from("=i", sock.recv(4096), 16)[0]
+        if err:
+            raise OSError(err, os.strerror(err))
+        return "added"
+    finally:
+        sock.close()
+
+
 PROBES = {
     "pre_write_dev": write("/dev/summon-probe-pre"),
     # A Value (werkzeug's debugger makes one before it binds): an arena file in /dev/shm and
@@ -163,6 +180,8 @@ PROBES = {
     "vsock": family(socket.AF_VSOCK),
     "netlink": family(socket.AF_NETLINK, socket.SOCK_RAW, 15),  # NETLINK_KOBJECT_UEVENT
     "netlink_route": family(socket.AF_NETLINK, socket.SOCK_RAW, 0),
+    "if_nameindex": socket.if_nameindex,
+    "netlink_add_address": netlink_add_address,
     "getaddrinfo_any": lambda: socket.getaddrinfo(None, 8000, 0, socket.SOCK_STREAM, 0,
                                                   socket.AI_PASSIVE),
     "packet": family(socket.AF_PACKET, socket.SOCK_RAW),
@@ -191,7 +210,8 @@ AFTER = (
     "forward_ref_number_for", "subinterpreter", "import_tmp",
     "import_image",
     "import_extension", "ctypes_call", "write_dev", "write_tmp", "memfd", "memfd_raw", "vsock",
-    "netlink_route", "getaddrinfo_any", "netlink", "packet", "inet", "inet6", "unix",
+    "netlink_route", "if_nameindex", "netlink_add_address", "getaddrinfo_any", "netlink",
+    "packet", "inet", "inet6", "unix",
     "shm_value", "shm_lock",
 )  # fmt: skip
 ALL = ("pre_write_dev", "pre_shm_value", *AFTER)
@@ -221,7 +241,7 @@ KERNEL: dict[str, str] = {
 }
 ALLOWED = (
     "write_tmp", "import_image", "import_extension", "namedtuple", "inet", "inet6", "unix",
-    "getaddrinfo_any", "pre_shm_value", "shm_value", "shm_lock",
+    "getaddrinfo_any", "pre_shm_value", "shm_value", "shm_lock", "netlink_route",
 )  # fmt: skip
 
 
@@ -297,13 +317,14 @@ def test_other_socket_families_are_said_on_the_console(sealed: Run) -> None:
         assert "allows socket families AF_UNIX, AF_INET, AF_INET6 only" in lines[0]
 
 
-def test_glibcs_interface_query_is_answered_quietly(sealed: Run) -> None:
-    """getaddrinfo(None, port), as Tornado's app.listen(port) and aiohttp's run_app bind
-    every address, asks netlink (NETLINK_ROUTE) for the interfaces' addresses and does
-    without: the kernel answers EAFNOSUPPORT, not the gate's EPERM (whose line every start
-    of those apps printed); other netlink protocols are still refused with a line."""
-    got = sealed.results["netlink_route"]
-    assert (got["ok"], got["errno"]) == (False, errno.EAFNOSUPPORT), got
+def test_the_interface_list_is_the_instances_own_and_read_only(sealed: Run) -> None:
+    """socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE) opens (getifaddrs: ifaddr, psutil, NiceGUI
+    on 0.0.0.0; it was EAFNOSUPPORT) and lists the instance's own namespace, lo alone, never
+    the host's interfaces; a change (an address added to lo) is refused by the kernel, EPERM:
+    the app has no CAP_NET_ADMIN. Other netlink protocols are still refused with a line."""
+    assert sealed.results["if_nameindex"]["detail"] == "[(1, 'lo')]", sealed.results
+    change = sealed.results["netlink_add_address"]
+    assert (change["ok"], change["errno"]) == (False, errno.EPERM), change
     assert sealed.results["getaddrinfo_any"]["ok"], sealed.results["getaddrinfo_any"]
     lines = [line for line in sealed.lines("summon: sandbox: refused") if "AF_NETLINK" in line]
     assert len(lines) == 1, f"one line, for the other protocol's socket:\n{sealed.output}"

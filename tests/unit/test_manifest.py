@@ -215,6 +215,14 @@ def test_tls_ports_bring_their_secrets_along(tmp_path: Path) -> None:
     m = manifest.load(_tls_app(tmp_path, 'ports = [80]\nkey = "site.key"', 'secrets = ["token"]'))
     assert m.tls is not None and m.tls.backend == "openssl" and m.tls.ports == (80,)
     assert m.secrets == ("token", "tls.crt", "site.key")
+    assert m.name == "t"
+
+
+def test_an_app_that_declares_secrets_keeps_its_name(tmp_path: Path) -> None:
+    """An asyncssh server with secrets = ["ssh_host_key"] was built as ssh_host_key:0.1.0:
+    the image took the name of its last secret."""
+    m = manifest.load(write_app(tmp_path, 'entry = "app:main"\nsecrets = ["api-token", "key"]'))
+    assert (m.name, m.secrets) == ("demo-app", ("api-token", "key"))
 
 
 @pytest.mark.parametrize(

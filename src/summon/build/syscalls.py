@@ -57,6 +57,7 @@ __all__ = [
     "DerivedSyscalls",
     "Learned",
     "learned_code",
+    "own_listeners",
     "record_image",
     "seal_config",
     "static_with",
@@ -290,9 +291,13 @@ def _record_once(
                 return
             # TCP first: the forwarder holds a connection until the app listens, so by the
             # time UDP is tried the app is up.
-            for fwd in sorted(ports, key=lambda f: f.protocol != "tcp"):
+            own = own_listeners(instance, ports, timeout)
+            late = {f for f, listens in own.items() if not listens()}  # asked last
+            for fwd in sorted(ports, key=lambda f: (f.protocol != "tcp", f in late)):
                 _host, port = instance.bound[fwd]
                 if fwd.protocol == "tcp":
+                    if fwd in late and not own[fwd]():
+                        continue  # not listened on by its turn: a port opened per transfer
                     seen = _crawl(port, timeout, console, skip=skip)
                     made_code.extend(seen.made_code)
                     if seen.unanswered and instance.wait(0.5) is not None:
@@ -481,6 +486,30 @@ def _crawl(
         return ask(host, port, path, connect, patience, ANSWER_PATIENCE)
 
     return crawl(get, console, skip=skip)
+
+
+def own_listeners(
+    instance: Any, ports: Sequence[PortForward], timeout: float
+) -> dict[PortForward, Callable[[], bool]]:
+    """The TCP forwards whose listener is the app's own (a script binds its ports; the
+    runtime's are handed to it), each with whether the app listens on it now, once the app
+    listens on any; {} if none is its own or it never listens. The crawl asks those it
+    listens on first and leaves out one it still does not listen on by its turn: FTP's
+    passive ports, listened on per transfer, held the crawl 20 s each (a pyftpdlib
+    server's recording took 43 s)."""
+    from summon.build import undeclared
+
+    handed = instance.handed.bound if instance.handed is not None else {}
+    mine = [f for f in ports if f.protocol == "tcp" and f not in handed]
+    if not mine or not undeclared.wait_listening(
+        instance.pid, timeout, lambda: instance.wait(0) is None
+    ):
+        return {}
+
+    def listens(fwd: PortForward) -> Callable[[], bool]:
+        return lambda: fwd.guest_port in {p for _, p in undeclared.listening(instance.pid)}
+
+    return {fwd: listens(fwd) for fwd in mine}
 
 
 def _exercise_udp(port: int) -> bool:

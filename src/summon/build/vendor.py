@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import importlib.util
 import os
 import re
 import shutil
@@ -42,6 +43,28 @@ class Package:
         return [dest / f for f in self.files if f.suffix == ".so"]
 
 
+# Runs the host's pip under another interpreter: its folder first on sys.path (-S: no site).
+_PIP_UNDER = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from pip._internal.cli.main import main; sys.exit(main())"
+)
+
+
+def _pip(interp: Interpreter) -> list[str]:
+    """How to start pip for interp. pip evaluates requirement markers for the interpreter it
+    runs under, whatever --python-version says: built on a host Python 3.11.7, a 3.11.2
+    image lacked redis's `async-timeout; python_full_version < "3.11.3"`, and the build
+    failed (fakeredis imports redis). So where the versions differ, the host's pip runs
+    under the image's interpreter, which the build has run already (python.py's probe)."""
+    here = [sys.executable, "-m", "pip"]
+    if tuple(interp.version_tuple) == tuple(sys.version_info[:3]):
+        return here
+    spec = importlib.util.find_spec("pip")
+    if spec is None or spec.origin is None:
+        return here
+    return [str(interp.executable), "-S", "-c", _PIP_UNDER, str(Path(spec.origin).parent.parent)]
+
+
 def pip_command(
     requirements: Sequence[str],
     interp: Interpreter,
@@ -53,9 +76,7 @@ def pip_command(
     no_deps: the requirements alone, without what they depend on; find_links: a folder of
     wheels built from source distributions (sdists.py), looked in too."""
     cmd = [
-        sys.executable,
-        "-m",
-        "pip",
+        *_pip(interp),
         "install",
         "--target",
         str(dest),

@@ -39,3 +39,36 @@ def test_a_process_gone_or_never_listening_gives_nothing_in_time() -> None:
     began = time.monotonic()
     assert undeclared.wait_listening(2**22 + 1, 5.0, alive=lambda: False) == []
     assert time.monotonic() - began < 1  # an app that ended is not waited for
+
+
+class _Instance:
+    """What the recording run's drive sees of an instance: its pid, the listeners handed to
+    it (none: a script binds its own), whether it still runs."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.handed = None
+
+    def wait(self, timeout: float) -> int | None:
+        return None
+
+
+def test_the_crawl_leaves_out_a_port_the_app_opens_per_transfer() -> None:
+    """pyftpdlib's passive ports (listed so -p can publish them) are listened on only during
+    a transfer: the recording run's crawl waited 20 s on each (43 s for four). Once the app
+    listens, each of its own ports says whether it listens now."""
+    from summon.build.syscalls import own_listeners
+    from summon.targets.base import PortForward
+
+    with socket.socket() as control, socket.socket() as spare:
+        control.bind(("127.0.0.1", 0))
+        control.listen()
+        spare.bind(("127.0.0.1", 0))  # bound, never listening: a passive port's number
+        served = PortForward(0, control.getsockname()[1], "tcp")
+        passive = PortForward(0, spare.getsockname()[1], "tcp")
+        dns = PortForward(0, 53, "udp")
+        own = own_listeners(_Instance(), [served, passive, dns], timeout=5.0)
+        assert set(own) == {served, passive}
+        assert own[served]() and not own[passive]()
+        spare.listen()  # a transfer opens it
+        assert own[passive]()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from summon.targets.sandbox import gate
 
 AF_INET, AF_NETLINK, AF_VSOCK = 2, 16, 40
+NETLINK_ROUTE = 0
 NR_SOCKET, NR_UNAME, NR_INOTIFY_INIT1 = 41, 63, 294
 NR_CLONE, NR_FORK, NR_VFORK = 56, 57, 58
 NR_RESTART_SYSCALL = 219
@@ -57,6 +59,25 @@ def test_the_kernels_resumption_of_a_stopped_sleep_is_let_through(
     poll() or sleep short; refused, the thawed app got EPERM from a call it never made."""
     for g in (enforcing, recording):
         assert g._judge(NR_RESTART_SYSCALL, "restart_syscall", 0) is None
+
+
+def test_a_recording_lets_the_interface_query_through(
+    enforcing: gate.ExecGate, recording: gate.ExecGate
+) -> None:
+    """socket(AF_NETLINK, *, NETLINK_ROUTE) (getifaddrs) is recorded with its calls, so the
+    image's profile allows the query; any other netlink protocol is refused while recording."""
+    assert recording._judge(NR_SOCKET, "socket", AF_NETLINK, NETLINK_ROUTE) is None
+    what, _ = recording._judge(NR_SOCKET, "socket", AF_NETLINK, 15) or ("", "")
+    assert what == "socket(AF_NETLINK)"
+    # Outside a recording the filter answers the query itself; the gate never passes it.
+    assert enforcing._judge(NR_SOCKET, "socket", AF_NETLINK, NETLINK_ROUTE) is not None
+
+
+def test_direct_mode_says_why_there_is_no_interface_list(tmp_path: Path, lines: list[str]) -> None:
+    for g in _gate(tmp_path, lines, network="direct", record=True):
+        what, rule = g._judge(NR_SOCKET, "socket", AF_NETLINK, NETLINK_ROUTE) or ("", "")
+        assert what == "socket(AF_NETLINK)" and "the app's address is its Stack's" in rule
+        assert 'network = "socket"' in rule
 
 
 def test_direct_mode_has_no_kernel_socket(tmp_path: Path, lines: list[str]) -> None:
@@ -153,3 +174,23 @@ def test_a_loop_of_refused_calls_is_paced_naming_the_rule(
     said = [line for line in lines if gate.RULE_PACE in line]
     assert len(said) == 1  # said once
     assert said[0] == f"summon: sandbox: refused a flood of refused calls ({gate.RULE_PACE})"
+
+
+def test_glibcs_nscd_socket_is_told_apart_from_other_connects() -> None:
+    """pwd.getpwuid at request time (pyftpdlib's listing names each file's owner) connects to
+    nscd first: the gate answers that ENOENT, as a host without nscd, with no refusal line;
+    any other address is judged as ever. The address is read from the caller's memory."""
+    import ctypes
+
+    def sockaddr(family: int, path: bytes) -> ctypes.Array[ctypes.c_char]:
+        return ctypes.create_string_buffer(family.to_bytes(2, "little") + path, 110)
+
+    me = os.getpid()
+    nscd = sockaddr(1, b"/var/run/nscd/socket")
+    assert gate._asks_nscd(me, ctypes.addressof(nscd), 110)
+    assert gate._asks_nscd(me, ctypes.addressof(sockaddr(1, b"/run/nscd/socket")), 110)
+    assert not gate._asks_nscd(me, ctypes.addressof(sockaddr(1, b"/run/app.sock")), 110)
+    assert not gate._asks_nscd(me, ctypes.addressof(sockaddr(2, b"/var/run/nscd/socket")), 110)
+    assert not gate._asks_nscd(me, ctypes.addressof(nscd), 4096)  # no sockaddr_un is longer
+    assert not gate._asks_nscd(me, 0, 110)  # unmapped: EIO, judged as any other connect
+    assert not gate._asks_nscd(2**22 + 12345, ctypes.addressof(nscd), 110)  # no such task

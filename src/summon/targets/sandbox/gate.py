@@ -43,6 +43,9 @@ _IOCTL_NOTIF_ID_VALID_OLD = 0x80000000 | (8 << 16) | (ord("!") << 8) | 2
 _FLAG_CONTINUE = 1
 _NR_EXECVE = 59  # x86_64
 _NR_SOCKET = 41
+_NR_CONNECT = 42
+_NSCD_SOCKETS = (b"/var/run/nscd/socket", b"/run/nscd/socket")
+_NSCD_ADDRESS_MAX = 110  # sizeof(struct sockaddr_un), what glibc passes
 _POLL_SECONDS = 0.2
 # A hostile app could make every call it can think of: the console hears about this many.
 _MAX_LINES = 64
@@ -210,7 +213,14 @@ class ExecGate:
             self._answer_exec(notify_fd, notif_id, tid, init_pid)
             return
         name = self._names.get(nr, f"syscall {nr}")
-        refusal = self._judge(nr, name, args[0])
+        if nr == _NR_CONNECT and _asks_nscd(tid, args[1], args[2]):
+            # glibc asks nscd before it reads /etc/passwd and /etc/group (pwd.getpwuid at
+            # request time: an FTP listing's owners, getpass.getuser): answered as on a host
+            # without nscd, unrecorded and unsaid. It was a refusal line, or, recorded, a
+            # profile that allows connect for a lookup that needs none.
+            self._send(notify_fd, _RESP.pack(notif_id, 0, -errno.ENOENT, 0))
+            return
+        refusal = self._judge(nr, name, args[0], args[2])
         if refusal is None:
             self._send(notify_fd, _RESP.pack(notif_id, 0, 0, _FLAG_CONTINUE))
             if name != RESUME:  # (the kernel's, not the app's: it widens no profile)
@@ -234,15 +244,26 @@ class ExecGate:
             self.paced += 1
             self._stop.wait(self._second + 1.0 - now)
 
-    def _judge(self, nr: int, name: str, arg0: int) -> tuple[str, str] | None:
+    def _judge(self, nr: int, name: str, arg0: int, arg2: int = -1) -> tuple[str, str] | None:
         """None to let the call through, else (what, rule) to refuse it with."""
         if name == RESUME:
             return None
         if name in seccomp.PROCESS_CALLS or (name == "clone" and not arg0 & seccomp.CLONE_THREAD):
             return "fork", RULE_FORK  # never, recording or not
         if nr == _NR_SOCKET:
+            route = (arg0, arg2) == (seccomp.AF_NETLINK, seccomp.NETLINK_ROUTE)
+            if self._network == "direct" and route:
+                # getifaddrs would list the kernel's lo, not the address the app serves on.
+                return "socket(AF_NETLINK)", (
+                    "seccomp: direct mode has no kernel sockets, only its TAP device, so no "
+                    "interface list: the app's address is its Stack's (network = \"socket\" "
+                    "lists the instance's own interfaces)"
+                )
             if self._network == "direct":
                 return "socket()", "seccomp: direct mode has no kernel sockets, only its TAP device"
+            if route and self.record:
+                # The interface query (seccomp._route_action): recorded with its calls.
+                return None
             if arg0 not in self._families:
                 allowed = ", ".join(family_name(f) for f in sorted(self._families))
                 return (
@@ -303,6 +324,20 @@ class ExecGate:
 
 def _deny(notif_id: int) -> bytes:
     return _RESP.pack(notif_id, 0, -errno.EPERM, 0)
+
+
+def _asks_nscd(tid: int, address: int, length: int) -> bool:
+    """Whether a connect() names glibc's nscd socket: read from the caller's memory, which
+    only decides that the call is answered ENOENT rather than EPERM (it is refused alike)."""
+    if not 0 < length <= _NSCD_ADDRESS_MAX:
+        return False
+    try:
+        with open(f"/proc/{tid}/mem", "rb", buffering=0) as mem:
+            raw = os.pread(mem.fileno(), length, address)
+    except (OSError, OverflowError, ValueError):
+        return False
+    family, path = int.from_bytes(raw[:2], "little"), raw[2:].partition(b"\0")[0]
+    return family == socket.AF_UNIX and path in _NSCD_SOCKETS
 
 
 def _tgid(tid: int) -> int:

@@ -360,7 +360,7 @@ def profile(
         {"names": ["clone3"], "action": ERRNO, "errnoRet": errno.ENOSYS},
         {"names": ["execve"], "action": NOTIFY},
         *_ioctl_rules(action("ioctl")),
-        *_socket_rules(network, action("socket")),
+        *_socket_rules(network, action("socket"), _route_action(allowed, record)),
         {
             "names": ["socketpair"],
             "action": action("socketpair"),
@@ -444,20 +444,45 @@ NETLINK_ROUTE = 0
 
 
 def netlink_route_errno() -> int:
-    """What socket(AF_NETLINK, *, NETLINK_ROUTE) is answered in socket and none mode."""
+    """What socket(AF_NETLINK, *, NETLINK_ROUTE) is answered in socket and none mode when the
+    image's profile cannot finish glibc's interface query (netlink_route_calls())."""
     return int(getattr(errno, _data()["socket-families"]["netlink-route"]["errno"]))
 
 
-def _socket_rules(network: str, action: str) -> list[dict[str, Any]]:
+def netlink_route_calls() -> frozenset[str]:
+    """The calls glibc's interface query makes on its NETLINK_ROUTE socket (getifaddrs,
+    if_nameindex, getaddrinfo's sorting): socket, bind, getsockname, sendto, recvmsg."""
+    return frozenset(_data()["socket-families"]["netlink-route"]["calls"])
+
+
+def _route_action(allowed: Collection[str] | None, record: bool) -> str:
+    """socket(AF_NETLINK, *, NETLINK_ROUTE): a read-only socket on the instance's own network
+    namespace. Rtnetlink answers its dumps (links, addresses, routes) to anyone and refuses
+    every change without CAP_NET_ADMIN over the namespace, which the app never has (summon
+    made the namespace, owned by the host's user namespace; the app's sets are empty);
+    its multicast groups (events of that namespace) may be joined, never sent to. Allowed
+    where the mode has kernel sockets and the profile finishes the query; otherwise the
+    quiet errno, as from a kernel without netlink. A recording lets it through the gate, so
+    an app that asks at start gets the query's calls recorded."""
+    if record:
+        return NOTIFY
+    if allowed is None or netlink_route_calls() <= set(allowed):
+        return ALLOW
+    return ERRNO
+
+
+def _socket_rules(network: str, action: str, route: str) -> list[dict[str, Any]]:
     """socket() of the mode's families (action), every other family to the gate, refused.
 
     The gate answers the others EPERM with a line naming the rule; a whole-register compare
     also refuses AF_INET with junk in the high half, which the kernel would drop. AF_NETLINK
-    is the gate's too, but for NETLINK_ROUTE: the kernel answers that one itself, quietly
-    (glibc's getaddrinfo asks it for the interfaces' addresses, and does without).
+    is the gate's too, but for NETLINK_ROUTE (route: _route_action), whose whole-register
+    protocol compare lets no other protocol pass as it.
     """
     families = socket_families(network)
     if not families:
+        # Direct mode: the kernel's interfaces are not the app's (summon.net's stack has its
+        # own address behind the TAP device), so the gate refuses netlink with the rest.
         return [{"names": ["socket"], "action": NOTIFY}]
     if set(families.values()) != {1, 2, 10}:
         raise ValueError(f"socket family rules are written for AF_UNIX/INET/INET6: {families}")
@@ -471,13 +496,12 @@ def _socket_rules(network: str, action: str) -> list[dict[str, Any]]:
     ]
     rules += [{"names": ["socket"], "action": NOTIFY, "args": [dict(c)]} for c in _OTHER_FAMILIES]
     netlink = {"index": 0, "value": AF_NETLINK, "op": "SCMP_CMP_EQ"}
+    query: dict[str, Any] = {"names": ["socket"], "action": route}
+    if route == ERRNO:
+        query["errnoRet"] = netlink_route_errno()
+    query["args"] = [netlink, {"index": 2, "value": NETLINK_ROUTE, "op": "SCMP_CMP_EQ"}]
     rules += [
-        {
-            "names": ["socket"],
-            "action": ERRNO,
-            "errnoRet": netlink_route_errno(),
-            "args": [netlink, {"index": 2, "value": NETLINK_ROUTE, "op": "SCMP_CMP_EQ"}],
-        },
+        query,
         {
             "names": ["socket"],
             "action": NOTIFY,
