@@ -119,8 +119,12 @@ def count_app(svc: Service, instance: object, figures: dict[str, float]) -> None
         return
     taken = int(figures["accepted"] - figures.get("handed", 0))  # not handed over
     answered = int(figures.get("requests", 0))
+    # The app counts a handed connection (handed) before it takes it (accepted): read in
+    # between, taken dips by one. Only what passes the most seen counts, or the dip's end
+    # was counted as a connection of the app's own (warm_requests one too many).
     if svc.app_seen is not None:
         svc.warm += max(taken - svc.app_seen[0], 0)
         if answered > svc.app_seen[1]:
             svc.backoff.ok()
+        taken = max(taken, svc.app_seen[0])
     svc.app_seen = (taken, answered)

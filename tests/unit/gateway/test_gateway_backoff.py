@@ -162,3 +162,19 @@ def test_connections_the_app_takes_on_shared_listeners_count_as_warm(
             assert svc.cold == 1 and svc.warm - warm == 3
 
     run(main())
+
+
+def test_a_handed_connection_read_between_its_two_counts_is_not_counted_warm() -> None:
+    """The app counts a handed connection as handed when it comes and as accepted when it
+    takes it: figures read in between dip by one, and the dip's end was counted as a
+    connection of the app's own (a crowd of 50 came out as 51 in warm plus cold)."""
+    from types import SimpleNamespace
+
+    from summon.gateway.report import count_app
+
+    instance = object()
+    svc = SimpleNamespace(instance=instance, app_seen=None, warm=0, backoff=backoff.Backoff())
+    seen = [(1, 1), (2, 1), (3, 3), (3, 3), (5, 3)]  # (accepted, handed): one own at the end
+    for accepted, handed in seen:
+        count_app(svc, instance, {"accepted": accepted, "handed": handed})  # type: ignore[arg-type]
+    assert svc.warm == 2
