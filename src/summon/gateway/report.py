@@ -111,20 +111,15 @@ def service_doc(svc: Service) -> dict[str, Any]:
 
 
 def count_app(svc: Service, instance: object, figures: dict[str, float]) -> None:
-    """The app's own figures, just read (at a share, an idle check, a status page): the
-    connections it took itself on shared listeners count as warm ones (the gateway never
-    sees them: warm_requests missed them), and a request it answered ends a failure
-    streak (backoff.py). Figures of an instance no longer the service's are not counted."""
+    """The app's own figures, just read (at a share, an idle check, a status page): a
+    request it answered ends a failure streak (backoff.py). Figures of an instance no
+    longer the service's are not counted. The connections it took itself on shared
+    listeners are its own figures' (summon_app_connections_total), not warm_requests:
+    told apart by the app's accepted less handed, a crowd of 50 cold clients counted 99."""
     if instance is not svc.instance or "accepted" not in figures:
         return
-    taken = int(figures["accepted"] - figures.get("handed", 0))  # not handed over
+    taken = int(figures["accepted"] - figures.get("handed", 0))
     answered = int(figures.get("requests", 0))
-    # The app counts a handed connection (handed) before it takes it (accepted): read in
-    # between, taken dips by one. Only what passes the most seen counts, or the dip's end
-    # was counted as a connection of the app's own (warm_requests one too many).
-    if svc.app_seen is not None:
-        svc.warm += max(taken - svc.app_seen[0], 0)
-        if answered > svc.app_seen[1]:
-            svc.backoff.ok()
-        taken = max(taken, svc.app_seen[0])
+    if svc.app_seen is not None and answered > svc.app_seen[1]:
+        svc.backoff.ok()
     svc.app_seen = (taken, answered)

@@ -8,14 +8,13 @@ import time
 
 import pytest
 from fakes import FakeInstance
-from test_gateway_handoff import AppLauncher, TieredInstance, served, until
+from test_gateway_handoff import AppLauncher, served, until
 from test_gateway_service import fetch, run, serve
 
 from summon.gateway import backoff
 from summon.gateway.config import ServiceConfig
 from summon.gateway.service import RENEW, Service, State
 from summon.gateway.status import page
-from summon.runtime import handoff, socket_stack
 from summon.targets.base import Instance, PortForward
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -131,50 +130,3 @@ def test_an_open_spliced_connection_holds_off_the_renewal() -> None:
     svc.open = 0
     assert svc.due_tier(time.monotonic()) == RENEW
     svc.instance.stop()
-
-
-def test_connections_the_app_takes_on_shared_listeners_count_as_warm(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """warm_requests missed every connection the app accepted itself."""
-
-    def figures(self: TieredInstance, timeout: float = 0.5) -> dict[str, float]:
-        # The runtime's own counts (the app runs in this process): all it took, and those
-        # the gateway handed over.
-        return {"active": 0, "accepted": socket_stack.accepted, "handed": handoff.handed}
-
-    monkeypatch.setattr(TieredInstance, "runtime_stats", figures)
-
-    async def main() -> None:
-        launcher = AppLauncher(asyncio.get_running_loop())
-        async with served(ServiceConfig("web", "x"), launcher) as (svc, port):
-            assert (await fetch(port)).endswith(b"by fd\n")  # held, handed over: cold
-            await until(lambda: svc.snapshot()["listeners_shared"])
-            # (Read once the handed connection is counted on both sides: the app counts it
-            # handed when it comes, accepted when served.)
-            await asyncio.to_thread(svc.busy_inside)
-            warm = svc.warm
-            for _ in range(3):
-                assert (await fetch(port)).endswith(b"by fd\n")
-            assert svc.open == 0
-            # An idle check reads the app's figures (it took some since last asked: busy).
-            assert await asyncio.to_thread(svc.busy_inside)
-            assert svc.cold == 1 and svc.warm - warm == 3
-
-    run(main())
-
-
-def test_a_handed_connection_read_between_its_two_counts_is_not_counted_warm() -> None:
-    """The app counts a handed connection as handed when it comes and as accepted when it
-    takes it: figures read in between dip by one, and the dip's end was counted as a
-    connection of the app's own (a crowd of 50 came out as 51 in warm plus cold)."""
-    from types import SimpleNamespace
-
-    from summon.gateway.report import count_app
-
-    instance = object()
-    svc = SimpleNamespace(instance=instance, app_seen=None, warm=0, backoff=backoff.Backoff())
-    seen = [(1, 1), (2, 1), (3, 3), (3, 3), (5, 3)]  # (accepted, handed): one own at the end
-    for accepted, handed in seen:
-        count_app(svc, instance, {"accepted": accepted, "handed": handed})  # type: ignore[arg-type]
-    assert svc.warm == 2
