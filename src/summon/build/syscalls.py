@@ -291,7 +291,9 @@ def _record_once(
                 return
             # TCP first: the forwarder holds a connection until the app listens, so by the
             # time UDP is tried the app is up.
-            own = own_listeners(instance, ports, timeout)
+            # A direct-mode app listens on its own stack, never on a kernel socket: asked,
+            # it held every such build for the whole timeout.
+            own = own_listeners(instance, ports, timeout) if network != "direct" else {}
             late = {f for f, listens in own.items() if not listens()}  # asked last
             for fwd in sorted(ports, key=lambda f: (f.protocol != "tcp", f in late)):
                 _host, port = instance.bound[fwd]
