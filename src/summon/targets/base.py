@@ -11,6 +11,7 @@ and one line in summon.targets.TARGETS.
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 import stat
 from dataclasses import dataclass, field
@@ -459,3 +460,23 @@ class Target(abc.ABC):
         naming it ("runc container summon-ab12...", "network namespace ..."), for the user
         to be told. Default: nothing is ever left."""
         return []
+
+
+def notice_sayer(
+    notice: Callable[[str], None],
+    listener: Callable[[str], None] | None,
+    console: int | None,
+) -> Callable[[str], None]:
+    """How a target's start says a notice: to notice (summon's stderr: a detached instance's
+    monitor.log), to listener (hear_notices: the monitor of `summon run -d`, which prints
+    it) and as a `summon:` line on console, the spec's stdout (what `summon logs` shows)."""
+
+    def say(line: str) -> None:
+        notice(line)
+        if listener is not None:
+            listener(line)
+        if console is not None:
+            with contextlib.suppress(OSError):
+                os.write(console, f"summon: {line}\n".encode())
+
+    return say

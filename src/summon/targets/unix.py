@@ -31,6 +31,7 @@ from summon.targets.base import (
     RunSpec,
     Stats,
     Target,
+    notice_sayer,
     process_stats,
     volumes_environment,
 )
@@ -150,17 +151,7 @@ class UnixTarget(Target):
         run; a detached one's monitor.log), to whoever hears this target (the monitor of
         `summon run -d`, which prints them) and as a `summon:` line on the spec's console (what
         `summon logs` shows)."""
-        listener, console = self._listener, spec.stdout
-
-        def say(line: str) -> None:
-            _notice(line)
-            if listener is not None:
-                listener(line)
-            if console is not None:
-                with contextlib.suppress(OSError):
-                    os.write(console, f"summon: {line}\n".encode())
-
-        return say
+        return notice_sayer(_notice, self._listener, spec.stdout)
 
     def start(self, spec: RunSpec) -> Instance:
         say = self._sayer(spec)

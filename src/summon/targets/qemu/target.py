@@ -20,8 +20,6 @@ same address (SUMMON_NET).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -46,6 +44,7 @@ from summon.targets.base import (
     NotSupported,
     RunSpec,
     Target,
+    notice_sayer,
     volumes_environment,
 )
 from summon.targets.qemu.cmdline import (
@@ -246,17 +245,7 @@ class QemuTarget(Target):
         detached instance's monitor.log), to whoever hears this target (hear_notices: the
         monitor of `summon run -d`, which prints them), and as a `summon:` line on the
         spec's console when it has one (what `summon logs` shows; a gateway service's log)."""
-        listener, console = self._listener, spec.stdout
-
-        def say(line: str) -> None:
-            self.notice(line)
-            if listener is not None:
-                listener(line)
-            if console is not None:
-                with contextlib.suppress(OSError):
-                    os.write(console, f"summon: {line}\n".encode())
-
-        return say
+        return notice_sayer(self.notice, self._listener, spec.stdout)
 
     def _start(
         self, spec: RunSpec, guest: Guest, snapshotting: bool, say: Callable[[str], None]
