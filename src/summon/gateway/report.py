@@ -14,7 +14,7 @@ class Service(Protocol):
     """What this module reads of a service.Service (not imported: it imports this one)."""
 
     warm: int
-    app_seen: tuple[int, int] | None
+    app_answered: int | None
 
     @property
     def name(self) -> str: ...
@@ -118,8 +118,7 @@ def count_app(svc: Service, instance: object, figures: dict[str, float]) -> None
     told apart by the app's accepted less handed, a crowd of 50 cold clients counted 99."""
     if instance is not svc.instance or "accepted" not in figures:
         return
-    taken = int(figures["accepted"] - figures.get("handed", 0))
     answered = int(figures.get("requests", 0))
-    if svc.app_seen is not None and answered > svc.app_seen[1]:
+    if svc.app_answered is not None and answered > svc.app_answered:
         svc.backoff.ok()
-    svc.app_seen = (taken, answered)
+    svc.app_answered = answered

@@ -78,7 +78,7 @@ class Service:
     # less and 400 1.4 MB less (benchmarks/bench_density.py).
     __slots__ = tuple(
         "_app_accepted _boot _boot_t0 _changing _first_byte_pending _seq _stopping _tasks "
-        "_watch _writers address app_seen backoff booted_at boots channel cold config "
+        "_watch _writers address app_answered backoff booted_at boots channel cold config "
         "failed_tiers failures history image_changed image_digest image_error image_ports "
         "instance instance_name internal ladder last_active last_boot last_start last_thaw "
         "launcher listeners open reason reason_of_exit state thaws warm".split()
@@ -105,7 +105,7 @@ class Service:
         self.channel: Channel | None = None
         self.listeners: Listeners | None = None  # the gateway's, shared with a warm app
         self._app_accepted: float | None = None  # the app's connections, when last asked
-        self.app_seen: tuple[int, int] | None = None  # (taken itself, answered): count_app
+        self.app_answered: int | None = None  # the app's requests figure: count_app
         self.backoff = backoff.Backoff()  # failures in a row: the next boot waits
         self.image_digest = self.instance_name = ""
         self.internal: dict[int, int] = {}  # guest port -> 127.0.0.1 port of the instance
@@ -309,7 +309,7 @@ class Service:
     def _drop_instance(self) -> None:
         self.instance = None
         self.internal = {}
-        self._app_accepted = self.app_seen = None
+        self._app_accepted = self.app_answered = None
         if self.listeners is not None:
             self.listeners.lost()  # the app's copies go with it
         if self.channel is not None:
