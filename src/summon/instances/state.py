@@ -21,6 +21,7 @@ import dataclasses
 import datetime
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
@@ -458,15 +459,26 @@ def _encode(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _fields(tp: type) -> dict[str, Any]:
+    """A dataclass's decodable fields and their types (typing.get_type_hints evaluates every
+    annotation: a millisecond or two a call, for every instance every listing reads)."""
+    hints = typing.get_type_hints(tp)
+    return {
+        f.name: hints[f.name]
+        for f in dataclasses.fields(tp)
+        if f.init and f.name not in _LOCAL_FIELDS
+    }
+
+
 def _decode(tp: Any, value: Any) -> Any:
     if value is None:
         return None
     if tp is Path:
         return Path(value)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
-        names = {f.name for f in dataclasses.fields(tp) if f.init and f.name not in _LOCAL_FIELDS}
-        return tp(**{k: _decode(hints[k], v) for k, v in value.items() if k in names})
+        fields = _fields(tp)
+        return tp(**{k: _decode(fields[k], v) for k, v in value.items() if k in fields})
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is tuple and args:

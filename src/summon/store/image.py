@@ -22,7 +22,7 @@ from typing import Any
 
 from summon import paths
 from summon.errors import CorruptBlob, UnknownImage, UserError
-from summon.store import layer_rules, rootfs_artifact
+from summon.store import rootfs_artifact
 from summon.store.layout import INDEX, LAYER_GZIP, MANIFEST, Descriptor, Store
 from summon.store.rootfs_artifact import Entry, RootfsArtifact
 
@@ -287,6 +287,8 @@ def _unpack(store: Store, layer: Descriptor, files: Descriptor, base: Path) -> P
     try:
         root = tmp / "root"
         root.mkdir(mode=0o755)
+        from summon.store import layer_rules  # tarfile: not on every run's path
+
         layer_rules.extract(store, layer, root)
         difference = rootfs_artifact.tree_difference(root, entries)
         if difference is not None:

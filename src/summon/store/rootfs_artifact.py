@@ -42,7 +42,6 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,6 @@ from typing import Any
 from summon import paths
 from summon.errors import CorruptBlob, UserError
 from summon.hostkeys import host_key
-from summon.store import layer_rules
 from summon.store.layout import MANIFEST, Descriptor, Store
 
 ROOTFS_TYPE = "application/vnd.summon.rootfs.v1"
@@ -107,6 +105,12 @@ def _make(store: Store, layer: Descriptor, mkfs: str) -> tuple[Descriptor, Descr
     with tempfile.TemporaryDirectory(dir=store.tmp_dir, prefix="rootfs-") as tmp:
         root = Path(tmp) / "root"
         root.mkdir(mode=0o755)
+        # Imported here: tarfile and uuid cost every `summon run` a few ms, and only a
+        # root made afresh needs them.
+        import uuid
+
+        from summon.store import layer_rules
+
         layer_rules.extract(store, layer, root)
         root.chmod(0o755)
         entries = tree_entries(root)

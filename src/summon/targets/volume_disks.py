@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import subprocess
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +43,8 @@ def make_disk(
         os.chown(path, *owner)
     os.chmod(path, 0o600)
     fill = ["-d", os.path.relpath(source, path.parent)] if source else []
+    import uuid  # only when a disk is made: uuid imports platform
+
     # -m 0: no blocks reserved for root, the only user; root_owner: the VM's app is root.
     argv = [mkfs, "-q", "-F", "-m", "0", "-U", str(uuid.uuid4()), "-L", label[:16],
             "-E", "root_owner=0:0", *fill, path.name]  # fmt: skip
