@@ -7,7 +7,6 @@ half-written left in the store.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -300,12 +299,21 @@ def test_http_serves_in_the_sandbox_and_stops_cleanly(
     summon: Summon, http_image: str, stop_signal: signal.Signals
 ) -> None:
     netns = Path("/run/netns")
-    before = set(os.listdir(netns)) if netns.is_dir() else set()
+
+    def ids() -> set[str]:
+        found = summon.instances.iterdir() if summon.instances.is_dir() else iter(())
+        return {p.name for p in found if len(p.name) == 64 and not p.name.startswith(".")}
+
+    before = ids()
     port = free_port()
     proc = summon.popen("run", http_image, "--target", "sandbox", "-p", f"{port}:80")
     try:
         page = get(f"http://127.0.0.1:{port}/", time.monotonic() + 20)
         assert "hello from a unikernel" in page
+        # This run's instance (by its ID: netns are named after the short ID; others on the
+        # machine, another test run's, come and go meanwhile).
+        (ident,) = ids() - before
+        assert (netns / f"summon-{ident[:12]}").exists()
         proc.send_signal(stop_signal)
         _out, err = proc.communicate(timeout=20)
     finally:
@@ -314,8 +322,7 @@ def test_http_serves_in_the_sandbox_and_stops_cleanly(
             proc.wait()
     assert proc.returncode == 0, err
     assert summon_processes(summon.home) == []
-    after = set(os.listdir(netns)) if netns.is_dir() else set()
-    assert not [n for n in after - before if "summon-" in n]  # this run's namespace is gone
+    assert not (netns / f"summon-{ident[:12]}").exists()  # this run's namespace is gone
 
 
 @needs_sandbox
