@@ -67,10 +67,6 @@ def __getattr__(name: str) -> Any:
     return _consoles[name]
 
 
-# Control characters but newline and tab: C0, DEL and C1 (0x9b is a CSI on its own).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 def printable(text: str) -> str:
     """text with each control character but newline and tab shown as its escape (\\x1b).
 
@@ -78,9 +74,11 @@ def printable(text: str) -> str:
     in the bill of materials, a module's reason, an instance's exit reason): an escape
     sequence among them was the terminal's to obey, rich passing ESC through (it drops only
     BEL, BS, VT, FF and CR), so an image's bill of materials could clear the screen, retitle
-    the window or rewrite what `summon inspect` had printed above. `summon logs` prints
-    the app's output as it is, as docker's does."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    the window or rewrite what `summon inspect` had printed above. (`summon logs` shows the
+    app's own output through console.Visible, or writes its bytes as they are when piped.)"""
+    from summon.instances.console import shown
+
+    return shown(text)
 
 
 def fail(message: str, status: int = 2, detail: str = "") -> NoReturn:
