@@ -76,9 +76,7 @@ def test_a_half_close_for_writing_goes_through(handed: tuple[Run, int]) -> None:
 
 
 @pytest.mark.parametrize("probe", ["shut_rd_of_the_listener", "shut_rdwr_of_the_listener"])
-def test_shutting_the_host_s_listener_down_is_refused(
-    handed: tuple[Run, int], probe: str
-) -> None:
+def test_shutting_the_host_s_listener_down_is_refused(handed: tuple[Run, int], probe: str) -> None:
     run, _ = handed
     got = run.results[probe]
     assert (got["ok"], got.get("kind")) == (False, "PermissionError"), run.output
