@@ -47,6 +47,7 @@ RULE_CTYPES = "seal.ctypes: no foreign calls after the seal"
 # PyTypeObject on 64-bit CPython 3.8 to 3.13: these fields have not moved.
 OFFSET_BASICSIZE, OFFSET_CALL, OFFSET_AS_BUFFER, OFFSET_FLAGS = 32, 128, 160, 168
 OFFSET_BASE, OFFSET_NEW = 256, 312
+OFFSET_D_WRAPPED = 48  # PyWrapperDescrObject: the C function a slot wrapper calls
 IMMUTABLETYPE = 1 << 8
 HEAPTYPE = 1 << 9
 # PyModuleObject.md_def, then PyModuleDef_Base.m_copy: the dict a new import is made from.
@@ -129,15 +130,25 @@ def _refuse_calls(word: Any, refuse_call: Callable[..., Any], keep: Sequence[Any
     Set on CFuncPtr (static: its immutable flag cleared for the change), `__call__` reaches
     each subclass that does not define its own (Python updates their slot), and each made
     later. An app's subclass that defines `__call__` reaches the C call only through
-    CFuncPtr's, which is this one now; the C call's descriptor leaves CFuncPtr's dict, and
-    nothing else holds it. keep's classes get the C call back in their slot alone (no
+    CFuncPtr's, which is this one now. The C call's descriptor leaves CFuncPtr's dict, and
+    whoever kept it from before (`CFuncPtr.__call__`, or a bound `f.__call__`, taken at
+    import) finds it calling the generic slot instead, which looks `__call__` up: this one.
+    keep's classes get the C call back in their slot alone (no
     descriptor to find), and become immutable: their `__call__` cannot be set, and no object
     of another class can be given theirs; and they lose the buffer protocol, through which a
     memoryview of one rewrote the address it calls."""
     import _ctypes
 
+    class Generic:
+        def __call__(self) -> None:
+            pass
+
     funcptr: type = _ctypes.CFuncPtr
     c_call = word.from_address(id(funcptr) + OFFSET_CALL).value
+    old = vars(funcptr)["__call__"]  # the slot wrapper of the C call
+    if type(old) is type(vars(type)["__call__"]):
+        generic = word.from_address(id(Generic) + OFFSET_CALL).value
+        word.from_address(id(old) + OFFSET_D_WRAPPED).value = generic
     flags = word.from_address(id(funcptr) + OFFSET_FLAGS)
     flags.value &= ~IMMUTABLETYPE
     try:
@@ -193,6 +204,8 @@ def _layout_holds(word: Any) -> bool:
     if read(type, OFFSET_CALL) in (0, slot_call):
         return False
     if read(object, OFFSET_AS_BUFFER) != 0 or read(bytes, OFFSET_AS_BUFFER) == 0:
+        return False
+    if read(vars(type)["__call__"], OFFSET_D_WRAPPED) != read(type, OFFSET_CALL):
         return False
     if read(A, OFFSET_BASE) != id(object) or read(int, OFFSET_BASE) != id(object):
         return False

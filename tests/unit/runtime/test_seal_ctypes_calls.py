@@ -6,7 +6,9 @@ what a request made it run) took `ctypes.memmove`, `ctypes.pythonapi.PyRun_Simpl
 CFUNCTYPE of a libc address at import and called it after the seal: memmove wrote any memory
 of the process (the hook's own state, the interpreter's list of audit hooks) with no event.
 Now every call refuses, but the runtime's own (a VM's shutdown: `keep`), whose class keeps
-the C call, cannot be given to another object, and has no buffer to re-aim it through.
+the C call, cannot be given to another object, and has no buffer to re-aim it through; and
+the C call's slot wrapper, if code kept it from before (`CFuncPtr.__call__`), calls the
+refusal too.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ shutdown = ctypes.CDLL(None)  # as the runtime's libc in a VM: its pointer stays
 kept = shutdown.getppid
 measure = shutdown.strlen  # arguments converted as a VM's umount(path) and reboot(int) are
 measure.argtypes, measure.restype = (ctypes.c_char_p,), ctypes.c_size_t
+held_slot = type(getpid).__call__  # the C call's slot wrapper, kept from before the seal
+held_bound = memmove.__call__
 victim = bytes(b"sealed bytes")
 said = []
 
@@ -78,6 +82,8 @@ for name, action in [
     ("kept_call_replaced", lambda: setattr(type(kept), "__call__", None)),
     ("kept_reaimed", lambda: memoryview(kept)),
     ("own_call_deleted", lambda: (delattr(Own, "__call__"), own())),
+    ("held_slot_wrapper", lambda: held_slot(getpid)),
+    ("held_bound_call", lambda: held_bound(id(victim) + 32, b"Y", 1)),
 ]:
     attempt(name, action)
 print(json.dumps({"said": said}), flush=True)
@@ -107,7 +113,7 @@ def test_control_before_the_seal_memmove_writes_memory(results: dict[str, Any]) 
 
 @pytest.mark.parametrize(
     "probe", ["memmove", "run_string", "dlsym_pointer", "cfunctype", "own_subclass",
-              "own_call_deleted"],
+              "own_call_deleted", "held_slot_wrapper", "held_bound_call"],
 )  # fmt: skip
 def test_after_the_seal_no_foreign_function_is_called(results: dict[str, Any], probe: str) -> None:
     got = results[probe]
