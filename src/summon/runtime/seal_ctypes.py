@@ -28,6 +28,8 @@ calls), `disarm` makes every ctypes data type refuse to make an instance (rule s
   interpreter's list of audit hooks). The runtime's own (`keep`: a VM's shutdown) keep
   their class's C call, and that class is made immutable, so no other object can be moved
   into it (`__class__` assignment), and loses its buffer (a memoryview re-aimed them).
+- a pointer refuses to be followed (`p[n]`, `p.contents`): one made before the seal read and
+  wrote any address, `p[n]` having no bounds.
 ctypes data objects made before (an app's own) keep their buffers; see docs/sealing.md.
 
 Image-side: stdlib only. Reads and writes CPython's type objects by offset, checked first
@@ -121,6 +123,25 @@ def disarm(
     for t in static:
         word.from_address(id(t) + OFFSET_NEW).value = none_new
     _refuse_calls(word, refuse_call, keep)
+
+    def refuse_reach(self: Any, *args: Any) -> Any:
+        what = "reaching memory through a ctypes pointer"
+        if what not in said:
+            said.append(what)
+            report(what, RULE_CTYPES, True)
+        raise PermissionError(1, f"{what} refused by the seal ({RULE_CTYPES})")
+
+    # A pointer made before the seal reads and writes any address: p[n] has no bounds, and
+    # p.contents is an object at p's address. What a pointer is for is a foreign call.
+    pointer: type = _ctypes._Pointer
+    flags = word.from_address(id(pointer) + OFFSET_FLAGS)
+    flags.value &= ~IMMUTABLETYPE
+    try:
+        for name in ("__getitem__", "__setitem__", "__delitem__"):
+            setattr(pointer, name, refuse_reach)
+        pointer.contents = property(refuse_reach, refuse_reach)  # type: ignore[attr-defined]
+    finally:
+        flags.value |= IMMUTABLETYPE
     return None
 
 

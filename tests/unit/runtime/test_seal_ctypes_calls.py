@@ -51,6 +51,16 @@ measure.argtypes, measure.restype = (ctypes.c_char_p,), ctypes.c_size_t
 held_slot = type(getpid).__call__  # the C call's slot wrapper, kept from before the seal
 held_bound = memmove.__call__
 victim = bytes(b"sealed bytes")
+cell = ctypes.c_char(b"a")
+far = ctypes.pointer(cell)  # p[n] reaches n bytes past cell's buffer, whatever n is
+
+
+class Holder(ctypes.Structure):
+    _fields_ = [("to", ctypes.POINTER(ctypes.c_char))]
+
+
+holder = Holder(far)
+
 said = []
 
 
@@ -84,6 +94,10 @@ for name, action in [
     ("own_call_deleted", lambda: (delattr(Own, "__call__"), own())),
     ("held_slot_wrapper", lambda: held_slot(getpid)),
     ("held_bound_call", lambda: held_bound(id(victim) + 32, b"Y", 1)),
+    ("pointer_read", lambda: far[0]),
+    ("pointer_write", lambda: far.__setitem__(0, b"z")),
+    ("pointer_contents", lambda: far.contents),
+    ("field_pointer_write", lambda: holder.to.__setitem__(0, b"z")),
 ]:
     attempt(name, action)
 print(json.dumps({"said": said}), flush=True)
@@ -119,7 +133,22 @@ def test_after_the_seal_no_foreign_function_is_called(results: dict[str, Any], p
     got = results[probe]
     assert (got["ok"], got.get("kind")) == (False, "PermissionError"), got
     assert "calling a foreign function refused by the seal (seal.ctypes" in got["detail"], got
-    assert results["said"] == [["calling a foreign function", seal_ctypes_rule()]]
+    assert ["calling a foreign function", seal_ctypes_rule()] in results["said"]
+
+
+@pytest.mark.parametrize(
+    "probe", ["pointer_read", "pointer_write", "pointer_contents", "field_pointer_write"]
+)
+def test_after_the_seal_no_pointer_is_followed(results: dict[str, Any], probe: str) -> None:
+    """A pointer made before the seal read and wrote any address (p[n] has no bounds)."""
+    got = results[probe]
+    assert (got["ok"], got.get("kind")) == (False, "PermissionError"), got
+    assert "reaching memory through a ctypes pointer refused by the seal" in got["detail"]
+    said = [what for what, rule in results["said"] if rule == seal_ctypes_rule()]
+    assert sorted(said) == [
+        "calling a foreign function",
+        "reaching memory through a ctypes pointer",
+    ]
 
 
 def test_the_runtime_s_own_pointer_is_still_called(results: dict[str, Any]) -> None:
