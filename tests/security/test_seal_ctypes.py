@@ -61,7 +61,7 @@ def walked_type():
     return repr(made[0](0)) if made else "no ctypes type was left to walk to"
 
 
-def far_field():
+def far_type():
     m = importlib.import_module("_ctypes")
 
     class c_char(m._SimpleCData):
@@ -73,7 +73,14 @@ def far_field():
     class Far(m.Structure):
         _fields_ = [("pad", c_char * (1 << 40)), ("x", c_long)]
 
-    return object.__new__(Far).x
+    return Far
+
+
+FAR = far_type()  # at import, before the seal: a type, no object
+
+
+def far_field():
+    return object.__new__(FAR).x
 
 
 def import_time_memmove():
@@ -106,6 +113,7 @@ async def main(stack: Stack) -> int:
     attempt("before_union_write", union_write)
     server = await stack.start_server(lambda reader, writer: writer.close(), 8000)
     for name, action in [("union_write", union_write), ("walked_type", walked_type),
+                         ("far_type", far_type),
                          ("far_field", far_field), ("import_time_memmove", import_time_memmove),
                          ("module_functions", module_functions)]:
         attempt(name, action)
@@ -178,6 +186,14 @@ def test_after_the_seal_no_ctypes_object_is_made(sealed: Run, probe: str) -> Non
     assert "making a ctypes object refused by the seal (seal.ctypes" in got["detail"], got
     said = [line for line in sealed.lines("summon: sealed: refused") if "ctypes object" in line]
     assert len(said) == 1 and "seal.ctypes" in said[0], sealed.output
+
+
+def test_after_the_seal_no_ctypes_type_is_made(sealed: Run) -> None:
+    """Rule seal.ctypes: an object made before the seal, given a type of one layout whose
+    field lies a terabyte in (`obj.__class__ = Far`), read and wrote there."""
+    got = sealed.results["far_type"]
+    assert (got["ok"], got.get("kind")) == (False, "PermissionError"), got
+    assert "making a ctypes object refused by the seal (seal.ctypes" in got["detail"], got
 
 
 def test_object_new_makes_no_ctypes_object_at_address_zero(sealed: Run) -> None:

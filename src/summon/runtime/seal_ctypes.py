@@ -29,7 +29,11 @@ calls), `disarm` makes every ctypes data type refuse to make an instance (rule s
   their class's C call, and that class is made immutable, so no other object can be moved
   into it (`__class__` assignment), and loses its buffer (a memoryview re-aimed them).
 - a pointer refuses to be followed (`p[n]`, `p.contents`): one made before the seal read and
-  wrote any address, `p[n]` having no bounds.
+  wrote any address, `p[n]` having no bounds; and no ctypes type can be made (their
+  metaclasses' `__new__` as the types'): a Structure made before the seal, given a type of
+  one layout whose field lies a terabyte in (`__class__` assignment), reached any address
+  (`type.__new__(the metaclass, ...)` still makes a type, one without ctypes' own state,
+  whose fields cannot be set).
 ctypes data objects made before (an app's own) keep their buffers; see docs/sealing.md.
 
 Image-side: stdlib only. Reads and writes CPython's type objects by offset, checked first
@@ -38,11 +42,12 @@ against what Python says of the same fields; a layout that does not match leaves
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from typing import Any
 
 RULE_CTYPES = "seal.ctypes: no foreign calls after the seal"
@@ -122,6 +127,12 @@ def disarm(
             t.__new__ = new  # type: ignore[assignment]
     for t in static:
         word.from_address(id(t) + OFFSET_NEW).value = none_new
+    # And no ctypes type: given an Array or a Structure made before the seal, `obj.__class__
+    # = c_char * 2**40` (one layout) reached any address at an offset from its buffer.
+    metas: set[type] = {type(t) for t in static} - {type}
+    for meta in metas:
+        with _mutable(word, meta):
+            meta.__new__ = new  # type: ignore[assignment]
     _refuse_calls(word, refuse_call, keep)
 
     def refuse_reach(self: Any, *args: Any) -> Any:
@@ -134,15 +145,23 @@ def disarm(
     # A pointer made before the seal reads and writes any address: p[n] has no bounds, and
     # p.contents is an object at p's address. What a pointer is for is a foreign call.
     pointer: type = _ctypes._Pointer
-    flags = word.from_address(id(pointer) + OFFSET_FLAGS)
-    flags.value &= ~IMMUTABLETYPE
-    try:
+    with _mutable(word, pointer):
         for name in ("__getitem__", "__setitem__", "__delitem__"):
             setattr(pointer, name, refuse_reach)
         pointer.contents = property(refuse_reach, refuse_reach)  # type: ignore[attr-defined]
+
+    return None
+
+
+@contextlib.contextmanager
+def _mutable(word: Any, t: type) -> Iterator[None]:
+    """A static (immutable) type's attributes settable while the block runs."""
+    flags = word.from_address(id(t) + OFFSET_FLAGS)
+    flags.value &= ~IMMUTABLETYPE
+    try:
+        yield
     finally:
         flags.value |= IMMUTABLETYPE
-    return None
 
 
 def _refuse_calls(word: Any, refuse_call: Callable[..., Any], keep: Sequence[Any]) -> None:

@@ -98,6 +98,8 @@ for name, action in [
     ("pointer_write", lambda: far.__setitem__(0, b"z")),
     ("pointer_contents", lambda: far.contents),
     ("field_pointer_write", lambda: holder.to.__setitem__(0, b"z")),
+    ("array_type", lambda: ctypes.c_char * (1 << 40)),
+    ("structure_type", lambda: type(ctypes.Structure)("Far", (ctypes.Structure,), {})),
 ]:
     attempt(name, action)
 print(json.dumps({"said": said}), flush=True)
@@ -153,6 +155,15 @@ def test_after_the_seal_no_pointer_is_followed(results: dict[str, Any], probe: s
 
 def test_the_runtime_s_own_pointer_is_still_called(results: dict[str, Any]) -> None:
     assert results["kept"] == {"ok": True, "detail": "True"}
+
+
+@pytest.mark.parametrize("probe", ["array_type", "structure_type"])
+def test_after_the_seal_no_ctypes_type_is_made(results: dict[str, Any], probe: str) -> None:
+    """A Structure made before the seal, given a type of one layout whose field lies a
+    terabyte in (`obj.__class__ = Far`), read and wrote there."""
+    got = results[probe]
+    assert (got["ok"], got.get("kind")) == (False, "PermissionError"), got
+    assert "making a ctypes object refused by the seal (seal.ctypes" in got["detail"], got
 
 
 @pytest.mark.parametrize(
