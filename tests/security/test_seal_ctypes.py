@@ -8,7 +8,9 @@ into it. The app here does that before the seal (the control: it works) and afte
 tries the other roads: the types found by walking `object.__subclasses__()`, a Structure
 whose field lies a terabyte in made by `object.__new__` (its buffer would be at 0), the
 function pointers ctypes made at import (memmove) through a ctypes function's `__globals__`,
-and the `_ctypes` functions that need no object (`Py_DECREF`, `_memmove_addr`).
+and the `_ctypes` functions that need no object (`Py_DECREF`, `_memmove_addr`). A second app
+imports ctypes itself and takes function pointers at import (memmove, PyRun_SimpleString, a
+CFUNCTYPE of a libc address): each was called after the seal, with no audit event on 3.11.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def walked_type():
     return repr(made[0](0)) if made else "no ctypes type was left to walk to"
 
 
-def far_field():
+def far_type():
     m = importlib.import_module("_ctypes")
 
     class c_char(m._SimpleCData):
@@ -71,7 +73,14 @@ def far_field():
     class Far(m.Structure):
         _fields_ = [("pad", c_char * (1 << 40)), ("x", c_long)]
 
-    return object.__new__(Far).x
+    return Far
+
+
+FAR = far_type()  # at import, before the seal: a type, no object
+
+
+def far_field():
+    return object.__new__(FAR).x
 
 
 def import_time_memmove():
@@ -104,6 +113,7 @@ async def main(stack: Stack) -> int:
     attempt("before_union_write", union_write)
     server = await stack.start_server(lambda reader, writer: writer.close(), 8000)
     for name, action in [("union_write", union_write), ("walked_type", walked_type),
+                         ("far_type", far_type),
                          ("far_field", far_field), ("import_time_memmove", import_time_memmove),
                          ("module_functions", module_functions)]:
         attempt(name, action)
@@ -112,10 +122,55 @@ async def main(stack: Stack) -> int:
 """
 
 
+# An app that imported ctypes itself, and took function pointers at import, before the seal.
+TAKEN_BEFORE = r"""
+import ctypes, json
+from summon.devices import Stack
+
+memmove = ctypes.memmove
+run_string = ctypes.pythonapi.PyRun_SimpleString
+getpid = ctypes.CDLL(None).getpid
+wrapped = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.cast(getpid, ctypes.c_void_p).value)
+victim = bytes(b"sealed bytes, not to be changed")
+
+
+def write():
+    memmove(id(victim) + 32, b"X", 1)
+    return victim[:6].decode()
+
+
+def attempt(name, action):
+    try:
+        got = {"probe": name, "ok": True, "detail": repr(action())}
+    except Exception as e:
+        got = {"probe": name, "ok": False, "kind": type(e).__name__, "detail": str(e)}
+    print(json.dumps(got), flush=True)
+
+
+async def main(stack: Stack) -> int:
+    attempt("before_memmove", write)
+    server = await stack.start_server(lambda reader, writer: writer.close(), 8000)
+    for name, action in [("memmove", write), ("getpid", getpid), ("cfunctype", wrapped),
+                         ("run_string", lambda: run_string(b"print('code after the seal')"))]:
+        attempt(name, action)
+    server.close()
+    return 0
+"""
+
+
 @pytest.fixture(scope="module")
-def sealed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    image: SealedImage = make_sealed_image(tmp_path_factory.mktemp("ctypes"))
+def image(tmp_path_factory: pytest.TempPathFactory) -> SealedImage:
+    return make_sealed_image(tmp_path_factory.mktemp("ctypes"))
+
+
+@pytest.fixture(scope="module")
+def sealed(image: SealedImage) -> Iterator[Run]:
     yield image.run({"attack.py": ATTACK}, image.app_json("attack:main"))
+
+
+@pytest.fixture(scope="module")
+def taken_before(image: SealedImage) -> Run:
+    return image.run({"taken.py": TAKEN_BEFORE}, image.app_json("taken:main"))
 
 
 def test_control_before_the_seal_ctypes_types_write_memory(sealed: Run) -> None:
@@ -131,6 +186,14 @@ def test_after_the_seal_no_ctypes_object_is_made(sealed: Run, probe: str) -> Non
     assert "making a ctypes object refused by the seal (seal.ctypes" in got["detail"], got
     said = [line for line in sealed.lines("summon: sealed: refused") if "ctypes object" in line]
     assert len(said) == 1 and "seal.ctypes" in said[0], sealed.output
+
+
+def test_after_the_seal_no_ctypes_type_is_made(sealed: Run) -> None:
+    """Rule seal.ctypes: an object made before the seal, given a type of one layout whose
+    field lies a terabyte in (`obj.__class__ = Far`), read and wrote there."""
+    got = sealed.results["far_type"]
+    assert (got["ok"], got.get("kind")) == (False, "PermissionError"), got
+    assert "making a ctypes object refused by the seal (seal.ctypes" in got["detail"], got
 
 
 def test_object_new_makes_no_ctypes_object_at_address_zero(sealed: Run) -> None:
@@ -151,3 +214,22 @@ def test_the_ctypes_functions_that_need_no_object_are_gone(sealed: Run) -> None:
         "probe": "module_functions", "ok": True, "detail": "[]"
     }, sealed.output  # fmt: skip
     assert sealed.status == 0, sealed.output
+
+
+def test_control_before_the_seal_an_app_s_memmove_writes(taken_before: Run) -> None:
+    got = taken_before.results["before_memmove"]
+    assert got == {"probe": "before_memmove", "ok": True, "detail": "'Xealed'"}, got
+
+
+@pytest.mark.parametrize("probe", ["memmove", "getpid", "cfunctype", "run_string"])
+def test_after_the_seal_no_function_taken_before_it_is_called(
+    taken_before: Run, probe: str
+) -> None:
+    """Rule seal.ctypes: Python 3.11 audits no foreign call, and memmove taken at import wrote
+    the process's memory after the seal (the hook's state among it)."""
+    got = taken_before.results[probe]
+    assert (got["ok"], got.get("kind")) == (False, "PermissionError"), got
+    assert "calling a foreign function refused by the seal (seal.ctypes" in got["detail"], got
+    assert "code after the seal" not in taken_before.output
+    said = [line for line in taken_before.lines("summon: sealed: refused") if "foreign" in line]
+    assert len(said) == 1 and "seal.ctypes" in said[0], taken_before.output

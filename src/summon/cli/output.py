@@ -45,9 +45,14 @@ def __getattr__(name: str) -> Any:
     if name not in _consoles:
         from rich.console import Console
 
+        class Shown(Console):
+            def render_str(self, text: str, **kwargs: Any) -> Any:
+                # Every string either console prints, tables' cells included, passes here.
+                return super().render_str(printable(text), **kwargs)
+
         if name == "out":
 
-            class Stdout(Console):
+            class Stdout(Shown):
                 def on_broken_pipe(self) -> None:
                     # rich's own exits 1 without a word; a reader gone (`summon inspect web |
                     # head -1`) ends every verb as SIGPIPE ends cat (cli/main.py), as print's.
@@ -58,8 +63,22 @@ def __getattr__(name: str) -> Any:
             width = None if sys.stdout.isatty() else 400
             _consoles[name] = Stdout(width=width, **PLAIN)
         else:
-            _consoles[name] = Console(stderr=True, **PLAIN)
+            _consoles[name] = Shown(stderr=True, **PLAIN)
     return _consoles[name]
+
+
+def printable(text: str) -> str:
+    """text with each control character but newline and tab shown as its escape (\\x1b).
+
+    Tables and reports show strings an image or an app chose (a package's name and version
+    in the bill of materials, a module's reason, an instance's exit reason): an escape
+    sequence among them was the terminal's to obey, rich passing ESC through (it drops only
+    BEL, BS, VT, FF and CR), so an image's bill of materials could clear the screen, retitle
+    the window or rewrite what `summon inspect` had printed above. (`summon logs` shows the
+    app's own output through console.Visible, or writes its bytes as they are when piped.)"""
+    from summon.instances.console import shown
+
+    return shown(text)
 
 
 def fail(message: str, status: int = 2, detail: str = "") -> NoReturn:

@@ -137,7 +137,7 @@ class Service:
     def attach(self, sockets: dict[int, socket.socket]) -> None:
         """The gateway's listening sockets for this service (guest port -> socket): watched
         from now on, shared with the app while it is up (sharing.py)."""
-        self.listeners = Listeners(sockets, self.connection)
+        self.listeners = Listeners(sockets, self.connection, self.name)
         self.listeners.watch()
 
     async def release_listeners(self) -> dict[int, socket.socket]:

@@ -98,23 +98,62 @@ def listen(address: str, port: int, backlog: int = BACKLOG) -> socket.socket:
 class Listeners:
     """One service's listening sockets (guest port -> socket) and who accepts on them."""
 
-    __slots__ = ("_loop", "_watched", "on_connection", "shared", "sockets")  # one per service
+    # one per service
+    __slots__ = ("_bound", "_loop", "_watched", "on_connection", "service", "shared", "sockets")
 
-    def __init__(self, sockets: dict[int, socket.socket], on_connection: OnConnection) -> None:
+    def __init__(
+        self, sockets: dict[int, socket.socket], on_connection: OnConnection, service: str = ""
+    ) -> None:
         self.sockets = sockets
         self.on_connection = on_connection
+        self.service = service  # its name, for the log
+        # (guest port, address, port) each listens on: what an app that holds one can undo
+        self._bound = tuple((p, *s.getsockname()[:2]) for p, s in sockets.items())
         self.shared = False
         self._loop = asyncio.get_running_loop()
         self._watched: tuple[int, ...] = ()  # (a set of one is 216 bytes, times services)
 
     def watch(self) -> None:
         """The gateway accepts (again): a connection is its to see."""
-        for port, sock in self.sockets.items():
-            if port not in self._watched and sock.fileno() >= 0:
-                with contextlib.suppress(OSError):  # an app may have listened anew with less
-                    sock.listen(BACKLOG)
-                self._loop.add_reader(sock.fileno(), self._accept, sock, port)
-                self._watched += (port,)
+        for port in list(self.sockets):
+            sock = self.sockets[port]
+            if port in self._watched or sock.fileno() < 0:
+                continue
+            if not _listening(sock):
+                new = self._listen_anew(port)
+                if new is None:
+                    continue
+                sock = new
+            with contextlib.suppress(OSError):  # an app may have listened anew with less
+                sock.listen(BACKLOG)
+            self._loop.add_reader(sock.fileno(), self._accept, sock, port)
+            self._watched += (port,)
+
+    def _listen_anew(self, port: int) -> socket.socket | None:
+        """A new listener on the service's address and port, for one that listens no more:
+        shared with the app (or kept by it), its `shutdown(SHUT_RD)` stopped it for every
+        holder and gave its port back, and listen() again took a random one. The service
+        was unreachable (refused) until the gateway restarted, its state "up" or "down" and
+        no error. None, said, if the port is taken meanwhile: tried again in a while."""
+        old = self.sockets[port]
+        address, number = next((a, n) for p, a, n in self._bound if p == port)
+        try:
+            new = listen(address, number)
+        except OSError as e:
+            log.warning(
+                "service %s: cannot listen on %s:%d again: %s; trying again",
+                self.service, address, number, e.strerror,
+            )  # fmt: skip
+            self._loop.call_later(PAUSE_SECONDS, self._resume)
+            return None
+        log.warning(
+            "service %s: its app shut the listener on %s:%d down (shutdown() of the "
+            "listening socket it was given); listening there anew",
+            self.service, address, number,
+        )  # fmt: skip
+        self.sockets[port] = new
+        old.close()
+        return new
 
     def unwatch(self) -> None:
         for port in list(self._watched):
@@ -181,3 +220,12 @@ class Listeners:
     def _resume(self) -> None:
         if not self.shared:  # (while shared the app accepts; close() leaves no fileno)
             self.watch()
+
+
+def _listening(sock: socket.socket) -> bool:
+    """Whether sock is still a listening socket (SO_ACCEPTCONN): what holds a copy of it can
+    end that, for every copy."""
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except OSError:
+        return False

@@ -280,7 +280,7 @@ class Sealer:
         had_ctypes = "ctypes" in sys.modules
         mapped, _ = _read_maps()
         self._preload(mapped)
-        shutdown = _resolve_shutdown()
+        shutdown, kept = _resolve_shutdown()
         if enforce:
             try:
                 install_filter(filter_program())
@@ -291,7 +291,7 @@ class Sealer:
                 )
             from summon.runtime import seal_ctypes
 
-            undone = seal_ctypes.disarm(self._refusal, self.runtime_ctypes)
+            undone = seal_ctypes.disarm(self._refusal, self.runtime_ctypes, kept)
             if undone is not None:
                 self.say(f"sealed: ctypes' types are left as they are ({undone})")
         patch_memory_calls(self._refusal, enforce)
@@ -521,8 +521,9 @@ def _read_maps() -> tuple[set[str], int]:
     return files, writable_code
 
 
-def _resolve_shutdown() -> frozenset[object]:
-    """Resolve what the runtime's own shutdown calls; return the code allowed to call it.
+def _resolve_shutdown() -> tuple[frozenset[object], list[Any]]:
+    """Resolve what the runtime's own shutdown calls; return the code allowed to call it, and
+    the function pointers it calls (the only ones still callable after the seal: seal_ctypes).
 
     A VM's init powers off through ctypes (umount, reboot): its functions are looked up now,
     and vm.finish's code stays allowed to call them after the seal (it does nothing else).
@@ -531,12 +532,12 @@ def _resolve_shutdown() -> frozenset[object]:
     """
     vm = sys.modules.get("summon.runtime.vm")
     if vm is None or not getattr(vm, "active", False):
-        return frozenset()
+        return frozenset(), []
     libc = vm._libc_call()
     for name in [n for n in vars(libc) if not n.startswith("_")]:
         if name not in ("umount", "reboot"):  # syscall, mount: its setup's, done
             delattr(libc, name)
-    return frozenset({vm.finish.__code__})
+    return frozenset({vm.finish.__code__}), [libc.umount, libc.reboot]
 
 
 def patch_memory_calls(report: Callable[[str, str, bool], None], enforce: bool) -> None:

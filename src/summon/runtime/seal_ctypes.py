@@ -19,8 +19,22 @@ calls), `disarm` makes every ctypes data type refuse to make an instance (rule s
   refused as "not safe", as before, instead of making an instance whose buffer is at 0;
 - the `_ctypes` module, and the copy a new import is made from, lose what needs no object to
   reach memory or code: `Py_INCREF`/`Py_DECREF` (a use after free), `PyObj_FromPtr`, the
-  `call_function` family, `dlopen`/`dlsym`, the `_*_addr` function addresses.
-ctypes objects made before (an app's own) keep working; see docs/sealing.md.
+  `call_function` family, `dlopen`/`dlsym`, the `_*_addr` function addresses;
+- every foreign function refuses to be called (`CFuncPtr.__call__`, which its subclasses,
+  made before or after, inherit), as Python 3.12's audit event `ctypes.call_function` lets
+  the hook refuse it: on 3.11 a function pointer an app took before the seal
+  (`ctypes.memmove`, `ctypes.pythonapi.X`, a CFUNCTYPE of a libc address) was called after
+  it with no event, and memmove writes any memory of the process (the hook's own state, the
+  interpreter's list of audit hooks). The runtime's own (`keep`: a VM's shutdown) keep
+  their class's C call, and that class is made immutable, so no other object can be moved
+  into it (`__class__` assignment), and loses its buffer (a memoryview re-aimed them).
+- a pointer refuses to be followed (`p[n]`, `p.contents`): one made before the seal read and
+  wrote any address, `p[n]` having no bounds; and no ctypes type can be made (their
+  metaclasses' `__new__` as the types'): a Structure made before the seal, given a type of
+  one layout whose field lies a terabyte in (`__class__` assignment), reached any address
+  (`type.__new__(the metaclass, ...)` still makes a type, one without ctypes' own state,
+  whose fields cannot be set).
+ctypes data objects made before (an app's own) keep their buffers; see docs/sealing.md.
 
 Image-side: stdlib only. Reads and writes CPython's type objects by offset, checked first
 against what Python says of the same fields; a layout that does not match leaves it undone.
@@ -28,16 +42,19 @@ against what Python says of the same fields; a layout that does not match leaves
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from typing import Any
 
 RULE_CTYPES = "seal.ctypes: no foreign calls after the seal"
 # PyTypeObject on 64-bit CPython 3.8 to 3.13: these fields have not moved.
-OFFSET_BASICSIZE, OFFSET_FLAGS, OFFSET_BASE, OFFSET_NEW = 32, 168, 256, 312
+OFFSET_BASICSIZE, OFFSET_CALL, OFFSET_AS_BUFFER, OFFSET_FLAGS = 32, 128, 160, 168
+OFFSET_BASE, OFFSET_NEW = 256, 312
+OFFSET_D_WRAPPED = 48  # PyWrapperDescrObject: the C function a slot wrapper calls
 IMMUTABLETYPE = 1 << 8
 HEAPTYPE = 1 << 9
 # PyModuleObject.md_def, then PyModuleDef_Base.m_copy: the dict a new import is made from.
@@ -49,9 +66,14 @@ DROPPED = (
 )  # fmt: skip
 
 
-def disarm(report: Callable[[str, str, bool], None], earlier: Sequence[Any] = ()) -> str | None:
-    """Make ctypes objects unmakeable from now on; None, or why it was left undone.
-    earlier: ctypes' modules as they were before a new import of it (seal.activate)."""
+def disarm(
+    report: Callable[[str, str, bool], None],
+    earlier: Sequence[Any] = (),
+    keep: Sequence[Any] = (),
+) -> str | None:
+    """Make ctypes objects unmakeable, and foreign functions uncallable, from now on; None, or
+    why it was left undone. earlier: ctypes' modules as they were before a new import of it
+    (seal.activate); keep: the runtime's own function pointers, still called after the seal."""
     import _ctypes
     import ctypes
 
@@ -82,6 +104,13 @@ def disarm(report: Callable[[str, str, bool], None], earlier: Sequence[Any] = ()
             report(what, RULE_CTYPES, True)
         raise PermissionError(1, f"{what} refused by the seal ({RULE_CTYPES})")
 
+    def refuse_call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        what = "calling a foreign function"
+        if what not in said:
+            said.append(what)
+            report(what, RULE_CTYPES, True)
+        raise PermissionError(1, f"{what} refused by the seal ({RULE_CTYPES})")
+
     new = staticmethod(refuse)
     none_new = word.from_address(id(type(None)) + OFFSET_NEW).value
     types = _subclasses(base)
@@ -98,7 +127,78 @@ def disarm(report: Callable[[str, str, bool], None], earlier: Sequence[Any] = ()
             t.__new__ = new  # type: ignore[assignment]
     for t in static:
         word.from_address(id(t) + OFFSET_NEW).value = none_new
+    # And no ctypes type: given an Array or a Structure made before the seal, `obj.__class__
+    # = c_char * 2**40` (one layout) reached any address at an offset from its buffer.
+    metas: set[type] = {type(t) for t in static} - {type}
+    for meta in metas:
+        with _mutable(word, meta):
+            meta.__new__ = new  # type: ignore[assignment]
+    _refuse_calls(word, refuse_call, keep)
+
+    def refuse_reach(self: Any, *args: Any) -> Any:
+        what = "reaching memory through a ctypes pointer"
+        if what not in said:
+            said.append(what)
+            report(what, RULE_CTYPES, True)
+        raise PermissionError(1, f"{what} refused by the seal ({RULE_CTYPES})")
+
+    # A pointer made before the seal reads and writes any address: p[n] has no bounds, and
+    # p.contents is an object at p's address. What a pointer is for is a foreign call.
+    pointer: type = _ctypes._Pointer
+    with _mutable(word, pointer):
+        for name in ("__getitem__", "__setitem__", "__delitem__"):
+            setattr(pointer, name, refuse_reach)
+        pointer.contents = property(refuse_reach, refuse_reach)  # type: ignore[attr-defined]
+
     return None
+
+
+@contextlib.contextmanager
+def _mutable(word: Any, t: type) -> Iterator[None]:
+    """A static (immutable) type's attributes settable while the block runs."""
+    flags = word.from_address(id(t) + OFFSET_FLAGS)
+    flags.value &= ~IMMUTABLETYPE
+    try:
+        yield
+    finally:
+        flags.value |= IMMUTABLETYPE
+
+
+def _refuse_calls(word: Any, refuse_call: Callable[..., Any], keep: Sequence[Any]) -> None:
+    """Every foreign function's call refuses, but those of keep's classes.
+
+    Set on CFuncPtr (static: its immutable flag cleared for the change), `__call__` reaches
+    each subclass that does not define its own (Python updates their slot), and each made
+    later. An app's subclass that defines `__call__` reaches the C call only through
+    CFuncPtr's, which is this one now. The C call's descriptor leaves CFuncPtr's dict, and
+    whoever kept it from before (`CFuncPtr.__call__`, or a bound `f.__call__`, taken at
+    import) finds it calling the generic slot instead, which looks `__call__` up: this one.
+    keep's classes get the C call back in their slot alone (no
+    descriptor to find), and become immutable: their `__call__` cannot be set, and no object
+    of another class can be given theirs; and they lose the buffer protocol, through which a
+    memoryview of one rewrote the address it calls."""
+    import _ctypes
+
+    class Generic:
+        def __call__(self) -> None:
+            pass
+
+    funcptr: type = _ctypes.CFuncPtr
+    c_call = word.from_address(id(funcptr) + OFFSET_CALL).value
+    old = vars(funcptr)["__call__"]  # the slot wrapper of the C call
+    if type(old) is type(vars(type)["__call__"]):
+        generic = word.from_address(id(Generic) + OFFSET_CALL).value
+        word.from_address(id(old) + OFFSET_D_WRAPPED).value = generic
+    flags = word.from_address(id(funcptr) + OFFSET_FLAGS)
+    flags.value &= ~IMMUTABLETYPE
+    try:
+        funcptr.__call__ = refuse_call  # type: ignore[method-assign]
+    finally:
+        flags.value |= IMMUTABLETYPE
+    for cls in {type(f) for f in keep if isinstance(f, funcptr)}:
+        word.from_address(id(cls) + OFFSET_CALL).value = c_call
+        word.from_address(id(cls) + OFFSET_AS_BUFFER).value = 0
+        word.from_address(id(cls) + OFFSET_FLAGS).value |= IMMUTABLETYPE
 
 
 def _subclasses(root: type) -> list[type]:
@@ -121,9 +221,15 @@ def _layout_holds(word: Any) -> bool:
         def __new__(cls) -> Any:
             return None
 
+        def __call__(self) -> None:
+            pass
+
     class B:
         def __new__(cls) -> Any:
             return None
+
+        def __call__(self) -> None:
+            pass
 
     def read(t: object, offset: int) -> int:
         return int(word.from_address(id(t) + offset).value)
@@ -131,6 +237,16 @@ def _layout_holds(word: Any) -> bool:
     for t in (object, type(None), int, A):
         if read(t, OFFSET_FLAGS) != t.__flags__ or read(t, OFFSET_BASICSIZE) != t.__basicsize__:
             return False
+    # tp_call: NULL for object; slot_tp_call, the same, for every class with a __call__
+    slot_call = read(A, OFFSET_CALL)
+    if read(object, OFFSET_CALL) != 0 or slot_call == 0 or read(B, OFFSET_CALL) != slot_call:
+        return False
+    if read(type, OFFSET_CALL) in (0, slot_call):
+        return False
+    if read(object, OFFSET_AS_BUFFER) != 0 or read(bytes, OFFSET_AS_BUFFER) == 0:
+        return False
+    if read(vars(type)["__call__"], OFFSET_D_WRAPPED) != read(type, OFFSET_CALL):
+        return False
     if read(A, OFFSET_BASE) != id(object) or read(int, OFFSET_BASE) != id(object):
         return False
     slot = read(A, OFFSET_NEW)  # slot_tp_new, the same for every class with a __new__

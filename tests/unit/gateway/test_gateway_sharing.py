@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
 import socket
 import subprocess
@@ -71,3 +72,50 @@ def test_the_gateway_raises_its_soft_file_limit_to_the_hard_one() -> None:
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.stdout.split() == ["2048", "2048"], out.stderr
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_listener_the_app_shut_down_is_listened_on_anew(
+    shared: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rule: the service's address and port stay the gateway's. An app given the listening
+    socket (shared) keeps a copy; its shutdown(SHUT_RD) stops the listener for every holder
+    and gives its port back, and listen() again took a random port: the service was refused
+    for good (until the gateway restarted), its status "up" or "down" with no error. Now
+    the gateway listens there anew when it takes the listener back (shared) or when accept
+    fails (watched), and the log names the service."""
+    taken: list[socket.socket] = []
+
+    async def main() -> None:
+        port = free_port("127.0.0.1")
+        first = listen("127.0.0.1", port)
+        listeners = Listeners({80: first}, lambda c, p, peer: taken.append(c), service="web")
+        listeners.watch()
+        app_copy = socket.socket(fileno=os.dup(first.fileno()))
+        try:
+            if shared:
+                listeners.unwatch()
+                listeners.shared = True
+            app_copy.shutdown(socket.SHUT_RD)
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port)).close()
+            if shared:
+                await listeners.take_back(None)  # the instance is gone (or let go)
+            else:
+                await asyncio.sleep(0.3)  # the loop sees it, accept fails, and it is renewed
+            client = socket.create_connection(("127.0.0.1", port))
+            await asyncio.sleep(0.2)
+            client.close()
+            assert len(taken) == 1
+            assert listeners.sockets[80] is not first and first.fileno() == -1
+        finally:
+            listeners.close()
+            app_copy.close()
+            for conn in taken:
+                conn.close()
+
+    with caplog.at_level(logging.WARNING, logger="summon.gateway.sharing"):
+        run(main())
+    said = [r.getMessage() for r in caplog.records if "shut the listener" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("service web: its app shut the listener on "), said
+    assert said[0].endswith("listening there anew"), said

@@ -98,3 +98,27 @@ def test_the_runs_arguments_follow_the_image_argv() -> None:
     spec = RunSpec(name="x", image="x", rootfs=Path("/r"), app_config={}, args=("migrate", "-v"))
     doc = config.oci_config(spec, Path("/run/netns/x"), Path("/s"))
     assert doc["process"]["args"] == [*spec.argv, "migrate", "-v"]
+
+
+def _shutdown_rules(spec: RunSpec, tmp_path: Path) -> list[dict[str, object]]:
+    doc = config.oci_config(spec, Path("/run/netns/x"), tmp_path / "sock")
+    return [r for r in doc["linux"]["seccomp"]["syscalls"] if "shutdown" in r["names"]]
+
+
+def test_an_app_handed_host_listeners_shuts_down_for_writing_only(tmp_path: Path) -> None:
+    """Rule seccomp.shutdown_rules: its shutdown(SHUT_RD) of a handed listener stopped it for
+    the host and freed its port. An app that binds its own listeners keeps shutdown whole."""
+    app = {"entry": {"kind": "function", "module": "app", "function": "main"}}
+    served = RunSpec(name="x", image="x", rootfs=tmp_path, app_config=app, state_dir=tmp_path,
+                     syscalls=("read", "write", "shutdown"))  # fmt: skip
+    assert served.takes_host_sockets
+    rules = _shutdown_rules(served, tmp_path)
+    assert [(r["action"], r["args"]) for r in rules] == [
+        ("SCMP_ACT_ALLOW", [{"index": 1, "value": 1, "op": "SCMP_CMP_EQ"}]),
+        ("SCMP_ACT_NOTIFY", [{"index": 1, "value": 1, "op": "SCMP_CMP_NE"}]),
+    ]
+    script = {"entry": {"kind": "script", "path": "/app/main.py"}}
+    own = RunSpec(name="x", image="x", rootfs=tmp_path, app_config=script, state_dir=tmp_path,
+                  syscalls=("read", "write", "shutdown"))  # fmt: skip
+    assert not own.takes_host_sockets
+    assert [r.get("args") for r in _shutdown_rules(own, tmp_path)] == [None]

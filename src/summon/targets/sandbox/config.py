@@ -291,6 +291,9 @@ def oci_config(
                 spec.syscalls,
                 record=record,
                 seal=seccomp.seals(spec.app_config),
+                # (an app whose manifest says host_sockets = true may connect() anyway)
+                host_listeners=spec.takes_host_sockets
+                and spec.app_config.get("host_sockets") is not True,
             ),
         },
     }

@@ -72,6 +72,11 @@ RULE_UNRECORDED = "seccomp: not among the calls this image's recording run made"
 # serve_forever) died of EPERM at its first thaw, and a thread in time.sleep() raised it.
 RESUME = "restart_syscall"
 RULE_OUTSIDE = "seccomp: not in the sandbox's allowlist"
+RULE_SHUTDOWN = (
+    "seccomp: an app given the host's listening sockets shuts a socket down for writing only "
+    "(SHUT_WR); for reading it would stop the host's listener and free its port"
+)
+_NR_SHUTDOWN = 48
 
 
 def family_name(number: int) -> str:
@@ -270,6 +275,8 @@ class ExecGate:
                     f"socket({family_name(arg0)})",
                     f"seccomp: {self._network} mode allows socket families {allowed} only",
                 )
+        if nr == _NR_SHUTDOWN and not self.record:  # only what seccomp.shutdown_rules gates
+            return "shutdown() for reading", RULE_SHUTDOWN
         if self.record:
             if name in self._outside:
                 return name, (

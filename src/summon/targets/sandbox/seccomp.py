@@ -70,6 +70,7 @@ EQ = "SCMP_CMP_EQ"
 _AF_UNIX = 1
 NOTIFY = "SCMP_ACT_NOTIFY"
 ERRNO = "SCMP_ACT_ERRNO"
+SHUTDOWN, SHUT_WR = "shutdown", 1
 
 _DATA = "seccomp-allowlist.json"
 # The rule that refuses a denied call in a manifest's `syscalls`, named in the refusal.
@@ -283,12 +284,14 @@ def profile(
     *,
     record: bool = False,
     seal: bool = False,
+    host_listeners: bool = False,
 ) -> dict[str, Any]:
     """The OCI `linux.seccomp` object for an app in this network mode.
 
     allowed: the image's derived allowlist (derived_allowlist()), or None for the static one.
     record: the recording profile (allowed then names the manifest's extra calls, if any).
     seal: the image's runtime installs a filter of its own once the app is up (allow it).
+    host_listeners: the app is handed listening sockets of the host (shutdown_rules).
     listener_path is the unix socket the gate listens on; runc hands it the notify fd.
     """
     _check_network(network)
@@ -326,6 +329,11 @@ def profile(
     def action(name: str) -> str:
         """ALLOW a conditional call's permitted cases, or let the gate see them."""
         return ALLOW if name in permitted and not record else NOTIFY
+
+    guarded = host_listeners and not record and SHUTDOWN in (*plain, *gated)
+    if guarded:
+        plain = [n for n in plain if n != SHUTDOWN]
+        gated = [n for n in gated if n != SHUTDOWN]
 
     eperm = {"action": ERRNO, "errnoRet": errno.EPERM}
     rules: list[dict[str, Any]] = [{"names": plain, "action": ALLOW}]
@@ -369,6 +377,8 @@ def profile(
             ],
         },
     ]
+    if guarded:
+        rules += shutdown_rules()
     if record:
         # Outside the ceiling: refused by the gate as by the default action, but noted.
         rules.append({"names": sorted(outside_ceiling(allowed or (), network)), "action": NOTIFY})
@@ -400,6 +410,22 @@ def profile(
         "listenerPath": listener_path,
         "syscalls": rules,
     }
+
+
+def shutdown_rules() -> list[dict[str, Any]]:
+    """shutdown() for writing only (SHUT_WR: a half-close, what the runtime's server does),
+    for an app handed the host's listening sockets; the gate refuses the rest with a line.
+
+    A listener is one socket for every holder: shutdown(SHUT_RD) of the app's copy stopped
+    it for the gateway too and gave its port back, and the socket, still of the host's
+    network namespace, could then be listened on at a random port of its address (0.0.0.0
+    for `-p 8080:80`) or, with bind in the profile (getaddrinfo's netlink query records
+    it), bound to any free address and port of the host."""
+    arg = {"index": 1, "value": SHUT_WR}
+    return [
+        {"names": [SHUTDOWN], "action": ALLOW, "args": [{**arg, "op": EQ}]},
+        {"names": [SHUTDOWN], "action": NOTIFY, "args": [{**arg, "op": "SCMP_CMP_NE"}]},
+    ]
 
 
 def _ioctl_rules(action: str) -> list[dict[str, Any]]:

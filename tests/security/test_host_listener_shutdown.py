@@ -1,0 +1,92 @@
+"""An app handed the host's listening socket cannot stop it, nor take the socket elsewhere.
+
+Rule (seccomp.shutdown_rules, gate.RULE_SHUTDOWN): a listening socket is one socket for every
+holder. An app handed the host's listener (`summon run -p`, a gateway's shared listener) that
+called shutdown(SHUT_RD) on its copy stopped it for summon and the gateway too, and gave its
+port back; listen() again then took a random port of the host on the listener's address, a
+listener of the host's network namespace outside every published port (with bind in its
+profile, any free address and port). Now such an app shuts sockets down for writing only
+(SHUT_WR, the half-close the runtime's server makes): anything else is refused by the gate
+with a line naming the rule, and the listener is the host's as before.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from hostile_apps import needs_sandbox
+from sealed_image import Run, SealedImage, make_sealed_image
+
+from summon.targets.base import PortForward
+from summon.targets.sandbox import seccomp
+
+pytestmark = needs_sandbox
+
+APP = r"""
+import json, socket
+from summon.devices import Stack
+
+
+def attempt(name, action):
+    try:
+        got = {"probe": name, "ok": True, "detail": repr(action())}
+    except Exception as e:
+        got = {"probe": name, "ok": False, "kind": type(e).__name__, "detail": str(e)}
+    print(json.dumps(got), flush=True)
+
+
+async def main(stack: Stack) -> int:
+    server = await stack.start_server(lambda reader, writer: writer.close(), 8000)
+    listener = socket.socket(fileno=3)  # LISTEN_FDS: the host's listener, handed over
+    a, b = socket.socketpair()
+    attempt("shut_wr_of_a_pair", lambda: a.shutdown(socket.SHUT_WR))
+    attempt("shut_rd_of_the_listener", lambda: listener.shutdown(socket.SHUT_RD))
+    attempt("shut_rdwr_of_the_listener", lambda: listener.shutdown(socket.SHUT_RDWR))
+    attempt("still_listening", lambda: listener.getsockopt(socket.SOL_SOCKET,
+                                                             socket.SO_ACCEPTCONN))
+    attempt("address", lambda: listener.getsockname()[1])
+    listener.detach()
+    server.close()
+    return 0
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def handed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, int]:
+    image: SealedImage = make_sealed_image(tmp_path_factory.mktemp("listener"))
+    # A derived profile without connect: the app is handed the host's listener.
+    every = (*seccomp.allowed_syscalls("socket"), *seccomp.RECORDABLE_CONDITIONAL)
+    allowed = tuple(n for n in every if n != "connect")
+    port = _free_port()
+    app = image.app_json("app:main", seal={"mode": "off"})
+    run = image.run({"app.py": APP}, app, syscalls=allowed, ports=(PortForward(port, 8000),))
+    return run, port
+
+
+def test_a_half_close_for_writing_goes_through(handed: tuple[Run, int]) -> None:
+    run, _ = handed
+    assert run.results["shut_wr_of_a_pair"]["ok"], run.output
+
+
+@pytest.mark.parametrize("probe", ["shut_rd_of_the_listener", "shut_rdwr_of_the_listener"])
+def test_shutting_the_host_s_listener_down_is_refused(handed: tuple[Run, int], probe: str) -> None:
+    run, _ = handed
+    got = run.results[probe]
+    assert (got["ok"], got.get("kind")) == (False, "PermissionError"), run.output
+    said = run.lines("summon: sandbox: refused shutdown() for reading")
+    assert len(said) == 1 and "SHUT_WR" in said[0], run.output
+
+
+def test_the_listener_stays_the_host_s(handed: tuple[Run, int]) -> None:
+    run, port = handed
+    assert run.results["still_listening"] == {
+        "probe": "still_listening", "ok": True, "detail": "1"
+    }, run.output  # fmt: skip
+    assert run.results["address"]["detail"] == repr(port), run.output
