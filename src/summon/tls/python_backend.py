@@ -245,6 +245,12 @@ class PythonEngine(Engine):
                     return False
             major, minor = self._conn.version
             self._version = major << 8 | minor
+            # No heartbeat (docs/tls.md): tlslite-ng's TLS 1.3 server turns it on for any
+            # client offering the extension, ignoring use_heartbeat_extension, and then
+            # echoes each heartbeat_request. Off, a heartbeat record is an unexpected one:
+            # a fatal unexpected_message alert (RFC 8446 5), as OpenSSL answers.
+            self._conn.heartbeat_supported = False
+            self._conn.heartbeat_can_receive = False
             self._verify(self._conn)
         except e.BadCertificate as exc:
             self._send_alert(_CERT_ALERTS.get(exc.reason, AlertDescription.bad_certificate))

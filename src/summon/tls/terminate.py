@@ -5,7 +5,9 @@ those ports each accepted connection is wrapped by the TLS device (server role) 
 app's callback sees it, so an app written for plain connections — examples/http, or any WSGI
 or ASGI app the runtime serves — is served over TLS unchanged, on kernel sockets and on
 summon's own TCP/IP stack alike. A handshake that fails is logged once per connection with
-its reason and closed; the app never sees it. Other ports and everything else pass through.
+its reason and closed; the app never sees it. A TLS error after the handshake reaches the
+app's read or drain as on any TLS stream; one the app lets through ends the connection with
+one line too. Other ports and everything else pass through.
 """
 
 from __future__ import annotations
@@ -49,9 +51,16 @@ class TLSStack(Stack):
             except (ConnectionError, OSError):
                 writer.close()
                 return
-            result = client_connected_cb(reader, writer)
-            if result is not None:
-                await result
+            try:
+                result = client_connected_cb(reader, writer)
+                if result is not None:
+                    await result
+            except TLSError as e:
+                # The peer broke TLS after the handshake (a fatal alert, a record TLS forbids):
+                # the app's read or drain raised it through the app, written for plain
+                # connections, whose task then ended in a traceback. One line instead.
+                _log(f"tls: connection with {_peer(peer)} on port {port} ended: {e}")
+                writer.close()
 
         return await self.inner.start_server(serve, port, backlog=backlog)
 

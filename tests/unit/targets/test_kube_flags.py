@@ -81,3 +81,18 @@ def test_an_image_without_a_registry_is_refused_naming_what_works() -> None:
     pushed = kube_manifests(image, image_name="127.0.0.1:5000/team/web:1")
     spec = pushed[0]["spec"]["template"]["spec"]["containers"][0]
     assert spec["image"] == "127.0.0.1:5000/team/web@sha256:" + "ab" * 32
+
+
+def test_a_direct_network_image_is_refused_before_any_pod_crash_loops() -> None:
+    """network = "direct": the app runs its own TCP/IP on the TAP device summon's sandbox
+    hands it, and a pod has none. `summon kube` printed a Deployment whose every pod exited
+    at start with status 2 (podman run: `network = "direct" needs a network device from the
+    target`), a CrashLoopBackOff found only on the cluster."""
+    image = cast(Image, FakeImage({"name": "dapp", "ports": ["80"], "network": "direct"}))
+    with pytest.raises(UserError) as refused:
+        kube_manifests(image)
+    text = str(refused.value)
+    assert text.startswith('image 127.0.0.1:5000/team/app:v1 has network = "direct"'), text
+    assert 'network = "socket"' in text
+    socket_mode = cast(Image, FakeImage({"name": "web", "ports": ["80"], "network": "socket"}))
+    assert kube_manifests(socket_mode)[0]["kind"] == "Deployment"

@@ -260,3 +260,35 @@ def test_a_store_open_by_another_process_is_found_before_a_start(tmp_path: Path)
         assert volume_stores.open_stores(mounted) == []
     finally:
         os.close(fd)
+
+
+def test_an_imported_store_the_image_would_not_find_is_said_before_a_start(
+    tmp_path: Path,
+) -> None:
+    """`summon volume export todo`, then `summon volume import copy FILE`: the store went to
+    copy/ (the volume's name), todo's app looked for /data/todo, found nothing, and started an
+    empty list without a word. The run now says where the data is and how to move it."""
+    from summon import kv
+
+    store = kv.open_folder(str(tmp_path / "src"))
+    store.set("tasks/1", b"milk", message="add milk")
+    store.close()
+    kv.export_bundle(str(tmp_path / "src"), str(tmp_path / "todo.bundle"))
+    volume_stores.import_bundle("copy", tmp_path / "todo.bundle", "copy")  # the CLI's default
+    config = {"volumes": ["/data"], "stores": {"todo": "/data/todo"}}
+
+    def run_with(name: str) -> RunSpec:
+        return RunSpec(name="t", image="todo", rootfs=Path("/nonexistent"), app_config=config,
+                       volumes=(Volume(name, "/data"),))  # fmt: skip
+
+    said = volume_stores.misplaced_stores(run_with("copy"))
+    assert len(said) == 1, said
+    assert said[0].startswith(
+        "warning: -v copy:/data: the volume holds the store(s) copy but not todo"
+    )
+    assert "--store todo" in said[0]
+    # Imported where the app looks, or a new empty volume: nothing to say.
+    volume_stores.import_bundle("right", tmp_path / "todo.bundle", "todo")
+    volumes.create("fresh")
+    assert volume_stores.misplaced_stores(run_with("right")) == []
+    assert volume_stores.misplaced_stores(run_with("fresh")) == []

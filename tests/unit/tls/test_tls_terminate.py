@@ -8,6 +8,7 @@ app: its handshake fails, is counted, and the connection closes.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import ssl
@@ -165,3 +166,77 @@ def test_the_runtime_http_server_refuses_an_h2_only_client_with_no_application_p
     assert "SSL alert number 120" in refused and "served" not in refused
     assert "ALPN protocol: http/1.1" in served and "served" in served
     assert calls == ["/x"]  # only the second client reached the app
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_tls_error_after_the_handshake_is_one_line_not_the_apps_traceback(
+    pki: PKI, backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An app served over TLS unchanged (examples/http) knows nothing of summon.tls's errors:
+    a client that broke TLS after the handshake (a heartbeat record, here) made its read raise
+    ProtocolViolation out of the app, and the log got "Task exception was never retrieved"
+    and a 20-line traceback. Now one line naming the peer and the reason; the app's own
+    cleanup still runs (the error passes through it), and the next client is served."""
+    import gc
+
+    port = free_port()
+    cleaned: list[bool] = []
+    unhandled: list[dict[str, object]] = []
+
+    async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(100):  # an app expecting only OSErrors
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            cleaned.append(True)
+            writer.close()
+
+    def heartbeat_after_handshake(client: ssl.SSLContext) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with client.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"ping")
+                assert tls.recv(4) == b"ping"
+                raw_copy = socket.socket(fileno=os.dup(tls.fileno()))
+                raw_copy.sendall(bytes([24, 3, 3, 0, 3, 1, 0, 0]))  # a heartbeat record
+                raw_copy.close()
+                try:
+                    tls.recv(10)
+                except (OSError, ssl.SSLError):
+                    pass
+
+    def echo(client: ssl.SSLContext) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with client.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"next")
+                return tls.recv(4)
+
+    async def main() -> bytes:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, c: unhandled.append(c))
+        inner = SocketStack("127.0.0.1", {(443, "tcp"): port})
+        context = device(str(pki.folder), backend).server(cert="server.crt", key="server.key")
+        stack = TLSStack(inner, context, frozenset({443}))
+        server = await stack.start_server(app, 443)
+        client = ssl.create_default_context(cafile=pki.path("ca"))
+        await asyncio.to_thread(heartbeat_after_handshake, client)
+        for _ in range(200):
+            if cleaned:
+                break
+            await asyncio.sleep(0.01)
+        answer = await asyncio.to_thread(echo, client)
+        server.close()
+        await server.wait_closed()
+        gc.collect()  # a task whose exception nobody retrieved says so when it is collected
+        await asyncio.sleep(0)
+        return answer
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == b"next"
+    assert cleaned[:1] == [True]
+    assert unhandled == [], unhandled
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("tls: ")]
+    assert len(lines) == 1, out
+    assert "127.0.0.1:" in lines[0] and "on port 443" in lines[0], lines
+    assert "unknown content type 24" in lines[0], lines

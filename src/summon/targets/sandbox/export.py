@@ -113,6 +113,12 @@ def kube_manifests(
     from summon.build.records import IMAGE_UID
 
     app = image.app_config()
+    if app.get("network") == "direct":  # a pod has no TAP for it: it would exit at start
+        raise UserError(
+            f'image {image.ref} has network = "direct": its app runs its own TCP/IP on a '
+            "network device that summon's sandbox or qemu target hands it, and a pod has none "
+            '(each would exit at start); build it with network = "socket" for a cluster'
+        )
     name = dns_label(str(app.get("name") or "app"))
     ports = [_port(p) for p in app.get("ports", [])]
     tcp = [number for number, proto in ports if proto == "TCP"]
