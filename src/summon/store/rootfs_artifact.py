@@ -383,6 +383,8 @@ def sweep_mounts() -> int:
     process holds it (a build or pull on its way, scratch.py's leases). A store that cannot
     be read keeps its mounts: detaching only costs a hash at the next start, but it is not
     done on a guess."""
+    if os.geteuid() != 0:
+        return 0  # (only root mounts them, and only root can detach them)
     reached: dict[Path, set[str] | None] = {}
     gone = 0
     for where, backing in verified_mounts().items():
