@@ -26,11 +26,12 @@ from fakes import FakeTarget
 from testroot import APP_DIR, build_test_rootfs
 
 from summon import targets
-from summon.store import rootfs_artifact
 
 
 def _release_roots_under(folder: Path, keep: Collection[Path] = ()) -> None:
     """Detach the verified roots whose blob is (or was) below folder, but those in keep."""
+    from summon.store import rootfs_artifact  # (not at collection: tests count imports)
+
     top = os.path.realpath(folder) + "/"
     for where, backing in rootfs_artifact.verified_mounts().items():
         if where not in keep and backing.removesuffix(" (deleted)").startswith(top):
@@ -50,6 +51,8 @@ def _release_verified_roots(request: pytest.FixtureRequest) -> Iterator[None]:
 def _release_module_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The roots first mounted in the module from stores of this session (its module-scoped
     stores'), when the module ends; a session-wide store's is mounted again if used again."""
+    from summon.store import rootfs_artifact
+
     before = set(rootfs_artifact.verified_mounts())
     yield
     _release_roots_under(tmp_path_factory.getbasetemp(), keep=before)
