@@ -395,10 +395,10 @@ def run(
         notices=[line for line in warned if line.startswith("warning:")],
     )
     folder = started.folder
-    for f in forwards:
-        notice(
-            f"{folder.name} ({folder.short_id}) serving {f.protocol} on {f.host_addr}:{f.host_port}"
-        )
+    for run in runs(list(forwards)):  # a -p range: one line, not one per port
+        f, last = run[0], run[-1]
+        shown = f"{f.host_port}-{last.host_port}" if len(run) > 1 else f"{f.host_port}"
+        notice(f"{folder.name} ({folder.short_id}) serving {f.protocol} on {f.host_addr}:{shown}")
     if detach:
         output.out.print(folder.id)
         return
