@@ -2,6 +2,12 @@
 
 fake_target registers tests/fakes.py's FakeTarget as "fake" in summon.targets for one test.
 
+_release_verified_roots and its module and session siblings detach the sandbox's verified
+roots (/run/summon/rootfs) of the stores a test, a module or the session made, when that scope
+ends: pytest keeps the folders until the session is over, so their blobs are not deleted and
+no sweep (store/rootfs_artifact.sweep_mounts) would take the mounts; 40-120 of them stayed after
+a run, and every container start after it copied them all.
+
 test_rootfs copies the host interpreter, its shared libraries and most of the stdlib into a
 temporary folder, shaped like docs/image-format.md says a real image is, for the sandbox's
 integration and security tests that need a root filesystem but not a build.
@@ -9,8 +15,9 @@ integration and security tests that need a root filesystem but not a build.
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +26,43 @@ from fakes import FakeTarget
 from testroot import APP_DIR, build_test_rootfs
 
 from summon import targets
+
+
+def _release_roots_under(folder: Path, keep: Collection[Path] = ()) -> None:
+    """Detach the verified roots whose blob is (or was) below folder, but those in keep."""
+    from summon.store import rootfs_artifact  # (not at collection: tests count imports)
+
+    top = os.path.realpath(folder) + "/"
+    for where, backing in rootfs_artifact.verified_mounts().items():
+        if where not in keep and backing.removesuffix(" (deleted)").startswith(top):
+            rootfs_artifact.release_mounts({"sha256:" + where.name})
+
+
+@pytest.fixture(autouse=True)
+def _release_verified_roots(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The roots of the stores in the test's own tmp_path, when the test ends."""
+    tmp = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if tmp is not None:
+        _release_roots_under(tmp)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_module_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The roots first mounted in the module from stores of this session (its module-scoped
+    stores'), when the module ends; a session-wide store's is mounted again if used again."""
+    from summon.store import rootfs_artifact
+
+    before = set(rootfs_artifact.verified_mounts())
+    yield
+    _release_roots_under(tmp_path_factory.getbasetemp(), keep=before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _release_session_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every root from a store of this session, when it ends."""
+    yield
+    _release_roots_under(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")

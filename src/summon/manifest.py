@@ -18,6 +18,8 @@ from summon.errors import ManifestError
 from summon.manifest_entry import MODULE_RE as _MODULE_RE
 from summon.manifest_entry import Entry as Entry
 from summon.manifest_entry import code_dir_of, parse_entry, script_entry
+from summon.manifest_ports import Port as Port
+from summon.manifest_ports import parse_ports
 
 NETWORK_MODES = ("socket", "direct", "none")
 INTERFACES = ("wsgi", "asgi")
@@ -37,7 +39,7 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "data": ((list,), 'a list of folders, such as ["static"]'),
     "requirements": ((list,), 'a list of requirement strings, such as ["h11==0.14.0"]'),
     "network": ((str,), "one of " + ", ".join(NETWORK_MODES)),
-    "ports": ((list,), "a list of port numbers, such as [80]"),
+    "ports": ((list,), 'a list of ports, such as [80, "53/udp", "21000-21010"]'),
     "memory": ((str, int), 'a size such as "64M" or a number of bytes'),
     "pids": ((int,), "the most processes and threads the app may have"),
     "env": ((dict,), 'a table of strings, such as {LEVEL = "info"}'),
@@ -58,15 +60,6 @@ _KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "warm_up": ((list,), 'paths a WSGI/ASGI app is asked for (GET) before the seal, ["/"]'),
 }
 SEAL_MODES = {True: "on", False: "off", "audit": "audit"}
-
-
-@dataclass(frozen=True)
-class Port:
-    number: int
-    protocol: str = "tcp"  # "tcp" | "udp"
-
-    def __str__(self) -> str:
-        return f"{self.number}/{self.protocol}"
 
 
 @dataclass(frozen=True)
@@ -344,7 +337,7 @@ def load(app_dir: Path | str, manifest: Path | None = None) -> Manifest:
     if network not in NETWORK_MODES:
         raise bad("network", f"{network!r} is not one of {', '.join(NETWORK_MODES)}")
 
-    ports = tuple(_parse_port(p, lambda why: bad("ports", why)) for p in table.get("ports", []))
+    ports = parse_ports(table.get("ports", []), lambda why: bad("ports", why))
 
     memory = table.get("memory", DEFAULT_MEMORY)
     memory = parse_size(memory, lambda why: bad("memory", why))
@@ -551,22 +544,6 @@ def _nested(a: str, b: str) -> bool:
     """Whether one of two absolute paths is the other or inside it."""
     a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
     return a.startswith(b) or b.startswith(a)
-
-
-def _parse_port(value: object, bad: Any) -> Port:
-    if isinstance(value, int) and not isinstance(value, bool):
-        number, proto = value, "tcp"
-    elif isinstance(value, str):
-        num, _, proto = value.partition("/")
-        proto = proto or "tcp"
-        if not num.isdigit() or proto not in ("tcp", "udp"):
-            raise bad(f'{value!r} is not a port such as 80 or "53/udp"')
-        number = int(num)
-    else:
-        raise bad(f'{value!r} is not a port such as 80 or "53/udp"')
-    if not 1 <= number <= 65535:
-        raise bad(f"{number} is not a port number (1-65535)")
-    return Port(number, proto)
 
 
 def parse_size(value: object, bad: Any) -> int:

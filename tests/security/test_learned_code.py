@@ -65,6 +65,16 @@ def test_the_build_learns_the_code_and_says_so(summon: Summon, built: str) -> No
     assert compiled == {"<router>", "", "<generated methods Point>"}, seal["code"]
 
 
+def test_the_build_leaves_no_blob_no_image_names(summon: Summon, built: str) -> None:
+    """The recording run changed app.json, so the root was written twice: the first layer,
+    erofs image and file list stayed in the store, unreferenced, until `rmi --dangling`."""
+    from summon.store import Store
+
+    reachable = {d.removeprefix("sha256:") for d in Store(summon.store).reachable()}
+    assert "writing the root filesystem again" in built, built
+    assert summon.blobs() - reachable == set()
+
+
 def test_the_sealed_app_runs_the_code_the_build_saw(served: tuple[int, object]) -> None:
     port, _proc = served
     assert answer(port, "/") == (200, "page index\n")

@@ -41,6 +41,14 @@ def test_pyproject_table_with_defaults_from_project(tmp_path: Path) -> None:
     assert m.source == app / "pyproject.toml"
 
 
+def test_ports_take_ranges(tmp_path: Path) -> None:
+    # FTP's passive ports and the like: one entry per port was the only way (dozens).
+    app = write_app(tmp_path, 'entry = "app:main"\nports = [21, "21000-21002", "53-54/udp"]\n')
+    assert [str(p) for p in manifest.load(app).ports] == [
+        "21/tcp", "21000/tcp", "21001/tcp", "21002/tcp", "53/udp", "54/udp",
+    ]  # fmt: skip
+
+
 def test_summon_toml_and_script_entry(tmp_path: Path) -> None:
     app = write_app(
         tmp_path, 'name = "hello"\nentry = "app.py"\nnetwork = "none"\n', pyproject=False
@@ -58,8 +66,12 @@ def test_summon_toml_and_script_entry(tmp_path: Path) -> None:
             'entry = "app:main"\nnetwrok = "socket"\n',
             "netwrok: unknown key (did you mean 'network'?)",
         ),
-        ('entry = "app:main"\nports = "80"\n', "ports: expected a list of port numbers"),
+        ('entry = "app:main"\nports = "80"\n', "ports: expected a list of ports, such as"),
         ('entry = "app:main"\nports = [70000]\n', "ports: 70000 is not a port number"),
+        ('entry = "app:main"\nports = ["21010-21000"]\n', "ports: '21010-21000' ends before"),
+        ('entry = "app:main"\nports = [21, "20-22"]\n', "ports: '20-22': port 21/tcp is given"),
+        ('entry = "app:main"\nports = ["1-2000"]\n', "ports: over 1024 ports"),
+        ('entry = "app:main"\nports = ["80-x"]\n', "ports: '80-x' is not a port such as"),
         (
             'entry = "app:main"\nnetwork = "tcp"\n',
             "network: 'tcp' is not one of socket, direct, none",

@@ -31,6 +31,7 @@ from summon.build.closure import OPTIONAL, Closure, app_sources, compute_closure
 from summon.build.distributions import MODULES_TSV
 from summon.build.elf import host_libraries, library_closure
 from summon.build.graph import SCRIPT
+from summon.build.imageroot import write_root, write_root_again
 from summon.build.imports import RUNS_IMPORT
 from summon.build.interface import (
     TLS_PYTHON_REQUIREMENTS,
@@ -68,7 +69,6 @@ from summon.store.image import APP_JSON, BOM_TYPE, Image, unpack, unpacked_size
 from summon.store.layout import (
     CONFIG,
     INDEX,
-    LAYER_GZIP,
     MANIFEST,
     Descriptor,
     Store,
@@ -345,7 +345,8 @@ def build(
         lap("check")
 
         step("writing the root filesystem")
-        diff_id, uncompressed, layer, erofs_blob, files_blob = _write_root(store, fs, step, lap)
+        written = write_root(store, fs, step, lap)
+        diff_id, uncompressed, layer, erofs_blob, files_blob = written
         verification = None
         if verify:
             step("verifying: importing the entry inside the image")
@@ -381,16 +382,15 @@ def build(
             lap("record")
             if learned:
                 # The seal lets exactly these through: app.json changes, so the root is
-                # written again (the first one's blobs go at the next `summon rmi` or gc).
+                # written again (and the first one's blobs removed).
                 app_config["seal"]["code"] = [list(pair) for pair in learned]
                 if warm and m.interface and m.warm_up is None:  # made anew at each start too
                     app_config["seal"]["warm_up"] = list(dict.fromkeys(["/", *warm]))
                     notes.append(warm_note(warm, m.table))
                 _add_app_json(fs, app_config, again=True)
                 step("writing the root filesystem again, with the code the seal lets through")
-                diff_id, uncompressed, layer, erofs_blob, files_blob = _write_root(
-                    store, fs, step, lap
-                )
+                written = write_root_again(store, fs, written, step, lap)
+                diff_id, uncompressed, layer, erofs_blob, files_blob = written
         if derived is None:
             derived = static_with(str(app_config.get("network", "socket")), m.syscalls)
             if derived is not None:
@@ -474,24 +474,6 @@ def _add_app_json(fs: Rootfs, app_config: dict[str, Any], again: bool = False) -
         fs.replace_bytes("/" + APP_JSON, data)
     else:
         fs.add_bytes("/" + APP_JSON, data, "config")
-
-
-def _write_root(
-    store: Store, fs: Rootfs, step: Callable[[str], None], lap: Callable[[str], None]
-) -> tuple[str, int, Descriptor, Descriptor, Descriptor]:
-    """The layer (diff_id, its uncompressed size, its blob) and the verified root's blobs."""
-    writer = store.writer()
-    try:
-        diff_id, uncompressed = fs.write(writer)  # type: ignore[arg-type]
-        layer = writer.commit(LAYER_GZIP)
-    except BaseException:
-        writer.abort()
-        raise
-    lap("write")
-    step("writing the verified root filesystem (erofs)")
-    erofs_blob, files_blob = rootfs_artifact.make(store, layer)
-    lap("erofs")
-    return diff_id, uncompressed, layer, erofs_blob, files_blob
 
 
 def _unloadable_warnings(

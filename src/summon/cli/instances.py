@@ -22,6 +22,7 @@ from rich.table import Table
 
 from summon.cli import numbers
 from summon.cli.output import human, human_duration, notice, open_store, out, print_json
+from summon.cli.ports import ports_shown
 from summon.errors import UserError
 from summon.instances import console, lifecycle, state
 from summon.instances.state import InstanceFolder
@@ -143,7 +144,7 @@ def ps(show_all: bool, as_json: bool, quiet: bool) -> None:
             r["target"],
             r["status_text"],
             str(r["restarts"]),
-            ", ".join(r["ports"]),
+            ", ".join(ports_shown(r["ports"])),
         )
     out.print(table)
 
@@ -509,7 +510,7 @@ def inspect_instance(query: str, as_json: bool) -> bool:
         ("restarts", str(doc["restarts"])),
         ("pid", str(doc["pid"] or "-")),
         ("monitor pid", str(doc["monitor_pid"] or "-")),
-        ("ports", ", ".join(doc["ports"]) or "-"),
+        ("ports", ", ".join(ports_shown(doc["ports"])) or "-"),
         ("created", doc["created"]),
         ("started", doc["started_at"] or "-"),
         ("finished", doc["finished_at"] or "-"),

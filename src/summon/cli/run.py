@@ -8,7 +8,6 @@ summon.targets by name: nothing here knows one target from another.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,11 @@ from summon.cli import numbers, output
 from summon.cli.envflags import NOT_TEXT, is_text, parse_env
 from summon.cli.output import notice, open_store, progress
 from summon.cli.pathflags import NonEmptyPath
-from summon.cli.ports import check_ports_free
+from summon.cli.ports import check_ports_free, parse_ports, runs
 from summon.errors import UserError
 from summon.targets import secrets
 from summon.targets.base import ARGS, SECRETS, VOLUMES, PortForward, RunSpec, Volume
 
-_PORT_RE = re.compile(
-    r"^(?:(?:(?P<addr>\[[^]]*\]|[^:\[\]]+):)?(?P<host>\d+):)?(?P<guest>\d+)"
-    r"(?:/(?P<proto>tcp|udp))?\Z",
-    re.ASCII,  # \d: 0-9 only, not every script's digits (int() reads those too)
-)
-_OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4_RE = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}\Z", re.ASCII)
 MIN_MEMORY = 8 * 1024 * 1024  # below this Python does not start
 
 
@@ -51,53 +43,6 @@ class TargetChoice(click.ParamType):  # type: ignore[type-arg]
         self.fail(f"{value!r} is not one of {', '.join(targets.names())}", param, ctx)
 
 
-def parse_ports(values: tuple[str, ...]) -> tuple[PortForward, ...]:
-    forwards: list[PortForward] = []
-    for v in values:
-        m = _PORT_RE.match(v)
-        if not m:
-            raise UserError(
-                f"-p {v}: expected PORT, HOST:GUEST, ADDR:HOST:GUEST or any of them with /udp"
-            )
-        if m["addr"] is not None and not _IPV4_RE.match(m["addr"]):
-            # Not left to bind(): inet_aton reads "1.2.3" as 1.2.0.3, and a name or an IPv6
-            # address would fail there with a message about something else.
-            raise UserError(
-                f"-p {v}: {m['addr']} is not an IPv4 address in dotted form; ADDR is where "
-                "summon listens on this host: 127.0.0.1 (the default), 0.0.0.0 (every "
-                "address) or one of this host's (IPv6 and host names are not supported)"
-            )
-        if m["addr"] is not None and int(m["addr"].split(".")[0]) >= 224:
-            # 224/4 multicast, 240/4 reserved and broadcast: bind() took 255.255.255.255,
-            # and the instance "served" where no client can connect.
-            raise UserError(
-                f"-p {v}: {m['addr']} is a multicast, reserved or broadcast address; give "
-                "127.0.0.1, 0.0.0.0 or one of this host's addresses"
-            )
-        guest = int(m["guest"])
-        host = int(m["host"]) if m["host"] else guest  # -p 8080: the same port on the host
-        if not (1 <= host <= 65535 and 1 <= guest <= 65535):
-            raise UserError(f"-p {v}: ports are numbers from 1 to 65535")
-        fwd = PortForward(host, guest, m["proto"] or "tcp", m["addr"] or "127.0.0.1")
-        for other in forwards:
-            if _overlap(fwd, other):
-                raise UserError(
-                    f"-p {v}: {fwd.host_addr}:{host}/{fwd.protocol} is given twice "
-                    f"(also by {other}); each host port takes one forward"
-                )
-        forwards.append(fwd)
-    return tuple(forwards)
-
-
-def _overlap(a: PortForward, b: PortForward) -> bool:
-    """Whether a and b listen on one host port: same port and protocol, and the same
-    address or either one every address (0.0.0.0)."""
-    wild = "0.0.0.0"
-    return (a.host_port, a.protocol) == (b.host_port, b.protocol) and (
-        a.host_addr == b.host_addr or wild in (a.host_addr, b.host_addr)
-    )
-
-
 def check_guest_ports(forwards: tuple[PortForward, ...], app_config: dict[str, Any]) -> None:
     """A forward to a port the image does not list: an error for an app summon's runtime
     serves (it listens on the listed port only: the requests would wait for nobody), a
@@ -105,19 +50,21 @@ def check_guest_ports(forwards: tuple[PortForward, ...], app_config: dict[str, A
     listed = [p if "/" in p else f"{p}/tcp" for p in map(str, app_config.get("ports", []))]
     entry = app_config.get("entry")
     served = isinstance(entry, dict) and entry.get("kind") in ("wsgi", "asgi")
-    for f in forwards:
-        if f"{f.guest_port}/{f.protocol}" in listed:
-            continue
-        flag = f"-p {f.host_port}:{f.guest_port}" + ("/udp" if f.protocol == "udp" else "")
+    unlisted = [f for f in forwards if f"{f.guest_port}/{f.protocol}" not in listed]
+    for run in runs(unlisted):  # a -p range unlisted: one line, not one per port
+        f, last = run[0], run[-1]
+        host = f"{f.host_port}-{last.host_port}" if len(run) > 1 else f"{f.host_port}"
+        guest_ports = f"{f.guest_port}-{last.guest_port}" if len(run) > 1 else f"{f.guest_port}"
+        flag = f"-p {host}:{guest_ports}" + ("/udp" if f.protocol == "udp" else "")
         ports = ", ".join(listed) or "none"
         same = [p for p in listed if p.endswith(f"/{f.protocol}")]
         if served:
             hint = f"; did you mean -p {f.host_port}:{same[0].partition('/')[0]}?" if same else ""
             raise UserError(
                 f"{flag}: the image's app is served on port(s) {ports} (its manifest's ports), "
-                f"not {f.guest_port}/{f.protocol}{hint}"
+                f"not {guest_ports}/{f.protocol}{hint}"
             )
-        guest = f"{f.guest_port}/{f.protocol}"
+        guest = f"{guest_ports}/{f.protocol}"
         notice(
             f"warning: {flag}: the image lists port(s) {ports}, not {guest}; connections "
             "reach the app only if it listens there itself"
@@ -265,7 +212,8 @@ def _image_or_folder(store: Any, image: str) -> Any:
     multiple=True,
     metavar="[[ADDR:]HOST:]GUEST[/udp]",
     help="Forward a host port (on 127.0.0.1 unless ADDR, an IPv4 address of this host or "
-    "0.0.0.0, is given; the guest's port number unless HOST is given) to the app.",
+    "0.0.0.0, is given; the guest's port number unless HOST is given) to the app. HOST "
+    "and GUEST may be ranges of one length: -p 21000-21010:21000-21010.",
 )
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE", help="Set a variable.")
 @click.option(
@@ -450,10 +398,10 @@ def run(
         notices=[line for line in warned if line.startswith("warning:")],
     )
     folder = started.folder
-    for f in forwards:
-        notice(
-            f"{folder.name} ({folder.short_id}) serving {f.protocol} on {f.host_addr}:{f.host_port}"
-        )
+    for run in runs(list(forwards)):  # a -p range: one line, not one per port
+        f, last = run[0], run[-1]
+        shown = f"{f.host_port}-{last.host_port}" if len(run) > 1 else f"{f.host_port}"
+        notice(f"{folder.name} ({folder.short_id}) serving {f.protocol} on {f.host_addr}:{shown}")
     if detach:
         output.out.print(folder.id)
         return

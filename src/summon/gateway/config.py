@@ -286,18 +286,7 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
         targets.get(target, **options)  # the target checks its options' values (no I/O)
     except (UserError, TypeError, ValueError) as e:
         raise bad_at(f"{where}: options")(str(e)) from None
-    ports = entry.get("ports", [80])
-    if (
-        not isinstance(ports, list)
-        or not ports
-        or not all(isinstance(p, int) and not isinstance(p, bool) for p in ports)
-    ):
-        raise bad_at(f"{where}: ports")(f"{ports!r} is not a list of port numbers such as [80]")
-    for p in ports:
-        if not 1 <= p <= 65535:
-            raise bad_at(f"{where}: ports")(f"{p} is not a port number (1-65535)")
-    if len(set(ports)) != len(ports):
-        raise bad_at(f"{where}: ports")(f"{ports!r} names a port twice")
+    ports = service_ports(entry.get("ports", [80]), bad_at(f"{where}: ports"))
     idle = parse_duration(entry.get("idle_timeout", "30s"), bad_at(f"{where}: idle_timeout"))
     after: dict[str, float] = {}
     capabilities = targets.target_class(target).capabilities
@@ -346,7 +335,7 @@ def _service(entry: dict[str, Any], where: str, bad_at: Any) -> ServiceConfig:
     if mounts and VOLUMES not in targets.target_class(target).capabilities:
         raise bad_at(f"{where}: volumes")(f"target {target} has no volumes")
     return ServiceConfig(
-        name, image, target, tuple(ports), idle, memory, boot, max_instances,
+        name, image, target, ports, idle, memory, boot, max_instances,
         tuple(sorted(options.items())), tuple(given), tuple(mounts),
         after.get("freeze_after"), after.get("snapshot_after"), "ports" in entry,
     )  # fmt: skip
@@ -408,3 +397,35 @@ def check_paths(config: GatewayConfig) -> None:
             if source.startswith("/") and not os.path.isdir(source):
                 why = "no such folder" if not os.path.exists(source) else "not a folder"
                 raise ConfigError(f"{where}: volumes: {source}:{path}: {why}")
+
+
+# The most ports one service serves: each is a listener on its address and a forward.
+MAX_SERVICE_PORTS = 1024
+_RANGE_RE = re.compile(r"^(\d{1,5})-(\d{1,5})\Z", re.ASCII)
+
+
+def service_ports(given: Any, bad: Any) -> tuple[int, ...]:
+    """A service's `ports`: numbers and ranges ("21000-21010", FTP's passive ports, say),
+    each port once; bad(why) is the error to raise."""
+    if not isinstance(given, list) or not given:
+        raise bad(f'{given!r} is not a list of port numbers such as [80] or [21, "21000-21010"]')
+    ports: list[int] = []
+    for item in given:
+        if isinstance(item, int) and not isinstance(item, bool):
+            first = last = item
+        elif isinstance(item, str) and (m := _RANGE_RE.match(item)):
+            first, last = int(m[1]), int(m[2])
+        else:
+            raise bad(f'{item!r} is not a port number or a range such as "21000-21010"')
+        for p in (first, last):
+            if not 1 <= p <= 65535:
+                raise bad(f"{p} is not a port number (1-65535)")
+        if last < first:
+            raise bad(f"{item!r} ends before it begins; write a range FIRST-LAST")
+        twice = sorted(set(ports).intersection(range(first, last + 1)))
+        if twice:
+            raise bad(f"{given!r} names port {twice[0]} twice")
+        ports += range(first, last + 1)
+        if len(ports) > MAX_SERVICE_PORTS:
+            raise bad(f"over {MAX_SERVICE_PORTS} ports: one service serves at most that many")
+    return tuple(ports)

@@ -326,5 +326,8 @@ def _discard(folder: Path) -> None:
 
 def remove_images(store: Store, refs: list[str]) -> tuple[int, int]:
     """Untag refs and remove every blob nothing needs any more (also on a full disk: see
-    Store.remove); the verified mounts of removed root filesystems are released first."""
-    return store.remove(refs, before_delete=rootfs_artifact.release_mounts)
+    Store.remove); the verified mounts of removed root filesystems are released first, and
+    then those no image of any store needs any more (rootfs_artifact.sweep_mounts)."""
+    removed = store.remove(refs, before_delete=rootfs_artifact.release_mounts)
+    rootfs_artifact.sweep_mounts()
+    return removed

@@ -47,8 +47,9 @@ from pathlib import Path
 from typing import Any
 
 from summon import paths
-from summon.errors import CorruptBlob, UserError
+from summon.errors import CorruptBlob, SummonError, UserError
 from summon.hostkeys import host_key
+from summon.store import scratch
 from summon.store.layout import MANIFEST, Descriptor, Store
 
 ROOTFS_TYPE = "application/vnd.summon.rootfs.v1"
@@ -332,6 +333,7 @@ def tree_difference(root: Path, entries: list[Entry]) -> str | None:
 # --- releasing its mounts --------------------------------------------------------------------
 
 _MNT_DETACH = 2
+_LOOP_MAJOR = 7
 
 
 def mount_point(erofs: Descriptor | str) -> Path:
@@ -343,12 +345,78 @@ def mount_point(erofs: Descriptor | str) -> Path:
 def release_mounts(digests: set[str]) -> None:
     """Unmount the verified mounts of these blobs (lazily: running instances keep theirs)."""
     for digest in digests:
-        where = mount_point(digest)
-        if not os.path.ismount(where):
-            continue
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.umount2(os.fsencode(where), _MNT_DETACH) != 0:
-            continue  # not ours to unmount (no privilege): it goes with the next reboot
-        with contextlib.suppress(OSError):
-            where.rmdir()
-        where.with_suffix(".verified").unlink(missing_ok=True)
+        _release(mount_point(digest))
+
+
+def _release(where: Path) -> bool:
+    """Detach the verified mount at where and forget it; False if it cannot be (not root)."""
+    if not os.path.ismount(where):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(os.fsencode(where), _MNT_DETACH) != 0:
+        return False  # not ours to unmount (no privilege): it goes with the next reboot
+    with contextlib.suppress(OSError):
+        where.rmdir()
+    where.with_suffix(".verified").unlink(missing_ok=True)
+    return True
+
+
+def verified_mounts() -> dict[Path, str]:
+    """Each verified mount on this host, with the file its loop device reads (the path the
+    kernel gives it now; ending in " (deleted)" once that file is gone)."""
+    found: dict[Path, str] = {}
+    with contextlib.suppress(OSError):
+        for where in MOUNT_ROOT.iterdir():
+            with contextlib.suppress(OSError):
+                dev = os.stat(where).st_dev
+                if os.major(dev) != _LOOP_MAJOR or not os.path.ismount(where):
+                    continue
+                sysfs = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/loop/backing_file")
+                found[where] = sysfs.read_text().rstrip("\n")
+    return found
+
+
+def sweep_mounts() -> int:
+    """Detach the verified mounts no image needs any more; return how many went.
+
+    A mount stays until the host reboots unless something detaches it, and each one is in
+    the mount table that runc copies at every container start (40-120 left after a test
+    session or on a busy host made each start measurably slower). One goes when its blob
+    file is gone (a store deleted without `summon rmi`) or when the store that holds the
+    blob no longer reaches it from an image (its image left the index another way than
+    `summon rmi`: a tag moved with nothing keeping the old image, a hand edit) and no live
+    process holds it (a build or pull on its way, scratch.py's leases). A store that cannot
+    be read keeps its mounts: detaching only costs a hash at the next start, but it is not
+    done on a guess."""
+    if os.geteuid() != 0:
+        return 0  # (only root mounts them, and only root can detach them)
+    reached: dict[Path, set[str] | None] = {}
+    gone = 0
+    for where, backing in verified_mounts().items():
+        digest = "sha256:" + where.name
+        if not backing.endswith(" (deleted)"):
+            blob = Path(backing)
+            root = blob.parent.parent.parent
+            if blob.parent != root / "blobs" / "sha256":
+                continue  # not a store's blob: not ours to judge
+            if root not in reached:
+                reached[root] = _reached(root)
+            held = reached[root]
+            if held is None or digest in held:
+                continue
+        gone += _release(where)
+    return gone
+
+
+def _reached(root: Path) -> set[str] | None:
+    """What the store at root keeps (every digest its images reach, and what live processes
+    hold), or None if that cannot be told."""
+    if (
+        not all((root / part).is_file() for part in ("oci-layout", "index.json"))
+        or not (root / ".tmp").is_dir()
+    ):
+        return None  # (Store() would make what is missing: a sweep writes nothing)
+    with contextlib.suppress(OSError, SummonError):
+        store = Store(root)
+        return store.reachable() | scratch.leased(store.tmp_root, scratch.own_dir(store.tmp_root))
+    return None

@@ -15,6 +15,7 @@ lead the export to a host file).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import stat
@@ -101,9 +102,22 @@ def _export_from(folder: Path, name: str, dest: Path, store: str | None) -> str:
         raise UserError(f"volume {name}, store {store}: {e.strerror}") from None
     except kv.KVError as e:
         raise UserError(f"volume {name}, store {store}: {e}") from None
-    except OSError as e:  # a full disk under the bundle, say: an error naming no file
-        raise UserError(f"{e.filename or f'-o {dest}'}: {e.strerror or e}") from None
+    except OSError as e:
+        # The bundle goes to a temporary name beside dest first: its errors named that
+        # file (never the user's), or none (a full disk at the write).
+        said = _unwritable(e, dest.parent)
+        raise UserError(f"-o {dest}: {said or e.strerror or e}") from None
     return store
+
+
+def _unwritable(e: OSError, folder: Path) -> str | None:
+    """What a full or read-only folder says, naming it, or None for another error."""
+    why = os.strerror(e.errno) if e.errno else str(e)  # (kv.StoreFull's strerror names a file)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left in {folder} ({why})"
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write in {folder} ({why})"
+    return None
 
 
 def import_bundle(name: str, bundle: Path, store: str) -> None:
@@ -123,11 +137,16 @@ def import_bundle(name: str, bundle: Path, store: str) -> None:
         tmp = final.with_name(f".{name}.import-{os.getpid()}")
         discard(tmp)
         try:
-            tmp.mkdir(mode=0o755)
+            try:
+                tmp.mkdir(mode=0o755)
+            except OSError as e:
+                said = _unwritable(e, final.parent)
+                raise UserError(f"volume {name}: {said or e.strerror}") from None
             try:
                 kv.import_bundle(str(bundle), str(tmp / "/".join(parts)))
             except kv.StoreFull as e:
-                raise UserError(f"volume {name}: {e.strerror}") from None
+                # It named the temporary folder the store was being made in.
+                raise UserError(f"volume {name}: {_unwritable(e, final.parent)}") from None
             except kv.KVError as e:
                 said = str(e)  # a bundle's own errors name it already
                 raise UserError(said if str(bundle) in said else f"{bundle}: {said}") from None

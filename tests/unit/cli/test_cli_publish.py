@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from summon.cli.ports import check_ports_free
+from summon.cli.ports import check_ports_free, ports_shown
 from summon.cli.run import (
     check_guest_ports,
     parse_ports,
@@ -34,6 +34,26 @@ def test_publish_forms(flag: str, forward: PortForward) -> None:
     assert parse_ports((flag,)) == (forward,)
 
 
+def test_a_range_publishes_each_port_of_it() -> None:
+    # FTP's passive ports and the like: one -p per port was the only way (dozens of flags).
+    assert parse_ports(("21000-21002:31000-31002",)) == (
+        PortForward(21000, 31000), PortForward(21001, 31001), PortForward(21002, 31002),
+    )  # fmt: skip
+    assert parse_ports(("127.0.0.1:8000-8001:9000-9001/udp", "7000-7001")) == (
+        PortForward(8000, 9000, "udp"), PortForward(8001, 9001, "udp"),
+        PortForward(7000, 7000), PortForward(7001, 7001),
+    )  # fmt: skip
+    assert len(parse_ports(("0.0.0.0:21000-21010:21000-21010",))) == 11
+
+
+def test_ps_shows_a_range_as_one() -> None:
+    forwards = parse_ports(("21000-21010:21000-21010", "8080:80", "53:53/udp"))
+    assert ports_shown([str(f) for f in forwards]) == [
+        "127.0.0.1:21000-21010->21000-21010/tcp", "127.0.0.1:8080->80/tcp",
+        "127.0.0.1:53->53/udp",
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("flag", "needle"),
     [
@@ -57,6 +77,14 @@ def test_publish_forms(flag: str, forward: PortForward) -> None:
         ("224.0.0.1:8080:80", "224.0.0.1 is a multicast, reserved or broadcast"),
         # int() reads any script's digits: "-p ٨٠٨٠:80" published 8080
         ("\u0668\u0660\u0668\u0660:80", "expected PORT, HOST:GUEST"),
+        # ranges: of one length on both sides, first to last, within 1-65535
+        ("8000-8003:80", "the host ports (4) and the guest ports (1) differ in number"),
+        ("80:8000-8003", "the host ports (1) and the guest ports (4) differ in number"),
+        ("8000-8003:9000-9001", "the host ports (4) and the guest ports (2) differ"),
+        ("8003-8000", "the range 8003-8000 ends before it begins"),
+        ("65530-65540", "ports are numbers from 1 to 65535"),
+        ("8000-:80", "expected PORT"),
+        ("1-65535", "at most 1024 ports can be published in all"),
     ],
 )
 def test_bad_publish_flags_are_one_line(flag: str, needle: str) -> None:
@@ -91,6 +119,12 @@ def test_a_forward_to_an_unlisted_port_of_a_script_is_a_warning(
     assert capsys.readouterr().err == (
         "summon: warning: -p 19524:9000: the image lists port(s) 8000/tcp, 5353/udp, not "
         "9000/tcp; connections reach the app only if it listens there itself\n"
+    )
+    check_guest_ports(parse_ports(("21000-21010:21000-21010/udp", "5353/udp")), SCRIPT)
+    assert capsys.readouterr().err == (  # one line, not one per port of the range
+        "summon: warning: -p 21000-21010:21000-21010/udp: the image lists port(s) 8000/tcp, "
+        "5353/udp, not 21000-21010/udp; connections reach the app only if it listens there "
+        "itself\n"
     )
     check_guest_ports(parse_ports(("19525:8000",)), {**SCRIPT, "ports": []})
     assert capsys.readouterr().err == (  # was "lists port(s) none, not 8000/tcp"

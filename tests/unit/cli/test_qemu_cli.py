@@ -40,6 +40,11 @@ def test_kernel_build_refuses_an_unknown_fragment(runner: CliRunner) -> None:
         (["--accel", "bogus", "--target", "qemu"], "--accel bogus: choose one of kvm, tcg"),
         (["-p", "8080:80", "-p", "8080:81"], "-p 8080:81: 127.0.0.1:8080/tcp is given twice"),
         (["-p", "0.0.0.0:8080:80", "-p", "8080:80"], "is given twice (also by 0.0.0.0:8080->80"),
+        (
+            ["-p", "21000-21010:21000-21010", "-p", "127.0.0.1:21004-21005:80-81"],
+            "-p 127.0.0.1:21004-21005:80-81: 127.0.0.1:21004/tcp is given twice (also by "
+            "127.0.0.1:21004->21004/tcp)",
+        ),
         (["-v", "data", "--target", "qemu"], "-v data: expected NAME:/PATH or /HOST/FOLDER:/PATH"),
         (["-v", "./here:/data"], "-v ./here:/data: give a host folder as an absolute path"),
         (["-v", "/no/such/dir:/data"], "-v /no/such/dir:/data: /no/such/dir is not a folder"),

@@ -129,7 +129,9 @@ def test_a_full_disk_under_the_bundle_names_where(
     dest.parent.mkdir()
     result = runner.invoke(cli, ["volume", "export", "todo", "-o", str(dest)])
     assert result.exit_code == 2, result.output
-    assert result.output == f"summon: error: -o {dest}: No space left on device\n"
+    assert result.output == (
+        f"summon: error: -o {dest}: no space left in {dest.parent} (No space left on device)\n"
+    )
 
 
 def test_export_of_a_volume_in_use_names_the_instance(runner: CliRunner, tmp_path: Path) -> None:

@@ -76,6 +76,14 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
         (('target = "sandbox"', 'target = "docker"'), "target"),
         (("ports = [80, 8080]", "ports = [80, 70000]"), "ports"),
         (("ports = [80, 8080]", 'ports = "80"'), "ports"),
+        (("ports = [80, 8080]", 'ports = [80, "8080-8079"]'), "ports: '8080-8079' ends before"),
+        (
+            ("ports = [80, 8080]", 'ports = [80, "79-81"]'),
+            "ports: [80, '79-81'] names port 80 twice",
+        ),
+        (("ports = [80, 8080]", 'ports = ["1-2000"]'), "ports: over 1024 ports"),
+        (("ports = [80, 8080]", 'ports = [80, "ftp"]'), "ports: 'ftp' is not a port number or"),
+        (("ports = [80, 8080]", 'ports = ["1-70000"]'), "ports: 70000 is not a port number"),
         (('memory = "64M"', 'memory = "lots"'), "memory"),
         (("max_instances = 1", "max_instances = 3"), "max_instances"),
         (('name = "http"', 'name = "Not_A_Label"'), "name"),
@@ -122,6 +130,12 @@ def test_errors_are_one_line_naming_file_and_key(
     assert message.startswith(f"{path}: ")
     assert key in message
     assert e.value.exit_status == 2
+
+
+def test_a_service_serves_a_range_of_ports(tmp_path: Path) -> None:
+    # FTP's passive ports and the like: one number each was the only way (dozens of them).
+    cfg = load(write(tmp_path, GOOD.replace("ports = [80, 8080]", 'ports = [21, "21000-21003"]')))
+    assert cfg.services[0].ports == (21, 21000, 21001, 21002, 21003)
 
 
 def test_memory_is_between_what_python_needs_and_what_the_host_has(

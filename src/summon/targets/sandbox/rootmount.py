@@ -7,7 +7,8 @@ the digest the image index names; a loop device is then attached to the SAME des
 content that was hashed: renaming another file over the blob afterwards changes nothing. The
 mount is made in the caller's mount namespace (the CLI's or the gateway's, i.e. the host's)
 and reused by every later start of any instance of an image with that root filesystem, until
-the host reboots or `summon rmi` removes it.
+the host reboots, `summon rmi` removes it, or a sweep finds no image needs it any more
+(rootfs_artifact.sweep_mounts: at each new mount and each `summon rmi`).
 
 A write into the blob's own inode after it was hashed would reach the mount, so each reuse
 checks, in a few system calls, that the loop device still reads that inode, read-only, and
@@ -35,7 +36,7 @@ from typing import Any
 
 from summon.errors import CorruptBlob, UserError
 from summon.store.layout import Descriptor, Store
-from summon.store.rootfs_artifact import MOUNT_ROOT, mount_point
+from summon.store.rootfs_artifact import MOUNT_ROOT, mount_point, sweep_mounts
 
 # <linux/loop.h>
 LOOP_CONFIGURE = 0x4C0A
@@ -101,7 +102,7 @@ def verified_root(
                 # it (running instances keep their view) and verify afresh.
                 _check(_libc().umount2(os.fsencode(where), _MNT_DETACH), f"umount {where}")
             step(f"verifying its root filesystem ({erofs.size / 1e6:.1f} MB) and mounting it")
-            _sweep()
+            sweep_mounts()  # (mounting is when one more would count: see sweep_mounts)
             seen = {"erofs": _mount(erofs, blob, where), "layers": {}}
         layers = seen.setdefault("layers", {})
         try:
@@ -118,23 +119,6 @@ def verified_root(
             tmp.write_text(json.dumps(seen, sort_keys=True))
             tmp.replace(record)
     return where
-
-
-def _sweep() -> None:
-    """Detach the verified mounts whose blob is gone (a store deleted without `summon rmi`,
-    such as a test's): the loop device would keep its space taken until the next reboot."""
-    with contextlib.suppress(OSError):
-        for where in MOUNT_ROOT.iterdir():
-            with contextlib.suppress(OSError):
-                dev = os.stat(where).st_dev
-                if os.major(dev) != LOOP_MAJOR or not os.path.ismount(where):
-                    continue
-                name = Path(_device_path(dev)).name
-                backing = Path(f"/sys/block/{name}/loop/backing_file").read_text().strip()
-                if backing.endswith(" (deleted)"):
-                    _libc().umount2(os.fsencode(where), _MNT_DETACH)
-                    where.rmdir()
-                    where.with_suffix(".verified").unlink(missing_ok=True)
 
 
 def _read_record(record: Path) -> dict[str, Any]:
