@@ -133,9 +133,15 @@ def unless_kept(warnings: Sequence[str], failed: object, kept: Mapping[str, obje
     imported alone, needs Django's settings, and the build said thirteen modules were left
     out that the image held and served."""
     why: dict[str, object] = failed if isinstance(failed, dict) else {}
-    names = sorted(n for n in why if n in kept)
-    said = tuple(f" imports {n}, which does not import here (" for n in names)
-    out = [w for w in warnings if not (said and any(s in w for s in said))]
+    said = {f" imports {n}, which does not import here (": n for n in why if n in kept}
+    out: list[str] = []
+    seen: set[str] = set()
+    for line in warnings:
+        found = [n for s, n in said.items() if s in line]
+        seen.update(found)
+        if not found:
+            out.append(line)
+    names = sorted(seen)
     if names:
         shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
         out.append(

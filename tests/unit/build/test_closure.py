@@ -446,3 +446,28 @@ def test_a_module_the_app_swaps_in_under_another_name_is_no_closure_bug() -> Non
     package = ModuleInfo("gevent", "package", site / "gevent/__init__.py", "entry import", "site",
                          site)  # fmt: skip
     assert not _swapped_in("gevent", package)
+
+
+def test_only_the_left_out_lines_of_modules_kept_are_folded() -> None:
+    """A module the blocker left out as optional (ssl) that the closure keeps through another
+    import was named as if it had failed to import (streamlit's build)."""
+    from summon.build.tracing import unless_kept
+
+    warnings = [
+        "urls.py:5 imports wagtail.urls, which does not import here (ImproperlyConfigured: x); "
+        "it is left out",
+        "app.py:2 imports nothere, which does not import here (ModuleNotFoundError: y); "
+        "it is left out",
+        "something else",
+    ]
+    failed = {"wagtail.urls": "ImproperlyConfigured: x", "nothere": "ModuleNotFoundError: y",
+              "ssl": "optional: only the stdlib asks for it"}  # fmt: skip
+    kept = {"wagtail.urls": 1, "ssl": 1}
+    assert unless_kept(warnings, failed, kept) == [
+        warnings[1],
+        warnings[2],
+        "1 module(s) the app's code imports did not import here on their own and go in all "
+        "the same (they may need what the app sets up first, as Django's settings): "
+        "wagtail.urls; wagtail.urls said ImproperlyConfigured: x",
+    ]
+    assert unless_kept(warnings[1:], failed, kept) == warnings[1:]
