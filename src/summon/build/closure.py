@@ -544,7 +544,7 @@ def _merge(
     absent = {n: a for n, a in graph.absent().items() if n not in out}
     return Closure(
         modules=out,
-        warnings=[*warnings, *graph.warnings],
+        warnings=[*tracing.unless_kept(warnings, result.get("failed"), out), *graph.warnings],
         absent=absent,
         graph=graph,
     )

@@ -52,6 +52,45 @@ def missing_requirement(pip_output: str) -> str | None:
     return found[-1] if found else None
 
 
+def other_python(requirement: str, pip_output: str, python: str) -> str | None:
+    """Why pip found no wheel of requirement, when it is that the versions it allows need
+    another Python than the image's (`python`, "3.11.2"): wagtail start writes
+    `Django>=6.1,<6.2`, whose wheels say Requires-Python >=3.12, and its source distribution
+    says the same, so building one is no way out. None unless pip ignored versions for their
+    Python and offered others of it (a project with no wheel at all offers none: sdists)."""
+    ignored = _IGNORED.search(pip_output)
+    offered = _OFFERED.search(pip_output)
+    usable = [v for v in (offered.group(1).split(", ") if offered else ()) if _version_key(v)]
+    if ignored is None or not usable:
+        return None
+    needs = [
+        (_version_key(v) or (), v, spec.strip()) for v, spec in _NEEDS.findall(ignored.group(1))
+    ]
+    if not needs:
+        return None
+    _, version, spec = max(needs)
+    newest = max(usable, key=lambda v: _version_key(v) or ())
+    return (
+        f"requirement {requirement!r} could not be installed: the versions pip found for it "
+        f"need another Python ({version} says Requires-Python {spec}) than the image's "
+        f"{python}: allow a version made for it (the newest pip found is {newest})"
+    )
+
+
+_IGNORED = re.compile(
+    r"Ignored the following versions that require a different python version: (.*)"
+)
+_NEEDS = re.compile(r"(\S+) Requires-Python ([^;\n]+)")
+_OFFERED = re.compile(r"\(from versions: ([^)]*)\)")
+
+
+def _version_key(version: str) -> tuple[int, ...] | None:
+    """A final release's version as numbers ("5.2.20" -> (5, 2, 20)); None for a pre-release
+    or anything else."""
+    parts = version.split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+
+
 def is_pure(wheel_name: str) -> bool:
     """Whether a wheel's file name tags it for any interpreter and platform: no compiled
     code (`{name}-{version}(-{build})?-{python}-none-any.whl`, python a py2/py3 tag)."""

@@ -126,6 +126,32 @@ def app_writes_warnings(scratch: Path) -> list[str]:
     ]
 
 
+def unless_kept(warnings: Sequence[str], failed: object, kept: Mapping[str, object]) -> list[str]:
+    """The trace's warnings, where those saying that a module the app's code imports "does
+    not import here ...; it is left out" (`failed`, name -> why) name a module the closure
+    keeps all the same (`kept`) become one line saying so: a Wagtail project's urls.py,
+    imported alone, needs Django's settings, and the build said thirteen modules were left
+    out that the image held and served."""
+    why: dict[str, object] = failed if isinstance(failed, dict) else {}
+    said = {f" imports {n}, which does not import here (": n for n in why if n in kept}
+    out: list[str] = []
+    seen: set[str] = set()
+    for line in warnings:
+        found = [n for s, n in said.items() if s in line]
+        seen.update(found)
+        if not found:
+            out.append(line)
+    names = sorted(seen)
+    if names:
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        out.append(
+            f"{len(names)} module(s) the app's code imports did not import here on their own "
+            f"and go in all the same (they may need what the app sets up first, as Django's "
+            f"settings): {shown}; {names[0]} said {why[names[0]]}"
+        )
+    return out
+
+
 def start(
     interp: Interpreter,
     args: list[str],

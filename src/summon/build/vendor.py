@@ -145,6 +145,14 @@ def vendor(
                 if (full := _disk_failure(output)) is not None:
                     raise full  # said as the host's failure, naming the folder (cli/main.py)
                 missing = sdists.missing_requirement(output)
+                if missing is not None:
+                    # Named as the manifest writes it, not as pip re-orders it.
+                    named = [r for r in requirements if _req_name(r) == _req_name(missing)]
+                    other = sdists.other_python(
+                        named[0] if named else missing, output, interp.version
+                    )
+                    if other is not None:
+                        raise BuildError(other)
                 if missing is None or missing in built or len(built) >= MAX_SDISTS:
                     raise BuildError(_failure_line(requirements, output))
                 if say is not None:

@@ -372,7 +372,12 @@ class Sealer:
             self.say(line)
 
     def _refusal(self, what: str, rule: str, enforce: bool) -> None:
-        if enforce and rule.startswith("seal.code:") and not self._code_hinted:
+        from summon.runtime.seal_said import written_code_hint  # imported by the seal
+
+        written = written_code_hint(what, self.writable) if enforce else None
+        if written is not None and rule.startswith("seal.code:"):
+            self.say(f"sealed: refused {what} ({rule}); {written}")
+        elif enforce and rule.startswith("seal.code:") and not self._code_hinted:
             # Code made at a first use the build's recording run never reached (Bottle's
             # template("<b>{{name}}</b>") in a route): say once how to have it made before.
             self._code_hinted = True

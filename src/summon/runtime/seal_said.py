@@ -12,6 +12,27 @@ Image-side: stdlib only.
 from __future__ import annotations
 
 PER_RULE = 20  # distinct lines said per rule, at most
+# The subjects of a seal.code refusal that name a file (seal_hook.py writes them so).
+CODE_FROM = ("compile of code from '", "exec of code from '")
+
+
+def written_code_hint(what: str, writable: tuple[str, ...]) -> str | None:
+    """What to do about code refused for coming from a file where the app writes (a Jinja2
+    FileSystemLoader over a volume, a template saved to /tmp): no build saw that file, so no
+    warm-up or learning can let its code through. None for any other refusal."""
+    for prefix in CODE_FROM:
+        if what.startswith(prefix) and what.endswith("'"):
+            path = what[len(prefix) : -1]
+            for folder in writable:
+                if path.startswith(folder + "/"):
+                    return (
+                        f"{path} is under {folder}, written after the build, and the seal "
+                        "makes code only of files the image ships, whatever is warmed up: "
+                        "put the file in the app's folder (files beside its code go into "
+                        "the image) and build again; an app whose users bring their own "
+                        'templates needs seal = "audit"'
+                    )
+    return None
 
 
 class Said:

@@ -199,8 +199,16 @@ def test_kinds_groups_and_files(sockets: Closure, interp: Interpreter) -> None:
 
 def test_failed_lazy_imports_are_warnings(sockets: Closure) -> None:
     text = "\n".join(sockets.warnings)
-    assert "summon_test_no_such_module" in text
-    assert "flaky" in text and "RuntimeError: flaky refuses to import" in text
+    assert "summon_test_no_such_module, which does not import here" in text
+    assert "summon_test_no_such_module" in text and "; it is left out" in text
+    # flaky goes in (below): the build said it was "left out" all the same (a Wagtail
+    # project's urls.py said so of thirteen modules the image held and served).
+    assert "imports flaky, which does not import here" not in text
+    assert (
+        "module(s) the app's code imports did not import here on their own and go in all the "
+        "same (they may need what the app sets up first, as Django's settings): flaky"
+    ) in text
+    assert "flaky said RuntimeError: flaky refuses to import" in text
     # flaky.py is app code, which ships whole, and later() imports it: in the closure
     # although it never imported.
     assert sockets.modules["flaky"].reason == REASON_SHIPPED
@@ -438,3 +446,28 @@ def test_a_module_the_app_swaps_in_under_another_name_is_no_closure_bug() -> Non
     package = ModuleInfo("gevent", "package", site / "gevent/__init__.py", "entry import", "site",
                          site)  # fmt: skip
     assert not _swapped_in("gevent", package)
+
+
+def test_only_the_left_out_lines_of_modules_kept_are_folded() -> None:
+    """A module the blocker left out as optional (ssl) that the closure keeps through another
+    import was named as if it had failed to import (streamlit's build)."""
+    from summon.build.tracing import unless_kept
+
+    warnings = [
+        "urls.py:5 imports wagtail.urls, which does not import here (ImproperlyConfigured: x); "
+        "it is left out",
+        "app.py:2 imports nothere, which does not import here (ModuleNotFoundError: y); "
+        "it is left out",
+        "something else",
+    ]
+    failed = {"wagtail.urls": "ImproperlyConfigured: x", "nothere": "ModuleNotFoundError: y",
+              "ssl": "optional: only the stdlib asks for it"}  # fmt: skip
+    kept = {"wagtail.urls": 1, "ssl": 1}
+    assert unless_kept(warnings, failed, kept) == [
+        warnings[1],
+        warnings[2],
+        "1 module(s) the app's code imports did not import here on their own and go in all "
+        "the same (they may need what the app sets up first, as Django's settings): "
+        "wagtail.urls; wagtail.urls said ImproperlyConfigured: x",
+    ]
+    assert unless_kept(warnings[1:], failed, kept) == warnings[1:]

@@ -206,3 +206,42 @@ def test_what_pip_found_no_wheel_of() -> None:
     )
     assert sdists.missing_requirement(output) == "foo-bar>=2"
     assert sdists.missing_requirement("ERROR: ResolutionImpossible: ...\n") is None
+
+
+def test_a_requirement_whose_versions_need_another_python_says_so_and_builds_no_sdist(
+    interp: Interpreter, tmp_path: Path
+) -> None:
+    """wagtail start writes Django>=6.1,<6.2 (Requires-Python >=3.12): the build said it was
+    "building a wheel of Django<6.2,>=6.1 from its source distribution (no wheel)", then
+    "No matching distribution found", on an image whose Python is 3.11 (PyPI, really)."""
+    said: list[str] = []
+    with pytest.raises(BuildError) as info:
+        vendor(["Django>=6.1,<6.2"], interp, tmp_path / "site", no_deps=True, say=said.append)
+    line = str(info.value)
+    assert line.startswith(
+        "requirement 'Django>=6.1,<6.2' could not be installed: the versions pip found for it "
+        "need another Python ("
+    )
+    assert f"Requires-Python >=3.12) than the image's {interp.version}: allow a version" in line
+    assert "(the newest pip found is 5.2." in line
+    assert said == []
+
+
+def test_other_python_reads_pips_account() -> None:
+    output = (
+        "ERROR: Ignored the following versions that require a different python version: "
+        "2.0 Requires-Python >=3.12; 2.10 Requires-Python >=3.13; 2.9 Requires-Python >=3.12; "
+        "3.0rc1 Requires-Python >=3.14\n"
+        "ERROR: Could not find a version that satisfies the requirement demo>=2 "
+        "(from versions: 1.0, 1.9, 1.10, 2.0b1)\n"
+        "ERROR: No matching distribution found for demo>=2\n"
+    )
+    assert sdists.other_python("demo>=2", output, "3.11.2") == (
+        "requirement 'demo>=2' could not be installed: the versions pip found for it need "
+        "another Python (2.10 says Requires-Python >=3.13) than the image's 3.11.2: allow a "
+        "version made for it (the newest pip found is 1.10)"
+    )
+    # No wheel of it at all: the source distribution is the way (sdists.py), not the Python.
+    none = output.replace("1.0, 1.9, 1.10, 2.0b1", "none")
+    assert sdists.other_python("demo>=2", none, "3.11.2") is None
+    assert sdists.other_python("demo>=2", output.split("\n", 1)[1], "3.11.2") is None

@@ -341,3 +341,36 @@ def test_what_an_app_compiles_as_it_starts_never_uses_up_what_it_may_learn_after
     early = [line for line in said if line.startswith(seal.LEARNED_EARLY_PREFIX)]
     assert len(early) == seal.MAX_LEARNED
     assert said[-1] == f"{seal.LEARNED_PREFIX}{'f' * 64} '<router>'"
+
+
+def test_code_from_a_file_in_a_volume_says_to_ship_it_in_the_image() -> None:
+    """A Jinja2 FileSystemLoader over a volume (`/data/templates`): a template put there at run
+    time was refused with the advice to warm it up, which cannot help (no build saw it)."""
+    from summon.runtime import seal
+    from summon.runtime.config import AppConfig
+    from summon.runtime.seal_hook import RULE_CODE
+
+    said: list[str] = []
+    cfg = AppConfig(
+        name="x", entry_kind="script", entry_path="/app/x.py", seal="on", volumes=["/data"]
+    )
+    sealer = seal.Sealer(cfg, ("/app",), said.append)
+    sealer._refusal("compile of code from '/data/templates/vol.html'", RULE_CODE, True)
+    sealer._refusal("exec of code from '/tmp/t.html'", RULE_CODE, True)
+    sealer._refusal("compile of code from '/database.html'", RULE_CODE, True)
+    sealer._refusal("compile of code from '/data/late.html'", RULE_CODE, False)
+    assert said[0] == (
+        f"sealed: refused compile of code from '/data/templates/vol.html' ({RULE_CODE}); "
+        "/data/templates/vol.html is under /data, written after the build, and the seal makes "
+        "code only of files the image ships, whatever is warmed up: put the file in the app's "
+        "folder (files beside its code go into the image) and build again; an app whose users "
+        'bring their own templates needs seal = "audit"'
+    )
+    assert said[1].startswith(f"sealed: refused exec of code from '/tmp/t.html' ({RULE_CODE}); ")
+    assert "/tmp/t.html is under /tmp, written after the build" in said[1]
+    # Not under a volume (a name that only starts like one): the first plain hint, warm it up.
+    assert "never saw this code made" in said[2]
+    assert (
+        said[3]
+        == f"sealed (audit): would refuse compile of code from '/data/late.html' ({RULE_CODE})"
+    )

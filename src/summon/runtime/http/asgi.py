@@ -213,7 +213,10 @@ class HTTPCycle:
                 raise RuntimeError("ASGI: http.response.start sent twice")
             if self._gone:
                 raise ClientDisconnected(f"the client of {self.what} has gone")
-            self._head = (message.get("status"), app_headers(message.get("headers", ())))  # type: ignore[assignment]
+            status = message.get("status")
+            if isinstance(status, int) and not isinstance(status, bool):
+                status = int(status)  # http.HTTPStatus.OK (Ariadne's) is the number 200
+            self._head = (status, app_headers(message.get("headers", ())))  # type: ignore[assignment]
             return
         if kind == "http.response.body":
             await self._send_body(message)

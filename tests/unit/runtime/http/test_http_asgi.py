@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -314,6 +315,17 @@ def test_malformed_messages_become_a_500(messages: list[Message]) -> None:
             await send(message)
 
     assert parse_responses(respond_asgi(app, GET))[0].status == 500
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(HTTPStatus.OK, 200), (HTTPStatus.BAD_REQUEST, 400), (True, 500), (HTTPStatus.CONTINUE, 500)],
+)
+def test_a_status_given_as_an_int_enum_is_its_number(status: int, code: int) -> None:
+    """Ariadne's GraphQL handler sends http.HTTPStatus.OK: every query answered 500 ("response
+    status <HTTPStatus.OK: 200> is not a number"), as uvicorn does not. A bool stays refused."""
+    [response] = parse_responses(respond_asgi(text_app(b"{}", status), GET))
+    assert response.status == code
 
 
 def test_head_responses_carry_no_body() -> None:
