@@ -126,6 +126,7 @@ def make_hook(
     _write_flags = WRITE_FLAGS
     _watched = WATCHED
     _permission_error, _exception = PermissionError, Exception
+    _import_error = ImportError
     _os_error, _value_error = OSError, ValueError
     _getframe = sys._getframe
     _open = io.open
@@ -568,6 +569,11 @@ def make_hook(
         except _exception:
             pass  # a line is not worth letting the operation through
         if _enforce:
-            raise _permission_error(1, f"{what} refused by the seal ({text})")
+            message = f"{what} refused by the seal ({text})"
+            if rule == 2 and what[:10] == "import of ":
+                # An ImportError: a library that tries ctypes and does without it (numpy,
+                # imported in a handler after the seal) goes on, as where ctypes is missing.
+                raise _import_error(message, name=what[11:-1])
+            raise _permission_error(1, message)
 
     return sealed_audit_hook

@@ -137,6 +137,13 @@ def rebind():
     f = lambda: 0
     f.__code__ = (lambda: 1).__code__
 
+def ctypes_optional():  # numpy's _internal and ctypeslib, imported in a handler after the seal
+    try:
+        import ctypes as found
+    except ImportError:
+        found = None
+    assert found is None, found
+
 def dataclass_patched():
     # The text of a dataclass's methods is made by dataclasses' functions: one patched after
     # the seal would write code into an image module's class as it is imported.
@@ -269,6 +276,7 @@ attempts = {
     "ctypes_new_function": lambda: libc.getppid(),
     "ctypes_dlopen": lambda: ctypes.CDLL("libc.so.6"),
     "ctypes_import": lambda: (sys.modules.pop("ctypes"), __import__("ctypes")),
+    "ctypes_optional": ctypes_optional,
     "write_tmp": lambda: open(tmp + "/ok", "w").close(),
     "write_tmp_pathlib": lambda: pathlib.Path(tmp, "ok2").write_text("x") and None,
     "write_outside": lambda: open("/etc/summon-x", "w"),
@@ -296,6 +304,8 @@ attempts = {
 }
 results = {}
 for name, action in attempts.items():
+    if name == "ctypes_optional":
+        sys.modules.pop("ctypes", None)
     if name == "import_outside":
         with open(tmp + "/outsidemod.py", "w") as f:
             f.write("X = 1\n")
@@ -304,6 +314,9 @@ for name, action in attempts.items():
         results[name] = "ok"
     except PermissionError as e:
         results[name] = "refused: " + str(e)
+    except ImportError as e:  # a refused import of ctypes: what a missing one raises
+        said_so = "refused by the seal" in str(e)
+        results[name] = ("refused: ImportError " if said_so else "ImportError: ") + str(e)
     except Exception as e:
         results[name] = type(e).__name__ + ": " + str(e)
     finally:
@@ -399,6 +412,9 @@ ALLOWED = (
     # Python 3.11 raises no audit event for a call through a function pointer made before
     # the seal (3.12 raises ctypes.call_function, which the hook refuses): docs/sealing.md.
     "ctypes_call_prepared",
+    # A library that does without ctypes where it cannot import it goes on: the refused import
+    # raises ImportError (still said once on the console, rule seal.ctypes).
+    "ctypes_optional",
     # os.open calls __fspath__ once, before the event: the hook sees the path the kernel gets
     # (SlyPath names the scratch folder then, /etc only on a second call that never comes).
     "os_open_path_object",
@@ -457,6 +473,14 @@ def test_refused_with_its_rule(enforced: dict[str, Any], attempt: str) -> None:
     got = enforced["results"][attempt]
     assert got.startswith("refused: "), f"{attempt}: {got}"
     assert REFUSED[attempt] in got, got
+
+
+def test_a_refused_ctypes_import_is_an_import_error(enforced: dict[str, Any]) -> None:
+    """Rule seal.ctypes: `import ctypes` after the seal raises ImportError, as where ctypes is
+    missing, so numpy imported in a handler does without it rather than failing."""
+    got = enforced["results"]["ctypes_import"]
+    assert got.startswith("refused: ImportError import of 'ctypes' refused by the seal"), got
+    assert "seal.ctypes" in got, got
 
 
 @pytest.mark.parametrize("attempt", ALLOWED)
