@@ -207,8 +207,10 @@ def test_a_vm_reaches_the_allowed_destination_only(
 
 
 # A WSGI app that turns the connection it serves into one of its own: disconnected
-# (connect with AF_UNSPEC, bound before the seal, which refuses ctypes after) and connected
-# again to OTHER on 127.0.0.1, which is the host's own if the socket is the host's.
+# (connect with AF_UNSPEC through ctypes, bound before the seal) and connected again to OTHER
+# on 127.0.0.1, which is the host's own if the socket is the host's. The seal refuses that
+# foreign call (seal.ctypes), so the app runs with seal = "audit": what is tested here is the
+# sandbox's own rule, which must hold for an app whose seal is off too.
 RECONNECTING = '''
 import ctypes, json, os, socket
 
@@ -257,7 +259,7 @@ def test_an_app_with_egress_is_handed_no_host_socket_it_could_connect_again(
     folder.mkdir()
     (folder / "app.py").write_text(RECONNECTING.replace("OTHER", str(other.port)))
     (folder / "summon.toml").write_text(
-        f'name = "reconnecting"\nentry = "app:app"\nports = [8000]\n'
+        f'name = "reconnecting"\nentry = "app:app"\nports = [8000]\nseal = "audit"\n'
         f'egress = ["10.0.2.2:{allowed.port}"]\n'
     )
     r = summon("build", str(folder), "-t", "reconnecting:test")
