@@ -47,9 +47,15 @@ def _parse(value: object, bad: Any) -> list[Port]:
         proto = m[3] or "tcp"
     else:
         raise bad(f'{value!r} is not a port such as 80, "53/udp" or a range "21000-21010"')
+    check_range(first, last, value, bad)
+    return [Port(n, proto) for n in range(first, last + 1)]
+
+
+def check_range(first: int, last: int, value: object, bad: Any) -> None:
+    """FIRST-LAST (or one port, first == last) as value wrote it: both port numbers, in
+    order; bad(why) is the error to raise. The gateway's service ports are checked so too."""
     for number in (first, last):
         if not 1 <= number <= 65535:
             raise bad(f"{number} is not a port number (1-65535)")
     if last < first:
         raise bad(f"{value!r} ends before it begins; write a range FIRST-LAST")
-    return [Port(n, proto) for n in range(first, last + 1)]

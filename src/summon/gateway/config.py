@@ -16,6 +16,7 @@ from typing import Any
 from summon import targets
 from summon.errors import UserError
 from summon.gateway import tiers
+from summon.manifest_ports import check_range
 from summon.targets import DEFAULT_TARGET
 from summon.targets.base import VOLUMES
 
@@ -417,11 +418,7 @@ def service_ports(given: Any, bad: Any) -> tuple[int, ...]:
             first, last = int(m[1]), int(m[2])
         else:
             raise bad(f'{item!r} is not a port number or a range such as "21000-21010"')
-        for p in (first, last):
-            if not 1 <= p <= 65535:
-                raise bad(f"{p} is not a port number (1-65535)")
-        if last < first:
-            raise bad(f"{item!r} ends before it begins; write a range FIRST-LAST")
+        check_range(first, last, item, bad)
         twice = sorted(set(ports).intersection(range(first, last + 1)))
         if twice:
             raise bad(f"{given!r} names port {twice[0]} twice")
