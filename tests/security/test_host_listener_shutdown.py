@@ -7,7 +7,8 @@ port back; listen() again then took a random port of the host on the listener's 
 listener of the host's network namespace outside every published port (with bind in its
 profile, any free address and port). Now such an app shuts sockets down for writing only
 (SHUT_WR, the half-close the runtime's server makes): anything else is refused by the gate
-with a line naming the rule, and the listener is the host's as before.
+with a line naming the rule, and the listener is the host's as before. The app's other
+sockets shut down for reading as on any host (the gate makes the call for it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hostile_apps import needs_sandbox
 from sealed_image import Run, SealedImage, make_sealed_image
 
 from summon.targets.base import PortForward
-from summon.targets.sandbox import seccomp
+from summon.targets.sandbox import gate, seccomp
 
 pytestmark = needs_sandbox
 
@@ -41,6 +42,14 @@ async def main(stack: Stack) -> int:
     listener = socket.socket(fileno=3)  # LISTEN_FDS: the host's listener, handed over
     a, b = socket.socketpair()
     attempt("shut_wr_of_a_pair", lambda: a.shutdown(socket.SHUT_WR))
+    # The app's own sockets shut down as they like (redis-py's SHUT_RDWR at disconnect).
+    c, d = socket.socketpair()
+    attempt("shut_rdwr_of_a_pair", lambda: c.shutdown(socket.SHUT_RDWR))
+    d.settimeout(5)
+    attempt("peer_sees_the_end", lambda: d.recv(1))
+    attempt("shut_rd_of_a_pair", lambda: b.shutdown(socket.SHUT_RD))
+    unconnected = socket.socket()
+    attempt("shut_rd_unconnected", lambda: unconnected.shutdown(socket.SHUT_RD))
     attempt("shut_rd_of_the_listener", lambda: listener.shutdown(socket.SHUT_RD))
     attempt("shut_rdwr_of_the_listener", lambda: listener.shutdown(socket.SHUT_RDWR))
     attempt("still_listening", lambda: listener.getsockopt(socket.SOL_SOCKET,
@@ -75,13 +84,30 @@ def test_a_half_close_for_writing_goes_through(handed: tuple[Run, int]) -> None:
     assert run.results["shut_wr_of_a_pair"]["ok"], run.output
 
 
+def test_the_app_s_own_sockets_shut_down_for_reading(handed: tuple[Run, int]) -> None:
+    """Not a listener: the gate makes the call on the app's own socket (taken with
+    pidfd_getfd, so no other thread can swap the listener in) and answers as the kernel."""
+    run, _ = handed
+    for probe in ("shut_rdwr_of_a_pair", "shut_rd_of_a_pair"):
+        assert run.results[probe]["ok"], run.output
+    assert run.results["peer_sees_the_end"] == {
+        "probe": "peer_sees_the_end", "ok": True, "detail": "b''"
+    }, run.output  # fmt: skip
+    unconnected = run.results["shut_rd_unconnected"]
+    assert (unconnected["ok"], unconnected.get("kind")) == (False, "OSError"), run.output
+    assert "not connected" in unconnected["detail"], run.output
+
+
 @pytest.mark.parametrize("probe", ["shut_rd_of_the_listener", "shut_rdwr_of_the_listener"])
 def test_shutting_the_host_s_listener_down_is_refused(handed: tuple[Run, int], probe: str) -> None:
     run, _ = handed
     got = run.results[probe]
     assert (got["ok"], got.get("kind")) == (False, "PermissionError"), run.output
-    said = run.lines("summon: sandbox: refused shutdown() for reading")
-    assert len(said) == 1 and "SHUT_WR" in said[0], run.output
+    said = run.lines("summon: sandbox: refused shutdown()")
+    assert said == [
+        "summon: sandbox: refused shutdown() of a listening socket for reading "
+        f"({gate.RULE_SHUTDOWN})"
+    ], run.output
 
 
 def test_the_listener_stays_the_host_s(handed: tuple[Run, int]) -> None:

@@ -73,10 +73,11 @@ RULE_UNRECORDED = "seccomp: not among the calls this image's recording run made"
 RESUME = "restart_syscall"
 RULE_OUTSIDE = "seccomp: not in the sandbox's allowlist"
 RULE_SHUTDOWN = (
-    "seccomp: an app given the host's listening sockets shuts a socket down for writing only "
-    "(SHUT_WR); for reading it would stop the host's listener and free its port"
+    "seccomp: an app given the host's listening sockets shuts a listening socket down for "
+    "writing only (SHUT_WR): for reading it would stop the host's listener and free its port"
 )
 _NR_SHUTDOWN = 48
+_NR_PIDFD_GETFD = 438  # x86_64; Linux 5.6
 
 
 def family_name(number: int) -> str:
@@ -225,6 +226,9 @@ class ExecGate:
             # profile that allows connect for a lookup that needs none.
             self._send(notify_fd, _RESP.pack(notif_id, 0, -errno.ENOENT, 0))
             return
+        if nr == _NR_SHUTDOWN and not self.record:  # only what seccomp.shutdown_rules gates
+            self._answer_shutdown(notify_fd, notif_id, tid, args[0], args[1])
+            return
         refusal = self._judge(nr, name, args[0], args[2])
         if refusal is None:
             self._send(notify_fd, _RESP.pack(notif_id, 0, 0, _FLAG_CONTINUE))
@@ -275,8 +279,6 @@ class ExecGate:
                     f"socket({family_name(arg0)})",
                     f"seccomp: {self._network} mode allows socket families {allowed} only",
                 )
-        if nr == _NR_SHUTDOWN and not self.record:  # only what seccomp.shutdown_rules gates
-            return "shutdown() for reading", RULE_SHUTDOWN
         if self.record:
             if name in self._outside:
                 return name, (
@@ -307,6 +309,38 @@ class ExecGate:
             self.execs_refused += 1
             self._refuse("execve", RULE_EXEC)
             self._pace()
+
+    def _answer_shutdown(self, notify_fd: int, notif_id: int, tid: int, fd: int, how: int) -> None:
+        """shutdown(fd, how) for reading: made here, on the app's own socket, unless that
+        socket is listening (RULE_SHUTDOWN). The socket is taken from the caller with
+        pidfd_getfd, so the one looked at is the one shut down: answering CONTINUE after a
+        look at /proc would let another thread of the app swap the listener in between."""
+        taken = _take_fd(notify_fd, notif_id, tid, fd)
+        if isinstance(taken, OSError):
+            if taken.errno != errno.ESRCH:  # ESRCH: the caller is gone, nobody to answer
+                self._send(notify_fd, _RESP.pack(notif_id, 0, -(taken.errno or errno.EBADF), 0))
+            return
+        try:
+            sock = socket.socket(fileno=taken)
+        except OSError as e:  # not a socket: as the kernel answers
+            os.close(taken)
+            self._send(notify_fd, _RESP.pack(notif_id, 0, -(e.errno or errno.ENOTSOCK), 0))
+            return
+        with sock:
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                self._send(notify_fd, _deny(notif_id))
+                self._refuse("shutdown() of a listening socket for reading", RULE_SHUTDOWN)
+                self._pace()
+                return
+            error = 0
+            if how not in (socket.SHUT_RD, socket.SHUT_RDWR):  # SHUT_WR never gets here
+                error = errno.EINVAL
+            else:
+                try:
+                    sock.shutdown(how)
+                except OSError as e:  # ENOTCONN, as the app's own call would have had
+                    error = e.errno or errno.EINVAL
+            self._send(notify_fd, _RESP.pack(notif_id, 0, -error, 0))
 
     def _send(self, notify_fd: int, resp: bytes) -> bool:
         try:
@@ -357,6 +391,33 @@ def _tgid(tid: int) -> int:
     except (OSError, ValueError):
         pass
     return -1
+
+
+def _take_fd(notify_fd: int, notif_id: int, tid: int, fd: int) -> int | OSError:
+    """A copy of the calling process's fd (pidfd_getfd), or the error to answer with (ESRCH
+    once the caller is gone: the notification is dead, nobody to answer)."""
+    import ctypes  # only here: the gate's other answers need none of it
+
+    if not 0 <= fd < 1 << 31:
+        return OSError(errno.EBADF, "no such descriptor")
+    try:
+        pidfd = os.pidfd_open(_tgid(tid))
+    except (OSError, ValueError):
+        return OSError(errno.ESRCH, "caller gone")
+    try:
+        # The pidfd is the caller's only if the notification is still live: its pid
+        # cannot have been reused while the caller waits on us.
+        if not _still_waiting(notify_fd, notif_id):
+            return OSError(errno.ESRCH, "caller gone")
+        libc = ctypes.CDLL(None, use_errno=True)
+        got = int(libc.syscall(_NR_PIDFD_GETFD, pidfd, fd, 0))
+        if got < 0:
+            code = ctypes.get_errno()
+            return OSError(code, os.strerror(code))
+        os.set_inheritable(got, False)
+        return got
+    finally:
+        os.close(pidfd)
 
 
 def _still_waiting(notify_fd: int, notif_id: int) -> bool:
