@@ -234,6 +234,8 @@ class TCPTransport(asyncio.Transport):
                 self._size -= n
                 if n < len(chunk):
                     break
+            if chunks:  # if the stack's send budget is what stopped it, TCP says when it has room
+                tcp.wants_send_space(conn)
             if not chunks and self._eof and not self._fin_sent:
                 self._fin_sent = True
                 tcp.close(conn)

@@ -10,6 +10,10 @@ class TCPConfig:
     min_mss          floor for the peer's MSS: a tiny MSS would make us cut data into thousands
                      of segments (the "SACK panic"/small-MSS resource attacks); Linux uses 48-88
     send_buffer      bytes send() queues before it takes less than it was given
+    send_memory      bytes all connections' send buffers hold together: past it a buffer takes
+                     no more than 16 KiB (buffers.SEND_FLOOR), so 400 connections to peers
+                     that read nothing hold 16 MiB + 400 x 16 KiB, not 400 send buffers
+                     (100 MB); the app's writes wait (drain) meanwhile
     receive_buffer   bytes held for the app; the receive window is what is free of it
     receive_memory   bytes all connections' receive buffers hold together (in order or not):
                      past it windows close (to zero, or to what is left) and new data is
@@ -74,6 +78,7 @@ class TCPConfig:
         "receive_buffer",
         "receive_memory",
         "send_buffer",
+        "send_memory",
         "syn_backlog",
         "syn_cookies",
         "syn_retries",
@@ -88,6 +93,7 @@ class TCPConfig:
         mss: int = 1460,
         min_mss: int = 88,
         send_buffer: int = 256 * 1024,
+        send_memory: int = 16 * 1024 * 1024,
         receive_buffer: int = 256 * 1024,
         receive_memory: int = 16 * 1024 * 1024,
         out_of_order_memory: int = 4 * 1024 * 1024,
@@ -117,6 +123,7 @@ class TCPConfig:
         self.mss = mss
         self.min_mss = min_mss
         self.send_buffer = send_buffer
+        self.send_memory = send_memory
         self.receive_buffer = receive_buffer
         self.receive_memory = receive_memory
         self.out_of_order_memory = out_of_order_memory

@@ -26,7 +26,7 @@ import os
 from summon.net.counters import Counters
 from summon.net.errors import NetError
 from summon.net.tcp import state as st
-from summon.net.tcp.buffers import ReceiveBudget
+from summon.net.tcp.buffers import SEND_FLOOR, ReceiveBudget, SendBudget
 from summon.net.tcp.config import TCPConfig
 from summon.net.tcp.connection import Connection
 from summon.net.tcp.effects import Effects
@@ -58,6 +58,7 @@ class TCP:
         "_now",
         "_ready",
         "_send_ip",
+        "_send_waiting",
         "_starved",
         "_time_wait",
         "config",
@@ -65,6 +66,7 @@ class TCP:
         "local_ip",
         "random_bytes",
         "receive_budget",
+        "send_budget",
     )
 
     def __init__(
@@ -102,6 +104,14 @@ class TCP:
         self.receive_budget = ReceiveBudget(
             self.config.receive_memory, self.config.out_of_order_memory
         )
+        # What all their send buffers hold together (config.send_memory), and the
+        # connections the spent budget keeps from taking what their app wrote, oldest first:
+        # told (ready) once it has room again, not at their own next ACK (a fast peer's
+        # connection would otherwise go at the floor's pace while room sits unused).
+        self.send_budget = SendBudget(
+            self.config.send_memory, min(self.config.send_buffer, SEND_FLOOR)
+        )
+        self._send_waiting: dict[Connection, None] = {}
 
     # ----------------------------------------------------------------- the app's side
 
@@ -126,6 +136,7 @@ class TCP:
             self.random_bytes,
             self._effects,
             self.receive_budget,
+            self.send_budget,
         )
         self._listeners[port] = listener
         return listener
@@ -170,6 +181,7 @@ class TCP:
             self.new_iss(),
             effects=self._effects,
             budget=self.receive_budget,
+            send_budget=self.send_budget,
         )
         self.register(conn)
         conn.open_active(self.now())
@@ -182,6 +194,14 @@ class TCP:
         n = conn.send(data, self.now())
         self._apply(conn)
         return n
+
+    def wants_send_space(self, conn: Connection) -> None:
+        """The app has more for conn than its send buffer took: if the stack-wide send
+        budget is what stopped it (not the buffer's own size, whose ACKs tell it anyway),
+        conn is ready again once the budget has room."""
+        if conn.sndbuf.budget_bound and conn not in self._send_waiting:
+            self._send_waiting[conn] = None
+            self.counters.inc("tcp__send_memory__wait")
 
     def close(self, conn: Connection) -> None:
         """No more data from us on conn: a FIN follows what is queued. Idempotent."""
@@ -251,6 +271,11 @@ class TCP:
     def ready(self) -> list[Connection | Listener]:
         """Connections and listeners that have news since the last call (events to read,
         send space freed, connections to accept), oldest first; the set is then emptied."""
+        waiting = self._send_waiting
+        if waiting and self.send_budget.limit - self.send_budget.used >= self.config.mss:
+            for conn in waiting:  # those that still find no room ask again
+                self._ready[conn] = None
+            waiting.clear()
         out = list(self._ready)
         self._ready.clear()
         return out
@@ -442,6 +467,7 @@ class TCP:
         if self._connections.get(key) is conn:
             del self._connections[key]
         self._starved.pop(conn, None)
+        self._send_waiting.pop(conn, None)
 
     def new_iss(self) -> int:
         return new_iss(self.random_bytes)

@@ -25,7 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from summon.net.tcp.buffers import ReceiveBudget
+    from summon.net.tcp.buffers import ReceiveBudget, SendBudget
     from summon.net.tcp.config import TCPConfig
 
 # SYN cookies keep the MSS as a 3-bit index into this table (the largest entry <= the peer's).
@@ -42,6 +42,7 @@ class Listener:
         "_conn_effects",
         "_cookie_key",
         "_random_bytes",
+        "_send_budget",
         "accept_backlog",
         "accept_queue",
         "config",
@@ -63,13 +64,16 @@ class Listener:
         random_bytes: Callable[[int], bytes],
         conn_effects: Effects | None = None,
         budget: ReceiveBudget | None = None,
+        send_budget: SendBudget | None = None,
     ) -> None:
         """random_bytes makes the SYN-cookie key (now) and the ISNs of the connections;
         conn_effects is the record the connections it spawns leave their effects in (see
         effects.py; by default each its own); budget, what their receive buffers draw on
-        (TCP's, shared by all its connections; by default each its own)."""
+        (TCP's, shared by all its connections; by default each its own); send_budget, what their
+        send buffers draw on."""
         self.config = config
         self._budget = budget
+        self._send_budget = send_budget
         self.effects = Effects()
         self._conn_effects = conn_effects
         self._can_accept = self.can_accept  # one bound method for all its connections
@@ -172,6 +176,7 @@ class Listener:
             can_accept=self._can_accept,
             effects=self._conn_effects,
             budget=self._budget,
+            send_budget=self._send_budget,
         )
         self.syn_queue[(src_ip, seg.src_port)] = conn
         counts.append("tcp__listen__syn_received")
@@ -250,6 +255,7 @@ class Listener:
             can_accept=self._can_accept,
             effects=self._conn_effects,
             budget=self._budget,
+            send_budget=self._send_budget,
         )
         conn.wscale_offered = False  # the cookie SYN,ACK carried no window scale
         conn.open_from_cookie(seg, mss, now)

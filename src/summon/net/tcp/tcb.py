@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from summon.net.errors import NetError
 from summon.net.tcp import state as st
-from summon.net.tcp.buffers import ReceiveBudget, ReceiveBuffer, SendBuffer
+from summon.net.tcp.buffers import ReceiveBudget, ReceiveBuffer, SendBudget, SendBuffer
 from summon.net.tcp.congestion import NewReno
 from summon.net.tcp.effects import Effects
 from summon.net.tcp.seq import MASK
@@ -96,13 +96,15 @@ class TCB:
         can_accept: Callable[[], bool] | None = None,
         effects: Effects | None = None,
         budget: ReceiveBudget | None = None,
+        send_budget: SendBudget | None = None,
     ) -> None:
         """The 4-tuple (local_ip is in the checksum of every segment it encodes); can_accept:
         for a connection a listener spawned, whether its accept queue has room (asked when
         the handshake would complete); None for one we opened. effects: the record its calls
         leave their effects in; a driver that drains it after every call may give all its
         connections one (TCP does: no memory per connection); by default its own. budget:
-        what its receive buffer draws on with the others' (TCP's); by default its own."""
+        what its receive buffer draws on with the others' (TCP's); by default its own;
+        send_budget, the same for its send buffer."""
         self.effects = effects if effects is not None else Effects()
         self.config = config
         self.state = st.CLOSED
@@ -128,7 +130,7 @@ class TCB:
         self.rcv_shift = 0
         self.rcv_fin_seq: int | None = None  # the peer's FIN, seen ahead of a hole
         self.wscale_offered = config.window_scale
-        self.sndbuf = SendBuffer(config.send_buffer, (iss + 1) & MASK)
+        self.sndbuf = SendBuffer(config.send_buffer, (iss + 1) & MASK, send_budget)
         self.rcvbuf = ReceiveBuffer(config.receive_buffer, config.max_ooo_runs, budget)
         self.rto = RTOEstimator(config.initial_rto, config.min_rto, config.max_rto)
         self.cc = NewReno(config.mss, iss)
@@ -172,6 +174,7 @@ class TCB:
         """Into CLOSED: stop the timers, free the send side, ask to be forgotten."""
         self._move(event)
         self.timers.clear()
+        self.sndbuf.release()
         self.sndbuf = SendBuffer(0, self.sndbuf.start)
         self.rcvbuf.drop_out_of_order()
         self._report_closed(reason)
