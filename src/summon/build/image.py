@@ -65,7 +65,7 @@ from summon.build.verify import Verification, VerifyPlan, verify_image
 from summon.errors import BuildError
 from summon.manifest import Manifest
 from summon.store import rootfs_artifact
-from summon.store.image import APP_JSON, BOM_TYPE, Image, unpack, unpacked_size
+from summon.store.image import APP_JSON, BOM_TYPE, Image, unpacked_size
 from summon.store.layout import (
     CONFIG,
     INDEX,
@@ -74,6 +74,7 @@ from summon.store.layout import (
     Store,
     normalize_ref,
 )
+from summon.store.unpacked import unpack
 from summon.targets.base import SecretFile
 
 __all__ = [

@@ -8,23 +8,17 @@ each time it is used again: a cache edited since is unpacked anew, never run.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from summon import paths
-from summon.errors import CorruptBlob, UnknownImage, UserError
-from summon.store import rootfs_artifact
+from summon.errors import CorruptBlob, UnknownImage
+from summon.store import rootfs_artifact, unpacked
 from summon.store.layout import INDEX, LAYER_GZIP, MANIFEST, Descriptor, Store
-from summon.store.rootfs_artifact import Entry, RootfsArtifact
+from summon.store.rootfs_artifact import RootfsArtifact
 
 BOM_TYPE = "application/vnd.summon.bom.v1+json"
 APP_JSON = "etc/summon/app.json"
@@ -177,7 +171,7 @@ class Image:
     def _unpacked(self) -> Path:
         """The unpacked folder, checked once per Image (RunSpec.for_image reads its app.json
         and names it: one check of every file, not two)."""
-        return unpack(self.store, self.layer, self.rootfs_artifact().files)
+        return unpacked.unpack(self.store, self.layer, self.rootfs_artifact().files)
 
     def app_config(self) -> dict[str, Any]:
         path = self.rootfs() / APP_JSON
@@ -250,84 +244,12 @@ DERIVING = (
 )
 
 
-def unpack(store: Store, layer: Descriptor, files: Descriptor) -> Path:
-    """The layer unpacked into the cache, as the file list `files` says it must be.
-
-    A folder unpacked before is used again only if it still matches the list; else it is
-    set aside (with a warning naming the first difference) and the layer unpacked afresh
-    into a new folder, which a running instance of the old one does not notice.
-    """
-    base = paths.cache_dir() / "rootfs"
-    with paths.no_space_said(base):  # (a full cache: extraction's writes name no file)
-        return _unpack(store, layer, files, base)
-
-
-def _unpack(store: Store, layer: Descriptor, files: Descriptor, base: Path) -> Path:
-    entries: list[Entry] = store.read_json(files).get("entries") or []
-    prefix = layer.digest.removeprefix("sha256:") + "-"
-    with contextlib.suppress(FileNotFoundError):
-        for folder in sorted(base.iterdir(), key=_age):
-            if not folder.name.startswith(prefix) or not folder.is_dir():
-                continue
-            difference = rootfs_artifact.tree_difference(folder, entries)
-            if difference is None:
-                # The folder is what the image says; the layer is checked too, so a damaged
-                # store shows now, not at the next push or unpack (about 10 ms for 5 MB).
-                store.verify(layer)
-                return folder
-            print(
-                f"summon: warning: the unpacked root filesystem {folder} differs from its image "
-                f"({difference}); not using it, unpacking the image again",
-                file=sys.stderr,
-                flush=True,
-            )
-            _discard(folder)
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=base, prefix=".unpack-"))
-    try:
-        root = tmp / "root"
-        root.mkdir(mode=0o755)
-        from summon.store import layer_rules  # tarfile: not on every run's path
-
-        layer_rules.extract(store, layer, root)
-        difference = rootfs_artifact.tree_difference(root, entries)
-        if difference is not None:
-            raise CorruptBlob(
-                f"layer {layer.digest} does not match its image's file list: {difference}"
-            )
-        dest = base / (prefix + os.urandom(6).hex())
-        root.chmod(0o755)
-        try:
-            os.rename(root, dest)
-        except OSError as e:
-            raise UserError(f"cannot unpack the image into {dest}: {e.strerror}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-
-def _age(folder: Path) -> float:
-    """Newest first: the folder a recent run used is the one most likely intact."""
-    try:
-        return -folder.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _discard(folder: Path) -> None:
-    """Rename a folder out of the way (an instance may still run from it), then remove it."""
-    aside = folder.with_name(f".stale-{folder.name}-{os.urandom(4).hex()}")
-    try:
-        os.rename(folder, aside)
-    except OSError:
-        return
-    shutil.rmtree(aside, ignore_errors=True)
-
-
 def remove_images(store: Store, refs: list[str]) -> tuple[int, int]:
     """Untag refs and remove every blob nothing needs any more (also on a full disk: see
     Store.remove); the verified mounts of removed root filesystems are released first, and
-    then those no image of any store needs any more (rootfs_artifact.sweep_mounts)."""
+    then those no image of any store needs any more (rootfs_artifact.sweep_mounts), and the
+    unpacked roots no store needs any more and no process uses (unpacked.sweep)."""
     removed = store.remove(refs, before_delete=rootfs_artifact.release_mounts)
     rootfs_artifact.sweep_mounts()
+    unpacked.sweep()
     return removed
