@@ -115,9 +115,9 @@ class Store:
             self.tmp_root.mkdir(exist_ok=True)
             layout = root / "oci-layout"
             if not layout.exists():
-                _atomic_write(layout, canonical_json({"imageLayoutVersion": "1.0.0"}))
+                atomic_write(layout, canonical_json({"imageLayoutVersion": "1.0.0"}))
             if not (root / "index.json").exists():
-                _atomic_write(root / "index.json", canonical_json(_empty_index()))
+                atomic_write(root / "index.json", canonical_json(_empty_index()))
         except OSError as e:
             raise UserError(
                 f"cannot use the image store at {root}: {e.strerror}; make that a folder summon "
@@ -345,7 +345,7 @@ class Store:
         """index.json replaced by index (under the lock), or as it was and one line saying
         why: `summon tag` on a full disk said only "No space left on device"."""
         with self.disk_full_said():
-            _atomic_write(self.root / "index.json", canonical_json(index))
+            atomic_write(self.root / "index.json", canonical_json(index))
 
     def referrers(self, subject: str) -> list[Descriptor]:
         """The referrers whose subject is SUBJECT, in the order they were added."""
@@ -507,7 +507,7 @@ class Store:
                     removed += 1
             if after["manifests"] != index["manifests"]:
                 try:
-                    _atomic_write(self.root / "index.json", canonical_json(after))
+                    atomic_write(self.root / "index.json", canonical_json(after))
                 except OSError as e:
                     if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                         raise
@@ -562,7 +562,8 @@ def _empty_index() -> dict[str, Any]:
     return {"schemaVersion": 2, "mediaType": INDEX, "manifests": []}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """data into path whole or not at all: a temporary file beside it, fsynced, renamed."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -27,7 +27,7 @@ from typing import Any
 from summon import paths
 from summon.errors import CorruptBlob, SummonError, UserError
 from summon.store import rootfs_artifact
-from summon.store.layout import Descriptor, Store
+from summon.store.layout import Descriptor, Store, atomic_write
 from summon.store.rootfs_artifact import Entry
 
 STORES_SUFFIX = ".stores"
@@ -127,17 +127,7 @@ def _note_user(folder: Path, store: Store) -> None:
         users = _users(sidecar)
         if user in users:
             return
-        fd, tmp = tempfile.mkstemp(dir=folder.parent, prefix=".stores-")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(sorted({*users, user}), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, sidecar)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write(sidecar, json.dumps(sorted({*users, user})).encode())
 
 
 def _users(sidecar: Path) -> list[str]:
@@ -171,7 +161,9 @@ def sweep(base: Path | None = None) -> int:
     with _locked(base):
         for folder in folders:
             name = folder.name
-            if name.startswith((".unpack-", ".stale-", ".stores-")):
+            if name.startswith((".unpack-", ".stale-")) or (
+                name.startswith(".") and STORES_SUFFIX + "-" in name  # atomic_write's
+            ):
                 _remove_leftover(folder)
                 continue
             if name.endswith(STORES_SUFFIX):

@@ -10,11 +10,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from tiny_image import tiny_manifest
 
-from summon.build.rootfs import Rootfs
 from summon.errors import CorruptBlob
 from summon.store import rootfs_artifact
-from summon.store.layout import CONFIG, INDEX, LAYER_GZIP, MANIFEST, Descriptor, Store
+from summon.store.layout import INDEX, LAYER_GZIP, Descriptor, Store
 
 needs_mkfs = pytest.mark.skipif(
     shutil.which("mkfs.erofs") is None, reason="apt-get install erofs-utils"
@@ -58,25 +58,9 @@ def test_any_change_to_the_tree_is_named(tmp_path: Path, change: object, says: s
     assert difference is not None and difference.startswith(says)
 
 
-def image(
-    store: Store, text: bytes = b"print('hi')\n"
-) -> tuple[Descriptor, Descriptor, Descriptor]:
-    """(index, manifest, layer) of a tiny image, layer written by build/rootfs.py."""
-    fs = Rootfs()
-    for folder in ("/dev", "/proc", "/tmp"):
-        fs.add_dir(folder, 0o1777 if folder == "/tmp" else 0o755)
-    fs.add_bytes("/app/app.py", text, "app")
-    fs.add_symlink("/lib64", "usr/lib")
-    writer = store.writer()
-    fs.write(writer)  # type: ignore[arg-type]
-    layer = writer.commit(LAYER_GZIP)
-    config = store.put_json({"os": "linux"}, CONFIG)
-    manifest = store.put_json(
-        {"schemaVersion": 2, "mediaType": MANIFEST, "config": config.to_json(),
-         "layers": [layer.to_json()]},
-        MANIFEST,
-    )  # fmt: skip
-    return manifest, layer
+def image(store: Store, text: bytes = b"print('hi')\n") -> tuple[Descriptor, Descriptor]:
+    """(manifest, layer) of a tiny image, layer written by build/rootfs.py."""
+    return tiny_manifest(store, text)
 
 
 def index_of(store: Store, *manifests: Descriptor) -> tuple[Descriptor, dict[str, object]]:

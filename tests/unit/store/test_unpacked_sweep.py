@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tiny_image import tiny_image
 
-from summon.build.rootfs import Rootfs
 from summon.cli.main import cli
-from summon.store import rootfs_artifact, unpacked
+from summon.store import unpacked
 from summon.store.image import Image
-from summon.store.layout import CONFIG, INDEX, LAYER_GZIP, MANIFEST, Store
+from summon.store.layout import Store
 
 pytestmark = pytest.mark.skipif(
     shutil.which("mkfs.erofs") is None, reason="apt-get install erofs-utils"
@@ -27,23 +27,7 @@ pytestmark = pytest.mark.skipif(
 
 def _image(store: Store, tag: str, text: str) -> None:
     """A tiny image tagged tag whose one file says text (the same text: the same layer)."""
-    fs = Rootfs()
-    for folder in ("/dev", "/proc", "/tmp"):
-        fs.add_dir(folder, 0o1777 if folder == "/tmp" else 0o755)
-    fs.add_bytes("/app/app.py", f"print({text!r})\n".encode(), "app")
-    writer = store.writer()
-    fs.write(writer)  # type: ignore[arg-type]
-    layer = writer.commit(LAYER_GZIP)
-    config = store.put_json({"os": "linux"}, CONFIG)
-    manifest = store.put_json(
-        {"schemaVersion": 2, "mediaType": MANIFEST, "config": config.to_json(),
-         "layers": [layer.to_json()]},
-        MANIFEST,
-    )  # fmt: skip
-    artifact = rootfs_artifact.create(store, layer, manifest)
-    doc = {"schemaVersion": 2, "mediaType": INDEX,
-           "manifests": [manifest.to_json(), artifact.to_json()]}  # fmt: skip
-    store.tag(tag, store.put_json(doc, INDEX))
+    tiny_image(store, tag, f"print({text!r})\n".encode())
 
 
 def _unpacked(store: Store, tag: str, text: str) -> Path:

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tiny_image import tiny_image
 
-from summon.build.rootfs import Rootfs
 from summon.cli.main import cli
-from summon.store import rootfs_artifact
-from summon.store.layout import CONFIG, INDEX, LAYER_GZIP, MANIFEST, Descriptor, Store
+from summon.store.layout import Descriptor, Store
 from summon.targets.sandbox import rootmount
 
 pytestmark = [
@@ -27,26 +26,7 @@ pytestmark = [
 
 def _image(store: Store, tag: str, version: int = 1) -> tuple[Descriptor, Descriptor]:
     """A tiny image tagged tag, with its verified root (erofs): (its erofs blob, its layer)."""
-    fs = Rootfs()
-    for folder in ("/dev", "/proc", "/tmp"):
-        fs.add_dir(folder, 0o1777 if folder == "/tmp" else 0o755)
-    fs.add_bytes("/app/app.py", f"print({tag!r}, {version})\n".encode(), "app")
-    writer = store.writer()
-    fs.write(writer)  # type: ignore[arg-type]
-    layer = writer.commit(LAYER_GZIP)
-    config = store.put_json({"os": "linux"}, CONFIG)
-    manifest = store.put_json(
-        {"schemaVersion": 2, "mediaType": MANIFEST, "config": config.to_json(),
-         "layers": [layer.to_json()]},
-        MANIFEST,
-    )  # fmt: skip
-    artifact = rootfs_artifact.create(store, layer, manifest)
-    doc = {"schemaVersion": 2, "mediaType": INDEX,
-           "manifests": [manifest.to_json(), artifact.to_json()]}  # fmt: skip
-    index = store.put_json(doc, INDEX)
-    store.tag(tag, index)
-    found = rootfs_artifact.find(store, index, doc, layer)
-    assert found is not None
+    found, layer = tiny_image(store, tag, f"print({tag!r}, {version})\n".encode())
     return found.erofs, layer
 
 
