@@ -24,9 +24,9 @@ from summon_cli import Summon
 
 from summon.build.boot import write_initramfs
 from summon.store import Store, rootfs_artifact
-from summon.store.image import unpack
 from summon.store.layer_rules import RULES, LayerRefused
 from summon.store.layout import Descriptor
+from summon.store.unpacked import unpack
 
 Member = Callable[[], tuple[tarfile.TarInfo, bytes]]
 
