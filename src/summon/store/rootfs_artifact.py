@@ -400,7 +400,7 @@ def sweep_mounts() -> int:
             if blob.parent != root / "blobs" / "sha256":
                 continue  # not a store's blob: not ours to judge
             if root not in reached:
-                reached[root] = _reached(root)
+                reached[root] = store_keeps(root)
             held = reached[root]
             if held is None or digest in held:
                 continue
@@ -408,7 +408,7 @@ def sweep_mounts() -> int:
     return gone
 
 
-def _reached(root: Path) -> set[str] | None:
+def store_keeps(root: Path) -> set[str] | None:
     """What the store at root keeps (every digest its images reach, and what live processes
     hold), or None if that cannot be told."""
     if (

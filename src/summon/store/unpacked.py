@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from summon import paths
-from summon.errors import CorruptBlob, SummonError, UserError
+from summon.errors import CorruptBlob, UserError
 from summon.store import rootfs_artifact
 from summon.store.layout import Descriptor, Store, atomic_write
 from summon.store.rootfs_artifact import Entry
@@ -193,16 +193,15 @@ def sweep(base: Path | None = None) -> int:
 
 
 def _needs(user: str, layer: str, reached: dict[str, set[str] | None]) -> bool:
-    """Whether the store at user still reaches layer (True when that cannot be told)."""
+    """Whether the store at user still keeps layer (True when that cannot be told). No
+    store there any more (no index.json and oci-layout): it keeps nothing. Opening one is
+    read-only (rootfs_artifact.store_keeps): Store() would make a half-deleted store anew."""
     if user not in reached:
         root = Path(user)
-        if not (root / "index.json").exists() and not root.exists():
-            reached[user] = set()  # the store is gone
+        if not all((root / part).is_file() for part in ("oci-layout", "index.json")):
+            reached[user] = set()
         else:
-            try:
-                reached[user] = Store(root).reachable()
-            except (OSError, ValueError, SummonError):
-                reached[user] = None
+            reached[user] = rootfs_artifact.store_keeps(root)
     held = reached[user]
     return held is None or layer in held
 
