@@ -33,9 +33,12 @@ def run_probe(summon: Summon, image: str, target: str) -> dict[str, object]:
 
 
 def unpacked_folders(summon: Summon) -> list[Path]:
+    """The unpacked roots (not their lists of stores, <folder>.stores, beside them)."""
     folder = cache_dir(summon.env) / "rootfs"
     return (
-        sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+        sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir())
+        if folder.is_dir()
+        else []
     )
 
 
