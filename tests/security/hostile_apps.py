@@ -16,6 +16,18 @@ import pytest
 
 APPS = Path(__file__).resolve().parent / "apps"
 
+# For an app under test (its source, as a string): attempt(name, action) prints one JSON line
+# saying whether action() worked, and what it returned or raised. The app imports json.
+ATTEMPT = r"""
+
+def attempt(name, action):
+    try:
+        got = {"probe": name, "ok": True, "detail": repr(action())}
+    except Exception as e:
+        got = {"probe": name, "ok": False, "kind": type(e).__name__, "detail": str(e)}
+    print(json.dumps(got), flush=True)
+"""
+
 needs_sandbox = [
     pytest.mark.sandbox,
     pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox target needs root"),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-from hostile_apps import needs_sandbox
+from hostile_apps import ATTEMPT, needs_sandbox
 from sealed_image import Run, SealedImage, make_sealed_image
 
 from summon.targets.base import PortForward
@@ -29,12 +29,7 @@ import json, socket
 from summon.devices import Stack
 
 
-def attempt(name, action):
-    try:
-        got = {"probe": name, "ok": True, "detail": repr(action())}
-    except Exception as e:
-        got = {"probe": name, "ok": False, "kind": type(e).__name__, "detail": str(e)}
-    print(json.dumps(got), flush=True)
+# attempt(): hostile_apps.ATTEMPT
 
 
 async def main(stack: Stack) -> int:
@@ -59,6 +54,7 @@ async def main(stack: Stack) -> int:
     server.close()
     return 0
 """
+APP = APP.replace("# attempt(): hostile_apps.ATTEMPT\n", ATTEMPT)
 
 
 def _free_port() -> int:
