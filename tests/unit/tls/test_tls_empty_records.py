@@ -10,12 +10,10 @@ of any length.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 
 import pytest
-from tls_pair import BACKENDS, device
+from tls_pair import BACKENDS, echo_against
 from tls_pki import PKI
 
 from summon.tls import errors as e
@@ -50,32 +48,7 @@ def flood(port: int, empty: int, then: bytes, version: tuple[int, int]) -> dict[
 def run(
     backend: str, pki: PKI, empty: int, version: tuple[int, int]
 ) -> tuple[dict[str, object], list[object]]:
-    ctx = device(str(pki.folder), backend).server()
-    seen: list[object] = []
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            reader, writer = await ctx.wrap(reader, writer)
-            data = await reader.read(100)
-            seen.append(data)
-            writer.write(data)
-            await writer.drain()
-        except e.TLSError as exc:
-            seen.append(exc)
-        writer.close()
-
-    async def main() -> dict[str, object]:
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        async with server:
-            out: dict[str, object] = {}
-            peer = threading.Thread(target=lambda: out.update(flood(port, empty, b"ping", version)))
-            peer.start()
-            while peer.is_alive():
-                await asyncio.sleep(0.01)
-            return out
-
-    return asyncio.run(main()), seen
+    return echo_against(backend, str(pki.folder), lambda port: flood(port, empty, b"ping", version))
 
 
 VERSIONS = {"1.2": (3, 3), "1.3": (3, 4)}

@@ -10,12 +10,10 @@ which offers the extension by default and can send a heartbeat_request by hand.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 
 import pytest
-from tls_pair import BACKENDS, device
+from tls_pair import BACKENDS, echo_against
 from tls_pki import PKI
 
 from summon.tls import errors as e
@@ -55,32 +53,7 @@ def heartbeat(port: int, version: tuple[int, int]) -> dict[str, object]:
 
 
 def run(backend: str, pki: PKI, version: tuple[int, int]) -> tuple[dict[str, object], list[object]]:
-    ctx = device(str(pki.folder), backend).server()
-    seen: list[object] = []
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            reader, writer = await ctx.wrap(reader, writer)
-            data = await reader.read(100)
-            seen.append(data)
-            writer.write(data)
-            await writer.drain()
-        except e.TLSError as exc:
-            seen.append(exc)
-        writer.close()
-
-    async def main() -> dict[str, object]:
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        async with server:
-            out: dict[str, object] = {}
-            peer = threading.Thread(target=lambda: out.update(heartbeat(port, version)))
-            peer.start()
-            while peer.is_alive():
-                await asyncio.sleep(0.01)
-            return out
-
-    return asyncio.run(main()), seen
+    return echo_against(backend, str(pki.folder), lambda port: heartbeat(port, version))
 
 
 @pytest.mark.parametrize("version", sorted(VERSIONS))

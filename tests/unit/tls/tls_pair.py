@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Callable
+
 from summon.secrets import FolderSecrets
+from summon.tls import errors as e
 from summon.tls.device import TLSDevice
 from summon.tls.events import ApplicationData, CloseNotify, HandshakeComplete, TruncatedClose
 from summon.tls.session import Session
@@ -48,3 +53,37 @@ class Pair:
     def handshake(self) -> None:
         self.client.start()
         self.pump()
+
+
+def echo_against(
+    backend: str, pki_folder: str, peer: Callable[[int], dict[str, object]]
+) -> tuple[dict[str, object], list[object]]:
+    """An echo server of backend's TLS on 127.0.0.1 (one read of up to 100 bytes, written
+    back), and peer(port) run against it in a thread: (what peer returned, what the server
+    read or the TLSError it raised, in order)."""
+    ctx = device(pki_folder, backend).server()
+    seen: list[object] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            reader, writer = await ctx.wrap(reader, writer)
+            data = await reader.read(100)
+            seen.append(data)
+            writer.write(data)
+            await writer.drain()
+        except e.TLSError as exc:
+            seen.append(exc)
+        writer.close()
+
+    async def main() -> dict[str, object]:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            out: dict[str, object] = {}
+            thread = threading.Thread(target=lambda: out.update(peer(port)))
+            thread.start()
+            while thread.is_alive():
+                await asyncio.sleep(0.01)
+            return out
+
+    return asyncio.run(main()), seen
