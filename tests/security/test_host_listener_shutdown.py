@@ -50,6 +50,13 @@ async def main(stack: Stack) -> int:
     attempt("still_listening", lambda: listener.getsockopt(socket.SOL_SOCKET,
                                                              socket.SO_ACCEPTCONN))
     attempt("address", lambda: listener.getsockname()[1])
+
+    def loop():  # each one is the gate's work, outside the instance's cgroup
+        for _ in range(1100):
+            b.shutdown(socket.SHUT_RD)
+        return "done"
+
+    attempt("a_loop_of_shutdowns", loop)
     listener.detach()
     server.close()
     return 0
@@ -92,6 +99,15 @@ def test_the_app_s_own_sockets_shut_down_for_reading(handed: tuple[Run, int]) ->
     unconnected = run.results["shut_rd_unconnected"]
     assert (unconnected["ok"], unconnected.get("kind")) == (False, "OSError"), run.output
     assert "not connected" in unconnected["detail"], run.output
+
+
+def test_a_loop_of_shutdowns_made_for_the_app_is_paced(handed: tuple[Run, int]) -> None:
+    """Rule gate.RULE_PACE: the gate makes each call in summon's monitor, so past 1000 a
+    second the app's next ones wait, as refusals do; said once."""
+    run, _ = handed
+    assert run.results["a_loop_of_shutdowns"]["ok"], run.output
+    said = [line for line in run.output.splitlines() if gate.RULE_PACE in line]
+    assert said == [f"summon: sandbox: refused a flood of gated calls ({gate.RULE_PACE})"]
 
 
 @pytest.mark.parametrize("probe", ["shut_rd_of_the_listener", "shut_rdwr_of_the_listener"])

@@ -173,7 +173,7 @@ def test_a_loop_of_refused_calls_is_paced_naming_the_rule(
     assert enforcing.paced == 2
     said = [line for line in lines if gate.RULE_PACE in line]
     assert len(said) == 1  # said once
-    assert said[0] == f"summon: sandbox: refused a flood of refused calls ({gate.RULE_PACE})"
+    assert said[0] == f"summon: sandbox: refused a flood of gated calls ({gate.RULE_PACE})"
 
 
 def test_glibcs_nscd_socket_is_told_apart_from_other_connects() -> None:

@@ -49,13 +49,17 @@ _NSCD_ADDRESS_MAX = 110  # sizeof(struct sockaddr_un), what glibc passes
 _POLL_SECONDS = 0.2
 # A hostile app could make every call it can think of: the console hears about this many.
 _MAX_LINES = 64
-# Refusals answered per second before the gate waits out the rest of that second. The gate
+# Calls answered per second (refused, or a shutdown() the gate makes for the app) before the
+# gate waits out the rest of that second. The gate
 # runs in summon's monitor, outside the instance's cgroup: an app looping on a refused call
 # had it burn most of a host CPU (27,000 answers a second, 21 us each); paced, it spends 4%.
 # The calls wait meanwhile. An app's refusals that are no attack come once, or a few
 # times, each (glibc's netlink socket to sort getaddrinfo's answers is the kernel filter's,
 # never the gate's).
-RULE_PACE = "seccomp: at most 1000 refused calls a second; the app's next ones wait"
+RULE_PACE = (
+    "seccomp: at most 1000 calls a second answered by the gate (refused, or a shutdown made "
+    "for the app); the app's next ones wait"
+)
 _REFUSALS_PER_SECOND = 1000
 
 RULE_EXEC = "seccomp: one exec, runc's own, before the app"
@@ -228,6 +232,9 @@ class ExecGate:
             return
         if nr == _NR_SHUTDOWN and not self.record:  # only what seccomp.shutdown_rules gates
             self._answer_shutdown(notify_fd, notif_id, tid, args[0], args[1])
+            # The gate's work is summon's, outside the instance's cgroup: a loop of
+            # shutdowns, made or refused, is paced as refusals are.
+            self._pace()
             return
         refusal = self._judge(nr, name, args[0], args[2])
         if refusal is None:
@@ -249,7 +256,7 @@ class ExecGate:
         self._in_second += 1
         if self._in_second > _REFUSALS_PER_SECOND:
             if not self.paced:
-                self._refuse("a flood of refused calls", RULE_PACE)
+                self._refuse("a flood of gated calls", RULE_PACE)
             self.paced += 1
             self._stop.wait(self._second + 1.0 - now)
 
@@ -330,7 +337,6 @@ class ExecGate:
             if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
                 self._send(notify_fd, _deny(notif_id))
                 self._refuse("shutdown() of a listening socket for reading", RULE_SHUTDOWN)
-                self._pace()
                 return
             error = 0
             if how not in (socket.SHUT_RD, socket.SHUT_RDWR):  # SHUT_WR never gets here
