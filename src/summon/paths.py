@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,3 +110,15 @@ def no_space_said(folder: Path) -> Iterator[None]:
         if e.errno not in NO_SPACE or known is None:
             raise
         raise UserError(no_space_line(known, e.strerror or os.strerror(e.errno or 0))) from None
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on path (made if missing) for the block: one of summon's
+    processes at a time in what it guards (a cache's folder, a kernel build)."""
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

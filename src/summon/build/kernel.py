@@ -17,7 +17,6 @@ A request file lets a cached kernel be found without running kconfig at all.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -27,7 +26,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -342,7 +341,7 @@ def source_tree(progress: ProgressFn = lambda p: None, tarball: Path = SOURCE_TA
     if (tree / "Makefile").is_file():
         return tree
     base.mkdir(parents=True, exist_ok=True)
-    with _locked(base / ".lock"):
+    with paths.locked(base / ".lock"):
         if (tree / "Makefile").is_file():
             return tree
         progress(Progress(f"unpacking {tarball.name}"))
@@ -419,7 +418,7 @@ def build_kernel(
     build_dir = paths.cache_dir() / "kernel-build" / sid
     build_dir.mkdir(parents=True, exist_ok=True)
     # One build at a time per build folder: make runs in it, and tinyconfig rewrites .config.
-    with _locked(build_dir / ".lock"):
+    with paths.locked(build_dir / ".lock"):
         progress(Progress("configuring (tinyconfig + fragments)"))
         final_text = configure(fragments, tree, build_dir)
         digest = config_hash(final_text)
@@ -573,16 +572,6 @@ def _record_request(fragments: Sequence[str], sid: str, digest: str) -> None:
     tmp = folder / f".{os.getpid()}.tmp"
     tmp.write_text(digest + "\n")
     tmp.rename(folder / request_key(fragments, sid))
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def kernel_options(kernel: Kernel) -> dict[str, str]:

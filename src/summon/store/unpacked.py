@@ -13,14 +13,12 @@ A folder without a list (unpacked by an older summon) is not ours to judge and s
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +121,7 @@ def _note_user(folder: Path, store: Store) -> None:
     sidecar = folder.with_name(folder.name + STORES_SUFFIX)
     if user in _users(sidecar):  # the common case: a run of an image used before
         return
-    with _locked(folder.parent):
+    with paths.locked(folder.parent / ".lock"):
         users = _users(sidecar)
         if user in users:
             return
@@ -138,16 +136,6 @@ def _users(sidecar: Path) -> list[str]:
     return [u for u in doc if isinstance(u, str)] if isinstance(doc, list) else []
 
 
-@contextlib.contextmanager
-def _locked(base: Path) -> Iterator[None]:
-    fd = os.open(base / ".lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def sweep(base: Path | None = None) -> int:
     """Remove the unpacked roots no store needs and no process uses; return how many went."""
     base = cache() if base is None else base
@@ -158,7 +146,7 @@ def sweep(base: Path | None = None) -> int:
     reached: dict[str, set[str] | None] = {}
     running: set[str] | None = None
     gone = 0
-    with _locked(base):
+    with paths.locked(base / ".lock"):
         for folder in folders:
             name = folder.name
             if name.startswith((".unpack-", ".stale-")) or (
